@@ -1,0 +1,29 @@
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+
+.PHONY: gen test check bench serve typecheck clean
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(VENV_STAMP)
+
+gen: $(VENV_STAMP)
+	$(PY) -m codegen gen
+
+test: $(VENV_STAMP)
+	$(PY) -m pytest -q
+	$(PY) -m mypy --strict generated fal_runtime
+
+typecheck: $(VENV_STAMP)
+	$(PY) -m mypy --strict generated fal_runtime
+
+bench: $(VENV_STAMP)
+	$(PY) bench/run.py
+
+serve: $(VENV_STAMP)
+	$(PY) -m fal_runtime.local --port $${PORT:-8765} --ca-file $${CA_FILE:-.local-ca.pem}
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache
