@@ -1,0 +1,84 @@
+"""`make bench`: generation speed against datamodel-code-generator's CLI, printed as one table.
+
+Whole-process times are noisy on a 2-core machine, so every figure is a median of several runs taken side by side
+in this one run, and compared as a ratio. Writes the table to bench/results.md too (not committed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+PY = sys.executable
+DCG_CLI = [
+    str(Path(PY).with_name("datamodel-codegen")), "--input-file-type", "openapi",
+    "--output-model-type", "pydantic_v2.BaseModel", "--target-python-version", "3.11", "--disable-timestamp",
+    "--enum-field-as-literal", "all", "--use-annotated", "--field-constraints", "--use-field-description",
+    "--use-standard-collections", "--use-union-operator", "--strict-nullable",
+]  # fmt: skip
+
+
+def timed(cmd: list[str], cwd: Path, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def real_document_trees(tmp: Path) -> list[Path]:
+    """fal's 36 documents as spec trees; second captures of an endpoint (`--owner`) go to a second tree."""
+    trees = [tmp / "real", tmp / "real-drift"]
+    for doc in sorted((SHARED / "fal-openapi").glob("*.json")):
+        endpoint_id = json.loads(doc.read_text())["info"]["x-fal-metadata"]["endpointId"]
+        target = trees["--" in doc.name] / f"{endpoint_id}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(doc, target)
+    return trees
+
+
+def bench_generation(name: str, trees: list[Path], tmp: Path, runs: int) -> list[tuple[str, str, str, str, str]]:
+    files = [f for t in trees for f in sorted(t.rglob("*")) if f.is_file()]
+    n = len(files)
+    gen = [PY, "-m", "codegen", "gen", "-q"]
+    cold = sum(timed([*gen, "--no-cache", "--specs", str(t), "--out", str(tmp / f"out-{i}")], ROOT, runs) for i, t in enumerate(trees))
+    cache = tmp / "cache"
+    for i, t in enumerate(trees):  # fill the cache, then time no-op runs
+        subprocess.run([*gen, "--cache", str(cache), "--specs", str(t), "--out", str(tmp / f"warm-{i}")], cwd=ROOT, check=True)
+    warm = sum(timed([*gen, "--cache", str(cache), "--specs", str(t), "--out", str(tmp / f"warm-{i}")], ROOT, runs) for i, t in enumerate(trees))
+    cli = [timed([*DCG_CLI, "--input", str(f), "--output", str(tmp / "cli.py")], ROOT, 1) for f in files]
+    cli_total = sum(cli)
+    rows = []
+    for label, ours in ((f"{name}: make gen, cold", cold), (f"{name}: make gen, no-op (cache)", warm)):
+        rows.append((label, f"{ours:.2f} s ({ours / n * 1000:.0f} ms/endpoint)",
+                     f"{cli_total:.2f} s ({statistics.median(cli) * 1000:.0f} ms/spec)", f"{cli_total / ours:.1f}×", "≥ 15×"))  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    runs = int(os.environ.get("BENCH_RUNS", "3"))
+    rows: list[tuple[str, str, str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        rows += bench_generation("14 seed specs", [ROOT / "specs"], tmp / "seed", runs)
+        rows += bench_generation("36 fal documents", real_document_trees(tmp / "docs"), tmp / "docs", runs)
+    header = ("figure", "ours", "peer: datamodel-codegen CLI, one call per spec", "ratio (peer / ours)", "aim")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    table = "\n".join(lines)
+    print(table)
+    (ROOT / "bench" / "results.md").write_text(f"# make bench ({time.strftime('%Y-%m-%d')}, median of {runs})\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Stage 2: the intermediate model — what the generator knows about one endpoint, free of OpenAPI plumbing.
+
+Built from a validated document by following the queue paths' `$ref`s (never by schema name), with schemas
+pruned to what the input and output reach, renamed to readable class names, and normalized for code generation.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from codegen import naming
+from codegen.loader import SpecDocument, resolve_pointer
+from codegen.problems import Problem, pointer
+
+_ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)+$")
+_SCHEMA_REF = "#/components/schemas/"
+_FILE_UI_FIELDS = frozenset({"image", "file", "video", "audio", "image_url", "video_url", "audio_url"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    endpoint_id: str
+    spec_file: str  # as shown in the generated header: the spec's path relative to the specs root
+    module_parts: tuple[str, ...]  # `fal-ai/flux/dev` → ("fal_ai", "flux", "dev")
+    title: str
+    description: str
+    schemas: dict[str, dict[str, Any]]  # class name → normalized JSON schema; "Input" and "Output" always present
+    file_inputs: tuple[str, ...]  # input fields (wire names) that take a file: URL strings or lists of them
+    streams: bool
+    input_examples: tuple[dict[str, Any], ...]
+    output_examples: tuple[dict[str, Any], ...]
+
+    @property
+    def module(self) -> str:
+        return ".".join(self.module_parts)
+
+
+def _schema_ref(spec: SpecDocument, path: list[str | int], what: str, problems: list[Problem]) -> str | None:
+    node = resolve_pointer(spec.doc, pointer(path))
+    if not isinstance(node, dict) or not isinstance(node.get("$ref"), str):
+        problems.append(Problem(spec.rel, pointer(path), f"no {what} schema: expected a $ref to #/components/schemas/..."))
+        return None
+    ref: str = node["$ref"]
+    if not ref.startswith(_SCHEMA_REF) or resolve_pointer(spec.doc, ref[1:]) is None:
+        problems.append(Problem(spec.rel, pointer([*path, "$ref"]), f"{what} $ref {ref!r} does not name a schema under #/components/schemas"))
+        return None
+    return ref[len(_SCHEMA_REF):].replace("~1", "/").replace("~0", "~")
+
+
+def _reachable(schemas: dict[str, Any], roots: list[str]) -> list[str]:
+    seen: list[str] = []
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in schemas:
+            continue
+        seen.append(name)
+        stack.extend(_refs(schemas[name]))
+    return sorted(seen)
+
+
+def _refs(node: Any) -> list[str]:
+    found: list[str] = []
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_SCHEMA_REF):
+            found.append(ref[len(_SCHEMA_REF):])
+        for key, value in node.items():
+            if key not in ("examples", "example", "default", "enum", "const"):
+                found.extend(_refs(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_refs(value))
+    return found
+
+
+def _normalize(node: Any, renames: dict[str, str], *, in_names: bool = False) -> Any:
+    """Rewrite refs to renamed classes, order properties for display, clean descriptions, drop `x-` keys and
+    examples (they stay in the spec; generated code does not need them)."""
+    if isinstance(node, list):
+        return [_normalize(v, renames) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if in_names:  # a `properties` map: keys are field names, values are schemas
+        return {k: _normalize(v, renames) for k, v in node.items()}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-") or key in ("examples", "example"):
+            continue
+        if key == "$ref" and isinstance(value, str) and value.startswith(_SCHEMA_REF):
+            out[key] = _SCHEMA_REF + renames[value[len(_SCHEMA_REF):]]
+        elif key == "description" and isinstance(value, str):
+            out[key] = inspect.cleandoc(value)
+        elif key in ("default", "enum", "const"):
+            out[key] = copy.deepcopy(value)
+        elif key in ("properties", "patternProperties", "$defs"):
+            out[key] = _normalize(_ordered(value, node.get("x-fal-order-properties")), renames, in_names=True)
+        else:
+            out[key] = _normalize(value, renames)
+    return out
+
+
+def _ordered(props: Any, order: Any) -> Any:
+    if not isinstance(props, dict) or not isinstance(order, list):
+        return props
+    first = [k for k in order if k in props]
+    return {k: props[k] for k in first + [k for k in props if k not in first]}
+
+
+def _unwrap(schema: Any, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alternatives a field schema allows, with refs and single-element allOf resolved."""
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema and isinstance(schema["$ref"], str) and schema["$ref"].startswith(_SCHEMA_REF):
+        return _unwrap(schemas.get(schema["$ref"][len(_SCHEMA_REF):]), schemas)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list):
+            return [alt for sub in schema[key] for alt in _unwrap(sub, schemas)]
+    return [schema]
+
+
+def _is_file_input(name: str, schema: dict[str, Any], schemas: dict[str, Any]) -> bool:
+    ui = schema.get("ui")
+    marked = (isinstance(ui, dict) and ui.get("field") in _FILE_UI_FIELDS) or schema.get("_fal_ui_field") in _FILE_UI_FIELDS
+    if not (marked or name.endswith(("_url", "_urls"))):
+        return False
+    kinds = {alt.get("type") for alt in _unwrap(schema, schemas)} - {"null"}
+    if kinds == {"string"}:
+        return True
+    if kinds == {"array"}:
+        items = [i for alt in _unwrap(schema, schemas) if alt.get("type") == "array" for i in _unwrap(alt.get("items"), schemas)]
+        return bool(items) and all(i.get("type") == "string" for i in items)
+    return False
+
+
+def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoint | None:
+    """The intermediate model of one validated document, or None (with problems recorded)."""
+    doc = spec.doc
+    info = doc.get("info") if isinstance(doc.get("info"), dict) else {}
+    meta = info.get("x-fal-metadata")
+    endpoint_id = meta.get("endpointId") if isinstance(meta, dict) else None
+    id_ptr = "/info/x-fal-metadata/endpointId"
+    if not isinstance(endpoint_id, str) or not _ENDPOINT_ID.match(endpoint_id):
+        problems.append(Problem(spec.rel, id_ptr, f"missing or malformed endpoint id {endpoint_id!r}: expected 'owner/alias[/path...]'"))
+        return None
+    stem = spec_file.rsplit(".", 1)[0]
+    if stem != endpoint_id:
+        problems.append(Problem(spec.rel, id_ptr, f"endpoint id {endpoint_id!r} does not match the file's place in specs/ ({stem!r})"))
+        return None
+
+    base = ["paths", "/" + endpoint_id]
+    in_name = _schema_ref(spec, [*base, "post", "requestBody", "content", "application/json", "schema"], "input", problems)
+    result_path = ["paths", f"/{endpoint_id}/requests/{{request_id}}", "get", "responses", "200", "content", "application/json", "schema"]
+    out_name = _schema_ref(spec, result_path, "output", problems)
+    if in_name is None or out_name is None:
+        return None
+    components: dict[str, Any] = doc["components"]["schemas"]
+    if components[in_name].get("type") != "object":
+        problems.append(Problem(spec.rel, pointer(["components", "schemas", in_name, "type"]), "the input schema must be `type: object`"))
+        return None
+
+    names = _reachable(components, [in_name, out_name])
+    fixed = {in_name: "Input"} if in_name == out_name else {in_name: "Input", out_name: "Output"}
+    renames = naming.class_names(names, fixed)
+    schemas = {renames[n]: _normalize(components[n], renames) for n in names}
+    if in_name == out_name:
+        schemas["Output"] = {"$ref": _SCHEMA_REF + "Input"}
+
+    props = schemas["Input"].get("properties") or {}
+    file_inputs = tuple(k for k, v in props.items() if isinstance(v, dict) and _is_file_input(k, v, schemas))
+    streams = isinstance(resolve_pointer(doc, pointer(["paths", f"/{endpoint_id}/stream", "post"])), dict)
+    raw_in, raw_out = components[in_name], components[out_name]
+    return Endpoint(
+        endpoint_id=endpoint_id,
+        spec_file=spec_file,
+        module_parts=naming.module_parts(endpoint_id),
+        title=str(info.get("title") or endpoint_id),
+        description=inspect.cleandoc(str(info.get("description") or "")),
+        schemas=schemas,
+        file_inputs=file_inputs,
+        streams=streams,
+        input_examples=tuple(e for e in raw_in.get("examples", []) if isinstance(e, dict)),
+        output_examples=tuple(e for e in raw_out.get("examples", []) if isinstance(e, dict)),
+    )
