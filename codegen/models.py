@@ -29,6 +29,7 @@ DCG_OPTIONS: dict[str, Any] = dict(
     allow_population_by_field_name=True,
     strict_nullable=True,
     capitalise_enum_members=False,
+    base_class="fal_runtime.models.FalModel",
 )
 
 

@@ -35,7 +35,7 @@ def module_parts(endpoint_id: str) -> tuple[str, ...]:
 
 def pascal(text: str) -> str:
     """`fast_sdxl` / `fast-sdxl` / `fastSdxl` → `FastSdxl`."""
-    words = [w for w in _NON_IDENT.sub(" ", text).split() if w]
+    words = [w for w in re.split(r"[^0-9a-zA-Z]+", text) if w]
     out = "".join(w[:1].upper() + w[1:] for w in words)
     if not out:
         return "Model"

@@ -36,7 +36,7 @@ class Result:
 
 
 def _reserved_kwargs() -> frozenset[str]:
-    from fal_runtime import OPTION_NAMES
+    from fal_runtime._options import OPTION_NAMES
 
     return frozenset(OPTION_NAMES) | {"client", "arguments", "kwargs", "options"}
 

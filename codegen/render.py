@@ -72,10 +72,7 @@ def docstring(text: str) -> str:
     """Text safe inside a triple-double-quoted (non-raw) string literal, reading back as the same text."""
     text = text.replace("\\", "\\\\")
     text = _printable(text, keep="\n")
-    text = text.replace('"""', '\\"\\"\\"')
-    if text.endswith('"'):
-        text = text[:-1] + '\\"'
-    return text
+    return text.replace('"', '\\"')  # no quote can close the literal, wherever it stands
 
 
 def comment(text: str) -> str:

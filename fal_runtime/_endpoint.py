@@ -1,0 +1,224 @@
+"""`Endpoint`: the one object a generated module holds, turning typed arguments into runtime calls.
+
+Generated call functions are thin: `subscribe(**kwargs)` → `endpoint.subscribe(arguments, client=..., **kwargs)`.
+Everything between the typed signature and the wire lives here, once: separating input fields from per-call
+options, validating the input (before any network call), serializing it as fal expects, and validating the result
+into the endpoint's `Output`. Imports nothing heavy, so importing a generated module stays cheap; the HTTP client
+is imported on the first call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from fal_runtime._options import OPTION_NAMES
+
+if TYPE_CHECKING:
+    from fal_runtime._client import AsyncClient, Client
+    from fal_runtime._handles import AsyncRequestHandle, RequestHandle
+
+InputT = TypeVar("InputT", bound=BaseModel)
+OutputT = TypeVar("OutputT", bound=BaseModel)
+
+
+class Endpoint(Generic[InputT, OutputT]):
+    def __init__(
+        self,
+        endpoint_id: str,
+        input_model: type[InputT],
+        output_model: type[OutputT],
+        *,
+        streams: bool = False,
+        renamed: Mapping[str, str] | None = None,
+    ) -> None:
+        self.endpoint_id = endpoint_id
+        self.input_model = input_model
+        self.output_model = output_model
+        self.streams = streams
+        self.renamed = dict(
+            renamed or {}
+        )  # call-function keyword → model attribute (`client_` → `client`)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.endpoint_id!r})"
+
+    def build_input(
+        self, arguments: InputT | None, kwargs: dict[str, Any]
+    ) -> tuple[InputT, dict[str, Any]]:
+        """Split keyword arguments into the validated input and the per-call options.
+
+        Raises `pydantic.ValidationError` for a bad field value and `TypeError` for an unknown keyword or for an
+        `Input` given together with field keywords, in both cases before anything touches the network.
+        """
+        options = {k: v for k, v in kwargs.items() if k in OPTION_NAMES}
+        fields = {
+            self.renamed.get(k, k): v
+            for k, v in kwargs.items()
+            if k not in OPTION_NAMES
+        }
+        unknown = sorted(k for k in fields if k not in self.input_model.model_fields)
+        if unknown:
+            raise TypeError(
+                f"{self.endpoint_id}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}"
+            )
+        if arguments is not None:
+            if fields:
+                raise TypeError(
+                    f"{self.endpoint_id}: pass either an Input instance or field keywords, not both"
+                )
+            if not isinstance(arguments, self.input_model):
+                arguments = self.input_model.model_validate(arguments)
+            return arguments, options
+        return self.input_model(**fields), options
+
+    def payload(self, arguments: InputT) -> dict[str, Any]:
+        """The JSON body fal expects: wire names, JSON types, and only the fields that were set."""
+        return arguments.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def _sync(self, client: Client | None) -> Client:
+        if client is not None:
+            return client
+        from fal_runtime._client import default_client
+
+        return default_client()
+
+    def _async(self, client: AsyncClient | None) -> AsyncClient:
+        if client is not None:
+            return client
+        from fal_runtime._client import default_async_client
+
+        return default_async_client()
+
+    def _check_streams(self) -> None:
+        if not self.streams:
+            raise TypeError(
+                f"{self.endpoint_id} does not stream; use subscribe() or run()"
+            )
+
+    # The sync calls.
+
+    def submit(
+        self,
+        arguments: InputT | None = None,
+        /,
+        *,
+        client: Client | None = None,
+        **kwargs: Any,
+    ) -> RequestHandle[OutputT]:
+        data, options = self.build_input(arguments, kwargs)
+        return self._sync(client).submit(
+            self.endpoint_id, self.payload(data), output=self.output_model, **options
+        )
+
+    def subscribe(
+        self,
+        arguments: InputT | None = None,
+        /,
+        *,
+        client: Client | None = None,
+        **kwargs: Any,
+    ) -> OutputT:
+        data, options = self.build_input(arguments, kwargs)
+        return self._sync(client).subscribe(
+            self.endpoint_id, self.payload(data), output=self.output_model, **options
+        )
+
+    def run(
+        self,
+        arguments: InputT | None = None,
+        /,
+        *,
+        client: Client | None = None,
+        **kwargs: Any,
+    ) -> OutputT:
+        data, options = self.build_input(arguments, kwargs)
+        return self._sync(client).run(
+            self.endpoint_id, self.payload(data), output=self.output_model, **options
+        )
+
+    def stream(
+        self,
+        arguments: InputT | None = None,
+        /,
+        *,
+        client: Client | None = None,
+        **kwargs: Any,
+    ) -> Iterator[dict[str, Any]]:
+        self._check_streams()
+        data, options = self.build_input(arguments, kwargs)
+        return self._sync(client).stream(
+            self.endpoint_id, self.payload(data), **options
+        )
+
+    def handle(
+        self, request_id: str, *, client: Client | None = None
+    ) -> RequestHandle[OutputT]:
+        """Rebuild the handle of a request submitted earlier (by this or another process)."""
+        return self._sync(client).get_handle(
+            self.endpoint_id, request_id, output=self.output_model
+        )
+
+    # The async twins: the same decisions, awaiting the async client.
+
+    async def submit_async(
+        self,
+        arguments: InputT | None = None,
+        /,
+        *,
+        client: AsyncClient | None = None,
+        **kwargs: Any,
+    ) -> AsyncRequestHandle[OutputT]:
+        data, options = self.build_input(arguments, kwargs)
+        return await self._async(client).submit(
+            self.endpoint_id, self.payload(data), output=self.output_model, **options
+        )
+
+    async def subscribe_async(
+        self,
+        arguments: InputT | None = None,
+        /,
+        *,
+        client: AsyncClient | None = None,
+        **kwargs: Any,
+    ) -> OutputT:
+        data, options = self.build_input(arguments, kwargs)
+        return await self._async(client).subscribe(
+            self.endpoint_id, self.payload(data), output=self.output_model, **options
+        )
+
+    async def run_async(
+        self,
+        arguments: InputT | None = None,
+        /,
+        *,
+        client: AsyncClient | None = None,
+        **kwargs: Any,
+    ) -> OutputT:
+        data, options = self.build_input(arguments, kwargs)
+        return await self._async(client).run(
+            self.endpoint_id, self.payload(data), output=self.output_model, **options
+        )
+
+    def stream_async(
+        self,
+        arguments: InputT | None = None,
+        /,
+        *,
+        client: AsyncClient | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[dict[str, Any]]:
+        self._check_streams()
+        data, options = self.build_input(arguments, kwargs)
+        return self._async(client).stream(
+            self.endpoint_id, self.payload(data), **options
+        )
+
+    def handle_async(
+        self, request_id: str, *, client: AsyncClient | None = None
+    ) -> AsyncRequestHandle[OutputT]:
+        return self._async(client).get_handle(
+            self.endpoint_id, request_id, output=self.output_model
+        )

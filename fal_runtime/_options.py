@@ -1,0 +1,56 @@
+"""Per-call options of the generated call functions, as TypedDicts so editors and mypy check them.
+
+Imports nothing heavy: generated modules import these names only under TYPE_CHECKING, and the generator reads
+`OPTION_NAMES` to rename an input field that would collide with an option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Literal, TypedDict
+
+if TYPE_CHECKING:
+    from fal_runtime._status import Status
+
+
+class SubmitOptions(TypedDict, total=False):
+    webhook_url: str
+    """fal POSTs the result here when the request completes (`fal_webhook` query parameter)."""
+    priority: Literal["normal", "low"]
+    """Queue priority (`X-Fal-Queue-Priority`)."""
+    hint: str
+    """Runner hint for routing (`X-Fal-Runner-Hint`)."""
+    start_timeout: float
+    """Seconds the request may wait to *start*, queue time included (`X-Fal-Request-Timeout`)."""
+    headers: Mapping[str, str]
+    """Extra request headers."""
+
+
+class SubscribeOptions(SubmitOptions, total=False):
+    on_enqueue: Callable[[str], object]
+    """Called once with the request id after the submit succeeds."""
+    on_queue_update: Callable[[Status], object]
+    """Called with every status change while waiting."""
+    with_logs: bool
+    """Ask for the runner's logs in status updates."""
+    client_timeout: float
+    """Total seconds to wait; on expiry the request is cancelled server-side and a timeout error is raised."""
+    poll_interval: float
+    """Seconds between status polls when the status stream is unavailable."""
+
+
+class RunOptions(TypedDict, total=False):
+    start_timeout: float
+    headers: Mapping[str, str]
+    timeout: float
+    """Total seconds for the one round trip."""
+
+
+class StreamOptions(TypedDict, total=False):
+    headers: Mapping[str, str]
+    timeout: float
+
+
+OPTION_NAMES: frozenset[str] = frozenset(
+    name for options in (SubscribeOptions, RunOptions, StreamOptions) for name in options.__annotations__
+)
