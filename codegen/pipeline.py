@@ -115,6 +115,7 @@ def _render_modules(endpoints: Sequence[ir.Endpoint], reserved: frozenset[str], 
 
 def render_tree(endpoints: Sequence[ir.Endpoint], cache: ModuleCache | None = None, jobs: int = 1) -> dict[str, str]:
     """Stage 3-4: every file of the output package, formatted, keyed by relative path."""
+    endpoints = sorted(endpoints, key=lambda e: e.endpoint_id)
     reserved = _reserved_kwargs()
     packages = {e.module_parts[:i] for e in endpoints for i in range(1, len(e.module_parts))}
     files: dict[str, str] = {}

@@ -1,73 +1,83 @@
-"""Byte-identical output whatever the hash seed or spec order; committed generated/ equals a fresh generation."""
+"""Byte-identical output whatever the hash seed, the spec order, the worker count or the cache; committed
+generated/ equals a fresh generation."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from codegen import loader
-from codegen.pipeline import load_endpoints, read_tree, render_tree
+import pytest
+
+from codegen import ir, loader
+from codegen.cache import ModuleCache
+from codegen.pipeline import generate, load_endpoints, read_tree, render_tree
 from tests.codegen.conftest import ROOT, SHARED, write_specs
 
 SPECS = ROOT / "specs"
 
 
-def _real_specs(tmp_path: Path) -> Path:
-    import json
-
-    root = tmp_path / "real"
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fal's real documents plus the seed specs: the widest variety of shapes we have."""
+    root = tmp_path_factory.mktemp("corpus")
     for doc in sorted((SHARED / "fal-openapi").glob("*.json")):
         if "--" not in doc.name:
             spec = json.loads(doc.read_text())
             write_specs(root, {spec["info"]["x-fal-metadata"]["endpointId"] + ".json": spec})
+    for spec in loader.find_spec_files(SPECS):
+        target = root / spec.relative_to(SPECS)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(spec.read_bytes())
     return root
 
 
-def _generate(specs: Path, out: Path, seed: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(ROOT))
-    subprocess.run([sys.executable, "-m", "codegen", "gen", "-q", "--no-cache", "--specs", str(specs), "--out", str(out)], cwd=ROOT, env=env, check=True)  # fmt: skip
-    tree = read_tree(out)
-    assert tree
-    return tree
+@pytest.fixture(scope="module")
+def endpoints(corpus: Path) -> list[ir.Endpoint]:
+    return load_endpoints(loader.find_spec_files(corpus), corpus)[0]
 
 
-def test_hash_seed_does_not_change_output(tmp_path: Path) -> None:
-    specs = _real_specs(tmp_path)
-    assert _generate(specs, tmp_path / "a", "1") == _generate(specs, tmp_path / "b", "4242")
+@pytest.fixture(scope="module")
+def reference(endpoints: list[ir.Endpoint]) -> dict[str, str]:
+    """A cold, single-process render in this (randomly seeded) interpreter."""
+    return render_tree(endpoints)
 
 
-def test_spec_order_does_not_change_output(tmp_path: Path) -> None:
-    specs = _real_specs(tmp_path)
-    files = loader.find_spec_files(specs)
-    forward, _ = load_endpoints(files, specs)
-    backward, _ = load_endpoints(list(reversed(files)), specs)
-    assert render_tree(forward) == render_tree(backward)
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> ModuleCache:
+    return ModuleCache(tmp_path_factory.mktemp("cache"))
 
 
-def test_second_run_writes_nothing(tmp_path: Path) -> None:
-    specs = _real_specs(tmp_path)
+def test_workers_and_cache_give_identical_bytes(endpoints: list[ir.Endpoint], reference: dict[str, str], warm_cache: ModuleCache) -> None:
+    assert render_tree(endpoints, warm_cache, jobs=2) == reference  # cold, in two worker processes
+    assert warm_cache.root is not None and len(list(warm_cache.root.glob("*.py"))) == len(endpoints)
+    assert render_tree(endpoints, warm_cache) == reference  # every module served from the cache
+
+
+def test_hash_seed_does_not_change_output(corpus: Path, reference: dict[str, str], tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONHASHSEED="4242", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "codegen", "gen", "-q", "--no-cache", "-j", "2", "--specs", str(corpus), "--out", str(tmp_path / "out")]
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+    assert read_tree(tmp_path / "out") == reference
+
+
+def test_spec_order_does_not_change_output(corpus: Path, endpoints: list[ir.Endpoint], reference: dict[str, str], warm_cache: ModuleCache) -> None:
+    files = loader.find_spec_files(corpus)
+    backward, _ = load_endpoints(list(reversed(files)), corpus)
+    assert backward == endpoints
+    assert render_tree(list(reversed(backward)), warm_cache) == reference
+
+
+def test_second_run_writes_nothing(corpus: Path, tmp_path: Path, warm_cache: ModuleCache) -> None:
     out = tmp_path / "out"
-    _generate(specs, out, "0")
+    assert generate(corpus, out, cache_dir=warm_cache.root)[1] is True
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.py")}
-    proc = subprocess.run([sys.executable, "-m", "codegen", "gen", "--no-cache", "--specs", str(specs), "--out", str(out)], cwd=ROOT, capture_output=True, text=True, check=True)  # fmt: skip
-    assert "already up to date" in proc.stdout
+    assert generate(corpus, out, cache_dir=warm_cache.root)[1] is False
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.py")} == mtimes
 
 
-def test_cache_hits_are_byte_identical(tmp_path: Path) -> None:
-    from codegen.cache import ModuleCache
-
-    specs = _real_specs(tmp_path)
-    endpoints, _ = load_endpoints(loader.find_spec_files(specs), specs)
-    cold = render_tree(endpoints)
-    cache = ModuleCache(tmp_path / "cache")
-    assert render_tree(endpoints, cache, jobs=2) == cold  # fills the cache, in two worker processes
-    assert len(list((tmp_path / "cache").glob("*.py"))) == len(endpoints)
-    assert render_tree(endpoints, cache) == cold  # served from it
-
-
-def test_committed_generated_is_current() -> None:
+def test_committed_generated_is_current(warm_cache: ModuleCache) -> None:
     endpoints, _ = load_endpoints(loader.find_spec_files(SPECS), SPECS)
-    assert read_tree(ROOT / "generated") == render_tree(endpoints), "generated/ is stale: run `make gen`"
+    assert read_tree(ROOT / "generated") == render_tree(endpoints, warm_cache), "generated/ is stale: run `make gen`"
