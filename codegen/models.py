@@ -22,6 +22,7 @@ DCG_OPTIONS: dict[str, Any] = dict(
     use_annotated=True,
     field_constraints=True,
     use_field_description=True,
+    use_single_line_docstring=True,
     use_schema_description=True,
     use_standard_collections=True,
     use_union_operator=True,
