@@ -27,7 +27,6 @@ DCG_OPTIONS: dict[str, Any] = dict(
     use_standard_collections=True,
     use_union_operator=True,
     use_double_quotes=True,
-    allow_population_by_field_name=True,
     strict_nullable=True,
     capitalise_enum_members=False,
     base_class="fal_runtime.models.FalModel",

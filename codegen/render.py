@@ -106,7 +106,7 @@ def environment() -> jinja2.Environment:
 
 
 def render_endpoint(endpoint: Endpoint, models: Models) -> str:
-    summary = f"{endpoint.title}\n\nEndpoint ``{endpoint.endpoint_id}``."
+    summary = f"Typed client for fal's ``{endpoint.endpoint_id}`` endpoint."
     if endpoint.description:
         summary += "\n\n" + endpoint.description
     renamed = {p.kwarg: p.attr for p in models.params if p.kwarg != p.attr}
