@@ -39,6 +39,11 @@ def endpoint_key(endpoint: Endpoint, reserved: frozenset[str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def source_key(source: str) -> str:
+    """Key of a small rendered file (package index, namespace package) by its unformatted source."""
+    return hashlib.sha256(f"{generator_fingerprint()}\0{source}".encode()).hexdigest()
+
+
 class ModuleCache:
     def __init__(self, root: Path | None) -> None:
         self.root = root

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codegen import ir, loader, render
-from codegen.cache import ModuleCache, endpoint_key
+from codegen.cache import ModuleCache, endpoint_key, source_key
 from codegen.models import generate_models
 from codegen.problems import Level, Problem, SpecError
 
@@ -126,9 +126,19 @@ def render_tree(endpoints: Sequence[ir.Endpoint], cache: ModuleCache | None = No
         modules.append((e.endpoint_id, "." + e.module))
     endpoint_parts = {e.module_parts for e in endpoints}
     for parts in sorted(packages - endpoint_parts):
-        files["/".join(parts) + "/__init__.py"] = render.format_python(render.render_namespace("/".join(parts)))
-    files["__init__.py"] = render.format_python(render.render_package(modules))
+        files["/".join(parts) + "/__init__.py"] = _formatted(render.render_namespace("/".join(parts)), cache)
+    files["__init__.py"] = _formatted(render.render_package(modules), cache)
     return dict(sorted(files.items()))
+
+
+def _formatted(source: str, cache: ModuleCache | None) -> str:
+    cache = cache or ModuleCache(None)
+    key = source_key(source)
+    content = cache.get(key)
+    if content is None:
+        content = render.format_python(source)
+        cache.put(key, content)
+    return content
 
 
 def read_tree(root: Path) -> dict[str, str] | None:
