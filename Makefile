@@ -1,7 +1,7 @@
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: gen test check bench serve typecheck clean
+.PHONY: gen test check bench serve typecheck clean import diff
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -13,6 +13,7 @@ gen: $(VENV_STAMP)
 	$(PY) -m codegen gen
 
 test: $(VENV_STAMP)
+	$(PY) -m codegen check
 	$(PY) -m pytest -q
 	$(PY) -m mypy --strict generated fal_runtime
 
@@ -27,3 +28,12 @@ serve: $(VENV_STAMP)
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache
+
+import: $(VENV_STAMP)
+	$(PY) -m codegen import $(SOURCE)
+
+diff: $(VENV_STAMP)
+	$(PY) -m codegen diff $(BASE)
+
+check: $(VENV_STAMP)
+	$(PY) -m codegen check

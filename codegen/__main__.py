@@ -21,7 +21,27 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--no-cache", action="store_true", help="regenerate every module from scratch")
     gen.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for cold modules")
     gen.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    imp = sub.add_parser("import", help="import fal OpenAPI documents into specs/")
+    imp.add_argument("sources", nargs="+", metavar="SOURCE", help="endpoint id, URL, OpenAPI JSON file or model listing file")
+    imp.add_argument("--specs", type=Path, default=Path("specs"), help="spec directory (default: specs)")
+    dif = sub.add_parser("diff", help="Markdown summary of spec changes since a git ref, for a pull request")
+    dif.add_argument("base", nargs="?", help="git ref to compare with (default: the merge base with main)")
+    dif.add_argument("--specs", type=Path, default=Path("specs"), help="spec directory (default: specs)")
+    dif.add_argument("--fail-on-breaking", action="store_true", help="exit 1 when a change breaks callers")
+    chk = sub.add_parser("check", help="specs valid, generated/ current, no spec without a module or the other way")
+    chk.add_argument("--specs", type=Path, default=Path("specs"))
+    chk.add_argument("--out", type=Path, default=Path("generated"))
+    chk.add_argument("--cache", type=Path, default=Path(".cache/codegen"))
     args = parser.parse_args(argv)
+
+    if args.command == "check":
+        return _check(args.specs, args.out, args.cache)
+
+    if args.command == "diff":
+        return _diff(args.base, args.specs, args.fail_on_breaking)
+
+    if args.command == "import":
+        return _import(args.sources, args.specs)
 
     from codegen.pipeline import generate
 
@@ -41,6 +61,60 @@ def main(argv: list[str] | None = None) -> int:
         state = "updated" if changed else "already up to date"
         took = time.perf_counter() - start
         print(f"{len(result.endpoints)} endpoints → {display_path(args.out)}/ {state} ({took:.2f} s)")
+    return 0
+
+
+def _check(specs: Path, out: Path, cache: Path) -> int:
+    from codegen import loader
+    from codegen.cache import ModuleCache
+    from codegen.pipeline import load_endpoints, read_tree, render_tree
+
+    try:
+        endpoints, _ = load_endpoints(loader.find_spec_files(specs), specs)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    expected = render_tree(endpoints, ModuleCache(cache), jobs=os.cpu_count() or 1)
+    actual = read_tree(out) or {}
+    faults = [f"{out}/{p}: no spec generates it (an orphan module)" for p in sorted(set(actual) - set(expected))]
+    faults += [f"{out}/{p}: missing (a spec without its module)" for p in sorted(set(expected) - set(actual))]
+    faults += [f"{out}/{p}: differs from a fresh generation" for p in sorted(set(expected) & set(actual)) if expected[p] != actual[p]]
+    for fault in faults:
+        print(fault, file=sys.stderr)
+    if faults:
+        print("generated/ is not current: run `make gen`", file=sys.stderr)
+        return 1
+    print(f"{len(endpoints)} specs valid; {display_path(out)}/ is current")
+    return 0
+
+
+def _diff(base: str | None, specs: Path, fail_on_breaking: bool) -> int:
+    import tempfile
+
+    from codegen import diff
+
+    ref = base or diff.merge_base(specs)
+    with tempfile.TemporaryDirectory() as tmp:
+        changes = diff.compare(diff.endpoints_at_ref(ref, specs, Path(tmp)), diff.endpoints_in_tree(specs))
+    print(diff.render(changes, ref))
+    return 1 if fail_on_breaking and any(c.breaking for c in changes) else 0
+
+
+def _import(sources: list[str], specs: Path) -> int:
+    from codegen.importer import import_sources
+
+    try:
+        results = import_sources(sources, specs)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} error(s); nothing written", file=sys.stderr)
+        return 1
+    for item, target, changed in results:
+        for repair in item.repairs:
+            print(f"repaired: {repair.file}#{repair.pointer}: {repair.message}", file=sys.stderr)
+        print(f"{item.endpoint_id} → {display_path(target)} ({'written' if changed else 'unchanged'})")
     return 0
 
 
