@@ -58,7 +58,9 @@ def _alternatives(schema: Any, schemas: dict[str, Any]) -> list[dict[str, Any]]:
         return _alternatives(schemas.get(ref.rsplit("/", 1)[1]), schemas)
     for key in ("anyOf", "oneOf", "allOf"):
         if isinstance(schema.get(key), list):
-            return [a for sub in schema[key] for a in _alternatives(sub, schemas)]
+            # Keywords beside anyOf (bounds, say) constrain every alternative.
+            outer = {k: v for k, v in schema.items() if k in BOUNDS}
+            return [{**outer, **a} for sub in schema[key] for a in _alternatives(sub, schemas)]
     if isinstance(schema.get("items"), dict):
         items = _alternatives(schema["items"], schemas)
         return [{**schema, "items": items[0] if len(items) == 1 else {"anyOf": items}}]
@@ -102,7 +104,7 @@ def _compare_side(eid: str, side: str, before: dict[str, dict[str, Any]], after:
     removed = [f for f in before if f not in after]
     added = [f for f in after if f not in before]
     for f in removed:
-        twin = next((a for a in added if a.rsplit(".", 1)[0] == f.rsplit(".", 1)[0] and after[a]["type"] == before[f]["type"]), None)
+        twin = next((a for a in added if a.rpartition(".")[0] == f.rpartition(".")[0] and after[a]["type"] == before[f]["type"]), None)
         hint = f" (renamed to `{twin}`?)" if twin else ""
         out.append(Change(eid, side, f, f"field removed{hint}", True))
     for f in added:
