@@ -29,7 +29,7 @@ class Input(FalModel):
     """Instruction for modifying the image"""
     image_url: Annotated[str, Field(title="Image Url")]
     """URL of the input image to reframe"""
-    strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")]
+    strength: Annotated[float, Field(title="Strength")]
     """The strength of the initial image. Higher strength values are corresponding to more influence of the initial image on the output."""
     aspect_ratio: Annotated[
         Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"],
