@@ -9,31 +9,49 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from fal_runtime import errors
 from fal_runtime._endpoint import Endpoint
 from fal_runtime._options import OPTION_NAMES, RunOptions, StreamOptions, SubmitOptions, SubscribeOptions
-from fal_runtime._status import Completed, InProgress, LogEntry, Queued, Status
+from fal_runtime._status import CancelOutcome, Completed, InProgress, LogEntry, Queued, Status
+from fal_runtime.errors import (
+    AuthenticationError,
+    ClientTimeoutError,
+    ConnectionError,
+    FalError,
+    HTTPError,
+    MissingCredentialsError,
+    NotFoundError,
+    ProtocolError,
+    RateLimitError,
+    RequestFailedError,
+    ServerError,
+    StartTimeoutError,
+    TimeoutError,
+    TransportError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
-    from fal_runtime import errors
     from fal_runtime._client import AsyncClient, Client
     from fal_runtime._core import RetryPolicy
     from fal_runtime._handles import AsyncRequestHandle, RequestHandle
-    from fal_runtime.errors import FalError
 
+# Names whose modules import httpx (or are only useful with it): loaded on first access.
 _LAZY = {
     "Client": "fal_runtime._client",
     "AsyncClient": "fal_runtime._client",
     "RetryPolicy": "fal_runtime._core",
     "RequestHandle": "fal_runtime._handles",
     "AsyncRequestHandle": "fal_runtime._handles",
-    "FalError": "fal_runtime.errors",
-    "errors": "fal_runtime.errors",
 }
 
 __all__ = [
-    "OPTION_NAMES", "AsyncClient", "AsyncRequestHandle", "Client", "Completed", "Endpoint", "FalError", "InProgress",
-    "LogEntry", "Queued", "RequestHandle", "RetryPolicy", "RunOptions", "Status", "StreamOptions", "SubmitOptions",
-    "SubscribeOptions", "errors",
+    "OPTION_NAMES", "AsyncClient", "AsyncRequestHandle", "AuthenticationError", "CancelOutcome", "Client",
+    "ClientTimeoutError", "Completed", "ConnectionError", "Endpoint", "FalError", "HTTPError", "InProgress",
+    "LogEntry", "MissingCredentialsError", "NotFoundError", "ProtocolError", "Queued", "RateLimitError",
+    "RequestFailedError", "RequestHandle", "RetryPolicy", "RunOptions", "ServerError", "StartTimeoutError", "Status",
+    "StreamOptions", "SubmitOptions", "SubscribeOptions", "TimeoutError", "TransportError", "ValidationError",
+    "errors",
 ]  # fmt: skip
 
 
@@ -41,5 +59,4 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fal_runtime' has no attribute {name!r}")
-    value = importlib.import_module(module)
-    return value if name == "errors" else getattr(value, name)
+    return getattr(importlib.import_module(module), name)

@@ -1,16 +1,21 @@
 """`Client` and `AsyncClient`: the I/O loops around the sans-IO core.
 
-Each method builds its request with `Core`, sends it, and hands the response back to `Core` for the verdict
-(success, error, or retry after a delay). The two classes differ only in `await`.
+Each operation builds its request with `Core`, sends it, turns the outcome into a `Reply` or an
+`errors.TransportError`, and asks `Core` what it means: a result, an error to raise, or a retry after a delay.
+Waiting for completion asks `Waiter` (in `_wait`) the same way. The two classes differ only in `await`; what they
+share that touches httpx (options, timeouts, converting responses and exceptions) lives in `_ClientBase`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import json
+import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -18,32 +23,39 @@ from httpx_sse import aconnect_sse, connect_sse
 from pydantic import BaseModel
 
 from fal_runtime import errors
-from fal_runtime._core import Core, HandleData, Operation, RequestSpec, RetryPolicy
+from fal_runtime._core import Core, HandleData, Operation, Reply, RequestSpec, RetryPolicy
 from fal_runtime._handles import AsyncRequestHandle, RequestHandle
-from fal_runtime._status import Completed, InProgress, LogWindow, Status, parse_status
+from fal_runtime._sse import SSEDecoder
+from fal_runtime._status import CancelOutcome, Completed, Status
+from fal_runtime._wait import DeadlineExpired, Subscription, Waiter
 
 OutputT = TypeVar("OutputT", bound=BaseModel)
-DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+logger = logging.getLogger("fal_runtime")
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # failed before a byte of the request left
+_NOT_TRANSIENT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError)
 
 
-def _output(model: type[OutputT] | None, data: Any) -> Any:
-    return data if model is None else model.model_validate(data)
-
-
-class _Base:
+class _ClientBase:
     def __init__(
         self,
         key: str | None = None,
         *,
         queue_host: str | None = None,
         run_host: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
-        poll_interval: float = 0.1,
+        poll_interval: float = 0.5,
         verify: Any = True,
     ) -> None:
+        """`key` defaults to FAL_KEY (or FAL_KEY_ID:FAL_KEY_SECRET), read at the first request; the hosts to
+        FAL_QUEUE_RUN_HOST / FAL_RUN_HOST, then queue.fal.run / fal.run (`host`, `host:port` or a URL).
+        `timeout` bounds each read (a status stream sends a keep-alive every 15 s), `connect_timeout` each connect.
+        `poll_interval` is used only when a status stream is unavailable. `verify` is httpx's (a CA file, an
+        `ssl.SSLContext`, or False)."""
         self._core = Core(key=key, queue_host=queue_host, run_host=run_host, retry=retry)
-        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._poll_interval = poll_interval
         self._verify = verify
 
@@ -53,13 +65,91 @@ class _Base:
     def _headers(self, spec: RequestSpec) -> dict[str, str]:
         return {**self._core.auth_headers(), **spec.headers}
 
+    def _timeout_for(self, spec: RequestSpec, remaining: float | None) -> httpx.Timeout:
+        """The client's timeouts, shortened by the call's `timeout` option and the wait's deadline."""
+        limit = min((t for t in (spec.timeout, remaining) if t is not None), default=None)
+        if limit is None:
+            return self._timeout
+        limit = max(limit, 0.001)
+        return httpx.Timeout(
+            min(self._timeout.read or limit, limit),
+            connect=min(self._timeout.connect or limit, limit),
+        )
 
-class Client(_Base):
-    """A synchronous fal client. Thread-safe; reuse one per process."""
+    def _failure(self, exc: httpx.TransportError) -> errors.TransportError:
+        """An httpx exception as ours, recording whether the request may have reached the server."""
+        where = f"{exc.request.method} {exc.request.url}" if _has_request(exc) else "request"
+        message = self._core.redact(f"{where}: {type(exc).__name__}: {exc}")
+        if isinstance(exc, _NOT_SENT):
+            if isinstance(exc, httpx.TimeoutException):
+                return errors.TimeoutError(message, request_sent=False)
+            return errors.ConnectionError(message)
+        if isinstance(exc, httpx.TimeoutException):
+            return errors.TimeoutError(message, request_sent=True)
+        return errors.TransportError(message, request_sent=True, transient=not isinstance(exc, _NOT_TRANSIENT))
 
-    def __init__(self, key: str | None = None, **kwargs: Any) -> None:
+    def _retry_delay(
+        self,
+        op: Operation | None,
+        spec: RequestSpec,
+        attempt: int,
+        started: float,
+        *,
+        reply: Reply | None = None,
+        failure: errors.TransportError | None = None,
+        remaining: float | None = None,
+    ) -> float | None:
+        if op is None:
+            return None
+        delay = self._core.retry_delay(
+            op,
+            attempt,
+            time.monotonic() - started,
+            reply=reply,
+            failure=failure,
+            now_epoch=time.time(),
+            remaining=remaining,
+        )
+        if delay is not None:
+            why = f"HTTP {reply.status_code}" if reply is not None else type(failure).__name__
+            logger.info("fal %s %s: %s; retry %d in %.2f s", spec.method, spec.url, why, attempt, delay)
+        return delay
+
+
+def _has_request(exc: httpx.TransportError) -> bool:
+    try:
+        exc.request  # noqa: B018 - httpx raises RuntimeError when the exception has no request
+    except RuntimeError:
+        return False
+    return True
+
+
+def _reply(response: httpx.Response) -> Reply:
+    """The core's view of a response whose body has been read."""
+    return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
+
+
+def _event_data(data: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise errors.ProtocolError(f"unreadable stream event: {data[:200]}") from None
+    if not isinstance(value, dict):
+        raise errors.ProtocolError(f"unexpected stream event: {data[:200]}")
+    return value
+
+
+# The status stream failing in any of these ways means: poll instead.
+_STREAM_FALLBACK = (errors.TransportError, errors.HTTPError, errors.ProtocolError)
+
+
+class Client(_ClientBase):
+    """A synchronous fal client. Thread-safe; reuse one per process (it keeps a connection pool)."""
+
+    def __init__(self, key: str | None = None, *, http_client: httpx.Client | None = None, **kwargs: Any) -> None:
+        """See `_ClientBase.__init__` for the arguments; `http_client` replaces the httpx client (tests, proxies)."""
         super().__init__(key, **kwargs)
-        self._http: httpx.Client | None = None
+        self._http = http_client
         self._lock = threading.Lock()
 
     @property
@@ -79,105 +169,193 @@ class Client(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, op: Operation, spec: RequestSpec, *, ok_error: bool = False) -> httpx.Response:
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                response = self.http.request(spec.method, spec.url, headers=self._headers(spec), params=spec.params, json=spec.json)
-            except httpx.TransportError as exc:
-                delay = self._core.retry_delay(op, attempt, started, exc=exc)
-                if delay is None:
-                    raise self._core.transport_error(exc) from None
-            else:
-                if response.is_success or ok_error:
-                    return response
-                delay = self._core.retry_delay(op, attempt, started, response=response)
-                if delay is None:
-                    raise self._core.error_for(response)
-            time.sleep(delay)
-            attempt += 1
+    # Sending.
 
-    def submit(self, endpoint_id: str, payload: dict[str, Any], *, output: type[OutputT], **options: Any) -> RequestHandle[OutputT]:
-        response = self._send("submit", self._core.submit(endpoint_id, payload, options))
-        return RequestHandle(self, self._core.handle_from_submit(endpoint_id, response.json()), output)
+    def _send(self, op: Operation, spec: RequestSpec, *, remaining: float | None = None) -> Reply:
+        """Send with retries as `Core.retry_delay` decides; the last reply, whatever its status."""
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            reply, failure = None, None
+            try:
+                response = self.http.request(
+                    spec.method,
+                    spec.url,
+                    headers=self._headers(spec),
+                    params=spec.params,
+                    json=spec.json,
+                    timeout=self._timeout_for(spec, remaining),
+                )
+                reply = _reply(response)
+            except httpx.TransportError as exc:
+                failure = self._failure(exc)
+            delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
+            if delay is None:
+                if failure is not None:
+                    raise failure
+                assert reply is not None
+                return reply
+            time.sleep(delay)
+
+    @contextmanager
+    def _open_stream(
+        self, op: Operation | None, spec: RequestSpec, *, remaining: float | None = None
+    ) -> Iterator[httpx.Response]:
+        """An open 2xx event stream, retried on opening as `Core.retry_delay` decides (never, for `op=None`)."""
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            reply, failure = None, None
+            stack = ExitStack()
+            try:
+                source = stack.enter_context(
+                    connect_sse(
+                        self.http,
+                        spec.method,
+                        spec.url,
+                        headers=self._headers(spec),
+                        params=spec.params,
+                        json=spec.json,
+                        timeout=self._timeout_for(spec, remaining),
+                    )
+                )
+            except httpx.TransportError as exc:
+                failure = self._failure(exc)
+            else:
+                with stack:
+                    if source.response.is_success:
+                        yield source.response  # outside any `except`: the caller's errors pass through untouched
+                        return
+                    try:
+                        source.response.read()
+                        reply = _reply(source.response)
+                    except httpx.TransportError as exc:
+                        failure = self._failure(exc)
+            delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
+            if delay is None:
+                if failure is not None:
+                    raise failure
+                assert reply is not None
+                raise self._core.error_for(reply)
+            time.sleep(delay)
+
+    def _lines(self, response: httpx.Response) -> Iterator[str]:
+        try:
+            yield from response.iter_lines()
+        except httpx.TransportError as exc:
+            raise self._failure(exc) from None
+
+    # Operations on a submitted request (called by `RequestHandle`).
+
+    def _status(self, handle: HandleData, *, logs: bool = False, remaining: float | None = None) -> Status:
+        return self._core.parsed_status(self._send("status", self._core.status(handle, logs=logs), remaining=remaining))
+
+    def _result(self, handle: HandleData, output: type[OutputT], *, failed: bool = False) -> OutputT:
+        reply = self._send("failed_result" if failed else "result", self._core.result(handle))
+        return output.model_validate(self._core.output_of(reply))
+
+    def _cancel(self, handle: HandleData) -> CancelOutcome:
+        return self._core.cancel_outcome(self._send("cancel", self._core.cancel(handle)))
+
+    def _watch(self, handle: HandleData, waiter: Waiter) -> Iterator[Status]:
+        """Status changes until COMPLETED: from the status stream, or by polling once it proves unavailable."""
+        spec = self._core.status_stream(handle, logs=waiter.logs)
+        try:
+            with self._open_stream(None, spec, remaining=waiter.remaining()) as response:
+                if not waiter.stream_usable(_reply_head(response)):
+                    raise errors.ProtocolError("status stream is not an event stream")
+                for line in self._lines(response):
+                    status = waiter.on_line(line)
+                    if status is not None:
+                        yield status
+                        if isinstance(status, Completed):
+                            return
+        except _STREAM_FALLBACK as exc:
+            logger.debug("fal status stream unavailable (%s); polling", type(exc).__name__)
+        while True:
+            waiter.check()
+            status = waiter.seen(self._status(handle, logs=waiter.logs, remaining=waiter.remaining()))
+            yield status
+            if isinstance(status, Completed):
+                return
+            time.sleep(waiter.poll_wait())
+
+    def _wait_result(self, handle: HandleData, output: type[OutputT], waiter: Waiter) -> OutputT:
+        status: Status | None = None
+        for status in self._watch(handle, waiter):
+            pass
+        failed = isinstance(status, Completed) and status.error is not None
+        return self._result(handle, output, failed=failed)
+
+    # Endpoint operations (called by `Endpoint`).
+
+    def submit(
+        self, endpoint_id: str, payload: dict[str, Any], *, output: type[OutputT], **options: Any
+    ) -> RequestHandle[OutputT]:
+        """Queue a request; the handle reads its status, result, or cancels it. Retried only when provably unsent."""
+        spec = self._core.submit(endpoint_id, payload, options)
+        return RequestHandle(self, self._core.submitted(endpoint_id, self._send("submit", spec)), output)
 
     def get_handle(self, endpoint_id: str, request_id: str, *, output: type[OutputT]) -> RequestHandle[OutputT]:
         return RequestHandle(self, self._core.handle_for(endpoint_id, request_id), output)
 
-    def status(self, handle: HandleData, *, logs: bool = False) -> Status:
-        return parse_status(self._send("status", self._core.status(handle, logs=logs)).json())
-
-    def result(self, handle: HandleData, output: type[OutputT] | None = None) -> Any:
-        response = self._send("result", self._core.result(handle), ok_error=True)
-        if not response.is_success:
-            raise self._core.error_for(response, completed_with_error=True)
-        return _output(output, response.json())
-
-    def cancel(self, handle: HandleData) -> str:
-        return str(self._send("cancel", self._core.cancel(handle), ok_error=True).json().get("status", "NOT_FOUND"))
-
-    def iter_status(self, handle: HandleData, *, logs: bool = False, poll_interval: float | None = None) -> Iterator[Status]:
-        """Status changes until COMPLETED: from the status stream, or by polling when it is unavailable."""
-        spec = self._core.status_stream(handle, logs=logs)
-        try:
-            with connect_sse(self.http, spec.method, spec.url, headers=self._headers(spec), params=spec.params) as source:
-                if source.response.is_success:
-                    for event in source.iter_sse():
-                        if not event.data:
-                            continue
-                        status = parse_status(event.json())
-                        yield status
-                        if isinstance(status, Completed):
-                            return
-        except (httpx.TransportError, ValueError):
-            pass  # fall back to polling below
-        while True:
-            status = self.status(handle, logs=logs)
-            yield status
-            if isinstance(status, Completed):
-                return
-            time.sleep(poll_interval or self._poll_interval)
-
     def subscribe(self, endpoint_id: str, payload: dict[str, Any], *, output: type[OutputT], **options: Any) -> OutputT:
-        callbacks = _Callbacks(options)
-        handle = self.submit(endpoint_id, payload, output=output, **callbacks.submit_options)
-        callbacks.enqueued(handle.request_id)
-        deadline = callbacks.deadline()
-        for status in self.iter_status(handle.data, logs=callbacks.with_logs, poll_interval=callbacks.poll_interval):
-            callbacks.update(status)
-            if deadline is not None and time.monotonic() > deadline and not isinstance(status, Completed):
-                self.cancel(handle.data)
-                raise errors.TimeoutError(f"client_timeout expired; request {handle.request_id} cancelled")
-        return self.result(handle.data, output)  # type: ignore[no-any-return]
+        """Submit, wait for completion (status stream, else polling), return the result; see `SubscribeOptions`."""
+        sub = Subscription(options, default_poll_interval=self._poll_interval)
+        spec = self._core.submit(endpoint_id, payload, sub.submit_options)
+        handle = self._core.submitted(endpoint_id, self._send("submit", spec, remaining=sub.waiter.remaining()))
+        sub.enqueued(handle.request_id)
+        try:
+            return self._wait_result(handle, output, sub.waiter)
+        except DeadlineExpired:
+            raise sub.timeout_error(handle.request_id, cancelled=self._cancel_quietly(handle)) from None
+
+    def _cancel_quietly(self, handle: HandleData) -> bool:
+        try:
+            return self._cancel(handle) != "not_found"
+        except errors.FalError:
+            return False
 
     def run(self, endpoint_id: str, payload: dict[str, Any], *, output: type[OutputT], **options: Any) -> OutputT:
-        response = self._send("run", self._core.run(endpoint_id, payload, options))
-        return output.model_validate(response.json())
+        """One round trip to fal.run: no queue, no status, no server-side retries."""
+        reply = self._send("run", self._core.run(endpoint_id, payload, options))
+        return output.model_validate(self._core.output_of(reply))
 
     def stream(self, endpoint_id: str, payload: dict[str, Any], **options: Any) -> Iterator[dict[str, Any]]:
+        """The events of a streaming endpoint, each a JSON object (the model's partial output)."""
         spec = self._core.stream(endpoint_id, payload, options)
-        with connect_sse(self.http, spec.method, spec.url, headers=self._headers(spec), json=spec.json) as source:
-            if not source.response.is_success:
-                source.response.read()
-                raise self._core.error_for(source.response)
-            for event in source.iter_sse():
-                if event.data:
-                    yield event.json()
+        with self._open_stream("stream", spec) as response:
+            decoder = SSEDecoder()
+            for line in self._lines(response):
+                data = decoder.feed(line)
+                if data is not None:
+                    yield _event_data(data)
+            data = decoder.flush()
+            if data is not None:
+                yield _event_data(data)
 
 
-class AsyncClient(_Base):
-    """An asyncio fal client; reuse one per event loop."""
+class AsyncClient(_ClientBase):
+    """An asyncio fal client; reuse one per event loop (it keeps a connection pool bound to that loop)."""
 
-    def __init__(self, key: str | None = None, *, max_connections: int = 100, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        key: str | None = None,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        max_connections: int = 100,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(key, **kwargs)
         self._limits = httpx.Limits(max_connections=max_connections)
-        self._http: httpx.AsyncClient | None = None
+        self._http = http_client
 
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True)
+            self._http = httpx.AsyncClient(
+                timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
+            )
         return self._http
 
     async def aclose(self) -> None:
@@ -190,142 +368,197 @@ class AsyncClient(_Base):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _send(self, op: Operation, spec: RequestSpec, *, ok_error: bool = False) -> httpx.Response:
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                response = await self.http.request(spec.method, spec.url, headers=self._headers(spec), params=spec.params, json=spec.json)
-            except httpx.TransportError as exc:
-                delay = self._core.retry_delay(op, attempt, started, exc=exc)
-                if delay is None:
-                    raise self._core.transport_error(exc) from None
-            else:
-                if response.is_success or ok_error:
-                    return response
-                delay = self._core.retry_delay(op, attempt, started, response=response)
-                if delay is None:
-                    raise self._core.error_for(response)
-            await asyncio.sleep(delay)
-            attempt += 1
+    # Sending.
 
-    async def submit(self, endpoint_id: str, payload: dict[str, Any], *, output: type[OutputT], **options: Any) -> AsyncRequestHandle[OutputT]:
-        response = await self._send("submit", self._core.submit(endpoint_id, payload, options))
-        return AsyncRequestHandle(self, self._core.handle_from_submit(endpoint_id, response.json()), output)
+    async def _send(self, op: Operation, spec: RequestSpec, *, remaining: float | None = None) -> Reply:
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            reply, failure = None, None
+            try:
+                response = await self.http.request(
+                    spec.method,
+                    spec.url,
+                    headers=self._headers(spec),
+                    params=spec.params,
+                    json=spec.json,
+                    timeout=self._timeout_for(spec, remaining),
+                )
+                reply = _reply(response)
+            except httpx.TransportError as exc:
+                failure = self._failure(exc)
+            delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
+            if delay is None:
+                if failure is not None:
+                    raise failure
+                assert reply is not None
+                return reply
+            await asyncio.sleep(delay)
+
+    @asynccontextmanager
+    async def _open_stream(
+        self, op: Operation | None, spec: RequestSpec, *, remaining: float | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            reply, failure = None, None
+            stack = AsyncExitStack()
+            try:
+                source = await stack.enter_async_context(
+                    aconnect_sse(
+                        self.http,
+                        spec.method,
+                        spec.url,
+                        headers=self._headers(spec),
+                        params=spec.params,
+                        json=spec.json,
+                        timeout=self._timeout_for(spec, remaining),
+                    )
+                )
+            except httpx.TransportError as exc:
+                failure = self._failure(exc)
+            else:
+                async with stack:
+                    if source.response.is_success:
+                        yield source.response
+                        return
+                    try:
+                        await source.response.aread()
+                        reply = _reply(source.response)
+                    except httpx.TransportError as exc:
+                        failure = self._failure(exc)
+            delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
+            if delay is None:
+                if failure is not None:
+                    raise failure
+                assert reply is not None
+                raise self._core.error_for(reply)
+            await asyncio.sleep(delay)
+
+    async def _lines(self, response: httpx.Response) -> AsyncIterator[str]:
+        try:
+            async for line in response.aiter_lines():
+                yield line
+        except httpx.TransportError as exc:
+            raise self._failure(exc) from None
+
+    # Operations on a submitted request (called by `AsyncRequestHandle`).
+
+    async def _status(self, handle: HandleData, *, logs: bool = False, remaining: float | None = None) -> Status:
+        spec = self._core.status(handle, logs=logs)
+        return self._core.parsed_status(await self._send("status", spec, remaining=remaining))
+
+    async def _result(self, handle: HandleData, output: type[OutputT], *, failed: bool = False) -> OutputT:
+        reply = await self._send("failed_result" if failed else "result", self._core.result(handle))
+        return output.model_validate(self._core.output_of(reply))
+
+    async def _cancel(self, handle: HandleData) -> CancelOutcome:
+        return self._core.cancel_outcome(await self._send("cancel", self._core.cancel(handle)))
+
+    async def _watch(self, handle: HandleData, waiter: Waiter) -> AsyncIterator[Status]:
+        spec = self._core.status_stream(handle, logs=waiter.logs)
+        try:
+            async with self._open_stream(None, spec, remaining=waiter.remaining()) as response:
+                if not waiter.stream_usable(_reply_head(response)):
+                    raise errors.ProtocolError("status stream is not an event stream")
+                async for line in self._lines(response):
+                    status = waiter.on_line(line)
+                    if status is not None:
+                        yield status
+                        if isinstance(status, Completed):
+                            return
+        except _STREAM_FALLBACK as exc:
+            logger.debug("fal status stream unavailable (%s); polling", type(exc).__name__)
+        while True:
+            waiter.check()
+            status = waiter.seen(await self._status(handle, logs=waiter.logs, remaining=waiter.remaining()))
+            yield status
+            if isinstance(status, Completed):
+                return
+            await asyncio.sleep(waiter.poll_wait())
+
+    async def _wait_result(self, handle: HandleData, output: type[OutputT], waiter: Waiter) -> OutputT:
+        status: Status | None = None
+        async for status in self._watch(handle, waiter):
+            pass
+        failed = isinstance(status, Completed) and status.error is not None
+        return await self._result(handle, output, failed=failed)
+
+    # Endpoint operations (called by `Endpoint`).
+
+    async def submit(
+        self, endpoint_id: str, payload: dict[str, Any], *, output: type[OutputT], **options: Any
+    ) -> AsyncRequestHandle[OutputT]:
+        spec = self._core.submit(endpoint_id, payload, options)
+        return AsyncRequestHandle(self, self._core.submitted(endpoint_id, await self._send("submit", spec)), output)
 
     def get_handle(self, endpoint_id: str, request_id: str, *, output: type[OutputT]) -> AsyncRequestHandle[OutputT]:
         return AsyncRequestHandle(self, self._core.handle_for(endpoint_id, request_id), output)
 
-    async def status(self, handle: HandleData, *, logs: bool = False) -> Status:
-        return parse_status((await self._send("status", self._core.status(handle, logs=logs))).json())
-
-    async def result(self, handle: HandleData, output: type[OutputT] | None = None) -> Any:
-        response = await self._send("result", self._core.result(handle), ok_error=True)
-        if not response.is_success:
-            raise self._core.error_for(response, completed_with_error=True)
-        return _output(output, response.json())
-
-    async def cancel(self, handle: HandleData) -> str:
-        return str((await self._send("cancel", self._core.cancel(handle), ok_error=True)).json().get("status", "NOT_FOUND"))
-
-    async def iter_status(self, handle: HandleData, *, logs: bool = False, poll_interval: float | None = None) -> AsyncIterator[Status]:
-        spec = self._core.status_stream(handle, logs=logs)
+    async def subscribe(
+        self, endpoint_id: str, payload: dict[str, Any], *, output: type[OutputT], **options: Any
+    ) -> OutputT:
+        sub = Subscription(options, default_poll_interval=self._poll_interval)
+        spec = self._core.submit(endpoint_id, payload, sub.submit_options)
+        reply = await self._send("submit", spec, remaining=sub.waiter.remaining())
+        handle = self._core.submitted(endpoint_id, reply)
+        sub.enqueued(handle.request_id)
         try:
-            async with aconnect_sse(self.http, spec.method, spec.url, headers=self._headers(spec), params=spec.params) as source:
-                if source.response.is_success:
-                    async for event in source.aiter_sse():
-                        if not event.data:
-                            continue
-                        status = parse_status(event.json())
-                        yield status
-                        if isinstance(status, Completed):
-                            return
-        except (httpx.TransportError, ValueError):
-            pass
-        while True:
-            status = await self.status(handle, logs=logs)
-            yield status
-            if isinstance(status, Completed):
-                return
-            await asyncio.sleep(poll_interval or self._poll_interval)
+            return await self._wait_result(handle, output, sub.waiter)
+        except DeadlineExpired:
+            raise sub.timeout_error(handle.request_id, cancelled=await self._cancel_quietly(handle)) from None
 
-    async def subscribe(self, endpoint_id: str, payload: dict[str, Any], *, output: type[OutputT], **options: Any) -> OutputT:
-        callbacks = _Callbacks(options)
-        handle = await self.submit(endpoint_id, payload, output=output, **callbacks.submit_options)
-        callbacks.enqueued(handle.request_id)
-        deadline = callbacks.deadline()
-        async for status in self.iter_status(handle.data, logs=callbacks.with_logs, poll_interval=callbacks.poll_interval):
-            callbacks.update(status)
-            if deadline is not None and time.monotonic() > deadline and not isinstance(status, Completed):
-                await self.cancel(handle.data)
-                raise errors.TimeoutError(f"client_timeout expired; request {handle.request_id} cancelled")
-        return await self.result(handle.data, output)  # type: ignore[no-any-return]
+    async def _cancel_quietly(self, handle: HandleData) -> bool:
+        try:
+            return await self._cancel(handle) != "not_found"
+        except errors.FalError:
+            return False
 
     async def run(self, endpoint_id: str, payload: dict[str, Any], *, output: type[OutputT], **options: Any) -> OutputT:
-        response = await self._send("run", self._core.run(endpoint_id, payload, options))
-        return output.model_validate(response.json())
+        reply = await self._send("run", self._core.run(endpoint_id, payload, options))
+        return output.model_validate(self._core.output_of(reply))
 
     async def stream(self, endpoint_id: str, payload: dict[str, Any], **options: Any) -> AsyncIterator[dict[str, Any]]:
         spec = self._core.stream(endpoint_id, payload, options)
-        async with aconnect_sse(self.http, spec.method, spec.url, headers=self._headers(spec), json=spec.json) as source:
-            if not source.response.is_success:
-                await source.response.aread()
-                raise self._core.error_for(source.response)
-            async for event in source.aiter_sse():
-                if event.data:
-                    yield event.json()
+        async with self._open_stream("stream", spec) as response:
+            decoder = SSEDecoder()
+            async for line in self._lines(response):
+                data = decoder.feed(line)
+                if data is not None:
+                    yield _event_data(data)
+            data = decoder.flush()
+            if data is not None:
+                yield _event_data(data)
 
 
-class _Callbacks:
-    """Subscribe's options that are not submit options: callbacks, logs and the client-side deadline."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.on_enqueue: Callable[[str], object] | None = options.pop("on_enqueue", None)
-        self.on_queue_update: Callable[[Status], object] | None = options.pop("on_queue_update", None)
-        self.with_logs = bool(options.pop("with_logs", False))
-        self.client_timeout: float | None = options.pop("client_timeout", None)
-        self.poll_interval: float | None = options.pop("poll_interval", None)
-        self.submit_options = options
-        self._logs = LogWindow()
-
-    def enqueued(self, request_id: str) -> None:
-        if self.on_enqueue is not None:
-            self.on_enqueue(request_id)
-
-    def deadline(self) -> float | None:
-        return None if self.client_timeout is None else time.monotonic() + self.client_timeout
-
-    def update(self, status: Status) -> None:
-        if self.on_queue_update is None:
-            return
-        if isinstance(status, (InProgress, Completed)):
-            status = dataclasses.replace(status, logs=self._logs.new(status.logs))
-        self.on_queue_update(status)
+def _reply_head(response: httpx.Response) -> Reply:
+    """Status and headers of a streaming response, without reading its body."""
+    return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()})
 
 
 _default: Client | None = None
-_default_async: dict[int, AsyncClient] = {}
+_default_lock = threading.Lock()
+_default_async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = weakref.WeakKeyDictionary()
 
 
 def default_client() -> Client:
     """The process-wide client configured from the environment (credentials are read at the first request)."""
     global _default
-    if _default is None:
-        _default = Client()
-    return _default
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+        return _default
 
 
 def default_async_client() -> AsyncClient:
-    """One default async client per running event loop (an httpx.AsyncClient cannot cross loops)."""
-    loop = id(asyncio.get_running_loop()) if _running_loop() else 0
-    if loop not in _default_async:
-        _default_async[loop] = AsyncClient()
-    return _default_async[loop]
-
-
-def _running_loop() -> bool:
+    """One default async client per event loop: an httpx.AsyncClient's connections belong to the loop that made them."""
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:
-        return False
-    return True
+        raise RuntimeError("the default AsyncClient needs a running event loop; pass client=AsyncClient()") from None
+    client = _default_async.get(loop)
+    if client is None:
+        client = _default_async[loop] = AsyncClient()
+    return client
+

@@ -1,41 +1,74 @@
-"""The sans-IO core: every decision of the protocol, shared by the sync and async clients.
+"""The sans-IO core: every decision of fal's queue protocol, shared by the sync and async clients.
 
-URLs, headers, credentials, status and handle parsing, error mapping and retry decisions live here as pure
-functions of their inputs; `Client` and `AsyncClient` only move bytes. So the two cannot drift apart.
+URLs, headers, credentials, response parsing, error mapping, retry decisions and backoff live here as plain
+functions of their inputs (no httpx, no sockets, no clock or randomness that a test cannot pass in). `Client` and
+`AsyncClient` only move bytes: they build a `RequestSpec` here, send it, turn what came back into a `Reply` or an
+`errors.TransportError`, and ask `Core` what it means. So the two clients cannot drift apart, and every rule can be
+tested without a network.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import math
 import os
 import random
-import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
-
 from fal_runtime import errors
+from fal_runtime._status import CancelOutcome, Status, parse_status
 
-Operation = Literal["submit", "run", "stream", "status", "result", "cancel"]
-# Operations that never create work: safe to repeat after any failure.
-_IDEMPOTENT: frozenset[str] = frozenset({"status", "result", "cancel"})
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+Operation = Literal["submit", "run", "stream", "status", "result", "failed_result", "cancel"]
+"""What a request is for; the retry rules depend on it. `failed_result` is the result of a request whose status
+said COMPLETED with an error: its 5xx from fal is the stored outcome, not a transient failure."""
+
+_CREATES_WORK: frozenset[Operation] = frozenset({"submit", "run", "stream"})
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_INGRESS_STATUSES = frozenset({502, 503, 504})
+USER_AGENT = "fal-typed/0.1"
 
 
 @dataclass(frozen=True)
 class RequestSpec:
+    """One HTTP request, before auth: the clients add `Authorization` at send time so a spec never holds the key."""
+
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     json: Any = None
+    timeout: float | None = None  # the caller's per-call limit (`timeout` option), on top of the client's
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP response as the core sees it: status, headers with lower-case names, and the body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def from_fal(self) -> bool:
+        """fal's own responses carry `x-fal-request-id`; an error without it came from the ingress in front."""
+        return "x-fal-request-id" in self.headers
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 @dataclass(frozen=True)
 class HandleData:
+    """Where a submitted request lives. Status, result and cancel sit under `owner/alias`, not the full id."""
+
     endpoint_id: str
     request_id: str
     status_url: str
@@ -45,193 +78,59 @@ class HandleData:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, bounded in count and in total time."""
+    """Exponential backoff with full jitter around the nominal delay, bounded in count and in total time.
+
+    Delay before retry n (1-based) is `min(base_delay * 2**(n-1), max_delay) * uniform(0.5, 1.5)`, unless the server
+    sent `Retry-After`, which wins but is capped at `max_retry_after` (a server asking for an hour gets at most that).
+    No retry is started if it would begin later than `total` seconds after the first attempt.
+    """
 
     max_retries: int = 5
-    base_delay: float = 0.25
-    max_delay: float = 8.0
-    max_retry_after: float = 60.0  # a server asking for longer than this gets the error instead
-    total: float = 120.0  # no retry starts after this many seconds since the first attempt
+    base_delay: float = 0.5
+    max_delay: float = 10.0
+    max_retry_after: float = 60.0
+    total: float = 120.0
+
+
+NO_RETRY = RetryPolicy(max_retries=0)
 
 
 def app_root(endpoint_id: str) -> str:
-    """Status, result and cancel live under `owner/alias` only: `fal-ai/flux/dev` → `fal-ai/flux`."""
-    parts = endpoint_id.strip("/").split("/")
+    """`fal-ai/flux/dev` → `fal-ai/flux`: the part of an endpoint id that status, result and cancel live under."""
+    parts = [p for p in endpoint_id.split("/") if p]
+    if len(parts) < 2:
+        raise ValueError(f"endpoint id {endpoint_id!r} is not of the form owner/alias[/path]")
     return "/".join(parts[:2])
 
 
-def _base(host: str) -> str:
+def base_url(host: str) -> str:
+    """A host setting as a base URL: `queue.fal.run`, `127.0.0.1:8443` or a full `http(s)://` URL."""
     host = host.strip().rstrip("/")
     return host if host.startswith(("https://", "http://")) else f"https://{host}"
 
 
-class Core:
-    def __init__(
-        self,
-        *,
-        key: str | None = None,
-        queue_host: str | None = None,
-        run_host: str | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._key = key
-        self.queue_base = _base(queue_host or os.environ.get("FAL_QUEUE_RUN_HOST") or "queue.fal.run")
-        self.run_base = _base(run_host or os.environ.get("FAL_RUN_HOST") or "fal.run")
-        self.retry = retry or RetryPolicy()
-
-    def __repr__(self) -> str:
-        return f"Core(queue={self.queue_base!r}, run={self.run_base!r}, key={'set' if self._key else 'from env'})"
-
-    # Credentials: read at the first request, never stored in a message.
-
-    def auth_headers(self) -> dict[str, str]:
-        key = self._key or os.environ.get("FAL_KEY")
-        if not key:
-            key_id, secret = os.environ.get("FAL_KEY_ID"), os.environ.get("FAL_KEY_SECRET")
-            if key_id and secret:
-                key = f"{key_id}:{secret}"
-        if not key:
-            raise errors.MissingCredentialsError("no fal API key: pass key=... or set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)")
-        return {"Authorization": f"Key {key}"}
-
-    # Requests.
-
-    def submit(self, endpoint_id: str, payload: dict[str, Any], options: dict[str, Any]) -> RequestSpec:
-        headers = self._option_headers(options)
-        params = {"fal_webhook": options["webhook_url"]} if options.get("webhook_url") else {}
-        return RequestSpec("POST", f"{self.queue_base}/{endpoint_id}", headers, params, payload)
-
-    def run(self, endpoint_id: str, payload: dict[str, Any], options: dict[str, Any]) -> RequestSpec:
-        return RequestSpec("POST", f"{self.run_base}/{endpoint_id}", self._option_headers(options), {}, payload)
-
-    def stream(self, endpoint_id: str, payload: dict[str, Any], options: dict[str, Any]) -> RequestSpec:
-        headers = {**self._option_headers(options), "Accept": "text/event-stream"}
-        return RequestSpec("POST", f"{self.run_base}/{endpoint_id}/stream", headers, {}, payload)
-
-    def status(self, handle: HandleData, *, logs: bool) -> RequestSpec:
-        return RequestSpec("GET", handle.status_url, {}, {"logs": "1" if logs else "0"})
-
-    def status_stream(self, handle: HandleData, *, logs: bool) -> RequestSpec:
-        return RequestSpec("GET", f"{handle.status_url}/stream", {"Accept": "text/event-stream"}, {"logs": "1" if logs else "0"})
-
-    def result(self, handle: HandleData) -> RequestSpec:
-        return RequestSpec("GET", handle.response_url)
-
-    def cancel(self, handle: HandleData) -> RequestSpec:
-        return RequestSpec("PUT", handle.cancel_url)
-
-    def _option_headers(self, options: dict[str, Any]) -> dict[str, str]:
-        headers = dict(options.get("headers") or {})
-        if options.get("priority"):
-            headers["X-Fal-Queue-Priority"] = str(options["priority"])
-        if options.get("hint"):
-            headers["X-Fal-Runner-Hint"] = str(options["hint"])
-        if options.get("start_timeout") is not None:
-            if float(options["start_timeout"]) <= 1:
-                raise ValueError("start_timeout must be more than 1 second")
-            headers["X-Fal-Request-Timeout"] = f"{float(options['start_timeout']):g}"
-        return headers
-
-    # Responses.
-
-    def handle_from_submit(self, endpoint_id: str, data: Any) -> HandleData:
-        if not isinstance(data, dict) or not isinstance(data.get("request_id"), str):
-            raise errors.FalError(f"unexpected submit response from fal: {str(data)[:200]}")
-        fallback = self.handle_for(endpoint_id, data["request_id"])
-        return HandleData(
-            endpoint_id,
-            data["request_id"],
-            data.get("status_url") or fallback.status_url,
-            data.get("response_url") or fallback.response_url,
-            data.get("cancel_url") or fallback.cancel_url,
+def resolve_key(explicit: str | None, environ: Mapping[str, str]) -> str:
+    """The API key: `key=` if given, else FAL_KEY, else FAL_KEY_ID:FAL_KEY_SECRET."""
+    key = explicit or environ.get("FAL_KEY")
+    if not key:
+        key_id, secret = environ.get("FAL_KEY_ID"), environ.get("FAL_KEY_SECRET")
+        if key_id and secret:
+            key = f"{key_id}:{secret}"
+    if not key:
+        raise errors.MissingCredentialsError(
+            "no fal API key: pass Client(key=...) or set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)"
         )
+    return key
 
-    def handle_for(self, endpoint_id: str, request_id: str) -> HandleData:
-        """Rebuild a handle from the endpoint id and request id alone."""
-        base = f"{self.queue_base}/{app_root(endpoint_id)}/requests/{quote(request_id, safe='')}"
-        return HandleData(endpoint_id, request_id, f"{base}/status", base, f"{base}/cancel")
 
-    def error_for(self, response: httpx.Response, *, completed_with_error: bool = False) -> errors.HTTPError:
-        """Map an error response to the most specific error of the tree."""
-        code = response.status_code
-        request_id = response.headers.get("x-fal-request-id")
-        try:
-            body: Any = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            body = response.text[:500]
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-        error_type = (body.get("error_type") if isinstance(body, dict) else None) or response.headers.get("x-fal-error-type")
-        message = f"HTTP {code}"
-        if error_type:
-            message += f" ({error_type})"
-        if detail:
-            message += f": {_describe(detail)}"
-        if request_id:
-            message += f" [request {request_id}]"
-        kwargs: dict[str, Any] = dict(status_code=code, request_id=request_id, error_type=error_type, detail=detail)
-        cls: type[errors.HTTPError]
-        if completed_with_error and code != 422:
-            cls = errors.RequestFailedError
-        elif code == 422:
-            cls = errors.ValidationError
-        elif code == 404:
-            cls = errors.NotFoundError
-        elif code == 429:
-            cls = errors.RateLimitError
-        elif code == 504 and response.headers.get("x-fal-request-timeout-type") == "user":
-            cls = errors.StartTimeoutError
-        elif code >= 500:
-            cls = errors.ServerError
-        else:
-            cls = errors.HTTPError
-        return cls(message, **kwargs)
-
-    @staticmethod
-    def transport_error(exc: httpx.TransportError) -> errors.TransportError:
-        if isinstance(exc, httpx.TimeoutException):
-            return errors.TimeoutError(f"timed out: {type(exc).__name__}")
-        return errors.TransportError(f"{type(exc).__name__}: {exc}")
-
-    # Retries.
-
-    def retry_delay(
-        self,
-        op: Operation,
-        attempt: int,
-        started: float,
-        *,
-        response: httpx.Response | None = None,
-        exc: Exception | None = None,
-        now: float | None = None,
-    ) -> float | None:
-        """Seconds to wait before retry number `attempt + 1`, or None to give up.
-
-        Status, result and cancel are repeated after any transient failure. Submit and run create billable work,
-        so they are repeated only when the first attempt provably never reached fal: the connection was refused
-        (nothing was sent), fal said 429 (it refused the work), or an ingress 502/503/504 came back without
-        `x-fal-request-id` (fal itself never saw the request). A user start-timeout 504 is never repeated.
-        """
-        now = time.monotonic() if now is None else now
-        if attempt >= self.retry.max_retries or now - started >= self.retry.total:
-            return None
-        if exc is not None:
-            retryable = isinstance(exc, httpx.ConnectError) if op not in _IDEMPOTENT else isinstance(exc, httpx.TransportError)
-            return self._backoff(attempt) if retryable else None
-        if response is None or response.status_code not in _RETRY_STATUSES:
-            return None
-        code = response.status_code
-        if code == 504 and response.headers.get("x-fal-request-timeout-type") == "user":
-            return None
-        if op not in _IDEMPOTENT:
-            if not (code == 429 or (code in (502, 503, 504) and "x-fal-request-id" not in response.headers)):
-                return None
-        after = retry_after(response.headers.get("retry-after"), now_epoch=time.time())
-        if after is not None:
-            return after if after <= self.retry.max_retry_after else None
-        return self._backoff(attempt)
-
-    def _backoff(self, attempt: int) -> float:
-        return float(min(self.retry.base_delay * 2**attempt, self.retry.max_delay) * random.uniform(0.5, 1.5))  # noqa: S311
+def redact(text: str, secret: str | None) -> str:
+    """`text` with the key (and its secret half, for id:secret keys) replaced: servers sometimes echo credentials."""
+    if not secret:
+        return text
+    for part in {secret, *secret.split(":")[1:]}:
+        if len(part) >= 8:
+            text = text.replace(part, "[redacted]")
+    return text
 
 
 def retry_after(value: str | None, *, now_epoch: float) -> float | None:
@@ -239,16 +138,266 @@ def retry_after(value: str | None, *, now_epoch: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now_epoch)
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        return max(0.0, when.timestamp() - now_epoch)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def _describe(detail: Any) -> str:
+def is_user_start_timeout(reply: Reply) -> bool:
+    return reply.status_code == 504 and reply.headers.get("x-fal-request-timeout-type", "").lower() == "user"
+
+
+def is_event_stream(reply: Reply) -> bool:
+    return reply.headers.get("content-type", "").partition(";")[0].strip().lower() == "text/event-stream"
+
+
+class Core:
+    """The protocol for one client configuration: hosts, key and retry policy.
+
+    The key is resolved at the first request (`auth_headers`), not here, so a client can be built at import time
+    and the environment set later; it is never part of a repr, a `RequestSpec` or an error message.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str | None = None,
+        queue_host: str | None = None,
+        run_host: str | None = None,
+        retry: RetryPolicy | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._environ = os.environ if environ is None else environ
+        self._explicit_key = key
+        self._key: str | None = None
+        self.queue_base = base_url(queue_host or self._environ.get("FAL_QUEUE_RUN_HOST") or "queue.fal.run")
+        self.run_base = base_url(run_host or self._environ.get("FAL_RUN_HOST") or "fal.run")
+        self.retry = retry or RetryPolicy()
+
+    def __repr__(self) -> str:
+        return f"Core(queue={self.queue_base!r}, run={self.run_base!r})"
+
+    def auth_headers(self) -> dict[str, str]:
+        if self._key is None:
+            self._key = resolve_key(self._explicit_key, self._environ)
+        return {"Authorization": f"Key {self._key}", "User-Agent": USER_AGENT}
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._key or self._explicit_key)
+
+    # Requests.
+
+    def submit(self, endpoint_id: str, payload: dict[str, Any], options: Mapping[str, Any]) -> RequestSpec:
+        params = {"fal_webhook": str(options["webhook_url"])} if options.get("webhook_url") else {}
+        return RequestSpec("POST", f"{self.queue_base}/{_path(endpoint_id)}", option_headers(options), params, payload)
+
+    def run(self, endpoint_id: str, payload: dict[str, Any], options: Mapping[str, Any]) -> RequestSpec:
+        headers = option_headers(options)
+        return RequestSpec("POST", f"{self.run_base}/{_path(endpoint_id)}", headers, {}, payload, options.get("timeout"))
+
+    def stream(self, endpoint_id: str, payload: dict[str, Any], options: Mapping[str, Any]) -> RequestSpec:
+        headers = option_headers(options)
+        url = f"{self.run_base}/{_path(endpoint_id)}/stream"
+        return RequestSpec("POST", url, headers, {}, payload, options.get("timeout"))
+
+    def status(self, handle: HandleData, *, logs: bool) -> RequestSpec:
+        return RequestSpec("GET", handle.status_url, {}, {"logs": "1" if logs else "0"})
+
+    def status_stream(self, handle: HandleData, *, logs: bool) -> RequestSpec:
+        return RequestSpec("GET", f"{handle.status_url}/stream", {}, {"logs": "1" if logs else "0"})
+
+    def result(self, handle: HandleData) -> RequestSpec:
+        return RequestSpec("GET", handle.response_url)
+
+    def cancel(self, handle: HandleData) -> RequestSpec:
+        return RequestSpec("PUT", handle.cancel_url)
+
+    def handle_for(self, endpoint_id: str, request_id: str) -> HandleData:
+        """Rebuild a handle from the endpoint id and request id alone (for a request submitted earlier)."""
+        base = f"{self.queue_base}/{_path(app_root(endpoint_id))}/requests/{quote(request_id, safe='')}"
+        return HandleData(endpoint_id, request_id, f"{base}/status", base, f"{base}/cancel")
+
+    # Responses. Each takes the final `Reply` (after retries) and either returns its meaning or raises.
+
+    def submitted(self, endpoint_id: str, reply: Reply) -> HandleData:
+        """The handle of a successful submit. Uses the URLs fal returned; builds them only when fal left one out."""
+        data = self.json_of(reply)
+        if not isinstance(data, dict) or not isinstance(data.get("request_id"), str):
+            raise errors.ProtocolError(f"unexpected submit response from fal: {self.redact(str(data)[:200])}")
+        fallback = self.handle_for(endpoint_id, data["request_id"])
+        return HandleData(
+            endpoint_id,
+            data["request_id"],
+            _str_or(data.get("status_url"), fallback.status_url),
+            _str_or(data.get("response_url"), fallback.response_url),
+            _str_or(data.get("cancel_url"), fallback.cancel_url),
+        )
+
+    def parsed_status(self, reply: Reply) -> Status:
+        return parse_status(self.json_of(reply))
+
+    def output_of(self, reply: Reply) -> Any:
+        """The output JSON of a result or run call; the error the request completed with, raised, otherwise."""
+        if not reply.ok:
+            raise self.error_for(reply, outcome=True)
+        return self.json_of(reply)
+
+    def cancel_outcome(self, reply: Reply) -> CancelOutcome:
+        """fal answers cancel with a `status` field; third-party code also sees 400/404 carrying the meaning."""
+        try:
+            state = reply.json().get("status")
+        except (ValueError, AttributeError):
+            state = None
+        if state in ("OK", "CANCELLATION_REQUESTED") and reply.ok:
+            return "requested"
+        if state == "ALREADY_COMPLETED" or (state is None and reply.status_code == 400):
+            return "already_completed"
+        if state == "NOT_FOUND" or (state is None and reply.status_code == 404):
+            return "not_found"
+        if reply.ok:
+            return "requested"
+        raise self.error_for(reply)
+
+    def json_of(self, reply: Reply) -> Any:
+        """The body of a 2xx reply as JSON; an error status raises the mapped error."""
+        if not reply.ok:
+            raise self.error_for(reply)
+        try:
+            return reply.json()
+        except (ValueError, UnicodeDecodeError):
+            raise errors.ProtocolError(
+                f"fal answered HTTP {reply.status_code} with a body that is not JSON: {self.redact(_text(reply)[:200])}"
+            ) from None
+
+    def error_for(self, reply: Reply, *, outcome: bool = False) -> errors.HTTPError:
+        """Map an error reply to the most specific error of the tree.
+
+        `outcome` marks the reply of a result call: a non-422 error there is what the request completed with
+        (`RequestFailedError`), not a failure of the result call itself. A 422 is a `ValidationError` either way,
+        so field errors are found in one place.
+        """
+        code = reply.status_code
+        request_id = reply.headers.get("x-fal-request-id")
+        try:
+            body: Any = reply.json()
+        except (ValueError, UnicodeDecodeError):
+            body = _text(reply)[:500]
+        detail = body.get("detail", body) if isinstance(body, dict) else body
+        error_type = (body.get("error_type") if isinstance(body, dict) else None) or reply.headers.get(
+            "x-fal-error-type"
+        )
+        message = f"HTTP {code}"
+        if error_type:
+            message += f" ({error_type})"
+        if detail:
+            message += f": {describe_detail(detail)}"
+        if request_id:
+            message += f" [request {request_id}]"
+        cls: type[errors.HTTPError]
+        if code == 422:
+            cls = errors.ValidationError
+        elif outcome and code != 404:
+            cls = errors.RequestFailedError
+        elif code in (401, 403):
+            cls = errors.AuthenticationError
+        elif code == 404:
+            cls = errors.NotFoundError
+        elif code == 429:
+            cls = errors.RateLimitError
+        elif is_user_start_timeout(reply):
+            cls = errors.StartTimeoutError
+        elif code >= 500:
+            cls = errors.ServerError
+        else:
+            cls = errors.HTTPError
+        return cls(self.redact(message), status_code=code, request_id=request_id, error_type=error_type, detail=detail)
+
+    # Retries.
+
+    def retry_delay(
+        self,
+        op: Operation,
+        attempt: int,
+        elapsed: float,
+        *,
+        reply: Reply | None = None,
+        failure: errors.TransportError | None = None,
+        now_epoch: float,
+        remaining: float | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> float | None:
+        """Seconds to wait before sending attempt `attempt + 1` again, or None to stop (return the reply / raise).
+
+        `attempt` counts attempts made so far (1 after the first), `elapsed` the seconds since the first began,
+        `remaining` the caller's own deadline (client_timeout), if any.
+
+        Status, result and cancel change nothing on the server, so they are repeated after any transient failure:
+        a transport error, 408, 429 or 5xx. Submit, run and stream create billable work, so they are repeated only
+        when the first attempt provably never started any: the connection was never established (nothing was sent),
+        fal answered 429 (it refused the work), or a 502/503/504 came back without `x-fal-request-id` (the ingress
+        answered; fal never saw the request). A read timeout or a reset after sending is ambiguous — the job may be
+        running — so it is raised, never resent: a duplicate job costs money and the caller may hold a webhook for
+        the first. A user start-timeout 504 (`X-Fal-Request-Timeout-Type: user`) is the caller's own deadline and is
+        never repeated for any operation.
+        """
+        if not self.should_retry(op, reply=reply, failure=failure):
+            return None
+        assert reply is not None or failure is not None  # should_retry is False for neither
+        if attempt > self.retry.max_retries:
+            return None
+        asked = retry_after(reply.headers.get("retry-after"), now_epoch=now_epoch) if reply is not None else None
+        if asked is not None:
+            delay = min(asked, self.retry.max_retry_after)
+        else:
+            nominal = min(self.retry.base_delay * 2 ** (attempt - 1), self.retry.max_delay)
+            delay = nominal * (0.5 + jitter())
+        if elapsed + delay > self.retry.total or (remaining is not None and delay >= remaining):
+            return None
+        return delay
+
+    @staticmethod
+    def should_retry(
+        op: Operation, *, reply: Reply | None = None, failure: errors.TransportError | None = None
+    ) -> bool:
+        """Whether this outcome of `op` may be sent again at all (see `retry_delay` for the rule)."""
+        if failure is not None:
+            if not failure.transient:
+                return False
+            return not failure.request_sent if op in _CREATES_WORK else True
+        if reply is None or reply.status_code not in _TRANSIENT_STATUSES or is_user_start_timeout(reply):
+            return False
+        if op in _CREATES_WORK:
+            return reply.status_code == 429 or (reply.status_code in _INGRESS_STATUSES and not reply.from_fal)
+        if op == "failed_result":
+            return reply.status_code in (408, 429) or not reply.from_fal
+        return True
+
+
+def option_headers(options: Mapping[str, Any]) -> dict[str, str]:
+    """The headers that carry per-call options; `headers=` comes first so an option set explicitly wins."""
+    headers = {str(k): str(v) for k, v in (options.get("headers") or {}).items()}
+    if options.get("priority"):
+        if options["priority"] not in ("normal", "low"):
+            raise ValueError(f"priority must be 'normal' or 'low', not {options['priority']!r}")
+        headers["X-Fal-Queue-Priority"] = str(options["priority"])
+    if options.get("hint"):
+        headers["X-Fal-Runner-Hint"] = str(options["hint"])
+    if options.get("start_timeout") is not None:
+        seconds = float(options["start_timeout"])
+        if not seconds > 1:  # fal rejects 1 s or less; also catches NaN
+            raise ValueError(f"start_timeout must be more than 1 second, not {options['start_timeout']!r}")
+        headers["X-Fal-Request-Timeout"] = f"{seconds:g}"
+    return headers
+
+
+def describe_detail(detail: Any) -> str:
+    """fal's `detail` for a message: FastAPI field errors as `loc: msg; ...`, anything else as text (truncated)."""
     if isinstance(detail, list):
         parts = []
         for item in detail[:5]:
@@ -257,5 +406,19 @@ def _describe(detail: Any) -> str:
                 parts.append(f"{loc}: {item.get('msg')}" if loc else str(item.get("msg")))
             else:
                 parts.append(str(item))
+        if len(detail) > 5:
+            parts.append(f"... {len(detail) - 5} more")
         return "; ".join(parts)
     return str(detail)[:500]
+
+
+def _path(endpoint_id: str) -> str:
+    return "/".join(quote(p, safe="") for p in endpoint_id.split("/") if p)
+
+
+def _str_or(value: Any, fallback: str) -> str:
+    return value if isinstance(value, str) and value else fallback
+
+
+def _text(reply: Reply) -> str:
+    return reply.content.decode("utf-8", "replace")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from fal_runtime._options import OPTION_NAMES
+from fal_runtime._options import OPTION_NAMES, RUN_OPTIONS, STREAM_OPTIONS, SUBMIT_OPTIONS, SUBSCRIBE_OPTIONS
 
 if TYPE_CHECKING:
     from fal_runtime._client import AsyncClient, Client
@@ -74,6 +74,16 @@ class Endpoint(Generic[InputT, OutputT]):
             return arguments, options
         return self.input_model(**fields), options
 
+    def _prepare(
+        self, call: str, allowed: frozenset[str], arguments: InputT | None, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The payload and options of one call; an option that belongs to another call is a TypeError."""
+        data, options = self.build_input(arguments, kwargs)
+        misplaced = sorted(set(options) - allowed)
+        if misplaced:
+            raise TypeError(f"{call}() does not take option(s) {', '.join(map(repr, misplaced))}")
+        return self.payload(data), options
+
     def payload(self, arguments: InputT) -> dict[str, Any]:
         """The JSON body fal expects: wire names, JSON types, and only the fields that were set."""
         return arguments.model_dump(mode="json", by_alias=True, exclude_unset=True)
@@ -108,9 +118,9 @@ class Endpoint(Generic[InputT, OutputT]):
         client: Client | None = None,
         **kwargs: Any,
     ) -> RequestHandle[OutputT]:
-        data, options = self.build_input(arguments, kwargs)
+        payload, options = self._prepare("submit", SUBMIT_OPTIONS, arguments, kwargs)
         return self._sync(client).submit(
-            self.endpoint_id, self.payload(data), output=self.output_model, **options
+            self.endpoint_id, payload, output=self.output_model, **options
         )
 
     def subscribe(
@@ -121,9 +131,9 @@ class Endpoint(Generic[InputT, OutputT]):
         client: Client | None = None,
         **kwargs: Any,
     ) -> OutputT:
-        data, options = self.build_input(arguments, kwargs)
+        payload, options = self._prepare("subscribe", SUBSCRIBE_OPTIONS, arguments, kwargs)
         return self._sync(client).subscribe(
-            self.endpoint_id, self.payload(data), output=self.output_model, **options
+            self.endpoint_id, payload, output=self.output_model, **options
         )
 
     def run(
@@ -134,9 +144,9 @@ class Endpoint(Generic[InputT, OutputT]):
         client: Client | None = None,
         **kwargs: Any,
     ) -> OutputT:
-        data, options = self.build_input(arguments, kwargs)
+        payload, options = self._prepare("run", RUN_OPTIONS, arguments, kwargs)
         return self._sync(client).run(
-            self.endpoint_id, self.payload(data), output=self.output_model, **options
+            self.endpoint_id, payload, output=self.output_model, **options
         )
 
     def stream(
@@ -148,9 +158,9 @@ class Endpoint(Generic[InputT, OutputT]):
         **kwargs: Any,
     ) -> Iterator[dict[str, Any]]:
         self._check_streams()
-        data, options = self.build_input(arguments, kwargs)
+        payload, options = self._prepare("stream", STREAM_OPTIONS, arguments, kwargs)
         return self._sync(client).stream(
-            self.endpoint_id, self.payload(data), **options
+            self.endpoint_id, payload, **options
         )
 
     def handle(
@@ -171,9 +181,9 @@ class Endpoint(Generic[InputT, OutputT]):
         client: AsyncClient | None = None,
         **kwargs: Any,
     ) -> AsyncRequestHandle[OutputT]:
-        data, options = self.build_input(arguments, kwargs)
+        payload, options = self._prepare("submit_async", SUBMIT_OPTIONS, arguments, kwargs)
         return await self._async(client).submit(
-            self.endpoint_id, self.payload(data), output=self.output_model, **options
+            self.endpoint_id, payload, output=self.output_model, **options
         )
 
     async def subscribe_async(
@@ -184,9 +194,9 @@ class Endpoint(Generic[InputT, OutputT]):
         client: AsyncClient | None = None,
         **kwargs: Any,
     ) -> OutputT:
-        data, options = self.build_input(arguments, kwargs)
+        payload, options = self._prepare("subscribe_async", SUBSCRIBE_OPTIONS, arguments, kwargs)
         return await self._async(client).subscribe(
-            self.endpoint_id, self.payload(data), output=self.output_model, **options
+            self.endpoint_id, payload, output=self.output_model, **options
         )
 
     async def run_async(
@@ -197,9 +207,9 @@ class Endpoint(Generic[InputT, OutputT]):
         client: AsyncClient | None = None,
         **kwargs: Any,
     ) -> OutputT:
-        data, options = self.build_input(arguments, kwargs)
+        payload, options = self._prepare("run_async", RUN_OPTIONS, arguments, kwargs)
         return await self._async(client).run(
-            self.endpoint_id, self.payload(data), output=self.output_model, **options
+            self.endpoint_id, payload, output=self.output_model, **options
         )
 
     def stream_async(
@@ -211,9 +221,9 @@ class Endpoint(Generic[InputT, OutputT]):
         **kwargs: Any,
     ) -> AsyncIterator[dict[str, Any]]:
         self._check_streams()
-        data, options = self.build_input(arguments, kwargs)
+        payload, options = self._prepare("stream_async", STREAM_OPTIONS, arguments, kwargs)
         return self._async(client).stream(
-            self.endpoint_id, self.payload(data), **options
+            self.endpoint_id, payload, **options
         )
 
     def handle_async(

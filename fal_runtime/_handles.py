@@ -1,26 +1,35 @@
-"""Handles to submitted requests: status, result and cancel, typed by the endpoint's output model."""
+"""Handles to submitted requests: status, result and cancel, typed by the endpoint's output model.
+
+A handle is only an address (the URLs submit returned) plus the client to use; `Endpoint.handle(request_id)`
+rebuilds one later, in another process if need be, from the endpoint id and request id alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from fal_runtime._core import HandleData
-from fal_runtime._status import Status
+from fal_runtime._status import CancelOutcome, Status
+from fal_runtime._wait import Waiter
 
 if TYPE_CHECKING:
     from fal_runtime._client import AsyncClient, Client
 
 OutputT = TypeVar("OutputT", bound=BaseModel)
-CancelOutcome = Literal["CANCELLATION_REQUESTED", "ALREADY_COMPLETED", "NOT_FOUND", "OK"]
 
 
 class _HandleBase(Generic[OutputT]):
-    def __init__(self, data: HandleData, output: type[OutputT]) -> None:
+    def __init__(self, data: HandleData, output: type[OutputT], poll_interval: float) -> None:
         self.data = data
         self.output = output
+        self._poll_interval = poll_interval
+
+    @property
+    def endpoint_id(self) -> str:
+        return self.data.endpoint_id
 
     @property
     def request_id(self) -> str:
@@ -38,47 +47,48 @@ class _HandleBase(Generic[OutputT]):
     def cancel_url(self) -> str:
         return self.data.cancel_url
 
+    def _waiter(self, logs: bool) -> Waiter:
+        return Waiter(logs=logs, poll_interval=self._poll_interval)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.data.endpoint_id!r}, request_id={self.request_id!r})"
+        return f"{type(self).__name__}({self.endpoint_id!r}, request_id={self.request_id!r})"
 
 
 class RequestHandle(_HandleBase[OutputT]):
     def __init__(self, client: Client, data: HandleData, output: type[OutputT]) -> None:
-        super().__init__(data, output)
+        super().__init__(data, output, client._poll_interval)
         self._client = client
 
     def status(self, *, logs: bool = False) -> Status:
-        return self._client.status(self.data, logs=logs)
+        """The current status, once (logs as fal reports them: a window of recent lines)."""
+        return self._client._status(self.data, logs=logs)
 
     def iter_status(self, *, logs: bool = False) -> Iterator[Status]:
-        """Status changes until the request completes."""
-        return self._client.iter_status(self.data, logs=logs)
+        """Each status until COMPLETED, each carrying only log lines not seen before; no call after COMPLETED."""
+        return self._client._watch(self.data, self._waiter(logs))
 
     def result(self) -> OutputT:
-        """The output (waiting for completion first); raises the request's error if it failed."""
-        for _ in self.iter_status():
-            pass
-        return cast(OutputT, self._client.result(self.data, self.output))
+        """The output, waiting for completion first; raises the request's own error if it completed with one."""
+        return self._client._wait_result(self.data, self.output, self._waiter(False))
 
     def cancel(self) -> CancelOutcome:
-        return cast(CancelOutcome, self._client.cancel(self.data))
+        """Ask fal to cancel: "requested", "already_completed" (the result stands) or "not_found"."""
+        return self._client._cancel(self.data)
 
 
 class AsyncRequestHandle(_HandleBase[OutputT]):
     def __init__(self, client: AsyncClient, data: HandleData, output: type[OutputT]) -> None:
-        super().__init__(data, output)
+        super().__init__(data, output, client._poll_interval)
         self._client = client
 
     async def status(self, *, logs: bool = False) -> Status:
-        return await self._client.status(self.data, logs=logs)
+        return await self._client._status(self.data, logs=logs)
 
     def iter_status(self, *, logs: bool = False) -> AsyncIterator[Status]:
-        return self._client.iter_status(self.data, logs=logs)
+        return self._client._watch(self.data, self._waiter(logs))
 
     async def result(self) -> OutputT:
-        async for _ in self.iter_status():
-            pass
-        return cast(OutputT, await self._client.result(self.data, self.output))
+        return await self._client._wait_result(self.data, self.output, self._waiter(False))
 
     async def cancel(self) -> CancelOutcome:
-        return cast(CancelOutcome, await self._client.cancel(self.data))
+        return await self._client._cancel(self.data)

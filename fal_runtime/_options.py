@@ -51,6 +51,9 @@ class StreamOptions(TypedDict, total=False):
     timeout: float
 
 
-OPTION_NAMES: frozenset[str] = frozenset(
-    name for options in (SubscribeOptions, RunOptions, StreamOptions) for name in options.__annotations__
-)
+SUBMIT_OPTIONS: frozenset[str] = frozenset(SubmitOptions.__annotations__)
+SUBSCRIBE_OPTIONS: frozenset[str] = frozenset(SubscribeOptions.__annotations__) | SUBMIT_OPTIONS
+RUN_OPTIONS: frozenset[str] = frozenset(RunOptions.__annotations__)
+STREAM_OPTIONS: frozenset[str] = frozenset(StreamOptions.__annotations__)
+OPTION_NAMES: frozenset[str] = SUBSCRIBE_OPTIONS | RUN_OPTIONS | STREAM_OPTIONS
+"""Every option keyword; an input field with one of these names (or `client`) is renamed by the generator."""

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from fal_runtime.errors import ProtocolError
+
+CancelOutcome = Literal["requested", "already_completed", "not_found"]
+"""What a cancel achieved: fal accepted it (the runner is told to stop; it may still finish), the request had
+already completed (its result stands), or fal does not know the request (wrong id, or its result expired)."""
 
 
 @dataclass(frozen=True)
 class LogEntry:
+    """One line of the runner's output. `level` is fal's: STDERR, STDOUT, ERROR, INFO, WARN or DEBUG."""
+
     message: str
     level: str = "INFO"
     source: str | None = None
@@ -16,16 +24,22 @@ class LogEntry:
 
 @dataclass(frozen=True)
 class Queued:
+    """Waiting for a runner; `position` is the number of requests ahead (None when fal did not say)."""
+
     position: int | None
 
 
 @dataclass(frozen=True)
 class InProgress:
+    """A runner is working on it; `logs` holds the lines fal reported with this status (a moving window)."""
+
     logs: tuple[LogEntry, ...] = ()
 
 
 @dataclass(frozen=True)
 class Completed:
+    """Done. fal has no FAILED state: a failure is COMPLETED with `error` set, and the result call raises it."""
+
     logs: tuple[LogEntry, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -35,7 +49,10 @@ class Completed:
 Status = Queued | InProgress | Completed
 
 
-def parse_status(data: dict[str, Any]) -> Status:
+def parse_status(data: Any) -> Status:
+    """A status object of the status call or of one status-stream event."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"unexpected status from fal: {str(data)[:200]}")
     state = data.get("status")
     logs = tuple(
         LogEntry(str(e.get("message", "")), str(e.get("level", "INFO")), e.get("source"), e.get("timestamp"))
@@ -49,7 +66,7 @@ def parse_status(data: dict[str, Any]) -> Status:
         return InProgress(logs)
     if state == "COMPLETED":
         return Completed(logs, dict(data.get("metrics") or {}), data.get("error"), data.get("error_type"))
-    raise ValueError(f"unknown queue status {state!r}")
+    raise ProtocolError(f"unknown queue status {state!r}")
 
 
 class LogWindow:

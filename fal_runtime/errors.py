@@ -1,6 +1,12 @@
 """One exception tree for everything the runtime raises, rooted at `FalError`.
 
-Messages carry what a caller can act on (status, fal's request id, error type, detail) and never the API key.
+Callers catch `FalError` for "anything fal-related went wrong", or a leaf for the cases they handle differently
+(`RateLimitError` to back off, `ValidationError` to show field errors, `ClientTimeoutError` to give up). Messages
+carry what a caller can act on (status, fal's request id, error type, detail) and never the API key: the core
+scrubs the key from anything a server echoes back before it reaches a message.
+
+`TimeoutError` and `ConnectionError` deliberately shadow the builtins inside this module only, so that
+`except fal_runtime.errors.TimeoutError` catches ours; they are not subclasses of the builtins.
 """
 
 from __future__ import annotations
@@ -17,15 +23,40 @@ class MissingCredentialsError(FalError):
 
 
 class TransportError(FalError):
-    """The request did not get an HTTP response (connection refused or reset, DNS, TLS)."""
+    """No HTTP response arrived (connection refused or reset, DNS, TLS, protocol error, timeout).
+
+    `request_sent` is False only when the request provably never left this machine (the connection was never
+    established), which is what makes it safe to send a submit again.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool, transient: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+        self.transient = transient  # False for configuration errors (bad URL scheme, proxy), which retrying can't fix
 
 
-class TimeoutError(TransportError):  # noqa: A001 - deliberately our own, catchable as FalError
-    """A connect, read or total deadline expired."""
+class ConnectionError(TransportError):  # noqa: A001
+    """The connection could not be established; nothing was sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, request_sent=False)
+
+
+class TimeoutError(TransportError):  # noqa: A001
+    """A connect, read, write or pool deadline expired."""
+
+
+class ClientTimeoutError(TimeoutError):
+    """`client_timeout` expired while waiting; the request was cancelled server-side (best effort)."""
+
+    def __init__(self, message: str, *, request_id: str, cancelled: bool) -> None:
+        super().__init__(message, request_sent=True)
+        self.request_id = request_id
+        self.cancelled = cancelled  # False when the cancel call itself failed
 
 
 class HTTPError(FalError):
-    """fal answered with an error status."""
+    """fal (or its ingress) answered with an error status."""
 
     def __init__(
         self,
@@ -38,13 +69,17 @@ class HTTPError(FalError):
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
-        self.request_id = request_id  # fal's `x-fal-request-id`, absent when an ingress proxy answered
-        self.error_type = error_type
-        self.detail = detail
+        self.request_id = request_id  # fal's `x-fal-request-id`; None when an ingress proxy answered
+        self.error_type = error_type  # fal's `error_type` (body or `X-Fal-Error-Type` header)
+        self.detail = detail  # the body's `detail` (a string, or FastAPI's list of field errors)
+
+
+class AuthenticationError(HTTPError):
+    """The key was refused (401) or lacks access to the endpoint (403)."""
 
 
 class ValidationError(HTTPError):
-    """fal rejected the input (422); `errors` lists `{"loc", "msg", "type"}` per field."""
+    """fal or the model rejected the input (422); `errors` lists `{"loc", "msg", "type"}` per field."""
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -64,8 +99,15 @@ class ServerError(HTTPError):
 
 
 class StartTimeoutError(HTTPError):
-    """The request did not start within `start_timeout` (504, `X-Fal-Request-Timeout-Type: user`); never retried."""
+    """The request did not start within `start_timeout` (504 with `X-Fal-Request-Timeout-Type: user`).
+
+    Never retried: the deadline was the caller's own, and a second submit would only wait in the queue again.
+    """
 
 
 class RequestFailedError(HTTPError):
-    """The request completed with an error: the error its result call returned."""
+    """The request completed with an error: this is the error its result call returned."""
+
+
+class ProtocolError(FalError):
+    """fal answered 2xx with a body this runtime cannot read (not JSON, or missing required fields)."""
