@@ -87,6 +87,7 @@ def _normalize(node: Any, renames: dict[str, str], *, in_names: bool = False) ->
         return node
     if in_names:  # a `properties` map: keys are field names, values are schemas
         return {k: _normalize(v, renames) for k, v in node.items()}
+    node = _merge_nullable(node)
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key.startswith("x-") or key in ("examples", "example"):
@@ -102,6 +103,24 @@ def _normalize(node: Any, renames: dict[str, str], *, in_names: bool = False) ->
         else:
             out[key] = _normalize(value, renames)
     return out
+
+
+def _merge_nullable(node: dict[str, Any]) -> dict[str, Any]:
+    """fal writes an optional constrained field as `anyOf: [{type: T, <bounds>}, {type: "null"}]`; as
+    `type: [T, "null"]` with the bounds beside it, it means the same and becomes `T | None` with the bounds enforced,
+    instead of a one-off RootModel class per field."""
+    alts = node.get("anyOf")
+    if not (isinstance(alts, list) and len(alts) == 2 and {"type": "null"} in alts):
+        return node
+    other = alts[0] if alts[1] == {"type": "null"} else alts[1]
+    if not isinstance(other, dict) or not isinstance(other.get("type"), str) or "$ref" in other or other["type"] == "null":
+        return node
+    if other["type"] in ("object", "array") or any(k in node for k in other if k != "type"):
+        return node
+    merged = {k: v for k, v in node.items() if k != "anyOf"}
+    merged.update(other)
+    merged["type"] = [other["type"], "null"]
+    return merged
 
 
 def _ordered(props: Any, order: Any) -> Any:
@@ -123,17 +142,22 @@ def _unwrap(schema: Any, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     return [schema]
 
 
+def _types(schema: dict[str, Any]) -> set[str]:
+    kind = schema.get("type")
+    return set(kind) if isinstance(kind, list) else {kind} if isinstance(kind, str) else set()
+
+
 def _is_file_input(name: str, schema: dict[str, Any], schemas: dict[str, Any]) -> bool:
     ui = schema.get("ui")
     marked = (isinstance(ui, dict) and ui.get("field") in _FILE_UI_FIELDS) or schema.get("_fal_ui_field") in _FILE_UI_FIELDS
     if not (marked or name.endswith(("_url", "_urls"))):
         return False
-    kinds = {alt.get("type") for alt in _unwrap(schema, schemas)} - {"null"}
+    kinds = {t for alt in _unwrap(schema, schemas) for t in _types(alt)} - {"null"}
     if kinds == {"string"}:
         return True
     if kinds == {"array"}:
-        items = [i for alt in _unwrap(schema, schemas) if alt.get("type") == "array" for i in _unwrap(alt.get("items"), schemas)]
-        return bool(items) and all(i.get("type") == "string" for i in items)
+        items = [i for alt in _unwrap(schema, schemas) if "array" in _types(alt) for i in _unwrap(alt.get("items"), schemas)]
+        return bool(items) and all(_types(i) - {"null"} == {"string"} for i in items)
     return False
 
 

@@ -19,13 +19,11 @@ class File(FalModel):
     file_name: Annotated[str | None, Field(title="File Name")] = None
     """The name of the file. It will be auto-generated if not provided."""
     file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes. Loading related models..."""
-    file_data: Annotated[str | None, Field(title="File Data")] = None
-    """File data"""
+    """The size of the file in bytes."""
 
 
 class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
+    prompt: Annotated[str, Field(min_length=3, title="Prompt")]
     """The prompt for image editing."""
     image_url: Annotated[str, Field(title="Image Url")]
     """URL of the input image for editing."""

@@ -73,3 +73,21 @@ def test_package_index_is_lazy(build_package: Any) -> None:
     assert [m for m in sys.modules if m.startswith(pkg.__name__ + ".fal_ai.lazy.")] == [pkg.__name__ + ".fal_ai.lazy.two"]
     with pytest.raises(KeyError, match="did you mean 'fal-ai/lazy/one'"):
         pkg.load("fal-ai/lazy/on")
+
+
+def test_optional_constrained_field_stays_a_plain_type(build_package: Any) -> None:
+    """fal's `anyOf: [{type: T, bounds}, {type: null}]` is `T | None` with the bounds, not a RootModel per field."""
+    spec = mini_spec(
+        "fal-ai/test/nullable",
+        {
+            "seed": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2147483647}, {"type": "null"}]},
+            "negative_prompt": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}], "default": ""},
+        },
+    )
+    mod = build_package([spec]).load("fal-ai/test/nullable")
+    assert [c for c in mod.__all__ if c[0].isupper() and not c.isupper()] == ["Input", "Output"]
+    assert mod.Input(seed=None, negative_prompt=None).model_dump() == {"seed": None, "negative_prompt": None}
+    assert mod.Input(seed=7).seed == 7
+    for bad in ({"seed": -1}, {"seed": 2**31}, {"negative_prompt": "too long"}):
+        with pytest.raises(pydantic.ValidationError):
+            mod.Input(**bad)

@@ -19,9 +19,7 @@ class File(FalModel):
     file_name: Annotated[str | None, Field(title="File Name")] = None
     """The name of the file. It will be auto-generated if not provided."""
     file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes. Related Models"""
-    file_data: Annotated[str | None, Field(title="File Data")] = None
-    """File data"""
+    """The size of the file in bytes."""
 
 
 class ImageSize(FalModel):
@@ -32,9 +30,13 @@ class ImageSize(FalModel):
 
 
 class Input(FalModel):
-    prompt: Annotated[str, Field(max_length=800, title="Prompt")]
+    """Input for Qwen Image 2 image editing with reference images"""
+
+    prompt: Annotated[str, Field(max_length=800, min_length=1, title="Prompt")]
     """Text prompt describing the desired image. Supports Chinese and English. Max 800 characters."""
-    negative_prompt: Annotated[str, Field(max_length=500, title="Negative Prompt")] = ""
+    negative_prompt: Annotated[
+        str | None, Field(max_length=500, title="Negative Prompt")
+    ] = ""
     """Content to avoid in the generated image. Max 500 characters."""
     image_size: Annotated[
         ImageSize
@@ -58,9 +60,9 @@ class Input(FalModel):
     """Random seed for reproducibility (0-2147483647)."""
     enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
     """Enable content moderation for input and output."""
-    sync_mode: Annotated[bool | None, Field(title="Sync Mode")] = None
+    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
     """If True, the media will be returned as a data URI and the output data won't be available in the request history."""
-    num_images: Annotated[int, Field(title="Num Images")] = 1
+    num_images: Annotated[int, Field(ge=1, le=6, title="Num Images")] = 1
     """The number of images to generate."""
     output_format: Annotated[
         Literal["jpeg", "png", "webp"], Field(title="Output Format")
@@ -138,7 +140,7 @@ def submit(
 def submit(
     *,
     prompt: str,
-    negative_prompt: str = "",
+    negative_prompt: str | None = "",
     image_size: (
         ImageSize
         | Literal[
@@ -154,7 +156,7 @@ def submit(
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
@@ -188,7 +190,7 @@ def subscribe(
 def subscribe(
     *,
     prompt: str,
-    negative_prompt: str = "",
+    negative_prompt: str | None = "",
     image_size: (
         ImageSize
         | Literal[
@@ -204,7 +206,7 @@ def subscribe(
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
@@ -238,7 +240,7 @@ def run(
 def run(
     *,
     prompt: str,
-    negative_prompt: str = "",
+    negative_prompt: str | None = "",
     image_size: (
         ImageSize
         | Literal[
@@ -254,7 +256,7 @@ def run(
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
@@ -288,7 +290,7 @@ async def submit_async(
 async def submit_async(
     *,
     prompt: str,
-    negative_prompt: str = "",
+    negative_prompt: str | None = "",
     image_size: (
         ImageSize
         | Literal[
@@ -304,7 +306,7 @@ async def submit_async(
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
@@ -338,7 +340,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     prompt: str,
-    negative_prompt: str = "",
+    negative_prompt: str | None = "",
     image_size: (
         ImageSize
         | Literal[
@@ -354,7 +356,7 @@ async def subscribe_async(
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
@@ -388,7 +390,7 @@ async def run_async(
 async def run_async(
     *,
     prompt: str,
-    negative_prompt: str = "",
+    negative_prompt: str | None = "",
     image_size: (
         ImageSize
         | Literal[
@@ -404,7 +406,7 @@ async def run_async(
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],

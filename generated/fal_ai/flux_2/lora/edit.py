@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.models import FalModel
-from pydantic import Field, RootModel
+from pydantic import Field
 
 
 class ImageFile(FalModel):
@@ -30,20 +30,24 @@ class ImageFile(FalModel):
 
 
 class ImageSize(FalModel):
-    width: Annotated[int, Field(ge=512, gt=0, le=2048, title="Width")] = 512
+    width: Annotated[int, Field(ge=512, le=2048, title="Width")] = 512
     """The width of the generated image."""
-    height: Annotated[int, Field(ge=512, gt=0, le=2048, title="Height")] = 512
+    height: Annotated[int, Field(ge=512, le=2048, title="Height")] = 512
     """The height of the generated image."""
 
 
 class Input(FalModel):
     prompt: Annotated[str, Field(title="Prompt")]
     """The prompt to generate an image from."""
-    guidance_scale: Annotated[float, Field(title="Guidance Scale")] = 2.5
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = (
+        2.5
+    )
     """Guidance Scale is a measure of how close you want the model to stick to your prompt when looking for a related image to show you."""
     seed: Annotated[int | None, Field(title="Seed")] = None
     """The seed to use for the generation. If not provided, a random seed will be used."""
-    num_inference_steps: Annotated[int, Field(title="Num Inference Steps")] = 28
+    num_inference_steps: Annotated[
+        int, Field(ge=4, le=50, title="Number of Inference Steps")
+    ] = 28
     """The number of inference steps to perform."""
     image_size: Annotated[
         ImageSize
@@ -59,17 +63,17 @@ class Input(FalModel):
         Field(title="Image Size"),
     ] = None
     """The size of the image to generate. The width and height must be between 512 and 2048 pixels."""
-    num_images: Annotated[int, Field(title="Num Images")] = 1
+    num_images: Annotated[int, Field(ge=1, le=4, title="Number of Images")] = 1
     """The number of images to generate."""
     acceleration: Annotated[
         Literal["none", "regular", "high"], Field(title="Acceleration")
     ] = "regular"
     """The acceleration level to use for the image generation."""
-    enable_prompt_expansion: Annotated[
-        bool | None, Field(title="Enable Prompt Expansion")
-    ] = None
+    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
+        False
+    )
     """If set to true, the prompt will be expanded for better results."""
-    sync_mode: Annotated[bool | None, Field(title="Sync Mode")] = None
+    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
     """If True, the media will be returned as a data URI and the output data won't be available in the request history."""
     enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
     """If set to true, the safety checker will be enabled."""
@@ -77,15 +81,19 @@ class Input(FalModel):
         Literal["jpeg", "png", "webp"], Field(title="Output Format")
     ] = "png"
     """The format of the generated image."""
-    image_urls: Annotated[list[str], Field(max_length=3, title="Image Urls")]
+    image_urls: Annotated[list[str], Field(max_length=3, title="Image URLs")]
     """The URsL of the images for editing. A maximum of 3 images are allowed, if more are provided, only the first 3 will be used."""
-    loras: Annotated[list[LoRAInput] | None, Field(max_length=3, title="Loras")] = None
+    loras: Annotated[
+        list[LoRAInput], Field(max_length=3, title="Loras", validate_default=True)
+    ] = []
     """List of LoRA weights to apply (maximum 3). Each LoRA can be a URL, HuggingFace repo ID, or local path."""
 
 
 class LoRAInput(FalModel):
+    """LoRA weight configuration."""
+
     path: Annotated[str, Field(title="Path")]
-    """URL, HuggingFace repo ID (owner/repo) to lora weights."""
+    """URL, HuggingFace repo ID (owner/repo), or local path to LoRA weights."""
     scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
     """Scale factor for LoRA application (0.0 to 4.0)."""
 
@@ -93,17 +101,13 @@ class LoRAInput(FalModel):
 class Output(FalModel):
     images: Annotated[list[ImageFile], Field(title="Images")]
     """The edited images"""
-    timings: Annotated[Timings, Field(title="Timings")]
+    timings: Annotated[dict[str, float], Field(title="Timings")]
     seed: Annotated[int, Field(title="Seed")]
     """Seed of the generated Image. It will be the same value of the one passed in the input or the randomly generated that was used in case none was passed."""
     has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
     """Whether the generated images contain NSFW concepts."""
     prompt: Annotated[str, Field(title="Prompt")]
     """The prompt used for generating the image."""
-
-
-class Timings(RootModel[dict[str, float]]):
-    root: dict[str, float]
 
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -135,7 +139,6 @@ __all__ = [
     "Input",
     "LoRAInput",
     "Output",
-    "Timings",
     "submit",
     "subscribe",
     "run",
@@ -187,12 +190,12 @@ def submit(
     ) = None,
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    enable_prompt_expansion: bool | None = None,
-    sync_mode: bool | None = None,
+    enable_prompt_expansion: bool = False,
+    sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
-    loras: list[LoRAInput] | None = None,
+    loras: list[LoRAInput] = [],
     client: _Client | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _RequestHandle[Output]: ...
@@ -240,12 +243,12 @@ def subscribe(
     ) = None,
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    enable_prompt_expansion: bool | None = None,
-    sync_mode: bool | None = None,
+    enable_prompt_expansion: bool = False,
+    sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
-    loras: list[LoRAInput] | None = None,
+    loras: list[LoRAInput] = [],
     client: _Client | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -293,12 +296,12 @@ def run(
     ) = None,
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    enable_prompt_expansion: bool | None = None,
-    sync_mode: bool | None = None,
+    enable_prompt_expansion: bool = False,
+    sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
-    loras: list[LoRAInput] | None = None,
+    loras: list[LoRAInput] = [],
     client: _Client | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...
@@ -346,12 +349,12 @@ def stream(
     ) = None,
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    enable_prompt_expansion: bool | None = None,
-    sync_mode: bool | None = None,
+    enable_prompt_expansion: bool = False,
+    sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
-    loras: list[LoRAInput] | None = None,
+    loras: list[LoRAInput] = [],
     client: _Client | None = None,
     **options: _Unpack[_StreamOptions],
 ) -> _Iterator[dict[str, _Any]]: ...
@@ -399,12 +402,12 @@ async def submit_async(
     ) = None,
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    enable_prompt_expansion: bool | None = None,
-    sync_mode: bool | None = None,
+    enable_prompt_expansion: bool = False,
+    sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
-    loras: list[LoRAInput] | None = None,
+    loras: list[LoRAInput] = [],
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _AsyncRequestHandle[Output]: ...
@@ -452,12 +455,12 @@ async def subscribe_async(
     ) = None,
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    enable_prompt_expansion: bool | None = None,
-    sync_mode: bool | None = None,
+    enable_prompt_expansion: bool = False,
+    sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
-    loras: list[LoRAInput] | None = None,
+    loras: list[LoRAInput] = [],
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -505,12 +508,12 @@ async def run_async(
     ) = None,
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    enable_prompt_expansion: bool | None = None,
-    sync_mode: bool | None = None,
+    enable_prompt_expansion: bool = False,
+    sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
-    loras: list[LoRAInput] | None = None,
+    loras: list[LoRAInput] = [],
     client: _AsyncClient | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...
@@ -558,12 +561,12 @@ def stream_async(
     ) = None,
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    enable_prompt_expansion: bool | None = None,
-    sync_mode: bool | None = None,
+    enable_prompt_expansion: bool = False,
+    sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     image_urls: list[str],
-    loras: list[LoRAInput] | None = None,
+    loras: list[LoRAInput] = [],
     client: _AsyncClient | None = None,
     **options: _Unpack[_StreamOptions],
 ) -> _AsyncIterator[dict[str, _Any]]: ...

@@ -12,6 +12,8 @@ from pydantic import Field
 
 
 class Image(FalModel):
+    """Represents an image file."""
+
     url: Annotated[str, Field(title="Url")]
     """The URL where the file can be downloaded from."""
     content_type: Annotated[str | None, Field(title="Content Type")] = None
@@ -22,10 +24,10 @@ class Image(FalModel):
     """The size of the file in bytes."""
     file_data: Annotated[str | None, Field(title="File Data")] = None
     """File data"""
-    width: Annotated[int, Field(title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(title="Height")] = 512
-    """The height of the generated image."""
+    width: Annotated[int | None, Field(title="Width")] = None
+    """The width of the image in pixels."""
+    height: Annotated[int | None, Field(title="Height")] = None
+    """The height of the image in pixels."""
 
 
 class Input(FalModel):

@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.models import FalModel
-from pydantic import Field, RootModel
+from pydantic import Field
 
 
 class Image(FalModel):
     url: Annotated[str, Field(title="Url")]
     width: Annotated[int, Field(title="Width")]
     height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str, Field(title="Content Type")] = "image/jpeg"
+    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
 
 
 class Input(FalModel):
@@ -23,11 +23,13 @@ class Input(FalModel):
     """The prompt to generate an image from."""
     seed: Annotated[int | None, Field(title="Seed")] = None
     """The same seed and the same prompt given to the same version of the model will output the same image every time."""
-    guidance_scale: Annotated[float, Field(title="Guidance Scale")] = 3.5
+    guidance_scale: Annotated[
+        float, Field(ge=1.0, le=20.0, title="Guidance scale (CFG)")
+    ] = 3.5
     """The CFG (Classifier Free Guidance) scale is a measure of how close you want the model to stick to your prompt when looking for a related image to show you."""
-    sync_mode: Annotated[bool | None, Field(title="Sync Mode")] = None
+    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
     """If set to true, the function will wait for the image to be generated and uploaded before returning the response. This will increase the latency of the function but it allows you to get the image directly in the response without going through the CDN."""
-    num_images: Annotated[int, Field(title="Num Images")] = 1
+    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
     """The number of images to generate."""
     output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
         "jpeg"
@@ -37,32 +39,28 @@ class Input(FalModel):
         Literal["1", "2", "3", "4", "5", "6"], Field(title="Safety Tolerance")
     ] = "2"
     """The safety tolerance level for the generated image. 1 being the most strict and 5 being the most permissive."""
+    enhance_prompt: Annotated[bool, Field(title="Enhance Prompt")] = False
+    """Whether to enhance the prompt for better results."""
     aspect_ratio: Annotated[
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None,
         Field(title="Aspect Ratio"),
     ] = None
     """The aspect ratio of the generated image."""
-    image_urls: Annotated[list[str], Field(title="Image Urls")]
+    image_urls: Annotated[list[str], Field(title="Image URL")]
     """Image prompt for the omni model."""
-    enhance_prompt: Annotated[bool | None, Field(title="Enhance Prompt")] = None
-    """Whether to enhance the prompt for better results."""
 
 
 class Output(FalModel):
     images: Annotated[list[Image], Field(title="Images")]
     """The generated image files info."""
-    timings: Annotated[Timings, Field(title="Timings")]
+    timings: Annotated[dict[str, float], Field(title="Timings")]
     seed: Annotated[int, Field(title="Seed")]
     """Seed of the generated Image. It will be the same value of the one passed in the input or the randomly generated that was used in case none was passed."""
     has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
     """Whether the generated images contain NSFW concepts."""
     prompt: Annotated[str, Field(title="Prompt")]
     """The prompt used for generating the image."""
-
-
-class Timings(RootModel[dict[str, float]]):
-    root: dict[str, float]
 
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -92,7 +90,6 @@ __all__ = [
     "Image",
     "Input",
     "Output",
-    "Timings",
     "submit",
     "subscribe",
     "run",
@@ -126,16 +123,16 @@ def submit(
     prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    enhance_prompt: bool = False,
     aspect_ratio: (
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
     image_urls: list[str],
-    enhance_prompt: bool | None = None,
     client: _Client | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _RequestHandle[Output]: ...
@@ -168,16 +165,16 @@ def subscribe(
     prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    enhance_prompt: bool = False,
     aspect_ratio: (
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
     image_urls: list[str],
-    enhance_prompt: bool | None = None,
     client: _Client | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -210,16 +207,16 @@ def run(
     prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    enhance_prompt: bool = False,
     aspect_ratio: (
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
     image_urls: list[str],
-    enhance_prompt: bool | None = None,
     client: _Client | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...
@@ -252,16 +249,16 @@ async def submit_async(
     prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    enhance_prompt: bool = False,
     aspect_ratio: (
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
     image_urls: list[str],
-    enhance_prompt: bool | None = None,
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _AsyncRequestHandle[Output]: ...
@@ -294,16 +291,16 @@ async def subscribe_async(
     prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    enhance_prompt: bool = False,
     aspect_ratio: (
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
     image_urls: list[str],
-    enhance_prompt: bool | None = None,
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -336,16 +333,16 @@ async def run_async(
     prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    enhance_prompt: bool = False,
     aspect_ratio: (
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
     image_urls: list[str],
-    enhance_prompt: bool | None = None,
     client: _AsyncClient | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...
