@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
@@ -16,8 +17,14 @@ COMMITTED = sorted(p.relative_to(ROOT / "generated").as_posix() for p in (ROOT /
 
 
 class PythonSnapshot(SingleFileSnapshotExtension):
+    """One reviewable `.py` file per generated file, named after its path (`fal_ai__flux__dev.py`)."""
+
     _write_mode = WriteMode.TEXT
-    _file_extension = "py"
+    file_extension = "py"
+
+    @classmethod
+    def get_snapshot_name(cls, *, test_location: Any, index: Any = 0) -> str:
+        return str(index)
 
 
 @pytest.fixture(scope="module")
@@ -32,4 +39,4 @@ def test_every_rendered_file_is_committed(rendered: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("path", COMMITTED)
 def test_generated_file_snapshot(path: str, rendered: dict[str, str], snapshot: object) -> None:
-    assert rendered[path] == snapshot.use_extension(PythonSnapshot)(name=path.replace("/", "__"))  # type: ignore[attr-defined]
+    assert rendered[path] == snapshot.use_extension(PythonSnapshot)(name=path.removesuffix(".py").replace("/", "__"))  # type: ignore[attr-defined]
