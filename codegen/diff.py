@@ -61,6 +61,8 @@ def _alternatives(schema: Any, schemas: dict[str, Any]) -> list[dict[str, Any]]:
             # Keywords beside anyOf (bounds, say) constrain every alternative.
             outer = {k: v for k, v in schema.items() if k in BOUNDS}
             return [{**outer, **a} for sub in schema[key] for a in _alternatives(sub, schemas)]
+    if isinstance(schema.get("type"), list):  # `type: [T, "null"]` is the alternatives T and null
+        return [a for t in schema["type"] for a in _alternatives({**schema, "type": t}, schemas)]
     if isinstance(schema.get("items"), dict):
         items = _alternatives(schema["items"], schemas)
         return [{**schema, "items": items[0] if len(items) == 1 else {"anyOf": items}}]

@@ -1,0 +1,391 @@
+"""The fal-compatible HTTP app: queue, run, stream and storage routes, plus `/_local/...` control routes.
+
+One host serves both of fal's hosts: the queue at the root (`FAL_QUEUE_RUN_HOST=127.0.0.1:N`, as fal's
+`queue.fal.run`) and the synchronous run host under `/run` (`FAL_RUN_HOST=127.0.0.1:N/run`, as `fal.run`). The two
+cannot share the root because `POST /{endpoint_id}` means "submit" on one and "run" on the other.
+
+Every fal route goes through `LocalFal.guarded`, which counts the call and applies whatever the test scripted for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import ssl
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .faults import Stalled, fal_headers, fault_response
+from .files import CDN_PREFIX, MAX_UPLOAD_BYTES, Files
+from .payloads import input_errors, output_template, with_file_urls
+from .script import Behaviour, Rule, Script, from_json
+from .specs import JSON, Endpoint
+from .store import Job, Store
+from .webhooks import Signer, deliver
+
+RUN_PREFIX = "/run"
+KEEPALIVE_SECONDS = 15.0
+STREAM_PARTIALS = 2
+
+_QUEUE_OPS = {
+    ("GET", ""): "result",
+    ("GET", "status"): "status",
+    ("GET", "status/stream"): "status_stream",
+    ("PUT", "cancel"): "cancel",
+}
+
+
+class Reject(Exception):
+    """Raised inside a handler to answer with `response` at once (bad auth, bad input, unknown request)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _json(body: Any, status: int = 200, request_id: str | None = None, **headers: str) -> JSONResponse:
+    return JSONResponse(body, status, {**fal_headers(request_id), **headers})
+
+
+def _base(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+class LocalFal:
+    """The state of one server (endpoints, jobs, files, script, signing key) and its route handlers."""
+
+    def __init__(self, endpoints: dict[str, Endpoint], script: Script, signer: Signer, tls: ssl.SSLContext) -> None:
+        self.endpoints = endpoints
+        self.script = script
+        self.signer = signer
+        self.files = Files()
+        self.store = Store(lambda job: self._output(job.endpoint, job.base_url), self._completed)
+        self._tls = tls
+        self._templates: dict[str, JSON] = {}
+        for endpoint_id, endpoint in endpoints.items():
+            template = output_template(endpoint)
+            if template is None:
+                print(f"fal_runtime.local: {endpoint_id}: no output validates; answering {{}}", file=sys.stderr)
+            self._templates[endpoint_id] = template or {}
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/.well-known/jwks.json", self.jwks, methods=["GET"]),
+            Route("/storage/auth/token", self.storage_token, methods=["POST"]),
+            Route(f"{CDN_PREFIX}/files/upload", self.upload, methods=["POST"]),
+            Route(f"{CDN_PREFIX}/files/{{path:path}}", self.download, methods=["GET"]),
+            Route("/_local/script", self.control_script, methods=["POST"]),
+            Route("/_local/behave", self.control_behave, methods=["POST"]),
+            Route("/_local/counters", self.control_counters, methods=["GET"]),
+            Route("/_local/reset", self.control_reset, methods=["POST"]),
+            Route("/_local/webhooks", self.webhook_sink, methods=["GET", "POST"]),
+            Route(f"{RUN_PREFIX}/{{path:path}}", self.run_host, methods=["POST"]),
+            Route("/{path:path}", self.queue_host, methods=["GET", "POST", "PUT"]),
+        ]
+
+        @asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            yield
+            await self.store.close()
+
+        return Starlette(routes=routes, lifespan=lifespan)
+
+    # -- dispatch ---------------------------------------------------------------------------------------------------
+
+    async def guarded(
+        self, endpoint_id: str | None, op: str, produce: Callable[[], Awaitable[Response]]
+    ) -> Response:
+        """Count the call, apply its scripted delay and fault, else answer with `produce()`."""
+        rule = self.script.take_rule(endpoint_id, op)
+        if rule is not None and rule.delay:
+            await asyncio.sleep(rule.delay)
+        if rule is None or rule.fault is None:
+            return await _answer(produce)
+        if rule.fault == "stall":
+            return Stalled(await _answer(produce), rule.stall_seconds)
+        answer = await _answer(produce) if rule.phase == "after" else None
+        return fault_response(rule, answer)
+
+    async def queue_host(self, request: Request) -> Response:
+        path = request.path_params["path"].strip("/")
+        if request.method == "POST":
+            endpoint = self.endpoints.get(path)
+            if endpoint is None:
+                return _not_found(request)
+            return await self.guarded(endpoint.id, "submit", lambda: self.submit(request, endpoint))
+        prefix, found, rest = path.partition("/requests/")
+        request_id, _, tail = rest.partition("/")
+        op = _QUEUE_OPS.get((request.method, tail))
+        if not found or op is None:
+            return _not_found(request)
+        job = self.store.jobs.get(request_id)
+        if job is not None and prefix not in (job.endpoint.app_root, job.endpoint.id):
+            job = None
+        handlers = {"result": self.result, "status": self.status, "status_stream": self.status_stream, "cancel": self.cancel}
+        handler = handlers[op]
+        return await self.guarded(job.endpoint.id if job else None, op, lambda: handler(request, job, request_id))
+
+    async def run_host(self, request: Request) -> Response:
+        path = request.path_params["path"].strip("/")
+        endpoint = self.endpoints.get(path)
+        if endpoint is not None:
+            return await self.guarded(endpoint.id, "run", lambda: self.run(request, endpoint))
+        streaming = self.endpoints.get(path.removesuffix("/stream")) if path.endswith("/stream") else None
+        if streaming is None or not streaming.streams:
+            return _not_found(request)
+        return await self.guarded(streaming.id, "stream", lambda: self.stream(request, streaming))
+
+    # -- queue ------------------------------------------------------------------------------------------------------
+
+    async def submit(self, request: Request, endpoint: Endpoint) -> Response:
+        _authorize(request)
+        payload, raw = await _validated(request, endpoint)
+        webhook = request.query_params.get("fal_webhook")
+        job = Job(
+            endpoint,
+            payload,
+            self.script.behaviour(endpoint.id),
+            _base(request),
+            webhook_url=webhook,
+            start_timeout=_start_timeout(request),
+        )
+        self.store.submit(job)
+        self.script.count_job(endpoint.id, _fingerprint(request, endpoint, raw))
+        body: JSON = {"request_id": job.request_id, **job.urls(), "status": "IN_QUEUE"}
+        body["queue_position"] = self.store.position(job)
+        if webhook is not None:
+            body["gateway_request_id"] = job.gateway_request_id
+        return _json(body, 200, job.request_id)
+
+    async def status(self, request: Request, job: Job | None, request_id: str) -> Response:
+        _authorize(request)
+        job = _known(job, request_id)
+        body = self.store.status(job, _flag(request.query_params.get("logs")))
+        return _json(body, 200 if job.state == "COMPLETED" else 202, job.request_id)
+
+    async def status_stream(self, request: Request, job: Job | None, request_id: str) -> Response:
+        _authorize(request)
+        known = _known(job, request_id)
+        with_logs = _flag(request.query_params.get("logs"))
+
+        async def events() -> AsyncIterator[str]:
+            last: JSON | None = None
+            while True:
+                changed = self.store.changed  # taken before the snapshot, so no change can slip between
+                status = self.store.status(known, with_logs)
+                if status != last:
+                    yield _sse(status)
+                    last = status
+                if known.state == "COMPLETED":
+                    return
+                try:
+                    await asyncio.wait_for(changed.wait(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+
+        headers = {**fal_headers(known.request_id), "Cache-Control": "no-cache"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+    async def result(self, request: Request, job: Job | None, request_id: str) -> Response:
+        _authorize(request)
+        job = _known(job, request_id)
+        if job.state != "COMPLETED":
+            return _json({"detail": "Request is still in progress"}, 400, job.request_id)
+        return _json(job.body, job.status_code, job.request_id, **job.result_headers)
+
+    async def cancel(self, request: Request, job: Job | None, request_id: str) -> Response:
+        _authorize(request)
+        if job is None:
+            return _json({"status": "NOT_FOUND"}, 404)
+        outcome = self.store.request_cancel(job)
+        return _json({"status": outcome}, 202 if outcome == "CANCELLATION_REQUESTED" else 400, job.request_id)
+
+    # -- run host ---------------------------------------------------------------------------------------------------
+
+    async def run(self, request: Request, endpoint: Endpoint) -> Response:
+        _authorize(request)
+        await _validated(request, endpoint)
+        self.script.count_run(endpoint.id)
+        behaviour = self.script.behaviour(endpoint.id)
+        await self._work(behaviour, _start_timeout(request))
+        if behaviour.error is not None:
+            return _json({"detail": behaviour.error, "error_type": behaviour.error_type}, behaviour.status_code)
+        return _json(self._output(endpoint, _base(request)))
+
+    async def stream(self, request: Request, endpoint: Endpoint) -> Response:
+        _authorize(request)
+        await _validated(request, endpoint)
+        self.script.count_run(endpoint.id)
+        behaviour = self.script.behaviour(endpoint.id)
+        await self._work(behaviour, _start_timeout(request), run=False)
+        if behaviour.error is not None:
+            return _json({"detail": behaviour.error, "error_type": behaviour.error_type}, behaviour.status_code)
+        output = self._output(endpoint, _base(request))
+
+        async def events() -> AsyncIterator[str]:
+            for _ in range(STREAM_PARTIALS):
+                yield _sse(output)
+                await asyncio.sleep(behaviour.run_seconds / (STREAM_PARTIALS + 1))
+            await asyncio.sleep(behaviour.run_seconds / (STREAM_PARTIALS + 1))
+            yield _sse(output)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=fal_headers())
+
+    async def _work(self, behaviour: Behaviour, start_timeout: float | None, run: bool = True) -> None:
+        """Wait as the model would (queue, then run); a start deadline shorter than the queue wait answers 504."""
+        if start_timeout is not None and behaviour.queue_seconds > start_timeout:
+            await asyncio.sleep(start_timeout)
+            raise Reject(
+                _json(
+                    {"detail": "Request timed out before it could start", "error_type": "request_timeout"},
+                    504,
+                    **{"X-Fal-Request-Timeout-Type": "user", "X-Fal-Error-Type": "request_timeout"},
+                )
+            )
+        await asyncio.sleep(behaviour.queue_seconds + (behaviour.run_seconds if run else 0.0))
+
+    def _output(self, endpoint: Endpoint, base: str) -> JSON:
+        files = self.files
+        result: JSON = with_file_urls(
+            self._templates[endpoint.id], lambda ct: f"{base}{CDN_PREFIX}/files/{files.output_path(ct)}"
+        )
+        return result
+
+    async def _completed(self, job: Job) -> None:
+        await deliver(job, self.signer, self.script, self._tls)
+
+    # -- storage ----------------------------------------------------------------------------------------------------
+
+    async def storage_token(self, request: Request) -> Response:
+        async def produce() -> Response:
+            _authorize(request)
+            token, expires = self.files.new_token()
+            expires_at = datetime.fromtimestamp(expires, timezone.utc).isoformat()
+            body = {"token": token, "token_type": "Bearer", "base_url": f"{_base(request)}{CDN_PREFIX}"}
+            return _json({**body, "expires_at": expires_at})
+
+        return await self.guarded(None, "upload", produce)
+
+    async def upload(self, request: Request) -> Response:
+        async def produce() -> Response:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not self.files.token_valid(token):
+                raise Reject(_json({"detail": "Invalid or expired upload token"}, 401))
+            if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
+                raise Reject(_json({"detail": "File too large"}, 413))
+            data = await request.body()
+            name = request.headers.get("x-fal-file-name", "upload.bin")
+            content_type = request.headers.get("content-type", "application/octet-stream")
+            path = self.files.put(name, data, content_type)
+            return _json({"access_url": f"{_base(request)}{CDN_PREFIX}/files/{path}"})
+
+        return await self.guarded(None, "upload", produce)
+
+    async def download(self, request: Request) -> Response:
+        stored = self.files.get(request.path_params["path"])
+        if stored is None:
+            return _not_found(request)
+        return Response(stored.data, media_type=stored.content_type)
+
+    async def jwks(self, request: Request) -> Response:
+        return _json(self.signer.jwks())
+
+    # -- control (tests) --------------------------------------------------------------------------------------------
+
+    async def control_script(self, request: Request) -> Response:
+        return await _control(request, lambda body: self.script.add_rule(from_json(Rule, body)))
+
+    async def control_behave(self, request: Request) -> Response:
+        return await _control(request, lambda body: self.script.add_behaviour(from_json(Behaviour, body)))
+
+    async def control_counters(self, request: Request) -> Response:
+        return JSONResponse(self.script.counters())
+
+    async def control_reset(self, request: Request) -> Response:
+        self.script.reset()
+        return JSONResponse({"ok": True})
+
+    async def webhook_sink(self, request: Request) -> Response:
+        """A webhook receiver on the server itself, so tests in any process can read what was delivered."""
+        if request.method == "GET":
+            return JSONResponse(self.script.webhooks())
+        raw = await request.body()
+        self.script.record_webhook({"headers": dict(request.headers), "body": raw.decode("utf-8", "replace")})
+        return JSONResponse({"ok": True})
+
+
+async def _answer(produce: Callable[[], Awaitable[Response]]) -> Response:
+    try:
+        return await produce()
+    except Reject as rejected:
+        return rejected.response
+
+
+def _not_found(request: Request) -> Response:
+    return _json({"detail": f"Path {request.url.path} not found"}, 404)
+
+
+def _authorize(request: Request) -> None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "key" or not credentials.strip():
+        raise Reject(_json({"detail": "Missing or malformed Authorization header (expected 'Key ...')"}, 401))
+
+
+def _known(job: Job | None, request_id: str) -> Job:
+    if job is None:
+        raise Reject(_json({"detail": f"Request {request_id} not found"}, 404))
+    return job
+
+
+async def _validated(request: Request, endpoint: Endpoint) -> tuple[Any, bytes]:
+    """The JSON input and its raw bytes; a 422 in fal's shape when it is not JSON or not valid for the endpoint."""
+    raw = await request.body()
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise Reject(_json({"detail": [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]}, 422))
+    errors = input_errors(endpoint, payload)
+    if errors:
+        raise Reject(_json({"detail": errors}, 422))
+    return payload, raw
+
+
+def _start_timeout(request: Request) -> float | None:
+    value = request.headers.get("x-fal-request-timeout")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        raise Reject(_json({"detail": "X-Fal-Request-Timeout must be a number of seconds"}, 400))
+
+
+def _fingerprint(request: Request, endpoint: Endpoint, raw: bytes) -> str:
+    """What makes two submits "the same": an Idempotency-Key header when sent, else the endpoint and the body."""
+    key = request.headers.get("idempotency-key")
+    if key:
+        return f"key:{key}"
+    return "body:" + hashlib.sha256(endpoint.id.encode() + b"\n" + raw).hexdigest()
+
+
+async def _control(request: Request, apply: Callable[[Any], None]) -> Response:
+    try:
+        apply(await request.json())
+    except (ValueError, TypeError) as exc:
+        return JSONResponse({"detail": str(exc)}, 400)
+    return JSONResponse({"ok": True})

@@ -1,0 +1,167 @@
+"""`LocalServer`: the local fal server in a background thread, and the handle tests script it through.
+
+uvicorn runs on its own event loop in a daemon thread, on a socket bound to 127.0.0.1 before the thread starts (so
+port 0 gives a free port with no race). Everything the test thread calls (`script`, `behave`, `counters`, ...) goes
+through the thread-safe `Script`.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from .app import RUN_PREFIX, LocalFal
+from .faults import ExposeTransport
+from .script import Behaviour, Fault, Op, Phase, Rule, Script
+from .specs import DEFAULT_SPECS_DIR, Endpoint, load_specs
+from .tls import Certificates, issue
+from .webhooks import Signer
+
+HOST = "127.0.0.1"  # load and faults only ever on loopback
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but stopping means stopping: open connections are aborted first. Otherwise an idle TLS
+    keep-alive connection of a client that is not reading waits out the graceful timeout (and logs an error)."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for connection in list(self.server_state.connections):
+            connection.transport.abort()
+        await super().shutdown(sockets)
+
+
+class LocalServer:
+    """A fal-compatible HTTPS server on 127.0.0.1 serving every endpoint of a specs directory.
+
+    Point clients at it with `FAL_QUEUE_RUN_HOST=<queue_host>`, `FAL_RUN_HOST=<run_host>` and
+    `SSL_CERT_FILE=<ca_file>`.
+    """
+
+    def __init__(self, specs_dir: Path = DEFAULT_SPECS_DIR, port: int = 0, ca_file: Path | None = None) -> None:
+        self._workdir = tempfile.TemporaryDirectory(prefix="fal-local-")
+        workdir = Path(self._workdir.name)
+        self.certificates: Certificates = issue(ca_file or workdir / "ca.pem", workdir)
+        self.endpoints: dict[str, Endpoint] = load_specs(specs_dir)
+        self._script = Script()
+        self._fal = LocalFal(self.endpoints, self._script, Signer(), self.certificates.client_context())
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((HOST, port))
+        self.port: int = self._socket.getsockname()[1]
+        pem = str(self.certificates.server_pem)
+        config = uvicorn.Config(
+            ExposeTransport(self._fal.app()),
+            ssl_certfile=pem,
+            ssl_keyfile=pem,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = _Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+
+    # -- addresses --------------------------------------------------------------------------------------------------
+
+    @property
+    def ca_file(self) -> Path:
+        return self.certificates.ca_file
+
+    @property
+    def base(self) -> str:
+        """`127.0.0.1:PORT`: the value for FAL_QUEUE_RUN_HOST."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def run_host(self) -> str:
+        """`127.0.0.1:PORT/run`: the value for FAL_RUN_HOST (fal.run's routes live under /run here)."""
+        return f"{self.base}{RUN_PREFIX}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.base}"
+
+    @property
+    def webhook_url(self) -> str:
+        """A receiver on the server itself; what it got is in `webhooks()`."""
+        return f"{self.url}/_local/webhooks"
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+
+    def start(self) -> LocalServer:
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the local fal server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(STOP_TIMEOUT)
+        self._socket.close()
+        self._workdir.cleanup()
+
+    def wait(self) -> None:
+        """Block until the server stops (polling, so the main thread still sees KeyboardInterrupt)."""
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- scripting --------------------------------------------------------------------------------------------------
+
+    def script(
+        self,
+        endpoint_id: str | None = None,
+        op: Op = "submit",
+        fault: Fault | None = None,
+        *,
+        times: int | None = 1,
+        phase: Phase = "before",
+        delay: float = 0.0,
+        retry_after: float = 1.0,
+        stall_seconds: float = 5.0,
+    ) -> None:
+        """Make the next `times` calls of `op` on `endpoint_id` (None: any) fail with `fault` and/or wait `delay`."""
+        self._script.add_rule(Rule(op, endpoint_id, fault, times, phase, delay, retry_after, stall_seconds))
+
+    def behave(
+        self,
+        endpoint_id: str | None = None,
+        *,
+        queue_seconds: float = 0.05,
+        run_seconds: float = 0.15,
+        error: str | None = None,
+        error_type: str = "internal_server_error",
+        status_code: int = 500,
+        times: int | None = None,
+    ) -> None:
+        """Set how jobs of `endpoint_id` (None: any) queue, run and fail, for the next `times` jobs (None: all)."""
+        self._script.add_behaviour(
+            Behaviour(endpoint_id, queue_seconds, run_seconds, error, error_type, status_code, times)
+        )
+
+    def counters(self) -> dict[str, Any]:
+        return self._script.counters()
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        return self._script.webhooks()
+
+    def reset(self) -> None:
+        self._script.reset()

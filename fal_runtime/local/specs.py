@@ -1,0 +1,104 @@
+"""The endpoints the local server answers, read from the project's OpenAPI specs.
+
+Each spec is one fal queue document. Input and output schemas are found the way fal's own documents link them — the
+requestBody of `POST /<id>` and the 200 response of `GET /<id>/requests/{request_id}` — never by schema name, because
+names in fal's documents are arbitrary. A `POST /<id>/stream` path marks a streaming endpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
+JSON = dict[str, Any]
+
+DEFAULT_SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
+
+
+class SpecError(ValueError):
+    """A spec the server cannot serve: the message names the file and what is missing."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One fal endpoint: its id, its schemas (resolvable against `document`) and whether it streams."""
+
+    id: str
+    document: JSON = field(repr=False)
+    input_schema: JSON = field(repr=False)
+    output_schema: JSON = field(repr=False)
+    streams: bool
+
+    @property
+    def app_root(self) -> str:
+        """`fal-ai/flux/dev` → `fal-ai/flux`: status, result and cancel URLs live under owner/alias only."""
+        return "/".join(self.id.split("/")[:2])
+
+    def validator(self, schema: JSON) -> Draft202012Validator:
+        """A validator for a schema of this document: its `$ref`s to `#/components/...` resolve against it."""
+        root = {"allOf": [schema], "components": self.document.get("components", {})}
+        return Draft202012Validator(root)
+
+    def resolve(self, schema: JSON) -> JSON:
+        """Follow a chain of local `$ref`s to the schema it names."""
+        seen = 0
+        while "$ref" in schema and seen < 32:
+            pointer = str(schema["$ref"])
+            if not pointer.startswith("#/"):
+                raise SpecError(f"{self.id}: only local $refs are supported, got {pointer}")
+            node: Any = self.document
+            for part in pointer[2:].split("/"):
+                node = node[part.replace("~1", "/").replace("~0", "~")]
+            # Sibling keywords of a $ref (title, description, default) win over the target's, as in 2020-12.
+            schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+            seen += 1
+        return schema
+
+
+def _dig(node: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def endpoint_from_document(document: JSON, source: str) -> Endpoint:
+    """Read one fal queue document; raise SpecError naming `source` when it cannot be served."""
+    endpoint_id = _dig(document, "info", "x-fal-metadata", "endpointId")
+    if not isinstance(endpoint_id, str) or endpoint_id.count("/") < 1:
+        raise SpecError(f"{source}: info.x-fal-metadata.endpointId is missing or not owner/alias[/path]")
+    paths = document.get("paths") or {}
+    input_schema = _dig(paths, f"/{endpoint_id}", "post", "requestBody", "content", "application/json", "schema")
+    output_schema = _dig(
+        paths, f"/{endpoint_id}/requests/{{request_id}}", "get", "responses", "200", "content", "application/json", "schema"
+    )
+    if not isinstance(input_schema, dict):
+        raise SpecError(f"{source}: no JSON requestBody schema at paths./{endpoint_id}.post")
+    if not isinstance(output_schema, dict):
+        raise SpecError(f"{source}: no 200 JSON schema at paths./{endpoint_id}/requests/{{request_id}}.get")
+    streams = isinstance(_dig(paths, f"/{endpoint_id}/stream", "post"), dict)
+    return Endpoint(endpoint_id, document, input_schema, output_schema, streams)
+
+
+def load_specs(specs_dir: Path) -> dict[str, Endpoint]:
+    """Every servable endpoint under `specs_dir` by id. A broken spec is reported on stderr and skipped, so one
+    spec being edited does not take the whole server down."""
+    endpoints: dict[str, Endpoint] = {}
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for path in sorted(specs_dir.rglob("*.yaml")):
+        try:
+            document = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+            if not isinstance(document, dict):
+                raise SpecError(f"{path}: not a YAML mapping")
+            endpoint = endpoint_from_document(document, str(path))
+        except (OSError, yaml.YAMLError, SpecError, KeyError) as exc:
+            print(f"fal_runtime.local: skipping {path}: {exc}", file=sys.stderr)
+            continue
+        endpoints[endpoint.id] = endpoint
+    return endpoints
