@@ -12,6 +12,8 @@ from pydantic import Field
 
 
 class Image(FalModel):
+    """Represents an image file."""
+
     url: Annotated[str, Field(title="Url")]
     """The URL where the file can be downloaded from."""
     content_type: Annotated[str | None, Field(title="Content Type")] = None
@@ -20,8 +22,6 @@ class Image(FalModel):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: Annotated[int | None, Field(title="File Size")] = None
     """The size of the file in bytes."""
-    file_data: Annotated[str | None, Field(title="File Data")] = None
-    """File data"""
     width: Annotated[int | None, Field(title="Width")] = None
     """The width of the image in pixels."""
     height: Annotated[int | None, Field(title="Height")] = None
@@ -29,11 +29,15 @@ class Image(FalModel):
 
 
 class Input(FalModel):
-    image_url: Annotated[str, Field(title="Image Url")]
+    image_url: Annotated[str, Field(title="Image URL")]
     """Image prompt for the omni model."""
-    guidance_scale: Annotated[float, Field(title="Guidance Scale")] = 3.5
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = (
+        3.5
+    )
     """The CFG (Classifier Free Guidance) scale is a measure of how close you want the model to stick to your prompt when looking for a related image to show you."""
-    num_inference_steps: Annotated[int, Field(title="Num Inference Steps")] = 30
+    num_inference_steps: Annotated[
+        int, Field(ge=1, le=50, title="Num Inference Steps")
+    ] = 30
     """Number of inference steps for sampling."""
     safety_tolerance: Annotated[
         Literal["1", "2", "3", "4", "5", "6"], Field(title="Safety Tolerance")
@@ -51,9 +55,9 @@ class Input(FalModel):
     """The aspect ratio of the generated image."""
     seed: Annotated[int | None, Field(title="Seed")] = None
     """The same seed and the same prompt given to the same version of the model will output the same image every time."""
-    sync_mode: Annotated[bool | None, Field(title="Sync Mode")] = None
-    """If set to true, the function will wait for the image to be generated and uploaded before returning the response. This will increase the latency of the function but it allows you to get the image directly in the response without going through the CDN."""
-    prompt: Annotated[str, Field(title="Prompt")] = "background people"
+    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
+    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
+    prompt: Annotated[str, Field(title="Objects to Remove")] = "background people"
     """Specify which objects to remove from the image."""
 
 
@@ -129,7 +133,7 @@ def submit(
         | None
     ) = None,
     seed: int | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     prompt: str = "background people",
     client: _Client | None = None,
     **options: _Unpack[_SubmitOptions],
@@ -170,7 +174,7 @@ def subscribe(
         | None
     ) = None,
     seed: int | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     prompt: str = "background people",
     client: _Client | None = None,
     **options: _Unpack[_SubscribeOptions],
@@ -211,7 +215,7 @@ def run(
         | None
     ) = None,
     seed: int | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     prompt: str = "background people",
     client: _Client | None = None,
     **options: _Unpack[_RunOptions],
@@ -252,7 +256,7 @@ async def submit_async(
         | None
     ) = None,
     seed: int | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     prompt: str = "background people",
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubmitOptions],
@@ -293,7 +297,7 @@ async def subscribe_async(
         | None
     ) = None,
     seed: int | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     prompt: str = "background people",
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubscribeOptions],
@@ -334,7 +338,7 @@ async def run_async(
         | None
     ) = None,
     seed: int | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     prompt: str = "background people",
     client: _AsyncClient | None = None,
     **options: _Unpack[_RunOptions],

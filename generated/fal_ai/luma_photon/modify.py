@@ -20,16 +20,16 @@ class File(FalModel):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: Annotated[int | None, Field(title="File Size")] = None
     """The size of the file in bytes."""
-    file_data: Annotated[bytes | None, Field(title="File Data")] = None
-    """File data"""
 
 
 class Input(FalModel):
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
+    prompt: Annotated[
+        str | None, Field(max_length=5000, min_length=3, title="Prompt")
+    ] = None
     """Instruction for modifying the image"""
     image_url: Annotated[str, Field(title="Image Url")]
     """URL of the input image to reframe"""
-    strength: Annotated[float, Field(title="Strength")]
+    strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")]
     """The strength of the initial image. Higher strength values are corresponding to more influence of the initial image on the output."""
     aspect_ratio: Annotated[
         Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"],

@@ -12,6 +12,8 @@ from pydantic import Field
 
 
 class Image(FalModel):
+    """Represents an image file."""
+
     url: Annotated[str, Field(title="Url")]
     """The URL where the file can be downloaded from."""
     content_type: Annotated[str | None, Field(title="Content Type")] = None
@@ -20,8 +22,6 @@ class Image(FalModel):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: Annotated[int | None, Field(title="File Size")] = None
     """The size of the file in bytes."""
-    file_data: Annotated[str | None, Field(title="File Data")] = None
-    """File data"""
     width: Annotated[int | None, Field(title="Width")] = None
     """The width of the image in pixels."""
     height: Annotated[int | None, Field(title="Height")] = None
@@ -35,19 +35,25 @@ class Input(FalModel):
         Literal["basic", "smart", "cas"], Field(title="Sharpen Mode")
     ] = "basic"
     """Type of sharpening to apply"""
-    sharpen_radius: Annotated[int, Field(title="Sharpen Radius")] = 1
+    sharpen_radius: Annotated[int, Field(ge=1, le=15, title="Sharpen Radius")] = 1
     """Sharpen radius (for basic mode)"""
-    sharpen_alpha: Annotated[float, Field(title="Sharpen Alpha")] = 1
+    sharpen_alpha: Annotated[float, Field(ge=0.1, le=5.0, title="Sharpen Alpha")] = 1
     """Sharpen strength (for basic mode)"""
-    noise_radius: Annotated[int, Field(title="Noise Radius")] = 7
+    noise_radius: Annotated[int, Field(ge=1, le=25, title="Noise Radius")] = 7
     """Noise radius for smart sharpen"""
-    preserve_edges: Annotated[float, Field(title="Preserve Edges")] = 0.75
+    preserve_edges: Annotated[float, Field(ge=0.0, le=1.0, title="Preserve Edges")] = (
+        0.75
+    )
     """Edge preservation factor"""
-    smart_sharpen_strength: Annotated[float, Field(title="Smart Sharpen Strength")] = 5
+    smart_sharpen_strength: Annotated[
+        float, Field(ge=0.0, le=25.0, title="Smart Sharpen Strength")
+    ] = 5
     """Smart sharpen strength"""
-    smart_sharpen_ratio: Annotated[float, Field(title="Smart Sharpen Ratio")] = 0.5
+    smart_sharpen_ratio: Annotated[
+        float, Field(ge=0.0, le=1.0, title="Smart Sharpen Ratio")
+    ] = 0.5
     """Smart sharpen blend ratio"""
-    cas_amount: Annotated[float, Field(title="Cas Amount")] = 0.8
+    cas_amount: Annotated[float, Field(ge=0.0, le=1.0, title="Cas Amount")] = 0.8
     """CAS sharpening amount"""
 
 

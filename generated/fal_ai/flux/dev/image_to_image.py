@@ -8,42 +8,36 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.models import FalModel
-from pydantic import Field, RootModel
+from pydantic import Field
 
 
 class Image(FalModel):
     url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(title="Height")] = 512
-    """The height of the generated image."""
-    content_type: Annotated[str, Field(title="Content Type")] = (
-        '"image/jpeg" ImageSize #'
-    )
-    file_data: Annotated[str | None, Field(title="File Data")] = None
-    """File data"""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[float | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
+    width: Annotated[int, Field(title="Width")]
+    height: Annotated[int, Field(title="Height")]
+    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
 
 
 class Input(FalModel):
-    image_url: Annotated[str, Field(title="Image Url")]
+    image_url: Annotated[str, Field(title="Image URL")]
     """The URL of the image to generate an image from."""
+    strength: Annotated[float, Field(ge=0.01, le=1.0, title="Strength")] = 0.95
+    """The strength of the initial image. Higher strength values are better for this model."""
+    num_inference_steps: Annotated[
+        int, Field(ge=10, le=50, title="Num Inference Steps")
+    ] = 40
+    """The number of inference steps to perform."""
     prompt: Annotated[str, Field(title="Prompt")]
     """The prompt to generate an image from."""
-    strength: Annotated[float, Field(title="Strength")] = 0.95
-    """The strength of the initial image. Higher strength values are better for this model."""
-    num_inference_steps: Annotated[int, Field(title="Num Inference Steps")] = 40
-    """The number of inference steps to perform."""
     seed: Annotated[int | None, Field(title="Seed")] = None
     """The same seed and the same prompt given to the same version of the model will output the same image every time."""
-    guidance_scale: Annotated[float, Field(title="Guidance Scale")] = 3.5
+    guidance_scale: Annotated[
+        float, Field(ge=1.0, le=20.0, title="Guidance scale (CFG)")
+    ] = 3.5
     """The CFG (Classifier Free Guidance) scale is a measure of how close you want the model to stick to your prompt when looking for a related image to show you."""
-    sync_mode: Annotated[bool | None, Field(title="Sync Mode")] = None
-    """If set to true, the function will wait for the image to be generated and uploaded before returning the response. This will increase the latency of the function but it allows you to get the image directly in the response without going through the CDN."""
-    num_images: Annotated[int, Field(title="Num Images")] = 1
+    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
+    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
+    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
     """The number of images to generate."""
     enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
     """If set to true, the safety checker will be enabled."""
@@ -60,17 +54,13 @@ class Input(FalModel):
 class Output(FalModel):
     images: Annotated[list[Image], Field(title="Images")]
     """The generated image files info."""
-    timings: Annotated[Timings, Field(title="Timings")]
+    timings: Annotated[dict[str, float], Field(title="Timings")]
     seed: Annotated[int, Field(title="Seed")]
     """Seed of the generated Image. It will be the same value of the one passed in the input or the randomly generated that was used in case none was passed."""
     has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
     """Whether the generated images contain NSFW concepts."""
     prompt: Annotated[str, Field(title="Prompt")]
     """The prompt used for generating the image."""
-
-
-class Timings(RootModel[dict[str, float]]):
-    root: dict[str, float]
 
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -100,7 +90,6 @@ __all__ = [
     "Image",
     "Input",
     "Output",
-    "Timings",
     "submit",
     "subscribe",
     "run",
@@ -132,12 +121,12 @@ def submit(
 def submit(
     *,
     image_url: str,
-    prompt: str,
     strength: float = 0.95,
     num_inference_steps: int = 40,
+    prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
@@ -172,12 +161,12 @@ def subscribe(
 def subscribe(
     *,
     image_url: str,
-    prompt: str,
     strength: float = 0.95,
     num_inference_steps: int = 40,
+    prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
@@ -212,12 +201,12 @@ def run(
 def run(
     *,
     image_url: str,
-    prompt: str,
     strength: float = 0.95,
     num_inference_steps: int = 40,
+    prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
@@ -252,12 +241,12 @@ async def submit_async(
 async def submit_async(
     *,
     image_url: str,
-    prompt: str,
     strength: float = 0.95,
     num_inference_steps: int = 40,
+    prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
@@ -292,12 +281,12 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     image_url: str,
-    prompt: str,
     strength: float = 0.95,
     num_inference_steps: int = 40,
+    prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
@@ -332,12 +321,12 @@ async def run_async(
 async def run_async(
     *,
     image_url: str,
-    prompt: str,
     strength: float = 0.95,
     num_inference_steps: int = 40,
+    prompt: str,
     seed: int | None = None,
     guidance_scale: float = 3.5,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",

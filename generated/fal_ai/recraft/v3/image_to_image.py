@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import UUID4, Field
 
 
 class File(FalModel):
@@ -20,12 +20,10 @@ class File(FalModel):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: Annotated[int | None, Field(title="File Size")] = None
     """The size of the file in bytes."""
-    file_data: Annotated[bytes | None, Field(title="File Data")] = None
-    """File data"""
 
 
 class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
+    prompt: Annotated[str, Field(max_length=1000, min_length=1, title="Prompt")]
     """A text description of areas to change."""
     image_url: Annotated[str, Field(title="Image Url")]
     """The URL of the image to modify. Must be less than 5 MB in size, have resolution less than 16 MP and max dimension less than 4096 pixels."""
@@ -122,14 +120,16 @@ class Input(FalModel):
         Field(title="Style"),
     ] = "realistic_image"
     """The style of the generated images. Vector images cost 2X as much."""
-    colors: Annotated[list[RGBColor] | None, Field(title="Colors")] = None
+    colors: Annotated[list[RGBColor], Field(title="Colors", validate_default=True)] = []
     """An array of preferable colors"""
-    style_id: Annotated[str | None, Field(title="Style Id")] = None
+    style_id: Annotated[UUID4 | None, Field(title="Style Id")] = None
     """The ID of the custom style reference (optional)"""
-    negative_prompt: Annotated[str | None, Field(title="Negative Prompt")] = None
+    negative_prompt: Annotated[
+        str | None, Field(max_length=1000, title="Negative Prompt")
+    ] = None
     """A text description of undesired elements on an image"""
-    sync_mode: Annotated[bool | None, Field(title="Sync Mode")] = None
-    """If set to true, the function will wait for the image to be generated and uploaded before returning the response. This will increase the latency of the function but it allows you to get the image directly in the response without going through the CDN."""
+    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
+    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
 
 
 class Output(FalModel):
@@ -294,10 +294,10 @@ def submit(
         "vector_illustration/line_circuit",
         "vector_illustration/linocut",
     ] = "realistic_image",
-    colors: list[RGBColor] | None = None,
-    style_id: str | None = None,
+    colors: list[RGBColor] = [],
+    style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     client: _Client | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _RequestHandle[Output]: ...
@@ -417,10 +417,10 @@ def subscribe(
         "vector_illustration/line_circuit",
         "vector_illustration/linocut",
     ] = "realistic_image",
-    colors: list[RGBColor] | None = None,
-    style_id: str | None = None,
+    colors: list[RGBColor] = [],
+    style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     client: _Client | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -540,10 +540,10 @@ def run(
         "vector_illustration/line_circuit",
         "vector_illustration/linocut",
     ] = "realistic_image",
-    colors: list[RGBColor] | None = None,
-    style_id: str | None = None,
+    colors: list[RGBColor] = [],
+    style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     client: _Client | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...
@@ -663,10 +663,10 @@ async def submit_async(
         "vector_illustration/line_circuit",
         "vector_illustration/linocut",
     ] = "realistic_image",
-    colors: list[RGBColor] | None = None,
-    style_id: str | None = None,
+    colors: list[RGBColor] = [],
+    style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _AsyncRequestHandle[Output]: ...
@@ -786,10 +786,10 @@ async def subscribe_async(
         "vector_illustration/line_circuit",
         "vector_illustration/linocut",
     ] = "realistic_image",
-    colors: list[RGBColor] | None = None,
-    style_id: str | None = None,
+    colors: list[RGBColor] = [],
+    style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -909,10 +909,10 @@ async def run_async(
         "vector_illustration/line_circuit",
         "vector_illustration/linocut",
     ] = "realistic_image",
-    colors: list[RGBColor] | None = None,
-    style_id: str | None = None,
+    colors: list[RGBColor] = [],
+    style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
-    sync_mode: bool | None = None,
+    sync_mode: bool = False,
     client: _AsyncClient | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...
