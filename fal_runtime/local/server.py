@@ -55,6 +55,7 @@ class LocalServer:
         self._fal = LocalFal(self.endpoints, self._script, Signer(), self.certificates.client_context())
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
         self._socket.bind((HOST, port))
         self.port: int = self._socket.getsockname()[1]
         pem = str(self.certificates.server_pem)
