@@ -188,7 +188,7 @@ class LocalFal:
         async def events() -> AsyncIterator[str]:
             last: JSON | None = None
             while True:
-                changed = self.store.changed  # taken before the snapshot, so no change can slip between
+                changed = known.changed  # taken before the snapshot, so no change can slip between
                 status = self.store.status(known, with_logs)
                 if status != last:
                     yield _sse(status)

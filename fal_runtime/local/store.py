@@ -1,7 +1,7 @@
 """The queue: jobs in memory, each moved IN_QUEUE → IN_PROGRESS → COMPLETED by its own asyncio task.
 
-Every change (state, queue position, a new log line) replaces `Store.changed`, so the status stream can wait for the
-next change instead of polling. Jobs never outlive their scripted (and capped) queue and run times.
+Every change to a job (state, queue position, a new log line) replaces its `changed` event, so its status stream can
+wait for the next change instead of polling. Jobs never outlive their scripted (and capped) queue and run times.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Job:
     error: str | None = None
     error_type: str | None = None
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # replaced (and the old one set) on every change
 
     @property
     def gateway_request_id(self) -> str:
@@ -63,28 +64,24 @@ class Store:
 
     def __init__(self, output_for: Callable[[Job], JSON], on_complete: Callable[[Job], Coroutine[Any, Any, None]]) -> None:
         self.jobs: dict[str, Job] = {}
-        self.changed = asyncio.Event()
+        self._queued: dict[str, list[Job]] = {}  # per endpoint, in submit order: what queue positions count
         self._output_for = output_for
         self._on_complete = on_complete
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, job: Job) -> Job:
         self.jobs[job.request_id] = job
+        self._queued.setdefault(job.endpoint.id, []).append(job)
         task = asyncio.get_running_loop().create_task(self._advance(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        self._notify()
+        self._notify(job)
         return job
 
     def position(self, job: Job) -> int:
         """0-based: how many jobs of the same endpoint that are still queued were submitted before this one."""
-        position = 0
-        for other in self.jobs.values():
-            if other is job:
-                return position
-            if other.endpoint.id == job.endpoint.id and other.state == "IN_QUEUE":
-                position += 1
-        return position
+        queued = self._queued.get(job.endpoint.id, [])
+        return queued.index(job) if job in queued else 0
 
     def status(self, job: Job, with_logs: bool) -> JSON:
         status: JSON = {"status": job.state, "request_id": job.request_id, **job.urls()}
@@ -110,9 +107,20 @@ class Store:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _notify(self) -> None:
-        changed, self.changed = self.changed, asyncio.Event()
+    def _notify(self, job: Job) -> None:
+        """Wake the status streams of `job` only: one global event would wake every stream on every change,
+        which is quadratic with many requests in flight."""
+        changed, job.changed = job.changed, asyncio.Event()
         changed.set()
+
+    def _leave_queue(self, job: Job) -> None:
+        """`job` left the queue: every job queued behind it moved up one place."""
+        queued = self._queued.get(job.endpoint.id, [])
+        if job in queued:
+            index = queued.index(job)
+            del queued[index]
+            for behind in queued[index:]:
+                self._notify(behind)
 
     async def _advance(self, job: Job) -> None:
         behaviour = job.behaviour
@@ -128,14 +136,15 @@ class Store:
             self._complete(job, 504, "Request timed out before it could start", "request_timeout")
             return
         job.state, job.started = "IN_PROGRESS", time.monotonic()
+        self._leave_queue(job)
         job.log(f"Starting {job.endpoint.id}")
-        self._notify()
+        self._notify(job)
         for step in range(1, RUN_STEPS + 1):
             if await self._wait(job, behaviour.run_seconds / RUN_STEPS):
                 self._complete_cancelled(job)
                 return
             job.log(f"step {step}/{RUN_STEPS}")
-            self._notify()
+            self._notify(job)
         if behaviour.error is not None:
             job.log(behaviour.error, "ERROR")
             self._complete(job, behaviour.status_code, behaviour.error, behaviour.error_type)
@@ -160,7 +169,8 @@ class Store:
         if error is not None:
             job.error, job.error_type = error, error_type
             job.body = {"detail": error, "error_type": error_type}
-        self._notify()
+        self._leave_queue(job)
+        self._notify(job)
         task = asyncio.get_running_loop().create_task(self._on_complete(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
