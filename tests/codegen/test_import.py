@@ -114,3 +114,22 @@ def test_a_changed_document_gives_a_minimal_diff(tmp_path: Path) -> None:
     after = target.read_text().splitlines()
     assert len(before) == len(after)
     assert [(b, a) for b, a in zip(before, after) if b != a] == [("          default: 28", "          default: 30")]
+
+
+def test_an_endpoint_id_is_fetched_from_fals_public_url(tmp_path: Path) -> None:
+    """The network is not reachable here; the fetch is injected, and the URL it is asked for is what we check."""
+    doc = json.loads((SHARED / "fal-openapi" / "fal-ai__flux__dev.json").read_text())
+    asked: list[str] = []
+
+    def fetch(url: str) -> Any:
+        asked.append(url)
+        return doc
+
+    [(item, target, _)] = import_sources(["fal-ai/flux/dev"], tmp_path / "specs", fetch=fetch)
+    assert asked == ["https://fal.ai/api/openapi/queue/openapi.json?endpoint_id=fal-ai/flux/dev"]
+    assert item.endpoint_id == "fal-ai/flux/dev" and target == tmp_path / "specs/fal-ai/flux/dev.yaml"
+
+
+def test_an_unreachable_source_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot fetch"):
+        import_sources(["http://127.0.0.1:9/openapi.json"], tmp_path / "specs")

@@ -114,3 +114,29 @@ def test_readme_example_runs(server: LocalServer, monkeypatch: pytest.MonkeyPatc
     assert block is not None
     exec(compile(block.group(1), "README.md", "exec"), {})  # noqa: S102 - our own README
     assert capsys.readouterr().out.startswith("https://127.0.0.1:")
+
+
+def test_status_logs_and_cancel(server: LocalServer, client: Client) -> None:
+    from fal_runtime import InProgress, Queued
+    from generated.fal_ai import gemini_flash_edit as ep
+
+    server.behave(ep.ENDPOINT_ID, queue_seconds=0.3, run_seconds=0.6, times=2)
+    slow = ep.submit(prompt="first of two", image_url="https://example.com/a.png", client=client)
+    assert isinstance(slow.status(), Queued)
+    seen = list(slow.iter_status(logs=True))
+    assert isinstance(seen[-1], Completed) and any(isinstance(s, InProgress) for s in seen)
+    assert any(entry.message for entry in seen[-1].logs)
+
+    queued = ep.submit(prompt="second of two", image_url="https://example.com/b.png", client=client)
+    assert queued.cancel() == "requested"
+    assert ep.endpoint.handle(slow.request_id, client=client).cancel() == "already_completed"
+    assert ep.endpoint.handle("no-such-request", client=client).cancel() == "not_found"
+
+
+async def test_status_and_cancel_async(server: LocalServer, async_client: AsyncClient) -> None:
+    from generated.fal_ai import gemini_flash_edit as ep
+
+    server.behave(ep.ENDPOINT_ID, queue_seconds=0.3, run_seconds=0.3, times=1)
+    handle = await ep.submit_async(prompt="async cancel", image_url="https://example.com/c.png", client=async_client)
+    assert (await handle.status()).__class__.__name__ == "Queued"
+    assert await handle.cancel() == "requested"
