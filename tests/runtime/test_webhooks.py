@@ -1,0 +1,143 @@
+"""Webhook verification: unit cases with a real Ed25519 signer, and end to end from the local server's delivery."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fal_runtime.local import LocalServer
+from fal_runtime.local.webhooks import Signer
+from fal_runtime.webhooks import WebhookVerificationError, WebhookVerifier
+
+NOW = 1_800_000_000
+BODY = json.dumps({"request_id": "req-1", "gateway_request_id": "req-1", "status": "OK", "payload": {"ok": True}}).encode()
+
+
+class Keys:
+    """A JWKS endpoint stand-in that counts fetches and can rotate to another signer."""
+
+    def __init__(self, signer: Signer) -> None:
+        self.signer, self.fetches = signer, 0
+
+    def __call__(self, url: str) -> dict[str, Any]:
+        self.fetches += 1
+        return self.signer.jwks()
+
+
+@pytest.fixture
+def signer() -> Signer:
+    return Signer()
+
+
+@pytest.fixture
+def keys(signer: Signer) -> Keys:
+    return Keys(signer)
+
+
+@pytest.fixture
+def clock() -> list[float]:
+    return [float(NOW)]
+
+
+@pytest.fixture
+def verifier(keys: Keys, clock: list[float]) -> WebhookVerifier:
+    return WebhookVerifier(fetch_jwks=keys, clock=lambda: clock[0])
+
+
+def test_genuine_delivery_verifies(verifier: WebhookVerifier, signer: Signer) -> None:
+    assert verifier.verify(signer.headers("req-1", BODY, NOW), BODY) == "req-1"
+
+
+def test_tampered_body_is_rejected(verifier: WebhookVerifier, signer: Signer) -> None:
+    headers = signer.headers("req-1", BODY, NOW)
+    with pytest.raises(WebhookVerificationError, match="signature"):
+        verifier.verify(headers, BODY.replace(b"true", b"false"))
+
+
+def test_wrong_key_is_rejected_after_one_refresh(verifier: WebhookVerifier, keys: Keys) -> None:
+    verifier.verify(keys.signer.headers("req-0", BODY, NOW), BODY)  # keys cached
+    with pytest.raises(WebhookVerificationError, match="signature"):
+        verifier.verify(Signer().headers("req-1", BODY, NOW), BODY)
+    assert keys.fetches == 2  # the cache, then exactly one refresh
+
+
+@pytest.mark.parametrize("skew", [-301, 301])
+def test_stale_and_future_timestamps_are_rejected(verifier: WebhookVerifier, signer: Signer, skew: int) -> None:
+    with pytest.raises(WebhookVerificationError, match="timestamp"):
+        verifier.verify(signer.headers("req-1", BODY, NOW + skew), BODY)
+
+
+@pytest.mark.parametrize("header", ["X-Fal-Webhook-Request-Id", "X-Fal-Webhook-User-Id", "X-Fal-Webhook-Timestamp", "X-Fal-Webhook-Signature"])
+def test_missing_header_is_rejected(verifier: WebhookVerifier, signer: Signer, header: str) -> None:
+    headers = signer.headers("req-1", BODY, NOW)
+    del headers[header]
+    with pytest.raises(WebhookVerificationError, match="missing"):
+        verifier.verify(headers, BODY)
+
+
+@pytest.mark.parametrize(("header", "value"), [("X-Fal-Webhook-Signature", "zz-not-hex"), ("X-Fal-Webhook-Timestamp", "yesterday")])
+def test_malformed_header_is_rejected(verifier: WebhookVerifier, signer: Signer, header: str, value: str) -> None:
+    headers = {**signer.headers("req-1", BODY, NOW), header: value}
+    with pytest.raises(WebhookVerificationError, match="malformed"):
+        verifier.verify(headers, BODY)
+
+
+def test_replayed_delivery_is_rejected(verifier: WebhookVerifier, signer: Signer) -> None:
+    headers = signer.headers("req-1", BODY, NOW)
+    verifier.verify(headers, BODY)
+    with pytest.raises(WebhookVerificationError, match="replay"):
+        verifier.verify({k.lower(): v for k, v in headers.items()}, BODY)
+
+
+def test_rotated_keys_are_fetched_once_and_then_cached(verifier: WebhookVerifier, keys: Keys, clock: list[float]) -> None:
+    verifier.verify(keys.signer.headers("req-1", BODY, NOW), BODY)
+    keys.signer = Signer()  # fal rotates its key
+    verifier.verify(keys.signer.headers("req-2", BODY, NOW), BODY)
+    verifier.verify(keys.signer.headers("req-3", BODY, NOW), BODY)
+    assert keys.fetches == 2
+    clock[0] += 24 * 3600 + 1  # the cache is at most a day old
+    verifier.verify(keys.signer.headers("req-4", BODY, int(clock[0])), BODY)
+    assert keys.fetches == 3
+
+
+def test_body_parses_into_a_typed_event(verifier: WebhookVerifier, signer: Signer) -> None:
+    from generated.fal_ai.gemini_flash_edit import Output
+
+    payload = {"image": {"url": "https://example.com/o.png"}, "description": "done"}
+    body = json.dumps({"request_id": "r", "gateway_request_id": "g", "status": "OK", "payload": payload}).encode()
+    event = verifier.verify_and_parse(signer.headers("r", body, NOW), body, output=Output)
+    assert event.status == "OK" and isinstance(event.output, Output) and event.output.description == "done"
+    failed = json.dumps({"request_id": "r2", "status": "ERROR", "error": "Invalid status code: 500", "payload": {"detail": "boom"}}).encode()
+    event = verifier.verify_and_parse(signer.headers("r2", failed, NOW), failed, output=Output)
+    assert event.status == "ERROR" and event.output is None and event.payload == {"detail": "boom"}
+
+
+@pytest.fixture(scope="module")
+def project_server() -> Iterator[LocalServer]:
+    with LocalServer(Path(__file__).resolve().parents[2] / "specs") as running:
+        yield running
+
+
+def test_local_server_delivery_verifies_end_to_end(project_server: LocalServer) -> None:
+    from fal_runtime import Client
+    from generated.fal_ai import gemini_flash_edit as ep
+
+    ctx = ssl.create_default_context(cafile=project_server.certificates.ca_file)
+    with Client("test-key", queue_host=project_server.base, run_host=project_server.run_host, verify=ctx) as client:
+        handle = ep.submit(prompt="webhook me", image_url="https://example.com/in.png", webhook_url=project_server.webhook_url, client=client)
+    deadline = time.monotonic() + 10
+    while not (arrived := [w for w in project_server.webhooks() if handle.request_id in w["body"]]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert arrived, "the webhook never arrived"
+    delivery = arrived[0]
+    verifier = WebhookVerifier(f"{project_server.url}/.well-known/jwks.json", verify=ctx)
+    event = verifier.verify_and_parse(delivery["headers"], delivery["body"].encode(), output=ep.Output)
+    assert event.request_id == handle.request_id and isinstance(event.output, ep.Output)
+    with pytest.raises(WebhookVerificationError, match="replay"):
+        verifier.verify(delivery["headers"], delivery["body"].encode())
