@@ -20,11 +20,10 @@ from urllib.parse import quote
 
 import yaml
 
-from codegen import loader
+from codegen import ir, loader
 from codegen.problems import Level, Problem, SpecError, pointer
 
 FAL_OPENAPI_URL = "https://fal.ai/api/openapi/queue/openapi.json?endpoint_id={}"
-_SCHEMA_REF = "#/components/schemas/"
 # info.x-fal-metadata keys that describe the endpoint; the rest (thumbnails, playground links) churn.
 _KEPT_METADATA = ("endpointId", "category", "documentationUrl", "displayName")
 _TOP_ORDER = ("openapi", "info", "servers", "security", "components", "paths")
@@ -122,7 +121,7 @@ def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any]) -> Imp
     schemas = doc.get("components", {}).get("schemas", {})
     doc["components"]["schemas"] = {name: _repair(schema, ["components", "schemas", name], doc, origin, repairs) for name, schema in schemas.items()}
     for path_item in (doc.get("paths") or {}).values():
-        _repair_refs(path_item, doc, origin, repairs)
+        _check_path_refs(path_item, doc, origin)
     _check_io(doc, endpoint_id, origin)
     _prune(doc)
     _drop_invalid_examples(doc, origin, repairs)
@@ -259,16 +258,17 @@ def _coerce_default(value: Any, kind: str) -> Any:
     return _BAD
 
 
-def _repair_refs(node: Any, doc: dict[str, Any], origin: str, repairs: list[Problem]) -> None:
+def _check_path_refs(node: Any, doc: dict[str, Any], origin: str) -> None:
+    """A dangling $ref in a queue path hides the input or output itself: that cannot be repaired."""
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/") and loader.resolve_pointer(doc, ref[1:]) is None:
             raise SpecError([Problem(origin, "", f"a queue path refers to a missing schema {ref!r}: cannot find the endpoint's input or output")])
         for v in node.values():
-            _repair_refs(v, doc, origin, repairs)
+            _check_path_refs(v, doc, origin)
     elif isinstance(node, list):
         for v in node:
-            _repair_refs(v, doc, origin, repairs)
+            _check_path_refs(v, doc, origin)
 
 
 def _check_io(doc: dict[str, Any], endpoint_id: str, origin: str) -> None:
@@ -285,24 +285,8 @@ def _check_io(doc: dict[str, Any], endpoint_id: str, origin: str) -> None:
 def _prune(doc: dict[str, Any]) -> None:
     """Drop component schemas nothing reaches from the paths (fal documents carry a few)."""
     schemas = doc["components"]["schemas"]
-    seen: set[str] = set()
-    stack = [r for r in _refs(doc.get("paths"))]
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in schemas:
-            continue
-        seen.add(name)
-        stack.extend(_refs(schemas[name]))
-    doc["components"]["schemas"] = {k: v for k, v in schemas.items() if k in seen}
-
-
-def _refs(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["$ref"][len(_SCHEMA_REF):]] if isinstance(node.get("$ref"), str) and node["$ref"].startswith(_SCHEMA_REF) else []
-        return found + [r for k, v in node.items() if k not in ("examples", "default", "enum") for r in _refs(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _refs(v)]
-    return []
+    keep = set(ir.reachable(schemas, ir.schema_refs(doc.get("paths"))))
+    doc["components"]["schemas"] = {k: v for k, v in schemas.items() if k in keep}
 
 
 def canonical(node: Any, *, in_names: bool = False, top: bool = True) -> Any:

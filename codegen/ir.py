@@ -51,7 +51,8 @@ def _schema_ref(spec: SpecDocument, path: list[str | int], what: str, problems: 
     return ref[len(_SCHEMA_REF):].replace("~1", "/").replace("~0", "~")
 
 
-def _reachable(schemas: dict[str, Any], roots: list[str]) -> list[str]:
+def reachable(schemas: dict[str, Any], roots: list[str]) -> list[str]:
+    """The component schemas `roots` reach through `$ref`s, sorted."""
     seen: list[str] = []
     stack = list(roots)
     while stack:
@@ -59,11 +60,12 @@ def _reachable(schemas: dict[str, Any], roots: list[str]) -> list[str]:
         if name in seen or name not in schemas:
             continue
         seen.append(name)
-        stack.extend(_refs(schemas[name]))
+        stack.extend(schema_refs(schemas[name]))
     return sorted(seen)
 
 
-def _refs(node: Any) -> list[str]:
+def schema_refs(node: Any) -> list[str]:
+    """Names of the component schemas `node` refers to directly (not inside examples or defaults)."""
     found: list[str] = []
     if isinstance(node, dict):
         ref = node.get("$ref")
@@ -71,10 +73,10 @@ def _refs(node: Any) -> list[str]:
             found.append(ref[len(_SCHEMA_REF):])
         for key, value in node.items():
             if key not in ("examples", "example", "default", "enum", "const"):
-                found.extend(_refs(value))
+                found.extend(schema_refs(value))
     elif isinstance(node, list):
         for value in node:
-            found.extend(_refs(value))
+            found.extend(schema_refs(value))
     return found
 
 
@@ -187,7 +189,7 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
         problems.append(Problem(spec.rel, pointer(["components", "schemas", in_name, "type"]), "the input schema must be `type: object`"))
         return None
 
-    names = _reachable(components, [in_name, out_name])
+    names = reachable(components, [in_name, out_name])
     fixed = {in_name: "Input"} if in_name == out_name else {in_name: "Input", out_name: "Output"}
     renames = naming.class_names(names, fixed)
     schemas = {renames[n]: _normalize(components[n], renames) for n in names}

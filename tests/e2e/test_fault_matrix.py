@@ -47,12 +47,6 @@ MATRIX = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer(ROOT / "specs") as running:
-        yield running
-
-
 @pytest.fixture
 def client(server: LocalServer) -> Iterator[Client]:
     fast = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05, max_retry_after=2.0, total=20.0)

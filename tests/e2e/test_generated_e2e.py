@@ -28,12 +28,6 @@ def _example(path: Path) -> tuple[str, dict[str, Any]]:
     return endpoint_id, spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["examples"][0]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer(ROOT / "specs") as running:
-        yield running
-
-
 @pytest.fixture
 def client(server: LocalServer) -> Iterator[Client]:
     with Client("test-key", queue_host=server.base, run_host=server.run_host, verify=ssl.create_default_context(cafile=server.certificates.ca_file), poll_interval=0.02) as c:

@@ -16,12 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ARGS = {"prompt": "plush keychain", "image_url": "https://example.com/in.png"}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer(ROOT / "specs") as running:
-        yield running
-
-
 @pytest.fixture
 def fal_client(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> Any:
     import fal_client as official
