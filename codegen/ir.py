@@ -30,6 +30,7 @@ class Endpoint:
     description: str
     schemas: dict[str, dict[str, Any]]  # class name → normalized JSON schema; "Input" and "Output" always present
     file_inputs: tuple[str, ...]  # input fields (wire names) that take a file: URL strings or lists of them
+    file_models: tuple[str, ...]  # classes describing a downloadable file (a required `url` and file metadata)
     streams: bool
     input_examples: tuple[dict[str, Any], ...]
     output_examples: tuple[dict[str, Any], ...]
@@ -144,6 +145,22 @@ def _unwrap(schema: Any, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     return [schema]
 
 
+_FILE_METADATA = frozenset({"content_type", "file_name", "file_size"})
+
+
+def _is_file_model(name: str, schema: dict[str, Any]) -> bool:
+    """fal's File / Image / ImageFile / VideoFile shapes: a required string `url` beside file metadata."""
+    props = schema.get("properties") or {}
+    url = props.get("url") if isinstance(props, dict) else None
+    return (
+        name not in ("Input", "Output")
+        and isinstance(url, dict)
+        and _types(url) == {"string"}
+        and "url" in (schema.get("required") or [])
+        and bool(_FILE_METADATA & set(props))
+    )
+
+
 def _types(schema: dict[str, Any]) -> set[str]:
     kind = schema.get("type")
     return set(kind) if isinstance(kind, list) else {kind} if isinstance(kind, str) else set()
@@ -198,6 +215,7 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
 
     props = schemas["Input"].get("properties") or {}
     file_inputs = tuple(k for k, v in props.items() if isinstance(v, dict) and _is_file_input(k, v, schemas))
+    file_models = tuple(name for name, schema in sorted(schemas.items()) if _is_file_model(name, schema))
     streams = isinstance(resolve_pointer(doc, pointer(["paths", f"/{endpoint_id}/stream", "post"])), dict)
     raw_in, raw_out = components[in_name], components[out_name]
     return Endpoint(
@@ -208,6 +226,7 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
         description=inspect.cleandoc(str(info.get("description") or "")),
         schemas=schemas,
         file_inputs=file_inputs,
+        file_models=file_models,
         streams=streams,
         input_examples=tuple(e for e in raw_in.get("examples", []) if isinstance(e, dict)),
         output_examples=tuple(e for e in raw_out.get("examples", []) if isinstance(e, dict)),

@@ -72,9 +72,12 @@ def generate_models(endpoint: Endpoint, reserved_kwargs: frozenset[str]) -> Mode
         "paths": {},
         "components": {"schemas": endpoint.schemas},
     }
+    options = _dcg_options()
+    if endpoint.file_models:  # downloadable files get save() / download()
+        options["base_class_map"] = {name: "fal_runtime.files.FalFile" for name in endpoint.file_models}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = generate(document, **_dcg_options())
+        out = generate(document, **options)
     if not isinstance(out, str):
         raise TypeError("datamodel-code-generator returned several modules for one endpoint")
     source = _strip_header(out)

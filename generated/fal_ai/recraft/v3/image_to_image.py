@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
 from pydantic import UUID4, Field
 
 
-class File(FalModel):
+class File(FalFile):
     url: Annotated[str, Field(title="Url")]
     """The URL where the file can be downloaded from."""
     content_type: Annotated[str | None, Field(title="Content Type")] = None

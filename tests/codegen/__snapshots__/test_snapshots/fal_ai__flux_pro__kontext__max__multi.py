@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
 from pydantic import Field
 
 
-class Image(FalModel):
+class Image(FalFile):
     url: Annotated[str, Field(title="Url")]
     width: Annotated[int, Field(title="Width")]
     height: Annotated[int, Field(title="Height")]

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
 from pydantic import Field
 
 
-class Image(FalModel):
+class Image(FalFile):
     """Represents an image file."""
 
     url: Annotated[str, Field(title="Url")]

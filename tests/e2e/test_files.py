@@ -1,0 +1,87 @@
+"""Saving output files: over HTTPS from the local server, and the failures that must leave no file behind."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fal_runtime import Client
+from fal_runtime.files import DownloadError
+from fal_runtime.local import LocalServer
+from generated.fal_ai import gemini_flash_edit as gemini
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def output(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> gemini.Output:
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.certificates.ca_file))  # downloads trust the local CA too
+    ctx = ssl.create_default_context(cafile=server.certificates.ca_file)
+    with Client("test-key", queue_host=server.base, run_host=server.run_host, verify=ctx) as client:
+        return gemini.subscribe(prompt="save me", image_url="https://example.com/in.png", client=client)
+
+
+def test_save_into_a_directory_and_download(output: gemini.Output, tmp_path: Path) -> None:
+    saved = output.image.save(tmp_path)
+    assert saved.parent == tmp_path and saved.read_bytes().startswith(PNG)
+    assert output.image.download() == saved.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [saved.name]  # no temporary left
+
+
+async def test_async_twins(output: gemini.Output, tmp_path: Path) -> None:
+    saved = await output.image.save_async(tmp_path / "out.png")
+    assert saved == tmp_path / "out.png" and (await output.image.download_async()) == saved.read_bytes()
+
+
+def test_over_the_size_limit_leaves_nothing(output: gemini.Output, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="limit"):
+        output.image.save(tmp_path, max_bytes=16)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def broken_http() -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 that promises 100 kB, sends 1 kB and drops the connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n" + PNG + b"x" * 1000)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/files/out.png"
+    stop.set()
+    thread.join(timeout=2)
+    listener.close()
+
+
+def test_connection_dropped_mid_body_leaves_nothing(broken_http: str, tmp_path: Path) -> None:
+    image = gemini.File(url=broken_http, content_type="image/png")
+    with pytest.raises(DownloadError, match="failed"):
+        image.save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_server_given_names_cannot_escape_the_directory(tmp_path: Path) -> None:
+    data = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    evil = gemini.File(url=data, file_name="../../../etc/passwd")
+    saved = evil.save(tmp_path)
+    assert saved == tmp_path / "passwd" and saved.read_bytes() == PNG
+    assert gemini.File(url="https://cdn.example/a/..%2F..%2Fx.png").safe_name() == "x.png"
