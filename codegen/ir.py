@@ -26,14 +26,11 @@ class Endpoint:
     endpoint_id: str
     spec_file: str  # as shown in the generated header: the spec's path relative to the specs root
     module_parts: tuple[str, ...]  # `fal-ai/flux/dev` → ("fal_ai", "flux", "dev")
-    title: str
     description: str
     schemas: dict[str, dict[str, Any]]  # class name → normalized JSON schema; "Input" and "Output" always present
     file_inputs: tuple[str, ...]  # input fields (wire names) that take a file: URL strings or lists of them
     file_models: tuple[str, ...]  # classes describing a downloadable file (a required `url` and file metadata)
     streams: bool
-    input_examples: tuple[dict[str, Any], ...]
-    output_examples: tuple[dict[str, Any], ...]
 
     @property
     def module(self) -> str:
@@ -217,17 +214,13 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
     file_inputs = tuple(k for k, v in props.items() if isinstance(v, dict) and _is_file_input(k, v, schemas))
     file_models = tuple(name for name, schema in sorted(schemas.items()) if _is_file_model(name, schema))
     streams = isinstance(resolve_pointer(doc, pointer(["paths", f"/{endpoint_id}/stream", "post"])), dict)
-    raw_in, raw_out = components[in_name], components[out_name]
     return Endpoint(
         endpoint_id=endpoint_id,
         spec_file=spec_file,
         module_parts=naming.module_parts(endpoint_id),
-        title=str(info.get("title") or endpoint_id),
         description=inspect.cleandoc(str(info.get("description") or "")),
         schemas=schemas,
         file_inputs=file_inputs,
         file_models=file_models,
         streams=streams,
-        input_examples=tuple(e for e in raw_in.get("examples", []) if isinstance(e, dict)),
-        output_examples=tuple(e for e in raw_out.get("examples", []) if isinstance(e, dict)),
     )
