@@ -48,18 +48,38 @@ class ModuleCache:
     def __init__(self, root: Path | None) -> None:
         self.root = root
 
-    def get(self, key: str) -> str | None:
+    def get(self, key: str, suffix: str = ".py") -> str | None:
         if self.root is None:
             return None
         try:
-            return (self.root / f"{key}.py").read_text(encoding="utf-8")
+            return (self.root / f"{key}{suffix}").read_text(encoding="utf-8")
         except OSError:
             return None
 
-    def put(self, key: str, content: str) -> None:
+    def put(self, key: str, content: str, suffix: str = ".py") -> None:
         if self.root is None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{key}.{os.getpid()}.tmp"
         tmp.write_text(content, encoding="utf-8")
-        tmp.replace(self.root / f"{key}.py")
+        tmp.replace(self.root / f"{key}{suffix}")
+
+    # A validated spec's intermediate model, keyed by the spec file's bytes: a no-op run skips parsing and
+    # validating every spec. Cross-spec checks (duplicate ids, module collisions) still run on every load.
+
+    def get_endpoint(self, key: str) -> tuple[Endpoint, list[dict[str, str]]] | None:
+        text = self.get(key, ".json")
+        if text is None:
+            return None
+        data = json.loads(text)
+        fields = data["endpoint"]
+        for name in ("module_parts", "file_inputs", "file_models"):
+            fields[name] = tuple(fields[name])
+        return Endpoint(**fields), data["warnings"]
+
+    def put_endpoint(self, key: str, endpoint: Endpoint, warnings: list[dict[str, str]]) -> None:
+        self.put(key, json.dumps({"endpoint": dataclasses.asdict(endpoint), "warnings": warnings}), ".json")
+
+
+def spec_key(rel: str, content: bytes) -> str:
+    return hashlib.sha256(f"{generator_fingerprint()}\0{rel}\0".encode() + content).hexdigest()

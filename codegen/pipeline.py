@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codegen import ir, loader, render
-from codegen.cache import ModuleCache, endpoint_key, source_key
+from codegen.cache import ModuleCache, endpoint_key, source_key, spec_key
 from codegen.models import generate_models
 from codegen.problems import Level, Problem, SpecError
 
@@ -41,17 +41,29 @@ def _reserved_kwargs() -> frozenset[str]:
     return frozenset(OPTION_NAMES) | {"client", "arguments", "kwargs", "options"}
 
 
-def load_endpoints(spec_files: Sequence[Path], specs_root: Path) -> tuple[list[ir.Endpoint], list[Problem]]:
+def load_endpoints(
+    spec_files: Sequence[Path], specs_root: Path, cache: ModuleCache | None = None
+) -> tuple[list[ir.Endpoint], list[Problem]]:
     """Stages 1-2 for every spec; raises SpecError listing every error found, in every file."""
+    cache = cache or ModuleCache(None)
     problems: list[Problem] = []
     endpoints: list[ir.Endpoint] = []
     for path in spec_files:
-        spec = loader.load(path, problems)
-        if spec is None:
+        rel = path.relative_to(specs_root).as_posix()
+        key = spec_key(rel, path.read_bytes()) if cache.root is not None else ""
+        hit = cache.get_endpoint(key) if key else None
+        if hit is not None:
+            endpoints.append(hit[0])
+            problems.extend(Problem(w["file"], w["pointer"], w["message"], Level.WARNING) for w in hit[1])
             continue
-        endpoint = ir.build(spec, path.relative_to(specs_root).as_posix(), problems)
+        found: list[Problem] = []
+        spec = loader.load(path, found)
+        endpoint = ir.build(spec, rel, found) if spec is not None else None
+        problems.extend(found)
         if endpoint is not None:
             endpoints.append(endpoint)
+            if key and not any(p.level is Level.ERROR for p in found):
+                cache.put_endpoint(key, endpoint, [{"file": p.file, "pointer": p.pointer, "message": p.message} for p in found])
     problems.extend(_collisions(endpoints, specs_root))
     errors = [p for p in problems if p.level is Level.ERROR]
     if errors:
@@ -181,7 +193,8 @@ def write_tree(root: Path, files: dict[str, str]) -> bool:
 
 
 def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs: int = 1) -> tuple[Result, bool]:
-    endpoints, warnings = load_endpoints(loader.find_spec_files(specs_root), specs_root)
-    files = render_tree(endpoints, ModuleCache(cache_dir), jobs)
+    cache = ModuleCache(cache_dir)
+    endpoints, warnings = load_endpoints(loader.find_spec_files(specs_root), specs_root, cache)
+    files = render_tree(endpoints, cache, jobs)
     changed = write_tree(out, files)
     return Result(endpoints, files, warnings), changed

@@ -81,3 +81,12 @@ def test_second_run_writes_nothing(corpus: Path, tmp_path: Path, warm_cache: Mod
 def test_committed_generated_is_current(warm_cache: ModuleCache) -> None:
     endpoints, _ = load_endpoints(loader.find_spec_files(SPECS), SPECS)
     assert read_tree(ROOT / "generated") == render_tree(endpoints, warm_cache), "generated/ is stale: run `make gen`"
+
+
+def test_spec_cache_gives_the_same_endpoints_and_warnings(corpus: Path, endpoints: list[ir.Endpoint], tmp_path: Path) -> None:
+    files = loader.find_spec_files(corpus)
+    _, fresh_warnings = load_endpoints(files, corpus)
+    cache = ModuleCache(tmp_path / "specs-cache")
+    assert load_endpoints(files, corpus, cache) == (endpoints, fresh_warnings)  # fills the cache
+    assert len(list((tmp_path / "specs-cache").glob("*.json"))) == len(endpoints)
+    assert load_endpoints(files, corpus, cache) == (endpoints, fresh_warnings)  # served from it
