@@ -45,9 +45,8 @@ def test_over_the_size_limit_leaves_nothing(output: gemini.Output, tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def broken_http() -> Iterator[str]:
-    """A real HTTP server on 127.0.0.1 that promises 100 kB, sends 1 kB and drops the connection."""
+def _raw_http(reply: bytes) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 answering every request with `reply`, then closing the connection."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
@@ -62,7 +61,7 @@ def broken_http() -> Iterator[str]:
                 continue
             with conn:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n" + PNG + b"x" * 1000)
+                conn.sendall(reply)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -70,6 +69,25 @@ def broken_http() -> Iterator[str]:
     stop.set()
     thread.join(timeout=2)
     listener.close()
+
+
+@pytest.fixture
+def broken_http() -> Iterator[str]:
+    """Promises 100 kB, sends 1 kB and drops the connection."""
+    yield from _raw_http(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n" + PNG + b"x" * 1000)
+
+
+@pytest.fixture
+def html_http() -> Iterator[str]:
+    """Answers an image URL with an HTML error page (a CDN's or a proxy's)."""
+    page = b"<html>Access denied</html>"
+    yield from _raw_http(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(page), page))
+
+
+def test_wrong_content_type_leaves_nothing(html_http: str, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="expected image/png, the server sent text/html"):
+        gemini.File(url=html_http, content_type="image/png").save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_connection_dropped_mid_body_leaves_nothing(broken_http: str, tmp_path: Path) -> None:
