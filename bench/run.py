@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codegen, for module names
 
 import runtime  # noqa: E402
+from codegen.naming import module_parts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -98,7 +99,7 @@ def scale(tmp: Path, count: int, runs: int) -> list[tuple[str, str, str, str, st
     doc["info"]["description"] = "changed for the benchmark"
     changed.write_text(json.dumps(doc))
     one = timed(gen, ROOT, 1)
-    module = "corpus_pkg." + ".".join(_module_parts(json.loads(files[0].read_text())["info"]["x-fal-metadata"]["endpointId"]))
+    module = "corpus_pkg." + ".".join(module_parts(json.loads(files[0].read_text())["info"]["x-fal-metadata"]["endpointId"]))
     env = dict(os.environ, PYTHONPATH=f"{tmp}:{ROOT}")
 
     def fresh(code: str) -> float:
@@ -116,12 +117,6 @@ def scale(tmp: Path, count: int, runs: int) -> list[tuple[str, str, str, str, st
         (f"{count} specs: make gen, one spec changed", f"{one:.2f} s", "—", "—", "≤ 2 s"),
         (f"import with {count} endpoints generated + one module", f"{ours * 1000:.0f} ms", f"import fal_client: {peer * 1000:.0f} ms", f"{ours / peer:.2f}×", "≤ 1.0×"),
     ]
-
-
-def _module_parts(endpoint_id: str) -> tuple[str, ...]:
-    from codegen.naming import module_parts
-
-    return module_parts(endpoint_id)
 
 
 def main() -> None:

@@ -14,6 +14,8 @@ import binascii
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
@@ -43,19 +45,21 @@ class FalFile(FalModel):
 
         chunks: list[bytes] = []
         with httpx.Client(timeout=timeout, follow_redirects=True) as http:
-            _stream(http, self, max_bytes, chunks.append)
+            _stream(http, self, _Sink(max_bytes, chunks.append))
         return b"".join(chunks)
 
     def save(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> Path:
         """Write the file to `path` (a directory: under a safe name from fal's file name or URL); returns the path."""
         target = self._target(Path(path))
-        if self.url.startswith("data:"):
-            data = _check_size(_data_uri(self.url), max_bytes)
-            return _atomic(target, lambda f: f.write(data))
-        import httpx
+        with _atomic(target) as handle:
+            if self.url.startswith("data:"):
+                handle.write(_check_size(_data_uri(self.url), max_bytes))
+            else:
+                import httpx
 
-        with httpx.Client(timeout=timeout, follow_redirects=True) as http:
-            return _atomic(target, lambda f: _stream(http, self, max_bytes, f.write))
+                with httpx.Client(timeout=timeout, follow_redirects=True) as http:
+                    _stream(http, self, _Sink(max_bytes, handle.write))
+        return target
 
     async def download_async(self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> bytes:
         if self.url.startswith("data:"):
@@ -64,25 +68,19 @@ class FalFile(FalModel):
 
         chunks: list[bytes] = []
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
-            await _astream(http, self, max_bytes, chunks.append)
+            await _astream(http, self, _Sink(max_bytes, chunks.append))
         return b"".join(chunks)
 
     async def save_async(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> Path:
         target = self._target(Path(path))
-        if self.url.startswith("data:"):
-            data = _check_size(_data_uri(self.url), max_bytes)
-            return _atomic(target, lambda f: f.write(data))
-        import httpx
+        with _atomic(target) as handle:
+            if self.url.startswith("data:"):
+                handle.write(_check_size(_data_uri(self.url), max_bytes))
+            else:
+                import httpx
 
-        handle, temp = _temp_beside(target)
-        try:
-            with handle:
                 async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
-                    await _astream(http, self, max_bytes, handle.write)
-            os.replace(temp, target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+                    await _astream(http, self, _Sink(max_bytes, handle.write))
         return target
 
     def safe_name(self) -> str:
@@ -109,63 +107,65 @@ def _data_uri(url: str) -> bytes:
         raise DownloadError("malformed data URI") from None
 
 
-def _expect(response: Any, file: FalFile, max_bytes: int) -> None:
-    if response.status_code != 200:
-        raise DownloadError(f"HTTP {response.status_code} fetching {file.url}")
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise DownloadError(f"file is {declared} bytes, over the {max_bytes}-byte limit")
-    expected = getattr(file, "content_type", None)
-    got = response.headers.get("content-type", "").split(";")[0].strip()
-    if expected and got and got != expected and got.split("/")[0] != expected.split("/")[0]:
-        raise DownloadError(f"expected {expected}, the server sent {got}")
+class _Sink:
+    """Where downloaded chunks go, counting them against the size limit (one decision for sync and async)."""
+
+    def __init__(self, max_bytes: int, write: Callable[[bytes], object]) -> None:
+        self.max_bytes, self._write, self._total = max_bytes, write, 0
+
+    def expect(self, response: Any, file: FalFile) -> None:
+        """Refuse before reading: an error status, a declared size over the limit, or the wrong content type."""
+        if response.status_code != 200:
+            raise DownloadError(f"HTTP {response.status_code} fetching {file.url}")
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            raise DownloadError(f"file is {declared} bytes, over the {self.max_bytes}-byte limit")
+        expected = getattr(file, "content_type", None)
+        got = response.headers.get("content-type", "").split(";")[0].strip()
+        if expected and got and got != expected and got.split("/")[0] != expected.split("/")[0]:
+            raise DownloadError(f"expected {expected}, the server sent {got}")
+
+    def feed(self, chunk: bytes) -> None:
+        self._total += len(chunk)
+        if self._total > self.max_bytes:
+            raise DownloadError(f"file exceeds the {self.max_bytes}-byte limit")
+        self._write(chunk)
 
 
-def _stream(http: Any, file: FalFile, max_bytes: int, sink: Any) -> None:
+def _stream(http: Any, file: FalFile, sink: _Sink) -> None:
     import httpx
 
     try:
         with http.stream("GET", file.url) as response:
-            _expect(response, file, max_bytes)
-            total = 0
+            sink.expect(response, file)
             for chunk in response.iter_bytes(_CHUNK):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise DownloadError(f"file exceeds the {max_bytes}-byte limit")
-                sink(chunk)
+                sink.feed(chunk)
     except httpx.HTTPError as exc:
         raise DownloadError(f"download of {file.url} failed: {type(exc).__name__}") from None
 
 
-async def _astream(http: Any, file: FalFile, max_bytes: int, sink: Any) -> None:
+async def _astream(http: Any, file: FalFile, sink: _Sink) -> None:
     import httpx
 
     try:
         async with http.stream("GET", file.url) as response:
-            _expect(response, file, max_bytes)
-            total = 0
+            sink.expect(response, file)
             async for chunk in response.aiter_bytes(_CHUNK):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise DownloadError(f"file exceeds the {max_bytes}-byte limit")
-                sink(chunk)
+                sink.feed(chunk)
     except httpx.HTTPError as exc:
         raise DownloadError(f"download of {file.url} failed: {type(exc).__name__}") from None
 
 
-def _temp_beside(target: Path) -> tuple[IO[bytes], Path]:
+@contextmanager
+def _atomic(target: Path) -> Iterator[IO[bytes]]:
+    """A temporary file beside `target`, renamed over it only if the block completes; removed otherwise."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    return os.fdopen(fd, "wb"), Path(name)
-
-
-def _atomic(target: Path, write: Any) -> Path:
-    handle, temp = _temp_beside(target)
+    temp = Path(name)
     try:
-        with handle:
-            write(handle)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return target
