@@ -7,6 +7,7 @@ It holds a process-wide lock, so calls stay on one thread per process.
 from __future__ import annotations
 
 import ast
+import copy
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ class Param:
 
     kwarg: str  # the keyword argument name (the attribute name, renamed if it collides with a runtime option)
     attr: str  # the model's attribute name
+    wire: str  # the field's name in fal's JSON (the alias, when the attribute had to be renamed)
     annotation: str  # Python source of the type, without `Annotated[...]` metadata
     default: str | None  # Python source of the default; None when the field is required; "..." when not a literal
 
@@ -70,7 +72,7 @@ def generate_models(endpoint: Endpoint, reserved_kwargs: frozenset[str]) -> Mode
         "openapi": "3.1.0",
         "info": {"title": "models", "version": "0"},
         "paths": {},
-        "components": {"schemas": endpoint.schemas},
+        "components": {"schemas": _mark_file_inputs(endpoint)},
     }
     options = _dcg_options()
     if endpoint.file_models:  # downloadable files get save() / download()
@@ -84,6 +86,42 @@ def generate_models(endpoint: Endpoint, reserved_kwargs: frozenset[str]) -> Mode
     tree = ast.parse(source)
     classes = tuple(n.name for n in tree.body if isinstance(n, ast.ClassDef))
     return Models(source, classes, _input_params(tree, reserved_kwargs))
+
+
+FILE_INPUT_TYPE = "fal_runtime.inputs.FileInput"
+# Constraints of a URL string that cannot apply to a path, bytes or an image; fal checks the URL it finally gets.
+_URL_ONLY = ("format", "minLength", "maxLength", "pattern", "contentMediaType", "contentEncoding")
+
+
+def _mark_file_inputs(endpoint: Endpoint) -> dict[str, Any]:
+    """The schemas with each file-input field typed as `FileInput` (URL, path, bytes, file object or PIL image).
+
+    datamodel-code-generator's `customTypePath` names the type; only the Input's own copy of the field changes, so a
+    schema shared with the output keeps `str`.
+    """
+    if not endpoint.file_inputs:
+        return endpoint.schemas
+    schema = copy.deepcopy(endpoint.schemas["Input"])
+    for name in endpoint.file_inputs:
+        schema["properties"][name] = _as_file_input(schema["properties"][name])
+    return {**endpoint.schemas, "Input": schema}
+
+
+def _as_file_input(schema: Any) -> Any:
+    if not isinstance(schema, dict) or "$ref" in schema:
+        return schema  # a shared definition stays a plain string
+    schema = dict(schema)
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            schema[key] = [_as_file_input(alt) for alt in schema[key]]
+    kind = schema.get("type")
+    kinds = set(kind) if isinstance(kind, list) else {kind}
+    if "array" in kinds:
+        schema["items"] = _as_file_input(schema.get("items"))
+    elif "string" in kinds:
+        schema = {k: v for k, v in schema.items() if k not in _URL_ONLY}
+        schema["customTypePath"] = FILE_INPUT_TYPE
+    return schema
 
 
 def _strip_header(source: str) -> str:
@@ -118,9 +156,11 @@ def _input_params(tree: ast.Module, reserved: frozenset[str]) -> tuple[Param, ..
     for stmt in fields:
         attr = stmt.target.id  # type: ignore[union-attr]
         annotation = stmt.annotation
+        wire = attr
         if isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name) and annotation.value.id == "Annotated":
             elts = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
             annotation = elts[0]
+            wire = _alias(elts[1:]) or attr
         default: str | None
         if stmt.value is None:
             default = None
@@ -133,5 +173,15 @@ def _input_params(tree: ast.Module, reserved: frozenset[str]) -> tuple[Param, ..
             while kwarg in used:
                 kwarg += "_"
             used.add(kwarg)
-        params.append(Param(kwarg, attr, ast.unparse(annotation), default))
+        params.append(Param(kwarg, attr, wire, ast.unparse(annotation), default))
     return tuple(params)
+
+
+def _alias(metadata: list[ast.expr]) -> str | None:
+    """The `alias=` of a `Field(...)` in `Annotated` metadata: the wire name of a renamed attribute."""
+    for node in metadata:
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                if keyword.arg == "alias" and isinstance(keyword.value, ast.Constant) and isinstance(keyword.value.value, str):
+                    return keyword.value.value
+    return None

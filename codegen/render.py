@@ -7,6 +7,7 @@ pasted as text.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import unicodedata
 from dataclasses import dataclass
@@ -110,6 +111,14 @@ def render_endpoint(endpoint: Endpoint, models: Models) -> str:
     if endpoint.description:
         summary += "\n\n" + endpoint.description
     renamed = {p.kwarg: p.attr for p in models.params if p.kwarg != p.attr}
+    files = tuple(p.attr for p in models.params if p.wire in endpoint.file_inputs)
+    # A list of files is taken as any sequence: `list` is invariant, so a caller's `list[str]` would not type-check
+    # against `list[FileInput]` (pydantic turns the sequence into a list).
+    params = [
+        dataclasses.replace(p, annotation=p.annotation.replace("list[FileInput]", "_Sequence[FileInput]"))
+        if p.attr in files else p
+        for p in models.params
+    ]
     ops = operations(endpoint)
     exports = ["ENDPOINT_ID", "endpoint", *models.classes, *(op.name for op in ops)]
     template = environment().get_template("endpoint.py.jinja")
@@ -117,8 +126,10 @@ def render_endpoint(endpoint: Endpoint, models: Models) -> str:
         endpoint=endpoint,
         summary=summary,
         models=models.source,
-        params=models.params,
+        params=params,
+        sequences=any("_Sequence[" in p.annotation for p in params),
         renamed=renamed,
+        files=files,
         exports=exports,
         operations=[dict(op.__dict__, **{"await": op.await_}) for op in ops],
     )

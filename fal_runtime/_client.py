@@ -14,9 +14,12 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 import httpx
 from httpx_sse import aconnect_sse, connect_sse
@@ -27,7 +30,9 @@ from fal_runtime._core import Core, HandleData, Operation, Reply, RequestSpec, R
 from fal_runtime._handles import AsyncRequestHandle, RequestHandle
 from fal_runtime._sse import SSEDecoder
 from fal_runtime._status import CancelOutcome, Completed, Status
+from fal_runtime._storage import MULTIPART_THRESHOLD, CdnToken, Storage, parts
 from fal_runtime._wait import DeadlineExpired, Subscription, Waiter
+from fal_runtime.inputs import Blob, data_uri, needs_sending, to_blob, validate
 
 OutputT = TypeVar("OutputT", bound=BaseModel)
 logger = logging.getLogger("fal_runtime")
@@ -43,18 +48,28 @@ class _ClientBase:
         *,
         queue_host: str | None = None,
         run_host: str | None = None,
+        rest_host: str | None = None,
         timeout: float = 120.0,
         connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         poll_interval: float = 0.5,
         verify: Any = True,
+        inline_max_bytes: int = 0,
+        upload_concurrency: int = 4,
     ) -> None:
         """`key` defaults to FAL_KEY (or FAL_KEY_ID:FAL_KEY_SECRET), read at the first request; the hosts to
         FAL_QUEUE_RUN_HOST / FAL_RUN_HOST, then queue.fal.run / fal.run (`host`, `host:port` or a URL).
         `timeout` bounds each read (a status stream sends a keep-alive every 15 s), `connect_timeout` each connect.
         `poll_interval` is used only when a status stream is unavailable. `verify` is httpx's (a CA file, an
-        `ssl.SSLContext`, or False)."""
-        self._core = Core(key=key, queue_host=queue_host, run_host=run_host, retry=retry)
+        `ssl.SSLContext`, or False).
+
+        File inputs that are not URLs (paths, bytes, file objects, PIL images) are sent inline as data URIs when
+        they are at most `inline_max_bytes` long (0: never), else uploaded to fal's storage via `rest_host`
+        (FAL_REST_HOST, then rest.fal.ai); a multipart upload sends up to `upload_concurrency` parts at once."""
+        self._core = Core(key=key, queue_host=queue_host, run_host=run_host, rest_host=rest_host, retry=retry)
+        self._storage = Storage(self._core)
+        self._inline_max_bytes = inline_max_bytes
+        self._upload_concurrency = max(1, upload_concurrency)
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._poll_interval = poll_interval
         self._verify = verify
@@ -63,7 +78,7 @@ class _ClientBase:
         return f"{type(self).__name__}(queue={self._core.queue_base!r}, run={self._core.run_base!r})"
 
     def _headers(self, spec: RequestSpec) -> dict[str, str]:
-        return {**self._core.auth_headers(), **spec.headers}
+        return self._core.headers(spec)
 
     def _timeout_for(self, spec: RequestSpec, remaining: float | None) -> httpx.Timeout:
         """The client's timeouts, shortened by the call's `timeout` option and the wait's deadline."""
@@ -75,6 +90,13 @@ class _ClientBase:
             min(self._timeout.read or limit, limit),
             connect=min(self._timeout.connect or limit, limit),
         )
+
+    def _inline_or_blob(self, value: Any) -> str | Blob:
+        """A URL to send for a file-input value (as given, or a data URI), or the `Blob` still to upload."""
+        if not needs_sending(value):
+            return str(value)
+        blob = to_blob(validate(value))
+        return data_uri(blob) if blob.size <= self._inline_max_bytes else blob
 
     def _failure(self, exc: httpx.TransportError) -> errors.TransportError:
         """An httpx exception as ours, recording whether the request may have reached the server."""
@@ -151,6 +173,8 @@ class Client(_ClientBase):
         super().__init__(key, **kwargs)
         self._http = http_client
         self._lock = threading.Lock()
+        self._token: CdnToken | None = None
+        self._token_lock = threading.Lock()
 
     @property
     def http(self) -> httpx.Client:
@@ -184,6 +208,7 @@ class Client(_ClientBase):
                     headers=self._headers(spec),
                     params=spec.params,
                     json=spec.json,
+                    content=spec.content,
                     timeout=self._timeout_for(spec, remaining),
                 )
                 reply = _reply(response)
@@ -335,6 +360,60 @@ class Client(_ClientBase):
                 yield _event_data(data)
 
 
+    # Files.
+
+    def upload(self, value: Any) -> str:
+        """A URL fal can read for a file-input value: a str as given; a path, bytes, binary file object or PIL image
+        inlined as a data URI (up to `inline_max_bytes`) or uploaded to fal's storage (multipart above 100 MiB)."""
+        sent = self._inline_or_blob(value)
+        if isinstance(sent, str):
+            return sent
+        if sent.size > MULTIPART_THRESHOLD:
+            return self._upload_multipart(sent)
+        data = sent.read()
+        return self._cdn(lambda token: self._storage.upload_request(token, sent, data), self._storage.uploaded)
+
+    def upload_inputs(self, files: dict[str, Any]) -> dict[str, Any]:
+        """`upload` applied to each field's value (or each item of a list), one file after another."""
+        return {
+            name: [self.upload(v) for v in value] if isinstance(value, list) else self.upload(value)
+            for name, value in files.items()
+        }
+
+    def _cdn_token(self, stale: CdnToken | None = None) -> CdnToken:
+        """The cached CDN token, renewed when it is near expiry or when the CDN rejected `stale`."""
+        with self._token_lock:
+            token = self._token
+            if token is None or token is stale or not token.fresh(time.time()):
+                token = self._token = self._storage.token(self._send("upload", self._storage.token_request()))
+            return token
+
+    def _cdn(self, build: Callable[[CdnToken], RequestSpec], read: Callable[[Reply], T]) -> T:
+        """Send a CDN request with the cached token; once more with a new token if the CDN rejects it."""
+        token = self._cdn_token()
+        reply = self._send("upload", build(token))
+        if self._storage.rejected_token(reply):
+            reply = self._send("upload", build(self._cdn_token(stale=token)))
+        return read(reply)
+
+    def _upload_multipart(self, blob: Blob) -> str:
+        storage = self._storage
+        access_url, upload_id = self._cdn(lambda t: storage.multipart_request(t, blob), storage.multipart_started)
+
+        def put(part: tuple[int, int, int]) -> tuple[int, str]:
+            n, offset, length = part
+            data = blob.read_range(offset, length)  # read in the worker: at most `upload_concurrency` parts in memory
+            return n, self._cdn(
+                lambda t: storage.part_request(t, blob, access_url, upload_id, n, data), lambda r: storage.part_etag(r, n)
+            )
+
+        with ThreadPoolExecutor(self._upload_concurrency, thread_name_prefix="fal-upload") as pool:
+            etags = dict(pool.map(put, parts(blob.size)))
+        return self._cdn(
+            lambda t: storage.complete_request(t, access_url, upload_id, etags), lambda r: storage.completed(r, access_url)
+        )
+
+
 class AsyncClient(_ClientBase):
     """An asyncio fal client; reuse one per event loop (it keeps a connection pool bound to that loop)."""
 
@@ -353,6 +432,8 @@ class AsyncClient(_ClientBase):
         # Requests wait for a slot here rather than in httpcore's pool, whose scheduling is quadratic in the number
         # of waiting requests (1,000 concurrent subscribes spent seconds of CPU there).
         self._slots = asyncio.Semaphore(max_connections)
+        self._token: CdnToken | None = None
+        self._token_lock = asyncio.Lock()
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -387,6 +468,7 @@ class AsyncClient(_ClientBase):
                         headers=self._headers(spec),
                         params=spec.params,
                         json=spec.json,
+                        content=spec.content,
                         timeout=self._timeout_for(spec, remaining),
                     )
                 reply = _reply(response)
@@ -540,6 +622,60 @@ class AsyncClient(_ClientBase):
             data = decoder.flush()
             if data is not None:
                 yield _event_data(data)
+
+
+    # Files.
+
+    async def upload(self, value: Any) -> str:
+        """See `Client.upload`. Reading and encoding run in a worker thread, so the event loop never blocks on disk."""
+        sent = await asyncio.to_thread(self._inline_or_blob, value)
+        if isinstance(sent, str):
+            return sent
+        if sent.size > MULTIPART_THRESHOLD:
+            return await self._upload_multipart(sent)
+        data = await asyncio.to_thread(sent.read)
+        return await self._cdn(lambda token: self._storage.upload_request(token, sent, data), self._storage.uploaded)
+
+    async def upload_inputs(self, files: dict[str, Any]) -> dict[str, Any]:
+        """`upload` applied to each field's value (or each item of a list), all files at once."""
+        flat = [(name, v) for name, value in files.items() for v in (value if isinstance(value, list) else [value])]
+        urls = iter(await asyncio.gather(*(self.upload(v) for _, v in flat)))
+        return {
+            name: [next(urls) for _ in value] if isinstance(value, list) else next(urls) for name, value in files.items()
+        }
+
+    async def _cdn_token(self, stale: CdnToken | None = None) -> CdnToken:
+        async with self._token_lock:
+            token = self._token
+            if token is None or token is stale or not token.fresh(time.time()):
+                token = self._token = self._storage.token(await self._send("upload", self._storage.token_request()))
+            return token
+
+    async def _cdn(self, build: Callable[[CdnToken], RequestSpec], read: Callable[[Reply], T]) -> T:
+        token = await self._cdn_token()
+        reply = await self._send("upload", build(token))
+        if self._storage.rejected_token(reply):
+            reply = await self._send("upload", build(await self._cdn_token(stale=token)))
+        return read(reply)
+
+    async def _upload_multipart(self, blob: Blob) -> str:
+        storage = self._storage
+        access_url, upload_id = await self._cdn(lambda t: storage.multipart_request(t, blob), storage.multipart_started)
+        slots = asyncio.Semaphore(self._upload_concurrency)
+
+        async def put(n: int, offset: int, length: int) -> tuple[int, str]:
+            async with slots:  # bounds the parts in flight, and so the parts held in memory
+                data = await asyncio.to_thread(blob.read_range, offset, length)
+                etag = await self._cdn(
+                    lambda t: storage.part_request(t, blob, access_url, upload_id, n, data),
+                    lambda r: storage.part_etag(r, n),
+                )
+            return n, etag
+
+        etags = dict(await asyncio.gather(*(put(*part) for part in parts(blob.size))))
+        return await self._cdn(
+            lambda t: storage.complete_request(t, access_url, upload_id, etags), lambda r: storage.completed(r, access_url)
+        )
 
 
 def _reply_head(response: httpx.Response) -> Reply:

@@ -17,14 +17,15 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fal_runtime import errors
 from fal_runtime._status import CancelOutcome, Status, parse_status
 
-Operation = Literal["submit", "run", "stream", "status", "result", "failed_result", "cancel"]
+Operation = Literal["submit", "run", "stream", "status", "result", "failed_result", "cancel", "upload"]
 """What a request is for; the retry rules depend on it. `failed_result` is the result of a request whose status
-said COMPLETED with an error: its 5xx from fal is the stored outcome, not a transient failure."""
+said COMPLETED with an error: its 5xx from fal is the stored outcome, not a transient failure. `upload` covers the
+storage token and every CDN request: repeating one at worst stores an unused copy of a file."""
 
 _CREATES_WORK: frozenset[Operation] = frozenset({"submit", "run", "stream"})
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -34,7 +35,7 @@ USER_AGENT = "fal-typed/0.1"
 
 @dataclass(frozen=True)
 class RequestSpec:
-    """One HTTP request, before auth: the clients add `Authorization` at send time so a spec never holds the key."""
+    """One HTTP request, before auth: `Core.headers` adds the key at send time so a spec never holds it."""
 
     method: str
     url: str
@@ -42,6 +43,8 @@ class RequestSpec:
     params: dict[str, str] = field(default_factory=dict)
     json: Any = None
     timeout: float | None = None  # the caller's per-call limit (`timeout` option), on top of the client's
+    content: bytes | None = None  # a raw body (uploads), instead of `json`
+    credentials: bool = True  # False: never send the fal key (CDN requests carry their own token)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,18 @@ def base_url(host: str) -> str:
     return host if host.startswith(("https://", "http://")) else f"https://{host}"
 
 
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
+
+
+def is_fal_origin(url: str) -> bool:
+    """fal's own API hosts: `fal.run`, `fal.ai` and their subdomains, over HTTPS."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in ("fal.run", "fal.ai"))
+
+
 def resolve_key(explicit: str | None, environ: Mapping[str, str]) -> str:
     """The API key: `key=` if given, else FAL_KEY, else FAL_KEY_ID:FAL_KEY_SECRET."""
     key = explicit or environ.get("FAL_KEY")
@@ -170,6 +185,7 @@ class Core:
         key: str | None = None,
         queue_host: str | None = None,
         run_host: str | None = None,
+        rest_host: str | None = None,
         retry: RetryPolicy | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -178,6 +194,8 @@ class Core:
         self._key: str | None = None
         self.queue_base = base_url(queue_host or self._environ.get("FAL_QUEUE_RUN_HOST") or "queue.fal.run")
         self.run_base = base_url(run_host or self._environ.get("FAL_RUN_HOST") or "fal.run")
+        self.rest_base = base_url(rest_host or self._environ.get("FAL_REST_HOST") or "rest.fal.ai")
+        self._key_origins = {origin(b) for b in (self.queue_base, self.run_base, self.rest_base)}
         self.retry = retry or RetryPolicy()
 
     def __repr__(self) -> str:
@@ -187,6 +205,13 @@ class Core:
         if self._key is None:
             self._key = resolve_key(self._explicit_key, self._environ)
         return {"Authorization": f"Key {self._key}", "User-Agent": USER_AGENT}
+
+    def headers(self, spec: RequestSpec) -> dict[str, str]:
+        """The headers to send: the key only to the configured hosts or fal's own, never with a CDN token, so a URL
+        from a response (a status URL, a token's upload URL) cannot lead the key anywhere else."""
+        if spec.credentials and (origin(spec.url) in self._key_origins or is_fal_origin(spec.url)):
+            return {**self.auth_headers(), **spec.headers}
+        return {"User-Agent": USER_AGENT, **spec.headers}
 
     def redact(self, text: str) -> str:
         return redact(text, self._key or self._explicit_key)

@@ -9,11 +9,12 @@ is imported on the first call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from fal_runtime.inputs import needs_sending
 from fal_runtime._options import OPTION_NAMES, RUN_OPTIONS, STREAM_OPTIONS, SUBMIT_OPTIONS, SUBSCRIBE_OPTIONS
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class Endpoint(Generic[InputT, OutputT]):
         *,
         streams: bool = False,
         renamed: Mapping[str, str] | None = None,
+        files: Sequence[str] = (),
     ) -> None:
         self.endpoint_id = endpoint_id
         self.input_model = input_model
@@ -41,6 +43,7 @@ class Endpoint(Generic[InputT, OutputT]):
         self.renamed = dict(
             renamed or {}
         )  # call-function keyword → model attribute (`client_` → `client`)
+        self.files = tuple(files)  # attributes of file-input fields: local files there are uploaded before the call
 
     def __repr__(self) -> str:
         return f"Endpoint({self.endpoint_id!r})"
@@ -76,17 +79,40 @@ class Endpoint(Generic[InputT, OutputT]):
 
     def _prepare(
         self, call: str, allowed: frozenset[str], arguments: InputT | None, kwargs: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The payload and options of one call; an option that belongs to another call is a TypeError."""
+    ) -> tuple[InputT, dict[str, Any]]:
+        """The validated input and options of one call; an option that belongs to another call is a TypeError."""
         data, options = self.build_input(arguments, kwargs)
         misplaced = sorted(set(options) - allowed)
         if misplaced:
             raise TypeError(f"{call}() does not take option(s) {', '.join(map(repr, misplaced))}")
-        return self.payload(data), options
+        return data, options
 
     def payload(self, arguments: InputT) -> dict[str, Any]:
-        """The JSON body fal expects: wire names, JSON types, and only the fields that were set."""
+        """The JSON body fal expects: wire names, JSON types, and only the fields that were set.
+        File inputs must already be URLs (see `pending_files`)."""
         return arguments.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def pending_files(self, arguments: InputT) -> dict[str, Any]:
+        """The file-input fields holding something other than URLs (paths, bytes, ...): what must be sent first."""
+        pending = {}
+        for name in self.files:
+            value = getattr(arguments, name, None) if name in arguments.model_fields_set else None
+            values = value if isinstance(value, list) else [value]
+            if any(needs_sending(v) for v in values if v is not None):
+                pending[name] = value
+        return pending
+
+    def _sync_payload(self, client: Client, arguments: InputT) -> dict[str, Any]:
+        pending = self.pending_files(arguments)
+        if pending:
+            arguments = arguments.model_copy(update=client.upload_inputs(pending))
+        return self.payload(arguments)
+
+    async def _async_payload(self, client: AsyncClient, arguments: InputT) -> dict[str, Any]:
+        pending = self.pending_files(arguments)
+        if pending:
+            arguments = arguments.model_copy(update=await client.upload_inputs(pending))
+        return self.payload(arguments)
 
     def _sync(self, client: Client | None) -> Client:
         if client is not None:
@@ -118,8 +144,10 @@ class Endpoint(Generic[InputT, OutputT]):
         client: Client | None = None,
         **kwargs: Any,
     ) -> RequestHandle[OutputT]:
-        payload, options = self._prepare("submit", SUBMIT_OPTIONS, arguments, kwargs)
-        return self._sync(client).submit(
+        data, options = self._prepare("submit", SUBMIT_OPTIONS, arguments, kwargs)
+        api = self._sync(client)
+        payload = self._sync_payload(api, data)
+        return api.submit(
             self.endpoint_id, payload, output=self.output_model, **options
         )
 
@@ -131,8 +159,10 @@ class Endpoint(Generic[InputT, OutputT]):
         client: Client | None = None,
         **kwargs: Any,
     ) -> OutputT:
-        payload, options = self._prepare("subscribe", SUBSCRIBE_OPTIONS, arguments, kwargs)
-        return self._sync(client).subscribe(
+        data, options = self._prepare("subscribe", SUBSCRIBE_OPTIONS, arguments, kwargs)
+        api = self._sync(client)
+        payload = self._sync_payload(api, data)
+        return api.subscribe(
             self.endpoint_id, payload, output=self.output_model, **options
         )
 
@@ -144,8 +174,10 @@ class Endpoint(Generic[InputT, OutputT]):
         client: Client | None = None,
         **kwargs: Any,
     ) -> OutputT:
-        payload, options = self._prepare("run", RUN_OPTIONS, arguments, kwargs)
-        return self._sync(client).run(
+        data, options = self._prepare("run", RUN_OPTIONS, arguments, kwargs)
+        api = self._sync(client)
+        payload = self._sync_payload(api, data)
+        return api.run(
             self.endpoint_id, payload, output=self.output_model, **options
         )
 
@@ -158,8 +190,10 @@ class Endpoint(Generic[InputT, OutputT]):
         **kwargs: Any,
     ) -> Iterator[dict[str, Any]]:
         self._check_streams()
-        payload, options = self._prepare("stream", STREAM_OPTIONS, arguments, kwargs)
-        return self._sync(client).stream(
+        data, options = self._prepare("stream", STREAM_OPTIONS, arguments, kwargs)
+        api = self._sync(client)
+        payload = self._sync_payload(api, data)
+        return api.stream(
             self.endpoint_id, payload, **options
         )
 
@@ -181,8 +215,10 @@ class Endpoint(Generic[InputT, OutputT]):
         client: AsyncClient | None = None,
         **kwargs: Any,
     ) -> AsyncRequestHandle[OutputT]:
-        payload, options = self._prepare("submit_async", SUBMIT_OPTIONS, arguments, kwargs)
-        return await self._async(client).submit(
+        data, options = self._prepare("submit_async", SUBMIT_OPTIONS, arguments, kwargs)
+        api = self._async(client)
+        payload = await self._async_payload(api, data)
+        return await api.submit(
             self.endpoint_id, payload, output=self.output_model, **options
         )
 
@@ -194,8 +230,10 @@ class Endpoint(Generic[InputT, OutputT]):
         client: AsyncClient | None = None,
         **kwargs: Any,
     ) -> OutputT:
-        payload, options = self._prepare("subscribe_async", SUBSCRIBE_OPTIONS, arguments, kwargs)
-        return await self._async(client).subscribe(
+        data, options = self._prepare("subscribe_async", SUBSCRIBE_OPTIONS, arguments, kwargs)
+        api = self._async(client)
+        payload = await self._async_payload(api, data)
+        return await api.subscribe(
             self.endpoint_id, payload, output=self.output_model, **options
         )
 
@@ -207,8 +245,10 @@ class Endpoint(Generic[InputT, OutputT]):
         client: AsyncClient | None = None,
         **kwargs: Any,
     ) -> OutputT:
-        payload, options = self._prepare("run_async", RUN_OPTIONS, arguments, kwargs)
-        return await self._async(client).run(
+        data, options = self._prepare("run_async", RUN_OPTIONS, arguments, kwargs)
+        api = self._async(client)
+        payload = await self._async_payload(api, data)
+        return await api.run(
             self.endpoint_id, payload, output=self.output_model, **options
         )
 
@@ -221,10 +261,16 @@ class Endpoint(Generic[InputT, OutputT]):
         **kwargs: Any,
     ) -> AsyncIterator[dict[str, Any]]:
         self._check_streams()
-        payload, options = self._prepare("stream_async", STREAM_OPTIONS, arguments, kwargs)
-        return self._async(client).stream(
-            self.endpoint_id, payload, **options
-        )
+        data, options = self._prepare("stream_async", STREAM_OPTIONS, arguments, kwargs)
+        return self._stream_async(self._async(client), data, options)
+
+    async def _stream_async(
+        self, api: AsyncClient, data: InputT, options: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events, after the input's files are sent; the input itself was validated when `stream_async` was called."""
+        payload = await self._async_payload(api, data)
+        async for event in api.stream(self.endpoint_id, payload, **options):
+            yield event
 
     def handle_async(
         self, request_id: str, *, client: AsyncClient | None = None

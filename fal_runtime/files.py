@@ -50,7 +50,7 @@ class FalFile(FalModel):
 
     def save(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> Path:
         """Write the file to `path` (a directory: under a safe name from fal's file name or URL); returns the path."""
-        target = self._target(Path(path))
+        target = self._target(path)
         with _atomic(target) as handle:
             if self.url.startswith("data:"):
                 handle.write(_check_size(_data_uri(self.url), max_bytes))
@@ -72,7 +72,7 @@ class FalFile(FalModel):
         return b"".join(chunks)
 
     async def save_async(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> Path:
-        target = self._target(Path(path))
+        target = self._target(path)
         with _atomic(target) as handle:
             if self.url.startswith("data:"):
                 handle.write(_check_size(_data_uri(self.url), max_bytes))
@@ -89,8 +89,16 @@ class FalFile(FalModel):
         name = _UNSAFE.sub("_", Path(str(raw).replace("\\", "/")).name).strip(" .")
         return name or "download"
 
-    def _target(self, path: Path) -> Path:
-        return path / self.safe_name() if path.is_dir() else path
+    def _target(self, path: str | os.PathLike[str]) -> Path:
+        """An existing directory, or a path written with a trailing separator (`"outputs/"`, created if missing),
+        gets a safe name inside it; anything else is the file itself (its parent directories are created)."""
+        text = os.fspath(path)
+        target = Path(text)
+        if text.endswith(("/", os.sep)) or target.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            return target / self.safe_name()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
 
 
 def _check_size(data: bytes, max_bytes: int) -> bytes:

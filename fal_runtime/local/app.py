@@ -10,11 +10,12 @@ Every fal route goes through `LocalFal.guarded`, which counts the call and appli
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -25,7 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .faults import Stalled, fal_headers, fault_response
-from .files import CDN_PREFIX, MAX_UPLOAD_BYTES, Files
+from .files import CDN_PREFIX, MAX_UPLOAD_BYTES, Files, MultipartError
 from .payloads import input_errors, output_template, with_file_urls
 from .script import Behaviour, Rule, Script, from_json
 from .specs import JSON, Endpoint
@@ -90,6 +91,9 @@ class LocalFal:
             Route("/.well-known/jwks.json", self.jwks, methods=["GET"]),
             Route("/storage/auth/token", self.storage_token, methods=["POST"]),
             Route(f"{CDN_PREFIX}/files/upload", self.upload, methods=["POST"]),
+            Route(f"{CDN_PREFIX}/files/upload/multipart", self.multipart_start, methods=["POST"]),
+            Route(f"{CDN_PREFIX}/files/{{path:path}}/multipart/{{upload_id}}/complete", self.multipart_complete, methods=["POST"]),
+            Route(f"{CDN_PREFIX}/files/{{path:path}}/multipart/{{upload_id}}/{{number:int}}", self.multipart_part, methods=["PUT"]),
             Route(f"{CDN_PREFIX}/files/{{path:path}}", self.download, methods=["GET"]),
             Route("/_local/script", self.control_script, methods=["POST"]),
             Route("/_local/behave", self.control_behave, methods=["POST"]),
@@ -154,9 +158,25 @@ class LocalFal:
 
     # -- queue ------------------------------------------------------------------------------------------------------
 
+    async def _accepted(self, request: Request, endpoint: Endpoint) -> tuple[Any, bytes]:
+        """A valid input whose files the "model" could read, as fal's runners fetch them: a link to this server's
+        CDN must name a stored file and a data URI must decode; other URLs are taken on trust. Recorded for tests."""
+        payload, raw = await _validated(request, endpoint)
+        cdn = f"{_base(request)}{CDN_PREFIX}/files/"
+        unreadable = [
+            {"loc": ["body", *loc], "msg": "Could not download the file", "type": "file_download_error"}
+            for loc, value in _strings(payload)
+            if (value.startswith(cdn) and self.files.get(value[len(cdn):]) is None)
+            or (value.startswith("data:") and not _decodes(value))
+        ]
+        if unreadable:
+            raise Reject(_json({"detail": unreadable}, 422))
+        self.script.record_input(endpoint.id, payload)
+        return payload, raw
+
     async def submit(self, request: Request, endpoint: Endpoint) -> Response:
         _authorize(request)
-        payload, raw = await _validated(request, endpoint)
+        payload, raw = await self._accepted(request, endpoint)
         webhook = request.query_params.get("fal_webhook")
         job = Job(
             endpoint,
@@ -221,7 +241,7 @@ class LocalFal:
 
     async def run(self, request: Request, endpoint: Endpoint) -> Response:
         _authorize(request)
-        await _validated(request, endpoint)
+        await self._accepted(request, endpoint)
         self.script.count_run(endpoint.id)
         behaviour = self.script.behaviour(endpoint.id)
         await self._work(behaviour, _start_timeout(request))
@@ -231,7 +251,7 @@ class LocalFal:
 
     async def stream(self, request: Request, endpoint: Endpoint) -> Response:
         _authorize(request)
-        await _validated(request, endpoint)
+        await self._accepted(request, endpoint)
         self.script.count_run(endpoint.id)
         behaviour = self.script.behaviour(endpoint.id)
         await self._work(behaviour, _start_timeout(request), run=False)
@@ -281,16 +301,25 @@ class LocalFal:
             body = {"token": token, "token_type": "Bearer", "base_url": f"{_base(request)}{CDN_PREFIX}"}
             return _json({**body, "expires_at": expires_at})
 
-        return await self.guarded(None, "upload", produce)
+        return await self.guarded(None, "token", produce)
+
+    def _cdn_request(self, request: Request) -> None:
+        """Every CDN call: note a fal key that reached the CDN (a client bug), then require a valid upload token."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "key":
+            self.script.count_key_on_cdn()
+        if scheme.lower() != "bearer" or not self.files.token_valid(token):
+            raise Reject(_json({"detail": "Invalid or expired upload token"}, 401))
+
+    async def _cdn_body(self, request: Request) -> bytes:
+        self._cdn_request(request)
+        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
+            raise Reject(_json({"detail": "File too large"}, 413))
+        return await request.body()
 
     async def upload(self, request: Request) -> Response:
         async def produce() -> Response:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not self.files.token_valid(token):
-                raise Reject(_json({"detail": "Invalid or expired upload token"}, 401))
-            if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
-                raise Reject(_json({"detail": "File too large"}, 413))
-            data = await request.body()
+            data = await self._cdn_body(request)
             name = request.headers.get("x-fal-file-name", "upload.bin")
             content_type = request.headers.get("content-type", "application/octet-stream")
             path = self.files.put(name, data, content_type)
@@ -298,7 +327,42 @@ class LocalFal:
 
         return await self.guarded(None, "upload", produce)
 
+    async def multipart_start(self, request: Request) -> Response:
+        async def produce() -> Response:
+            self._cdn_request(request)
+            name = request.headers.get("x-fal-file-name", "upload.bin")
+            path, upload_id = self.files.start_multipart(name, request.headers.get("content-type", "application/octet-stream"))
+            return _json({"access_url": f"{_base(request)}{CDN_PREFIX}/files/{path}", "uploadId": upload_id})
+
+        return await self.guarded(None, "upload", produce)
+
+    async def multipart_part(self, request: Request) -> Response:
+        async def produce() -> Response:
+            data = await self._cdn_body(request)
+            params = request.path_params
+            try:
+                etag = self.files.put_part(params["path"], params["upload_id"], params["number"], data)
+            except MultipartError as exc:
+                raise Reject(_json({"detail": str(exc)}, 400)) from None
+            return Response(status_code=200, headers={**fal_headers(), "ETag": etag})
+
+        return await self.guarded(None, "upload_part", produce)
+
+    async def multipart_complete(self, request: Request) -> Response:
+        async def produce() -> Response:
+            self._cdn_request(request)
+            try:
+                body = await request.json()
+                self.files.complete(request.path_params["path"], request.path_params["upload_id"], body.get("parts"))
+            except (ValueError, AttributeError) as exc:
+                raise Reject(_json({"detail": str(exc) or "expected {\"parts\": [...]}"}, 400)) from None
+            return _json({"ok": True})
+
+        return await self.guarded(None, "upload", produce)
+
     async def download(self, request: Request) -> Response:
+        if request.headers.get("authorization", "").lower().startswith("key "):
+            self.script.count_key_on_cdn()
         stored = self.files.get(request.path_params["path"])
         if stored is None:
             return _not_found(request)
@@ -365,6 +429,29 @@ async def _validated(request: Request, endpoint: Endpoint) -> tuple[Any, bytes]:
     if errors:
         raise Reject(_json({"detail": errors}, 422))
     return payload, raw
+
+
+def _strings(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every string in a JSON value, with where it sits."""
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*loc, index))
+
+
+def _decodes(uri: str) -> bool:
+    head, sep, data = uri.partition(",")
+    if not sep or not head.endswith(";base64"):
+        return bool(sep)
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        return False
+    return True
 
 
 def _start_timeout(request: Request) -> float | None:

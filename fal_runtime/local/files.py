@@ -1,22 +1,37 @@
 """The server's own little CDN: uploaded files, and the files model outputs point at.
 
-It stands in for fal's storage (a token from `/storage/auth/token`, then `POST {base_url}/files/upload`) so that
-uploads and output downloads work without the network. Files live in memory; the size of one upload is capped.
+It stands in for fal's storage (a token from `/storage/auth/token`, then `POST {base_url}/files/upload`, or the
+multipart routes above 100 MiB) so that uploads and output downloads work without the network. Files live in
+memory; the size of one upload, one part and one multipart file is capped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from .payloads import png
 
 CDN_PREFIX = "/_local/cdn"
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # one request: a single upload or one part
+MAX_MULTIPART_BYTES = 1024 * 1024 * 1024
 TOKEN_SECONDS = 3600
+
+
+class MultipartError(ValueError):
+    """A multipart call the CDN refuses: unknown upload, missing or mismatched parts, too large."""
+
+
+@dataclass
+class _Multipart:
+    name: str
+    content_type: str
+    parts: dict[int, tuple[str, bytes]]  # part number → (etag, bytes)
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,7 @@ class Files:
             "outputs/file.bin": StoredFile("application/octet-stream", b"fal_runtime.local output\n"),
         }
         self._tokens: dict[str, float] = {}
+        self._multipart: dict[tuple[str, str], _Multipart] = {}  # (path, upload id) → parts received
 
     @staticmethod
     def output_path(content_type: str) -> str:
@@ -52,12 +68,63 @@ class Files:
             return self._tokens.get(token, 0.0) > time.time()
 
     def put(self, name: str, data: bytes, content_type: str) -> str:
-        safe_name = "".join(c for c in name if c.isalnum() or c in "._-") or "upload.bin"
-        path = f"uploads/{uuid.uuid4().hex}/{safe_name}"
+        path = _new_path(name)
         with self._lock:
             self._files[path] = StoredFile(content_type, data)
         return path
 
+    def start_multipart(self, name: str, content_type: str) -> tuple[str, str]:
+        """The path the file will have and the id of its upload."""
+        path, upload_id = _new_path(name), uuid.uuid4().hex
+        with self._lock:
+            self._multipart[(path, upload_id)] = _Multipart(name, content_type, {})
+        return path, upload_id
+
+    def put_part(self, path: str, upload_id: str, number: int, data: bytes) -> str:
+        """Store one part (a repeated part replaces the earlier one, as S3 does); its ETag."""
+        etag = '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+        with self._lock:
+            upload = self._multipart.get((path, upload_id))
+            if upload is None:
+                raise MultipartError(f"unknown upload {upload_id}")
+            if not 1 <= number <= 10_000:
+                raise MultipartError(f"part number {number} out of range")
+            upload.parts[number] = (etag, data)
+            if sum(len(d) for _, d in upload.parts.values()) > MAX_MULTIPART_BYTES:
+                del self._multipart[(path, upload_id)]
+                raise MultipartError("file too large")
+        return etag
+
+    def complete(self, path: str, upload_id: str, parts: Any) -> None:
+        """Join the listed parts in order; each must have been uploaded with the ETag given."""
+        with self._lock:
+            upload = self._multipart.get((path, upload_id))
+            if upload is None:
+                raise MultipartError(f"unknown upload {upload_id}")
+            if not isinstance(parts, list) or not parts:
+                raise MultipartError("expected a non-empty list of parts")
+            chunks = []
+            for expected, part in enumerate(parts, start=1):
+                if not isinstance(part, dict) or part.get("partNumber") != expected:
+                    raise MultipartError(f"part {expected} missing or out of order")
+                etag, data = upload.parts.get(expected, (None, b""))
+                if etag is None or part.get("etag") != etag:
+                    raise MultipartError(f"part {expected} was not uploaded with ETag {part.get('etag')!r}")
+                chunks.append(data)
+            del self._multipart[(path, upload_id)]
+            self._files[path] = StoredFile(upload.content_type, b"".join(chunks))
+
     def get(self, path: str) -> StoredFile | None:
         with self._lock:
             return self._files.get(path)
+
+    def stored(self, url: str) -> bytes | None:
+        """The bytes at a CDN URL of this server (any host part), or None."""
+        _, sep, path = url.partition(f"{CDN_PREFIX}/files/")
+        found = self.get(path) if sep else None
+        return found.data if found is not None else None
+
+
+def _new_path(name: str) -> str:
+    safe_name = "".join(c for c in name if c.isalnum() or c in "._-") or "upload.bin"
+    return f"uploads/{uuid.uuid4().hex}/{safe_name}"

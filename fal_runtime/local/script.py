@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, get_args
 
-Op = Literal["submit", "status", "status_stream", "result", "cancel", "run", "stream", "upload"]
+Op = Literal["submit", "status", "status_stream", "result", "cancel", "run", "stream", "token", "upload", "upload_part"]
 Fault = Literal["429", "500", "502", "503", "504", "ingress-502", "user-timeout-504", "drop", "stall"]
 Phase = Literal["before", "after"]
 
@@ -102,6 +102,7 @@ class Counters:
     fingerprints: Counter[str] = field(default_factory=Counter)  # idempotency fingerprint → accepted submits
     webhooks_delivered: int = 0
     webhooks_failed: int = 0
+    key_on_cdn: int = 0  # CDN requests that carried a fal key: must stay 0
 
 
 class Script:
@@ -113,6 +114,7 @@ class Script:
         self._behaviours: list[Behaviour] = []
         self._counters = Counters()
         self._webhooks: list[dict[str, Any]] = []
+        self._inputs: list[tuple[str, Any]] = []
 
     def add_rule(self, rule: Rule) -> None:
         with self._lock:
@@ -129,6 +131,7 @@ class Script:
             self._behaviours.clear()
             self._counters = Counters()
             self._webhooks.clear()
+            self._inputs.clear()
 
     def take_rule(self, endpoint_id: str | None, op: str) -> Rule | None:
         """Count this call and return the first rule that matches it, using up one of its `times`."""
@@ -158,9 +161,22 @@ class Script:
             else:
                 self._counters.webhooks_failed += 1
 
+    def count_key_on_cdn(self) -> None:
+        with self._lock:
+            self._counters.key_on_cdn += 1
+
     def record_webhook(self, received: dict[str, Any]) -> None:
         with self._lock:
             self._webhooks.append(received)
+
+    def record_input(self, endpoint_id: str, payload: Any) -> None:
+        with self._lock:
+            self._inputs.append((endpoint_id, payload))
+
+    def inputs(self) -> list[tuple[str, Any]]:
+        """(endpoint id, JSON input) of every accepted submit, run and stream, oldest first."""
+        with self._lock:
+            return list(self._inputs)
 
     def webhooks(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -180,6 +196,7 @@ class Script:
                 "fingerprints": dict(c.fingerprints),
                 "duplicate_submits": sum(n - 1 for n in c.fingerprints.values() if n > 1),
                 "webhooks": {"delivered": c.webhooks_delivered, "failed": c.webhooks_failed},
+                "key_on_cdn": c.key_on_cdn,
                 "rules_pending": [asdict(r) for r in self._rules],
             }
 

@@ -164,5 +164,13 @@ class LocalServer:
     def webhooks(self) -> list[dict[str, Any]]:
         return self._script.webhooks()
 
+    def inputs(self) -> list[tuple[str, Any]]:
+        """(endpoint id, JSON input) of every accepted submit, run and stream since the last reset."""
+        return self._script.inputs()
+
+    def stored_file(self, url: str) -> bytes | None:
+        """The bytes this server's CDN holds at `url` (an upload's access URL), or None."""
+        return self._fal.files.stored(url)
+
     def reset(self) -> None:
         self._script.reset()

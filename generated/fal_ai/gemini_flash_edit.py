@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 
 class File(FalFile):
@@ -24,9 +25,12 @@ class File(FalFile):
 
 
 class Input(FalModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
     prompt: Annotated[str, Field(min_length=3, title="Prompt")]
     """The prompt for image editing."""
-    image_url: Annotated[str, Field(title="Image Url")]
+    image_url: Annotated[FileInput, Field(title="Image Url")]
     """URL of the input image for editing."""
 
 
@@ -77,6 +81,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
+    files=["image_url"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -95,7 +100,7 @@ def submit(
 def submit(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     client: _Client | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _RequestHandle[Output]: ...
@@ -126,7 +131,7 @@ def subscribe(
 def subscribe(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     client: _Client | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -157,7 +162,7 @@ def run(
 def run(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     client: _Client | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...
@@ -188,7 +193,7 @@ async def submit_async(
 async def submit_async(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _AsyncRequestHandle[Output]: ...
@@ -219,7 +224,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -250,7 +255,7 @@ async def run_async(
 async def run_async(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     client: _AsyncClient | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...

@@ -110,6 +110,28 @@ def test_readme_example_runs(server: LocalServer, monkeypatch: pytest.MonkeyPatc
     assert capsys.readouterr().out.startswith("https://127.0.0.1:")
 
 
+def test_readme_local_file_example_runs(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The README's local-file block, unchanged: the file is uploaded, the model gets its URL, the output is saved."""
+    import fal_runtime._client as client_module
+
+    for name, value in {"FAL_KEY": "test-key", "FAL_QUEUE_RUN_HOST": server.base, "FAL_RUN_HOST": server.run_host,
+                        "FAL_REST_HOST": server.base, "SSL_CERT_FILE": str(server.certificates.ca_file)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(client_module, "_default", None)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cat.png").write_bytes(b"\x89PNG\r\n\x1a\n a cat")
+    server.reset()
+    section = (ROOT / "README.md").read_text().split("### Local files as inputs", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    exec(compile(block.group(1), "README.md", "exec"), {})  # noqa: S102 - our own README
+    endpoint_id, payload = server.inputs()[-1]
+    assert server.stored_file(payload["image_url"]) == b"\x89PNG\r\n\x1a\n a cat"
+    assert [p.suffix for p in (tmp_path / "outputs").iterdir()] == [".png"]
+
+
 def test_status_logs_and_cancel(server: LocalServer, client: Client) -> None:
     from fal_runtime import InProgress, Queued
     from generated.fal_ai import gemini_flash_edit as ep

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 
 class Image(FalFile):
@@ -30,7 +31,10 @@ class Image(FalFile):
 
 
 class Input(FalModel):
-    image_url: Annotated[str, Field(title="Image URL")]
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
+    image_url: Annotated[FileInput, Field(title="Image URL")]
     """Image prompt for the omni model."""
     guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = (
         3.5
@@ -107,6 +111,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
+    files=["image_url"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -124,7 +129,7 @@ def submit(
 @_overload
 def submit(
     *,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 3.5,
     num_inference_steps: int = 30,
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
@@ -165,7 +170,7 @@ def subscribe(
 @_overload
 def subscribe(
     *,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 3.5,
     num_inference_steps: int = 30,
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
@@ -206,7 +211,7 @@ def run(
 @_overload
 def run(
     *,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 3.5,
     num_inference_steps: int = 30,
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
@@ -247,7 +252,7 @@ async def submit_async(
 @_overload
 async def submit_async(
     *,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 3.5,
     num_inference_steps: int = 30,
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
@@ -288,7 +293,7 @@ async def subscribe_async(
 @_overload
 async def subscribe_async(
     *,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 3.5,
     num_inference_steps: int = 30,
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
@@ -329,7 +334,7 @@ async def run_async(
 @_overload
 async def run_async(
     *,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 3.5,
     num_inference_steps: int = 30,
     safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 
 class File(FalFile):
@@ -33,6 +34,9 @@ class ImageSize(FalModel):
 class Input(FalModel):
     """Input for Qwen Image 2 image editing with reference images"""
 
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
     prompt: Annotated[str, Field(max_length=800, min_length=1, title="Prompt")]
     """Text prompt describing the desired image. Supports Chinese and English. Max 800 characters."""
     negative_prompt: Annotated[
@@ -70,7 +74,7 @@ class Input(FalModel):
     ] = "png"
     """The format of the generated image."""
     image_urls: Annotated[
-        list[str], Field(max_length=6, min_length=1, title="Image Urls")
+        list[FileInput], Field(max_length=6, min_length=1, title="Image Urls")
     ]
     """Reference images for editing (1-6 images required). Order matters: reference as 'image 1', 'image 2', 'image 3' in prompt. Resolution: 384-5000px each dimension. Max size: 10MB each. Formats: JPEG, JPG, PNG (no alpha), WEBP."""
 
@@ -91,6 +95,7 @@ from fal_runtime import Endpoint as _Endpoint
 if _TYPE_CHECKING:
     from collections.abc import AsyncIterator as _AsyncIterator
     from collections.abc import Iterator as _Iterator
+    from collections.abc import Sequence as _Sequence
 
     from typing_extensions import Unpack as _Unpack
 
@@ -123,6 +128,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
+    files=["image_urls"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -160,7 +166,7 @@ def submit(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _Client | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _RequestHandle[Output]: ...
@@ -210,7 +216,7 @@ def subscribe(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _Client | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -260,7 +266,7 @@ def run(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _Client | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...
@@ -310,7 +316,7 @@ async def submit_async(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _AsyncRequestHandle[Output]: ...
@@ -360,7 +366,7 @@ async def subscribe_async(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -410,7 +416,7 @@ async def run_async(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _AsyncClient | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...

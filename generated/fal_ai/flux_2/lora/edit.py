@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 
 class ImageFile(FalFile):
@@ -38,6 +39,9 @@ class ImageSize(FalModel):
 
 
 class Input(FalModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
     prompt: Annotated[str, Field(title="Prompt")]
     """The prompt to generate an image from."""
     guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = (
@@ -82,7 +86,7 @@ class Input(FalModel):
         Literal["jpeg", "png", "webp"], Field(title="Output Format")
     ] = "png"
     """The format of the generated image."""
-    image_urls: Annotated[list[str], Field(max_length=3, title="Image URLs")]
+    image_urls: Annotated[list[FileInput], Field(max_length=3, title="Image URLs")]
     """The URsL of the images for editing. A maximum of 3 images are allowed, if more are provided, only the first 3 will be used."""
     loras: Annotated[
         list[LoRAInput], Field(max_length=3, title="Loras", validate_default=True)
@@ -120,6 +124,7 @@ from fal_runtime import Endpoint as _Endpoint
 if _TYPE_CHECKING:
     from collections.abc import AsyncIterator as _AsyncIterator
     from collections.abc import Iterator as _Iterator
+    from collections.abc import Sequence as _Sequence
 
     from typing_extensions import Unpack as _Unpack
 
@@ -156,6 +161,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     Input,
     Output,
     streams=True,
+    files=["image_urls"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -195,7 +201,7 @@ def submit(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     loras: list[LoRAInput] = [],
     client: _Client | None = None,
     **options: _Unpack[_SubmitOptions],
@@ -248,7 +254,7 @@ def subscribe(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     loras: list[LoRAInput] = [],
     client: _Client | None = None,
     **options: _Unpack[_SubscribeOptions],
@@ -301,7 +307,7 @@ def run(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     loras: list[LoRAInput] = [],
     client: _Client | None = None,
     **options: _Unpack[_RunOptions],
@@ -354,7 +360,7 @@ def stream(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     loras: list[LoRAInput] = [],
     client: _Client | None = None,
     **options: _Unpack[_StreamOptions],
@@ -407,7 +413,7 @@ async def submit_async(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     loras: list[LoRAInput] = [],
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubmitOptions],
@@ -460,7 +466,7 @@ async def subscribe_async(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     loras: list[LoRAInput] = [],
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubscribeOptions],
@@ -513,7 +519,7 @@ async def run_async(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     loras: list[LoRAInput] = [],
     client: _AsyncClient | None = None,
     **options: _Unpack[_RunOptions],
@@ -566,7 +572,7 @@ def stream_async(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     loras: list[LoRAInput] = [],
     client: _AsyncClient | None = None,
     **options: _Unpack[_StreamOptions],

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 
 class ImageFile(FalFile):
@@ -37,6 +38,9 @@ class ImageSize(FalModel):
 
 
 class Input(FalModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
     prompt: Annotated[str, Field(title="Prompt")]
     """The prompt to generate an image from."""
     image_size: Annotated[
@@ -65,7 +69,7 @@ class Input(FalModel):
     """The format of the generated image."""
     sync_mode: Annotated[bool | None, Field(title="Sync Mode")] = None
     """If True, the media will be returned as a data URI and the output data won't be available in the request history."""
-    image_urls: Annotated[list[str], Field(title="Image Urls")]
+    image_urls: Annotated[list[FileInput], Field(title="Image Urls")]
     """List of URLs of input images for editing"""
 
 
@@ -85,6 +89,7 @@ from fal_runtime import Endpoint as _Endpoint
 if _TYPE_CHECKING:
     from collections.abc import AsyncIterator as _AsyncIterator
     from collections.abc import Iterator as _Iterator
+    from collections.abc import Sequence as _Sequence
 
     from typing_extensions import Unpack as _Unpack
 
@@ -117,6 +122,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
+    files=["image_urls"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -151,7 +157,7 @@ def submit(
     seed: int | None = None,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool | None = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _Client | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _RequestHandle[Output]: ...
@@ -198,7 +204,7 @@ def subscribe(
     seed: int | None = None,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool | None = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _Client | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -245,7 +251,7 @@ def run(
     seed: int | None = None,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool | None = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _Client | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...
@@ -292,7 +298,7 @@ async def submit_async(
     seed: int | None = None,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool | None = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _AsyncRequestHandle[Output]: ...
@@ -339,7 +345,7 @@ async def subscribe_async(
     seed: int | None = None,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool | None = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -386,7 +392,7 @@ async def run_async(
     seed: int | None = None,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool | None = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _AsyncClient | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 
 class Image(FalFile):
@@ -20,7 +21,10 @@ class Image(FalFile):
 
 
 class Input(FalModel):
-    image_url: Annotated[str, Field(title="Image URL")]
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
+    image_url: Annotated[FileInput, Field(title="Image URL")]
     """The URL of the image to generate an image from."""
     strength: Annotated[float, Field(ge=0.01, le=1.0, title="Strength")] = 0.95
     """The strength of the initial image. Higher strength values are better for this model."""
@@ -104,6 +108,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
+    files=["image_url"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -121,7 +126,7 @@ def submit(
 @_overload
 def submit(
     *,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.95,
     num_inference_steps: int = 40,
     prompt: str,
@@ -161,7 +166,7 @@ def subscribe(
 @_overload
 def subscribe(
     *,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.95,
     num_inference_steps: int = 40,
     prompt: str,
@@ -201,7 +206,7 @@ def run(
 @_overload
 def run(
     *,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.95,
     num_inference_steps: int = 40,
     prompt: str,
@@ -241,7 +246,7 @@ async def submit_async(
 @_overload
 async def submit_async(
     *,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.95,
     num_inference_steps: int = 40,
     prompt: str,
@@ -281,7 +286,7 @@ async def subscribe_async(
 @_overload
 async def subscribe_async(
     *,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.95,
     num_inference_steps: int = 40,
     prompt: str,
@@ -321,7 +326,7 @@ async def run_async(
 @_overload
 async def run_async(
     *,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.95,
     num_inference_steps: int = 40,
     prompt: str,

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 
 class Image(FalFile):
@@ -20,6 +21,9 @@ class Image(FalFile):
 
 
 class Input(FalModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
     prompt: Annotated[str, Field(title="Prompt")]
     """The prompt to generate an image from."""
     seed: Annotated[int | None, Field(title="Seed")] = None
@@ -48,7 +52,7 @@ class Input(FalModel):
         Field(title="Aspect Ratio"),
     ] = None
     """The aspect ratio of the generated image."""
-    image_urls: Annotated[list[str], Field(title="Image URL")]
+    image_urls: Annotated[list[FileInput], Field(title="Image URL")]
     """Image prompt for the omni model."""
 
 
@@ -73,6 +77,7 @@ from fal_runtime import Endpoint as _Endpoint
 if _TYPE_CHECKING:
     from collections.abc import AsyncIterator as _AsyncIterator
     from collections.abc import Iterator as _Iterator
+    from collections.abc import Sequence as _Sequence
 
     from typing_extensions import Unpack as _Unpack
 
@@ -104,6 +109,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
+    files=["image_urls"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -133,7 +139,7 @@ def submit(
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _Client | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _RequestHandle[Output]: ...
@@ -175,7 +181,7 @@ def subscribe(
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _Client | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -217,7 +223,7 @@ def run(
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _Client | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...
@@ -259,7 +265,7 @@ async def submit_async(
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubmitOptions],
 ) -> _AsyncRequestHandle[Output]: ...
@@ -301,7 +307,7 @@ async def subscribe_async(
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _AsyncClient | None = None,
     **options: _Unpack[_SubscribeOptions],
 ) -> Output: ...
@@ -343,7 +349,7 @@ async def run_async(
         Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
         | None
     ) = None,
-    image_urls: list[str],
+    image_urls: _Sequence[FileInput],
     client: _AsyncClient | None = None,
     **options: _Unpack[_RunOptions],
 ) -> Output: ...

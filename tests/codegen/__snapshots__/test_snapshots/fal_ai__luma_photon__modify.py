@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 
 class File(FalFile):
@@ -24,11 +25,14 @@ class File(FalFile):
 
 
 class Input(FalModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
     prompt: Annotated[
         str | None, Field(max_length=5000, min_length=3, title="Prompt")
     ] = None
     """Instruction for modifying the image"""
-    image_url: Annotated[str, Field(title="Image Url")]
+    image_url: Annotated[FileInput, Field(title="Image Url")]
     """URL of the input image to reframe"""
     strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")]
     """The strength of the initial image. Higher strength values are corresponding to more influence of the initial image on the output."""
@@ -84,6 +88,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
+    files=["image_url"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -102,7 +107,7 @@ def submit(
 def submit(
     *,
     prompt: str | None = None,
-    image_url: str,
+    image_url: FileInput,
     strength: float,
     aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"],
     client: _Client | None = None,
@@ -135,7 +140,7 @@ def subscribe(
 def subscribe(
     *,
     prompt: str | None = None,
-    image_url: str,
+    image_url: FileInput,
     strength: float,
     aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"],
     client: _Client | None = None,
@@ -168,7 +173,7 @@ def run(
 def run(
     *,
     prompt: str | None = None,
-    image_url: str,
+    image_url: FileInput,
     strength: float,
     aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"],
     client: _Client | None = None,
@@ -201,7 +206,7 @@ async def submit_async(
 async def submit_async(
     *,
     prompt: str | None = None,
-    image_url: str,
+    image_url: FileInput,
     strength: float,
     aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"],
     client: _AsyncClient | None = None,
@@ -234,7 +239,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     prompt: str | None = None,
-    image_url: str,
+    image_url: FileInput,
     strength: float,
     aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"],
     client: _AsyncClient | None = None,
@@ -267,7 +272,7 @@ async def run_async(
 async def run_async(
     *,
     prompt: str | None = None,
-    image_url: str,
+    image_url: FileInput,
     strength: float,
     aspect_ratio: Literal["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"],
     client: _AsyncClient | None = None,

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 
 class Image(FalFile):
@@ -30,7 +31,10 @@ class Image(FalFile):
 
 
 class Input(FalModel):
-    image_url: Annotated[str, Field(title="Image Url")]
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
+    image_url: Annotated[FileInput, Field(title="Image Url")]
     """URL of image to process"""
     sharpen_mode: Annotated[
         Literal["basic", "smart", "cas"], Field(title="Sharpen Mode")
@@ -103,6 +107,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
+    files=["image_url"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -120,7 +125,7 @@ def submit(
 @_overload
 def submit(
     *,
-    image_url: str,
+    image_url: FileInput,
     sharpen_mode: Literal["basic", "smart", "cas"] = "basic",
     sharpen_radius: int = 1,
     sharpen_alpha: float = 1,
@@ -158,7 +163,7 @@ def subscribe(
 @_overload
 def subscribe(
     *,
-    image_url: str,
+    image_url: FileInput,
     sharpen_mode: Literal["basic", "smart", "cas"] = "basic",
     sharpen_radius: int = 1,
     sharpen_alpha: float = 1,
@@ -196,7 +201,7 @@ def run(
 @_overload
 def run(
     *,
-    image_url: str,
+    image_url: FileInput,
     sharpen_mode: Literal["basic", "smart", "cas"] = "basic",
     sharpen_radius: int = 1,
     sharpen_alpha: float = 1,
@@ -234,7 +239,7 @@ async def submit_async(
 @_overload
 async def submit_async(
     *,
-    image_url: str,
+    image_url: FileInput,
     sharpen_mode: Literal["basic", "smart", "cas"] = "basic",
     sharpen_radius: int = 1,
     sharpen_alpha: float = 1,
@@ -272,7 +277,7 @@ async def subscribe_async(
 @_overload
 async def subscribe_async(
     *,
-    image_url: str,
+    image_url: FileInput,
     sharpen_mode: Literal["basic", "smart", "cas"] = "basic",
     sharpen_radius: int = 1,
     sharpen_alpha: float = 1,
@@ -310,7 +315,7 @@ async def run_async(
 @_overload
 async def run_async(
     *,
-    image_url: str,
+    image_url: FileInput,
     sharpen_mode: Literal["basic", "smart", "cas"] = "basic",
     sharpen_radius: int = 1,
     sharpen_alpha: float = 1,

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import UUID4, Field
+from pydantic import UUID4, ConfigDict, Field
 
 
 class File(FalFile):
@@ -24,9 +25,12 @@ class File(FalFile):
 
 
 class Input(FalModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
     prompt: Annotated[str, Field(max_length=1000, min_length=1, title="Prompt")]
     """A text description of areas to change."""
-    image_url: Annotated[str, Field(title="Image Url")]
+    image_url: Annotated[FileInput, Field(title="Image Url")]
     """The URL of the image to modify. Must be less than 5 MB in size, have resolution less than 16 MP and max dimension less than 4096 pixels."""
     strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")] = 0.5
     """Defines the difference with the original image, should lie in [0, 1], where 0 means almost identical, and 1 means miserable similarity"""
@@ -188,6 +192,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
+    files=["image_url"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -206,7 +211,7 @@ def submit(
 def submit(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.5,
     style: Literal[
         "any",
@@ -329,7 +334,7 @@ def subscribe(
 def subscribe(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.5,
     style: Literal[
         "any",
@@ -452,7 +457,7 @@ def run(
 def run(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.5,
     style: Literal[
         "any",
@@ -575,7 +580,7 @@ async def submit_async(
 async def submit_async(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.5,
     style: Literal[
         "any",
@@ -698,7 +703,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.5,
     style: Literal[
         "any",
@@ -821,7 +826,7 @@ async def run_async(
 async def run_async(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     strength: float = 0.5,
     style: Literal[
         "any",

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fal_runtime.files import FalFile
+from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 
 class Image(FalFile):
@@ -32,9 +33,12 @@ class Image(FalFile):
 
 
 class Input(FalModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+    )
     prompt: Annotated[str, Field(title="Prompt")]
     """The text prompt used to edit the image"""
-    image_url: Annotated[str, Field(title="Image Url")]
+    image_url: Annotated[FileInput, Field(title="Image Url")]
     """URL of the image to be edited."""
     guidance_scale: Annotated[float, Field(title="Guidance Scale")] = 0.5
     """Controls how closely the output image aligns with the input prompt. Higher values mean stronger prompt correlation."""
@@ -89,6 +93,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
+    files=["image_url"],
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
@@ -107,7 +112,7 @@ def submit(
 def submit(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 0.5,
     seed: int | None = None,
     client: _Client | None = None,
@@ -140,7 +145,7 @@ def subscribe(
 def subscribe(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 0.5,
     seed: int | None = None,
     client: _Client | None = None,
@@ -173,7 +178,7 @@ def run(
 def run(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 0.5,
     seed: int | None = None,
     client: _Client | None = None,
@@ -206,7 +211,7 @@ async def submit_async(
 async def submit_async(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 0.5,
     seed: int | None = None,
     client: _AsyncClient | None = None,
@@ -239,7 +244,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 0.5,
     seed: int | None = None,
     client: _AsyncClient | None = None,
@@ -272,7 +277,7 @@ async def run_async(
 async def run_async(
     *,
     prompt: str,
-    image_url: str,
+    image_url: FileInput,
     guidance_scale: float = 0.5,
     seed: int | None = None,
     client: _AsyncClient | None = None,

@@ -1,0 +1,181 @@
+"""File inputs: what a file-input field accepts, and how each value becomes bytes to send.
+
+A field that takes a file (`image_url`, `image_urls`, fields fal marks as image or file inputs) accepts:
+
+- a `str`: a URL or a data URI, sent as is (a local path must be a `pathlib.Path`, so a typo in a URL is never
+  silently read from disk);
+- a `pathlib.Path` (any `os.PathLike`), `bytes` / `bytearray` / `memoryview`, a binary file object, or a PIL image
+  (with the `pil` extra installed).
+
+Everything but a string is checked when the `Input` model is built (the path is a file, the file object is binary),
+so a bad value fails before any network call. At call time the client turns each into a `Blob` here and either
+inlines it as a data URI (below the client's `inline_max_bytes`) or uploads it to fal's storage, then sends the URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import mimetypes
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated, Any, Union
+
+from pydantic import PlainValidator, WithJsonSchema
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+    from typing_extensions import TypeAlias
+
+    FileInput: TypeAlias = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], PILImage]
+    """What a file-input field accepts (see the module docstring)."""
+
+
+def validate(value: Any) -> Any:
+    """Accept a file-input value unchanged, or raise ValueError saying what is accepted (pydantic reports it)."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)) or is_pil_image(value):
+        return value
+    if isinstance(value, os.PathLike):
+        path = Path(value)
+        if not path.is_file():
+            raise ValueError(f"{str(path)!r} is not a file")
+        return value
+    if isinstance(value, io.TextIOBase):
+        raise ValueError("the file is open in text mode; open it in binary mode ('rb')")
+    if callable(getattr(value, "read", None)):
+        return value
+    raise ValueError(
+        "expected a URL or data URI (str), a pathlib.Path, bytes, a binary file object or a PIL image, "
+        f"not {type(value).__name__}"
+    )
+
+
+if not TYPE_CHECKING:
+    # At run time the union is a validator: pydantic cannot build a schema for IO or PIL types, and must not
+    # coerce (a str stays a URL, a Path stays a Path until the client reads it).
+    FileInput = Annotated[Any, PlainValidator(validate), WithJsonSchema({"type": "string", "format": "uri"})]
+
+
+def is_pil_image(value: object) -> bool:
+    """Whether `value` is a PIL image, without importing PIL (it is an optional extra)."""
+    return any(c.__module__ == "PIL.Image" and c.__name__ == "Image" for c in type(value).__mro__)
+
+
+def needs_sending(value: Any) -> bool:
+    """Whether a validated file-input value must be inlined or uploaded (everything but a URL or data URI)."""
+    return not isinstance(value, str)
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A file to send: its size, name and content type, and a way to read any byte range of it.
+
+    Ranges (rather than one read) let a multipart upload read its parts concurrently without holding the file.
+    """
+
+    size: int
+    file_name: str
+    content_type: str
+    read_range: Callable[[int, int], bytes]  # (offset, length) → bytes
+
+    def read(self) -> bytes:
+        return self.read_range(0, self.size)
+
+
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"GIF8", 0, "image/gif"),
+    (b"WEBP", 8, "image/webp"),
+    (b"ftyp", 4, "video/mp4"),
+    (b"WAVE", 8, "audio/wav"),
+    (b"ID3", 0, "audio/mpeg"),
+    (b"%PDF", 0, "application/pdf"),
+)
+
+
+def sniff(head: bytes) -> str:
+    """The content type of bytes without a file name, from their first bytes (octet-stream when unknown)."""
+    for magic, offset, content_type in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return content_type
+    return "application/octet-stream"
+
+
+def _named(name: str, head: bytes) -> str:
+    return mimetypes.guess_type(name)[0] or sniff(head)
+
+
+def _bytes_blob(data: bytes, file_name: str | None = None) -> Blob:
+    view = memoryview(data)
+    content_type = _named(file_name, data[:16]) if file_name else sniff(data[:16])
+    if not file_name:
+        file_name = "file" + (mimetypes.guess_extension(content_type) or ".bin")
+    return Blob(len(data), file_name, content_type, lambda offset, length: bytes(view[offset : offset + length]))
+
+
+def _path_blob(path: Path) -> Blob:
+    def read_range(offset: int, length: int) -> bytes:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(length)
+
+    return Blob(path.stat().st_size, path.name, _named(path.name, read_range(0, 16)), read_range)
+
+
+def _file_blob(handle: IO[bytes]) -> Blob:
+    raw_name = getattr(handle, "name", None)
+    name = os.path.basename(raw_name) if isinstance(raw_name, str) else None
+    seekable = getattr(handle, "seekable", None)
+    if not (callable(seekable) and seekable()):
+        return _bytes_blob(_read_bytes(handle), name)
+    start = handle.tell()
+    size = handle.seek(0, io.SEEK_END) - start
+    handle.seek(start)
+    lock = threading.Lock()  # parts of a multipart upload are read from several threads
+
+    def read_range(offset: int, length: int) -> bytes:
+        with lock:
+            handle.seek(start + offset)
+            return _read_bytes(handle, length)
+
+    head = read_range(0, 16)
+    content_type = _named(name, head) if name else sniff(head)
+    file_name = name or "file" + (mimetypes.guess_extension(content_type) or ".bin")
+    return Blob(size, file_name, content_type, read_range)
+
+
+def _read_bytes(handle: IO[bytes], length: int = -1) -> bytes:
+    data = handle.read(length)
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError("the file object returned text; open it in binary mode ('rb')")
+    return bytes(data)
+
+
+_PIL_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+
+
+def _pil_blob(image: Any) -> Blob:
+    """A PIL image encoded in its own format when it has a common one (a JPEG stays a JPEG), else as PNG."""
+    fmt = image.format if image.format in _PIL_FORMATS else "PNG"
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return _bytes_blob(buffer.getvalue(), "image." + ("jpg" if fmt == "JPEG" else fmt.lower()))
+
+
+def to_blob(value: Any) -> Blob:
+    """The `Blob` of a validated file-input value that is not a string."""
+    if isinstance(value, os.PathLike):
+        return _path_blob(Path(value))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _bytes_blob(bytes(value))
+    if is_pil_image(value):
+        return _pil_blob(value)
+    return _file_blob(value)
+
+
+def data_uri(blob: Blob) -> str:
+    return f"data:{blob.content_type};base64,{base64.b64encode(blob.read()).decode('ascii')}"
