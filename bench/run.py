@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codegen, for module names
 
+import opc  # noqa: E402
 import runtime  # noqa: E402
 from codegen.naming import module_parts  # noqa: E402
 
@@ -68,6 +69,11 @@ def bench_generation(name: str, trees: list[Path], tmp: Path, runs: int) -> list
         rows.append((label, f"{ours:.2f} s ({ours / n * 1000:.0f} ms/endpoint)",
                      f"datamodel-codegen CLI per spec: {cli_total:.2f} s ({statistics.median(cli) * 1000:.0f} ms/spec)",
                      f"{cli_total / ours:.1f}× faster", "≥ 15× faster"))  # fmt: skip
+    opc_total, accepted, rejected = opc.peer(files, tmp)
+    took = f"{opc_total:.2f} s for the {accepted} of {n} specs it accepted" + (f" (rejected: {'; '.join(rejected)})" if rejected else "")
+    per_spec = (opc_total / accepted) / (cold / n) if accepted else float("nan")
+    rows.append((f"{name}: make gen, cold, against openapi-python-client {opc.VERSION}", f"{cold:.2f} s",
+                 f"openapi-python-client per spec: {took}", f"{per_spec:.1f}× faster per spec", "—"))  # fmt: skip
     return rows
 
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         state = "updated" if changed else "already up to date"
         took = time.perf_counter() - start
-        print(f"{len(result.endpoints)} endpoints → {display_path(args.out)}/ {state} ({took:.2f} s)")
+        print(f"{result.count} endpoints → {display_path(args.out)}/ {state} ({took:.2f} s)")
     return 0
 
 

@@ -15,6 +15,7 @@ import json
 import os
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from codegen.ir import Endpoint
 
@@ -31,11 +32,10 @@ def generator_fingerprint() -> str:
 
 
 def endpoint_key(endpoint: Endpoint, reserved: frozenset[str]) -> str:
-    payload = {
-        "generator": generator_fingerprint(),
-        "endpoint": dataclasses.asdict(endpoint),
-        "reserved": sorted(reserved),
-    }
+    # The fields as they are (json writes tuples as lists): `dataclasses.asdict` deep-copies every schema, which
+    # was most of a no-op run at 1,000 specs.
+    fields = {f.name: getattr(endpoint, f.name) for f in dataclasses.fields(endpoint)}
+    payload = {"generator": generator_fingerprint(), "endpoint": fields, "reserved": sorted(reserved)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -76,6 +76,22 @@ class ModuleCache:
         for name in ("module_parts", "file_inputs", "file_models"):
             fields[name] = tuple(fields[name])
         return Endpoint(**fields), data["warnings"]
+
+    # The last run into an output directory: its stamp (generator + spec bytes), the tree it left (sizes and
+    # modification times), the endpoint count and warnings. A run with the same stamp over the same tree is a no-op.
+
+    def _run_key(self, out: Path) -> str:
+        return "run-" + hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:32]
+
+    def last_run(self, out: Path) -> dict[str, Any] | None:
+        text = self.get(self._run_key(out), ".json")
+        try:
+            return json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+
+    def record_run(self, out: Path, run: dict[str, Any]) -> None:
+        self.put(self._run_key(out), json.dumps(run), ".json")
 
     def put_endpoint(self, key: str, endpoint: Endpoint, warnings: list[dict[str, str]]) -> None:
         self.put(key, json.dumps({"endpoint": dataclasses.asdict(endpoint), "warnings": warnings}), ".json")

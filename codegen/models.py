@@ -65,6 +65,17 @@ def _dcg_options() -> dict[str, Any]:
     )
 
 
+def warm_up() -> None:
+    """One tiny generation: the first call in a process pays for imports and building the parser's configuration."""
+    from datamodel_code_generator import generate
+
+    schemas = {"Input": {"type": "object", "properties": {"a": {"type": "string"}}}}
+    document = {"openapi": "3.1.0", "info": {"title": "m", "version": "0"}, "paths": {}, "components": {"schemas": schemas}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        generate(document, **_dcg_options())
+
+
 def generate_models(endpoint: Endpoint, reserved_kwargs: frozenset[str]) -> Models:
     from datamodel_code_generator import generate
 

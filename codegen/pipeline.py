@@ -5,12 +5,14 @@ Nothing is written unless every spec is good, and then the whole output tree rep
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import shutil
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.pool import Pool
 from pathlib import Path
 
 from codegen import ir, loader, render
@@ -30,8 +32,8 @@ _MIN_PER_WORKER = 4  # below this, forking a worker costs more than it saves
 
 @dataclass
 class Result:
-    endpoints: list[ir.Endpoint]
-    files: dict[str, str]  # relative posix path → content
+    count: int  # endpoints generated
+    files: dict[str, str]  # relative posix path → content; empty when the run stamp proved nothing changed
     warnings: list[Problem] = field(default_factory=list)
 
 
@@ -79,23 +81,26 @@ def _collisions(endpoints: list[ir.Endpoint], specs_root: Path) -> list[Problem]
     id_ptr = "/info/x-fal-metadata/endpointId"
     by_id: dict[str, ir.Endpoint] = {}
     by_module: dict[tuple[str, ...], ir.Endpoint] = {}
+
+    def where(e: ir.Endpoint) -> str:  # only for a problem: resolving 1,000 paths costs a no-op run 0.3 s
+        return display_path(specs_root / e.spec_file)
+
     for e in sorted(endpoints, key=lambda e: e.spec_file):
-        where = display_path(specs_root / e.spec_file)
         if e.endpoint_id in by_id:
-            problems.append(Problem(where, id_ptr, f"duplicate endpoint id {e.endpoint_id!r}, also in {by_id[e.endpoint_id].spec_file}"))
+            problems.append(Problem(where(e), id_ptr, f"duplicate endpoint id {e.endpoint_id!r}, also in {by_id[e.endpoint_id].spec_file}"))
             continue
         by_id[e.endpoint_id] = e
         if e.module_parts in by_module:
             other = by_module[e.module_parts]
-            problems.append(Problem(where, id_ptr, f"endpoint id {e.endpoint_id!r} maps to module {e.module!r}, as {other.endpoint_id!r} does"))
+            problems.append(Problem(where(e), id_ptr, f"endpoint id {e.endpoint_id!r} maps to module {e.module!r}, as {other.endpoint_id!r} does"))
             continue
         by_module[e.module_parts] = e
         if e.module_parts[0] in _PACKAGE_NAMES:
-            problems.append(Problem(where, id_ptr, f"owner {e.module_parts[0]!r} would shadow generated.{e.module_parts[0]}"))
+            problems.append(Problem(where(e), id_ptr, f"owner {e.module_parts[0]!r} would shadow generated.{e.module_parts[0]}"))
     for parts, e in by_module.items():
         parent = by_module.get(parts[:-1])
         if parent is not None and parts[-1] in _MODULE_NAMES:
-            problems.append(Problem(display_path(specs_root / e.spec_file), id_ptr,
+            problems.append(Problem(where(e), id_ptr,
                                     f"module {parts[-1]!r} would shadow a name of endpoint module {parent.module!r}"))  # fmt: skip
     return problems
 
@@ -104,35 +109,59 @@ def _render_endpoint(endpoint: ir.Endpoint, reserved: frozenset[str]) -> str:
     return render.format_python(render.render_endpoint(endpoint, generate_models(endpoint, reserved)))
 
 
-def _render_modules(endpoints: Sequence[ir.Endpoint], reserved: frozenset[str], cache: ModuleCache, jobs: int) -> list[str]:
-    """Every endpoint module, from the cache or freshly rendered; cache misses spread over `jobs` processes."""
+def _render_modules(
+    endpoints: Sequence[ir.Endpoint], reserved: frozenset[str], cache: ModuleCache, jobs: int, pool: Pool | None
+) -> list[str]:
+    """Every endpoint module, from the cache or freshly rendered. Many cache misses spread over `jobs` processes;
+    a few go to `pool` (one warm worker) when given, else are rendered here."""
     keys = [endpoint_key(e, reserved) for e in endpoints]
     out = [cache.get(k) for k in keys]
     missing = [i for i, content in enumerate(out) if content is None]
+    todo = [(endpoints[i], reserved) for i in missing]
     if len(missing) >= 2 * _MIN_PER_WORKER and jobs > 1:
-        import black  # noqa: F401 - imported before forking so workers inherit it warm
-        import datamodel_code_generator  # noqa: F401
-
-        workers = min(jobs, len(missing) // _MIN_PER_WORKER)
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            rendered = list(pool.map(_render_endpoint, [endpoints[i] for i in missing], [reserved] * len(missing), chunksize=1))
+        with workers(min(jobs, len(missing) // _MIN_PER_WORKER)) as own:
+            rendered = own.starmap(_render_endpoint, todo, chunksize=1)
+    elif pool is not None and todo:
+        rendered = pool.starmap(_render_endpoint, todo, chunksize=1)
     else:
-        rendered = [_render_endpoint(endpoints[i], reserved) for i in missing]
+        rendered = [_render_endpoint(*job) for job in todo]
     for i, content in zip(missing, rendered):
         out[i] = content
         cache.put(keys[i], content)
     return [c for c in out if c is not None]
 
 
-def render_tree(endpoints: Sequence[ir.Endpoint], cache: ModuleCache | None = None, jobs: int = 1) -> dict[str, str]:
+def _warm() -> None:
+    """Pay a worker's one-time costs (importing datamodel-code-generator and black, their first calls) while the
+    parent is still loading specs."""
+    from codegen.models import warm_up
+
+    warm_up()
+    render.format_python("x = 1\n")
+
+
+@contextmanager
+def workers(count: int) -> Iterator[Pool]:
+    """`count` worker processes, started and warming up at once; stopped on exit, even if never used."""
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    pool = context.Pool(count, initializer=_warm)
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def render_tree(
+    endpoints: Sequence[ir.Endpoint], cache: ModuleCache | None = None, jobs: int = 1, pool: Pool | None = None
+) -> dict[str, str]:
     """Stage 3-4: every file of the output package, formatted, keyed by relative path."""
     endpoints = sorted(endpoints, key=lambda e: e.endpoint_id)
     reserved = _reserved_kwargs()
     packages = {e.module_parts[:i] for e in endpoints for i in range(1, len(e.module_parts))}
     files: dict[str, str] = {}
     modules: list[tuple[str, str]] = []
-    for e, content in zip(endpoints, _render_modules(endpoints, reserved, cache or ModuleCache(None), jobs)):
+    for e, content in zip(endpoints, _render_modules(endpoints, reserved, cache or ModuleCache(None), jobs, pool)):
         path = "/".join(e.module_parts) + ("/__init__.py" if e.module_parts in packages else ".py")
         files[path] = content
         modules.append((e.endpoint_id, "." + e.module))
@@ -167,9 +196,11 @@ def write_tree(root: Path, files: dict[str, str]) -> bool:
     """Replace `root` with exactly `files`; returns False (touching nothing) when it already holds them.
 
     The new tree is written beside the old one and swapped in with renames, so a failure while writing leaves
-    the old tree as it was.
+    the old tree as it was. Files that did not change are hard-linked from the old tree rather than rewritten.
     """
-    if read_tree(root) == files:
+    current = {rel: content_hash(text) for rel, text in (read_tree(root) or {}).items()}
+    wanted = {rel: content_hash(text) for rel, text in files.items()}
+    if current == wanted:
         return False
     tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
     old = root.with_name(f".{root.name}.old-{os.getpid()}")
@@ -178,6 +209,8 @@ def write_tree(root: Path, files: dict[str, str]) -> bool:
         for rel, content in files.items():
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
+            if current.get(rel) == wanted[rel] and _linked(root / rel, target):
+                continue
             target.write_text(content, encoding="utf-8")
         if root.exists():
             root.rename(old)
@@ -192,9 +225,84 @@ def write_tree(root: Path, files: dict[str, str]) -> bool:
     return True
 
 
+def _linked(source: Path, target: Path) -> bool:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed: write instead
+        return False
+    return True
+
+
 def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs: int = 1) -> tuple[Result, bool]:
+    """Generate `out` from the specs under `specs_root`; returns the result and whether `out` changed.
+
+    With a cache, a run whose spec bytes, generator and output tree all match the last run's stamp stops after
+    reading the specs: nothing else can change the output. When only the specs differ, the tree is known to be the
+    last run's, so only the files that change are rewritten (each atomically) instead of swapping the whole tree.
+    """
     cache = ModuleCache(cache_dir)
-    endpoints, warnings = load_endpoints(loader.find_spec_files(specs_root), specs_root, cache)
-    files = render_tree(endpoints, cache, jobs)
-    changed = write_tree(out, files)
-    return Result(endpoints, files, warnings), changed
+    with workers(1) as pool:  # warming up while the specs are read and loaded, for the usual few changed specs
+        spec_files = loader.find_spec_files(specs_root)
+        stamp = run_stamp(specs_root, spec_files) if cache.root is not None else None
+        last = cache.last_run(out) if stamp is not None else None
+        before = tree_stats(out) if last is not None else None
+        if last is not None and before == last["tree"] and last["stamp"] == stamp:
+            warnings = [Problem(w["file"], w["pointer"], w["message"], Level.WARNING) for w in last["warnings"]]
+            return Result(last["count"], {}, warnings), False
+        endpoints, warnings = load_endpoints(spec_files, specs_root, cache)
+        files = render_tree(endpoints, cache, jobs, pool)
+    hashes = {rel: content_hash(text) for rel, text in files.items()}
+    if last is not None and before == last["tree"]:
+        changed = update_tree(out, files, hashes, last["hashes"])
+    else:
+        changed = write_tree(out, files)
+    if stamp is not None:
+        cache.record_run(out, {
+            "stamp": stamp, "tree": tree_stats(out), "hashes": hashes, "count": len(endpoints),
+            "warnings": [{"file": w.file, "pointer": w.pointer, "message": w.message} for w in warnings],
+        })  # fmt: skip
+    return Result(len(endpoints), files, warnings), changed
+
+
+def update_tree(root: Path, files: dict[str, str], hashes: dict[str, str], current: dict[str, str]) -> bool:
+    """Bring a tree whose content hashes are `current` to `files`: write the files that differ (each to a temporary
+    beside it, then renamed), delete the ones that went away. Every spec was validated before this, so nothing here
+    depends on input; an interruption leaves whole files, and the next run's stamp check repairs the rest."""
+    stale = [rel for rel in files if current.get(rel) != hashes[rel]]
+    gone = [rel for rel in current if rel not in files]
+    for rel in stale:
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(files[rel], encoding="utf-8")
+        tmp.replace(target)
+    for rel in gone:
+        (root / rel).unlink(missing_ok=True)
+        for parent in (root / rel).parents:
+            if parent == root or any(parent.iterdir()):
+                break
+            parent.rmdir()
+    return bool(stale or gone)
+
+
+def run_stamp(specs_root: Path, spec_files: Sequence[Path]) -> str:
+    """What decides the output: the generator and every spec's path and bytes."""
+    keys = [spec_key(p.relative_to(specs_root).as_posix(), p.read_bytes()) for p in spec_files]
+    return source_key("\n".join(keys))
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def tree_stats(root: Path) -> dict[str, list[int]]:
+    """Each generated file's size and modification time: any edit, addition or removal changes this."""
+    stats: dict[str, list[int]] = {}
+    for directory, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in names:
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                info = os.stat(path)
+                stats[os.path.relpath(path, root).replace(os.sep, "/")] = [info.st_size, info.st_mtime_ns]
+    return dict(sorted(stats.items()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,34 @@ def test_spec_cache_gives_the_same_endpoints_and_warnings(corpus: Path, endpoint
     assert load_endpoints(files, corpus, cache) == (endpoints, fresh_warnings)  # fills the cache
     assert len(list((tmp_path / "specs-cache").glob("*.json"))) == len(endpoints)
     assert load_endpoints(files, corpus, cache) == (endpoints, fresh_warnings)  # served from it
+
+
+def test_the_run_stamp_notices_every_change(corpus: Path, tmp_path: Path, warm_cache: ModuleCache) -> None:
+    """A no-op run stops at the stamp; a changed spec, an edited, removed or added module each regenerate."""
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    shutil.copytree(corpus, specs)
+    first, changed = generate(specs, out, cache_dir=warm_cache.root)
+    assert changed and first.files
+    noop, changed = generate(specs, out, cache_dir=warm_cache.root)
+    assert not changed and noop.files == {} and noop.count == first.count  # stopped at the stamp
+    assert [str(w) for w in noop.warnings] == [str(w) for w in first.warnings]  # still reported
+
+    module = out / "fal_ai" / "flux" / "dev" / "image_to_image.py"
+    for damage in (lambda: module.write_text(module.read_text() + "# edited\n"), module.unlink,
+                   lambda: (out / "stray.py").write_text("")):  # fmt: skip
+        damage()
+        again, changed = generate(specs, out, cache_dir=warm_cache.root)
+        assert changed and again.files == first.files and read_tree(out) == first.files
+
+    spec = specs / "fal-ai" / "flux" / "dev" / "image-to-image.yaml"
+    spec.write_text(spec.read_text().replace("Image to image version of FLUX.1 [dev]", "Edited description"))
+    edited, changed = generate(specs, out, cache_dir=warm_cache.root)
+    assert changed and "Edited description" in edited.files["fal_ai/flux/dev/image_to_image.py"]
+    assert {p for p in edited.files if edited.files[p] != first.files[p]} == {"fal_ai/flux/dev/image_to_image.py"}
+    assert read_tree(out) == edited.files  # rewritten in place: the tree was the last run's
+
+    spec.unlink()  # a removed spec: its module goes, and any package it leaves empty
+    removed, changed = generate(specs, out, cache_dir=warm_cache.root)
+    assert changed and read_tree(out) == removed.files
+    assert not (out / "fal_ai" / "flux" / "dev" / "image_to_image.py").exists()
+    assert removed.files == render_tree(load_endpoints(loader.find_spec_files(specs), specs)[0], warm_cache)
