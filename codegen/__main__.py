@@ -68,6 +68,7 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
     from codegen import loader
     from codegen.cache import ModuleCache
     from codegen.pipeline import load_endpoints, read_tree, render_tree
+    from codegen.render import black_format
 
     try:
         endpoints, _ = load_endpoints(loader.find_spec_files(specs), specs)
@@ -80,6 +81,7 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
     faults = [f"{out}/{p}: no spec generates it (an orphan module)" for p in sorted(set(actual) - set(expected))]
     faults += [f"{out}/{p}: missing (a spec without its module)" for p in sorted(set(expected) - set(actual))]
     faults += [f"{out}/{p}: differs from a fresh generation" for p in sorted(set(expected) & set(actual)) if expected[p] != actual[p]]
+    faults += [f"{out}/{p}: not as black would write it (a generator bug)" for p in sorted(actual) if black_format(actual[p]) != actual[p]]
     for fault in faults:
         print(fault, file=sys.stderr)
     if faults:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import io
+import tokenize
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -184,8 +186,20 @@ def _input_params(tree: ast.Module, reserved: frozenset[str]) -> tuple[Param, ..
             while kwarg in used:
                 kwarg += "_"
             used.add(kwarg)
-        params.append(Param(kwarg, attr, wire, ast.unparse(annotation), default))
+        params.append(Param(kwarg, attr, wire, _black_quoted(ast.unparse(annotation)), default and _black_quoted(default)))
     return tuple(params)
+
+
+def _black_quoted(code: str) -> str:
+    """`ast.unparse` output with its string literals quoted as black writes them (unparse prefers single quotes)."""
+    from codegen.render import black_quotes
+
+    tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    for token in reversed(tokens):  # right to left, so earlier offsets stay valid (unparse output is one line)
+        if token.type == tokenize.STRING:
+            (_, start), (_, end) = token.start, token.end
+            code = code[:start] + black_quotes(token.string) + code[end:]
+    return code
 
 
 def _alias(metadata: list[ast.expr]) -> str | None:

@@ -7,6 +7,7 @@ pasted as text.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import unicodedata
@@ -81,9 +82,18 @@ def comment(text: str) -> str:
     return _printable(text.replace("\\", "\\\\"), keep="")
 
 
+def black_quotes(literal: str) -> str:
+    """A one-line string literal as black writes it: double quotes, unless the text holds a double quote itself."""
+    if literal.startswith("'") and not literal.startswith("'" * 3) and '"' not in literal:
+        return '"' + literal[1:-1].replace("\\'", "'") + '"'
+    return literal
+
+
 def pyrepr(value: Any) -> str:
-    """A Python literal for JSON-like data; anything else is a generator bug, not spec input."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    """A Python literal for JSON-like data, quoted as black would; anything else is a generator bug, not spec input."""
+    if isinstance(value, str):
+        return black_quotes(repr(value))
+    if value is None or isinstance(value, (bool, int, float)):
         return repr(value)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{pyrepr(k)}: {pyrepr(v)}" for k, v in value.items()) + "}"
@@ -121,12 +131,13 @@ def render_endpoint(endpoint: Endpoint, models: Models) -> str:
     ]
     ops = operations(endpoint)
     exports = ["ENDPOINT_ID", "endpoint", *models.classes, *(op.name for op in ops)]
+    lines = [f"    {p.kwarg}: {p.annotation}" + ("" if p.default is None else f" = {p.default}") + ",\n" for p in params]
     template = environment().get_template("endpoint.py.jinja")
     return template.render(
         endpoint=endpoint,
         summary=summary,
         models=models.source,
-        params=params,
+        param_block=param_block(lines),
         sequences=any("_Sequence[" in p.annotation for p in params),
         renamed=renamed,
         files=files,
@@ -143,7 +154,131 @@ def render_namespace(prefix: str) -> str:
     return environment().get_template("namespace_init.py.jinja").render(prefix=prefix)
 
 
+LINE_LENGTH = 88  # black's default
+_FUTURE = "from __future__ import annotations\n\n"
+
+
 def format_python(source: str) -> str:
+    """black's output for a module, asking black only about the top-level statements that may need it.
+
+    black costs ~0.3 ms a line (far more on lines it must split), and most of a module is call functions the
+    templates already write in black's style. So a top-level statement black would leave alone (`_settled`) is
+    kept as it is, and the others are formatted by black together in one call. Statements format independently,
+    and the blank lines between them are written as black wants them. Tests and `codegen check` assert that every
+    generated file is a fixed point of black.
+    """
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    parts: list[str] = []
+    pending: list[int] = []  # indexes in `parts` of statements for black
+    pos = 0
+    for node in tree.body:
+        start, end = _span(node)
+        parts.append(_gap(lines[pos:start]))
+        chunk = "".join(lines[start:end])
+        if not _settled(lines[start:end]):
+            if node is tree.body[0] and isinstance(node, ast.Expr):  # the module docstring: black it where it is
+                chunk = black_format(chunk)
+            elif isinstance(node, ast.ClassDef) and not node.decorator_list and _settled(lines[start : start + 1]):
+                chunk = _format_class_body(node, lines, start, end)
+            else:
+                pending.append(len(parts))
+        parts.append(chunk)
+        pos = end
+    for index, formatted in zip(pending, _black_statements([parts[i] for i in pending])):
+        parts[index] = formatted
+    tail = "".join(lines[pos:]).strip()  # black ends a file with exactly one newline
+    return "".join(parts) + (f"\n{tail}\n" if tail else "")
+
+
+def _format_class_body(node: ast.ClassDef, lines: list[str], start: int, end: int) -> str:
+    """A model class with only some fields black must format: those fields go to black (in one stand-in class, as
+    they format the same at the same depth), the rest and the text between them stay as they are."""
+    parts = ["".join(lines[start : node.body[0].lineno - 1])]  # the `class ...:` line
+    pending: list[int] = []
+    pos = node.body[0].lineno - 1
+    for stmt in node.body:
+        first, last = _span(stmt)
+        parts.append("".join(lines[pos:first]))
+        if not _settled(lines[first:last]) or stmt.col_offset != 4:
+            pending.append(len(parts))
+        parts.append("".join(lines[first:last]))
+        pos = last
+    parts.append("".join(lines[pos:end]))
+    if pending:
+        (stand_in,) = _black_statements(["class _:\n" + "\n".join(parts[i] for i in pending)])
+        body = ast.parse(stand_in).body[0]
+        assert isinstance(body, ast.ClassDef) and len(body.body) == len(pending)
+        formatted = stand_in.splitlines(keepends=True)
+        for index, stmt in zip(pending, body.body):
+            parts[index] = "".join(formatted[slice(*_span(stmt))])
+    return "".join(parts)
+
+
+def _span(node: ast.stmt) -> tuple[int, int]:
+    """A top-level statement's lines (0-based, end exclusive), decorators included."""
+    decorators = getattr(node, "decorator_list", [])
+    return min([d.lineno for d in decorators] + [node.lineno]) - 1, node.end_lineno or node.lineno
+
+
+def param_block(lines: list[str]) -> str:
+    """Keyword parameter lines (`    name: type = default,`) as black writes them inside an exploded signature.
+
+    Every call function repeats the same parameters; formatting them once here keeps black's costliest work, the
+    splitting of long annotations, out of the other seven copies.
+    """
+    block = "".join(lines)
+    if all(len(line.rstrip("\n")) <= LINE_LENGTH for line in lines):
+        return block
+    (stub,) = _black_statements([f"def _(\n    *,\n{block}) -> None: ...\n"])
+    return "".join(stub.splitlines(keepends=True)[2:-1])
+
+
+def _black_statements(chunks: list[str]) -> list[str]:
+    """Top-level statements formatted by black in one call, as they would be inside a generated module (black's
+    choices depend on the module's future imports; every generated module has this one)."""
+    if not chunks:
+        return []
+    formatted = black_format(_FUTURE + "\n\n".join(chunks))
+    lines = formatted.splitlines(keepends=True)
+    body = ast.parse(formatted).body[1:]
+    if len(body) != len(chunks):
+        raise AssertionError("black changed the number of statements")
+    return ["".join(lines[slice(*_span(node))]) for node in body]
+
+
+def _settled(lines: list[str]) -> bool:
+    """Whether black would leave a statement as it is: every line fits (or is a one-line docstring, which black never
+    splits), and every bracket left open at the end of a line is closed on a later line after a magic trailing comma
+    (so black keeps it exploded instead of joining it)."""
+    for i, line in enumerate(lines):
+        text = line.rstrip()
+        if len(text) > LINE_LENGTH and not _one_line_docstring(text):
+            return False
+        if text.endswith(("(", "[", "{")):
+            indent = len(line) - len(line.lstrip())
+            close = next((j for j in range(i + 1, len(lines)) if len(lines[j]) - len(lines[j].lstrip()) == indent), None)
+            if close is None or not lines[close].lstrip().startswith((")", "]", "}")):
+                return False
+            if not lines[close - 1].rstrip().endswith(","):
+                return False
+    return True
+
+
+def _one_line_docstring(text: str) -> bool:
+    body = text.strip()
+    return len(body) >= 6 and body.startswith('"' * 3) and body.endswith('"' * 3) and '"' * 3 not in body[3:-3]
+
+
+def _gap(lines: list[str]) -> str:
+    """The text between two top-level statements; black keeps at most two blank lines in a row there."""
+    text = "".join(lines)
+    if text.strip() == "" and text.count("\n") > 2:
+        return "\n\n"
+    return text
+
+
+def black_format(source: str) -> str:
     import black
 
     return black.format_str(source, mode=black.Mode(target_versions={black.TargetVersion.PY311}))

@@ -122,3 +122,12 @@ def test_the_run_stamp_notices_every_change(corpus: Path, tmp_path: Path, warm_c
     assert changed and read_tree(out) == removed.files
     assert not (out / "fal_ai" / "flux" / "dev" / "image_to_image.py").exists()
     assert removed.files == render_tree(load_endpoints(loader.find_spec_files(specs), specs)[0], warm_cache)
+
+
+def test_every_file_is_what_black_would_write(reference: dict[str, str]) -> None:
+    """The generator asks black only about statements it would change (`render.format_python`); the result must be
+    exactly black's, for every shape in fal's documents and the seeds."""
+    from codegen.render import black_format
+
+    unstable = [path for path, content in reference.items() if black_format(content) != content]
+    assert unstable == []
