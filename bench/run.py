@@ -131,7 +131,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         rows += bench_generation("14 seed specs", [ROOT / "specs"], tmp / "seed", runs)
-        rows += bench_generation("36 fal documents", real_document_trees(tmp / "docs"), tmp / "docs", runs)
+        trees = real_document_trees(tmp / "docs")
+        count = sum(1 for t in trees for f in t.rglob("*") if f.is_file())
+        rows += bench_generation(f"fal's 36 documents ({count} distinct specs)", trees, tmp / "docs", runs)
         rows += scale(tmp / "scale", int(os.environ.get("BENCH_CORPUS", "1000")), runs)
     rows += import_cost(runs * 3)
     rows += runtime.rows()

@@ -136,8 +136,11 @@ def _warm() -> None:
     parent is still loading specs."""
     from codegen.models import warm_up
 
-    warm_up()
-    render.format_python("x = 1\n")
+    try:
+        warm_up()
+        render.black_format("x = 1\n")
+    except Exception:  # noqa: BLE001 - a failing initializer makes multiprocessing.Pool respawn workers forever;
+        pass  # the same error surfaces, with its traceback, when the worker renders its first module
 
 
 @contextmanager

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from fal_runtime import errors
 from fal_runtime._endpoint import Endpoint
 from fal_runtime._options import OPTION_NAMES, RunOptions, StreamOptions, SubmitOptions, SubscribeOptions
-from fal_runtime._status import CancelOutcome, Completed, InProgress, LogEntry, Queued, Status
 from fal_runtime.errors import (
     AuthenticationError,
     ClientTimeoutError,
@@ -33,16 +32,18 @@ from fal_runtime.errors import (
 
 if TYPE_CHECKING:
     from fal_runtime._client import AsyncClient, Client
+    from fal_runtime._status import CancelOutcome, Completed, InProgress, LogEntry, Queued, Status
     from fal_runtime._core import RetryPolicy
     from fal_runtime._handles import AsyncRequestHandle, RequestHandle
 
-# Names whose modules import httpx (or are only useful with it): loaded on first access.
+# Names whose modules import httpx, or are only needed once a request is made: loaded on first access.
 _LAZY = {
     "Client": "fal_runtime._client",
     "AsyncClient": "fal_runtime._client",
     "RetryPolicy": "fal_runtime._core",
     "RequestHandle": "fal_runtime._handles",
     "AsyncRequestHandle": "fal_runtime._handles",
+    **dict.fromkeys(("CancelOutcome", "Completed", "InProgress", "LogEntry", "Queued", "Status"), "fal_runtime._status"),
 }
 
 __all__ = [

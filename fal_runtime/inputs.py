@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import io
-import mimetypes
 import os
 import threading
 from collections.abc import Callable
@@ -106,14 +105,22 @@ def sniff(head: bytes) -> str:
 
 
 def _named(name: str, head: bytes) -> str:
+    import mimetypes  # here, not at import: generated modules import this module
+
     return mimetypes.guess_type(name)[0] or sniff(head)
+
+
+def _default_name(content_type: str) -> str:
+    import mimetypes
+
+    return "file" + (mimetypes.guess_extension(content_type) or ".bin")
 
 
 def _bytes_blob(data: bytes, file_name: str | None = None) -> Blob:
     view = memoryview(data)
     content_type = _named(file_name, data[:16]) if file_name else sniff(data[:16])
     if not file_name:
-        file_name = "file" + (mimetypes.guess_extension(content_type) or ".bin")
+        file_name = _default_name(content_type)
     return Blob(len(data), file_name, content_type, lambda offset, length: bytes(view[offset : offset + length]))
 
 
@@ -144,7 +151,7 @@ def _file_blob(handle: IO[bytes]) -> Blob:
 
     head = read_range(0, 16)
     content_type = _named(name, head) if name else sniff(head)
-    file_name = name or "file" + (mimetypes.guess_extension(content_type) or ".bin")
+    file_name = name or _default_name(content_type)
     return Blob(size, file_name, content_type, read_range)
 
 

@@ -6,7 +6,6 @@ to module names and imports a module only when it is asked for.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Iterator, Mapping
 from types import ModuleType
@@ -30,6 +29,8 @@ class EndpointRegistry(Mapping[str, ModuleType]):
         try:
             relative = self._modules[endpoint_id]
         except KeyError:
+            import difflib  # only for the error message
+
             close = difflib.get_close_matches(endpoint_id, self._modules, n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise UnknownEndpointError(f"no generated module for endpoint {endpoint_id!r}{hint}") from None
