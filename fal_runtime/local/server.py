@@ -95,6 +95,11 @@ class LocalServer:
         """A receiver on the server itself; what it got is in `webhooks()`."""
         return f"{self.url}/_local/webhooks"
 
+    @property
+    def signer(self) -> Signer:
+        """The key this server signs webhooks with (its JWKS is at `/.well-known/jwks.json`)."""
+        return self._fal.signer
+
     # -- lifecycle --------------------------------------------------------------------------------------------------
 
     def start(self) -> LocalServer:

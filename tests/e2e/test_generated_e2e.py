@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,62 @@ async def test_status_and_cancel_async(server: LocalServer, async_client: AsyncC
     handle = await ep.submit_async(prompt="async cancel", image_url="https://example.com/c.png", client=async_client)
     assert (await handle.status()).__class__.__name__ == "Queued"
     assert await handle.cancel() == "requested"
+
+
+@contextmanager
+def _serving(app: Any) -> Iterator[str]:
+    """`app` served by uvicorn over HTTP on 127.0.0.1, as a webhook receiver would be."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
+def test_readme_webhook_receiver_runs(
+    server: LocalServer, client: Client, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's FastAPI receiver, unchanged, on a real port: the local server delivers a signed webhook to it,
+    the receiver fetches the local server's keys (its JWKS on FAL_REST_HOST) and prints the typed event; a forged
+    delivery gets a 400."""
+    import time
+
+    import httpx
+
+    from fal_runtime.local.webhooks import Signer
+    from generated.fal_ai.flux.dev import image_to_image as flux
+
+    monkeypatch.setenv("FAL_REST_HOST", server.base)
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.certificates.ca_file))
+    section = (ROOT / "README.md").read_text().split("## Webhooks you can trust", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    namespace: dict[str, Any] = {}
+    exec(compile(block.group(1), "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    with _serving(namespace["app"]) as receiver:
+        handle = flux.submit(image_url="https://example.com/in.png", prompt="tell me when done",
+                             webhook_url=f"{receiver}/fal/webhook", client=client)  # fmt: skip
+        deadline = time.monotonic() + 10
+        printed = ""
+        while handle.request_id not in printed and time.monotonic() < deadline:
+            time.sleep(0.05)
+            printed += capsys.readouterr().out
+        assert f"{handle.request_id} OK images=[Image(" in printed
+        body = b'{"request_id": "forged", "status": "OK", "payload": {}}'
+        forged = httpx.post(f"{receiver}/fal/webhook", content=body, headers=Signer().headers("forged", body))
+        assert forged.status_code == 400 and "signature" in forged.text

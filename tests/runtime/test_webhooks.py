@@ -13,7 +13,7 @@ import pytest
 
 from fal_runtime.local import LocalServer
 from fal_runtime.local.webhooks import Signer
-from fal_runtime.webhooks import WebhookVerificationError, WebhookVerifier
+from fal_runtime.webhooks import REFRESH_COOLDOWN, WebhookVerificationError, WebhookVerifier
 
 NOW = 1_800_000_000
 BODY = json.dumps({"request_id": "req-1", "gateway_request_id": "req-1", "status": "OK", "payload": {"ok": True}}).encode()
@@ -60,11 +60,22 @@ def test_tampered_body_is_rejected(verifier: WebhookVerifier, signer: Signer) ->
         verifier.verify(headers, BODY.replace(b"true", b"false"))
 
 
-def test_wrong_key_is_rejected_after_one_refresh(verifier: WebhookVerifier, keys: Keys) -> None:
+def test_wrong_key_is_rejected_after_one_refresh(verifier: WebhookVerifier, keys: Keys, clock: list[float]) -> None:
     verifier.verify(keys.signer.headers("req-0", BODY, NOW), BODY)  # keys cached
+    clock[0] += REFRESH_COOLDOWN
     with pytest.raises(WebhookVerificationError, match="signature"):
         verifier.verify(Signer().headers("req-1", BODY, NOW), BODY)
     assert keys.fetches == 2  # the cache, then exactly one refresh
+
+
+def test_forged_signatures_cost_one_fetch_per_cooldown(verifier: WebhookVerifier, keys: Keys, clock: list[float]) -> None:
+    verifier.verify(keys.signer.headers("req-0", BODY, NOW), BODY)
+    forger = Signer()
+    for i in range(20):
+        clock[0] = NOW + REFRESH_COOLDOWN + i  # the first forgery may refresh; the next 19 fall in its cooldown
+        with pytest.raises(WebhookVerificationError, match="signature"):
+            verifier.verify(forger.headers(f"forged-{i}", BODY, int(clock[0])), BODY)
+    assert keys.fetches == 2
 
 
 @pytest.mark.parametrize("skew", [-301, 301])
@@ -93,13 +104,19 @@ def test_replayed_delivery_is_rejected(verifier: WebhookVerifier, signer: Signer
     verifier.verify(headers, BODY)
     with pytest.raises(WebhookVerificationError, match="replay"):
         verifier.verify({k.lower(): v for k, v in headers.items()}, BODY)
+    upper = {**headers, "X-Fal-Webhook-Signature": headers["X-Fal-Webhook-Signature"].upper()}
+    with pytest.raises(WebhookVerificationError, match="replay"):  # the same signature, spelled differently
+        verifier.verify(upper, BODY)
 
 
 def test_rotated_keys_are_fetched_once_and_then_cached(verifier: WebhookVerifier, keys: Keys, clock: list[float]) -> None:
     verifier.verify(keys.signer.headers("req-1", BODY, NOW), BODY)
     keys.signer = Signer()  # fal rotates its key
-    verifier.verify(keys.signer.headers("req-2", BODY, NOW), BODY)
-    verifier.verify(keys.signer.headers("req-3", BODY, NOW), BODY)
+    with pytest.raises(WebhookVerificationError, match="signature"):  # keys fetched just now: fal will retry
+        verifier.verify(keys.signer.headers("req-2", BODY, NOW), BODY)
+    clock[0] += REFRESH_COOLDOWN  # fal's retry of the delivery, after the cooldown
+    verifier.verify(keys.signer.headers("req-2", BODY, int(clock[0])), BODY)
+    verifier.verify(keys.signer.headers("req-3", BODY, int(clock[0])), BODY)
     assert keys.fetches == 2
     clock[0] += 24 * 3600 + 1  # the cache is at most a day old
     verifier.verify(keys.signer.headers("req-4", BODY, int(clock[0])), BODY)
@@ -141,3 +158,22 @@ def test_local_server_delivery_verifies_end_to_end(project_server: LocalServer) 
     assert event.request_id == handle.request_id and isinstance(event.output, ep.Output)
     with pytest.raises(WebhookVerificationError, match="replay"):
         verifier.verify(delivery["headers"], delivery["body"].encode())
+
+
+async def test_async_verification_fetches_keys_without_blocking(project_server: LocalServer) -> None:
+    """`verify_async` fetches the local server's JWKS over HTTPS with an awaited request, then decides as `verify`."""
+    from generated.fal_ai import gemini_flash_edit as ep
+
+    signer = project_server.signer
+    payload = {"image": {"url": "https://example.com/o.png"}, "description": "async"}
+    body = json.dumps({"request_id": "r-async", "status": "OK", "payload": payload}).encode()
+    ctx = ssl.create_default_context(cafile=project_server.certificates.ca_file)
+
+    def blocking(url: str) -> dict[str, Any]:
+        raise AssertionError("verify_async used the blocking fetch")
+
+    verifier = WebhookVerifier(f"{project_server.url}/.well-known/jwks.json", verify=ctx, fetch_jwks=blocking)
+    event = await verifier.verify_and_parse_async(signer.headers("r-async", body, int(time.time())), body, output=ep.Output)
+    assert event.request_id == "r-async" and event.output is not None and event.output.description == "async"
+    with pytest.raises(WebhookVerificationError, match="signature"):
+        await verifier.verify_async(Signer().headers("r-forged", body, int(time.time())), body)
