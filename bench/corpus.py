@@ -1,7 +1,8 @@
 """A corpus of N fal-shaped specs for scale benchmarks, built from fal's real documents and the seed specs.
 
-Each copy gets a distinct endpoint id and a slightly different shape (one optional input field dropped, one default
-changed), so no two specs generate the same module. Written to a directory of the caller's choosing; not committed.
+Each copy gets a distinct endpoint id and a slightly different shape (a different optional input field dropped in
+each copy of a base), so no two specs generate the same module.
+Written to a directory of the caller's choosing; not committed.
 """
 
 from __future__ import annotations

@@ -131,3 +131,18 @@ def test_every_file_is_what_black_would_write(reference: dict[str, str]) -> None
 
     unstable = [path for path, content in reference.items() if black_format(content) != content]
     assert unstable == []
+
+
+def test_incremental_runs_equal_a_cold_run(corpus: Path, tmp_path: Path, warm_cache: ModuleCache) -> None:
+    """After one spec changes, the in-place update from the cache is byte for byte what a cold run (no cache, new
+    directory, two workers) writes."""
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    shutil.copytree(corpus, specs)
+    generate(specs, out, cache_dir=warm_cache.root)
+    spec = specs / "fal-ai" / "image-editing" / "color-correction.yaml"
+    spec.write_text(spec.read_text().replace("description: The URL where the file can be downloaded from.", "description: Changed, the URL of the file.", 1))
+    _, changed = generate(specs, out, cache_dir=warm_cache.root)
+    assert changed
+    cold, changed = generate(specs, tmp_path / "cold", cache_dir=None, jobs=2)
+    assert changed and "Changed, the URL of the file." in cold.files["fal_ai/image_editing/color_correction.py"]
+    assert read_tree(out) == read_tree(tmp_path / "cold") == cold.files
