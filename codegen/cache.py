@@ -73,8 +73,9 @@ class ModuleCache:
             return None
         data = json.loads(text)
         fields = data["endpoint"]
-        for name in ("module_parts", "file_inputs", "file_models"):
+        for name in ("module_parts", "file_models"):
             fields[name] = tuple(fields[name])
+        fields["file_inputs"] = {cls: tuple(names) for cls, names in fields["file_inputs"].items()}
         return Endpoint(**fields), data["warnings"]
 
     # The last run into an output directory: its stamp (generator + spec bytes), the tree it left (sizes and

@@ -28,7 +28,9 @@ class Endpoint:
     module_parts: tuple[str, ...]  # `fal-ai/flux/dev` → ("fal_ai", "flux", "dev")
     description: str
     schemas: dict[str, dict[str, Any]]  # class name → normalized JSON schema; "Input" and "Output" always present
-    file_inputs: tuple[str, ...]  # input fields (wire names) that take a file: URL strings or lists of them
+    # Fields that take a file (URL strings or lists of them), by class: the Input's own, and those of models only the
+    # input uses (`ControlNet.control_image_url`), so a local file is accepted at any depth. Wire names.
+    file_inputs: dict[str, tuple[str, ...]]
     file_models: tuple[str, ...]  # classes describing a downloadable file (a required `url` and file metadata)
     streams: bool
 
@@ -177,6 +179,19 @@ def _is_file_input(name: str, schema: dict[str, Any], schemas: dict[str, Any]) -
     return False
 
 
+def _file_inputs(schemas: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """File-input fields of the Input and of the models only the input reaches (a model the output shares keeps
+    plain URL strings: an output never holds a local file)."""
+    shared = set(reachable(schemas, ["Output"])) - {"Input"}
+    found: dict[str, tuple[str, ...]] = {}
+    for name in ["Input", *(n for n in reachable(schemas, ["Input"]) if n != "Input" and n not in shared)]:
+        props = schemas[name].get("properties")
+        fields = tuple(k for k, v in props.items() if isinstance(v, dict) and _is_file_input(k, v, schemas)) if isinstance(props, dict) else ()
+        if fields:
+            found[name] = fields
+    return found
+
+
 def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoint | None:
     """The intermediate model of one validated document, or None (with problems recorded)."""
     doc = spec.doc
@@ -210,8 +225,7 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
     if in_name == out_name:
         schemas["Output"] = {"$ref": _SCHEMA_REF + "Input"}
 
-    props = schemas["Input"].get("properties") or {}
-    file_inputs = tuple(k for k, v in props.items() if isinstance(v, dict) and _is_file_input(k, v, schemas))
+    file_inputs = _file_inputs(schemas)
     file_models = tuple(name for name, schema in sorted(schemas.items()) if _is_file_model(name, schema))
     streams = isinstance(resolve_pointer(doc, pointer(["paths", f"/{endpoint_id}/stream", "post"])), dict)
     return Endpoint(

@@ -52,6 +52,7 @@ class Models:
     source: str  # the models' Python source, with imports, without datamodel-codegen's header
     classes: tuple[str, ...]  # every class the models define, in order
     params: tuple[Param, ...]  # the Input model's fields, in order
+    file_attrs: dict[str, tuple[str, ...]]  # the endpoint's file inputs by class, as attribute names
 
 
 def _dcg_options() -> dict[str, Any]:
@@ -97,8 +98,14 @@ def generate_models(endpoint: Endpoint, reserved_kwargs: frozenset[str]) -> Mode
         raise TypeError("datamodel-code-generator returned several modules for one endpoint")
     source = _strip_header(out)
     tree = ast.parse(source)
-    classes = tuple(n.name for n in tree.body if isinstance(n, ast.ClassDef))
-    return Models(source, classes, _input_params(tree, reserved_kwargs))
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    file_attrs: dict[str, tuple[str, ...]] = {}
+    for cls, wires in endpoint.file_inputs.items():
+        if cls not in classes:
+            raise AssertionError(f"datamodel-code-generator wrote no class {cls!r} for {endpoint.endpoint_id}")
+        attrs = {wire: attr for _, attr, _, wire in _fields(classes[cls])}
+        file_attrs[cls] = tuple(attrs[w] for w in wires)
+    return Models(source, tuple(classes), _input_params(classes["Input"], reserved_kwargs), file_attrs)
 
 
 FILE_INPUT_TYPE = "fal_runtime.inputs.FileInput"
@@ -109,15 +116,15 @@ _URL_ONLY = ("format", "minLength", "maxLength", "pattern", "contentMediaType", 
 def _mark_file_inputs(endpoint: Endpoint) -> dict[str, Any]:
     """The schemas with each file-input field typed as `FileInput` (URL, path, bytes, file object or PIL image).
 
-    datamodel-code-generator's `customTypePath` names the type; only the Input's own copy of the field changes, so a
-    schema shared with the output keeps `str`.
+    datamodel-code-generator's `customTypePath` names the type; only the marked class's own copy of the field
+    changes, so a `$ref`'d string definition shared with the output keeps `str`.
     """
-    if not endpoint.file_inputs:
-        return endpoint.schemas
-    schema = copy.deepcopy(endpoint.schemas["Input"])
-    for name in endpoint.file_inputs:
-        schema["properties"][name] = _as_file_input(schema["properties"][name])
-    return {**endpoint.schemas, "Input": schema}
+    schemas = dict(endpoint.schemas)
+    for cls, names in endpoint.file_inputs.items():
+        schema = schemas[cls] = copy.deepcopy(schemas[cls])
+        for name in names:
+            schema["properties"][name] = _as_file_input(schema["properties"][name])
+    return schemas
 
 
 def _as_file_input(schema: Any) -> Any:
@@ -160,20 +167,26 @@ def _is_literal(node: ast.expr) -> bool:
     return False
 
 
-def _input_params(tree: ast.Module, reserved: frozenset[str]) -> tuple[Param, ...]:
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Input")
-    fields = [s for s in cls.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)]
-    fields = [s for s in fields if s.target.id != "model_config"]  # type: ignore[union-attr]
-    used = set(reserved) | {s.target.id for s in fields}  # type: ignore[union-attr]
+def _fields(cls: ast.ClassDef) -> list[tuple[ast.AnnAssign, str, ast.expr, str]]:
+    """Each field a generated model declares: its statement, attribute, type (without `Annotated` metadata) and
+    wire name."""
+    found = []
+    for stmt in cls.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id != "model_config":
+            attr, annotation, wire = stmt.target.id, stmt.annotation, stmt.target.id
+            if isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name) and annotation.value.id == "Annotated":
+                elts = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+                annotation = elts[0]
+                wire = _alias(elts[1:]) or attr
+            found.append((stmt, attr, annotation, wire))
+    return found
+
+
+def _input_params(cls: ast.ClassDef, reserved: frozenset[str]) -> tuple[Param, ...]:
+    fields = _fields(cls)
+    used = set(reserved) | {attr for _, attr, _, _ in fields}
     params: list[Param] = []
-    for stmt in fields:
-        attr = stmt.target.id  # type: ignore[union-attr]
-        annotation = stmt.annotation
-        wire = attr
-        if isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name) and annotation.value.id == "Annotated":
-            elts = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
-            annotation = elts[0]
-            wire = _alias(elts[1:]) or attr
+    for stmt, attr, annotation, wire in fields:
         default: str | None
         if stmt.value is None:
             default = None

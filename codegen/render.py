@@ -121,7 +121,7 @@ def render_endpoint(endpoint: Endpoint, models: Models) -> str:
     if endpoint.description:
         summary += "\n\n" + endpoint.description
     renamed = {p.kwarg: p.attr for p in models.params if p.kwarg != p.attr}
-    files = tuple(p.attr for p in models.params if p.wire in endpoint.file_inputs)
+    files = models.file_attrs.get("Input", ())
     # A list of files is taken as any sequence: `list` is invariant, so a caller's `list[str]` would not type-check
     # against `list[FileInput]` (pydantic turns the sequence into a list).
     params = [
@@ -129,6 +129,10 @@ def render_endpoint(endpoint: Endpoint, models: Models) -> str:
         if p.attr in files else p
         for p in models.params
     ]
+    # The runtime's map of file inputs: each class (a name datamodel-code-generator defined above) to its attributes.
+    if not all(cls.isidentifier() and cls in models.classes for cls in models.file_attrs):
+        raise AssertionError(f"file inputs name classes the models do not define: {sorted(models.file_attrs)}")
+    file_map = "{" + ", ".join(f"{cls}: {pyrepr(list(attrs))}" for cls, attrs in models.file_attrs.items()) + "}"
     ops = operations(endpoint)
     exports = ["ENDPOINT_ID", "endpoint", *models.classes, *(op.name for op in ops)]
     lines = [f"    {p.kwarg}: {p.annotation}" + ("" if p.default is None else f" = {p.default}") + ",\n" for p in params]
@@ -140,7 +144,7 @@ def render_endpoint(endpoint: Endpoint, models: Models) -> str:
         param_block=param_block(lines),
         sequences=any("_Sequence[" in p.annotation for p in params),
         renamed=renamed,
-        files=files,
+        files=file_map if models.file_attrs else "",
         exports=exports,
         operations=[dict(op.__dict__, **{"await": op.await_}) for op in ops],
     )

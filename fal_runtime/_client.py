@@ -373,12 +373,9 @@ class Client(_ClientBase):
         data = sent.read()
         return self._cdn(lambda token: self._storage.upload_request(token, sent, data), self._storage.uploaded)
 
-    def upload_inputs(self, files: dict[str, Any]) -> dict[str, Any]:
-        """`upload` applied to each field's value (or each item of a list), one file after another."""
-        return {
-            name: [self.upload(v) for v in value] if isinstance(value, list) else self.upload(value)
-            for name, value in files.items()
-        }
+    def upload_all(self, values: list[Any]) -> list[str]:
+        """`upload` of each value, one file after another."""
+        return [self.upload(value) for value in values]
 
     def _cdn_token(self, stale: CdnToken | None = None) -> CdnToken:
         """The cached CDN token, renewed when it is near expiry or when the CDN rejected `stale`."""
@@ -636,13 +633,9 @@ class AsyncClient(_ClientBase):
         data = await asyncio.to_thread(sent.read)
         return await self._cdn(lambda token: self._storage.upload_request(token, sent, data), self._storage.uploaded)
 
-    async def upload_inputs(self, files: dict[str, Any]) -> dict[str, Any]:
-        """`upload` applied to each field's value (or each item of a list), all files at once."""
-        flat = [(name, v) for name, value in files.items() for v in (value if isinstance(value, list) else [value])]
-        urls = iter(await asyncio.gather(*(self.upload(v) for _, v in flat)))
-        return {
-            name: [next(urls) for _ in value] if isinstance(value, list) else next(urls) for name, value in files.items()
-        }
+    async def upload_all(self, values: list[Any]) -> list[str]:
+        """`upload` of each value, all files at once."""
+        return list(await asyncio.gather(*(self.upload(value) for value in values)))
 
     async def _cdn_token(self, stale: CdnToken | None = None) -> CdnToken:
         async with self._token_lock:

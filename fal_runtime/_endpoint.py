@@ -9,7 +9,7 @@ is imported on the first call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from fal_runtime._handles import AsyncRequestHandle, RequestHandle
 
 InputT = TypeVar("InputT", bound=BaseModel)
+M = TypeVar("M", bound=BaseModel)
 OutputT = TypeVar("OutputT", bound=BaseModel)
 
 
@@ -34,7 +35,7 @@ class Endpoint(Generic[InputT, OutputT]):
         *,
         streams: bool = False,
         renamed: Mapping[str, str] | None = None,
-        files: Sequence[str] = (),
+        files: Mapping[type[BaseModel], Sequence[str]] | None = None,
     ) -> None:
         self.endpoint_id = endpoint_id
         self.input_model = input_model
@@ -43,7 +44,9 @@ class Endpoint(Generic[InputT, OutputT]):
         self.renamed = dict(
             renamed or {}
         )  # call-function keyword → model attribute (`client_` → `client`)
-        self.files = tuple(files)  # attributes of file-input fields: local files there are uploaded before the call
+        # File-input attributes by model class (the Input's, and those of models nested in it): local files found
+        # there at any depth are uploaded before the call.
+        self.files = {cls: frozenset(attrs) for cls, attrs in (files or {}).items()}
 
     def __repr__(self) -> str:
         return f"Endpoint({self.endpoint_id!r})"
@@ -92,26 +95,53 @@ class Endpoint(Generic[InputT, OutputT]):
         File inputs must already be URLs (see `pending_files`)."""
         return arguments.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
-    def pending_files(self, arguments: InputT) -> dict[str, Any]:
-        """The file-input fields holding something other than URLs (paths, bytes, ...): what must be sent first."""
-        pending = {}
-        for name in self.files:
-            value = getattr(arguments, name, None) if name in arguments.model_fields_set else None
-            values = value if isinstance(value, list) else [value]
-            if any(needs_sending(v) for v in values if v is not None):
-                pending[name] = value
-        return pending
+    def pending_files(self, arguments: InputT) -> list[Any]:
+        """Every file-input value that is not a URL yet (a path, bytes, ...), at any depth, in field order: what
+        must be sent before the call."""
+        found: list[Any] = []
+
+        def keep(value: Any) -> Any:
+            found.append(value)
+            return value
+
+        self._map_files(arguments, keep)
+        return found
+
+    def with_urls(self, arguments: InputT, urls: Sequence[str]) -> InputT:
+        """`arguments` with the `pending_files` values replaced, in order, by `urls`; the caller's input is unchanged."""
+        sent = iter(urls)
+        return self._map_files(arguments, lambda value: next(sent))
+
+    def _map_files(self, model: M, replace: Callable[[Any], Any]) -> M:
+        """`model` with each pending file value replaced by `replace(value)`; models holding none are kept as is."""
+        files = self.files.get(type(model), frozenset())
+        update = {}
+        for name in type(model).model_fields:
+            if name in model.model_fields_set:
+                value = getattr(model, name)
+                new = self._map_value(value, replace, name in files)
+                if new is not value:
+                    update[name] = new
+        return model.model_copy(update=update) if update else model
+
+    def _map_value(self, value: Any, replace: Callable[[Any], Any], is_file: bool) -> Any:
+        if isinstance(value, list):
+            items = [self._map_value(item, replace, is_file) for item in value]
+            return items if any(new is not old for new, old in zip(items, value)) else value
+        if isinstance(value, BaseModel):
+            return self._map_files(value, replace)
+        return replace(value) if is_file and value is not None and needs_sending(value) else value
 
     def _sync_payload(self, client: Client, arguments: InputT) -> dict[str, Any]:
-        pending = self.pending_files(arguments)
+        pending = self.pending_files(arguments) if self.files else []
         if pending:
-            arguments = arguments.model_copy(update=client.upload_inputs(pending))
+            arguments = self.with_urls(arguments, client.upload_all(pending))
         return self.payload(arguments)
 
     async def _async_payload(self, client: AsyncClient, arguments: InputT) -> dict[str, Any]:
-        pending = self.pending_files(arguments)
+        pending = self.pending_files(arguments) if self.files else []
         if pending:
-            arguments = arguments.model_copy(update=await client.upload_inputs(pending))
+            arguments = self.with_urls(arguments, await client.upload_all(pending))
         return self.payload(arguments)
 
     def _sync(self, client: Client | None) -> Client:

@@ -86,12 +86,15 @@ def endpoint_from_document(document: JSON, source: str) -> Endpoint:
     return Endpoint(endpoint_id, document, input_schema, output_schema, streams)
 
 
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")  # as the generator reads them (JSON is YAML)
+
+
 def load_specs(specs_dir: Path) -> dict[str, Endpoint]:
     """Every servable endpoint under `specs_dir` by id. A broken spec is reported on stderr and skipped, so one
     spec being edited does not take the whole server down."""
     endpoints: dict[str, Endpoint] = {}
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    for path in sorted(specs_dir.rglob("*.yaml")):
+    for path in sorted(p for p in specs_dir.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file()):
         try:
             document = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
             if not isinstance(document, dict):

@@ -19,9 +19,15 @@ def _build(tmp_path: Path, **kwargs: object) -> ir.Endpoint:
             "reference": {"type": "string", "ui": {"field": "image"}},
             "prompt": {"type": "string"},
             "size_url": {"type": "integer"},
+            "controlnets": {"type": "array", "items": {"$ref": "#/components/schemas/ControlNet"}},
+            "previous": {"$ref": "#/components/schemas/File"},
         },
         {"image": {"$ref": "#/components/schemas/File"}, "seed": {"type": "integer"}},
-        extra_schemas={"File": {"type": "object", "properties": {"url": {"type": "string"}, "content_type": {"type": "string"}}, "required": ["url"]}},
+        extra_schemas={
+            "File": {"type": "object", "properties": {"url": {"type": "string"}, "content_type": {"type": "string"},
+                                                      "preview_url": {"type": "string"}}, "required": ["url"]},
+            "ControlNet": {"type": "object", "properties": {"control_image_url": {"type": "string"}, "scale": {"type": "number"}}},
+        },  # fmt: skip
         **kwargs,  # type: ignore[arg-type]
     )
     root = write_specs(tmp_path, [spec])
@@ -36,11 +42,12 @@ def _build(tmp_path: Path, **kwargs: object) -> ir.Endpoint:
 
 def test_file_inputs_file_models_and_streaming(tmp_path: Path) -> None:
     endpoint = _build(tmp_path, streams=True)
-    assert endpoint.file_inputs == ("image_url", "image_urls", "mask_url", "reference")
+    # Nested input-only models count; File is shared with the output, so its `preview_url` stays a plain string.
+    assert endpoint.file_inputs == {"Input": ("image_url", "image_urls", "mask_url", "reference"), "ControlNet": ("control_image_url",)}
     assert endpoint.file_models == ("File",)
     assert endpoint.streams is True
     assert endpoint.module_parts == ("fal_ai", "test", "files")
-    assert set(endpoint.schemas) == {"Input", "Output", "File"}
+    assert set(endpoint.schemas) == {"Input", "Output", "File", "ControlNet"}
 
 
 def test_not_streaming_without_a_stream_path(tmp_path: Path) -> None:

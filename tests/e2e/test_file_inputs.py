@@ -193,7 +193,9 @@ def test_multipart_upload_sync_retries_a_failed_part(client: Client, server: Loc
     path, digest = big_file
     server.script(op="upload_part", fault="503")  # the first part sent fails once
     server.script(op="upload_part", fault="drop")  # and the next one loses its connection
-    url = client.upload(path)
+    flux.subscribe(image_url=path, prompt="big, sync", client=client)
+    url = _sent(server, "image_url")
+    assert url.endswith("/big.mp4")
     assert hashlib.sha256(server.stored_file(url) or b"").hexdigest() == digest
     calls = server.counters()["calls"][""]
     assert calls["upload_part"] == _parts(path) + 2  # each failed part was sent once more, nothing else
@@ -212,3 +214,74 @@ async def test_multipart_upload_async_through_a_generated_call(
     assert url.endswith("/big.mp4")
     assert hashlib.sha256(server.stored_file(url) or b"").hexdigest() == digest
     assert server.counters()["calls"][""]["upload_part"] == _parts(path) + 1
+
+
+# Files nested in input models (fal's `ControlNet.control_image_url`, `IPAdapter.image_url`): a module generated from
+# an inline spec of that shape, served by its own local server.
+
+NESTED_ID = "fal-ai/test/nested-files"
+
+
+@pytest.fixture(scope="module")
+def nested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, LocalServer]]:
+    import importlib
+    import sys
+
+    from codegen.pipeline import generate
+    from tests.codegen.conftest import mini_spec, write_specs
+
+    root = tmp_path_factory.mktemp("nested")
+    spec = mini_spec(
+        NESTED_ID,
+        {"prompt": {"type": "string"}, "controlnets": {"type": "array", "items": {"$ref": "#/components/schemas/ControlNet"}}},
+        required=["prompt"],
+        extra_schemas={"ControlNet": {"type": "object", "required": ["control_image_url"], "properties": {
+            "control_image_url": {"type": "string"}, "mask_url": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "scale": {"type": "number"}}}},
+    )  # fmt: skip
+    specs = write_specs(root / "specs", [spec])
+    generate(specs, root / "nested_pkg")
+    sys.path.insert(0, str(root))
+    try:
+        with LocalServer(specs) as running:
+            yield importlib.import_module("nested_pkg").load(NESTED_ID), running
+    finally:
+        sys.path.remove(str(root))
+
+
+def _nested_call(module: Any, png_file: Path) -> dict[str, Any]:
+    return dict(prompt="nested", controlnets=[
+        module.ControlNet(control_image_url=png_file, mask_url=PNG, scale=0.5),
+        module.ControlNet(control_image_url=URL),
+    ])  # fmt: skip
+
+
+def _check_nested(server: LocalServer, arguments: dict[str, Any], png_file: Path) -> None:
+    endpoint_id, payload = server.inputs()[-1]
+    first, second = payload["controlnets"]
+    assert server.stored_file(first["control_image_url"]) == PNG and first["control_image_url"].endswith("/photo.png")
+    assert server.stored_file(first["mask_url"]) == PNG and first["scale"] == 0.5
+    assert second == {"control_image_url": URL}
+    assert arguments["controlnets"][0].control_image_url == png_file  # the caller's models are left as they were
+
+
+def test_nested_file_inputs_sync(nested: tuple[Any, LocalServer], png_file: Path) -> None:
+    module, server = nested
+    server.reset()
+    arguments = _nested_call(module, png_file)
+    with Client("test-key", **_settings(server)) as client:
+        module.subscribe(client=client, **arguments)
+    _check_nested(server, arguments, png_file)
+    assert server.counters()["calls"][""]["upload"] == 2
+
+
+async def test_nested_file_inputs_async(nested: tuple[Any, LocalServer], png_file: Path) -> None:
+    module, server = nested
+    server.reset()
+    arguments = _nested_call(module, png_file)
+    async with AsyncClient("test-key", **_settings(server)) as client:
+        await module.subscribe_async(client=client, **arguments)
+    _check_nested(server, arguments, png_file)
+    assert server.counters()["calls"][""]["upload"] == 2
+    with pytest.raises(pydantic.ValidationError, match="is not a file"):  # checked at any depth, before any call
+        module.ControlNet(control_image_url=png_file.with_name("missing.png"))

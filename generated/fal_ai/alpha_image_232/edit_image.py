@@ -122,7 +122,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
-    files=["image_urls"],
+    files={Input: ["image_urls"]},
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 

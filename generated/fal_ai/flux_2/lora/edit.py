@@ -161,7 +161,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     Input,
     Output,
     streams=True,
-    files=["image_urls"],
+    files={Input: ["image_urls"]},
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 

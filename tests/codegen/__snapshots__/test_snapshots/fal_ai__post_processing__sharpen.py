@@ -107,7 +107,7 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
-    files=["image_url"],
+    files={Input: ["image_url"]},
 )
 """The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
 
