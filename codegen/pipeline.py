@@ -106,7 +106,8 @@ def _collisions(endpoints: list[ir.Endpoint], specs_root: Path) -> list[Problem]
 
 
 def _render_endpoint(endpoint: ir.Endpoint, reserved: frozenset[str]) -> str:
-    return render.format_python(render.render_endpoint(endpoint, generate_models(endpoint, reserved)))
+    rendered = render.render_endpoint(endpoint, generate_models(endpoint, reserved))
+    return render.format_python(rendered.source, rendered.black_block)
 
 
 def _render_modules(

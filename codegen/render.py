@@ -116,7 +116,13 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render_endpoint(endpoint: Endpoint, models: Models) -> str:
+@dataclass(frozen=True)
+class Rendered:
+    source: str  # the module, before formatting
+    black_block: str  # text black already formatted where it stands in `source` (the call functions' parameters)
+
+
+def render_endpoint(endpoint: Endpoint, models: Models) -> Rendered:
     summary = f"Typed client for fal's ``{endpoint.endpoint_id}`` endpoint."
     if endpoint.description:
         summary += "\n\n" + endpoint.description
@@ -137,17 +143,19 @@ def render_endpoint(endpoint: Endpoint, models: Models) -> str:
     exports = ["ENDPOINT_ID", "endpoint", *models.classes, *(op.name for op in ops)]
     lines = [f"    {p.kwarg}: {p.annotation}" + ("" if p.default is None else f" = {p.default}") + ",\n" for p in params]
     template = environment().get_template("endpoint.py.jinja")
-    return template.render(
+    block = param_block(lines)
+    source = template.render(
         endpoint=endpoint,
         summary=summary,
         models=models.source,
-        param_block=param_block(lines),
+        param_block=block,
         sequences=any("_Sequence[" in p.annotation for p in params),
         renamed=renamed,
         files=file_map if models.file_attrs else "",
         exports=exports,
         operations=[dict(op.__dict__, **{"await": op.await_}) for op in ops],
     )
+    return Rendered(source, block)
 
 
 def render_package(modules: list[tuple[str, str]]) -> str:
@@ -162,14 +170,15 @@ LINE_LENGTH = 88  # black's default
 _FUTURE = "from __future__ import annotations\n\n"
 
 
-def format_python(source: str) -> str:
+def format_python(source: str, black_block: str = "") -> str:
     """black's output for a module, asking black only about the top-level statements that may need it.
 
     black costs ~0.3 ms a line (far more on lines it must split), and most of a module is call functions the
     templates already write in black's style. So a top-level statement black would leave alone (`_settled`) is
     kept as it is, and the others are formatted by black together in one call. Statements format independently,
-    and the blank lines between them are written as black wants them. Tests and `codegen check` assert that every
-    generated file is a fixed point of black.
+    and the blank lines between them are written as black wants them. `black_block` is text black has already
+    formatted in the position it stands in (`param_block`): a statement holding it is judged on the rest of its
+    lines. Tests and `codegen check` assert that every generated file is a fixed point of black.
     """
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
@@ -180,7 +189,8 @@ def format_python(source: str) -> str:
         start, end = _span(node)
         parts.append(_gap(lines[pos:start]))
         chunk = "".join(lines[start:end])
-        if not _settled(lines[start:end]):
+        rest = chunk.replace(black_block, "").splitlines(keepends=True) if black_block else lines[start:end]
+        if not _settled(rest):
             if node is tree.body[0] and isinstance(node, ast.Expr):  # the module docstring: black it where it is
                 chunk = black_format(chunk)
             elif isinstance(node, ast.ClassDef) and not node.decorator_list and _settled(lines[start : start + 1]):
@@ -229,7 +239,8 @@ def param_block(lines: list[str]) -> str:
     """Keyword parameter lines (`    name: type = default,`) as black writes them inside an exploded signature.
 
     Every call function repeats the same parameters; formatting them once here keeps black's costliest work, the
-    splitting of long annotations, out of the other seven copies.
+    splitting of long annotations, out of the other seven copies. black formats each parameter of an exploded
+    signature on its own, so the block stays black's output in every signature it is pasted into.
     """
     block = "".join(lines)
     if all(len(line.rstrip("\n")) <= LINE_LENGTH for line in lines):
