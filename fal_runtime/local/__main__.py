@@ -14,6 +14,7 @@ from types import FrameType
 
 from .server import LocalServer
 from .specs import DEFAULT_SPECS_DIR
+from .store import RESULT_TTL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--ca-file", type=Path, help="where to write the CA certificate clients should trust")
     parser.add_argument("--specs", type=Path, default=DEFAULT_SPECS_DIR, help="directory of endpoint specs")
+    parser.add_argument("--result-ttl", type=float, default=RESULT_TTL,
+                        help=f"seconds a completed request's result stays available (default {RESULT_TTL:.0f}, as fal)")  # fmt: skip
     args = parser.parse_args(argv)
 
-    server = LocalServer(args.specs, args.port, args.ca_file)
+    server = LocalServer(args.specs, args.port, args.ca_file, result_ttl=args.result_ttl)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

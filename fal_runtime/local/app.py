@@ -30,7 +30,7 @@ from .files import CDN_PREFIX, MAX_UPLOAD_BYTES, Files, MultipartError
 from .payloads import input_errors, output_template, with_file_urls
 from .script import Behaviour, Rule, Script, from_json
 from .specs import JSON, Endpoint
-from .store import Job, Store
+from .store import RESULT_TTL, Job, Store
 from .webhooks import Signer, deliver
 
 RUN_PREFIX = "/run"
@@ -72,12 +72,14 @@ def _sse(data: Any) -> str:
 class LocalFal:
     """The state of one server (endpoints, jobs, files, script, signing key) and its route handlers."""
 
-    def __init__(self, endpoints: dict[str, Endpoint], script: Script, signer: Signer, tls: ssl.SSLContext) -> None:
+    def __init__(
+        self, endpoints: dict[str, Endpoint], script: Script, signer: Signer, tls: ssl.SSLContext, result_ttl: float = RESULT_TTL
+    ) -> None:
         self.endpoints = endpoints
         self.script = script
         self.signer = signer
         self.files = Files()
-        self.store = Store(lambda job: self._output(job.endpoint, job.base_url), self._completed)
+        self.store = Store(lambda job: self._output(job.endpoint, job.base_url), self._completed, result_ttl)
         self._tls = tls
         self._templates: dict[str, JSON] = {}
         for endpoint_id, endpoint in endpoints.items():

@@ -21,6 +21,7 @@ from .app import RUN_PREFIX, LocalFal
 from .faults import ExposeTransport
 from .script import Behaviour, Fault, Op, Phase, Rule, Script
 from .specs import DEFAULT_SPECS_DIR, Endpoint, load_specs
+from .store import RESULT_TTL
 from .tls import Certificates, issue
 from .webhooks import Signer
 
@@ -46,13 +47,16 @@ class LocalServer:
     `SSL_CERT_FILE=<ca_file>`.
     """
 
-    def __init__(self, specs_dir: Path = DEFAULT_SPECS_DIR, port: int = 0, ca_file: Path | None = None) -> None:
+    def __init__(
+        self, specs_dir: Path = DEFAULT_SPECS_DIR, port: int = 0, ca_file: Path | None = None, *, result_ttl: float = RESULT_TTL
+    ) -> None:
+        """`result_ttl`: seconds a completed request's status and result stay available (fal: about an hour)."""
         self._workdir = tempfile.TemporaryDirectory(prefix="fal-local-")
         workdir = Path(self._workdir.name)
         self.certificates: Certificates = issue(ca_file or workdir / "ca.pem", workdir)
         self.endpoints: dict[str, Endpoint] = load_specs(specs_dir)
         self._script = Script()
-        self._fal = LocalFal(self.endpoints, self._script, Signer(), self.certificates.client_context())
+        self._fal = LocalFal(self.endpoints, self._script, Signer(), self.certificates.client_context(), result_ttl)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it

@@ -1,7 +1,9 @@
 """The queue: jobs in memory, each moved IN_QUEUE → IN_PROGRESS → COMPLETED by its own asyncio task.
 
 Every change to a job (state, queue position, a new log line) replaces its `changed` event, so its status stream can
-wait for the next change instead of polling. Jobs never outlive their scripted (and capped) queue and run times.
+wait for the next change instead of polling. Jobs never outlive their scripted (and capped) queue and run times, and a
+completed job is forgotten `result_ttl` seconds later (fal keeps results about an hour): its status and result calls
+then answer 404, as fal's do, and a long-running server does not grow without bound.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .specs import JSON, Endpoint
 
 LOG_WINDOW = 50  # fal's logs are a moving window, not the whole history
 RUN_STEPS = 3
+RESULT_TTL = 3600.0  # seconds a completed job's status and result stay available
 
 
 @dataclass
@@ -62,8 +65,14 @@ class Job:
 class Store:
     """All jobs of one server by request id, and the tasks advancing them."""
 
-    def __init__(self, output_for: Callable[[Job], JSON], on_complete: Callable[[Job], Coroutine[Any, Any, None]]) -> None:
+    def __init__(
+        self,
+        output_for: Callable[[Job], JSON],
+        on_complete: Callable[[Job], Coroutine[Any, Any, None]],
+        result_ttl: float = RESULT_TTL,
+    ) -> None:
         self.jobs: dict[str, Job] = {}
+        self.result_ttl = result_ttl
         self._queued: dict[str, list[Job]] = {}  # per endpoint, in submit order: what queue positions count
         self._output_for = output_for
         self._on_complete = on_complete
@@ -171,6 +180,8 @@ class Store:
             job.body = {"detail": error, "error_type": error_type}
         self._leave_queue(job)
         self._notify(job)
-        task = asyncio.get_running_loop().create_task(self._on_complete(job))
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.result_ttl, self.jobs.pop, job.request_id, None)
+        task = loop.create_task(self._on_complete(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

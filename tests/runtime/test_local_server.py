@@ -131,6 +131,21 @@ def test_result_validates_and_its_files_are_served(http: httpx.Client) -> None:
     assert http.get(output["file"]["url"].replace("file.bin", "image.png")).content.startswith(b"\x89PNG")
 
 
+def test_completed_results_expire_after_the_ttl() -> None:
+    """As fal keeps results about an hour, the server forgets a completed request `result_ttl` seconds later."""
+    with LocalServer(SPECS_DIR, result_ttl=0.5) as short:
+        with httpx.Client(base_url=short.url, verify=trust(short), headers={"Authorization": "Key k"}) as http:
+            submitted = http.post(f"/{FAST}", json={"text": "x"}).json()
+            wait_completed(http, submitted["status_url"])
+            assert http.get(submitted["response_url"]).status_code == 200
+            deadline = time.monotonic() + 5
+            while http.get(submitted["status_url"]).status_code != 404 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert http.get(submitted["status_url"]).status_code == 404
+            assert http.get(submitted["response_url"]).status_code == 404
+            assert http.get(submitted["response_url"]).json()["detail"]
+
+
 def test_result_before_completion_is_400(http: httpx.Client, server: LocalServer) -> None:
     server.behave(ECHO, queue_seconds=1, times=1)
     submitted = http.post(f"/{ECHO}", json={"prompt": "x"}).json()
