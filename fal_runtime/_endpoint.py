@@ -99,6 +99,8 @@ class Endpoint(Generic[InputT, OutputT]):
         """Every file-input value that is not a URL yet (a path, bytes, ...), at any depth, in field order: what
         must be sent before the call."""
         found: list[Any] = []
+        if not self.files:  # the endpoint takes no files anywhere
+            return found
 
         def keep(value: Any) -> Any:
             found.append(value)
@@ -133,13 +135,13 @@ class Endpoint(Generic[InputT, OutputT]):
         return replace(value) if is_file and value is not None and needs_sending(value) else value
 
     def _sync_payload(self, client: Client, arguments: InputT) -> dict[str, Any]:
-        pending = self.pending_files(arguments) if self.files else []
+        pending = self.pending_files(arguments)
         if pending:
             arguments = self.with_urls(arguments, client.upload_all(pending))
         return self.payload(arguments)
 
     async def _async_payload(self, client: AsyncClient, arguments: InputT) -> dict[str, Any]:
-        pending = self.pending_files(arguments) if self.files else []
+        pending = self.pending_files(arguments)
         if pending:
             arguments = self.with_urls(arguments, await client.upload_all(pending))
         return self.payload(arguments)
