@@ -28,6 +28,7 @@ _MODULE_NAMES = frozenset(
 )  # fmt: skip
 _PACKAGE_NAMES = frozenset({"ENDPOINTS", "load"})
 _MIN_PER_WORKER = 4  # below this, forking a worker costs more than it saves
+TYPED_MARKER = "py.typed"
 
 
 @dataclass
@@ -173,6 +174,7 @@ def render_tree(
     for parts in sorted(packages - endpoint_parts):
         files["/".join(parts) + "/__init__.py"] = _formatted(render.render_namespace("/".join(parts)), cache)
     files["__init__.py"] = _formatted(render.render_package(modules), cache)
+    files[TYPED_MARKER] = ""  # PEP 561: an installed `generated` is typed for the user's type checker
     return dict(sorted(files.items()))
 
 
@@ -186,13 +188,18 @@ def _formatted(source: str, cache: ModuleCache | None) -> str:
     return content
 
 
+def is_generated(name: str) -> bool:
+    """Whether a file name is one the generator writes (anything else in the tree, like `__pycache__`, is not)."""
+    return name.endswith(".py") or name == TYPED_MARKER
+
+
 def read_tree(root: Path) -> dict[str, str] | None:
     if not root.is_dir():
         return None
     return {
         p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
-        for p in sorted(root.rglob("*.py"))
-        if "__pycache__" not in p.parts
+        for p in sorted(root.rglob("*"))
+        if is_generated(p.name) and "__pycache__" not in p.parts and p.is_file()
     }
 
 
@@ -305,7 +312,7 @@ def tree_stats(root: Path) -> dict[str, list[int]]:
     for directory, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in names:
-            if name.endswith(".py"):
+            if is_generated(name):
                 path = os.path.join(directory, name)
                 info = os.stat(path)
                 stats[os.path.relpath(path, root).replace(os.sep, "/")] = [info.st_size, info.st_mtime_ns]
