@@ -9,6 +9,7 @@ share that touches httpx (options, timeouts, converting responses and exceptions
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import threading
@@ -31,12 +32,13 @@ from fal_runtime._handles import AsyncRequestHandle, RequestHandle
 from fal_runtime._sse import SSEDecoder
 from fal_runtime._status import CancelOutcome, Completed, Status
 from fal_runtime._storage import MULTIPART_THRESHOLD, CdnToken, Storage, parts
-from fal_runtime._wait import DeadlineExpired, Subscription, Waiter
+from fal_runtime._wait import DRAIN_LINES, DeadlineExpired, Subscription, Waiter
 from fal_runtime.inputs import Blob, data_uri, needs_sending, to_blob, validate
 
 OutputT = TypeVar("OutputT", bound=BaseModel)
 logger = logging.getLogger("fal_runtime")
 
+_SHARD = 25  # connections per httpx pool in AsyncClient (see AsyncClient.__init__)
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # failed before a byte of the request left
 _NOT_TRANSIENT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError)
 
@@ -270,6 +272,15 @@ class Client(_ClientBase):
         except httpx.TransportError as exc:
             raise self._failure(exc) from None
 
+    @staticmethod
+    def _drain(lines: Iterator[str]) -> None:
+        """Read a completed status stream on to its close (see `DRAIN_LINES`); a failure there changes nothing."""
+        try:
+            for _ in itertools.islice(lines, DRAIN_LINES):
+                pass
+        except errors.TransportError:
+            pass
+
     # Operations on a submitted request (called by `RequestHandle`).
 
     def _status(self, handle: HandleData, *, logs: bool = False, remaining: float | None = None) -> Status:
@@ -289,11 +300,13 @@ class Client(_ClientBase):
             with self._open_stream(None, spec, remaining=waiter.remaining()) as response:
                 if not waiter.stream_usable(_reply_head(response)):
                     raise errors.ProtocolError("status stream is not an event stream")
-                for line in self._lines(response):
+                lines = self._lines(response)
+                for line in lines:
                     status = waiter.on_line(line)
                     if status is not None:
                         yield status
                         if isinstance(status, Completed):
+                            self._drain(lines)
                             return
         except _STREAM_FALLBACK as exc:
             logger.debug("fal status stream unavailable (%s); polling", type(exc).__name__)
@@ -422,27 +435,44 @@ class AsyncClient(_ClientBase):
         max_connections: int = 100,
         **kwargs: Any,
     ) -> None:
+        """See `_ClientBase.__init__` for the arguments; at most `max_connections` requests are in flight at once
+        (a status stream holds its connection while it waits); `http_client` replaces the httpx client."""
         super().__init__(key, **kwargs)
-        # Keep every pooled connection alive: the default keeps 20, so heavy concurrency paid a TLS handshake per call.
-        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._http = http_client
         # Requests wait for a slot here rather than in httpcore's pool, whose scheduling is quadratic in the number
         # of waiting requests (1,000 concurrent subscribes spent seconds of CPU there).
         self._slots = asyncio.Semaphore(max_connections)
+        # httpcore's pool bookkeeping also costs O(connections²) on every request start and end (encode/httpcore#1035,
+        # unmerged), so the connections are split over pools of at most _SHARD; each request takes the least busy.
+        count = 1 if http_client is not None else -(-max_connections // _SHARD)
+        per = -(-max_connections // count)
+        # Keep every pooled connection alive: the default keeps 20, so heavy concurrency paid a TLS handshake per call.
+        self._limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+        self._shards: list[httpx.AsyncClient | None] = [http_client] if http_client is not None else [None] * count
+        self._busy = [0] * count
         self._token: CdnToken | None = None
         self._token_lock = asyncio.Lock()
 
-    @property
-    def http(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
-            )
-        return self._http
+    @asynccontextmanager
+    async def _http(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A slot, then the least busy pool (created on first use), both held until the request or stream closes.
+        While a slot is free, some pool has a free connection, so nothing waits inside httpcore."""
+        async with self._slots:
+            i = min(range(len(self._busy)), key=self._busy.__getitem__)
+            shard = self._shards[i]
+            if shard is None:
+                shard = self._shards[i] = httpx.AsyncClient(
+                    timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
+                )
+            self._busy[i] += 1
+            try:
+                yield shard
+            finally:
+                self._busy[i] -= 1
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        for shard in self._shards:
+            if shard is not None:
+                await shard.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -458,8 +488,8 @@ class AsyncClient(_ClientBase):
             attempt += 1
             reply, failure = None, None
             try:
-                async with self._slots:
-                    response = await self.http.request(
+                async with self._http() as http:
+                    response = await http.request(
                         spec.method,
                         spec.url,
                         headers=self._headers(spec),
@@ -488,11 +518,11 @@ class AsyncClient(_ClientBase):
             attempt += 1
             reply, failure = None, None
             stack = AsyncExitStack()
-            await stack.enter_async_context(self._slots)  # held while the stream is open
+            http = await stack.enter_async_context(self._http())  # held while the stream is open
             try:
                 source = await stack.enter_async_context(
                     aconnect_sse(
-                        self.http,
+                        http,
                         spec.method,
                         spec.url,
                         headers=self._headers(spec),
@@ -532,6 +562,14 @@ class AsyncClient(_ClientBase):
         except httpx.TransportError as exc:
             raise self._failure(exc) from None
 
+    @staticmethod
+    async def _drain(lines: AsyncIterator[str]) -> None:
+        try:
+            for _ in range(DRAIN_LINES):
+                await anext(lines)
+        except (StopAsyncIteration, errors.TransportError):
+            pass
+
     # Operations on a submitted request (called by `AsyncRequestHandle`).
 
     async def _status(self, handle: HandleData, *, logs: bool = False, remaining: float | None = None) -> Status:
@@ -551,11 +589,13 @@ class AsyncClient(_ClientBase):
             async with self._open_stream(None, spec, remaining=waiter.remaining()) as response:
                 if not waiter.stream_usable(_reply_head(response)):
                     raise errors.ProtocolError("status stream is not an event stream")
-                async for line in self._lines(response):
+                lines = self._lines(response)
+                async for line in lines:
                     status = waiter.on_line(line)
                     if status is not None:
                         yield status
                         if isinstance(status, Completed):
+                            await self._drain(lines)
                             return
         except _STREAM_FALLBACK as exc:
             logger.debug("fal status stream unavailable (%s); polling", type(exc).__name__)

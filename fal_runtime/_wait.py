@@ -19,6 +19,11 @@ from fal_runtime._core import Reply, is_event_stream
 from fal_runtime._sse import SSEDecoder
 from fal_runtime._status import Completed, InProgress, LogWindow, Status, parse_status
 
+# After COMPLETED fal closes the status stream (fal-js waits for that close before it returns the result). Reading
+# on to the close, a few lines at most, lets the stream's connection go back to the pool: stopping at COMPLETED
+# would drop it, and the result call would pay a new TCP and TLS handshake.
+DRAIN_LINES = 16
+
 _SUBSCRIBE_ONLY = ("on_enqueue", "on_queue_update", "with_logs", "client_timeout", "poll_interval")
 
 

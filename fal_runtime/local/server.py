@@ -170,6 +170,10 @@ class LocalServer:
     def counters(self) -> dict[str, Any]:
         return self._script.counters()
 
+    def open_connections(self) -> int:
+        """Client connections open right now (idle keep-alive ones included)."""
+        return len(self._server.server_state.connections)
+
     def webhooks(self) -> list[dict[str, Any]]:
         return self._script.webhooks()
 

@@ -216,3 +216,59 @@ def test_readme_webhook_receiver_runs(
         body = b'{"request_id": "forged", "status": "OK", "payload": {}}'
         forged = httpx.post(f"{receiver}/fal/webhook", content=body, headers=Signer().headers("forged", body))
         assert forged.status_code == 400 and "signature" in forged.text
+
+
+async def test_concurrent_subscribes_stay_within_max_connections(server: LocalServer) -> None:
+    """80 subscribes through `max_connections=30`: at most 30 connections reach the server, and more than one of the
+    client's 15-connection pools carries them (a request never waits inside httpcore while a slot is free)."""
+    import asyncio
+
+    from generated.fal_ai import gemini_flash_edit as ep
+
+    server.behave(ep.ENDPOINT_ID, queue_seconds=0.0, run_seconds=0.3, times=80)  # streams hold their connection
+    baseline = server.open_connections()  # other tests' idle keep-alive connections
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, server.open_connections() - baseline)
+            await asyncio.sleep(0.005)
+
+    ctx = ssl.create_default_context(cafile=server.certificates.ca_file)
+    async with AsyncClient("test-key", queue_host=server.base, run_host=server.run_host, verify=ctx, max_connections=30) as c:
+        watcher = asyncio.create_task(watch())
+        try:
+            outputs = await asyncio.gather(*(
+                ep.subscribe_async(prompt=f"concurrent {i}", image_url="https://example.com/a.png", client=c) for i in range(80)
+            ))  # fmt: skip
+        finally:
+            watcher.cancel()
+    assert len(outputs) == 80 and all(isinstance(o, ep.Output) for o in outputs)
+    assert 15 < peak <= 30, f"peak {peak} connections"
+
+
+def _connects(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(1 for r in caplog.records if r.name == "httpcore.connection" and r.getMessage().startswith("connect_tcp.started"))
+
+
+def test_sequential_subscribes_reuse_one_connection(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    """The status stream is read on to its close after COMPLETED, so its connection serves the result call and the
+    next subscribe: one TCP and TLS handshake for five subscribes, not one each."""
+    from generated.fal_ai import gemini_flash_edit as ep
+
+    caplog.set_level("DEBUG", logger="httpcore")
+    for i in range(5):
+        ep.subscribe(prompt=f"reuse {i}", image_url="https://example.com/a.png", client=client)
+    assert _connects(caplog) == 1
+
+
+async def test_sequential_subscribes_reuse_one_connection_async(
+    async_client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from generated.fal_ai import gemini_flash_edit as ep
+
+    caplog.set_level("DEBUG", logger="httpcore")
+    for i in range(5):
+        await ep.subscribe_async(prompt=f"reuse async {i}", image_url="https://example.com/a.png", client=async_client)
+    assert _connects(caplog) == 1
