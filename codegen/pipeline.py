@@ -112,19 +112,20 @@ def _render_endpoint(endpoint: ir.Endpoint, reserved: frozenset[str]) -> str:
 
 
 def _render_modules(
-    endpoints: Sequence[ir.Endpoint], reserved: frozenset[str], cache: ModuleCache, jobs: int, pool: Pool | None
+    endpoints: Sequence[ir.Endpoint], reserved: frozenset[str], cache: ModuleCache, jobs: int, warm: Workers | None
 ) -> list[str]:
-    """Every endpoint module, from the cache or freshly rendered. Many cache misses spread over `jobs` processes;
-    a few go to `pool` (one warm worker) when given, else are rendered here."""
+    """Every endpoint module, from the cache or freshly rendered. Many cache misses spread over `jobs` processes
+    (the `warm` ones when there are as many); a few go to `warm` when given, else are rendered here."""
     keys = [endpoint_key(e, reserved) for e in endpoints]
     out = [cache.get(k) for k in keys]
     missing = [i for i, content in enumerate(out) if content is None]
     todo = [(endpoints[i], reserved) for i in missing]
-    if len(missing) >= 2 * _MIN_PER_WORKER and jobs > 1:
-        with workers(min(jobs, len(missing) // _MIN_PER_WORKER)) as own:
-            rendered = own.starmap(_render_endpoint, todo, chunksize=1)
-    elif pool is not None and todo:
-        rendered = pool.starmap(_render_endpoint, todo, chunksize=1)
+    wanted = min(jobs, len(missing) // _MIN_PER_WORKER)
+    if wanted > 1 and (warm is None or warm.size < wanted):
+        with workers(wanted) as own:
+            rendered = own.pool.starmap(_render_endpoint, todo, chunksize=1)
+    elif warm is not None and todo:
+        rendered = warm.pool.starmap(_render_endpoint, todo, chunksize=1)
     else:
         rendered = [_render_endpoint(*job) for job in todo]
     for i, content in zip(missing, rendered):
@@ -145,20 +146,26 @@ def _warm() -> None:
         pass  # the same error surfaces, with its traceback, when the worker renders its first module
 
 
+@dataclass(frozen=True)
+class Workers:
+    pool: Pool
+    size: int
+
+
 @contextmanager
-def workers(count: int) -> Iterator[Pool]:
+def workers(count: int) -> Iterator[Workers]:
     """`count` worker processes, started and warming up at once; stopped on exit, even if never used."""
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     pool = context.Pool(count, initializer=_warm)
     try:
-        yield pool
+        yield Workers(pool, count)
     finally:
         pool.terminate()
         pool.join()
 
 
 def render_tree(
-    endpoints: Sequence[ir.Endpoint], cache: ModuleCache | None = None, jobs: int = 1, pool: Pool | None = None
+    endpoints: Sequence[ir.Endpoint], cache: ModuleCache | None = None, jobs: int = 1, warm: Workers | None = None
 ) -> dict[str, str]:
     """Stage 3-4: every file of the output package, formatted, keyed by relative path."""
     endpoints = sorted(endpoints, key=lambda e: e.endpoint_id)
@@ -166,7 +173,7 @@ def render_tree(
     packages = {e.module_parts[:i] for e in endpoints for i in range(1, len(e.module_parts))}
     files: dict[str, str] = {}
     modules: list[tuple[str, str]] = []
-    for e, content in zip(endpoints, _render_modules(endpoints, reserved, cache or ModuleCache(None), jobs, pool)):
+    for e, content in zip(endpoints, _render_modules(endpoints, reserved, cache or ModuleCache(None), jobs, warm)):
         path = "/".join(e.module_parts) + ("/__init__.py" if e.module_parts in packages else ".py")
         files[path] = content
         modules.append((e.endpoint_id, "." + e.module))
@@ -252,16 +259,18 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
     last run's, so only the files that change are rewritten (each atomically) instead of swapping the whole tree.
     """
     cache = ModuleCache(cache_dir)
-    with workers(1) as pool:  # warming up while the specs are read and loaded, for the usual few changed specs
+    last = cache.last_run(out) if cache.root is not None else None
+    # Workers warm up while the specs are read and loaded: one for the usual few changed specs, or `jobs` when no
+    # earlier run into `out` is on record (nearly every module will be a cache miss).
+    with workers(1 if last is not None else max(1, jobs)) as warm:
         spec_files = loader.find_spec_files(specs_root)
         stamp = run_stamp(specs_root, spec_files) if cache.root is not None else None
-        last = cache.last_run(out) if stamp is not None else None
         before = tree_stats(out) if last is not None else None
         if last is not None and before == last["tree"] and last["stamp"] == stamp:
             warnings = [Problem(w["file"], w["pointer"], w["message"], Level.WARNING) for w in last["warnings"]]
             return Result(last["count"], {}, warnings), False
         endpoints, warnings = load_endpoints(spec_files, specs_root, cache)
-        files = render_tree(endpoints, cache, jobs, pool)
+        files = render_tree(endpoints, cache, jobs, warm)
     hashes = {rel: content_hash(text) for rel, text in files.items()}
     if last is not None and before == last["tree"]:
         changed = update_tree(out, files, hashes, last["hashes"])
