@@ -22,10 +22,11 @@ from urllib.parse import quote, urlsplit
 from fal_runtime import errors
 from fal_runtime._status import CancelOutcome, Status, parse_status
 
-Operation = Literal["submit", "run", "stream", "status", "result", "failed_result", "cancel", "upload"]
+Operation = Literal["submit", "run", "stream", "status", "result", "failed_result", "cancel", "upload", "download"]
 """What a request is for; the retry rules depend on it. `failed_result` is the result of a request whose status
 said COMPLETED with an error: its 5xx from fal is the stored outcome, not a transient failure. `upload` covers the
-storage token and every CDN request: repeating one at worst stores an unused copy of a file."""
+storage token and every CDN request: repeating one at worst stores an unused copy of a file. `download` is the GET of
+an output file, as idempotent as a status call."""
 
 _CREATES_WORK: frozenset[Operation] = frozenset({"submit", "run", "stream"})
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

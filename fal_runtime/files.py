@@ -1,7 +1,9 @@
 """Output files you can save: `download()` / `save(path)` (and async twins) on every generated file model.
 
 Downloads stream to a temporary file beside the target and are renamed into place only when complete, so an
-interrupted or rejected download leaves no partial file. The declared size is checked before reading, the actual
+interrupted or rejected download leaves no partial file. A transient failure (a dropped connection, a timeout, 408,
+429 or 5xx) starts the download again from the first byte, up to three more times, with the backoff and
+`Retry-After` rules of the clients (`Core.retry_delay`). The declared size is checked before reading, the actual
 size while reading, and the content type against what fal said the file is. A name fal gives is reduced to a bare
 file name (no directories, no `..`), so `save(directory)` cannot write outside that directory. Downloads never
 carry the fal key: output URLs are public CDN links.
@@ -13,15 +15,21 @@ import base64
 import binascii
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from fal_runtime import errors
 from fal_runtime.errors import FalError
 from fal_runtime.models import FalModel
 
+if TYPE_CHECKING:
+    from fal_runtime._core import Reply
+
+# Generated modules import this one: asyncio, httpx and the retry rules of `_core` load on the first download.
 DEFAULT_MAX_BYTES = 2 * 1024**3
 _CHUNK = 1024 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -29,6 +37,33 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 class DownloadError(FalError):
     """The file could not be fetched whole, or is not what fal said it is; nothing was written."""
+
+
+class _Failed(DownloadError):
+    """An attempt that failed in a way `Core.retry_delay` judges: an HTTP status or a transport error."""
+
+    def __init__(self, message: str, *, reply: Reply | None = None, failure: errors.TransportError | None = None) -> None:
+        super().__init__(message)
+        self.reply, self.failure = reply, failure
+
+
+class _Attempts:
+    """Whether to try a download again, and after how long: the clients' rule for an idempotent GET, at most three
+    more attempts within a minute."""
+
+    def __init__(self) -> None:
+        from fal_runtime._core import Core, RetryPolicy
+
+        retry = RetryPolicy(max_retries=3, base_delay=0.1, max_delay=2.0, total=60.0)
+        self._core = Core(key="", environ={}, retry=retry)  # only its retry rules: downloads never carry the key
+        self.started, self.count = time.monotonic(), 0
+
+    def delay(self, failed: _Failed) -> float | None:
+        self.count += 1
+        return self._core.retry_delay(
+            "download", self.count, time.monotonic() - self.started, reply=failed.reply, failure=failed.failure,
+            now_epoch=time.time(),
+        )  # fmt: skip
 
 
 class FalFile(FalModel):
@@ -40,11 +75,8 @@ class FalFile(FalModel):
         """The file's bytes, in memory."""
         if self.url.startswith("data:"):
             return _check_size(_data_uri(self.url), max_bytes)
-        import httpx
-
         chunks: list[bytes] = []
-        with httpx.Client(timeout=timeout, follow_redirects=True) as http:
-            _stream(http, self, _Sink(max_bytes, chunks.append))
+        self._fetch(_Sink(max_bytes, chunks.append, chunks.clear), timeout)
         return b"".join(chunks)
 
     def save(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> Path:
@@ -54,20 +86,14 @@ class FalFile(FalModel):
             if self.url.startswith("data:"):
                 handle.write(_check_size(_data_uri(self.url), max_bytes))
             else:
-                import httpx
-
-                with httpx.Client(timeout=timeout, follow_redirects=True) as http:
-                    _stream(http, self, _Sink(max_bytes, handle.write))
+                self._fetch(_Sink(max_bytes, handle.write, lambda: _rewind(handle)), timeout)
         return target
 
     async def download_async(self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> bytes:
         if self.url.startswith("data:"):
             return _check_size(_data_uri(self.url), max_bytes)
-        import httpx
-
         chunks: list[bytes] = []
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
-            await _astream(http, self, _Sink(max_bytes, chunks.append))
+        await self._fetch_async(_Sink(max_bytes, chunks.append, chunks.clear), timeout)
         return b"".join(chunks)
 
     async def save_async(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> Path:
@@ -76,11 +102,39 @@ class FalFile(FalModel):
             if self.url.startswith("data:"):
                 handle.write(_check_size(_data_uri(self.url), max_bytes))
             else:
-                import httpx
-
-                async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
-                    await _astream(http, self, _Sink(max_bytes, handle.write))
+                await self._fetch_async(_Sink(max_bytes, handle.write, lambda: _rewind(handle)), timeout)
         return target
+
+    def _fetch(self, sink: _Sink, timeout: float) -> None:
+        """Stream the file into `sink`, starting again after a transient failure as `_Attempts` decides."""
+        import httpx
+
+        attempts = _Attempts()
+        with httpx.Client(timeout=timeout, follow_redirects=True) as http:
+            while True:
+                try:
+                    return _stream(http, self, sink)
+                except _Failed as failed:
+                    delay = attempts.delay(failed)
+                    if delay is None:
+                        raise _final(failed, attempts) from None
+                time.sleep(delay)
+
+    async def _fetch_async(self, sink: _Sink, timeout: float) -> None:
+        import asyncio
+
+        import httpx
+
+        attempts = _Attempts()
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
+            while True:
+                try:
+                    return await _astream(http, self, sink)
+                except _Failed as failed:
+                    delay = attempts.delay(failed)
+                    if delay is None:
+                        raise _final(failed, attempts) from None
+                await asyncio.sleep(delay)
 
     def safe_name(self) -> str:
         """A bare file name for this file: fal's `file_name`, else the URL's last segment, made safe."""
@@ -114,16 +168,35 @@ def _data_uri(url: str) -> bytes:
         raise DownloadError("malformed data URI") from None
 
 
-class _Sink:
-    """Where downloaded chunks go, counting them against the size limit (one decision for sync and async)."""
+def _final(failed: _Failed, attempts: _Attempts) -> DownloadError:
+    tries = f" (after {attempts.count} attempts)" if attempts.count > 1 else ""
+    return DownloadError(f"{failed}{tries}")
 
-    def __init__(self, max_bytes: int, write: Callable[[bytes], object]) -> None:
-        self.max_bytes, self._write, self._total = max_bytes, write, 0
+
+def _rewind(handle: IO[bytes]) -> None:
+    handle.seek(0)
+    handle.truncate()
+
+
+class _Sink:
+    """Where downloaded chunks go, counting them against the size limit (one decision for sync and async).
+    `restart` empties it when a failed attempt is tried again."""
+
+    def __init__(self, max_bytes: int, write: Callable[[bytes], object], restart: Callable[[], object]) -> None:
+        self.max_bytes, self._write, self._restart, self._total = max_bytes, write, restart, 0
+
+    def start(self) -> None:
+        if self._total:
+            self._restart()
+        self._total = 0
 
     def expect(self, response: Any, file: FalFile) -> None:
         """Refuse before reading: an error status, a declared size over the limit, or the wrong content type."""
         if response.status_code != 200:
-            raise DownloadError(f"HTTP {response.status_code} fetching {file.url}")
+            from fal_runtime._core import Reply
+
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            raise _Failed(f"HTTP {response.status_code} fetching {file.url}", reply=Reply(response.status_code, headers))
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             raise DownloadError(f"file is {declared} bytes, over the {self.max_bytes}-byte limit")
@@ -142,25 +215,35 @@ class _Sink:
 def _stream(http: Any, file: FalFile, sink: _Sink) -> None:
     import httpx
 
+    sink.start()
     try:
         with http.stream("GET", file.url) as response:
             sink.expect(response, file)
             for chunk in response.iter_bytes(_CHUNK):
                 sink.feed(chunk)
     except httpx.HTTPError as exc:
-        raise DownloadError(f"download of {file.url} failed: {type(exc).__name__}") from None
+        raise _transport_failure(file, exc) from None
 
 
 async def _astream(http: Any, file: FalFile, sink: _Sink) -> None:
     import httpx
 
+    sink.start()
     try:
         async with http.stream("GET", file.url) as response:
             sink.expect(response, file)
             async for chunk in response.aiter_bytes(_CHUNK):
                 sink.feed(chunk)
     except httpx.HTTPError as exc:
-        raise DownloadError(f"download of {file.url} failed: {type(exc).__name__}") from None
+        raise _transport_failure(file, exc) from None
+
+
+def _transport_failure(file: FalFile, exc: Exception) -> _Failed:
+    import httpx
+
+    message = f"download of {file.url} failed: {type(exc).__name__}"
+    transient = isinstance(exc, httpx.TransportError) and not isinstance(exc, (httpx.UnsupportedProtocol, httpx.ProxyError))
+    return _Failed(message, failure=errors.TransportError(message, request_sent=True, transient=transient))
 
 
 @contextmanager

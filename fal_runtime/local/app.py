@@ -365,10 +365,14 @@ class LocalFal:
     async def download(self, request: Request) -> Response:
         if request.headers.get("authorization", "").lower().startswith("key "):
             self.script.count_key_on_cdn()
-        stored = self.files.get(request.path_params["path"])
-        if stored is None:
-            return _not_found(request)
-        return Response(stored.data, media_type=stored.content_type)
+
+        async def produce() -> Response:
+            stored = self.files.get(request.path_params["path"])
+            if stored is None:
+                return _not_found(request)
+            return Response(stored.data, media_type=stored.content_type)
+
+        return await self.guarded(None, "download", produce)
 
     async def jwks(self, request: Request) -> Response:
         return _json(self.signer.jwks())

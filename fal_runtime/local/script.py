@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, get_args
 
-Op = Literal["submit", "status", "status_stream", "result", "cancel", "run", "stream", "token", "upload", "upload_part"]
+Op = Literal["submit", "status", "status_stream", "result", "cancel", "run", "stream", "token", "upload", "upload_part", "download"]
 Fault = Literal["429", "500", "502", "503", "504", "ingress-502", "user-timeout-504", "drop", "stall"]
 Phase = Literal["before", "after"]
 

@@ -45,12 +45,20 @@ def test_over_the_size_limit_leaves_nothing(output: gemini.Output, tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-def _raw_http(reply: bytes) -> Iterator[str]:
-    """A real HTTP server on 127.0.0.1 answering every request with `reply`, then closing the connection."""
+class RawHTTP(str):
+    """The URL of a real HTTP server on 127.0.0.1, with the number of requests it has answered."""
+
+    requests = 0
+
+
+def _raw_http(*replies: bytes) -> Iterator[RawHTTP]:
+    """A real HTTP server on 127.0.0.1 answering the n-th request with the n-th reply (the last one from then on),
+    then closing the connection."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
     stop = threading.Event()
+    url = RawHTTP(f"http://127.0.0.1:{listener.getsockname()[1]}/files/out.png")
 
     def serve() -> None:
         listener.settimeout(0.2)
@@ -61,20 +69,31 @@ def _raw_http(reply: bytes) -> Iterator[str]:
                 continue
             with conn:
                 conn.recv(65536)
-                conn.sendall(reply)
+                conn.sendall(replies[min(url.requests, len(replies) - 1)])
+                url.requests += 1
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/files/out.png"
+    yield url
     stop.set()
     thread.join(timeout=2)
     listener.close()
 
 
+TRUNCATED = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n" + PNG + b"x" * 1000
+WHOLE = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 1008\r\n\r\n" + PNG + b"y" * 1000
+
+
 @pytest.fixture
-def broken_http() -> Iterator[str]:
-    """Promises 100 kB, sends 1 kB and drops the connection."""
-    yield from _raw_http(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n" + PNG + b"x" * 1000)
+def broken_http() -> Iterator[RawHTTP]:
+    """Promises 100 kB, sends 1 kB and drops the connection, every time."""
+    yield from _raw_http(TRUNCATED)
+
+
+@pytest.fixture
+def flaky_http() -> Iterator[RawHTTP]:
+    """Drops the connection mid-body once, then serves the whole file."""
+    yield from _raw_http(TRUNCATED, WHOLE)
 
 
 @pytest.fixture
@@ -90,11 +109,41 @@ def test_wrong_content_type_leaves_nothing(html_http: str, tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == []
 
 
-def test_connection_dropped_mid_body_leaves_nothing(broken_http: str, tmp_path: Path) -> None:
+def test_connection_dropped_mid_body_leaves_nothing(broken_http: RawHTTP, tmp_path: Path) -> None:
     image = gemini.File(url=broken_http, content_type="image/png")
-    with pytest.raises(DownloadError, match="failed"):
+    with pytest.raises(DownloadError, match=r"failed: RemoteProtocolError \(after 4 attempts\)"):
         image.save(tmp_path)
     assert list(tmp_path.iterdir()) == []
+    assert broken_http.requests == 4  # the first attempt and three more
+
+
+def test_a_retried_download_starts_again_from_the_first_byte(flaky_http: RawHTTP, tmp_path: Path) -> None:
+    saved = gemini.File(url=flaky_http, content_type="image/png").save(tmp_path / "out.png")
+    assert saved.read_bytes() == PNG + b"y" * 1000  # nothing of the dropped attempt's 1 kB is left in it
+    assert flaky_http.requests == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_transient_failures_are_tried_again_over_https(output: gemini.Output, server: LocalServer, tmp_path: Path) -> None:
+    server.reset()
+    server.script(op="download", fault="503")
+    server.script(op="download", fault="drop")
+    saved = output.image.save(tmp_path)
+    assert saved.read_bytes().startswith(PNG) and server.counters()["calls"][""]["download"] == 3
+
+
+async def test_transient_failures_are_tried_again_async(output: gemini.Output, server: LocalServer) -> None:
+    server.reset()
+    server.script(op="download", fault="502")
+    assert (await output.image.download_async()).startswith(PNG)
+    assert server.counters()["calls"][""]["download"] == 2
+
+
+def test_a_missing_file_is_not_tried_again(output: gemini.Output, server: LocalServer, tmp_path: Path) -> None:
+    server.reset()
+    missing = gemini.File(url=output.image.url.rsplit("/", 1)[0] + "/missing.png", content_type="image/png")
+    with pytest.raises(DownloadError, match=r"HTTP 404 fetching .*missing.png$"):
+        missing.save(tmp_path)
+    assert server.counters()["calls"][""]["download"] == 1 and list(tmp_path.iterdir()) == []
 
 
 def test_server_given_names_cannot_escape_the_directory(tmp_path: Path) -> None:
