@@ -15,10 +15,10 @@ gen: $(VENV_STAMP)
 test: $(VENV_STAMP)
 	$(PY) -m codegen check
 	$(PY) -m pytest -q
-	$(PY) -m mypy --strict generated fal_runtime
+	$(PY) -m mypy --strict generated fal_runtime codegen
 
 typecheck: $(VENV_STAMP)
-	$(PY) -m mypy --strict generated fal_runtime
+	$(PY) -m mypy --strict generated fal_runtime codegen
 
 bench: $(VENV_STAMP)
 	$(PY) bench/run.py

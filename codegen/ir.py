@@ -195,7 +195,7 @@ def _file_inputs(schemas: dict[str, Any]) -> dict[str, tuple[str, ...]]:
 def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoint | None:
     """The intermediate model of one validated document, or None (with problems recorded)."""
     doc = spec.doc
-    info = doc.get("info") if isinstance(doc.get("info"), dict) else {}
+    info: dict[str, Any] = doc["info"] if isinstance(doc.get("info"), dict) else {}
     meta = info.get("x-fal-metadata")
     endpoint_id = meta.get("endpointId") if isinstance(meta, dict) else None
     id_ptr = "/info/x-fal-metadata/endpointId"
@@ -207,9 +207,9 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
         problems.append(Problem(spec.rel, id_ptr, f"endpoint id {endpoint_id!r} does not match the file's place in specs/ ({stem!r})"))
         return None
 
-    base = ["paths", "/" + endpoint_id]
+    base: list[str | int] = ["paths", "/" + endpoint_id]
     in_name = _schema_ref(spec, [*base, "post", "requestBody", "content", "application/json", "schema"], "input", problems)
-    result_path = ["paths", f"/{endpoint_id}/requests/{{request_id}}", "get", "responses", "200", "content", "application/json", "schema"]
+    result_path: list[str | int] = ["paths", f"/{endpoint_id}/requests/{{request_id}}", "get", "responses", "200", "content", "application/json", "schema"]
     out_name = _schema_ref(spec, result_path, "output", problems)
     if in_name is None or out_name is None:
         return None

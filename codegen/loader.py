@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -47,13 +47,14 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark  # type: ignore[arg-type]
+                None, None, f"duplicate key {key!r}", key_node.start_mark
             )
         seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
+    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
+    return mapping
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -222,7 +223,7 @@ def _json_kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -260,12 +261,12 @@ def load(path: Path, problems: list[Problem]) -> SpecDocument | None:
 
 def check_examples(spec: SpecDocument) -> Iterator[Problem]:
     """Every `examples` entry of a component schema (and of its properties) must validate against that schema."""
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+    from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
     uri = "urn:spec"
-    registry: Registry[Any] = Registry().with_resource(uri, Resource(spec.doc, specification=DRAFT202012))
+    registry: Registry[Any] = Registry().with_resource(uri, DRAFT202012.create_resource(spec.doc))
     schemas = (spec.doc.get("components") or {}).get("schemas") or {}
     for name, schema in schemas.items():
         if not isinstance(schema, dict):

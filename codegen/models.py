@@ -56,8 +56,8 @@ class Models:
 
 
 def _dcg_options() -> dict[str, Any]:
-    from datamodel_code_generator import DataModelType, InputFileType, PythonVersion
-    from datamodel_code_generator.format import Formatter
+    from datamodel_code_generator.enums import DataModelType, InputFileType
+    from datamodel_code_generator.format import Formatter, PythonVersion
 
     return dict(
         DCG_OPTIONS,

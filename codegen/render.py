@@ -295,5 +295,6 @@ def _gap(lines: list[str]) -> str:
 
 def black_format(source: str) -> str:
     import black
+    from black.mode import Mode, TargetVersion
 
-    return black.format_str(source, mode=black.Mode(target_versions={black.TargetVersion.PY311}))
+    return black.format_str(source, mode=Mode(target_versions={TargetVersion.PY311}))
