@@ -170,9 +170,14 @@ _STREAM_FALLBACK = (errors.TransportError, errors.HTTPError, errors.ProtocolErro
 class Client(_ClientBase):
     """A synchronous fal client. Thread-safe; reuse one per process (it keeps a connection pool)."""
 
-    def __init__(self, key: str | None = None, *, http_client: httpx.Client | None = None, **kwargs: Any) -> None:
-        """See `_ClientBase.__init__` for the arguments; `http_client` replaces the httpx client (tests, proxies)."""
+    def __init__(
+        self, key: str | None = None, *, http_client: httpx.Client | None = None, max_connections: int = 100, **kwargs: Any
+    ) -> None:
+        """See `_ClientBase.__init__` for the arguments; `max_connections` bounds the pool (threads beyond it wait
+        for a connection); `http_client` replaces the httpx client (tests, proxies)."""
         super().__init__(key, **kwargs)
+        # Every pooled connection is kept alive, as in AsyncClient: httpx keeps 20, so more threads paid handshakes.
+        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = http_client
         self._lock = threading.Lock()
         self._token: CdnToken | None = None
@@ -182,7 +187,9 @@ class Client(_ClientBase):
     def http(self) -> httpx.Client:
         with self._lock:
             if self._http is None:
-                self._http = httpx.Client(timeout=self._timeout, verify=self._verify, follow_redirects=True)
+                self._http = httpx.Client(
+                    timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
+                )
             return self._http
 
     def close(self) -> None:

@@ -272,3 +272,24 @@ async def test_sequential_subscribes_reuse_one_connection_async(
     for i in range(5):
         await ep.subscribe_async(prompt=f"reuse async {i}", image_url="https://example.com/a.png", client=async_client)
     assert _connects(caplog) == 1
+
+
+def test_threads_share_the_sync_pool_without_reconnecting(server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
+    """30 threads, three subscribes each, one `Client`: every connection is kept alive for the next call, so no more
+    connections are ever opened than threads run at once (httpx alone keeps 20 and reconnects the rest)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from generated.fal_ai import gemini_flash_edit as ep
+
+    server.behave(ep.ENDPOINT_ID, queue_seconds=0.0, run_seconds=0.1, times=90)
+    caplog.set_level("DEBUG", logger="httpcore")
+    ctx = ssl.create_default_context(cafile=server.certificates.ca_file)
+    with Client("test-key", queue_host=server.base, run_host=server.run_host, verify=ctx) as c:
+
+        def three(i: int) -> None:
+            for n in range(3):
+                ep.subscribe(prompt=f"thread {i} call {n}", image_url="https://example.com/a.png", client=c)
+
+        with ThreadPoolExecutor(30) as pool:
+            list(pool.map(three, range(30)))
+    assert 0 < _connects(caplog) <= 30
