@@ -116,7 +116,7 @@ class Endpoint(Generic[InputT, OutputT]):
 
     def _map_files(self, model: M, replace: Callable[[Any], Any]) -> M:
         """`model` with each pending file value replaced by `replace(value)`; models holding none are kept as is."""
-        files = self.files.get(type(model), frozenset())
+        files = next((self.files[c] for c in type(model).__mro__ if c in self.files), frozenset())  # subclasses too
         update = {}
         for name in type(model).model_fields:
             if name in model.model_fields_set:

@@ -275,6 +275,14 @@ def test_nested_file_inputs_sync(nested: tuple[Any, LocalServer], png_file: Path
     assert server.counters()["calls"][""]["upload"] == 2
 
 
+def test_a_subclassed_input_model_still_uploads(client: Client, server: LocalServer, png_file: Path) -> None:
+    class MyInput(flux.Input):
+        pass
+
+    flux.subscribe(MyInput(image_url=png_file, prompt="subclass"), client=client)
+    assert server.stored_file(_sent(server, "image_url")) == PNG
+
+
 async def test_nested_file_inputs_async(nested: tuple[Any, LocalServer], png_file: Path) -> None:
     module, server = nested
     server.reset()
