@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, Union
 
-from pydantic import PlainValidator, WithJsonSchema
+from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -52,10 +52,26 @@ def validate(value: Any) -> Any:
     )
 
 
+def serialize(value: Any) -> str:
+    """A file-input value as JSON: only a URL or data URI. Anything else reaching JSON was never uploaded, and must
+    fail loudly rather than send fal a local path's text or a file object's repr."""
+    if isinstance(value, str):
+        return value
+    raise TypeError(
+        f"a file input holding {type(value).__name__} cannot be sent as JSON: it must be uploaded first "
+        "(the generated call functions do that; `Client.upload` does it by hand)"
+    )
+
+
 if not TYPE_CHECKING:
     # At run time the union is a validator: pydantic cannot build a schema for IO or PIL types, and must not
     # coerce (a str stays a URL, a Path stays a Path until the client reads it).
-    FileInput = Annotated[Any, PlainValidator(validate), WithJsonSchema({"type": "string", "format": "uri"})]
+    FileInput = Annotated[
+        Any,
+        PlainValidator(validate),
+        PlainSerializer(serialize, when_used="json"),
+        WithJsonSchema({"type": "string", "format": "uri"}),
+    ]
 
 
 def is_pil_image(value: object) -> bool:

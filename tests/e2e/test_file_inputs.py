@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+from pydantic_core import PydanticSerializationError
 import pytest
 from PIL import Image
 
@@ -157,6 +158,14 @@ def test_a_bad_value_fails_before_any_network_call(client: Client, server: Local
     with pytest.raises(pydantic.ValidationError, match="not int"):
         flux2.subscribe(image_urls=[URL, 3], prompt="x", client=client)  # type: ignore[list-item]
     assert server.counters()["calls"] == {}
+
+
+def test_a_local_file_never_reaches_json_unsent(png_file: Path) -> None:
+    """Should a local file ever skip the upload, serializing it fails instead of sending fal its path's text."""
+    arguments = flux.Input(image_url=png_file, prompt="x")
+    assert arguments.model_dump()["image_url"] == png_file  # Python mode keeps the value
+    with pytest.raises(PydanticSerializationError, match="must be uploaded first"):
+        arguments.model_dump(mode="json")
 
 
 def test_the_server_refuses_a_file_it_does_not_hold(client: Client, server: LocalServer) -> None:
