@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from pydantic_core import PydanticSerializationError
 import pytest
 from PIL import Image
+from pydantic_core import PydanticSerializationError
 
 from fal_runtime import AsyncClient, Client, ValidationError
 from fal_runtime._storage import MULTIPART_THRESHOLD, PART_SIZE
