@@ -460,9 +460,10 @@ class AsyncClient(_ClientBase):
         self._token_lock = asyncio.Lock()
 
     @asynccontextmanager
-    async def _http(self) -> AsyncIterator[httpx.AsyncClient]:
+    async def connection(self) -> AsyncIterator[httpx.AsyncClient]:
         """A slot, then the least busy pool (created on first use), both held until the request or stream closes.
-        While a slot is free, some pool has a free connection, so nothing waits inside httpcore."""
+        While a slot is free, some pool has a free connection, so nothing waits inside httpcore. Requests sent
+        through it directly carry no credentials (output downloads use it)."""
         async with self._slots:
             i = min(range(len(self._busy)), key=self._busy.__getitem__)
             shard = self._shards[i]
@@ -495,7 +496,7 @@ class AsyncClient(_ClientBase):
             attempt += 1
             reply, failure = None, None
             try:
-                async with self._http() as http:
+                async with self.connection() as http:
                     response = await http.request(
                         spec.method,
                         spec.url,
@@ -525,7 +526,7 @@ class AsyncClient(_ClientBase):
             attempt += 1
             reply, failure = None, None
             stack = AsyncExitStack()
-            http = await stack.enter_async_context(self._http())  # held while the stream is open
+            http = await stack.enter_async_context(self.connection())  # held while the stream is open
             try:
                 source = await stack.enter_async_context(
                     aconnect_sse(

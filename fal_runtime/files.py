@@ -6,7 +6,8 @@ interrupted or rejected download leaves no partial file. A transient failure (a 
 `Retry-After` rules of the clients (`Core.retry_delay`). The declared size is checked before reading, the actual
 size while reading, and the content type against what fal said the file is. A name fal gives is reduced to a bare
 file name (no directories, no `..`), so `save(directory)` cannot write outside that directory. Downloads never
-carry the fal key: output URLs are public CDN links.
+carry the fal key: output URLs are public CDN links. They go through a client's connection pool (the `client=` given,
+else the default one the call functions use), so saving several outputs does not pay a TLS handshake for each.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fal_runtime.errors import FalError
 from fal_runtime.models import FalModel
 
 if TYPE_CHECKING:
+    from fal_runtime._client import AsyncClient, Client
     from fal_runtime._core import Reply
 
 # Generated modules import this one: asyncio, httpx and the retry rules of `_core` load on the first download.
@@ -71,65 +73,71 @@ class FalFile(FalModel):
 
     url: str
 
-    def download(self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> bytes:
-        """The file's bytes, in memory."""
+    def download(self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0, client: Client | None = None) -> bytes:
+        """The file's bytes, in memory. `client`: whose connections to use (default: the call functions' default)."""
         if self.url.startswith("data:"):
             return _check_size(_data_uri(self.url), max_bytes)
         chunks: list[bytes] = []
-        self._fetch(_Sink(max_bytes, chunks.append, chunks.clear), timeout)
+        self._fetch(_Sink(max_bytes, chunks.append, chunks.clear), timeout, client)
         return b"".join(chunks)
 
-    def save(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> Path:
+    def save(
+        self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0, client: Client | None = None
+    ) -> Path:
         """Write the file to `path` (a directory: under a safe name from fal's file name or URL); returns the path."""
         target = self._target(path)
         with _atomic(target) as handle:
             if self.url.startswith("data:"):
                 handle.write(_check_size(_data_uri(self.url), max_bytes))
             else:
-                self._fetch(_Sink(max_bytes, handle.write, lambda: _rewind(handle)), timeout)
+                self._fetch(_Sink(max_bytes, handle.write, lambda: _rewind(handle)), timeout, client)
         return target
 
-    async def download_async(self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> bytes:
+    async def download_async(
+        self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0, client: AsyncClient | None = None
+    ) -> bytes:
         if self.url.startswith("data:"):
             return _check_size(_data_uri(self.url), max_bytes)
         chunks: list[bytes] = []
-        await self._fetch_async(_Sink(max_bytes, chunks.append, chunks.clear), timeout)
+        await self._fetch_async(_Sink(max_bytes, chunks.append, chunks.clear), timeout, client)
         return b"".join(chunks)
 
-    async def save_async(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0) -> Path:
+    async def save_async(
+        self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0, client: AsyncClient | None = None
+    ) -> Path:
         target = self._target(path)
         with _atomic(target) as handle:
             if self.url.startswith("data:"):
                 handle.write(_check_size(_data_uri(self.url), max_bytes))
             else:
-                await self._fetch_async(_Sink(max_bytes, handle.write, lambda: _rewind(handle)), timeout)
+                await self._fetch_async(_Sink(max_bytes, handle.write, lambda: _rewind(handle)), timeout, client)
         return target
 
-    def _fetch(self, sink: _Sink, timeout: float) -> None:
+    def _fetch(self, sink: _Sink, timeout: float, client: Client | None) -> None:
         """Stream the file into `sink`, starting again after a transient failure as `_Attempts` decides."""
-        import httpx
+        from fal_runtime._client import default_client
 
+        http = (client or default_client()).http
         attempts = _Attempts()
-        with httpx.Client(timeout=timeout, follow_redirects=True) as http:
-            while True:
-                try:
-                    return _stream(http, self, sink)
-                except _Failed as failed:
-                    delay = attempts.delay(failed)
-                    if delay is None:
-                        raise _final(failed, attempts) from None
-                time.sleep(delay)
+        while True:
+            try:
+                return _stream(http, self, sink, timeout)
+            except _Failed as failed:
+                delay = attempts.delay(failed)
+                if delay is None:
+                    raise _final(failed, attempts) from None
+            time.sleep(delay)
 
-    async def _fetch_async(self, sink: _Sink, timeout: float) -> None:
+    async def _fetch_async(self, sink: _Sink, timeout: float, client: AsyncClient | None) -> None:
         import asyncio
 
-        import httpx
+        from fal_runtime._client import default_async_client
 
         attempts = _Attempts()
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
+        async with (client or default_async_client()).connection() as http:
             while True:
                 try:
-                    return await _astream(http, self, sink)
+                    return await _astream(http, self, sink, timeout)
                 except _Failed as failed:
                     delay = attempts.delay(failed)
                     if delay is None:
@@ -212,12 +220,12 @@ class _Sink:
         self._write(chunk)
 
 
-def _stream(http: Any, file: FalFile, sink: _Sink) -> None:
+def _stream(http: Any, file: FalFile, sink: _Sink, timeout: float) -> None:
     import httpx
 
     sink.start()
     try:
-        with http.stream("GET", file.url) as response:
+        with http.stream("GET", file.url, timeout=timeout) as response:
             sink.expect(response, file)
             for chunk in response.iter_bytes(_CHUNK):
                 sink.feed(chunk)
@@ -225,12 +233,12 @@ def _stream(http: Any, file: FalFile, sink: _Sink) -> None:
         raise _transport_failure(file, exc) from None
 
 
-async def _astream(http: Any, file: FalFile, sink: _Sink) -> None:
+async def _astream(http: Any, file: FalFile, sink: _Sink, timeout: float) -> None:
     import httpx
 
     sink.start()
     try:
-        async with http.stream("GET", file.url) as response:
+        async with http.stream("GET", file.url, timeout=timeout) as response:
             sink.expect(response, file)
             async for chunk in response.aiter_bytes(_CHUNK):
                 sink.feed(chunk)
