@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from typing import Any, TypeVar
@@ -683,7 +683,7 @@ class AsyncClient(_ClientBase):
 
     async def upload_all(self, values: list[Any]) -> list[str]:
         """`upload` of each value, all files at once."""
-        return list(await asyncio.gather(*(self.upload(value) for value in values)))
+        return await _all_or_nothing(self.upload(value) for value in values)
 
     async def _cdn_token(self, stale: CdnToken | None = None) -> CdnToken:
         async with self._token_lock:
@@ -713,10 +713,23 @@ class AsyncClient(_ClientBase):
                 )
             return n, etag
 
-        etags = dict(await asyncio.gather(*(put(*part) for part in parts(blob.size))))
+        etags = dict(await _all_or_nothing(put(*part) for part in parts(blob.size)))
         return await self._cdn(
             lambda t: storage.complete_request(t, access_url, upload_id, etags), lambda r: storage.completed(r, access_url)
         )
+
+
+async def _all_or_nothing(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """The results in order; when one fails, the others are cancelled before its error is raised (`gather` alone
+    would leave them running, sending the rest of a file whose upload has already failed)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _reply_head(response: httpx.Response) -> Reply:

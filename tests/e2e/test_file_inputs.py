@@ -3,6 +3,7 @@ local server's storage routes, which then checks the model could read what it wa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -18,7 +19,7 @@ import pytest
 from PIL import Image
 from pydantic_core import PydanticSerializationError
 
-from fal_runtime import AsyncClient, Client, ValidationError
+from fal_runtime import AsyncClient, Client, ServerError, ValidationError
 from fal_runtime._storage import MULTIPART_THRESHOLD, PART_SIZE
 from fal_runtime.local import LocalServer
 from generated.fal_ai.flux.dev import image_to_image as flux
@@ -302,3 +303,24 @@ async def test_nested_file_inputs_async(nested: tuple[Any, LocalServer], png_fil
     assert server.counters()["calls"][""]["upload"] == 2
     with pytest.raises(pydantic.ValidationError, match="is not a file"):  # checked at any depth, before any call
         module.ControlNet(control_image_url=png_file.with_name("missing.png"))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_part_that_fails_for_good_stops_the_rest(mode: str, server: LocalServer, big_file: tuple[Path, str]) -> None:
+    """Once one part has failed for good, the parts not yet sent are not sent: the upload has failed anyway."""
+    from fal_runtime import RetryPolicy
+
+    path, _ = big_file
+    server.reset()
+    server.script(op="upload_part", fault="500", times=None)
+    settings = _settings(server, retry=RetryPolicy(max_retries=0))
+    if mode == "sync":
+        with Client("test-key", **settings) as client, pytest.raises(ServerError):
+            client.upload(path)
+    else:
+        async with AsyncClient("test-key", **settings) as aclient:
+            with pytest.raises(ServerError):
+                await aclient.upload(path)
+            await asyncio.sleep(0.5)  # the client is still open: parts left running in the background would go out
+    sent = server.counters()["calls"][""]["upload_part"]
+    assert sent < _parts(path), f"{sent} of {_parts(path)} parts were sent after the first failed for good"
