@@ -60,12 +60,17 @@ class _Attempts:
         self._core = Core(key="", environ={}, retry=retry)  # only its retry rules: downloads never carry the key
         self.started, self.count = time.monotonic(), 0
 
-    def delay(self, failed: _Failed) -> float | None:
+    def delay(self, failed: _Failed) -> float:
+        """Seconds to wait before the next attempt; the final `DownloadError` when there is to be none."""
         self.count += 1
-        return self._core.retry_delay(
+        delay = self._core.retry_delay(
             "download", self.count, time.monotonic() - self.started, reply=failed.reply, failure=failed.failure,
             now_epoch=time.time(),
         )  # fmt: skip
+        if delay is None:
+            tries = f" (after {self.count} attempts)" if self.count > 1 else ""
+            raise DownloadError(f"{failed}{tries}") from None
+        return delay
 
 
 class FalFile(FalModel):
@@ -124,8 +129,6 @@ class FalFile(FalModel):
                 return _stream(http, self, sink, timeout)
             except _Failed as failed:
                 delay = attempts.delay(failed)
-                if delay is None:
-                    raise _final(failed, attempts) from None
             time.sleep(delay)
 
     async def _fetch_async(self, sink: _Sink, timeout: float, client: AsyncClient | None) -> None:
@@ -140,8 +143,6 @@ class FalFile(FalModel):
                     return await _astream(http, self, sink, timeout)
                 except _Failed as failed:
                     delay = attempts.delay(failed)
-                    if delay is None:
-                        raise _final(failed, attempts) from None
                 await asyncio.sleep(delay)
 
     def safe_name(self) -> str:
@@ -174,11 +175,6 @@ def _data_uri(url: str) -> bytes:
         return base64.b64decode(payload, validate=True) if header.endswith(";base64") else unquote(payload).encode()
     except (binascii.Error, ValueError):
         raise DownloadError("malformed data URI") from None
-
-
-def _final(failed: _Failed, attempts: _Attempts) -> DownloadError:
-    tries = f" (after {attempts.count} attempts)" if attempts.count > 1 else ""
-    return DownloadError(f"{failed}{tries}")
 
 
 def _rewind(handle: IO[bytes]) -> None:

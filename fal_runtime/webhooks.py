@@ -224,12 +224,9 @@ def _fetch_jwks(url: str, verify: Any) -> Jwks:
     import httpx
 
     try:
-        response = httpx.get(url, timeout=10.0, verify=verify)
-        response.raise_for_status()
-        data: Jwks = response.json()
+        return _jwks_of(httpx.get(url, timeout=10.0, verify=verify))
     except (httpx.HTTPError, ValueError) as exc:
-        raise WebhookVerificationError(f"cannot fetch fal's webhook keys from {url}: {type(exc).__name__}") from None
-    return data
+        raise _unreachable(url, exc) from None
 
 
 async def _fetch_jwks_async(url: str, verify: Any) -> Jwks:
@@ -237,9 +234,16 @@ async def _fetch_jwks_async(url: str, verify: Any) -> Jwks:
 
     try:
         async with httpx.AsyncClient(timeout=10.0, verify=verify) as http:
-            response = await http.get(url)
-        response.raise_for_status()
-        data: Jwks = response.json()
+            return _jwks_of(await http.get(url))
     except (httpx.HTTPError, ValueError) as exc:
-        raise WebhookVerificationError(f"cannot fetch fal's webhook keys from {url}: {type(exc).__name__}") from None
+        raise _unreachable(url, exc) from None
+
+
+def _jwks_of(response: Any) -> Jwks:
+    response.raise_for_status()
+    data: Jwks = response.json()
     return data
+
+
+def _unreachable(url: str, exc: Exception) -> WebhookVerificationError:
+    return WebhookVerificationError(f"cannot fetch fal's webhook keys from {url}: {type(exc).__name__}")

@@ -14,6 +14,7 @@ import pytest
 from fal_runtime import AsyncClient, Client
 from fal_runtime.files import DownloadError
 from fal_runtime.local import LocalServer
+from tests.e2e.conftest import connects
 from generated.fal_ai import gemini_flash_edit as gemini
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -154,20 +155,16 @@ def test_server_given_names_cannot_escape_the_directory(tmp_path: Path) -> None:
     assert gemini.File(url="https://cdn.example/a/..%2F..%2Fx.png").safe_name() == "x.png"
 
 
-def _connects(caplog: pytest.LogCaptureFixture) -> int:
-    return sum(1 for r in caplog.records if r.name == "httpcore.connection" and r.getMessage().startswith("connect_tcp.started"))
-
-
 def test_saving_several_outputs_reuses_a_connection(output: gemini.Output, server: LocalServer, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     caplog.set_level("DEBUG", logger="httpcore")
     ctx = ssl.create_default_context(cafile=server.certificates.ca_file)
     with Client("test-key", verify=ctx) as client:
         saved = [output.image.save(tmp_path / f"{i}.png", client=client) for i in range(4)]
-    assert _connects(caplog) == 1 and len({p.read_bytes() for p in saved}) == 1
+    assert connects(caplog) == 1 and len({p.read_bytes() for p in saved}) == 1
     for i in range(4):  # without client=: the default client's pool, opened at most once
         output.image.save(tmp_path / f"default-{i}.png")
-    assert _connects(caplog) <= 2
+    assert connects(caplog) <= 2
 
 
 async def test_async_downloads_share_the_clients_pools(output: gemini.Output, server: LocalServer,
@@ -177,4 +174,4 @@ async def test_async_downloads_share_the_clients_pools(output: gemini.Output, se
     async with AsyncClient("test-key", verify=ctx) as client:
         for _ in range(4):
             assert (await output.image.download_async(client=client)).startswith(PNG)
-    assert _connects(caplog) == 1
+    assert connects(caplog) == 1

@@ -17,6 +17,7 @@ import yaml
 import generated
 from fal_runtime import AsyncClient, Client, Completed
 from fal_runtime.local import LocalServer
+from tests.e2e.conftest import connects
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_FILES = sorted((ROOT / "specs").rglob("*.yaml"))
@@ -248,10 +249,6 @@ async def test_concurrent_subscribes_stay_within_max_connections(server: LocalSe
     assert 15 < peak <= 30, f"peak {peak} connections"
 
 
-def _connects(caplog: pytest.LogCaptureFixture) -> int:
-    return sum(1 for r in caplog.records if r.name == "httpcore.connection" and r.getMessage().startswith("connect_tcp.started"))
-
-
 def test_sequential_subscribes_reuse_one_connection(client: Client, caplog: pytest.LogCaptureFixture) -> None:
     """The status stream is read on to its close after COMPLETED, so its connection serves the result call and the
     next subscribe: one TCP and TLS handshake for five subscribes, not one each."""
@@ -260,7 +257,7 @@ def test_sequential_subscribes_reuse_one_connection(client: Client, caplog: pyte
     caplog.set_level("DEBUG", logger="httpcore")
     for i in range(5):
         ep.subscribe(prompt=f"reuse {i}", image_url="https://example.com/a.png", client=client)
-    assert _connects(caplog) == 1
+    assert connects(caplog) == 1
 
 
 async def test_sequential_subscribes_reuse_one_connection_async(
@@ -271,7 +268,7 @@ async def test_sequential_subscribes_reuse_one_connection_async(
     caplog.set_level("DEBUG", logger="httpcore")
     for i in range(5):
         await ep.subscribe_async(prompt=f"reuse async {i}", image_url="https://example.com/a.png", client=async_client)
-    assert _connects(caplog) == 1
+    assert connects(caplog) == 1
 
 
 def test_threads_share_the_sync_pool_without_reconnecting(server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
@@ -292,4 +289,4 @@ def test_threads_share_the_sync_pool_without_reconnecting(server: LocalServer, c
 
         with ThreadPoolExecutor(30) as pool:
             list(pool.map(three, range(30)))
-    assert 0 < _connects(caplog) <= 30
+    assert 0 < connects(caplog) <= 30
