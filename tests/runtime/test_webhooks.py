@@ -13,7 +13,7 @@ import pytest
 
 from fal_runtime.local import LocalServer
 from fal_runtime.local.webhooks import Signer
-from fal_runtime.webhooks import REFRESH_COOLDOWN, WebhookVerificationError, WebhookVerifier
+from fal_runtime.webhooks import REFRESH_COOLDOWN, TOLERANCE, WebhookVerificationError, WebhookVerifier
 
 NOW = 1_800_000_000
 BODY = json.dumps({"request_id": "req-1", "gateway_request_id": "req-1", "status": "OK", "payload": {"ok": True}}).encode()
@@ -107,6 +107,30 @@ def test_replayed_delivery_is_rejected(verifier: WebhookVerifier, signer: Signer
     upper = {**headers, "X-Fal-Webhook-Signature": headers["X-Fal-Webhook-Signature"].upper()}
     with pytest.raises(WebhookVerificationError, match="replay"):  # the same signature, spelled differently
         verifier.verify(upper, BODY)
+
+
+@pytest.mark.parametrize("stamp", [NOW, NOW + int(TOLERANCE)])  # signed in the past, or (clock skew) in the future
+def test_replay_at_the_edge_of_the_window_is_rejected(verifier: WebhookVerifier, signer: Signer, clock: list[float], stamp: int) -> None:
+    """The last instant the timestamp check accepts a delivery, its replay is still remembered."""
+    headers = signer.headers("req-1", BODY, stamp)
+    verifier.verify(headers, BODY)
+    clock[0] = stamp + TOLERANCE
+    with pytest.raises(WebhookVerificationError, match="replay"):
+        verifier.verify(headers, BODY)
+    clock[0] = stamp + TOLERANCE + 1
+    with pytest.raises(WebhookVerificationError, match="timestamp"):
+        verifier.verify(headers, BODY)
+
+
+def test_replay_after_the_clock_steps_back_is_rejected(verifier: WebhookVerifier, signer: Signer, clock: list[float]) -> None:
+    """A wall clock stepping back (NTP) must not revive a delivery the seen-set has already forgotten."""
+    headers = signer.headers("req-1", BODY, NOW)
+    verifier.verify(headers, BODY)
+    clock[0] = NOW + TOLERANCE + 1  # a later delivery forgets req-1's signature
+    verifier.verify(signer.headers("req-2", BODY, int(clock[0])), BODY)
+    clock[0] = NOW + TOLERANCE
+    with pytest.raises(WebhookVerificationError):
+        verifier.verify(headers, BODY)
 
 
 def test_rotated_keys_are_fetched_once_and_then_cached(verifier: WebhookVerifier, keys: Keys, clock: list[float]) -> None:
