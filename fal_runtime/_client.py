@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import threading
 import time
@@ -29,7 +28,7 @@ from pydantic import BaseModel
 from fal_runtime import errors
 from fal_runtime._core import Core, HandleData, Operation, Reply, RequestSpec, RetryPolicy
 from fal_runtime._handles import AsyncRequestHandle, RequestHandle
-from fal_runtime._sse import SSEDecoder
+from fal_runtime._sse import LineDecoder, SSEDecoder
 from fal_runtime._status import CancelOutcome, Completed, Status
 from fal_runtime._storage import MULTIPART_THRESHOLD, CdnToken, Storage, parts
 from fal_runtime._wait import DRAIN_LINES, DeadlineExpired, Subscription, Waiter
@@ -98,7 +97,8 @@ class _ClientBase:
         if not needs_sending(value):
             return str(value)
         blob = to_blob(validate(value))
-        return data_uri(blob) if blob.size <= self._inline_max_bytes else blob
+        inline = self._inline_max_bytes > 0 and blob.size <= self._inline_max_bytes  # 0: never, even an empty file
+        return data_uri(blob) if inline else blob
 
     def _failure(self, exc: httpx.TransportError) -> errors.TransportError:
         """An httpx exception as ours, recording whether the request may have reached the server."""
@@ -136,7 +136,8 @@ class _ClientBase:
         )
         if delay is not None:
             why = f"HTTP {reply.status_code}" if reply is not None else type(failure).__name__
-            logger.info("fal %s %s: %s; retry %d in %.2f s", spec.method, spec.url, why, attempt, delay)
+            url = self._core.redact(spec.url)  # a status URL is the server's: it may echo anything
+            logger.info("fal %s %s: %s; retry %d in %.2f s", spec.method, url, why, attempt, delay)
         return delay
 
 
@@ -153,18 +154,10 @@ def _reply(response: httpx.Response) -> Reply:
     return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
 
 
-def _event_data(data: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        raise errors.ProtocolError(f"unreadable stream event: {data[:200]}") from None
-    if not isinstance(value, dict):
-        raise errors.ProtocolError(f"unexpected stream event: {data[:200]}")
-    return value
-
-
 # The status stream failing in any of these ways means: poll instead.
 _STREAM_FALLBACK = (errors.TransportError, errors.HTTPError, errors.ProtocolError)
+# Draining a completed status stream stops at any of these: the request is complete whatever happens there.
+_DRAIN_ENDS = (errors.TransportError, errors.ProtocolError, DeadlineExpired)
 
 
 class Client(_ClientBase):
@@ -273,11 +266,17 @@ class Client(_ClientBase):
                 raise self._core.error_for(reply)
             time.sleep(delay)
 
-    def _lines(self, response: httpx.Response) -> Iterator[str]:
+    def _lines(self, response: httpx.Response, check: Callable[[], None] | None = None) -> Iterator[str]:
+        """The body's lines; `check` runs on every chunk, so a deadline holds even while one line never ends."""
+        decoder = LineDecoder()
         try:
-            yield from response.iter_lines()
+            for chunk in response.iter_bytes():
+                if check is not None:
+                    check()
+                yield from decoder.feed(chunk)
         except httpx.TransportError as exc:
             raise self._failure(exc) from None
+        yield from decoder.flush()
 
     @staticmethod
     def _drain(lines: Iterator[str]) -> None:
@@ -285,7 +284,7 @@ class Client(_ClientBase):
         try:
             for _ in itertools.islice(lines, DRAIN_LINES):
                 pass
-        except errors.TransportError:
+        except _DRAIN_ENDS:
             pass
 
     # Operations on a submitted request (called by `RequestHandle`).
@@ -307,7 +306,7 @@ class Client(_ClientBase):
             with self._open_stream(None, spec, remaining=waiter.remaining()) as response:
                 if not waiter.stream_usable(_reply_head(response)):
                     raise errors.ProtocolError("status stream is not an event stream")
-                lines = self._lines(response)
+                lines = self._lines(response, waiter.check)
                 for line in lines:
                     status = waiter.on_line(line)
                     if status is not None:
@@ -374,10 +373,10 @@ class Client(_ClientBase):
             for line in self._lines(response):
                 data = decoder.feed(line)
                 if data is not None:
-                    yield _event_data(data)
+                    yield self._core.stream_event(data)
             data = decoder.flush()
             if data is not None:
-                yield _event_data(data)
+                yield self._core.stream_event(data)
 
 
     # Files.
@@ -563,19 +562,25 @@ class AsyncClient(_ClientBase):
                 raise self._core.error_for(reply)
             await asyncio.sleep(delay)
 
-    async def _lines(self, response: httpx.Response) -> AsyncIterator[str]:
+    async def _lines(self, response: httpx.Response, check: Callable[[], None] | None = None) -> AsyncIterator[str]:
+        decoder = LineDecoder()
         try:
-            async for line in response.aiter_lines():
-                yield line
+            async for chunk in response.aiter_bytes():
+                if check is not None:
+                    check()
+                for line in decoder.feed(chunk):
+                    yield line
         except httpx.TransportError as exc:
             raise self._failure(exc) from None
+        for line in decoder.flush():
+            yield line
 
     @staticmethod
     async def _drain(lines: AsyncIterator[str]) -> None:
         try:
             for _ in range(DRAIN_LINES):
                 await anext(lines)
-        except (StopAsyncIteration, errors.TransportError):
+        except (StopAsyncIteration, *_DRAIN_ENDS):
             pass
 
     # Operations on a submitted request (called by `AsyncRequestHandle`).
@@ -597,7 +602,7 @@ class AsyncClient(_ClientBase):
             async with self._open_stream(None, spec, remaining=waiter.remaining()) as response:
                 if not waiter.stream_usable(_reply_head(response)):
                     raise errors.ProtocolError("status stream is not an event stream")
-                lines = self._lines(response)
+                lines = self._lines(response, waiter.check)
                 async for line in lines:
                     status = waiter.on_line(line)
                     if status is not None:
@@ -663,10 +668,10 @@ class AsyncClient(_ClientBase):
             async for line in self._lines(response):
                 data = decoder.feed(line)
                 if data is not None:
-                    yield _event_data(data)
+                    yield self._core.stream_event(data)
             data = decoder.flush()
             if data is not None:
-                yield _event_data(data)
+                yield self._core.stream_event(data)
 
 
     # Files.

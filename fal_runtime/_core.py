@@ -14,7 +14,7 @@ import json
 import math
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -41,7 +41,7 @@ class RequestSpec:
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)
+    params: Mapping[str, str | Sequence[str]] = field(default_factory=dict)  # a sequence: a repeated parameter
     json: Any = None
     timeout: float | None = None  # the caller's per-call limit (`timeout` option), on top of the client's
     content: bytes | None = None  # a raw body (uploads), instead of `json`
@@ -140,13 +140,28 @@ def resolve_key(explicit: str | None, environ: Mapping[str, str]) -> str:
 
 
 def redact(text: str, secret: str | None) -> str:
-    """`text` with the key (and its secret half, for id:secret keys) replaced: servers sometimes echo credentials."""
+    """`text` with the key (and its secret half, for id:secret keys) replaced: servers sometimes echo credentials.
+
+    The whole key goes first, so an echo of it leaves no trace of its id either. Redact before cutting a text short:
+    a cut through the key would leave a piece of it that no longer matches.
+    """
     if not secret:
         return text
-    for part in {secret, *secret.split(":")[1:]}:
+    for part in sorted({secret, *secret.split(":")[1:]}, key=len, reverse=True):
         if len(part) >= 8:
             text = text.replace(part, "[redacted]")
     return text
+
+
+def redact_json(value: Any, secret: str | None) -> Any:
+    """A JSON value with the key redacted from every string in it, keys of objects included (see `redact`)."""
+    if isinstance(value, str):
+        return redact(value, secret)
+    if isinstance(value, dict):
+        return {redact_json(k, secret): redact_json(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(v, secret) for v in value]
+    return value
 
 
 def retry_after(value: str | None, *, now_epoch: float) -> float | None:
@@ -214,8 +229,21 @@ class Core:
             return {**self.auth_headers(), **spec.headers}
         return {"User-Agent": USER_AGENT, **spec.headers}
 
+    def _secret(self) -> str | None:
+        """The key to redact: resolved here if no request has needed it yet (an error may come before one)."""
+        if self._key is None:
+            try:
+                return resolve_key(self._explicit_key, self._environ)
+            except errors.MissingCredentialsError:
+                return None
+        return self._key
+
     def redact(self, text: str) -> str:
-        return redact(text, self._key or self._explicit_key)
+        """`text` from a server, made fit for an exception or a log. Cut it short only after this."""
+        return redact(text, self._secret())
+
+    def redact_json(self, value: Any) -> Any:
+        return redact_json(value, self._secret())
 
     # Requests.
 
@@ -255,7 +283,10 @@ class Core:
         """The handle of a successful submit. Uses the URLs fal returned; builds them only when fal left one out."""
         data = self.json_of(reply)
         if not isinstance(data, dict) or not isinstance(data.get("request_id"), str):
-            raise errors.ProtocolError(f"unexpected submit response from fal: {self.redact(str(data)[:200])}")
+            raise errors.ProtocolError(f"unexpected submit response from fal: {self.redact(str(data))[:200]}")
+        if self.redact(data["request_id"]) != data["request_id"]:
+            # A request id ends up in handles, URLs, logs and timeout errors: one holding the key cannot be used.
+            raise errors.ProtocolError("fal answered submit with a request id that contains the API key")
         fallback = self.handle_for(endpoint_id, data["request_id"])
         return HandleData(
             endpoint_id,
@@ -266,7 +297,19 @@ class Core:
         )
 
     def parsed_status(self, reply: Reply) -> Status:
-        return parse_status(self.json_of(reply))
+        return parse_status(self.json_of(reply), redact=self.redact)
+
+    def stream_event(self, data: str) -> dict[str, Any]:
+        """One event of a streaming endpoint: a JSON object (the model's partial output)."""
+        try:
+            value, readable = json.loads(data), True
+        except ValueError:
+            value, readable = None, False  # raised below, outside the `except`: the decode error holds `data`
+        if not readable:
+            raise errors.ProtocolError(f"unreadable stream event: {self.redact(data)[:200]}")
+        if not isinstance(value, dict):
+            raise errors.ProtocolError(f"unexpected stream event: {self.redact(data)[:200]}")
+        return value
 
     def output_of(self, reply: Reply) -> Any:
         """The output JSON of a result or run call; the error the request completed with, raised, otherwise."""
@@ -297,9 +340,10 @@ class Core:
         try:
             return reply.json()
         except (ValueError, UnicodeDecodeError):
-            raise errors.ProtocolError(
-                f"fal answered HTTP {reply.status_code} with a body that is not JSON: {self.redact(_text(reply)[:200])}"
-            ) from None
+            pass  # raised below, outside the `except`: the decode error holds the body, unredacted, as its `doc`
+        raise errors.ProtocolError(
+            f"fal answered HTTP {reply.status_code} with a body that is not JSON: {self.redact(_text(reply))[:200]}"
+        )
 
     def error_for(self, reply: Reply, *, outcome: bool = False) -> errors.HTTPError:
         """Map an error reply to the most specific error of the tree.
@@ -307,16 +351,19 @@ class Core:
         `outcome` marks the reply of a result call: a non-422 error there is what the request completed with
         (`RequestFailedError`), not a failure of the result call itself. A 422 is a `ValidationError` either way,
         so field errors are found in one place.
+
+        Everything taken from the reply (message, `detail`, `error_type`, `request_id`) is redacted first: an error
+        body may echo the request's `Authorization` header.
         """
         code = reply.status_code
-        request_id = reply.headers.get("x-fal-request-id")
+        request_id = self._header(reply, "x-fal-request-id")
         try:
-            body: Any = reply.json()
+            body: Any = self.redact_json(reply.json())
         except (ValueError, UnicodeDecodeError):
-            body = _text(reply)[:500]
+            body = self.redact(_text(reply))[:500]
         detail = body.get("detail", body) if isinstance(body, dict) else body
-        error_type = (body.get("error_type") if isinstance(body, dict) else None) or reply.headers.get(
-            "x-fal-error-type"
+        error_type = (body.get("error_type") if isinstance(body, dict) else None) or self._header(
+            reply, "x-fal-error-type"
         )
         message = f"HTTP {code}"
         if error_type:
@@ -343,6 +390,10 @@ class Core:
         else:
             cls = errors.HTTPError
         return cls(self.redact(message), status_code=code, request_id=request_id, error_type=error_type, detail=detail)
+
+    def _header(self, reply: Reply, name: str) -> str | None:
+        value = reply.headers.get(name)
+        return None if value is None else self.redact(value)
 
     # Retries.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,10 +50,11 @@ class Completed:
 Status = Queued | InProgress | Completed
 
 
-def parse_status(data: Any) -> Status:
-    """A status object of the status call or of one status-stream event."""
+def parse_status(data: Any, *, redact: Callable[[str], str] = str) -> Status:
+    """A status object of the status call or of one status-stream event. `redact` scrubs the key from the server's
+    text before an error quotes it (and cuts it short)."""
     if not isinstance(data, dict):
-        raise ProtocolError(f"unexpected status from fal: {str(data)[:200]}")
+        raise ProtocolError(f"unexpected status from fal: {redact(str(data))[:200]}")
     state = data.get("status")
     logs = tuple(
         LogEntry(str(e.get("message", "")), str(e.get("level", "INFO")), e.get("source"), e.get("timestamp"))
@@ -66,7 +68,7 @@ def parse_status(data: Any) -> Status:
         return InProgress(logs)
     if state == "COMPLETED":
         return Completed(logs, dict(data.get("metrics") or {}), data.get("error"), data.get("error_type"))
-    raise ProtocolError(f"unknown queue status {state!r}")
+    raise ProtocolError(f"unknown queue status {redact(repr(state))[:200]}")
 
 
 class LogWindow:

@@ -4,8 +4,12 @@ Downloads stream to a temporary file beside the target and are renamed into plac
 interrupted or rejected download leaves no partial file. A transient failure (a dropped connection, a timeout, 408,
 429 or 5xx) starts the download again from the first byte, up to three more times, with the backoff and
 `Retry-After` rules of the clients (`Core.retry_delay`). The declared size is checked before reading, the actual
-size while reading, and the content type against what fal said the file is. A name fal gives is reduced to a bare
-file name (no directories, no `..`), so `save(directory)` cannot write outside that directory. Downloads never
+size while reading, and the media type against what fal said the file is (`image/svg+xml` is not `image/png`). A name
+fal gives is reduced to a bare file name (no directories, no `..`, short enough for any file system's 255-byte limit
+with the temporary file's affixes), so `save(directory)` cannot write outside that directory. `timeout` bounds the
+whole download, retries and their waits included, not each read: a server dripping a byte at a time cannot hold a
+download past it. A saved file gets the permissions of any new file (0666 less the umask), not the temporary file's
+0600. Downloads never
 carry the fal key: output URLs are public CDN links. They go through a client's connection pool (the `client=` given,
 else the default one the call functions use), so saving several outputs does not pay a TLS handshake for each.
 """
@@ -14,11 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -35,6 +40,13 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BYTES = 2 * 1024**3
 _CHUNK = 1024 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+# The temporary file is ".{name}.{8 random}.part": 15 bytes on top of the name, within NAME_MAX (255) of every
+# common file system. Safe names are ASCII, so characters are bytes.
+_MAX_NAME = 255 - 15
+_GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})  # "some bytes": no claim to check
+_TYPE_ALIASES = {
+    "image/jpg": "image/jpeg", "audio/mp3": "audio/mpeg", "audio/x-wav": "audio/wav", "audio/wave": "audio/wav",
+}
 
 
 class DownloadError(FalError):
@@ -51,14 +63,29 @@ class _Failed(DownloadError):
 
 class _Attempts:
     """Whether to try a download again, and after how long: the clients' rule for an idempotent GET, at most three
-    more attempts within a minute."""
+    more attempts within a minute, and all of them within the download's `timeout` (an overall deadline)."""
 
-    def __init__(self) -> None:
+    def __init__(self, file: FalFile, timeout: float | None) -> None:
         from fal_runtime._core import Core, RetryPolicy
 
         retry = RetryPolicy(max_retries=3, base_delay=0.1, max_delay=2.0, total=60.0)
         self._core = Core(key="", environ={}, retry=retry)  # only its retry rules: downloads never carry the key
+        self.file, self.timeout = file, timeout
         self.started, self.count = time.monotonic(), 0
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline); the timeout's `DownloadError` when none are."""
+        if self.timeout is None:
+            return None
+        left = self.started + self.timeout - time.monotonic()
+        if left <= 0:
+            raise self.expired()
+        return left
+
+    def expired(self, failed: _Failed | None = None) -> DownloadError:
+        last = f" (last attempt: {failed})" if failed is not None else ""
+        within = f"did not finish within its {self.timeout or 0:g}-second timeout"
+        return DownloadError(f"download of {self.file.url} {within}{last}")
 
     def delay(self, failed: _Failed) -> float:
         """Seconds to wait before the next attempt; the final `DownloadError` when there is to be none."""
@@ -70,6 +97,9 @@ class _Attempts:
         if delay is None:
             tries = f" (after {self.count} attempts)" if self.count > 1 else ""
             raise DownloadError(f"{failed}{tries}") from None
+        left = self.remaining()
+        if left is not None and delay >= left:  # the next attempt could not even begin in time
+            raise self.expired(failed) from None
         return delay
 
 
@@ -78,8 +108,12 @@ class FalFile(FalModel):
 
     url: str
 
-    def download(self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0, client: Client | None = None) -> bytes:
-        """The file's bytes, in memory. `client`: whose connections to use (default: the call functions' default)."""
+    def download(
+        self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = 120.0, client: Client | None = None
+    ) -> bytes:
+        """The file's bytes, in memory. `timeout`: seconds for the whole download, retries included (not per read;
+        None: no limit).
+        `client`: whose connections to use (default: the call functions' default)."""
         if self.url.startswith("data:"):
             return _check_size(_data_uri(self.url), max_bytes)
         chunks: list[bytes] = []
@@ -87,9 +121,11 @@ class FalFile(FalModel):
         return b"".join(chunks)
 
     def save(
-        self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0, client: Client | None = None
+        self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = 120.0, client: Client | None = None
     ) -> Path:
-        """Write the file to `path` (a directory: under a safe name from fal's file name or URL); returns the path."""
+        """Write the file to `path` (a directory: under a safe name from fal's file name or URL); returns the path.
+        `timeout` bounds the whole download, retries included. A failure to write (a full disk, a name the file system
+        refuses) is a `DownloadError` too, and leaves no file."""
         target = self._target(path)
         with _atomic(target) as handle:
             if self.url.startswith("data:"):
@@ -99,7 +135,7 @@ class FalFile(FalModel):
         return target
 
     async def download_async(
-        self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0, client: AsyncClient | None = None
+        self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = 120.0, client: AsyncClient | None = None
     ) -> bytes:
         if self.url.startswith("data:"):
             return _check_size(_data_uri(self.url), max_bytes)
@@ -108,7 +144,7 @@ class FalFile(FalModel):
         return b"".join(chunks)
 
     async def save_async(
-        self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 120.0, client: AsyncClient | None = None
+        self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = 120.0, client: AsyncClient | None = None
     ) -> Path:
         target = self._target(path)
         with _atomic(target) as handle:
@@ -118,37 +154,44 @@ class FalFile(FalModel):
                 await self._fetch_async(_Sink(max_bytes, handle.write, lambda: _rewind(handle)), timeout, client)
         return target
 
-    def _fetch(self, sink: _Sink, timeout: float, client: Client | None) -> None:
+    def _fetch(self, sink: _Sink, timeout: float | None, client: Client | None) -> None:
         """Stream the file into `sink`, starting again after a transient failure as `_Attempts` decides."""
         from fal_runtime._client import default_client
 
         http = (client or default_client()).http
-        attempts = _Attempts()
+        attempts = _Attempts(self, timeout)
         while True:
             try:
-                return _stream(http, self, sink, timeout)
+                return _stream(http, self, sink, attempts)
             except _Failed as failed:
                 delay = attempts.delay(failed)
             time.sleep(delay)
 
-    async def _fetch_async(self, sink: _Sink, timeout: float, client: AsyncClient | None) -> None:
+    async def _fetch_async(self, sink: _Sink, timeout: float | None, client: AsyncClient | None) -> None:
         import asyncio
 
         from fal_runtime._client import default_async_client
 
-        attempts = _Attempts()
-        async with (client or default_async_client()).connection() as http:
-            while True:
-                try:
-                    return await _astream(http, self, sink, timeout)
-                except _Failed as failed:
-                    delay = attempts.delay(failed)
-                await asyncio.sleep(delay)
+        attempts = _Attempts(self, timeout)
+        try:
+            async with asyncio.timeout(timeout):  # the whole download: waiting for a connection, attempts, backoff
+                async with (client or default_async_client()).connection() as http:
+                    while True:
+                        try:
+                            return await _astream(http, self, sink, attempts)
+                        except _Failed as failed:
+                            delay = attempts.delay(failed)
+                        await asyncio.sleep(delay)
+        except TimeoutError:
+            raise attempts.expired() from None
 
     def safe_name(self) -> str:
         """A bare file name for this file: fal's `file_name`, else the URL's last segment, made safe."""
         raw = getattr(self, "file_name", None) or unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
         name = _UNSAFE.sub("_", Path(str(raw).replace("\\", "/")).name).strip(" .")
+        if len(name) > _MAX_NAME:  # cut the stem, keep the extension
+            suffix = Path(name).suffix if len(Path(name).suffix) <= 16 else ""
+            name = name[: _MAX_NAME - len(suffix)].rstrip(" .") + suffix
         return name or "download"
 
     def _target(self, path: str | os.PathLike[str]) -> Path:
@@ -156,11 +199,20 @@ class FalFile(FalModel):
         gets a safe name inside it; anything else is the file itself (its parent directories are created)."""
         text = os.fspath(path)
         target = Path(text)
-        if text.endswith(("/", os.sep)) or target.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            return target / self.safe_name()
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if text.endswith(("/", os.sep)) or target.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                return target / self.safe_name()
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_error(target, exc) from exc
         return target
+
+
+def _media_type(value: str) -> str:
+    """The comparable part of a content type: no parameters (`; charset=`), lower case, common aliases folded."""
+    media = value.split(";")[0].strip().lower()
+    return _TYPE_ALIASES.get(media, media)
 
 
 def _check_size(data: bytes, max_bytes: int) -> bytes:
@@ -204,9 +256,9 @@ class _Sink:
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             raise DownloadError(f"file is {declared} bytes, over the {self.max_bytes}-byte limit")
-        expected = getattr(file, "content_type", None)
-        got = response.headers.get("content-type", "").split(";")[0].strip()
-        if expected and got and got != expected and got.split("/")[0] != expected.split("/")[0]:
+        expected = _media_type(getattr(file, "content_type", None) or "")
+        got = _media_type(response.headers.get("content-type", ""))
+        if expected and got and got != expected and not {expected, got} & _GENERIC_TYPES:
             raise DownloadError(f"expected {expected}, the server sent {got}")
 
     def feed(self, chunk: bytes) -> None:
@@ -216,30 +268,76 @@ class _Sink:
         self._write(chunk)
 
 
-def _stream(http: Any, file: FalFile, sink: _Sink, timeout: float) -> None:
+def _stream(http: Any, file: FalFile, sink: _Sink, attempts: _Attempts) -> None:
+    """One attempt. httpx's timeout bounds each read, so a watchdog ends the body's reads at the deadline."""
     import httpx
 
     sink.start()
+    watchdog: _Watchdog | None = None
     try:
-        with http.stream("GET", file.url, timeout=timeout) as response:
-            sink.expect(response, file)
-            for chunk in response.iter_bytes(_CHUNK):
-                sink.feed(chunk)
+        with http.stream("GET", file.url, timeout=attempts.remaining()) as response:
+            watchdog = _Watchdog(response, attempts.remaining())
+            try:
+                sink.expect(response, file)
+                for chunk in response.iter_bytes(_CHUNK):
+                    attempts.remaining()
+                    sink.feed(chunk)
+            finally:
+                watchdog.stop()  # before the connection goes back to the pool
+            if watchdog.fired:  # a body without a length ends quietly when its socket is shut: it may be cut short
+                raise attempts.expired()
     except httpx.HTTPError as exc:
+        if watchdog is not None and watchdog.fired:
+            raise attempts.expired() from None
         raise _transport_failure(file, exc) from None
 
 
-async def _astream(http: Any, file: FalFile, sink: _Sink, timeout: float) -> None:
+async def _astream(http: Any, file: FalFile, sink: _Sink, attempts: _Attempts) -> None:
+    """One attempt (the caller's `asyncio.timeout` enforces the deadline)."""
     import httpx
 
     sink.start()
     try:
-        async with http.stream("GET", file.url, timeout=timeout) as response:
+        async with http.stream("GET", file.url, timeout=attempts.remaining()) as response:
             sink.expect(response, file)
             async for chunk in response.aiter_bytes(_CHUNK):
                 sink.feed(chunk)
     except httpx.HTTPError as exc:
         raise _transport_failure(file, exc) from None
+
+
+class _Watchdog:
+    """Shuts the connection's socket down when the deadline passes mid-body, waking a read blocked on a server that
+    dripped its last byte just before it. HTTP/1 only: an HTTP/2 socket carries other requests too."""
+
+    def __init__(self, response: Any, seconds: float | None) -> None:
+        import socket
+        import threading
+
+        self.fired, self._done, self._lock = False, False, threading.Lock()
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None and response.http_version != "HTTP/2" else None
+        self._timer: threading.Timer | None = None
+        if seconds is not None and isinstance(sock, socket.socket):
+            self._timer = threading.Timer(seconds, self._fire, (sock,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self, sock: Any) -> None:
+        import socket
+
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            with suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: never touch a TLS socket's state
+
+    def stop(self) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def _transport_failure(file: FalFile, exc: Exception) -> _Failed:
@@ -252,16 +350,43 @@ def _transport_failure(file: FalFile, exc: Exception) -> _Failed:
 
 @contextmanager
 def _atomic(target: Path) -> Iterator[IO[bytes]]:
-    """A temporary file beside `target`, renamed over it only if the block completes; removed otherwise."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """A temporary file beside `target`, renamed over it only if the block completes; removed otherwise. A failure
+    to write is a `DownloadError` (the caller asked for a file and did not get one)."""
     import tempfile  # here, not at import: it costs a generated module's import ~8 ms
 
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # The prefix is cut so that even a 255-byte target name leaves room for the affixes.
+        fd, name = tempfile.mkstemp(prefix=f".{target.name[:_MAX_NAME]}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise _write_error(target, exc) from exc
     temp = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
+            if hasattr(os, "fchmod"):  # mkstemp made it 0600; a saved file is as private as any other new file
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())
         os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with suppress(OSError):
+            temp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(target, exc) from exc
         raise
+
+
+def _write_error(target: Path, exc: OSError) -> DownloadError:
+    return DownloadError(f"could not write {target}: {exc.strerror or exc}")
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read once: from /proc where it can be (Linux 4.7+), since setting it to read it races
+    with other threads creating files; else set briefly to 0o077, so a racing thread's file is only more private."""
+    with suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii", errors="replace") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

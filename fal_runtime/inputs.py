@@ -7,9 +7,15 @@ A field that takes a file (`image_url`, `image_urls`, fields fal marks as image 
 - a `pathlib.Path` (any `os.PathLike`), `bytes` / `bytearray` / `memoryview`, a binary file object, or a PIL image
   (with the `pil` extra installed).
 
-Everything but a string is checked when the `Input` model is built (the path is a file, the file object is binary),
-so a bad value fails before any network call. At call time the client turns each into a `Blob` here and either
-inlines it as a data URI (below the client's `inline_max_bytes`) or uploads it to fal's storage, then sends the URL.
+A file object is sent from its current position, as httpx and requests send one: what is left of it is what the caller
+handed over. One already read to its end (or closed) is an error naming the field, never an upload of 0 bytes; `seek(0)`
+first to send it whole. A file whose size `stat` gives as 0 (`/proc` and `/sys` files) is read to find its real size.
+A PIL image is sent in its own format when it has a common one, else as PNG, in a mode PNG holds (see `_png_ready`).
+
+Everything but a string is checked when the `Input` model is built (the path is a file, the file object is binary and
+has something left to read), so a bad value fails before any network call. At call time the client turns each into a
+`Blob` here and either inlines it as a data URI (up to the client's `inline_max_bytes`; 0: never) or uploads it to
+fal's storage, then sends the URL.
 """
 
 from __future__ import annotations
@@ -45,6 +51,11 @@ def validate(value: Any) -> Any:
     if isinstance(value, io.TextIOBase):
         raise ValueError("the file is open in text mode; open it in binary mode ('rb')")
     if callable(getattr(value, "read", None)):
+        if getattr(value, "closed", False) is True:
+            raise ValueError("the file object is closed")
+        position = _exhausted_at(value)
+        if position is not None:
+            raise ValueError(_at_end(position))
         return value
     raise ValueError(
         "expected a URL or data URI (str), a pathlib.Path, bytes, a binary file object or a PIL image, "
@@ -146,7 +157,30 @@ def _path_blob(path: Path) -> Blob:
             handle.seek(offset)
             return handle.read(length)
 
-    return Blob(path.stat().st_size, path.name, _named(path.name, read_range(0, 16)), read_range)
+    size = path.stat().st_size
+    if size == 0:  # /proc and /sys files report 0 bytes and still have content: read it to know
+        data = path.read_bytes()
+        if data:
+            return _bytes_blob(data, path.name)
+    return Blob(size, path.name, _named(path.name, read_range(0, 16)), read_range)
+
+
+def _exhausted_at(handle: Any) -> int | None:
+    """The position of a seekable file object read to its end (None if it has something left, is empty from its
+    start, or cannot tell): sending it would send 0 bytes of a file that is not empty."""
+    try:
+        if not handle.seekable():
+            return None
+        start = handle.tell()
+        end = handle.seek(0, io.SEEK_END)
+        handle.seek(start)
+    except (AttributeError, OSError, TypeError, ValueError):
+        return None
+    return start if isinstance(start, int) and isinstance(end, int) and 0 < start and end <= start else None
+
+
+def _at_end(position: int) -> str:
+    return f"the file object was already read to its end (position {position}): nothing is left to send; seek(0) first"
 
 
 def _file_blob(handle: IO[bytes]) -> Blob:
@@ -158,6 +192,8 @@ def _file_blob(handle: IO[bytes]) -> Blob:
     start = handle.tell()
     size = handle.seek(0, io.SEEK_END) - start
     handle.seek(start)
+    if size <= 0 and start > 0:  # read to its end since it was validated
+        raise ValueError(_at_end(start))
     lock = threading.Lock()  # parts of a multipart upload are read from several threads
 
     def read_range(offset: int, length: int) -> bytes:
@@ -179,14 +215,40 @@ def _read_bytes(handle: IO[bytes], length: int = -1) -> bytes:
 
 
 _PIL_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+_PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B"})
 
 
 def _pil_blob(image: Any) -> Blob:
-    """A PIL image encoded in its own format when it has a common one (a JPEG stays a JPEG), else as PNG."""
+    """A PIL image encoded in its own format when it has a common one (a JPEG stays a JPEG) and can hold its mode,
+    else as PNG."""
     fmt = image.format if image.format in _PIL_FORMATS else "PNG"
     buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
+    if fmt != "PNG":
+        try:
+            image.save(buffer, format=fmt)
+        except (OSError, KeyError, ValueError):  # a mode the format cannot hold (an RGBA image loaded as a JPEG)
+            fmt, buffer = "PNG", io.BytesIO()
+    if fmt == "PNG":
+        _png_ready(image).save(buffer, format=fmt)
     return _bytes_blob(buffer.getvalue(), "image." + ("jpg" if fmt == "JPEG" else fmt.lower()))
+
+
+def _png_ready(image: Any) -> Any:
+    """`image` in a mode PNG holds, converted as a PIL user would before saving: one band of 32-bit integers or floats
+    (`I`, `F`, `I;16L`) becomes 8-bit `L` when its values fit 0–255, else 16-bit (clipped to 0–65535); premultiplied
+    alpha is undone; CMYK, YCbCr, LAB, HSV and the like become RGB."""
+    mode = image.mode
+    if mode in _PNG_MODES:
+        return image
+    if mode in ("RGBa", "PA"):
+        return image.convert("RGBA")
+    if mode == "La":
+        return image.convert("LA")
+    if len(image.getbands()) == 1:
+        wide = image if mode in ("I", "F") else image.convert("I")  # getextrema refuses the other 16-bit layouts
+        low, high = wide.getextrema()
+        return wide.convert("L") if 0 <= low and high <= 255 else wide.convert("I").convert("I;16")
+    return image.convert("RGB")
 
 
 def to_blob(value: Any) -> Blob:
