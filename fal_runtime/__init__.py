@@ -35,6 +35,15 @@ if TYPE_CHECKING:
     from fal_runtime._status import CancelOutcome, Completed, InProgress, LogEntry, Queued, Status
     from fal_runtime._core import RetryPolicy
     from fal_runtime._handles import AsyncRequestHandle, RequestHandle
+    from fal_runtime.platform import (
+        ModelEntry,
+        ModelMetadata,
+        ModelsPage,
+        iter_models,
+        iter_models_async,
+        search_models,
+        search_models_async,
+    )
 
 # Names whose modules import httpx, or are only needed once a request is made: loaded on first access.
 _LAZY = {
@@ -44,15 +53,27 @@ _LAZY = {
     "RequestHandle": "fal_runtime._handles",
     "AsyncRequestHandle": "fal_runtime._handles",
     **dict.fromkeys(("CancelOutcome", "Completed", "InProgress", "LogEntry", "Queued", "Status"), "fal_runtime._status"),
+    **dict.fromkeys(
+        (
+            "ModelEntry",
+            "ModelMetadata",
+            "ModelsPage",
+            "iter_models",
+            "iter_models_async",
+            "search_models",
+            "search_models_async",
+        ),
+        "fal_runtime.platform",
+    ),
 }
 
 __all__ = [
     "OPTION_NAMES", "AsyncClient", "AsyncRequestHandle", "AuthenticationError", "CancelOutcome", "Client",
     "ClientTimeoutError", "Completed", "ConnectionError", "Endpoint", "FalError", "HTTPError", "InProgress",
-    "LogEntry", "MissingCredentialsError", "NotFoundError", "ProtocolError", "Queued", "RateLimitError",
-    "RequestFailedError", "RequestHandle", "RetryPolicy", "RunOptions", "ServerError", "StartTimeoutError", "Status",
+    "LogEntry", "MissingCredentialsError", "ModelEntry", "ModelMetadata", "ModelsPage", "NotFoundError",
+    "ProtocolError", "Queued", "RateLimitError", "RequestFailedError", "RequestHandle", "RetryPolicy", "RunOptions", "ServerError", "StartTimeoutError", "Status",
     "StreamOptions", "SubmitOptions", "SubscribeOptions", "TimeoutError", "TransportError", "ValidationError",
-    "errors",
+    "errors", "iter_models", "iter_models_async", "search_models", "search_models_async",
 ]  # fmt: skip
 
 

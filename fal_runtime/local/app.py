@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from .faults import Stalled, fal_headers, fault_response
 from .files import CDN_PREFIX, MAX_UPLOAD_BYTES, Files, MultipartError
+from .models_api import BadQuery, ModelsApi
 from .payloads import input_errors, output_template, with_file_urls
 from .script import Behaviour, Rule, Script, from_json
 from .specs import JSON, Endpoint
@@ -34,6 +35,8 @@ from .store import RESULT_TTL, Job, Store
 from .webhooks import Signer, deliver
 
 RUN_PREFIX = "/run"
+MAX_BODY_BYTES = 32 * 1024 * 1024  # the largest submit, run or stream body (413 above)
+MAX_JSON_DEPTH = 100  # the deepest JSON input (422 above): deeper ones would exhaust the validator's recursion
 KEEPALIVE_SECONDS = 15.0
 STREAM_PARTIALS = 2
 
@@ -73,9 +76,17 @@ class LocalFal:
     """The state of one server (endpoints, jobs, files, script, signing key) and its route handlers."""
 
     def __init__(
-        self, endpoints: dict[str, Endpoint], script: Script, signer: Signer, tls: ssl.SSLContext, result_ttl: float = RESULT_TTL
+        self,
+        endpoints: dict[str, Endpoint],
+        script: Script,
+        signer: Signer,
+        tls: ssl.SSLContext,
+        result_ttl: float = RESULT_TTL,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.endpoints = endpoints
+        self.models_api = ModelsApi(endpoints)
+        self.max_body_bytes = max_body_bytes
         self.script = script
         self.signer = signer
         self.files = Files()
@@ -103,6 +114,7 @@ class LocalFal:
             Route("/_local/reset", self.control_reset, methods=["POST"]),
             Route("/_local/webhooks", self.webhook_sink, methods=["GET", "POST"]),
             Route(f"{RUN_PREFIX}/{{path:path}}", self.run_host, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
             Route("/{path:path}", self.queue_host, methods=["GET", "POST", "PUT"]),
         ]
 
@@ -163,7 +175,7 @@ class LocalFal:
     async def _accepted(self, request: Request, endpoint: Endpoint) -> tuple[Any, bytes]:
         """A valid input whose files the "model" could read, as fal's runners fetch them: a link to this server's
         CDN must name a stored file and a data URI must decode; other URLs are taken on trust. Recorded for tests."""
-        payload, raw = await _validated(request, endpoint)
+        payload, raw = await _validated(request, endpoint, self.max_body_bytes)
         cdn = f"{_base(request)}{CDN_PREFIX}/files/"
         unreadable = [
             {"loc": ["body", *loc], "msg": "Could not download the file", "type": "file_download_error"}
@@ -315,9 +327,7 @@ class LocalFal:
 
     async def _cdn_body(self, request: Request) -> bytes:
         self._cdn_request(request)
-        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
-            raise Reject(_json({"detail": "File too large"}, 413))
-        return await request.body()
+        return await _capped_body(request, MAX_UPLOAD_BYTES, "File too large")
 
     async def upload(self, request: Request) -> Response:
         async def produce() -> Response:
@@ -374,6 +384,21 @@ class LocalFal:
 
         return await self.guarded(None, "download", produce)
 
+    # -- platform API -------------------------------------------------------------------------------------------------
+
+    async def models(self, request: Request) -> Response:
+        """fal's model search (see `models_api`). Auth is optional, as on fal; a key that arrived is counted."""
+        if request.headers.get("authorization", "").lower().startswith("key "):
+            self.script.count_key_on_models()
+
+        async def produce() -> Response:
+            try:
+                return _json(self.models_api.page(request.query_params, f"{_base(request)}{RUN_PREFIX}"))
+            except BadQuery as exc:
+                return _json({"detail": str(exc)}, 400)
+
+        return await self.guarded(None, "models", produce)
+
     async def jwks(self, request: Request) -> Response:
         return _json(self.signer.jwks())
 
@@ -424,13 +449,50 @@ def _known(job: Job | None, request_id: str) -> Job:
     return job
 
 
-async def _validated(request: Request, endpoint: Endpoint) -> tuple[Any, bytes]:
-    """The JSON input and its raw bytes; a 422 in fal's shape when it is not JSON or not valid for the endpoint."""
-    raw = await request.body()
+async def _capped_body(request: Request, limit: int, message: str) -> bytes:
+    """The body, refused with 413 once it passes `limit` bytes. Content-Length is checked first, but a chunked body
+    has none, so the bytes are also counted as they arrive: the cap holds whatever the client declares."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Reject(_json({"detail": message}, 413))
+    received: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Reject(_json({"detail": message}, 413))
+        received.append(chunk)
+    return b"".join(received)
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether JSON containers nest more than `limit` deep (counted without recursion, so any depth is safe)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+async def _validated(request: Request, endpoint: Endpoint, max_bytes: int = MAX_BODY_BYTES) -> tuple[Any, bytes]:
+    """The JSON input and its raw bytes; a 422 in fal's shape when it is not JSON or not valid for the endpoint,
+    413 when it is larger than `max_bytes`. Nesting deeper than MAX_JSON_DEPTH is refused before validation: the
+    parser and the schema validator recurse per level, and a few thousand levels would crash them (a 500)."""
+    raw = await _capped_body(request, max_bytes, f"Request body too large (limit {max_bytes} bytes)")
+    too_deep = {"loc": ["body"], "msg": f"JSON nested too deeply (limit {MAX_JSON_DEPTH} levels)", "type": "json_invalid"}
     try:
         payload = json.loads(raw)
+    except RecursionError:
+        raise Reject(_json({"detail": [too_deep]}, 422)) from None
     except ValueError:
         raise Reject(_json({"detail": [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]}, 422))
+    if _too_deep(payload, MAX_JSON_DEPTH):
+        raise Reject(_json({"detail": [too_deep]}, 422))
     errors = input_errors(endpoint, payload)
     if errors:
         raise Reject(_json({"detail": errors}, 422))

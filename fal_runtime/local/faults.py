@@ -47,6 +47,8 @@ def fault_response(rule: Rule, answer: Response | None) -> Response:
     fault = rule.fault
     if fault == "drop":
         return DropConnection()
+    if fault == "body":
+        return Response(rule.body, 200, headers=fal_headers(request_id), media_type="application/json")
     if fault == "ingress-502":
         return Response(INGRESS_502, 502, media_type="text/html")
     if fault == "429":

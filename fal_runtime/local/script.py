@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, get_args
 
-Op = Literal["submit", "status", "status_stream", "result", "cancel", "run", "stream", "token", "upload", "upload_part", "download"]
-Fault = Literal["429", "500", "502", "503", "504", "ingress-502", "user-timeout-504", "drop", "stall"]
+Op = Literal["submit", "status", "status_stream", "result", "cancel", "run", "stream", "token", "upload", "upload_part", "download", "models"]
+Fault = Literal["429", "500", "502", "503", "504", "ingress-502", "user-timeout-504", "drop", "stall", "body"]
 Phase = Literal["before", "after"]
 
 OPS: tuple[str, ...] = get_args(Op)
@@ -33,6 +33,9 @@ class Rule:
 
     `phase="after"` lets the operation take effect first (the job is created, the cancel applied) and only then
     answers with the fault: the ambiguous failure that tempts clients into duplicate submits.
+
+    `nth` matches only the nth call of `op` on `endpoint_id` since the last reset ("the 3rd GET /v1/models"), so a
+    fault can land in the middle of a sequence. Fault "body" answers 200 with `body` verbatim (a malformed page).
     """
 
     op: Op
@@ -43,6 +46,8 @@ class Rule:
     delay: float = 0.0  # seconds before answering
     retry_after: float = 1.0  # the Retry-After of a 429
     stall_seconds: float = 5.0  # how long a "stall" holds the body after sending the headers
+    nth: int | None = None  # only the nth call (1-based, counted per endpoint and op since reset); None: the next
+    body: str = ""  # what fault "body" answers, as application/json
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -51,6 +56,8 @@ class Rule:
             raise ValueError(f"fault must be one of {FAULTS}, got {self.fault!r}")
         if self.phase not in ("before", "after"):
             raise ValueError(f"phase must be 'before' or 'after', got {self.phase!r}")
+        if self.nth is not None and (not isinstance(self.nth, int) or self.nth < 1):
+            raise ValueError(f"nth must be a positive integer, got {self.nth!r}")
         self.delay = _bounded(self.delay)
         self.stall_seconds = _bounded(self.stall_seconds)
 
@@ -103,6 +110,7 @@ class Counters:
     webhooks_delivered: int = 0
     webhooks_failed: int = 0
     key_on_cdn: int = 0  # CDN requests that carried a fal key: must stay 0
+    key_on_models: int = 0  # model-search requests that carried a fal key (auth is optional there)
 
 
 class Script:
@@ -136,8 +144,12 @@ class Script:
     def take_rule(self, endpoint_id: str | None, op: str) -> Rule | None:
         """Count this call and return the first rule that matches it, using up one of its `times`."""
         with self._lock:
-            self._counters.calls[(endpoint_id or "", op)] += 1
-            return _take(self._rules, lambda r: r.op == op and r.endpoint_id in (None, endpoint_id))
+            key = (endpoint_id or "", op)
+            self._counters.calls[key] += 1
+            count = self._counters.calls[key]
+            return _take(
+                self._rules, lambda r: r.op == op and r.endpoint_id in (None, endpoint_id) and r.nth in (None, count)
+            )
 
     def behaviour(self, endpoint_id: str) -> Behaviour:
         """The behaviour for a new job of `endpoint_id`: the first matching one (using up one of its `times`)."""
@@ -164,6 +176,10 @@ class Script:
     def count_key_on_cdn(self) -> None:
         with self._lock:
             self._counters.key_on_cdn += 1
+
+    def count_key_on_models(self) -> None:
+        with self._lock:
+            self._counters.key_on_models += 1
 
     def record_webhook(self, received: dict[str, Any]) -> None:
         with self._lock:
@@ -197,6 +213,7 @@ class Script:
                 "duplicate_submits": sum(n - 1 for n in c.fingerprints.values() if n > 1),
                 "webhooks": {"delivered": c.webhooks_delivered, "failed": c.webhooks_failed},
                 "key_on_cdn": c.key_on_cdn,
+                "key_on_models": c.key_on_models,
                 "rules_pending": [asdict(r) for r in self._rules],
             }
 

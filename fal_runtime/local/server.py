@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from .app import RUN_PREFIX, LocalFal
+from .app import MAX_BODY_BYTES, RUN_PREFIX, LocalFal
 from .faults import ExposeTransport
 from .script import Behaviour, Fault, Op, Phase, Rule, Script
 from .specs import DEFAULT_SPECS_DIR, Endpoint, load_specs
@@ -43,20 +43,27 @@ class _Server(uvicorn.Server):
 class LocalServer:
     """A fal-compatible HTTPS server on 127.0.0.1 serving every endpoint of a specs directory.
 
-    Point clients at it with `FAL_QUEUE_RUN_HOST=<queue_host>`, `FAL_RUN_HOST=<run_host>` and
-    `SSL_CERT_FILE=<ca_file>`.
+    Point clients at it with `FAL_QUEUE_RUN_HOST=<queue_host>`, `FAL_RUN_HOST=<run_host>`,
+    `FAL_API_HOST=<api_host>` (fal's model search) and `SSL_CERT_FILE=<ca_file>`.
     """
 
     def __init__(
-        self, specs_dir: Path = DEFAULT_SPECS_DIR, port: int = 0, ca_file: Path | None = None, *, result_ttl: float = RESULT_TTL
+        self,
+        specs_dir: Path = DEFAULT_SPECS_DIR,
+        port: int = 0,
+        ca_file: Path | None = None,
+        *,
+        result_ttl: float = RESULT_TTL,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
-        """`result_ttl`: seconds a completed request's status and result stay available (fal: about an hour)."""
+        """`result_ttl`: seconds a completed request's status and result stay available (fal: about an hour).
+        `max_body_bytes`: the largest submit, run or stream body accepted (larger ones answer 413)."""
         self._workdir = tempfile.TemporaryDirectory(prefix="fal-local-")
         workdir = Path(self._workdir.name)
         self.certificates: Certificates = issue(ca_file or workdir / "ca.pem", workdir)
         self.endpoints: dict[str, Endpoint] = load_specs(specs_dir)
         self._script = Script()
-        self._fal = LocalFal(self.endpoints, self._script, Signer(), self.certificates.client_context(), result_ttl)
+        self._fal = LocalFal(self.endpoints, self._script, Signer(), self.certificates.client_context(), result_ttl, max_body_bytes)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
@@ -84,6 +91,11 @@ class LocalServer:
     def base(self) -> str:
         """`127.0.0.1:PORT`: the value for FAL_QUEUE_RUN_HOST."""
         return f"{HOST}:{self.port}"
+
+    @property
+    def api_host(self) -> str:
+        """`127.0.0.1:PORT`: the value for FAL_API_HOST (fal's Platform API, `/v1/models`, is served at the root)."""
+        return self.base
 
     @property
     def run_host(self) -> str:
@@ -147,9 +159,12 @@ class LocalServer:
         delay: float = 0.0,
         retry_after: float = 1.0,
         stall_seconds: float = 5.0,
+        nth: int | None = None,
+        body: str = "",
     ) -> None:
-        """Make the next `times` calls of `op` on `endpoint_id` (None: any) fail with `fault` and/or wait `delay`."""
-        self._script.add_rule(Rule(op, endpoint_id, fault, times, phase, delay, retry_after, stall_seconds))
+        """Make the next `times` calls of `op` on `endpoint_id` (None: any) fail with `fault` and/or wait `delay`;
+        with `nth`, only the nth such call since the last reset. Fault "body" answers 200 with `body` as is."""
+        self._script.add_rule(Rule(op, endpoint_id, fault, times, phase, delay, retry_after, stall_seconds, nth, body))
 
     def behave(
         self,

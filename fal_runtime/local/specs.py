@@ -7,6 +7,7 @@ names in fal's documents are arbitrary. A `POST /<id>/stream` path marks a strea
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,11 +97,13 @@ def load_specs(specs_dir: Path) -> dict[str, Endpoint]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     for path in sorted(p for p in specs_dir.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file()):
         try:
-            document = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+            text = path.read_text(encoding="utf-8")
+            # JSON is YAML, but the json module reads it ~50x faster: it matters with a catalogue of 1,000+ specs.
+            document = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=loader)
             if not isinstance(document, dict):
                 raise SpecError(f"{path}: not a YAML mapping")
             endpoint = endpoint_from_document(document, str(path))
-        except (OSError, yaml.YAMLError, SpecError, KeyError) as exc:
+        except (OSError, ValueError, yaml.YAMLError, SpecError, KeyError) as exc:
             print(f"fal_runtime.local: skipping {path}: {exc}", file=sys.stderr)
             continue
         endpoints[endpoint.id] = endpoint
