@@ -63,7 +63,7 @@ class Storage:
         except (KeyError, TypeError, ValueError):
             raise errors.ProtocolError("unexpected storage token response from fal") from None
         if not token.base_url.startswith(("https://", "http://")):
-            raise errors.ProtocolError(f"storage token names an unusable upload URL: {token.base_url[:100]!r}")
+            raise errors.ProtocolError(f"storage token names an unusable upload URL: {self._core.redact(token.base_url)[:100]!r}")
         return token
 
     @staticmethod

@@ -94,7 +94,8 @@ class Waiter:
         try:
             return self.seen(parse_status(json.loads(data)))
         except ValueError:
-            raise errors.ProtocolError(f"unreadable status-stream event: {data[:200]}") from None
+            # Not quoted: the waiter holds no key to redact with (the stream falls back to polling on this error).
+            raise errors.ProtocolError(f"unreadable status-stream event ({len(data)} characters)") from None
 
 
 class Subscription:

@@ -272,3 +272,18 @@ def test_retry_logs_never_show_the_key(server: _Server, caplog: pytest.LogCaptur
     assert any("retry" in r.getMessage() for r in caplog.records)  # the retry was logged
     leaked = [f for f in FRAGMENTS if f in caplog.text]
     assert not leaked, caplog.text
+
+
+@pytest.mark.parametrize("pad", [0, 37, 61])
+def test_storage_token_errors_never_show_the_key(server: _Server, pad: int) -> None:
+    """A storage token whose upload URL is unusable is quoted, redacted, in the error."""
+
+    def route(method: str, path: str, auth: str) -> tuple[int, dict[str, str], bytes]:
+        token = {"token": "t", "token_type": "Bearer", "base_url": "ftp://" + echo(auth, pad), "expires_at": 4102444800}
+        return 200, {}, json.dumps(token).encode()
+
+    server.route = route
+    with Client(KEY, queue_host=server.url, rest_host=server.url, retry=RetryPolicy(max_retries=0)) as client:
+        with pytest.raises(errors.ProtocolError) as caught:
+            client.upload(b"some bytes")
+    assert_clean(caught.value)
