@@ -7,6 +7,7 @@ caller *sends* inputs (a new required field or a removed enum value breaks exist
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,10 +181,11 @@ def endpoints_in_tree(specs: Path) -> dict[str, ir.Endpoint]:
 
 def endpoints_at_ref(ref: str, specs: Path, tmp: Path) -> dict[str, ir.Endpoint]:
     """The specs directory as it was at a git ref, materialized in `tmp`."""
-    top = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=specs, capture_output=True, text=True, check=True).stdout.strip())
+    top = Path(os.fsdecode(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=specs, capture_output=True, check=True).stdout.strip()))
     rel = specs.resolve().relative_to(top).as_posix()
-    names = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref, "--", rel], cwd=top, capture_output=True, text=True, check=True).stdout.split()
-    for name in names:
+    # NUL-separated: a path may hold spaces, and git would quote one with non-ASCII characters.
+    listing = subprocess.run(["git", "ls-tree", "-r", "-z", "--name-only", ref, "--", rel], cwd=top, capture_output=True, check=True).stdout
+    for name in (os.fsdecode(raw) for raw in listing.split(b"\0") if raw):
         blob = subprocess.run(["git", "show", f"{ref}:{name}"], cwd=top, capture_output=True, check=True).stdout
         target = tmp / Path(name).relative_to(rel)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Annotated, Any, TypeGuard
 
 import yaml
 
@@ -26,6 +27,11 @@ _NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions
 # Keys whose values are data, not schemas.
 _DATA_KEYS = frozenset({"examples", "example", "default", "enum", "const", "required", "x-fal-order-properties"})
 _TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
+# Deepest nesting of mappings and lists a spec may have. fal's documents reach 11 (specs/ and ../shared/fal-openapi);
+# every later stage (the 3.0 upgrade, the checks, the intermediate model, datamodel-code-generator) recurses once or
+# more a level, so a schema nested hundreds deep would crash them with a RecursionError (or take minutes).
+MAX_DEPTH = 64
+_JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 @dataclass
@@ -78,10 +84,38 @@ def parse(path: Path, problems: list[Problem]) -> SpecDocument | None:
     except yaml.YAMLError as exc:
         problems.append(Problem(rel, "", f"not valid YAML: {_yaml_message(exc)}"))
         return None
+    except RecursionError:  # both parsers recurse a level at a time
+        problems.append(Problem(rel, "", f"nested too deeply to parse (a spec may nest at most {MAX_DEPTH} levels)"))
+        return None
     if not isinstance(doc, dict):
         problems.append(Problem(rel, "", f"a spec must be a mapping, got {type(doc).__name__}"))
         return None
     return SpecDocument(path, rel, doc)
+
+
+def check_structure(spec: SpecDocument) -> Problem | None:
+    """The first place the document is nested deeper than MAX_DEPTH or holds what JSON cannot (a YAML `200:` key,
+    a date, NaN), in document order. Iterative, and run before anything that recurses or hands the document to
+    jsonschema-rs (which rejects non-string keys with a bare ValueError)."""
+    stack: list[tuple[Any, list[str | int]]] = [(spec.doc, [])]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            children: list[tuple[Any, list[str | int]]] = []
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    return Problem(spec.rel, pointer([*path, str(key)]), f"mapping key {key!r} is not a string: quote it")
+                children.append((value, [*path, key]))
+        elif isinstance(node, list):
+            children = [(value, [*path, i]) for i, value in enumerate(node)]
+        else:
+            if not isinstance(node, _JSON_SCALARS) or (isinstance(node, float) and not math.isfinite(node)):
+                return Problem(spec.rel, pointer(path), f"{node!r} is not a JSON value: quote it")
+            continue
+        if children and len(path) >= MAX_DEPTH:
+            return Problem(spec.rel, pointer(path), f"nested deeper than {MAX_DEPTH} levels")
+        stack.extend(reversed(children))
+    return None
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
@@ -198,7 +232,7 @@ def check_schemas(spec: SpecDocument) -> Iterator[Problem]:
 def _schema_node_problems(spec: SpecDocument, node: dict[str, Any], path: list[str | int]) -> Iterator[Problem]:
     types = node.get("type")
     for t in types if isinstance(types, list) else [types] if types is not None else []:
-        if t not in _TYPES:
+        if not isinstance(t, str) or t not in _TYPES:
             yield Problem(spec.rel, pointer([*path, "type"]), f"unknown type {t!r}")
     if "description" in node and not isinstance(node["description"], str):
         yield Problem(spec.rel, pointer([*path, "description"]), "description must be a string")
@@ -211,8 +245,33 @@ def _schema_node_problems(spec: SpecDocument, node: dict[str, Any], path: list[s
         lo, hi = node.get(low), node.get(high)
         if _is_number(lo) and _is_number(hi) and lo > hi:
             yield Problem(spec.rel, pointer(path), f"{low} {lo} is greater than {high} {hi}")
+    if isinstance(node.get("pattern"), str):
+        error = pattern_error(node["pattern"])
+        if error:
+            yield Problem(spec.rel, pointer([*path, "pattern"]), f"pydantic cannot compile pattern {node['pattern']!r}: {error}")
+    if isinstance(node.get("patternProperties"), dict):
+        for key in node["patternProperties"]:
+            error = pattern_error(key)
+            if error:
+                yield Problem(spec.rel, pointer([*path, "patternProperties", key]), f"pydantic cannot compile pattern {key!r}: {error}")
 
 
+@functools.lru_cache(maxsize=4096)
+def pattern_error(pattern: str) -> str | None:
+    """Why pydantic would refuse `pattern`, or None. Asks pydantic itself (the Rust `regex` crate, its rules on
+    lookarounds and escapes), with the generated models' regex engine: a pattern it refuses makes the generated
+    module fail at its first use, which no Python `re` or ECMA check predicts."""
+    from pydantic import ConfigDict, StringConstraints, TypeAdapter
+
+    from fal_runtime.models import FalModel
+
+    config = ConfigDict(regex_engine=FalModel.model_config.get("regex_engine", "rust-regex"))
+    try:
+        TypeAdapter(Annotated[str, StringConstraints(pattern=pattern)], config=config)
+    except Exception as exc:  # noqa: BLE001 - SchemaError, or whatever else pydantic raises on a bad pattern
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return _short(lines[-1] if lines else type(exc).__name__)
+    return None
 
 
 def _json_kind(value: Any) -> str:
@@ -246,6 +305,10 @@ def load(path: Path, problems: list[Problem]) -> SpecDocument | None:
     spec = parse(path, problems)
     if spec is None:
         return None
+    malformed = check_structure(spec)
+    if malformed is not None:
+        problems.append(malformed)
+        return None
     published = upgrade_30(spec, problems)
     found = list(check_schemas(spec))
     if not found:
@@ -261,10 +324,10 @@ def load(path: Path, problems: list[Problem]) -> SpecDocument | None:
 
 def check_examples(spec: SpecDocument) -> Iterator[Problem]:
     """Every `examples` entry of a component schema (and of its properties) must validate against that schema."""
-    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
+    Draft202012Validator = _example_validator()
     uri = "urn:spec"
     registry: Registry[Any] = Registry().with_resource(uri, DRAFT202012.create_resource(spec.doc))
     schemas = (spec.doc.get("components") or {}).get("schemas") or {}
@@ -284,3 +347,23 @@ def check_examples(spec: SpecDocument) -> Iterator[Problem]:
                 if error is not None:
                     where = pointer([*path, "examples", i, *error.absolute_path])
                     yield Problem(spec.rel, where, f"example does not validate: {_short(error.message)}")
+
+
+@functools.cache
+def _example_validator() -> Any:
+    """jsonschema's 2020-12 validator, but a pattern Python's `re` cannot compile (`\\p{L}`, `\\z`: valid for pydantic's
+    Rust engine) leaves the value unchecked instead of raising re.error out of the loader."""
+    from jsonschema import Draft202012Validator, validators  # type: ignore[import-untyped]
+
+    def tolerant(rule: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+        def check(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
+            try:
+                errors = list(rule(validator, value, instance, schema))
+            except re.error:
+                return
+            yield from errors
+
+        return check
+
+    rules = {k: tolerant(Draft202012Validator.VALIDATORS[k]) for k in ("pattern", "patternProperties")}
+    return validators.extend(Draft202012Validator, rules)

@@ -17,7 +17,7 @@ import pytest
 from codegen.pipeline import generate
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
+SOURCES = ROOT / "sources"  # fal's published documents, copied in with where each came from
 _counter = itertools.count()
 
 

@@ -36,6 +36,11 @@ EXPECTED = {
     "required_not_a_list": ("fal-ai/broken/required_not_a_list.yaml", "/components/schemas/TestInput/required"),
     "module_name_collision": ("fal-ai/broken/a_b.yaml", "/info/x-fal-metadata/endpointId"),
     "input_ref_not_a_schema": ("fal-ai/broken/input_ref_not_a_schema.yaml", "/paths/~1fal-ai~1broken~1input_ref_not_a_schema/post/requestBody/content/application~1json/schema/$ref"),
+    "pattern_trailing_backslash": ("fal-ai/broken/pattern_trailing_backslash.yaml", "/components/schemas/TestInput/properties/seed/pattern"),
+    "pattern_ecma_only": ("fal-ai/broken/pattern_ecma_only.yaml", "/components/schemas/TestInput/properties/tags/patternProperties/^[^]+$"),
+    "schema_too_deep": ("fal-ai/broken/schema_too_deep.json", "/components/schemas/TestInput/properties/n" + "/properties/inner" * 29 + "/properties"),  # 64 keys deep
+    "too_deep_to_parse": ("fal-ai/broken/too_deep_to_parse.yaml", ""),
+    "non_string_key": ("fal-ai/broken/non_string_key.yaml", "/paths/~1fal-ai~1broken~1non_string_key/post/responses/200"),
 }  # fmt: skip
 
 

@@ -15,7 +15,7 @@ import pytest
 from codegen import ir, loader
 from codegen.cache import ModuleCache
 from codegen.pipeline import generate, load_endpoints, read_tree, render_tree
-from tests.codegen.conftest import ROOT, SHARED, write_specs
+from tests.codegen.conftest import ROOT, SOURCES, write_specs
 
 SPECS = ROOT / "specs"
 
@@ -24,7 +24,7 @@ SPECS = ROOT / "specs"
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fal's real documents plus the seed specs: the widest variety of shapes we have."""
     root = tmp_path_factory.mktemp("corpus")
-    for doc in sorted((SHARED / "fal-openapi").glob("*.json")):
+    for doc in sorted((SOURCES / "fal-openapi").glob("*.json")):
         if "--" not in doc.name:
             spec = json.loads(doc.read_text())
             write_specs(root, {spec["info"]["x-fal-metadata"]["endpointId"] + ".json": spec})
@@ -147,3 +147,21 @@ def test_incremental_runs_equal_a_cold_run(corpus: Path, tmp_path: Path, warm_ca
     cold, changed = generate(specs, tmp_path / "cold", cache_dir=None, jobs=2)
     assert changed and "Changed, the URL of the file." in cold.files["fal_ai/image_editing/color_correction.py"]
     assert read_tree(out) == read_tree(tmp_path / "cold") == cold.files
+
+
+def test_the_generator_fingerprint_covers_every_module_generation_uses() -> None:
+    """The module cache is keyed by a fingerprint of `GENERATING_MODULES`: a module they import that is missing from
+    it could change the output while old cached modules are still served."""
+    import ast
+
+    from codegen.cache import GENERATING_MODULES
+
+    for name in GENERATING_MODULES:
+        tree = ast.parse((ROOT / "codegen" / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            used: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module == "codegen":
+                used = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("codegen."):
+                used = [(node.module or "").split(".")[1]]
+            assert set(used) <= set(GENERATING_MODULES), f"codegen/{name}.py uses {used}, outside the fingerprint"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from codegen import diff
-from tests.codegen.conftest import ROOT, SHARED, mini_spec, write_specs
+from tests.codegen.conftest import ROOT, SOURCES, mini_spec, write_specs
 
 BASE = mini_spec(
     "fal-ai/test/edit",
@@ -78,7 +78,7 @@ def test_endpoints_added_and_removed(tmp_path: Path, snapshot: Any) -> None:
     assert _compare([BASE], [other], tmp_path) == snapshot
 
 
-DRIFT = sorted(p for p in (SHARED / "fal-openapi").glob("*--*.json"))
+DRIFT = sorted(p for p in (SOURCES / "fal-openapi").glob("*--*.json"))
 
 
 @pytest.mark.parametrize("second", DRIFT, ids=[p.stem for p in DRIFT])
@@ -102,3 +102,22 @@ def test_cli_compares_with_a_git_ref_and_fails_on_breaking(tmp_path: Path) -> No
     assert ok.returncode == 0 and "**breaking**: output `seed`: field removed" in ok.stdout
     failing = subprocess.run([*cmd, "--fail-on-breaking"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert failing.returncode == 1
+
+
+def test_cli_reads_specs_under_a_path_with_a_space_and_non_ascii(tmp_path: Path) -> None:
+    """git's listing is NUL-separated: a space split one path in two, and git quoted the non-ASCII one."""
+    specs = tmp_path / "fal specs ü"
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    write_specs(specs, {"fal-ai/test/edit.json": BASE, "fal-ai/test/read me é.md": "not a spec\n"})
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    write_specs(specs, [_edit(out__seed=None)])
+    cmd = [sys.executable, "-m", "codegen", "diff", "main", "--specs", specs.name]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert "**breaking**: output `seed`: field removed" in proc.stdout
+    assert "endpoint added" not in proc.stdout

@@ -15,9 +15,9 @@ import pytest
 
 from codegen.pipeline import generate
 from codegen.problems import Level
-from tests.codegen.conftest import SHARED, write_specs
+from tests.codegen.conftest import SOURCES, write_specs
 
-DOCS = sorted((SHARED / "fal-openapi").glob("*.json"))
+DOCS = sorted((SOURCES / "fal-openapi").glob("*.json"))
 
 
 def _endpoint_id(doc: dict[str, Any]) -> str:
