@@ -1,7 +1,7 @@
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: gen test check bench serve typecheck clean import diff
+.PHONY: gen test check bench serve typecheck clean import diff sync
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -17,7 +17,10 @@ test: $(VENV_STAMP)
 	$(PY) -m pytest -q
 	$(PY) -m mypy --strict generated fal_runtime codegen
 
-typecheck: $(VENV_STAMP)
+typesync: $(VENV_STAMP)
+	$(PY) -m codegen sync $(SYNC_ARGS)
+
+check: $(VENV_STAMP)
 	$(PY) -m mypy --strict generated fal_runtime codegen
 
 bench: $(VENV_STAMP)
@@ -34,6 +37,9 @@ import: $(VENV_STAMP)
 
 diff: $(VENV_STAMP)
 	$(PY) -m codegen diff $(BASE)
+
+sync: $(VENV_STAMP)
+	$(PY) -m codegen sync $(SYNC_ARGS)
 
 check: $(VENV_STAMP)
 	$(PY) -m codegen check

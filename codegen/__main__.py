@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     dif.add_argument("base", nargs="?", help="git ref to compare with (default: the merge base with main)")
     dif.add_argument("--specs", type=Path, default=Path("specs"), help="spec directory (default: specs)")
     dif.add_argument("--fail-on-breaking", action="store_true", help="exit 1 when a change breaks callers")
+    syn = sub.add_parser("sync", help="update specs/ from fal's live model search and print a Markdown report")
+    syn.add_argument("--specs", type=Path, default=Path("specs"), help="spec directory (default: specs)")
+    syn.add_argument("--endpoint", action="append", metavar="ID", help="only this endpoint id (repeatable)")
+    syn.add_argument("--category", help="only this fal category (text-to-image, ...)")
+    syn.add_argument("--dry-run", action="store_true", help="write nothing; report what a sync would do")
+    syn.add_argument("--prune", action="store_true", help="delete specs fal no longer lists (never curated ones)")
+    syn.add_argument("--report", type=Path, help="also write the report to this file")
     chk = sub.add_parser("check", help="specs valid, generated/ current, no spec without a module or the other way")
     chk.add_argument("--specs", type=Path, default=Path("specs"))
     chk.add_argument("--out", type=Path, default=Path("generated"))
@@ -42,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "import":
         return _import(args.sources, args.specs)
+
+    if args.command == "sync":
+        return _sync(args)
 
     from codegen.pipeline import generate
 
@@ -107,16 +117,39 @@ def _import(sources: list[str], specs: Path) -> int:
     from codegen.importer import import_sources
 
     try:
-        results = import_sources(sources, specs)
+        outcomes = import_sources(sources, specs)
     except SpecError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"{len(exc.problems)} error(s); nothing written", file=sys.stderr)
         return 1
-    for item, target, changed in results:
-        for repair in item.repairs:
+    for outcome in outcomes:
+        for repair in outcome.item.repairs:
             print(f"repaired: {repair.file}#{repair.pointer}: {repair.message}", file=sys.stderr)
-        print(f"{item.endpoint_id} → {display_path(target)} ({'written' if changed else 'unchanged'})")
+        where = display_path(outcome.target)
+        if outcome.state == "curated":
+            print(f"{outcome.item.endpoint_id} → {where} (curated: kept; fal's data differs in {len(outcome.changes)} place(s))")
+            for change in outcome.changes:
+                mark = "breaking" if change.breaking else "compatible"
+                print(f"    {change.side} {change.field}: {change.what} ({mark})")
+        else:
+            print(f"{outcome.item.endpoint_id} → {where} ({outcome.state})")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from codegen.sync import sync
+    from fal_runtime import FalError
+
+    try:
+        report = sync(args.specs, endpoint_ids=args.endpoint, category=args.category, dry_run=args.dry_run, prune=args.prune)
+    except (FalError, ValueError, TypeError) as exc:  # the walk failed (or bad arguments): nothing was written
+        print(f"sync failed, nothing written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    text = report.render()
+    if args.report is not None:
+        args.report.write_text(text, encoding="utf-8")
+    print(text, end="")
     return 0
 
 

@@ -20,11 +20,16 @@ from typing import Any
 from codegen.ir import Endpoint
 
 
+# The modules whose code decides what a spec generates (the importer, differ and sync only read or write specs:
+# editing them must not throw away every cached module).
+GENERATING_MODULES = ("cache", "ir", "loader", "models", "naming", "pipeline", "problems", "render")
+
+
 @functools.cache
 def generator_fingerprint() -> str:
     digest = hashlib.sha256()
     here = Path(__file__).parent
-    for path in sorted([*here.glob("*.py"), *here.glob("templates/*.jinja")]):
+    for path in sorted([*(here / f"{m}.py" for m in GENERATING_MODULES), *here.glob("templates/*.jinja")]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     for dist in ("datamodel-code-generator", "black", "pydantic"):
         digest.update(f"{dist}=={metadata.version(dist)}\0".encode())

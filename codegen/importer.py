@@ -10,17 +10,20 @@ that cannot be repaired fails with the JSON pointer of the fault, and nothing is
 from __future__ import annotations
 
 import copy
+import datetime
 import inspect
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import yaml
 
-from codegen import ir, loader
+from codegen import catalogue, ir, loader
+from codegen.catalogue import Provenance
 from codegen.problems import Level, Problem, SpecError, pointer
 
 FAL_OPENAPI_URL = "https://fal.ai/api/openapi/queue/openapi.json?endpoint_id={}"
@@ -46,34 +49,73 @@ class Imported:
     repairs: list[Problem]
 
 
+@dataclass
+class Source:
+    """One of fal's documents for one endpoint, with where it came from."""
+
+    origin: str
+    doc: dict[str, Any]
+    metadata: dict[str, Any]  # model-search metadata (`display_name`, `category`, `status`, `stream_url`, ...)
+    provenance: Provenance
+
+    @property
+    def endpoint_id(self) -> Any:
+        meta = self.doc.get("info", {}).get("x-fal-metadata") if isinstance(self.doc.get("info"), dict) else None
+        return (meta.get("endpointId") if isinstance(meta, dict) else None) or self.metadata.get("endpoint_id")
+
+
 # Reading sources.
 
 
-def read_sources(source: str, *, fetch: Any = None) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(origin, OpenAPI document, listing metadata) for every document a SOURCE names."""
+def read_sources(source: str, *, fetch: Any = None) -> Iterator[Source]:
+    """Every document a SOURCE names: an OpenAPI document, a model listing, or fal's JSON Schema snapshot."""
     path = Path(source)
     if path.exists():
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = catalogue.read_json(path)
+        except (OSError, ValueError) as exc:
+            raise SpecError([Problem(str(path), "", f"cannot read: {exc}")]) from None
         origin = str(path)
+        about = catalogue.manifest_entry(path)
     else:
         url = source if source.startswith(("https://", "http://")) else FAL_OPENAPI_URL.format(quote(source, safe="/"))
         data = (fetch or _fetch)(url)
         origin = url
-    if isinstance(data, dict) and isinstance(data.get("models"), list):
+        about = {"from": f"fal's published OpenAPI document, fetched from {url}", "date": datetime.date.today().isoformat()}
+    if catalogue.is_snapshot(data):
+        shared = catalogue.shared_definitions(data)
+        for endpoint_id, entry in data.items():
+            doc = catalogue.document_from_schemas(endpoint_id, entry, shared)
+            doc["info"]["x-fal-metadata"].pop("category", None)  # a folder name: fal's own category wins (merge)
+            prov = catalogue.snapshot_provenance(path, endpoint_id, entry)
+            yield Source(f"{origin} ({endpoint_id})", doc, {"endpoint_id": endpoint_id, "category_folder": entry.get("category")}, prov)
+    elif isinstance(data, dict) and isinstance(data.get("models"), list):
         for entry in data["models"]:
-            yield from _entry(entry, origin)
+            yield _entry(entry, origin, about)
     elif isinstance(data, dict) and "openapi" in data and "endpoint_id" in data:
-        yield from _entry(data, origin)
+        yield _entry(data, origin, about)
     elif isinstance(data, dict):
-        yield origin, data, {}
+        text = about.get("from", f"fal's published OpenAPI document, imported from {origin}")
+        yield Source(origin, data, {}, Provenance("fal-openapi", text, about.get("date", "")))
     else:
         raise SpecError([Problem(origin, "", "not an OpenAPI document or a model listing")])
 
 
-def _entry(entry: Any, origin: str) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+def listing_source(entry: Any, origin: str, text: str) -> Source:
+    """A model search entry (`{"endpoint_id", "metadata", "openapi"}`); dated by fal's `updated_at`."""
     if not isinstance(entry, dict) or not isinstance(entry.get("openapi"), dict):
         raise SpecError([Problem(origin, "", "a model listing entry without an `openapi` document")])
-    yield f"{origin} ({entry.get('endpoint_id')})", entry["openapi"], entry.get("metadata") or {}
+    given = entry.get("metadata")
+    metadata: dict[str, Any] = {**(given if isinstance(given, dict) else {}), "endpoint_id": entry.get("endpoint_id")}
+    date = str(metadata.get("updated_at") or "")[:10]
+    return Source(f"{origin} ({entry.get('endpoint_id')})", entry["openapi"], metadata, Provenance("fal-model-search", text, date))
+
+
+def _entry(entry: Any, origin: str, about: dict[str, str]) -> Source:
+    source = listing_source(entry, origin, about.get("from", f"fal's model search entry, read from {origin}"))
+    if about.get("date") and not source.provenance.date:
+        source.provenance = Provenance(source.provenance.key, source.provenance.text, about["date"])
+    return source
 
 
 def _fetch(url: str) -> Any:
@@ -87,11 +129,36 @@ def _fetch(url: str) -> Any:
         raise SpecError([Problem(url, "", f"cannot fetch: {exc}")]) from None
 
 
+def merge(sources: list[Source]) -> tuple[Source, dict[str, Any], dict[str, dict[str, str]]]:
+    """The newest source (its document supplies the schemas), the metadata all of them give (newest first), and
+    the `x-fal-sources` of the ones used."""
+    ordered = sorted(sources, key=lambda s: s.provenance.date, reverse=True)  # stable: ties keep the given order
+    chosen = ordered[0]
+    metadata: dict[str, Any] = {}
+    used = {chosen.provenance.key: chosen.provenance.entry()}
+    for source in ordered:
+        meta = source.doc.get("info", {}).get("x-fal-metadata") or {}
+        given = {**{_SNAKE[k]: v for k, v in meta.items() if k in _SNAKE}, **source.metadata}
+        added = [k for k, v in given.items() if v not in (None, "", []) and k not in metadata]
+        for k in added:
+            metadata[k] = given[k]
+        if added and source.provenance.key not in used:
+            used[source.provenance.key] = source.provenance.entry()
+    if "category" not in metadata and metadata.get("category_folder"):
+        metadata["category"] = metadata["category_folder"]
+    metadata.pop("category_folder", None)
+    return chosen, metadata, dict(sorted(used.items()))
+
+
+_SNAKE = {"displayName": "display_name", "category": "category", "documentationUrl": "documentation_url"}
+
+
 # Normalizing.
 
 
-def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any]) -> Imported:
-    """A canonical 3.1 spec from one of fal's documents, with every repair reported."""
+def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any], sources: dict[str, Any] | None = None) -> Imported:
+    """A canonical 3.1 spec from one of fal's documents, with every repair reported. `metadata` is in the shape of
+    fal's model search (it wins over the document's own `x-fal-metadata`); `sources` becomes `info.x-fal-sources`."""
     doc = copy.deepcopy(doc)
     repairs: list[Problem] = []
     spec = loader.SpecDocument(Path(origin), origin, doc)
@@ -103,20 +170,25 @@ def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any]) -> Imp
     info = doc.setdefault("info", {})
     meta = info.get("x-fal-metadata") if isinstance(info.get("x-fal-metadata"), dict) else {}
     endpoint_id = meta.get("endpointId") or metadata.get("endpoint_id")
-    if not isinstance(endpoint_id, str):
-        raise SpecError([Problem(origin, "/info/x-fal-metadata/endpointId", "no endpoint id")])
+    if not ir.is_endpoint_id(endpoint_id):
+        raise SpecError([Problem(origin, "/info/x-fal-metadata/endpointId", f"no endpoint id, or not one: {endpoint_id!r} (expected 'owner/alias[/path...]')")])
     kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
     kept["endpointId"] = endpoint_id
-    if metadata.get("display_name"):
-        kept["displayName"] = metadata["display_name"]
-    if metadata.get("category") and "category" not in kept:
-        kept["category"] = metadata["category"]
+    for key, snake in (("displayName", "display_name"), ("category", "category"), ("documentationUrl", "documentation_url")):
+        if isinstance(metadata.get(snake), str) and metadata[snake]:
+            kept[key] = metadata[snake]
     info["x-fal-metadata"] = {k: kept[k] for k in _KEPT_METADATA if k in kept}
     if metadata.get("description"):
         info["description"] = metadata["description"]
-    info["x-fal-sources"] = {"fal-openapi": f"fal's published OpenAPI document, imported from {origin}"}
+    info["x-fal-sources"] = sources or {"fal-openapi": f"fal's published OpenAPI document, imported from {origin}"}
     if metadata.get("stream_url"):
         _add_stream_path(doc, endpoint_id, origin)
+    submit = (doc.get("paths") or {}).get(f"/{endpoint_id}", {}).get("post")
+    if isinstance(submit, dict):
+        if metadata.get("status") == "deprecated":
+            submit["deprecated"] = True
+        elif metadata.get("status") == "active":
+            submit.pop("deprecated", None)
 
     schemas = doc.get("components", {}).get("schemas", {})
     doc["components"]["schemas"] = {name: _repair(schema, ["components", "schemas", name], doc, origin, repairs) for name, schema in schemas.items()}
@@ -125,6 +197,7 @@ def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any]) -> Imp
     _check_io(doc, endpoint_id, origin)
     _prune(doc)
     _drop_invalid_examples(doc, origin, repairs)
+    _drop_invalid_defaults(doc, origin, repairs)
     return Imported(endpoint_id, origin, canonical(doc), repairs)
 
 
@@ -144,6 +217,26 @@ def _drop_invalid_examples(doc: dict[str, Any], origin: str, repairs: list[Probl
 
 
 _DROPPED = object()
+
+
+def _drop_invalid_defaults(doc: dict[str, Any], origin: str, repairs: list[Problem]) -> None:
+    """A field default that contradicts the field's own schema (fal's flowedit: `1.5` on an integer; sam-3's output:
+    a URL string for a File object) cannot be typed; it is dropped and reported. An omitted field still gets fal's
+    own default on fal's side: the client only sends what the caller set."""
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    validator_class = loader._example_validator()  # noqa: SLF001 - the generator's own example rules
+    registry: Registry[Any] = Registry().with_resource("urn:spec", DRAFT202012.create_resource(doc))
+    for name, schema in (doc.get("components", {}).get("schemas") or {}).items():
+        for prop, sub in ((schema.get("properties") or {}) if isinstance(schema, dict) else {}).items():
+            if not isinstance(sub, dict) or "default" not in sub:
+                continue
+            where = pointer(["components", "schemas", name, "properties", prop])
+            errors = list(validator_class({"$ref": f"urn:spec#{where}"}, registry=registry).iter_errors(sub["default"]))
+            if errors:
+                repairs.append(Problem(origin, f"{where}/default", f"default {sub['default']!r} does not validate: {errors[0].message[:120]}: dropped", Level.WARNING))
+                sub.pop("default")
 
 
 def _strip_dropped(node: Any) -> None:
@@ -226,7 +319,7 @@ def _repair(node: Any, path: list[str | int], doc: dict[str, Any], origin: str, 
             order = node.get("x-fal-order-properties")
             props = value
             if isinstance(props, dict) and isinstance(order, list):
-                first = [k for k in order if k in props]
+                first = [k for k in order if isinstance(k, str) and k in props]
                 props = {k: props[k] for k in first + [k for k in props if k not in first]}
             node[key] = {k: _repair(v, [*path, key, k], doc, origin, repairs) for k, v in props.items()} if isinstance(props, dict) else props
         elif key not in ("default", "enum", "const", "examples", "example") and not key.startswith("x-"):
@@ -310,7 +403,7 @@ def canonical(node: Any, *, in_names: bool = False, top: bool = True) -> Any:
     return {k: canonical(node[k], in_names=k in ("properties", "patternProperties"), top=False) if k not in ("examples", "default", "enum", "const") else node[k] for k in keys}
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     """Block style, multi-line strings as literal blocks, no line folding: diffs stay line-per-fact."""
 
 
@@ -322,25 +415,120 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
+def _load(text: str) -> Any:
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+
+
 def dump(spec: dict[str, Any]) -> str:
     return yaml.dump(spec, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000, default_flow_style=False)
 
 
-def import_sources(sources: list[str], specs_root: Path, *, fetch: Any = None) -> list[tuple[Imported, Path, bool]]:
-    """Import every document; validate each through the generator's own loader; write only if all succeed."""
+@dataclass
+class Outcome:
+    """What an import did with one endpoint: `state` is "written", "unchanged", or "curated" (a spec a maintainer
+    curated is never overwritten; `changes` lists where fal's data now differs from it)."""
+
+    item: Imported
+    target: Path
+    state: str
+    changes: list[Any] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.state == "written"
+
+
+def is_curated(text: str) -> bool:
+    """A spec whose facts a maintainer settled (`x-fal-resolved`, `x-fal-unresolved`, `x-fal-curated`)."""
+    return any(marker in text for marker in ("x-fal-resolved", "x-fal-unresolved", "x-fal-curated"))
+
+
+def target_path(specs_root: Path, endpoint_id: str) -> Path | None:
+    """Where an endpoint's spec goes, or None when the id would lead outside `specs_root`."""
+    if not ir.is_endpoint_id(endpoint_id):
+        return None
+    root = specs_root.resolve()
+    target = (root / f"{endpoint_id}.yaml").resolve()
+    return target if target.is_relative_to(root) and not Path(endpoint_id).is_absolute() else None
+
+
+def collect(sources: Iterable[Source]) -> tuple[list[Imported], list[Problem]]:
+    """Normalize every endpoint the sources name, merging sources that name the same one."""
+    groups: dict[str, list[Source]] = {}
+    errors: list[Problem] = []
+    for source in sources:
+        endpoint_id = source.endpoint_id
+        if not ir.is_endpoint_id(endpoint_id):
+            errors.append(Problem(source.origin, "/info/x-fal-metadata/endpointId", f"no endpoint id, or not one: {endpoint_id!r} (expected 'owner/alias[/path...]')"))
+            continue
+        groups.setdefault(endpoint_id, []).append(source)
     imported: list[Imported] = []
+    for endpoint_id in sorted(groups):
+        chosen, metadata, used = merge(groups[endpoint_id])
+        try:
+            imported.append(normalize(chosen.doc, chosen.origin, {**metadata, "endpoint_id": endpoint_id}, used))
+        except SpecError as exc:
+            errors.extend(exc.problems)
+    return imported, errors
+
+
+def import_sources(sources: list[str], specs_root: Path, *, fetch: Any = None) -> list[Outcome]:
+    """Import every document; validate each through the generator's own loader; write only if all succeed."""
+    read: list[Source] = []
     errors: list[Problem] = []
     for source in sources:
         try:
-            for origin, doc, metadata in read_sources(source, fetch=fetch):
-                imported.append(normalize(doc, origin, metadata))
+            read.extend(read_sources(source, fetch=fetch))
         except SpecError as exc:
             errors.extend(exc.problems)
-    seen: dict[str, str] = {}
+    imported, problems = collect(read)
+    errors.extend(problems)
+    outcomes, problems = prepare(imported, specs_root)
+    errors.extend(problems)
+    if errors:
+        raise SpecError(errors)
+    return write(outcomes)
+
+
+def prepare(imported: list[Imported], specs_root: Path) -> tuple[list[tuple[Outcome, str]], list[Problem]]:
+    """Each import's canonical text, checked by the generator's loader, and what writing it would do."""
+    errors: list[Problem] = []
+    _note_shared_names(imported)
+    results: list[tuple[Outcome, str]] = []
     for item in imported:
-        if item.endpoint_id in seen:
-            errors.append(Problem(item.origin, "/info/x-fal-metadata/endpointId", f"{item.endpoint_id!r} is imported twice in one run (also from {seen[item.endpoint_id]})"))
-        seen.setdefault(item.endpoint_id, item.origin)
+        target = target_path(specs_root, item.endpoint_id)
+        if target is None:
+            errors.append(Problem(item.origin, "/info/x-fal-metadata/endpointId", f"endpoint id {item.endpoint_id!r} leads outside {specs_root}/: refused"))
+            continue
+        text = dump(item.spec)
+        check: list[Problem] = []
+        parsed = loader.SpecDocument(target, str(target), _load(text))
+        check.extend(loader.check_schemas(parsed))
+        if not check:
+            check.extend(loader._openapi_errors(parsed))  # noqa: SLF001 - the generator's own validation
+        errors.extend(p for p in check if p.level is Level.ERROR)
+        current = target.read_text(encoding="utf-8") if target.exists() else None
+        if current == text:
+            results.append((Outcome(item, target, "unchanged"), text))
+        elif current is not None and is_curated(current):
+            results.append((Outcome(item, target, "curated", _differences(target, current, item)), text))
+        else:
+            results.append((Outcome(item, target, "written"), text))
+    return results, errors
+
+
+def write(results: list[tuple[Outcome, str]]) -> list[Outcome]:
+    """Write what changed, each file atomically (a temporary beside it, renamed)."""
+    for outcome, text in results:
+        if outcome.state == "written":
+            outcome.target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = outcome.target.with_name(f".{outcome.target.name}.{os.getpid()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(outcome.target)
+    return [outcome for outcome, _ in results]
+
+
+def _note_shared_names(imported: list[Imported]) -> None:
     shapes: dict[str, tuple[str, str]] = {}
     for item in imported:
         for name, schema in item.spec["components"]["schemas"].items():
@@ -348,24 +536,15 @@ def import_sources(sources: list[str], specs_root: Path, *, fetch: Any = None) -
             if name in shapes and shapes[name][0] != shape and shapes[name][1] != item.endpoint_id:
                 item.repairs.append(Problem(item.origin, pointer(["components", "schemas", name]), f"schema {name!r} has another shape in {shapes[name][1]}: each endpoint keeps its own", Level.WARNING))
             shapes.setdefault(name, (shape, item.endpoint_id))
-    results = []
-    for item in imported:
-        target = specs_root / f"{item.endpoint_id}.yaml"
-        text = dump(item.spec)
-        check: list[Problem] = []
-        parsed = loader.SpecDocument(target, str(target), yaml.safe_load(text))
-        check.extend(loader.check_schemas(parsed))
-        if not check:
-            check.extend(loader._openapi_errors(parsed))  # noqa: SLF001 - the generator's own validation
-        errors.extend(p for p in check if p.level is Level.ERROR)
-        results.append((item, target, text))
-    if errors:
-        raise SpecError(errors)
-    written = []
-    for item, target, text in results:
-        changed = not target.exists() or target.read_text(encoding="utf-8") != text
-        if changed:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        written.append((item, target, changed))
-    return written
+
+
+def _differences(target: Path, current: str, item: Imported) -> list[Any]:
+    """Where fal's data differs from a curated spec, judged as `codegen diff` judges a change (curated → fal's)."""
+    from codegen import diff
+
+    found: list[Problem] = []
+    old = ir.build(loader.SpecDocument(target, str(target), _load(current)), f"{item.endpoint_id}.yaml", found)
+    new = ir.build(loader.SpecDocument(target, str(target), copy.deepcopy(item.spec)), f"{item.endpoint_id}.yaml", found)
+    if old is None or new is None:
+        return []
+    return diff.compare({item.endpoint_id: old}, {item.endpoint_id: new})

@@ -10,7 +10,7 @@ import copy
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from codegen import naming
 from codegen.loader import SpecDocument, resolve_pointer
@@ -19,6 +19,11 @@ from codegen.problems import Problem, pointer
 _ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)+$")
 _SCHEMA_REF = "#/components/schemas/"
 _FILE_UI_FIELDS = frozenset({"image", "file", "video", "audio", "image_url", "video_url", "audio_url"})
+
+
+def is_endpoint_id(value: object) -> TypeGuard[str]:
+    """`owner/alias[/path...]`, no `.` or `..` segment: an id names a file under specs/ and a module path."""
+    return isinstance(value, str) and bool(_ENDPOINT_ID.match(value)) and not {".", ".."} & set(value.split("/"))
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,9 @@ class Endpoint:
     file_inputs: dict[str, tuple[str, ...]]
     file_models: tuple[str, ...]  # classes describing a downloadable file (a required `url` and file metadata)
     streams: bool
+    category: str = ""  # fal's category (`text-to-image`), from x-fal-metadata
+    display_name: str = ""  # fal's display name (`FLUX.1 [dev]`), where fal gave one
+    deprecated: bool = False  # the submit operation is marked `deprecated: true`
 
     @property
     def module(self) -> str:
@@ -122,13 +130,17 @@ def _merge_nullable(node: dict[str, Any]) -> dict[str, Any]:
     merged = {k: v for k, v in node.items() if k != "anyOf"}
     merged.update(other)
     merged["type"] = [other["type"], "null"]
+    if "const" in merged:  # `enum`/`const` beside `type` restrict null away too: null must be one of the values
+        merged["enum"] = [merged.pop("const")]
+    if isinstance(merged.get("enum"), list) and None not in merged["enum"]:
+        merged["enum"] = [*merged["enum"], None]
     return merged
 
 
 def _ordered(props: Any, order: Any) -> Any:
     if not isinstance(props, dict) or not isinstance(order, list):
         return props
-    first = [k for k in order if k in props]
+    first = [k for k in order if isinstance(k, str) and k in props]  # a malformed order names nothing
     return {k: props[k] for k in first + [k for k in props if k not in first]}
 
 
@@ -199,7 +211,7 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
     meta = info.get("x-fal-metadata")
     endpoint_id = meta.get("endpointId") if isinstance(meta, dict) else None
     id_ptr = "/info/x-fal-metadata/endpointId"
-    if not isinstance(endpoint_id, str) or not _ENDPOINT_ID.match(endpoint_id):
+    if not isinstance(endpoint_id, str) or not is_endpoint_id(endpoint_id):
         problems.append(Problem(spec.rel, id_ptr, f"missing or malformed endpoint id {endpoint_id!r}: expected 'owner/alias[/path...]'"))
         return None
     stem = spec_file.rsplit(".", 1)[0]
@@ -237,4 +249,7 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
         file_inputs=file_inputs,
         file_models=file_models,
         streams=streams,
+        category=str(meta.get("category") or "") if isinstance(meta, dict) else "",
+        display_name=str(meta.get("displayName") or "") if isinstance(meta, dict) else "",
+        deprecated=resolve_pointer(doc, pointer(["paths", f"/{endpoint_id}", "post", "deprecated"])) is True,
     )

@@ -11,6 +11,7 @@ import copy
 import io
 import tokenize
 import warnings
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,7 @@ def generate_models(endpoint: Endpoint, reserved_kwargs: frozenset[str]) -> Mode
         out = generate(document, **options)
     if not isinstance(out, str):
         raise TypeError("datamodel-code-generator returned several modules for one endpoint")
-    source = _strip_header(out)
+    source = _typed_defaults(_strip_header(out))
     tree = ast.parse(source)
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     file_attrs: dict[str, tuple[str, ...]] = {}
@@ -105,7 +106,101 @@ def generate_models(endpoint: Endpoint, reserved_kwargs: frozenset[str]) -> Mode
             raise AssertionError(f"datamodel-code-generator wrote no class {cls!r} for {endpoint.endpoint_id}")
         attrs = {wire: attr for _, attr, _, wire in _fields(classes[cls])}
         file_attrs[cls] = tuple(attrs[w] for w in wires)
-    return Models(source, tuple(classes), _input_params(classes["Input"], reserved_kwargs), file_attrs)
+    return Models(source, tuple(classes), _input_params(classes["Input"], reserved_kwargs, set(classes)), file_attrs)
+
+
+def _typed_defaults(source: str) -> str:
+    """Object defaults written as the model they stand for: fal's `image_size` defaults to `{"width": 2048, ...}`
+    on a field typed `ImageSize | Literal[...]`; datamodel-code-generator keeps the dict, which a type checker
+    rejects (and pydantic would serialize with a warning). `ImageSize(width=2048, ...)` says the same, typed."""
+    tree = ast.parse(source)
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    lines = source.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    edits: list[tuple[int, int, str]] = []
+    for cls in classes.values():
+        for stmt, _, annotation, _ in _fields(cls):
+            value = stmt.value
+            model = _single_model(annotation, classes)
+            if value is None or model is None or (isinstance(value, ast.Constant) and value.value is None):
+                continue
+            built: str | None
+            if _is_root_model(classes[model]) and _is_literal(value):  # `FocusPoint([0.5, 0.5])`
+                built = f"{model}({ast.unparse(value)})"
+            elif isinstance(value, ast.Dict):
+                built = _instance(model, value, classes)
+            elif isinstance(value, ast.List) and value.elts and all(isinstance(e, ast.Dict) for e in value.elts):
+                items = [_instance(model, e, classes) for e in value.elts if isinstance(e, ast.Dict)]
+                built = "[" + ", ".join(i for i in items if i) + "]" if None not in items else None
+            else:
+                continue
+            if built is not None:
+                built = _black_quoted(built)
+                start = offsets[value.lineno - 1] + value.col_offset
+                end = offsets[(value.end_lineno or value.lineno) - 1] + (value.end_col_offset or 0)
+                edits.append((start, end, built))
+    for start, end, text in sorted(edits, reverse=True):
+        source = source[:start] + text + source[end:]
+    return _defined_before_use(source) if edits else source
+
+
+def _defined_before_use(source: str) -> str:
+    """Classes reordered (stably) so that a model built in another's default is defined first: annotations are
+    lazy (`from __future__ import annotations`), defaults are not."""
+    tree = ast.parse(source)
+    body = tree.body
+    first = next((i for i, n in enumerate(body) if isinstance(n, ast.ClassDef)), None)
+    if first is None or not all(isinstance(n, ast.ClassDef) for n in body[first:]):
+        return source  # something other than classes among them: leave the order alone
+    classes = [n for n in body[first:] if isinstance(n, ast.ClassDef)]
+    names = {c.name for c in classes}
+    needs = {
+        c.name: {n.func.id for stmt in c.body if isinstance(stmt, ast.AnnAssign) and stmt.value is not None
+                 for n in ast.walk(stmt.value) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in names}
+        for c in classes
+    }  # fmt: skip
+    lines = source.splitlines(keepends=True)
+    chunks = {c.name: "".join(lines[_start(c) : c.end_lineno]).rstrip("\n") + "\n" for c in classes}
+    order: list[str] = []
+
+    def emit(name: str, visiting: frozenset[str]) -> None:
+        if name in order or name in visiting:
+            return
+        for dependency in sorted(needs[name]):
+            emit(dependency, visiting | {name})
+        order.append(name)
+
+    for c in classes:
+        emit(c.name, frozenset())
+    if order == [c.name for c in classes]:
+        return source
+    head = "".join(lines[: _start(classes[0])])
+    return head + "\n\n".join(chunks[name] for name in order)
+
+
+def _start(node: ast.ClassDef) -> int:
+    return min([d.lineno for d in node.decorator_list] + [node.lineno]) - 1
+
+
+def _is_root_model(cls: ast.ClassDef) -> bool:
+    return any(isinstance(b, ast.Subscript) and isinstance(b.value, ast.Name) and b.value.id == "RootModel" for b in cls.bases)
+
+
+def _single_model(annotation: ast.expr, classes: dict[str, ast.ClassDef]) -> str | None:
+    """The one generated model a type names (`ImageSize | Literal[...]`, `list[LoraWeight]`), if exactly one."""
+    names = {n.id for n in ast.walk(annotation) if isinstance(n, ast.Name) and n.id in classes}
+    return names.pop() if len(names) == 1 else None
+
+
+def _instance(model: str, value: ast.Dict, classes: dict[str, ast.ClassDef]) -> str | None:
+    """`Model(key=value, ...)` for a dict default whose keys are all the model's attribute names, else None."""
+    attrs = {attr for _, attr, _, wire in _fields(classes[model]) if attr == wire}
+    keys = [k.value for k in value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str) and k.value in attrs]
+    if len(keys) != len(value.keys) or not all(_is_literal(v) for v in value.values):
+        return None
+    return f"{model}(" + ", ".join(f"{k}={ast.unparse(v)}" for k, v in zip(keys, value.values)) + ")"
 
 
 FILE_INPUT_TYPE = "fal_runtime.inputs.FileInput"
@@ -140,6 +235,9 @@ def _as_file_input(schema: Any) -> Any:
         schema["items"] = _as_file_input(schema.get("items"))
     elif "string" in kinds:
         schema = {k: v for k, v in schema.items() if k not in _URL_ONLY}
+        if "null" in kinds:  # a custom type replaces the whole `type` list: keep None as its own alternative
+            rest = {k: v for k, v in schema.items() if k != "type"}
+            return {**rest, "anyOf": [{"type": "string", "customTypePath": FILE_INPUT_TYPE}, {"type": "null"}]}
         schema["customTypePath"] = FILE_INPUT_TYPE
     return schema
 
@@ -154,14 +252,17 @@ def _strip_header(source: str) -> str:
 _LITERAL_NODES = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.UnaryOp, ast.Set)
 
 
-def _is_literal(node: ast.expr) -> bool:
-    """A default we can repeat in a signature: a JSON-like literal, nothing that runs code."""
+def _is_literal(node: ast.expr, classes: AbstractSet[str] = frozenset()) -> bool:
+    """A default we can repeat in a signature: a JSON-like literal, or a generated model built from literals
+    (`_typed_defaults`), nothing that runs other code."""
     if isinstance(node, ast.Constant):
         return True
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in classes:
+        return not node.args and all(k.arg and _is_literal(k.value) for k in node.keywords)
     if isinstance(node, ast.UnaryOp):
         return isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant)
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        return all(_is_literal(e) for e in node.elts)
+        return all(_is_literal(e, classes) for e in node.elts)
     if isinstance(node, ast.Dict):
         return all(k is not None and _is_literal(k) for k in node.keys) and all(_is_literal(v) for v in node.values)
     return False
@@ -182,7 +283,7 @@ def _fields(cls: ast.ClassDef) -> list[tuple[ast.AnnAssign, str, ast.expr, str]]
     return found
 
 
-def _input_params(cls: ast.ClassDef, reserved: frozenset[str]) -> tuple[Param, ...]:
+def _input_params(cls: ast.ClassDef, reserved: frozenset[str], classes: AbstractSet[str]) -> tuple[Param, ...]:
     fields = _fields(cls)
     used = set(reserved) | {attr for _, attr, _, _ in fields}
     params: list[Param] = []
@@ -190,7 +291,7 @@ def _input_params(cls: ast.ClassDef, reserved: frozenset[str]) -> tuple[Param, .
         default: str | None
         if stmt.value is None:
             default = None
-        elif _is_literal(stmt.value):
+        elif _is_literal(stmt.value, classes):
             default = ast.unparse(stmt.value)
         else:
             default = "..."

@@ -19,12 +19,22 @@ RESERVED_CLASS_NAMES = frozenset(
 )  # fmt: skip
 
 
+# Lower-case names a generated endpoint module or the package defines: a segment spelled so gets a trailing `_`,
+# whether or not a parent endpoint exists today, so `fal-ai/flux-lora/stream` is `fal_ai.flux_lora.stream_` for
+# good (as a plain `stream` its import would replace its parent's `stream` function).
+RESERVED_MODULE_NAMES = frozenset(
+    {"endpoint", "submit", "subscribe", "run", "stream", "submit_async", "subscribe_async", "run_async",
+     "stream_async", "load"}
+)  # fmt: skip
+
+
 def module_segment(part: str) -> str:
-    """One endpoint-id segment as a Python module name: `v1.1-ultra` → `v1_1_ultra`, `3d` → `_3d`."""
+    """One endpoint-id segment as a Python module name: `v1.1-ultra` → `v1_1_ultra`, `3d` → `_3d`,
+    `CassetteAI` → `cassetteai`, `stream` → `stream_`."""
     name = _NON_IDENT.sub("_", part).strip("_").lower() or "_"
     if name[0].isdigit():
         name = "_" + name
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in RESERVED_MODULE_NAMES:
         name += "_"
     return name
 

@@ -172,15 +172,13 @@ def render_tree(
     reserved = _reserved_kwargs()
     packages = {e.module_parts[:i] for e in endpoints for i in range(1, len(e.module_parts))}
     files: dict[str, str] = {}
-    modules: list[tuple[str, str]] = []
     for e, content in zip(endpoints, _render_modules(endpoints, reserved, cache or ModuleCache(None), jobs, warm)):
         path = "/".join(e.module_parts) + ("/__init__.py" if e.module_parts in packages else ".py")
         files[path] = content
-        modules.append((e.endpoint_id, "." + e.module))
     endpoint_parts = {e.module_parts for e in endpoints}
     for parts in sorted(packages - endpoint_parts):
         files["/".join(parts) + "/__init__.py"] = _formatted(render.render_namespace("/".join(parts)), cache)
-    files["__init__.py"] = _formatted(render.render_package(modules), cache)
+    files["__init__.py"] = _formatted(render.render_package(endpoints), cache)
     files[TYPED_MARKER] = ""  # PEP 561: an installed `generated` is typed for the user's type checker
     return dict(sorted(files.items()))
 

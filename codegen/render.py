@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import functools
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +125,11 @@ class Rendered:
 
 def render_endpoint(endpoint: Endpoint, models: Models) -> Rendered:
     summary = f"Typed client for fal's ``{endpoint.endpoint_id}`` endpoint."
+    about = [f"{endpoint.display_name}." if endpoint.display_name else "", f"Category: {endpoint.category}." if endpoint.category else ""]
+    if endpoint.deprecated:
+        about.append("fal lists this endpoint as deprecated: every call warns (``DeprecationWarning``).")
+    if any(about):
+        summary += "\n\n" + " ".join(a for a in about if a)
     if endpoint.description:
         summary += "\n\n" + endpoint.description
     renamed = {p.kwarg: p.attr for p in models.params if p.kwarg != p.attr}
@@ -158,8 +164,8 @@ def render_endpoint(endpoint: Endpoint, models: Models) -> Rendered:
     return Rendered(source, block)
 
 
-def render_package(modules: list[tuple[str, str]]) -> str:
-    return environment().get_template("package_init.py.jinja").render(modules=modules, count=len(modules))
+def render_package(endpoints: Sequence[Endpoint]) -> str:
+    return environment().get_template("package_init.py.jinja").render(endpoints=endpoints, count=len(endpoints))
 
 
 def render_namespace(prefix: str) -> str:
@@ -190,7 +196,8 @@ def format_python(source: str, black_block: str = "") -> str:
         parts.append(_gap(lines[pos:start]))
         chunk = "".join(lines[start:end])
         rest = chunk.replace(black_block, "").splitlines(keepends=True) if black_block else lines[start:end]
-        if not _settled(rest):
+        verbatim = lines[start - 1].strip() == "# fmt: off" if start else False  # black leaves it as written
+        if not verbatim and not _settled(rest):
             if node is tree.body[0] and isinstance(node, ast.Expr):  # the module docstring: black it where it is
                 chunk = black_format(chunk)
             elif isinstance(node, ast.ClassDef) and not node.decorator_list and _settled(lines[start : start + 1]):

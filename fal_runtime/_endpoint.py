@@ -9,6 +9,7 @@ is imported on the first call.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -36,8 +37,10 @@ class Endpoint(Generic[InputT, OutputT]):
         streams: bool = False,
         renamed: Mapping[str, str] | None = None,
         files: Mapping[type[BaseModel], Sequence[str]] | None = None,
+        deprecated: bool = False,
     ) -> None:
         self.endpoint_id = endpoint_id
+        self.deprecated = deprecated  # fal lists the endpoint as deprecated: every call warns
         self.input_model = input_model
         self.output_model = output_model
         self.streams = streams
@@ -84,6 +87,8 @@ class Endpoint(Generic[InputT, OutputT]):
         self, call: str, allowed: frozenset[str], arguments: InputT | None, kwargs: dict[str, Any]
     ) -> tuple[InputT, dict[str, Any]]:
         """The validated input and options of one call; an option that belongs to another call is a TypeError."""
+        if self.deprecated:  # user → generated function → Endpoint.<call> → here
+            warnings.warn(f"fal lists {self.endpoint_id} as deprecated", DeprecationWarning, stacklevel=4)
         data, options = self.build_input(arguments, kwargs)
         misplaced = sorted(set(options) - allowed)
         if misplaced:

@@ -1,7 +1,8 @@
 """The lazy endpoint index behind `generated.ENDPOINTS` and `generated.load()`.
 
 fal has over a thousand endpoints; importing `generated` must not import any of them. The index maps endpoint ids
-to module names and imports a module only when it is asked for.
+to module names and imports a module only when it is asked for; what a listing shows (category, display name,
+deprecation) is in the index itself, so `fal-typed list` or an app's model picker imports no endpoint module.
 """
 
 from __future__ import annotations
@@ -9,6 +10,17 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 from types import ModuleType
+from typing import NamedTuple
+
+
+class EndpointInfo(NamedTuple):
+    """One endpoint as the index knows it, without importing its module."""
+
+    endpoint_id: str
+    module: str  # absolute module name (`generated.fal_ai.flux.dev`)
+    category: str  # fal's category (`text-to-image`); "" when fal gave none
+    display_name: str  # fal's display name (`FLUX.1 [dev]`); "" when fal gave none
+    deprecated: bool  # fal lists it as deprecated: calling it warns
 
 
 class UnknownEndpointError(KeyError):
@@ -21,9 +33,12 @@ class UnknownEndpointError(KeyError):
 class EndpointRegistry(Mapping[str, ModuleType]):
     """A read-only mapping of endpoint id → generated module, importing each module on first access."""
 
-    def __init__(self, package: str, modules: Mapping[str, str]) -> None:
+    def __init__(self, package: str, entries: Mapping[str, str | tuple[str, str, str, bool]]) -> None:
+        """`entries`: endpoint id → module name relative to `package` (".fal_ai.flux.dev"), or a tuple of that
+        module name, category, display name and whether fal deprecated it."""
         self._package = package
-        self._modules = dict(modules)  # endpoint id → module name relative to `package` (".fal_ai.flux.dev")
+        self._entries = {k: (v, "", "", False) if isinstance(v, str) else v for k, v in entries.items()}
+        self._modules = {k: v[0] for k, v in self._entries.items()}
 
     def __getitem__(self, endpoint_id: str) -> ModuleType:
         try:
@@ -48,6 +63,20 @@ class EndpointRegistry(Mapping[str, ModuleType]):
     def module_name(self, endpoint_id: str) -> str:
         """The absolute module name for an endpoint id, without importing it."""
         return self._package + self._modules[endpoint_id]
+
+    def info(self, endpoint_id: str) -> EndpointInfo:
+        """What the index knows of one endpoint (KeyError for an unknown id), importing nothing."""
+        module, category, display_name, deprecated = self._entries[endpoint_id]
+        return EndpointInfo(endpoint_id, self._package + module, category, display_name, deprecated)
+
+    def infos(self, *, category: str | None = None, include_deprecated: bool = True) -> list[EndpointInfo]:
+        """Every endpoint, sorted by id; `category` keeps one of fal's categories only."""
+        found = (self.info(k) for k in sorted(self._entries))
+        return [i for i in found if (category is None or i.category == category) and (include_deprecated or not i.deprecated)]
+
+    def categories(self) -> list[str]:
+        """fal's categories present in the index, sorted."""
+        return sorted({v[1] for v in self._entries.values() if v[1]})
 
     def __repr__(self) -> str:
         return f"<EndpointRegistry {self._package!r}: {len(self._modules)} endpoints>"

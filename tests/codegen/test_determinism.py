@@ -14,6 +14,7 @@ import pytest
 
 from codegen import ir, loader
 from codegen.cache import ModuleCache
+from codegen.importer import is_curated
 from codegen.pipeline import generate, load_endpoints, read_tree, render_tree
 from tests.codegen.conftest import ROOT, SOURCES, write_specs
 
@@ -22,13 +23,19 @@ SPECS = ROOT / "specs"
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fal's real documents plus the seed specs: the widest variety of shapes we have."""
+    """fal's real documents, the curated seeds and every 40th spec of the catalogue: a wide variety of shapes."""
     root = tmp_path_factory.mktemp("corpus")
-    for doc in sorted((SOURCES / "fal-openapi").glob("*.json")):
+    taken: set[str] = set()
+    for doc in sorted((SOURCES / "fal-openapi").glob("*__*.json")):
         if "--" not in doc.name:
             spec = json.loads(doc.read_text())
+            taken.add(spec["info"]["x-fal-metadata"]["endpointId"])
             write_specs(root, {spec["info"]["x-fal-metadata"]["endpointId"] + ".json": spec})
-    for spec in loader.find_spec_files(SPECS):
+    files = loader.find_spec_files(SPECS)
+    picked = [p for p in files if is_curated(p.read_text(encoding="utf-8"))] + files[::40]
+    for spec in sorted(set(picked)):
+        if spec.relative_to(SPECS).with_suffix("").as_posix() in taken:
+            continue
         target = root / spec.relative_to(SPECS)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(spec.read_bytes())

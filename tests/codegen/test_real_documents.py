@@ -17,7 +17,7 @@ from codegen.pipeline import generate
 from codegen.problems import Level
 from tests.codegen.conftest import SOURCES, write_specs
 
-DOCS = sorted((SOURCES / "fal-openapi").glob("*.json"))
+DOCS = sorted((SOURCES / "fal-openapi").glob("*__*.json"))
 
 
 def _endpoint_id(doc: dict[str, Any]) -> str:

@@ -2,7 +2,8 @@
 """Typed clients for fal endpoints, one module per endpoint.
 
 `ENDPOINTS` maps every endpoint id to its module and imports a module only when it is looked up;
-`load(endpoint_id)` does the same with a helpful error for unknown ids.
+`ENDPOINTS.info(endpoint_id)` / `ENDPOINTS.infos(category=...)` give each endpoint's category, display name and
+deprecation without importing anything; `load(endpoint_id)` imports a module with a helpful error for unknown ids.
 """
 
 from __future__ import annotations
@@ -16,25 +17,28 @@ if _TYPE_CHECKING:
 
 __all__ = ["ENDPOINTS", "load"]
 
+# One row per endpoint: id: (module, fal's category, fal's display name, deprecated).
+# fmt: off
 ENDPOINTS = _EndpointRegistry(
     __name__,
     {
-        "fal-ai/alpha-image-232/edit-image": ".fal_ai.alpha_image_232.edit_image",
-        "fal-ai/bytedance/seededit/v3/edit-image": ".fal_ai.bytedance.seededit.v3.edit_image",
-        "fal-ai/flux-2/lora/edit": ".fal_ai.flux_2.lora.edit",
-        "fal-ai/flux-pro/kontext/max/multi": ".fal_ai.flux_pro.kontext.max.multi",
-        "fal-ai/flux/dev/image-to-image": ".fal_ai.flux.dev.image_to_image",
-        "fal-ai/gemini-flash-edit": ".fal_ai.gemini_flash_edit",
-        "fal-ai/image-editing/background-change": ".fal_ai.image_editing.background_change",
-        "fal-ai/image-editing/color-correction": ".fal_ai.image_editing.color_correction",
-        "fal-ai/image-editing/face-enhancement": ".fal_ai.image_editing.face_enhancement",
-        "fal-ai/image-editing/object-removal": ".fal_ai.image_editing.object_removal",
-        "fal-ai/luma-photon/modify": ".fal_ai.luma_photon.modify",
-        "fal-ai/post-processing/sharpen": ".fal_ai.post_processing.sharpen",
-        "fal-ai/qwen-image-2/edit": ".fal_ai.qwen_image_2.edit",
-        "fal-ai/recraft/v3/image-to-image": ".fal_ai.recraft.v3.image_to_image",
+        "fal-ai/alpha-image-232/edit-image": (".fal_ai.alpha_image_232.edit_image", "image-to-image", "", False),
+        "fal-ai/bytedance/seededit/v3/edit-image": (".fal_ai.bytedance.seededit.v3.edit_image", "image-to-image", "", False),
+        "fal-ai/flux-2/lora/edit": (".fal_ai.flux_2.lora.edit", "image-to-image", "", False),
+        "fal-ai/flux-pro/kontext/max/multi": (".fal_ai.flux_pro.kontext.max.multi", "image-to-image", "", False),
+        "fal-ai/flux/dev/image-to-image": (".fal_ai.flux.dev.image_to_image", "image-to-image", "", False),
+        "fal-ai/gemini-flash-edit": (".fal_ai.gemini_flash_edit", "image-to-image", "", False),
+        "fal-ai/image-editing/background-change": (".fal_ai.image_editing.background_change", "image-to-image", "", False),
+        "fal-ai/image-editing/color-correction": (".fal_ai.image_editing.color_correction", "image-to-image", "", False),
+        "fal-ai/image-editing/face-enhancement": (".fal_ai.image_editing.face_enhancement", "image-to-image", "", False),
+        "fal-ai/image-editing/object-removal": (".fal_ai.image_editing.object_removal", "image-to-image", "", False),
+        "fal-ai/luma-photon/modify": (".fal_ai.luma_photon.modify", "image-to-image", "", False),
+        "fal-ai/post-processing/sharpen": (".fal_ai.post_processing.sharpen", "image-to-image", "", False),
+        "fal-ai/qwen-image-2/edit": (".fal_ai.qwen_image_2.edit", "image-to-image", "", False),
+        "fal-ai/recraft/v3/image-to-image": (".fal_ai.recraft.v3.image_to_image", "image-to-image", "", False),
     },
 )
+# fmt: on
 
 
 def load(endpoint_id: str) -> _ModuleType:
