@@ -44,6 +44,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 # common file system. Safe names are ASCII, so characters are bytes.
 _MAX_NAME = 255 - 15
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})  # "some bytes": no claim to check
+_MARKUP = ("+xml", "/xml", "/html", "/javascript")
 _TYPE_ALIASES = {
     "image/jpg": "image/jpeg", "audio/mp3": "audio/mpeg", "audio/x-wav": "audio/wav", "audio/wave": "audio/wav",
 }
@@ -259,7 +260,11 @@ class _Sink:
         expected = _media_type(getattr(file, "content_type", None) or "")
         got = _media_type(response.headers.get("content-type", ""))
         if expected and got and got != expected and not {expected, got} & _GENERIC_TYPES:
-            raise DownloadError(f"expected {expected}, the server sent {got}")
+            # A type fal only defaulted (its Image model says image/jpeg unless told otherwise, whatever the format)
+            # allows another subtype of the same kind, but never markup, which can carry script (image/svg+xml).
+            stated = "content_type" in file.model_fields_set
+            if stated or got.split("/")[0] != expected.split("/")[0] or got.endswith(_MARKUP):
+                raise DownloadError(f"expected {expected}, the server sent {got}")
 
     def feed(self, chunk: bytes) -> None:
         self._total += len(chunk)

@@ -7,6 +7,7 @@ memory; the size of one upload, one part and one multipart file is capped.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import threading
@@ -40,6 +41,20 @@ class StoredFile:
     data: bytes
 
 
+# A 16×16 JPEG (made once with Pillow; the server needs no imaging library).
+_JPEG = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERXRTc4UG1RV19i"
+    "Z2hnPk1xeXBkeFxlZ2P/2wBDARESEhgVGC8aGi9jQjhCY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2Nj"
+    "Y2NjY2NjY2P/wAARCAAQABADASIAAhEBAxEB/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUF"
+    "BAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVW"
+    "V1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi"
+    "4+Tl5ufo6erx8vP09fb3+Pn6/8QAHwEAAwEBAQEBAQEBAQAAAAAAAAECAwQFBgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAEC"
+    "AxEEBSExBhJBUQdhcRMiMoEIFEKRobHBCSMzUvAVYnLRChYkNOEl8RcYGRomJygpKjU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVm"
+    "Z2hpanN0dXZ3eHl6goOEhYaHiImKkpOUlZaXmJmaoqOkpaanqKmqsrO0tba3uLm6wsPExcbHyMnK0tPU1dbX2Nna4uPk5ebn6Onq"
+    "8vP09fb3+Pn6/9oADAMBAAIRAxEAPwCSiiivGPWP/9k="
+)
+
+
 class Files:
     """Files by their path under the CDN prefix, and the upload tokens handed out."""
 
@@ -47,6 +62,7 @@ class Files:
         self._lock = threading.Lock()
         self._files: dict[str, StoredFile] = {
             "outputs/image.png": StoredFile("image/png", png()),
+            "outputs/image.jpg": StoredFile("image/jpeg", _JPEG),
             "outputs/file.bin": StoredFile("application/octet-stream", b"fal_runtime.local output\n"),
         }
         self._tokens: dict[str, float] = {}
@@ -54,8 +70,12 @@ class Files:
 
     @staticmethod
     def output_path(content_type: str) -> str:
-        """Where an output file of this content type points: an image for images, opaque bytes otherwise."""
-        return "outputs/image.png" if content_type.startswith("image/") else "outputs/file.bin"
+        """Where an output file of this content type points: a PNG or a JPEG when that is what the output says it
+        is, opaque bytes otherwise (`application/octet-stream` claims no type, so a download checks nothing)."""
+        media = content_type.split(";")[0].strip().lower()
+        return {"image/png": "outputs/image.png", "image/jpeg": "outputs/image.jpg", "image/jpg": "outputs/image.jpg"}.get(
+            media, "outputs/file.bin"
+        )
 
     def new_token(self) -> tuple[str, float]:
         token, expires = secrets.token_urlsafe(24), time.time() + TOKEN_SECONDS

@@ -165,6 +165,23 @@ def test_a_subtype_of_the_same_type_is_refused(svg: str, tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []
 
 
+class DefaultedImage(FalFile):
+    """fal's Image: its content type defaults to image/jpeg whether or not the file is one."""
+
+    content_type: str | None = "image/jpeg"
+
+
+def test_a_defaulted_type_accepts_another_subtype_but_never_markup(
+    image_url: str, client: Client, svg: str, tmp_path: Path
+) -> None:
+    assert DefaultedImage(url=image_url).download(client=client).startswith(PNG)  # fal did not say jpeg: a default
+    with pytest.raises(DownloadError, match="expected image/jpeg, the server sent image/png"):
+        DefaultedImage(url=image_url, content_type="image/jpeg").download(client=client)  # fal said jpeg
+    with pytest.raises(DownloadError, match="the server sent image/svg\\+xml"):
+        DefaultedImage(url=svg).save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_media_type_ignores_parameters_case_and_aliases(png_with_parameters: str, generic: str) -> None:
     assert File(url=png_with_parameters, content_type="image/png").download().startswith(PNG)
     assert File(url=png_with_parameters, content_type="application/octet-stream").download().startswith(PNG)
