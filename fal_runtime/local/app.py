@@ -92,12 +92,7 @@ class LocalFal:
         self.files = Files()
         self.store = Store(lambda job: self._output(job.endpoint, job.base_url), self._completed, result_ttl)
         self._tls = tls
-        self._templates: dict[str, JSON] = {}
-        for endpoint_id, endpoint in endpoints.items():
-            template = output_template(endpoint)
-            if template is None:
-                print(f"fal_runtime.local: {endpoint_id}: no output validates; answering {{}}", file=sys.stderr)
-            self._templates[endpoint_id] = template or {}
+        self._templates: dict[str, JSON] = {}  # made on an endpoint's first output: a catalogue starts in a second
 
     def app(self) -> Starlette:
         routes = [
@@ -296,10 +291,14 @@ class LocalFal:
         await asyncio.sleep(behaviour.queue_seconds + (behaviour.run_seconds if run else 0.0))
 
     def _output(self, endpoint: Endpoint, base: str) -> JSON:
+        template = self._templates.get(endpoint.id)
+        if template is None:
+            made = output_template(endpoint)
+            if made is None:
+                print(f"fal_runtime.local: {endpoint.id}: no output validates; answering {{}}", file=sys.stderr)
+            template = self._templates[endpoint.id] = made or {}
         files = self.files
-        result: JSON = with_file_urls(
-            self._templates[endpoint.id], lambda ct: f"{base}{CDN_PREFIX}/files/{files.output_path(ct)}"
-        )
+        result: JSON = with_file_urls(template, lambda ct: f"{base}{CDN_PREFIX}/files/{files.output_path(ct)}")
         return result
 
     async def _completed(self, job: Job) -> None:

@@ -58,6 +58,7 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> ModuleCache:
     return ModuleCache(tmp_path_factory.mktemp("cache"))
 
 
+@pytest.mark.slow
 def test_workers_and_cache_give_identical_bytes(endpoints: list[ir.Endpoint], reference: dict[str, str], warm_cache: ModuleCache) -> None:
     assert render_tree(endpoints, warm_cache, jobs=2) == reference  # cold, in two worker processes
     modules = [p for p in reference if p.endswith(".py")]  # every Python file; the empty py.typed is not cached
@@ -65,6 +66,7 @@ def test_workers_and_cache_give_identical_bytes(endpoints: list[ir.Endpoint], re
     assert render_tree(endpoints, warm_cache) == reference  # every module served from the cache
 
 
+@pytest.mark.slow
 def test_hash_seed_does_not_change_output(corpus: Path, reference: dict[str, str], tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONHASHSEED="4242", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "codegen", "gen", "-q", "--no-cache", "-j", "2", "--specs", str(corpus), "--out", str(tmp_path / "out")]
@@ -87,9 +89,14 @@ def test_second_run_writes_nothing(corpus: Path, tmp_path: Path, warm_cache: Mod
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.py")} == mtimes
 
 
-def test_committed_generated_is_current(warm_cache: ModuleCache) -> None:
-    endpoints, _ = load_endpoints(loader.find_spec_files(SPECS), SPECS)
-    assert read_tree(ROOT / "generated") == render_tree(endpoints, warm_cache), "generated/ is stale: run `make gen`"
+@pytest.mark.slow
+def test_committed_generated_is_current() -> None:
+    """`codegen check` as a test. It shares the project's module cache, which `make test` has just filled by running
+    `codegen check` first (a cache hit is byte-identical to rendering, as the tests above show); cold, it renders
+    the whole catalogue (about two minutes)."""
+    cache = ModuleCache(ROOT / ".cache" / "codegen")
+    endpoints, _ = load_endpoints(loader.find_spec_files(SPECS), SPECS, cache)
+    assert read_tree(ROOT / "generated") == render_tree(endpoints, cache, jobs=2), "generated/ is stale: run `make gen`"
 
 
 def test_spec_cache_gives_the_same_endpoints_and_warnings(corpus: Path, endpoints: list[ir.Endpoint], tmp_path: Path) -> None:
@@ -132,6 +139,7 @@ def test_the_run_stamp_notices_every_change(corpus: Path, tmp_path: Path, warm_c
     assert removed.files == render_tree(load_endpoints(loader.find_spec_files(specs), specs)[0], warm_cache)
 
 
+@pytest.mark.slow
 def test_every_file_is_what_black_would_write(reference: dict[str, str]) -> None:
     """The generator asks black only about statements it would change (`render.format_python`); the result must be
     exactly black's, for every shape in fal's documents and the seeds."""
@@ -141,6 +149,7 @@ def test_every_file_is_what_black_would_write(reference: dict[str, str]) -> None
     assert unstable == []
 
 
+@pytest.mark.slow
 def test_incremental_runs_equal_a_cold_run(corpus: Path, tmp_path: Path, warm_cache: ModuleCache) -> None:
     """After one spec changes, the in-place update from the cache is byte for byte what a cold run (no cache, new
     directory, two workers) writes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from codegen import loader
@@ -49,6 +50,7 @@ def _depth(node: Any) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_the_depth_limit_leaves_room_above_every_real_spec() -> None:
     """fal's documents nest about 12 levels; the limit must never reject a real one."""
     files = loader.find_spec_files(ROOT / "specs") + sorted((SOURCES / "fal-openapi").rglob("*.json"))

@@ -90,6 +90,7 @@ def test_document_generates_imports_and_validates_its_examples(doc_path: Path, p
         module.Output.model_validate(example_output)
 
 
+@pytest.mark.slow
 def test_generated_code_for_every_document_passes_mypy_strict(
     packages: dict[str, tuple[ModuleType, set[str]]], tmp_path: Path
 ) -> None:

@@ -42,6 +42,7 @@ def _io(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return schemas[ref.rsplit("/", 1)[1]], schemas[out.rsplit("/", 1)[1]]
 
 
+@pytest.mark.slow
 def test_every_seed_endpoint_has_a_spec_and_a_module() -> None:
     ids = sorted(_spec(p)["info"]["x-fal-metadata"]["endpointId"] for p in ALL_SPEC_FILES)
     assert sorted(SEED_IDS) == [i for i in ids if i in SEED_IDS]

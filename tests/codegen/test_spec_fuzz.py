@@ -100,6 +100,7 @@ def _dump(doc: Any, as_yaml: bool) -> str:
     return json.dumps(doc, default=str)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(doc=_mutated(), as_yaml=st.booleans())
 def test_mutated_spec_loads_or_reports_located_problems(doc: dict[str, Any], as_yaml: bool, tmp_path_factory: pytest.TempPathFactory) -> None:  # fmt: skip

@@ -27,6 +27,7 @@ def test_the_seeds_are_curated() -> None:
     assert len(CURATED) >= 14
 
 
+@pytest.mark.slow
 def test_every_imported_spec_records_its_sources_with_their_dates() -> None:
     undated: list[str] = []
     for path in FILES:

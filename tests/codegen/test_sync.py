@@ -118,7 +118,9 @@ def test_an_unrepairable_document_is_skipped_and_the_rest_imported(tmp_path: Pat
     assert "## Skipped (1)" in report.render() and "`fal-ai/esrgan`" in report.render()
 
 
-def test_changes_are_reported_with_breaking_marks_and_curated_specs_kept(served: tuple[LocalServer, Path], tmp_path: Path) -> None:
+def test_changes_are_reported_with_breaking_marks_and_curated_specs_kept(
+    served: tuple[LocalServer, Path], tmp_path: Path, snapshot: Any
+) -> None:
     server, theirs = served
     ours = tmp_path / "ours"
     run_sync(ours)
@@ -144,6 +146,7 @@ def test_changes_are_reported_with_breaking_marks_and_curated_specs_kept(served:
     text = report.render()
     assert "**breaking**" in text and "Curated specs where fal's data differs" in text and "cas_amount" in text
     assert "num_images" in read(ours / "fal-ai/flux/schnell.yaml")["components"]["schemas"]["FluxSchnellInput"]["required"]
+    assert text == snapshot  # the report a sync pull request carries, read as a reviewer would
 
 
 def test_absent_endpoints_are_reported_and_pruned_only_when_asked(served: tuple[LocalServer, Path], tmp_path: Path) -> None:
@@ -188,6 +191,7 @@ def test_a_deprecated_endpoint_is_reported_and_its_module_warns(tmp_path: Path, 
     assert "## Deprecated by fal (1)" in report.render()
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_report(served: tuple[LocalServer, Path], tmp_path: Path) -> None:
     server, _ = served
     ours = tmp_path / "ours"
@@ -208,6 +212,7 @@ def test_the_command_prints_the_report(served: tuple[LocalServer, Path], tmp_pat
     assert not (tmp_path / "other").exists()
 
 
+@pytest.mark.slow
 def test_a_walk_of_more_than_1000_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base = read(SPECS / "fal-ai/esrgan.yaml")
     theirs = tmp_path / "fal"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.codegen.conftest import ROOT
@@ -19,11 +20,13 @@ def check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_the_sync_workflow_is_valid_for_github() -> None:
     result = check(WORKFLOW)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_the_schema_check_catches_a_broken_workflow(tmp_path: Path) -> None:
     broken = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
     broken["jobs"]["sync"]["runs-on"] = {"unexpected": ["shape"]}

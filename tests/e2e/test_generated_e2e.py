@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 import generated
-from fal_runtime import AsyncClient, Client, Completed
 from codegen.importer import is_curated
+from fal_runtime import AsyncClient, Client, Completed
 from fal_runtime.local import LocalServer
 from tests.e2e.conftest import connects
 

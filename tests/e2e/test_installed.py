@@ -5,6 +5,8 @@ the typed signatures reach users, not just this checkout."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import shutil
 import subprocess
@@ -27,6 +29,7 @@ flux.subscribe(image_url="https://example.com/cat.png", prompt="a cat", strength
 """
 
 
+@pytest.mark.slow
 def test_an_installed_wheel_is_typed_for_its_users(tmp_path: Path) -> None:
     source, wheels, target, app = tmp_path / "source", tmp_path / "wheels", tmp_path / "site", tmp_path / "app"
     # A copy of the checkout as it is, so setuptools' build/ and egg-info neither come from nor go to the checkout.
