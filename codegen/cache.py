@@ -19,7 +19,6 @@ from typing import Any
 
 from codegen.ir import Endpoint
 
-
 # The modules whose code decides what a spec generates (the importer, differ and sync only read or write specs:
 # editing them must not throw away every cached module).
 GENERATING_MODULES = ("cache", "ir", "loader", "models", "naming", "pipeline", "problems", "render")

@@ -156,7 +156,7 @@ _SNAKE = {"displayName": "display_name", "category": "category", "documentationU
 # Normalizing.
 
 
-def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any], sources: dict[str, Any] | None = None) -> Imported:
+def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any], sources: dict[str, Any]) -> Imported:
     """A canonical 3.1 spec from one of fal's documents, with every repair reported. `metadata` is in the shape of
     fal's model search (it wins over the document's own `x-fal-metadata`); `sources` becomes `info.x-fal-sources`."""
     doc = copy.deepcopy(doc)
@@ -180,7 +180,7 @@ def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any], source
     info["x-fal-metadata"] = {k: kept[k] for k in _KEPT_METADATA if k in kept}
     if metadata.get("description"):
         info["description"] = metadata["description"]
-    info["x-fal-sources"] = sources or {"fal-openapi": f"fal's published OpenAPI document, imported from {origin}"}
+    info["x-fal-sources"] = sources
     if metadata.get("stream_url"):
         _add_stream_path(doc, endpoint_id, origin)
     submit = (doc.get("paths") or {}).get(f"/{endpoint_id}", {}).get("post")

@@ -177,8 +177,10 @@ def _absent(specs_root: Path, seen: set[str], endpoint_ids: list[str] | None, ca
 
 
 def _category(path: Path) -> str | None:
-    match = re.search(r"^    category: (.+)$", path.read_text(encoding="utf-8"), re.MULTILINE)
-    return match.group(1).strip().strip("'\"") if match else None
+    found: list[Problem] = []
+    spec = loader.load(path, found)
+    meta = spec.doc.get("info", {}).get("x-fal-metadata") if spec is not None else None
+    return meta.get("category") if isinstance(meta, dict) else None
 
 
 def _scope(endpoint_ids: list[str] | None, category: str | None) -> str:
