@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from fal_runtime.inputs import needs_sending
 from fal_runtime._options import OPTION_NAMES, RUN_OPTIONS, STREAM_OPTIONS, SUBMIT_OPTIONS, SUBSCRIBE_OPTIONS
+from fal_runtime.inputs import needs_sending
 
 if TYPE_CHECKING:
     from fal_runtime._client import AsyncClient, Client
