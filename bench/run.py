@@ -125,6 +125,9 @@ def catalogue(tmp: Path, runs: int) -> list[tuple[str, str, str, str, str]]:
     opc_total, accepted, _ = opc.peer(sample, tmp)
     opc_each = opc_total / accepted if accepted else float("nan")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # An installed wheel has its bytecode compiled at install time, as fal_client's has; compile ours the same way
+    # (PYTHONDONTWRITEBYTECODE, set on some machines, would otherwise make every import compile from source).
+    subprocess.run([PY, "-m", "compileall", "-q", "generated", "fal_runtime"], cwd=ROOT, check=True, capture_output=True)
 
     def fresh(code: str) -> float:
         times = []

@@ -7,6 +7,7 @@ the reason; an example that starts failing, or an exception that starts passing,
 
 from __future__ import annotations
 
+import importlib
 import typing
 import warnings
 from collections.abc import Iterator
@@ -102,6 +103,8 @@ def test_every_endpoint_is_listed_with_its_metadata_without_importing_modules() 
     assert count == len(loader.find_spec_files(SPECS)) > 1_200
     assert loaded == 0, "listing the endpoints imported endpoint modules"
     assert with_category == count and categories >= 10
+    for info in generated.ENDPOINTS.infos():  # and every one imports by its module path
+        assert importlib.import_module(info.module).ENDPOINT_ID == info.endpoint_id
     flux = generated.ENDPOINTS.info("fal-ai/flux/dev")
     assert flux == EndpointInfo("fal-ai/flux/dev", "generated.fal_ai.flux.dev", "text-to-image", "FLUX.1 [dev]", False)
 
@@ -131,7 +134,6 @@ def test_module_names_for_capitals_underscores_and_reserved_words() -> None:
 
 
 def test_a_deprecated_endpoint_warns_where_it_is_called(tmp_path: Path) -> None:
-    import importlib
     import sys
 
     from codegen.importer import dump
