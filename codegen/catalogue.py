@@ -58,33 +58,15 @@ def is_snapshot(data: Any) -> bool:
     return isinstance(first, dict) and {"input", "output", "inputName", "outputName"} <= set(first)
 
 
-def shared_definitions(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """Every `$defs` schema that has one shape wherever it appears in the snapshot: a few entries refer to a
-    definition their own `$defs` lacks (fal's `fal-ai_flux-2-klein_LoRAInput`), which another entry holds."""
-    shapes: dict[str, Any] = {}
-    clashing: set[str] = set()
-    for entry in snapshot.values():
-        for side in ("input", "output"):
-            for name, schema in ((entry.get(side) or {}).get("$defs") or {}).items():
-                if name in shapes and shapes[name] != schema:
-                    clashing.add(name)
-                shapes.setdefault(name, schema)
-    return {k: v for k, v in shapes.items() if k not in clashing}
-
-
-def document_from_schemas(endpoint_id: str, entry: dict[str, Any], shared: dict[str, Any] | None = None) -> dict[str, Any]:
-    """fal's per-endpoint queue document for one snapshot entry; `#/$defs/X` refs become component refs, and a
-    definition missing from the entry is taken from `shared` (see `shared_definitions`)."""
+def document_from_schemas(endpoint_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """fal's per-endpoint queue document for one snapshot entry; `#/$defs/X` refs become component refs. (A few
+    entries refer to definitions no entry holds, such as `fal-ai_flux-2-klein_LoRAInput`: the importer repairs and
+    reports those.)"""
     schemas: dict[str, Any] = {}
     for side in ("input", "output"):
         schema = _rebased(copy.deepcopy(entry[side]))
         schemas.update(schema.pop("$defs", {}) or {})
         schemas[entry[f"{side}Name"]] = schema
-    missing = _dangling(schemas)
-    while missing and shared:
-        found = {name: _rebased(copy.deepcopy(shared[name])) for name in missing if name in shared}
-        schemas.update(found)
-        missing = _dangling(schemas) - set(missing)
     schemas["QueueStatus"] = copy.deepcopy(_QUEUE_STATUS)
     request_id = {"required": True, "in": "path", "name": "request_id", "schema": {"description": "Request ID", "type": "string"}}
     status = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueueStatus"}}}, "description": "The request status."}
@@ -133,25 +115,6 @@ def snapshot_provenance(path: Path, endpoint_id: str, entry: dict[str, Any]) -> 
     where = about.get("from", f"fal's JSON Schemas, read from {path.name}")
     names = f"{entry.get('inputName')} / {entry.get('outputName')}"
     return Provenance(SNAPSHOT_KEY, f"{where}; src/{entry.get('category')}/schemas.gen.ts: {names}", about.get("date", ""))
-
-
-def _dangling(schemas: dict[str, Any]) -> set[str]:
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/components/schemas/") and ref[21:] not in schemas:
-                found.add(ref[21:])
-            for key, value in node.items():
-                if key not in ("examples", "default", "enum", "const"):
-                    walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(schemas)
-    return found
 
 
 def _rebased(node: Any) -> Any:

@@ -83,9 +83,8 @@ def read_sources(source: str, *, fetch: Any = None) -> Iterator[Source]:
         origin = url
         about = {"from": f"fal's published OpenAPI document, fetched from {url}", "date": datetime.date.today().isoformat()}
     if catalogue.is_snapshot(data):
-        shared = catalogue.shared_definitions(data)
         for endpoint_id, entry in data.items():
-            doc = catalogue.document_from_schemas(endpoint_id, entry, shared)
+            doc = catalogue.document_from_schemas(endpoint_id, entry)
             doc["info"]["x-fal-metadata"].pop("category", None)  # a folder name: fal's own category wins (merge)
             prov = catalogue.snapshot_provenance(path, endpoint_id, entry)
             yield Source(f"{origin} ({endpoint_id})", doc, {"endpoint_id": endpoint_id, "category_folder": entry.get("category")}, prov)

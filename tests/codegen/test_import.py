@@ -167,8 +167,8 @@ def test_fals_json_schema_snapshot_imports_with_its_provenance(tmp_path: Path) -
     lora = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
     snapshot = {
         "fal-ai/test/one": snapshot_entry("OneInput", {"lora": {"$ref": "#/$defs/LoraInput"}}, {"LoraInput": lora}),
-        # fal's own gap: a $ref to a definition this entry's $defs lacks, held by another entry
-        "fal-ai/test/two": snapshot_entry("TwoInput", {"loras": {"type": "array", "items": {"$ref": "#/$defs/LoraInput"}}}),
+        # fal's own gap: a $ref to a definition no entry holds (repaired and reported, as in any document)
+        "fal-ai/test/two": snapshot_entry("TwoInput", {"loras": {"type": "array", "items": {"$ref": "#/$defs/Missing"}}}),
     }
     folder = tmp_path / "snap"
     folder.mkdir()
@@ -177,8 +177,10 @@ def test_fals_json_schema_snapshot_imports_with_its_provenance(tmp_path: Path) -
     specs = tmp_path / "specs"
     outcomes = import_sources([str(folder / "schemas.json.gz")], specs)
     assert [o.item.endpoint_id for o in outcomes] == ["fal-ai/test/one", "fal-ai/test/two"]
-    two = outcomes[1].item.spec
-    assert two["components"]["schemas"]["LoraInput"] == lora, "the missing definition is taken from the other entry"
+    one, two = outcomes[0].item.spec, outcomes[1].item.spec
+    assert one["components"]["schemas"]["LoraInput"] == lora
+    assert one["components"]["schemas"]["OneInput"]["properties"]["lora"] == {"$ref": "#/components/schemas/LoraInput"}
+    assert [r.message for r in outcomes[1].item.repairs] == ["dangling $ref '#/components/schemas/Missing': replaced by an unconstrained schema"]
     assert two["info"]["x-fal-sources"] == {"fal-js-schemas": {"date": "2026-05-12", "from": "fal-js libs/schemas @abc; src/image/schemas.gen.ts: TwoInput / TwoInputOut"}}
     assert two["info"]["x-fal-metadata"] == {"category": "image", "endpointId": "fal-ai/test/two"}
     assert set(two["paths"]) == {f"/fal-ai/test/two{p}" for p in ("", "/requests/{request_id}", "/requests/{request_id}/cancel", "/requests/{request_id}/status")}
