@@ -82,3 +82,22 @@ def test_cli_exit_code_and_message(tmp_path: Path) -> None:
     assert "specs/fal-ai/broken/dangling_ref.yaml#/components/schemas/TestInput/properties/size/$ref" in proc.stderr
     assert "generated/ left unchanged" in proc.stderr
     assert not (tmp_path / "generated").exists()
+
+
+def test_check_finds_a_stale_an_orphan_and_a_non_black_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`codegen check` (make test's first step): current tree passes; each kind of fault is named."""
+    from tests.codegen.conftest import mini_spec, write_specs
+
+    specs = write_specs(tmp_path / "specs", [mini_spec("fal-ai/test/check", {"prompt": {"type": "string"}})])
+    out, cache = tmp_path / "pkg", tmp_path / "cache"
+    args = ["--specs", str(specs), "--out", str(out), "--cache", str(cache)]
+    assert main(["gen", "-q", *args]) == 0
+    assert main(["check", *args]) == 0
+    module = out / "fal_ai" / "test" / "check.py"
+    module.write_text(module.read_text() + "x=1\n")  # still a module, but not as black (or the generator) writes it
+    (out / "orphan.py").write_text("")
+    assert main(["check", *args]) == 1
+    err = capsys.readouterr().err
+    assert "orphan.py: no spec generates it" in err
+    assert "fal_ai/test/check.py: differs from a fresh generation" in err
+    assert "fal_ai/test/check.py: not as black would write it" in err
