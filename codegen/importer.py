@@ -510,7 +510,7 @@ def prepare(imported: list[Imported], specs_root: Path) -> tuple[list[tuple[Outc
         if current == text:
             results.append((Outcome(item, target, "unchanged"), text))
         elif current is not None and is_curated(current):
-            results.append((Outcome(item, target, "curated", _differences(target, current, item)), text))
+            results.append((Outcome(item, target, "curated", differences(target, current, item)), text))
         else:
             results.append((Outcome(item, target, "written"), text))
     return results, errors
@@ -537,8 +537,9 @@ def _note_shared_names(imported: list[Imported]) -> None:
             shapes.setdefault(name, (shape, item.endpoint_id))
 
 
-def _differences(target: Path, current: str, item: Imported) -> list[Any]:
-    """Where fal's data differs from a curated spec, judged as `codegen diff` judges a change (curated → fal's)."""
+def differences(target: Path, current: str, item: Imported) -> list[Any]:
+    """Where an import differs from the spec now at `target` (`current`, its text), judged as `codegen diff` judges
+    a change: for a curated spec it is kept, for sync's report it is written."""
     from codegen import diff
 
     found: list[Problem] = []

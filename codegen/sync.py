@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codegen import importer, ir, loader
+from codegen import importer, loader
 from codegen.problems import Level, Problem, SpecError
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def sync(
         elif outcome.state == "curated":
             report.curated.append(outcome)
         elif outcome.target.exists():
-            report.changed.append((outcome, _changes(outcome)))
+            report.changed.append((outcome, importer.differences(outcome.target, outcome.target.read_text(encoding="utf-8"), outcome.item)))
         else:
             report.added.append(outcome)
     report.absent = _absent(specs_root, seen, endpoint_ids, category)
@@ -147,18 +147,6 @@ def sync(
                     path.unlink()
                     report.pruned.append(endpoint_id)
     return report
-
-
-def _changes(outcome: importer.Outcome) -> list[Change]:
-    from codegen import diff
-
-    found: list[Problem] = []
-    spec = loader.load(outcome.target, found)
-    old = ir.build(spec, f"{outcome.item.endpoint_id}.yaml", found) if spec is not None else None
-    new = ir.build(loader.SpecDocument(outcome.target, str(outcome.target), outcome.item.spec), f"{outcome.item.endpoint_id}.yaml", found)
-    if old is None or new is None:
-        return []
-    return diff.compare({old.endpoint_id: old}, {new.endpoint_id: new})
 
 
 def _absent(specs_root: Path, seen: set[str], endpoint_ids: list[str] | None, category: str | None) -> list[str]:
