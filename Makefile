@@ -1,7 +1,7 @@
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: gen test check bench serve typecheck clean import diff sync
+.PHONY: gen test lint check bench serve clean import diff sync
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -14,14 +14,14 @@ gen: $(VENV_STAMP)
 
 test: $(VENV_STAMP)
 	$(PY) -m codegen check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
-	$(PY) -m mypy --strict generated fal_runtime codegen
+	$(PY) -m mypy generated fal_runtime codegen fal_cli
 
-typesync: $(VENV_STAMP)
-	$(PY) -m codegen sync $(SYNC_ARGS)
-
-check: $(VENV_STAMP)
-	$(PY) -m mypy --strict generated fal_runtime codegen
+lint: $(VENV_STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 bench: $(VENV_STAMP)
 	$(PY) bench/run.py

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from codegen.problems import SpecError, display_path
+from codegen.problems import InvalidSpecError, display_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cache = None if args.no_cache else args.cache
         result, changed = generate(args.specs, args.out, cache_dir=cache, jobs=max(1, args.jobs))
-    except SpecError as exc:
+    except InvalidSpecError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         n = len(exc.problems)
@@ -83,7 +83,7 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
 
     try:
         endpoints, _ = load_endpoints(loader.find_spec_files(specs), specs)
-    except SpecError as exc:
+    except InvalidSpecError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
@@ -129,7 +129,7 @@ def _import(sources: list[str], specs: Path) -> int:
 
     try:
         outcomes = import_sources(sources, specs)
-    except SpecError as exc:
+    except InvalidSpecError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"{len(exc.problems)} error(s); nothing written", file=sys.stderr)

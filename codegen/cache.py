@@ -17,11 +17,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from codegen.ir import Endpoint
+from codegen.ir import EndpointIR
 
 # The modules whose code decides what a spec generates (the importer, differ and sync only read or write specs:
 # editing them must not throw away every cached module).
-GENERATING_MODULES = ("cache", "ir", "loader", "models", "naming", "pipeline", "problems", "render")
+GENERATING_MODULES = (
+    "cache", "calldocs", "escape", "imports", "ir", "loader", "models", "naming", "pipeline", "polish", "problems",
+    "render",
+)
 
 
 @functools.cache
@@ -35,7 +38,7 @@ def generator_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def endpoint_key(endpoint: Endpoint, reserved: frozenset[str]) -> str:
+def endpoint_key(endpoint: EndpointIR, reserved: frozenset[str]) -> str:
     # The fields as they are (json writes tuples as lists): `dataclasses.asdict` deep-copies every schema, which
     # was most of a no-op run at 1,000 specs.
     fields = {f.name: getattr(endpoint, f.name) for f in dataclasses.fields(endpoint)}
@@ -71,7 +74,7 @@ class ModuleCache:
     # A validated spec's intermediate model, keyed by the spec file's bytes: a no-op run skips parsing and
     # validating every spec. Cross-spec checks (duplicate ids, module collisions) still run on every load.
 
-    def get_endpoint(self, key: str) -> tuple[Endpoint, list[dict[str, str]]] | None:
+    def get_endpoint(self, key: str) -> tuple[EndpointIR, list[dict[str, str]]] | None:
         text = self.get(key, ".json")
         if text is None:
             return None
@@ -80,7 +83,7 @@ class ModuleCache:
         for name in ("module_parts", "file_models"):
             fields[name] = tuple(fields[name])
         fields["file_inputs"] = {cls: tuple(names) for cls, names in fields["file_inputs"].items()}
-        return Endpoint(**fields), data["warnings"]
+        return EndpointIR(**fields), data["warnings"]
 
     # The last run into an output directory: its stamp (generator + spec bytes), the tree it left (sizes and
     # modification times), the endpoint count and warnings. A run with the same stamp over the same tree is a no-op.
@@ -98,7 +101,7 @@ class ModuleCache:
     def record_run(self, out: Path, run: dict[str, Any]) -> None:
         self.put(self._run_key(out), json.dumps(run), ".json")
 
-    def put_endpoint(self, key: str, endpoint: Endpoint, warnings: list[dict[str, str]]) -> None:
+    def put_endpoint(self, key: str, endpoint: EndpointIR, warnings: list[dict[str, str]]) -> None:
         self.put(key, json.dumps({"endpoint": dataclasses.asdict(endpoint), "warnings": warnings}), ".json")
 
 

@@ -77,7 +77,7 @@ def _type_name(alt: dict[str, Any]) -> str:
     return str(alt.get("type", "any"))
 
 
-def _fields(endpoint: ir.Endpoint) -> dict[str, dict[str, dict[str, Any]]]:
+def _fields(endpoint: ir.EndpointIR) -> dict[str, dict[str, dict[str, Any]]]:
     result: dict[str, dict[str, dict[str, Any]]] = {}
     for side, name in (("input", "Input"), ("output", "Output")):
         out: dict[str, dict[str, Any]] = {}
@@ -86,7 +86,7 @@ def _fields(endpoint: ir.Endpoint) -> dict[str, dict[str, dict[str, Any]]]:
     return result
 
 
-def compare(old: dict[str, ir.Endpoint], new: dict[str, ir.Endpoint]) -> list[Change]:
+def compare(old: dict[str, ir.EndpointIR], new: dict[str, ir.EndpointIR]) -> list[Change]:
     changes: list[Change] = []
     for eid in sorted(set(old) | set(new)):
         if eid not in new:
@@ -168,9 +168,9 @@ def render(changes: list[Change], base: str) -> str:
     return "\n".join(lines)
 
 
-def endpoints_in_tree(specs: Path) -> dict[str, ir.Endpoint]:
+def endpoints_in_tree(specs: Path) -> dict[str, ir.EndpointIR]:
     problems: list[Problem] = []
-    found: dict[str, ir.Endpoint] = {}
+    found: dict[str, ir.EndpointIR] = {}
     for path in loader.find_spec_files(specs):
         spec = loader.load(path, problems)
         endpoint = ir.build(spec, path.relative_to(specs).as_posix(), problems) if spec else None
@@ -179,7 +179,7 @@ def endpoints_in_tree(specs: Path) -> dict[str, ir.Endpoint]:
     return found
 
 
-def endpoints_at_ref(ref: str, specs: Path, tmp: Path) -> dict[str, ir.Endpoint]:
+def endpoints_at_ref(ref: str, specs: Path, tmp: Path) -> dict[str, ir.EndpointIR]:
     """The specs directory as it was at a git ref, materialized in `tmp`."""
     top = Path(os.fsdecode(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=specs, capture_output=True, check=True).stdout.strip()))
     rel = specs.resolve().relative_to(top).as_posix()

@@ -24,7 +24,8 @@ import yaml
 
 from codegen import catalogue, ir, loader
 from codegen.catalogue import Provenance
-from codegen.problems import Level, Problem, SpecError, pointer
+from codegen.problems import Level, Problem, InvalidSpecError, pointer
+from fal_runtime import queue_document
 
 FAL_OPENAPI_URL = "https://fal.ai/api/openapi/queue/openapi.json?endpoint_id={}"
 # info.x-fal-metadata keys that describe the endpoint; the rest (thumbnails, playground links) churn.
@@ -74,7 +75,7 @@ def read_sources(source: str, *, fetch: Any = None) -> Iterator[Source]:
         try:
             data = catalogue.read_json(path)
         except (OSError, ValueError) as exc:
-            raise SpecError([Problem(str(path), "", f"cannot read: {exc}")]) from None
+            raise InvalidSpecError([Problem(str(path), "", f"cannot read: {exc}")]) from None
         origin = str(path)
         about = catalogue.manifest_entry(path)
     else:
@@ -97,13 +98,13 @@ def read_sources(source: str, *, fetch: Any = None) -> Iterator[Source]:
         text = about.get("from", f"fal's published OpenAPI document, imported from {origin}")
         yield Source(origin, data, {}, Provenance("fal-openapi", text, about.get("date", "")))
     else:
-        raise SpecError([Problem(origin, "", "not an OpenAPI document or a model listing")])
+        raise InvalidSpecError([Problem(origin, "", "not an OpenAPI document or a model listing")])
 
 
 def listing_source(entry: Any, origin: str, text: str) -> Source:
     """A model search entry (`{"endpoint_id", "metadata", "openapi"}`); dated by fal's `updated_at`."""
     if not isinstance(entry, dict) or not isinstance(entry.get("openapi"), dict):
-        raise SpecError([Problem(origin, "", "a model listing entry without an `openapi` document")])
+        raise InvalidSpecError([Problem(origin, "", "a model listing entry without an `openapi` document")])
     given = entry.get("metadata")
     metadata: dict[str, Any] = {**(given if isinstance(given, dict) else {}), "endpoint_id": entry.get("endpoint_id")}
     date = str(metadata.get("updated_at") or "")[:10]
@@ -125,7 +126,7 @@ def _fetch(url: str) -> Any:
         response.raise_for_status()
         return response.json()
     except (httpx.HTTPError, ValueError) as exc:
-        raise SpecError([Problem(url, "", f"cannot fetch: {exc}")]) from None
+        raise InvalidSpecError([Problem(url, "", f"cannot fetch: {exc}")]) from None
 
 
 def merge(sources: list[Source]) -> tuple[Source, dict[str, Any], dict[str, dict[str, str]]]:
@@ -170,7 +171,7 @@ def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any], source
     meta = info.get("x-fal-metadata") if isinstance(info.get("x-fal-metadata"), dict) else {}
     endpoint_id = meta.get("endpointId") or metadata.get("endpoint_id")
     if not ir.is_endpoint_id(endpoint_id):
-        raise SpecError([Problem(origin, "/info/x-fal-metadata/endpointId", f"no endpoint id, or not one: {endpoint_id!r} (expected 'owner/alias[/path...]')")])
+        raise InvalidSpecError([Problem(origin, "/info/x-fal-metadata/endpointId", f"no endpoint id, or not one: {endpoint_id!r} (expected 'owner/alias[/path...]')")])
     kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
     kept["endpointId"] = endpoint_id
     for key, snake in (("displayName", "display_name"), ("category", "category"), ("documentationUrl", "documentation_url")):
@@ -355,7 +356,7 @@ def _check_path_refs(node: Any, doc: dict[str, Any], origin: str) -> None:
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/") and loader.resolve_pointer(doc, ref[1:]) is None:
-            raise SpecError([Problem(origin, "", f"a queue path refers to a missing schema {ref!r}: cannot find the endpoint's input or output")])
+            raise InvalidSpecError([Problem(origin, "", f"a queue path refers to a missing schema {ref!r}: cannot find the endpoint's input or output")])
         for v in node.values():
             _check_path_refs(v, doc, origin)
     elif isinstance(node, list):
@@ -365,13 +366,13 @@ def _check_path_refs(node: Any, doc: dict[str, Any], origin: str) -> None:
 
 def _check_io(doc: dict[str, Any], endpoint_id: str, origin: str) -> None:
     problems: list[Problem] = []
-    in_path = ["paths", f"/{endpoint_id}", "post", "requestBody", "content", "application/json", "schema", "$ref"]
-    out_path = ["paths", f"/{endpoint_id}/requests/{{request_id}}", "get", "responses", "200", "content", "application/json", "schema", "$ref"]
+    in_path = [*queue_document.input_schema_path(endpoint_id), "$ref"]
+    out_path = [*queue_document.output_schema_path(endpoint_id), "$ref"]
     for what, p in (("input", in_path), ("output", out_path)):
         if not isinstance(loader.resolve_pointer(doc, pointer(p)), str):
             problems.append(Problem(origin, pointer(p[:-1]), f"no {what} schema reachable from the queue paths"))
     if problems:
-        raise SpecError(problems)
+        raise InvalidSpecError(problems)
 
 
 def _prune(doc: dict[str, Any]) -> None:
@@ -466,7 +467,7 @@ def collect(sources: Iterable[Source]) -> tuple[list[Imported], list[Problem]]:
         chosen, metadata, used = merge(groups[endpoint_id])
         try:
             imported.append(normalize(chosen.doc, chosen.origin, {**metadata, "endpoint_id": endpoint_id}, used))
-        except SpecError as exc:
+        except InvalidSpecError as exc:
             errors.extend(exc.problems)
     return imported, errors
 
@@ -478,14 +479,14 @@ def import_sources(sources: list[str], specs_root: Path, *, fetch: Any = None) -
     for source in sources:
         try:
             read.extend(read_sources(source, fetch=fetch))
-        except SpecError as exc:
+        except InvalidSpecError as exc:
             errors.extend(exc.problems)
     imported, problems = collect(read)
     errors.extend(problems)
     outcomes, problems = prepare(imported, specs_root)
     errors.extend(problems)
     if errors:
-        raise SpecError(errors)
+        raise InvalidSpecError(errors)
     return write(outcomes)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from codegen import naming
+from fal_runtime import queue_document
 from codegen.loader import SpecDocument, resolve_pointer
 from codegen.problems import Problem, pointer
 
@@ -27,7 +28,7 @@ def is_endpoint_id(value: object) -> TypeGuard[str]:
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class EndpointIR:
     endpoint_id: str
     spec_file: str  # as shown in the generated header: the spec's path relative to the specs root
     module_parts: tuple[str, ...]  # `fal-ai/flux/dev` → ("fal_ai", "flux", "dev")
@@ -204,7 +205,7 @@ def _file_inputs(schemas: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoint | None:
+def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> EndpointIR | None:
     """The intermediate model of one validated document, or None (with problems recorded)."""
     doc = spec.doc
     info: dict[str, Any] = doc["info"] if isinstance(doc.get("info"), dict) else {}
@@ -219,10 +220,8 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
         problems.append(Problem(spec.rel, id_ptr, f"endpoint id {endpoint_id!r} does not match the file's place in specs/ ({stem!r})"))
         return None
 
-    base: list[str | int] = ["paths", "/" + endpoint_id]
-    in_name = _schema_ref(spec, [*base, "post", "requestBody", "content", "application/json", "schema"], "input", problems)
-    result_path: list[str | int] = ["paths", f"/{endpoint_id}/requests/{{request_id}}", "get", "responses", "200", "content", "application/json", "schema"]
-    out_name = _schema_ref(spec, result_path, "output", problems)
+    in_name = _schema_ref(spec, queue_document.input_schema_path(endpoint_id), "input", problems)
+    out_name = _schema_ref(spec, queue_document.output_schema_path(endpoint_id), "output", problems)
     if in_name is None or out_name is None:
         return None
     components: dict[str, Any] = doc["components"]["schemas"]
@@ -239,8 +238,8 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
 
     file_inputs = _file_inputs(schemas)
     file_models = tuple(name for name, schema in sorted(schemas.items()) if _is_file_model(name, schema))
-    streams = isinstance(resolve_pointer(doc, pointer(["paths", f"/{endpoint_id}/stream", "post"])), dict)
-    return Endpoint(
+    streams = isinstance(resolve_pointer(doc, pointer(queue_document.stream_operation_path(endpoint_id))), dict)
+    return EndpointIR(
         endpoint_id=endpoint_id,
         spec_file=spec_file,
         module_parts=naming.module_parts(endpoint_id),

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import ast
 import copy
-import io
-import tokenize
 import warnings
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from codegen.ir import Endpoint
+from codegen import polish
+from codegen.escape import black_quoted
+from codegen.ir import EndpointIR
 
 # Options chosen for fal's shapes: Literal for enums so callers pass plain strings (and defaults serialize without
 # warnings); strict nullability so `int = 1` does not silently accept None; constraints enforced by pydantic.
@@ -46,11 +46,15 @@ class Param:
     wire: str  # the field's name in fal's JSON (the alias, when the attribute had to be renamed)
     annotation: str  # Python source of the type, without `Annotated[...]` metadata
     default: str | None  # Python source of the default; None when the field is required; "..." when not a literal
+    description: str = ""  # the field's description (plain text, as the spec gives it)
+    bounds: tuple[str, ...] = ()  # its constraints as pydantic enforces them: `("ge=0.01", "le=1.0")`
 
 
 @dataclass(frozen=True)
 class Models:
-    source: str  # the models' Python source, with imports, without datamodel-codegen's header
+    source: str  # the models' Python source (aliases and classes), without imports
+    imports: dict[str, frozenset[str]]  # what `source` imports: module → names
+    aliases: tuple[str, ...]  # the `Literal` aliases `source` defines, in order
     classes: tuple[str, ...]  # every class the models define, in order
     params: tuple[Param, ...]  # the Input model's fields, in order
     file_attrs: dict[str, tuple[str, ...]]  # the endpoint's file inputs by class, as attribute names
@@ -80,14 +84,19 @@ def warm_up() -> None:
         generate(document, **_dcg_options())
 
 
-def generate_models(endpoint: Endpoint, reserved_kwargs: frozenset[str]) -> Models:
+def generate_models(endpoint: EndpointIR, reserved_kwargs: frozenset[str]) -> Models:
     from datamodel_code_generator import generate
 
+    schemas = {name: polish.untitled(schema) for name, schema in _mark_file_inputs(endpoint).items()}
+    if endpoint.streams:
+        if STREAM_EVENT in schemas:
+            raise AssertionError(f"{endpoint.endpoint_id} defines a class {STREAM_EVENT!r} of its own")
+        schemas[STREAM_EVENT] = _stream_event(schemas["Output"])
     document = {
         "openapi": "3.1.0",
         "info": {"title": "models", "version": "0"},
         "paths": {},
-        "components": {"schemas": _mark_file_inputs(endpoint)},
+        "components": {"schemas": schemas},
     }
     options = _dcg_options()
     if endpoint.file_models:  # downloadable files get save() / download()
@@ -97,7 +106,8 @@ def generate_models(endpoint: Endpoint, reserved_kwargs: frozenset[str]) -> Mode
         out = generate(document, **options)
     if not isinstance(out, str):
         raise TypeError("datamodel-code-generator returned several modules for one endpoint")
-    source = _typed_defaults(_strip_header(out))
+    source = polish.without_config_noise(_typed_defaults(_strip_header(out)))
+    source, aliases = polish.literal_aliases(source)
     tree = ast.parse(source)
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     file_attrs: dict[str, tuple[str, ...]] = {}
@@ -106,7 +116,12 @@ def generate_models(endpoint: Endpoint, reserved_kwargs: frozenset[str]) -> Mode
             raise AssertionError(f"datamodel-code-generator wrote no class {cls!r} for {endpoint.endpoint_id}")
         attrs = {wire: attr for _, attr, _, wire in _fields(classes[cls])}
         file_attrs[cls] = tuple(attrs[w] for w in wires)
-    return Models(source, tuple(classes), _input_params(classes["Input"], reserved_kwargs, set(classes)), file_attrs)
+    params = _input_params(classes["Input"], reserved_kwargs, set(classes))
+    source, imports = polish.split_imports(polish.wrap_attribute_docstrings(source))
+    if aliases:
+        imports.setdefault("typing", set()).add("TypeAlias")
+    frozen = {module: frozenset(names) for module, names in imports.items()}
+    return Models(source, frozen, tuple(aliases), tuple(classes), params, file_attrs)
 
 
 def _typed_defaults(source: str) -> str:
@@ -115,11 +130,7 @@ def _typed_defaults(source: str) -> str:
     rejects (and pydantic would serialize with a warning). `ImageSize(width=2048, ...)` says the same, typed."""
     tree = ast.parse(source)
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-    lines = source.splitlines(keepends=True)
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line))
-    edits: list[tuple[int, int, str]] = []
+    edit = polish.SourceEdit(source)
     for cls in classes.values():
         for stmt, _, annotation, _ in _fields(cls):
             value = stmt.value
@@ -137,13 +148,8 @@ def _typed_defaults(source: str) -> str:
             else:
                 continue
             if built is not None:
-                built = _black_quoted(built)
-                start = offsets[value.lineno - 1] + value.col_offset
-                end = offsets[(value.end_lineno or value.lineno) - 1] + (value.end_col_offset or 0)
-                edits.append((start, end, built))
-    for start, end, text in sorted(edits, reverse=True):
-        source = source[:start] + text + source[end:]
-    return _defined_before_use(source) if edits else source
+                edit.replace(value, black_quoted(built))
+    return _defined_before_use(edit.result()) if edit.edits else source
 
 
 def _defined_before_use(source: str) -> str:
@@ -203,12 +209,29 @@ def _instance(model: str, value: ast.Dict, classes: dict[str, ast.ClassDef]) -> 
     return f"{model}(" + ", ".join(f"{k}={ast.unparse(v)}" for k, v in zip(keys, value.values)) + ")"
 
 
+STREAM_EVENT = "OutputChunk"
+
+
+def _stream_event(output: dict[str, Any]) -> dict[str, Any]:
+    """What a streaming endpoint's events are: fal sends the output as it becomes ready (fal-js types each event as
+    the endpoint's output), so a chunk has the output's fields, each optional. An output that is not an object
+    with properties gives a chunk that keeps whatever fields arrive."""
+    if output.get("type") == "object" and isinstance(output.get("properties"), dict):
+        chunk = {k: v for k, v in output.items() if k not in ("required", "description", "examples", "example")}
+    else:
+        chunk = {"type": "object", "additionalProperties": True}
+    chunk["description"] = (
+        "One event of `stream()`: the output's fields as fal sends them while it works; any may be missing."
+    )
+    return chunk
+
+
 FILE_INPUT_TYPE = "fal_runtime.inputs.FileInput"
 # Constraints of a URL string that cannot apply to a path, bytes or an image; fal checks the URL it finally gets.
 _URL_ONLY = ("format", "minLength", "maxLength", "pattern", "contentMediaType", "contentEncoding")
 
 
-def _mark_file_inputs(endpoint: Endpoint) -> dict[str, Any]:
+def _mark_file_inputs(endpoint: EndpointIR) -> dict[str, Any]:
     """The schemas with each file-input field typed as `FileInput` (URL, path, bytes, file object or PIL image).
 
     datamodel-code-generator's `customTypePath` names the type; only the marked class's own copy of the field
@@ -285,6 +308,7 @@ def _fields(cls: ast.ClassDef) -> list[tuple[ast.AnnAssign, str, ast.expr, str]]
 
 def _input_params(cls: ast.ClassDef, reserved: frozenset[str], classes: AbstractSet[str]) -> tuple[Param, ...]:
     fields = _fields(cls)
+    docs = _docstrings(cls)
     used = set(reserved) | {attr for _, attr, _, _ in fields}
     params: list[Param] = []
     for stmt, attr, annotation, wire in fields:
@@ -300,20 +324,34 @@ def _input_params(cls: ast.ClassDef, reserved: frozenset[str], classes: Abstract
             while kwarg in used:
                 kwarg += "_"
             used.add(kwarg)
-        params.append(Param(kwarg, attr, wire, _black_quoted(ast.unparse(annotation)), default and _black_quoted(default)))
+        annotation_source = black_quoted(ast.unparse(annotation))
+        params.append(Param(kwarg, attr, wire, annotation_source, default and black_quoted(default),
+                            docs.get(attr, ""), _bounds(stmt.annotation)))  # fmt: skip
     return tuple(params)
 
 
-def _black_quoted(code: str) -> str:
-    """`ast.unparse` output with its string literals quoted as black writes them (unparse prefers single quotes)."""
-    from codegen.render import black_quotes
+_BOUNDS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length")
 
-    tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
-    for token in reversed(tokens):  # right to left, so earlier offsets stay valid (unparse output is one line)
-        if token.type == tokenize.STRING:
-            (_, start), (_, end) = token.start, token.end
-            code = code[:start] + black_quotes(token.string) + code[end:]
-    return code
+
+def _bounds(annotation: ast.expr) -> tuple[str, ...]:
+    """The constraints in a field's `Annotated[..., Field(...)]` metadata, as `name=value` source."""
+    if not (isinstance(annotation, ast.Subscript) and isinstance(annotation.slice, ast.Tuple)):
+        return ()
+    found = []
+    for node in annotation.slice.elts[1:]:
+        if isinstance(node, ast.Call):
+            found += [f"{k.arg}={ast.unparse(k.value)}" for k in node.keywords if k.arg in _BOUNDS]
+    return tuple(found)
+
+
+def _docstrings(cls: ast.ClassDef) -> dict[str, str]:
+    """Each attribute's docstring (the string statement right after it)."""
+    found = {}
+    for stmt, after in zip(cls.body, cls.body[1:]):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(after, ast.Expr):
+            if isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+                found[stmt.target.id] = after.value.value
+    return found
 
 
 def _alias(metadata: list[ast.expr]) -> str | None:

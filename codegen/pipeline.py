@@ -18,7 +18,7 @@ from pathlib import Path
 from codegen import ir, loader, render
 from codegen.cache import ModuleCache, endpoint_key, source_key, spec_key
 from codegen.models import generate_models
-from codegen.problems import Level, Problem, SpecError
+from codegen.problems import Level, Problem, InvalidSpecError
 
 # Names a generated endpoint module defines; a child endpoint's module may not take one (importing it would
 # replace the parent's attribute).
@@ -46,11 +46,11 @@ def _reserved_kwargs() -> frozenset[str]:
 
 def load_endpoints(
     spec_files: Sequence[Path], specs_root: Path, cache: ModuleCache | None = None
-) -> tuple[list[ir.Endpoint], list[Problem]]:
-    """Stages 1-2 for every spec; raises SpecError listing every error found, in every file."""
+) -> tuple[list[ir.EndpointIR], list[Problem]]:
+    """Stages 1-2 for every spec; raises InvalidSpecError listing every error found, in every file."""
     cache = cache or ModuleCache(None)
     problems: list[Problem] = []
-    endpoints: list[ir.Endpoint] = []
+    endpoints: list[ir.EndpointIR] = []
     for path in spec_files:
         rel = path.relative_to(specs_root).as_posix()
         key = spec_key(rel, path.read_bytes()) if cache.root is not None else ""
@@ -70,20 +70,20 @@ def load_endpoints(
     problems.extend(_collisions(endpoints, specs_root))
     errors = [p for p in problems if p.level is Level.ERROR]
     if errors:
-        raise SpecError(errors)
+        raise InvalidSpecError(errors)
     endpoints.sort(key=lambda e: e.endpoint_id)
     return endpoints, [p for p in problems if p.level is Level.WARNING]
 
 
-def _collisions(endpoints: list[ir.Endpoint], specs_root: Path) -> list[Problem]:
+def _collisions(endpoints: list[ir.EndpointIR], specs_root: Path) -> list[Problem]:
     from codegen.problems import display_path
 
     problems: list[Problem] = []
     id_ptr = "/info/x-fal-metadata/endpointId"
-    by_id: dict[str, ir.Endpoint] = {}
-    by_module: dict[tuple[str, ...], ir.Endpoint] = {}
+    by_id: dict[str, ir.EndpointIR] = {}
+    by_module: dict[tuple[str, ...], ir.EndpointIR] = {}
 
-    def where(e: ir.Endpoint) -> str:  # only for a problem: resolving 1,000 paths costs a no-op run 0.3 s
+    def where(e: ir.EndpointIR) -> str:  # only for a problem: resolving 1,000 paths costs a no-op run 0.3 s
         return display_path(specs_root / e.spec_file)
 
     for e in sorted(endpoints, key=lambda e: e.spec_file):
@@ -106,13 +106,13 @@ def _collisions(endpoints: list[ir.Endpoint], specs_root: Path) -> list[Problem]
     return problems
 
 
-def _render_endpoint(endpoint: ir.Endpoint, reserved: frozenset[str]) -> str:
+def _render_endpoint(endpoint: ir.EndpointIR, reserved: frozenset[str]) -> str:
     rendered = render.render_endpoint(endpoint, generate_models(endpoint, reserved))
     return render.format_python(rendered.source, rendered.black_block)
 
 
 def _render_modules(
-    endpoints: Sequence[ir.Endpoint], reserved: frozenset[str], cache: ModuleCache, jobs: int, warm: Workers | None
+    endpoints: Sequence[ir.EndpointIR], reserved: frozenset[str], cache: ModuleCache, jobs: int, warm: Workers | None
 ) -> list[str]:
     """Every endpoint module, from the cache or freshly rendered. Many cache misses spread over `jobs` processes
     (the `warm` ones when there are as many); a few go to `warm` when given, else are rendered here."""
@@ -165,7 +165,7 @@ def workers(count: int) -> Iterator[Workers]:
 
 
 def render_tree(
-    endpoints: Sequence[ir.Endpoint], cache: ModuleCache | None = None, jobs: int = 1, warm: Workers | None = None
+    endpoints: Sequence[ir.EndpointIR], cache: ModuleCache | None = None, jobs: int = 1, warm: Workers | None = None
 ) -> dict[str, str]:
     """Stage 3-4: every file of the output package, formatted, keyed by relative path."""
     endpoints = sorted(endpoints, key=lambda e: e.endpoint_id)

@@ -33,7 +33,7 @@ class Problem:
         return f"{self.level.value}: {where}: {self.message}"
 
 
-class SpecError(Exception):
+class InvalidSpecError(Exception):
     """Raised when any spec has an error; carries every problem found, not just the first."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:

@@ -10,25 +10,34 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
-import unicodedata
+import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from codegen.ir import Endpoint
-from codegen.models import Models
+from codegen.calldocs import call_docstring
+from codegen.escape import black_quoted, black_quotes, comment, docstring, pyrepr
+from codegen.imports import Imports
+from codegen.ir import EndpointIR
+
+if TYPE_CHECKING:
+    from codegen.models import Models
 
 
 @dataclass(frozen=True)
 class Operation:
+    """One call function of an endpoint module; type names are keys of `Names`, resolved when rendering."""
+
     name: str
     prefix: str  # "" or "async "
     client: str
     options: str
     returns: str
-    doc: str
+    summary: str
+    returns_doc: str
 
     @property
     def await_(self) -> str:
@@ -36,71 +45,32 @@ class Operation:
 
 
 _SYNC = (
-    Operation("submit", "", "_Client", "_SubmitOptions", "_RequestHandle[Output]",
-              "Submit a request to fal's queue and return its handle without waiting for the result."),
-    Operation("subscribe", "", "_Client", "_SubscribeOptions", "Output",
-              "Submit a request to fal's queue, wait for it to complete and return its result."),
-    Operation("run", "", "_Client", "_RunOptions", "Output",
-              "Run the endpoint in one round trip, bypassing the queue, and return its result."),
+    Operation("submit", "", "fal_runtime.Client", "fal_runtime.SubmitOptions", "fal_runtime.RequestHandle[Output]",
+              "Submit a request to fal's queue and return its handle, without waiting.",
+              "A handle to the queued request: its `request_id`, `status()`, `result()` and `cancel()`."),
+    Operation("subscribe", "", "fal_runtime.Client", "fal_runtime.SubscribeOptions", "Output",
+              "Submit a request to fal's queue, wait for it to complete and return its result.",
+              "The endpoint's result, validated as `Output`."),
+    Operation("run", "", "fal_runtime.Client", "fal_runtime.RunOptions", "Output",
+              "Run the endpoint in one round trip, bypassing the queue, and return its result.",
+              "The endpoint's result, validated as `Output`."),
 )  # fmt: skip
-_STREAM = Operation("stream", "", "_Client", "_StreamOptions", "_Iterator[dict[str, _Any]]",
-                    "Run the endpoint and yield its server-sent events as they arrive.")  # fmt: skip
+_STREAM = Operation("stream", "", "fal_runtime.Client", "fal_runtime.StreamOptions", "Iterator[OutputChunk]",
+                    "Run the endpoint and yield its server-sent events as they arrive.",
+                    "Each event's data as an `OutputChunk`, in the order fal sends them.")  # fmt: skip
 _ASYNC = tuple(
-    Operation(op.name + "_async", "async ", "_AsyncClient", op.options,
-              op.returns.replace("_RequestHandle", "_AsyncRequestHandle"), op.doc)
+    Operation(op.name + "_async", "async ", "fal_runtime.AsyncClient", op.options,
+              op.returns.replace("RequestHandle", "AsyncRequestHandle"), op.summary, op.returns_doc)
     for op in _SYNC
 )  # fmt: skip
-_STREAM_ASYNC = Operation("stream_async", "", "_AsyncClient", "_StreamOptions", "_AsyncIterator[dict[str, _Any]]",
-                          _STREAM.doc)  # fmt: skip
+_STREAM_ASYNC = Operation("stream_async", "", "fal_runtime.AsyncClient", "fal_runtime.StreamOptions", "AsyncIterator[OutputChunk]",
+                          _STREAM.summary, _STREAM.returns_doc)  # fmt: skip
 
 
-def operations(endpoint: Endpoint) -> tuple[Operation, ...]:
+def operations(endpoint: EndpointIR) -> tuple[Operation, ...]:
     if endpoint.streams:
         return (*_SYNC, _STREAM, *_ASYNC, _STREAM_ASYNC)
     return (*_SYNC, *_ASYNC)
-
-
-def _printable(text: str, keep: str) -> str:
-    """Escape every character that could end a line or confuse a reader (controls, separators, bidi marks)."""
-    out = []
-    for ch in text:
-        if ch in keep or (ch.isprintable() and unicodedata.category(ch) not in ("Cf", "Zl", "Zp")):
-            out.append(ch)
-        else:
-            out.append(ch.encode("unicode_escape").decode("ascii") if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
-    return "".join(out)
-
-
-def docstring(text: str) -> str:
-    """Text safe inside a triple-double-quoted (non-raw) string literal, reading back as the same text."""
-    text = text.replace("\\", "\\\\")
-    text = _printable(text, keep="\n")
-    return text.replace('"', '\\"')  # no quote can close the literal, wherever it stands
-
-
-def comment(text: str) -> str:
-    """Text safe inside a `#` comment: one line, no control characters."""
-    return _printable(text.replace("\\", "\\\\"), keep="")
-
-
-def black_quotes(literal: str) -> str:
-    """A one-line string literal as black writes it: double quotes, unless the text holds a double quote itself."""
-    if literal.startswith("'") and not literal.startswith("'" * 3) and '"' not in literal:
-        return '"' + literal[1:-1].replace("\\'", "'") + '"'
-    return literal
-
-
-def pyrepr(value: Any) -> str:
-    """A Python literal for JSON-like data, quoted as black would; anything else is a generator bug, not spec input."""
-    if isinstance(value, str):
-        return black_quotes(repr(value))
-    if value is None or isinstance(value, (bool, int, float)):
-        return repr(value)
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{pyrepr(k)}: {pyrepr(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(pyrepr(v) for v in value) + "]"
-    raise TypeError(f"cannot render {type(value).__name__} as a literal")
 
 
 @functools.cache
@@ -123,7 +93,15 @@ class Rendered:
     black_block: str  # text black already formatted where it stands in `source` (the call functions' parameters)
 
 
-def render_endpoint(endpoint: Endpoint, models: Models) -> Rendered:
+# What the call functions use, all bound at run time (so `typing.get_type_hints` works on them): the client types
+# are named through the `fal_runtime` package, whose lazy attributes import the HTTP stack only when evaluated.
+_CALL_NAMES = {"typing": ("Any", "overload"), "typing_extensions": ("Unpack",), "fal_runtime": ("Endpoint",)}
+_STREAM_NAMES = {"collections.abc": ("AsyncIterator", "Iterator")}
+_NAME = re.compile(r"(?<![.\w])[A-Za-z_]\w*")
+
+
+def module_summary(endpoint: EndpointIR) -> str:
+    """The module docstring's text (unescaped): the endpoint, what fal says about it, and its description."""
     summary = f"Typed client for fal's ``{endpoint.endpoint_id}`` endpoint."
     about = [f"{endpoint.display_name}." if endpoint.display_name else "", f"Category: {endpoint.category}." if endpoint.category else ""]
     if endpoint.deprecated:
@@ -132,12 +110,32 @@ def render_endpoint(endpoint: Endpoint, models: Models) -> Rendered:
         summary += "\n\n" + " ".join(a for a in about if a)
     if endpoint.description:
         summary += "\n\n" + endpoint.description
-    renamed = {p.kwarg: p.attr for p in models.params if p.kwarg != p.attr}
+    return summary
+
+
+def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
+    imports = Imports(taken={*models.classes, *models.aliases, "ENDPOINT_ID", "endpoint"})
+    for module, names in sorted(models.imports.items()):
+        imports.add(module, sorted(names))
+    imports.add_module("fal_runtime")
+    n: dict[str, str] = {}
+    for module, wanted in _CALL_NAMES.items():
+        n.update(imports.add(module, wanted))
+    if endpoint.streams:
+        for module, wanted in _STREAM_NAMES.items():
+            n.update(imports.add(module, wanted))
     files = models.file_attrs.get("Input", ())
+    if any(p.attr in files and "list[FileInput]" in p.annotation for p in models.params):
+        n.update(imports.add("collections.abc", ["Sequence"]))
+
+    def bound(code: str) -> str:  # `fal_runtime.X` stays as it is; a bare name takes its binding
+        return _NAME.sub(lambda m: n.get(m.group(), m.group()), code)
+
+    renamed = {p.kwarg: p.attr for p in models.params if p.kwarg != p.attr}
     # A list of files is taken as any sequence: `list` is invariant, so a caller's `list[str]` would not type-check
     # against `list[FileInput]` (pydantic turns the sequence into a list).
     params = [
-        dataclasses.replace(p, annotation=p.annotation.replace("list[FileInput]", "_Sequence[FileInput]"))
+        dataclasses.replace(p, annotation=p.annotation.replace("list[FileInput]", f"{n.get('Sequence', 'Sequence')}[FileInput]"))
         if p.attr in files else p
         for p in models.params
     ]
@@ -146,25 +144,59 @@ def render_endpoint(endpoint: Endpoint, models: Models) -> Rendered:
         raise AssertionError(f"file inputs name classes the models do not define: {sorted(models.file_attrs)}")
     file_map = "{" + ", ".join(f"{cls}: {pyrepr(list(attrs))}" for cls, attrs in models.file_attrs.items()) + "}"
     ops = operations(endpoint)
-    exports = ["ENDPOINT_ID", "endpoint", *models.classes, *(op.name for op in ops)]
+    exports = ["ENDPOINT_ID", "endpoint", *models.aliases, *models.classes, *(op.name for op in ops)]
     lines = [f"    {p.kwarg}: {p.annotation}" + ("" if p.default is None else f" = {p.default}") + ",\n" for p in params]
     template = environment().get_template("endpoint.py.jinja")
     block = param_block(lines)
+    rendered_ops = [
+        {
+            "name": op.name,
+            "prefix": op.prefix,
+            "await": op.await_,
+            "client": bound(op.client),
+            "options": bound(op.options),
+            "returns": bound(op.returns),
+            "event": "event=OutputChunk, " if "OutputChunk" in op.returns else "",
+            "doc": call_docstring(op.summary, op.returns_doc, op.client.split(".")[-1], op.options.split(".")[-1],
+                                  models.params, files),
+        }
+        for op in ops
+    ]
     source = template.render(
         endpoint=endpoint,
-        summary=summary,
+        summary=wrap_docstring(docstring(module_summary(endpoint))),
+        imports=imports.render(),
         models=models.source,
         param_block=block,
-        sequences=any("_Sequence[" in p.annotation for p in params),
+        n=n,
         renamed=renamed,
         files=file_map if models.file_attrs else "",
         exports=exports,
-        operations=[dict(op.__dict__, **{"await": op.await_}) for op in ops],
+        operations=rendered_ops,
     )
     return Rendered(source, block)
 
 
-def render_package(endpoints: Sequence[Endpoint]) -> str:
+def wrap_docstring(text: str) -> str:
+    """Escaped docstring text with each line longer than the line length wrapped at spaces (a list item's lines
+    hang under its text; fenced and indented code is left alone)."""
+    out: list[str] = []
+    fenced = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if fenced or len(line) <= LINE_LENGTH or line.startswith("    "):
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        bullet = re.match(r"\s*([-*+]|\d+[.)])\s+", line)
+        hanging = " " * bullet.end() if bullet else indent
+        out += textwrap.wrap(line, LINE_LENGTH, initial_indent="", subsequent_indent=hanging,
+                             break_long_words=False, break_on_hyphens=False) or [line]  # fmt: skip
+    return "\n".join(out)
+
+
+def render_package(endpoints: Sequence[EndpointIR]) -> str:
     return environment().get_template("package_init.py.jinja").render(endpoints=endpoints, count=len(endpoints))
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codegen import importer, loader
-from codegen.problems import Level, Problem, SpecError
+from codegen.problems import Level, Problem, InvalidSpecError
 
 if TYPE_CHECKING:
     from codegen.diff import Change
@@ -117,11 +117,11 @@ def sync(
         try:
             source = importer.listing_source(raw, f"fal's model search ({endpoint_id})", text)
             if source.endpoint_id != endpoint_id:
-                raise SpecError([Problem(source.origin, "/info/x-fal-metadata/endpointId", f"the document names another endpoint: {source.endpoint_id!r}")])
+                raise InvalidSpecError([Problem(source.origin, "/info/x-fal-metadata/endpointId", f"the document names another endpoint: {source.endpoint_id!r}")])
             imported, problems = importer.collect([source])
             prepared, more = importer.prepare(imported, specs_root)
             problems += more
-        except SpecError as exc:
+        except InvalidSpecError as exc:
             problems, prepared = exc.problems, []
         errors = [p for p in problems if p.level is Level.ERROR]
         if errors:

@@ -13,9 +13,10 @@ from fal_runtime import errors
 from fal_runtime._endpoint import Endpoint
 from fal_runtime._options import OPTION_NAMES, RunOptions, StreamOptions, SubmitOptions, SubscribeOptions
 from fal_runtime.errors import (
+    APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     ClientTimeoutError,
-    ConnectionError,
     FalError,
     HTTPError,
     MissingCredentialsError,
@@ -25,16 +26,15 @@ from fal_runtime.errors import (
     RequestFailedError,
     ServerError,
     StartTimeoutError,
-    TimeoutError,
     TransportError,
-    ValidationError,
+    UnprocessableEntityError,
 )
 
 if TYPE_CHECKING:
     from fal_runtime._client import AsyncClient, Client
-    from fal_runtime._status import CancelOutcome, Completed, InProgress, LogEntry, Queued, Status
     from fal_runtime._core import RetryPolicy
     from fal_runtime._handles import AsyncRequestHandle, RequestHandle
+    from fal_runtime._status import CancelOutcome, Completed, InProgress, LogEntry, Queued, Status
     from fal_runtime.platform import (
         ModelEntry,
         ModelMetadata,
@@ -68,13 +68,47 @@ _LAZY = {
 }
 
 __all__ = [
-    "OPTION_NAMES", "AsyncClient", "AsyncRequestHandle", "AuthenticationError", "CancelOutcome", "Client",
-    "ClientTimeoutError", "Completed", "ConnectionError", "Endpoint", "FalError", "HTTPError", "InProgress",
-    "LogEntry", "MissingCredentialsError", "ModelEntry", "ModelMetadata", "ModelsPage", "NotFoundError",
-    "ProtocolError", "Queued", "RateLimitError", "RequestFailedError", "RequestHandle", "RetryPolicy", "RunOptions", "ServerError", "StartTimeoutError", "Status",
-    "StreamOptions", "SubmitOptions", "SubscribeOptions", "TimeoutError", "TransportError", "ValidationError",
-    "errors", "iter_models", "iter_models_async", "search_models", "search_models_async",
-]  # fmt: skip
+    "OPTION_NAMES",
+    "APIConnectionError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AsyncRequestHandle",
+    "AuthenticationError",
+    "CancelOutcome",
+    "Client",
+    "ClientTimeoutError",
+    "Completed",
+    "Endpoint",
+    "FalError",
+    "HTTPError",
+    "InProgress",
+    "LogEntry",
+    "MissingCredentialsError",
+    "ModelEntry",
+    "ModelMetadata",
+    "ModelsPage",
+    "NotFoundError",
+    "ProtocolError",
+    "Queued",
+    "RateLimitError",
+    "RequestFailedError",
+    "RequestHandle",
+    "RetryPolicy",
+    "RunOptions",
+    "ServerError",
+    "StartTimeoutError",
+    "Status",
+    "StreamOptions",
+    "SubmitOptions",
+    "SubscribeOptions",
+    "TransportError",
+    "UnprocessableEntityError",
+    "errors",
+    "iter_models",
+    "iter_models_async",
+    "search_models",
+    "search_models_async",
+]
 
 
 def __getattr__(name: str) -> Any:

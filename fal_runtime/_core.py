@@ -349,8 +349,8 @@ class Core:
         """Map an error reply to the most specific error of the tree.
 
         `outcome` marks the reply of a result call: a non-422 error there is what the request completed with
-        (`RequestFailedError`), not a failure of the result call itself. A 422 is a `ValidationError` either way,
-        so field errors are found in one place.
+        (`RequestFailedError`), not a failure of the result call itself. A 422 is an `UnprocessableEntityError`
+        either way, so field errors are found in one place.
 
         Everything taken from the reply (message, `detail`, `error_type`, `request_id`) is redacted first: an error
         body may echo the request's `Authorization` header.
@@ -374,7 +374,7 @@ class Core:
             message += f" [request {request_id}]"
         cls: type[errors.HTTPError]
         if code == 422:
-            cls = errors.ValidationError
+            cls = errors.UnprocessableEntityError
         elif outcome and code != 404:
             cls = errors.RequestFailedError
         elif code in (401, 403):

@@ -13,8 +13,9 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from fal_runtime import errors
 from fal_runtime._options import OPTION_NAMES, RUN_OPTIONS, STREAM_OPTIONS, SUBMIT_OPTIONS, SUBSCRIBE_OPTIONS
 from fal_runtime.inputs import needs_sending
 
@@ -223,16 +224,17 @@ class Endpoint(Generic[InputT, OutputT]):
         arguments: InputT | None = None,
         /,
         *,
+        event: type[M],
         client: Client | None = None,
         **kwargs: Any,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[M]:
+        """Run the endpoint and yield each server-sent event's data validated as `event` (the generated module's
+        `OutputChunk`: the output's fields, each optional, since fal sends them as they become ready)."""
         self._check_streams()
         data, options = self._prepare("stream", STREAM_OPTIONS, arguments, kwargs)
         api = self._sync(client)
         payload = self._sync_payload(api, data)
-        return api.stream(
-            self.endpoint_id, payload, **options
-        )
+        return (_event(event, item) for item in api.stream(self.endpoint_id, payload, **options))
 
     def handle(
         self, request_id: str, *, client: Client | None = None
@@ -294,20 +296,22 @@ class Endpoint(Generic[InputT, OutputT]):
         arguments: InputT | None = None,
         /,
         *,
+        event: type[M],
         client: AsyncClient | None = None,
         **kwargs: Any,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[M]:
+        """`stream`, for asyncio."""
         self._check_streams()
         data, options = self._prepare("stream_async", STREAM_OPTIONS, arguments, kwargs)
-        return self._stream_async(self._async(client), data, options)
+        return self._stream_async(self._async(client), data, options, event)
 
     async def _stream_async(
-        self, api: AsyncClient, data: InputT, options: dict[str, Any]
-    ) -> AsyncIterator[dict[str, Any]]:
+        self, api: AsyncClient, data: InputT, options: dict[str, Any], event: type[M]
+    ) -> AsyncIterator[M]:
         """The events, after the input's files are sent; the input itself was validated when `stream_async` was called."""
         payload = await self._async_payload(api, data)
-        async for event in api.stream(self.endpoint_id, payload, **options):
-            yield event
+        async for item in api.stream(self.endpoint_id, payload, **options):
+            yield _event(event, item)
 
     def handle_async(
         self, request_id: str, *, client: AsyncClient | None = None
@@ -315,3 +319,12 @@ class Endpoint(Generic[InputT, OutputT]):
         return self._async(client).get_handle(
             self.endpoint_id, request_id, output=self.output_model
         )
+
+
+def _event(model: type[M], data: dict[str, Any]) -> M:
+    """One stream event's data as `model`; data that cannot be one is fal breaking its own schema."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:  # the fields and what is wrong with them, never the server's values
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors())
+        raise errors.ProtocolError(f"a stream event does not match {model.__name__}: {problems}") from None

@@ -16,7 +16,7 @@ from fal_runtime._status import CancelOutcome, Status
 from fal_runtime._wait import Waiter
 
 if TYPE_CHECKING:
-    from fal_runtime._client import AsyncClient, Client
+    from fal_runtime._queue import AsyncQueue, SyncQueue
 
 OutputT = TypeVar("OutputT", bound=BaseModel)
 
@@ -55,7 +55,7 @@ class _HandleBase(Generic[OutputT]):
 
 
 class RequestHandle(_HandleBase[OutputT]):
-    def __init__(self, client: Client, data: HandleData, output: type[OutputT]) -> None:
+    def __init__(self, client: SyncQueue, data: HandleData, output: type[OutputT]) -> None:
         super().__init__(data, output, client._poll_interval)
         self._client = client
 
@@ -77,7 +77,7 @@ class RequestHandle(_HandleBase[OutputT]):
 
 
 class AsyncRequestHandle(_HandleBase[OutputT]):
-    def __init__(self, client: AsyncClient, data: HandleData, output: type[OutputT]) -> None:
+    def __init__(self, client: AsyncQueue, data: HandleData, output: type[OutputT]) -> None:
         super().__init__(data, output, client._poll_interval)
         self._client = client
 

@@ -1,12 +1,13 @@
 """One exception tree for everything the runtime raises, rooted at `FalError`.
 
 Callers catch `FalError` for "anything fal-related went wrong", or a leaf for the cases they handle differently
-(`RateLimitError` to back off, `ValidationError` to show field errors, `ClientTimeoutError` to give up). Messages
-carry what a caller can act on (status, fal's request id, error type, detail) and never the API key: the core
+(`RateLimitError` to back off, `UnprocessableEntityError` to show field errors, `ClientTimeoutError` to give up).
+Messages carry what a caller can act on (status, fal's request id, error type, detail) and never the API key: the core
 scrubs the key from anything a server echoes back before it reaches a message.
 
-`TimeoutError` and `ConnectionError` deliberately shadow the builtins inside this module only, so that
-`except fal_runtime.errors.TimeoutError` catches ours; they are not subclasses of the builtins.
+Names follow openai-python's (`APIConnectionError`, `APITimeoutError`, `UnprocessableEntityError`) so that none
+shadows a builtin (`ConnectionError`, `TimeoutError`) or reads like pydantic's `ValidationError`, which a bad argument
+raises before any request is sent.
 """
 
 from __future__ import annotations
@@ -35,18 +36,18 @@ class TransportError(FalError):
         self.transient = transient  # False for configuration errors (bad URL scheme, proxy), which retrying can't fix
 
 
-class ConnectionError(TransportError):  # noqa: A001
+class APIConnectionError(TransportError):
     """The connection could not be established; nothing was sent."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, request_sent=False)
 
 
-class TimeoutError(TransportError):  # noqa: A001
+class APITimeoutError(TransportError):
     """A connect, read, write or pool deadline expired."""
 
 
-class ClientTimeoutError(TimeoutError):
+class ClientTimeoutError(APITimeoutError):
     """`client_timeout` expired while waiting; the request was cancelled server-side (best effort)."""
 
     def __init__(self, message: str, *, request_id: str, cancelled: bool) -> None:
@@ -78,7 +79,7 @@ class AuthenticationError(HTTPError):
     """The key was refused (401) or lacks access to the endpoint (403)."""
 
 
-class ValidationError(HTTPError):
+class UnprocessableEntityError(HTTPError):
     """fal or the model rejected the input (422); `errors` lists `{"loc", "msg", "type"}` per field."""
 
     @property

@@ -1,4 +1,12 @@
-"""The fal-compatible HTTP app: queue, run, stream and storage routes, plus `/_local/...` control routes.
+"""The fal-compatible HTTP app, one class per group of routes, in the order `LocalFal.app` mounts them:
+
+- `PlatformRoutes`: fal's model search (`/v1/models`) and webhook signing keys (`/.well-known/jwks.json`);
+- `StorageRoutes`: the upload token (`/storage/auth/token`) and the CDN (`/_local/cdn/files/...`);
+- `ControlRoutes`: `/_local/...`, where tests script faults and read counters and webhooks;
+- `RunRoutes`: the synchronous run host under `/run` (`POST /run/<id>`, `POST /run/<id>/stream`);
+- `QueueRoutes`: the queue at the root (`POST /<id>`, then `/<app>/requests/<request_id>[/status[/stream]|/cancel]`).
+
+`LocalFal` holds the state they share (endpoints, jobs, files, script, signing key).
 
 One host serves both of fal's hosts: the queue at the root (`FAL_QUEUE_RUN_HOST=127.0.0.1:N`, as fal's
 `queue.fal.run`) and the synchronous run host under `/run` (`FAL_RUN_HOST=127.0.0.1:N/run`, as `fal.run`). The two
@@ -30,7 +38,7 @@ from .files import CDN_PREFIX, MAX_UPLOAD_BYTES, Files, MultipartError
 from .models_api import BadQuery, ModelsApi
 from .payloads import input_errors, output_template, with_file_urls
 from .script import Behaviour, Rule, Script, from_json
-from .specs import JSON, Endpoint
+from .specs import JSON, ServedEndpoint
 from .store import RESULT_TTL, Job, Store
 from .webhooks import Signer, deliver
 
@@ -73,11 +81,12 @@ def _sse(data: Any) -> str:
 
 
 class LocalFal:
-    """The state of one server (endpoints, jobs, files, script, signing key) and its route handlers."""
+    """The state of one server (endpoints, jobs, files, script, signing key) and what every route group shares:
+    `guarded` for scripted faults, `accepted` for input checks, `output` for a model's answer."""
 
     def __init__(
         self,
-        endpoints: dict[str, Endpoint],
+        endpoints: dict[str, ServedEndpoint],
         script: Script,
         signer: Signer,
         tls: ssl.SSLContext,
@@ -90,27 +99,18 @@ class LocalFal:
         self.script = script
         self.signer = signer
         self.files = Files()
-        self.store = Store(lambda job: self._output(job.endpoint, job.base_url), self._completed, result_ttl)
+        self.store = Store(lambda job: self.output(job.endpoint, job.base_url), self._completed, result_ttl)
         self._tls = tls
         self._templates: dict[str, JSON] = {}  # made on an endpoint's first output: a catalogue starts in a second
 
     def app(self) -> Starlette:
+        """The routes of every group; the queue's catch-all `/{path}` comes last, so it never hides the others."""
         routes = [
-            Route("/.well-known/jwks.json", self.jwks, methods=["GET"]),
-            Route("/storage/auth/token", self.storage_token, methods=["POST"]),
-            Route(f"{CDN_PREFIX}/files/upload", self.upload, methods=["POST"]),
-            Route(f"{CDN_PREFIX}/files/upload/multipart", self.multipart_start, methods=["POST"]),
-            Route(f"{CDN_PREFIX}/files/{{path:path}}/multipart/{{upload_id}}/complete", self.multipart_complete, methods=["POST"]),
-            Route(f"{CDN_PREFIX}/files/{{path:path}}/multipart/{{upload_id}}/{{number:int}}", self.multipart_part, methods=["PUT"]),
-            Route(f"{CDN_PREFIX}/files/{{path:path}}", self.download, methods=["GET"]),
-            Route("/_local/script", self.control_script, methods=["POST"]),
-            Route("/_local/behave", self.control_behave, methods=["POST"]),
-            Route("/_local/counters", self.control_counters, methods=["GET"]),
-            Route("/_local/reset", self.control_reset, methods=["POST"]),
-            Route("/_local/webhooks", self.webhook_sink, methods=["GET", "POST"]),
-            Route(f"{RUN_PREFIX}/{{path:path}}", self.run_host, methods=["POST"]),
-            Route("/v1/models", self.models, methods=["GET"]),
-            Route("/{path:path}", self.queue_host, methods=["GET", "POST", "PUT"]),
+            *PlatformRoutes(self).routes(),
+            *StorageRoutes(self).routes(),
+            *ControlRoutes(self).routes(),
+            *RunRoutes(self).routes(),
+            *QueueRoutes(self).routes(),
         ]
 
         @asynccontextmanager
@@ -119,8 +119,6 @@ class LocalFal:
             await self.store.close()
 
         return Starlette(routes=routes, lifespan=lifespan)
-
-    # -- dispatch ---------------------------------------------------------------------------------------------------
 
     async def guarded(
         self, endpoint_id: str | None, op: str, produce: Callable[[], Awaitable[Response]]
@@ -136,38 +134,7 @@ class LocalFal:
         answer = await _answer(produce) if rule.phase == "after" else None
         return fault_response(rule, answer)
 
-    async def queue_host(self, request: Request) -> Response:
-        path = request.path_params["path"].strip("/")
-        if request.method == "POST":
-            endpoint = self.endpoints.get(path)
-            if endpoint is None:
-                return _not_found(request)
-            return await self.guarded(endpoint.id, "submit", lambda: self.submit(request, endpoint))
-        prefix, found, rest = path.partition("/requests/")
-        request_id, _, tail = rest.partition("/")
-        op = _QUEUE_OPS.get((request.method, tail))
-        if not found or op is None:
-            return _not_found(request)
-        job = self.store.jobs.get(request_id)
-        if job is not None and prefix not in (job.endpoint.app_root, job.endpoint.id):
-            job = None
-        handlers = {"result": self.result, "status": self.status, "status_stream": self.status_stream, "cancel": self.cancel}
-        handler = handlers[op]
-        return await self.guarded(job.endpoint.id if job else None, op, lambda: handler(request, job, request_id))
-
-    async def run_host(self, request: Request) -> Response:
-        path = request.path_params["path"].strip("/")
-        endpoint = self.endpoints.get(path)
-        if endpoint is not None:
-            return await self.guarded(endpoint.id, "run", lambda: self.run(request, endpoint))
-        streaming = self.endpoints.get(path.removesuffix("/stream")) if path.endswith("/stream") else None
-        if streaming is None or not streaming.streams:
-            return _not_found(request)
-        return await self.guarded(streaming.id, "stream", lambda: self.stream(request, streaming))
-
-    # -- queue ------------------------------------------------------------------------------------------------------
-
-    async def _accepted(self, request: Request, endpoint: Endpoint) -> tuple[Any, bytes]:
+    async def accepted(self, request: Request, endpoint: ServedEndpoint) -> tuple[Any, bytes]:
         """A valid input whose files the "model" could read, as fal's runners fetch them: a link to this server's
         CDN must name a stored file and a data URI must decode; other URLs are taken on trust. Recorded for tests."""
         payload, raw = await _validated(request, endpoint, self.max_body_bytes)
@@ -183,22 +150,68 @@ class LocalFal:
         self.script.record_input(endpoint.id, payload)
         return payload, raw
 
-    async def submit(self, request: Request, endpoint: Endpoint) -> Response:
+    def output(self, endpoint: ServedEndpoint, base: str) -> JSON:
+        """What the "model" answers: an output valid for the endpoint, its files served by this server's CDN."""
+        template = self._templates.get(endpoint.id)
+        if template is None:
+            made = output_template(endpoint)
+            if made is None:
+                print(f"fal_runtime.local: {endpoint.id}: no output validates; answering {{}}", file=sys.stderr)
+            template = self._templates[endpoint.id] = made or {}
+        files = self.files
+        result: JSON = with_file_urls(template, lambda ct: f"{base}{CDN_PREFIX}/files/{files.output_path(ct)}")
+        return result
+
+    async def _completed(self, job: Job) -> None:
+        await deliver(job, self.signer, self.script, self._tls)
+
+
+class QueueRoutes:
+    """fal's queue host (queue.fal.run): submit, then status, status stream, result and cancel by request id."""
+
+    def __init__(self, fal: LocalFal) -> None:
+        self.fal = fal
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/{path:path}", self.queue_host, methods=["GET", "POST", "PUT"]),
+        ]
+
+    async def queue_host(self, request: Request) -> Response:
+        path = request.path_params["path"].strip("/")
+        if request.method == "POST":
+            endpoint = self.fal.endpoints.get(path)
+            if endpoint is None:
+                return _not_found(request)
+            return await self.fal.guarded(endpoint.id, "submit", lambda: self.submit(request, endpoint))
+        prefix, found, rest = path.partition("/requests/")
+        request_id, _, tail = rest.partition("/")
+        op = _QUEUE_OPS.get((request.method, tail))
+        if not found or op is None:
+            return _not_found(request)
+        job = self.fal.store.jobs.get(request_id)
+        if job is not None and prefix not in (job.endpoint.app_root, job.endpoint.id):
+            job = None
+        handlers = {"result": self.result, "status": self.status, "status_stream": self.status_stream, "cancel": self.cancel}
+        handler = handlers[op]
+        return await self.fal.guarded(job.endpoint.id if job else None, op, lambda: handler(request, job, request_id))
+
+    async def submit(self, request: Request, endpoint: ServedEndpoint) -> Response:
         _authorize(request)
-        payload, raw = await self._accepted(request, endpoint)
+        payload, raw = await self.fal.accepted(request, endpoint)
         webhook = request.query_params.get("fal_webhook")
         job = Job(
             endpoint,
             payload,
-            self.script.behaviour(endpoint.id),
+            self.fal.script.behaviour(endpoint.id),
             _base(request),
             webhook_url=webhook,
             start_timeout=_start_timeout(request),
         )
-        self.store.submit(job)
-        self.script.count_job(endpoint.id, _fingerprint(request, endpoint, raw))
+        self.fal.store.submit(job)
+        self.fal.script.count_job(endpoint.id, _fingerprint(request, endpoint, raw))
         body: JSON = {"request_id": job.request_id, **job.urls(), "status": "IN_QUEUE"}
-        body["queue_position"] = self.store.position(job)
+        body["queue_position"] = self.fal.store.position(job)
         if webhook is not None:
             body["gateway_request_id"] = job.gateway_request_id
         return _json(body, 200, job.request_id)
@@ -206,7 +219,7 @@ class LocalFal:
     async def status(self, request: Request, job: Job | None, request_id: str) -> Response:
         _authorize(request)
         job = _known(job, request_id)
-        body = self.store.status(job, _flag(request.query_params.get("logs")))
+        body = self.fal.store.status(job, _flag(request.query_params.get("logs")))
         return _json(body, 200 if job.state == "COMPLETED" else 202, job.request_id)
 
     async def status_stream(self, request: Request, job: Job | None, request_id: str) -> Response:
@@ -218,7 +231,7 @@ class LocalFal:
             last: JSON | None = None
             while True:
                 changed = known.changed  # taken before the snapshot, so no change can slip between
-                status = self.store.status(known, with_logs)
+                status = self.fal.store.status(known, with_logs)
                 if status != last:
                     yield _sse(status)
                     last = status
@@ -243,30 +256,50 @@ class LocalFal:
         _authorize(request)
         if job is None:
             return _json({"status": "NOT_FOUND"}, 404)
-        outcome = self.store.request_cancel(job)
+        outcome = self.fal.store.request_cancel(job)
         return _json({"status": outcome}, 202 if outcome == "CANCELLATION_REQUESTED" else 400, job.request_id)
 
-    # -- run host ---------------------------------------------------------------------------------------------------
 
-    async def run(self, request: Request, endpoint: Endpoint) -> Response:
+class RunRoutes:
+    """fal's synchronous host (fal.run), served under `/run`: one round trip, or an event stream of partial outputs."""
+
+    def __init__(self, fal: LocalFal) -> None:
+        self.fal = fal
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(f"{RUN_PREFIX}/{{path:path}}", self.run_host, methods=["POST"]),
+        ]
+
+    async def run_host(self, request: Request) -> Response:
+        path = request.path_params["path"].strip("/")
+        endpoint = self.fal.endpoints.get(path)
+        if endpoint is not None:
+            return await self.fal.guarded(endpoint.id, "run", lambda: self.run(request, endpoint))
+        streaming = self.fal.endpoints.get(path.removesuffix("/stream")) if path.endswith("/stream") else None
+        if streaming is None or not streaming.streams:
+            return _not_found(request)
+        return await self.fal.guarded(streaming.id, "stream", lambda: self.stream(request, streaming))
+
+    async def run(self, request: Request, endpoint: ServedEndpoint) -> Response:
         _authorize(request)
-        await self._accepted(request, endpoint)
-        self.script.count_run(endpoint.id)
-        behaviour = self.script.behaviour(endpoint.id)
+        await self.fal.accepted(request, endpoint)
+        self.fal.script.count_run(endpoint.id)
+        behaviour = self.fal.script.behaviour(endpoint.id)
         await self._work(behaviour, _start_timeout(request))
         if behaviour.error is not None:
             return _json({"detail": behaviour.error, "error_type": behaviour.error_type}, behaviour.status_code)
-        return _json(self._output(endpoint, _base(request)))
+        return _json(self.fal.output(endpoint, _base(request)))
 
-    async def stream(self, request: Request, endpoint: Endpoint) -> Response:
+    async def stream(self, request: Request, endpoint: ServedEndpoint) -> Response:
         _authorize(request)
-        await self._accepted(request, endpoint)
-        self.script.count_run(endpoint.id)
-        behaviour = self.script.behaviour(endpoint.id)
+        await self.fal.accepted(request, endpoint)
+        self.fal.script.count_run(endpoint.id)
+        behaviour = self.fal.script.behaviour(endpoint.id)
         await self._work(behaviour, _start_timeout(request), run=False)
         if behaviour.error is not None:
             return _json({"detail": behaviour.error, "error_type": behaviour.error_type}, behaviour.status_code)
-        output = self._output(endpoint, _base(request))
+        output = self.fal.output(endpoint, _base(request))
 
         async def events() -> AsyncIterator[str]:
             for _ in range(STREAM_PARTIALS):
@@ -290,38 +323,40 @@ class LocalFal:
             )
         await asyncio.sleep(behaviour.queue_seconds + (behaviour.run_seconds if run else 0.0))
 
-    def _output(self, endpoint: Endpoint, base: str) -> JSON:
-        template = self._templates.get(endpoint.id)
-        if template is None:
-            made = output_template(endpoint)
-            if made is None:
-                print(f"fal_runtime.local: {endpoint.id}: no output validates; answering {{}}", file=sys.stderr)
-            template = self._templates[endpoint.id] = made or {}
-        files = self.files
-        result: JSON = with_file_urls(template, lambda ct: f"{base}{CDN_PREFIX}/files/{files.output_path(ct)}")
-        return result
 
-    async def _completed(self, job: Job) -> None:
-        await deliver(job, self.signer, self.script, self._tls)
+class StorageRoutes:
+    """fal's storage: the upload token (rest.fal.ai) and the CDN's uploads, multipart uploads and downloads."""
 
-    # -- storage ----------------------------------------------------------------------------------------------------
+    def __init__(self, fal: LocalFal) -> None:
+        self.fal = fal
+
+    def routes(self) -> list[Route]:
+        multipart = f"{CDN_PREFIX}/files/{{path:path}}/multipart/{{upload_id}}"
+        return [
+            Route("/storage/auth/token", self.storage_token, methods=["POST"]),
+            Route(f"{CDN_PREFIX}/files/upload", self.upload, methods=["POST"]),
+            Route(f"{CDN_PREFIX}/files/upload/multipart", self.multipart_start, methods=["POST"]),
+            Route(f"{multipart}/complete", self.multipart_complete, methods=["POST"]),
+            Route(f"{multipart}/{{number:int}}", self.multipart_part, methods=["PUT"]),
+            Route(f"{CDN_PREFIX}/files/{{path:path}}", self.download, methods=["GET"]),
+        ]
 
     async def storage_token(self, request: Request) -> Response:
         async def produce() -> Response:
             _authorize(request)
-            token, expires = self.files.new_token()
+            token, expires = self.fal.files.new_token()
             expires_at = datetime.fromtimestamp(expires, timezone.utc).isoformat()
             body = {"token": token, "token_type": "Bearer", "base_url": f"{_base(request)}{CDN_PREFIX}"}
             return _json({**body, "expires_at": expires_at})
 
-        return await self.guarded(None, "token", produce)
+        return await self.fal.guarded(None, "token", produce)
 
     def _cdn_request(self, request: Request) -> None:
         """Every CDN call: note a fal key that reached the CDN (a client bug), then require a valid upload token."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "key":
-            self.script.count_key_on_cdn()
-        if scheme.lower() != "bearer" or not self.files.token_valid(token):
+            self.fal.script.count_key_on_cdn()
+        if scheme.lower() != "bearer" or not self.fal.files.token_valid(token):
             raise Reject(_json({"detail": "Invalid or expired upload token"}, 401))
 
     async def _cdn_body(self, request: Request) -> bytes:
@@ -333,95 +368,120 @@ class LocalFal:
             data = await self._cdn_body(request)
             name = request.headers.get("x-fal-file-name", "upload.bin")
             content_type = request.headers.get("content-type", "application/octet-stream")
-            path = self.files.put(name, data, content_type)
+            path = self.fal.files.put(name, data, content_type)
             return _json({"access_url": f"{_base(request)}{CDN_PREFIX}/files/{path}"})
 
-        return await self.guarded(None, "upload", produce)
+        return await self.fal.guarded(None, "upload", produce)
 
     async def multipart_start(self, request: Request) -> Response:
         async def produce() -> Response:
             self._cdn_request(request)
             name = request.headers.get("x-fal-file-name", "upload.bin")
-            path, upload_id = self.files.start_multipart(name, request.headers.get("content-type", "application/octet-stream"))
+            path, upload_id = self.fal.files.start_multipart(name, request.headers.get("content-type", "application/octet-stream"))
             return _json({"access_url": f"{_base(request)}{CDN_PREFIX}/files/{path}", "uploadId": upload_id})
 
-        return await self.guarded(None, "upload", produce)
+        return await self.fal.guarded(None, "upload", produce)
 
     async def multipart_part(self, request: Request) -> Response:
         async def produce() -> Response:
             data = await self._cdn_body(request)
             params = request.path_params
             try:
-                etag = self.files.put_part(params["path"], params["upload_id"], params["number"], data)
+                etag = self.fal.files.put_part(params["path"], params["upload_id"], params["number"], data)
             except MultipartError as exc:
                 raise Reject(_json({"detail": str(exc)}, 400)) from None
             return Response(status_code=200, headers={**fal_headers(), "ETag": etag})
 
-        return await self.guarded(None, "upload_part", produce)
+        return await self.fal.guarded(None, "upload_part", produce)
 
     async def multipart_complete(self, request: Request) -> Response:
         async def produce() -> Response:
             self._cdn_request(request)
             try:
                 body = await request.json()
-                self.files.complete(request.path_params["path"], request.path_params["upload_id"], body.get("parts"))
+                self.fal.files.complete(request.path_params["path"], request.path_params["upload_id"], body.get("parts"))
             except (ValueError, AttributeError) as exc:
                 raise Reject(_json({"detail": str(exc) or "expected {\"parts\": [...]}"}, 400)) from None
             return _json({"ok": True})
 
-        return await self.guarded(None, "upload", produce)
+        return await self.fal.guarded(None, "upload", produce)
 
     async def download(self, request: Request) -> Response:
         if request.headers.get("authorization", "").lower().startswith("key "):
-            self.script.count_key_on_cdn()
+            self.fal.script.count_key_on_cdn()
 
         async def produce() -> Response:
-            stored = self.files.get(request.path_params["path"])
+            stored = self.fal.files.get(request.path_params["path"])
             if stored is None:
                 return _not_found(request)
             return Response(stored.data, media_type=stored.content_type)
 
-        return await self.guarded(None, "download", produce)
+        return await self.fal.guarded(None, "download", produce)
 
-    # -- platform API -------------------------------------------------------------------------------------------------
+
+class PlatformRoutes:
+    """fal's platform API: the model search (api.fal.ai/v1/models) and the webhook signing keys (JWKS)."""
+
+    def __init__(self, fal: LocalFal) -> None:
+        self.fal = fal
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/.well-known/jwks.json", self.jwks, methods=["GET"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+        ]
 
     async def models(self, request: Request) -> Response:
         """fal's model search (see `models_api`). Auth is optional, as on fal; a key that arrived is counted."""
         if request.headers.get("authorization", "").lower().startswith("key "):
-            self.script.count_key_on_models()
+            self.fal.script.count_key_on_models()
 
         async def produce() -> Response:
             try:
-                return _json(self.models_api.page(request.query_params, f"{_base(request)}{RUN_PREFIX}"))
+                return _json(self.fal.models_api.page(request.query_params, f"{_base(request)}{RUN_PREFIX}"))
             except BadQuery as exc:
                 return _json({"detail": str(exc)}, 400)
 
-        return await self.guarded(None, "models", produce)
+        return await self.fal.guarded(None, "models", produce)
 
     async def jwks(self, request: Request) -> Response:
-        return _json(self.signer.jwks())
+        return _json(self.fal.signer.jwks())
 
-    # -- control (tests) --------------------------------------------------------------------------------------------
+
+class ControlRoutes:
+    """`/_local/...`: what tests use to script faults and behaviours, read counters and received webhooks, reset."""
+
+    def __init__(self, fal: LocalFal) -> None:
+        self.fal = fal
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/_local/script", self.control_script, methods=["POST"]),
+            Route("/_local/behave", self.control_behave, methods=["POST"]),
+            Route("/_local/counters", self.control_counters, methods=["GET"]),
+            Route("/_local/reset", self.control_reset, methods=["POST"]),
+            Route("/_local/webhooks", self.webhook_sink, methods=["GET", "POST"]),
+        ]
 
     async def control_script(self, request: Request) -> Response:
-        return await _control(request, lambda body: self.script.add_rule(from_json(Rule, body)))
+        return await _control(request, lambda body: self.fal.script.add_rule(from_json(Rule, body)))
 
     async def control_behave(self, request: Request) -> Response:
-        return await _control(request, lambda body: self.script.add_behaviour(from_json(Behaviour, body)))
+        return await _control(request, lambda body: self.fal.script.add_behaviour(from_json(Behaviour, body)))
 
     async def control_counters(self, request: Request) -> Response:
-        return JSONResponse(self.script.counters())
+        return JSONResponse(self.fal.script.counters())
 
     async def control_reset(self, request: Request) -> Response:
-        self.script.reset()
+        self.fal.script.reset()
         return JSONResponse({"ok": True})
 
     async def webhook_sink(self, request: Request) -> Response:
         """A webhook receiver on the server itself, so tests in any process can read what was delivered."""
         if request.method == "GET":
-            return JSONResponse(self.script.webhooks())
+            return JSONResponse(self.fal.script.webhooks())
         raw = await request.body()
-        self.script.record_webhook({"headers": dict(request.headers), "body": raw.decode("utf-8", "replace")})
+        self.fal.script.record_webhook({"headers": dict(request.headers), "body": raw.decode("utf-8", "replace")})
         return JSONResponse({"ok": True})
 
 
@@ -478,7 +538,7 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
-async def _validated(request: Request, endpoint: Endpoint, max_bytes: int = MAX_BODY_BYTES) -> tuple[Any, bytes]:
+async def _validated(request: Request, endpoint: ServedEndpoint, max_bytes: int = MAX_BODY_BYTES) -> tuple[Any, bytes]:
     """The JSON input and its raw bytes; a 422 in fal's shape when it is not JSON or not valid for the endpoint,
     413 when it is larger than `max_bytes`. Nesting deeper than MAX_JSON_DEPTH is refused before validation: the
     parser and the schema validator recurse per level, and a few thousand levels would crash them (a 500)."""
@@ -529,7 +589,7 @@ def _start_timeout(request: Request) -> float | None:
         raise Reject(_json({"detail": "X-Fal-Request-Timeout must be a number of seconds"}, 400))
 
 
-def _fingerprint(request: Request, endpoint: Endpoint, raw: bytes) -> str:
+def _fingerprint(request: Request, endpoint: ServedEndpoint, raw: bytes) -> str:
     """What makes two submits "the same": an Idempotency-Key header when sent, else the endpoint and the body."""
     key = request.headers.get("idempotency-key")
     if key:

@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
-from .specs import JSON, Endpoint
+from .specs import JSON, ServedEndpoint
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -34,7 +34,7 @@ class BadQuery(ValueError):
 
 @dataclass(frozen=True)
 class _Entry:
-    endpoint: Endpoint
+    endpoint: ServedEndpoint
     display_name: str
     category: str | None
     description: str
@@ -42,7 +42,7 @@ class _Entry:
     haystack: str  # lower-cased id, display name and description: what `q` matches
 
 
-def _entry(endpoint: Endpoint) -> _Entry:
+def _entry(endpoint: ServedEndpoint) -> _Entry:
     info = _mapping(endpoint.document.get("info"))
     meta = _mapping(info.get("x-fal-metadata"))
     submit = _mapping(_mapping(_mapping(endpoint.document.get("paths")).get(f"/{endpoint.id}")).get("post"))
@@ -65,7 +65,7 @@ def _string(value: Any) -> str | None:
 class ModelsApi:
     """The search index over the server's endpoints, ordered by endpoint id so pages are stable."""
 
-    def __init__(self, endpoints: dict[str, Endpoint]) -> None:
+    def __init__(self, endpoints: dict[str, ServedEndpoint]) -> None:
         self._entries = [_entry(endpoints[key]) for key in sorted(endpoints)]
 
     def page(self, params: QueryParams, run_base: str) -> JSON:

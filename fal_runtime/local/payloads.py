@@ -15,7 +15,7 @@ from typing import Any
 
 from jsonschema import ValidationError  # type: ignore[import-untyped]
 
-from .specs import JSON, Endpoint
+from .specs import JSON, ServedEndpoint
 
 # pydantic v2's error types, which is what fal's FastAPI apps answer with.
 _ERROR_TYPES = {
@@ -35,7 +35,7 @@ _ERROR_TYPES = {
 }
 
 
-def input_errors(endpoint: Endpoint, payload: Any) -> list[JSON]:
+def input_errors(endpoint: ServedEndpoint, payload: Any) -> list[JSON]:
     """fal's `detail` list (`{"loc", "msg", "type"}`, loc starting at "body") for an input; empty when it is valid."""
     validator = endpoint.validator(endpoint.input_schema)
     details: list[JSON] = []
@@ -54,7 +54,7 @@ def _details(error: ValidationError) -> Iterator[JSON]:
     yield {"loc": loc, "msg": error.message, "type": _ERROR_TYPES.get(str(error.validator), "value_error")}
 
 
-def output_template(endpoint: Endpoint) -> JSON | None:
+def output_template(endpoint: ServedEndpoint) -> JSON | None:
     """An output valid against the Output schema (file URLs still to be filled in), or None if none can be made."""
     schema = endpoint.resolve(endpoint.output_schema)
     validator = endpoint.validator(endpoint.output_schema)
@@ -83,7 +83,7 @@ def with_file_urls(value: Any, url_for: Callable[[str], str]) -> Any:
     return copy
 
 
-def _synthesize(endpoint: Endpoint, schema: JSON, depth: int) -> Any:
+def _synthesize(endpoint: ServedEndpoint, schema: JSON, depth: int) -> Any:
     """The simplest value a schema accepts: its const, default, first example or enum value, else one built by type."""
     schema = endpoint.resolve(schema)
     if depth > 16:
@@ -116,7 +116,7 @@ def _synthesize(endpoint: Endpoint, schema: JSON, depth: int) -> Any:
     return None if builder is None else builder(endpoint, schema, depth)
 
 
-def _object(endpoint: Endpoint, schema: JSON, depth: int) -> JSON:
+def _object(endpoint: ServedEndpoint, schema: JSON, depth: int) -> JSON:
     properties: JSON = schema.get("properties", {})
     required = [name for name in schema.get("required", []) if isinstance(name, str)]
     result: JSON = {}
@@ -125,17 +125,17 @@ def _object(endpoint: Endpoint, schema: JSON, depth: int) -> JSON:
     return result
 
 
-def _array(endpoint: Endpoint, schema: JSON, depth: int) -> list[Any]:
+def _array(endpoint: ServedEndpoint, schema: JSON, depth: int) -> list[Any]:
     count = max(1, int(schema.get("minItems", 1)))
     items = schema.get("items")
     return [_synthesize(endpoint, items if isinstance(items, dict) else {}, depth + 1) for _ in range(count)]
 
 
-def _number(endpoint: Endpoint, schema: JSON, depth: int) -> float:
+def _number(endpoint: ServedEndpoint, schema: JSON, depth: int) -> float:
     return _within(schema, 1.0, 0.5)
 
 
-def _integer(endpoint: Endpoint, schema: JSON, depth: int) -> int:
+def _integer(endpoint: ServedEndpoint, schema: JSON, depth: int) -> int:
     return int(_within(schema, 1, 1))
 
 
@@ -153,7 +153,7 @@ def _within(schema: JSON, preferred: float, step: float) -> float:
     return value
 
 
-def _string(endpoint: Endpoint, schema: JSON, depth: int) -> str:
+def _string(endpoint: ServedEndpoint, schema: JSON, depth: int) -> str:
     fmt = schema.get("format")
     if fmt == "date-time":
         return datetime.now(timezone.utc).isoformat()
@@ -162,7 +162,7 @@ def _string(endpoint: Endpoint, schema: JSON, depth: int) -> str:
     return "x" * int(schema.get("minLength", 0)) or "text"
 
 
-_BUILDERS: dict[str, Callable[[Endpoint, JSON, int], Any]] = {
+_BUILDERS: dict[str, Callable[[ServedEndpoint, JSON, int], Any]] = {
     "object": _object,
     "array": _array,
     "number": _number,

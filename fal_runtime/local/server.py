@@ -20,7 +20,7 @@ import uvicorn
 from .app import MAX_BODY_BYTES, RUN_PREFIX, LocalFal
 from .faults import ExposeTransport
 from .script import Behaviour, Fault, Op, Phase, Rule, Script
-from .specs import DEFAULT_SPECS_DIR, Endpoint, load_specs
+from .specs import DEFAULT_SPECS_DIR, ServedEndpoint, load_specs
 from .store import RESULT_TTL
 from .tls import Certificates, issue
 from .webhooks import Signer
@@ -61,7 +61,7 @@ class LocalServer:
         self._workdir = tempfile.TemporaryDirectory(prefix="fal-local-")
         workdir = Path(self._workdir.name)
         self.certificates: Certificates = issue(ca_file or workdir / "ca.pem", workdir)
-        self.endpoints: dict[str, Endpoint] = load_specs(specs_dir)
+        self.endpoints: dict[str, ServedEndpoint] = load_specs(specs_dir)
         self._script = Script()
         self._fal = LocalFal(self.endpoints, self._script, Signer(), self.certificates.client_context(), result_ttl, max_body_bytes)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

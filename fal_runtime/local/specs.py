@@ -16,17 +16,19 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
+from fal_runtime import queue_document
+
 JSON = dict[str, Any]
 
 DEFAULT_SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
 
 
-class SpecError(ValueError):
+class SpecLoadError(ValueError):
     """A spec the server cannot serve: the message names the file and what is missing."""
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class ServedEndpoint:
     """One fal endpoint: its id, its schemas (resolvable against `document`) and whether it streams."""
 
     id: str
@@ -51,7 +53,7 @@ class Endpoint:
         while "$ref" in schema and seen < 32:
             pointer = str(schema["$ref"])
             if not pointer.startswith("#/"):
-                raise SpecError(f"{self.id}: only local $refs are supported, got {pointer}")
+                raise SpecLoadError(f"{self.id}: only local $refs are supported, got {pointer}")
             node: Any = self.document
             for part in pointer[2:].split("/"):
                 node = node[part.replace("~1", "/").replace("~0", "~")]
@@ -61,7 +63,7 @@ class Endpoint:
         return schema
 
 
-def _dig(node: Any, *keys: str) -> Any:
+def _dig(node: Any, *keys: str | int) -> Any:
     for key in keys:
         if not isinstance(node, dict) or key not in node:
             return None
@@ -69,22 +71,19 @@ def _dig(node: Any, *keys: str) -> Any:
     return node
 
 
-def endpoint_from_document(document: JSON, source: str) -> Endpoint:
-    """Read one fal queue document; raise SpecError naming `source` when it cannot be served."""
+def endpoint_from_document(document: JSON, source: str) -> ServedEndpoint:
+    """Read one fal queue document; raise SpecLoadError naming `source` when it cannot be served."""
     endpoint_id = _dig(document, "info", "x-fal-metadata", "endpointId")
     if not isinstance(endpoint_id, str) or endpoint_id.count("/") < 1:
-        raise SpecError(f"{source}: info.x-fal-metadata.endpointId is missing or not owner/alias[/path]")
-    paths = document.get("paths") or {}
-    input_schema = _dig(paths, f"/{endpoint_id}", "post", "requestBody", "content", "application/json", "schema")
-    output_schema = _dig(
-        paths, f"/{endpoint_id}/requests/{{request_id}}", "get", "responses", "200", "content", "application/json", "schema"
-    )
+        raise SpecLoadError(f"{source}: info.x-fal-metadata.endpointId is missing or not owner/alias[/path]")
+    input_schema = _dig(document, *queue_document.input_schema_path(endpoint_id))
+    output_schema = _dig(document, *queue_document.output_schema_path(endpoint_id))
     if not isinstance(input_schema, dict):
-        raise SpecError(f"{source}: no JSON requestBody schema at paths./{endpoint_id}.post")
+        raise SpecLoadError(f"{source}: no JSON requestBody schema at paths./{endpoint_id}.post")
     if not isinstance(output_schema, dict):
-        raise SpecError(f"{source}: no 200 JSON schema at paths./{endpoint_id}/requests/{{request_id}}.get")
-    streams = isinstance(_dig(paths, f"/{endpoint_id}/stream", "post"), dict)
-    return Endpoint(endpoint_id, document, input_schema, output_schema, streams)
+        raise SpecLoadError(f"{source}: no 200 JSON schema at paths./{endpoint_id}/requests/{{request_id}}.get")
+    streams = isinstance(_dig(document, *queue_document.stream_operation_path(endpoint_id)), dict)
+    return ServedEndpoint(endpoint_id, document, input_schema, output_schema, streams)
 
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")  # as the generator reads them (JSON is YAML)
@@ -105,18 +104,18 @@ def _parsed(path: Path, loader: Any) -> Any:
     return _PARSED[key]
 
 
-def load_specs(specs_dir: Path) -> dict[str, Endpoint]:
+def load_specs(specs_dir: Path) -> dict[str, ServedEndpoint]:
     """Every servable endpoint under `specs_dir` by id. A broken spec is reported on stderr and skipped, so one
     spec being edited does not take the whole server down."""
-    endpoints: dict[str, Endpoint] = {}
+    endpoints: dict[str, ServedEndpoint] = {}
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     for path in sorted(p for p in specs_dir.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file()):
         try:
             document = _parsed(path, loader)
             if not isinstance(document, dict):
-                raise SpecError(f"{path}: not a YAML mapping")
+                raise SpecLoadError(f"{path}: not a YAML mapping")
             endpoint = endpoint_from_document(document, str(path))
-        except (OSError, ValueError, yaml.YAMLError, SpecError, KeyError) as exc:
+        except (OSError, ValueError, yaml.YAMLError, SpecLoadError, KeyError) as exc:
             print(f"fal_runtime.local: skipping {path}: {exc}", file=sys.stderr)
             continue
         endpoints[endpoint.id] = endpoint

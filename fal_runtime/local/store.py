@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .script import Behaviour
-from .specs import JSON, Endpoint
+from .specs import JSON, ServedEndpoint
 
 LOG_WINDOW = 50  # fal's logs are a moving window, not the whole history
 RUN_STEPS = 3
@@ -28,7 +28,7 @@ RESULT_TTL = 3600.0  # seconds a completed job's status and result stay availabl
 class Job:
     """One queued request and everything its status and result calls report."""
 
-    endpoint: Endpoint
+    endpoint: ServedEndpoint
     payload: Any
     behaviour: Behaviour
     base_url: str  # scheme://host:port the client reached us at, for the *_url fields

@@ -5,106 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the subject image to be used for video generation"""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Text prompt to guide video generation"""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "Bright tones, overexposed, blurred background, static, subtitles, style, works, paintings, images, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
-    )
-    """Negative prompt to guide what should not appear in the generated video"""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=75, title="Num Inference Steps")
-    ] = 50
-    """Number of inference steps for sampling. Higher values give better quality but take longer."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    resolution: Annotated[
-        Literal["480p", "580p", "720p"], Field(title="Resolution")
-    ] = "720p"
-    """Resolution of the generated video (480p, 580p, or 720p)"""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """Aspect ratio of the generated video (16:9, 9:16, or 1:1)"""
-    ip_scale: Annotated[float, Field(ge=0.0, le=2.0, title="Ip Scale")] = 1
-    """Identity preservation scale. Controls how closely the generated video preserves the subject's identity from the reference image."""
-    strength: Annotated[float, Field(ge=0.0, le=2.0, title="Strength")] = 1
-    """Reference image scale. Controls the influence of the reference image on the generated video."""
-    frames_per_second: Annotated[int, Field(ge=5, le=30, title="Frames Per Second")] = (
-        16
-    )
-    """Frames per second of the generated video. Must be between 5 to 30."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0, title="Guidance Scale")] = 5
-    """Classifier-free guidance scale. Higher values give better adherence to the prompt but may decrease quality."""
-    guidance_scale_2: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Guidance Scale 2")
-    ] = 2
-    """Image guidance scale. Controls how closely the generated video follows the reference image. Higher values increase adherence to the reference image but may decrease quality."""
-    num_frames: Annotated[int, Field(ge=9, le=81, title="Num Frames")] = 81
-    """Number of frames in the generated video. Must be between 9 to 100."""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The generated video file"""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation"""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -121,26 +31,95 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "bytedance/lynx"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL of the subject image to be used for video generation"""
+    prompt: str
+    """Text prompt to guide video generation"""
+    negative_prompt: str = (
+        "Bright tones, overexposed, blurred background, static, subtitles, style, works, paintings, images, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
+    )
+    """Negative prompt to guide what should not appear in the generated video"""
+    num_inference_steps: Annotated[int, Field(ge=1, le=75)] = 50
+    """Number of inference steps for sampling. Higher values give better quality but
+    take longer."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    resolution: Literal["480p", "580p", "720p"] = "720p"
+    """Resolution of the generated video (480p, 580p, or 720p)"""
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    """Aspect ratio of the generated video (16:9, 9:16, or 1:1)"""
+    ip_scale: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """Identity preservation scale. Controls how closely the generated video preserves
+    the subject's identity from the reference image."""
+    strength: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """Reference image scale. Controls the influence of the reference image on the
+    generated video."""
+    frames_per_second: Annotated[int, Field(ge=5, le=30)] = 16
+    """Frames per second of the generated video. Must be between 5 to 30."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0)] = 5
+    """Classifier-free guidance scale. Higher values give better adherence to the prompt
+    but may decrease quality."""
+    guidance_scale_2: Annotated[float, Field(ge=0.0, le=10.0)] = 2
+    """Image guidance scale. Controls how closely the generated video follows the
+    reference image. Higher values increase adherence to the reference image but may
+    decrease quality."""
+    num_frames: Annotated[int, Field(ge=9, le=81)] = 81
+    """Number of frames in the generated video. Must be between 9 to 100."""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The generated video file"""
+    seed: int
+    """The seed used for generation"""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -156,33 +135,86 @@ def submit(
     guidance_scale: float = 5,
     guidance_scale_2: float = 2,
     num_frames: int = 81,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the subject image to be used for video generation. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt to guide what should not appear in the
+            generated video. Defaults to `"Bright tones, overexposed, blurred
+            background, static, subtitles, style, works, paintings, images, overall
+            gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, misshapen limbs, fused fingers, still picture, messy background,
+            three legs, many people in the background, walking backwards"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 1 and 75. Defaults to `50`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9, 9:16, or 1:1). Defaults
+            to `"16:9"`.
+        ip_scale: Identity preservation scale. Controls how closely the generated video
+            preserves the subject's identity from the reference image. Between 0.0 and
+            2.0. Defaults to `1`.
+        strength: Reference image scale. Controls the influence of the reference image
+            on the generated video. Between 0.0 and 2.0. Defaults to `1`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Between 5 and 30. Defaults to `16`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 20.0.
+            Defaults to `5`.
+        guidance_scale_2: Image guidance scale. Controls how closely the generated video
+            follows the reference image. Higher values increase adherence to the
+            reference image but may decrease quality. Between 0.0 and 10.0. Defaults to
+            `2`.
+        num_frames: Number of frames in the generated video. Must be between 9 to 100.
+            Between 9 and 81. Defaults to `81`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -198,8 +230,8 @@ def subscribe(
     guidance_scale: float = 5,
     guidance_scale_2: float = 2,
     num_frames: int = 81,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -207,24 +239,76 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the subject image to be used for video generation. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt to guide what should not appear in the
+            generated video. Defaults to `"Bright tones, overexposed, blurred
+            background, static, subtitles, style, works, paintings, images, overall
+            gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, misshapen limbs, fused fingers, still picture, messy background,
+            three legs, many people in the background, walking backwards"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 1 and 75. Defaults to `50`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9, 9:16, or 1:1). Defaults
+            to `"16:9"`.
+        ip_scale: Identity preservation scale. Controls how closely the generated video
+            preserves the subject's identity from the reference image. Between 0.0 and
+            2.0. Defaults to `1`.
+        strength: Reference image scale. Controls the influence of the reference image
+            on the generated video. Between 0.0 and 2.0. Defaults to `1`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Between 5 and 30. Defaults to `16`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 20.0.
+            Defaults to `5`.
+        guidance_scale_2: Image guidance scale. Controls how closely the generated video
+            follows the reference image. Higher values increase adherence to the
+            reference image but may decrease quality. Between 0.0 and 10.0. Defaults to
+            `2`.
+        num_frames: Number of frames in the generated video. Must be between 9 to 100.
+            Between 9 and 81. Defaults to `81`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -240,8 +324,8 @@ def run(
     guidance_scale: float = 5,
     guidance_scale_2: float = 2,
     num_frames: int = 81,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -249,24 +333,76 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the subject image to be used for video generation. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt to guide what should not appear in the
+            generated video. Defaults to `"Bright tones, overexposed, blurred
+            background, static, subtitles, style, works, paintings, images, overall
+            gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, misshapen limbs, fused fingers, still picture, messy background,
+            three legs, many people in the background, walking backwards"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 1 and 75. Defaults to `50`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9, 9:16, or 1:1). Defaults
+            to `"16:9"`.
+        ip_scale: Identity preservation scale. Controls how closely the generated video
+            preserves the subject's identity from the reference image. Between 0.0 and
+            2.0. Defaults to `1`.
+        strength: Reference image scale. Controls the influence of the reference image
+            on the generated video. Between 0.0 and 2.0. Defaults to `1`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Between 5 and 30. Defaults to `16`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 20.0.
+            Defaults to `5`.
+        guidance_scale_2: Image guidance scale. Controls how closely the generated video
+            follows the reference image. Higher values increase adherence to the
+            reference image but may decrease quality. Between 0.0 and 10.0. Defaults to
+            `2`.
+        num_frames: Number of frames in the generated video. Must be between 9 to 100.
+            Between 9 and 81. Defaults to `81`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -282,33 +418,86 @@ async def submit_async(
     guidance_scale: float = 5,
     guidance_scale_2: float = 2,
     num_frames: int = 81,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the subject image to be used for video generation. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt to guide what should not appear in the
+            generated video. Defaults to `"Bright tones, overexposed, blurred
+            background, static, subtitles, style, works, paintings, images, overall
+            gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, misshapen limbs, fused fingers, still picture, messy background,
+            three legs, many people in the background, walking backwards"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 1 and 75. Defaults to `50`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9, 9:16, or 1:1). Defaults
+            to `"16:9"`.
+        ip_scale: Identity preservation scale. Controls how closely the generated video
+            preserves the subject's identity from the reference image. Between 0.0 and
+            2.0. Defaults to `1`.
+        strength: Reference image scale. Controls the influence of the reference image
+            on the generated video. Between 0.0 and 2.0. Defaults to `1`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Between 5 and 30. Defaults to `16`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 20.0.
+            Defaults to `5`.
+        guidance_scale_2: Image guidance scale. Controls how closely the generated video
+            follows the reference image. Higher values increase adherence to the
+            reference image but may decrease quality. Between 0.0 and 10.0. Defaults to
+            `2`.
+        num_frames: Number of frames in the generated video. Must be between 9 to 100.
+            Between 9 and 81. Defaults to `81`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -324,8 +513,8 @@ async def subscribe_async(
     guidance_scale: float = 5,
     guidance_scale_2: float = 2,
     num_frames: int = 81,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -333,24 +522,76 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the subject image to be used for video generation. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt to guide what should not appear in the
+            generated video. Defaults to `"Bright tones, overexposed, blurred
+            background, static, subtitles, style, works, paintings, images, overall
+            gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, misshapen limbs, fused fingers, still picture, messy background,
+            three legs, many people in the background, walking backwards"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 1 and 75. Defaults to `50`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9, 9:16, or 1:1). Defaults
+            to `"16:9"`.
+        ip_scale: Identity preservation scale. Controls how closely the generated video
+            preserves the subject's identity from the reference image. Between 0.0 and
+            2.0. Defaults to `1`.
+        strength: Reference image scale. Controls the influence of the reference image
+            on the generated video. Between 0.0 and 2.0. Defaults to `1`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Between 5 and 30. Defaults to `16`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 20.0.
+            Defaults to `5`.
+        guidance_scale_2: Image guidance scale. Controls how closely the generated video
+            follows the reference image. Higher values increase adherence to the
+            reference image but may decrease quality. Between 0.0 and 10.0. Defaults to
+            `2`.
+        num_frames: Number of frames in the generated video. Must be between 9 to 100.
+            Between 9 and 81. Defaults to `81`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -366,8 +607,8 @@ async def run_async(
     guidance_scale: float = 5,
     guidance_scale_2: float = 2,
     num_frames: int = 81,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -375,8 +616,60 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the subject image to be used for video generation. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt to guide what should not appear in the
+            generated video. Defaults to `"Bright tones, overexposed, blurred
+            background, static, subtitles, style, works, paintings, images, overall
+            gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, misshapen limbs, fused fingers, still picture, messy background,
+            three legs, many people in the background, walking backwards"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 1 and 75. Defaults to `50`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9, 9:16, or 1:1). Defaults
+            to `"16:9"`.
+        ip_scale: Identity preservation scale. Controls how closely the generated video
+            preserves the subject's identity from the reference image. Between 0.0 and
+            2.0. Defaults to `1`.
+        strength: Reference image scale. Controls the influence of the reference image
+            on the generated video. Between 0.0 and 2.0. Defaults to `1`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Between 5 and 30. Defaults to `16`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 20.0.
+            Defaults to `5`.
+        guidance_scale_2: Image guidance scale. Controls how closely the generated video
+            follows the reference image. Higher values increase adherence to the
+            reference image but may decrease quality. Between 0.0 and 10.0. Defaults to
+            `2`.
+        num_frames: Number of frames in the generated video. Must be between 9 to 100.
+            Between 9 and 81. Defaults to `81`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

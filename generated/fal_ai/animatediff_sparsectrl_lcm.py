@@ -5,97 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """The negative prompt to use. Use it to specify what you don't want."""
-    controlnet_type: Annotated[
-        Literal["scribble", "rgb"], Field(title="Controlnet Type")
-    ] = "scribble"
-    """The type of controlnet to use for generating the video. The controlnet determines how the video will be animated."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=12, title="Number of inference steps")
-    ] = 4
-    """Increasing the amount of steps tells Stable Diffusion that it should take more steps to generate your final result which can increase the amount of detail in your image."""
-    guidance_scale: Annotated[
-        int, Field(ge=0, le=2, title="Classifier-Free Guidance scale (CFG)")
-    ] = 1
-    """The CFG (Classifier Free Guidance) scale is a measure of how close you want the model to stick to your prompt when looking for a related image to show you."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable
-    Diffusion will output the same image every time.
-    """
-    keyframe_0_image_url: Annotated[
-        FileInput | None, Field(title="Keyframe 0 Image Url")
-    ] = None
-    """The URL of the first keyframe to use for the generation."""
-    keyframe_0_index: Annotated[int, Field(title="Keyframe 0 Index")] = 0
-    """The frame index of the first keyframe to use for the generation."""
-    keyframe_1_image_url: Annotated[
-        FileInput | None, Field(title="Keyframe 1 Image Url")
-    ] = None
-    """The URL of the second keyframe to use for the generation."""
-    keyframe_1_index: Annotated[int, Field(title="Keyframe 1 Index")] = 0
-    """The frame index of the second keyframe to use for the generation."""
-    keyframe_2_image_url: Annotated[
-        FileInput | None, Field(title="Keyframe 2 Image Url")
-    ] = None
-    """The URL of the third keyframe to use for the generation."""
-    keyframe_2_index: Annotated[int, Field(title="Keyframe 2 Index")] = 0
-    """The frame index of the third keyframe to use for the generation."""
-
-
-class Output(FalModel):
-    video: File
-    """Generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used to generate the video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -112,7 +31,62 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/animatediff-sparsectrl-lcm"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    negative_prompt: str = ""
+    """The negative prompt to use. Use it to specify what you don't want."""
+    controlnet_type: Literal["scribble", "rgb"] = "scribble"
+    """The type of controlnet to use for generating the video. The controlnet determines
+    how the video will be animated."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=12)] = 4
+    """Increasing the amount of steps tells Stable Diffusion that it should take more
+    steps to generate your final result which can increase the amount of detail in your
+    image."""
+    guidance_scale: Annotated[int, Field(ge=0, le=2)] = 1
+    """The CFG (Classifier Free Guidance) scale is a measure of how close you want the
+    model to stick to your prompt when looking for a related image to show you."""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable
+    Diffusion will output the same image every time.
+    """
+    keyframe_0_image_url: FileInput | None = None
+    """The URL of the first keyframe to use for the generation."""
+    keyframe_0_index: int = 0
+    """The frame index of the first keyframe to use for the generation."""
+    keyframe_1_image_url: FileInput | None = None
+    """The URL of the second keyframe to use for the generation."""
+    keyframe_1_index: int = 0
+    """The frame index of the second keyframe to use for the generation."""
+    keyframe_2_image_url: FileInput | None = None
+    """The URL of the third keyframe to use for the generation."""
+    keyframe_2_index: int = 0
+    """The frame index of the third keyframe to use for the generation."""
+
+
+class Output(FalModel):
+    video: File
+    """Generated video file."""
+    seed: int
+    """The seed used to generate the video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -120,20 +94,22 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         Input: ["keyframe_0_image_url", "keyframe_1_image_url", "keyframe_2_image_url"]
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -148,33 +124,81 @@ def submit(
     keyframe_1_index: int = 0,
     keyframe_2_image_url: FileInput | None = None,
     keyframe_2_index: int = 0,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to specify what you don't
+            want. Defaults to `\""`.
+        controlnet_type: The type of controlnet to use for generating the video. The
+            controlnet determines how the video will be animated. Defaults to
+            `"scribble"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 12. Defaults to `4`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0 and 2. Defaults to `1`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        keyframe_0_image_url: The URL of the first keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_0_index: The frame index of the first keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_1_image_url: The URL of the second keyframe to use for the generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Defaults to `None`.
+        keyframe_1_index: The frame index of the second keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_2_image_url: The URL of the third keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_2_index: The frame index of the third keyframe to use for the
+            generation. Defaults to `0`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -189,8 +213,8 @@ def subscribe(
     keyframe_1_index: int = 0,
     keyframe_2_image_url: FileInput | None = None,
     keyframe_2_index: int = 0,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -198,24 +222,71 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to specify what you don't
+            want. Defaults to `\""`.
+        controlnet_type: The type of controlnet to use for generating the video. The
+            controlnet determines how the video will be animated. Defaults to
+            `"scribble"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 12. Defaults to `4`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0 and 2. Defaults to `1`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        keyframe_0_image_url: The URL of the first keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_0_index: The frame index of the first keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_1_image_url: The URL of the second keyframe to use for the generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Defaults to `None`.
+        keyframe_1_index: The frame index of the second keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_2_image_url: The URL of the third keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_2_index: The frame index of the third keyframe to use for the
+            generation. Defaults to `0`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -230,8 +301,8 @@ def run(
     keyframe_1_index: int = 0,
     keyframe_2_image_url: FileInput | None = None,
     keyframe_2_index: int = 0,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -239,24 +310,71 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to specify what you don't
+            want. Defaults to `\""`.
+        controlnet_type: The type of controlnet to use for generating the video. The
+            controlnet determines how the video will be animated. Defaults to
+            `"scribble"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 12. Defaults to `4`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0 and 2. Defaults to `1`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        keyframe_0_image_url: The URL of the first keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_0_index: The frame index of the first keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_1_image_url: The URL of the second keyframe to use for the generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Defaults to `None`.
+        keyframe_1_index: The frame index of the second keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_2_image_url: The URL of the third keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_2_index: The frame index of the third keyframe to use for the
+            generation. Defaults to `0`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -271,33 +389,81 @@ async def submit_async(
     keyframe_1_index: int = 0,
     keyframe_2_image_url: FileInput | None = None,
     keyframe_2_index: int = 0,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to specify what you don't
+            want. Defaults to `\""`.
+        controlnet_type: The type of controlnet to use for generating the video. The
+            controlnet determines how the video will be animated. Defaults to
+            `"scribble"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 12. Defaults to `4`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0 and 2. Defaults to `1`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        keyframe_0_image_url: The URL of the first keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_0_index: The frame index of the first keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_1_image_url: The URL of the second keyframe to use for the generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Defaults to `None`.
+        keyframe_1_index: The frame index of the second keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_2_image_url: The URL of the third keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_2_index: The frame index of the third keyframe to use for the
+            generation. Defaults to `0`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -312,8 +478,8 @@ async def subscribe_async(
     keyframe_1_index: int = 0,
     keyframe_2_image_url: FileInput | None = None,
     keyframe_2_index: int = 0,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -321,24 +487,71 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to specify what you don't
+            want. Defaults to `\""`.
+        controlnet_type: The type of controlnet to use for generating the video. The
+            controlnet determines how the video will be animated. Defaults to
+            `"scribble"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 12. Defaults to `4`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0 and 2. Defaults to `1`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        keyframe_0_image_url: The URL of the first keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_0_index: The frame index of the first keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_1_image_url: The URL of the second keyframe to use for the generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Defaults to `None`.
+        keyframe_1_index: The frame index of the second keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_2_image_url: The URL of the third keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_2_index: The frame index of the third keyframe to use for the
+            generation. Defaults to `0`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -353,8 +566,8 @@ async def run_async(
     keyframe_1_index: int = 0,
     keyframe_2_image_url: FileInput | None = None,
     keyframe_2_index: int = 0,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -362,8 +575,55 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to specify what you don't
+            want. Defaults to `\""`.
+        controlnet_type: The type of controlnet to use for generating the video. The
+            controlnet determines how the video will be animated. Defaults to
+            `"scribble"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 12. Defaults to `4`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0 and 2. Defaults to `1`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        keyframe_0_image_url: The URL of the first keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_0_index: The frame index of the first keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_1_image_url: The URL of the second keyframe to use for the generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Defaults to `None`.
+        keyframe_1_index: The frame index of the second keyframe to use for the
+            generation. Defaults to `0`.
+        keyframe_2_image_url: The URL of the third keyframe to use for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        keyframe_2_index: The frame index of the third keyframe to use for the
+            generation. Defaults to `0`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

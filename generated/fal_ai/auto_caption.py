@@ -5,62 +5,15 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL to the .mp4 video with audio. Only videos of size <400MB are allowed."""
-    txt_color: Annotated[str, Field(title="Txt Color")] = "white"
-    """Colour of the text. Can be a RGB tuple, a color name, or an hexadecimal notation."""
-    txt_font: Annotated[str, Field(title="Txt Font")] = "Standard"
-    """Font for generated captions. Choose one in 'Arial','Standard','Garamond', 'Times New Roman','Georgia', or pass a url to a .ttf file"""
-    font_size: Annotated[int, Field(title="Font Size")] = 24
-    """Size of text in generated captions."""
-    stroke_width: Annotated[int, Field(title="Stroke Width")] = 1
-    """Width of the text strokes in pixels"""
-    left_align: Annotated[str | float, Field(title="Left Align")] = "center"
-    """Left-to-right alignment of the text. Can be a string ('left', 'center', 'right') or a float (0.0-1.0)"""
-    top_align: Annotated[str | float, Field(title="Top Align")] = "center"
-    """Top-to-bottom alignment of the text. Can be a string ('top', 'center', 'bottom') or a float (0.0-1.0)"""
-    refresh_interval: Annotated[
-        float, Field(ge=0.5, le=3.0, title="Refresh Interval")
-    ] = 1.5
-    """Number of seconds the captions should stay on screen. A higher number will also result in more text being displayed at once."""
-
-
-class Output(FalModel):
-    video_url: Annotated[str, Field(title="Video Url")]
-    """URL to the caption .mp4 video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -76,26 +29,59 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/auto-caption"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """URL to the .mp4 video with audio. Only videos of size <400MB are allowed."""
+    txt_color: str = "white"
+    """Colour of the text. Can be a RGB tuple, a color name, or an hexadecimal
+    notation."""
+    txt_font: str = "Standard"
+    """Font for generated captions. Choose one in 'Arial','Standard','Garamond', 'Times
+    New Roman','Georgia', or pass a url to a .ttf file"""
+    font_size: int = 24
+    """Size of text in generated captions."""
+    stroke_width: int = 1
+    """Width of the text strokes in pixels"""
+    left_align: str | float = "center"
+    """Left-to-right alignment of the text. Can be a string ('left', 'center', 'right')
+    or a float (0.0-1.0)"""
+    top_align: str | float = "center"
+    """Top-to-bottom alignment of the text. Can be a string ('top', 'center', 'bottom')
+    or a float (0.0-1.0)"""
+    refresh_interval: Annotated[float, Field(ge=0.5, le=3.0)] = 1.5
+    """Number of seconds the captions should stay on screen. A higher number will also
+    result in more text being displayed at once."""
+
+
+class Output(FalModel):
+    video_url: str
+    """URL to the caption .mp4 video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -106,33 +92,68 @@ def submit(
     left_align: str | float = "center",
     top_align: str | float = "center",
     refresh_interval: float = 1.5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the .mp4 video with audio. Only videos of size <400MB are
+            allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        txt_color: Colour of the text. Can be a RGB tuple, a color name, or an
+            hexadecimal notation. Defaults to `"white"`.
+        txt_font: Font for generated captions. Choose one in
+            'Arial','Standard','Garamond', 'Times New Roman','Georgia', or pass a url to
+            a .ttf file. Defaults to `"Standard"`.
+        font_size: Size of text in generated captions. Defaults to `24`.
+        stroke_width: Width of the text strokes in pixels. Defaults to `1`.
+        left_align: Left-to-right alignment of the text. Can be a string ('left',
+            'center', 'right') or a float (0.0-1.0). Defaults to `"center"`.
+        top_align: Top-to-bottom alignment of the text. Can be a string ('top',
+            'center', 'bottom') or a float (0.0-1.0). Defaults to `"center"`.
+        refresh_interval: Number of seconds the captions should stay on screen. A higher
+            number will also result in more text being displayed at once. Between 0.5
+            and 3.0. Defaults to `1.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -143,8 +164,8 @@ def subscribe(
     left_align: str | float = "center",
     top_align: str | float = "center",
     refresh_interval: float = 1.5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -152,24 +173,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the .mp4 video with audio. Only videos of size <400MB are
+            allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        txt_color: Colour of the text. Can be a RGB tuple, a color name, or an
+            hexadecimal notation. Defaults to `"white"`.
+        txt_font: Font for generated captions. Choose one in
+            'Arial','Standard','Garamond', 'Times New Roman','Georgia', or pass a url to
+            a .ttf file. Defaults to `"Standard"`.
+        font_size: Size of text in generated captions. Defaults to `24`.
+        stroke_width: Width of the text strokes in pixels. Defaults to `1`.
+        left_align: Left-to-right alignment of the text. Can be a string ('left',
+            'center', 'right') or a float (0.0-1.0). Defaults to `"center"`.
+        top_align: Top-to-bottom alignment of the text. Can be a string ('top',
+            'center', 'bottom') or a float (0.0-1.0). Defaults to `"center"`.
+        refresh_interval: Number of seconds the captions should stay on screen. A higher
+            number will also result in more text being displayed at once. Between 0.5
+            and 3.0. Defaults to `1.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -180,8 +235,8 @@ def run(
     left_align: str | float = "center",
     top_align: str | float = "center",
     refresh_interval: float = 1.5,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -189,24 +244,58 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the .mp4 video with audio. Only videos of size <400MB are
+            allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        txt_color: Colour of the text. Can be a RGB tuple, a color name, or an
+            hexadecimal notation. Defaults to `"white"`.
+        txt_font: Font for generated captions. Choose one in
+            'Arial','Standard','Garamond', 'Times New Roman','Georgia', or pass a url to
+            a .ttf file. Defaults to `"Standard"`.
+        font_size: Size of text in generated captions. Defaults to `24`.
+        stroke_width: Width of the text strokes in pixels. Defaults to `1`.
+        left_align: Left-to-right alignment of the text. Can be a string ('left',
+            'center', 'right') or a float (0.0-1.0). Defaults to `"center"`.
+        top_align: Top-to-bottom alignment of the text. Can be a string ('top',
+            'center', 'bottom') or a float (0.0-1.0). Defaults to `"center"`.
+        refresh_interval: Number of seconds the captions should stay on screen. A higher
+            number will also result in more text being displayed at once. Between 0.5
+            and 3.0. Defaults to `1.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -217,33 +306,68 @@ async def submit_async(
     left_align: str | float = "center",
     top_align: str | float = "center",
     refresh_interval: float = 1.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the .mp4 video with audio. Only videos of size <400MB are
+            allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        txt_color: Colour of the text. Can be a RGB tuple, a color name, or an
+            hexadecimal notation. Defaults to `"white"`.
+        txt_font: Font for generated captions. Choose one in
+            'Arial','Standard','Garamond', 'Times New Roman','Georgia', or pass a url to
+            a .ttf file. Defaults to `"Standard"`.
+        font_size: Size of text in generated captions. Defaults to `24`.
+        stroke_width: Width of the text strokes in pixels. Defaults to `1`.
+        left_align: Left-to-right alignment of the text. Can be a string ('left',
+            'center', 'right') or a float (0.0-1.0). Defaults to `"center"`.
+        top_align: Top-to-bottom alignment of the text. Can be a string ('top',
+            'center', 'bottom') or a float (0.0-1.0). Defaults to `"center"`.
+        refresh_interval: Number of seconds the captions should stay on screen. A higher
+            number will also result in more text being displayed at once. Between 0.5
+            and 3.0. Defaults to `1.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -254,8 +378,8 @@ async def subscribe_async(
     left_align: str | float = "center",
     top_align: str | float = "center",
     refresh_interval: float = 1.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -263,24 +387,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the .mp4 video with audio. Only videos of size <400MB are
+            allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        txt_color: Colour of the text. Can be a RGB tuple, a color name, or an
+            hexadecimal notation. Defaults to `"white"`.
+        txt_font: Font for generated captions. Choose one in
+            'Arial','Standard','Garamond', 'Times New Roman','Georgia', or pass a url to
+            a .ttf file. Defaults to `"Standard"`.
+        font_size: Size of text in generated captions. Defaults to `24`.
+        stroke_width: Width of the text strokes in pixels. Defaults to `1`.
+        left_align: Left-to-right alignment of the text. Can be a string ('left',
+            'center', 'right') or a float (0.0-1.0). Defaults to `"center"`.
+        top_align: Top-to-bottom alignment of the text. Can be a string ('top',
+            'center', 'bottom') or a float (0.0-1.0). Defaults to `"center"`.
+        refresh_interval: Number of seconds the captions should stay on screen. A higher
+            number will also result in more text being displayed at once. Between 0.5
+            and 3.0. Defaults to `1.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -291,8 +449,8 @@ async def run_async(
     left_align: str | float = "center",
     top_align: str | float = "center",
     refresh_interval: float = 1.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -300,8 +458,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the .mp4 video with audio. Only videos of size <400MB are
+            allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        txt_color: Colour of the text. Can be a RGB tuple, a color name, or an
+            hexadecimal notation. Defaults to `"white"`.
+        txt_font: Font for generated captions. Choose one in
+            'Arial','Standard','Garamond', 'Times New Roman','Georgia', or pass a url to
+            a .ttf file. Defaults to `"Standard"`.
+        font_size: Size of text in generated captions. Defaults to `24`.
+        stroke_width: Width of the text strokes in pixels. Defaults to `1`.
+        left_align: Left-to-right alignment of the text. Can be a string ('left',
+            'center', 'right') or a float (0.0-1.0). Defaults to `"center"`.
+        top_align: Top-to-bottom alignment of the text. Can be a string ('top',
+            'center', 'bottom') or a float (0.0-1.0). Defaults to `"center"`.
+        refresh_interval: Number of seconds the captions should stay on screen. A higher
+            number will also result in more text being displayed at once. Between 0.5
+            and 3.0. Defaults to `1.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,102 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL or data URI of the image to upscale."""
-    scale: Annotated[float, Field(ge=1.0, le=4.0, title="Scale")] = 2
-    """The scale of the output image. The higher the scale, the bigger the output image will be."""
-    tile_diffusion: Annotated[
-        Literal["none", "mix", "gaussian"], Field(title="Tile Diffusion")
-    ] = "none"
-    """If specified, a patch-based sampling strategy will be used for sampling."""
-    tile_diffusion_size: Annotated[
-        int, Field(ge=256, le=2048, title="Tile Diffusion Size")
-    ] = 1024
-    """Size of patch."""
-    tile_diffusion_stride: Annotated[
-        int, Field(ge=128, le=1024, title="Tile Diffusion Stride")
-    ] = 512
-    """Stride of sliding patch."""
-    tile_vae: Annotated[bool, Field(title="Tile Vae")] = False
-    """If specified, a patch-based sampling strategy will be used for VAE decoding."""
-    tile_vae_decoder_size: Annotated[
-        int, Field(ge=64, le=2048, title="Tile Vae Decoder Size")
-    ] = 226
-    """Size of VAE patch."""
-    tile_vae_encoder_size: Annotated[
-        int, Field(ge=128, le=2048, title="Tile Vae Encoder Size")
-    ] = 1024
-    """Size of latent image"""
-    steps: Annotated[int, Field(ge=10, le=100, title="Steps")] = 50
-    """The number of steps to run the model for. The higher the number the better the quality and longer it will take to generate."""
-    t_max: Annotated[float, Field(ge=0.0, le=1.0, title="T Max")] = 0.6667
-    """The ending point of uniform sampling strategy."""
-    t_min: Annotated[float, Field(ge=0.0, le=1.0, title="T Min")] = 0.3333
-    """The starting point of uniform sampling strategy."""
-    color_fix_type: Annotated[
-        Literal["none", "wavelet", "adain"], Field(title="Color Fix Type")
-    ] = "adain"
-    """Type of color correction for samples."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Seed for reproducibility. Different seeds will make slightly different results."""
-
-
-class Output(FalModel):
-    image: Image
-    """The generated image file info."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for the generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -117,26 +31,86 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ccsr"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL or data URI of the image to upscale."""
+    scale: Annotated[float, Field(ge=1.0, le=4.0)] = 2
+    """The scale of the output image. The higher the scale, the bigger the output image
+    will be."""
+    tile_diffusion: Literal["none", "mix", "gaussian"] = "none"
+    """If specified, a patch-based sampling strategy will be used for sampling."""
+    tile_diffusion_size: Annotated[int, Field(ge=256, le=2048)] = 1024
+    """Size of patch."""
+    tile_diffusion_stride: Annotated[int, Field(ge=128, le=1024)] = 512
+    """Stride of sliding patch."""
+    tile_vae: bool = False
+    """If specified, a patch-based sampling strategy will be used for VAE decoding."""
+    tile_vae_decoder_size: Annotated[int, Field(ge=64, le=2048)] = 226
+    """Size of VAE patch."""
+    tile_vae_encoder_size: Annotated[int, Field(ge=128, le=2048)] = 1024
+    """Size of latent image"""
+    steps: Annotated[int, Field(ge=10, le=100)] = 50
+    """The number of steps to run the model for. The higher the number the better the
+    quality and longer it will take to generate."""
+    t_max: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6667
+    """The ending point of uniform sampling strategy."""
+    t_min: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3333
+    """The starting point of uniform sampling strategy."""
+    color_fix_type: Literal["none", "wavelet", "adain"] = "adain"
+    """Type of color correction for samples."""
+    seed: int | None = None
+    """Seed for reproducibility. Different seeds will make slightly different
+    results."""
+
+
+class Output(FalModel):
+    image: Image
+    """The generated image file info."""
+    seed: int
+    """The seed used for the generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -152,33 +126,76 @@ def submit(
     t_min: float = 0.3333,
     color_fix_type: Literal["none", "wavelet", "adain"] = "adain",
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL or data URI of the image to upscale. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 4.0. Defaults to `2`.
+        tile_diffusion: If specified, a patch-based sampling strategy will be used for
+            sampling. Defaults to `"none"`.
+        tile_diffusion_size: Size of patch. Between 256 and 2048. Defaults to `1024`.
+        tile_diffusion_stride: Stride of sliding patch. Between 128 and 1024. Defaults
+            to `512`.
+        tile_vae: If specified, a patch-based sampling strategy will be used for VAE
+            decoding. Defaults to `False`.
+        tile_vae_decoder_size: Size of VAE patch. Between 64 and 2048. Defaults to
+            `226`.
+        tile_vae_encoder_size: Size of latent image. Between 128 and 2048. Defaults to
+            `1024`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 10 and 100.
+            Defaults to `50`.
+        t_max: The ending point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.6667`.
+        t_min: The starting point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.3333`.
+        color_fix_type: Type of color correction for samples. Defaults to `"adain"`.
+        seed: Seed for reproducibility. Different seeds will make slightly different
+            results. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -194,8 +211,8 @@ def subscribe(
     t_min: float = 0.3333,
     color_fix_type: Literal["none", "wavelet", "adain"] = "adain",
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -203,24 +220,66 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL or data URI of the image to upscale. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 4.0. Defaults to `2`.
+        tile_diffusion: If specified, a patch-based sampling strategy will be used for
+            sampling. Defaults to `"none"`.
+        tile_diffusion_size: Size of patch. Between 256 and 2048. Defaults to `1024`.
+        tile_diffusion_stride: Stride of sliding patch. Between 128 and 1024. Defaults
+            to `512`.
+        tile_vae: If specified, a patch-based sampling strategy will be used for VAE
+            decoding. Defaults to `False`.
+        tile_vae_decoder_size: Size of VAE patch. Between 64 and 2048. Defaults to
+            `226`.
+        tile_vae_encoder_size: Size of latent image. Between 128 and 2048. Defaults to
+            `1024`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 10 and 100.
+            Defaults to `50`.
+        t_max: The ending point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.6667`.
+        t_min: The starting point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.3333`.
+        color_fix_type: Type of color correction for samples. Defaults to `"adain"`.
+        seed: Seed for reproducibility. Different seeds will make slightly different
+            results. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -236,8 +295,8 @@ def run(
     t_min: float = 0.3333,
     color_fix_type: Literal["none", "wavelet", "adain"] = "adain",
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -245,24 +304,66 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL or data URI of the image to upscale. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 4.0. Defaults to `2`.
+        tile_diffusion: If specified, a patch-based sampling strategy will be used for
+            sampling. Defaults to `"none"`.
+        tile_diffusion_size: Size of patch. Between 256 and 2048. Defaults to `1024`.
+        tile_diffusion_stride: Stride of sliding patch. Between 128 and 1024. Defaults
+            to `512`.
+        tile_vae: If specified, a patch-based sampling strategy will be used for VAE
+            decoding. Defaults to `False`.
+        tile_vae_decoder_size: Size of VAE patch. Between 64 and 2048. Defaults to
+            `226`.
+        tile_vae_encoder_size: Size of latent image. Between 128 and 2048. Defaults to
+            `1024`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 10 and 100.
+            Defaults to `50`.
+        t_max: The ending point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.6667`.
+        t_min: The starting point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.3333`.
+        color_fix_type: Type of color correction for samples. Defaults to `"adain"`.
+        seed: Seed for reproducibility. Different seeds will make slightly different
+            results. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -278,33 +379,76 @@ async def submit_async(
     t_min: float = 0.3333,
     color_fix_type: Literal["none", "wavelet", "adain"] = "adain",
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL or data URI of the image to upscale. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 4.0. Defaults to `2`.
+        tile_diffusion: If specified, a patch-based sampling strategy will be used for
+            sampling. Defaults to `"none"`.
+        tile_diffusion_size: Size of patch. Between 256 and 2048. Defaults to `1024`.
+        tile_diffusion_stride: Stride of sliding patch. Between 128 and 1024. Defaults
+            to `512`.
+        tile_vae: If specified, a patch-based sampling strategy will be used for VAE
+            decoding. Defaults to `False`.
+        tile_vae_decoder_size: Size of VAE patch. Between 64 and 2048. Defaults to
+            `226`.
+        tile_vae_encoder_size: Size of latent image. Between 128 and 2048. Defaults to
+            `1024`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 10 and 100.
+            Defaults to `50`.
+        t_max: The ending point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.6667`.
+        t_min: The starting point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.3333`.
+        color_fix_type: Type of color correction for samples. Defaults to `"adain"`.
+        seed: Seed for reproducibility. Different seeds will make slightly different
+            results. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -320,8 +464,8 @@ async def subscribe_async(
     t_min: float = 0.3333,
     color_fix_type: Literal["none", "wavelet", "adain"] = "adain",
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -329,24 +473,66 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL or data URI of the image to upscale. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 4.0. Defaults to `2`.
+        tile_diffusion: If specified, a patch-based sampling strategy will be used for
+            sampling. Defaults to `"none"`.
+        tile_diffusion_size: Size of patch. Between 256 and 2048. Defaults to `1024`.
+        tile_diffusion_stride: Stride of sliding patch. Between 128 and 1024. Defaults
+            to `512`.
+        tile_vae: If specified, a patch-based sampling strategy will be used for VAE
+            decoding. Defaults to `False`.
+        tile_vae_decoder_size: Size of VAE patch. Between 64 and 2048. Defaults to
+            `226`.
+        tile_vae_encoder_size: Size of latent image. Between 128 and 2048. Defaults to
+            `1024`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 10 and 100.
+            Defaults to `50`.
+        t_max: The ending point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.6667`.
+        t_min: The starting point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.3333`.
+        color_fix_type: Type of color correction for samples. Defaults to `"adain"`.
+        seed: Seed for reproducibility. Different seeds will make slightly different
+            results. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -362,8 +548,8 @@ async def run_async(
     t_min: float = 0.3333,
     color_fix_type: Literal["none", "wavelet", "adain"] = "adain",
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -371,8 +557,50 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL or data URI of the image to upscale. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 4.0. Defaults to `2`.
+        tile_diffusion: If specified, a patch-based sampling strategy will be used for
+            sampling. Defaults to `"none"`.
+        tile_diffusion_size: Size of patch. Between 256 and 2048. Defaults to `1024`.
+        tile_diffusion_stride: Stride of sliding patch. Between 128 and 1024. Defaults
+            to `512`.
+        tile_vae: If specified, a patch-based sampling strategy will be used for VAE
+            decoding. Defaults to `False`.
+        tile_vae_decoder_size: Size of VAE patch. Between 64 and 2048. Defaults to
+            `226`.
+        tile_vae_encoder_size: Size of latent image. Between 128 and 2048. Defaults to
+            `1024`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 10 and 100.
+            Defaults to `50`.
+        t_max: The ending point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.6667`.
+        t_min: The starting point of uniform sampling strategy. Between 0.0 and 1.0.
+            Defaults to `0.3333`.
+        color_fix_type: Type of color correction for samples. Defaults to `"adain"`.
+        seed: Seed for reproducibility. Different seeds will make slightly different
+            results. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

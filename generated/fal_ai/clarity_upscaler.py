@@ -7,104 +7,16 @@ Clarity upscaler for upscaling images with high very fidelity."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the image to upscale."""
-    prompt: Annotated[str, Field(title="Prompt")] = "masterpiece, best quality, highres"
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    upscale_factor: Annotated[float, Field(ge=1.0, le=4.0, title="Upscale Factor")] = 2
-    """The upscale factor"""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "(worst quality, low quality, normal quality:2)"
-    )
-    """The negative prompt to use. Use it to address details that you don't want in the image."""
-    creativity: Annotated[float, Field(ge=0.0, le=1.0, title="Creativity")] = 0.35
-    """
-    The creativity of the model. The higher the creativity, the more the model will deviate from the prompt.
-    Refers to the denoise strength of the sampling.
-    """
-    resemblance: Annotated[float, Field(ge=0.0, le=1.0, title="Resemblance")] = 0.6
-    """
-    The resemblance of the upscaled image to the original image. The higher the resemblance, the more the model will try to keep the original image.
-    Refers to the strength of the ControlNet.
-    """
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 4
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    num_inference_steps: Annotated[
-        int, Field(ge=4, le=50, title="Num Inference Steps")
-    ] = 18
-    """The number of inference steps to perform."""
-    seed: Annotated[int | None, Field(ge=0, title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to false, the safety checker will be disabled."""
-
-
-class Output(FalModel):
-    image: Image
-    """The URL of the generated image."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used to generate the image."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """The timings of the different steps in the workflow."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -121,26 +33,93 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/clarity-upscaler"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL of the image to upscale."""
+    prompt: str = "masterpiece, best quality, highres"
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    upscale_factor: Annotated[float, Field(ge=1.0, le=4.0)] = 2
+    """The upscale factor"""
+    negative_prompt: str = "(worst quality, low quality, normal quality:2)"
+    """The negative prompt to use. Use it to address details that you don't want in the
+    image."""
+    creativity: Annotated[float, Field(ge=0.0, le=1.0)] = 0.35
+    """
+    The creativity of the model. The higher the creativity, the more the model will deviate from the prompt.
+    Refers to the denoise strength of the sampling.
+    """
+    resemblance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    """
+    The resemblance of the upscaled image to the original image. The higher the resemblance, the more the model will try to keep the original image.
+    Refers to the strength of the ControlNet.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 4
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    num_inference_steps: Annotated[int, Field(ge=4, le=50)] = 18
+    """The number of inference steps to perform."""
+    seed: Annotated[int | None, Field(ge=0)] = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    enable_safety_checker: bool = True
+    """If set to false, the safety checker will be disabled."""
+
+
+class Output(FalModel):
+    image: Image
+    """The URL of the generated image."""
+    seed: int
+    """The seed used to generate the image."""
+    timings: dict[str, float]
+    """The timings of the different steps in the workflow."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -153,33 +132,77 @@ def submit(
     num_inference_steps: int = 18,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `"masterpiece, best quality,
+            highres"`.
+        upscale_factor: The upscale factor. Between 1.0 and 4.0. Defaults to `2`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. Defaults to `"(worst quality, low quality, normal
+            quality:2)"`.
+        creativity: The creativity of the model. The higher the creativity, the more the
+            model will deviate from the prompt. Refers to the denoise strength of the
+            sampling. Between 0.0 and 1.0. Defaults to `0.35`.
+        resemblance: The resemblance of the upscaled image to the original image. The
+            higher the resemblance, the more the model will try to keep the original
+            image. Refers to the strength of the ControlNet. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `18`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. At least 0. Defaults to
+            `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -192,8 +215,8 @@ def subscribe(
     num_inference_steps: int = 18,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -201,24 +224,67 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `"masterpiece, best quality,
+            highres"`.
+        upscale_factor: The upscale factor. Between 1.0 and 4.0. Defaults to `2`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. Defaults to `"(worst quality, low quality, normal
+            quality:2)"`.
+        creativity: The creativity of the model. The higher the creativity, the more the
+            model will deviate from the prompt. Refers to the denoise strength of the
+            sampling. Between 0.0 and 1.0. Defaults to `0.35`.
+        resemblance: The resemblance of the upscaled image to the original image. The
+            higher the resemblance, the more the model will try to keep the original
+            image. Refers to the strength of the ControlNet. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `18`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. At least 0. Defaults to
+            `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -231,8 +297,8 @@ def run(
     num_inference_steps: int = 18,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -240,24 +306,67 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `"masterpiece, best quality,
+            highres"`.
+        upscale_factor: The upscale factor. Between 1.0 and 4.0. Defaults to `2`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. Defaults to `"(worst quality, low quality, normal
+            quality:2)"`.
+        creativity: The creativity of the model. The higher the creativity, the more the
+            model will deviate from the prompt. Refers to the denoise strength of the
+            sampling. Between 0.0 and 1.0. Defaults to `0.35`.
+        resemblance: The resemblance of the upscaled image to the original image. The
+            higher the resemblance, the more the model will try to keep the original
+            image. Refers to the strength of the ControlNet. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `18`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. At least 0. Defaults to
+            `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -270,33 +379,77 @@ async def submit_async(
     num_inference_steps: int = 18,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `"masterpiece, best quality,
+            highres"`.
+        upscale_factor: The upscale factor. Between 1.0 and 4.0. Defaults to `2`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. Defaults to `"(worst quality, low quality, normal
+            quality:2)"`.
+        creativity: The creativity of the model. The higher the creativity, the more the
+            model will deviate from the prompt. Refers to the denoise strength of the
+            sampling. Between 0.0 and 1.0. Defaults to `0.35`.
+        resemblance: The resemblance of the upscaled image to the original image. The
+            higher the resemblance, the more the model will try to keep the original
+            image. Refers to the strength of the ControlNet. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `18`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. At least 0. Defaults to
+            `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -309,8 +462,8 @@ async def subscribe_async(
     num_inference_steps: int = 18,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -318,24 +471,67 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `"masterpiece, best quality,
+            highres"`.
+        upscale_factor: The upscale factor. Between 1.0 and 4.0. Defaults to `2`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. Defaults to `"(worst quality, low quality, normal
+            quality:2)"`.
+        creativity: The creativity of the model. The higher the creativity, the more the
+            model will deviate from the prompt. Refers to the denoise strength of the
+            sampling. Between 0.0 and 1.0. Defaults to `0.35`.
+        resemblance: The resemblance of the upscaled image to the original image. The
+            higher the resemblance, the more the model will try to keep the original
+            image. Refers to the strength of the ControlNet. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `18`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. At least 0. Defaults to
+            `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -348,8 +544,8 @@ async def run_async(
     num_inference_steps: int = 18,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -357,8 +553,51 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `"masterpiece, best quality,
+            highres"`.
+        upscale_factor: The upscale factor. Between 1.0 and 4.0. Defaults to `2`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. Defaults to `"(worst quality, low quality, normal
+            quality:2)"`.
+        creativity: The creativity of the model. The higher the creativity, the more the
+            model will deviate from the prompt. Refers to the denoise strength of the
+            sampling. Between 0.0 and 1.0. Defaults to `0.35`.
+        resemblance: The resemblance of the upscaled image to the original image. The
+            higher the resemblance, the more the model will try to keep the original
+            image. Refers to the strength of the ControlNet. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `18`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. At least 0. Defaults to
+            `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

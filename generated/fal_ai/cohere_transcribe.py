@@ -5,76 +5,20 @@ Category: text."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL of the audio file to transcribe. Supported formats: mp3, mp4, mpeg, mpga, m4a, wav, webm, ogg, flac."""
-    language: Annotated[
-        Literal[
-            "en",
-            "fr",
-            "de",
-            "it",
-            "es",
-            "pt",
-            "el",
-            "nl",
-            "pl",
-            "zh",
-            "ja",
-            "ko",
-            "vi",
-            "ar",
-        ],
-        Field(title="Language"),
-    ] = "en"
-    """Language of the audio (ISO 639-1 code). Supported: en, fr, de, it, es, pt, el, nl, pl, zh, ja, ko, vi, ar."""
-    punctuation: Annotated[bool, Field(title="Punctuation")] = True
-    """Whether to include punctuation and capitalization in the output."""
-    max_new_tokens: Annotated[int, Field(ge=1, le=1024, title="Max New Tokens")] = 256
-    """Maximum number of tokens to generate per audio chunk."""
-
-
-class Output(FalModel):
-    text: Annotated[str, Field(title="Text")]
-    """Transcribed text from the audio file."""
-    timings: Annotated[dict[str, float] | None, Field(title="Timings")] = None
-    """Performance timing breakdown in seconds."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Language",
     "Input",
     "Output",
     "submit",
@@ -86,97 +30,123 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/cohere-transcribe"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Language: TypeAlias = Literal[
+    "en", "fr", "de", "it", "es", "pt", "el", "nl", "pl", "zh", "ja", "ko", "vi", "ar"
+]
+
+
+class Input(FalModel):
+    audio_url: FileInput
+    """URL of the audio file to transcribe. Supported formats: mp3, mp4, mpeg, mpga,
+    m4a, wav, webm, ogg, flac."""
+    language: Language = "en"
+    """Language of the audio (ISO 639-1 code). Supported: en, fr, de, it, es, pt, el,
+    nl, pl, zh, ja, ko, vi, ar."""
+    punctuation: bool = True
+    """Whether to include punctuation and capitalization in the output."""
+    max_new_tokens: Annotated[int, Field(ge=1, le=1024)] = 256
+    """Maximum number of tokens to generate per audio chunk."""
+
+
+class Output(FalModel):
+    text: str
+    """Transcribed text from the audio file."""
+    timings: dict[str, float] | None = None
+    """Performance timing breakdown in seconds."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
-    language: Literal[
-        "en",
-        "fr",
-        "de",
-        "it",
-        "es",
-        "pt",
-        "el",
-        "nl",
-        "pl",
-        "zh",
-        "ja",
-        "ko",
-        "vi",
-        "ar",
-    ] = "en",
+    language: Language = "en",
     punctuation: bool = True,
     max_new_tokens: int = 256,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav, webm, ogg, flac. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language: Language of the audio (ISO 639-1 code). Supported: en, fr, de, it, es,
+            pt, el, nl, pl, zh, ja, ko, vi, ar. Defaults to `"en"`.
+        punctuation: Whether to include punctuation and capitalization in the output.
+            Defaults to `True`.
+        max_new_tokens: Maximum number of tokens to generate per audio chunk. Between 1
+            and 1024. Defaults to `256`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
-    language: Literal[
-        "en",
-        "fr",
-        "de",
-        "it",
-        "es",
-        "pt",
-        "el",
-        "nl",
-        "pl",
-        "zh",
-        "ja",
-        "ko",
-        "vi",
-        "ar",
-    ] = "en",
+    language: Language = "en",
     punctuation: bool = True,
     max_new_tokens: int = 256,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -184,47 +154,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav, webm, ogg, flac. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language: Language of the audio (ISO 639-1 code). Supported: en, fr, de, it, es,
+            pt, el, nl, pl, zh, ja, ko, vi, ar. Defaults to `"en"`.
+        punctuation: Whether to include punctuation and capitalization in the output.
+            Defaults to `True`.
+        max_new_tokens: Maximum number of tokens to generate per audio chunk. Between 1
+            and 1024. Defaults to `256`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
-    language: Literal[
-        "en",
-        "fr",
-        "de",
-        "it",
-        "es",
-        "pt",
-        "el",
-        "nl",
-        "pl",
-        "zh",
-        "ja",
-        "ko",
-        "vi",
-        "ar",
-    ] = "en",
+    language: Language = "en",
     punctuation: bool = True,
     max_new_tokens: int = 256,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -232,95 +213,118 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav, webm, ogg, flac. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language: Language of the audio (ISO 639-1 code). Supported: en, fr, de, it, es,
+            pt, el, nl, pl, zh, ja, ko, vi, ar. Defaults to `"en"`.
+        punctuation: Whether to include punctuation and capitalization in the output.
+            Defaults to `True`.
+        max_new_tokens: Maximum number of tokens to generate per audio chunk. Between 1
+            and 1024. Defaults to `256`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
-    language: Literal[
-        "en",
-        "fr",
-        "de",
-        "it",
-        "es",
-        "pt",
-        "el",
-        "nl",
-        "pl",
-        "zh",
-        "ja",
-        "ko",
-        "vi",
-        "ar",
-    ] = "en",
+    language: Language = "en",
     punctuation: bool = True,
     max_new_tokens: int = 256,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav, webm, ogg, flac. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language: Language of the audio (ISO 639-1 code). Supported: en, fr, de, it, es,
+            pt, el, nl, pl, zh, ja, ko, vi, ar. Defaults to `"en"`.
+        punctuation: Whether to include punctuation and capitalization in the output.
+            Defaults to `True`.
+        max_new_tokens: Maximum number of tokens to generate per audio chunk. Between 1
+            and 1024. Defaults to `256`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
-    language: Literal[
-        "en",
-        "fr",
-        "de",
-        "it",
-        "es",
-        "pt",
-        "el",
-        "nl",
-        "pl",
-        "zh",
-        "ja",
-        "ko",
-        "vi",
-        "ar",
-    ] = "en",
+    language: Language = "en",
     punctuation: bool = True,
     max_new_tokens: int = 256,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -328,47 +332,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav, webm, ogg, flac. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language: Language of the audio (ISO 639-1 code). Supported: en, fr, de, it, es,
+            pt, el, nl, pl, zh, ja, ko, vi, ar. Defaults to `"en"`.
+        punctuation: Whether to include punctuation and capitalization in the output.
+            Defaults to `True`.
+        max_new_tokens: Maximum number of tokens to generate per audio chunk. Between 1
+            and 1024. Defaults to `256`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
-    language: Literal[
-        "en",
-        "fr",
-        "de",
-        "it",
-        "es",
-        "pt",
-        "el",
-        "nl",
-        "pl",
-        "zh",
-        "ja",
-        "ko",
-        "vi",
-        "ar",
-    ] = "en",
+    language: Language = "en",
     punctuation: bool = True,
     max_new_tokens: int = 256,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -376,8 +391,34 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav, webm, ogg, flac. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language: Language of the audio (ISO 639-1 code). Supported: en, fr, de, it, es,
+            pt, el, nl, pl, zh, ja, ko, vi, ar. Defaults to `"en"`.
+        punctuation: Whether to include punctuation and capitalization in the output.
+            Defaults to `True`.
+        max_new_tokens: Maximum number of tokens to generate per audio chunk. Between 1
+            and 1024. Defaults to `256`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

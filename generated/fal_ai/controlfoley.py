@@ -5,84 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the video to generate synchronized audio for."""
-    prompt: Annotated[str, Field(title="Prompt")] = ""
-    """Optional text prompt describing the desired audio. When combined with the video it provides text-controlled video-to-audio (TC-V2A) generation; leave empty for pure video-to-audio (V2A)."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """Negative text prompt — describe audio characteristics to avoid."""
-    reference_audio_url: Annotated[
-        FileInput | None, Field(title="Reference Audio Url")
-    ] = None
-    """Optional URL to a 2-4 second reference audio clip whose timbre should be transferred to the generated audio (AC-V2A mode). Audio shorter than 2s is zero-padded; longer is truncated."""
-    duration: Annotated[float, Field(ge=1.0, le=30.0, title="Duration")] = 8
-    """Target audio duration in seconds. Truncated to source video length when shorter."""
-    num_inference_steps: Annotated[
-        int, Field(ge=4, le=100, title="Num Inference Steps")
-    ] = 25
-    """Number of flow-matching ODE steps."""
-    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = (
-        4.5
-    )
-    """Classifier-free guidance strength."""
-    mask_away_clip: Annotated[bool, Field(title="Mask Away Clip")] = False
-    """When True, disables the CLIP visual stream (text-driven mode)."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If null, a random seed is used."""
-
-
-class Output(FalModel):
-    video: File
-    """Generated video with synchronized audio (H.264 + AAC)."""
-    audio: File
-    """Generated audio waveform only (44.1 kHz mono WAV)."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -99,26 +31,76 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/controlfoley"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """URL of the video to generate synchronized audio for."""
+    prompt: str = ""
+    """Optional text prompt describing the desired audio. When combined with the video
+    it provides text-controlled video-to-audio (TC-V2A) generation; leave empty for pure
+    video-to-audio (V2A)."""
+    negative_prompt: str = ""
+    """Negative text prompt — describe audio characteristics to avoid."""
+    reference_audio_url: FileInput | None = None
+    """Optional URL to a 2-4 second reference audio clip whose timbre should be
+    transferred to the generated audio (AC-V2A mode). Audio shorter than 2s is
+    zero-padded; longer is truncated."""
+    duration: Annotated[float, Field(ge=1.0, le=30.0)] = 8
+    """Target audio duration in seconds. Truncated to source video length when
+    shorter."""
+    num_inference_steps: Annotated[int, Field(ge=4, le=100)] = 25
+    """Number of flow-matching ODE steps."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 4.5
+    """Classifier-free guidance strength."""
+    mask_away_clip: bool = False
+    """When True, disables the CLIP visual stream (text-driven mode)."""
+    seed: int | None = None
+    """Random seed for reproducibility. If null, a random seed is used."""
+
+
+class Output(FalModel):
+    video: File
+    """Generated video with synchronized audio (H.264 + AAC)."""
+    audio: File
+    """Generated audio waveform only (44.1 kHz mono WAV)."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "reference_audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -130,33 +112,74 @@ def submit(
     guidance_scale: float = 4.5,
     mask_away_clip: bool = False,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to generate synchronized audio for. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        prompt: Optional text prompt describing the desired audio. When combined with
+            the video it provides text-controlled video-to-audio (TC-V2A) generation;
+            leave empty for pure video-to-audio (V2A). Defaults to `\""`.
+        negative_prompt: Negative text prompt — describe audio characteristics to avoid.
+            Defaults to `\""`.
+        reference_audio_url: Optional URL to a 2-4 second reference audio clip whose
+            timbre should be transferred to the generated audio (AC-V2A mode). Audio
+            shorter than 2s is zero-padded; longer is truncated. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        duration: Target audio duration in seconds. Truncated to source video length
+            when shorter. Between 1.0 and 30.0. Defaults to `8`.
+        num_inference_steps: Number of flow-matching ODE steps. Between 4 and 100.
+            Defaults to `25`.
+        guidance_scale: Classifier-free guidance strength. Between 0.0 and 20.0.
+            Defaults to `4.5`.
+        mask_away_clip: When True, disables the CLIP visual stream (text-driven mode).
+            Defaults to `False`.
+        seed: Random seed for reproducibility. If null, a random seed is used. Defaults
+            to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -168,8 +191,8 @@ def subscribe(
     guidance_scale: float = 4.5,
     mask_away_clip: bool = False,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -177,24 +200,64 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to generate synchronized audio for. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        prompt: Optional text prompt describing the desired audio. When combined with
+            the video it provides text-controlled video-to-audio (TC-V2A) generation;
+            leave empty for pure video-to-audio (V2A). Defaults to `\""`.
+        negative_prompt: Negative text prompt — describe audio characteristics to avoid.
+            Defaults to `\""`.
+        reference_audio_url: Optional URL to a 2-4 second reference audio clip whose
+            timbre should be transferred to the generated audio (AC-V2A mode). Audio
+            shorter than 2s is zero-padded; longer is truncated. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        duration: Target audio duration in seconds. Truncated to source video length
+            when shorter. Between 1.0 and 30.0. Defaults to `8`.
+        num_inference_steps: Number of flow-matching ODE steps. Between 4 and 100.
+            Defaults to `25`.
+        guidance_scale: Classifier-free guidance strength. Between 0.0 and 20.0.
+            Defaults to `4.5`.
+        mask_away_clip: When True, disables the CLIP visual stream (text-driven mode).
+            Defaults to `False`.
+        seed: Random seed for reproducibility. If null, a random seed is used. Defaults
+            to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -206,8 +269,8 @@ def run(
     guidance_scale: float = 4.5,
     mask_away_clip: bool = False,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -215,24 +278,64 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to generate synchronized audio for. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        prompt: Optional text prompt describing the desired audio. When combined with
+            the video it provides text-controlled video-to-audio (TC-V2A) generation;
+            leave empty for pure video-to-audio (V2A). Defaults to `\""`.
+        negative_prompt: Negative text prompt — describe audio characteristics to avoid.
+            Defaults to `\""`.
+        reference_audio_url: Optional URL to a 2-4 second reference audio clip whose
+            timbre should be transferred to the generated audio (AC-V2A mode). Audio
+            shorter than 2s is zero-padded; longer is truncated. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        duration: Target audio duration in seconds. Truncated to source video length
+            when shorter. Between 1.0 and 30.0. Defaults to `8`.
+        num_inference_steps: Number of flow-matching ODE steps. Between 4 and 100.
+            Defaults to `25`.
+        guidance_scale: Classifier-free guidance strength. Between 0.0 and 20.0.
+            Defaults to `4.5`.
+        mask_away_clip: When True, disables the CLIP visual stream (text-driven mode).
+            Defaults to `False`.
+        seed: Random seed for reproducibility. If null, a random seed is used. Defaults
+            to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -244,33 +347,74 @@ async def submit_async(
     guidance_scale: float = 4.5,
     mask_away_clip: bool = False,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to generate synchronized audio for. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        prompt: Optional text prompt describing the desired audio. When combined with
+            the video it provides text-controlled video-to-audio (TC-V2A) generation;
+            leave empty for pure video-to-audio (V2A). Defaults to `\""`.
+        negative_prompt: Negative text prompt — describe audio characteristics to avoid.
+            Defaults to `\""`.
+        reference_audio_url: Optional URL to a 2-4 second reference audio clip whose
+            timbre should be transferred to the generated audio (AC-V2A mode). Audio
+            shorter than 2s is zero-padded; longer is truncated. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        duration: Target audio duration in seconds. Truncated to source video length
+            when shorter. Between 1.0 and 30.0. Defaults to `8`.
+        num_inference_steps: Number of flow-matching ODE steps. Between 4 and 100.
+            Defaults to `25`.
+        guidance_scale: Classifier-free guidance strength. Between 0.0 and 20.0.
+            Defaults to `4.5`.
+        mask_away_clip: When True, disables the CLIP visual stream (text-driven mode).
+            Defaults to `False`.
+        seed: Random seed for reproducibility. If null, a random seed is used. Defaults
+            to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -282,8 +426,8 @@ async def subscribe_async(
     guidance_scale: float = 4.5,
     mask_away_clip: bool = False,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -291,24 +435,64 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to generate synchronized audio for. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        prompt: Optional text prompt describing the desired audio. When combined with
+            the video it provides text-controlled video-to-audio (TC-V2A) generation;
+            leave empty for pure video-to-audio (V2A). Defaults to `\""`.
+        negative_prompt: Negative text prompt — describe audio characteristics to avoid.
+            Defaults to `\""`.
+        reference_audio_url: Optional URL to a 2-4 second reference audio clip whose
+            timbre should be transferred to the generated audio (AC-V2A mode). Audio
+            shorter than 2s is zero-padded; longer is truncated. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        duration: Target audio duration in seconds. Truncated to source video length
+            when shorter. Between 1.0 and 30.0. Defaults to `8`.
+        num_inference_steps: Number of flow-matching ODE steps. Between 4 and 100.
+            Defaults to `25`.
+        guidance_scale: Classifier-free guidance strength. Between 0.0 and 20.0.
+            Defaults to `4.5`.
+        mask_away_clip: When True, disables the CLIP visual stream (text-driven mode).
+            Defaults to `False`.
+        seed: Random seed for reproducibility. If null, a random seed is used. Defaults
+            to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -320,8 +504,8 @@ async def run_async(
     guidance_scale: float = 4.5,
     mask_away_clip: bool = False,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -329,8 +513,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to generate synchronized audio for. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        prompt: Optional text prompt describing the desired audio. When combined with
+            the video it provides text-controlled video-to-audio (TC-V2A) generation;
+            leave empty for pure video-to-audio (V2A). Defaults to `\""`.
+        negative_prompt: Negative text prompt — describe audio characteristics to avoid.
+            Defaults to `\""`.
+        reference_audio_url: Optional URL to a 2-4 second reference audio clip whose
+            timbre should be transferred to the generated audio (AC-V2A mode). Audio
+            shorter than 2s is zero-padded; longer is truncated. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        duration: Target audio duration in seconds. Truncated to source video length
+            when shorter. Between 1.0 and 30.0. Defaults to `8`.
+        num_inference_steps: Number of flow-matching ODE steps. Between 4 and 100.
+            Defaults to `25`.
+        guidance_scale: Classifier-free guidance strength. Between 0.0 and 20.0.
+            Defaults to `4.5`.
+        mask_away_clip: When True, disables the CLIP visual stream (text-driven mode).
+            Defaults to `False`.
+        seed: Random seed for reproducibility. If null, a random seed is used. Defaults
+            to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

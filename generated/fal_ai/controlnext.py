@@ -5,78 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the reference image."""
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the input video."""
-    height: Annotated[int, Field(ge=64, le=1024, title="Height")] = 1024
-    """Height of the output video."""
-    width: Annotated[int, Field(ge=64, le=1024, title="Width")] = 576
-    """Width of the output video."""
-    guidance_scale: Annotated[float, Field(ge=0.1, le=10.0, title="Guidance Scale")] = 3
-    """Guidance scale for the diffusion process."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=100, title="Num Inference Steps")
-    ] = 25
-    """Number of inference steps."""
-    max_frame_num: Annotated[int, Field(ge=1, le=1000, title="Max Frame Num")] = 240
-    """Maximum number of frames to process."""
-    batch_frames: Annotated[int, Field(ge=1, le=50, title="Batch Frames")] = 24
-    """Number of frames to process in each batch."""
-    overlap: Annotated[int, Field(ge=0, le=20, title="Overlap")] = 6
-    """Number of overlapping frames between batches."""
-    sample_stride: Annotated[int, Field(ge=1, le=10, title="Sample Stride")] = 2
-    """Stride for sampling frames from the input video."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -93,26 +31,69 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/controlnext"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the reference image."""
+    video_url: FileInput
+    """URL of the input video."""
+    height: Annotated[int, Field(ge=64, le=1024)] = 1024
+    """Height of the output video."""
+    width: Annotated[int, Field(ge=64, le=1024)] = 576
+    """Width of the output video."""
+    guidance_scale: Annotated[float, Field(ge=0.1, le=10.0)] = 3
+    """Guidance scale for the diffusion process."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=100)] = 25
+    """Number of inference steps."""
+    max_frame_num: Annotated[int, Field(ge=1, le=1000)] = 240
+    """Maximum number of frames to process."""
+    batch_frames: Annotated[int, Field(ge=1, le=50)] = 24
+    """Number of frames to process in each batch."""
+    overlap: Annotated[int, Field(ge=0, le=20)] = 6
+    """Number of overlapping frames between batches."""
+    sample_stride: Annotated[int, Field(ge=1, le=10)] = 2
+    """Stride for sampling frames from the input video."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -125,33 +106,69 @@ def submit(
     batch_frames: int = 24,
     overlap: int = 6,
     sample_stride: int = 2,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        height: Height of the output video. Between 64 and 1024. Defaults to `1024`.
+        width: Width of the output video. Between 64 and 1024. Defaults to `576`.
+        guidance_scale: Guidance scale for the diffusion process. Between 0.1 and 10.0.
+            Defaults to `3`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `25`.
+        max_frame_num: Maximum number of frames to process. Between 1 and 1000. Defaults
+            to `240`.
+        batch_frames: Number of frames to process in each batch. Between 1 and 50.
+            Defaults to `24`.
+        overlap: Number of overlapping frames between batches. Between 0 and 20.
+            Defaults to `6`.
+        sample_stride: Stride for sampling frames from the input video. Between 1 and
+            10. Defaults to `2`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -164,8 +181,8 @@ def subscribe(
     batch_frames: int = 24,
     overlap: int = 6,
     sample_stride: int = 2,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -173,24 +190,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        height: Height of the output video. Between 64 and 1024. Defaults to `1024`.
+        width: Width of the output video. Between 64 and 1024. Defaults to `576`.
+        guidance_scale: Guidance scale for the diffusion process. Between 0.1 and 10.0.
+            Defaults to `3`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `25`.
+        max_frame_num: Maximum number of frames to process. Between 1 and 1000. Defaults
+            to `240`.
+        batch_frames: Number of frames to process in each batch. Between 1 and 50.
+            Defaults to `24`.
+        overlap: Number of overlapping frames between batches. Between 0 and 20.
+            Defaults to `6`.
+        sample_stride: Stride for sampling frames from the input video. Between 1 and
+            10. Defaults to `2`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -203,8 +255,8 @@ def run(
     batch_frames: int = 24,
     overlap: int = 6,
     sample_stride: int = 2,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -212,24 +264,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        height: Height of the output video. Between 64 and 1024. Defaults to `1024`.
+        width: Width of the output video. Between 64 and 1024. Defaults to `576`.
+        guidance_scale: Guidance scale for the diffusion process. Between 0.1 and 10.0.
+            Defaults to `3`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `25`.
+        max_frame_num: Maximum number of frames to process. Between 1 and 1000. Defaults
+            to `240`.
+        batch_frames: Number of frames to process in each batch. Between 1 and 50.
+            Defaults to `24`.
+        overlap: Number of overlapping frames between batches. Between 0 and 20.
+            Defaults to `6`.
+        sample_stride: Stride for sampling frames from the input video. Between 1 and
+            10. Defaults to `2`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -242,33 +329,69 @@ async def submit_async(
     batch_frames: int = 24,
     overlap: int = 6,
     sample_stride: int = 2,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        height: Height of the output video. Between 64 and 1024. Defaults to `1024`.
+        width: Width of the output video. Between 64 and 1024. Defaults to `576`.
+        guidance_scale: Guidance scale for the diffusion process. Between 0.1 and 10.0.
+            Defaults to `3`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `25`.
+        max_frame_num: Maximum number of frames to process. Between 1 and 1000. Defaults
+            to `240`.
+        batch_frames: Number of frames to process in each batch. Between 1 and 50.
+            Defaults to `24`.
+        overlap: Number of overlapping frames between batches. Between 0 and 20.
+            Defaults to `6`.
+        sample_stride: Stride for sampling frames from the input video. Between 1 and
+            10. Defaults to `2`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -281,8 +404,8 @@ async def subscribe_async(
     batch_frames: int = 24,
     overlap: int = 6,
     sample_stride: int = 2,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -290,24 +413,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        height: Height of the output video. Between 64 and 1024. Defaults to `1024`.
+        width: Width of the output video. Between 64 and 1024. Defaults to `576`.
+        guidance_scale: Guidance scale for the diffusion process. Between 0.1 and 10.0.
+            Defaults to `3`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `25`.
+        max_frame_num: Maximum number of frames to process. Between 1 and 1000. Defaults
+            to `240`.
+        batch_frames: Number of frames to process in each batch. Between 1 and 50.
+            Defaults to `24`.
+        overlap: Number of overlapping frames between batches. Between 0 and 20.
+            Defaults to `6`.
+        sample_stride: Stride for sampling frames from the input video. Between 1 and
+            10. Defaults to `2`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -320,8 +478,8 @@ async def run_async(
     batch_frames: int = 24,
     overlap: int = 6,
     sample_stride: int = 2,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -329,8 +487,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        height: Height of the output video. Between 64 and 1024. Defaults to `1024`.
+        width: Width of the output video. Between 64 and 1024. Defaults to `576`.
+        guidance_scale: Guidance scale for the diffusion process. Between 0.1 and 10.0.
+            Defaults to `3`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `25`.
+        max_frame_num: Maximum number of frames to process. Between 1 and 1000. Defaults
+            to `240`.
+        batch_frames: Number of frames to process in each batch. Between 1 and 50.
+            Defaults to `24`.
+        overlap: Number of overlapping frames between batches. Between 0 and 20.
+            Defaults to `6`.
+        sample_stride: Stride for sampling frames from the input video. Between 1 and
+            10. Defaults to `2`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,141 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    model_type: Annotated[Literal["SD_1_5", "SDXL"], Field(title="Model Type")] = (
-        "SD_1_5"
-    )
-    """The type of model to use for the upscaling. Default is SD_1_5"""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The image to upscale."""
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """The prompt to use for generating the image. Be as descriptive as possible for best results. If no prompt is provide BLIP2 will be used to generate a prompt."""
-    scale: Annotated[float, Field(ge=1.0, le=5.0, title="Scale")] = 2
-    """The scale of the output image. The higher the scale, the bigger the output image will be."""
-    creativity: Annotated[float, Field(ge=0.0, le=1.0, title="Creativity")] = 0.5
-    """How much the output can deviate from the original"""
-    detail: Annotated[float, Field(ge=0.0, le=5.0, title="Detail")] = 1
-    """How much detail to add"""
-    shape_preservation: Annotated[
-        float, Field(ge=0.0, le=3.0, title="Shape Preservation")
-    ] = 0.25
-    """How much to preserve the shape of the original image"""
-    prompt_suffix: Annotated[str, Field(title="Prompt Suffix")] = (
-        " high quality, highly detailed, high resolution, sharp"
-    )
-    """The suffix to add to the prompt. This is useful to add a common ending to all prompts such as 'high quality' etc or embedding tokens."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "blurry, low resolution, bad, ugly, low quality, pixelated, interpolated, compression artifacts, noisey, grainy"
-    )
-    """
-    The negative prompt to use.Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=16.0, title="Guidance scale (CFG)")
-    ] = 7.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=200, title="Num Inference Steps")
-    ] = 20
-    """
-    The number of inference steps to use for generating the image. The more steps
-    the better the image will be but it will also take longer to generate.
-    """
-    enable_safety_checks: Annotated[bool, Field(title="Enable Safety Checks")] = True
-    """
-    If set to true, the resulting image will be checked whether it includes any
-    potentially unsafe content. If it does, it will be replaced with a black
-    image.
-    """
-    skip_ccsr: Annotated[bool, Field(title="Skip Ccsr")] = False
-    """
-    If set to true, the image will not be processed by the CCSR model before
-    being processed by the creativity model.
-    """
-    override_size_limits: Annotated[bool, Field(title="Override Size Limits")] = False
-    """Allow for large uploads that could take a very long time."""
-    base_model_url: Annotated[FileInput | None, Field(title="Base Model Url")] = None
-    """The URL to the base model to use for the upscaling"""
-    additional_lora_url: Annotated[
-        FileInput | None, Field(title="Additional Lora Url")
-    ] = None
-    """The URL to the additional LORA model to use for the upscaling. Default is None"""
-    additional_lora_scale: Annotated[float, Field(title="Additional Lora Scale")] = 1
-    """The scale of the additional LORA model to use for the upscaling. Default is 1.0"""
-    additional_embedding_url: Annotated[
-        FileInput | None, Field(title="Additional Embedding Url")
-    ] = None
-    """The URL to the additional embeddings to use for the upscaling. Default is None"""
-
-
-class Output(FalModel):
-    image: Image
-    """The generated image file info."""
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -156,7 +31,103 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/creative-upscaler"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    model_type: Literal["SD_1_5", "SDXL"] = "SD_1_5"
+    """The type of model to use for the upscaling. Default is SD_1_5"""
+    image_url: FileInput
+    """The image to upscale."""
+    prompt: str | None = None
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results. If no prompt is provide BLIP2 will be used to generate a prompt."""
+    scale: Annotated[float, Field(ge=1.0, le=5.0)] = 2
+    """The scale of the output image. The higher the scale, the bigger the output image
+    will be."""
+    creativity: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """How much the output can deviate from the original"""
+    detail: Annotated[float, Field(ge=0.0, le=5.0)] = 1
+    """How much detail to add"""
+    shape_preservation: Annotated[float, Field(ge=0.0, le=3.0)] = 0.25
+    """How much to preserve the shape of the original image"""
+    prompt_suffix: str = " high quality, highly detailed, high resolution, sharp"
+    """The suffix to add to the prompt. This is useful to add a common ending to all
+    prompts such as 'high quality' etc or embedding tokens."""
+    negative_prompt: str = (
+        "blurry, low resolution, bad, ugly, low quality, pixelated, interpolated, compression artifacts, noisey, grainy"
+    )
+    """
+    The negative prompt to use.Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.0, le=16.0)] = 7.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    num_inference_steps: Annotated[int, Field(ge=1, le=200)] = 20
+    """
+    The number of inference steps to use for generating the image. The more steps
+    the better the image will be but it will also take longer to generate.
+    """
+    enable_safety_checks: bool = True
+    """
+    If set to true, the resulting image will be checked whether it includes any
+    potentially unsafe content. If it does, it will be replaced with a black
+    image.
+    """
+    skip_ccsr: bool = False
+    """
+    If set to true, the image will not be processed by the CCSR model before
+    being processed by the creativity model.
+    """
+    override_size_limits: bool = False
+    """Allow for large uploads that could take a very long time."""
+    base_model_url: FileInput | None = None
+    """The URL to the base model to use for the upscaling"""
+    additional_lora_url: FileInput | None = None
+    """The URL to the additional LORA model to use for the upscaling. Default is None"""
+    additional_lora_scale: float = 1
+    """The scale of the additional LORA model to use for the upscaling. Default is
+    1.0"""
+    additional_embedding_url: FileInput | None = None
+    """The URL to the additional embeddings to use for the upscaling. Default is None"""
+
+
+class Output(FalModel):
+    image: Image
+    """The generated image file info."""
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -169,20 +140,22 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         ]
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     model_type: Literal["SD_1_5", "SDXL"] = "SD_1_5",
@@ -204,33 +177,99 @@ def submit(
     additional_lora_url: FileInput | None = None,
     additional_lora_scale: float = 1,
     additional_embedding_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The type of model to use for the upscaling. Default is SD_1_5.
+            Defaults to `"SD_1_5"`.
+        image_url: The image to upscale. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. If no prompt is provide BLIP2 will be used to
+            generate a prompt. Defaults to `None`.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 5.0. Defaults to `2`.
+        creativity: How much the output can deviate from the original. Between 0.0 and
+            1.0. Defaults to `0.5`.
+        detail: How much detail to add. Between 0.0 and 5.0. Defaults to `1`.
+        shape_preservation: How much to preserve the shape of the original image.
+            Between 0.0 and 3.0. Defaults to `0.25`.
+        prompt_suffix: The suffix to add to the prompt. This is useful to add a common
+            ending to all prompts such as 'high quality' etc or embedding tokens.
+            Defaults to `" high quality, highly detailed, high resolution, sharp"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `20`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        skip_ccsr: If set to true, the image will not be processed by the CCSR model
+            before being processed by the creativity model. Defaults to `False`.
+        override_size_limits: Allow for large uploads that could take a very long time.
+            Defaults to `False`.
+        base_model_url: The URL to the base model to use for the upscaling. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        additional_lora_url: The URL to the additional LORA model to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        additional_lora_scale: The scale of the additional LORA model to use for the
+            upscaling. Default is 1.0. Defaults to `1`.
+        additional_embedding_url: The URL to the additional embeddings to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     model_type: Literal["SD_1_5", "SDXL"] = "SD_1_5",
@@ -252,8 +291,8 @@ def subscribe(
     additional_lora_url: FileInput | None = None,
     additional_lora_scale: float = 1,
     additional_embedding_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -261,24 +300,89 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The type of model to use for the upscaling. Default is SD_1_5.
+            Defaults to `"SD_1_5"`.
+        image_url: The image to upscale. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. If no prompt is provide BLIP2 will be used to
+            generate a prompt. Defaults to `None`.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 5.0. Defaults to `2`.
+        creativity: How much the output can deviate from the original. Between 0.0 and
+            1.0. Defaults to `0.5`.
+        detail: How much detail to add. Between 0.0 and 5.0. Defaults to `1`.
+        shape_preservation: How much to preserve the shape of the original image.
+            Between 0.0 and 3.0. Defaults to `0.25`.
+        prompt_suffix: The suffix to add to the prompt. This is useful to add a common
+            ending to all prompts such as 'high quality' etc or embedding tokens.
+            Defaults to `" high quality, highly detailed, high resolution, sharp"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `20`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        skip_ccsr: If set to true, the image will not be processed by the CCSR model
+            before being processed by the creativity model. Defaults to `False`.
+        override_size_limits: Allow for large uploads that could take a very long time.
+            Defaults to `False`.
+        base_model_url: The URL to the base model to use for the upscaling. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        additional_lora_url: The URL to the additional LORA model to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        additional_lora_scale: The scale of the additional LORA model to use for the
+            upscaling. Default is 1.0. Defaults to `1`.
+        additional_embedding_url: The URL to the additional embeddings to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     model_type: Literal["SD_1_5", "SDXL"] = "SD_1_5",
@@ -300,8 +404,8 @@ def run(
     additional_lora_url: FileInput | None = None,
     additional_lora_scale: float = 1,
     additional_embedding_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -309,24 +413,89 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The type of model to use for the upscaling. Default is SD_1_5.
+            Defaults to `"SD_1_5"`.
+        image_url: The image to upscale. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. If no prompt is provide BLIP2 will be used to
+            generate a prompt. Defaults to `None`.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 5.0. Defaults to `2`.
+        creativity: How much the output can deviate from the original. Between 0.0 and
+            1.0. Defaults to `0.5`.
+        detail: How much detail to add. Between 0.0 and 5.0. Defaults to `1`.
+        shape_preservation: How much to preserve the shape of the original image.
+            Between 0.0 and 3.0. Defaults to `0.25`.
+        prompt_suffix: The suffix to add to the prompt. This is useful to add a common
+            ending to all prompts such as 'high quality' etc or embedding tokens.
+            Defaults to `" high quality, highly detailed, high resolution, sharp"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `20`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        skip_ccsr: If set to true, the image will not be processed by the CCSR model
+            before being processed by the creativity model. Defaults to `False`.
+        override_size_limits: Allow for large uploads that could take a very long time.
+            Defaults to `False`.
+        base_model_url: The URL to the base model to use for the upscaling. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        additional_lora_url: The URL to the additional LORA model to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        additional_lora_scale: The scale of the additional LORA model to use for the
+            upscaling. Default is 1.0. Defaults to `1`.
+        additional_embedding_url: The URL to the additional embeddings to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     model_type: Literal["SD_1_5", "SDXL"] = "SD_1_5",
@@ -348,33 +517,99 @@ async def submit_async(
     additional_lora_url: FileInput | None = None,
     additional_lora_scale: float = 1,
     additional_embedding_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The type of model to use for the upscaling. Default is SD_1_5.
+            Defaults to `"SD_1_5"`.
+        image_url: The image to upscale. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. If no prompt is provide BLIP2 will be used to
+            generate a prompt. Defaults to `None`.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 5.0. Defaults to `2`.
+        creativity: How much the output can deviate from the original. Between 0.0 and
+            1.0. Defaults to `0.5`.
+        detail: How much detail to add. Between 0.0 and 5.0. Defaults to `1`.
+        shape_preservation: How much to preserve the shape of the original image.
+            Between 0.0 and 3.0. Defaults to `0.25`.
+        prompt_suffix: The suffix to add to the prompt. This is useful to add a common
+            ending to all prompts such as 'high quality' etc or embedding tokens.
+            Defaults to `" high quality, highly detailed, high resolution, sharp"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `20`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        skip_ccsr: If set to true, the image will not be processed by the CCSR model
+            before being processed by the creativity model. Defaults to `False`.
+        override_size_limits: Allow for large uploads that could take a very long time.
+            Defaults to `False`.
+        base_model_url: The URL to the base model to use for the upscaling. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        additional_lora_url: The URL to the additional LORA model to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        additional_lora_scale: The scale of the additional LORA model to use for the
+            upscaling. Default is 1.0. Defaults to `1`.
+        additional_embedding_url: The URL to the additional embeddings to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     model_type: Literal["SD_1_5", "SDXL"] = "SD_1_5",
@@ -396,8 +631,8 @@ async def subscribe_async(
     additional_lora_url: FileInput | None = None,
     additional_lora_scale: float = 1,
     additional_embedding_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -405,24 +640,89 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The type of model to use for the upscaling. Default is SD_1_5.
+            Defaults to `"SD_1_5"`.
+        image_url: The image to upscale. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. If no prompt is provide BLIP2 will be used to
+            generate a prompt. Defaults to `None`.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 5.0. Defaults to `2`.
+        creativity: How much the output can deviate from the original. Between 0.0 and
+            1.0. Defaults to `0.5`.
+        detail: How much detail to add. Between 0.0 and 5.0. Defaults to `1`.
+        shape_preservation: How much to preserve the shape of the original image.
+            Between 0.0 and 3.0. Defaults to `0.25`.
+        prompt_suffix: The suffix to add to the prompt. This is useful to add a common
+            ending to all prompts such as 'high quality' etc or embedding tokens.
+            Defaults to `" high quality, highly detailed, high resolution, sharp"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `20`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        skip_ccsr: If set to true, the image will not be processed by the CCSR model
+            before being processed by the creativity model. Defaults to `False`.
+        override_size_limits: Allow for large uploads that could take a very long time.
+            Defaults to `False`.
+        base_model_url: The URL to the base model to use for the upscaling. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        additional_lora_url: The URL to the additional LORA model to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        additional_lora_scale: The scale of the additional LORA model to use for the
+            upscaling. Default is 1.0. Defaults to `1`.
+        additional_embedding_url: The URL to the additional embeddings to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     model_type: Literal["SD_1_5", "SDXL"] = "SD_1_5",
@@ -444,8 +744,8 @@ async def run_async(
     additional_lora_url: FileInput | None = None,
     additional_lora_scale: float = 1,
     additional_embedding_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -453,8 +753,73 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The type of model to use for the upscaling. Default is SD_1_5.
+            Defaults to `"SD_1_5"`.
+        image_url: The image to upscale. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. If no prompt is provide BLIP2 will be used to
+            generate a prompt. Defaults to `None`.
+        scale: The scale of the output image. The higher the scale, the bigger the
+            output image will be. Between 1.0 and 5.0. Defaults to `2`.
+        creativity: How much the output can deviate from the original. Between 0.0 and
+            1.0. Defaults to `0.5`.
+        detail: How much detail to add. Between 0.0 and 5.0. Defaults to `1`.
+        shape_preservation: How much to preserve the shape of the original image.
+            Between 0.0 and 3.0. Defaults to `0.25`.
+        prompt_suffix: The suffix to add to the prompt. This is useful to add a common
+            ending to all prompts such as 'high quality' etc or embedding tokens.
+            Defaults to `" high quality, highly detailed, high resolution, sharp"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `20`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        skip_ccsr: If set to true, the image will not be processed by the CCSR model
+            before being processed by the creativity model. Defaults to `False`.
+        override_size_limits: Allow for large uploads that could take a very long time.
+            Defaults to `False`.
+        base_model_url: The URL to the base model to use for the upscaling. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        additional_lora_url: The URL to the additional LORA model to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        additional_lora_scale: The scale of the additional LORA model to use for the
+            upscaling. Default is 1.0. Defaults to `1`.
+        additional_embedding_url: The URL to the additional embeddings to use for the
+            upscaling. Default is None. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

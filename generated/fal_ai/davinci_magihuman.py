@@ -5,86 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(min_length=1, title="Prompt")]
-    """Text prompt describing the desired video content."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the reference image for image-to-video generation."""
-    audio_url: Annotated[FileInput | None, Field(title="Audio Url")] = None
-    """Optional URL of the driving audio for lipsync mode. If omitted, audio is generated from the prompt."""
-    duration: Annotated[int, Field(ge=1, le=30, title="Duration")] = 5
-    """Duration of the generated video in seconds."""
-    resolution: Annotated[
-        Literal["256p", "540p", "720p", "1080p"], Field(title="Resolution")
-    ] = "256p"
-    """Output resolution. '256p' uses the official base-model 448x256 path. '1080p' uses the official base + 1080p super-resolution pipeline. '540p' and '720p' reuse that sharper 1080p SR path and downsample to the requested output size."""
-    num_inference_steps: Annotated[
-        int | None, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = None
-    """Number of denoising steps. Defaults to 8 for 256p and 32 for 540p/720p/1080p (base + SR)."""
-    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = 5
-    """Classifier-free guidance scale."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If enabled, runs safety checks on the prompt and input image."""
-
-
-class Output(FalModel):
-    video: Annotated[File, Field(validate_default=True)] = File(
-        url="https://v3b.fal.media/files/b/0a93a27d/-iFpecUCsSdwXVMevsZa3_output_5s_448x256.mp4"
-    )
-    """The generated video with synchronized audio."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Resolution",
     "File",
     "Input",
     "Output",
@@ -97,77 +32,168 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/davinci-magihuman"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Resolution: TypeAlias = Literal["256p", "540p", "720p", "1080p"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(min_length=1)]
+    """Text prompt describing the desired video content."""
+    image_url: FileInput
+    """URL of the reference image for image-to-video generation."""
+    audio_url: FileInput | None = None
+    """Optional URL of the driving audio for lipsync mode. If omitted, audio is
+    generated from the prompt."""
+    duration: Annotated[int, Field(ge=1, le=30)] = 5
+    """Duration of the generated video in seconds."""
+    resolution: Resolution = "256p"
+    """Output resolution. '256p' uses the official base-model 448x256 path. '1080p' uses
+    the official base + 1080p super-resolution pipeline. '540p' and '720p' reuse that
+    sharper 1080p SR path and downsample to the requested output size."""
+    num_inference_steps: Annotated[int | None, Field(ge=1, le=50)] = None
+    """Number of denoising steps. Defaults to 8 for 256p and 32 for 540p/720p/1080p
+    (base + SR)."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 5
+    """Classifier-free guidance scale."""
+    seed: int | None = None
+    """Random seed for reproducibility."""
+    enable_safety_checker: bool = True
+    """If enabled, runs safety checks on the prompt and input image."""
+
+
+class Output(FalModel):
+    video: Annotated[File, Field(validate_default=True)] = File(
+        url="https://v3b.fal.media/files/b/0a93a27d/-iFpecUCsSdwXVMevsZa3_output_5s_448x256.mp4"
+    )
+    """The generated video with synchronized audio."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     image_url: FileInput,
     audio_url: FileInput | None = None,
     duration: int = 5,
-    resolution: Literal["256p", "540p", "720p", "1080p"] = "256p",
+    resolution: Resolution = "256p",
     num_inference_steps: int | None = None,
     guidance_scale: float = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video content. Length at least 1.
+            Required.
+        image_url: URL of the reference image for image-to-video generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: Optional URL of the driving audio for lipsync mode. If omitted, audio
+            is generated from the prompt. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        duration: Duration of the generated video in seconds. Between 1 and 30. Defaults
+            to `5`.
+        resolution: Output resolution. '256p' uses the official base-model 448x256 path.
+            '1080p' uses the official base + 1080p super-resolution pipeline. '540p' and
+            '720p' reuse that sharper 1080p SR path and downsample to the requested
+            output size. Defaults to `"256p"`.
+        num_inference_steps: Number of denoising steps. Defaults to 8 for 256p and 32
+            for 540p/720p/1080p (base + SR). Between 1 and 50. Defaults to `None`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: If enabled, runs safety checks on the prompt and input
+            image. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     image_url: FileInput,
     audio_url: FileInput | None = None,
     duration: int = 5,
-    resolution: Literal["256p", "540p", "720p", "1080p"] = "256p",
+    resolution: Resolution = "256p",
     num_inference_steps: int | None = None,
     guidance_scale: float = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -175,37 +201,75 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video content. Length at least 1.
+            Required.
+        image_url: URL of the reference image for image-to-video generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: Optional URL of the driving audio for lipsync mode. If omitted, audio
+            is generated from the prompt. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        duration: Duration of the generated video in seconds. Between 1 and 30. Defaults
+            to `5`.
+        resolution: Output resolution. '256p' uses the official base-model 448x256 path.
+            '1080p' uses the official base + 1080p super-resolution pipeline. '540p' and
+            '720p' reuse that sharper 1080p SR path and downsample to the requested
+            output size. Defaults to `"256p"`.
+        num_inference_steps: Number of denoising steps. Defaults to 8 for 256p and 32
+            for 540p/720p/1080p (base + SR). Between 1 and 50. Defaults to `None`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: If enabled, runs safety checks on the prompt and input
+            image. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     image_url: FileInput,
     audio_url: FileInput | None = None,
     duration: int = 5,
-    resolution: Literal["256p", "540p", "720p", "1080p"] = "256p",
+    resolution: Resolution = "256p",
     num_inference_steps: int | None = None,
     guidance_scale: float = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -213,75 +277,152 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video content. Length at least 1.
+            Required.
+        image_url: URL of the reference image for image-to-video generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: Optional URL of the driving audio for lipsync mode. If omitted, audio
+            is generated from the prompt. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        duration: Duration of the generated video in seconds. Between 1 and 30. Defaults
+            to `5`.
+        resolution: Output resolution. '256p' uses the official base-model 448x256 path.
+            '1080p' uses the official base + 1080p super-resolution pipeline. '540p' and
+            '720p' reuse that sharper 1080p SR path and downsample to the requested
+            output size. Defaults to `"256p"`.
+        num_inference_steps: Number of denoising steps. Defaults to 8 for 256p and 32
+            for 540p/720p/1080p (base + SR). Between 1 and 50. Defaults to `None`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: If enabled, runs safety checks on the prompt and input
+            image. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     image_url: FileInput,
     audio_url: FileInput | None = None,
     duration: int = 5,
-    resolution: Literal["256p", "540p", "720p", "1080p"] = "256p",
+    resolution: Resolution = "256p",
     num_inference_steps: int | None = None,
     guidance_scale: float = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video content. Length at least 1.
+            Required.
+        image_url: URL of the reference image for image-to-video generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: Optional URL of the driving audio for lipsync mode. If omitted, audio
+            is generated from the prompt. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        duration: Duration of the generated video in seconds. Between 1 and 30. Defaults
+            to `5`.
+        resolution: Output resolution. '256p' uses the official base-model 448x256 path.
+            '1080p' uses the official base + 1080p super-resolution pipeline. '540p' and
+            '720p' reuse that sharper 1080p SR path and downsample to the requested
+            output size. Defaults to `"256p"`.
+        num_inference_steps: Number of denoising steps. Defaults to 8 for 256p and 32
+            for 540p/720p/1080p (base + SR). Between 1 and 50. Defaults to `None`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: If enabled, runs safety checks on the prompt and input
+            image. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     image_url: FileInput,
     audio_url: FileInput | None = None,
     duration: int = 5,
-    resolution: Literal["256p", "540p", "720p", "1080p"] = "256p",
+    resolution: Resolution = "256p",
     num_inference_steps: int | None = None,
     guidance_scale: float = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -289,37 +430,75 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video content. Length at least 1.
+            Required.
+        image_url: URL of the reference image for image-to-video generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: Optional URL of the driving audio for lipsync mode. If omitted, audio
+            is generated from the prompt. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        duration: Duration of the generated video in seconds. Between 1 and 30. Defaults
+            to `5`.
+        resolution: Output resolution. '256p' uses the official base-model 448x256 path.
+            '1080p' uses the official base + 1080p super-resolution pipeline. '540p' and
+            '720p' reuse that sharper 1080p SR path and downsample to the requested
+            output size. Defaults to `"256p"`.
+        num_inference_steps: Number of denoising steps. Defaults to 8 for 256p and 32
+            for 540p/720p/1080p (base + SR). Between 1 and 50. Defaults to `None`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: If enabled, runs safety checks on the prompt and input
+            image. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     image_url: FileInput,
     audio_url: FileInput | None = None,
     duration: int = 5,
-    resolution: Literal["256p", "540p", "720p", "1080p"] = "256p",
+    resolution: Resolution = "256p",
     num_inference_steps: int | None = None,
     guidance_scale: float = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -327,8 +506,46 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video content. Length at least 1.
+            Required.
+        image_url: URL of the reference image for image-to-video generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: Optional URL of the driving audio for lipsync mode. If omitted, audio
+            is generated from the prompt. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        duration: Duration of the generated video in seconds. Between 1 and 30. Defaults
+            to `5`.
+        resolution: Output resolution. '256p' uses the official base-model 448x256 path.
+            '1080p' uses the official base + 1080p super-resolution pipeline. '540p' and
+            '720p' reuse that sharper 1080p SR path and downsample to the requested
+            output size. Defaults to `"256p"`.
+        num_inference_steps: Number of denoising steps. Defaults to 8 for 256p and 32
+            for 540p/720p/1080p (base + SR). Between 1 and 50. Defaults to `None`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: If enabled, runs safety checks on the prompt and input
+            image. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,59 +5,87 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
+
+__all__ = [
+    "ENDPOINT_ID",
+    "endpoint",
+    "Model",
+    "Stems",
+    "File",
+    "Input",
+    "Output",
+    "submit",
+    "subscribe",
+    "run",
+    "submit_async",
+    "subscribe_async",
+    "run_async",
+]
+
+ENDPOINT_ID = "fal-ai/demucs"
+
+
+Model: TypeAlias = Literal[
+    "htdemucs",
+    "htdemucs_ft",
+    "htdemucs_6s",
+    "hdemucs_mmi",
+    "mdx",
+    "mdx_extra",
+    "mdx_q",
+    "mdx_extra_q",
+]
+
+
+Stems: TypeAlias = Literal["vocals", "drums", "bass", "other", "guitar", "piano"]
 
 
 class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
+    url: str
     """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
+    content_type: str | None = None
     """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
+    file_name: str | None = None
     """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
+    file_size: int | None = None
     """The size of the file in bytes."""
 
 
 class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
+    audio_url: FileInput
     """URL of the audio file to separate into stems"""
-    model: Annotated[
-        Literal[
-            "htdemucs",
-            "htdemucs_ft",
-            "htdemucs_6s",
-            "hdemucs_mmi",
-            "mdx",
-            "mdx_extra",
-            "mdx_q",
-            "mdx_extra_q",
-        ],
-        Field(title="Model"),
-    ] = "htdemucs_6s"
+    model: Model = "htdemucs_6s"
     """Demucs model to use for separation"""
-    stems: Annotated[
-        list[Literal["vocals", "drums", "bass", "other", "guitar", "piano"]] | None,
-        Field(title="Stems"),
-    ] = ["vocals", "drums", "bass", "other", "guitar", "piano"]
-    """Specific stems to extract. If None, extracts all available stems. Available stems depend on model: vocals, drums, bass, other, guitar, piano (for 6s model)"""
-    segment_length: Annotated[int | None, Field(title="Segment Length")] = None
-    """Length in seconds of each segment for processing. Smaller values use less memory but may reduce quality. Default is model-specific."""
-    shifts: Annotated[int, Field(ge=1, le=10, title="Shifts")] = 1
-    """Number of random shifts for equivariant stabilization. Higher values improve quality but increase processing time."""
-    overlap: Annotated[float, Field(ge=0.0, le=1.0, title="Overlap")] = 0.25
-    """Overlap between segments (0.0 to 1.0). Higher values may improve quality but increase processing time."""
-    output_format: Annotated[Literal["wav", "mp3"], Field(title="Output Format")] = (
-        "mp3"
-    )
+    stems: list[Stems] | None = [
+        "vocals",
+        "drums",
+        "bass",
+        "other",
+        "guitar",
+        "piano",
+    ]
+    """Specific stems to extract. If None, extracts all available stems. Available stems
+    depend on model: vocals, drums, bass, other, guitar, piano (for 6s model)"""
+    segment_length: int | None = None
+    """Length in seconds of each segment for processing. Smaller values use less memory
+    but may reduce quality. Default is model-specific."""
+    shifts: Annotated[int, Field(ge=1, le=10)] = 1
+    """Number of random shifts for equivariant stabilization. Higher values improve
+    quality but increase processing time."""
+    overlap: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
+    """Overlap between segments (0.0 to 1.0). Higher values may improve quality but
+    increase processing time."""
+    output_format: Literal["wav", "mp3"] = "mp3"
     """Output audio format for the separated stems"""
 
 
@@ -76,131 +104,110 @@ class Output(FalModel):
     """Separated piano audio file (only available for 6s models)"""
 
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
-
-__all__ = [
-    "ENDPOINT_ID",
-    "endpoint",
-    "File",
-    "Input",
-    "Output",
-    "submit",
-    "subscribe",
-    "run",
-    "submit_async",
-    "subscribe_async",
-    "run_async",
-]
-
-ENDPOINT_ID = "fal-ai/demucs"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
-    model: Literal[
-        "htdemucs",
-        "htdemucs_ft",
-        "htdemucs_6s",
-        "hdemucs_mmi",
-        "mdx",
-        "mdx_extra",
-        "mdx_q",
-        "mdx_extra_q",
-    ] = "htdemucs_6s",
-    stems: (
-        list[Literal["vocals", "drums", "bass", "other", "guitar", "piano"]] | None
-    ) = ["vocals", "drums", "bass", "other", "guitar", "piano"],
+    model: Model = "htdemucs_6s",
+    stems: list[Stems] | None = ["vocals", "drums", "bass", "other", "guitar", "piano"],
     segment_length: int | None = None,
     shifts: int = 1,
     overlap: float = 0.25,
     output_format: Literal["wav", "mp3"] = "mp3",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to separate into stems. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Demucs model to use for separation. Defaults to `"htdemucs_6s"`.
+        stems: Specific stems to extract. If None, extracts all available stems.
+            Available stems depend on model: vocals, drums, bass, other, guitar, piano
+            (for 6s model). Defaults to `["vocals", "drums", "bass", "other", "guitar",
+            "piano"]`.
+        segment_length: Length in seconds of each segment for processing. Smaller values
+            use less memory but may reduce quality. Default is model-specific. Defaults
+            to `None`.
+        shifts: Number of random shifts for equivariant stabilization. Higher values
+            improve quality but increase processing time. Between 1 and 10. Defaults to
+            `1`.
+        overlap: Overlap between segments (0.0 to 1.0). Higher values may improve
+            quality but increase processing time. Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        output_format: Output audio format for the separated stems. Defaults to `"mp3"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
-    model: Literal[
-        "htdemucs",
-        "htdemucs_ft",
-        "htdemucs_6s",
-        "hdemucs_mmi",
-        "mdx",
-        "mdx_extra",
-        "mdx_q",
-        "mdx_extra_q",
-    ] = "htdemucs_6s",
-    stems: (
-        list[Literal["vocals", "drums", "bass", "other", "guitar", "piano"]] | None
-    ) = ["vocals", "drums", "bass", "other", "guitar", "piano"],
+    model: Model = "htdemucs_6s",
+    stems: list[Stems] | None = ["vocals", "drums", "bass", "other", "guitar", "piano"],
     segment_length: int | None = None,
     shifts: int = 1,
     overlap: float = 0.25,
     output_format: Literal["wav", "mp3"] = "mp3",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -208,46 +215,69 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to separate into stems. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Demucs model to use for separation. Defaults to `"htdemucs_6s"`.
+        stems: Specific stems to extract. If None, extracts all available stems.
+            Available stems depend on model: vocals, drums, bass, other, guitar, piano
+            (for 6s model). Defaults to `["vocals", "drums", "bass", "other", "guitar",
+            "piano"]`.
+        segment_length: Length in seconds of each segment for processing. Smaller values
+            use less memory but may reduce quality. Default is model-specific. Defaults
+            to `None`.
+        shifts: Number of random shifts for equivariant stabilization. Higher values
+            improve quality but increase processing time. Between 1 and 10. Defaults to
+            `1`.
+        overlap: Overlap between segments (0.0 to 1.0). Higher values may improve
+            quality but increase processing time. Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        output_format: Output audio format for the separated stems. Defaults to `"mp3"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
-    model: Literal[
-        "htdemucs",
-        "htdemucs_ft",
-        "htdemucs_6s",
-        "hdemucs_mmi",
-        "mdx",
-        "mdx_extra",
-        "mdx_q",
-        "mdx_extra_q",
-    ] = "htdemucs_6s",
-    stems: (
-        list[Literal["vocals", "drums", "bass", "other", "guitar", "piano"]] | None
-    ) = ["vocals", "drums", "bass", "other", "guitar", "piano"],
+    model: Model = "htdemucs_6s",
+    stems: list[Stems] | None = ["vocals", "drums", "bass", "other", "guitar", "piano"],
     segment_length: int | None = None,
     shifts: int = 1,
     overlap: float = 0.25,
     output_format: Literal["wav", "mp3"] = "mp3",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -255,93 +285,140 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to separate into stems. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Demucs model to use for separation. Defaults to `"htdemucs_6s"`.
+        stems: Specific stems to extract. If None, extracts all available stems.
+            Available stems depend on model: vocals, drums, bass, other, guitar, piano
+            (for 6s model). Defaults to `["vocals", "drums", "bass", "other", "guitar",
+            "piano"]`.
+        segment_length: Length in seconds of each segment for processing. Smaller values
+            use less memory but may reduce quality. Default is model-specific. Defaults
+            to `None`.
+        shifts: Number of random shifts for equivariant stabilization. Higher values
+            improve quality but increase processing time. Between 1 and 10. Defaults to
+            `1`.
+        overlap: Overlap between segments (0.0 to 1.0). Higher values may improve
+            quality but increase processing time. Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        output_format: Output audio format for the separated stems. Defaults to `"mp3"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
-    model: Literal[
-        "htdemucs",
-        "htdemucs_ft",
-        "htdemucs_6s",
-        "hdemucs_mmi",
-        "mdx",
-        "mdx_extra",
-        "mdx_q",
-        "mdx_extra_q",
-    ] = "htdemucs_6s",
-    stems: (
-        list[Literal["vocals", "drums", "bass", "other", "guitar", "piano"]] | None
-    ) = ["vocals", "drums", "bass", "other", "guitar", "piano"],
+    model: Model = "htdemucs_6s",
+    stems: list[Stems] | None = ["vocals", "drums", "bass", "other", "guitar", "piano"],
     segment_length: int | None = None,
     shifts: int = 1,
     overlap: float = 0.25,
     output_format: Literal["wav", "mp3"] = "mp3",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to separate into stems. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Demucs model to use for separation. Defaults to `"htdemucs_6s"`.
+        stems: Specific stems to extract. If None, extracts all available stems.
+            Available stems depend on model: vocals, drums, bass, other, guitar, piano
+            (for 6s model). Defaults to `["vocals", "drums", "bass", "other", "guitar",
+            "piano"]`.
+        segment_length: Length in seconds of each segment for processing. Smaller values
+            use less memory but may reduce quality. Default is model-specific. Defaults
+            to `None`.
+        shifts: Number of random shifts for equivariant stabilization. Higher values
+            improve quality but increase processing time. Between 1 and 10. Defaults to
+            `1`.
+        overlap: Overlap between segments (0.0 to 1.0). Higher values may improve
+            quality but increase processing time. Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        output_format: Output audio format for the separated stems. Defaults to `"mp3"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
-    model: Literal[
-        "htdemucs",
-        "htdemucs_ft",
-        "htdemucs_6s",
-        "hdemucs_mmi",
-        "mdx",
-        "mdx_extra",
-        "mdx_q",
-        "mdx_extra_q",
-    ] = "htdemucs_6s",
-    stems: (
-        list[Literal["vocals", "drums", "bass", "other", "guitar", "piano"]] | None
-    ) = ["vocals", "drums", "bass", "other", "guitar", "piano"],
+    model: Model = "htdemucs_6s",
+    stems: list[Stems] | None = ["vocals", "drums", "bass", "other", "guitar", "piano"],
     segment_length: int | None = None,
     shifts: int = 1,
     overlap: float = 0.25,
     output_format: Literal["wav", "mp3"] = "mp3",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -349,46 +426,69 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to separate into stems. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Demucs model to use for separation. Defaults to `"htdemucs_6s"`.
+        stems: Specific stems to extract. If None, extracts all available stems.
+            Available stems depend on model: vocals, drums, bass, other, guitar, piano
+            (for 6s model). Defaults to `["vocals", "drums", "bass", "other", "guitar",
+            "piano"]`.
+        segment_length: Length in seconds of each segment for processing. Smaller values
+            use less memory but may reduce quality. Default is model-specific. Defaults
+            to `None`.
+        shifts: Number of random shifts for equivariant stabilization. Higher values
+            improve quality but increase processing time. Between 1 and 10. Defaults to
+            `1`.
+        overlap: Overlap between segments (0.0 to 1.0). Higher values may improve
+            quality but increase processing time. Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        output_format: Output audio format for the separated stems. Defaults to `"mp3"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
-    model: Literal[
-        "htdemucs",
-        "htdemucs_ft",
-        "htdemucs_6s",
-        "hdemucs_mmi",
-        "mdx",
-        "mdx_extra",
-        "mdx_q",
-        "mdx_extra_q",
-    ] = "htdemucs_6s",
-    stems: (
-        list[Literal["vocals", "drums", "bass", "other", "guitar", "piano"]] | None
-    ) = ["vocals", "drums", "bass", "other", "guitar", "piano"],
+    model: Model = "htdemucs_6s",
+    stems: list[Stems] | None = ["vocals", "drums", "bass", "other", "guitar", "piano"],
     segment_length: int | None = None,
     shifts: int = 1,
     overlap: float = 0.25,
     output_format: Literal["wav", "mp3"] = "mp3",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -396,8 +496,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to separate into stems. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Demucs model to use for separation. Defaults to `"htdemucs_6s"`.
+        stems: Specific stems to extract. If None, extracts all available stems.
+            Available stems depend on model: vocals, drums, bass, other, guitar, piano
+            (for 6s model). Defaults to `["vocals", "drums", "bass", "other", "guitar",
+            "piano"]`.
+        segment_length: Length in seconds of each segment for processing. Smaller values
+            use less memory but may reduce quality. Default is model-specific. Defaults
+            to `None`.
+        shifts: Number of random shifts for equivariant stabilization. Higher values
+            improve quality but increase processing time. Between 1 and 10. Defaults to
+            `1`.
+        overlap: Overlap between segments (0.0 to 1.0). Higher values may improve
+            quality but increase processing time. Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        output_format: Output audio format for the separated stems. Defaults to `"mp3"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

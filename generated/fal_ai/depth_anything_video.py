@@ -5,89 +5,22 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input schema for video depth estimation."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the input video to estimate depth for."""
-    model: Annotated[
-        Literal["VDA-Small", "VDA-Base", "VDA-Large"], Field(title="Model")
-    ] = "VDA-Large"
-    """Depth estimation model size. VDA-Large = best quality, VDA-Small = fastest."""
-    colormap: Annotated[
-        Literal["grayscale", "turbo", "inferno", "magma", "viridis"],
-        Field(title="Colormap"),
-    ] = "grayscale"
-    """Colormap for depth visualization. 'turbo' (recommended) shows near=warm, far=cool. 'grayscale' for raw normalized depth. 'inferno'/'magma' for perceptually uniform. 'viridis' for colorblind-friendly."""
-    resolution: Annotated[
-        Literal["auto", "360p", "480p", "720p", "1080p"], Field(title="Resolution")
-    ] = "auto"
-    """Output resolution. 'auto' preserves input (max 1080p). Options: 'auto', '360p', '480p', '720p', '1080p'."""
-    max_frames: Annotated[int | None, Field(gt=0, title="Max Frames")] = None
-    """Max frames to process (max 1800). None = up to 1800."""
-    output_fps: Annotated[float | None, Field(gt=0.0, title="Output Fps")] = None
-    """Output video FPS. None = same as input."""
-    side_by_side: Annotated[bool, Field(title="Side By Side")] = False
-    """Output original | depth comparison video."""
-    include_raw_depths: Annotated[bool, Field(title="Include Raw Depths")] = False
-    """Export raw float32 depths as .npz file with: 'depths' [N,H,W], 'min_depth', 'max_depth', 'fps', 'model', 'shape'."""
-
-
-class Output(FalModel):
-    """Output schema for video depth estimation."""
-
-    video: File
-    """Depth visualization video (MP4, H.264)."""
-    raw_depths: File | None = None
-    """Raw depth values as .npz (if include_raw_depths=True)."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Colormap",
+    "Resolution",
     "File",
     "Input",
     "Output",
@@ -100,79 +33,166 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/depth-anything-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Colormap: TypeAlias = Literal["grayscale", "turbo", "inferno", "magma", "viridis"]
+
+
+Resolution: TypeAlias = Literal["auto", "360p", "480p", "720p", "1080p"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input schema for video depth estimation."""
+
+    video_url: FileInput
+    """URL of the input video to estimate depth for."""
+    model: Literal["VDA-Small", "VDA-Base", "VDA-Large"] = "VDA-Large"
+    """Depth estimation model size. VDA-Large = best quality, VDA-Small = fastest."""
+    colormap: Colormap = "grayscale"
+    """Colormap for depth visualization. 'turbo' (recommended) shows near=warm,
+    far=cool. 'grayscale' for raw normalized depth. 'inferno'/'magma' for perceptually
+    uniform. 'viridis' for colorblind-friendly."""
+    resolution: Resolution = "auto"
+    """Output resolution. 'auto' preserves input (max 1080p). Options: 'auto', '360p',
+    '480p', '720p', '1080p'."""
+    max_frames: Annotated[int | None, Field(gt=0)] = None
+    """Max frames to process (max 1800). None = up to 1800."""
+    output_fps: Annotated[float | None, Field(gt=0.0)] = None
+    """Output video FPS. None = same as input."""
+    side_by_side: bool = False
+    """Output original | depth comparison video."""
+    include_raw_depths: bool = False
+    """Export raw float32 depths as .npz file with: 'depths' [N,H,W], 'min_depth',
+    'max_depth', 'fps', 'model', 'shape'."""
+
+
+class Output(FalModel):
+    """Output schema for video depth estimation."""
+
+    video: File
+    """Depth visualization video (MP4, H.264)."""
+    raw_depths: File | None = None
+    """Raw depth values as .npz (if include_raw_depths=True)."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
     model: Literal["VDA-Small", "VDA-Base", "VDA-Large"] = "VDA-Large",
-    colormap: Literal[
-        "grayscale", "turbo", "inferno", "magma", "viridis"
-    ] = "grayscale",
-    resolution: Literal["auto", "360p", "480p", "720p", "1080p"] = "auto",
+    colormap: Colormap = "grayscale",
+    resolution: Resolution = "auto",
     max_frames: int | None = None,
     output_fps: float | None = None,
     side_by_side: bool = False,
     include_raw_depths: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video to estimate depth for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Depth estimation model size. VDA-Large = best quality, VDA-Small =
+            fastest. Defaults to `"VDA-Large"`.
+        colormap: Colormap for depth visualization. 'turbo' (recommended) shows
+            near=warm, far=cool. 'grayscale' for raw normalized depth. 'inferno'/'magma'
+            for perceptually uniform. 'viridis' for colorblind-friendly. Defaults to
+            `"grayscale"`.
+        resolution: Output resolution. 'auto' preserves input (max 1080p). Options:
+            'auto', '360p', '480p', '720p', '1080p'. Defaults to `"auto"`.
+        max_frames: Max frames to process (max 1800). None = up to 1800. Greater than 0.
+            Defaults to `None`.
+        output_fps: Output video FPS. None = same as input. Greater than 0.0. Defaults
+            to `None`.
+        side_by_side: Output original | depth comparison video. Defaults to `False`.
+        include_raw_depths: Export raw float32 depths as .npz file with: 'depths'
+            [N,H,W], 'min_depth', 'max_depth', 'fps', 'model', 'shape'. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
     model: Literal["VDA-Small", "VDA-Base", "VDA-Large"] = "VDA-Large",
-    colormap: Literal[
-        "grayscale", "turbo", "inferno", "magma", "viridis"
-    ] = "grayscale",
-    resolution: Literal["auto", "360p", "480p", "720p", "1080p"] = "auto",
+    colormap: Colormap = "grayscale",
+    resolution: Resolution = "auto",
     max_frames: int | None = None,
     output_fps: float | None = None,
     side_by_side: bool = False,
     include_raw_depths: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -180,38 +200,71 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video to estimate depth for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Depth estimation model size. VDA-Large = best quality, VDA-Small =
+            fastest. Defaults to `"VDA-Large"`.
+        colormap: Colormap for depth visualization. 'turbo' (recommended) shows
+            near=warm, far=cool. 'grayscale' for raw normalized depth. 'inferno'/'magma'
+            for perceptually uniform. 'viridis' for colorblind-friendly. Defaults to
+            `"grayscale"`.
+        resolution: Output resolution. 'auto' preserves input (max 1080p). Options:
+            'auto', '360p', '480p', '720p', '1080p'. Defaults to `"auto"`.
+        max_frames: Max frames to process (max 1800). None = up to 1800. Greater than 0.
+            Defaults to `None`.
+        output_fps: Output video FPS. None = same as input. Greater than 0.0. Defaults
+            to `None`.
+        side_by_side: Output original | depth comparison video. Defaults to `False`.
+        include_raw_depths: Export raw float32 depths as .npz file with: 'depths'
+            [N,H,W], 'min_depth', 'max_depth', 'fps', 'model', 'shape'. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
     model: Literal["VDA-Small", "VDA-Base", "VDA-Large"] = "VDA-Large",
-    colormap: Literal[
-        "grayscale", "turbo", "inferno", "magma", "viridis"
-    ] = "grayscale",
-    resolution: Literal["auto", "360p", "480p", "720p", "1080p"] = "auto",
+    colormap: Colormap = "grayscale",
+    resolution: Resolution = "auto",
     max_frames: int | None = None,
     output_fps: float | None = None,
     side_by_side: bool = False,
     include_raw_depths: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -219,77 +272,144 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video to estimate depth for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Depth estimation model size. VDA-Large = best quality, VDA-Small =
+            fastest. Defaults to `"VDA-Large"`.
+        colormap: Colormap for depth visualization. 'turbo' (recommended) shows
+            near=warm, far=cool. 'grayscale' for raw normalized depth. 'inferno'/'magma'
+            for perceptually uniform. 'viridis' for colorblind-friendly. Defaults to
+            `"grayscale"`.
+        resolution: Output resolution. 'auto' preserves input (max 1080p). Options:
+            'auto', '360p', '480p', '720p', '1080p'. Defaults to `"auto"`.
+        max_frames: Max frames to process (max 1800). None = up to 1800. Greater than 0.
+            Defaults to `None`.
+        output_fps: Output video FPS. None = same as input. Greater than 0.0. Defaults
+            to `None`.
+        side_by_side: Output original | depth comparison video. Defaults to `False`.
+        include_raw_depths: Export raw float32 depths as .npz file with: 'depths'
+            [N,H,W], 'min_depth', 'max_depth', 'fps', 'model', 'shape'. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
     model: Literal["VDA-Small", "VDA-Base", "VDA-Large"] = "VDA-Large",
-    colormap: Literal[
-        "grayscale", "turbo", "inferno", "magma", "viridis"
-    ] = "grayscale",
-    resolution: Literal["auto", "360p", "480p", "720p", "1080p"] = "auto",
+    colormap: Colormap = "grayscale",
+    resolution: Resolution = "auto",
     max_frames: int | None = None,
     output_fps: float | None = None,
     side_by_side: bool = False,
     include_raw_depths: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video to estimate depth for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Depth estimation model size. VDA-Large = best quality, VDA-Small =
+            fastest. Defaults to `"VDA-Large"`.
+        colormap: Colormap for depth visualization. 'turbo' (recommended) shows
+            near=warm, far=cool. 'grayscale' for raw normalized depth. 'inferno'/'magma'
+            for perceptually uniform. 'viridis' for colorblind-friendly. Defaults to
+            `"grayscale"`.
+        resolution: Output resolution. 'auto' preserves input (max 1080p). Options:
+            'auto', '360p', '480p', '720p', '1080p'. Defaults to `"auto"`.
+        max_frames: Max frames to process (max 1800). None = up to 1800. Greater than 0.
+            Defaults to `None`.
+        output_fps: Output video FPS. None = same as input. Greater than 0.0. Defaults
+            to `None`.
+        side_by_side: Output original | depth comparison video. Defaults to `False`.
+        include_raw_depths: Export raw float32 depths as .npz file with: 'depths'
+            [N,H,W], 'min_depth', 'max_depth', 'fps', 'model', 'shape'. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
     model: Literal["VDA-Small", "VDA-Base", "VDA-Large"] = "VDA-Large",
-    colormap: Literal[
-        "grayscale", "turbo", "inferno", "magma", "viridis"
-    ] = "grayscale",
-    resolution: Literal["auto", "360p", "480p", "720p", "1080p"] = "auto",
+    colormap: Colormap = "grayscale",
+    resolution: Resolution = "auto",
     max_frames: int | None = None,
     output_fps: float | None = None,
     side_by_side: bool = False,
     include_raw_depths: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -297,38 +417,71 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video to estimate depth for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Depth estimation model size. VDA-Large = best quality, VDA-Small =
+            fastest. Defaults to `"VDA-Large"`.
+        colormap: Colormap for depth visualization. 'turbo' (recommended) shows
+            near=warm, far=cool. 'grayscale' for raw normalized depth. 'inferno'/'magma'
+            for perceptually uniform. 'viridis' for colorblind-friendly. Defaults to
+            `"grayscale"`.
+        resolution: Output resolution. 'auto' preserves input (max 1080p). Options:
+            'auto', '360p', '480p', '720p', '1080p'. Defaults to `"auto"`.
+        max_frames: Max frames to process (max 1800). None = up to 1800. Greater than 0.
+            Defaults to `None`.
+        output_fps: Output video FPS. None = same as input. Greater than 0.0. Defaults
+            to `None`.
+        side_by_side: Output original | depth comparison video. Defaults to `False`.
+        include_raw_depths: Export raw float32 depths as .npz file with: 'depths'
+            [N,H,W], 'min_depth', 'max_depth', 'fps', 'model', 'shape'. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
     model: Literal["VDA-Small", "VDA-Base", "VDA-Large"] = "VDA-Large",
-    colormap: Literal[
-        "grayscale", "turbo", "inferno", "magma", "viridis"
-    ] = "grayscale",
-    resolution: Literal["auto", "360p", "480p", "720p", "1080p"] = "auto",
+    colormap: Colormap = "grayscale",
+    resolution: Resolution = "auto",
     max_frames: int | None = None,
     output_fps: float | None = None,
     side_by_side: bool = False,
     include_raw_depths: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -336,8 +489,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video to estimate depth for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Depth estimation model size. VDA-Large = best quality, VDA-Small =
+            fastest. Defaults to `"VDA-Large"`.
+        colormap: Colormap for depth visualization. 'turbo' (recommended) shows
+            near=warm, far=cool. 'grayscale' for raw normalized depth. 'inferno'/'magma'
+            for perceptually uniform. 'viridis' for colorblind-friendly. Defaults to
+            `"grayscale"`.
+        resolution: Output resolution. 'auto' preserves input (max 1080p). Options:
+            'auto', '360p', '480p', '720p', '1080p'. Defaults to `"auto"`.
+        max_frames: Max frames to process (max 1800). None = up to 1800. Greater than 0.
+            Defaults to `None`.
+        output_fps: Output video FPS. None = same as input. Greater than 0.0. Defaults
+            to `None`.
+        side_by_side: Output original | depth comparison video. Defaults to `False`.
+        include_raw_depths: Export raw float32 depths as .npz file with: 'depths'
+            [N,H,W], 'min_depth', 'max_depth', 'fps', 'model', 'shape'. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

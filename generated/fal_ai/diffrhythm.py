@@ -5,82 +5,21 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    lyrics: Annotated[str, Field(title="Lyrics")]
-    """The prompt to generate the song from. Must have two sections. Sections start with either [chorus] or a [verse]."""
-    reference_audio_url: Annotated[
-        FileInput | None, Field(title="Reference Audio URL")
-    ] = None
-    """The URL of the reference audio to use for the music generation."""
-    style_prompt: Annotated[str | None, Field(title="Style Prompt")] = None
-    """The style prompt to use for the music generation."""
-    music_duration: Annotated[Literal["95s", "285s"], Field(title="Music Duration")] = (
-        "95s"
-    )
-    """The duration of the music to generate."""
-    cfg_strength: Annotated[float, Field(ge=1.0, le=10.0, title="CFG Strength")] = 4
-    """The CFG strength to use for the music generation."""
-    scheduler: Annotated[
-        Literal["euler", "midpoint", "rk4", "implicit_adams"], Field(title="Scheduler")
-    ] = "euler"
-    """The scheduler to use for the music generation."""
-    num_inference_steps: Annotated[
-        int, Field(ge=10, le=100, title="Number of Inference Steps")
-    ] = 32
-    """The number of inference steps to use for the music generation."""
-
-
-class Output(FalModel):
-    audio: File
-    """Generated music file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Scheduler",
     "File",
     "Input",
     "Output",
@@ -93,26 +32,67 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/diffrhythm"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Scheduler: TypeAlias = Literal["euler", "midpoint", "rk4", "implicit_adams"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    lyrics: str
+    """The prompt to generate the song from. Must have two sections. Sections start with
+    either [chorus] or a [verse]."""
+    reference_audio_url: FileInput | None = None
+    """The URL of the reference audio to use for the music generation."""
+    style_prompt: str | None = None
+    """The style prompt to use for the music generation."""
+    music_duration: Literal["95s", "285s"] = "95s"
+    """The duration of the music to generate."""
+    cfg_strength: Annotated[float, Field(ge=1.0, le=10.0)] = 4
+    """The CFG strength to use for the music generation."""
+    scheduler: Scheduler = "euler"
+    """The scheduler to use for the music generation."""
+    num_inference_steps: Annotated[int, Field(ge=10, le=100)] = 32
+    """The number of inference steps to use for the music generation."""
+
+
+class Output(FalModel):
+    audio: File
+    """Generated music file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["reference_audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     lyrics: str,
@@ -120,35 +100,66 @@ def submit(
     style_prompt: str | None = None,
     music_duration: Literal["95s", "285s"] = "95s",
     cfg_strength: float = 4,
-    scheduler: Literal["euler", "midpoint", "rk4", "implicit_adams"] = "euler",
+    scheduler: Scheduler = "euler",
     num_inference_steps: int = 32,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        lyrics: The prompt to generate the song from. Must have two sections. Sections
+            start with either [chorus] or a [verse]. Required.
+        reference_audio_url: The URL of the reference audio to use for the music
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        style_prompt: The style prompt to use for the music generation. Defaults to
+            `None`.
+        music_duration: The duration of the music to generate. Defaults to `"95s"`.
+        cfg_strength: The CFG strength to use for the music generation. Between 1.0 and
+            10.0. Defaults to `4`.
+        scheduler: The scheduler to use for the music generation. Defaults to `"euler"`.
+        num_inference_steps: The number of inference steps to use for the music
+            generation. Between 10 and 100. Defaults to `32`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     lyrics: str,
@@ -156,10 +167,10 @@ def subscribe(
     style_prompt: str | None = None,
     music_duration: Literal["95s", "285s"] = "95s",
     cfg_strength: float = 4,
-    scheduler: Literal["euler", "midpoint", "rk4", "implicit_adams"] = "euler",
+    scheduler: Scheduler = "euler",
     num_inference_steps: int = 32,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -167,24 +178,54 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        lyrics: The prompt to generate the song from. Must have two sections. Sections
+            start with either [chorus] or a [verse]. Required.
+        reference_audio_url: The URL of the reference audio to use for the music
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        style_prompt: The style prompt to use for the music generation. Defaults to
+            `None`.
+        music_duration: The duration of the music to generate. Defaults to `"95s"`.
+        cfg_strength: The CFG strength to use for the music generation. Between 1.0 and
+            10.0. Defaults to `4`.
+        scheduler: The scheduler to use for the music generation. Defaults to `"euler"`.
+        num_inference_steps: The number of inference steps to use for the music
+            generation. Between 10 and 100. Defaults to `32`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     lyrics: str,
@@ -192,10 +233,10 @@ def run(
     style_prompt: str | None = None,
     music_duration: Literal["95s", "285s"] = "95s",
     cfg_strength: float = 4,
-    scheduler: Literal["euler", "midpoint", "rk4", "implicit_adams"] = "euler",
+    scheduler: Scheduler = "euler",
     num_inference_steps: int = 32,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -203,24 +244,54 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        lyrics: The prompt to generate the song from. Must have two sections. Sections
+            start with either [chorus] or a [verse]. Required.
+        reference_audio_url: The URL of the reference audio to use for the music
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        style_prompt: The style prompt to use for the music generation. Defaults to
+            `None`.
+        music_duration: The duration of the music to generate. Defaults to `"95s"`.
+        cfg_strength: The CFG strength to use for the music generation. Between 1.0 and
+            10.0. Defaults to `4`.
+        scheduler: The scheduler to use for the music generation. Defaults to `"euler"`.
+        num_inference_steps: The number of inference steps to use for the music
+            generation. Between 10 and 100. Defaults to `32`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     lyrics: str,
@@ -228,35 +299,66 @@ async def submit_async(
     style_prompt: str | None = None,
     music_duration: Literal["95s", "285s"] = "95s",
     cfg_strength: float = 4,
-    scheduler: Literal["euler", "midpoint", "rk4", "implicit_adams"] = "euler",
+    scheduler: Scheduler = "euler",
     num_inference_steps: int = 32,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        lyrics: The prompt to generate the song from. Must have two sections. Sections
+            start with either [chorus] or a [verse]. Required.
+        reference_audio_url: The URL of the reference audio to use for the music
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        style_prompt: The style prompt to use for the music generation. Defaults to
+            `None`.
+        music_duration: The duration of the music to generate. Defaults to `"95s"`.
+        cfg_strength: The CFG strength to use for the music generation. Between 1.0 and
+            10.0. Defaults to `4`.
+        scheduler: The scheduler to use for the music generation. Defaults to `"euler"`.
+        num_inference_steps: The number of inference steps to use for the music
+            generation. Between 10 and 100. Defaults to `32`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     lyrics: str,
@@ -264,10 +366,10 @@ async def subscribe_async(
     style_prompt: str | None = None,
     music_duration: Literal["95s", "285s"] = "95s",
     cfg_strength: float = 4,
-    scheduler: Literal["euler", "midpoint", "rk4", "implicit_adams"] = "euler",
+    scheduler: Scheduler = "euler",
     num_inference_steps: int = 32,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -275,24 +377,54 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        lyrics: The prompt to generate the song from. Must have two sections. Sections
+            start with either [chorus] or a [verse]. Required.
+        reference_audio_url: The URL of the reference audio to use for the music
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        style_prompt: The style prompt to use for the music generation. Defaults to
+            `None`.
+        music_duration: The duration of the music to generate. Defaults to `"95s"`.
+        cfg_strength: The CFG strength to use for the music generation. Between 1.0 and
+            10.0. Defaults to `4`.
+        scheduler: The scheduler to use for the music generation. Defaults to `"euler"`.
+        num_inference_steps: The number of inference steps to use for the music
+            generation. Between 10 and 100. Defaults to `32`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     lyrics: str,
@@ -300,10 +432,10 @@ async def run_async(
     style_prompt: str | None = None,
     music_duration: Literal["95s", "285s"] = "95s",
     cfg_strength: float = 4,
-    scheduler: Literal["euler", "midpoint", "rk4", "implicit_adams"] = "euler",
+    scheduler: Scheduler = "euler",
     num_inference_steps: int = 32,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -311,8 +443,38 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        lyrics: The prompt to generate the song from. Must have two sections. Sections
+            start with either [chorus] or a [verse]. Required.
+        reference_audio_url: The URL of the reference audio to use for the music
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        style_prompt: The style prompt to use for the music generation. Defaults to
+            `None`.
+        music_duration: The duration of the music to generate. Defaults to `"95s"`.
+        cfg_strength: The CFG strength to use for the music generation. Between 1.0 and
+            10.0. Defaults to `4`.
+        scheduler: The scheduler to use for the music generation. Defaults to `"euler"`.
+        num_inference_steps: The number of inference steps to use for the music
+            generation. Between 10 and 100. Defaults to `32`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

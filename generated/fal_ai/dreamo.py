@@ -5,140 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate an image from."""
-    first_image_url: Annotated[
-        FileInput | None, Field(title="First Reference Image URL")
-    ] = None
-    """URL of first reference image to use for generation."""
-    second_image_url: Annotated[
-        FileInput | None, Field(title="Second Reference Image URL")
-    ] = None
-    """URL of second reference image to use for generation."""
-    first_reference_task: Annotated[
-        Literal["ip", "id", "style"], Field(title="First Reference Task")
-    ] = "ip"
-    """Task for first reference image (ip/id/style)."""
-    second_reference_task: Annotated[
-        Literal["ip", "id", "style"], Field(title="Second Reference Task")
-    ] = "ip"
-    """Task for second reference image (ip/id/style)."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "square_hd"
-    """The size of the generated image."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 12
-    """The number of inference steps to perform."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of the model
-    will output the same image every time.
-    """
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 3.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """The prompt to generate an image from."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    ref_resolution: Annotated[int, Field(ge=512, le=1024, title="Ref Resolution")] = 512
-    """Resolution for reference images."""
-    true_cfg: Annotated[float, Field(ge=1.0, le=5.0, title="True Cfg")] = 1
-    """The weight of the CFG loss."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The URLs of the generated images."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used to generate the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "Image",
     "ImageSize",
     "Input",
@@ -152,26 +33,120 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/dreamo"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate an image from."""
+    first_image_url: FileInput | None = None
+    """URL of first reference image to use for generation."""
+    second_image_url: FileInput | None = None
+    """URL of second reference image to use for generation."""
+    first_reference_task: Literal["ip", "id", "style"] = "ip"
+    """Task for first reference image (ip/id/style)."""
+    second_reference_task: Literal["ip", "id", "style"] = "ip"
+    """Task for second reference image (ip/id/style)."""
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "square_hd"
+    """The size of the generated image."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 12
+    """The number of inference steps to perform."""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of the model
+    will output the same image every time.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 3.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    negative_prompt: str = ""
+    """The prompt to generate an image from."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    ref_resolution: Annotated[int, Field(ge=512, le=1024)] = 512
+    """Resolution for reference images."""
+    true_cfg: Annotated[float, Field(ge=1.0, le=5.0)] = 1
+    """The weight of the CFG loss."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The URLs of the generated images."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used to generate the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["first_image_url", "second_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -179,17 +154,7 @@ def submit(
     second_image_url: FileInput | None = None,
     first_reference_task: Literal["ip", "id", "style"] = "ip",
     second_reference_task: Literal["ip", "id", "style"] = "ip",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 12,
     seed: int | None = None,
     guidance_scale: float = 3.5,
@@ -198,33 +163,78 @@ def submit(
     ref_resolution: int = 512,
     true_cfg: float = 1,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        first_image_url: URL of first reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        second_image_url: URL of second reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        first_reference_task: Task for first reference image (ip/id/style). Defaults to
+            `"ip"`.
+        second_reference_task: Task for second reference image (ip/id/style). Defaults
+            to `"ip"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `12`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        negative_prompt: The prompt to generate an image from. Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        ref_resolution: Resolution for reference images. Between 512 and 1024. Defaults
+            to `512`.
+        true_cfg: The weight of the CFG loss. Between 1.0 and 5.0. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -232,17 +242,7 @@ def subscribe(
     second_image_url: FileInput | None = None,
     first_reference_task: Literal["ip", "id", "style"] = "ip",
     second_reference_task: Literal["ip", "id", "style"] = "ip",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 12,
     seed: int | None = None,
     guidance_scale: float = 3.5,
@@ -251,8 +251,8 @@ def subscribe(
     ref_resolution: int = 512,
     true_cfg: float = 1,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -260,24 +260,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        first_image_url: URL of first reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        second_image_url: URL of second reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        first_reference_task: Task for first reference image (ip/id/style). Defaults to
+            `"ip"`.
+        second_reference_task: Task for second reference image (ip/id/style). Defaults
+            to `"ip"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `12`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        negative_prompt: The prompt to generate an image from. Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        ref_resolution: Resolution for reference images. Between 512 and 1024. Defaults
+            to `512`.
+        true_cfg: The weight of the CFG loss. Between 1.0 and 5.0. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -285,17 +329,7 @@ def run(
     second_image_url: FileInput | None = None,
     first_reference_task: Literal["ip", "id", "style"] = "ip",
     second_reference_task: Literal["ip", "id", "style"] = "ip",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 12,
     seed: int | None = None,
     guidance_scale: float = 3.5,
@@ -304,8 +338,8 @@ def run(
     ref_resolution: int = 512,
     true_cfg: float = 1,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -313,24 +347,68 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        first_image_url: URL of first reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        second_image_url: URL of second reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        first_reference_task: Task for first reference image (ip/id/style). Defaults to
+            `"ip"`.
+        second_reference_task: Task for second reference image (ip/id/style). Defaults
+            to `"ip"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `12`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        negative_prompt: The prompt to generate an image from. Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        ref_resolution: Resolution for reference images. Between 512 and 1024. Defaults
+            to `512`.
+        true_cfg: The weight of the CFG loss. Between 1.0 and 5.0. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -338,17 +416,7 @@ async def submit_async(
     second_image_url: FileInput | None = None,
     first_reference_task: Literal["ip", "id", "style"] = "ip",
     second_reference_task: Literal["ip", "id", "style"] = "ip",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 12,
     seed: int | None = None,
     guidance_scale: float = 3.5,
@@ -357,33 +425,78 @@ async def submit_async(
     ref_resolution: int = 512,
     true_cfg: float = 1,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        first_image_url: URL of first reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        second_image_url: URL of second reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        first_reference_task: Task for first reference image (ip/id/style). Defaults to
+            `"ip"`.
+        second_reference_task: Task for second reference image (ip/id/style). Defaults
+            to `"ip"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `12`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        negative_prompt: The prompt to generate an image from. Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        ref_resolution: Resolution for reference images. Between 512 and 1024. Defaults
+            to `512`.
+        true_cfg: The weight of the CFG loss. Between 1.0 and 5.0. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -391,17 +504,7 @@ async def subscribe_async(
     second_image_url: FileInput | None = None,
     first_reference_task: Literal["ip", "id", "style"] = "ip",
     second_reference_task: Literal["ip", "id", "style"] = "ip",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 12,
     seed: int | None = None,
     guidance_scale: float = 3.5,
@@ -410,8 +513,8 @@ async def subscribe_async(
     ref_resolution: int = 512,
     true_cfg: float = 1,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -419,24 +522,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        first_image_url: URL of first reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        second_image_url: URL of second reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        first_reference_task: Task for first reference image (ip/id/style). Defaults to
+            `"ip"`.
+        second_reference_task: Task for second reference image (ip/id/style). Defaults
+            to `"ip"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `12`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        negative_prompt: The prompt to generate an image from. Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        ref_resolution: Resolution for reference images. Between 512 and 1024. Defaults
+            to `512`.
+        true_cfg: The weight of the CFG loss. Between 1.0 and 5.0. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -444,17 +591,7 @@ async def run_async(
     second_image_url: FileInput | None = None,
     first_reference_task: Literal["ip", "id", "style"] = "ip",
     second_reference_task: Literal["ip", "id", "style"] = "ip",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 12,
     seed: int | None = None,
     guidance_scale: float = 3.5,
@@ -463,8 +600,8 @@ async def run_async(
     ref_resolution: int = 512,
     true_cfg: float = 1,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -472,8 +609,52 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        first_image_url: URL of first reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        second_image_url: URL of second reference image to use for generation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        first_reference_task: Task for first reference image (ip/id/style). Defaults to
+            `"ip"`.
+        second_reference_task: Task for second reference image (ip/id/style). Defaults
+            to `"ip"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `12`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        negative_prompt: The prompt to generate an image from. Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        ref_resolution: Resolution for reference images. Between 512 and 1024. Defaults
+            to `512`.
+        true_cfg: The weight of the CFG loss. Between 1.0 and 5.0. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

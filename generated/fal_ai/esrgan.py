@@ -7,90 +7,21 @@ Upscale images by a given factor."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """Url to input image"""
-    scale: Annotated[float, Field(ge=1.0, le=8.0, title="Scale")] = 2
-    """Rescaling factor"""
-    tile: Annotated[int, Field(title="Tile")] = 0
-    """Tile size. Default is 0, that is no tile. When encountering the out-of-GPU-memory issue, please specify it, e.g., 400 or 200"""
-    face: Annotated[bool, Field(title="Face")] = False
-    """Upscaling a face"""
-    model: Annotated[
-        Literal[
-            "RealESRGAN_x4plus",
-            "RealESRGAN_x2plus",
-            "RealESRGAN_x4plus_anime_6B",
-            "RealESRGAN_x4_v3",
-            "RealESRGAN_x4_wdn_v3",
-            "RealESRGAN_x4_anime_v3",
-        ],
-        Field(title="Model"),
-    ] = "RealESRGAN_x4plus"
-    """Model to use for upscaling"""
-    output_format: Annotated[Literal["png", "jpeg"], Field(title="Output Format")] = (
-        "png"
-    )
-    """Output image format (png or jpeg)"""
-
-
-class Output(FalModel):
-    image: Image
-    """Upscaled image"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Model",
     "Image",
     "Input",
     "Output",
@@ -103,85 +34,150 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/esrgan"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Model: TypeAlias = Literal[
+    "RealESRGAN_x4plus",
+    "RealESRGAN_x2plus",
+    "RealESRGAN_x4plus_anime_6B",
+    "RealESRGAN_x4_v3",
+    "RealESRGAN_x4_wdn_v3",
+    "RealESRGAN_x4_anime_v3",
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """Url to input image"""
+    scale: Annotated[float, Field(ge=1.0, le=8.0)] = 2
+    """Rescaling factor"""
+    tile: int = 0
+    """Tile size. Default is 0, that is no tile. When encountering the out-of-GPU-memory
+    issue, please specify it, e.g., 400 or 200"""
+    face: bool = False
+    """Upscaling a face"""
+    model: Model = "RealESRGAN_x4plus"
+    """Model to use for upscaling"""
+    output_format: Literal["png", "jpeg"] = "png"
+    """Output image format (png or jpeg)"""
+
+
+class Output(FalModel):
+    image: Image
+    """Upscaled image"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
     scale: float = 2,
     tile: int = 0,
     face: bool = False,
-    model: Literal[
-        "RealESRGAN_x4plus",
-        "RealESRGAN_x2plus",
-        "RealESRGAN_x4plus_anime_6B",
-        "RealESRGAN_x4_v3",
-        "RealESRGAN_x4_wdn_v3",
-        "RealESRGAN_x4_anime_v3",
-    ] = "RealESRGAN_x4plus",
+    model: Model = "RealESRGAN_x4plus",
     output_format: Literal["png", "jpeg"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Url to input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        scale: Rescaling factor. Between 1.0 and 8.0. Defaults to `2`.
+        tile: Tile size. Default is 0, that is no tile. When encountering the
+            out-of-GPU-memory issue, please specify it, e.g., 400 or 200. Defaults to
+            `0`.
+        face: Upscaling a face. Defaults to `False`.
+        model: Model to use for upscaling. Defaults to `"RealESRGAN_x4plus"`.
+        output_format: Output image format (png or jpeg). Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
     scale: float = 2,
     tile: int = 0,
     face: bool = False,
-    model: Literal[
-        "RealESRGAN_x4plus",
-        "RealESRGAN_x2plus",
-        "RealESRGAN_x4plus_anime_6B",
-        "RealESRGAN_x4_v3",
-        "RealESRGAN_x4_wdn_v3",
-        "RealESRGAN_x4_anime_v3",
-    ] = "RealESRGAN_x4plus",
+    model: Model = "RealESRGAN_x4plus",
     output_format: Literal["png", "jpeg"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -189,41 +185,60 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Url to input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        scale: Rescaling factor. Between 1.0 and 8.0. Defaults to `2`.
+        tile: Tile size. Default is 0, that is no tile. When encountering the
+            out-of-GPU-memory issue, please specify it, e.g., 400 or 200. Defaults to
+            `0`.
+        face: Upscaling a face. Defaults to `False`.
+        model: Model to use for upscaling. Defaults to `"RealESRGAN_x4plus"`.
+        output_format: Output image format (png or jpeg). Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
     scale: float = 2,
     tile: int = 0,
     face: bool = False,
-    model: Literal[
-        "RealESRGAN_x4plus",
-        "RealESRGAN_x2plus",
-        "RealESRGAN_x4plus_anime_6B",
-        "RealESRGAN_x4_v3",
-        "RealESRGAN_x4_wdn_v3",
-        "RealESRGAN_x4_anime_v3",
-    ] = "RealESRGAN_x4plus",
+    model: Model = "RealESRGAN_x4plus",
     output_format: Literal["png", "jpeg"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -231,83 +246,122 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Url to input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        scale: Rescaling factor. Between 1.0 and 8.0. Defaults to `2`.
+        tile: Tile size. Default is 0, that is no tile. When encountering the
+            out-of-GPU-memory issue, please specify it, e.g., 400 or 200. Defaults to
+            `0`.
+        face: Upscaling a face. Defaults to `False`.
+        model: Model to use for upscaling. Defaults to `"RealESRGAN_x4plus"`.
+        output_format: Output image format (png or jpeg). Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
     scale: float = 2,
     tile: int = 0,
     face: bool = False,
-    model: Literal[
-        "RealESRGAN_x4plus",
-        "RealESRGAN_x2plus",
-        "RealESRGAN_x4plus_anime_6B",
-        "RealESRGAN_x4_v3",
-        "RealESRGAN_x4_wdn_v3",
-        "RealESRGAN_x4_anime_v3",
-    ] = "RealESRGAN_x4plus",
+    model: Model = "RealESRGAN_x4plus",
     output_format: Literal["png", "jpeg"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Url to input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        scale: Rescaling factor. Between 1.0 and 8.0. Defaults to `2`.
+        tile: Tile size. Default is 0, that is no tile. When encountering the
+            out-of-GPU-memory issue, please specify it, e.g., 400 or 200. Defaults to
+            `0`.
+        face: Upscaling a face. Defaults to `False`.
+        model: Model to use for upscaling. Defaults to `"RealESRGAN_x4plus"`.
+        output_format: Output image format (png or jpeg). Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
     scale: float = 2,
     tile: int = 0,
     face: bool = False,
-    model: Literal[
-        "RealESRGAN_x4plus",
-        "RealESRGAN_x2plus",
-        "RealESRGAN_x4plus_anime_6B",
-        "RealESRGAN_x4_v3",
-        "RealESRGAN_x4_wdn_v3",
-        "RealESRGAN_x4_anime_v3",
-    ] = "RealESRGAN_x4plus",
+    model: Model = "RealESRGAN_x4plus",
     output_format: Literal["png", "jpeg"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -315,41 +369,60 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Url to input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        scale: Rescaling factor. Between 1.0 and 8.0. Defaults to `2`.
+        tile: Tile size. Default is 0, that is no tile. When encountering the
+            out-of-GPU-memory issue, please specify it, e.g., 400 or 200. Defaults to
+            `0`.
+        face: Upscaling a face. Defaults to `False`.
+        model: Model to use for upscaling. Defaults to `"RealESRGAN_x4plus"`.
+        output_format: Output image format (png or jpeg). Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
     scale: float = 2,
     tile: int = 0,
     face: bool = False,
-    model: Literal[
-        "RealESRGAN_x4plus",
-        "RealESRGAN_x2plus",
-        "RealESRGAN_x4plus_anime_6B",
-        "RealESRGAN_x4_v3",
-        "RealESRGAN_x4_wdn_v3",
-        "RealESRGAN_x4_anime_v3",
-    ] = "RealESRGAN_x4plus",
+    model: Model = "RealESRGAN_x4plus",
     output_format: Literal["png", "jpeg"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -357,8 +430,34 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Url to input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        scale: Rescaling factor. Between 1.0 and 8.0. Defaults to `2`.
+        tile: Tile size. Default is 0, that is no tile. When encountering the
+            out-of-GPU-memory issue, please specify it, e.g., 400 or 200. Defaults to
+            `0`.
+        face: Upscaling a face. Defaults to `False`.
+        model: Model to use for upscaling. Defaults to `"RealESRGAN_x4plus"`.
+        output_format: Output image format (png or jpeg). Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,76 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate segmentation from."""
-    negative_prompt: Annotated[str | None, Field(title="Negative Prompt")] = None
-    """Areas to exclude from segmentation (will be subtracted from prompt results)"""
-    semantic_type: Annotated[bool, Field(title="Semantic Type")] = False
-    """Enable semantic level segmentation for body parts, background or multi objects"""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the input image"""
-    mask_only: Annotated[bool, Field(title="Mask Only")] = True
-    """Output only the binary mask instead of masked image"""
-    use_grounding_dino: Annotated[bool, Field(title="Use Grounding Dino")] = False
-    """Use GroundingDINO instead of SAM for segmentation"""
-    revert_mask: Annotated[bool, Field(title="Revert Mask")] = False
-    """Invert the mask (background becomes foreground and vice versa)"""
-    blur_mask: Annotated[int, Field(ge=0, le=50, title="Blur Mask")] = 0
-    """Apply Gaussian blur to the mask. Value determines kernel size (must be odd number)"""
-    expand_mask: Annotated[int, Field(ge=0, le=20, title="Expand Mask")] = 0
-    """Expand/dilate the mask by specified pixels"""
-    fill_holes: Annotated[bool, Field(title="Fill Holes")] = False
-    """Fill holes in the mask using morphological operations"""
-
-
-class Output(FalModel):
-    image: File
-    """The segmented output image"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -91,26 +31,70 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/evf-sam"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate segmentation from."""
+    negative_prompt: str | None = None
+    """Areas to exclude from segmentation (will be subtracted from prompt results)"""
+    semantic_type: bool = False
+    """Enable semantic level segmentation for body parts, background or multi objects"""
+    image_url: FileInput
+    """URL of the input image"""
+    mask_only: bool = True
+    """Output only the binary mask instead of masked image"""
+    use_grounding_dino: bool = False
+    """Use GroundingDINO instead of SAM for segmentation"""
+    revert_mask: bool = False
+    """Invert the mask (background becomes foreground and vice versa)"""
+    blur_mask: Annotated[int, Field(ge=0, le=50)] = 0
+    """Apply Gaussian blur to the mask. Value determines kernel size (must be odd
+    number)"""
+    expand_mask: Annotated[int, Field(ge=0, le=20)] = 0
+    """Expand/dilate the mask by specified pixels"""
+    fill_holes: bool = False
+    """Fill holes in the mask using morphological operations"""
+
+
+class Output(FalModel):
+    image: File
+    """The segmented output image"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -123,33 +107,70 @@ def submit(
     blur_mask: int = 0,
     expand_mask: int = 0,
     fill_holes: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate segmentation from. Required.
+        negative_prompt: Areas to exclude from segmentation (will be subtracted from
+            prompt results). Defaults to `None`.
+        semantic_type: Enable semantic level segmentation for body parts, background or
+            multi objects. Defaults to `False`.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_only: Output only the binary mask instead of masked image. Defaults to
+            `True`.
+        use_grounding_dino: Use GroundingDINO instead of SAM for segmentation. Defaults
+            to `False`.
+        revert_mask: Invert the mask (background becomes foreground and vice versa).
+            Defaults to `False`.
+        blur_mask: Apply Gaussian blur to the mask. Value determines kernel size (must
+            be odd number). Between 0 and 50. Defaults to `0`.
+        expand_mask: Expand/dilate the mask by specified pixels. Between 0 and 20.
+            Defaults to `0`.
+        fill_holes: Fill holes in the mask using morphological operations. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -162,8 +183,8 @@ def subscribe(
     blur_mask: int = 0,
     expand_mask: int = 0,
     fill_holes: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -171,24 +192,60 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate segmentation from. Required.
+        negative_prompt: Areas to exclude from segmentation (will be subtracted from
+            prompt results). Defaults to `None`.
+        semantic_type: Enable semantic level segmentation for body parts, background or
+            multi objects. Defaults to `False`.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_only: Output only the binary mask instead of masked image. Defaults to
+            `True`.
+        use_grounding_dino: Use GroundingDINO instead of SAM for segmentation. Defaults
+            to `False`.
+        revert_mask: Invert the mask (background becomes foreground and vice versa).
+            Defaults to `False`.
+        blur_mask: Apply Gaussian blur to the mask. Value determines kernel size (must
+            be odd number). Between 0 and 50. Defaults to `0`.
+        expand_mask: Expand/dilate the mask by specified pixels. Between 0 and 20.
+            Defaults to `0`.
+        fill_holes: Fill holes in the mask using morphological operations. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -201,8 +258,8 @@ def run(
     blur_mask: int = 0,
     expand_mask: int = 0,
     fill_holes: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -210,24 +267,60 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate segmentation from. Required.
+        negative_prompt: Areas to exclude from segmentation (will be subtracted from
+            prompt results). Defaults to `None`.
+        semantic_type: Enable semantic level segmentation for body parts, background or
+            multi objects. Defaults to `False`.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_only: Output only the binary mask instead of masked image. Defaults to
+            `True`.
+        use_grounding_dino: Use GroundingDINO instead of SAM for segmentation. Defaults
+            to `False`.
+        revert_mask: Invert the mask (background becomes foreground and vice versa).
+            Defaults to `False`.
+        blur_mask: Apply Gaussian blur to the mask. Value determines kernel size (must
+            be odd number). Between 0 and 50. Defaults to `0`.
+        expand_mask: Expand/dilate the mask by specified pixels. Between 0 and 20.
+            Defaults to `0`.
+        fill_holes: Fill holes in the mask using morphological operations. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -240,33 +333,70 @@ async def submit_async(
     blur_mask: int = 0,
     expand_mask: int = 0,
     fill_holes: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate segmentation from. Required.
+        negative_prompt: Areas to exclude from segmentation (will be subtracted from
+            prompt results). Defaults to `None`.
+        semantic_type: Enable semantic level segmentation for body parts, background or
+            multi objects. Defaults to `False`.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_only: Output only the binary mask instead of masked image. Defaults to
+            `True`.
+        use_grounding_dino: Use GroundingDINO instead of SAM for segmentation. Defaults
+            to `False`.
+        revert_mask: Invert the mask (background becomes foreground and vice versa).
+            Defaults to `False`.
+        blur_mask: Apply Gaussian blur to the mask. Value determines kernel size (must
+            be odd number). Between 0 and 50. Defaults to `0`.
+        expand_mask: Expand/dilate the mask by specified pixels. Between 0 and 20.
+            Defaults to `0`.
+        fill_holes: Fill holes in the mask using morphological operations. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -279,8 +409,8 @@ async def subscribe_async(
     blur_mask: int = 0,
     expand_mask: int = 0,
     fill_holes: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -288,24 +418,60 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate segmentation from. Required.
+        negative_prompt: Areas to exclude from segmentation (will be subtracted from
+            prompt results). Defaults to `None`.
+        semantic_type: Enable semantic level segmentation for body parts, background or
+            multi objects. Defaults to `False`.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_only: Output only the binary mask instead of masked image. Defaults to
+            `True`.
+        use_grounding_dino: Use GroundingDINO instead of SAM for segmentation. Defaults
+            to `False`.
+        revert_mask: Invert the mask (background becomes foreground and vice versa).
+            Defaults to `False`.
+        blur_mask: Apply Gaussian blur to the mask. Value determines kernel size (must
+            be odd number). Between 0 and 50. Defaults to `0`.
+        expand_mask: Expand/dilate the mask by specified pixels. Between 0 and 20.
+            Defaults to `0`.
+        fill_holes: Fill holes in the mask using morphological operations. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -318,8 +484,8 @@ async def run_async(
     blur_mask: int = 0,
     expand_mask: int = 0,
     fill_holes: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -327,8 +493,44 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate segmentation from. Required.
+        negative_prompt: Areas to exclude from segmentation (will be subtracted from
+            prompt results). Defaults to `None`.
+        semantic_type: Enable semantic level segmentation for body parts, background or
+            multi objects. Defaults to `False`.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_only: Output only the binary mask instead of masked image. Defaults to
+            `True`.
+        use_grounding_dino: Use GroundingDINO instead of SAM for segmentation. Defaults
+            to `False`.
+        revert_mask: Invert the mask (background becomes foreground and vice versa).
+            Defaults to `False`.
+        blur_mask: Apply Gaussian blur to the mask. Value determines kernel size (must
+            be odd number). Between 0 and 50. Defaults to `0`.
+        expand_mask: Expand/dilate the mask by specified pixels. Between 0 and 20.
+            Defaults to `0`.
+        fill_holes: Fill holes in the mask using morphological operations. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

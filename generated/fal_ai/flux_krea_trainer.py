@@ -5,85 +5,16 @@ Category: training."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    images_data_url: Annotated[FileInput, Field(title="Images Data Url")]
-    """
-    URL to zip archive with images. Try to use at least 4 images in general the more the better.
-
-    In addition to images the archive can contain text files with captions. Each text file should have the same name as the image file it corresponds to.
-    """
-    trigger_word: Annotated[str | None, Field(title="Trigger Word")] = None
-    """
-    Trigger word to be used in the captions. If None, a trigger word will not be used.
-    If no captions are provide the trigger_word will be used instead of captions. If captions are the trigger word will not be used.
-    """
-    create_masks: Annotated[bool, Field(title="Create Masks")] = True
-    """If True segmentation masks will be used in the weight the training loss. For people a face mask is used if possible."""
-    steps: Annotated[int | None, Field(ge=1, le=10000, title="Steps")] = None
-    """Number of steps to train the LoRA on."""
-    is_style: Annotated[bool, Field(title="Is Style")] = False
-    """If True, the training will be for a style. This will deactivate segmentation, captioning and will use trigger word instead. Use the trigger word to specify the style."""
-    is_input_format_already_preprocessed: Annotated[
-        bool, Field(title="Is Input Format Already Preprocessed")
-    ] = False
-    """Specifies whether the input data is already in a processed format. When set to False (default), the system expects raw input where image files and their corresponding caption files share the same name (e.g., 'photo.jpg' and 'photo.txt'). Set to True if your data is already in a preprocessed format."""
-    data_archive_format: Annotated[str | None, Field(title="Data Archive Format")] = (
-        None
-    )
-    """The format of the archive. If not specified, the format will be inferred from the URL."""
-
-
-class Output(FalModel):
-    diffusers_lora_file: File
-    """URL to the trained diffusers lora weights."""
-    config_file: File
-    """URL to the training configuration file."""
-    debug_preprocessed_output: File | None = None
-    """URL to the preprocessed images."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -100,26 +31,81 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/flux-krea-trainer"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    images_data_url: FileInput
+    """
+    URL to zip archive with images. Try to use at least 4 images in general the more the better.
+
+    In addition to images the archive can contain text files with captions. Each text file should have the same name as the image file it corresponds to.
+    """
+    trigger_word: str | None = None
+    """
+    Trigger word to be used in the captions. If None, a trigger word will not be used.
+    If no captions are provide the trigger_word will be used instead of captions. If captions are the trigger word will not be used.
+    """
+    create_masks: bool = True
+    """If True segmentation masks will be used in the weight the training loss. For
+    people a face mask is used if possible."""
+    steps: Annotated[int | None, Field(ge=1, le=10000)] = None
+    """Number of steps to train the LoRA on."""
+    is_style: bool = False
+    """If True, the training will be for a style. This will deactivate segmentation,
+    captioning and will use trigger word instead. Use the trigger word to specify the
+    style."""
+    is_input_format_already_preprocessed: bool = False
+    """Specifies whether the input data is already in a processed format. When set to
+    False (default), the system expects raw input where image files and their
+    corresponding caption files share the same name (e.g., 'photo.jpg' and 'photo.txt').
+    Set to True if your data is already in a preprocessed format."""
+    data_archive_format: str | None = None
+    """The format of the archive. If not specified, the format will be inferred from the
+    URL."""
+
+
+class Output(FalModel):
+    diffusers_lora_file: File
+    """URL to the trained diffusers lora weights."""
+    config_file: File
+    """URL to the training configuration file."""
+    debug_preprocessed_output: File | None = None
+    """URL to the preprocessed images."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["images_data_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     images_data_url: FileInput,
@@ -129,33 +115,74 @@ def submit(
     is_style: bool = False,
     is_input_format_already_preprocessed: bool = False,
     data_archive_format: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images. Try to use at least 4 images in
+            general the more the better. In addition to images the archive can contain
+            text files with captions. Each text file should have the same name as the
+            image file it corresponds to. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        trigger_word: Trigger word to be used in the captions. If None, a trigger word
+            will not be used. If no captions are provide the trigger_word will be used
+            instead of captions. If captions are the trigger word will not be used.
+            Defaults to `None`.
+        create_masks: If True segmentation masks will be used in the weight the training
+            loss. For people a face mask is used if possible. Defaults to `True`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `None`.
+        is_style: If True, the training will be for a style. This will deactivate
+            segmentation, captioning and will use trigger word instead. Use the trigger
+            word to specify the style. Defaults to `False`.
+        is_input_format_already_preprocessed: Specifies whether the input data is
+            already in a processed format. When set to False (default), the system
+            expects raw input where image files and their corresponding caption files
+            share the same name (e.g., 'photo.jpg' and 'photo.txt'). Set to True if your
+            data is already in a preprocessed format. Defaults to `False`.
+        data_archive_format: The format of the archive. If not specified, the format
+            will be inferred from the URL. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     images_data_url: FileInput,
@@ -165,8 +192,8 @@ def subscribe(
     is_style: bool = False,
     is_input_format_already_preprocessed: bool = False,
     data_archive_format: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -174,24 +201,64 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images. Try to use at least 4 images in
+            general the more the better. In addition to images the archive can contain
+            text files with captions. Each text file should have the same name as the
+            image file it corresponds to. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        trigger_word: Trigger word to be used in the captions. If None, a trigger word
+            will not be used. If no captions are provide the trigger_word will be used
+            instead of captions. If captions are the trigger word will not be used.
+            Defaults to `None`.
+        create_masks: If True segmentation masks will be used in the weight the training
+            loss. For people a face mask is used if possible. Defaults to `True`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `None`.
+        is_style: If True, the training will be for a style. This will deactivate
+            segmentation, captioning and will use trigger word instead. Use the trigger
+            word to specify the style. Defaults to `False`.
+        is_input_format_already_preprocessed: Specifies whether the input data is
+            already in a processed format. When set to False (default), the system
+            expects raw input where image files and their corresponding caption files
+            share the same name (e.g., 'photo.jpg' and 'photo.txt'). Set to True if your
+            data is already in a preprocessed format. Defaults to `False`.
+        data_archive_format: The format of the archive. If not specified, the format
+            will be inferred from the URL. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     images_data_url: FileInput,
@@ -201,8 +268,8 @@ def run(
     is_style: bool = False,
     is_input_format_already_preprocessed: bool = False,
     data_archive_format: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -210,24 +277,64 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images. Try to use at least 4 images in
+            general the more the better. In addition to images the archive can contain
+            text files with captions. Each text file should have the same name as the
+            image file it corresponds to. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        trigger_word: Trigger word to be used in the captions. If None, a trigger word
+            will not be used. If no captions are provide the trigger_word will be used
+            instead of captions. If captions are the trigger word will not be used.
+            Defaults to `None`.
+        create_masks: If True segmentation masks will be used in the weight the training
+            loss. For people a face mask is used if possible. Defaults to `True`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `None`.
+        is_style: If True, the training will be for a style. This will deactivate
+            segmentation, captioning and will use trigger word instead. Use the trigger
+            word to specify the style. Defaults to `False`.
+        is_input_format_already_preprocessed: Specifies whether the input data is
+            already in a processed format. When set to False (default), the system
+            expects raw input where image files and their corresponding caption files
+            share the same name (e.g., 'photo.jpg' and 'photo.txt'). Set to True if your
+            data is already in a preprocessed format. Defaults to `False`.
+        data_archive_format: The format of the archive. If not specified, the format
+            will be inferred from the URL. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     images_data_url: FileInput,
@@ -237,33 +344,74 @@ async def submit_async(
     is_style: bool = False,
     is_input_format_already_preprocessed: bool = False,
     data_archive_format: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images. Try to use at least 4 images in
+            general the more the better. In addition to images the archive can contain
+            text files with captions. Each text file should have the same name as the
+            image file it corresponds to. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        trigger_word: Trigger word to be used in the captions. If None, a trigger word
+            will not be used. If no captions are provide the trigger_word will be used
+            instead of captions. If captions are the trigger word will not be used.
+            Defaults to `None`.
+        create_masks: If True segmentation masks will be used in the weight the training
+            loss. For people a face mask is used if possible. Defaults to `True`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `None`.
+        is_style: If True, the training will be for a style. This will deactivate
+            segmentation, captioning and will use trigger word instead. Use the trigger
+            word to specify the style. Defaults to `False`.
+        is_input_format_already_preprocessed: Specifies whether the input data is
+            already in a processed format. When set to False (default), the system
+            expects raw input where image files and their corresponding caption files
+            share the same name (e.g., 'photo.jpg' and 'photo.txt'). Set to True if your
+            data is already in a preprocessed format. Defaults to `False`.
+        data_archive_format: The format of the archive. If not specified, the format
+            will be inferred from the URL. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     images_data_url: FileInput,
@@ -273,8 +421,8 @@ async def subscribe_async(
     is_style: bool = False,
     is_input_format_already_preprocessed: bool = False,
     data_archive_format: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -282,24 +430,64 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images. Try to use at least 4 images in
+            general the more the better. In addition to images the archive can contain
+            text files with captions. Each text file should have the same name as the
+            image file it corresponds to. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        trigger_word: Trigger word to be used in the captions. If None, a trigger word
+            will not be used. If no captions are provide the trigger_word will be used
+            instead of captions. If captions are the trigger word will not be used.
+            Defaults to `None`.
+        create_masks: If True segmentation masks will be used in the weight the training
+            loss. For people a face mask is used if possible. Defaults to `True`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `None`.
+        is_style: If True, the training will be for a style. This will deactivate
+            segmentation, captioning and will use trigger word instead. Use the trigger
+            word to specify the style. Defaults to `False`.
+        is_input_format_already_preprocessed: Specifies whether the input data is
+            already in a processed format. When set to False (default), the system
+            expects raw input where image files and their corresponding caption files
+            share the same name (e.g., 'photo.jpg' and 'photo.txt'). Set to True if your
+            data is already in a preprocessed format. Defaults to `False`.
+        data_archive_format: The format of the archive. If not specified, the format
+            will be inferred from the URL. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     images_data_url: FileInput,
@@ -309,8 +497,8 @@ async def run_async(
     is_style: bool = False,
     is_input_format_already_preprocessed: bool = False,
     data_archive_format: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -318,8 +506,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images. Try to use at least 4 images in
+            general the more the better. In addition to images the archive can contain
+            text files with captions. Each text file should have the same name as the
+            image file it corresponds to. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        trigger_word: Trigger word to be used in the captions. If None, a trigger word
+            will not be used. If no captions are provide the trigger_word will be used
+            instead of captions. If captions are the trigger word will not be used.
+            Defaults to `None`.
+        create_masks: If True segmentation masks will be used in the weight the training
+            loss. For people a face mask is used if possible. Defaults to `True`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `None`.
+        is_style: If True, the training will be for a style. This will deactivate
+            segmentation, captioning and will use trigger word instead. Use the trigger
+            word to specify the style. Defaults to `False`.
+        is_input_format_already_preprocessed: Specifies whether the input data is
+            already in a processed format. When set to False (default), the system
+            expects raw input where image files and their corresponding caption files
+            share the same name (e.g., 'photo.jpg' and 'photo.txt'). Set to True if your
+            data is already in a preprocessed format. Defaults to `False`.
+        data_archive_format: The format of the archive. If not specified, the format
+            will be inferred from the URL. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

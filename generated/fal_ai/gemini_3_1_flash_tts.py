@@ -5,254 +5,21 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field, RootModel
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field, RootModel
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input for Gemini 3.1 Flash TTS preview speech generation."""
-
-    prompt: Annotated[str, Field(max_length=50000, min_length=1, title="Prompt")]
-    """The text to convert to speech. Gemini 3.1 Flash TTS supports natural-language prompting for style, pace, accent, and emotional expression — include delivery instructions inline with the text (e.g. 'Say cheerfully: Have a wonderful day!'). Supports expressive audio tags like [sigh], [laughing], [whispering], [short pause] for fine-grained control over delivery. For multi-speaker synthesis, prefix lines with speaker aliases defined in the speakers field (e.g. 'Alice: Hello!\\nBob: Hi!')."""
-    style_instructions: Annotated[
-        str | None, Field(max_length=4000, title="Style Instructions")
-    ] = None
-    """Optional style and delivery instructions prepended to the prompt. Controls expressiveness, accent, pace, tone, and emotional expression using natural language. Use this to separate style control from the text content. Examples: 'Speak warmly and slowly', 'Read this as a dramatic newscast', 'Use a British accent with a cheerful tone', 'Whisper mysteriously'."""
-    voice: Annotated[
-        Literal[
-            "Achernar",
-            "Achird",
-            "Algenib",
-            "Algieba",
-            "Alnilam",
-            "Aoede",
-            "Autonoe",
-            "Callirrhoe",
-            "Charon",
-            "Despina",
-            "Enceladus",
-            "Erinome",
-            "Fenrir",
-            "Gacrux",
-            "Iapetus",
-            "Kore",
-            "Laomedeia",
-            "Leda",
-            "Orus",
-            "Pulcherrima",
-            "Puck",
-            "Rasalgethi",
-            "Sadachbia",
-            "Sadaltager",
-            "Schedar",
-            "Sulafat",
-            "Umbriel",
-            "Vindemiatrix",
-            "Zephyr",
-            "Zubenelgenubi",
-        ],
-        Field(title="Voice"),
-    ] = "Kore"
-    """Voice preset for single-speaker synthesis. 30 distinct voices are available. Ignored when speakers is set. Popular choices: Kore (strong, firm female), Puck (upbeat, lively male), Charon (calm, professional male), Zephyr (bright, clear female), Aoede (warm, melodic female)."""
-    language_code: Annotated[
-        Literal[
-            "Arabic (Egypt)",
-            "Bangla (Bangladesh)",
-            "Dutch (Netherlands)",
-            "English (India)",
-            "English (US)",
-            "French (France)",
-            "German (Germany)",
-            "Hindi (India)",
-            "Indonesian (Indonesia)",
-            "Italian (Italy)",
-            "Japanese (Japan)",
-            "Korean (South Korea)",
-            "Marathi (India)",
-            "Polish (Poland)",
-            "Portuguese (Brazil)",
-            "Romanian (Romania)",
-            "Russian (Russia)",
-            "Spanish (Spain)",
-            "Tamil (India)",
-            "Telugu (India)",
-            "Thai (Thailand)",
-            "Turkish (Turkey)",
-            "Ukrainian (Ukraine)",
-            "Vietnamese (Vietnam)",
-            "Afrikaans (South Africa)",
-            "Albanian (Albania)",
-            "Amharic (Ethiopia)",
-            "Arabic (World)",
-            "Armenian (Armenia)",
-            "Azerbaijani (Azerbaijan)",
-            "Basque (Spain)",
-            "Belarusian (Belarus)",
-            "Bulgarian (Bulgaria)",
-            "Burmese (Myanmar)",
-            "Catalan (Spain)",
-            "Cebuano (Philippines)",
-            "Chinese Mandarin (China)",
-            "Chinese Mandarin (Taiwan)",
-            "Croatian (Croatia)",
-            "Czech (Czech Republic)",
-            "Danish (Denmark)",
-            "English (Australia)",
-            "English (UK)",
-            "Estonian (Estonia)",
-            "Filipino (Philippines)",
-            "Finnish (Finland)",
-            "French (Canada)",
-            "Galician (Spain)",
-            "Georgian (Georgia)",
-            "Greek (Greece)",
-            "Gujarati (India)",
-            "Haitian Creole (Haiti)",
-            "Hebrew (Israel)",
-            "Hungarian (Hungary)",
-            "Icelandic (Iceland)",
-            "Javanese (Java)",
-            "Kannada (India)",
-            "Konkani (India)",
-            "Lao (Laos)",
-            "Latin (Vatican City)",
-            "Latvian (Latvia)",
-            "Lithuanian (Lithuania)",
-            "Luxembourgish (Luxembourg)",
-            "Macedonian (North Macedonia)",
-            "Maithili (India)",
-            "Malagasy (Madagascar)",
-            "Malay (Malaysia)",
-            "Malayalam (India)",
-            "Mongolian (Mongolia)",
-            "Nepali (Nepal)",
-            "Norwegian Bokmal (Norway)",
-            "Norwegian Nynorsk (Norway)",
-            "Odia (India)",
-            "Pashto (Afghanistan)",
-            "Persian (Iran)",
-            "Portuguese (Portugal)",
-            "Punjabi (India)",
-            "Serbian (Serbia)",
-            "Sindhi (India)",
-            "Sinhala (Sri Lanka)",
-            "Slovak (Slovakia)",
-            "Slovenian (Slovenia)",
-            "Spanish (Latin America)",
-            "Spanish (Mexico)",
-            "Swahili (Kenya)",
-            "Swedish (Sweden)",
-            "Urdu (Pakistan)",
-        ]
-        | None,
-        Field(title="Language Code"),
-    ] = None
-    """Language for multilingual synthesis. When set, steers the model to speak in the specified language. If not set, the model auto-detects the language from the text."""
-    speakers: Annotated[Speakers | None, Field(title="Speakers")] = None
-    """Multi-speaker voice configuration. When set, enables multi-speaker synthesis where different parts of the text are spoken by different voices. Each speaker needs a voice and a speaker_id (alias) that matches prefixes in the prompt."""
-    temperature: Annotated[float, Field(ge=0.0, le=2.0, title="Temperature")] = 1
-    """Controls the randomness of the speech output. Higher values produce more creative and varied delivery, while lower values make the output more predictable and focused."""
-    output_format: Annotated[
-        Literal["wav", "mp3", "ogg_opus"], Field(title="Output Format")
-    ] = "mp3"
-    """Audio output format. mp3: compressed, small file size (recommended). wav: uncompressed PCM wrapped in WAV (24 kHz, 16-bit mono). ogg_opus: Ogg container with Opus codec, good quality-to-size ratio."""
-
-
-class Output(FalModel):
-    """Output for Gemini text-to-speech generation."""
-
-    audio: File
-    """The generated audio file."""
-
-
-class SpeakerConfig(FalModel):
-    """Voice configuration for a single speaker in multi-speaker synthesis."""
-
-    voice: Annotated[
-        Literal[
-            "Achernar",
-            "Achird",
-            "Algenib",
-            "Algieba",
-            "Alnilam",
-            "Aoede",
-            "Autonoe",
-            "Callirrhoe",
-            "Charon",
-            "Despina",
-            "Enceladus",
-            "Erinome",
-            "Fenrir",
-            "Gacrux",
-            "Iapetus",
-            "Kore",
-            "Laomedeia",
-            "Leda",
-            "Orus",
-            "Pulcherrima",
-            "Puck",
-            "Rasalgethi",
-            "Sadachbia",
-            "Sadaltager",
-            "Schedar",
-            "Sulafat",
-            "Umbriel",
-            "Vindemiatrix",
-            "Zephyr",
-            "Zubenelgenubi",
-        ],
-        Field(title="Voice"),
-    ]
-    """Voice preset for this speaker."""
-    speaker_id: Annotated[str, Field(pattern="^\\w+$", title="Speaker Id")]
-    """Alias used to identify this speaker in the prompt. Use this alias as a prefix in the prompt field, e.g. 'Alice: Hello! Bob: Hi there!'. Must be alphanumeric with no whitespace."""
-
-
-class Speakers(RootModel[list[SpeakerConfig]]):
-    root: Annotated[
-        list[SpeakerConfig], Field(max_length=10, min_length=2, title="Speakers")
-    ]
-    """Multi-speaker voice configuration. When set, enables multi-speaker synthesis where different parts of the text are spoken by different voices. Each speaker needs a voice and a speaker_id (alias) that matches prefixes in the prompt."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Voice",
+    "LanguageCode",
     "File",
     "Input",
     "Output",
@@ -267,316 +34,328 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/gemini-3.1-flash-tts"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Voice: TypeAlias = Literal[
+    "Achernar",
+    "Achird",
+    "Algenib",
+    "Algieba",
+    "Alnilam",
+    "Aoede",
+    "Autonoe",
+    "Callirrhoe",
+    "Charon",
+    "Despina",
+    "Enceladus",
+    "Erinome",
+    "Fenrir",
+    "Gacrux",
+    "Iapetus",
+    "Kore",
+    "Laomedeia",
+    "Leda",
+    "Orus",
+    "Pulcherrima",
+    "Puck",
+    "Rasalgethi",
+    "Sadachbia",
+    "Sadaltager",
+    "Schedar",
+    "Sulafat",
+    "Umbriel",
+    "Vindemiatrix",
+    "Zephyr",
+    "Zubenelgenubi",
+]
+
+
+LanguageCode: TypeAlias = Literal[
+    "Arabic (Egypt)",
+    "Bangla (Bangladesh)",
+    "Dutch (Netherlands)",
+    "English (India)",
+    "English (US)",
+    "French (France)",
+    "German (Germany)",
+    "Hindi (India)",
+    "Indonesian (Indonesia)",
+    "Italian (Italy)",
+    "Japanese (Japan)",
+    "Korean (South Korea)",
+    "Marathi (India)",
+    "Polish (Poland)",
+    "Portuguese (Brazil)",
+    "Romanian (Romania)",
+    "Russian (Russia)",
+    "Spanish (Spain)",
+    "Tamil (India)",
+    "Telugu (India)",
+    "Thai (Thailand)",
+    "Turkish (Turkey)",
+    "Ukrainian (Ukraine)",
+    "Vietnamese (Vietnam)",
+    "Afrikaans (South Africa)",
+    "Albanian (Albania)",
+    "Amharic (Ethiopia)",
+    "Arabic (World)",
+    "Armenian (Armenia)",
+    "Azerbaijani (Azerbaijan)",
+    "Basque (Spain)",
+    "Belarusian (Belarus)",
+    "Bulgarian (Bulgaria)",
+    "Burmese (Myanmar)",
+    "Catalan (Spain)",
+    "Cebuano (Philippines)",
+    "Chinese Mandarin (China)",
+    "Chinese Mandarin (Taiwan)",
+    "Croatian (Croatia)",
+    "Czech (Czech Republic)",
+    "Danish (Denmark)",
+    "English (Australia)",
+    "English (UK)",
+    "Estonian (Estonia)",
+    "Filipino (Philippines)",
+    "Finnish (Finland)",
+    "French (Canada)",
+    "Galician (Spain)",
+    "Georgian (Georgia)",
+    "Greek (Greece)",
+    "Gujarati (India)",
+    "Haitian Creole (Haiti)",
+    "Hebrew (Israel)",
+    "Hungarian (Hungary)",
+    "Icelandic (Iceland)",
+    "Javanese (Java)",
+    "Kannada (India)",
+    "Konkani (India)",
+    "Lao (Laos)",
+    "Latin (Vatican City)",
+    "Latvian (Latvia)",
+    "Lithuanian (Lithuania)",
+    "Luxembourgish (Luxembourg)",
+    "Macedonian (North Macedonia)",
+    "Maithili (India)",
+    "Malagasy (Madagascar)",
+    "Malay (Malaysia)",
+    "Malayalam (India)",
+    "Mongolian (Mongolia)",
+    "Nepali (Nepal)",
+    "Norwegian Bokmal (Norway)",
+    "Norwegian Nynorsk (Norway)",
+    "Odia (India)",
+    "Pashto (Afghanistan)",
+    "Persian (Iran)",
+    "Portuguese (Portugal)",
+    "Punjabi (India)",
+    "Serbian (Serbia)",
+    "Sindhi (India)",
+    "Sinhala (Sri Lanka)",
+    "Slovak (Slovakia)",
+    "Slovenian (Slovenia)",
+    "Spanish (Latin America)",
+    "Spanish (Mexico)",
+    "Swahili (Kenya)",
+    "Swedish (Sweden)",
+    "Urdu (Pakistan)",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input for Gemini 3.1 Flash TTS preview speech generation."""
+
+    prompt: Annotated[str, Field(max_length=50000, min_length=1)]
+    """The text to convert to speech. Gemini 3.1 Flash TTS supports natural-language
+    prompting for style, pace, accent, and emotional expression — include delivery
+    instructions inline with the text (e.g. 'Say cheerfully: Have a wonderful day!').
+    Supports expressive audio tags like [sigh], [laughing], [whispering], [short pause]
+    for fine-grained control over delivery. For multi-speaker synthesis, prefix lines
+    with speaker aliases defined in the speakers field (e.g. 'Alice: Hello!\\nBob:
+    Hi!')."""
+    style_instructions: Annotated[str | None, Field(max_length=4000)] = None
+    """Optional style and delivery instructions prepended to the prompt. Controls
+    expressiveness, accent, pace, tone, and emotional expression using natural language.
+    Use this to separate style control from the text content. Examples: 'Speak warmly
+    and slowly', 'Read this as a dramatic newscast', 'Use a British accent with a
+    cheerful tone', 'Whisper mysteriously'."""
+    voice: Voice = "Kore"
+    """Voice preset for single-speaker synthesis. 30 distinct voices are available.
+    Ignored when speakers is set. Popular choices: Kore (strong, firm female), Puck
+    (upbeat, lively male), Charon (calm, professional male), Zephyr (bright, clear
+    female), Aoede (warm, melodic female)."""
+    language_code: LanguageCode | None = None
+    """Language for multilingual synthesis. When set, steers the model to speak in the
+    specified language. If not set, the model auto-detects the language from the
+    text."""
+    speakers: Speakers | None = None
+    """Multi-speaker voice configuration. When set, enables multi-speaker synthesis
+    where different parts of the text are spoken by different voices. Each speaker needs
+    a voice and a speaker_id (alias) that matches prefixes in the prompt."""
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """Controls the randomness of the speech output. Higher values produce more creative
+    and varied delivery, while lower values make the output more predictable and
+    focused."""
+    output_format: Literal["wav", "mp3", "ogg_opus"] = "mp3"
+    """Audio output format. mp3: compressed, small file size (recommended). wav:
+    uncompressed PCM wrapped in WAV (24 kHz, 16-bit mono). ogg_opus: Ogg container with
+    Opus codec, good quality-to-size ratio."""
+
+
+class Output(FalModel):
+    """Output for Gemini text-to-speech generation."""
+
+    audio: File
+    """The generated audio file."""
+
+
+class SpeakerConfig(FalModel):
+    """Voice configuration for a single speaker in multi-speaker synthesis."""
+
+    voice: Voice
+    """Voice preset for this speaker."""
+    speaker_id: Annotated[str, Field(pattern="^\\w+$")]
+    """Alias used to identify this speaker in the prompt. Use this alias as a prefix in
+    the prompt field, e.g. 'Alice: Hello! Bob: Hi there!'. Must be alphanumeric with no
+    whitespace."""
+
+
+class Speakers(RootModel[list[SpeakerConfig]]):
+    root: Annotated[list[SpeakerConfig], Field(max_length=10, min_length=2)]
+    """Multi-speaker voice configuration. When set, enables multi-speaker synthesis
+    where different parts of the text are spoken by different voices. Each speaker needs
+    a voice and a speaker_id (alias) that matches prefixes in the prompt."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     style_instructions: str | None = None,
-    voice: Literal[
-        "Achernar",
-        "Achird",
-        "Algenib",
-        "Algieba",
-        "Alnilam",
-        "Aoede",
-        "Autonoe",
-        "Callirrhoe",
-        "Charon",
-        "Despina",
-        "Enceladus",
-        "Erinome",
-        "Fenrir",
-        "Gacrux",
-        "Iapetus",
-        "Kore",
-        "Laomedeia",
-        "Leda",
-        "Orus",
-        "Pulcherrima",
-        "Puck",
-        "Rasalgethi",
-        "Sadachbia",
-        "Sadaltager",
-        "Schedar",
-        "Sulafat",
-        "Umbriel",
-        "Vindemiatrix",
-        "Zephyr",
-        "Zubenelgenubi",
-    ] = "Kore",
-    language_code: (
-        Literal[
-            "Arabic (Egypt)",
-            "Bangla (Bangladesh)",
-            "Dutch (Netherlands)",
-            "English (India)",
-            "English (US)",
-            "French (France)",
-            "German (Germany)",
-            "Hindi (India)",
-            "Indonesian (Indonesia)",
-            "Italian (Italy)",
-            "Japanese (Japan)",
-            "Korean (South Korea)",
-            "Marathi (India)",
-            "Polish (Poland)",
-            "Portuguese (Brazil)",
-            "Romanian (Romania)",
-            "Russian (Russia)",
-            "Spanish (Spain)",
-            "Tamil (India)",
-            "Telugu (India)",
-            "Thai (Thailand)",
-            "Turkish (Turkey)",
-            "Ukrainian (Ukraine)",
-            "Vietnamese (Vietnam)",
-            "Afrikaans (South Africa)",
-            "Albanian (Albania)",
-            "Amharic (Ethiopia)",
-            "Arabic (World)",
-            "Armenian (Armenia)",
-            "Azerbaijani (Azerbaijan)",
-            "Basque (Spain)",
-            "Belarusian (Belarus)",
-            "Bulgarian (Bulgaria)",
-            "Burmese (Myanmar)",
-            "Catalan (Spain)",
-            "Cebuano (Philippines)",
-            "Chinese Mandarin (China)",
-            "Chinese Mandarin (Taiwan)",
-            "Croatian (Croatia)",
-            "Czech (Czech Republic)",
-            "Danish (Denmark)",
-            "English (Australia)",
-            "English (UK)",
-            "Estonian (Estonia)",
-            "Filipino (Philippines)",
-            "Finnish (Finland)",
-            "French (Canada)",
-            "Galician (Spain)",
-            "Georgian (Georgia)",
-            "Greek (Greece)",
-            "Gujarati (India)",
-            "Haitian Creole (Haiti)",
-            "Hebrew (Israel)",
-            "Hungarian (Hungary)",
-            "Icelandic (Iceland)",
-            "Javanese (Java)",
-            "Kannada (India)",
-            "Konkani (India)",
-            "Lao (Laos)",
-            "Latin (Vatican City)",
-            "Latvian (Latvia)",
-            "Lithuanian (Lithuania)",
-            "Luxembourgish (Luxembourg)",
-            "Macedonian (North Macedonia)",
-            "Maithili (India)",
-            "Malagasy (Madagascar)",
-            "Malay (Malaysia)",
-            "Malayalam (India)",
-            "Mongolian (Mongolia)",
-            "Nepali (Nepal)",
-            "Norwegian Bokmal (Norway)",
-            "Norwegian Nynorsk (Norway)",
-            "Odia (India)",
-            "Pashto (Afghanistan)",
-            "Persian (Iran)",
-            "Portuguese (Portugal)",
-            "Punjabi (India)",
-            "Serbian (Serbia)",
-            "Sindhi (India)",
-            "Sinhala (Sri Lanka)",
-            "Slovak (Slovakia)",
-            "Slovenian (Slovenia)",
-            "Spanish (Latin America)",
-            "Spanish (Mexico)",
-            "Swahili (Kenya)",
-            "Swedish (Sweden)",
-            "Urdu (Pakistan)",
-        ]
-        | None
-    ) = None,
+    voice: Voice = "Kore",
+    language_code: LanguageCode | None = None,
     speakers: Speakers | None = None,
     temperature: float = 1,
     output_format: Literal["wav", "mp3", "ogg_opus"] = "mp3",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to convert to speech. Gemini 3.1 Flash TTS supports
+            natural-language prompting for style, pace, accent, and emotional expression
+            — include delivery instructions inline with the text (e.g. 'Say cheerfully:
+            Have a wonderful day!'). Supports expressive audio tags like [sigh],
+            [laughing], [whispering], [short pause] for fine-grained control over
+            delivery. For multi-speaker synthesis, prefix lines with speaker aliases
+            defined in the speakers field (e.g. 'Alice: Hello!\\nBob: Hi!'). Length 1 to
+            50000. Required.
+        style_instructions: Optional style and delivery instructions prepended to the
+            prompt. Controls expressiveness, accent, pace, tone, and emotional
+            expression using natural language. Use this to separate style control from
+            the text content. Examples: 'Speak warmly and slowly', 'Read this as a
+            dramatic newscast', 'Use a British accent with a cheerful tone', 'Whisper
+            mysteriously'. Length at most 4000. Defaults to `None`.
+        voice: Voice preset for single-speaker synthesis. 30 distinct voices are
+            available. Ignored when speakers is set. Popular choices: Kore (strong, firm
+            female), Puck (upbeat, lively male), Charon (calm, professional male),
+            Zephyr (bright, clear female), Aoede (warm, melodic female). Defaults to
+            `"Kore"`.
+        language_code: Language for multilingual synthesis. When set, steers the model
+            to speak in the specified language. If not set, the model auto-detects the
+            language from the text. Defaults to `None`.
+        speakers: Multi-speaker voice configuration. When set, enables multi-speaker
+            synthesis where different parts of the text are spoken by different voices.
+            Each speaker needs a voice and a speaker_id (alias) that matches prefixes in
+            the prompt. Defaults to `None`.
+        temperature: Controls the randomness of the speech output. Higher values produce
+            more creative and varied delivery, while lower values make the output more
+            predictable and focused. Between 0.0 and 2.0. Defaults to `1`.
+        output_format: Audio output format. mp3: compressed, small file size
+            (recommended). wav: uncompressed PCM wrapped in WAV (24 kHz, 16-bit mono).
+            ogg_opus: Ogg container with Opus codec, good quality-to-size ratio.
+            Defaults to `"mp3"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     style_instructions: str | None = None,
-    voice: Literal[
-        "Achernar",
-        "Achird",
-        "Algenib",
-        "Algieba",
-        "Alnilam",
-        "Aoede",
-        "Autonoe",
-        "Callirrhoe",
-        "Charon",
-        "Despina",
-        "Enceladus",
-        "Erinome",
-        "Fenrir",
-        "Gacrux",
-        "Iapetus",
-        "Kore",
-        "Laomedeia",
-        "Leda",
-        "Orus",
-        "Pulcherrima",
-        "Puck",
-        "Rasalgethi",
-        "Sadachbia",
-        "Sadaltager",
-        "Schedar",
-        "Sulafat",
-        "Umbriel",
-        "Vindemiatrix",
-        "Zephyr",
-        "Zubenelgenubi",
-    ] = "Kore",
-    language_code: (
-        Literal[
-            "Arabic (Egypt)",
-            "Bangla (Bangladesh)",
-            "Dutch (Netherlands)",
-            "English (India)",
-            "English (US)",
-            "French (France)",
-            "German (Germany)",
-            "Hindi (India)",
-            "Indonesian (Indonesia)",
-            "Italian (Italy)",
-            "Japanese (Japan)",
-            "Korean (South Korea)",
-            "Marathi (India)",
-            "Polish (Poland)",
-            "Portuguese (Brazil)",
-            "Romanian (Romania)",
-            "Russian (Russia)",
-            "Spanish (Spain)",
-            "Tamil (India)",
-            "Telugu (India)",
-            "Thai (Thailand)",
-            "Turkish (Turkey)",
-            "Ukrainian (Ukraine)",
-            "Vietnamese (Vietnam)",
-            "Afrikaans (South Africa)",
-            "Albanian (Albania)",
-            "Amharic (Ethiopia)",
-            "Arabic (World)",
-            "Armenian (Armenia)",
-            "Azerbaijani (Azerbaijan)",
-            "Basque (Spain)",
-            "Belarusian (Belarus)",
-            "Bulgarian (Bulgaria)",
-            "Burmese (Myanmar)",
-            "Catalan (Spain)",
-            "Cebuano (Philippines)",
-            "Chinese Mandarin (China)",
-            "Chinese Mandarin (Taiwan)",
-            "Croatian (Croatia)",
-            "Czech (Czech Republic)",
-            "Danish (Denmark)",
-            "English (Australia)",
-            "English (UK)",
-            "Estonian (Estonia)",
-            "Filipino (Philippines)",
-            "Finnish (Finland)",
-            "French (Canada)",
-            "Galician (Spain)",
-            "Georgian (Georgia)",
-            "Greek (Greece)",
-            "Gujarati (India)",
-            "Haitian Creole (Haiti)",
-            "Hebrew (Israel)",
-            "Hungarian (Hungary)",
-            "Icelandic (Iceland)",
-            "Javanese (Java)",
-            "Kannada (India)",
-            "Konkani (India)",
-            "Lao (Laos)",
-            "Latin (Vatican City)",
-            "Latvian (Latvia)",
-            "Lithuanian (Lithuania)",
-            "Luxembourgish (Luxembourg)",
-            "Macedonian (North Macedonia)",
-            "Maithili (India)",
-            "Malagasy (Madagascar)",
-            "Malay (Malaysia)",
-            "Malayalam (India)",
-            "Mongolian (Mongolia)",
-            "Nepali (Nepal)",
-            "Norwegian Bokmal (Norway)",
-            "Norwegian Nynorsk (Norway)",
-            "Odia (India)",
-            "Pashto (Afghanistan)",
-            "Persian (Iran)",
-            "Portuguese (Portugal)",
-            "Punjabi (India)",
-            "Serbian (Serbia)",
-            "Sindhi (India)",
-            "Sinhala (Sri Lanka)",
-            "Slovak (Slovakia)",
-            "Slovenian (Slovenia)",
-            "Spanish (Latin America)",
-            "Spanish (Mexico)",
-            "Swahili (Kenya)",
-            "Swedish (Sweden)",
-            "Urdu (Pakistan)",
-        ]
-        | None
-    ) = None,
+    voice: Voice = "Kore",
+    language_code: LanguageCode | None = None,
     speakers: Speakers | None = None,
     temperature: float = 1,
     output_format: Literal["wav", "mp3", "ogg_opus"] = "mp3",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -584,157 +363,85 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to convert to speech. Gemini 3.1 Flash TTS supports
+            natural-language prompting for style, pace, accent, and emotional expression
+            — include delivery instructions inline with the text (e.g. 'Say cheerfully:
+            Have a wonderful day!'). Supports expressive audio tags like [sigh],
+            [laughing], [whispering], [short pause] for fine-grained control over
+            delivery. For multi-speaker synthesis, prefix lines with speaker aliases
+            defined in the speakers field (e.g. 'Alice: Hello!\\nBob: Hi!'). Length 1 to
+            50000. Required.
+        style_instructions: Optional style and delivery instructions prepended to the
+            prompt. Controls expressiveness, accent, pace, tone, and emotional
+            expression using natural language. Use this to separate style control from
+            the text content. Examples: 'Speak warmly and slowly', 'Read this as a
+            dramatic newscast', 'Use a British accent with a cheerful tone', 'Whisper
+            mysteriously'. Length at most 4000. Defaults to `None`.
+        voice: Voice preset for single-speaker synthesis. 30 distinct voices are
+            available. Ignored when speakers is set. Popular choices: Kore (strong, firm
+            female), Puck (upbeat, lively male), Charon (calm, professional male),
+            Zephyr (bright, clear female), Aoede (warm, melodic female). Defaults to
+            `"Kore"`.
+        language_code: Language for multilingual synthesis. When set, steers the model
+            to speak in the specified language. If not set, the model auto-detects the
+            language from the text. Defaults to `None`.
+        speakers: Multi-speaker voice configuration. When set, enables multi-speaker
+            synthesis where different parts of the text are spoken by different voices.
+            Each speaker needs a voice and a speaker_id (alias) that matches prefixes in
+            the prompt. Defaults to `None`.
+        temperature: Controls the randomness of the speech output. Higher values produce
+            more creative and varied delivery, while lower values make the output more
+            predictable and focused. Between 0.0 and 2.0. Defaults to `1`.
+        output_format: Audio output format. mp3: compressed, small file size
+            (recommended). wav: uncompressed PCM wrapped in WAV (24 kHz, 16-bit mono).
+            ogg_opus: Ogg container with Opus codec, good quality-to-size ratio.
+            Defaults to `"mp3"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     style_instructions: str | None = None,
-    voice: Literal[
-        "Achernar",
-        "Achird",
-        "Algenib",
-        "Algieba",
-        "Alnilam",
-        "Aoede",
-        "Autonoe",
-        "Callirrhoe",
-        "Charon",
-        "Despina",
-        "Enceladus",
-        "Erinome",
-        "Fenrir",
-        "Gacrux",
-        "Iapetus",
-        "Kore",
-        "Laomedeia",
-        "Leda",
-        "Orus",
-        "Pulcherrima",
-        "Puck",
-        "Rasalgethi",
-        "Sadachbia",
-        "Sadaltager",
-        "Schedar",
-        "Sulafat",
-        "Umbriel",
-        "Vindemiatrix",
-        "Zephyr",
-        "Zubenelgenubi",
-    ] = "Kore",
-    language_code: (
-        Literal[
-            "Arabic (Egypt)",
-            "Bangla (Bangladesh)",
-            "Dutch (Netherlands)",
-            "English (India)",
-            "English (US)",
-            "French (France)",
-            "German (Germany)",
-            "Hindi (India)",
-            "Indonesian (Indonesia)",
-            "Italian (Italy)",
-            "Japanese (Japan)",
-            "Korean (South Korea)",
-            "Marathi (India)",
-            "Polish (Poland)",
-            "Portuguese (Brazil)",
-            "Romanian (Romania)",
-            "Russian (Russia)",
-            "Spanish (Spain)",
-            "Tamil (India)",
-            "Telugu (India)",
-            "Thai (Thailand)",
-            "Turkish (Turkey)",
-            "Ukrainian (Ukraine)",
-            "Vietnamese (Vietnam)",
-            "Afrikaans (South Africa)",
-            "Albanian (Albania)",
-            "Amharic (Ethiopia)",
-            "Arabic (World)",
-            "Armenian (Armenia)",
-            "Azerbaijani (Azerbaijan)",
-            "Basque (Spain)",
-            "Belarusian (Belarus)",
-            "Bulgarian (Bulgaria)",
-            "Burmese (Myanmar)",
-            "Catalan (Spain)",
-            "Cebuano (Philippines)",
-            "Chinese Mandarin (China)",
-            "Chinese Mandarin (Taiwan)",
-            "Croatian (Croatia)",
-            "Czech (Czech Republic)",
-            "Danish (Denmark)",
-            "English (Australia)",
-            "English (UK)",
-            "Estonian (Estonia)",
-            "Filipino (Philippines)",
-            "Finnish (Finland)",
-            "French (Canada)",
-            "Galician (Spain)",
-            "Georgian (Georgia)",
-            "Greek (Greece)",
-            "Gujarati (India)",
-            "Haitian Creole (Haiti)",
-            "Hebrew (Israel)",
-            "Hungarian (Hungary)",
-            "Icelandic (Iceland)",
-            "Javanese (Java)",
-            "Kannada (India)",
-            "Konkani (India)",
-            "Lao (Laos)",
-            "Latin (Vatican City)",
-            "Latvian (Latvia)",
-            "Lithuanian (Lithuania)",
-            "Luxembourgish (Luxembourg)",
-            "Macedonian (North Macedonia)",
-            "Maithili (India)",
-            "Malagasy (Madagascar)",
-            "Malay (Malaysia)",
-            "Malayalam (India)",
-            "Mongolian (Mongolia)",
-            "Nepali (Nepal)",
-            "Norwegian Bokmal (Norway)",
-            "Norwegian Nynorsk (Norway)",
-            "Odia (India)",
-            "Pashto (Afghanistan)",
-            "Persian (Iran)",
-            "Portuguese (Portugal)",
-            "Punjabi (India)",
-            "Serbian (Serbia)",
-            "Sindhi (India)",
-            "Sinhala (Sri Lanka)",
-            "Slovak (Slovakia)",
-            "Slovenian (Slovenia)",
-            "Spanish (Latin America)",
-            "Spanish (Mexico)",
-            "Swahili (Kenya)",
-            "Swedish (Sweden)",
-            "Urdu (Pakistan)",
-        ]
-        | None
-    ) = None,
+    voice: Voice = "Kore",
+    language_code: LanguageCode | None = None,
     speakers: Speakers | None = None,
     temperature: float = 1,
     output_format: Literal["wav", "mp3", "ogg_opus"] = "mp3",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -742,315 +449,172 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to convert to speech. Gemini 3.1 Flash TTS supports
+            natural-language prompting for style, pace, accent, and emotional expression
+            — include delivery instructions inline with the text (e.g. 'Say cheerfully:
+            Have a wonderful day!'). Supports expressive audio tags like [sigh],
+            [laughing], [whispering], [short pause] for fine-grained control over
+            delivery. For multi-speaker synthesis, prefix lines with speaker aliases
+            defined in the speakers field (e.g. 'Alice: Hello!\\nBob: Hi!'). Length 1 to
+            50000. Required.
+        style_instructions: Optional style and delivery instructions prepended to the
+            prompt. Controls expressiveness, accent, pace, tone, and emotional
+            expression using natural language. Use this to separate style control from
+            the text content. Examples: 'Speak warmly and slowly', 'Read this as a
+            dramatic newscast', 'Use a British accent with a cheerful tone', 'Whisper
+            mysteriously'. Length at most 4000. Defaults to `None`.
+        voice: Voice preset for single-speaker synthesis. 30 distinct voices are
+            available. Ignored when speakers is set. Popular choices: Kore (strong, firm
+            female), Puck (upbeat, lively male), Charon (calm, professional male),
+            Zephyr (bright, clear female), Aoede (warm, melodic female). Defaults to
+            `"Kore"`.
+        language_code: Language for multilingual synthesis. When set, steers the model
+            to speak in the specified language. If not set, the model auto-detects the
+            language from the text. Defaults to `None`.
+        speakers: Multi-speaker voice configuration. When set, enables multi-speaker
+            synthesis where different parts of the text are spoken by different voices.
+            Each speaker needs a voice and a speaker_id (alias) that matches prefixes in
+            the prompt. Defaults to `None`.
+        temperature: Controls the randomness of the speech output. Higher values produce
+            more creative and varied delivery, while lower values make the output more
+            predictable and focused. Between 0.0 and 2.0. Defaults to `1`.
+        output_format: Audio output format. mp3: compressed, small file size
+            (recommended). wav: uncompressed PCM wrapped in WAV (24 kHz, 16-bit mono).
+            ogg_opus: Ogg container with Opus codec, good quality-to-size ratio.
+            Defaults to `"mp3"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     style_instructions: str | None = None,
-    voice: Literal[
-        "Achernar",
-        "Achird",
-        "Algenib",
-        "Algieba",
-        "Alnilam",
-        "Aoede",
-        "Autonoe",
-        "Callirrhoe",
-        "Charon",
-        "Despina",
-        "Enceladus",
-        "Erinome",
-        "Fenrir",
-        "Gacrux",
-        "Iapetus",
-        "Kore",
-        "Laomedeia",
-        "Leda",
-        "Orus",
-        "Pulcherrima",
-        "Puck",
-        "Rasalgethi",
-        "Sadachbia",
-        "Sadaltager",
-        "Schedar",
-        "Sulafat",
-        "Umbriel",
-        "Vindemiatrix",
-        "Zephyr",
-        "Zubenelgenubi",
-    ] = "Kore",
-    language_code: (
-        Literal[
-            "Arabic (Egypt)",
-            "Bangla (Bangladesh)",
-            "Dutch (Netherlands)",
-            "English (India)",
-            "English (US)",
-            "French (France)",
-            "German (Germany)",
-            "Hindi (India)",
-            "Indonesian (Indonesia)",
-            "Italian (Italy)",
-            "Japanese (Japan)",
-            "Korean (South Korea)",
-            "Marathi (India)",
-            "Polish (Poland)",
-            "Portuguese (Brazil)",
-            "Romanian (Romania)",
-            "Russian (Russia)",
-            "Spanish (Spain)",
-            "Tamil (India)",
-            "Telugu (India)",
-            "Thai (Thailand)",
-            "Turkish (Turkey)",
-            "Ukrainian (Ukraine)",
-            "Vietnamese (Vietnam)",
-            "Afrikaans (South Africa)",
-            "Albanian (Albania)",
-            "Amharic (Ethiopia)",
-            "Arabic (World)",
-            "Armenian (Armenia)",
-            "Azerbaijani (Azerbaijan)",
-            "Basque (Spain)",
-            "Belarusian (Belarus)",
-            "Bulgarian (Bulgaria)",
-            "Burmese (Myanmar)",
-            "Catalan (Spain)",
-            "Cebuano (Philippines)",
-            "Chinese Mandarin (China)",
-            "Chinese Mandarin (Taiwan)",
-            "Croatian (Croatia)",
-            "Czech (Czech Republic)",
-            "Danish (Denmark)",
-            "English (Australia)",
-            "English (UK)",
-            "Estonian (Estonia)",
-            "Filipino (Philippines)",
-            "Finnish (Finland)",
-            "French (Canada)",
-            "Galician (Spain)",
-            "Georgian (Georgia)",
-            "Greek (Greece)",
-            "Gujarati (India)",
-            "Haitian Creole (Haiti)",
-            "Hebrew (Israel)",
-            "Hungarian (Hungary)",
-            "Icelandic (Iceland)",
-            "Javanese (Java)",
-            "Kannada (India)",
-            "Konkani (India)",
-            "Lao (Laos)",
-            "Latin (Vatican City)",
-            "Latvian (Latvia)",
-            "Lithuanian (Lithuania)",
-            "Luxembourgish (Luxembourg)",
-            "Macedonian (North Macedonia)",
-            "Maithili (India)",
-            "Malagasy (Madagascar)",
-            "Malay (Malaysia)",
-            "Malayalam (India)",
-            "Mongolian (Mongolia)",
-            "Nepali (Nepal)",
-            "Norwegian Bokmal (Norway)",
-            "Norwegian Nynorsk (Norway)",
-            "Odia (India)",
-            "Pashto (Afghanistan)",
-            "Persian (Iran)",
-            "Portuguese (Portugal)",
-            "Punjabi (India)",
-            "Serbian (Serbia)",
-            "Sindhi (India)",
-            "Sinhala (Sri Lanka)",
-            "Slovak (Slovakia)",
-            "Slovenian (Slovenia)",
-            "Spanish (Latin America)",
-            "Spanish (Mexico)",
-            "Swahili (Kenya)",
-            "Swedish (Sweden)",
-            "Urdu (Pakistan)",
-        ]
-        | None
-    ) = None,
+    voice: Voice = "Kore",
+    language_code: LanguageCode | None = None,
     speakers: Speakers | None = None,
     temperature: float = 1,
     output_format: Literal["wav", "mp3", "ogg_opus"] = "mp3",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to convert to speech. Gemini 3.1 Flash TTS supports
+            natural-language prompting for style, pace, accent, and emotional expression
+            — include delivery instructions inline with the text (e.g. 'Say cheerfully:
+            Have a wonderful day!'). Supports expressive audio tags like [sigh],
+            [laughing], [whispering], [short pause] for fine-grained control over
+            delivery. For multi-speaker synthesis, prefix lines with speaker aliases
+            defined in the speakers field (e.g. 'Alice: Hello!\\nBob: Hi!'). Length 1 to
+            50000. Required.
+        style_instructions: Optional style and delivery instructions prepended to the
+            prompt. Controls expressiveness, accent, pace, tone, and emotional
+            expression using natural language. Use this to separate style control from
+            the text content. Examples: 'Speak warmly and slowly', 'Read this as a
+            dramatic newscast', 'Use a British accent with a cheerful tone', 'Whisper
+            mysteriously'. Length at most 4000. Defaults to `None`.
+        voice: Voice preset for single-speaker synthesis. 30 distinct voices are
+            available. Ignored when speakers is set. Popular choices: Kore (strong, firm
+            female), Puck (upbeat, lively male), Charon (calm, professional male),
+            Zephyr (bright, clear female), Aoede (warm, melodic female). Defaults to
+            `"Kore"`.
+        language_code: Language for multilingual synthesis. When set, steers the model
+            to speak in the specified language. If not set, the model auto-detects the
+            language from the text. Defaults to `None`.
+        speakers: Multi-speaker voice configuration. When set, enables multi-speaker
+            synthesis where different parts of the text are spoken by different voices.
+            Each speaker needs a voice and a speaker_id (alias) that matches prefixes in
+            the prompt. Defaults to `None`.
+        temperature: Controls the randomness of the speech output. Higher values produce
+            more creative and varied delivery, while lower values make the output more
+            predictable and focused. Between 0.0 and 2.0. Defaults to `1`.
+        output_format: Audio output format. mp3: compressed, small file size
+            (recommended). wav: uncompressed PCM wrapped in WAV (24 kHz, 16-bit mono).
+            ogg_opus: Ogg container with Opus codec, good quality-to-size ratio.
+            Defaults to `"mp3"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     style_instructions: str | None = None,
-    voice: Literal[
-        "Achernar",
-        "Achird",
-        "Algenib",
-        "Algieba",
-        "Alnilam",
-        "Aoede",
-        "Autonoe",
-        "Callirrhoe",
-        "Charon",
-        "Despina",
-        "Enceladus",
-        "Erinome",
-        "Fenrir",
-        "Gacrux",
-        "Iapetus",
-        "Kore",
-        "Laomedeia",
-        "Leda",
-        "Orus",
-        "Pulcherrima",
-        "Puck",
-        "Rasalgethi",
-        "Sadachbia",
-        "Sadaltager",
-        "Schedar",
-        "Sulafat",
-        "Umbriel",
-        "Vindemiatrix",
-        "Zephyr",
-        "Zubenelgenubi",
-    ] = "Kore",
-    language_code: (
-        Literal[
-            "Arabic (Egypt)",
-            "Bangla (Bangladesh)",
-            "Dutch (Netherlands)",
-            "English (India)",
-            "English (US)",
-            "French (France)",
-            "German (Germany)",
-            "Hindi (India)",
-            "Indonesian (Indonesia)",
-            "Italian (Italy)",
-            "Japanese (Japan)",
-            "Korean (South Korea)",
-            "Marathi (India)",
-            "Polish (Poland)",
-            "Portuguese (Brazil)",
-            "Romanian (Romania)",
-            "Russian (Russia)",
-            "Spanish (Spain)",
-            "Tamil (India)",
-            "Telugu (India)",
-            "Thai (Thailand)",
-            "Turkish (Turkey)",
-            "Ukrainian (Ukraine)",
-            "Vietnamese (Vietnam)",
-            "Afrikaans (South Africa)",
-            "Albanian (Albania)",
-            "Amharic (Ethiopia)",
-            "Arabic (World)",
-            "Armenian (Armenia)",
-            "Azerbaijani (Azerbaijan)",
-            "Basque (Spain)",
-            "Belarusian (Belarus)",
-            "Bulgarian (Bulgaria)",
-            "Burmese (Myanmar)",
-            "Catalan (Spain)",
-            "Cebuano (Philippines)",
-            "Chinese Mandarin (China)",
-            "Chinese Mandarin (Taiwan)",
-            "Croatian (Croatia)",
-            "Czech (Czech Republic)",
-            "Danish (Denmark)",
-            "English (Australia)",
-            "English (UK)",
-            "Estonian (Estonia)",
-            "Filipino (Philippines)",
-            "Finnish (Finland)",
-            "French (Canada)",
-            "Galician (Spain)",
-            "Georgian (Georgia)",
-            "Greek (Greece)",
-            "Gujarati (India)",
-            "Haitian Creole (Haiti)",
-            "Hebrew (Israel)",
-            "Hungarian (Hungary)",
-            "Icelandic (Iceland)",
-            "Javanese (Java)",
-            "Kannada (India)",
-            "Konkani (India)",
-            "Lao (Laos)",
-            "Latin (Vatican City)",
-            "Latvian (Latvia)",
-            "Lithuanian (Lithuania)",
-            "Luxembourgish (Luxembourg)",
-            "Macedonian (North Macedonia)",
-            "Maithili (India)",
-            "Malagasy (Madagascar)",
-            "Malay (Malaysia)",
-            "Malayalam (India)",
-            "Mongolian (Mongolia)",
-            "Nepali (Nepal)",
-            "Norwegian Bokmal (Norway)",
-            "Norwegian Nynorsk (Norway)",
-            "Odia (India)",
-            "Pashto (Afghanistan)",
-            "Persian (Iran)",
-            "Portuguese (Portugal)",
-            "Punjabi (India)",
-            "Serbian (Serbia)",
-            "Sindhi (India)",
-            "Sinhala (Sri Lanka)",
-            "Slovak (Slovakia)",
-            "Slovenian (Slovenia)",
-            "Spanish (Latin America)",
-            "Spanish (Mexico)",
-            "Swahili (Kenya)",
-            "Swedish (Sweden)",
-            "Urdu (Pakistan)",
-        ]
-        | None
-    ) = None,
+    voice: Voice = "Kore",
+    language_code: LanguageCode | None = None,
     speakers: Speakers | None = None,
     temperature: float = 1,
     output_format: Literal["wav", "mp3", "ogg_opus"] = "mp3",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -1058,157 +622,85 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to convert to speech. Gemini 3.1 Flash TTS supports
+            natural-language prompting for style, pace, accent, and emotional expression
+            — include delivery instructions inline with the text (e.g. 'Say cheerfully:
+            Have a wonderful day!'). Supports expressive audio tags like [sigh],
+            [laughing], [whispering], [short pause] for fine-grained control over
+            delivery. For multi-speaker synthesis, prefix lines with speaker aliases
+            defined in the speakers field (e.g. 'Alice: Hello!\\nBob: Hi!'). Length 1 to
+            50000. Required.
+        style_instructions: Optional style and delivery instructions prepended to the
+            prompt. Controls expressiveness, accent, pace, tone, and emotional
+            expression using natural language. Use this to separate style control from
+            the text content. Examples: 'Speak warmly and slowly', 'Read this as a
+            dramatic newscast', 'Use a British accent with a cheerful tone', 'Whisper
+            mysteriously'. Length at most 4000. Defaults to `None`.
+        voice: Voice preset for single-speaker synthesis. 30 distinct voices are
+            available. Ignored when speakers is set. Popular choices: Kore (strong, firm
+            female), Puck (upbeat, lively male), Charon (calm, professional male),
+            Zephyr (bright, clear female), Aoede (warm, melodic female). Defaults to
+            `"Kore"`.
+        language_code: Language for multilingual synthesis. When set, steers the model
+            to speak in the specified language. If not set, the model auto-detects the
+            language from the text. Defaults to `None`.
+        speakers: Multi-speaker voice configuration. When set, enables multi-speaker
+            synthesis where different parts of the text are spoken by different voices.
+            Each speaker needs a voice and a speaker_id (alias) that matches prefixes in
+            the prompt. Defaults to `None`.
+        temperature: Controls the randomness of the speech output. Higher values produce
+            more creative and varied delivery, while lower values make the output more
+            predictable and focused. Between 0.0 and 2.0. Defaults to `1`.
+        output_format: Audio output format. mp3: compressed, small file size
+            (recommended). wav: uncompressed PCM wrapped in WAV (24 kHz, 16-bit mono).
+            ogg_opus: Ogg container with Opus codec, good quality-to-size ratio.
+            Defaults to `"mp3"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     style_instructions: str | None = None,
-    voice: Literal[
-        "Achernar",
-        "Achird",
-        "Algenib",
-        "Algieba",
-        "Alnilam",
-        "Aoede",
-        "Autonoe",
-        "Callirrhoe",
-        "Charon",
-        "Despina",
-        "Enceladus",
-        "Erinome",
-        "Fenrir",
-        "Gacrux",
-        "Iapetus",
-        "Kore",
-        "Laomedeia",
-        "Leda",
-        "Orus",
-        "Pulcherrima",
-        "Puck",
-        "Rasalgethi",
-        "Sadachbia",
-        "Sadaltager",
-        "Schedar",
-        "Sulafat",
-        "Umbriel",
-        "Vindemiatrix",
-        "Zephyr",
-        "Zubenelgenubi",
-    ] = "Kore",
-    language_code: (
-        Literal[
-            "Arabic (Egypt)",
-            "Bangla (Bangladesh)",
-            "Dutch (Netherlands)",
-            "English (India)",
-            "English (US)",
-            "French (France)",
-            "German (Germany)",
-            "Hindi (India)",
-            "Indonesian (Indonesia)",
-            "Italian (Italy)",
-            "Japanese (Japan)",
-            "Korean (South Korea)",
-            "Marathi (India)",
-            "Polish (Poland)",
-            "Portuguese (Brazil)",
-            "Romanian (Romania)",
-            "Russian (Russia)",
-            "Spanish (Spain)",
-            "Tamil (India)",
-            "Telugu (India)",
-            "Thai (Thailand)",
-            "Turkish (Turkey)",
-            "Ukrainian (Ukraine)",
-            "Vietnamese (Vietnam)",
-            "Afrikaans (South Africa)",
-            "Albanian (Albania)",
-            "Amharic (Ethiopia)",
-            "Arabic (World)",
-            "Armenian (Armenia)",
-            "Azerbaijani (Azerbaijan)",
-            "Basque (Spain)",
-            "Belarusian (Belarus)",
-            "Bulgarian (Bulgaria)",
-            "Burmese (Myanmar)",
-            "Catalan (Spain)",
-            "Cebuano (Philippines)",
-            "Chinese Mandarin (China)",
-            "Chinese Mandarin (Taiwan)",
-            "Croatian (Croatia)",
-            "Czech (Czech Republic)",
-            "Danish (Denmark)",
-            "English (Australia)",
-            "English (UK)",
-            "Estonian (Estonia)",
-            "Filipino (Philippines)",
-            "Finnish (Finland)",
-            "French (Canada)",
-            "Galician (Spain)",
-            "Georgian (Georgia)",
-            "Greek (Greece)",
-            "Gujarati (India)",
-            "Haitian Creole (Haiti)",
-            "Hebrew (Israel)",
-            "Hungarian (Hungary)",
-            "Icelandic (Iceland)",
-            "Javanese (Java)",
-            "Kannada (India)",
-            "Konkani (India)",
-            "Lao (Laos)",
-            "Latin (Vatican City)",
-            "Latvian (Latvia)",
-            "Lithuanian (Lithuania)",
-            "Luxembourgish (Luxembourg)",
-            "Macedonian (North Macedonia)",
-            "Maithili (India)",
-            "Malagasy (Madagascar)",
-            "Malay (Malaysia)",
-            "Malayalam (India)",
-            "Mongolian (Mongolia)",
-            "Nepali (Nepal)",
-            "Norwegian Bokmal (Norway)",
-            "Norwegian Nynorsk (Norway)",
-            "Odia (India)",
-            "Pashto (Afghanistan)",
-            "Persian (Iran)",
-            "Portuguese (Portugal)",
-            "Punjabi (India)",
-            "Serbian (Serbia)",
-            "Sindhi (India)",
-            "Sinhala (Sri Lanka)",
-            "Slovak (Slovakia)",
-            "Slovenian (Slovenia)",
-            "Spanish (Latin America)",
-            "Spanish (Mexico)",
-            "Swahili (Kenya)",
-            "Swedish (Sweden)",
-            "Urdu (Pakistan)",
-        ]
-        | None
-    ) = None,
+    voice: Voice = "Kore",
+    language_code: LanguageCode | None = None,
     speakers: Speakers | None = None,
     temperature: float = 1,
     output_format: Literal["wav", "mp3", "ogg_opus"] = "mp3",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -1216,8 +708,58 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to convert to speech. Gemini 3.1 Flash TTS supports
+            natural-language prompting for style, pace, accent, and emotional expression
+            — include delivery instructions inline with the text (e.g. 'Say cheerfully:
+            Have a wonderful day!'). Supports expressive audio tags like [sigh],
+            [laughing], [whispering], [short pause] for fine-grained control over
+            delivery. For multi-speaker synthesis, prefix lines with speaker aliases
+            defined in the speakers field (e.g. 'Alice: Hello!\\nBob: Hi!'). Length 1 to
+            50000. Required.
+        style_instructions: Optional style and delivery instructions prepended to the
+            prompt. Controls expressiveness, accent, pace, tone, and emotional
+            expression using natural language. Use this to separate style control from
+            the text content. Examples: 'Speak warmly and slowly', 'Read this as a
+            dramatic newscast', 'Use a British accent with a cheerful tone', 'Whisper
+            mysteriously'. Length at most 4000. Defaults to `None`.
+        voice: Voice preset for single-speaker synthesis. 30 distinct voices are
+            available. Ignored when speakers is set. Popular choices: Kore (strong, firm
+            female), Puck (upbeat, lively male), Charon (calm, professional male),
+            Zephyr (bright, clear female), Aoede (warm, melodic female). Defaults to
+            `"Kore"`.
+        language_code: Language for multilingual synthesis. When set, steers the model
+            to speak in the specified language. If not set, the model auto-detects the
+            language from the text. Defaults to `None`.
+        speakers: Multi-speaker voice configuration. When set, enables multi-speaker
+            synthesis where different parts of the text are spoken by different voices.
+            Each speaker needs a voice and a speaker_id (alias) that matches prefixes in
+            the prompt. Defaults to `None`.
+        temperature: Controls the randomness of the speech output. Higher values produce
+            more creative and varied delivery, while lower values make the output more
+            predictable and focused. Between 0.0 and 2.0. Defaults to `1`.
+        output_format: Audio output format. mp3: compressed, small file size
+            (recommended). wav: uncompressed PCM wrapped in WAV (24 kHz, 16-bit mono).
+            ogg_opus: Ogg container with Opus codec, good quality-to-size ratio.
+            Defaults to `"mp3"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

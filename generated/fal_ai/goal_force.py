@@ -5,109 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ForceParams(FalModel):
-    x: Annotated[float, Field(ge=0.0, le=1.0, title="X")]
-    """Normalized x position of the force application point (0 = left, 1 = right)."""
-    y: Annotated[float, Field(ge=0.0, le=1.0, title="Y")]
-    """Normalized y position of the force application point (0 = top, 1 = bottom)."""
-    angle: Annotated[float, Field(ge=0.0, le=360.0, title="Angle")]
-    """Direction of force in degrees. 0 = right, 90 = up, 180 = left, 270 = down."""
-    magnitude: Annotated[float, Field(ge=30.0, le=400.0, title="Magnitude")]
-    """Strength of the force (30 = gentle push, 400 = strong impact)."""
-    mass: Annotated[float, Field(ge=-1.0, le=4.0, title="Mass")] = -1
-    """Mass of the object (1.0 to 4.0). Use -1 to let the model infer mass automatically."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")] = (
-        "A hand pushes the hanging bulb, causing it to sway."
-    )
-    """Text description of the scene and the desired physics interaction."""
-    image_url: Annotated[FileInput, Field(title="Image Url")] = (
-        "https://raw.githubusercontent.com/brown-palm/goal-force/2d0209dc27333bffdb3f06df657ae05b11407615/datasets/examples/human-object-interaction/images/_bulb_tool.png"
-    )
-    """URL of the input image (first frame). The image will be resized to 832x480."""
-    goal_force: ForceParams | None = None
-    """Indirect goal force applied to a target object. The model generates physics-plausible interactions to move the target in the specified direction. Specify either this, projectile_force, or both."""
-    projectile_force: ForceParams | None = None
-    """Direct force applied to a projectile object, causing it to move along the force direction. Specify either this, goal_force, or both."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 50
-    """Number of denoising steps. Higher values produce better quality but take longer."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0, title="Guidance Scale")] = 5
-    """Classifier-free guidance scale."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
-    )
-    """Negative prompt for generation."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable safety checker for generated content."""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The generated video."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """Timing information."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -125,26 +32,103 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/goal-force"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class ForceParams(FalModel):
+    x: Annotated[float, Field(ge=0.0, le=1.0)]
+    """Normalized x position of the force application point (0 = left, 1 = right)."""
+    y: Annotated[float, Field(ge=0.0, le=1.0)]
+    """Normalized y position of the force application point (0 = top, 1 = bottom)."""
+    angle: Annotated[float, Field(ge=0.0, le=360.0)]
+    """Direction of force in degrees. 0 = right, 90 = up, 180 = left, 270 = down."""
+    magnitude: Annotated[float, Field(ge=30.0, le=400.0)]
+    """Strength of the force (30 = gentle push, 400 = strong impact)."""
+    mass: Annotated[float, Field(ge=-1.0, le=4.0)] = -1
+    """Mass of the object (1.0 to 4.0). Use -1 to let the model infer mass
+    automatically."""
+
+
+class Input(FalModel):
+    prompt: str = "A hand pushes the hanging bulb, causing it to sway."
+    """Text description of the scene and the desired physics interaction."""
+    image_url: FileInput = (
+        "https://raw.githubusercontent.com/brown-palm/goal-force/2d0209dc27333bffdb3f06df657ae05b11407615/datasets/examples/human-object-interaction/images/_bulb_tool.png"
+    )
+    """URL of the input image (first frame). The image will be resized to 832x480."""
+    goal_force: ForceParams | None = None
+    """Indirect goal force applied to a target object. The model generates
+    physics-plausible interactions to move the target in the specified direction.
+    Specify either this, projectile_force, or both."""
+    projectile_force: ForceParams | None = None
+    """Direct force applied to a projectile object, causing it to move along the force
+    direction. Specify either this, goal_force, or both."""
+    seed: int | None = None
+    """Random seed for reproducibility."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 50
+    """Number of denoising steps. Higher values produce better quality but take
+    longer."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 5
+    """Classifier-free guidance scale."""
+    negative_prompt: str = (
+        "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+    )
+    """Negative prompt for generation."""
+    enable_safety_checker: bool = True
+    """Enable safety checker for generated content."""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The generated video."""
+    seed: int
+    """The seed used for generation."""
+    timings: dict[str, float]
+    """Timing information."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str = "A hand pushes the hanging bulb, causing it to sway.",
@@ -156,33 +140,73 @@ def submit(
     guidance_scale: float = 5,
     negative_prompt: str = "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走",
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the scene and the desired physics interaction.
+            Defaults to `"A hand pushes the hanging bulb, causing it to sway."`.
+        image_url: URL of the input image (first frame). The image will be resized to
+            832x480. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to
+            `"https://raw.githubusercontent.com/brown-palm/goal-force/2d0209dc27333bffdb3f06df657ae05b11407615/datasets/examples/human-object-interaction/images/_bulb_tool.png"`.
+        goal_force: Indirect goal force applied to a target object. The model generates
+            physics-plausible interactions to move the target in the specified
+            direction. Specify either this, projectile_force, or both. Defaults to
+            `None`.
+        projectile_force: Direct force applied to a projectile object, causing it to
+            move along the force direction. Specify either this, goal_force, or both.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `5`.
+        negative_prompt: Negative prompt for generation. Defaults to
+            `"色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"`.
+        enable_safety_checker: Enable safety checker for generated content. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str = "A hand pushes the hanging bulb, causing it to sway.",
@@ -194,8 +218,8 @@ def subscribe(
     guidance_scale: float = 5,
     negative_prompt: str = "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走",
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -203,24 +227,63 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the scene and the desired physics interaction.
+            Defaults to `"A hand pushes the hanging bulb, causing it to sway."`.
+        image_url: URL of the input image (first frame). The image will be resized to
+            832x480. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to
+            `"https://raw.githubusercontent.com/brown-palm/goal-force/2d0209dc27333bffdb3f06df657ae05b11407615/datasets/examples/human-object-interaction/images/_bulb_tool.png"`.
+        goal_force: Indirect goal force applied to a target object. The model generates
+            physics-plausible interactions to move the target in the specified
+            direction. Specify either this, projectile_force, or both. Defaults to
+            `None`.
+        projectile_force: Direct force applied to a projectile object, causing it to
+            move along the force direction. Specify either this, goal_force, or both.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `5`.
+        negative_prompt: Negative prompt for generation. Defaults to
+            `"色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"`.
+        enable_safety_checker: Enable safety checker for generated content. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str = "A hand pushes the hanging bulb, causing it to sway.",
@@ -232,8 +295,8 @@ def run(
     guidance_scale: float = 5,
     negative_prompt: str = "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走",
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -241,24 +304,63 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the scene and the desired physics interaction.
+            Defaults to `"A hand pushes the hanging bulb, causing it to sway."`.
+        image_url: URL of the input image (first frame). The image will be resized to
+            832x480. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to
+            `"https://raw.githubusercontent.com/brown-palm/goal-force/2d0209dc27333bffdb3f06df657ae05b11407615/datasets/examples/human-object-interaction/images/_bulb_tool.png"`.
+        goal_force: Indirect goal force applied to a target object. The model generates
+            physics-plausible interactions to move the target in the specified
+            direction. Specify either this, projectile_force, or both. Defaults to
+            `None`.
+        projectile_force: Direct force applied to a projectile object, causing it to
+            move along the force direction. Specify either this, goal_force, or both.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `5`.
+        negative_prompt: Negative prompt for generation. Defaults to
+            `"色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"`.
+        enable_safety_checker: Enable safety checker for generated content. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str = "A hand pushes the hanging bulb, causing it to sway.",
@@ -270,33 +372,73 @@ async def submit_async(
     guidance_scale: float = 5,
     negative_prompt: str = "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走",
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the scene and the desired physics interaction.
+            Defaults to `"A hand pushes the hanging bulb, causing it to sway."`.
+        image_url: URL of the input image (first frame). The image will be resized to
+            832x480. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to
+            `"https://raw.githubusercontent.com/brown-palm/goal-force/2d0209dc27333bffdb3f06df657ae05b11407615/datasets/examples/human-object-interaction/images/_bulb_tool.png"`.
+        goal_force: Indirect goal force applied to a target object. The model generates
+            physics-plausible interactions to move the target in the specified
+            direction. Specify either this, projectile_force, or both. Defaults to
+            `None`.
+        projectile_force: Direct force applied to a projectile object, causing it to
+            move along the force direction. Specify either this, goal_force, or both.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `5`.
+        negative_prompt: Negative prompt for generation. Defaults to
+            `"色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"`.
+        enable_safety_checker: Enable safety checker for generated content. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str = "A hand pushes the hanging bulb, causing it to sway.",
@@ -308,8 +450,8 @@ async def subscribe_async(
     guidance_scale: float = 5,
     negative_prompt: str = "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走",
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -317,24 +459,63 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the scene and the desired physics interaction.
+            Defaults to `"A hand pushes the hanging bulb, causing it to sway."`.
+        image_url: URL of the input image (first frame). The image will be resized to
+            832x480. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to
+            `"https://raw.githubusercontent.com/brown-palm/goal-force/2d0209dc27333bffdb3f06df657ae05b11407615/datasets/examples/human-object-interaction/images/_bulb_tool.png"`.
+        goal_force: Indirect goal force applied to a target object. The model generates
+            physics-plausible interactions to move the target in the specified
+            direction. Specify either this, projectile_force, or both. Defaults to
+            `None`.
+        projectile_force: Direct force applied to a projectile object, causing it to
+            move along the force direction. Specify either this, goal_force, or both.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `5`.
+        negative_prompt: Negative prompt for generation. Defaults to
+            `"色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"`.
+        enable_safety_checker: Enable safety checker for generated content. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str = "A hand pushes the hanging bulb, causing it to sway.",
@@ -346,8 +527,8 @@ async def run_async(
     guidance_scale: float = 5,
     negative_prompt: str = "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走",
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -355,8 +536,47 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the scene and the desired physics interaction.
+            Defaults to `"A hand pushes the hanging bulb, causing it to sway."`.
+        image_url: URL of the input image (first frame). The image will be resized to
+            832x480. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to
+            `"https://raw.githubusercontent.com/brown-palm/goal-force/2d0209dc27333bffdb3f06df657ae05b11407615/datasets/examples/human-object-interaction/images/_bulb_tool.png"`.
+        goal_force: Indirect goal force applied to a target object. The model generates
+            physics-plausible interactions to move the target in the specified
+            direction. Specify either this, projectile_force, or both. Defaults to
+            `None`.
+        projectile_force: Direct force applied to a projectile object, causing it to
+            move along the force direction. Specify either this, goal_force, or both.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `5`.
+        negative_prompt: Negative prompt for generation. Defaults to
+            `"色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"`.
+        enable_safety_checker: Enable safety checker for generated content. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

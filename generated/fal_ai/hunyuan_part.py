@@ -5,84 +5,16 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    model_file_url: Annotated[FileInput, Field(title="Model File Url")]
-    """URL of the 3D model file (.glb or .obj) to process for segmentation."""
-    point_prompt_x: Annotated[float, Field(ge=-1.0, le=1.0, title="Point Prompt X")] = 0
-    """X coordinate of the point prompt for segmentation (normalized space -1 to 1)."""
-    point_prompt_y: Annotated[float, Field(ge=-1.0, le=1.0, title="Point Prompt Y")] = 0
-    """Y coordinate of the point prompt for segmentation (normalized space -1 to 1)."""
-    point_prompt_z: Annotated[float, Field(ge=-1.0, le=1.0, title="Point Prompt Z")] = 0
-    """Z coordinate of the point prompt for segmentation (normalized space -1 to 1)."""
-    point_num: Annotated[int, Field(ge=10000, le=500000, title="Point Num")] = 100000
-    """Number of points to sample from the mesh."""
-    use_normal: Annotated[bool, Field(title="Use Normal")] = True
-    """Whether to use normal information for segmentation."""
-    noise_std: Annotated[float, Field(ge=0.0, le=0.02, title="Noise Std")] = 0
-    """Standard deviation of noise to add to sampled points."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The same seed and input will produce the same segmentation results."""
-
-
-class Output(FalModel):
-    segmented_mesh: File
-    """Segmented 3D mesh with mask applied."""
-    mask_1_mesh: File
-    """Mesh showing segmentation mask 1."""
-    mask_2_mesh: File
-    """Mesh showing segmentation mask 2."""
-    mask_3_mesh: File
-    """Mesh showing segmentation mask 3."""
-    best_mask_index: Annotated[int, Field(title="Best Mask Index")]
-    """Index of the best mask (1, 2, or 3) based on IoU score."""
-    iou_scores: Annotated[list[float], Field(title="Iou Scores")]
-    """IoU scores for each of the three masks."""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed value used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -99,26 +31,77 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/hunyuan-part"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    model_file_url: FileInput
+    """URL of the 3D model file (.glb or .obj) to process for segmentation."""
+    point_prompt_x: Annotated[float, Field(ge=-1.0, le=1.0)] = 0
+    """X coordinate of the point prompt for segmentation (normalized space -1 to 1)."""
+    point_prompt_y: Annotated[float, Field(ge=-1.0, le=1.0)] = 0
+    """Y coordinate of the point prompt for segmentation (normalized space -1 to 1)."""
+    point_prompt_z: Annotated[float, Field(ge=-1.0, le=1.0)] = 0
+    """Z coordinate of the point prompt for segmentation (normalized space -1 to 1)."""
+    point_num: Annotated[int, Field(ge=10000, le=500000)] = 100000
+    """Number of points to sample from the mesh."""
+    use_normal: bool = True
+    """Whether to use normal information for segmentation."""
+    noise_std: Annotated[float, Field(ge=0.0, le=0.02)] = 0
+    """Standard deviation of noise to add to sampled points."""
+    seed: int | None = None
+    """The same seed and input will produce the same segmentation results."""
+
+
+class Output(FalModel):
+    segmented_mesh: File
+    """Segmented 3D mesh with mask applied."""
+    mask_1_mesh: File
+    """Mesh showing segmentation mask 1."""
+    mask_2_mesh: File
+    """Mesh showing segmentation mask 2."""
+    mask_3_mesh: File
+    """Mesh showing segmentation mask 3."""
+    best_mask_index: int
+    """Index of the best mask (1, 2, or 3) based on IoU score."""
+    iou_scores: list[float]
+    """IoU scores for each of the three masks."""
+    seed: int
+    """Seed value used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["model_file_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     model_file_url: FileInput,
@@ -129,33 +112,68 @@ def submit(
     use_normal: bool = True,
     noise_std: float = 0,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_file_url: URL of the 3D model file (.glb or .obj) to process for
+            segmentation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        point_prompt_x: X coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_y: Y coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_z: Z coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_num: Number of points to sample from the mesh. Between 10000 and 500000.
+            Defaults to `100000`.
+        use_normal: Whether to use normal information for segmentation. Defaults to
+            `True`.
+        noise_std: Standard deviation of noise to add to sampled points. Between 0.0 and
+            0.02. Defaults to `0`.
+        seed: The same seed and input will produce the same segmentation results.
+            Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     model_file_url: FileInput,
@@ -166,8 +184,8 @@ def subscribe(
     use_normal: bool = True,
     noise_std: float = 0,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -175,24 +193,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_file_url: URL of the 3D model file (.glb or .obj) to process for
+            segmentation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        point_prompt_x: X coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_y: Y coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_z: Z coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_num: Number of points to sample from the mesh. Between 10000 and 500000.
+            Defaults to `100000`.
+        use_normal: Whether to use normal information for segmentation. Defaults to
+            `True`.
+        noise_std: Standard deviation of noise to add to sampled points. Between 0.0 and
+            0.02. Defaults to `0`.
+        seed: The same seed and input will produce the same segmentation results.
+            Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     model_file_url: FileInput,
@@ -203,8 +255,8 @@ def run(
     use_normal: bool = True,
     noise_std: float = 0,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -212,24 +264,58 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_file_url: URL of the 3D model file (.glb or .obj) to process for
+            segmentation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        point_prompt_x: X coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_y: Y coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_z: Z coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_num: Number of points to sample from the mesh. Between 10000 and 500000.
+            Defaults to `100000`.
+        use_normal: Whether to use normal information for segmentation. Defaults to
+            `True`.
+        noise_std: Standard deviation of noise to add to sampled points. Between 0.0 and
+            0.02. Defaults to `0`.
+        seed: The same seed and input will produce the same segmentation results.
+            Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     model_file_url: FileInput,
@@ -240,33 +326,68 @@ async def submit_async(
     use_normal: bool = True,
     noise_std: float = 0,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_file_url: URL of the 3D model file (.glb or .obj) to process for
+            segmentation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        point_prompt_x: X coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_y: Y coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_z: Z coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_num: Number of points to sample from the mesh. Between 10000 and 500000.
+            Defaults to `100000`.
+        use_normal: Whether to use normal information for segmentation. Defaults to
+            `True`.
+        noise_std: Standard deviation of noise to add to sampled points. Between 0.0 and
+            0.02. Defaults to `0`.
+        seed: The same seed and input will produce the same segmentation results.
+            Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     model_file_url: FileInput,
@@ -277,8 +398,8 @@ async def subscribe_async(
     use_normal: bool = True,
     noise_std: float = 0,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -286,24 +407,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_file_url: URL of the 3D model file (.glb or .obj) to process for
+            segmentation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        point_prompt_x: X coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_y: Y coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_z: Z coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_num: Number of points to sample from the mesh. Between 10000 and 500000.
+            Defaults to `100000`.
+        use_normal: Whether to use normal information for segmentation. Defaults to
+            `True`.
+        noise_std: Standard deviation of noise to add to sampled points. Between 0.0 and
+            0.02. Defaults to `0`.
+        seed: The same seed and input will produce the same segmentation results.
+            Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     model_file_url: FileInput,
@@ -314,8 +469,8 @@ async def run_async(
     use_normal: bool = True,
     noise_std: float = 0,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -323,8 +478,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_file_url: URL of the 3D model file (.glb or .obj) to process for
+            segmentation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        point_prompt_x: X coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_y: Y coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_prompt_z: Z coordinate of the point prompt for segmentation (normalized
+            space -1 to 1). Between -1.0 and 1.0. Defaults to `0`.
+        point_num: Number of points to sample from the mesh. Between 10000 and 500000.
+            Defaults to `100000`.
+        use_normal: Whether to use normal information for segmentation. Defaults to
+            `True`.
+        noise_std: Standard deviation of noise to add to sampled points. Between 0.0 and
+            0.02. Defaults to `0`.
+        seed: The same seed and input will produce the same segmentation results.
+            Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

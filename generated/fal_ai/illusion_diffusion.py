@@ -5,137 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """Input image url."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """
-    The negative prompt to use. Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    guidance_scale: Annotated[float, Field(gt=0.0, le=50.0, title="Guidance Scale")] = (
-        7.5
-    )
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    controlnet_conditioning_scale: Annotated[
-        float, Field(title="Controlnet Conditioning Scale")
-    ] = 1
-    """The scale of the ControlNet."""
-    control_guidance_start: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Control Guidance Start")
-    ] = 0
-    control_guidance_end: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Control Guidance End")
-    ] = 1
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    scheduler: Annotated[
-        Literal["DPM++ Karras SDE", "Euler"], Field(title="Scheduler")
-    ] = "Euler"
-    """Scheduler / sampler to use for the image denoising process."""
-    num_inference_steps: Annotated[
-        int, Field(ge=0, le=80, title="Number of inference steps")
-    ] = 40
-    """
-    Increasing the amount of steps tells Stable Diffusion that it should take more steps
-    to generate your final result which can increase the amount of detail in your image.
-    """
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "square_hd"
-    """
-    The size of the generated image. You can choose between some presets or
-    custom height and width that **must be multiples of 8**.
-    """
-
-
-class Output(FalModel):
-    image: Image
-    """The generated image file info."""
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "Image",
     "ImageSize",
     "Input",
@@ -149,26 +33,117 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/illusion-diffusion"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """Input image url."""
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    negative_prompt: str = ""
+    """
+    The negative prompt to use. Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    guidance_scale: Annotated[float, Field(gt=0.0, le=50.0)] = 7.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    controlnet_conditioning_scale: float = 1
+    """The scale of the ControlNet."""
+    control_guidance_start: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    control_guidance_end: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    seed: int | None = None
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    scheduler: Literal["DPM++ Karras SDE", "Euler"] = "Euler"
+    """Scheduler / sampler to use for the image denoising process."""
+    num_inference_steps: Annotated[int, Field(ge=0, le=80)] = 40
+    """
+    Increasing the amount of steps tells Stable Diffusion that it should take more steps
+    to generate your final result which can increase the amount of detail in your image.
+    """
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "square_hd"
+    """
+    The size of the generated image. You can choose between some presets or
+    custom height and width that **must be multiples of 8**.
+    """
+
+
+class Output(FalModel):
+    image: Image
+    """The generated image file info."""
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -181,44 +156,76 @@ def submit(
     seed: int | None = None,
     scheduler: Literal["DPM++ Karras SDE", "Euler"] = "Euler",
     num_inference_steps: int = 40,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    image_size: ImageSize | ImageSizePreset = "square_hd",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Greater than 0.0. At most 50.0. Defaults to `7.5`.
+        controlnet_conditioning_scale: The scale of the ControlNet. Defaults to `1`.
+        control_guidance_start: Between 0.0 and 1.0. Defaults to `0`.
+        control_guidance_end: Between 0.0 and 1.0. Defaults to `1`.
+        seed: Seed of the generated Image. It will be the same value of the one passed
+            in the input or the randomly generated that was used in case none was
+            passed. Defaults to `None`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `"Euler"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 0 and 80. Defaults to `40`.
+        image_size: The size of the generated image. You can choose between some presets
+            or custom height and width that **must be multiples of 8**. Defaults to
+            `"square_hd"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -231,19 +238,9 @@ def subscribe(
     seed: int | None = None,
     scheduler: Literal["DPM++ Karras SDE", "Euler"] = "Euler",
     num_inference_steps: int = 40,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    image_size: ImageSize | ImageSizePreset = "square_hd",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -251,24 +248,65 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Greater than 0.0. At most 50.0. Defaults to `7.5`.
+        controlnet_conditioning_scale: The scale of the ControlNet. Defaults to `1`.
+        control_guidance_start: Between 0.0 and 1.0. Defaults to `0`.
+        control_guidance_end: Between 0.0 and 1.0. Defaults to `1`.
+        seed: Seed of the generated Image. It will be the same value of the one passed
+            in the input or the randomly generated that was used in case none was
+            passed. Defaults to `None`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `"Euler"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 0 and 80. Defaults to `40`.
+        image_size: The size of the generated image. You can choose between some presets
+            or custom height and width that **must be multiples of 8**. Defaults to
+            `"square_hd"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -281,19 +319,9 @@ def run(
     seed: int | None = None,
     scheduler: Literal["DPM++ Karras SDE", "Euler"] = "Euler",
     num_inference_steps: int = 40,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    image_size: ImageSize | ImageSizePreset = "square_hd",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -301,24 +329,65 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Greater than 0.0. At most 50.0. Defaults to `7.5`.
+        controlnet_conditioning_scale: The scale of the ControlNet. Defaults to `1`.
+        control_guidance_start: Between 0.0 and 1.0. Defaults to `0`.
+        control_guidance_end: Between 0.0 and 1.0. Defaults to `1`.
+        seed: Seed of the generated Image. It will be the same value of the one passed
+            in the input or the randomly generated that was used in case none was
+            passed. Defaults to `None`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `"Euler"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 0 and 80. Defaults to `40`.
+        image_size: The size of the generated image. You can choose between some presets
+            or custom height and width that **must be multiples of 8**. Defaults to
+            `"square_hd"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -331,44 +400,76 @@ async def submit_async(
     seed: int | None = None,
     scheduler: Literal["DPM++ Karras SDE", "Euler"] = "Euler",
     num_inference_steps: int = 40,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    image_size: ImageSize | ImageSizePreset = "square_hd",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Greater than 0.0. At most 50.0. Defaults to `7.5`.
+        controlnet_conditioning_scale: The scale of the ControlNet. Defaults to `1`.
+        control_guidance_start: Between 0.0 and 1.0. Defaults to `0`.
+        control_guidance_end: Between 0.0 and 1.0. Defaults to `1`.
+        seed: Seed of the generated Image. It will be the same value of the one passed
+            in the input or the randomly generated that was used in case none was
+            passed. Defaults to `None`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `"Euler"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 0 and 80. Defaults to `40`.
+        image_size: The size of the generated image. You can choose between some presets
+            or custom height and width that **must be multiples of 8**. Defaults to
+            `"square_hd"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -381,19 +482,9 @@ async def subscribe_async(
     seed: int | None = None,
     scheduler: Literal["DPM++ Karras SDE", "Euler"] = "Euler",
     num_inference_steps: int = 40,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    image_size: ImageSize | ImageSizePreset = "square_hd",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -401,24 +492,65 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Greater than 0.0. At most 50.0. Defaults to `7.5`.
+        controlnet_conditioning_scale: The scale of the ControlNet. Defaults to `1`.
+        control_guidance_start: Between 0.0 and 1.0. Defaults to `0`.
+        control_guidance_end: Between 0.0 and 1.0. Defaults to `1`.
+        seed: Seed of the generated Image. It will be the same value of the one passed
+            in the input or the randomly generated that was used in case none was
+            passed. Defaults to `None`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `"Euler"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 0 and 80. Defaults to `40`.
+        image_size: The size of the generated image. You can choose between some presets
+            or custom height and width that **must be multiples of 8**. Defaults to
+            `"square_hd"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -431,19 +563,9 @@ async def run_async(
     seed: int | None = None,
     scheduler: Literal["DPM++ Karras SDE", "Euler"] = "Euler",
     num_inference_steps: int = 40,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    image_size: ImageSize | ImageSizePreset = "square_hd",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -451,8 +573,49 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Greater than 0.0. At most 50.0. Defaults to `7.5`.
+        controlnet_conditioning_scale: The scale of the ControlNet. Defaults to `1`.
+        control_guidance_start: Between 0.0 and 1.0. Defaults to `0`.
+        control_guidance_end: Between 0.0 and 1.0. Defaults to `1`.
+        seed: Seed of the generated Image. It will be the same value of the one passed
+            in the input or the randomly generated that was used in case none was
+            passed. Defaults to `None`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `"Euler"`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 0 and 80. Defaults to `40`.
+        image_size: The size of the generated image. You can choose between some presets
+            or custom height and width that **must be multiples of 8**. Defaults to
+            `"square_hd"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,117 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The image URL to process into improved pixel art"""
-    max_colors: Annotated[int | None, Field(ge=1, le=256, title="Max Colors")] = 32
-    """Maximum number of colors in the output palette. Set None to disable limit."""
-    auto_color_detect: Annotated[bool, Field(title="Auto Color Detect")] = False
-    """Enable automatic detection of optimal number of colors."""
-    fixed_palette: Annotated[list[str] | None, Field(title="Fixed Palette")] = None
-    """Optional fixed color palette as hex strings (e.g., ['#000000', '#ffffff'])."""
-    detect_method: Annotated[
-        Literal["auto", "runs", "edge"], Field(title="Detect Method")
-    ] = "auto"
-    """Scale detection method to use."""
-    scale: Annotated[int | None, Field(ge=1, le=64, title="Scale")] = None
-    """Force a specific pixel scale. If None, auto-detect."""
-    downscale_method: Annotated[
-        Literal["dominant", "median", "mode", "mean", "content-adaptive"],
-        Field(title="Downscale Method"),
-    ] = "dominant"
-    """Downscaling method to produce the pixel-art output."""
-    trim_borders: Annotated[bool, Field(title="Trim Borders")] = False
-    """Trim borders of the image."""
-    transparent_background: Annotated[bool, Field(title="Transparent Background")] = (
-        False
-    )
-    """Remove background of the image. This will check for contiguous color regions from the edges after correction and make them transparent."""
-    cleanup_morph: Annotated[bool, Field(title="Cleanup Morph")] = False
-    """Apply morphological operations to remove noise."""
-    cleanup_jaggy: Annotated[bool, Field(title="Cleanup Jaggy")] = False
-    """Remove isolated diagonal pixels (jaggy edge cleanup)."""
-    snap_grid: Annotated[bool, Field(title="Snap Grid")] = True
-    """Align output to the pixel grid."""
-    alpha_threshold: Annotated[int, Field(ge=0, le=255, title="Alpha Threshold")] = 128
-    """Alpha binarization threshold (0-255)."""
-    dominant_color_threshold: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Dominant Color Threshold")
-    ] = 0.05
-    """Dominant color threshold (0.0-1.0)."""
-    background_tolerance: Annotated[
-        int, Field(ge=0, le=255, title="Background Tolerance")
-    ] = 0
-    """Background tolerance (0-255)."""
-    background_mode: Annotated[
-        Literal["edges", "corners", "midpoints"], Field(title="Background Mode")
-    ] = "corners"
-    """Controls where to flood-fill from when removing the background."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    pixel_scale: Annotated[int, Field(title="Pixel Scale")]
-    """The detected pixel scale of the input."""
-    palette: Annotated[list[str], Field(title="Palette")]
-    """The palette of the processed media."""
-    num_colors: Annotated[int, Field(title="Num Colors")]
-    """The number of colors in the processed media."""
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """The processed pixel-art image (PNG) and the scaled image (PNG)."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "DownscaleMethod",
     "ImageFile",
     "Input",
     "Output",
@@ -128,26 +32,100 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/image2pixel"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+DownscaleMethod: TypeAlias = Literal[
+    "dominant", "median", "mode", "mean", "content-adaptive"
+]
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The image URL to process into improved pixel art"""
+    max_colors: Annotated[int | None, Field(ge=1, le=256)] = 32
+    """Maximum number of colors in the output palette. Set None to disable limit."""
+    auto_color_detect: bool = False
+    """Enable automatic detection of optimal number of colors."""
+    fixed_palette: list[str] | None = None
+    """Optional fixed color palette as hex strings (e.g., ['#000000', '#ffffff'])."""
+    detect_method: Literal["auto", "runs", "edge"] = "auto"
+    """Scale detection method to use."""
+    scale: Annotated[int | None, Field(ge=1, le=64)] = None
+    """Force a specific pixel scale. If None, auto-detect."""
+    downscale_method: DownscaleMethod = "dominant"
+    """Downscaling method to produce the pixel-art output."""
+    trim_borders: bool = False
+    """Trim borders of the image."""
+    transparent_background: bool = False
+    """Remove background of the image. This will check for contiguous color regions from
+    the edges after correction and make them transparent."""
+    cleanup_morph: bool = False
+    """Apply morphological operations to remove noise."""
+    cleanup_jaggy: bool = False
+    """Remove isolated diagonal pixels (jaggy edge cleanup)."""
+    snap_grid: bool = True
+    """Align output to the pixel grid."""
+    alpha_threshold: Annotated[int, Field(ge=0, le=255)] = 128
+    """Alpha binarization threshold (0-255)."""
+    dominant_color_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    """Dominant color threshold (0.0-1.0)."""
+    background_tolerance: Annotated[int, Field(ge=0, le=255)] = 0
+    """Background tolerance (0-255)."""
+    background_mode: Literal["edges", "corners", "midpoints"] = "corners"
+    """Controls where to flood-fill from when removing the background."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    pixel_scale: int
+    """The detected pixel scale of the input."""
+    palette: list[str]
+    """The palette of the processed media."""
+    num_colors: int
+    """The number of colors in the processed media."""
+    images: list[ImageFile]
+    """The processed pixel-art image (PNG) and the scaled image (PNG)."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -156,9 +134,7 @@ def submit(
     fixed_palette: list[str] | None = None,
     detect_method: Literal["auto", "runs", "edge"] = "auto",
     scale: int | None = None,
-    downscale_method: Literal[
-        "dominant", "median", "mode", "mean", "content-adaptive"
-    ] = "dominant",
+    downscale_method: DownscaleMethod = "dominant",
     trim_borders: bool = False,
     transparent_background: bool = False,
     cleanup_morph: bool = False,
@@ -169,33 +145,84 @@ def submit(
     background_tolerance: int = 0,
     background_mode: Literal["edges", "corners", "midpoints"] = "corners",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image URL to process into improved pixel art. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        max_colors: Maximum number of colors in the output palette. Set None to disable
+            limit. Between 1 and 256. Defaults to `32`.
+        auto_color_detect: Enable automatic detection of optimal number of colors.
+            Defaults to `False`.
+        fixed_palette: Optional fixed color palette as hex strings (e.g., ['#000000',
+            '#ffffff']). Defaults to `None`.
+        detect_method: Scale detection method to use. Defaults to `"auto"`.
+        scale: Force a specific pixel scale. If None, auto-detect. Between 1 and 64.
+            Defaults to `None`.
+        downscale_method: Downscaling method to produce the pixel-art output. Defaults
+            to `"dominant"`.
+        trim_borders: Trim borders of the image. Defaults to `False`.
+        transparent_background: Remove background of the image. This will check for
+            contiguous color regions from the edges after correction and make them
+            transparent. Defaults to `False`.
+        cleanup_morph: Apply morphological operations to remove noise. Defaults to
+            `False`.
+        cleanup_jaggy: Remove isolated diagonal pixels (jaggy edge cleanup). Defaults to
+            `False`.
+        snap_grid: Align output to the pixel grid. Defaults to `True`.
+        alpha_threshold: Alpha binarization threshold (0-255). Between 0 and 255.
+            Defaults to `128`.
+        dominant_color_threshold: Dominant color threshold (0.0-1.0). Between 0.0 and
+            1.0. Defaults to `0.05`.
+        background_tolerance: Background tolerance (0-255). Between 0 and 255. Defaults
+            to `0`.
+        background_mode: Controls where to flood-fill from when removing the background.
+            Defaults to `"corners"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -204,9 +231,7 @@ def subscribe(
     fixed_palette: list[str] | None = None,
     detect_method: Literal["auto", "runs", "edge"] = "auto",
     scale: int | None = None,
-    downscale_method: Literal[
-        "dominant", "median", "mode", "mean", "content-adaptive"
-    ] = "dominant",
+    downscale_method: DownscaleMethod = "dominant",
     trim_borders: bool = False,
     transparent_background: bool = False,
     cleanup_morph: bool = False,
@@ -217,8 +242,8 @@ def subscribe(
     background_tolerance: int = 0,
     background_mode: Literal["edges", "corners", "midpoints"] = "corners",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -226,24 +251,74 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image URL to process into improved pixel art. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        max_colors: Maximum number of colors in the output palette. Set None to disable
+            limit. Between 1 and 256. Defaults to `32`.
+        auto_color_detect: Enable automatic detection of optimal number of colors.
+            Defaults to `False`.
+        fixed_palette: Optional fixed color palette as hex strings (e.g., ['#000000',
+            '#ffffff']). Defaults to `None`.
+        detect_method: Scale detection method to use. Defaults to `"auto"`.
+        scale: Force a specific pixel scale. If None, auto-detect. Between 1 and 64.
+            Defaults to `None`.
+        downscale_method: Downscaling method to produce the pixel-art output. Defaults
+            to `"dominant"`.
+        trim_borders: Trim borders of the image. Defaults to `False`.
+        transparent_background: Remove background of the image. This will check for
+            contiguous color regions from the edges after correction and make them
+            transparent. Defaults to `False`.
+        cleanup_morph: Apply morphological operations to remove noise. Defaults to
+            `False`.
+        cleanup_jaggy: Remove isolated diagonal pixels (jaggy edge cleanup). Defaults to
+            `False`.
+        snap_grid: Align output to the pixel grid. Defaults to `True`.
+        alpha_threshold: Alpha binarization threshold (0-255). Between 0 and 255.
+            Defaults to `128`.
+        dominant_color_threshold: Dominant color threshold (0.0-1.0). Between 0.0 and
+            1.0. Defaults to `0.05`.
+        background_tolerance: Background tolerance (0-255). Between 0 and 255. Defaults
+            to `0`.
+        background_mode: Controls where to flood-fill from when removing the background.
+            Defaults to `"corners"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -252,9 +327,7 @@ def run(
     fixed_palette: list[str] | None = None,
     detect_method: Literal["auto", "runs", "edge"] = "auto",
     scale: int | None = None,
-    downscale_method: Literal[
-        "dominant", "median", "mode", "mean", "content-adaptive"
-    ] = "dominant",
+    downscale_method: DownscaleMethod = "dominant",
     trim_borders: bool = False,
     transparent_background: bool = False,
     cleanup_morph: bool = False,
@@ -265,8 +338,8 @@ def run(
     background_tolerance: int = 0,
     background_mode: Literal["edges", "corners", "midpoints"] = "corners",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -274,24 +347,74 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image URL to process into improved pixel art. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        max_colors: Maximum number of colors in the output palette. Set None to disable
+            limit. Between 1 and 256. Defaults to `32`.
+        auto_color_detect: Enable automatic detection of optimal number of colors.
+            Defaults to `False`.
+        fixed_palette: Optional fixed color palette as hex strings (e.g., ['#000000',
+            '#ffffff']). Defaults to `None`.
+        detect_method: Scale detection method to use. Defaults to `"auto"`.
+        scale: Force a specific pixel scale. If None, auto-detect. Between 1 and 64.
+            Defaults to `None`.
+        downscale_method: Downscaling method to produce the pixel-art output. Defaults
+            to `"dominant"`.
+        trim_borders: Trim borders of the image. Defaults to `False`.
+        transparent_background: Remove background of the image. This will check for
+            contiguous color regions from the edges after correction and make them
+            transparent. Defaults to `False`.
+        cleanup_morph: Apply morphological operations to remove noise. Defaults to
+            `False`.
+        cleanup_jaggy: Remove isolated diagonal pixels (jaggy edge cleanup). Defaults to
+            `False`.
+        snap_grid: Align output to the pixel grid. Defaults to `True`.
+        alpha_threshold: Alpha binarization threshold (0-255). Between 0 and 255.
+            Defaults to `128`.
+        dominant_color_threshold: Dominant color threshold (0.0-1.0). Between 0.0 and
+            1.0. Defaults to `0.05`.
+        background_tolerance: Background tolerance (0-255). Between 0 and 255. Defaults
+            to `0`.
+        background_mode: Controls where to flood-fill from when removing the background.
+            Defaults to `"corners"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -300,9 +423,7 @@ async def submit_async(
     fixed_palette: list[str] | None = None,
     detect_method: Literal["auto", "runs", "edge"] = "auto",
     scale: int | None = None,
-    downscale_method: Literal[
-        "dominant", "median", "mode", "mean", "content-adaptive"
-    ] = "dominant",
+    downscale_method: DownscaleMethod = "dominant",
     trim_borders: bool = False,
     transparent_background: bool = False,
     cleanup_morph: bool = False,
@@ -313,33 +434,84 @@ async def submit_async(
     background_tolerance: int = 0,
     background_mode: Literal["edges", "corners", "midpoints"] = "corners",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image URL to process into improved pixel art. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        max_colors: Maximum number of colors in the output palette. Set None to disable
+            limit. Between 1 and 256. Defaults to `32`.
+        auto_color_detect: Enable automatic detection of optimal number of colors.
+            Defaults to `False`.
+        fixed_palette: Optional fixed color palette as hex strings (e.g., ['#000000',
+            '#ffffff']). Defaults to `None`.
+        detect_method: Scale detection method to use. Defaults to `"auto"`.
+        scale: Force a specific pixel scale. If None, auto-detect. Between 1 and 64.
+            Defaults to `None`.
+        downscale_method: Downscaling method to produce the pixel-art output. Defaults
+            to `"dominant"`.
+        trim_borders: Trim borders of the image. Defaults to `False`.
+        transparent_background: Remove background of the image. This will check for
+            contiguous color regions from the edges after correction and make them
+            transparent. Defaults to `False`.
+        cleanup_morph: Apply morphological operations to remove noise. Defaults to
+            `False`.
+        cleanup_jaggy: Remove isolated diagonal pixels (jaggy edge cleanup). Defaults to
+            `False`.
+        snap_grid: Align output to the pixel grid. Defaults to `True`.
+        alpha_threshold: Alpha binarization threshold (0-255). Between 0 and 255.
+            Defaults to `128`.
+        dominant_color_threshold: Dominant color threshold (0.0-1.0). Between 0.0 and
+            1.0. Defaults to `0.05`.
+        background_tolerance: Background tolerance (0-255). Between 0 and 255. Defaults
+            to `0`.
+        background_mode: Controls where to flood-fill from when removing the background.
+            Defaults to `"corners"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -348,9 +520,7 @@ async def subscribe_async(
     fixed_palette: list[str] | None = None,
     detect_method: Literal["auto", "runs", "edge"] = "auto",
     scale: int | None = None,
-    downscale_method: Literal[
-        "dominant", "median", "mode", "mean", "content-adaptive"
-    ] = "dominant",
+    downscale_method: DownscaleMethod = "dominant",
     trim_borders: bool = False,
     transparent_background: bool = False,
     cleanup_morph: bool = False,
@@ -361,8 +531,8 @@ async def subscribe_async(
     background_tolerance: int = 0,
     background_mode: Literal["edges", "corners", "midpoints"] = "corners",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -370,24 +540,74 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image URL to process into improved pixel art. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        max_colors: Maximum number of colors in the output palette. Set None to disable
+            limit. Between 1 and 256. Defaults to `32`.
+        auto_color_detect: Enable automatic detection of optimal number of colors.
+            Defaults to `False`.
+        fixed_palette: Optional fixed color palette as hex strings (e.g., ['#000000',
+            '#ffffff']). Defaults to `None`.
+        detect_method: Scale detection method to use. Defaults to `"auto"`.
+        scale: Force a specific pixel scale. If None, auto-detect. Between 1 and 64.
+            Defaults to `None`.
+        downscale_method: Downscaling method to produce the pixel-art output. Defaults
+            to `"dominant"`.
+        trim_borders: Trim borders of the image. Defaults to `False`.
+        transparent_background: Remove background of the image. This will check for
+            contiguous color regions from the edges after correction and make them
+            transparent. Defaults to `False`.
+        cleanup_morph: Apply morphological operations to remove noise. Defaults to
+            `False`.
+        cleanup_jaggy: Remove isolated diagonal pixels (jaggy edge cleanup). Defaults to
+            `False`.
+        snap_grid: Align output to the pixel grid. Defaults to `True`.
+        alpha_threshold: Alpha binarization threshold (0-255). Between 0 and 255.
+            Defaults to `128`.
+        dominant_color_threshold: Dominant color threshold (0.0-1.0). Between 0.0 and
+            1.0. Defaults to `0.05`.
+        background_tolerance: Background tolerance (0-255). Between 0 and 255. Defaults
+            to `0`.
+        background_mode: Controls where to flood-fill from when removing the background.
+            Defaults to `"corners"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -396,9 +616,7 @@ async def run_async(
     fixed_palette: list[str] | None = None,
     detect_method: Literal["auto", "runs", "edge"] = "auto",
     scale: int | None = None,
-    downscale_method: Literal[
-        "dominant", "median", "mode", "mean", "content-adaptive"
-    ] = "dominant",
+    downscale_method: DownscaleMethod = "dominant",
     trim_borders: bool = False,
     transparent_background: bool = False,
     cleanup_morph: bool = False,
@@ -409,8 +627,8 @@ async def run_async(
     background_tolerance: int = 0,
     background_mode: Literal["edges", "corners", "midpoints"] = "corners",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -418,8 +636,58 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image URL to process into improved pixel art. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        max_colors: Maximum number of colors in the output palette. Set None to disable
+            limit. Between 1 and 256. Defaults to `32`.
+        auto_color_detect: Enable automatic detection of optimal number of colors.
+            Defaults to `False`.
+        fixed_palette: Optional fixed color palette as hex strings (e.g., ['#000000',
+            '#ffffff']). Defaults to `None`.
+        detect_method: Scale detection method to use. Defaults to `"auto"`.
+        scale: Force a specific pixel scale. If None, auto-detect. Between 1 and 64.
+            Defaults to `None`.
+        downscale_method: Downscaling method to produce the pixel-art output. Defaults
+            to `"dominant"`.
+        trim_borders: Trim borders of the image. Defaults to `False`.
+        transparent_background: Remove background of the image. This will check for
+            contiguous color regions from the edges after correction and make them
+            transparent. Defaults to `False`.
+        cleanup_morph: Apply morphological operations to remove noise. Defaults to
+            `False`.
+        cleanup_jaggy: Remove isolated diagonal pixels (jaggy edge cleanup). Defaults to
+            `False`.
+        snap_grid: Align output to the pixel grid. Defaults to `True`.
+        alpha_threshold: Alpha binarization threshold (0-255). Between 0 and 255.
+            Defaults to `128`.
+        dominant_color_threshold: Dominant color threshold (0.0-1.0). Between 0.0 and
+            1.0. Defaults to `0.05`.
+        background_tolerance: Background tolerance (0-255). Between 0 and 255. Defaults
+            to `0`.
+        background_mode: Controls where to flood-fill from when removing the background.
+            Defaults to `"corners"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

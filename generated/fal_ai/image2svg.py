@@ -5,84 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The image to convert to SVG"""
-    colormode: Annotated[Literal["color", "binary"], Field(title="Colormode")] = "color"
-    """Choose between color or binary (black and white) output"""
-    hierarchical: Annotated[
-        Literal["stacked", "cutout"], Field(title="Hierarchical")
-    ] = "stacked"
-    """Hierarchical mode: stacked or cutout"""
-    mode: Annotated[Literal["spline", "polygon"], Field(title="Mode")] = "spline"
-    """Mode: spline (curved) or polygon (straight lines)"""
-    filter_speckle: Annotated[int, Field(ge=0, le=20, title="Filter Speckle")] = 4
-    """Filter out small speckles and noise"""
-    color_precision: Annotated[int, Field(ge=1, le=10, title="Color Precision")] = 6
-    """Color quantization level"""
-    layer_difference: Annotated[int, Field(ge=1, le=32, title="Layer Difference")] = 16
-    """Layer difference threshold for hierarchical mode"""
-    corner_threshold: Annotated[int, Field(ge=0, le=180, title="Corner Threshold")] = 60
-    """Corner detection threshold in degrees"""
-    length_threshold: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Length Threshold")
-    ] = 4
-    """Length threshold for curves/lines"""
-    max_iterations: Annotated[int, Field(ge=1, le=20, title="Max Iterations")] = 10
-    """Maximum number of iterations for optimization"""
-    splice_threshold: Annotated[int, Field(ge=0, le=90, title="Splice Threshold")] = 45
-    """Splice threshold for joining paths"""
-    path_precision: Annotated[int, Field(ge=1, le=10, title="Path Precision")] = 3
-    """Decimal precision for path coordinates"""
-
-
-class Output(FalModel):
-    images: Annotated[list[File], Field(title="Images")]
-    """The converted SVG file"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -99,26 +31,73 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/image2svg"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The image to convert to SVG"""
+    colormode: Literal["color", "binary"] = "color"
+    """Choose between color or binary (black and white) output"""
+    hierarchical: Literal["stacked", "cutout"] = "stacked"
+    """Hierarchical mode: stacked or cutout"""
+    mode: Literal["spline", "polygon"] = "spline"
+    """Mode: spline (curved) or polygon (straight lines)"""
+    filter_speckle: Annotated[int, Field(ge=0, le=20)] = 4
+    """Filter out small speckles and noise"""
+    color_precision: Annotated[int, Field(ge=1, le=10)] = 6
+    """Color quantization level"""
+    layer_difference: Annotated[int, Field(ge=1, le=32)] = 16
+    """Layer difference threshold for hierarchical mode"""
+    corner_threshold: Annotated[int, Field(ge=0, le=180)] = 60
+    """Corner detection threshold in degrees"""
+    length_threshold: Annotated[float, Field(ge=0.0, le=10.0)] = 4
+    """Length threshold for curves/lines"""
+    max_iterations: Annotated[int, Field(ge=1, le=20)] = 10
+    """Maximum number of iterations for optimization"""
+    splice_threshold: Annotated[int, Field(ge=0, le=90)] = 45
+    """Splice threshold for joining paths"""
+    path_precision: Annotated[int, Field(ge=1, le=10)] = 3
+    """Decimal precision for path coordinates"""
+
+
+class Output(FalModel):
+    images: list[File]
+    """The converted SVG file"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -133,33 +112,72 @@ def submit(
     max_iterations: int = 10,
     splice_threshold: int = 45,
     path_precision: int = 3,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to convert to SVG. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        colormode: Choose between color or binary (black and white) output. Defaults to
+            `"color"`.
+        hierarchical: Hierarchical mode: stacked or cutout. Defaults to `"stacked"`.
+        mode: Mode: spline (curved) or polygon (straight lines). Defaults to `"spline"`.
+        filter_speckle: Filter out small speckles and noise. Between 0 and 20. Defaults
+            to `4`.
+        color_precision: Color quantization level. Between 1 and 10. Defaults to `6`.
+        layer_difference: Layer difference threshold for hierarchical mode. Between 1
+            and 32. Defaults to `16`.
+        corner_threshold: Corner detection threshold in degrees. Between 0 and 180.
+            Defaults to `60`.
+        length_threshold: Length threshold for curves/lines. Between 0.0 and 10.0.
+            Defaults to `4`.
+        max_iterations: Maximum number of iterations for optimization. Between 1 and 20.
+            Defaults to `10`.
+        splice_threshold: Splice threshold for joining paths. Between 0 and 90. Defaults
+            to `45`.
+        path_precision: Decimal precision for path coordinates. Between 1 and 10.
+            Defaults to `3`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -174,8 +192,8 @@ def subscribe(
     max_iterations: int = 10,
     splice_threshold: int = 45,
     path_precision: int = 3,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -183,24 +201,62 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to convert to SVG. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        colormode: Choose between color or binary (black and white) output. Defaults to
+            `"color"`.
+        hierarchical: Hierarchical mode: stacked or cutout. Defaults to `"stacked"`.
+        mode: Mode: spline (curved) or polygon (straight lines). Defaults to `"spline"`.
+        filter_speckle: Filter out small speckles and noise. Between 0 and 20. Defaults
+            to `4`.
+        color_precision: Color quantization level. Between 1 and 10. Defaults to `6`.
+        layer_difference: Layer difference threshold for hierarchical mode. Between 1
+            and 32. Defaults to `16`.
+        corner_threshold: Corner detection threshold in degrees. Between 0 and 180.
+            Defaults to `60`.
+        length_threshold: Length threshold for curves/lines. Between 0.0 and 10.0.
+            Defaults to `4`.
+        max_iterations: Maximum number of iterations for optimization. Between 1 and 20.
+            Defaults to `10`.
+        splice_threshold: Splice threshold for joining paths. Between 0 and 90. Defaults
+            to `45`.
+        path_precision: Decimal precision for path coordinates. Between 1 and 10.
+            Defaults to `3`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -215,8 +271,8 @@ def run(
     max_iterations: int = 10,
     splice_threshold: int = 45,
     path_precision: int = 3,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -224,24 +280,62 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to convert to SVG. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        colormode: Choose between color or binary (black and white) output. Defaults to
+            `"color"`.
+        hierarchical: Hierarchical mode: stacked or cutout. Defaults to `"stacked"`.
+        mode: Mode: spline (curved) or polygon (straight lines). Defaults to `"spline"`.
+        filter_speckle: Filter out small speckles and noise. Between 0 and 20. Defaults
+            to `4`.
+        color_precision: Color quantization level. Between 1 and 10. Defaults to `6`.
+        layer_difference: Layer difference threshold for hierarchical mode. Between 1
+            and 32. Defaults to `16`.
+        corner_threshold: Corner detection threshold in degrees. Between 0 and 180.
+            Defaults to `60`.
+        length_threshold: Length threshold for curves/lines. Between 0.0 and 10.0.
+            Defaults to `4`.
+        max_iterations: Maximum number of iterations for optimization. Between 1 and 20.
+            Defaults to `10`.
+        splice_threshold: Splice threshold for joining paths. Between 0 and 90. Defaults
+            to `45`.
+        path_precision: Decimal precision for path coordinates. Between 1 and 10.
+            Defaults to `3`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -256,33 +350,72 @@ async def submit_async(
     max_iterations: int = 10,
     splice_threshold: int = 45,
     path_precision: int = 3,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to convert to SVG. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        colormode: Choose between color or binary (black and white) output. Defaults to
+            `"color"`.
+        hierarchical: Hierarchical mode: stacked or cutout. Defaults to `"stacked"`.
+        mode: Mode: spline (curved) or polygon (straight lines). Defaults to `"spline"`.
+        filter_speckle: Filter out small speckles and noise. Between 0 and 20. Defaults
+            to `4`.
+        color_precision: Color quantization level. Between 1 and 10. Defaults to `6`.
+        layer_difference: Layer difference threshold for hierarchical mode. Between 1
+            and 32. Defaults to `16`.
+        corner_threshold: Corner detection threshold in degrees. Between 0 and 180.
+            Defaults to `60`.
+        length_threshold: Length threshold for curves/lines. Between 0.0 and 10.0.
+            Defaults to `4`.
+        max_iterations: Maximum number of iterations for optimization. Between 1 and 20.
+            Defaults to `10`.
+        splice_threshold: Splice threshold for joining paths. Between 0 and 90. Defaults
+            to `45`.
+        path_precision: Decimal precision for path coordinates. Between 1 and 10.
+            Defaults to `3`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -297,8 +430,8 @@ async def subscribe_async(
     max_iterations: int = 10,
     splice_threshold: int = 45,
     path_precision: int = 3,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -306,24 +439,62 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to convert to SVG. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        colormode: Choose between color or binary (black and white) output. Defaults to
+            `"color"`.
+        hierarchical: Hierarchical mode: stacked or cutout. Defaults to `"stacked"`.
+        mode: Mode: spline (curved) or polygon (straight lines). Defaults to `"spline"`.
+        filter_speckle: Filter out small speckles and noise. Between 0 and 20. Defaults
+            to `4`.
+        color_precision: Color quantization level. Between 1 and 10. Defaults to `6`.
+        layer_difference: Layer difference threshold for hierarchical mode. Between 1
+            and 32. Defaults to `16`.
+        corner_threshold: Corner detection threshold in degrees. Between 0 and 180.
+            Defaults to `60`.
+        length_threshold: Length threshold for curves/lines. Between 0.0 and 10.0.
+            Defaults to `4`.
+        max_iterations: Maximum number of iterations for optimization. Between 1 and 20.
+            Defaults to `10`.
+        splice_threshold: Splice threshold for joining paths. Between 0 and 90. Defaults
+            to `45`.
+        path_precision: Decimal precision for path coordinates. Between 1 and 10.
+            Defaults to `3`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -338,8 +509,8 @@ async def run_async(
     max_iterations: int = 10,
     splice_threshold: int = 45,
     path_precision: int = 3,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -347,8 +518,46 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to convert to SVG. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        colormode: Choose between color or binary (black and white) output. Defaults to
+            `"color"`.
+        hierarchical: Hierarchical mode: stacked or cutout. Defaults to `"stacked"`.
+        mode: Mode: spline (curved) or polygon (straight lines). Defaults to `"spline"`.
+        filter_speckle: Filter out small speckles and noise. Between 0 and 20. Defaults
+            to `4`.
+        color_precision: Color quantization level. Between 1 and 10. Defaults to `6`.
+        layer_difference: Layer difference threshold for hierarchical mode. Between 1
+            and 32. Defaults to `16`.
+        corner_threshold: Corner detection threshold in degrees. Between 0 and 180.
+            Defaults to `60`.
+        length_threshold: Length threshold for curves/lines. Between 0.0 and 10.0.
+            Defaults to `4`.
+        max_iterations: Maximum number of iterations for optimization. Between 1 and 20.
+            Defaults to `10`.
+        splice_threshold: Splice threshold for joining paths. Between 0 and 90. Defaults
+            to `45`.
+        path_precision: Decimal precision for path coordinates. Between 1 and 10.
+            Defaults to `3`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,182 +5,20 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    text: Annotated[str, Field(title="Text")]
-    """The text to synthesize into speech."""
-    voice: Annotated[
-        Literal[
-            "Loretta (en)",
-            "Darlene (en)",
-            "Marlene (en)",
-            "Hank (en)",
-            "Evelyn (en)",
-            "Celeste (en)",
-            "Pippa (en)",
-            "Tessa (en)",
-            "Liam (en)",
-            "Callum (en)",
-            "Hamish (en)",
-            "Abby (en)",
-            "Graham (en)",
-            "Rupert (en)",
-            "Mortimer (en)",
-            "Snik (en)",
-            "Anjali (en)",
-            "Saanvi (en)",
-            "Arjun (en)",
-            "Claire (en)",
-            "Oliver (en)",
-            "Simon (en)",
-            "Elliot (en)",
-            "James (en)",
-            "Serena (en)",
-            "Gareth (en)",
-            "Vinny (en)",
-            "Lauren (en)",
-            "Jessica (en)",
-            "Ethan (en)",
-            "Tyler (en)",
-            "Jason (en)",
-            "Chloe (en)",
-            "Veronica (en)",
-            "Victoria (en)",
-            "Miranda (en)",
-            "Sebastian (en)",
-            "Victor (en)",
-            "Malcolm (en)",
-            "Kayla (en)",
-            "Nate (en)",
-            "Jake (en)",
-            "Brian (en)",
-            "Amina (en)",
-            "Kelsey (en)",
-            "Derek (en)",
-            "Grant (en)",
-            "Evan (en)",
-            "Alex (en)",
-            "Ashley (en)",
-            "Craig (en)",
-            "Deborah (en)",
-            "Dennis (en)",
-            "Edward (en)",
-            "Elizabeth (en)",
-            "Hades (en)",
-            "Julia (en)",
-            "Pixie (en)",
-            "Mark (en)",
-            "Olivia (en)",
-            "Priya (en)",
-            "Ronald (en)",
-            "Sarah (en)",
-            "Shaun (en)",
-            "Theodore (en)",
-            "Timothy (en)",
-            "Wendy (en)",
-            "Dominus (en)",
-            "Hana (en)",
-            "Clive (en)",
-            "Carter (en)",
-            "Blake (en)",
-            "Luna (en)",
-            "Yichen (zh)",
-            "Xiaoyin (zh)",
-            "Xinyi (zh)",
-            "Jing (zh)",
-            "Erik (nl)",
-            "Katrien (nl)",
-            "Lennart (nl)",
-            "Lore (nl)",
-            "Alain (fr)",
-            "Hélène (fr)",
-            "Mathieu (fr)",
-            "Étienne (fr)",
-            "Johanna (de)",
-            "Josef (de)",
-            "Gianni (it)",
-            "Orietta (it)",
-            "Asuka (ja)",
-            "Satoshi (ja)",
-            "Hyunwoo (ko)",
-            "Minji (ko)",
-            "Seojun (ko)",
-            "Yoona (ko)",
-            "Szymon (pl)",
-            "Wojciech (pl)",
-            "Heitor (pt)",
-            "Maitê (pt)",
-            "Diego (es)",
-            "Lupita (es)",
-            "Miguel (es)",
-            "Rafael (es)",
-            "Svetlana (ru)",
-            "Elena (ru)",
-            "Dmitry (ru)",
-            "Nikolai (ru)",
-            "Riya (hi)",
-            "Manoj (hi)",
-            "Yael (he)",
-            "Oren (he)",
-            "Nour (ar)",
-            "Omar (ar)",
-        ],
-        Field(title="Voice"),
-    ] = "Craig (en)"
-    """The voice to use for synthesis."""
-    sample_rate_hertz: Annotated[
-        Literal[8000, 16000, 24000, 32000, 40000, 48000],
-        Field(title="Sample Rate Hertz"),
-    ] = 48000
-    """The sample rate in Hz for the output audio."""
-
-
-class Output(FalModel):
-    audio: File
-    """Generated audio file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Voice",
+    "SampleRateHertz",
     "File",
     "Input",
     "Output",
@@ -193,292 +31,235 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/inworld-tts"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Voice: TypeAlias = Literal[
+    "Loretta (en)",
+    "Darlene (en)",
+    "Marlene (en)",
+    "Hank (en)",
+    "Evelyn (en)",
+    "Celeste (en)",
+    "Pippa (en)",
+    "Tessa (en)",
+    "Liam (en)",
+    "Callum (en)",
+    "Hamish (en)",
+    "Abby (en)",
+    "Graham (en)",
+    "Rupert (en)",
+    "Mortimer (en)",
+    "Snik (en)",
+    "Anjali (en)",
+    "Saanvi (en)",
+    "Arjun (en)",
+    "Claire (en)",
+    "Oliver (en)",
+    "Simon (en)",
+    "Elliot (en)",
+    "James (en)",
+    "Serena (en)",
+    "Gareth (en)",
+    "Vinny (en)",
+    "Lauren (en)",
+    "Jessica (en)",
+    "Ethan (en)",
+    "Tyler (en)",
+    "Jason (en)",
+    "Chloe (en)",
+    "Veronica (en)",
+    "Victoria (en)",
+    "Miranda (en)",
+    "Sebastian (en)",
+    "Victor (en)",
+    "Malcolm (en)",
+    "Kayla (en)",
+    "Nate (en)",
+    "Jake (en)",
+    "Brian (en)",
+    "Amina (en)",
+    "Kelsey (en)",
+    "Derek (en)",
+    "Grant (en)",
+    "Evan (en)",
+    "Alex (en)",
+    "Ashley (en)",
+    "Craig (en)",
+    "Deborah (en)",
+    "Dennis (en)",
+    "Edward (en)",
+    "Elizabeth (en)",
+    "Hades (en)",
+    "Julia (en)",
+    "Pixie (en)",
+    "Mark (en)",
+    "Olivia (en)",
+    "Priya (en)",
+    "Ronald (en)",
+    "Sarah (en)",
+    "Shaun (en)",
+    "Theodore (en)",
+    "Timothy (en)",
+    "Wendy (en)",
+    "Dominus (en)",
+    "Hana (en)",
+    "Clive (en)",
+    "Carter (en)",
+    "Blake (en)",
+    "Luna (en)",
+    "Yichen (zh)",
+    "Xiaoyin (zh)",
+    "Xinyi (zh)",
+    "Jing (zh)",
+    "Erik (nl)",
+    "Katrien (nl)",
+    "Lennart (nl)",
+    "Lore (nl)",
+    "Alain (fr)",
+    "Hélène (fr)",
+    "Mathieu (fr)",
+    "Étienne (fr)",
+    "Johanna (de)",
+    "Josef (de)",
+    "Gianni (it)",
+    "Orietta (it)",
+    "Asuka (ja)",
+    "Satoshi (ja)",
+    "Hyunwoo (ko)",
+    "Minji (ko)",
+    "Seojun (ko)",
+    "Yoona (ko)",
+    "Szymon (pl)",
+    "Wojciech (pl)",
+    "Heitor (pt)",
+    "Maitê (pt)",
+    "Diego (es)",
+    "Lupita (es)",
+    "Miguel (es)",
+    "Rafael (es)",
+    "Svetlana (ru)",
+    "Elena (ru)",
+    "Dmitry (ru)",
+    "Nikolai (ru)",
+    "Riya (hi)",
+    "Manoj (hi)",
+    "Yael (he)",
+    "Oren (he)",
+    "Nour (ar)",
+    "Omar (ar)",
+]
+
+
+SampleRateHertz: TypeAlias = Literal[8000, 16000, 24000, 32000, 40000, 48000]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    text: str
+    """The text to synthesize into speech."""
+    voice: Voice = "Craig (en)"
+    """The voice to use for synthesis."""
+    sample_rate_hertz: SampleRateHertz = 48000
+    """The sample rate in Hz for the output audio."""
+
+
+class Output(FalModel):
+    audio: File
+    """Generated audio file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     text: str,
-    voice: Literal[
-        "Loretta (en)",
-        "Darlene (en)",
-        "Marlene (en)",
-        "Hank (en)",
-        "Evelyn (en)",
-        "Celeste (en)",
-        "Pippa (en)",
-        "Tessa (en)",
-        "Liam (en)",
-        "Callum (en)",
-        "Hamish (en)",
-        "Abby (en)",
-        "Graham (en)",
-        "Rupert (en)",
-        "Mortimer (en)",
-        "Snik (en)",
-        "Anjali (en)",
-        "Saanvi (en)",
-        "Arjun (en)",
-        "Claire (en)",
-        "Oliver (en)",
-        "Simon (en)",
-        "Elliot (en)",
-        "James (en)",
-        "Serena (en)",
-        "Gareth (en)",
-        "Vinny (en)",
-        "Lauren (en)",
-        "Jessica (en)",
-        "Ethan (en)",
-        "Tyler (en)",
-        "Jason (en)",
-        "Chloe (en)",
-        "Veronica (en)",
-        "Victoria (en)",
-        "Miranda (en)",
-        "Sebastian (en)",
-        "Victor (en)",
-        "Malcolm (en)",
-        "Kayla (en)",
-        "Nate (en)",
-        "Jake (en)",
-        "Brian (en)",
-        "Amina (en)",
-        "Kelsey (en)",
-        "Derek (en)",
-        "Grant (en)",
-        "Evan (en)",
-        "Alex (en)",
-        "Ashley (en)",
-        "Craig (en)",
-        "Deborah (en)",
-        "Dennis (en)",
-        "Edward (en)",
-        "Elizabeth (en)",
-        "Hades (en)",
-        "Julia (en)",
-        "Pixie (en)",
-        "Mark (en)",
-        "Olivia (en)",
-        "Priya (en)",
-        "Ronald (en)",
-        "Sarah (en)",
-        "Shaun (en)",
-        "Theodore (en)",
-        "Timothy (en)",
-        "Wendy (en)",
-        "Dominus (en)",
-        "Hana (en)",
-        "Clive (en)",
-        "Carter (en)",
-        "Blake (en)",
-        "Luna (en)",
-        "Yichen (zh)",
-        "Xiaoyin (zh)",
-        "Xinyi (zh)",
-        "Jing (zh)",
-        "Erik (nl)",
-        "Katrien (nl)",
-        "Lennart (nl)",
-        "Lore (nl)",
-        "Alain (fr)",
-        "Hélène (fr)",
-        "Mathieu (fr)",
-        "Étienne (fr)",
-        "Johanna (de)",
-        "Josef (de)",
-        "Gianni (it)",
-        "Orietta (it)",
-        "Asuka (ja)",
-        "Satoshi (ja)",
-        "Hyunwoo (ko)",
-        "Minji (ko)",
-        "Seojun (ko)",
-        "Yoona (ko)",
-        "Szymon (pl)",
-        "Wojciech (pl)",
-        "Heitor (pt)",
-        "Maitê (pt)",
-        "Diego (es)",
-        "Lupita (es)",
-        "Miguel (es)",
-        "Rafael (es)",
-        "Svetlana (ru)",
-        "Elena (ru)",
-        "Dmitry (ru)",
-        "Nikolai (ru)",
-        "Riya (hi)",
-        "Manoj (hi)",
-        "Yael (he)",
-        "Oren (he)",
-        "Nour (ar)",
-        "Omar (ar)",
-    ] = "Craig (en)",
-    sample_rate_hertz: Literal[8000, 16000, 24000, 32000, 40000, 48000] = 48000,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    voice: Voice = "Craig (en)",
+    sample_rate_hertz: SampleRateHertz = 48000,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. Required.
+        voice: The voice to use for synthesis. Defaults to `"Craig (en)"`.
+        sample_rate_hertz: The sample rate in Hz for the output audio. Defaults to
+            `48000`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     text: str,
-    voice: Literal[
-        "Loretta (en)",
-        "Darlene (en)",
-        "Marlene (en)",
-        "Hank (en)",
-        "Evelyn (en)",
-        "Celeste (en)",
-        "Pippa (en)",
-        "Tessa (en)",
-        "Liam (en)",
-        "Callum (en)",
-        "Hamish (en)",
-        "Abby (en)",
-        "Graham (en)",
-        "Rupert (en)",
-        "Mortimer (en)",
-        "Snik (en)",
-        "Anjali (en)",
-        "Saanvi (en)",
-        "Arjun (en)",
-        "Claire (en)",
-        "Oliver (en)",
-        "Simon (en)",
-        "Elliot (en)",
-        "James (en)",
-        "Serena (en)",
-        "Gareth (en)",
-        "Vinny (en)",
-        "Lauren (en)",
-        "Jessica (en)",
-        "Ethan (en)",
-        "Tyler (en)",
-        "Jason (en)",
-        "Chloe (en)",
-        "Veronica (en)",
-        "Victoria (en)",
-        "Miranda (en)",
-        "Sebastian (en)",
-        "Victor (en)",
-        "Malcolm (en)",
-        "Kayla (en)",
-        "Nate (en)",
-        "Jake (en)",
-        "Brian (en)",
-        "Amina (en)",
-        "Kelsey (en)",
-        "Derek (en)",
-        "Grant (en)",
-        "Evan (en)",
-        "Alex (en)",
-        "Ashley (en)",
-        "Craig (en)",
-        "Deborah (en)",
-        "Dennis (en)",
-        "Edward (en)",
-        "Elizabeth (en)",
-        "Hades (en)",
-        "Julia (en)",
-        "Pixie (en)",
-        "Mark (en)",
-        "Olivia (en)",
-        "Priya (en)",
-        "Ronald (en)",
-        "Sarah (en)",
-        "Shaun (en)",
-        "Theodore (en)",
-        "Timothy (en)",
-        "Wendy (en)",
-        "Dominus (en)",
-        "Hana (en)",
-        "Clive (en)",
-        "Carter (en)",
-        "Blake (en)",
-        "Luna (en)",
-        "Yichen (zh)",
-        "Xiaoyin (zh)",
-        "Xinyi (zh)",
-        "Jing (zh)",
-        "Erik (nl)",
-        "Katrien (nl)",
-        "Lennart (nl)",
-        "Lore (nl)",
-        "Alain (fr)",
-        "Hélène (fr)",
-        "Mathieu (fr)",
-        "Étienne (fr)",
-        "Johanna (de)",
-        "Josef (de)",
-        "Gianni (it)",
-        "Orietta (it)",
-        "Asuka (ja)",
-        "Satoshi (ja)",
-        "Hyunwoo (ko)",
-        "Minji (ko)",
-        "Seojun (ko)",
-        "Yoona (ko)",
-        "Szymon (pl)",
-        "Wojciech (pl)",
-        "Heitor (pt)",
-        "Maitê (pt)",
-        "Diego (es)",
-        "Lupita (es)",
-        "Miguel (es)",
-        "Rafael (es)",
-        "Svetlana (ru)",
-        "Elena (ru)",
-        "Dmitry (ru)",
-        "Nikolai (ru)",
-        "Riya (hi)",
-        "Manoj (hi)",
-        "Yael (he)",
-        "Oren (he)",
-        "Nour (ar)",
-        "Omar (ar)",
-    ] = "Craig (en)",
-    sample_rate_hertz: Literal[8000, 16000, 24000, 32000, 40000, 48000] = 48000,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    voice: Voice = "Craig (en)",
+    sample_rate_hertz: SampleRateHertz = 48000,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -486,145 +267,52 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. Required.
+        voice: The voice to use for synthesis. Defaults to `"Craig (en)"`.
+        sample_rate_hertz: The sample rate in Hz for the output audio. Defaults to
+            `48000`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     text: str,
-    voice: Literal[
-        "Loretta (en)",
-        "Darlene (en)",
-        "Marlene (en)",
-        "Hank (en)",
-        "Evelyn (en)",
-        "Celeste (en)",
-        "Pippa (en)",
-        "Tessa (en)",
-        "Liam (en)",
-        "Callum (en)",
-        "Hamish (en)",
-        "Abby (en)",
-        "Graham (en)",
-        "Rupert (en)",
-        "Mortimer (en)",
-        "Snik (en)",
-        "Anjali (en)",
-        "Saanvi (en)",
-        "Arjun (en)",
-        "Claire (en)",
-        "Oliver (en)",
-        "Simon (en)",
-        "Elliot (en)",
-        "James (en)",
-        "Serena (en)",
-        "Gareth (en)",
-        "Vinny (en)",
-        "Lauren (en)",
-        "Jessica (en)",
-        "Ethan (en)",
-        "Tyler (en)",
-        "Jason (en)",
-        "Chloe (en)",
-        "Veronica (en)",
-        "Victoria (en)",
-        "Miranda (en)",
-        "Sebastian (en)",
-        "Victor (en)",
-        "Malcolm (en)",
-        "Kayla (en)",
-        "Nate (en)",
-        "Jake (en)",
-        "Brian (en)",
-        "Amina (en)",
-        "Kelsey (en)",
-        "Derek (en)",
-        "Grant (en)",
-        "Evan (en)",
-        "Alex (en)",
-        "Ashley (en)",
-        "Craig (en)",
-        "Deborah (en)",
-        "Dennis (en)",
-        "Edward (en)",
-        "Elizabeth (en)",
-        "Hades (en)",
-        "Julia (en)",
-        "Pixie (en)",
-        "Mark (en)",
-        "Olivia (en)",
-        "Priya (en)",
-        "Ronald (en)",
-        "Sarah (en)",
-        "Shaun (en)",
-        "Theodore (en)",
-        "Timothy (en)",
-        "Wendy (en)",
-        "Dominus (en)",
-        "Hana (en)",
-        "Clive (en)",
-        "Carter (en)",
-        "Blake (en)",
-        "Luna (en)",
-        "Yichen (zh)",
-        "Xiaoyin (zh)",
-        "Xinyi (zh)",
-        "Jing (zh)",
-        "Erik (nl)",
-        "Katrien (nl)",
-        "Lennart (nl)",
-        "Lore (nl)",
-        "Alain (fr)",
-        "Hélène (fr)",
-        "Mathieu (fr)",
-        "Étienne (fr)",
-        "Johanna (de)",
-        "Josef (de)",
-        "Gianni (it)",
-        "Orietta (it)",
-        "Asuka (ja)",
-        "Satoshi (ja)",
-        "Hyunwoo (ko)",
-        "Minji (ko)",
-        "Seojun (ko)",
-        "Yoona (ko)",
-        "Szymon (pl)",
-        "Wojciech (pl)",
-        "Heitor (pt)",
-        "Maitê (pt)",
-        "Diego (es)",
-        "Lupita (es)",
-        "Miguel (es)",
-        "Rafael (es)",
-        "Svetlana (ru)",
-        "Elena (ru)",
-        "Dmitry (ru)",
-        "Nikolai (ru)",
-        "Riya (hi)",
-        "Manoj (hi)",
-        "Yael (he)",
-        "Oren (he)",
-        "Nour (ar)",
-        "Omar (ar)",
-    ] = "Craig (en)",
-    sample_rate_hertz: Literal[8000, 16000, 24000, 32000, 40000, 48000] = 48000,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    voice: Voice = "Craig (en)",
+    sample_rate_hertz: SampleRateHertz = 48000,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -632,291 +320,106 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. Required.
+        voice: The voice to use for synthesis. Defaults to `"Craig (en)"`.
+        sample_rate_hertz: The sample rate in Hz for the output audio. Defaults to
+            `48000`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     text: str,
-    voice: Literal[
-        "Loretta (en)",
-        "Darlene (en)",
-        "Marlene (en)",
-        "Hank (en)",
-        "Evelyn (en)",
-        "Celeste (en)",
-        "Pippa (en)",
-        "Tessa (en)",
-        "Liam (en)",
-        "Callum (en)",
-        "Hamish (en)",
-        "Abby (en)",
-        "Graham (en)",
-        "Rupert (en)",
-        "Mortimer (en)",
-        "Snik (en)",
-        "Anjali (en)",
-        "Saanvi (en)",
-        "Arjun (en)",
-        "Claire (en)",
-        "Oliver (en)",
-        "Simon (en)",
-        "Elliot (en)",
-        "James (en)",
-        "Serena (en)",
-        "Gareth (en)",
-        "Vinny (en)",
-        "Lauren (en)",
-        "Jessica (en)",
-        "Ethan (en)",
-        "Tyler (en)",
-        "Jason (en)",
-        "Chloe (en)",
-        "Veronica (en)",
-        "Victoria (en)",
-        "Miranda (en)",
-        "Sebastian (en)",
-        "Victor (en)",
-        "Malcolm (en)",
-        "Kayla (en)",
-        "Nate (en)",
-        "Jake (en)",
-        "Brian (en)",
-        "Amina (en)",
-        "Kelsey (en)",
-        "Derek (en)",
-        "Grant (en)",
-        "Evan (en)",
-        "Alex (en)",
-        "Ashley (en)",
-        "Craig (en)",
-        "Deborah (en)",
-        "Dennis (en)",
-        "Edward (en)",
-        "Elizabeth (en)",
-        "Hades (en)",
-        "Julia (en)",
-        "Pixie (en)",
-        "Mark (en)",
-        "Olivia (en)",
-        "Priya (en)",
-        "Ronald (en)",
-        "Sarah (en)",
-        "Shaun (en)",
-        "Theodore (en)",
-        "Timothy (en)",
-        "Wendy (en)",
-        "Dominus (en)",
-        "Hana (en)",
-        "Clive (en)",
-        "Carter (en)",
-        "Blake (en)",
-        "Luna (en)",
-        "Yichen (zh)",
-        "Xiaoyin (zh)",
-        "Xinyi (zh)",
-        "Jing (zh)",
-        "Erik (nl)",
-        "Katrien (nl)",
-        "Lennart (nl)",
-        "Lore (nl)",
-        "Alain (fr)",
-        "Hélène (fr)",
-        "Mathieu (fr)",
-        "Étienne (fr)",
-        "Johanna (de)",
-        "Josef (de)",
-        "Gianni (it)",
-        "Orietta (it)",
-        "Asuka (ja)",
-        "Satoshi (ja)",
-        "Hyunwoo (ko)",
-        "Minji (ko)",
-        "Seojun (ko)",
-        "Yoona (ko)",
-        "Szymon (pl)",
-        "Wojciech (pl)",
-        "Heitor (pt)",
-        "Maitê (pt)",
-        "Diego (es)",
-        "Lupita (es)",
-        "Miguel (es)",
-        "Rafael (es)",
-        "Svetlana (ru)",
-        "Elena (ru)",
-        "Dmitry (ru)",
-        "Nikolai (ru)",
-        "Riya (hi)",
-        "Manoj (hi)",
-        "Yael (he)",
-        "Oren (he)",
-        "Nour (ar)",
-        "Omar (ar)",
-    ] = "Craig (en)",
-    sample_rate_hertz: Literal[8000, 16000, 24000, 32000, 40000, 48000] = 48000,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    voice: Voice = "Craig (en)",
+    sample_rate_hertz: SampleRateHertz = 48000,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. Required.
+        voice: The voice to use for synthesis. Defaults to `"Craig (en)"`.
+        sample_rate_hertz: The sample rate in Hz for the output audio. Defaults to
+            `48000`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     text: str,
-    voice: Literal[
-        "Loretta (en)",
-        "Darlene (en)",
-        "Marlene (en)",
-        "Hank (en)",
-        "Evelyn (en)",
-        "Celeste (en)",
-        "Pippa (en)",
-        "Tessa (en)",
-        "Liam (en)",
-        "Callum (en)",
-        "Hamish (en)",
-        "Abby (en)",
-        "Graham (en)",
-        "Rupert (en)",
-        "Mortimer (en)",
-        "Snik (en)",
-        "Anjali (en)",
-        "Saanvi (en)",
-        "Arjun (en)",
-        "Claire (en)",
-        "Oliver (en)",
-        "Simon (en)",
-        "Elliot (en)",
-        "James (en)",
-        "Serena (en)",
-        "Gareth (en)",
-        "Vinny (en)",
-        "Lauren (en)",
-        "Jessica (en)",
-        "Ethan (en)",
-        "Tyler (en)",
-        "Jason (en)",
-        "Chloe (en)",
-        "Veronica (en)",
-        "Victoria (en)",
-        "Miranda (en)",
-        "Sebastian (en)",
-        "Victor (en)",
-        "Malcolm (en)",
-        "Kayla (en)",
-        "Nate (en)",
-        "Jake (en)",
-        "Brian (en)",
-        "Amina (en)",
-        "Kelsey (en)",
-        "Derek (en)",
-        "Grant (en)",
-        "Evan (en)",
-        "Alex (en)",
-        "Ashley (en)",
-        "Craig (en)",
-        "Deborah (en)",
-        "Dennis (en)",
-        "Edward (en)",
-        "Elizabeth (en)",
-        "Hades (en)",
-        "Julia (en)",
-        "Pixie (en)",
-        "Mark (en)",
-        "Olivia (en)",
-        "Priya (en)",
-        "Ronald (en)",
-        "Sarah (en)",
-        "Shaun (en)",
-        "Theodore (en)",
-        "Timothy (en)",
-        "Wendy (en)",
-        "Dominus (en)",
-        "Hana (en)",
-        "Clive (en)",
-        "Carter (en)",
-        "Blake (en)",
-        "Luna (en)",
-        "Yichen (zh)",
-        "Xiaoyin (zh)",
-        "Xinyi (zh)",
-        "Jing (zh)",
-        "Erik (nl)",
-        "Katrien (nl)",
-        "Lennart (nl)",
-        "Lore (nl)",
-        "Alain (fr)",
-        "Hélène (fr)",
-        "Mathieu (fr)",
-        "Étienne (fr)",
-        "Johanna (de)",
-        "Josef (de)",
-        "Gianni (it)",
-        "Orietta (it)",
-        "Asuka (ja)",
-        "Satoshi (ja)",
-        "Hyunwoo (ko)",
-        "Minji (ko)",
-        "Seojun (ko)",
-        "Yoona (ko)",
-        "Szymon (pl)",
-        "Wojciech (pl)",
-        "Heitor (pt)",
-        "Maitê (pt)",
-        "Diego (es)",
-        "Lupita (es)",
-        "Miguel (es)",
-        "Rafael (es)",
-        "Svetlana (ru)",
-        "Elena (ru)",
-        "Dmitry (ru)",
-        "Nikolai (ru)",
-        "Riya (hi)",
-        "Manoj (hi)",
-        "Yael (he)",
-        "Oren (he)",
-        "Nour (ar)",
-        "Omar (ar)",
-    ] = "Craig (en)",
-    sample_rate_hertz: Literal[8000, 16000, 24000, 32000, 40000, 48000] = 48000,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    voice: Voice = "Craig (en)",
+    sample_rate_hertz: SampleRateHertz = 48000,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -924,145 +427,52 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. Required.
+        voice: The voice to use for synthesis. Defaults to `"Craig (en)"`.
+        sample_rate_hertz: The sample rate in Hz for the output audio. Defaults to
+            `48000`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     text: str,
-    voice: Literal[
-        "Loretta (en)",
-        "Darlene (en)",
-        "Marlene (en)",
-        "Hank (en)",
-        "Evelyn (en)",
-        "Celeste (en)",
-        "Pippa (en)",
-        "Tessa (en)",
-        "Liam (en)",
-        "Callum (en)",
-        "Hamish (en)",
-        "Abby (en)",
-        "Graham (en)",
-        "Rupert (en)",
-        "Mortimer (en)",
-        "Snik (en)",
-        "Anjali (en)",
-        "Saanvi (en)",
-        "Arjun (en)",
-        "Claire (en)",
-        "Oliver (en)",
-        "Simon (en)",
-        "Elliot (en)",
-        "James (en)",
-        "Serena (en)",
-        "Gareth (en)",
-        "Vinny (en)",
-        "Lauren (en)",
-        "Jessica (en)",
-        "Ethan (en)",
-        "Tyler (en)",
-        "Jason (en)",
-        "Chloe (en)",
-        "Veronica (en)",
-        "Victoria (en)",
-        "Miranda (en)",
-        "Sebastian (en)",
-        "Victor (en)",
-        "Malcolm (en)",
-        "Kayla (en)",
-        "Nate (en)",
-        "Jake (en)",
-        "Brian (en)",
-        "Amina (en)",
-        "Kelsey (en)",
-        "Derek (en)",
-        "Grant (en)",
-        "Evan (en)",
-        "Alex (en)",
-        "Ashley (en)",
-        "Craig (en)",
-        "Deborah (en)",
-        "Dennis (en)",
-        "Edward (en)",
-        "Elizabeth (en)",
-        "Hades (en)",
-        "Julia (en)",
-        "Pixie (en)",
-        "Mark (en)",
-        "Olivia (en)",
-        "Priya (en)",
-        "Ronald (en)",
-        "Sarah (en)",
-        "Shaun (en)",
-        "Theodore (en)",
-        "Timothy (en)",
-        "Wendy (en)",
-        "Dominus (en)",
-        "Hana (en)",
-        "Clive (en)",
-        "Carter (en)",
-        "Blake (en)",
-        "Luna (en)",
-        "Yichen (zh)",
-        "Xiaoyin (zh)",
-        "Xinyi (zh)",
-        "Jing (zh)",
-        "Erik (nl)",
-        "Katrien (nl)",
-        "Lennart (nl)",
-        "Lore (nl)",
-        "Alain (fr)",
-        "Hélène (fr)",
-        "Mathieu (fr)",
-        "Étienne (fr)",
-        "Johanna (de)",
-        "Josef (de)",
-        "Gianni (it)",
-        "Orietta (it)",
-        "Asuka (ja)",
-        "Satoshi (ja)",
-        "Hyunwoo (ko)",
-        "Minji (ko)",
-        "Seojun (ko)",
-        "Yoona (ko)",
-        "Szymon (pl)",
-        "Wojciech (pl)",
-        "Heitor (pt)",
-        "Maitê (pt)",
-        "Diego (es)",
-        "Lupita (es)",
-        "Miguel (es)",
-        "Rafael (es)",
-        "Svetlana (ru)",
-        "Elena (ru)",
-        "Dmitry (ru)",
-        "Nikolai (ru)",
-        "Riya (hi)",
-        "Manoj (hi)",
-        "Yael (he)",
-        "Oren (he)",
-        "Nour (ar)",
-        "Omar (ar)",
-    ] = "Craig (en)",
-    sample_rate_hertz: Literal[8000, 16000, 24000, 32000, 40000, 48000] = 48000,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    voice: Voice = "Craig (en)",
+    sample_rate_hertz: SampleRateHertz = 48000,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -1070,8 +480,29 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. Required.
+        voice: The voice to use for synthesis. Defaults to `"Craig (en)"`.
+        sample_rate_hertz: The sample rate in Hz for the output audio. Defaults to
+            `48000`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

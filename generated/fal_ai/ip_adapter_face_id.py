@@ -5,147 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    model_type: Annotated[
-        Literal[
-            "1_5-v1",
-            "1_5-v1-plus",
-            "1_5-v2-plus",
-            "SDXL-v1",
-            "SDXL-v2-plus",
-            "1_5-auraface-v1",
-        ],
-        Field(title="Model Type"),
-    ] = "1_5-v1"
-    """The model type to use. 1_5 is the default and is recommended for most use cases."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    face_image_url: Annotated[FileInput | None, Field(title="Face Image Url")] = None
-    """An image of a face to match. If an image with a size of 640x640 is not provided, it will be scaled and cropped to that size."""
-    face_images_data_url: Annotated[
-        FileInput | None, Field(title="Face Images Data Url")
-    ] = None
-    """
-    URL to zip archive with images of faces. The images embedding will be averaged to
-    create a more accurate face id.
-    """
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "blurry, low resolution, bad, ugly, low quality, pixelated, interpolated, compression artifacts, noisey, grainy"
-    )
-    """
-    The negative prompt to use.Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=16.0, title="Guidance scale (CFG)")
-    ] = 7.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=200, title="Num Inference Steps")
-    ] = 50
-    """
-    The number of inference steps to use for generating the image. The more steps
-    the better the image will be but it will also take longer to generate.
-    """
-    num_samples: Annotated[int, Field(ge=1, le=4, title="Num Samples")] = 4
-    """
-    The number of samples for face id. The more samples the better the image will
-    be but it will also take longer to generate. Default is 4.
-    """
-    width: Annotated[int, Field(ge=512, le=1024, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(ge=512, le=1024, title="Height")] = 512
-    """The height of the generated image."""
-    face_id_det_size: Annotated[int, Field(ge=64, le=640, title="Face Id Det Size")] = (
-        640
-    )
-    """
-    The size of the face detection model. The higher the number the more accurate
-    the detection will be but it will also take longer to run. The higher the number the more
-    likely it will fail to find a face as well. Lower it if you are having trouble
-    finding a face in the image.
-    """
-    base_1_5_model_repo: Annotated[str, Field(title="Base 1 5 Model Repo")] = (
-        "SG161222/Realistic_Vision_V4.0_noVAE"
-    )
-    """The URL to the base 1.5 model. Default is SG161222/Realistic_Vision_V4.0_noVAE"""
-    base_sdxl_model_repo: Annotated[str, Field(title="Base Sdxl Model Repo")] = (
-        "SG161222/RealVisXL_V3.0"
-    )
-    """The URL to the base SDXL model. Default is SG161222/RealVisXL_V3.0"""
-
-
-class Output(FalModel):
-    image: Image
-    """The generated image file info."""
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ModelType",
     "Image",
     "Input",
     "Output",
@@ -158,36 +32,125 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ip-adapter-face-id"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ModelType: TypeAlias = Literal[
+    "1_5-v1", "1_5-v1-plus", "1_5-v2-plus", "SDXL-v1", "SDXL-v2-plus", "1_5-auraface-v1"
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    model_type: ModelType = "1_5-v1"
+    """The model type to use. 1_5 is the default and is recommended for most use
+    cases."""
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    face_image_url: FileInput | None = None
+    """An image of a face to match. If an image with a size of 640x640 is not provided,
+    it will be scaled and cropped to that size."""
+    face_images_data_url: FileInput | None = None
+    """
+    URL to zip archive with images of faces. The images embedding will be averaged to
+    create a more accurate face id.
+    """
+    negative_prompt: str = (
+        "blurry, low resolution, bad, ugly, low quality, pixelated, interpolated, compression artifacts, noisey, grainy"
+    )
+    """
+    The negative prompt to use.Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.0, le=16.0)] = 7.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    num_inference_steps: Annotated[int, Field(ge=1, le=200)] = 50
+    """
+    The number of inference steps to use for generating the image. The more steps
+    the better the image will be but it will also take longer to generate.
+    """
+    num_samples: Annotated[int, Field(ge=1, le=4)] = 4
+    """
+    The number of samples for face id. The more samples the better the image will
+    be but it will also take longer to generate. Default is 4.
+    """
+    width: Annotated[int, Field(ge=512, le=1024)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(ge=512, le=1024)] = 512
+    """The height of the generated image."""
+    face_id_det_size: Annotated[int, Field(ge=64, le=640)] = 640
+    """
+    The size of the face detection model. The higher the number the more accurate
+    the detection will be but it will also take longer to run. The higher the number the more
+    likely it will fail to find a face as well. Lower it if you are having trouble
+    finding a face in the image.
+    """
+    base_1_5_model_repo: str = "SG161222/Realistic_Vision_V4.0_noVAE"
+    """The URL to the base 1.5 model. Default is SG161222/Realistic_Vision_V4.0_noVAE"""
+    base_sdxl_model_repo: str = "SG161222/RealVisXL_V3.0"
+    """The URL to the base SDXL model. Default is SG161222/RealVisXL_V3.0"""
+
+
+class Output(FalModel):
+    image: Image
+    """The generated image file info."""
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["face_image_url", "face_images_data_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    model_type: Literal[
-        "1_5-v1",
-        "1_5-v1-plus",
-        "1_5-v2-plus",
-        "SDXL-v1",
-        "SDXL-v2-plus",
-        "1_5-auraface-v1",
-    ] = "1_5-v1",
+    model_type: ModelType = "1_5-v1",
     prompt: str,
     face_image_url: FileInput | None = None,
     face_images_data_url: FileInput | None = None,
@@ -201,43 +164,96 @@ def submit(
     face_id_det_size: int = 640,
     base_1_5_model_repo: str = "SG161222/Realistic_Vision_V4.0_noVAE",
     base_sdxl_model_repo: str = "SG161222/RealVisXL_V3.0",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The model type to use. 1_5 is the default and is recommended for
+            most use cases. Defaults to `"1_5-v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        face_image_url: An image of a face to match. If an image with a size of 640x640
+            is not provided, it will be scaled and cropped to that size. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        face_images_data_url: URL to zip archive with images of faces. The images
+            embedding will be averaged to create a more accurate face id. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `50`.
+        num_samples: The number of samples for face id. The more samples the better the
+            image will be but it will also take longer to generate. Default is 4.
+            Between 1 and 4. Defaults to `4`.
+        width: The width of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        height: The height of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        face_id_det_size: The size of the face detection model. The higher the number
+            the more accurate the detection will be but it will also take longer to run.
+            The higher the number the more likely it will fail to find a face as well.
+            Lower it if you are having trouble finding a face in the image. Between 64
+            and 640. Defaults to `640`.
+        base_1_5_model_repo: The URL to the base 1.5 model. Default is
+            SG161222/Realistic_Vision_V4.0_noVAE. Defaults to
+            `"SG161222/Realistic_Vision_V4.0_noVAE"`.
+        base_sdxl_model_repo: The URL to the base SDXL model. Default is
+            SG161222/RealVisXL_V3.0. Defaults to `"SG161222/RealVisXL_V3.0"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    model_type: Literal[
-        "1_5-v1",
-        "1_5-v1-plus",
-        "1_5-v2-plus",
-        "SDXL-v1",
-        "SDXL-v2-plus",
-        "1_5-auraface-v1",
-    ] = "1_5-v1",
+    model_type: ModelType = "1_5-v1",
     prompt: str,
     face_image_url: FileInput | None = None,
     face_images_data_url: FileInput | None = None,
@@ -251,8 +267,8 @@ def subscribe(
     face_id_det_size: int = 640,
     base_1_5_model_repo: str = "SG161222/Realistic_Vision_V4.0_noVAE",
     base_sdxl_model_repo: str = "SG161222/RealVisXL_V3.0",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -260,34 +276,86 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The model type to use. 1_5 is the default and is recommended for
+            most use cases. Defaults to `"1_5-v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        face_image_url: An image of a face to match. If an image with a size of 640x640
+            is not provided, it will be scaled and cropped to that size. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        face_images_data_url: URL to zip archive with images of faces. The images
+            embedding will be averaged to create a more accurate face id. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `50`.
+        num_samples: The number of samples for face id. The more samples the better the
+            image will be but it will also take longer to generate. Default is 4.
+            Between 1 and 4. Defaults to `4`.
+        width: The width of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        height: The height of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        face_id_det_size: The size of the face detection model. The higher the number
+            the more accurate the detection will be but it will also take longer to run.
+            The higher the number the more likely it will fail to find a face as well.
+            Lower it if you are having trouble finding a face in the image. Between 64
+            and 640. Defaults to `640`.
+        base_1_5_model_repo: The URL to the base 1.5 model. Default is
+            SG161222/Realistic_Vision_V4.0_noVAE. Defaults to
+            `"SG161222/Realistic_Vision_V4.0_noVAE"`.
+        base_sdxl_model_repo: The URL to the base SDXL model. Default is
+            SG161222/RealVisXL_V3.0. Defaults to `"SG161222/RealVisXL_V3.0"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    model_type: Literal[
-        "1_5-v1",
-        "1_5-v1-plus",
-        "1_5-v2-plus",
-        "SDXL-v1",
-        "SDXL-v2-plus",
-        "1_5-auraface-v1",
-    ] = "1_5-v1",
+    model_type: ModelType = "1_5-v1",
     prompt: str,
     face_image_url: FileInput | None = None,
     face_images_data_url: FileInput | None = None,
@@ -301,8 +369,8 @@ def run(
     face_id_det_size: int = 640,
     base_1_5_model_repo: str = "SG161222/Realistic_Vision_V4.0_noVAE",
     base_sdxl_model_repo: str = "SG161222/RealVisXL_V3.0",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -310,34 +378,86 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The model type to use. 1_5 is the default and is recommended for
+            most use cases. Defaults to `"1_5-v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        face_image_url: An image of a face to match. If an image with a size of 640x640
+            is not provided, it will be scaled and cropped to that size. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        face_images_data_url: URL to zip archive with images of faces. The images
+            embedding will be averaged to create a more accurate face id. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `50`.
+        num_samples: The number of samples for face id. The more samples the better the
+            image will be but it will also take longer to generate. Default is 4.
+            Between 1 and 4. Defaults to `4`.
+        width: The width of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        height: The height of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        face_id_det_size: The size of the face detection model. The higher the number
+            the more accurate the detection will be but it will also take longer to run.
+            The higher the number the more likely it will fail to find a face as well.
+            Lower it if you are having trouble finding a face in the image. Between 64
+            and 640. Defaults to `640`.
+        base_1_5_model_repo: The URL to the base 1.5 model. Default is
+            SG161222/Realistic_Vision_V4.0_noVAE. Defaults to
+            `"SG161222/Realistic_Vision_V4.0_noVAE"`.
+        base_sdxl_model_repo: The URL to the base SDXL model. Default is
+            SG161222/RealVisXL_V3.0. Defaults to `"SG161222/RealVisXL_V3.0"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    model_type: Literal[
-        "1_5-v1",
-        "1_5-v1-plus",
-        "1_5-v2-plus",
-        "SDXL-v1",
-        "SDXL-v2-plus",
-        "1_5-auraface-v1",
-    ] = "1_5-v1",
+    model_type: ModelType = "1_5-v1",
     prompt: str,
     face_image_url: FileInput | None = None,
     face_images_data_url: FileInput | None = None,
@@ -351,43 +471,96 @@ async def submit_async(
     face_id_det_size: int = 640,
     base_1_5_model_repo: str = "SG161222/Realistic_Vision_V4.0_noVAE",
     base_sdxl_model_repo: str = "SG161222/RealVisXL_V3.0",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The model type to use. 1_5 is the default and is recommended for
+            most use cases. Defaults to `"1_5-v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        face_image_url: An image of a face to match. If an image with a size of 640x640
+            is not provided, it will be scaled and cropped to that size. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        face_images_data_url: URL to zip archive with images of faces. The images
+            embedding will be averaged to create a more accurate face id. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `50`.
+        num_samples: The number of samples for face id. The more samples the better the
+            image will be but it will also take longer to generate. Default is 4.
+            Between 1 and 4. Defaults to `4`.
+        width: The width of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        height: The height of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        face_id_det_size: The size of the face detection model. The higher the number
+            the more accurate the detection will be but it will also take longer to run.
+            The higher the number the more likely it will fail to find a face as well.
+            Lower it if you are having trouble finding a face in the image. Between 64
+            and 640. Defaults to `640`.
+        base_1_5_model_repo: The URL to the base 1.5 model. Default is
+            SG161222/Realistic_Vision_V4.0_noVAE. Defaults to
+            `"SG161222/Realistic_Vision_V4.0_noVAE"`.
+        base_sdxl_model_repo: The URL to the base SDXL model. Default is
+            SG161222/RealVisXL_V3.0. Defaults to `"SG161222/RealVisXL_V3.0"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    model_type: Literal[
-        "1_5-v1",
-        "1_5-v1-plus",
-        "1_5-v2-plus",
-        "SDXL-v1",
-        "SDXL-v2-plus",
-        "1_5-auraface-v1",
-    ] = "1_5-v1",
+    model_type: ModelType = "1_5-v1",
     prompt: str,
     face_image_url: FileInput | None = None,
     face_images_data_url: FileInput | None = None,
@@ -401,8 +574,8 @@ async def subscribe_async(
     face_id_det_size: int = 640,
     base_1_5_model_repo: str = "SG161222/Realistic_Vision_V4.0_noVAE",
     base_sdxl_model_repo: str = "SG161222/RealVisXL_V3.0",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -410,34 +583,86 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The model type to use. 1_5 is the default and is recommended for
+            most use cases. Defaults to `"1_5-v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        face_image_url: An image of a face to match. If an image with a size of 640x640
+            is not provided, it will be scaled and cropped to that size. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        face_images_data_url: URL to zip archive with images of faces. The images
+            embedding will be averaged to create a more accurate face id. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `50`.
+        num_samples: The number of samples for face id. The more samples the better the
+            image will be but it will also take longer to generate. Default is 4.
+            Between 1 and 4. Defaults to `4`.
+        width: The width of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        height: The height of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        face_id_det_size: The size of the face detection model. The higher the number
+            the more accurate the detection will be but it will also take longer to run.
+            The higher the number the more likely it will fail to find a face as well.
+            Lower it if you are having trouble finding a face in the image. Between 64
+            and 640. Defaults to `640`.
+        base_1_5_model_repo: The URL to the base 1.5 model. Default is
+            SG161222/Realistic_Vision_V4.0_noVAE. Defaults to
+            `"SG161222/Realistic_Vision_V4.0_noVAE"`.
+        base_sdxl_model_repo: The URL to the base SDXL model. Default is
+            SG161222/RealVisXL_V3.0. Defaults to `"SG161222/RealVisXL_V3.0"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    model_type: Literal[
-        "1_5-v1",
-        "1_5-v1-plus",
-        "1_5-v2-plus",
-        "SDXL-v1",
-        "SDXL-v2-plus",
-        "1_5-auraface-v1",
-    ] = "1_5-v1",
+    model_type: ModelType = "1_5-v1",
     prompt: str,
     face_image_url: FileInput | None = None,
     face_images_data_url: FileInput | None = None,
@@ -451,8 +676,8 @@ async def run_async(
     face_id_det_size: int = 640,
     base_1_5_model_repo: str = "SG161222/Realistic_Vision_V4.0_noVAE",
     base_sdxl_model_repo: str = "SG161222/RealVisXL_V3.0",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -460,8 +685,67 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_type: The model type to use. 1_5 is the default and is recommended for
+            most use cases. Defaults to `"1_5-v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        face_image_url: An image of a face to match. If an image with a size of 640x640
+            is not provided, it will be scaled and cropped to that size. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        face_images_data_url: URL to zip archive with images of faces. The images
+            embedding will be averaged to create a more accurate face id. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to
+            `"blurry, low resolution, bad, ugly, low quality, pixelated, interpolated,
+            compression artifacts, noisey, grainy"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `7.5`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 200. Defaults to `50`.
+        num_samples: The number of samples for face id. The more samples the better the
+            image will be but it will also take longer to generate. Default is 4.
+            Between 1 and 4. Defaults to `4`.
+        width: The width of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        height: The height of the generated image. Between 512 and 1024. Defaults to
+            `512`.
+        face_id_det_size: The size of the face detection model. The higher the number
+            the more accurate the detection will be but it will also take longer to run.
+            The higher the number the more likely it will fail to find a face as well.
+            Lower it if you are having trouble finding a face in the image. Between 64
+            and 640. Defaults to `640`.
+        base_1_5_model_repo: The URL to the base 1.5 model. Default is
+            SG161222/Realistic_Vision_V4.0_noVAE. Defaults to
+            `"SG161222/Realistic_Vision_V4.0_noVAE"`.
+        base_sdxl_model_repo: The URL to the base SDXL model. Default is
+            SG161222/RealVisXL_V3.0. Defaults to `"SG161222/RealVisXL_V3.0"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

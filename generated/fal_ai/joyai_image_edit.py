@@ -5,94 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The edit instruction describing what changes to make to the image."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the input image to edit."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """Text describing what should not appear in the output image."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 30
-    """Number of denoising steps."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=15.0, title="Guidance Scale")] = 5
-    """Controls how closely the output follows the edit instruction."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable safety checking on input and output."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """Output image format."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If True, return image as data URI."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The edited output image."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -109,26 +31,83 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/joyai-image-edit"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The edit instruction describing what changes to make to the image."""
+    image_url: FileInput
+    """URL of the input image to edit."""
+    negative_prompt: str = ""
+    """Text describing what should not appear in the output image."""
+    seed: int | None = None
+    """Random seed for reproducibility."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 30
+    """Number of denoising steps."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=15.0)] = 5
+    """Controls how closely the output follows the edit instruction."""
+    enable_safety_checker: bool = True
+    """Enable safety checking on input and output."""
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    """Output image format."""
+    sync_mode: bool = False
+    """If True, return image as data URI."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The edited output image."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -140,33 +119,66 @@ def submit(
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The edit instruction describing what changes to make to the image.
+            Required.
+        image_url: URL of the input image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Text describing what should not appear in the output image.
+            Defaults to `\""`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `30`.
+        guidance_scale: Controls how closely the output follows the edit instruction.
+            Between 1.0 and 15.0. Defaults to `5`.
+        enable_safety_checker: Enable safety checking on input and output. Defaults to
+            `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, return image as data URI. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -178,8 +190,8 @@ def subscribe(
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -187,24 +199,56 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The edit instruction describing what changes to make to the image.
+            Required.
+        image_url: URL of the input image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Text describing what should not appear in the output image.
+            Defaults to `\""`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `30`.
+        guidance_scale: Controls how closely the output follows the edit instruction.
+            Between 1.0 and 15.0. Defaults to `5`.
+        enable_safety_checker: Enable safety checking on input and output. Defaults to
+            `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, return image as data URI. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -216,8 +260,8 @@ def run(
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -225,24 +269,56 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The edit instruction describing what changes to make to the image.
+            Required.
+        image_url: URL of the input image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Text describing what should not appear in the output image.
+            Defaults to `\""`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `30`.
+        guidance_scale: Controls how closely the output follows the edit instruction.
+            Between 1.0 and 15.0. Defaults to `5`.
+        enable_safety_checker: Enable safety checking on input and output. Defaults to
+            `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, return image as data URI. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -254,33 +330,66 @@ async def submit_async(
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The edit instruction describing what changes to make to the image.
+            Required.
+        image_url: URL of the input image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Text describing what should not appear in the output image.
+            Defaults to `\""`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `30`.
+        guidance_scale: Controls how closely the output follows the edit instruction.
+            Between 1.0 and 15.0. Defaults to `5`.
+        enable_safety_checker: Enable safety checking on input and output. Defaults to
+            `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, return image as data URI. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -292,8 +401,8 @@ async def subscribe_async(
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -301,24 +410,56 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The edit instruction describing what changes to make to the image.
+            Required.
+        image_url: URL of the input image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Text describing what should not appear in the output image.
+            Defaults to `\""`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `30`.
+        guidance_scale: Controls how closely the output follows the edit instruction.
+            Between 1.0 and 15.0. Defaults to `5`.
+        enable_safety_checker: Enable safety checking on input and output. Defaults to
+            `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, return image as data URI. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -330,8 +471,8 @@ async def run_async(
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -339,8 +480,40 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The edit instruction describing what changes to make to the image.
+            Required.
+        image_url: URL of the input image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Text describing what should not appear in the output image.
+            Defaults to `\""`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `30`.
+        guidance_scale: Controls how closely the output follows the edit instruction.
+            Between 1.0 and 15.0. Defaults to `5`.
+        enable_safety_checker: Enable safety checking on input and output. Defaults to
+            `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, return image as data URI. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

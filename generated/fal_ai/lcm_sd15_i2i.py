@@ -5,125 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageType2(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The image to use as a base."""
-    mask_url: Annotated[FileInput | None, Field(title="Mask Url")] = None
-    """Mask URL for compatibility with generic LCM processing."""
-    strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")] = 0.8
-    """The strength of the image."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """
-    The negative prompt to use.Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=16.0, title="Guidance scale (CFG)")
-    ] = 1
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=12, title="Num Inference Steps")
-    ] = 4
-    """
-    The number of inference steps to use for generating the image. The more steps
-    the better the image will be but it will also take longer to generate.
-    """
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    num_images: Annotated[int, Field(ge=1, le=8, title="Num Images")] = 1
-    """
-    The number of images to generate. The function will return a list of images
-    with the same prompt and negative prompt but different seeds.
-    """
-    enable_safety_checks: Annotated[bool, Field(title="Enable Safety Checks")] = True
-    """
-    If set to true, the resulting image will be checked whether it includes any
-    potentially unsafe content. If it does, it will be replaced with a black
-    image.
-    """
-    request_id: Annotated[str, Field(title="Request Id")] = ""
-    """
-    An id bound to a request, can be used with response to identify the request
-    itself.
-    """
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageType2], Field(title="Images")]
-    """The generated image files info."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    num_inference_steps: Annotated[int, Field(title="Num Inference Steps")] = 4
-    """
-    Number of inference steps used to generate the image. It will be the same value of the one passed in the
-    input or the default one in case none was passed.
-    """
-    request_id: Annotated[str, Field(title="Request Id")] = ""
-    """
-    An id bound to a request, can be used with response to identify the request
-    itself.
-    """
-    nsfw_content_detected: Annotated[list[bool], Field(title="Nsfw Content Detected")]
-    """
-    A list of booleans indicating whether the generated image contains any
-    potentially unsafe content. If the safety check is disabled, this field
-    will have a false for each generated image.
-    """
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -140,26 +31,116 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/lcm-sd15-i2i"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class ImageType2(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    image_url: FileInput
+    """The image to use as a base."""
+    mask_url: FileInput | None = None
+    """Mask URL for compatibility with generic LCM processing."""
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
+    """The strength of the image."""
+    negative_prompt: str = ""
+    """
+    The negative prompt to use.Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.0, le=16.0)] = 1
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    num_inference_steps: Annotated[int, Field(ge=1, le=12)] = 4
+    """
+    The number of inference steps to use for generating the image. The more steps
+    the better the image will be but it will also take longer to generate.
+    """
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    num_images: Annotated[int, Field(ge=1, le=8)] = 1
+    """
+    The number of images to generate. The function will return a list of images
+    with the same prompt and negative prompt but different seeds.
+    """
+    enable_safety_checks: bool = True
+    """
+    If set to true, the resulting image will be checked whether it includes any
+    potentially unsafe content. If it does, it will be replaced with a black
+    image.
+    """
+    request_id: str = ""
+    """
+    An id bound to a request, can be used with response to identify the request
+    itself.
+    """
+
+
+class Output(FalModel):
+    images: list[ImageType2]
+    """The generated image files info."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    num_inference_steps: int = 4
+    """
+    Number of inference steps used to generate the image. It will be the same value of the one passed in the
+    input or the default one in case none was passed.
+    """
+    request_id: str = ""
+    """
+    An id bound to a request, can be used with response to identify the request
+    itself.
+    """
+    nsfw_content_detected: list[bool]
+    """
+    A list of booleans indicating whether the generated image contains any
+    potentially unsafe content. If the safety check is disabled, this field
+    will have a false for each generated image.
+    """
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "mask_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -174,33 +155,80 @@ def submit(
     num_images: int = 1,
     enable_safety_checks: bool = True,
     request_id: str = "",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_url: The image to use as a base. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Mask URL for compatibility with generic LCM processing. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        strength: The strength of the image. Between 0.0 and 1.0. Defaults to `0.8`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `1`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 12. Defaults to `4`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. The function will return a list of
+            images with the same prompt and negative prompt but different seeds. Between
+            1 and 8. Defaults to `1`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -215,8 +243,8 @@ def subscribe(
     num_images: int = 1,
     enable_safety_checks: bool = True,
     request_id: str = "",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -224,24 +252,70 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_url: The image to use as a base. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Mask URL for compatibility with generic LCM processing. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        strength: The strength of the image. Between 0.0 and 1.0. Defaults to `0.8`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `1`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 12. Defaults to `4`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. The function will return a list of
+            images with the same prompt and negative prompt but different seeds. Between
+            1 and 8. Defaults to `1`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -256,8 +330,8 @@ def run(
     num_images: int = 1,
     enable_safety_checks: bool = True,
     request_id: str = "",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -265,24 +339,70 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_url: The image to use as a base. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Mask URL for compatibility with generic LCM processing. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        strength: The strength of the image. Between 0.0 and 1.0. Defaults to `0.8`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `1`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 12. Defaults to `4`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. The function will return a list of
+            images with the same prompt and negative prompt but different seeds. Between
+            1 and 8. Defaults to `1`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -297,33 +417,80 @@ async def submit_async(
     num_images: int = 1,
     enable_safety_checks: bool = True,
     request_id: str = "",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_url: The image to use as a base. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Mask URL for compatibility with generic LCM processing. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        strength: The strength of the image. Between 0.0 and 1.0. Defaults to `0.8`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `1`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 12. Defaults to `4`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. The function will return a list of
+            images with the same prompt and negative prompt but different seeds. Between
+            1 and 8. Defaults to `1`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -338,8 +505,8 @@ async def subscribe_async(
     num_images: int = 1,
     enable_safety_checks: bool = True,
     request_id: str = "",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -347,24 +514,70 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_url: The image to use as a base. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Mask URL for compatibility with generic LCM processing. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        strength: The strength of the image. Between 0.0 and 1.0. Defaults to `0.8`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `1`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 12. Defaults to `4`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. The function will return a list of
+            images with the same prompt and negative prompt but different seeds. Between
+            1 and 8. Defaults to `1`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -379,8 +592,8 @@ async def run_async(
     num_images: int = 1,
     enable_safety_checks: bool = True,
     request_id: str = "",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -388,8 +601,54 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_url: The image to use as a base. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Mask URL for compatibility with generic LCM processing. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        strength: The strength of the image. Between 0.0 and 1.0. Defaults to `0.8`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 16.0. Defaults to `1`.
+        num_inference_steps: The number of inference steps to use for generating the
+            image. The more steps the better the image will be but it will also take
+            longer to generate. Between 1 and 12. Defaults to `4`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. The function will return a list of
+            images with the same prompt and negative prompt but different seeds. Between
+            1 and 8. Defaults to `1`.
+        enable_safety_checks: If set to true, the resulting image will be checked
+            whether it includes any potentially unsafe content. If it does, it will be
+            replaced with a black image. Defaults to `True`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

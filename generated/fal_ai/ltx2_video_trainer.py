@@ -5,167 +5,21 @@ Category: training."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input configuration for LTX-2 text-to-video training."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    training_data_url: Annotated[FileInput, Field(title="Training Data Url")]
-    """
-    URL to zip archive with videos or images. Try to use at least 10 files, although more is better.
-
-    **Supported video formats:** .mp4, .mov, .avi, .mkv
-    **Supported image formats:** .png, .jpg, .jpeg
-
-    Note: The dataset must contain ONLY videos OR ONLY images - mixed datasets are not supported.
-
-    The archive can also contain text files with captions. Each text file should have the same name as the media file it corresponds to.
-    """
-    rank: Annotated[Literal[8, 16, 32, 64, 128], Field(title="Rank")] = 32
-    """The rank of the LoRA adaptation. Higher values increase capacity but use more memory."""
-    number_of_steps: Annotated[
-        int, Field(ge=100, le=20000, title="Number Of Steps")
-    ] = 2000
-    """The number of training steps."""
-    learning_rate: Annotated[float, Field(ge=1e-06, le=1.0, title="Learning Rate")] = (
-        0.0002
-    )
-    """Learning rate for optimization. Higher values can lead to faster training but may cause overfitting."""
-    number_of_frames: Annotated[int, Field(ge=9, le=121, title="Number Of Frames")] = 89
-    """Number of frames per training sample. Must satisfy frames % 8 == 1 (e.g., 1, 9, 17, 25, 33, 41, 49, 57, 65, 73, 81, 89, 97)."""
-    frame_rate: Annotated[int, Field(ge=8, le=60, title="Frame Rate")] = 25
-    """Target frames per second for the video."""
-    resolution: Annotated[
-        Literal["low", "medium", "high"], Field(title="Resolution")
-    ] = "medium"
-    """Resolution to use for training. Higher resolutions require more memory."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "1:1", "9:16"], Field(title="Aspect Ratio")
-    ] = "1:1"
-    """Aspect ratio to use for training."""
-    trigger_phrase: Annotated[str, Field(title="Trigger Phrase")] = ""
-    """A phrase that will trigger the LoRA style. Will be prepended to captions during training."""
-    auto_scale_input: Annotated[bool, Field(title="Auto Scale Input")] = False
-    """If true, videos will be automatically scaled to the target frame count and fps. This option has no effect on image datasets."""
-    split_input_into_scenes: Annotated[bool, Field(title="Split Input Into Scenes")] = (
-        True
-    )
-    """If true, videos above a certain duration threshold will be split into scenes."""
-    split_input_duration_threshold: Annotated[
-        float, Field(ge=1.0, le=60.0, title="Split Input Duration Threshold")
-    ] = 30
-    """The duration threshold in seconds. If a video is longer than this, it will be split into scenes."""
-    debug_dataset: Annotated[bool, Field(title="Debug Dataset")] = False
-    """When enabled, the trainer returns a downloadable archive of your preprocessed training data for manual inspection. Use this to verify that your videos, images, and captions were processed correctly before committing to a full training run."""
-    with_audio: Annotated[bool | None, Field(title="With Audio")] = None
-    """Enable joint audio-video training. If None (default), automatically detects whether input videos have audio. Set to True to force audio training, or False to disable."""
-    audio_normalize: Annotated[bool, Field(title="Audio Normalize")] = True
-    """Normalize audio peak amplitude to a consistent level. Recommended for consistent audio levels across the dataset."""
-    audio_preserve_pitch: Annotated[bool, Field(title="Audio Preserve Pitch")] = True
-    """When audio duration doesn't match video duration, stretch/compress audio without changing pitch. If disabled, audio is trimmed or padded with silence."""
-    first_frame_conditioning_p: Annotated[
-        float, Field(ge=0.0, le=1.0, title="First Frame Conditioning P")
-    ] = 0.5
-    """Probability of conditioning on the first frame during training. Higher values improve image-to-video performance."""
-    validation: Annotated[
-        list[Validation], Field(max_length=2, title="Validation", validate_default=True)
-    ] = []
-    """A list of validation prompts to use during training. When providing an image, _all_ validation inputs must have an image."""
-    validation_negative_prompt: Annotated[
-        str, Field(title="Validation Negative Prompt")
-    ] = "worst quality, inconsistent motion, blurry, jittery, distorted"
-    """A negative prompt to use for validation."""
-    validation_number_of_frames: Annotated[
-        int, Field(ge=9, le=121, title="Validation Number Of Frames")
-    ] = 89
-    """The number of frames in validation videos."""
-    validation_frame_rate: Annotated[
-        int, Field(ge=8, le=60, title="Validation Frame Rate")
-    ] = 25
-    """Target frames per second for validation videos."""
-    validation_resolution: Annotated[
-        Literal["low", "medium", "high"], Field(title="Validation Resolution")
-    ] = "high"
-    """The resolution to use for validation."""
-    validation_aspect_ratio: Annotated[
-        Literal["16:9", "1:1", "9:16"], Field(title="Validation Aspect Ratio")
-    ] = "1:1"
-    """The aspect ratio to use for validation."""
-    stg_scale: Annotated[float, Field(ge=0.0, le=3.0, title="Stg Scale")] = 1
-    """STG (Spatio-Temporal Guidance) scale. 0.0 disables STG. Recommended value is 1.0."""
-    generate_audio_in_validation: Annotated[
-        bool, Field(title="Generate Audio In Validation")
-    ] = True
-    """Whether to generate audio in validation samples."""
-
-
-class Output(FalModel):
-    """Output from LTX-2 training."""
-
-    video: File | None = None
-    """The URL to the validation videos, if any."""
-    lora_file: File
-    """URL to the trained LoRA weights (.safetensors)."""
-    config_file: File
-    """Configuration used for setting up inference endpoints."""
-    debug_dataset: File | None = None
-    """A downloadable archive containing the preprocessed training data, including decoded videos and audio. Only present when `debug_dataset` is enabled in the input."""
-
-
-class Validation(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for validation."""
-    image_url: Annotated[FileInput | None, Field(title="Image Url")] = None
-    """An image to use for image-to-video validation. If provided for one validation, _all_ validation inputs must have an image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Rank",
     "File",
     "Input",
     "Output",
@@ -179,30 +33,154 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ltx2-video-trainer"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Rank: TypeAlias = Literal[8, 16, 32, 64, 128]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input configuration for LTX-2 text-to-video training."""
+
+    training_data_url: FileInput
+    """
+    URL to zip archive with videos or images. Try to use at least 10 files, although more is better.
+
+    **Supported video formats:** .mp4, .mov, .avi, .mkv
+    **Supported image formats:** .png, .jpg, .jpeg
+
+    Note: The dataset must contain ONLY videos OR ONLY images - mixed datasets are not supported.
+
+    The archive can also contain text files with captions. Each text file should have the same name as the media file it corresponds to.
+    """
+    rank: Rank = 32
+    """The rank of the LoRA adaptation. Higher values increase capacity but use more
+    memory."""
+    number_of_steps: Annotated[int, Field(ge=100, le=20000)] = 2000
+    """The number of training steps."""
+    learning_rate: Annotated[float, Field(ge=1e-06, le=1.0)] = 0.0002
+    """Learning rate for optimization. Higher values can lead to faster training but may
+    cause overfitting."""
+    number_of_frames: Annotated[int, Field(ge=9, le=121)] = 89
+    """Number of frames per training sample. Must satisfy frames % 8 == 1 (e.g., 1, 9,
+    17, 25, 33, 41, 49, 57, 65, 73, 81, 89, 97)."""
+    frame_rate: Annotated[int, Field(ge=8, le=60)] = 25
+    """Target frames per second for the video."""
+    resolution: Literal["low", "medium", "high"] = "medium"
+    """Resolution to use for training. Higher resolutions require more memory."""
+    aspect_ratio: Literal["16:9", "1:1", "9:16"] = "1:1"
+    """Aspect ratio to use for training."""
+    trigger_phrase: str = ""
+    """A phrase that will trigger the LoRA style. Will be prepended to captions during
+    training."""
+    auto_scale_input: bool = False
+    """If true, videos will be automatically scaled to the target frame count and fps.
+    This option has no effect on image datasets."""
+    split_input_into_scenes: bool = True
+    """If true, videos above a certain duration threshold will be split into scenes."""
+    split_input_duration_threshold: Annotated[float, Field(ge=1.0, le=60.0)] = 30
+    """The duration threshold in seconds. If a video is longer than this, it will be
+    split into scenes."""
+    debug_dataset: bool = False
+    """When enabled, the trainer returns a downloadable archive of your preprocessed
+    training data for manual inspection. Use this to verify that your videos, images,
+    and captions were processed correctly before committing to a full training run."""
+    with_audio: bool | None = None
+    """Enable joint audio-video training. If None (default), automatically detects
+    whether input videos have audio. Set to True to force audio training, or False to
+    disable."""
+    audio_normalize: bool = True
+    """Normalize audio peak amplitude to a consistent level. Recommended for consistent
+    audio levels across the dataset."""
+    audio_preserve_pitch: bool = True
+    """When audio duration doesn't match video duration, stretch/compress audio without
+    changing pitch. If disabled, audio is trimmed or padded with silence."""
+    first_frame_conditioning_p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Probability of conditioning on the first frame during training. Higher values
+    improve image-to-video performance."""
+    validation: Annotated[
+        list[Validation], Field(max_length=2, validate_default=True)
+    ] = []
+    """A list of validation prompts to use during training. When providing an image,
+    _all_ validation inputs must have an image."""
+    validation_negative_prompt: str = (
+        "worst quality, inconsistent motion, blurry, jittery, distorted"
+    )
+    """A negative prompt to use for validation."""
+    validation_number_of_frames: Annotated[int, Field(ge=9, le=121)] = 89
+    """The number of frames in validation videos."""
+    validation_frame_rate: Annotated[int, Field(ge=8, le=60)] = 25
+    """Target frames per second for validation videos."""
+    validation_resolution: Literal["low", "medium", "high"] = "high"
+    """The resolution to use for validation."""
+    validation_aspect_ratio: Literal["16:9", "1:1", "9:16"] = "1:1"
+    """The aspect ratio to use for validation."""
+    stg_scale: Annotated[float, Field(ge=0.0, le=3.0)] = 1
+    """STG (Spatio-Temporal Guidance) scale. 0.0 disables STG. Recommended value is
+    1.0."""
+    generate_audio_in_validation: bool = True
+    """Whether to generate audio in validation samples."""
+
+
+class Output(FalModel):
+    """Output from LTX-2 training."""
+
+    video: File | None = None
+    """The URL to the validation videos, if any."""
+    lora_file: File
+    """URL to the trained LoRA weights (.safetensors)."""
+    config_file: File
+    """Configuration used for setting up inference endpoints."""
+    debug_dataset: File | None = None
+    """A downloadable archive containing the preprocessed training data, including
+    decoded videos and audio. Only present when `debug_dataset` is enabled in the
+    input."""
+
+
+class Validation(FalModel):
+    prompt: str
+    """The prompt to use for validation."""
+    image_url: FileInput | None = None
+    """An image to use for image-to-video validation. If provided for one validation,
+    _all_ validation inputs must have an image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["training_data_url"], Validation: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     training_data_url: FileInput,
-    rank: Literal[8, 16, 32, 64, 128] = 32,
+    rank: Rank = 32,
     number_of_steps: int = 2000,
     learning_rate: float = 0.0002,
     number_of_frames: int = 89,
@@ -226,37 +204,121 @@ def submit(
     validation_aspect_ratio: Literal["16:9", "1:1", "9:16"] = "1:1",
     stg_scale: float = 1,
     generate_audio_in_validation: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with videos or images. Try to use at least
+            10 files, although more is better. **Supported video formats:** .mp4, .mov,
+            .avi, .mkv **Supported image formats:** .png, .jpg, .jpeg Note: The dataset
+            must contain ONLY videos OR ONLY images - mixed datasets are not supported.
+            The archive can also contain text files with captions. Each text file should
+            have the same name as the media file it corresponds to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        rank: The rank of the LoRA adaptation. Higher values increase capacity but use
+            more memory. Defaults to `32`.
+        number_of_steps: The number of training steps. Between 100 and 20000. Defaults
+            to `2000`.
+        learning_rate: Learning rate for optimization. Higher values can lead to faster
+            training but may cause overfitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        number_of_frames: Number of frames per training sample. Must satisfy frames % 8
+            == 1 (e.g., 1, 9, 17, 25, 33, 41, 49, 57, 65, 73, 81, 89, 97). Between 9 and
+            121. Defaults to `89`.
+        frame_rate: Target frames per second for the video. Between 8 and 60. Defaults
+            to `25`.
+        resolution: Resolution to use for training. Higher resolutions require more
+            memory. Defaults to `"medium"`.
+        aspect_ratio: Aspect ratio to use for training. Defaults to `"1:1"`.
+        trigger_phrase: A phrase that will trigger the LoRA style. Will be prepended to
+            captions during training. Defaults to `\""`.
+        auto_scale_input: If true, videos will be automatically scaled to the target
+            frame count and fps. This option has no effect on image datasets. Defaults
+            to `False`.
+        split_input_into_scenes: If true, videos above a certain duration threshold will
+            be split into scenes. Defaults to `True`.
+        split_input_duration_threshold: The duration threshold in seconds. If a video is
+            longer than this, it will be split into scenes. Between 1.0 and 60.0.
+            Defaults to `30`.
+        debug_dataset: When enabled, the trainer returns a downloadable archive of your
+            preprocessed training data for manual inspection. Use this to verify that
+            your videos, images, and captions were processed correctly before committing
+            to a full training run. Defaults to `False`.
+        with_audio: Enable joint audio-video training. If None (default), automatically
+            detects whether input videos have audio. Set to True to force audio
+            training, or False to disable. Defaults to `None`.
+        audio_normalize: Normalize audio peak amplitude to a consistent level.
+            Recommended for consistent audio levels across the dataset. Defaults to
+            `True`.
+        audio_preserve_pitch: When audio duration doesn't match video duration,
+            stretch/compress audio without changing pitch. If disabled, audio is trimmed
+            or padded with silence. Defaults to `True`.
+        first_frame_conditioning_p: Probability of conditioning on the first frame
+            during training. Higher values improve image-to-video performance. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        validation: A list of validation prompts to use during training. When providing
+            an image, _all_ validation inputs must have an image. Length at most 2.
+            Defaults to `[]`.
+        validation_negative_prompt: A negative prompt to use for validation. Defaults to
+            `"worst quality, inconsistent motion, blurry, jittery, distorted"`.
+        validation_number_of_frames: The number of frames in validation videos. Between
+            9 and 121. Defaults to `89`.
+        validation_frame_rate: Target frames per second for validation videos. Between 8
+            and 60. Defaults to `25`.
+        validation_resolution: The resolution to use for validation. Defaults to
+            `"high"`.
+        validation_aspect_ratio: The aspect ratio to use for validation. Defaults to
+            `"1:1"`.
+        stg_scale: STG (Spatio-Temporal Guidance) scale. 0.0 disables STG. Recommended
+            value is 1.0. Between 0.0 and 3.0. Defaults to `1`.
+        generate_audio_in_validation: Whether to generate audio in validation samples.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     training_data_url: FileInput,
-    rank: Literal[8, 16, 32, 64, 128] = 32,
+    rank: Rank = 32,
     number_of_steps: int = 2000,
     learning_rate: float = 0.0002,
     number_of_frames: int = 89,
@@ -280,8 +342,8 @@ def subscribe(
     validation_aspect_ratio: Literal["16:9", "1:1", "9:16"] = "1:1",
     stg_scale: float = 1,
     generate_audio_in_validation: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -289,28 +351,111 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with videos or images. Try to use at least
+            10 files, although more is better. **Supported video formats:** .mp4, .mov,
+            .avi, .mkv **Supported image formats:** .png, .jpg, .jpeg Note: The dataset
+            must contain ONLY videos OR ONLY images - mixed datasets are not supported.
+            The archive can also contain text files with captions. Each text file should
+            have the same name as the media file it corresponds to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        rank: The rank of the LoRA adaptation. Higher values increase capacity but use
+            more memory. Defaults to `32`.
+        number_of_steps: The number of training steps. Between 100 and 20000. Defaults
+            to `2000`.
+        learning_rate: Learning rate for optimization. Higher values can lead to faster
+            training but may cause overfitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        number_of_frames: Number of frames per training sample. Must satisfy frames % 8
+            == 1 (e.g., 1, 9, 17, 25, 33, 41, 49, 57, 65, 73, 81, 89, 97). Between 9 and
+            121. Defaults to `89`.
+        frame_rate: Target frames per second for the video. Between 8 and 60. Defaults
+            to `25`.
+        resolution: Resolution to use for training. Higher resolutions require more
+            memory. Defaults to `"medium"`.
+        aspect_ratio: Aspect ratio to use for training. Defaults to `"1:1"`.
+        trigger_phrase: A phrase that will trigger the LoRA style. Will be prepended to
+            captions during training. Defaults to `\""`.
+        auto_scale_input: If true, videos will be automatically scaled to the target
+            frame count and fps. This option has no effect on image datasets. Defaults
+            to `False`.
+        split_input_into_scenes: If true, videos above a certain duration threshold will
+            be split into scenes. Defaults to `True`.
+        split_input_duration_threshold: The duration threshold in seconds. If a video is
+            longer than this, it will be split into scenes. Between 1.0 and 60.0.
+            Defaults to `30`.
+        debug_dataset: When enabled, the trainer returns a downloadable archive of your
+            preprocessed training data for manual inspection. Use this to verify that
+            your videos, images, and captions were processed correctly before committing
+            to a full training run. Defaults to `False`.
+        with_audio: Enable joint audio-video training. If None (default), automatically
+            detects whether input videos have audio. Set to True to force audio
+            training, or False to disable. Defaults to `None`.
+        audio_normalize: Normalize audio peak amplitude to a consistent level.
+            Recommended for consistent audio levels across the dataset. Defaults to
+            `True`.
+        audio_preserve_pitch: When audio duration doesn't match video duration,
+            stretch/compress audio without changing pitch. If disabled, audio is trimmed
+            or padded with silence. Defaults to `True`.
+        first_frame_conditioning_p: Probability of conditioning on the first frame
+            during training. Higher values improve image-to-video performance. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        validation: A list of validation prompts to use during training. When providing
+            an image, _all_ validation inputs must have an image. Length at most 2.
+            Defaults to `[]`.
+        validation_negative_prompt: A negative prompt to use for validation. Defaults to
+            `"worst quality, inconsistent motion, blurry, jittery, distorted"`.
+        validation_number_of_frames: The number of frames in validation videos. Between
+            9 and 121. Defaults to `89`.
+        validation_frame_rate: Target frames per second for validation videos. Between 8
+            and 60. Defaults to `25`.
+        validation_resolution: The resolution to use for validation. Defaults to
+            `"high"`.
+        validation_aspect_ratio: The aspect ratio to use for validation. Defaults to
+            `"1:1"`.
+        stg_scale: STG (Spatio-Temporal Guidance) scale. 0.0 disables STG. Recommended
+            value is 1.0. Between 0.0 and 3.0. Defaults to `1`.
+        generate_audio_in_validation: Whether to generate audio in validation samples.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     training_data_url: FileInput,
-    rank: Literal[8, 16, 32, 64, 128] = 32,
+    rank: Rank = 32,
     number_of_steps: int = 2000,
     learning_rate: float = 0.0002,
     number_of_frames: int = 89,
@@ -334,8 +479,8 @@ def run(
     validation_aspect_ratio: Literal["16:9", "1:1", "9:16"] = "1:1",
     stg_scale: float = 1,
     generate_audio_in_validation: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -343,28 +488,111 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with videos or images. Try to use at least
+            10 files, although more is better. **Supported video formats:** .mp4, .mov,
+            .avi, .mkv **Supported image formats:** .png, .jpg, .jpeg Note: The dataset
+            must contain ONLY videos OR ONLY images - mixed datasets are not supported.
+            The archive can also contain text files with captions. Each text file should
+            have the same name as the media file it corresponds to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        rank: The rank of the LoRA adaptation. Higher values increase capacity but use
+            more memory. Defaults to `32`.
+        number_of_steps: The number of training steps. Between 100 and 20000. Defaults
+            to `2000`.
+        learning_rate: Learning rate for optimization. Higher values can lead to faster
+            training but may cause overfitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        number_of_frames: Number of frames per training sample. Must satisfy frames % 8
+            == 1 (e.g., 1, 9, 17, 25, 33, 41, 49, 57, 65, 73, 81, 89, 97). Between 9 and
+            121. Defaults to `89`.
+        frame_rate: Target frames per second for the video. Between 8 and 60. Defaults
+            to `25`.
+        resolution: Resolution to use for training. Higher resolutions require more
+            memory. Defaults to `"medium"`.
+        aspect_ratio: Aspect ratio to use for training. Defaults to `"1:1"`.
+        trigger_phrase: A phrase that will trigger the LoRA style. Will be prepended to
+            captions during training. Defaults to `\""`.
+        auto_scale_input: If true, videos will be automatically scaled to the target
+            frame count and fps. This option has no effect on image datasets. Defaults
+            to `False`.
+        split_input_into_scenes: If true, videos above a certain duration threshold will
+            be split into scenes. Defaults to `True`.
+        split_input_duration_threshold: The duration threshold in seconds. If a video is
+            longer than this, it will be split into scenes. Between 1.0 and 60.0.
+            Defaults to `30`.
+        debug_dataset: When enabled, the trainer returns a downloadable archive of your
+            preprocessed training data for manual inspection. Use this to verify that
+            your videos, images, and captions were processed correctly before committing
+            to a full training run. Defaults to `False`.
+        with_audio: Enable joint audio-video training. If None (default), automatically
+            detects whether input videos have audio. Set to True to force audio
+            training, or False to disable. Defaults to `None`.
+        audio_normalize: Normalize audio peak amplitude to a consistent level.
+            Recommended for consistent audio levels across the dataset. Defaults to
+            `True`.
+        audio_preserve_pitch: When audio duration doesn't match video duration,
+            stretch/compress audio without changing pitch. If disabled, audio is trimmed
+            or padded with silence. Defaults to `True`.
+        first_frame_conditioning_p: Probability of conditioning on the first frame
+            during training. Higher values improve image-to-video performance. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        validation: A list of validation prompts to use during training. When providing
+            an image, _all_ validation inputs must have an image. Length at most 2.
+            Defaults to `[]`.
+        validation_negative_prompt: A negative prompt to use for validation. Defaults to
+            `"worst quality, inconsistent motion, blurry, jittery, distorted"`.
+        validation_number_of_frames: The number of frames in validation videos. Between
+            9 and 121. Defaults to `89`.
+        validation_frame_rate: Target frames per second for validation videos. Between 8
+            and 60. Defaults to `25`.
+        validation_resolution: The resolution to use for validation. Defaults to
+            `"high"`.
+        validation_aspect_ratio: The aspect ratio to use for validation. Defaults to
+            `"1:1"`.
+        stg_scale: STG (Spatio-Temporal Guidance) scale. 0.0 disables STG. Recommended
+            value is 1.0. Between 0.0 and 3.0. Defaults to `1`.
+        generate_audio_in_validation: Whether to generate audio in validation samples.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     training_data_url: FileInput,
-    rank: Literal[8, 16, 32, 64, 128] = 32,
+    rank: Rank = 32,
     number_of_steps: int = 2000,
     learning_rate: float = 0.0002,
     number_of_frames: int = 89,
@@ -388,37 +616,121 @@ async def submit_async(
     validation_aspect_ratio: Literal["16:9", "1:1", "9:16"] = "1:1",
     stg_scale: float = 1,
     generate_audio_in_validation: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with videos or images. Try to use at least
+            10 files, although more is better. **Supported video formats:** .mp4, .mov,
+            .avi, .mkv **Supported image formats:** .png, .jpg, .jpeg Note: The dataset
+            must contain ONLY videos OR ONLY images - mixed datasets are not supported.
+            The archive can also contain text files with captions. Each text file should
+            have the same name as the media file it corresponds to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        rank: The rank of the LoRA adaptation. Higher values increase capacity but use
+            more memory. Defaults to `32`.
+        number_of_steps: The number of training steps. Between 100 and 20000. Defaults
+            to `2000`.
+        learning_rate: Learning rate for optimization. Higher values can lead to faster
+            training but may cause overfitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        number_of_frames: Number of frames per training sample. Must satisfy frames % 8
+            == 1 (e.g., 1, 9, 17, 25, 33, 41, 49, 57, 65, 73, 81, 89, 97). Between 9 and
+            121. Defaults to `89`.
+        frame_rate: Target frames per second for the video. Between 8 and 60. Defaults
+            to `25`.
+        resolution: Resolution to use for training. Higher resolutions require more
+            memory. Defaults to `"medium"`.
+        aspect_ratio: Aspect ratio to use for training. Defaults to `"1:1"`.
+        trigger_phrase: A phrase that will trigger the LoRA style. Will be prepended to
+            captions during training. Defaults to `\""`.
+        auto_scale_input: If true, videos will be automatically scaled to the target
+            frame count and fps. This option has no effect on image datasets. Defaults
+            to `False`.
+        split_input_into_scenes: If true, videos above a certain duration threshold will
+            be split into scenes. Defaults to `True`.
+        split_input_duration_threshold: The duration threshold in seconds. If a video is
+            longer than this, it will be split into scenes. Between 1.0 and 60.0.
+            Defaults to `30`.
+        debug_dataset: When enabled, the trainer returns a downloadable archive of your
+            preprocessed training data for manual inspection. Use this to verify that
+            your videos, images, and captions were processed correctly before committing
+            to a full training run. Defaults to `False`.
+        with_audio: Enable joint audio-video training. If None (default), automatically
+            detects whether input videos have audio. Set to True to force audio
+            training, or False to disable. Defaults to `None`.
+        audio_normalize: Normalize audio peak amplitude to a consistent level.
+            Recommended for consistent audio levels across the dataset. Defaults to
+            `True`.
+        audio_preserve_pitch: When audio duration doesn't match video duration,
+            stretch/compress audio without changing pitch. If disabled, audio is trimmed
+            or padded with silence. Defaults to `True`.
+        first_frame_conditioning_p: Probability of conditioning on the first frame
+            during training. Higher values improve image-to-video performance. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        validation: A list of validation prompts to use during training. When providing
+            an image, _all_ validation inputs must have an image. Length at most 2.
+            Defaults to `[]`.
+        validation_negative_prompt: A negative prompt to use for validation. Defaults to
+            `"worst quality, inconsistent motion, blurry, jittery, distorted"`.
+        validation_number_of_frames: The number of frames in validation videos. Between
+            9 and 121. Defaults to `89`.
+        validation_frame_rate: Target frames per second for validation videos. Between 8
+            and 60. Defaults to `25`.
+        validation_resolution: The resolution to use for validation. Defaults to
+            `"high"`.
+        validation_aspect_ratio: The aspect ratio to use for validation. Defaults to
+            `"1:1"`.
+        stg_scale: STG (Spatio-Temporal Guidance) scale. 0.0 disables STG. Recommended
+            value is 1.0. Between 0.0 and 3.0. Defaults to `1`.
+        generate_audio_in_validation: Whether to generate audio in validation samples.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     training_data_url: FileInput,
-    rank: Literal[8, 16, 32, 64, 128] = 32,
+    rank: Rank = 32,
     number_of_steps: int = 2000,
     learning_rate: float = 0.0002,
     number_of_frames: int = 89,
@@ -442,8 +754,8 @@ async def subscribe_async(
     validation_aspect_ratio: Literal["16:9", "1:1", "9:16"] = "1:1",
     stg_scale: float = 1,
     generate_audio_in_validation: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -451,28 +763,111 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with videos or images. Try to use at least
+            10 files, although more is better. **Supported video formats:** .mp4, .mov,
+            .avi, .mkv **Supported image formats:** .png, .jpg, .jpeg Note: The dataset
+            must contain ONLY videos OR ONLY images - mixed datasets are not supported.
+            The archive can also contain text files with captions. Each text file should
+            have the same name as the media file it corresponds to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        rank: The rank of the LoRA adaptation. Higher values increase capacity but use
+            more memory. Defaults to `32`.
+        number_of_steps: The number of training steps. Between 100 and 20000. Defaults
+            to `2000`.
+        learning_rate: Learning rate for optimization. Higher values can lead to faster
+            training but may cause overfitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        number_of_frames: Number of frames per training sample. Must satisfy frames % 8
+            == 1 (e.g., 1, 9, 17, 25, 33, 41, 49, 57, 65, 73, 81, 89, 97). Between 9 and
+            121. Defaults to `89`.
+        frame_rate: Target frames per second for the video. Between 8 and 60. Defaults
+            to `25`.
+        resolution: Resolution to use for training. Higher resolutions require more
+            memory. Defaults to `"medium"`.
+        aspect_ratio: Aspect ratio to use for training. Defaults to `"1:1"`.
+        trigger_phrase: A phrase that will trigger the LoRA style. Will be prepended to
+            captions during training. Defaults to `\""`.
+        auto_scale_input: If true, videos will be automatically scaled to the target
+            frame count and fps. This option has no effect on image datasets. Defaults
+            to `False`.
+        split_input_into_scenes: If true, videos above a certain duration threshold will
+            be split into scenes. Defaults to `True`.
+        split_input_duration_threshold: The duration threshold in seconds. If a video is
+            longer than this, it will be split into scenes. Between 1.0 and 60.0.
+            Defaults to `30`.
+        debug_dataset: When enabled, the trainer returns a downloadable archive of your
+            preprocessed training data for manual inspection. Use this to verify that
+            your videos, images, and captions were processed correctly before committing
+            to a full training run. Defaults to `False`.
+        with_audio: Enable joint audio-video training. If None (default), automatically
+            detects whether input videos have audio. Set to True to force audio
+            training, or False to disable. Defaults to `None`.
+        audio_normalize: Normalize audio peak amplitude to a consistent level.
+            Recommended for consistent audio levels across the dataset. Defaults to
+            `True`.
+        audio_preserve_pitch: When audio duration doesn't match video duration,
+            stretch/compress audio without changing pitch. If disabled, audio is trimmed
+            or padded with silence. Defaults to `True`.
+        first_frame_conditioning_p: Probability of conditioning on the first frame
+            during training. Higher values improve image-to-video performance. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        validation: A list of validation prompts to use during training. When providing
+            an image, _all_ validation inputs must have an image. Length at most 2.
+            Defaults to `[]`.
+        validation_negative_prompt: A negative prompt to use for validation. Defaults to
+            `"worst quality, inconsistent motion, blurry, jittery, distorted"`.
+        validation_number_of_frames: The number of frames in validation videos. Between
+            9 and 121. Defaults to `89`.
+        validation_frame_rate: Target frames per second for validation videos. Between 8
+            and 60. Defaults to `25`.
+        validation_resolution: The resolution to use for validation. Defaults to
+            `"high"`.
+        validation_aspect_ratio: The aspect ratio to use for validation. Defaults to
+            `"1:1"`.
+        stg_scale: STG (Spatio-Temporal Guidance) scale. 0.0 disables STG. Recommended
+            value is 1.0. Between 0.0 and 3.0. Defaults to `1`.
+        generate_audio_in_validation: Whether to generate audio in validation samples.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     training_data_url: FileInput,
-    rank: Literal[8, 16, 32, 64, 128] = 32,
+    rank: Rank = 32,
     number_of_steps: int = 2000,
     learning_rate: float = 0.0002,
     number_of_frames: int = 89,
@@ -496,8 +891,8 @@ async def run_async(
     validation_aspect_ratio: Literal["16:9", "1:1", "9:16"] = "1:1",
     stg_scale: float = 1,
     generate_audio_in_validation: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -505,8 +900,91 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with videos or images. Try to use at least
+            10 files, although more is better. **Supported video formats:** .mp4, .mov,
+            .avi, .mkv **Supported image formats:** .png, .jpg, .jpeg Note: The dataset
+            must contain ONLY videos OR ONLY images - mixed datasets are not supported.
+            The archive can also contain text files with captions. Each text file should
+            have the same name as the media file it corresponds to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        rank: The rank of the LoRA adaptation. Higher values increase capacity but use
+            more memory. Defaults to `32`.
+        number_of_steps: The number of training steps. Between 100 and 20000. Defaults
+            to `2000`.
+        learning_rate: Learning rate for optimization. Higher values can lead to faster
+            training but may cause overfitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        number_of_frames: Number of frames per training sample. Must satisfy frames % 8
+            == 1 (e.g., 1, 9, 17, 25, 33, 41, 49, 57, 65, 73, 81, 89, 97). Between 9 and
+            121. Defaults to `89`.
+        frame_rate: Target frames per second for the video. Between 8 and 60. Defaults
+            to `25`.
+        resolution: Resolution to use for training. Higher resolutions require more
+            memory. Defaults to `"medium"`.
+        aspect_ratio: Aspect ratio to use for training. Defaults to `"1:1"`.
+        trigger_phrase: A phrase that will trigger the LoRA style. Will be prepended to
+            captions during training. Defaults to `\""`.
+        auto_scale_input: If true, videos will be automatically scaled to the target
+            frame count and fps. This option has no effect on image datasets. Defaults
+            to `False`.
+        split_input_into_scenes: If true, videos above a certain duration threshold will
+            be split into scenes. Defaults to `True`.
+        split_input_duration_threshold: The duration threshold in seconds. If a video is
+            longer than this, it will be split into scenes. Between 1.0 and 60.0.
+            Defaults to `30`.
+        debug_dataset: When enabled, the trainer returns a downloadable archive of your
+            preprocessed training data for manual inspection. Use this to verify that
+            your videos, images, and captions were processed correctly before committing
+            to a full training run. Defaults to `False`.
+        with_audio: Enable joint audio-video training. If None (default), automatically
+            detects whether input videos have audio. Set to True to force audio
+            training, or False to disable. Defaults to `None`.
+        audio_normalize: Normalize audio peak amplitude to a consistent level.
+            Recommended for consistent audio levels across the dataset. Defaults to
+            `True`.
+        audio_preserve_pitch: When audio duration doesn't match video duration,
+            stretch/compress audio without changing pitch. If disabled, audio is trimmed
+            or padded with silence. Defaults to `True`.
+        first_frame_conditioning_p: Probability of conditioning on the first frame
+            during training. Higher values improve image-to-video performance. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        validation: A list of validation prompts to use during training. When providing
+            an image, _all_ validation inputs must have an image. Length at most 2.
+            Defaults to `[]`.
+        validation_negative_prompt: A negative prompt to use for validation. Defaults to
+            `"worst quality, inconsistent motion, blurry, jittery, distorted"`.
+        validation_number_of_frames: The number of frames in validation videos. Between
+            9 and 121. Defaults to `89`.
+        validation_frame_rate: Target frames per second for validation videos. Between 8
+            and 60. Defaults to `25`.
+        validation_resolution: The resolution to use for validation. Defaults to
+            `"high"`.
+        validation_aspect_ratio: The aspect ratio to use for validation. Defaults to
+            `"1:1"`.
+        stg_scale: STG (Spatio-Temporal Guidance) scale. 0.0 disables STG. Recommended
+            value is 1.0. Between 0.0 and 3.0. Defaults to `1`.
+        generate_audio_in_validation: Whether to generate audio in validation samples.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

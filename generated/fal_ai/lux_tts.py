@@ -5,72 +5,16 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text to be converted to speech."""
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL of the reference audio file for voice cloning. The model will mimic the voice characteristics from this audio."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=16, title="Num Inference Steps")
-    ] = 4
-    """Number of flow-matching inference steps. 4 is recommended for best efficiency."""
-    max_ref_length: Annotated[float, Field(ge=1.0, le=15.0, title="Max Ref Length")] = 5
-    """Maximum length of the reference audio to use for voice encoding, in seconds. Longer durations capture more voice characteristics but increase processing time."""
-    guidance_scale: Annotated[float, Field(ge=0.0, le=10.0, title="Guidance Scale")] = 3
-    """Classifier-free guidance scale. Higher values increase adherence to the reference voice at the cost of diversity."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility."""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated speech audio file at 48kHz."""
-    seed: Annotated[int, Field(title="Seed")]
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -87,26 +31,66 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/lux-tts"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text to be converted to speech."""
+    audio_url: FileInput
+    """URL of the reference audio file for voice cloning. The model will mimic the voice
+    characteristics from this audio."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=16)] = 4
+    """Number of flow-matching inference steps. 4 is recommended for best efficiency."""
+    max_ref_length: Annotated[float, Field(ge=1.0, le=15.0)] = 5
+    """Maximum length of the reference audio to use for voice encoding, in seconds.
+    Longer durations capture more voice characteristics but increase processing time."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=10.0)] = 3
+    """Classifier-free guidance scale. Higher values increase adherence to the reference
+    voice at the cost of diversity."""
+    seed: int | None = None
+    """Random seed for reproducibility."""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated speech audio file at 48kHz."""
+    seed: int
+    timings: dict[str, float]
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -115,33 +99,64 @@ def submit(
     max_ref_length: float = 5,
     guidance_scale: float = 3,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to be converted to speech. Required.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            mimic the voice characteristics from this audio. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_inference_steps: Number of flow-matching inference steps. 4 is recommended
+            for best efficiency. Between 1 and 16. Defaults to `4`.
+        max_ref_length: Maximum length of the reference audio to use for voice encoding,
+            in seconds. Longer durations capture more voice characteristics but increase
+            processing time. Between 1.0 and 15.0. Defaults to `5`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase adherence
+            to the reference voice at the cost of diversity. Between 0.0 and 10.0.
+            Defaults to `3`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -150,8 +165,8 @@ def subscribe(
     max_ref_length: float = 5,
     guidance_scale: float = 3,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -159,24 +174,54 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to be converted to speech. Required.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            mimic the voice characteristics from this audio. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_inference_steps: Number of flow-matching inference steps. 4 is recommended
+            for best efficiency. Between 1 and 16. Defaults to `4`.
+        max_ref_length: Maximum length of the reference audio to use for voice encoding,
+            in seconds. Longer durations capture more voice characteristics but increase
+            processing time. Between 1.0 and 15.0. Defaults to `5`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase adherence
+            to the reference voice at the cost of diversity. Between 0.0 and 10.0.
+            Defaults to `3`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -185,8 +230,8 @@ def run(
     max_ref_length: float = 5,
     guidance_scale: float = 3,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -194,24 +239,54 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to be converted to speech. Required.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            mimic the voice characteristics from this audio. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_inference_steps: Number of flow-matching inference steps. 4 is recommended
+            for best efficiency. Between 1 and 16. Defaults to `4`.
+        max_ref_length: Maximum length of the reference audio to use for voice encoding,
+            in seconds. Longer durations capture more voice characteristics but increase
+            processing time. Between 1.0 and 15.0. Defaults to `5`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase adherence
+            to the reference voice at the cost of diversity. Between 0.0 and 10.0.
+            Defaults to `3`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -220,33 +295,64 @@ async def submit_async(
     max_ref_length: float = 5,
     guidance_scale: float = 3,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to be converted to speech. Required.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            mimic the voice characteristics from this audio. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_inference_steps: Number of flow-matching inference steps. 4 is recommended
+            for best efficiency. Between 1 and 16. Defaults to `4`.
+        max_ref_length: Maximum length of the reference audio to use for voice encoding,
+            in seconds. Longer durations capture more voice characteristics but increase
+            processing time. Between 1.0 and 15.0. Defaults to `5`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase adherence
+            to the reference voice at the cost of diversity. Between 0.0 and 10.0.
+            Defaults to `3`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -255,8 +361,8 @@ async def subscribe_async(
     max_ref_length: float = 5,
     guidance_scale: float = 3,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -264,24 +370,54 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to be converted to speech. Required.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            mimic the voice characteristics from this audio. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_inference_steps: Number of flow-matching inference steps. 4 is recommended
+            for best efficiency. Between 1 and 16. Defaults to `4`.
+        max_ref_length: Maximum length of the reference audio to use for voice encoding,
+            in seconds. Longer durations capture more voice characteristics but increase
+            processing time. Between 1.0 and 15.0. Defaults to `5`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase adherence
+            to the reference voice at the cost of diversity. Between 0.0 and 10.0.
+            Defaults to `3`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -290,8 +426,8 @@ async def run_async(
     max_ref_length: float = 5,
     guidance_scale: float = 3,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -299,8 +435,38 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text to be converted to speech. Required.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            mimic the voice characteristics from this audio. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_inference_steps: Number of flow-matching inference steps. 4 is recommended
+            for best efficiency. Between 1 and 16. Defaults to `4`.
+        max_ref_length: Maximum length of the reference audio to use for voice encoding,
+            in seconds. Longer durations capture more voice characteristics but increase
+            processing time. Between 1.0 and 15.0. Defaults to `5`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase adherence
+            to the reference voice at the cost of diversity. Between 0.0 and 10.0.
+            Defaults to `3`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,91 +5,15 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(max_length=2500, min_length=1, title="Prompt")]
-    """Global story caption describing the overall scene, subjects, setting, and visual style. This provides inter-shot consistency."""
-    shots: Annotated[list[Shot], Field(max_length=5, min_length=1, title="Shots")]
-    """List of shots to generate. Each shot has its own caption and frame count. Maximum 5 shots with a combined maximum of 308 frames."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
-    )
-    """Negative prompt describing undesired content in the generated video."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "480p"
-    """Resolution of the generated video."""
-    aspect_ratio: Annotated[Literal["16:9", "9:16"], Field(title="Aspect Ratio")] = (
-        "16:9"
-    )
-    """Aspect ratio of the generated video."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 50
-    """Number of denoising steps. Higher values produce better quality but take longer."""
-    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = 5
-    """Classifier-free guidance scale."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility."""
-    frames_per_second: Annotated[int, Field(ge=5, le=30, title="Frames Per Second")] = (
-        16
-    )
-    """Frames per second of the output video."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable safety checker for input/output content."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated multi-shot narrative video."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """Performance timing information."""
-
-
-class Shot(FalModel):
-    prompt: Annotated[str, Field(max_length=2500, min_length=1, title="Prompt")]
-    """Caption describing what happens in this shot, including subject actions, camera angles, and scene details."""
-    num_frames: Annotated[int, Field(ge=17, le=100, title="Num Frames")] = 65
-    """Number of frames for this shot. Each shot must have between 17 and 100 frames."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -107,25 +31,85 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/multishot-master"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=2500, min_length=1)]
+    """Global story caption describing the overall scene, subjects, setting, and visual
+    style. This provides inter-shot consistency."""
+    shots: Annotated[list[Shot], Field(max_length=5, min_length=1)]
+    """List of shots to generate. Each shot has its own caption and frame count. Maximum
+    5 shots with a combined maximum of 308 frames."""
+    negative_prompt: str = (
+        "bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
+    )
+    """Negative prompt describing undesired content in the generated video."""
+    resolution: Literal["480p", "720p"] = "480p"
+    """Resolution of the generated video."""
+    aspect_ratio: Literal["16:9", "9:16"] = "16:9"
+    """Aspect ratio of the generated video."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 50
+    """Number of denoising steps. Higher values produce better quality but take
+    longer."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 5
+    """Classifier-free guidance scale."""
+    seed: int | None = None
+    """Random seed for reproducibility."""
+    frames_per_second: Annotated[int, Field(ge=5, le=30)] = 16
+    """Frames per second of the output video."""
+    enable_safety_checker: bool = True
+    """Enable safety checker for input/output content."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated multi-shot narrative video."""
+    seed: int
+    """The seed used for generation."""
+    timings: dict[str, float]
+    """Performance timing information."""
+
+
+class Shot(FalModel):
+    prompt: Annotated[str, Field(max_length=2500, min_length=1)]
+    """Caption describing what happens in this shot, including subject actions, camera
+    angles, and scene details."""
+    num_frames: Annotated[int, Field(ge=17, le=100)] = 65
+    """Number of frames for this shot. Each shot must have between 17 and 100 frames."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -138,33 +122,75 @@ def submit(
     seed: int | None = None,
     frames_per_second: int = 16,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Global story caption describing the overall scene, subjects, setting,
+            and visual style. This provides inter-shot consistency. Length 1 to 2500.
+            Required.
+        shots: List of shots to generate. Each shot has its own caption and frame count.
+            Maximum 5 shots with a combined maximum of 308 frames. Length 1 to 5.
+            Required.
+        negative_prompt: Negative prompt describing undesired content in the generated
+            video. Defaults to `"bright colors, overexposed, static, blurred details,
+            subtitles, style, artwork, painting, picture, still, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            malformed limbs, fused fingers, still picture, cluttered background, three
+            legs, many people in the background, walking backwards"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        frames_per_second: Frames per second of the output video. Between 5 and 30.
+            Defaults to `16`.
+        enable_safety_checker: Enable safety checker for input/output content. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -177,8 +203,8 @@ def subscribe(
     seed: int | None = None,
     frames_per_second: int = 16,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -186,24 +212,65 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Global story caption describing the overall scene, subjects, setting,
+            and visual style. This provides inter-shot consistency. Length 1 to 2500.
+            Required.
+        shots: List of shots to generate. Each shot has its own caption and frame count.
+            Maximum 5 shots with a combined maximum of 308 frames. Length 1 to 5.
+            Required.
+        negative_prompt: Negative prompt describing undesired content in the generated
+            video. Defaults to `"bright colors, overexposed, static, blurred details,
+            subtitles, style, artwork, painting, picture, still, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            malformed limbs, fused fingers, still picture, cluttered background, three
+            legs, many people in the background, walking backwards"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        frames_per_second: Frames per second of the output video. Between 5 and 30.
+            Defaults to `16`.
+        enable_safety_checker: Enable safety checker for input/output content. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -216,8 +283,8 @@ def run(
     seed: int | None = None,
     frames_per_second: int = 16,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -225,24 +292,65 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Global story caption describing the overall scene, subjects, setting,
+            and visual style. This provides inter-shot consistency. Length 1 to 2500.
+            Required.
+        shots: List of shots to generate. Each shot has its own caption and frame count.
+            Maximum 5 shots with a combined maximum of 308 frames. Length 1 to 5.
+            Required.
+        negative_prompt: Negative prompt describing undesired content in the generated
+            video. Defaults to `"bright colors, overexposed, static, blurred details,
+            subtitles, style, artwork, painting, picture, still, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            malformed limbs, fused fingers, still picture, cluttered background, three
+            legs, many people in the background, walking backwards"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        frames_per_second: Frames per second of the output video. Between 5 and 30.
+            Defaults to `16`.
+        enable_safety_checker: Enable safety checker for input/output content. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -255,33 +363,75 @@ async def submit_async(
     seed: int | None = None,
     frames_per_second: int = 16,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Global story caption describing the overall scene, subjects, setting,
+            and visual style. This provides inter-shot consistency. Length 1 to 2500.
+            Required.
+        shots: List of shots to generate. Each shot has its own caption and frame count.
+            Maximum 5 shots with a combined maximum of 308 frames. Length 1 to 5.
+            Required.
+        negative_prompt: Negative prompt describing undesired content in the generated
+            video. Defaults to `"bright colors, overexposed, static, blurred details,
+            subtitles, style, artwork, painting, picture, still, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            malformed limbs, fused fingers, still picture, cluttered background, three
+            legs, many people in the background, walking backwards"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        frames_per_second: Frames per second of the output video. Between 5 and 30.
+            Defaults to `16`.
+        enable_safety_checker: Enable safety checker for input/output content. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -294,8 +444,8 @@ async def subscribe_async(
     seed: int | None = None,
     frames_per_second: int = 16,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -303,24 +453,65 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Global story caption describing the overall scene, subjects, setting,
+            and visual style. This provides inter-shot consistency. Length 1 to 2500.
+            Required.
+        shots: List of shots to generate. Each shot has its own caption and frame count.
+            Maximum 5 shots with a combined maximum of 308 frames. Length 1 to 5.
+            Required.
+        negative_prompt: Negative prompt describing undesired content in the generated
+            video. Defaults to `"bright colors, overexposed, static, blurred details,
+            subtitles, style, artwork, painting, picture, still, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            malformed limbs, fused fingers, still picture, cluttered background, three
+            legs, many people in the background, walking backwards"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        frames_per_second: Frames per second of the output video. Between 5 and 30.
+            Defaults to `16`.
+        enable_safety_checker: Enable safety checker for input/output content. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -333,8 +524,8 @@ async def run_async(
     seed: int | None = None,
     frames_per_second: int = 16,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -342,8 +533,49 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Global story caption describing the overall scene, subjects, setting,
+            and visual style. This provides inter-shot consistency. Length 1 to 2500.
+            Required.
+        shots: List of shots to generate. Each shot has its own caption and frame count.
+            Maximum 5 shots with a combined maximum of 308 frames. Length 1 to 5.
+            Required.
+        negative_prompt: Negative prompt describing undesired content in the generated
+            video. Defaults to `"bright colors, overexposed, static, blurred details,
+            subtitles, style, artwork, painting, picture, still, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            malformed limbs, fused fingers, still picture, cluttered background, three
+            legs, many people in the background, walking backwards"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        num_inference_steps: Number of denoising steps. Higher values produce better
+            quality but take longer. Between 1 and 50. Defaults to `50`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `5`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        frames_per_second: Frames per second of the output video. Between 5 and 30.
+            Defaults to `16`.
+        enable_safety_checker: Enable safety checker for input/output content. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,92 +5,15 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Prompt to guide the image generation."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """Negative prompt to guide the image generation."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """Input image url."""
-    composition_image_url: Annotated[FileInput, Field(title="Composition Image Url")]
-    """Composition image url."""
-    style_image_url: Annotated[FileInput, Field(title="Style Image Url")]
-    """Style image url."""
-    identity_image_url: Annotated[FileInput, Field(title="Identity Image Url")]
-    """Identity image url."""
-    image_strength: Annotated[float, Field(title="Image Strength")] = 0.75
-    """Image strength."""
-    composition_strength: Annotated[float, Field(title="Composition Strength")] = 1
-    """Composition strength."""
-    depth_strength: Annotated[float, Field(title="Depth Strength")] = 0.5
-    """Depth strength."""
-    style_strength: Annotated[float, Field(title="Style Strength")] = 1
-    """Style strength."""
-    face_strength: Annotated[float, Field(title="Face Strength")] = 1
-    """Face strength."""
-    identity_strength: Annotated[float, Field(title="Identity Strength")] = 1
-    """Identity strength."""
-    guidance_scale: Annotated[float, Field(title="Guidance Scale")] = 5
-    """Guidance scale."""
-    seed: Annotated[int, Field(title="Seed")] = 42
-    """Seed."""
-    number_of_images: Annotated[int, Field(title="Number Of Images")] = 1
-    """Number of images."""
-
-
-class Output(FalModel):
-    image: Image
-    """The generated image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -107,7 +30,64 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/omni-zero"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    prompt: str
+    """Prompt to guide the image generation."""
+    negative_prompt: str = ""
+    """Negative prompt to guide the image generation."""
+    image_url: FileInput
+    """Input image url."""
+    composition_image_url: FileInput
+    """Composition image url."""
+    style_image_url: FileInput
+    """Style image url."""
+    identity_image_url: FileInput
+    """Identity image url."""
+    image_strength: float = 0.75
+    """Image strength."""
+    composition_strength: float = 1
+    """Composition strength."""
+    depth_strength: float = 0.5
+    """Depth strength."""
+    style_strength: float = 1
+    """Style strength."""
+    face_strength: float = 1
+    """Face strength."""
+    identity_strength: float = 1
+    """Identity strength."""
+    guidance_scale: float = 5
+    """Guidance scale."""
+    seed: int = 42
+    """Seed."""
+    number_of_images: int = 1
+    """Number of images."""
+
+
+class Output(FalModel):
+    image: Image
+    """The generated image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -120,20 +100,22 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         ]
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -151,33 +133,71 @@ def submit(
     guidance_scale: float = 5,
     seed: int = 42,
     number_of_images: int = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to guide the image generation. Required.
+        negative_prompt: Negative prompt to guide the image generation. Defaults to
+            `\""`.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        composition_image_url: Composition image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        style_image_url: Style image url. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        identity_image_url: Identity image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_strength: Image strength. Defaults to `0.75`.
+        composition_strength: Composition strength. Defaults to `1`.
+        depth_strength: Depth strength. Defaults to `0.5`.
+        style_strength: Style strength. Defaults to `1`.
+        face_strength: Face strength. Defaults to `1`.
+        identity_strength: Identity strength. Defaults to `1`.
+        guidance_scale: Guidance scale. Defaults to `5`.
+        seed: Seed. Defaults to `42`.
+        number_of_images: Number of images. Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -195,8 +215,8 @@ def subscribe(
     guidance_scale: float = 5,
     seed: int = 42,
     number_of_images: int = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -204,24 +224,61 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to guide the image generation. Required.
+        negative_prompt: Negative prompt to guide the image generation. Defaults to
+            `\""`.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        composition_image_url: Composition image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        style_image_url: Style image url. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        identity_image_url: Identity image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_strength: Image strength. Defaults to `0.75`.
+        composition_strength: Composition strength. Defaults to `1`.
+        depth_strength: Depth strength. Defaults to `0.5`.
+        style_strength: Style strength. Defaults to `1`.
+        face_strength: Face strength. Defaults to `1`.
+        identity_strength: Identity strength. Defaults to `1`.
+        guidance_scale: Guidance scale. Defaults to `5`.
+        seed: Seed. Defaults to `42`.
+        number_of_images: Number of images. Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -239,8 +296,8 @@ def run(
     guidance_scale: float = 5,
     seed: int = 42,
     number_of_images: int = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -248,24 +305,61 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to guide the image generation. Required.
+        negative_prompt: Negative prompt to guide the image generation. Defaults to
+            `\""`.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        composition_image_url: Composition image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        style_image_url: Style image url. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        identity_image_url: Identity image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_strength: Image strength. Defaults to `0.75`.
+        composition_strength: Composition strength. Defaults to `1`.
+        depth_strength: Depth strength. Defaults to `0.5`.
+        style_strength: Style strength. Defaults to `1`.
+        face_strength: Face strength. Defaults to `1`.
+        identity_strength: Identity strength. Defaults to `1`.
+        guidance_scale: Guidance scale. Defaults to `5`.
+        seed: Seed. Defaults to `42`.
+        number_of_images: Number of images. Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -283,33 +377,71 @@ async def submit_async(
     guidance_scale: float = 5,
     seed: int = 42,
     number_of_images: int = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to guide the image generation. Required.
+        negative_prompt: Negative prompt to guide the image generation. Defaults to
+            `\""`.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        composition_image_url: Composition image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        style_image_url: Style image url. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        identity_image_url: Identity image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_strength: Image strength. Defaults to `0.75`.
+        composition_strength: Composition strength. Defaults to `1`.
+        depth_strength: Depth strength. Defaults to `0.5`.
+        style_strength: Style strength. Defaults to `1`.
+        face_strength: Face strength. Defaults to `1`.
+        identity_strength: Identity strength. Defaults to `1`.
+        guidance_scale: Guidance scale. Defaults to `5`.
+        seed: Seed. Defaults to `42`.
+        number_of_images: Number of images. Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -327,8 +459,8 @@ async def subscribe_async(
     guidance_scale: float = 5,
     seed: int = 42,
     number_of_images: int = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -336,24 +468,61 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to guide the image generation. Required.
+        negative_prompt: Negative prompt to guide the image generation. Defaults to
+            `\""`.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        composition_image_url: Composition image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        style_image_url: Style image url. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        identity_image_url: Identity image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_strength: Image strength. Defaults to `0.75`.
+        composition_strength: Composition strength. Defaults to `1`.
+        depth_strength: Depth strength. Defaults to `0.5`.
+        style_strength: Style strength. Defaults to `1`.
+        face_strength: Face strength. Defaults to `1`.
+        identity_strength: Identity strength. Defaults to `1`.
+        guidance_scale: Guidance scale. Defaults to `5`.
+        seed: Seed. Defaults to `42`.
+        number_of_images: Number of images. Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -371,8 +540,8 @@ async def run_async(
     guidance_scale: float = 5,
     seed: int = 42,
     number_of_images: int = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -380,8 +549,45 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to guide the image generation. Required.
+        negative_prompt: Negative prompt to guide the image generation. Defaults to
+            `\""`.
+        image_url: Input image url. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        composition_image_url: Composition image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        style_image_url: Style image url. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        identity_image_url: Identity image url. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_strength: Image strength. Defaults to `0.75`.
+        composition_strength: Composition strength. Defaults to `1`.
+        depth_strength: Depth strength. Defaults to `0.5`.
+        style_strength: Style strength. Defaults to `1`.
+        face_strength: Face strength. Defaults to `1`.
+        identity_strength: Identity strength. Defaults to `1`.
+        guidance_scale: Guidance scale. Defaults to `5`.
+        seed: Seed. Defaults to `42`.
+        number_of_images: Number of images. Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

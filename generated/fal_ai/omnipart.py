@@ -5,79 +5,16 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    input_image_url: Annotated[FileInput, Field(title="Input Image Url")]
-    """URL of image to use while generating the 3D model."""
-    minimum_segment_size: Annotated[
-        int, Field(ge=1, le=10000, title="Minimum Segment Size")
-    ] = 2000
-    """Minimum segment size (pixels) for the model."""
-    seed: Annotated[int, Field(title="Seed")] = 765464
-    """
-    The same seed and the same prompt given to the same version of the model
-    will output the same image every time.
-    """
-    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = (
-        7.5
-    )
-    """Guidance scale for the model."""
-    parts: Annotated[str, Field(title="Parts")] = ""
-    """Specify which segments to merge (e.g., '0,1;3,4' merges segments 0&1 together and 3&4 together)"""
-
-
-class Output(FalModel):
-    model_mesh: File
-    """Generated 3D object file."""
-    full_model_mesh: File
-    """Generated 3D object file."""
-    output_zip: File
-    """All outputs file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed value used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -94,26 +31,69 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/omnipart"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    input_image_url: FileInput
+    """URL of image to use while generating the 3D model."""
+    minimum_segment_size: Annotated[int, Field(ge=1, le=10000)] = 2000
+    """Minimum segment size (pixels) for the model."""
+    seed: int = 765464
+    """
+    The same seed and the same prompt given to the same version of the model
+    will output the same image every time.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 7.5
+    """Guidance scale for the model."""
+    parts: str = ""
+    """Specify which segments to merge (e.g., '0,1;3,4' merges segments 0&1 together and
+    3&4 together)"""
+
+
+class Output(FalModel):
+    model_mesh: File
+    """Generated 3D object file."""
+    full_model_mesh: File
+    """Generated 3D object file."""
+    output_zip: File
+    """All outputs file."""
+    seed: int
+    """Seed value used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["input_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     input_image_url: FileInput,
@@ -121,33 +101,62 @@ def submit(
     seed: int = 765464,
     guidance_scale: float = 7.5,
     parts: str = "",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_image_url: URL of image to use while generating the 3D model. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        minimum_segment_size: Minimum segment size (pixels) for the model. Between 1 and
+            10000. Defaults to `2000`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `765464`.
+        guidance_scale: Guidance scale for the model. Between 0.0 and 20.0. Defaults to
+            `7.5`.
+        parts: Specify which segments to merge (e.g., '0,1;3,4' merges segments 0&1
+            together and 3&4 together). Defaults to `\""`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     input_image_url: FileInput,
@@ -155,8 +164,8 @@ def subscribe(
     seed: int = 765464,
     guidance_scale: float = 7.5,
     parts: str = "",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -164,24 +173,52 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_image_url: URL of image to use while generating the 3D model. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        minimum_segment_size: Minimum segment size (pixels) for the model. Between 1 and
+            10000. Defaults to `2000`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `765464`.
+        guidance_scale: Guidance scale for the model. Between 0.0 and 20.0. Defaults to
+            `7.5`.
+        parts: Specify which segments to merge (e.g., '0,1;3,4' merges segments 0&1
+            together and 3&4 together). Defaults to `\""`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     input_image_url: FileInput,
@@ -189,8 +226,8 @@ def run(
     seed: int = 765464,
     guidance_scale: float = 7.5,
     parts: str = "",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -198,24 +235,52 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_image_url: URL of image to use while generating the 3D model. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        minimum_segment_size: Minimum segment size (pixels) for the model. Between 1 and
+            10000. Defaults to `2000`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `765464`.
+        guidance_scale: Guidance scale for the model. Between 0.0 and 20.0. Defaults to
+            `7.5`.
+        parts: Specify which segments to merge (e.g., '0,1;3,4' merges segments 0&1
+            together and 3&4 together). Defaults to `\""`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     input_image_url: FileInput,
@@ -223,33 +288,62 @@ async def submit_async(
     seed: int = 765464,
     guidance_scale: float = 7.5,
     parts: str = "",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_image_url: URL of image to use while generating the 3D model. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        minimum_segment_size: Minimum segment size (pixels) for the model. Between 1 and
+            10000. Defaults to `2000`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `765464`.
+        guidance_scale: Guidance scale for the model. Between 0.0 and 20.0. Defaults to
+            `7.5`.
+        parts: Specify which segments to merge (e.g., '0,1;3,4' merges segments 0&1
+            together and 3&4 together). Defaults to `\""`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     input_image_url: FileInput,
@@ -257,8 +351,8 @@ async def subscribe_async(
     seed: int = 765464,
     guidance_scale: float = 7.5,
     parts: str = "",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -266,24 +360,52 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_image_url: URL of image to use while generating the 3D model. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        minimum_segment_size: Minimum segment size (pixels) for the model. Between 1 and
+            10000. Defaults to `2000`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `765464`.
+        guidance_scale: Guidance scale for the model. Between 0.0 and 20.0. Defaults to
+            `7.5`.
+        parts: Specify which segments to merge (e.g., '0,1;3,4' merges segments 0&1
+            together and 3&4 together). Defaults to `\""`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     input_image_url: FileInput,
@@ -291,8 +413,8 @@ async def run_async(
     seed: int = 765464,
     guidance_scale: float = 7.5,
     parts: str = "",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -300,8 +422,36 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_image_url: URL of image to use while generating the 3D model. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        minimum_segment_size: Minimum segment size (pixels) for the model. Between 1 and
+            10000. Defaults to `2000`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `765464`.
+        guidance_scale: Guidance scale for the model. Between 0.0 and 20.0. Defaults to
+            `7.5`.
+        parts: Specify which segments to merge (e.g., '0,1;3,4' merges segments 0&1
+            together and 3&4 together). Defaults to `\""`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

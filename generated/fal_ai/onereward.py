@@ -5,98 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageType2(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    """Input for the OneReward inpainting/editing model."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the source image to edit."""
-    mask_url: Annotated[FileInput, Field(title="Mask Url")]
-    """URL of the mask image. White pixels indicate the area to fill or modify; black pixels preserve the original content."""
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """Text description of what to generate in the masked area. """
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = "nsfw"
-    """Text describing what to avoid in the generated output."""
-    guidance_scale: Annotated[float, Field(ge=0.0, le=5.0, title="Guidance Scale")] = 1
-    """Guidance scale for the base diffusion process. The model uses true_cfg for classifier-free guidance; this controls the distillation guidance."""
-    true_cfg: Annotated[float, Field(ge=1.0, le=10.0, title="True Cfg")] = 4
-    """True classifier-free guidance scale. Controls how strongly the model follows the prompt. Values above 1.0 enable CFG."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 28
-    """Number of denoising steps. More steps generally produce higher quality results."""
-    acceleration: Annotated[
-        Literal["none", "regular", "high"], Field(title="Acceleration")
-    ] = "regular"
-    """Acceleration level for image generation."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """Number of images to generate."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """Format of the output image."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is used."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If True, returns the image as a data URI instead of uploading to CDN. The image will not be available in the request history."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If True, runs a safety checker on the output and filters NSFW content."""
-
-
-class Output(FalModel):
-    """Output from the OneReward model."""
-
-    images: Annotated[list[ImageType2], Field(title="Images")]
-    """The edited image files."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -113,26 +31,90 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/onereward"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class ImageType2(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    """Input for the OneReward inpainting/editing model."""
+
+    image_url: FileInput
+    """URL of the source image to edit."""
+    mask_url: FileInput
+    """URL of the mask image. White pixels indicate the area to fill or modify; black
+    pixels preserve the original content."""
+    prompt: str | None = None
+    """Text description of what to generate in the masked area. """
+    negative_prompt: str = "nsfw"
+    """Text describing what to avoid in the generated output."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=5.0)] = 1
+    """Guidance scale for the base diffusion process. The model uses true_cfg for
+    classifier-free guidance; this controls the distillation guidance."""
+    true_cfg: Annotated[float, Field(ge=1.0, le=10.0)] = 4
+    """True classifier-free guidance scale. Controls how strongly the model follows the
+    prompt. Values above 1.0 enable CFG."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 28
+    """Number of denoising steps. More steps generally produce higher quality
+    results."""
+    acceleration: Literal["none", "regular", "high"] = "regular"
+    """Acceleration level for image generation."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate."""
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    """Format of the output image."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is used."""
+    sync_mode: bool = False
+    """If True, returns the image as a data URI instead of uploading to CDN. The image
+    will not be available in the request history."""
+    enable_safety_checker: bool = True
+    """If True, runs a safety checker on the output and filters NSFW content."""
+
+
+class Output(FalModel):
+    """Output from the OneReward model."""
+
+    images: list[ImageType2]
+    """The edited image files."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "mask_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -148,33 +130,77 @@ def submit(
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the source image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: URL of the mask image. White pixels indicate the area to fill or
+            modify; black pixels preserve the original content. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text description of what to generate in the masked area. Defaults to
+            `None`.
+        negative_prompt: Text describing what to avoid in the generated output. Defaults
+            to `"nsfw"`.
+        guidance_scale: Guidance scale for the base diffusion process. The model uses
+            true_cfg for classifier-free guidance; this controls the distillation
+            guidance. Between 0.0 and 5.0. Defaults to `1`.
+        true_cfg: True classifier-free guidance scale. Controls how strongly the model
+            follows the prompt. Values above 1.0 enable CFG. Between 1.0 and 10.0.
+            Defaults to `4`.
+        num_inference_steps: Number of denoising steps. More steps generally produce
+            higher quality results. Between 1 and 50. Defaults to `28`.
+        acceleration: Acceleration level for image generation. Defaults to `"regular"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Format of the output image. Defaults to `"jpeg"`.
+        seed: Random seed for reproducibility. If None, a random seed is used. Defaults
+            to `None`.
+        sync_mode: If True, returns the image as a data URI instead of uploading to CDN.
+            The image will not be available in the request history. Defaults to `False`.
+        enable_safety_checker: If True, runs a safety checker on the output and filters
+            NSFW content. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -190,8 +216,8 @@ def subscribe(
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -199,24 +225,67 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the source image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: URL of the mask image. White pixels indicate the area to fill or
+            modify; black pixels preserve the original content. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text description of what to generate in the masked area. Defaults to
+            `None`.
+        negative_prompt: Text describing what to avoid in the generated output. Defaults
+            to `"nsfw"`.
+        guidance_scale: Guidance scale for the base diffusion process. The model uses
+            true_cfg for classifier-free guidance; this controls the distillation
+            guidance. Between 0.0 and 5.0. Defaults to `1`.
+        true_cfg: True classifier-free guidance scale. Controls how strongly the model
+            follows the prompt. Values above 1.0 enable CFG. Between 1.0 and 10.0.
+            Defaults to `4`.
+        num_inference_steps: Number of denoising steps. More steps generally produce
+            higher quality results. Between 1 and 50. Defaults to `28`.
+        acceleration: Acceleration level for image generation. Defaults to `"regular"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Format of the output image. Defaults to `"jpeg"`.
+        seed: Random seed for reproducibility. If None, a random seed is used. Defaults
+            to `None`.
+        sync_mode: If True, returns the image as a data URI instead of uploading to CDN.
+            The image will not be available in the request history. Defaults to `False`.
+        enable_safety_checker: If True, runs a safety checker on the output and filters
+            NSFW content. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -232,8 +301,8 @@ def run(
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -241,24 +310,67 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the source image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: URL of the mask image. White pixels indicate the area to fill or
+            modify; black pixels preserve the original content. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text description of what to generate in the masked area. Defaults to
+            `None`.
+        negative_prompt: Text describing what to avoid in the generated output. Defaults
+            to `"nsfw"`.
+        guidance_scale: Guidance scale for the base diffusion process. The model uses
+            true_cfg for classifier-free guidance; this controls the distillation
+            guidance. Between 0.0 and 5.0. Defaults to `1`.
+        true_cfg: True classifier-free guidance scale. Controls how strongly the model
+            follows the prompt. Values above 1.0 enable CFG. Between 1.0 and 10.0.
+            Defaults to `4`.
+        num_inference_steps: Number of denoising steps. More steps generally produce
+            higher quality results. Between 1 and 50. Defaults to `28`.
+        acceleration: Acceleration level for image generation. Defaults to `"regular"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Format of the output image. Defaults to `"jpeg"`.
+        seed: Random seed for reproducibility. If None, a random seed is used. Defaults
+            to `None`.
+        sync_mode: If True, returns the image as a data URI instead of uploading to CDN.
+            The image will not be available in the request history. Defaults to `False`.
+        enable_safety_checker: If True, runs a safety checker on the output and filters
+            NSFW content. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -274,33 +386,77 @@ async def submit_async(
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the source image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: URL of the mask image. White pixels indicate the area to fill or
+            modify; black pixels preserve the original content. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text description of what to generate in the masked area. Defaults to
+            `None`.
+        negative_prompt: Text describing what to avoid in the generated output. Defaults
+            to `"nsfw"`.
+        guidance_scale: Guidance scale for the base diffusion process. The model uses
+            true_cfg for classifier-free guidance; this controls the distillation
+            guidance. Between 0.0 and 5.0. Defaults to `1`.
+        true_cfg: True classifier-free guidance scale. Controls how strongly the model
+            follows the prompt. Values above 1.0 enable CFG. Between 1.0 and 10.0.
+            Defaults to `4`.
+        num_inference_steps: Number of denoising steps. More steps generally produce
+            higher quality results. Between 1 and 50. Defaults to `28`.
+        acceleration: Acceleration level for image generation. Defaults to `"regular"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Format of the output image. Defaults to `"jpeg"`.
+        seed: Random seed for reproducibility. If None, a random seed is used. Defaults
+            to `None`.
+        sync_mode: If True, returns the image as a data URI instead of uploading to CDN.
+            The image will not be available in the request history. Defaults to `False`.
+        enable_safety_checker: If True, runs a safety checker on the output and filters
+            NSFW content. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -316,8 +472,8 @@ async def subscribe_async(
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -325,24 +481,67 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the source image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: URL of the mask image. White pixels indicate the area to fill or
+            modify; black pixels preserve the original content. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text description of what to generate in the masked area. Defaults to
+            `None`.
+        negative_prompt: Text describing what to avoid in the generated output. Defaults
+            to `"nsfw"`.
+        guidance_scale: Guidance scale for the base diffusion process. The model uses
+            true_cfg for classifier-free guidance; this controls the distillation
+            guidance. Between 0.0 and 5.0. Defaults to `1`.
+        true_cfg: True classifier-free guidance scale. Controls how strongly the model
+            follows the prompt. Values above 1.0 enable CFG. Between 1.0 and 10.0.
+            Defaults to `4`.
+        num_inference_steps: Number of denoising steps. More steps generally produce
+            higher quality results. Between 1 and 50. Defaults to `28`.
+        acceleration: Acceleration level for image generation. Defaults to `"regular"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Format of the output image. Defaults to `"jpeg"`.
+        seed: Random seed for reproducibility. If None, a random seed is used. Defaults
+            to `None`.
+        sync_mode: If True, returns the image as a data URI instead of uploading to CDN.
+            The image will not be available in the request history. Defaults to `False`.
+        enable_safety_checker: If True, runs a safety checker on the output and filters
+            NSFW content. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -358,8 +557,8 @@ async def run_async(
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -367,8 +566,51 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the source image to edit. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: URL of the mask image. White pixels indicate the area to fill or
+            modify; black pixels preserve the original content. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text description of what to generate in the masked area. Defaults to
+            `None`.
+        negative_prompt: Text describing what to avoid in the generated output. Defaults
+            to `"nsfw"`.
+        guidance_scale: Guidance scale for the base diffusion process. The model uses
+            true_cfg for classifier-free guidance; this controls the distillation
+            guidance. Between 0.0 and 5.0. Defaults to `1`.
+        true_cfg: True classifier-free guidance scale. Controls how strongly the model
+            follows the prompt. Values above 1.0 enable CFG. Between 1.0 and 10.0.
+            Defaults to `4`.
+        num_inference_steps: Number of denoising steps. More steps generally produce
+            higher quality results. Between 1 and 50. Defaults to `28`.
+        acceleration: Acceleration level for image generation. Defaults to `"regular"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Format of the output image. Defaults to `"jpeg"`.
+        seed: Random seed for reproducibility. If None, a random seed is used. Defaults
+            to `None`.
+        sync_mode: If True, returns the image as a data URI instead of uploading to CDN.
+            The image will not be available in the request history. Defaults to `False`.
+        enable_safety_checker: If True, runs a safety checker on the output and filters
+            NSFW content. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,131 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_archive_url: Annotated[FileInput, Field(title="Image Archive Url")]
-    """The URL of the image archive containing the images you want to use."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    base_pipeline: Annotated[
-        Literal["photomaker", "photomaker-style"], Field(title="Base Pipeline")
-    ] = "photomaker"
-    """The base pipeline to use for generating the image."""
-    initial_image_url: Annotated[FileInput | None, Field(title="Initial Image Url")] = (
-        None
-    )
-    """Optional initial image for img2img"""
-    initial_image_strength: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Initial Image Strength")
-    ] = 0.5
-    """How much noise to add to the latent image. O for no noise, 1 for maximum noise."""
-    style: Annotated[
-        Literal[
-            "(No style)",
-            "Cinematic",
-            "Disney Character",
-            "Digital Art",
-            "Photographic",
-            "Fantasy art",
-            "Neonpunk",
-            "Enhance",
-            "Comic book",
-            "Lowpoly",
-            "Line art",
-        ],
-        Field(title="Style"),
-    ] = "Photographic"
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """
-    The negative prompt to use.Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    num_inference_steps: Annotated[
-        int, Field(ge=20, le=100, title="Number of inference steps")
-    ] = 50
-    """
-    Increasing the amount of steps tells Stable Diffusion that it should take more steps
-    to generate your final result which can increase the amount of detail in your image.
-    """
-    style_strength: Annotated[
-        int, Field(ge=15, le=50, title="Style strength (in %)")
-    ] = 20
-    num_images: Annotated[int, Field(ge=1, le=4, title="Number of images")] = 1
-    """
-    Number of images to generate in one request. Note that the higher the batch size,
-    the longer it will take to generate the images.
-    """
-    guidance_scale: Annotated[
-        float, Field(ge=0.1, le=10.0, title="Guidance scale (CFG)")
-    ] = 5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    seed: Annotated[int, Field(title="Seed")]
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Style",
     "Image",
     "Input",
     "Output",
@@ -142,26 +32,110 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/photomaker"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Style: TypeAlias = Literal[
+    "(No style)",
+    "Cinematic",
+    "Disney Character",
+    "Digital Art",
+    "Photographic",
+    "Fantasy art",
+    "Neonpunk",
+    "Enhance",
+    "Comic book",
+    "Lowpoly",
+    "Line art",
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_archive_url: FileInput
+    """The URL of the image archive containing the images you want to use."""
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    base_pipeline: Literal["photomaker", "photomaker-style"] = "photomaker"
+    """The base pipeline to use for generating the image."""
+    initial_image_url: FileInput | None = None
+    """Optional initial image for img2img"""
+    initial_image_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """How much noise to add to the latent image. O for no noise, 1 for maximum
+    noise."""
+    style: Style = "Photographic"
+    negative_prompt: str = ""
+    """
+    The negative prompt to use.Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    num_inference_steps: Annotated[int, Field(ge=20, le=100)] = 50
+    """
+    Increasing the amount of steps tells Stable Diffusion that it should take more steps
+    to generate your final result which can increase the amount of detail in your image.
+    """
+    style_strength: Annotated[int, Field(ge=15, le=50)] = 20
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """
+    Number of images to generate in one request. Note that the higher the batch size,
+    the longer it will take to generate the images.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.1, le=10.0)] = 5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+
+
+class Output(FalModel):
+    images: list[Image]
+    seed: int
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_archive_url", "initial_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_archive_url: FileInput,
@@ -169,52 +143,86 @@ def submit(
     base_pipeline: Literal["photomaker", "photomaker-style"] = "photomaker",
     initial_image_url: FileInput | None = None,
     initial_image_strength: float = 0.5,
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Disney Character",
-        "Digital Art",
-        "Photographic",
-        "Fantasy art",
-        "Neonpunk",
-        "Enhance",
-        "Comic book",
-        "Lowpoly",
-        "Line art",
-    ] = "Photographic",
+    style: Style = "Photographic",
     negative_prompt: str = "",
     num_inference_steps: int = 50,
     style_strength: int = 20,
     num_images: int = 1,
     guidance_scale: float = 5,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_archive_url: The URL of the image archive containing the images you want
+            to use. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        base_pipeline: The base pipeline to use for generating the image. Defaults to
+            `"photomaker"`.
+        initial_image_url: Optional initial image for img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        initial_image_strength: How much noise to add to the latent image. O for no
+            noise, 1 for maximum noise. Between 0.0 and 1.0. Defaults to `0.5`.
+        style: Defaults to `"Photographic"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 20 and 100. Defaults to `50`.
+        style_strength: Between 15 and 50. Defaults to `20`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 4. Defaults to `1`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.1 and 10.0. Defaults to `5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_archive_url: FileInput,
@@ -222,27 +230,15 @@ def subscribe(
     base_pipeline: Literal["photomaker", "photomaker-style"] = "photomaker",
     initial_image_url: FileInput | None = None,
     initial_image_strength: float = 0.5,
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Disney Character",
-        "Digital Art",
-        "Photographic",
-        "Fantasy art",
-        "Neonpunk",
-        "Enhance",
-        "Comic book",
-        "Lowpoly",
-        "Line art",
-    ] = "Photographic",
+    style: Style = "Photographic",
     negative_prompt: str = "",
     num_inference_steps: int = 50,
     style_strength: int = 20,
     num_images: int = 1,
     guidance_scale: float = 5,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -250,24 +246,69 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_archive_url: The URL of the image archive containing the images you want
+            to use. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        base_pipeline: The base pipeline to use for generating the image. Defaults to
+            `"photomaker"`.
+        initial_image_url: Optional initial image for img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        initial_image_strength: How much noise to add to the latent image. O for no
+            noise, 1 for maximum noise. Between 0.0 and 1.0. Defaults to `0.5`.
+        style: Defaults to `"Photographic"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 20 and 100. Defaults to `50`.
+        style_strength: Between 15 and 50. Defaults to `20`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 4. Defaults to `1`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.1 and 10.0. Defaults to `5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_archive_url: FileInput,
@@ -275,27 +316,15 @@ def run(
     base_pipeline: Literal["photomaker", "photomaker-style"] = "photomaker",
     initial_image_url: FileInput | None = None,
     initial_image_strength: float = 0.5,
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Disney Character",
-        "Digital Art",
-        "Photographic",
-        "Fantasy art",
-        "Neonpunk",
-        "Enhance",
-        "Comic book",
-        "Lowpoly",
-        "Line art",
-    ] = "Photographic",
+    style: Style = "Photographic",
     negative_prompt: str = "",
     num_inference_steps: int = 50,
     style_strength: int = 20,
     num_images: int = 1,
     guidance_scale: float = 5,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -303,24 +332,69 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_archive_url: The URL of the image archive containing the images you want
+            to use. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        base_pipeline: The base pipeline to use for generating the image. Defaults to
+            `"photomaker"`.
+        initial_image_url: Optional initial image for img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        initial_image_strength: How much noise to add to the latent image. O for no
+            noise, 1 for maximum noise. Between 0.0 and 1.0. Defaults to `0.5`.
+        style: Defaults to `"Photographic"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 20 and 100. Defaults to `50`.
+        style_strength: Between 15 and 50. Defaults to `20`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 4. Defaults to `1`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.1 and 10.0. Defaults to `5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_archive_url: FileInput,
@@ -328,52 +402,86 @@ async def submit_async(
     base_pipeline: Literal["photomaker", "photomaker-style"] = "photomaker",
     initial_image_url: FileInput | None = None,
     initial_image_strength: float = 0.5,
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Disney Character",
-        "Digital Art",
-        "Photographic",
-        "Fantasy art",
-        "Neonpunk",
-        "Enhance",
-        "Comic book",
-        "Lowpoly",
-        "Line art",
-    ] = "Photographic",
+    style: Style = "Photographic",
     negative_prompt: str = "",
     num_inference_steps: int = 50,
     style_strength: int = 20,
     num_images: int = 1,
     guidance_scale: float = 5,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_archive_url: The URL of the image archive containing the images you want
+            to use. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        base_pipeline: The base pipeline to use for generating the image. Defaults to
+            `"photomaker"`.
+        initial_image_url: Optional initial image for img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        initial_image_strength: How much noise to add to the latent image. O for no
+            noise, 1 for maximum noise. Between 0.0 and 1.0. Defaults to `0.5`.
+        style: Defaults to `"Photographic"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 20 and 100. Defaults to `50`.
+        style_strength: Between 15 and 50. Defaults to `20`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 4. Defaults to `1`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.1 and 10.0. Defaults to `5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_archive_url: FileInput,
@@ -381,27 +489,15 @@ async def subscribe_async(
     base_pipeline: Literal["photomaker", "photomaker-style"] = "photomaker",
     initial_image_url: FileInput | None = None,
     initial_image_strength: float = 0.5,
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Disney Character",
-        "Digital Art",
-        "Photographic",
-        "Fantasy art",
-        "Neonpunk",
-        "Enhance",
-        "Comic book",
-        "Lowpoly",
-        "Line art",
-    ] = "Photographic",
+    style: Style = "Photographic",
     negative_prompt: str = "",
     num_inference_steps: int = 50,
     style_strength: int = 20,
     num_images: int = 1,
     guidance_scale: float = 5,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -409,24 +505,69 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_archive_url: The URL of the image archive containing the images you want
+            to use. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        base_pipeline: The base pipeline to use for generating the image. Defaults to
+            `"photomaker"`.
+        initial_image_url: Optional initial image for img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        initial_image_strength: How much noise to add to the latent image. O for no
+            noise, 1 for maximum noise. Between 0.0 and 1.0. Defaults to `0.5`.
+        style: Defaults to `"Photographic"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 20 and 100. Defaults to `50`.
+        style_strength: Between 15 and 50. Defaults to `20`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 4. Defaults to `1`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.1 and 10.0. Defaults to `5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_archive_url: FileInput,
@@ -434,27 +575,15 @@ async def run_async(
     base_pipeline: Literal["photomaker", "photomaker-style"] = "photomaker",
     initial_image_url: FileInput | None = None,
     initial_image_strength: float = 0.5,
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Disney Character",
-        "Digital Art",
-        "Photographic",
-        "Fantasy art",
-        "Neonpunk",
-        "Enhance",
-        "Comic book",
-        "Lowpoly",
-        "Line art",
-    ] = "Photographic",
+    style: Style = "Photographic",
     negative_prompt: str = "",
     num_inference_steps: int = 50,
     style_strength: int = 20,
     num_images: int = 1,
     guidance_scale: float = 5,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -462,8 +591,53 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_archive_url: The URL of the image archive containing the images you want
+            to use. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        base_pipeline: The base pipeline to use for generating the image. Defaults to
+            `"photomaker"`.
+        initial_image_url: Optional initial image for img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        initial_image_strength: How much noise to add to the latent image. O for no
+            noise, 1 for maximum noise. Between 0.0 and 1.0. Defaults to `0.5`.
+        style: Defaults to `"Photographic"`.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 20 and 100. Defaults to `50`.
+        style_strength: Between 15 and 50. Defaults to `20`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 4. Defaults to `1`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.1 and 10.0. Defaults to `5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,143 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """
-    The negative prompt to use. Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    style: Annotated[
-        Literal[
-            "(No style)",
-            "Cinematic",
-            "Photographic",
-            "Anime",
-            "Manga",
-            "Digital Art",
-            "Pixel art",
-            "Fantasy art",
-            "Neonpunk",
-            "3D Model",
-        ],
-        Field(title="Style"),
-    ] = "(No style)"
-    """The style to apply to the image."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "square_hd"
-    """The size of the generated image."""
-    num_inference_steps: Annotated[
-        int, Field(ge=5, le=50, title="Num Inference Steps")
-    ] = 35
-    """The number of inference steps to perform."""
-    scheduler: Annotated[
-        Literal["DPM-SOLVER", "SA-SOLVER"], Field(title="Scheduler")
-    ] = "DPM-SOLVER"
-    """The scheduler to use for the model."""
-    guidance_scale: Annotated[
-        float, Field(ge=1.0, le=10.0, title="Guidance scale (CFG)")
-    ] = 4.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    num_images: Annotated[int, Field(ge=1, le=8, title="Num Images")] = 1
-    """The number of images to generate."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """If set to true, the safety checker will be enabled."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The generated image files info."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """The timings of the different steps of the generation process."""
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Style",
+    "ImageSizePreset",
     "Image",
     "ImageSize",
     "Input",
@@ -155,52 +33,139 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/pixart-sigma"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Style: TypeAlias = Literal[
+    "(No style)",
+    "Cinematic",
+    "Photographic",
+    "Anime",
+    "Manga",
+    "Digital Art",
+    "Pixel art",
+    "Fantasy art",
+    "Neonpunk",
+    "3D Model",
+]
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    negative_prompt: str = ""
+    """
+    The negative prompt to use. Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    style: Style = "(No style)"
+    """The style to apply to the image."""
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "square_hd"
+    """The size of the generated image."""
+    num_inference_steps: Annotated[int, Field(ge=5, le=50)] = 35
+    """The number of inference steps to perform."""
+    scheduler: Literal["DPM-SOLVER", "SA-SOLVER"] = "DPM-SOLVER"
+    """The scheduler to use for the model."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 4.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    num_images: Annotated[int, Field(ge=1, le=8)] = 1
+    """The number of images to generate."""
+    enable_safety_checker: bool = False
+    """If set to true, the safety checker will be enabled."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The generated image files info."""
+    timings: dict[str, float]
+    """The timings of the different steps of the generation process."""
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     negative_prompt: str = "",
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Photographic",
-        "Anime",
-        "Manga",
-        "Digital Art",
-        "Pixel art",
-        "Fantasy art",
-        "Neonpunk",
-        "3D Model",
-    ] = "(No style)",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    style: Style = "(No style)",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 35,
     scheduler: Literal["DPM-SOLVER", "SA-SOLVER"] = "DPM-SOLVER",
     guidance_scale: float = 4.5,
@@ -208,60 +173,77 @@ def submit(
     sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        style: The style to apply to the image. Defaults to `"(No style)"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 5 and 50.
+            Defaults to `35`.
+        scheduler: The scheduler to use for the model. Defaults to `"DPM-SOLVER"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 10.0. Defaults to `4.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     negative_prompt: str = "",
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Photographic",
-        "Anime",
-        "Manga",
-        "Digital Art",
-        "Pixel art",
-        "Fantasy art",
-        "Neonpunk",
-        "3D Model",
-    ] = "(No style)",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    style: Style = "(No style)",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 35,
     scheduler: Literal["DPM-SOLVER", "SA-SOLVER"] = "DPM-SOLVER",
     guidance_scale: float = 4.5,
@@ -269,8 +251,8 @@ def subscribe(
     sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -278,51 +260,67 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        style: The style to apply to the image. Defaults to `"(No style)"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 5 and 50.
+            Defaults to `35`.
+        scheduler: The scheduler to use for the model. Defaults to `"DPM-SOLVER"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 10.0. Defaults to `4.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     negative_prompt: str = "",
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Photographic",
-        "Anime",
-        "Manga",
-        "Digital Art",
-        "Pixel art",
-        "Fantasy art",
-        "Neonpunk",
-        "3D Model",
-    ] = "(No style)",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    style: Style = "(No style)",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 35,
     scheduler: Literal["DPM-SOLVER", "SA-SOLVER"] = "DPM-SOLVER",
     guidance_scale: float = 4.5,
@@ -330,8 +328,8 @@ def run(
     sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -339,51 +337,67 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        style: The style to apply to the image. Defaults to `"(No style)"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 5 and 50.
+            Defaults to `35`.
+        scheduler: The scheduler to use for the model. Defaults to `"DPM-SOLVER"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 10.0. Defaults to `4.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     negative_prompt: str = "",
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Photographic",
-        "Anime",
-        "Manga",
-        "Digital Art",
-        "Pixel art",
-        "Fantasy art",
-        "Neonpunk",
-        "3D Model",
-    ] = "(No style)",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    style: Style = "(No style)",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 35,
     scheduler: Literal["DPM-SOLVER", "SA-SOLVER"] = "DPM-SOLVER",
     guidance_scale: float = 4.5,
@@ -391,60 +405,77 @@ async def submit_async(
     sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        style: The style to apply to the image. Defaults to `"(No style)"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 5 and 50.
+            Defaults to `35`.
+        scheduler: The scheduler to use for the model. Defaults to `"DPM-SOLVER"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 10.0. Defaults to `4.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     negative_prompt: str = "",
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Photographic",
-        "Anime",
-        "Manga",
-        "Digital Art",
-        "Pixel art",
-        "Fantasy art",
-        "Neonpunk",
-        "3D Model",
-    ] = "(No style)",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    style: Style = "(No style)",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 35,
     scheduler: Literal["DPM-SOLVER", "SA-SOLVER"] = "DPM-SOLVER",
     guidance_scale: float = 4.5,
@@ -452,8 +483,8 @@ async def subscribe_async(
     sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -461,51 +492,67 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        style: The style to apply to the image. Defaults to `"(No style)"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 5 and 50.
+            Defaults to `35`.
+        scheduler: The scheduler to use for the model. Defaults to `"DPM-SOLVER"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 10.0. Defaults to `4.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     negative_prompt: str = "",
-    style: Literal[
-        "(No style)",
-        "Cinematic",
-        "Photographic",
-        "Anime",
-        "Manga",
-        "Digital Art",
-        "Pixel art",
-        "Fantasy art",
-        "Neonpunk",
-        "3D Model",
-    ] = "(No style)",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    style: Style = "(No style)",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 35,
     scheduler: Literal["DPM-SOLVER", "SA-SOLVER"] = "DPM-SOLVER",
     guidance_scale: float = 4.5,
@@ -513,8 +560,8 @@ async def run_async(
     sync_mode: bool = False,
     num_images: int = 1,
     enable_safety_checker: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -522,8 +569,45 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        style: The style to apply to the image. Defaults to `"(No style)"`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Between 5 and 50.
+            Defaults to `35`.
+        scheduler: The scheduler to use for the model. Defaults to `"DPM-SOLVER"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 10.0. Defaults to `4.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

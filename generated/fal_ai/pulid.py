@@ -5,121 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    reference_images: Annotated[list[ReferenceFace], Field(title="Reference Images")]
-    """List of reference faces, ideally 4 images."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Prompt to generate the face from"""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "flaws in the eyes, flaws in the face, flaws, lowres, non-HDRi, low quality, worst quality,artifacts noise, text, watermark, glitch, deformed, mutated, ugly, disfigured, hands, low resolution, partially rendered objects,  deformed or partially rendered eyes, deformed, deformed eyeballs, cross-eyed,blurry"
-    )
-    """Negative prompt to generate the face from"""
-    num_images: Annotated[int, Field(ge=1, le=8, title="Num Images")] = 1
-    """Number of images to generate"""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=1.5, title="Guidance Scale")] = (
-        1.2
-    )
-    """Guidance scale"""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=12, title="Num Inference Steps")
-    ] = 4
-    """Number of steps to take"""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility"""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = ImageSize(width=768, height=1024)
-    """Size of the generated image"""
-    id_scale: Annotated[float, Field(gt=0.0, le=5.0, title="Id Scale")] = 0.8
-    """ID scale"""
-    mode: Annotated[Literal["fidelity", "extreme style"], Field(title="Mode")] = (
-        "fidelity"
-    )
-    """Mode of generation"""
-    id_mix: Annotated[bool, Field(title="Id Mix")] = False
-    """if you want to mix two ID image, please turn this on, otherwise, turn this off"""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """List of generated images"""
-    seed: Annotated[int, Field(title="Seed")]
-    """Random seed used for reproducibility"""
-
-
-class ReferenceFace(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the reference face image"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "Image",
     "ImageSize",
     "Input",
@@ -134,26 +34,105 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/pulid"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    reference_images: list[ReferenceFace]
+    """List of reference faces, ideally 4 images."""
+    prompt: str
+    """Prompt to generate the face from"""
+    negative_prompt: str = (
+        "flaws in the eyes, flaws in the face, flaws, lowres, non-HDRi, low quality, worst quality,artifacts noise, text, watermark, glitch, deformed, mutated, ugly, disfigured, hands, low resolution, partially rendered objects,  deformed or partially rendered eyes, deformed, deformed eyeballs, cross-eyed,blurry"
+    )
+    """Negative prompt to generate the face from"""
+    num_images: Annotated[int, Field(ge=1, le=8)] = 1
+    """Number of images to generate"""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=1.5)] = 1.2
+    """Guidance scale"""
+    num_inference_steps: Annotated[int, Field(ge=1, le=12)] = 4
+    """Number of steps to take"""
+    seed: int | None = None
+    """Random seed for reproducibility"""
+    image_size: Annotated[ImageSize | ImageSizePreset, Field(validate_default=True)] = (
+        ImageSize(width=768, height=1024)
+    )
+    """Size of the generated image"""
+    id_scale: Annotated[float, Field(gt=0.0, le=5.0)] = 0.8
+    """ID scale"""
+    mode: Literal["fidelity", "extreme style"] = "fidelity"
+    """Mode of generation"""
+    id_mix: bool = False
+    """if you want to mix two ID image, please turn this on, otherwise, turn this off"""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """List of generated images"""
+    seed: int
+    """Random seed used for reproducibility"""
+
+
+class ReferenceFace(FalModel):
+    image_url: FileInput
+    """URL of the reference face image"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={ReferenceFace: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     reference_images: list[ReferenceFace],
@@ -163,47 +142,72 @@ def submit(
     guidance_scale: float = 1.2,
     num_inference_steps: int = 4,
     seed: int | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=768, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=768, height=1024),
     id_scale: float = 0.8,
     mode: Literal["fidelity", "extreme style"] = "fidelity",
     id_mix: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        reference_images: List of reference faces, ideally 4 images. Required.
+        prompt: Prompt to generate the face from. Required.
+        negative_prompt: Negative prompt to generate the face from. Defaults to `"flaws
+            in the eyes, flaws in the face, flaws, lowres, non-HDRi, low quality, worst
+            quality,artifacts noise, text, watermark, glitch, deformed, mutated, ugly,
+            disfigured, hands, low resolution, partially rendered objects,  deformed or
+            partially rendered eyes, deformed, deformed eyeballs, cross-eyed,blurry"`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        guidance_scale: Guidance scale. Between 1.0 and 1.5. Defaults to `1.2`.
+        num_inference_steps: Number of steps to take. Between 1 and 12. Defaults to `4`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        image_size: Size of the generated image. Defaults to `ImageSize(width=768,
+            height=1024)`.
+        id_scale: ID scale. Greater than 0.0. At most 5.0. Defaults to `0.8`.
+        mode: Mode of generation. Defaults to `"fidelity"`.
+        id_mix: if you want to mix two ID image, please turn this on, otherwise, turn
+            this off. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     reference_images: list[ReferenceFace],
@@ -213,22 +217,12 @@ def subscribe(
     guidance_scale: float = 1.2,
     num_inference_steps: int = 4,
     seed: int | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=768, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=768, height=1024),
     id_scale: float = 0.8,
     mode: Literal["fidelity", "extreme style"] = "fidelity",
     id_mix: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -236,24 +230,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        reference_images: List of reference faces, ideally 4 images. Required.
+        prompt: Prompt to generate the face from. Required.
+        negative_prompt: Negative prompt to generate the face from. Defaults to `"flaws
+            in the eyes, flaws in the face, flaws, lowres, non-HDRi, low quality, worst
+            quality,artifacts noise, text, watermark, glitch, deformed, mutated, ugly,
+            disfigured, hands, low resolution, partially rendered objects,  deformed or
+            partially rendered eyes, deformed, deformed eyeballs, cross-eyed,blurry"`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        guidance_scale: Guidance scale. Between 1.0 and 1.5. Defaults to `1.2`.
+        num_inference_steps: Number of steps to take. Between 1 and 12. Defaults to `4`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        image_size: Size of the generated image. Defaults to `ImageSize(width=768,
+            height=1024)`.
+        id_scale: ID scale. Greater than 0.0. At most 5.0. Defaults to `0.8`.
+        mode: Mode of generation. Defaults to `"fidelity"`.
+        id_mix: if you want to mix two ID image, please turn this on, otherwise, turn
+            this off. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     reference_images: list[ReferenceFace],
@@ -263,22 +291,12 @@ def run(
     guidance_scale: float = 1.2,
     num_inference_steps: int = 4,
     seed: int | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=768, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=768, height=1024),
     id_scale: float = 0.8,
     mode: Literal["fidelity", "extreme style"] = "fidelity",
     id_mix: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -286,24 +304,58 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        reference_images: List of reference faces, ideally 4 images. Required.
+        prompt: Prompt to generate the face from. Required.
+        negative_prompt: Negative prompt to generate the face from. Defaults to `"flaws
+            in the eyes, flaws in the face, flaws, lowres, non-HDRi, low quality, worst
+            quality,artifacts noise, text, watermark, glitch, deformed, mutated, ugly,
+            disfigured, hands, low resolution, partially rendered objects,  deformed or
+            partially rendered eyes, deformed, deformed eyeballs, cross-eyed,blurry"`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        guidance_scale: Guidance scale. Between 1.0 and 1.5. Defaults to `1.2`.
+        num_inference_steps: Number of steps to take. Between 1 and 12. Defaults to `4`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        image_size: Size of the generated image. Defaults to `ImageSize(width=768,
+            height=1024)`.
+        id_scale: ID scale. Greater than 0.0. At most 5.0. Defaults to `0.8`.
+        mode: Mode of generation. Defaults to `"fidelity"`.
+        id_mix: if you want to mix two ID image, please turn this on, otherwise, turn
+            this off. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     reference_images: list[ReferenceFace],
@@ -313,47 +365,72 @@ async def submit_async(
     guidance_scale: float = 1.2,
     num_inference_steps: int = 4,
     seed: int | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=768, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=768, height=1024),
     id_scale: float = 0.8,
     mode: Literal["fidelity", "extreme style"] = "fidelity",
     id_mix: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        reference_images: List of reference faces, ideally 4 images. Required.
+        prompt: Prompt to generate the face from. Required.
+        negative_prompt: Negative prompt to generate the face from. Defaults to `"flaws
+            in the eyes, flaws in the face, flaws, lowres, non-HDRi, low quality, worst
+            quality,artifacts noise, text, watermark, glitch, deformed, mutated, ugly,
+            disfigured, hands, low resolution, partially rendered objects,  deformed or
+            partially rendered eyes, deformed, deformed eyeballs, cross-eyed,blurry"`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        guidance_scale: Guidance scale. Between 1.0 and 1.5. Defaults to `1.2`.
+        num_inference_steps: Number of steps to take. Between 1 and 12. Defaults to `4`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        image_size: Size of the generated image. Defaults to `ImageSize(width=768,
+            height=1024)`.
+        id_scale: ID scale. Greater than 0.0. At most 5.0. Defaults to `0.8`.
+        mode: Mode of generation. Defaults to `"fidelity"`.
+        id_mix: if you want to mix two ID image, please turn this on, otherwise, turn
+            this off. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     reference_images: list[ReferenceFace],
@@ -363,22 +440,12 @@ async def subscribe_async(
     guidance_scale: float = 1.2,
     num_inference_steps: int = 4,
     seed: int | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=768, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=768, height=1024),
     id_scale: float = 0.8,
     mode: Literal["fidelity", "extreme style"] = "fidelity",
     id_mix: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -386,24 +453,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        reference_images: List of reference faces, ideally 4 images. Required.
+        prompt: Prompt to generate the face from. Required.
+        negative_prompt: Negative prompt to generate the face from. Defaults to `"flaws
+            in the eyes, flaws in the face, flaws, lowres, non-HDRi, low quality, worst
+            quality,artifacts noise, text, watermark, glitch, deformed, mutated, ugly,
+            disfigured, hands, low resolution, partially rendered objects,  deformed or
+            partially rendered eyes, deformed, deformed eyeballs, cross-eyed,blurry"`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        guidance_scale: Guidance scale. Between 1.0 and 1.5. Defaults to `1.2`.
+        num_inference_steps: Number of steps to take. Between 1 and 12. Defaults to `4`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        image_size: Size of the generated image. Defaults to `ImageSize(width=768,
+            height=1024)`.
+        id_scale: ID scale. Greater than 0.0. At most 5.0. Defaults to `0.8`.
+        mode: Mode of generation. Defaults to `"fidelity"`.
+        id_mix: if you want to mix two ID image, please turn this on, otherwise, turn
+            this off. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     reference_images: list[ReferenceFace],
@@ -413,22 +514,12 @@ async def run_async(
     guidance_scale: float = 1.2,
     num_inference_steps: int = 4,
     seed: int | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=768, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=768, height=1024),
     id_scale: float = 0.8,
     mode: Literal["fidelity", "extreme style"] = "fidelity",
     id_mix: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -436,8 +527,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        reference_images: List of reference faces, ideally 4 images. Required.
+        prompt: Prompt to generate the face from. Required.
+        negative_prompt: Negative prompt to generate the face from. Defaults to `"flaws
+            in the eyes, flaws in the face, flaws, lowres, non-HDRi, low quality, worst
+            quality,artifacts noise, text, watermark, glitch, deformed, mutated, ugly,
+            disfigured, hands, low resolution, partially rendered objects,  deformed or
+            partially rendered eyes, deformed, deformed eyeballs, cross-eyed,blurry"`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        guidance_scale: Guidance scale. Between 1.0 and 1.5. Defaults to `1.2`.
+        num_inference_steps: Number of steps to take. Between 1 and 12. Defaults to `4`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        image_size: Size of the generated image. Defaults to `ImageSize(width=768,
+            height=1024)`.
+        id_scale: ID scale. Greater than 0.0. At most 5.0. Defaults to `0.8`.
+        mode: Mode of generation. Defaults to `"fidelity"`.
+        id_mix: if you want to mix two ID image, please turn this on, otherwise, turn
+            this off. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

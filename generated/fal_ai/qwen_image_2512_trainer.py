@@ -5,82 +5,16 @@ Category: training."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_data_url: Annotated[FileInput, Field(title="Image Data Url")]
-    """
-    URL to the input data zip archive for text-to-image training.
-
-    The zip should contain images with their corresponding text captions:
-
-    image.EXT and image.txt
-    For example:
-    photo.jpg and photo.txt
-
-    The text file contains the caption/prompt describing the target image.
-
-    If no text file is provided for an image, the default_caption will be used.
-
-    If no default_caption is provided and a text file is missing, the training will fail.
-    """
-    learning_rate: Annotated[float, Field(title="Learning Rate")] = 0.0005
-    """Learning rate for LoRA parameters."""
-    steps: Annotated[int, Field(ge=100, le=30000, multiple_of=100, title="Steps")] = (
-        1000
-    )
-    """Number of steps to train for"""
-    default_caption: Annotated[str | None, Field(title="Default Caption")] = None
-    """Default caption to use when caption files are missing. If None, missing captions will cause an error."""
-
-
-class Output(FalModel):
-    diffusers_lora_file: File
-    """URL to the trained diffusers lora weights."""
-    config_file: File
-    """URL to the configuration file for the trained model."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -97,67 +31,146 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/qwen-image-2512-trainer"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_data_url: FileInput
+    """
+    URL to the input data zip archive for text-to-image training.
+
+    The zip should contain images with their corresponding text captions:
+
+    image.EXT and image.txt
+    For example:
+    photo.jpg and photo.txt
+
+    The text file contains the caption/prompt describing the target image.
+
+    If no text file is provided for an image, the default_caption will be used.
+
+    If no default_caption is provided and a text file is missing, the training will fail.
+    """
+    learning_rate: float = 0.0005
+    """Learning rate for LoRA parameters."""
+    steps: Annotated[int, Field(ge=100, le=30000, multiple_of=100)] = 1000
+    """Number of steps to train for"""
+    default_caption: str | None = None
+    """Default caption to use when caption files are missing. If None, missing captions
+    will cause an error."""
+
+
+class Output(FalModel):
+    diffusers_lora_file: File
+    """URL to the trained diffusers lora weights."""
+    config_file: File
+    """URL to the configuration file for the trained model."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_data_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_data_url: FileInput,
     learning_rate: float = 0.0005,
     steps: int = 1000,
     default_caption: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_data_url: URL to the input data zip archive for text-to-image training.
+            The zip should contain images with their corresponding text captions:
+            image.EXT and image.txt For example: photo.jpg and photo.txt The text file
+            contains the caption/prompt describing the target image. If no text file is
+            provided for an image, the default_caption will be used. If no
+            default_caption is provided and a text file is missing, the training will
+            fail. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        learning_rate: Learning rate for LoRA parameters. Defaults to `0.0005`.
+        steps: Number of steps to train for. Between 100 and 30000. A multiple of 100.
+            Defaults to `1000`.
+        default_caption: Default caption to use when caption files are missing. If None,
+            missing captions will cause an error. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_data_url: FileInput,
     learning_rate: float = 0.0005,
     steps: int = 1000,
     default_caption: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -165,32 +178,62 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_data_url: URL to the input data zip archive for text-to-image training.
+            The zip should contain images with their corresponding text captions:
+            image.EXT and image.txt For example: photo.jpg and photo.txt The text file
+            contains the caption/prompt describing the target image. If no text file is
+            provided for an image, the default_caption will be used. If no
+            default_caption is provided and a text file is missing, the training will
+            fail. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        learning_rate: Learning rate for LoRA parameters. Defaults to `0.0005`.
+        steps: Number of steps to train for. Between 100 and 30000. A multiple of 100.
+            Defaults to `1000`.
+        default_caption: Default caption to use when caption files are missing. If None,
+            missing captions will cause an error. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_data_url: FileInput,
     learning_rate: float = 0.0005,
     steps: int = 1000,
     default_caption: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -198,65 +241,126 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_data_url: URL to the input data zip archive for text-to-image training.
+            The zip should contain images with their corresponding text captions:
+            image.EXT and image.txt For example: photo.jpg and photo.txt The text file
+            contains the caption/prompt describing the target image. If no text file is
+            provided for an image, the default_caption will be used. If no
+            default_caption is provided and a text file is missing, the training will
+            fail. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        learning_rate: Learning rate for LoRA parameters. Defaults to `0.0005`.
+        steps: Number of steps to train for. Between 100 and 30000. A multiple of 100.
+            Defaults to `1000`.
+        default_caption: Default caption to use when caption files are missing. If None,
+            missing captions will cause an error. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_data_url: FileInput,
     learning_rate: float = 0.0005,
     steps: int = 1000,
     default_caption: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_data_url: URL to the input data zip archive for text-to-image training.
+            The zip should contain images with their corresponding text captions:
+            image.EXT and image.txt For example: photo.jpg and photo.txt The text file
+            contains the caption/prompt describing the target image. If no text file is
+            provided for an image, the default_caption will be used. If no
+            default_caption is provided and a text file is missing, the training will
+            fail. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        learning_rate: Learning rate for LoRA parameters. Defaults to `0.0005`.
+        steps: Number of steps to train for. Between 100 and 30000. A multiple of 100.
+            Defaults to `1000`.
+        default_caption: Default caption to use when caption files are missing. If None,
+            missing captions will cause an error. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_data_url: FileInput,
     learning_rate: float = 0.0005,
     steps: int = 1000,
     default_caption: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -264,32 +368,62 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_data_url: URL to the input data zip archive for text-to-image training.
+            The zip should contain images with their corresponding text captions:
+            image.EXT and image.txt For example: photo.jpg and photo.txt The text file
+            contains the caption/prompt describing the target image. If no text file is
+            provided for an image, the default_caption will be used. If no
+            default_caption is provided and a text file is missing, the training will
+            fail. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        learning_rate: Learning rate for LoRA parameters. Defaults to `0.0005`.
+        steps: Number of steps to train for. Between 100 and 30000. A multiple of 100.
+            Defaults to `1000`.
+        default_caption: Default caption to use when caption files are missing. If None,
+            missing captions will cause an error. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_data_url: FileInput,
     learning_rate: float = 0.0005,
     steps: int = 1000,
     default_caption: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -297,8 +431,38 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_data_url: URL to the input data zip archive for text-to-image training.
+            The zip should contain images with their corresponding text captions:
+            image.EXT and image.txt For example: photo.jpg and photo.txt The text file
+            contains the caption/prompt describing the target image. If no text file is
+            provided for an image, the default_caption will be used. If no
+            default_caption is provided and a text file is missing, the training will
+            fail. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        learning_rate: Learning rate for LoRA parameters. Defaults to `0.0005`.
+        steps: Number of steps to train for. Between 100 and 30000. A multiple of 100.
+            Defaults to `1000`.
+        default_caption: Default caption to use when caption files are missing. If None,
+            missing captions will cause an error. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,157 +5,22 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility"""
-    resolution: Annotated[Literal[512, 1024, 1536], Field(title="Resolution")] = 1024
-    """Output resolution; higher is slower but more detailed"""
-    ss_source: Annotated[
-        Literal["direct", "mesh", "mvtrellis2"], Field(title="Sparse Structure Source")
-    ] = "mesh"
-    """Sparse structure source. 'mesh' gives best quality, 'direct' is fastest, 'mvtrellis2' uses multi-view TRELLIS.2."""
-    ss_guidance_strength: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Sparse Structure Guidance Strength")
-    ] = 7.5
-    """How closely the initial 3D structure follows the input. Higher values produce more faithful but potentially noisier results."""
-    ss_guidance_rescale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Sparse Structure Guidance Rescale")
-    ] = 0.7
-    """Dampens artifacts from high guidance in stage 1."""
-    ss_sampling_steps: Annotated[
-        int, Field(ge=1, le=50, title="Sparse Structure Sampling Steps")
-    ] = 12
-    """Number of denoising steps for the initial structure."""
-    ss_rescale_t: Annotated[
-        float, Field(ge=1.0, le=6.0, title="Sparse Structure Rescale T")
-    ] = 5
-    """Controls noise schedule sharpness for structure generation."""
-    slat_guidance_strength: Annotated[
-        float, Field(ge=0.0, le=10.0, title="SLat Guidance Strength")
-    ] = 7.5
-    """Guidance strength for SLat stage (only used when ss_source='mesh')."""
-    slat_guidance_rescale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="SLat Guidance Rescale")
-    ] = 0.5
-    """Guidance rescale for SLat stage (only used when ss_source='mesh')."""
-    slat_sampling_steps: Annotated[
-        int, Field(ge=1, le=50, title="SLat Sampling Steps")
-    ] = 12
-    """Sampling steps for SLat stage (only used when ss_source='mesh')."""
-    slat_rescale_t: Annotated[float, Field(ge=1.0, le=6.0, title="SLat Rescale T")] = 3
-    """Rescale T for SLat stage (only used when ss_source='mesh')."""
-    shape_slat_guidance_strength: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Shape SLat Guidance Strength")
-    ] = 7.5
-    """How closely the detailed geometry follows the input."""
-    shape_slat_guidance_rescale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Shape SLat Guidance Rescale")
-    ] = 0.5
-    """Dampens artifacts from high guidance in the shape stage."""
-    shape_slat_sampling_steps: Annotated[
-        int, Field(ge=1, le=50, title="Shape SLat Sampling Steps")
-    ] = 12
-    """Number of denoising steps for shape refinement."""
-    shape_slat_rescale_t: Annotated[
-        float, Field(ge=1.0, le=6.0, title="Shape SLat Rescale T")
-    ] = 3
-    """Controls noise schedule sharpness for shape refinement."""
-    tex_slat_guidance_strength: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Texture SLat Guidance Strength")
-    ] = 1
-    """How closely the texture follows the input colors."""
-    tex_slat_guidance_rescale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Texture SLat Guidance Rescale")
-    ] = 0
-    """Dampens artifacts from high guidance in the texture stage."""
-    tex_slat_sampling_steps: Annotated[
-        int, Field(ge=1, le=50, title="Texture SLat Sampling Steps")
-    ] = 12
-    """Number of denoising steps for texture generation."""
-    tex_slat_rescale_t: Annotated[
-        float, Field(ge=1.0, le=6.0, title="Texture SLat Rescale T")
-    ] = 3
-    """Controls noise schedule sharpness for texture generation."""
-    decimation_target: Annotated[
-        int, Field(ge=5000, le=2000000, title="Decimation Target")
-    ] = 500000
-    """Target number of vertices in the final mesh."""
-    texture_size: Annotated[Literal[1024, 2048, 4096], Field(title="Texture Size")] = (
-        2048
-    )
-    """Resolution of the texture image baked onto the mesh."""
-    image_urls: Annotated[
-        list[FileInput], Field(max_length=16, min_length=1, title="Image URLs")
-    ]
-    """One or more views of the same object. Multiple views yield higher-quality 3D reconstruction."""
-    multi_image_strategy: Annotated[
-        Literal[
-            "average_right",
-            "weighted_average",
-            "sequential",
-            "average",
-            "adaptive_guidance_weight",
-            "fixed_guidance_rescale",
-        ],
-        Field(title="Multi Image Strategy"),
-    ] = "adaptive_guidance_weight"
-    """Strategy for combining multi-view conditioning. 'adaptive_guidance_weight' works best in most cases. Only used when more than one image is provided."""
-
-
-class Output(FalModel):
-    model_glb: File
-    """Generated 3D GLB file with PBR materials"""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "MultiImageStrategy",
     "File",
     "Input",
     "Output",
@@ -168,26 +33,111 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/reconviagen-0.5"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+MultiImageStrategy: TypeAlias = Literal[
+    "average_right",
+    "weighted_average",
+    "sequential",
+    "average",
+    "adaptive_guidance_weight",
+    "fixed_guidance_rescale",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    seed: int | None = None
+    """Random seed for reproducibility"""
+    resolution: Literal[512, 1024, 1536] = 1024
+    """Output resolution; higher is slower but more detailed"""
+    ss_source: Literal["direct", "mesh", "mvtrellis2"] = "mesh"
+    """Sparse structure source. 'mesh' gives best quality, 'direct' is fastest,
+    'mvtrellis2' uses multi-view TRELLIS.2."""
+    ss_guidance_strength: Annotated[float, Field(ge=0.0, le=10.0)] = 7.5
+    """How closely the initial 3D structure follows the input. Higher values produce
+    more faithful but potentially noisier results."""
+    ss_guidance_rescale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.7
+    """Dampens artifacts from high guidance in stage 1."""
+    ss_sampling_steps: Annotated[int, Field(ge=1, le=50)] = 12
+    """Number of denoising steps for the initial structure."""
+    ss_rescale_t: Annotated[float, Field(ge=1.0, le=6.0)] = 5
+    """Controls noise schedule sharpness for structure generation."""
+    slat_guidance_strength: Annotated[float, Field(ge=0.0, le=10.0)] = 7.5
+    """Guidance strength for SLat stage (only used when ss_source='mesh')."""
+    slat_guidance_rescale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Guidance rescale for SLat stage (only used when ss_source='mesh')."""
+    slat_sampling_steps: Annotated[int, Field(ge=1, le=50)] = 12
+    """Sampling steps for SLat stage (only used when ss_source='mesh')."""
+    slat_rescale_t: Annotated[float, Field(ge=1.0, le=6.0)] = 3
+    """Rescale T for SLat stage (only used when ss_source='mesh')."""
+    shape_slat_guidance_strength: Annotated[float, Field(ge=0.0, le=10.0)] = 7.5
+    """How closely the detailed geometry follows the input."""
+    shape_slat_guidance_rescale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Dampens artifacts from high guidance in the shape stage."""
+    shape_slat_sampling_steps: Annotated[int, Field(ge=1, le=50)] = 12
+    """Number of denoising steps for shape refinement."""
+    shape_slat_rescale_t: Annotated[float, Field(ge=1.0, le=6.0)] = 3
+    """Controls noise schedule sharpness for shape refinement."""
+    tex_slat_guidance_strength: Annotated[float, Field(ge=0.0, le=10.0)] = 1
+    """How closely the texture follows the input colors."""
+    tex_slat_guidance_rescale: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Dampens artifacts from high guidance in the texture stage."""
+    tex_slat_sampling_steps: Annotated[int, Field(ge=1, le=50)] = 12
+    """Number of denoising steps for texture generation."""
+    tex_slat_rescale_t: Annotated[float, Field(ge=1.0, le=6.0)] = 3
+    """Controls noise schedule sharpness for texture generation."""
+    decimation_target: Annotated[int, Field(ge=5000, le=2000000)] = 500000
+    """Target number of vertices in the final mesh."""
+    texture_size: Literal[1024, 2048, 4096] = 2048
+    """Resolution of the texture image baked onto the mesh."""
+    image_urls: Annotated[list[FileInput], Field(max_length=16, min_length=1)]
+    """One or more views of the same object. Multiple views yield higher-quality 3D
+    reconstruction."""
+    multi_image_strategy: MultiImageStrategy = "adaptive_guidance_weight"
+    """Strategy for combining multi-view conditioning. 'adaptive_guidance_weight' works
+    best in most cases. Only used when more than one image is provided."""
+
+
+class Output(FalModel):
+    model_glb: File
+    """Generated 3D GLB file with PBR materials"""
+    seed: int
+    """Seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     seed: int | None = None,
@@ -211,42 +161,102 @@ def submit(
     tex_slat_rescale_t: float = 3,
     decimation_target: int = 500000,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    image_urls: _Sequence[FileInput],
-    multi_image_strategy: Literal[
-        "average_right",
-        "weighted_average",
-        "sequential",
-        "average",
-        "adaptive_guidance_weight",
-        "fixed_guidance_rescale",
-    ] = "adaptive_guidance_weight",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    image_urls: Sequence[FileInput],
+    multi_image_strategy: MultiImageStrategy = "adaptive_guidance_weight",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_source: Sparse structure source. 'mesh' gives best quality, 'direct' is
+            fastest, 'mvtrellis2' uses multi-view TRELLIS.2. Defaults to `"mesh"`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input.
+            Higher values produce more faithful but potentially noisier results. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Between
+            0.0 and 1.0. Defaults to `0.7`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. Between
+            1 and 50. Defaults to `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation.
+            Between 1.0 and 6.0. Defaults to `5`.
+        slat_guidance_strength: Guidance strength for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 10.0. Defaults to `7.5`.
+        slat_guidance_rescale: Guidance rescale for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 1.0. Defaults to `0.5`.
+        slat_sampling_steps: Sampling steps for SLat stage (only used when
+            ss_source='mesh'). Between 1 and 50. Defaults to `12`.
+        slat_rescale_t: Rescale T for SLat stage (only used when ss_source='mesh').
+            Between 1.0 and 6.0. Defaults to `3`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input. Between 0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Between 0.0 and 1.0. Defaults to `0.5`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement.
+            Between 1 and 50. Defaults to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Between 1.0 and 6.0. Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input colors.
+            Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Between 0.0 and 1.0. Defaults to `0`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation.
+            Between 1 and 50. Defaults to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Between 1.0 and 6.0. Defaults to `3`.
+        decimation_target: Target number of vertices in the final mesh. Between 5000 and
+            2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Defaults to
+            `2048`.
+        image_urls: One or more views of the same object. Multiple views yield
+            higher-quality 3D reconstruction. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Length 1 to 16.
+            Required.
+        multi_image_strategy: Strategy for combining multi-view conditioning.
+            'adaptive_guidance_weight' works best in most cases. Only used when more
+            than one image is provided. Defaults to `"adaptive_guidance_weight"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     seed: int | None = None,
@@ -270,17 +280,10 @@ def subscribe(
     tex_slat_rescale_t: float = 3,
     decimation_target: int = 500000,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    image_urls: _Sequence[FileInput],
-    multi_image_strategy: Literal[
-        "average_right",
-        "weighted_average",
-        "sequential",
-        "average",
-        "adaptive_guidance_weight",
-        "fixed_guidance_rescale",
-    ] = "adaptive_guidance_weight",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    image_urls: Sequence[FileInput],
+    multi_image_strategy: MultiImageStrategy = "adaptive_guidance_weight",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -288,24 +291,90 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_source: Sparse structure source. 'mesh' gives best quality, 'direct' is
+            fastest, 'mvtrellis2' uses multi-view TRELLIS.2. Defaults to `"mesh"`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input.
+            Higher values produce more faithful but potentially noisier results. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Between
+            0.0 and 1.0. Defaults to `0.7`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. Between
+            1 and 50. Defaults to `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation.
+            Between 1.0 and 6.0. Defaults to `5`.
+        slat_guidance_strength: Guidance strength for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 10.0. Defaults to `7.5`.
+        slat_guidance_rescale: Guidance rescale for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 1.0. Defaults to `0.5`.
+        slat_sampling_steps: Sampling steps for SLat stage (only used when
+            ss_source='mesh'). Between 1 and 50. Defaults to `12`.
+        slat_rescale_t: Rescale T for SLat stage (only used when ss_source='mesh').
+            Between 1.0 and 6.0. Defaults to `3`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input. Between 0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Between 0.0 and 1.0. Defaults to `0.5`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement.
+            Between 1 and 50. Defaults to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Between 1.0 and 6.0. Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input colors.
+            Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Between 0.0 and 1.0. Defaults to `0`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation.
+            Between 1 and 50. Defaults to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Between 1.0 and 6.0. Defaults to `3`.
+        decimation_target: Target number of vertices in the final mesh. Between 5000 and
+            2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Defaults to
+            `2048`.
+        image_urls: One or more views of the same object. Multiple views yield
+            higher-quality 3D reconstruction. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Length 1 to 16.
+            Required.
+        multi_image_strategy: Strategy for combining multi-view conditioning.
+            'adaptive_guidance_weight' works best in most cases. Only used when more
+            than one image is provided. Defaults to `"adaptive_guidance_weight"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     seed: int | None = None,
@@ -329,17 +398,10 @@ def run(
     tex_slat_rescale_t: float = 3,
     decimation_target: int = 500000,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    image_urls: _Sequence[FileInput],
-    multi_image_strategy: Literal[
-        "average_right",
-        "weighted_average",
-        "sequential",
-        "average",
-        "adaptive_guidance_weight",
-        "fixed_guidance_rescale",
-    ] = "adaptive_guidance_weight",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    image_urls: Sequence[FileInput],
+    multi_image_strategy: MultiImageStrategy = "adaptive_guidance_weight",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -347,24 +409,90 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_source: Sparse structure source. 'mesh' gives best quality, 'direct' is
+            fastest, 'mvtrellis2' uses multi-view TRELLIS.2. Defaults to `"mesh"`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input.
+            Higher values produce more faithful but potentially noisier results. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Between
+            0.0 and 1.0. Defaults to `0.7`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. Between
+            1 and 50. Defaults to `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation.
+            Between 1.0 and 6.0. Defaults to `5`.
+        slat_guidance_strength: Guidance strength for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 10.0. Defaults to `7.5`.
+        slat_guidance_rescale: Guidance rescale for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 1.0. Defaults to `0.5`.
+        slat_sampling_steps: Sampling steps for SLat stage (only used when
+            ss_source='mesh'). Between 1 and 50. Defaults to `12`.
+        slat_rescale_t: Rescale T for SLat stage (only used when ss_source='mesh').
+            Between 1.0 and 6.0. Defaults to `3`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input. Between 0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Between 0.0 and 1.0. Defaults to `0.5`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement.
+            Between 1 and 50. Defaults to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Between 1.0 and 6.0. Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input colors.
+            Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Between 0.0 and 1.0. Defaults to `0`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation.
+            Between 1 and 50. Defaults to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Between 1.0 and 6.0. Defaults to `3`.
+        decimation_target: Target number of vertices in the final mesh. Between 5000 and
+            2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Defaults to
+            `2048`.
+        image_urls: One or more views of the same object. Multiple views yield
+            higher-quality 3D reconstruction. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Length 1 to 16.
+            Required.
+        multi_image_strategy: Strategy for combining multi-view conditioning.
+            'adaptive_guidance_weight' works best in most cases. Only used when more
+            than one image is provided. Defaults to `"adaptive_guidance_weight"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     seed: int | None = None,
@@ -388,42 +516,102 @@ async def submit_async(
     tex_slat_rescale_t: float = 3,
     decimation_target: int = 500000,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    image_urls: _Sequence[FileInput],
-    multi_image_strategy: Literal[
-        "average_right",
-        "weighted_average",
-        "sequential",
-        "average",
-        "adaptive_guidance_weight",
-        "fixed_guidance_rescale",
-    ] = "adaptive_guidance_weight",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    image_urls: Sequence[FileInput],
+    multi_image_strategy: MultiImageStrategy = "adaptive_guidance_weight",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_source: Sparse structure source. 'mesh' gives best quality, 'direct' is
+            fastest, 'mvtrellis2' uses multi-view TRELLIS.2. Defaults to `"mesh"`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input.
+            Higher values produce more faithful but potentially noisier results. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Between
+            0.0 and 1.0. Defaults to `0.7`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. Between
+            1 and 50. Defaults to `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation.
+            Between 1.0 and 6.0. Defaults to `5`.
+        slat_guidance_strength: Guidance strength for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 10.0. Defaults to `7.5`.
+        slat_guidance_rescale: Guidance rescale for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 1.0. Defaults to `0.5`.
+        slat_sampling_steps: Sampling steps for SLat stage (only used when
+            ss_source='mesh'). Between 1 and 50. Defaults to `12`.
+        slat_rescale_t: Rescale T for SLat stage (only used when ss_source='mesh').
+            Between 1.0 and 6.0. Defaults to `3`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input. Between 0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Between 0.0 and 1.0. Defaults to `0.5`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement.
+            Between 1 and 50. Defaults to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Between 1.0 and 6.0. Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input colors.
+            Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Between 0.0 and 1.0. Defaults to `0`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation.
+            Between 1 and 50. Defaults to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Between 1.0 and 6.0. Defaults to `3`.
+        decimation_target: Target number of vertices in the final mesh. Between 5000 and
+            2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Defaults to
+            `2048`.
+        image_urls: One or more views of the same object. Multiple views yield
+            higher-quality 3D reconstruction. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Length 1 to 16.
+            Required.
+        multi_image_strategy: Strategy for combining multi-view conditioning.
+            'adaptive_guidance_weight' works best in most cases. Only used when more
+            than one image is provided. Defaults to `"adaptive_guidance_weight"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     seed: int | None = None,
@@ -447,17 +635,10 @@ async def subscribe_async(
     tex_slat_rescale_t: float = 3,
     decimation_target: int = 500000,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    image_urls: _Sequence[FileInput],
-    multi_image_strategy: Literal[
-        "average_right",
-        "weighted_average",
-        "sequential",
-        "average",
-        "adaptive_guidance_weight",
-        "fixed_guidance_rescale",
-    ] = "adaptive_guidance_weight",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    image_urls: Sequence[FileInput],
+    multi_image_strategy: MultiImageStrategy = "adaptive_guidance_weight",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -465,24 +646,90 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_source: Sparse structure source. 'mesh' gives best quality, 'direct' is
+            fastest, 'mvtrellis2' uses multi-view TRELLIS.2. Defaults to `"mesh"`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input.
+            Higher values produce more faithful but potentially noisier results. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Between
+            0.0 and 1.0. Defaults to `0.7`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. Between
+            1 and 50. Defaults to `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation.
+            Between 1.0 and 6.0. Defaults to `5`.
+        slat_guidance_strength: Guidance strength for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 10.0. Defaults to `7.5`.
+        slat_guidance_rescale: Guidance rescale for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 1.0. Defaults to `0.5`.
+        slat_sampling_steps: Sampling steps for SLat stage (only used when
+            ss_source='mesh'). Between 1 and 50. Defaults to `12`.
+        slat_rescale_t: Rescale T for SLat stage (only used when ss_source='mesh').
+            Between 1.0 and 6.0. Defaults to `3`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input. Between 0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Between 0.0 and 1.0. Defaults to `0.5`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement.
+            Between 1 and 50. Defaults to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Between 1.0 and 6.0. Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input colors.
+            Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Between 0.0 and 1.0. Defaults to `0`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation.
+            Between 1 and 50. Defaults to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Between 1.0 and 6.0. Defaults to `3`.
+        decimation_target: Target number of vertices in the final mesh. Between 5000 and
+            2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Defaults to
+            `2048`.
+        image_urls: One or more views of the same object. Multiple views yield
+            higher-quality 3D reconstruction. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Length 1 to 16.
+            Required.
+        multi_image_strategy: Strategy for combining multi-view conditioning.
+            'adaptive_guidance_weight' works best in most cases. Only used when more
+            than one image is provided. Defaults to `"adaptive_guidance_weight"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     seed: int | None = None,
@@ -506,17 +753,10 @@ async def run_async(
     tex_slat_rescale_t: float = 3,
     decimation_target: int = 500000,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    image_urls: _Sequence[FileInput],
-    multi_image_strategy: Literal[
-        "average_right",
-        "weighted_average",
-        "sequential",
-        "average",
-        "adaptive_guidance_weight",
-        "fixed_guidance_rescale",
-    ] = "adaptive_guidance_weight",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    image_urls: Sequence[FileInput],
+    multi_image_strategy: MultiImageStrategy = "adaptive_guidance_weight",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -524,8 +764,74 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_source: Sparse structure source. 'mesh' gives best quality, 'direct' is
+            fastest, 'mvtrellis2' uses multi-view TRELLIS.2. Defaults to `"mesh"`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input.
+            Higher values produce more faithful but potentially noisier results. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Between
+            0.0 and 1.0. Defaults to `0.7`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. Between
+            1 and 50. Defaults to `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation.
+            Between 1.0 and 6.0. Defaults to `5`.
+        slat_guidance_strength: Guidance strength for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 10.0. Defaults to `7.5`.
+        slat_guidance_rescale: Guidance rescale for SLat stage (only used when
+            ss_source='mesh'). Between 0.0 and 1.0. Defaults to `0.5`.
+        slat_sampling_steps: Sampling steps for SLat stage (only used when
+            ss_source='mesh'). Between 1 and 50. Defaults to `12`.
+        slat_rescale_t: Rescale T for SLat stage (only used when ss_source='mesh').
+            Between 1.0 and 6.0. Defaults to `3`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input. Between 0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Between 0.0 and 1.0. Defaults to `0.5`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement.
+            Between 1 and 50. Defaults to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Between 1.0 and 6.0. Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input colors.
+            Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Between 0.0 and 1.0. Defaults to `0`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation.
+            Between 1 and 50. Defaults to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Between 1.0 and 6.0. Defaults to `3`.
+        decimation_target: Target number of vertices in the final mesh. Between 5000 and
+            2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Defaults to
+            `2048`.
+        image_urls: One or more views of the same object. Multiple views yield
+            higher-quality 3D reconstruction. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Length 1 to 16.
+            Required.
+        multi_image_strategy: Strategy for combining multi-view conditioning.
+            'adaptive_guidance_weight' works best in most cases. Only used when more
+            than one image is provided. Defaults to `"adaptive_guidance_weight"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

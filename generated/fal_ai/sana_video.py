@@ -5,90 +5,20 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt describing the video to generate."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "A chaotic sequence with misshapen, deformed limbs in heavy motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot changes, frames out of sync, inconsistent character shapes, temporal artifacts, jitter, and ghosting effects, creating a disorienting visual experience."
-    )
-    """The negative prompt describing what to avoid in the generation."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "480p"
-    """The resolution of the output video."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "4:3", "3:4", "1:1"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """The aspect ratio of the output video. Only used when resolution is '720p'."""
-    num_frames: Annotated[int, Field(ge=16, le=200, title="Num Frames")] = 81
-    """Number of frames to generate."""
-    frames_per_second: Annotated[int, Field(ge=8, le=30, title="Frames Per Second")] = (
-        16
-    )
-    """Frames per second for the output video."""
-    motion_score: Annotated[int, Field(ge=0, le=100, title="Motion Score")] = 30
-    """Motion intensity score (higher = more motion)."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0, title="Guidance Scale")] = 6
-    """Guidance scale for generation (higher = more prompt adherence)."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 28
-    """Number of denoising steps."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducible generation. If not provided, a random seed will be used."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable safety checking of the generated video."""
-
-
-class Output(FalModel):
-    video: File
-    """Generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The random seed used for the generation process."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """Performance timing breakdown."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "File",
     "Input",
     "Output",
@@ -101,31 +31,86 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sana-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["16:9", "9:16", "4:3", "3:4", "1:1"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt describing the video to generate."""
+    negative_prompt: str = (
+        "A chaotic sequence with misshapen, deformed limbs in heavy motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot changes, frames out of sync, inconsistent character shapes, temporal artifacts, jitter, and ghosting effects, creating a disorienting visual experience."
+    )
+    """The negative prompt describing what to avoid in the generation."""
+    resolution: Literal["480p", "720p"] = "480p"
+    """The resolution of the output video."""
+    aspect_ratio: AspectRatio = "16:9"
+    """The aspect ratio of the output video. Only used when resolution is '720p'."""
+    num_frames: Annotated[int, Field(ge=16, le=200)] = 81
+    """Number of frames to generate."""
+    frames_per_second: Annotated[int, Field(ge=8, le=30)] = 16
+    """Frames per second for the output video."""
+    motion_score: Annotated[int, Field(ge=0, le=100)] = 30
+    """Motion intensity score (higher = more motion)."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0)] = 6
+    """Guidance scale for generation (higher = more prompt adherence)."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 28
+    """Number of denoising steps."""
+    seed: int | None = None
+    """Random seed for reproducible generation. If not provided, a random seed will be
+    used."""
+    enable_safety_checker: bool = True
+    """Enable safety checking of the generated video."""
+
+
+class Output(FalModel):
+    video: File
+    """Generated video file."""
+    seed: int
+    """The random seed used for the generation process."""
+    timings: dict[str, float]
+    """Performance timing breakdown."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     negative_prompt: str = "A chaotic sequence with misshapen, deformed limbs in heavy motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot changes, frames out of sync, inconsistent character shapes, temporal artifacts, jitter, and ghosting effects, creating a disorienting visual experience.",
     resolution: Literal["480p", "720p"] = "480p",
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "1:1"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     num_frames: int = 81,
     frames_per_second: int = 16,
     motion_score: int = 30,
@@ -133,39 +118,80 @@ def submit(
     num_inference_steps: int = 28,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: The negative prompt describing what to avoid in the generation.
+            Defaults to `"A chaotic sequence with misshapen, deformed limbs in heavy
+            motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot
+            changes, frames out of sync, inconsistent character shapes, temporal
+            artifacts, jitter, and ghosting effects, creating a disorienting visual
+            experience."`.
+        resolution: The resolution of the output video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the output video. Only used when resolution is
+            '720p'. Defaults to `"16:9"`.
+        num_frames: Number of frames to generate. Between 16 and 200. Defaults to `81`.
+        frames_per_second: Frames per second for the output video. Between 8 and 30.
+            Defaults to `16`.
+        motion_score: Motion intensity score (higher = more motion). Between 0 and 100.
+            Defaults to `30`.
+        guidance_scale: Guidance scale for generation (higher = more prompt adherence).
+            Between 1.0 and 20.0. Defaults to `6`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `28`.
+        seed: Random seed for reproducible generation. If not provided, a random seed
+            will be used. Defaults to `None`.
+        enable_safety_checker: Enable safety checking of the generated video. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     negative_prompt: str = "A chaotic sequence with misshapen, deformed limbs in heavy motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot changes, frames out of sync, inconsistent character shapes, temporal artifacts, jitter, and ghosting effects, creating a disorienting visual experience.",
     resolution: Literal["480p", "720p"] = "480p",
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "1:1"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     num_frames: int = 81,
     frames_per_second: int = 16,
     motion_score: int = 30,
@@ -173,8 +199,8 @@ def subscribe(
     num_inference_steps: int = 28,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -182,30 +208,70 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: The negative prompt describing what to avoid in the generation.
+            Defaults to `"A chaotic sequence with misshapen, deformed limbs in heavy
+            motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot
+            changes, frames out of sync, inconsistent character shapes, temporal
+            artifacts, jitter, and ghosting effects, creating a disorienting visual
+            experience."`.
+        resolution: The resolution of the output video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the output video. Only used when resolution is
+            '720p'. Defaults to `"16:9"`.
+        num_frames: Number of frames to generate. Between 16 and 200. Defaults to `81`.
+        frames_per_second: Frames per second for the output video. Between 8 and 30.
+            Defaults to `16`.
+        motion_score: Motion intensity score (higher = more motion). Between 0 and 100.
+            Defaults to `30`.
+        guidance_scale: Guidance scale for generation (higher = more prompt adherence).
+            Between 1.0 and 20.0. Defaults to `6`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `28`.
+        seed: Random seed for reproducible generation. If not provided, a random seed
+            will be used. Defaults to `None`.
+        enable_safety_checker: Enable safety checking of the generated video. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     negative_prompt: str = "A chaotic sequence with misshapen, deformed limbs in heavy motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot changes, frames out of sync, inconsistent character shapes, temporal artifacts, jitter, and ghosting effects, creating a disorienting visual experience.",
     resolution: Literal["480p", "720p"] = "480p",
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "1:1"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     num_frames: int = 81,
     frames_per_second: int = 16,
     motion_score: int = 30,
@@ -213,8 +279,8 @@ def run(
     num_inference_steps: int = 28,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -222,30 +288,70 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: The negative prompt describing what to avoid in the generation.
+            Defaults to `"A chaotic sequence with misshapen, deformed limbs in heavy
+            motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot
+            changes, frames out of sync, inconsistent character shapes, temporal
+            artifacts, jitter, and ghosting effects, creating a disorienting visual
+            experience."`.
+        resolution: The resolution of the output video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the output video. Only used when resolution is
+            '720p'. Defaults to `"16:9"`.
+        num_frames: Number of frames to generate. Between 16 and 200. Defaults to `81`.
+        frames_per_second: Frames per second for the output video. Between 8 and 30.
+            Defaults to `16`.
+        motion_score: Motion intensity score (higher = more motion). Between 0 and 100.
+            Defaults to `30`.
+        guidance_scale: Guidance scale for generation (higher = more prompt adherence).
+            Between 1.0 and 20.0. Defaults to `6`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `28`.
+        seed: Random seed for reproducible generation. If not provided, a random seed
+            will be used. Defaults to `None`.
+        enable_safety_checker: Enable safety checking of the generated video. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     negative_prompt: str = "A chaotic sequence with misshapen, deformed limbs in heavy motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot changes, frames out of sync, inconsistent character shapes, temporal artifacts, jitter, and ghosting effects, creating a disorienting visual experience.",
     resolution: Literal["480p", "720p"] = "480p",
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "1:1"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     num_frames: int = 81,
     frames_per_second: int = 16,
     motion_score: int = 30,
@@ -253,39 +359,80 @@ async def submit_async(
     num_inference_steps: int = 28,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: The negative prompt describing what to avoid in the generation.
+            Defaults to `"A chaotic sequence with misshapen, deformed limbs in heavy
+            motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot
+            changes, frames out of sync, inconsistent character shapes, temporal
+            artifacts, jitter, and ghosting effects, creating a disorienting visual
+            experience."`.
+        resolution: The resolution of the output video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the output video. Only used when resolution is
+            '720p'. Defaults to `"16:9"`.
+        num_frames: Number of frames to generate. Between 16 and 200. Defaults to `81`.
+        frames_per_second: Frames per second for the output video. Between 8 and 30.
+            Defaults to `16`.
+        motion_score: Motion intensity score (higher = more motion). Between 0 and 100.
+            Defaults to `30`.
+        guidance_scale: Guidance scale for generation (higher = more prompt adherence).
+            Between 1.0 and 20.0. Defaults to `6`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `28`.
+        seed: Random seed for reproducible generation. If not provided, a random seed
+            will be used. Defaults to `None`.
+        enable_safety_checker: Enable safety checking of the generated video. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     negative_prompt: str = "A chaotic sequence with misshapen, deformed limbs in heavy motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot changes, frames out of sync, inconsistent character shapes, temporal artifacts, jitter, and ghosting effects, creating a disorienting visual experience.",
     resolution: Literal["480p", "720p"] = "480p",
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "1:1"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     num_frames: int = 81,
     frames_per_second: int = 16,
     motion_score: int = 30,
@@ -293,8 +440,8 @@ async def subscribe_async(
     num_inference_steps: int = 28,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -302,30 +449,70 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: The negative prompt describing what to avoid in the generation.
+            Defaults to `"A chaotic sequence with misshapen, deformed limbs in heavy
+            motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot
+            changes, frames out of sync, inconsistent character shapes, temporal
+            artifacts, jitter, and ghosting effects, creating a disorienting visual
+            experience."`.
+        resolution: The resolution of the output video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the output video. Only used when resolution is
+            '720p'. Defaults to `"16:9"`.
+        num_frames: Number of frames to generate. Between 16 and 200. Defaults to `81`.
+        frames_per_second: Frames per second for the output video. Between 8 and 30.
+            Defaults to `16`.
+        motion_score: Motion intensity score (higher = more motion). Between 0 and 100.
+            Defaults to `30`.
+        guidance_scale: Guidance scale for generation (higher = more prompt adherence).
+            Between 1.0 and 20.0. Defaults to `6`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `28`.
+        seed: Random seed for reproducible generation. If not provided, a random seed
+            will be used. Defaults to `None`.
+        enable_safety_checker: Enable safety checking of the generated video. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     negative_prompt: str = "A chaotic sequence with misshapen, deformed limbs in heavy motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot changes, frames out of sync, inconsistent character shapes, temporal artifacts, jitter, and ghosting effects, creating a disorienting visual experience.",
     resolution: Literal["480p", "720p"] = "480p",
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "1:1"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     num_frames: int = 81,
     frames_per_second: int = 16,
     motion_score: int = 30,
@@ -333,8 +520,8 @@ async def run_async(
     num_inference_steps: int = 28,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -342,8 +529,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: The negative prompt describing what to avoid in the generation.
+            Defaults to `"A chaotic sequence with misshapen, deformed limbs in heavy
+            motion blur, sudden disappearance, jump cuts, jerky movements, rapid shot
+            changes, frames out of sync, inconsistent character shapes, temporal
+            artifacts, jitter, and ghosting effects, creating a disorienting visual
+            experience."`.
+        resolution: The resolution of the output video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the output video. Only used when resolution is
+            '720p'. Defaults to `"16:9"`.
+        num_frames: Number of frames to generate. Between 16 and 200. Defaults to `81`.
+        frames_per_second: Frames per second for the output video. Between 8 and 30.
+            Defaults to `16`.
+        motion_score: Motion intensity score (higher = more motion). Between 0 and 100.
+            Defaults to `30`.
+        guidance_scale: Guidance scale for generation (higher = more prompt adherence).
+            Between 1.0 and 20.0. Defaults to `6`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `28`.
+        seed: Random seed for reproducible generation. If not provided, a random seed
+            will be used. Defaults to `None`.
+        enable_safety_checker: Enable safety checking of the generated video. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

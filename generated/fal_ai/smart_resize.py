@@ -5,114 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """The URL of the source image to resize."""
-    target_sizes: Annotated[
-        list[str], Field(max_length=10, min_length=1, title="Target Sizes")
-    ]
-    """The list of target dimensions to generate, each written as ``<width>x<height>`` (e.g. ``"1920x1080"``). One output image is produced per target size (multiplied by ``num_images_per_size``). The endpoint internally picks the smallest nano-banana-pro preset that fully covers each target so the final image is a pixel-perfect match with no upscaling."""
-    prompt: Annotated[str, Field(max_length=5000, title="Prompt")] = ""
-    """Optional extra instruction that is forwarded to nano-banana-pro alongside the auto-generated resize prompt. Leave empty to let the model preserve the original image content as closely as possible."""
-    num_images_per_size: Annotated[
-        int, Field(ge=1, le=4, title="Num Images Per Size")
-    ] = 1
-    """The number of nano-banana-pro variants to produce for each target size. The response images list will contain ``len(target_sizes) * num_images_per_size`` images in total."""
-    resolution: Annotated[Literal["1K", "2K", "4K"], Field(title="Resolution")] = "1K"
-    """Hint for the minimum resolution tier to use internally. The smart-resize algorithm may pick a higher tier automatically when the requested target size is too large for this tier. This field does not affect the final output dimensions — those come from ``target_sizes``."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "png"
-    """The output image format."""
-    safety_tolerance: Annotated[
-        Literal["1", "2", "3", "4", "5", "6"], Field(title="Safety Tolerance")
-    ] = "4"
-    """The safety tolerance level applied to the inner nano-banana-pro /edit calls. Higher numbers loosen safety filtering."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Optional random seed forwarded to the inner nano-banana-pro /edit calls for reproducibility. The same seed is used for every target size when set."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """When True, the response contains data URIs in place of CDN URLs so the client can decode the images without an extra HTTP request. Adds latency for large outputs."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """All generated images, flattened across every target size. Order matches the order of ``results`` below: the first ``num_images_per_size`` entries correspond to ``target_sizes[0]`` and so on."""
-    description: Annotated[str, Field(title="Description")]
-    """The description of the generated images."""
-    results: Annotated[list[SmartResizeResult], Field(title="Results")]
-    """Per-target-size breakdown with the requested width/height and the nano-banana-pro (aspect_ratio, resolution) preset that was used internally."""
-
-
-class SmartResizeResult(FalModel):
-    """
-    Per-target-size resize result: a list of ``ImageFile`` objects all at the
-    exact requested (width, height).
-    """
-
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """The generated images."""
-    description: Annotated[str, Field(title="Description")]
-    """The description of the generated images."""
-    width: Annotated[int, Field(title="Width")]
-    """The requested target width in pixels."""
-    height: Annotated[int, Field(title="Height")]
-    """The requested target height in pixels."""
-    aspect_ratio: Annotated[str, Field(title="Aspect Ratio")]
-    """The nano-banana-pro aspect ratio that was used internally for this target size."""
-    resolution: Annotated[str, Field(title="Resolution")]
-    """The nano-banana-pro resolution tier that was used internally for this target size."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "SafetyTolerance",
     "ImageFile",
     "Input",
     "Output",
@@ -126,26 +33,117 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/smart-resize"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+SafetyTolerance: TypeAlias = Literal["1", "2", "3", "4", "5", "6"]
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL of the source image to resize."""
+    target_sizes: Annotated[list[str], Field(max_length=10, min_length=1)]
+    """The list of target dimensions to generate, each written as ``<width>x<height>``
+    (e.g. ``"1920x1080"``). One output image is produced per target size (multiplied by
+    ``num_images_per_size``). The endpoint internally picks the smallest nano-banana-pro
+    preset that fully covers each target so the final image is a pixel-perfect match
+    with no upscaling."""
+    prompt: Annotated[str, Field(max_length=5000)] = ""
+    """Optional extra instruction that is forwarded to nano-banana-pro alongside the
+    auto-generated resize prompt. Leave empty to let the model preserve the original
+    image content as closely as possible."""
+    num_images_per_size: Annotated[int, Field(ge=1, le=4)] = 1
+    """The number of nano-banana-pro variants to produce for each target size. The
+    response images list will contain ``len(target_sizes) * num_images_per_size`` images
+    in total."""
+    resolution: Literal["1K", "2K", "4K"] = "1K"
+    """Hint for the minimum resolution tier to use internally. The smart-resize
+    algorithm may pick a higher tier automatically when the requested target size is too
+    large for this tier. This field does not affect the final output dimensions — those
+    come from ``target_sizes``."""
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+    """The output image format."""
+    safety_tolerance: SafetyTolerance = "4"
+    """The safety tolerance level applied to the inner nano-banana-pro /edit calls.
+    Higher numbers loosen safety filtering."""
+    seed: int | None = None
+    """Optional random seed forwarded to the inner nano-banana-pro /edit calls for
+    reproducibility. The same seed is used for every target size when set."""
+    sync_mode: bool = False
+    """When True, the response contains data URIs in place of CDN URLs so the client can
+    decode the images without an extra HTTP request. Adds latency for large outputs."""
+
+
+class Output(FalModel):
+    images: list[ImageFile]
+    """All generated images, flattened across every target size. Order matches the order
+    of ``results`` below: the first ``num_images_per_size`` entries correspond to
+    ``target_sizes[0]`` and so on."""
+    description: str
+    """The description of the generated images."""
+    results: list[SmartResizeResult]
+    """Per-target-size breakdown with the requested width/height and the nano-banana-pro
+    (aspect_ratio, resolution) preset that was used internally."""
+
+
+class SmartResizeResult(FalModel):
+    """
+    Per-target-size resize result: a list of ``ImageFile`` objects all at the
+    exact requested (width, height).
+    """
+
+    images: list[ImageFile]
+    """The generated images."""
+    description: str
+    """The description of the generated images."""
+    width: int
+    """The requested target width in pixels."""
+    height: int
+    """The requested target height in pixels."""
+    aspect_ratio: str
+    """The nano-banana-pro aspect ratio that was used internally for this target
+    size."""
+    resolution: str
+    """The nano-banana-pro resolution tier that was used internally for this target
+    size."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -154,36 +152,84 @@ def submit(
     num_images_per_size: int = 1,
     resolution: Literal["1K", "2K", "4K"] = "1K",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     seed: int | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the source image to resize. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_sizes: The list of target dimensions to generate, each written as
+            ``<width>x<height>`` (e.g. ``"1920x1080"``). One output image is produced
+            per target size (multiplied by ``num_images_per_size``). The endpoint
+            internally picks the smallest nano-banana-pro preset that fully covers each
+            target so the final image is a pixel-perfect match with no upscaling. Length
+            1 to 10. Required.
+        prompt: Optional extra instruction that is forwarded to nano-banana-pro
+            alongside the auto-generated resize prompt. Leave empty to let the model
+            preserve the original image content as closely as possible. Length at most
+            5000. Defaults to `\""`.
+        num_images_per_size: The number of nano-banana-pro variants to produce for each
+            target size. The response images list will contain ``len(target_sizes) *
+            num_images_per_size`` images in total. Between 1 and 4. Defaults to `1`.
+        resolution: Hint for the minimum resolution tier to use internally. The
+            smart-resize algorithm may pick a higher tier automatically when the
+            requested target size is too large for this tier. This field does not affect
+            the final output dimensions — those come from ``target_sizes``. Defaults to
+            `"1K"`.
+        output_format: The output image format. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level applied to the inner
+            nano-banana-pro /edit calls. Higher numbers loosen safety filtering.
+            Defaults to `"4"`.
+        seed: Optional random seed forwarded to the inner nano-banana-pro /edit calls
+            for reproducibility. The same seed is used for every target size when set.
+            Defaults to `None`.
+        sync_mode: When True, the response contains data URIs in place of CDN URLs so
+            the client can decode the images without an extra HTTP request. Adds latency
+            for large outputs. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -192,11 +238,11 @@ def subscribe(
     num_images_per_size: int = 1,
     resolution: Literal["1K", "2K", "4K"] = "1K",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     seed: int | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -204,24 +250,71 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the source image to resize. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_sizes: The list of target dimensions to generate, each written as
+            ``<width>x<height>`` (e.g. ``"1920x1080"``). One output image is produced
+            per target size (multiplied by ``num_images_per_size``). The endpoint
+            internally picks the smallest nano-banana-pro preset that fully covers each
+            target so the final image is a pixel-perfect match with no upscaling. Length
+            1 to 10. Required.
+        prompt: Optional extra instruction that is forwarded to nano-banana-pro
+            alongside the auto-generated resize prompt. Leave empty to let the model
+            preserve the original image content as closely as possible. Length at most
+            5000. Defaults to `\""`.
+        num_images_per_size: The number of nano-banana-pro variants to produce for each
+            target size. The response images list will contain ``len(target_sizes) *
+            num_images_per_size`` images in total. Between 1 and 4. Defaults to `1`.
+        resolution: Hint for the minimum resolution tier to use internally. The
+            smart-resize algorithm may pick a higher tier automatically when the
+            requested target size is too large for this tier. This field does not affect
+            the final output dimensions — those come from ``target_sizes``. Defaults to
+            `"1K"`.
+        output_format: The output image format. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level applied to the inner
+            nano-banana-pro /edit calls. Higher numbers loosen safety filtering.
+            Defaults to `"4"`.
+        seed: Optional random seed forwarded to the inner nano-banana-pro /edit calls
+            for reproducibility. The same seed is used for every target size when set.
+            Defaults to `None`.
+        sync_mode: When True, the response contains data URIs in place of CDN URLs so
+            the client can decode the images without an extra HTTP request. Adds latency
+            for large outputs. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -230,11 +323,11 @@ def run(
     num_images_per_size: int = 1,
     resolution: Literal["1K", "2K", "4K"] = "1K",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     seed: int | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -242,24 +335,71 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the source image to resize. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_sizes: The list of target dimensions to generate, each written as
+            ``<width>x<height>`` (e.g. ``"1920x1080"``). One output image is produced
+            per target size (multiplied by ``num_images_per_size``). The endpoint
+            internally picks the smallest nano-banana-pro preset that fully covers each
+            target so the final image is a pixel-perfect match with no upscaling. Length
+            1 to 10. Required.
+        prompt: Optional extra instruction that is forwarded to nano-banana-pro
+            alongside the auto-generated resize prompt. Leave empty to let the model
+            preserve the original image content as closely as possible. Length at most
+            5000. Defaults to `\""`.
+        num_images_per_size: The number of nano-banana-pro variants to produce for each
+            target size. The response images list will contain ``len(target_sizes) *
+            num_images_per_size`` images in total. Between 1 and 4. Defaults to `1`.
+        resolution: Hint for the minimum resolution tier to use internally. The
+            smart-resize algorithm may pick a higher tier automatically when the
+            requested target size is too large for this tier. This field does not affect
+            the final output dimensions — those come from ``target_sizes``. Defaults to
+            `"1K"`.
+        output_format: The output image format. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level applied to the inner
+            nano-banana-pro /edit calls. Higher numbers loosen safety filtering.
+            Defaults to `"4"`.
+        seed: Optional random seed forwarded to the inner nano-banana-pro /edit calls
+            for reproducibility. The same seed is used for every target size when set.
+            Defaults to `None`.
+        sync_mode: When True, the response contains data URIs in place of CDN URLs so
+            the client can decode the images without an extra HTTP request. Adds latency
+            for large outputs. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -268,36 +408,84 @@ async def submit_async(
     num_images_per_size: int = 1,
     resolution: Literal["1K", "2K", "4K"] = "1K",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     seed: int | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the source image to resize. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_sizes: The list of target dimensions to generate, each written as
+            ``<width>x<height>`` (e.g. ``"1920x1080"``). One output image is produced
+            per target size (multiplied by ``num_images_per_size``). The endpoint
+            internally picks the smallest nano-banana-pro preset that fully covers each
+            target so the final image is a pixel-perfect match with no upscaling. Length
+            1 to 10. Required.
+        prompt: Optional extra instruction that is forwarded to nano-banana-pro
+            alongside the auto-generated resize prompt. Leave empty to let the model
+            preserve the original image content as closely as possible. Length at most
+            5000. Defaults to `\""`.
+        num_images_per_size: The number of nano-banana-pro variants to produce for each
+            target size. The response images list will contain ``len(target_sizes) *
+            num_images_per_size`` images in total. Between 1 and 4. Defaults to `1`.
+        resolution: Hint for the minimum resolution tier to use internally. The
+            smart-resize algorithm may pick a higher tier automatically when the
+            requested target size is too large for this tier. This field does not affect
+            the final output dimensions — those come from ``target_sizes``. Defaults to
+            `"1K"`.
+        output_format: The output image format. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level applied to the inner
+            nano-banana-pro /edit calls. Higher numbers loosen safety filtering.
+            Defaults to `"4"`.
+        seed: Optional random seed forwarded to the inner nano-banana-pro /edit calls
+            for reproducibility. The same seed is used for every target size when set.
+            Defaults to `None`.
+        sync_mode: When True, the response contains data URIs in place of CDN URLs so
+            the client can decode the images without an extra HTTP request. Adds latency
+            for large outputs. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -306,11 +494,11 @@ async def subscribe_async(
     num_images_per_size: int = 1,
     resolution: Literal["1K", "2K", "4K"] = "1K",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     seed: int | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -318,24 +506,71 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the source image to resize. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_sizes: The list of target dimensions to generate, each written as
+            ``<width>x<height>`` (e.g. ``"1920x1080"``). One output image is produced
+            per target size (multiplied by ``num_images_per_size``). The endpoint
+            internally picks the smallest nano-banana-pro preset that fully covers each
+            target so the final image is a pixel-perfect match with no upscaling. Length
+            1 to 10. Required.
+        prompt: Optional extra instruction that is forwarded to nano-banana-pro
+            alongside the auto-generated resize prompt. Leave empty to let the model
+            preserve the original image content as closely as possible. Length at most
+            5000. Defaults to `\""`.
+        num_images_per_size: The number of nano-banana-pro variants to produce for each
+            target size. The response images list will contain ``len(target_sizes) *
+            num_images_per_size`` images in total. Between 1 and 4. Defaults to `1`.
+        resolution: Hint for the minimum resolution tier to use internally. The
+            smart-resize algorithm may pick a higher tier automatically when the
+            requested target size is too large for this tier. This field does not affect
+            the final output dimensions — those come from ``target_sizes``. Defaults to
+            `"1K"`.
+        output_format: The output image format. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level applied to the inner
+            nano-banana-pro /edit calls. Higher numbers loosen safety filtering.
+            Defaults to `"4"`.
+        seed: Optional random seed forwarded to the inner nano-banana-pro /edit calls
+            for reproducibility. The same seed is used for every target size when set.
+            Defaults to `None`.
+        sync_mode: When True, the response contains data URIs in place of CDN URLs so
+            the client can decode the images without an extra HTTP request. Adds latency
+            for large outputs. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -344,11 +579,11 @@ async def run_async(
     num_images_per_size: int = 1,
     resolution: Literal["1K", "2K", "4K"] = "1K",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     seed: int | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -356,8 +591,55 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the source image to resize. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_sizes: The list of target dimensions to generate, each written as
+            ``<width>x<height>`` (e.g. ``"1920x1080"``). One output image is produced
+            per target size (multiplied by ``num_images_per_size``). The endpoint
+            internally picks the smallest nano-banana-pro preset that fully covers each
+            target so the final image is a pixel-perfect match with no upscaling. Length
+            1 to 10. Required.
+        prompt: Optional extra instruction that is forwarded to nano-banana-pro
+            alongside the auto-generated resize prompt. Leave empty to let the model
+            preserve the original image content as closely as possible. Length at most
+            5000. Defaults to `\""`.
+        num_images_per_size: The number of nano-banana-pro variants to produce for each
+            target size. The response images list will contain ``len(target_sizes) *
+            num_images_per_size`` images in total. Between 1 and 4. Defaults to `1`.
+        resolution: Hint for the minimum resolution tier to use internally. The
+            smart-resize algorithm may pick a higher tier automatically when the
+            requested target size is too large for this tier. This field does not affect
+            the final output dimensions — those come from ``target_sizes``. Defaults to
+            `"1K"`.
+        output_format: The output image format. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level applied to the inner
+            nano-banana-pro /edit calls. Higher numbers loosen safety filtering.
+            Defaults to `"4"`.
+        seed: Optional random seed forwarded to the inner nano-banana-pro /edit calls
+            for reproducibility. The same seed is used for every target size when set.
+            Defaults to `None`.
+        sync_mode: When True, the response contains data URIs in place of CDN URLs so
+            the client can decode the images without an extra HTTP request. Adds latency
+            for large outputs. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

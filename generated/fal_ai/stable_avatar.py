@@ -5,84 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """The URL of the image to use as a reference for the video generation."""
-    audio_url: Annotated[FileInput, Field(title="Audio URL")]
-    """The URL of the audio to use as a reference for the video generation."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for the video generation."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "1:1", "9:16", "auto"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """The aspect ratio of the video to generate. If 'auto', the aspect ratio will be determined by the reference image."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0, title="Guidance Scale")] = 5
-    """The guidance scale to use for the video generation."""
-    audio_guidance_scale: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Audio Guidance Scale")
-    ] = 4
-    """The audio guidance scale to use for the video generation."""
-    num_inference_steps: Annotated[
-        int, Field(ge=10, le=50, title="Number of Inference Steps")
-    ] = 50
-    """The number of inference steps to use for the video generation."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed to use for the video generation."""
-    perturbation: Annotated[float, Field(ge=0.0, le=1.0, title="Perturbation")] = 0.1
-    """The amount of perturbation to use for the video generation. 0.0 means no perturbation, 1.0 means full perturbation."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "File",
     "Input",
     "Output",
@@ -95,77 +32,160 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/stable-avatar"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["16:9", "1:1", "9:16", "auto"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL of the image to use as a reference for the video generation."""
+    audio_url: FileInput
+    """The URL of the audio to use as a reference for the video generation."""
+    prompt: str
+    """The prompt to use for the video generation."""
+    aspect_ratio: AspectRatio = "auto"
+    """The aspect ratio of the video to generate. If 'auto', the aspect ratio will be
+    determined by the reference image."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 5
+    """The guidance scale to use for the video generation."""
+    audio_guidance_scale: Annotated[float, Field(ge=0.0, le=10.0)] = 4
+    """The audio guidance scale to use for the video generation."""
+    num_inference_steps: Annotated[int, Field(ge=10, le=50)] = 50
+    """The number of inference steps to use for the video generation."""
+    seed: int | None = None
+    """The seed to use for the video generation."""
+    perturbation: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    """The amount of perturbation to use for the video generation. 0.0 means no
+    perturbation, 1.0 means full perturbation."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
     audio_url: FileInput,
     prompt: str,
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     guidance_scale: float = 5,
     audio_guidance_scale: float = 4,
     num_inference_steps: int = 50,
     seed: int | None = None,
     perturbation: float = 0.1,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        audio_url: The URL of the audio to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        prompt: The prompt to use for the video generation. Required.
+        aspect_ratio: The aspect ratio of the video to generate. If 'auto', the aspect
+            ratio will be determined by the reference image. Defaults to `"auto"`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `5`.
+        audio_guidance_scale: The audio guidance scale to use for the video generation.
+            Between 0.0 and 10.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 10 and 50. Defaults to `50`.
+        seed: The seed to use for the video generation. Defaults to `None`.
+        perturbation: The amount of perturbation to use for the video generation. 0.0
+            means no perturbation, 1.0 means full perturbation. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
     audio_url: FileInput,
     prompt: str,
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     guidance_scale: float = 5,
     audio_guidance_scale: float = 4,
     num_inference_steps: int = 50,
     seed: int | None = None,
     perturbation: float = 0.1,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -173,37 +193,73 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        audio_url: The URL of the audio to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        prompt: The prompt to use for the video generation. Required.
+        aspect_ratio: The aspect ratio of the video to generate. If 'auto', the aspect
+            ratio will be determined by the reference image. Defaults to `"auto"`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `5`.
+        audio_guidance_scale: The audio guidance scale to use for the video generation.
+            Between 0.0 and 10.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 10 and 50. Defaults to `50`.
+        seed: The seed to use for the video generation. Defaults to `None`.
+        perturbation: The amount of perturbation to use for the video generation. 0.0
+            means no perturbation, 1.0 means full perturbation. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
     audio_url: FileInput,
     prompt: str,
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     guidance_scale: float = 5,
     audio_guidance_scale: float = 4,
     num_inference_steps: int = 50,
     seed: int | None = None,
     perturbation: float = 0.1,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -211,75 +267,148 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        audio_url: The URL of the audio to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        prompt: The prompt to use for the video generation. Required.
+        aspect_ratio: The aspect ratio of the video to generate. If 'auto', the aspect
+            ratio will be determined by the reference image. Defaults to `"auto"`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `5`.
+        audio_guidance_scale: The audio guidance scale to use for the video generation.
+            Between 0.0 and 10.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 10 and 50. Defaults to `50`.
+        seed: The seed to use for the video generation. Defaults to `None`.
+        perturbation: The amount of perturbation to use for the video generation. 0.0
+            means no perturbation, 1.0 means full perturbation. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
     audio_url: FileInput,
     prompt: str,
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     guidance_scale: float = 5,
     audio_guidance_scale: float = 4,
     num_inference_steps: int = 50,
     seed: int | None = None,
     perturbation: float = 0.1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        audio_url: The URL of the audio to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        prompt: The prompt to use for the video generation. Required.
+        aspect_ratio: The aspect ratio of the video to generate. If 'auto', the aspect
+            ratio will be determined by the reference image. Defaults to `"auto"`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `5`.
+        audio_guidance_scale: The audio guidance scale to use for the video generation.
+            Between 0.0 and 10.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 10 and 50. Defaults to `50`.
+        seed: The seed to use for the video generation. Defaults to `None`.
+        perturbation: The amount of perturbation to use for the video generation. 0.0
+            means no perturbation, 1.0 means full perturbation. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
     audio_url: FileInput,
     prompt: str,
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     guidance_scale: float = 5,
     audio_guidance_scale: float = 4,
     num_inference_steps: int = 50,
     seed: int | None = None,
     perturbation: float = 0.1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -287,37 +416,73 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        audio_url: The URL of the audio to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        prompt: The prompt to use for the video generation. Required.
+        aspect_ratio: The aspect ratio of the video to generate. If 'auto', the aspect
+            ratio will be determined by the reference image. Defaults to `"auto"`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `5`.
+        audio_guidance_scale: The audio guidance scale to use for the video generation.
+            Between 0.0 and 10.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 10 and 50. Defaults to `50`.
+        seed: The seed to use for the video generation. Defaults to `None`.
+        perturbation: The amount of perturbation to use for the video generation. 0.0
+            means no perturbation, 1.0 means full perturbation. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
     audio_url: FileInput,
     prompt: str,
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     guidance_scale: float = 5,
     audio_guidance_scale: float = 4,
     num_inference_steps: int = 50,
     seed: int | None = None,
     perturbation: float = 0.1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -325,8 +490,44 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        audio_url: The URL of the audio to use as a reference for the video generation.
+            A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or
+            a PIL image. Required.
+        prompt: The prompt to use for the video generation. Required.
+        aspect_ratio: The aspect ratio of the video to generate. If 'auto', the aspect
+            ratio will be determined by the reference image. Defaults to `"auto"`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `5`.
+        audio_guidance_scale: The audio guidance scale to use for the video generation.
+            Between 0.0 and 10.0. Defaults to `4`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 10 and 50. Defaults to `50`.
+        seed: The seed to use for the video generation. Defaults to `None`.
+        perturbation: The amount of perturbation to use for the video generation. 0.0
+            means no perturbation, 1.0 means full perturbation. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

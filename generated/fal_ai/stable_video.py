@@ -5,81 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the image to use as a starting point for the generation."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    motion_bucket_id: Annotated[int, Field(ge=1, le=255, title="Motion Bucket Id")] = (
-        127
-    )
-    """
-    The motion bucket id determines the motion of the generated video. The
-    higher the number, the more motion there will be.
-    """
-    cond_aug: Annotated[float, Field(ge=0.0, le=10.0, title="Cond Aug")] = 0.02
-    """
-    The conditoning augmentation determines the amount of noise that will be
-    added to the conditioning frame. The higher the number, the more noise
-    there will be, and the less the video will look like the initial image.
-    Increase it for more motion.
-    """
-    fps: Annotated[int, Field(ge=10, le=100, title="Fps")] = 25
-    """The frames per second of the generated video."""
-
-
-class Output(FalModel):
-    video: Annotated[File, Field(title="Video")]
-    """Generated video"""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed for random number generator"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -96,26 +31,72 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/stable-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL of the image to use as a starting point for the generation."""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    motion_bucket_id: Annotated[int, Field(ge=1, le=255)] = 127
+    """
+    The motion bucket id determines the motion of the generated video. The
+    higher the number, the more motion there will be.
+    """
+    cond_aug: Annotated[float, Field(ge=0.0, le=10.0)] = 0.02
+    """
+    The conditoning augmentation determines the amount of noise that will be
+    added to the conditioning frame. The higher the number, the more noise
+    there will be, and the less the video will look like the initial image.
+    Increase it for more motion.
+    """
+    fps: Annotated[int, Field(ge=10, le=100)] = 25
+    """The frames per second of the generated video."""
+
+
+class Output(FalModel):
+    video: File
+    """Generated video"""
+    seed: int
+    """Seed for random number generator"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -123,33 +104,65 @@ def submit(
     motion_bucket_id: int = 127,
     cond_aug: float = 0.02,
     fps: int = 25,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        fps: The frames per second of the generated video. Between 10 and 100. Defaults
+            to `25`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -157,8 +170,8 @@ def subscribe(
     motion_bucket_id: int = 127,
     cond_aug: float = 0.02,
     fps: int = 25,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -166,24 +179,55 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        fps: The frames per second of the generated video. Between 10 and 100. Defaults
+            to `25`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -191,8 +235,8 @@ def run(
     motion_bucket_id: int = 127,
     cond_aug: float = 0.02,
     fps: int = 25,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -200,24 +244,55 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        fps: The frames per second of the generated video. Between 10 and 100. Defaults
+            to `25`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -225,33 +300,65 @@ async def submit_async(
     motion_bucket_id: int = 127,
     cond_aug: float = 0.02,
     fps: int = 25,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        fps: The frames per second of the generated video. Between 10 and 100. Defaults
+            to `25`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -259,8 +366,8 @@ async def subscribe_async(
     motion_bucket_id: int = 127,
     cond_aug: float = 0.02,
     fps: int = 25,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -268,24 +375,55 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        fps: The frames per second of the generated video. Between 10 and 100. Defaults
+            to `25`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -293,8 +431,8 @@ async def run_async(
     motion_bucket_id: int = 127,
     cond_aug: float = 0.02,
     fps: int = 25,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -302,8 +440,39 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        fps: The frames per second of the generated video. Between 10 and 100. Defaults
+            to `25`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,77 +5,16 @@ Category: training."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    images_data_url: Annotated[FileInput, Field(title="Images Data Url")]
-    """URL to zip archive with images of a consistent style. Try to use at least 10 images, although more is better."""
-    trigger_phrase: Annotated[str | None, Field(title="Trigger Phrase")] = "ohwx"
-    """
-    Trigger phrase to be used in the captions. If None, a trigger word will not be used.
-    If no captions are provide the trigger_work will be used instead of captions. If captions are provided, the trigger word will replace the `[trigger]` string in the captions.
-    """
-    steps: Annotated[int, Field(ge=1, le=10000, title="Steps")] = 1000
-    """Number of steps to train the LoRA on."""
-    learning_rate: Annotated[float, Field(ge=1e-07, le=0.01, title="Learning Rate")] = (
-        0.00115
-    )
-    """Learning rate for the training."""
-    training_style: Annotated[
-        Literal["subject", "style"] | None, Field(title="Training Style")
-    ] = "subject"
-    """Training style to use."""
-    face_crop: Annotated[bool, Field(title="Face Crop")] = True
-    """Whether to try to detect the face and crop the images to the face."""
-
-
-class Output(FalModel):
-    diffusers_lora_file: File
-    """URL to the trained diffusers lora weights."""
-    config_file: File
-    """URL to the trained diffusers config file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -92,26 +31,67 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/turbo-flux-trainer"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    images_data_url: FileInput
+    """URL to zip archive with images of a consistent style. Try to use at least 10
+    images, although more is better."""
+    trigger_phrase: str | None = "ohwx"
+    """
+    Trigger phrase to be used in the captions. If None, a trigger word will not be used.
+    If no captions are provide the trigger_work will be used instead of captions. If captions are provided, the trigger word will replace the `[trigger]` string in the captions.
+    """
+    steps: Annotated[int, Field(ge=1, le=10000)] = 1000
+    """Number of steps to train the LoRA on."""
+    learning_rate: Annotated[float, Field(ge=1e-07, le=0.01)] = 0.00115
+    """Learning rate for the training."""
+    training_style: Literal["subject", "style"] | None = "subject"
+    """Training style to use."""
+    face_crop: bool = True
+    """Whether to try to detect the face and crop the images to the face."""
+
+
+class Output(FalModel):
+    diffusers_lora_file: File
+    """URL to the trained diffusers lora weights."""
+    config_file: File
+    """URL to the trained diffusers config file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["images_data_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     images_data_url: FileInput,
@@ -120,33 +100,65 @@ def submit(
     learning_rate: float = 0.00115,
     training_style: Literal["subject", "style"] | None = "subject",
     face_crop: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images, although more is better. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase to be used in the captions. If None, a trigger
+            word will not be used. If no captions are provide the trigger_work will be
+            used instead of captions. If captions are provided, the trigger word will
+            replace the `[trigger]` string in the captions. Defaults to `"ohwx"`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `1000`.
+        learning_rate: Learning rate for the training. Between 1e-07 and 0.01. Defaults
+            to `0.00115`.
+        training_style: Training style to use. Defaults to `"subject"`.
+        face_crop: Whether to try to detect the face and crop the images to the face.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     images_data_url: FileInput,
@@ -155,8 +167,8 @@ def subscribe(
     learning_rate: float = 0.00115,
     training_style: Literal["subject", "style"] | None = "subject",
     face_crop: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -164,24 +176,55 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images, although more is better. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase to be used in the captions. If None, a trigger
+            word will not be used. If no captions are provide the trigger_work will be
+            used instead of captions. If captions are provided, the trigger word will
+            replace the `[trigger]` string in the captions. Defaults to `"ohwx"`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `1000`.
+        learning_rate: Learning rate for the training. Between 1e-07 and 0.01. Defaults
+            to `0.00115`.
+        training_style: Training style to use. Defaults to `"subject"`.
+        face_crop: Whether to try to detect the face and crop the images to the face.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     images_data_url: FileInput,
@@ -190,8 +233,8 @@ def run(
     learning_rate: float = 0.00115,
     training_style: Literal["subject", "style"] | None = "subject",
     face_crop: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -199,24 +242,55 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images, although more is better. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase to be used in the captions. If None, a trigger
+            word will not be used. If no captions are provide the trigger_work will be
+            used instead of captions. If captions are provided, the trigger word will
+            replace the `[trigger]` string in the captions. Defaults to `"ohwx"`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `1000`.
+        learning_rate: Learning rate for the training. Between 1e-07 and 0.01. Defaults
+            to `0.00115`.
+        training_style: Training style to use. Defaults to `"subject"`.
+        face_crop: Whether to try to detect the face and crop the images to the face.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     images_data_url: FileInput,
@@ -225,33 +299,65 @@ async def submit_async(
     learning_rate: float = 0.00115,
     training_style: Literal["subject", "style"] | None = "subject",
     face_crop: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images, although more is better. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase to be used in the captions. If None, a trigger
+            word will not be used. If no captions are provide the trigger_work will be
+            used instead of captions. If captions are provided, the trigger word will
+            replace the `[trigger]` string in the captions. Defaults to `"ohwx"`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `1000`.
+        learning_rate: Learning rate for the training. Between 1e-07 and 0.01. Defaults
+            to `0.00115`.
+        training_style: Training style to use. Defaults to `"subject"`.
+        face_crop: Whether to try to detect the face and crop the images to the face.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     images_data_url: FileInput,
@@ -260,8 +366,8 @@ async def subscribe_async(
     learning_rate: float = 0.00115,
     training_style: Literal["subject", "style"] | None = "subject",
     face_crop: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -269,24 +375,55 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images, although more is better. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase to be used in the captions. If None, a trigger
+            word will not be used. If no captions are provide the trigger_work will be
+            used instead of captions. If captions are provided, the trigger word will
+            replace the `[trigger]` string in the captions. Defaults to `"ohwx"`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `1000`.
+        learning_rate: Learning rate for the training. Between 1e-07 and 0.01. Defaults
+            to `0.00115`.
+        training_style: Training style to use. Defaults to `"subject"`.
+        face_crop: Whether to try to detect the face and crop the images to the face.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     images_data_url: FileInput,
@@ -295,8 +432,8 @@ async def run_async(
     learning_rate: float = 0.00115,
     training_style: Literal["subject", "style"] | None = "subject",
     face_crop: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -304,8 +441,39 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images, although more is better. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase to be used in the captions. If None, a trigger
+            word will not be used. If no captions are provide the trigger_work will be
+            used instead of captions. If captions are provided, the trigger word will
+            replace the `[trigger]` string in the captions. Defaults to `"ohwx"`.
+        steps: Number of steps to train the LoRA on. Between 1 and 10000. Defaults to
+            `1000`.
+        learning_rate: Learning rate for the training. Between 1e-07 and 0.01. Defaults
+            to `0.00115`.
+        training_style: Training style to use. Defaults to `"subject"`.
+        face_crop: Whether to try to detect the face and crop the images to the face.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

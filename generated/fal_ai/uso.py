@@ -5,123 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")] = ""
-    """Text prompt for generation. Can be empty for pure style transfer."""
-    input_image_urls: Annotated[list[FileInput], Field(title="Reference Images")]
-    """List of image URLs in order: [content_image, style_image, extra_style_image]."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "square_hd"
-    """The size of the generated image. """
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """What you don't want in the image. Use it to exclude unwanted elements, styles, or artifacts."""
-    num_inference_steps: Annotated[int, Field(ge=1, le=50, title="Inference Steps")] = (
-        28
-    )
-    """Number of denoising steps. More steps can improve quality but increase generation time."""
-    guidance_scale: Annotated[
-        float, Field(ge=1.0, le=10.0, title="Guidance Scale (CFG)")
-    ] = 4
-    """How closely to follow the prompt. Higher values stick closer to the prompt."""
-    keep_size: Annotated[bool, Field(title="Keep Input Size")] = False
-    """Preserve the layout and dimensions of the input content image. Useful for style transfer."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Number of Images")] = 1
-    """Number of images to generate in parallel."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducible generation. Use same seed for consistent results."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    enable_safety_checker: Annotated[bool, Field(title="Safety Checker")] = True
-    """Enable NSFW content detection and filtering."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "png"
-    )
-    """Output image format. PNG preserves transparency, JPEG is smaller."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The generated images with applied style and/or subject customization"""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed used for generation"""
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """NSFW detection results for each generated image"""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generation"""
-    timings: Annotated[dict[str, Any], Field(title="Timings")]
-    """Performance timings for different stages"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "Image",
     "ImageSize",
     "Input",
@@ -135,41 +34,116 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/uso"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: str = ""
+    """Text prompt for generation. Can be empty for pure style transfer."""
+    input_image_urls: list[FileInput]
+    """List of image URLs in order: [content_image, style_image, extra_style_image]."""
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "square_hd"
+    """The size of the generated image. """
+    negative_prompt: str = ""
+    """What you don't want in the image. Use it to exclude unwanted elements, styles, or
+    artifacts."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 28
+    """Number of denoising steps. More steps can improve quality but increase generation
+    time."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 4
+    """How closely to follow the prompt. Higher values stick closer to the prompt."""
+    keep_size: bool = False
+    """Preserve the layout and dimensions of the input content image. Useful for style
+    transfer."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate in parallel."""
+    seed: int | None = None
+    """Random seed for reproducible generation. Use same seed for consistent results."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    enable_safety_checker: bool = True
+    """Enable NSFW content detection and filtering."""
+    output_format: Literal["jpeg", "png"] = "png"
+    """Output image format. PNG preserves transparency, JPEG is smaller."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The generated images with applied style and/or subject customization"""
+    seed: int
+    """Seed used for generation"""
+    has_nsfw_concepts: list[bool]
+    """NSFW detection results for each generated image"""
+    prompt: str
+    """The prompt used for generation"""
+    timings: dict[str, Any]
+    """Performance timings for different stages"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["input_image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput],
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    input_image_urls: Sequence[FileInput],
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     negative_prompt: str = "",
     num_inference_steps: int = 28,
     guidance_scale: float = 4,
@@ -179,48 +153,80 @@ def submit(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generation. Can be empty for pure style transfer.
+            Defaults to `\""`.
+        input_image_urls: List of image URLs in order: [content_image, style_image,
+            extra_style_image]. Files: each a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        negative_prompt: What you don't want in the image. Use it to exclude unwanted
+            elements, styles, or artifacts. Defaults to `\""`.
+        num_inference_steps: Number of denoising steps. More steps can improve quality
+            but increase generation time. Between 1 and 50. Defaults to `28`.
+        guidance_scale: How closely to follow the prompt. Higher values stick closer to
+            the prompt. Between 1.0 and 10.0. Defaults to `4`.
+        keep_size: Preserve the layout and dimensions of the input content image. Useful
+            for style transfer. Defaults to `False`.
+        num_images: Number of images to generate in parallel. Between 1 and 4. Defaults
+            to `1`.
+        seed: Random seed for reproducible generation. Use same seed for consistent
+            results. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable NSFW content detection and filtering. Defaults to
+            `True`.
+        output_format: Output image format. PNG preserves transparency, JPEG is smaller.
+            Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput],
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    input_image_urls: Sequence[FileInput],
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     negative_prompt: str = "",
     num_inference_steps: int = 28,
     guidance_scale: float = 4,
@@ -230,8 +236,8 @@ def subscribe(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -239,39 +245,70 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generation. Can be empty for pure style transfer.
+            Defaults to `\""`.
+        input_image_urls: List of image URLs in order: [content_image, style_image,
+            extra_style_image]. Files: each a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        negative_prompt: What you don't want in the image. Use it to exclude unwanted
+            elements, styles, or artifacts. Defaults to `\""`.
+        num_inference_steps: Number of denoising steps. More steps can improve quality
+            but increase generation time. Between 1 and 50. Defaults to `28`.
+        guidance_scale: How closely to follow the prompt. Higher values stick closer to
+            the prompt. Between 1.0 and 10.0. Defaults to `4`.
+        keep_size: Preserve the layout and dimensions of the input content image. Useful
+            for style transfer. Defaults to `False`.
+        num_images: Number of images to generate in parallel. Between 1 and 4. Defaults
+            to `1`.
+        seed: Random seed for reproducible generation. Use same seed for consistent
+            results. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable NSFW content detection and filtering. Defaults to
+            `True`.
+        output_format: Output image format. PNG preserves transparency, JPEG is smaller.
+            Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput],
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    input_image_urls: Sequence[FileInput],
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     negative_prompt: str = "",
     num_inference_steps: int = 28,
     guidance_scale: float = 4,
@@ -281,8 +318,8 @@ def run(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -290,39 +327,70 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generation. Can be empty for pure style transfer.
+            Defaults to `\""`.
+        input_image_urls: List of image URLs in order: [content_image, style_image,
+            extra_style_image]. Files: each a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        negative_prompt: What you don't want in the image. Use it to exclude unwanted
+            elements, styles, or artifacts. Defaults to `\""`.
+        num_inference_steps: Number of denoising steps. More steps can improve quality
+            but increase generation time. Between 1 and 50. Defaults to `28`.
+        guidance_scale: How closely to follow the prompt. Higher values stick closer to
+            the prompt. Between 1.0 and 10.0. Defaults to `4`.
+        keep_size: Preserve the layout and dimensions of the input content image. Useful
+            for style transfer. Defaults to `False`.
+        num_images: Number of images to generate in parallel. Between 1 and 4. Defaults
+            to `1`.
+        seed: Random seed for reproducible generation. Use same seed for consistent
+            results. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable NSFW content detection and filtering. Defaults to
+            `True`.
+        output_format: Output image format. PNG preserves transparency, JPEG is smaller.
+            Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput],
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    input_image_urls: Sequence[FileInput],
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     negative_prompt: str = "",
     num_inference_steps: int = 28,
     guidance_scale: float = 4,
@@ -332,48 +400,80 @@ async def submit_async(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generation. Can be empty for pure style transfer.
+            Defaults to `\""`.
+        input_image_urls: List of image URLs in order: [content_image, style_image,
+            extra_style_image]. Files: each a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        negative_prompt: What you don't want in the image. Use it to exclude unwanted
+            elements, styles, or artifacts. Defaults to `\""`.
+        num_inference_steps: Number of denoising steps. More steps can improve quality
+            but increase generation time. Between 1 and 50. Defaults to `28`.
+        guidance_scale: How closely to follow the prompt. Higher values stick closer to
+            the prompt. Between 1.0 and 10.0. Defaults to `4`.
+        keep_size: Preserve the layout and dimensions of the input content image. Useful
+            for style transfer. Defaults to `False`.
+        num_images: Number of images to generate in parallel. Between 1 and 4. Defaults
+            to `1`.
+        seed: Random seed for reproducible generation. Use same seed for consistent
+            results. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable NSFW content detection and filtering. Defaults to
+            `True`.
+        output_format: Output image format. PNG preserves transparency, JPEG is smaller.
+            Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput],
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    input_image_urls: Sequence[FileInput],
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     negative_prompt: str = "",
     num_inference_steps: int = 28,
     guidance_scale: float = 4,
@@ -383,8 +483,8 @@ async def subscribe_async(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -392,39 +492,70 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generation. Can be empty for pure style transfer.
+            Defaults to `\""`.
+        input_image_urls: List of image URLs in order: [content_image, style_image,
+            extra_style_image]. Files: each a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        negative_prompt: What you don't want in the image. Use it to exclude unwanted
+            elements, styles, or artifacts. Defaults to `\""`.
+        num_inference_steps: Number of denoising steps. More steps can improve quality
+            but increase generation time. Between 1 and 50. Defaults to `28`.
+        guidance_scale: How closely to follow the prompt. Higher values stick closer to
+            the prompt. Between 1.0 and 10.0. Defaults to `4`.
+        keep_size: Preserve the layout and dimensions of the input content image. Useful
+            for style transfer. Defaults to `False`.
+        num_images: Number of images to generate in parallel. Between 1 and 4. Defaults
+            to `1`.
+        seed: Random seed for reproducible generation. Use same seed for consistent
+            results. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable NSFW content detection and filtering. Defaults to
+            `True`.
+        output_format: Output image format. PNG preserves transparency, JPEG is smaller.
+            Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput],
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    input_image_urls: Sequence[FileInput],
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     negative_prompt: str = "",
     num_inference_steps: int = 28,
     guidance_scale: float = 4,
@@ -434,8 +565,8 @@ async def run_async(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -443,8 +574,49 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generation. Can be empty for pure style transfer.
+            Defaults to `\""`.
+        input_image_urls: List of image URLs in order: [content_image, style_image,
+            extra_style_image]. Files: each a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        negative_prompt: What you don't want in the image. Use it to exclude unwanted
+            elements, styles, or artifacts. Defaults to `\""`.
+        num_inference_steps: Number of denoising steps. More steps can improve quality
+            but increase generation time. Between 1 and 50. Defaults to `28`.
+        guidance_scale: How closely to follow the prompt. Higher values stick closer to
+            the prompt. Between 1.0 and 10.0. Defaults to `4`.
+        keep_size: Preserve the layout and dimensions of the input content image. Useful
+            for style transfer. Defaults to `False`.
+        num_images: Number of images to generate in parallel. Between 1 and 4. Defaults
+            to `1`.
+        seed: Random seed for reproducible generation. Use same seed for consistent
+            results. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable NSFW content detection and filtering. Defaults to
+            `True`.
+        output_format: Output image format. PNG preserves transparency, JPEG is smaller.
+            Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

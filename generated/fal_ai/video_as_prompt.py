@@ -5,82 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate an image from."""
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """reference video to generate effect video from."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """Input image to generate the effect video for."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducible generation. If set none, a random seed will be used."""
-    num_frames: Annotated[int, Field(ge=1, le=100, title="Num Frames")] = 49
-    """The number of frames to generate."""
-    fps: Annotated[int, Field(ge=1, le=60, title="Frames Per Second")] = 16
-    """Frames per second for the output video. Only applicable if output_type is 'video'."""
-    video_description: Annotated[str, Field(title="Video Description")]
-    """A brief description of the input video content."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    aspect_ratio: Annotated[Literal["16:9", "9:16"], Field(title="Aspect Ratio")] = (
-        "9:16"
-    )
-    """Aspect ratio of the generated video."""
-    resolution: Annotated[
-        Literal["480p", "580p", "720p"], Field(title="Resolution")
-    ] = "480p"
-    """Resolution of the generated video."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0, title="Guidance Scale")] = 5
-    """Guidance scale for generation."""
-
-
-class Output(FalModel):
-    video: File
-    """The URLs of the generated video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -97,26 +31,73 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/video-as-prompt"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate an image from."""
+    video_url: FileInput
+    """reference video to generate effect video from."""
+    image_url: FileInput
+    """Input image to generate the effect video for."""
+    seed: int | None = None
+    """Random seed for reproducible generation. If set none, a random seed will be
+    used."""
+    num_frames: Annotated[int, Field(ge=1, le=100)] = 49
+    """The number of frames to generate."""
+    fps: Annotated[int, Field(ge=1, le=60)] = 16
+    """Frames per second for the output video. Only applicable if output_type is
+    'video'."""
+    video_description: str
+    """A brief description of the input video content."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    aspect_ratio: Literal["16:9", "9:16"] = "9:16"
+    """Aspect ratio of the generated video."""
+    resolution: Literal["480p", "580p", "720p"] = "480p"
+    """Resolution of the generated video."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0)] = 5
+    """Guidance scale for generation."""
+
+
+class Output(FalModel):
+    video: File
+    """The URLs of the generated video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -130,33 +111,69 @@ def submit(
     aspect_ratio: Literal["16:9", "9:16"] = "9:16",
     resolution: Literal["480p", "580p", "720p"] = "480p",
     guidance_scale: float = 5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        video_url: reference video to generate effect video from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_url: Input image to generate the effect video for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        seed: Random seed for reproducible generation. If set none, a random seed will
+            be used. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 1 and 100. Defaults to
+            `49`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `16`.
+        video_description: A brief description of the input video content. Required.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"9:16"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 20.0. Defaults to
+            `5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -170,8 +187,8 @@ def subscribe(
     aspect_ratio: Literal["16:9", "9:16"] = "9:16",
     resolution: Literal["480p", "580p", "720p"] = "480p",
     guidance_scale: float = 5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -179,24 +196,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        video_url: reference video to generate effect video from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_url: Input image to generate the effect video for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        seed: Random seed for reproducible generation. If set none, a random seed will
+            be used. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 1 and 100. Defaults to
+            `49`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `16`.
+        video_description: A brief description of the input video content. Required.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"9:16"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 20.0. Defaults to
+            `5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -210,8 +262,8 @@ def run(
     aspect_ratio: Literal["16:9", "9:16"] = "9:16",
     resolution: Literal["480p", "580p", "720p"] = "480p",
     guidance_scale: float = 5,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -219,24 +271,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        video_url: reference video to generate effect video from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_url: Input image to generate the effect video for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        seed: Random seed for reproducible generation. If set none, a random seed will
+            be used. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 1 and 100. Defaults to
+            `49`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `16`.
+        video_description: A brief description of the input video content. Required.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"9:16"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 20.0. Defaults to
+            `5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -250,33 +337,69 @@ async def submit_async(
     aspect_ratio: Literal["16:9", "9:16"] = "9:16",
     resolution: Literal["480p", "580p", "720p"] = "480p",
     guidance_scale: float = 5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        video_url: reference video to generate effect video from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_url: Input image to generate the effect video for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        seed: Random seed for reproducible generation. If set none, a random seed will
+            be used. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 1 and 100. Defaults to
+            `49`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `16`.
+        video_description: A brief description of the input video content. Required.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"9:16"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 20.0. Defaults to
+            `5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -290,8 +413,8 @@ async def subscribe_async(
     aspect_ratio: Literal["16:9", "9:16"] = "9:16",
     resolution: Literal["480p", "580p", "720p"] = "480p",
     guidance_scale: float = 5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -299,24 +422,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        video_url: reference video to generate effect video from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_url: Input image to generate the effect video for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        seed: Random seed for reproducible generation. If set none, a random seed will
+            be used. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 1 and 100. Defaults to
+            `49`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `16`.
+        video_description: A brief description of the input video content. Required.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"9:16"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 20.0. Defaults to
+            `5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -330,8 +488,8 @@ async def run_async(
     aspect_ratio: Literal["16:9", "9:16"] = "9:16",
     resolution: Literal["480p", "580p", "720p"] = "480p",
     guidance_scale: float = 5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -339,8 +497,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        video_url: reference video to generate effect video from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        image_url: Input image to generate the effect video for. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        seed: Random seed for reproducible generation. If set none, a random seed will
+            be used. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 1 and 100. Defaults to
+            `49`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `16`.
+        video_description: A brief description of the input video content. Required.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"9:16"`.
+        resolution: Resolution of the generated video. Defaults to `"480p"`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 20.0. Defaults to
+            `5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

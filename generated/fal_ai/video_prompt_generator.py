@@ -5,196 +5,24 @@ Category: llm."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    input_concept: Annotated[str, Field(title="Input Concept")]
-    """Core concept or thematic input for the video prompt"""
-    style: Annotated[
-        Literal[
-            "Minimalist",
-            "Simple",
-            "Detailed",
-            "Descriptive",
-            "Dynamic",
-            "Cinematic",
-            "Documentary",
-            "Animation",
-            "Action",
-            "Experimental",
-        ],
-        Field(title="Style"),
-    ] = "Simple"
-    """Style of the video prompt"""
-    camera_style: Annotated[
-        Literal[
-            "None",
-            "Steadicam flow",
-            "Drone aerials",
-            "Handheld urgency",
-            "Crane elegance",
-            "Dolly precision",
-            "VR 360",
-            "Multi-angle rig",
-            "Static tripod",
-            "Gimbal smoothness",
-            "Slider motion",
-            "Jib sweep",
-            "POV immersion",
-            "Time-slice array",
-            "Macro extreme",
-            "Tilt-shift miniature",
-            "Snorricam character",
-            "Whip pan dynamics",
-            "Dutch angle tension",
-            "Underwater housing",
-            "Periscope lens",
-        ],
-        Field(title="Camera Style"),
-    ] = "None"
-    """Camera movement style"""
-    camera_direction: Annotated[
-        Literal[
-            "None",
-            "Zoom in",
-            "Zoom out",
-            "Pan left",
-            "Pan right",
-            "Tilt up",
-            "Tilt down",
-            "Orbital rotation",
-            "Push in",
-            "Pull out",
-            "Track forward",
-            "Track backward",
-            "Spiral in",
-            "Spiral out",
-            "Arc movement",
-            "Diagonal traverse",
-            "Vertical rise",
-            "Vertical descent",
-        ],
-        Field(title="Camera Direction"),
-    ] = "None"
-    """Camera direction"""
-    pacing: Annotated[
-        Literal[
-            "None",
-            "Slow burn",
-            "Rhythmic pulse",
-            "Frantic energy",
-            "Ebb and flow",
-            "Hypnotic drift",
-            "Time-lapse rush",
-            "Stop-motion staccato",
-            "Gradual build",
-            "Quick cut rhythm",
-            "Long take meditation",
-            "Jump cut energy",
-            "Match cut flow",
-            "Cross-dissolve dreamscape",
-            "Parallel action",
-            "Slow motion impact",
-            "Ramping dynamics",
-            "Montage tempo",
-            "Continuous flow",
-            "Episodic breaks",
-        ],
-        Field(title="Pacing"),
-    ] = "None"
-    """Pacing rhythm"""
-    special_effects: Annotated[
-        Literal[
-            "None",
-            "Practical effects",
-            "CGI enhancement",
-            "Analog glitches",
-            "Light painting",
-            "Projection mapping",
-            "Nanosecond exposures",
-            "Double exposure",
-            "Smoke diffusion",
-            "Lens flare artistry",
-            "Particle systems",
-            "Holographic overlay",
-            "Chromatic aberration",
-            "Digital distortion",
-            "Wire removal",
-            "Motion capture",
-            "Miniature integration",
-            "Weather simulation",
-            "Color grading",
-            "Mixed media composite",
-            "Neural style transfer",
-        ],
-        Field(title="Special Effects"),
-    ] = "None"
-    """Special effects approach"""
-    custom_elements: Annotated[str, Field(title="Custom Elements")] = ""
-    """Custom technical elements (optional)"""
-    image_url: Annotated[FileInput | None, Field(title="Image Url")] = None
-    """URL of an image to analyze and incorporate into the video prompt (optional)"""
-    model: Annotated[
-        Literal[
-            "anthropic/claude-3.5-sonnet",
-            "anthropic/claude-3-5-haiku",
-            "anthropic/claude-3-haiku",
-            "google/gemini-2.5-flash-lite",
-            "google/gemini-2.0-flash-001",
-            "meta-llama/llama-3.2-1b-instruct",
-            "meta-llama/llama-3.2-3b-instruct",
-            "meta-llama/llama-3.1-8b-instruct",
-            "meta-llama/llama-3.1-70b-instruct",
-            "openai/gpt-4o-mini",
-            "openai/gpt-4o",
-            "deepseek/deepseek-r1",
-        ],
-        Field(title="Model"),
-    ] = "google/gemini-2.0-flash-001"
-    """Model to use"""
-    prompt_length: Annotated[
-        Literal["Short", "Medium", "Long"], Field(title="Prompt Length")
-    ] = "Medium"
-    """Length of the prompt"""
-
-
-class Output(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Generated video prompt"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Style",
+    "CameraStyle",
+    "CameraDirection",
+    "Pacing",
+    "SpecialEffects",
+    "Model",
     "Input",
     "Output",
     "submit",
@@ -206,295 +34,267 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/video-prompt-generator"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Style: TypeAlias = Literal[
+    "Minimalist",
+    "Simple",
+    "Detailed",
+    "Descriptive",
+    "Dynamic",
+    "Cinematic",
+    "Documentary",
+    "Animation",
+    "Action",
+    "Experimental",
+]
+
+
+CameraStyle: TypeAlias = Literal[
+    "None",
+    "Steadicam flow",
+    "Drone aerials",
+    "Handheld urgency",
+    "Crane elegance",
+    "Dolly precision",
+    "VR 360",
+    "Multi-angle rig",
+    "Static tripod",
+    "Gimbal smoothness",
+    "Slider motion",
+    "Jib sweep",
+    "POV immersion",
+    "Time-slice array",
+    "Macro extreme",
+    "Tilt-shift miniature",
+    "Snorricam character",
+    "Whip pan dynamics",
+    "Dutch angle tension",
+    "Underwater housing",
+    "Periscope lens",
+]
+
+
+CameraDirection: TypeAlias = Literal[
+    "None",
+    "Zoom in",
+    "Zoom out",
+    "Pan left",
+    "Pan right",
+    "Tilt up",
+    "Tilt down",
+    "Orbital rotation",
+    "Push in",
+    "Pull out",
+    "Track forward",
+    "Track backward",
+    "Spiral in",
+    "Spiral out",
+    "Arc movement",
+    "Diagonal traverse",
+    "Vertical rise",
+    "Vertical descent",
+]
+
+
+Pacing: TypeAlias = Literal[
+    "None",
+    "Slow burn",
+    "Rhythmic pulse",
+    "Frantic energy",
+    "Ebb and flow",
+    "Hypnotic drift",
+    "Time-lapse rush",
+    "Stop-motion staccato",
+    "Gradual build",
+    "Quick cut rhythm",
+    "Long take meditation",
+    "Jump cut energy",
+    "Match cut flow",
+    "Cross-dissolve dreamscape",
+    "Parallel action",
+    "Slow motion impact",
+    "Ramping dynamics",
+    "Montage tempo",
+    "Continuous flow",
+    "Episodic breaks",
+]
+
+
+SpecialEffects: TypeAlias = Literal[
+    "None",
+    "Practical effects",
+    "CGI enhancement",
+    "Analog glitches",
+    "Light painting",
+    "Projection mapping",
+    "Nanosecond exposures",
+    "Double exposure",
+    "Smoke diffusion",
+    "Lens flare artistry",
+    "Particle systems",
+    "Holographic overlay",
+    "Chromatic aberration",
+    "Digital distortion",
+    "Wire removal",
+    "Motion capture",
+    "Miniature integration",
+    "Weather simulation",
+    "Color grading",
+    "Mixed media composite",
+    "Neural style transfer",
+]
+
+
+Model: TypeAlias = Literal[
+    "anthropic/claude-3.5-sonnet",
+    "anthropic/claude-3-5-haiku",
+    "anthropic/claude-3-haiku",
+    "google/gemini-2.5-flash-lite",
+    "google/gemini-2.0-flash-001",
+    "meta-llama/llama-3.2-1b-instruct",
+    "meta-llama/llama-3.2-3b-instruct",
+    "meta-llama/llama-3.1-8b-instruct",
+    "meta-llama/llama-3.1-70b-instruct",
+    "openai/gpt-4o-mini",
+    "openai/gpt-4o",
+    "deepseek/deepseek-r1",
+]
+
+
+class Input(FalModel):
+    input_concept: str
+    """Core concept or thematic input for the video prompt"""
+    style: Style = "Simple"
+    """Style of the video prompt"""
+    camera_style: CameraStyle = "None"
+    """Camera movement style"""
+    camera_direction: CameraDirection = "None"
+    """Camera direction"""
+    pacing: Pacing = "None"
+    """Pacing rhythm"""
+    special_effects: SpecialEffects = "None"
+    """Special effects approach"""
+    custom_elements: str = ""
+    """Custom technical elements (optional)"""
+    image_url: FileInput | None = None
+    """URL of an image to analyze and incorporate into the video prompt (optional)"""
+    model: Model = "google/gemini-2.0-flash-001"
+    """Model to use"""
+    prompt_length: Literal["Short", "Medium", "Long"] = "Medium"
+    """Length of the prompt"""
+
+
+class Output(FalModel):
+    prompt: str
+    """Generated video prompt"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     input_concept: str,
-    style: Literal[
-        "Minimalist",
-        "Simple",
-        "Detailed",
-        "Descriptive",
-        "Dynamic",
-        "Cinematic",
-        "Documentary",
-        "Animation",
-        "Action",
-        "Experimental",
-    ] = "Simple",
-    camera_style: Literal[
-        "None",
-        "Steadicam flow",
-        "Drone aerials",
-        "Handheld urgency",
-        "Crane elegance",
-        "Dolly precision",
-        "VR 360",
-        "Multi-angle rig",
-        "Static tripod",
-        "Gimbal smoothness",
-        "Slider motion",
-        "Jib sweep",
-        "POV immersion",
-        "Time-slice array",
-        "Macro extreme",
-        "Tilt-shift miniature",
-        "Snorricam character",
-        "Whip pan dynamics",
-        "Dutch angle tension",
-        "Underwater housing",
-        "Periscope lens",
-    ] = "None",
-    camera_direction: Literal[
-        "None",
-        "Zoom in",
-        "Zoom out",
-        "Pan left",
-        "Pan right",
-        "Tilt up",
-        "Tilt down",
-        "Orbital rotation",
-        "Push in",
-        "Pull out",
-        "Track forward",
-        "Track backward",
-        "Spiral in",
-        "Spiral out",
-        "Arc movement",
-        "Diagonal traverse",
-        "Vertical rise",
-        "Vertical descent",
-    ] = "None",
-    pacing: Literal[
-        "None",
-        "Slow burn",
-        "Rhythmic pulse",
-        "Frantic energy",
-        "Ebb and flow",
-        "Hypnotic drift",
-        "Time-lapse rush",
-        "Stop-motion staccato",
-        "Gradual build",
-        "Quick cut rhythm",
-        "Long take meditation",
-        "Jump cut energy",
-        "Match cut flow",
-        "Cross-dissolve dreamscape",
-        "Parallel action",
-        "Slow motion impact",
-        "Ramping dynamics",
-        "Montage tempo",
-        "Continuous flow",
-        "Episodic breaks",
-    ] = "None",
-    special_effects: Literal[
-        "None",
-        "Practical effects",
-        "CGI enhancement",
-        "Analog glitches",
-        "Light painting",
-        "Projection mapping",
-        "Nanosecond exposures",
-        "Double exposure",
-        "Smoke diffusion",
-        "Lens flare artistry",
-        "Particle systems",
-        "Holographic overlay",
-        "Chromatic aberration",
-        "Digital distortion",
-        "Wire removal",
-        "Motion capture",
-        "Miniature integration",
-        "Weather simulation",
-        "Color grading",
-        "Mixed media composite",
-        "Neural style transfer",
-    ] = "None",
+    style: Style = "Simple",
+    camera_style: CameraStyle = "None",
+    camera_direction: CameraDirection = "None",
+    pacing: Pacing = "None",
+    special_effects: SpecialEffects = "None",
     custom_elements: str = "",
     image_url: FileInput | None = None,
-    model: Literal[
-        "anthropic/claude-3.5-sonnet",
-        "anthropic/claude-3-5-haiku",
-        "anthropic/claude-3-haiku",
-        "google/gemini-2.5-flash-lite",
-        "google/gemini-2.0-flash-001",
-        "meta-llama/llama-3.2-1b-instruct",
-        "meta-llama/llama-3.2-3b-instruct",
-        "meta-llama/llama-3.1-8b-instruct",
-        "meta-llama/llama-3.1-70b-instruct",
-        "openai/gpt-4o-mini",
-        "openai/gpt-4o",
-        "deepseek/deepseek-r1",
-    ] = "google/gemini-2.0-flash-001",
+    model: Model = "google/gemini-2.0-flash-001",
     prompt_length: Literal["Short", "Medium", "Long"] = "Medium",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_concept: Core concept or thematic input for the video prompt. Required.
+        style: Style of the video prompt. Defaults to `"Simple"`.
+        camera_style: Camera movement style. Defaults to `"None"`.
+        camera_direction: Camera direction. Defaults to `"None"`.
+        pacing: Pacing rhythm. Defaults to `"None"`.
+        special_effects: Special effects approach. Defaults to `"None"`.
+        custom_elements: Custom technical elements (optional). Defaults to `\""`.
+        image_url: URL of an image to analyze and incorporate into the video prompt
+            (optional). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        model: Model to use. Defaults to `"google/gemini-2.0-flash-001"`.
+        prompt_length: Length of the prompt. Defaults to `"Medium"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     input_concept: str,
-    style: Literal[
-        "Minimalist",
-        "Simple",
-        "Detailed",
-        "Descriptive",
-        "Dynamic",
-        "Cinematic",
-        "Documentary",
-        "Animation",
-        "Action",
-        "Experimental",
-    ] = "Simple",
-    camera_style: Literal[
-        "None",
-        "Steadicam flow",
-        "Drone aerials",
-        "Handheld urgency",
-        "Crane elegance",
-        "Dolly precision",
-        "VR 360",
-        "Multi-angle rig",
-        "Static tripod",
-        "Gimbal smoothness",
-        "Slider motion",
-        "Jib sweep",
-        "POV immersion",
-        "Time-slice array",
-        "Macro extreme",
-        "Tilt-shift miniature",
-        "Snorricam character",
-        "Whip pan dynamics",
-        "Dutch angle tension",
-        "Underwater housing",
-        "Periscope lens",
-    ] = "None",
-    camera_direction: Literal[
-        "None",
-        "Zoom in",
-        "Zoom out",
-        "Pan left",
-        "Pan right",
-        "Tilt up",
-        "Tilt down",
-        "Orbital rotation",
-        "Push in",
-        "Pull out",
-        "Track forward",
-        "Track backward",
-        "Spiral in",
-        "Spiral out",
-        "Arc movement",
-        "Diagonal traverse",
-        "Vertical rise",
-        "Vertical descent",
-    ] = "None",
-    pacing: Literal[
-        "None",
-        "Slow burn",
-        "Rhythmic pulse",
-        "Frantic energy",
-        "Ebb and flow",
-        "Hypnotic drift",
-        "Time-lapse rush",
-        "Stop-motion staccato",
-        "Gradual build",
-        "Quick cut rhythm",
-        "Long take meditation",
-        "Jump cut energy",
-        "Match cut flow",
-        "Cross-dissolve dreamscape",
-        "Parallel action",
-        "Slow motion impact",
-        "Ramping dynamics",
-        "Montage tempo",
-        "Continuous flow",
-        "Episodic breaks",
-    ] = "None",
-    special_effects: Literal[
-        "None",
-        "Practical effects",
-        "CGI enhancement",
-        "Analog glitches",
-        "Light painting",
-        "Projection mapping",
-        "Nanosecond exposures",
-        "Double exposure",
-        "Smoke diffusion",
-        "Lens flare artistry",
-        "Particle systems",
-        "Holographic overlay",
-        "Chromatic aberration",
-        "Digital distortion",
-        "Wire removal",
-        "Motion capture",
-        "Miniature integration",
-        "Weather simulation",
-        "Color grading",
-        "Mixed media composite",
-        "Neural style transfer",
-    ] = "None",
+    style: Style = "Simple",
+    camera_style: CameraStyle = "None",
+    camera_direction: CameraDirection = "None",
+    pacing: Pacing = "None",
+    special_effects: SpecialEffects = "None",
     custom_elements: str = "",
     image_url: FileInput | None = None,
-    model: Literal[
-        "anthropic/claude-3.5-sonnet",
-        "anthropic/claude-3-5-haiku",
-        "anthropic/claude-3-haiku",
-        "google/gemini-2.5-flash-lite",
-        "google/gemini-2.0-flash-001",
-        "meta-llama/llama-3.2-1b-instruct",
-        "meta-llama/llama-3.2-3b-instruct",
-        "meta-llama/llama-3.1-8b-instruct",
-        "meta-llama/llama-3.1-70b-instruct",
-        "openai/gpt-4o-mini",
-        "openai/gpt-4o",
-        "deepseek/deepseek-r1",
-    ] = "google/gemini-2.0-flash-001",
+    model: Model = "google/gemini-2.0-flash-001",
     prompt_length: Literal["Short", "Medium", "Long"] = "Medium",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -502,146 +302,67 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_concept: Core concept or thematic input for the video prompt. Required.
+        style: Style of the video prompt. Defaults to `"Simple"`.
+        camera_style: Camera movement style. Defaults to `"None"`.
+        camera_direction: Camera direction. Defaults to `"None"`.
+        pacing: Pacing rhythm. Defaults to `"None"`.
+        special_effects: Special effects approach. Defaults to `"None"`.
+        custom_elements: Custom technical elements (optional). Defaults to `\""`.
+        image_url: URL of an image to analyze and incorporate into the video prompt
+            (optional). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        model: Model to use. Defaults to `"google/gemini-2.0-flash-001"`.
+        prompt_length: Length of the prompt. Defaults to `"Medium"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     input_concept: str,
-    style: Literal[
-        "Minimalist",
-        "Simple",
-        "Detailed",
-        "Descriptive",
-        "Dynamic",
-        "Cinematic",
-        "Documentary",
-        "Animation",
-        "Action",
-        "Experimental",
-    ] = "Simple",
-    camera_style: Literal[
-        "None",
-        "Steadicam flow",
-        "Drone aerials",
-        "Handheld urgency",
-        "Crane elegance",
-        "Dolly precision",
-        "VR 360",
-        "Multi-angle rig",
-        "Static tripod",
-        "Gimbal smoothness",
-        "Slider motion",
-        "Jib sweep",
-        "POV immersion",
-        "Time-slice array",
-        "Macro extreme",
-        "Tilt-shift miniature",
-        "Snorricam character",
-        "Whip pan dynamics",
-        "Dutch angle tension",
-        "Underwater housing",
-        "Periscope lens",
-    ] = "None",
-    camera_direction: Literal[
-        "None",
-        "Zoom in",
-        "Zoom out",
-        "Pan left",
-        "Pan right",
-        "Tilt up",
-        "Tilt down",
-        "Orbital rotation",
-        "Push in",
-        "Pull out",
-        "Track forward",
-        "Track backward",
-        "Spiral in",
-        "Spiral out",
-        "Arc movement",
-        "Diagonal traverse",
-        "Vertical rise",
-        "Vertical descent",
-    ] = "None",
-    pacing: Literal[
-        "None",
-        "Slow burn",
-        "Rhythmic pulse",
-        "Frantic energy",
-        "Ebb and flow",
-        "Hypnotic drift",
-        "Time-lapse rush",
-        "Stop-motion staccato",
-        "Gradual build",
-        "Quick cut rhythm",
-        "Long take meditation",
-        "Jump cut energy",
-        "Match cut flow",
-        "Cross-dissolve dreamscape",
-        "Parallel action",
-        "Slow motion impact",
-        "Ramping dynamics",
-        "Montage tempo",
-        "Continuous flow",
-        "Episodic breaks",
-    ] = "None",
-    special_effects: Literal[
-        "None",
-        "Practical effects",
-        "CGI enhancement",
-        "Analog glitches",
-        "Light painting",
-        "Projection mapping",
-        "Nanosecond exposures",
-        "Double exposure",
-        "Smoke diffusion",
-        "Lens flare artistry",
-        "Particle systems",
-        "Holographic overlay",
-        "Chromatic aberration",
-        "Digital distortion",
-        "Wire removal",
-        "Motion capture",
-        "Miniature integration",
-        "Weather simulation",
-        "Color grading",
-        "Mixed media composite",
-        "Neural style transfer",
-    ] = "None",
+    style: Style = "Simple",
+    camera_style: CameraStyle = "None",
+    camera_direction: CameraDirection = "None",
+    pacing: Pacing = "None",
+    special_effects: SpecialEffects = "None",
     custom_elements: str = "",
     image_url: FileInput | None = None,
-    model: Literal[
-        "anthropic/claude-3.5-sonnet",
-        "anthropic/claude-3-5-haiku",
-        "anthropic/claude-3-haiku",
-        "google/gemini-2.5-flash-lite",
-        "google/gemini-2.0-flash-001",
-        "meta-llama/llama-3.2-1b-instruct",
-        "meta-llama/llama-3.2-3b-instruct",
-        "meta-llama/llama-3.1-8b-instruct",
-        "meta-llama/llama-3.1-70b-instruct",
-        "openai/gpt-4o-mini",
-        "openai/gpt-4o",
-        "deepseek/deepseek-r1",
-    ] = "google/gemini-2.0-flash-001",
+    model: Model = "google/gemini-2.0-flash-001",
     prompt_length: Literal["Short", "Medium", "Long"] = "Medium",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -649,293 +370,136 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_concept: Core concept or thematic input for the video prompt. Required.
+        style: Style of the video prompt. Defaults to `"Simple"`.
+        camera_style: Camera movement style. Defaults to `"None"`.
+        camera_direction: Camera direction. Defaults to `"None"`.
+        pacing: Pacing rhythm. Defaults to `"None"`.
+        special_effects: Special effects approach. Defaults to `"None"`.
+        custom_elements: Custom technical elements (optional). Defaults to `\""`.
+        image_url: URL of an image to analyze and incorporate into the video prompt
+            (optional). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        model: Model to use. Defaults to `"google/gemini-2.0-flash-001"`.
+        prompt_length: Length of the prompt. Defaults to `"Medium"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     input_concept: str,
-    style: Literal[
-        "Minimalist",
-        "Simple",
-        "Detailed",
-        "Descriptive",
-        "Dynamic",
-        "Cinematic",
-        "Documentary",
-        "Animation",
-        "Action",
-        "Experimental",
-    ] = "Simple",
-    camera_style: Literal[
-        "None",
-        "Steadicam flow",
-        "Drone aerials",
-        "Handheld urgency",
-        "Crane elegance",
-        "Dolly precision",
-        "VR 360",
-        "Multi-angle rig",
-        "Static tripod",
-        "Gimbal smoothness",
-        "Slider motion",
-        "Jib sweep",
-        "POV immersion",
-        "Time-slice array",
-        "Macro extreme",
-        "Tilt-shift miniature",
-        "Snorricam character",
-        "Whip pan dynamics",
-        "Dutch angle tension",
-        "Underwater housing",
-        "Periscope lens",
-    ] = "None",
-    camera_direction: Literal[
-        "None",
-        "Zoom in",
-        "Zoom out",
-        "Pan left",
-        "Pan right",
-        "Tilt up",
-        "Tilt down",
-        "Orbital rotation",
-        "Push in",
-        "Pull out",
-        "Track forward",
-        "Track backward",
-        "Spiral in",
-        "Spiral out",
-        "Arc movement",
-        "Diagonal traverse",
-        "Vertical rise",
-        "Vertical descent",
-    ] = "None",
-    pacing: Literal[
-        "None",
-        "Slow burn",
-        "Rhythmic pulse",
-        "Frantic energy",
-        "Ebb and flow",
-        "Hypnotic drift",
-        "Time-lapse rush",
-        "Stop-motion staccato",
-        "Gradual build",
-        "Quick cut rhythm",
-        "Long take meditation",
-        "Jump cut energy",
-        "Match cut flow",
-        "Cross-dissolve dreamscape",
-        "Parallel action",
-        "Slow motion impact",
-        "Ramping dynamics",
-        "Montage tempo",
-        "Continuous flow",
-        "Episodic breaks",
-    ] = "None",
-    special_effects: Literal[
-        "None",
-        "Practical effects",
-        "CGI enhancement",
-        "Analog glitches",
-        "Light painting",
-        "Projection mapping",
-        "Nanosecond exposures",
-        "Double exposure",
-        "Smoke diffusion",
-        "Lens flare artistry",
-        "Particle systems",
-        "Holographic overlay",
-        "Chromatic aberration",
-        "Digital distortion",
-        "Wire removal",
-        "Motion capture",
-        "Miniature integration",
-        "Weather simulation",
-        "Color grading",
-        "Mixed media composite",
-        "Neural style transfer",
-    ] = "None",
+    style: Style = "Simple",
+    camera_style: CameraStyle = "None",
+    camera_direction: CameraDirection = "None",
+    pacing: Pacing = "None",
+    special_effects: SpecialEffects = "None",
     custom_elements: str = "",
     image_url: FileInput | None = None,
-    model: Literal[
-        "anthropic/claude-3.5-sonnet",
-        "anthropic/claude-3-5-haiku",
-        "anthropic/claude-3-haiku",
-        "google/gemini-2.5-flash-lite",
-        "google/gemini-2.0-flash-001",
-        "meta-llama/llama-3.2-1b-instruct",
-        "meta-llama/llama-3.2-3b-instruct",
-        "meta-llama/llama-3.1-8b-instruct",
-        "meta-llama/llama-3.1-70b-instruct",
-        "openai/gpt-4o-mini",
-        "openai/gpt-4o",
-        "deepseek/deepseek-r1",
-    ] = "google/gemini-2.0-flash-001",
+    model: Model = "google/gemini-2.0-flash-001",
     prompt_length: Literal["Short", "Medium", "Long"] = "Medium",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_concept: Core concept or thematic input for the video prompt. Required.
+        style: Style of the video prompt. Defaults to `"Simple"`.
+        camera_style: Camera movement style. Defaults to `"None"`.
+        camera_direction: Camera direction. Defaults to `"None"`.
+        pacing: Pacing rhythm. Defaults to `"None"`.
+        special_effects: Special effects approach. Defaults to `"None"`.
+        custom_elements: Custom technical elements (optional). Defaults to `\""`.
+        image_url: URL of an image to analyze and incorporate into the video prompt
+            (optional). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        model: Model to use. Defaults to `"google/gemini-2.0-flash-001"`.
+        prompt_length: Length of the prompt. Defaults to `"Medium"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     input_concept: str,
-    style: Literal[
-        "Minimalist",
-        "Simple",
-        "Detailed",
-        "Descriptive",
-        "Dynamic",
-        "Cinematic",
-        "Documentary",
-        "Animation",
-        "Action",
-        "Experimental",
-    ] = "Simple",
-    camera_style: Literal[
-        "None",
-        "Steadicam flow",
-        "Drone aerials",
-        "Handheld urgency",
-        "Crane elegance",
-        "Dolly precision",
-        "VR 360",
-        "Multi-angle rig",
-        "Static tripod",
-        "Gimbal smoothness",
-        "Slider motion",
-        "Jib sweep",
-        "POV immersion",
-        "Time-slice array",
-        "Macro extreme",
-        "Tilt-shift miniature",
-        "Snorricam character",
-        "Whip pan dynamics",
-        "Dutch angle tension",
-        "Underwater housing",
-        "Periscope lens",
-    ] = "None",
-    camera_direction: Literal[
-        "None",
-        "Zoom in",
-        "Zoom out",
-        "Pan left",
-        "Pan right",
-        "Tilt up",
-        "Tilt down",
-        "Orbital rotation",
-        "Push in",
-        "Pull out",
-        "Track forward",
-        "Track backward",
-        "Spiral in",
-        "Spiral out",
-        "Arc movement",
-        "Diagonal traverse",
-        "Vertical rise",
-        "Vertical descent",
-    ] = "None",
-    pacing: Literal[
-        "None",
-        "Slow burn",
-        "Rhythmic pulse",
-        "Frantic energy",
-        "Ebb and flow",
-        "Hypnotic drift",
-        "Time-lapse rush",
-        "Stop-motion staccato",
-        "Gradual build",
-        "Quick cut rhythm",
-        "Long take meditation",
-        "Jump cut energy",
-        "Match cut flow",
-        "Cross-dissolve dreamscape",
-        "Parallel action",
-        "Slow motion impact",
-        "Ramping dynamics",
-        "Montage tempo",
-        "Continuous flow",
-        "Episodic breaks",
-    ] = "None",
-    special_effects: Literal[
-        "None",
-        "Practical effects",
-        "CGI enhancement",
-        "Analog glitches",
-        "Light painting",
-        "Projection mapping",
-        "Nanosecond exposures",
-        "Double exposure",
-        "Smoke diffusion",
-        "Lens flare artistry",
-        "Particle systems",
-        "Holographic overlay",
-        "Chromatic aberration",
-        "Digital distortion",
-        "Wire removal",
-        "Motion capture",
-        "Miniature integration",
-        "Weather simulation",
-        "Color grading",
-        "Mixed media composite",
-        "Neural style transfer",
-    ] = "None",
+    style: Style = "Simple",
+    camera_style: CameraStyle = "None",
+    camera_direction: CameraDirection = "None",
+    pacing: Pacing = "None",
+    special_effects: SpecialEffects = "None",
     custom_elements: str = "",
     image_url: FileInput | None = None,
-    model: Literal[
-        "anthropic/claude-3.5-sonnet",
-        "anthropic/claude-3-5-haiku",
-        "anthropic/claude-3-haiku",
-        "google/gemini-2.5-flash-lite",
-        "google/gemini-2.0-flash-001",
-        "meta-llama/llama-3.2-1b-instruct",
-        "meta-llama/llama-3.2-3b-instruct",
-        "meta-llama/llama-3.1-8b-instruct",
-        "meta-llama/llama-3.1-70b-instruct",
-        "openai/gpt-4o-mini",
-        "openai/gpt-4o",
-        "deepseek/deepseek-r1",
-    ] = "google/gemini-2.0-flash-001",
+    model: Model = "google/gemini-2.0-flash-001",
     prompt_length: Literal["Short", "Medium", "Long"] = "Medium",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -943,146 +507,67 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_concept: Core concept or thematic input for the video prompt. Required.
+        style: Style of the video prompt. Defaults to `"Simple"`.
+        camera_style: Camera movement style. Defaults to `"None"`.
+        camera_direction: Camera direction. Defaults to `"None"`.
+        pacing: Pacing rhythm. Defaults to `"None"`.
+        special_effects: Special effects approach. Defaults to `"None"`.
+        custom_elements: Custom technical elements (optional). Defaults to `\""`.
+        image_url: URL of an image to analyze and incorporate into the video prompt
+            (optional). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        model: Model to use. Defaults to `"google/gemini-2.0-flash-001"`.
+        prompt_length: Length of the prompt. Defaults to `"Medium"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     input_concept: str,
-    style: Literal[
-        "Minimalist",
-        "Simple",
-        "Detailed",
-        "Descriptive",
-        "Dynamic",
-        "Cinematic",
-        "Documentary",
-        "Animation",
-        "Action",
-        "Experimental",
-    ] = "Simple",
-    camera_style: Literal[
-        "None",
-        "Steadicam flow",
-        "Drone aerials",
-        "Handheld urgency",
-        "Crane elegance",
-        "Dolly precision",
-        "VR 360",
-        "Multi-angle rig",
-        "Static tripod",
-        "Gimbal smoothness",
-        "Slider motion",
-        "Jib sweep",
-        "POV immersion",
-        "Time-slice array",
-        "Macro extreme",
-        "Tilt-shift miniature",
-        "Snorricam character",
-        "Whip pan dynamics",
-        "Dutch angle tension",
-        "Underwater housing",
-        "Periscope lens",
-    ] = "None",
-    camera_direction: Literal[
-        "None",
-        "Zoom in",
-        "Zoom out",
-        "Pan left",
-        "Pan right",
-        "Tilt up",
-        "Tilt down",
-        "Orbital rotation",
-        "Push in",
-        "Pull out",
-        "Track forward",
-        "Track backward",
-        "Spiral in",
-        "Spiral out",
-        "Arc movement",
-        "Diagonal traverse",
-        "Vertical rise",
-        "Vertical descent",
-    ] = "None",
-    pacing: Literal[
-        "None",
-        "Slow burn",
-        "Rhythmic pulse",
-        "Frantic energy",
-        "Ebb and flow",
-        "Hypnotic drift",
-        "Time-lapse rush",
-        "Stop-motion staccato",
-        "Gradual build",
-        "Quick cut rhythm",
-        "Long take meditation",
-        "Jump cut energy",
-        "Match cut flow",
-        "Cross-dissolve dreamscape",
-        "Parallel action",
-        "Slow motion impact",
-        "Ramping dynamics",
-        "Montage tempo",
-        "Continuous flow",
-        "Episodic breaks",
-    ] = "None",
-    special_effects: Literal[
-        "None",
-        "Practical effects",
-        "CGI enhancement",
-        "Analog glitches",
-        "Light painting",
-        "Projection mapping",
-        "Nanosecond exposures",
-        "Double exposure",
-        "Smoke diffusion",
-        "Lens flare artistry",
-        "Particle systems",
-        "Holographic overlay",
-        "Chromatic aberration",
-        "Digital distortion",
-        "Wire removal",
-        "Motion capture",
-        "Miniature integration",
-        "Weather simulation",
-        "Color grading",
-        "Mixed media composite",
-        "Neural style transfer",
-    ] = "None",
+    style: Style = "Simple",
+    camera_style: CameraStyle = "None",
+    camera_direction: CameraDirection = "None",
+    pacing: Pacing = "None",
+    special_effects: SpecialEffects = "None",
     custom_elements: str = "",
     image_url: FileInput | None = None,
-    model: Literal[
-        "anthropic/claude-3.5-sonnet",
-        "anthropic/claude-3-5-haiku",
-        "anthropic/claude-3-haiku",
-        "google/gemini-2.5-flash-lite",
-        "google/gemini-2.0-flash-001",
-        "meta-llama/llama-3.2-1b-instruct",
-        "meta-llama/llama-3.2-3b-instruct",
-        "meta-llama/llama-3.1-8b-instruct",
-        "meta-llama/llama-3.1-70b-instruct",
-        "openai/gpt-4o-mini",
-        "openai/gpt-4o",
-        "deepseek/deepseek-r1",
-    ] = "google/gemini-2.0-flash-001",
+    model: Model = "google/gemini-2.0-flash-001",
     prompt_length: Literal["Short", "Medium", "Long"] = "Medium",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -1090,8 +575,37 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        input_concept: Core concept or thematic input for the video prompt. Required.
+        style: Style of the video prompt. Defaults to `"Simple"`.
+        camera_style: Camera movement style. Defaults to `"None"`.
+        camera_direction: Camera direction. Defaults to `"None"`.
+        pacing: Pacing rhythm. Defaults to `"None"`.
+        special_effects: Special effects approach. Defaults to `"None"`.
+        custom_elements: Custom technical elements (optional). Defaults to `\""`.
+        image_url: URL of an image to analyze and incorporate into the video prompt
+            (optional). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        model: Model to use. Defaults to `"google/gemini-2.0-flash-001"`.
+        prompt_length: Length of the prompt. Defaults to `"Medium"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,90 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the input video containing the object to remove."""
-    quad_mask_video_url: Annotated[FileInput, Field(title="Quad Mask Video Url")] = ""
-    """URL of a mask video for the removal target. For best results this should be a VOID-style quadmask video with 4 grayscale values: 0=object to remove, 63=overlap, 127=affected region, 255=background to keep. A simple binary mask (0=remove, 255=keep) also works. If omitted, the app will generate a temporary mask video from `mask_prompt` using the SAM-3 video endpoint and convert it to a quadmask automatically."""
-    mask_prompt: Annotated[str | None, Field(title="Mask Prompt")] = None
-    """Text description of what should be masked in the input video, such as the object or person to remove. Used to generate a temporary mask video with SAM-3 when `quad_mask_video_url` is not provided."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Text description of the desired background after object removal."""
-    enable_pass2_refinement: Annotated[bool, Field(title="Enable Pass2 Refinement")] = (
-        False
-    )
-    """Run VOID Pass 2 warped-noise refinement after Pass 1. This is slower but can improve temporal consistency on longer clips."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "The video is not of a high quality, it has a low resolution. Watermark present in each frame. The background is solid. Strange body and strange trajectory. Distortion."
-    )
-    """Negative prompt to guide generation away from undesired outputs."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 30
-    """Number of denoising steps. Higher values improve quality but increase latency."""
-    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = 1
-    """Classifier-free guidance scale."""
-    strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")] = 1
-    """Denoising strength. 1.0 means full denoising."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility."""
-    num_frames: Annotated[int, Field(ge=1, le=197, title="Num Frames")] = 85
-    """Temporal window size for inference. The backend snaps this to the nearest CogVideoX-safe value that works with temporal compression and patching. Valid outputs are 69, 77, 85, ..., 197."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable content safety checking on the output."""
-
-
-class Output(FalModel):
-    video: File
-    """The output video with the object removed."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """Timing breakdown for pipeline stages."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -105,26 +31,89 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/void-video-inpainting"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """URL of the input video containing the object to remove."""
+    quad_mask_video_url: FileInput = ""
+    """URL of a mask video for the removal target. For best results this should be a
+    VOID-style quadmask video with 4 grayscale values: 0=object to remove, 63=overlap,
+    127=affected region, 255=background to keep. A simple binary mask (0=remove,
+    255=keep) also works. If omitted, the app will generate a temporary mask video from
+    `mask_prompt` using the SAM-3 video endpoint and convert it to a quadmask
+    automatically."""
+    mask_prompt: str | None = None
+    """Text description of what should be masked in the input video, such as the object
+    or person to remove. Used to generate a temporary mask video with SAM-3 when
+    `quad_mask_video_url` is not provided."""
+    prompt: str
+    """Text description of the desired background after object removal."""
+    enable_pass2_refinement: bool = False
+    """Run VOID Pass 2 warped-noise refinement after Pass 1. This is slower but can
+    improve temporal consistency on longer clips."""
+    negative_prompt: str = (
+        "The video is not of a high quality, it has a low resolution. Watermark present in each frame. The background is solid. Strange body and strange trajectory. Distortion."
+    )
+    """Negative prompt to guide generation away from undesired outputs."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 30
+    """Number of denoising steps. Higher values improve quality but increase latency."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 1
+    """Classifier-free guidance scale."""
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """Denoising strength. 1.0 means full denoising."""
+    seed: int | None = None
+    """Random seed for reproducibility."""
+    num_frames: Annotated[int, Field(ge=1, le=197)] = 85
+    """Temporal window size for inference. The backend snaps this to the nearest
+    CogVideoX-safe value that works with temporal compression and patching. Valid
+    outputs are 69, 77, 85, ..., 197."""
+    enable_safety_checker: bool = True
+    """Enable content safety checking on the output."""
+
+
+class Output(FalModel):
+    video: File
+    """The output video with the object removed."""
+    seed: int
+    """The seed used for generation."""
+    timings: dict[str, float]
+    """Timing breakdown for pipeline stages."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "quad_mask_video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -139,33 +128,87 @@ def submit(
     seed: int | None = None,
     num_frames: int = 85,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video containing the object to remove. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        quad_mask_video_url: URL of a mask video for the removal target. For best
+            results this should be a VOID-style quadmask video with 4 grayscale values:
+            0=object to remove, 63=overlap, 127=affected region, 255=background to keep.
+            A simple binary mask (0=remove, 255=keep) also works. If omitted, the app
+            will generate a temporary mask video from `mask_prompt` using the SAM-3
+            video endpoint and convert it to a quadmask automatically. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `\""`.
+        mask_prompt: Text description of what should be masked in the input video, such
+            as the object or person to remove. Used to generate a temporary mask video
+            with SAM-3 when `quad_mask_video_url` is not provided. Defaults to `None`.
+        prompt: Text description of the desired background after object removal.
+            Required.
+        enable_pass2_refinement: Run VOID Pass 2 warped-noise refinement after Pass 1.
+            This is slower but can improve temporal consistency on longer clips.
+            Defaults to `False`.
+        negative_prompt: Negative prompt to guide generation away from undesired
+            outputs. Defaults to `"The video is not of a high quality, it has a low
+            resolution. Watermark present in each frame. The background is solid.
+            Strange body and strange trajectory. Distortion."`.
+        num_inference_steps: Number of denoising steps. Higher values improve quality
+            but increase latency. Between 1 and 50. Defaults to `30`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `1`.
+        strength: Denoising strength. 1.0 means full denoising. Between 0.0 and 1.0.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_frames: Temporal window size for inference. The backend snaps this to the
+            nearest CogVideoX-safe value that works with temporal compression and
+            patching. Valid outputs are 69, 77, 85, ..., 197. Between 1 and 197.
+            Defaults to `85`.
+        enable_safety_checker: Enable content safety checking on the output. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -180,8 +223,8 @@ def subscribe(
     seed: int | None = None,
     num_frames: int = 85,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -189,24 +232,77 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video containing the object to remove. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        quad_mask_video_url: URL of a mask video for the removal target. For best
+            results this should be a VOID-style quadmask video with 4 grayscale values:
+            0=object to remove, 63=overlap, 127=affected region, 255=background to keep.
+            A simple binary mask (0=remove, 255=keep) also works. If omitted, the app
+            will generate a temporary mask video from `mask_prompt` using the SAM-3
+            video endpoint and convert it to a quadmask automatically. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `\""`.
+        mask_prompt: Text description of what should be masked in the input video, such
+            as the object or person to remove. Used to generate a temporary mask video
+            with SAM-3 when `quad_mask_video_url` is not provided. Defaults to `None`.
+        prompt: Text description of the desired background after object removal.
+            Required.
+        enable_pass2_refinement: Run VOID Pass 2 warped-noise refinement after Pass 1.
+            This is slower but can improve temporal consistency on longer clips.
+            Defaults to `False`.
+        negative_prompt: Negative prompt to guide generation away from undesired
+            outputs. Defaults to `"The video is not of a high quality, it has a low
+            resolution. Watermark present in each frame. The background is solid.
+            Strange body and strange trajectory. Distortion."`.
+        num_inference_steps: Number of denoising steps. Higher values improve quality
+            but increase latency. Between 1 and 50. Defaults to `30`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `1`.
+        strength: Denoising strength. 1.0 means full denoising. Between 0.0 and 1.0.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_frames: Temporal window size for inference. The backend snaps this to the
+            nearest CogVideoX-safe value that works with temporal compression and
+            patching. Valid outputs are 69, 77, 85, ..., 197. Between 1 and 197.
+            Defaults to `85`.
+        enable_safety_checker: Enable content safety checking on the output. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -221,8 +317,8 @@ def run(
     seed: int | None = None,
     num_frames: int = 85,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -230,24 +326,77 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video containing the object to remove. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        quad_mask_video_url: URL of a mask video for the removal target. For best
+            results this should be a VOID-style quadmask video with 4 grayscale values:
+            0=object to remove, 63=overlap, 127=affected region, 255=background to keep.
+            A simple binary mask (0=remove, 255=keep) also works. If omitted, the app
+            will generate a temporary mask video from `mask_prompt` using the SAM-3
+            video endpoint and convert it to a quadmask automatically. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `\""`.
+        mask_prompt: Text description of what should be masked in the input video, such
+            as the object or person to remove. Used to generate a temporary mask video
+            with SAM-3 when `quad_mask_video_url` is not provided. Defaults to `None`.
+        prompt: Text description of the desired background after object removal.
+            Required.
+        enable_pass2_refinement: Run VOID Pass 2 warped-noise refinement after Pass 1.
+            This is slower but can improve temporal consistency on longer clips.
+            Defaults to `False`.
+        negative_prompt: Negative prompt to guide generation away from undesired
+            outputs. Defaults to `"The video is not of a high quality, it has a low
+            resolution. Watermark present in each frame. The background is solid.
+            Strange body and strange trajectory. Distortion."`.
+        num_inference_steps: Number of denoising steps. Higher values improve quality
+            but increase latency. Between 1 and 50. Defaults to `30`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `1`.
+        strength: Denoising strength. 1.0 means full denoising. Between 0.0 and 1.0.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_frames: Temporal window size for inference. The backend snaps this to the
+            nearest CogVideoX-safe value that works with temporal compression and
+            patching. Valid outputs are 69, 77, 85, ..., 197. Between 1 and 197.
+            Defaults to `85`.
+        enable_safety_checker: Enable content safety checking on the output. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -262,33 +411,87 @@ async def submit_async(
     seed: int | None = None,
     num_frames: int = 85,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video containing the object to remove. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        quad_mask_video_url: URL of a mask video for the removal target. For best
+            results this should be a VOID-style quadmask video with 4 grayscale values:
+            0=object to remove, 63=overlap, 127=affected region, 255=background to keep.
+            A simple binary mask (0=remove, 255=keep) also works. If omitted, the app
+            will generate a temporary mask video from `mask_prompt` using the SAM-3
+            video endpoint and convert it to a quadmask automatically. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `\""`.
+        mask_prompt: Text description of what should be masked in the input video, such
+            as the object or person to remove. Used to generate a temporary mask video
+            with SAM-3 when `quad_mask_video_url` is not provided. Defaults to `None`.
+        prompt: Text description of the desired background after object removal.
+            Required.
+        enable_pass2_refinement: Run VOID Pass 2 warped-noise refinement after Pass 1.
+            This is slower but can improve temporal consistency on longer clips.
+            Defaults to `False`.
+        negative_prompt: Negative prompt to guide generation away from undesired
+            outputs. Defaults to `"The video is not of a high quality, it has a low
+            resolution. Watermark present in each frame. The background is solid.
+            Strange body and strange trajectory. Distortion."`.
+        num_inference_steps: Number of denoising steps. Higher values improve quality
+            but increase latency. Between 1 and 50. Defaults to `30`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `1`.
+        strength: Denoising strength. 1.0 means full denoising. Between 0.0 and 1.0.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_frames: Temporal window size for inference. The backend snaps this to the
+            nearest CogVideoX-safe value that works with temporal compression and
+            patching. Valid outputs are 69, 77, 85, ..., 197. Between 1 and 197.
+            Defaults to `85`.
+        enable_safety_checker: Enable content safety checking on the output. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -303,8 +506,8 @@ async def subscribe_async(
     seed: int | None = None,
     num_frames: int = 85,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -312,24 +515,77 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video containing the object to remove. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        quad_mask_video_url: URL of a mask video for the removal target. For best
+            results this should be a VOID-style quadmask video with 4 grayscale values:
+            0=object to remove, 63=overlap, 127=affected region, 255=background to keep.
+            A simple binary mask (0=remove, 255=keep) also works. If omitted, the app
+            will generate a temporary mask video from `mask_prompt` using the SAM-3
+            video endpoint and convert it to a quadmask automatically. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `\""`.
+        mask_prompt: Text description of what should be masked in the input video, such
+            as the object or person to remove. Used to generate a temporary mask video
+            with SAM-3 when `quad_mask_video_url` is not provided. Defaults to `None`.
+        prompt: Text description of the desired background after object removal.
+            Required.
+        enable_pass2_refinement: Run VOID Pass 2 warped-noise refinement after Pass 1.
+            This is slower but can improve temporal consistency on longer clips.
+            Defaults to `False`.
+        negative_prompt: Negative prompt to guide generation away from undesired
+            outputs. Defaults to `"The video is not of a high quality, it has a low
+            resolution. Watermark present in each frame. The background is solid.
+            Strange body and strange trajectory. Distortion."`.
+        num_inference_steps: Number of denoising steps. Higher values improve quality
+            but increase latency. Between 1 and 50. Defaults to `30`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `1`.
+        strength: Denoising strength. 1.0 means full denoising. Between 0.0 and 1.0.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_frames: Temporal window size for inference. The backend snaps this to the
+            nearest CogVideoX-safe value that works with temporal compression and
+            patching. Valid outputs are 69, 77, 85, ..., 197. Between 1 and 197.
+            Defaults to `85`.
+        enable_safety_checker: Enable content safety checking on the output. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -344,8 +600,8 @@ async def run_async(
     seed: int | None = None,
     num_frames: int = 85,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -353,8 +609,61 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video containing the object to remove. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        quad_mask_video_url: URL of a mask video for the removal target. For best
+            results this should be a VOID-style quadmask video with 4 grayscale values:
+            0=object to remove, 63=overlap, 127=affected region, 255=background to keep.
+            A simple binary mask (0=remove, 255=keep) also works. If omitted, the app
+            will generate a temporary mask video from `mask_prompt` using the SAM-3
+            video endpoint and convert it to a quadmask automatically. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `\""`.
+        mask_prompt: Text description of what should be masked in the input video, such
+            as the object or person to remove. Used to generate a temporary mask video
+            with SAM-3 when `quad_mask_video_url` is not provided. Defaults to `None`.
+        prompt: Text description of the desired background after object removal.
+            Required.
+        enable_pass2_refinement: Run VOID Pass 2 warped-noise refinement after Pass 1.
+            This is slower but can improve temporal consistency on longer clips.
+            Defaults to `False`.
+        negative_prompt: Negative prompt to guide generation away from undesired
+            outputs. Defaults to `"The video is not of a high quality, it has a low
+            resolution. Watermark present in each frame. The background is solid.
+            Strange body and strange trajectory. Distortion."`.
+        num_inference_steps: Number of denoising steps. Higher values improve quality
+            but increase latency. Between 1 and 50. Defaults to `30`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 20.0. Defaults
+            to `1`.
+        strength: Denoising strength. 1.0 means full denoising. Between 0.0 and 1.0.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_frames: Temporal window size for inference. The backend snaps this to the
+            nearest CogVideoX-safe value that works with temporal compression and
+            patching. Valid outputs are 69, 77, 85, ..., 197. Between 1 and 197.
+            Defaults to `85`.
+        enable_safety_checker: Enable content safety checking on the output. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,82 +5,16 @@ Category: training."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    training_data_url: Annotated[FileInput, Field(title="Training Data URL")]
-    """URL to the training data."""
-    trigger_phrase: Annotated[str, Field(title="Trigger Phrase")]
-    """Trigger phrase for the model."""
-    include_synthetic_captions: Annotated[
-        bool, Field(title="Include Synthetic Captions")
-    ] = False
-    """Whether to include synthetic captions."""
-    use_face_detection: Annotated[bool, Field(title="Use Face Detection")] = True
-    """Whether to use face detection for the training data. When enabled, images will use the center of the face as the center of the image when resizing."""
-    use_face_cropping: Annotated[bool, Field(title="Use Face Cropping")] = False
-    """Whether to use face cropping for the training data. When enabled, images will be cropped to the face before resizing."""
-    use_masks: Annotated[bool, Field(title="Use Masks")] = True
-    """Whether to use masks for the training data."""
-    steps: Annotated[int, Field(ge=10, le=6000, title="Number of Steps")] = 1000
-    """Number of training steps."""
-    learning_rate: Annotated[
-        float, Field(ge=1e-06, le=0.1, multiple_of=1e-06, title="Learning Rate")
-    ] = 0.0007
-    """Learning rate for training."""
-    is_style: Annotated[bool, Field(title="Is Style")] = False
-    """Whether the training data is style data. If true, face specific options like masking and face detection will be disabled."""
-
-
-class Output(FalModel):
-    diffusers_lora_file: Annotated[File, Field(title="Low Noise LoRA")]
-    """Low noise LoRA file."""
-    high_noise_lora: Annotated[File, Field(title="High Noise LoRA")]
-    """High noise LoRA file."""
-    config_file: Annotated[File, Field(title="Config File")]
-    """Config file helping inference endpoints after training."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -97,26 +31,74 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-22-image-trainer"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    training_data_url: FileInput
+    """URL to the training data."""
+    trigger_phrase: str
+    """Trigger phrase for the model."""
+    include_synthetic_captions: bool = False
+    """Whether to include synthetic captions."""
+    use_face_detection: bool = True
+    """Whether to use face detection for the training data. When enabled, images will
+    use the center of the face as the center of the image when resizing."""
+    use_face_cropping: bool = False
+    """Whether to use face cropping for the training data. When enabled, images will be
+    cropped to the face before resizing."""
+    use_masks: bool = True
+    """Whether to use masks for the training data."""
+    steps: Annotated[int, Field(ge=10, le=6000)] = 1000
+    """Number of training steps."""
+    learning_rate: Annotated[float, Field(ge=1e-06, le=0.1, multiple_of=1e-06)] = 0.0007
+    """Learning rate for training."""
+    is_style: bool = False
+    """Whether the training data is style data. If true, face specific options like
+    masking and face detection will be disabled."""
+
+
+class Output(FalModel):
+    diffusers_lora_file: File
+    """Low noise LoRA file."""
+    high_noise_lora: File
+    """High noise LoRA file."""
+    config_file: File
+    """Config file helping inference endpoints after training."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["training_data_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     training_data_url: FileInput,
@@ -128,33 +110,69 @@ def submit(
     steps: int = 1000,
     learning_rate: float = 0.0007,
     is_style: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to the training data. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase for the model. Required.
+        include_synthetic_captions: Whether to include synthetic captions. Defaults to
+            `False`.
+        use_face_detection: Whether to use face detection for the training data. When
+            enabled, images will use the center of the face as the center of the image
+            when resizing. Defaults to `True`.
+        use_face_cropping: Whether to use face cropping for the training data. When
+            enabled, images will be cropped to the face before resizing. Defaults to
+            `False`.
+        use_masks: Whether to use masks for the training data. Defaults to `True`.
+        steps: Number of training steps. Between 10 and 6000. Defaults to `1000`.
+        learning_rate: Learning rate for training. Between 1e-06 and 0.1. A multiple of
+            1e-06. Defaults to `0.0007`.
+        is_style: Whether the training data is style data. If true, face specific
+            options like masking and face detection will be disabled. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     training_data_url: FileInput,
@@ -166,8 +184,8 @@ def subscribe(
     steps: int = 1000,
     learning_rate: float = 0.0007,
     is_style: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -175,24 +193,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to the training data. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase for the model. Required.
+        include_synthetic_captions: Whether to include synthetic captions. Defaults to
+            `False`.
+        use_face_detection: Whether to use face detection for the training data. When
+            enabled, images will use the center of the face as the center of the image
+            when resizing. Defaults to `True`.
+        use_face_cropping: Whether to use face cropping for the training data. When
+            enabled, images will be cropped to the face before resizing. Defaults to
+            `False`.
+        use_masks: Whether to use masks for the training data. Defaults to `True`.
+        steps: Number of training steps. Between 10 and 6000. Defaults to `1000`.
+        learning_rate: Learning rate for training. Between 1e-06 and 0.1. A multiple of
+            1e-06. Defaults to `0.0007`.
+        is_style: Whether the training data is style data. If true, face specific
+            options like masking and face detection will be disabled. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     training_data_url: FileInput,
@@ -204,8 +257,8 @@ def run(
     steps: int = 1000,
     learning_rate: float = 0.0007,
     is_style: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -213,24 +266,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to the training data. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase for the model. Required.
+        include_synthetic_captions: Whether to include synthetic captions. Defaults to
+            `False`.
+        use_face_detection: Whether to use face detection for the training data. When
+            enabled, images will use the center of the face as the center of the image
+            when resizing. Defaults to `True`.
+        use_face_cropping: Whether to use face cropping for the training data. When
+            enabled, images will be cropped to the face before resizing. Defaults to
+            `False`.
+        use_masks: Whether to use masks for the training data. Defaults to `True`.
+        steps: Number of training steps. Between 10 and 6000. Defaults to `1000`.
+        learning_rate: Learning rate for training. Between 1e-06 and 0.1. A multiple of
+            1e-06. Defaults to `0.0007`.
+        is_style: Whether the training data is style data. If true, face specific
+            options like masking and face detection will be disabled. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     training_data_url: FileInput,
@@ -242,33 +330,69 @@ async def submit_async(
     steps: int = 1000,
     learning_rate: float = 0.0007,
     is_style: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to the training data. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase for the model. Required.
+        include_synthetic_captions: Whether to include synthetic captions. Defaults to
+            `False`.
+        use_face_detection: Whether to use face detection for the training data. When
+            enabled, images will use the center of the face as the center of the image
+            when resizing. Defaults to `True`.
+        use_face_cropping: Whether to use face cropping for the training data. When
+            enabled, images will be cropped to the face before resizing. Defaults to
+            `False`.
+        use_masks: Whether to use masks for the training data. Defaults to `True`.
+        steps: Number of training steps. Between 10 and 6000. Defaults to `1000`.
+        learning_rate: Learning rate for training. Between 1e-06 and 0.1. A multiple of
+            1e-06. Defaults to `0.0007`.
+        is_style: Whether the training data is style data. If true, face specific
+            options like masking and face detection will be disabled. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     training_data_url: FileInput,
@@ -280,8 +404,8 @@ async def subscribe_async(
     steps: int = 1000,
     learning_rate: float = 0.0007,
     is_style: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -289,24 +413,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to the training data. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase for the model. Required.
+        include_synthetic_captions: Whether to include synthetic captions. Defaults to
+            `False`.
+        use_face_detection: Whether to use face detection for the training data. When
+            enabled, images will use the center of the face as the center of the image
+            when resizing. Defaults to `True`.
+        use_face_cropping: Whether to use face cropping for the training data. When
+            enabled, images will be cropped to the face before resizing. Defaults to
+            `False`.
+        use_masks: Whether to use masks for the training data. Defaults to `True`.
+        steps: Number of training steps. Between 10 and 6000. Defaults to `1000`.
+        learning_rate: Learning rate for training. Between 1e-06 and 0.1. A multiple of
+            1e-06. Defaults to `0.0007`.
+        is_style: Whether the training data is style data. If true, face specific
+            options like masking and face detection will be disabled. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     training_data_url: FileInput,
@@ -318,8 +477,8 @@ async def run_async(
     steps: int = 1000,
     learning_rate: float = 0.0007,
     is_style: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -327,8 +486,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to the training data. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        trigger_phrase: Trigger phrase for the model. Required.
+        include_synthetic_captions: Whether to include synthetic captions. Defaults to
+            `False`.
+        use_face_detection: Whether to use face detection for the training data. When
+            enabled, images will use the center of the face as the center of the image
+            when resizing. Defaults to `True`.
+        use_face_cropping: Whether to use face cropping for the training data. When
+            enabled, images will be cropped to the face before resizing. Defaults to
+            `False`.
+        use_masks: Whether to use masks for the training data. Defaults to `True`.
+        steps: Number of training steps. Between 10 and 6000. Defaults to `1000`.
+        learning_rate: Learning rate for training. Between 1e-06 and 0.1. A multiple of
+            1e-06. Defaults to `0.0007`.
+        is_style: Whether the training data is style data. If true, face specific
+            options like masking and face detection will be disabled. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,135 +5,22 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to guide the video generation."""
-    num_frames: Annotated[int, Field(ge=17, le=121, title="Number of Frames")] = 81
-    """The number of frames to generate."""
-    fps: Annotated[int, Field(ge=1, le=60, title="FPS")] = 16
-    """The frame rate of the generated video."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=16, title="Number of Inference Steps")
-    ] = 8
-    """The number of inference steps to use."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator."""
-    sampler: Annotated[Literal["unipc", "dpm++", "euler"], Field(title="Sampler")] = (
-        "euler"
-    )
-    """The sampler to use."""
-    shift: Annotated[float, Field(ge=1.0, le=15.0, title="Shift")] = 10.5
-    """The shift of the generated video."""
-    resolution: Annotated[
-        Literal["240p", "360p", "480p", "580p", "720p"], Field(title="Resolution")
-    ] = "480p"
-    """The resolution of the generated video."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "1:1", "9:16"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """The aspect ratio of the generated video."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable safety checker."""
-    mask_clamp_lower: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Mask Clamp Lower")
-    ] = 0.1
-    """The lower bound of the mask clamping."""
-    mask_clamp_upper: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Mask Clamp Upper")
-    ] = 0.75
-    """The upper bound of the mask clamping."""
-    binarize_mask: Annotated[bool, Field(title="Binarize Mask")] = False
-    """Whether to binarize the mask."""
-    mask_binarization_threshold: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Mask Binarization Threshold")
-    ] = 0.8
-    """The threshold for mask binarization. When binarize_mask is True, this threshold will be used to binarize the mask. This will also be used for transparency when the output type is `.webm`."""
-    video_output_type: Annotated[
-        Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"],
-        Field(title="Video Output Type"),
-    ] = "VP9 (.webm)"
-    """The output type of the generated video."""
-    video_quality: Annotated[
-        Literal["low", "medium", "high", "maximum"], Field(title="Video Quality")
-    ] = "high"
-    """The quality of the generated video."""
-    video_write_mode: Annotated[
-        Literal["fast", "balanced", "small"], Field(title="Video Write Mode")
-    ] = "balanced"
-    """The write mode of the generated video."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generation."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    video: VideoFile | None = None
-    """The generated video file."""
-    image: VideoFile | None = None
-    """The generated image file."""
-    mask: VideoFile | None = None
-    """The generated mask file."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Resolution",
+    "VideoOutputType",
+    "VideoQuality",
     "Input",
     "Output",
     "VideoFile",
@@ -146,25 +33,118 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-alpha"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Resolution: TypeAlias = Literal["240p", "360p", "480p", "580p", "720p"]
+
+
+VideoOutputType: TypeAlias = Literal[
+    "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
+]
+
+
+VideoQuality: TypeAlias = Literal["low", "medium", "high", "maximum"]
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to guide the video generation."""
+    num_frames: Annotated[int, Field(ge=17, le=121)] = 81
+    """The number of frames to generate."""
+    fps: Annotated[int, Field(ge=1, le=60)] = 16
+    """The frame rate of the generated video."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=16)] = 8
+    """The number of inference steps to use."""
+    seed: int | None = None
+    """The seed for the random number generator."""
+    sampler: Literal["unipc", "dpm++", "euler"] = "euler"
+    """The sampler to use."""
+    shift: Annotated[float, Field(ge=1.0, le=15.0)] = 10.5
+    """The shift of the generated video."""
+    resolution: Resolution = "480p"
+    """The resolution of the generated video."""
+    aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9"
+    """The aspect ratio of the generated video."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion."""
+    enable_safety_checker: bool = True
+    """Whether to enable safety checker."""
+    mask_clamp_lower: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    """The lower bound of the mask clamping."""
+    mask_clamp_upper: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75
+    """The upper bound of the mask clamping."""
+    binarize_mask: bool = False
+    """Whether to binarize the mask."""
+    mask_binarization_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
+    """The threshold for mask binarization. When binarize_mask is True, this threshold
+    will be used to binarize the mask. This will also be used for transparency when the
+    output type is `.webm`."""
+    video_output_type: VideoOutputType = "VP9 (.webm)"
+    """The output type of the generated video."""
+    video_quality: VideoQuality = "high"
+    """The quality of the generated video."""
+    video_write_mode: Literal["fast", "balanced", "small"] = "balanced"
+    """The write mode of the generated video."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    prompt: str
+    """The prompt used for generation."""
+    seed: int
+    """The seed used for generation."""
+    video: VideoFile | None = None
+    """The generated video file."""
+    image: VideoFile | None = None
+    """The generated image file."""
+    mask: VideoFile | None = None
+    """The generated mask file."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -174,7 +154,7 @@ def submit(
     seed: int | None = None,
     sampler: Literal["unipc", "dpm++", "euler"] = "euler",
     shift: float = 10.5,
-    resolution: Literal["240p", "360p", "480p", "580p", "720p"] = "480p",
+    resolution: Resolution = "480p",
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
@@ -182,39 +162,86 @@ def submit(
     mask_clamp_upper: float = 0.75,
     binarize_mask: bool = False,
     mask_binarization_threshold: float = 0.8,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "VP9 (.webm)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "VP9 (.webm)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 121. Defaults to
+            `81`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `16`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `8`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        sampler: The sampler to use. Defaults to `"euler"`.
+        shift: The shift of the generated video. Between 1.0 and 15.0. Defaults to
+            `10.5`.
+        resolution: The resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        mask_clamp_lower: The lower bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        mask_clamp_upper: The upper bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.75`.
+        binarize_mask: Whether to binarize the mask. Defaults to `False`.
+        mask_binarization_threshold: The threshold for mask binarization. When
+            binarize_mask is True, this threshold will be used to binarize the mask.
+            This will also be used for transparency when the output type is `.webm`.
+            Between 0.0 and 1.0. Defaults to `0.8`.
+        video_output_type: The output type of the generated video. Defaults to `"VP9
+            (.webm)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -224,7 +251,7 @@ def subscribe(
     seed: int | None = None,
     sampler: Literal["unipc", "dpm++", "euler"] = "euler",
     shift: float = 10.5,
-    resolution: Literal["240p", "360p", "480p", "580p", "720p"] = "480p",
+    resolution: Resolution = "480p",
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
@@ -232,14 +259,12 @@ def subscribe(
     mask_clamp_upper: float = 0.75,
     binarize_mask: bool = False,
     mask_binarization_threshold: float = 0.8,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "VP9 (.webm)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "VP9 (.webm)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -247,24 +272,72 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 121. Defaults to
+            `81`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `16`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `8`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        sampler: The sampler to use. Defaults to `"euler"`.
+        shift: The shift of the generated video. Between 1.0 and 15.0. Defaults to
+            `10.5`.
+        resolution: The resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        mask_clamp_lower: The lower bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        mask_clamp_upper: The upper bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.75`.
+        binarize_mask: Whether to binarize the mask. Defaults to `False`.
+        mask_binarization_threshold: The threshold for mask binarization. When
+            binarize_mask is True, this threshold will be used to binarize the mask.
+            This will also be used for transparency when the output type is `.webm`.
+            Between 0.0 and 1.0. Defaults to `0.8`.
+        video_output_type: The output type of the generated video. Defaults to `"VP9
+            (.webm)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -274,7 +347,7 @@ def run(
     seed: int | None = None,
     sampler: Literal["unipc", "dpm++", "euler"] = "euler",
     shift: float = 10.5,
-    resolution: Literal["240p", "360p", "480p", "580p", "720p"] = "480p",
+    resolution: Resolution = "480p",
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
@@ -282,14 +355,12 @@ def run(
     mask_clamp_upper: float = 0.75,
     binarize_mask: bool = False,
     mask_binarization_threshold: float = 0.8,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "VP9 (.webm)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "VP9 (.webm)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -297,24 +368,72 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 121. Defaults to
+            `81`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `16`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `8`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        sampler: The sampler to use. Defaults to `"euler"`.
+        shift: The shift of the generated video. Between 1.0 and 15.0. Defaults to
+            `10.5`.
+        resolution: The resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        mask_clamp_lower: The lower bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        mask_clamp_upper: The upper bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.75`.
+        binarize_mask: Whether to binarize the mask. Defaults to `False`.
+        mask_binarization_threshold: The threshold for mask binarization. When
+            binarize_mask is True, this threshold will be used to binarize the mask.
+            This will also be used for transparency when the output type is `.webm`.
+            Between 0.0 and 1.0. Defaults to `0.8`.
+        video_output_type: The output type of the generated video. Defaults to `"VP9
+            (.webm)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -324,7 +443,7 @@ async def submit_async(
     seed: int | None = None,
     sampler: Literal["unipc", "dpm++", "euler"] = "euler",
     shift: float = 10.5,
-    resolution: Literal["240p", "360p", "480p", "580p", "720p"] = "480p",
+    resolution: Resolution = "480p",
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
@@ -332,39 +451,86 @@ async def submit_async(
     mask_clamp_upper: float = 0.75,
     binarize_mask: bool = False,
     mask_binarization_threshold: float = 0.8,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "VP9 (.webm)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "VP9 (.webm)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 121. Defaults to
+            `81`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `16`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `8`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        sampler: The sampler to use. Defaults to `"euler"`.
+        shift: The shift of the generated video. Between 1.0 and 15.0. Defaults to
+            `10.5`.
+        resolution: The resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        mask_clamp_lower: The lower bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        mask_clamp_upper: The upper bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.75`.
+        binarize_mask: Whether to binarize the mask. Defaults to `False`.
+        mask_binarization_threshold: The threshold for mask binarization. When
+            binarize_mask is True, this threshold will be used to binarize the mask.
+            This will also be used for transparency when the output type is `.webm`.
+            Between 0.0 and 1.0. Defaults to `0.8`.
+        video_output_type: The output type of the generated video. Defaults to `"VP9
+            (.webm)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -374,7 +540,7 @@ async def subscribe_async(
     seed: int | None = None,
     sampler: Literal["unipc", "dpm++", "euler"] = "euler",
     shift: float = 10.5,
-    resolution: Literal["240p", "360p", "480p", "580p", "720p"] = "480p",
+    resolution: Resolution = "480p",
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
@@ -382,14 +548,12 @@ async def subscribe_async(
     mask_clamp_upper: float = 0.75,
     binarize_mask: bool = False,
     mask_binarization_threshold: float = 0.8,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "VP9 (.webm)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "VP9 (.webm)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -397,24 +561,72 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 121. Defaults to
+            `81`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `16`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `8`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        sampler: The sampler to use. Defaults to `"euler"`.
+        shift: The shift of the generated video. Between 1.0 and 15.0. Defaults to
+            `10.5`.
+        resolution: The resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        mask_clamp_lower: The lower bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        mask_clamp_upper: The upper bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.75`.
+        binarize_mask: Whether to binarize the mask. Defaults to `False`.
+        mask_binarization_threshold: The threshold for mask binarization. When
+            binarize_mask is True, this threshold will be used to binarize the mask.
+            This will also be used for transparency when the output type is `.webm`.
+            Between 0.0 and 1.0. Defaults to `0.8`.
+        video_output_type: The output type of the generated video. Defaults to `"VP9
+            (.webm)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -424,7 +636,7 @@ async def run_async(
     seed: int | None = None,
     sampler: Literal["unipc", "dpm++", "euler"] = "euler",
     shift: float = 10.5,
-    resolution: Literal["240p", "360p", "480p", "580p", "720p"] = "480p",
+    resolution: Resolution = "480p",
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
@@ -432,14 +644,12 @@ async def run_async(
     mask_clamp_upper: float = 0.75,
     binarize_mask: bool = False,
     mask_binarization_threshold: float = 0.8,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "VP9 (.webm)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "VP9 (.webm)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -447,8 +657,56 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 121. Defaults to
+            `81`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `16`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `8`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        sampler: The sampler to use. Defaults to `"euler"`.
+        shift: The shift of the generated video. Between 1.0 and 15.0. Defaults to
+            `10.5`.
+        resolution: The resolution of the generated video. Defaults to `"480p"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        mask_clamp_lower: The lower bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.1`.
+        mask_clamp_upper: The upper bound of the mask clamping. Between 0.0 and 1.0.
+            Defaults to `0.75`.
+        binarize_mask: Whether to binarize the mask. Defaults to `False`.
+        mask_binarization_threshold: The threshold for mask binarization. When
+            binarize_mask is True, this threshold will be used to binarize the mask.
+            This will also be used for transparency when the output type is `.webm`.
+            Between 0.0 and 1.0. Defaults to `0.8`.
+        video_output_type: The output type of the generated video. Defaults to `"VP9
+            (.webm)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,85 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the input image."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    track: Annotated[list[list[TrackPoint]], Field(title="Track")]
-    """Motion tracks to guide video generation. Each track is a sequence of points defining a motion trajectory. Multiple tracks can control different elements or objects in the video. Expected format: array of tracks, where each track is an array of points with 'x' and 'y' coordinates (up to 121 points per track). Points will be automatically padded to 121 if fewer are provided. Coordinates should be within the image dimensions."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=40, title="Number of Inference Steps")
-    ] = 40
-    """Number of inference steps for sampling. Higher values give better quality but take longer."""
-    guidance_scale: Annotated[
-        float, Field(ge=1.0, le=10.0, title="Guidance Scale (1st Stage)")
-    ] = 5
-    """Classifier-free guidance scale. Higher values give better adherence to the prompt but may decrease quality."""
-    resolution: Annotated[
-        Literal["480p", "580p", "720p"], Field(title="Resolution")
-    ] = "480p"
-    """Resolution of the generated video (480p, 580p, 720p)."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-
-
-class TrackPoint(FalModel):
-    """A coordinate point with x and y values for motion tracking"""
-
-    x: float
-    """X coordinate"""
-    y: float
-    """Y coordinate"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -101,26 +32,79 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-ati"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the input image."""
+    prompt: str
+    """The text prompt to guide video generation."""
+    track: list[list[TrackPoint]]
+    """Motion tracks to guide video generation. Each track is a sequence of points
+    defining a motion trajectory. Multiple tracks can control different elements or
+    objects in the video. Expected format: array of tracks, where each track is an array
+    of points with 'x' and 'y' coordinates (up to 121 points per track). Points will be
+    automatically padded to 121 if fewer are provided. Coordinates should be within the
+    image dimensions."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=40)] = 40
+    """Number of inference steps for sampling. Higher values give better quality but
+    take longer."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 5
+    """Classifier-free guidance scale. Higher values give better adherence to the prompt
+    but may decrease quality."""
+    resolution: Literal["480p", "580p", "720p"] = "480p"
+    """Resolution of the generated video (480p, 580p, 720p)."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+
+
+class TrackPoint(FalModel):
+    """A coordinate point with x and y values for motion tracking"""
+
+    x: float
+    """X coordinate"""
+    y: float
+    """Y coordinate"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -130,33 +114,69 @@ def submit(
     guidance_scale: float = 5,
     resolution: Literal["480p", "580p", "720p"] = "480p",
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        track: Motion tracks to guide video generation. Each track is a sequence of
+            points defining a motion trajectory. Multiple tracks can control different
+            elements or objects in the video. Expected format: array of tracks, where
+            each track is an array of points with 'x' and 'y' coordinates (up to 121
+            points per track). Points will be automatically padded to 121 if fewer are
+            provided. Coordinates should be within the image dimensions. Required.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `40`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `5`.
+        resolution: Resolution of the generated video (480p, 580p, 720p). Defaults to
+            `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -166,8 +186,8 @@ def subscribe(
     guidance_scale: float = 5,
     resolution: Literal["480p", "580p", "720p"] = "480p",
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -175,24 +195,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        track: Motion tracks to guide video generation. Each track is a sequence of
+            points defining a motion trajectory. Multiple tracks can control different
+            elements or objects in the video. Expected format: array of tracks, where
+            each track is an array of points with 'x' and 'y' coordinates (up to 121
+            points per track). Points will be automatically padded to 121 if fewer are
+            provided. Coordinates should be within the image dimensions. Required.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `40`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `5`.
+        resolution: Resolution of the generated video (480p, 580p, 720p). Defaults to
+            `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -202,8 +257,8 @@ def run(
     guidance_scale: float = 5,
     resolution: Literal["480p", "580p", "720p"] = "480p",
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -211,24 +266,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        track: Motion tracks to guide video generation. Each track is a sequence of
+            points defining a motion trajectory. Multiple tracks can control different
+            elements or objects in the video. Expected format: array of tracks, where
+            each track is an array of points with 'x' and 'y' coordinates (up to 121
+            points per track). Points will be automatically padded to 121 if fewer are
+            provided. Coordinates should be within the image dimensions. Required.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `40`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `5`.
+        resolution: Resolution of the generated video (480p, 580p, 720p). Defaults to
+            `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -238,33 +328,69 @@ async def submit_async(
     guidance_scale: float = 5,
     resolution: Literal["480p", "580p", "720p"] = "480p",
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        track: Motion tracks to guide video generation. Each track is a sequence of
+            points defining a motion trajectory. Multiple tracks can control different
+            elements or objects in the video. Expected format: array of tracks, where
+            each track is an array of points with 'x' and 'y' coordinates (up to 121
+            points per track). Points will be automatically padded to 121 if fewer are
+            provided. Coordinates should be within the image dimensions. Required.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `40`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `5`.
+        resolution: Resolution of the generated video (480p, 580p, 720p). Defaults to
+            `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -274,8 +400,8 @@ async def subscribe_async(
     guidance_scale: float = 5,
     resolution: Literal["480p", "580p", "720p"] = "480p",
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -283,24 +409,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        track: Motion tracks to guide video generation. Each track is a sequence of
+            points defining a motion trajectory. Multiple tracks can control different
+            elements or objects in the video. Expected format: array of tracks, where
+            each track is an array of points with 'x' and 'y' coordinates (up to 121
+            points per track). Points will be automatically padded to 121 if fewer are
+            provided. Coordinates should be within the image dimensions. Required.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `40`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `5`.
+        resolution: Resolution of the generated video (480p, 580p, 720p). Defaults to
+            `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -310,8 +471,8 @@ async def run_async(
     guidance_scale: float = 5,
     resolution: Literal["480p", "580p", "720p"] = "480p",
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -319,8 +480,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        track: Motion tracks to guide video generation. Each track is a sequence of
+            points defining a motion trajectory. Multiple tracks can control different
+            elements or objects in the video. Expected format: array of tracks, where
+            each track is an array of points with 'x' and 'y' coordinates (up to 121
+            points per track). Points will be automatically padded to 121 if fewer are
+            provided. Coordinates should be within the image dimensions. Required.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `40`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `5`.
+        resolution: Resolution of the generated video (480p, 580p, 720p). Defaults to
+            `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,134 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    subject: Annotated[str, Field(title="Subject")]
-    """The subject to insert into the predefined prompt template for the selected effect."""
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the input image."""
-    effect_type: Annotated[
-        Literal[
-            "squish",
-            "muscle",
-            "inflate",
-            "crush",
-            "rotate",
-            "gun-shooting",
-            "deflate",
-            "cakeify",
-            "hulk",
-            "baby",
-            "bride",
-            "classy",
-            "puppy",
-            "snow-white",
-            "disney-princess",
-            "mona-lisa",
-            "painting",
-            "pirate-captain",
-            "princess",
-            "jungle",
-            "samurai",
-            "vip",
-            "warrior",
-            "zen",
-            "assassin",
-            "timelapse",
-            "tsunami",
-            "fire",
-            "zoom-call",
-            "doom-fps",
-            "fus-ro-dah",
-            "hug-jesus",
-            "robot-face-reveal",
-            "super-saiyan",
-            "jumpscare",
-            "laughing",
-            "cartoon-jaw-drop",
-            "crying",
-            "kissing",
-            "angry-face",
-            "selfie-younger-self",
-            "animeify",
-            "blast",
-        ],
-        Field(title="Effect Type"),
-    ] = "cakeify"
-    """The type of effect to apply to the video."""
-    num_frames: Annotated[int, Field(ge=81, le=100, title="Num Frames")] = 81
-    """Number of frames to generate."""
-    frames_per_second: Annotated[int, Field(ge=5, le=24, title="Frames Per Second")] = (
-        16
-    )
-    """Frames per second of the generated video."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """Aspect ratio of the output video."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=40, title="Num Inference Steps")
-    ] = 30
-    """Number of inference steps for sampling. Higher values give better quality but take longer."""
-    lora_scale: Annotated[float, Field(ge=0.1, le=2.0, title="Lora Scale")] = 1
-    """The scale of the LoRA weight. Used to adjust effect intensity."""
-    turbo_mode: Annotated[bool, Field(title="Turbo Mode")] = False
-    """Whether to use turbo mode. If True, the video will be generated faster but with lower quality."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video"""
-    seed: Annotated[int, Field(title="Seed")]
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "EffectType",
     "File",
     "Input",
     "Output",
@@ -145,75 +32,125 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-effects"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+EffectType: TypeAlias = Literal[
+    "squish",
+    "muscle",
+    "inflate",
+    "crush",
+    "rotate",
+    "gun-shooting",
+    "deflate",
+    "cakeify",
+    "hulk",
+    "baby",
+    "bride",
+    "classy",
+    "puppy",
+    "snow-white",
+    "disney-princess",
+    "mona-lisa",
+    "painting",
+    "pirate-captain",
+    "princess",
+    "jungle",
+    "samurai",
+    "vip",
+    "warrior",
+    "zen",
+    "assassin",
+    "timelapse",
+    "tsunami",
+    "fire",
+    "zoom-call",
+    "doom-fps",
+    "fus-ro-dah",
+    "hug-jesus",
+    "robot-face-reveal",
+    "super-saiyan",
+    "jumpscare",
+    "laughing",
+    "cartoon-jaw-drop",
+    "crying",
+    "kissing",
+    "angry-face",
+    "selfie-younger-self",
+    "animeify",
+    "blast",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    subject: str
+    """The subject to insert into the predefined prompt template for the selected
+    effect."""
+    image_url: FileInput
+    """URL of the input image."""
+    effect_type: EffectType = "cakeify"
+    """The type of effect to apply to the video."""
+    num_frames: Annotated[int, Field(ge=81, le=100)] = 81
+    """Number of frames to generate."""
+    frames_per_second: Annotated[int, Field(ge=5, le=24)] = 16
+    """Frames per second of the generated video."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    """Aspect ratio of the output video."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=40)] = 30
+    """Number of inference steps for sampling. Higher values give better quality but
+    take longer."""
+    lora_scale: Annotated[float, Field(ge=0.1, le=2.0)] = 1
+    """The scale of the LoRA weight. Used to adjust effect intensity."""
+    turbo_mode: bool = False
+    """Whether to use turbo mode. If True, the video will be generated faster but with
+    lower quality."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video"""
+    seed: int
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     subject: str,
     image_url: FileInput,
-    effect_type: Literal[
-        "squish",
-        "muscle",
-        "inflate",
-        "crush",
-        "rotate",
-        "gun-shooting",
-        "deflate",
-        "cakeify",
-        "hulk",
-        "baby",
-        "bride",
-        "classy",
-        "puppy",
-        "snow-white",
-        "disney-princess",
-        "mona-lisa",
-        "painting",
-        "pirate-captain",
-        "princess",
-        "jungle",
-        "samurai",
-        "vip",
-        "warrior",
-        "zen",
-        "assassin",
-        "timelapse",
-        "tsunami",
-        "fire",
-        "zoom-call",
-        "doom-fps",
-        "fus-ro-dah",
-        "hug-jesus",
-        "robot-face-reveal",
-        "super-saiyan",
-        "jumpscare",
-        "laughing",
-        "cartoon-jaw-drop",
-        "crying",
-        "kissing",
-        "angry-face",
-        "selfie-younger-self",
-        "animeify",
-        "blast",
-    ] = "cakeify",
+    effect_type: EffectType = "cakeify",
     num_frames: int = 81,
     frames_per_second: int = 16,
     seed: int | None = None,
@@ -221,82 +158,73 @@ def submit(
     num_inference_steps: int = 30,
     lora_scale: float = 1,
     turbo_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        subject: The subject to insert into the predefined prompt template for the
+            selected effect. Required.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        effect_type: The type of effect to apply to the video. Defaults to `"cakeify"`.
+        num_frames: Number of frames to generate. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Between 5 and 24.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the output video. Defaults to `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        lora_scale: The scale of the LoRA weight. Used to adjust effect intensity.
+            Between 0.1 and 2.0. Defaults to `1`.
+        turbo_mode: Whether to use turbo mode. If True, the video will be generated
+            faster but with lower quality. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     subject: str,
     image_url: FileInput,
-    effect_type: Literal[
-        "squish",
-        "muscle",
-        "inflate",
-        "crush",
-        "rotate",
-        "gun-shooting",
-        "deflate",
-        "cakeify",
-        "hulk",
-        "baby",
-        "bride",
-        "classy",
-        "puppy",
-        "snow-white",
-        "disney-princess",
-        "mona-lisa",
-        "painting",
-        "pirate-captain",
-        "princess",
-        "jungle",
-        "samurai",
-        "vip",
-        "warrior",
-        "zen",
-        "assassin",
-        "timelapse",
-        "tsunami",
-        "fire",
-        "zoom-call",
-        "doom-fps",
-        "fus-ro-dah",
-        "hug-jesus",
-        "robot-face-reveal",
-        "super-saiyan",
-        "jumpscare",
-        "laughing",
-        "cartoon-jaw-drop",
-        "crying",
-        "kissing",
-        "angry-face",
-        "selfie-younger-self",
-        "animeify",
-        "blast",
-    ] = "cakeify",
+    effect_type: EffectType = "cakeify",
     num_frames: int = 81,
     frames_per_second: int = 16,
     seed: int | None = None,
@@ -304,8 +232,8 @@ def subscribe(
     num_inference_steps: int = 30,
     lora_scale: float = 1,
     turbo_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -313,73 +241,63 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        subject: The subject to insert into the predefined prompt template for the
+            selected effect. Required.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        effect_type: The type of effect to apply to the video. Defaults to `"cakeify"`.
+        num_frames: Number of frames to generate. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Between 5 and 24.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the output video. Defaults to `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        lora_scale: The scale of the LoRA weight. Used to adjust effect intensity.
+            Between 0.1 and 2.0. Defaults to `1`.
+        turbo_mode: Whether to use turbo mode. If True, the video will be generated
+            faster but with lower quality. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     subject: str,
     image_url: FileInput,
-    effect_type: Literal[
-        "squish",
-        "muscle",
-        "inflate",
-        "crush",
-        "rotate",
-        "gun-shooting",
-        "deflate",
-        "cakeify",
-        "hulk",
-        "baby",
-        "bride",
-        "classy",
-        "puppy",
-        "snow-white",
-        "disney-princess",
-        "mona-lisa",
-        "painting",
-        "pirate-captain",
-        "princess",
-        "jungle",
-        "samurai",
-        "vip",
-        "warrior",
-        "zen",
-        "assassin",
-        "timelapse",
-        "tsunami",
-        "fire",
-        "zoom-call",
-        "doom-fps",
-        "fus-ro-dah",
-        "hug-jesus",
-        "robot-face-reveal",
-        "super-saiyan",
-        "jumpscare",
-        "laughing",
-        "cartoon-jaw-drop",
-        "crying",
-        "kissing",
-        "angry-face",
-        "selfie-younger-self",
-        "animeify",
-        "blast",
-    ] = "cakeify",
+    effect_type: EffectType = "cakeify",
     num_frames: int = 81,
     frames_per_second: int = 16,
     seed: int | None = None,
@@ -387,8 +305,8 @@ def run(
     num_inference_steps: int = 30,
     lora_scale: float = 1,
     turbo_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -396,73 +314,63 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        subject: The subject to insert into the predefined prompt template for the
+            selected effect. Required.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        effect_type: The type of effect to apply to the video. Defaults to `"cakeify"`.
+        num_frames: Number of frames to generate. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Between 5 and 24.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the output video. Defaults to `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        lora_scale: The scale of the LoRA weight. Used to adjust effect intensity.
+            Between 0.1 and 2.0. Defaults to `1`.
+        turbo_mode: Whether to use turbo mode. If True, the video will be generated
+            faster but with lower quality. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     subject: str,
     image_url: FileInput,
-    effect_type: Literal[
-        "squish",
-        "muscle",
-        "inflate",
-        "crush",
-        "rotate",
-        "gun-shooting",
-        "deflate",
-        "cakeify",
-        "hulk",
-        "baby",
-        "bride",
-        "classy",
-        "puppy",
-        "snow-white",
-        "disney-princess",
-        "mona-lisa",
-        "painting",
-        "pirate-captain",
-        "princess",
-        "jungle",
-        "samurai",
-        "vip",
-        "warrior",
-        "zen",
-        "assassin",
-        "timelapse",
-        "tsunami",
-        "fire",
-        "zoom-call",
-        "doom-fps",
-        "fus-ro-dah",
-        "hug-jesus",
-        "robot-face-reveal",
-        "super-saiyan",
-        "jumpscare",
-        "laughing",
-        "cartoon-jaw-drop",
-        "crying",
-        "kissing",
-        "angry-face",
-        "selfie-younger-self",
-        "animeify",
-        "blast",
-    ] = "cakeify",
+    effect_type: EffectType = "cakeify",
     num_frames: int = 81,
     frames_per_second: int = 16,
     seed: int | None = None,
@@ -470,82 +378,73 @@ async def submit_async(
     num_inference_steps: int = 30,
     lora_scale: float = 1,
     turbo_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        subject: The subject to insert into the predefined prompt template for the
+            selected effect. Required.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        effect_type: The type of effect to apply to the video. Defaults to `"cakeify"`.
+        num_frames: Number of frames to generate. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Between 5 and 24.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the output video. Defaults to `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        lora_scale: The scale of the LoRA weight. Used to adjust effect intensity.
+            Between 0.1 and 2.0. Defaults to `1`.
+        turbo_mode: Whether to use turbo mode. If True, the video will be generated
+            faster but with lower quality. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     subject: str,
     image_url: FileInput,
-    effect_type: Literal[
-        "squish",
-        "muscle",
-        "inflate",
-        "crush",
-        "rotate",
-        "gun-shooting",
-        "deflate",
-        "cakeify",
-        "hulk",
-        "baby",
-        "bride",
-        "classy",
-        "puppy",
-        "snow-white",
-        "disney-princess",
-        "mona-lisa",
-        "painting",
-        "pirate-captain",
-        "princess",
-        "jungle",
-        "samurai",
-        "vip",
-        "warrior",
-        "zen",
-        "assassin",
-        "timelapse",
-        "tsunami",
-        "fire",
-        "zoom-call",
-        "doom-fps",
-        "fus-ro-dah",
-        "hug-jesus",
-        "robot-face-reveal",
-        "super-saiyan",
-        "jumpscare",
-        "laughing",
-        "cartoon-jaw-drop",
-        "crying",
-        "kissing",
-        "angry-face",
-        "selfie-younger-self",
-        "animeify",
-        "blast",
-    ] = "cakeify",
+    effect_type: EffectType = "cakeify",
     num_frames: int = 81,
     frames_per_second: int = 16,
     seed: int | None = None,
@@ -553,8 +452,8 @@ async def subscribe_async(
     num_inference_steps: int = 30,
     lora_scale: float = 1,
     turbo_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -562,73 +461,63 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        subject: The subject to insert into the predefined prompt template for the
+            selected effect. Required.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        effect_type: The type of effect to apply to the video. Defaults to `"cakeify"`.
+        num_frames: Number of frames to generate. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Between 5 and 24.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the output video. Defaults to `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        lora_scale: The scale of the LoRA weight. Used to adjust effect intensity.
+            Between 0.1 and 2.0. Defaults to `1`.
+        turbo_mode: Whether to use turbo mode. If True, the video will be generated
+            faster but with lower quality. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     subject: str,
     image_url: FileInput,
-    effect_type: Literal[
-        "squish",
-        "muscle",
-        "inflate",
-        "crush",
-        "rotate",
-        "gun-shooting",
-        "deflate",
-        "cakeify",
-        "hulk",
-        "baby",
-        "bride",
-        "classy",
-        "puppy",
-        "snow-white",
-        "disney-princess",
-        "mona-lisa",
-        "painting",
-        "pirate-captain",
-        "princess",
-        "jungle",
-        "samurai",
-        "vip",
-        "warrior",
-        "zen",
-        "assassin",
-        "timelapse",
-        "tsunami",
-        "fire",
-        "zoom-call",
-        "doom-fps",
-        "fus-ro-dah",
-        "hug-jesus",
-        "robot-face-reveal",
-        "super-saiyan",
-        "jumpscare",
-        "laughing",
-        "cartoon-jaw-drop",
-        "crying",
-        "kissing",
-        "angry-face",
-        "selfie-younger-self",
-        "animeify",
-        "blast",
-    ] = "cakeify",
+    effect_type: EffectType = "cakeify",
     num_frames: int = 81,
     frames_per_second: int = 16,
     seed: int | None = None,
@@ -636,8 +525,8 @@ async def run_async(
     num_inference_steps: int = 30,
     lora_scale: float = 1,
     turbo_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -645,8 +534,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        subject: The subject to insert into the predefined prompt template for the
+            selected effect. Required.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        effect_type: The type of effect to apply to the video. Defaults to `"cakeify"`.
+        num_frames: Number of frames to generate. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Between 5 and 24.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the output video. Defaults to `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        lora_scale: The scale of the LoRA weight. Used to adjust effect intensity.
+            Between 0.1 and 2.0. Defaults to `1`.
+        turbo_mode: Whether to use turbo mode. If True, the video will be generated
+            faster but with lower quality. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

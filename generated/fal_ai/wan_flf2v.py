@@ -5,104 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
-    )
-    """Negative prompt for video generation."""
-    start_image_url: Annotated[FileInput, Field(title="Start Image Url")]
-    """URL of the starting image. If the input image does not match the chosen aspect ratio, it is resized and center cropped."""
-    end_image_url: Annotated[FileInput, Field(title="End Image Url")]
-    """URL of the ending image. If the input image does not match the chosen aspect ratio, it is resized and center cropped."""
-    num_frames: Annotated[int | None, Field(ge=81, le=100, title="Num Frames")] = 81
-    """Number of frames to generate. Must be between 81 to 100 (inclusive). If the number of frames is greater than 81, the video will be generated with 1.25x more billing units."""
-    frames_per_second: Annotated[
-        int | None, Field(ge=5, le=24, title="Frames Per Second")
-    ] = 16
-    """Frames per second of the generated video. Must be between 5 to 24."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "720p"
-    """Resolution of the generated video (480p or 720p). 480p is 0.5 billing units, and 720p is 1 billing unit."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=40, title="Num Inference Steps")
-    ] = 30
-    """Number of inference steps for sampling. Higher values give better quality but take longer."""
-    guide_scale: Annotated[float, Field(ge=1.0, le=10.0, title="Guide Scale")] = 5
-    """Classifier-free guidance scale. Higher values give better adherence to the prompt but may decrease quality."""
-    shift: Annotated[float, Field(ge=1.0, le=10.0, title="Shift")] = 5
-    """Shift parameter for video generation."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """If set to true, the safety checker will be enabled."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion."""
-    acceleration: Annotated[Literal["none", "regular"], Field(title="Acceleration")] = (
-        "regular"
-    )
-    """Acceleration level to use. The more acceleration, the faster the generation, but with lower quality. The recommended value is 'regular'."""
-    aspect_ratio: Annotated[
-        Literal["auto", "16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """Aspect ratio of the generated video. If 'auto', the aspect ratio will be determined automatically based on the input image."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "File",
     "Input",
     "Output",
@@ -115,26 +32,95 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-flf2v"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["auto", "16:9", "9:16", "1:1"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt to guide video generation."""
+    negative_prompt: str = (
+        "bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
+    )
+    """Negative prompt for video generation."""
+    start_image_url: FileInput
+    """URL of the starting image. If the input image does not match the chosen aspect
+    ratio, it is resized and center cropped."""
+    end_image_url: FileInput
+    """URL of the ending image. If the input image does not match the chosen aspect
+    ratio, it is resized and center cropped."""
+    num_frames: Annotated[int | None, Field(ge=81, le=100)] = 81
+    """Number of frames to generate. Must be between 81 to 100 (inclusive). If the
+    number of frames is greater than 81, the video will be generated with 1.25x more
+    billing units."""
+    frames_per_second: Annotated[int | None, Field(ge=5, le=24)] = 16
+    """Frames per second of the generated video. Must be between 5 to 24."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    resolution: Literal["480p", "720p"] = "720p"
+    """Resolution of the generated video (480p or 720p). 480p is 0.5 billing units, and
+    720p is 1 billing unit."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=40)] = 30
+    """Number of inference steps for sampling. Higher values give better quality but
+    take longer."""
+    guide_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 5
+    """Classifier-free guidance scale. Higher values give better adherence to the prompt
+    but may decrease quality."""
+    shift: Annotated[float, Field(ge=1.0, le=10.0)] = 5
+    """Shift parameter for video generation."""
+    enable_safety_checker: bool = False
+    """If set to true, the safety checker will be enabled."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion."""
+    acceleration: Literal["none", "regular"] = "regular"
+    """Acceleration level to use. The more acceleration, the faster the generation, but
+    with lower quality. The recommended value is 'regular'."""
+    aspect_ratio: AspectRatio = "auto"
+    """Aspect ratio of the generated video. If 'auto', the aspect ratio will be
+    determined automatically based on the input image."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["start_image_url", "end_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -151,34 +137,93 @@ def submit(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        start_image_url: URL of the starting image. If the input image does not match
+            the chosen aspect ratio, it is resized and center cropped. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        end_image_url: URL of the ending image. If the input image does not match the
+            chosen aspect ratio, it is resized and center cropped. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        guide_scale: Classifier-free guidance scale. Higher values give better adherence
+            to the prompt but may decrease quality. Between 1.0 and 10.0. Defaults to
+            `5`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -195,9 +240,9 @@ def subscribe(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -205,24 +250,82 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        start_image_url: URL of the starting image. If the input image does not match
+            the chosen aspect ratio, it is resized and center cropped. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        end_image_url: URL of the ending image. If the input image does not match the
+            chosen aspect ratio, it is resized and center cropped. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        guide_scale: Classifier-free guidance scale. Higher values give better adherence
+            to the prompt but may decrease quality. Between 1.0 and 10.0. Defaults to
+            `5`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -239,9 +342,9 @@ def run(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -249,24 +352,82 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        start_image_url: URL of the starting image. If the input image does not match
+            the chosen aspect ratio, it is resized and center cropped. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        end_image_url: URL of the ending image. If the input image does not match the
+            chosen aspect ratio, it is resized and center cropped. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        guide_scale: Classifier-free guidance scale. Higher values give better adherence
+            to the prompt but may decrease quality. Between 1.0 and 10.0. Defaults to
+            `5`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -283,34 +444,93 @@ async def submit_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        start_image_url: URL of the starting image. If the input image does not match
+            the chosen aspect ratio, it is resized and center cropped. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        end_image_url: URL of the ending image. If the input image does not match the
+            chosen aspect ratio, it is resized and center cropped. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        guide_scale: Classifier-free guidance scale. Higher values give better adherence
+            to the prompt but may decrease quality. Between 1.0 and 10.0. Defaults to
+            `5`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -327,9 +547,9 @@ async def subscribe_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -337,24 +557,82 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        start_image_url: URL of the starting image. If the input image does not match
+            the chosen aspect ratio, it is resized and center cropped. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        end_image_url: URL of the ending image. If the input image does not match the
+            chosen aspect ratio, it is resized and center cropped. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        guide_scale: Classifier-free guidance scale. Higher values give better adherence
+            to the prompt but may decrease quality. Between 1.0 and 10.0. Defaults to
+            `5`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -371,9 +649,9 @@ async def run_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -381,8 +659,66 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        start_image_url: URL of the starting image. If the input image does not match
+            the chosen aspect ratio, it is resized and center cropped. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        end_image_url: URL of the ending image. If the input image does not match the
+            chosen aspect ratio, it is resized and center cropped. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        guide_scale: Classifier-free guidance scale. Higher values give better adherence
+            to the prompt but may decrease quality. Between 1.0 and 10.0. Defaults to
+            `5`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,88 +5,15 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
-    )
-    """Negative prompt for video generation."""
-    num_frames: Annotated[int | None, Field(ge=81, le=100, title="Num Frames")] = 81
-    """Number of frames to generate. Must be between 81 to 100 (inclusive)."""
-    frames_per_second: Annotated[
-        int | None, Field(ge=5, le=24, title="Frames Per Second")
-    ] = 16
-    """Frames per second of the generated video. Must be between 5 to 24."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    resolution: Annotated[
-        Literal["480p", "580p", "720p"], Field(title="Resolution")
-    ] = "720p"
-    """Resolution of the generated video (480p, 580p, or 720p)."""
-    aspect_ratio: Annotated[Literal["9:16", "16:9"], Field(title="Aspect Ratio")] = (
-        "16:9"
-    )
-    """Aspect ratio of the generated video (16:9 or 9:16)."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=40, title="Num Inference Steps")
-    ] = 30
-    """Number of inference steps for sampling. Higher values give better quality but take longer."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """If set to true, the safety checker will be enabled."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion."""
-    turbo_mode: Annotated[bool, Field(title="Turbo Mode")] = False
-    """If true, the video will be generated faster with no noticeable degradation in the visual quality."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -103,25 +30,76 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-t2v"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt to guide video generation."""
+    negative_prompt: str = (
+        "bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
+    )
+    """Negative prompt for video generation."""
+    num_frames: Annotated[int | None, Field(ge=81, le=100)] = 81
+    """Number of frames to generate. Must be between 81 to 100 (inclusive)."""
+    frames_per_second: Annotated[int | None, Field(ge=5, le=24)] = 16
+    """Frames per second of the generated video. Must be between 5 to 24."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    resolution: Literal["480p", "580p", "720p"] = "720p"
+    """Resolution of the generated video (480p, 580p, or 720p)."""
+    aspect_ratio: Literal["9:16", "16:9"] = "16:9"
+    """Aspect ratio of the generated video (16:9 or 9:16)."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=40)] = 30
+    """Number of inference steps for sampling. Higher values give better quality but
+    take longer."""
+    enable_safety_checker: bool = False
+    """If set to true, the safety checker will be enabled."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion."""
+    turbo_mode: bool = False
+    """If true, the video will be generated faster with no noticeable degradation in the
+    visual quality."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -135,33 +113,77 @@ def submit(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        turbo_mode: If true, the video will be generated faster with no noticeable
+            degradation in the visual quality. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -175,8 +197,8 @@ def subscribe(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -184,24 +206,67 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        turbo_mode: If true, the video will be generated faster with no noticeable
+            degradation in the visual quality. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -215,8 +280,8 @@ def run(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -224,24 +289,67 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        turbo_mode: If true, the video will be generated faster with no noticeable
+            degradation in the visual quality. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -255,33 +363,77 @@ async def submit_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        turbo_mode: If true, the video will be generated faster with no noticeable
+            degradation in the visual quality. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -295,8 +447,8 @@ async def subscribe_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -304,24 +456,67 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        turbo_mode: If true, the video will be generated faster with no noticeable
+            degradation in the visual quality. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -335,8 +530,8 @@ async def run_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -344,8 +539,51 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Between 81 and 100. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        turbo_mode: If true, the video will be generated faster with no noticeable
+            degradation in the visual quality. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

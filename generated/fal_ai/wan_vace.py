@@ -5,107 +5,17 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
-    )
-    """Negative prompt for video generation."""
-    num_frames: Annotated[int | None, Field(ge=81, le=240, title="Num Frames")] = 81
-    """Number of frames to generate. Must be between 81 to 100 (inclusive). Works only with only reference images as input if source video or mask video is provided output len would be same as source up to 241 frames"""
-    frames_per_second: Annotated[
-        int | None, Field(ge=5, le=24, title="Frames Per Second")
-    ] = 16
-    """Frames per second of the generated video. Must be between 5 to 24."""
-    task: Annotated[Literal["depth", "inpainting"], Field(title="Task")] = "depth"
-    """Task type for the model."""
-    shift: Annotated[float, Field(ge=1.0, le=10.0, title="Shift")] = 5
-    """Shift parameter for video generation."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    resolution: Annotated[
-        Literal["480p", "580p", "720p"], Field(title="Resolution")
-    ] = "720p"
-    """Resolution of the generated video (480p,580p, or 720p)."""
-    aspect_ratio: Annotated[
-        Literal["auto", "9:16", "16:9"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """Aspect ratio of the generated video (16:9 or 9:16)."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=40, title="Num Inference Steps")
-    ] = 30
-    """Number of inference steps for sampling. Higher values give better quality but take longer."""
-    video_url: Annotated[FileInput | None, Field(title="Video Url")] = None
-    """URL to the source video file. If provided, the model will use this video as a reference."""
-    mask_video_url: Annotated[FileInput | None, Field(title="Mask Video Url")] = None
-    """URL to the source mask file. If provided, the model will use this mask as a reference."""
-    mask_image_url: Annotated[FileInput | None, Field(title="Mask Image Url")] = None
-    """URL to the guiding mask file. If provided, the model will use this mask as a reference to create masked video. If provided mask video url will be ignored."""
-    ref_image_urls: Annotated[list[FileInput] | None, Field(title="Ref Image Urls")] = (
-        None
-    )
-    """Urls to source reference image. If provided, the model will use this image as reference."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """If set to true, the safety checker will be enabled."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion."""
-    preprocess: Annotated[bool, Field(title="Preprocess")] = False
-    """Whether to preprocess the input video."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -122,26 +32,94 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-vace"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt to guide video generation."""
+    negative_prompt: str = (
+        "bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
+    )
+    """Negative prompt for video generation."""
+    num_frames: Annotated[int | None, Field(ge=81, le=240)] = 81
+    """Number of frames to generate. Must be between 81 to 100 (inclusive). Works only
+    with only reference images as input if source video or mask video is provided output
+    len would be same as source up to 241 frames"""
+    frames_per_second: Annotated[int | None, Field(ge=5, le=24)] = 16
+    """Frames per second of the generated video. Must be between 5 to 24."""
+    task: Literal["depth", "inpainting"] = "depth"
+    """Task type for the model."""
+    shift: Annotated[float, Field(ge=1.0, le=10.0)] = 5
+    """Shift parameter for video generation."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    resolution: Literal["480p", "580p", "720p"] = "720p"
+    """Resolution of the generated video (480p,580p, or 720p)."""
+    aspect_ratio: Literal["auto", "9:16", "16:9"] = "16:9"
+    """Aspect ratio of the generated video (16:9 or 9:16)."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=40)] = 30
+    """Number of inference steps for sampling. Higher values give better quality but
+    take longer."""
+    video_url: FileInput | None = None
+    """URL to the source video file. If provided, the model will use this video as a
+    reference."""
+    mask_video_url: FileInput | None = None
+    """URL to the source mask file. If provided, the model will use this mask as a
+    reference."""
+    mask_image_url: FileInput | None = None
+    """URL to the guiding mask file. If provided, the model will use this mask as a
+    reference to create masked video. If provided mask video url will be ignored."""
+    ref_image_urls: list[FileInput] | None = None
+    """Urls to source reference image. If provided, the model will use this image as
+    reference."""
+    enable_safety_checker: bool = False
+    """If set to true, the safety checker will be enabled."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion."""
+    preprocess: bool = False
+    """Whether to preprocess the input video."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "mask_video_url", "mask_image_url", "ref_image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -157,37 +135,98 @@ def submit(
     video_url: FileInput | None = None,
     mask_video_url: FileInput | None = None,
     mask_image_url: FileInput | None = None,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Works only with only reference images as input if source video or mask video
+            is provided output len would be same as source up to 241 frames. Between 81
+            and 240. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        task: Task type for the model. Defaults to `"depth"`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p,580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        video_url: URL to the source video file. If provided, the model will use this
+            video as a reference. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        mask_video_url: URL to the source mask file. If provided, the model will use
+            this mask as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        mask_image_url: URL to the guiding mask file. If provided, the model will use
+            this mask as a reference to create masked video. If provided mask video url
+            will be ignored. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        ref_image_urls: Urls to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -203,12 +242,12 @@ def subscribe(
     video_url: FileInput | None = None,
     mask_video_url: FileInput | None = None,
     mask_image_url: FileInput | None = None,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -216,24 +255,84 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Works only with only reference images as input if source video or mask video
+            is provided output len would be same as source up to 241 frames. Between 81
+            and 240. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        task: Task type for the model. Defaults to `"depth"`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p,580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        video_url: URL to the source video file. If provided, the model will use this
+            video as a reference. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        mask_video_url: URL to the source mask file. If provided, the model will use
+            this mask as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        mask_image_url: URL to the guiding mask file. If provided, the model will use
+            this mask as a reference to create masked video. If provided mask video url
+            will be ignored. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        ref_image_urls: Urls to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -249,12 +348,12 @@ def run(
     video_url: FileInput | None = None,
     mask_video_url: FileInput | None = None,
     mask_image_url: FileInput | None = None,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -262,24 +361,84 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Works only with only reference images as input if source video or mask video
+            is provided output len would be same as source up to 241 frames. Between 81
+            and 240. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        task: Task type for the model. Defaults to `"depth"`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p,580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        video_url: URL to the source video file. If provided, the model will use this
+            video as a reference. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        mask_video_url: URL to the source mask file. If provided, the model will use
+            this mask as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        mask_image_url: URL to the guiding mask file. If provided, the model will use
+            this mask as a reference to create masked video. If provided mask video url
+            will be ignored. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        ref_image_urls: Urls to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -295,37 +454,98 @@ async def submit_async(
     video_url: FileInput | None = None,
     mask_video_url: FileInput | None = None,
     mask_image_url: FileInput | None = None,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Works only with only reference images as input if source video or mask video
+            is provided output len would be same as source up to 241 frames. Between 81
+            and 240. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        task: Task type for the model. Defaults to `"depth"`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p,580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        video_url: URL to the source video file. If provided, the model will use this
+            video as a reference. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        mask_video_url: URL to the source mask file. If provided, the model will use
+            this mask as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        mask_image_url: URL to the guiding mask file. If provided, the model will use
+            this mask as a reference to create masked video. If provided mask video url
+            will be ignored. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        ref_image_urls: Urls to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -341,12 +561,12 @@ async def subscribe_async(
     video_url: FileInput | None = None,
     mask_video_url: FileInput | None = None,
     mask_image_url: FileInput | None = None,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -354,24 +574,84 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Works only with only reference images as input if source video or mask video
+            is provided output len would be same as source up to 241 frames. Between 81
+            and 240. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        task: Task type for the model. Defaults to `"depth"`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p,580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        video_url: URL to the source video file. If provided, the model will use this
+            video as a reference. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        mask_video_url: URL to the source mask file. If provided, the model will use
+            this mask as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        mask_image_url: URL to the guiding mask file. If provided, the model will use
+            this mask as a reference to create masked video. If provided mask video url
+            will be ignored. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        ref_image_urls: Urls to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -387,12 +667,12 @@ async def run_async(
     video_url: FileInput | None = None,
     mask_video_url: FileInput | None = None,
     mask_image_url: FileInput | None = None,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -400,8 +680,68 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"bright
+            colors, overexposed, static, blurred details, subtitles, style, artwork,
+            painting, picture, still, overall gray, worst quality, low quality, JPEG
+            compression residue, ugly, incomplete, extra fingers, poorly drawn hands,
+            poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers,
+            still picture, cluttered background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: Number of frames to generate. Must be between 81 to 100 (inclusive).
+            Works only with only reference images as input if source video or mask video
+            is provided output len would be same as source up to 241 frames. Between 81
+            and 240. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 24. Between 5 and 24. Defaults to `16`.
+        task: Task type for the model. Defaults to `"depth"`.
+        shift: Shift parameter for video generation. Between 1.0 and 10.0. Defaults to
+            `5`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p,580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `30`.
+        video_url: URL to the source video file. If provided, the model will use this
+            video as a reference. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        mask_video_url: URL to the source mask file. If provided, the model will use
+            this mask as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        mask_image_url: URL to the guiding mask file. If provided, the model will use
+            this mask as a reference to create masked video. If provided mask video url
+            will be ignored. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        ref_image_urls: Urls to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,80 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input parameters for Wan Vision Enhancer (Video-to-Video)"""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """The URL of the video to enhance with Wan Video. Maximum 200MB file size. Videos longer than 500 frames will have only the first 500 frames processed (~8-21 seconds depending on fps)."""
-    target_resolution: Annotated[
-        Literal["720p", "1080p"], Field(title="Output Resolution")
-    ] = "720p"
-    """Target output resolution for the enhanced video. 720p (native, fast) or 1080p (upscaled, slower). Processing is always done at 720p, then upscaled if 1080p selected."""
-    creativity: Annotated[int, Field(ge=0, le=4, title="Creativity")] = 1
-    """Controls how much the model enhances/changes the video. 0 = Minimal change (preserves original), 1 = Subtle enhancement (default), 2 = Medium enhancement, 3 = Strong enhancement, 4 = Maximum enhancement."""
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """Optional prompt to prepend to the VLM-generated description. Leave empty to use only the auto-generated description from the video."""
-    negative_prompt: Annotated[str | None, Field(title="Negative Prompt")] = (
-        "oversaturated, overexposed, static, blurry details, subtitles, stylized, artwork, painting, still frame, overall gray, worst quality, low quality, JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly drawn face, deformed, disfigured, malformed limbs, fused fingers, static motion, cluttered background, three legs, crowded background, walking backwards"
-    )
-    """Negative prompt to avoid unwanted features."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If not provided, a random seed will be used."""
-
-
-class Output(FalModel):
-    """Output from Wan Vision Enhancer"""
-
-    video: File
-    """The enhanced video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """The timings of the different steps in the workflow."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -95,26 +31,78 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-vision-enhancer"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input parameters for Wan Vision Enhancer (Video-to-Video)"""
+
+    video_url: FileInput
+    """The URL of the video to enhance with Wan Video. Maximum 200MB file size. Videos
+    longer than 500 frames will have only the first 500 frames processed (~8-21 seconds
+    depending on fps)."""
+    target_resolution: Literal["720p", "1080p"] = "720p"
+    """Target output resolution for the enhanced video. 720p (native, fast) or 1080p
+    (upscaled, slower). Processing is always done at 720p, then upscaled if 1080p
+    selected."""
+    creativity: Annotated[int, Field(ge=0, le=4)] = 1
+    """Controls how much the model enhances/changes the video. 0 = Minimal change
+    (preserves original), 1 = Subtle enhancement (default), 2 = Medium enhancement, 3 =
+    Strong enhancement, 4 = Maximum enhancement."""
+    prompt: str | None = None
+    """Optional prompt to prepend to the VLM-generated description. Leave empty to use
+    only the auto-generated description from the video."""
+    negative_prompt: str | None = (
+        "oversaturated, overexposed, static, blurry details, subtitles, stylized, artwork, painting, still frame, overall gray, worst quality, low quality, JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly drawn face, deformed, disfigured, malformed limbs, fused fingers, static motion, cluttered background, three legs, crowded background, walking backwards"
+    )
+    """Negative prompt to avoid unwanted features."""
+    seed: int | None = None
+    """Random seed for reproducibility. If not provided, a random seed will be used."""
+
+
+class Output(FalModel):
+    """Output from Wan Vision Enhancer"""
+
+    video: File
+    """The enhanced video file."""
+    seed: int
+    """The seed used for generation."""
+    timings: dict[str, float]
+    """The timings of the different steps in the workflow."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -125,33 +113,74 @@ def submit(
         str | None
     ) = "oversaturated, overexposed, static, blurry details, subtitles, stylized, artwork, painting, still frame, overall gray, worst quality, low quality, JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly drawn face, deformed, disfigured, malformed limbs, fused fingers, static motion, cluttered background, three legs, crowded background, walking backwards",
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to enhance with Wan Video. Maximum 200MB file
+            size. Videos longer than 500 frames will have only the first 500 frames
+            processed (~8-21 seconds depending on fps). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: Target output resolution for the enhanced video. 720p
+            (native, fast) or 1080p (upscaled, slower). Processing is always done at
+            720p, then upscaled if 1080p selected. Defaults to `"720p"`.
+        creativity: Controls how much the model enhances/changes the video. 0 = Minimal
+            change (preserves original), 1 = Subtle enhancement (default), 2 = Medium
+            enhancement, 3 = Strong enhancement, 4 = Maximum enhancement. Between 0 and
+            4. Defaults to `1`.
+        prompt: Optional prompt to prepend to the VLM-generated description. Leave empty
+            to use only the auto-generated description from the video. Defaults to
+            `None`.
+        negative_prompt: Negative prompt to avoid unwanted features. Defaults to
+            `"oversaturated, overexposed, static, blurry details, subtitles, stylized,
+            artwork, painting, still frame, overall gray, worst quality, low quality,
+            JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly
+            drawn face, deformed, disfigured, malformed limbs, fused fingers, static
+            motion, cluttered background, three legs, crowded background, walking
+            backwards"`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -162,8 +191,8 @@ def subscribe(
         str | None
     ) = "oversaturated, overexposed, static, blurry details, subtitles, stylized, artwork, painting, still frame, overall gray, worst quality, low quality, JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly drawn face, deformed, disfigured, malformed limbs, fused fingers, static motion, cluttered background, three legs, crowded background, walking backwards",
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -171,24 +200,64 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to enhance with Wan Video. Maximum 200MB file
+            size. Videos longer than 500 frames will have only the first 500 frames
+            processed (~8-21 seconds depending on fps). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: Target output resolution for the enhanced video. 720p
+            (native, fast) or 1080p (upscaled, slower). Processing is always done at
+            720p, then upscaled if 1080p selected. Defaults to `"720p"`.
+        creativity: Controls how much the model enhances/changes the video. 0 = Minimal
+            change (preserves original), 1 = Subtle enhancement (default), 2 = Medium
+            enhancement, 3 = Strong enhancement, 4 = Maximum enhancement. Between 0 and
+            4. Defaults to `1`.
+        prompt: Optional prompt to prepend to the VLM-generated description. Leave empty
+            to use only the auto-generated description from the video. Defaults to
+            `None`.
+        negative_prompt: Negative prompt to avoid unwanted features. Defaults to
+            `"oversaturated, overexposed, static, blurry details, subtitles, stylized,
+            artwork, painting, still frame, overall gray, worst quality, low quality,
+            JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly
+            drawn face, deformed, disfigured, malformed limbs, fused fingers, static
+            motion, cluttered background, three legs, crowded background, walking
+            backwards"`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -199,8 +268,8 @@ def run(
         str | None
     ) = "oversaturated, overexposed, static, blurry details, subtitles, stylized, artwork, painting, still frame, overall gray, worst quality, low quality, JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly drawn face, deformed, disfigured, malformed limbs, fused fingers, static motion, cluttered background, three legs, crowded background, walking backwards",
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -208,24 +277,64 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to enhance with Wan Video. Maximum 200MB file
+            size. Videos longer than 500 frames will have only the first 500 frames
+            processed (~8-21 seconds depending on fps). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: Target output resolution for the enhanced video. 720p
+            (native, fast) or 1080p (upscaled, slower). Processing is always done at
+            720p, then upscaled if 1080p selected. Defaults to `"720p"`.
+        creativity: Controls how much the model enhances/changes the video. 0 = Minimal
+            change (preserves original), 1 = Subtle enhancement (default), 2 = Medium
+            enhancement, 3 = Strong enhancement, 4 = Maximum enhancement. Between 0 and
+            4. Defaults to `1`.
+        prompt: Optional prompt to prepend to the VLM-generated description. Leave empty
+            to use only the auto-generated description from the video. Defaults to
+            `None`.
+        negative_prompt: Negative prompt to avoid unwanted features. Defaults to
+            `"oversaturated, overexposed, static, blurry details, subtitles, stylized,
+            artwork, painting, still frame, overall gray, worst quality, low quality,
+            JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly
+            drawn face, deformed, disfigured, malformed limbs, fused fingers, static
+            motion, cluttered background, three legs, crowded background, walking
+            backwards"`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -236,33 +345,74 @@ async def submit_async(
         str | None
     ) = "oversaturated, overexposed, static, blurry details, subtitles, stylized, artwork, painting, still frame, overall gray, worst quality, low quality, JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly drawn face, deformed, disfigured, malformed limbs, fused fingers, static motion, cluttered background, three legs, crowded background, walking backwards",
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to enhance with Wan Video. Maximum 200MB file
+            size. Videos longer than 500 frames will have only the first 500 frames
+            processed (~8-21 seconds depending on fps). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: Target output resolution for the enhanced video. 720p
+            (native, fast) or 1080p (upscaled, slower). Processing is always done at
+            720p, then upscaled if 1080p selected. Defaults to `"720p"`.
+        creativity: Controls how much the model enhances/changes the video. 0 = Minimal
+            change (preserves original), 1 = Subtle enhancement (default), 2 = Medium
+            enhancement, 3 = Strong enhancement, 4 = Maximum enhancement. Between 0 and
+            4. Defaults to `1`.
+        prompt: Optional prompt to prepend to the VLM-generated description. Leave empty
+            to use only the auto-generated description from the video. Defaults to
+            `None`.
+        negative_prompt: Negative prompt to avoid unwanted features. Defaults to
+            `"oversaturated, overexposed, static, blurry details, subtitles, stylized,
+            artwork, painting, still frame, overall gray, worst quality, low quality,
+            JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly
+            drawn face, deformed, disfigured, malformed limbs, fused fingers, static
+            motion, cluttered background, three legs, crowded background, walking
+            backwards"`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -273,8 +423,8 @@ async def subscribe_async(
         str | None
     ) = "oversaturated, overexposed, static, blurry details, subtitles, stylized, artwork, painting, still frame, overall gray, worst quality, low quality, JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly drawn face, deformed, disfigured, malformed limbs, fused fingers, static motion, cluttered background, three legs, crowded background, walking backwards",
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -282,24 +432,64 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to enhance with Wan Video. Maximum 200MB file
+            size. Videos longer than 500 frames will have only the first 500 frames
+            processed (~8-21 seconds depending on fps). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: Target output resolution for the enhanced video. 720p
+            (native, fast) or 1080p (upscaled, slower). Processing is always done at
+            720p, then upscaled if 1080p selected. Defaults to `"720p"`.
+        creativity: Controls how much the model enhances/changes the video. 0 = Minimal
+            change (preserves original), 1 = Subtle enhancement (default), 2 = Medium
+            enhancement, 3 = Strong enhancement, 4 = Maximum enhancement. Between 0 and
+            4. Defaults to `1`.
+        prompt: Optional prompt to prepend to the VLM-generated description. Leave empty
+            to use only the auto-generated description from the video. Defaults to
+            `None`.
+        negative_prompt: Negative prompt to avoid unwanted features. Defaults to
+            `"oversaturated, overexposed, static, blurry details, subtitles, stylized,
+            artwork, painting, still frame, overall gray, worst quality, low quality,
+            JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly
+            drawn face, deformed, disfigured, malformed limbs, fused fingers, static
+            motion, cluttered background, three legs, crowded background, walking
+            backwards"`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -310,8 +500,8 @@ async def run_async(
         str | None
     ) = "oversaturated, overexposed, static, blurry details, subtitles, stylized, artwork, painting, still frame, overall gray, worst quality, low quality, JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly drawn face, deformed, disfigured, malformed limbs, fused fingers, static motion, cluttered background, three legs, crowded background, walking backwards",
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -319,8 +509,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to enhance with Wan Video. Maximum 200MB file
+            size. Videos longer than 500 frames will have only the first 500 frames
+            processed (~8-21 seconds depending on fps). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: Target output resolution for the enhanced video. 720p
+            (native, fast) or 1080p (upscaled, slower). Processing is always done at
+            720p, then upscaled if 1080p selected. Defaults to `"720p"`.
+        creativity: Controls how much the model enhances/changes the video. 0 = Minimal
+            change (preserves original), 1 = Subtle enhancement (default), 2 = Medium
+            enhancement, 3 = Strong enhancement, 4 = Maximum enhancement. Between 0 and
+            4. Defaults to `1`.
+        prompt: Optional prompt to prepend to the VLM-generated description. Leave empty
+            to use only the auto-generated description from the video. Defaults to
+            `None`.
+        negative_prompt: Negative prompt to avoid unwanted features. Defaults to
+            `"oversaturated, overexposed, static, blurry details, subtitles, stylized,
+            artwork, painting, still frame, overall gray, worst quality, low quality,
+            JPEG artifacts, ugly, mutated, extra fingers, poorly drawn hands, poorly
+            drawn face, deformed, disfigured, malformed limbs, fused fingers, static
+            motion, cluttered background, three legs, crowded background, walking
+            backwards"`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,290 +5,20 @@ Category: text."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL of the audio file to transcribe. Supported formats: mp3, mp4, mpeg, mpga, m4a, wav or webm."""
-    task: Annotated[Literal["transcribe", "translate"], Field(title="Task")] = (
-        "transcribe"
-    )
-    """Task to perform on the audio file. Either transcribe or translate."""
-    language: Annotated[
-        Literal[
-            "af",
-            "am",
-            "ar",
-            "as",
-            "az",
-            "ba",
-            "be",
-            "bg",
-            "bn",
-            "bo",
-            "br",
-            "bs",
-            "ca",
-            "cs",
-            "cy",
-            "da",
-            "de",
-            "el",
-            "en",
-            "es",
-            "et",
-            "eu",
-            "fa",
-            "fi",
-            "fo",
-            "fr",
-            "gl",
-            "gu",
-            "ha",
-            "haw",
-            "he",
-            "hi",
-            "hr",
-            "ht",
-            "hu",
-            "hy",
-            "id",
-            "is",
-            "it",
-            "ja",
-            "jw",
-            "ka",
-            "kk",
-            "km",
-            "kn",
-            "ko",
-            "la",
-            "lb",
-            "ln",
-            "lo",
-            "lt",
-            "lv",
-            "mg",
-            "mi",
-            "mk",
-            "ml",
-            "mn",
-            "mr",
-            "ms",
-            "mt",
-            "my",
-            "ne",
-            "nl",
-            "nn",
-            "no",
-            "oc",
-            "pa",
-            "pl",
-            "ps",
-            "pt",
-            "ro",
-            "ru",
-            "sa",
-            "sd",
-            "si",
-            "sk",
-            "sl",
-            "sn",
-            "so",
-            "sq",
-            "sr",
-            "su",
-            "sv",
-            "sw",
-            "ta",
-            "te",
-            "tg",
-            "th",
-            "tk",
-            "tl",
-            "tr",
-            "tt",
-            "uk",
-            "ur",
-            "uz",
-            "vi",
-            "yi",
-            "yo",
-            "zh",
-        ]
-        | None,
-        Field(title="Language"),
-    ] = "en"
-    """
-    Language of the audio file.
-    If translate is selected as the task, the audio will be translated to
-    English, regardless of the language selected. If `None` is passed,
-    the language will be automatically detected. This will also increase
-    the inference time.
-    """
-    chunk_level: Annotated[Literal["segment"], Field(title="Chunk Level")] = "segment"
-    """Level of the chunks to return."""
-    max_segment_len: Annotated[int, Field(ge=10, le=29, title="Max Segment Len")] = 29
-    """Maximum speech segment duration in seconds before splitting."""
-    merge_chunks: Annotated[bool, Field(title="Merge Chunks")] = True
-    """Whether to merge consecutive chunks. When enabled, chunks are merged if their combined duration does not exceed max_segment_len."""
-    version: Annotated[Literal["3"], Field(title="Version")] = "3"
-    """Version of the model to use. All of the models are the Whisper large variant."""
-
-
-class Output(FalModel):
-    text: Annotated[str, Field(title="Text")]
-    """Transcription of the audio file"""
-    chunks: Annotated[list[WhisperChunk], Field(title="Chunks")]
-    """Timestamp chunks of the audio file"""
-    languages: Annotated[
-        list[
-            Literal[
-                "af",
-                "am",
-                "ar",
-                "as",
-                "az",
-                "ba",
-                "be",
-                "bg",
-                "bn",
-                "bo",
-                "br",
-                "bs",
-                "ca",
-                "cs",
-                "cy",
-                "da",
-                "de",
-                "el",
-                "en",
-                "es",
-                "et",
-                "eu",
-                "fa",
-                "fi",
-                "fo",
-                "fr",
-                "gl",
-                "gu",
-                "ha",
-                "haw",
-                "he",
-                "hi",
-                "hr",
-                "ht",
-                "hu",
-                "hy",
-                "id",
-                "is",
-                "it",
-                "ja",
-                "jw",
-                "ka",
-                "kk",
-                "km",
-                "kn",
-                "ko",
-                "la",
-                "lb",
-                "ln",
-                "lo",
-                "lt",
-                "lv",
-                "mg",
-                "mi",
-                "mk",
-                "ml",
-                "mn",
-                "mr",
-                "ms",
-                "mt",
-                "my",
-                "ne",
-                "nl",
-                "nn",
-                "no",
-                "oc",
-                "pa",
-                "pl",
-                "ps",
-                "pt",
-                "ro",
-                "ru",
-                "sa",
-                "sd",
-                "si",
-                "sk",
-                "sl",
-                "sn",
-                "so",
-                "sq",
-                "sr",
-                "su",
-                "sv",
-                "sw",
-                "ta",
-                "te",
-                "tg",
-                "th",
-                "tk",
-                "tl",
-                "tr",
-                "tt",
-                "uk",
-                "ur",
-                "uz",
-                "vi",
-                "yi",
-                "yo",
-                "zh",
-            ]
-        ],
-        Field(title="Languages"),
-    ]
-    """List of languages that the audio file is inferred to be. Defaults to null."""
-
-
-class WhisperChunk(FalModel):
-    timestamp: Annotated[tuple[float | None, float | None], Field(title="Timestamp")]
-    """Start and end timestamp of the chunk"""
-    text: Annotated[str, Field(title="Text")]
-    """Transcription of the chunk"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Language",
     "Input",
     "Output",
     "WhisperChunk",
@@ -301,279 +31,256 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wizper"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Language: TypeAlias = Literal[
+    "af",
+    "am",
+    "ar",
+    "as",
+    "az",
+    "ba",
+    "be",
+    "bg",
+    "bn",
+    "bo",
+    "br",
+    "bs",
+    "ca",
+    "cs",
+    "cy",
+    "da",
+    "de",
+    "el",
+    "en",
+    "es",
+    "et",
+    "eu",
+    "fa",
+    "fi",
+    "fo",
+    "fr",
+    "gl",
+    "gu",
+    "ha",
+    "haw",
+    "he",
+    "hi",
+    "hr",
+    "ht",
+    "hu",
+    "hy",
+    "id",
+    "is",
+    "it",
+    "ja",
+    "jw",
+    "ka",
+    "kk",
+    "km",
+    "kn",
+    "ko",
+    "la",
+    "lb",
+    "ln",
+    "lo",
+    "lt",
+    "lv",
+    "mg",
+    "mi",
+    "mk",
+    "ml",
+    "mn",
+    "mr",
+    "ms",
+    "mt",
+    "my",
+    "ne",
+    "nl",
+    "nn",
+    "no",
+    "oc",
+    "pa",
+    "pl",
+    "ps",
+    "pt",
+    "ro",
+    "ru",
+    "sa",
+    "sd",
+    "si",
+    "sk",
+    "sl",
+    "sn",
+    "so",
+    "sq",
+    "sr",
+    "su",
+    "sv",
+    "sw",
+    "ta",
+    "te",
+    "tg",
+    "th",
+    "tk",
+    "tl",
+    "tr",
+    "tt",
+    "uk",
+    "ur",
+    "uz",
+    "vi",
+    "yi",
+    "yo",
+    "zh",
+]
+
+
+class Input(FalModel):
+    audio_url: FileInput
+    """URL of the audio file to transcribe. Supported formats: mp3, mp4, mpeg, mpga,
+    m4a, wav or webm."""
+    task: Literal["transcribe", "translate"] = "transcribe"
+    """Task to perform on the audio file. Either transcribe or translate."""
+    language: Language | None = "en"
+    """
+    Language of the audio file.
+    If translate is selected as the task, the audio will be translated to
+    English, regardless of the language selected. If `None` is passed,
+    the language will be automatically detected. This will also increase
+    the inference time.
+    """
+    chunk_level: Literal["segment"] = "segment"
+    """Level of the chunks to return."""
+    max_segment_len: Annotated[int, Field(ge=10, le=29)] = 29
+    """Maximum speech segment duration in seconds before splitting."""
+    merge_chunks: bool = True
+    """Whether to merge consecutive chunks. When enabled, chunks are merged if their
+    combined duration does not exceed max_segment_len."""
+    version: Literal["3"] = "3"
+    """Version of the model to use. All of the models are the Whisper large variant."""
+
+
+class Output(FalModel):
+    text: str
+    """Transcription of the audio file"""
+    chunks: list[WhisperChunk]
+    """Timestamp chunks of the audio file"""
+    languages: list[Language]
+    """List of languages that the audio file is inferred to be. Defaults to null."""
+
+
+class WhisperChunk(FalModel):
+    timestamp: tuple[float | None, float | None]
+    """Start and end timestamp of the chunk"""
+    text: str
+    """Transcription of the chunk"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
     task: Literal["transcribe", "translate"] = "transcribe",
-    language: (
-        Literal[
-            "af",
-            "am",
-            "ar",
-            "as",
-            "az",
-            "ba",
-            "be",
-            "bg",
-            "bn",
-            "bo",
-            "br",
-            "bs",
-            "ca",
-            "cs",
-            "cy",
-            "da",
-            "de",
-            "el",
-            "en",
-            "es",
-            "et",
-            "eu",
-            "fa",
-            "fi",
-            "fo",
-            "fr",
-            "gl",
-            "gu",
-            "ha",
-            "haw",
-            "he",
-            "hi",
-            "hr",
-            "ht",
-            "hu",
-            "hy",
-            "id",
-            "is",
-            "it",
-            "ja",
-            "jw",
-            "ka",
-            "kk",
-            "km",
-            "kn",
-            "ko",
-            "la",
-            "lb",
-            "ln",
-            "lo",
-            "lt",
-            "lv",
-            "mg",
-            "mi",
-            "mk",
-            "ml",
-            "mn",
-            "mr",
-            "ms",
-            "mt",
-            "my",
-            "ne",
-            "nl",
-            "nn",
-            "no",
-            "oc",
-            "pa",
-            "pl",
-            "ps",
-            "pt",
-            "ro",
-            "ru",
-            "sa",
-            "sd",
-            "si",
-            "sk",
-            "sl",
-            "sn",
-            "so",
-            "sq",
-            "sr",
-            "su",
-            "sv",
-            "sw",
-            "ta",
-            "te",
-            "tg",
-            "th",
-            "tk",
-            "tl",
-            "tr",
-            "tt",
-            "uk",
-            "ur",
-            "uz",
-            "vi",
-            "yi",
-            "yo",
-            "zh",
-        ]
-        | None
-    ) = "en",
+    language: Language | None = "en",
     chunk_level: Literal["segment"] = "segment",
     max_segment_len: int = 29,
     merge_chunks: bool = True,
     version: Literal["3"] = "3",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav or webm. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        task: Task to perform on the audio file. Either transcribe or translate.
+            Defaults to `"transcribe"`.
+        language: Language of the audio file. If translate is selected as the task, the
+            audio will be translated to English, regardless of the language selected. If
+            `None` is passed, the language will be automatically detected. This will
+            also increase the inference time. Defaults to `"en"`.
+        chunk_level: Level of the chunks to return. Defaults to `"segment"`.
+        max_segment_len: Maximum speech segment duration in seconds before splitting.
+            Between 10 and 29. Defaults to `29`.
+        merge_chunks: Whether to merge consecutive chunks. When enabled, chunks are
+            merged if their combined duration does not exceed max_segment_len. Defaults
+            to `True`.
+        version: Version of the model to use. All of the models are the Whisper large
+            variant. Defaults to `"3"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
     task: Literal["transcribe", "translate"] = "transcribe",
-    language: (
-        Literal[
-            "af",
-            "am",
-            "ar",
-            "as",
-            "az",
-            "ba",
-            "be",
-            "bg",
-            "bn",
-            "bo",
-            "br",
-            "bs",
-            "ca",
-            "cs",
-            "cy",
-            "da",
-            "de",
-            "el",
-            "en",
-            "es",
-            "et",
-            "eu",
-            "fa",
-            "fi",
-            "fo",
-            "fr",
-            "gl",
-            "gu",
-            "ha",
-            "haw",
-            "he",
-            "hi",
-            "hr",
-            "ht",
-            "hu",
-            "hy",
-            "id",
-            "is",
-            "it",
-            "ja",
-            "jw",
-            "ka",
-            "kk",
-            "km",
-            "kn",
-            "ko",
-            "la",
-            "lb",
-            "ln",
-            "lo",
-            "lt",
-            "lv",
-            "mg",
-            "mi",
-            "mk",
-            "ml",
-            "mn",
-            "mr",
-            "ms",
-            "mt",
-            "my",
-            "ne",
-            "nl",
-            "nn",
-            "no",
-            "oc",
-            "pa",
-            "pl",
-            "ps",
-            "pt",
-            "ro",
-            "ru",
-            "sa",
-            "sd",
-            "si",
-            "sk",
-            "sl",
-            "sn",
-            "so",
-            "sq",
-            "sr",
-            "su",
-            "sv",
-            "sw",
-            "ta",
-            "te",
-            "tg",
-            "th",
-            "tk",
-            "tl",
-            "tr",
-            "tt",
-            "uk",
-            "ur",
-            "uz",
-            "vi",
-            "yi",
-            "yo",
-            "zh",
-        ]
-        | None
-    ) = "en",
+    language: Language | None = "en",
     chunk_level: Literal["segment"] = "segment",
     max_segment_len: int = 29,
     merge_chunks: bool = True,
     version: Literal["3"] = "3",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -581,138 +288,69 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav or webm. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        task: Task to perform on the audio file. Either transcribe or translate.
+            Defaults to `"transcribe"`.
+        language: Language of the audio file. If translate is selected as the task, the
+            audio will be translated to English, regardless of the language selected. If
+            `None` is passed, the language will be automatically detected. This will
+            also increase the inference time. Defaults to `"en"`.
+        chunk_level: Level of the chunks to return. Defaults to `"segment"`.
+        max_segment_len: Maximum speech segment duration in seconds before splitting.
+            Between 10 and 29. Defaults to `29`.
+        merge_chunks: Whether to merge consecutive chunks. When enabled, chunks are
+            merged if their combined duration does not exceed max_segment_len. Defaults
+            to `True`.
+        version: Version of the model to use. All of the models are the Whisper large
+            variant. Defaults to `"3"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
     task: Literal["transcribe", "translate"] = "transcribe",
-    language: (
-        Literal[
-            "af",
-            "am",
-            "ar",
-            "as",
-            "az",
-            "ba",
-            "be",
-            "bg",
-            "bn",
-            "bo",
-            "br",
-            "bs",
-            "ca",
-            "cs",
-            "cy",
-            "da",
-            "de",
-            "el",
-            "en",
-            "es",
-            "et",
-            "eu",
-            "fa",
-            "fi",
-            "fo",
-            "fr",
-            "gl",
-            "gu",
-            "ha",
-            "haw",
-            "he",
-            "hi",
-            "hr",
-            "ht",
-            "hu",
-            "hy",
-            "id",
-            "is",
-            "it",
-            "ja",
-            "jw",
-            "ka",
-            "kk",
-            "km",
-            "kn",
-            "ko",
-            "la",
-            "lb",
-            "ln",
-            "lo",
-            "lt",
-            "lv",
-            "mg",
-            "mi",
-            "mk",
-            "ml",
-            "mn",
-            "mr",
-            "ms",
-            "mt",
-            "my",
-            "ne",
-            "nl",
-            "nn",
-            "no",
-            "oc",
-            "pa",
-            "pl",
-            "ps",
-            "pt",
-            "ro",
-            "ru",
-            "sa",
-            "sd",
-            "si",
-            "sk",
-            "sl",
-            "sn",
-            "so",
-            "sq",
-            "sr",
-            "su",
-            "sv",
-            "sw",
-            "ta",
-            "te",
-            "tg",
-            "th",
-            "tk",
-            "tl",
-            "tr",
-            "tt",
-            "uk",
-            "ur",
-            "uz",
-            "vi",
-            "yi",
-            "yo",
-            "zh",
-        ]
-        | None
-    ) = "en",
+    language: Language | None = "en",
     chunk_level: Literal["segment"] = "segment",
     max_segment_len: int = 29,
     merge_chunks: bool = True,
     version: Literal["3"] = "3",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -720,277 +358,140 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav or webm. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        task: Task to perform on the audio file. Either transcribe or translate.
+            Defaults to `"transcribe"`.
+        language: Language of the audio file. If translate is selected as the task, the
+            audio will be translated to English, regardless of the language selected. If
+            `None` is passed, the language will be automatically detected. This will
+            also increase the inference time. Defaults to `"en"`.
+        chunk_level: Level of the chunks to return. Defaults to `"segment"`.
+        max_segment_len: Maximum speech segment duration in seconds before splitting.
+            Between 10 and 29. Defaults to `29`.
+        merge_chunks: Whether to merge consecutive chunks. When enabled, chunks are
+            merged if their combined duration does not exceed max_segment_len. Defaults
+            to `True`.
+        version: Version of the model to use. All of the models are the Whisper large
+            variant. Defaults to `"3"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
     task: Literal["transcribe", "translate"] = "transcribe",
-    language: (
-        Literal[
-            "af",
-            "am",
-            "ar",
-            "as",
-            "az",
-            "ba",
-            "be",
-            "bg",
-            "bn",
-            "bo",
-            "br",
-            "bs",
-            "ca",
-            "cs",
-            "cy",
-            "da",
-            "de",
-            "el",
-            "en",
-            "es",
-            "et",
-            "eu",
-            "fa",
-            "fi",
-            "fo",
-            "fr",
-            "gl",
-            "gu",
-            "ha",
-            "haw",
-            "he",
-            "hi",
-            "hr",
-            "ht",
-            "hu",
-            "hy",
-            "id",
-            "is",
-            "it",
-            "ja",
-            "jw",
-            "ka",
-            "kk",
-            "km",
-            "kn",
-            "ko",
-            "la",
-            "lb",
-            "ln",
-            "lo",
-            "lt",
-            "lv",
-            "mg",
-            "mi",
-            "mk",
-            "ml",
-            "mn",
-            "mr",
-            "ms",
-            "mt",
-            "my",
-            "ne",
-            "nl",
-            "nn",
-            "no",
-            "oc",
-            "pa",
-            "pl",
-            "ps",
-            "pt",
-            "ro",
-            "ru",
-            "sa",
-            "sd",
-            "si",
-            "sk",
-            "sl",
-            "sn",
-            "so",
-            "sq",
-            "sr",
-            "su",
-            "sv",
-            "sw",
-            "ta",
-            "te",
-            "tg",
-            "th",
-            "tk",
-            "tl",
-            "tr",
-            "tt",
-            "uk",
-            "ur",
-            "uz",
-            "vi",
-            "yi",
-            "yo",
-            "zh",
-        ]
-        | None
-    ) = "en",
+    language: Language | None = "en",
     chunk_level: Literal["segment"] = "segment",
     max_segment_len: int = 29,
     merge_chunks: bool = True,
     version: Literal["3"] = "3",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav or webm. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        task: Task to perform on the audio file. Either transcribe or translate.
+            Defaults to `"transcribe"`.
+        language: Language of the audio file. If translate is selected as the task, the
+            audio will be translated to English, regardless of the language selected. If
+            `None` is passed, the language will be automatically detected. This will
+            also increase the inference time. Defaults to `"en"`.
+        chunk_level: Level of the chunks to return. Defaults to `"segment"`.
+        max_segment_len: Maximum speech segment duration in seconds before splitting.
+            Between 10 and 29. Defaults to `29`.
+        merge_chunks: Whether to merge consecutive chunks. When enabled, chunks are
+            merged if their combined duration does not exceed max_segment_len. Defaults
+            to `True`.
+        version: Version of the model to use. All of the models are the Whisper large
+            variant. Defaults to `"3"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
     task: Literal["transcribe", "translate"] = "transcribe",
-    language: (
-        Literal[
-            "af",
-            "am",
-            "ar",
-            "as",
-            "az",
-            "ba",
-            "be",
-            "bg",
-            "bn",
-            "bo",
-            "br",
-            "bs",
-            "ca",
-            "cs",
-            "cy",
-            "da",
-            "de",
-            "el",
-            "en",
-            "es",
-            "et",
-            "eu",
-            "fa",
-            "fi",
-            "fo",
-            "fr",
-            "gl",
-            "gu",
-            "ha",
-            "haw",
-            "he",
-            "hi",
-            "hr",
-            "ht",
-            "hu",
-            "hy",
-            "id",
-            "is",
-            "it",
-            "ja",
-            "jw",
-            "ka",
-            "kk",
-            "km",
-            "kn",
-            "ko",
-            "la",
-            "lb",
-            "ln",
-            "lo",
-            "lt",
-            "lv",
-            "mg",
-            "mi",
-            "mk",
-            "ml",
-            "mn",
-            "mr",
-            "ms",
-            "mt",
-            "my",
-            "ne",
-            "nl",
-            "nn",
-            "no",
-            "oc",
-            "pa",
-            "pl",
-            "ps",
-            "pt",
-            "ro",
-            "ru",
-            "sa",
-            "sd",
-            "si",
-            "sk",
-            "sl",
-            "sn",
-            "so",
-            "sq",
-            "sr",
-            "su",
-            "sv",
-            "sw",
-            "ta",
-            "te",
-            "tg",
-            "th",
-            "tk",
-            "tl",
-            "tr",
-            "tt",
-            "uk",
-            "ur",
-            "uz",
-            "vi",
-            "yi",
-            "yo",
-            "zh",
-        ]
-        | None
-    ) = "en",
+    language: Language | None = "en",
     chunk_level: Literal["segment"] = "segment",
     max_segment_len: int = 29,
     merge_chunks: bool = True,
     version: Literal["3"] = "3",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -998,138 +499,69 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav or webm. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        task: Task to perform on the audio file. Either transcribe or translate.
+            Defaults to `"transcribe"`.
+        language: Language of the audio file. If translate is selected as the task, the
+            audio will be translated to English, regardless of the language selected. If
+            `None` is passed, the language will be automatically detected. This will
+            also increase the inference time. Defaults to `"en"`.
+        chunk_level: Level of the chunks to return. Defaults to `"segment"`.
+        max_segment_len: Maximum speech segment duration in seconds before splitting.
+            Between 10 and 29. Defaults to `29`.
+        merge_chunks: Whether to merge consecutive chunks. When enabled, chunks are
+            merged if their combined duration does not exceed max_segment_len. Defaults
+            to `True`.
+        version: Version of the model to use. All of the models are the Whisper large
+            variant. Defaults to `"3"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
     task: Literal["transcribe", "translate"] = "transcribe",
-    language: (
-        Literal[
-            "af",
-            "am",
-            "ar",
-            "as",
-            "az",
-            "ba",
-            "be",
-            "bg",
-            "bn",
-            "bo",
-            "br",
-            "bs",
-            "ca",
-            "cs",
-            "cy",
-            "da",
-            "de",
-            "el",
-            "en",
-            "es",
-            "et",
-            "eu",
-            "fa",
-            "fi",
-            "fo",
-            "fr",
-            "gl",
-            "gu",
-            "ha",
-            "haw",
-            "he",
-            "hi",
-            "hr",
-            "ht",
-            "hu",
-            "hy",
-            "id",
-            "is",
-            "it",
-            "ja",
-            "jw",
-            "ka",
-            "kk",
-            "km",
-            "kn",
-            "ko",
-            "la",
-            "lb",
-            "ln",
-            "lo",
-            "lt",
-            "lv",
-            "mg",
-            "mi",
-            "mk",
-            "ml",
-            "mn",
-            "mr",
-            "ms",
-            "mt",
-            "my",
-            "ne",
-            "nl",
-            "nn",
-            "no",
-            "oc",
-            "pa",
-            "pl",
-            "ps",
-            "pt",
-            "ro",
-            "ru",
-            "sa",
-            "sd",
-            "si",
-            "sk",
-            "sl",
-            "sn",
-            "so",
-            "sq",
-            "sr",
-            "su",
-            "sv",
-            "sw",
-            "ta",
-            "te",
-            "tg",
-            "th",
-            "tk",
-            "tl",
-            "tr",
-            "tt",
-            "uk",
-            "ur",
-            "uz",
-            "vi",
-            "yi",
-            "yo",
-            "zh",
-        ]
-        | None
-    ) = "en",
+    language: Language | None = "en",
     chunk_level: Literal["segment"] = "segment",
     max_segment_len: int = 29,
     merge_chunks: bool = True,
     version: Literal["3"] = "3",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -1137,8 +569,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. Supported formats: mp3, mp4,
+            mpeg, mpga, m4a, wav or webm. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        task: Task to perform on the audio file. Either transcribe or translate.
+            Defaults to `"transcribe"`.
+        language: Language of the audio file. If translate is selected as the task, the
+            audio will be translated to English, regardless of the language selected. If
+            `None` is passed, the language will be automatically detected. This will
+            also increase the inference time. Defaults to `"en"`.
+        chunk_level: Level of the chunks to return. Defaults to `"segment"`.
+        max_segment_len: Maximum speech segment duration in seconds before splitting.
+            Between 10 and 29. Defaults to `29`.
+        merge_chunks: Whether to merge consecutive chunks. When enabled, chunks are
+            merged if their combined duration does not exceed max_segment_len. Defaults
+            to `True`.
+        version: Version of the model to use. All of the models are the Whisper large
+            variant. Defaults to `"3"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

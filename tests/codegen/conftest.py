@@ -58,8 +58,7 @@ def write_specs(root: Path, specs: Mapping[str, dict[str, Any]] | list[dict[str,
     return root
 
 
-@pytest.fixture
-def build_package(tmp_path: Path) -> Iterator[Any]:
+def _builder(tmp_path: Path) -> Iterator[Any]:
     """Generate a package from specs into tmp_path and import it under a unique name."""
     added: list[str] = []
 
@@ -79,3 +78,14 @@ def build_package(tmp_path: Path) -> Iterator[Any]:
         sys.path.remove(path)
     for mod in [m for m in sys.modules if m.startswith("gen_pkg_")]:
         del sys.modules[mod]
+
+
+@pytest.fixture
+def build_package(tmp_path: Path) -> Iterator[Any]:
+    yield from _builder(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def build_package_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """`build_package` for a module's tests that share one generated package."""
+    yield from _builder(tmp_path_factory.mktemp("pkg"))

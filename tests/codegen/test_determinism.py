@@ -43,12 +43,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def endpoints(corpus: Path) -> list[ir.Endpoint]:
+def endpoints(corpus: Path) -> list[ir.EndpointIR]:
     return load_endpoints(loader.find_spec_files(corpus), corpus)[0]
 
 
 @pytest.fixture(scope="module")
-def reference(endpoints: list[ir.Endpoint]) -> dict[str, str]:
+def reference(endpoints: list[ir.EndpointIR]) -> dict[str, str]:
     """A cold, single-process render in this (randomly seeded) interpreter."""
     return render_tree(endpoints)
 
@@ -59,7 +59,7 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> ModuleCache:
 
 
 @pytest.mark.slow
-def test_workers_and_cache_give_identical_bytes(endpoints: list[ir.Endpoint], reference: dict[str, str], warm_cache: ModuleCache) -> None:
+def test_workers_and_cache_give_identical_bytes(endpoints: list[ir.EndpointIR], reference: dict[str, str], warm_cache: ModuleCache) -> None:
     assert render_tree(endpoints, warm_cache, jobs=2) == reference  # cold, in two worker processes
     modules = [p for p in reference if p.endswith(".py")]  # every Python file; the empty py.typed is not cached
     assert warm_cache.root is not None and len(list(warm_cache.root.glob("*.py"))) == len(modules)  # one entry a file
@@ -74,7 +74,7 @@ def test_hash_seed_does_not_change_output(corpus: Path, reference: dict[str, str
     assert read_tree(tmp_path / "out") == reference
 
 
-def test_spec_order_does_not_change_output(corpus: Path, endpoints: list[ir.Endpoint], reference: dict[str, str], warm_cache: ModuleCache) -> None:
+def test_spec_order_does_not_change_output(corpus: Path, endpoints: list[ir.EndpointIR], reference: dict[str, str], warm_cache: ModuleCache) -> None:
     files = loader.find_spec_files(corpus)
     backward, _ = load_endpoints(list(reversed(files)), corpus)
     assert backward == endpoints
@@ -99,7 +99,7 @@ def test_committed_generated_is_current() -> None:
     assert read_tree(ROOT / "generated") == render_tree(endpoints, cache, jobs=2), "generated/ is stale: run `make gen`"
 
 
-def test_spec_cache_gives_the_same_endpoints_and_warnings(corpus: Path, endpoints: list[ir.Endpoint], tmp_path: Path) -> None:
+def test_spec_cache_gives_the_same_endpoints_and_warnings(corpus: Path, endpoints: list[ir.EndpointIR], tmp_path: Path) -> None:
     files = loader.find_spec_files(corpus)
     _, fresh_warnings = load_endpoints(files, corpus)
     cache = ModuleCache(tmp_path / "specs-cache")

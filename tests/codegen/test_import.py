@@ -15,7 +15,7 @@ import pytest
 
 from codegen.importer import import_sources
 from codegen.pipeline import generate
-from codegen.problems import SpecError
+from codegen.problems import InvalidSpecError
 from tests.codegen.conftest import ROOT, SOURCES, mini_spec
 
 DOCS = sorted((SOURCES / "fal-openapi").glob("*__*.json"))
@@ -101,7 +101,7 @@ def test_unrepairable_document_fails_with_pointer_and_writes_nothing(tmp_path: P
     del doc["paths"]["/fal-ai/test/broken"]["post"]["requestBody"]
     source = tmp_path / "doc.json"
     source.write_text(json.dumps(doc))
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(InvalidSpecError) as info:
         import_sources([str(source)], tmp_path / "specs")
     assert info.value.problems[0].pointer == "/paths/~1fal-ai~1test~1broken/post/requestBody/content/application~1json/schema"
     assert not (tmp_path / "specs").exists()
@@ -138,7 +138,7 @@ def test_an_endpoint_id_is_fetched_from_fals_public_url(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_source_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="cannot fetch"):
+    with pytest.raises(InvalidSpecError, match="cannot fetch"):
         import_sources(["http://127.0.0.1:9/openapi.json"], tmp_path / "specs")
 
 
@@ -149,7 +149,7 @@ def test_an_endpoint_id_that_leads_outside_specs_is_refused(endpoint_id: str, tm
     source = tmp_path / "work" / "doc.json"
     source.parent.mkdir()
     source.write_text(json.dumps(doc))
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(InvalidSpecError) as info:
         import_sources([str(source)], tmp_path / "work" / "specs")
     assert info.value.problems[0].pointer == "/info/x-fal-metadata/endpointId"
     assert sorted(p.name for p in tmp_path.rglob("*.yaml")) == [], "nothing written, inside specs/ or out of it"

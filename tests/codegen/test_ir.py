@@ -9,7 +9,7 @@ from codegen.problems import Problem
 from tests.codegen.conftest import mini_spec, write_specs
 
 
-def _build(tmp_path: Path, **kwargs: object) -> ir.Endpoint:
+def _build(tmp_path: Path, **kwargs: object) -> ir.EndpointIR:
     spec = mini_spec(
         "fal-ai/test/files",
         {

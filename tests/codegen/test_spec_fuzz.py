@@ -1,7 +1,7 @@
 """Bounded fuzzing of spec documents: whatever a spec holds, stages 1-2 accept it or report located problems.
 
 A mutated real spec (nodes replaced, deleted, inserted, nested deep, odd strings and non-string keys, as JSON or
-YAML) must either load or raise SpecError whose problems each name the file and a JSON pointer — never a
+YAML) must either load or raise InvalidSpecError whose problems each name the file and a JSON pointer — never a
 traceback from deep inside the loader, which `make gen` would show instead of the spec's fault.
 """
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from codegen import loader
 from codegen.importer import is_curated
 from codegen.pipeline import load_endpoints
-from codegen.problems import SpecError
+from codegen.problems import InvalidSpecError
 from tests.codegen.conftest import ROOT, mini_spec
 
 _SPECS = ROOT / "specs"
@@ -114,7 +114,7 @@ def test_mutated_spec_loads_or_reports_located_problems(doc: dict[str, Any], as_
     path.write_text(text, encoding="utf-8")
     try:
         load_endpoints([path], root)
-    except SpecError as exc:
+    except InvalidSpecError as exc:
         assert exc.problems
         for problem in exc.problems:
             assert Path(problem.file).name == path.name, problem

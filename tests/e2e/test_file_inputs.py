@@ -8,9 +8,8 @@ import base64
 import hashlib
 import io
 import os
-import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +18,15 @@ import pytest
 from PIL import Image
 from pydantic_core import PydanticSerializationError
 
-from fal_runtime import AsyncClient, Client, ServerError, ValidationError
+from fal_runtime import AsyncClient, Client, ServerError, UnprocessableEntityError
 from fal_runtime._storage import MULTIPART_THRESHOLD, PART_SIZE
 from fal_runtime.local import LocalServer
 from generated.fal_ai.flux.dev import image_to_image as flux
 from generated.fal_ai.flux_2.lora import edit as flux2
+from tests.e2e.conftest import client_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 URL = "https://example.com/cat.png"
-
-
-def _settings(server: LocalServer, **extra: Any) -> dict[str, Any]:
-    ctx = ssl.create_default_context(cafile=server.certificates.ca_file)
-    return dict(queue_host=server.base, run_host=server.run_host, rest_host=server.base, verify=ctx, poll_interval=0.02, **extra)
-
-
-@pytest.fixture
-def client(server: LocalServer) -> Iterator[Client]:
-    server.reset()
-    with Client("test-key", **_settings(server)) as c:
-        yield c
-
-
-@pytest.fixture
-async def async_client(server: LocalServer) -> AsyncIterator[AsyncClient]:
-    server.reset()
-    async with AsyncClient("test-key", **_settings(server)) as c:
-        yield c
 
 
 @pytest.fixture
@@ -142,7 +123,7 @@ def test_sync_list_and_the_token_is_fetched_once(client: Client, server: LocalSe
 
 def test_small_files_are_inlined_below_the_threshold(server: LocalServer, png_file: Path) -> None:
     server.reset()
-    with Client("test-key", **_settings(server, inline_max_bytes=len(PNG))) as client:
+    with Client("test-key", **client_settings(server, inline_max_bytes=len(PNG))) as client:
         flux.subscribe(image_url=png_file, prompt="inline", client=client)
         sent = _sent(server, "image_url")
         assert sent == "data:image/png;base64," + base64.b64encode(PNG).decode()
@@ -171,7 +152,7 @@ def test_a_local_file_never_reaches_json_unsent(png_file: Path) -> None:
 
 def test_the_server_refuses_a_file_it_does_not_hold(client: Client, server: LocalServer) -> None:
     missing = f"https://{server.base}/_local/cdn/files/uploads/nothing/here.png"
-    with pytest.raises(ValidationError, match="image_url: Could not download the file"):
+    with pytest.raises(UnprocessableEntityError, match="image_url: Could not download the file"):
         flux.subscribe(image_url=missing, prompt="x", client=client)
 
 
@@ -279,7 +260,7 @@ def test_nested_file_inputs_sync(nested: tuple[Any, LocalServer], png_file: Path
     module, server = nested
     server.reset()
     arguments = _nested_call(module, png_file)
-    with Client("test-key", **_settings(server)) as client:
+    with Client("test-key", **client_settings(server)) as client:
         module.subscribe(client=client, **arguments)
     _check_nested(server, arguments, png_file)
     assert server.counters()["calls"][""]["upload"] == 2
@@ -297,7 +278,7 @@ async def test_nested_file_inputs_async(nested: tuple[Any, LocalServer], png_fil
     module, server = nested
     server.reset()
     arguments = _nested_call(module, png_file)
-    async with AsyncClient("test-key", **_settings(server)) as client:
+    async with AsyncClient("test-key", **client_settings(server)) as client:
         await module.subscribe_async(client=client, **arguments)
     _check_nested(server, arguments, png_file)
     assert server.counters()["calls"][""]["upload"] == 2
@@ -313,7 +294,7 @@ async def test_a_part_that_fails_for_good_stops_the_rest(mode: str, server: Loca
     path, _ = big_file
     server.reset()
     server.script(op="upload_part", fault="500", times=None)
-    settings = _settings(server, retry=RetryPolicy(max_retries=0))
+    settings = client_settings(server, retry=RetryPolicy(max_retries=0))
     if mode == "sync":
         with Client("test-key", **settings) as client, pytest.raises(ServerError):
             client.upload(path)

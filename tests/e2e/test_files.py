@@ -21,7 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def output(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> gemini.Output:
+def output(server: LocalServer, monkeypatch: pytest.MonkeyPatch, fresh_default_client: None) -> gemini.Output:
     monkeypatch.setenv("SSL_CERT_FILE", str(server.certificates.ca_file))  # downloads trust the local CA too
     ctx = ssl.create_default_context(cafile=server.certificates.ca_file)
     with Client("test-key", queue_host=server.base, run_host=server.run_host, verify=ctx) as client:

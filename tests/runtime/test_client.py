@@ -6,6 +6,7 @@ These test the I/O loops (what is sent, how often, in what order); the rules the
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -139,7 +140,7 @@ def test_bad_arguments_fail_before_the_network() -> None:
     with pytest.raises(ValidationError):
         ENDPOINT.submit(prompt="p", steps="many", client=c)
     with pytest.raises(TypeError, match="does not stream"):
-        Endpoint("a/b", Input, Output).stream(prompt="p", client=c)
+        Endpoint("a/b", Input, Output).stream(prompt="p", client=c, event=Output)
     assert fake.calls == []
 
 
@@ -228,7 +229,7 @@ def test_submit_not_resent_after_an_ambiguous_transport_error() -> None:
         raise httpx.ReadTimeout("read timed out", request=request)
 
     c = Client(KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), retry=FAST)
-    with pytest.raises(errors.TimeoutError) as info:
+    with pytest.raises(errors.APITimeoutError) as info:
         ENDPOINT.submit(prompt="p", client=c)
     assert info.value.request_sent and calls == ["POST"]
 
@@ -241,7 +242,7 @@ def test_connection_refused_submit_is_retried() -> None:
         raise httpx.ConnectError("refused", request=request)
 
     c = Client(KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), retry=FAST)
-    with pytest.raises(errors.ConnectionError):
+    with pytest.raises(errors.APIConnectionError):
         ENDPOINT.submit(prompt="p", client=c)
     assert len(calls) == 1 + FAST.max_retries
 
@@ -275,8 +276,22 @@ def test_run_and_stream() -> None:
     fake = FakeFal()
     c = client(fake)
     assert ENDPOINT.run(prompt="p", client=c, timeout=5) == Output(images=["https://cdn/run.png"])
-    assert list(ENDPOINT.stream(prompt="p", client=c)) == [{"delta": "a"}, {"delta": "b"}]
+    assert list(ENDPOINT.stream(prompt="p", client=c, event=Delta)) == [Delta(delta="a"), Delta(delta="b")]
     assert fake.calls == ["POST fal.run/fal-ai/flux/dev", "POST fal.run/fal-ai/flux/dev/stream"]
+
+
+class Delta(BaseModel):
+    delta: str | None = None
+
+
+class Counted(BaseModel):
+    delta: int
+
+
+def test_a_stream_event_that_contradicts_its_model_is_a_protocol_error() -> None:
+    c = client(FakeFal())
+    with pytest.raises(errors.ProtocolError, match=r"does not match Counted: delta: Input should be a valid integer"):
+        list(ENDPOINT.stream(prompt="p", client=c, event=Counted))
 
 
 def test_validation_error_from_run() -> None:
@@ -286,7 +301,7 @@ def test_validation_error_from_run() -> None:
         return httpx.Response(422, json={"detail": detail}, headers={"x-fal-request-id": "q"})
 
     c = Client(KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), retry=FAST)
-    with pytest.raises(errors.ValidationError) as info:
+    with pytest.raises(errors.UnprocessableEntityError) as info:
         ENDPOINT.run(prompt="p", client=c)
     assert info.value.errors == detail
 
@@ -312,7 +327,7 @@ async def test_async_operations() -> None:
     out = await ENDPOINT.subscribe_async(prompt="p", client=c, on_queue_update=updates.append)
     assert out.images == ["https://cdn/x.png"] and isinstance(updates[-1], Completed)
     assert (await ENDPOINT.run_async(prompt="p", client=c)).images == ["https://cdn/run.png"]
-    assert [e async for e in ENDPOINT.stream_async(prompt="p", client=c)] == [{"delta": "a"}, {"delta": "b"}]
+    assert [e async for e in ENDPOINT.stream_async(prompt="p", client=c, event=Delta)] == [Delta(delta="a"), Delta(delta="b")]
     rebuilt = ENDPOINT.handle_async("r1", client=aclient(FakeFal()))
     assert [type(s) async for s in rebuilt.iter_status()] == [Queued, InProgress, InProgress, Completed]
 
@@ -343,7 +358,28 @@ def test_real_connection_refused_maps_to_unsent_connection_error() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     c = Client(KEY, queue_host=f"http://127.0.0.1:{port}", retry=RetryPolicy(max_retries=1, base_delay=0.001))
-    with pytest.raises(errors.ConnectionError) as info:
+    with pytest.raises(errors.APIConnectionError) as info:
         ENDPOINT.submit(prompt="p", client=c)
     assert not info.value.request_sent
     assert KEY not in str(info.value) and "test-key-secret" not in str(info.value)
+
+
+# Constructors: every argument is spelled out, so a misspelt one fails at once, and in the type checker.
+
+
+@pytest.mark.parametrize("cls", [Client, AsyncClient])
+def test_a_misspelt_constructor_argument_is_a_type_error(cls: type[Client | AsyncClient]) -> None:
+    with pytest.raises(TypeError, match="timout"):
+        cls(timout=5)  # type: ignore[call-arg]
+
+
+@pytest.mark.slow
+def test_mypy_rejects_a_misspelt_constructor_argument(tmp_path: Path) -> None:
+    import mypy.api
+
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text("from fal_runtime import AsyncClient, Client\n\nClient(timout=5)\nAsyncClient(retyr=None)\n")
+    out, _, status = mypy.api.run(["--strict", "--cache-dir", str(tmp_path / "cache"), str(snippet)])
+    assert status == 1, out
+    assert 'Unexpected keyword argument "timout" for "Client"' in out, out
+    assert 'Unexpected keyword argument "retyr" for "AsyncClient"' in out, out

@@ -219,7 +219,7 @@ def test_subscription_splits_options() -> None:
     sub.enqueued("r1")
     assert calls == ["r1"]
     err = sub.timeout_error("r1", cancelled=True)
-    assert isinstance(err, errors.TimeoutError) and err.request_id == "r1" and err.cancelled
+    assert isinstance(err, errors.APITimeoutError) and err.request_id == "r1" and err.cancelled
 
 
 def test_sse_decoder() -> None:
@@ -237,7 +237,7 @@ def test_sse_decoder() -> None:
     ("r", "cls"),
     [
         (reply(422, {"detail": [{"loc": ["body", "prompt"], "msg": "field required", "type": "missing"}]}),
-         errors.ValidationError),
+         errors.UnprocessableEntityError),
         (reply(401, {"detail": "bad key"}), errors.AuthenticationError),
         (reply(403, {"detail": "no"}), errors.AuthenticationError),
         (reply(404, {"detail": "Not Found"}), errors.NotFoundError),
@@ -268,7 +268,7 @@ def test_error_carries_fal_fields() -> None:
 def test_validation_error_exposes_field_errors() -> None:
     detail = [{"loc": ["body", "image_size", "width"], "msg": "too big", "type": "less_than_equal"}]
     err = core().error_for(reply(422, {"detail": detail}))
-    assert isinstance(err, errors.ValidationError)
+    assert isinstance(err, errors.UnprocessableEntityError)
     assert err.errors == detail
     assert "image_size.width: too big" in str(err)
 
@@ -277,7 +277,7 @@ def test_completed_with_error_raises_request_failed() -> None:
     c = core()
     with pytest.raises(errors.RequestFailedError, match="CUDA out of memory"):
         c.output_of(reply(500, {"detail": "CUDA out of memory", "error_type": "internal"}, x_fal_request_id="r"))
-    with pytest.raises(errors.ValidationError):
+    with pytest.raises(errors.UnprocessableEntityError):
         c.output_of(reply(422, {"detail": [{"loc": ["body", "x"], "msg": "bad", "type": "t"}]}))
     assert c.output_of(reply(200, {"images": []})) == {"images": []}
 
@@ -363,8 +363,8 @@ def test_idempotent_calls_retry_transient_statuses(op: str, code: int) -> None:
 @pytest.mark.parametrize("op", ["status", "result", "cancel"])
 def test_idempotent_calls_retry_transport_errors(op: str) -> None:
     assert delay(op, failure=sent()) is not None
-    assert delay(op, failure=errors.TimeoutError("read", request_sent=True)) is not None
-    assert delay(op, failure=errors.ConnectionError("refused")) is not None
+    assert delay(op, failure=errors.APITimeoutError("read", request_sent=True)) is not None
+    assert delay(op, failure=errors.APIConnectionError("refused")) is not None
     assert delay(op, failure=sent(transient=False)) is None
 
 
@@ -376,14 +376,14 @@ def test_final_statuses_not_retried(code: int) -> None:
 @pytest.mark.parametrize("op", ["submit", "run", "stream"])
 def test_work_creating_calls_retry_only_when_provably_unsent(op: str) -> None:
     # Provably never reached fal: safe.
-    assert delay(op, failure=errors.ConnectionError("refused")) is not None
-    assert delay(op, failure=errors.TimeoutError("connect", request_sent=False)) is not None
+    assert delay(op, failure=errors.APIConnectionError("refused")) is not None
+    assert delay(op, failure=errors.APITimeoutError("connect", request_sent=False)) is not None
     assert delay(op, reply=reply(429, x_fal_request_id="r")) is not None
     for code in (502, 503, 504):
         assert delay(op, reply=reply(code)) is not None  # the ingress answered
     # May have reached fal: never sent twice.
     assert delay(op, failure=sent()) is None
-    assert delay(op, failure=errors.TimeoutError("read", request_sent=True)) is None
+    assert delay(op, failure=errors.APITimeoutError("read", request_sent=True)) is None
     for code in (502, 503, 504):
         assert delay(op, reply=reply(code, x_fal_request_id="r")) is None
     assert delay(op, reply=reply(500)) is None

@@ -466,6 +466,7 @@ def test_fal_client_duplicates_an_ambiguous_submit(fal: fal_client.SyncClient, f
     assert fal_env.counters()["duplicate_submits"] == 1
 
 
+@pytest.mark.slow
 def test_command_line_server_with_a_fresh_fal_client(tmp_path: Path) -> None:
     """`python -m fal_runtime.local` prints one line when ready, and fal_client works with only the environment set."""
     ca_file = tmp_path / "ca.pem"

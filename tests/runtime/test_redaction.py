@@ -1,8 +1,8 @@
 """The API key never reaches an exception or a log, even when a server echoes the `Authorization` header back.
 
-A purpose-built HTTP server on 127.0.0.1 echoes the header it received into error bodies, status values, 422 field
-errors and stream events: the header many times over, after a varying pad, so that for every cut the runtime makes
-(messages are truncated) some echo straddles it. No trace of the key (no 8-character fragment of it) may appear in
+A scripted HTTP server (`tiny_http.TinyServer`) echoes the header it received into error bodies, status values,
+422 field errors and stream events: the header many times over, after a varying pad, so that for every cut the
+runtime makes (messages are truncated) some echo straddles it. No trace of the key (no 8-character fragment of it) may appear in
 `str`, `repr`, `args` or any attribute of the exception or of those it was raised from.
 """
 
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from tiny_http import Route, TinyServer
 
 from fal_runtime import AsyncClient, Client, RetryPolicy, errors
 
@@ -27,64 +26,17 @@ BASE = f"/{ENDPOINT_ID}/requests/r1"
 PERIOD = len(f"Key {KEY}") + 1  # one echo of the header and its separator
 PADS = range(0, PERIOD, 5)
 
-Route = Callable[[str, str, str], tuple[int, dict[str, str], bytes]]  # (method, path, Authorization) → reply
-
-
 class Output(BaseModel):
     images: list[str]
 
 
-class _Server:
-    """Answers every request with `route(method, path, authorization)`."""
-
-    def __init__(self) -> None:
-        self.route: Route = lambda method, path, auth: (404, {}, b"{}")
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def answer(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
-                status, headers, body = server.route(
-                    self.command, self.path.partition("?")[0], self.headers.get("authorization", "")
-                )
-                self.send_response(status)
-                for name, value in {"content-type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_PUT = answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> _Server:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[_Server]:
-    with _Server() as s:
+def server() -> Iterator[TinyServer]:
+    with TinyServer() as s:
         yield s
 
 
-def _client(server: _Server) -> Client:
+def _client(server: TinyServer) -> Client:
     return Client(KEY, queue_host=server.url, run_host=server.url, retry=RetryPolicy(max_retries=0), poll_interval=0.01)
 
 
@@ -147,7 +99,7 @@ def submit_answers(
             422,
             lambda a, p: {"detail": [{"loc": ["body", echo(a, p)], "msg": echo(a, p), "type": a}] * 7},
             None,
-            errors.ValidationError,
+            errors.UnprocessableEntityError,
             id="422-field-errors",
         ),
         pytest.param(200, lambda a, p: echo(a, p).encode(), None, errors.ProtocolError, id="2xx-not-json"),
@@ -156,7 +108,7 @@ def submit_answers(
     ],
 )
 def test_submit_errors_never_show_the_key(
-    server: _Server,
+    server: TinyServer,
     status: int,
     body: Callable[[str, int], Any],
     headers: Callable[[str], dict[str, str]] | None,
@@ -189,7 +141,7 @@ def status_answers(status: Callable[[str, int], Any], pad: int) -> Route:
         pytest.param(lambda a, p: [echo(a, p)], id="status-not-an-object"),
     ],
 )
-def test_status_values_never_show_the_key(server: _Server, status: Callable[[str, int], Any]) -> None:
+def test_status_values_never_show_the_key(server: TinyServer, status: Callable[[str, int], Any]) -> None:
     with _client(server) as c:
         for pad in PADS:
             server.route = status_answers(status, pad)
@@ -198,7 +150,7 @@ def test_status_values_never_show_the_key(server: _Server, status: Callable[[str
             assert_clean(caught.value)
 
 
-async def test_async_status_values_never_show_the_key(server: _Server) -> None:
+async def test_async_status_values_never_show_the_key(server: TinyServer) -> None:
     async with AsyncClient(KEY, queue_host=server.url, retry=RetryPolicy(max_retries=0)) as c:
         for pad in PADS:
             server.route = status_answers(lambda a, p: {"status": echo(a, p)}, pad)
@@ -221,7 +173,7 @@ def event_answers(event: Callable[[str, int], str], pad: int) -> Route:
         pytest.param(lambda a, p: echo(a, p), id="event-not-json"),
     ],
 )
-def test_stream_events_never_show_the_key(server: _Server, event: Callable[[str, int], str]) -> None:
+def test_stream_events_never_show_the_key(server: TinyServer, event: Callable[[str, int], str]) -> None:
     with _client(server) as c:
         for pad in PADS:
             server.route = event_answers(event, pad)
@@ -230,7 +182,7 @@ def test_stream_events_never_show_the_key(server: _Server, event: Callable[[str,
             assert_clean(caught.value)
 
 
-def test_failed_result_never_shows_the_key(server: _Server) -> None:
+def test_failed_result_never_shows_the_key(server: TinyServer) -> None:
     with _client(server) as c:
         for pad in PADS:
 
@@ -250,7 +202,7 @@ def test_failed_result_never_shows_the_key(server: _Server) -> None:
 # Logs: a retry logs the URL it retries, and the status URL is the server's.
 
 
-def test_retry_logs_never_show_the_key(server: _Server, caplog: pytest.LogCaptureFixture) -> None:
+def test_retry_logs_never_show_the_key(server: TinyServer, caplog: pytest.LogCaptureFixture) -> None:
     polls = []
 
     def route(method: str, path: str, auth: str) -> tuple[int, dict[str, str], bytes]:
@@ -275,7 +227,7 @@ def test_retry_logs_never_show_the_key(server: _Server, caplog: pytest.LogCaptur
 
 
 @pytest.mark.parametrize("pad", [0, 37, 61])
-def test_storage_token_errors_never_show_the_key(server: _Server, pad: int) -> None:
+def test_storage_token_errors_never_show_the_key(server: TinyServer, pad: int) -> None:
     """A storage token whose upload URL is unusable is quoted, redacted, in the error."""
 
     def route(method: str, path: str, auth: str) -> tuple[int, dict[str, str], bytes]:

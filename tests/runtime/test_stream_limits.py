@@ -1,19 +1,17 @@
 """Event streams against a hostile server: a line that never ends must neither outlive `client_timeout` nor fill
-memory. A purpose-built HTTP server on 127.0.0.1 answers submit, status, result and cancel normally and streams
+memory. A scripted HTTP server (`tiny_http.TinyServer`) answers submit, status, result and cancel normally and streams
 one endless `data: aaaa…` line; it stops by itself after at most `_SERVER_SECONDS`, so no test can hang.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 from pydantic import BaseModel
+from tiny_http import Answer, Body, TinyServer
 
 from fal_runtime import AsyncClient, Client, RetryPolicy, errors
 from fal_runtime._sse import MAX_EVENT, MAX_LINE, SSEDecoder
@@ -29,54 +27,15 @@ class Output(BaseModel):
     images: list[str]
 
 
-Body = bytes | Iterable[bytes]
-
-
-class _Server:
-    """A tiny fal queue: `stream_body` is what the status stream and `/stream` send; `sent` counts streamed bytes."""
+class _Server(TinyServer):
+    """A tiny fal queue: `stream_body` is what the status stream and `/stream` send."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.stream_body: Callable[[], Body] = lambda: b""
-        self.sent = 0
-        self.calls: list[str] = []
-        server = self
+        self.route = self._queue
 
-        class Handler(BaseHTTPRequestHandler):
-            def answer(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
-                path = self.path.partition("?")[0]
-                server.calls.append(f"{self.command} {path}")
-                status, headers, body = server.route(self.command, path)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                if isinstance(body, bytes):
-                    self.send_header("content-length", str(len(body)))
-                self.send_header("connection", "close")
-                self.end_headers()
-                try:
-                    for chunk in [body] if isinstance(body, bytes) else body:
-                        self.wfile.write(chunk)
-                        server.sent += len(chunk)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up on the stream: what these tests want
-
-            do_GET = do_POST = do_PUT = answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def route(self, method: str, path: str) -> tuple[int, dict[str, str], Body]:
+    def _queue(self, method: str, path: str, auth: str) -> Answer:
         base = f"/{ENDPOINT_ID}/requests/r1"
         sse = {"content-type": "text/event-stream"}
         if method == "POST" and path == f"/{ENDPOINT_ID}":
@@ -90,14 +49,6 @@ class _Server:
         if path == base:
             return 200, {}, json.dumps({"images": ["https://cdn/x.png"]}).encode()
         return 404, {}, b'{"detail": "Not Found"}'
-
-    def __enter__(self) -> _Server:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 def endless_line(chunk: int, every: float, limit: int = _FLOOD_BYTES) -> Callable[[], Iterator[bytes]]:

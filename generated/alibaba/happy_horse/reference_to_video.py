@@ -5,95 +5,23 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    """Input for Happy Horse reference-to-video generation (1-9 reference images)."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(min_length=1, title="Prompt")]
-    """Text prompt describing the desired video. Reference subjects from your images using ``character1``, ``character2``, ... up to ``character9`` (the order matches the order of ``image_urls``). Max 2500 characters."""
-    image_urls: Annotated[list[FileInput], Field(title="Image Urls")]
-    """Reference images for subject consistency (1-9 images). Formats: JPEG, JPG, PNG, WEBP. Shortest side must be at least 400 px (720P or higher recommended). Max 10 MB each."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1", "4:3", "3:4"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """Aspect ratio of the generated video."""
-    resolution: Annotated[Literal["720p", "1080p"], Field(title="Resolution")] = "1080p"
-    """Output video resolution tier."""
-    duration: Annotated[
-        Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], Field(title="Duration")
-    ] = 5
-    """Output video duration in seconds (3-15)."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility (0-2147483647)."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable content moderation for input and output."""
-
-
-class Output(FalModel):
-    """Output for Happy Horse video generation."""
-
-    video: VideoFile
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
+    "Duration",
     "Input",
     "Output",
     "VideoFile",
@@ -106,73 +34,168 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "alibaba/happy-horse/reference-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
+
+
+Duration: TypeAlias = Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+
+
+class Input(FalModel):
+    """Input for Happy Horse reference-to-video generation (1-9 reference images)."""
+
+    prompt: Annotated[str, Field(min_length=1)]
+    """Text prompt describing the desired video. Reference subjects from your images
+    using ``character1``, ``character2``, ... up to ``character9`` (the order matches
+    the order of ``image_urls``). Max 2500 characters."""
+    image_urls: list[FileInput]
+    """Reference images for subject consistency (1-9 images). Formats: JPEG, JPG, PNG,
+    WEBP. Shortest side must be at least 400 px (720P or higher recommended). Max 10 MB
+    each."""
+    aspect_ratio: AspectRatio = "16:9"
+    """Aspect ratio of the generated video."""
+    resolution: Literal["720p", "1080p"] = "1080p"
+    """Output video resolution tier."""
+    duration: Duration = 5
+    """Output video duration in seconds (3-15)."""
+    seed: int | None = None
+    """Random seed for reproducibility (0-2147483647)."""
+    enable_safety_checker: bool = True
+    """Enable content moderation for input and output."""
+
+
+class Output(FalModel):
+    """Output for Happy Horse video generation."""
+
+    video: VideoFile
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"] = "16:9",
+    image_urls: Sequence[FileInput],
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
-    duration: Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] = 5,
+    duration: Duration = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video. Reference subjects from your
+            images using ``character1``, ``character2``, ... up to ``character9`` (the
+            order matches the order of ``image_urls``). Max 2500 characters. Length at
+            least 1. Required.
+        image_urls: Reference images for subject consistency (1-9 images). Formats:
+            JPEG, JPG, PNG, WEBP. Shortest side must be at least 400 px (720P or higher
+            recommended). Max 10 MB each. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        duration: Output video duration in seconds (3-15). Defaults to `5`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"] = "16:9",
+    image_urls: Sequence[FileInput],
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
-    duration: Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] = 5,
+    duration: Duration = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -180,35 +203,66 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video. Reference subjects from your
+            images using ``character1``, ``character2``, ... up to ``character9`` (the
+            order matches the order of ``image_urls``). Max 2500 characters. Length at
+            least 1. Required.
+        image_urls: Reference images for subject consistency (1-9 images). Formats:
+            JPEG, JPG, PNG, WEBP. Shortest side must be at least 400 px (720P or higher
+            recommended). Max 10 MB each. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        duration: Output video duration in seconds (3-15). Defaults to `5`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"] = "16:9",
+    image_urls: Sequence[FileInput],
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
-    duration: Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] = 5,
+    duration: Duration = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -216,71 +270,134 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video. Reference subjects from your
+            images using ``character1``, ``character2``, ... up to ``character9`` (the
+            order matches the order of ``image_urls``). Max 2500 characters. Length at
+            least 1. Required.
+        image_urls: Reference images for subject consistency (1-9 images). Formats:
+            JPEG, JPG, PNG, WEBP. Shortest side must be at least 400 px (720P or higher
+            recommended). Max 10 MB each. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        duration: Output video duration in seconds (3-15). Defaults to `5`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"] = "16:9",
+    image_urls: Sequence[FileInput],
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
-    duration: Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] = 5,
+    duration: Duration = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video. Reference subjects from your
+            images using ``character1``, ``character2``, ... up to ``character9`` (the
+            order matches the order of ``image_urls``). Max 2500 characters. Length at
+            least 1. Required.
+        image_urls: Reference images for subject consistency (1-9 images). Formats:
+            JPEG, JPG, PNG, WEBP. Shortest side must be at least 400 px (720P or higher
+            recommended). Max 10 MB each. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        duration: Output video duration in seconds (3-15). Defaults to `5`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"] = "16:9",
+    image_urls: Sequence[FileInput],
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
-    duration: Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] = 5,
+    duration: Duration = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -288,35 +405,66 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video. Reference subjects from your
+            images using ``character1``, ``character2``, ... up to ``character9`` (the
+            order matches the order of ``image_urls``). Max 2500 characters. Length at
+            least 1. Required.
+        image_urls: Reference images for subject consistency (1-9 images). Formats:
+            JPEG, JPG, PNG, WEBP. Shortest side must be at least 400 px (720P or higher
+            recommended). Max 10 MB each. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        duration: Output video duration in seconds (3-15). Defaults to `5`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4"] = "16:9",
+    image_urls: Sequence[FileInput],
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
-    duration: Literal[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] = 5,
+    duration: Duration = 5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -324,8 +472,39 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired video. Reference subjects from your
+            images using ``character1``, ``character2``, ... up to ``character9`` (the
+            order matches the order of ``image_urls``). Max 2500 characters. Length at
+            least 1. Required.
+        image_urls: Reference images for subject consistency (1-9 images). Formats:
+            JPEG, JPG, PNG, WEBP. Shortest side must be at least 400 px (720P or higher
+            recommended). Max 10 MB each. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        duration: Output video duration in seconds (3-15). Defaults to `5`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

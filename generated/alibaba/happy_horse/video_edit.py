@@ -5,95 +5,17 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    """Input for Happy Horse video-editing (source video + edit prompt)."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """
-    URL of the source video to edit. Formats: MP4, MOV (H.264 recommended). Duration: 3-60 s. Longer side ≤ 2160 px, shorter side ≥ 320 px. Aspect ratio between 1:2.5 and 2.5:1. Frame rate > 8 fps. Max 100 MB. The output video preserves the source aspect ratio. Output duration matches the input video, capped at 15 s (longer inputs are truncated to the first 15 s).
-
-    Max file size: 100.0MB, Min duration: 3s, Max duration: 60s, Timeout: 30.0s
-    """
-    prompt: Annotated[str, Field(min_length=1, title="Prompt")]
-    """Text prompt describing the desired edit. Reference any supplied reference images using @Image1, @Image2, ... up to @Image5. Max 2500 characters."""
-    reference_image_urls: Annotated[
-        list[FileInput] | None, Field(title="Reference Image Urls")
-    ] = None
-    """Optional reference images used to guide the edit (up to 5). Formats: JPEG, JPG, PNG, WEBP. Dimensions must be at least 300px. Aspect ratio between 1:2.5 and 2.5:1. Max 10 MB each."""
-    resolution: Annotated[Literal["720p", "1080p"], Field(title="Resolution")] = "1080p"
-    """Output video resolution tier."""
-    audio_setting: Annotated[
-        Literal["auto", "origin"], Field(title="Audio Setting")
-    ] = "auto"
-    """Audio handling. 'auto': model decides whether to regenerate audio. 'origin': preserve the original audio from the input video."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility (0-2147483647)."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable content moderation for input and output."""
-
-
-class Output(FalModel):
-    """Output for Happy Horse video generation."""
-
-    video: VideoFile
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -110,73 +32,175 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "alibaba/happy-horse/video-edit"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    """Input for Happy Horse video-editing (source video + edit prompt)."""
+
+    video_url: FileInput
+    """
+    URL of the source video to edit. Formats: MP4, MOV (H.264 recommended). Duration: 3-60 s. Longer side ≤ 2160 px, shorter side ≥ 320 px. Aspect ratio between 1:2.5 and 2.5:1. Frame rate > 8 fps. Max 100 MB. The output video preserves the source aspect ratio. Output duration matches the input video, capped at 15 s (longer inputs are truncated to the first 15 s).
+
+    Max file size: 100.0MB, Min duration: 3s, Max duration: 60s, Timeout: 30.0s
+    """
+    prompt: Annotated[str, Field(min_length=1)]
+    """Text prompt describing the desired edit. Reference any supplied reference images
+    using @Image1, @Image2, ... up to @Image5. Max 2500 characters."""
+    reference_image_urls: list[FileInput] | None = None
+    """Optional reference images used to guide the edit (up to 5). Formats: JPEG, JPG,
+    PNG, WEBP. Dimensions must be at least 300px. Aspect ratio between 1:2.5 and 2.5:1.
+    Max 10 MB each."""
+    resolution: Literal["720p", "1080p"] = "1080p"
+    """Output video resolution tier."""
+    audio_setting: Literal["auto", "origin"] = "auto"
+    """Audio handling. 'auto': model decides whether to regenerate audio. 'origin':
+    preserve the original audio from the input video."""
+    seed: int | None = None
+    """Random seed for reproducibility (0-2147483647)."""
+    enable_safety_checker: bool = True
+    """Enable content moderation for input and output."""
+
+
+class Output(FalModel):
+    """Output for Happy Horse video generation."""
+
+    video: VideoFile
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "reference_image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
+    reference_image_urls: Sequence[FileInput] | None = None,
     resolution: Literal["720p", "1080p"] = "1080p",
     audio_setting: Literal["auto", "origin"] = "auto",
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to edit. Formats: MP4, MOV (H.264
+            recommended). Duration: 3-60 s. Longer side ≤ 2160 px, shorter side ≥ 320
+            px. Aspect ratio between 1:2.5 and 2.5:1. Frame rate > 8 fps. Max 100 MB.
+            The output video preserves the source aspect ratio. Output duration matches
+            the input video, capped at 15 s (longer inputs are truncated to the first 15
+            s). Max file size: 100.0MB, Min duration: 3s, Max duration: 60s, Timeout:
+            30.0s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: Text prompt describing the desired edit. Reference any supplied
+            reference images using @Image1, @Image2, ... up to @Image5. Max 2500
+            characters. Length at least 1. Required.
+        reference_image_urls: Optional reference images used to guide the edit (up to
+            5). Formats: JPEG, JPG, PNG, WEBP. Dimensions must be at least 300px. Aspect
+            ratio between 1:2.5 and 2.5:1. Max 10 MB each. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        audio_setting: Audio handling. 'auto': model decides whether to regenerate
+            audio. 'origin': preserve the original audio from the input video. Defaults
+            to `"auto"`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
+    reference_image_urls: Sequence[FileInput] | None = None,
     resolution: Literal["720p", "1080p"] = "1080p",
     audio_setting: Literal["auto", "origin"] = "auto",
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -184,35 +208,75 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to edit. Formats: MP4, MOV (H.264
+            recommended). Duration: 3-60 s. Longer side ≤ 2160 px, shorter side ≥ 320
+            px. Aspect ratio between 1:2.5 and 2.5:1. Frame rate > 8 fps. Max 100 MB.
+            The output video preserves the source aspect ratio. Output duration matches
+            the input video, capped at 15 s (longer inputs are truncated to the first 15
+            s). Max file size: 100.0MB, Min duration: 3s, Max duration: 60s, Timeout:
+            30.0s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: Text prompt describing the desired edit. Reference any supplied
+            reference images using @Image1, @Image2, ... up to @Image5. Max 2500
+            characters. Length at least 1. Required.
+        reference_image_urls: Optional reference images used to guide the edit (up to
+            5). Formats: JPEG, JPG, PNG, WEBP. Dimensions must be at least 300px. Aspect
+            ratio between 1:2.5 and 2.5:1. Max 10 MB each. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        audio_setting: Audio handling. 'auto': model decides whether to regenerate
+            audio. 'origin': preserve the original audio from the input video. Defaults
+            to `"auto"`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
+    reference_image_urls: Sequence[FileInput] | None = None,
     resolution: Literal["720p", "1080p"] = "1080p",
     audio_setting: Literal["auto", "origin"] = "auto",
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -220,71 +284,152 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to edit. Formats: MP4, MOV (H.264
+            recommended). Duration: 3-60 s. Longer side ≤ 2160 px, shorter side ≥ 320
+            px. Aspect ratio between 1:2.5 and 2.5:1. Frame rate > 8 fps. Max 100 MB.
+            The output video preserves the source aspect ratio. Output duration matches
+            the input video, capped at 15 s (longer inputs are truncated to the first 15
+            s). Max file size: 100.0MB, Min duration: 3s, Max duration: 60s, Timeout:
+            30.0s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: Text prompt describing the desired edit. Reference any supplied
+            reference images using @Image1, @Image2, ... up to @Image5. Max 2500
+            characters. Length at least 1. Required.
+        reference_image_urls: Optional reference images used to guide the edit (up to
+            5). Formats: JPEG, JPG, PNG, WEBP. Dimensions must be at least 300px. Aspect
+            ratio between 1:2.5 and 2.5:1. Max 10 MB each. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        audio_setting: Audio handling. 'auto': model decides whether to regenerate
+            audio. 'origin': preserve the original audio from the input video. Defaults
+            to `"auto"`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
+    reference_image_urls: Sequence[FileInput] | None = None,
     resolution: Literal["720p", "1080p"] = "1080p",
     audio_setting: Literal["auto", "origin"] = "auto",
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to edit. Formats: MP4, MOV (H.264
+            recommended). Duration: 3-60 s. Longer side ≤ 2160 px, shorter side ≥ 320
+            px. Aspect ratio between 1:2.5 and 2.5:1. Frame rate > 8 fps. Max 100 MB.
+            The output video preserves the source aspect ratio. Output duration matches
+            the input video, capped at 15 s (longer inputs are truncated to the first 15
+            s). Max file size: 100.0MB, Min duration: 3s, Max duration: 60s, Timeout:
+            30.0s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: Text prompt describing the desired edit. Reference any supplied
+            reference images using @Image1, @Image2, ... up to @Image5. Max 2500
+            characters. Length at least 1. Required.
+        reference_image_urls: Optional reference images used to guide the edit (up to
+            5). Formats: JPEG, JPG, PNG, WEBP. Dimensions must be at least 300px. Aspect
+            ratio between 1:2.5 and 2.5:1. Max 10 MB each. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        audio_setting: Audio handling. 'auto': model decides whether to regenerate
+            audio. 'origin': preserve the original audio from the input video. Defaults
+            to `"auto"`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
+    reference_image_urls: Sequence[FileInput] | None = None,
     resolution: Literal["720p", "1080p"] = "1080p",
     audio_setting: Literal["auto", "origin"] = "auto",
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -292,35 +437,75 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to edit. Formats: MP4, MOV (H.264
+            recommended). Duration: 3-60 s. Longer side ≤ 2160 px, shorter side ≥ 320
+            px. Aspect ratio between 1:2.5 and 2.5:1. Frame rate > 8 fps. Max 100 MB.
+            The output video preserves the source aspect ratio. Output duration matches
+            the input video, capped at 15 s (longer inputs are truncated to the first 15
+            s). Max file size: 100.0MB, Min duration: 3s, Max duration: 60s, Timeout:
+            30.0s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: Text prompt describing the desired edit. Reference any supplied
+            reference images using @Image1, @Image2, ... up to @Image5. Max 2500
+            characters. Length at least 1. Required.
+        reference_image_urls: Optional reference images used to guide the edit (up to
+            5). Formats: JPEG, JPG, PNG, WEBP. Dimensions must be at least 300px. Aspect
+            ratio between 1:2.5 and 2.5:1. Max 10 MB each. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        audio_setting: Audio handling. 'auto': model decides whether to regenerate
+            audio. 'origin': preserve the original audio from the input video. Defaults
+            to `"auto"`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
+    reference_image_urls: Sequence[FileInput] | None = None,
     resolution: Literal["720p", "1080p"] = "1080p",
     audio_setting: Literal["auto", "origin"] = "auto",
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -328,8 +513,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to edit. Formats: MP4, MOV (H.264
+            recommended). Duration: 3-60 s. Longer side ≤ 2160 px, shorter side ≥ 320
+            px. Aspect ratio between 1:2.5 and 2.5:1. Frame rate > 8 fps. Max 100 MB.
+            The output video preserves the source aspect ratio. Output duration matches
+            the input video, capped at 15 s (longer inputs are truncated to the first 15
+            s). Max file size: 100.0MB, Min duration: 3s, Max duration: 60s, Timeout:
+            30.0s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: Text prompt describing the desired edit. Reference any supplied
+            reference images using @Image1, @Image2, ... up to @Image5. Max 2500
+            characters. Length at least 1. Required.
+        reference_image_urls: Optional reference images used to guide the edit (up to
+            5). Formats: JPEG, JPG, PNG, WEBP. Dimensions must be at least 300px. Aspect
+            ratio between 1:2.5 and 2.5:1. Max 10 MB each. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Output video resolution tier. Defaults to `"1080p"`.
+        audio_setting: Audio handling. 'auto': model decides whether to regenerate
+            audio. 'origin': preserve the original audio from the input video. Defaults
+            to `"auto"`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

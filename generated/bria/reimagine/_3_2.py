@@ -5,84 +5,20 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field, RootModel
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field, RootModel
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Prompt for image generation."""
-    num_inference_steps: Annotated[
-        int, Field(ge=20, le=50, title="Num Inference Steps")
-    ] = 30
-    """Number of inference steps."""
-    seed: Annotated[int, Field(title="Seed")] = 5555
-    """Random seed for reproducibility."""
-    aspect_ratio: Annotated[
-        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"],
-        Field(title="Aspect Ratio"),
-    ] = "1:1"
-    """Aspect ratio. Options: 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9"""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many fingers"
-    )
-    """Negative prompt for image generation."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0, title="Guidance Scale")] = 5
-    """Guidance scale for text."""
-    truncate_prompt: Annotated[bool, Field(title="Truncate Prompt")] = True
-    """Whether to truncate the prompt."""
-    prompt_enhancer: Annotated[bool, Field(title="Prompt Enhancer")] = True
-    """Whether to improve the prompt."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If true, returns the image directly in the response (increases latency)."""
-    depth_image_url: Annotated[FileInput | None, Field(title="Depth Image Url")] = ""
-    """Depth control image (file or URL)."""
-    depth_scale: Annotated[float, Field(ge=0.0, le=1.0, title="Depth Scale")] = 0.5
-    """Depth control strength (0.0 to 1.0)."""
-    depth_preprocess: Annotated[bool, Field(title="Depth Preprocess")] = True
-    """Depth image preprocess."""
-    canny_image_url: Annotated[FileInput | None, Field(title="Canny Image Url")] = ""
-    """Canny edge control image (file or URL)."""
-    canny_preprocess: Annotated[bool, Field(title="Canny Preprocess")] = True
-    """Canny image preprocess."""
-    canny_scale: Annotated[float, Field(ge=0.0, le=1.0, title="Canny Scale")] = 0.5
-    """Canny edge control strength (0.0 to 1.0)."""
-
-
-class Output(RootModel[Any]):
-    root: Any
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "Input",
     "Output",
     "submit",
@@ -94,34 +30,80 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "bria/reimagine/3.2"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal[
+    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
+]
+
+
+class Input(FalModel):
+    prompt: str
+    """Prompt for image generation."""
+    num_inference_steps: Annotated[int, Field(ge=20, le=50)] = 30
+    """Number of inference steps."""
+    seed: int = 5555
+    """Random seed for reproducibility."""
+    aspect_ratio: AspectRatio = "1:1"
+    """Aspect ratio. Options: 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9"""
+    negative_prompt: str = (
+        "Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many fingers"
+    )
+    """Negative prompt for image generation."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 5
+    """Guidance scale for text."""
+    truncate_prompt: bool = True
+    """Whether to truncate the prompt."""
+    prompt_enhancer: bool = True
+    """Whether to improve the prompt."""
+    sync_mode: bool = False
+    """If true, returns the image directly in the response (increases latency)."""
+    depth_image_url: FileInput | None = ""
+    """Depth control image (file or URL)."""
+    depth_scale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Depth control strength (0.0 to 1.0)."""
+    depth_preprocess: bool = True
+    """Depth image preprocess."""
+    canny_image_url: FileInput | None = ""
+    """Canny edge control image (file or URL)."""
+    canny_preprocess: bool = True
+    """Canny image preprocess."""
+    canny_scale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Canny edge control strength (0.0 to 1.0)."""
+
+
+class Output(RootModel[Any]):
+    root: Any
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["depth_image_url", "canny_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     num_inference_steps: int = 30,
     seed: int = 5555,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     negative_prompt: str = "Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many fingers",
     guidance_scale: float = 5,
     truncate_prompt: bool = True,
@@ -133,41 +115,86 @@ def submit(
     canny_image_url: FileInput | None = "",
     canny_preprocess: bool = True,
     canny_scale: float = 0.5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt for image generation. Required.
+        num_inference_steps: Number of inference steps. Between 20 and 50. Defaults to
+            `30`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        aspect_ratio: Aspect ratio. Options: 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16,
+            16:9. Defaults to `"1:1"`.
+        negative_prompt: Negative prompt for image generation. Defaults to
+            `"Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn
+            hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated
+            hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn
+            face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many
+            fingers"`.
+        guidance_scale: Guidance scale for text. Between 1.0 and 10.0. Defaults to `5`.
+        truncate_prompt: Whether to truncate the prompt. Defaults to `True`.
+        prompt_enhancer: Whether to improve the prompt. Defaults to `True`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        depth_image_url: Depth control image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        depth_scale: Depth control strength (0.0 to 1.0). Between 0.0 and 1.0. Defaults
+            to `0.5`.
+        depth_preprocess: Depth image preprocess. Defaults to `True`.
+        canny_image_url: Canny edge control image (file or URL). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `\""`.
+        canny_preprocess: Canny image preprocess. Defaults to `True`.
+        canny_scale: Canny edge control strength (0.0 to 1.0). Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     num_inference_steps: int = 30,
     seed: int = 5555,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     negative_prompt: str = "Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many fingers",
     guidance_scale: float = 5,
     truncate_prompt: bool = True,
@@ -179,8 +206,8 @@ def subscribe(
     canny_image_url: FileInput | None = "",
     canny_preprocess: bool = True,
     canny_scale: float = 0.5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -188,32 +215,76 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt for image generation. Required.
+        num_inference_steps: Number of inference steps. Between 20 and 50. Defaults to
+            `30`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        aspect_ratio: Aspect ratio. Options: 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16,
+            16:9. Defaults to `"1:1"`.
+        negative_prompt: Negative prompt for image generation. Defaults to
+            `"Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn
+            hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated
+            hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn
+            face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many
+            fingers"`.
+        guidance_scale: Guidance scale for text. Between 1.0 and 10.0. Defaults to `5`.
+        truncate_prompt: Whether to truncate the prompt. Defaults to `True`.
+        prompt_enhancer: Whether to improve the prompt. Defaults to `True`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        depth_image_url: Depth control image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        depth_scale: Depth control strength (0.0 to 1.0). Between 0.0 and 1.0. Defaults
+            to `0.5`.
+        depth_preprocess: Depth image preprocess. Defaults to `True`.
+        canny_image_url: Canny edge control image (file or URL). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `\""`.
+        canny_preprocess: Canny image preprocess. Defaults to `True`.
+        canny_scale: Canny edge control strength (0.0 to 1.0). Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     num_inference_steps: int = 30,
     seed: int = 5555,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     negative_prompt: str = "Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many fingers",
     guidance_scale: float = 5,
     truncate_prompt: bool = True,
@@ -225,8 +296,8 @@ def run(
     canny_image_url: FileInput | None = "",
     canny_preprocess: bool = True,
     canny_scale: float = 0.5,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -234,32 +305,76 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt for image generation. Required.
+        num_inference_steps: Number of inference steps. Between 20 and 50. Defaults to
+            `30`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        aspect_ratio: Aspect ratio. Options: 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16,
+            16:9. Defaults to `"1:1"`.
+        negative_prompt: Negative prompt for image generation. Defaults to
+            `"Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn
+            hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated
+            hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn
+            face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many
+            fingers"`.
+        guidance_scale: Guidance scale for text. Between 1.0 and 10.0. Defaults to `5`.
+        truncate_prompt: Whether to truncate the prompt. Defaults to `True`.
+        prompt_enhancer: Whether to improve the prompt. Defaults to `True`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        depth_image_url: Depth control image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        depth_scale: Depth control strength (0.0 to 1.0). Between 0.0 and 1.0. Defaults
+            to `0.5`.
+        depth_preprocess: Depth image preprocess. Defaults to `True`.
+        canny_image_url: Canny edge control image (file or URL). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `\""`.
+        canny_preprocess: Canny image preprocess. Defaults to `True`.
+        canny_scale: Canny edge control strength (0.0 to 1.0). Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     num_inference_steps: int = 30,
     seed: int = 5555,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     negative_prompt: str = "Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many fingers",
     guidance_scale: float = 5,
     truncate_prompt: bool = True,
@@ -271,41 +386,86 @@ async def submit_async(
     canny_image_url: FileInput | None = "",
     canny_preprocess: bool = True,
     canny_scale: float = 0.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt for image generation. Required.
+        num_inference_steps: Number of inference steps. Between 20 and 50. Defaults to
+            `30`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        aspect_ratio: Aspect ratio. Options: 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16,
+            16:9. Defaults to `"1:1"`.
+        negative_prompt: Negative prompt for image generation. Defaults to
+            `"Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn
+            hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated
+            hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn
+            face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many
+            fingers"`.
+        guidance_scale: Guidance scale for text. Between 1.0 and 10.0. Defaults to `5`.
+        truncate_prompt: Whether to truncate the prompt. Defaults to `True`.
+        prompt_enhancer: Whether to improve the prompt. Defaults to `True`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        depth_image_url: Depth control image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        depth_scale: Depth control strength (0.0 to 1.0). Between 0.0 and 1.0. Defaults
+            to `0.5`.
+        depth_preprocess: Depth image preprocess. Defaults to `True`.
+        canny_image_url: Canny edge control image (file or URL). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `\""`.
+        canny_preprocess: Canny image preprocess. Defaults to `True`.
+        canny_scale: Canny edge control strength (0.0 to 1.0). Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     num_inference_steps: int = 30,
     seed: int = 5555,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     negative_prompt: str = "Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many fingers",
     guidance_scale: float = 5,
     truncate_prompt: bool = True,
@@ -317,8 +477,8 @@ async def subscribe_async(
     canny_image_url: FileInput | None = "",
     canny_preprocess: bool = True,
     canny_scale: float = 0.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -326,32 +486,76 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt for image generation. Required.
+        num_inference_steps: Number of inference steps. Between 20 and 50. Defaults to
+            `30`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        aspect_ratio: Aspect ratio. Options: 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16,
+            16:9. Defaults to `"1:1"`.
+        negative_prompt: Negative prompt for image generation. Defaults to
+            `"Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn
+            hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated
+            hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn
+            face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many
+            fingers"`.
+        guidance_scale: Guidance scale for text. Between 1.0 and 10.0. Defaults to `5`.
+        truncate_prompt: Whether to truncate the prompt. Defaults to `True`.
+        prompt_enhancer: Whether to improve the prompt. Defaults to `True`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        depth_image_url: Depth control image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        depth_scale: Depth control strength (0.0 to 1.0). Between 0.0 and 1.0. Defaults
+            to `0.5`.
+        depth_preprocess: Depth image preprocess. Defaults to `True`.
+        canny_image_url: Canny edge control image (file or URL). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `\""`.
+        canny_preprocess: Canny image preprocess. Defaults to `True`.
+        canny_scale: Canny edge control strength (0.0 to 1.0). Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     num_inference_steps: int = 30,
     seed: int = 5555,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     negative_prompt: str = "Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many fingers",
     guidance_scale: float = 5,
     truncate_prompt: bool = True,
@@ -363,8 +567,8 @@ async def run_async(
     canny_image_url: FileInput | None = "",
     canny_preprocess: bool = True,
     canny_scale: float = 0.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -372,8 +576,54 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt for image generation. Required.
+        num_inference_steps: Number of inference steps. Between 20 and 50. Defaults to
+            `30`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        aspect_ratio: Aspect ratio. Options: 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16,
+            16:9. Defaults to `"1:1"`.
+        negative_prompt: Negative prompt for image generation. Defaults to
+            `"Logo,Watermark,Ugly,Morbid,Extra fingers,Poorly drawn
+            hands,Mutation,Blurry,Extra limbs,Gross proportions,Missing arms,Mutated
+            hands,Long neck,Duplicate,Mutilated,Mutilated hands,Poorly drawn
+            face,Deformed,Bad anatomy,Cloned face,Malformed limbs,Missing legs,Too many
+            fingers"`.
+        guidance_scale: Guidance scale for text. Between 1.0 and 10.0. Defaults to `5`.
+        truncate_prompt: Whether to truncate the prompt. Defaults to `True`.
+        prompt_enhancer: Whether to improve the prompt. Defaults to `True`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        depth_image_url: Depth control image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        depth_scale: Depth control strength (0.0 to 1.0). Between 0.0 and 1.0. Defaults
+            to `0.5`.
+        depth_preprocess: Depth image preprocess. Defaults to `True`.
+        canny_image_url: Canny edge control image (file or URL). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `\""`.
+        canny_preprocess: Canny image preprocess. Defaults to `True`.
+        canny_scale: Canny edge control strength (0.0 to 1.0). Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

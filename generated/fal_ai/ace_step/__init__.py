@@ -5,102 +5,15 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    tags: Annotated[str, Field(title="Tags")]
-    """Comma-separated list of genre tags to control the style of the generated audio."""
-    lyrics: Annotated[str, Field(title="Lyrics")] = ""
-    """Lyrics to be sung in the audio. If not provided or if [inst] or [instrumental] is the content of this field, no lyrics will be sung. Use control structures like [verse], [chorus] and [bridge] to control the structure of the song."""
-    duration: Annotated[float, Field(ge=5.0, le=240.0, title="Duration")] = 60
-    """The duration of the generated audio in seconds."""
-    number_of_steps: Annotated[int, Field(ge=3, le=60, title="Number Of Steps")] = 27
-    """Number of steps to generate the audio."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If not provided, a random seed will be used."""
-    scheduler: Annotated[Literal["euler", "heun"], Field(title="Scheduler")] = "euler"
-    """Scheduler to use for the generation process."""
-    guidance_type: Annotated[
-        Literal["cfg", "apg", "cfg_star"], Field(title="Guidance Type")
-    ] = "apg"
-    """Type of CFG to use for the generation process."""
-    granularity_scale: Annotated[
-        int, Field(ge=-100, le=100, title="Granularity Scale")
-    ] = 10
-    """Granularity scale for the generation process. Higher values can reduce artifacts."""
-    guidance_interval: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Guidance Interval")
-    ] = 0.5
-    """Guidance interval for the generation. 0.5 means only apply guidance in the middle steps (0.25 * infer_steps to 0.75 * infer_steps)"""
-    guidance_interval_decay: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Guidance Interval Decay")
-    ] = 0
-    """Guidance interval decay for the generation. Guidance scale will decay from guidance_scale to min_guidance_scale in the interval. 0.0 means no decay."""
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=200.0, title="Guidance Scale")
-    ] = 15
-    """Guidance scale for the generation."""
-    minimum_guidance_scale: Annotated[
-        float, Field(ge=0.0, le=200.0, title="Minimum Guidance Scale")
-    ] = 3
-    """Minimum guidance scale for the generation after the decay."""
-    tag_guidance_scale: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Tag Guidance Scale")
-    ] = 5
-    """Tag guidance scale for the generation."""
-    lyric_guidance_scale: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Lyric Guidance Scale")
-    ] = 1.5
-    """Lyric guidance scale for the generation."""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated audio file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The random seed used for the generation process."""
-    tags: Annotated[str, Field(title="Tags")]
-    """The genre tags used in the generation process."""
-    lyrics: Annotated[str, Field(title="Lyrics")]
-    """The lyrics used in the generation process."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -117,25 +30,88 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ace-step"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    tags: str
+    """Comma-separated list of genre tags to control the style of the generated
+    audio."""
+    lyrics: str = ""
+    """Lyrics to be sung in the audio. If not provided or if [inst] or [instrumental] is
+    the content of this field, no lyrics will be sung. Use control structures like
+    [verse], [chorus] and [bridge] to control the structure of the song."""
+    duration: Annotated[float, Field(ge=5.0, le=240.0)] = 60
+    """The duration of the generated audio in seconds."""
+    number_of_steps: Annotated[int, Field(ge=3, le=60)] = 27
+    """Number of steps to generate the audio."""
+    seed: int | None = None
+    """Random seed for reproducibility. If not provided, a random seed will be used."""
+    scheduler: Literal["euler", "heun"] = "euler"
+    """Scheduler to use for the generation process."""
+    guidance_type: Literal["cfg", "apg", "cfg_star"] = "apg"
+    """Type of CFG to use for the generation process."""
+    granularity_scale: Annotated[int, Field(ge=-100, le=100)] = 10
+    """Granularity scale for the generation process. Higher values can reduce
+    artifacts."""
+    guidance_interval: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Guidance interval for the generation. 0.5 means only apply guidance in the middle
+    steps (0.25 * infer_steps to 0.75 * infer_steps)"""
+    guidance_interval_decay: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Guidance interval decay for the generation. Guidance scale will decay from
+    guidance_scale to min_guidance_scale in the interval. 0.0 means no decay."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=200.0)] = 15
+    """Guidance scale for the generation."""
+    minimum_guidance_scale: Annotated[float, Field(ge=0.0, le=200.0)] = 3
+    """Minimum guidance scale for the generation after the decay."""
+    tag_guidance_scale: Annotated[float, Field(ge=0.0, le=10.0)] = 5
+    """Tag guidance scale for the generation."""
+    lyric_guidance_scale: Annotated[float, Field(ge=0.0, le=10.0)] = 1.5
+    """Lyric guidance scale for the generation."""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated audio file."""
+    seed: int
+    """The random seed used for the generation process."""
+    tags: str
+    """The genre tags used in the generation process."""
+    lyrics: str
+    """The lyrics used in the generation process."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     tags: str,
@@ -152,33 +128,82 @@ def submit(
     minimum_guidance_scale: float = 3,
     tag_guidance_scale: float = 5,
     lyric_guidance_scale: float = 1.5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        tags: Comma-separated list of genre tags to control the style of the generated
+            audio. Required.
+        lyrics: Lyrics to be sung in the audio. If not provided or if [inst] or
+            [instrumental] is the content of this field, no lyrics will be sung. Use
+            control structures like [verse], [chorus] and [bridge] to control the
+            structure of the song. Defaults to `\""`.
+        duration: The duration of the generated audio in seconds. Between 5.0 and 240.0.
+            Defaults to `60`.
+        number_of_steps: Number of steps to generate the audio. Between 3 and 60.
+            Defaults to `27`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        scheduler: Scheduler to use for the generation process. Defaults to `"euler"`.
+        guidance_type: Type of CFG to use for the generation process. Defaults to
+            `"apg"`.
+        granularity_scale: Granularity scale for the generation process. Higher values
+            can reduce artifacts. Between -100 and 100. Defaults to `10`.
+        guidance_interval: Guidance interval for the generation. 0.5 means only apply
+            guidance in the middle steps (0.25 * infer_steps to 0.75 * infer_steps).
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        guidance_interval_decay: Guidance interval decay for the generation. Guidance
+            scale will decay from guidance_scale to min_guidance_scale in the interval.
+            0.0 means no decay. Between 0.0 and 1.0. Defaults to `0`.
+        guidance_scale: Guidance scale for the generation. Between 0.0 and 200.0.
+            Defaults to `15`.
+        minimum_guidance_scale: Minimum guidance scale for the generation after the
+            decay. Between 0.0 and 200.0. Defaults to `3`.
+        tag_guidance_scale: Tag guidance scale for the generation. Between 0.0 and 10.0.
+            Defaults to `5`.
+        lyric_guidance_scale: Lyric guidance scale for the generation. Between 0.0 and
+            10.0. Defaults to `1.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     tags: str,
@@ -195,8 +220,8 @@ def subscribe(
     minimum_guidance_scale: float = 3,
     tag_guidance_scale: float = 5,
     lyric_guidance_scale: float = 1.5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -204,24 +229,72 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        tags: Comma-separated list of genre tags to control the style of the generated
+            audio. Required.
+        lyrics: Lyrics to be sung in the audio. If not provided or if [inst] or
+            [instrumental] is the content of this field, no lyrics will be sung. Use
+            control structures like [verse], [chorus] and [bridge] to control the
+            structure of the song. Defaults to `\""`.
+        duration: The duration of the generated audio in seconds. Between 5.0 and 240.0.
+            Defaults to `60`.
+        number_of_steps: Number of steps to generate the audio. Between 3 and 60.
+            Defaults to `27`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        scheduler: Scheduler to use for the generation process. Defaults to `"euler"`.
+        guidance_type: Type of CFG to use for the generation process. Defaults to
+            `"apg"`.
+        granularity_scale: Granularity scale for the generation process. Higher values
+            can reduce artifacts. Between -100 and 100. Defaults to `10`.
+        guidance_interval: Guidance interval for the generation. 0.5 means only apply
+            guidance in the middle steps (0.25 * infer_steps to 0.75 * infer_steps).
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        guidance_interval_decay: Guidance interval decay for the generation. Guidance
+            scale will decay from guidance_scale to min_guidance_scale in the interval.
+            0.0 means no decay. Between 0.0 and 1.0. Defaults to `0`.
+        guidance_scale: Guidance scale for the generation. Between 0.0 and 200.0.
+            Defaults to `15`.
+        minimum_guidance_scale: Minimum guidance scale for the generation after the
+            decay. Between 0.0 and 200.0. Defaults to `3`.
+        tag_guidance_scale: Tag guidance scale for the generation. Between 0.0 and 10.0.
+            Defaults to `5`.
+        lyric_guidance_scale: Lyric guidance scale for the generation. Between 0.0 and
+            10.0. Defaults to `1.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     tags: str,
@@ -238,8 +311,8 @@ def run(
     minimum_guidance_scale: float = 3,
     tag_guidance_scale: float = 5,
     lyric_guidance_scale: float = 1.5,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -247,24 +320,72 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        tags: Comma-separated list of genre tags to control the style of the generated
+            audio. Required.
+        lyrics: Lyrics to be sung in the audio. If not provided or if [inst] or
+            [instrumental] is the content of this field, no lyrics will be sung. Use
+            control structures like [verse], [chorus] and [bridge] to control the
+            structure of the song. Defaults to `\""`.
+        duration: The duration of the generated audio in seconds. Between 5.0 and 240.0.
+            Defaults to `60`.
+        number_of_steps: Number of steps to generate the audio. Between 3 and 60.
+            Defaults to `27`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        scheduler: Scheduler to use for the generation process. Defaults to `"euler"`.
+        guidance_type: Type of CFG to use for the generation process. Defaults to
+            `"apg"`.
+        granularity_scale: Granularity scale for the generation process. Higher values
+            can reduce artifacts. Between -100 and 100. Defaults to `10`.
+        guidance_interval: Guidance interval for the generation. 0.5 means only apply
+            guidance in the middle steps (0.25 * infer_steps to 0.75 * infer_steps).
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        guidance_interval_decay: Guidance interval decay for the generation. Guidance
+            scale will decay from guidance_scale to min_guidance_scale in the interval.
+            0.0 means no decay. Between 0.0 and 1.0. Defaults to `0`.
+        guidance_scale: Guidance scale for the generation. Between 0.0 and 200.0.
+            Defaults to `15`.
+        minimum_guidance_scale: Minimum guidance scale for the generation after the
+            decay. Between 0.0 and 200.0. Defaults to `3`.
+        tag_guidance_scale: Tag guidance scale for the generation. Between 0.0 and 10.0.
+            Defaults to `5`.
+        lyric_guidance_scale: Lyric guidance scale for the generation. Between 0.0 and
+            10.0. Defaults to `1.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     tags: str,
@@ -281,33 +402,82 @@ async def submit_async(
     minimum_guidance_scale: float = 3,
     tag_guidance_scale: float = 5,
     lyric_guidance_scale: float = 1.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        tags: Comma-separated list of genre tags to control the style of the generated
+            audio. Required.
+        lyrics: Lyrics to be sung in the audio. If not provided or if [inst] or
+            [instrumental] is the content of this field, no lyrics will be sung. Use
+            control structures like [verse], [chorus] and [bridge] to control the
+            structure of the song. Defaults to `\""`.
+        duration: The duration of the generated audio in seconds. Between 5.0 and 240.0.
+            Defaults to `60`.
+        number_of_steps: Number of steps to generate the audio. Between 3 and 60.
+            Defaults to `27`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        scheduler: Scheduler to use for the generation process. Defaults to `"euler"`.
+        guidance_type: Type of CFG to use for the generation process. Defaults to
+            `"apg"`.
+        granularity_scale: Granularity scale for the generation process. Higher values
+            can reduce artifacts. Between -100 and 100. Defaults to `10`.
+        guidance_interval: Guidance interval for the generation. 0.5 means only apply
+            guidance in the middle steps (0.25 * infer_steps to 0.75 * infer_steps).
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        guidance_interval_decay: Guidance interval decay for the generation. Guidance
+            scale will decay from guidance_scale to min_guidance_scale in the interval.
+            0.0 means no decay. Between 0.0 and 1.0. Defaults to `0`.
+        guidance_scale: Guidance scale for the generation. Between 0.0 and 200.0.
+            Defaults to `15`.
+        minimum_guidance_scale: Minimum guidance scale for the generation after the
+            decay. Between 0.0 and 200.0. Defaults to `3`.
+        tag_guidance_scale: Tag guidance scale for the generation. Between 0.0 and 10.0.
+            Defaults to `5`.
+        lyric_guidance_scale: Lyric guidance scale for the generation. Between 0.0 and
+            10.0. Defaults to `1.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     tags: str,
@@ -324,8 +494,8 @@ async def subscribe_async(
     minimum_guidance_scale: float = 3,
     tag_guidance_scale: float = 5,
     lyric_guidance_scale: float = 1.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -333,24 +503,72 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        tags: Comma-separated list of genre tags to control the style of the generated
+            audio. Required.
+        lyrics: Lyrics to be sung in the audio. If not provided or if [inst] or
+            [instrumental] is the content of this field, no lyrics will be sung. Use
+            control structures like [verse], [chorus] and [bridge] to control the
+            structure of the song. Defaults to `\""`.
+        duration: The duration of the generated audio in seconds. Between 5.0 and 240.0.
+            Defaults to `60`.
+        number_of_steps: Number of steps to generate the audio. Between 3 and 60.
+            Defaults to `27`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        scheduler: Scheduler to use for the generation process. Defaults to `"euler"`.
+        guidance_type: Type of CFG to use for the generation process. Defaults to
+            `"apg"`.
+        granularity_scale: Granularity scale for the generation process. Higher values
+            can reduce artifacts. Between -100 and 100. Defaults to `10`.
+        guidance_interval: Guidance interval for the generation. 0.5 means only apply
+            guidance in the middle steps (0.25 * infer_steps to 0.75 * infer_steps).
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        guidance_interval_decay: Guidance interval decay for the generation. Guidance
+            scale will decay from guidance_scale to min_guidance_scale in the interval.
+            0.0 means no decay. Between 0.0 and 1.0. Defaults to `0`.
+        guidance_scale: Guidance scale for the generation. Between 0.0 and 200.0.
+            Defaults to `15`.
+        minimum_guidance_scale: Minimum guidance scale for the generation after the
+            decay. Between 0.0 and 200.0. Defaults to `3`.
+        tag_guidance_scale: Tag guidance scale for the generation. Between 0.0 and 10.0.
+            Defaults to `5`.
+        lyric_guidance_scale: Lyric guidance scale for the generation. Between 0.0 and
+            10.0. Defaults to `1.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     tags: str,
@@ -367,8 +585,8 @@ async def run_async(
     minimum_guidance_scale: float = 3,
     tag_guidance_scale: float = 5,
     lyric_guidance_scale: float = 1.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -376,8 +594,56 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        tags: Comma-separated list of genre tags to control the style of the generated
+            audio. Required.
+        lyrics: Lyrics to be sung in the audio. If not provided or if [inst] or
+            [instrumental] is the content of this field, no lyrics will be sung. Use
+            control structures like [verse], [chorus] and [bridge] to control the
+            structure of the song. Defaults to `\""`.
+        duration: The duration of the generated audio in seconds. Between 5.0 and 240.0.
+            Defaults to `60`.
+        number_of_steps: Number of steps to generate the audio. Between 3 and 60.
+            Defaults to `27`.
+        seed: Random seed for reproducibility. If not provided, a random seed will be
+            used. Defaults to `None`.
+        scheduler: Scheduler to use for the generation process. Defaults to `"euler"`.
+        guidance_type: Type of CFG to use for the generation process. Defaults to
+            `"apg"`.
+        granularity_scale: Granularity scale for the generation process. Higher values
+            can reduce artifacts. Between -100 and 100. Defaults to `10`.
+        guidance_interval: Guidance interval for the generation. 0.5 means only apply
+            guidance in the middle steps (0.25 * infer_steps to 0.75 * infer_steps).
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        guidance_interval_decay: Guidance interval decay for the generation. Guidance
+            scale will decay from guidance_scale to min_guidance_scale in the interval.
+            0.0 means no decay. Between 0.0 and 1.0. Defaults to `0`.
+        guidance_scale: Guidance scale for the generation. Between 0.0 and 200.0.
+            Defaults to `15`.
+        minimum_guidance_scale: Minimum guidance scale for the generation after the
+            decay. Between 0.0 and 200.0. Defaults to `3`.
+        tag_guidance_scale: Tag guidance scale for the generation. Between 0.0 and 10.0.
+            Defaults to `5`.
+        lyric_guidance_scale: Lyric guidance scale for the generation. Between 0.0 and
+            10.0. Defaults to `1.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

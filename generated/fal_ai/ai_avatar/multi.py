@@ -5,80 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the input image. If the input image does not match the chosen aspect ratio, it is resized and center cropped."""
-    first_audio_url: Annotated[FileInput, Field(title="First Audio URL")]
-    """The URL of the Person 1 audio file."""
-    second_audio_url: Annotated[FileInput | None, Field(title="Second Audio URL")] = (
-        None
-    )
-    """The URL of the Person 2 audio file."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    num_frames: Annotated[int, Field(ge=41, le=241, title="Number of Frames")] = 181
-    """Number of frames to generate. Must be between 81 to 129 (inclusive). If the number of frames is greater than 81, the video will be generated with 1.25x more billing units."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "480p"
-    """Resolution of the video to generate. Must be either 480p or 720p."""
-    seed: Annotated[int, Field(ge=0, le=4294967295, title="Seed")] = 81
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    use_only_first_audio: Annotated[bool, Field(title="Use Only First Audio")] = False
-    """Whether to use only the first audio file."""
-    acceleration: Annotated[
-        Literal["none", "regular", "high"], Field(title="Acceleration")
-    ] = "regular"
-    """The acceleration level to use for generation."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -95,26 +31,72 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ai-avatar/multi"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the input image. If the input image does not match the chosen aspect
+    ratio, it is resized and center cropped."""
+    first_audio_url: FileInput
+    """The URL of the Person 1 audio file."""
+    second_audio_url: FileInput | None = None
+    """The URL of the Person 2 audio file."""
+    prompt: str
+    """The text prompt to guide video generation."""
+    num_frames: Annotated[int, Field(ge=41, le=241)] = 181
+    """Number of frames to generate. Must be between 81 to 129 (inclusive). If the
+    number of frames is greater than 81, the video will be generated with 1.25x more
+    billing units."""
+    resolution: Literal["480p", "720p"] = "480p"
+    """Resolution of the video to generate. Must be either 480p or 720p."""
+    seed: Annotated[int, Field(ge=0, le=4294967295)] = 81
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    use_only_first_audio: bool = False
+    """Whether to use only the first audio file."""
+    acceleration: Literal["none", "regular", "high"] = "regular"
+    """The acceleration level to use for generation."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "first_audio_url", "second_audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -126,33 +108,71 @@ def submit(
     seed: int = 81,
     use_only_first_audio: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        first_audio_url: The URL of the Person 1 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        second_audio_url: The URL of the Person 2 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 129 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 41 and 241. Defaults to `181`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `81`.
+        use_only_first_audio: Whether to use only the first audio file. Defaults to
+            `False`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -164,8 +184,8 @@ def subscribe(
     seed: int = 81,
     use_only_first_audio: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -173,24 +193,61 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        first_audio_url: The URL of the Person 1 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        second_audio_url: The URL of the Person 2 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 129 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 41 and 241. Defaults to `181`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `81`.
+        use_only_first_audio: Whether to use only the first audio file. Defaults to
+            `False`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -202,8 +259,8 @@ def run(
     seed: int = 81,
     use_only_first_audio: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -211,24 +268,61 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        first_audio_url: The URL of the Person 1 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        second_audio_url: The URL of the Person 2 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 129 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 41 and 241. Defaults to `181`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `81`.
+        use_only_first_audio: Whether to use only the first audio file. Defaults to
+            `False`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -240,33 +334,71 @@ async def submit_async(
     seed: int = 81,
     use_only_first_audio: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        first_audio_url: The URL of the Person 1 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        second_audio_url: The URL of the Person 2 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 129 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 41 and 241. Defaults to `181`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `81`.
+        use_only_first_audio: Whether to use only the first audio file. Defaults to
+            `False`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -278,8 +410,8 @@ async def subscribe_async(
     seed: int = 81,
     use_only_first_audio: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -287,24 +419,61 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        first_audio_url: The URL of the Person 1 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        second_audio_url: The URL of the Person 2 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 129 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 41 and 241. Defaults to `181`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `81`.
+        use_only_first_audio: Whether to use only the first audio file. Defaults to
+            `False`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -316,8 +485,8 @@ async def run_async(
     seed: int = 81,
     use_only_first_audio: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -325,8 +494,45 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        first_audio_url: The URL of the Person 1 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        second_audio_url: The URL of the Person 2 audio file. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 81 to 129 (inclusive).
+            If the number of frames is greater than 81, the video will be generated with
+            1.25x more billing units. Between 41 and 241. Defaults to `181`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `81`.
+        use_only_first_audio: Whether to use only the first audio file. Defaults to
+            `False`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -7,46 +7,63 @@ The OpenAPI schema for the fal-ai/birefnet/v2 queue."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
+
+__all__ = [
+    "ENDPOINT_ID",
+    "endpoint",
+    "Model",
+    "ImageFile",
+    "Input",
+    "Output",
+    "submit",
+    "subscribe",
+    "run",
+    "submit_async",
+    "subscribe_async",
+    "run_async",
+]
+
+ENDPOINT_ID = "fal-ai/birefnet/v2"
+
+
+Model: TypeAlias = Literal[
+    "General Use (Light)",
+    "General Use (Light 2K)",
+    "General Use (Heavy)",
+    "Matting",
+    "Portrait",
+    "General Use (Dynamic)",
+]
 
 
 class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
+    url: str
     """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
+    content_type: str | None = None
     """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
+    file_name: str | None = None
     """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
+    file_size: int | None = None
     """The size of the file in bytes."""
-    file_data: Annotated[bytes | None, Field(title="File Data")] = None
+    file_data: bytes | None = None
     """File data"""
-    width: Annotated[int | None, Field(title="Width")] = None
+    width: int | None = None
     """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
+    height: int | None = None
     """The height of the image"""
 
 
 class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    model: Annotated[
-        Literal[
-            "General Use (Light)",
-            "General Use (Light 2K)",
-            "General Use (Heavy)",
-            "Matting",
-            "Portrait",
-            "General Use (Dynamic)",
-        ],
-        Field(title="Model"),
-    ] = "General Use (Light)"
+    model: Model = "General Use (Light)"
     """
     Model to use for background removal.
     The 'General Use (Light)' model is the original model used in the BiRefNet repository.
@@ -65,149 +82,143 @@ class Input(FalModel):
     - 'Portrait': BiRefNet-portrait
     - 'General Use (Dynamic)': BiRefNet_dynamic
     """
-    operating_resolution: Annotated[
-        Literal["1024x1024", "2048x2048", "2304x2304"],
-        Field(title="Operating Resolution"),
-    ] = "1024x1024"
-    """The resolution to operate on. The higher the resolution, the more accurate the output will be for high res input images. The '2304x2304' option is only available for the 'General Use (Dynamic)' model."""
-    output_mask: Annotated[bool, Field(title="Output Mask")] = False
+    operating_resolution: Literal["1024x1024", "2048x2048", "2304x2304"] = "1024x1024"
+    """The resolution to operate on. The higher the resolution, the more accurate the
+    output will be for high res input images. The '2304x2304' option is only available
+    for the 'General Use (Dynamic)' model."""
+    output_mask: bool = False
     """Whether to output the mask used to remove the background"""
-    refine_foreground: Annotated[bool, Field(title="Refine Foreground")] = True
+    refine_foreground: bool = True
     """Whether to refine the foreground using the estimated mask"""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    image_url: FileInput
     """URL of the image to remove background from"""
-    output_format: Annotated[
-        Literal["webp", "png", "gif"], Field(title="Output Format")
-    ] = "png"
+    output_format: Literal["webp", "png", "gif"] = "png"
     """The format of the output image"""
 
 
 class Output(FalModel):
-    image: Annotated[ImageFile, Field(title="Image")]
+    image: ImageFile
     """Image with background removed"""
-    mask_image: Annotated[ImageFile | None, Field(title="Mask Image")] = None
+    mask_image: ImageFile | None = None
     """Mask used to remove the background"""
 
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
-
-__all__ = [
-    "ENDPOINT_ID",
-    "endpoint",
-    "ImageFile",
-    "Input",
-    "Output",
-    "submit",
-    "subscribe",
-    "run",
-    "submit_async",
-    "subscribe_async",
-    "run_async",
-]
-
-ENDPOINT_ID = "fal-ai/birefnet/v2"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    model: Literal[
-        "General Use (Light)",
-        "General Use (Light 2K)",
-        "General Use (Heavy)",
-        "Matting",
-        "Portrait",
-        "General Use (Dynamic)",
-    ] = "General Use (Light)",
+    model: Model = "General Use (Light)",
     operating_resolution: Literal["1024x1024", "2048x2048", "2304x2304"] = "1024x1024",
     output_mask: bool = False,
     refine_foreground: bool = True,
     sync_mode: bool = False,
     image_url: FileInput,
     output_format: Literal["webp", "png", "gif"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for background removal. The 'General Use (Light)' model is
+            the original model used in the BiRefNet repository. The 'General Use (Light
+            2K)' model is the original model used in the BiRefNet repository but trained
+            with 2K images. The 'General Use (Heavy)' model is a slower but more
+            accurate model. The 'Matting' model is a model trained specifically for
+            matting images. The 'Portrait' model is a model trained specifically for
+            portrait images. The 'General Use (Dynamic)' model supports dynamic
+            resolutions from 256x256 to 2304x2304. The 'General Use (Light)' model is
+            recommended for most use cases. The corresponding models are as follows: -
+            'General Use (Light)': BiRefNet - 'General Use (Light 2K)': BiRefNet_lite-2K
+            - 'General Use (Heavy)': BiRefNet_lite - 'Matting': BiRefNet-matting -
+            'Portrait': BiRefNet-portrait - 'General Use (Dynamic)': BiRefNet_dynamic.
+            Defaults to `"General Use (Light)"`.
+        operating_resolution: The resolution to operate on. The higher the resolution,
+            the more accurate the output will be for high res input images. The
+            '2304x2304' option is only available for the 'General Use (Dynamic)' model.
+            Defaults to `"1024x1024"`.
+        output_mask: Whether to output the mask used to remove the background. Defaults
+            to `False`.
+        refine_foreground: Whether to refine the foreground using the estimated mask.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_url: URL of the image to remove background from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    model: Literal[
-        "General Use (Light)",
-        "General Use (Light 2K)",
-        "General Use (Heavy)",
-        "Matting",
-        "Portrait",
-        "General Use (Dynamic)",
-    ] = "General Use (Light)",
+    model: Model = "General Use (Light)",
     operating_resolution: Literal["1024x1024", "2048x2048", "2304x2304"] = "1024x1024",
     output_mask: bool = False,
     refine_foreground: bool = True,
     sync_mode: bool = False,
     image_url: FileInput,
     output_format: Literal["webp", "png", "gif"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -215,42 +226,78 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for background removal. The 'General Use (Light)' model is
+            the original model used in the BiRefNet repository. The 'General Use (Light
+            2K)' model is the original model used in the BiRefNet repository but trained
+            with 2K images. The 'General Use (Heavy)' model is a slower but more
+            accurate model. The 'Matting' model is a model trained specifically for
+            matting images. The 'Portrait' model is a model trained specifically for
+            portrait images. The 'General Use (Dynamic)' model supports dynamic
+            resolutions from 256x256 to 2304x2304. The 'General Use (Light)' model is
+            recommended for most use cases. The corresponding models are as follows: -
+            'General Use (Light)': BiRefNet - 'General Use (Light 2K)': BiRefNet_lite-2K
+            - 'General Use (Heavy)': BiRefNet_lite - 'Matting': BiRefNet-matting -
+            'Portrait': BiRefNet-portrait - 'General Use (Dynamic)': BiRefNet_dynamic.
+            Defaults to `"General Use (Light)"`.
+        operating_resolution: The resolution to operate on. The higher the resolution,
+            the more accurate the output will be for high res input images. The
+            '2304x2304' option is only available for the 'General Use (Dynamic)' model.
+            Defaults to `"1024x1024"`.
+        output_mask: Whether to output the mask used to remove the background. Defaults
+            to `False`.
+        refine_foreground: Whether to refine the foreground using the estimated mask.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_url: URL of the image to remove background from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    model: Literal[
-        "General Use (Light)",
-        "General Use (Light 2K)",
-        "General Use (Heavy)",
-        "Matting",
-        "Portrait",
-        "General Use (Dynamic)",
-    ] = "General Use (Light)",
+    model: Model = "General Use (Light)",
     operating_resolution: Literal["1024x1024", "2048x2048", "2304x2304"] = "1024x1024",
     output_mask: bool = False,
     refine_foreground: bool = True,
     sync_mode: bool = False,
     image_url: FileInput,
     output_format: Literal["webp", "png", "gif"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -258,85 +305,158 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for background removal. The 'General Use (Light)' model is
+            the original model used in the BiRefNet repository. The 'General Use (Light
+            2K)' model is the original model used in the BiRefNet repository but trained
+            with 2K images. The 'General Use (Heavy)' model is a slower but more
+            accurate model. The 'Matting' model is a model trained specifically for
+            matting images. The 'Portrait' model is a model trained specifically for
+            portrait images. The 'General Use (Dynamic)' model supports dynamic
+            resolutions from 256x256 to 2304x2304. The 'General Use (Light)' model is
+            recommended for most use cases. The corresponding models are as follows: -
+            'General Use (Light)': BiRefNet - 'General Use (Light 2K)': BiRefNet_lite-2K
+            - 'General Use (Heavy)': BiRefNet_lite - 'Matting': BiRefNet-matting -
+            'Portrait': BiRefNet-portrait - 'General Use (Dynamic)': BiRefNet_dynamic.
+            Defaults to `"General Use (Light)"`.
+        operating_resolution: The resolution to operate on. The higher the resolution,
+            the more accurate the output will be for high res input images. The
+            '2304x2304' option is only available for the 'General Use (Dynamic)' model.
+            Defaults to `"1024x1024"`.
+        output_mask: Whether to output the mask used to remove the background. Defaults
+            to `False`.
+        refine_foreground: Whether to refine the foreground using the estimated mask.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_url: URL of the image to remove background from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    model: Literal[
-        "General Use (Light)",
-        "General Use (Light 2K)",
-        "General Use (Heavy)",
-        "Matting",
-        "Portrait",
-        "General Use (Dynamic)",
-    ] = "General Use (Light)",
+    model: Model = "General Use (Light)",
     operating_resolution: Literal["1024x1024", "2048x2048", "2304x2304"] = "1024x1024",
     output_mask: bool = False,
     refine_foreground: bool = True,
     sync_mode: bool = False,
     image_url: FileInput,
     output_format: Literal["webp", "png", "gif"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for background removal. The 'General Use (Light)' model is
+            the original model used in the BiRefNet repository. The 'General Use (Light
+            2K)' model is the original model used in the BiRefNet repository but trained
+            with 2K images. The 'General Use (Heavy)' model is a slower but more
+            accurate model. The 'Matting' model is a model trained specifically for
+            matting images. The 'Portrait' model is a model trained specifically for
+            portrait images. The 'General Use (Dynamic)' model supports dynamic
+            resolutions from 256x256 to 2304x2304. The 'General Use (Light)' model is
+            recommended for most use cases. The corresponding models are as follows: -
+            'General Use (Light)': BiRefNet - 'General Use (Light 2K)': BiRefNet_lite-2K
+            - 'General Use (Heavy)': BiRefNet_lite - 'Matting': BiRefNet-matting -
+            'Portrait': BiRefNet-portrait - 'General Use (Dynamic)': BiRefNet_dynamic.
+            Defaults to `"General Use (Light)"`.
+        operating_resolution: The resolution to operate on. The higher the resolution,
+            the more accurate the output will be for high res input images. The
+            '2304x2304' option is only available for the 'General Use (Dynamic)' model.
+            Defaults to `"1024x1024"`.
+        output_mask: Whether to output the mask used to remove the background. Defaults
+            to `False`.
+        refine_foreground: Whether to refine the foreground using the estimated mask.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_url: URL of the image to remove background from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    model: Literal[
-        "General Use (Light)",
-        "General Use (Light 2K)",
-        "General Use (Heavy)",
-        "Matting",
-        "Portrait",
-        "General Use (Dynamic)",
-    ] = "General Use (Light)",
+    model: Model = "General Use (Light)",
     operating_resolution: Literal["1024x1024", "2048x2048", "2304x2304"] = "1024x1024",
     output_mask: bool = False,
     refine_foreground: bool = True,
     sync_mode: bool = False,
     image_url: FileInput,
     output_format: Literal["webp", "png", "gif"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -344,42 +464,78 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for background removal. The 'General Use (Light)' model is
+            the original model used in the BiRefNet repository. The 'General Use (Light
+            2K)' model is the original model used in the BiRefNet repository but trained
+            with 2K images. The 'General Use (Heavy)' model is a slower but more
+            accurate model. The 'Matting' model is a model trained specifically for
+            matting images. The 'Portrait' model is a model trained specifically for
+            portrait images. The 'General Use (Dynamic)' model supports dynamic
+            resolutions from 256x256 to 2304x2304. The 'General Use (Light)' model is
+            recommended for most use cases. The corresponding models are as follows: -
+            'General Use (Light)': BiRefNet - 'General Use (Light 2K)': BiRefNet_lite-2K
+            - 'General Use (Heavy)': BiRefNet_lite - 'Matting': BiRefNet-matting -
+            'Portrait': BiRefNet-portrait - 'General Use (Dynamic)': BiRefNet_dynamic.
+            Defaults to `"General Use (Light)"`.
+        operating_resolution: The resolution to operate on. The higher the resolution,
+            the more accurate the output will be for high res input images. The
+            '2304x2304' option is only available for the 'General Use (Dynamic)' model.
+            Defaults to `"1024x1024"`.
+        output_mask: Whether to output the mask used to remove the background. Defaults
+            to `False`.
+        refine_foreground: Whether to refine the foreground using the estimated mask.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_url: URL of the image to remove background from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    model: Literal[
-        "General Use (Light)",
-        "General Use (Light 2K)",
-        "General Use (Heavy)",
-        "Matting",
-        "Portrait",
-        "General Use (Dynamic)",
-    ] = "General Use (Light)",
+    model: Model = "General Use (Light)",
     operating_resolution: Literal["1024x1024", "2048x2048", "2304x2304"] = "1024x1024",
     output_mask: bool = False,
     refine_foreground: bool = True,
     sync_mode: bool = False,
     image_url: FileInput,
     output_format: Literal["webp", "png", "gif"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -387,8 +543,51 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for background removal. The 'General Use (Light)' model is
+            the original model used in the BiRefNet repository. The 'General Use (Light
+            2K)' model is the original model used in the BiRefNet repository but trained
+            with 2K images. The 'General Use (Heavy)' model is a slower but more
+            accurate model. The 'Matting' model is a model trained specifically for
+            matting images. The 'Portrait' model is a model trained specifically for
+            portrait images. The 'General Use (Dynamic)' model supports dynamic
+            resolutions from 256x256 to 2304x2304. The 'General Use (Light)' model is
+            recommended for most use cases. The corresponding models are as follows: -
+            'General Use (Light)': BiRefNet - 'General Use (Light 2K)': BiRefNet_lite-2K
+            - 'General Use (Heavy)': BiRefNet_lite - 'Matting': BiRefNet-matting -
+            'Portrait': BiRefNet-portrait - 'General Use (Dynamic)': BiRefNet_dynamic.
+            Defaults to `"General Use (Light)"`.
+        operating_resolution: The resolution to operate on. The higher the resolution,
+            the more accurate the output will be for high res input images. The
+            '2304x2304' option is only available for the 'General Use (Dynamic)' model.
+            Defaults to `"1024x1024"`.
+        output_mask: Whether to output the mask used to remove the background. Defaults
+            to `False`.
+        refine_foreground: Whether to refine the foreground using the estimated mask.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_url: URL of the image to remove background from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,93 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the input image."""
-    canvas_size: Annotated[list[int], Field(title="Canvas Size")]
-    """The desired size of the final image, after the expansion. should have an area of less than 5000x5000 pixels."""
-    aspect_ratio: Annotated[
-        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"] | None,
-        Field(title="Aspect Ratio"),
-    ] = None
-    """The desired aspect ratio of the final image. Will be used over original_image_size and original_image_location if provided."""
-    original_image_size: Annotated[
-        list[int] | None, Field(title="Original Image Size")
-    ] = None
-    """The desired size of the original image, inside the full canvas. Ensure that the ratio of input image foreground or main subject to the canvas area is greater than 15% to achieve optimal results. Will be ignored if aspect_ratio is provided."""
-    original_image_location: Annotated[
-        list[int] | None, Field(title="Original Image Location")
-    ] = None
-    """The desired location of the original image, inside the full canvas. Provide the location of the upper left corner of the original image. The location can also be outside the canvas (the original image will be cropped). Will be ignored if aspect_ratio is provided."""
-    prompt: Annotated[str, Field(title="Prompt")] = ""
-    """Text on which you wish to base the image expansion. This parameter is optional. Bria currently supports prompts in English only, excluding special characters."""
-    seed: Annotated[int | None, Field(ge=0, le=2147483647, title="Seed")] = None
-    """You can choose whether you want your generated expension to be random or predictable. You can recreate the same result in the future by using the seed value of a result from the response. You can exclude this parameter if you are not interested in recreating your results. This parameter is optional."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """The negative prompt you would like to use to generate images."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    image: Image
-    """The generated image"""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed value used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "Image",
     "Input",
     "Output",
@@ -104,81 +32,189 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/bria/expand"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal[
+    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL of the input image."""
+    canvas_size: list[int]
+    """The desired size of the final image, after the expansion. should have an area of
+    less than 5000x5000 pixels."""
+    aspect_ratio: AspectRatio | None = None
+    """The desired aspect ratio of the final image. Will be used over
+    original_image_size and original_image_location if provided."""
+    original_image_size: list[int] | None = None
+    """The desired size of the original image, inside the full canvas. Ensure that the
+    ratio of input image foreground or main subject to the canvas area is greater than
+    15% to achieve optimal results. Will be ignored if aspect_ratio is provided."""
+    original_image_location: list[int] | None = None
+    """The desired location of the original image, inside the full canvas. Provide the
+    location of the upper left corner of the original image. The location can also be
+    outside the canvas (the original image will be cropped). Will be ignored if
+    aspect_ratio is provided."""
+    prompt: str = ""
+    """Text on which you wish to base the image expansion. This parameter is optional.
+    Bria currently supports prompts in English only, excluding special characters."""
+    seed: Annotated[int | None, Field(ge=0, le=2147483647)] = None
+    """You can choose whether you want your generated expension to be random or
+    predictable. You can recreate the same result in the future by using the seed value
+    of a result from the response. You can exclude this parameter if you are not
+    interested in recreating your results. This parameter is optional."""
+    negative_prompt: str = ""
+    """The negative prompt you would like to use to generate images."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    image: Image
+    """The generated image"""
+    seed: int
+    """Seed value used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
     canvas_size: list[int],
-    aspect_ratio: (
-        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"] | None
-    ) = None,
+    aspect_ratio: AspectRatio | None = None,
     original_image_size: list[int] | None = None,
     original_image_location: list[int] | None = None,
     prompt: str = "",
     seed: int | None = None,
     negative_prompt: str = "",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        canvas_size: The desired size of the final image, after the expansion. should
+            have an area of less than 5000x5000 pixels. Required.
+        aspect_ratio: The desired aspect ratio of the final image. Will be used over
+            original_image_size and original_image_location if provided. Defaults to
+            `None`.
+        original_image_size: The desired size of the original image, inside the full
+            canvas. Ensure that the ratio of input image foreground or main subject to
+            the canvas area is greater than 15% to achieve optimal results. Will be
+            ignored if aspect_ratio is provided. Defaults to `None`.
+        original_image_location: The desired location of the original image, inside the
+            full canvas. Provide the location of the upper left corner of the original
+            image. The location can also be outside the canvas (the original image will
+            be cropped). Will be ignored if aspect_ratio is provided. Defaults to
+            `None`.
+        prompt: Text on which you wish to base the image expansion. This parameter is
+            optional. Bria currently supports prompts in English only, excluding special
+            characters. Defaults to `\""`.
+        seed: You can choose whether you want your generated expension to be random or
+            predictable. You can recreate the same result in the future by using the
+            seed value of a result from the response. You can exclude this parameter if
+            you are not interested in recreating your results. This parameter is
+            optional. Between 0 and 2147483647. Defaults to `None`.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
     canvas_size: list[int],
-    aspect_ratio: (
-        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"] | None
-    ) = None,
+    aspect_ratio: AspectRatio | None = None,
     original_image_size: list[int] | None = None,
     original_image_location: list[int] | None = None,
     prompt: str = "",
     seed: int | None = None,
     negative_prompt: str = "",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -186,39 +222,82 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        canvas_size: The desired size of the final image, after the expansion. should
+            have an area of less than 5000x5000 pixels. Required.
+        aspect_ratio: The desired aspect ratio of the final image. Will be used over
+            original_image_size and original_image_location if provided. Defaults to
+            `None`.
+        original_image_size: The desired size of the original image, inside the full
+            canvas. Ensure that the ratio of input image foreground or main subject to
+            the canvas area is greater than 15% to achieve optimal results. Will be
+            ignored if aspect_ratio is provided. Defaults to `None`.
+        original_image_location: The desired location of the original image, inside the
+            full canvas. Provide the location of the upper left corner of the original
+            image. The location can also be outside the canvas (the original image will
+            be cropped). Will be ignored if aspect_ratio is provided. Defaults to
+            `None`.
+        prompt: Text on which you wish to base the image expansion. This parameter is
+            optional. Bria currently supports prompts in English only, excluding special
+            characters. Defaults to `\""`.
+        seed: You can choose whether you want your generated expension to be random or
+            predictable. You can recreate the same result in the future by using the
+            seed value of a result from the response. You can exclude this parameter if
+            you are not interested in recreating your results. This parameter is
+            optional. Between 0 and 2147483647. Defaults to `None`.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
     canvas_size: list[int],
-    aspect_ratio: (
-        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"] | None
-    ) = None,
+    aspect_ratio: AspectRatio | None = None,
     original_image_size: list[int] | None = None,
     original_image_location: list[int] | None = None,
     prompt: str = "",
     seed: int | None = None,
     negative_prompt: str = "",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -226,79 +305,166 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        canvas_size: The desired size of the final image, after the expansion. should
+            have an area of less than 5000x5000 pixels. Required.
+        aspect_ratio: The desired aspect ratio of the final image. Will be used over
+            original_image_size and original_image_location if provided. Defaults to
+            `None`.
+        original_image_size: The desired size of the original image, inside the full
+            canvas. Ensure that the ratio of input image foreground or main subject to
+            the canvas area is greater than 15% to achieve optimal results. Will be
+            ignored if aspect_ratio is provided. Defaults to `None`.
+        original_image_location: The desired location of the original image, inside the
+            full canvas. Provide the location of the upper left corner of the original
+            image. The location can also be outside the canvas (the original image will
+            be cropped). Will be ignored if aspect_ratio is provided. Defaults to
+            `None`.
+        prompt: Text on which you wish to base the image expansion. This parameter is
+            optional. Bria currently supports prompts in English only, excluding special
+            characters. Defaults to `\""`.
+        seed: You can choose whether you want your generated expension to be random or
+            predictable. You can recreate the same result in the future by using the
+            seed value of a result from the response. You can exclude this parameter if
+            you are not interested in recreating your results. This parameter is
+            optional. Between 0 and 2147483647. Defaults to `None`.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
     canvas_size: list[int],
-    aspect_ratio: (
-        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"] | None
-    ) = None,
+    aspect_ratio: AspectRatio | None = None,
     original_image_size: list[int] | None = None,
     original_image_location: list[int] | None = None,
     prompt: str = "",
     seed: int | None = None,
     negative_prompt: str = "",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        canvas_size: The desired size of the final image, after the expansion. should
+            have an area of less than 5000x5000 pixels. Required.
+        aspect_ratio: The desired aspect ratio of the final image. Will be used over
+            original_image_size and original_image_location if provided. Defaults to
+            `None`.
+        original_image_size: The desired size of the original image, inside the full
+            canvas. Ensure that the ratio of input image foreground or main subject to
+            the canvas area is greater than 15% to achieve optimal results. Will be
+            ignored if aspect_ratio is provided. Defaults to `None`.
+        original_image_location: The desired location of the original image, inside the
+            full canvas. Provide the location of the upper left corner of the original
+            image. The location can also be outside the canvas (the original image will
+            be cropped). Will be ignored if aspect_ratio is provided. Defaults to
+            `None`.
+        prompt: Text on which you wish to base the image expansion. This parameter is
+            optional. Bria currently supports prompts in English only, excluding special
+            characters. Defaults to `\""`.
+        seed: You can choose whether you want your generated expension to be random or
+            predictable. You can recreate the same result in the future by using the
+            seed value of a result from the response. You can exclude this parameter if
+            you are not interested in recreating your results. This parameter is
+            optional. Between 0 and 2147483647. Defaults to `None`.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
     canvas_size: list[int],
-    aspect_ratio: (
-        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"] | None
-    ) = None,
+    aspect_ratio: AspectRatio | None = None,
     original_image_size: list[int] | None = None,
     original_image_location: list[int] | None = None,
     prompt: str = "",
     seed: int | None = None,
     negative_prompt: str = "",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -306,39 +472,82 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        canvas_size: The desired size of the final image, after the expansion. should
+            have an area of less than 5000x5000 pixels. Required.
+        aspect_ratio: The desired aspect ratio of the final image. Will be used over
+            original_image_size and original_image_location if provided. Defaults to
+            `None`.
+        original_image_size: The desired size of the original image, inside the full
+            canvas. Ensure that the ratio of input image foreground or main subject to
+            the canvas area is greater than 15% to achieve optimal results. Will be
+            ignored if aspect_ratio is provided. Defaults to `None`.
+        original_image_location: The desired location of the original image, inside the
+            full canvas. Provide the location of the upper left corner of the original
+            image. The location can also be outside the canvas (the original image will
+            be cropped). Will be ignored if aspect_ratio is provided. Defaults to
+            `None`.
+        prompt: Text on which you wish to base the image expansion. This parameter is
+            optional. Bria currently supports prompts in English only, excluding special
+            characters. Defaults to `\""`.
+        seed: You can choose whether you want your generated expension to be random or
+            predictable. You can recreate the same result in the future by using the
+            seed value of a result from the response. You can exclude this parameter if
+            you are not interested in recreating your results. This parameter is
+            optional. Between 0 and 2147483647. Defaults to `None`.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
     canvas_size: list[int],
-    aspect_ratio: (
-        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"] | None
-    ) = None,
+    aspect_ratio: AspectRatio | None = None,
     original_image_size: list[int] | None = None,
     original_image_location: list[int] | None = None,
     prompt: str = "",
     seed: int | None = None,
     negative_prompt: str = "",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -346,8 +555,53 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        canvas_size: The desired size of the final image, after the expansion. should
+            have an area of less than 5000x5000 pixels. Required.
+        aspect_ratio: The desired aspect ratio of the final image. Will be used over
+            original_image_size and original_image_location if provided. Defaults to
+            `None`.
+        original_image_size: The desired size of the original image, inside the full
+            canvas. Ensure that the ratio of input image foreground or main subject to
+            the canvas area is greater than 15% to achieve optimal results. Will be
+            ignored if aspect_ratio is provided. Defaults to `None`.
+        original_image_location: The desired location of the original image, inside the
+            full canvas. Provide the location of the upper left corner of the original
+            image. The location can also be outside the canvas (the original image will
+            be cropped). Will be ignored if aspect_ratio is provided. Defaults to
+            `None`.
+        prompt: Text on which you wish to base the image expansion. This parameter is
+            optional. Bria currently supports prompts in English only, excluding special
+            characters. Defaults to `\""`.
+        seed: You can choose whether you want your generated expension to be random or
+            predictable. You can recreate the same result in the future by using the
+            seed value of a result from the response. You can exclude this parameter if
+            you are not interested in recreating your results. This parameter is
+            optional. Between 0 and 2147483647. Defaults to `None`.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,107 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the product shot to be placed in a lifestyle shot. If both image_url and image_file are provided, image_url will be used. Accepted formats are jpeg, jpg, png, webp. Maximum file size 12MB."""
-    scene_description: Annotated[str | None, Field(title="Scene Description")] = None
-    """Text description of the new scene or background for the provided product shot. Bria currently supports prompts in English only, excluding special characters."""
-    ref_image_url: Annotated[FileInput, Field(title="Ref Image Url")] = ""
-    """The URL of the reference image to be used for generating the new scene or background for the product shot. Use "" to leave empty.Either ref_image_url or scene_description has to be provided but not both. If both ref_image_url and ref_image_file are provided, ref_image_url will be used. Accepted formats are jpeg, jpg, png, webp."""
-    optimize_description: Annotated[bool, Field(title="Optimize Description")] = True
-    """Whether to optimize the scene description"""
-    num_results: Annotated[int, Field(ge=1, le=4, title="Num Results")] = 1
-    """The number of lifestyle product shots you would like to generate. You will get num_results x 10 results when placement_type=automatic and according to the number of required placements x num_results if placement_type=manual_placement."""
-    fast: Annotated[bool, Field(title="Fast")] = True
-    """Whether to use the fast model"""
-    placement_type: Annotated[
-        Literal["original", "automatic", "manual_placement", "manual_padding"],
-        Field(title="Placement Type"),
-    ] = "manual_placement"
-    """This parameter allows you to control the positioning of the product in the image. Choosing 'original' will preserve the original position of the product in the image. Choosing 'automatic' will generate results with the 10 recommended positions for the product. Choosing 'manual_placement' will allow you to select predefined positions (using the parameter 'manual_placement_selection'). Selecting 'manual_padding' will allow you to control the position and size of the image by defining the desired padding in pixels around the product."""
-    original_quality: Annotated[bool, Field(title="Original Quality")] = False
-    """This flag is only relevant when placement_type=original. If true, the output image retains the original input image's size; otherwise, the image is scaled to 1 megapixel (1MP) while preserving its aspect ratio."""
-    shot_size: Annotated[list[int], Field(title="Shot Size")] = [1000, 1000]
-    """The desired size of the final product shot. For optimal results, the total number of pixels should be around 1,000,000. This parameter is only relevant when placement_type=automatic or placement_type=manual_placement."""
-    manual_placement_selection: Annotated[
-        Literal[
-            "upper_left",
-            "upper_right",
-            "bottom_left",
-            "bottom_right",
-            "right_center",
-            "left_center",
-            "upper_center",
-            "bottom_center",
-            "center_vertical",
-            "center_horizontal",
-        ],
-        Field(title="Manual Placement Selection"),
-    ] = "bottom_center"
-    """If you've selected placement_type=manual_placement, you should use this parameter to specify which placements/positions you would like to use from the list. You can select more than one placement in one request."""
-    padding_values: Annotated[list[int] | None, Field(title="Padding Values")] = None
-    """The desired padding in pixels around the product, when using placement_type=manual_padding. The order of the values is [left, right, top, bottom]. For optimal results, the total number of pixels, including padding, should be around 1,000,000. It is recommended to first use the product cutout API, get the cutout and understand the size of the result, and then define the required padding and use the cutout as an input for this API."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The generated images"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "PlacementType",
+    "ManualPlacementSelection",
     "Image",
     "Input",
     "Output",
@@ -118,26 +33,125 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/bria/product-shot"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+PlacementType: TypeAlias = Literal[
+    "original", "automatic", "manual_placement", "manual_padding"
+]
+
+
+ManualPlacementSelection: TypeAlias = Literal[
+    "upper_left",
+    "upper_right",
+    "bottom_left",
+    "bottom_right",
+    "right_center",
+    "left_center",
+    "upper_center",
+    "bottom_center",
+    "center_vertical",
+    "center_horizontal",
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL of the product shot to be placed in a lifestyle shot. If both image_url
+    and image_file are provided, image_url will be used. Accepted formats are jpeg, jpg,
+    png, webp. Maximum file size 12MB."""
+    scene_description: str | None = None
+    """Text description of the new scene or background for the provided product shot.
+    Bria currently supports prompts in English only, excluding special characters."""
+    ref_image_url: FileInput = ""
+    """The URL of the reference image to be used for generating the new scene or
+    background for the product shot. Use "" to leave empty.Either ref_image_url or
+    scene_description has to be provided but not both. If both ref_image_url and
+    ref_image_file are provided, ref_image_url will be used. Accepted formats are jpeg,
+    jpg, png, webp."""
+    optimize_description: bool = True
+    """Whether to optimize the scene description"""
+    num_results: Annotated[int, Field(ge=1, le=4)] = 1
+    """The number of lifestyle product shots you would like to generate. You will get
+    num_results x 10 results when placement_type=automatic and according to the number
+    of required placements x num_results if placement_type=manual_placement."""
+    fast: bool = True
+    """Whether to use the fast model"""
+    placement_type: PlacementType = "manual_placement"
+    """This parameter allows you to control the positioning of the product in the image.
+    Choosing 'original' will preserve the original position of the product in the image.
+    Choosing 'automatic' will generate results with the 10 recommended positions for the
+    product. Choosing 'manual_placement' will allow you to select predefined positions
+    (using the parameter 'manual_placement_selection'). Selecting 'manual_padding' will
+    allow you to control the position and size of the image by defining the desired
+    padding in pixels around the product."""
+    original_quality: bool = False
+    """This flag is only relevant when placement_type=original. If true, the output
+    image retains the original input image's size; otherwise, the image is scaled to 1
+    megapixel (1MP) while preserving its aspect ratio."""
+    shot_size: list[int] = [1000, 1000]
+    """The desired size of the final product shot. For optimal results, the total number
+    of pixels should be around 1,000,000. This parameter is only relevant when
+    placement_type=automatic or placement_type=manual_placement."""
+    manual_placement_selection: ManualPlacementSelection = "bottom_center"
+    """If you've selected placement_type=manual_placement, you should use this parameter
+    to specify which placements/positions you would like to use from the list. You can
+    select more than one placement in one request."""
+    padding_values: list[int] | None = None
+    """The desired padding in pixels around the product, when using
+    placement_type=manual_padding. The order of the values is [left, right, top,
+    bottom]. For optimal results, the total number of pixels, including padding, should
+    be around 1,000,000. It is recommended to first use the product cutout API, get the
+    cutout and understand the size of the result, and then define the required padding
+    and use the cutout as an input for this API."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The generated images"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "ref_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -146,52 +160,109 @@ def submit(
     optimize_description: bool = True,
     num_results: int = 1,
     fast: bool = True,
-    placement_type: Literal[
-        "original", "automatic", "manual_placement", "manual_padding"
-    ] = "manual_placement",
+    placement_type: PlacementType = "manual_placement",
     original_quality: bool = False,
     shot_size: list[int] = [1000, 1000],
-    manual_placement_selection: Literal[
-        "upper_left",
-        "upper_right",
-        "bottom_left",
-        "bottom_right",
-        "right_center",
-        "left_center",
-        "upper_center",
-        "bottom_center",
-        "center_vertical",
-        "center_horizontal",
-    ] = "bottom_center",
+    manual_placement_selection: ManualPlacementSelection = "bottom_center",
     padding_values: list[int] | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the product shot to be placed in a lifestyle shot. If both
+            image_url and image_file are provided, image_url will be used. Accepted
+            formats are jpeg, jpg, png, webp. Maximum file size 12MB. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        scene_description: Text description of the new scene or background for the
+            provided product shot. Bria currently supports prompts in English only,
+            excluding special characters. Defaults to `None`.
+        ref_image_url: The URL of the reference image to be used for generating the new
+            scene or background for the product shot. Use \"" to leave empty.Either
+            ref_image_url or scene_description has to be provided but not both. If both
+            ref_image_url and ref_image_file are provided, ref_image_url will be used.
+            Accepted formats are jpeg, jpg, png, webp. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        optimize_description: Whether to optimize the scene description. Defaults to
+            `True`.
+        num_results: The number of lifestyle product shots you would like to generate.
+            You will get num_results x 10 results when placement_type=automatic and
+            according to the number of required placements x num_results if
+            placement_type=manual_placement. Between 1 and 4. Defaults to `1`.
+        fast: Whether to use the fast model. Defaults to `True`.
+        placement_type: This parameter allows you to control the positioning of the
+            product in the image. Choosing 'original' will preserve the original
+            position of the product in the image. Choosing 'automatic' will generate
+            results with the 10 recommended positions for the product. Choosing
+            'manual_placement' will allow you to select predefined positions (using the
+            parameter 'manual_placement_selection'). Selecting 'manual_padding' will
+            allow you to control the position and size of the image by defining the
+            desired padding in pixels around the product. Defaults to
+            `"manual_placement"`.
+        original_quality: This flag is only relevant when placement_type=original. If
+            true, the output image retains the original input image's size; otherwise,
+            the image is scaled to 1 megapixel (1MP) while preserving its aspect ratio.
+            Defaults to `False`.
+        shot_size: The desired size of the final product shot. For optimal results, the
+            total number of pixels should be around 1,000,000. This parameter is only
+            relevant when placement_type=automatic or placement_type=manual_placement.
+            Defaults to `[1000, 1000]`.
+        manual_placement_selection: If you've selected placement_type=manual_placement,
+            you should use this parameter to specify which placements/positions you
+            would like to use from the list. You can select more than one placement in
+            one request. Defaults to `"bottom_center"`.
+        padding_values: The desired padding in pixels around the product, when using
+            placement_type=manual_padding. The order of the values is [left, right, top,
+            bottom]. For optimal results, the total number of pixels, including padding,
+            should be around 1,000,000. It is recommended to first use the product
+            cutout API, get the cutout and understand the size of the result, and then
+            define the required padding and use the cutout as an input for this API.
+            Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -200,27 +271,14 @@ def subscribe(
     optimize_description: bool = True,
     num_results: int = 1,
     fast: bool = True,
-    placement_type: Literal[
-        "original", "automatic", "manual_placement", "manual_padding"
-    ] = "manual_placement",
+    placement_type: PlacementType = "manual_placement",
     original_quality: bool = False,
     shot_size: list[int] = [1000, 1000],
-    manual_placement_selection: Literal[
-        "upper_left",
-        "upper_right",
-        "bottom_left",
-        "bottom_right",
-        "right_center",
-        "left_center",
-        "upper_center",
-        "bottom_center",
-        "center_vertical",
-        "center_horizontal",
-    ] = "bottom_center",
+    manual_placement_selection: ManualPlacementSelection = "bottom_center",
     padding_values: list[int] | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -228,24 +286,93 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the product shot to be placed in a lifestyle shot. If both
+            image_url and image_file are provided, image_url will be used. Accepted
+            formats are jpeg, jpg, png, webp. Maximum file size 12MB. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        scene_description: Text description of the new scene or background for the
+            provided product shot. Bria currently supports prompts in English only,
+            excluding special characters. Defaults to `None`.
+        ref_image_url: The URL of the reference image to be used for generating the new
+            scene or background for the product shot. Use \"" to leave empty.Either
+            ref_image_url or scene_description has to be provided but not both. If both
+            ref_image_url and ref_image_file are provided, ref_image_url will be used.
+            Accepted formats are jpeg, jpg, png, webp. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        optimize_description: Whether to optimize the scene description. Defaults to
+            `True`.
+        num_results: The number of lifestyle product shots you would like to generate.
+            You will get num_results x 10 results when placement_type=automatic and
+            according to the number of required placements x num_results if
+            placement_type=manual_placement. Between 1 and 4. Defaults to `1`.
+        fast: Whether to use the fast model. Defaults to `True`.
+        placement_type: This parameter allows you to control the positioning of the
+            product in the image. Choosing 'original' will preserve the original
+            position of the product in the image. Choosing 'automatic' will generate
+            results with the 10 recommended positions for the product. Choosing
+            'manual_placement' will allow you to select predefined positions (using the
+            parameter 'manual_placement_selection'). Selecting 'manual_padding' will
+            allow you to control the position and size of the image by defining the
+            desired padding in pixels around the product. Defaults to
+            `"manual_placement"`.
+        original_quality: This flag is only relevant when placement_type=original. If
+            true, the output image retains the original input image's size; otherwise,
+            the image is scaled to 1 megapixel (1MP) while preserving its aspect ratio.
+            Defaults to `False`.
+        shot_size: The desired size of the final product shot. For optimal results, the
+            total number of pixels should be around 1,000,000. This parameter is only
+            relevant when placement_type=automatic or placement_type=manual_placement.
+            Defaults to `[1000, 1000]`.
+        manual_placement_selection: If you've selected placement_type=manual_placement,
+            you should use this parameter to specify which placements/positions you
+            would like to use from the list. You can select more than one placement in
+            one request. Defaults to `"bottom_center"`.
+        padding_values: The desired padding in pixels around the product, when using
+            placement_type=manual_padding. The order of the values is [left, right, top,
+            bottom]. For optimal results, the total number of pixels, including padding,
+            should be around 1,000,000. It is recommended to first use the product
+            cutout API, get the cutout and understand the size of the result, and then
+            define the required padding and use the cutout as an input for this API.
+            Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -254,27 +381,14 @@ def run(
     optimize_description: bool = True,
     num_results: int = 1,
     fast: bool = True,
-    placement_type: Literal[
-        "original", "automatic", "manual_placement", "manual_padding"
-    ] = "manual_placement",
+    placement_type: PlacementType = "manual_placement",
     original_quality: bool = False,
     shot_size: list[int] = [1000, 1000],
-    manual_placement_selection: Literal[
-        "upper_left",
-        "upper_right",
-        "bottom_left",
-        "bottom_right",
-        "right_center",
-        "left_center",
-        "upper_center",
-        "bottom_center",
-        "center_vertical",
-        "center_horizontal",
-    ] = "bottom_center",
+    manual_placement_selection: ManualPlacementSelection = "bottom_center",
     padding_values: list[int] | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -282,24 +396,93 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the product shot to be placed in a lifestyle shot. If both
+            image_url and image_file are provided, image_url will be used. Accepted
+            formats are jpeg, jpg, png, webp. Maximum file size 12MB. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        scene_description: Text description of the new scene or background for the
+            provided product shot. Bria currently supports prompts in English only,
+            excluding special characters. Defaults to `None`.
+        ref_image_url: The URL of the reference image to be used for generating the new
+            scene or background for the product shot. Use \"" to leave empty.Either
+            ref_image_url or scene_description has to be provided but not both. If both
+            ref_image_url and ref_image_file are provided, ref_image_url will be used.
+            Accepted formats are jpeg, jpg, png, webp. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        optimize_description: Whether to optimize the scene description. Defaults to
+            `True`.
+        num_results: The number of lifestyle product shots you would like to generate.
+            You will get num_results x 10 results when placement_type=automatic and
+            according to the number of required placements x num_results if
+            placement_type=manual_placement. Between 1 and 4. Defaults to `1`.
+        fast: Whether to use the fast model. Defaults to `True`.
+        placement_type: This parameter allows you to control the positioning of the
+            product in the image. Choosing 'original' will preserve the original
+            position of the product in the image. Choosing 'automatic' will generate
+            results with the 10 recommended positions for the product. Choosing
+            'manual_placement' will allow you to select predefined positions (using the
+            parameter 'manual_placement_selection'). Selecting 'manual_padding' will
+            allow you to control the position and size of the image by defining the
+            desired padding in pixels around the product. Defaults to
+            `"manual_placement"`.
+        original_quality: This flag is only relevant when placement_type=original. If
+            true, the output image retains the original input image's size; otherwise,
+            the image is scaled to 1 megapixel (1MP) while preserving its aspect ratio.
+            Defaults to `False`.
+        shot_size: The desired size of the final product shot. For optimal results, the
+            total number of pixels should be around 1,000,000. This parameter is only
+            relevant when placement_type=automatic or placement_type=manual_placement.
+            Defaults to `[1000, 1000]`.
+        manual_placement_selection: If you've selected placement_type=manual_placement,
+            you should use this parameter to specify which placements/positions you
+            would like to use from the list. You can select more than one placement in
+            one request. Defaults to `"bottom_center"`.
+        padding_values: The desired padding in pixels around the product, when using
+            placement_type=manual_padding. The order of the values is [left, right, top,
+            bottom]. For optimal results, the total number of pixels, including padding,
+            should be around 1,000,000. It is recommended to first use the product
+            cutout API, get the cutout and understand the size of the result, and then
+            define the required padding and use the cutout as an input for this API.
+            Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -308,52 +491,109 @@ async def submit_async(
     optimize_description: bool = True,
     num_results: int = 1,
     fast: bool = True,
-    placement_type: Literal[
-        "original", "automatic", "manual_placement", "manual_padding"
-    ] = "manual_placement",
+    placement_type: PlacementType = "manual_placement",
     original_quality: bool = False,
     shot_size: list[int] = [1000, 1000],
-    manual_placement_selection: Literal[
-        "upper_left",
-        "upper_right",
-        "bottom_left",
-        "bottom_right",
-        "right_center",
-        "left_center",
-        "upper_center",
-        "bottom_center",
-        "center_vertical",
-        "center_horizontal",
-    ] = "bottom_center",
+    manual_placement_selection: ManualPlacementSelection = "bottom_center",
     padding_values: list[int] | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the product shot to be placed in a lifestyle shot. If both
+            image_url and image_file are provided, image_url will be used. Accepted
+            formats are jpeg, jpg, png, webp. Maximum file size 12MB. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        scene_description: Text description of the new scene or background for the
+            provided product shot. Bria currently supports prompts in English only,
+            excluding special characters. Defaults to `None`.
+        ref_image_url: The URL of the reference image to be used for generating the new
+            scene or background for the product shot. Use \"" to leave empty.Either
+            ref_image_url or scene_description has to be provided but not both. If both
+            ref_image_url and ref_image_file are provided, ref_image_url will be used.
+            Accepted formats are jpeg, jpg, png, webp. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        optimize_description: Whether to optimize the scene description. Defaults to
+            `True`.
+        num_results: The number of lifestyle product shots you would like to generate.
+            You will get num_results x 10 results when placement_type=automatic and
+            according to the number of required placements x num_results if
+            placement_type=manual_placement. Between 1 and 4. Defaults to `1`.
+        fast: Whether to use the fast model. Defaults to `True`.
+        placement_type: This parameter allows you to control the positioning of the
+            product in the image. Choosing 'original' will preserve the original
+            position of the product in the image. Choosing 'automatic' will generate
+            results with the 10 recommended positions for the product. Choosing
+            'manual_placement' will allow you to select predefined positions (using the
+            parameter 'manual_placement_selection'). Selecting 'manual_padding' will
+            allow you to control the position and size of the image by defining the
+            desired padding in pixels around the product. Defaults to
+            `"manual_placement"`.
+        original_quality: This flag is only relevant when placement_type=original. If
+            true, the output image retains the original input image's size; otherwise,
+            the image is scaled to 1 megapixel (1MP) while preserving its aspect ratio.
+            Defaults to `False`.
+        shot_size: The desired size of the final product shot. For optimal results, the
+            total number of pixels should be around 1,000,000. This parameter is only
+            relevant when placement_type=automatic or placement_type=manual_placement.
+            Defaults to `[1000, 1000]`.
+        manual_placement_selection: If you've selected placement_type=manual_placement,
+            you should use this parameter to specify which placements/positions you
+            would like to use from the list. You can select more than one placement in
+            one request. Defaults to `"bottom_center"`.
+        padding_values: The desired padding in pixels around the product, when using
+            placement_type=manual_padding. The order of the values is [left, right, top,
+            bottom]. For optimal results, the total number of pixels, including padding,
+            should be around 1,000,000. It is recommended to first use the product
+            cutout API, get the cutout and understand the size of the result, and then
+            define the required padding and use the cutout as an input for this API.
+            Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -362,27 +602,14 @@ async def subscribe_async(
     optimize_description: bool = True,
     num_results: int = 1,
     fast: bool = True,
-    placement_type: Literal[
-        "original", "automatic", "manual_placement", "manual_padding"
-    ] = "manual_placement",
+    placement_type: PlacementType = "manual_placement",
     original_quality: bool = False,
     shot_size: list[int] = [1000, 1000],
-    manual_placement_selection: Literal[
-        "upper_left",
-        "upper_right",
-        "bottom_left",
-        "bottom_right",
-        "right_center",
-        "left_center",
-        "upper_center",
-        "bottom_center",
-        "center_vertical",
-        "center_horizontal",
-    ] = "bottom_center",
+    manual_placement_selection: ManualPlacementSelection = "bottom_center",
     padding_values: list[int] | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -390,24 +617,93 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the product shot to be placed in a lifestyle shot. If both
+            image_url and image_file are provided, image_url will be used. Accepted
+            formats are jpeg, jpg, png, webp. Maximum file size 12MB. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        scene_description: Text description of the new scene or background for the
+            provided product shot. Bria currently supports prompts in English only,
+            excluding special characters. Defaults to `None`.
+        ref_image_url: The URL of the reference image to be used for generating the new
+            scene or background for the product shot. Use \"" to leave empty.Either
+            ref_image_url or scene_description has to be provided but not both. If both
+            ref_image_url and ref_image_file are provided, ref_image_url will be used.
+            Accepted formats are jpeg, jpg, png, webp. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        optimize_description: Whether to optimize the scene description. Defaults to
+            `True`.
+        num_results: The number of lifestyle product shots you would like to generate.
+            You will get num_results x 10 results when placement_type=automatic and
+            according to the number of required placements x num_results if
+            placement_type=manual_placement. Between 1 and 4. Defaults to `1`.
+        fast: Whether to use the fast model. Defaults to `True`.
+        placement_type: This parameter allows you to control the positioning of the
+            product in the image. Choosing 'original' will preserve the original
+            position of the product in the image. Choosing 'automatic' will generate
+            results with the 10 recommended positions for the product. Choosing
+            'manual_placement' will allow you to select predefined positions (using the
+            parameter 'manual_placement_selection'). Selecting 'manual_padding' will
+            allow you to control the position and size of the image by defining the
+            desired padding in pixels around the product. Defaults to
+            `"manual_placement"`.
+        original_quality: This flag is only relevant when placement_type=original. If
+            true, the output image retains the original input image's size; otherwise,
+            the image is scaled to 1 megapixel (1MP) while preserving its aspect ratio.
+            Defaults to `False`.
+        shot_size: The desired size of the final product shot. For optimal results, the
+            total number of pixels should be around 1,000,000. This parameter is only
+            relevant when placement_type=automatic or placement_type=manual_placement.
+            Defaults to `[1000, 1000]`.
+        manual_placement_selection: If you've selected placement_type=manual_placement,
+            you should use this parameter to specify which placements/positions you
+            would like to use from the list. You can select more than one placement in
+            one request. Defaults to `"bottom_center"`.
+        padding_values: The desired padding in pixels around the product, when using
+            placement_type=manual_padding. The order of the values is [left, right, top,
+            bottom]. For optimal results, the total number of pixels, including padding,
+            should be around 1,000,000. It is recommended to first use the product
+            cutout API, get the cutout and understand the size of the result, and then
+            define the required padding and use the cutout as an input for this API.
+            Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -416,27 +712,14 @@ async def run_async(
     optimize_description: bool = True,
     num_results: int = 1,
     fast: bool = True,
-    placement_type: Literal[
-        "original", "automatic", "manual_placement", "manual_padding"
-    ] = "manual_placement",
+    placement_type: PlacementType = "manual_placement",
     original_quality: bool = False,
     shot_size: list[int] = [1000, 1000],
-    manual_placement_selection: Literal[
-        "upper_left",
-        "upper_right",
-        "bottom_left",
-        "bottom_right",
-        "right_center",
-        "left_center",
-        "upper_center",
-        "bottom_center",
-        "center_vertical",
-        "center_horizontal",
-    ] = "bottom_center",
+    manual_placement_selection: ManualPlacementSelection = "bottom_center",
     padding_values: list[int] | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -444,8 +727,77 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the product shot to be placed in a lifestyle shot. If both
+            image_url and image_file are provided, image_url will be used. Accepted
+            formats are jpeg, jpg, png, webp. Maximum file size 12MB. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        scene_description: Text description of the new scene or background for the
+            provided product shot. Bria currently supports prompts in English only,
+            excluding special characters. Defaults to `None`.
+        ref_image_url: The URL of the reference image to be used for generating the new
+            scene or background for the product shot. Use \"" to leave empty.Either
+            ref_image_url or scene_description has to be provided but not both. If both
+            ref_image_url and ref_image_file are provided, ref_image_url will be used.
+            Accepted formats are jpeg, jpg, png, webp. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        optimize_description: Whether to optimize the scene description. Defaults to
+            `True`.
+        num_results: The number of lifestyle product shots you would like to generate.
+            You will get num_results x 10 results when placement_type=automatic and
+            according to the number of required placements x num_results if
+            placement_type=manual_placement. Between 1 and 4. Defaults to `1`.
+        fast: Whether to use the fast model. Defaults to `True`.
+        placement_type: This parameter allows you to control the positioning of the
+            product in the image. Choosing 'original' will preserve the original
+            position of the product in the image. Choosing 'automatic' will generate
+            results with the 10 recommended positions for the product. Choosing
+            'manual_placement' will allow you to select predefined positions (using the
+            parameter 'manual_placement_selection'). Selecting 'manual_padding' will
+            allow you to control the position and size of the image by defining the
+            desired padding in pixels around the product. Defaults to
+            `"manual_placement"`.
+        original_quality: This flag is only relevant when placement_type=original. If
+            true, the output image retains the original input image's size; otherwise,
+            the image is scaled to 1 megapixel (1MP) while preserving its aspect ratio.
+            Defaults to `False`.
+        shot_size: The desired size of the final product shot. For optimal results, the
+            total number of pixels should be around 1,000,000. This parameter is only
+            relevant when placement_type=automatic or placement_type=manual_placement.
+            Defaults to `[1000, 1000]`.
+        manual_placement_selection: If you've selected placement_type=manual_placement,
+            you should use this parameter to specify which placements/positions you
+            would like to use from the list. You can select more than one placement in
+            one request. Defaults to `"bottom_center"`.
+        padding_values: The desired padding in pixels around the product, when using
+            placement_type=manual_padding. The order of the values is [left, right, top,
+            bottom]. For optimal results, the total number of pixels, including padding,
+            should be around 1,000,000. It is recommended to first use the product
+            cutout API, get the cutout and understand the size of the result, and then
+            define the required padding and use the cutout as an input for this API.
+            Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

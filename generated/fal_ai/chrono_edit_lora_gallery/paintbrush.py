@@ -5,107 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ChronoLoraWeight(FalModel):
-    path: Annotated[str, Field(title="Path")]
-    """URL or path to the LoRA weights (Safetensors)."""
-    scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
-    """Scale factor controlling LoRA strength."""
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class Input(FalModel):
-    """Input for paintbrush mode"""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The image to edit."""
-    mask_url: Annotated[FileInput | None, Field(title="Mask Url")] = None
-    """Optional mask image where black areas indicate regions to sketch/paint."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Describe how to transform the sketched regions."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=50, title="Num Inference Steps")
-    ] = 8
-    """Number of denoising steps to run."""
-    guidance_scale: Annotated[float, Field(ge=0.0, le=10.0, title="Guidance Scale")] = 1
-    """Classifier-free guidance scale."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "480p"
-    """The resolution of the output image."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable the safety checker."""
-    lora_scale: Annotated[float, Field(ge=0.0, le=2.0, title="Lora Scale")] = 1
-    """The scale factor for the LoRA adapter."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the inference."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "png"
-    """The format of the output image."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """Whether to return the image in sync mode."""
-    turbo_mode: Annotated[bool, Field(title="Turbo Mode")] = True
-    """Enable turbo mode to use faster inference."""
-    loras: Annotated[
-        list[ChronoLoraWeight], Field(title="Loras", validate_default=True)
-    ] = []
-    """Optional additional LoRAs to merge (max 3)."""
-
-
-class Output(FalModel):
-    """Unified output model for all ChronoEdit operations"""
-
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """The edited image."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for the inference."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed for the inference."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -123,26 +32,94 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/chrono-edit-lora-gallery/paintbrush"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class ChronoLoraWeight(FalModel):
+    path: str
+    """URL or path to the LoRA weights (Safetensors)."""
+    scale: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """Scale factor controlling LoRA strength."""
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class Input(FalModel):
+    """Input for paintbrush mode"""
+
+    image_url: FileInput
+    """The image to edit."""
+    mask_url: FileInput | None = None
+    """Optional mask image where black areas indicate regions to sketch/paint."""
+    prompt: str
+    """Describe how to transform the sketched regions."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=50)] = 8
+    """Number of denoising steps to run."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=10.0)] = 1
+    """Classifier-free guidance scale."""
+    resolution: Literal["480p", "720p"] = "480p"
+    """The resolution of the output image."""
+    enable_safety_checker: bool = True
+    """Whether to enable the safety checker."""
+    lora_scale: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """The scale factor for the LoRA adapter."""
+    seed: int | None = None
+    """The seed for the inference."""
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+    """The format of the output image."""
+    sync_mode: bool = False
+    """Whether to return the image in sync mode."""
+    turbo_mode: bool = True
+    """Enable turbo mode to use faster inference."""
+    loras: Annotated[list[ChronoLoraWeight], Field(validate_default=True)] = []
+    """Optional additional LoRAs to merge (max 3)."""
+
+
+class Output(FalModel):
+    """Unified output model for all ChronoEdit operations"""
+
+    images: list[ImageFile]
+    """The edited image."""
+    prompt: str
+    """The prompt used for the inference."""
+    seed: int
+    """The seed for the inference."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "mask_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -158,33 +135,70 @@ def submit(
     sync_mode: bool = False,
     turbo_mode: bool = True,
     loras: list[ChronoLoraWeight] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to edit. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional mask image where black areas indicate regions to
+            sketch/paint. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        prompt: Describe how to transform the sketched regions. Required.
+        num_inference_steps: Number of denoising steps to run. Between 2 and 50.
+            Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 10.0. Defaults
+            to `1`.
+        resolution: The resolution of the output image. Defaults to `"480p"`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        lora_scale: The scale factor for the LoRA adapter. Between 0.0 and 2.0. Defaults
+            to `1`.
+        seed: The seed for the inference. Defaults to `None`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        sync_mode: Whether to return the image in sync mode. Defaults to `False`.
+        turbo_mode: Enable turbo mode to use faster inference. Defaults to `True`.
+        loras: Optional additional LoRAs to merge (max 3). Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -200,8 +214,8 @@ def subscribe(
     sync_mode: bool = False,
     turbo_mode: bool = True,
     loras: list[ChronoLoraWeight] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -209,24 +223,60 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to edit. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional mask image where black areas indicate regions to
+            sketch/paint. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        prompt: Describe how to transform the sketched regions. Required.
+        num_inference_steps: Number of denoising steps to run. Between 2 and 50.
+            Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 10.0. Defaults
+            to `1`.
+        resolution: The resolution of the output image. Defaults to `"480p"`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        lora_scale: The scale factor for the LoRA adapter. Between 0.0 and 2.0. Defaults
+            to `1`.
+        seed: The seed for the inference. Defaults to `None`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        sync_mode: Whether to return the image in sync mode. Defaults to `False`.
+        turbo_mode: Enable turbo mode to use faster inference. Defaults to `True`.
+        loras: Optional additional LoRAs to merge (max 3). Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -242,8 +292,8 @@ def run(
     sync_mode: bool = False,
     turbo_mode: bool = True,
     loras: list[ChronoLoraWeight] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -251,24 +301,60 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to edit. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional mask image where black areas indicate regions to
+            sketch/paint. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        prompt: Describe how to transform the sketched regions. Required.
+        num_inference_steps: Number of denoising steps to run. Between 2 and 50.
+            Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 10.0. Defaults
+            to `1`.
+        resolution: The resolution of the output image. Defaults to `"480p"`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        lora_scale: The scale factor for the LoRA adapter. Between 0.0 and 2.0. Defaults
+            to `1`.
+        seed: The seed for the inference. Defaults to `None`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        sync_mode: Whether to return the image in sync mode. Defaults to `False`.
+        turbo_mode: Enable turbo mode to use faster inference. Defaults to `True`.
+        loras: Optional additional LoRAs to merge (max 3). Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -284,33 +370,70 @@ async def submit_async(
     sync_mode: bool = False,
     turbo_mode: bool = True,
     loras: list[ChronoLoraWeight] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to edit. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional mask image where black areas indicate regions to
+            sketch/paint. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        prompt: Describe how to transform the sketched regions. Required.
+        num_inference_steps: Number of denoising steps to run. Between 2 and 50.
+            Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 10.0. Defaults
+            to `1`.
+        resolution: The resolution of the output image. Defaults to `"480p"`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        lora_scale: The scale factor for the LoRA adapter. Between 0.0 and 2.0. Defaults
+            to `1`.
+        seed: The seed for the inference. Defaults to `None`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        sync_mode: Whether to return the image in sync mode. Defaults to `False`.
+        turbo_mode: Enable turbo mode to use faster inference. Defaults to `True`.
+        loras: Optional additional LoRAs to merge (max 3). Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -326,8 +449,8 @@ async def subscribe_async(
     sync_mode: bool = False,
     turbo_mode: bool = True,
     loras: list[ChronoLoraWeight] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -335,24 +458,60 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to edit. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional mask image where black areas indicate regions to
+            sketch/paint. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        prompt: Describe how to transform the sketched regions. Required.
+        num_inference_steps: Number of denoising steps to run. Between 2 and 50.
+            Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 10.0. Defaults
+            to `1`.
+        resolution: The resolution of the output image. Defaults to `"480p"`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        lora_scale: The scale factor for the LoRA adapter. Between 0.0 and 2.0. Defaults
+            to `1`.
+        seed: The seed for the inference. Defaults to `None`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        sync_mode: Whether to return the image in sync mode. Defaults to `False`.
+        turbo_mode: Enable turbo mode to use faster inference. Defaults to `True`.
+        loras: Optional additional LoRAs to merge (max 3). Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -368,8 +527,8 @@ async def run_async(
     sync_mode: bool = False,
     turbo_mode: bool = True,
     loras: list[ChronoLoraWeight] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -377,8 +536,44 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The image to edit. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional mask image where black areas indicate regions to
+            sketch/paint. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        prompt: Describe how to transform the sketched regions. Required.
+        num_inference_steps: Number of denoising steps to run. Between 2 and 50.
+            Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 0.0 and 10.0. Defaults
+            to `1`.
+        resolution: The resolution of the output image. Defaults to `"480p"`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        lora_scale: The scale factor for the LoRA adapter. Between 0.0 and 2.0. Defaults
+            to `1`.
+        seed: The seed for the inference. Defaults to `None`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        sync_mode: Whether to return the image in sync mode. Defaults to `False`.
+        turbo_mode: Enable turbo mode to use faster inference. Defaults to `True`.
+        loras: Optional additional LoRAs to merge (max 3). Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,126 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate the video from."""
-    video_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Video Size", validate_default=True),
-    ] = ImageSize(height=480, width=720)
-    """The size of the generated video."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """The negative prompt to generate video from"""
-    loras: Annotated[list[LoraWeight], Field(title="Loras", validate_default=True)] = []
-    """The LoRAs to use for the image generation. We currently support one lora."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 50
-    """The number of inference steps to perform."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of the model
-    will output the same video every time.
-    """
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 7
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related video to show you.
-    """
-    use_rife: Annotated[bool, Field(title="Use Rife")] = True
-    """Use RIFE for video interpolation"""
-    export_fps: Annotated[int, Field(ge=4, le=32, title="Export Fps")] = 16
-    """The target FPS of the video"""
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """The URL to the image to generate the video from."""
-
-
-class LoraWeight(FalModel):
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the LoRA weights."""
-    scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
-    """
-    The scale of the LoRA weight. This is used to scale the LoRA weight
-    before merging it with the base model.
-    """
-
-
-class Output(FalModel):
-    video: File
-    """The URL to the generated video"""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated video. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "VideoSize",
     "File",
     "ImageSize",
     "Input",
@@ -139,40 +34,116 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/cogvideox-5b/image-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+VideoSize: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate the video from."""
+    video_size: Annotated[ImageSize | VideoSize, Field(validate_default=True)] = (
+        ImageSize(height=480, width=720)
+    )
+    """The size of the generated video."""
+    negative_prompt: str = ""
+    """The negative prompt to generate video from"""
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
+    """The LoRAs to use for the image generation. We currently support one lora."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 50
+    """The number of inference steps to perform."""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of the model
+    will output the same video every time.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 7
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related video to show you.
+    """
+    use_rife: bool = True
+    """Use RIFE for video interpolation"""
+    export_fps: Annotated[int, Field(ge=4, le=32)] = 16
+    """The target FPS of the video"""
+    image_url: FileInput
+    """The URL to the image to generate the video from."""
+
+
+class LoraWeight(FalModel):
+    path: str
+    """URL or the path to the LoRA weights."""
+    scale: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """
+    The scale of the LoRA weight. This is used to scale the LoRA weight
+    before merging it with the base model.
+    """
+
+
+class Output(FalModel):
+    video: File
+    """The URL to the generated video"""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated video. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    prompt: str
+    """The prompt used for generating the video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(height=480, width=720),
+    video_size: ImageSize | VideoSize = ImageSize(height=480, width=720),
     negative_prompt: str = "",
     loras: list[LoraWeight] = [],
     num_inference_steps: int = 50,
@@ -181,47 +152,73 @@ def submit(
     use_rife: bool = True,
     export_fps: int = 16,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_size: The size of the generated video. Defaults to `ImageSize(height=480,
+            width=720)`.
+        negative_prompt: The negative prompt to generate video from. Defaults to `\""`.
+        loras: The LoRAs to use for the image generation. We currently support one lora.
+            Defaults to `[]`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            video to show you. Between 0.0 and 20.0. Defaults to `7`.
+        use_rife: Use RIFE for video interpolation. Defaults to `True`.
+        export_fps: The target FPS of the video. Between 4 and 32. Defaults to `16`.
+        image_url: The URL to the image to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(height=480, width=720),
+    video_size: ImageSize | VideoSize = ImageSize(height=480, width=720),
     negative_prompt: str = "",
     loras: list[LoraWeight] = [],
     num_inference_steps: int = 50,
@@ -230,8 +227,8 @@ def subscribe(
     use_rife: bool = True,
     export_fps: int = 16,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -239,38 +236,63 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_size: The size of the generated video. Defaults to `ImageSize(height=480,
+            width=720)`.
+        negative_prompt: The negative prompt to generate video from. Defaults to `\""`.
+        loras: The LoRAs to use for the image generation. We currently support one lora.
+            Defaults to `[]`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            video to show you. Between 0.0 and 20.0. Defaults to `7`.
+        use_rife: Use RIFE for video interpolation. Defaults to `True`.
+        export_fps: The target FPS of the video. Between 4 and 32. Defaults to `16`.
+        image_url: The URL to the image to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(height=480, width=720),
+    video_size: ImageSize | VideoSize = ImageSize(height=480, width=720),
     negative_prompt: str = "",
     loras: list[LoraWeight] = [],
     num_inference_steps: int = 50,
@@ -279,8 +301,8 @@ def run(
     use_rife: bool = True,
     export_fps: int = 16,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -288,38 +310,63 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_size: The size of the generated video. Defaults to `ImageSize(height=480,
+            width=720)`.
+        negative_prompt: The negative prompt to generate video from. Defaults to `\""`.
+        loras: The LoRAs to use for the image generation. We currently support one lora.
+            Defaults to `[]`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            video to show you. Between 0.0 and 20.0. Defaults to `7`.
+        use_rife: Use RIFE for video interpolation. Defaults to `True`.
+        export_fps: The target FPS of the video. Between 4 and 32. Defaults to `16`.
+        image_url: The URL to the image to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(height=480, width=720),
+    video_size: ImageSize | VideoSize = ImageSize(height=480, width=720),
     negative_prompt: str = "",
     loras: list[LoraWeight] = [],
     num_inference_steps: int = 50,
@@ -328,47 +375,73 @@ async def submit_async(
     use_rife: bool = True,
     export_fps: int = 16,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_size: The size of the generated video. Defaults to `ImageSize(height=480,
+            width=720)`.
+        negative_prompt: The negative prompt to generate video from. Defaults to `\""`.
+        loras: The LoRAs to use for the image generation. We currently support one lora.
+            Defaults to `[]`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            video to show you. Between 0.0 and 20.0. Defaults to `7`.
+        use_rife: Use RIFE for video interpolation. Defaults to `True`.
+        export_fps: The target FPS of the video. Between 4 and 32. Defaults to `16`.
+        image_url: The URL to the image to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(height=480, width=720),
+    video_size: ImageSize | VideoSize = ImageSize(height=480, width=720),
     negative_prompt: str = "",
     loras: list[LoraWeight] = [],
     num_inference_steps: int = 50,
@@ -377,8 +450,8 @@ async def subscribe_async(
     use_rife: bool = True,
     export_fps: int = 16,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -386,38 +459,63 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_size: The size of the generated video. Defaults to `ImageSize(height=480,
+            width=720)`.
+        negative_prompt: The negative prompt to generate video from. Defaults to `\""`.
+        loras: The LoRAs to use for the image generation. We currently support one lora.
+            Defaults to `[]`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            video to show you. Between 0.0 and 20.0. Defaults to `7`.
+        use_rife: Use RIFE for video interpolation. Defaults to `True`.
+        export_fps: The target FPS of the video. Between 4 and 32. Defaults to `16`.
+        image_url: The URL to the image to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(height=480, width=720),
+    video_size: ImageSize | VideoSize = ImageSize(height=480, width=720),
     negative_prompt: str = "",
     loras: list[LoraWeight] = [],
     num_inference_steps: int = 50,
@@ -426,8 +524,8 @@ async def run_async(
     use_rife: bool = True,
     export_fps: int = 16,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -435,8 +533,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_size: The size of the generated video. Defaults to `ImageSize(height=480,
+            width=720)`.
+        negative_prompt: The negative prompt to generate video from. Defaults to `\""`.
+        loras: The LoRAs to use for the image generation. We currently support one lora.
+            Defaults to `[]`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            video to show you. Between 0.0 and 20.0. Defaults to `7`.
+        use_rife: Use RIFE for video interpolation. Defaults to `True`.
+        export_fps: The target FPS of the video. Between 4 and 32. Defaults to `16`.
+        image_url: The URL to the image to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,101 +5,22 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt describing the video to generate."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "The video captures a series of frames showing ugly scenes, static with no motion, motion blur, over-saturation, shaky footage, low resolution, grainy texture, pixelated images, poorly lit areas, underexposed and overexposed scenes, poor color balance, washed out colors, choppy sequences, jerky movements, low frame rate, artifacting, color banding, unnatural transitions, outdated special effects, fake elements, unconvincing visuals, poorly edited content, jump cuts, visual noise, and flickering. Overall, the video is of poor quality."
-    )
-    """A negative prompt to guide generation away from undesired content."""
-    num_frames: Annotated[int, Field(ge=9, le=93, title="Number of Frames")] = 93
-    """Number of frames to generate. Must be between 9 and 93."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Number of Inference Steps")
-    ] = 35
-    """Number of denoising steps. More steps yield higher quality but take longer."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0, title="Guidance Scale")] = 7
-    """Classifier-free guidance scale. Higher values increase prompt adherence."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducible generation."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    video_output_type: Annotated[
-        Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"],
-        Field(title="Video Output Type"),
-    ] = "X264 (.mp4)"
-    """The format of the output video."""
-    video_quality: Annotated[
-        Literal["low", "medium", "high", "maximum"], Field(title="Video Quality")
-    ] = "high"
-    """The quality of the output video."""
-    video_url: Annotated[FileInput, Field(title="Video URL")]
-    """URL of the input video to use as conditioning."""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The random seed used for generation."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "VideoOutputType",
+    "VideoQuality",
     "Input",
     "Output",
     "VideoFile",
@@ -112,26 +33,92 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/cosmos-predict-2.5/video-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+VideoOutputType: TypeAlias = Literal[
+    "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
+]
+
+
+VideoQuality: TypeAlias = Literal["low", "medium", "high", "maximum"]
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt describing the video to generate."""
+    negative_prompt: str = (
+        "The video captures a series of frames showing ugly scenes, static with no motion, motion blur, over-saturation, shaky footage, low resolution, grainy texture, pixelated images, poorly lit areas, underexposed and overexposed scenes, poor color balance, washed out colors, choppy sequences, jerky movements, low frame rate, artifacting, color banding, unnatural transitions, outdated special effects, fake elements, unconvincing visuals, poorly edited content, jump cuts, visual noise, and flickering. Overall, the video is of poor quality."
+    )
+    """A negative prompt to guide generation away from undesired content."""
+    num_frames: Annotated[int, Field(ge=9, le=93)] = 93
+    """Number of frames to generate. Must be between 9 and 93."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 35
+    """Number of denoising steps. More steps yield higher quality but take longer."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0)] = 7
+    """Classifier-free guidance scale. Higher values increase prompt adherence."""
+    seed: int | None = None
+    """Random seed for reproducible generation."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    video_output_type: VideoOutputType = "X264 (.mp4)"
+    """The format of the output video."""
+    video_quality: VideoQuality = "high"
+    """The quality of the output video."""
+    video_url: FileInput
+    """URL of the input video to use as conditioning."""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The generated video file."""
+    seed: int
+    """The random seed used for generation."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -141,38 +128,77 @@ def submit(
     guidance_scale: float = 7,
     seed: int | None = None,
     sync_mode: bool = False,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: A negative prompt to guide generation away from undesired
+            content. Defaults to `"The video captures a series of frames showing ugly
+            scenes, static with no motion, motion blur, over-saturation, shaky footage,
+            low resolution, grainy texture, pixelated images, poorly lit areas,
+            underexposed and overexposed scenes, poor color balance, washed out colors,
+            choppy sequences, jerky movements, low frame rate, artifacting, color
+            banding, unnatural transitions, outdated special effects, fake elements,
+            unconvincing visuals, poorly edited content, jump cuts, visual noise, and
+            flickering. Overall, the video is of poor quality."`.
+        num_frames: Number of frames to generate. Must be between 9 and 93. Between 9
+            and 93. Defaults to `93`.
+        num_inference_steps: Number of denoising steps. More steps yield higher quality
+            but take longer. Between 1 and 50. Defaults to `35`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase prompt
+            adherence. Between 1.0 and 20.0. Defaults to `7`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        video_output_type: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        video_quality: The quality of the output video. Defaults to `"high"`.
+        video_url: URL of the input video to use as conditioning. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -182,13 +208,11 @@ def subscribe(
     guidance_scale: float = 7,
     seed: int | None = None,
     sync_mode: bool = False,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -196,24 +220,64 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: A negative prompt to guide generation away from undesired
+            content. Defaults to `"The video captures a series of frames showing ugly
+            scenes, static with no motion, motion blur, over-saturation, shaky footage,
+            low resolution, grainy texture, pixelated images, poorly lit areas,
+            underexposed and overexposed scenes, poor color balance, washed out colors,
+            choppy sequences, jerky movements, low frame rate, artifacting, color
+            banding, unnatural transitions, outdated special effects, fake elements,
+            unconvincing visuals, poorly edited content, jump cuts, visual noise, and
+            flickering. Overall, the video is of poor quality."`.
+        num_frames: Number of frames to generate. Must be between 9 and 93. Between 9
+            and 93. Defaults to `93`.
+        num_inference_steps: Number of denoising steps. More steps yield higher quality
+            but take longer. Between 1 and 50. Defaults to `35`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase prompt
+            adherence. Between 1.0 and 20.0. Defaults to `7`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        video_output_type: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        video_quality: The quality of the output video. Defaults to `"high"`.
+        video_url: URL of the input video to use as conditioning. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -223,13 +287,11 @@ def run(
     guidance_scale: float = 7,
     seed: int | None = None,
     sync_mode: bool = False,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -237,24 +299,64 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: A negative prompt to guide generation away from undesired
+            content. Defaults to `"The video captures a series of frames showing ugly
+            scenes, static with no motion, motion blur, over-saturation, shaky footage,
+            low resolution, grainy texture, pixelated images, poorly lit areas,
+            underexposed and overexposed scenes, poor color balance, washed out colors,
+            choppy sequences, jerky movements, low frame rate, artifacting, color
+            banding, unnatural transitions, outdated special effects, fake elements,
+            unconvincing visuals, poorly edited content, jump cuts, visual noise, and
+            flickering. Overall, the video is of poor quality."`.
+        num_frames: Number of frames to generate. Must be between 9 and 93. Between 9
+            and 93. Defaults to `93`.
+        num_inference_steps: Number of denoising steps. More steps yield higher quality
+            but take longer. Between 1 and 50. Defaults to `35`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase prompt
+            adherence. Between 1.0 and 20.0. Defaults to `7`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        video_output_type: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        video_quality: The quality of the output video. Defaults to `"high"`.
+        video_url: URL of the input video to use as conditioning. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -264,38 +366,77 @@ async def submit_async(
     guidance_scale: float = 7,
     seed: int | None = None,
     sync_mode: bool = False,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: A negative prompt to guide generation away from undesired
+            content. Defaults to `"The video captures a series of frames showing ugly
+            scenes, static with no motion, motion blur, over-saturation, shaky footage,
+            low resolution, grainy texture, pixelated images, poorly lit areas,
+            underexposed and overexposed scenes, poor color balance, washed out colors,
+            choppy sequences, jerky movements, low frame rate, artifacting, color
+            banding, unnatural transitions, outdated special effects, fake elements,
+            unconvincing visuals, poorly edited content, jump cuts, visual noise, and
+            flickering. Overall, the video is of poor quality."`.
+        num_frames: Number of frames to generate. Must be between 9 and 93. Between 9
+            and 93. Defaults to `93`.
+        num_inference_steps: Number of denoising steps. More steps yield higher quality
+            but take longer. Between 1 and 50. Defaults to `35`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase prompt
+            adherence. Between 1.0 and 20.0. Defaults to `7`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        video_output_type: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        video_quality: The quality of the output video. Defaults to `"high"`.
+        video_url: URL of the input video to use as conditioning. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -305,13 +446,11 @@ async def subscribe_async(
     guidance_scale: float = 7,
     seed: int | None = None,
     sync_mode: bool = False,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -319,24 +458,64 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: A negative prompt to guide generation away from undesired
+            content. Defaults to `"The video captures a series of frames showing ugly
+            scenes, static with no motion, motion blur, over-saturation, shaky footage,
+            low resolution, grainy texture, pixelated images, poorly lit areas,
+            underexposed and overexposed scenes, poor color balance, washed out colors,
+            choppy sequences, jerky movements, low frame rate, artifacting, color
+            banding, unnatural transitions, outdated special effects, fake elements,
+            unconvincing visuals, poorly edited content, jump cuts, visual noise, and
+            flickering. Overall, the video is of poor quality."`.
+        num_frames: Number of frames to generate. Must be between 9 and 93. Between 9
+            and 93. Defaults to `93`.
+        num_inference_steps: Number of denoising steps. More steps yield higher quality
+            but take longer. Between 1 and 50. Defaults to `35`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase prompt
+            adherence. Between 1.0 and 20.0. Defaults to `7`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        video_output_type: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        video_quality: The quality of the output video. Defaults to `"high"`.
+        video_url: URL of the input video to use as conditioning. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -346,13 +525,11 @@ async def run_async(
     guidance_scale: float = 7,
     seed: int | None = None,
     sync_mode: bool = False,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -360,8 +537,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video to generate. Required.
+        negative_prompt: A negative prompt to guide generation away from undesired
+            content. Defaults to `"The video captures a series of frames showing ugly
+            scenes, static with no motion, motion blur, over-saturation, shaky footage,
+            low resolution, grainy texture, pixelated images, poorly lit areas,
+            underexposed and overexposed scenes, poor color balance, washed out colors,
+            choppy sequences, jerky movements, low frame rate, artifacting, color
+            banding, unnatural transitions, outdated special effects, fake elements,
+            unconvincing visuals, poorly edited content, jump cuts, visual noise, and
+            flickering. Overall, the video is of poor quality."`.
+        num_frames: Number of frames to generate. Must be between 9 and 93. Between 9
+            and 93. Defaults to `93`.
+        num_inference_steps: Number of denoising steps. More steps yield higher quality
+            but take longer. Between 1 and 50. Defaults to `35`.
+        guidance_scale: Classifier-free guidance scale. Higher values increase prompt
+            adherence. Between 1.0 and 20.0. Defaults to `7`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        video_output_type: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        video_quality: The quality of the output video. Defaults to `"high"`.
+        video_url: URL of the input video to use as conditioning. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,121 +5,20 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Request format for Elevenlabs Music API"""
-
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """The text prompt describing the music to generate"""
-    composition_plan: MusicCompositionPlan | None = None
-    """The composition plan for the music"""
-    music_length_ms: Annotated[
-        int | None, Field(ge=3000, le=600000, title="Music Length Ms")
-    ] = None
-    """The length of the song to generate in milliseconds. Used only in conjunction with prompt. Must be between 3000ms and 600000ms. Optional - if not provided, the model will choose a length based on the prompt."""
-    force_instrumental: Annotated[bool, Field(title="Force Instrumental")] = False
-    """If true, guarantees that the generated song will be instrumental. If false, the song may or may not be instrumental depending on the prompt. Can only be used with prompt."""
-    respect_sections_durations: Annotated[
-        bool, Field(title="Respect Sections Durations")
-    ] = True
-    """Controls how strictly section durations in the composition_plan are enforced. It will only have an effect if it is used with composition_plan. When set to true, the model will precisely respect each section's duration_ms from the plan. When set to false, the model may adjust individual section durations which will generally lead to better generation quality and improved latency, while always preserving the total song duration from the plan."""
-    output_format: Annotated[
-        Literal[
-            "mp3_22050_32",
-            "mp3_44100_32",
-            "mp3_44100_64",
-            "mp3_44100_96",
-            "mp3_44100_128",
-            "mp3_44100_192",
-            "pcm_8000",
-            "pcm_16000",
-            "pcm_22050",
-            "pcm_24000",
-            "pcm_44100",
-            "pcm_48000",
-            "ulaw_8000",
-            "alaw_8000",
-            "opus_48000_32",
-            "opus_48000_64",
-            "opus_48000_96",
-            "opus_48000_128",
-            "opus_48000_192",
-        ],
-        Field(title="Output Format"),
-    ] = "mp3_44100_128"
-    """Output format of the generated audio. Formatted as codec_sample_rate_bitrate. So an mp3 with 22.05kHz sample rate at 32kbs is represented as mp3_22050_32. MP3 with 192kbps bitrate requires you to be subscribed to Creator tier or above. PCM with 44.1kHz sample rate requires you to be subscribed to Pro tier or above. Note that the μ-law format (sometimes written mu-law, often approximated as u-law) is commonly used for Twilio audio inputs."""
-
-
-class MusicCompositionPlan(FalModel):
-    positive_global_styles: Annotated[list[str], Field(title="Positive Global Styles")]
-    """The styles that should be present in the entire song."""
-    negative_global_styles: Annotated[list[str], Field(title="Negative Global Styles")]
-    """The styles that should not be present in the entire song."""
-    sections: Annotated[list[MusicSection], Field(title="Sections")]
-    """The sections of the song."""
-
-
-class MusicSection(FalModel):
-    section_name: Annotated[
-        str, Field(max_length=100, min_length=1, title="Section Name")
-    ]
-    """The name of the section. Must be between 1 and 100 characters."""
-    positive_local_styles: Annotated[list[str], Field(title="Positive Local Styles")]
-    """The styles that should be present in this section."""
-    negative_local_styles: Annotated[list[str], Field(title="Negative Local Styles")]
-    """The styles that should not be present in this section."""
-    duration_ms: Annotated[int, Field(ge=3000, le=120000, title="Duration Ms")]
-    """The duration of the section in milliseconds. Must be between 3000ms and 120000ms."""
-    lines: Annotated[list[str], Field(title="Lines")]
-    """The lyrics of the section. Each line must be at most 200 characters long."""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated music audio file in MP3 format"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "OutputFormat",
     "File",
     "Input",
     "MusicCompositionPlan",
@@ -134,25 +33,122 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/elevenlabs/music"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+OutputFormat: TypeAlias = Literal[
+    "mp3_22050_32",
+    "mp3_44100_32",
+    "mp3_44100_64",
+    "mp3_44100_96",
+    "mp3_44100_128",
+    "mp3_44100_192",
+    "pcm_8000",
+    "pcm_16000",
+    "pcm_22050",
+    "pcm_24000",
+    "pcm_44100",
+    "pcm_48000",
+    "ulaw_8000",
+    "alaw_8000",
+    "opus_48000_32",
+    "opus_48000_64",
+    "opus_48000_96",
+    "opus_48000_128",
+    "opus_48000_192",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Request format for Elevenlabs Music API"""
+
+    prompt: str | None = None
+    """The text prompt describing the music to generate"""
+    composition_plan: MusicCompositionPlan | None = None
+    """The composition plan for the music"""
+    music_length_ms: Annotated[int | None, Field(ge=3000, le=600000)] = None
+    """The length of the song to generate in milliseconds. Used only in conjunction with
+    prompt. Must be between 3000ms and 600000ms. Optional - if not provided, the model
+    will choose a length based on the prompt."""
+    force_instrumental: bool = False
+    """If true, guarantees that the generated song will be instrumental. If false, the
+    song may or may not be instrumental depending on the prompt. Can only be used with
+    prompt."""
+    respect_sections_durations: bool = True
+    """Controls how strictly section durations in the composition_plan are enforced. It
+    will only have an effect if it is used with composition_plan. When set to true, the
+    model will precisely respect each section's duration_ms from the plan. When set to
+    false, the model may adjust individual section durations which will generally lead
+    to better generation quality and improved latency, while always preserving the total
+    song duration from the plan."""
+    output_format: OutputFormat = "mp3_44100_128"
+    """Output format of the generated audio. Formatted as codec_sample_rate_bitrate. So
+    an mp3 with 22.05kHz sample rate at 32kbs is represented as mp3_22050_32. MP3 with
+    192kbps bitrate requires you to be subscribed to Creator tier or above. PCM with
+    44.1kHz sample rate requires you to be subscribed to Pro tier or above. Note that
+    the μ-law format (sometimes written mu-law, often approximated as u-law) is commonly
+    used for Twilio audio inputs."""
+
+
+class MusicCompositionPlan(FalModel):
+    positive_global_styles: list[str]
+    """The styles that should be present in the entire song."""
+    negative_global_styles: list[str]
+    """The styles that should not be present in the entire song."""
+    sections: list[MusicSection]
+    """The sections of the song."""
+
+
+class MusicSection(FalModel):
+    section_name: Annotated[str, Field(max_length=100, min_length=1)]
+    """The name of the section. Must be between 1 and 100 characters."""
+    positive_local_styles: list[str]
+    """The styles that should be present in this section."""
+    negative_local_styles: list[str]
+    """The styles that should not be present in this section."""
+    duration_ms: Annotated[int, Field(ge=3000, le=120000)]
+    """The duration of the section in milliseconds. Must be between 3000ms and
+    120000ms."""
+    lines: list[str]
+    """The lyrics of the section. Each line must be at most 200 characters long."""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated music audio file in MP3 format"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str | None = None,
@@ -160,54 +156,75 @@ def submit(
     music_length_ms: int | None = None,
     force_instrumental: bool = False,
     respect_sections_durations: bool = True,
-    output_format: Literal[
-        "mp3_22050_32",
-        "mp3_44100_32",
-        "mp3_44100_64",
-        "mp3_44100_96",
-        "mp3_44100_128",
-        "mp3_44100_192",
-        "pcm_8000",
-        "pcm_16000",
-        "pcm_22050",
-        "pcm_24000",
-        "pcm_44100",
-        "pcm_48000",
-        "ulaw_8000",
-        "alaw_8000",
-        "opus_48000_32",
-        "opus_48000_64",
-        "opus_48000_96",
-        "opus_48000_128",
-        "opus_48000_192",
-    ] = "mp3_44100_128",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    output_format: OutputFormat = "mp3_44100_128",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the music to generate. Defaults to `None`.
+        composition_plan: The composition plan for the music. Defaults to `None`.
+        music_length_ms: The length of the song to generate in milliseconds. Used only
+            in conjunction with prompt. Must be between 3000ms and 600000ms. Optional -
+            if not provided, the model will choose a length based on the prompt. Between
+            3000 and 600000. Defaults to `None`.
+        force_instrumental: If true, guarantees that the generated song will be
+            instrumental. If false, the song may or may not be instrumental depending on
+            the prompt. Can only be used with prompt. Defaults to `False`.
+        respect_sections_durations: Controls how strictly section durations in the
+            composition_plan are enforced. It will only have an effect if it is used
+            with composition_plan. When set to true, the model will precisely respect
+            each section's duration_ms from the plan. When set to false, the model may
+            adjust individual section durations which will generally lead to better
+            generation quality and improved latency, while always preserving the total
+            song duration from the plan. Defaults to `True`.
+        output_format: Output format of the generated audio. Formatted as
+            codec_sample_rate_bitrate. So an mp3 with 22.05kHz sample rate at 32kbs is
+            represented as mp3_22050_32. MP3 with 192kbps bitrate requires you to be
+            subscribed to Creator tier or above. PCM with 44.1kHz sample rate requires
+            you to be subscribed to Pro tier or above. Note that the μ-law format
+            (sometimes written mu-law, often approximated as u-law) is commonly used for
+            Twilio audio inputs. Defaults to `"mp3_44100_128"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str | None = None,
@@ -215,29 +232,9 @@ def subscribe(
     music_length_ms: int | None = None,
     force_instrumental: bool = False,
     respect_sections_durations: bool = True,
-    output_format: Literal[
-        "mp3_22050_32",
-        "mp3_44100_32",
-        "mp3_44100_64",
-        "mp3_44100_96",
-        "mp3_44100_128",
-        "mp3_44100_192",
-        "pcm_8000",
-        "pcm_16000",
-        "pcm_22050",
-        "pcm_24000",
-        "pcm_44100",
-        "pcm_48000",
-        "ulaw_8000",
-        "alaw_8000",
-        "opus_48000_32",
-        "opus_48000_64",
-        "opus_48000_96",
-        "opus_48000_128",
-        "opus_48000_192",
-    ] = "mp3_44100_128",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    output_format: OutputFormat = "mp3_44100_128",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -245,24 +242,64 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the music to generate. Defaults to `None`.
+        composition_plan: The composition plan for the music. Defaults to `None`.
+        music_length_ms: The length of the song to generate in milliseconds. Used only
+            in conjunction with prompt. Must be between 3000ms and 600000ms. Optional -
+            if not provided, the model will choose a length based on the prompt. Between
+            3000 and 600000. Defaults to `None`.
+        force_instrumental: If true, guarantees that the generated song will be
+            instrumental. If false, the song may or may not be instrumental depending on
+            the prompt. Can only be used with prompt. Defaults to `False`.
+        respect_sections_durations: Controls how strictly section durations in the
+            composition_plan are enforced. It will only have an effect if it is used
+            with composition_plan. When set to true, the model will precisely respect
+            each section's duration_ms from the plan. When set to false, the model may
+            adjust individual section durations which will generally lead to better
+            generation quality and improved latency, while always preserving the total
+            song duration from the plan. Defaults to `True`.
+        output_format: Output format of the generated audio. Formatted as
+            codec_sample_rate_bitrate. So an mp3 with 22.05kHz sample rate at 32kbs is
+            represented as mp3_22050_32. MP3 with 192kbps bitrate requires you to be
+            subscribed to Creator tier or above. PCM with 44.1kHz sample rate requires
+            you to be subscribed to Pro tier or above. Note that the μ-law format
+            (sometimes written mu-law, often approximated as u-law) is commonly used for
+            Twilio audio inputs. Defaults to `"mp3_44100_128"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str | None = None,
@@ -270,29 +307,9 @@ def run(
     music_length_ms: int | None = None,
     force_instrumental: bool = False,
     respect_sections_durations: bool = True,
-    output_format: Literal[
-        "mp3_22050_32",
-        "mp3_44100_32",
-        "mp3_44100_64",
-        "mp3_44100_96",
-        "mp3_44100_128",
-        "mp3_44100_192",
-        "pcm_8000",
-        "pcm_16000",
-        "pcm_22050",
-        "pcm_24000",
-        "pcm_44100",
-        "pcm_48000",
-        "ulaw_8000",
-        "alaw_8000",
-        "opus_48000_32",
-        "opus_48000_64",
-        "opus_48000_96",
-        "opus_48000_128",
-        "opus_48000_192",
-    ] = "mp3_44100_128",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    output_format: OutputFormat = "mp3_44100_128",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -300,24 +317,64 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the music to generate. Defaults to `None`.
+        composition_plan: The composition plan for the music. Defaults to `None`.
+        music_length_ms: The length of the song to generate in milliseconds. Used only
+            in conjunction with prompt. Must be between 3000ms and 600000ms. Optional -
+            if not provided, the model will choose a length based on the prompt. Between
+            3000 and 600000. Defaults to `None`.
+        force_instrumental: If true, guarantees that the generated song will be
+            instrumental. If false, the song may or may not be instrumental depending on
+            the prompt. Can only be used with prompt. Defaults to `False`.
+        respect_sections_durations: Controls how strictly section durations in the
+            composition_plan are enforced. It will only have an effect if it is used
+            with composition_plan. When set to true, the model will precisely respect
+            each section's duration_ms from the plan. When set to false, the model may
+            adjust individual section durations which will generally lead to better
+            generation quality and improved latency, while always preserving the total
+            song duration from the plan. Defaults to `True`.
+        output_format: Output format of the generated audio. Formatted as
+            codec_sample_rate_bitrate. So an mp3 with 22.05kHz sample rate at 32kbs is
+            represented as mp3_22050_32. MP3 with 192kbps bitrate requires you to be
+            subscribed to Creator tier or above. PCM with 44.1kHz sample rate requires
+            you to be subscribed to Pro tier or above. Note that the μ-law format
+            (sometimes written mu-law, often approximated as u-law) is commonly used for
+            Twilio audio inputs. Defaults to `"mp3_44100_128"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str | None = None,
@@ -325,54 +382,75 @@ async def submit_async(
     music_length_ms: int | None = None,
     force_instrumental: bool = False,
     respect_sections_durations: bool = True,
-    output_format: Literal[
-        "mp3_22050_32",
-        "mp3_44100_32",
-        "mp3_44100_64",
-        "mp3_44100_96",
-        "mp3_44100_128",
-        "mp3_44100_192",
-        "pcm_8000",
-        "pcm_16000",
-        "pcm_22050",
-        "pcm_24000",
-        "pcm_44100",
-        "pcm_48000",
-        "ulaw_8000",
-        "alaw_8000",
-        "opus_48000_32",
-        "opus_48000_64",
-        "opus_48000_96",
-        "opus_48000_128",
-        "opus_48000_192",
-    ] = "mp3_44100_128",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    output_format: OutputFormat = "mp3_44100_128",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the music to generate. Defaults to `None`.
+        composition_plan: The composition plan for the music. Defaults to `None`.
+        music_length_ms: The length of the song to generate in milliseconds. Used only
+            in conjunction with prompt. Must be between 3000ms and 600000ms. Optional -
+            if not provided, the model will choose a length based on the prompt. Between
+            3000 and 600000. Defaults to `None`.
+        force_instrumental: If true, guarantees that the generated song will be
+            instrumental. If false, the song may or may not be instrumental depending on
+            the prompt. Can only be used with prompt. Defaults to `False`.
+        respect_sections_durations: Controls how strictly section durations in the
+            composition_plan are enforced. It will only have an effect if it is used
+            with composition_plan. When set to true, the model will precisely respect
+            each section's duration_ms from the plan. When set to false, the model may
+            adjust individual section durations which will generally lead to better
+            generation quality and improved latency, while always preserving the total
+            song duration from the plan. Defaults to `True`.
+        output_format: Output format of the generated audio. Formatted as
+            codec_sample_rate_bitrate. So an mp3 with 22.05kHz sample rate at 32kbs is
+            represented as mp3_22050_32. MP3 with 192kbps bitrate requires you to be
+            subscribed to Creator tier or above. PCM with 44.1kHz sample rate requires
+            you to be subscribed to Pro tier or above. Note that the μ-law format
+            (sometimes written mu-law, often approximated as u-law) is commonly used for
+            Twilio audio inputs. Defaults to `"mp3_44100_128"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str | None = None,
@@ -380,29 +458,9 @@ async def subscribe_async(
     music_length_ms: int | None = None,
     force_instrumental: bool = False,
     respect_sections_durations: bool = True,
-    output_format: Literal[
-        "mp3_22050_32",
-        "mp3_44100_32",
-        "mp3_44100_64",
-        "mp3_44100_96",
-        "mp3_44100_128",
-        "mp3_44100_192",
-        "pcm_8000",
-        "pcm_16000",
-        "pcm_22050",
-        "pcm_24000",
-        "pcm_44100",
-        "pcm_48000",
-        "ulaw_8000",
-        "alaw_8000",
-        "opus_48000_32",
-        "opus_48000_64",
-        "opus_48000_96",
-        "opus_48000_128",
-        "opus_48000_192",
-    ] = "mp3_44100_128",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    output_format: OutputFormat = "mp3_44100_128",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -410,24 +468,64 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the music to generate. Defaults to `None`.
+        composition_plan: The composition plan for the music. Defaults to `None`.
+        music_length_ms: The length of the song to generate in milliseconds. Used only
+            in conjunction with prompt. Must be between 3000ms and 600000ms. Optional -
+            if not provided, the model will choose a length based on the prompt. Between
+            3000 and 600000. Defaults to `None`.
+        force_instrumental: If true, guarantees that the generated song will be
+            instrumental. If false, the song may or may not be instrumental depending on
+            the prompt. Can only be used with prompt. Defaults to `False`.
+        respect_sections_durations: Controls how strictly section durations in the
+            composition_plan are enforced. It will only have an effect if it is used
+            with composition_plan. When set to true, the model will precisely respect
+            each section's duration_ms from the plan. When set to false, the model may
+            adjust individual section durations which will generally lead to better
+            generation quality and improved latency, while always preserving the total
+            song duration from the plan. Defaults to `True`.
+        output_format: Output format of the generated audio. Formatted as
+            codec_sample_rate_bitrate. So an mp3 with 22.05kHz sample rate at 32kbs is
+            represented as mp3_22050_32. MP3 with 192kbps bitrate requires you to be
+            subscribed to Creator tier or above. PCM with 44.1kHz sample rate requires
+            you to be subscribed to Pro tier or above. Note that the μ-law format
+            (sometimes written mu-law, often approximated as u-law) is commonly used for
+            Twilio audio inputs. Defaults to `"mp3_44100_128"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str | None = None,
@@ -435,29 +533,9 @@ async def run_async(
     music_length_ms: int | None = None,
     force_instrumental: bool = False,
     respect_sections_durations: bool = True,
-    output_format: Literal[
-        "mp3_22050_32",
-        "mp3_44100_32",
-        "mp3_44100_64",
-        "mp3_44100_96",
-        "mp3_44100_128",
-        "mp3_44100_192",
-        "pcm_8000",
-        "pcm_16000",
-        "pcm_22050",
-        "pcm_24000",
-        "pcm_44100",
-        "pcm_48000",
-        "ulaw_8000",
-        "alaw_8000",
-        "opus_48000_32",
-        "opus_48000_64",
-        "opus_48000_96",
-        "opus_48000_128",
-        "opus_48000_192",
-    ] = "mp3_44100_128",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    output_format: OutputFormat = "mp3_44100_128",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -465,8 +543,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the music to generate. Defaults to `None`.
+        composition_plan: The composition plan for the music. Defaults to `None`.
+        music_length_ms: The length of the song to generate in milliseconds. Used only
+            in conjunction with prompt. Must be between 3000ms and 600000ms. Optional -
+            if not provided, the model will choose a length based on the prompt. Between
+            3000 and 600000. Defaults to `None`.
+        force_instrumental: If true, guarantees that the generated song will be
+            instrumental. If false, the song may or may not be instrumental depending on
+            the prompt. Can only be used with prompt. Defaults to `False`.
+        respect_sections_durations: Controls how strictly section durations in the
+            composition_plan are enforced. It will only have an effect if it is used
+            with composition_plan. When set to true, the model will precisely respect
+            each section's duration_ms from the plan. When set to false, the model may
+            adjust individual section durations which will generally lead to better
+            generation quality and improved latency, while always preserving the total
+            song duration from the plan. Defaults to `True`.
+        output_format: Output format of the generated audio. Formatted as
+            codec_sample_rate_bitrate. So an mp3 with 22.05kHz sample rate at 32kbs is
+            represented as mp3_22050_32. MP3 with 192kbps bitrate requires you to be
+            subscribed to Creator tier or above. PCM with 44.1kHz sample rate requires
+            you to be subscribed to Pro tier or above. Note that the μ-law format
+            (sometimes written mu-law, often approximated as u-law) is commonly used for
+            Twilio audio inputs. Defaults to `"mp3_44100_128"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,106 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the video."""
-    first_n_seconds: Annotated[int, Field(ge=2, le=4, title="First N Seconds")] = 3
-    """The first N number of seconds of video to animate."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "(bad quality, worst quality:1.2), ugly faces, bad anime"
-    )
-    """
-    The negative prompt to use. Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 25
-    """The number of inference steps to perform."""
-    strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")] = 0.7
-    """The strength of the input video in the final output."""
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 7.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    fps: Annotated[int, Field(ge=1, le=16, title="Fps")] = 8
-    """Number of frames per second to extract from the video."""
-    motions: Annotated[
-        list[
-            Literal[
-                "zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"
-            ]
-        ]
-        | None,
-        Field(title="Motions"),
-    ] = None
-    """The motions to apply to the video."""
-
-
-class Output(FalModel):
-    video: File
-    """Generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed used for generating the video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Motions",
     "File",
     "Input",
     "Output",
@@ -117,26 +32,87 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/fast-animatediff/video-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Motions: TypeAlias = Literal[
+    "zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """URL of the video."""
+    first_n_seconds: Annotated[int, Field(ge=2, le=4)] = 3
+    """The first N number of seconds of video to animate."""
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    negative_prompt: str = "(bad quality, worst quality:1.2), ugly faces, bad anime"
+    """
+    The negative prompt to use. Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 25
+    """The number of inference steps to perform."""
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.7
+    """The strength of the input video in the final output."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 7.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    fps: Annotated[int, Field(ge=1, le=16)] = 8
+    """Number of frames per second to extract from the video."""
+    motions: list[Motions] | None = None
+    """The motions to apply to the video."""
+
+
+class Output(FalModel):
+    video: File
+    """Generated video file."""
+    seed: int
+    """Seed used for generating the video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -148,41 +124,74 @@ def submit(
     guidance_scale: float = 7.5,
     seed: int | None = None,
     fps: int = 8,
-    motions: (
-        list[
-            Literal[
-                "zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"
-            ]
-        ]
-        | None
-    ) = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    motions: list[Motions] | None = None,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        first_n_seconds: The first N number of seconds of video to animate. Between 2
+            and 4. Defaults to `3`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `"(bad
+            quality, worst quality:1.2), ugly faces, bad anime"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `25`.
+        strength: The strength of the input video in the final output. Between 0.0 and
+            1.0. Defaults to `0.7`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        fps: Number of frames per second to extract from the video. Between 1 and 16.
+            Defaults to `8`.
+        motions: The motions to apply to the video. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -194,16 +203,9 @@ def subscribe(
     guidance_scale: float = 7.5,
     seed: int | None = None,
     fps: int = 8,
-    motions: (
-        list[
-            Literal[
-                "zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"
-            ]
-        ]
-        | None
-    ) = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    motions: list[Motions] | None = None,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -211,24 +213,63 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        first_n_seconds: The first N number of seconds of video to animate. Between 2
+            and 4. Defaults to `3`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `"(bad
+            quality, worst quality:1.2), ugly faces, bad anime"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `25`.
+        strength: The strength of the input video in the final output. Between 0.0 and
+            1.0. Defaults to `0.7`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        fps: Number of frames per second to extract from the video. Between 1 and 16.
+            Defaults to `8`.
+        motions: The motions to apply to the video. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -240,16 +281,9 @@ def run(
     guidance_scale: float = 7.5,
     seed: int | None = None,
     fps: int = 8,
-    motions: (
-        list[
-            Literal[
-                "zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"
-            ]
-        ]
-        | None
-    ) = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    motions: list[Motions] | None = None,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -257,24 +291,63 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        first_n_seconds: The first N number of seconds of video to animate. Between 2
+            and 4. Defaults to `3`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `"(bad
+            quality, worst quality:1.2), ugly faces, bad anime"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `25`.
+        strength: The strength of the input video in the final output. Between 0.0 and
+            1.0. Defaults to `0.7`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        fps: Number of frames per second to extract from the video. Between 1 and 16.
+            Defaults to `8`.
+        motions: The motions to apply to the video. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -286,41 +359,74 @@ async def submit_async(
     guidance_scale: float = 7.5,
     seed: int | None = None,
     fps: int = 8,
-    motions: (
-        list[
-            Literal[
-                "zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"
-            ]
-        ]
-        | None
-    ) = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    motions: list[Motions] | None = None,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        first_n_seconds: The first N number of seconds of video to animate. Between 2
+            and 4. Defaults to `3`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `"(bad
+            quality, worst quality:1.2), ugly faces, bad anime"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `25`.
+        strength: The strength of the input video in the final output. Between 0.0 and
+            1.0. Defaults to `0.7`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        fps: Number of frames per second to extract from the video. Between 1 and 16.
+            Defaults to `8`.
+        motions: The motions to apply to the video. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -332,16 +438,9 @@ async def subscribe_async(
     guidance_scale: float = 7.5,
     seed: int | None = None,
     fps: int = 8,
-    motions: (
-        list[
-            Literal[
-                "zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"
-            ]
-        ]
-        | None
-    ) = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    motions: list[Motions] | None = None,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -349,24 +448,63 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        first_n_seconds: The first N number of seconds of video to animate. Between 2
+            and 4. Defaults to `3`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `"(bad
+            quality, worst quality:1.2), ugly faces, bad anime"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `25`.
+        strength: The strength of the input video in the final output. Between 0.0 and
+            1.0. Defaults to `0.7`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        fps: Number of frames per second to extract from the video. Between 1 and 16.
+            Defaults to `8`.
+        motions: The motions to apply to the video. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -378,16 +516,9 @@ async def run_async(
     guidance_scale: float = 7.5,
     seed: int | None = None,
     fps: int = 8,
-    motions: (
-        list[
-            Literal[
-                "zoom-out", "zoom-in", "pan-left", "pan-right", "tilt-up", "tilt-down"
-            ]
-        ]
-        | None
-    ) = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    motions: list[Motions] | None = None,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -395,8 +526,47 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        first_n_seconds: The first N number of seconds of video to animate. Between 2
+            and 4. Defaults to `3`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `"(bad
+            quality, worst quality:1.2), ugly faces, bad anime"`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `25`.
+        strength: The strength of the input video in the final output. Between 0.0 and
+            1.0. Defaults to `0.7`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        fps: Number of frames per second to extract from the video. Between 1 and 16.
+            Defaults to `8`.
+        motions: The motions to apply to the video. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,142 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Embedding(FalModel):
-    tokens: Annotated[list[str], Field(title="Tokens")] = ["<s0>", "<s1>"]
-    """The list of tokens to use for the embedding."""
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the embedding weights."""
-
-
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the image to use as a starting point for the generation."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    image_size: Annotated[
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "square_hd"
-    """The size of the generated image."""
-    num_inference_steps: Annotated[
-        Literal["1", "2", "4", "8"], Field(title="Num Inference Steps")
-    ] = "4"
-    """The number of inference steps to perform."""
-    strength: Annotated[float, Field(ge=0.05, le=1.0, title="Strength")] = 0.95
-    """determines how much the generated image resembles the initial image"""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    num_images: Annotated[int, Field(ge=1, le=8, title="Num Images")] = 1
-    """The number of images to generate."""
-    embeddings: Annotated[
-        list[Embedding], Field(title="Embeddings", validate_default=True)
-    ] = []
-    """The list of embeddings to use."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    safety_checker_version: Annotated[
-        Literal["v1", "v2"], Field(title="Safety Checker Version")
-    ] = "v1"
-    """The version of the safety checker to use. v1 is the default CompVis safety checker. v2 uses a custom ViT model."""
-    expand_prompt: Annotated[bool, Field(title="Expand Prompt")] = False
-    """If set to true, the prompt will be expanded with additional prompts."""
-    format: Annotated[Literal["jpeg", "png"], Field(title="Format")] = "jpeg"
-    """The format of the generated image."""
-    request_id: Annotated[str, Field(title="Request Id")] = ""
-    """
-    An id bound to a request, can be used with response to identify the request
-    itself.
-    """
-    preserve_aspect_ratio: Annotated[bool, Field(title="Preserve Aspect Ratio")] = False
-    """
-    If set to true, the aspect ratio of the generated image will be preserved even
-    if the image size is too large. However, if the image is not a multiple of 32
-    in width or height, it will be resized to the nearest multiple of 32. By default,
-    this snapping to the nearest multiple of 32 will not preserve the aspect ratio.
-    Set crop_output to True, to crop the output to the proper aspect ratio
-    after generating.
-    """
-    crop_output: Annotated[bool, Field(title="Crop Output")] = False
-    """If set to true, the output cropped to the proper aspect ratio after generating."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageType2], Field(title="Images")]
-    """The generated image files info."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSize",
+    "NumInferenceSteps",
     "Embedding",
     "ImageSizeType2",
     "ImageType2",
@@ -155,42 +35,140 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/fast-lightning-sdxl/image-to-image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSize: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+NumInferenceSteps: TypeAlias = Literal["1", "2", "4", "8"]
+
+
+class Embedding(FalModel):
+    tokens: list[str] = ["<s0>", "<s1>"]
+    """The list of tokens to use for the embedding."""
+    path: str
+    """URL or the path to the embedding weights."""
+
+
+class ImageSizeType2(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+
+
+class ImageType2(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL of the image to use as a starting point for the generation."""
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    image_size: Annotated[
+        ImageSizeType2 | ImageSize,
+        Field(validate_default=True),
+    ] = "square_hd"
+    """The size of the generated image."""
+    num_inference_steps: NumInferenceSteps = "4"
+    """The number of inference steps to perform."""
+    strength: Annotated[float, Field(ge=0.05, le=1.0)] = 0.95
+    """determines how much the generated image resembles the initial image"""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    num_images: Annotated[int, Field(ge=1, le=8)] = 1
+    """The number of images to generate."""
+    embeddings: Annotated[list[Embedding], Field(validate_default=True)] = []
+    """The list of embeddings to use."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    safety_checker_version: Literal["v1", "v2"] = "v1"
+    """The version of the safety checker to use. v1 is the default CompVis safety
+    checker. v2 uses a custom ViT model."""
+    expand_prompt: bool = False
+    """If set to true, the prompt will be expanded with additional prompts."""
+    format: Literal["jpeg", "png"] = "jpeg"
+    """The format of the generated image."""
+    request_id: str = ""
+    """
+    An id bound to a request, can be used with response to identify the request
+    itself.
+    """
+    preserve_aspect_ratio: bool = False
+    """
+    If set to true, the aspect ratio of the generated image will be preserved even
+    if the image size is too large. However, if the image is not a multiple of 32
+    in width or height, it will be resized to the nearest multiple of 32. By default,
+    this snapping to the nearest multiple of 32 will not preserve the aspect ratio.
+    Set crop_output to True, to crop the output to the proper aspect ratio
+    after generating.
+    """
+    crop_output: bool = False
+    """If set to true, the output cropped to the proper aspect ratio after
+    generating."""
+
+
+class Output(FalModel):
+    images: list[ImageType2]
+    """The generated image files info."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    num_inference_steps: Literal["1", "2", "4", "8"] = "4",
+    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
     sync_mode: bool = False,
@@ -203,49 +181,91 @@ def submit(
     request_id: str = "",
     preserve_aspect_ratio: bool = False,
     crop_output: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Defaults to
+            `"4"`.
+        strength: determines how much the generated image resembles the initial image.
+            Between 0.05 and 1.0. Defaults to `0.95`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        preserve_aspect_ratio: If set to true, the aspect ratio of the generated image
+            will be preserved even if the image size is too large. However, if the image
+            is not a multiple of 32 in width or height, it will be resized to the
+            nearest multiple of 32. By default, this snapping to the nearest multiple of
+            32 will not preserve the aspect ratio. Set crop_output to True, to crop the
+            output to the proper aspect ratio after generating. Defaults to `False`.
+        crop_output: If set to true, the output cropped to the proper aspect ratio after
+            generating. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    num_inference_steps: Literal["1", "2", "4", "8"] = "4",
+    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
     sync_mode: bool = False,
@@ -258,8 +278,8 @@ def subscribe(
     request_id: str = "",
     preserve_aspect_ratio: bool = False,
     crop_output: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -267,40 +287,81 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Defaults to
+            `"4"`.
+        strength: determines how much the generated image resembles the initial image.
+            Between 0.05 and 1.0. Defaults to `0.95`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        preserve_aspect_ratio: If set to true, the aspect ratio of the generated image
+            will be preserved even if the image size is too large. However, if the image
+            is not a multiple of 32 in width or height, it will be resized to the
+            nearest multiple of 32. By default, this snapping to the nearest multiple of
+            32 will not preserve the aspect ratio. Set crop_output to True, to crop the
+            output to the proper aspect ratio after generating. Defaults to `False`.
+        crop_output: If set to true, the output cropped to the proper aspect ratio after
+            generating. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    num_inference_steps: Literal["1", "2", "4", "8"] = "4",
+    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
     sync_mode: bool = False,
@@ -313,8 +374,8 @@ def run(
     request_id: str = "",
     preserve_aspect_ratio: bool = False,
     crop_output: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -322,40 +383,81 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Defaults to
+            `"4"`.
+        strength: determines how much the generated image resembles the initial image.
+            Between 0.05 and 1.0. Defaults to `0.95`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        preserve_aspect_ratio: If set to true, the aspect ratio of the generated image
+            will be preserved even if the image size is too large. However, if the image
+            is not a multiple of 32 in width or height, it will be resized to the
+            nearest multiple of 32. By default, this snapping to the nearest multiple of
+            32 will not preserve the aspect ratio. Set crop_output to True, to crop the
+            output to the proper aspect ratio after generating. Defaults to `False`.
+        crop_output: If set to true, the output cropped to the proper aspect ratio after
+            generating. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    num_inference_steps: Literal["1", "2", "4", "8"] = "4",
+    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
     sync_mode: bool = False,
@@ -368,49 +470,91 @@ async def submit_async(
     request_id: str = "",
     preserve_aspect_ratio: bool = False,
     crop_output: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Defaults to
+            `"4"`.
+        strength: determines how much the generated image resembles the initial image.
+            Between 0.05 and 1.0. Defaults to `0.95`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        preserve_aspect_ratio: If set to true, the aspect ratio of the generated image
+            will be preserved even if the image size is too large. However, if the image
+            is not a multiple of 32 in width or height, it will be resized to the
+            nearest multiple of 32. By default, this snapping to the nearest multiple of
+            32 will not preserve the aspect ratio. Set crop_output to True, to crop the
+            output to the proper aspect ratio after generating. Defaults to `False`.
+        crop_output: If set to true, the output cropped to the proper aspect ratio after
+            generating. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    num_inference_steps: Literal["1", "2", "4", "8"] = "4",
+    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
     sync_mode: bool = False,
@@ -423,8 +567,8 @@ async def subscribe_async(
     request_id: str = "",
     preserve_aspect_ratio: bool = False,
     crop_output: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -432,40 +576,81 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Defaults to
+            `"4"`.
+        strength: determines how much the generated image resembles the initial image.
+            Between 0.05 and 1.0. Defaults to `0.95`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        preserve_aspect_ratio: If set to true, the aspect ratio of the generated image
+            will be preserved even if the image size is too large. However, if the image
+            is not a multiple of 32 in width or height, it will be resized to the
+            nearest multiple of 32. By default, this snapping to the nearest multiple of
+            32 will not preserve the aspect ratio. Set crop_output to True, to crop the
+            output to the proper aspect ratio after generating. Defaults to `False`.
+        crop_output: If set to true, the output cropped to the proper aspect ratio after
+            generating. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
-    num_inference_steps: Literal["1", "2", "4", "8"] = "4",
+    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
     sync_mode: bool = False,
@@ -478,8 +663,8 @@ async def run_async(
     request_id: str = "",
     preserve_aspect_ratio: bool = False,
     crop_output: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -487,8 +672,59 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: The number of inference steps to perform. Defaults to
+            `"4"`.
+        strength: determines how much the generated image resembles the initial image.
+            Between 0.05 and 1.0. Defaults to `0.95`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        preserve_aspect_ratio: If set to true, the aspect ratio of the generated image
+            will be preserved even if the image size is too large. However, if the image
+            is not a multiple of 32 in width or height, it will be resized to the
+            nearest multiple of 32. By default, this snapping to the nearest multiple of
+            32 will not preserve the aspect ratio. Set crop_output to True, to crop the
+            output to the proper aspect ratio after generating. Defaults to `False`.
+        crop_output: If set to true, the output cropped to the proper aspect ratio after
+            generating. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,124 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use as a starting point for the generation."""
-    motion_bucket_id: Annotated[int, Field(ge=1, le=255, title="Motion Bucket Id")] = (
-        127
-    )
-    """
-    The motion bucket id determines the motion of the generated video. The
-    higher the number, the more motion there will be.
-    """
-    cond_aug: Annotated[float, Field(ge=0.0, le=10.0, title="Cond Aug")] = 0.02
-    """
-    The conditoning augmentation determines the amount of noise that will be
-    added to the conditioning frame. The higher the number, the more noise
-    there will be, and the less the video will look like the initial image.
-    Increase it for more motion.
-    """
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    steps: Annotated[int, Field(ge=1, le=100, title="Steps")] = 20
-    """
-    The number of steps to run the model for. The higher the number the better
-    the quality and longer it will take to generate.
-    """
-    deep_cache: Annotated[
-        Literal["none", "minimum", "medium", "high"],
-        Field(deprecated=True, title="Deep Cache"),
-    ] = "none"
-    """
-    This parameter is deprecated and has no effect. It is kept for backwards
-    compatibility.
-    """
-    fps: Annotated[int, Field(ge=1, le=25, title="Fps")] = 10
-    """
-    The FPS of the generated video. The higher the number, the faster the video will
-    play. Total video length is 25 frames.
-    """
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "unrealistic, saturated, high contrast, big nose, painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark, signature, label"
-    )
-    """The negative prompt to use as a starting point for the generation."""
-    video_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Video Size", validate_default=True),
-    ] = "landscape_16_9"
-    """The size of the generated video."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "DeepCache",
+    "VideoSize",
     "File",
     "ImageSize",
     "Input",
@@ -136,25 +33,116 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/fast-svd/text-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+DeepCache: TypeAlias = Literal["none", "minimum", "medium", "high"]
+
+
+VideoSize: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to use as a starting point for the generation."""
+    motion_bucket_id: Annotated[int, Field(ge=1, le=255)] = 127
+    """
+    The motion bucket id determines the motion of the generated video. The
+    higher the number, the more motion there will be.
+    """
+    cond_aug: Annotated[float, Field(ge=0.0, le=10.0)] = 0.02
+    """
+    The conditoning augmentation determines the amount of noise that will be
+    added to the conditioning frame. The higher the number, the more noise
+    there will be, and the less the video will look like the initial image.
+    Increase it for more motion.
+    """
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    steps: Annotated[int, Field(ge=1, le=100)] = 20
+    """
+    The number of steps to run the model for. The higher the number the better
+    the quality and longer it will take to generate.
+    """
+    deep_cache: Annotated[DeepCache, Field(deprecated=True)] = "none"
+    """
+    This parameter is deprecated and has no effect. It is kept for backwards
+    compatibility.
+    """
+    fps: Annotated[int, Field(ge=1, le=25)] = 10
+    """
+    The FPS of the generated video. The higher the number, the faster the video will
+    play. Total video length is 25 frames.
+    """
+    negative_prompt: str = (
+        "unrealistic, saturated, high contrast, big nose, painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark, signature, label"
+    )
+    """The negative prompt to use as a starting point for the generation."""
+    video_size: Annotated[
+        ImageSize | VideoSize,
+        Field(validate_default=True),
+    ] = "landscape_16_9"
+    """The size of the generated video."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -162,47 +150,78 @@ def submit(
     cond_aug: float = 0.02,
     seed: int | None = None,
     steps: int = 20,
-    deep_cache: Literal["none", "minimum", "medium", "high"] = "none",
+    deep_cache: DeepCache = "none",
     fps: int = 10,
     negative_prompt: str = "unrealistic, saturated, high contrast, big nose, painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark, signature, label",
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    video_size: ImageSize | VideoSize = "landscape_16_9",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use as a starting point for the generation. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 100.
+            Defaults to `20`.
+        deep_cache: This parameter is deprecated and has no effect. It is kept for
+            backwards compatibility. Defaults to `"none"`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        negative_prompt: The negative prompt to use as a starting point for the
+            generation. Defaults to `"unrealistic, saturated, high contrast, big nose,
+            painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark,
+            signature, label"`.
+        video_size: The size of the generated video. Defaults to `"landscape_16_9"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -210,22 +229,12 @@ def subscribe(
     cond_aug: float = 0.02,
     seed: int | None = None,
     steps: int = 20,
-    deep_cache: Literal["none", "minimum", "medium", "high"] = "none",
+    deep_cache: DeepCache = "none",
     fps: int = 10,
     negative_prompt: str = "unrealistic, saturated, high contrast, big nose, painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark, signature, label",
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    video_size: ImageSize | VideoSize = "landscape_16_9",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -233,24 +242,64 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use as a starting point for the generation. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 100.
+            Defaults to `20`.
+        deep_cache: This parameter is deprecated and has no effect. It is kept for
+            backwards compatibility. Defaults to `"none"`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        negative_prompt: The negative prompt to use as a starting point for the
+            generation. Defaults to `"unrealistic, saturated, high contrast, big nose,
+            painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark,
+            signature, label"`.
+        video_size: The size of the generated video. Defaults to `"landscape_16_9"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -258,22 +307,12 @@ def run(
     cond_aug: float = 0.02,
     seed: int | None = None,
     steps: int = 20,
-    deep_cache: Literal["none", "minimum", "medium", "high"] = "none",
+    deep_cache: DeepCache = "none",
     fps: int = 10,
     negative_prompt: str = "unrealistic, saturated, high contrast, big nose, painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark, signature, label",
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    video_size: ImageSize | VideoSize = "landscape_16_9",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -281,24 +320,64 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use as a starting point for the generation. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 100.
+            Defaults to `20`.
+        deep_cache: This parameter is deprecated and has no effect. It is kept for
+            backwards compatibility. Defaults to `"none"`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        negative_prompt: The negative prompt to use as a starting point for the
+            generation. Defaults to `"unrealistic, saturated, high contrast, big nose,
+            painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark,
+            signature, label"`.
+        video_size: The size of the generated video. Defaults to `"landscape_16_9"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -306,47 +385,78 @@ async def submit_async(
     cond_aug: float = 0.02,
     seed: int | None = None,
     steps: int = 20,
-    deep_cache: Literal["none", "minimum", "medium", "high"] = "none",
+    deep_cache: DeepCache = "none",
     fps: int = 10,
     negative_prompt: str = "unrealistic, saturated, high contrast, big nose, painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark, signature, label",
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    video_size: ImageSize | VideoSize = "landscape_16_9",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use as a starting point for the generation. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 100.
+            Defaults to `20`.
+        deep_cache: This parameter is deprecated and has no effect. It is kept for
+            backwards compatibility. Defaults to `"none"`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        negative_prompt: The negative prompt to use as a starting point for the
+            generation. Defaults to `"unrealistic, saturated, high contrast, big nose,
+            painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark,
+            signature, label"`.
+        video_size: The size of the generated video. Defaults to `"landscape_16_9"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -354,22 +464,12 @@ async def subscribe_async(
     cond_aug: float = 0.02,
     seed: int | None = None,
     steps: int = 20,
-    deep_cache: Literal["none", "minimum", "medium", "high"] = "none",
+    deep_cache: DeepCache = "none",
     fps: int = 10,
     negative_prompt: str = "unrealistic, saturated, high contrast, big nose, painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark, signature, label",
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    video_size: ImageSize | VideoSize = "landscape_16_9",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -377,24 +477,64 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use as a starting point for the generation. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 100.
+            Defaults to `20`.
+        deep_cache: This parameter is deprecated and has no effect. It is kept for
+            backwards compatibility. Defaults to `"none"`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        negative_prompt: The negative prompt to use as a starting point for the
+            generation. Defaults to `"unrealistic, saturated, high contrast, big nose,
+            painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark,
+            signature, label"`.
+        video_size: The size of the generated video. Defaults to `"landscape_16_9"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -402,22 +542,12 @@ async def run_async(
     cond_aug: float = 0.02,
     seed: int | None = None,
     steps: int = 20,
-    deep_cache: Literal["none", "minimum", "medium", "high"] = "none",
+    deep_cache: DeepCache = "none",
     fps: int = 10,
     negative_prompt: str = "unrealistic, saturated, high contrast, big nose, painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark, signature, label",
-    video_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    video_size: ImageSize | VideoSize = "landscape_16_9",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -425,8 +555,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use as a starting point for the generation. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 100.
+            Defaults to `20`.
+        deep_cache: This parameter is deprecated and has no effect. It is kept for
+            backwards compatibility. Defaults to `"none"`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        negative_prompt: The negative prompt to use as a starting point for the
+            generation. Defaults to `"unrealistic, saturated, high contrast, big nose,
+            painting, drawing, sketch, cartoon, anime, manga, render, CG, 3d, watermark,
+            signature, label"`.
+        video_size: The size of the generated video. Defaults to `"landscape_16_9"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,92 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the image to use as a starting point for the generation."""
-    motion_bucket_id: Annotated[int, Field(ge=1, le=255, title="Motion Bucket Id")] = (
-        127
-    )
-    """
-    The motion bucket id determines the motion of the generated video. The
-    higher the number, the more motion there will be.
-    """
-    cond_aug: Annotated[float, Field(ge=0.0, le=10.0, title="Cond Aug")] = 0.02
-    """
-    The conditoning augmentation determines the amount of noise that will be
-    added to the conditioning frame. The higher the number, the more noise
-    there will be, and the less the video will look like the initial image.
-    Increase it for more motion.
-    """
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    steps: Annotated[int, Field(ge=1, le=20, title="Steps")] = 4
-    """
-    The number of steps to run the model for. The higher the number the better
-    the quality and longer it will take to generate.
-    """
-    fps: Annotated[int, Field(ge=1, le=25, title="Fps")] = 10
-    """
-    The FPS of the generated video. The higher the number, the faster the video will
-    play. Total video length is 25 frames.
-    """
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -107,26 +31,83 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/fast-svd-lcm"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL of the image to use as a starting point for the generation."""
+    motion_bucket_id: Annotated[int, Field(ge=1, le=255)] = 127
+    """
+    The motion bucket id determines the motion of the generated video. The
+    higher the number, the more motion there will be.
+    """
+    cond_aug: Annotated[float, Field(ge=0.0, le=10.0)] = 0.02
+    """
+    The conditoning augmentation determines the amount of noise that will be
+    added to the conditioning frame. The higher the number, the more noise
+    there will be, and the less the video will look like the initial image.
+    Increase it for more motion.
+    """
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    steps: Annotated[int, Field(ge=1, le=20)] = 4
+    """
+    The number of steps to run the model for. The higher the number the better
+    the quality and longer it will take to generate.
+    """
+    fps: Annotated[int, Field(ge=1, le=25)] = 10
+    """
+    The FPS of the generated video. The higher the number, the faster the video will
+    play. Total video length is 25 frames.
+    """
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -135,33 +116,69 @@ def submit(
     seed: int | None = None,
     steps: int = 4,
     fps: int = 10,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 20.
+            Defaults to `4`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -170,8 +187,8 @@ def subscribe(
     seed: int | None = None,
     steps: int = 4,
     fps: int = 10,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -179,24 +196,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 20.
+            Defaults to `4`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -205,8 +257,8 @@ def run(
     seed: int | None = None,
     steps: int = 4,
     fps: int = 10,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -214,24 +266,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 20.
+            Defaults to `4`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -240,33 +327,69 @@ async def submit_async(
     seed: int | None = None,
     steps: int = 4,
     fps: int = 10,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 20.
+            Defaults to `4`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -275,8 +398,8 @@ async def subscribe_async(
     seed: int | None = None,
     steps: int = 4,
     fps: int = 10,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -284,24 +407,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 20.
+            Defaults to `4`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -310,8 +468,8 @@ async def run_async(
     seed: int | None = None,
     steps: int = 4,
     fps: int = 10,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -319,8 +477,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to use as a starting point for the generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        motion_bucket_id: The motion bucket id determines the motion of the generated
+            video. The higher the number, the more motion there will be. Between 1 and
+            255. Defaults to `127`.
+        cond_aug: The conditoning augmentation determines the amount of noise that will
+            be added to the conditioning frame. The higher the number, the more noise
+            there will be, and the less the video will look like the initial image.
+            Increase it for more motion. Between 0.0 and 10.0. Defaults to `0.02`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        steps: The number of steps to run the model for. The higher the number the
+            better the quality and longer it will take to generate. Between 1 and 20.
+            Defaults to `4`.
+        fps: The FPS of the generated video. The higher the number, the faster the video
+            will play. Total video length is 25 frames. Between 1 and 25. Defaults to
+            `10`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,396 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ControlLoraWeight(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the LoRA weights."""
-    scale: Annotated[dict[str, Any] | float, Field(title="Scale")] = 1
-    """
-    The scale of the LoRA weight. This is used to scale the LoRA weight
-    before merging it with the base model. Providing a dictionary as {"layer_name":layer_scale} allows per-layer lora scale settings. Layers with no scale provided will have scale 1.0.
-    """
-    control_image_url: Annotated[FileInput, Field(title="Control Image Url")]
-    """URL of the image to be used as the control image."""
-    preprocess: Annotated[
-        Literal["canny", "depth", "None"], Field(title="Preprocess")
-    ] = "None"
-    """Type of preprocessing to apply to the input image."""
-
-
-class ControlNet(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the control net weights."""
-    config_url: Annotated[FileInput | None, Field(title="Config Url")] = None
-    """optional URL to the controlnet config.json file."""
-    variant: Annotated[str | None, Field(title="Variant")] = None
-    """The optional variant if a Hugging Face repo key is used."""
-    control_image_url: Annotated[FileInput, Field(title="Control Image Url")]
-    """URL of the image to be used as the control image."""
-    mask_image_url: Annotated[FileInput | None, Field(title="Mask Image Url")] = None
-    """URL of the mask for the control image."""
-    mask_threshold: Annotated[
-        float, Field(ge=0.01, le=0.99, title="Mask Threshold")
-    ] = 0.5
-    """Threshold for mask."""
-    conditioning_scale: Annotated[
-        float, Field(ge=0.0, le=2.0, title="Conditioning Scale")
-    ] = 1
-    """
-    The scale of the control net weight. This is used to scale the control net weight
-    before merging it with the base model.
-    """
-    start_percentage: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Start Percentage")
-    ] = 0
-    """The percentage of the image to start applying the controlnet in terms of the total timesteps."""
-    end_percentage: Annotated[float, Field(ge=0.0, le=1.0, title="End Percentage")] = 1
-    """The percentage of the image to end applying the controlnet in terms of the total timesteps."""
-
-
-class ControlNetUnion(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the control net weights."""
-    config_url: Annotated[FileInput | None, Field(title="Config Url")] = None
-    """optional URL to the controlnet config.json file."""
-    variant: Annotated[str | None, Field(title="Variant")] = None
-    """The optional variant if a Hugging Face repo key is used."""
-    controls: Annotated[list[ControlNetUnionInput], Field(title="Controls")]
-    """The control images and modes to use for the control net."""
-
-
-class ControlNetUnionInput(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    control_image_url: Annotated[FileInput, Field(title="Control Image Url")]
-    """URL of the image to be used as the control image."""
-    mask_image_url: Annotated[FileInput | None, Field(title="Mask Image Url")] = None
-    """URL of the mask for the control image."""
-    control_mode: Annotated[
-        Literal["canny", "tile", "depth", "blur", "pose", "gray", "low-quality"],
-        Field(title="Control Mode"),
-    ]
-    """
-    Control Mode for Flux Controlnet Union. Supported values are:
-    - canny: Uses the edges for guided generation.
-    - tile: Uses the tiles for guided generation.
-    - depth: Utilizes a grayscale depth map for guided generation.
-    - blur: Adds a blur to the image.
-    - pose: Uses the pose of the image for guided generation.
-    - gray: Converts the image to grayscale.
-    - low-quality: Converts the image to a low-quality image.
-    """
-    conditioning_scale: Annotated[
-        float, Field(ge=0.0, le=2.0, title="Conditioning Scale")
-    ] = 1
-    """
-    The scale of the control net weight. This is used to scale the control net weight
-    before merging it with the base model.
-    """
-    mask_threshold: Annotated[
-        float, Field(ge=0.01, le=0.99, title="Mask Threshold")
-    ] = 0.5
-    """Threshold for mask."""
-    start_percentage: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Start Percentage")
-    ] = 0
-    """The percentage of the image to start applying the controlnet in terms of the total timesteps."""
-    end_percentage: Annotated[float, Field(ge=0.0, le=1.0, title="End Percentage")] = 1
-    """The percentage of the image to end applying the controlnet in terms of the total timesteps."""
-
-
-class EasyControlWeight(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    control_method_url: Annotated[FileInput, Field(title="Control Method Url")]
-    """URL to safetensor weights of control method to be applied. Can also be one of `canny`, `depth`, `hedsketch`, `inpainting`, `pose`, `seg`, `subject`, `ghibli` """
-    scale: Annotated[float, Field(ge=0.0, le=2.0, title="Scale")] = 1
-    """Scale for the control method."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of an image to use as a control"""
-    image_control_type: Annotated[
-        Literal["subject", "spatial"], Field(title="Image Control Type")
-    ]
-    """Control type of the image. Must be one of `spatial` or `subject`."""
-
-
-class IPAdapter(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    path: Annotated[str, Field(title="Path")]
-    """Hugging Face path to the IP-Adapter"""
-    subfolder: Annotated[str | None, Field(title="Subfolder")] = None
-    """Subfolder in which the ip_adapter weights exist"""
-    weight_name: Annotated[str | None, Field(title="Weight Name")] = None
-    """Name of the safetensors file containing the ip-adapter weights"""
-    image_encoder_path: Annotated[str, Field(title="Image Encoder Path")]
-    """Path to the Image Encoder for the IP-Adapter, for example 'openai/clip-vit-large-patch14'"""
-    image_encoder_subfolder: Annotated[
-        str | None, Field(title="Image Encoder Subfolder")
-    ] = None
-    """Subfolder in which the image encoder weights exist."""
-    image_encoder_weight_name: Annotated[
-        str | None, Field(title="Image Encoder Weight Name")
-    ] = None
-    """Name of the image encoder."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of Image for IP-Adapter conditioning. """
-    mask_image_url: Annotated[FileInput | None, Field(title="Mask Image Url")] = None
-    """URL of the mask for the control image."""
-    mask_threshold: Annotated[
-        float, Field(ge=0.01, le=0.99, title="Mask Threshold")
-    ] = 0.5
-    """Threshold for mask."""
-    scale: Annotated[float, Field(title="Scale")]
-    """Scale for ip adapter."""
-
-
-class ImageFillInput(FalModel):
-    fill_image_url: Annotated[str | list[str], Field(title="Fill Image Url")] = []
-    """URLs of images to be filled for redux prompting"""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class ImageType2(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate an image from."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None,
-        Field(title="Image Size"),
-    ] = None
-    """The size of the generated image."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 28
-    """The number of inference steps to perform."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of the model
-    will output the same image every time.
-    """
-    loras: Annotated[list[LoraWeight], Field(title="Loras", validate_default=True)] = []
-    """
-    The LoRAs to use for the image generation. You can use any number of LoRAs
-    and they will be merged together to generate the final image.
-    """
-    control_loras: Annotated[
-        list[ControlLoraWeight], Field(title="Control Loras", validate_default=True)
-    ] = []
-    """
-    The LoRAs to use for the image generation which use a control image. You can use any number of LoRAs
-    and they will be merged together to generate the final image.
-    """
-    controlnets: Annotated[
-        list[ControlNet], Field(title="Controlnets", validate_default=True)
-    ] = []
-    """The controlnets to use for the image generation. Only one controlnet is supported at the moment."""
-    controlnet_unions: Annotated[
-        list[ControlNetUnion], Field(title="Controlnet Unions", validate_default=True)
-    ] = []
-    """The controlnet unions to use for the image generation. Only one controlnet is supported at the moment."""
-    ip_adapters: Annotated[
-        list[IPAdapter], Field(title="Ip Adapters", validate_default=True)
-    ] = []
-    """IP-Adapter to use for image generation."""
-    easycontrols: Annotated[
-        list[EasyControlWeight], Field(title="Easycontrols", validate_default=True)
-    ] = []
-    """EasyControl Inputs to use for image generation."""
-    fill_image: ImageFillInput | None = None
-    """Use an image input to influence the generation. Can be used to fill images in masked areas."""
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 3.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    real_cfg_scale: Annotated[float, Field(ge=0.0, le=5.0, title="Real CFG scale")] = (
-        3.5
-    )
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    use_real_cfg: Annotated[bool, Field(title="Use Real CFG")] = False
-    """
-    Uses classical CFG as in SD1.5, SDXL, etc. Increases generation times and price when set to be true.
-    If using XLabs IP-Adapter v1, this will be turned on!.
-    """
-    use_cfg_zero: Annotated[bool, Field(title="Use CFG-Zero-Init")] = False
-    """Uses CFG-zero init sampling as in https://arxiv.org/abs/2503.18886."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    num_images: Annotated[int, Field(ge=1, le=10, title="Num Images")] = 1
-    """The number of images to generate. This is always set to 1 for streaming output."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    reference_image_url: Annotated[
-        FileInput | None, Field(title="Reference Image Url")
-    ] = None
-    """URL of Image for Reference-Only"""
-    reference_strength: Annotated[
-        float, Field(ge=-3.0, le=3.0, title="Reference Strength")
-    ] = 0.65
-    """Strength of reference_only generation. Only used if a reference image is provided."""
-    reference_start: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Reference Start")
-    ] = 0
-    """The percentage of the total timesteps when the reference guidance is to bestarted."""
-    reference_end: Annotated[float, Field(ge=0.0, le=1.0, title="Reference End")] = 1
-    """The percentage of the total timesteps when the reference guidance is to be ended."""
-    base_shift: Annotated[float, Field(ge=0.01, le=5.0, title="Base Shift")] = 0.5
-    """Base shift for the scheduled timesteps"""
-    max_shift: Annotated[float, Field(ge=0.01, le=5.0, title="Max Shift")] = 1.15
-    """Max shift for the scheduled timesteps"""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "png"
-    )
-    """The format of the generated image."""
-    use_beta_schedule: Annotated[bool, Field(title="Use Beta Schedule")] = False
-    """Specifies whether beta sigmas ought to be used."""
-    sigma_schedule: Annotated[
-        Literal["sgm_uniform"] | None, Field(title="Sigma Schedule")
-    ] = None
-    """Sigmas schedule for the denoising process."""
-    scheduler: Annotated[Literal["euler", "dpmpp_2m"], Field(title="Scheduler")] = (
-        "euler"
-    )
-    """Scheduler for the denoising process."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """
-    Negative prompt to steer the image generation away from unwanted features.
-    By default, we will be using NAG for processing the negative prompt.
-    """
-    nag_scale: Annotated[float, Field(gt=1.0, le=10.0, title="NAG scale")] = 3
-    """
-    The scale for NAG. Higher values will result in a image that is more distant
-    to the negative prompt.
-    """
-    nag_tau: Annotated[float, Field(gt=0.0, title="NAG Tau")] = 2.5
-    """
-    The tau for NAG. Controls the normalization of the hidden state.
-    Higher values will result in a less aggressive normalization,
-    but may also lead to unexpected changes with respect to the original image.
-    Not recommended to change this value.
-    """
-    nag_alpha: Annotated[float, Field(gt=0.0, le=1.0, title="NAG alpha")] = 0.25
-    """
-    The alpha value for NAG. This value is used as a final weighting
-    factor for steering the normalized guidance (positive and negative prompts)
-    in the direction of the positive prompt. Higher values will result in less
-    steering on the normalized guidance where lower values will result in
-    considering the positive prompt guidance more.
-    """
-    nag_end: Annotated[
-        float, Field(gt=0.0, le=1.0, title="Proportion of steps to apply NAG")
-    ] = 0.25
-    """
-    The proportion of steps to apply NAG. After the specified proportion
-    of steps has been iterated, the remaining steps will use original
-    attention processors in FLUX.
-    """
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of image to use for inpainting. or img2img"""
-    strength: Annotated[float, Field(ge=0.01, le=1.0, title="Strength")] = 0.85
-    """The strength to use for inpainting/image-to-image. Only used if the image_url is provided. 1.0 is completely remakes the image while 0.0 preserves the original."""
-    mask_url: Annotated[FileInput, Field(title="Mask Url")]
-    """The mask to area to Inpaint in."""
-
-
-class LoraWeight(FalModel):
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the LoRA weights."""
-    scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
-    """
-    The scale of the LoRA weight. This is used to scale the LoRA weight
-    before merging it with the base model.
-    """
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageType2], Field(title="Images")]
-    """The generated image files info."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ControlMode",
+    "ImageSizePreset",
     "ControlLoraWeight",
     "ControlNet",
     "ControlNetUnion",
@@ -416,7 +42,311 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/flux-general/inpainting"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ControlMode: TypeAlias = Literal[
+    "canny", "tile", "depth", "blur", "pose", "gray", "low-quality"
+]
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class ControlLoraWeight(FalModel):
+    path: str
+    """URL or the path to the LoRA weights."""
+    scale: dict[str, Any] | float = 1
+    """
+    The scale of the LoRA weight. This is used to scale the LoRA weight
+    before merging it with the base model. Providing a dictionary as {"layer_name":layer_scale} allows per-layer lora scale settings. Layers with no scale provided will have scale 1.0.
+    """
+    control_image_url: FileInput
+    """URL of the image to be used as the control image."""
+    preprocess: Literal["canny", "depth", "None"] = "None"
+    """Type of preprocessing to apply to the input image."""
+
+
+class ControlNet(FalModel):
+    path: str
+    """URL or the path to the control net weights."""
+    config_url: FileInput | None = None
+    """optional URL to the controlnet config.json file."""
+    variant: str | None = None
+    """The optional variant if a Hugging Face repo key is used."""
+    control_image_url: FileInput
+    """URL of the image to be used as the control image."""
+    mask_image_url: FileInput | None = None
+    """URL of the mask for the control image."""
+    mask_threshold: Annotated[float, Field(ge=0.01, le=0.99)] = 0.5
+    """Threshold for mask."""
+    conditioning_scale: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """
+    The scale of the control net weight. This is used to scale the control net weight
+    before merging it with the base model.
+    """
+    start_percentage: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """The percentage of the image to start applying the controlnet in terms of the
+    total timesteps."""
+    end_percentage: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The percentage of the image to end applying the controlnet in terms of the total
+    timesteps."""
+
+
+class ControlNetUnion(FalModel):
+    path: str
+    """URL or the path to the control net weights."""
+    config_url: FileInput | None = None
+    """optional URL to the controlnet config.json file."""
+    variant: str | None = None
+    """The optional variant if a Hugging Face repo key is used."""
+    controls: list[ControlNetUnionInput]
+    """The control images and modes to use for the control net."""
+
+
+class ControlNetUnionInput(FalModel):
+    control_image_url: FileInput
+    """URL of the image to be used as the control image."""
+    mask_image_url: FileInput | None = None
+    """URL of the mask for the control image."""
+    control_mode: ControlMode
+    """
+    Control Mode for Flux Controlnet Union. Supported values are:
+    - canny: Uses the edges for guided generation.
+    - tile: Uses the tiles for guided generation.
+    - depth: Utilizes a grayscale depth map for guided generation.
+    - blur: Adds a blur to the image.
+    - pose: Uses the pose of the image for guided generation.
+    - gray: Converts the image to grayscale.
+    - low-quality: Converts the image to a low-quality image.
+    """
+    conditioning_scale: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """
+    The scale of the control net weight. This is used to scale the control net weight
+    before merging it with the base model.
+    """
+    mask_threshold: Annotated[float, Field(ge=0.01, le=0.99)] = 0.5
+    """Threshold for mask."""
+    start_percentage: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """The percentage of the image to start applying the controlnet in terms of the
+    total timesteps."""
+    end_percentage: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The percentage of the image to end applying the controlnet in terms of the total
+    timesteps."""
+
+
+class EasyControlWeight(FalModel):
+    control_method_url: FileInput
+    """URL to safetensor weights of control method to be applied. Can also be one of
+    `canny`, `depth`, `hedsketch`, `inpainting`, `pose`, `seg`, `subject`, `ghibli` """
+    scale: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """Scale for the control method."""
+    image_url: FileInput
+    """URL of an image to use as a control"""
+    image_control_type: Literal["subject", "spatial"]
+    """Control type of the image. Must be one of `spatial` or `subject`."""
+
+
+class IPAdapter(FalModel):
+    path: str
+    """Hugging Face path to the IP-Adapter"""
+    subfolder: str | None = None
+    """Subfolder in which the ip_adapter weights exist"""
+    weight_name: str | None = None
+    """Name of the safetensors file containing the ip-adapter weights"""
+    image_encoder_path: str
+    """Path to the Image Encoder for the IP-Adapter, for example
+    'openai/clip-vit-large-patch14'"""
+    image_encoder_subfolder: str | None = None
+    """Subfolder in which the image encoder weights exist."""
+    image_encoder_weight_name: str | None = None
+    """Name of the image encoder."""
+    image_url: FileInput
+    """URL of Image for IP-Adapter conditioning. """
+    mask_image_url: FileInput | None = None
+    """URL of the mask for the control image."""
+    mask_threshold: Annotated[float, Field(ge=0.01, le=0.99)] = 0.5
+    """Threshold for mask."""
+    scale: float
+    """Scale for ip adapter."""
+
+
+class ImageFillInput(FalModel):
+    fill_image_url: str | list[str] = []
+    """URLs of images to be filled for redux prompting"""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class ImageType2(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate an image from."""
+    image_size: ImageSize | ImageSizePreset | None = None
+    """The size of the generated image."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 28
+    """The number of inference steps to perform."""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of the model
+    will output the same image every time.
+    """
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
+    """
+    The LoRAs to use for the image generation. You can use any number of LoRAs
+    and they will be merged together to generate the final image.
+    """
+    control_loras: Annotated[list[ControlLoraWeight], Field(validate_default=True)] = []
+    """
+    The LoRAs to use for the image generation which use a control image. You can use any number of LoRAs
+    and they will be merged together to generate the final image.
+    """
+    controlnets: Annotated[list[ControlNet], Field(validate_default=True)] = []
+    """The controlnets to use for the image generation. Only one controlnet is supported
+    at the moment."""
+    controlnet_unions: Annotated[
+        list[ControlNetUnion], Field(validate_default=True)
+    ] = []
+    """The controlnet unions to use for the image generation. Only one controlnet is
+    supported at the moment."""
+    ip_adapters: Annotated[list[IPAdapter], Field(validate_default=True)] = []
+    """IP-Adapter to use for image generation."""
+    easycontrols: Annotated[list[EasyControlWeight], Field(validate_default=True)] = []
+    """EasyControl Inputs to use for image generation."""
+    fill_image: ImageFillInput | None = None
+    """Use an image input to influence the generation. Can be used to fill images in
+    masked areas."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 3.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    real_cfg_scale: Annotated[float, Field(ge=0.0, le=5.0)] = 3.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    use_real_cfg: bool = False
+    """
+    Uses classical CFG as in SD1.5, SDXL, etc. Increases generation times and price when set to be true.
+    If using XLabs IP-Adapter v1, this will be turned on!.
+    """
+    use_cfg_zero: bool = False
+    """Uses CFG-zero init sampling as in https://arxiv.org/abs/2503.18886."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    num_images: Annotated[int, Field(ge=1, le=10)] = 1
+    """The number of images to generate. This is always set to 1 for streaming
+    output."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    reference_image_url: FileInput | None = None
+    """URL of Image for Reference-Only"""
+    reference_strength: Annotated[float, Field(ge=-3.0, le=3.0)] = 0.65
+    """Strength of reference_only generation. Only used if a reference image is
+    provided."""
+    reference_start: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """The percentage of the total timesteps when the reference guidance is to
+    bestarted."""
+    reference_end: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The percentage of the total timesteps when the reference guidance is to be
+    ended."""
+    base_shift: Annotated[float, Field(ge=0.01, le=5.0)] = 0.5
+    """Base shift for the scheduled timesteps"""
+    max_shift: Annotated[float, Field(ge=0.01, le=5.0)] = 1.15
+    """Max shift for the scheduled timesteps"""
+    output_format: Literal["jpeg", "png"] = "png"
+    """The format of the generated image."""
+    use_beta_schedule: bool = False
+    """Specifies whether beta sigmas ought to be used."""
+    sigma_schedule: Literal["sgm_uniform"] | None = None
+    """Sigmas schedule for the denoising process."""
+    scheduler: Literal["euler", "dpmpp_2m"] = "euler"
+    """Scheduler for the denoising process."""
+    negative_prompt: str = ""
+    """
+    Negative prompt to steer the image generation away from unwanted features.
+    By default, we will be using NAG for processing the negative prompt.
+    """
+    nag_scale: Annotated[float, Field(gt=1.0, le=10.0)] = 3
+    """
+    The scale for NAG. Higher values will result in a image that is more distant
+    to the negative prompt.
+    """
+    nag_tau: Annotated[float, Field(gt=0.0)] = 2.5
+    """
+    The tau for NAG. Controls the normalization of the hidden state.
+    Higher values will result in a less aggressive normalization,
+    but may also lead to unexpected changes with respect to the original image.
+    Not recommended to change this value.
+    """
+    nag_alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    """
+    The alpha value for NAG. This value is used as a final weighting
+    factor for steering the normalized guidance (positive and negative prompts)
+    in the direction of the positive prompt. Higher values will result in less
+    steering on the normalized guidance where lower values will result in
+    considering the positive prompt guidance more.
+    """
+    nag_end: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    """
+    The proportion of steps to apply NAG. After the specified proportion
+    of steps has been iterated, the remaining steps will use original
+    attention processors in FLUX.
+    """
+    image_url: FileInput
+    """URL of image to use for inpainting. or img2img"""
+    strength: Annotated[float, Field(ge=0.01, le=1.0)] = 0.85
+    """The strength to use for inpainting/image-to-image. Only used if the image_url is
+    provided. 1.0 is completely remakes the image while 0.0 preserves the original."""
+    mask_url: FileInput
+    """The mask to area to Inpaint in."""
+
+
+class LoraWeight(FalModel):
+    path: str
+    """URL or the path to the LoRA weights."""
+    scale: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """
+    The scale of the LoRA weight. This is used to scale the LoRA weight
+    before merging it with the base model.
+    """
+
+
+class Output(FalModel):
+    images: list[ImageType2]
+    """The generated image files info."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -430,35 +360,26 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         IPAdapter: ["image_url", "mask_image_url"],
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -493,48 +414,136 @@ def submit(
     image_url: FileInput,
     strength: float = 0.85,
     mask_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        control_loras: The LoRAs to use for the image generation which use a control
+            image. You can use any number of LoRAs and they will be merged together to
+            generate the final image. Defaults to `[]`.
+        controlnets: The controlnets to use for the image generation. Only one
+            controlnet is supported at the moment. Defaults to `[]`.
+        controlnet_unions: The controlnet unions to use for the image generation. Only
+            one controlnet is supported at the moment. Defaults to `[]`.
+        ip_adapters: IP-Adapter to use for image generation. Defaults to `[]`.
+        easycontrols: EasyControl Inputs to use for image generation. Defaults to `[]`.
+        fill_image: Use an image input to influence the generation. Can be used to fill
+            images in masked areas. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        real_cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 5.0. Defaults to `3.5`.
+        use_real_cfg: Uses classical CFG as in SD1.5, SDXL, etc. Increases generation
+            times and price when set to be true. If using XLabs IP-Adapter v1, this will
+            be turned on!. Defaults to `False`.
+        use_cfg_zero: Uses CFG-zero init sampling as in
+            https://arxiv.org/abs/2503.18886. Defaults to `False`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 10. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        reference_image_url: URL of Image for Reference-Only. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        reference_strength: Strength of reference_only generation. Only used if a
+            reference image is provided. Between -3.0 and 3.0. Defaults to `0.65`.
+        reference_start: The percentage of the total timesteps when the reference
+            guidance is to bestarted. Between 0.0 and 1.0. Defaults to `0`.
+        reference_end: The percentage of the total timesteps when the reference guidance
+            is to be ended. Between 0.0 and 1.0. Defaults to `1`.
+        base_shift: Base shift for the scheduled timesteps. Between 0.01 and 5.0.
+            Defaults to `0.5`.
+        max_shift: Max shift for the scheduled timesteps. Between 0.01 and 5.0. Defaults
+            to `1.15`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        use_beta_schedule: Specifies whether beta sigmas ought to be used. Defaults to
+            `False`.
+        sigma_schedule: Sigmas schedule for the denoising process. Defaults to `None`.
+        scheduler: Scheduler for the denoising process. Defaults to `"euler"`.
+        negative_prompt: Negative prompt to steer the image generation away from
+            unwanted features. By default, we will be using NAG for processing the
+            negative prompt. Defaults to `\""`.
+        nag_scale: The scale for NAG. Higher values will result in a image that is more
+            distant to the negative prompt. Greater than 1.0. At most 10.0. Defaults to
+            `3`.
+        nag_tau: The tau for NAG. Controls the normalization of the hidden state. Higher
+            values will result in a less aggressive normalization, but may also lead to
+            unexpected changes with respect to the original image. Not recommended to
+            change this value. Greater than 0.0. Defaults to `2.5`.
+        nag_alpha: The alpha value for NAG. This value is used as a final weighting
+            factor for steering the normalized guidance (positive and negative prompts)
+            in the direction of the positive prompt. Higher values will result in less
+            steering on the normalized guidance where lower values will result in
+            considering the positive prompt guidance more. Greater than 0.0. At most
+            1.0. Defaults to `0.25`.
+        nag_end: The proportion of steps to apply NAG. After the specified proportion of
+            steps has been iterated, the remaining steps will use original attention
+            processors in FLUX. Greater than 0.0. At most 1.0. Defaults to `0.25`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        mask_url: The mask to area to Inpaint in. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -569,8 +578,8 @@ def subscribe(
     image_url: FileInput,
     strength: float = 0.85,
     mask_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -578,39 +587,126 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        control_loras: The LoRAs to use for the image generation which use a control
+            image. You can use any number of LoRAs and they will be merged together to
+            generate the final image. Defaults to `[]`.
+        controlnets: The controlnets to use for the image generation. Only one
+            controlnet is supported at the moment. Defaults to `[]`.
+        controlnet_unions: The controlnet unions to use for the image generation. Only
+            one controlnet is supported at the moment. Defaults to `[]`.
+        ip_adapters: IP-Adapter to use for image generation. Defaults to `[]`.
+        easycontrols: EasyControl Inputs to use for image generation. Defaults to `[]`.
+        fill_image: Use an image input to influence the generation. Can be used to fill
+            images in masked areas. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        real_cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 5.0. Defaults to `3.5`.
+        use_real_cfg: Uses classical CFG as in SD1.5, SDXL, etc. Increases generation
+            times and price when set to be true. If using XLabs IP-Adapter v1, this will
+            be turned on!. Defaults to `False`.
+        use_cfg_zero: Uses CFG-zero init sampling as in
+            https://arxiv.org/abs/2503.18886. Defaults to `False`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 10. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        reference_image_url: URL of Image for Reference-Only. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        reference_strength: Strength of reference_only generation. Only used if a
+            reference image is provided. Between -3.0 and 3.0. Defaults to `0.65`.
+        reference_start: The percentage of the total timesteps when the reference
+            guidance is to bestarted. Between 0.0 and 1.0. Defaults to `0`.
+        reference_end: The percentage of the total timesteps when the reference guidance
+            is to be ended. Between 0.0 and 1.0. Defaults to `1`.
+        base_shift: Base shift for the scheduled timesteps. Between 0.01 and 5.0.
+            Defaults to `0.5`.
+        max_shift: Max shift for the scheduled timesteps. Between 0.01 and 5.0. Defaults
+            to `1.15`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        use_beta_schedule: Specifies whether beta sigmas ought to be used. Defaults to
+            `False`.
+        sigma_schedule: Sigmas schedule for the denoising process. Defaults to `None`.
+        scheduler: Scheduler for the denoising process. Defaults to `"euler"`.
+        negative_prompt: Negative prompt to steer the image generation away from
+            unwanted features. By default, we will be using NAG for processing the
+            negative prompt. Defaults to `\""`.
+        nag_scale: The scale for NAG. Higher values will result in a image that is more
+            distant to the negative prompt. Greater than 1.0. At most 10.0. Defaults to
+            `3`.
+        nag_tau: The tau for NAG. Controls the normalization of the hidden state. Higher
+            values will result in a less aggressive normalization, but may also lead to
+            unexpected changes with respect to the original image. Not recommended to
+            change this value. Greater than 0.0. Defaults to `2.5`.
+        nag_alpha: The alpha value for NAG. This value is used as a final weighting
+            factor for steering the normalized guidance (positive and negative prompts)
+            in the direction of the positive prompt. Higher values will result in less
+            steering on the normalized guidance where lower values will result in
+            considering the positive prompt guidance more. Greater than 0.0. At most
+            1.0. Defaults to `0.25`.
+        nag_end: The proportion of steps to apply NAG. After the specified proportion of
+            steps has been iterated, the remaining steps will use original attention
+            processors in FLUX. Greater than 0.0. At most 1.0. Defaults to `0.25`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        mask_url: The mask to area to Inpaint in. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -645,8 +741,8 @@ def run(
     image_url: FileInput,
     strength: float = 0.85,
     mask_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -654,39 +750,126 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        control_loras: The LoRAs to use for the image generation which use a control
+            image. You can use any number of LoRAs and they will be merged together to
+            generate the final image. Defaults to `[]`.
+        controlnets: The controlnets to use for the image generation. Only one
+            controlnet is supported at the moment. Defaults to `[]`.
+        controlnet_unions: The controlnet unions to use for the image generation. Only
+            one controlnet is supported at the moment. Defaults to `[]`.
+        ip_adapters: IP-Adapter to use for image generation. Defaults to `[]`.
+        easycontrols: EasyControl Inputs to use for image generation. Defaults to `[]`.
+        fill_image: Use an image input to influence the generation. Can be used to fill
+            images in masked areas. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        real_cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 5.0. Defaults to `3.5`.
+        use_real_cfg: Uses classical CFG as in SD1.5, SDXL, etc. Increases generation
+            times and price when set to be true. If using XLabs IP-Adapter v1, this will
+            be turned on!. Defaults to `False`.
+        use_cfg_zero: Uses CFG-zero init sampling as in
+            https://arxiv.org/abs/2503.18886. Defaults to `False`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 10. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        reference_image_url: URL of Image for Reference-Only. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        reference_strength: Strength of reference_only generation. Only used if a
+            reference image is provided. Between -3.0 and 3.0. Defaults to `0.65`.
+        reference_start: The percentage of the total timesteps when the reference
+            guidance is to bestarted. Between 0.0 and 1.0. Defaults to `0`.
+        reference_end: The percentage of the total timesteps when the reference guidance
+            is to be ended. Between 0.0 and 1.0. Defaults to `1`.
+        base_shift: Base shift for the scheduled timesteps. Between 0.01 and 5.0.
+            Defaults to `0.5`.
+        max_shift: Max shift for the scheduled timesteps. Between 0.01 and 5.0. Defaults
+            to `1.15`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        use_beta_schedule: Specifies whether beta sigmas ought to be used. Defaults to
+            `False`.
+        sigma_schedule: Sigmas schedule for the denoising process. Defaults to `None`.
+        scheduler: Scheduler for the denoising process. Defaults to `"euler"`.
+        negative_prompt: Negative prompt to steer the image generation away from
+            unwanted features. By default, we will be using NAG for processing the
+            negative prompt. Defaults to `\""`.
+        nag_scale: The scale for NAG. Higher values will result in a image that is more
+            distant to the negative prompt. Greater than 1.0. At most 10.0. Defaults to
+            `3`.
+        nag_tau: The tau for NAG. Controls the normalization of the hidden state. Higher
+            values will result in a less aggressive normalization, but may also lead to
+            unexpected changes with respect to the original image. Not recommended to
+            change this value. Greater than 0.0. Defaults to `2.5`.
+        nag_alpha: The alpha value for NAG. This value is used as a final weighting
+            factor for steering the normalized guidance (positive and negative prompts)
+            in the direction of the positive prompt. Higher values will result in less
+            steering on the normalized guidance where lower values will result in
+            considering the positive prompt guidance more. Greater than 0.0. At most
+            1.0. Defaults to `0.25`.
+        nag_end: The proportion of steps to apply NAG. After the specified proportion of
+            steps has been iterated, the remaining steps will use original attention
+            processors in FLUX. Greater than 0.0. At most 1.0. Defaults to `0.25`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        mask_url: The mask to area to Inpaint in. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -721,48 +904,136 @@ async def submit_async(
     image_url: FileInput,
     strength: float = 0.85,
     mask_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        control_loras: The LoRAs to use for the image generation which use a control
+            image. You can use any number of LoRAs and they will be merged together to
+            generate the final image. Defaults to `[]`.
+        controlnets: The controlnets to use for the image generation. Only one
+            controlnet is supported at the moment. Defaults to `[]`.
+        controlnet_unions: The controlnet unions to use for the image generation. Only
+            one controlnet is supported at the moment. Defaults to `[]`.
+        ip_adapters: IP-Adapter to use for image generation. Defaults to `[]`.
+        easycontrols: EasyControl Inputs to use for image generation. Defaults to `[]`.
+        fill_image: Use an image input to influence the generation. Can be used to fill
+            images in masked areas. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        real_cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 5.0. Defaults to `3.5`.
+        use_real_cfg: Uses classical CFG as in SD1.5, SDXL, etc. Increases generation
+            times and price when set to be true. If using XLabs IP-Adapter v1, this will
+            be turned on!. Defaults to `False`.
+        use_cfg_zero: Uses CFG-zero init sampling as in
+            https://arxiv.org/abs/2503.18886. Defaults to `False`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 10. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        reference_image_url: URL of Image for Reference-Only. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        reference_strength: Strength of reference_only generation. Only used if a
+            reference image is provided. Between -3.0 and 3.0. Defaults to `0.65`.
+        reference_start: The percentage of the total timesteps when the reference
+            guidance is to bestarted. Between 0.0 and 1.0. Defaults to `0`.
+        reference_end: The percentage of the total timesteps when the reference guidance
+            is to be ended. Between 0.0 and 1.0. Defaults to `1`.
+        base_shift: Base shift for the scheduled timesteps. Between 0.01 and 5.0.
+            Defaults to `0.5`.
+        max_shift: Max shift for the scheduled timesteps. Between 0.01 and 5.0. Defaults
+            to `1.15`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        use_beta_schedule: Specifies whether beta sigmas ought to be used. Defaults to
+            `False`.
+        sigma_schedule: Sigmas schedule for the denoising process. Defaults to `None`.
+        scheduler: Scheduler for the denoising process. Defaults to `"euler"`.
+        negative_prompt: Negative prompt to steer the image generation away from
+            unwanted features. By default, we will be using NAG for processing the
+            negative prompt. Defaults to `\""`.
+        nag_scale: The scale for NAG. Higher values will result in a image that is more
+            distant to the negative prompt. Greater than 1.0. At most 10.0. Defaults to
+            `3`.
+        nag_tau: The tau for NAG. Controls the normalization of the hidden state. Higher
+            values will result in a less aggressive normalization, but may also lead to
+            unexpected changes with respect to the original image. Not recommended to
+            change this value. Greater than 0.0. Defaults to `2.5`.
+        nag_alpha: The alpha value for NAG. This value is used as a final weighting
+            factor for steering the normalized guidance (positive and negative prompts)
+            in the direction of the positive prompt. Higher values will result in less
+            steering on the normalized guidance where lower values will result in
+            considering the positive prompt guidance more. Greater than 0.0. At most
+            1.0. Defaults to `0.25`.
+        nag_end: The proportion of steps to apply NAG. After the specified proportion of
+            steps has been iterated, the remaining steps will use original attention
+            processors in FLUX. Greater than 0.0. At most 1.0. Defaults to `0.25`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        mask_url: The mask to area to Inpaint in. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -797,8 +1068,8 @@ async def subscribe_async(
     image_url: FileInput,
     strength: float = 0.85,
     mask_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -806,39 +1077,126 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        control_loras: The LoRAs to use for the image generation which use a control
+            image. You can use any number of LoRAs and they will be merged together to
+            generate the final image. Defaults to `[]`.
+        controlnets: The controlnets to use for the image generation. Only one
+            controlnet is supported at the moment. Defaults to `[]`.
+        controlnet_unions: The controlnet unions to use for the image generation. Only
+            one controlnet is supported at the moment. Defaults to `[]`.
+        ip_adapters: IP-Adapter to use for image generation. Defaults to `[]`.
+        easycontrols: EasyControl Inputs to use for image generation. Defaults to `[]`.
+        fill_image: Use an image input to influence the generation. Can be used to fill
+            images in masked areas. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        real_cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 5.0. Defaults to `3.5`.
+        use_real_cfg: Uses classical CFG as in SD1.5, SDXL, etc. Increases generation
+            times and price when set to be true. If using XLabs IP-Adapter v1, this will
+            be turned on!. Defaults to `False`.
+        use_cfg_zero: Uses CFG-zero init sampling as in
+            https://arxiv.org/abs/2503.18886. Defaults to `False`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 10. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        reference_image_url: URL of Image for Reference-Only. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        reference_strength: Strength of reference_only generation. Only used if a
+            reference image is provided. Between -3.0 and 3.0. Defaults to `0.65`.
+        reference_start: The percentage of the total timesteps when the reference
+            guidance is to bestarted. Between 0.0 and 1.0. Defaults to `0`.
+        reference_end: The percentage of the total timesteps when the reference guidance
+            is to be ended. Between 0.0 and 1.0. Defaults to `1`.
+        base_shift: Base shift for the scheduled timesteps. Between 0.01 and 5.0.
+            Defaults to `0.5`.
+        max_shift: Max shift for the scheduled timesteps. Between 0.01 and 5.0. Defaults
+            to `1.15`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        use_beta_schedule: Specifies whether beta sigmas ought to be used. Defaults to
+            `False`.
+        sigma_schedule: Sigmas schedule for the denoising process. Defaults to `None`.
+        scheduler: Scheduler for the denoising process. Defaults to `"euler"`.
+        negative_prompt: Negative prompt to steer the image generation away from
+            unwanted features. By default, we will be using NAG for processing the
+            negative prompt. Defaults to `\""`.
+        nag_scale: The scale for NAG. Higher values will result in a image that is more
+            distant to the negative prompt. Greater than 1.0. At most 10.0. Defaults to
+            `3`.
+        nag_tau: The tau for NAG. Controls the normalization of the hidden state. Higher
+            values will result in a less aggressive normalization, but may also lead to
+            unexpected changes with respect to the original image. Not recommended to
+            change this value. Greater than 0.0. Defaults to `2.5`.
+        nag_alpha: The alpha value for NAG. This value is used as a final weighting
+            factor for steering the normalized guidance (positive and negative prompts)
+            in the direction of the positive prompt. Higher values will result in less
+            steering on the normalized guidance where lower values will result in
+            considering the positive prompt guidance more. Greater than 0.0. At most
+            1.0. Defaults to `0.25`.
+        nag_end: The proportion of steps to apply NAG. After the specified proportion of
+            steps has been iterated, the remaining steps will use original attention
+            processors in FLUX. Greater than 0.0. At most 1.0. Defaults to `0.25`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        mask_url: The mask to area to Inpaint in. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -873,8 +1231,8 @@ async def run_async(
     image_url: FileInput,
     strength: float = 0.85,
     mask_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -882,8 +1240,106 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        control_loras: The LoRAs to use for the image generation which use a control
+            image. You can use any number of LoRAs and they will be merged together to
+            generate the final image. Defaults to `[]`.
+        controlnets: The controlnets to use for the image generation. Only one
+            controlnet is supported at the moment. Defaults to `[]`.
+        controlnet_unions: The controlnet unions to use for the image generation. Only
+            one controlnet is supported at the moment. Defaults to `[]`.
+        ip_adapters: IP-Adapter to use for image generation. Defaults to `[]`.
+        easycontrols: EasyControl Inputs to use for image generation. Defaults to `[]`.
+        fill_image: Use an image input to influence the generation. Can be used to fill
+            images in masked areas. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `3.5`.
+        real_cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 5.0. Defaults to `3.5`.
+        use_real_cfg: Uses classical CFG as in SD1.5, SDXL, etc. Increases generation
+            times and price when set to be true. If using XLabs IP-Adapter v1, this will
+            be turned on!. Defaults to `False`.
+        use_cfg_zero: Uses CFG-zero init sampling as in
+            https://arxiv.org/abs/2503.18886. Defaults to `False`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 10. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        reference_image_url: URL of Image for Reference-Only. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        reference_strength: Strength of reference_only generation. Only used if a
+            reference image is provided. Between -3.0 and 3.0. Defaults to `0.65`.
+        reference_start: The percentage of the total timesteps when the reference
+            guidance is to bestarted. Between 0.0 and 1.0. Defaults to `0`.
+        reference_end: The percentage of the total timesteps when the reference guidance
+            is to be ended. Between 0.0 and 1.0. Defaults to `1`.
+        base_shift: Base shift for the scheduled timesteps. Between 0.01 and 5.0.
+            Defaults to `0.5`.
+        max_shift: Max shift for the scheduled timesteps. Between 0.01 and 5.0. Defaults
+            to `1.15`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        use_beta_schedule: Specifies whether beta sigmas ought to be used. Defaults to
+            `False`.
+        sigma_schedule: Sigmas schedule for the denoising process. Defaults to `None`.
+        scheduler: Scheduler for the denoising process. Defaults to `"euler"`.
+        negative_prompt: Negative prompt to steer the image generation away from
+            unwanted features. By default, we will be using NAG for processing the
+            negative prompt. Defaults to `\""`.
+        nag_scale: The scale for NAG. Higher values will result in a image that is more
+            distant to the negative prompt. Greater than 1.0. At most 10.0. Defaults to
+            `3`.
+        nag_tau: The tau for NAG. Controls the normalization of the hidden state. Higher
+            values will result in a less aggressive normalization, but may also lead to
+            unexpected changes with respect to the original image. Not recommended to
+            change this value. Greater than 0.0. Defaults to `2.5`.
+        nag_alpha: The alpha value for NAG. This value is used as a final weighting
+            factor for steering the normalized guidance (positive and negative prompts)
+            in the direction of the positive prompt. Higher values will result in less
+            steering on the normalized guidance where lower values will result in
+            considering the positive prompt guidance more. Greater than 0.0. At most
+            1.0. Defaults to `0.25`.
+        nag_end: The proportion of steps to apply NAG. After the specified proportion of
+            steps has been iterated, the remaining steps will use original attention
+            processors in FLUX. Greater than 0.0. At most 1.0. Defaults to `0.25`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        mask_url: The mask to area to Inpaint in. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

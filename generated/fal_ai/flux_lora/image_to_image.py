@@ -5,138 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class ImageType2(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate an image from."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None,
-        Field(title="Image Size"),
-    ] = None
-    """The size of the generated image."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 28
-    """The number of inference steps to perform."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of the model
-    will output the same image every time.
-    """
-    loras: Annotated[list[LoraWeight], Field(title="Loras", validate_default=True)] = []
-    """
-    The LoRAs to use for the image generation. You can use any number of LoRAs
-    and they will be merged together to generate the final image.
-    """
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=35.0, title="Guidance scale (CFG)")
-    ] = 3.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """The number of images to generate. This is always set to 1 for streaming output."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """The format of the generated image."""
-    acceleration: Annotated[Literal["none", "regular"], Field(title="Acceleration")] = (
-        "none"
-    )
-    """Acceleration level for image generation. 'regular' balances speed and quality."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of image to use for inpainting. or img2img"""
-    strength: Annotated[float, Field(ge=0.01, le=1.0, title="Strength")] = 0.85
-    """The strength to use for inpainting/image-to-image. Only used if the image_url is provided. 1.0 is completely remakes the image while 0.0 preserves the original."""
-
-
-class LoraWeight(FalModel):
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the LoRA weights."""
-    scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
-    """
-    The scale of the LoRA weight. This is used to scale the LoRA weight
-    before merging it with the base model.
-    """
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageType2], Field(title="Images")]
-    """The generated image files info."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "ImageSize",
     "ImageType2",
     "Input",
@@ -151,41 +34,124 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/flux-lora/image-to-image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class ImageType2(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate an image from."""
+    image_size: ImageSize | ImageSizePreset | None = None
+    """The size of the generated image."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 28
+    """The number of inference steps to perform."""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of the model
+    will output the same image every time.
+    """
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
+    """
+    The LoRAs to use for the image generation. You can use any number of LoRAs
+    and they will be merged together to generate the final image.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.0, le=35.0)] = 3.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """The number of images to generate. This is always set to 1 for streaming
+    output."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    """The format of the generated image."""
+    acceleration: Literal["none", "regular"] = "none"
+    """Acceleration level for image generation. 'regular' balances speed and quality."""
+    image_url: FileInput
+    """URL of image to use for inpainting. or img2img"""
+    strength: Annotated[float, Field(ge=0.01, le=1.0)] = 0.85
+    """The strength to use for inpainting/image-to-image. Only used if the image_url is
+    provided. 1.0 is completely remakes the image while 0.0 preserves the original."""
+
+
+class LoraWeight(FalModel):
+    path: str
+    """URL or the path to the LoRA weights."""
+    scale: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """
+    The scale of the LoRA weight. This is used to scale the LoRA weight
+    before merging it with the base model.
+    """
+
+
+class Output(FalModel):
+    images: list[ImageType2]
+    """The generated image files info."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -197,48 +163,81 @@ def submit(
     acceleration: Literal["none", "regular"] = "none",
     image_url: FileInput,
     strength: float = 0.85,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 35.0. Defaults to `3.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        acceleration: Acceleration level for image generation. 'regular' balances speed
+            and quality. Defaults to `"none"`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -250,8 +249,8 @@ def subscribe(
     acceleration: Literal["none", "regular"] = "none",
     image_url: FileInput,
     strength: float = 0.85,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -259,39 +258,71 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 35.0. Defaults to `3.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        acceleration: Acceleration level for image generation. 'regular' balances speed
+            and quality. Defaults to `"none"`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -303,8 +334,8 @@ def run(
     acceleration: Literal["none", "regular"] = "none",
     image_url: FileInput,
     strength: float = 0.85,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -312,39 +343,71 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 35.0. Defaults to `3.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        acceleration: Acceleration level for image generation. 'regular' balances speed
+            and quality. Defaults to `"none"`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -356,48 +419,81 @@ async def submit_async(
     acceleration: Literal["none", "regular"] = "none",
     image_url: FileInput,
     strength: float = 0.85,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 35.0. Defaults to `3.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        acceleration: Acceleration level for image generation. 'regular' balances speed
+            and quality. Defaults to `"none"`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -409,8 +505,8 @@ async def subscribe_async(
     acceleration: Literal["none", "regular"] = "none",
     image_url: FileInput,
     strength: float = 0.85,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -418,39 +514,71 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 35.0. Defaults to `3.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        acceleration: Acceleration level for image generation. 'regular' balances speed
+            and quality. Defaults to `"none"`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     num_inference_steps: int = 28,
     seed: int | None = None,
     loras: list[LoraWeight] = [],
@@ -462,8 +590,8 @@ async def run_async(
     acceleration: Literal["none", "regular"] = "none",
     image_url: FileInput,
     strength: float = 0.85,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -471,8 +599,51 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        image_size: The size of the generated image. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `28`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 35.0. Defaults to `3.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. This is always set to 1 for
+            streaming output. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        acceleration: Acceleration level for image generation. 'regular' balances speed
+            and quality. Defaults to `"none"`.
+        image_url: URL of image to use for inpainting. or img2img. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: The strength to use for inpainting/image-to-image. Only used if the
+            image_url is provided. 1.0 is completely remakes the image while 0.0
+            preserves the original. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

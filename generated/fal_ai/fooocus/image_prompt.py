@@ -5,492 +5,25 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class ImagePrompt(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    type: Annotated[
-        Literal["ImagePrompt", "PyraCanny", "CPDS", "FaceSwap"], Field(title="Type")
-    ] = "ImagePrompt"
-    image_url: Annotated[FileInput | None, Field(title="Image Url")] = None
-    stop_at: Annotated[float, Field(ge=0.0, le=1.0, title="Stop At")] = 0.5
-    weight: Annotated[float, Field(ge=0.0, le=2.0, title="Weight")] = 1
-
-
-class LoraWeight(FalModel):
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the LoRA weights."""
-    scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
-    """
-    The scale of the LoRA weight. This is used to scale the LoRA weight
-    before merging it with the base model.
-    """
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")] = ""
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """
-    The negative prompt to use. Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    styles: Annotated[
-        list[
-            Literal[
-                "Fooocus V2",
-                "Fooocus Enhance",
-                "Fooocus Sharp",
-                "Fooocus Semi Realistic",
-                "Fooocus Masterpiece",
-                "Fooocus Photograph",
-                "Fooocus Negative",
-                "Fooocus Cinematic",
-                "SAI 3D Model",
-                "SAI Analog Film",
-                "SAI Anime",
-                "SAI Cinematic",
-                "SAI Comic Book",
-                "SAI Craft Clay",
-                "SAI Digital Art",
-                "SAI Enhance",
-                "SAI Fantasy Art",
-                "SAI Isometric",
-                "SAI Line Art",
-                "SAI Lowpoly",
-                "SAI Neonpunk",
-                "SAI Origami",
-                "SAI Photographic",
-                "SAI Pixel Art",
-                "SAI Texture",
-                "MRE Cinematic Dynamic",
-                "MRE Spontaneous Picture",
-                "MRE Artistic Vision",
-                "MRE Dark Dream",
-                "MRE Gloomy Art",
-                "MRE Bad Dream",
-                "MRE Underground",
-                "MRE Surreal Painting",
-                "MRE Dynamic Illustration",
-                "MRE Undead Art",
-                "MRE Elemental Art",
-                "MRE Space Art",
-                "MRE Ancient Illustration",
-                "MRE Brave Art",
-                "MRE Heroic Fantasy",
-                "MRE Dark Cyberpunk",
-                "MRE Lyrical Geometry",
-                "MRE Sumi E Symbolic",
-                "MRE Sumi E Detailed",
-                "MRE Manga",
-                "MRE Anime",
-                "MRE Comic",
-                "Ads Advertising",
-                "Ads Automotive",
-                "Ads Corporate",
-                "Ads Fashion Editorial",
-                "Ads Food Photography",
-                "Ads Gourmet Food Photography",
-                "Ads Luxury",
-                "Ads Real Estate",
-                "Ads Retail",
-                "Artstyle Abstract",
-                "Artstyle Abstract Expressionism",
-                "Artstyle Art Deco",
-                "Artstyle Art Nouveau",
-                "Artstyle Constructivist",
-                "Artstyle Cubist",
-                "Artstyle Expressionist",
-                "Artstyle Graffiti",
-                "Artstyle Hyperrealism",
-                "Artstyle Impressionist",
-                "Artstyle Pointillism",
-                "Artstyle Pop Art",
-                "Artstyle Psychedelic",
-                "Artstyle Renaissance",
-                "Artstyle Steampunk",
-                "Artstyle Surrealist",
-                "Artstyle Typography",
-                "Artstyle Watercolor",
-                "Futuristic Biomechanical",
-                "Futuristic Biomechanical Cyberpunk",
-                "Futuristic Cybernetic",
-                "Futuristic Cybernetic Robot",
-                "Futuristic Cyberpunk Cityscape",
-                "Futuristic Futuristic",
-                "Futuristic Retro Cyberpunk",
-                "Futuristic Retro Futurism",
-                "Futuristic Sci Fi",
-                "Futuristic Vaporwave",
-                "Game Bubble Bobble",
-                "Game Cyberpunk Game",
-                "Game Fighting Game",
-                "Game Gta",
-                "Game Mario",
-                "Game Minecraft",
-                "Game Pokemon",
-                "Game Retro Arcade",
-                "Game Retro Game",
-                "Game Rpg Fantasy Game",
-                "Game Strategy Game",
-                "Game Streetfighter",
-                "Game Zelda",
-                "Misc Architectural",
-                "Misc Disco",
-                "Misc Dreamscape",
-                "Misc Dystopian",
-                "Misc Fairy Tale",
-                "Misc Gothic",
-                "Misc Grunge",
-                "Misc Horror",
-                "Misc Kawaii",
-                "Misc Lovecraftian",
-                "Misc Macabre",
-                "Misc Manga",
-                "Misc Metropolis",
-                "Misc Minimalist",
-                "Misc Monochrome",
-                "Misc Nautical",
-                "Misc Space",
-                "Misc Stained Glass",
-                "Misc Techwear Fashion",
-                "Misc Tribal",
-                "Misc Zentangle",
-                "Papercraft Collage",
-                "Papercraft Flat Papercut",
-                "Papercraft Kirigami",
-                "Papercraft Paper Mache",
-                "Papercraft Paper Quilling",
-                "Papercraft Papercut Collage",
-                "Papercraft Papercut Shadow Box",
-                "Papercraft Stacked Papercut",
-                "Papercraft Thick Layered Papercut",
-                "Photo Alien",
-                "Photo Film Noir",
-                "Photo Glamour",
-                "Photo Hdr",
-                "Photo Iphone Photographic",
-                "Photo Long Exposure",
-                "Photo Neon Noir",
-                "Photo Silhouette",
-                "Photo Tilt Shift",
-                "Cinematic Diva",
-                "Abstract Expressionism",
-                "Academia",
-                "Action Figure",
-                "Adorable 3D Character",
-                "Adorable Kawaii",
-                "Art Deco",
-                "Art Nouveau",
-                "Astral Aura",
-                "Avant Garde",
-                "Baroque",
-                "Bauhaus Style Poster",
-                "Blueprint Schematic Drawing",
-                "Caricature",
-                "Cel Shaded Art",
-                "Character Design Sheet",
-                "Classicism Art",
-                "Color Field Painting",
-                "Colored Pencil Art",
-                "Conceptual Art",
-                "Constructivism",
-                "Cubism",
-                "Dadaism",
-                "Dark Fantasy",
-                "Dark Moody Atmosphere",
-                "Dmt Art Style",
-                "Doodle Art",
-                "Double Exposure",
-                "Dripping Paint Splatter Art",
-                "Expressionism",
-                "Faded Polaroid Photo",
-                "Fauvism",
-                "Flat 2d Art",
-                "Fortnite Art Style",
-                "Futurism",
-                "Glitchcore",
-                "Glo Fi",
-                "Googie Art Style",
-                "Graffiti Art",
-                "Harlem Renaissance Art",
-                "High Fashion",
-                "Idyllic",
-                "Impressionism",
-                "Infographic Drawing",
-                "Ink Dripping Drawing",
-                "Japanese Ink Drawing",
-                "Knolling Photography",
-                "Light Cheery Atmosphere",
-                "Logo Design",
-                "Luxurious Elegance",
-                "Macro Photography",
-                "Mandola Art",
-                "Marker Drawing",
-                "Medievalism",
-                "Minimalism",
-                "Neo Baroque",
-                "Neo Byzantine",
-                "Neo Futurism",
-                "Neo Impressionism",
-                "Neo Rococo",
-                "Neoclassicism",
-                "Op Art",
-                "Ornate And Intricate",
-                "Pencil Sketch Drawing",
-                "Pop Art 2",
-                "Rococo",
-                "Silhouette Art",
-                "Simple Vector Art",
-                "Sketchup",
-                "Steampunk 2",
-                "Surrealism",
-                "Suprematism",
-                "Terragen",
-                "Tranquil Relaxing Atmosphere",
-                "Sticker Designs",
-                "Vibrant Rim Light",
-                "Volumetric Lighting",
-                "Watercolor 2",
-                "Whimsical And Playful",
-                "Mk Chromolithography",
-                "Mk Cross Processing Print",
-                "Mk Dufaycolor Photograph",
-                "Mk Herbarium",
-                "Mk Punk Collage",
-                "Mk Mosaic",
-                "Mk Van Gogh",
-                "Mk Coloring Book",
-                "Mk Singer Sargent",
-                "Mk Pollock",
-                "Mk Basquiat",
-                "Mk Andy Warhol",
-                "Mk Halftone Print",
-                "Mk Gond Painting",
-                "Mk Albumen Print",
-                "Mk Aquatint Print",
-                "Mk Anthotype Print",
-                "Mk Inuit Carving",
-                "Mk Bromoil Print",
-                "Mk Calotype Print",
-                "Mk Color Sketchnote",
-                "Mk Cibulak Porcelain",
-                "Mk Alcohol Ink Art",
-                "Mk One Line Art",
-                "Mk Blacklight Paint",
-                "Mk Carnival Glass",
-                "Mk Cyanotype Print",
-                "Mk Cross Stitching",
-                "Mk Encaustic Paint",
-                "Mk Embroidery",
-                "Mk Gyotaku",
-                "Mk Luminogram",
-                "Mk Lite Brite Art",
-                "Mk Mokume Gane",
-                "Pebble Art",
-                "Mk Palekh",
-                "Mk Suminagashi",
-                "Mk Scrimshaw",
-                "Mk Shibori",
-                "Mk Vitreous Enamel",
-                "Mk Ukiyo E",
-                "Mk Vintage Airline Poster",
-                "Mk Vintage Travel Poster",
-                "Mk Bauhaus Style",
-                "Mk Afrofuturism",
-                "Mk Atompunk",
-                "Mk Constructivism",
-                "Mk Chicano Art",
-                "Mk De Stijl",
-                "Mk Dayak Art",
-                "Mk Fayum Portrait",
-                "Mk Illuminated Manuscript",
-                "Mk Kalighat Painting",
-                "Mk Madhubani Painting",
-                "Mk Pictorialism",
-                "Mk Pichwai Painting",
-                "Mk Patachitra Painting",
-                "Mk Samoan Art Inspired",
-                "Mk Tlingit Art",
-                "Mk Adnate Style",
-                "Mk Ron English Style",
-                "Mk Shepard Fairey Style",
-            ]
-        ],
-        Field(title="Styles"),
-    ] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"]
-    """The style to use."""
-    performance: Annotated[
-        Literal["Speed", "Quality", "Extreme Speed", "Lightning"],
-        Field(title="Performance"),
-    ] = "Extreme Speed"
-    """You can choose Speed or Quality"""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=30.0, title="Guidance Scale")] = 4
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    sharpness: Annotated[float, Field(ge=0.0, le=30.0, title="Sharpness")] = 2
-    """
-    The sharpness of the generated image. Use it to control how sharp the generated
-    image should be. Higher value means image and texture are sharper.
-    """
-    aspect_ratio: Annotated[str, Field(title="Aspect Ratio")] = "1024x1024"
-    """
-    The size of the generated image. You can choose between some presets or
-    custom height and width that **must be multiples of 8**.
-    """
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """Number of images to generate in one request"""
-    loras: Annotated[list[LoraWeight], Field(title="Loras", validate_default=True)] = [
-        LoraWeight(
-            path="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_offset_example-lora_1.0.safetensors",
-            scale=0.1,
-        )
-    ]
-    """
-    The LoRAs to use for the image generation. You can use up to 5 LoRAs
-    and they will be merged together to generate the final image.
-    """
-    refiner_model: Annotated[
-        Literal["None", "realisticVisionV60B1_v51VAE.safetensors"],
-        Field(title="Refiner Model"),
-    ] = "None"
-    """Refiner (SDXL or SD 1.5)"""
-    refiner_switch: Annotated[
-        float, Field(ge=0.0, le=1.0, multiple_of=0.0001, title="Refiner Switch At")
-    ] = 0.8
-    """
-    Use 0.4 for SD1.5 realistic models; 0.667 for SD1.5 anime models
-    0.8 for XL-refiners; or any value for switching two SDXL models.
-    """
-    output_format: Annotated[
-        Literal["png", "jpeg", "webp"], Field(title="Output Format")
-    ] = "jpeg"
-    """The format of the generated image."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    image_prompt_1: ImagePrompt
-    image_prompt_2: ImagePrompt | None = None
-    image_prompt_3: ImagePrompt | None = None
-    image_prompt_4: ImagePrompt | None = None
-    inpaint_image_url: Annotated[FileInput | None, Field(title="Inpaint Image URL")] = (
-        None
-    )
-    """The image to use as a reference for inpainting."""
-    mask_image_url: Annotated[FileInput | None, Field(title="Mask Image URL")] = None
-    """The image to use as a mask for the generated image."""
-    inpaint_mode: Annotated[
-        Literal[
-            "Inpaint or Outpaint (default)",
-            "Improve Detail (face, hand, eyes, etc.)",
-            "Modify Content (add objects, change background, etc.)",
-        ],
-        Field(title="Inpaint Mode"),
-    ] = "Inpaint or Outpaint (default)"
-    """The mode to use for inpainting."""
-    inpaint_additional_prompt: Annotated[
-        str, Field(title="Inpaint Additional Prompt")
-    ] = ""
-    """Describe what you want to inpaint."""
-    outpaint_selections: Annotated[
-        list[Literal["Left", "Right", "Top", "Bottom"]],
-        Field(title="Outpaint Direction"),
-    ] = []
-    """The directions to outpaint."""
-    mixing_image_prompt_and_inpaint: Annotated[
-        bool, Field(title="Mixing Image Prompt and Inpaint")
-    ] = False
-    """Mixing Image Prompt and Inpaint"""
-    uov_image_url: Annotated[FileInput | None, Field(title="UOV Image URL")] = None
-    """The image to upscale or vary."""
-    uov_method: Annotated[
-        Literal[
-            "Disabled",
-            "Vary (Subtle)",
-            "Vary (Strong)",
-            "Upscale (1.5x)",
-            "Upscale (2x)",
-            "Upscale (Fast 2x)",
-        ],
-        Field(title="UOV Method"),
-    ] = "Disabled"
-    """The method to use for upscaling or varying."""
-    mixing_image_prompt_and_vary_upscale: Annotated[
-        bool, Field(title="Mixing Image Prompt and Vary/Upscale")
-    ] = False
-    """Mixing Image Prompt and Vary/Upscale"""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to false, the safety checker will be disabled."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The generated image file info."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """The time taken for the generation process."""
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Type",
+    "Styles",
+    "Performance",
+    "OutpaintSelections",
+    "UovMethod",
     "Image",
     "ImagePrompt",
     "LoraWeight",
@@ -505,7 +38,444 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/fooocus/image-prompt"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Type: TypeAlias = Literal["ImagePrompt", "PyraCanny", "CPDS", "FaceSwap"]
+
+
+Styles: TypeAlias = Literal[
+    "Fooocus V2",
+    "Fooocus Enhance",
+    "Fooocus Sharp",
+    "Fooocus Semi Realistic",
+    "Fooocus Masterpiece",
+    "Fooocus Photograph",
+    "Fooocus Negative",
+    "Fooocus Cinematic",
+    "SAI 3D Model",
+    "SAI Analog Film",
+    "SAI Anime",
+    "SAI Cinematic",
+    "SAI Comic Book",
+    "SAI Craft Clay",
+    "SAI Digital Art",
+    "SAI Enhance",
+    "SAI Fantasy Art",
+    "SAI Isometric",
+    "SAI Line Art",
+    "SAI Lowpoly",
+    "SAI Neonpunk",
+    "SAI Origami",
+    "SAI Photographic",
+    "SAI Pixel Art",
+    "SAI Texture",
+    "MRE Cinematic Dynamic",
+    "MRE Spontaneous Picture",
+    "MRE Artistic Vision",
+    "MRE Dark Dream",
+    "MRE Gloomy Art",
+    "MRE Bad Dream",
+    "MRE Underground",
+    "MRE Surreal Painting",
+    "MRE Dynamic Illustration",
+    "MRE Undead Art",
+    "MRE Elemental Art",
+    "MRE Space Art",
+    "MRE Ancient Illustration",
+    "MRE Brave Art",
+    "MRE Heroic Fantasy",
+    "MRE Dark Cyberpunk",
+    "MRE Lyrical Geometry",
+    "MRE Sumi E Symbolic",
+    "MRE Sumi E Detailed",
+    "MRE Manga",
+    "MRE Anime",
+    "MRE Comic",
+    "Ads Advertising",
+    "Ads Automotive",
+    "Ads Corporate",
+    "Ads Fashion Editorial",
+    "Ads Food Photography",
+    "Ads Gourmet Food Photography",
+    "Ads Luxury",
+    "Ads Real Estate",
+    "Ads Retail",
+    "Artstyle Abstract",
+    "Artstyle Abstract Expressionism",
+    "Artstyle Art Deco",
+    "Artstyle Art Nouveau",
+    "Artstyle Constructivist",
+    "Artstyle Cubist",
+    "Artstyle Expressionist",
+    "Artstyle Graffiti",
+    "Artstyle Hyperrealism",
+    "Artstyle Impressionist",
+    "Artstyle Pointillism",
+    "Artstyle Pop Art",
+    "Artstyle Psychedelic",
+    "Artstyle Renaissance",
+    "Artstyle Steampunk",
+    "Artstyle Surrealist",
+    "Artstyle Typography",
+    "Artstyle Watercolor",
+    "Futuristic Biomechanical",
+    "Futuristic Biomechanical Cyberpunk",
+    "Futuristic Cybernetic",
+    "Futuristic Cybernetic Robot",
+    "Futuristic Cyberpunk Cityscape",
+    "Futuristic Futuristic",
+    "Futuristic Retro Cyberpunk",
+    "Futuristic Retro Futurism",
+    "Futuristic Sci Fi",
+    "Futuristic Vaporwave",
+    "Game Bubble Bobble",
+    "Game Cyberpunk Game",
+    "Game Fighting Game",
+    "Game Gta",
+    "Game Mario",
+    "Game Minecraft",
+    "Game Pokemon",
+    "Game Retro Arcade",
+    "Game Retro Game",
+    "Game Rpg Fantasy Game",
+    "Game Strategy Game",
+    "Game Streetfighter",
+    "Game Zelda",
+    "Misc Architectural",
+    "Misc Disco",
+    "Misc Dreamscape",
+    "Misc Dystopian",
+    "Misc Fairy Tale",
+    "Misc Gothic",
+    "Misc Grunge",
+    "Misc Horror",
+    "Misc Kawaii",
+    "Misc Lovecraftian",
+    "Misc Macabre",
+    "Misc Manga",
+    "Misc Metropolis",
+    "Misc Minimalist",
+    "Misc Monochrome",
+    "Misc Nautical",
+    "Misc Space",
+    "Misc Stained Glass",
+    "Misc Techwear Fashion",
+    "Misc Tribal",
+    "Misc Zentangle",
+    "Papercraft Collage",
+    "Papercraft Flat Papercut",
+    "Papercraft Kirigami",
+    "Papercraft Paper Mache",
+    "Papercraft Paper Quilling",
+    "Papercraft Papercut Collage",
+    "Papercraft Papercut Shadow Box",
+    "Papercraft Stacked Papercut",
+    "Papercraft Thick Layered Papercut",
+    "Photo Alien",
+    "Photo Film Noir",
+    "Photo Glamour",
+    "Photo Hdr",
+    "Photo Iphone Photographic",
+    "Photo Long Exposure",
+    "Photo Neon Noir",
+    "Photo Silhouette",
+    "Photo Tilt Shift",
+    "Cinematic Diva",
+    "Abstract Expressionism",
+    "Academia",
+    "Action Figure",
+    "Adorable 3D Character",
+    "Adorable Kawaii",
+    "Art Deco",
+    "Art Nouveau",
+    "Astral Aura",
+    "Avant Garde",
+    "Baroque",
+    "Bauhaus Style Poster",
+    "Blueprint Schematic Drawing",
+    "Caricature",
+    "Cel Shaded Art",
+    "Character Design Sheet",
+    "Classicism Art",
+    "Color Field Painting",
+    "Colored Pencil Art",
+    "Conceptual Art",
+    "Constructivism",
+    "Cubism",
+    "Dadaism",
+    "Dark Fantasy",
+    "Dark Moody Atmosphere",
+    "Dmt Art Style",
+    "Doodle Art",
+    "Double Exposure",
+    "Dripping Paint Splatter Art",
+    "Expressionism",
+    "Faded Polaroid Photo",
+    "Fauvism",
+    "Flat 2d Art",
+    "Fortnite Art Style",
+    "Futurism",
+    "Glitchcore",
+    "Glo Fi",
+    "Googie Art Style",
+    "Graffiti Art",
+    "Harlem Renaissance Art",
+    "High Fashion",
+    "Idyllic",
+    "Impressionism",
+    "Infographic Drawing",
+    "Ink Dripping Drawing",
+    "Japanese Ink Drawing",
+    "Knolling Photography",
+    "Light Cheery Atmosphere",
+    "Logo Design",
+    "Luxurious Elegance",
+    "Macro Photography",
+    "Mandola Art",
+    "Marker Drawing",
+    "Medievalism",
+    "Minimalism",
+    "Neo Baroque",
+    "Neo Byzantine",
+    "Neo Futurism",
+    "Neo Impressionism",
+    "Neo Rococo",
+    "Neoclassicism",
+    "Op Art",
+    "Ornate And Intricate",
+    "Pencil Sketch Drawing",
+    "Pop Art 2",
+    "Rococo",
+    "Silhouette Art",
+    "Simple Vector Art",
+    "Sketchup",
+    "Steampunk 2",
+    "Surrealism",
+    "Suprematism",
+    "Terragen",
+    "Tranquil Relaxing Atmosphere",
+    "Sticker Designs",
+    "Vibrant Rim Light",
+    "Volumetric Lighting",
+    "Watercolor 2",
+    "Whimsical And Playful",
+    "Mk Chromolithography",
+    "Mk Cross Processing Print",
+    "Mk Dufaycolor Photograph",
+    "Mk Herbarium",
+    "Mk Punk Collage",
+    "Mk Mosaic",
+    "Mk Van Gogh",
+    "Mk Coloring Book",
+    "Mk Singer Sargent",
+    "Mk Pollock",
+    "Mk Basquiat",
+    "Mk Andy Warhol",
+    "Mk Halftone Print",
+    "Mk Gond Painting",
+    "Mk Albumen Print",
+    "Mk Aquatint Print",
+    "Mk Anthotype Print",
+    "Mk Inuit Carving",
+    "Mk Bromoil Print",
+    "Mk Calotype Print",
+    "Mk Color Sketchnote",
+    "Mk Cibulak Porcelain",
+    "Mk Alcohol Ink Art",
+    "Mk One Line Art",
+    "Mk Blacklight Paint",
+    "Mk Carnival Glass",
+    "Mk Cyanotype Print",
+    "Mk Cross Stitching",
+    "Mk Encaustic Paint",
+    "Mk Embroidery",
+    "Mk Gyotaku",
+    "Mk Luminogram",
+    "Mk Lite Brite Art",
+    "Mk Mokume Gane",
+    "Pebble Art",
+    "Mk Palekh",
+    "Mk Suminagashi",
+    "Mk Scrimshaw",
+    "Mk Shibori",
+    "Mk Vitreous Enamel",
+    "Mk Ukiyo E",
+    "Mk Vintage Airline Poster",
+    "Mk Vintage Travel Poster",
+    "Mk Bauhaus Style",
+    "Mk Afrofuturism",
+    "Mk Atompunk",
+    "Mk Constructivism",
+    "Mk Chicano Art",
+    "Mk De Stijl",
+    "Mk Dayak Art",
+    "Mk Fayum Portrait",
+    "Mk Illuminated Manuscript",
+    "Mk Kalighat Painting",
+    "Mk Madhubani Painting",
+    "Mk Pictorialism",
+    "Mk Pichwai Painting",
+    "Mk Patachitra Painting",
+    "Mk Samoan Art Inspired",
+    "Mk Tlingit Art",
+    "Mk Adnate Style",
+    "Mk Ron English Style",
+    "Mk Shepard Fairey Style",
+]
+
+
+Performance: TypeAlias = Literal["Speed", "Quality", "Extreme Speed", "Lightning"]
+
+
+OutpaintSelections: TypeAlias = Literal["Left", "Right", "Top", "Bottom"]
+
+
+UovMethod: TypeAlias = Literal[
+    "Disabled",
+    "Vary (Subtle)",
+    "Vary (Strong)",
+    "Upscale (1.5x)",
+    "Upscale (2x)",
+    "Upscale (Fast 2x)",
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class ImagePrompt(FalModel):
+    type: Type = "ImagePrompt"
+    image_url: FileInput | None = None
+    stop_at: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    weight: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+
+
+class LoraWeight(FalModel):
+    path: str
+    """URL or the path to the LoRA weights."""
+    scale: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """
+    The scale of the LoRA weight. This is used to scale the LoRA weight
+    before merging it with the base model.
+    """
+
+
+class Input(FalModel):
+    prompt: str = ""
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    negative_prompt: str = ""
+    """
+    The negative prompt to use. Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    styles: list[Styles] = [
+        "Fooocus Enhance",
+        "Fooocus V2",
+        "Fooocus Sharp",
+    ]
+    """The style to use."""
+    performance: Performance = "Extreme Speed"
+    """You can choose Speed or Quality"""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=30.0)] = 4
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    sharpness: Annotated[float, Field(ge=0.0, le=30.0)] = 2
+    """
+    The sharpness of the generated image. Use it to control how sharp the generated
+    image should be. Higher value means image and texture are sharper.
+    """
+    aspect_ratio: str = "1024x1024"
+    """
+    The size of the generated image. You can choose between some presets or
+    custom height and width that **must be multiples of 8**.
+    """
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate in one request"""
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = [
+        LoraWeight(
+            path="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_offset_example-lora_1.0.safetensors",
+            scale=0.1,
+        )
+    ]
+    """
+    The LoRAs to use for the image generation. You can use up to 5 LoRAs
+    and they will be merged together to generate the final image.
+    """
+    refiner_model: Literal["None", "realisticVisionV60B1_v51VAE.safetensors"] = "None"
+    """Refiner (SDXL or SD 1.5)"""
+    refiner_switch: Annotated[float, Field(ge=0.0, le=1.0, multiple_of=0.0001)] = 0.8
+    """
+    Use 0.4 for SD1.5 realistic models; 0.667 for SD1.5 anime models
+    0.8 for XL-refiners; or any value for switching two SDXL models.
+    """
+    output_format: Literal["png", "jpeg", "webp"] = "jpeg"
+    """The format of the generated image."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    image_prompt_1: ImagePrompt
+    image_prompt_2: ImagePrompt | None = None
+    image_prompt_3: ImagePrompt | None = None
+    image_prompt_4: ImagePrompt | None = None
+    inpaint_image_url: FileInput | None = None
+    """The image to use as a reference for inpainting."""
+    mask_image_url: FileInput | None = None
+    """The image to use as a mask for the generated image."""
+    inpaint_mode: Literal[
+        "Inpaint or Outpaint (default)",
+        "Improve Detail (face, hand, eyes, etc.)",
+        "Modify Content (add objects, change background, etc.)",
+    ] = "Inpaint or Outpaint (default)"
+    """The mode to use for inpainting."""
+    inpaint_additional_prompt: str = ""
+    """Describe what you want to inpaint."""
+    outpaint_selections: list[OutpaintSelections] = []
+    """The directions to outpaint."""
+    mixing_image_prompt_and_inpaint: bool = False
+    """Mixing Image Prompt and Inpaint"""
+    uov_image_url: FileInput | None = None
+    """The image to upscale or vary."""
+    uov_method: UovMethod = "Disabled"
+    """The method to use for upscaling or varying."""
+    mixing_image_prompt_and_vary_upscale: bool = False
+    """Mixing Image Prompt and Vary/Upscale"""
+    enable_safety_checker: bool = True
+    """If set to false, the safety checker will be disabled."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The generated image file info."""
+    timings: dict[str, float]
+    """The time taken for the generation process."""
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -514,308 +484,28 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         ImagePrompt: ["image_url"],
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str = "",
     negative_prompt: str = "",
-    styles: list[
-        Literal[
-            "Fooocus V2",
-            "Fooocus Enhance",
-            "Fooocus Sharp",
-            "Fooocus Semi Realistic",
-            "Fooocus Masterpiece",
-            "Fooocus Photograph",
-            "Fooocus Negative",
-            "Fooocus Cinematic",
-            "SAI 3D Model",
-            "SAI Analog Film",
-            "SAI Anime",
-            "SAI Cinematic",
-            "SAI Comic Book",
-            "SAI Craft Clay",
-            "SAI Digital Art",
-            "SAI Enhance",
-            "SAI Fantasy Art",
-            "SAI Isometric",
-            "SAI Line Art",
-            "SAI Lowpoly",
-            "SAI Neonpunk",
-            "SAI Origami",
-            "SAI Photographic",
-            "SAI Pixel Art",
-            "SAI Texture",
-            "MRE Cinematic Dynamic",
-            "MRE Spontaneous Picture",
-            "MRE Artistic Vision",
-            "MRE Dark Dream",
-            "MRE Gloomy Art",
-            "MRE Bad Dream",
-            "MRE Underground",
-            "MRE Surreal Painting",
-            "MRE Dynamic Illustration",
-            "MRE Undead Art",
-            "MRE Elemental Art",
-            "MRE Space Art",
-            "MRE Ancient Illustration",
-            "MRE Brave Art",
-            "MRE Heroic Fantasy",
-            "MRE Dark Cyberpunk",
-            "MRE Lyrical Geometry",
-            "MRE Sumi E Symbolic",
-            "MRE Sumi E Detailed",
-            "MRE Manga",
-            "MRE Anime",
-            "MRE Comic",
-            "Ads Advertising",
-            "Ads Automotive",
-            "Ads Corporate",
-            "Ads Fashion Editorial",
-            "Ads Food Photography",
-            "Ads Gourmet Food Photography",
-            "Ads Luxury",
-            "Ads Real Estate",
-            "Ads Retail",
-            "Artstyle Abstract",
-            "Artstyle Abstract Expressionism",
-            "Artstyle Art Deco",
-            "Artstyle Art Nouveau",
-            "Artstyle Constructivist",
-            "Artstyle Cubist",
-            "Artstyle Expressionist",
-            "Artstyle Graffiti",
-            "Artstyle Hyperrealism",
-            "Artstyle Impressionist",
-            "Artstyle Pointillism",
-            "Artstyle Pop Art",
-            "Artstyle Psychedelic",
-            "Artstyle Renaissance",
-            "Artstyle Steampunk",
-            "Artstyle Surrealist",
-            "Artstyle Typography",
-            "Artstyle Watercolor",
-            "Futuristic Biomechanical",
-            "Futuristic Biomechanical Cyberpunk",
-            "Futuristic Cybernetic",
-            "Futuristic Cybernetic Robot",
-            "Futuristic Cyberpunk Cityscape",
-            "Futuristic Futuristic",
-            "Futuristic Retro Cyberpunk",
-            "Futuristic Retro Futurism",
-            "Futuristic Sci Fi",
-            "Futuristic Vaporwave",
-            "Game Bubble Bobble",
-            "Game Cyberpunk Game",
-            "Game Fighting Game",
-            "Game Gta",
-            "Game Mario",
-            "Game Minecraft",
-            "Game Pokemon",
-            "Game Retro Arcade",
-            "Game Retro Game",
-            "Game Rpg Fantasy Game",
-            "Game Strategy Game",
-            "Game Streetfighter",
-            "Game Zelda",
-            "Misc Architectural",
-            "Misc Disco",
-            "Misc Dreamscape",
-            "Misc Dystopian",
-            "Misc Fairy Tale",
-            "Misc Gothic",
-            "Misc Grunge",
-            "Misc Horror",
-            "Misc Kawaii",
-            "Misc Lovecraftian",
-            "Misc Macabre",
-            "Misc Manga",
-            "Misc Metropolis",
-            "Misc Minimalist",
-            "Misc Monochrome",
-            "Misc Nautical",
-            "Misc Space",
-            "Misc Stained Glass",
-            "Misc Techwear Fashion",
-            "Misc Tribal",
-            "Misc Zentangle",
-            "Papercraft Collage",
-            "Papercraft Flat Papercut",
-            "Papercraft Kirigami",
-            "Papercraft Paper Mache",
-            "Papercraft Paper Quilling",
-            "Papercraft Papercut Collage",
-            "Papercraft Papercut Shadow Box",
-            "Papercraft Stacked Papercut",
-            "Papercraft Thick Layered Papercut",
-            "Photo Alien",
-            "Photo Film Noir",
-            "Photo Glamour",
-            "Photo Hdr",
-            "Photo Iphone Photographic",
-            "Photo Long Exposure",
-            "Photo Neon Noir",
-            "Photo Silhouette",
-            "Photo Tilt Shift",
-            "Cinematic Diva",
-            "Abstract Expressionism",
-            "Academia",
-            "Action Figure",
-            "Adorable 3D Character",
-            "Adorable Kawaii",
-            "Art Deco",
-            "Art Nouveau",
-            "Astral Aura",
-            "Avant Garde",
-            "Baroque",
-            "Bauhaus Style Poster",
-            "Blueprint Schematic Drawing",
-            "Caricature",
-            "Cel Shaded Art",
-            "Character Design Sheet",
-            "Classicism Art",
-            "Color Field Painting",
-            "Colored Pencil Art",
-            "Conceptual Art",
-            "Constructivism",
-            "Cubism",
-            "Dadaism",
-            "Dark Fantasy",
-            "Dark Moody Atmosphere",
-            "Dmt Art Style",
-            "Doodle Art",
-            "Double Exposure",
-            "Dripping Paint Splatter Art",
-            "Expressionism",
-            "Faded Polaroid Photo",
-            "Fauvism",
-            "Flat 2d Art",
-            "Fortnite Art Style",
-            "Futurism",
-            "Glitchcore",
-            "Glo Fi",
-            "Googie Art Style",
-            "Graffiti Art",
-            "Harlem Renaissance Art",
-            "High Fashion",
-            "Idyllic",
-            "Impressionism",
-            "Infographic Drawing",
-            "Ink Dripping Drawing",
-            "Japanese Ink Drawing",
-            "Knolling Photography",
-            "Light Cheery Atmosphere",
-            "Logo Design",
-            "Luxurious Elegance",
-            "Macro Photography",
-            "Mandola Art",
-            "Marker Drawing",
-            "Medievalism",
-            "Minimalism",
-            "Neo Baroque",
-            "Neo Byzantine",
-            "Neo Futurism",
-            "Neo Impressionism",
-            "Neo Rococo",
-            "Neoclassicism",
-            "Op Art",
-            "Ornate And Intricate",
-            "Pencil Sketch Drawing",
-            "Pop Art 2",
-            "Rococo",
-            "Silhouette Art",
-            "Simple Vector Art",
-            "Sketchup",
-            "Steampunk 2",
-            "Surrealism",
-            "Suprematism",
-            "Terragen",
-            "Tranquil Relaxing Atmosphere",
-            "Sticker Designs",
-            "Vibrant Rim Light",
-            "Volumetric Lighting",
-            "Watercolor 2",
-            "Whimsical And Playful",
-            "Mk Chromolithography",
-            "Mk Cross Processing Print",
-            "Mk Dufaycolor Photograph",
-            "Mk Herbarium",
-            "Mk Punk Collage",
-            "Mk Mosaic",
-            "Mk Van Gogh",
-            "Mk Coloring Book",
-            "Mk Singer Sargent",
-            "Mk Pollock",
-            "Mk Basquiat",
-            "Mk Andy Warhol",
-            "Mk Halftone Print",
-            "Mk Gond Painting",
-            "Mk Albumen Print",
-            "Mk Aquatint Print",
-            "Mk Anthotype Print",
-            "Mk Inuit Carving",
-            "Mk Bromoil Print",
-            "Mk Calotype Print",
-            "Mk Color Sketchnote",
-            "Mk Cibulak Porcelain",
-            "Mk Alcohol Ink Art",
-            "Mk One Line Art",
-            "Mk Blacklight Paint",
-            "Mk Carnival Glass",
-            "Mk Cyanotype Print",
-            "Mk Cross Stitching",
-            "Mk Encaustic Paint",
-            "Mk Embroidery",
-            "Mk Gyotaku",
-            "Mk Luminogram",
-            "Mk Lite Brite Art",
-            "Mk Mokume Gane",
-            "Pebble Art",
-            "Mk Palekh",
-            "Mk Suminagashi",
-            "Mk Scrimshaw",
-            "Mk Shibori",
-            "Mk Vitreous Enamel",
-            "Mk Ukiyo E",
-            "Mk Vintage Airline Poster",
-            "Mk Vintage Travel Poster",
-            "Mk Bauhaus Style",
-            "Mk Afrofuturism",
-            "Mk Atompunk",
-            "Mk Constructivism",
-            "Mk Chicano Art",
-            "Mk De Stijl",
-            "Mk Dayak Art",
-            "Mk Fayum Portrait",
-            "Mk Illuminated Manuscript",
-            "Mk Kalighat Painting",
-            "Mk Madhubani Painting",
-            "Mk Pictorialism",
-            "Mk Pichwai Painting",
-            "Mk Patachitra Painting",
-            "Mk Samoan Art Inspired",
-            "Mk Tlingit Art",
-            "Mk Adnate Style",
-            "Mk Ron English Style",
-            "Mk Shepard Fairey Style",
-        ]
-    ] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
-    performance: Literal[
-        "Speed", "Quality", "Extreme Speed", "Lightning"
-    ] = "Extreme Speed",
+    styles: list[Styles] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
+    performance: Performance = "Extreme Speed",
     guidance_scale: float = 4,
     sharpness: float = 2,
     aspect_ratio: str = "1024x1024",
@@ -843,334 +533,120 @@ def submit(
         "Modify Content (add objects, change background, etc.)",
     ] = "Inpaint or Outpaint (default)",
     inpaint_additional_prompt: str = "",
-    outpaint_selections: list[Literal["Left", "Right", "Top", "Bottom"]] = [],
+    outpaint_selections: list[OutpaintSelections] = [],
     mixing_image_prompt_and_inpaint: bool = False,
     uov_image_url: FileInput | None = None,
-    uov_method: Literal[
-        "Disabled",
-        "Vary (Subtle)",
-        "Vary (Strong)",
-        "Upscale (1.5x)",
-        "Upscale (2x)",
-        "Upscale (Fast 2x)",
-    ] = "Disabled",
+    uov_method: UovMethod = "Disabled",
     mixing_image_prompt_and_vary_upscale: bool = False,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `\""`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        styles: The style to use. Defaults to `["Fooocus Enhance", "Fooocus V2",
+            "Fooocus Sharp"]`.
+        performance: You can choose Speed or Quality. Defaults to `"Extreme Speed"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 30.0. Defaults to `4`.
+        sharpness: The sharpness of the generated image. Use it to control how sharp the
+            generated image should be. Higher value means image and texture are sharper.
+            Between 0.0 and 30.0. Defaults to `2`.
+        aspect_ratio: The size of the generated image. You can choose between some
+            presets or custom height and width that **must be multiples of 8**. Defaults
+            to `"1024x1024"`.
+        num_images: Number of images to generate in one request. Between 1 and 4.
+            Defaults to `1`.
+        loras: The LoRAs to use for the image generation. You can use up to 5 LoRAs and
+            they will be merged together to generate the final image. Defaults to
+            `[LoraWeight(path="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_offset_example-lora_1.0.safetensors",
+            scale=0.1)]`.
+        refiner_model: Refiner (SDXL or SD 1.5). Defaults to `"None"`.
+        refiner_switch: Use 0.4 for SD1.5 realistic models; 0.667 for SD1.5 anime models
+            0.8 for XL-refiners; or any value for switching two SDXL models. Between 0.0
+            and 1.0. A multiple of 0.0001. Defaults to `0.8`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        image_prompt_1: Required.
+        image_prompt_2: Defaults to `None`.
+        image_prompt_3: Defaults to `None`.
+        image_prompt_4: Defaults to `None`.
+        inpaint_image_url: The image to use as a reference for inpainting. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        mask_image_url: The image to use as a mask for the generated image. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        inpaint_mode: The mode to use for inpainting. Defaults to `"Inpaint or Outpaint
+            (default)"`.
+        inpaint_additional_prompt: Describe what you want to inpaint. Defaults to `\""`.
+        outpaint_selections: The directions to outpaint. Defaults to `[]`.
+        mixing_image_prompt_and_inpaint: Mixing Image Prompt and Inpaint. Defaults to
+            `False`.
+        uov_image_url: The image to upscale or vary. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        uov_method: The method to use for upscaling or varying. Defaults to
+            `"Disabled"`.
+        mixing_image_prompt_and_vary_upscale: Mixing Image Prompt and Vary/Upscale.
+            Defaults to `False`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str = "",
     negative_prompt: str = "",
-    styles: list[
-        Literal[
-            "Fooocus V2",
-            "Fooocus Enhance",
-            "Fooocus Sharp",
-            "Fooocus Semi Realistic",
-            "Fooocus Masterpiece",
-            "Fooocus Photograph",
-            "Fooocus Negative",
-            "Fooocus Cinematic",
-            "SAI 3D Model",
-            "SAI Analog Film",
-            "SAI Anime",
-            "SAI Cinematic",
-            "SAI Comic Book",
-            "SAI Craft Clay",
-            "SAI Digital Art",
-            "SAI Enhance",
-            "SAI Fantasy Art",
-            "SAI Isometric",
-            "SAI Line Art",
-            "SAI Lowpoly",
-            "SAI Neonpunk",
-            "SAI Origami",
-            "SAI Photographic",
-            "SAI Pixel Art",
-            "SAI Texture",
-            "MRE Cinematic Dynamic",
-            "MRE Spontaneous Picture",
-            "MRE Artistic Vision",
-            "MRE Dark Dream",
-            "MRE Gloomy Art",
-            "MRE Bad Dream",
-            "MRE Underground",
-            "MRE Surreal Painting",
-            "MRE Dynamic Illustration",
-            "MRE Undead Art",
-            "MRE Elemental Art",
-            "MRE Space Art",
-            "MRE Ancient Illustration",
-            "MRE Brave Art",
-            "MRE Heroic Fantasy",
-            "MRE Dark Cyberpunk",
-            "MRE Lyrical Geometry",
-            "MRE Sumi E Symbolic",
-            "MRE Sumi E Detailed",
-            "MRE Manga",
-            "MRE Anime",
-            "MRE Comic",
-            "Ads Advertising",
-            "Ads Automotive",
-            "Ads Corporate",
-            "Ads Fashion Editorial",
-            "Ads Food Photography",
-            "Ads Gourmet Food Photography",
-            "Ads Luxury",
-            "Ads Real Estate",
-            "Ads Retail",
-            "Artstyle Abstract",
-            "Artstyle Abstract Expressionism",
-            "Artstyle Art Deco",
-            "Artstyle Art Nouveau",
-            "Artstyle Constructivist",
-            "Artstyle Cubist",
-            "Artstyle Expressionist",
-            "Artstyle Graffiti",
-            "Artstyle Hyperrealism",
-            "Artstyle Impressionist",
-            "Artstyle Pointillism",
-            "Artstyle Pop Art",
-            "Artstyle Psychedelic",
-            "Artstyle Renaissance",
-            "Artstyle Steampunk",
-            "Artstyle Surrealist",
-            "Artstyle Typography",
-            "Artstyle Watercolor",
-            "Futuristic Biomechanical",
-            "Futuristic Biomechanical Cyberpunk",
-            "Futuristic Cybernetic",
-            "Futuristic Cybernetic Robot",
-            "Futuristic Cyberpunk Cityscape",
-            "Futuristic Futuristic",
-            "Futuristic Retro Cyberpunk",
-            "Futuristic Retro Futurism",
-            "Futuristic Sci Fi",
-            "Futuristic Vaporwave",
-            "Game Bubble Bobble",
-            "Game Cyberpunk Game",
-            "Game Fighting Game",
-            "Game Gta",
-            "Game Mario",
-            "Game Minecraft",
-            "Game Pokemon",
-            "Game Retro Arcade",
-            "Game Retro Game",
-            "Game Rpg Fantasy Game",
-            "Game Strategy Game",
-            "Game Streetfighter",
-            "Game Zelda",
-            "Misc Architectural",
-            "Misc Disco",
-            "Misc Dreamscape",
-            "Misc Dystopian",
-            "Misc Fairy Tale",
-            "Misc Gothic",
-            "Misc Grunge",
-            "Misc Horror",
-            "Misc Kawaii",
-            "Misc Lovecraftian",
-            "Misc Macabre",
-            "Misc Manga",
-            "Misc Metropolis",
-            "Misc Minimalist",
-            "Misc Monochrome",
-            "Misc Nautical",
-            "Misc Space",
-            "Misc Stained Glass",
-            "Misc Techwear Fashion",
-            "Misc Tribal",
-            "Misc Zentangle",
-            "Papercraft Collage",
-            "Papercraft Flat Papercut",
-            "Papercraft Kirigami",
-            "Papercraft Paper Mache",
-            "Papercraft Paper Quilling",
-            "Papercraft Papercut Collage",
-            "Papercraft Papercut Shadow Box",
-            "Papercraft Stacked Papercut",
-            "Papercraft Thick Layered Papercut",
-            "Photo Alien",
-            "Photo Film Noir",
-            "Photo Glamour",
-            "Photo Hdr",
-            "Photo Iphone Photographic",
-            "Photo Long Exposure",
-            "Photo Neon Noir",
-            "Photo Silhouette",
-            "Photo Tilt Shift",
-            "Cinematic Diva",
-            "Abstract Expressionism",
-            "Academia",
-            "Action Figure",
-            "Adorable 3D Character",
-            "Adorable Kawaii",
-            "Art Deco",
-            "Art Nouveau",
-            "Astral Aura",
-            "Avant Garde",
-            "Baroque",
-            "Bauhaus Style Poster",
-            "Blueprint Schematic Drawing",
-            "Caricature",
-            "Cel Shaded Art",
-            "Character Design Sheet",
-            "Classicism Art",
-            "Color Field Painting",
-            "Colored Pencil Art",
-            "Conceptual Art",
-            "Constructivism",
-            "Cubism",
-            "Dadaism",
-            "Dark Fantasy",
-            "Dark Moody Atmosphere",
-            "Dmt Art Style",
-            "Doodle Art",
-            "Double Exposure",
-            "Dripping Paint Splatter Art",
-            "Expressionism",
-            "Faded Polaroid Photo",
-            "Fauvism",
-            "Flat 2d Art",
-            "Fortnite Art Style",
-            "Futurism",
-            "Glitchcore",
-            "Glo Fi",
-            "Googie Art Style",
-            "Graffiti Art",
-            "Harlem Renaissance Art",
-            "High Fashion",
-            "Idyllic",
-            "Impressionism",
-            "Infographic Drawing",
-            "Ink Dripping Drawing",
-            "Japanese Ink Drawing",
-            "Knolling Photography",
-            "Light Cheery Atmosphere",
-            "Logo Design",
-            "Luxurious Elegance",
-            "Macro Photography",
-            "Mandola Art",
-            "Marker Drawing",
-            "Medievalism",
-            "Minimalism",
-            "Neo Baroque",
-            "Neo Byzantine",
-            "Neo Futurism",
-            "Neo Impressionism",
-            "Neo Rococo",
-            "Neoclassicism",
-            "Op Art",
-            "Ornate And Intricate",
-            "Pencil Sketch Drawing",
-            "Pop Art 2",
-            "Rococo",
-            "Silhouette Art",
-            "Simple Vector Art",
-            "Sketchup",
-            "Steampunk 2",
-            "Surrealism",
-            "Suprematism",
-            "Terragen",
-            "Tranquil Relaxing Atmosphere",
-            "Sticker Designs",
-            "Vibrant Rim Light",
-            "Volumetric Lighting",
-            "Watercolor 2",
-            "Whimsical And Playful",
-            "Mk Chromolithography",
-            "Mk Cross Processing Print",
-            "Mk Dufaycolor Photograph",
-            "Mk Herbarium",
-            "Mk Punk Collage",
-            "Mk Mosaic",
-            "Mk Van Gogh",
-            "Mk Coloring Book",
-            "Mk Singer Sargent",
-            "Mk Pollock",
-            "Mk Basquiat",
-            "Mk Andy Warhol",
-            "Mk Halftone Print",
-            "Mk Gond Painting",
-            "Mk Albumen Print",
-            "Mk Aquatint Print",
-            "Mk Anthotype Print",
-            "Mk Inuit Carving",
-            "Mk Bromoil Print",
-            "Mk Calotype Print",
-            "Mk Color Sketchnote",
-            "Mk Cibulak Porcelain",
-            "Mk Alcohol Ink Art",
-            "Mk One Line Art",
-            "Mk Blacklight Paint",
-            "Mk Carnival Glass",
-            "Mk Cyanotype Print",
-            "Mk Cross Stitching",
-            "Mk Encaustic Paint",
-            "Mk Embroidery",
-            "Mk Gyotaku",
-            "Mk Luminogram",
-            "Mk Lite Brite Art",
-            "Mk Mokume Gane",
-            "Pebble Art",
-            "Mk Palekh",
-            "Mk Suminagashi",
-            "Mk Scrimshaw",
-            "Mk Shibori",
-            "Mk Vitreous Enamel",
-            "Mk Ukiyo E",
-            "Mk Vintage Airline Poster",
-            "Mk Vintage Travel Poster",
-            "Mk Bauhaus Style",
-            "Mk Afrofuturism",
-            "Mk Atompunk",
-            "Mk Constructivism",
-            "Mk Chicano Art",
-            "Mk De Stijl",
-            "Mk Dayak Art",
-            "Mk Fayum Portrait",
-            "Mk Illuminated Manuscript",
-            "Mk Kalighat Painting",
-            "Mk Madhubani Painting",
-            "Mk Pictorialism",
-            "Mk Pichwai Painting",
-            "Mk Patachitra Painting",
-            "Mk Samoan Art Inspired",
-            "Mk Tlingit Art",
-            "Mk Adnate Style",
-            "Mk Ron English Style",
-            "Mk Shepard Fairey Style",
-        ]
-    ] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
-    performance: Literal[
-        "Speed", "Quality", "Extreme Speed", "Lightning"
-    ] = "Extreme Speed",
+    styles: list[Styles] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
+    performance: Performance = "Extreme Speed",
     guidance_scale: float = 4,
     sharpness: float = 2,
     aspect_ratio: str = "1024x1024",
@@ -1198,21 +674,14 @@ def subscribe(
         "Modify Content (add objects, change background, etc.)",
     ] = "Inpaint or Outpaint (default)",
     inpaint_additional_prompt: str = "",
-    outpaint_selections: list[Literal["Left", "Right", "Top", "Bottom"]] = [],
+    outpaint_selections: list[OutpaintSelections] = [],
     mixing_image_prompt_and_inpaint: bool = False,
     uov_image_url: FileInput | None = None,
-    uov_method: Literal[
-        "Disabled",
-        "Vary (Subtle)",
-        "Vary (Strong)",
-        "Upscale (1.5x)",
-        "Upscale (2x)",
-        "Upscale (Fast 2x)",
-    ] = "Disabled",
+    uov_method: UovMethod = "Disabled",
     mixing_image_prompt_and_vary_upscale: bool = False,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -1220,312 +689,104 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `\""`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        styles: The style to use. Defaults to `["Fooocus Enhance", "Fooocus V2",
+            "Fooocus Sharp"]`.
+        performance: You can choose Speed or Quality. Defaults to `"Extreme Speed"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 30.0. Defaults to `4`.
+        sharpness: The sharpness of the generated image. Use it to control how sharp the
+            generated image should be. Higher value means image and texture are sharper.
+            Between 0.0 and 30.0. Defaults to `2`.
+        aspect_ratio: The size of the generated image. You can choose between some
+            presets or custom height and width that **must be multiples of 8**. Defaults
+            to `"1024x1024"`.
+        num_images: Number of images to generate in one request. Between 1 and 4.
+            Defaults to `1`.
+        loras: The LoRAs to use for the image generation. You can use up to 5 LoRAs and
+            they will be merged together to generate the final image. Defaults to
+            `[LoraWeight(path="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_offset_example-lora_1.0.safetensors",
+            scale=0.1)]`.
+        refiner_model: Refiner (SDXL or SD 1.5). Defaults to `"None"`.
+        refiner_switch: Use 0.4 for SD1.5 realistic models; 0.667 for SD1.5 anime models
+            0.8 for XL-refiners; or any value for switching two SDXL models. Between 0.0
+            and 1.0. A multiple of 0.0001. Defaults to `0.8`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        image_prompt_1: Required.
+        image_prompt_2: Defaults to `None`.
+        image_prompt_3: Defaults to `None`.
+        image_prompt_4: Defaults to `None`.
+        inpaint_image_url: The image to use as a reference for inpainting. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        mask_image_url: The image to use as a mask for the generated image. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        inpaint_mode: The mode to use for inpainting. Defaults to `"Inpaint or Outpaint
+            (default)"`.
+        inpaint_additional_prompt: Describe what you want to inpaint. Defaults to `\""`.
+        outpaint_selections: The directions to outpaint. Defaults to `[]`.
+        mixing_image_prompt_and_inpaint: Mixing Image Prompt and Inpaint. Defaults to
+            `False`.
+        uov_image_url: The image to upscale or vary. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        uov_method: The method to use for upscaling or varying. Defaults to
+            `"Disabled"`.
+        mixing_image_prompt_and_vary_upscale: Mixing Image Prompt and Vary/Upscale.
+            Defaults to `False`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str = "",
     negative_prompt: str = "",
-    styles: list[
-        Literal[
-            "Fooocus V2",
-            "Fooocus Enhance",
-            "Fooocus Sharp",
-            "Fooocus Semi Realistic",
-            "Fooocus Masterpiece",
-            "Fooocus Photograph",
-            "Fooocus Negative",
-            "Fooocus Cinematic",
-            "SAI 3D Model",
-            "SAI Analog Film",
-            "SAI Anime",
-            "SAI Cinematic",
-            "SAI Comic Book",
-            "SAI Craft Clay",
-            "SAI Digital Art",
-            "SAI Enhance",
-            "SAI Fantasy Art",
-            "SAI Isometric",
-            "SAI Line Art",
-            "SAI Lowpoly",
-            "SAI Neonpunk",
-            "SAI Origami",
-            "SAI Photographic",
-            "SAI Pixel Art",
-            "SAI Texture",
-            "MRE Cinematic Dynamic",
-            "MRE Spontaneous Picture",
-            "MRE Artistic Vision",
-            "MRE Dark Dream",
-            "MRE Gloomy Art",
-            "MRE Bad Dream",
-            "MRE Underground",
-            "MRE Surreal Painting",
-            "MRE Dynamic Illustration",
-            "MRE Undead Art",
-            "MRE Elemental Art",
-            "MRE Space Art",
-            "MRE Ancient Illustration",
-            "MRE Brave Art",
-            "MRE Heroic Fantasy",
-            "MRE Dark Cyberpunk",
-            "MRE Lyrical Geometry",
-            "MRE Sumi E Symbolic",
-            "MRE Sumi E Detailed",
-            "MRE Manga",
-            "MRE Anime",
-            "MRE Comic",
-            "Ads Advertising",
-            "Ads Automotive",
-            "Ads Corporate",
-            "Ads Fashion Editorial",
-            "Ads Food Photography",
-            "Ads Gourmet Food Photography",
-            "Ads Luxury",
-            "Ads Real Estate",
-            "Ads Retail",
-            "Artstyle Abstract",
-            "Artstyle Abstract Expressionism",
-            "Artstyle Art Deco",
-            "Artstyle Art Nouveau",
-            "Artstyle Constructivist",
-            "Artstyle Cubist",
-            "Artstyle Expressionist",
-            "Artstyle Graffiti",
-            "Artstyle Hyperrealism",
-            "Artstyle Impressionist",
-            "Artstyle Pointillism",
-            "Artstyle Pop Art",
-            "Artstyle Psychedelic",
-            "Artstyle Renaissance",
-            "Artstyle Steampunk",
-            "Artstyle Surrealist",
-            "Artstyle Typography",
-            "Artstyle Watercolor",
-            "Futuristic Biomechanical",
-            "Futuristic Biomechanical Cyberpunk",
-            "Futuristic Cybernetic",
-            "Futuristic Cybernetic Robot",
-            "Futuristic Cyberpunk Cityscape",
-            "Futuristic Futuristic",
-            "Futuristic Retro Cyberpunk",
-            "Futuristic Retro Futurism",
-            "Futuristic Sci Fi",
-            "Futuristic Vaporwave",
-            "Game Bubble Bobble",
-            "Game Cyberpunk Game",
-            "Game Fighting Game",
-            "Game Gta",
-            "Game Mario",
-            "Game Minecraft",
-            "Game Pokemon",
-            "Game Retro Arcade",
-            "Game Retro Game",
-            "Game Rpg Fantasy Game",
-            "Game Strategy Game",
-            "Game Streetfighter",
-            "Game Zelda",
-            "Misc Architectural",
-            "Misc Disco",
-            "Misc Dreamscape",
-            "Misc Dystopian",
-            "Misc Fairy Tale",
-            "Misc Gothic",
-            "Misc Grunge",
-            "Misc Horror",
-            "Misc Kawaii",
-            "Misc Lovecraftian",
-            "Misc Macabre",
-            "Misc Manga",
-            "Misc Metropolis",
-            "Misc Minimalist",
-            "Misc Monochrome",
-            "Misc Nautical",
-            "Misc Space",
-            "Misc Stained Glass",
-            "Misc Techwear Fashion",
-            "Misc Tribal",
-            "Misc Zentangle",
-            "Papercraft Collage",
-            "Papercraft Flat Papercut",
-            "Papercraft Kirigami",
-            "Papercraft Paper Mache",
-            "Papercraft Paper Quilling",
-            "Papercraft Papercut Collage",
-            "Papercraft Papercut Shadow Box",
-            "Papercraft Stacked Papercut",
-            "Papercraft Thick Layered Papercut",
-            "Photo Alien",
-            "Photo Film Noir",
-            "Photo Glamour",
-            "Photo Hdr",
-            "Photo Iphone Photographic",
-            "Photo Long Exposure",
-            "Photo Neon Noir",
-            "Photo Silhouette",
-            "Photo Tilt Shift",
-            "Cinematic Diva",
-            "Abstract Expressionism",
-            "Academia",
-            "Action Figure",
-            "Adorable 3D Character",
-            "Adorable Kawaii",
-            "Art Deco",
-            "Art Nouveau",
-            "Astral Aura",
-            "Avant Garde",
-            "Baroque",
-            "Bauhaus Style Poster",
-            "Blueprint Schematic Drawing",
-            "Caricature",
-            "Cel Shaded Art",
-            "Character Design Sheet",
-            "Classicism Art",
-            "Color Field Painting",
-            "Colored Pencil Art",
-            "Conceptual Art",
-            "Constructivism",
-            "Cubism",
-            "Dadaism",
-            "Dark Fantasy",
-            "Dark Moody Atmosphere",
-            "Dmt Art Style",
-            "Doodle Art",
-            "Double Exposure",
-            "Dripping Paint Splatter Art",
-            "Expressionism",
-            "Faded Polaroid Photo",
-            "Fauvism",
-            "Flat 2d Art",
-            "Fortnite Art Style",
-            "Futurism",
-            "Glitchcore",
-            "Glo Fi",
-            "Googie Art Style",
-            "Graffiti Art",
-            "Harlem Renaissance Art",
-            "High Fashion",
-            "Idyllic",
-            "Impressionism",
-            "Infographic Drawing",
-            "Ink Dripping Drawing",
-            "Japanese Ink Drawing",
-            "Knolling Photography",
-            "Light Cheery Atmosphere",
-            "Logo Design",
-            "Luxurious Elegance",
-            "Macro Photography",
-            "Mandola Art",
-            "Marker Drawing",
-            "Medievalism",
-            "Minimalism",
-            "Neo Baroque",
-            "Neo Byzantine",
-            "Neo Futurism",
-            "Neo Impressionism",
-            "Neo Rococo",
-            "Neoclassicism",
-            "Op Art",
-            "Ornate And Intricate",
-            "Pencil Sketch Drawing",
-            "Pop Art 2",
-            "Rococo",
-            "Silhouette Art",
-            "Simple Vector Art",
-            "Sketchup",
-            "Steampunk 2",
-            "Surrealism",
-            "Suprematism",
-            "Terragen",
-            "Tranquil Relaxing Atmosphere",
-            "Sticker Designs",
-            "Vibrant Rim Light",
-            "Volumetric Lighting",
-            "Watercolor 2",
-            "Whimsical And Playful",
-            "Mk Chromolithography",
-            "Mk Cross Processing Print",
-            "Mk Dufaycolor Photograph",
-            "Mk Herbarium",
-            "Mk Punk Collage",
-            "Mk Mosaic",
-            "Mk Van Gogh",
-            "Mk Coloring Book",
-            "Mk Singer Sargent",
-            "Mk Pollock",
-            "Mk Basquiat",
-            "Mk Andy Warhol",
-            "Mk Halftone Print",
-            "Mk Gond Painting",
-            "Mk Albumen Print",
-            "Mk Aquatint Print",
-            "Mk Anthotype Print",
-            "Mk Inuit Carving",
-            "Mk Bromoil Print",
-            "Mk Calotype Print",
-            "Mk Color Sketchnote",
-            "Mk Cibulak Porcelain",
-            "Mk Alcohol Ink Art",
-            "Mk One Line Art",
-            "Mk Blacklight Paint",
-            "Mk Carnival Glass",
-            "Mk Cyanotype Print",
-            "Mk Cross Stitching",
-            "Mk Encaustic Paint",
-            "Mk Embroidery",
-            "Mk Gyotaku",
-            "Mk Luminogram",
-            "Mk Lite Brite Art",
-            "Mk Mokume Gane",
-            "Pebble Art",
-            "Mk Palekh",
-            "Mk Suminagashi",
-            "Mk Scrimshaw",
-            "Mk Shibori",
-            "Mk Vitreous Enamel",
-            "Mk Ukiyo E",
-            "Mk Vintage Airline Poster",
-            "Mk Vintage Travel Poster",
-            "Mk Bauhaus Style",
-            "Mk Afrofuturism",
-            "Mk Atompunk",
-            "Mk Constructivism",
-            "Mk Chicano Art",
-            "Mk De Stijl",
-            "Mk Dayak Art",
-            "Mk Fayum Portrait",
-            "Mk Illuminated Manuscript",
-            "Mk Kalighat Painting",
-            "Mk Madhubani Painting",
-            "Mk Pictorialism",
-            "Mk Pichwai Painting",
-            "Mk Patachitra Painting",
-            "Mk Samoan Art Inspired",
-            "Mk Tlingit Art",
-            "Mk Adnate Style",
-            "Mk Ron English Style",
-            "Mk Shepard Fairey Style",
-        ]
-    ] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
-    performance: Literal[
-        "Speed", "Quality", "Extreme Speed", "Lightning"
-    ] = "Extreme Speed",
+    styles: list[Styles] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
+    performance: Performance = "Extreme Speed",
     guidance_scale: float = 4,
     sharpness: float = 2,
     aspect_ratio: str = "1024x1024",
@@ -1553,21 +814,14 @@ def run(
         "Modify Content (add objects, change background, etc.)",
     ] = "Inpaint or Outpaint (default)",
     inpaint_additional_prompt: str = "",
-    outpaint_selections: list[Literal["Left", "Right", "Top", "Bottom"]] = [],
+    outpaint_selections: list[OutpaintSelections] = [],
     mixing_image_prompt_and_inpaint: bool = False,
     uov_image_url: FileInput | None = None,
-    uov_method: Literal[
-        "Disabled",
-        "Vary (Subtle)",
-        "Vary (Strong)",
-        "Upscale (1.5x)",
-        "Upscale (2x)",
-        "Upscale (Fast 2x)",
-    ] = "Disabled",
+    uov_method: UovMethod = "Disabled",
     mixing_image_prompt_and_vary_upscale: bool = False,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -1575,312 +829,104 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `\""`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        styles: The style to use. Defaults to `["Fooocus Enhance", "Fooocus V2",
+            "Fooocus Sharp"]`.
+        performance: You can choose Speed or Quality. Defaults to `"Extreme Speed"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 30.0. Defaults to `4`.
+        sharpness: The sharpness of the generated image. Use it to control how sharp the
+            generated image should be. Higher value means image and texture are sharper.
+            Between 0.0 and 30.0. Defaults to `2`.
+        aspect_ratio: The size of the generated image. You can choose between some
+            presets or custom height and width that **must be multiples of 8**. Defaults
+            to `"1024x1024"`.
+        num_images: Number of images to generate in one request. Between 1 and 4.
+            Defaults to `1`.
+        loras: The LoRAs to use for the image generation. You can use up to 5 LoRAs and
+            they will be merged together to generate the final image. Defaults to
+            `[LoraWeight(path="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_offset_example-lora_1.0.safetensors",
+            scale=0.1)]`.
+        refiner_model: Refiner (SDXL or SD 1.5). Defaults to `"None"`.
+        refiner_switch: Use 0.4 for SD1.5 realistic models; 0.667 for SD1.5 anime models
+            0.8 for XL-refiners; or any value for switching two SDXL models. Between 0.0
+            and 1.0. A multiple of 0.0001. Defaults to `0.8`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        image_prompt_1: Required.
+        image_prompt_2: Defaults to `None`.
+        image_prompt_3: Defaults to `None`.
+        image_prompt_4: Defaults to `None`.
+        inpaint_image_url: The image to use as a reference for inpainting. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        mask_image_url: The image to use as a mask for the generated image. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        inpaint_mode: The mode to use for inpainting. Defaults to `"Inpaint or Outpaint
+            (default)"`.
+        inpaint_additional_prompt: Describe what you want to inpaint. Defaults to `\""`.
+        outpaint_selections: The directions to outpaint. Defaults to `[]`.
+        mixing_image_prompt_and_inpaint: Mixing Image Prompt and Inpaint. Defaults to
+            `False`.
+        uov_image_url: The image to upscale or vary. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        uov_method: The method to use for upscaling or varying. Defaults to
+            `"Disabled"`.
+        mixing_image_prompt_and_vary_upscale: Mixing Image Prompt and Vary/Upscale.
+            Defaults to `False`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str = "",
     negative_prompt: str = "",
-    styles: list[
-        Literal[
-            "Fooocus V2",
-            "Fooocus Enhance",
-            "Fooocus Sharp",
-            "Fooocus Semi Realistic",
-            "Fooocus Masterpiece",
-            "Fooocus Photograph",
-            "Fooocus Negative",
-            "Fooocus Cinematic",
-            "SAI 3D Model",
-            "SAI Analog Film",
-            "SAI Anime",
-            "SAI Cinematic",
-            "SAI Comic Book",
-            "SAI Craft Clay",
-            "SAI Digital Art",
-            "SAI Enhance",
-            "SAI Fantasy Art",
-            "SAI Isometric",
-            "SAI Line Art",
-            "SAI Lowpoly",
-            "SAI Neonpunk",
-            "SAI Origami",
-            "SAI Photographic",
-            "SAI Pixel Art",
-            "SAI Texture",
-            "MRE Cinematic Dynamic",
-            "MRE Spontaneous Picture",
-            "MRE Artistic Vision",
-            "MRE Dark Dream",
-            "MRE Gloomy Art",
-            "MRE Bad Dream",
-            "MRE Underground",
-            "MRE Surreal Painting",
-            "MRE Dynamic Illustration",
-            "MRE Undead Art",
-            "MRE Elemental Art",
-            "MRE Space Art",
-            "MRE Ancient Illustration",
-            "MRE Brave Art",
-            "MRE Heroic Fantasy",
-            "MRE Dark Cyberpunk",
-            "MRE Lyrical Geometry",
-            "MRE Sumi E Symbolic",
-            "MRE Sumi E Detailed",
-            "MRE Manga",
-            "MRE Anime",
-            "MRE Comic",
-            "Ads Advertising",
-            "Ads Automotive",
-            "Ads Corporate",
-            "Ads Fashion Editorial",
-            "Ads Food Photography",
-            "Ads Gourmet Food Photography",
-            "Ads Luxury",
-            "Ads Real Estate",
-            "Ads Retail",
-            "Artstyle Abstract",
-            "Artstyle Abstract Expressionism",
-            "Artstyle Art Deco",
-            "Artstyle Art Nouveau",
-            "Artstyle Constructivist",
-            "Artstyle Cubist",
-            "Artstyle Expressionist",
-            "Artstyle Graffiti",
-            "Artstyle Hyperrealism",
-            "Artstyle Impressionist",
-            "Artstyle Pointillism",
-            "Artstyle Pop Art",
-            "Artstyle Psychedelic",
-            "Artstyle Renaissance",
-            "Artstyle Steampunk",
-            "Artstyle Surrealist",
-            "Artstyle Typography",
-            "Artstyle Watercolor",
-            "Futuristic Biomechanical",
-            "Futuristic Biomechanical Cyberpunk",
-            "Futuristic Cybernetic",
-            "Futuristic Cybernetic Robot",
-            "Futuristic Cyberpunk Cityscape",
-            "Futuristic Futuristic",
-            "Futuristic Retro Cyberpunk",
-            "Futuristic Retro Futurism",
-            "Futuristic Sci Fi",
-            "Futuristic Vaporwave",
-            "Game Bubble Bobble",
-            "Game Cyberpunk Game",
-            "Game Fighting Game",
-            "Game Gta",
-            "Game Mario",
-            "Game Minecraft",
-            "Game Pokemon",
-            "Game Retro Arcade",
-            "Game Retro Game",
-            "Game Rpg Fantasy Game",
-            "Game Strategy Game",
-            "Game Streetfighter",
-            "Game Zelda",
-            "Misc Architectural",
-            "Misc Disco",
-            "Misc Dreamscape",
-            "Misc Dystopian",
-            "Misc Fairy Tale",
-            "Misc Gothic",
-            "Misc Grunge",
-            "Misc Horror",
-            "Misc Kawaii",
-            "Misc Lovecraftian",
-            "Misc Macabre",
-            "Misc Manga",
-            "Misc Metropolis",
-            "Misc Minimalist",
-            "Misc Monochrome",
-            "Misc Nautical",
-            "Misc Space",
-            "Misc Stained Glass",
-            "Misc Techwear Fashion",
-            "Misc Tribal",
-            "Misc Zentangle",
-            "Papercraft Collage",
-            "Papercraft Flat Papercut",
-            "Papercraft Kirigami",
-            "Papercraft Paper Mache",
-            "Papercraft Paper Quilling",
-            "Papercraft Papercut Collage",
-            "Papercraft Papercut Shadow Box",
-            "Papercraft Stacked Papercut",
-            "Papercraft Thick Layered Papercut",
-            "Photo Alien",
-            "Photo Film Noir",
-            "Photo Glamour",
-            "Photo Hdr",
-            "Photo Iphone Photographic",
-            "Photo Long Exposure",
-            "Photo Neon Noir",
-            "Photo Silhouette",
-            "Photo Tilt Shift",
-            "Cinematic Diva",
-            "Abstract Expressionism",
-            "Academia",
-            "Action Figure",
-            "Adorable 3D Character",
-            "Adorable Kawaii",
-            "Art Deco",
-            "Art Nouveau",
-            "Astral Aura",
-            "Avant Garde",
-            "Baroque",
-            "Bauhaus Style Poster",
-            "Blueprint Schematic Drawing",
-            "Caricature",
-            "Cel Shaded Art",
-            "Character Design Sheet",
-            "Classicism Art",
-            "Color Field Painting",
-            "Colored Pencil Art",
-            "Conceptual Art",
-            "Constructivism",
-            "Cubism",
-            "Dadaism",
-            "Dark Fantasy",
-            "Dark Moody Atmosphere",
-            "Dmt Art Style",
-            "Doodle Art",
-            "Double Exposure",
-            "Dripping Paint Splatter Art",
-            "Expressionism",
-            "Faded Polaroid Photo",
-            "Fauvism",
-            "Flat 2d Art",
-            "Fortnite Art Style",
-            "Futurism",
-            "Glitchcore",
-            "Glo Fi",
-            "Googie Art Style",
-            "Graffiti Art",
-            "Harlem Renaissance Art",
-            "High Fashion",
-            "Idyllic",
-            "Impressionism",
-            "Infographic Drawing",
-            "Ink Dripping Drawing",
-            "Japanese Ink Drawing",
-            "Knolling Photography",
-            "Light Cheery Atmosphere",
-            "Logo Design",
-            "Luxurious Elegance",
-            "Macro Photography",
-            "Mandola Art",
-            "Marker Drawing",
-            "Medievalism",
-            "Minimalism",
-            "Neo Baroque",
-            "Neo Byzantine",
-            "Neo Futurism",
-            "Neo Impressionism",
-            "Neo Rococo",
-            "Neoclassicism",
-            "Op Art",
-            "Ornate And Intricate",
-            "Pencil Sketch Drawing",
-            "Pop Art 2",
-            "Rococo",
-            "Silhouette Art",
-            "Simple Vector Art",
-            "Sketchup",
-            "Steampunk 2",
-            "Surrealism",
-            "Suprematism",
-            "Terragen",
-            "Tranquil Relaxing Atmosphere",
-            "Sticker Designs",
-            "Vibrant Rim Light",
-            "Volumetric Lighting",
-            "Watercolor 2",
-            "Whimsical And Playful",
-            "Mk Chromolithography",
-            "Mk Cross Processing Print",
-            "Mk Dufaycolor Photograph",
-            "Mk Herbarium",
-            "Mk Punk Collage",
-            "Mk Mosaic",
-            "Mk Van Gogh",
-            "Mk Coloring Book",
-            "Mk Singer Sargent",
-            "Mk Pollock",
-            "Mk Basquiat",
-            "Mk Andy Warhol",
-            "Mk Halftone Print",
-            "Mk Gond Painting",
-            "Mk Albumen Print",
-            "Mk Aquatint Print",
-            "Mk Anthotype Print",
-            "Mk Inuit Carving",
-            "Mk Bromoil Print",
-            "Mk Calotype Print",
-            "Mk Color Sketchnote",
-            "Mk Cibulak Porcelain",
-            "Mk Alcohol Ink Art",
-            "Mk One Line Art",
-            "Mk Blacklight Paint",
-            "Mk Carnival Glass",
-            "Mk Cyanotype Print",
-            "Mk Cross Stitching",
-            "Mk Encaustic Paint",
-            "Mk Embroidery",
-            "Mk Gyotaku",
-            "Mk Luminogram",
-            "Mk Lite Brite Art",
-            "Mk Mokume Gane",
-            "Pebble Art",
-            "Mk Palekh",
-            "Mk Suminagashi",
-            "Mk Scrimshaw",
-            "Mk Shibori",
-            "Mk Vitreous Enamel",
-            "Mk Ukiyo E",
-            "Mk Vintage Airline Poster",
-            "Mk Vintage Travel Poster",
-            "Mk Bauhaus Style",
-            "Mk Afrofuturism",
-            "Mk Atompunk",
-            "Mk Constructivism",
-            "Mk Chicano Art",
-            "Mk De Stijl",
-            "Mk Dayak Art",
-            "Mk Fayum Portrait",
-            "Mk Illuminated Manuscript",
-            "Mk Kalighat Painting",
-            "Mk Madhubani Painting",
-            "Mk Pictorialism",
-            "Mk Pichwai Painting",
-            "Mk Patachitra Painting",
-            "Mk Samoan Art Inspired",
-            "Mk Tlingit Art",
-            "Mk Adnate Style",
-            "Mk Ron English Style",
-            "Mk Shepard Fairey Style",
-        ]
-    ] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
-    performance: Literal[
-        "Speed", "Quality", "Extreme Speed", "Lightning"
-    ] = "Extreme Speed",
+    styles: list[Styles] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
+    performance: Performance = "Extreme Speed",
     guidance_scale: float = 4,
     sharpness: float = 2,
     aspect_ratio: str = "1024x1024",
@@ -1908,334 +954,120 @@ async def submit_async(
         "Modify Content (add objects, change background, etc.)",
     ] = "Inpaint or Outpaint (default)",
     inpaint_additional_prompt: str = "",
-    outpaint_selections: list[Literal["Left", "Right", "Top", "Bottom"]] = [],
+    outpaint_selections: list[OutpaintSelections] = [],
     mixing_image_prompt_and_inpaint: bool = False,
     uov_image_url: FileInput | None = None,
-    uov_method: Literal[
-        "Disabled",
-        "Vary (Subtle)",
-        "Vary (Strong)",
-        "Upscale (1.5x)",
-        "Upscale (2x)",
-        "Upscale (Fast 2x)",
-    ] = "Disabled",
+    uov_method: UovMethod = "Disabled",
     mixing_image_prompt_and_vary_upscale: bool = False,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `\""`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        styles: The style to use. Defaults to `["Fooocus Enhance", "Fooocus V2",
+            "Fooocus Sharp"]`.
+        performance: You can choose Speed or Quality. Defaults to `"Extreme Speed"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 30.0. Defaults to `4`.
+        sharpness: The sharpness of the generated image. Use it to control how sharp the
+            generated image should be. Higher value means image and texture are sharper.
+            Between 0.0 and 30.0. Defaults to `2`.
+        aspect_ratio: The size of the generated image. You can choose between some
+            presets or custom height and width that **must be multiples of 8**. Defaults
+            to `"1024x1024"`.
+        num_images: Number of images to generate in one request. Between 1 and 4.
+            Defaults to `1`.
+        loras: The LoRAs to use for the image generation. You can use up to 5 LoRAs and
+            they will be merged together to generate the final image. Defaults to
+            `[LoraWeight(path="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_offset_example-lora_1.0.safetensors",
+            scale=0.1)]`.
+        refiner_model: Refiner (SDXL or SD 1.5). Defaults to `"None"`.
+        refiner_switch: Use 0.4 for SD1.5 realistic models; 0.667 for SD1.5 anime models
+            0.8 for XL-refiners; or any value for switching two SDXL models. Between 0.0
+            and 1.0. A multiple of 0.0001. Defaults to `0.8`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        image_prompt_1: Required.
+        image_prompt_2: Defaults to `None`.
+        image_prompt_3: Defaults to `None`.
+        image_prompt_4: Defaults to `None`.
+        inpaint_image_url: The image to use as a reference for inpainting. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        mask_image_url: The image to use as a mask for the generated image. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        inpaint_mode: The mode to use for inpainting. Defaults to `"Inpaint or Outpaint
+            (default)"`.
+        inpaint_additional_prompt: Describe what you want to inpaint. Defaults to `\""`.
+        outpaint_selections: The directions to outpaint. Defaults to `[]`.
+        mixing_image_prompt_and_inpaint: Mixing Image Prompt and Inpaint. Defaults to
+            `False`.
+        uov_image_url: The image to upscale or vary. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        uov_method: The method to use for upscaling or varying. Defaults to
+            `"Disabled"`.
+        mixing_image_prompt_and_vary_upscale: Mixing Image Prompt and Vary/Upscale.
+            Defaults to `False`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str = "",
     negative_prompt: str = "",
-    styles: list[
-        Literal[
-            "Fooocus V2",
-            "Fooocus Enhance",
-            "Fooocus Sharp",
-            "Fooocus Semi Realistic",
-            "Fooocus Masterpiece",
-            "Fooocus Photograph",
-            "Fooocus Negative",
-            "Fooocus Cinematic",
-            "SAI 3D Model",
-            "SAI Analog Film",
-            "SAI Anime",
-            "SAI Cinematic",
-            "SAI Comic Book",
-            "SAI Craft Clay",
-            "SAI Digital Art",
-            "SAI Enhance",
-            "SAI Fantasy Art",
-            "SAI Isometric",
-            "SAI Line Art",
-            "SAI Lowpoly",
-            "SAI Neonpunk",
-            "SAI Origami",
-            "SAI Photographic",
-            "SAI Pixel Art",
-            "SAI Texture",
-            "MRE Cinematic Dynamic",
-            "MRE Spontaneous Picture",
-            "MRE Artistic Vision",
-            "MRE Dark Dream",
-            "MRE Gloomy Art",
-            "MRE Bad Dream",
-            "MRE Underground",
-            "MRE Surreal Painting",
-            "MRE Dynamic Illustration",
-            "MRE Undead Art",
-            "MRE Elemental Art",
-            "MRE Space Art",
-            "MRE Ancient Illustration",
-            "MRE Brave Art",
-            "MRE Heroic Fantasy",
-            "MRE Dark Cyberpunk",
-            "MRE Lyrical Geometry",
-            "MRE Sumi E Symbolic",
-            "MRE Sumi E Detailed",
-            "MRE Manga",
-            "MRE Anime",
-            "MRE Comic",
-            "Ads Advertising",
-            "Ads Automotive",
-            "Ads Corporate",
-            "Ads Fashion Editorial",
-            "Ads Food Photography",
-            "Ads Gourmet Food Photography",
-            "Ads Luxury",
-            "Ads Real Estate",
-            "Ads Retail",
-            "Artstyle Abstract",
-            "Artstyle Abstract Expressionism",
-            "Artstyle Art Deco",
-            "Artstyle Art Nouveau",
-            "Artstyle Constructivist",
-            "Artstyle Cubist",
-            "Artstyle Expressionist",
-            "Artstyle Graffiti",
-            "Artstyle Hyperrealism",
-            "Artstyle Impressionist",
-            "Artstyle Pointillism",
-            "Artstyle Pop Art",
-            "Artstyle Psychedelic",
-            "Artstyle Renaissance",
-            "Artstyle Steampunk",
-            "Artstyle Surrealist",
-            "Artstyle Typography",
-            "Artstyle Watercolor",
-            "Futuristic Biomechanical",
-            "Futuristic Biomechanical Cyberpunk",
-            "Futuristic Cybernetic",
-            "Futuristic Cybernetic Robot",
-            "Futuristic Cyberpunk Cityscape",
-            "Futuristic Futuristic",
-            "Futuristic Retro Cyberpunk",
-            "Futuristic Retro Futurism",
-            "Futuristic Sci Fi",
-            "Futuristic Vaporwave",
-            "Game Bubble Bobble",
-            "Game Cyberpunk Game",
-            "Game Fighting Game",
-            "Game Gta",
-            "Game Mario",
-            "Game Minecraft",
-            "Game Pokemon",
-            "Game Retro Arcade",
-            "Game Retro Game",
-            "Game Rpg Fantasy Game",
-            "Game Strategy Game",
-            "Game Streetfighter",
-            "Game Zelda",
-            "Misc Architectural",
-            "Misc Disco",
-            "Misc Dreamscape",
-            "Misc Dystopian",
-            "Misc Fairy Tale",
-            "Misc Gothic",
-            "Misc Grunge",
-            "Misc Horror",
-            "Misc Kawaii",
-            "Misc Lovecraftian",
-            "Misc Macabre",
-            "Misc Manga",
-            "Misc Metropolis",
-            "Misc Minimalist",
-            "Misc Monochrome",
-            "Misc Nautical",
-            "Misc Space",
-            "Misc Stained Glass",
-            "Misc Techwear Fashion",
-            "Misc Tribal",
-            "Misc Zentangle",
-            "Papercraft Collage",
-            "Papercraft Flat Papercut",
-            "Papercraft Kirigami",
-            "Papercraft Paper Mache",
-            "Papercraft Paper Quilling",
-            "Papercraft Papercut Collage",
-            "Papercraft Papercut Shadow Box",
-            "Papercraft Stacked Papercut",
-            "Papercraft Thick Layered Papercut",
-            "Photo Alien",
-            "Photo Film Noir",
-            "Photo Glamour",
-            "Photo Hdr",
-            "Photo Iphone Photographic",
-            "Photo Long Exposure",
-            "Photo Neon Noir",
-            "Photo Silhouette",
-            "Photo Tilt Shift",
-            "Cinematic Diva",
-            "Abstract Expressionism",
-            "Academia",
-            "Action Figure",
-            "Adorable 3D Character",
-            "Adorable Kawaii",
-            "Art Deco",
-            "Art Nouveau",
-            "Astral Aura",
-            "Avant Garde",
-            "Baroque",
-            "Bauhaus Style Poster",
-            "Blueprint Schematic Drawing",
-            "Caricature",
-            "Cel Shaded Art",
-            "Character Design Sheet",
-            "Classicism Art",
-            "Color Field Painting",
-            "Colored Pencil Art",
-            "Conceptual Art",
-            "Constructivism",
-            "Cubism",
-            "Dadaism",
-            "Dark Fantasy",
-            "Dark Moody Atmosphere",
-            "Dmt Art Style",
-            "Doodle Art",
-            "Double Exposure",
-            "Dripping Paint Splatter Art",
-            "Expressionism",
-            "Faded Polaroid Photo",
-            "Fauvism",
-            "Flat 2d Art",
-            "Fortnite Art Style",
-            "Futurism",
-            "Glitchcore",
-            "Glo Fi",
-            "Googie Art Style",
-            "Graffiti Art",
-            "Harlem Renaissance Art",
-            "High Fashion",
-            "Idyllic",
-            "Impressionism",
-            "Infographic Drawing",
-            "Ink Dripping Drawing",
-            "Japanese Ink Drawing",
-            "Knolling Photography",
-            "Light Cheery Atmosphere",
-            "Logo Design",
-            "Luxurious Elegance",
-            "Macro Photography",
-            "Mandola Art",
-            "Marker Drawing",
-            "Medievalism",
-            "Minimalism",
-            "Neo Baroque",
-            "Neo Byzantine",
-            "Neo Futurism",
-            "Neo Impressionism",
-            "Neo Rococo",
-            "Neoclassicism",
-            "Op Art",
-            "Ornate And Intricate",
-            "Pencil Sketch Drawing",
-            "Pop Art 2",
-            "Rococo",
-            "Silhouette Art",
-            "Simple Vector Art",
-            "Sketchup",
-            "Steampunk 2",
-            "Surrealism",
-            "Suprematism",
-            "Terragen",
-            "Tranquil Relaxing Atmosphere",
-            "Sticker Designs",
-            "Vibrant Rim Light",
-            "Volumetric Lighting",
-            "Watercolor 2",
-            "Whimsical And Playful",
-            "Mk Chromolithography",
-            "Mk Cross Processing Print",
-            "Mk Dufaycolor Photograph",
-            "Mk Herbarium",
-            "Mk Punk Collage",
-            "Mk Mosaic",
-            "Mk Van Gogh",
-            "Mk Coloring Book",
-            "Mk Singer Sargent",
-            "Mk Pollock",
-            "Mk Basquiat",
-            "Mk Andy Warhol",
-            "Mk Halftone Print",
-            "Mk Gond Painting",
-            "Mk Albumen Print",
-            "Mk Aquatint Print",
-            "Mk Anthotype Print",
-            "Mk Inuit Carving",
-            "Mk Bromoil Print",
-            "Mk Calotype Print",
-            "Mk Color Sketchnote",
-            "Mk Cibulak Porcelain",
-            "Mk Alcohol Ink Art",
-            "Mk One Line Art",
-            "Mk Blacklight Paint",
-            "Mk Carnival Glass",
-            "Mk Cyanotype Print",
-            "Mk Cross Stitching",
-            "Mk Encaustic Paint",
-            "Mk Embroidery",
-            "Mk Gyotaku",
-            "Mk Luminogram",
-            "Mk Lite Brite Art",
-            "Mk Mokume Gane",
-            "Pebble Art",
-            "Mk Palekh",
-            "Mk Suminagashi",
-            "Mk Scrimshaw",
-            "Mk Shibori",
-            "Mk Vitreous Enamel",
-            "Mk Ukiyo E",
-            "Mk Vintage Airline Poster",
-            "Mk Vintage Travel Poster",
-            "Mk Bauhaus Style",
-            "Mk Afrofuturism",
-            "Mk Atompunk",
-            "Mk Constructivism",
-            "Mk Chicano Art",
-            "Mk De Stijl",
-            "Mk Dayak Art",
-            "Mk Fayum Portrait",
-            "Mk Illuminated Manuscript",
-            "Mk Kalighat Painting",
-            "Mk Madhubani Painting",
-            "Mk Pictorialism",
-            "Mk Pichwai Painting",
-            "Mk Patachitra Painting",
-            "Mk Samoan Art Inspired",
-            "Mk Tlingit Art",
-            "Mk Adnate Style",
-            "Mk Ron English Style",
-            "Mk Shepard Fairey Style",
-        ]
-    ] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
-    performance: Literal[
-        "Speed", "Quality", "Extreme Speed", "Lightning"
-    ] = "Extreme Speed",
+    styles: list[Styles] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
+    performance: Performance = "Extreme Speed",
     guidance_scale: float = 4,
     sharpness: float = 2,
     aspect_ratio: str = "1024x1024",
@@ -2263,21 +1095,14 @@ async def subscribe_async(
         "Modify Content (add objects, change background, etc.)",
     ] = "Inpaint or Outpaint (default)",
     inpaint_additional_prompt: str = "",
-    outpaint_selections: list[Literal["Left", "Right", "Top", "Bottom"]] = [],
+    outpaint_selections: list[OutpaintSelections] = [],
     mixing_image_prompt_and_inpaint: bool = False,
     uov_image_url: FileInput | None = None,
-    uov_method: Literal[
-        "Disabled",
-        "Vary (Subtle)",
-        "Vary (Strong)",
-        "Upscale (1.5x)",
-        "Upscale (2x)",
-        "Upscale (Fast 2x)",
-    ] = "Disabled",
+    uov_method: UovMethod = "Disabled",
     mixing_image_prompt_and_vary_upscale: bool = False,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -2285,312 +1110,104 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `\""`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        styles: The style to use. Defaults to `["Fooocus Enhance", "Fooocus V2",
+            "Fooocus Sharp"]`.
+        performance: You can choose Speed or Quality. Defaults to `"Extreme Speed"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 30.0. Defaults to `4`.
+        sharpness: The sharpness of the generated image. Use it to control how sharp the
+            generated image should be. Higher value means image and texture are sharper.
+            Between 0.0 and 30.0. Defaults to `2`.
+        aspect_ratio: The size of the generated image. You can choose between some
+            presets or custom height and width that **must be multiples of 8**. Defaults
+            to `"1024x1024"`.
+        num_images: Number of images to generate in one request. Between 1 and 4.
+            Defaults to `1`.
+        loras: The LoRAs to use for the image generation. You can use up to 5 LoRAs and
+            they will be merged together to generate the final image. Defaults to
+            `[LoraWeight(path="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_offset_example-lora_1.0.safetensors",
+            scale=0.1)]`.
+        refiner_model: Refiner (SDXL or SD 1.5). Defaults to `"None"`.
+        refiner_switch: Use 0.4 for SD1.5 realistic models; 0.667 for SD1.5 anime models
+            0.8 for XL-refiners; or any value for switching two SDXL models. Between 0.0
+            and 1.0. A multiple of 0.0001. Defaults to `0.8`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        image_prompt_1: Required.
+        image_prompt_2: Defaults to `None`.
+        image_prompt_3: Defaults to `None`.
+        image_prompt_4: Defaults to `None`.
+        inpaint_image_url: The image to use as a reference for inpainting. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        mask_image_url: The image to use as a mask for the generated image. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        inpaint_mode: The mode to use for inpainting. Defaults to `"Inpaint or Outpaint
+            (default)"`.
+        inpaint_additional_prompt: Describe what you want to inpaint. Defaults to `\""`.
+        outpaint_selections: The directions to outpaint. Defaults to `[]`.
+        mixing_image_prompt_and_inpaint: Mixing Image Prompt and Inpaint. Defaults to
+            `False`.
+        uov_image_url: The image to upscale or vary. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        uov_method: The method to use for upscaling or varying. Defaults to
+            `"Disabled"`.
+        mixing_image_prompt_and_vary_upscale: Mixing Image Prompt and Vary/Upscale.
+            Defaults to `False`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str = "",
     negative_prompt: str = "",
-    styles: list[
-        Literal[
-            "Fooocus V2",
-            "Fooocus Enhance",
-            "Fooocus Sharp",
-            "Fooocus Semi Realistic",
-            "Fooocus Masterpiece",
-            "Fooocus Photograph",
-            "Fooocus Negative",
-            "Fooocus Cinematic",
-            "SAI 3D Model",
-            "SAI Analog Film",
-            "SAI Anime",
-            "SAI Cinematic",
-            "SAI Comic Book",
-            "SAI Craft Clay",
-            "SAI Digital Art",
-            "SAI Enhance",
-            "SAI Fantasy Art",
-            "SAI Isometric",
-            "SAI Line Art",
-            "SAI Lowpoly",
-            "SAI Neonpunk",
-            "SAI Origami",
-            "SAI Photographic",
-            "SAI Pixel Art",
-            "SAI Texture",
-            "MRE Cinematic Dynamic",
-            "MRE Spontaneous Picture",
-            "MRE Artistic Vision",
-            "MRE Dark Dream",
-            "MRE Gloomy Art",
-            "MRE Bad Dream",
-            "MRE Underground",
-            "MRE Surreal Painting",
-            "MRE Dynamic Illustration",
-            "MRE Undead Art",
-            "MRE Elemental Art",
-            "MRE Space Art",
-            "MRE Ancient Illustration",
-            "MRE Brave Art",
-            "MRE Heroic Fantasy",
-            "MRE Dark Cyberpunk",
-            "MRE Lyrical Geometry",
-            "MRE Sumi E Symbolic",
-            "MRE Sumi E Detailed",
-            "MRE Manga",
-            "MRE Anime",
-            "MRE Comic",
-            "Ads Advertising",
-            "Ads Automotive",
-            "Ads Corporate",
-            "Ads Fashion Editorial",
-            "Ads Food Photography",
-            "Ads Gourmet Food Photography",
-            "Ads Luxury",
-            "Ads Real Estate",
-            "Ads Retail",
-            "Artstyle Abstract",
-            "Artstyle Abstract Expressionism",
-            "Artstyle Art Deco",
-            "Artstyle Art Nouveau",
-            "Artstyle Constructivist",
-            "Artstyle Cubist",
-            "Artstyle Expressionist",
-            "Artstyle Graffiti",
-            "Artstyle Hyperrealism",
-            "Artstyle Impressionist",
-            "Artstyle Pointillism",
-            "Artstyle Pop Art",
-            "Artstyle Psychedelic",
-            "Artstyle Renaissance",
-            "Artstyle Steampunk",
-            "Artstyle Surrealist",
-            "Artstyle Typography",
-            "Artstyle Watercolor",
-            "Futuristic Biomechanical",
-            "Futuristic Biomechanical Cyberpunk",
-            "Futuristic Cybernetic",
-            "Futuristic Cybernetic Robot",
-            "Futuristic Cyberpunk Cityscape",
-            "Futuristic Futuristic",
-            "Futuristic Retro Cyberpunk",
-            "Futuristic Retro Futurism",
-            "Futuristic Sci Fi",
-            "Futuristic Vaporwave",
-            "Game Bubble Bobble",
-            "Game Cyberpunk Game",
-            "Game Fighting Game",
-            "Game Gta",
-            "Game Mario",
-            "Game Minecraft",
-            "Game Pokemon",
-            "Game Retro Arcade",
-            "Game Retro Game",
-            "Game Rpg Fantasy Game",
-            "Game Strategy Game",
-            "Game Streetfighter",
-            "Game Zelda",
-            "Misc Architectural",
-            "Misc Disco",
-            "Misc Dreamscape",
-            "Misc Dystopian",
-            "Misc Fairy Tale",
-            "Misc Gothic",
-            "Misc Grunge",
-            "Misc Horror",
-            "Misc Kawaii",
-            "Misc Lovecraftian",
-            "Misc Macabre",
-            "Misc Manga",
-            "Misc Metropolis",
-            "Misc Minimalist",
-            "Misc Monochrome",
-            "Misc Nautical",
-            "Misc Space",
-            "Misc Stained Glass",
-            "Misc Techwear Fashion",
-            "Misc Tribal",
-            "Misc Zentangle",
-            "Papercraft Collage",
-            "Papercraft Flat Papercut",
-            "Papercraft Kirigami",
-            "Papercraft Paper Mache",
-            "Papercraft Paper Quilling",
-            "Papercraft Papercut Collage",
-            "Papercraft Papercut Shadow Box",
-            "Papercraft Stacked Papercut",
-            "Papercraft Thick Layered Papercut",
-            "Photo Alien",
-            "Photo Film Noir",
-            "Photo Glamour",
-            "Photo Hdr",
-            "Photo Iphone Photographic",
-            "Photo Long Exposure",
-            "Photo Neon Noir",
-            "Photo Silhouette",
-            "Photo Tilt Shift",
-            "Cinematic Diva",
-            "Abstract Expressionism",
-            "Academia",
-            "Action Figure",
-            "Adorable 3D Character",
-            "Adorable Kawaii",
-            "Art Deco",
-            "Art Nouveau",
-            "Astral Aura",
-            "Avant Garde",
-            "Baroque",
-            "Bauhaus Style Poster",
-            "Blueprint Schematic Drawing",
-            "Caricature",
-            "Cel Shaded Art",
-            "Character Design Sheet",
-            "Classicism Art",
-            "Color Field Painting",
-            "Colored Pencil Art",
-            "Conceptual Art",
-            "Constructivism",
-            "Cubism",
-            "Dadaism",
-            "Dark Fantasy",
-            "Dark Moody Atmosphere",
-            "Dmt Art Style",
-            "Doodle Art",
-            "Double Exposure",
-            "Dripping Paint Splatter Art",
-            "Expressionism",
-            "Faded Polaroid Photo",
-            "Fauvism",
-            "Flat 2d Art",
-            "Fortnite Art Style",
-            "Futurism",
-            "Glitchcore",
-            "Glo Fi",
-            "Googie Art Style",
-            "Graffiti Art",
-            "Harlem Renaissance Art",
-            "High Fashion",
-            "Idyllic",
-            "Impressionism",
-            "Infographic Drawing",
-            "Ink Dripping Drawing",
-            "Japanese Ink Drawing",
-            "Knolling Photography",
-            "Light Cheery Atmosphere",
-            "Logo Design",
-            "Luxurious Elegance",
-            "Macro Photography",
-            "Mandola Art",
-            "Marker Drawing",
-            "Medievalism",
-            "Minimalism",
-            "Neo Baroque",
-            "Neo Byzantine",
-            "Neo Futurism",
-            "Neo Impressionism",
-            "Neo Rococo",
-            "Neoclassicism",
-            "Op Art",
-            "Ornate And Intricate",
-            "Pencil Sketch Drawing",
-            "Pop Art 2",
-            "Rococo",
-            "Silhouette Art",
-            "Simple Vector Art",
-            "Sketchup",
-            "Steampunk 2",
-            "Surrealism",
-            "Suprematism",
-            "Terragen",
-            "Tranquil Relaxing Atmosphere",
-            "Sticker Designs",
-            "Vibrant Rim Light",
-            "Volumetric Lighting",
-            "Watercolor 2",
-            "Whimsical And Playful",
-            "Mk Chromolithography",
-            "Mk Cross Processing Print",
-            "Mk Dufaycolor Photograph",
-            "Mk Herbarium",
-            "Mk Punk Collage",
-            "Mk Mosaic",
-            "Mk Van Gogh",
-            "Mk Coloring Book",
-            "Mk Singer Sargent",
-            "Mk Pollock",
-            "Mk Basquiat",
-            "Mk Andy Warhol",
-            "Mk Halftone Print",
-            "Mk Gond Painting",
-            "Mk Albumen Print",
-            "Mk Aquatint Print",
-            "Mk Anthotype Print",
-            "Mk Inuit Carving",
-            "Mk Bromoil Print",
-            "Mk Calotype Print",
-            "Mk Color Sketchnote",
-            "Mk Cibulak Porcelain",
-            "Mk Alcohol Ink Art",
-            "Mk One Line Art",
-            "Mk Blacklight Paint",
-            "Mk Carnival Glass",
-            "Mk Cyanotype Print",
-            "Mk Cross Stitching",
-            "Mk Encaustic Paint",
-            "Mk Embroidery",
-            "Mk Gyotaku",
-            "Mk Luminogram",
-            "Mk Lite Brite Art",
-            "Mk Mokume Gane",
-            "Pebble Art",
-            "Mk Palekh",
-            "Mk Suminagashi",
-            "Mk Scrimshaw",
-            "Mk Shibori",
-            "Mk Vitreous Enamel",
-            "Mk Ukiyo E",
-            "Mk Vintage Airline Poster",
-            "Mk Vintage Travel Poster",
-            "Mk Bauhaus Style",
-            "Mk Afrofuturism",
-            "Mk Atompunk",
-            "Mk Constructivism",
-            "Mk Chicano Art",
-            "Mk De Stijl",
-            "Mk Dayak Art",
-            "Mk Fayum Portrait",
-            "Mk Illuminated Manuscript",
-            "Mk Kalighat Painting",
-            "Mk Madhubani Painting",
-            "Mk Pictorialism",
-            "Mk Pichwai Painting",
-            "Mk Patachitra Painting",
-            "Mk Samoan Art Inspired",
-            "Mk Tlingit Art",
-            "Mk Adnate Style",
-            "Mk Ron English Style",
-            "Mk Shepard Fairey Style",
-        ]
-    ] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
-    performance: Literal[
-        "Speed", "Quality", "Extreme Speed", "Lightning"
-    ] = "Extreme Speed",
+    styles: list[Styles] = ["Fooocus Enhance", "Fooocus V2", "Fooocus Sharp"],
+    performance: Performance = "Extreme Speed",
     guidance_scale: float = 4,
     sharpness: float = 2,
     aspect_ratio: str = "1024x1024",
@@ -2618,21 +1235,14 @@ async def run_async(
         "Modify Content (add objects, change background, etc.)",
     ] = "Inpaint or Outpaint (default)",
     inpaint_additional_prompt: str = "",
-    outpaint_selections: list[Literal["Left", "Right", "Top", "Bottom"]] = [],
+    outpaint_selections: list[OutpaintSelections] = [],
     mixing_image_prompt_and_inpaint: bool = False,
     uov_image_url: FileInput | None = None,
-    uov_method: Literal[
-        "Disabled",
-        "Vary (Subtle)",
-        "Vary (Strong)",
-        "Upscale (1.5x)",
-        "Upscale (2x)",
-        "Upscale (Fast 2x)",
-    ] = "Disabled",
+    uov_method: UovMethod = "Disabled",
     mixing_image_prompt_and_vary_upscale: bool = False,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -2640,8 +1250,82 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Defaults to `\""`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        styles: The style to use. Defaults to `["Fooocus Enhance", "Fooocus V2",
+            "Fooocus Sharp"]`.
+        performance: You can choose Speed or Quality. Defaults to `"Extreme Speed"`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 30.0. Defaults to `4`.
+        sharpness: The sharpness of the generated image. Use it to control how sharp the
+            generated image should be. Higher value means image and texture are sharper.
+            Between 0.0 and 30.0. Defaults to `2`.
+        aspect_ratio: The size of the generated image. You can choose between some
+            presets or custom height and width that **must be multiples of 8**. Defaults
+            to `"1024x1024"`.
+        num_images: Number of images to generate in one request. Between 1 and 4.
+            Defaults to `1`.
+        loras: The LoRAs to use for the image generation. You can use up to 5 LoRAs and
+            they will be merged together to generate the final image. Defaults to
+            `[LoraWeight(path="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_offset_example-lora_1.0.safetensors",
+            scale=0.1)]`.
+        refiner_model: Refiner (SDXL or SD 1.5). Defaults to `"None"`.
+        refiner_switch: Use 0.4 for SD1.5 realistic models; 0.667 for SD1.5 anime models
+            0.8 for XL-refiners; or any value for switching two SDXL models. Between 0.0
+            and 1.0. A multiple of 0.0001. Defaults to `0.8`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        image_prompt_1: Required.
+        image_prompt_2: Defaults to `None`.
+        image_prompt_3: Defaults to `None`.
+        image_prompt_4: Defaults to `None`.
+        inpaint_image_url: The image to use as a reference for inpainting. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        mask_image_url: The image to use as a mask for the generated image. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        inpaint_mode: The mode to use for inpainting. Defaults to `"Inpaint or Outpaint
+            (default)"`.
+        inpaint_additional_prompt: Describe what you want to inpaint. Defaults to `\""`.
+        outpaint_selections: The directions to outpaint. Defaults to `[]`.
+        mixing_image_prompt_and_inpaint: Mixing Image Prompt and Inpaint. Defaults to
+            `False`.
+        uov_image_url: The image to upscale or vary. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        uov_method: The method to use for upscaling or varying. Defaults to
+            `"Disabled"`.
+        mixing_image_prompt_and_vary_upscale: Mixing Image Prompt and Vary/Upscale.
+            Defaults to `False`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

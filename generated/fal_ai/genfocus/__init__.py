@@ -5,95 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field, RootModel
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field, RootModel
-
-
-class FocusPoint(RootModel[list[float]]):
-    root: Annotated[
-        list[float], Field(max_length=2, min_length=2, title="Focus Point")
-    ] = [0.5, 0.5]
-    """The [x, y] coordinates of the focus point as fractions of image dimensions (0.0 to 1.0). For example, [0.5, 0.5] means center. If not provided, the center of the image is used. Must contain exactly two elements."""
-
-
-class ImageType2(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """The URL of the image to refocus."""
-    focus_point: Annotated[
-        FocusPoint | None, Field(title="Focus Point", validate_default=True)
-    ] = FocusPoint([0.5, 0.5])
-    """The [x, y] coordinates of the focus point as fractions of image dimensions (0.0 to 1.0). For example, [0.5, 0.5] means center. If not provided, the center of the image is used. Must contain exactly two elements."""
-    blur_strength: Annotated[int, Field(ge=0, le=50, title="Blur Strength (K)")] = 8
-    """Blur strength (K value). Higher values produce stronger bokeh/defocus. Set to 0 to only perform all-in-focus (deblur) estimation without bokeh."""
-    num_inference_steps: Annotated[
-        int, Field(ge=25, le=50, title="Num Inference Steps")
-    ] = 28
-    """The number of inference steps to perform. Lower values are faster but may reduce quality."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The same seed and the same input given to the same version of the model will output the same image every time."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """The format of the generated image."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    target_long_side: Annotated[
-        int | None, Field(ge=256, le=2048, title="Target Long Side")
-    ] = 512
-    """Resize the image so the longer side matches this value (in pixels). If not set, the original resolution is used (aligned to 16px). Recommended range: 512 to 2000."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageType2], Field(title="Images")]
-    """The generated image(s)."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -111,26 +32,90 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/genfocus"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class FocusPoint(RootModel[list[float]]):
+    root: Annotated[list[float], Field(max_length=2, min_length=2)] = [0.5, 0.5]
+    """The [x, y] coordinates of the focus point as fractions of image dimensions (0.0
+    to 1.0). For example, [0.5, 0.5] means center. If not provided, the center of the
+    image is used. Must contain exactly two elements."""
+
+
+class ImageType2(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The URL of the image to refocus."""
+    focus_point: Annotated[FocusPoint | None, Field(validate_default=True)] = (
+        FocusPoint([0.5, 0.5])
+    )
+    """The [x, y] coordinates of the focus point as fractions of image dimensions (0.0
+    to 1.0). For example, [0.5, 0.5] means center. If not provided, the center of the
+    image is used. Must contain exactly two elements."""
+    blur_strength: Annotated[int, Field(ge=0, le=50)] = 8
+    """Blur strength (K value). Higher values produce stronger bokeh/defocus. Set to 0
+    to only perform all-in-focus (deblur) estimation without bokeh."""
+    num_inference_steps: Annotated[int, Field(ge=25, le=50)] = 28
+    """The number of inference steps to perform. Lower values are faster but may reduce
+    quality."""
+    seed: int | None = None
+    """The same seed and the same input given to the same version of the model will
+    output the same image every time."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    """The format of the generated image."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    target_long_side: Annotated[int | None, Field(ge=256, le=2048)] = 512
+    """Resize the image so the longer side matches this value (in pixels). If not set,
+    the original resolution is used (aligned to 16px). Recommended range: 512 to
+    2000."""
+
+
+class Output(FalModel):
+    images: list[ImageType2]
+    """The generated image(s)."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -142,33 +127,72 @@ def submit(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     target_long_side: int | None = 512,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to refocus. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        focus_point: The [x, y] coordinates of the focus point as fractions of image
+            dimensions (0.0 to 1.0). For example, [0.5, 0.5] means center. If not
+            provided, the center of the image is used. Must contain exactly two
+            elements.
+        blur_strength: Blur strength (K value). Higher values produce stronger
+            bokeh/defocus. Set to 0 to only perform all-in-focus (deblur) estimation
+            without bokeh. Between 0 and 50. Defaults to `8`.
+        num_inference_steps: The number of inference steps to perform. Lower values are
+            faster but may reduce quality. Between 25 and 50. Defaults to `28`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        target_long_side: Resize the image so the longer side matches this value (in
+            pixels). If not set, the original resolution is used (aligned to 16px).
+            Recommended range: 512 to 2000. Between 256 and 2048. Defaults to `512`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -180,8 +204,8 @@ def subscribe(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     target_long_side: int | None = 512,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -189,24 +213,62 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to refocus. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        focus_point: The [x, y] coordinates of the focus point as fractions of image
+            dimensions (0.0 to 1.0). For example, [0.5, 0.5] means center. If not
+            provided, the center of the image is used. Must contain exactly two
+            elements.
+        blur_strength: Blur strength (K value). Higher values produce stronger
+            bokeh/defocus. Set to 0 to only perform all-in-focus (deblur) estimation
+            without bokeh. Between 0 and 50. Defaults to `8`.
+        num_inference_steps: The number of inference steps to perform. Lower values are
+            faster but may reduce quality. Between 25 and 50. Defaults to `28`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        target_long_side: Resize the image so the longer side matches this value (in
+            pixels). If not set, the original resolution is used (aligned to 16px).
+            Recommended range: 512 to 2000. Between 256 and 2048. Defaults to `512`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -218,8 +280,8 @@ def run(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     target_long_side: int | None = 512,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -227,24 +289,62 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to refocus. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        focus_point: The [x, y] coordinates of the focus point as fractions of image
+            dimensions (0.0 to 1.0). For example, [0.5, 0.5] means center. If not
+            provided, the center of the image is used. Must contain exactly two
+            elements.
+        blur_strength: Blur strength (K value). Higher values produce stronger
+            bokeh/defocus. Set to 0 to only perform all-in-focus (deblur) estimation
+            without bokeh. Between 0 and 50. Defaults to `8`.
+        num_inference_steps: The number of inference steps to perform. Lower values are
+            faster but may reduce quality. Between 25 and 50. Defaults to `28`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        target_long_side: Resize the image so the longer side matches this value (in
+            pixels). If not set, the original resolution is used (aligned to 16px).
+            Recommended range: 512 to 2000. Between 256 and 2048. Defaults to `512`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -256,33 +356,72 @@ async def submit_async(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     target_long_side: int | None = 512,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to refocus. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        focus_point: The [x, y] coordinates of the focus point as fractions of image
+            dimensions (0.0 to 1.0). For example, [0.5, 0.5] means center. If not
+            provided, the center of the image is used. Must contain exactly two
+            elements.
+        blur_strength: Blur strength (K value). Higher values produce stronger
+            bokeh/defocus. Set to 0 to only perform all-in-focus (deblur) estimation
+            without bokeh. Between 0 and 50. Defaults to `8`.
+        num_inference_steps: The number of inference steps to perform. Lower values are
+            faster but may reduce quality. Between 25 and 50. Defaults to `28`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        target_long_side: Resize the image so the longer side matches this value (in
+            pixels). If not set, the original resolution is used (aligned to 16px).
+            Recommended range: 512 to 2000. Between 256 and 2048. Defaults to `512`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -294,8 +433,8 @@ async def subscribe_async(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     target_long_side: int | None = 512,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -303,24 +442,62 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to refocus. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        focus_point: The [x, y] coordinates of the focus point as fractions of image
+            dimensions (0.0 to 1.0). For example, [0.5, 0.5] means center. If not
+            provided, the center of the image is used. Must contain exactly two
+            elements.
+        blur_strength: Blur strength (K value). Higher values produce stronger
+            bokeh/defocus. Set to 0 to only perform all-in-focus (deblur) estimation
+            without bokeh. Between 0 and 50. Defaults to `8`.
+        num_inference_steps: The number of inference steps to perform. Lower values are
+            faster but may reduce quality. Between 25 and 50. Defaults to `28`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        target_long_side: Resize the image so the longer side matches this value (in
+            pixels). If not set, the original resolution is used (aligned to 16px).
+            Recommended range: 512 to 2000. Between 256 and 2048. Defaults to `512`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -332,8 +509,8 @@ async def run_async(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     target_long_side: int | None = 512,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -341,8 +518,46 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image to refocus. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        focus_point: The [x, y] coordinates of the focus point as fractions of image
+            dimensions (0.0 to 1.0). For example, [0.5, 0.5] means center. If not
+            provided, the center of the image is used. Must contain exactly two
+            elements.
+        blur_strength: Blur strength (K value). Higher values produce stronger
+            bokeh/defocus. Set to 0 to only perform all-in-focus (deblur) estimation
+            without bokeh. Between 0 and 50. Defaults to `8`.
+        num_inference_steps: The number of inference steps to perform. Lower values are
+            faster but may reduce quality. Between 25 and 50. Defaults to `28`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        target_long_side: Resize the image so the longer side matches this value (in
+            pixels). If not set, the original resolution is used (aligned to 16px).
+            Recommended range: 512 to 2000. Between 256 and 2048. Defaults to `512`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

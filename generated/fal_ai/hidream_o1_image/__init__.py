@@ -5,119 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(min_length=1, title="Prompt")]
-    """Text prompt for image generation, editing, or subject-driven personalization."""
-    reference_image_urls: Annotated[
-        list[FileInput] | None, Field(title="Reference Image Urls")
-    ] = None
-    """Optional reference images. Use none for text-to-image, one for image editing, or multiple for subject-driven personalization."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = ImageSize(width=2048, height=2048)
-    """Requested output image size. The model snaps this to the closest supported resolution up to about 2048x2048 pixels."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 50
-    """Number of denoising steps."""
-    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = 5
-    """Classifier-free guidance scale. The full model uses 5.0 by default."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducible generation."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """Number of images to generate."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "png"
-    """The format of the generated image."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable the safety checker on generated images."""
-    keep_original_aspect: Annotated[bool, Field(title="Keep Original Aspect")] = False
-    """When exactly one reference image is provided, preserve its aspect ratio for the output image."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """Generated images."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether each generated image was flagged by the safety checker."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generation."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """Generation timings."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "ImageFile",
     "ImageSize",
     "Input",
@@ -131,41 +34,111 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/hidream-o1-image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(min_length=1)]
+    """Text prompt for image generation, editing, or subject-driven personalization."""
+    reference_image_urls: list[FileInput] | None = None
+    """Optional reference images. Use none for text-to-image, one for image editing, or
+    multiple for subject-driven personalization."""
+    image_size: Annotated[ImageSize | ImageSizePreset, Field(validate_default=True)] = (
+        ImageSize(width=2048, height=2048)
+    )
+    """Requested output image size. The model snaps this to the closest supported
+    resolution up to about 2048x2048 pixels."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 50
+    """Number of denoising steps."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 5
+    """Classifier-free guidance scale. The full model uses 5.0 by default."""
+    seed: int | None = None
+    """Random seed for reproducible generation."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate."""
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+    """The format of the generated image."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    enable_safety_checker: bool = True
+    """Enable the safety checker on generated images."""
+    keep_original_aspect: bool = False
+    """When exactly one reference image is provided, preserve its aspect ratio for the
+    output image."""
+
+
+class Output(FalModel):
+    images: list[ImageFile]
+    """Generated images."""
+    seed: int
+    """The seed used for generation."""
+    has_nsfw_concepts: list[bool]
+    """Whether each generated image was flagged by the safety checker."""
+    prompt: str
+    """The prompt used for generation."""
+    timings: dict[str, float]
+    """Generation timings."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["reference_image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=2048, height=2048),
+    reference_image_urls: Sequence[FileInput] | None = None,
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=2048, height=2048),
     num_inference_steps: int = 50,
     guidance_scale: float = 5,
     seed: int | None = None,
@@ -174,48 +147,78 @@ def submit(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     keep_original_aspect: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation, editing, or subject-driven
+            personalization. Length at least 1. Required.
+        reference_image_urls: Optional reference images. Use none for text-to-image, one
+            for image editing, or multiple for subject-driven personalization. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        image_size: Requested output image size. The model snaps this to the closest
+            supported resolution up to about 2048x2048 pixels. Defaults to
+            `ImageSize(width=2048, height=2048)`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `50`.
+        guidance_scale: Classifier-free guidance scale. The full model uses 5.0 by
+            default. Between 0.0 and 20.0. Defaults to `5`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable the safety checker on generated images. Defaults
+            to `True`.
+        keep_original_aspect: When exactly one reference image is provided, preserve its
+            aspect ratio for the output image. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=2048, height=2048),
+    reference_image_urls: Sequence[FileInput] | None = None,
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=2048, height=2048),
     num_inference_steps: int = 50,
     guidance_scale: float = 5,
     seed: int | None = None,
@@ -224,8 +227,8 @@ def subscribe(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     keep_original_aspect: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -233,39 +236,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation, editing, or subject-driven
+            personalization. Length at least 1. Required.
+        reference_image_urls: Optional reference images. Use none for text-to-image, one
+            for image editing, or multiple for subject-driven personalization. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        image_size: Requested output image size. The model snaps this to the closest
+            supported resolution up to about 2048x2048 pixels. Defaults to
+            `ImageSize(width=2048, height=2048)`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `50`.
+        guidance_scale: Classifier-free guidance scale. The full model uses 5.0 by
+            default. Between 0.0 and 20.0. Defaults to `5`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable the safety checker on generated images. Defaults
+            to `True`.
+        keep_original_aspect: When exactly one reference image is provided, preserve its
+            aspect ratio for the output image. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=2048, height=2048),
+    reference_image_urls: Sequence[FileInput] | None = None,
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=2048, height=2048),
     num_inference_steps: int = 50,
     guidance_scale: float = 5,
     seed: int | None = None,
@@ -274,8 +306,8 @@ def run(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     keep_original_aspect: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -283,39 +315,68 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation, editing, or subject-driven
+            personalization. Length at least 1. Required.
+        reference_image_urls: Optional reference images. Use none for text-to-image, one
+            for image editing, or multiple for subject-driven personalization. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        image_size: Requested output image size. The model snaps this to the closest
+            supported resolution up to about 2048x2048 pixels. Defaults to
+            `ImageSize(width=2048, height=2048)`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `50`.
+        guidance_scale: Classifier-free guidance scale. The full model uses 5.0 by
+            default. Between 0.0 and 20.0. Defaults to `5`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable the safety checker on generated images. Defaults
+            to `True`.
+        keep_original_aspect: When exactly one reference image is provided, preserve its
+            aspect ratio for the output image. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=2048, height=2048),
+    reference_image_urls: Sequence[FileInput] | None = None,
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=2048, height=2048),
     num_inference_steps: int = 50,
     guidance_scale: float = 5,
     seed: int | None = None,
@@ -324,48 +385,78 @@ async def submit_async(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     keep_original_aspect: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation, editing, or subject-driven
+            personalization. Length at least 1. Required.
+        reference_image_urls: Optional reference images. Use none for text-to-image, one
+            for image editing, or multiple for subject-driven personalization. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        image_size: Requested output image size. The model snaps this to the closest
+            supported resolution up to about 2048x2048 pixels. Defaults to
+            `ImageSize(width=2048, height=2048)`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `50`.
+        guidance_scale: Classifier-free guidance scale. The full model uses 5.0 by
+            default. Between 0.0 and 20.0. Defaults to `5`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable the safety checker on generated images. Defaults
+            to `True`.
+        keep_original_aspect: When exactly one reference image is provided, preserve its
+            aspect ratio for the output image. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=2048, height=2048),
+    reference_image_urls: Sequence[FileInput] | None = None,
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=2048, height=2048),
     num_inference_steps: int = 50,
     guidance_scale: float = 5,
     seed: int | None = None,
@@ -374,8 +465,8 @@ async def subscribe_async(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     keep_original_aspect: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -383,39 +474,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation, editing, or subject-driven
+            personalization. Length at least 1. Required.
+        reference_image_urls: Optional reference images. Use none for text-to-image, one
+            for image editing, or multiple for subject-driven personalization. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        image_size: Requested output image size. The model snaps this to the closest
+            supported resolution up to about 2048x2048 pixels. Defaults to
+            `ImageSize(width=2048, height=2048)`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `50`.
+        guidance_scale: Classifier-free guidance scale. The full model uses 5.0 by
+            default. Between 0.0 and 20.0. Defaults to `5`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable the safety checker on generated images. Defaults
+            to `True`.
+        keep_original_aspect: When exactly one reference image is provided, preserve its
+            aspect ratio for the output image. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput] | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = ImageSize(width=2048, height=2048),
+    reference_image_urls: Sequence[FileInput] | None = None,
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=2048, height=2048),
     num_inference_steps: int = 50,
     guidance_scale: float = 5,
     seed: int | None = None,
@@ -424,8 +544,8 @@ async def run_async(
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     keep_original_aspect: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -433,8 +553,47 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation, editing, or subject-driven
+            personalization. Length at least 1. Required.
+        reference_image_urls: Optional reference images. Use none for text-to-image, one
+            for image editing, or multiple for subject-driven personalization. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        image_size: Requested output image size. The model snaps this to the closest
+            supported resolution up to about 2048x2048 pixels. Defaults to
+            `ImageSize(width=2048, height=2048)`.
+        num_inference_steps: Number of denoising steps. Between 1 and 50. Defaults to
+            `50`.
+        guidance_scale: Classifier-free guidance scale. The full model uses 5.0 by
+            default. Between 0.0 and 20.0. Defaults to `5`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: Enable the safety checker on generated images. Defaults
+            to `True`.
+        keep_original_aspect: When exactly one reference image is provided, preserve its
+            aspect ratio for the output image. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

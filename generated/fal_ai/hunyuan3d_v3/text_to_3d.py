@@ -5,38 +5,57 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
+
+__all__ = [
+    "ENDPOINT_ID",
+    "endpoint",
+    "File",
+    "Input",
+    "ModelUrlsType3",
+    "Output",
+    "submit",
+    "subscribe",
+    "run",
+    "submit_async",
+    "subscribe_async",
+    "run_async",
+]
+
+ENDPOINT_ID = "fal-ai/hunyuan3d-v3/text-to-3d"
 
 
 class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
+    url: str
     """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
+    content_type: str | None = None
     """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
+    file_name: str | None = None
     """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
+    file_size: int | None = None
     """The size of the file in bytes."""
 
 
 class Input(FalModel):
-    prompt: Annotated[str, Field(max_length=1024, title="Prompt")]
-    """Text description of the 3D content to generate. Supports up to 1024 UTF-8 characters."""
-    enable_pbr: Annotated[bool, Field(title="Enable Pbr")] = False
+    prompt: Annotated[str, Field(max_length=1024)]
+    """Text description of the 3D content to generate. Supports up to 1024 UTF-8
+    characters."""
+    enable_pbr: bool = False
     """Whether to enable PBR material generation"""
-    face_count: Annotated[int, Field(ge=40000, le=1500000, title="Face Count")] = 500000
+    face_count: Annotated[int, Field(ge=40000, le=1500000)] = 500000
     """Target face count. Range: 40000-1500000"""
-    generate_type: Annotated[
-        Literal["Normal", "LowPoly", "Geometry"], Field(title="Generate Type")
-    ] = "Normal"
-    """Generation type. Normal: textured model. LowPoly: polygon reduction. Geometry: white model without texture."""
-    polygon_type: Annotated[
-        Literal["triangle", "quadrilateral"], Field(title="Polygon Type")
-    ] = "triangle"
+    generate_type: Literal["Normal", "LowPoly", "Geometry"] = "Normal"
+    """Generation type. Normal: textured model. LowPoly: polygon reduction. Geometry:
+    white model without texture."""
+    polygon_type: Literal["triangle", "quadrilateral"] = "triangle"
     """Polygon type. Only takes effect when GenerateType is LowPoly."""
 
 
@@ -58,66 +77,31 @@ class Output(FalModel):
     """Preview thumbnail of the generated model"""
     model_urls: ModelUrlsType3
     """URLs for different 3D model formats"""
-    seed: Annotated[int | None, Field(title="Seed")] = None
+    seed: int | None = None
     """The seed used for generation"""
 
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
-
-__all__ = [
-    "ENDPOINT_ID",
-    "endpoint",
-    "File",
-    "Input",
-    "ModelUrlsType3",
-    "Output",
-    "submit",
-    "subscribe",
-    "run",
-    "submit_async",
-    "subscribe_async",
-    "run_async",
-]
-
-ENDPOINT_ID = "fal-ai/hunyuan3d-v3/text-to-3d"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -125,33 +109,60 @@ def submit(
     face_count: int = 500000,
     generate_type: Literal["Normal", "LowPoly", "Geometry"] = "Normal",
     polygon_type: Literal["triangle", "quadrilateral"] = "triangle",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D content to generate. Supports up to 1024
+            UTF-8 characters. Length at most 1024. Required.
+        enable_pbr: Whether to enable PBR material generation. Defaults to `False`.
+        face_count: Target face count. Range: 40000-1500000. Between 40000 and 1500000.
+            Defaults to `500000`.
+        generate_type: Generation type. Normal: textured model. LowPoly: polygon
+            reduction. Geometry: white model without texture. Defaults to `"Normal"`.
+        polygon_type: Polygon type. Only takes effect when GenerateType is LowPoly.
+            Defaults to `"triangle"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -159,8 +170,8 @@ def subscribe(
     face_count: int = 500000,
     generate_type: Literal["Normal", "LowPoly", "Geometry"] = "Normal",
     polygon_type: Literal["triangle", "quadrilateral"] = "triangle",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -168,24 +179,50 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D content to generate. Supports up to 1024
+            UTF-8 characters. Length at most 1024. Required.
+        enable_pbr: Whether to enable PBR material generation. Defaults to `False`.
+        face_count: Target face count. Range: 40000-1500000. Between 40000 and 1500000.
+            Defaults to `500000`.
+        generate_type: Generation type. Normal: textured model. LowPoly: polygon
+            reduction. Geometry: white model without texture. Defaults to `"Normal"`.
+        polygon_type: Polygon type. Only takes effect when GenerateType is LowPoly.
+            Defaults to `"triangle"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -193,8 +230,8 @@ def run(
     face_count: int = 500000,
     generate_type: Literal["Normal", "LowPoly", "Geometry"] = "Normal",
     polygon_type: Literal["triangle", "quadrilateral"] = "triangle",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -202,24 +239,50 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D content to generate. Supports up to 1024
+            UTF-8 characters. Length at most 1024. Required.
+        enable_pbr: Whether to enable PBR material generation. Defaults to `False`.
+        face_count: Target face count. Range: 40000-1500000. Between 40000 and 1500000.
+            Defaults to `500000`.
+        generate_type: Generation type. Normal: textured model. LowPoly: polygon
+            reduction. Geometry: white model without texture. Defaults to `"Normal"`.
+        polygon_type: Polygon type. Only takes effect when GenerateType is LowPoly.
+            Defaults to `"triangle"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -227,33 +290,60 @@ async def submit_async(
     face_count: int = 500000,
     generate_type: Literal["Normal", "LowPoly", "Geometry"] = "Normal",
     polygon_type: Literal["triangle", "quadrilateral"] = "triangle",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D content to generate. Supports up to 1024
+            UTF-8 characters. Length at most 1024. Required.
+        enable_pbr: Whether to enable PBR material generation. Defaults to `False`.
+        face_count: Target face count. Range: 40000-1500000. Between 40000 and 1500000.
+            Defaults to `500000`.
+        generate_type: Generation type. Normal: textured model. LowPoly: polygon
+            reduction. Geometry: white model without texture. Defaults to `"Normal"`.
+        polygon_type: Polygon type. Only takes effect when GenerateType is LowPoly.
+            Defaults to `"triangle"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -261,8 +351,8 @@ async def subscribe_async(
     face_count: int = 500000,
     generate_type: Literal["Normal", "LowPoly", "Geometry"] = "Normal",
     polygon_type: Literal["triangle", "quadrilateral"] = "triangle",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -270,24 +360,50 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D content to generate. Supports up to 1024
+            UTF-8 characters. Length at most 1024. Required.
+        enable_pbr: Whether to enable PBR material generation. Defaults to `False`.
+        face_count: Target face count. Range: 40000-1500000. Between 40000 and 1500000.
+            Defaults to `500000`.
+        generate_type: Generation type. Normal: textured model. LowPoly: polygon
+            reduction. Geometry: white model without texture. Defaults to `"Normal"`.
+        polygon_type: Polygon type. Only takes effect when GenerateType is LowPoly.
+            Defaults to `"triangle"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -295,8 +411,8 @@ async def run_async(
     face_count: int = 500000,
     generate_type: Literal["Normal", "LowPoly", "Geometry"] = "Normal",
     polygon_type: Literal["triangle", "quadrilateral"] = "triangle",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -304,8 +420,34 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D content to generate. Supports up to 1024
+            UTF-8 characters. Length at most 1024. Required.
+        enable_pbr: Whether to enable PBR material generation. Defaults to `False`.
+        face_count: Target face count. Range: 40000-1500000. Between 40000 and 1500000.
+            Defaults to `500000`.
+        generate_type: Generation type. Normal: textured model. LowPoly: polygon
+            reduction. Geometry: white model without texture. Defaults to `"Normal"`.
+        polygon_type: Polygon type. Only takes effect when GenerateType is LowPoly.
+            Defaults to `"triangle"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

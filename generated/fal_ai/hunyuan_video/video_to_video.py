@@ -5,79 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate the video from."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed to use for generating the video."""
-    pro_mode: Annotated[bool, Field(title="Pro Mode")] = False
-    """By default, generations are done with 35 steps. Pro mode does 55 steps which results in higher quality videos but will take more time and cost 2x more billing units."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16"], Field(title="Aspect Ratio (W:H)")
-    ] = "16:9"
-    """The aspect ratio of the video to generate."""
-    resolution: Annotated[
-        Literal["480p", "580p", "720p"], Field(title="Resolution")
-    ] = "720p"
-    """The resolution of the video to generate."""
-    num_frames: Annotated[Literal["129", "85"], Field(title="Number of Frames")] = "129"
-    """The number of frames to generate."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """If set to true, the safety checker will be enabled."""
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the video input."""
-    strength: Annotated[float, Field(ge=0.01, le=1.0, title="Strength")] = 0.85
-    """Strength for Video-to-Video"""
-
-
-class Output(FalModel):
-    video: File
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generating the video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -94,26 +31,70 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/hunyuan-video/video-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate the video from."""
+    seed: int | None = None
+    """The seed to use for generating the video."""
+    pro_mode: bool = False
+    """By default, generations are done with 35 steps. Pro mode does 55 steps which
+    results in higher quality videos but will take more time and cost 2x more billing
+    units."""
+    aspect_ratio: Literal["16:9", "9:16"] = "16:9"
+    """The aspect ratio of the video to generate."""
+    resolution: Literal["480p", "580p", "720p"] = "720p"
+    """The resolution of the video to generate."""
+    num_frames: Literal["129", "85"] = "129"
+    """The number of frames to generate."""
+    enable_safety_checker: bool = False
+    """If set to true, the safety checker will be enabled."""
+    video_url: FileInput
+    """URL of the video input."""
+    strength: Annotated[float, Field(ge=0.01, le=1.0)] = 0.85
+    """Strength for Video-to-Video"""
+
+
+class Output(FalModel):
+    video: File
+    seed: int
+    """The seed used for generating the video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -125,33 +106,64 @@ def submit(
     enable_safety_checker: bool = False,
     video_url: FileInput,
     strength: float = 0.85,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        seed: The seed to use for generating the video. Defaults to `None`.
+        pro_mode: By default, generations are done with 35 steps. Pro mode does 55 steps
+            which results in higher quality videos but will take more time and cost 2x
+            more billing units. Defaults to `False`.
+        aspect_ratio: The aspect ratio of the video to generate. Defaults to `"16:9"`.
+        resolution: The resolution of the video to generate. Defaults to `"720p"`.
+        num_frames: The number of frames to generate. Defaults to `"129"`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        video_url: URL of the video input. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        strength: Strength for Video-to-Video. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -163,8 +175,8 @@ def subscribe(
     enable_safety_checker: bool = False,
     video_url: FileInput,
     strength: float = 0.85,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -172,24 +184,54 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        seed: The seed to use for generating the video. Defaults to `None`.
+        pro_mode: By default, generations are done with 35 steps. Pro mode does 55 steps
+            which results in higher quality videos but will take more time and cost 2x
+            more billing units. Defaults to `False`.
+        aspect_ratio: The aspect ratio of the video to generate. Defaults to `"16:9"`.
+        resolution: The resolution of the video to generate. Defaults to `"720p"`.
+        num_frames: The number of frames to generate. Defaults to `"129"`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        video_url: URL of the video input. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        strength: Strength for Video-to-Video. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -201,8 +243,8 @@ def run(
     enable_safety_checker: bool = False,
     video_url: FileInput,
     strength: float = 0.85,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -210,24 +252,54 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        seed: The seed to use for generating the video. Defaults to `None`.
+        pro_mode: By default, generations are done with 35 steps. Pro mode does 55 steps
+            which results in higher quality videos but will take more time and cost 2x
+            more billing units. Defaults to `False`.
+        aspect_ratio: The aspect ratio of the video to generate. Defaults to `"16:9"`.
+        resolution: The resolution of the video to generate. Defaults to `"720p"`.
+        num_frames: The number of frames to generate. Defaults to `"129"`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        video_url: URL of the video input. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        strength: Strength for Video-to-Video. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -239,33 +311,64 @@ async def submit_async(
     enable_safety_checker: bool = False,
     video_url: FileInput,
     strength: float = 0.85,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        seed: The seed to use for generating the video. Defaults to `None`.
+        pro_mode: By default, generations are done with 35 steps. Pro mode does 55 steps
+            which results in higher quality videos but will take more time and cost 2x
+            more billing units. Defaults to `False`.
+        aspect_ratio: The aspect ratio of the video to generate. Defaults to `"16:9"`.
+        resolution: The resolution of the video to generate. Defaults to `"720p"`.
+        num_frames: The number of frames to generate. Defaults to `"129"`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        video_url: URL of the video input. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        strength: Strength for Video-to-Video. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -277,8 +380,8 @@ async def subscribe_async(
     enable_safety_checker: bool = False,
     video_url: FileInput,
     strength: float = 0.85,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -286,24 +389,54 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        seed: The seed to use for generating the video. Defaults to `None`.
+        pro_mode: By default, generations are done with 35 steps. Pro mode does 55 steps
+            which results in higher quality videos but will take more time and cost 2x
+            more billing units. Defaults to `False`.
+        aspect_ratio: The aspect ratio of the video to generate. Defaults to `"16:9"`.
+        resolution: The resolution of the video to generate. Defaults to `"720p"`.
+        num_frames: The number of frames to generate. Defaults to `"129"`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        video_url: URL of the video input. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        strength: Strength for Video-to-Video. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -315,8 +448,8 @@ async def run_async(
     enable_safety_checker: bool = False,
     video_url: FileInput,
     strength: float = 0.85,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -324,8 +457,38 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        seed: The seed to use for generating the video. Defaults to `None`.
+        pro_mode: By default, generations are done with 35 steps. Pro mode does 55 steps
+            which results in higher quality videos but will take more time and cost 2x
+            more billing units. Defaults to `False`.
+        aspect_ratio: The aspect ratio of the video to generate. Defaults to `"16:9"`.
+        resolution: The resolution of the video to generate. Defaults to `"720p"`.
+        num_frames: The number of frames to generate. Defaults to `"129"`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        video_url: URL of the video input. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        strength: Strength for Video-to-Video. Between 0.01 and 1.0. Defaults to `0.85`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

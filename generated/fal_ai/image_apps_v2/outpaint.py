@@ -5,96 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """Image URL to outpaint"""
-    expand_left: Annotated[int, Field(ge=0, le=700, title="Expand Left")] = 0
-    """Number of pixels to add as black margin on the left side (0-700)."""
-    expand_right: Annotated[int, Field(ge=0, le=700, title="Expand Right")] = 0
-    """Number of pixels to add as black margin on the right side (0-700)."""
-    expand_top: Annotated[int, Field(ge=0, le=700, title="Expand Top")] = 0
-    """Number of pixels to add as black margin on the top side (0-700)."""
-    expand_bottom: Annotated[int, Field(ge=0, le=700, title="Expand Bottom")] = 0
-    """Number of pixels to add as black margin on the bottom side (0-700)."""
-    zoom_out_percentage: Annotated[
-        float, Field(ge=0.0, le=90.0, title="Zoom Out Percentage")
-    ] = 20
-    """Percentage to zoom out the image. If set, the image will be scaled down by this percentage and black margins will be added to maintain original size. Example: 50 means the image will be 50% of original size with black margins filling the rest."""
-    prompt: Annotated[str, Field(max_length=500, title="Prompt")] = ""
-    """Optional prompt to guide the outpainting. If provided, it will be appended to the base outpaint instruction. Example: 'with a beautiful sunset in the background'"""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The same seed and the same prompt given to the same version of the model will output the same image every time."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """Number of images to generate."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If True, the function will wait for the image to be generated and uploaded before returning the response. If False, the function will return immediately and the image will be generated asynchronously."""
-    output_format: Annotated[
-        Literal["png", "jpeg", "jpg", "webp"], Field(title="Output Format")
-    ] = "png"
-    """The format of the output image."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """Outpainted image with extended scene"""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "OutputFormat",
     "Image",
     "Input",
     "Output",
@@ -107,26 +32,90 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/image-apps-v2/outpaint"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+OutputFormat: TypeAlias = Literal["png", "jpeg", "jpg", "webp"]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """Image URL to outpaint"""
+    expand_left: Annotated[int, Field(ge=0, le=700)] = 0
+    """Number of pixels to add as black margin on the left side (0-700)."""
+    expand_right: Annotated[int, Field(ge=0, le=700)] = 0
+    """Number of pixels to add as black margin on the right side (0-700)."""
+    expand_top: Annotated[int, Field(ge=0, le=700)] = 0
+    """Number of pixels to add as black margin on the top side (0-700)."""
+    expand_bottom: Annotated[int, Field(ge=0, le=700)] = 0
+    """Number of pixels to add as black margin on the bottom side (0-700)."""
+    zoom_out_percentage: Annotated[float, Field(ge=0.0, le=90.0)] = 20
+    """Percentage to zoom out the image. If set, the image will be scaled down by this
+    percentage and black margins will be added to maintain original size. Example: 50
+    means the image will be 50% of original size with black margins filling the rest."""
+    prompt: Annotated[str, Field(max_length=500)] = ""
+    """Optional prompt to guide the outpainting. If provided, it will be appended to the
+    base outpaint instruction. Example: 'with a beautiful sunset in the background'"""
+    seed: int | None = None
+    """The same seed and the same prompt given to the same version of the model will
+    output the same image every time."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    sync_mode: bool = False
+    """If True, the function will wait for the image to be generated and uploaded before
+    returning the response. If False, the function will return immediately and the image
+    will be generated asynchronously."""
+    output_format: OutputFormat = "png"
+    """The format of the output image."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """Outpainted image with extended scene"""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -140,34 +129,79 @@ def submit(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
-    output_format: Literal["png", "jpeg", "jpg", "webp"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    output_format: OutputFormat = "png",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Image URL to outpaint. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        expand_left: Number of pixels to add as black margin on the left side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_right: Number of pixels to add as black margin on the right side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_top: Number of pixels to add as black margin on the top side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_bottom: Number of pixels to add as black margin on the bottom side
+            (0-700). Between 0 and 700. Defaults to `0`.
+        zoom_out_percentage: Percentage to zoom out the image. If set, the image will be
+            scaled down by this percentage and black margins will be added to maintain
+            original size. Example: 50 means the image will be 50% of original size with
+            black margins filling the rest. Between 0.0 and 90.0. Defaults to `20`.
+        prompt: Optional prompt to guide the outpainting. If provided, it will be
+            appended to the base outpaint instruction. Example: 'with a beautiful sunset
+            in the background'. Length at most 500. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If True, the function will wait for the image to be generated and
+            uploaded before returning the response. If False, the function will return
+            immediately and the image will be generated asynchronously. Defaults to
+            `False`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -181,9 +215,9 @@ def subscribe(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
-    output_format: Literal["png", "jpeg", "jpg", "webp"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    output_format: OutputFormat = "png",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -191,24 +225,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Image URL to outpaint. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        expand_left: Number of pixels to add as black margin on the left side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_right: Number of pixels to add as black margin on the right side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_top: Number of pixels to add as black margin on the top side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_bottom: Number of pixels to add as black margin on the bottom side
+            (0-700). Between 0 and 700. Defaults to `0`.
+        zoom_out_percentage: Percentage to zoom out the image. If set, the image will be
+            scaled down by this percentage and black margins will be added to maintain
+            original size. Example: 50 means the image will be 50% of original size with
+            black margins filling the rest. Between 0.0 and 90.0. Defaults to `20`.
+        prompt: Optional prompt to guide the outpainting. If provided, it will be
+            appended to the base outpaint instruction. Example: 'with a beautiful sunset
+            in the background'. Length at most 500. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If True, the function will wait for the image to be generated and
+            uploaded before returning the response. If False, the function will return
+            immediately and the image will be generated asynchronously. Defaults to
+            `False`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -222,9 +300,9 @@ def run(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
-    output_format: Literal["png", "jpeg", "jpg", "webp"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    output_format: OutputFormat = "png",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -232,24 +310,68 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Image URL to outpaint. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        expand_left: Number of pixels to add as black margin on the left side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_right: Number of pixels to add as black margin on the right side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_top: Number of pixels to add as black margin on the top side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_bottom: Number of pixels to add as black margin on the bottom side
+            (0-700). Between 0 and 700. Defaults to `0`.
+        zoom_out_percentage: Percentage to zoom out the image. If set, the image will be
+            scaled down by this percentage and black margins will be added to maintain
+            original size. Example: 50 means the image will be 50% of original size with
+            black margins filling the rest. Between 0.0 and 90.0. Defaults to `20`.
+        prompt: Optional prompt to guide the outpainting. If provided, it will be
+            appended to the base outpaint instruction. Example: 'with a beautiful sunset
+            in the background'. Length at most 500. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If True, the function will wait for the image to be generated and
+            uploaded before returning the response. If False, the function will return
+            immediately and the image will be generated asynchronously. Defaults to
+            `False`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -263,34 +385,79 @@ async def submit_async(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
-    output_format: Literal["png", "jpeg", "jpg", "webp"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    output_format: OutputFormat = "png",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Image URL to outpaint. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        expand_left: Number of pixels to add as black margin on the left side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_right: Number of pixels to add as black margin on the right side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_top: Number of pixels to add as black margin on the top side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_bottom: Number of pixels to add as black margin on the bottom side
+            (0-700). Between 0 and 700. Defaults to `0`.
+        zoom_out_percentage: Percentage to zoom out the image. If set, the image will be
+            scaled down by this percentage and black margins will be added to maintain
+            original size. Example: 50 means the image will be 50% of original size with
+            black margins filling the rest. Between 0.0 and 90.0. Defaults to `20`.
+        prompt: Optional prompt to guide the outpainting. If provided, it will be
+            appended to the base outpaint instruction. Example: 'with a beautiful sunset
+            in the background'. Length at most 500. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If True, the function will wait for the image to be generated and
+            uploaded before returning the response. If False, the function will return
+            immediately and the image will be generated asynchronously. Defaults to
+            `False`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -304,9 +471,9 @@ async def subscribe_async(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
-    output_format: Literal["png", "jpeg", "jpg", "webp"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    output_format: OutputFormat = "png",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -314,24 +481,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Image URL to outpaint. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        expand_left: Number of pixels to add as black margin on the left side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_right: Number of pixels to add as black margin on the right side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_top: Number of pixels to add as black margin on the top side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_bottom: Number of pixels to add as black margin on the bottom side
+            (0-700). Between 0 and 700. Defaults to `0`.
+        zoom_out_percentage: Percentage to zoom out the image. If set, the image will be
+            scaled down by this percentage and black margins will be added to maintain
+            original size. Example: 50 means the image will be 50% of original size with
+            black margins filling the rest. Between 0.0 and 90.0. Defaults to `20`.
+        prompt: Optional prompt to guide the outpainting. If provided, it will be
+            appended to the base outpaint instruction. Example: 'with a beautiful sunset
+            in the background'. Length at most 500. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If True, the function will wait for the image to be generated and
+            uploaded before returning the response. If False, the function will return
+            immediately and the image will be generated asynchronously. Defaults to
+            `False`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -345,9 +556,9 @@ async def run_async(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
-    output_format: Literal["png", "jpeg", "jpg", "webp"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    output_format: OutputFormat = "png",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -355,8 +566,52 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Image URL to outpaint. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        expand_left: Number of pixels to add as black margin on the left side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_right: Number of pixels to add as black margin on the right side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_top: Number of pixels to add as black margin on the top side (0-700).
+            Between 0 and 700. Defaults to `0`.
+        expand_bottom: Number of pixels to add as black margin on the bottom side
+            (0-700). Between 0 and 700. Defaults to `0`.
+        zoom_out_percentage: Percentage to zoom out the image. If set, the image will be
+            scaled down by this percentage and black margins will be added to maintain
+            original size. Example: 50 means the image will be 50% of original size with
+            black margins filling the rest. Between 0.0 and 90.0. Defaults to `20`.
+        prompt: Optional prompt to guide the outpainting. If provided, it will be
+            appended to the base outpaint instruction. Example: 'with a beautiful sunset
+            in the background'. Length at most 500. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If True, the function will wait for the image to be generated and
+            uploaded before returning the response. If False, the function will return
+            immediately and the image will be generated asynchronously. Defaults to
+            `False`.
+        output_format: The format of the output image. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

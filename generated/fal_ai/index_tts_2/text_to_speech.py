@@ -5,93 +5,16 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class EmotionalStrengths(FalModel):
-    happy: Annotated[float, Field(ge=0.0, le=1.0, title="Happy")] = 0
-    """Strength of happiness emotion"""
-    angry: Annotated[float, Field(ge=0.0, le=1.0, title="Angry")] = 0
-    """Strength of anger emotion"""
-    sad: Annotated[float, Field(ge=0.0, le=1.0, title="Sad")] = 0
-    """Strength of sadness emotion"""
-    afraid: Annotated[float, Field(ge=0.0, le=1.0, title="Afraid")] = 0
-    """Strength of fear emotion"""
-    disgusted: Annotated[float, Field(ge=0.0, le=1.0, title="Disgusted")] = 0
-    """Strength of disgust emotion"""
-    melancholic: Annotated[float, Field(ge=0.0, le=1.0, title="Melancholic")] = 0
-    """Strength of melancholic emotion"""
-    surprised: Annotated[float, Field(ge=0.0, le=1.0, title="Surprised")] = 0
-    """Strength of surprise emotion"""
-    calm: Annotated[float, Field(ge=0.0, le=1.0, title="Calm")] = 0
-    """Strength of calm emotion"""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """The audio file to generate the speech from."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The speech prompt to generate"""
-    emotional_audio_url: Annotated[
-        FileInput | None, Field(title="Emotional Audio Url")
-    ] = None
-    """The emotional reference audio file to extract the style from."""
-    strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")] = 1
-    """The strength of the emotional style transfer. Higher values result in stronger emotional influence."""
-    emotional_strengths: EmotionalStrengths | None = None
-    """The strengths of individual emotions for fine-grained control. """
-    should_use_prompt_for_emotion: Annotated[
-        bool, Field(title="Should Use Prompt For Emotion")
-    ] = False
-    """Whether to use the `prompt` to calculate emotional strengths, if enabled it will overwrite the `emotional_strengths` values. If `emotion_prompt` is provided, it will be used to instead of `prompt` to extract the emotional style."""
-    emotion_prompt: Annotated[str | None, Field(title="Emotion Prompt")] = None
-    """The emotional prompt to influence the emotional style. Must be used together with should_use_prompt_for_emotion."""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated audio file in base64 format."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -109,26 +32,86 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/index-tts-2/text-to-speech"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class EmotionalStrengths(FalModel):
+    happy: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Strength of happiness emotion"""
+    angry: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Strength of anger emotion"""
+    sad: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Strength of sadness emotion"""
+    afraid: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Strength of fear emotion"""
+    disgusted: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Strength of disgust emotion"""
+    melancholic: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Strength of melancholic emotion"""
+    surprised: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Strength of surprise emotion"""
+    calm: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Strength of calm emotion"""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    audio_url: FileInput
+    """The audio file to generate the speech from."""
+    prompt: str
+    """The speech prompt to generate"""
+    emotional_audio_url: FileInput | None = None
+    """The emotional reference audio file to extract the style from."""
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The strength of the emotional style transfer. Higher values result in stronger
+    emotional influence."""
+    emotional_strengths: EmotionalStrengths | None = None
+    """The strengths of individual emotions for fine-grained control. """
+    should_use_prompt_for_emotion: bool = False
+    """Whether to use the `prompt` to calculate emotional strengths, if enabled it will
+    overwrite the `emotional_strengths` values. If `emotion_prompt` is provided, it will
+    be used to instead of `prompt` to extract the emotional style."""
+    emotion_prompt: str | None = None
+    """The emotional prompt to influence the emotional style. Must be used together with
+    should_use_prompt_for_emotion."""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated audio file in base64 format."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url", "emotional_audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
@@ -138,33 +121,67 @@ def submit(
     emotional_strengths: EmotionalStrengths | None = None,
     should_use_prompt_for_emotion: bool = False,
     emotion_prompt: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The audio file to generate the speech from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The speech prompt to generate. Required.
+        emotional_audio_url: The emotional reference audio file to extract the style
+            from. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        strength: The strength of the emotional style transfer. Higher values result in
+            stronger emotional influence. Between 0.0 and 1.0. Defaults to `1`.
+        emotional_strengths: The strengths of individual emotions for fine-grained
+            control. Defaults to `None`.
+        should_use_prompt_for_emotion: Whether to use the `prompt` to calculate
+            emotional strengths, if enabled it will overwrite the `emotional_strengths`
+            values. If `emotion_prompt` is provided, it will be used to instead of
+            `prompt` to extract the emotional style. Defaults to `False`.
+        emotion_prompt: The emotional prompt to influence the emotional style. Must be
+            used together with should_use_prompt_for_emotion. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
@@ -174,8 +191,8 @@ def subscribe(
     emotional_strengths: EmotionalStrengths | None = None,
     should_use_prompt_for_emotion: bool = False,
     emotion_prompt: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -183,24 +200,57 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The audio file to generate the speech from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The speech prompt to generate. Required.
+        emotional_audio_url: The emotional reference audio file to extract the style
+            from. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        strength: The strength of the emotional style transfer. Higher values result in
+            stronger emotional influence. Between 0.0 and 1.0. Defaults to `1`.
+        emotional_strengths: The strengths of individual emotions for fine-grained
+            control. Defaults to `None`.
+        should_use_prompt_for_emotion: Whether to use the `prompt` to calculate
+            emotional strengths, if enabled it will overwrite the `emotional_strengths`
+            values. If `emotion_prompt` is provided, it will be used to instead of
+            `prompt` to extract the emotional style. Defaults to `False`.
+        emotion_prompt: The emotional prompt to influence the emotional style. Must be
+            used together with should_use_prompt_for_emotion. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
@@ -210,8 +260,8 @@ def run(
     emotional_strengths: EmotionalStrengths | None = None,
     should_use_prompt_for_emotion: bool = False,
     emotion_prompt: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -219,24 +269,57 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The audio file to generate the speech from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The speech prompt to generate. Required.
+        emotional_audio_url: The emotional reference audio file to extract the style
+            from. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        strength: The strength of the emotional style transfer. Higher values result in
+            stronger emotional influence. Between 0.0 and 1.0. Defaults to `1`.
+        emotional_strengths: The strengths of individual emotions for fine-grained
+            control. Defaults to `None`.
+        should_use_prompt_for_emotion: Whether to use the `prompt` to calculate
+            emotional strengths, if enabled it will overwrite the `emotional_strengths`
+            values. If `emotion_prompt` is provided, it will be used to instead of
+            `prompt` to extract the emotional style. Defaults to `False`.
+        emotion_prompt: The emotional prompt to influence the emotional style. Must be
+            used together with should_use_prompt_for_emotion. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
@@ -246,33 +329,67 @@ async def submit_async(
     emotional_strengths: EmotionalStrengths | None = None,
     should_use_prompt_for_emotion: bool = False,
     emotion_prompt: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The audio file to generate the speech from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The speech prompt to generate. Required.
+        emotional_audio_url: The emotional reference audio file to extract the style
+            from. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        strength: The strength of the emotional style transfer. Higher values result in
+            stronger emotional influence. Between 0.0 and 1.0. Defaults to `1`.
+        emotional_strengths: The strengths of individual emotions for fine-grained
+            control. Defaults to `None`.
+        should_use_prompt_for_emotion: Whether to use the `prompt` to calculate
+            emotional strengths, if enabled it will overwrite the `emotional_strengths`
+            values. If `emotion_prompt` is provided, it will be used to instead of
+            `prompt` to extract the emotional style. Defaults to `False`.
+        emotion_prompt: The emotional prompt to influence the emotional style. Must be
+            used together with should_use_prompt_for_emotion. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
@@ -282,8 +399,8 @@ async def subscribe_async(
     emotional_strengths: EmotionalStrengths | None = None,
     should_use_prompt_for_emotion: bool = False,
     emotion_prompt: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -291,24 +408,57 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The audio file to generate the speech from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The speech prompt to generate. Required.
+        emotional_audio_url: The emotional reference audio file to extract the style
+            from. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        strength: The strength of the emotional style transfer. Higher values result in
+            stronger emotional influence. Between 0.0 and 1.0. Defaults to `1`.
+        emotional_strengths: The strengths of individual emotions for fine-grained
+            control. Defaults to `None`.
+        should_use_prompt_for_emotion: Whether to use the `prompt` to calculate
+            emotional strengths, if enabled it will overwrite the `emotional_strengths`
+            values. If `emotion_prompt` is provided, it will be used to instead of
+            `prompt` to extract the emotional style. Defaults to `False`.
+        emotion_prompt: The emotional prompt to influence the emotional style. Must be
+            used together with should_use_prompt_for_emotion. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
@@ -318,8 +468,8 @@ async def run_async(
     emotional_strengths: EmotionalStrengths | None = None,
     should_use_prompt_for_emotion: bool = False,
     emotion_prompt: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -327,8 +477,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The audio file to generate the speech from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The speech prompt to generate. Required.
+        emotional_audio_url: The emotional reference audio file to extract the style
+            from. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        strength: The strength of the emotional style transfer. Higher values result in
+            stronger emotional influence. Between 0.0 and 1.0. Defaults to `1`.
+        emotional_strengths: The strengths of individual emotions for fine-grained
+            control. Defaults to `None`.
+        should_use_prompt_for_emotion: Whether to use the `prompt` to calculate
+            emotional strengths, if enabled it will overwrite the `emotional_strengths`
+            values. If `emotion_prompt` is provided, it will be used to instead of
+            `prompt` to extract the emotional style. Defaults to `False`.
+        emotion_prompt: The emotional prompt to influence the emotional style. Must be
+            used together with should_use_prompt_for_emotion. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,104 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the input image. If the input image does not match the chosen aspect ratio, it is resized and center cropped."""
-    text_input: Annotated[str, Field(title="Text Input")]
-    """The text input to guide video generation."""
-    voice: Annotated[
-        Literal[
-            "Aria",
-            "Roger",
-            "Sarah",
-            "Laura",
-            "Charlie",
-            "George",
-            "Callum",
-            "River",
-            "Liam",
-            "Charlotte",
-            "Alice",
-            "Matilda",
-            "Will",
-            "Jessica",
-            "Eric",
-            "Chris",
-            "Brian",
-            "Daniel",
-            "Lily",
-            "Bill",
-        ],
-        Field(title="Voice"),
-    ]
-    """The voice to use for speech generation"""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    num_frames: Annotated[int, Field(ge=41, le=721, title="Number of Frames")] = 145
-    """Number of frames to generate. Must be between 41 to 721."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "480p"
-    """Resolution of the video to generate. Must be either 480p or 720p."""
-    seed: Annotated[int, Field(ge=0, le=4294967295, title="Seed")] = 42
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    acceleration: Annotated[
-        Literal["none", "regular", "high"], Field(title="Acceleration")
-    ] = "regular"
-    """The acceleration level to use for generation."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Voice",
     "File",
     "Input",
     "Output",
@@ -115,117 +32,173 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/infinitalk/single-text"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Voice: TypeAlias = Literal[
+    "Aria",
+    "Roger",
+    "Sarah",
+    "Laura",
+    "Charlie",
+    "George",
+    "Callum",
+    "River",
+    "Liam",
+    "Charlotte",
+    "Alice",
+    "Matilda",
+    "Will",
+    "Jessica",
+    "Eric",
+    "Chris",
+    "Brian",
+    "Daniel",
+    "Lily",
+    "Bill",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the input image. If the input image does not match the chosen aspect
+    ratio, it is resized and center cropped."""
+    text_input: str
+    """The text input to guide video generation."""
+    voice: Voice
+    """The voice to use for speech generation"""
+    prompt: str
+    """The text prompt to guide video generation."""
+    num_frames: Annotated[int, Field(ge=41, le=721)] = 145
+    """Number of frames to generate. Must be between 41 to 721."""
+    resolution: Literal["480p", "720p"] = "480p"
+    """Resolution of the video to generate. Must be either 480p or 720p."""
+    seed: Annotated[int, Field(ge=0, le=4294967295)] = 42
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    acceleration: Literal["none", "regular", "high"] = "regular"
+    """The acceleration level to use for generation."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
     text_input: str,
-    voice: Literal[
-        "Aria",
-        "Roger",
-        "Sarah",
-        "Laura",
-        "Charlie",
-        "George",
-        "Callum",
-        "River",
-        "Liam",
-        "Charlotte",
-        "Alice",
-        "Matilda",
-        "Will",
-        "Jessica",
-        "Eric",
-        "Chris",
-        "Brian",
-        "Daniel",
-        "Lily",
-        "Bill",
-    ],
+    voice: Voice,
     prompt: str,
     num_frames: int = 145,
     resolution: Literal["480p", "720p"] = "480p",
     seed: int = 42,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        text_input: The text input to guide video generation. Required.
+        voice: The voice to use for speech generation. Required.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 41 to 721. Between 41
+            and 721. Defaults to `145`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `42`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
     text_input: str,
-    voice: Literal[
-        "Aria",
-        "Roger",
-        "Sarah",
-        "Laura",
-        "Charlie",
-        "George",
-        "Callum",
-        "River",
-        "Liam",
-        "Charlotte",
-        "Alice",
-        "Matilda",
-        "Will",
-        "Jessica",
-        "Eric",
-        "Chris",
-        "Brian",
-        "Daniel",
-        "Lily",
-        "Bill",
-    ],
+    voice: Voice,
     prompt: str,
     num_frames: int = 145,
     resolution: Literal["480p", "720p"] = "480p",
     seed: int = 42,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -233,57 +206,67 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        text_input: The text input to guide video generation. Required.
+        voice: The voice to use for speech generation. Required.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 41 to 721. Between 41
+            and 721. Defaults to `145`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `42`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
     text_input: str,
-    voice: Literal[
-        "Aria",
-        "Roger",
-        "Sarah",
-        "Laura",
-        "Charlie",
-        "George",
-        "Callum",
-        "River",
-        "Liam",
-        "Charlotte",
-        "Alice",
-        "Matilda",
-        "Will",
-        "Jessica",
-        "Eric",
-        "Chris",
-        "Brian",
-        "Daniel",
-        "Lily",
-        "Bill",
-    ],
+    voice: Voice,
     prompt: str,
     num_frames: int = 145,
     resolution: Literal["480p", "720p"] = "480p",
     seed: int = 42,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -291,115 +274,136 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        text_input: The text input to guide video generation. Required.
+        voice: The voice to use for speech generation. Required.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 41 to 721. Between 41
+            and 721. Defaults to `145`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `42`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
     text_input: str,
-    voice: Literal[
-        "Aria",
-        "Roger",
-        "Sarah",
-        "Laura",
-        "Charlie",
-        "George",
-        "Callum",
-        "River",
-        "Liam",
-        "Charlotte",
-        "Alice",
-        "Matilda",
-        "Will",
-        "Jessica",
-        "Eric",
-        "Chris",
-        "Brian",
-        "Daniel",
-        "Lily",
-        "Bill",
-    ],
+    voice: Voice,
     prompt: str,
     num_frames: int = 145,
     resolution: Literal["480p", "720p"] = "480p",
     seed: int = 42,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        text_input: The text input to guide video generation. Required.
+        voice: The voice to use for speech generation. Required.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 41 to 721. Between 41
+            and 721. Defaults to `145`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `42`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
     text_input: str,
-    voice: Literal[
-        "Aria",
-        "Roger",
-        "Sarah",
-        "Laura",
-        "Charlie",
-        "George",
-        "Callum",
-        "River",
-        "Liam",
-        "Charlotte",
-        "Alice",
-        "Matilda",
-        "Will",
-        "Jessica",
-        "Eric",
-        "Chris",
-        "Brian",
-        "Daniel",
-        "Lily",
-        "Bill",
-    ],
+    voice: Voice,
     prompt: str,
     num_frames: int = 145,
     resolution: Literal["480p", "720p"] = "480p",
     seed: int = 42,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -407,57 +411,67 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        text_input: The text input to guide video generation. Required.
+        voice: The voice to use for speech generation. Required.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 41 to 721. Between 41
+            and 721. Defaults to `145`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `42`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
     text_input: str,
-    voice: Literal[
-        "Aria",
-        "Roger",
-        "Sarah",
-        "Laura",
-        "Charlie",
-        "George",
-        "Callum",
-        "River",
-        "Liam",
-        "Charlotte",
-        "Alice",
-        "Matilda",
-        "Will",
-        "Jessica",
-        "Eric",
-        "Chris",
-        "Brian",
-        "Daniel",
-        "Lily",
-        "Bill",
-    ],
+    voice: Voice,
     prompt: str,
     num_frames: int = 145,
     resolution: Literal["480p", "720p"] = "480p",
     seed: int = 42,
     acceleration: Literal["none", "regular", "high"] = "regular",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -465,8 +479,39 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        text_input: The text input to guide video generation. Required.
+        voice: The voice to use for speech generation. Required.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 41 to 721. Between 41
+            and 721. Defaults to `145`.
+        resolution: Resolution of the video to generate. Must be either 480p or 720p.
+            Defaults to `"480p"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen. Between
+            0 and 4294967295. Defaults to `42`.
+        acceleration: The acceleration level to use for generation. Defaults to
+            `"regular"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

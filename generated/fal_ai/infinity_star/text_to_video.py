@@ -5,80 +5,15 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input model for text-to-video generation"""
-
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Text prompt for generating the video"""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """Negative prompt to guide what to avoid in generation"""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=100, title="Num Inference Steps")
-    ] = 50
-    """Number of inference steps"""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=40.0, title="Guidance Scale")] = (
-        7.5
-    )
-    """Guidance scale for generation"""
-    tau_video: Annotated[float, Field(ge=0.1, le=1.0, title="Tau Video")] = 0.4
-    """Tau value for video scale"""
-    use_apg: Annotated[bool, Field(title="Use Apg")] = True
-    """Whether to use APG"""
-    aspect_ratio: Annotated[
-        Literal["16:9", "1:1", "9:16"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """Aspect ratio of the generated output"""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. Leave empty for random generation."""
-    enhance_prompt: Annotated[bool, Field(title="Enhance Prompt")] = True
-    """Whether to use an LLM to enhance the prompt."""
-
-
-class Output(FalModel):
-    """Output model for text-to-video generation"""
-
-    video: File
-    """Generated video file"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -95,25 +30,70 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/infinity-star/text-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input model for text-to-video generation"""
+
+    prompt: str
+    """Text prompt for generating the video"""
+    negative_prompt: str = ""
+    """Negative prompt to guide what to avoid in generation"""
+    num_inference_steps: Annotated[int, Field(ge=1, le=100)] = 50
+    """Number of inference steps"""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=40.0)] = 7.5
+    """Guidance scale for generation"""
+    tau_video: Annotated[float, Field(ge=0.1, le=1.0)] = 0.4
+    """Tau value for video scale"""
+    use_apg: bool = True
+    """Whether to use APG"""
+    aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9"
+    """Aspect ratio of the generated output"""
+    seed: int | None = None
+    """Random seed for reproducibility. Leave empty for random generation."""
+    enhance_prompt: bool = True
+    """Whether to use an LLM to enhance the prompt."""
+
+
+class Output(FalModel):
+    """Output model for text-to-video generation"""
+
+    video: File
+    """Generated video file"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -125,33 +105,64 @@ def submit(
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     seed: int | None = None,
     enhance_prompt: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generating the video. Required.
+        negative_prompt: Negative prompt to guide what to avoid in generation. Defaults
+            to `\""`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `50`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 40.0. Defaults to
+            `7.5`.
+        tau_video: Tau value for video scale. Between 0.1 and 1.0. Defaults to `0.4`.
+        use_apg: Whether to use APG. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated output. Defaults to `"16:9"`.
+        seed: Random seed for reproducibility. Leave empty for random generation.
+            Defaults to `None`.
+        enhance_prompt: Whether to use an LLM to enhance the prompt. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -163,8 +174,8 @@ def subscribe(
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     seed: int | None = None,
     enhance_prompt: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -172,24 +183,54 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generating the video. Required.
+        negative_prompt: Negative prompt to guide what to avoid in generation. Defaults
+            to `\""`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `50`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 40.0. Defaults to
+            `7.5`.
+        tau_video: Tau value for video scale. Between 0.1 and 1.0. Defaults to `0.4`.
+        use_apg: Whether to use APG. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated output. Defaults to `"16:9"`.
+        seed: Random seed for reproducibility. Leave empty for random generation.
+            Defaults to `None`.
+        enhance_prompt: Whether to use an LLM to enhance the prompt. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -201,8 +242,8 @@ def run(
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     seed: int | None = None,
     enhance_prompt: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -210,24 +251,54 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generating the video. Required.
+        negative_prompt: Negative prompt to guide what to avoid in generation. Defaults
+            to `\""`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `50`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 40.0. Defaults to
+            `7.5`.
+        tau_video: Tau value for video scale. Between 0.1 and 1.0. Defaults to `0.4`.
+        use_apg: Whether to use APG. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated output. Defaults to `"16:9"`.
+        seed: Random seed for reproducibility. Leave empty for random generation.
+            Defaults to `None`.
+        enhance_prompt: Whether to use an LLM to enhance the prompt. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -239,33 +310,64 @@ async def submit_async(
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     seed: int | None = None,
     enhance_prompt: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generating the video. Required.
+        negative_prompt: Negative prompt to guide what to avoid in generation. Defaults
+            to `\""`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `50`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 40.0. Defaults to
+            `7.5`.
+        tau_video: Tau value for video scale. Between 0.1 and 1.0. Defaults to `0.4`.
+        use_apg: Whether to use APG. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated output. Defaults to `"16:9"`.
+        seed: Random seed for reproducibility. Leave empty for random generation.
+            Defaults to `None`.
+        enhance_prompt: Whether to use an LLM to enhance the prompt. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -277,8 +379,8 @@ async def subscribe_async(
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     seed: int | None = None,
     enhance_prompt: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -286,24 +388,54 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generating the video. Required.
+        negative_prompt: Negative prompt to guide what to avoid in generation. Defaults
+            to `\""`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `50`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 40.0. Defaults to
+            `7.5`.
+        tau_video: Tau value for video scale. Between 0.1 and 1.0. Defaults to `0.4`.
+        use_apg: Whether to use APG. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated output. Defaults to `"16:9"`.
+        seed: Random seed for reproducibility. Leave empty for random generation.
+            Defaults to `None`.
+        enhance_prompt: Whether to use an LLM to enhance the prompt. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -315,8 +447,8 @@ async def run_async(
     aspect_ratio: Literal["16:9", "1:1", "9:16"] = "16:9",
     seed: int | None = None,
     enhance_prompt: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -324,8 +456,38 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for generating the video. Required.
+        negative_prompt: Negative prompt to guide what to avoid in generation. Defaults
+            to `\""`.
+        num_inference_steps: Number of inference steps. Between 1 and 100. Defaults to
+            `50`.
+        guidance_scale: Guidance scale for generation. Between 1.0 and 40.0. Defaults to
+            `7.5`.
+        tau_video: Tau value for video scale. Between 0.1 and 1.0. Defaults to `0.4`.
+        use_apg: Whether to use APG. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated output. Defaults to `"16:9"`.
+        seed: Random seed for reproducibility. Leave empty for random generation.
+            Defaults to `None`.
+        enhance_prompt: Whether to use an LLM to enhance the prompt. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

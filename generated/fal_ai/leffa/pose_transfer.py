@@ -5,94 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 50
-    """The number of inference steps to perform."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same input given to the same version of the model
-    will output the same image every time.
-    """
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 2.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your input when generating the image.
-    """
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "png"
-    )
-    """The format of the generated image."""
-    pose_image_url: Annotated[FileInput, Field(title="Pose Image Url")]
-    """Url for the human image."""
-    person_image_url: Annotated[FileInput, Field(title="Person Image Url")]
-    """Url to the garment image."""
-
-
-class Output(FalModel):
-    image: Image
-    """The output image."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed for the inference."""
-    has_nsfw_concepts: Annotated[bool, Field(title="Has Nsfw Concepts")]
-    """Whether the image contains NSFW concepts."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -109,26 +31,82 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/leffa/pose-transfer"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 50
+    """The number of inference steps to perform."""
+    seed: int | None = None
+    """
+    The same seed and the same input given to the same version of the model
+    will output the same image every time.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 2.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your input when generating the image.
+    """
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    output_format: Literal["jpeg", "png"] = "png"
+    """The format of the generated image."""
+    pose_image_url: FileInput
+    """Url for the human image."""
+    person_image_url: FileInput
+    """Url to the garment image."""
+
+
+class Output(FalModel):
+    image: Image
+    """The output image."""
+    seed: int
+    """The seed for the inference."""
+    has_nsfw_concepts: bool
+    """Whether the image contains NSFW concepts."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["pose_image_url", "person_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     num_inference_steps: int = 50,
@@ -139,33 +117,67 @@ def submit(
     output_format: Literal["jpeg", "png"] = "png",
     pose_image_url: FileInput,
     person_image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your input when generating the image.
+            Between 0.0 and 20.0. Defaults to `2.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        pose_image_url: Url for the human image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        person_image_url: Url to the garment image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     num_inference_steps: int = 50,
@@ -176,8 +188,8 @@ def subscribe(
     output_format: Literal["jpeg", "png"] = "png",
     pose_image_url: FileInput,
     person_image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -185,24 +197,57 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your input when generating the image.
+            Between 0.0 and 20.0. Defaults to `2.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        pose_image_url: Url for the human image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        person_image_url: Url to the garment image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     num_inference_steps: int = 50,
@@ -213,8 +258,8 @@ def run(
     output_format: Literal["jpeg", "png"] = "png",
     pose_image_url: FileInput,
     person_image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -222,24 +267,57 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your input when generating the image.
+            Between 0.0 and 20.0. Defaults to `2.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        pose_image_url: Url for the human image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        person_image_url: Url to the garment image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     num_inference_steps: int = 50,
@@ -250,33 +328,67 @@ async def submit_async(
     output_format: Literal["jpeg", "png"] = "png",
     pose_image_url: FileInput,
     person_image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your input when generating the image.
+            Between 0.0 and 20.0. Defaults to `2.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        pose_image_url: Url for the human image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        person_image_url: Url to the garment image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     num_inference_steps: int = 50,
@@ -287,8 +399,8 @@ async def subscribe_async(
     output_format: Literal["jpeg", "png"] = "png",
     pose_image_url: FileInput,
     person_image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -296,24 +408,57 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your input when generating the image.
+            Between 0.0 and 20.0. Defaults to `2.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        pose_image_url: Url for the human image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        person_image_url: Url to the garment image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     num_inference_steps: int = 50,
@@ -324,8 +469,8 @@ async def run_async(
     output_format: Literal["jpeg", "png"] = "png",
     pose_image_url: FileInput,
     person_image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -333,8 +478,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 50.
+            Defaults to `50`.
+        seed: The same seed and the same input given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your input when generating the image.
+            Between 0.0 and 20.0. Defaults to `2.5`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        pose_image_url: Url for the human image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        person_image_url: Url to the garment image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,53 +5,72 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
+
+__all__ = [
+    "ENDPOINT_ID",
+    "endpoint",
+    "Mode",
+    "File",
+    "Input",
+    "Output",
+    "TrajectoryParameters",
+    "submit",
+    "subscribe",
+    "run",
+    "submit_async",
+    "subscribe_async",
+    "run_async",
+]
+
+ENDPOINT_ID = "fal-ai/lightx/recamera"
+
+
+Mode: TypeAlias = Literal["gradual", "bullet", "direct", "dolly-zoom"]
 
 
 class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
+    url: str
     """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
+    content_type: str | None = None
     """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
+    file_name: str | None = None
     """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
+    file_size: int | None = None
     """The size of the file in bytes."""
 
 
 class Input(FalModel):
     """Re-camera-only request (minimal schema)."""
 
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
+    video_url: FileInput
     """URL of the input video."""
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
+    prompt: str | None = None
     """Optional text prompt. If omitted, Light-X will auto-caption the video."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
+    seed: int | None = None
     """Random seed for reproducibility. If None, a random seed is chosen."""
-    camera: Annotated[Literal["traj", "target"], Field(title="Camera")] = "traj"
+    camera: Literal["traj", "target"] = "traj"
     """Camera control mode."""
-    mode: Annotated[
-        Literal["gradual", "bullet", "direct", "dolly-zoom"], Field(title="Mode")
-    ] = "gradual"
+    mode: Mode = "gradual"
     """Camera motion mode."""
     trajectory: TrajectoryParameters | None = None
     """Camera trajectory parameters (required for recamera mode)."""
-    target_pose: Annotated[list[float] | None, Field(title="Target Pose")] = None
+    target_pose: list[float] | None = None
     """Target camera pose [theta, phi, radius, x, y] (required when camera='target')."""
 
 
 class Output(FalModel):
     video: File
     """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
+    seed: int
     """The seed used for generation."""
     input_video: File | None = None
     """Optional: normalized/processed input video (if produced by the pipeline)."""
@@ -69,118 +88,113 @@ class TrajectoryParameters(FalModel):
     - radius: Camera distance scaling factors
     """
 
-    theta: Annotated[list[float], Field(title="Theta")]
+    theta: list[float]
     """Horizontal rotation angles (degrees) for each keyframe."""
-    phi: Annotated[list[float], Field(title="Phi")]
+    phi: list[float]
     """Vertical rotation angles (degrees) for each keyframe."""
-    radius: Annotated[list[float], Field(title="Radius")]
+    radius: list[float]
     """Camera distance scaling factors for each keyframe."""
 
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
-
-__all__ = [
-    "ENDPOINT_ID",
-    "endpoint",
-    "File",
-    "Input",
-    "Output",
-    "TrajectoryParameters",
-    "submit",
-    "subscribe",
-    "run",
-    "submit_async",
-    "subscribe_async",
-    "run_async",
-]
-
-ENDPOINT_ID = "fal-ai/lightx/recamera"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
     prompt: str | None = None,
     seed: int | None = None,
     camera: Literal["traj", "target"] = "traj",
-    mode: Literal["gradual", "bullet", "direct", "dolly-zoom"] = "gradual",
+    mode: Mode = "gradual",
     trajectory: TrajectoryParameters | None = None,
     target_pose: list[float] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: Optional text prompt. If omitted, Light-X will auto-caption the video.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        camera: Camera control mode. Defaults to `"traj"`.
+        mode: Camera motion mode. Defaults to `"gradual"`.
+        trajectory: Camera trajectory parameters (required for recamera mode). Defaults
+            to `None`.
+        target_pose: Target camera pose [theta, phi, radius, x, y] (required when
+            camera='target'). Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
     prompt: str | None = None,
     seed: int | None = None,
     camera: Literal["traj", "target"] = "traj",
-    mode: Literal["gradual", "bullet", "direct", "dolly-zoom"] = "gradual",
+    mode: Mode = "gradual",
     trajectory: TrajectoryParameters | None = None,
     target_pose: list[float] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -188,35 +202,64 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: Optional text prompt. If omitted, Light-X will auto-caption the video.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        camera: Camera control mode. Defaults to `"traj"`.
+        mode: Camera motion mode. Defaults to `"gradual"`.
+        trajectory: Camera trajectory parameters (required for recamera mode). Defaults
+            to `None`.
+        target_pose: Target camera pose [theta, phi, radius, x, y] (required when
+            camera='target'). Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
     prompt: str | None = None,
     seed: int | None = None,
     camera: Literal["traj", "target"] = "traj",
-    mode: Literal["gradual", "bullet", "direct", "dolly-zoom"] = "gradual",
+    mode: Mode = "gradual",
     trajectory: TrajectoryParameters | None = None,
     target_pose: list[float] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -224,71 +267,130 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: Optional text prompt. If omitted, Light-X will auto-caption the video.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        camera: Camera control mode. Defaults to `"traj"`.
+        mode: Camera motion mode. Defaults to `"gradual"`.
+        trajectory: Camera trajectory parameters (required for recamera mode). Defaults
+            to `None`.
+        target_pose: Target camera pose [theta, phi, radius, x, y] (required when
+            camera='target'). Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
     prompt: str | None = None,
     seed: int | None = None,
     camera: Literal["traj", "target"] = "traj",
-    mode: Literal["gradual", "bullet", "direct", "dolly-zoom"] = "gradual",
+    mode: Mode = "gradual",
     trajectory: TrajectoryParameters | None = None,
     target_pose: list[float] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: Optional text prompt. If omitted, Light-X will auto-caption the video.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        camera: Camera control mode. Defaults to `"traj"`.
+        mode: Camera motion mode. Defaults to `"gradual"`.
+        trajectory: Camera trajectory parameters (required for recamera mode). Defaults
+            to `None`.
+        target_pose: Target camera pose [theta, phi, radius, x, y] (required when
+            camera='target'). Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
     prompt: str | None = None,
     seed: int | None = None,
     camera: Literal["traj", "target"] = "traj",
-    mode: Literal["gradual", "bullet", "direct", "dolly-zoom"] = "gradual",
+    mode: Mode = "gradual",
     trajectory: TrajectoryParameters | None = None,
     target_pose: list[float] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -296,35 +398,64 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: Optional text prompt. If omitted, Light-X will auto-caption the video.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        camera: Camera control mode. Defaults to `"traj"`.
+        mode: Camera motion mode. Defaults to `"gradual"`.
+        trajectory: Camera trajectory parameters (required for recamera mode). Defaults
+            to `None`.
+        target_pose: Target camera pose [theta, phi, radius, x, y] (required when
+            camera='target'). Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
     prompt: str | None = None,
     seed: int | None = None,
     camera: Literal["traj", "target"] = "traj",
-    mode: Literal["gradual", "bullet", "direct", "dolly-zoom"] = "gradual",
+    mode: Mode = "gradual",
     trajectory: TrajectoryParameters | None = None,
     target_pose: list[float] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -332,8 +463,37 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: Optional text prompt. If omitted, Light-X will auto-caption the video.
+            Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        camera: Camera control mode. Defaults to `"traj"`.
+        mode: Camera motion mode. Defaults to `"gradual"`.
+        trajectory: Camera trajectory parameters (required for recamera mode). Defaults
+            to `None`.
+        target_pose: Target camera pose [theta, phi, radius, x, y] (required when
+            camera='target'). Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,113 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the image to be animated"""
-    blink: Annotated[float, Field(ge=-30.0, le=30.0, title="Blink")] = 0
-    """Amount to blink the eyes"""
-    eyebrow: Annotated[float, Field(ge=-30.0, le=30.0, title="Eyebrow")] = 0
-    """Amount to raise or lower eyebrows"""
-    wink: Annotated[float, Field(ge=0.0, le=25.0, title="Wink")] = 0
-    """Amount to wink"""
-    pupil_x: Annotated[float, Field(ge=-45.0, le=45.0, title="Pupil X")] = 0
-    """Amount to move pupils horizontally"""
-    pupil_y: Annotated[float, Field(ge=-45.0, le=45.0, title="Pupil Y")] = 0
-    """Amount to move pupils vertically"""
-    aaa: Annotated[float, Field(ge=-200.0, le=200.0, title="Aaa")] = 0
-    """Amount to open mouth in 'aaa' shape"""
-    eee: Annotated[float, Field(ge=-40.0, le=40.0, title="Eee")] = 0
-    """Amount to shape mouth in 'eee' position"""
-    woo: Annotated[float, Field(ge=-100.0, le=100.0, title="Woo")] = 0
-    """Amount to shape mouth in 'woo' position"""
-    smile: Annotated[float, Field(ge=-2.0, le=2.0, title="Smile")] = 0
-    """Amount to smile"""
-    rotate_pitch: Annotated[float, Field(ge=-45.0, le=45.0, title="Rotate Pitch")] = 0
-    """Amount to rotate the face in pitch"""
-    rotate_yaw: Annotated[float, Field(ge=-45.0, le=45.0, title="Rotate Yaw")] = 0
-    """Amount to rotate the face in yaw"""
-    rotate_roll: Annotated[float, Field(ge=-45.0, le=45.0, title="Rotate Roll")] = 0
-    """Amount to rotate the face in roll"""
-    flag_pasteback: Annotated[bool, Field(title="Flag Pasteback")] = True
-    """Whether to paste-back/stitch the animated face cropping from the face-cropping space to the original image space."""
-    flag_do_crop: Annotated[bool, Field(title="Flag Do Crop")] = True
-    """Whether to crop the source portrait to the face-cropping space."""
-    flag_do_rot: Annotated[bool, Field(title="Flag Do Rot")] = True
-    """Whether to conduct the rotation when flag_do_crop is True."""
-    flag_lip_zero: Annotated[bool, Field(title="Flag Lip Zero")] = True
-    """Whether to set the lip to closed state before animation. Only takes effect when flag_eye_retargeting and flag_lip_retargeting are False."""
-    dsize: Annotated[int, Field(title="Dsize")] = 512
-    """Size of the output image."""
-    scale: Annotated[float, Field(title="Scale")] = 2.3
-    """Scaling factor for the face crop."""
-    vx_ratio: Annotated[float, Field(title="Vx Ratio")] = 0
-    """Horizontal offset ratio for face crop."""
-    vy_ratio: Annotated[float, Field(title="Vy Ratio")] = -0.125
-    """Vertical offset ratio for face crop. Positive values move up, negative values move down."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """
-    Whether to enable the safety checker. If enabled, the model will check if the input image contains a face before processing it.
-    The safety checker will process the input image
-    """
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """Output format"""
-
-
-class Output(FalModel):
-    image: Image
-    """The generated image file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -128,26 +31,107 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/live-portrait/image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the image to be animated"""
+    blink: Annotated[float, Field(ge=-30.0, le=30.0)] = 0
+    """Amount to blink the eyes"""
+    eyebrow: Annotated[float, Field(ge=-30.0, le=30.0)] = 0
+    """Amount to raise or lower eyebrows"""
+    wink: Annotated[float, Field(ge=0.0, le=25.0)] = 0
+    """Amount to wink"""
+    pupil_x: Annotated[float, Field(ge=-45.0, le=45.0)] = 0
+    """Amount to move pupils horizontally"""
+    pupil_y: Annotated[float, Field(ge=-45.0, le=45.0)] = 0
+    """Amount to move pupils vertically"""
+    aaa: Annotated[float, Field(ge=-200.0, le=200.0)] = 0
+    """Amount to open mouth in 'aaa' shape"""
+    eee: Annotated[float, Field(ge=-40.0, le=40.0)] = 0
+    """Amount to shape mouth in 'eee' position"""
+    woo: Annotated[float, Field(ge=-100.0, le=100.0)] = 0
+    """Amount to shape mouth in 'woo' position"""
+    smile: Annotated[float, Field(ge=-2.0, le=2.0)] = 0
+    """Amount to smile"""
+    rotate_pitch: Annotated[float, Field(ge=-45.0, le=45.0)] = 0
+    """Amount to rotate the face in pitch"""
+    rotate_yaw: Annotated[float, Field(ge=-45.0, le=45.0)] = 0
+    """Amount to rotate the face in yaw"""
+    rotate_roll: Annotated[float, Field(ge=-45.0, le=45.0)] = 0
+    """Amount to rotate the face in roll"""
+    flag_pasteback: bool = True
+    """Whether to paste-back/stitch the animated face cropping from the face-cropping
+    space to the original image space."""
+    flag_do_crop: bool = True
+    """Whether to crop the source portrait to the face-cropping space."""
+    flag_do_rot: bool = True
+    """Whether to conduct the rotation when flag_do_crop is True."""
+    flag_lip_zero: bool = True
+    """Whether to set the lip to closed state before animation. Only takes effect when
+    flag_eye_retargeting and flag_lip_retargeting are False."""
+    dsize: int = 512
+    """Size of the output image."""
+    scale: float = 2.3
+    """Scaling factor for the face crop."""
+    vx_ratio: float = 0
+    """Horizontal offset ratio for face crop."""
+    vy_ratio: float = -0.125
+    """Vertical offset ratio for face crop. Positive values move up, negative values
+    move down."""
+    enable_safety_checker: bool = False
+    """
+    Whether to enable the safety checker. If enabled, the model will check if the input image contains a face before processing it.
+    The safety checker will process the input image
+    """
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    """Output format"""
+
+
+class Output(FalModel):
+    image: Image
+    """The generated image file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -173,33 +157,92 @@ def submit(
     vy_ratio: float = -0.125,
     enable_safety_checker: bool = False,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be animated. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        blink: Amount to blink the eyes. Between -30.0 and 30.0. Defaults to `0`.
+        eyebrow: Amount to raise or lower eyebrows. Between -30.0 and 30.0. Defaults to
+            `0`.
+        wink: Amount to wink. Between 0.0 and 25.0. Defaults to `0`.
+        pupil_x: Amount to move pupils horizontally. Between -45.0 and 45.0. Defaults to
+            `0`.
+        pupil_y: Amount to move pupils vertically. Between -45.0 and 45.0. Defaults to
+            `0`.
+        aaa: Amount to open mouth in 'aaa' shape. Between -200.0 and 200.0. Defaults to
+            `0`.
+        eee: Amount to shape mouth in 'eee' position. Between -40.0 and 40.0. Defaults
+            to `0`.
+        woo: Amount to shape mouth in 'woo' position. Between -100.0 and 100.0. Defaults
+            to `0`.
+        smile: Amount to smile. Between -2.0 and 2.0. Defaults to `0`.
+        rotate_pitch: Amount to rotate the face in pitch. Between -45.0 and 45.0.
+            Defaults to `0`.
+        rotate_yaw: Amount to rotate the face in yaw. Between -45.0 and 45.0. Defaults
+            to `0`.
+        rotate_roll: Amount to rotate the face in roll. Between -45.0 and 45.0. Defaults
+            to `0`.
+        flag_pasteback: Whether to paste-back/stitch the animated face cropping from the
+            face-cropping space to the original image space. Defaults to `True`.
+        flag_do_crop: Whether to crop the source portrait to the face-cropping space.
+            Defaults to `True`.
+        flag_do_rot: Whether to conduct the rotation when flag_do_crop is True. Defaults
+            to `True`.
+        flag_lip_zero: Whether to set the lip to closed state before animation. Only
+            takes effect when flag_eye_retargeting and flag_lip_retargeting are False.
+            Defaults to `True`.
+        dsize: Size of the output image. Defaults to `512`.
+        scale: Scaling factor for the face crop. Defaults to `2.3`.
+        vx_ratio: Horizontal offset ratio for face crop. Defaults to `0`.
+        vy_ratio: Vertical offset ratio for face crop. Positive values move up, negative
+            values move down. Defaults to `-0.125`.
+        enable_safety_checker: Whether to enable the safety checker. If enabled, the
+            model will check if the input image contains a face before processing it.
+            The safety checker will process the input image. Defaults to `False`.
+        output_format: Output format. Defaults to `"jpeg"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -225,8 +268,8 @@ def subscribe(
     vy_ratio: float = -0.125,
     enable_safety_checker: bool = False,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -234,24 +277,82 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be animated. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        blink: Amount to blink the eyes. Between -30.0 and 30.0. Defaults to `0`.
+        eyebrow: Amount to raise or lower eyebrows. Between -30.0 and 30.0. Defaults to
+            `0`.
+        wink: Amount to wink. Between 0.0 and 25.0. Defaults to `0`.
+        pupil_x: Amount to move pupils horizontally. Between -45.0 and 45.0. Defaults to
+            `0`.
+        pupil_y: Amount to move pupils vertically. Between -45.0 and 45.0. Defaults to
+            `0`.
+        aaa: Amount to open mouth in 'aaa' shape. Between -200.0 and 200.0. Defaults to
+            `0`.
+        eee: Amount to shape mouth in 'eee' position. Between -40.0 and 40.0. Defaults
+            to `0`.
+        woo: Amount to shape mouth in 'woo' position. Between -100.0 and 100.0. Defaults
+            to `0`.
+        smile: Amount to smile. Between -2.0 and 2.0. Defaults to `0`.
+        rotate_pitch: Amount to rotate the face in pitch. Between -45.0 and 45.0.
+            Defaults to `0`.
+        rotate_yaw: Amount to rotate the face in yaw. Between -45.0 and 45.0. Defaults
+            to `0`.
+        rotate_roll: Amount to rotate the face in roll. Between -45.0 and 45.0. Defaults
+            to `0`.
+        flag_pasteback: Whether to paste-back/stitch the animated face cropping from the
+            face-cropping space to the original image space. Defaults to `True`.
+        flag_do_crop: Whether to crop the source portrait to the face-cropping space.
+            Defaults to `True`.
+        flag_do_rot: Whether to conduct the rotation when flag_do_crop is True. Defaults
+            to `True`.
+        flag_lip_zero: Whether to set the lip to closed state before animation. Only
+            takes effect when flag_eye_retargeting and flag_lip_retargeting are False.
+            Defaults to `True`.
+        dsize: Size of the output image. Defaults to `512`.
+        scale: Scaling factor for the face crop. Defaults to `2.3`.
+        vx_ratio: Horizontal offset ratio for face crop. Defaults to `0`.
+        vy_ratio: Vertical offset ratio for face crop. Positive values move up, negative
+            values move down. Defaults to `-0.125`.
+        enable_safety_checker: Whether to enable the safety checker. If enabled, the
+            model will check if the input image contains a face before processing it.
+            The safety checker will process the input image. Defaults to `False`.
+        output_format: Output format. Defaults to `"jpeg"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -277,8 +378,8 @@ def run(
     vy_ratio: float = -0.125,
     enable_safety_checker: bool = False,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -286,24 +387,82 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be animated. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        blink: Amount to blink the eyes. Between -30.0 and 30.0. Defaults to `0`.
+        eyebrow: Amount to raise or lower eyebrows. Between -30.0 and 30.0. Defaults to
+            `0`.
+        wink: Amount to wink. Between 0.0 and 25.0. Defaults to `0`.
+        pupil_x: Amount to move pupils horizontally. Between -45.0 and 45.0. Defaults to
+            `0`.
+        pupil_y: Amount to move pupils vertically. Between -45.0 and 45.0. Defaults to
+            `0`.
+        aaa: Amount to open mouth in 'aaa' shape. Between -200.0 and 200.0. Defaults to
+            `0`.
+        eee: Amount to shape mouth in 'eee' position. Between -40.0 and 40.0. Defaults
+            to `0`.
+        woo: Amount to shape mouth in 'woo' position. Between -100.0 and 100.0. Defaults
+            to `0`.
+        smile: Amount to smile. Between -2.0 and 2.0. Defaults to `0`.
+        rotate_pitch: Amount to rotate the face in pitch. Between -45.0 and 45.0.
+            Defaults to `0`.
+        rotate_yaw: Amount to rotate the face in yaw. Between -45.0 and 45.0. Defaults
+            to `0`.
+        rotate_roll: Amount to rotate the face in roll. Between -45.0 and 45.0. Defaults
+            to `0`.
+        flag_pasteback: Whether to paste-back/stitch the animated face cropping from the
+            face-cropping space to the original image space. Defaults to `True`.
+        flag_do_crop: Whether to crop the source portrait to the face-cropping space.
+            Defaults to `True`.
+        flag_do_rot: Whether to conduct the rotation when flag_do_crop is True. Defaults
+            to `True`.
+        flag_lip_zero: Whether to set the lip to closed state before animation. Only
+            takes effect when flag_eye_retargeting and flag_lip_retargeting are False.
+            Defaults to `True`.
+        dsize: Size of the output image. Defaults to `512`.
+        scale: Scaling factor for the face crop. Defaults to `2.3`.
+        vx_ratio: Horizontal offset ratio for face crop. Defaults to `0`.
+        vy_ratio: Vertical offset ratio for face crop. Positive values move up, negative
+            values move down. Defaults to `-0.125`.
+        enable_safety_checker: Whether to enable the safety checker. If enabled, the
+            model will check if the input image contains a face before processing it.
+            The safety checker will process the input image. Defaults to `False`.
+        output_format: Output format. Defaults to `"jpeg"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -329,33 +488,92 @@ async def submit_async(
     vy_ratio: float = -0.125,
     enable_safety_checker: bool = False,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be animated. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        blink: Amount to blink the eyes. Between -30.0 and 30.0. Defaults to `0`.
+        eyebrow: Amount to raise or lower eyebrows. Between -30.0 and 30.0. Defaults to
+            `0`.
+        wink: Amount to wink. Between 0.0 and 25.0. Defaults to `0`.
+        pupil_x: Amount to move pupils horizontally. Between -45.0 and 45.0. Defaults to
+            `0`.
+        pupil_y: Amount to move pupils vertically. Between -45.0 and 45.0. Defaults to
+            `0`.
+        aaa: Amount to open mouth in 'aaa' shape. Between -200.0 and 200.0. Defaults to
+            `0`.
+        eee: Amount to shape mouth in 'eee' position. Between -40.0 and 40.0. Defaults
+            to `0`.
+        woo: Amount to shape mouth in 'woo' position. Between -100.0 and 100.0. Defaults
+            to `0`.
+        smile: Amount to smile. Between -2.0 and 2.0. Defaults to `0`.
+        rotate_pitch: Amount to rotate the face in pitch. Between -45.0 and 45.0.
+            Defaults to `0`.
+        rotate_yaw: Amount to rotate the face in yaw. Between -45.0 and 45.0. Defaults
+            to `0`.
+        rotate_roll: Amount to rotate the face in roll. Between -45.0 and 45.0. Defaults
+            to `0`.
+        flag_pasteback: Whether to paste-back/stitch the animated face cropping from the
+            face-cropping space to the original image space. Defaults to `True`.
+        flag_do_crop: Whether to crop the source portrait to the face-cropping space.
+            Defaults to `True`.
+        flag_do_rot: Whether to conduct the rotation when flag_do_crop is True. Defaults
+            to `True`.
+        flag_lip_zero: Whether to set the lip to closed state before animation. Only
+            takes effect when flag_eye_retargeting and flag_lip_retargeting are False.
+            Defaults to `True`.
+        dsize: Size of the output image. Defaults to `512`.
+        scale: Scaling factor for the face crop. Defaults to `2.3`.
+        vx_ratio: Horizontal offset ratio for face crop. Defaults to `0`.
+        vy_ratio: Vertical offset ratio for face crop. Positive values move up, negative
+            values move down. Defaults to `-0.125`.
+        enable_safety_checker: Whether to enable the safety checker. If enabled, the
+            model will check if the input image contains a face before processing it.
+            The safety checker will process the input image. Defaults to `False`.
+        output_format: Output format. Defaults to `"jpeg"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -381,8 +599,8 @@ async def subscribe_async(
     vy_ratio: float = -0.125,
     enable_safety_checker: bool = False,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -390,24 +608,82 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be animated. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        blink: Amount to blink the eyes. Between -30.0 and 30.0. Defaults to `0`.
+        eyebrow: Amount to raise or lower eyebrows. Between -30.0 and 30.0. Defaults to
+            `0`.
+        wink: Amount to wink. Between 0.0 and 25.0. Defaults to `0`.
+        pupil_x: Amount to move pupils horizontally. Between -45.0 and 45.0. Defaults to
+            `0`.
+        pupil_y: Amount to move pupils vertically. Between -45.0 and 45.0. Defaults to
+            `0`.
+        aaa: Amount to open mouth in 'aaa' shape. Between -200.0 and 200.0. Defaults to
+            `0`.
+        eee: Amount to shape mouth in 'eee' position. Between -40.0 and 40.0. Defaults
+            to `0`.
+        woo: Amount to shape mouth in 'woo' position. Between -100.0 and 100.0. Defaults
+            to `0`.
+        smile: Amount to smile. Between -2.0 and 2.0. Defaults to `0`.
+        rotate_pitch: Amount to rotate the face in pitch. Between -45.0 and 45.0.
+            Defaults to `0`.
+        rotate_yaw: Amount to rotate the face in yaw. Between -45.0 and 45.0. Defaults
+            to `0`.
+        rotate_roll: Amount to rotate the face in roll. Between -45.0 and 45.0. Defaults
+            to `0`.
+        flag_pasteback: Whether to paste-back/stitch the animated face cropping from the
+            face-cropping space to the original image space. Defaults to `True`.
+        flag_do_crop: Whether to crop the source portrait to the face-cropping space.
+            Defaults to `True`.
+        flag_do_rot: Whether to conduct the rotation when flag_do_crop is True. Defaults
+            to `True`.
+        flag_lip_zero: Whether to set the lip to closed state before animation. Only
+            takes effect when flag_eye_retargeting and flag_lip_retargeting are False.
+            Defaults to `True`.
+        dsize: Size of the output image. Defaults to `512`.
+        scale: Scaling factor for the face crop. Defaults to `2.3`.
+        vx_ratio: Horizontal offset ratio for face crop. Defaults to `0`.
+        vy_ratio: Vertical offset ratio for face crop. Positive values move up, negative
+            values move down. Defaults to `-0.125`.
+        enable_safety_checker: Whether to enable the safety checker. If enabled, the
+            model will check if the input image contains a face before processing it.
+            The safety checker will process the input image. Defaults to `False`.
+        output_format: Output format. Defaults to `"jpeg"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -433,8 +709,8 @@ async def run_async(
     vy_ratio: float = -0.125,
     enable_safety_checker: bool = False,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -442,8 +718,66 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be animated. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        blink: Amount to blink the eyes. Between -30.0 and 30.0. Defaults to `0`.
+        eyebrow: Amount to raise or lower eyebrows. Between -30.0 and 30.0. Defaults to
+            `0`.
+        wink: Amount to wink. Between 0.0 and 25.0. Defaults to `0`.
+        pupil_x: Amount to move pupils horizontally. Between -45.0 and 45.0. Defaults to
+            `0`.
+        pupil_y: Amount to move pupils vertically. Between -45.0 and 45.0. Defaults to
+            `0`.
+        aaa: Amount to open mouth in 'aaa' shape. Between -200.0 and 200.0. Defaults to
+            `0`.
+        eee: Amount to shape mouth in 'eee' position. Between -40.0 and 40.0. Defaults
+            to `0`.
+        woo: Amount to shape mouth in 'woo' position. Between -100.0 and 100.0. Defaults
+            to `0`.
+        smile: Amount to smile. Between -2.0 and 2.0. Defaults to `0`.
+        rotate_pitch: Amount to rotate the face in pitch. Between -45.0 and 45.0.
+            Defaults to `0`.
+        rotate_yaw: Amount to rotate the face in yaw. Between -45.0 and 45.0. Defaults
+            to `0`.
+        rotate_roll: Amount to rotate the face in roll. Between -45.0 and 45.0. Defaults
+            to `0`.
+        flag_pasteback: Whether to paste-back/stitch the animated face cropping from the
+            face-cropping space to the original image space. Defaults to `True`.
+        flag_do_crop: Whether to crop the source portrait to the face-cropping space.
+            Defaults to `True`.
+        flag_do_rot: Whether to conduct the rotation when flag_do_crop is True. Defaults
+            to `True`.
+        flag_lip_zero: Whether to set the lip to closed state before animation. Only
+            takes effect when flag_eye_retargeting and flag_lip_retargeting are False.
+            Defaults to `True`.
+        dsize: Size of the output image. Defaults to `512`.
+        scale: Scaling factor for the face crop. Defaults to `2.3`.
+        vx_ratio: Horizontal offset ratio for face crop. Defaults to `0`.
+        vy_ratio: Vertical offset ratio for face crop. Positive values move up, negative
+            values move down. Defaults to `-0.125`.
+        enable_safety_checker: Whether to enable the safety checker. If enabled, the
+            model will check if the input image contains a face before processing it.
+            The safety checker will process the input image. Defaults to `False`.
+        output_format: Output format. Defaults to `"jpeg"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

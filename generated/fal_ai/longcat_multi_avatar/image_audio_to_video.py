@@ -5,119 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class BoundingBox(FalModel):
-    x: Annotated[float, Field(title="X")]
-    """X-coordinate of the top-left corner"""
-    y: Annotated[float, Field(title="Y")]
-    """Y-coordinate of the top-left corner"""
-    w: Annotated[float, Field(title="W")]
-    """Width of the bounding box"""
-    h: Annotated[float, Field(title="H")]
-    """Height of the bounding box"""
-    label: Annotated[str, Field(title="Label")]
-    """Label of the bounding box"""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Request model for multi-speaker image+audio to video generation."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """The URL of the image containing two speakers."""
-    audio_url_person1: Annotated[
-        FileInput | None, Field(title="Audio URL Person 1")
-    ] = "https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_man.WAV"
-    """The URL of the audio file for person 1 (left side)."""
-    audio_url_person2: Annotated[
-        FileInput | None, Field(title="Audio URL Person 2")
-    ] = "https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_woman.WAV"
-    """The URL of the audio file for person 2 (right side)."""
-    prompt: Annotated[str, Field(title="Prompt")] = (
-        "Two people are having a conversation with natural expressions and movements."
-    )
-    """The prompt to guide the video generation."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "Close-up, Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
-    )
-    """The negative prompt to avoid in the video generation."""
-    bbox_person1: BoundingBox | None = None
-    """Bounding box for person 1. If not provided, defaults to left half of image."""
-    bbox_person2: BoundingBox | None = None
-    """Bounding box for person 2. If not provided, defaults to right half of image."""
-    audio_type: Annotated[Literal["para", "add"], Field(title="Audio Type")] = "para"
-    """How to combine the two audio tracks. 'para' (parallel) plays both simultaneously, 'add' (sequential) plays person 1 first then person 2."""
-    num_inference_steps: Annotated[
-        int, Field(ge=10, le=100, title="Number of Inference Steps")
-    ] = 30
-    """The number of inference steps to use."""
-    text_guidance_scale: Annotated[
-        float, Field(ge=1.0, le=10.0, title="Text Guidance Scale")
-    ] = 4
-    """The text guidance scale for classifier-free guidance."""
-    audio_guidance_scale: Annotated[
-        float, Field(ge=1.0, le=10.0, title="Audio Guidance Scale")
-    ] = 4
-    """The audio guidance scale. Higher values may lead to exaggerated mouth movements."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "480p"
-    """Resolution of the generated video (480p or 720p). Billing is per video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per second."""
-    num_segments: Annotated[int, Field(ge=1, le=10, title="Number of Segments")] = 1
-    """Number of video segments to generate. Each segment adds ~5 seconds of video. First segment is ~5.8s, additional segments are 5s each."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable safety checker."""
-
-
-class Output(FalModel):
-    """Response model for multi-speaker image+audio to video generation."""
-
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -135,26 +32,110 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/longcat-multi-avatar/image-audio-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class BoundingBox(FalModel):
+    x: float
+    """X-coordinate of the top-left corner"""
+    y: float
+    """Y-coordinate of the top-left corner"""
+    w: float
+    """Width of the bounding box"""
+    h: float
+    """Height of the bounding box"""
+    label: str
+    """Label of the bounding box"""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Request model for multi-speaker image+audio to video generation."""
+
+    image_url: FileInput
+    """The URL of the image containing two speakers."""
+    audio_url_person1: FileInput | None = (
+        "https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_man.WAV"
+    )
+    """The URL of the audio file for person 1 (left side)."""
+    audio_url_person2: FileInput | None = (
+        "https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_woman.WAV"
+    )
+    """The URL of the audio file for person 2 (right side)."""
+    prompt: str = (
+        "Two people are having a conversation with natural expressions and movements."
+    )
+    """The prompt to guide the video generation."""
+    negative_prompt: str = (
+        "Close-up, Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
+    )
+    """The negative prompt to avoid in the video generation."""
+    bbox_person1: BoundingBox | None = None
+    """Bounding box for person 1. If not provided, defaults to left half of image."""
+    bbox_person2: BoundingBox | None = None
+    """Bounding box for person 2. If not provided, defaults to right half of image."""
+    audio_type: Literal["para", "add"] = "para"
+    """How to combine the two audio tracks. 'para' (parallel) plays both simultaneously,
+    'add' (sequential) plays person 1 first then person 2."""
+    num_inference_steps: Annotated[int, Field(ge=10, le=100)] = 30
+    """The number of inference steps to use."""
+    text_guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 4
+    """The text guidance scale for classifier-free guidance."""
+    audio_guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 4
+    """The audio guidance scale. Higher values may lead to exaggerated mouth
+    movements."""
+    resolution: Literal["480p", "720p"] = "480p"
+    """Resolution of the generated video (480p or 720p). Billing is per video-second (16
+    frames): 480p is 1 unit per second and 720p is 4 units per second."""
+    num_segments: Annotated[int, Field(ge=1, le=10)] = 1
+    """Number of video segments to generate. Each segment adds ~5 seconds of video.
+    First segment is ~5.8s, additional segments are 5s each."""
+    seed: int | None = None
+    """The seed for the random number generator."""
+    enable_safety_checker: bool = True
+    """Whether to enable safety checker."""
+
+
+class Output(FalModel):
+    """Response model for multi-speaker image+audio to video generation."""
+
+    video: File
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "audio_url_person1", "audio_url_person2"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -176,33 +157,91 @@ def submit(
     num_segments: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image containing two speakers. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url_person1: The URL of the audio file for person 1 (left side). A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_man.WAV"`.
+        audio_url_person2: The URL of the audio file for person 2 (right side). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_woman.WAV"`.
+        prompt: The prompt to guide the video generation. Defaults to `"Two people are
+            having a conversation with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        bbox_person1: Bounding box for person 1. If not provided, defaults to left half
+            of image. Defaults to `None`.
+        bbox_person2: Bounding box for person 2. If not provided, defaults to right half
+            of image. Defaults to `None`.
+        audio_type: How to combine the two audio tracks. 'para' (parallel) plays both
+            simultaneously, 'add' (sequential) plays person 1 first then person 2.
+            Defaults to `"para"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `30`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -224,8 +263,8 @@ def subscribe(
     num_segments: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -233,24 +272,81 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image containing two speakers. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url_person1: The URL of the audio file for person 1 (left side). A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_man.WAV"`.
+        audio_url_person2: The URL of the audio file for person 2 (right side). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_woman.WAV"`.
+        prompt: The prompt to guide the video generation. Defaults to `"Two people are
+            having a conversation with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        bbox_person1: Bounding box for person 1. If not provided, defaults to left half
+            of image. Defaults to `None`.
+        bbox_person2: Bounding box for person 2. If not provided, defaults to right half
+            of image. Defaults to `None`.
+        audio_type: How to combine the two audio tracks. 'para' (parallel) plays both
+            simultaneously, 'add' (sequential) plays person 1 first then person 2.
+            Defaults to `"para"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `30`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -272,8 +368,8 @@ def run(
     num_segments: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -281,24 +377,81 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image containing two speakers. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url_person1: The URL of the audio file for person 1 (left side). A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_man.WAV"`.
+        audio_url_person2: The URL of the audio file for person 2 (right side). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_woman.WAV"`.
+        prompt: The prompt to guide the video generation. Defaults to `"Two people are
+            having a conversation with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        bbox_person1: Bounding box for person 1. If not provided, defaults to left half
+            of image. Defaults to `None`.
+        bbox_person2: Bounding box for person 2. If not provided, defaults to right half
+            of image. Defaults to `None`.
+        audio_type: How to combine the two audio tracks. 'para' (parallel) plays both
+            simultaneously, 'add' (sequential) plays person 1 first then person 2.
+            Defaults to `"para"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `30`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -320,33 +473,91 @@ async def submit_async(
     num_segments: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image containing two speakers. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url_person1: The URL of the audio file for person 1 (left side). A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_man.WAV"`.
+        audio_url_person2: The URL of the audio file for person 2 (right side). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_woman.WAV"`.
+        prompt: The prompt to guide the video generation. Defaults to `"Two people are
+            having a conversation with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        bbox_person1: Bounding box for person 1. If not provided, defaults to left half
+            of image. Defaults to `None`.
+        bbox_person2: Bounding box for person 2. If not provided, defaults to right half
+            of image. Defaults to `None`.
+        audio_type: How to combine the two audio tracks. 'para' (parallel) plays both
+            simultaneously, 'add' (sequential) plays person 1 first then person 2.
+            Defaults to `"para"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `30`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -368,8 +579,8 @@ async def subscribe_async(
     num_segments: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -377,24 +588,81 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image containing two speakers. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url_person1: The URL of the audio file for person 1 (left side). A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_man.WAV"`.
+        audio_url_person2: The URL of the audio file for person 2 (right side). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_woman.WAV"`.
+        prompt: The prompt to guide the video generation. Defaults to `"Two people are
+            having a conversation with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        bbox_person1: Bounding box for person 1. If not provided, defaults to left half
+            of image. Defaults to `None`.
+        bbox_person2: Bounding box for person 2. If not provided, defaults to right half
+            of image. Defaults to `None`.
+        audio_type: How to combine the two audio tracks. 'para' (parallel) plays both
+            simultaneously, 'add' (sequential) plays person 1 first then person 2.
+            Defaults to `"para"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `30`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -416,8 +684,8 @@ async def run_async(
     num_segments: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -425,8 +693,65 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The URL of the image containing two speakers. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url_person1: The URL of the audio file for person 1 (left side). A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_man.WAV"`.
+        audio_url_person2: The URL of the audio file for person 2 (right side). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to
+            `"https://raw.githubusercontent.com/meituan-longcat/LongCat-Video/refs/heads/main/assets/avatar/multi/sing_woman.WAV"`.
+        prompt: The prompt to guide the video generation. Defaults to `"Two people are
+            having a conversation with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        bbox_person1: Bounding box for person 1. If not provided, defaults to left half
+            of image. Defaults to `None`.
+        bbox_person2: Bounding box for person 2. If not provided, defaults to right half
+            of image. Defaults to `None`.
+        audio_type: How to combine the two audio tracks. 'para' (parallel) plays both
+            simultaneously, 'add' (sequential) plays person 1 first then person 2.
+            Defaults to `"para"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `30`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

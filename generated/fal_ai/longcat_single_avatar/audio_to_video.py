@@ -5,96 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Request model for audio-to-video generation."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio URL")]
-    """The URL of the audio file to drive the avatar."""
-    prompt: Annotated[str, Field(title="Prompt")] = (
-        "A person is talking naturally with natural expressions and movements."
-    )
-    """The prompt to guide the video generation."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "Close-up, Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
-    )
-    """The negative prompt to avoid in the video generation."""
-    num_inference_steps: Annotated[
-        int, Field(ge=10, le=100, title="Number of Inference Steps")
-    ] = 50
-    """The number of inference steps to use."""
-    text_guidance_scale: Annotated[
-        float, Field(ge=1.0, le=10.0, title="Text Guidance Scale")
-    ] = 4
-    """The text guidance scale for classifier-free guidance."""
-    audio_guidance_scale: Annotated[
-        float, Field(ge=1.0, le=10.0, title="Audio Guidance Scale")
-    ] = 4
-    """The audio guidance scale. Higher values may lead to exaggerated mouth movements."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "480p"
-    """Resolution of the generated video (480p or 720p). Billing is per video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per second."""
-    num_segments: Annotated[int, Field(ge=1, le=10, title="Number of Segments")] = 1
-    """Number of video segments to generate. Each segment adds ~5 seconds of video. First segment is ~5.8s, additional segments are 5s each."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable safety checker."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion using an LLM to enhance the prompt for better video quality."""
-
-
-class Output(FalModel):
-    """Response model for audio-to-video generation (no reference image)."""
-
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -111,26 +31,85 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/longcat-single-avatar/audio-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Request model for audio-to-video generation."""
+
+    audio_url: FileInput
+    """The URL of the audio file to drive the avatar."""
+    prompt: str = (
+        "A person is talking naturally with natural expressions and movements."
+    )
+    """The prompt to guide the video generation."""
+    negative_prompt: str = (
+        "Close-up, Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
+    )
+    """The negative prompt to avoid in the video generation."""
+    num_inference_steps: Annotated[int, Field(ge=10, le=100)] = 50
+    """The number of inference steps to use."""
+    text_guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 4
+    """The text guidance scale for classifier-free guidance."""
+    audio_guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 4
+    """The audio guidance scale. Higher values may lead to exaggerated mouth
+    movements."""
+    resolution: Literal["480p", "720p"] = "480p"
+    """Resolution of the generated video (480p or 720p). Billing is per video-second (16
+    frames): 480p is 1 unit per second and 720p is 4 units per second."""
+    num_segments: Annotated[int, Field(ge=1, le=10)] = 1
+    """Number of video segments to generate. Each segment adds ~5 seconds of video.
+    First segment is ~5.8s, additional segments are 5s each."""
+    seed: int | None = None
+    """The seed for the random number generator."""
+    enable_safety_checker: bool = True
+    """Whether to enable safety checker."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion using an LLM to enhance the prompt for better
+    video quality."""
+
+
+class Output(FalModel):
+    """Response model for audio-to-video generation (no reference image)."""
+
+    video: File
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
@@ -144,33 +123,78 @@ def submit(
     seed: int | None = None,
     enable_safety_checker: bool = True,
     enable_prompt_expansion: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The URL of the audio file to drive the avatar. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to guide the video generation. Defaults to `"A person is
+            talking naturally with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `50`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        enable_prompt_expansion: Whether to enable prompt expansion using an LLM to
+            enhance the prompt for better video quality. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
@@ -184,8 +208,8 @@ def subscribe(
     seed: int | None = None,
     enable_safety_checker: bool = True,
     enable_prompt_expansion: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -193,24 +217,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The URL of the audio file to drive the avatar. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to guide the video generation. Defaults to `"A person is
+            talking naturally with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `50`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        enable_prompt_expansion: Whether to enable prompt expansion using an LLM to
+            enhance the prompt for better video quality. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
@@ -224,8 +292,8 @@ def run(
     seed: int | None = None,
     enable_safety_checker: bool = True,
     enable_prompt_expansion: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -233,24 +301,68 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The URL of the audio file to drive the avatar. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to guide the video generation. Defaults to `"A person is
+            talking naturally with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `50`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        enable_prompt_expansion: Whether to enable prompt expansion using an LLM to
+            enhance the prompt for better video quality. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
@@ -264,33 +376,78 @@ async def submit_async(
     seed: int | None = None,
     enable_safety_checker: bool = True,
     enable_prompt_expansion: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The URL of the audio file to drive the avatar. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to guide the video generation. Defaults to `"A person is
+            talking naturally with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `50`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        enable_prompt_expansion: Whether to enable prompt expansion using an LLM to
+            enhance the prompt for better video quality. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
@@ -304,8 +461,8 @@ async def subscribe_async(
     seed: int | None = None,
     enable_safety_checker: bool = True,
     enable_prompt_expansion: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -313,24 +470,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The URL of the audio file to drive the avatar. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to guide the video generation. Defaults to `"A person is
+            talking naturally with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `50`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        enable_prompt_expansion: Whether to enable prompt expansion using an LLM to
+            enhance the prompt for better video quality. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
@@ -344,8 +545,8 @@ async def run_async(
     seed: int | None = None,
     enable_safety_checker: bool = True,
     enable_prompt_expansion: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -353,8 +554,52 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: The URL of the audio file to drive the avatar. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The prompt to guide the video generation. Defaults to `"A person is
+            talking naturally with natural expressions and movements."`.
+        negative_prompt: The negative prompt to avoid in the video generation. Defaults
+            to `"Close-up, Bright tones, overexposed, static, blurred details,
+            subtitles, style, works, paintings, images, static, overall gray, worst
+            quality, low quality, JPEG compression residue, ugly, incomplete, extra
+            fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured,
+            misshapen limbs, fused fingers, still picture, messy background, three legs,
+            many people in the background, walking backwards"`.
+        num_inference_steps: The number of inference steps to use. Between 10 and 100.
+            Defaults to `50`.
+        text_guidance_scale: The text guidance scale for classifier-free guidance.
+            Between 1.0 and 10.0. Defaults to `4`.
+        audio_guidance_scale: The audio guidance scale. Higher values may lead to
+            exaggerated mouth movements. Between 1.0 and 10.0. Defaults to `4`.
+        resolution: Resolution of the generated video (480p or 720p). Billing is per
+            video-second (16 frames): 480p is 1 unit per second and 720p is 4 units per
+            second. Defaults to `"480p"`.
+        num_segments: Number of video segments to generate. Each segment adds ~5 seconds
+            of video. First segment is ~5.8s, additional segments are 5s each. Between 1
+            and 10. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        enable_prompt_expansion: Whether to enable prompt expansion using an LLM to
+            enhance the prompt for better video quality. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,379 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ControlNetType2(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the control net weights."""
-    config_url: Annotated[FileInput | None, Field(title="Config Url")] = None
-    """optional URL to the controlnet config.json file."""
-    variant: Annotated[str | None, Field(title="Variant")] = None
-    """The optional variant if a Hugging Face repo key is used."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the image to be used as the control net."""
-    mask_url: Annotated[FileInput | None, Field(title="Mask Url")] = None
-    """The mask to use for the controlnet. When using a mask, the control image size and the mask size must be the same and divisible by 32."""
-    conditioning_scale: Annotated[
-        float, Field(ge=0.0, le=2.0, title="Conditioning Scale")
-    ] = 1
-    """
-    The scale of the control net weight. This is used to scale the control net weight
-    before merging it with the base model.
-    """
-    start_percentage: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Start Percentage")
-    ] = 0
-    """The percentage of the image to start applying the controlnet in terms of the total timesteps."""
-    end_percentage: Annotated[float, Field(ge=0.0, le=1.0, title="End Percentage")] = 1
-    """The percentage of the image to end applying the controlnet in terms of the total timesteps."""
-    ip_adapter_index: Annotated[int | None, Field(title="Ip Adapter Index")] = None
-    """The index of the IP adapter to be applied to the controlnet. This is only needed for InstantID ControlNets."""
-
-
-class EmbeddingType2(FalModel):
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the embedding weights."""
-    tokens: Annotated[list[str], Field(title="Tokens")] = ["<s0>", "<s1>"]
-    """The tokens to map the embedding weights to. Use these tokens in your prompts."""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class IPAdapterType2(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    ip_adapter_image_url: Annotated[
-        str | list[str], Field(title="Ip Adapter Image Url")
-    ]
-    """URL of the image to be used as the IP adapter."""
-    ip_adapter_mask_url: Annotated[
-        FileInput | None, Field(title="Ip Adapter Mask Url")
-    ] = None
-    """The mask to use for the IP adapter. When using a mask, the ip-adapter image size and the mask size must be the same"""
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the IP adapter weights."""
-    model_subfolder: Annotated[str | None, Field(title="Model Subfolder")] = None
-    """Subfolder in the model directory where the IP adapter weights are stored."""
-    weight_name: Annotated[str | None, Field(title="Weight Name")] = None
-    """Name of the weight file."""
-    insight_face_model_path: Annotated[
-        str | None, Field(title="Insight Face Model Path")
-    ] = None
-    """URL or the path to the InsightFace model weights."""
-    scale: Annotated[float, Field(ge=0.0, title="Scale")] = 1
-    """
-    The scale of the IP adapter weight. This is used to scale the IP adapter weight
-    before merging it with the base model.
-    """
-    scale_json: Annotated[dict[str, Any] | None, Field(title="Scale Json")] = None
-    """
-    The scale of the IP adapter weight. This is used to scale the IP adapter weight
-    before merging it with the base model.
-    """
-    unconditional_noising_factor: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Unconditional Noising Factor")
-    ] = 0
-    """The factor to apply to the unconditional noising of the IP adapter."""
-    image_projection_shortcut: Annotated[
-        bool, Field(title="Image Projection Shortcut")
-    ] = True
-    """
-    The value to set the image projection shortcut to. For FaceID plus V1 models,
-    this should be set to False. For FaceID plus V2 models, this should be set to True.
-    Default is True.
-    """
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class SigmasInput(FalModel):
-    method: Annotated[Literal["default", "array"], Field(title="Method")] = "default"
-    """
-    The method to use for the sigmas. If set to 'custom', the sigmas will be set based
-    on the provided sigmas schedule in the `array` field.
-    Defaults to 'default' which means the scheduler will use the sigmas of the scheduler.
-    """
-    array: Annotated[list[float], Field(title="Array")] = []
-    """Sigmas schedule to be used if 'custom' method is selected."""
-
-
-class TimestepsInput(FalModel):
-    method: Annotated[Literal["default", "array"], Field(title="Method")] = "default"
-    """
-    The method to use for the timesteps. If set to 'array', the timesteps will be set based
-    on the provided timesteps schedule in the `array` field.
-    Defaults to 'default' which means the scheduler will use the `num_inference_steps` parameter.
-    """
-    array: Annotated[list[int], Field(title="Array")] = []
-    """Timesteps schedule to be used if 'custom' method is selected."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    model_name: Annotated[str, Field(title="Model Name")]
-    """URL or HuggingFace ID of the base model to generate the image."""
-    unet_name: Annotated[str | None, Field(title="Unet Name")] = None
-    """URL or HuggingFace ID of the custom U-Net model to use for the image generation."""
-    variant: Annotated[str | None, Field(title="Variant")] = None
-    """The variant of the model to use for huggingface models, e.g. 'fp16'."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """
-    The negative prompt to use.Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    prompt_weighting: Annotated[bool, Field(title="Prompt Weighting")] = False
-    """
-    If set to true, the prompt weighting syntax will be used.
-    Additionally, this will lift the 77 token limit by averaging embeddings.
-    """
-    image_url: Annotated[FileInput | None, Field(title="Image Url")] = None
-    """URL of image to use for image to image/inpainting."""
-    mask_url: Annotated[FileInput | None, Field(title="Mask Url")] = None
-    """URL of black-and-white image to use as mask during inpainting."""
-    noise_strength: Annotated[float, Field(gt=0.0, le=1.0, title="Noise Strength")] = (
-        0.5
-    )
-    """The amount of noise to add to noise image for image. Only used if the image_url is provided. 1.0 is complete noise and values near 0 are minimal noise."""
-    loras: Annotated[list[LoraWeight], Field(title="Loras", validate_default=True)] = []
-    """
-    The LoRAs to use for the image generation. You can use any number of LoRAs
-    and they will be merged together to generate the final image.
-    """
-    embeddings: Annotated[
-        list[EmbeddingType2], Field(title="Embeddings", validate_default=True)
-    ] = []
-    """
-    The embeddings to use for the image generation. Only a single embedding is supported at the moment.
-    The embeddings will be used to map the tokens in the prompt to the embedding weights.
-    """
-    controlnets: Annotated[
-        list[ControlNetType2], Field(title="Controlnets", validate_default=True)
-    ] = []
-    """
-    The control nets to use for the image generation. You can use any number of control nets
-    and they will be applied to the image at the specified timesteps.
-    """
-    controlnet_guess_mode: Annotated[bool, Field(title="Controlnet Guess Mode")] = False
-    """If set to true, the controlnet will be applied to only the conditional predictions."""
-    ip_adapter: Annotated[
-        list[IPAdapterType2], Field(title="Ip Adapter", validate_default=True)
-    ] = []
-    """The IP adapter to use for the image generation."""
-    image_encoder_path: Annotated[str | None, Field(title="Image Encoder Path")] = None
-    """The path to the image encoder model to use for the image generation."""
-    image_encoder_subfolder: Annotated[
-        str | None, Field(title="Image Encoder Subfolder")
-    ] = None
-    """The subfolder of the image encoder model to use for the image generation."""
-    image_encoder_weight_name: Annotated[
-        str | None, Field(title="Image Encoder Weight Name")
-    ] = "pytorch_model.bin"
-    """The weight name of the image encoder model to use for the image generation."""
-    ic_light_model_url: Annotated[
-        FileInput | None, Field(title="Ic Light Model Url")
-    ] = None
-    """The URL of the IC Light model to use for the image generation."""
-    ic_light_model_background_image_url: Annotated[
-        FileInput | None, Field(title="Ic Light Model Background Image Url")
-    ] = None
-    """
-    The URL of the IC Light model background image to use for the image generation.
-    Make sure to use a background compatible with the model.
-    """
-    ic_light_image_url: Annotated[
-        FileInput | None, Field(title="Ic Light Image Url")
-    ] = None
-    """The URL of the IC Light model image to use for the image generation."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=150, title="Number of inference steps")
-    ] = 30
-    """
-    Increasing the amount of steps tells Stable Diffusion that it should take more steps
-    to generate your final result which can increase the amount of detail in your image.
-    """
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 7.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    clip_skip: Annotated[int, Field(ge=0, le=2, title="Clip Skip")] = 0
-    """
-    Skips part of the image generation process, leading to slightly different results.
-    This means the image renders faster, too.
-    """
-    scheduler: Annotated[
-        Literal[
-            "DPM++ 2M",
-            "DPM++ 2M Karras",
-            "DPM++ 2M SDE",
-            "DPM++ 2M SDE Karras",
-            "Euler",
-            "Euler A",
-            "Euler (trailing timesteps)",
-            "LCM",
-            "LCM (trailing timesteps)",
-            "DDIM",
-            "TCD",
-        ]
-        | None,
-        Field(title="Scheduler"),
-    ] = None
-    """Scheduler / sampler to use for the image denoising process."""
-    timesteps: Annotated[TimestepsInput, Field(validate_default=True)] = TimestepsInput(
-        array=[], method="default"
-    )
-    """
-    Optionally override the timesteps to use for the denoising process. Only works with schedulers which support the `timesteps` argument in their `set_timesteps` method.
-    Defaults to not overriding, in which case the scheduler automatically sets the timesteps based on the `num_inference_steps` parameter.
-    If set to a custom timestep schedule, the `num_inference_steps` parameter will be ignored. Cannot be set if `sigmas` is set.
-    """
-    sigmas: Annotated[SigmasInput, Field(validate_default=True)] = SigmasInput(
-        array=[], method="default"
-    )
-    """
-    Optionally override the sigmas to use for the denoising process. Only works with schedulers which support the `sigmas` argument in their `set_sigmas` method.
-    Defaults to not overriding, in which case the scheduler automatically sets the sigmas based on the `num_inference_steps` parameter.
-    If set to a custom sigma schedule, the `num_inference_steps` parameter will be ignored. Cannot be set if `timesteps` is set.
-    """
-    prediction_type: Annotated[
-        Literal["v_prediction", "epsilon"], Field(title="Prediction Type")
-    ] = "epsilon"
-    """
-    The type of prediction to use for the image generation.
-    The `epsilon` is the default.
-    """
-    rescale_betas_snr_zero: Annotated[bool, Field(title="Rescale Betas Snr Zero")] = (
-        False
-    )
-    """Whether to set the rescale_betas_snr_zero option or not for the sampler"""
-    image_format: Annotated[Literal["jpeg", "png"], Field(title="Image Format")] = "png"
-    """The format of the generated image."""
-    num_images: Annotated[int, Field(ge=1, le=8, title="Number of images")] = 1
-    """
-    Number of images to generate in one request. Note that the higher the batch size,
-    the longer it will take to generate the images.
-    """
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """If set to true, the safety checker will be enabled."""
-    tile_width: Annotated[int, Field(ge=128, le=4096, title="Tile Width")] = 4096
-    """The size of the tiles to be used for the image generation."""
-    tile_height: Annotated[int, Field(ge=128, le=4096, title="Tile Height")] = 4096
-    """The size of the tiles to be used for the image generation."""
-    tile_stride_width: Annotated[
-        int, Field(ge=64, le=2048, title="Tile Stride Width")
-    ] = 2048
-    """The stride of the tiles to be used for the image generation."""
-    tile_stride_height: Annotated[
-        int, Field(ge=64, le=2048, title="Tile Stride Height")
-    ] = 2048
-    """The stride of the tiles to be used for the image generation."""
-    eta: Annotated[float, Field(ge=0.0, le=1.0, title="Eta")] = 0
-    """The eta value to be used for the image generation."""
-    debug_latents: Annotated[bool, Field(title="Debug Latents")] = False
-    """If set to true, the latents will be saved for debugging."""
-    debug_per_pass_latents: Annotated[bool, Field(title="Debug Per Pass Latents")] = (
-        False
-    )
-    """If set to true, the latents will be saved for debugging per pass."""
-
-
-class LoraWeight(FalModel):
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the LoRA weights."""
-    scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
-    """
-    The scale of the LoRA weight. This is used to scale the LoRA weight
-    before merging it with the base model.
-    """
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The generated image files info."""
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    debug_latents: File | None
-    """The latents saved for debugging."""
-    debug_per_pass_latents: File | None
-    """The latents saved for debugging per pass."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Scheduler",
     "ControlNetType2",
     "EmbeddingType2",
     "File",
@@ -397,7 +39,303 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/lora/inpaint"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Scheduler: TypeAlias = Literal[
+    "DPM++ 2M",
+    "DPM++ 2M Karras",
+    "DPM++ 2M SDE",
+    "DPM++ 2M SDE Karras",
+    "Euler",
+    "Euler A",
+    "Euler (trailing timesteps)",
+    "LCM",
+    "LCM (trailing timesteps)",
+    "DDIM",
+    "TCD",
+]
+
+
+class ControlNetType2(FalModel):
+    path: str
+    """URL or the path to the control net weights."""
+    config_url: FileInput | None = None
+    """optional URL to the controlnet config.json file."""
+    variant: str | None = None
+    """The optional variant if a Hugging Face repo key is used."""
+    image_url: FileInput
+    """URL of the image to be used as the control net."""
+    mask_url: FileInput | None = None
+    """The mask to use for the controlnet. When using a mask, the control image size and
+    the mask size must be the same and divisible by 32."""
+    conditioning_scale: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """
+    The scale of the control net weight. This is used to scale the control net weight
+    before merging it with the base model.
+    """
+    start_percentage: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """The percentage of the image to start applying the controlnet in terms of the
+    total timesteps."""
+    end_percentage: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The percentage of the image to end applying the controlnet in terms of the total
+    timesteps."""
+    ip_adapter_index: int | None = None
+    """The index of the IP adapter to be applied to the controlnet. This is only needed
+    for InstantID ControlNets."""
+
+
+class EmbeddingType2(FalModel):
+    path: str
+    """URL or the path to the embedding weights."""
+    tokens: list[str] = ["<s0>", "<s1>"]
+    """The tokens to map the embedding weights to. Use these tokens in your prompts."""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class IPAdapterType2(FalModel):
+    ip_adapter_image_url: str | list[str]
+    """URL of the image to be used as the IP adapter."""
+    ip_adapter_mask_url: FileInput | None = None
+    """The mask to use for the IP adapter. When using a mask, the ip-adapter image size
+    and the mask size must be the same"""
+    path: str
+    """URL or the path to the IP adapter weights."""
+    model_subfolder: str | None = None
+    """Subfolder in the model directory where the IP adapter weights are stored."""
+    weight_name: str | None = None
+    """Name of the weight file."""
+    insight_face_model_path: str | None = None
+    """URL or the path to the InsightFace model weights."""
+    scale: Annotated[float, Field(ge=0.0)] = 1
+    """
+    The scale of the IP adapter weight. This is used to scale the IP adapter weight
+    before merging it with the base model.
+    """
+    scale_json: dict[str, Any] | None = None
+    """
+    The scale of the IP adapter weight. This is used to scale the IP adapter weight
+    before merging it with the base model.
+    """
+    unconditional_noising_factor: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """The factor to apply to the unconditional noising of the IP adapter."""
+    image_projection_shortcut: bool = True
+    """
+    The value to set the image projection shortcut to. For FaceID plus V1 models,
+    this should be set to False. For FaceID plus V2 models, this should be set to True.
+    Default is True.
+    """
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class SigmasInput(FalModel):
+    method: Literal["default", "array"] = "default"
+    """
+    The method to use for the sigmas. If set to 'custom', the sigmas will be set based
+    on the provided sigmas schedule in the `array` field.
+    Defaults to 'default' which means the scheduler will use the sigmas of the scheduler.
+    """
+    array: list[float] = []
+    """Sigmas schedule to be used if 'custom' method is selected."""
+
+
+class TimestepsInput(FalModel):
+    method: Literal["default", "array"] = "default"
+    """
+    The method to use for the timesteps. If set to 'array', the timesteps will be set based
+    on the provided timesteps schedule in the `array` field.
+    Defaults to 'default' which means the scheduler will use the `num_inference_steps` parameter.
+    """
+    array: list[int] = []
+    """Timesteps schedule to be used if 'custom' method is selected."""
+
+
+class Input(FalModel):
+    model_name: str
+    """URL or HuggingFace ID of the base model to generate the image."""
+    unet_name: str | None = None
+    """URL or HuggingFace ID of the custom U-Net model to use for the image
+    generation."""
+    variant: str | None = None
+    """The variant of the model to use for huggingface models, e.g. 'fp16'."""
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    negative_prompt: str = ""
+    """
+    The negative prompt to use.Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    prompt_weighting: bool = False
+    """
+    If set to true, the prompt weighting syntax will be used.
+    Additionally, this will lift the 77 token limit by averaging embeddings.
+    """
+    image_url: FileInput | None = None
+    """URL of image to use for image to image/inpainting."""
+    mask_url: FileInput | None = None
+    """URL of black-and-white image to use as mask during inpainting."""
+    noise_strength: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    """The amount of noise to add to noise image for image. Only used if the image_url
+    is provided. 1.0 is complete noise and values near 0 are minimal noise."""
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
+    """
+    The LoRAs to use for the image generation. You can use any number of LoRAs
+    and they will be merged together to generate the final image.
+    """
+    embeddings: Annotated[list[EmbeddingType2], Field(validate_default=True)] = []
+    """
+    The embeddings to use for the image generation. Only a single embedding is supported at the moment.
+    The embeddings will be used to map the tokens in the prompt to the embedding weights.
+    """
+    controlnets: Annotated[list[ControlNetType2], Field(validate_default=True)] = []
+    """
+    The control nets to use for the image generation. You can use any number of control nets
+    and they will be applied to the image at the specified timesteps.
+    """
+    controlnet_guess_mode: bool = False
+    """If set to true, the controlnet will be applied to only the conditional
+    predictions."""
+    ip_adapter: Annotated[list[IPAdapterType2], Field(validate_default=True)] = []
+    """The IP adapter to use for the image generation."""
+    image_encoder_path: str | None = None
+    """The path to the image encoder model to use for the image generation."""
+    image_encoder_subfolder: str | None = None
+    """The subfolder of the image encoder model to use for the image generation."""
+    image_encoder_weight_name: str | None = "pytorch_model.bin"
+    """The weight name of the image encoder model to use for the image generation."""
+    ic_light_model_url: FileInput | None = None
+    """The URL of the IC Light model to use for the image generation."""
+    ic_light_model_background_image_url: FileInput | None = None
+    """
+    The URL of the IC Light model background image to use for the image generation.
+    Make sure to use a background compatible with the model.
+    """
+    ic_light_image_url: FileInput | None = None
+    """The URL of the IC Light model image to use for the image generation."""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    num_inference_steps: Annotated[int, Field(ge=1, le=150)] = 30
+    """
+    Increasing the amount of steps tells Stable Diffusion that it should take more steps
+    to generate your final result which can increase the amount of detail in your image.
+    """
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 7.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    clip_skip: Annotated[int, Field(ge=0, le=2)] = 0
+    """
+    Skips part of the image generation process, leading to slightly different results.
+    This means the image renders faster, too.
+    """
+    scheduler: Scheduler | None = None
+    """Scheduler / sampler to use for the image denoising process."""
+    timesteps: Annotated[TimestepsInput, Field(validate_default=True)] = TimestepsInput(
+        array=[], method="default"
+    )
+    """
+    Optionally override the timesteps to use for the denoising process. Only works with schedulers which support the `timesteps` argument in their `set_timesteps` method.
+    Defaults to not overriding, in which case the scheduler automatically sets the timesteps based on the `num_inference_steps` parameter.
+    If set to a custom timestep schedule, the `num_inference_steps` parameter will be ignored. Cannot be set if `sigmas` is set.
+    """
+    sigmas: Annotated[SigmasInput, Field(validate_default=True)] = SigmasInput(
+        array=[], method="default"
+    )
+    """
+    Optionally override the sigmas to use for the denoising process. Only works with schedulers which support the `sigmas` argument in their `set_sigmas` method.
+    Defaults to not overriding, in which case the scheduler automatically sets the sigmas based on the `num_inference_steps` parameter.
+    If set to a custom sigma schedule, the `num_inference_steps` parameter will be ignored. Cannot be set if `timesteps` is set.
+    """
+    prediction_type: Literal["v_prediction", "epsilon"] = "epsilon"
+    """
+    The type of prediction to use for the image generation.
+    The `epsilon` is the default.
+    """
+    rescale_betas_snr_zero: bool = False
+    """Whether to set the rescale_betas_snr_zero option or not for the sampler"""
+    image_format: Literal["jpeg", "png"] = "png"
+    """The format of the generated image."""
+    num_images: Annotated[int, Field(ge=1, le=8)] = 1
+    """
+    Number of images to generate in one request. Note that the higher the batch size,
+    the longer it will take to generate the images.
+    """
+    enable_safety_checker: bool = False
+    """If set to true, the safety checker will be enabled."""
+    tile_width: Annotated[int, Field(ge=128, le=4096)] = 4096
+    """The size of the tiles to be used for the image generation."""
+    tile_height: Annotated[int, Field(ge=128, le=4096)] = 4096
+    """The size of the tiles to be used for the image generation."""
+    tile_stride_width: Annotated[int, Field(ge=64, le=2048)] = 2048
+    """The stride of the tiles to be used for the image generation."""
+    tile_stride_height: Annotated[int, Field(ge=64, le=2048)] = 2048
+    """The stride of the tiles to be used for the image generation."""
+    eta: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """The eta value to be used for the image generation."""
+    debug_latents: bool = False
+    """If set to true, the latents will be saved for debugging."""
+    debug_per_pass_latents: bool = False
+    """If set to true, the latents will be saved for debugging per pass."""
+
+
+class LoraWeight(FalModel):
+    path: str
+    """URL or the path to the LoRA weights."""
+    scale: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """
+    The scale of the LoRA weight. This is used to scale the LoRA weight
+    before merging it with the base model.
+    """
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The generated image files info."""
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    debug_latents: File | None
+    """The latents saved for debugging."""
+    debug_per_pass_latents: File | None
+    """The latents saved for debugging per pass."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -413,20 +351,22 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         IPAdapterType2: ["ip_adapter_mask_url"],
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     model_name: str,
@@ -453,22 +393,7 @@ def submit(
     num_inference_steps: int = 30,
     guidance_scale: float = 7.5,
     clip_skip: int = 0,
-    scheduler: (
-        Literal[
-            "DPM++ 2M",
-            "DPM++ 2M Karras",
-            "DPM++ 2M SDE",
-            "DPM++ 2M SDE Karras",
-            "Euler",
-            "Euler A",
-            "Euler (trailing timesteps)",
-            "LCM",
-            "LCM (trailing timesteps)",
-            "DDIM",
-            "TCD",
-        ]
-        | None
-    ) = None,
+    scheduler: Scheduler | None = None,
     timesteps: TimestepsInput = TimestepsInput(array=[], method="default"),
     sigmas: SigmasInput = SigmasInput(array=[], method="default"),
     prediction_type: Literal["v_prediction", "epsilon"] = "epsilon",
@@ -483,33 +408,153 @@ def submit(
     eta: float = 0,
     debug_latents: bool = False,
     debug_per_pass_latents: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_name: URL or HuggingFace ID of the base model to generate the image.
+            Required.
+        unet_name: URL or HuggingFace ID of the custom U-Net model to use for the image
+            generation. Defaults to `None`.
+        variant: The variant of the model to use for huggingface models, e.g. 'fp16'.
+            Defaults to `None`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        prompt_weighting: If set to true, the prompt weighting syntax will be used.
+            Additionally, this will lift the 77 token limit by averaging embeddings.
+            Defaults to `False`.
+        image_url: URL of image to use for image to image/inpainting. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        mask_url: URL of black-and-white image to use as mask during inpainting. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        noise_strength: The amount of noise to add to noise image for image. Only used
+            if the image_url is provided. 1.0 is complete noise and values near 0 are
+            minimal noise. Greater than 0.0. At most 1.0. Defaults to `0.5`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        embeddings: The embeddings to use for the image generation. Only a single
+            embedding is supported at the moment. The embeddings will be used to map the
+            tokens in the prompt to the embedding weights. Defaults to `[]`.
+        controlnets: The control nets to use for the image generation. You can use any
+            number of control nets and they will be applied to the image at the
+            specified timesteps. Defaults to `[]`.
+        controlnet_guess_mode: If set to true, the controlnet will be applied to only
+            the conditional predictions. Defaults to `False`.
+        ip_adapter: The IP adapter to use for the image generation. Defaults to `[]`.
+        image_encoder_path: The path to the image encoder model to use for the image
+            generation. Defaults to `None`.
+        image_encoder_subfolder: The subfolder of the image encoder model to use for the
+            image generation. Defaults to `None`.
+        image_encoder_weight_name: The weight name of the image encoder model to use for
+            the image generation. Defaults to `"pytorch_model.bin"`.
+        ic_light_model_url: The URL of the IC Light model to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        ic_light_model_background_image_url: The URL of the IC Light model background
+            image to use for the image generation. Make sure to use a background
+            compatible with the model. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        ic_light_image_url: The URL of the IC Light model image to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 150. Defaults to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        clip_skip: Skips part of the image generation process, leading to slightly
+            different results. This means the image renders faster, too. Between 0 and
+            2. Defaults to `0`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `None`.
+        timesteps: Optionally override the timesteps to use for the denoising process.
+            Only works with schedulers which support the `timesteps` argument in their
+            `set_timesteps` method. Defaults to not overriding, in which case the
+            scheduler automatically sets the timesteps based on the
+            `num_inference_steps` parameter. If set to a custom timestep schedule, the
+            `num_inference_steps` parameter will be ignored. Cannot be set if `sigmas`
+            is set. Defaults to `TimestepsInput(array=[], method="default")`.
+        sigmas: Optionally override the sigmas to use for the denoising process. Only
+            works with schedulers which support the `sigmas` argument in their
+            `set_sigmas` method. Defaults to not overriding, in which case the scheduler
+            automatically sets the sigmas based on the `num_inference_steps` parameter.
+            If set to a custom sigma schedule, the `num_inference_steps` parameter will
+            be ignored. Cannot be set if `timesteps` is set. Defaults to
+            `SigmasInput(array=[], method="default")`.
+        prediction_type: The type of prediction to use for the image generation. The
+            `epsilon` is the default. Defaults to `"epsilon"`.
+        rescale_betas_snr_zero: Whether to set the rescale_betas_snr_zero option or not
+            for the sampler. Defaults to `False`.
+        image_format: The format of the generated image. Defaults to `"png"`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        tile_width: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_height: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_stride_width: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        tile_stride_height: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        eta: The eta value to be used for the image generation. Between 0.0 and 1.0.
+            Defaults to `0`.
+        debug_latents: If set to true, the latents will be saved for debugging. Defaults
+            to `False`.
+        debug_per_pass_latents: If set to true, the latents will be saved for debugging
+            per pass. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     model_name: str,
@@ -536,22 +581,7 @@ def subscribe(
     num_inference_steps: int = 30,
     guidance_scale: float = 7.5,
     clip_skip: int = 0,
-    scheduler: (
-        Literal[
-            "DPM++ 2M",
-            "DPM++ 2M Karras",
-            "DPM++ 2M SDE",
-            "DPM++ 2M SDE Karras",
-            "Euler",
-            "Euler A",
-            "Euler (trailing timesteps)",
-            "LCM",
-            "LCM (trailing timesteps)",
-            "DDIM",
-            "TCD",
-        ]
-        | None
-    ) = None,
+    scheduler: Scheduler | None = None,
     timesteps: TimestepsInput = TimestepsInput(array=[], method="default"),
     sigmas: SigmasInput = SigmasInput(array=[], method="default"),
     prediction_type: Literal["v_prediction", "epsilon"] = "epsilon",
@@ -566,8 +596,8 @@ def subscribe(
     eta: float = 0,
     debug_latents: bool = False,
     debug_per_pass_latents: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -575,24 +605,143 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_name: URL or HuggingFace ID of the base model to generate the image.
+            Required.
+        unet_name: URL or HuggingFace ID of the custom U-Net model to use for the image
+            generation. Defaults to `None`.
+        variant: The variant of the model to use for huggingface models, e.g. 'fp16'.
+            Defaults to `None`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        prompt_weighting: If set to true, the prompt weighting syntax will be used.
+            Additionally, this will lift the 77 token limit by averaging embeddings.
+            Defaults to `False`.
+        image_url: URL of image to use for image to image/inpainting. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        mask_url: URL of black-and-white image to use as mask during inpainting. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        noise_strength: The amount of noise to add to noise image for image. Only used
+            if the image_url is provided. 1.0 is complete noise and values near 0 are
+            minimal noise. Greater than 0.0. At most 1.0. Defaults to `0.5`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        embeddings: The embeddings to use for the image generation. Only a single
+            embedding is supported at the moment. The embeddings will be used to map the
+            tokens in the prompt to the embedding weights. Defaults to `[]`.
+        controlnets: The control nets to use for the image generation. You can use any
+            number of control nets and they will be applied to the image at the
+            specified timesteps. Defaults to `[]`.
+        controlnet_guess_mode: If set to true, the controlnet will be applied to only
+            the conditional predictions. Defaults to `False`.
+        ip_adapter: The IP adapter to use for the image generation. Defaults to `[]`.
+        image_encoder_path: The path to the image encoder model to use for the image
+            generation. Defaults to `None`.
+        image_encoder_subfolder: The subfolder of the image encoder model to use for the
+            image generation. Defaults to `None`.
+        image_encoder_weight_name: The weight name of the image encoder model to use for
+            the image generation. Defaults to `"pytorch_model.bin"`.
+        ic_light_model_url: The URL of the IC Light model to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        ic_light_model_background_image_url: The URL of the IC Light model background
+            image to use for the image generation. Make sure to use a background
+            compatible with the model. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        ic_light_image_url: The URL of the IC Light model image to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 150. Defaults to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        clip_skip: Skips part of the image generation process, leading to slightly
+            different results. This means the image renders faster, too. Between 0 and
+            2. Defaults to `0`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `None`.
+        timesteps: Optionally override the timesteps to use for the denoising process.
+            Only works with schedulers which support the `timesteps` argument in their
+            `set_timesteps` method. Defaults to not overriding, in which case the
+            scheduler automatically sets the timesteps based on the
+            `num_inference_steps` parameter. If set to a custom timestep schedule, the
+            `num_inference_steps` parameter will be ignored. Cannot be set if `sigmas`
+            is set. Defaults to `TimestepsInput(array=[], method="default")`.
+        sigmas: Optionally override the sigmas to use for the denoising process. Only
+            works with schedulers which support the `sigmas` argument in their
+            `set_sigmas` method. Defaults to not overriding, in which case the scheduler
+            automatically sets the sigmas based on the `num_inference_steps` parameter.
+            If set to a custom sigma schedule, the `num_inference_steps` parameter will
+            be ignored. Cannot be set if `timesteps` is set. Defaults to
+            `SigmasInput(array=[], method="default")`.
+        prediction_type: The type of prediction to use for the image generation. The
+            `epsilon` is the default. Defaults to `"epsilon"`.
+        rescale_betas_snr_zero: Whether to set the rescale_betas_snr_zero option or not
+            for the sampler. Defaults to `False`.
+        image_format: The format of the generated image. Defaults to `"png"`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        tile_width: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_height: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_stride_width: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        tile_stride_height: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        eta: The eta value to be used for the image generation. Between 0.0 and 1.0.
+            Defaults to `0`.
+        debug_latents: If set to true, the latents will be saved for debugging. Defaults
+            to `False`.
+        debug_per_pass_latents: If set to true, the latents will be saved for debugging
+            per pass. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     model_name: str,
@@ -619,22 +768,7 @@ def run(
     num_inference_steps: int = 30,
     guidance_scale: float = 7.5,
     clip_skip: int = 0,
-    scheduler: (
-        Literal[
-            "DPM++ 2M",
-            "DPM++ 2M Karras",
-            "DPM++ 2M SDE",
-            "DPM++ 2M SDE Karras",
-            "Euler",
-            "Euler A",
-            "Euler (trailing timesteps)",
-            "LCM",
-            "LCM (trailing timesteps)",
-            "DDIM",
-            "TCD",
-        ]
-        | None
-    ) = None,
+    scheduler: Scheduler | None = None,
     timesteps: TimestepsInput = TimestepsInput(array=[], method="default"),
     sigmas: SigmasInput = SigmasInput(array=[], method="default"),
     prediction_type: Literal["v_prediction", "epsilon"] = "epsilon",
@@ -649,8 +783,8 @@ def run(
     eta: float = 0,
     debug_latents: bool = False,
     debug_per_pass_latents: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -658,24 +792,143 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_name: URL or HuggingFace ID of the base model to generate the image.
+            Required.
+        unet_name: URL or HuggingFace ID of the custom U-Net model to use for the image
+            generation. Defaults to `None`.
+        variant: The variant of the model to use for huggingface models, e.g. 'fp16'.
+            Defaults to `None`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        prompt_weighting: If set to true, the prompt weighting syntax will be used.
+            Additionally, this will lift the 77 token limit by averaging embeddings.
+            Defaults to `False`.
+        image_url: URL of image to use for image to image/inpainting. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        mask_url: URL of black-and-white image to use as mask during inpainting. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        noise_strength: The amount of noise to add to noise image for image. Only used
+            if the image_url is provided. 1.0 is complete noise and values near 0 are
+            minimal noise. Greater than 0.0. At most 1.0. Defaults to `0.5`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        embeddings: The embeddings to use for the image generation. Only a single
+            embedding is supported at the moment. The embeddings will be used to map the
+            tokens in the prompt to the embedding weights. Defaults to `[]`.
+        controlnets: The control nets to use for the image generation. You can use any
+            number of control nets and they will be applied to the image at the
+            specified timesteps. Defaults to `[]`.
+        controlnet_guess_mode: If set to true, the controlnet will be applied to only
+            the conditional predictions. Defaults to `False`.
+        ip_adapter: The IP adapter to use for the image generation. Defaults to `[]`.
+        image_encoder_path: The path to the image encoder model to use for the image
+            generation. Defaults to `None`.
+        image_encoder_subfolder: The subfolder of the image encoder model to use for the
+            image generation. Defaults to `None`.
+        image_encoder_weight_name: The weight name of the image encoder model to use for
+            the image generation. Defaults to `"pytorch_model.bin"`.
+        ic_light_model_url: The URL of the IC Light model to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        ic_light_model_background_image_url: The URL of the IC Light model background
+            image to use for the image generation. Make sure to use a background
+            compatible with the model. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        ic_light_image_url: The URL of the IC Light model image to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 150. Defaults to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        clip_skip: Skips part of the image generation process, leading to slightly
+            different results. This means the image renders faster, too. Between 0 and
+            2. Defaults to `0`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `None`.
+        timesteps: Optionally override the timesteps to use for the denoising process.
+            Only works with schedulers which support the `timesteps` argument in their
+            `set_timesteps` method. Defaults to not overriding, in which case the
+            scheduler automatically sets the timesteps based on the
+            `num_inference_steps` parameter. If set to a custom timestep schedule, the
+            `num_inference_steps` parameter will be ignored. Cannot be set if `sigmas`
+            is set. Defaults to `TimestepsInput(array=[], method="default")`.
+        sigmas: Optionally override the sigmas to use for the denoising process. Only
+            works with schedulers which support the `sigmas` argument in their
+            `set_sigmas` method. Defaults to not overriding, in which case the scheduler
+            automatically sets the sigmas based on the `num_inference_steps` parameter.
+            If set to a custom sigma schedule, the `num_inference_steps` parameter will
+            be ignored. Cannot be set if `timesteps` is set. Defaults to
+            `SigmasInput(array=[], method="default")`.
+        prediction_type: The type of prediction to use for the image generation. The
+            `epsilon` is the default. Defaults to `"epsilon"`.
+        rescale_betas_snr_zero: Whether to set the rescale_betas_snr_zero option or not
+            for the sampler. Defaults to `False`.
+        image_format: The format of the generated image. Defaults to `"png"`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        tile_width: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_height: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_stride_width: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        tile_stride_height: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        eta: The eta value to be used for the image generation. Between 0.0 and 1.0.
+            Defaults to `0`.
+        debug_latents: If set to true, the latents will be saved for debugging. Defaults
+            to `False`.
+        debug_per_pass_latents: If set to true, the latents will be saved for debugging
+            per pass. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     model_name: str,
@@ -702,22 +955,7 @@ async def submit_async(
     num_inference_steps: int = 30,
     guidance_scale: float = 7.5,
     clip_skip: int = 0,
-    scheduler: (
-        Literal[
-            "DPM++ 2M",
-            "DPM++ 2M Karras",
-            "DPM++ 2M SDE",
-            "DPM++ 2M SDE Karras",
-            "Euler",
-            "Euler A",
-            "Euler (trailing timesteps)",
-            "LCM",
-            "LCM (trailing timesteps)",
-            "DDIM",
-            "TCD",
-        ]
-        | None
-    ) = None,
+    scheduler: Scheduler | None = None,
     timesteps: TimestepsInput = TimestepsInput(array=[], method="default"),
     sigmas: SigmasInput = SigmasInput(array=[], method="default"),
     prediction_type: Literal["v_prediction", "epsilon"] = "epsilon",
@@ -732,33 +970,153 @@ async def submit_async(
     eta: float = 0,
     debug_latents: bool = False,
     debug_per_pass_latents: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_name: URL or HuggingFace ID of the base model to generate the image.
+            Required.
+        unet_name: URL or HuggingFace ID of the custom U-Net model to use for the image
+            generation. Defaults to `None`.
+        variant: The variant of the model to use for huggingface models, e.g. 'fp16'.
+            Defaults to `None`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        prompt_weighting: If set to true, the prompt weighting syntax will be used.
+            Additionally, this will lift the 77 token limit by averaging embeddings.
+            Defaults to `False`.
+        image_url: URL of image to use for image to image/inpainting. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        mask_url: URL of black-and-white image to use as mask during inpainting. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        noise_strength: The amount of noise to add to noise image for image. Only used
+            if the image_url is provided. 1.0 is complete noise and values near 0 are
+            minimal noise. Greater than 0.0. At most 1.0. Defaults to `0.5`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        embeddings: The embeddings to use for the image generation. Only a single
+            embedding is supported at the moment. The embeddings will be used to map the
+            tokens in the prompt to the embedding weights. Defaults to `[]`.
+        controlnets: The control nets to use for the image generation. You can use any
+            number of control nets and they will be applied to the image at the
+            specified timesteps. Defaults to `[]`.
+        controlnet_guess_mode: If set to true, the controlnet will be applied to only
+            the conditional predictions. Defaults to `False`.
+        ip_adapter: The IP adapter to use for the image generation. Defaults to `[]`.
+        image_encoder_path: The path to the image encoder model to use for the image
+            generation. Defaults to `None`.
+        image_encoder_subfolder: The subfolder of the image encoder model to use for the
+            image generation. Defaults to `None`.
+        image_encoder_weight_name: The weight name of the image encoder model to use for
+            the image generation. Defaults to `"pytorch_model.bin"`.
+        ic_light_model_url: The URL of the IC Light model to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        ic_light_model_background_image_url: The URL of the IC Light model background
+            image to use for the image generation. Make sure to use a background
+            compatible with the model. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        ic_light_image_url: The URL of the IC Light model image to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 150. Defaults to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        clip_skip: Skips part of the image generation process, leading to slightly
+            different results. This means the image renders faster, too. Between 0 and
+            2. Defaults to `0`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `None`.
+        timesteps: Optionally override the timesteps to use for the denoising process.
+            Only works with schedulers which support the `timesteps` argument in their
+            `set_timesteps` method. Defaults to not overriding, in which case the
+            scheduler automatically sets the timesteps based on the
+            `num_inference_steps` parameter. If set to a custom timestep schedule, the
+            `num_inference_steps` parameter will be ignored. Cannot be set if `sigmas`
+            is set. Defaults to `TimestepsInput(array=[], method="default")`.
+        sigmas: Optionally override the sigmas to use for the denoising process. Only
+            works with schedulers which support the `sigmas` argument in their
+            `set_sigmas` method. Defaults to not overriding, in which case the scheduler
+            automatically sets the sigmas based on the `num_inference_steps` parameter.
+            If set to a custom sigma schedule, the `num_inference_steps` parameter will
+            be ignored. Cannot be set if `timesteps` is set. Defaults to
+            `SigmasInput(array=[], method="default")`.
+        prediction_type: The type of prediction to use for the image generation. The
+            `epsilon` is the default. Defaults to `"epsilon"`.
+        rescale_betas_snr_zero: Whether to set the rescale_betas_snr_zero option or not
+            for the sampler. Defaults to `False`.
+        image_format: The format of the generated image. Defaults to `"png"`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        tile_width: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_height: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_stride_width: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        tile_stride_height: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        eta: The eta value to be used for the image generation. Between 0.0 and 1.0.
+            Defaults to `0`.
+        debug_latents: If set to true, the latents will be saved for debugging. Defaults
+            to `False`.
+        debug_per_pass_latents: If set to true, the latents will be saved for debugging
+            per pass. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     model_name: str,
@@ -785,22 +1143,7 @@ async def subscribe_async(
     num_inference_steps: int = 30,
     guidance_scale: float = 7.5,
     clip_skip: int = 0,
-    scheduler: (
-        Literal[
-            "DPM++ 2M",
-            "DPM++ 2M Karras",
-            "DPM++ 2M SDE",
-            "DPM++ 2M SDE Karras",
-            "Euler",
-            "Euler A",
-            "Euler (trailing timesteps)",
-            "LCM",
-            "LCM (trailing timesteps)",
-            "DDIM",
-            "TCD",
-        ]
-        | None
-    ) = None,
+    scheduler: Scheduler | None = None,
     timesteps: TimestepsInput = TimestepsInput(array=[], method="default"),
     sigmas: SigmasInput = SigmasInput(array=[], method="default"),
     prediction_type: Literal["v_prediction", "epsilon"] = "epsilon",
@@ -815,8 +1158,8 @@ async def subscribe_async(
     eta: float = 0,
     debug_latents: bool = False,
     debug_per_pass_latents: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -824,24 +1167,143 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_name: URL or HuggingFace ID of the base model to generate the image.
+            Required.
+        unet_name: URL or HuggingFace ID of the custom U-Net model to use for the image
+            generation. Defaults to `None`.
+        variant: The variant of the model to use for huggingface models, e.g. 'fp16'.
+            Defaults to `None`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        prompt_weighting: If set to true, the prompt weighting syntax will be used.
+            Additionally, this will lift the 77 token limit by averaging embeddings.
+            Defaults to `False`.
+        image_url: URL of image to use for image to image/inpainting. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        mask_url: URL of black-and-white image to use as mask during inpainting. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        noise_strength: The amount of noise to add to noise image for image. Only used
+            if the image_url is provided. 1.0 is complete noise and values near 0 are
+            minimal noise. Greater than 0.0. At most 1.0. Defaults to `0.5`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        embeddings: The embeddings to use for the image generation. Only a single
+            embedding is supported at the moment. The embeddings will be used to map the
+            tokens in the prompt to the embedding weights. Defaults to `[]`.
+        controlnets: The control nets to use for the image generation. You can use any
+            number of control nets and they will be applied to the image at the
+            specified timesteps. Defaults to `[]`.
+        controlnet_guess_mode: If set to true, the controlnet will be applied to only
+            the conditional predictions. Defaults to `False`.
+        ip_adapter: The IP adapter to use for the image generation. Defaults to `[]`.
+        image_encoder_path: The path to the image encoder model to use for the image
+            generation. Defaults to `None`.
+        image_encoder_subfolder: The subfolder of the image encoder model to use for the
+            image generation. Defaults to `None`.
+        image_encoder_weight_name: The weight name of the image encoder model to use for
+            the image generation. Defaults to `"pytorch_model.bin"`.
+        ic_light_model_url: The URL of the IC Light model to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        ic_light_model_background_image_url: The URL of the IC Light model background
+            image to use for the image generation. Make sure to use a background
+            compatible with the model. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        ic_light_image_url: The URL of the IC Light model image to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 150. Defaults to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        clip_skip: Skips part of the image generation process, leading to slightly
+            different results. This means the image renders faster, too. Between 0 and
+            2. Defaults to `0`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `None`.
+        timesteps: Optionally override the timesteps to use for the denoising process.
+            Only works with schedulers which support the `timesteps` argument in their
+            `set_timesteps` method. Defaults to not overriding, in which case the
+            scheduler automatically sets the timesteps based on the
+            `num_inference_steps` parameter. If set to a custom timestep schedule, the
+            `num_inference_steps` parameter will be ignored. Cannot be set if `sigmas`
+            is set. Defaults to `TimestepsInput(array=[], method="default")`.
+        sigmas: Optionally override the sigmas to use for the denoising process. Only
+            works with schedulers which support the `sigmas` argument in their
+            `set_sigmas` method. Defaults to not overriding, in which case the scheduler
+            automatically sets the sigmas based on the `num_inference_steps` parameter.
+            If set to a custom sigma schedule, the `num_inference_steps` parameter will
+            be ignored. Cannot be set if `timesteps` is set. Defaults to
+            `SigmasInput(array=[], method="default")`.
+        prediction_type: The type of prediction to use for the image generation. The
+            `epsilon` is the default. Defaults to `"epsilon"`.
+        rescale_betas_snr_zero: Whether to set the rescale_betas_snr_zero option or not
+            for the sampler. Defaults to `False`.
+        image_format: The format of the generated image. Defaults to `"png"`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        tile_width: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_height: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_stride_width: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        tile_stride_height: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        eta: The eta value to be used for the image generation. Between 0.0 and 1.0.
+            Defaults to `0`.
+        debug_latents: If set to true, the latents will be saved for debugging. Defaults
+            to `False`.
+        debug_per_pass_latents: If set to true, the latents will be saved for debugging
+            per pass. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     model_name: str,
@@ -868,22 +1330,7 @@ async def run_async(
     num_inference_steps: int = 30,
     guidance_scale: float = 7.5,
     clip_skip: int = 0,
-    scheduler: (
-        Literal[
-            "DPM++ 2M",
-            "DPM++ 2M Karras",
-            "DPM++ 2M SDE",
-            "DPM++ 2M SDE Karras",
-            "Euler",
-            "Euler A",
-            "Euler (trailing timesteps)",
-            "LCM",
-            "LCM (trailing timesteps)",
-            "DDIM",
-            "TCD",
-        ]
-        | None
-    ) = None,
+    scheduler: Scheduler | None = None,
     timesteps: TimestepsInput = TimestepsInput(array=[], method="default"),
     sigmas: SigmasInput = SigmasInput(array=[], method="default"),
     prediction_type: Literal["v_prediction", "epsilon"] = "epsilon",
@@ -898,8 +1345,8 @@ async def run_async(
     eta: float = 0,
     debug_latents: bool = False,
     debug_per_pass_latents: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -907,8 +1354,127 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_name: URL or HuggingFace ID of the base model to generate the image.
+            Required.
+        unet_name: URL or HuggingFace ID of the custom U-Net model to use for the image
+            generation. Defaults to `None`.
+        variant: The variant of the model to use for huggingface models, e.g. 'fp16'.
+            Defaults to `None`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use.Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        prompt_weighting: If set to true, the prompt weighting syntax will be used.
+            Additionally, this will lift the 77 token limit by averaging embeddings.
+            Defaults to `False`.
+        image_url: URL of image to use for image to image/inpainting. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        mask_url: URL of black-and-white image to use as mask during inpainting. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        noise_strength: The amount of noise to add to noise image for image. Only used
+            if the image_url is provided. 1.0 is complete noise and values near 0 are
+            minimal noise. Greater than 0.0. At most 1.0. Defaults to `0.5`.
+        loras: The LoRAs to use for the image generation. You can use any number of
+            LoRAs and they will be merged together to generate the final image. Defaults
+            to `[]`.
+        embeddings: The embeddings to use for the image generation. Only a single
+            embedding is supported at the moment. The embeddings will be used to map the
+            tokens in the prompt to the embedding weights. Defaults to `[]`.
+        controlnets: The control nets to use for the image generation. You can use any
+            number of control nets and they will be applied to the image at the
+            specified timesteps. Defaults to `[]`.
+        controlnet_guess_mode: If set to true, the controlnet will be applied to only
+            the conditional predictions. Defaults to `False`.
+        ip_adapter: The IP adapter to use for the image generation. Defaults to `[]`.
+        image_encoder_path: The path to the image encoder model to use for the image
+            generation. Defaults to `None`.
+        image_encoder_subfolder: The subfolder of the image encoder model to use for the
+            image generation. Defaults to `None`.
+        image_encoder_weight_name: The weight name of the image encoder model to use for
+            the image generation. Defaults to `"pytorch_model.bin"`.
+        ic_light_model_url: The URL of the IC Light model to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        ic_light_model_background_image_url: The URL of the IC Light model background
+            image to use for the image generation. Make sure to use a background
+            compatible with the model. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        ic_light_image_url: The URL of the IC Light model image to use for the image
+            generation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        num_inference_steps: Increasing the amount of steps tells Stable Diffusion that
+            it should take more steps to generate your final result which can increase
+            the amount of detail in your image. Between 1 and 150. Defaults to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        clip_skip: Skips part of the image generation process, leading to slightly
+            different results. This means the image renders faster, too. Between 0 and
+            2. Defaults to `0`.
+        scheduler: Scheduler / sampler to use for the image denoising process. Defaults
+            to `None`.
+        timesteps: Optionally override the timesteps to use for the denoising process.
+            Only works with schedulers which support the `timesteps` argument in their
+            `set_timesteps` method. Defaults to not overriding, in which case the
+            scheduler automatically sets the timesteps based on the
+            `num_inference_steps` parameter. If set to a custom timestep schedule, the
+            `num_inference_steps` parameter will be ignored. Cannot be set if `sigmas`
+            is set. Defaults to `TimestepsInput(array=[], method="default")`.
+        sigmas: Optionally override the sigmas to use for the denoising process. Only
+            works with schedulers which support the `sigmas` argument in their
+            `set_sigmas` method. Defaults to not overriding, in which case the scheduler
+            automatically sets the sigmas based on the `num_inference_steps` parameter.
+            If set to a custom sigma schedule, the `num_inference_steps` parameter will
+            be ignored. Cannot be set if `timesteps` is set. Defaults to
+            `SigmasInput(array=[], method="default")`.
+        prediction_type: The type of prediction to use for the image generation. The
+            `epsilon` is the default. Defaults to `"epsilon"`.
+        rescale_betas_snr_zero: Whether to set the rescale_betas_snr_zero option or not
+            for the sampler. Defaults to `False`.
+        image_format: The format of the generated image. Defaults to `"png"`.
+        num_images: Number of images to generate in one request. Note that the higher
+            the batch size, the longer it will take to generate the images. Between 1
+            and 8. Defaults to `1`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        tile_width: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_height: The size of the tiles to be used for the image generation. Between
+            128 and 4096. Defaults to `4096`.
+        tile_stride_width: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        tile_stride_height: The stride of the tiles to be used for the image generation.
+            Between 64 and 2048. Defaults to `2048`.
+        eta: The eta value to be used for the image generation. Between 0.0 and 1.0.
+            Defaults to `0`.
+        debug_latents: If set to true, the latents will be saved for debugging. Defaults
+            to `False`.
+        debug_per_pass_latents: If set to true, the latents will be saved for debugging
+            per pass. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,128 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Text prompt to guide generation"""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "worst quality, inconsistent motion, blurry, jittery, distorted"
-    )
-    """Negative prompt for generation"""
-    loras: Annotated[list[LoRAWeight], Field(title="Loras", validate_default=True)] = []
-    """LoRA weights to use for generation"""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "720p"
-    """Resolution of the generated video."""
-    aspect_ratio: Annotated[
-        Literal["9:16", "1:1", "16:9", "auto"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """The aspect ratio of the video."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for generation"""
-    num_frames: Annotated[int, Field(ge=9, le=1441, title="Number of Frames")] = 121
-    """The number of frames in the video."""
-    first_pass_num_inference_steps: Annotated[
-        int, Field(ge=2, le=50, title="Number of Inference Steps")
-    ] = 30
-    """Number of inference steps during the first pass."""
-    second_pass_num_inference_steps: Annotated[
-        int, Field(ge=2, le=50, title="Second Pass Number of Inference Steps")
-    ] = 30
-    """Number of inference steps during the second pass."""
-    second_pass_skip_initial_steps: Annotated[
-        int, Field(ge=0, le=49, title="Second Pass Skip Initial Steps")
-    ] = 17
-    """The number of inference steps to skip in the initial steps of the second pass. By skipping some steps at the beginning, the second pass can focus on smaller details instead of larger changes."""
-    frame_rate: Annotated[int, Field(ge=1, le=60, title="Frame Rate")] = 24
-    """The frame rate of the video."""
-    expand_prompt: Annotated[bool, Field(title="Expand Prompt")] = False
-    """Whether to expand the prompt using a language model."""
-    reverse_video: Annotated[bool, Field(title="Reverse Video")] = False
-    """Whether to reverse the video."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable the safety checker."""
-    enable_detail_pass: Annotated[bool, Field(title="Enable Detail Pass")] = False
-    """Whether to use a detail pass. If True, the model will perform a second pass to refine the video and enhance details. This incurs a 2.0x cost multiplier on the base price."""
-    temporal_adain_factor: Annotated[
-        float, Field(ge=0.0, le=1.0, multiple_of=0.05, title="Temporal AdaIN Factor")
-    ] = 0.5
-    """The factor for adaptive instance normalization (AdaIN) applied to generated video chunks after the first. This can help deal with a gradual increase in saturation/contrast in the generated video by normalizing the color distribution across the video. A high value will ensure the color distribution is more consistent across the video, while a low value will allow for more variation in color distribution."""
-    tone_map_compression_ratio: Annotated[
-        float,
-        Field(ge=0.0, le=1.0, multiple_of=0.05, title="Tone Map Compression Ratio"),
-    ] = 0
-    """The compression ratio for tone mapping. This is used to compress the dynamic range of the video to improve visual quality. A value of 0.0 means no compression, while a value of 1.0 means maximum compression."""
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """Image URL for Image-to-Video task"""
-    constant_rate_factor: Annotated[
-        int, Field(ge=0, le=51, title="Constant Rate Factor")
-    ] = 29
-    """The constant rate factor (CRF) to compress input media with. Compressed input media more closely matches the model's training data, which can improve motion quality."""
-
-
-class LoRAWeight(FalModel):
-    path: Annotated[str, Field(title="Path")]
-    """URL or path to the LoRA weights."""
-    weight_name: Annotated[str | None, Field(title="Weight Name")] = None
-    """Name of the LoRA weight. Only used if `path` is a HuggingFace repository, and is only required when the repository contains multiple LoRA weights."""
-    scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
-    """Scale of the LoRA weight. This is a multiplier applied to the LoRA weight when loading it."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generation."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "File",
     "Input",
     "LoRAWeight",
@@ -140,33 +33,131 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ltx-video-13b-dev/image-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["9:16", "1:1", "16:9", "auto"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """Text prompt to guide generation"""
+    negative_prompt: str = (
+        "worst quality, inconsistent motion, blurry, jittery, distorted"
+    )
+    """Negative prompt for generation"""
+    loras: Annotated[list[LoRAWeight], Field(validate_default=True)] = []
+    """LoRA weights to use for generation"""
+    resolution: Literal["480p", "720p"] = "720p"
+    """Resolution of the generated video."""
+    aspect_ratio: AspectRatio = "auto"
+    """The aspect ratio of the video."""
+    seed: int | None = None
+    """Random seed for generation"""
+    num_frames: Annotated[int, Field(ge=9, le=1441)] = 121
+    """The number of frames in the video."""
+    first_pass_num_inference_steps: Annotated[int, Field(ge=2, le=50)] = 30
+    """Number of inference steps during the first pass."""
+    second_pass_num_inference_steps: Annotated[int, Field(ge=2, le=50)] = 30
+    """Number of inference steps during the second pass."""
+    second_pass_skip_initial_steps: Annotated[int, Field(ge=0, le=49)] = 17
+    """The number of inference steps to skip in the initial steps of the second pass. By
+    skipping some steps at the beginning, the second pass can focus on smaller details
+    instead of larger changes."""
+    frame_rate: Annotated[int, Field(ge=1, le=60)] = 24
+    """The frame rate of the video."""
+    expand_prompt: bool = False
+    """Whether to expand the prompt using a language model."""
+    reverse_video: bool = False
+    """Whether to reverse the video."""
+    enable_safety_checker: bool = True
+    """Whether to enable the safety checker."""
+    enable_detail_pass: bool = False
+    """Whether to use a detail pass. If True, the model will perform a second pass to
+    refine the video and enhance details. This incurs a 2.0x cost multiplier on the base
+    price."""
+    temporal_adain_factor: Annotated[float, Field(ge=0.0, le=1.0, multiple_of=0.05)] = (
+        0.5
+    )
+    """The factor for adaptive instance normalization (AdaIN) applied to generated video
+    chunks after the first. This can help deal with a gradual increase in
+    saturation/contrast in the generated video by normalizing the color distribution
+    across the video. A high value will ensure the color distribution is more consistent
+    across the video, while a low value will allow for more variation in color
+    distribution."""
+    tone_map_compression_ratio: Annotated[
+        float, Field(ge=0.0, le=1.0, multiple_of=0.05)
+    ] = 0
+    """The compression ratio for tone mapping. This is used to compress the dynamic
+    range of the video to improve visual quality. A value of 0.0 means no compression,
+    while a value of 1.0 means maximum compression."""
+    image_url: FileInput
+    """Image URL for Image-to-Video task"""
+    constant_rate_factor: Annotated[int, Field(ge=0, le=51)] = 29
+    """The constant rate factor (CRF) to compress input media with. Compressed input
+    media more closely matches the model's training data, which can improve motion
+    quality."""
+
+
+class LoRAWeight(FalModel):
+    path: str
+    """URL or path to the LoRA weights."""
+    weight_name: str | None = None
+    """Name of the LoRA weight. Only used if `path` is a HuggingFace repository, and is
+    only required when the repository contains multiple LoRA weights."""
+    scale: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """Scale of the LoRA weight. This is a multiplier applied to the LoRA weight when
+    loading it."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    prompt: str
+    """The prompt used for generation."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     negative_prompt: str = "worst quality, inconsistent motion, blurry, jittery, distorted",
     loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     seed: int | None = None,
     num_frames: int = 121,
     first_pass_num_inference_steps: int = 30,
@@ -181,40 +172,99 @@ def submit(
     tone_map_compression_ratio: float = 0,
     image_url: FileInput,
     constant_rate_factor: int = 29,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        loras: LoRA weights to use for generation. Defaults to `[]`.
+        resolution: Resolution of the generated video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_frames: The number of frames in the video. Between 9 and 1441. Defaults to
+            `121`.
+        first_pass_num_inference_steps: Number of inference steps during the first pass.
+            Between 2 and 50. Defaults to `30`.
+        second_pass_num_inference_steps: Number of inference steps during the second
+            pass. Between 2 and 50. Defaults to `30`.
+        second_pass_skip_initial_steps: The number of inference steps to skip in the
+            initial steps of the second pass. By skipping some steps at the beginning,
+            the second pass can focus on smaller details instead of larger changes.
+            Between 0 and 49. Defaults to `17`.
+        frame_rate: The frame rate of the video. Between 1 and 60. Defaults to `24`.
+        expand_prompt: Whether to expand the prompt using a language model. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        enable_detail_pass: Whether to use a detail pass. If True, the model will
+            perform a second pass to refine the video and enhance details. This incurs a
+            2.0x cost multiplier on the base price. Defaults to `False`.
+        temporal_adain_factor: The factor for adaptive instance normalization (AdaIN)
+            applied to generated video chunks after the first. This can help deal with a
+            gradual increase in saturation/contrast in the generated video by
+            normalizing the color distribution across the video. A high value will
+            ensure the color distribution is more consistent across the video, while a
+            low value will allow for more variation in color distribution. Between 0.0
+            and 1.0. A multiple of 0.05. Defaults to `0.5`.
+        tone_map_compression_ratio: The compression ratio for tone mapping. This is used
+            to compress the dynamic range of the video to improve visual quality. A
+            value of 0.0 means no compression, while a value of 1.0 means maximum
+            compression. Between 0.0 and 1.0. A multiple of 0.05. Defaults to `0`.
+        image_url: Image URL for Image-to-Video task. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        constant_rate_factor: The constant rate factor (CRF) to compress input media
+            with. Compressed input media more closely matches the model's training data,
+            which can improve motion quality. Between 0 and 51. Defaults to `29`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     negative_prompt: str = "worst quality, inconsistent motion, blurry, jittery, distorted",
     loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     seed: int | None = None,
     num_frames: int = 121,
     first_pass_num_inference_steps: int = 30,
@@ -229,8 +279,8 @@ def subscribe(
     tone_map_compression_ratio: float = 0,
     image_url: FileInput,
     constant_rate_factor: int = 29,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -238,31 +288,89 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        loras: LoRA weights to use for generation. Defaults to `[]`.
+        resolution: Resolution of the generated video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_frames: The number of frames in the video. Between 9 and 1441. Defaults to
+            `121`.
+        first_pass_num_inference_steps: Number of inference steps during the first pass.
+            Between 2 and 50. Defaults to `30`.
+        second_pass_num_inference_steps: Number of inference steps during the second
+            pass. Between 2 and 50. Defaults to `30`.
+        second_pass_skip_initial_steps: The number of inference steps to skip in the
+            initial steps of the second pass. By skipping some steps at the beginning,
+            the second pass can focus on smaller details instead of larger changes.
+            Between 0 and 49. Defaults to `17`.
+        frame_rate: The frame rate of the video. Between 1 and 60. Defaults to `24`.
+        expand_prompt: Whether to expand the prompt using a language model. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        enable_detail_pass: Whether to use a detail pass. If True, the model will
+            perform a second pass to refine the video and enhance details. This incurs a
+            2.0x cost multiplier on the base price. Defaults to `False`.
+        temporal_adain_factor: The factor for adaptive instance normalization (AdaIN)
+            applied to generated video chunks after the first. This can help deal with a
+            gradual increase in saturation/contrast in the generated video by
+            normalizing the color distribution across the video. A high value will
+            ensure the color distribution is more consistent across the video, while a
+            low value will allow for more variation in color distribution. Between 0.0
+            and 1.0. A multiple of 0.05. Defaults to `0.5`.
+        tone_map_compression_ratio: The compression ratio for tone mapping. This is used
+            to compress the dynamic range of the video to improve visual quality. A
+            value of 0.0 means no compression, while a value of 1.0 means maximum
+            compression. Between 0.0 and 1.0. A multiple of 0.05. Defaults to `0`.
+        image_url: Image URL for Image-to-Video task. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        constant_rate_factor: The constant rate factor (CRF) to compress input media
+            with. Compressed input media more closely matches the model's training data,
+            which can improve motion quality. Between 0 and 51. Defaults to `29`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     negative_prompt: str = "worst quality, inconsistent motion, blurry, jittery, distorted",
     loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     seed: int | None = None,
     num_frames: int = 121,
     first_pass_num_inference_steps: int = 30,
@@ -277,8 +385,8 @@ def run(
     tone_map_compression_ratio: float = 0,
     image_url: FileInput,
     constant_rate_factor: int = 29,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -286,31 +394,89 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        loras: LoRA weights to use for generation. Defaults to `[]`.
+        resolution: Resolution of the generated video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_frames: The number of frames in the video. Between 9 and 1441. Defaults to
+            `121`.
+        first_pass_num_inference_steps: Number of inference steps during the first pass.
+            Between 2 and 50. Defaults to `30`.
+        second_pass_num_inference_steps: Number of inference steps during the second
+            pass. Between 2 and 50. Defaults to `30`.
+        second_pass_skip_initial_steps: The number of inference steps to skip in the
+            initial steps of the second pass. By skipping some steps at the beginning,
+            the second pass can focus on smaller details instead of larger changes.
+            Between 0 and 49. Defaults to `17`.
+        frame_rate: The frame rate of the video. Between 1 and 60. Defaults to `24`.
+        expand_prompt: Whether to expand the prompt using a language model. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        enable_detail_pass: Whether to use a detail pass. If True, the model will
+            perform a second pass to refine the video and enhance details. This incurs a
+            2.0x cost multiplier on the base price. Defaults to `False`.
+        temporal_adain_factor: The factor for adaptive instance normalization (AdaIN)
+            applied to generated video chunks after the first. This can help deal with a
+            gradual increase in saturation/contrast in the generated video by
+            normalizing the color distribution across the video. A high value will
+            ensure the color distribution is more consistent across the video, while a
+            low value will allow for more variation in color distribution. Between 0.0
+            and 1.0. A multiple of 0.05. Defaults to `0.5`.
+        tone_map_compression_ratio: The compression ratio for tone mapping. This is used
+            to compress the dynamic range of the video to improve visual quality. A
+            value of 0.0 means no compression, while a value of 1.0 means maximum
+            compression. Between 0.0 and 1.0. A multiple of 0.05. Defaults to `0`.
+        image_url: Image URL for Image-to-Video task. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        constant_rate_factor: The constant rate factor (CRF) to compress input media
+            with. Compressed input media more closely matches the model's training data,
+            which can improve motion quality. Between 0 and 51. Defaults to `29`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     negative_prompt: str = "worst quality, inconsistent motion, blurry, jittery, distorted",
     loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     seed: int | None = None,
     num_frames: int = 121,
     first_pass_num_inference_steps: int = 30,
@@ -325,40 +491,99 @@ async def submit_async(
     tone_map_compression_ratio: float = 0,
     image_url: FileInput,
     constant_rate_factor: int = 29,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        loras: LoRA weights to use for generation. Defaults to `[]`.
+        resolution: Resolution of the generated video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_frames: The number of frames in the video. Between 9 and 1441. Defaults to
+            `121`.
+        first_pass_num_inference_steps: Number of inference steps during the first pass.
+            Between 2 and 50. Defaults to `30`.
+        second_pass_num_inference_steps: Number of inference steps during the second
+            pass. Between 2 and 50. Defaults to `30`.
+        second_pass_skip_initial_steps: The number of inference steps to skip in the
+            initial steps of the second pass. By skipping some steps at the beginning,
+            the second pass can focus on smaller details instead of larger changes.
+            Between 0 and 49. Defaults to `17`.
+        frame_rate: The frame rate of the video. Between 1 and 60. Defaults to `24`.
+        expand_prompt: Whether to expand the prompt using a language model. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        enable_detail_pass: Whether to use a detail pass. If True, the model will
+            perform a second pass to refine the video and enhance details. This incurs a
+            2.0x cost multiplier on the base price. Defaults to `False`.
+        temporal_adain_factor: The factor for adaptive instance normalization (AdaIN)
+            applied to generated video chunks after the first. This can help deal with a
+            gradual increase in saturation/contrast in the generated video by
+            normalizing the color distribution across the video. A high value will
+            ensure the color distribution is more consistent across the video, while a
+            low value will allow for more variation in color distribution. Between 0.0
+            and 1.0. A multiple of 0.05. Defaults to `0.5`.
+        tone_map_compression_ratio: The compression ratio for tone mapping. This is used
+            to compress the dynamic range of the video to improve visual quality. A
+            value of 0.0 means no compression, while a value of 1.0 means maximum
+            compression. Between 0.0 and 1.0. A multiple of 0.05. Defaults to `0`.
+        image_url: Image URL for Image-to-Video task. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        constant_rate_factor: The constant rate factor (CRF) to compress input media
+            with. Compressed input media more closely matches the model's training data,
+            which can improve motion quality. Between 0 and 51. Defaults to `29`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     negative_prompt: str = "worst quality, inconsistent motion, blurry, jittery, distorted",
     loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     seed: int | None = None,
     num_frames: int = 121,
     first_pass_num_inference_steps: int = 30,
@@ -373,8 +598,8 @@ async def subscribe_async(
     tone_map_compression_ratio: float = 0,
     image_url: FileInput,
     constant_rate_factor: int = 29,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -382,31 +607,89 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        loras: LoRA weights to use for generation. Defaults to `[]`.
+        resolution: Resolution of the generated video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_frames: The number of frames in the video. Between 9 and 1441. Defaults to
+            `121`.
+        first_pass_num_inference_steps: Number of inference steps during the first pass.
+            Between 2 and 50. Defaults to `30`.
+        second_pass_num_inference_steps: Number of inference steps during the second
+            pass. Between 2 and 50. Defaults to `30`.
+        second_pass_skip_initial_steps: The number of inference steps to skip in the
+            initial steps of the second pass. By skipping some steps at the beginning,
+            the second pass can focus on smaller details instead of larger changes.
+            Between 0 and 49. Defaults to `17`.
+        frame_rate: The frame rate of the video. Between 1 and 60. Defaults to `24`.
+        expand_prompt: Whether to expand the prompt using a language model. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        enable_detail_pass: Whether to use a detail pass. If True, the model will
+            perform a second pass to refine the video and enhance details. This incurs a
+            2.0x cost multiplier on the base price. Defaults to `False`.
+        temporal_adain_factor: The factor for adaptive instance normalization (AdaIN)
+            applied to generated video chunks after the first. This can help deal with a
+            gradual increase in saturation/contrast in the generated video by
+            normalizing the color distribution across the video. A high value will
+            ensure the color distribution is more consistent across the video, while a
+            low value will allow for more variation in color distribution. Between 0.0
+            and 1.0. A multiple of 0.05. Defaults to `0.5`.
+        tone_map_compression_ratio: The compression ratio for tone mapping. This is used
+            to compress the dynamic range of the video to improve visual quality. A
+            value of 0.0 means no compression, while a value of 1.0 means maximum
+            compression. Between 0.0 and 1.0. A multiple of 0.05. Defaults to `0`.
+        image_url: Image URL for Image-to-Video task. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        constant_rate_factor: The constant rate factor (CRF) to compress input media
+            with. Compressed input media more closely matches the model's training data,
+            which can improve motion quality. Between 0 and 51. Defaults to `29`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     negative_prompt: str = "worst quality, inconsistent motion, blurry, jittery, distorted",
     loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["9:16", "1:1", "16:9", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     seed: int | None = None,
     num_frames: int = 121,
     first_pass_num_inference_steps: int = 30,
@@ -421,8 +704,8 @@ async def run_async(
     tone_map_compression_ratio: float = 0,
     image_url: FileInput,
     constant_rate_factor: int = 29,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -430,8 +713,66 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        loras: LoRA weights to use for generation. Defaults to `[]`.
+        resolution: Resolution of the generated video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_frames: The number of frames in the video. Between 9 and 1441. Defaults to
+            `121`.
+        first_pass_num_inference_steps: Number of inference steps during the first pass.
+            Between 2 and 50. Defaults to `30`.
+        second_pass_num_inference_steps: Number of inference steps during the second
+            pass. Between 2 and 50. Defaults to `30`.
+        second_pass_skip_initial_steps: The number of inference steps to skip in the
+            initial steps of the second pass. By skipping some steps at the beginning,
+            the second pass can focus on smaller details instead of larger changes.
+            Between 0 and 49. Defaults to `17`.
+        frame_rate: The frame rate of the video. Between 1 and 60. Defaults to `24`.
+        expand_prompt: Whether to expand the prompt using a language model. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        enable_detail_pass: Whether to use a detail pass. If True, the model will
+            perform a second pass to refine the video and enhance details. This incurs a
+            2.0x cost multiplier on the base price. Defaults to `False`.
+        temporal_adain_factor: The factor for adaptive instance normalization (AdaIN)
+            applied to generated video chunks after the first. This can help deal with a
+            gradual increase in saturation/contrast in the generated video by
+            normalizing the color distribution across the video. A high value will
+            ensure the color distribution is more consistent across the video, while a
+            low value will allow for more variation in color distribution. Between 0.0
+            and 1.0. A multiple of 0.05. Defaults to `0.5`.
+        tone_map_compression_ratio: The compression ratio for tone mapping. This is used
+            to compress the dynamic range of the video to improve visual quality. A
+            value of 0.0 means no compression, while a value of 1.0 means maximum
+            compression. Between 0.0 and 1.0. A multiple of 0.05. Defaults to `0`.
+        image_url: Image URL for Image-to-Video task. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        constant_rate_factor: The constant rate factor (CRF) to compress input media
+            with. Compressed input media more closely matches the model's training data,
+            which can improve motion quality. Between 0 and 51. Defaults to `29`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,154 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class ImageCondition(FalModel):
-    """Image condition to use for generation."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the image to use as input."""
-    start_frame_number: Annotated[
-        int, Field(ge=0, le=160, title="Start Frame Number")
-    ] = 0
-    """The frame number to start the condition on."""
-    strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")] = 1
-    """The strength of the condition."""
-
-
-class Input(FalModel):
-    """Request model for text-to-video generation with multiple conditions."""
-
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate the video from."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
-    )
-    """The negative prompt to use."""
-    loras: Annotated[
-        list[LoRAWeightType3], Field(title="Loras", validate_default=True)
-    ] = []
-    """The LoRA weights to use for generation."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "720p"
-    """The resolution of the video."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "1:1", "9:16", "auto"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """The aspect ratio of the video."""
-    num_frames: Annotated[int, Field(ge=9, le=161, title="Num Frames")] = 89
-    """The number of frames in the video."""
-    number_of_frames: Annotated[
-        int | None, Field(ge=9, le=161, title="Number Of Frames")
-    ] = None
-    """The number of frames in the video. Deprecated. Use `num_frames` instead."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=50, title="Num Inference Steps")
-    ] = 30
-    """The number of inference steps to use."""
-    frames_per_second: Annotated[int, Field(ge=1, le=60, title="Frames Per Second")] = (
-        25
-    )
-    """The frame rate of the video."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed to use for generation."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to expand the prompt using the LLM."""
-    reverse_video: Annotated[bool, Field(title="Reverse Video")] = False
-    """Whether to reverse the video."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable the safety checker."""
-    images: Annotated[
-        list[ImageCondition], Field(title="Images", validate_default=True)
-    ] = []
-    """The image conditions to use for generation."""
-    videos: Annotated[
-        list[VideoCondition], Field(title="Videos", validate_default=True)
-    ] = []
-    """The video conditions to use for generation."""
-
-
-class LoRAWeightType3(FalModel):
-    """LoRA weight to use for generation."""
-
-    path: Annotated[str, Field(title="Path")]
-    """URL or path to the LoRA weights."""
-    weight_name: Annotated[str | None, Field(title="Weight Name")] = None
-    """Name of the LoRA weight. Only used if `path` is a HuggingFace repository, and is only required when the repository contains multiple LoRA weights."""
-    scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
-    """Scale of the LoRA weight. This is a multiplier applied to the LoRA weight when loading it."""
-
-
-class Output(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generation."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    video: File
-    """The generated video."""
-
-
-class VideoCondition(FalModel):
-    """Video condition to use for generation."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """The URL of the video to use as input."""
-    start_frame_number: Annotated[
-        int, Field(ge=0, le=160, title="Start Frame Number")
-    ] = 0
-    """The frame number to start the condition on."""
-    strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")] = 1
-    """The strength of the condition."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "File",
     "ImageCondition",
     "Input",
@@ -168,33 +35,132 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ltx-video-lora/multiconditioning"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["16:9", "1:1", "9:16", "auto"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class ImageCondition(FalModel):
+    """Image condition to use for generation."""
+
+    image_url: FileInput
+    """The URL of the image to use as input."""
+    start_frame_number: Annotated[int, Field(ge=0, le=160)] = 0
+    """The frame number to start the condition on."""
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The strength of the condition."""
+
+
+class Input(FalModel):
+    """Request model for text-to-video generation with multiple conditions."""
+
+    prompt: str
+    """The prompt to generate the video from."""
+    negative_prompt: str = (
+        "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
+    )
+    """The negative prompt to use."""
+    loras: Annotated[list[LoRAWeightType3], Field(validate_default=True)] = []
+    """The LoRA weights to use for generation."""
+    resolution: Literal["480p", "720p"] = "720p"
+    """The resolution of the video."""
+    aspect_ratio: AspectRatio = "auto"
+    """The aspect ratio of the video."""
+    num_frames: Annotated[int, Field(ge=9, le=161)] = 89
+    """The number of frames in the video."""
+    number_of_frames: Annotated[int | None, Field(ge=9, le=161)] = None
+    """The number of frames in the video. Deprecated. Use `num_frames` instead."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=50)] = 30
+    """The number of inference steps to use."""
+    frames_per_second: Annotated[int, Field(ge=1, le=60)] = 25
+    """The frame rate of the video."""
+    seed: int | None = None
+    """The seed to use for generation."""
+    enable_prompt_expansion: bool = False
+    """Whether to expand the prompt using the LLM."""
+    reverse_video: bool = False
+    """Whether to reverse the video."""
+    enable_safety_checker: bool = True
+    """Whether to enable the safety checker."""
+    images: Annotated[list[ImageCondition], Field(validate_default=True)] = []
+    """The image conditions to use for generation."""
+    videos: Annotated[list[VideoCondition], Field(validate_default=True)] = []
+    """The video conditions to use for generation."""
+
+
+class LoRAWeightType3(FalModel):
+    """LoRA weight to use for generation."""
+
+    path: str
+    """URL or path to the LoRA weights."""
+    weight_name: str | None = None
+    """Name of the LoRA weight. Only used if `path` is a HuggingFace repository, and is
+    only required when the repository contains multiple LoRA weights."""
+    scale: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """Scale of the LoRA weight. This is a multiplier applied to the LoRA weight when
+    loading it."""
+
+
+class Output(FalModel):
+    prompt: str
+    """The prompt used for generation."""
+    seed: int
+    """The seed used for generation."""
+    video: File
+    """The generated video."""
+
+
+class VideoCondition(FalModel):
+    """Video condition to use for generation."""
+
+    video_url: FileInput
+    """The URL of the video to use as input."""
+    start_frame_number: Annotated[int, Field(ge=0, le=160)] = 0
+    """The frame number to start the condition on."""
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The strength of the condition."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={ImageCondition: ["image_url"], VideoCondition: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
     loras: list[LoRAWeightType3] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
     number_of_frames: int | None = None,
     num_inference_steps: int = 30,
@@ -205,40 +171,79 @@ def submit(
     enable_safety_checker: bool = True,
     images: list[ImageCondition] = [],
     videos: list[VideoCondition] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        negative_prompt: The negative prompt to use. Defaults to `"blurry, low quality,
+            low resolution, inconsistent motion, jittery, distorted"`.
+        loras: The LoRA weights to use for generation. Defaults to `[]`.
+        resolution: The resolution of the video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        num_frames: The number of frames in the video. Between 9 and 161. Defaults to
+            `89`.
+        number_of_frames: The number of frames in the video. Deprecated. Use
+            `num_frames` instead. Between 9 and 161. Defaults to `None`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 50.
+            Defaults to `30`.
+        frames_per_second: The frame rate of the video. Between 1 and 60. Defaults to
+            `25`.
+        seed: The seed to use for generation. Defaults to `None`.
+        enable_prompt_expansion: Whether to expand the prompt using the LLM. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        images: The image conditions to use for generation. Defaults to `[]`.
+        videos: The video conditions to use for generation. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
     loras: list[LoRAWeightType3] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
     number_of_frames: int | None = None,
     num_inference_steps: int = 30,
@@ -249,8 +254,8 @@ def subscribe(
     enable_safety_checker: bool = True,
     images: list[ImageCondition] = [],
     videos: list[VideoCondition] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -258,31 +263,69 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        negative_prompt: The negative prompt to use. Defaults to `"blurry, low quality,
+            low resolution, inconsistent motion, jittery, distorted"`.
+        loras: The LoRA weights to use for generation. Defaults to `[]`.
+        resolution: The resolution of the video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        num_frames: The number of frames in the video. Between 9 and 161. Defaults to
+            `89`.
+        number_of_frames: The number of frames in the video. Deprecated. Use
+            `num_frames` instead. Between 9 and 161. Defaults to `None`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 50.
+            Defaults to `30`.
+        frames_per_second: The frame rate of the video. Between 1 and 60. Defaults to
+            `25`.
+        seed: The seed to use for generation. Defaults to `None`.
+        enable_prompt_expansion: Whether to expand the prompt using the LLM. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        images: The image conditions to use for generation. Defaults to `[]`.
+        videos: The video conditions to use for generation. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
     loras: list[LoRAWeightType3] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
     number_of_frames: int | None = None,
     num_inference_steps: int = 30,
@@ -293,8 +336,8 @@ def run(
     enable_safety_checker: bool = True,
     images: list[ImageCondition] = [],
     videos: list[VideoCondition] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -302,31 +345,69 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        negative_prompt: The negative prompt to use. Defaults to `"blurry, low quality,
+            low resolution, inconsistent motion, jittery, distorted"`.
+        loras: The LoRA weights to use for generation. Defaults to `[]`.
+        resolution: The resolution of the video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        num_frames: The number of frames in the video. Between 9 and 161. Defaults to
+            `89`.
+        number_of_frames: The number of frames in the video. Deprecated. Use
+            `num_frames` instead. Between 9 and 161. Defaults to `None`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 50.
+            Defaults to `30`.
+        frames_per_second: The frame rate of the video. Between 1 and 60. Defaults to
+            `25`.
+        seed: The seed to use for generation. Defaults to `None`.
+        enable_prompt_expansion: Whether to expand the prompt using the LLM. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        images: The image conditions to use for generation. Defaults to `[]`.
+        videos: The video conditions to use for generation. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
     loras: list[LoRAWeightType3] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
     number_of_frames: int | None = None,
     num_inference_steps: int = 30,
@@ -337,40 +418,79 @@ async def submit_async(
     enable_safety_checker: bool = True,
     images: list[ImageCondition] = [],
     videos: list[VideoCondition] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        negative_prompt: The negative prompt to use. Defaults to `"blurry, low quality,
+            low resolution, inconsistent motion, jittery, distorted"`.
+        loras: The LoRA weights to use for generation. Defaults to `[]`.
+        resolution: The resolution of the video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        num_frames: The number of frames in the video. Between 9 and 161. Defaults to
+            `89`.
+        number_of_frames: The number of frames in the video. Deprecated. Use
+            `num_frames` instead. Between 9 and 161. Defaults to `None`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 50.
+            Defaults to `30`.
+        frames_per_second: The frame rate of the video. Between 1 and 60. Defaults to
+            `25`.
+        seed: The seed to use for generation. Defaults to `None`.
+        enable_prompt_expansion: Whether to expand the prompt using the LLM. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        images: The image conditions to use for generation. Defaults to `[]`.
+        videos: The video conditions to use for generation. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
     loras: list[LoRAWeightType3] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
     number_of_frames: int | None = None,
     num_inference_steps: int = 30,
@@ -381,8 +501,8 @@ async def subscribe_async(
     enable_safety_checker: bool = True,
     images: list[ImageCondition] = [],
     videos: list[VideoCondition] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -390,31 +510,69 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        negative_prompt: The negative prompt to use. Defaults to `"blurry, low quality,
+            low resolution, inconsistent motion, jittery, distorted"`.
+        loras: The LoRA weights to use for generation. Defaults to `[]`.
+        resolution: The resolution of the video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        num_frames: The number of frames in the video. Between 9 and 161. Defaults to
+            `89`.
+        number_of_frames: The number of frames in the video. Deprecated. Use
+            `num_frames` instead. Between 9 and 161. Defaults to `None`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 50.
+            Defaults to `30`.
+        frames_per_second: The frame rate of the video. Between 1 and 60. Defaults to
+            `25`.
+        seed: The seed to use for generation. Defaults to `None`.
+        enable_prompt_expansion: Whether to expand the prompt using the LLM. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        images: The image conditions to use for generation. Defaults to `[]`.
+        videos: The video conditions to use for generation. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
     loras: list[LoRAWeightType3] = [],
     resolution: Literal["480p", "720p"] = "720p",
-    aspect_ratio: Literal["16:9", "1:1", "9:16", "auto"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
     number_of_frames: int | None = None,
     num_inference_steps: int = 30,
@@ -425,8 +583,8 @@ async def run_async(
     enable_safety_checker: bool = True,
     images: list[ImageCondition] = [],
     videos: list[VideoCondition] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -434,8 +592,46 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        negative_prompt: The negative prompt to use. Defaults to `"blurry, low quality,
+            low resolution, inconsistent motion, jittery, distorted"`.
+        loras: The LoRA weights to use for generation. Defaults to `[]`.
+        resolution: The resolution of the video. Defaults to `"720p"`.
+        aspect_ratio: The aspect ratio of the video. Defaults to `"auto"`.
+        num_frames: The number of frames in the video. Between 9 and 161. Defaults to
+            `89`.
+        number_of_frames: The number of frames in the video. Deprecated. Use
+            `num_frames` instead. Between 9 and 161. Defaults to `None`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 50.
+            Defaults to `30`.
+        frames_per_second: The frame rate of the video. Between 1 and 60. Defaults to
+            `25`.
+        seed: The seed to use for generation. Defaults to `None`.
+        enable_prompt_expansion: Whether to expand the prompt using the LLM. Defaults to
+            `False`.
+        reverse_video: Whether to reverse the video. Defaults to `False`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        images: The image conditions to use for generation. Defaults to `[]`.
+        videos: The video conditions to use for generation. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

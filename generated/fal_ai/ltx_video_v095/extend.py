@@ -5,89 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Text prompt to guide generation"""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "worst quality, inconsistent motion, blurry, jittery, distorted"
-    )
-    """Negative prompt for generation"""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "720p"
-    """Resolution of the generated video (480p or 720p)."""
-    aspect_ratio: Annotated[Literal["9:16", "16:9"], Field(title="Aspect Ratio")] = (
-        "16:9"
-    )
-    """Aspect ratio of the generated video (16:9 or 9:16)."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for generation"""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=50, title="Num Inference Steps")
-    ] = 40
-    """Number of inference steps"""
-    expand_prompt: Annotated[bool, Field(title="Expand Prompt")] = True
-    """Whether to expand the prompt using the model's own capabilities."""
-    video: VideoConditioningInputType2
-    """Video to be extended."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-class VideoConditioningInputType2(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of video to be extended"""
-    start_frame_num: Annotated[
-        int, Field(ge=0, le=120, multiple_of=8, title="Start Frame Num")
-    ]
-    """Frame number of the video from which the conditioning starts. Must be a multiple of 8."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -105,26 +32,77 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ltx-video-v095/extend"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """Text prompt to guide generation"""
+    negative_prompt: str = (
+        "worst quality, inconsistent motion, blurry, jittery, distorted"
+    )
+    """Negative prompt for generation"""
+    resolution: Literal["480p", "720p"] = "720p"
+    """Resolution of the generated video (480p or 720p)."""
+    aspect_ratio: Literal["9:16", "16:9"] = "16:9"
+    """Aspect ratio of the generated video (16:9 or 9:16)."""
+    seed: int | None = None
+    """Random seed for generation"""
+    num_inference_steps: Annotated[int, Field(ge=2, le=50)] = 40
+    """Number of inference steps"""
+    expand_prompt: bool = True
+    """Whether to expand the prompt using the model's own capabilities."""
+    video: VideoConditioningInputType2
+    """Video to be extended."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+class VideoConditioningInputType2(FalModel):
+    video_url: FileInput
+    """URL of video to be extended"""
+    start_frame_num: Annotated[int, Field(ge=0, le=120, multiple_of=8)]
+    """Frame number of the video from which the conditioning starts. Must be a multiple
+    of 8."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={VideoConditioningInputType2: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -135,33 +113,64 @@ def submit(
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
     video: VideoConditioningInputType2,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        resolution: Resolution of the generated video (480p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_inference_steps: Number of inference steps. Between 2 and 50. Defaults to
+            `40`.
+        expand_prompt: Whether to expand the prompt using the model's own capabilities.
+            Defaults to `True`.
+        video: Video to be extended. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -172,8 +181,8 @@ def subscribe(
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
     video: VideoConditioningInputType2,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -181,24 +190,54 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        resolution: Resolution of the generated video (480p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_inference_steps: Number of inference steps. Between 2 and 50. Defaults to
+            `40`.
+        expand_prompt: Whether to expand the prompt using the model's own capabilities.
+            Defaults to `True`.
+        video: Video to be extended. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -209,8 +248,8 @@ def run(
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
     video: VideoConditioningInputType2,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -218,24 +257,54 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        resolution: Resolution of the generated video (480p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_inference_steps: Number of inference steps. Between 2 and 50. Defaults to
+            `40`.
+        expand_prompt: Whether to expand the prompt using the model's own capabilities.
+            Defaults to `True`.
+        video: Video to be extended. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -246,33 +315,64 @@ async def submit_async(
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
     video: VideoConditioningInputType2,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        resolution: Resolution of the generated video (480p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_inference_steps: Number of inference steps. Between 2 and 50. Defaults to
+            `40`.
+        expand_prompt: Whether to expand the prompt using the model's own capabilities.
+            Defaults to `True`.
+        video: Video to be extended. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -283,8 +383,8 @@ async def subscribe_async(
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
     video: VideoConditioningInputType2,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -292,24 +392,54 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        resolution: Resolution of the generated video (480p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_inference_steps: Number of inference steps. Between 2 and 50. Defaults to
+            `40`.
+        expand_prompt: Whether to expand the prompt using the model's own capabilities.
+            Defaults to `True`.
+        video: Video to be extended. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -320,8 +450,8 @@ async def run_async(
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
     video: VideoConditioningInputType2,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -329,8 +459,38 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to guide generation. Required.
+        negative_prompt: Negative prompt for generation. Defaults to `"worst quality,
+            inconsistent motion, blurry, jittery, distorted"`.
+        resolution: Resolution of the generated video (480p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        seed: Random seed for generation. Defaults to `None`.
+        num_inference_steps: Number of inference steps. Between 2 and 50. Defaults to
+            `40`.
+        expand_prompt: Whether to expand the prompt using the model's own capabilities.
+            Defaults to `True`.
+        video: Video to be extended. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

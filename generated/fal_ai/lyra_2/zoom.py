@@ -5,134 +5,22 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the input image. Lyra-2 hallucinates a video that starts from this image and moves the camera along the requested trajectory."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Text prompt describing the scene. Best results come from prompts """
-    zoom_direction: Annotated[
-        Literal["in", "out", "both"], Field(title="Zoom Direction")
-    ] = "in"
-    """Whether to generate a zoom-in video (camera moves toward the subject), a zoom-out video (camera retreats), or a combined out-then-in video."""
-    num_frames: Annotated[
-        Literal[81, 161, 241, 321, 401, 481], Field(title="Num Frames")
-    ] = 81
-    """Number of frames per direction. Each AR chunk produces 80 frames, and the loop emits an extra anchor frame at the start, so valid values are 81, 161, 241, 321, 401, 481."""
-    zoom_in_trajectory: Annotated[
-        Literal[
-            "horizontal_zoom",
-            "horizontal_zoom_bend",
-            "spiral",
-            "dolly_zoom",
-            "orbit_horizontal",
-            "back",
-        ],
-        Field(title="Zoom In Trajectory"),
-    ] = "orbit_horizontal"
-    """Camera-trajectory preset for the zoom-in direction. ``horizontal_zoom`` is a straight translation along the z-axis; ``horizontal_zoom_bend`` adds a slight arc; ``spiral`` produces a spiraling approach."""
-    zoom_in_strength: Annotated[
-        float, Field(ge=0.0, le=2.0, title="Zoom In Strength")
-    ] = 0.5
-    """Displacement scale for the zoom-in trajectory (relative to subject depth)."""
-    zoom_out_trajectory: Annotated[
-        Literal[
-            "horizontal_zoom",
-            "horizontal_zoom_bend",
-            "spiral",
-            "dolly_zoom",
-            "orbit_horizontal",
-            "back",
-        ],
-        Field(title="Zoom Out Trajectory"),
-    ] = "horizontal_zoom"
-    """Camera-trajectory preset for the zoom-out direction."""
-    zoom_out_strength: Annotated[
-        float, Field(ge=0.0, le=3.0, title="Zoom Out Strength")
-    ] = 1.5
-    """Displacement scale for the zoom-out trajectory."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "480p"
-    """Output resolution. 480p = 480x832, 720p = 720x1280. Higher resolutions take substantially longer to generate."""
-    use_dmd: Annotated[bool, Field(title="Use Dmd")] = True
-    """Enable the upstream DMD distillation LoRA and 4-step scheduler. The slower non-DMD scheduler is currently disabled for this endpoint because it can exceed serverless request limits."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=15.0, title="Guidance Scale")] = 5
-    """Classifier-free guidance scale."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=100, title="Num Inference Steps")
-    ] = 28
-    """Number of denoising steps per frame chunk. Ignored when ``use_dmd`` is enabled because the DMD scheduler uses a fixed 4-step schedule."""
-    frames_per_second: Annotated[int, Field(ge=8, le=24, title="Frames Per Second")] = (
-        16
-    )
-    """Frame rate of the output video."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If not provided, a random seed is chosen."""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The generated MP4 video."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    timings: Annotated[dict[str, float] | None, Field(title="Timings")] = None
-    """Per-stage timing breakdown (seconds)."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "NumFrames",
+    "ZoomInTrajectory",
     "Input",
     "Output",
     "VideoFile",
@@ -145,49 +33,123 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/lyra-2/zoom"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+NumFrames: TypeAlias = Literal[81, 161, 241, 321, 401, 481]
+
+
+ZoomInTrajectory: TypeAlias = Literal[
+    "horizontal_zoom",
+    "horizontal_zoom_bend",
+    "spiral",
+    "dolly_zoom",
+    "orbit_horizontal",
+    "back",
+]
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the input image. Lyra-2 hallucinates a video that starts from this image
+    and moves the camera along the requested trajectory."""
+    prompt: str
+    """Text prompt describing the scene. Best results come from prompts """
+    zoom_direction: Literal["in", "out", "both"] = "in"
+    """Whether to generate a zoom-in video (camera moves toward the subject), a zoom-out
+    video (camera retreats), or a combined out-then-in video."""
+    num_frames: NumFrames = 81
+    """Number of frames per direction. Each AR chunk produces 80 frames, and the loop
+    emits an extra anchor frame at the start, so valid values are 81, 161, 241, 321,
+    401, 481."""
+    zoom_in_trajectory: ZoomInTrajectory = "orbit_horizontal"
+    """Camera-trajectory preset for the zoom-in direction. ``horizontal_zoom`` is a
+    straight translation along the z-axis; ``horizontal_zoom_bend`` adds a slight arc;
+    ``spiral`` produces a spiraling approach."""
+    zoom_in_strength: Annotated[float, Field(ge=0.0, le=2.0)] = 0.5
+    """Displacement scale for the zoom-in trajectory (relative to subject depth)."""
+    zoom_out_trajectory: ZoomInTrajectory = "horizontal_zoom"
+    """Camera-trajectory preset for the zoom-out direction."""
+    zoom_out_strength: Annotated[float, Field(ge=0.0, le=3.0)] = 1.5
+    """Displacement scale for the zoom-out trajectory."""
+    resolution: Literal["480p", "720p"] = "480p"
+    """Output resolution. 480p = 480x832, 720p = 720x1280. Higher resolutions take
+    substantially longer to generate."""
+    use_dmd: bool = True
+    """Enable the upstream DMD distillation LoRA and 4-step scheduler. The slower
+    non-DMD scheduler is currently disabled for this endpoint because it can exceed
+    serverless request limits."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=15.0)] = 5
+    """Classifier-free guidance scale."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=100)] = 28
+    """Number of denoising steps per frame chunk. Ignored when ``use_dmd`` is enabled
+    because the DMD scheduler uses a fixed 4-step schedule."""
+    frames_per_second: Annotated[int, Field(ge=8, le=24)] = 16
+    """Frame rate of the output video."""
+    seed: int | None = None
+    """Random seed for reproducibility. If not provided, a random seed is chosen."""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The generated MP4 video."""
+    seed: int
+    """The seed used for generation."""
+    timings: dict[str, float] | None = None
+    """Per-stage timing breakdown (seconds)."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
     prompt: str,
     zoom_direction: Literal["in", "out", "both"] = "in",
-    num_frames: Literal[81, 161, 241, 321, 401, 481] = 81,
-    zoom_in_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "orbit_horizontal",
+    num_frames: NumFrames = 81,
+    zoom_in_trajectory: ZoomInTrajectory = "orbit_horizontal",
     zoom_in_strength: float = 0.5,
-    zoom_out_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "horizontal_zoom",
+    zoom_out_trajectory: ZoomInTrajectory = "horizontal_zoom",
     zoom_out_strength: float = 1.5,
     resolution: Literal["480p", "720p"] = "480p",
     use_dmd: bool = True,
@@ -195,56 +157,96 @@ def submit(
     num_inference_steps: int = 28,
     frames_per_second: int = 16,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. Lyra-2 hallucinates a video that starts from
+            this image and moves the camera along the requested trajectory. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the scene. Best results come from prompts.
+            Required.
+        zoom_direction: Whether to generate a zoom-in video (camera moves toward the
+            subject), a zoom-out video (camera retreats), or a combined out-then-in
+            video. Defaults to `"in"`.
+        num_frames: Number of frames per direction. Each AR chunk produces 80 frames,
+            and the loop emits an extra anchor frame at the start, so valid values are
+            81, 161, 241, 321, 401, 481. Defaults to `81`.
+        zoom_in_trajectory: Camera-trajectory preset for the zoom-in direction.
+            ``horizontal_zoom`` is a straight translation along the z-axis;
+            ``horizontal_zoom_bend`` adds a slight arc; ``spiral`` produces a spiraling
+            approach. Defaults to `"orbit_horizontal"`.
+        zoom_in_strength: Displacement scale for the zoom-in trajectory (relative to
+            subject depth). Between 0.0 and 2.0. Defaults to `0.5`.
+        zoom_out_trajectory: Camera-trajectory preset for the zoom-out direction.
+            Defaults to `"horizontal_zoom"`.
+        zoom_out_strength: Displacement scale for the zoom-out trajectory. Between 0.0
+            and 3.0. Defaults to `1.5`.
+        resolution: Output resolution. 480p = 480x832, 720p = 720x1280. Higher
+            resolutions take substantially longer to generate. Defaults to `"480p"`.
+        use_dmd: Enable the upstream DMD distillation LoRA and 4-step scheduler. The
+            slower non-DMD scheduler is currently disabled for this endpoint because it
+            can exceed serverless request limits. Defaults to `True`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 15.0. Defaults
+            to `5`.
+        num_inference_steps: Number of denoising steps per frame chunk. Ignored when
+            ``use_dmd`` is enabled because the DMD scheduler uses a fixed 4-step
+            schedule. Between 1 and 100. Defaults to `28`.
+        frames_per_second: Frame rate of the output video. Between 8 and 24. Defaults to
+            `16`.
+        seed: Random seed for reproducibility. If not provided, a random seed is chosen.
+            Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
     prompt: str,
     zoom_direction: Literal["in", "out", "both"] = "in",
-    num_frames: Literal[81, 161, 241, 321, 401, 481] = 81,
-    zoom_in_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "orbit_horizontal",
+    num_frames: NumFrames = 81,
+    zoom_in_trajectory: ZoomInTrajectory = "orbit_horizontal",
     zoom_in_strength: float = 0.5,
-    zoom_out_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "horizontal_zoom",
+    zoom_out_trajectory: ZoomInTrajectory = "horizontal_zoom",
     zoom_out_strength: float = 1.5,
     resolution: Literal["480p", "720p"] = "480p",
     use_dmd: bool = True,
@@ -252,8 +254,8 @@ def subscribe(
     num_inference_steps: int = 28,
     frames_per_second: int = 16,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -261,47 +263,86 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. Lyra-2 hallucinates a video that starts from
+            this image and moves the camera along the requested trajectory. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the scene. Best results come from prompts.
+            Required.
+        zoom_direction: Whether to generate a zoom-in video (camera moves toward the
+            subject), a zoom-out video (camera retreats), or a combined out-then-in
+            video. Defaults to `"in"`.
+        num_frames: Number of frames per direction. Each AR chunk produces 80 frames,
+            and the loop emits an extra anchor frame at the start, so valid values are
+            81, 161, 241, 321, 401, 481. Defaults to `81`.
+        zoom_in_trajectory: Camera-trajectory preset for the zoom-in direction.
+            ``horizontal_zoom`` is a straight translation along the z-axis;
+            ``horizontal_zoom_bend`` adds a slight arc; ``spiral`` produces a spiraling
+            approach. Defaults to `"orbit_horizontal"`.
+        zoom_in_strength: Displacement scale for the zoom-in trajectory (relative to
+            subject depth). Between 0.0 and 2.0. Defaults to `0.5`.
+        zoom_out_trajectory: Camera-trajectory preset for the zoom-out direction.
+            Defaults to `"horizontal_zoom"`.
+        zoom_out_strength: Displacement scale for the zoom-out trajectory. Between 0.0
+            and 3.0. Defaults to `1.5`.
+        resolution: Output resolution. 480p = 480x832, 720p = 720x1280. Higher
+            resolutions take substantially longer to generate. Defaults to `"480p"`.
+        use_dmd: Enable the upstream DMD distillation LoRA and 4-step scheduler. The
+            slower non-DMD scheduler is currently disabled for this endpoint because it
+            can exceed serverless request limits. Defaults to `True`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 15.0. Defaults
+            to `5`.
+        num_inference_steps: Number of denoising steps per frame chunk. Ignored when
+            ``use_dmd`` is enabled because the DMD scheduler uses a fixed 4-step
+            schedule. Between 1 and 100. Defaults to `28`.
+        frames_per_second: Frame rate of the output video. Between 8 and 24. Defaults to
+            `16`.
+        seed: Random seed for reproducibility. If not provided, a random seed is chosen.
+            Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
     prompt: str,
     zoom_direction: Literal["in", "out", "both"] = "in",
-    num_frames: Literal[81, 161, 241, 321, 401, 481] = 81,
-    zoom_in_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "orbit_horizontal",
+    num_frames: NumFrames = 81,
+    zoom_in_trajectory: ZoomInTrajectory = "orbit_horizontal",
     zoom_in_strength: float = 0.5,
-    zoom_out_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "horizontal_zoom",
+    zoom_out_trajectory: ZoomInTrajectory = "horizontal_zoom",
     zoom_out_strength: float = 1.5,
     resolution: Literal["480p", "720p"] = "480p",
     use_dmd: bool = True,
@@ -309,8 +350,8 @@ def run(
     num_inference_steps: int = 28,
     frames_per_second: int = 16,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -318,47 +359,86 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. Lyra-2 hallucinates a video that starts from
+            this image and moves the camera along the requested trajectory. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the scene. Best results come from prompts.
+            Required.
+        zoom_direction: Whether to generate a zoom-in video (camera moves toward the
+            subject), a zoom-out video (camera retreats), or a combined out-then-in
+            video. Defaults to `"in"`.
+        num_frames: Number of frames per direction. Each AR chunk produces 80 frames,
+            and the loop emits an extra anchor frame at the start, so valid values are
+            81, 161, 241, 321, 401, 481. Defaults to `81`.
+        zoom_in_trajectory: Camera-trajectory preset for the zoom-in direction.
+            ``horizontal_zoom`` is a straight translation along the z-axis;
+            ``horizontal_zoom_bend`` adds a slight arc; ``spiral`` produces a spiraling
+            approach. Defaults to `"orbit_horizontal"`.
+        zoom_in_strength: Displacement scale for the zoom-in trajectory (relative to
+            subject depth). Between 0.0 and 2.0. Defaults to `0.5`.
+        zoom_out_trajectory: Camera-trajectory preset for the zoom-out direction.
+            Defaults to `"horizontal_zoom"`.
+        zoom_out_strength: Displacement scale for the zoom-out trajectory. Between 0.0
+            and 3.0. Defaults to `1.5`.
+        resolution: Output resolution. 480p = 480x832, 720p = 720x1280. Higher
+            resolutions take substantially longer to generate. Defaults to `"480p"`.
+        use_dmd: Enable the upstream DMD distillation LoRA and 4-step scheduler. The
+            slower non-DMD scheduler is currently disabled for this endpoint because it
+            can exceed serverless request limits. Defaults to `True`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 15.0. Defaults
+            to `5`.
+        num_inference_steps: Number of denoising steps per frame chunk. Ignored when
+            ``use_dmd`` is enabled because the DMD scheduler uses a fixed 4-step
+            schedule. Between 1 and 100. Defaults to `28`.
+        frames_per_second: Frame rate of the output video. Between 8 and 24. Defaults to
+            `16`.
+        seed: Random seed for reproducibility. If not provided, a random seed is chosen.
+            Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
     prompt: str,
     zoom_direction: Literal["in", "out", "both"] = "in",
-    num_frames: Literal[81, 161, 241, 321, 401, 481] = 81,
-    zoom_in_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "orbit_horizontal",
+    num_frames: NumFrames = 81,
+    zoom_in_trajectory: ZoomInTrajectory = "orbit_horizontal",
     zoom_in_strength: float = 0.5,
-    zoom_out_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "horizontal_zoom",
+    zoom_out_trajectory: ZoomInTrajectory = "horizontal_zoom",
     zoom_out_strength: float = 1.5,
     resolution: Literal["480p", "720p"] = "480p",
     use_dmd: bool = True,
@@ -366,56 +446,96 @@ async def submit_async(
     num_inference_steps: int = 28,
     frames_per_second: int = 16,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. Lyra-2 hallucinates a video that starts from
+            this image and moves the camera along the requested trajectory. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the scene. Best results come from prompts.
+            Required.
+        zoom_direction: Whether to generate a zoom-in video (camera moves toward the
+            subject), a zoom-out video (camera retreats), or a combined out-then-in
+            video. Defaults to `"in"`.
+        num_frames: Number of frames per direction. Each AR chunk produces 80 frames,
+            and the loop emits an extra anchor frame at the start, so valid values are
+            81, 161, 241, 321, 401, 481. Defaults to `81`.
+        zoom_in_trajectory: Camera-trajectory preset for the zoom-in direction.
+            ``horizontal_zoom`` is a straight translation along the z-axis;
+            ``horizontal_zoom_bend`` adds a slight arc; ``spiral`` produces a spiraling
+            approach. Defaults to `"orbit_horizontal"`.
+        zoom_in_strength: Displacement scale for the zoom-in trajectory (relative to
+            subject depth). Between 0.0 and 2.0. Defaults to `0.5`.
+        zoom_out_trajectory: Camera-trajectory preset for the zoom-out direction.
+            Defaults to `"horizontal_zoom"`.
+        zoom_out_strength: Displacement scale for the zoom-out trajectory. Between 0.0
+            and 3.0. Defaults to `1.5`.
+        resolution: Output resolution. 480p = 480x832, 720p = 720x1280. Higher
+            resolutions take substantially longer to generate. Defaults to `"480p"`.
+        use_dmd: Enable the upstream DMD distillation LoRA and 4-step scheduler. The
+            slower non-DMD scheduler is currently disabled for this endpoint because it
+            can exceed serverless request limits. Defaults to `True`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 15.0. Defaults
+            to `5`.
+        num_inference_steps: Number of denoising steps per frame chunk. Ignored when
+            ``use_dmd`` is enabled because the DMD scheduler uses a fixed 4-step
+            schedule. Between 1 and 100. Defaults to `28`.
+        frames_per_second: Frame rate of the output video. Between 8 and 24. Defaults to
+            `16`.
+        seed: Random seed for reproducibility. If not provided, a random seed is chosen.
+            Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
     prompt: str,
     zoom_direction: Literal["in", "out", "both"] = "in",
-    num_frames: Literal[81, 161, 241, 321, 401, 481] = 81,
-    zoom_in_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "orbit_horizontal",
+    num_frames: NumFrames = 81,
+    zoom_in_trajectory: ZoomInTrajectory = "orbit_horizontal",
     zoom_in_strength: float = 0.5,
-    zoom_out_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "horizontal_zoom",
+    zoom_out_trajectory: ZoomInTrajectory = "horizontal_zoom",
     zoom_out_strength: float = 1.5,
     resolution: Literal["480p", "720p"] = "480p",
     use_dmd: bool = True,
@@ -423,8 +543,8 @@ async def subscribe_async(
     num_inference_steps: int = 28,
     frames_per_second: int = 16,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -432,47 +552,86 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. Lyra-2 hallucinates a video that starts from
+            this image and moves the camera along the requested trajectory. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the scene. Best results come from prompts.
+            Required.
+        zoom_direction: Whether to generate a zoom-in video (camera moves toward the
+            subject), a zoom-out video (camera retreats), or a combined out-then-in
+            video. Defaults to `"in"`.
+        num_frames: Number of frames per direction. Each AR chunk produces 80 frames,
+            and the loop emits an extra anchor frame at the start, so valid values are
+            81, 161, 241, 321, 401, 481. Defaults to `81`.
+        zoom_in_trajectory: Camera-trajectory preset for the zoom-in direction.
+            ``horizontal_zoom`` is a straight translation along the z-axis;
+            ``horizontal_zoom_bend`` adds a slight arc; ``spiral`` produces a spiraling
+            approach. Defaults to `"orbit_horizontal"`.
+        zoom_in_strength: Displacement scale for the zoom-in trajectory (relative to
+            subject depth). Between 0.0 and 2.0. Defaults to `0.5`.
+        zoom_out_trajectory: Camera-trajectory preset for the zoom-out direction.
+            Defaults to `"horizontal_zoom"`.
+        zoom_out_strength: Displacement scale for the zoom-out trajectory. Between 0.0
+            and 3.0. Defaults to `1.5`.
+        resolution: Output resolution. 480p = 480x832, 720p = 720x1280. Higher
+            resolutions take substantially longer to generate. Defaults to `"480p"`.
+        use_dmd: Enable the upstream DMD distillation LoRA and 4-step scheduler. The
+            slower non-DMD scheduler is currently disabled for this endpoint because it
+            can exceed serverless request limits. Defaults to `True`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 15.0. Defaults
+            to `5`.
+        num_inference_steps: Number of denoising steps per frame chunk. Ignored when
+            ``use_dmd`` is enabled because the DMD scheduler uses a fixed 4-step
+            schedule. Between 1 and 100. Defaults to `28`.
+        frames_per_second: Frame rate of the output video. Between 8 and 24. Defaults to
+            `16`.
+        seed: Random seed for reproducibility. If not provided, a random seed is chosen.
+            Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
     prompt: str,
     zoom_direction: Literal["in", "out", "both"] = "in",
-    num_frames: Literal[81, 161, 241, 321, 401, 481] = 81,
-    zoom_in_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "orbit_horizontal",
+    num_frames: NumFrames = 81,
+    zoom_in_trajectory: ZoomInTrajectory = "orbit_horizontal",
     zoom_in_strength: float = 0.5,
-    zoom_out_trajectory: Literal[
-        "horizontal_zoom",
-        "horizontal_zoom_bend",
-        "spiral",
-        "dolly_zoom",
-        "orbit_horizontal",
-        "back",
-    ] = "horizontal_zoom",
+    zoom_out_trajectory: ZoomInTrajectory = "horizontal_zoom",
     zoom_out_strength: float = 1.5,
     resolution: Literal["480p", "720p"] = "480p",
     use_dmd: bool = True,
@@ -480,8 +639,8 @@ async def run_async(
     num_inference_steps: int = 28,
     frames_per_second: int = 16,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -489,8 +648,61 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. Lyra-2 hallucinates a video that starts from
+            this image and moves the camera along the requested trajectory. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the scene. Best results come from prompts.
+            Required.
+        zoom_direction: Whether to generate a zoom-in video (camera moves toward the
+            subject), a zoom-out video (camera retreats), or a combined out-then-in
+            video. Defaults to `"in"`.
+        num_frames: Number of frames per direction. Each AR chunk produces 80 frames,
+            and the loop emits an extra anchor frame at the start, so valid values are
+            81, 161, 241, 321, 401, 481. Defaults to `81`.
+        zoom_in_trajectory: Camera-trajectory preset for the zoom-in direction.
+            ``horizontal_zoom`` is a straight translation along the z-axis;
+            ``horizontal_zoom_bend`` adds a slight arc; ``spiral`` produces a spiraling
+            approach. Defaults to `"orbit_horizontal"`.
+        zoom_in_strength: Displacement scale for the zoom-in trajectory (relative to
+            subject depth). Between 0.0 and 2.0. Defaults to `0.5`.
+        zoom_out_trajectory: Camera-trajectory preset for the zoom-out direction.
+            Defaults to `"horizontal_zoom"`.
+        zoom_out_strength: Displacement scale for the zoom-out trajectory. Between 0.0
+            and 3.0. Defaults to `1.5`.
+        resolution: Output resolution. 480p = 480x832, 720p = 720x1280. Higher
+            resolutions take substantially longer to generate. Defaults to `"480p"`.
+        use_dmd: Enable the upstream DMD distillation LoRA and 4-step scheduler. The
+            slower non-DMD scheduler is currently disabled for this endpoint because it
+            can exceed serverless request limits. Defaults to `True`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 15.0. Defaults
+            to `5`.
+        num_inference_steps: Number of denoising steps per frame chunk. Ignored when
+            ``use_dmd`` is enabled because the DMD scheduler uses a fixed 4-step
+            schedule. Between 1 and 100. Defaults to `28`.
+        frames_per_second: Frame rate of the output video. Between 8 and 24. Defaults to
+            `16`.
+        seed: Random seed for reproducibility. If not provided, a random seed is chosen.
+            Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

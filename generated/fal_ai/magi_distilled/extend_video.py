@@ -5,84 +5,22 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the input video to represent the beginning of the video. If the input video does not match the chosen aspect ratio, it is resized and center cropped."""
-    num_frames: Annotated[int | None, Field(ge=96, le=192, title="Num Frames")] = 96
-    """Number of frames to generate. Must be between 96 and 192 (inclusive). Each additional 24 frames beyond 96 incurs an additional billing unit."""
-    start_frame: Annotated[int | None, Field(ge=0, title="Start Frame")] = None
-    """The frame to begin the generation from, with the remaining frames will be treated as the prefix video. The final video will contain the frames up until this number unchanged, followed by the generated frames. The default start frame is 32 frames before the end of the video, which gives optimal results."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "720p"
-    """Resolution of the generated video (480p or 720p). 480p is 0.5 billing units, and 720p is 1 billing unit."""
-    num_inference_steps: Annotated[
-        Literal[4, 8, 16, 32], Field(title="Num Inference Steps")
-    ] = 16
-    """Number of inference steps for sampling. Higher values give better quality but take longer."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    aspect_ratio: Annotated[
-        Literal["auto", "16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """Aspect ratio of the generated video. If 'auto', the aspect ratio will be determined automatically based on the input image."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "NumInferenceSteps",
+    "AspectRatio",
     "File",
     "Input",
     "Output",
@@ -95,26 +33,83 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/magi-distilled/extend-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+NumInferenceSteps: TypeAlias = Literal[4, 8, 16, 32]
+
+
+AspectRatio: TypeAlias = Literal["auto", "16:9", "9:16", "1:1"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt to guide video generation."""
+    video_url: FileInput
+    """URL of the input video to represent the beginning of the video. If the input
+    video does not match the chosen aspect ratio, it is resized and center cropped."""
+    num_frames: Annotated[int | None, Field(ge=96, le=192)] = 96
+    """Number of frames to generate. Must be between 96 and 192 (inclusive). Each
+    additional 24 frames beyond 96 incurs an additional billing unit."""
+    start_frame: Annotated[int | None, Field(ge=0)] = None
+    """The frame to begin the generation from, with the remaining frames will be treated
+    as the prefix video. The final video will contain the frames up until this number
+    unchanged, followed by the generated frames. The default start frame is 32 frames
+    before the end of the video, which gives optimal results."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    resolution: Literal["480p", "720p"] = "720p"
+    """Resolution of the generated video (480p or 720p). 480p is 0.5 billing units, and
+    720p is 1 billing unit."""
+    num_inference_steps: NumInferenceSteps = 16
+    """Number of inference steps for sampling. Higher values give better quality but
+    take longer."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    aspect_ratio: AspectRatio = "auto"
+    """Aspect ratio of the generated video. If 'auto', the aspect ratio will be
+    determined automatically based on the input image."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -123,36 +118,78 @@ def submit(
     start_frame: int | None = None,
     seed: int | None = None,
     resolution: Literal["480p", "720p"] = "720p",
-    num_inference_steps: Literal[4, 8, 16, 32] = 16,
+    num_inference_steps: NumInferenceSteps = 16,
     enable_safety_checker: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        video_url: URL of the input video to represent the beginning of the video. If
+            the input video does not match the chosen aspect ratio, it is resized and
+            center cropped. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 96 and 192
+            (inclusive). Each additional 24 frames beyond 96 incurs an additional
+            billing unit. Between 96 and 192. Defaults to `96`.
+        start_frame: The frame to begin the generation from, with the remaining frames
+            will be treated as the prefix video. The final video will contain the frames
+            up until this number unchanged, followed by the generated frames. The
+            default start frame is 32 frames before the end of the video, which gives
+            optimal results. At least 0. Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Defaults to `16`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -161,11 +198,11 @@ def subscribe(
     start_frame: int | None = None,
     seed: int | None = None,
     resolution: Literal["480p", "720p"] = "720p",
-    num_inference_steps: Literal[4, 8, 16, 32] = 16,
+    num_inference_steps: NumInferenceSteps = 16,
     enable_safety_checker: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -173,24 +210,65 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        video_url: URL of the input video to represent the beginning of the video. If
+            the input video does not match the chosen aspect ratio, it is resized and
+            center cropped. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 96 and 192
+            (inclusive). Each additional 24 frames beyond 96 incurs an additional
+            billing unit. Between 96 and 192. Defaults to `96`.
+        start_frame: The frame to begin the generation from, with the remaining frames
+            will be treated as the prefix video. The final video will contain the frames
+            up until this number unchanged, followed by the generated frames. The
+            default start frame is 32 frames before the end of the video, which gives
+            optimal results. At least 0. Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Defaults to `16`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -199,11 +277,11 @@ def run(
     start_frame: int | None = None,
     seed: int | None = None,
     resolution: Literal["480p", "720p"] = "720p",
-    num_inference_steps: Literal[4, 8, 16, 32] = 16,
+    num_inference_steps: NumInferenceSteps = 16,
     enable_safety_checker: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -211,24 +289,65 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        video_url: URL of the input video to represent the beginning of the video. If
+            the input video does not match the chosen aspect ratio, it is resized and
+            center cropped. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 96 and 192
+            (inclusive). Each additional 24 frames beyond 96 incurs an additional
+            billing unit. Between 96 and 192. Defaults to `96`.
+        start_frame: The frame to begin the generation from, with the remaining frames
+            will be treated as the prefix video. The final video will contain the frames
+            up until this number unchanged, followed by the generated frames. The
+            default start frame is 32 frames before the end of the video, which gives
+            optimal results. At least 0. Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Defaults to `16`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -237,36 +356,78 @@ async def submit_async(
     start_frame: int | None = None,
     seed: int | None = None,
     resolution: Literal["480p", "720p"] = "720p",
-    num_inference_steps: Literal[4, 8, 16, 32] = 16,
+    num_inference_steps: NumInferenceSteps = 16,
     enable_safety_checker: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        video_url: URL of the input video to represent the beginning of the video. If
+            the input video does not match the chosen aspect ratio, it is resized and
+            center cropped. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 96 and 192
+            (inclusive). Each additional 24 frames beyond 96 incurs an additional
+            billing unit. Between 96 and 192. Defaults to `96`.
+        start_frame: The frame to begin the generation from, with the remaining frames
+            will be treated as the prefix video. The final video will contain the frames
+            up until this number unchanged, followed by the generated frames. The
+            default start frame is 32 frames before the end of the video, which gives
+            optimal results. At least 0. Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Defaults to `16`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -275,11 +436,11 @@ async def subscribe_async(
     start_frame: int | None = None,
     seed: int | None = None,
     resolution: Literal["480p", "720p"] = "720p",
-    num_inference_steps: Literal[4, 8, 16, 32] = 16,
+    num_inference_steps: NumInferenceSteps = 16,
     enable_safety_checker: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -287,24 +448,65 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        video_url: URL of the input video to represent the beginning of the video. If
+            the input video does not match the chosen aspect ratio, it is resized and
+            center cropped. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 96 and 192
+            (inclusive). Each additional 24 frames beyond 96 incurs an additional
+            billing unit. Between 96 and 192. Defaults to `96`.
+        start_frame: The frame to begin the generation from, with the remaining frames
+            will be treated as the prefix video. The final video will contain the frames
+            up until this number unchanged, followed by the generated frames. The
+            default start frame is 32 frames before the end of the video, which gives
+            optimal results. At least 0. Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Defaults to `16`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -313,11 +515,11 @@ async def run_async(
     start_frame: int | None = None,
     seed: int | None = None,
     resolution: Literal["480p", "720p"] = "720p",
-    num_inference_steps: Literal[4, 8, 16, 32] = 16,
+    num_inference_steps: NumInferenceSteps = 16,
     enable_safety_checker: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    aspect_ratio: AspectRatio = "auto",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -325,8 +527,49 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        video_url: URL of the input video to represent the beginning of the video. If
+            the input video does not match the chosen aspect ratio, it is resized and
+            center cropped. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        num_frames: Number of frames to generate. Must be between 96 and 192
+            (inclusive). Each additional 24 frames beyond 96 incurs an additional
+            billing unit. Between 96 and 192. Defaults to `96`.
+        start_frame: The frame to begin the generation from, with the remaining frames
+            will be treated as the prefix video. The final video will contain the frames
+            up until this number unchanged, followed by the generated frames. The
+            default start frame is 32 frames before the end of the video, which gives
+            optimal results. At least 0. Defaults to `None`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p or 720p). 480p is 0.5
+            billing units, and 720p is 1 billing unit. Defaults to `"720p"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Defaults to `16`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,86 +5,15 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input schema for Maya-1-Voice TTS generation"""
-
-    text: Annotated[str, Field(max_length=5000, title="Text")]
-    """The text to synthesize into speech. You can embed emotion tags anywhere in the text using the format <emotion_name>. Available emotions: laugh, laugh_harder, sigh, chuckle, gasp, angry, excited, whisper, cry, scream, sing, snort, exhale, gulp, giggle, sarcastic, curious. Example: 'Hello world! <excited> This is amazing!' or 'I can't believe this <sigh> happened again.'"""
-    prompt: Annotated[str, Field(max_length=500, title="Prompt")]
-    """Description of the voice/character. Includes attributes like age, accent, pitch, timbre, pacing, tone, and intensity. See examples for format."""
-    temperature: Annotated[float, Field(ge=0.0, le=2.0, title="Temperature")] = 0.4
-    """Sampling temperature. Lower values (0.2-0.5) produce more stable/consistent audio. Higher values add variation."""
-    top_p: Annotated[float, Field(ge=0.0, le=1.0, title="Top P")] = 0.9
-    """Nucleus sampling parameter. Controls diversity of token selection."""
-    max_tokens: Annotated[int, Field(ge=28, le=4000, title="Max Tokens")] = 2000
-    """Maximum number of SNAC tokens to generate (7 tokens per frame). Controls maximum audio length."""
-    repetition_penalty: Annotated[
-        float, Field(ge=1.0, le=2.0, title="Repetition Penalty")
-    ] = 1.1
-    """Penalty for repeating tokens. Higher values reduce repetition artifacts."""
-    sample_rate: Annotated[Literal["48 kHz", "24 kHz"], Field(title="Sample Rate")] = (
-        "48 kHz"
-    )
-    """Output audio sample rate. 48 kHz provides higher quality audio, 24 kHz is faster."""
-    output_format: Annotated[Literal["wav", "mp3"], Field(title="Output Format")] = (
-        "wav"
-    )
-    """Output audio format for the generated speech"""
-
-
-class Output(FalModel):
-    """Output schema for Maya-1-Voice TTS generation"""
-
-    audio: File
-    """The generated audio file containing the speech (WAV or MP3 format, 24kHz or 48kHz mono depending on upsampler)"""
-    duration: Annotated[float, Field(title="Duration")]
-    """Duration of the generated audio in seconds"""
-    sample_rate: Annotated[str, Field(title="Sample Rate")]
-    """Sample rate of the generated audio"""
-    generation_time: Annotated[float, Field(title="Generation Time")]
-    """Time taken to generate the audio in seconds"""
-    rtf: Annotated[float, Field(title="Rtf")]
-    """Real-time factor (generation_time / audio_duration). Lower is better."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -101,25 +30,85 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/maya"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input schema for Maya-1-Voice TTS generation"""
+
+    text: Annotated[str, Field(max_length=5000)]
+    """The text to synthesize into speech. You can embed emotion tags anywhere in the
+    text using the format <emotion_name>. Available emotions: laugh, laugh_harder, sigh,
+    chuckle, gasp, angry, excited, whisper, cry, scream, sing, snort, exhale, gulp,
+    giggle, sarcastic, curious. Example: 'Hello world! <excited> This is amazing!' or 'I
+    can't believe this <sigh> happened again.'"""
+    prompt: Annotated[str, Field(max_length=500)]
+    """Description of the voice/character. Includes attributes like age, accent, pitch,
+    timbre, pacing, tone, and intensity. See examples for format."""
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.4
+    """Sampling temperature. Lower values (0.2-0.5) produce more stable/consistent
+    audio. Higher values add variation."""
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    """Nucleus sampling parameter. Controls diversity of token selection."""
+    max_tokens: Annotated[int, Field(ge=28, le=4000)] = 2000
+    """Maximum number of SNAC tokens to generate (7 tokens per frame). Controls maximum
+    audio length."""
+    repetition_penalty: Annotated[float, Field(ge=1.0, le=2.0)] = 1.1
+    """Penalty for repeating tokens. Higher values reduce repetition artifacts."""
+    sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz"
+    """Output audio sample rate. 48 kHz provides higher quality audio, 24 kHz is
+    faster."""
+    output_format: Literal["wav", "mp3"] = "wav"
+    """Output audio format for the generated speech"""
+
+
+class Output(FalModel):
+    """Output schema for Maya-1-Voice TTS generation"""
+
+    audio: File
+    """The generated audio file containing the speech (WAV or MP3 format, 24kHz or 48kHz
+    mono depending on upsampler)"""
+    duration: float
+    """Duration of the generated audio in seconds"""
+    sample_rate: str
+    """Sample rate of the generated audio"""
+    generation_time: float
+    """Time taken to generate the audio in seconds"""
+    rtf: float
+    """Real-time factor (generation_time / audio_duration). Lower is better."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     text: str,
@@ -130,33 +119,73 @@ def submit(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. You can embed emotion tags anywhere in
+            the text using the format <emotion_name>. Available emotions: laugh,
+            laugh_harder, sigh, chuckle, gasp, angry, excited, whisper, cry, scream,
+            sing, snort, exhale, gulp, giggle, sarcastic, curious. Example: 'Hello
+            world! <excited> This is amazing!' or 'I can't believe this <sigh> happened
+            again.'. Length at most 5000. Required.
+        prompt: Description of the voice/character. Includes attributes like age,
+            accent, pitch, timbre, pacing, tone, and intensity. See examples for format.
+            Length at most 500. Required.
+        temperature: Sampling temperature. Lower values (0.2-0.5) produce more
+            stable/consistent audio. Higher values add variation. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter. Controls diversity of token selection.
+            Between 0.0 and 1.0. Defaults to `0.9`.
+        max_tokens: Maximum number of SNAC tokens to generate (7 tokens per frame).
+            Controls maximum audio length. Between 28 and 4000. Defaults to `2000`.
+        repetition_penalty: Penalty for repeating tokens. Higher values reduce
+            repetition artifacts. Between 1.0 and 2.0. Defaults to `1.1`.
+        sample_rate: Output audio sample rate. 48 kHz provides higher quality audio, 24
+            kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for the generated speech. Defaults to
+            `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     text: str,
@@ -167,8 +196,8 @@ def subscribe(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -176,24 +205,63 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. You can embed emotion tags anywhere in
+            the text using the format <emotion_name>. Available emotions: laugh,
+            laugh_harder, sigh, chuckle, gasp, angry, excited, whisper, cry, scream,
+            sing, snort, exhale, gulp, giggle, sarcastic, curious. Example: 'Hello
+            world! <excited> This is amazing!' or 'I can't believe this <sigh> happened
+            again.'. Length at most 5000. Required.
+        prompt: Description of the voice/character. Includes attributes like age,
+            accent, pitch, timbre, pacing, tone, and intensity. See examples for format.
+            Length at most 500. Required.
+        temperature: Sampling temperature. Lower values (0.2-0.5) produce more
+            stable/consistent audio. Higher values add variation. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter. Controls diversity of token selection.
+            Between 0.0 and 1.0. Defaults to `0.9`.
+        max_tokens: Maximum number of SNAC tokens to generate (7 tokens per frame).
+            Controls maximum audio length. Between 28 and 4000. Defaults to `2000`.
+        repetition_penalty: Penalty for repeating tokens. Higher values reduce
+            repetition artifacts. Between 1.0 and 2.0. Defaults to `1.1`.
+        sample_rate: Output audio sample rate. 48 kHz provides higher quality audio, 24
+            kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for the generated speech. Defaults to
+            `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     text: str,
@@ -204,8 +272,8 @@ def run(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -213,24 +281,63 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. You can embed emotion tags anywhere in
+            the text using the format <emotion_name>. Available emotions: laugh,
+            laugh_harder, sigh, chuckle, gasp, angry, excited, whisper, cry, scream,
+            sing, snort, exhale, gulp, giggle, sarcastic, curious. Example: 'Hello
+            world! <excited> This is amazing!' or 'I can't believe this <sigh> happened
+            again.'. Length at most 5000. Required.
+        prompt: Description of the voice/character. Includes attributes like age,
+            accent, pitch, timbre, pacing, tone, and intensity. See examples for format.
+            Length at most 500. Required.
+        temperature: Sampling temperature. Lower values (0.2-0.5) produce more
+            stable/consistent audio. Higher values add variation. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter. Controls diversity of token selection.
+            Between 0.0 and 1.0. Defaults to `0.9`.
+        max_tokens: Maximum number of SNAC tokens to generate (7 tokens per frame).
+            Controls maximum audio length. Between 28 and 4000. Defaults to `2000`.
+        repetition_penalty: Penalty for repeating tokens. Higher values reduce
+            repetition artifacts. Between 1.0 and 2.0. Defaults to `1.1`.
+        sample_rate: Output audio sample rate. 48 kHz provides higher quality audio, 24
+            kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for the generated speech. Defaults to
+            `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     text: str,
@@ -241,33 +348,73 @@ async def submit_async(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. You can embed emotion tags anywhere in
+            the text using the format <emotion_name>. Available emotions: laugh,
+            laugh_harder, sigh, chuckle, gasp, angry, excited, whisper, cry, scream,
+            sing, snort, exhale, gulp, giggle, sarcastic, curious. Example: 'Hello
+            world! <excited> This is amazing!' or 'I can't believe this <sigh> happened
+            again.'. Length at most 5000. Required.
+        prompt: Description of the voice/character. Includes attributes like age,
+            accent, pitch, timbre, pacing, tone, and intensity. See examples for format.
+            Length at most 500. Required.
+        temperature: Sampling temperature. Lower values (0.2-0.5) produce more
+            stable/consistent audio. Higher values add variation. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter. Controls diversity of token selection.
+            Between 0.0 and 1.0. Defaults to `0.9`.
+        max_tokens: Maximum number of SNAC tokens to generate (7 tokens per frame).
+            Controls maximum audio length. Between 28 and 4000. Defaults to `2000`.
+        repetition_penalty: Penalty for repeating tokens. Higher values reduce
+            repetition artifacts. Between 1.0 and 2.0. Defaults to `1.1`.
+        sample_rate: Output audio sample rate. 48 kHz provides higher quality audio, 24
+            kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for the generated speech. Defaults to
+            `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     text: str,
@@ -278,8 +425,8 @@ async def subscribe_async(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -287,24 +434,63 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. You can embed emotion tags anywhere in
+            the text using the format <emotion_name>. Available emotions: laugh,
+            laugh_harder, sigh, chuckle, gasp, angry, excited, whisper, cry, scream,
+            sing, snort, exhale, gulp, giggle, sarcastic, curious. Example: 'Hello
+            world! <excited> This is amazing!' or 'I can't believe this <sigh> happened
+            again.'. Length at most 5000. Required.
+        prompt: Description of the voice/character. Includes attributes like age,
+            accent, pitch, timbre, pacing, tone, and intensity. See examples for format.
+            Length at most 500. Required.
+        temperature: Sampling temperature. Lower values (0.2-0.5) produce more
+            stable/consistent audio. Higher values add variation. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter. Controls diversity of token selection.
+            Between 0.0 and 1.0. Defaults to `0.9`.
+        max_tokens: Maximum number of SNAC tokens to generate (7 tokens per frame).
+            Controls maximum audio length. Between 28 and 4000. Defaults to `2000`.
+        repetition_penalty: Penalty for repeating tokens. Higher values reduce
+            repetition artifacts. Between 1.0 and 2.0. Defaults to `1.1`.
+        sample_rate: Output audio sample rate. 48 kHz provides higher quality audio, 24
+            kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for the generated speech. Defaults to
+            `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     text: str,
@@ -315,8 +501,8 @@ async def run_async(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -324,8 +510,47 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to synthesize into speech. You can embed emotion tags anywhere in
+            the text using the format <emotion_name>. Available emotions: laugh,
+            laugh_harder, sigh, chuckle, gasp, angry, excited, whisper, cry, scream,
+            sing, snort, exhale, gulp, giggle, sarcastic, curious. Example: 'Hello
+            world! <excited> This is amazing!' or 'I can't believe this <sigh> happened
+            again.'. Length at most 5000. Required.
+        prompt: Description of the voice/character. Includes attributes like age,
+            accent, pitch, timbre, pacing, tone, and intensity. See examples for format.
+            Length at most 500. Required.
+        temperature: Sampling temperature. Lower values (0.2-0.5) produce more
+            stable/consistent audio. Higher values add variation. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter. Controls diversity of token selection.
+            Between 0.0 and 1.0. Defaults to `0.9`.
+        max_tokens: Maximum number of SNAC tokens to generate (7 tokens per frame).
+            Controls maximum audio length. Between 28 and 4000. Defaults to `2000`.
+        repetition_penalty: Penalty for repeating tokens. Higher values reduce
+            repetition artifacts. Between 1.0 and 2.0. Defaults to `1.1`.
+        sample_rate: Output audio sample rate. 48 kHz provides higher quality audio, 24
+            kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for the generated speech. Defaults to
+            `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

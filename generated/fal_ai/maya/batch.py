@@ -5,86 +5,15 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input schema for batch Maya-1-Voice TTS generation"""
-
-    texts: Annotated[list[str], Field(max_length=100, min_length=1, title="Texts")]
-    """List of texts to synthesize into speech. You can embed emotion tags in each text using the format <emotion_name>."""
-    prompts: Annotated[list[str], Field(max_length=100, min_length=1, title="Prompts")]
-    """List of voice descriptions for each text. Must match the length of texts list. Each describes the voice/character attributes."""
-    temperature: Annotated[float, Field(ge=0.0, le=2.0, title="Temperature")] = 0.4
-    """Sampling temperature for all generations."""
-    top_p: Annotated[float, Field(ge=0.0, le=1.0, title="Top P")] = 0.9
-    """Nucleus sampling parameter for all generations."""
-    max_tokens: Annotated[int, Field(ge=28, le=4000, title="Max Tokens")] = 2000
-    """Maximum SNAC tokens per generation."""
-    repetition_penalty: Annotated[
-        float, Field(ge=1.0, le=2.0, title="Repetition Penalty")
-    ] = 1.1
-    """Repetition penalty for all generations."""
-    sample_rate: Annotated[Literal["48 kHz", "24 kHz"], Field(title="Sample Rate")] = (
-        "48 kHz"
-    )
-    """Output audio sample rate for all generations. 48 kHz provides higher quality, 24 kHz is faster."""
-    output_format: Annotated[Literal["wav", "mp3"], Field(title="Output Format")] = (
-        "wav"
-    )
-    """Output audio format for all generated speech files"""
-
-
-class Output(FalModel):
-    """Output schema for batch Maya-1-Voice TTS generation"""
-
-    audios: Annotated[list[File], Field(title="Audios")]
-    """List of generated audio files"""
-    durations: Annotated[list[float], Field(title="Durations")]
-    """Duration of each generated audio in seconds"""
-    sample_rate: Annotated[str, Field(title="Sample Rate")]
-    """Sample rate of all generated audio files"""
-    total_generation_time: Annotated[float, Field(title="Total Generation Time")]
-    """Total time taken to generate all audio files in seconds"""
-    average_rtf: Annotated[float, Field(title="Average Rtf")]
-    """Average real-time factor across all generations"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -101,25 +30,79 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/maya/batch"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input schema for batch Maya-1-Voice TTS generation"""
+
+    texts: Annotated[list[str], Field(max_length=100, min_length=1)]
+    """List of texts to synthesize into speech. You can embed emotion tags in each text
+    using the format <emotion_name>."""
+    prompts: Annotated[list[str], Field(max_length=100, min_length=1)]
+    """List of voice descriptions for each text. Must match the length of texts list.
+    Each describes the voice/character attributes."""
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.4
+    """Sampling temperature for all generations."""
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    """Nucleus sampling parameter for all generations."""
+    max_tokens: Annotated[int, Field(ge=28, le=4000)] = 2000
+    """Maximum SNAC tokens per generation."""
+    repetition_penalty: Annotated[float, Field(ge=1.0, le=2.0)] = 1.1
+    """Repetition penalty for all generations."""
+    sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz"
+    """Output audio sample rate for all generations. 48 kHz provides higher quality, 24
+    kHz is faster."""
+    output_format: Literal["wav", "mp3"] = "wav"
+    """Output audio format for all generated speech files"""
+
+
+class Output(FalModel):
+    """Output schema for batch Maya-1-Voice TTS generation"""
+
+    audios: list[File]
+    """List of generated audio files"""
+    durations: list[float]
+    """Duration of each generated audio in seconds"""
+    sample_rate: str
+    """Sample rate of all generated audio files"""
+    total_generation_time: float
+    """Total time taken to generate all audio files in seconds"""
+    average_rtf: float
+    """Average real-time factor across all generations"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     texts: list[str],
@@ -130,33 +113,68 @@ def submit(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        texts: List of texts to synthesize into speech. You can embed emotion tags in
+            each text using the format <emotion_name>. Length 1 to 100. Required.
+        prompts: List of voice descriptions for each text. Must match the length of
+            texts list. Each describes the voice/character attributes. Length 1 to 100.
+            Required.
+        temperature: Sampling temperature for all generations. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter for all generations. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_tokens: Maximum SNAC tokens per generation. Between 28 and 4000. Defaults to
+            `2000`.
+        repetition_penalty: Repetition penalty for all generations. Between 1.0 and 2.0.
+            Defaults to `1.1`.
+        sample_rate: Output audio sample rate for all generations. 48 kHz provides
+            higher quality, 24 kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for all generated speech files. Defaults to
+            `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     texts: list[str],
@@ -167,8 +185,8 @@ def subscribe(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -176,24 +194,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        texts: List of texts to synthesize into speech. You can embed emotion tags in
+            each text using the format <emotion_name>. Length 1 to 100. Required.
+        prompts: List of voice descriptions for each text. Must match the length of
+            texts list. Each describes the voice/character attributes. Length 1 to 100.
+            Required.
+        temperature: Sampling temperature for all generations. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter for all generations. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_tokens: Maximum SNAC tokens per generation. Between 28 and 4000. Defaults to
+            `2000`.
+        repetition_penalty: Repetition penalty for all generations. Between 1.0 and 2.0.
+            Defaults to `1.1`.
+        sample_rate: Output audio sample rate for all generations. 48 kHz provides
+            higher quality, 24 kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for all generated speech files. Defaults to
+            `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     texts: list[str],
@@ -204,8 +256,8 @@ def run(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -213,24 +265,58 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        texts: List of texts to synthesize into speech. You can embed emotion tags in
+            each text using the format <emotion_name>. Length 1 to 100. Required.
+        prompts: List of voice descriptions for each text. Must match the length of
+            texts list. Each describes the voice/character attributes. Length 1 to 100.
+            Required.
+        temperature: Sampling temperature for all generations. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter for all generations. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_tokens: Maximum SNAC tokens per generation. Between 28 and 4000. Defaults to
+            `2000`.
+        repetition_penalty: Repetition penalty for all generations. Between 1.0 and 2.0.
+            Defaults to `1.1`.
+        sample_rate: Output audio sample rate for all generations. 48 kHz provides
+            higher quality, 24 kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for all generated speech files. Defaults to
+            `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     texts: list[str],
@@ -241,33 +327,68 @@ async def submit_async(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        texts: List of texts to synthesize into speech. You can embed emotion tags in
+            each text using the format <emotion_name>. Length 1 to 100. Required.
+        prompts: List of voice descriptions for each text. Must match the length of
+            texts list. Each describes the voice/character attributes. Length 1 to 100.
+            Required.
+        temperature: Sampling temperature for all generations. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter for all generations. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_tokens: Maximum SNAC tokens per generation. Between 28 and 4000. Defaults to
+            `2000`.
+        repetition_penalty: Repetition penalty for all generations. Between 1.0 and 2.0.
+            Defaults to `1.1`.
+        sample_rate: Output audio sample rate for all generations. 48 kHz provides
+            higher quality, 24 kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for all generated speech files. Defaults to
+            `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     texts: list[str],
@@ -278,8 +399,8 @@ async def subscribe_async(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -287,24 +408,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        texts: List of texts to synthesize into speech. You can embed emotion tags in
+            each text using the format <emotion_name>. Length 1 to 100. Required.
+        prompts: List of voice descriptions for each text. Must match the length of
+            texts list. Each describes the voice/character attributes. Length 1 to 100.
+            Required.
+        temperature: Sampling temperature for all generations. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter for all generations. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_tokens: Maximum SNAC tokens per generation. Between 28 and 4000. Defaults to
+            `2000`.
+        repetition_penalty: Repetition penalty for all generations. Between 1.0 and 2.0.
+            Defaults to `1.1`.
+        sample_rate: Output audio sample rate for all generations. 48 kHz provides
+            higher quality, 24 kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for all generated speech files. Defaults to
+            `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     texts: list[str],
@@ -315,8 +470,8 @@ async def run_async(
     repetition_penalty: float = 1.1,
     sample_rate: Literal["48 kHz", "24 kHz"] = "48 kHz",
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -324,8 +479,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        texts: List of texts to synthesize into speech. You can embed emotion tags in
+            each text using the format <emotion_name>. Length 1 to 100. Required.
+        prompts: List of voice descriptions for each text. Must match the length of
+            texts list. Each describes the voice/character attributes. Length 1 to 100.
+            Required.
+        temperature: Sampling temperature for all generations. Between 0.0 and 2.0.
+            Defaults to `0.4`.
+        top_p: Nucleus sampling parameter for all generations. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_tokens: Maximum SNAC tokens per generation. Between 28 and 4000. Defaults to
+            `2000`.
+        repetition_penalty: Repetition penalty for all generations. Between 1.0 and 2.0.
+            Defaults to `1.1`.
+        sample_rate: Output audio sample rate for all generations. 48 kHz provides
+            higher quality, 24 kHz is faster. Defaults to `"48 kHz"`.
+        output_format: Output audio format for all generated speech files. Defaults to
+            `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,171 +5,23 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class AudioSetting(FalModel):
-    sample_rate: Annotated[
-        Literal[8000, 16000, 22050, 24000, 32000, 44100], Field(title="Sample Rate")
-    ] = 32000
-    """Sample rate of generated audio"""
-    bitrate: Annotated[
-        Literal[32000, 64000, 128000, 256000], Field(title="Bitrate")
-    ] = 128000
-    """Bitrate of generated audio"""
-    format: Annotated[Literal["mp3", "pcm", "flac"], Field(title="Format")] = "mp3"
-    """Audio format"""
-    channel: Annotated[Literal[1, 2], Field(title="Channel")] = 1
-    """Number of audio channels (1=mono, 2=stereo)"""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class VoiceSetting(FalModel):
-    voice_id: Annotated[str, Field(min_length=1, title="Voice Id")] = "Wise_Woman"
-    """Predefined voice ID to use for synthesis"""
-    speed: Annotated[float, Field(ge=0.5, le=2.0, title="Speed")] = 1
-    """Speech speed (0.5-2.0)"""
-    vol: Annotated[float, Field(ge=0.01, le=10.0, title="Vol")] = 1
-    """Volume (0-10)"""
-    pitch: Annotated[int, Field(ge=-12, le=12, title="Pitch")] = 0
-    """Voice pitch (-12 to 12)"""
-    emotion: Annotated[
-        Literal["happy", "sad", "angry", "fearful", "disgusted", "surprised", "neutral"]
-        | None,
-        Field(title="Emotion"),
-    ] = None
-    """Emotion of the generated speech"""
-    english_normalization: Annotated[bool, Field(title="English Normalization")] = False
-    """Enables English text normalization to improve number reading performance, with a slight increase in latency"""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(max_length=10000, min_length=1, title="Prompt")]
-    """Text to convert to speech. Paragraph breaks should be marked with newline characters. **NOTE**: You can customize speech pauses by adding markers in the form `<#x#>`, where `x` is the pause duration in seconds. Valid range: `[0.01, 99.99]`, up to two decimal places. Pause markers must be placed between speakable text segments and cannot be used consecutively."""
-    voice_setting: Annotated[VoiceSetting, Field(validate_default=True)] = VoiceSetting(
-        pitch=0, english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman"
-    )
-    """Voice configuration settings"""
-    audio_setting: AudioSetting | None = None
-    """Audio configuration settings"""
-    language_boost: Annotated[
-        Literal[
-            "Chinese",
-            "Chinese,Yue",
-            "English",
-            "Arabic",
-            "Russian",
-            "Spanish",
-            "French",
-            "Portuguese",
-            "German",
-            "Turkish",
-            "Dutch",
-            "Ukrainian",
-            "Vietnamese",
-            "Indonesian",
-            "Japanese",
-            "Italian",
-            "Korean",
-            "Thai",
-            "Polish",
-            "Romanian",
-            "Greek",
-            "Czech",
-            "Finnish",
-            "Hindi",
-            "Bulgarian",
-            "Danish",
-            "Hebrew",
-            "Malay",
-            "Slovak",
-            "Swedish",
-            "Croatian",
-            "Hungarian",
-            "Norwegian",
-            "Slovenian",
-            "Catalan",
-            "Nynorsk",
-            "Afrikaans",
-            "auto",
-        ]
-        | None,
-        Field(title="Language Boost"),
-    ] = None
-    """Enhance recognition of specified languages and dialects"""
-    output_format: Annotated[Literal["url", "hex"], Field(title="Output Format")] = (
-        "hex"
-    )
-    """Format of the output content (non-streaming only)"""
-    pronunciation_dict: PronunciationDict | None = None
-    """Custom pronunciation dictionary for text replacement"""
-    normalization_setting: LoudnessNormalizationSetting | None = None
-    """Loudness normalization settings for the audio"""
-
-
-class LoudnessNormalizationSetting(FalModel):
-    enabled: Annotated[bool, Field(title="Enabled")] = True
-    """Enable loudness normalization for the audio"""
-    target_loudness: Annotated[
-        float, Field(ge=-70.0, le=-10.0, title="Target Loudness")
-    ] = -18
-    """Target loudness in LUFS (default -18.0)"""
-    target_range: Annotated[float, Field(ge=0.0, le=20.0, title="Target Range")] = 8
-    """Target loudness range in LU (default 8.0)"""
-    target_peak: Annotated[float, Field(ge=-3.0, le=0.0, title="Target Peak")] = -0.5
-    """Target peak level in dBTP (default -0.5)."""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated audio file"""
-    duration_ms: Annotated[int, Field(title="Duration Ms")]
-    """Duration of the audio in milliseconds"""
-
-
-class PronunciationDict(FalModel):
-    tone_list: Annotated[list[str] | None, Field(title="Tone List")] = None
-    """List of pronunciation replacements in format ['text/(pronunciation)', ...]. For Chinese, tones are 1-5. Example: ['燕少飞/(yan4)(shao3)(fei1)']"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "SampleRate",
+    "Bitrate",
+    "Emotion",
+    "LanguageBoost",
     "AudioSetting",
     "File",
     "VoiceSetting",
@@ -186,25 +38,167 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/minimax/speech-2.6-hd"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+SampleRate: TypeAlias = Literal[8000, 16000, 22050, 24000, 32000, 44100]
+
+
+Bitrate: TypeAlias = Literal[32000, 64000, 128000, 256000]
+
+
+Emotion: TypeAlias = Literal[
+    "happy", "sad", "angry", "fearful", "disgusted", "surprised", "neutral"
+]
+
+
+LanguageBoost: TypeAlias = Literal[
+    "Chinese",
+    "Chinese,Yue",
+    "English",
+    "Arabic",
+    "Russian",
+    "Spanish",
+    "French",
+    "Portuguese",
+    "German",
+    "Turkish",
+    "Dutch",
+    "Ukrainian",
+    "Vietnamese",
+    "Indonesian",
+    "Japanese",
+    "Italian",
+    "Korean",
+    "Thai",
+    "Polish",
+    "Romanian",
+    "Greek",
+    "Czech",
+    "Finnish",
+    "Hindi",
+    "Bulgarian",
+    "Danish",
+    "Hebrew",
+    "Malay",
+    "Slovak",
+    "Swedish",
+    "Croatian",
+    "Hungarian",
+    "Norwegian",
+    "Slovenian",
+    "Catalan",
+    "Nynorsk",
+    "Afrikaans",
+    "auto",
+]
+
+
+class AudioSetting(FalModel):
+    sample_rate: SampleRate = 32000
+    """Sample rate of generated audio"""
+    bitrate: Bitrate = 128000
+    """Bitrate of generated audio"""
+    format: Literal["mp3", "pcm", "flac"] = "mp3"
+    """Audio format"""
+    channel: Literal[1, 2] = 1
+    """Number of audio channels (1=mono, 2=stereo)"""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class VoiceSetting(FalModel):
+    voice_id: Annotated[str, Field(min_length=1)] = "Wise_Woman"
+    """Predefined voice ID to use for synthesis"""
+    speed: Annotated[float, Field(ge=0.5, le=2.0)] = 1
+    """Speech speed (0.5-2.0)"""
+    vol: Annotated[float, Field(ge=0.01, le=10.0)] = 1
+    """Volume (0-10)"""
+    pitch: Annotated[int, Field(ge=-12, le=12)] = 0
+    """Voice pitch (-12 to 12)"""
+    emotion: Emotion | None = None
+    """Emotion of the generated speech"""
+    english_normalization: bool = False
+    """Enables English text normalization to improve number reading performance, with a
+    slight increase in latency"""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=10000, min_length=1)]
+    """Text to convert to speech. Paragraph breaks should be marked with newline
+    characters. **NOTE**: You can customize speech pauses by adding markers in the form
+    `<#x#>`, where `x` is the pause duration in seconds. Valid range: `[0.01, 99.99]`,
+    up to two decimal places. Pause markers must be placed between speakable text
+    segments and cannot be used consecutively."""
+    voice_setting: Annotated[VoiceSetting, Field(validate_default=True)] = VoiceSetting(
+        pitch=0, english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman"
+    )
+    """Voice configuration settings"""
+    audio_setting: AudioSetting | None = None
+    """Audio configuration settings"""
+    language_boost: LanguageBoost | None = None
+    """Enhance recognition of specified languages and dialects"""
+    output_format: Literal["url", "hex"] = "hex"
+    """Format of the output content (non-streaming only)"""
+    pronunciation_dict: PronunciationDict | None = None
+    """Custom pronunciation dictionary for text replacement"""
+    normalization_setting: LoudnessNormalizationSetting | None = None
+    """Loudness normalization settings for the audio"""
+
+
+class LoudnessNormalizationSetting(FalModel):
+    enabled: bool = True
+    """Enable loudness normalization for the audio"""
+    target_loudness: Annotated[float, Field(ge=-70.0, le=-10.0)] = -18
+    """Target loudness in LUFS (default -18.0)"""
+    target_range: Annotated[float, Field(ge=0.0, le=20.0)] = 8
+    """Target loudness range in LU (default 8.0)"""
+    target_peak: Annotated[float, Field(ge=-3.0, le=0.0)] = -0.5
+    """Target peak level in dBTP (default -0.5)."""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated audio file"""
+    duration_ms: int
+    """Duration of the audio in milliseconds"""
+
+
+class PronunciationDict(FalModel):
+    tone_list: list[str] | None = None
+    """List of pronunciation replacements in format ['text/(pronunciation)', ...]. For
+    Chinese, tones are 1-5. Example: ['燕少飞/(yan4)(shao3)(fei1)']"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -212,79 +206,72 @@ def submit(
         pitch=0, english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman"
     ),
     audio_setting: AudioSetting | None = None,
-    language_boost: (
-        Literal[
-            "Chinese",
-            "Chinese,Yue",
-            "English",
-            "Arabic",
-            "Russian",
-            "Spanish",
-            "French",
-            "Portuguese",
-            "German",
-            "Turkish",
-            "Dutch",
-            "Ukrainian",
-            "Vietnamese",
-            "Indonesian",
-            "Japanese",
-            "Italian",
-            "Korean",
-            "Thai",
-            "Polish",
-            "Romanian",
-            "Greek",
-            "Czech",
-            "Finnish",
-            "Hindi",
-            "Bulgarian",
-            "Danish",
-            "Hebrew",
-            "Malay",
-            "Slovak",
-            "Swedish",
-            "Croatian",
-            "Hungarian",
-            "Norwegian",
-            "Slovenian",
-            "Catalan",
-            "Nynorsk",
-            "Afrikaans",
-            "auto",
-        ]
-        | None
-    ) = None,
+    language_boost: LanguageBoost | None = None,
     output_format: Literal["url", "hex"] = "hex",
     pronunciation_dict: PronunciationDict | None = None,
     normalization_setting: LoudnessNormalizationSetting | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text to convert to speech. Paragraph breaks should be marked with
+            newline characters. **NOTE**: You can customize speech pauses by adding
+            markers in the form `<#x#>`, where `x` is the pause duration in seconds.
+            Valid range: `[0.01, 99.99]`, up to two decimal places. Pause markers must
+            be placed between speakable text segments and cannot be used consecutively.
+            Length 1 to 10000. Required.
+        voice_setting: Voice configuration settings. Defaults to `VoiceSetting(pitch=0,
+            english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman")`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        language_boost: Enhance recognition of specified languages and dialects.
+            Defaults to `None`.
+        output_format: Format of the output content (non-streaming only). Defaults to
+            `"hex"`.
+        pronunciation_dict: Custom pronunciation dictionary for text replacement.
+            Defaults to `None`.
+        normalization_setting: Loudness normalization settings for the audio. Defaults
+            to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -292,54 +279,12 @@ def subscribe(
         pitch=0, english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman"
     ),
     audio_setting: AudioSetting | None = None,
-    language_boost: (
-        Literal[
-            "Chinese",
-            "Chinese,Yue",
-            "English",
-            "Arabic",
-            "Russian",
-            "Spanish",
-            "French",
-            "Portuguese",
-            "German",
-            "Turkish",
-            "Dutch",
-            "Ukrainian",
-            "Vietnamese",
-            "Indonesian",
-            "Japanese",
-            "Italian",
-            "Korean",
-            "Thai",
-            "Polish",
-            "Romanian",
-            "Greek",
-            "Czech",
-            "Finnish",
-            "Hindi",
-            "Bulgarian",
-            "Danish",
-            "Hebrew",
-            "Malay",
-            "Slovak",
-            "Swedish",
-            "Croatian",
-            "Hungarian",
-            "Norwegian",
-            "Slovenian",
-            "Catalan",
-            "Nynorsk",
-            "Afrikaans",
-            "auto",
-        ]
-        | None
-    ) = None,
+    language_boost: LanguageBoost | None = None,
     output_format: Literal["url", "hex"] = "hex",
     pronunciation_dict: PronunciationDict | None = None,
     normalization_setting: LoudnessNormalizationSetting | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -347,24 +292,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text to convert to speech. Paragraph breaks should be marked with
+            newline characters. **NOTE**: You can customize speech pauses by adding
+            markers in the form `<#x#>`, where `x` is the pause duration in seconds.
+            Valid range: `[0.01, 99.99]`, up to two decimal places. Pause markers must
+            be placed between speakable text segments and cannot be used consecutively.
+            Length 1 to 10000. Required.
+        voice_setting: Voice configuration settings. Defaults to `VoiceSetting(pitch=0,
+            english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman")`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        language_boost: Enhance recognition of specified languages and dialects.
+            Defaults to `None`.
+        output_format: Format of the output content (non-streaming only). Defaults to
+            `"hex"`.
+        pronunciation_dict: Custom pronunciation dictionary for text replacement.
+            Defaults to `None`.
+        normalization_setting: Loudness normalization settings for the audio. Defaults
+            to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -372,54 +351,12 @@ def run(
         pitch=0, english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman"
     ),
     audio_setting: AudioSetting | None = None,
-    language_boost: (
-        Literal[
-            "Chinese",
-            "Chinese,Yue",
-            "English",
-            "Arabic",
-            "Russian",
-            "Spanish",
-            "French",
-            "Portuguese",
-            "German",
-            "Turkish",
-            "Dutch",
-            "Ukrainian",
-            "Vietnamese",
-            "Indonesian",
-            "Japanese",
-            "Italian",
-            "Korean",
-            "Thai",
-            "Polish",
-            "Romanian",
-            "Greek",
-            "Czech",
-            "Finnish",
-            "Hindi",
-            "Bulgarian",
-            "Danish",
-            "Hebrew",
-            "Malay",
-            "Slovak",
-            "Swedish",
-            "Croatian",
-            "Hungarian",
-            "Norwegian",
-            "Slovenian",
-            "Catalan",
-            "Nynorsk",
-            "Afrikaans",
-            "auto",
-        ]
-        | None
-    ) = None,
+    language_boost: LanguageBoost | None = None,
     output_format: Literal["url", "hex"] = "hex",
     pronunciation_dict: PronunciationDict | None = None,
     normalization_setting: LoudnessNormalizationSetting | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -427,24 +364,58 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text to convert to speech. Paragraph breaks should be marked with
+            newline characters. **NOTE**: You can customize speech pauses by adding
+            markers in the form `<#x#>`, where `x` is the pause duration in seconds.
+            Valid range: `[0.01, 99.99]`, up to two decimal places. Pause markers must
+            be placed between speakable text segments and cannot be used consecutively.
+            Length 1 to 10000. Required.
+        voice_setting: Voice configuration settings. Defaults to `VoiceSetting(pitch=0,
+            english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman")`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        language_boost: Enhance recognition of specified languages and dialects.
+            Defaults to `None`.
+        output_format: Format of the output content (non-streaming only). Defaults to
+            `"hex"`.
+        pronunciation_dict: Custom pronunciation dictionary for text replacement.
+            Defaults to `None`.
+        normalization_setting: Loudness normalization settings for the audio. Defaults
+            to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -452,79 +423,72 @@ async def submit_async(
         pitch=0, english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman"
     ),
     audio_setting: AudioSetting | None = None,
-    language_boost: (
-        Literal[
-            "Chinese",
-            "Chinese,Yue",
-            "English",
-            "Arabic",
-            "Russian",
-            "Spanish",
-            "French",
-            "Portuguese",
-            "German",
-            "Turkish",
-            "Dutch",
-            "Ukrainian",
-            "Vietnamese",
-            "Indonesian",
-            "Japanese",
-            "Italian",
-            "Korean",
-            "Thai",
-            "Polish",
-            "Romanian",
-            "Greek",
-            "Czech",
-            "Finnish",
-            "Hindi",
-            "Bulgarian",
-            "Danish",
-            "Hebrew",
-            "Malay",
-            "Slovak",
-            "Swedish",
-            "Croatian",
-            "Hungarian",
-            "Norwegian",
-            "Slovenian",
-            "Catalan",
-            "Nynorsk",
-            "Afrikaans",
-            "auto",
-        ]
-        | None
-    ) = None,
+    language_boost: LanguageBoost | None = None,
     output_format: Literal["url", "hex"] = "hex",
     pronunciation_dict: PronunciationDict | None = None,
     normalization_setting: LoudnessNormalizationSetting | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text to convert to speech. Paragraph breaks should be marked with
+            newline characters. **NOTE**: You can customize speech pauses by adding
+            markers in the form `<#x#>`, where `x` is the pause duration in seconds.
+            Valid range: `[0.01, 99.99]`, up to two decimal places. Pause markers must
+            be placed between speakable text segments and cannot be used consecutively.
+            Length 1 to 10000. Required.
+        voice_setting: Voice configuration settings. Defaults to `VoiceSetting(pitch=0,
+            english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman")`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        language_boost: Enhance recognition of specified languages and dialects.
+            Defaults to `None`.
+        output_format: Format of the output content (non-streaming only). Defaults to
+            `"hex"`.
+        pronunciation_dict: Custom pronunciation dictionary for text replacement.
+            Defaults to `None`.
+        normalization_setting: Loudness normalization settings for the audio. Defaults
+            to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -532,54 +496,12 @@ async def subscribe_async(
         pitch=0, english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman"
     ),
     audio_setting: AudioSetting | None = None,
-    language_boost: (
-        Literal[
-            "Chinese",
-            "Chinese,Yue",
-            "English",
-            "Arabic",
-            "Russian",
-            "Spanish",
-            "French",
-            "Portuguese",
-            "German",
-            "Turkish",
-            "Dutch",
-            "Ukrainian",
-            "Vietnamese",
-            "Indonesian",
-            "Japanese",
-            "Italian",
-            "Korean",
-            "Thai",
-            "Polish",
-            "Romanian",
-            "Greek",
-            "Czech",
-            "Finnish",
-            "Hindi",
-            "Bulgarian",
-            "Danish",
-            "Hebrew",
-            "Malay",
-            "Slovak",
-            "Swedish",
-            "Croatian",
-            "Hungarian",
-            "Norwegian",
-            "Slovenian",
-            "Catalan",
-            "Nynorsk",
-            "Afrikaans",
-            "auto",
-        ]
-        | None
-    ) = None,
+    language_boost: LanguageBoost | None = None,
     output_format: Literal["url", "hex"] = "hex",
     pronunciation_dict: PronunciationDict | None = None,
     normalization_setting: LoudnessNormalizationSetting | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -587,24 +509,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text to convert to speech. Paragraph breaks should be marked with
+            newline characters. **NOTE**: You can customize speech pauses by adding
+            markers in the form `<#x#>`, where `x` is the pause duration in seconds.
+            Valid range: `[0.01, 99.99]`, up to two decimal places. Pause markers must
+            be placed between speakable text segments and cannot be used consecutively.
+            Length 1 to 10000. Required.
+        voice_setting: Voice configuration settings. Defaults to `VoiceSetting(pitch=0,
+            english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman")`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        language_boost: Enhance recognition of specified languages and dialects.
+            Defaults to `None`.
+        output_format: Format of the output content (non-streaming only). Defaults to
+            `"hex"`.
+        pronunciation_dict: Custom pronunciation dictionary for text replacement.
+            Defaults to `None`.
+        normalization_setting: Loudness normalization settings for the audio. Defaults
+            to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -612,54 +568,12 @@ async def run_async(
         pitch=0, english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman"
     ),
     audio_setting: AudioSetting | None = None,
-    language_boost: (
-        Literal[
-            "Chinese",
-            "Chinese,Yue",
-            "English",
-            "Arabic",
-            "Russian",
-            "Spanish",
-            "French",
-            "Portuguese",
-            "German",
-            "Turkish",
-            "Dutch",
-            "Ukrainian",
-            "Vietnamese",
-            "Indonesian",
-            "Japanese",
-            "Italian",
-            "Korean",
-            "Thai",
-            "Polish",
-            "Romanian",
-            "Greek",
-            "Czech",
-            "Finnish",
-            "Hindi",
-            "Bulgarian",
-            "Danish",
-            "Hebrew",
-            "Malay",
-            "Slovak",
-            "Swedish",
-            "Croatian",
-            "Hungarian",
-            "Norwegian",
-            "Slovenian",
-            "Catalan",
-            "Nynorsk",
-            "Afrikaans",
-            "auto",
-        ]
-        | None
-    ) = None,
+    language_boost: LanguageBoost | None = None,
     output_format: Literal["url", "hex"] = "hex",
     pronunciation_dict: PronunciationDict | None = None,
     normalization_setting: LoudnessNormalizationSetting | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -667,8 +581,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text to convert to speech. Paragraph breaks should be marked with
+            newline characters. **NOTE**: You can customize speech pauses by adding
+            markers in the form `<#x#>`, where `x` is the pause duration in seconds.
+            Valid range: `[0.01, 99.99]`, up to two decimal places. Pause markers must
+            be placed between speakable text segments and cannot be used consecutively.
+            Length 1 to 10000. Required.
+        voice_setting: Voice configuration settings. Defaults to `VoiceSetting(pitch=0,
+            english_normalization=False, vol=1, speed=1, voice_id="Wise_Woman")`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        language_boost: Enhance recognition of specified languages and dialects.
+            Defaults to `None`.
+        output_format: Format of the output content (non-streaming only). Defaults to
+            `"hex"`.
+        pronunciation_dict: Custom pronunciation dictionary for text replacement.
+            Defaults to `None`.
+        normalization_setting: Loudness normalization settings for the audio. Defaults
+            to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,86 +5,21 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """
-    URL of the input audio file for voice cloning. Should be at least 10 seconds
-    long. To retain the voice permanently, use it with a TTS (text-to-speech)
-    endpoint at least once within 7 days. Otherwise, it will be
-    automatically deleted.
-    """
-    noise_reduction: Annotated[bool, Field(title="Noise Reduction")] = False
-    """Enable noise reduction for the cloned voice"""
-    need_volume_normalization: Annotated[
-        bool, Field(title="Need Volume Normalization")
-    ] = False
-    """Enable volume normalization for the cloned voice"""
-    accuracy: Annotated[float | None, Field(ge=0.0, le=1.0, title="Accuracy")] = None
-    """Text validation accuracy threshold (0-1)"""
-    text: Annotated[str | None, Field(max_length=1000, title="Text")] = (
-        "Hello, this is a preview of your cloned voice! I hope you like it!"
-    )
-    """Text to generate a TTS preview with the cloned voice (optional)"""
-    model: Annotated[
-        Literal["speech-02-hd", "speech-02-turbo", "speech-01-hd", "speech-01-turbo"],
-        Field(title="Model"),
-    ] = "speech-02-hd"
-    """TTS model to use for preview. Options: speech-02-hd, speech-02-turbo, speech-01-hd, speech-01-turbo"""
-
-
-class Output(FalModel):
-    custom_voice_id: Annotated[str, Field(title="Custom Voice Id")]
-    """The cloned voice ID for use with TTS"""
-    audio: File | None = None
-    """Preview audio generated with the cloned voice (if requested)"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Model",
     "File",
     "Input",
     "Output",
@@ -97,26 +32,76 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/minimax/voice-clone"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Model: TypeAlias = Literal[
+    "speech-02-hd", "speech-02-turbo", "speech-01-hd", "speech-01-turbo"
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    audio_url: FileInput
+    """
+    URL of the input audio file for voice cloning. Should be at least 10 seconds
+    long. To retain the voice permanently, use it with a TTS (text-to-speech)
+    endpoint at least once within 7 days. Otherwise, it will be
+    automatically deleted.
+    """
+    noise_reduction: bool = False
+    """Enable noise reduction for the cloned voice"""
+    need_volume_normalization: bool = False
+    """Enable volume normalization for the cloned voice"""
+    accuracy: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Text validation accuracy threshold (0-1)"""
+    text: Annotated[str | None, Field(max_length=1000)] = (
+        "Hello, this is a preview of your cloned voice! I hope you like it!"
+    )
+    """Text to generate a TTS preview with the cloned voice (optional)"""
+    model: Model = "speech-02-hd"
+    """TTS model to use for preview. Options: speech-02-hd, speech-02-turbo,
+    speech-01-hd, speech-01-turbo"""
+
+
+class Output(FalModel):
+    custom_voice_id: str
+    """The cloned voice ID for use with TTS"""
+    audio: File | None = None
+    """Preview audio generated with the cloned voice (if requested)"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
@@ -126,36 +111,68 @@ def submit(
     text: (
         str | None
     ) = "Hello, this is a preview of your cloned voice! I hope you like it!",
-    model: Literal[
-        "speech-02-hd", "speech-02-turbo", "speech-01-hd", "speech-01-turbo"
-    ] = "speech-02-hd",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    model: Model = "speech-02-hd",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the input audio file for voice cloning. Should be at least 10
+            seconds long. To retain the voice permanently, use it with a TTS
+            (text-to-speech) endpoint at least once within 7 days. Otherwise, it will be
+            automatically deleted. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        noise_reduction: Enable noise reduction for the cloned voice. Defaults to
+            `False`.
+        need_volume_normalization: Enable volume normalization for the cloned voice.
+            Defaults to `False`.
+        accuracy: Text validation accuracy threshold (0-1). Between 0.0 and 1.0.
+            Defaults to `None`.
+        text: Text to generate a TTS preview with the cloned voice (optional). Length at
+            most 1000. Defaults to `"Hello, this is a preview of your cloned voice! I
+            hope you like it!"`.
+        model: TTS model to use for preview. Options: speech-02-hd, speech-02-turbo,
+            speech-01-hd, speech-01-turbo. Defaults to `"speech-02-hd"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
@@ -165,11 +182,9 @@ def subscribe(
     text: (
         str | None
     ) = "Hello, this is a preview of your cloned voice! I hope you like it!",
-    model: Literal[
-        "speech-02-hd", "speech-02-turbo", "speech-01-hd", "speech-01-turbo"
-    ] = "speech-02-hd",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    model: Model = "speech-02-hd",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -177,24 +192,57 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the input audio file for voice cloning. Should be at least 10
+            seconds long. To retain the voice permanently, use it with a TTS
+            (text-to-speech) endpoint at least once within 7 days. Otherwise, it will be
+            automatically deleted. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        noise_reduction: Enable noise reduction for the cloned voice. Defaults to
+            `False`.
+        need_volume_normalization: Enable volume normalization for the cloned voice.
+            Defaults to `False`.
+        accuracy: Text validation accuracy threshold (0-1). Between 0.0 and 1.0.
+            Defaults to `None`.
+        text: Text to generate a TTS preview with the cloned voice (optional). Length at
+            most 1000. Defaults to `"Hello, this is a preview of your cloned voice! I
+            hope you like it!"`.
+        model: TTS model to use for preview. Options: speech-02-hd, speech-02-turbo,
+            speech-01-hd, speech-01-turbo. Defaults to `"speech-02-hd"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
@@ -204,11 +252,9 @@ def run(
     text: (
         str | None
     ) = "Hello, this is a preview of your cloned voice! I hope you like it!",
-    model: Literal[
-        "speech-02-hd", "speech-02-turbo", "speech-01-hd", "speech-01-turbo"
-    ] = "speech-02-hd",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    model: Model = "speech-02-hd",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -216,24 +262,57 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the input audio file for voice cloning. Should be at least 10
+            seconds long. To retain the voice permanently, use it with a TTS
+            (text-to-speech) endpoint at least once within 7 days. Otherwise, it will be
+            automatically deleted. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        noise_reduction: Enable noise reduction for the cloned voice. Defaults to
+            `False`.
+        need_volume_normalization: Enable volume normalization for the cloned voice.
+            Defaults to `False`.
+        accuracy: Text validation accuracy threshold (0-1). Between 0.0 and 1.0.
+            Defaults to `None`.
+        text: Text to generate a TTS preview with the cloned voice (optional). Length at
+            most 1000. Defaults to `"Hello, this is a preview of your cloned voice! I
+            hope you like it!"`.
+        model: TTS model to use for preview. Options: speech-02-hd, speech-02-turbo,
+            speech-01-hd, speech-01-turbo. Defaults to `"speech-02-hd"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
@@ -243,36 +322,68 @@ async def submit_async(
     text: (
         str | None
     ) = "Hello, this is a preview of your cloned voice! I hope you like it!",
-    model: Literal[
-        "speech-02-hd", "speech-02-turbo", "speech-01-hd", "speech-01-turbo"
-    ] = "speech-02-hd",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    model: Model = "speech-02-hd",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the input audio file for voice cloning. Should be at least 10
+            seconds long. To retain the voice permanently, use it with a TTS
+            (text-to-speech) endpoint at least once within 7 days. Otherwise, it will be
+            automatically deleted. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        noise_reduction: Enable noise reduction for the cloned voice. Defaults to
+            `False`.
+        need_volume_normalization: Enable volume normalization for the cloned voice.
+            Defaults to `False`.
+        accuracy: Text validation accuracy threshold (0-1). Between 0.0 and 1.0.
+            Defaults to `None`.
+        text: Text to generate a TTS preview with the cloned voice (optional). Length at
+            most 1000. Defaults to `"Hello, this is a preview of your cloned voice! I
+            hope you like it!"`.
+        model: TTS model to use for preview. Options: speech-02-hd, speech-02-turbo,
+            speech-01-hd, speech-01-turbo. Defaults to `"speech-02-hd"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
@@ -282,11 +393,9 @@ async def subscribe_async(
     text: (
         str | None
     ) = "Hello, this is a preview of your cloned voice! I hope you like it!",
-    model: Literal[
-        "speech-02-hd", "speech-02-turbo", "speech-01-hd", "speech-01-turbo"
-    ] = "speech-02-hd",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    model: Model = "speech-02-hd",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -294,24 +403,57 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the input audio file for voice cloning. Should be at least 10
+            seconds long. To retain the voice permanently, use it with a TTS
+            (text-to-speech) endpoint at least once within 7 days. Otherwise, it will be
+            automatically deleted. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        noise_reduction: Enable noise reduction for the cloned voice. Defaults to
+            `False`.
+        need_volume_normalization: Enable volume normalization for the cloned voice.
+            Defaults to `False`.
+        accuracy: Text validation accuracy threshold (0-1). Between 0.0 and 1.0.
+            Defaults to `None`.
+        text: Text to generate a TTS preview with the cloned voice (optional). Length at
+            most 1000. Defaults to `"Hello, this is a preview of your cloned voice! I
+            hope you like it!"`.
+        model: TTS model to use for preview. Options: speech-02-hd, speech-02-turbo,
+            speech-01-hd, speech-01-turbo. Defaults to `"speech-02-hd"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
@@ -321,11 +463,9 @@ async def run_async(
     text: (
         str | None
     ) = "Hello, this is a preview of your cloned voice! I hope you like it!",
-    model: Literal[
-        "speech-02-hd", "speech-02-turbo", "speech-01-hd", "speech-01-turbo"
-    ] = "speech-02-hd",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    model: Model = "speech-02-hd",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -333,8 +473,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the input audio file for voice cloning. Should be at least 10
+            seconds long. To retain the voice permanently, use it with a TTS
+            (text-to-speech) endpoint at least once within 7 days. Otherwise, it will be
+            automatically deleted. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        noise_reduction: Enable noise reduction for the cloned voice. Defaults to
+            `False`.
+        need_volume_normalization: Enable volume normalization for the cloned voice.
+            Defaults to `False`.
+        accuracy: Text validation accuracy threshold (0-1). Between 0.0 and 1.0.
+            Defaults to `None`.
+        text: Text to generate a TTS preview with the cloned voice (optional). Length at
+            most 1000. Defaults to `"Hello, this is a preview of your cloned voice! I
+            hope you like it!"`.
+        model: TTS model to use for preview. Options: speech-02-hd, speech-02-turbo,
+            speech-01-hd, speech-01-turbo. Defaults to `"speech-02-hd"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

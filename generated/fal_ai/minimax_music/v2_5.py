@@ -5,79 +5,21 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class AudioSetting25(FalModel):
-    sample_rate: Annotated[
-        Literal[16000, 24000, 32000, 44100], Field(title="Sample Rate")
-    ] = 44100
-    """Sample rate of generated audio"""
-    bitrate: Annotated[
-        Literal[32000, 64000, 128000, 256000], Field(title="Bitrate")
-    ] = 256000
-    """Bitrate of generated audio"""
-    format: Annotated[Literal["mp3", "wav", "pcm"], Field(title="Format")] = "mp3"
-    """Audio format"""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(max_length=2000, min_length=1, title="Prompt")]
-    """A description of the music style, mood, genre, and scenario. Max 2000 characters."""
-    lyrics: Annotated[str, Field(max_length=3500, title="Lyrics")] = ""
-    """Lyrics of the song. Use \\n to separate lines. Supports structure tags: [Intro], [Verse], [Pre Chorus], [Chorus], [Bridge], [Outro], [Interlude], [Hook], [Break], [Solo], [Inst]. Max 3500 characters. Required when is_instrumental is false and lyrics_optimizer is false."""
-    is_instrumental: Annotated[bool, Field(title="Is Instrumental")] = False
-    """When true, generates vocal-free instrumental music."""
-    lyrics_optimizer: Annotated[bool, Field(title="Lyrics Optimizer")] = False
-    """When true and lyrics is empty, auto-generates lyrics from the prompt."""
-    audio_setting: AudioSetting25 | None = None
-    """Audio configuration settings"""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated music"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "SampleRate",
+    "Bitrate",
     "AudioSetting25",
     "File",
     "Input",
@@ -91,25 +33,77 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/minimax-music/v2.5"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+SampleRate: TypeAlias = Literal[16000, 24000, 32000, 44100]
+
+
+Bitrate: TypeAlias = Literal[32000, 64000, 128000, 256000]
+
+
+class AudioSetting25(FalModel):
+    sample_rate: SampleRate = 44100
+    """Sample rate of generated audio"""
+    bitrate: Bitrate = 256000
+    """Bitrate of generated audio"""
+    format: Literal["mp3", "wav", "pcm"] = "mp3"
+    """Audio format"""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=2000, min_length=1)]
+    """A description of the music style, mood, genre, and scenario. Max 2000
+    characters."""
+    lyrics: Annotated[str, Field(max_length=3500)] = ""
+    """Lyrics of the song. Use \\n to separate lines. Supports structure tags: [Intro],
+    [Verse], [Pre Chorus], [Chorus], [Bridge], [Outro], [Interlude], [Hook], [Break],
+    [Solo], [Inst]. Max 3500 characters. Required when is_instrumental is false and
+    lyrics_optimizer is false."""
+    is_instrumental: bool = False
+    """When true, generates vocal-free instrumental music."""
+    lyrics_optimizer: bool = False
+    """When true and lyrics is empty, auto-generates lyrics from the prompt."""
+    audio_setting: AudioSetting25 | None = None
+    """Audio configuration settings"""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated music"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -117,33 +111,63 @@ def submit(
     is_instrumental: bool = False,
     lyrics_optimizer: bool = False,
     audio_setting: AudioSetting25 | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A description of the music style, mood, genre, and scenario. Max 2000
+            characters. Length 1 to 2000. Required.
+        lyrics: Lyrics of the song. Use \\n to separate lines. Supports structure tags:
+            [Intro], [Verse], [Pre Chorus], [Chorus], [Bridge], [Outro], [Interlude],
+            [Hook], [Break], [Solo], [Inst]. Max 3500 characters. Required when
+            is_instrumental is false and lyrics_optimizer is false. Length at most 3500.
+            Defaults to `\""`.
+        is_instrumental: When true, generates vocal-free instrumental music. Defaults to
+            `False`.
+        lyrics_optimizer: When true and lyrics is empty, auto-generates lyrics from the
+            prompt. Defaults to `False`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -151,8 +175,8 @@ def subscribe(
     is_instrumental: bool = False,
     lyrics_optimizer: bool = False,
     audio_setting: AudioSetting25 | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -160,24 +184,53 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A description of the music style, mood, genre, and scenario. Max 2000
+            characters. Length 1 to 2000. Required.
+        lyrics: Lyrics of the song. Use \\n to separate lines. Supports structure tags:
+            [Intro], [Verse], [Pre Chorus], [Chorus], [Bridge], [Outro], [Interlude],
+            [Hook], [Break], [Solo], [Inst]. Max 3500 characters. Required when
+            is_instrumental is false and lyrics_optimizer is false. Length at most 3500.
+            Defaults to `\""`.
+        is_instrumental: When true, generates vocal-free instrumental music. Defaults to
+            `False`.
+        lyrics_optimizer: When true and lyrics is empty, auto-generates lyrics from the
+            prompt. Defaults to `False`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -185,8 +238,8 @@ def run(
     is_instrumental: bool = False,
     lyrics_optimizer: bool = False,
     audio_setting: AudioSetting25 | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -194,24 +247,53 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A description of the music style, mood, genre, and scenario. Max 2000
+            characters. Length 1 to 2000. Required.
+        lyrics: Lyrics of the song. Use \\n to separate lines. Supports structure tags:
+            [Intro], [Verse], [Pre Chorus], [Chorus], [Bridge], [Outro], [Interlude],
+            [Hook], [Break], [Solo], [Inst]. Max 3500 characters. Required when
+            is_instrumental is false and lyrics_optimizer is false. Length at most 3500.
+            Defaults to `\""`.
+        is_instrumental: When true, generates vocal-free instrumental music. Defaults to
+            `False`.
+        lyrics_optimizer: When true and lyrics is empty, auto-generates lyrics from the
+            prompt. Defaults to `False`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -219,33 +301,63 @@ async def submit_async(
     is_instrumental: bool = False,
     lyrics_optimizer: bool = False,
     audio_setting: AudioSetting25 | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A description of the music style, mood, genre, and scenario. Max 2000
+            characters. Length 1 to 2000. Required.
+        lyrics: Lyrics of the song. Use \\n to separate lines. Supports structure tags:
+            [Intro], [Verse], [Pre Chorus], [Chorus], [Bridge], [Outro], [Interlude],
+            [Hook], [Break], [Solo], [Inst]. Max 3500 characters. Required when
+            is_instrumental is false and lyrics_optimizer is false. Length at most 3500.
+            Defaults to `\""`.
+        is_instrumental: When true, generates vocal-free instrumental music. Defaults to
+            `False`.
+        lyrics_optimizer: When true and lyrics is empty, auto-generates lyrics from the
+            prompt. Defaults to `False`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -253,8 +365,8 @@ async def subscribe_async(
     is_instrumental: bool = False,
     lyrics_optimizer: bool = False,
     audio_setting: AudioSetting25 | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -262,24 +374,53 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A description of the music style, mood, genre, and scenario. Max 2000
+            characters. Length 1 to 2000. Required.
+        lyrics: Lyrics of the song. Use \\n to separate lines. Supports structure tags:
+            [Intro], [Verse], [Pre Chorus], [Chorus], [Bridge], [Outro], [Interlude],
+            [Hook], [Break], [Solo], [Inst]. Max 3500 characters. Required when
+            is_instrumental is false and lyrics_optimizer is false. Length at most 3500.
+            Defaults to `\""`.
+        is_instrumental: When true, generates vocal-free instrumental music. Defaults to
+            `False`.
+        lyrics_optimizer: When true and lyrics is empty, auto-generates lyrics from the
+            prompt. Defaults to `False`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -287,8 +428,8 @@ async def run_async(
     is_instrumental: bool = False,
     lyrics_optimizer: bool = False,
     audio_setting: AudioSetting25 | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -296,8 +437,37 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A description of the music style, mood, genre, and scenario. Max 2000
+            characters. Length 1 to 2000. Required.
+        lyrics: Lyrics of the song. Use \\n to separate lines. Supports structure tags:
+            [Intro], [Verse], [Pre Chorus], [Chorus], [Bridge], [Outro], [Interlude],
+            [Hook], [Break], [Solo], [Inst]. Max 3500 characters. Required when
+            is_instrumental is false and lyrics_optimizer is false. Length at most 3500.
+            Defaults to `\""`.
+        is_instrumental: When true, generates vocal-free instrumental music. Defaults to
+            `False`.
+        lyrics_optimizer: When true and lyrics is empty, auto-generates lyrics from the
+            prompt. Defaults to `False`.
+        audio_setting: Audio configuration settings. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,76 +5,15 @@ Category: vision."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_id: Annotated[
-        Literal["vikhyatk/moondream2", "fal-ai/moondream2-docci"],
-        Field(title="Model ID"),
-    ] = "vikhyatk/moondream2"
-    """Model ID to use for inference"""
-    inputs: Annotated[
-        list[MoondreamInputParam], Field(title="Input prompt & image pairs")
-    ]
-    """List of input prompts and image URLs"""
-    max_tokens: Annotated[int, Field(ge=32, le=1024, title="Max Tokens")] = 64
-    """Maximum number of new tokens to generate"""
-    temperature: Annotated[float, Field(gt=0.0, le=1.0, title="Temperature")] = 0.2
-    """Temperature for sampling"""
-    top_p: Annotated[float, Field(ge=0.0, le=1.0, title="Top P")] = 1
-    """Top P for sampling"""
-    repetition_penalty: Annotated[
-        float, Field(ge=1.0, le=2.0, title="Repetition Penalty")
-    ] = 1
-    """Repetition penalty for sampling"""
-
-
-class MoondreamInputParam(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the image to be processed"""
-    prompt: Annotated[str, Field(title="Prompt")] = "Describe this image."
-    """Prompt to be used for the image"""
-
-
-class Output(FalModel):
-    outputs: Annotated[list[str], Field(title="Outputs")]
-    """List of generated outputs"""
-    partial: Annotated[bool, Field(title="Partial")] = False
-    """Whether the output is partial"""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """Timings for different parts of the process"""
-    filenames: Annotated[list[str] | None, Field(title="Filenames")] = None
-    """Filenames of the images processed"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -91,26 +30,65 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/moondream/batched"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    model_id: Literal["vikhyatk/moondream2", "fal-ai/moondream2-docci"] = (
+        "vikhyatk/moondream2"
+    )
+    """Model ID to use for inference"""
+    inputs: list[MoondreamInputParam]
+    """List of input prompts and image URLs"""
+    max_tokens: Annotated[int, Field(ge=32, le=1024)] = 64
+    """Maximum number of new tokens to generate"""
+    temperature: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
+    """Temperature for sampling"""
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """Top P for sampling"""
+    repetition_penalty: Annotated[float, Field(ge=1.0, le=2.0)] = 1
+    """Repetition penalty for sampling"""
+
+
+class MoondreamInputParam(FalModel):
+    image_url: FileInput
+    """URL of the image to be processed"""
+    prompt: str = "Describe this image."
+    """Prompt to be used for the image"""
+
+
+class Output(FalModel):
+    outputs: list[str]
+    """List of generated outputs"""
+    partial: bool = False
+    """Whether the output is partial"""
+    timings: dict[str, float]
+    """Timings for different parts of the process"""
+    filenames: list[str] | None = None
+    """Filenames of the images processed"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={MoondreamInputParam: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     model_id: Literal[
@@ -121,33 +99,60 @@ def submit(
     temperature: float = 0.2,
     top_p: float = 1,
     repetition_penalty: float = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_id: Model ID to use for inference. Defaults to `"vikhyatk/moondream2"`.
+        inputs: List of input prompts and image URLs. Required.
+        max_tokens: Maximum number of new tokens to generate. Between 32 and 1024.
+            Defaults to `64`.
+        temperature: Temperature for sampling. Greater than 0.0. At most 1.0. Defaults
+            to `0.2`.
+        top_p: Top P for sampling. Between 0.0 and 1.0. Defaults to `1`.
+        repetition_penalty: Repetition penalty for sampling. Between 1.0 and 2.0.
+            Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     model_id: Literal[
@@ -158,8 +163,8 @@ def subscribe(
     temperature: float = 0.2,
     top_p: float = 1,
     repetition_penalty: float = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -167,24 +172,50 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_id: Model ID to use for inference. Defaults to `"vikhyatk/moondream2"`.
+        inputs: List of input prompts and image URLs. Required.
+        max_tokens: Maximum number of new tokens to generate. Between 32 and 1024.
+            Defaults to `64`.
+        temperature: Temperature for sampling. Greater than 0.0. At most 1.0. Defaults
+            to `0.2`.
+        top_p: Top P for sampling. Between 0.0 and 1.0. Defaults to `1`.
+        repetition_penalty: Repetition penalty for sampling. Between 1.0 and 2.0.
+            Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     model_id: Literal[
@@ -195,8 +226,8 @@ def run(
     temperature: float = 0.2,
     top_p: float = 1,
     repetition_penalty: float = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -204,24 +235,50 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_id: Model ID to use for inference. Defaults to `"vikhyatk/moondream2"`.
+        inputs: List of input prompts and image URLs. Required.
+        max_tokens: Maximum number of new tokens to generate. Between 32 and 1024.
+            Defaults to `64`.
+        temperature: Temperature for sampling. Greater than 0.0. At most 1.0. Defaults
+            to `0.2`.
+        top_p: Top P for sampling. Between 0.0 and 1.0. Defaults to `1`.
+        repetition_penalty: Repetition penalty for sampling. Between 1.0 and 2.0.
+            Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     model_id: Literal[
@@ -232,33 +289,60 @@ async def submit_async(
     temperature: float = 0.2,
     top_p: float = 1,
     repetition_penalty: float = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_id: Model ID to use for inference. Defaults to `"vikhyatk/moondream2"`.
+        inputs: List of input prompts and image URLs. Required.
+        max_tokens: Maximum number of new tokens to generate. Between 32 and 1024.
+            Defaults to `64`.
+        temperature: Temperature for sampling. Greater than 0.0. At most 1.0. Defaults
+            to `0.2`.
+        top_p: Top P for sampling. Between 0.0 and 1.0. Defaults to `1`.
+        repetition_penalty: Repetition penalty for sampling. Between 1.0 and 2.0.
+            Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     model_id: Literal[
@@ -269,8 +353,8 @@ async def subscribe_async(
     temperature: float = 0.2,
     top_p: float = 1,
     repetition_penalty: float = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -278,24 +362,50 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_id: Model ID to use for inference. Defaults to `"vikhyatk/moondream2"`.
+        inputs: List of input prompts and image URLs. Required.
+        max_tokens: Maximum number of new tokens to generate. Between 32 and 1024.
+            Defaults to `64`.
+        temperature: Temperature for sampling. Greater than 0.0. At most 1.0. Defaults
+            to `0.2`.
+        top_p: Top P for sampling. Between 0.0 and 1.0. Defaults to `1`.
+        repetition_penalty: Repetition penalty for sampling. Between 1.0 and 2.0.
+            Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     model_id: Literal[
@@ -306,8 +416,8 @@ async def run_async(
     temperature: float = 0.2,
     top_p: float = 1,
     repetition_penalty: float = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -315,8 +425,34 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_id: Model ID to use for inference. Defaults to `"vikhyatk/moondream2"`.
+        inputs: List of input prompts and image URLs. Required.
+        max_tokens: Maximum number of new tokens to generate. Between 32 and 1024.
+            Defaults to `64`.
+        temperature: Temperature for sampling. Greater than 0.0. At most 1.0. Defaults
+            to `0.2`.
+        top_p: Top P for sampling. Between 0.0 and 1.0. Defaults to `1`.
+        repetition_penalty: Repetition penalty for sampling. Between 1.0 and 2.0.
+            Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

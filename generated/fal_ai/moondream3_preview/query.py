@@ -5,75 +5,15 @@ Category: vision."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the image to be processed"""
-    prompt: Annotated[str, Field(min_length=1, title="Prompt")]
-    """Query to be asked in the image"""
-    reasoning: Annotated[bool, Field(title="Reasoning")] = True
-    """Whether to include detailed reasoning behind the answer"""
-    temperature: Annotated[float | None, Field(ge=0.0, le=1.0, title="Temperature")] = (
-        None
-    )
-    """Sampling temperature to use, between 0 and 1. Higher values like 0.8 will make the output more random, while lower values like 0.2 will make it more focused and deterministic. If not set, defaults to 0."""
-    top_p: Annotated[float | None, Field(ge=0.0, le=1.0, title="Top P")] = None
-    """Nucleus sampling probability mass to use, between 0 and 1."""
-
-
-class Output(FalModel):
-    finish_reason: Annotated[str, Field(title="Finish Reason")]
-    """Reason for finishing the output generation"""
-    usage_info: UsageInfo
-    """Usage information for the request"""
-    output: Annotated[str, Field(title="Output")]
-    """Answer to the query about the image"""
-    reasoning: Annotated[str | None, Field(title="Reasoning")] = None
-    """Detailed reasoning behind the answer, if enabled"""
-
-
-class UsageInfo(FalModel):
-    input_tokens: Annotated[int, Field(title="Input Tokens")]
-    """Number of input tokens processed"""
-    output_tokens: Annotated[int, Field(title="Output Tokens")]
-    """Number of output tokens generated"""
-    prefill_time_ms: Annotated[float, Field(title="Prefill Time Ms")]
-    """Time taken for prefill in milliseconds"""
-    decode_time_ms: Annotated[float, Field(title="Decode Time Ms")]
-    """Time taken for decoding in milliseconds"""
-    ttft_ms: Annotated[float, Field(title="Ttft Ms")]
-    """Time to first token in milliseconds"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -90,26 +30,69 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/moondream3-preview/query"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the image to be processed"""
+    prompt: Annotated[str, Field(min_length=1)]
+    """Query to be asked in the image"""
+    reasoning: bool = True
+    """Whether to include detailed reasoning behind the answer"""
+    temperature: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Sampling temperature to use, between 0 and 1. Higher values like 0.8 will make
+    the output more random, while lower values like 0.2 will make it more focused and
+    deterministic. If not set, defaults to 0."""
+    top_p: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Nucleus sampling probability mass to use, between 0 and 1."""
+
+
+class Output(FalModel):
+    finish_reason: str
+    """Reason for finishing the output generation"""
+    usage_info: UsageInfo
+    """Usage information for the request"""
+    output: str
+    """Answer to the query about the image"""
+    reasoning: str | None = None
+    """Detailed reasoning behind the answer, if enabled"""
+
+
+class UsageInfo(FalModel):
+    input_tokens: int
+    """Number of input tokens processed"""
+    output_tokens: int
+    """Number of output tokens generated"""
+    prefill_time_ms: float
+    """Time taken for prefill in milliseconds"""
+    decode_time_ms: float
+    """Time taken for decoding in milliseconds"""
+    ttft_ms: float
+    """Time to first token in milliseconds"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -117,33 +100,62 @@ def submit(
     reasoning: bool = True,
     temperature: float | None = None,
     top_p: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Query to be asked in the image. Length at least 1. Required.
+        reasoning: Whether to include detailed reasoning behind the answer. Defaults to
+            `True`.
+        temperature: Sampling temperature to use, between 0 and 1. Higher values like
+            0.8 will make the output more random, while lower values like 0.2 will make
+            it more focused and deterministic. If not set, defaults to 0. Between 0.0
+            and 1.0. Defaults to `None`.
+        top_p: Nucleus sampling probability mass to use, between 0 and 1. Between 0.0
+            and 1.0. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -151,8 +163,8 @@ def subscribe(
     reasoning: bool = True,
     temperature: float | None = None,
     top_p: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -160,24 +172,52 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Query to be asked in the image. Length at least 1. Required.
+        reasoning: Whether to include detailed reasoning behind the answer. Defaults to
+            `True`.
+        temperature: Sampling temperature to use, between 0 and 1. Higher values like
+            0.8 will make the output more random, while lower values like 0.2 will make
+            it more focused and deterministic. If not set, defaults to 0. Between 0.0
+            and 1.0. Defaults to `None`.
+        top_p: Nucleus sampling probability mass to use, between 0 and 1. Between 0.0
+            and 1.0. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -185,8 +225,8 @@ def run(
     reasoning: bool = True,
     temperature: float | None = None,
     top_p: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -194,24 +234,52 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Query to be asked in the image. Length at least 1. Required.
+        reasoning: Whether to include detailed reasoning behind the answer. Defaults to
+            `True`.
+        temperature: Sampling temperature to use, between 0 and 1. Higher values like
+            0.8 will make the output more random, while lower values like 0.2 will make
+            it more focused and deterministic. If not set, defaults to 0. Between 0.0
+            and 1.0. Defaults to `None`.
+        top_p: Nucleus sampling probability mass to use, between 0 and 1. Between 0.0
+            and 1.0. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -219,33 +287,62 @@ async def submit_async(
     reasoning: bool = True,
     temperature: float | None = None,
     top_p: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Query to be asked in the image. Length at least 1. Required.
+        reasoning: Whether to include detailed reasoning behind the answer. Defaults to
+            `True`.
+        temperature: Sampling temperature to use, between 0 and 1. Higher values like
+            0.8 will make the output more random, while lower values like 0.2 will make
+            it more focused and deterministic. If not set, defaults to 0. Between 0.0
+            and 1.0. Defaults to `None`.
+        top_p: Nucleus sampling probability mass to use, between 0 and 1. Between 0.0
+            and 1.0. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -253,8 +350,8 @@ async def subscribe_async(
     reasoning: bool = True,
     temperature: float | None = None,
     top_p: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -262,24 +359,52 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Query to be asked in the image. Length at least 1. Required.
+        reasoning: Whether to include detailed reasoning behind the answer. Defaults to
+            `True`.
+        temperature: Sampling temperature to use, between 0 and 1. Higher values like
+            0.8 will make the output more random, while lower values like 0.2 will make
+            it more focused and deterministic. If not set, defaults to 0. Between 0.0
+            and 1.0. Defaults to `None`.
+        top_p: Nucleus sampling probability mass to use, between 0 and 1. Between 0.0
+            and 1.0. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -287,8 +412,8 @@ async def run_async(
     reasoning: bool = True,
     temperature: float | None = None,
     top_p: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -296,8 +421,36 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Query to be asked in the image. Length at least 1. Required.
+        reasoning: Whether to include detailed reasoning behind the answer. Defaults to
+            `True`.
+        temperature: Sampling temperature to use, between 0 and 1. Higher values like
+            0.8 will make the output more random, while lower values like 0.2 will make
+            it more focused and deterministic. If not set, defaults to 0. Between 0.0
+            and 1.0. Defaults to `None`.
+        top_p: Nucleus sampling probability mass to use, between 0 and 1. Between 0.0
+            and 1.0. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

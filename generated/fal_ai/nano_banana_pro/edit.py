@@ -5,111 +5,23 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=50000, min_length=3, title="Prompt")]
-    """The prompt for image editing."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Number of Images")] = 1
-    """The number of images to generate."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator."""
-    aspect_ratio: Annotated[
-        Literal[
-            "auto",
-            "21:9",
-            "16:9",
-            "3:2",
-            "4:3",
-            "5:4",
-            "1:1",
-            "4:5",
-            "3:4",
-            "2:3",
-            "9:16",
-        ]
-        | None,
-        Field(title="Aspect Ratio"),
-    ] = "auto"
-    """The aspect ratio of the generated image."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "png"
-    """The format of the generated image."""
-    safety_tolerance: Annotated[
-        Literal["1", "2", "3", "4", "5", "6"], Field(title="Safety Tolerance")
-    ] = "4"
-    """The safety tolerance level for content moderation. 1 is the most strict (blocks most content), 6 is the least strict."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    image_urls: Annotated[list[FileInput], Field(title="Image URLs")]
-    """The URLs of the images to use for image-to-image generation or image editing."""
-    system_prompt: Annotated[str, Field(max_length=50000, title="System Prompt")] = ""
-    """Optional system instruction that steers the model's persona and output style across the request. Leave blank to omit; when provided, it is sent as the system instruction to Gemini (or as a system message on OpenAI-compatible providers)."""
-    resolution: Annotated[Literal["1K", "2K", "4K"], Field(title="Resolution")] = "1K"
-    """The resolution of the image to generate."""
-    limit_generations: Annotated[bool, Field(title="Limit Generations")] = False
-    """Experimental parameter to limit the number of generations from each round of prompting to 1. Set to `True` to to disregard any instructions in the prompt regarding the number of images to generate."""
-    enable_web_search: Annotated[bool, Field(title="Enable Web Search")] = False
-    """Enable web search for the image generation task. This will allow the model to use the latest information from the web to generate the image."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """The edited images."""
-    description: Annotated[str, Field(title="Description")]
-    """The description of the generated images."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
+    "SafetyTolerance",
     "ImageFile",
     "Input",
     "Output",
@@ -122,113 +34,193 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/nano-banana-pro/edit"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal[
+    "auto", "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"
+]
+
+
+SafetyTolerance: TypeAlias = Literal["1", "2", "3", "4", "5", "6"]
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=50000, min_length=3)]
+    """The prompt for image editing."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """The number of images to generate."""
+    seed: int | None = None
+    """The seed for the random number generator."""
+    aspect_ratio: AspectRatio | None = "auto"
+    """The aspect ratio of the generated image."""
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+    """The format of the generated image."""
+    safety_tolerance: SafetyTolerance = "4"
+    """The safety tolerance level for content moderation. 1 is the most strict (blocks
+    most content), 6 is the least strict."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    image_urls: list[FileInput]
+    """The URLs of the images to use for image-to-image generation or image editing."""
+    system_prompt: Annotated[str, Field(max_length=50000)] = ""
+    """Optional system instruction that steers the model's persona and output style
+    across the request. Leave blank to omit; when provided, it is sent as the system
+    instruction to Gemini (or as a system message on OpenAI-compatible providers)."""
+    resolution: Literal["1K", "2K", "4K"] = "1K"
+    """The resolution of the image to generate."""
+    limit_generations: bool = False
+    """Experimental parameter to limit the number of generations from each round of
+    prompting to 1. Set to `True` to to disregard any instructions in the prompt
+    regarding the number of images to generate."""
+    enable_web_search: bool = False
+    """Enable web search for the image generation task. This will allow the model to use
+    the latest information from the web to generate the image."""
+
+
+class Output(FalModel):
+    images: list[ImageFile]
+    """The edited images."""
+    description: str
+    """The description of the generated images."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     num_images: int = 1,
     seed: int | None = None,
-    aspect_ratio: (
-        Literal[
-            "auto",
-            "21:9",
-            "16:9",
-            "3:2",
-            "4:3",
-            "5:4",
-            "1:1",
-            "4:5",
-            "3:4",
-            "2:3",
-            "9:16",
-        ]
-        | None
-    ) = "auto",
+    aspect_ratio: AspectRatio | None = "auto",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     system_prompt: str = "",
     resolution: Literal["1K", "2K", "4K"] = "1K",
     limit_generations: bool = False,
     enable_web_search: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image editing. Length 3 to 50000. Required.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"auto"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: The URLs of the images to use for image-to-image generation or image
+            editing. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        system_prompt: Optional system instruction that steers the model's persona and
+            output style across the request. Leave blank to omit; when provided, it is
+            sent as the system instruction to Gemini (or as a system message on
+            OpenAI-compatible providers). Length at most 50000. Defaults to `\""`.
+        resolution: The resolution of the image to generate. Defaults to `"1K"`.
+        limit_generations: Experimental parameter to limit the number of generations
+            from each round of prompting to 1. Set to `True` to to disregard any
+            instructions in the prompt regarding the number of images to generate.
+            Defaults to `False`.
+        enable_web_search: Enable web search for the image generation task. This will
+            allow the model to use the latest information from the web to generate the
+            image. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     num_images: int = 1,
     seed: int | None = None,
-    aspect_ratio: (
-        Literal[
-            "auto",
-            "21:9",
-            "16:9",
-            "3:2",
-            "4:3",
-            "5:4",
-            "1:1",
-            "4:5",
-            "3:4",
-            "2:3",
-            "9:16",
-        ]
-        | None
-    ) = "auto",
+    aspect_ratio: AspectRatio | None = "auto",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     system_prompt: str = "",
     resolution: Literal["1K", "2K", "4K"] = "1K",
     limit_generations: bool = False,
     enable_web_search: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -236,55 +228,81 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image editing. Length 3 to 50000. Required.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"auto"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: The URLs of the images to use for image-to-image generation or image
+            editing. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        system_prompt: Optional system instruction that steers the model's persona and
+            output style across the request. Leave blank to omit; when provided, it is
+            sent as the system instruction to Gemini (or as a system message on
+            OpenAI-compatible providers). Length at most 50000. Defaults to `\""`.
+        resolution: The resolution of the image to generate. Defaults to `"1K"`.
+        limit_generations: Experimental parameter to limit the number of generations
+            from each round of prompting to 1. Set to `True` to to disregard any
+            instructions in the prompt regarding the number of images to generate.
+            Defaults to `False`.
+        enable_web_search: Enable web search for the image generation task. This will
+            allow the model to use the latest information from the web to generate the
+            image. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     num_images: int = 1,
     seed: int | None = None,
-    aspect_ratio: (
-        Literal[
-            "auto",
-            "21:9",
-            "16:9",
-            "3:2",
-            "4:3",
-            "5:4",
-            "1:1",
-            "4:5",
-            "3:4",
-            "2:3",
-            "9:16",
-        ]
-        | None
-    ) = "auto",
+    aspect_ratio: AspectRatio | None = "auto",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     system_prompt: str = "",
     resolution: Literal["1K", "2K", "4K"] = "1K",
     limit_generations: bool = False,
     enable_web_search: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -292,111 +310,164 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image editing. Length 3 to 50000. Required.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"auto"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: The URLs of the images to use for image-to-image generation or image
+            editing. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        system_prompt: Optional system instruction that steers the model's persona and
+            output style across the request. Leave blank to omit; when provided, it is
+            sent as the system instruction to Gemini (or as a system message on
+            OpenAI-compatible providers). Length at most 50000. Defaults to `\""`.
+        resolution: The resolution of the image to generate. Defaults to `"1K"`.
+        limit_generations: Experimental parameter to limit the number of generations
+            from each round of prompting to 1. Set to `True` to to disregard any
+            instructions in the prompt regarding the number of images to generate.
+            Defaults to `False`.
+        enable_web_search: Enable web search for the image generation task. This will
+            allow the model to use the latest information from the web to generate the
+            image. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     num_images: int = 1,
     seed: int | None = None,
-    aspect_ratio: (
-        Literal[
-            "auto",
-            "21:9",
-            "16:9",
-            "3:2",
-            "4:3",
-            "5:4",
-            "1:1",
-            "4:5",
-            "3:4",
-            "2:3",
-            "9:16",
-        ]
-        | None
-    ) = "auto",
+    aspect_ratio: AspectRatio | None = "auto",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     system_prompt: str = "",
     resolution: Literal["1K", "2K", "4K"] = "1K",
     limit_generations: bool = False,
     enable_web_search: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image editing. Length 3 to 50000. Required.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"auto"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: The URLs of the images to use for image-to-image generation or image
+            editing. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        system_prompt: Optional system instruction that steers the model's persona and
+            output style across the request. Leave blank to omit; when provided, it is
+            sent as the system instruction to Gemini (or as a system message on
+            OpenAI-compatible providers). Length at most 50000. Defaults to `\""`.
+        resolution: The resolution of the image to generate. Defaults to `"1K"`.
+        limit_generations: Experimental parameter to limit the number of generations
+            from each round of prompting to 1. Set to `True` to to disregard any
+            instructions in the prompt regarding the number of images to generate.
+            Defaults to `False`.
+        enable_web_search: Enable web search for the image generation task. This will
+            allow the model to use the latest information from the web to generate the
+            image. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     num_images: int = 1,
     seed: int | None = None,
-    aspect_ratio: (
-        Literal[
-            "auto",
-            "21:9",
-            "16:9",
-            "3:2",
-            "4:3",
-            "5:4",
-            "1:1",
-            "4:5",
-            "3:4",
-            "2:3",
-            "9:16",
-        ]
-        | None
-    ) = "auto",
+    aspect_ratio: AspectRatio | None = "auto",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     system_prompt: str = "",
     resolution: Literal["1K", "2K", "4K"] = "1K",
     limit_generations: bool = False,
     enable_web_search: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -404,55 +475,81 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image editing. Length 3 to 50000. Required.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"auto"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: The URLs of the images to use for image-to-image generation or image
+            editing. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        system_prompt: Optional system instruction that steers the model's persona and
+            output style across the request. Leave blank to omit; when provided, it is
+            sent as the system instruction to Gemini (or as a system message on
+            OpenAI-compatible providers). Length at most 50000. Defaults to `\""`.
+        resolution: The resolution of the image to generate. Defaults to `"1K"`.
+        limit_generations: Experimental parameter to limit the number of generations
+            from each round of prompting to 1. Set to `True` to to disregard any
+            instructions in the prompt regarding the number of images to generate.
+            Defaults to `False`.
+        enable_web_search: Enable web search for the image generation task. This will
+            allow the model to use the latest information from the web to generate the
+            image. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     num_images: int = 1,
     seed: int | None = None,
-    aspect_ratio: (
-        Literal[
-            "auto",
-            "21:9",
-            "16:9",
-            "3:2",
-            "4:3",
-            "5:4",
-            "1:1",
-            "4:5",
-            "3:4",
-            "2:3",
-            "9:16",
-        ]
-        | None
-    ) = "auto",
+    aspect_ratio: AspectRatio | None = "auto",
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     system_prompt: str = "",
     resolution: Literal["1K", "2K", "4K"] = "1K",
     limit_generations: bool = False,
     enable_web_search: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -460,8 +557,49 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image editing. Length 3 to 50000. Required.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"auto"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: The URLs of the images to use for image-to-image generation or image
+            editing. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        system_prompt: Optional system instruction that steers the model's persona and
+            output style across the request. Leave blank to omit; when provided, it is
+            sent as the system instruction to Gemini (or as a system message on
+            OpenAI-compatible providers). Length at most 50000. Defaults to `\""`.
+        resolution: The resolution of the image to generate. Defaults to `"1K"`.
+        limit_generations: Experimental parameter to limit the number of generations
+            from each round of prompting to 1. Set to `True` to to disregard any
+            instructions in the prompt regarding the number of images to generate.
+            Defaults to `False`.
+        enable_web_search: Enable web search for the image generation task. This will
+            allow the model to use the latest information from the web to generate the
+            image. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

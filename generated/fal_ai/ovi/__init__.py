@@ -5,87 +5,20 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "jitter, bad hands, blur, distortion"
-    )
-    """Negative prompt for video generation."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 30
-    """The number of inference steps."""
-    audio_negative_prompt: Annotated[str, Field(title="Audio Negative Prompt")] = (
-        "robotic, muffled, echo, distorted"
-    )
-    """Negative prompt for audio generation."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    resolution: Annotated[
-        Literal[
-            "512x992",
-            "992x512",
-            "960x512",
-            "512x960",
-            "720x720",
-            "448x1120",
-            "1120x448",
-        ],
-        Field(title="Resolution"),
-    ] = "992x512"
-    """Resolution of the generated video in W:H format. One of (512x992, 992x512, 960x512, 512x960, 720x720, or 448x1120)."""
-
-
-class Output(FalModel):
-    video: File | None = None
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Resolution",
     "File",
     "Input",
     "Output",
@@ -98,25 +31,68 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ovi"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Resolution: TypeAlias = Literal[
+    "512x992", "992x512", "960x512", "512x960", "720x720", "448x1120", "1120x448"
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt to guide video generation."""
+    negative_prompt: str = "jitter, bad hands, blur, distortion"
+    """Negative prompt for video generation."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 30
+    """The number of inference steps."""
+    audio_negative_prompt: str = "robotic, muffled, echo, distorted"
+    """Negative prompt for audio generation."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    resolution: Resolution = "992x512"
+    """Resolution of the generated video in W:H format. One of (512x992, 992x512,
+    960x512, 512x960, 720x720, or 448x1120)."""
+
+
+class Output(FalModel):
+    video: File | None = None
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -124,36 +100,63 @@ def submit(
     num_inference_steps: int = 30,
     audio_negative_prompt: str = "robotic, muffled, echo, distorted",
     seed: int | None = None,
-    resolution: Literal[
-        "512x992", "992x512", "960x512", "512x960", "720x720", "448x1120", "1120x448"
-    ] = "992x512",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    resolution: Resolution = "992x512",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"jitter, bad
+            hands, blur, distortion"`.
+        num_inference_steps: The number of inference steps. Between 1 and 50. Defaults
+            to `30`.
+        audio_negative_prompt: Negative prompt for audio generation. Defaults to
+            `"robotic, muffled, echo, distorted"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video in W:H format. One of (512x992,
+            992x512, 960x512, 512x960, 720x720, or 448x1120). Defaults to `"992x512"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -161,11 +164,9 @@ def subscribe(
     num_inference_steps: int = 30,
     audio_negative_prompt: str = "robotic, muffled, echo, distorted",
     seed: int | None = None,
-    resolution: Literal[
-        "512x992", "992x512", "960x512", "512x960", "720x720", "448x1120", "1120x448"
-    ] = "992x512",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    resolution: Resolution = "992x512",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -173,24 +174,52 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"jitter, bad
+            hands, blur, distortion"`.
+        num_inference_steps: The number of inference steps. Between 1 and 50. Defaults
+            to `30`.
+        audio_negative_prompt: Negative prompt for audio generation. Defaults to
+            `"robotic, muffled, echo, distorted"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video in W:H format. One of (512x992,
+            992x512, 960x512, 512x960, 720x720, or 448x1120). Defaults to `"992x512"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -198,11 +227,9 @@ def run(
     num_inference_steps: int = 30,
     audio_negative_prompt: str = "robotic, muffled, echo, distorted",
     seed: int | None = None,
-    resolution: Literal[
-        "512x992", "992x512", "960x512", "512x960", "720x720", "448x1120", "1120x448"
-    ] = "992x512",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    resolution: Resolution = "992x512",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -210,24 +237,52 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"jitter, bad
+            hands, blur, distortion"`.
+        num_inference_steps: The number of inference steps. Between 1 and 50. Defaults
+            to `30`.
+        audio_negative_prompt: Negative prompt for audio generation. Defaults to
+            `"robotic, muffled, echo, distorted"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video in W:H format. One of (512x992,
+            992x512, 960x512, 512x960, 720x720, or 448x1120). Defaults to `"992x512"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -235,36 +290,63 @@ async def submit_async(
     num_inference_steps: int = 30,
     audio_negative_prompt: str = "robotic, muffled, echo, distorted",
     seed: int | None = None,
-    resolution: Literal[
-        "512x992", "992x512", "960x512", "512x960", "720x720", "448x1120", "1120x448"
-    ] = "992x512",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    resolution: Resolution = "992x512",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"jitter, bad
+            hands, blur, distortion"`.
+        num_inference_steps: The number of inference steps. Between 1 and 50. Defaults
+            to `30`.
+        audio_negative_prompt: Negative prompt for audio generation. Defaults to
+            `"robotic, muffled, echo, distorted"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video in W:H format. One of (512x992,
+            992x512, 960x512, 512x960, 720x720, or 448x1120). Defaults to `"992x512"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -272,11 +354,9 @@ async def subscribe_async(
     num_inference_steps: int = 30,
     audio_negative_prompt: str = "robotic, muffled, echo, distorted",
     seed: int | None = None,
-    resolution: Literal[
-        "512x992", "992x512", "960x512", "512x960", "720x720", "448x1120", "1120x448"
-    ] = "992x512",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    resolution: Resolution = "992x512",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -284,24 +364,52 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"jitter, bad
+            hands, blur, distortion"`.
+        num_inference_steps: The number of inference steps. Between 1 and 50. Defaults
+            to `30`.
+        audio_negative_prompt: Negative prompt for audio generation. Defaults to
+            `"robotic, muffled, echo, distorted"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video in W:H format. One of (512x992,
+            992x512, 960x512, 512x960, 720x720, or 448x1120). Defaults to `"992x512"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -309,11 +417,9 @@ async def run_async(
     num_inference_steps: int = 30,
     audio_negative_prompt: str = "robotic, muffled, echo, distorted",
     seed: int | None = None,
-    resolution: Literal[
-        "512x992", "992x512", "960x512", "512x960", "720x720", "448x1120", "1120x448"
-    ] = "992x512",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    resolution: Resolution = "992x512",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -321,8 +427,36 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to `"jitter, bad
+            hands, blur, distortion"`.
+        num_inference_steps: The number of inference steps. Between 1 and 50. Defaults
+            to `30`.
+        audio_negative_prompt: Negative prompt for audio generation. Defaults to
+            `"robotic, muffled, echo, distorted"`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video in W:H format. One of (512x992,
+            992x512, 960x512, 512x960, 720x720, or 448x1120). Defaults to `"992x512"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,90 +5,20 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the input image (photograph or render)."""
-    maps: Annotated[
-        list[Literal["basecolor", "normal", "roughness", "metalness", "height"]],
-        Field(title="Maps"),
-    ] = ["basecolor", "normal", "roughness", "metalness", "height"]
-    """Which PBR maps to predict. Defaults to all five."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducible denoising. If not set, a random seed is used."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If True, return images as data URIs instead of CDN URLs."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable the safety checker for images."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "png"
-    """Output image format."""
-
-
-class MapImageFileType2(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-    map_type: Annotated[
-        Literal["basecolor", "normal", "roughness", "metalness", "height"],
-        Field(title="Map Type"),
-    ]
-    """Which PBR map this image represents."""
-
-
-class Output(FalModel):
-    images: Annotated[list[MapImageFileType2], Field(title="Images")]
-    """Predicted PBR material maps."""
-    timings: Annotated[dict[str, float] | None, Field(title="Timings")] = None
-    """Timing breakdown (seconds)."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for denoising."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Maps",
     "Input",
     "MapImageFileType2",
     "Output",
@@ -101,83 +31,153 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/patina"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Maps: TypeAlias = Literal["basecolor", "normal", "roughness", "metalness", "height"]
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the input image (photograph or render)."""
+    maps: list[Maps] = [
+        "basecolor",
+        "normal",
+        "roughness",
+        "metalness",
+        "height",
+    ]
+    """Which PBR maps to predict. Defaults to all five."""
+    seed: int | None = None
+    """Random seed for reproducible denoising. If not set, a random seed is used."""
+    sync_mode: bool = False
+    """If True, return images as data URIs instead of CDN URLs."""
+    enable_safety_checker: bool = True
+    """Enable the safety checker for images."""
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+    """Output image format."""
+
+
+class MapImageFileType2(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+    map_type: Maps
+    """Which PBR map this image represents."""
+
+
+class Output(FalModel):
+    images: list[MapImageFileType2]
+    """Predicted PBR material maps."""
+    timings: dict[str, float] | None = None
+    """Timing breakdown (seconds)."""
+    seed: int
+    """The seed used for denoising."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image (photograph or render). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        maps: Which PBR maps to predict. Defaults to all five. Defaults to
+            `["basecolor", "normal", "roughness", "metalness", "height"]`.
+        seed: Random seed for reproducible denoising. If not set, a random seed is used.
+            Defaults to `None`.
+        sync_mode: If True, return images as data URIs instead of CDN URLs. Defaults to
+            `False`.
+        enable_safety_checker: Enable the safety checker for images. Defaults to `True`.
+        output_format: Output image format. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -185,40 +185,61 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image (photograph or render). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        maps: Which PBR maps to predict. Defaults to all five. Defaults to
+            `["basecolor", "normal", "roughness", "metalness", "height"]`.
+        seed: Random seed for reproducible denoising. If not set, a random seed is used.
+            Defaults to `None`.
+        sync_mode: If True, return images as data URIs instead of CDN URLs. Defaults to
+            `False`.
+        enable_safety_checker: Enable the safety checker for images. Defaults to `True`.
+        output_format: Output image format. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -226,81 +247,124 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image (photograph or render). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        maps: Which PBR maps to predict. Defaults to all five. Defaults to
+            `["basecolor", "normal", "roughness", "metalness", "height"]`.
+        seed: Random seed for reproducible denoising. If not set, a random seed is used.
+            Defaults to `None`.
+        sync_mode: If True, return images as data URIs instead of CDN URLs. Defaults to
+            `False`.
+        enable_safety_checker: Enable the safety checker for images. Defaults to `True`.
+        output_format: Output image format. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image (photograph or render). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        maps: Which PBR maps to predict. Defaults to all five. Defaults to
+            `["basecolor", "normal", "roughness", "metalness", "height"]`.
+        seed: Random seed for reproducible denoising. If not set, a random seed is used.
+            Defaults to `None`.
+        sync_mode: If True, return images as data URIs instead of CDN URLs. Defaults to
+            `False`.
+        enable_safety_checker: Enable the safety checker for images. Defaults to `True`.
+        output_format: Output image format. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -308,40 +372,61 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image (photograph or render). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        maps: Which PBR maps to predict. Defaults to all five. Defaults to
+            `["basecolor", "normal", "roughness", "metalness", "height"]`.
+        seed: Random seed for reproducible denoising. If not set, a random seed is used.
+            Defaults to `None`.
+        sync_mode: If True, return images as data URIs instead of CDN URLs. Defaults to
+            `False`.
+        enable_safety_checker: Enable the safety checker for images. Defaults to `True`.
+        output_format: Output image format. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     seed: int | None = None,
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -349,8 +434,35 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image (photograph or render). A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        maps: Which PBR maps to predict. Defaults to all five. Defaults to
+            `["basecolor", "normal", "roughness", "metalness", "height"]`.
+        seed: Random seed for reproducible denoising. If not set, a random seed is used.
+            Defaults to `None`.
+        sync_mode: If True, return images as data URIs instead of CDN URLs. Defaults to
+            `False`.
+        enable_safety_checker: Enable the safety checker for images. Defaults to `True`.
+        output_format: Output image format. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,100 +5,20 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    """Input for @fal.realtime endpoint. Audio is raw PCM s16le 24kHz mono."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio: Annotated[bytes, Field(title="Audio")]
-    """Input audio chunk (PCM s16le, 24kHz mono). Base64-encoded in JSON transport."""
-    voice: Annotated[
-        Literal[
-            "NATF0",
-            "NATF1",
-            "NATF2",
-            "NATF3",
-            "NATM0",
-            "NATM1",
-            "NATM2",
-            "NATM3",
-            "VARF0",
-            "VARF1",
-            "VARF2",
-            "VARF3",
-            "VARF4",
-            "VARM0",
-            "VARM1",
-            "VARM2",
-            "VARM3",
-            "VARM4",
-        ],
-        Field(title="Voice"),
-    ] = "NATF2"
-    """Voice ID for the AI response. NAT = natural, VAR = variety. F = female, M = male. Ignored when voice_audio_url is provided."""
-    temperature_text: Annotated[
-        float, Field(ge=0.0, le=2.0, title="Temperature Text")
-    ] = 0.7
-    """Text sampling temperature. Higher values produce more diverse outputs."""
-    voice_audio_url: Annotated[FileInput | None, Field(title="Voice Audio Url")] = None
-    """URL to a voice sample audio for on-the-fly voice cloning. When provided, the AI responds in the cloned voice instead of the preset 'voice'. 10+ seconds of clear speech recommended. Billed at 2x rate."""
-    top_k_text: Annotated[int, Field(ge=1, le=1000, title="Top K Text")] = 25
-    """Top-K sampling for text tokens."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility."""
-    top_k_audio: Annotated[int, Field(ge=1, le=2048, title="Top K Audio")] = 250
-    """Top-K sampling for audio tokens."""
-    prompt: Annotated[str, Field(title="Prompt")] = (
-        "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way."
-    )
-    """Text prompt describing the AI persona and conversation context."""
-    temperature_audio: Annotated[
-        float, Field(ge=0.0, le=2.0, title="Temperature Audio")
-    ] = 0.8
-    """Audio sampling temperature. Higher values produce more diverse outputs."""
-
-
-class Output(FalModel):
-    """Output from @fal.realtime endpoint."""
-
-    audio: Annotated[bytes, Field(title="Audio")]
-    """Generated audio chunk (PCM s16le, 24kHz mono). Base64-encoded in JSON transport."""
-    text: Annotated[str, Field(title="Text")] = ""
-    """Generated text tokens for this chunk."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Voice",
     "Input",
     "Output",
     "submit",
@@ -110,49 +30,94 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/personaplex/realtime"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Voice: TypeAlias = Literal[
+    "NATF0",
+    "NATF1",
+    "NATF2",
+    "NATF3",
+    "NATM0",
+    "NATM1",
+    "NATM2",
+    "NATM3",
+    "VARF0",
+    "VARF1",
+    "VARF2",
+    "VARF3",
+    "VARF4",
+    "VARM0",
+    "VARM1",
+    "VARM2",
+    "VARM3",
+    "VARM4",
+]
+
+
+class Input(FalModel):
+    """Input for @fal.realtime endpoint. Audio is raw PCM s16le 24kHz mono."""
+
+    audio: bytes
+    """Input audio chunk (PCM s16le, 24kHz mono). Base64-encoded in JSON transport."""
+    voice: Voice = "NATF2"
+    """Voice ID for the AI response. NAT = natural, VAR = variety. F = female, M = male.
+    Ignored when voice_audio_url is provided."""
+    temperature_text: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
+    """Text sampling temperature. Higher values produce more diverse outputs."""
+    voice_audio_url: FileInput | None = None
+    """URL to a voice sample audio for on-the-fly voice cloning. When provided, the AI
+    responds in the cloned voice instead of the preset 'voice'. 10+ seconds of clear
+    speech recommended. Billed at 2x rate."""
+    top_k_text: Annotated[int, Field(ge=1, le=1000)] = 25
+    """Top-K sampling for text tokens."""
+    seed: int | None = None
+    """Random seed for reproducibility."""
+    top_k_audio: Annotated[int, Field(ge=1, le=2048)] = 250
+    """Top-K sampling for audio tokens."""
+    prompt: str = (
+        "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way."
+    )
+    """Text prompt describing the AI persona and conversation context."""
+    temperature_audio: Annotated[float, Field(ge=0.0, le=2.0)] = 0.8
+    """Audio sampling temperature. Higher values produce more diverse outputs."""
+
+
+class Output(FalModel):
+    """Output from @fal.realtime endpoint."""
+
+    audio: bytes
+    """Generated audio chunk (PCM s16le, 24kHz mono). Base64-encoded in JSON
+    transport."""
+    text: str = ""
+    """Generated text tokens for this chunk."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["voice_audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio: bytes,
-    voice: Literal[
-        "NATF0",
-        "NATF1",
-        "NATF2",
-        "NATF3",
-        "NATM0",
-        "NATM1",
-        "NATM2",
-        "NATM3",
-        "VARF0",
-        "VARF1",
-        "VARF2",
-        "VARF3",
-        "VARF4",
-        "VARM0",
-        "VARM1",
-        "VARM2",
-        "VARM3",
-        "VARM4",
-    ] = "NATF2",
+    voice: Voice = "NATF2",
     temperature_text: float = 0.7,
     voice_audio_url: FileInput | None = None,
     top_k_text: int = 25,
@@ -160,56 +125,76 @@ def submit(
     top_k_audio: int = 250,
     prompt: str = "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way.",
     temperature_audio: float = 0.8,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio: Input audio chunk (PCM s16le, 24kHz mono). Base64-encoded in JSON
+            transport. Required.
+        voice: Voice ID for the AI response. NAT = natural, VAR = variety. F = female, M
+            = male. Ignored when voice_audio_url is provided. Defaults to `"NATF2"`.
+        temperature_text: Text sampling temperature. Higher values produce more diverse
+            outputs. Between 0.0 and 2.0. Defaults to `0.7`.
+        voice_audio_url: URL to a voice sample audio for on-the-fly voice cloning. When
+            provided, the AI responds in the cloned voice instead of the preset 'voice'.
+            10+ seconds of clear speech recommended. Billed at 2x rate. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        top_k_text: Top-K sampling for text tokens. Between 1 and 1000. Defaults to
+            `25`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        top_k_audio: Top-K sampling for audio tokens. Between 1 and 2048. Defaults to
+            `250`.
+        prompt: Text prompt describing the AI persona and conversation context. Defaults
+            to `"You are a wise and friendly teacher. Answer questions or provide advice
+            in a clear and engaging way."`.
+        temperature_audio: Audio sampling temperature. Higher values produce more
+            diverse outputs. Between 0.0 and 2.0. Defaults to `0.8`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio: bytes,
-    voice: Literal[
-        "NATF0",
-        "NATF1",
-        "NATF2",
-        "NATF3",
-        "NATM0",
-        "NATM1",
-        "NATM2",
-        "NATM3",
-        "VARF0",
-        "VARF1",
-        "VARF2",
-        "VARF3",
-        "VARF4",
-        "VARM0",
-        "VARM1",
-        "VARM2",
-        "VARM3",
-        "VARM4",
-    ] = "NATF2",
+    voice: Voice = "NATF2",
     temperature_text: float = 0.7,
     voice_audio_url: FileInput | None = None,
     top_k_text: int = 25,
@@ -217,8 +202,8 @@ def subscribe(
     top_k_audio: int = 250,
     prompt: str = "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way.",
     temperature_audio: float = 0.8,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -226,47 +211,66 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio: Input audio chunk (PCM s16le, 24kHz mono). Base64-encoded in JSON
+            transport. Required.
+        voice: Voice ID for the AI response. NAT = natural, VAR = variety. F = female, M
+            = male. Ignored when voice_audio_url is provided. Defaults to `"NATF2"`.
+        temperature_text: Text sampling temperature. Higher values produce more diverse
+            outputs. Between 0.0 and 2.0. Defaults to `0.7`.
+        voice_audio_url: URL to a voice sample audio for on-the-fly voice cloning. When
+            provided, the AI responds in the cloned voice instead of the preset 'voice'.
+            10+ seconds of clear speech recommended. Billed at 2x rate. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        top_k_text: Top-K sampling for text tokens. Between 1 and 1000. Defaults to
+            `25`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        top_k_audio: Top-K sampling for audio tokens. Between 1 and 2048. Defaults to
+            `250`.
+        prompt: Text prompt describing the AI persona and conversation context. Defaults
+            to `"You are a wise and friendly teacher. Answer questions or provide advice
+            in a clear and engaging way."`.
+        temperature_audio: Audio sampling temperature. Higher values produce more
+            diverse outputs. Between 0.0 and 2.0. Defaults to `0.8`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio: bytes,
-    voice: Literal[
-        "NATF0",
-        "NATF1",
-        "NATF2",
-        "NATF3",
-        "NATM0",
-        "NATM1",
-        "NATM2",
-        "NATM3",
-        "VARF0",
-        "VARF1",
-        "VARF2",
-        "VARF3",
-        "VARF4",
-        "VARM0",
-        "VARM1",
-        "VARM2",
-        "VARM3",
-        "VARM4",
-    ] = "NATF2",
+    voice: Voice = "NATF2",
     temperature_text: float = 0.7,
     voice_audio_url: FileInput | None = None,
     top_k_text: int = 25,
@@ -274,8 +278,8 @@ def run(
     top_k_audio: int = 250,
     prompt: str = "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way.",
     temperature_audio: float = 0.8,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -283,47 +287,66 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio: Input audio chunk (PCM s16le, 24kHz mono). Base64-encoded in JSON
+            transport. Required.
+        voice: Voice ID for the AI response. NAT = natural, VAR = variety. F = female, M
+            = male. Ignored when voice_audio_url is provided. Defaults to `"NATF2"`.
+        temperature_text: Text sampling temperature. Higher values produce more diverse
+            outputs. Between 0.0 and 2.0. Defaults to `0.7`.
+        voice_audio_url: URL to a voice sample audio for on-the-fly voice cloning. When
+            provided, the AI responds in the cloned voice instead of the preset 'voice'.
+            10+ seconds of clear speech recommended. Billed at 2x rate. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        top_k_text: Top-K sampling for text tokens. Between 1 and 1000. Defaults to
+            `25`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        top_k_audio: Top-K sampling for audio tokens. Between 1 and 2048. Defaults to
+            `250`.
+        prompt: Text prompt describing the AI persona and conversation context. Defaults
+            to `"You are a wise and friendly teacher. Answer questions or provide advice
+            in a clear and engaging way."`.
+        temperature_audio: Audio sampling temperature. Higher values produce more
+            diverse outputs. Between 0.0 and 2.0. Defaults to `0.8`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio: bytes,
-    voice: Literal[
-        "NATF0",
-        "NATF1",
-        "NATF2",
-        "NATF3",
-        "NATM0",
-        "NATM1",
-        "NATM2",
-        "NATM3",
-        "VARF0",
-        "VARF1",
-        "VARF2",
-        "VARF3",
-        "VARF4",
-        "VARM0",
-        "VARM1",
-        "VARM2",
-        "VARM3",
-        "VARM4",
-    ] = "NATF2",
+    voice: Voice = "NATF2",
     temperature_text: float = 0.7,
     voice_audio_url: FileInput | None = None,
     top_k_text: int = 25,
@@ -331,56 +354,76 @@ async def submit_async(
     top_k_audio: int = 250,
     prompt: str = "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way.",
     temperature_audio: float = 0.8,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio: Input audio chunk (PCM s16le, 24kHz mono). Base64-encoded in JSON
+            transport. Required.
+        voice: Voice ID for the AI response. NAT = natural, VAR = variety. F = female, M
+            = male. Ignored when voice_audio_url is provided. Defaults to `"NATF2"`.
+        temperature_text: Text sampling temperature. Higher values produce more diverse
+            outputs. Between 0.0 and 2.0. Defaults to `0.7`.
+        voice_audio_url: URL to a voice sample audio for on-the-fly voice cloning. When
+            provided, the AI responds in the cloned voice instead of the preset 'voice'.
+            10+ seconds of clear speech recommended. Billed at 2x rate. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        top_k_text: Top-K sampling for text tokens. Between 1 and 1000. Defaults to
+            `25`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        top_k_audio: Top-K sampling for audio tokens. Between 1 and 2048. Defaults to
+            `250`.
+        prompt: Text prompt describing the AI persona and conversation context. Defaults
+            to `"You are a wise and friendly teacher. Answer questions or provide advice
+            in a clear and engaging way."`.
+        temperature_audio: Audio sampling temperature. Higher values produce more
+            diverse outputs. Between 0.0 and 2.0. Defaults to `0.8`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio: bytes,
-    voice: Literal[
-        "NATF0",
-        "NATF1",
-        "NATF2",
-        "NATF3",
-        "NATM0",
-        "NATM1",
-        "NATM2",
-        "NATM3",
-        "VARF0",
-        "VARF1",
-        "VARF2",
-        "VARF3",
-        "VARF4",
-        "VARM0",
-        "VARM1",
-        "VARM2",
-        "VARM3",
-        "VARM4",
-    ] = "NATF2",
+    voice: Voice = "NATF2",
     temperature_text: float = 0.7,
     voice_audio_url: FileInput | None = None,
     top_k_text: int = 25,
@@ -388,8 +431,8 @@ async def subscribe_async(
     top_k_audio: int = 250,
     prompt: str = "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way.",
     temperature_audio: float = 0.8,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -397,47 +440,66 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio: Input audio chunk (PCM s16le, 24kHz mono). Base64-encoded in JSON
+            transport. Required.
+        voice: Voice ID for the AI response. NAT = natural, VAR = variety. F = female, M
+            = male. Ignored when voice_audio_url is provided. Defaults to `"NATF2"`.
+        temperature_text: Text sampling temperature. Higher values produce more diverse
+            outputs. Between 0.0 and 2.0. Defaults to `0.7`.
+        voice_audio_url: URL to a voice sample audio for on-the-fly voice cloning. When
+            provided, the AI responds in the cloned voice instead of the preset 'voice'.
+            10+ seconds of clear speech recommended. Billed at 2x rate. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        top_k_text: Top-K sampling for text tokens. Between 1 and 1000. Defaults to
+            `25`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        top_k_audio: Top-K sampling for audio tokens. Between 1 and 2048. Defaults to
+            `250`.
+        prompt: Text prompt describing the AI persona and conversation context. Defaults
+            to `"You are a wise and friendly teacher. Answer questions or provide advice
+            in a clear and engaging way."`.
+        temperature_audio: Audio sampling temperature. Higher values produce more
+            diverse outputs. Between 0.0 and 2.0. Defaults to `0.8`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio: bytes,
-    voice: Literal[
-        "NATF0",
-        "NATF1",
-        "NATF2",
-        "NATF3",
-        "NATM0",
-        "NATM1",
-        "NATM2",
-        "NATM3",
-        "VARF0",
-        "VARF1",
-        "VARF2",
-        "VARF3",
-        "VARF4",
-        "VARM0",
-        "VARM1",
-        "VARM2",
-        "VARM3",
-        "VARM4",
-    ] = "NATF2",
+    voice: Voice = "NATF2",
     temperature_text: float = 0.7,
     voice_audio_url: FileInput | None = None,
     top_k_text: int = 25,
@@ -445,8 +507,8 @@ async def run_async(
     top_k_audio: int = 250,
     prompt: str = "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way.",
     temperature_audio: float = 0.8,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -454,8 +516,46 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio: Input audio chunk (PCM s16le, 24kHz mono). Base64-encoded in JSON
+            transport. Required.
+        voice: Voice ID for the AI response. NAT = natural, VAR = variety. F = female, M
+            = male. Ignored when voice_audio_url is provided. Defaults to `"NATF2"`.
+        temperature_text: Text sampling temperature. Higher values produce more diverse
+            outputs. Between 0.0 and 2.0. Defaults to `0.7`.
+        voice_audio_url: URL to a voice sample audio for on-the-fly voice cloning. When
+            provided, the AI responds in the cloned voice instead of the preset 'voice'.
+            10+ seconds of clear speech recommended. Billed at 2x rate. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        top_k_text: Top-K sampling for text tokens. Between 1 and 1000. Defaults to
+            `25`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        top_k_audio: Top-K sampling for audio tokens. Between 1 and 2048. Defaults to
+            `250`.
+        prompt: Text prompt describing the AI persona and conversation context. Defaults
+            to `"You are a wise and friendly teacher. Answer questions or provide advice
+            in a clear and engaging way."`.
+        temperature_audio: Audio sampling temperature. Higher values produce more
+            diverse outputs. Between 0.0 and 2.0. Defaults to `0.8`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

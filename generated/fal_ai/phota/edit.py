@@ -5,86 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=8000, title="Prompt")]
-    """Text description of the desired image. To refer to specific profiles, use [[profile_id_1]], [[profile_id_2]], etc."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Number of Images")] = 1
-    """Number of images to generate."""
-    profile_ids: Annotated[list[str] | None, Field(title="Profile Ids")] = None
-    """List of profile IDs to use for the image generation. Profiles may be tagged in the prompt as @Profile1, @Profile2, etc."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """The format of the generated image."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    resolution: Annotated[Literal["1K", "4K"], Field(title="Resolution")] = "1K"
-    """Resolution of the generated image."""
-    aspect_ratio: Annotated[
-        Literal["auto", "1:1", "16:9", "4:3", "3:4", "9:16"],
-        Field(title="Aspect Ratio"),
-    ] = "auto"
-    """Aspect ratio of the generated image."""
-    image_urls: Annotated[list[FileInput], Field(min_length=1, title="Image URLs")]
-    """List of URLs/ Base64 data URIs of the images to edit. At least one image is required; for pure text-to-image generation use the `/` endpoint instead. A maximum of 10 images are supported, additional images will be ignored."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """The URL of the edited image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "ImageFile",
     "Input",
     "Output",
@@ -97,26 +33,77 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/phota/edit"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["auto", "1:1", "16:9", "4:3", "3:4", "9:16"]
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=8000)]
+    """Text description of the desired image. To refer to specific profiles, use
+    [[profile_id_1]], [[profile_id_2]], etc."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate."""
+    profile_ids: list[str] | None = None
+    """List of profile IDs to use for the image generation. Profiles may be tagged in
+    the prompt as @Profile1, @Profile2, etc."""
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    """The format of the generated image."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    resolution: Literal["1K", "4K"] = "1K"
+    """Resolution of the generated image."""
+    aspect_ratio: AspectRatio = "auto"
+    """Aspect ratio of the generated image."""
+    image_urls: Annotated[list[FileInput], Field(min_length=1)]
+    """List of URLs/ Base64 data URIs of the images to edit. At least one image is
+    required; for pure text-to-image generation use the `/` endpoint instead. A maximum
+    of 10 images are supported, additional images will be ignored."""
+
+
+class Output(FalModel):
+    images: list[ImageFile]
+    """The URL of the edited image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -125,35 +112,68 @@ def submit(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     resolution: Literal["1K", "4K"] = "1K",
-    aspect_ratio: Literal["auto", "1:1", "16:9", "4:3", "3:4", "9:16"] = "auto",
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    aspect_ratio: AspectRatio = "auto",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. To refer to specific profiles,
+            use [[profile_id_1]], [[profile_id_2]], etc. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        profile_ids: List of profile IDs to use for the image generation. Profiles may
+            be tagged in the prompt as @Profile1, @Profile2, etc. Defaults to `None`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        resolution: Resolution of the generated image. Defaults to `"1K"`.
+        aspect_ratio: Aspect ratio of the generated image. Defaults to `"auto"`.
+        image_urls: List of URLs/ Base64 data URIs of the images to edit. At least one
+            image is required; for pure text-to-image generation use the `/` endpoint
+            instead. A maximum of 10 images are supported, additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Length at least 1. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -162,10 +182,10 @@ def subscribe(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     resolution: Literal["1K", "4K"] = "1K",
-    aspect_ratio: Literal["auto", "1:1", "16:9", "4:3", "3:4", "9:16"] = "auto",
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    aspect_ratio: AspectRatio = "auto",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -173,24 +193,56 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. To refer to specific profiles,
+            use [[profile_id_1]], [[profile_id_2]], etc. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        profile_ids: List of profile IDs to use for the image generation. Profiles may
+            be tagged in the prompt as @Profile1, @Profile2, etc. Defaults to `None`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        resolution: Resolution of the generated image. Defaults to `"1K"`.
+        aspect_ratio: Aspect ratio of the generated image. Defaults to `"auto"`.
+        image_urls: List of URLs/ Base64 data URIs of the images to edit. At least one
+            image is required; for pure text-to-image generation use the `/` endpoint
+            instead. A maximum of 10 images are supported, additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Length at least 1. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -199,10 +251,10 @@ def run(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     resolution: Literal["1K", "4K"] = "1K",
-    aspect_ratio: Literal["auto", "1:1", "16:9", "4:3", "3:4", "9:16"] = "auto",
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    aspect_ratio: AspectRatio = "auto",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -210,24 +262,56 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. To refer to specific profiles,
+            use [[profile_id_1]], [[profile_id_2]], etc. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        profile_ids: List of profile IDs to use for the image generation. Profiles may
+            be tagged in the prompt as @Profile1, @Profile2, etc. Defaults to `None`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        resolution: Resolution of the generated image. Defaults to `"1K"`.
+        aspect_ratio: Aspect ratio of the generated image. Defaults to `"auto"`.
+        image_urls: List of URLs/ Base64 data URIs of the images to edit. At least one
+            image is required; for pure text-to-image generation use the `/` endpoint
+            instead. A maximum of 10 images are supported, additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Length at least 1. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -236,35 +320,68 @@ async def submit_async(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     resolution: Literal["1K", "4K"] = "1K",
-    aspect_ratio: Literal["auto", "1:1", "16:9", "4:3", "3:4", "9:16"] = "auto",
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    aspect_ratio: AspectRatio = "auto",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. To refer to specific profiles,
+            use [[profile_id_1]], [[profile_id_2]], etc. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        profile_ids: List of profile IDs to use for the image generation. Profiles may
+            be tagged in the prompt as @Profile1, @Profile2, etc. Defaults to `None`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        resolution: Resolution of the generated image. Defaults to `"1K"`.
+        aspect_ratio: Aspect ratio of the generated image. Defaults to `"auto"`.
+        image_urls: List of URLs/ Base64 data URIs of the images to edit. At least one
+            image is required; for pure text-to-image generation use the `/` endpoint
+            instead. A maximum of 10 images are supported, additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Length at least 1. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -273,10 +390,10 @@ async def subscribe_async(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     resolution: Literal["1K", "4K"] = "1K",
-    aspect_ratio: Literal["auto", "1:1", "16:9", "4:3", "3:4", "9:16"] = "auto",
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    aspect_ratio: AspectRatio = "auto",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -284,24 +401,56 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. To refer to specific profiles,
+            use [[profile_id_1]], [[profile_id_2]], etc. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        profile_ids: List of profile IDs to use for the image generation. Profiles may
+            be tagged in the prompt as @Profile1, @Profile2, etc. Defaults to `None`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        resolution: Resolution of the generated image. Defaults to `"1K"`.
+        aspect_ratio: Aspect ratio of the generated image. Defaults to `"auto"`.
+        image_urls: List of URLs/ Base64 data URIs of the images to edit. At least one
+            image is required; for pure text-to-image generation use the `/` endpoint
+            instead. A maximum of 10 images are supported, additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Length at least 1. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -310,10 +459,10 @@ async def run_async(
     output_format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     resolution: Literal["1K", "4K"] = "1K",
-    aspect_ratio: Literal["auto", "1:1", "16:9", "4:3", "3:4", "9:16"] = "auto",
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    aspect_ratio: AspectRatio = "auto",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -321,8 +470,40 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. To refer to specific profiles,
+            use [[profile_id_1]], [[profile_id_2]], etc. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        profile_ids: List of profile IDs to use for the image generation. Profiles may
+            be tagged in the prompt as @Profile1, @Profile2, etc. Defaults to `None`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        resolution: Resolution of the generated image. Defaults to `"1K"`.
+        aspect_ratio: Aspect ratio of the generated image. Defaults to `"auto"`.
+        image_urls: List of URLs/ Base64 data URIs of the images to edit. At least one
+            image is required; for pure text-to-image generation use the `/` endpoint
+            instead. A maximum of 10 images are supported, additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Length at least 1. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

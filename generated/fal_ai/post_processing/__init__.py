@@ -5,248 +5,24 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of image to process"""
-    enable_grain: Annotated[bool, Field(title="Enable Grain")] = False
-    """Enable film grain effect"""
-    grain_intensity: Annotated[
-        float, Field(ge=0.0, le=1.0, multiple_of=0.01, title="Grain Intensity")
-    ] = 0.4
-    """Film grain intensity (when enabled)"""
-    grain_scale: Annotated[float, Field(ge=1.0, le=100.0, title="Grain Scale")] = 10
-    """Film grain scale (when enabled)"""
-    grain_style: Annotated[
-        Literal["modern", "analog", "kodak", "fuji", "cinematic", "newspaper"],
-        Field(title="Grain Style"),
-    ] = "modern"
-    """Style of film grain to apply"""
-    enable_color_correction: Annotated[bool, Field(title="Enable Color Correction")] = (
-        False
-    )
-    """Enable color correction"""
-    temperature: Annotated[float, Field(ge=-100.0, le=100.0, title="Temperature")] = 0
-    """Color temperature adjustment"""
-    brightness: Annotated[float, Field(ge=-100.0, le=100.0, title="Brightness")] = 0
-    """Brightness adjustment"""
-    contrast: Annotated[float, Field(ge=-100.0, le=100.0, title="Contrast")] = 0
-    """Contrast adjustment"""
-    saturation: Annotated[float, Field(ge=-100.0, le=100.0, title="Saturation")] = 0
-    """Saturation adjustment"""
-    gamma: Annotated[float, Field(ge=0.2, le=2.2, title="Gamma")] = 1
-    """Gamma adjustment"""
-    enable_chromatic: Annotated[bool, Field(title="Enable Chromatic")] = False
-    """Enable chromatic aberration"""
-    red_shift: Annotated[int, Field(ge=-20, le=20, title="Red Shift")] = 0
-    """Red channel shift amount"""
-    red_direction: Annotated[
-        Literal["horizontal", "vertical"], Field(title="Red Direction")
-    ] = "horizontal"
-    """Red channel shift direction"""
-    green_shift: Annotated[int, Field(ge=-20, le=20, title="Green Shift")] = 0
-    """Green channel shift amount"""
-    green_direction: Annotated[
-        Literal["horizontal", "vertical"], Field(title="Green Direction")
-    ] = "horizontal"
-    """Green channel shift direction"""
-    blue_shift: Annotated[int, Field(ge=-20, le=20, title="Blue Shift")] = 0
-    """Blue channel shift amount"""
-    blue_direction: Annotated[
-        Literal["horizontal", "vertical"], Field(title="Blue Direction")
-    ] = "horizontal"
-    """Blue channel shift direction"""
-    enable_blur: Annotated[bool, Field(title="Enable Blur")] = False
-    """Enable blur effect"""
-    blur_type: Annotated[Literal["gaussian", "kuwahara"], Field(title="Blur Type")] = (
-        "gaussian"
-    )
-    """Type of blur to apply"""
-    blur_radius: Annotated[int, Field(ge=0, le=31, title="Blur Radius")] = 3
-    """Blur radius"""
-    blur_sigma: Annotated[float, Field(ge=0.1, le=10.0, title="Blur Sigma")] = 1
-    """Sigma for Gaussian blur"""
-    enable_vignette: Annotated[bool, Field(title="Enable Vignette")] = False
-    """Enable vignette effect"""
-    vignette_strength: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Vignette Strength")
-    ] = 0.5
-    """Vignette strength (when enabled)"""
-    enable_parabolize: Annotated[bool, Field(title="Enable Parabolize")] = False
-    """Enable parabolize effect"""
-    parabolize_coeff: Annotated[
-        float, Field(ge=-10.0, le=10.0, title="Parabolize Coeff")
-    ] = 1
-    """Parabolize coefficient"""
-    vertex_x: Annotated[float, Field(ge=0.0, le=1.0, title="Vertex X")] = 0.5
-    """Vertex X position"""
-    vertex_y: Annotated[float, Field(ge=0.0, le=1.0, title="Vertex Y")] = 0.5
-    """Vertex Y position"""
-    enable_tint: Annotated[bool, Field(title="Enable Tint")] = False
-    """Enable color tint effect"""
-    tint_strength: Annotated[float, Field(ge=0.1, le=1.0, title="Tint Strength")] = 1
-    """Tint strength"""
-    tint_mode: Annotated[
-        Literal[
-            "sepia",
-            "red",
-            "green",
-            "blue",
-            "cyan",
-            "magenta",
-            "yellow",
-            "purple",
-            "orange",
-            "warm",
-            "cool",
-            "lime",
-            "navy",
-            "vintage",
-            "rose",
-            "teal",
-            "maroon",
-            "peach",
-            "lavender",
-            "olive",
-        ],
-        Field(title="Tint Mode"),
-    ] = "sepia"
-    """Tint color mode"""
-    enable_dissolve: Annotated[bool, Field(title="Enable Dissolve")] = False
-    """Enable dissolve effect"""
-    dissolve_image_url: Annotated[FileInput, Field(title="Dissolve Image Url")] = ""
-    """URL of second image for dissolve"""
-    dissolve_factor: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Dissolve Factor")
-    ] = 0.5
-    """Dissolve blend factor"""
-    enable_dodge_burn: Annotated[bool, Field(title="Enable Dodge Burn")] = False
-    """Enable dodge and burn effect"""
-    dodge_burn_intensity: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Dodge Burn Intensity")
-    ] = 0.5
-    """Dodge and burn intensity"""
-    dodge_burn_mode: Annotated[
-        Literal[
-            "dodge",
-            "burn",
-            "dodge_and_burn",
-            "burn_and_dodge",
-            "color_dodge",
-            "color_burn",
-            "linear_dodge",
-            "linear_burn",
-        ],
-        Field(title="Dodge Burn Mode"),
-    ] = "dodge"
-    """Dodge and burn mode"""
-    enable_glow: Annotated[bool, Field(title="Enable Glow")] = False
-    """Enable glow effect"""
-    glow_intensity: Annotated[float, Field(ge=0.0, le=5.0, title="Glow Intensity")] = 1
-    """Glow intensity"""
-    glow_radius: Annotated[int, Field(ge=1, le=50, title="Glow Radius")] = 5
-    """Glow blur radius"""
-    enable_sharpen: Annotated[bool, Field(title="Enable Sharpen")] = False
-    """Enable sharpen effect"""
-    sharpen_mode: Annotated[
-        Literal["basic", "smart", "cas"], Field(title="Sharpen Mode")
-    ] = "basic"
-    """Type of sharpening to apply"""
-    sharpen_radius: Annotated[int, Field(ge=1, le=15, title="Sharpen Radius")] = 1
-    """Sharpen radius (for basic mode)"""
-    sharpen_alpha: Annotated[float, Field(ge=0.1, le=5.0, title="Sharpen Alpha")] = 1
-    """Sharpen strength (for basic mode)"""
-    noise_radius: Annotated[int, Field(ge=1, le=25, title="Noise Radius")] = 7
-    """Noise radius for smart sharpen"""
-    preserve_edges: Annotated[float, Field(ge=0.0, le=1.0, title="Preserve Edges")] = (
-        0.75
-    )
-    """Edge preservation factor"""
-    smart_sharpen_strength: Annotated[
-        float, Field(ge=0.0, le=25.0, title="Smart Sharpen Strength")
-    ] = 5
-    """Smart sharpen strength"""
-    smart_sharpen_ratio: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Smart Sharpen Ratio")
-    ] = 0.5
-    """Smart sharpen blend ratio"""
-    cas_amount: Annotated[float, Field(ge=0.0, le=1.0, title="Cas Amount")] = 0.8
-    """CAS sharpening amount"""
-    enable_solarize: Annotated[bool, Field(title="Enable Solarize")] = False
-    """Enable solarize effect"""
-    solarize_threshold: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Solarize Threshold")
-    ] = 0.5
-    """Solarize threshold"""
-    enable_desaturate: Annotated[bool, Field(title="Enable Desaturate")] = False
-    """Enable desaturation effect"""
-    desaturate_factor: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Desaturate Factor")
-    ] = 1
-    """Desaturation factor"""
-    desaturate_method: Annotated[
-        Literal["luminance (Rec.709)", "luminance (Rec.601)", "average", "lightness"],
-        Field(title="Desaturate Method"),
-    ] = "luminance (Rec.709)"
-    """Desaturation method"""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The processed images"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "GrainStyle",
+    "TintMode",
+    "DodgeBurnMode",
+    "DesaturateMethod",
     "Image",
     "Input",
     "Output",
@@ -259,35 +35,216 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/post-processing"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+GrainStyle: TypeAlias = Literal[
+    "modern", "analog", "kodak", "fuji", "cinematic", "newspaper"
+]
+
+
+TintMode: TypeAlias = Literal[
+    "sepia",
+    "red",
+    "green",
+    "blue",
+    "cyan",
+    "magenta",
+    "yellow",
+    "purple",
+    "orange",
+    "warm",
+    "cool",
+    "lime",
+    "navy",
+    "vintage",
+    "rose",
+    "teal",
+    "maroon",
+    "peach",
+    "lavender",
+    "olive",
+]
+
+
+DodgeBurnMode: TypeAlias = Literal[
+    "dodge",
+    "burn",
+    "dodge_and_burn",
+    "burn_and_dodge",
+    "color_dodge",
+    "color_burn",
+    "linear_dodge",
+    "linear_burn",
+]
+
+
+DesaturateMethod: TypeAlias = Literal[
+    "luminance (Rec.709)", "luminance (Rec.601)", "average", "lightness"
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of image to process"""
+    enable_grain: bool = False
+    """Enable film grain effect"""
+    grain_intensity: Annotated[float, Field(ge=0.0, le=1.0, multiple_of=0.01)] = 0.4
+    """Film grain intensity (when enabled)"""
+    grain_scale: Annotated[float, Field(ge=1.0, le=100.0)] = 10
+    """Film grain scale (when enabled)"""
+    grain_style: GrainStyle = "modern"
+    """Style of film grain to apply"""
+    enable_color_correction: bool = False
+    """Enable color correction"""
+    temperature: Annotated[float, Field(ge=-100.0, le=100.0)] = 0
+    """Color temperature adjustment"""
+    brightness: Annotated[float, Field(ge=-100.0, le=100.0)] = 0
+    """Brightness adjustment"""
+    contrast: Annotated[float, Field(ge=-100.0, le=100.0)] = 0
+    """Contrast adjustment"""
+    saturation: Annotated[float, Field(ge=-100.0, le=100.0)] = 0
+    """Saturation adjustment"""
+    gamma: Annotated[float, Field(ge=0.2, le=2.2)] = 1
+    """Gamma adjustment"""
+    enable_chromatic: bool = False
+    """Enable chromatic aberration"""
+    red_shift: Annotated[int, Field(ge=-20, le=20)] = 0
+    """Red channel shift amount"""
+    red_direction: Literal["horizontal", "vertical"] = "horizontal"
+    """Red channel shift direction"""
+    green_shift: Annotated[int, Field(ge=-20, le=20)] = 0
+    """Green channel shift amount"""
+    green_direction: Literal["horizontal", "vertical"] = "horizontal"
+    """Green channel shift direction"""
+    blue_shift: Annotated[int, Field(ge=-20, le=20)] = 0
+    """Blue channel shift amount"""
+    blue_direction: Literal["horizontal", "vertical"] = "horizontal"
+    """Blue channel shift direction"""
+    enable_blur: bool = False
+    """Enable blur effect"""
+    blur_type: Literal["gaussian", "kuwahara"] = "gaussian"
+    """Type of blur to apply"""
+    blur_radius: Annotated[int, Field(ge=0, le=31)] = 3
+    """Blur radius"""
+    blur_sigma: Annotated[float, Field(ge=0.1, le=10.0)] = 1
+    """Sigma for Gaussian blur"""
+    enable_vignette: bool = False
+    """Enable vignette effect"""
+    vignette_strength: Annotated[float, Field(ge=0.0, le=10.0)] = 0.5
+    """Vignette strength (when enabled)"""
+    enable_parabolize: bool = False
+    """Enable parabolize effect"""
+    parabolize_coeff: Annotated[float, Field(ge=-10.0, le=10.0)] = 1
+    """Parabolize coefficient"""
+    vertex_x: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Vertex X position"""
+    vertex_y: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Vertex Y position"""
+    enable_tint: bool = False
+    """Enable color tint effect"""
+    tint_strength: Annotated[float, Field(ge=0.1, le=1.0)] = 1
+    """Tint strength"""
+    tint_mode: TintMode = "sepia"
+    """Tint color mode"""
+    enable_dissolve: bool = False
+    """Enable dissolve effect"""
+    dissolve_image_url: FileInput = ""
+    """URL of second image for dissolve"""
+    dissolve_factor: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Dissolve blend factor"""
+    enable_dodge_burn: bool = False
+    """Enable dodge and burn effect"""
+    dodge_burn_intensity: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Dodge and burn intensity"""
+    dodge_burn_mode: DodgeBurnMode = "dodge"
+    """Dodge and burn mode"""
+    enable_glow: bool = False
+    """Enable glow effect"""
+    glow_intensity: Annotated[float, Field(ge=0.0, le=5.0)] = 1
+    """Glow intensity"""
+    glow_radius: Annotated[int, Field(ge=1, le=50)] = 5
+    """Glow blur radius"""
+    enable_sharpen: bool = False
+    """Enable sharpen effect"""
+    sharpen_mode: Literal["basic", "smart", "cas"] = "basic"
+    """Type of sharpening to apply"""
+    sharpen_radius: Annotated[int, Field(ge=1, le=15)] = 1
+    """Sharpen radius (for basic mode)"""
+    sharpen_alpha: Annotated[float, Field(ge=0.1, le=5.0)] = 1
+    """Sharpen strength (for basic mode)"""
+    noise_radius: Annotated[int, Field(ge=1, le=25)] = 7
+    """Noise radius for smart sharpen"""
+    preserve_edges: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75
+    """Edge preservation factor"""
+    smart_sharpen_strength: Annotated[float, Field(ge=0.0, le=25.0)] = 5
+    """Smart sharpen strength"""
+    smart_sharpen_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Smart sharpen blend ratio"""
+    cas_amount: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
+    """CAS sharpening amount"""
+    enable_solarize: bool = False
+    """Enable solarize effect"""
+    solarize_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Solarize threshold"""
+    enable_desaturate: bool = False
+    """Enable desaturation effect"""
+    desaturate_factor: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """Desaturation factor"""
+    desaturate_method: DesaturateMethod = "luminance (Rec.709)"
+    """Desaturation method"""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The processed images"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "dissolve_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
     enable_grain: bool = False,
     grain_intensity: float = 0.4,
     grain_scale: float = 10,
-    grain_style: Literal[
-        "modern", "analog", "kodak", "fuji", "cinematic", "newspaper"
-    ] = "modern",
+    grain_style: GrainStyle = "modern",
     enable_color_correction: bool = False,
     temperature: float = 0,
     brightness: float = 0,
@@ -313,43 +270,13 @@ def submit(
     vertex_y: float = 0.5,
     enable_tint: bool = False,
     tint_strength: float = 1,
-    tint_mode: Literal[
-        "sepia",
-        "red",
-        "green",
-        "blue",
-        "cyan",
-        "magenta",
-        "yellow",
-        "purple",
-        "orange",
-        "warm",
-        "cool",
-        "lime",
-        "navy",
-        "vintage",
-        "rose",
-        "teal",
-        "maroon",
-        "peach",
-        "lavender",
-        "olive",
-    ] = "sepia",
+    tint_mode: TintMode = "sepia",
     enable_dissolve: bool = False,
     dissolve_image_url: FileInput = "",
     dissolve_factor: float = 0.5,
     enable_dodge_burn: bool = False,
     dodge_burn_intensity: float = 0.5,
-    dodge_burn_mode: Literal[
-        "dodge",
-        "burn",
-        "dodge_and_burn",
-        "burn_and_dodge",
-        "color_dodge",
-        "color_burn",
-        "linear_dodge",
-        "linear_burn",
-    ] = "dodge",
+    dodge_burn_mode: DodgeBurnMode = "dodge",
     enable_glow: bool = False,
     glow_intensity: float = 1,
     glow_radius: int = 5,
@@ -366,45 +293,127 @@ def submit(
     solarize_threshold: float = 0.5,
     enable_desaturate: bool = False,
     desaturate_factor: float = 1,
-    desaturate_method: Literal[
-        "luminance (Rec.709)", "luminance (Rec.601)", "average", "lightness"
-    ] = "luminance (Rec.709)",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    desaturate_method: DesaturateMethod = "luminance (Rec.709)",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        enable_grain: Enable film grain effect. Defaults to `False`.
+        grain_intensity: Film grain intensity (when enabled). Between 0.0 and 1.0. A
+            multiple of 0.01. Defaults to `0.4`.
+        grain_scale: Film grain scale (when enabled). Between 1.0 and 100.0. Defaults to
+            `10`.
+        grain_style: Style of film grain to apply. Defaults to `"modern"`.
+        enable_color_correction: Enable color correction. Defaults to `False`.
+        temperature: Color temperature adjustment. Between -100.0 and 100.0. Defaults to
+            `0`.
+        brightness: Brightness adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        contrast: Contrast adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        saturation: Saturation adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        gamma: Gamma adjustment. Between 0.2 and 2.2. Defaults to `1`.
+        enable_chromatic: Enable chromatic aberration. Defaults to `False`.
+        red_shift: Red channel shift amount. Between -20 and 20. Defaults to `0`.
+        red_direction: Red channel shift direction. Defaults to `"horizontal"`.
+        green_shift: Green channel shift amount. Between -20 and 20. Defaults to `0`.
+        green_direction: Green channel shift direction. Defaults to `"horizontal"`.
+        blue_shift: Blue channel shift amount. Between -20 and 20. Defaults to `0`.
+        blue_direction: Blue channel shift direction. Defaults to `"horizontal"`.
+        enable_blur: Enable blur effect. Defaults to `False`.
+        blur_type: Type of blur to apply. Defaults to `"gaussian"`.
+        blur_radius: Blur radius. Between 0 and 31. Defaults to `3`.
+        blur_sigma: Sigma for Gaussian blur. Between 0.1 and 10.0. Defaults to `1`.
+        enable_vignette: Enable vignette effect. Defaults to `False`.
+        vignette_strength: Vignette strength (when enabled). Between 0.0 and 10.0.
+            Defaults to `0.5`.
+        enable_parabolize: Enable parabolize effect. Defaults to `False`.
+        parabolize_coeff: Parabolize coefficient. Between -10.0 and 10.0. Defaults to
+            `1`.
+        vertex_x: Vertex X position. Between 0.0 and 1.0. Defaults to `0.5`.
+        vertex_y: Vertex Y position. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_tint: Enable color tint effect. Defaults to `False`.
+        tint_strength: Tint strength. Between 0.1 and 1.0. Defaults to `1`.
+        tint_mode: Tint color mode. Defaults to `"sepia"`.
+        enable_dissolve: Enable dissolve effect. Defaults to `False`.
+        dissolve_image_url: URL of second image for dissolve. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        dissolve_factor: Dissolve blend factor. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_dodge_burn: Enable dodge and burn effect. Defaults to `False`.
+        dodge_burn_intensity: Dodge and burn intensity. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        dodge_burn_mode: Dodge and burn mode. Defaults to `"dodge"`.
+        enable_glow: Enable glow effect. Defaults to `False`.
+        glow_intensity: Glow intensity. Between 0.0 and 5.0. Defaults to `1`.
+        glow_radius: Glow blur radius. Between 1 and 50. Defaults to `5`.
+        enable_sharpen: Enable sharpen effect. Defaults to `False`.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        enable_solarize: Enable solarize effect. Defaults to `False`.
+        solarize_threshold: Solarize threshold. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_desaturate: Enable desaturation effect. Defaults to `False`.
+        desaturate_factor: Desaturation factor. Between 0.0 and 1.0. Defaults to `1`.
+        desaturate_method: Desaturation method. Defaults to `"luminance (Rec.709)"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
     enable_grain: bool = False,
     grain_intensity: float = 0.4,
     grain_scale: float = 10,
-    grain_style: Literal[
-        "modern", "analog", "kodak", "fuji", "cinematic", "newspaper"
-    ] = "modern",
+    grain_style: GrainStyle = "modern",
     enable_color_correction: bool = False,
     temperature: float = 0,
     brightness: float = 0,
@@ -430,43 +439,13 @@ def subscribe(
     vertex_y: float = 0.5,
     enable_tint: bool = False,
     tint_strength: float = 1,
-    tint_mode: Literal[
-        "sepia",
-        "red",
-        "green",
-        "blue",
-        "cyan",
-        "magenta",
-        "yellow",
-        "purple",
-        "orange",
-        "warm",
-        "cool",
-        "lime",
-        "navy",
-        "vintage",
-        "rose",
-        "teal",
-        "maroon",
-        "peach",
-        "lavender",
-        "olive",
-    ] = "sepia",
+    tint_mode: TintMode = "sepia",
     enable_dissolve: bool = False,
     dissolve_image_url: FileInput = "",
     dissolve_factor: float = 0.5,
     enable_dodge_burn: bool = False,
     dodge_burn_intensity: float = 0.5,
-    dodge_burn_mode: Literal[
-        "dodge",
-        "burn",
-        "dodge_and_burn",
-        "burn_and_dodge",
-        "color_dodge",
-        "color_burn",
-        "linear_dodge",
-        "linear_burn",
-    ] = "dodge",
+    dodge_burn_mode: DodgeBurnMode = "dodge",
     enable_glow: bool = False,
     glow_intensity: float = 1,
     glow_radius: int = 5,
@@ -483,11 +462,9 @@ def subscribe(
     solarize_threshold: float = 0.5,
     enable_desaturate: bool = False,
     desaturate_factor: float = 1,
-    desaturate_method: Literal[
-        "luminance (Rec.709)", "luminance (Rec.601)", "average", "lightness"
-    ] = "luminance (Rec.709)",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    desaturate_method: DesaturateMethod = "luminance (Rec.709)",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -495,33 +472,116 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        enable_grain: Enable film grain effect. Defaults to `False`.
+        grain_intensity: Film grain intensity (when enabled). Between 0.0 and 1.0. A
+            multiple of 0.01. Defaults to `0.4`.
+        grain_scale: Film grain scale (when enabled). Between 1.0 and 100.0. Defaults to
+            `10`.
+        grain_style: Style of film grain to apply. Defaults to `"modern"`.
+        enable_color_correction: Enable color correction. Defaults to `False`.
+        temperature: Color temperature adjustment. Between -100.0 and 100.0. Defaults to
+            `0`.
+        brightness: Brightness adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        contrast: Contrast adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        saturation: Saturation adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        gamma: Gamma adjustment. Between 0.2 and 2.2. Defaults to `1`.
+        enable_chromatic: Enable chromatic aberration. Defaults to `False`.
+        red_shift: Red channel shift amount. Between -20 and 20. Defaults to `0`.
+        red_direction: Red channel shift direction. Defaults to `"horizontal"`.
+        green_shift: Green channel shift amount. Between -20 and 20. Defaults to `0`.
+        green_direction: Green channel shift direction. Defaults to `"horizontal"`.
+        blue_shift: Blue channel shift amount. Between -20 and 20. Defaults to `0`.
+        blue_direction: Blue channel shift direction. Defaults to `"horizontal"`.
+        enable_blur: Enable blur effect. Defaults to `False`.
+        blur_type: Type of blur to apply. Defaults to `"gaussian"`.
+        blur_radius: Blur radius. Between 0 and 31. Defaults to `3`.
+        blur_sigma: Sigma for Gaussian blur. Between 0.1 and 10.0. Defaults to `1`.
+        enable_vignette: Enable vignette effect. Defaults to `False`.
+        vignette_strength: Vignette strength (when enabled). Between 0.0 and 10.0.
+            Defaults to `0.5`.
+        enable_parabolize: Enable parabolize effect. Defaults to `False`.
+        parabolize_coeff: Parabolize coefficient. Between -10.0 and 10.0. Defaults to
+            `1`.
+        vertex_x: Vertex X position. Between 0.0 and 1.0. Defaults to `0.5`.
+        vertex_y: Vertex Y position. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_tint: Enable color tint effect. Defaults to `False`.
+        tint_strength: Tint strength. Between 0.1 and 1.0. Defaults to `1`.
+        tint_mode: Tint color mode. Defaults to `"sepia"`.
+        enable_dissolve: Enable dissolve effect. Defaults to `False`.
+        dissolve_image_url: URL of second image for dissolve. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        dissolve_factor: Dissolve blend factor. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_dodge_burn: Enable dodge and burn effect. Defaults to `False`.
+        dodge_burn_intensity: Dodge and burn intensity. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        dodge_burn_mode: Dodge and burn mode. Defaults to `"dodge"`.
+        enable_glow: Enable glow effect. Defaults to `False`.
+        glow_intensity: Glow intensity. Between 0.0 and 5.0. Defaults to `1`.
+        glow_radius: Glow blur radius. Between 1 and 50. Defaults to `5`.
+        enable_sharpen: Enable sharpen effect. Defaults to `False`.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        enable_solarize: Enable solarize effect. Defaults to `False`.
+        solarize_threshold: Solarize threshold. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_desaturate: Enable desaturation effect. Defaults to `False`.
+        desaturate_factor: Desaturation factor. Between 0.0 and 1.0. Defaults to `1`.
+        desaturate_method: Desaturation method. Defaults to `"luminance (Rec.709)"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
     enable_grain: bool = False,
     grain_intensity: float = 0.4,
     grain_scale: float = 10,
-    grain_style: Literal[
-        "modern", "analog", "kodak", "fuji", "cinematic", "newspaper"
-    ] = "modern",
+    grain_style: GrainStyle = "modern",
     enable_color_correction: bool = False,
     temperature: float = 0,
     brightness: float = 0,
@@ -547,43 +607,13 @@ def run(
     vertex_y: float = 0.5,
     enable_tint: bool = False,
     tint_strength: float = 1,
-    tint_mode: Literal[
-        "sepia",
-        "red",
-        "green",
-        "blue",
-        "cyan",
-        "magenta",
-        "yellow",
-        "purple",
-        "orange",
-        "warm",
-        "cool",
-        "lime",
-        "navy",
-        "vintage",
-        "rose",
-        "teal",
-        "maroon",
-        "peach",
-        "lavender",
-        "olive",
-    ] = "sepia",
+    tint_mode: TintMode = "sepia",
     enable_dissolve: bool = False,
     dissolve_image_url: FileInput = "",
     dissolve_factor: float = 0.5,
     enable_dodge_burn: bool = False,
     dodge_burn_intensity: float = 0.5,
-    dodge_burn_mode: Literal[
-        "dodge",
-        "burn",
-        "dodge_and_burn",
-        "burn_and_dodge",
-        "color_dodge",
-        "color_burn",
-        "linear_dodge",
-        "linear_burn",
-    ] = "dodge",
+    dodge_burn_mode: DodgeBurnMode = "dodge",
     enable_glow: bool = False,
     glow_intensity: float = 1,
     glow_radius: int = 5,
@@ -600,11 +630,9 @@ def run(
     solarize_threshold: float = 0.5,
     enable_desaturate: bool = False,
     desaturate_factor: float = 1,
-    desaturate_method: Literal[
-        "luminance (Rec.709)", "luminance (Rec.601)", "average", "lightness"
-    ] = "luminance (Rec.709)",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    desaturate_method: DesaturateMethod = "luminance (Rec.709)",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -612,33 +640,116 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        enable_grain: Enable film grain effect. Defaults to `False`.
+        grain_intensity: Film grain intensity (when enabled). Between 0.0 and 1.0. A
+            multiple of 0.01. Defaults to `0.4`.
+        grain_scale: Film grain scale (when enabled). Between 1.0 and 100.0. Defaults to
+            `10`.
+        grain_style: Style of film grain to apply. Defaults to `"modern"`.
+        enable_color_correction: Enable color correction. Defaults to `False`.
+        temperature: Color temperature adjustment. Between -100.0 and 100.0. Defaults to
+            `0`.
+        brightness: Brightness adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        contrast: Contrast adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        saturation: Saturation adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        gamma: Gamma adjustment. Between 0.2 and 2.2. Defaults to `1`.
+        enable_chromatic: Enable chromatic aberration. Defaults to `False`.
+        red_shift: Red channel shift amount. Between -20 and 20. Defaults to `0`.
+        red_direction: Red channel shift direction. Defaults to `"horizontal"`.
+        green_shift: Green channel shift amount. Between -20 and 20. Defaults to `0`.
+        green_direction: Green channel shift direction. Defaults to `"horizontal"`.
+        blue_shift: Blue channel shift amount. Between -20 and 20. Defaults to `0`.
+        blue_direction: Blue channel shift direction. Defaults to `"horizontal"`.
+        enable_blur: Enable blur effect. Defaults to `False`.
+        blur_type: Type of blur to apply. Defaults to `"gaussian"`.
+        blur_radius: Blur radius. Between 0 and 31. Defaults to `3`.
+        blur_sigma: Sigma for Gaussian blur. Between 0.1 and 10.0. Defaults to `1`.
+        enable_vignette: Enable vignette effect. Defaults to `False`.
+        vignette_strength: Vignette strength (when enabled). Between 0.0 and 10.0.
+            Defaults to `0.5`.
+        enable_parabolize: Enable parabolize effect. Defaults to `False`.
+        parabolize_coeff: Parabolize coefficient. Between -10.0 and 10.0. Defaults to
+            `1`.
+        vertex_x: Vertex X position. Between 0.0 and 1.0. Defaults to `0.5`.
+        vertex_y: Vertex Y position. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_tint: Enable color tint effect. Defaults to `False`.
+        tint_strength: Tint strength. Between 0.1 and 1.0. Defaults to `1`.
+        tint_mode: Tint color mode. Defaults to `"sepia"`.
+        enable_dissolve: Enable dissolve effect. Defaults to `False`.
+        dissolve_image_url: URL of second image for dissolve. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        dissolve_factor: Dissolve blend factor. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_dodge_burn: Enable dodge and burn effect. Defaults to `False`.
+        dodge_burn_intensity: Dodge and burn intensity. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        dodge_burn_mode: Dodge and burn mode. Defaults to `"dodge"`.
+        enable_glow: Enable glow effect. Defaults to `False`.
+        glow_intensity: Glow intensity. Between 0.0 and 5.0. Defaults to `1`.
+        glow_radius: Glow blur radius. Between 1 and 50. Defaults to `5`.
+        enable_sharpen: Enable sharpen effect. Defaults to `False`.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        enable_solarize: Enable solarize effect. Defaults to `False`.
+        solarize_threshold: Solarize threshold. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_desaturate: Enable desaturation effect. Defaults to `False`.
+        desaturate_factor: Desaturation factor. Between 0.0 and 1.0. Defaults to `1`.
+        desaturate_method: Desaturation method. Defaults to `"luminance (Rec.709)"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
     enable_grain: bool = False,
     grain_intensity: float = 0.4,
     grain_scale: float = 10,
-    grain_style: Literal[
-        "modern", "analog", "kodak", "fuji", "cinematic", "newspaper"
-    ] = "modern",
+    grain_style: GrainStyle = "modern",
     enable_color_correction: bool = False,
     temperature: float = 0,
     brightness: float = 0,
@@ -664,43 +775,13 @@ async def submit_async(
     vertex_y: float = 0.5,
     enable_tint: bool = False,
     tint_strength: float = 1,
-    tint_mode: Literal[
-        "sepia",
-        "red",
-        "green",
-        "blue",
-        "cyan",
-        "magenta",
-        "yellow",
-        "purple",
-        "orange",
-        "warm",
-        "cool",
-        "lime",
-        "navy",
-        "vintage",
-        "rose",
-        "teal",
-        "maroon",
-        "peach",
-        "lavender",
-        "olive",
-    ] = "sepia",
+    tint_mode: TintMode = "sepia",
     enable_dissolve: bool = False,
     dissolve_image_url: FileInput = "",
     dissolve_factor: float = 0.5,
     enable_dodge_burn: bool = False,
     dodge_burn_intensity: float = 0.5,
-    dodge_burn_mode: Literal[
-        "dodge",
-        "burn",
-        "dodge_and_burn",
-        "burn_and_dodge",
-        "color_dodge",
-        "color_burn",
-        "linear_dodge",
-        "linear_burn",
-    ] = "dodge",
+    dodge_burn_mode: DodgeBurnMode = "dodge",
     enable_glow: bool = False,
     glow_intensity: float = 1,
     glow_radius: int = 5,
@@ -717,45 +798,127 @@ async def submit_async(
     solarize_threshold: float = 0.5,
     enable_desaturate: bool = False,
     desaturate_factor: float = 1,
-    desaturate_method: Literal[
-        "luminance (Rec.709)", "luminance (Rec.601)", "average", "lightness"
-    ] = "luminance (Rec.709)",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    desaturate_method: DesaturateMethod = "luminance (Rec.709)",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        enable_grain: Enable film grain effect. Defaults to `False`.
+        grain_intensity: Film grain intensity (when enabled). Between 0.0 and 1.0. A
+            multiple of 0.01. Defaults to `0.4`.
+        grain_scale: Film grain scale (when enabled). Between 1.0 and 100.0. Defaults to
+            `10`.
+        grain_style: Style of film grain to apply. Defaults to `"modern"`.
+        enable_color_correction: Enable color correction. Defaults to `False`.
+        temperature: Color temperature adjustment. Between -100.0 and 100.0. Defaults to
+            `0`.
+        brightness: Brightness adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        contrast: Contrast adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        saturation: Saturation adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        gamma: Gamma adjustment. Between 0.2 and 2.2. Defaults to `1`.
+        enable_chromatic: Enable chromatic aberration. Defaults to `False`.
+        red_shift: Red channel shift amount. Between -20 and 20. Defaults to `0`.
+        red_direction: Red channel shift direction. Defaults to `"horizontal"`.
+        green_shift: Green channel shift amount. Between -20 and 20. Defaults to `0`.
+        green_direction: Green channel shift direction. Defaults to `"horizontal"`.
+        blue_shift: Blue channel shift amount. Between -20 and 20. Defaults to `0`.
+        blue_direction: Blue channel shift direction. Defaults to `"horizontal"`.
+        enable_blur: Enable blur effect. Defaults to `False`.
+        blur_type: Type of blur to apply. Defaults to `"gaussian"`.
+        blur_radius: Blur radius. Between 0 and 31. Defaults to `3`.
+        blur_sigma: Sigma for Gaussian blur. Between 0.1 and 10.0. Defaults to `1`.
+        enable_vignette: Enable vignette effect. Defaults to `False`.
+        vignette_strength: Vignette strength (when enabled). Between 0.0 and 10.0.
+            Defaults to `0.5`.
+        enable_parabolize: Enable parabolize effect. Defaults to `False`.
+        parabolize_coeff: Parabolize coefficient. Between -10.0 and 10.0. Defaults to
+            `1`.
+        vertex_x: Vertex X position. Between 0.0 and 1.0. Defaults to `0.5`.
+        vertex_y: Vertex Y position. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_tint: Enable color tint effect. Defaults to `False`.
+        tint_strength: Tint strength. Between 0.1 and 1.0. Defaults to `1`.
+        tint_mode: Tint color mode. Defaults to `"sepia"`.
+        enable_dissolve: Enable dissolve effect. Defaults to `False`.
+        dissolve_image_url: URL of second image for dissolve. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        dissolve_factor: Dissolve blend factor. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_dodge_burn: Enable dodge and burn effect. Defaults to `False`.
+        dodge_burn_intensity: Dodge and burn intensity. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        dodge_burn_mode: Dodge and burn mode. Defaults to `"dodge"`.
+        enable_glow: Enable glow effect. Defaults to `False`.
+        glow_intensity: Glow intensity. Between 0.0 and 5.0. Defaults to `1`.
+        glow_radius: Glow blur radius. Between 1 and 50. Defaults to `5`.
+        enable_sharpen: Enable sharpen effect. Defaults to `False`.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        enable_solarize: Enable solarize effect. Defaults to `False`.
+        solarize_threshold: Solarize threshold. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_desaturate: Enable desaturation effect. Defaults to `False`.
+        desaturate_factor: Desaturation factor. Between 0.0 and 1.0. Defaults to `1`.
+        desaturate_method: Desaturation method. Defaults to `"luminance (Rec.709)"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
     enable_grain: bool = False,
     grain_intensity: float = 0.4,
     grain_scale: float = 10,
-    grain_style: Literal[
-        "modern", "analog", "kodak", "fuji", "cinematic", "newspaper"
-    ] = "modern",
+    grain_style: GrainStyle = "modern",
     enable_color_correction: bool = False,
     temperature: float = 0,
     brightness: float = 0,
@@ -781,43 +944,13 @@ async def subscribe_async(
     vertex_y: float = 0.5,
     enable_tint: bool = False,
     tint_strength: float = 1,
-    tint_mode: Literal[
-        "sepia",
-        "red",
-        "green",
-        "blue",
-        "cyan",
-        "magenta",
-        "yellow",
-        "purple",
-        "orange",
-        "warm",
-        "cool",
-        "lime",
-        "navy",
-        "vintage",
-        "rose",
-        "teal",
-        "maroon",
-        "peach",
-        "lavender",
-        "olive",
-    ] = "sepia",
+    tint_mode: TintMode = "sepia",
     enable_dissolve: bool = False,
     dissolve_image_url: FileInput = "",
     dissolve_factor: float = 0.5,
     enable_dodge_burn: bool = False,
     dodge_burn_intensity: float = 0.5,
-    dodge_burn_mode: Literal[
-        "dodge",
-        "burn",
-        "dodge_and_burn",
-        "burn_and_dodge",
-        "color_dodge",
-        "color_burn",
-        "linear_dodge",
-        "linear_burn",
-    ] = "dodge",
+    dodge_burn_mode: DodgeBurnMode = "dodge",
     enable_glow: bool = False,
     glow_intensity: float = 1,
     glow_radius: int = 5,
@@ -834,11 +967,9 @@ async def subscribe_async(
     solarize_threshold: float = 0.5,
     enable_desaturate: bool = False,
     desaturate_factor: float = 1,
-    desaturate_method: Literal[
-        "luminance (Rec.709)", "luminance (Rec.601)", "average", "lightness"
-    ] = "luminance (Rec.709)",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    desaturate_method: DesaturateMethod = "luminance (Rec.709)",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -846,33 +977,116 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        enable_grain: Enable film grain effect. Defaults to `False`.
+        grain_intensity: Film grain intensity (when enabled). Between 0.0 and 1.0. A
+            multiple of 0.01. Defaults to `0.4`.
+        grain_scale: Film grain scale (when enabled). Between 1.0 and 100.0. Defaults to
+            `10`.
+        grain_style: Style of film grain to apply. Defaults to `"modern"`.
+        enable_color_correction: Enable color correction. Defaults to `False`.
+        temperature: Color temperature adjustment. Between -100.0 and 100.0. Defaults to
+            `0`.
+        brightness: Brightness adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        contrast: Contrast adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        saturation: Saturation adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        gamma: Gamma adjustment. Between 0.2 and 2.2. Defaults to `1`.
+        enable_chromatic: Enable chromatic aberration. Defaults to `False`.
+        red_shift: Red channel shift amount. Between -20 and 20. Defaults to `0`.
+        red_direction: Red channel shift direction. Defaults to `"horizontal"`.
+        green_shift: Green channel shift amount. Between -20 and 20. Defaults to `0`.
+        green_direction: Green channel shift direction. Defaults to `"horizontal"`.
+        blue_shift: Blue channel shift amount. Between -20 and 20. Defaults to `0`.
+        blue_direction: Blue channel shift direction. Defaults to `"horizontal"`.
+        enable_blur: Enable blur effect. Defaults to `False`.
+        blur_type: Type of blur to apply. Defaults to `"gaussian"`.
+        blur_radius: Blur radius. Between 0 and 31. Defaults to `3`.
+        blur_sigma: Sigma for Gaussian blur. Between 0.1 and 10.0. Defaults to `1`.
+        enable_vignette: Enable vignette effect. Defaults to `False`.
+        vignette_strength: Vignette strength (when enabled). Between 0.0 and 10.0.
+            Defaults to `0.5`.
+        enable_parabolize: Enable parabolize effect. Defaults to `False`.
+        parabolize_coeff: Parabolize coefficient. Between -10.0 and 10.0. Defaults to
+            `1`.
+        vertex_x: Vertex X position. Between 0.0 and 1.0. Defaults to `0.5`.
+        vertex_y: Vertex Y position. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_tint: Enable color tint effect. Defaults to `False`.
+        tint_strength: Tint strength. Between 0.1 and 1.0. Defaults to `1`.
+        tint_mode: Tint color mode. Defaults to `"sepia"`.
+        enable_dissolve: Enable dissolve effect. Defaults to `False`.
+        dissolve_image_url: URL of second image for dissolve. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        dissolve_factor: Dissolve blend factor. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_dodge_burn: Enable dodge and burn effect. Defaults to `False`.
+        dodge_burn_intensity: Dodge and burn intensity. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        dodge_burn_mode: Dodge and burn mode. Defaults to `"dodge"`.
+        enable_glow: Enable glow effect. Defaults to `False`.
+        glow_intensity: Glow intensity. Between 0.0 and 5.0. Defaults to `1`.
+        glow_radius: Glow blur radius. Between 1 and 50. Defaults to `5`.
+        enable_sharpen: Enable sharpen effect. Defaults to `False`.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        enable_solarize: Enable solarize effect. Defaults to `False`.
+        solarize_threshold: Solarize threshold. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_desaturate: Enable desaturation effect. Defaults to `False`.
+        desaturate_factor: Desaturation factor. Between 0.0 and 1.0. Defaults to `1`.
+        desaturate_method: Desaturation method. Defaults to `"luminance (Rec.709)"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
     enable_grain: bool = False,
     grain_intensity: float = 0.4,
     grain_scale: float = 10,
-    grain_style: Literal[
-        "modern", "analog", "kodak", "fuji", "cinematic", "newspaper"
-    ] = "modern",
+    grain_style: GrainStyle = "modern",
     enable_color_correction: bool = False,
     temperature: float = 0,
     brightness: float = 0,
@@ -898,43 +1112,13 @@ async def run_async(
     vertex_y: float = 0.5,
     enable_tint: bool = False,
     tint_strength: float = 1,
-    tint_mode: Literal[
-        "sepia",
-        "red",
-        "green",
-        "blue",
-        "cyan",
-        "magenta",
-        "yellow",
-        "purple",
-        "orange",
-        "warm",
-        "cool",
-        "lime",
-        "navy",
-        "vintage",
-        "rose",
-        "teal",
-        "maroon",
-        "peach",
-        "lavender",
-        "olive",
-    ] = "sepia",
+    tint_mode: TintMode = "sepia",
     enable_dissolve: bool = False,
     dissolve_image_url: FileInput = "",
     dissolve_factor: float = 0.5,
     enable_dodge_burn: bool = False,
     dodge_burn_intensity: float = 0.5,
-    dodge_burn_mode: Literal[
-        "dodge",
-        "burn",
-        "dodge_and_burn",
-        "burn_and_dodge",
-        "color_dodge",
-        "color_burn",
-        "linear_dodge",
-        "linear_burn",
-    ] = "dodge",
+    dodge_burn_mode: DodgeBurnMode = "dodge",
     enable_glow: bool = False,
     glow_intensity: float = 1,
     glow_radius: int = 5,
@@ -951,11 +1135,9 @@ async def run_async(
     solarize_threshold: float = 0.5,
     enable_desaturate: bool = False,
     desaturate_factor: float = 1,
-    desaturate_method: Literal[
-        "luminance (Rec.709)", "luminance (Rec.601)", "average", "lightness"
-    ] = "luminance (Rec.709)",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    desaturate_method: DesaturateMethod = "luminance (Rec.709)",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -963,8 +1145,93 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        enable_grain: Enable film grain effect. Defaults to `False`.
+        grain_intensity: Film grain intensity (when enabled). Between 0.0 and 1.0. A
+            multiple of 0.01. Defaults to `0.4`.
+        grain_scale: Film grain scale (when enabled). Between 1.0 and 100.0. Defaults to
+            `10`.
+        grain_style: Style of film grain to apply. Defaults to `"modern"`.
+        enable_color_correction: Enable color correction. Defaults to `False`.
+        temperature: Color temperature adjustment. Between -100.0 and 100.0. Defaults to
+            `0`.
+        brightness: Brightness adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        contrast: Contrast adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        saturation: Saturation adjustment. Between -100.0 and 100.0. Defaults to `0`.
+        gamma: Gamma adjustment. Between 0.2 and 2.2. Defaults to `1`.
+        enable_chromatic: Enable chromatic aberration. Defaults to `False`.
+        red_shift: Red channel shift amount. Between -20 and 20. Defaults to `0`.
+        red_direction: Red channel shift direction. Defaults to `"horizontal"`.
+        green_shift: Green channel shift amount. Between -20 and 20. Defaults to `0`.
+        green_direction: Green channel shift direction. Defaults to `"horizontal"`.
+        blue_shift: Blue channel shift amount. Between -20 and 20. Defaults to `0`.
+        blue_direction: Blue channel shift direction. Defaults to `"horizontal"`.
+        enable_blur: Enable blur effect. Defaults to `False`.
+        blur_type: Type of blur to apply. Defaults to `"gaussian"`.
+        blur_radius: Blur radius. Between 0 and 31. Defaults to `3`.
+        blur_sigma: Sigma for Gaussian blur. Between 0.1 and 10.0. Defaults to `1`.
+        enable_vignette: Enable vignette effect. Defaults to `False`.
+        vignette_strength: Vignette strength (when enabled). Between 0.0 and 10.0.
+            Defaults to `0.5`.
+        enable_parabolize: Enable parabolize effect. Defaults to `False`.
+        parabolize_coeff: Parabolize coefficient. Between -10.0 and 10.0. Defaults to
+            `1`.
+        vertex_x: Vertex X position. Between 0.0 and 1.0. Defaults to `0.5`.
+        vertex_y: Vertex Y position. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_tint: Enable color tint effect. Defaults to `False`.
+        tint_strength: Tint strength. Between 0.1 and 1.0. Defaults to `1`.
+        tint_mode: Tint color mode. Defaults to `"sepia"`.
+        enable_dissolve: Enable dissolve effect. Defaults to `False`.
+        dissolve_image_url: URL of second image for dissolve. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `\""`.
+        dissolve_factor: Dissolve blend factor. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_dodge_burn: Enable dodge and burn effect. Defaults to `False`.
+        dodge_burn_intensity: Dodge and burn intensity. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        dodge_burn_mode: Dodge and burn mode. Defaults to `"dodge"`.
+        enable_glow: Enable glow effect. Defaults to `False`.
+        glow_intensity: Glow intensity. Between 0.0 and 5.0. Defaults to `1`.
+        glow_radius: Glow blur radius. Between 1 and 50. Defaults to `5`.
+        enable_sharpen: Enable sharpen effect. Defaults to `False`.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        enable_solarize: Enable solarize effect. Defaults to `False`.
+        solarize_threshold: Solarize threshold. Between 0.0 and 1.0. Defaults to `0.5`.
+        enable_desaturate: Enable desaturation effect. Defaults to `False`.
+        desaturate_factor: Desaturation factor. Between 0.0 and 1.0. Defaults to `1`.
+        desaturate_method: Desaturation method. Defaults to `"luminance (Rec.709)"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -7,88 +7,16 @@ Apply sharpen effect to an image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of image to process"""
-    sharpen_mode: Annotated[
-        Literal["basic", "smart", "cas"], Field(title="Sharpen Mode")
-    ] = "basic"
-    """Type of sharpening to apply"""
-    sharpen_radius: Annotated[int, Field(ge=1, le=15, title="Sharpen Radius")] = 1
-    """Sharpen radius (for basic mode)"""
-    sharpen_alpha: Annotated[float, Field(ge=0.1, le=5.0, title="Sharpen Alpha")] = 1
-    """Sharpen strength (for basic mode)"""
-    noise_radius: Annotated[int, Field(ge=1, le=25, title="Noise Radius")] = 7
-    """Noise radius for smart sharpen"""
-    preserve_edges: Annotated[float, Field(ge=0.0, le=1.0, title="Preserve Edges")] = (
-        0.75
-    )
-    """Edge preservation factor"""
-    smart_sharpen_strength: Annotated[
-        float, Field(ge=0.0, le=25.0, title="Smart Sharpen Strength")
-    ] = 5
-    """Smart sharpen strength"""
-    smart_sharpen_ratio: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Smart Sharpen Ratio")
-    ] = 0.5
-    """Smart sharpen blend ratio"""
-    cas_amount: Annotated[float, Field(ge=0.0, le=1.0, title="Cas Amount")] = 0.8
-    """CAS sharpening amount"""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The processed images with sharpen effect"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -105,26 +33,73 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/post-processing/sharpen"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of image to process"""
+    sharpen_mode: Literal["basic", "smart", "cas"] = "basic"
+    """Type of sharpening to apply"""
+    sharpen_radius: Annotated[int, Field(ge=1, le=15)] = 1
+    """Sharpen radius (for basic mode)"""
+    sharpen_alpha: Annotated[float, Field(ge=0.1, le=5.0)] = 1
+    """Sharpen strength (for basic mode)"""
+    noise_radius: Annotated[int, Field(ge=1, le=25)] = 7
+    """Noise radius for smart sharpen"""
+    preserve_edges: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75
+    """Edge preservation factor"""
+    smart_sharpen_strength: Annotated[float, Field(ge=0.0, le=25.0)] = 5
+    """Smart sharpen strength"""
+    smart_sharpen_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Smart sharpen blend ratio"""
+    cas_amount: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
+    """CAS sharpening amount"""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The processed images with sharpen effect"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -136,33 +111,66 @@ def submit(
     smart_sharpen_strength: float = 5,
     smart_sharpen_ratio: float = 0.5,
     cas_amount: float = 0.8,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -174,8 +182,8 @@ def subscribe(
     smart_sharpen_strength: float = 5,
     smart_sharpen_ratio: float = 0.5,
     cas_amount: float = 0.8,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -183,24 +191,56 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -212,8 +252,8 @@ def run(
     smart_sharpen_strength: float = 5,
     smart_sharpen_ratio: float = 0.5,
     cas_amount: float = 0.8,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -221,24 +261,56 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -250,33 +322,66 @@ async def submit_async(
     smart_sharpen_strength: float = 5,
     smart_sharpen_ratio: float = 0.5,
     cas_amount: float = 0.8,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -288,8 +393,8 @@ async def subscribe_async(
     smart_sharpen_strength: float = 5,
     smart_sharpen_ratio: float = 0.5,
     cas_amount: float = 0.8,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -297,24 +402,56 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -326,8 +463,8 @@ async def run_async(
     smart_sharpen_strength: float = 5,
     smart_sharpen_ratio: float = 0.5,
     cas_amount: float = 0.8,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -335,8 +472,40 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of image to process. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        sharpen_mode: Type of sharpening to apply. Defaults to `"basic"`.
+        sharpen_radius: Sharpen radius (for basic mode). Between 1 and 15. Defaults to
+            `1`.
+        sharpen_alpha: Sharpen strength (for basic mode). Between 0.1 and 5.0. Defaults
+            to `1`.
+        noise_radius: Noise radius for smart sharpen. Between 1 and 25. Defaults to `7`.
+        preserve_edges: Edge preservation factor. Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        smart_sharpen_strength: Smart sharpen strength. Between 0.0 and 25.0. Defaults
+            to `5`.
+        smart_sharpen_ratio: Smart sharpen blend ratio. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        cas_amount: CAS sharpening amount. Between 0.0 and 1.0. Defaults to `0.8`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

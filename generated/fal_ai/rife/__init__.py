@@ -5,97 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    start_image_url: Annotated[FileInput, Field(title="Start Image URL")]
-    """The URL of the first image to use as the starting point for interpolation."""
-    end_image_url: Annotated[FileInput, Field(title="End Image URL")]
-    """The URL of the second image to use as the ending point for interpolation."""
-    output_type: Annotated[Literal["images", "video"], Field(title="Output Type")] = (
-        "images"
-    )
-    """The type of output to generate; either individual images or a video."""
-    output_format: Annotated[Literal["png", "jpeg"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """The format of the output images. Only applicable if output_type is 'images'."""
-    num_frames: Annotated[int, Field(ge=1, le=64, title="Number of Frames")] = 1
-    """The number of frames to generate between the input images."""
-    include_start: Annotated[bool, Field(title="Include Start")] = False
-    """Whether to include the start image in the output."""
-    include_end: Annotated[bool, Field(title="Include End")] = False
-    """Whether to include the end image in the output."""
-    fps: Annotated[int, Field(ge=1, le=60, title="Frames Per Second")] = 8
-    """Frames per second for the output video. Only applicable if output_type is 'video'."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images", validate_default=True)] = []
-    """The generated frames as individual images."""
-    video: File | None = None
-    """The generated video file, if output_type is 'video'."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -113,26 +32,88 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/rife"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    start_image_url: FileInput
+    """The URL of the first image to use as the starting point for interpolation."""
+    end_image_url: FileInput
+    """The URL of the second image to use as the ending point for interpolation."""
+    output_type: Literal["images", "video"] = "images"
+    """The type of output to generate; either individual images or a video."""
+    output_format: Literal["png", "jpeg"] = "jpeg"
+    """The format of the output images. Only applicable if output_type is 'images'."""
+    num_frames: Annotated[int, Field(ge=1, le=64)] = 1
+    """The number of frames to generate between the input images."""
+    include_start: bool = False
+    """Whether to include the start image in the output."""
+    include_end: bool = False
+    """Whether to include the end image in the output."""
+    fps: Annotated[int, Field(ge=1, le=60)] = 8
+    """Frames per second for the output video. Only applicable if output_type is
+    'video'."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    images: Annotated[list[Image], Field(validate_default=True)] = []
+    """The generated frames as individual images."""
+    video: File | None = None
+    """The generated video file, if output_type is 'video'."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["start_image_url", "end_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     start_image_url: FileInput,
@@ -144,33 +125,71 @@ def submit(
     include_end: bool = False,
     fps: int = 8,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        start_image_url: The URL of the first image to use as the starting point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        end_image_url: The URL of the second image to use as the ending point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        output_type: The type of output to generate; either individual images or a
+            video. Defaults to `"images"`.
+        output_format: The format of the output images. Only applicable if output_type
+            is 'images'. Defaults to `"jpeg"`.
+        num_frames: The number of frames to generate between the input images. Between 1
+            and 64. Defaults to `1`.
+        include_start: Whether to include the start image in the output. Defaults to
+            `False`.
+        include_end: Whether to include the end image in the output. Defaults to
+            `False`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `8`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     start_image_url: FileInput,
@@ -182,8 +201,8 @@ def subscribe(
     include_end: bool = False,
     fps: int = 8,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -191,24 +210,61 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        start_image_url: The URL of the first image to use as the starting point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        end_image_url: The URL of the second image to use as the ending point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        output_type: The type of output to generate; either individual images or a
+            video. Defaults to `"images"`.
+        output_format: The format of the output images. Only applicable if output_type
+            is 'images'. Defaults to `"jpeg"`.
+        num_frames: The number of frames to generate between the input images. Between 1
+            and 64. Defaults to `1`.
+        include_start: Whether to include the start image in the output. Defaults to
+            `False`.
+        include_end: Whether to include the end image in the output. Defaults to
+            `False`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `8`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     start_image_url: FileInput,
@@ -220,8 +276,8 @@ def run(
     include_end: bool = False,
     fps: int = 8,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -229,24 +285,61 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        start_image_url: The URL of the first image to use as the starting point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        end_image_url: The URL of the second image to use as the ending point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        output_type: The type of output to generate; either individual images or a
+            video. Defaults to `"images"`.
+        output_format: The format of the output images. Only applicable if output_type
+            is 'images'. Defaults to `"jpeg"`.
+        num_frames: The number of frames to generate between the input images. Between 1
+            and 64. Defaults to `1`.
+        include_start: Whether to include the start image in the output. Defaults to
+            `False`.
+        include_end: Whether to include the end image in the output. Defaults to
+            `False`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `8`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     start_image_url: FileInput,
@@ -258,33 +351,71 @@ async def submit_async(
     include_end: bool = False,
     fps: int = 8,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        start_image_url: The URL of the first image to use as the starting point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        end_image_url: The URL of the second image to use as the ending point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        output_type: The type of output to generate; either individual images or a
+            video. Defaults to `"images"`.
+        output_format: The format of the output images. Only applicable if output_type
+            is 'images'. Defaults to `"jpeg"`.
+        num_frames: The number of frames to generate between the input images. Between 1
+            and 64. Defaults to `1`.
+        include_start: Whether to include the start image in the output. Defaults to
+            `False`.
+        include_end: Whether to include the end image in the output. Defaults to
+            `False`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `8`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     start_image_url: FileInput,
@@ -296,8 +427,8 @@ async def subscribe_async(
     include_end: bool = False,
     fps: int = 8,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -305,24 +436,61 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        start_image_url: The URL of the first image to use as the starting point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        end_image_url: The URL of the second image to use as the ending point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        output_type: The type of output to generate; either individual images or a
+            video. Defaults to `"images"`.
+        output_format: The format of the output images. Only applicable if output_type
+            is 'images'. Defaults to `"jpeg"`.
+        num_frames: The number of frames to generate between the input images. Between 1
+            and 64. Defaults to `1`.
+        include_start: Whether to include the start image in the output. Defaults to
+            `False`.
+        include_end: Whether to include the end image in the output. Defaults to
+            `False`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `8`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     start_image_url: FileInput,
@@ -334,8 +502,8 @@ async def run_async(
     include_end: bool = False,
     fps: int = 8,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -343,8 +511,45 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        start_image_url: The URL of the first image to use as the starting point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        end_image_url: The URL of the second image to use as the ending point for
+            interpolation. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        output_type: The type of output to generate; either individual images or a
+            video. Defaults to `"images"`.
+        output_format: The format of the output images. Only applicable if output_type
+            is 'images'. Defaults to `"jpeg"`.
+        num_frames: The number of frames to generate between the input images. Between 1
+            and 64. Defaults to `1`.
+        include_start: Whether to include the start image in the output. Defaults to
+            `False`.
+        include_end: Whether to include the end image in the output. Defaults to
+            `False`.
+        fps: Frames per second for the output video. Only applicable if output_type is
+            'video'. Between 1 and 60. Defaults to `8`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

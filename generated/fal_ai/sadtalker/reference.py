@@ -5,89 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    source_image_url: Annotated[FileInput, Field(title="Source Image Url")]
-    """URL of the source image"""
-    driven_audio_url: Annotated[FileInput, Field(title="Driven Audio Url")]
-    """URL of the driven audio"""
-    reference_pose_video_url: Annotated[
-        FileInput, Field(title="Reference Pose Video Url")
-    ]
-    """URL of the reference video"""
-    pose_style: Annotated[int, Field(ge=0, le=45, title="Pose Style")] = 0
-    """The style of the pose"""
-    face_model_resolution: Annotated[
-        Literal["256", "512"], Field(title="Face Model Resolution")
-    ] = "256"
-    """The resolution of the face model"""
-    expression_scale: Annotated[
-        float, Field(ge=0.0, le=3.0, multiple_of=0.1, title="Expression Scale")
-    ] = 1
-    """The scale of the expression"""
-    face_enhancer: Annotated[Literal["gfpgan"] | None, Field(title="Face Enhancer")] = (
-        None
-    )
-    """The type of face enhancer to use"""
-    still_mode: Annotated[bool, Field(title="Still Mode")] = False
-    """Whether to use still mode. Fewer head motion, works with preprocess `full`."""
-    preprocess: Annotated[
-        Literal["crop", "extcrop", "resize", "full", "extfull"],
-        Field(title="Preprocess"),
-    ] = "crop"
-    """The type of preprocessing to use"""
-
-
-class Output(FalModel):
-    video: File
-    """URL of the generated video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Preprocess",
     "File",
     "Input",
     "Output",
@@ -100,26 +32,70 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sadtalker/reference"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Preprocess: TypeAlias = Literal["crop", "extcrop", "resize", "full", "extfull"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    source_image_url: FileInput
+    """URL of the source image"""
+    driven_audio_url: FileInput
+    """URL of the driven audio"""
+    reference_pose_video_url: FileInput
+    """URL of the reference video"""
+    pose_style: Annotated[int, Field(ge=0, le=45)] = 0
+    """The style of the pose"""
+    face_model_resolution: Literal["256", "512"] = "256"
+    """The resolution of the face model"""
+    expression_scale: Annotated[float, Field(ge=0.0, le=3.0, multiple_of=0.1)] = 1
+    """The scale of the expression"""
+    face_enhancer: Literal["gfpgan"] | None = None
+    """The type of face enhancer to use"""
+    still_mode: bool = False
+    """Whether to use still mode. Fewer head motion, works with preprocess `full`."""
+    preprocess: Preprocess = "crop"
+    """The type of preprocessing to use"""
+
+
+class Output(FalModel):
+    video: File
+    """URL of the generated video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["source_image_url", "driven_audio_url", "reference_pose_video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     source_image_url: FileInput,
@@ -130,34 +106,66 @@ def submit(
     expression_scale: float = 1,
     face_enhancer: Literal["gfpgan"] | None = None,
     still_mode: bool = False,
-    preprocess: Literal["crop", "extcrop", "resize", "full", "extfull"] = "crop",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    preprocess: Preprocess = "crop",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_image_url: URL of the source image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        driven_audio_url: URL of the driven audio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_pose_video_url: URL of the reference video. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        pose_style: The style of the pose. Between 0 and 45. Defaults to `0`.
+        face_model_resolution: The resolution of the face model. Defaults to `"256"`.
+        expression_scale: The scale of the expression. Between 0.0 and 3.0. A multiple
+            of 0.1. Defaults to `1`.
+        face_enhancer: The type of face enhancer to use. Defaults to `None`.
+        still_mode: Whether to use still mode. Fewer head motion, works with preprocess
+            `full`. Defaults to `False`.
+        preprocess: The type of preprocessing to use. Defaults to `"crop"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     source_image_url: FileInput,
@@ -168,9 +176,9 @@ def subscribe(
     expression_scale: float = 1,
     face_enhancer: Literal["gfpgan"] | None = None,
     still_mode: bool = False,
-    preprocess: Literal["crop", "extcrop", "resize", "full", "extfull"] = "crop",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    preprocess: Preprocess = "crop",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -178,24 +186,55 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_image_url: URL of the source image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        driven_audio_url: URL of the driven audio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_pose_video_url: URL of the reference video. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        pose_style: The style of the pose. Between 0 and 45. Defaults to `0`.
+        face_model_resolution: The resolution of the face model. Defaults to `"256"`.
+        expression_scale: The scale of the expression. Between 0.0 and 3.0. A multiple
+            of 0.1. Defaults to `1`.
+        face_enhancer: The type of face enhancer to use. Defaults to `None`.
+        still_mode: Whether to use still mode. Fewer head motion, works with preprocess
+            `full`. Defaults to `False`.
+        preprocess: The type of preprocessing to use. Defaults to `"crop"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     source_image_url: FileInput,
@@ -206,9 +245,9 @@ def run(
     expression_scale: float = 1,
     face_enhancer: Literal["gfpgan"] | None = None,
     still_mode: bool = False,
-    preprocess: Literal["crop", "extcrop", "resize", "full", "extfull"] = "crop",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    preprocess: Preprocess = "crop",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -216,24 +255,55 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_image_url: URL of the source image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        driven_audio_url: URL of the driven audio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_pose_video_url: URL of the reference video. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        pose_style: The style of the pose. Between 0 and 45. Defaults to `0`.
+        face_model_resolution: The resolution of the face model. Defaults to `"256"`.
+        expression_scale: The scale of the expression. Between 0.0 and 3.0. A multiple
+            of 0.1. Defaults to `1`.
+        face_enhancer: The type of face enhancer to use. Defaults to `None`.
+        still_mode: Whether to use still mode. Fewer head motion, works with preprocess
+            `full`. Defaults to `False`.
+        preprocess: The type of preprocessing to use. Defaults to `"crop"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     source_image_url: FileInput,
@@ -244,34 +314,66 @@ async def submit_async(
     expression_scale: float = 1,
     face_enhancer: Literal["gfpgan"] | None = None,
     still_mode: bool = False,
-    preprocess: Literal["crop", "extcrop", "resize", "full", "extfull"] = "crop",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    preprocess: Preprocess = "crop",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_image_url: URL of the source image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        driven_audio_url: URL of the driven audio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_pose_video_url: URL of the reference video. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        pose_style: The style of the pose. Between 0 and 45. Defaults to `0`.
+        face_model_resolution: The resolution of the face model. Defaults to `"256"`.
+        expression_scale: The scale of the expression. Between 0.0 and 3.0. A multiple
+            of 0.1. Defaults to `1`.
+        face_enhancer: The type of face enhancer to use. Defaults to `None`.
+        still_mode: Whether to use still mode. Fewer head motion, works with preprocess
+            `full`. Defaults to `False`.
+        preprocess: The type of preprocessing to use. Defaults to `"crop"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     source_image_url: FileInput,
@@ -282,9 +384,9 @@ async def subscribe_async(
     expression_scale: float = 1,
     face_enhancer: Literal["gfpgan"] | None = None,
     still_mode: bool = False,
-    preprocess: Literal["crop", "extcrop", "resize", "full", "extfull"] = "crop",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    preprocess: Preprocess = "crop",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -292,24 +394,55 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_image_url: URL of the source image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        driven_audio_url: URL of the driven audio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_pose_video_url: URL of the reference video. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        pose_style: The style of the pose. Between 0 and 45. Defaults to `0`.
+        face_model_resolution: The resolution of the face model. Defaults to `"256"`.
+        expression_scale: The scale of the expression. Between 0.0 and 3.0. A multiple
+            of 0.1. Defaults to `1`.
+        face_enhancer: The type of face enhancer to use. Defaults to `None`.
+        still_mode: Whether to use still mode. Fewer head motion, works with preprocess
+            `full`. Defaults to `False`.
+        preprocess: The type of preprocessing to use. Defaults to `"crop"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     source_image_url: FileInput,
@@ -320,9 +453,9 @@ async def run_async(
     expression_scale: float = 1,
     face_enhancer: Literal["gfpgan"] | None = None,
     still_mode: bool = False,
-    preprocess: Literal["crop", "extcrop", "resize", "full", "extfull"] = "crop",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    preprocess: Preprocess = "crop",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -330,8 +463,39 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_image_url: URL of the source image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        driven_audio_url: URL of the driven audio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_pose_video_url: URL of the reference video. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        pose_style: The style of the pose. Between 0 and 45. Defaults to `0`.
+        face_model_resolution: The resolution of the face model. Defaults to `"256"`.
+        expression_scale: The scale of the expression. Between 0.0 and 3.0. A multiple
+            of 0.1. Defaults to `1`.
+        face_enhancer: The type of face enhancer to use. Defaults to `None`.
+        still_mode: Whether to use still mode. Fewer head motion, works with preprocess
+            `full`. Defaults to `False`.
+        preprocess: The type of preprocessing to use. Defaults to `"crop"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,98 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class BoxPromptType2(FalModel):
-    x_min: Annotated[int, Field(title="X Min")] = 0
-    """X Min Coordinate of the box"""
-    y_min: Annotated[int, Field(title="Y Min")] = 0
-    """Y Min Coordinate of the box"""
-    x_max: Annotated[int, Field(title="X Max")] = 0
-    """X Max Coordinate of the prompt"""
-    y_max: Annotated[int, Field(title="Y Max")] = 0
-    """Y Max Coordinate of the prompt"""
-    frame_index: Annotated[int, Field(title="Frame Index")] = 0
-    """The frame index to interact with."""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """The URL of the video to be segmented."""
-    mask_url: Annotated[FileInput | None, Field(title="Mask Url")] = None
-    """The URL of the mask to be applied initially."""
-    prompts: Annotated[
-        list[PointPromptType2], Field(title="Prompts", validate_default=True)
-    ] = []
-    """List of prompts to segment the video"""
-    box_prompts: Annotated[
-        list[BoxPromptType2], Field(title="Box Prompts", validate_default=True)
-    ] = []
-    """Coordinates for boxes"""
-    apply_mask: Annotated[bool, Field(title="Apply Mask")] = False
-    """Apply the mask on the video."""
-    boundingbox_zip: Annotated[bool, Field(title="Boundingbox Zip")] = False
-    """Return per-frame bounding box overlays as a zip archive."""
-
-
-class Output(FalModel):
-    video: File
-    """The segmented video."""
-    boundingbox_frames_zip: File | None = None
-    """Zip file containing per-frame bounding box overlays."""
-
-
-class PointPromptType2(FalModel):
-    x: Annotated[int, Field(title="X")] = 305
-    """X Coordinate of the prompt"""
-    y: Annotated[int, Field(title="Y")] = 350
-    """Y Coordinate of the prompt"""
-    label: Annotated[Literal[0, 1], Field(title="Label")] = 1
-    """Label of the prompt. 1 for foreground, 0 for background"""
-    frame_index: Annotated[int, Field(title="Frame Index")] = 0
-    """The frame index to interact with."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -115,26 +33,87 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sam2/video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class BoxPromptType2(FalModel):
+    x_min: int = 0
+    """X Min Coordinate of the box"""
+    y_min: int = 0
+    """Y Min Coordinate of the box"""
+    x_max: int = 0
+    """X Max Coordinate of the prompt"""
+    y_max: int = 0
+    """Y Max Coordinate of the prompt"""
+    frame_index: int = 0
+    """The frame index to interact with."""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """The URL of the video to be segmented."""
+    mask_url: FileInput | None = None
+    """The URL of the mask to be applied initially."""
+    prompts: Annotated[list[PointPromptType2], Field(validate_default=True)] = []
+    """List of prompts to segment the video"""
+    box_prompts: Annotated[list[BoxPromptType2], Field(validate_default=True)] = []
+    """Coordinates for boxes"""
+    apply_mask: bool = False
+    """Apply the mask on the video."""
+    boundingbox_zip: bool = False
+    """Return per-frame bounding box overlays as a zip archive."""
+
+
+class Output(FalModel):
+    video: File
+    """The segmented video."""
+    boundingbox_frames_zip: File | None = None
+    """Zip file containing per-frame bounding box overlays."""
+
+
+class PointPromptType2(FalModel):
+    x: int = 305
+    """X Coordinate of the prompt"""
+    y: int = 350
+    """Y Coordinate of the prompt"""
+    label: Literal[0, 1] = 1
+    """Label of the prompt. 1 for foreground, 0 for background"""
+    frame_index: int = 0
+    """The frame index to interact with."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "mask_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -143,33 +122,61 @@ def submit(
     box_prompts: list[BoxPromptType2] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompts: List of prompts to segment the video. Defaults to `[]`.
+        box_prompts: Coordinates for boxes. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -178,8 +185,8 @@ def subscribe(
     box_prompts: list[BoxPromptType2] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -187,24 +194,51 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompts: List of prompts to segment the video. Defaults to `[]`.
+        box_prompts: Coordinates for boxes. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -213,8 +247,8 @@ def run(
     box_prompts: list[BoxPromptType2] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -222,24 +256,51 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompts: List of prompts to segment the video. Defaults to `[]`.
+        box_prompts: Coordinates for boxes. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -248,33 +309,61 @@ async def submit_async(
     box_prompts: list[BoxPromptType2] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompts: List of prompts to segment the video. Defaults to `[]`.
+        box_prompts: Coordinates for boxes. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -283,8 +372,8 @@ async def subscribe_async(
     box_prompts: list[BoxPromptType2] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -292,24 +381,51 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompts: List of prompts to segment the video. Defaults to `[]`.
+        box_prompts: Coordinates for boxes. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -318,8 +434,8 @@ async def run_async(
     box_prompts: list[BoxPromptType2] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -327,8 +443,35 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompts: List of prompts to segment the video. Defaults to `[]`.
+        box_prompts: Coordinates for boxes. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,91 +5,15 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the original image used for MoGe depth estimation"""
-    body_mesh_url: Annotated[FileInput, Field(title="Body Mesh Url")]
-    """URL of the SAM-3D Body mesh file (.ply or .glb) to align"""
-    body_mask_url: Annotated[FileInput | None, Field(title="Body Mask Url")] = None
-    """URL of the human mask image. If not provided, uses full image."""
-    object_mesh_url: Annotated[FileInput | None, Field(title="Object Mesh Url")] = None
-    """Optional URL of SAM-3D Object mesh (.glb) to create combined scene"""
-    focal_length: Annotated[float | None, Field(title="Focal Length")] = None
-    """Focal length from SAM-3D Body metadata. If not provided, estimated from MoGe."""
-
-
-class Output(FalModel):
-    body_mesh_ply: File
-    """Aligned body mesh in PLY format"""
-    model_glb: File
-    """Aligned body mesh in GLB format (for 3D preview)"""
-    visualization: File
-    """Visualization of aligned mesh overlaid on input image"""
-    metadata: SAM3DBodyAlignmentInfo
-    """Alignment info (scale, translation, etc.)"""
-    scene_glb: File | None = None
-    """Combined scene with body + object meshes in GLB format (only when object_mesh_url provided)"""
-
-
-class SAM3DBodyAlignmentInfo(FalModel):
-    """Per-person alignment metadata."""
-
-    person_id: Annotated[int, Field(title="Person Id")]
-    """Index of the person"""
-    scale_factor: Annotated[float, Field(title="Scale Factor")]
-    """Scale factor applied for alignment"""
-    translation: Annotated[list[float], Field(title="Translation")]
-    """Translation [tx, ty, tz]"""
-    focal_length: Annotated[float, Field(title="Focal Length")]
-    """Focal length used"""
-    target_points_count: Annotated[int, Field(title="Target Points Count")]
-    """Number of target points for alignment"""
-    cropped_vertices_count: Annotated[int, Field(title="Cropped Vertices Count")]
-    """Number of cropped vertices"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -107,26 +31,85 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sam-3/3d-align"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the original image used for MoGe depth estimation"""
+    body_mesh_url: FileInput
+    """URL of the SAM-3D Body mesh file (.ply or .glb) to align"""
+    body_mask_url: FileInput | None = None
+    """URL of the human mask image. If not provided, uses full image."""
+    object_mesh_url: FileInput | None = None
+    """Optional URL of SAM-3D Object mesh (.glb) to create combined scene"""
+    focal_length: float | None = None
+    """Focal length from SAM-3D Body metadata. If not provided, estimated from MoGe."""
+
+
+class Output(FalModel):
+    body_mesh_ply: File
+    """Aligned body mesh in PLY format"""
+    model_glb: File
+    """Aligned body mesh in GLB format (for 3D preview)"""
+    visualization: File
+    """Visualization of aligned mesh overlaid on input image"""
+    metadata: SAM3DBodyAlignmentInfo
+    """Alignment info (scale, translation, etc.)"""
+    scene_glb: File | None = None
+    """Combined scene with body + object meshes in GLB format (only when object_mesh_url
+    provided)"""
+
+
+class SAM3DBodyAlignmentInfo(FalModel):
+    """Per-person alignment metadata."""
+
+    person_id: int
+    """Index of the person"""
+    scale_factor: float
+    """Scale factor applied for alignment"""
+    translation: list[float]
+    """Translation [tx, ty, tz]"""
+    focal_length: float
+    """Focal length used"""
+    target_points_count: int
+    """Number of target points for alignment"""
+    cropped_vertices_count: int
+    """Number of cropped vertices"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "body_mesh_url", "body_mask_url", "object_mesh_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -134,33 +117,65 @@ def submit(
     body_mask_url: FileInput | None = None,
     object_mesh_url: FileInput | None = None,
     focal_length: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the original image used for MoGe depth estimation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mesh_url: URL of the SAM-3D Body mesh file (.ply or .glb) to align. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mask_url: URL of the human mask image. If not provided, uses full image. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        object_mesh_url: Optional URL of SAM-3D Object mesh (.glb) to create combined
+            scene. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        focal_length: Focal length from SAM-3D Body metadata. If not provided, estimated
+            from MoGe. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -168,8 +183,8 @@ def subscribe(
     body_mask_url: FileInput | None = None,
     object_mesh_url: FileInput | None = None,
     focal_length: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -177,24 +192,55 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the original image used for MoGe depth estimation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mesh_url: URL of the SAM-3D Body mesh file (.ply or .glb) to align. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mask_url: URL of the human mask image. If not provided, uses full image. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        object_mesh_url: Optional URL of SAM-3D Object mesh (.glb) to create combined
+            scene. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        focal_length: Focal length from SAM-3D Body metadata. If not provided, estimated
+            from MoGe. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -202,8 +248,8 @@ def run(
     body_mask_url: FileInput | None = None,
     object_mesh_url: FileInput | None = None,
     focal_length: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -211,24 +257,55 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the original image used for MoGe depth estimation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mesh_url: URL of the SAM-3D Body mesh file (.ply or .glb) to align. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mask_url: URL of the human mask image. If not provided, uses full image. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        object_mesh_url: Optional URL of SAM-3D Object mesh (.glb) to create combined
+            scene. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        focal_length: Focal length from SAM-3D Body metadata. If not provided, estimated
+            from MoGe. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -236,33 +313,65 @@ async def submit_async(
     body_mask_url: FileInput | None = None,
     object_mesh_url: FileInput | None = None,
     focal_length: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the original image used for MoGe depth estimation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mesh_url: URL of the SAM-3D Body mesh file (.ply or .glb) to align. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mask_url: URL of the human mask image. If not provided, uses full image. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        object_mesh_url: Optional URL of SAM-3D Object mesh (.glb) to create combined
+            scene. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        focal_length: Focal length from SAM-3D Body metadata. If not provided, estimated
+            from MoGe. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -270,8 +379,8 @@ async def subscribe_async(
     body_mask_url: FileInput | None = None,
     object_mesh_url: FileInput | None = None,
     focal_length: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -279,24 +388,55 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the original image used for MoGe depth estimation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mesh_url: URL of the SAM-3D Body mesh file (.ply or .glb) to align. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mask_url: URL of the human mask image. If not provided, uses full image. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        object_mesh_url: Optional URL of SAM-3D Object mesh (.glb) to create combined
+            scene. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        focal_length: Focal length from SAM-3D Body metadata. If not provided, estimated
+            from MoGe. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -304,8 +444,8 @@ async def run_async(
     body_mask_url: FileInput | None = None,
     object_mesh_url: FileInput | None = None,
     focal_length: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -313,8 +453,39 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the original image used for MoGe depth estimation. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mesh_url: URL of the SAM-3D Body mesh file (.ply or .glb) to align. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        body_mask_url: URL of the human mask image. If not provided, uses full image. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        object_mesh_url: Optional URL of SAM-3D Object mesh (.glb) to create combined
+            scene. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        focal_length: Focal length from SAM-3D Body metadata. If not provided, estimated
+            from MoGe. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

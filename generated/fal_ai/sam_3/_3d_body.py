@@ -5,141 +5,15 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the image containing humans"""
-    mask_url: Annotated[FileInput | None, Field(title="Mask Url")] = None
-    """Optional URL of a binary mask image (white=person, black=background). When provided, skips auto human detection and uses this mask instead. Bbox is auto-computed from the mask."""
-    export_meshes: Annotated[bool, Field(title="Export Meshes")] = True
-    """Export individual mesh files (.ply) per person"""
-    include_3d_keypoints: Annotated[bool, Field(title="Include 3D Keypoints")] = True
-    """Include 3D keypoint markers (spheres) in the GLB mesh for visualization"""
-    include_mhr_params: Annotated[bool, Field(title="Include Mhr Params")] = True
-    """Include the full MHR (Meta Human Representation) parameter set per person in the response metadata (shape, pose, expression, global rotations, joint coordinates, packed model params, raw pose). Set to `false` to return a leaner metadata block with only keypoints and camera parameters."""
-
-
-class Output(FalModel):
-    model_glb: File
-    """3D body mesh in GLB format with optional 3D keypoint markers"""
-    visualization: File
-    """Combined visualization image (original + keypoints + mesh + side view)"""
-    meshes: Annotated[list[File] | None, Field(title="Meshes")] = None
-    """Individual mesh files (.ply), one per detected person (when export_meshes=True)"""
-    metadata: SAM3DBodyMetadata
-    """Structured metadata including keypoints and camera parameters"""
-
-
-class SAM3DBodyMetadata(FalModel):
-    """Metadata for body reconstruction output."""
-
-    num_people: Annotated[int, Field(title="Num People")]
-    """Number of people detected"""
-    people: Annotated[list[SAM3DBodyPersonMetadata], Field(title="People")]
-    """Per-person metadata"""
-    keypoint_names: Annotated[list[str] | None, Field(title="Keypoint Names")] = None
-    """Ordered names of the 70 MHR keypoints returned by this endpoint. Index `i` in this list corresponds to index `i` in every person's `keypoints_2d` and `keypoints_3d` arrays. Sourced from facebookresearch/sam-3d-body `mhr70.py`."""
-
-
-class SAM3DBodyPersonMetadata(FalModel):
-    """
-    Per-person metadata for body reconstruction.
-
-    The 70 MHR keypoints follow the ordering in `SAM3D_BODY_MHR70_KEYPOINT_NAMES`
-    (also exposed at the top level of `SAM3DBodyMetadata.keypoint_names`). The
-    MHR parameter fields (`shape_params`, `body_pose_params`, ...) mirror the
-    outputs of the upstream `SAM3DBodyEstimator.process_one_image` for
-    client-side pose manipulation, inverse linear-blend skinning, and canonical
-    mesh reconstruction. They are only populated when `include_mhr_params=True`.
-    """
-
-    person_id: Annotated[int, Field(title="Person Id")]
-    """Index of the person in the scene"""
-    bbox: Annotated[list[float], Field(title="Bbox")]
-    """Bounding box [x_min, y_min, x_max, y_max]"""
-    focal_length: Annotated[float, Field(title="Focal Length")]
-    """Estimated focal length"""
-    pred_cam_t: Annotated[list[float], Field(title="Pred Cam T")]
-    """Predicted camera translation [tx, ty, tz]"""
-    keypoints_2d: Annotated[list[list[float]], Field(title="Keypoints 2D")]
-    """2D keypoints [[x, y], ...] - 70 MHR body keypoints in image coordinates. See `SAM3DBodyMetadata.keypoint_names` for the ordered name of each index."""
-    keypoints_3d: Annotated[list[list[float]] | None, Field(title="Keypoints 3D")] = (
-        None
-    )
-    """3D keypoints [[x, y, z], ...] - 70 MHR body keypoints in camera space. Ordering matches `keypoints_2d` / `SAM3DBodyMetadata.keypoint_names`."""
-    shape_params: Annotated[list[float] | None, Field(title="Shape Params")] = None
-    """MHR identity (β) shape parameters. Enables local canonical-pose mesh reconstruction when combined with the MHR model."""
-    body_pose_params: Annotated[
-        list[list[float]] | None, Field(title="Body Pose Params")
-    ] = None
-    """Per-joint body pose parameters (axis-angle form) from the MHR model."""
-    hand_pose_params: Annotated[
-        list[list[float]] | None, Field(title="Hand Pose Params")
-    ] = None
-    """Per-joint hand pose parameters (axis-angle form) from the MHR model."""
-    global_rot: Annotated[list[Any] | None, Field(title="Global Rot")] = None
-    """Global root rotation produced by MHR. Shape matches the upstream tensor (axis-angle [3] or rotation matrix [3, 3])."""
-    pred_global_rots: Annotated[list[Any] | None, Field(title="Pred Global Rots")] = (
-        None
-    )
-    """Per-joint global rotations (world-space), typically [N_joints, 3, 3] rotation matrices. Needed for inverse linear-blend skinning / un-posing clients."""
-    scale_params: Annotated[list[float] | None, Field(title="Scale Params")] = None
-    """MHR scale parameters (isotropic or per-axis)."""
-    expr_params: Annotated[list[float] | None, Field(title="Expr Params")] = None
-    """MHR facial-expression parameters."""
-    pred_joint_coords: Annotated[
-        list[list[float]] | None, Field(title="Pred Joint Coords")
-    ] = None
-    """Skeleton joint positions in world space [[x, y, z], ...]. One row per MHR joint."""
-    mhr_model_params: Annotated[list[Any] | None, Field(title="Mhr Model Params")] = (
-        None
-    )
-    """Packed MHR parameter vector (concatenated shape/pose/expression/scale). Shape is forwarded as-is from the upstream model."""
-    pred_pose_raw: Annotated[list[Any] | None, Field(title="Pred Pose Raw")] = None
-    """Raw pose transforms produced by the MHR decoder (pre-FK), forwarded as-is from the upstream model."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -158,26 +32,138 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sam-3/3d-body"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the image containing humans"""
+    mask_url: FileInput | None = None
+    """Optional URL of a binary mask image (white=person, black=background). When
+    provided, skips auto human detection and uses this mask instead. Bbox is
+    auto-computed from the mask."""
+    export_meshes: bool = True
+    """Export individual mesh files (.ply) per person"""
+    include_3d_keypoints: bool = True
+    """Include 3D keypoint markers (spheres) in the GLB mesh for visualization"""
+    include_mhr_params: bool = True
+    """Include the full MHR (Meta Human Representation) parameter set per person in the
+    response metadata (shape, pose, expression, global rotations, joint coordinates,
+    packed model params, raw pose). Set to `false` to return a leaner metadata block
+    with only keypoints and camera parameters."""
+
+
+class Output(FalModel):
+    model_glb: File
+    """3D body mesh in GLB format with optional 3D keypoint markers"""
+    visualization: File
+    """Combined visualization image (original + keypoints + mesh + side view)"""
+    meshes: list[File] | None = None
+    """Individual mesh files (.ply), one per detected person (when
+    export_meshes=True)"""
+    metadata: SAM3DBodyMetadata
+    """Structured metadata including keypoints and camera parameters"""
+
+
+class SAM3DBodyMetadata(FalModel):
+    """Metadata for body reconstruction output."""
+
+    num_people: int
+    """Number of people detected"""
+    people: list[SAM3DBodyPersonMetadata]
+    """Per-person metadata"""
+    keypoint_names: list[str] | None = None
+    """Ordered names of the 70 MHR keypoints returned by this endpoint. Index `i` in
+    this list corresponds to index `i` in every person's `keypoints_2d` and
+    `keypoints_3d` arrays. Sourced from facebookresearch/sam-3d-body `mhr70.py`."""
+
+
+class SAM3DBodyPersonMetadata(FalModel):
+    """
+    Per-person metadata for body reconstruction.
+
+    The 70 MHR keypoints follow the ordering in `SAM3D_BODY_MHR70_KEYPOINT_NAMES`
+    (also exposed at the top level of `SAM3DBodyMetadata.keypoint_names`). The
+    MHR parameter fields (`shape_params`, `body_pose_params`, ...) mirror the
+    outputs of the upstream `SAM3DBodyEstimator.process_one_image` for
+    client-side pose manipulation, inverse linear-blend skinning, and canonical
+    mesh reconstruction. They are only populated when `include_mhr_params=True`.
+    """
+
+    person_id: int
+    """Index of the person in the scene"""
+    bbox: list[float]
+    """Bounding box [x_min, y_min, x_max, y_max]"""
+    focal_length: float
+    """Estimated focal length"""
+    pred_cam_t: list[float]
+    """Predicted camera translation [tx, ty, tz]"""
+    keypoints_2d: list[list[float]]
+    """2D keypoints [[x, y], ...] - 70 MHR body keypoints in image coordinates. See
+    `SAM3DBodyMetadata.keypoint_names` for the ordered name of each index."""
+    keypoints_3d: list[list[float]] | None = None
+    """3D keypoints [[x, y, z], ...] - 70 MHR body keypoints in camera space. Ordering
+    matches `keypoints_2d` / `SAM3DBodyMetadata.keypoint_names`."""
+    shape_params: list[float] | None = None
+    """MHR identity (β) shape parameters. Enables local canonical-pose mesh
+    reconstruction when combined with the MHR model."""
+    body_pose_params: list[list[float]] | None = None
+    """Per-joint body pose parameters (axis-angle form) from the MHR model."""
+    hand_pose_params: list[list[float]] | None = None
+    """Per-joint hand pose parameters (axis-angle form) from the MHR model."""
+    global_rot: list[Any] | None = None
+    """Global root rotation produced by MHR. Shape matches the upstream tensor
+    (axis-angle [3] or rotation matrix [3, 3])."""
+    pred_global_rots: list[Any] | None = None
+    """Per-joint global rotations (world-space), typically [N_joints, 3, 3] rotation
+    matrices. Needed for inverse linear-blend skinning / un-posing clients."""
+    scale_params: list[float] | None = None
+    """MHR scale parameters (isotropic or per-axis)."""
+    expr_params: list[float] | None = None
+    """MHR facial-expression parameters."""
+    pred_joint_coords: list[list[float]] | None = None
+    """Skeleton joint positions in world space [[x, y, z], ...]. One row per MHR
+    joint."""
+    mhr_model_params: list[Any] | None = None
+    """Packed MHR parameter vector (concatenated shape/pose/expression/scale). Shape is
+    forwarded as-is from the upstream model."""
+    pred_pose_raw: list[Any] | None = None
+    """Raw pose transforms produced by the MHR decoder (pre-FK), forwarded as-is from
+    the upstream model."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "mask_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -185,33 +171,66 @@ def submit(
     export_meshes: bool = True,
     include_3d_keypoints: bool = True,
     include_mhr_params: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image containing humans. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional URL of a binary mask image (white=person, black=background).
+            When provided, skips auto human detection and uses this mask instead. Bbox
+            is auto-computed from the mask. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        export_meshes: Export individual mesh files (.ply) per person. Defaults to
+            `True`.
+        include_3d_keypoints: Include 3D keypoint markers (spheres) in the GLB mesh for
+            visualization. Defaults to `True`.
+        include_mhr_params: Include the full MHR (Meta Human Representation) parameter
+            set per person in the response metadata (shape, pose, expression, global
+            rotations, joint coordinates, packed model params, raw pose). Set to `false`
+            to return a leaner metadata block with only keypoints and camera parameters.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -219,8 +238,8 @@ def subscribe(
     export_meshes: bool = True,
     include_3d_keypoints: bool = True,
     include_mhr_params: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -228,24 +247,56 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image containing humans. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional URL of a binary mask image (white=person, black=background).
+            When provided, skips auto human detection and uses this mask instead. Bbox
+            is auto-computed from the mask. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        export_meshes: Export individual mesh files (.ply) per person. Defaults to
+            `True`.
+        include_3d_keypoints: Include 3D keypoint markers (spheres) in the GLB mesh for
+            visualization. Defaults to `True`.
+        include_mhr_params: Include the full MHR (Meta Human Representation) parameter
+            set per person in the response metadata (shape, pose, expression, global
+            rotations, joint coordinates, packed model params, raw pose). Set to `false`
+            to return a leaner metadata block with only keypoints and camera parameters.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -253,8 +304,8 @@ def run(
     export_meshes: bool = True,
     include_3d_keypoints: bool = True,
     include_mhr_params: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -262,24 +313,56 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image containing humans. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional URL of a binary mask image (white=person, black=background).
+            When provided, skips auto human detection and uses this mask instead. Bbox
+            is auto-computed from the mask. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        export_meshes: Export individual mesh files (.ply) per person. Defaults to
+            `True`.
+        include_3d_keypoints: Include 3D keypoint markers (spheres) in the GLB mesh for
+            visualization. Defaults to `True`.
+        include_mhr_params: Include the full MHR (Meta Human Representation) parameter
+            set per person in the response metadata (shape, pose, expression, global
+            rotations, joint coordinates, packed model params, raw pose). Set to `false`
+            to return a leaner metadata block with only keypoints and camera parameters.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -287,33 +370,66 @@ async def submit_async(
     export_meshes: bool = True,
     include_3d_keypoints: bool = True,
     include_mhr_params: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image containing humans. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional URL of a binary mask image (white=person, black=background).
+            When provided, skips auto human detection and uses this mask instead. Bbox
+            is auto-computed from the mask. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        export_meshes: Export individual mesh files (.ply) per person. Defaults to
+            `True`.
+        include_3d_keypoints: Include 3D keypoint markers (spheres) in the GLB mesh for
+            visualization. Defaults to `True`.
+        include_mhr_params: Include the full MHR (Meta Human Representation) parameter
+            set per person in the response metadata (shape, pose, expression, global
+            rotations, joint coordinates, packed model params, raw pose). Set to `false`
+            to return a leaner metadata block with only keypoints and camera parameters.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -321,8 +437,8 @@ async def subscribe_async(
     export_meshes: bool = True,
     include_3d_keypoints: bool = True,
     include_mhr_params: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -330,24 +446,56 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image containing humans. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional URL of a binary mask image (white=person, black=background).
+            When provided, skips auto human detection and uses this mask instead. Bbox
+            is auto-computed from the mask. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        export_meshes: Export individual mesh files (.ply) per person. Defaults to
+            `True`.
+        include_3d_keypoints: Include 3D keypoint markers (spheres) in the GLB mesh for
+            visualization. Defaults to `True`.
+        include_mhr_params: Include the full MHR (Meta Human Representation) parameter
+            set per person in the response metadata (shape, pose, expression, global
+            rotations, joint coordinates, packed model params, raw pose). Set to `false`
+            to return a leaner metadata block with only keypoints and camera parameters.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -355,8 +503,8 @@ async def run_async(
     export_meshes: bool = True,
     include_3d_keypoints: bool = True,
     include_mhr_params: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -364,8 +512,40 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image containing humans. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: Optional URL of a binary mask image (white=person, black=background).
+            When provided, skips auto human detection and uses this mask instead. Bbox
+            is auto-computed from the mask. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        export_meshes: Export individual mesh files (.ply) per person. Defaults to
+            `True`.
+        include_3d_keypoints: Include 3D keypoint markers (spheres) in the GLB mesh for
+            visualization. Defaults to `True`.
+        include_mhr_params: Include the full MHR (Meta Human Representation) parameter
+            set per person in the response metadata (shape, pose, expression, global
+            rotations, joint coordinates, packed model params, raw pose). Set to `false`
+            to return a leaner metadata block with only keypoints and camera parameters.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

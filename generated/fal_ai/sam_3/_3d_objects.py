@@ -5,134 +5,17 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class BoxPromptBase(FalModel):
-    x_min: Annotated[int | None, Field(title="X Min")] = None
-    """X Min Coordinate of the box"""
-    y_min: Annotated[int | None, Field(title="Y Min")] = None
-    """Y Min Coordinate of the box"""
-    x_max: Annotated[int | None, Field(title="X Max")] = None
-    """X Max Coordinate of the box"""
-    y_max: Annotated[int | None, Field(title="Y Max")] = None
-    """Y Max Coordinate of the box"""
-    object_id: Annotated[int | None, Field(title="Object Id")] = None
-    """Optional object identifier. Boxes sharing an object id refine the same object."""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the image to reconstruct in 3D"""
-    mask_urls: Annotated[list[FileInput] | None, Field(title="Mask Urls")] = None
-    """Optional list of mask URLs (one per object). If not provided, use prompt/point_prompts/box_prompts to auto-segment, or entire image will be used."""
-    prompt: Annotated[str | None, Field(title="Prompt")] = "car"
-    """Text prompt for auto-segmentation when no masks provided (e.g., 'chair', 'lamp')"""
-    point_prompts: Annotated[
-        list[PointPromptBase], Field(title="Point Prompts", validate_default=True)
-    ] = []
-    """Point prompts for auto-segmentation when no masks provided"""
-    box_prompts: Annotated[
-        list[BoxPromptBase], Field(title="Box Prompts", validate_default=True)
-    ] = []
-    """Box prompts for auto-segmentation when no masks provided. Multiple boxes supported - each produces a separate object mask for 3D reconstruction."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility"""
-    pointmap_url: Annotated[FileInput | None, Field(title="Pointmap Url")] = None
-    """Optional URL to external pointmap/depth data (NPY or NPZ format) for improved 3D reconstruction depth estimation"""
-    detection_threshold: Annotated[
-        float | None, Field(ge=0.1, le=1.0, title="Detection Threshold")
-    ] = None
-    """Detection confidence threshold (0.1-1.0). Lower = more detections but less precise. If not set, uses the model's default."""
-    export_textured_glb: Annotated[bool, Field(title="Export Textured Glb")] = False
-    """If True, exports GLB with baked texture and UVs instead of vertex colors."""
-
-
-class Output(FalModel):
-    gaussian_splat: File
-    """Gaussian splat file (.ply) - combined scene splat for multi-object, single splat otherwise"""
-    model_glb: File | None = None
-    """3D mesh in GLB format - combined scene for multi-object, single mesh otherwise"""
-    metadata: Annotated[list[SAM3DObjectMetadata], Field(title="Metadata")]
-    """Per-object metadata (rotation/translation/scale)"""
-    individual_splats: Annotated[
-        list[File] | None, Field(title="Individual Splats")
-    ] = None
-    """Individual Gaussian splat files per object (only for multi-object scenes)"""
-    individual_glbs: Annotated[
-        list[File | None] | None, Field(title="Individual Glbs")
-    ] = None
-    """Individual GLB mesh files per object (only for multi-object scenes)"""
-    artifacts_zip: File | None = None
-    """Zip bundle containing all artifacts and metadata"""
-
-
-class PointPromptBase(FalModel):
-    x: Annotated[int | None, Field(title="X")] = None
-    """X Coordinate of the prompt"""
-    y: Annotated[int | None, Field(title="Y")] = None
-    """Y Coordinate of the prompt"""
-    label: Annotated[Literal[0, 1] | None, Field(title="Label")] = None
-    """1 for foreground, 0 for background"""
-    object_id: Annotated[int | None, Field(title="Object Id")] = None
-    """Optional object identifier. Prompts sharing an object id refine the same object."""
-
-
-class SAM3DObjectMetadata(FalModel):
-    """Per-object metadata for 3D reconstruction."""
-
-    object_index: Annotated[int, Field(title="Object Index")]
-    """Index of the object in the scene"""
-    scale: Annotated[list[list[float]] | None, Field(title="Scale")] = None
-    """Scale factors [sx, sy, sz]"""
-    rotation: Annotated[list[list[float]] | None, Field(title="Rotation")] = None
-    """Rotation quaternion [x, y, z, w]"""
-    translation: Annotated[list[list[float]] | None, Field(title="Translation")] = None
-    """Translation [tx, ty, tz]"""
-    camera_pose: Annotated[list[list[float]] | None, Field(title="Camera Pose")] = None
-    """Camera pose matrix"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -152,30 +35,127 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sam-3/3d-objects"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class BoxPromptBase(FalModel):
+    x_min: int | None = None
+    """X Min Coordinate of the box"""
+    y_min: int | None = None
+    """Y Min Coordinate of the box"""
+    x_max: int | None = None
+    """X Max Coordinate of the box"""
+    y_max: int | None = None
+    """Y Max Coordinate of the box"""
+    object_id: int | None = None
+    """Optional object identifier. Boxes sharing an object id refine the same object."""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the image to reconstruct in 3D"""
+    mask_urls: list[FileInput] | None = None
+    """Optional list of mask URLs (one per object). If not provided, use
+    prompt/point_prompts/box_prompts to auto-segment, or entire image will be used."""
+    prompt: str | None = "car"
+    """Text prompt for auto-segmentation when no masks provided (e.g., 'chair',
+    'lamp')"""
+    point_prompts: Annotated[list[PointPromptBase], Field(validate_default=True)] = []
+    """Point prompts for auto-segmentation when no masks provided"""
+    box_prompts: Annotated[list[BoxPromptBase], Field(validate_default=True)] = []
+    """Box prompts for auto-segmentation when no masks provided. Multiple boxes
+    supported - each produces a separate object mask for 3D reconstruction."""
+    seed: int | None = None
+    """Random seed for reproducibility"""
+    pointmap_url: FileInput | None = None
+    """Optional URL to external pointmap/depth data (NPY or NPZ format) for improved 3D
+    reconstruction depth estimation"""
+    detection_threshold: Annotated[float | None, Field(ge=0.1, le=1.0)] = None
+    """Detection confidence threshold (0.1-1.0). Lower = more detections but less
+    precise. If not set, uses the model's default."""
+    export_textured_glb: bool = False
+    """If True, exports GLB with baked texture and UVs instead of vertex colors."""
+
+
+class Output(FalModel):
+    gaussian_splat: File
+    """Gaussian splat file (.ply) - combined scene splat for multi-object, single splat
+    otherwise"""
+    model_glb: File | None = None
+    """3D mesh in GLB format - combined scene for multi-object, single mesh otherwise"""
+    metadata: list[SAM3DObjectMetadata]
+    """Per-object metadata (rotation/translation/scale)"""
+    individual_splats: list[File] | None = None
+    """Individual Gaussian splat files per object (only for multi-object scenes)"""
+    individual_glbs: list[File | None] | None = None
+    """Individual GLB mesh files per object (only for multi-object scenes)"""
+    artifacts_zip: File | None = None
+    """Zip bundle containing all artifacts and metadata"""
+
+
+class PointPromptBase(FalModel):
+    x: int | None = None
+    """X Coordinate of the prompt"""
+    y: int | None = None
+    """Y Coordinate of the prompt"""
+    label: Literal[0, 1] | None = None
+    """1 for foreground, 0 for background"""
+    object_id: int | None = None
+    """Optional object identifier. Prompts sharing an object id refine the same
+    object."""
+
+
+class SAM3DObjectMetadata(FalModel):
+    """Per-object metadata for 3D reconstruction."""
+
+    object_index: int
+    """Index of the object in the scene"""
+    scale: list[list[float]] | None = None
+    """Scale factors [sx, sy, sz]"""
+    rotation: list[list[float]] | None = None
+    """Rotation quaternion [x, y, z, w]"""
+    translation: list[list[float]] | None = None
+    """Translation [tx, ty, tz]"""
+    camera_pose: list[list[float]] | None = None
+    """Camera pose matrix"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "mask_urls", "pointmap_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
-    mask_urls: _Sequence[FileInput] | None = None,
+    mask_urls: Sequence[FileInput] | None = None,
     prompt: str | None = "car",
     point_prompts: list[PointPromptBase] = [],
     box_prompts: list[BoxPromptBase] = [],
@@ -183,37 +163,78 @@ def submit(
     pointmap_url: FileInput | None = None,
     detection_threshold: float | None = None,
     export_textured_glb: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to reconstruct in 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_urls: Optional list of mask URLs (one per object). If not provided, use
+            prompt/point_prompts/box_prompts to auto-segment, or entire image will be
+            used. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        prompt: Text prompt for auto-segmentation when no masks provided (e.g., 'chair',
+            'lamp'). Defaults to `"car"`.
+        point_prompts: Point prompts for auto-segmentation when no masks provided.
+            Defaults to `[]`.
+        box_prompts: Box prompts for auto-segmentation when no masks provided. Multiple
+            boxes supported - each produces a separate object mask for 3D
+            reconstruction. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        pointmap_url: Optional URL to external pointmap/depth data (NPY or NPZ format)
+            for improved 3D reconstruction depth estimation. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        detection_threshold: Detection confidence threshold (0.1-1.0). Lower = more
+            detections but less precise. If not set, uses the model's default. Between
+            0.1 and 1.0. Defaults to `None`.
+        export_textured_glb: If True, exports GLB with baked texture and UVs instead of
+            vertex colors. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
-    mask_urls: _Sequence[FileInput] | None = None,
+    mask_urls: Sequence[FileInput] | None = None,
     prompt: str | None = "car",
     point_prompts: list[PointPromptBase] = [],
     box_prompts: list[BoxPromptBase] = [],
@@ -221,8 +242,8 @@ def subscribe(
     pointmap_url: FileInput | None = None,
     detection_threshold: float | None = None,
     export_textured_glb: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -230,28 +251,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to reconstruct in 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_urls: Optional list of mask URLs (one per object). If not provided, use
+            prompt/point_prompts/box_prompts to auto-segment, or entire image will be
+            used. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        prompt: Text prompt for auto-segmentation when no masks provided (e.g., 'chair',
+            'lamp'). Defaults to `"car"`.
+        point_prompts: Point prompts for auto-segmentation when no masks provided.
+            Defaults to `[]`.
+        box_prompts: Box prompts for auto-segmentation when no masks provided. Multiple
+            boxes supported - each produces a separate object mask for 3D
+            reconstruction. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        pointmap_url: Optional URL to external pointmap/depth data (NPY or NPZ format)
+            for improved 3D reconstruction depth estimation. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        detection_threshold: Detection confidence threshold (0.1-1.0). Lower = more
+            detections but less precise. If not set, uses the model's default. Between
+            0.1 and 1.0. Defaults to `None`.
+        export_textured_glb: If True, exports GLB with baked texture and UVs instead of
+            vertex colors. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
-    mask_urls: _Sequence[FileInput] | None = None,
+    mask_urls: Sequence[FileInput] | None = None,
     prompt: str | None = "car",
     point_prompts: list[PointPromptBase] = [],
     box_prompts: list[BoxPromptBase] = [],
@@ -259,8 +320,8 @@ def run(
     pointmap_url: FileInput | None = None,
     detection_threshold: float | None = None,
     export_textured_glb: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -268,28 +329,68 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to reconstruct in 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_urls: Optional list of mask URLs (one per object). If not provided, use
+            prompt/point_prompts/box_prompts to auto-segment, or entire image will be
+            used. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        prompt: Text prompt for auto-segmentation when no masks provided (e.g., 'chair',
+            'lamp'). Defaults to `"car"`.
+        point_prompts: Point prompts for auto-segmentation when no masks provided.
+            Defaults to `[]`.
+        box_prompts: Box prompts for auto-segmentation when no masks provided. Multiple
+            boxes supported - each produces a separate object mask for 3D
+            reconstruction. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        pointmap_url: Optional URL to external pointmap/depth data (NPY or NPZ format)
+            for improved 3D reconstruction depth estimation. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        detection_threshold: Detection confidence threshold (0.1-1.0). Lower = more
+            detections but less precise. If not set, uses the model's default. Between
+            0.1 and 1.0. Defaults to `None`.
+        export_textured_glb: If True, exports GLB with baked texture and UVs instead of
+            vertex colors. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
-    mask_urls: _Sequence[FileInput] | None = None,
+    mask_urls: Sequence[FileInput] | None = None,
     prompt: str | None = "car",
     point_prompts: list[PointPromptBase] = [],
     box_prompts: list[BoxPromptBase] = [],
@@ -297,37 +398,78 @@ async def submit_async(
     pointmap_url: FileInput | None = None,
     detection_threshold: float | None = None,
     export_textured_glb: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to reconstruct in 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_urls: Optional list of mask URLs (one per object). If not provided, use
+            prompt/point_prompts/box_prompts to auto-segment, or entire image will be
+            used. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        prompt: Text prompt for auto-segmentation when no masks provided (e.g., 'chair',
+            'lamp'). Defaults to `"car"`.
+        point_prompts: Point prompts for auto-segmentation when no masks provided.
+            Defaults to `[]`.
+        box_prompts: Box prompts for auto-segmentation when no masks provided. Multiple
+            boxes supported - each produces a separate object mask for 3D
+            reconstruction. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        pointmap_url: Optional URL to external pointmap/depth data (NPY or NPZ format)
+            for improved 3D reconstruction depth estimation. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        detection_threshold: Detection confidence threshold (0.1-1.0). Lower = more
+            detections but less precise. If not set, uses the model's default. Between
+            0.1 and 1.0. Defaults to `None`.
+        export_textured_glb: If True, exports GLB with baked texture and UVs instead of
+            vertex colors. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
-    mask_urls: _Sequence[FileInput] | None = None,
+    mask_urls: Sequence[FileInput] | None = None,
     prompt: str | None = "car",
     point_prompts: list[PointPromptBase] = [],
     box_prompts: list[BoxPromptBase] = [],
@@ -335,8 +477,8 @@ async def subscribe_async(
     pointmap_url: FileInput | None = None,
     detection_threshold: float | None = None,
     export_textured_glb: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -344,28 +486,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to reconstruct in 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_urls: Optional list of mask URLs (one per object). If not provided, use
+            prompt/point_prompts/box_prompts to auto-segment, or entire image will be
+            used. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        prompt: Text prompt for auto-segmentation when no masks provided (e.g., 'chair',
+            'lamp'). Defaults to `"car"`.
+        point_prompts: Point prompts for auto-segmentation when no masks provided.
+            Defaults to `[]`.
+        box_prompts: Box prompts for auto-segmentation when no masks provided. Multiple
+            boxes supported - each produces a separate object mask for 3D
+            reconstruction. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        pointmap_url: Optional URL to external pointmap/depth data (NPY or NPZ format)
+            for improved 3D reconstruction depth estimation. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        detection_threshold: Detection confidence threshold (0.1-1.0). Lower = more
+            detections but less precise. If not set, uses the model's default. Between
+            0.1 and 1.0. Defaults to `None`.
+        export_textured_glb: If True, exports GLB with baked texture and UVs instead of
+            vertex colors. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
-    mask_urls: _Sequence[FileInput] | None = None,
+    mask_urls: Sequence[FileInput] | None = None,
     prompt: str | None = "car",
     point_prompts: list[PointPromptBase] = [],
     box_prompts: list[BoxPromptBase] = [],
@@ -373,8 +555,8 @@ async def run_async(
     pointmap_url: FileInput | None = None,
     detection_threshold: float | None = None,
     export_textured_glb: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -382,8 +564,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to reconstruct in 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_urls: Optional list of mask URLs (one per object). If not provided, use
+            prompt/point_prompts/box_prompts to auto-segment, or entire image will be
+            used. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        prompt: Text prompt for auto-segmentation when no masks provided (e.g., 'chair',
+            'lamp'). Defaults to `"car"`.
+        point_prompts: Point prompts for auto-segmentation when no masks provided.
+            Defaults to `[]`.
+        box_prompts: Box prompts for auto-segmentation when no masks provided. Multiple
+            boxes supported - each produces a separate object mask for 3D
+            reconstruction. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        pointmap_url: Optional URL to external pointmap/depth data (NPY or NPZ format)
+            for improved 3D reconstruction depth estimation. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        detection_threshold: Detection confidence threshold (0.1-1.0). Lower = more
+            detections but less precise. If not set, uses the model's default. Between
+            0.1 and 1.0. Defaults to `None`.
+        export_textured_glb: If True, exports GLB with baked texture and UVs instead of
+            vertex colors. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,108 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class BoxPromptBase(FalModel):
-    x_min: Annotated[int | None, Field(title="X Min")] = None
-    """X Min Coordinate of the box"""
-    y_min: Annotated[int | None, Field(title="Y Min")] = None
-    """Y Min Coordinate of the box"""
-    x_max: Annotated[int | None, Field(title="X Max")] = None
-    """X Max Coordinate of the box"""
-    y_max: Annotated[int | None, Field(title="Y Max")] = None
-    """Y Max Coordinate of the box"""
-    object_id: Annotated[int | None, Field(title="Object Id")] = None
-    """Optional object identifier. Boxes sharing an object id refine the same object."""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """The URL of the video to be segmented."""
-    prompt: Annotated[str, Field(title="Prompt")] = ""
-    """Text prompt for segmentation. Use commas to track multiple objects (e.g., 'person, cloth')."""
-    text_prompt: Annotated[str | None, Field(deprecated=True, title="Text Prompt")] = (
-        None
-    )
-    """[DEPRECATED] Use 'prompt' instead. Kept for backward compatibility."""
-    point_prompts: Annotated[
-        list[PointPromptBase], Field(title="Point Prompts", validate_default=True)
-    ] = []
-    """List of point prompts"""
-    box_prompts: Annotated[
-        list[BoxPromptBase], Field(title="Box Prompts", validate_default=True)
-    ] = []
-    """List of box prompt coordinates (x_min, y_min, x_max, y_max)."""
-    apply_mask: Annotated[bool, Field(title="Apply Mask")] = True
-    """Apply the mask on the video."""
-    video_output_type: Annotated[
-        Literal["X264 (.mp4)", "VP9 (.webm)"], Field(title="Video Output Type")
-    ] = "X264 (.mp4)"
-    """The output type of the generated video."""
-    detection_threshold: Annotated[
-        float, Field(ge=0.1, le=1.0, title="Detection Threshold")
-    ] = 0.5
-    """Detection confidence threshold (0.0-1.0). Lower = more detections but less precise. """
-
-
-class Output(FalModel):
-    video: File
-    """The segmented video."""
-    boundingbox_frames_zip: File | None = None
-    """Zip file containing per-frame bounding box overlays."""
-
-
-class PointPromptBase(FalModel):
-    x: Annotated[int | None, Field(title="X")] = None
-    """X Coordinate of the prompt"""
-    y: Annotated[int | None, Field(title="Y")] = None
-    """Y Coordinate of the prompt"""
-    label: Annotated[Literal[0, 1] | None, Field(title="Label")] = None
-    """1 for foreground, 0 for background"""
-    object_id: Annotated[int | None, Field(title="Object Id")] = None
-    """Optional object identifier. Prompts sharing an object id refine the same object."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -125,26 +33,94 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sam-3/video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class BoxPromptBase(FalModel):
+    x_min: int | None = None
+    """X Min Coordinate of the box"""
+    y_min: int | None = None
+    """Y Min Coordinate of the box"""
+    x_max: int | None = None
+    """X Max Coordinate of the box"""
+    y_max: int | None = None
+    """Y Max Coordinate of the box"""
+    object_id: int | None = None
+    """Optional object identifier. Boxes sharing an object id refine the same object."""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """The URL of the video to be segmented."""
+    prompt: str = ""
+    """Text prompt for segmentation. Use commas to track multiple objects (e.g.,
+    'person, cloth')."""
+    text_prompt: Annotated[str | None, Field(deprecated=True)] = None
+    """[DEPRECATED] Use 'prompt' instead. Kept for backward compatibility."""
+    point_prompts: Annotated[list[PointPromptBase], Field(validate_default=True)] = []
+    """List of point prompts"""
+    box_prompts: Annotated[list[BoxPromptBase], Field(validate_default=True)] = []
+    """List of box prompt coordinates (x_min, y_min, x_max, y_max)."""
+    apply_mask: bool = True
+    """Apply the mask on the video."""
+    video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)"] = "X264 (.mp4)"
+    """The output type of the generated video."""
+    detection_threshold: Annotated[float, Field(ge=0.1, le=1.0)] = 0.5
+    """Detection confidence threshold (0.0-1.0). Lower = more detections but less
+    precise. """
+
+
+class Output(FalModel):
+    video: File
+    """The segmented video."""
+    boundingbox_frames_zip: File | None = None
+    """Zip file containing per-frame bounding box overlays."""
+
+
+class PointPromptBase(FalModel):
+    x: int | None = None
+    """X Coordinate of the prompt"""
+    y: int | None = None
+    """Y Coordinate of the prompt"""
+    label: Literal[0, 1] | None = None
+    """1 for foreground, 0 for background"""
+    object_id: int | None = None
+    """Optional object identifier. Prompts sharing an object id refine the same
+    object."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -155,33 +131,65 @@ def submit(
     apply_mask: bool = True,
     video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)"] = "X264 (.mp4)",
     detection_threshold: float = 0.5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        text_prompt: [DEPRECATED] Use 'prompt' instead. Kept for backward compatibility.
+            Defaults to `None`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: List of box prompt coordinates (x_min, y_min, x_max, y_max).
+            Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Between 0.1 and 1.0. Defaults to `0.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -192,8 +200,8 @@ def subscribe(
     apply_mask: bool = True,
     video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)"] = "X264 (.mp4)",
     detection_threshold: float = 0.5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -201,24 +209,55 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        text_prompt: [DEPRECATED] Use 'prompt' instead. Kept for backward compatibility.
+            Defaults to `None`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: List of box prompt coordinates (x_min, y_min, x_max, y_max).
+            Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Between 0.1 and 1.0. Defaults to `0.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -229,8 +268,8 @@ def run(
     apply_mask: bool = True,
     video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)"] = "X264 (.mp4)",
     detection_threshold: float = 0.5,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -238,24 +277,55 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        text_prompt: [DEPRECATED] Use 'prompt' instead. Kept for backward compatibility.
+            Defaults to `None`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: List of box prompt coordinates (x_min, y_min, x_max, y_max).
+            Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Between 0.1 and 1.0. Defaults to `0.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -266,33 +336,65 @@ async def submit_async(
     apply_mask: bool = True,
     video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)"] = "X264 (.mp4)",
     detection_threshold: float = 0.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        text_prompt: [DEPRECATED] Use 'prompt' instead. Kept for backward compatibility.
+            Defaults to `None`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: List of box prompt coordinates (x_min, y_min, x_max, y_max).
+            Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Between 0.1 and 1.0. Defaults to `0.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -303,8 +405,8 @@ async def subscribe_async(
     apply_mask: bool = True,
     video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)"] = "X264 (.mp4)",
     detection_threshold: float = 0.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -312,24 +414,55 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        text_prompt: [DEPRECATED] Use 'prompt' instead. Kept for backward compatibility.
+            Defaults to `None`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: List of box prompt coordinates (x_min, y_min, x_max, y_max).
+            Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Between 0.1 and 1.0. Defaults to `0.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -340,8 +473,8 @@ async def run_async(
     apply_mask: bool = True,
     video_output_type: Literal["X264 (.mp4)", "VP9 (.webm)"] = "X264 (.mp4)",
     detection_threshold: float = 0.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -349,8 +482,39 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        text_prompt: [DEPRECATED] Use 'prompt' instead. Kept for backward compatibility.
+            Defaults to `None`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: List of box prompt coordinates (x_min, y_min, x_max, y_max).
+            Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Between 0.1 and 1.0. Defaults to `0.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

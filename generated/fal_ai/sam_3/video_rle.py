@@ -5,110 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class BoxPrompt(FalModel):
-    x_min: Annotated[int | None, Field(title="X Min")] = None
-    """X Min Coordinate of the box"""
-    y_min: Annotated[int | None, Field(title="Y Min")] = None
-    """Y Min Coordinate of the box"""
-    x_max: Annotated[int | None, Field(title="X Max")] = None
-    """X Max Coordinate of the box"""
-    y_max: Annotated[int | None, Field(title="Y Max")] = None
-    """Y Max Coordinate of the box"""
-    object_id: Annotated[int | None, Field(title="Object Id")] = None
-    """Optional object identifier. Boxes sharing an object id refine the same object."""
-    frame_index: Annotated[int | None, Field(title="Frame Index")] = None
-    """The frame index to interact with."""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """The URL of the video to be segmented."""
-    mask_url: Annotated[FileInput | None, Field(title="Mask Url")] = None
-    """The URL of the mask to be applied initially."""
-    prompt: Annotated[str, Field(title="Prompt")] = ""
-    """Text prompt for segmentation. Use commas to track multiple objects (e.g., 'person, cloth')."""
-    point_prompts: Annotated[
-        list[PointPrompt], Field(title="Point Prompts", validate_default=True)
-    ] = []
-    """List of point prompts with frame indices."""
-    box_prompts: Annotated[
-        list[BoxPrompt], Field(title="Box Prompts", validate_default=True)
-    ] = []
-    """List of box prompts with optional frame_index."""
-    apply_mask: Annotated[bool, Field(title="Apply Mask")] = False
-    """Apply the mask on the video."""
-    boundingbox_zip: Annotated[bool, Field(title="Boundingbox Zip")] = False
-    """Return per-frame bounding box overlays as a zip archive."""
-    detection_threshold: Annotated[
-        float, Field(ge=0.01, le=1.0, title="Detection Threshold")
-    ] = 0.5
-    """Detection confidence threshold (0.0-1.0). Lower = more detections but less precise. Defaults: 0.5 for existing, 0.7 for new objects. Try 0.2-0.3 if text prompts fail."""
-    frame_index: Annotated[int, Field(title="Frame Index")] = 0
-    """Frame index used for initial interaction when mask_url is provided."""
-
-
-class Output(FalModel):
-    video: File
-    """The segmented video."""
-    boundingbox_frames_zip: File | None = None
-    """Zip file containing per-frame bounding box overlays."""
-
-
-class PointPrompt(FalModel):
-    x: Annotated[int | None, Field(title="X")] = None
-    """X Coordinate of the prompt"""
-    y: Annotated[int | None, Field(title="Y")] = None
-    """Y Coordinate of the prompt"""
-    label: Annotated[Literal[0, 1] | None, Field(title="Label")] = None
-    """1 for foreground, 0 for background"""
-    object_id: Annotated[int | None, Field(title="Object Id")] = None
-    """Optional object identifier. Prompts sharing an object id refine the same object."""
-    frame_index: Annotated[int | None, Field(title="Frame Index")] = None
-    """The frame index to interact with."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -127,26 +33,101 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sam-3/video-rle"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class BoxPrompt(FalModel):
+    x_min: int | None = None
+    """X Min Coordinate of the box"""
+    y_min: int | None = None
+    """Y Min Coordinate of the box"""
+    x_max: int | None = None
+    """X Max Coordinate of the box"""
+    y_max: int | None = None
+    """Y Max Coordinate of the box"""
+    object_id: int | None = None
+    """Optional object identifier. Boxes sharing an object id refine the same object."""
+    frame_index: int | None = None
+    """The frame index to interact with."""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """The URL of the video to be segmented."""
+    mask_url: FileInput | None = None
+    """The URL of the mask to be applied initially."""
+    prompt: str = ""
+    """Text prompt for segmentation. Use commas to track multiple objects (e.g.,
+    'person, cloth')."""
+    point_prompts: Annotated[list[PointPrompt], Field(validate_default=True)] = []
+    """List of point prompts with frame indices."""
+    box_prompts: Annotated[list[BoxPrompt], Field(validate_default=True)] = []
+    """List of box prompts with optional frame_index."""
+    apply_mask: bool = False
+    """Apply the mask on the video."""
+    boundingbox_zip: bool = False
+    """Return per-frame bounding box overlays as a zip archive."""
+    detection_threshold: Annotated[float, Field(ge=0.01, le=1.0)] = 0.5
+    """Detection confidence threshold (0.0-1.0). Lower = more detections but less
+    precise. Defaults: 0.5 for existing, 0.7 for new objects. Try 0.2-0.3 if text
+    prompts fail."""
+    frame_index: int = 0
+    """Frame index used for initial interaction when mask_url is provided."""
+
+
+class Output(FalModel):
+    video: File
+    """The segmented video."""
+    boundingbox_frames_zip: File | None = None
+    """Zip file containing per-frame bounding box overlays."""
+
+
+class PointPrompt(FalModel):
+    x: int | None = None
+    """X Coordinate of the prompt"""
+    y: int | None = None
+    """Y Coordinate of the prompt"""
+    label: Literal[0, 1] | None = None
+    """1 for foreground, 0 for background"""
+    object_id: int | None = None
+    """Optional object identifier. Prompts sharing an object id refine the same
+    object."""
+    frame_index: int | None = None
+    """The frame index to interact with."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "mask_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -158,33 +139,69 @@ def submit(
     boundingbox_zip: bool = False,
     detection_threshold: float = 0.5,
     frame_index: int = 0,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        point_prompts: List of point prompts with frame indices. Defaults to `[]`.
+        box_prompts: List of box prompts with optional frame_index. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Defaults: 0.5 for existing, 0.7 for new
+            objects. Try 0.2-0.3 if text prompts fail. Between 0.01 and 1.0. Defaults to
+            `0.5`.
+        frame_index: Frame index used for initial interaction when mask_url is provided.
+            Defaults to `0`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -196,8 +213,8 @@ def subscribe(
     boundingbox_zip: bool = False,
     detection_threshold: float = 0.5,
     frame_index: int = 0,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -205,24 +222,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        point_prompts: List of point prompts with frame indices. Defaults to `[]`.
+        box_prompts: List of box prompts with optional frame_index. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Defaults: 0.5 for existing, 0.7 for new
+            objects. Try 0.2-0.3 if text prompts fail. Between 0.01 and 1.0. Defaults to
+            `0.5`.
+        frame_index: Frame index used for initial interaction when mask_url is provided.
+            Defaults to `0`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -234,8 +286,8 @@ def run(
     boundingbox_zip: bool = False,
     detection_threshold: float = 0.5,
     frame_index: int = 0,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -243,24 +295,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        point_prompts: List of point prompts with frame indices. Defaults to `[]`.
+        box_prompts: List of box prompts with optional frame_index. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Defaults: 0.5 for existing, 0.7 for new
+            objects. Try 0.2-0.3 if text prompts fail. Between 0.01 and 1.0. Defaults to
+            `0.5`.
+        frame_index: Frame index used for initial interaction when mask_url is provided.
+            Defaults to `0`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -272,33 +359,69 @@ async def submit_async(
     boundingbox_zip: bool = False,
     detection_threshold: float = 0.5,
     frame_index: int = 0,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        point_prompts: List of point prompts with frame indices. Defaults to `[]`.
+        box_prompts: List of box prompts with optional frame_index. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Defaults: 0.5 for existing, 0.7 for new
+            objects. Try 0.2-0.3 if text prompts fail. Between 0.01 and 1.0. Defaults to
+            `0.5`.
+        frame_index: Frame index used for initial interaction when mask_url is provided.
+            Defaults to `0`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -310,8 +433,8 @@ async def subscribe_async(
     boundingbox_zip: bool = False,
     detection_threshold: float = 0.5,
     frame_index: int = 0,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -319,24 +442,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        point_prompts: List of point prompts with frame indices. Defaults to `[]`.
+        box_prompts: List of box prompts with optional frame_index. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Defaults: 0.5 for existing, 0.7 for new
+            objects. Try 0.2-0.3 if text prompts fail. Between 0.01 and 1.0. Defaults to
+            `0.5`.
+        frame_index: Frame index used for initial interaction when mask_url is provided.
+            Defaults to `0`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -348,8 +506,8 @@ async def run_async(
     boundingbox_zip: bool = False,
     detection_threshold: float = 0.5,
     frame_index: int = 0,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -357,8 +515,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The URL of the mask to be applied initially. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        prompt: Text prompt for segmentation. Use commas to track multiple objects
+            (e.g., 'person, cloth'). Defaults to `\""`.
+        point_prompts: List of point prompts with frame indices. Defaults to `[]`.
+        box_prompts: List of box prompts with optional frame_index. Defaults to `[]`.
+        apply_mask: Apply the mask on the video. Defaults to `False`.
+        boundingbox_zip: Return per-frame bounding box overlays as a zip archive.
+            Defaults to `False`.
+        detection_threshold: Detection confidence threshold (0.0-1.0). Lower = more
+            detections but less precise. Defaults: 0.5 for existing, 0.7 for new
+            objects. Try 0.2-0.3 if text prompts fail. Between 0.01 and 1.0. Defaults to
+            `0.5`.
+        frame_index: Frame index used for initial interaction when mask_url is provided.
+            Defaults to `0`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

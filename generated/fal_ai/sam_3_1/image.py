@@ -5,135 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class BoxPrompt(FalModel):
-    x_min: Annotated[int | None, Field(title="X Min")] = None
-    """X Min Coordinate of the box"""
-    y_min: Annotated[int | None, Field(title="Y Min")] = None
-    """Y Min Coordinate of the box"""
-    x_max: Annotated[int | None, Field(title="X Max")] = None
-    """X Max Coordinate of the box"""
-    y_max: Annotated[int | None, Field(title="Y Max")] = None
-    """Y Max Coordinate of the box"""
-    object_id: Annotated[int | None, Field(title="Object Id")] = None
-    """Optional object identifier. Boxes sharing an object id refine the same object."""
-    frame_index: Annotated[int | None, Field(title="Frame Index")] = None
-    """The frame index to interact with."""
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the image to be segmented"""
-    prompt: Annotated[str, Field(title="Prompt")] = "wheel"
-    """Text prompt for segmentation"""
-    point_prompts: Annotated[
-        list[PointPrompt], Field(title="Point Prompts", validate_default=True)
-    ] = []
-    """List of point prompts"""
-    box_prompts: Annotated[
-        list[BoxPrompt], Field(title="Box Prompts", validate_default=True)
-    ] = []
-    """Box prompt coordinates (x_min, y_min, x_max, y_max). Multiple boxes supported - use object_id to group boxes for the same object or leave empty for separate objects."""
-    apply_mask: Annotated[bool, Field(title="Apply Mask")] = True
-    """Apply the mask on the image."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If True, the media will be returned as a data URI."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "png"
-    """The format of the generated image."""
-    return_multiple_masks: Annotated[bool, Field(title="Return Multiple Masks")] = False
-    """If True, upload and return multiple generated masks as defined by `max_masks`."""
-    max_masks: Annotated[int, Field(ge=1, le=32, title="Max Masks")] = 3
-    """Maximum number of masks to return when `return_multiple_masks` is enabled."""
-    include_scores: Annotated[bool, Field(title="Include Scores")] = False
-    """Whether to include mask confidence scores."""
-    include_boxes: Annotated[bool, Field(title="Include Boxes")] = False
-    """Whether to include bounding boxes for each mask (when available)."""
-
-
-class MaskMetadata(FalModel):
-    index: Annotated[int, Field(title="Index")]
-    """Index of the mask inside the model output."""
-    score: Annotated[float | None, Field(title="Score")] = None
-    """Score for this mask."""
-    box: Annotated[list[float] | None, Field(title="Box")] = None
-    """Bounding box for the mask in normalized cxcywh coordinates."""
-
-
-class Output(FalModel):
-    image: Image | None = None
-    """Primary segmented mask preview."""
-    masks: Annotated[list[Image], Field(title="Masks")]
-    """Segmented mask images."""
-    metadata: Annotated[list[MaskMetadata] | None, Field(title="Metadata")] = None
-    """Per-mask metadata including scores and boxes."""
-    scores: Annotated[list[float | None] | None, Field(title="Scores")] = None
-    """Per-mask confidence scores when requested."""
-    boxes: Annotated[list[list[float] | None] | None, Field(title="Boxes")] = None
-    """Per-mask normalized bounding boxes [cx, cy, w, h] when requested."""
-
-
-class PointPrompt(FalModel):
-    x: Annotated[int | None, Field(title="X")] = None
-    """X Coordinate of the prompt"""
-    y: Annotated[int | None, Field(title="Y")] = None
-    """Y Coordinate of the prompt"""
-    label: Annotated[Literal[0, 1] | None, Field(title="Label")] = None
-    """1 for foreground, 0 for background"""
-    object_id: Annotated[int | None, Field(title="Object Id")] = None
-    """Optional object identifier. Prompts sharing an object id refine the same object."""
-    frame_index: Annotated[int | None, Field(title="Frame Index")] = None
-    """The frame index to interact with."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -153,26 +34,125 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sam-3-1/image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class BoxPrompt(FalModel):
+    x_min: int | None = None
+    """X Min Coordinate of the box"""
+    y_min: int | None = None
+    """Y Min Coordinate of the box"""
+    x_max: int | None = None
+    """X Max Coordinate of the box"""
+    y_max: int | None = None
+    """Y Max Coordinate of the box"""
+    object_id: int | None = None
+    """Optional object identifier. Boxes sharing an object id refine the same object."""
+    frame_index: int | None = None
+    """The frame index to interact with."""
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the image to be segmented"""
+    prompt: str = "wheel"
+    """Text prompt for segmentation"""
+    point_prompts: Annotated[list[PointPrompt], Field(validate_default=True)] = []
+    """List of point prompts"""
+    box_prompts: Annotated[list[BoxPrompt], Field(validate_default=True)] = []
+    """Box prompt coordinates (x_min, y_min, x_max, y_max). Multiple boxes supported -
+    use object_id to group boxes for the same object or leave empty for separate
+    objects."""
+    apply_mask: bool = True
+    """Apply the mask on the image."""
+    sync_mode: bool = False
+    """If True, the media will be returned as a data URI."""
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+    """The format of the generated image."""
+    return_multiple_masks: bool = False
+    """If True, upload and return multiple generated masks as defined by `max_masks`."""
+    max_masks: Annotated[int, Field(ge=1, le=32)] = 3
+    """Maximum number of masks to return when `return_multiple_masks` is enabled."""
+    include_scores: bool = False
+    """Whether to include mask confidence scores."""
+    include_boxes: bool = False
+    """Whether to include bounding boxes for each mask (when available)."""
+
+
+class MaskMetadata(FalModel):
+    index: int
+    """Index of the mask inside the model output."""
+    score: float | None = None
+    """Score for this mask."""
+    box: list[float] | None = None
+    """Bounding box for the mask in normalized cxcywh coordinates."""
+
+
+class Output(FalModel):
+    image: Image | None = None
+    """Primary segmented mask preview."""
+    masks: list[Image]
+    """Segmented mask images."""
+    metadata: list[MaskMetadata] | None = None
+    """Per-mask metadata including scores and boxes."""
+    scores: list[float | None] | None = None
+    """Per-mask confidence scores when requested."""
+    boxes: list[list[float] | None] | None = None
+    """Per-mask normalized bounding boxes [cx, cy, w, h] when requested."""
+
+
+class PointPrompt(FalModel):
+    x: int | None = None
+    """X Coordinate of the prompt"""
+    y: int | None = None
+    """Y Coordinate of the prompt"""
+    label: Literal[0, 1] | None = None
+    """1 for foreground, 0 for background"""
+    object_id: int | None = None
+    """Optional object identifier. Prompts sharing an object id refine the same
+    object."""
+    frame_index: int | None = None
+    """The frame index to interact with."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -186,33 +166,69 @@ def submit(
     max_masks: int = 3,
     include_scores: bool = False,
     include_boxes: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Defaults to `"wheel"`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: Box prompt coordinates (x_min, y_min, x_max, y_max). Multiple boxes
+            supported - use object_id to group boxes for the same object or leave empty
+            for separate objects. Defaults to `[]`.
+        apply_mask: Apply the mask on the image. Defaults to `True`.
+        sync_mode: If True, the media will be returned as a data URI. Defaults to
+            `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        return_multiple_masks: If True, upload and return multiple generated masks as
+            defined by `max_masks`. Defaults to `False`.
+        max_masks: Maximum number of masks to return when `return_multiple_masks` is
+            enabled. Between 1 and 32. Defaults to `3`.
+        include_scores: Whether to include mask confidence scores. Defaults to `False`.
+        include_boxes: Whether to include bounding boxes for each mask (when available).
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -226,8 +242,8 @@ def subscribe(
     max_masks: int = 3,
     include_scores: bool = False,
     include_boxes: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -235,24 +251,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Defaults to `"wheel"`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: Box prompt coordinates (x_min, y_min, x_max, y_max). Multiple boxes
+            supported - use object_id to group boxes for the same object or leave empty
+            for separate objects. Defaults to `[]`.
+        apply_mask: Apply the mask on the image. Defaults to `True`.
+        sync_mode: If True, the media will be returned as a data URI. Defaults to
+            `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        return_multiple_masks: If True, upload and return multiple generated masks as
+            defined by `max_masks`. Defaults to `False`.
+        max_masks: Maximum number of masks to return when `return_multiple_masks` is
+            enabled. Between 1 and 32. Defaults to `3`.
+        include_scores: Whether to include mask confidence scores. Defaults to `False`.
+        include_boxes: Whether to include bounding boxes for each mask (when available).
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -266,8 +317,8 @@ def run(
     max_masks: int = 3,
     include_scores: bool = False,
     include_boxes: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -275,24 +326,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Defaults to `"wheel"`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: Box prompt coordinates (x_min, y_min, x_max, y_max). Multiple boxes
+            supported - use object_id to group boxes for the same object or leave empty
+            for separate objects. Defaults to `[]`.
+        apply_mask: Apply the mask on the image. Defaults to `True`.
+        sync_mode: If True, the media will be returned as a data URI. Defaults to
+            `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        return_multiple_masks: If True, upload and return multiple generated masks as
+            defined by `max_masks`. Defaults to `False`.
+        max_masks: Maximum number of masks to return when `return_multiple_masks` is
+            enabled. Between 1 and 32. Defaults to `3`.
+        include_scores: Whether to include mask confidence scores. Defaults to `False`.
+        include_boxes: Whether to include bounding boxes for each mask (when available).
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -306,33 +392,69 @@ async def submit_async(
     max_masks: int = 3,
     include_scores: bool = False,
     include_boxes: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Defaults to `"wheel"`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: Box prompt coordinates (x_min, y_min, x_max, y_max). Multiple boxes
+            supported - use object_id to group boxes for the same object or leave empty
+            for separate objects. Defaults to `[]`.
+        apply_mask: Apply the mask on the image. Defaults to `True`.
+        sync_mode: If True, the media will be returned as a data URI. Defaults to
+            `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        return_multiple_masks: If True, upload and return multiple generated masks as
+            defined by `max_masks`. Defaults to `False`.
+        max_masks: Maximum number of masks to return when `return_multiple_masks` is
+            enabled. Between 1 and 32. Defaults to `3`.
+        include_scores: Whether to include mask confidence scores. Defaults to `False`.
+        include_boxes: Whether to include bounding boxes for each mask (when available).
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -346,8 +468,8 @@ async def subscribe_async(
     max_masks: int = 3,
     include_scores: bool = False,
     include_boxes: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -355,24 +477,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Defaults to `"wheel"`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: Box prompt coordinates (x_min, y_min, x_max, y_max). Multiple boxes
+            supported - use object_id to group boxes for the same object or leave empty
+            for separate objects. Defaults to `[]`.
+        apply_mask: Apply the mask on the image. Defaults to `True`.
+        sync_mode: If True, the media will be returned as a data URI. Defaults to
+            `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        return_multiple_masks: If True, upload and return multiple generated masks as
+            defined by `max_masks`. Defaults to `False`.
+        max_masks: Maximum number of masks to return when `return_multiple_masks` is
+            enabled. Between 1 and 32. Defaults to `3`.
+        include_scores: Whether to include mask confidence scores. Defaults to `False`.
+        include_boxes: Whether to include bounding boxes for each mask (when available).
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -386,8 +543,8 @@ async def run_async(
     max_masks: int = 3,
     include_scores: bool = False,
     include_boxes: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -395,8 +552,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to be segmented. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt for segmentation. Defaults to `"wheel"`.
+        point_prompts: List of point prompts. Defaults to `[]`.
+        box_prompts: Box prompt coordinates (x_min, y_min, x_max, y_max). Multiple boxes
+            supported - use object_id to group boxes for the same object or leave empty
+            for separate objects. Defaults to `[]`.
+        apply_mask: Apply the mask on the image. Defaults to `True`.
+        sync_mode: If True, the media will be returned as a data URI. Defaults to
+            `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        return_multiple_masks: If True, upload and return multiple generated masks as
+            defined by `max_masks`. Defaults to `False`.
+        max_masks: Maximum number of masks to return when `return_multiple_masks` is
+            enabled. Between 1 and 32. Defaults to `3`.
+        include_scores: Whether to include mask confidence scores. Defaults to `False`.
+        include_boxes: Whether to include bounding boxes for each mask (when available).
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,90 +5,16 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input for text-based audio separation."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL of the audio file to process (WAV, MP3, FLAC supported)"""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Text prompt describing the sound to isolate."""
-    predict_spans: Annotated[bool, Field(title="Predict Spans")] = False
-    """Automatically predict temporal spans where the target sound occurs."""
-    reranking_candidates: Annotated[
-        int, Field(ge=1, le=7, title="Reranking Candidates")
-    ] = 1
-    """Number of candidates to generate and rank. Higher improves quality but increases latency and cost."""
-    acceleration: Annotated[
-        Literal["fast", "balanced", "quality"], Field(title="Acceleration")
-    ] = "balanced"
-    """The acceleration level to use."""
-    max_chunk_duration: Annotated[
-        float, Field(ge=10.0, le=60.0, title="Max Chunk Duration")
-    ] = 60
-    """Maximum audio duration (in seconds) to process in a single pass. Longer audio will be chunked with overlap and blended."""
-    chunk_overlap: Annotated[float, Field(ge=0.0, le=30.0, title="Chunk Overlap")] = 5
-    """Overlap duration (in seconds) between chunks for crossfade blending."""
-    output_format: Annotated[Literal["wav", "mp3"], Field(title="Output Format")] = (
-        "wav"
-    )
-    """Output audio format."""
-
-
-class Output(FalModel):
-    """Output for text-based audio separation."""
-
-    target: File
-    """The isolated target sound."""
-    residual: File
-    """Everything else in the audio."""
-    duration: Annotated[float, Field(title="Duration")]
-    """Duration of the output audio in seconds."""
-    sample_rate: Annotated[int, Field(title="Sample Rate")] = 48000
-    """Sample rate of the output audio in Hz."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -105,26 +31,77 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sam-audio/separate"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input for text-based audio separation."""
+
+    audio_url: FileInput
+    """URL of the audio file to process (WAV, MP3, FLAC supported)"""
+    prompt: str
+    """Text prompt describing the sound to isolate."""
+    predict_spans: bool = False
+    """Automatically predict temporal spans where the target sound occurs."""
+    reranking_candidates: Annotated[int, Field(ge=1, le=7)] = 1
+    """Number of candidates to generate and rank. Higher improves quality but increases
+    latency and cost."""
+    acceleration: Literal["fast", "balanced", "quality"] = "balanced"
+    """The acceleration level to use."""
+    max_chunk_duration: Annotated[float, Field(ge=10.0, le=60.0)] = 60
+    """Maximum audio duration (in seconds) to process in a single pass. Longer audio
+    will be chunked with overlap and blended."""
+    chunk_overlap: Annotated[float, Field(ge=0.0, le=30.0)] = 5
+    """Overlap duration (in seconds) between chunks for crossfade blending."""
+    output_format: Literal["wav", "mp3"] = "wav"
+    """Output audio format."""
+
+
+class Output(FalModel):
+    """Output for text-based audio separation."""
+
+    target: File
+    """The isolated target sound."""
+    residual: File
+    """Everything else in the audio."""
+    duration: float
+    """Duration of the output audio in seconds."""
+    sample_rate: int = 48000
+    """Sample rate of the output audio in Hz."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
@@ -135,33 +112,66 @@ def submit(
     max_chunk_duration: float = 60,
     chunk_overlap: float = 5,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process (WAV, MP3, FLAC supported). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the sound to isolate. Required.
+        predict_spans: Automatically predict temporal spans where the target sound
+            occurs. Defaults to `False`.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
@@ -172,8 +182,8 @@ def subscribe(
     max_chunk_duration: float = 60,
     chunk_overlap: float = 5,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -181,24 +191,56 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process (WAV, MP3, FLAC supported). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the sound to isolate. Required.
+        predict_spans: Automatically predict temporal spans where the target sound
+            occurs. Defaults to `False`.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
@@ -209,8 +251,8 @@ def run(
     max_chunk_duration: float = 60,
     chunk_overlap: float = 5,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -218,24 +260,56 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process (WAV, MP3, FLAC supported). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the sound to isolate. Required.
+        predict_spans: Automatically predict temporal spans where the target sound
+            occurs. Defaults to `False`.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
@@ -246,33 +320,66 @@ async def submit_async(
     max_chunk_duration: float = 60,
     chunk_overlap: float = 5,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process (WAV, MP3, FLAC supported). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the sound to isolate. Required.
+        predict_spans: Automatically predict temporal spans where the target sound
+            occurs. Defaults to `False`.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
@@ -283,8 +390,8 @@ async def subscribe_async(
     max_chunk_duration: float = 60,
     chunk_overlap: float = 5,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -292,24 +399,56 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process (WAV, MP3, FLAC supported). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the sound to isolate. Required.
+        predict_spans: Automatically predict temporal spans where the target sound
+            occurs. Defaults to `False`.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
@@ -320,8 +459,8 @@ async def run_async(
     max_chunk_duration: float = 60,
     chunk_overlap: float = 5,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -329,8 +468,40 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process (WAV, MP3, FLAC supported). A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        prompt: Text prompt describing the sound to isolate. Required.
+        predict_spans: Automatically predict temporal spans where the target sound
+            occurs. Defaults to `False`.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

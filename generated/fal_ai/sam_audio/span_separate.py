@@ -5,107 +5,16 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class AudioTimeSpan(FalModel):
-    """A time span indicating where the target sound occurs."""
-
-    start: Annotated[float, Field(ge=0.0, title="Start")]
-    """Start time of the span in seconds"""
-    end: Annotated[float, Field(ge=0.0, title="End")]
-    """End time of the span in seconds"""
-    include: Annotated[bool, Field(title="Include")] = True
-    """Whether to include (True) or exclude (False) sounds in this span"""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input for temporal span-based audio separation."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL of the audio file to process."""
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """Text prompt describing the sound to isolate. Optional but recommended - helps the model identify what type of sound to extract from the span."""
-    spans: Annotated[list[AudioTimeSpan], Field(title="Spans")]
-    """Time spans where the target sound occurs which should be isolated."""
-    reranking_candidates: Annotated[
-        int, Field(ge=1, le=7, title="Reranking Candidates")
-    ] = 1
-    """Number of candidates to generate and rank. Higher improves quality but increases latency and cost. Requires text prompt; ignored for span-only separation."""
-    acceleration: Annotated[
-        Literal["fast", "balanced", "quality"], Field(title="Acceleration")
-    ] = "balanced"
-    """The acceleration level to use."""
-    max_chunk_duration: Annotated[
-        float, Field(ge=10.0, le=60.0, title="Max Chunk Duration")
-    ] = 60
-    """Maximum audio duration (in seconds) to process in a single pass. Longer audio will be chunked with overlap and blended."""
-    chunk_overlap: Annotated[float, Field(ge=0.0, le=30.0, title="Chunk Overlap")] = 5
-    """Overlap duration (in seconds) between chunks for crossfade blending."""
-    use_sound_activity_ranking: Annotated[
-        bool, Field(title="Use Sound Activity Ranking")
-    ] = False
-    """Use sound activity detection to rank reranking candidates based on how well each candidate's non-silent regions match the provided spans. Enables effective reranking even without a text prompt (span-only separation). Requires reranking_candidates > 1."""
-    trim_to_span: Annotated[bool, Field(title="Trim To Span")] = False
-    """Trim output audio to only include the specified span time range. If False, returns the full audio length with the target sound isolated throughout."""
-    output_format: Annotated[Literal["wav", "mp3"], Field(title="Output Format")] = (
-        "wav"
-    )
-    """Output audio format."""
-
-
-class Output(FalModel):
-    """Output for span-based audio separation."""
-
-    target: File
-    """The isolated target sound."""
-    residual: File
-    """Everything else in the audio."""
-    duration: Annotated[float, Field(title="Duration")]
-    """Duration of the output audio in seconds."""
-    sample_rate: Annotated[int, Field(title="Sample Rate")] = 48000
-    """Sample rate of the output audio in Hz."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -123,26 +32,97 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sam-audio/span-separate"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class AudioTimeSpan(FalModel):
+    """A time span indicating where the target sound occurs."""
+
+    start: Annotated[float, Field(ge=0.0)]
+    """Start time of the span in seconds"""
+    end: Annotated[float, Field(ge=0.0)]
+    """End time of the span in seconds"""
+    include: bool = True
+    """Whether to include (True) or exclude (False) sounds in this span"""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input for temporal span-based audio separation."""
+
+    audio_url: FileInput
+    """URL of the audio file to process."""
+    prompt: str | None = None
+    """Text prompt describing the sound to isolate. Optional but recommended - helps the
+    model identify what type of sound to extract from the span."""
+    spans: list[AudioTimeSpan]
+    """Time spans where the target sound occurs which should be isolated."""
+    reranking_candidates: Annotated[int, Field(ge=1, le=7)] = 1
+    """Number of candidates to generate and rank. Higher improves quality but increases
+    latency and cost. Requires text prompt; ignored for span-only separation."""
+    acceleration: Literal["fast", "balanced", "quality"] = "balanced"
+    """The acceleration level to use."""
+    max_chunk_duration: Annotated[float, Field(ge=10.0, le=60.0)] = 60
+    """Maximum audio duration (in seconds) to process in a single pass. Longer audio
+    will be chunked with overlap and blended."""
+    chunk_overlap: Annotated[float, Field(ge=0.0, le=30.0)] = 5
+    """Overlap duration (in seconds) between chunks for crossfade blending."""
+    use_sound_activity_ranking: bool = False
+    """Use sound activity detection to rank reranking candidates based on how well each
+    candidate's non-silent regions match the provided spans. Enables effective reranking
+    even without a text prompt (span-only separation). Requires reranking_candidates >
+    1."""
+    trim_to_span: bool = False
+    """Trim output audio to only include the specified span time range. If False,
+    returns the full audio length with the target sound isolated throughout."""
+    output_format: Literal["wav", "mp3"] = "wav"
+    """Output audio format."""
+
+
+class Output(FalModel):
+    """Output for span-based audio separation."""
+
+    target: File
+    """The isolated target sound."""
+    residual: File
+    """Everything else in the audio."""
+    duration: float
+    """Duration of the output audio in seconds."""
+    sample_rate: int = 48000
+    """Sample rate of the output audio in Hz."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
@@ -155,33 +135,76 @@ def submit(
     use_sound_activity_ranking: bool = False,
     trim_to_span: bool = False,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the sound to isolate. Optional but recommended -
+            helps the model identify what type of sound to extract from the span.
+            Defaults to `None`.
+        spans: Time spans where the target sound occurs which should be isolated.
+            Required.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Requires text prompt; ignored for
+            span-only separation. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        use_sound_activity_ranking: Use sound activity detection to rank reranking
+            candidates based on how well each candidate's non-silent regions match the
+            provided spans. Enables effective reranking even without a text prompt
+            (span-only separation). Requires reranking_candidates > 1. Defaults to
+            `False`.
+        trim_to_span: Trim output audio to only include the specified span time range.
+            If False, returns the full audio length with the target sound isolated
+            throughout. Defaults to `False`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
@@ -194,8 +217,8 @@ def subscribe(
     use_sound_activity_ranking: bool = False,
     trim_to_span: bool = False,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -203,24 +226,66 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the sound to isolate. Optional but recommended -
+            helps the model identify what type of sound to extract from the span.
+            Defaults to `None`.
+        spans: Time spans where the target sound occurs which should be isolated.
+            Required.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Requires text prompt; ignored for
+            span-only separation. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        use_sound_activity_ranking: Use sound activity detection to rank reranking
+            candidates based on how well each candidate's non-silent regions match the
+            provided spans. Enables effective reranking even without a text prompt
+            (span-only separation). Requires reranking_candidates > 1. Defaults to
+            `False`.
+        trim_to_span: Trim output audio to only include the specified span time range.
+            If False, returns the full audio length with the target sound isolated
+            throughout. Defaults to `False`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
@@ -233,8 +298,8 @@ def run(
     use_sound_activity_ranking: bool = False,
     trim_to_span: bool = False,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -242,24 +307,66 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the sound to isolate. Optional but recommended -
+            helps the model identify what type of sound to extract from the span.
+            Defaults to `None`.
+        spans: Time spans where the target sound occurs which should be isolated.
+            Required.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Requires text prompt; ignored for
+            span-only separation. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        use_sound_activity_ranking: Use sound activity detection to rank reranking
+            candidates based on how well each candidate's non-silent regions match the
+            provided spans. Enables effective reranking even without a text prompt
+            (span-only separation). Requires reranking_candidates > 1. Defaults to
+            `False`.
+        trim_to_span: Trim output audio to only include the specified span time range.
+            If False, returns the full audio length with the target sound isolated
+            throughout. Defaults to `False`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
@@ -272,33 +379,76 @@ async def submit_async(
     use_sound_activity_ranking: bool = False,
     trim_to_span: bool = False,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the sound to isolate. Optional but recommended -
+            helps the model identify what type of sound to extract from the span.
+            Defaults to `None`.
+        spans: Time spans where the target sound occurs which should be isolated.
+            Required.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Requires text prompt; ignored for
+            span-only separation. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        use_sound_activity_ranking: Use sound activity detection to rank reranking
+            candidates based on how well each candidate's non-silent regions match the
+            provided spans. Enables effective reranking even without a text prompt
+            (span-only separation). Requires reranking_candidates > 1. Defaults to
+            `False`.
+        trim_to_span: Trim output audio to only include the specified span time range.
+            If False, returns the full audio length with the target sound isolated
+            throughout. Defaults to `False`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
@@ -311,8 +461,8 @@ async def subscribe_async(
     use_sound_activity_ranking: bool = False,
     trim_to_span: bool = False,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -320,24 +470,66 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the sound to isolate. Optional but recommended -
+            helps the model identify what type of sound to extract from the span.
+            Defaults to `None`.
+        spans: Time spans where the target sound occurs which should be isolated.
+            Required.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Requires text prompt; ignored for
+            span-only separation. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        use_sound_activity_ranking: Use sound activity detection to rank reranking
+            candidates based on how well each candidate's non-silent regions match the
+            provided spans. Enables effective reranking even without a text prompt
+            (span-only separation). Requires reranking_candidates > 1. Defaults to
+            `False`.
+        trim_to_span: Trim output audio to only include the specified span time range.
+            If False, returns the full audio length with the target sound isolated
+            throughout. Defaults to `False`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
@@ -350,8 +542,8 @@ async def run_async(
     use_sound_activity_ranking: bool = False,
     trim_to_span: bool = False,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -359,8 +551,50 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the sound to isolate. Optional but recommended -
+            helps the model identify what type of sound to extract from the span.
+            Defaults to `None`.
+        spans: Time spans where the target sound occurs which should be isolated.
+            Required.
+        reranking_candidates: Number of candidates to generate and rank. Higher improves
+            quality but increases latency and cost. Requires text prompt; ignored for
+            span-only separation. Between 1 and 7. Defaults to `1`.
+        acceleration: The acceleration level to use. Defaults to `"balanced"`.
+        max_chunk_duration: Maximum audio duration (in seconds) to process in a single
+            pass. Longer audio will be chunked with overlap and blended. Between 10.0
+            and 60.0. Defaults to `60`.
+        chunk_overlap: Overlap duration (in seconds) between chunks for crossfade
+            blending. Between 0.0 and 30.0. Defaults to `5`.
+        use_sound_activity_ranking: Use sound activity detection to rank reranking
+            candidates based on how well each candidate's non-silent regions match the
+            provided spans. Enables effective reranking even without a text prompt
+            (span-only separation). Requires reranking_candidates > 1. Defaults to
+            `False`.
+        trim_to_span: Trim output audio to only include the specified span time range.
+            If False, returns the full audio length with the target sound isolated
+            throughout. Defaults to `False`.
+        output_format: Output audio format. Defaults to `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

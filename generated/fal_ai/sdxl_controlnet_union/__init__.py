@@ -5,193 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Embedding(FalModel):
-    tokens: Annotated[list[str], Field(title="Tokens")] = ["<s0>", "<s1>"]
-    """The list of tokens to use for the embedding."""
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the embedding weights."""
-
-
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=70, title="Num Inference Steps")
-    ] = 35
-    """The number of inference steps to perform."""
-    depth_image_url: Annotated[FileInput | None, Field(title="Depth Image Url")] = None
-    """The URL of the control image."""
-    controlnet_conditioning_scale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Controlnet Conditioning Scale")
-    ] = 0.5
-    """The scale of the controlnet conditioning."""
-    openpose_preprocess: Annotated[bool, Field(title="Openpose Preprocess")] = True
-    """Whether to preprocess the openpose image."""
-    expand_prompt: Annotated[bool, Field(title="Expand Prompt")] = False
-    """If set to true, the prompt will be expanded with additional prompts."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """
-    The negative prompt to use. Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    teed_preprocess: Annotated[bool, Field(title="Teed Preprocess")] = True
-    """Whether to preprocess the teed image."""
-    normal_image_url: Annotated[FileInput | None, Field(title="Normal Image Url")] = (
-        None
-    )
-    """The URL of the control image."""
-    canny_image_url: Annotated[FileInput | None, Field(title="Canny Image Url")] = None
-    """The URL of the control image."""
-    format: Annotated[Literal["jpeg", "png"], Field(title="Format")] = "jpeg"
-    """The format of the generated image."""
-    openpose_image_url: Annotated[
-        FileInput | None, Field(title="Openpose Image Url")
-    ] = None
-    """The URL of the control image."""
-    canny_preprocess: Annotated[bool, Field(title="Canny Preprocess")] = True
-    """Whether to preprocess the canny image."""
-    embeddings: Annotated[
-        list[Embedding], Field(title="Embeddings", validate_default=True)
-    ] = []
-    """The list of embeddings to use."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 7.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    num_images: Annotated[int, Field(ge=1, le=8, title="Num Images")] = 1
-    """The number of images to generate."""
-    depth_preprocess: Annotated[bool, Field(title="Depth Preprocess")] = True
-    """Whether to preprocess the depth image."""
-    segmentation_image_url: Annotated[
-        FileInput | None, Field(title="Segmentation Image Url")
-    ] = None
-    """The URL of the control image."""
-    request_id: Annotated[str, Field(title="Request Id")] = ""
-    """
-    An id bound to a request, can be used with response to identify the request
-    itself.
-    """
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Diffusion
-    will output the same image every time.
-    """
-    segmentation_preprocess: Annotated[bool, Field(title="Segmentation Preprocess")] = (
-        True
-    )
-    """Whether to preprocess the segmentation image."""
-    image_size: Annotated[
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None,
-        Field(title="Image Size"),
-    ] = None
-    """The size of the generated image. Leave it none to automatically infer from the control image."""
-    safety_checker_version: Annotated[
-        Literal["v1", "v2"], Field(title="Safety Checker Version")
-    ] = "v1"
-    """The version of the safety checker to use. v1 is the default CompVis safety checker. v2 uses a custom ViT model."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    normal_preprocess: Annotated[bool, Field(title="Normal Preprocess")] = True
-    """Whether to preprocess the normal image."""
-    teed_image_url: Annotated[FileInput | None, Field(title="Teed Image Url")] = None
-    """The URL of the control image."""
-    loras: Annotated[
-        list[LoraWeightType2], Field(title="Loras", validate_default=True)
-    ] = []
-    """The list of LoRA weights to use."""
-
-
-class LoraWeightType2(FalModel):
-    scale: Annotated[float, Field(ge=0.0, le=1.0, title="Scale")] = 1
-    """
-    The scale of the LoRA weight. This is used to scale the LoRA weight
-    before merging it with the base model.
-    """
-    force: Annotated[bool, Field(title="Force")] = False
-    """If set to true, the embedding will be forced to be used."""
-    path: Annotated[str, Field(title="Path")]
-    """URL or path to a LoRA safetensors file. Or HF model name that resolves to safetensors weights."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageType2], Field(title="Images")]
-    """The generated image files info."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSize",
     "Embedding",
     "ImageSizeType2",
     "ImageType2",
@@ -207,7 +35,144 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sdxl-controlnet-union"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSize: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class Embedding(FalModel):
+    tokens: list[str] = ["<s0>", "<s1>"]
+    """The list of tokens to use for the embedding."""
+    path: str
+    """URL or the path to the embedding weights."""
+
+
+class ImageSizeType2(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+
+
+class ImageType2(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    num_inference_steps: Annotated[int, Field(ge=1, le=70)] = 35
+    """The number of inference steps to perform."""
+    depth_image_url: FileInput | None = None
+    """The URL of the control image."""
+    controlnet_conditioning_scale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """The scale of the controlnet conditioning."""
+    openpose_preprocess: bool = True
+    """Whether to preprocess the openpose image."""
+    expand_prompt: bool = False
+    """If set to true, the prompt will be expanded with additional prompts."""
+    negative_prompt: str = ""
+    """
+    The negative prompt to use. Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    teed_preprocess: bool = True
+    """Whether to preprocess the teed image."""
+    normal_image_url: FileInput | None = None
+    """The URL of the control image."""
+    canny_image_url: FileInput | None = None
+    """The URL of the control image."""
+    format: Literal["jpeg", "png"] = "jpeg"
+    """The format of the generated image."""
+    openpose_image_url: FileInput | None = None
+    """The URL of the control image."""
+    canny_preprocess: bool = True
+    """Whether to preprocess the canny image."""
+    embeddings: Annotated[list[Embedding], Field(validate_default=True)] = []
+    """The list of embeddings to use."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 7.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    num_images: Annotated[int, Field(ge=1, le=8)] = 1
+    """The number of images to generate."""
+    depth_preprocess: bool = True
+    """Whether to preprocess the depth image."""
+    segmentation_image_url: FileInput | None = None
+    """The URL of the control image."""
+    request_id: str = ""
+    """
+    An id bound to a request, can be used with response to identify the request
+    itself.
+    """
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Diffusion
+    will output the same image every time.
+    """
+    segmentation_preprocess: bool = True
+    """Whether to preprocess the segmentation image."""
+    image_size: ImageSizeType2 | ImageSize | None = None
+    """The size of the generated image. Leave it none to automatically infer from the
+    control image."""
+    safety_checker_version: Literal["v1", "v2"] = "v1"
+    """The version of the safety checker to use. v1 is the default CompVis safety
+    checker. v2 uses a custom ViT model."""
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    normal_preprocess: bool = True
+    """Whether to preprocess the normal image."""
+    teed_image_url: FileInput | None = None
+    """The URL of the control image."""
+    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    """The list of LoRA weights to use."""
+
+
+class LoraWeightType2(FalModel):
+    scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """
+    The scale of the LoRA weight. This is used to scale the LoRA weight
+    before merging it with the base model.
+    """
+    force: bool = False
+    """If set to true, the embedding will be forced to be used."""
+    path: str
+    """URL or path to a LoRA safetensors file. Or HF model name that resolves to
+    safetensors weights."""
+
+
+class Output(FalModel):
+    images: list[ImageType2]
+    """The generated image files info."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -222,20 +187,22 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         ]
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     num_inference_steps: int = 35,
@@ -260,50 +227,114 @@ def submit(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSizeType2 | ImageSize | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
     loras: list[LoraWeightType2] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 70.
+            Defaults to `35`.
+        depth_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        controlnet_conditioning_scale: The scale of the controlnet conditioning. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        openpose_preprocess: Whether to preprocess the openpose image. Defaults to
+            `True`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        teed_preprocess: Whether to preprocess the teed image. Defaults to `True`.
+        normal_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        openpose_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_preprocess: Whether to preprocess the canny image. Defaults to `True`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        depth_preprocess: Whether to preprocess the depth image. Defaults to `True`.
+        segmentation_image_url: The URL of the control image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        segmentation_preprocess: Whether to preprocess the segmentation image. Defaults
+            to `True`.
+        image_size: The size of the generated image. Leave it none to automatically
+            infer from the control image. Defaults to `None`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        normal_preprocess: Whether to preprocess the normal image. Defaults to `True`.
+        teed_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        loras: The list of LoRA weights to use. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     num_inference_steps: int = 35,
@@ -328,25 +359,14 @@ def subscribe(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSizeType2 | ImageSize | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
     loras: list[LoraWeightType2] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -354,24 +374,98 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 70.
+            Defaults to `35`.
+        depth_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        controlnet_conditioning_scale: The scale of the controlnet conditioning. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        openpose_preprocess: Whether to preprocess the openpose image. Defaults to
+            `True`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        teed_preprocess: Whether to preprocess the teed image. Defaults to `True`.
+        normal_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        openpose_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_preprocess: Whether to preprocess the canny image. Defaults to `True`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        depth_preprocess: Whether to preprocess the depth image. Defaults to `True`.
+        segmentation_image_url: The URL of the control image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        segmentation_preprocess: Whether to preprocess the segmentation image. Defaults
+            to `True`.
+        image_size: The size of the generated image. Leave it none to automatically
+            infer from the control image. Defaults to `None`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        normal_preprocess: Whether to preprocess the normal image. Defaults to `True`.
+        teed_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        loras: The list of LoRA weights to use. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     num_inference_steps: int = 35,
@@ -396,25 +490,14 @@ def run(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSizeType2 | ImageSize | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
     loras: list[LoraWeightType2] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -422,24 +505,98 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 70.
+            Defaults to `35`.
+        depth_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        controlnet_conditioning_scale: The scale of the controlnet conditioning. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        openpose_preprocess: Whether to preprocess the openpose image. Defaults to
+            `True`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        teed_preprocess: Whether to preprocess the teed image. Defaults to `True`.
+        normal_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        openpose_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_preprocess: Whether to preprocess the canny image. Defaults to `True`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        depth_preprocess: Whether to preprocess the depth image. Defaults to `True`.
+        segmentation_image_url: The URL of the control image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        segmentation_preprocess: Whether to preprocess the segmentation image. Defaults
+            to `True`.
+        image_size: The size of the generated image. Leave it none to automatically
+            infer from the control image. Defaults to `None`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        normal_preprocess: Whether to preprocess the normal image. Defaults to `True`.
+        teed_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        loras: The list of LoRA weights to use. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     num_inference_steps: int = 35,
@@ -464,50 +621,114 @@ async def submit_async(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSizeType2 | ImageSize | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
     loras: list[LoraWeightType2] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 70.
+            Defaults to `35`.
+        depth_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        controlnet_conditioning_scale: The scale of the controlnet conditioning. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        openpose_preprocess: Whether to preprocess the openpose image. Defaults to
+            `True`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        teed_preprocess: Whether to preprocess the teed image. Defaults to `True`.
+        normal_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        openpose_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_preprocess: Whether to preprocess the canny image. Defaults to `True`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        depth_preprocess: Whether to preprocess the depth image. Defaults to `True`.
+        segmentation_image_url: The URL of the control image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        segmentation_preprocess: Whether to preprocess the segmentation image. Defaults
+            to `True`.
+        image_size: The size of the generated image. Leave it none to automatically
+            infer from the control image. Defaults to `None`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        normal_preprocess: Whether to preprocess the normal image. Defaults to `True`.
+        teed_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        loras: The list of LoRA weights to use. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     num_inference_steps: int = 35,
@@ -532,25 +753,14 @@ async def subscribe_async(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSizeType2 | ImageSize | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
     loras: list[LoraWeightType2] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -558,24 +768,98 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 70.
+            Defaults to `35`.
+        depth_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        controlnet_conditioning_scale: The scale of the controlnet conditioning. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        openpose_preprocess: Whether to preprocess the openpose image. Defaults to
+            `True`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        teed_preprocess: Whether to preprocess the teed image. Defaults to `True`.
+        normal_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        openpose_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_preprocess: Whether to preprocess the canny image. Defaults to `True`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        depth_preprocess: Whether to preprocess the depth image. Defaults to `True`.
+        segmentation_image_url: The URL of the control image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        segmentation_preprocess: Whether to preprocess the segmentation image. Defaults
+            to `True`.
+        image_size: The size of the generated image. Leave it none to automatically
+            infer from the control image. Defaults to `None`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        normal_preprocess: Whether to preprocess the normal image. Defaults to `True`.
+        teed_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        loras: The list of LoRA weights to use. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     num_inference_steps: int = 35,
@@ -600,25 +884,14 @@ async def run_async(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: (
-        ImageSizeType2
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSizeType2 | ImageSize | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
     loras: list[LoraWeightType2] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -626,8 +899,82 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        num_inference_steps: The number of inference steps to perform. Between 1 and 70.
+            Defaults to `35`.
+        depth_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        controlnet_conditioning_scale: The scale of the controlnet conditioning. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        openpose_preprocess: Whether to preprocess the openpose image. Defaults to
+            `True`.
+        expand_prompt: If set to true, the prompt will be expanded with additional
+            prompts. Defaults to `False`.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        teed_preprocess: Whether to preprocess the teed image. Defaults to `True`.
+        normal_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        format: The format of the generated image. Defaults to `"jpeg"`.
+        openpose_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        canny_preprocess: Whether to preprocess the canny image. Defaults to `True`.
+        embeddings: The list of embeddings to use. Defaults to `[]`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `7.5`.
+        num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
+        depth_preprocess: Whether to preprocess the depth image. Defaults to `True`.
+        segmentation_image_url: The URL of the control image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        request_id: An id bound to a request, can be used with response to identify the
+            request itself. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Diffusion will output the same image every time. Defaults to `None`.
+        segmentation_preprocess: Whether to preprocess the segmentation image. Defaults
+            to `True`.
+        image_size: The size of the generated image. Leave it none to automatically
+            infer from the control image. Defaults to `None`.
+        safety_checker_version: The version of the safety checker to use. v1 is the
+            default CompVis safety checker. v2 uses a custom ViT model. Defaults to
+            `"v1"`.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        normal_preprocess: Whether to preprocess the normal image. Defaults to `True`.
+        teed_image_url: The URL of the control image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        loras: The list of LoRA weights to use. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

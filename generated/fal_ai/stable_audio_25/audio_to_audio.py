@@ -5,77 +5,16 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to guide the audio generation"""
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """The audio clip to transform"""
-    strength: Annotated[float, Field(ge=0.01, le=1.0, title="Strength")] = 0.8
-    """Sometimes referred to as denoising, this parameter controls how much influence the `audio_url` parameter has on the generated audio. A value of 0 would yield audio that is identical to the input. A value of 1 would be as if you passed in no audio at all."""
-    num_inference_steps: Annotated[
-        int, Field(ge=4, le=8, title="Num Inference Steps")
-    ] = 8
-    """The number of steps to denoise the audio for"""
-    total_seconds: Annotated[int | None, Field(ge=1, le=190, title="Total Seconds")] = (
-        None
-    )
-    """The duration of the audio clip to generate. If not provided, it will be set to the duration of the input audio."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=25.0, title="Guidance Scale")] = 1
-    """How strictly the diffusion process adheres to the prompt text (higher values make your audio closer to your prompt). """
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-
-
-class Output(FalModel):
-    audio: File
-    """The generated audio clip"""
-    seed: Annotated[int, Field(title="Seed")]
-    """The random seed used for generation"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -92,26 +31,72 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/stable-audio-25/audio-to-audio"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to guide the audio generation"""
+    audio_url: FileInput
+    """The audio clip to transform"""
+    strength: Annotated[float, Field(ge=0.01, le=1.0)] = 0.8
+    """Sometimes referred to as denoising, this parameter controls how much influence
+    the `audio_url` parameter has on the generated audio. A value of 0 would yield audio
+    that is identical to the input. A value of 1 would be as if you passed in no audio
+    at all."""
+    num_inference_steps: Annotated[int, Field(ge=4, le=8)] = 8
+    """The number of steps to denoise the audio for"""
+    total_seconds: Annotated[int | None, Field(ge=1, le=190)] = None
+    """The duration of the audio clip to generate. If not provided, it will be set to
+    the duration of the input audio."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=25.0)] = 1
+    """How strictly the diffusion process adheres to the prompt text (higher values make
+    your audio closer to your prompt). """
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    seed: int | None = None
+
+
+class Output(FalModel):
+    audio: File
+    """The generated audio clip"""
+    seed: int
+    """The random seed used for generation"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -122,33 +107,69 @@ def submit(
     guidance_scale: float = 1,
     sync_mode: bool = False,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the audio generation. Required.
+        audio_url: The audio clip to transform. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: Sometimes referred to as denoising, this parameter controls how much
+            influence the `audio_url` parameter has on the generated audio. A value of 0
+            would yield audio that is identical to the input. A value of 1 would be as
+            if you passed in no audio at all. Between 0.01 and 1.0. Defaults to `0.8`.
+        num_inference_steps: The number of steps to denoise the audio for. Between 4 and
+            8. Defaults to `8`.
+        total_seconds: The duration of the audio clip to generate. If not provided, it
+            will be set to the duration of the input audio. Between 1 and 190. Defaults
+            to `None`.
+        guidance_scale: How strictly the diffusion process adheres to the prompt text
+            (higher values make your audio closer to your prompt). Between 1.0 and 25.0.
+            Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -159,8 +180,8 @@ def subscribe(
     guidance_scale: float = 1,
     sync_mode: bool = False,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -168,24 +189,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the audio generation. Required.
+        audio_url: The audio clip to transform. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: Sometimes referred to as denoising, this parameter controls how much
+            influence the `audio_url` parameter has on the generated audio. A value of 0
+            would yield audio that is identical to the input. A value of 1 would be as
+            if you passed in no audio at all. Between 0.01 and 1.0. Defaults to `0.8`.
+        num_inference_steps: The number of steps to denoise the audio for. Between 4 and
+            8. Defaults to `8`.
+        total_seconds: The duration of the audio clip to generate. If not provided, it
+            will be set to the duration of the input audio. Between 1 and 190. Defaults
+            to `None`.
+        guidance_scale: How strictly the diffusion process adheres to the prompt text
+            (higher values make your audio closer to your prompt). Between 1.0 and 25.0.
+            Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -196,8 +252,8 @@ def run(
     guidance_scale: float = 1,
     sync_mode: bool = False,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -205,24 +261,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the audio generation. Required.
+        audio_url: The audio clip to transform. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: Sometimes referred to as denoising, this parameter controls how much
+            influence the `audio_url` parameter has on the generated audio. A value of 0
+            would yield audio that is identical to the input. A value of 1 would be as
+            if you passed in no audio at all. Between 0.01 and 1.0. Defaults to `0.8`.
+        num_inference_steps: The number of steps to denoise the audio for. Between 4 and
+            8. Defaults to `8`.
+        total_seconds: The duration of the audio clip to generate. If not provided, it
+            will be set to the duration of the input audio. Between 1 and 190. Defaults
+            to `None`.
+        guidance_scale: How strictly the diffusion process adheres to the prompt text
+            (higher values make your audio closer to your prompt). Between 1.0 and 25.0.
+            Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -233,33 +324,69 @@ async def submit_async(
     guidance_scale: float = 1,
     sync_mode: bool = False,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the audio generation. Required.
+        audio_url: The audio clip to transform. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: Sometimes referred to as denoising, this parameter controls how much
+            influence the `audio_url` parameter has on the generated audio. A value of 0
+            would yield audio that is identical to the input. A value of 1 would be as
+            if you passed in no audio at all. Between 0.01 and 1.0. Defaults to `0.8`.
+        num_inference_steps: The number of steps to denoise the audio for. Between 4 and
+            8. Defaults to `8`.
+        total_seconds: The duration of the audio clip to generate. If not provided, it
+            will be set to the duration of the input audio. Between 1 and 190. Defaults
+            to `None`.
+        guidance_scale: How strictly the diffusion process adheres to the prompt text
+            (higher values make your audio closer to your prompt). Between 1.0 and 25.0.
+            Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -270,8 +397,8 @@ async def subscribe_async(
     guidance_scale: float = 1,
     sync_mode: bool = False,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -279,24 +406,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the audio generation. Required.
+        audio_url: The audio clip to transform. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: Sometimes referred to as denoising, this parameter controls how much
+            influence the `audio_url` parameter has on the generated audio. A value of 0
+            would yield audio that is identical to the input. A value of 1 would be as
+            if you passed in no audio at all. Between 0.01 and 1.0. Defaults to `0.8`.
+        num_inference_steps: The number of steps to denoise the audio for. Between 4 and
+            8. Defaults to `8`.
+        total_seconds: The duration of the audio clip to generate. If not provided, it
+            will be set to the duration of the input audio. Between 1 and 190. Defaults
+            to `None`.
+        guidance_scale: How strictly the diffusion process adheres to the prompt text
+            (higher values make your audio closer to your prompt). Between 1.0 and 25.0.
+            Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -307,8 +469,8 @@ async def run_async(
     guidance_scale: float = 1,
     sync_mode: bool = False,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -316,8 +478,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the audio generation. Required.
+        audio_url: The audio clip to transform. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: Sometimes referred to as denoising, this parameter controls how much
+            influence the `audio_url` parameter has on the generated audio. A value of 0
+            would yield audio that is identical to the input. A value of 1 would be as
+            if you passed in no audio at all. Between 0.01 and 1.0. Defaults to `0.8`.
+        num_inference_steps: The number of steps to denoise the audio for. Between 4 and
+            8. Defaults to `8`.
+        total_seconds: The duration of the audio clip to generate. If not provided, it
+            will be set to the duration of the input audio. Between 1 and 190. Defaults
+            to `None`.
+        guidance_scale: How strictly the diffusion process adheres to the prompt text
+            (higher values make your audio closer to your prompt). Between 1.0 and 25.0.
+            Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        seed: Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

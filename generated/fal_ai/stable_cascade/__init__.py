@@ -5,123 +5,20 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class ImageType2(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to use for generating the image. Be as descriptive as possible for best results."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """
-    The negative prompt to use. Use it to address details that you don't want
-    in the image. This could be colors, objects, scenery and even the small details
-    (e.g. moustache, blurry, low resolution).
-    """
-    first_stage_steps: Annotated[int, Field(ge=4, le=40, title="First Stage Steps")] = (
-        20
-    )
-    """Number of steps to run the first stage for."""
-    second_stage_steps: Annotated[
-        int, Field(ge=4, le=24, title="Second Stage Steps")
-    ] = 10
-    """Number of steps to run the second stage for."""
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 4
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    second_stage_guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Decoder Guidance scale (CFG)")
-    ] = 0
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "square_hd"
-    """The size of the generated image."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of Stable Cascade
-    will output the same image every time.
-    """
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to false, the safety checker will be disabled."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """The number of images to generate."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageType2], Field(title="Images")]
-    """The generated image files info."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "ImageSize",
     "ImageType2",
     "Input",
@@ -135,25 +32,111 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/stable-cascade"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class ImageType2(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to use for generating the image. Be as descriptive as possible for
+    best results."""
+    negative_prompt: str = ""
+    """
+    The negative prompt to use. Use it to address details that you don't want
+    in the image. This could be colors, objects, scenery and even the small details
+    (e.g. moustache, blurry, low resolution).
+    """
+    first_stage_steps: Annotated[int, Field(ge=4, le=40)] = 20
+    """Number of steps to run the first stage for."""
+    second_stage_steps: Annotated[int, Field(ge=4, le=24)] = 10
+    """Number of steps to run the second stage for."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 4
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    second_stage_guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 0
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "square_hd"
+    """The size of the generated image."""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of Stable Cascade
+    will output the same image every time.
+    """
+    enable_safety_checker: bool = True
+    """If set to false, the safety checker will be disabled."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """The number of images to generate."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    images: list[ImageType2]
+    """The generated image files info."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -162,48 +145,79 @@ def submit(
     second_stage_steps: int = 10,
     guidance_scale: float = 4,
     second_stage_guidance_scale: float = 0,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     seed: int | None = None,
     enable_safety_checker: bool = True,
     num_images: int = 1,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        first_stage_steps: Number of steps to run the first stage for. Between 4 and 40.
+            Defaults to `20`.
+        second_stage_steps: Number of steps to run the second stage for. Between 4 and
+            24. Defaults to `10`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        second_stage_guidance_scale: The CFG (Classifier Free Guidance) scale is a
+            measure of how close you want the model to stick to your prompt when looking
+            for a related image to show you. Between 0.0 and 20.0. Defaults to `0`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Cascade will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -212,23 +226,13 @@ def subscribe(
     second_stage_steps: int = 10,
     guidance_scale: float = 4,
     second_stage_guidance_scale: float = 0,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     seed: int | None = None,
     enable_safety_checker: bool = True,
     num_images: int = 1,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -236,24 +240,64 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        first_stage_steps: Number of steps to run the first stage for. Between 4 and 40.
+            Defaults to `20`.
+        second_stage_steps: Number of steps to run the second stage for. Between 4 and
+            24. Defaults to `10`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        second_stage_guidance_scale: The CFG (Classifier Free Guidance) scale is a
+            measure of how close you want the model to stick to your prompt when looking
+            for a related image to show you. Between 0.0 and 20.0. Defaults to `0`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Cascade will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -262,23 +306,13 @@ def run(
     second_stage_steps: int = 10,
     guidance_scale: float = 4,
     second_stage_guidance_scale: float = 0,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     seed: int | None = None,
     enable_safety_checker: bool = True,
     num_images: int = 1,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -286,24 +320,64 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        first_stage_steps: Number of steps to run the first stage for. Between 4 and 40.
+            Defaults to `20`.
+        second_stage_steps: Number of steps to run the second stage for. Between 4 and
+            24. Defaults to `10`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        second_stage_guidance_scale: The CFG (Classifier Free Guidance) scale is a
+            measure of how close you want the model to stick to your prompt when looking
+            for a related image to show you. Between 0.0 and 20.0. Defaults to `0`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Cascade will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -312,48 +386,79 @@ async def submit_async(
     second_stage_steps: int = 10,
     guidance_scale: float = 4,
     second_stage_guidance_scale: float = 0,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     seed: int | None = None,
     enable_safety_checker: bool = True,
     num_images: int = 1,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        first_stage_steps: Number of steps to run the first stage for. Between 4 and 40.
+            Defaults to `20`.
+        second_stage_steps: Number of steps to run the second stage for. Between 4 and
+            24. Defaults to `10`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        second_stage_guidance_scale: The CFG (Classifier Free Guidance) scale is a
+            measure of how close you want the model to stick to your prompt when looking
+            for a related image to show you. Between 0.0 and 20.0. Defaults to `0`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Cascade will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -362,23 +467,13 @@ async def subscribe_async(
     second_stage_steps: int = 10,
     guidance_scale: float = 4,
     second_stage_guidance_scale: float = 0,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     seed: int | None = None,
     enable_safety_checker: bool = True,
     num_images: int = 1,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -386,24 +481,64 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        first_stage_steps: Number of steps to run the first stage for. Between 4 and 40.
+            Defaults to `20`.
+        second_stage_steps: Number of steps to run the second stage for. Between 4 and
+            24. Defaults to `10`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        second_stage_guidance_scale: The CFG (Classifier Free Guidance) scale is a
+            measure of how close you want the model to stick to your prompt when looking
+            for a related image to show you. Between 0.0 and 20.0. Defaults to `0`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Cascade will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -412,23 +547,13 @@ async def run_async(
     second_stage_steps: int = 10,
     guidance_scale: float = 4,
     second_stage_guidance_scale: float = 0,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     seed: int | None = None,
     enable_safety_checker: bool = True,
     num_images: int = 1,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -436,8 +561,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to use for generating the image. Be as descriptive as
+            possible for best results. Required.
+        negative_prompt: The negative prompt to use. Use it to address details that you
+            don't want in the image. This could be colors, objects, scenery and even the
+            small details (e.g. moustache, blurry, low resolution). Defaults to `\""`.
+        first_stage_steps: Number of steps to run the first stage for. Between 4 and 40.
+            Defaults to `20`.
+        second_stage_steps: Number of steps to run the second stage for. Between 4 and
+            24. Defaults to `10`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `4`.
+        second_stage_guidance_scale: The CFG (Classifier Free Guidance) scale is a
+            measure of how close you want the model to stick to your prompt when looking
+            for a related image to show you. Between 0.0 and 20.0. Defaults to `0`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        seed: The same seed and the same prompt given to the same version of Stable
+            Cascade will output the same image every time. Defaults to `None`.
+        enable_safety_checker: If set to false, the safety checker will be disabled.
+            Defaults to `True`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

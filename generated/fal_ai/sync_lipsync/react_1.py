@@ -5,95 +5,22 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL to the input video. Must be **15 seconds or shorter**."""
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL to the input audio. Must be **15 seconds or shorter**."""
-    emotion: Annotated[
-        Literal["happy", "angry", "sad", "neutral", "disgusted", "surprised"],
-        Field(title="Emotion"),
-    ]
-    """Emotion prompt for the generation. Currently supports single-word emotions only."""
-    model_mode: Annotated[
-        Literal["lips", "face", "head"], Field(title="Model Mode")
-    ] = "face"
-    """
-    Controls the edit region and movement scope for the model. Available options:
-    - `lips`: Only lipsync using react-1 (minimal facial changes).
-    - `face`: Lipsync + facial expressions without head movements.
-    - `head`: Lipsync + facial expressions + natural talking head movements.
-    """
-    lipsync_mode: Annotated[
-        Literal["cut_off", "loop", "bounce", "silence", "remap"],
-        Field(title="Lipsync Mode"),
-    ] = "bounce"
-    """Lipsync mode when audio and video durations are out of sync."""
-    temperature: Annotated[float, Field(ge=0.0, le=1.0, title="Temperature")] = 0.5
-    """Controls the expresiveness of the lipsync."""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The generated video with synchronized lip and facial movements."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Emotion",
+    "LipsyncMode",
     "Input",
     "Output",
     "VideoFile",
@@ -106,71 +33,165 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sync-lipsync/react-1"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Emotion: TypeAlias = Literal[
+    "happy", "angry", "sad", "neutral", "disgusted", "surprised"
+]
+
+
+LipsyncMode: TypeAlias = Literal["cut_off", "loop", "bounce", "silence", "remap"]
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """URL to the input video. Must be **15 seconds or shorter**."""
+    audio_url: FileInput
+    """URL to the input audio. Must be **15 seconds or shorter**."""
+    emotion: Emotion
+    """Emotion prompt for the generation. Currently supports single-word emotions
+    only."""
+    model_mode: Literal["lips", "face", "head"] = "face"
+    """
+    Controls the edit region and movement scope for the model. Available options:
+    - `lips`: Only lipsync using react-1 (minimal facial changes).
+    - `face`: Lipsync + facial expressions without head movements.
+    - `head`: Lipsync + facial expressions + natural talking head movements.
+    """
+    lipsync_mode: LipsyncMode = "bounce"
+    """Lipsync mode when audio and video durations are out of sync."""
+    temperature: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Controls the expresiveness of the lipsync."""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The generated video with synchronized lip and facial movements."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
     audio_url: FileInput,
-    emotion: Literal["happy", "angry", "sad", "neutral", "disgusted", "surprised"],
+    emotion: Emotion,
     model_mode: Literal["lips", "face", "head"] = "face",
-    lipsync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"] = "bounce",
+    lipsync_mode: LipsyncMode = "bounce",
     temperature: float = 0.5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the input video. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: URL to the input audio. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        emotion: Emotion prompt for the generation. Currently supports single-word
+            emotions only. Required.
+        model_mode: Controls the edit region and movement scope for the model. Available
+            options: - `lips`: Only lipsync using react-1 (minimal facial changes). -
+            `face`: Lipsync + facial expressions without head movements. - `head`:
+            Lipsync + facial expressions + natural talking head movements. Defaults to
+            `"face"`.
+        lipsync_mode: Lipsync mode when audio and video durations are out of sync.
+            Defaults to `"bounce"`.
+        temperature: Controls the expresiveness of the lipsync. Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
     audio_url: FileInput,
-    emotion: Literal["happy", "angry", "sad", "neutral", "disgusted", "surprised"],
+    emotion: Emotion,
     model_mode: Literal["lips", "face", "head"] = "face",
-    lipsync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"] = "bounce",
+    lipsync_mode: LipsyncMode = "bounce",
     temperature: float = 0.5,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -178,34 +199,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the input video. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: URL to the input audio. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        emotion: Emotion prompt for the generation. Currently supports single-word
+            emotions only. Required.
+        model_mode: Controls the edit region and movement scope for the model. Available
+            options: - `lips`: Only lipsync using react-1 (minimal facial changes). -
+            `face`: Lipsync + facial expressions without head movements. - `head`:
+            Lipsync + facial expressions + natural talking head movements. Defaults to
+            `"face"`.
+        lipsync_mode: Lipsync mode when audio and video durations are out of sync.
+            Defaults to `"bounce"`.
+        temperature: Controls the expresiveness of the lipsync. Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
     audio_url: FileInput,
-    emotion: Literal["happy", "angry", "sad", "neutral", "disgusted", "surprised"],
+    emotion: Emotion,
     model_mode: Literal["lips", "face", "head"] = "face",
-    lipsync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"] = "bounce",
+    lipsync_mode: LipsyncMode = "bounce",
     temperature: float = 0.5,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -213,69 +268,138 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the input video. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: URL to the input audio. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        emotion: Emotion prompt for the generation. Currently supports single-word
+            emotions only. Required.
+        model_mode: Controls the edit region and movement scope for the model. Available
+            options: - `lips`: Only lipsync using react-1 (minimal facial changes). -
+            `face`: Lipsync + facial expressions without head movements. - `head`:
+            Lipsync + facial expressions + natural talking head movements. Defaults to
+            `"face"`.
+        lipsync_mode: Lipsync mode when audio and video durations are out of sync.
+            Defaults to `"bounce"`.
+        temperature: Controls the expresiveness of the lipsync. Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
     audio_url: FileInput,
-    emotion: Literal["happy", "angry", "sad", "neutral", "disgusted", "surprised"],
+    emotion: Emotion,
     model_mode: Literal["lips", "face", "head"] = "face",
-    lipsync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"] = "bounce",
+    lipsync_mode: LipsyncMode = "bounce",
     temperature: float = 0.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the input video. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: URL to the input audio. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        emotion: Emotion prompt for the generation. Currently supports single-word
+            emotions only. Required.
+        model_mode: Controls the edit region and movement scope for the model. Available
+            options: - `lips`: Only lipsync using react-1 (minimal facial changes). -
+            `face`: Lipsync + facial expressions without head movements. - `head`:
+            Lipsync + facial expressions + natural talking head movements. Defaults to
+            `"face"`.
+        lipsync_mode: Lipsync mode when audio and video durations are out of sync.
+            Defaults to `"bounce"`.
+        temperature: Controls the expresiveness of the lipsync. Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
     audio_url: FileInput,
-    emotion: Literal["happy", "angry", "sad", "neutral", "disgusted", "surprised"],
+    emotion: Emotion,
     model_mode: Literal["lips", "face", "head"] = "face",
-    lipsync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"] = "bounce",
+    lipsync_mode: LipsyncMode = "bounce",
     temperature: float = 0.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -283,34 +407,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the input video. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: URL to the input audio. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        emotion: Emotion prompt for the generation. Currently supports single-word
+            emotions only. Required.
+        model_mode: Controls the edit region and movement scope for the model. Available
+            options: - `lips`: Only lipsync using react-1 (minimal facial changes). -
+            `face`: Lipsync + facial expressions without head movements. - `head`:
+            Lipsync + facial expressions + natural talking head movements. Defaults to
+            `"face"`.
+        lipsync_mode: Lipsync mode when audio and video durations are out of sync.
+            Defaults to `"bounce"`.
+        temperature: Controls the expresiveness of the lipsync. Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
     audio_url: FileInput,
-    emotion: Literal["happy", "angry", "sad", "neutral", "disgusted", "surprised"],
+    emotion: Emotion,
     model_mode: Literal["lips", "face", "head"] = "face",
-    lipsync_mode: Literal["cut_off", "loop", "bounce", "silence", "remap"] = "bounce",
+    lipsync_mode: LipsyncMode = "bounce",
     temperature: float = 0.5,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -318,8 +476,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL to the input video. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        audio_url: URL to the input audio. Must be **15 seconds or shorter**. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        emotion: Emotion prompt for the generation. Currently supports single-word
+            emotions only. Required.
+        model_mode: Controls the edit region and movement scope for the model. Available
+            options: - `lips`: Only lipsync using react-1 (minimal facial changes). -
+            `face`: Lipsync + facial expressions without head movements. - `head`:
+            Lipsync + facial expressions + natural talking head movements. Defaults to
+            `"face"`.
+        lipsync_mode: Lipsync mode when audio and video durations are out of sync.
+            Defaults to `"bounce"`.
+        temperature: Controls the expresiveness of the lipsync. Between 0.0 and 1.0.
+            Defaults to `0.5`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

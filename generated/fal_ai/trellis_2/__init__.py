@@ -5,162 +5,16 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility"""
-    resolution: Annotated[Literal[512, 1024, 1536], Field(title="Resolution")] = 1024
-    """Output resolution; higher is slower but more detailed"""
-    ss_guidance_strength: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Ss Guidance Strength")
-    ] = 7.5
-    """How closely the initial 3D structure follows the input image. Higher values produce more faithful but potentially noisier results."""
-    ss_guidance_rescale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Ss Guidance Rescale")
-    ] = 0.7
-    """Dampens artifacts from high guidance in stage 1. Lower values allow stronger guidance effects, higher values stabilize the output."""
-    ss_guidance_interval_start: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Ss Guidance Interval Start")
-    ] = 0.6
-    """Fraction of the denoising process at which classifier-free guidance starts for stage 1 (sparse structure). Guidance is only applied between interval_start and interval_end; outside this window the model runs unguided. Lower values apply guidance earlier."""
-    ss_guidance_interval_end: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Ss Guidance Interval End")
-    ] = 1
-    """Fraction of the denoising process at which classifier-free guidance ends for stage 1 (sparse structure). Must be >= ss_guidance_interval_start."""
-    ss_sampling_steps: Annotated[int, Field(ge=1, le=50, title="Ss Sampling Steps")] = (
-        12
-    )
-    """Number of denoising steps for the initial structure. More steps = slower but potentially higher quality."""
-    ss_rescale_t: Annotated[float, Field(ge=1.0, le=6.0, title="Ss Rescale T")] = 5
-    """Controls noise schedule sharpness for structure generation. Higher values produce sharper transitions."""
-    shape_slat_guidance_strength: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Shape Slat Guidance Strength")
-    ] = 7.5
-    """How closely the detailed geometry follows the input image. Higher values add more detail but may introduce noise."""
-    shape_slat_guidance_rescale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Shape Slat Guidance Rescale")
-    ] = 0.5
-    """Dampens artifacts from high guidance in the shape stage. Increase if you see noisy geometry."""
-    shape_slat_guidance_interval_start: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Shape Slat Guidance Interval Start")
-    ] = 0.6
-    """Fraction of the denoising process at which classifier-free guidance starts for stage 2 (shape refinement). Guidance is only applied between interval_start and interval_end."""
-    shape_slat_guidance_interval_end: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Shape Slat Guidance Interval End")
-    ] = 1
-    """Fraction of the denoising process at which classifier-free guidance ends for stage 2 (shape refinement). Must be >= shape_slat_guidance_interval_start."""
-    shape_slat_sampling_steps: Annotated[
-        int, Field(ge=1, le=50, title="Shape Slat Sampling Steps")
-    ] = 12
-    """Number of denoising steps for shape refinement. More steps = slower but potentially smoother geometry."""
-    shape_slat_rescale_t: Annotated[
-        float, Field(ge=1.0, le=6.0, title="Shape Slat Rescale T")
-    ] = 3
-    """Controls noise schedule sharpness for shape refinement. Higher values produce sharper geometric details."""
-    tex_slat_guidance_strength: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Tex Slat Guidance Strength")
-    ] = 1
-    """How closely the texture follows the input image colors. Higher values produce more vivid but potentially oversaturated textures."""
-    tex_slat_guidance_rescale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Tex Slat Guidance Rescale")
-    ] = 0
-    """Dampens artifacts from high guidance in the texture stage. Increase if textures look noisy or have color banding."""
-    tex_slat_guidance_interval_start: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Tex Slat Guidance Interval Start")
-    ] = 0.6
-    """Fraction of the denoising process at which classifier-free guidance starts for stage 3 (texture). Guidance is only applied between interval_start and interval_end."""
-    tex_slat_guidance_interval_end: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Tex Slat Guidance Interval End")
-    ] = 0.9
-    """Fraction of the denoising process at which classifier-free guidance ends for stage 3 (texture). Must be >= tex_slat_guidance_interval_start."""
-    tex_slat_sampling_steps: Annotated[
-        int, Field(ge=1, le=50, title="Tex Slat Sampling Steps")
-    ] = 12
-    """Number of denoising steps for texture generation. More steps = slower but potentially cleaner textures."""
-    tex_slat_rescale_t: Annotated[
-        float, Field(ge=1.0, le=6.0, title="Tex Slat Rescale T")
-    ] = 3
-    """Controls noise schedule sharpness for texture generation. Higher values produce sharper texture details."""
-    decimation_target: Annotated[
-        int, Field(ge=5000, le=2000000, title="Decimation Target")
-    ] = 500000
-    """Target number of vertices in the final mesh. Lower values produce smaller files but less detail. 500k is good for most uses, reduce to 20k-50k for web/mobile."""
-    texture_size: Annotated[Literal[1024, 2048, 4096], Field(title="Texture Size")] = (
-        2048
-    )
-    """Resolution of the texture image baked onto the mesh. Higher values capture finer surface details but produce larger files."""
-    remesh: Annotated[bool, Field(title="Remesh")] = True
-    """Rebuild the mesh topology for cleaner triangles. Slower but usually produces better results for downstream use (animation, 3D printing, etc)."""
-    remesh_band: Annotated[float, Field(ge=0.0, le=4.0, title="Remesh Band")] = 1
-    """Controls how far remeshing can move vertices from the original surface. Higher values allow more smoothing but may lose fine details."""
-    remesh_project: Annotated[float, Field(ge=0.0, le=1.0, title="Remesh Project")] = 0
-    """How much to project remeshed vertices back onto the original surface. 0 = no projection (smoother), 1 = full projection (preserves detail)."""
-    uv_unwrap_angle_threshold_deg: Annotated[
-        float, Field(ge=0.0, le=180.0, title="Uv Unwrap Angle Threshold Deg")
-    ] = 90
-    """Maximum angle (in degrees) between adjacent face normals allowed within a single UV chart. Lower values produce more charts with less distortion; higher values produce fewer, larger charts with potentially more stretching."""
-    uv_unwrap_refine_iterations: Annotated[
-        int, Field(ge=0, le=10, title="Uv Unwrap Refine Iterations")
-    ] = 0
-    """Number of local refinement passes during UV chart computation. Higher values produce cleaner chart boundaries at the cost of additional UV-unwrap time."""
-    uv_unwrap_global_iterations: Annotated[
-        int, Field(ge=1, le=10, title="Uv Unwrap Global Iterations")
-    ] = 1
-    """Number of global clustering passes during UV chart computation. More passes produce more balanced charts."""
-    uv_unwrap_smooth_strength: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Uv Unwrap Smooth Strength")
-    ] = 1
-    """Smoothing strength applied to UV chart boundaries. Higher values reduce visible seams but may introduce UV distortion."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the input image to convert to 3D"""
-
-
-class Output(FalModel):
-    model_glb: File
-    """Generated 3D GLB file"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -177,26 +31,141 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/trellis-2"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    seed: int | None = None
+    """Random seed for reproducibility"""
+    resolution: Literal[512, 1024, 1536] = 1024
+    """Output resolution; higher is slower but more detailed"""
+    ss_guidance_strength: Annotated[float, Field(ge=0.0, le=10.0)] = 7.5
+    """How closely the initial 3D structure follows the input image. Higher values
+    produce more faithful but potentially noisier results."""
+    ss_guidance_rescale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.7
+    """Dampens artifacts from high guidance in stage 1. Lower values allow stronger
+    guidance effects, higher values stabilize the output."""
+    ss_guidance_interval_start: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    """Fraction of the denoising process at which classifier-free guidance starts for
+    stage 1 (sparse structure). Guidance is only applied between interval_start and
+    interval_end; outside this window the model runs unguided. Lower values apply
+    guidance earlier."""
+    ss_guidance_interval_end: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """Fraction of the denoising process at which classifier-free guidance ends for
+    stage 1 (sparse structure). Must be >= ss_guidance_interval_start."""
+    ss_sampling_steps: Annotated[int, Field(ge=1, le=50)] = 12
+    """Number of denoising steps for the initial structure. More steps = slower but
+    potentially higher quality."""
+    ss_rescale_t: Annotated[float, Field(ge=1.0, le=6.0)] = 5
+    """Controls noise schedule sharpness for structure generation. Higher values produce
+    sharper transitions."""
+    shape_slat_guidance_strength: Annotated[float, Field(ge=0.0, le=10.0)] = 7.5
+    """How closely the detailed geometry follows the input image. Higher values add more
+    detail but may introduce noise."""
+    shape_slat_guidance_rescale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Dampens artifacts from high guidance in the shape stage. Increase if you see
+    noisy geometry."""
+    shape_slat_guidance_interval_start: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    """Fraction of the denoising process at which classifier-free guidance starts for
+    stage 2 (shape refinement). Guidance is only applied between interval_start and
+    interval_end."""
+    shape_slat_guidance_interval_end: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """Fraction of the denoising process at which classifier-free guidance ends for
+    stage 2 (shape refinement). Must be >= shape_slat_guidance_interval_start."""
+    shape_slat_sampling_steps: Annotated[int, Field(ge=1, le=50)] = 12
+    """Number of denoising steps for shape refinement. More steps = slower but
+    potentially smoother geometry."""
+    shape_slat_rescale_t: Annotated[float, Field(ge=1.0, le=6.0)] = 3
+    """Controls noise schedule sharpness for shape refinement. Higher values produce
+    sharper geometric details."""
+    tex_slat_guidance_strength: Annotated[float, Field(ge=0.0, le=10.0)] = 1
+    """How closely the texture follows the input image colors. Higher values produce
+    more vivid but potentially oversaturated textures."""
+    tex_slat_guidance_rescale: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Dampens artifacts from high guidance in the texture stage. Increase if textures
+    look noisy or have color banding."""
+    tex_slat_guidance_interval_start: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    """Fraction of the denoising process at which classifier-free guidance starts for
+    stage 3 (texture). Guidance is only applied between interval_start and
+    interval_end."""
+    tex_slat_guidance_interval_end: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    """Fraction of the denoising process at which classifier-free guidance ends for
+    stage 3 (texture). Must be >= tex_slat_guidance_interval_start."""
+    tex_slat_sampling_steps: Annotated[int, Field(ge=1, le=50)] = 12
+    """Number of denoising steps for texture generation. More steps = slower but
+    potentially cleaner textures."""
+    tex_slat_rescale_t: Annotated[float, Field(ge=1.0, le=6.0)] = 3
+    """Controls noise schedule sharpness for texture generation. Higher values produce
+    sharper texture details."""
+    decimation_target: Annotated[int, Field(ge=5000, le=2000000)] = 500000
+    """Target number of vertices in the final mesh. Lower values produce smaller files
+    but less detail. 500k is good for most uses, reduce to 20k-50k for web/mobile."""
+    texture_size: Literal[1024, 2048, 4096] = 2048
+    """Resolution of the texture image baked onto the mesh. Higher values capture finer
+    surface details but produce larger files."""
+    remesh: bool = True
+    """Rebuild the mesh topology for cleaner triangles. Slower but usually produces
+    better results for downstream use (animation, 3D printing, etc)."""
+    remesh_band: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """Controls how far remeshing can move vertices from the original surface. Higher
+    values allow more smoothing but may lose fine details."""
+    remesh_project: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """How much to project remeshed vertices back onto the original surface. 0 = no
+    projection (smoother), 1 = full projection (preserves detail)."""
+    uv_unwrap_angle_threshold_deg: Annotated[float, Field(ge=0.0, le=180.0)] = 90
+    """Maximum angle (in degrees) between adjacent face normals allowed within a single
+    UV chart. Lower values produce more charts with less distortion; higher values
+    produce fewer, larger charts with potentially more stretching."""
+    uv_unwrap_refine_iterations: Annotated[int, Field(ge=0, le=10)] = 0
+    """Number of local refinement passes during UV chart computation. Higher values
+    produce cleaner chart boundaries at the cost of additional UV-unwrap time."""
+    uv_unwrap_global_iterations: Annotated[int, Field(ge=1, le=10)] = 1
+    """Number of global clustering passes during UV chart computation. More passes
+    produce more balanced charts."""
+    uv_unwrap_smooth_strength: Annotated[float, Field(ge=0.0, le=10.0)] = 1
+    """Smoothing strength applied to UV chart boundaries. Higher values reduce visible
+    seams but may introduce UV distortion."""
+    image_url: FileInput
+    """URL of the input image to convert to 3D"""
+
+
+class Output(FalModel):
+    model_glb: File
+    """Generated 3D GLB file"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     seed: int | None = None,
@@ -229,33 +198,140 @@ def submit(
     uv_unwrap_global_iterations: int = 1,
     uv_unwrap_smooth_strength: float = 1,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input
+            image. Higher values produce more faithful but potentially noisier results.
+            Between 0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Lower
+            values allow stronger guidance effects, higher values stabilize the output.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        ss_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 1 (sparse structure). Guidance is
+            only applied between interval_start and interval_end; outside this window
+            the model runs unguided. Lower values apply guidance earlier. Between 0.0
+            and 1.0. Defaults to `0.6`.
+        ss_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 1 (sparse structure). Must be >=
+            ss_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. More
+            steps = slower but potentially higher quality. Between 1 and 50. Defaults to
+            `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation. Higher
+            values produce sharper transitions. Between 1.0 and 6.0. Defaults to `5`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input image. Higher values add more detail but may introduce noise. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Increase if you see noisy geometry. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        shape_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 2 (shape refinement). Guidance is
+            only applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        shape_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 2 (shape refinement). Must be >=
+            shape_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement. More
+            steps = slower but potentially smoother geometry. Between 1 and 50. Defaults
+            to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Higher values produce sharper geometric details. Between 1.0 and 6.0.
+            Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 3 (texture). Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 3 (texture). Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        decimation_target: Target number of vertices in the final mesh. Lower values
+            produce smaller files but less detail. 500k is good for most uses, reduce to
+            20k-50k for web/mobile. Between 5000 and 2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        remesh: Rebuild the mesh topology for cleaner triangles. Slower but usually
+            produces better results for downstream use (animation, 3D printing, etc).
+            Defaults to `True`.
+        remesh_band: Controls how far remeshing can move vertices from the original
+            surface. Higher values allow more smoothing but may lose fine details.
+            Between 0.0 and 4.0. Defaults to `1`.
+        remesh_project: How much to project remeshed vertices back onto the original
+            surface. 0 = no projection (smoother), 1 = full projection (preserves
+            detail). Between 0.0 and 1.0. Defaults to `0`.
+        uv_unwrap_angle_threshold_deg: Maximum angle (in degrees) between adjacent face
+            normals allowed within a single UV chart. Lower values produce more charts
+            with less distortion; higher values produce fewer, larger charts with
+            potentially more stretching. Between 0.0 and 180.0. Defaults to `90`.
+        uv_unwrap_refine_iterations: Number of local refinement passes during UV chart
+            computation. Higher values produce cleaner chart boundaries at the cost of
+            additional UV-unwrap time. Between 0 and 10. Defaults to `0`.
+        uv_unwrap_global_iterations: Number of global clustering passes during UV chart
+            computation. More passes produce more balanced charts. Between 1 and 10.
+            Defaults to `1`.
+        uv_unwrap_smooth_strength: Smoothing strength applied to UV chart boundaries.
+            Higher values reduce visible seams but may introduce UV distortion. Between
+            0.0 and 10.0. Defaults to `1`.
+        image_url: URL of the input image to convert to 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     seed: int | None = None,
@@ -288,8 +364,8 @@ def subscribe(
     uv_unwrap_global_iterations: int = 1,
     uv_unwrap_smooth_strength: float = 1,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -297,24 +373,130 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input
+            image. Higher values produce more faithful but potentially noisier results.
+            Between 0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Lower
+            values allow stronger guidance effects, higher values stabilize the output.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        ss_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 1 (sparse structure). Guidance is
+            only applied between interval_start and interval_end; outside this window
+            the model runs unguided. Lower values apply guidance earlier. Between 0.0
+            and 1.0. Defaults to `0.6`.
+        ss_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 1 (sparse structure). Must be >=
+            ss_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. More
+            steps = slower but potentially higher quality. Between 1 and 50. Defaults to
+            `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation. Higher
+            values produce sharper transitions. Between 1.0 and 6.0. Defaults to `5`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input image. Higher values add more detail but may introduce noise. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Increase if you see noisy geometry. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        shape_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 2 (shape refinement). Guidance is
+            only applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        shape_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 2 (shape refinement). Must be >=
+            shape_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement. More
+            steps = slower but potentially smoother geometry. Between 1 and 50. Defaults
+            to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Higher values produce sharper geometric details. Between 1.0 and 6.0.
+            Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 3 (texture). Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 3 (texture). Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        decimation_target: Target number of vertices in the final mesh. Lower values
+            produce smaller files but less detail. 500k is good for most uses, reduce to
+            20k-50k for web/mobile. Between 5000 and 2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        remesh: Rebuild the mesh topology for cleaner triangles. Slower but usually
+            produces better results for downstream use (animation, 3D printing, etc).
+            Defaults to `True`.
+        remesh_band: Controls how far remeshing can move vertices from the original
+            surface. Higher values allow more smoothing but may lose fine details.
+            Between 0.0 and 4.0. Defaults to `1`.
+        remesh_project: How much to project remeshed vertices back onto the original
+            surface. 0 = no projection (smoother), 1 = full projection (preserves
+            detail). Between 0.0 and 1.0. Defaults to `0`.
+        uv_unwrap_angle_threshold_deg: Maximum angle (in degrees) between adjacent face
+            normals allowed within a single UV chart. Lower values produce more charts
+            with less distortion; higher values produce fewer, larger charts with
+            potentially more stretching. Between 0.0 and 180.0. Defaults to `90`.
+        uv_unwrap_refine_iterations: Number of local refinement passes during UV chart
+            computation. Higher values produce cleaner chart boundaries at the cost of
+            additional UV-unwrap time. Between 0 and 10. Defaults to `0`.
+        uv_unwrap_global_iterations: Number of global clustering passes during UV chart
+            computation. More passes produce more balanced charts. Between 1 and 10.
+            Defaults to `1`.
+        uv_unwrap_smooth_strength: Smoothing strength applied to UV chart boundaries.
+            Higher values reduce visible seams but may introduce UV distortion. Between
+            0.0 and 10.0. Defaults to `1`.
+        image_url: URL of the input image to convert to 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     seed: int | None = None,
@@ -347,8 +529,8 @@ def run(
     uv_unwrap_global_iterations: int = 1,
     uv_unwrap_smooth_strength: float = 1,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -356,24 +538,130 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input
+            image. Higher values produce more faithful but potentially noisier results.
+            Between 0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Lower
+            values allow stronger guidance effects, higher values stabilize the output.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        ss_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 1 (sparse structure). Guidance is
+            only applied between interval_start and interval_end; outside this window
+            the model runs unguided. Lower values apply guidance earlier. Between 0.0
+            and 1.0. Defaults to `0.6`.
+        ss_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 1 (sparse structure). Must be >=
+            ss_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. More
+            steps = slower but potentially higher quality. Between 1 and 50. Defaults to
+            `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation. Higher
+            values produce sharper transitions. Between 1.0 and 6.0. Defaults to `5`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input image. Higher values add more detail but may introduce noise. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Increase if you see noisy geometry. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        shape_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 2 (shape refinement). Guidance is
+            only applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        shape_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 2 (shape refinement). Must be >=
+            shape_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement. More
+            steps = slower but potentially smoother geometry. Between 1 and 50. Defaults
+            to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Higher values produce sharper geometric details. Between 1.0 and 6.0.
+            Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 3 (texture). Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 3 (texture). Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        decimation_target: Target number of vertices in the final mesh. Lower values
+            produce smaller files but less detail. 500k is good for most uses, reduce to
+            20k-50k for web/mobile. Between 5000 and 2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        remesh: Rebuild the mesh topology for cleaner triangles. Slower but usually
+            produces better results for downstream use (animation, 3D printing, etc).
+            Defaults to `True`.
+        remesh_band: Controls how far remeshing can move vertices from the original
+            surface. Higher values allow more smoothing but may lose fine details.
+            Between 0.0 and 4.0. Defaults to `1`.
+        remesh_project: How much to project remeshed vertices back onto the original
+            surface. 0 = no projection (smoother), 1 = full projection (preserves
+            detail). Between 0.0 and 1.0. Defaults to `0`.
+        uv_unwrap_angle_threshold_deg: Maximum angle (in degrees) between adjacent face
+            normals allowed within a single UV chart. Lower values produce more charts
+            with less distortion; higher values produce fewer, larger charts with
+            potentially more stretching. Between 0.0 and 180.0. Defaults to `90`.
+        uv_unwrap_refine_iterations: Number of local refinement passes during UV chart
+            computation. Higher values produce cleaner chart boundaries at the cost of
+            additional UV-unwrap time. Between 0 and 10. Defaults to `0`.
+        uv_unwrap_global_iterations: Number of global clustering passes during UV chart
+            computation. More passes produce more balanced charts. Between 1 and 10.
+            Defaults to `1`.
+        uv_unwrap_smooth_strength: Smoothing strength applied to UV chart boundaries.
+            Higher values reduce visible seams but may introduce UV distortion. Between
+            0.0 and 10.0. Defaults to `1`.
+        image_url: URL of the input image to convert to 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     seed: int | None = None,
@@ -406,33 +694,140 @@ async def submit_async(
     uv_unwrap_global_iterations: int = 1,
     uv_unwrap_smooth_strength: float = 1,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input
+            image. Higher values produce more faithful but potentially noisier results.
+            Between 0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Lower
+            values allow stronger guidance effects, higher values stabilize the output.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        ss_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 1 (sparse structure). Guidance is
+            only applied between interval_start and interval_end; outside this window
+            the model runs unguided. Lower values apply guidance earlier. Between 0.0
+            and 1.0. Defaults to `0.6`.
+        ss_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 1 (sparse structure). Must be >=
+            ss_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. More
+            steps = slower but potentially higher quality. Between 1 and 50. Defaults to
+            `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation. Higher
+            values produce sharper transitions. Between 1.0 and 6.0. Defaults to `5`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input image. Higher values add more detail but may introduce noise. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Increase if you see noisy geometry. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        shape_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 2 (shape refinement). Guidance is
+            only applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        shape_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 2 (shape refinement). Must be >=
+            shape_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement. More
+            steps = slower but potentially smoother geometry. Between 1 and 50. Defaults
+            to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Higher values produce sharper geometric details. Between 1.0 and 6.0.
+            Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 3 (texture). Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 3 (texture). Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        decimation_target: Target number of vertices in the final mesh. Lower values
+            produce smaller files but less detail. 500k is good for most uses, reduce to
+            20k-50k for web/mobile. Between 5000 and 2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        remesh: Rebuild the mesh topology for cleaner triangles. Slower but usually
+            produces better results for downstream use (animation, 3D printing, etc).
+            Defaults to `True`.
+        remesh_band: Controls how far remeshing can move vertices from the original
+            surface. Higher values allow more smoothing but may lose fine details.
+            Between 0.0 and 4.0. Defaults to `1`.
+        remesh_project: How much to project remeshed vertices back onto the original
+            surface. 0 = no projection (smoother), 1 = full projection (preserves
+            detail). Between 0.0 and 1.0. Defaults to `0`.
+        uv_unwrap_angle_threshold_deg: Maximum angle (in degrees) between adjacent face
+            normals allowed within a single UV chart. Lower values produce more charts
+            with less distortion; higher values produce fewer, larger charts with
+            potentially more stretching. Between 0.0 and 180.0. Defaults to `90`.
+        uv_unwrap_refine_iterations: Number of local refinement passes during UV chart
+            computation. Higher values produce cleaner chart boundaries at the cost of
+            additional UV-unwrap time. Between 0 and 10. Defaults to `0`.
+        uv_unwrap_global_iterations: Number of global clustering passes during UV chart
+            computation. More passes produce more balanced charts. Between 1 and 10.
+            Defaults to `1`.
+        uv_unwrap_smooth_strength: Smoothing strength applied to UV chart boundaries.
+            Higher values reduce visible seams but may introduce UV distortion. Between
+            0.0 and 10.0. Defaults to `1`.
+        image_url: URL of the input image to convert to 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     seed: int | None = None,
@@ -465,8 +860,8 @@ async def subscribe_async(
     uv_unwrap_global_iterations: int = 1,
     uv_unwrap_smooth_strength: float = 1,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -474,24 +869,130 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input
+            image. Higher values produce more faithful but potentially noisier results.
+            Between 0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Lower
+            values allow stronger guidance effects, higher values stabilize the output.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        ss_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 1 (sparse structure). Guidance is
+            only applied between interval_start and interval_end; outside this window
+            the model runs unguided. Lower values apply guidance earlier. Between 0.0
+            and 1.0. Defaults to `0.6`.
+        ss_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 1 (sparse structure). Must be >=
+            ss_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. More
+            steps = slower but potentially higher quality. Between 1 and 50. Defaults to
+            `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation. Higher
+            values produce sharper transitions. Between 1.0 and 6.0. Defaults to `5`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input image. Higher values add more detail but may introduce noise. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Increase if you see noisy geometry. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        shape_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 2 (shape refinement). Guidance is
+            only applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        shape_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 2 (shape refinement). Must be >=
+            shape_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement. More
+            steps = slower but potentially smoother geometry. Between 1 and 50. Defaults
+            to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Higher values produce sharper geometric details. Between 1.0 and 6.0.
+            Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 3 (texture). Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 3 (texture). Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        decimation_target: Target number of vertices in the final mesh. Lower values
+            produce smaller files but less detail. 500k is good for most uses, reduce to
+            20k-50k for web/mobile. Between 5000 and 2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        remesh: Rebuild the mesh topology for cleaner triangles. Slower but usually
+            produces better results for downstream use (animation, 3D printing, etc).
+            Defaults to `True`.
+        remesh_band: Controls how far remeshing can move vertices from the original
+            surface. Higher values allow more smoothing but may lose fine details.
+            Between 0.0 and 4.0. Defaults to `1`.
+        remesh_project: How much to project remeshed vertices back onto the original
+            surface. 0 = no projection (smoother), 1 = full projection (preserves
+            detail). Between 0.0 and 1.0. Defaults to `0`.
+        uv_unwrap_angle_threshold_deg: Maximum angle (in degrees) between adjacent face
+            normals allowed within a single UV chart. Lower values produce more charts
+            with less distortion; higher values produce fewer, larger charts with
+            potentially more stretching. Between 0.0 and 180.0. Defaults to `90`.
+        uv_unwrap_refine_iterations: Number of local refinement passes during UV chart
+            computation. Higher values produce cleaner chart boundaries at the cost of
+            additional UV-unwrap time. Between 0 and 10. Defaults to `0`.
+        uv_unwrap_global_iterations: Number of global clustering passes during UV chart
+            computation. More passes produce more balanced charts. Between 1 and 10.
+            Defaults to `1`.
+        uv_unwrap_smooth_strength: Smoothing strength applied to UV chart boundaries.
+            Higher values reduce visible seams but may introduce UV distortion. Between
+            0.0 and 10.0. Defaults to `1`.
+        image_url: URL of the input image to convert to 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     seed: int | None = None,
@@ -524,8 +1025,8 @@ async def run_async(
     uv_unwrap_global_iterations: int = 1,
     uv_unwrap_smooth_strength: float = 1,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -533,8 +1034,114 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Output resolution; higher is slower but more detailed. Defaults to
+            `1024`.
+        ss_guidance_strength: How closely the initial 3D structure follows the input
+            image. Higher values produce more faithful but potentially noisier results.
+            Between 0.0 and 10.0. Defaults to `7.5`.
+        ss_guidance_rescale: Dampens artifacts from high guidance in stage 1. Lower
+            values allow stronger guidance effects, higher values stabilize the output.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        ss_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 1 (sparse structure). Guidance is
+            only applied between interval_start and interval_end; outside this window
+            the model runs unguided. Lower values apply guidance earlier. Between 0.0
+            and 1.0. Defaults to `0.6`.
+        ss_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 1 (sparse structure). Must be >=
+            ss_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        ss_sampling_steps: Number of denoising steps for the initial structure. More
+            steps = slower but potentially higher quality. Between 1 and 50. Defaults to
+            `12`.
+        ss_rescale_t: Controls noise schedule sharpness for structure generation. Higher
+            values produce sharper transitions. Between 1.0 and 6.0. Defaults to `5`.
+        shape_slat_guidance_strength: How closely the detailed geometry follows the
+            input image. Higher values add more detail but may introduce noise. Between
+            0.0 and 10.0. Defaults to `7.5`.
+        shape_slat_guidance_rescale: Dampens artifacts from high guidance in the shape
+            stage. Increase if you see noisy geometry. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        shape_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 2 (shape refinement). Guidance is
+            only applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        shape_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 2 (shape refinement). Must be >=
+            shape_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `1`.
+        shape_slat_sampling_steps: Number of denoising steps for shape refinement. More
+            steps = slower but potentially smoother geometry. Between 1 and 50. Defaults
+            to `12`.
+        shape_slat_rescale_t: Controls noise schedule sharpness for shape refinement.
+            Higher values produce sharper geometric details. Between 1.0 and 6.0.
+            Defaults to `3`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for stage 3 (texture). Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for stage 3 (texture). Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        decimation_target: Target number of vertices in the final mesh. Lower values
+            produce smaller files but less detail. 500k is good for most uses, reduce to
+            20k-50k for web/mobile. Between 5000 and 2000000. Defaults to `500000`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        remesh: Rebuild the mesh topology for cleaner triangles. Slower but usually
+            produces better results for downstream use (animation, 3D printing, etc).
+            Defaults to `True`.
+        remesh_band: Controls how far remeshing can move vertices from the original
+            surface. Higher values allow more smoothing but may lose fine details.
+            Between 0.0 and 4.0. Defaults to `1`.
+        remesh_project: How much to project remeshed vertices back onto the original
+            surface. 0 = no projection (smoother), 1 = full projection (preserves
+            detail). Between 0.0 and 1.0. Defaults to `0`.
+        uv_unwrap_angle_threshold_deg: Maximum angle (in degrees) between adjacent face
+            normals allowed within a single UV chart. Lower values produce more charts
+            with less distortion; higher values produce fewer, larger charts with
+            potentially more stretching. Between 0.0 and 180.0. Defaults to `90`.
+        uv_unwrap_refine_iterations: Number of local refinement passes during UV chart
+            computation. Higher values produce cleaner chart boundaries at the cost of
+            additional UV-unwrap time. Between 0 and 10. Defaults to `0`.
+        uv_unwrap_global_iterations: Number of global clustering passes during UV chart
+            computation. More passes produce more balanced charts. Between 1 and 10.
+            Defaults to `1`.
+        uv_unwrap_smooth_strength: Smoothing strength applied to UV chart boundaries.
+            Higher values reduce visible seams but may introduce UV distortion. Between
+            0.0 and 10.0. Defaults to `1`.
+        image_url: URL of the input image to convert to 3D. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,92 +5,16 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the reference image for texturing"""
-    mesh_url: Annotated[FileInput, Field(title="Mesh Url")]
-    """URL of the untextured 3D mesh to retexture. Supports GLB, OBJ, PLY, and STL formats."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility"""
-    resolution: Annotated[Literal[512, 1024], Field(title="Resolution")] = 1024
-    """Internal resolution for texture generation. Higher produces finer texture details but is slower."""
-    tex_slat_guidance_strength: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Tex Slat Guidance Strength")
-    ] = 1
-    """How closely the texture follows the input image colors. Higher values produce more vivid but potentially oversaturated textures."""
-    tex_slat_guidance_rescale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Tex Slat Guidance Rescale")
-    ] = 0
-    """Dampens artifacts from high guidance in the texture stage. Increase if textures look noisy or have color banding."""
-    tex_slat_guidance_interval_start: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Tex Slat Guidance Interval Start")
-    ] = 0.6
-    """Fraction of the denoising process at which classifier-free guidance starts for the texture stage. Guidance is only applied between interval_start and interval_end."""
-    tex_slat_guidance_interval_end: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Tex Slat Guidance Interval End")
-    ] = 0.9
-    """Fraction of the denoising process at which classifier-free guidance ends for the texture stage. Must be >= tex_slat_guidance_interval_start."""
-    tex_slat_sampling_steps: Annotated[
-        int, Field(ge=1, le=50, title="Tex Slat Sampling Steps")
-    ] = 12
-    """Number of denoising steps for texture generation. More steps = slower but potentially cleaner textures."""
-    tex_slat_rescale_t: Annotated[
-        float, Field(ge=1.0, le=6.0, title="Tex Slat Rescale T")
-    ] = 3
-    """Controls noise schedule sharpness for texture generation. Higher values produce sharper texture details."""
-    texture_size: Annotated[Literal[1024, 2048, 4096], Field(title="Texture Size")] = (
-        2048
-    )
-    """Resolution of the texture image baked onto the mesh. Higher values capture finer surface details but produce larger files."""
-
-
-class Output(FalModel):
-    model_glb: File
-    """Generated 3D GLB file"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -107,26 +31,81 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/trellis-2/retexture"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the reference image for texturing"""
+    mesh_url: FileInput
+    """URL of the untextured 3D mesh to retexture. Supports GLB, OBJ, PLY, and STL
+    formats."""
+    seed: int | None = None
+    """Random seed for reproducibility"""
+    resolution: Literal[512, 1024] = 1024
+    """Internal resolution for texture generation. Higher produces finer texture details
+    but is slower."""
+    tex_slat_guidance_strength: Annotated[float, Field(ge=0.0, le=10.0)] = 1
+    """How closely the texture follows the input image colors. Higher values produce
+    more vivid but potentially oversaturated textures."""
+    tex_slat_guidance_rescale: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Dampens artifacts from high guidance in the texture stage. Increase if textures
+    look noisy or have color banding."""
+    tex_slat_guidance_interval_start: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    """Fraction of the denoising process at which classifier-free guidance starts for
+    the texture stage. Guidance is only applied between interval_start and
+    interval_end."""
+    tex_slat_guidance_interval_end: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    """Fraction of the denoising process at which classifier-free guidance ends for the
+    texture stage. Must be >= tex_slat_guidance_interval_start."""
+    tex_slat_sampling_steps: Annotated[int, Field(ge=1, le=50)] = 12
+    """Number of denoising steps for texture generation. More steps = slower but
+    potentially cleaner textures."""
+    tex_slat_rescale_t: Annotated[float, Field(ge=1.0, le=6.0)] = 3
+    """Controls noise schedule sharpness for texture generation. Higher values produce
+    sharper texture details."""
+    texture_size: Literal[1024, 2048, 4096] = 2048
+    """Resolution of the texture image baked onto the mesh. Higher values capture finer
+    surface details but produce larger files."""
+
+
+class Output(FalModel):
+    model_glb: File
+    """Generated 3D GLB file"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "mesh_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -140,33 +119,80 @@ def submit(
     tex_slat_sampling_steps: int = 12,
     tex_slat_rescale_t: float = 3,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image for texturing. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mesh_url: URL of the untextured 3D mesh to retexture. Supports GLB, OBJ, PLY,
+            and STL formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Internal resolution for texture generation. Higher produces finer
+            texture details but is slower. Defaults to `1024`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for the texture stage. Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for the texture stage. Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -180,8 +206,8 @@ def subscribe(
     tex_slat_sampling_steps: int = 12,
     tex_slat_rescale_t: float = 3,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -189,24 +215,70 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image for texturing. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mesh_url: URL of the untextured 3D mesh to retexture. Supports GLB, OBJ, PLY,
+            and STL formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Internal resolution for texture generation. Higher produces finer
+            texture details but is slower. Defaults to `1024`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for the texture stage. Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for the texture stage. Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -220,8 +292,8 @@ def run(
     tex_slat_sampling_steps: int = 12,
     tex_slat_rescale_t: float = 3,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -229,24 +301,70 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image for texturing. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mesh_url: URL of the untextured 3D mesh to retexture. Supports GLB, OBJ, PLY,
+            and STL formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Internal resolution for texture generation. Higher produces finer
+            texture details but is slower. Defaults to `1024`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for the texture stage. Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for the texture stage. Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -260,33 +378,80 @@ async def submit_async(
     tex_slat_sampling_steps: int = 12,
     tex_slat_rescale_t: float = 3,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image for texturing. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mesh_url: URL of the untextured 3D mesh to retexture. Supports GLB, OBJ, PLY,
+            and STL formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Internal resolution for texture generation. Higher produces finer
+            texture details but is slower. Defaults to `1024`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for the texture stage. Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for the texture stage. Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -300,8 +465,8 @@ async def subscribe_async(
     tex_slat_sampling_steps: int = 12,
     tex_slat_rescale_t: float = 3,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -309,24 +474,70 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image for texturing. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mesh_url: URL of the untextured 3D mesh to retexture. Supports GLB, OBJ, PLY,
+            and STL formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Internal resolution for texture generation. Higher produces finer
+            texture details but is slower. Defaults to `1024`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for the texture stage. Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for the texture stage. Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -340,8 +551,8 @@ async def run_async(
     tex_slat_sampling_steps: int = 12,
     tex_slat_rescale_t: float = 3,
     texture_size: Literal[1024, 2048, 4096] = 2048,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -349,8 +560,54 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the reference image for texturing. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mesh_url: URL of the untextured 3D mesh to retexture. Supports GLB, OBJ, PLY,
+            and STL formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        resolution: Internal resolution for texture generation. Higher produces finer
+            texture details but is slower. Defaults to `1024`.
+        tex_slat_guidance_strength: How closely the texture follows the input image
+            colors. Higher values produce more vivid but potentially oversaturated
+            textures. Between 0.0 and 10.0. Defaults to `1`.
+        tex_slat_guidance_rescale: Dampens artifacts from high guidance in the texture
+            stage. Increase if textures look noisy or have color banding. Between 0.0
+            and 1.0. Defaults to `0`.
+        tex_slat_guidance_interval_start: Fraction of the denoising process at which
+            classifier-free guidance starts for the texture stage. Guidance is only
+            applied between interval_start and interval_end. Between 0.0 and 1.0.
+            Defaults to `0.6`.
+        tex_slat_guidance_interval_end: Fraction of the denoising process at which
+            classifier-free guidance ends for the texture stage. Must be >=
+            tex_slat_guidance_interval_start. Between 0.0 and 1.0. Defaults to `0.9`.
+        tex_slat_sampling_steps: Number of denoising steps for texture generation. More
+            steps = slower but potentially cleaner textures. Between 1 and 50. Defaults
+            to `12`.
+        tex_slat_rescale_t: Controls noise schedule sharpness for texture generation.
+            Higher values produce sharper texture details. Between 1.0 and 6.0. Defaults
+            to `3`.
+        texture_size: Resolution of the texture image baked onto the mesh. Higher values
+            capture finer surface details but produce larger files. Defaults to `2048`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

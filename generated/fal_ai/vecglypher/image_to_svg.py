@@ -5,93 +5,17 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The target text to generate as vector glyphs, styled to match the reference images."""
-    reference_image_urls: Annotated[
-        list[FileInput], Field(max_length=8, min_length=1, title="Reference Image Urls")
-    ]
-    """URLs of reference glyph images whose style should be matched. Provide 1 to 8 images of individual glyph characters."""
-    temperature: Annotated[float, Field(ge=0.0, le=2.0, title="Temperature")] = 0.1
-    """Sampling temperature."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable input safety checking."""
-    top_p: Annotated[float, Field(ge=0.0, le=1.0, title="Top P")] = 0.95
-    """Top-p (nucleus) sampling parameter."""
-    top_k: Annotated[int, Field(ge=-1, le=100, title="Top K")] = 5
-    """Top-k sampling parameter."""
-    repetition_penalty: Annotated[
-        float, Field(ge=0.0, le=2.0, title="Repetition Penalty")
-    ] = 1
-    """Repetition penalty."""
-    max_tokens: Annotated[int, Field(ge=256, le=16384, title="Max Tokens")] = 8192
-    """Maximum tokens to generate."""
-    output_size: Annotated[int, Field(ge=64, le=4096, title="Output Size")] = 512
-    """Maximum dimension (width or height) of the output SVG in pixels. The aspect ratio is preserved."""
-    fill_color: Annotated[str, Field(title="Fill Color")] = "black"
-    """Fill color for the generated glyphs. Accepts any valid SVG/CSS color value."""
-    stroke_color: Annotated[str | None, Field(title="Stroke Color")] = None
-    """Optional stroke (outline) color for the generated glyphs. When set, adds an outline around each glyph path."""
-    stroke_width: Annotated[float, Field(ge=0.1, le=50.0, title="Stroke Width")] = 1
-    """Stroke width in SVG units. Only applies when stroke_color is set."""
-
-
-class Output(FalModel):
-    image: File
-    """The generated SVG file containing vector glyphs."""
-    svg_content: Annotated[str, Field(title="Svg Content")]
-    """Raw SVG content as a string."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """Timing breakdown of the generation process."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -108,30 +32,89 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/vecglypher/image-to-svg"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The target text to generate as vector glyphs, styled to match the reference
+    images."""
+    reference_image_urls: Annotated[list[FileInput], Field(max_length=8, min_length=1)]
+    """URLs of reference glyph images whose style should be matched. Provide 1 to 8
+    images of individual glyph characters."""
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.1
+    """Sampling temperature."""
+    seed: int | None = None
+    """Random seed for reproducibility."""
+    enable_safety_checker: bool = True
+    """Enable input safety checking."""
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.95
+    """Top-p (nucleus) sampling parameter."""
+    top_k: Annotated[int, Field(ge=-1, le=100)] = 5
+    """Top-k sampling parameter."""
+    repetition_penalty: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """Repetition penalty."""
+    max_tokens: Annotated[int, Field(ge=256, le=16384)] = 8192
+    """Maximum tokens to generate."""
+    output_size: Annotated[int, Field(ge=64, le=4096)] = 512
+    """Maximum dimension (width or height) of the output SVG in pixels. The aspect ratio
+    is preserved."""
+    fill_color: str = "black"
+    """Fill color for the generated glyphs. Accepts any valid SVG/CSS color value."""
+    stroke_color: str | None = None
+    """Optional stroke (outline) color for the generated glyphs. When set, adds an
+    outline around each glyph path."""
+    stroke_width: Annotated[float, Field(ge=0.1, le=50.0)] = 1
+    """Stroke width in SVG units. Only applies when stroke_color is set."""
+
+
+class Output(FalModel):
+    image: File
+    """The generated SVG file containing vector glyphs."""
+    svg_content: str
+    """Raw SVG content as a string."""
+    seed: int
+    """The seed used for generation."""
+    timings: dict[str, float]
+    """Timing breakdown of the generation process."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["reference_image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput],
+    reference_image_urls: Sequence[FileInput],
     temperature: float = 0.1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -143,37 +126,78 @@ def submit(
     fill_color: str = "black",
     stroke_color: str | None = None,
     stroke_width: float = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The target text to generate as vector glyphs, styled to match the
+            reference images. Required.
+        reference_image_urls: URLs of reference glyph images whose style should be
+            matched. Provide 1 to 8 images of individual glyph characters. Files: each a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Length 1 to 8. Required.
+        temperature: Sampling temperature. Between 0.0 and 2.0. Defaults to `0.1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: Enable input safety checking. Defaults to `True`.
+        top_p: Top-p (nucleus) sampling parameter. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        top_k: Top-k sampling parameter. Between -1 and 100. Defaults to `5`.
+        repetition_penalty: Repetition penalty. Between 0.0 and 2.0. Defaults to `1`.
+        max_tokens: Maximum tokens to generate. Between 256 and 16384. Defaults to
+            `8192`.
+        output_size: Maximum dimension (width or height) of the output SVG in pixels.
+            The aspect ratio is preserved. Between 64 and 4096. Defaults to `512`.
+        fill_color: Fill color for the generated glyphs. Accepts any valid SVG/CSS color
+            value. Defaults to `"black"`.
+        stroke_color: Optional stroke (outline) color for the generated glyphs. When
+            set, adds an outline around each glyph path. Defaults to `None`.
+        stroke_width: Stroke width in SVG units. Only applies when stroke_color is set.
+            Between 0.1 and 50.0. Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput],
+    reference_image_urls: Sequence[FileInput],
     temperature: float = 0.1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -185,8 +209,8 @@ def subscribe(
     fill_color: str = "black",
     stroke_color: str | None = None,
     stroke_width: float = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -194,28 +218,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The target text to generate as vector glyphs, styled to match the
+            reference images. Required.
+        reference_image_urls: URLs of reference glyph images whose style should be
+            matched. Provide 1 to 8 images of individual glyph characters. Files: each a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Length 1 to 8. Required.
+        temperature: Sampling temperature. Between 0.0 and 2.0. Defaults to `0.1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: Enable input safety checking. Defaults to `True`.
+        top_p: Top-p (nucleus) sampling parameter. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        top_k: Top-k sampling parameter. Between -1 and 100. Defaults to `5`.
+        repetition_penalty: Repetition penalty. Between 0.0 and 2.0. Defaults to `1`.
+        max_tokens: Maximum tokens to generate. Between 256 and 16384. Defaults to
+            `8192`.
+        output_size: Maximum dimension (width or height) of the output SVG in pixels.
+            The aspect ratio is preserved. Between 64 and 4096. Defaults to `512`.
+        fill_color: Fill color for the generated glyphs. Accepts any valid SVG/CSS color
+            value. Defaults to `"black"`.
+        stroke_color: Optional stroke (outline) color for the generated glyphs. When
+            set, adds an outline around each glyph path. Defaults to `None`.
+        stroke_width: Stroke width in SVG units. Only applies when stroke_color is set.
+            Between 0.1 and 50.0. Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput],
+    reference_image_urls: Sequence[FileInput],
     temperature: float = 0.1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -227,8 +291,8 @@ def run(
     fill_color: str = "black",
     stroke_color: str | None = None,
     stroke_width: float = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -236,28 +300,68 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The target text to generate as vector glyphs, styled to match the
+            reference images. Required.
+        reference_image_urls: URLs of reference glyph images whose style should be
+            matched. Provide 1 to 8 images of individual glyph characters. Files: each a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Length 1 to 8. Required.
+        temperature: Sampling temperature. Between 0.0 and 2.0. Defaults to `0.1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: Enable input safety checking. Defaults to `True`.
+        top_p: Top-p (nucleus) sampling parameter. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        top_k: Top-k sampling parameter. Between -1 and 100. Defaults to `5`.
+        repetition_penalty: Repetition penalty. Between 0.0 and 2.0. Defaults to `1`.
+        max_tokens: Maximum tokens to generate. Between 256 and 16384. Defaults to
+            `8192`.
+        output_size: Maximum dimension (width or height) of the output SVG in pixels.
+            The aspect ratio is preserved. Between 64 and 4096. Defaults to `512`.
+        fill_color: Fill color for the generated glyphs. Accepts any valid SVG/CSS color
+            value. Defaults to `"black"`.
+        stroke_color: Optional stroke (outline) color for the generated glyphs. When
+            set, adds an outline around each glyph path. Defaults to `None`.
+        stroke_width: Stroke width in SVG units. Only applies when stroke_color is set.
+            Between 0.1 and 50.0. Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput],
+    reference_image_urls: Sequence[FileInput],
     temperature: float = 0.1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -269,37 +373,78 @@ async def submit_async(
     fill_color: str = "black",
     stroke_color: str | None = None,
     stroke_width: float = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The target text to generate as vector glyphs, styled to match the
+            reference images. Required.
+        reference_image_urls: URLs of reference glyph images whose style should be
+            matched. Provide 1 to 8 images of individual glyph characters. Files: each a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Length 1 to 8. Required.
+        temperature: Sampling temperature. Between 0.0 and 2.0. Defaults to `0.1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: Enable input safety checking. Defaults to `True`.
+        top_p: Top-p (nucleus) sampling parameter. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        top_k: Top-k sampling parameter. Between -1 and 100. Defaults to `5`.
+        repetition_penalty: Repetition penalty. Between 0.0 and 2.0. Defaults to `1`.
+        max_tokens: Maximum tokens to generate. Between 256 and 16384. Defaults to
+            `8192`.
+        output_size: Maximum dimension (width or height) of the output SVG in pixels.
+            The aspect ratio is preserved. Between 64 and 4096. Defaults to `512`.
+        fill_color: Fill color for the generated glyphs. Accepts any valid SVG/CSS color
+            value. Defaults to `"black"`.
+        stroke_color: Optional stroke (outline) color for the generated glyphs. When
+            set, adds an outline around each glyph path. Defaults to `None`.
+        stroke_width: Stroke width in SVG units. Only applies when stroke_color is set.
+            Between 0.1 and 50.0. Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput],
+    reference_image_urls: Sequence[FileInput],
     temperature: float = 0.1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -311,8 +456,8 @@ async def subscribe_async(
     fill_color: str = "black",
     stroke_color: str | None = None,
     stroke_width: float = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -320,28 +465,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The target text to generate as vector glyphs, styled to match the
+            reference images. Required.
+        reference_image_urls: URLs of reference glyph images whose style should be
+            matched. Provide 1 to 8 images of individual glyph characters. Files: each a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Length 1 to 8. Required.
+        temperature: Sampling temperature. Between 0.0 and 2.0. Defaults to `0.1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: Enable input safety checking. Defaults to `True`.
+        top_p: Top-p (nucleus) sampling parameter. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        top_k: Top-k sampling parameter. Between -1 and 100. Defaults to `5`.
+        repetition_penalty: Repetition penalty. Between 0.0 and 2.0. Defaults to `1`.
+        max_tokens: Maximum tokens to generate. Between 256 and 16384. Defaults to
+            `8192`.
+        output_size: Maximum dimension (width or height) of the output SVG in pixels.
+            The aspect ratio is preserved. Between 64 and 4096. Defaults to `512`.
+        fill_color: Fill color for the generated glyphs. Accepts any valid SVG/CSS color
+            value. Defaults to `"black"`.
+        stroke_color: Optional stroke (outline) color for the generated glyphs. When
+            set, adds an outline around each glyph path. Defaults to `None`.
+        stroke_width: Stroke width in SVG units. Only applies when stroke_color is set.
+            Between 0.1 and 50.0. Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    reference_image_urls: _Sequence[FileInput],
+    reference_image_urls: Sequence[FileInput],
     temperature: float = 0.1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -353,8 +538,8 @@ async def run_async(
     fill_color: str = "black",
     stroke_color: str | None = None,
     stroke_width: float = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -362,8 +547,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The target text to generate as vector glyphs, styled to match the
+            reference images. Required.
+        reference_image_urls: URLs of reference glyph images whose style should be
+            matched. Provide 1 to 8 images of individual glyph characters. Files: each a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Length 1 to 8. Required.
+        temperature: Sampling temperature. Between 0.0 and 2.0. Defaults to `0.1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        enable_safety_checker: Enable input safety checking. Defaults to `True`.
+        top_p: Top-p (nucleus) sampling parameter. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        top_k: Top-k sampling parameter. Between -1 and 100. Defaults to `5`.
+        repetition_penalty: Repetition penalty. Between 0.0 and 2.0. Defaults to `1`.
+        max_tokens: Maximum tokens to generate. Between 256 and 16384. Defaults to
+            `8192`.
+        output_size: Maximum dimension (width or height) of the output SVG in pixels.
+            The aspect ratio is preserved. Between 64 and 4096. Defaults to `512`.
+        fill_color: Fill color for the generated glyphs. Accepts any valid SVG/CSS color
+            value. Defaults to `"black"`.
+        stroke_color: Optional stroke (outline) color for the generated glyphs. When
+            set, adds an outline around each glyph path. Defaults to `None`.
+        stroke_width: Stroke width in SVG units. Only applies when stroke_color is set.
+            Between 0.1 and 50.0. Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

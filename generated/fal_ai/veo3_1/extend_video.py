@@ -5,84 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=20000, title="Prompt")]
-    """The text prompt describing how the video should be extended"""
-    aspect_ratio: Annotated[
-        Literal["auto", "16:9", "9:16"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """The aspect ratio of the generated video."""
-    duration: Annotated[Literal["7s"], Field(title="Duration")] = "7s"
-    """The duration of the generated video."""
-    negative_prompt: Annotated[str | None, Field(title="Negative Prompt")] = None
-    """A negative prompt to guide the video generation."""
-    resolution: Annotated[Literal["720p"], Field(title="Resolution")] = "720p"
-    """The resolution of the generated video."""
-    generate_audio: Annotated[bool, Field(title="Generate Audio")] = True
-    """Whether to generate audio for the video."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator."""
-    auto_fix: Annotated[bool, Field(title="Auto Fix")] = False
-    """Whether to automatically attempt to fix prompts that fail content policy or other validation checks by rewriting them."""
-    safety_tolerance: Annotated[
-        Literal["1", "2", "3", "4", "5", "6"], Field(title="Safety Tolerance")
-    ] = "4"
-    """The safety tolerance level for content moderation. 1 is the most strict (blocks most content), 6 is the least strict."""
-    video_url: Annotated[FileInput, Field(title="Video URL")]
-    """URL of the video to extend. The video should be 720p or 1080p resolution in 16:9 or 9:16 aspect ratio."""
-
-
-class Output(FalModel):
-    video: File
-    """The extended video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "SafetyTolerance",
     "File",
     "Input",
     "Output",
@@ -95,26 +32,75 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/veo3.1/extend-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+SafetyTolerance: TypeAlias = Literal["1", "2", "3", "4", "5", "6"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=20000)]
+    """The text prompt describing how the video should be extended"""
+    aspect_ratio: Literal["auto", "16:9", "9:16"] = "auto"
+    """The aspect ratio of the generated video."""
+    duration: Literal["7s"] = "7s"
+    """The duration of the generated video."""
+    negative_prompt: str | None = None
+    """A negative prompt to guide the video generation."""
+    resolution: Literal["720p"] = "720p"
+    """The resolution of the generated video."""
+    generate_audio: bool = True
+    """Whether to generate audio for the video."""
+    seed: int | None = None
+    """The seed for the random number generator."""
+    auto_fix: bool = False
+    """Whether to automatically attempt to fix prompts that fail content policy or other
+    validation checks by rewriting them."""
+    safety_tolerance: SafetyTolerance = "4"
+    """The safety tolerance level for content moderation. 1 is the most strict (blocks
+    most content), 6 is the least strict."""
+    video_url: FileInput
+    """URL of the video to extend. The video should be 720p or 1080p resolution in 16:9
+    or 9:16 aspect ratio."""
+
+
+class Output(FalModel):
+    video: File
+    """The extended video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -125,35 +111,69 @@ def submit(
     generate_audio: bool = True,
     seed: int | None = None,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how the video should be extended. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: The duration of the generated video. Defaults to `"7s"`.
+        negative_prompt: A negative prompt to guide the video generation. Defaults to
+            `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        video_url: URL of the video to extend. The video should be 720p or 1080p
+            resolution in 16:9 or 9:16 aspect ratio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -164,10 +184,10 @@ def subscribe(
     generate_audio: bool = True,
     seed: int | None = None,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -175,24 +195,57 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how the video should be extended. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: The duration of the generated video. Defaults to `"7s"`.
+        negative_prompt: A negative prompt to guide the video generation. Defaults to
+            `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        video_url: URL of the video to extend. The video should be 720p or 1080p
+            resolution in 16:9 or 9:16 aspect ratio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -203,10 +256,10 @@ def run(
     generate_audio: bool = True,
     seed: int | None = None,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -214,24 +267,57 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how the video should be extended. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: The duration of the generated video. Defaults to `"7s"`.
+        negative_prompt: A negative prompt to guide the video generation. Defaults to
+            `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        video_url: URL of the video to extend. The video should be 720p or 1080p
+            resolution in 16:9 or 9:16 aspect ratio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -242,35 +328,69 @@ async def submit_async(
     generate_audio: bool = True,
     seed: int | None = None,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how the video should be extended. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: The duration of the generated video. Defaults to `"7s"`.
+        negative_prompt: A negative prompt to guide the video generation. Defaults to
+            `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        video_url: URL of the video to extend. The video should be 720p or 1080p
+            resolution in 16:9 or 9:16 aspect ratio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -281,10 +401,10 @@ async def subscribe_async(
     generate_audio: bool = True,
     seed: int | None = None,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -292,24 +412,57 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how the video should be extended. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: The duration of the generated video. Defaults to `"7s"`.
+        negative_prompt: A negative prompt to guide the video generation. Defaults to
+            `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        video_url: URL of the video to extend. The video should be 720p or 1080p
+            resolution in 16:9 or 9:16 aspect ratio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -320,10 +473,10 @@ async def run_async(
     generate_audio: bool = True,
     seed: int | None = None,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
+    safety_tolerance: SafetyTolerance = "4",
     video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -331,8 +484,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how the video should be extended. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: The duration of the generated video. Defaults to `"7s"`.
+        negative_prompt: A negative prompt to guide the video generation. Defaults to
+            `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        video_url: URL of the video to extend. The video should be 720p or 1080p
+            resolution in 16:9 or 9:16 aspect ratio. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

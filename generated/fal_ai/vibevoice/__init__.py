@@ -5,99 +5,21 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input schema for VibeVoice TTS generation"""
-
-    script: Annotated[str, Field(max_length=90000, title="Script")]
-    """The script to convert to speech. Can be formatted with 'Speaker X:' prefixes for multi-speaker dialogues."""
-    speakers: Annotated[list[VibeVoiceSpeaker], Field(title="Speakers")]
-    """List of speakers to use for the script. If not provided, will be inferred from the script or voice samples."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducible generation."""
-    cfg_scale: Annotated[float, Field(ge=1.0, le=2.0, title="CFG Scale")] = 1.3
-    """CFG (Classifier-Free Guidance) scale for generation. Higher values increase adherence to text."""
-
-
-class Output(FalModel):
-    """Output schema for VibeVoice TTS generation"""
-
-    audio: File
-    """The generated audio file containing the speech"""
-    duration: Annotated[float, Field(title="Duration")]
-    """Duration of the generated audio in seconds"""
-    sample_rate: Annotated[int, Field(title="Sample Rate")]
-    """Sample rate of the generated audio"""
-    generation_time: Annotated[float, Field(title="Generation Time")]
-    """Time taken to generate the audio in seconds"""
-    rtf: Annotated[float, Field(title="Rtf")]
-    """Real-time factor (generation_time / audio_duration). Lower is better."""
-
-
-class VibeVoiceSpeaker(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    preset: Annotated[
-        Literal[
-            "Alice [EN]",
-            "Carter [EN]",
-            "Frank [EN]",
-            "Mary [EN] (Background Music)",
-            "Maya [EN]",
-            "Anchen [ZH] (Background Music)",
-            "Bowen [ZH]",
-            "Xinran [ZH]",
-        ],
-        Field(title="Preset"),
-    ] = "Alice [EN]"
-    """Default voice preset to use for the speaker. Not used if `audio_url` is provided."""
-    audio_url: Annotated[FileInput | None, Field(title="Audio URL")] = None
-    """URL to a voice sample audio file. If provided, `preset` will be ignored."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Preset",
     "File",
     "Input",
     "Output",
@@ -111,67 +33,158 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/vibevoice"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Preset: TypeAlias = Literal[
+    "Alice [EN]",
+    "Carter [EN]",
+    "Frank [EN]",
+    "Mary [EN] (Background Music)",
+    "Maya [EN]",
+    "Anchen [ZH] (Background Music)",
+    "Bowen [ZH]",
+    "Xinran [ZH]",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input schema for VibeVoice TTS generation"""
+
+    script: Annotated[str, Field(max_length=90000)]
+    """The script to convert to speech. Can be formatted with 'Speaker X:' prefixes for
+    multi-speaker dialogues."""
+    speakers: list[VibeVoiceSpeaker]
+    """List of speakers to use for the script. If not provided, will be inferred from
+    the script or voice samples."""
+    seed: int | None = None
+    """Random seed for reproducible generation."""
+    cfg_scale: Annotated[float, Field(ge=1.0, le=2.0)] = 1.3
+    """CFG (Classifier-Free Guidance) scale for generation. Higher values increase
+    adherence to text."""
+
+
+class Output(FalModel):
+    """Output schema for VibeVoice TTS generation"""
+
+    audio: File
+    """The generated audio file containing the speech"""
+    duration: float
+    """Duration of the generated audio in seconds"""
+    sample_rate: int
+    """Sample rate of the generated audio"""
+    generation_time: float
+    """Time taken to generate the audio in seconds"""
+    rtf: float
+    """Real-time factor (generation_time / audio_duration). Lower is better."""
+
+
+class VibeVoiceSpeaker(FalModel):
+    preset: Preset = "Alice [EN]"
+    """Default voice preset to use for the speaker. Not used if `audio_url` is
+    provided."""
+    audio_url: FileInput | None = None
+    """URL to a voice sample audio file. If provided, `preset` will be ignored."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={VibeVoiceSpeaker: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     script: str,
     speakers: list[VibeVoiceSpeaker],
     seed: int | None = None,
     cfg_scale: float = 1.3,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        script: The script to convert to speech. Can be formatted with 'Speaker X:'
+            prefixes for multi-speaker dialogues. Length at most 90000. Required.
+        speakers: List of speakers to use for the script. If not provided, will be
+            inferred from the script or voice samples. Required.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        cfg_scale: CFG (Classifier-Free Guidance) scale for generation. Higher values
+            increase adherence to text. Between 1.0 and 2.0. Defaults to `1.3`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     script: str,
     speakers: list[VibeVoiceSpeaker],
     seed: int | None = None,
     cfg_scale: float = 1.3,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -179,32 +192,56 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        script: The script to convert to speech. Can be formatted with 'Speaker X:'
+            prefixes for multi-speaker dialogues. Length at most 90000. Required.
+        speakers: List of speakers to use for the script. If not provided, will be
+            inferred from the script or voice samples. Required.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        cfg_scale: CFG (Classifier-Free Guidance) scale for generation. Higher values
+            increase adherence to text. Between 1.0 and 2.0. Defaults to `1.3`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     script: str,
     speakers: list[VibeVoiceSpeaker],
     seed: int | None = None,
     cfg_scale: float = 1.3,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -212,65 +249,114 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        script: The script to convert to speech. Can be formatted with 'Speaker X:'
+            prefixes for multi-speaker dialogues. Length at most 90000. Required.
+        speakers: List of speakers to use for the script. If not provided, will be
+            inferred from the script or voice samples. Required.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        cfg_scale: CFG (Classifier-Free Guidance) scale for generation. Higher values
+            increase adherence to text. Between 1.0 and 2.0. Defaults to `1.3`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     script: str,
     speakers: list[VibeVoiceSpeaker],
     seed: int | None = None,
     cfg_scale: float = 1.3,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        script: The script to convert to speech. Can be formatted with 'Speaker X:'
+            prefixes for multi-speaker dialogues. Length at most 90000. Required.
+        speakers: List of speakers to use for the script. If not provided, will be
+            inferred from the script or voice samples. Required.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        cfg_scale: CFG (Classifier-Free Guidance) scale for generation. Higher values
+            increase adherence to text. Between 1.0 and 2.0. Defaults to `1.3`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     script: str,
     speakers: list[VibeVoiceSpeaker],
     seed: int | None = None,
     cfg_scale: float = 1.3,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -278,32 +364,56 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        script: The script to convert to speech. Can be formatted with 'Speaker X:'
+            prefixes for multi-speaker dialogues. Length at most 90000. Required.
+        speakers: List of speakers to use for the script. If not provided, will be
+            inferred from the script or voice samples. Required.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        cfg_scale: CFG (Classifier-Free Guidance) scale for generation. Higher values
+            increase adherence to text. Between 1.0 and 2.0. Defaults to `1.3`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     script: str,
     speakers: list[VibeVoiceSpeaker],
     seed: int | None = None,
     cfg_scale: float = 1.3,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -311,8 +421,32 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        script: The script to convert to speech. Can be formatted with 'Speaker X:'
+            prefixes for multi-speaker dialogues. Length at most 90000. Required.
+        speakers: List of speakers to use for the script. If not provided, will be
+            inferred from the script or voice samples. Required.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        cfg_scale: CFG (Classifier-Free Guidance) scale for generation. Higher values
+            increase adherence to text. Between 1.0 and 2.0. Defaults to `1.3`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

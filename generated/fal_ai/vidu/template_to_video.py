@@ -5,256 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    template: Annotated[
-        Literal[
-            "dreamy_wedding",
-            "romantic_lift",
-            "sweet_proposal",
-            "couple_arrival",
-            "cupid_arrow",
-            "pet_lovers",
-            "lunar_newyear",
-            "hug",
-            "kiss",
-            "dynasty_dress",
-            "wish_sender",
-            "love_pose",
-            "hair_swap",
-            "youth_rewind",
-            "morphlab",
-            "live_photo",
-            "emotionlab",
-            "live_memory",
-            "interaction",
-            "christmas",
-            "pet_finger",
-            "eat_mushrooms",
-            "beast_chase_library",
-            "beast_chase_supermarket",
-            "petal_scattered",
-            "emoji_figure",
-            "hair_color_change",
-            "multiple_people_kissing",
-            "beast_chase_amazon",
-            "beast_chase_mountain",
-            "balloonman_explodes_pro",
-            "get_thinner",
-            "jump2pool",
-            "bodyshake",
-            "jiggle_up",
-            "shake_it_dance",
-            "subject_3",
-            "pubg_winner_hit",
-            "shake_it_down",
-            "blueprint_supreme",
-            "hip_twist",
-            "motor_dance",
-            "rat_dance",
-            "kwok_dance",
-            "leg_sweep_dance",
-            "heeseung_march",
-            "shake_to_max",
-            "dame_un_grrr",
-            "i_know",
-            "lit_bounce",
-            "wave_dance",
-            "chill_dance",
-            "hip_flicking",
-            "sakura_season",
-            "zongzi_wrap",
-            "zongzi_drop",
-            "dragonboat_shot",
-            "rain_kiss",
-            "child_memory",
-            "couple_drop",
-            "couple_walk",
-            "flower_receive",
-            "love_drop",
-            "cheek_kiss",
-            "carry_me",
-            "blow_kiss",
-            "love_fall",
-            "french_kiss_8s",
-            "workday_feels",
-            "love_story",
-            "bloom_magic",
-            "ghibli",
-            "minecraft",
-            "box_me",
-            "claw_me",
-            "clayshot",
-            "manga_meme",
-            "quad_meme",
-            "pixel_me",
-            "clayshot_duo",
-            "irasutoya",
-            "american_comic",
-            "simpsons_comic",
-            "yayoi_kusama_style",
-            "pop_art",
-            "jojo_style",
-            "slice_therapy",
-            "balloon_flyaway",
-            "flying",
-            "paperman",
-            "pinch",
-            "bloom_doorobear",
-            "gender_swap",
-            "nap_me",
-            "sexy_me",
-            "spin360",
-            "smooth_shift",
-            "paper_fall",
-            "jump_to_cloud",
-            "pilot",
-            "sweet_dreams",
-            "soul_depart",
-            "punch_hit",
-            "watermelon_hit",
-            "split_stance_pet",
-            "make_face",
-            "break_glass",
-            "split_stance_human",
-            "covered_liquid_metal",
-            "fluffy_plunge",
-            "pet_belly_dance",
-            "water_float",
-            "relax_cut",
-            "head_to_balloon",
-            "cloning",
-            "across_the_universe_jungle",
-            "clothes_spinning_remnant",
-            "across_the_universe_jurassic",
-            "across_the_universe_moon",
-            "fisheye_pet",
-            "hitchcock_zoom",
-            "cute_bangs",
-            "earth_zoom_out",
-            "fisheye_human",
-            "drive_yacht",
-            "virtual_singer",
-            "earth_zoom_in",
-            "aliens_coming",
-            "drive_ferrari",
-            "bjd_style",
-            "virtual_fitting",
-            "orbit",
-            "zoom_in",
-            "ai_outfit",
-            "spin180",
-            "orbit_dolly",
-            "orbit_dolly_fast",
-            "auto_spin",
-            "walk_forward",
-            "outfit_show",
-            "zoom_in_fast",
-            "zoom_out_image",
-            "zoom_out_startend",
-            "muscling",
-            "captain_america",
-            "hulk",
-            "cap_walk",
-            "hulk_dive",
-            "exotic_princess",
-            "beast_companion",
-            "cartoon_doll",
-            "golden_epoch",
-            "oscar_gala",
-            "fashion_stride",
-            "star_carpet",
-            "flame_carpet",
-            "frost_carpet",
-            "mecha_x",
-            "style_me",
-            "tap_me",
-            "saber_warrior",
-            "pet2human",
-            "graduation",
-            "fishermen",
-            "happy_birthday",
-            "fairy_me",
-            "ladudu_me",
-            "ladudu_me_random",
-            "squid_game",
-            "superman",
-            "grow_wings",
-            "clevage",
-            "fly_with_doraemon",
-            "creatice_product_down",
-            "pole_dance",
-            "hug_from_behind",
-            "creatice_product_up_cybercity",
-            "creatice_product_up_bluecircuit",
-            "creatice_product_up",
-            "run_fast",
-            "background_explosion",
-        ],
-        Field(title="Template"),
-    ] = "hug"
-    """AI video template to use. Pricing varies by template: Standard templates (hug, kiss, love_pose, etc.) cost 4 credits ($0.20), Premium templates (lunar_newyear, dynasty_dress, dreamy_wedding, etc.) cost 6 credits ($0.30), and Advanced templates (live_photo) cost 10 credits ($0.50)."""
-    input_image_urls: Annotated[list[FileInput], Field(title="Input Image Urls")]
-    """URLs of the images to use with the template. Number of images required varies by template: 'dynasty_dress' and 'shop_frame' accept 1-2 images, 'wish_sender' requires exactly 3 images, all other templates accept only 1 image."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for generation"""
-    aspect_ratio: Annotated[Literal["16:9", "9:16"], Field(title="Aspect Ratio")] = (
-        "16:9"
-    )
-    """The aspect ratio of the output video"""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video using a predefined template"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Template",
     "File",
     "Input",
     "Output",
@@ -267,431 +32,318 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/vidu/template-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Template: TypeAlias = Literal[
+    "dreamy_wedding",
+    "romantic_lift",
+    "sweet_proposal",
+    "couple_arrival",
+    "cupid_arrow",
+    "pet_lovers",
+    "lunar_newyear",
+    "hug",
+    "kiss",
+    "dynasty_dress",
+    "wish_sender",
+    "love_pose",
+    "hair_swap",
+    "youth_rewind",
+    "morphlab",
+    "live_photo",
+    "emotionlab",
+    "live_memory",
+    "interaction",
+    "christmas",
+    "pet_finger",
+    "eat_mushrooms",
+    "beast_chase_library",
+    "beast_chase_supermarket",
+    "petal_scattered",
+    "emoji_figure",
+    "hair_color_change",
+    "multiple_people_kissing",
+    "beast_chase_amazon",
+    "beast_chase_mountain",
+    "balloonman_explodes_pro",
+    "get_thinner",
+    "jump2pool",
+    "bodyshake",
+    "jiggle_up",
+    "shake_it_dance",
+    "subject_3",
+    "pubg_winner_hit",
+    "shake_it_down",
+    "blueprint_supreme",
+    "hip_twist",
+    "motor_dance",
+    "rat_dance",
+    "kwok_dance",
+    "leg_sweep_dance",
+    "heeseung_march",
+    "shake_to_max",
+    "dame_un_grrr",
+    "i_know",
+    "lit_bounce",
+    "wave_dance",
+    "chill_dance",
+    "hip_flicking",
+    "sakura_season",
+    "zongzi_wrap",
+    "zongzi_drop",
+    "dragonboat_shot",
+    "rain_kiss",
+    "child_memory",
+    "couple_drop",
+    "couple_walk",
+    "flower_receive",
+    "love_drop",
+    "cheek_kiss",
+    "carry_me",
+    "blow_kiss",
+    "love_fall",
+    "french_kiss_8s",
+    "workday_feels",
+    "love_story",
+    "bloom_magic",
+    "ghibli",
+    "minecraft",
+    "box_me",
+    "claw_me",
+    "clayshot",
+    "manga_meme",
+    "quad_meme",
+    "pixel_me",
+    "clayshot_duo",
+    "irasutoya",
+    "american_comic",
+    "simpsons_comic",
+    "yayoi_kusama_style",
+    "pop_art",
+    "jojo_style",
+    "slice_therapy",
+    "balloon_flyaway",
+    "flying",
+    "paperman",
+    "pinch",
+    "bloom_doorobear",
+    "gender_swap",
+    "nap_me",
+    "sexy_me",
+    "spin360",
+    "smooth_shift",
+    "paper_fall",
+    "jump_to_cloud",
+    "pilot",
+    "sweet_dreams",
+    "soul_depart",
+    "punch_hit",
+    "watermelon_hit",
+    "split_stance_pet",
+    "make_face",
+    "break_glass",
+    "split_stance_human",
+    "covered_liquid_metal",
+    "fluffy_plunge",
+    "pet_belly_dance",
+    "water_float",
+    "relax_cut",
+    "head_to_balloon",
+    "cloning",
+    "across_the_universe_jungle",
+    "clothes_spinning_remnant",
+    "across_the_universe_jurassic",
+    "across_the_universe_moon",
+    "fisheye_pet",
+    "hitchcock_zoom",
+    "cute_bangs",
+    "earth_zoom_out",
+    "fisheye_human",
+    "drive_yacht",
+    "virtual_singer",
+    "earth_zoom_in",
+    "aliens_coming",
+    "drive_ferrari",
+    "bjd_style",
+    "virtual_fitting",
+    "orbit",
+    "zoom_in",
+    "ai_outfit",
+    "spin180",
+    "orbit_dolly",
+    "orbit_dolly_fast",
+    "auto_spin",
+    "walk_forward",
+    "outfit_show",
+    "zoom_in_fast",
+    "zoom_out_image",
+    "zoom_out_startend",
+    "muscling",
+    "captain_america",
+    "hulk",
+    "cap_walk",
+    "hulk_dive",
+    "exotic_princess",
+    "beast_companion",
+    "cartoon_doll",
+    "golden_epoch",
+    "oscar_gala",
+    "fashion_stride",
+    "star_carpet",
+    "flame_carpet",
+    "frost_carpet",
+    "mecha_x",
+    "style_me",
+    "tap_me",
+    "saber_warrior",
+    "pet2human",
+    "graduation",
+    "fishermen",
+    "happy_birthday",
+    "fairy_me",
+    "ladudu_me",
+    "ladudu_me_random",
+    "squid_game",
+    "superman",
+    "grow_wings",
+    "clevage",
+    "fly_with_doraemon",
+    "creatice_product_down",
+    "pole_dance",
+    "hug_from_behind",
+    "creatice_product_up_cybercity",
+    "creatice_product_up_bluecircuit",
+    "creatice_product_up",
+    "run_fast",
+    "background_explosion",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    template: Template = "hug"
+    """AI video template to use. Pricing varies by template: Standard templates (hug,
+    kiss, love_pose, etc.) cost 4 credits ($0.20), Premium templates (lunar_newyear,
+    dynasty_dress, dreamy_wedding, etc.) cost 6 credits ($0.30), and Advanced templates
+    (live_photo) cost 10 credits ($0.50)."""
+    input_image_urls: list[FileInput]
+    """URLs of the images to use with the template. Number of images required varies by
+    template: 'dynasty_dress' and 'shop_frame' accept 1-2 images, 'wish_sender' requires
+    exactly 3 images, all other templates accept only 1 image."""
+    seed: int | None = None
+    """Random seed for generation"""
+    aspect_ratio: Literal["16:9", "9:16"] = "16:9"
+    """The aspect ratio of the output video"""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video using a predefined template"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["input_image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    template: Literal[
-        "dreamy_wedding",
-        "romantic_lift",
-        "sweet_proposal",
-        "couple_arrival",
-        "cupid_arrow",
-        "pet_lovers",
-        "lunar_newyear",
-        "hug",
-        "kiss",
-        "dynasty_dress",
-        "wish_sender",
-        "love_pose",
-        "hair_swap",
-        "youth_rewind",
-        "morphlab",
-        "live_photo",
-        "emotionlab",
-        "live_memory",
-        "interaction",
-        "christmas",
-        "pet_finger",
-        "eat_mushrooms",
-        "beast_chase_library",
-        "beast_chase_supermarket",
-        "petal_scattered",
-        "emoji_figure",
-        "hair_color_change",
-        "multiple_people_kissing",
-        "beast_chase_amazon",
-        "beast_chase_mountain",
-        "balloonman_explodes_pro",
-        "get_thinner",
-        "jump2pool",
-        "bodyshake",
-        "jiggle_up",
-        "shake_it_dance",
-        "subject_3",
-        "pubg_winner_hit",
-        "shake_it_down",
-        "blueprint_supreme",
-        "hip_twist",
-        "motor_dance",
-        "rat_dance",
-        "kwok_dance",
-        "leg_sweep_dance",
-        "heeseung_march",
-        "shake_to_max",
-        "dame_un_grrr",
-        "i_know",
-        "lit_bounce",
-        "wave_dance",
-        "chill_dance",
-        "hip_flicking",
-        "sakura_season",
-        "zongzi_wrap",
-        "zongzi_drop",
-        "dragonboat_shot",
-        "rain_kiss",
-        "child_memory",
-        "couple_drop",
-        "couple_walk",
-        "flower_receive",
-        "love_drop",
-        "cheek_kiss",
-        "carry_me",
-        "blow_kiss",
-        "love_fall",
-        "french_kiss_8s",
-        "workday_feels",
-        "love_story",
-        "bloom_magic",
-        "ghibli",
-        "minecraft",
-        "box_me",
-        "claw_me",
-        "clayshot",
-        "manga_meme",
-        "quad_meme",
-        "pixel_me",
-        "clayshot_duo",
-        "irasutoya",
-        "american_comic",
-        "simpsons_comic",
-        "yayoi_kusama_style",
-        "pop_art",
-        "jojo_style",
-        "slice_therapy",
-        "balloon_flyaway",
-        "flying",
-        "paperman",
-        "pinch",
-        "bloom_doorobear",
-        "gender_swap",
-        "nap_me",
-        "sexy_me",
-        "spin360",
-        "smooth_shift",
-        "paper_fall",
-        "jump_to_cloud",
-        "pilot",
-        "sweet_dreams",
-        "soul_depart",
-        "punch_hit",
-        "watermelon_hit",
-        "split_stance_pet",
-        "make_face",
-        "break_glass",
-        "split_stance_human",
-        "covered_liquid_metal",
-        "fluffy_plunge",
-        "pet_belly_dance",
-        "water_float",
-        "relax_cut",
-        "head_to_balloon",
-        "cloning",
-        "across_the_universe_jungle",
-        "clothes_spinning_remnant",
-        "across_the_universe_jurassic",
-        "across_the_universe_moon",
-        "fisheye_pet",
-        "hitchcock_zoom",
-        "cute_bangs",
-        "earth_zoom_out",
-        "fisheye_human",
-        "drive_yacht",
-        "virtual_singer",
-        "earth_zoom_in",
-        "aliens_coming",
-        "drive_ferrari",
-        "bjd_style",
-        "virtual_fitting",
-        "orbit",
-        "zoom_in",
-        "ai_outfit",
-        "spin180",
-        "orbit_dolly",
-        "orbit_dolly_fast",
-        "auto_spin",
-        "walk_forward",
-        "outfit_show",
-        "zoom_in_fast",
-        "zoom_out_image",
-        "zoom_out_startend",
-        "muscling",
-        "captain_america",
-        "hulk",
-        "cap_walk",
-        "hulk_dive",
-        "exotic_princess",
-        "beast_companion",
-        "cartoon_doll",
-        "golden_epoch",
-        "oscar_gala",
-        "fashion_stride",
-        "star_carpet",
-        "flame_carpet",
-        "frost_carpet",
-        "mecha_x",
-        "style_me",
-        "tap_me",
-        "saber_warrior",
-        "pet2human",
-        "graduation",
-        "fishermen",
-        "happy_birthday",
-        "fairy_me",
-        "ladudu_me",
-        "ladudu_me_random",
-        "squid_game",
-        "superman",
-        "grow_wings",
-        "clevage",
-        "fly_with_doraemon",
-        "creatice_product_down",
-        "pole_dance",
-        "hug_from_behind",
-        "creatice_product_up_cybercity",
-        "creatice_product_up_bluecircuit",
-        "creatice_product_up",
-        "run_fast",
-        "background_explosion",
-    ] = "hug",
-    input_image_urls: _Sequence[FileInput],
+    template: Template = "hug",
+    input_image_urls: Sequence[FileInput],
     seed: int | None = None,
     aspect_ratio: Literal["16:9", "9:16"] = "16:9",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        template: AI video template to use. Pricing varies by template: Standard
+            templates (hug, kiss, love_pose, etc.) cost 4 credits ($0.20), Premium
+            templates (lunar_newyear, dynasty_dress, dreamy_wedding, etc.) cost 6
+            credits ($0.30), and Advanced templates (live_photo) cost 10 credits
+            ($0.50). Defaults to `"hug"`.
+        input_image_urls: URLs of the images to use with the template. Number of images
+            required varies by template: 'dynasty_dress' and 'shop_frame' accept 1-2
+            images, 'wish_sender' requires exactly 3 images, all other templates accept
+            only 1 image. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for generation. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the output video. Defaults to `"16:9"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    template: Literal[
-        "dreamy_wedding",
-        "romantic_lift",
-        "sweet_proposal",
-        "couple_arrival",
-        "cupid_arrow",
-        "pet_lovers",
-        "lunar_newyear",
-        "hug",
-        "kiss",
-        "dynasty_dress",
-        "wish_sender",
-        "love_pose",
-        "hair_swap",
-        "youth_rewind",
-        "morphlab",
-        "live_photo",
-        "emotionlab",
-        "live_memory",
-        "interaction",
-        "christmas",
-        "pet_finger",
-        "eat_mushrooms",
-        "beast_chase_library",
-        "beast_chase_supermarket",
-        "petal_scattered",
-        "emoji_figure",
-        "hair_color_change",
-        "multiple_people_kissing",
-        "beast_chase_amazon",
-        "beast_chase_mountain",
-        "balloonman_explodes_pro",
-        "get_thinner",
-        "jump2pool",
-        "bodyshake",
-        "jiggle_up",
-        "shake_it_dance",
-        "subject_3",
-        "pubg_winner_hit",
-        "shake_it_down",
-        "blueprint_supreme",
-        "hip_twist",
-        "motor_dance",
-        "rat_dance",
-        "kwok_dance",
-        "leg_sweep_dance",
-        "heeseung_march",
-        "shake_to_max",
-        "dame_un_grrr",
-        "i_know",
-        "lit_bounce",
-        "wave_dance",
-        "chill_dance",
-        "hip_flicking",
-        "sakura_season",
-        "zongzi_wrap",
-        "zongzi_drop",
-        "dragonboat_shot",
-        "rain_kiss",
-        "child_memory",
-        "couple_drop",
-        "couple_walk",
-        "flower_receive",
-        "love_drop",
-        "cheek_kiss",
-        "carry_me",
-        "blow_kiss",
-        "love_fall",
-        "french_kiss_8s",
-        "workday_feels",
-        "love_story",
-        "bloom_magic",
-        "ghibli",
-        "minecraft",
-        "box_me",
-        "claw_me",
-        "clayshot",
-        "manga_meme",
-        "quad_meme",
-        "pixel_me",
-        "clayshot_duo",
-        "irasutoya",
-        "american_comic",
-        "simpsons_comic",
-        "yayoi_kusama_style",
-        "pop_art",
-        "jojo_style",
-        "slice_therapy",
-        "balloon_flyaway",
-        "flying",
-        "paperman",
-        "pinch",
-        "bloom_doorobear",
-        "gender_swap",
-        "nap_me",
-        "sexy_me",
-        "spin360",
-        "smooth_shift",
-        "paper_fall",
-        "jump_to_cloud",
-        "pilot",
-        "sweet_dreams",
-        "soul_depart",
-        "punch_hit",
-        "watermelon_hit",
-        "split_stance_pet",
-        "make_face",
-        "break_glass",
-        "split_stance_human",
-        "covered_liquid_metal",
-        "fluffy_plunge",
-        "pet_belly_dance",
-        "water_float",
-        "relax_cut",
-        "head_to_balloon",
-        "cloning",
-        "across_the_universe_jungle",
-        "clothes_spinning_remnant",
-        "across_the_universe_jurassic",
-        "across_the_universe_moon",
-        "fisheye_pet",
-        "hitchcock_zoom",
-        "cute_bangs",
-        "earth_zoom_out",
-        "fisheye_human",
-        "drive_yacht",
-        "virtual_singer",
-        "earth_zoom_in",
-        "aliens_coming",
-        "drive_ferrari",
-        "bjd_style",
-        "virtual_fitting",
-        "orbit",
-        "zoom_in",
-        "ai_outfit",
-        "spin180",
-        "orbit_dolly",
-        "orbit_dolly_fast",
-        "auto_spin",
-        "walk_forward",
-        "outfit_show",
-        "zoom_in_fast",
-        "zoom_out_image",
-        "zoom_out_startend",
-        "muscling",
-        "captain_america",
-        "hulk",
-        "cap_walk",
-        "hulk_dive",
-        "exotic_princess",
-        "beast_companion",
-        "cartoon_doll",
-        "golden_epoch",
-        "oscar_gala",
-        "fashion_stride",
-        "star_carpet",
-        "flame_carpet",
-        "frost_carpet",
-        "mecha_x",
-        "style_me",
-        "tap_me",
-        "saber_warrior",
-        "pet2human",
-        "graduation",
-        "fishermen",
-        "happy_birthday",
-        "fairy_me",
-        "ladudu_me",
-        "ladudu_me_random",
-        "squid_game",
-        "superman",
-        "grow_wings",
-        "clevage",
-        "fly_with_doraemon",
-        "creatice_product_down",
-        "pole_dance",
-        "hug_from_behind",
-        "creatice_product_up_cybercity",
-        "creatice_product_up_bluecircuit",
-        "creatice_product_up",
-        "run_fast",
-        "background_explosion",
-    ] = "hug",
-    input_image_urls: _Sequence[FileInput],
+    template: Template = "hug",
+    input_image_urls: Sequence[FileInput],
     seed: int | None = None,
     aspect_ratio: Literal["16:9", "9:16"] = "16:9",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -699,214 +351,61 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        template: AI video template to use. Pricing varies by template: Standard
+            templates (hug, kiss, love_pose, etc.) cost 4 credits ($0.20), Premium
+            templates (lunar_newyear, dynasty_dress, dreamy_wedding, etc.) cost 6
+            credits ($0.30), and Advanced templates (live_photo) cost 10 credits
+            ($0.50). Defaults to `"hug"`.
+        input_image_urls: URLs of the images to use with the template. Number of images
+            required varies by template: 'dynasty_dress' and 'shop_frame' accept 1-2
+            images, 'wish_sender' requires exactly 3 images, all other templates accept
+            only 1 image. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for generation. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the output video. Defaults to `"16:9"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    template: Literal[
-        "dreamy_wedding",
-        "romantic_lift",
-        "sweet_proposal",
-        "couple_arrival",
-        "cupid_arrow",
-        "pet_lovers",
-        "lunar_newyear",
-        "hug",
-        "kiss",
-        "dynasty_dress",
-        "wish_sender",
-        "love_pose",
-        "hair_swap",
-        "youth_rewind",
-        "morphlab",
-        "live_photo",
-        "emotionlab",
-        "live_memory",
-        "interaction",
-        "christmas",
-        "pet_finger",
-        "eat_mushrooms",
-        "beast_chase_library",
-        "beast_chase_supermarket",
-        "petal_scattered",
-        "emoji_figure",
-        "hair_color_change",
-        "multiple_people_kissing",
-        "beast_chase_amazon",
-        "beast_chase_mountain",
-        "balloonman_explodes_pro",
-        "get_thinner",
-        "jump2pool",
-        "bodyshake",
-        "jiggle_up",
-        "shake_it_dance",
-        "subject_3",
-        "pubg_winner_hit",
-        "shake_it_down",
-        "blueprint_supreme",
-        "hip_twist",
-        "motor_dance",
-        "rat_dance",
-        "kwok_dance",
-        "leg_sweep_dance",
-        "heeseung_march",
-        "shake_to_max",
-        "dame_un_grrr",
-        "i_know",
-        "lit_bounce",
-        "wave_dance",
-        "chill_dance",
-        "hip_flicking",
-        "sakura_season",
-        "zongzi_wrap",
-        "zongzi_drop",
-        "dragonboat_shot",
-        "rain_kiss",
-        "child_memory",
-        "couple_drop",
-        "couple_walk",
-        "flower_receive",
-        "love_drop",
-        "cheek_kiss",
-        "carry_me",
-        "blow_kiss",
-        "love_fall",
-        "french_kiss_8s",
-        "workday_feels",
-        "love_story",
-        "bloom_magic",
-        "ghibli",
-        "minecraft",
-        "box_me",
-        "claw_me",
-        "clayshot",
-        "manga_meme",
-        "quad_meme",
-        "pixel_me",
-        "clayshot_duo",
-        "irasutoya",
-        "american_comic",
-        "simpsons_comic",
-        "yayoi_kusama_style",
-        "pop_art",
-        "jojo_style",
-        "slice_therapy",
-        "balloon_flyaway",
-        "flying",
-        "paperman",
-        "pinch",
-        "bloom_doorobear",
-        "gender_swap",
-        "nap_me",
-        "sexy_me",
-        "spin360",
-        "smooth_shift",
-        "paper_fall",
-        "jump_to_cloud",
-        "pilot",
-        "sweet_dreams",
-        "soul_depart",
-        "punch_hit",
-        "watermelon_hit",
-        "split_stance_pet",
-        "make_face",
-        "break_glass",
-        "split_stance_human",
-        "covered_liquid_metal",
-        "fluffy_plunge",
-        "pet_belly_dance",
-        "water_float",
-        "relax_cut",
-        "head_to_balloon",
-        "cloning",
-        "across_the_universe_jungle",
-        "clothes_spinning_remnant",
-        "across_the_universe_jurassic",
-        "across_the_universe_moon",
-        "fisheye_pet",
-        "hitchcock_zoom",
-        "cute_bangs",
-        "earth_zoom_out",
-        "fisheye_human",
-        "drive_yacht",
-        "virtual_singer",
-        "earth_zoom_in",
-        "aliens_coming",
-        "drive_ferrari",
-        "bjd_style",
-        "virtual_fitting",
-        "orbit",
-        "zoom_in",
-        "ai_outfit",
-        "spin180",
-        "orbit_dolly",
-        "orbit_dolly_fast",
-        "auto_spin",
-        "walk_forward",
-        "outfit_show",
-        "zoom_in_fast",
-        "zoom_out_image",
-        "zoom_out_startend",
-        "muscling",
-        "captain_america",
-        "hulk",
-        "cap_walk",
-        "hulk_dive",
-        "exotic_princess",
-        "beast_companion",
-        "cartoon_doll",
-        "golden_epoch",
-        "oscar_gala",
-        "fashion_stride",
-        "star_carpet",
-        "flame_carpet",
-        "frost_carpet",
-        "mecha_x",
-        "style_me",
-        "tap_me",
-        "saber_warrior",
-        "pet2human",
-        "graduation",
-        "fishermen",
-        "happy_birthday",
-        "fairy_me",
-        "ladudu_me",
-        "ladudu_me_random",
-        "squid_game",
-        "superman",
-        "grow_wings",
-        "clevage",
-        "fly_with_doraemon",
-        "creatice_product_down",
-        "pole_dance",
-        "hug_from_behind",
-        "creatice_product_up_cybercity",
-        "creatice_product_up_bluecircuit",
-        "creatice_product_up",
-        "run_fast",
-        "background_explosion",
-    ] = "hug",
-    input_image_urls: _Sequence[FileInput],
+    template: Template = "hug",
+    input_image_urls: Sequence[FileInput],
     seed: int | None = None,
     aspect_ratio: Literal["16:9", "9:16"] = "16:9",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -914,429 +413,124 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        template: AI video template to use. Pricing varies by template: Standard
+            templates (hug, kiss, love_pose, etc.) cost 4 credits ($0.20), Premium
+            templates (lunar_newyear, dynasty_dress, dreamy_wedding, etc.) cost 6
+            credits ($0.30), and Advanced templates (live_photo) cost 10 credits
+            ($0.50). Defaults to `"hug"`.
+        input_image_urls: URLs of the images to use with the template. Number of images
+            required varies by template: 'dynasty_dress' and 'shop_frame' accept 1-2
+            images, 'wish_sender' requires exactly 3 images, all other templates accept
+            only 1 image. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for generation. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the output video. Defaults to `"16:9"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    template: Literal[
-        "dreamy_wedding",
-        "romantic_lift",
-        "sweet_proposal",
-        "couple_arrival",
-        "cupid_arrow",
-        "pet_lovers",
-        "lunar_newyear",
-        "hug",
-        "kiss",
-        "dynasty_dress",
-        "wish_sender",
-        "love_pose",
-        "hair_swap",
-        "youth_rewind",
-        "morphlab",
-        "live_photo",
-        "emotionlab",
-        "live_memory",
-        "interaction",
-        "christmas",
-        "pet_finger",
-        "eat_mushrooms",
-        "beast_chase_library",
-        "beast_chase_supermarket",
-        "petal_scattered",
-        "emoji_figure",
-        "hair_color_change",
-        "multiple_people_kissing",
-        "beast_chase_amazon",
-        "beast_chase_mountain",
-        "balloonman_explodes_pro",
-        "get_thinner",
-        "jump2pool",
-        "bodyshake",
-        "jiggle_up",
-        "shake_it_dance",
-        "subject_3",
-        "pubg_winner_hit",
-        "shake_it_down",
-        "blueprint_supreme",
-        "hip_twist",
-        "motor_dance",
-        "rat_dance",
-        "kwok_dance",
-        "leg_sweep_dance",
-        "heeseung_march",
-        "shake_to_max",
-        "dame_un_grrr",
-        "i_know",
-        "lit_bounce",
-        "wave_dance",
-        "chill_dance",
-        "hip_flicking",
-        "sakura_season",
-        "zongzi_wrap",
-        "zongzi_drop",
-        "dragonboat_shot",
-        "rain_kiss",
-        "child_memory",
-        "couple_drop",
-        "couple_walk",
-        "flower_receive",
-        "love_drop",
-        "cheek_kiss",
-        "carry_me",
-        "blow_kiss",
-        "love_fall",
-        "french_kiss_8s",
-        "workday_feels",
-        "love_story",
-        "bloom_magic",
-        "ghibli",
-        "minecraft",
-        "box_me",
-        "claw_me",
-        "clayshot",
-        "manga_meme",
-        "quad_meme",
-        "pixel_me",
-        "clayshot_duo",
-        "irasutoya",
-        "american_comic",
-        "simpsons_comic",
-        "yayoi_kusama_style",
-        "pop_art",
-        "jojo_style",
-        "slice_therapy",
-        "balloon_flyaway",
-        "flying",
-        "paperman",
-        "pinch",
-        "bloom_doorobear",
-        "gender_swap",
-        "nap_me",
-        "sexy_me",
-        "spin360",
-        "smooth_shift",
-        "paper_fall",
-        "jump_to_cloud",
-        "pilot",
-        "sweet_dreams",
-        "soul_depart",
-        "punch_hit",
-        "watermelon_hit",
-        "split_stance_pet",
-        "make_face",
-        "break_glass",
-        "split_stance_human",
-        "covered_liquid_metal",
-        "fluffy_plunge",
-        "pet_belly_dance",
-        "water_float",
-        "relax_cut",
-        "head_to_balloon",
-        "cloning",
-        "across_the_universe_jungle",
-        "clothes_spinning_remnant",
-        "across_the_universe_jurassic",
-        "across_the_universe_moon",
-        "fisheye_pet",
-        "hitchcock_zoom",
-        "cute_bangs",
-        "earth_zoom_out",
-        "fisheye_human",
-        "drive_yacht",
-        "virtual_singer",
-        "earth_zoom_in",
-        "aliens_coming",
-        "drive_ferrari",
-        "bjd_style",
-        "virtual_fitting",
-        "orbit",
-        "zoom_in",
-        "ai_outfit",
-        "spin180",
-        "orbit_dolly",
-        "orbit_dolly_fast",
-        "auto_spin",
-        "walk_forward",
-        "outfit_show",
-        "zoom_in_fast",
-        "zoom_out_image",
-        "zoom_out_startend",
-        "muscling",
-        "captain_america",
-        "hulk",
-        "cap_walk",
-        "hulk_dive",
-        "exotic_princess",
-        "beast_companion",
-        "cartoon_doll",
-        "golden_epoch",
-        "oscar_gala",
-        "fashion_stride",
-        "star_carpet",
-        "flame_carpet",
-        "frost_carpet",
-        "mecha_x",
-        "style_me",
-        "tap_me",
-        "saber_warrior",
-        "pet2human",
-        "graduation",
-        "fishermen",
-        "happy_birthday",
-        "fairy_me",
-        "ladudu_me",
-        "ladudu_me_random",
-        "squid_game",
-        "superman",
-        "grow_wings",
-        "clevage",
-        "fly_with_doraemon",
-        "creatice_product_down",
-        "pole_dance",
-        "hug_from_behind",
-        "creatice_product_up_cybercity",
-        "creatice_product_up_bluecircuit",
-        "creatice_product_up",
-        "run_fast",
-        "background_explosion",
-    ] = "hug",
-    input_image_urls: _Sequence[FileInput],
+    template: Template = "hug",
+    input_image_urls: Sequence[FileInput],
     seed: int | None = None,
     aspect_ratio: Literal["16:9", "9:16"] = "16:9",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        template: AI video template to use. Pricing varies by template: Standard
+            templates (hug, kiss, love_pose, etc.) cost 4 credits ($0.20), Premium
+            templates (lunar_newyear, dynasty_dress, dreamy_wedding, etc.) cost 6
+            credits ($0.30), and Advanced templates (live_photo) cost 10 credits
+            ($0.50). Defaults to `"hug"`.
+        input_image_urls: URLs of the images to use with the template. Number of images
+            required varies by template: 'dynasty_dress' and 'shop_frame' accept 1-2
+            images, 'wish_sender' requires exactly 3 images, all other templates accept
+            only 1 image. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for generation. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the output video. Defaults to `"16:9"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    template: Literal[
-        "dreamy_wedding",
-        "romantic_lift",
-        "sweet_proposal",
-        "couple_arrival",
-        "cupid_arrow",
-        "pet_lovers",
-        "lunar_newyear",
-        "hug",
-        "kiss",
-        "dynasty_dress",
-        "wish_sender",
-        "love_pose",
-        "hair_swap",
-        "youth_rewind",
-        "morphlab",
-        "live_photo",
-        "emotionlab",
-        "live_memory",
-        "interaction",
-        "christmas",
-        "pet_finger",
-        "eat_mushrooms",
-        "beast_chase_library",
-        "beast_chase_supermarket",
-        "petal_scattered",
-        "emoji_figure",
-        "hair_color_change",
-        "multiple_people_kissing",
-        "beast_chase_amazon",
-        "beast_chase_mountain",
-        "balloonman_explodes_pro",
-        "get_thinner",
-        "jump2pool",
-        "bodyshake",
-        "jiggle_up",
-        "shake_it_dance",
-        "subject_3",
-        "pubg_winner_hit",
-        "shake_it_down",
-        "blueprint_supreme",
-        "hip_twist",
-        "motor_dance",
-        "rat_dance",
-        "kwok_dance",
-        "leg_sweep_dance",
-        "heeseung_march",
-        "shake_to_max",
-        "dame_un_grrr",
-        "i_know",
-        "lit_bounce",
-        "wave_dance",
-        "chill_dance",
-        "hip_flicking",
-        "sakura_season",
-        "zongzi_wrap",
-        "zongzi_drop",
-        "dragonboat_shot",
-        "rain_kiss",
-        "child_memory",
-        "couple_drop",
-        "couple_walk",
-        "flower_receive",
-        "love_drop",
-        "cheek_kiss",
-        "carry_me",
-        "blow_kiss",
-        "love_fall",
-        "french_kiss_8s",
-        "workday_feels",
-        "love_story",
-        "bloom_magic",
-        "ghibli",
-        "minecraft",
-        "box_me",
-        "claw_me",
-        "clayshot",
-        "manga_meme",
-        "quad_meme",
-        "pixel_me",
-        "clayshot_duo",
-        "irasutoya",
-        "american_comic",
-        "simpsons_comic",
-        "yayoi_kusama_style",
-        "pop_art",
-        "jojo_style",
-        "slice_therapy",
-        "balloon_flyaway",
-        "flying",
-        "paperman",
-        "pinch",
-        "bloom_doorobear",
-        "gender_swap",
-        "nap_me",
-        "sexy_me",
-        "spin360",
-        "smooth_shift",
-        "paper_fall",
-        "jump_to_cloud",
-        "pilot",
-        "sweet_dreams",
-        "soul_depart",
-        "punch_hit",
-        "watermelon_hit",
-        "split_stance_pet",
-        "make_face",
-        "break_glass",
-        "split_stance_human",
-        "covered_liquid_metal",
-        "fluffy_plunge",
-        "pet_belly_dance",
-        "water_float",
-        "relax_cut",
-        "head_to_balloon",
-        "cloning",
-        "across_the_universe_jungle",
-        "clothes_spinning_remnant",
-        "across_the_universe_jurassic",
-        "across_the_universe_moon",
-        "fisheye_pet",
-        "hitchcock_zoom",
-        "cute_bangs",
-        "earth_zoom_out",
-        "fisheye_human",
-        "drive_yacht",
-        "virtual_singer",
-        "earth_zoom_in",
-        "aliens_coming",
-        "drive_ferrari",
-        "bjd_style",
-        "virtual_fitting",
-        "orbit",
-        "zoom_in",
-        "ai_outfit",
-        "spin180",
-        "orbit_dolly",
-        "orbit_dolly_fast",
-        "auto_spin",
-        "walk_forward",
-        "outfit_show",
-        "zoom_in_fast",
-        "zoom_out_image",
-        "zoom_out_startend",
-        "muscling",
-        "captain_america",
-        "hulk",
-        "cap_walk",
-        "hulk_dive",
-        "exotic_princess",
-        "beast_companion",
-        "cartoon_doll",
-        "golden_epoch",
-        "oscar_gala",
-        "fashion_stride",
-        "star_carpet",
-        "flame_carpet",
-        "frost_carpet",
-        "mecha_x",
-        "style_me",
-        "tap_me",
-        "saber_warrior",
-        "pet2human",
-        "graduation",
-        "fishermen",
-        "happy_birthday",
-        "fairy_me",
-        "ladudu_me",
-        "ladudu_me_random",
-        "squid_game",
-        "superman",
-        "grow_wings",
-        "clevage",
-        "fly_with_doraemon",
-        "creatice_product_down",
-        "pole_dance",
-        "hug_from_behind",
-        "creatice_product_up_cybercity",
-        "creatice_product_up_bluecircuit",
-        "creatice_product_up",
-        "run_fast",
-        "background_explosion",
-    ] = "hug",
-    input_image_urls: _Sequence[FileInput],
+    template: Template = "hug",
+    input_image_urls: Sequence[FileInput],
     seed: int | None = None,
     aspect_ratio: Literal["16:9", "9:16"] = "16:9",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -1344,214 +538,61 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        template: AI video template to use. Pricing varies by template: Standard
+            templates (hug, kiss, love_pose, etc.) cost 4 credits ($0.20), Premium
+            templates (lunar_newyear, dynasty_dress, dreamy_wedding, etc.) cost 6
+            credits ($0.30), and Advanced templates (live_photo) cost 10 credits
+            ($0.50). Defaults to `"hug"`.
+        input_image_urls: URLs of the images to use with the template. Number of images
+            required varies by template: 'dynasty_dress' and 'shop_frame' accept 1-2
+            images, 'wish_sender' requires exactly 3 images, all other templates accept
+            only 1 image. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for generation. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the output video. Defaults to `"16:9"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    template: Literal[
-        "dreamy_wedding",
-        "romantic_lift",
-        "sweet_proposal",
-        "couple_arrival",
-        "cupid_arrow",
-        "pet_lovers",
-        "lunar_newyear",
-        "hug",
-        "kiss",
-        "dynasty_dress",
-        "wish_sender",
-        "love_pose",
-        "hair_swap",
-        "youth_rewind",
-        "morphlab",
-        "live_photo",
-        "emotionlab",
-        "live_memory",
-        "interaction",
-        "christmas",
-        "pet_finger",
-        "eat_mushrooms",
-        "beast_chase_library",
-        "beast_chase_supermarket",
-        "petal_scattered",
-        "emoji_figure",
-        "hair_color_change",
-        "multiple_people_kissing",
-        "beast_chase_amazon",
-        "beast_chase_mountain",
-        "balloonman_explodes_pro",
-        "get_thinner",
-        "jump2pool",
-        "bodyshake",
-        "jiggle_up",
-        "shake_it_dance",
-        "subject_3",
-        "pubg_winner_hit",
-        "shake_it_down",
-        "blueprint_supreme",
-        "hip_twist",
-        "motor_dance",
-        "rat_dance",
-        "kwok_dance",
-        "leg_sweep_dance",
-        "heeseung_march",
-        "shake_to_max",
-        "dame_un_grrr",
-        "i_know",
-        "lit_bounce",
-        "wave_dance",
-        "chill_dance",
-        "hip_flicking",
-        "sakura_season",
-        "zongzi_wrap",
-        "zongzi_drop",
-        "dragonboat_shot",
-        "rain_kiss",
-        "child_memory",
-        "couple_drop",
-        "couple_walk",
-        "flower_receive",
-        "love_drop",
-        "cheek_kiss",
-        "carry_me",
-        "blow_kiss",
-        "love_fall",
-        "french_kiss_8s",
-        "workday_feels",
-        "love_story",
-        "bloom_magic",
-        "ghibli",
-        "minecraft",
-        "box_me",
-        "claw_me",
-        "clayshot",
-        "manga_meme",
-        "quad_meme",
-        "pixel_me",
-        "clayshot_duo",
-        "irasutoya",
-        "american_comic",
-        "simpsons_comic",
-        "yayoi_kusama_style",
-        "pop_art",
-        "jojo_style",
-        "slice_therapy",
-        "balloon_flyaway",
-        "flying",
-        "paperman",
-        "pinch",
-        "bloom_doorobear",
-        "gender_swap",
-        "nap_me",
-        "sexy_me",
-        "spin360",
-        "smooth_shift",
-        "paper_fall",
-        "jump_to_cloud",
-        "pilot",
-        "sweet_dreams",
-        "soul_depart",
-        "punch_hit",
-        "watermelon_hit",
-        "split_stance_pet",
-        "make_face",
-        "break_glass",
-        "split_stance_human",
-        "covered_liquid_metal",
-        "fluffy_plunge",
-        "pet_belly_dance",
-        "water_float",
-        "relax_cut",
-        "head_to_balloon",
-        "cloning",
-        "across_the_universe_jungle",
-        "clothes_spinning_remnant",
-        "across_the_universe_jurassic",
-        "across_the_universe_moon",
-        "fisheye_pet",
-        "hitchcock_zoom",
-        "cute_bangs",
-        "earth_zoom_out",
-        "fisheye_human",
-        "drive_yacht",
-        "virtual_singer",
-        "earth_zoom_in",
-        "aliens_coming",
-        "drive_ferrari",
-        "bjd_style",
-        "virtual_fitting",
-        "orbit",
-        "zoom_in",
-        "ai_outfit",
-        "spin180",
-        "orbit_dolly",
-        "orbit_dolly_fast",
-        "auto_spin",
-        "walk_forward",
-        "outfit_show",
-        "zoom_in_fast",
-        "zoom_out_image",
-        "zoom_out_startend",
-        "muscling",
-        "captain_america",
-        "hulk",
-        "cap_walk",
-        "hulk_dive",
-        "exotic_princess",
-        "beast_companion",
-        "cartoon_doll",
-        "golden_epoch",
-        "oscar_gala",
-        "fashion_stride",
-        "star_carpet",
-        "flame_carpet",
-        "frost_carpet",
-        "mecha_x",
-        "style_me",
-        "tap_me",
-        "saber_warrior",
-        "pet2human",
-        "graduation",
-        "fishermen",
-        "happy_birthday",
-        "fairy_me",
-        "ladudu_me",
-        "ladudu_me_random",
-        "squid_game",
-        "superman",
-        "grow_wings",
-        "clevage",
-        "fly_with_doraemon",
-        "creatice_product_down",
-        "pole_dance",
-        "hug_from_behind",
-        "creatice_product_up_cybercity",
-        "creatice_product_up_bluecircuit",
-        "creatice_product_up",
-        "run_fast",
-        "background_explosion",
-    ] = "hug",
-    input_image_urls: _Sequence[FileInput],
+    template: Template = "hug",
+    input_image_urls: Sequence[FileInput],
     seed: int | None = None,
     aspect_ratio: Literal["16:9", "9:16"] = "16:9",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -1559,8 +600,37 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        template: AI video template to use. Pricing varies by template: Standard
+            templates (hug, kiss, love_pose, etc.) cost 4 credits ($0.20), Premium
+            templates (lunar_newyear, dynasty_dress, dreamy_wedding, etc.) cost 6
+            credits ($0.30), and Advanced templates (live_photo) cost 10 credits
+            ($0.50). Defaults to `"hug"`.
+        input_image_urls: URLs of the images to use with the template. Number of images
+            required varies by template: 'dynasty_dress' and 'shop_frame' accept 1-2
+            images, 'wish_sender' requires exactly 3 images, all other templates accept
+            only 1 image. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        seed: Random seed for generation. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the output video. Defaults to `"16:9"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,76 +5,16 @@ Category: training."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    training_data_url: Annotated[FileInput, Field(title="Training Data URL")]
-    """
-    URL to zip archive with images of a consistent style. Try to use at least 10 images and/or videos, although more is better.
-
-    In addition to images the archive can contain text files with captions. Each text file should have the same name as the image/video file it corresponds to.
-    """
-    number_of_steps: Annotated[
-        int, Field(ge=100, le=20000, title="Number Of Steps")
-    ] = 400
-    """The number of steps to train for."""
-    learning_rate: Annotated[float, Field(ge=1e-06, le=1.0, title="Learning Rate")] = (
-        0.0002
-    )
-    """The rate at which the model learns. Higher values can lead to faster training, but over-fitting."""
-    trigger_phrase: Annotated[str, Field(title="Trigger Phrase")] = ""
-    """The phrase that will trigger the model to generate an image."""
-    auto_scale_input: Annotated[bool, Field(title="Auto-Scale Input")] = False
-    """If true, the input will be automatically scale the video to 81 frames at 16fps."""
-
-
-class Output(FalModel):
-    lora_file: File
-    """URL to the trained LoRA weights."""
-    config_file: File
-    """Configuration used for setting up the inference endpoints."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -91,26 +31,67 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-22-trainer/t2v-a14b"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    training_data_url: FileInput
+    """
+    URL to zip archive with images of a consistent style. Try to use at least 10 images and/or videos, although more is better.
+
+    In addition to images the archive can contain text files with captions. Each text file should have the same name as the image/video file it corresponds to.
+    """
+    number_of_steps: Annotated[int, Field(ge=100, le=20000)] = 400
+    """The number of steps to train for."""
+    learning_rate: Annotated[float, Field(ge=1e-06, le=1.0)] = 0.0002
+    """The rate at which the model learns. Higher values can lead to faster training,
+    but over-fitting."""
+    trigger_phrase: str = ""
+    """The phrase that will trigger the model to generate an image."""
+    auto_scale_input: bool = False
+    """If true, the input will be automatically scale the video to 81 frames at
+    16fps."""
+
+
+class Output(FalModel):
+    lora_file: File
+    """URL to the trained LoRA weights."""
+    config_file: File
+    """Configuration used for setting up the inference endpoints."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["training_data_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     training_data_url: FileInput,
@@ -118,33 +99,66 @@ def submit(
     learning_rate: float = 0.0002,
     trigger_phrase: str = "",
     auto_scale_input: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images and/or videos, although more is better. In addition
+            to images the archive can contain text files with captions. Each text file
+            should have the same name as the image/video file it corresponds to. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        number_of_steps: The number of steps to train for. Between 100 and 20000.
+            Defaults to `400`.
+        learning_rate: The rate at which the model learns. Higher values can lead to
+            faster training, but over-fitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        trigger_phrase: The phrase that will trigger the model to generate an image.
+            Defaults to `\""`.
+        auto_scale_input: If true, the input will be automatically scale the video to 81
+            frames at 16fps. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     training_data_url: FileInput,
@@ -152,8 +166,8 @@ def subscribe(
     learning_rate: float = 0.0002,
     trigger_phrase: str = "",
     auto_scale_input: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -161,24 +175,56 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images and/or videos, although more is better. In addition
+            to images the archive can contain text files with captions. Each text file
+            should have the same name as the image/video file it corresponds to. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        number_of_steps: The number of steps to train for. Between 100 and 20000.
+            Defaults to `400`.
+        learning_rate: The rate at which the model learns. Higher values can lead to
+            faster training, but over-fitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        trigger_phrase: The phrase that will trigger the model to generate an image.
+            Defaults to `\""`.
+        auto_scale_input: If true, the input will be automatically scale the video to 81
+            frames at 16fps. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     training_data_url: FileInput,
@@ -186,8 +232,8 @@ def run(
     learning_rate: float = 0.0002,
     trigger_phrase: str = "",
     auto_scale_input: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -195,24 +241,56 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images and/or videos, although more is better. In addition
+            to images the archive can contain text files with captions. Each text file
+            should have the same name as the image/video file it corresponds to. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        number_of_steps: The number of steps to train for. Between 100 and 20000.
+            Defaults to `400`.
+        learning_rate: The rate at which the model learns. Higher values can lead to
+            faster training, but over-fitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        trigger_phrase: The phrase that will trigger the model to generate an image.
+            Defaults to `\""`.
+        auto_scale_input: If true, the input will be automatically scale the video to 81
+            frames at 16fps. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     training_data_url: FileInput,
@@ -220,33 +298,66 @@ async def submit_async(
     learning_rate: float = 0.0002,
     trigger_phrase: str = "",
     auto_scale_input: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images and/or videos, although more is better. In addition
+            to images the archive can contain text files with captions. Each text file
+            should have the same name as the image/video file it corresponds to. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        number_of_steps: The number of steps to train for. Between 100 and 20000.
+            Defaults to `400`.
+        learning_rate: The rate at which the model learns. Higher values can lead to
+            faster training, but over-fitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        trigger_phrase: The phrase that will trigger the model to generate an image.
+            Defaults to `\""`.
+        auto_scale_input: If true, the input will be automatically scale the video to 81
+            frames at 16fps. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     training_data_url: FileInput,
@@ -254,8 +365,8 @@ async def subscribe_async(
     learning_rate: float = 0.0002,
     trigger_phrase: str = "",
     auto_scale_input: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -263,24 +374,56 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images and/or videos, although more is better. In addition
+            to images the archive can contain text files with captions. Each text file
+            should have the same name as the image/video file it corresponds to. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        number_of_steps: The number of steps to train for. Between 100 and 20000.
+            Defaults to `400`.
+        learning_rate: The rate at which the model learns. Higher values can lead to
+            faster training, but over-fitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        trigger_phrase: The phrase that will trigger the model to generate an image.
+            Defaults to `\""`.
+        auto_scale_input: If true, the input will be automatically scale the video to 81
+            frames at 16fps. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     training_data_url: FileInput,
@@ -288,8 +431,8 @@ async def run_async(
     learning_rate: float = 0.0002,
     trigger_phrase: str = "",
     auto_scale_input: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -297,8 +440,40 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        training_data_url: URL to zip archive with images of a consistent style. Try to
+            use at least 10 images and/or videos, although more is better. In addition
+            to images the archive can contain text files with captions. Each text file
+            should have the same name as the image/video file it corresponds to. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        number_of_steps: The number of steps to train for. Between 100 and 20000.
+            Defaults to `400`.
+        learning_rate: The rate at which the model learns. Higher values can lead to
+            faster training, but over-fitting. Between 1e-06 and 1.0. Defaults to
+            `0.0002`.
+        trigger_phrase: The phrase that will trigger the model to generate an image.
+            Defaults to `\""`.
+        auto_scale_input: If true, the input will be automatically scale the video to 81
+            frames at 16fps. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,105 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    """Input for image editing"""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(min_length=1, title="Prompt")]
-    """The text prompt describing how to edit the image. Max 2000 characters."""
-    image_urls: Annotated[list[FileInput], Field(title="Image Urls")]
-    """URLs of images to edit. For single-image editing, provide 1 URL. For multi-reference generation, provide up to 2 URLs. If more than 2 URLs are provided, only the first 2 will be used."""
-    negative_prompt: Annotated[str | None, Field(title="Negative Prompt")] = None
-    """Negative prompt to describe content to avoid. Max 500 characters."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "square"
-    """The size of the generated image. Width and height must be between 384 and 1440 pixels."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """Number of images to generate. Values from 1 to 4."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-
-
-class Output(FalModel):
-    """Output for image editing"""
-
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """The edited images"""
-    seeds: Annotated[list[int], Field(title="Seeds")]
-    """The seeds used for each generated image"""
-    actual_prompt: Annotated[str | None, Field(title="Actual Prompt")] = None
-    """The original prompt (prompt expansion is not available for image editing)"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "ImageFile",
     "ImageSize",
     "Input",
@@ -117,93 +34,179 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-25-preview/image-to-image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    """Input for image editing"""
+
+    prompt: Annotated[str, Field(min_length=1)]
+    """The text prompt describing how to edit the image. Max 2000 characters."""
+    image_urls: list[FileInput]
+    """URLs of images to edit. For single-image editing, provide 1 URL. For
+    multi-reference generation, provide up to 2 URLs. If more than 2 URLs are provided,
+    only the first 2 will be used."""
+    negative_prompt: str | None = None
+    """Negative prompt to describe content to avoid. Max 500 characters."""
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "square"
+    """The size of the generated image. Width and height must be between 384 and 1440
+    pixels."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate. Values from 1 to 4."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+
+
+class Output(FalModel):
+    """Output for image editing"""
+
+    images: list[ImageFile]
+    """The edited images"""
+    seeds: list[int]
+    """The seeds used for each generated image"""
+    actual_prompt: str | None = None
+    """The original prompt (prompt expansion is not available for image editing)"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     num_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how to edit the image. Max 2000 characters.
+            Length at least 1. Required.
+        image_urls: URLs of images to edit. For single-image editing, provide 1 URL. For
+            multi-reference generation, provide up to 2 URLs. If more than 2 URLs are
+            provided, only the first 2 will be used. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `None`.
+        image_size: The size of the generated image. Width and height must be between
+            384 and 1440 pixels. Defaults to `"square"`.
+        num_images: Number of images to generate. Values from 1 to 4. Between 1 and 4.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     num_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -211,45 +214,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how to edit the image. Max 2000 characters.
+            Length at least 1. Required.
+        image_urls: URLs of images to edit. For single-image editing, provide 1 URL. For
+            multi-reference generation, provide up to 2 URLs. If more than 2 URLs are
+            provided, only the first 2 will be used. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `None`.
+        image_size: The size of the generated image. Width and height must be between
+            384 and 1440 pixels. Defaults to `"square"`.
+        num_images: Number of images to generate. Values from 1 to 4. Between 1 and 4.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     num_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -257,91 +283,138 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how to edit the image. Max 2000 characters.
+            Length at least 1. Required.
+        image_urls: URLs of images to edit. For single-image editing, provide 1 URL. For
+            multi-reference generation, provide up to 2 URLs. If more than 2 URLs are
+            provided, only the first 2 will be used. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `None`.
+        image_size: The size of the generated image. Width and height must be between
+            384 and 1440 pixels. Defaults to `"square"`.
+        num_images: Number of images to generate. Values from 1 to 4. Between 1 and 4.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     num_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how to edit the image. Max 2000 characters.
+            Length at least 1. Required.
+        image_urls: URLs of images to edit. For single-image editing, provide 1 URL. For
+            multi-reference generation, provide up to 2 URLs. If more than 2 URLs are
+            provided, only the first 2 will be used. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `None`.
+        image_size: The size of the generated image. Width and height must be between
+            384 and 1440 pixels. Defaults to `"square"`.
+        num_images: Number of images to generate. Values from 1 to 4. Between 1 and 4.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     num_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -349,45 +422,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how to edit the image. Max 2000 characters.
+            Length at least 1. Required.
+        image_urls: URLs of images to edit. For single-image editing, provide 1 URL. For
+            multi-reference generation, provide up to 2 URLs. If more than 2 URLs are
+            provided, only the first 2 will be used. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `None`.
+        image_size: The size of the generated image. Width and height must be between
+            384 and 1440 pixels. Defaults to `"square"`.
+        num_images: Number of images to generate. Values from 1 to 4. Between 1 and 4.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = None,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     num_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -395,8 +491,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing how to edit the image. Max 2000 characters.
+            Length at least 1. Required.
+        image_urls: URLs of images to edit. For single-image editing, provide 1 URL. For
+            multi-reference generation, provide up to 2 URLs. If more than 2 URLs are
+            provided, only the first 2 will be used. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `None`.
+        image_size: The size of the generated image. Width and height must be between
+            384 and 1440 pixels. Defaults to `"square"`.
+        num_images: Number of images to generate. Values from 1 to 4. Between 1 and 4.
+            Defaults to `1`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,189 +5,24 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "letterboxing, borders, black bars, bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
-    )
-    """Negative prompt for video generation."""
-    match_input_num_frames: Annotated[
-        bool, Field(title="Match Input Number of Frames")
-    ] = False
-    """If true, the number of frames in the generated video will match the number of frames in the input video. If false, the number of frames will be determined by the num_frames parameter."""
-    num_frames: Annotated[int, Field(ge=17, le=241, title="Number of Frames")] = 81
-    """Number of frames to generate. Must be between 81 to 241 (inclusive)."""
-    match_input_frames_per_second: Annotated[
-        bool, Field(title="Match Input Frames Per Second")
-    ] = False
-    """If true, the frames per second of the generated video will match the input video. If false, the frames per second will be determined by the frames_per_second parameter."""
-    frames_per_second: Annotated[
-        int | None, Field(ge=5, le=30, title="Frames per Second")
-    ] = 16
-    """Frames per second of the generated video. Must be between 5 to 30. Ignored if match_input_frames_per_second is true."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    resolution: Annotated[
-        Literal["auto", "240p", "360p", "480p", "580p", "720p"],
-        Field(title="Resolution"),
-    ] = "auto"
-    """Resolution of the generated video."""
-    aspect_ratio: Annotated[
-        Literal["auto", "16:9", "1:1", "9:16"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """Aspect ratio of the generated video."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=50, title="Number of Inference Steps")
-    ] = 30
-    """Number of inference steps for sampling. Higher values give better quality but take longer."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0, title="Guidance Scale")] = 5
-    """Guidance scale for classifier-free guidance. Higher values encourage the model to generate images closely related to the text prompt."""
-    sampler: Annotated[Literal["unipc", "dpm++", "euler"], Field(title="Sampler")] = (
-        "unipc"
-    )
-    """Sampler to use for video generation."""
-    shift: Annotated[float, Field(ge=1.0, le=15.0, title="Shift")] = 5
-    """Shift parameter for video generation."""
-    video_url: Annotated[FileInput, Field(title="Video URL")]
-    """URL to the source video file. Required for depth task."""
-    ref_image_urls: Annotated[
-        list[FileInput] | None, Field(title="Reference Image URLs")
-    ] = None
-    """URLs to source reference image. If provided, the model will use this image as reference."""
-    first_frame_url: Annotated[FileInput | None, Field(title="First Frame URL")] = None
-    """URL to the first frame of the video. If provided, the model will use this frame as a reference."""
-    last_frame_url: Annotated[FileInput | None, Field(title="Last Frame URL")] = None
-    """URL to the last frame of the video. If provided, the model will use this frame as a reference."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """If set to true, the safety checker will be enabled."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion."""
-    preprocess: Annotated[bool, Field(title="Preprocess")] = False
-    """Whether to preprocess the input video."""
-    acceleration: Annotated[
-        Literal["none", "low", "regular"] | None, Field(title="Acceleration")
-    ] = "regular"
-    """Acceleration to use for inference. Options are 'none' or 'regular'. Accelerated inference will very slightly affect output, but will be significantly faster."""
-    video_quality: Annotated[
-        Literal["low", "medium", "high", "maximum"], Field(title="Video Quality")
-    ] = "high"
-    """The quality of the generated video."""
-    video_write_mode: Annotated[
-        Literal["fast", "balanced", "small"], Field(title="Video Write Mode")
-    ] = "balanced"
-    """The write mode of the generated video."""
-    num_interpolated_frames: Annotated[
-        int, Field(ge=0, le=5, title="Number of Interpolated Frames")
-    ] = 0
-    """Number of frames to interpolate between the original frames. A value of 0 means no interpolation."""
-    temporal_downsample_factor: Annotated[
-        int, Field(ge=0, le=5, title="Temporal Downsample Factor")
-    ] = 0
-    """Temporal downsample factor for the video. This is an integer value that determines how many frames to skip in the video. A value of 0 means no downsampling. For each downsample factor, one upsample factor will automatically be applied."""
-    enable_auto_downsample: Annotated[bool, Field(title="Enable Auto Downsample")] = (
-        False
-    )
-    """If true, the model will automatically temporally downsample the video to an appropriate frame length for the model, then will interpolate it back to the original frame length."""
-    auto_downsample_min_fps: Annotated[
-        float, Field(ge=1.0, le=60.0, title="Auto Downsample Min FPS")
-    ] = 15
-    """The minimum frames per second to downsample the video to. This is used to help determine the auto downsample factor to try and find the lowest detail-preserving downsample factor. The default value is appropriate for most videos, if you are using a video with very fast motion, you may need to increase this value. If your video has a very low amount of motion, you could decrease this value to allow for higher downsampling and thus longer sequences."""
-    interpolator_model: Annotated[
-        Literal["rife", "film"], Field(title="Interpolator Model")
-    ] = "film"
-    """The model to use for frame interpolation. Options are 'rife' or 'film'."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    transparency_mode: Annotated[
-        Literal["content_aware", "white", "black"], Field(title="Transparency Mode")
-    ] = "content_aware"
-    """The transparency mode to apply to the first and last frames. This controls how the transparent areas of the first and last frames are filled."""
-    return_frames_zip: Annotated[bool, Field(title="Return Frames Zip")] = False
-    """If true, also return a ZIP file containing all generated frames."""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The generated depth video file."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generation."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    frames_zip: File | None = None
-    """ZIP archive of all video frames if requested."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Resolution",
+    "AspectRatio",
+    "VideoQuality",
     "File",
     "Input",
     "Output",
@@ -201,26 +36,172 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-vace-14b/depth"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Resolution: TypeAlias = Literal["auto", "240p", "360p", "480p", "580p", "720p"]
+
+
+AspectRatio: TypeAlias = Literal["auto", "16:9", "1:1", "9:16"]
+
+
+VideoQuality: TypeAlias = Literal["low", "medium", "high", "maximum"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt to guide video generation."""
+    negative_prompt: str = (
+        "letterboxing, borders, black bars, bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, picture, still, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, malformed limbs, fused fingers, still picture, cluttered background, three legs, many people in the background, walking backwards"
+    )
+    """Negative prompt for video generation."""
+    match_input_num_frames: bool = False
+    """If true, the number of frames in the generated video will match the number of
+    frames in the input video. If false, the number of frames will be determined by the
+    num_frames parameter."""
+    num_frames: Annotated[int, Field(ge=17, le=241)] = 81
+    """Number of frames to generate. Must be between 81 to 241 (inclusive)."""
+    match_input_frames_per_second: bool = False
+    """If true, the frames per second of the generated video will match the input video.
+    If false, the frames per second will be determined by the frames_per_second
+    parameter."""
+    frames_per_second: Annotated[int | None, Field(ge=5, le=30)] = 16
+    """Frames per second of the generated video. Must be between 5 to 30. Ignored if
+    match_input_frames_per_second is true."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    resolution: Resolution = "auto"
+    """Resolution of the generated video."""
+    aspect_ratio: AspectRatio = "auto"
+    """Aspect ratio of the generated video."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=50)] = 30
+    """Number of inference steps for sampling. Higher values give better quality but
+    take longer."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 5
+    """Guidance scale for classifier-free guidance. Higher values encourage the model to
+    generate images closely related to the text prompt."""
+    sampler: Literal["unipc", "dpm++", "euler"] = "unipc"
+    """Sampler to use for video generation."""
+    shift: Annotated[float, Field(ge=1.0, le=15.0)] = 5
+    """Shift parameter for video generation."""
+    video_url: FileInput
+    """URL to the source video file. Required for depth task."""
+    ref_image_urls: list[FileInput] | None = None
+    """URLs to source reference image. If provided, the model will use this image as
+    reference."""
+    first_frame_url: FileInput | None = None
+    """URL to the first frame of the video. If provided, the model will use this frame
+    as a reference."""
+    last_frame_url: FileInput | None = None
+    """URL to the last frame of the video. If provided, the model will use this frame as
+    a reference."""
+    enable_safety_checker: bool = False
+    """If set to true, the safety checker will be enabled."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion."""
+    preprocess: bool = False
+    """Whether to preprocess the input video."""
+    acceleration: Literal["none", "low", "regular"] | None = "regular"
+    """Acceleration to use for inference. Options are 'none' or 'regular'. Accelerated
+    inference will very slightly affect output, but will be significantly faster."""
+    video_quality: VideoQuality = "high"
+    """The quality of the generated video."""
+    video_write_mode: Literal["fast", "balanced", "small"] = "balanced"
+    """The write mode of the generated video."""
+    num_interpolated_frames: Annotated[int, Field(ge=0, le=5)] = 0
+    """Number of frames to interpolate between the original frames. A value of 0 means
+    no interpolation."""
+    temporal_downsample_factor: Annotated[int, Field(ge=0, le=5)] = 0
+    """Temporal downsample factor for the video. This is an integer value that
+    determines how many frames to skip in the video. A value of 0 means no downsampling.
+    For each downsample factor, one upsample factor will automatically be applied."""
+    enable_auto_downsample: bool = False
+    """If true, the model will automatically temporally downsample the video to an
+    appropriate frame length for the model, then will interpolate it back to the
+    original frame length."""
+    auto_downsample_min_fps: Annotated[float, Field(ge=1.0, le=60.0)] = 15
+    """The minimum frames per second to downsample the video to. This is used to help
+    determine the auto downsample factor to try and find the lowest detail-preserving
+    downsample factor. The default value is appropriate for most videos, if you are
+    using a video with very fast motion, you may need to increase this value. If your
+    video has a very low amount of motion, you could decrease this value to allow for
+    higher downsampling and thus longer sequences."""
+    interpolator_model: Literal["rife", "film"] = "film"
+    """The model to use for frame interpolation. Options are 'rife' or 'film'."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    transparency_mode: Literal["content_aware", "white", "black"] = "content_aware"
+    """The transparency mode to apply to the first and last frames. This controls how
+    the transparent areas of the first and last frames are filled."""
+    return_frames_zip: bool = False
+    """If true, also return a ZIP file containing all generated frames."""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The generated depth video file."""
+    prompt: str
+    """The prompt used for generation."""
+    seed: int
+    """The seed used for generation."""
+    frames_zip: File | None = None
+    """ZIP archive of all video frames if requested."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "ref_image_urls", "first_frame_url", "last_frame_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -230,21 +211,21 @@ def submit(
     match_input_frames_per_second: bool = False,
     frames_per_second: int | None = 16,
     seed: int | None = None,
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
-    aspect_ratio: Literal["auto", "16:9", "1:1", "9:16"] = "auto",
+    resolution: Resolution = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
     sampler: Literal["unipc", "dpm++", "euler"] = "unipc",
     shift: float = 5,
     video_url: FileInput,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     first_frame_url: FileInput | None = None,
     last_frame_url: FileInput | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
     acceleration: Literal["none", "low", "regular"] | None = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     num_interpolated_frames: int = 0,
     temporal_downsample_factor: int = 0,
@@ -254,33 +235,132 @@ def submit(
     sync_mode: bool = False,
     transparency_mode: Literal["content_aware", "white", "black"] = "content_aware",
     return_frames_zip: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to
+            `"letterboxing, borders, black bars, bright colors, overexposed, static,
+            blurred details, subtitles, style, artwork, painting, picture, still,
+            overall gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, malformed limbs, fused fingers, still picture, cluttered
+            background, three legs, many people in the background, walking backwards"`.
+        match_input_num_frames: If true, the number of frames in the generated video
+            will match the number of frames in the input video. If false, the number of
+            frames will be determined by the num_frames parameter. Defaults to `False`.
+        num_frames: Number of frames to generate. Must be between 81 to 241 (inclusive).
+            Between 17 and 241. Defaults to `81`.
+        match_input_frames_per_second: If true, the frames per second of the generated
+            video will match the input video. If false, the frames per second will be
+            determined by the frames_per_second parameter. Defaults to `False`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Ignored if match_input_frames_per_second is true. Between 5 and 30.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `30`.
+        guidance_scale: Guidance scale for classifier-free guidance. Higher values
+            encourage the model to generate images closely related to the text prompt.
+            Between 1.0 and 10.0. Defaults to `5`.
+        sampler: Sampler to use for video generation. Defaults to `"unipc"`.
+        shift: Shift parameter for video generation. Between 1.0 and 15.0. Defaults to
+            `5`.
+        video_url: URL to the source video file. Required for depth task. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        ref_image_urls: URLs to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        first_frame_url: URL to the first frame of the video. If provided, the model
+            will use this frame as a reference. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        last_frame_url: URL to the last frame of the video. If provided, the model will
+            use this frame as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        num_interpolated_frames: Number of frames to interpolate between the original
+            frames. A value of 0 means no interpolation. Between 0 and 5. Defaults to
+            `0`.
+        temporal_downsample_factor: Temporal downsample factor for the video. This is an
+            integer value that determines how many frames to skip in the video. A value
+            of 0 means no downsampling. For each downsample factor, one upsample factor
+            will automatically be applied. Between 0 and 5. Defaults to `0`.
+        enable_auto_downsample: If true, the model will automatically temporally
+            downsample the video to an appropriate frame length for the model, then will
+            interpolate it back to the original frame length. Defaults to `False`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. This is used to help determine the auto downsample factor to try and
+            find the lowest detail-preserving downsample factor. The default value is
+            appropriate for most videos, if you are using a video with very fast motion,
+            you may need to increase this value. If your video has a very low amount of
+            motion, you could decrease this value to allow for higher downsampling and
+            thus longer sequences. Between 1.0 and 60.0. Defaults to `15`.
+        interpolator_model: The model to use for frame interpolation. Options are 'rife'
+            or 'film'. Defaults to `"film"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        transparency_mode: The transparency mode to apply to the first and last frames.
+            This controls how the transparent areas of the first and last frames are
+            filled. Defaults to `"content_aware"`.
+        return_frames_zip: If true, also return a ZIP file containing all generated
+            frames. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -290,21 +370,21 @@ def subscribe(
     match_input_frames_per_second: bool = False,
     frames_per_second: int | None = 16,
     seed: int | None = None,
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
-    aspect_ratio: Literal["auto", "16:9", "1:1", "9:16"] = "auto",
+    resolution: Resolution = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
     sampler: Literal["unipc", "dpm++", "euler"] = "unipc",
     shift: float = 5,
     video_url: FileInput,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     first_frame_url: FileInput | None = None,
     last_frame_url: FileInput | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
     acceleration: Literal["none", "low", "regular"] | None = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     num_interpolated_frames: int = 0,
     temporal_downsample_factor: int = 0,
@@ -314,8 +394,8 @@ def subscribe(
     sync_mode: bool = False,
     transparency_mode: Literal["content_aware", "white", "black"] = "content_aware",
     return_frames_zip: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -323,24 +403,122 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to
+            `"letterboxing, borders, black bars, bright colors, overexposed, static,
+            blurred details, subtitles, style, artwork, painting, picture, still,
+            overall gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, malformed limbs, fused fingers, still picture, cluttered
+            background, three legs, many people in the background, walking backwards"`.
+        match_input_num_frames: If true, the number of frames in the generated video
+            will match the number of frames in the input video. If false, the number of
+            frames will be determined by the num_frames parameter. Defaults to `False`.
+        num_frames: Number of frames to generate. Must be between 81 to 241 (inclusive).
+            Between 17 and 241. Defaults to `81`.
+        match_input_frames_per_second: If true, the frames per second of the generated
+            video will match the input video. If false, the frames per second will be
+            determined by the frames_per_second parameter. Defaults to `False`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Ignored if match_input_frames_per_second is true. Between 5 and 30.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `30`.
+        guidance_scale: Guidance scale for classifier-free guidance. Higher values
+            encourage the model to generate images closely related to the text prompt.
+            Between 1.0 and 10.0. Defaults to `5`.
+        sampler: Sampler to use for video generation. Defaults to `"unipc"`.
+        shift: Shift parameter for video generation. Between 1.0 and 15.0. Defaults to
+            `5`.
+        video_url: URL to the source video file. Required for depth task. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        ref_image_urls: URLs to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        first_frame_url: URL to the first frame of the video. If provided, the model
+            will use this frame as a reference. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        last_frame_url: URL to the last frame of the video. If provided, the model will
+            use this frame as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        num_interpolated_frames: Number of frames to interpolate between the original
+            frames. A value of 0 means no interpolation. Between 0 and 5. Defaults to
+            `0`.
+        temporal_downsample_factor: Temporal downsample factor for the video. This is an
+            integer value that determines how many frames to skip in the video. A value
+            of 0 means no downsampling. For each downsample factor, one upsample factor
+            will automatically be applied. Between 0 and 5. Defaults to `0`.
+        enable_auto_downsample: If true, the model will automatically temporally
+            downsample the video to an appropriate frame length for the model, then will
+            interpolate it back to the original frame length. Defaults to `False`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. This is used to help determine the auto downsample factor to try and
+            find the lowest detail-preserving downsample factor. The default value is
+            appropriate for most videos, if you are using a video with very fast motion,
+            you may need to increase this value. If your video has a very low amount of
+            motion, you could decrease this value to allow for higher downsampling and
+            thus longer sequences. Between 1.0 and 60.0. Defaults to `15`.
+        interpolator_model: The model to use for frame interpolation. Options are 'rife'
+            or 'film'. Defaults to `"film"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        transparency_mode: The transparency mode to apply to the first and last frames.
+            This controls how the transparent areas of the first and last frames are
+            filled. Defaults to `"content_aware"`.
+        return_frames_zip: If true, also return a ZIP file containing all generated
+            frames. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -350,21 +528,21 @@ def run(
     match_input_frames_per_second: bool = False,
     frames_per_second: int | None = 16,
     seed: int | None = None,
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
-    aspect_ratio: Literal["auto", "16:9", "1:1", "9:16"] = "auto",
+    resolution: Resolution = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
     sampler: Literal["unipc", "dpm++", "euler"] = "unipc",
     shift: float = 5,
     video_url: FileInput,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     first_frame_url: FileInput | None = None,
     last_frame_url: FileInput | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
     acceleration: Literal["none", "low", "regular"] | None = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     num_interpolated_frames: int = 0,
     temporal_downsample_factor: int = 0,
@@ -374,8 +552,8 @@ def run(
     sync_mode: bool = False,
     transparency_mode: Literal["content_aware", "white", "black"] = "content_aware",
     return_frames_zip: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -383,24 +561,122 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to
+            `"letterboxing, borders, black bars, bright colors, overexposed, static,
+            blurred details, subtitles, style, artwork, painting, picture, still,
+            overall gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, malformed limbs, fused fingers, still picture, cluttered
+            background, three legs, many people in the background, walking backwards"`.
+        match_input_num_frames: If true, the number of frames in the generated video
+            will match the number of frames in the input video. If false, the number of
+            frames will be determined by the num_frames parameter. Defaults to `False`.
+        num_frames: Number of frames to generate. Must be between 81 to 241 (inclusive).
+            Between 17 and 241. Defaults to `81`.
+        match_input_frames_per_second: If true, the frames per second of the generated
+            video will match the input video. If false, the frames per second will be
+            determined by the frames_per_second parameter. Defaults to `False`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Ignored if match_input_frames_per_second is true. Between 5 and 30.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `30`.
+        guidance_scale: Guidance scale for classifier-free guidance. Higher values
+            encourage the model to generate images closely related to the text prompt.
+            Between 1.0 and 10.0. Defaults to `5`.
+        sampler: Sampler to use for video generation. Defaults to `"unipc"`.
+        shift: Shift parameter for video generation. Between 1.0 and 15.0. Defaults to
+            `5`.
+        video_url: URL to the source video file. Required for depth task. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        ref_image_urls: URLs to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        first_frame_url: URL to the first frame of the video. If provided, the model
+            will use this frame as a reference. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        last_frame_url: URL to the last frame of the video. If provided, the model will
+            use this frame as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        num_interpolated_frames: Number of frames to interpolate between the original
+            frames. A value of 0 means no interpolation. Between 0 and 5. Defaults to
+            `0`.
+        temporal_downsample_factor: Temporal downsample factor for the video. This is an
+            integer value that determines how many frames to skip in the video. A value
+            of 0 means no downsampling. For each downsample factor, one upsample factor
+            will automatically be applied. Between 0 and 5. Defaults to `0`.
+        enable_auto_downsample: If true, the model will automatically temporally
+            downsample the video to an appropriate frame length for the model, then will
+            interpolate it back to the original frame length. Defaults to `False`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. This is used to help determine the auto downsample factor to try and
+            find the lowest detail-preserving downsample factor. The default value is
+            appropriate for most videos, if you are using a video with very fast motion,
+            you may need to increase this value. If your video has a very low amount of
+            motion, you could decrease this value to allow for higher downsampling and
+            thus longer sequences. Between 1.0 and 60.0. Defaults to `15`.
+        interpolator_model: The model to use for frame interpolation. Options are 'rife'
+            or 'film'. Defaults to `"film"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        transparency_mode: The transparency mode to apply to the first and last frames.
+            This controls how the transparent areas of the first and last frames are
+            filled. Defaults to `"content_aware"`.
+        return_frames_zip: If true, also return a ZIP file containing all generated
+            frames. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -410,21 +686,21 @@ async def submit_async(
     match_input_frames_per_second: bool = False,
     frames_per_second: int | None = 16,
     seed: int | None = None,
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
-    aspect_ratio: Literal["auto", "16:9", "1:1", "9:16"] = "auto",
+    resolution: Resolution = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
     sampler: Literal["unipc", "dpm++", "euler"] = "unipc",
     shift: float = 5,
     video_url: FileInput,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     first_frame_url: FileInput | None = None,
     last_frame_url: FileInput | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
     acceleration: Literal["none", "low", "regular"] | None = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     num_interpolated_frames: int = 0,
     temporal_downsample_factor: int = 0,
@@ -434,33 +710,132 @@ async def submit_async(
     sync_mode: bool = False,
     transparency_mode: Literal["content_aware", "white", "black"] = "content_aware",
     return_frames_zip: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to
+            `"letterboxing, borders, black bars, bright colors, overexposed, static,
+            blurred details, subtitles, style, artwork, painting, picture, still,
+            overall gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, malformed limbs, fused fingers, still picture, cluttered
+            background, three legs, many people in the background, walking backwards"`.
+        match_input_num_frames: If true, the number of frames in the generated video
+            will match the number of frames in the input video. If false, the number of
+            frames will be determined by the num_frames parameter. Defaults to `False`.
+        num_frames: Number of frames to generate. Must be between 81 to 241 (inclusive).
+            Between 17 and 241. Defaults to `81`.
+        match_input_frames_per_second: If true, the frames per second of the generated
+            video will match the input video. If false, the frames per second will be
+            determined by the frames_per_second parameter. Defaults to `False`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Ignored if match_input_frames_per_second is true. Between 5 and 30.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `30`.
+        guidance_scale: Guidance scale for classifier-free guidance. Higher values
+            encourage the model to generate images closely related to the text prompt.
+            Between 1.0 and 10.0. Defaults to `5`.
+        sampler: Sampler to use for video generation. Defaults to `"unipc"`.
+        shift: Shift parameter for video generation. Between 1.0 and 15.0. Defaults to
+            `5`.
+        video_url: URL to the source video file. Required for depth task. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        ref_image_urls: URLs to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        first_frame_url: URL to the first frame of the video. If provided, the model
+            will use this frame as a reference. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        last_frame_url: URL to the last frame of the video. If provided, the model will
+            use this frame as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        num_interpolated_frames: Number of frames to interpolate between the original
+            frames. A value of 0 means no interpolation. Between 0 and 5. Defaults to
+            `0`.
+        temporal_downsample_factor: Temporal downsample factor for the video. This is an
+            integer value that determines how many frames to skip in the video. A value
+            of 0 means no downsampling. For each downsample factor, one upsample factor
+            will automatically be applied. Between 0 and 5. Defaults to `0`.
+        enable_auto_downsample: If true, the model will automatically temporally
+            downsample the video to an appropriate frame length for the model, then will
+            interpolate it back to the original frame length. Defaults to `False`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. This is used to help determine the auto downsample factor to try and
+            find the lowest detail-preserving downsample factor. The default value is
+            appropriate for most videos, if you are using a video with very fast motion,
+            you may need to increase this value. If your video has a very low amount of
+            motion, you could decrease this value to allow for higher downsampling and
+            thus longer sequences. Between 1.0 and 60.0. Defaults to `15`.
+        interpolator_model: The model to use for frame interpolation. Options are 'rife'
+            or 'film'. Defaults to `"film"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        transparency_mode: The transparency mode to apply to the first and last frames.
+            This controls how the transparent areas of the first and last frames are
+            filled. Defaults to `"content_aware"`.
+        return_frames_zip: If true, also return a ZIP file containing all generated
+            frames. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -470,21 +845,21 @@ async def subscribe_async(
     match_input_frames_per_second: bool = False,
     frames_per_second: int | None = 16,
     seed: int | None = None,
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
-    aspect_ratio: Literal["auto", "16:9", "1:1", "9:16"] = "auto",
+    resolution: Resolution = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
     sampler: Literal["unipc", "dpm++", "euler"] = "unipc",
     shift: float = 5,
     video_url: FileInput,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     first_frame_url: FileInput | None = None,
     last_frame_url: FileInput | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
     acceleration: Literal["none", "low", "regular"] | None = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     num_interpolated_frames: int = 0,
     temporal_downsample_factor: int = 0,
@@ -494,8 +869,8 @@ async def subscribe_async(
     sync_mode: bool = False,
     transparency_mode: Literal["content_aware", "white", "black"] = "content_aware",
     return_frames_zip: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -503,24 +878,122 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to
+            `"letterboxing, borders, black bars, bright colors, overexposed, static,
+            blurred details, subtitles, style, artwork, painting, picture, still,
+            overall gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, malformed limbs, fused fingers, still picture, cluttered
+            background, three legs, many people in the background, walking backwards"`.
+        match_input_num_frames: If true, the number of frames in the generated video
+            will match the number of frames in the input video. If false, the number of
+            frames will be determined by the num_frames parameter. Defaults to `False`.
+        num_frames: Number of frames to generate. Must be between 81 to 241 (inclusive).
+            Between 17 and 241. Defaults to `81`.
+        match_input_frames_per_second: If true, the frames per second of the generated
+            video will match the input video. If false, the frames per second will be
+            determined by the frames_per_second parameter. Defaults to `False`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Ignored if match_input_frames_per_second is true. Between 5 and 30.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `30`.
+        guidance_scale: Guidance scale for classifier-free guidance. Higher values
+            encourage the model to generate images closely related to the text prompt.
+            Between 1.0 and 10.0. Defaults to `5`.
+        sampler: Sampler to use for video generation. Defaults to `"unipc"`.
+        shift: Shift parameter for video generation. Between 1.0 and 15.0. Defaults to
+            `5`.
+        video_url: URL to the source video file. Required for depth task. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        ref_image_urls: URLs to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        first_frame_url: URL to the first frame of the video. If provided, the model
+            will use this frame as a reference. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        last_frame_url: URL to the last frame of the video. If provided, the model will
+            use this frame as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        num_interpolated_frames: Number of frames to interpolate between the original
+            frames. A value of 0 means no interpolation. Between 0 and 5. Defaults to
+            `0`.
+        temporal_downsample_factor: Temporal downsample factor for the video. This is an
+            integer value that determines how many frames to skip in the video. A value
+            of 0 means no downsampling. For each downsample factor, one upsample factor
+            will automatically be applied. Between 0 and 5. Defaults to `0`.
+        enable_auto_downsample: If true, the model will automatically temporally
+            downsample the video to an appropriate frame length for the model, then will
+            interpolate it back to the original frame length. Defaults to `False`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. This is used to help determine the auto downsample factor to try and
+            find the lowest detail-preserving downsample factor. The default value is
+            appropriate for most videos, if you are using a video with very fast motion,
+            you may need to increase this value. If your video has a very low amount of
+            motion, you could decrease this value to allow for higher downsampling and
+            thus longer sequences. Between 1.0 and 60.0. Defaults to `15`.
+        interpolator_model: The model to use for frame interpolation. Options are 'rife'
+            or 'film'. Defaults to `"film"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        transparency_mode: The transparency mode to apply to the first and last frames.
+            This controls how the transparent areas of the first and last frames are
+            filled. Defaults to `"content_aware"`.
+        return_frames_zip: If true, also return a ZIP file containing all generated
+            frames. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -530,21 +1003,21 @@ async def run_async(
     match_input_frames_per_second: bool = False,
     frames_per_second: int | None = 16,
     seed: int | None = None,
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
-    aspect_ratio: Literal["auto", "16:9", "1:1", "9:16"] = "auto",
+    resolution: Resolution = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
     sampler: Literal["unipc", "dpm++", "euler"] = "unipc",
     shift: float = 5,
     video_url: FileInput,
-    ref_image_urls: _Sequence[FileInput] | None = None,
+    ref_image_urls: Sequence[FileInput] | None = None,
     first_frame_url: FileInput | None = None,
     last_frame_url: FileInput | None = None,
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     preprocess: bool = False,
     acceleration: Literal["none", "low", "regular"] | None = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     num_interpolated_frames: int = 0,
     temporal_downsample_factor: int = 0,
@@ -554,8 +1027,8 @@ async def run_async(
     sync_mode: bool = False,
     transparency_mode: Literal["content_aware", "white", "black"] = "content_aware",
     return_frames_zip: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -563,8 +1036,106 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        negative_prompt: Negative prompt for video generation. Defaults to
+            `"letterboxing, borders, black bars, bright colors, overexposed, static,
+            blurred details, subtitles, style, artwork, painting, picture, still,
+            overall gray, worst quality, low quality, JPEG compression residue, ugly,
+            incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed,
+            disfigured, malformed limbs, fused fingers, still picture, cluttered
+            background, three legs, many people in the background, walking backwards"`.
+        match_input_num_frames: If true, the number of frames in the generated video
+            will match the number of frames in the input video. If false, the number of
+            frames will be determined by the num_frames parameter. Defaults to `False`.
+        num_frames: Number of frames to generate. Must be between 81 to 241 (inclusive).
+            Between 17 and 241. Defaults to `81`.
+        match_input_frames_per_second: If true, the frames per second of the generated
+            video will match the input video. If false, the frames per second will be
+            determined by the frames_per_second parameter. Defaults to `False`.
+        frames_per_second: Frames per second of the generated video. Must be between 5
+            to 30. Ignored if match_input_frames_per_second is true. Between 5 and 30.
+            Defaults to `16`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: Aspect ratio of the generated video. Defaults to `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `30`.
+        guidance_scale: Guidance scale for classifier-free guidance. Higher values
+            encourage the model to generate images closely related to the text prompt.
+            Between 1.0 and 10.0. Defaults to `5`.
+        sampler: Sampler to use for video generation. Defaults to `"unipc"`.
+        shift: Shift parameter for video generation. Between 1.0 and 15.0. Defaults to
+            `5`.
+        video_url: URL to the source video file. Required for depth task. A file: a URL,
+            a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        ref_image_urls: URLs to source reference image. If provided, the model will use
+            this image as reference. Files: each a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        first_frame_url: URL to the first frame of the video. If provided, the model
+            will use this frame as a reference. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        last_frame_url: URL to the last frame of the video. If provided, the model will
+            use this frame as a reference. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        preprocess: Whether to preprocess the input video. Defaults to `False`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        num_interpolated_frames: Number of frames to interpolate between the original
+            frames. A value of 0 means no interpolation. Between 0 and 5. Defaults to
+            `0`.
+        temporal_downsample_factor: Temporal downsample factor for the video. This is an
+            integer value that determines how many frames to skip in the video. A value
+            of 0 means no downsampling. For each downsample factor, one upsample factor
+            will automatically be applied. Between 0 and 5. Defaults to `0`.
+        enable_auto_downsample: If true, the model will automatically temporally
+            downsample the video to an appropriate frame length for the model, then will
+            interpolate it back to the original frame length. Defaults to `False`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. This is used to help determine the auto downsample factor to try and
+            find the lowest detail-preserving downsample factor. The default value is
+            appropriate for most videos, if you are using a video with very fast motion,
+            you may need to increase this value. If your video has a very low amount of
+            motion, you could decrease this value to allow for higher downsampling and
+            thus longer sequences. Between 1.0 and 60.0. Defaults to `15`.
+        interpolator_model: The model to use for frame interpolation. Options are 'rife'
+            or 'film'. Defaults to `"film"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        transparency_mode: The transparency mode to apply to the first and last frames.
+            This controls how the transparent areas of the first and last frames are
+            filled. Defaults to `"content_aware"`.
+        return_frames_zip: If true, also return a ZIP file containing all generated
+            frames. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,119 +5,23 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Prompt to edit the video."""
-    video_url: Annotated[FileInput, Field(title="Video URL")]
-    """URL of the input video."""
-    video_type: Annotated[
-        Literal["auto", "general", "human"], Field(title="Video Type")
-    ] = "auto"
-    """The type of video you're editing. Use 'general' for most videos, and 'human' for videos emphasizing human subjects and motions. The default value 'auto' means the model will guess based on the first frame of the video."""
-    image_urls: Annotated[list[FileInput], Field(title="Image URLs")] = []
-    """URLs of the input images to use as a reference for the generation."""
-    resolution: Annotated[
-        Literal["auto", "240p", "360p", "480p", "580p", "720p"],
-        Field(title="Resolution"),
-    ] = "auto"
-    """Resolution of the edited video."""
-    acceleration: Annotated[
-        Literal["none", "low", "regular"] | None, Field(title="Acceleration")
-    ] = "regular"
-    """Acceleration to use for inference. Options are 'none' or 'regular'. Accelerated inference will very slightly affect output, but will be significantly faster."""
-    enable_auto_downsample: Annotated[bool, Field(title="Enable Auto Downsampling")] = (
-        True
-    )
-    """Whether to enable automatic downsampling. If your video has a high frame rate or is long, enabling longer sequences to be generated. The video will be interpolated back to the original frame rate after generation."""
-    aspect_ratio: Annotated[
-        Literal["auto", "16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """Aspect ratio of the edited video."""
-    auto_downsample_min_fps: Annotated[
-        float, Field(ge=1.0, le=60.0, title="Auto Downsample Min FPS")
-    ] = 15
-    """The minimum frames per second to downsample the video to."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable the safety checker."""
-    return_frames_zip: Annotated[bool, Field(title="Return Frames ZIP")] = False
-    """Whether to include a ZIP archive containing all generated frames."""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The edited video."""
-    frames_zip: File | None = None
-    """ZIP archive of generated frames if requested."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Resolution",
+    "AspectRatio",
     "File",
     "Input",
     "Output",
@@ -131,81 +35,202 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan-vace-apps/video-edit"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Resolution: TypeAlias = Literal["auto", "240p", "360p", "480p", "580p", "720p"]
+
+
+AspectRatio: TypeAlias = Literal["auto", "16:9", "9:16", "1:1"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """Prompt to edit the video."""
+    video_url: FileInput
+    """URL of the input video."""
+    video_type: Literal["auto", "general", "human"] = "auto"
+    """The type of video you're editing. Use 'general' for most videos, and 'human' for
+    videos emphasizing human subjects and motions. The default value 'auto' means the
+    model will guess based on the first frame of the video."""
+    image_urls: list[FileInput] = []
+    """URLs of the input images to use as a reference for the generation."""
+    resolution: Resolution = "auto"
+    """Resolution of the edited video."""
+    acceleration: Literal["none", "low", "regular"] | None = "regular"
+    """Acceleration to use for inference. Options are 'none' or 'regular'. Accelerated
+    inference will very slightly affect output, but will be significantly faster."""
+    enable_auto_downsample: bool = True
+    """Whether to enable automatic downsampling. If your video has a high frame rate or
+    is long, enabling longer sequences to be generated. The video will be interpolated
+    back to the original frame rate after generation."""
+    aspect_ratio: AspectRatio = "auto"
+    """Aspect ratio of the edited video."""
+    auto_downsample_min_fps: Annotated[float, Field(ge=1.0, le=60.0)] = 15
+    """The minimum frames per second to downsample the video to."""
+    enable_safety_checker: bool = True
+    """Whether to enable the safety checker."""
+    return_frames_zip: bool = False
+    """Whether to include a ZIP archive containing all generated frames."""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The edited video."""
+    frames_zip: File | None = None
+    """ZIP archive of generated frames if requested."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     video_url: FileInput,
     video_type: Literal["auto", "general", "human"] = "auto",
-    image_urls: _Sequence[FileInput] = [],
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
+    image_urls: Sequence[FileInput] = [],
+    resolution: Resolution = "auto",
     acceleration: Literal["none", "low", "regular"] | None = "regular",
     enable_auto_downsample: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     auto_downsample_min_fps: float = 15,
     enable_safety_checker: bool = True,
     return_frames_zip: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to edit the video. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        video_type: The type of video you're editing. Use 'general' for most videos, and
+            'human' for videos emphasizing human subjects and motions. The default value
+            'auto' means the model will guess based on the first frame of the video.
+            Defaults to `"auto"`.
+        image_urls: URLs of the input images to use as a reference for the generation.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Defaults to `[]`.
+        resolution: Resolution of the edited video. Defaults to `"auto"`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        enable_auto_downsample: Whether to enable automatic downsampling. If your video
+            has a high frame rate or is long, enabling longer sequences to be generated.
+            The video will be interpolated back to the original frame rate after
+            generation. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the edited video. Defaults to `"auto"`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. Between 1.0 and 60.0. Defaults to `15`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        return_frames_zip: Whether to include a ZIP archive containing all generated
+            frames. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     video_url: FileInput,
     video_type: Literal["auto", "general", "human"] = "auto",
-    image_urls: _Sequence[FileInput] = [],
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
+    image_urls: Sequence[FileInput] = [],
+    resolution: Resolution = "auto",
     acceleration: Literal["none", "low", "regular"] | None = "regular",
     enable_auto_downsample: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     auto_downsample_min_fps: float = 15,
     enable_safety_checker: bool = True,
     return_frames_zip: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -213,39 +238,80 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to edit the video. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        video_type: The type of video you're editing. Use 'general' for most videos, and
+            'human' for videos emphasizing human subjects and motions. The default value
+            'auto' means the model will guess based on the first frame of the video.
+            Defaults to `"auto"`.
+        image_urls: URLs of the input images to use as a reference for the generation.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Defaults to `[]`.
+        resolution: Resolution of the edited video. Defaults to `"auto"`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        enable_auto_downsample: Whether to enable automatic downsampling. If your video
+            has a high frame rate or is long, enabling longer sequences to be generated.
+            The video will be interpolated back to the original frame rate after
+            generation. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the edited video. Defaults to `"auto"`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. Between 1.0 and 60.0. Defaults to `15`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        return_frames_zip: Whether to include a ZIP archive containing all generated
+            frames. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     video_url: FileInput,
     video_type: Literal["auto", "general", "human"] = "auto",
-    image_urls: _Sequence[FileInput] = [],
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
+    image_urls: Sequence[FileInput] = [],
+    resolution: Resolution = "auto",
     acceleration: Literal["none", "low", "regular"] | None = "regular",
     enable_auto_downsample: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     auto_downsample_min_fps: float = 15,
     enable_safety_checker: bool = True,
     return_frames_zip: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -253,79 +319,162 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to edit the video. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        video_type: The type of video you're editing. Use 'general' for most videos, and
+            'human' for videos emphasizing human subjects and motions. The default value
+            'auto' means the model will guess based on the first frame of the video.
+            Defaults to `"auto"`.
+        image_urls: URLs of the input images to use as a reference for the generation.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Defaults to `[]`.
+        resolution: Resolution of the edited video. Defaults to `"auto"`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        enable_auto_downsample: Whether to enable automatic downsampling. If your video
+            has a high frame rate or is long, enabling longer sequences to be generated.
+            The video will be interpolated back to the original frame rate after
+            generation. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the edited video. Defaults to `"auto"`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. Between 1.0 and 60.0. Defaults to `15`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        return_frames_zip: Whether to include a ZIP archive containing all generated
+            frames. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     video_url: FileInput,
     video_type: Literal["auto", "general", "human"] = "auto",
-    image_urls: _Sequence[FileInput] = [],
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
+    image_urls: Sequence[FileInput] = [],
+    resolution: Resolution = "auto",
     acceleration: Literal["none", "low", "regular"] | None = "regular",
     enable_auto_downsample: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     auto_downsample_min_fps: float = 15,
     enable_safety_checker: bool = True,
     return_frames_zip: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to edit the video. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        video_type: The type of video you're editing. Use 'general' for most videos, and
+            'human' for videos emphasizing human subjects and motions. The default value
+            'auto' means the model will guess based on the first frame of the video.
+            Defaults to `"auto"`.
+        image_urls: URLs of the input images to use as a reference for the generation.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Defaults to `[]`.
+        resolution: Resolution of the edited video. Defaults to `"auto"`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        enable_auto_downsample: Whether to enable automatic downsampling. If your video
+            has a high frame rate or is long, enabling longer sequences to be generated.
+            The video will be interpolated back to the original frame rate after
+            generation. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the edited video. Defaults to `"auto"`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. Between 1.0 and 60.0. Defaults to `15`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        return_frames_zip: Whether to include a ZIP archive containing all generated
+            frames. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     video_url: FileInput,
     video_type: Literal["auto", "general", "human"] = "auto",
-    image_urls: _Sequence[FileInput] = [],
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
+    image_urls: Sequence[FileInput] = [],
+    resolution: Resolution = "auto",
     acceleration: Literal["none", "low", "regular"] | None = "regular",
     enable_auto_downsample: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     auto_downsample_min_fps: float = 15,
     enable_safety_checker: bool = True,
     return_frames_zip: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -333,39 +482,80 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to edit the video. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        video_type: The type of video you're editing. Use 'general' for most videos, and
+            'human' for videos emphasizing human subjects and motions. The default value
+            'auto' means the model will guess based on the first frame of the video.
+            Defaults to `"auto"`.
+        image_urls: URLs of the input images to use as a reference for the generation.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Defaults to `[]`.
+        resolution: Resolution of the edited video. Defaults to `"auto"`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        enable_auto_downsample: Whether to enable automatic downsampling. If your video
+            has a high frame rate or is long, enabling longer sequences to be generated.
+            The video will be interpolated back to the original frame rate after
+            generation. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the edited video. Defaults to `"auto"`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. Between 1.0 and 60.0. Defaults to `15`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        return_frames_zip: Whether to include a ZIP archive containing all generated
+            frames. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     video_url: FileInput,
     video_type: Literal["auto", "general", "human"] = "auto",
-    image_urls: _Sequence[FileInput] = [],
-    resolution: Literal["auto", "240p", "360p", "480p", "580p", "720p"] = "auto",
+    image_urls: Sequence[FileInput] = [],
+    resolution: Resolution = "auto",
     acceleration: Literal["none", "low", "regular"] | None = "regular",
     enable_auto_downsample: bool = True,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     auto_downsample_min_fps: float = 15,
     enable_safety_checker: bool = True,
     return_frames_zip: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -373,8 +563,49 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Prompt to edit the video. Required.
+        video_url: URL of the input video. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        video_type: The type of video you're editing. Use 'general' for most videos, and
+            'human' for videos emphasizing human subjects and motions. The default value
+            'auto' means the model will guess based on the first frame of the video.
+            Defaults to `"auto"`.
+        image_urls: URLs of the input images to use as a reference for the generation.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Defaults to `[]`.
+        resolution: Resolution of the edited video. Defaults to `"auto"`.
+        acceleration: Acceleration to use for inference. Options are 'none' or
+            'regular'. Accelerated inference will very slightly affect output, but will
+            be significantly faster. Defaults to `"regular"`.
+        enable_auto_downsample: Whether to enable automatic downsampling. If your video
+            has a high frame rate or is long, enabling longer sequences to be generated.
+            The video will be interpolated back to the original frame rate after
+            generation. Defaults to `True`.
+        aspect_ratio: Aspect ratio of the edited video. Defaults to `"auto"`.
+        auto_downsample_min_fps: The minimum frames per second to downsample the video
+            to. Between 1.0 and 60.0. Defaults to `15`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        return_frames_zip: Whether to include a ZIP archive containing all generated
+            frames. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

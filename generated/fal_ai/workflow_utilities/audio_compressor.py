@@ -5,84 +5,21 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class AudioFileType2(FalFile):
-    """Audio file with url field"""
-
-    url: Annotated[str, Field(title="Url")]
-    """URL of the audio file"""
-    content_type: Annotated[str, Field(title="Content Type")]
-    """Content type of the audio file"""
-    file_name: Annotated[str, Field(title="File Name")]
-    """Name of the audio file"""
-    file_size: Annotated[int, Field(title="File Size")]
-    """Size of the audio file in bytes"""
-
-
-class Input(FalModel):
-    """Input model for audio dynamic range compression"""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL of the audio file to compress"""
-    threshold: Annotated[float, Field(ge=-60.0, le=0.0, title="Threshold")] = -18
-    """Threshold level in dB above which compression is applied (-60 to 0)"""
-    ratio: Annotated[float, Field(ge=1.0, le=20.0, title="Ratio")] = 3
-    """Compression ratio (1 = no compression, higher = more compression)"""
-    attack: Annotated[float, Field(ge=0.01, le=2000.0, title="Attack")] = 5
-    """Attack time in milliseconds (how fast compression starts)"""
-    release: Annotated[float, Field(ge=0.01, le=9000.0, title="Release")] = 50
-    """Release time in milliseconds (how fast compression stops)"""
-    makeup: Annotated[float, Field(ge=0.0, le=64.0, title="Makeup")] = 8
-    """Makeup gain in dB to compensate for volume reduction"""
-    knee: Annotated[float, Field(ge=1.0, le=8.0, title="Knee")] = 2.83
-    """Knee width in dB for soft knee compression (0 = hard knee)"""
-    output_bitrate: Annotated[
-        Literal["128k", "192k", "256k", "320k"], Field(title="Output Bitrate")
-    ] = "192k"
-    """Output audio bitrate"""
-
-
-class Output(FalModel):
-    """Output model for compressed audio"""
-
-    audio: AudioFileType2
-    """The compressed audio file"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "OutputBitrate",
     "AudioFileType2",
     "Input",
     "Output",
@@ -95,26 +32,74 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/workflow-utilities/audio-compressor"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+OutputBitrate: TypeAlias = Literal["128k", "192k", "256k", "320k"]
+
+
+class AudioFileType2(FalFile):
+    """Audio file with url field"""
+
+    url: str
+    """URL of the audio file"""
+    content_type: str
+    """Content type of the audio file"""
+    file_name: str
+    """Name of the audio file"""
+    file_size: int
+    """Size of the audio file in bytes"""
+
+
+class Input(FalModel):
+    """Input model for audio dynamic range compression"""
+
+    audio_url: FileInput
+    """URL of the audio file to compress"""
+    threshold: Annotated[float, Field(ge=-60.0, le=0.0)] = -18
+    """Threshold level in dB above which compression is applied (-60 to 0)"""
+    ratio: Annotated[float, Field(ge=1.0, le=20.0)] = 3
+    """Compression ratio (1 = no compression, higher = more compression)"""
+    attack: Annotated[float, Field(ge=0.01, le=2000.0)] = 5
+    """Attack time in milliseconds (how fast compression starts)"""
+    release: Annotated[float, Field(ge=0.01, le=9000.0)] = 50
+    """Release time in milliseconds (how fast compression stops)"""
+    makeup: Annotated[float, Field(ge=0.0, le=64.0)] = 8
+    """Makeup gain in dB to compensate for volume reduction"""
+    knee: Annotated[float, Field(ge=1.0, le=8.0)] = 2.83
+    """Knee width in dB for soft knee compression (0 = hard knee)"""
+    output_bitrate: OutputBitrate = "192k"
+    """Output audio bitrate"""
+
+
+class Output(FalModel):
+    """Output model for compressed audio"""
+
+    audio: AudioFileType2
+    """The compressed audio file"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
@@ -124,34 +109,67 @@ def submit(
     release: float = 50,
     makeup: float = 8,
     knee: float = 2.83,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to compress. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        threshold: Threshold level in dB above which compression is applied (-60 to 0).
+            Between -60.0 and 0.0. Defaults to `-18`.
+        ratio: Compression ratio (1 = no compression, higher = more compression).
+            Between 1.0 and 20.0. Defaults to `3`.
+        attack: Attack time in milliseconds (how fast compression starts). Between 0.01
+            and 2000.0. Defaults to `5`.
+        release: Release time in milliseconds (how fast compression stops). Between 0.01
+            and 9000.0. Defaults to `50`.
+        makeup: Makeup gain in dB to compensate for volume reduction. Between 0.0 and
+            64.0. Defaults to `8`.
+        knee: Knee width in dB for soft knee compression (0 = hard knee). Between 1.0
+            and 8.0. Defaults to `2.83`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
@@ -161,9 +179,9 @@ def subscribe(
     release: float = 50,
     makeup: float = 8,
     knee: float = 2.83,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -171,24 +189,56 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to compress. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        threshold: Threshold level in dB above which compression is applied (-60 to 0).
+            Between -60.0 and 0.0. Defaults to `-18`.
+        ratio: Compression ratio (1 = no compression, higher = more compression).
+            Between 1.0 and 20.0. Defaults to `3`.
+        attack: Attack time in milliseconds (how fast compression starts). Between 0.01
+            and 2000.0. Defaults to `5`.
+        release: Release time in milliseconds (how fast compression stops). Between 0.01
+            and 9000.0. Defaults to `50`.
+        makeup: Makeup gain in dB to compensate for volume reduction. Between 0.0 and
+            64.0. Defaults to `8`.
+        knee: Knee width in dB for soft knee compression (0 = hard knee). Between 1.0
+            and 8.0. Defaults to `2.83`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
@@ -198,9 +248,9 @@ def run(
     release: float = 50,
     makeup: float = 8,
     knee: float = 2.83,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -208,24 +258,56 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to compress. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        threshold: Threshold level in dB above which compression is applied (-60 to 0).
+            Between -60.0 and 0.0. Defaults to `-18`.
+        ratio: Compression ratio (1 = no compression, higher = more compression).
+            Between 1.0 and 20.0. Defaults to `3`.
+        attack: Attack time in milliseconds (how fast compression starts). Between 0.01
+            and 2000.0. Defaults to `5`.
+        release: Release time in milliseconds (how fast compression stops). Between 0.01
+            and 9000.0. Defaults to `50`.
+        makeup: Makeup gain in dB to compensate for volume reduction. Between 0.0 and
+            64.0. Defaults to `8`.
+        knee: Knee width in dB for soft knee compression (0 = hard knee). Between 1.0
+            and 8.0. Defaults to `2.83`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
@@ -235,34 +317,67 @@ async def submit_async(
     release: float = 50,
     makeup: float = 8,
     knee: float = 2.83,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to compress. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        threshold: Threshold level in dB above which compression is applied (-60 to 0).
+            Between -60.0 and 0.0. Defaults to `-18`.
+        ratio: Compression ratio (1 = no compression, higher = more compression).
+            Between 1.0 and 20.0. Defaults to `3`.
+        attack: Attack time in milliseconds (how fast compression starts). Between 0.01
+            and 2000.0. Defaults to `5`.
+        release: Release time in milliseconds (how fast compression stops). Between 0.01
+            and 9000.0. Defaults to `50`.
+        makeup: Makeup gain in dB to compensate for volume reduction. Between 0.0 and
+            64.0. Defaults to `8`.
+        knee: Knee width in dB for soft knee compression (0 = hard knee). Between 1.0
+            and 8.0. Defaults to `2.83`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
@@ -272,9 +387,9 @@ async def subscribe_async(
     release: float = 50,
     makeup: float = 8,
     knee: float = 2.83,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -282,24 +397,56 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to compress. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        threshold: Threshold level in dB above which compression is applied (-60 to 0).
+            Between -60.0 and 0.0. Defaults to `-18`.
+        ratio: Compression ratio (1 = no compression, higher = more compression).
+            Between 1.0 and 20.0. Defaults to `3`.
+        attack: Attack time in milliseconds (how fast compression starts). Between 0.01
+            and 2000.0. Defaults to `5`.
+        release: Release time in milliseconds (how fast compression stops). Between 0.01
+            and 9000.0. Defaults to `50`.
+        makeup: Makeup gain in dB to compensate for volume reduction. Between 0.0 and
+            64.0. Defaults to `8`.
+        knee: Knee width in dB for soft knee compression (0 = hard knee). Between 1.0
+            and 8.0. Defaults to `2.83`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
@@ -309,9 +456,9 @@ async def run_async(
     release: float = 50,
     makeup: float = 8,
     knee: float = 2.83,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -319,8 +466,40 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to compress. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        threshold: Threshold level in dB above which compression is applied (-60 to 0).
+            Between -60.0 and 0.0. Defaults to `-18`.
+        ratio: Compression ratio (1 = no compression, higher = more compression).
+            Between 1.0 and 20.0. Defaults to `3`.
+        attack: Attack time in milliseconds (how fast compression starts). Between 0.01
+            and 2000.0. Defaults to `5`.
+        release: Release time in milliseconds (how fast compression stops). Between 0.01
+            and 9000.0. Defaults to `50`.
+        makeup: Makeup gain in dB to compensate for volume reduction. Between 0.0 and
+            64.0. Defaults to `8`.
+        knee: Knee width in dB for soft knee compression (0 = hard knee). Between 1.0
+            and 8.0. Defaults to `2.83`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,182 +5,23 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input model for automatic subtitle generation and styling"""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the video file to add automatic subtitles to"""
-    language: Annotated[str, Field(title="Language")] = "en"
-    """Language code for transcription (e.g., 'en', 'es', 'fr', 'de', 'it', 'pt', 'nl', 'ja', 'zh', 'ko') or 3-letter ISO code (e.g., 'eng', 'spa', 'fra')"""
-    font_name: Annotated[str, Field(title="Font Name")] = "Montserrat"
-    """Any Google Font name from fonts.google.com (e.g., 'Montserrat', 'Poppins', 'BBH Sans Hegarty')"""
-    font_size: Annotated[int, Field(ge=20, le=150, title="Font Size")] = 100
-    """Font size for subtitles (TikTok style uses larger text)"""
-    font_weight: Annotated[
-        Literal["normal", "bold", "black"], Field(title="Font Weight")
-    ] = "bold"
-    """Font weight (TikTok style typically uses bold or black)"""
-    font_color: Annotated[
-        Literal[
-            "white",
-            "black",
-            "red",
-            "green",
-            "blue",
-            "yellow",
-            "orange",
-            "purple",
-            "pink",
-            "brown",
-            "gray",
-            "cyan",
-            "magenta",
-        ],
-        Field(title="Font Color"),
-    ] = "white"
-    """Subtitle text color for non-active words"""
-    highlight_color: Annotated[
-        Literal[
-            "white",
-            "black",
-            "red",
-            "green",
-            "blue",
-            "yellow",
-            "orange",
-            "purple",
-            "pink",
-            "brown",
-            "gray",
-            "cyan",
-            "magenta",
-        ],
-        Field(title="Highlight Color"),
-    ] = "purple"
-    """Color for the currently speaking word (karaoke-style highlight)"""
-    stroke_width: Annotated[int, Field(ge=0, le=10, title="Stroke Width")] = 3
-    """Text stroke/outline width in pixels (0 for no stroke)"""
-    stroke_color: Annotated[
-        Literal[
-            "black",
-            "white",
-            "red",
-            "green",
-            "blue",
-            "yellow",
-            "orange",
-            "purple",
-            "pink",
-            "brown",
-            "gray",
-            "cyan",
-            "magenta",
-        ],
-        Field(title="Stroke Color"),
-    ] = "black"
-    """Text stroke/outline color"""
-    background_color: Annotated[
-        Literal[
-            "black",
-            "white",
-            "red",
-            "green",
-            "blue",
-            "yellow",
-            "orange",
-            "purple",
-            "pink",
-            "brown",
-            "gray",
-            "cyan",
-            "magenta",
-            "none",
-            "transparent",
-        ],
-        Field(title="Background Color"),
-    ] = "none"
-    """Background color behind text ('none' or 'transparent' for no background)"""
-    background_opacity: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Background Opacity")
-    ] = 0
-    """Background opacity (0.0 = fully transparent, 1.0 = fully opaque)"""
-    position: Annotated[Literal["top", "center", "bottom"], Field(title="Position")] = (
-        "bottom"
-    )
-    """Vertical position of subtitles"""
-    y_offset: Annotated[int, Field(ge=-200, le=200, title="Y Offset")] = 75
-    """Vertical offset in pixels (positive = move down, negative = move up)"""
-    words_per_subtitle: Annotated[
-        int, Field(ge=1, le=12, title="Words Per Subtitle")
-    ] = 3
-    """Maximum number of words per subtitle segment. Use 1 for single-word display, 2-3 for short phrases, or 8-12 for full sentences."""
-    enable_animation: Annotated[bool, Field(title="Enable Animation")] = True
-    """Enable animation effects for subtitles (bounce style entrance)"""
-
-
-class Output(FalModel):
-    """Output model for video with automatic subtitles"""
-
-    video: File
-    """The video with automatic subtitles"""
-    transcription: Annotated[str, Field(title="Transcription")]
-    """Full transcription text"""
-    subtitle_count: Annotated[int, Field(title="Subtitle Count")]
-    """Number of subtitle segments generated"""
-    words: Annotated[list[dict[str, Any]] | None, Field(title="Words")] = None
-    """Word-level timing information from transcription service"""
-    transcription_metadata: Annotated[
-        dict[str, Any] | None, Field(title="Transcription Metadata")
-    ] = None
-    """Additional transcription metadata from ElevenLabs (language, segments, etc.)"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "FontColor",
+    "StrokeColor",
+    "BackgroundColor",
     "File",
     "Input",
     "Output",
@@ -193,26 +34,147 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/workflow-utilities/auto-subtitle"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+FontColor: TypeAlias = Literal[
+    "white",
+    "black",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "orange",
+    "purple",
+    "pink",
+    "brown",
+    "gray",
+    "cyan",
+    "magenta",
+]
+
+
+StrokeColor: TypeAlias = Literal[
+    "black",
+    "white",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "orange",
+    "purple",
+    "pink",
+    "brown",
+    "gray",
+    "cyan",
+    "magenta",
+]
+
+
+BackgroundColor: TypeAlias = Literal[
+    "black",
+    "white",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "orange",
+    "purple",
+    "pink",
+    "brown",
+    "gray",
+    "cyan",
+    "magenta",
+    "none",
+    "transparent",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input model for automatic subtitle generation and styling"""
+
+    video_url: FileInput
+    """URL of the video file to add automatic subtitles to"""
+    language: str = "en"
+    """Language code for transcription (e.g., 'en', 'es', 'fr', 'de', 'it', 'pt', 'nl',
+    'ja', 'zh', 'ko') or 3-letter ISO code (e.g., 'eng', 'spa', 'fra')"""
+    font_name: str = "Montserrat"
+    """Any Google Font name from fonts.google.com (e.g., 'Montserrat', 'Poppins', 'BBH
+    Sans Hegarty')"""
+    font_size: Annotated[int, Field(ge=20, le=150)] = 100
+    """Font size for subtitles (TikTok style uses larger text)"""
+    font_weight: Literal["normal", "bold", "black"] = "bold"
+    """Font weight (TikTok style typically uses bold or black)"""
+    font_color: FontColor = "white"
+    """Subtitle text color for non-active words"""
+    highlight_color: FontColor = "purple"
+    """Color for the currently speaking word (karaoke-style highlight)"""
+    stroke_width: Annotated[int, Field(ge=0, le=10)] = 3
+    """Text stroke/outline width in pixels (0 for no stroke)"""
+    stroke_color: StrokeColor = "black"
+    """Text stroke/outline color"""
+    background_color: BackgroundColor = "none"
+    """Background color behind text ('none' or 'transparent' for no background)"""
+    background_opacity: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Background opacity (0.0 = fully transparent, 1.0 = fully opaque)"""
+    position: Literal["top", "center", "bottom"] = "bottom"
+    """Vertical position of subtitles"""
+    y_offset: Annotated[int, Field(ge=-200, le=200)] = 75
+    """Vertical offset in pixels (positive = move down, negative = move up)"""
+    words_per_subtitle: Annotated[int, Field(ge=1, le=12)] = 3
+    """Maximum number of words per subtitle segment. Use 1 for single-word display, 2-3
+    for short phrases, or 8-12 for full sentences."""
+    enable_animation: bool = True
+    """Enable animation effects for subtitles (bounce style entrance)"""
+
+
+class Output(FalModel):
+    """Output model for video with automatic subtitles"""
+
+    video: File
+    """The video with automatic subtitles"""
+    transcription: str
+    """Full transcription text"""
+    subtitle_count: int
+    """Number of subtitle segments generated"""
+    words: list[dict[str, Any]] | None = None
+    """Word-level timing information from transcription service"""
+    transcription_metadata: dict[str, Any] | None = None
+    """Additional transcription metadata from ElevenLabs (language, segments, etc.)"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -220,101 +182,91 @@ def submit(
     font_name: str = "Montserrat",
     font_size: int = 100,
     font_weight: Literal["normal", "bold", "black"] = "bold",
-    font_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "white",
-    highlight_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "purple",
+    font_color: FontColor = "white",
+    highlight_color: FontColor = "purple",
     stroke_width: int = 3,
-    stroke_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "black",
-    background_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-        "none",
-        "transparent",
-    ] = "none",
+    stroke_color: StrokeColor = "black",
+    background_color: BackgroundColor = "none",
     background_opacity: float = 0,
     position: Literal["top", "center", "bottom"] = "bottom",
     y_offset: int = 75,
     words_per_subtitle: int = 3,
     enable_animation: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to add automatic subtitles to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        language: Language code for transcription (e.g., 'en', 'es', 'fr', 'de', 'it',
+            'pt', 'nl', 'ja', 'zh', 'ko') or 3-letter ISO code (e.g., 'eng', 'spa',
+            'fra'). Defaults to `"en"`.
+        font_name: Any Google Font name from fonts.google.com (e.g., 'Montserrat',
+            'Poppins', 'BBH Sans Hegarty'). Defaults to `"Montserrat"`.
+        font_size: Font size for subtitles (TikTok style uses larger text). Between 20
+            and 150. Defaults to `100`.
+        font_weight: Font weight (TikTok style typically uses bold or black). Defaults
+            to `"bold"`.
+        font_color: Subtitle text color for non-active words. Defaults to `"white"`.
+        highlight_color: Color for the currently speaking word (karaoke-style
+            highlight). Defaults to `"purple"`.
+        stroke_width: Text stroke/outline width in pixels (0 for no stroke). Between 0
+            and 10. Defaults to `3`.
+        stroke_color: Text stroke/outline color. Defaults to `"black"`.
+        background_color: Background color behind text ('none' or 'transparent' for no
+            background). Defaults to `"none"`.
+        background_opacity: Background opacity (0.0 = fully transparent, 1.0 = fully
+            opaque). Between 0.0 and 1.0. Defaults to `0`.
+        position: Vertical position of subtitles. Defaults to `"bottom"`.
+        y_offset: Vertical offset in pixels (positive = move down, negative = move up).
+            Between -200 and 200. Defaults to `75`.
+        words_per_subtitle: Maximum number of words per subtitle segment. Use 1 for
+            single-word display, 2-3 for short phrases, or 8-12 for full sentences.
+            Between 1 and 12. Defaults to `3`.
+        enable_animation: Enable animation effects for subtitles (bounce style
+            entrance). Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -322,76 +274,18 @@ def subscribe(
     font_name: str = "Montserrat",
     font_size: int = 100,
     font_weight: Literal["normal", "bold", "black"] = "bold",
-    font_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "white",
-    highlight_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "purple",
+    font_color: FontColor = "white",
+    highlight_color: FontColor = "purple",
     stroke_width: int = 3,
-    stroke_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "black",
-    background_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-        "none",
-        "transparent",
-    ] = "none",
+    stroke_color: StrokeColor = "black",
+    background_color: BackgroundColor = "none",
     background_opacity: float = 0,
     position: Literal["top", "center", "bottom"] = "bottom",
     y_offset: int = 75,
     words_per_subtitle: int = 3,
     enable_animation: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -399,24 +293,71 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to add automatic subtitles to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        language: Language code for transcription (e.g., 'en', 'es', 'fr', 'de', 'it',
+            'pt', 'nl', 'ja', 'zh', 'ko') or 3-letter ISO code (e.g., 'eng', 'spa',
+            'fra'). Defaults to `"en"`.
+        font_name: Any Google Font name from fonts.google.com (e.g., 'Montserrat',
+            'Poppins', 'BBH Sans Hegarty'). Defaults to `"Montserrat"`.
+        font_size: Font size for subtitles (TikTok style uses larger text). Between 20
+            and 150. Defaults to `100`.
+        font_weight: Font weight (TikTok style typically uses bold or black). Defaults
+            to `"bold"`.
+        font_color: Subtitle text color for non-active words. Defaults to `"white"`.
+        highlight_color: Color for the currently speaking word (karaoke-style
+            highlight). Defaults to `"purple"`.
+        stroke_width: Text stroke/outline width in pixels (0 for no stroke). Between 0
+            and 10. Defaults to `3`.
+        stroke_color: Text stroke/outline color. Defaults to `"black"`.
+        background_color: Background color behind text ('none' or 'transparent' for no
+            background). Defaults to `"none"`.
+        background_opacity: Background opacity (0.0 = fully transparent, 1.0 = fully
+            opaque). Between 0.0 and 1.0. Defaults to `0`.
+        position: Vertical position of subtitles. Defaults to `"bottom"`.
+        y_offset: Vertical offset in pixels (positive = move down, negative = move up).
+            Between -200 and 200. Defaults to `75`.
+        words_per_subtitle: Maximum number of words per subtitle segment. Use 1 for
+            single-word display, 2-3 for short phrases, or 8-12 for full sentences.
+            Between 1 and 12. Defaults to `3`.
+        enable_animation: Enable animation effects for subtitles (bounce style
+            entrance). Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -424,76 +365,18 @@ def run(
     font_name: str = "Montserrat",
     font_size: int = 100,
     font_weight: Literal["normal", "bold", "black"] = "bold",
-    font_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "white",
-    highlight_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "purple",
+    font_color: FontColor = "white",
+    highlight_color: FontColor = "purple",
     stroke_width: int = 3,
-    stroke_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "black",
-    background_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-        "none",
-        "transparent",
-    ] = "none",
+    stroke_color: StrokeColor = "black",
+    background_color: BackgroundColor = "none",
     background_opacity: float = 0,
     position: Literal["top", "center", "bottom"] = "bottom",
     y_offset: int = 75,
     words_per_subtitle: int = 3,
     enable_animation: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -501,24 +384,71 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to add automatic subtitles to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        language: Language code for transcription (e.g., 'en', 'es', 'fr', 'de', 'it',
+            'pt', 'nl', 'ja', 'zh', 'ko') or 3-letter ISO code (e.g., 'eng', 'spa',
+            'fra'). Defaults to `"en"`.
+        font_name: Any Google Font name from fonts.google.com (e.g., 'Montserrat',
+            'Poppins', 'BBH Sans Hegarty'). Defaults to `"Montserrat"`.
+        font_size: Font size for subtitles (TikTok style uses larger text). Between 20
+            and 150. Defaults to `100`.
+        font_weight: Font weight (TikTok style typically uses bold or black). Defaults
+            to `"bold"`.
+        font_color: Subtitle text color for non-active words. Defaults to `"white"`.
+        highlight_color: Color for the currently speaking word (karaoke-style
+            highlight). Defaults to `"purple"`.
+        stroke_width: Text stroke/outline width in pixels (0 for no stroke). Between 0
+            and 10. Defaults to `3`.
+        stroke_color: Text stroke/outline color. Defaults to `"black"`.
+        background_color: Background color behind text ('none' or 'transparent' for no
+            background). Defaults to `"none"`.
+        background_opacity: Background opacity (0.0 = fully transparent, 1.0 = fully
+            opaque). Between 0.0 and 1.0. Defaults to `0`.
+        position: Vertical position of subtitles. Defaults to `"bottom"`.
+        y_offset: Vertical offset in pixels (positive = move down, negative = move up).
+            Between -200 and 200. Defaults to `75`.
+        words_per_subtitle: Maximum number of words per subtitle segment. Use 1 for
+            single-word display, 2-3 for short phrases, or 8-12 for full sentences.
+            Between 1 and 12. Defaults to `3`.
+        enable_animation: Enable animation effects for subtitles (bounce style
+            entrance). Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -526,101 +456,91 @@ async def submit_async(
     font_name: str = "Montserrat",
     font_size: int = 100,
     font_weight: Literal["normal", "bold", "black"] = "bold",
-    font_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "white",
-    highlight_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "purple",
+    font_color: FontColor = "white",
+    highlight_color: FontColor = "purple",
     stroke_width: int = 3,
-    stroke_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "black",
-    background_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-        "none",
-        "transparent",
-    ] = "none",
+    stroke_color: StrokeColor = "black",
+    background_color: BackgroundColor = "none",
     background_opacity: float = 0,
     position: Literal["top", "center", "bottom"] = "bottom",
     y_offset: int = 75,
     words_per_subtitle: int = 3,
     enable_animation: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to add automatic subtitles to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        language: Language code for transcription (e.g., 'en', 'es', 'fr', 'de', 'it',
+            'pt', 'nl', 'ja', 'zh', 'ko') or 3-letter ISO code (e.g., 'eng', 'spa',
+            'fra'). Defaults to `"en"`.
+        font_name: Any Google Font name from fonts.google.com (e.g., 'Montserrat',
+            'Poppins', 'BBH Sans Hegarty'). Defaults to `"Montserrat"`.
+        font_size: Font size for subtitles (TikTok style uses larger text). Between 20
+            and 150. Defaults to `100`.
+        font_weight: Font weight (TikTok style typically uses bold or black). Defaults
+            to `"bold"`.
+        font_color: Subtitle text color for non-active words. Defaults to `"white"`.
+        highlight_color: Color for the currently speaking word (karaoke-style
+            highlight). Defaults to `"purple"`.
+        stroke_width: Text stroke/outline width in pixels (0 for no stroke). Between 0
+            and 10. Defaults to `3`.
+        stroke_color: Text stroke/outline color. Defaults to `"black"`.
+        background_color: Background color behind text ('none' or 'transparent' for no
+            background). Defaults to `"none"`.
+        background_opacity: Background opacity (0.0 = fully transparent, 1.0 = fully
+            opaque). Between 0.0 and 1.0. Defaults to `0`.
+        position: Vertical position of subtitles. Defaults to `"bottom"`.
+        y_offset: Vertical offset in pixels (positive = move down, negative = move up).
+            Between -200 and 200. Defaults to `75`.
+        words_per_subtitle: Maximum number of words per subtitle segment. Use 1 for
+            single-word display, 2-3 for short phrases, or 8-12 for full sentences.
+            Between 1 and 12. Defaults to `3`.
+        enable_animation: Enable animation effects for subtitles (bounce style
+            entrance). Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -628,76 +548,18 @@ async def subscribe_async(
     font_name: str = "Montserrat",
     font_size: int = 100,
     font_weight: Literal["normal", "bold", "black"] = "bold",
-    font_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "white",
-    highlight_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "purple",
+    font_color: FontColor = "white",
+    highlight_color: FontColor = "purple",
     stroke_width: int = 3,
-    stroke_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "black",
-    background_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-        "none",
-        "transparent",
-    ] = "none",
+    stroke_color: StrokeColor = "black",
+    background_color: BackgroundColor = "none",
     background_opacity: float = 0,
     position: Literal["top", "center", "bottom"] = "bottom",
     y_offset: int = 75,
     words_per_subtitle: int = 3,
     enable_animation: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -705,24 +567,71 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to add automatic subtitles to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        language: Language code for transcription (e.g., 'en', 'es', 'fr', 'de', 'it',
+            'pt', 'nl', 'ja', 'zh', 'ko') or 3-letter ISO code (e.g., 'eng', 'spa',
+            'fra'). Defaults to `"en"`.
+        font_name: Any Google Font name from fonts.google.com (e.g., 'Montserrat',
+            'Poppins', 'BBH Sans Hegarty'). Defaults to `"Montserrat"`.
+        font_size: Font size for subtitles (TikTok style uses larger text). Between 20
+            and 150. Defaults to `100`.
+        font_weight: Font weight (TikTok style typically uses bold or black). Defaults
+            to `"bold"`.
+        font_color: Subtitle text color for non-active words. Defaults to `"white"`.
+        highlight_color: Color for the currently speaking word (karaoke-style
+            highlight). Defaults to `"purple"`.
+        stroke_width: Text stroke/outline width in pixels (0 for no stroke). Between 0
+            and 10. Defaults to `3`.
+        stroke_color: Text stroke/outline color. Defaults to `"black"`.
+        background_color: Background color behind text ('none' or 'transparent' for no
+            background). Defaults to `"none"`.
+        background_opacity: Background opacity (0.0 = fully transparent, 1.0 = fully
+            opaque). Between 0.0 and 1.0. Defaults to `0`.
+        position: Vertical position of subtitles. Defaults to `"bottom"`.
+        y_offset: Vertical offset in pixels (positive = move down, negative = move up).
+            Between -200 and 200. Defaults to `75`.
+        words_per_subtitle: Maximum number of words per subtitle segment. Use 1 for
+            single-word display, 2-3 for short phrases, or 8-12 for full sentences.
+            Between 1 and 12. Defaults to `3`.
+        enable_animation: Enable animation effects for subtitles (bounce style
+            entrance). Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -730,76 +639,18 @@ async def run_async(
     font_name: str = "Montserrat",
     font_size: int = 100,
     font_weight: Literal["normal", "bold", "black"] = "bold",
-    font_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "white",
-    highlight_color: Literal[
-        "white",
-        "black",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "purple",
+    font_color: FontColor = "white",
+    highlight_color: FontColor = "purple",
     stroke_width: int = 3,
-    stroke_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-    ] = "black",
-    background_color: Literal[
-        "black",
-        "white",
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "orange",
-        "purple",
-        "pink",
-        "brown",
-        "gray",
-        "cyan",
-        "magenta",
-        "none",
-        "transparent",
-    ] = "none",
+    stroke_color: StrokeColor = "black",
+    background_color: BackgroundColor = "none",
     background_opacity: float = 0,
     position: Literal["top", "center", "bottom"] = "bottom",
     y_offset: int = 75,
     words_per_subtitle: int = 3,
     enable_animation: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -807,8 +658,55 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to add automatic subtitles to. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        language: Language code for transcription (e.g., 'en', 'es', 'fr', 'de', 'it',
+            'pt', 'nl', 'ja', 'zh', 'ko') or 3-letter ISO code (e.g., 'eng', 'spa',
+            'fra'). Defaults to `"en"`.
+        font_name: Any Google Font name from fonts.google.com (e.g., 'Montserrat',
+            'Poppins', 'BBH Sans Hegarty'). Defaults to `"Montserrat"`.
+        font_size: Font size for subtitles (TikTok style uses larger text). Between 20
+            and 150. Defaults to `100`.
+        font_weight: Font weight (TikTok style typically uses bold or black). Defaults
+            to `"bold"`.
+        font_color: Subtitle text color for non-active words. Defaults to `"white"`.
+        highlight_color: Color for the currently speaking word (karaoke-style
+            highlight). Defaults to `"purple"`.
+        stroke_width: Text stroke/outline width in pixels (0 for no stroke). Between 0
+            and 10. Defaults to `3`.
+        stroke_color: Text stroke/outline color. Defaults to `"black"`.
+        background_color: Background color behind text ('none' or 'transparent' for no
+            background). Defaults to `"none"`.
+        background_opacity: Background opacity (0.0 = fully transparent, 1.0 = fully
+            opaque). Between 0.0 and 1.0. Defaults to `0`.
+        position: Vertical position of subtitles. Defaults to `"bottom"`.
+        y_offset: Vertical offset in pixels (positive = move down, negative = move up).
+            Between -200 and 200. Defaults to `75`.
+        words_per_subtitle: Maximum number of words per subtitle segment. Use 1 for
+            single-word display, 2-3 for short phrases, or 8-12 for full sentences.
+            Between 1 and 12. Defaults to `3`.
+        enable_animation: Enable animation effects for subtitles (bounce style
+            entrance). Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,84 +5,21 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class AudioFileType2(FalFile):
-    """Audio file with url field"""
-
-    url: Annotated[str, Field(title="Url")]
-    """URL of the audio file"""
-    content_type: Annotated[str, Field(title="Content Type")]
-    """Content type of the audio file"""
-    file_name: Annotated[str, Field(title="File Name")]
-    """Name of the audio file"""
-    file_size: Annotated[int, Field(title="File Size")]
-    """Size of the audio file in bytes"""
-
-
-class Input(FalModel):
-    """Input model for applying impulse response (IR) convolution reverb to audio"""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL of the main audio file to process"""
-    impulse_response_url: Annotated[FileInput, Field(title="Impulse Response Url")]
-    """URL of the impulse response WAV file (reverb/effect profile)"""
-    dry_level: Annotated[float, Field(ge=0.0, le=1.0, title="Dry Level")] = 0.7
-    """Level of the original (dry) signal in the mix (0.0-1.0)"""
-    wet_level: Annotated[float, Field(ge=0.0, le=1.0, title="Wet Level")] = 0.3
-    """Level of the processed (wet) signal in the mix (0.0-1.0)"""
-    loudness_i: Annotated[float, Field(ge=-70.0, le=0.0, title="Loudness I")] = -18
-    """Target integrated loudness in LUFS (typically -24 to -14)"""
-    loudness_lra: Annotated[float, Field(ge=1.0, le=50.0, title="Loudness Lra")] = 8
-    """Loudness Range target in LU (typically 5-15)"""
-    loudness_tp: Annotated[float, Field(ge=-10.0, le=0.0, title="Loudness Tp")] = -1.5
-    """Maximum true peak in dBTP (typically -2 to -1)"""
-    output_bitrate: Annotated[
-        Literal["128k", "192k", "256k", "320k"], Field(title="Output Bitrate")
-    ] = "192k"
-    """Output audio bitrate"""
-
-
-class Output(FalModel):
-    """Output model for impulse response processed audio"""
-
-    audio: AudioFileType2
-    """The processed audio file with reverb applied"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "OutputBitrate",
     "AudioFileType2",
     "Input",
     "Output",
@@ -95,26 +32,74 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/workflow-utilities/impulse-response"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+OutputBitrate: TypeAlias = Literal["128k", "192k", "256k", "320k"]
+
+
+class AudioFileType2(FalFile):
+    """Audio file with url field"""
+
+    url: str
+    """URL of the audio file"""
+    content_type: str
+    """Content type of the audio file"""
+    file_name: str
+    """Name of the audio file"""
+    file_size: int
+    """Size of the audio file in bytes"""
+
+
+class Input(FalModel):
+    """Input model for applying impulse response (IR) convolution reverb to audio"""
+
+    audio_url: FileInput
+    """URL of the main audio file to process"""
+    impulse_response_url: FileInput
+    """URL of the impulse response WAV file (reverb/effect profile)"""
+    dry_level: Annotated[float, Field(ge=0.0, le=1.0)] = 0.7
+    """Level of the original (dry) signal in the mix (0.0-1.0)"""
+    wet_level: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
+    """Level of the processed (wet) signal in the mix (0.0-1.0)"""
+    loudness_i: Annotated[float, Field(ge=-70.0, le=0.0)] = -18
+    """Target integrated loudness in LUFS (typically -24 to -14)"""
+    loudness_lra: Annotated[float, Field(ge=1.0, le=50.0)] = 8
+    """Loudness Range target in LU (typically 5-15)"""
+    loudness_tp: Annotated[float, Field(ge=-10.0, le=0.0)] = -1.5
+    """Maximum true peak in dBTP (typically -2 to -1)"""
+    output_bitrate: OutputBitrate = "192k"
+    """Output audio bitrate"""
+
+
+class Output(FalModel):
+    """Output model for impulse response processed audio"""
+
+    audio: AudioFileType2
+    """The processed audio file with reverb applied"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url", "impulse_response_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
@@ -124,34 +109,68 @@ def submit(
     loudness_i: float = -18,
     loudness_lra: float = 8,
     loudness_tp: float = -1.5,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the main audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        impulse_response_url: URL of the impulse response WAV file (reverb/effect
+            profile). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        dry_level: Level of the original (dry) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.7`.
+        wet_level: Level of the processed (wet) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.3`.
+        loudness_i: Target integrated loudness in LUFS (typically -24 to -14). Between
+            -70.0 and 0.0. Defaults to `-18`.
+        loudness_lra: Loudness Range target in LU (typically 5-15). Between 1.0 and
+            50.0. Defaults to `8`.
+        loudness_tp: Maximum true peak in dBTP (typically -2 to -1). Between -10.0 and
+            0.0. Defaults to `-1.5`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
@@ -161,9 +180,9 @@ def subscribe(
     loudness_i: float = -18,
     loudness_lra: float = 8,
     loudness_tp: float = -1.5,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -171,24 +190,57 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the main audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        impulse_response_url: URL of the impulse response WAV file (reverb/effect
+            profile). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        dry_level: Level of the original (dry) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.7`.
+        wet_level: Level of the processed (wet) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.3`.
+        loudness_i: Target integrated loudness in LUFS (typically -24 to -14). Between
+            -70.0 and 0.0. Defaults to `-18`.
+        loudness_lra: Loudness Range target in LU (typically 5-15). Between 1.0 and
+            50.0. Defaults to `8`.
+        loudness_tp: Maximum true peak in dBTP (typically -2 to -1). Between -10.0 and
+            0.0. Defaults to `-1.5`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
@@ -198,9 +250,9 @@ def run(
     loudness_i: float = -18,
     loudness_lra: float = 8,
     loudness_tp: float = -1.5,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -208,24 +260,57 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the main audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        impulse_response_url: URL of the impulse response WAV file (reverb/effect
+            profile). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        dry_level: Level of the original (dry) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.7`.
+        wet_level: Level of the processed (wet) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.3`.
+        loudness_i: Target integrated loudness in LUFS (typically -24 to -14). Between
+            -70.0 and 0.0. Defaults to `-18`.
+        loudness_lra: Loudness Range target in LU (typically 5-15). Between 1.0 and
+            50.0. Defaults to `8`.
+        loudness_tp: Maximum true peak in dBTP (typically -2 to -1). Between -10.0 and
+            0.0. Defaults to `-1.5`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
@@ -235,34 +320,68 @@ async def submit_async(
     loudness_i: float = -18,
     loudness_lra: float = 8,
     loudness_tp: float = -1.5,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the main audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        impulse_response_url: URL of the impulse response WAV file (reverb/effect
+            profile). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        dry_level: Level of the original (dry) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.7`.
+        wet_level: Level of the processed (wet) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.3`.
+        loudness_i: Target integrated loudness in LUFS (typically -24 to -14). Between
+            -70.0 and 0.0. Defaults to `-18`.
+        loudness_lra: Loudness Range target in LU (typically 5-15). Between 1.0 and
+            50.0. Defaults to `8`.
+        loudness_tp: Maximum true peak in dBTP (typically -2 to -1). Between -10.0 and
+            0.0. Defaults to `-1.5`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
@@ -272,9 +391,9 @@ async def subscribe_async(
     loudness_i: float = -18,
     loudness_lra: float = 8,
     loudness_tp: float = -1.5,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -282,24 +401,57 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the main audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        impulse_response_url: URL of the impulse response WAV file (reverb/effect
+            profile). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        dry_level: Level of the original (dry) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.7`.
+        wet_level: Level of the processed (wet) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.3`.
+        loudness_i: Target integrated loudness in LUFS (typically -24 to -14). Between
+            -70.0 and 0.0. Defaults to `-18`.
+        loudness_lra: Loudness Range target in LU (typically 5-15). Between 1.0 and
+            50.0. Defaults to `8`.
+        loudness_tp: Maximum true peak in dBTP (typically -2 to -1). Between -10.0 and
+            0.0. Defaults to `-1.5`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
@@ -309,9 +461,9 @@ async def run_async(
     loudness_i: float = -18,
     loudness_lra: float = 8,
     loudness_tp: float = -1.5,
-    output_bitrate: Literal["128k", "192k", "256k", "320k"] = "192k",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    output_bitrate: OutputBitrate = "192k",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -319,8 +471,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the main audio file to process. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        impulse_response_url: URL of the impulse response WAV file (reverb/effect
+            profile). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        dry_level: Level of the original (dry) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.7`.
+        wet_level: Level of the processed (wet) signal in the mix (0.0-1.0). Between 0.0
+            and 1.0. Defaults to `0.3`.
+        loudness_i: Target integrated loudness in LUFS (typically -24 to -14). Between
+            -70.0 and 0.0. Defaults to `-18`.
+        loudness_lra: Loudness Range target in LU (typically 5-15). Between 1.0 and
+            50.0. Defaults to `8`.
+        loudness_tp: Maximum true peak in dBTP (typically -2 to -1). Between -10.0 and
+            0.0. Defaults to `-1.5`.
+        output_bitrate: Output audio bitrate. Defaults to `"192k"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

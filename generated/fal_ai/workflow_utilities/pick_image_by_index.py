@@ -5,82 +5,16 @@ Category: workflow."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    """
-    Input model for selecting a single image from an array by 1-based index.
-
-    Pass-through utility: the URL is returned as provided in the input,
-    without fetching or re-uploading the image.
-    """
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_urls: Annotated[list[FileInput], Field(title="Image Urls")]
-    """Array of image URLs to select from"""
-    index: Annotated[int, Field(title="Index")]
-    """1-based position of the image to return. Value 1 returns the first image, 2 returns the second, and so on."""
-    fallback_index: Annotated[
-        Literal["first-image", "last-image"], Field(title="Fallback Index")
-    ] = "first-image"
-    """Behavior when `index` exceeds the length of `image_urls`. When `first-image`, returns the first image in the array. When `last-image`, returns the last image in the array. This input has no effect when `index` is within range, when `index` is below 1, or when `image_urls` is empty (the latter two cases still return validation errors). Default is `first-image`."""
-
-
-class Output(FalModel):
-    """Output model for the picked image."""
-
-    image: Image
-    """The image at the requested position"""
-    images: Annotated[list[Image], Field(title="Images")]
-    """Single-element array containing the selected image. Included so downstream nodes that expect an `images` reference (matching merge and other utilities) work without changes."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -97,65 +31,146 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/workflow-utilities/pick-image-by-index"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    """
+    Input model for selecting a single image from an array by 1-based index.
+
+    Pass-through utility: the URL is returned as provided in the input,
+    without fetching or re-uploading the image.
+    """
+
+    image_urls: list[FileInput]
+    """Array of image URLs to select from"""
+    index: int
+    """1-based position of the image to return. Value 1 returns the first image, 2
+    returns the second, and so on."""
+    fallback_index: Literal["first-image", "last-image"] = "first-image"
+    """Behavior when `index` exceeds the length of `image_urls`. When `first-image`,
+    returns the first image in the array. When `last-image`, returns the last image in
+    the array. This input has no effect when `index` is within range, when `index` is
+    below 1, or when `image_urls` is empty (the latter two cases still return validation
+    errors). Default is `first-image`."""
+
+
+class Output(FalModel):
+    """Output model for the picked image."""
+
+    image: Image
+    """The image at the requested position"""
+    images: list[Image]
+    """Single-element array containing the selected image. Included so downstream nodes
+    that expect an `images` reference (matching merge and other utilities) work without
+    changes."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     index: int,
     fallback_index: Literal["first-image", "last-image"] = "first-image",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: Array of image URLs to select from. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        index: 1-based position of the image to return. Value 1 returns the first image,
+            2 returns the second, and so on. Required.
+        fallback_index: Behavior when `index` exceeds the length of `image_urls`. When
+            `first-image`, returns the first image in the array. When `last-image`,
+            returns the last image in the array. This input has no effect when `index`
+            is within range, when `index` is below 1, or when `image_urls` is empty (the
+            latter two cases still return validation errors). Default is `first-image`.
+            Defaults to `"first-image"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     index: int,
     fallback_index: Literal["first-image", "last-image"] = "first-image",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -163,31 +178,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: Array of image URLs to select from. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        index: 1-based position of the image to return. Value 1 returns the first image,
+            2 returns the second, and so on. Required.
+        fallback_index: Behavior when `index` exceeds the length of `image_urls`. When
+            `first-image`, returns the first image in the array. When `last-image`,
+            returns the last image in the array. This input has no effect when `index`
+            is within range, when `index` is below 1, or when `image_urls` is empty (the
+            latter two cases still return validation errors). Default is `first-image`.
+            Defaults to `"first-image"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     index: int,
     fallback_index: Literal["first-image", "last-image"] = "first-image",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -195,63 +237,118 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: Array of image URLs to select from. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        index: 1-based position of the image to return. Value 1 returns the first image,
+            2 returns the second, and so on. Required.
+        fallback_index: Behavior when `index` exceeds the length of `image_urls`. When
+            `first-image`, returns the first image in the array. When `last-image`,
+            returns the last image in the array. This input has no effect when `index`
+            is within range, when `index` is below 1, or when `image_urls` is empty (the
+            latter two cases still return validation errors). Default is `first-image`.
+            Defaults to `"first-image"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     index: int,
     fallback_index: Literal["first-image", "last-image"] = "first-image",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: Array of image URLs to select from. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        index: 1-based position of the image to return. Value 1 returns the first image,
+            2 returns the second, and so on. Required.
+        fallback_index: Behavior when `index` exceeds the length of `image_urls`. When
+            `first-image`, returns the first image in the array. When `last-image`,
+            returns the last image in the array. This input has no effect when `index`
+            is within range, when `index` is below 1, or when `image_urls` is empty (the
+            latter two cases still return validation errors). Default is `first-image`.
+            Defaults to `"first-image"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     index: int,
     fallback_index: Literal["first-image", "last-image"] = "first-image",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -259,31 +356,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: Array of image URLs to select from. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        index: 1-based position of the image to return. Value 1 returns the first image,
+            2 returns the second, and so on. Required.
+        fallback_index: Behavior when `index` exceeds the length of `image_urls`. When
+            `first-image`, returns the first image in the array. When `last-image`,
+            returns the last image in the array. This input has no effect when `index`
+            is within range, when `index` is below 1, or when `image_urls` is empty (the
+            latter two cases still return validation errors). Default is `first-image`.
+            Defaults to `"first-image"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     index: int,
     fallback_index: Literal["first-image", "last-image"] = "first-image",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -291,8 +415,35 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: Array of image URLs to select from. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        index: 1-based position of the image to return. Value 1 returns the first image,
+            2 returns the second, and so on. Required.
+        fallback_index: Behavior when `index` exceeds the length of `image_urls`. When
+            `first-image`, returns the first image in the array. When `last-image`,
+            returns the last image in the array. This input has no effect when `index`
+            is within range, when `index` is below 1, or when `image_urls` is empty (the
+            latter two cases still return validation errors). Default is `first-image`.
+            Defaults to `"first-image"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,93 +5,22 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Input model for scaling/resizing a video to specific dimensions"""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the video file to scale/resize. Height and Width of the video must be even numbers for compatibility with video codecs."""
-    width: Annotated[int | None, Field(ge=2, le=7680, title="Width")] = None
-    """Target width in pixels. If only width is provided, height is auto-calculated to preserve aspect ratio. At least one of width or height must be provided."""
-    height: Annotated[int | None, Field(ge=2, le=4320, title="Height")] = None
-    """Target height in pixels. If only height is provided, width is auto-calculated to preserve aspect ratio. At least one of width or height must be provided."""
-    mode: Annotated[Literal["stretch", "pad", "crop"], Field(title="Mode")] = "stretch"
-    """Scaling mode. 'stretch' scales the video to the exact target dimensions (may distort aspect ratio). 'pad' scales to fit within the target dimensions while preserving aspect ratio, then pads with the chosen color to fill the remaining space (letterbox/pillarbox). 'crop' scales to cover the target dimensions while preserving aspect ratio, then center-crops to the exact target size."""
-    pad_color: Annotated[
-        Literal["black", "white", "red", "green", "blue", "gray"],
-        Field(title="Pad Color"),
-    ] = "black"
-    """Padding color when mode is 'pad'. Ignored for other modes."""
-    codec: Annotated[Literal["libx264", "libx265"], Field(title="Codec")] = "libx264"
-    """Video codec to use for encoding. libx264 (H.264) is widely compatible, libx265 (H.265/HEVC) offers better compression."""
-    preset: Annotated[
-        Literal["ultrafast", "fast", "medium", "slow"], Field(title="Preset")
-    ] = "fast"
-    """Encoding speed preset. Slower presets give better compression but take longer."""
-    crf: Annotated[int, Field(ge=0, le=51, title="Crf")] = 18
-    """Constant Rate Factor for quality (0-51). Lower values mean better quality and larger files. 18 is visually lossless for most content."""
-
-
-class Output(FalModel):
-    """Output model for scaled/resized video"""
-
-    video: File
-    """The scaled/resized video"""
-    original_width: Annotated[int, Field(title="Original Width")]
-    """Width of the original video in pixels"""
-    original_height: Annotated[int, Field(title="Original Height")]
-    """Height of the original video in pixels"""
-    scaled_width: Annotated[int, Field(title="Scaled Width")]
-    """Width of the output video in pixels"""
-    scaled_height: Annotated[int, Field(title="Scaled Height")]
-    """Height of the output video in pixels"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "PadColor",
+    "Preset",
     "File",
     "Input",
     "Output",
@@ -104,75 +33,184 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/workflow-utilities/scale-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+PadColor: TypeAlias = Literal["black", "white", "red", "green", "blue", "gray"]
+
+
+Preset: TypeAlias = Literal["ultrafast", "fast", "medium", "slow"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Input model for scaling/resizing a video to specific dimensions"""
+
+    video_url: FileInput
+    """URL of the video file to scale/resize. Height and Width of the video must be even
+    numbers for compatibility with video codecs."""
+    width: Annotated[int | None, Field(ge=2, le=7680)] = None
+    """Target width in pixels. If only width is provided, height is auto-calculated to
+    preserve aspect ratio. At least one of width or height must be provided."""
+    height: Annotated[int | None, Field(ge=2, le=4320)] = None
+    """Target height in pixels. If only height is provided, width is auto-calculated to
+    preserve aspect ratio. At least one of width or height must be provided."""
+    mode: Literal["stretch", "pad", "crop"] = "stretch"
+    """Scaling mode. 'stretch' scales the video to the exact target dimensions (may
+    distort aspect ratio). 'pad' scales to fit within the target dimensions while
+    preserving aspect ratio, then pads with the chosen color to fill the remaining space
+    (letterbox/pillarbox). 'crop' scales to cover the target dimensions while preserving
+    aspect ratio, then center-crops to the exact target size."""
+    pad_color: PadColor = "black"
+    """Padding color when mode is 'pad'. Ignored for other modes."""
+    codec: Literal["libx264", "libx265"] = "libx264"
+    """Video codec to use for encoding. libx264 (H.264) is widely compatible, libx265
+    (H.265/HEVC) offers better compression."""
+    preset: Preset = "fast"
+    """Encoding speed preset. Slower presets give better compression but take longer."""
+    crf: Annotated[int, Field(ge=0, le=51)] = 18
+    """Constant Rate Factor for quality (0-51). Lower values mean better quality and
+    larger files. 18 is visually lossless for most content."""
+
+
+class Output(FalModel):
+    """Output model for scaled/resized video"""
+
+    video: File
+    """The scaled/resized video"""
+    original_width: int
+    """Width of the original video in pixels"""
+    original_height: int
+    """Height of the original video in pixels"""
+    scaled_width: int
+    """Width of the output video in pixels"""
+    scaled_height: int
+    """Height of the output video in pixels"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
     width: int | None = None,
     height: int | None = None,
     mode: Literal["stretch", "pad", "crop"] = "stretch",
-    pad_color: Literal["black", "white", "red", "green", "blue", "gray"] = "black",
+    pad_color: PadColor = "black",
     codec: Literal["libx264", "libx265"] = "libx264",
-    preset: Literal["ultrafast", "fast", "medium", "slow"] = "fast",
+    preset: Preset = "fast",
     crf: int = 18,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to scale/resize. Height and Width of the video
+            must be even numbers for compatibility with video codecs. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        width: Target width in pixels. If only width is provided, height is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 7680. Defaults to `None`.
+        height: Target height in pixels. If only height is provided, width is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 4320. Defaults to `None`.
+        mode: Scaling mode. 'stretch' scales the video to the exact target dimensions
+            (may distort aspect ratio). 'pad' scales to fit within the target dimensions
+            while preserving aspect ratio, then pads with the chosen color to fill the
+            remaining space (letterbox/pillarbox). 'crop' scales to cover the target
+            dimensions while preserving aspect ratio, then center-crops to the exact
+            target size. Defaults to `"stretch"`.
+        pad_color: Padding color when mode is 'pad'. Ignored for other modes. Defaults
+            to `"black"`.
+        codec: Video codec to use for encoding. libx264 (H.264) is widely compatible,
+            libx265 (H.265/HEVC) offers better compression. Defaults to `"libx264"`.
+        preset: Encoding speed preset. Slower presets give better compression but take
+            longer. Defaults to `"fast"`.
+        crf: Constant Rate Factor for quality (0-51). Lower values mean better quality
+            and larger files. 18 is visually lossless for most content. Between 0 and
+            51. Defaults to `18`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
     width: int | None = None,
     height: int | None = None,
     mode: Literal["stretch", "pad", "crop"] = "stretch",
-    pad_color: Literal["black", "white", "red", "green", "blue", "gray"] = "black",
+    pad_color: PadColor = "black",
     codec: Literal["libx264", "libx265"] = "libx264",
-    preset: Literal["ultrafast", "fast", "medium", "slow"] = "fast",
+    preset: Preset = "fast",
     crf: int = 18,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -180,36 +218,78 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to scale/resize. Height and Width of the video
+            must be even numbers for compatibility with video codecs. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        width: Target width in pixels. If only width is provided, height is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 7680. Defaults to `None`.
+        height: Target height in pixels. If only height is provided, width is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 4320. Defaults to `None`.
+        mode: Scaling mode. 'stretch' scales the video to the exact target dimensions
+            (may distort aspect ratio). 'pad' scales to fit within the target dimensions
+            while preserving aspect ratio, then pads with the chosen color to fill the
+            remaining space (letterbox/pillarbox). 'crop' scales to cover the target
+            dimensions while preserving aspect ratio, then center-crops to the exact
+            target size. Defaults to `"stretch"`.
+        pad_color: Padding color when mode is 'pad'. Ignored for other modes. Defaults
+            to `"black"`.
+        codec: Video codec to use for encoding. libx264 (H.264) is widely compatible,
+            libx265 (H.265/HEVC) offers better compression. Defaults to `"libx264"`.
+        preset: Encoding speed preset. Slower presets give better compression but take
+            longer. Defaults to `"fast"`.
+        crf: Constant Rate Factor for quality (0-51). Lower values mean better quality
+            and larger files. 18 is visually lossless for most content. Between 0 and
+            51. Defaults to `18`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
     width: int | None = None,
     height: int | None = None,
     mode: Literal["stretch", "pad", "crop"] = "stretch",
-    pad_color: Literal["black", "white", "red", "green", "blue", "gray"] = "black",
+    pad_color: PadColor = "black",
     codec: Literal["libx264", "libx265"] = "libx264",
-    preset: Literal["ultrafast", "fast", "medium", "slow"] = "fast",
+    preset: Preset = "fast",
     crf: int = 18,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -217,73 +297,158 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to scale/resize. Height and Width of the video
+            must be even numbers for compatibility with video codecs. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        width: Target width in pixels. If only width is provided, height is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 7680. Defaults to `None`.
+        height: Target height in pixels. If only height is provided, width is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 4320. Defaults to `None`.
+        mode: Scaling mode. 'stretch' scales the video to the exact target dimensions
+            (may distort aspect ratio). 'pad' scales to fit within the target dimensions
+            while preserving aspect ratio, then pads with the chosen color to fill the
+            remaining space (letterbox/pillarbox). 'crop' scales to cover the target
+            dimensions while preserving aspect ratio, then center-crops to the exact
+            target size. Defaults to `"stretch"`.
+        pad_color: Padding color when mode is 'pad'. Ignored for other modes. Defaults
+            to `"black"`.
+        codec: Video codec to use for encoding. libx264 (H.264) is widely compatible,
+            libx265 (H.265/HEVC) offers better compression. Defaults to `"libx264"`.
+        preset: Encoding speed preset. Slower presets give better compression but take
+            longer. Defaults to `"fast"`.
+        crf: Constant Rate Factor for quality (0-51). Lower values mean better quality
+            and larger files. 18 is visually lossless for most content. Between 0 and
+            51. Defaults to `18`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
     width: int | None = None,
     height: int | None = None,
     mode: Literal["stretch", "pad", "crop"] = "stretch",
-    pad_color: Literal["black", "white", "red", "green", "blue", "gray"] = "black",
+    pad_color: PadColor = "black",
     codec: Literal["libx264", "libx265"] = "libx264",
-    preset: Literal["ultrafast", "fast", "medium", "slow"] = "fast",
+    preset: Preset = "fast",
     crf: int = 18,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to scale/resize. Height and Width of the video
+            must be even numbers for compatibility with video codecs. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        width: Target width in pixels. If only width is provided, height is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 7680. Defaults to `None`.
+        height: Target height in pixels. If only height is provided, width is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 4320. Defaults to `None`.
+        mode: Scaling mode. 'stretch' scales the video to the exact target dimensions
+            (may distort aspect ratio). 'pad' scales to fit within the target dimensions
+            while preserving aspect ratio, then pads with the chosen color to fill the
+            remaining space (letterbox/pillarbox). 'crop' scales to cover the target
+            dimensions while preserving aspect ratio, then center-crops to the exact
+            target size. Defaults to `"stretch"`.
+        pad_color: Padding color when mode is 'pad'. Ignored for other modes. Defaults
+            to `"black"`.
+        codec: Video codec to use for encoding. libx264 (H.264) is widely compatible,
+            libx265 (H.265/HEVC) offers better compression. Defaults to `"libx264"`.
+        preset: Encoding speed preset. Slower presets give better compression but take
+            longer. Defaults to `"fast"`.
+        crf: Constant Rate Factor for quality (0-51). Lower values mean better quality
+            and larger files. 18 is visually lossless for most content. Between 0 and
+            51. Defaults to `18`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
     width: int | None = None,
     height: int | None = None,
     mode: Literal["stretch", "pad", "crop"] = "stretch",
-    pad_color: Literal["black", "white", "red", "green", "blue", "gray"] = "black",
+    pad_color: PadColor = "black",
     codec: Literal["libx264", "libx265"] = "libx264",
-    preset: Literal["ultrafast", "fast", "medium", "slow"] = "fast",
+    preset: Preset = "fast",
     crf: int = 18,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -291,36 +456,78 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to scale/resize. Height and Width of the video
+            must be even numbers for compatibility with video codecs. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        width: Target width in pixels. If only width is provided, height is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 7680. Defaults to `None`.
+        height: Target height in pixels. If only height is provided, width is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 4320. Defaults to `None`.
+        mode: Scaling mode. 'stretch' scales the video to the exact target dimensions
+            (may distort aspect ratio). 'pad' scales to fit within the target dimensions
+            while preserving aspect ratio, then pads with the chosen color to fill the
+            remaining space (letterbox/pillarbox). 'crop' scales to cover the target
+            dimensions while preserving aspect ratio, then center-crops to the exact
+            target size. Defaults to `"stretch"`.
+        pad_color: Padding color when mode is 'pad'. Ignored for other modes. Defaults
+            to `"black"`.
+        codec: Video codec to use for encoding. libx264 (H.264) is widely compatible,
+            libx265 (H.265/HEVC) offers better compression. Defaults to `"libx264"`.
+        preset: Encoding speed preset. Slower presets give better compression but take
+            longer. Defaults to `"fast"`.
+        crf: Constant Rate Factor for quality (0-51). Lower values mean better quality
+            and larger files. 18 is visually lossless for most content. Between 0 and
+            51. Defaults to `18`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
     width: int | None = None,
     height: int | None = None,
     mode: Literal["stretch", "pad", "crop"] = "stretch",
-    pad_color: Literal["black", "white", "red", "green", "blue", "gray"] = "black",
+    pad_color: PadColor = "black",
     codec: Literal["libx264", "libx265"] = "libx264",
-    preset: Literal["ultrafast", "fast", "medium", "slow"] = "fast",
+    preset: Preset = "fast",
     crf: int = 18,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -328,8 +535,50 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video file to scale/resize. Height and Width of the video
+            must be even numbers for compatibility with video codecs. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        width: Target width in pixels. If only width is provided, height is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 7680. Defaults to `None`.
+        height: Target height in pixels. If only height is provided, width is
+            auto-calculated to preserve aspect ratio. At least one of width or height
+            must be provided. Between 2 and 4320. Defaults to `None`.
+        mode: Scaling mode. 'stretch' scales the video to the exact target dimensions
+            (may distort aspect ratio). 'pad' scales to fit within the target dimensions
+            while preserving aspect ratio, then pads with the chosen color to fill the
+            remaining space (letterbox/pillarbox). 'crop' scales to cover the target
+            dimensions while preserving aspect ratio, then center-crops to the exact
+            target size. Defaults to `"stretch"`.
+        pad_color: Padding color when mode is 'pad'. Ignored for other modes. Defaults
+            to `"black"`.
+        codec: Video codec to use for encoding. libx264 (H.264) is widely compatible,
+            libx265 (H.265/HEVC) offers better compression. Defaults to `"libx264"`.
+        preset: Encoding speed preset. Slower presets give better compression but take
+            longer. Defaults to `"fast"`.
+        crf: Constant Rate Factor for quality (0-51). Lower values mean better quality
+            and larger files. 18 is visually lossless for most content. Between 0 and
+            51. Defaults to `18`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

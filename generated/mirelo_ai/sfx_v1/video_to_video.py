@@ -5,66 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """A video url that can accessed from the API to process and add sound effects"""
-    text_prompt: Annotated[str | None, Field(title="Text Prompt")] = None
-    """Additional description to guide the model"""
-    num_samples: Annotated[int | None, Field(ge=2, le=8, title="Num Samples")] = 2
-    """The number of samples to generate from the model"""
-    seed: Annotated[int | None, Field(ge=1, title="Seed")] = 2105
-    """The seed to use for the generation. If not provided, a random seed will be used"""
-    duration: Annotated[float | None, Field(ge=1.0, le=10.0, title="Duration")] = 10
-    """The duration of the generated audio in seconds"""
-
-
-class Output(FalModel):
-    video: Annotated[list[Video], Field(title="Video")]
-    """The processed video with sound effects"""
-
-
-class Video(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -81,26 +31,60 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "mirelo-ai/sfx-v1/video-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """A video url that can accessed from the API to process and add sound effects"""
+    text_prompt: str | None = None
+    """Additional description to guide the model"""
+    num_samples: Annotated[int | None, Field(ge=2, le=8)] = 2
+    """The number of samples to generate from the model"""
+    seed: Annotated[int | None, Field(ge=1)] = 2105
+    """The seed to use for the generation. If not provided, a random seed will be
+    used"""
+    duration: Annotated[float | None, Field(ge=1.0, le=10.0)] = 10
+    """The duration of the generated audio in seconds"""
+
+
+class Output(FalModel):
+    video: list[Video]
+    """The processed video with sound effects"""
+
+
+class Video(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -108,33 +92,61 @@ def submit(
     num_samples: int | None = 2,
     seed: int | None = 2105,
     duration: float | None = 10,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `2105`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -142,8 +154,8 @@ def subscribe(
     num_samples: int | None = 2,
     seed: int | None = 2105,
     duration: float | None = 10,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -151,24 +163,51 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `2105`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -176,8 +215,8 @@ def run(
     num_samples: int | None = 2,
     seed: int | None = 2105,
     duration: float | None = 10,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -185,24 +224,51 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `2105`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -210,33 +276,61 @@ async def submit_async(
     num_samples: int | None = 2,
     seed: int | None = 2105,
     duration: float | None = 10,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `2105`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -244,8 +338,8 @@ async def subscribe_async(
     num_samples: int | None = 2,
     seed: int | None = 2105,
     duration: float | None = 10,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -253,24 +347,51 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `2105`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -278,8 +399,8 @@ async def run_async(
     num_samples: int | None = 2,
     seed: int | None = 2105,
     duration: float | None = 10,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -287,8 +408,35 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `2105`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,56 +5,15 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """A video url that can accessed from the API to process and add sound effects"""
-    text_prompt: Annotated[str | None, Field(title="Text Prompt")] = None
-    """Additional description to guide the model"""
-    num_samples: Annotated[int | None, Field(ge=2, le=8, title="Num Samples")] = 2
-    """The number of samples to generate from the model"""
-    seed: Annotated[int | None, Field(ge=1, title="Seed")] = 8069
-    """The seed to use for the generation. If not provided, a random seed will be used"""
-    duration: Annotated[float | None, Field(ge=1.0, le=10.0, title="Duration")] = 10
-    """The duration of the generated audio in seconds"""
-    start_offset: Annotated[float | None, Field(ge=0.0, title="Start Offset")] = 0
-    """The start offset in seconds to start the audio generation from"""
-
-
-class Output(FalModel):
-    audio: Annotated[list[Any], Field(title="Audio")]
-    """The generated sound effects audio"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -70,26 +29,51 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "mirelo-ai/sfx-v1.5/video-to-audio"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """A video url that can accessed from the API to process and add sound effects"""
+    text_prompt: str | None = None
+    """Additional description to guide the model"""
+    num_samples: Annotated[int | None, Field(ge=2, le=8)] = 2
+    """The number of samples to generate from the model"""
+    seed: Annotated[int | None, Field(ge=1)] = 8069
+    """The seed to use for the generation. If not provided, a random seed will be
+    used"""
+    duration: Annotated[float | None, Field(ge=1.0, le=10.0)] = 10
+    """The duration of the generated audio in seconds"""
+    start_offset: Annotated[float | None, Field(ge=0.0)] = 0
+    """The start offset in seconds to start the audio generation from"""
+
+
+class Output(FalModel):
+    audio: list[Any]
+    """The generated sound effects audio"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -98,33 +82,63 @@ def submit(
     seed: int | None = 8069,
     duration: float | None = 10,
     start_offset: float | None = 0,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `8069`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        start_offset: The start offset in seconds to start the audio generation from. At
+            least 0.0. Defaults to `0`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -133,8 +147,8 @@ def subscribe(
     seed: int | None = 8069,
     duration: float | None = 10,
     start_offset: float | None = 0,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -142,24 +156,53 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `8069`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        start_offset: The start offset in seconds to start the audio generation from. At
+            least 0.0. Defaults to `0`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -168,8 +211,8 @@ def run(
     seed: int | None = 8069,
     duration: float | None = 10,
     start_offset: float | None = 0,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -177,24 +220,53 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `8069`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        start_offset: The start offset in seconds to start the audio generation from. At
+            least 0.0. Defaults to `0`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -203,33 +275,63 @@ async def submit_async(
     seed: int | None = 8069,
     duration: float | None = 10,
     start_offset: float | None = 0,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `8069`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        start_offset: The start offset in seconds to start the audio generation from. At
+            least 0.0. Defaults to `0`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -238,8 +340,8 @@ async def subscribe_async(
     seed: int | None = 8069,
     duration: float | None = 10,
     start_offset: float | None = 0,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -247,24 +349,53 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `8069`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        start_offset: The start offset in seconds to start the audio generation from. At
+            least 0.0. Defaults to `0`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -273,8 +404,8 @@ async def run_async(
     seed: int | None = 8069,
     duration: float | None = 10,
     start_offset: float | None = 0,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -282,8 +413,37 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: A video url that can accessed from the API to process and add sound
+            effects. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        text_prompt: Additional description to guide the model. Defaults to `None`.
+        num_samples: The number of samples to generate from the model. Between 2 and 8.
+            Defaults to `2`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. At least 1. Defaults to `8069`.
+        duration: The duration of the generated audio in seconds. Between 1.0 and 10.0.
+            Defaults to `10`.
+        start_offset: The start offset in seconds to start the audio generation from. At
+            least 0.0. Defaults to `0`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

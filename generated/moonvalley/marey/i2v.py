@@ -5,79 +5,20 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate a video from"""
-    dimensions: Annotated[
-        Literal["1920x1080", "1080x1920", "1152x1152", "1536x1152", "1152x1536"],
-        Field(title="Dimensions"),
-    ] = "1920x1080"
-    """The dimensions of the generated video in width x height format."""
-    duration: Annotated[Literal["5s", "10s"], Field(title="Duration")] = "5s"
-    """The duration of the generated video."""
-    negative_prompt: Annotated[str | None, Field(title="Negative Prompt")] = (
-        "<synthetic> <scene cut> low-poly, flat shader, bad rigging, stiff animation, uncanny eyes, low-quality textures, looping glitch, cheap effect, overbloom, bloom spam, default lighting, game asset, stiff face, ugly specular, AI artifacts"
-    )
-    """Negative prompt used to guide the model away from undesirable features."""
-    seed: Annotated[int | None, Field(title="Seed")] = -1
-    """Seed for random number generation. Use -1 for random seed each run."""
-    guidance_scale: Annotated[float | None, Field(title="Guidance Scale")] = None
-    """Controls how strongly the generation is guided by the prompt (0-20). Higher values follow the prompt more closely."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the image to use as the first frame of the video."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Dimensions",
     "File",
     "Input",
     "Output",
@@ -90,32 +31,75 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "moonvalley/marey/i2v"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Dimensions: TypeAlias = Literal[
+    "1920x1080", "1080x1920", "1152x1152", "1536x1152", "1152x1536"
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate a video from"""
+    dimensions: Dimensions = "1920x1080"
+    """The dimensions of the generated video in width x height format."""
+    duration: Literal["5s", "10s"] = "5s"
+    """The duration of the generated video."""
+    negative_prompt: str | None = (
+        "<synthetic> <scene cut> low-poly, flat shader, bad rigging, stiff animation, uncanny eyes, low-quality textures, looping glitch, cheap effect, overbloom, bloom spam, default lighting, game asset, stiff face, ugly specular, AI artifacts"
+    )
+    """Negative prompt used to guide the model away from undesirable features."""
+    seed: int | None = -1
+    """Seed for random number generation. Use -1 for random seed each run."""
+    guidance_scale: float | None = None
+    """Controls how strongly the generation is guided by the prompt (0-20). Higher
+    values follow the prompt more closely."""
+    image_url: FileInput
+    """The URL of the image to use as the first frame of the video."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    dimensions: Literal[
-        "1920x1080", "1080x1920", "1152x1152", "1536x1152", "1152x1536"
-    ] = "1920x1080",
+    dimensions: Dimensions = "1920x1080",
     duration: Literal["5s", "10s"] = "5s",
     negative_prompt: (
         str | None
@@ -123,39 +107,71 @@ def submit(
     seed: int | None = -1,
     guidance_scale: float | None = None,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate a video from. Required.
+        dimensions: The dimensions of the generated video in width x height format.
+            Defaults to `"1920x1080"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        negative_prompt: Negative prompt used to guide the model away from undesirable
+            features. Defaults to `"<synthetic> <scene cut> low-poly, flat shader, bad
+            rigging, stiff animation, uncanny eyes, low-quality textures, looping
+            glitch, cheap effect, overbloom, bloom spam, default lighting, game asset,
+            stiff face, ugly specular, AI artifacts"`.
+        seed: Seed for random number generation. Use -1 for random seed each run.
+            Defaults to `-1`.
+        guidance_scale: Controls how strongly the generation is guided by the prompt
+            (0-20). Higher values follow the prompt more closely. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame of the video. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    dimensions: Literal[
-        "1920x1080", "1080x1920", "1152x1152", "1536x1152", "1152x1536"
-    ] = "1920x1080",
+    dimensions: Dimensions = "1920x1080",
     duration: Literal["5s", "10s"] = "5s",
     negative_prompt: (
         str | None
@@ -163,8 +179,8 @@ def subscribe(
     seed: int | None = -1,
     guidance_scale: float | None = None,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -172,30 +188,61 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate a video from. Required.
+        dimensions: The dimensions of the generated video in width x height format.
+            Defaults to `"1920x1080"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        negative_prompt: Negative prompt used to guide the model away from undesirable
+            features. Defaults to `"<synthetic> <scene cut> low-poly, flat shader, bad
+            rigging, stiff animation, uncanny eyes, low-quality textures, looping
+            glitch, cheap effect, overbloom, bloom spam, default lighting, game asset,
+            stiff face, ugly specular, AI artifacts"`.
+        seed: Seed for random number generation. Use -1 for random seed each run.
+            Defaults to `-1`.
+        guidance_scale: Controls how strongly the generation is guided by the prompt
+            (0-20). Higher values follow the prompt more closely. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame of the video. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    dimensions: Literal[
-        "1920x1080", "1080x1920", "1152x1152", "1536x1152", "1152x1536"
-    ] = "1920x1080",
+    dimensions: Dimensions = "1920x1080",
     duration: Literal["5s", "10s"] = "5s",
     negative_prompt: (
         str | None
@@ -203,8 +250,8 @@ def run(
     seed: int | None = -1,
     guidance_scale: float | None = None,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -212,30 +259,61 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate a video from. Required.
+        dimensions: The dimensions of the generated video in width x height format.
+            Defaults to `"1920x1080"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        negative_prompt: Negative prompt used to guide the model away from undesirable
+            features. Defaults to `"<synthetic> <scene cut> low-poly, flat shader, bad
+            rigging, stiff animation, uncanny eyes, low-quality textures, looping
+            glitch, cheap effect, overbloom, bloom spam, default lighting, game asset,
+            stiff face, ugly specular, AI artifacts"`.
+        seed: Seed for random number generation. Use -1 for random seed each run.
+            Defaults to `-1`.
+        guidance_scale: Controls how strongly the generation is guided by the prompt
+            (0-20). Higher values follow the prompt more closely. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame of the video. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    dimensions: Literal[
-        "1920x1080", "1080x1920", "1152x1152", "1536x1152", "1152x1536"
-    ] = "1920x1080",
+    dimensions: Dimensions = "1920x1080",
     duration: Literal["5s", "10s"] = "5s",
     negative_prompt: (
         str | None
@@ -243,39 +321,71 @@ async def submit_async(
     seed: int | None = -1,
     guidance_scale: float | None = None,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate a video from. Required.
+        dimensions: The dimensions of the generated video in width x height format.
+            Defaults to `"1920x1080"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        negative_prompt: Negative prompt used to guide the model away from undesirable
+            features. Defaults to `"<synthetic> <scene cut> low-poly, flat shader, bad
+            rigging, stiff animation, uncanny eyes, low-quality textures, looping
+            glitch, cheap effect, overbloom, bloom spam, default lighting, game asset,
+            stiff face, ugly specular, AI artifacts"`.
+        seed: Seed for random number generation. Use -1 for random seed each run.
+            Defaults to `-1`.
+        guidance_scale: Controls how strongly the generation is guided by the prompt
+            (0-20). Higher values follow the prompt more closely. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame of the video. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    dimensions: Literal[
-        "1920x1080", "1080x1920", "1152x1152", "1536x1152", "1152x1536"
-    ] = "1920x1080",
+    dimensions: Dimensions = "1920x1080",
     duration: Literal["5s", "10s"] = "5s",
     negative_prompt: (
         str | None
@@ -283,8 +393,8 @@ async def subscribe_async(
     seed: int | None = -1,
     guidance_scale: float | None = None,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -292,30 +402,61 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate a video from. Required.
+        dimensions: The dimensions of the generated video in width x height format.
+            Defaults to `"1920x1080"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        negative_prompt: Negative prompt used to guide the model away from undesirable
+            features. Defaults to `"<synthetic> <scene cut> low-poly, flat shader, bad
+            rigging, stiff animation, uncanny eyes, low-quality textures, looping
+            glitch, cheap effect, overbloom, bloom spam, default lighting, game asset,
+            stiff face, ugly specular, AI artifacts"`.
+        seed: Seed for random number generation. Use -1 for random seed each run.
+            Defaults to `-1`.
+        guidance_scale: Controls how strongly the generation is guided by the prompt
+            (0-20). Higher values follow the prompt more closely. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame of the video. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    dimensions: Literal[
-        "1920x1080", "1080x1920", "1152x1152", "1536x1152", "1152x1536"
-    ] = "1920x1080",
+    dimensions: Dimensions = "1920x1080",
     duration: Literal["5s", "10s"] = "5s",
     negative_prompt: (
         str | None
@@ -323,8 +464,8 @@ async def run_async(
     seed: int | None = -1,
     guidance_scale: float | None = None,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -332,8 +473,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate a video from. Required.
+        dimensions: The dimensions of the generated video in width x height format.
+            Defaults to `"1920x1080"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        negative_prompt: Negative prompt used to guide the model away from undesirable
+            features. Defaults to `"<synthetic> <scene cut> low-poly, flat shader, bad
+            rigging, stiff animation, uncanny eyes, low-quality textures, looping
+            glitch, cheap effect, overbloom, bloom spam, default lighting, game asset,
+            stiff face, ugly specular, AI artifacts"`.
+        seed: Seed for random number generation. Use -1 for random seed each run.
+            Defaults to `-1`.
+        guidance_scale: Controls how strongly the generation is guided by the prompt
+            (0-20). Higher values follow the prompt more closely. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame of the video. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

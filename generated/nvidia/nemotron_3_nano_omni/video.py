@@ -5,71 +5,15 @@ Category: text."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(min_length=1, title="Prompt")]
-    """Text prompt to send to the model. English only."""
-    system_prompt: Annotated[str | None, Field(title="System Prompt")] = None
-    """Optional system prompt to steer the model. If omitted, the reasoning_mode control token is used as the system message."""
-    reasoning_mode: Annotated[
-        Literal["think", "no_think"], Field(title="Reasoning Mode")
-    ] = "no_think"
-    """Whether the model should emit an explicit reasoning trace. `no_think` returns a direct answer; `think` returns chain-of-thought followed by the final answer."""
-    max_tokens: Annotated[int, Field(ge=1, le=20000, title="Max Tokens")] = 1024
-    """Maximum number of tokens to generate."""
-    temperature: Annotated[float, Field(ge=0.0, le=2.0, title="Temperature")] = 0.7
-    """Sampling temperature. Lower is more deterministic."""
-    top_p: Annotated[float, Field(ge=0.0, le=1.0, title="Top P")] = 0.95
-    """Nucleus sampling probability mass."""
-    video_url: Annotated[FileInput, Field(title="Video URL")]
-    """URL of the video to reason about. mp4, up to 1080p, max 2 minutes."""
-
-
-class Output(FalModel):
-    output: Annotated[str, Field(title="Output")]
-    """Generated text response."""
-    finish_reason: Annotated[str, Field(title="Finish Reason")] = "stop"
-    """Reason generation stopped."""
-    usage: UsageInfo
-    """Token usage for the request."""
-
-
-class UsageInfo(FalModel):
-    input_tokens: Annotated[int, Field(title="Input Tokens")]
-    """Number of input tokens processed."""
-    output_tokens: Annotated[int, Field(title="Output Tokens")]
-    """Number of output tokens generated."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -86,26 +30,65 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "nvidia/nemotron-3-nano-omni/video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(min_length=1)]
+    """Text prompt to send to the model. English only."""
+    system_prompt: str | None = None
+    """Optional system prompt to steer the model. If omitted, the reasoning_mode control
+    token is used as the system message."""
+    reasoning_mode: Literal["think", "no_think"] = "no_think"
+    """Whether the model should emit an explicit reasoning trace. `no_think` returns a
+    direct answer; `think` returns chain-of-thought followed by the final answer."""
+    max_tokens: Annotated[int, Field(ge=1, le=20000)] = 1024
+    """Maximum number of tokens to generate."""
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
+    """Sampling temperature. Lower is more deterministic."""
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.95
+    """Nucleus sampling probability mass."""
+    video_url: FileInput
+    """URL of the video to reason about. mp4, up to 1080p, max 2 minutes."""
+
+
+class Output(FalModel):
+    output: str
+    """Generated text response."""
+    finish_reason: str = "stop"
+    """Reason generation stopped."""
+    usage: UsageInfo
+    """Token usage for the request."""
+
+
+class UsageInfo(FalModel):
+    input_tokens: int
+    """Number of input tokens processed."""
+    output_tokens: int
+    """Number of output tokens generated."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -115,33 +98,68 @@ def submit(
     temperature: float = 0.7,
     top_p: float = 0.95,
     video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to send to the model. English only. Length at least 1.
+            Required.
+        system_prompt: Optional system prompt to steer the model. If omitted, the
+            reasoning_mode control token is used as the system message. Defaults to
+            `None`.
+        reasoning_mode: Whether the model should emit an explicit reasoning trace.
+            `no_think` returns a direct answer; `think` returns chain-of-thought
+            followed by the final answer. Defaults to `"no_think"`.
+        max_tokens: Maximum number of tokens to generate. Between 1 and 20000. Defaults
+            to `1024`.
+        temperature: Sampling temperature. Lower is more deterministic. Between 0.0 and
+            2.0. Defaults to `0.7`.
+        top_p: Nucleus sampling probability mass. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        video_url: URL of the video to reason about. mp4, up to 1080p, max 2 minutes. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -151,8 +169,8 @@ def subscribe(
     temperature: float = 0.7,
     top_p: float = 0.95,
     video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -160,24 +178,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to send to the model. English only. Length at least 1.
+            Required.
+        system_prompt: Optional system prompt to steer the model. If omitted, the
+            reasoning_mode control token is used as the system message. Defaults to
+            `None`.
+        reasoning_mode: Whether the model should emit an explicit reasoning trace.
+            `no_think` returns a direct answer; `think` returns chain-of-thought
+            followed by the final answer. Defaults to `"no_think"`.
+        max_tokens: Maximum number of tokens to generate. Between 1 and 20000. Defaults
+            to `1024`.
+        temperature: Sampling temperature. Lower is more deterministic. Between 0.0 and
+            2.0. Defaults to `0.7`.
+        top_p: Nucleus sampling probability mass. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        video_url: URL of the video to reason about. mp4, up to 1080p, max 2 minutes. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -187,8 +239,8 @@ def run(
     temperature: float = 0.7,
     top_p: float = 0.95,
     video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -196,24 +248,58 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to send to the model. English only. Length at least 1.
+            Required.
+        system_prompt: Optional system prompt to steer the model. If omitted, the
+            reasoning_mode control token is used as the system message. Defaults to
+            `None`.
+        reasoning_mode: Whether the model should emit an explicit reasoning trace.
+            `no_think` returns a direct answer; `think` returns chain-of-thought
+            followed by the final answer. Defaults to `"no_think"`.
+        max_tokens: Maximum number of tokens to generate. Between 1 and 20000. Defaults
+            to `1024`.
+        temperature: Sampling temperature. Lower is more deterministic. Between 0.0 and
+            2.0. Defaults to `0.7`.
+        top_p: Nucleus sampling probability mass. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        video_url: URL of the video to reason about. mp4, up to 1080p, max 2 minutes. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -223,33 +309,68 @@ async def submit_async(
     temperature: float = 0.7,
     top_p: float = 0.95,
     video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to send to the model. English only. Length at least 1.
+            Required.
+        system_prompt: Optional system prompt to steer the model. If omitted, the
+            reasoning_mode control token is used as the system message. Defaults to
+            `None`.
+        reasoning_mode: Whether the model should emit an explicit reasoning trace.
+            `no_think` returns a direct answer; `think` returns chain-of-thought
+            followed by the final answer. Defaults to `"no_think"`.
+        max_tokens: Maximum number of tokens to generate. Between 1 and 20000. Defaults
+            to `1024`.
+        temperature: Sampling temperature. Lower is more deterministic. Between 0.0 and
+            2.0. Defaults to `0.7`.
+        top_p: Nucleus sampling probability mass. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        video_url: URL of the video to reason about. mp4, up to 1080p, max 2 minutes. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -259,8 +380,8 @@ async def subscribe_async(
     temperature: float = 0.7,
     top_p: float = 0.95,
     video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -268,24 +389,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to send to the model. English only. Length at least 1.
+            Required.
+        system_prompt: Optional system prompt to steer the model. If omitted, the
+            reasoning_mode control token is used as the system message. Defaults to
+            `None`.
+        reasoning_mode: Whether the model should emit an explicit reasoning trace.
+            `no_think` returns a direct answer; `think` returns chain-of-thought
+            followed by the final answer. Defaults to `"no_think"`.
+        max_tokens: Maximum number of tokens to generate. Between 1 and 20000. Defaults
+            to `1024`.
+        temperature: Sampling temperature. Lower is more deterministic. Between 0.0 and
+            2.0. Defaults to `0.7`.
+        top_p: Nucleus sampling probability mass. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        video_url: URL of the video to reason about. mp4, up to 1080p, max 2 minutes. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -295,8 +450,8 @@ async def run_async(
     temperature: float = 0.7,
     top_p: float = 0.95,
     video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -304,8 +459,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt to send to the model. English only. Length at least 1.
+            Required.
+        system_prompt: Optional system prompt to steer the model. If omitted, the
+            reasoning_mode control token is used as the system message. Defaults to
+            `None`.
+        reasoning_mode: Whether the model should emit an explicit reasoning trace.
+            `no_think` returns a direct answer; `think` returns chain-of-thought
+            followed by the final answer. Defaults to `"no_think"`.
+        max_tokens: Maximum number of tokens to generate. Between 1 and 20000. Defaults
+            to `1024`.
+        temperature: Sampling temperature. Lower is more deterministic. Between 0.0 and
+            2.0. Defaults to `0.7`.
+        top_p: Nucleus sampling probability mass. Between 0.0 and 1.0. Defaults to
+            `0.95`.
+        video_url: URL of the video to reason about. mp4, up to 1080p, max 2 minutes. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,95 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(max_length=32000, min_length=2, title="Prompt")]
-    """The prompt for image generation"""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "auto",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "landscape_4_3"
-    """The size of the generated image. Supports preset names, explicit {width, height}, or 'auto' to let the model pick the best size. Concrete sizes must have both dimensions as multiples of 16, max edge 3840px, aspect ratio <= 3:1, total pixels between 655,360 and 8,294,400."""
-    quality: Annotated[
-        Literal["auto", "low", "medium", "high"], Field(title="Quality")
-    ] = "high"
-    """Quality for the generated image. Use 'auto' to let the model pick the best quality for the prompt."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Number of Images")] = 1
-    """Number of images to generate"""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "png"
-    """Output format for the images"""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """The generated images."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
+    "Quality",
     "ImageFile",
     "ImageSize",
     "Input",
@@ -107,92 +33,168 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "openai/gpt-image-2"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+    "auto",
+]
+
+
+Quality: TypeAlias = Literal["auto", "low", "medium", "high"]
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=32000, min_length=2)]
+    """The prompt for image generation"""
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "landscape_4_3"
+    """The size of the generated image. Supports preset names, explicit {width, height},
+    or 'auto' to let the model pick the best size. Concrete sizes must have both
+    dimensions as multiples of 16, max edge 3840px, aspect ratio <= 3:1, total pixels
+    between 655,360 and 8,294,400."""
+    quality: Quality = "high"
+    """Quality for the generated image. Use 'auto' to let the model pick the best
+    quality for the prompt."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate"""
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+    """Output format for the images"""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    images: list[ImageFile]
+    """The generated images."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "auto",
-        ]
-    ) = "landscape_4_3",
-    quality: Literal["auto", "low", "medium", "high"] = "high",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
+    quality: Quality = "high",
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image generation. Length 2 to 32000. Required.
+        image_size: The size of the generated image. Supports preset names, explicit
+            {width, height}, or 'auto' to let the model pick the best size. Concrete
+            sizes must have both dimensions as multiples of 16, max edge 3840px, aspect
+            ratio <= 3:1, total pixels between 655,360 and 8,294,400. Defaults to
+            `"landscape_4_3"`.
+        quality: Quality for the generated image. Use 'auto' to let the model pick the
+            best quality for the prompt. Defaults to `"high"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Output format for the images. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "auto",
-        ]
-    ) = "landscape_4_3",
-    quality: Literal["auto", "low", "medium", "high"] = "high",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
+    quality: Quality = "high",
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -200,45 +202,63 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image generation. Length 2 to 32000. Required.
+        image_size: The size of the generated image. Supports preset names, explicit
+            {width, height}, or 'auto' to let the model pick the best size. Concrete
+            sizes must have both dimensions as multiples of 16, max edge 3840px, aspect
+            ratio <= 3:1, total pixels between 655,360 and 8,294,400. Defaults to
+            `"landscape_4_3"`.
+        quality: Quality for the generated image. Use 'auto' to let the model pick the
+            best quality for the prompt. Defaults to `"high"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Output format for the images. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "auto",
-        ]
-    ) = "landscape_4_3",
-    quality: Literal["auto", "low", "medium", "high"] = "high",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
+    quality: Quality = "high",
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -246,91 +266,128 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image generation. Length 2 to 32000. Required.
+        image_size: The size of the generated image. Supports preset names, explicit
+            {width, height}, or 'auto' to let the model pick the best size. Concrete
+            sizes must have both dimensions as multiples of 16, max edge 3840px, aspect
+            ratio <= 3:1, total pixels between 655,360 and 8,294,400. Defaults to
+            `"landscape_4_3"`.
+        quality: Quality for the generated image. Use 'auto' to let the model pick the
+            best quality for the prompt. Defaults to `"high"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Output format for the images. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "auto",
-        ]
-    ) = "landscape_4_3",
-    quality: Literal["auto", "low", "medium", "high"] = "high",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
+    quality: Quality = "high",
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image generation. Length 2 to 32000. Required.
+        image_size: The size of the generated image. Supports preset names, explicit
+            {width, height}, or 'auto' to let the model pick the best size. Concrete
+            sizes must have both dimensions as multiples of 16, max edge 3840px, aspect
+            ratio <= 3:1, total pixels between 655,360 and 8,294,400. Defaults to
+            `"landscape_4_3"`.
+        quality: Quality for the generated image. Use 'auto' to let the model pick the
+            best quality for the prompt. Defaults to `"high"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Output format for the images. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "auto",
-        ]
-    ) = "landscape_4_3",
-    quality: Literal["auto", "low", "medium", "high"] = "high",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
+    quality: Quality = "high",
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -338,45 +395,63 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image generation. Length 2 to 32000. Required.
+        image_size: The size of the generated image. Supports preset names, explicit
+            {width, height}, or 'auto' to let the model pick the best size. Concrete
+            sizes must have both dimensions as multiples of 16, max edge 3840px, aspect
+            ratio <= 3:1, total pixels between 655,360 and 8,294,400. Defaults to
+            `"landscape_4_3"`.
+        quality: Quality for the generated image. Use 'auto' to let the model pick the
+            best quality for the prompt. Defaults to `"high"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Output format for the images. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "auto",
-        ]
-    ) = "landscape_4_3",
-    quality: Literal["auto", "low", "medium", "high"] = "high",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
+    quality: Quality = "high",
     num_images: int = 1,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -384,8 +459,37 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt for image generation. Length 2 to 32000. Required.
+        image_size: The size of the generated image. Supports preset names, explicit
+            {width, height}, or 'auto' to let the model pick the best size. Concrete
+            sizes must have both dimensions as multiples of 16, max edge 3840px, aspect
+            ratio <= 3:1, total pixels between 655,360 and 8,294,400. Defaults to
+            `"landscape_4_3"`.
+        quality: Quality for the generated image. Use 'auto' to let the model pick the
+            best quality for the prompt. Defaults to `"high"`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: Output format for the images. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,90 +5,20 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Audio(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    file_data: Annotated[bytes | None, Field(title="File Data")] = None
-    """File data"""
-
-
-class Input(FalModel):
-    """Input parameters for the speech-to-speech request."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    source_audio_url: Annotated[FileInput, Field(title="Source Audio Url")]
-    """URL to the source audio file to be voice-converted."""
-    target_voice: Annotated[
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None,
-        Field(title="Target Voice"),
-    ] = None
-    """The voice to use for the speech-to-speech request. If neither target_voice nor target_voice_audio_url are provided, a random target voice will be used."""
-    target_voice_audio_url: Annotated[
-        FileInput | None, Field(title="Target Voice Audio Url")
-    ] = None
-    """URL to the audio file which represents the voice of the output audio. If provided, this will override the target_voice setting. If neither target_voice nor target_voice_audio_url are provided, the default target voice will be used."""
-    high_quality_audio: Annotated[bool, Field(title="High Quality Audio")] = False
-    """If True, the generated audio will be upscaled to 48kHz. The generation of the audio will take longer, but the quality will be higher. If False, the generated audio will be 24kHz. """
-
-
-class Output(FalModel):
-    """Output parameters for the speech-to-speech request."""
-
-    audio: Annotated[Audio, Field(title="Audio")]
-    """The generated voice-converted audio file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "TargetVoice",
     "Audio",
     "Input",
     "Output",
@@ -101,93 +31,146 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "resemble-ai/chatterboxhd/speech-to-speech"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+TargetVoice: TypeAlias = Literal[
+    "Aurora", "Blade", "Britney", "Carl", "Cliff", "Richard", "Rico", "Siobhan", "Vicky"
+]
+
+
+class Audio(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    file_data: bytes | None = None
+    """File data"""
+
+
+class Input(FalModel):
+    """Input parameters for the speech-to-speech request."""
+
+    source_audio_url: FileInput
+    """URL to the source audio file to be voice-converted."""
+    target_voice: TargetVoice | None = None
+    """The voice to use for the speech-to-speech request. If neither target_voice nor
+    target_voice_audio_url are provided, a random target voice will be used."""
+    target_voice_audio_url: FileInput | None = None
+    """URL to the audio file which represents the voice of the output audio. If
+    provided, this will override the target_voice setting. If neither target_voice nor
+    target_voice_audio_url are provided, the default target voice will be used."""
+    high_quality_audio: bool = False
+    """If True, the generated audio will be upscaled to 48kHz. The generation of the
+    audio will take longer, but the quality will be higher. If False, the generated
+    audio will be 24kHz. """
+
+
+class Output(FalModel):
+    """Output parameters for the speech-to-speech request."""
+
+    audio: Audio
+    """The generated voice-converted audio file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["source_audio_url", "target_voice_audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     source_audio_url: FileInput,
-    target_voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    target_voice: TargetVoice | None = None,
     target_voice_audio_url: FileInput | None = None,
     high_quality_audio: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_audio_url: URL to the source audio file to be voice-converted. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        target_voice: The voice to use for the speech-to-speech request. If neither
+            target_voice nor target_voice_audio_url are provided, a random target voice
+            will be used. Defaults to `None`.
+        target_voice_audio_url: URL to the audio file which represents the voice of the
+            output audio. If provided, this will override the target_voice setting. If
+            neither target_voice nor target_voice_audio_url are provided, the default
+            target voice will be used. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     source_audio_url: FileInput,
-    target_voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    target_voice: TargetVoice | None = None,
     target_voice_audio_url: FileInput | None = None,
     high_quality_audio: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -195,45 +178,63 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_audio_url: URL to the source audio file to be voice-converted. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        target_voice: The voice to use for the speech-to-speech request. If neither
+            target_voice nor target_voice_audio_url are provided, a random target voice
+            will be used. Defaults to `None`.
+        target_voice_audio_url: URL to the audio file which represents the voice of the
+            output audio. If provided, this will override the target_voice setting. If
+            neither target_voice nor target_voice_audio_url are provided, the default
+            target voice will be used. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     source_audio_url: FileInput,
-    target_voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    target_voice: TargetVoice | None = None,
     target_voice_audio_url: FileInput | None = None,
     high_quality_audio: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -241,91 +242,128 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_audio_url: URL to the source audio file to be voice-converted. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        target_voice: The voice to use for the speech-to-speech request. If neither
+            target_voice nor target_voice_audio_url are provided, a random target voice
+            will be used. Defaults to `None`.
+        target_voice_audio_url: URL to the audio file which represents the voice of the
+            output audio. If provided, this will override the target_voice setting. If
+            neither target_voice nor target_voice_audio_url are provided, the default
+            target voice will be used. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     source_audio_url: FileInput,
-    target_voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    target_voice: TargetVoice | None = None,
     target_voice_audio_url: FileInput | None = None,
     high_quality_audio: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_audio_url: URL to the source audio file to be voice-converted. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        target_voice: The voice to use for the speech-to-speech request. If neither
+            target_voice nor target_voice_audio_url are provided, a random target voice
+            will be used. Defaults to `None`.
+        target_voice_audio_url: URL to the audio file which represents the voice of the
+            output audio. If provided, this will override the target_voice setting. If
+            neither target_voice nor target_voice_audio_url are provided, the default
+            target voice will be used. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     source_audio_url: FileInput,
-    target_voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    target_voice: TargetVoice | None = None,
     target_voice_audio_url: FileInput | None = None,
     high_quality_audio: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -333,45 +371,63 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_audio_url: URL to the source audio file to be voice-converted. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        target_voice: The voice to use for the speech-to-speech request. If neither
+            target_voice nor target_voice_audio_url are provided, a random target voice
+            will be used. Defaults to `None`.
+        target_voice_audio_url: URL to the audio file which represents the voice of the
+            output audio. If provided, this will override the target_voice setting. If
+            neither target_voice nor target_voice_audio_url are provided, the default
+            target voice will be used. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     source_audio_url: FileInput,
-    target_voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    target_voice: TargetVoice | None = None,
     target_voice_audio_url: FileInput | None = None,
     high_quality_audio: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -379,8 +435,39 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        source_audio_url: URL to the source audio file to be voice-converted. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        target_voice: The voice to use for the speech-to-speech request. If neither
+            target_voice nor target_voice_audio_url are provided, a random target voice
+            will be used. Defaults to `None`.
+        target_voice_audio_url: URL to the audio file which represents the voice of the
+            output audio. If provided, this will override the target_voice setting. If
+            neither target_voice nor target_voice_audio_url are provided, the default
+            target voice will be used. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

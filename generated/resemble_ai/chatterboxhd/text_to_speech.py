@@ -5,98 +5,21 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Audio(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    file_data: Annotated[bytes | None, Field(title="File Data")] = None
-    """File data"""
-
-
-class Input(FalModel):
-    """Input parameters for the TTS request."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    text: Annotated[str, Field(title="Text")] = (
-        "My name is Maximus Decimus Meridius, commander of the Armies of the North, General of the Felix Legions and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered son, husband to a murdered wife. And I will have my vengeance, in this life or the next."
-    )
-    """Text to synthesize into speech."""
-    voice: Annotated[
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None,
-        Field(title="Voice"),
-    ] = None
-    """The voice to use for the TTS request. If neither voice nor audio are provided, a random voice will be used."""
-    audio_url: Annotated[FileInput | None, Field(title="Audio Url")] = None
-    """URL to the audio sample to use as a voice prompt for zero-shot TTS voice cloning. Providing a audio sample will override the voice setting. If neither voice nor audio_url are provided, a random voice will be used."""
-    exaggeration: Annotated[float, Field(ge=0.25, le=2.0, title="Exaggeration")] = 0.5
-    """Controls emotion exaggeration. Range typically 0.25 to 2.0."""
-    cfg: Annotated[float, Field(ge=0.0, le=1.0, title="Cfg")] = 0.5
-    """Classifier-free guidance scale (CFG) controls the conditioning factor. Range typically 0.2 to 1.0. For expressive or dramatic speech, try lower cfg values (e.g. ~0.3) and increase exaggeration to around 0.7 or higher. If the reference speaker has a fast speaking style, lowering cfg to around 0.3 can improve pacing."""
-    high_quality_audio: Annotated[bool, Field(title="High Quality Audio")] = False
-    """If True, the generated audio will be upscaled to 48kHz. The generation of the audio will take longer, but the quality will be higher. If False, the generated audio will be 24kHz. """
-    seed: Annotated[int, Field(ge=0, title="Seed")] = 0
-    """Useful to control the reproducibility of the generated audio. Assuming all other properties didn't change, a fixed seed should always generate the exact same audio file. Set to 0 for random seed."""
-    temperature: Annotated[float, Field(ge=0.05, le=5.0, title="Temperature")] = 0.8
-    """Controls the randomness of generation. Range typically 0.05 to 5."""
-
-
-class Output(FalModel):
-    """Output parameters for the TTS request."""
-
-    audio: Annotated[Audio, Field(title="Audio")]
-    """The generated audio file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Voice",
     "Audio",
     "Input",
     "Output",
@@ -109,101 +32,183 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "resemble-ai/chatterboxhd/text-to-speech"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Voice: TypeAlias = Literal[
+    "Aurora", "Blade", "Britney", "Carl", "Cliff", "Richard", "Rico", "Siobhan", "Vicky"
+]
+
+
+class Audio(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    file_data: bytes | None = None
+    """File data"""
+
+
+class Input(FalModel):
+    """Input parameters for the TTS request."""
+
+    text: str = (
+        "My name is Maximus Decimus Meridius, commander of the Armies of the North, General of the Felix Legions and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered son, husband to a murdered wife. And I will have my vengeance, in this life or the next."
+    )
+    """Text to synthesize into speech."""
+    voice: Voice | None = None
+    """The voice to use for the TTS request. If neither voice nor audio are provided, a
+    random voice will be used."""
+    audio_url: FileInput | None = None
+    """URL to the audio sample to use as a voice prompt for zero-shot TTS voice cloning.
+    Providing a audio sample will override the voice setting. If neither voice nor
+    audio_url are provided, a random voice will be used."""
+    exaggeration: Annotated[float, Field(ge=0.25, le=2.0)] = 0.5
+    """Controls emotion exaggeration. Range typically 0.25 to 2.0."""
+    cfg: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Classifier-free guidance scale (CFG) controls the conditioning factor. Range
+    typically 0.2 to 1.0. For expressive or dramatic speech, try lower cfg values (e.g.
+    ~0.3) and increase exaggeration to around 0.7 or higher. If the reference speaker
+    has a fast speaking style, lowering cfg to around 0.3 can improve pacing."""
+    high_quality_audio: bool = False
+    """If True, the generated audio will be upscaled to 48kHz. The generation of the
+    audio will take longer, but the quality will be higher. If False, the generated
+    audio will be 24kHz. """
+    seed: Annotated[int, Field(ge=0)] = 0
+    """Useful to control the reproducibility of the generated audio. Assuming all other
+    properties didn't change, a fixed seed should always generate the exact same audio
+    file. Set to 0 for random seed."""
+    temperature: Annotated[float, Field(ge=0.05, le=5.0)] = 0.8
+    """Controls the randomness of generation. Range typically 0.05 to 5."""
+
+
+class Output(FalModel):
+    """Output parameters for the TTS request."""
+
+    audio: Audio
+    """The generated audio file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     text: str = "My name is Maximus Decimus Meridius, commander of the Armies of the North, General of the Felix Legions and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered son, husband to a murdered wife. And I will have my vengeance, in this life or the next.",
-    voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     exaggeration: float = 0.5,
     cfg: float = 0.5,
     high_quality_audio: bool = False,
     seed: int = 0,
     temperature: float = 0.8,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: Text to synthesize into speech. Defaults to `"My name is Maximus Decimus
+            Meridius, commander of the Armies of the North, General of the Felix Legions
+            and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered
+            son, husband to a murdered wife. And I will have my vengeance, in this life
+            or the next."`.
+        voice: The voice to use for the TTS request. If neither voice nor audio are
+            provided, a random voice will be used. Defaults to `None`.
+        audio_url: URL to the audio sample to use as a voice prompt for zero-shot TTS
+            voice cloning. Providing a audio sample will override the voice setting. If
+            neither voice nor audio_url are provided, a random voice will be used. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        exaggeration: Controls emotion exaggeration. Range typically 0.25 to 2.0.
+            Between 0.25 and 2.0. Defaults to `0.5`.
+        cfg: Classifier-free guidance scale (CFG) controls the conditioning factor.
+            Range typically 0.2 to 1.0. For expressive or dramatic speech, try lower cfg
+            values (e.g. ~0.3) and increase exaggeration to around 0.7 or higher. If the
+            reference speaker has a fast speaking style, lowering cfg to around 0.3 can
+            improve pacing. Between 0.0 and 1.0. Defaults to `0.5`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed. At least 0. Defaults to
+            `0`.
+        temperature: Controls the randomness of generation. Range typically 0.05 to 5.
+            Between 0.05 and 5.0. Defaults to `0.8`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     text: str = "My name is Maximus Decimus Meridius, commander of the Armies of the North, General of the Felix Legions and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered son, husband to a murdered wife. And I will have my vengeance, in this life or the next.",
-    voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     exaggeration: float = 0.5,
     cfg: float = 0.5,
     high_quality_audio: bool = False,
     seed: int = 0,
     temperature: float = 0.8,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -211,49 +216,81 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: Text to synthesize into speech. Defaults to `"My name is Maximus Decimus
+            Meridius, commander of the Armies of the North, General of the Felix Legions
+            and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered
+            son, husband to a murdered wife. And I will have my vengeance, in this life
+            or the next."`.
+        voice: The voice to use for the TTS request. If neither voice nor audio are
+            provided, a random voice will be used. Defaults to `None`.
+        audio_url: URL to the audio sample to use as a voice prompt for zero-shot TTS
+            voice cloning. Providing a audio sample will override the voice setting. If
+            neither voice nor audio_url are provided, a random voice will be used. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        exaggeration: Controls emotion exaggeration. Range typically 0.25 to 2.0.
+            Between 0.25 and 2.0. Defaults to `0.5`.
+        cfg: Classifier-free guidance scale (CFG) controls the conditioning factor.
+            Range typically 0.2 to 1.0. For expressive or dramatic speech, try lower cfg
+            values (e.g. ~0.3) and increase exaggeration to around 0.7 or higher. If the
+            reference speaker has a fast speaking style, lowering cfg to around 0.3 can
+            improve pacing. Between 0.0 and 1.0. Defaults to `0.5`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed. At least 0. Defaults to
+            `0`.
+        temperature: Controls the randomness of generation. Range typically 0.05 to 5.
+            Between 0.05 and 5.0. Defaults to `0.8`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     text: str = "My name is Maximus Decimus Meridius, commander of the Armies of the North, General of the Felix Legions and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered son, husband to a murdered wife. And I will have my vengeance, in this life or the next.",
-    voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     exaggeration: float = 0.5,
     cfg: float = 0.5,
     high_quality_audio: bool = False,
     seed: int = 0,
     temperature: float = 0.8,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -261,99 +298,164 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: Text to synthesize into speech. Defaults to `"My name is Maximus Decimus
+            Meridius, commander of the Armies of the North, General of the Felix Legions
+            and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered
+            son, husband to a murdered wife. And I will have my vengeance, in this life
+            or the next."`.
+        voice: The voice to use for the TTS request. If neither voice nor audio are
+            provided, a random voice will be used. Defaults to `None`.
+        audio_url: URL to the audio sample to use as a voice prompt for zero-shot TTS
+            voice cloning. Providing a audio sample will override the voice setting. If
+            neither voice nor audio_url are provided, a random voice will be used. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        exaggeration: Controls emotion exaggeration. Range typically 0.25 to 2.0.
+            Between 0.25 and 2.0. Defaults to `0.5`.
+        cfg: Classifier-free guidance scale (CFG) controls the conditioning factor.
+            Range typically 0.2 to 1.0. For expressive or dramatic speech, try lower cfg
+            values (e.g. ~0.3) and increase exaggeration to around 0.7 or higher. If the
+            reference speaker has a fast speaking style, lowering cfg to around 0.3 can
+            improve pacing. Between 0.0 and 1.0. Defaults to `0.5`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed. At least 0. Defaults to
+            `0`.
+        temperature: Controls the randomness of generation. Range typically 0.05 to 5.
+            Between 0.05 and 5.0. Defaults to `0.8`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     text: str = "My name is Maximus Decimus Meridius, commander of the Armies of the North, General of the Felix Legions and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered son, husband to a murdered wife. And I will have my vengeance, in this life or the next.",
-    voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     exaggeration: float = 0.5,
     cfg: float = 0.5,
     high_quality_audio: bool = False,
     seed: int = 0,
     temperature: float = 0.8,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: Text to synthesize into speech. Defaults to `"My name is Maximus Decimus
+            Meridius, commander of the Armies of the North, General of the Felix Legions
+            and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered
+            son, husband to a murdered wife. And I will have my vengeance, in this life
+            or the next."`.
+        voice: The voice to use for the TTS request. If neither voice nor audio are
+            provided, a random voice will be used. Defaults to `None`.
+        audio_url: URL to the audio sample to use as a voice prompt for zero-shot TTS
+            voice cloning. Providing a audio sample will override the voice setting. If
+            neither voice nor audio_url are provided, a random voice will be used. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        exaggeration: Controls emotion exaggeration. Range typically 0.25 to 2.0.
+            Between 0.25 and 2.0. Defaults to `0.5`.
+        cfg: Classifier-free guidance scale (CFG) controls the conditioning factor.
+            Range typically 0.2 to 1.0. For expressive or dramatic speech, try lower cfg
+            values (e.g. ~0.3) and increase exaggeration to around 0.7 or higher. If the
+            reference speaker has a fast speaking style, lowering cfg to around 0.3 can
+            improve pacing. Between 0.0 and 1.0. Defaults to `0.5`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed. At least 0. Defaults to
+            `0`.
+        temperature: Controls the randomness of generation. Range typically 0.05 to 5.
+            Between 0.05 and 5.0. Defaults to `0.8`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     text: str = "My name is Maximus Decimus Meridius, commander of the Armies of the North, General of the Felix Legions and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered son, husband to a murdered wife. And I will have my vengeance, in this life or the next.",
-    voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     exaggeration: float = 0.5,
     cfg: float = 0.5,
     high_quality_audio: bool = False,
     seed: int = 0,
     temperature: float = 0.8,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -361,49 +463,81 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: Text to synthesize into speech. Defaults to `"My name is Maximus Decimus
+            Meridius, commander of the Armies of the North, General of the Felix Legions
+            and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered
+            son, husband to a murdered wife. And I will have my vengeance, in this life
+            or the next."`.
+        voice: The voice to use for the TTS request. If neither voice nor audio are
+            provided, a random voice will be used. Defaults to `None`.
+        audio_url: URL to the audio sample to use as a voice prompt for zero-shot TTS
+            voice cloning. Providing a audio sample will override the voice setting. If
+            neither voice nor audio_url are provided, a random voice will be used. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        exaggeration: Controls emotion exaggeration. Range typically 0.25 to 2.0.
+            Between 0.25 and 2.0. Defaults to `0.5`.
+        cfg: Classifier-free guidance scale (CFG) controls the conditioning factor.
+            Range typically 0.2 to 1.0. For expressive or dramatic speech, try lower cfg
+            values (e.g. ~0.3) and increase exaggeration to around 0.7 or higher. If the
+            reference speaker has a fast speaking style, lowering cfg to around 0.3 can
+            improve pacing. Between 0.0 and 1.0. Defaults to `0.5`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed. At least 0. Defaults to
+            `0`.
+        temperature: Controls the randomness of generation. Range typically 0.05 to 5.
+            Between 0.05 and 5.0. Defaults to `0.8`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     text: str = "My name is Maximus Decimus Meridius, commander of the Armies of the North, General of the Felix Legions and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered son, husband to a murdered wife. And I will have my vengeance, in this life or the next.",
-    voice: (
-        Literal[
-            "Aurora",
-            "Blade",
-            "Britney",
-            "Carl",
-            "Cliff",
-            "Richard",
-            "Rico",
-            "Siobhan",
-            "Vicky",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     exaggeration: float = 0.5,
     cfg: float = 0.5,
     high_quality_audio: bool = False,
     seed: int = 0,
     temperature: float = 0.8,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -411,8 +545,53 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: Text to synthesize into speech. Defaults to `"My name is Maximus Decimus
+            Meridius, commander of the Armies of the North, General of the Felix Legions
+            and loyal servant to the true emperor, Marcus Aurelius. Father to a murdered
+            son, husband to a murdered wife. And I will have my vengeance, in this life
+            or the next."`.
+        voice: The voice to use for the TTS request. If neither voice nor audio are
+            provided, a random voice will be used. Defaults to `None`.
+        audio_url: URL to the audio sample to use as a voice prompt for zero-shot TTS
+            voice cloning. Providing a audio sample will override the voice setting. If
+            neither voice nor audio_url are provided, a random voice will be used. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        exaggeration: Controls emotion exaggeration. Range typically 0.25 to 2.0.
+            Between 0.25 and 2.0. Defaults to `0.5`.
+        cfg: Classifier-free guidance scale (CFG) controls the conditioning factor.
+            Range typically 0.2 to 1.0. For expressive or dramatic speech, try lower cfg
+            values (e.g. ~0.3) and increase exaggeration to around 0.7 or higher. If the
+            reference speaker has a fast speaking style, lowering cfg to around 0.3 can
+            improve pacing. Between 0.0 and 1.0. Defaults to `0.5`.
+        high_quality_audio: If True, the generated audio will be upscaled to 48kHz. The
+            generation of the audio will take longer, but the quality will be higher. If
+            False, the generated audio will be 24kHz. Defaults to `False`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed. At least 0. Defaults to
+            `0`.
+        temperature: Controls the randomness of generation. Range typically 0.05 to 5.
+            Between 0.05 and 5.0. Defaults to `0.8`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

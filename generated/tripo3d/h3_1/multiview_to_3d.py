@@ -5,22 +5,44 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
+
+__all__ = [
+    "ENDPOINT_ID",
+    "endpoint",
+    "File",
+    "Input",
+    "ModelUrlsType2",
+    "Output",
+    "submit",
+    "subscribe",
+    "run",
+    "submit_async",
+    "subscribe_async",
+    "run_async",
+]
+
+ENDPOINT_ID = "tripo3d/h3.1/multiview-to-3d"
 
 
 class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
+    url: str
     """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
+    content_type: str | None = None
     """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
+    file_name: str | None = None
     """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
+    file_size: int | None = None
     """The size of the file in bytes."""
 
 
@@ -34,44 +56,32 @@ class Input(FalModel):
     Note: P1 is not available for multiview-to-3d.
     """
 
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_urls: Annotated[
-        list[FileInput], Field(max_length=4, min_length=2, title="Image Urls")
-    ]
-    """2 to 4 image URLs of the same object from different angles. Order: [front, left, back, right]. Front view is required."""
-    face_limit: Annotated[
-        int | None, Field(ge=1000, le=2000000, title="Face Limit")
-    ] = None
-    """Target number of faces for the generated mesh. If not set, the model adaptively determines the count."""
-    texture: Annotated[bool, Field(title="Texture")] = True
+    image_urls: Annotated[list[FileInput], Field(max_length=4, min_length=2)]
+    """2 to 4 image URLs of the same object from different angles. Order: [front, left,
+    back, right]. Front view is required."""
+    face_limit: Annotated[int | None, Field(ge=1000, le=2000000)] = None
+    """Target number of faces for the generated mesh. If not set, the model adaptively
+    determines the count."""
+    texture: bool = True
     """Whether to generate textures for the model."""
-    pbr: Annotated[bool, Field(title="Pbr")] = True
-    """Whether to generate PBR (Physically Based Rendering) materials. If true, texture is also enabled."""
-    model_seed: Annotated[int | None, Field(title="Model Seed")] = None
+    pbr: bool = True
+    """Whether to generate PBR (Physically Based Rendering) materials. If true, texture
+    is also enabled."""
+    model_seed: int | None = None
     """Seed for geometry generation reproducibility."""
-    texture_seed: Annotated[int | None, Field(title="Texture Seed")] = None
+    texture_seed: int | None = None
     """Seed for texture generation reproducibility."""
-    texture_quality: Annotated[
-        Literal["standard", "detailed"], Field(title="Texture Quality")
-    ] = "standard"
+    texture_quality: Literal["standard", "detailed"] = "standard"
     """Quality level for textures."""
-    geometry_quality: Annotated[
-        Literal["standard", "detailed"], Field(title="Geometry Quality")
-    ] = "standard"
+    geometry_quality: Literal["standard", "detailed"] = "standard"
     """Quality level for geometry."""
-    texture_alignment: Annotated[
-        Literal["original_image", "geometry"], Field(title="Texture Alignment")
-    ] = "original_image"
+    texture_alignment: Literal["original_image", "geometry"] = "original_image"
     """How textures are aligned."""
-    auto_size: Annotated[bool, Field(title="Auto Size")] = False
+    auto_size: bool = False
     """Auto-scale the model to real-world dimensions (meters)."""
-    orientation: Annotated[
-        Literal["default", "align_image"], Field(title="Orientation")
-    ] = "default"
+    orientation: Literal["default", "align_image"] = "default"
     """Model orientation."""
-    quad: Annotated[bool, Field(title="Quad")] = False
+    quad: bool = False
     """Generate quad (4-sided) mesh topology instead of triangles."""
 
 
@@ -97,67 +107,31 @@ class Output(FalModel):
     """Preview render of the generated 3D model."""
 
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
-
-__all__ = [
-    "ENDPOINT_ID",
-    "endpoint",
-    "File",
-    "Input",
-    "ModelUrlsType2",
-    "Output",
-    "submit",
-    "subscribe",
-    "run",
-    "submit_async",
-    "subscribe_async",
-    "run_async",
-]
-
-ENDPOINT_ID = "tripo3d/h3.1/multiview-to-3d"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     face_limit: int | None = None,
     texture: bool = True,
     pbr: bool = True,
@@ -169,36 +143,74 @@ def submit(
     auto_size: bool = False,
     orientation: Literal["default", "align_image"] = "default",
     quad: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: 2 to 4 image URLs of the same object from different angles. Order:
+            [front, left, back, right]. Front view is required. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Length 2 to 4. Required.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        texture_alignment: How textures are aligned. Defaults to `"original_image"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        orientation: Model orientation. Defaults to `"default"`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     face_limit: int | None = None,
     texture: bool = True,
     pbr: bool = True,
@@ -210,8 +222,8 @@ def subscribe(
     auto_size: bool = False,
     orientation: Literal["default", "align_image"] = "default",
     quad: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -219,27 +231,64 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: 2 to 4 image URLs of the same object from different angles. Order:
+            [front, left, back, right]. Front view is required. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Length 2 to 4. Required.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        texture_alignment: How textures are aligned. Defaults to `"original_image"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        orientation: Model orientation. Defaults to `"default"`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     face_limit: int | None = None,
     texture: bool = True,
     pbr: bool = True,
@@ -251,8 +300,8 @@ def run(
     auto_size: bool = False,
     orientation: Literal["default", "align_image"] = "default",
     quad: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -260,27 +309,64 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: 2 to 4 image URLs of the same object from different angles. Order:
+            [front, left, back, right]. Front view is required. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Length 2 to 4. Required.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        texture_alignment: How textures are aligned. Defaults to `"original_image"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        orientation: Model orientation. Defaults to `"default"`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     face_limit: int | None = None,
     texture: bool = True,
     pbr: bool = True,
@@ -292,36 +378,74 @@ async def submit_async(
     auto_size: bool = False,
     orientation: Literal["default", "align_image"] = "default",
     quad: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: 2 to 4 image URLs of the same object from different angles. Order:
+            [front, left, back, right]. Front view is required. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Length 2 to 4. Required.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        texture_alignment: How textures are aligned. Defaults to `"original_image"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        orientation: Model orientation. Defaults to `"default"`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     face_limit: int | None = None,
     texture: bool = True,
     pbr: bool = True,
@@ -333,8 +457,8 @@ async def subscribe_async(
     auto_size: bool = False,
     orientation: Literal["default", "align_image"] = "default",
     quad: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -342,27 +466,64 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: 2 to 4 image URLs of the same object from different angles. Order:
+            [front, left, back, right]. Front view is required. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Length 2 to 4. Required.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        texture_alignment: How textures are aligned. Defaults to `"original_image"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        orientation: Model orientation. Defaults to `"default"`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     face_limit: int | None = None,
     texture: bool = True,
     pbr: bool = True,
@@ -374,8 +535,8 @@ async def run_async(
     auto_size: bool = False,
     orientation: Literal["default", "align_image"] = "default",
     quad: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -383,8 +544,45 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: 2 to 4 image URLs of the same object from different angles. Order:
+            [front, left, back, right]. Front view is required. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Length 2 to 4. Required.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        texture_alignment: How textures are aligned. Defaults to `"original_image"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        orientation: Model orientation. Defaults to `"default"`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,58 +5,73 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
+
+__all__ = [
+    "ENDPOINT_ID",
+    "endpoint",
+    "File",
+    "Input",
+    "ModelUrlsType2",
+    "Output",
+    "submit",
+    "subscribe",
+    "run",
+    "submit_async",
+    "subscribe_async",
+    "run_async",
+]
+
+ENDPOINT_ID = "tripo3d/h3.1/text-to-3d"
 
 
 class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
+    url: str
     """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
+    content_type: str | None = None
     """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
+    file_name: str | None = None
     """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
+    file_size: int | None = None
     """The size of the file in bytes."""
 
 
 class Input(FalModel):
     """Input for Text to 3D generation using full-featured models (H3.1, v2.5)."""
 
-    prompt: Annotated[str, Field(max_length=1024, title="Prompt")]
+    prompt: Annotated[str, Field(max_length=1024)]
     """Text description of the 3D object to generate. Maximum 1024 characters."""
-    negative_prompt: Annotated[
-        str | None, Field(max_length=1024, title="Negative Prompt")
-    ] = None
+    negative_prompt: Annotated[str | None, Field(max_length=1024)] = None
     """Text describing features to avoid in the generated model."""
-    face_limit: Annotated[
-        int | None, Field(ge=1000, le=2000000, title="Face Limit")
-    ] = None
-    """Target number of faces for the generated mesh. If not set, the model adaptively determines the count."""
-    texture: Annotated[bool, Field(title="Texture")] = True
+    face_limit: Annotated[int | None, Field(ge=1000, le=2000000)] = None
+    """Target number of faces for the generated mesh. If not set, the model adaptively
+    determines the count."""
+    texture: bool = True
     """Whether to generate textures for the model."""
-    pbr: Annotated[bool, Field(title="Pbr")] = True
-    """Whether to generate PBR (Physically Based Rendering) materials. If true, texture is also enabled."""
-    model_seed: Annotated[int | None, Field(title="Model Seed")] = None
+    pbr: bool = True
+    """Whether to generate PBR (Physically Based Rendering) materials. If true, texture
+    is also enabled."""
+    model_seed: int | None = None
     """Seed for geometry generation reproducibility."""
-    image_seed: Annotated[int | None, Field(title="Image Seed")] = None
+    image_seed: int | None = None
     """Seed for the text-to-image step."""
-    texture_seed: Annotated[int | None, Field(title="Texture Seed")] = None
+    texture_seed: int | None = None
     """Seed for texture generation reproducibility."""
-    texture_quality: Annotated[
-        Literal["standard", "detailed"], Field(title="Texture Quality")
-    ] = "standard"
+    texture_quality: Literal["standard", "detailed"] = "standard"
     """Quality level for textures. 'detailed' produces higher-resolution textures."""
-    geometry_quality: Annotated[
-        Literal["standard", "detailed"], Field(title="Geometry Quality")
-    ] = "standard"
+    geometry_quality: Literal["standard", "detailed"] = "standard"
     """Quality level for geometry."""
-    auto_size: Annotated[bool, Field(title="Auto Size")] = False
+    auto_size: bool = False
     """Auto-scale the model to real-world dimensions (meters)."""
-    quad: Annotated[bool, Field(title="Quad")] = False
+    quad: bool = False
     """Generate quad (4-sided) mesh topology instead of triangles."""
 
 
@@ -82,62 +97,27 @@ class Output(FalModel):
     """Preview render of the generated 3D model."""
 
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
-
-__all__ = [
-    "ENDPOINT_ID",
-    "endpoint",
-    "File",
-    "Input",
-    "ModelUrlsType2",
-    "Output",
-    "submit",
-    "subscribe",
-    "run",
-    "submit_async",
-    "subscribe_async",
-    "run_async",
-]
-
-ENDPOINT_ID = "tripo3d/h3.1/text-to-3d"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -152,33 +132,71 @@ def submit(
     geometry_quality: Literal["standard", "detailed"] = "standard",
     auto_size: bool = False,
     quad: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D object to generate. Maximum 1024 characters.
+            Length at most 1024. Required.
+        negative_prompt: Text describing features to avoid in the generated model.
+            Length at most 1024. Defaults to `None`.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        image_seed: Seed for the text-to-image step. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. 'detailed' produces
+            higher-resolution textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -193,8 +211,8 @@ def subscribe(
     geometry_quality: Literal["standard", "detailed"] = "standard",
     auto_size: bool = False,
     quad: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -202,24 +220,61 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D object to generate. Maximum 1024 characters.
+            Length at most 1024. Required.
+        negative_prompt: Text describing features to avoid in the generated model.
+            Length at most 1024. Defaults to `None`.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        image_seed: Seed for the text-to-image step. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. 'detailed' produces
+            higher-resolution textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -234,8 +289,8 @@ def run(
     geometry_quality: Literal["standard", "detailed"] = "standard",
     auto_size: bool = False,
     quad: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -243,24 +298,61 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D object to generate. Maximum 1024 characters.
+            Length at most 1024. Required.
+        negative_prompt: Text describing features to avoid in the generated model.
+            Length at most 1024. Defaults to `None`.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        image_seed: Seed for the text-to-image step. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. 'detailed' produces
+            higher-resolution textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -275,33 +367,71 @@ async def submit_async(
     geometry_quality: Literal["standard", "detailed"] = "standard",
     auto_size: bool = False,
     quad: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D object to generate. Maximum 1024 characters.
+            Length at most 1024. Required.
+        negative_prompt: Text describing features to avoid in the generated model.
+            Length at most 1024. Defaults to `None`.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        image_seed: Seed for the text-to-image step. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. 'detailed' produces
+            higher-resolution textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -316,8 +446,8 @@ async def subscribe_async(
     geometry_quality: Literal["standard", "detailed"] = "standard",
     auto_size: bool = False,
     quad: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -325,24 +455,61 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D object to generate. Maximum 1024 characters.
+            Length at most 1024. Required.
+        negative_prompt: Text describing features to avoid in the generated model.
+            Length at most 1024. Defaults to `None`.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        image_seed: Seed for the text-to-image step. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. 'detailed' produces
+            higher-resolution textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -357,8 +524,8 @@ async def run_async(
     geometry_quality: Literal["standard", "detailed"] = "standard",
     auto_size: bool = False,
     quad: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -366,8 +533,45 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the 3D object to generate. Maximum 1024 characters.
+            Length at most 1024. Required.
+        negative_prompt: Text describing features to avoid in the generated model.
+            Length at most 1024. Defaults to `None`.
+        face_limit: Target number of faces for the generated mesh. If not set, the model
+            adaptively determines the count. Between 1000 and 2000000. Defaults to
+            `None`.
+        texture: Whether to generate textures for the model. Defaults to `True`.
+        pbr: Whether to generate PBR (Physically Based Rendering) materials. If true,
+            texture is also enabled. Defaults to `True`.
+        model_seed: Seed for geometry generation reproducibility. Defaults to `None`.
+        image_seed: Seed for the text-to-image step. Defaults to `None`.
+        texture_seed: Seed for texture generation reproducibility. Defaults to `None`.
+        texture_quality: Quality level for textures. 'detailed' produces
+            higher-resolution textures. Defaults to `"standard"`.
+        geometry_quality: Quality level for geometry. Defaults to `"standard"`.
+        auto_size: Auto-scale the model to real-world dimensions (meters). Defaults to
+            `False`.
+        quad: Generate quad (4-sided) mesh topology instead of triangles. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,101 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    """Input for Wan 2.6 text-to-image or mixed text-and-image generation (enable_interleave=true)"""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(min_length=1, title="Prompt")]
-    """Text prompt describing the desired image. Supports Chinese and English. Max 2000 characters."""
-    image_url: Annotated[FileInput | None, Field(title="Image Url")] = None
-    """Optional reference image (0 or 1). When provided, can be used for style guidance. Resolution: 384-5000px each dimension. Max size: 10MB. Formats: JPEG, JPG, PNG (no alpha), BMP, WEBP."""
-    negative_prompt: Annotated[str | None, Field(title="Negative Prompt")] = ""
-    """Content to avoid in the generated image. Max 500 characters."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None,
-        Field(title="Image Size"),
-    ] = None
-    """Output image size. If not set: matches input image size (up to 1280*1280). Use presets like 'square_hd', 'landscape_16_9', or specify exact dimensions."""
-    max_images: Annotated[int, Field(ge=1, le=5, title="Max Images")] = 1
-    """Maximum number of images to generate (1-5). Actual count may be less depending on model inference."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility (0-2147483647)."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable content moderation for input and output."""
-
-
-class Output(FalModel):
-    """Output for Wan 2.6 text-to-image (can include generated text in mixed mode)"""
-
-    images: Annotated[list[File], Field(title="Images")]
-    """Generated images in PNG format"""
-    generated_text: Annotated[str | None, Field(title="Generated Text")] = None
-    """Generated text content (in mixed text-and-image mode). May be None if only images were generated."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "File",
     "ImageSize",
     "Input",
@@ -113,95 +33,177 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "wan/v2.6/text-to-image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    """Input for Wan 2.6 text-to-image or mixed text-and-image generation
+    (enable_interleave=true)"""
+
+    prompt: Annotated[str, Field(min_length=1)]
+    """Text prompt describing the desired image. Supports Chinese and English. Max 2000
+    characters."""
+    image_url: FileInput | None = None
+    """Optional reference image (0 or 1). When provided, can be used for style guidance.
+    Resolution: 384-5000px each dimension. Max size: 10MB. Formats: JPEG, JPG, PNG (no
+    alpha), BMP, WEBP."""
+    negative_prompt: str | None = ""
+    """Content to avoid in the generated image. Max 500 characters."""
+    image_size: ImageSize | ImageSizePreset | None = None
+    """Output image size. If not set: matches input image size (up to 1280*1280). Use
+    presets like 'square_hd', 'landscape_16_9', or specify exact dimensions."""
+    max_images: Annotated[int, Field(ge=1, le=5)] = 1
+    """Maximum number of images to generate (1-5). Actual count may be less depending on
+    model inference."""
+    seed: int | None = None
+    """Random seed for reproducibility (0-2147483647)."""
+    enable_safety_checker: bool = True
+    """Enable content moderation for input and output."""
+
+
+class Output(FalModel):
+    """Output for Wan 2.6 text-to-image (can include generated text in mixed mode)"""
+
+    images: list[File]
+    """Generated images in PNG format"""
+    generated_text: str | None = None
+    """Generated text content (in mixed text-and-image mode). May be None if only images
+    were generated."""
+    seed: int
+    """The seed used for generation"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     max_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image. Supports Chinese and English.
+            Max 2000 characters. Length at least 1. Required.
+        image_url: Optional reference image (0 or 1). When provided, can be used for
+            style guidance. Resolution: 384-5000px each dimension. Max size: 10MB.
+            Formats: JPEG, JPG, PNG (no alpha), BMP, WEBP. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Defaults to `\""`.
+        image_size: Output image size. If not set: matches input image size (up to
+            1280*1280). Use presets like 'square_hd', 'landscape_16_9', or specify exact
+            dimensions. Defaults to `None`.
+        max_images: Maximum number of images to generate (1-5). Actual count may be less
+            depending on model inference. Between 1 and 5. Defaults to `1`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     max_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -209,46 +211,69 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image. Supports Chinese and English.
+            Max 2000 characters. Length at least 1. Required.
+        image_url: Optional reference image (0 or 1). When provided, can be used for
+            style guidance. Resolution: 384-5000px each dimension. Max size: 10MB.
+            Formats: JPEG, JPG, PNG (no alpha), BMP, WEBP. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Defaults to `\""`.
+        image_size: Output image size. If not set: matches input image size (up to
+            1280*1280). Use presets like 'square_hd', 'landscape_16_9', or specify exact
+            dimensions. Defaults to `None`.
+        max_images: Maximum number of images to generate (1-5). Actual count may be less
+            depending on model inference. Between 1 and 5. Defaults to `1`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     max_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -256,93 +281,140 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image. Supports Chinese and English.
+            Max 2000 characters. Length at least 1. Required.
+        image_url: Optional reference image (0 or 1). When provided, can be used for
+            style guidance. Resolution: 384-5000px each dimension. Max size: 10MB.
+            Formats: JPEG, JPG, PNG (no alpha), BMP, WEBP. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Defaults to `\""`.
+        image_size: Output image size. If not set: matches input image size (up to
+            1280*1280). Use presets like 'square_hd', 'landscape_16_9', or specify exact
+            dimensions. Defaults to `None`.
+        max_images: Maximum number of images to generate (1-5). Actual count may be less
+            depending on model inference. Between 1 and 5. Defaults to `1`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     max_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image. Supports Chinese and English.
+            Max 2000 characters. Length at least 1. Required.
+        image_url: Optional reference image (0 or 1). When provided, can be used for
+            style guidance. Resolution: 384-5000px each dimension. Max size: 10MB.
+            Formats: JPEG, JPG, PNG (no alpha), BMP, WEBP. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Defaults to `\""`.
+        image_size: Output image size. If not set: matches input image size (up to
+            1280*1280). Use presets like 'square_hd', 'landscape_16_9', or specify exact
+            dimensions. Defaults to `None`.
+        max_images: Maximum number of images to generate (1-5). Actual count may be less
+            depending on model inference. Between 1 and 5. Defaults to `1`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     max_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -350,46 +422,69 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image. Supports Chinese and English.
+            Max 2000 characters. Length at least 1. Required.
+        image_url: Optional reference image (0 or 1). When provided, can be used for
+            style guidance. Resolution: 384-5000px each dimension. Max size: 10MB.
+            Formats: JPEG, JPG, PNG (no alpha), BMP, WEBP. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Defaults to `\""`.
+        image_size: Output image size. If not set: matches input image size (up to
+            1280*1280). Use presets like 'square_hd', 'landscape_16_9', or specify exact
+            dimensions. Defaults to `None`.
+        max_images: Maximum number of images to generate (1-5). Actual count may be less
+            depending on model inference. Between 1 and 5. Defaults to `1`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     max_images: int = 1,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -397,8 +492,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image. Supports Chinese and English.
+            Max 2000 characters. Length at least 1. Required.
+        image_url: Optional reference image (0 or 1). When provided, can be used for
+            style guidance. Resolution: 384-5000px each dimension. Max size: 10MB.
+            Formats: JPEG, JPG, PNG (no alpha), BMP, WEBP. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Defaults to `\""`.
+        image_size: Output image size. If not set: matches input image size (up to
+            1280*1280). Use presets like 'square_hd', 'landscape_16_9', or specify exact
+            dimensions. Defaults to `None`.
+        max_images: Maximum number of images to generate (1-5). Actual count may be less
+            depending on model inference. Between 1 and 5. Defaults to `1`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,101 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=8000, title="Prompt")]
-    """Text description of the desired image."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Number of Images")] = 1
-    """Number of images to generate."""
-    aspect_ratio: Annotated[
-        Literal[
-            "auto",
-            "2:1",
-            "20:9",
-            "19.5:9",
-            "16:9",
-            "4:3",
-            "3:2",
-            "1:1",
-            "2:3",
-            "3:4",
-            "9:16",
-            "9:19.5",
-            "9:20",
-            "1:2",
-        ],
-        Field(title="Aspect Ratio"),
-    ] = "auto"
-    """Aspect ratio of the edited image. When set to `auto` (the default), the output preserves the aspect ratio of the first input image."""
-    resolution: Annotated[Literal["1k", "2k"], Field(title="Resolution")] = "1k"
-    """Resolution of the generated image. `1k` for standard resolution, `2k` for high resolution."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "jpeg"
-    """The format of the generated image."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    image_urls: Annotated[list[FileInput] | None, Field(title="Image URLs")] = None
-    """List of URLs of the images to edit. A maximum of 3 images are supported."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """The URL of the edited image."""
-    revised_prompt: Annotated[str | None, Field(title="Revised Prompt")] = None
-    """The enhanced prompt that was used to generate the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "ImageFile",
     "Input",
     "Output",
@@ -112,103 +33,168 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "xai/grok-imagine-image/edit"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal[
+    "auto",
+    "2:1",
+    "20:9",
+    "19.5:9",
+    "16:9",
+    "4:3",
+    "3:2",
+    "1:1",
+    "2:3",
+    "3:4",
+    "9:16",
+    "9:19.5",
+    "9:20",
+    "1:2",
+]
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=8000)]
+    """Text description of the desired image."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate."""
+    aspect_ratio: AspectRatio = "auto"
+    """Aspect ratio of the edited image. When set to `auto` (the default), the output
+    preserves the aspect ratio of the first input image."""
+    resolution: Literal["1k", "2k"] = "1k"
+    """Resolution of the generated image. `1k` for standard resolution, `2k` for high
+    resolution."""
+    output_format: Literal["jpeg", "png", "webp"] = "jpeg"
+    """The format of the generated image."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    image_urls: list[FileInput] | None = None
+    """List of URLs of the images to edit. A maximum of 3 images are supported."""
+
+
+class Output(FalModel):
+    images: list[ImageFile]
+    """The URL of the edited image."""
+    revised_prompt: str | None = None
+    """The enhanced prompt that was used to generate the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "auto",
-        "2:1",
-        "20:9",
-        "19.5:9",
-        "16:9",
-        "4:3",
-        "3:2",
-        "1:1",
-        "2:3",
-        "3:4",
-        "9:16",
-        "9:19.5",
-        "9:20",
-        "1:2",
-    ] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     resolution: Literal["1k", "2k"] = "1k",
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    image_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        aspect_ratio: Aspect ratio of the edited image. When set to `auto` (the
+            default), the output preserves the aspect ratio of the first input image.
+            Defaults to `"auto"`.
+        resolution: Resolution of the generated image. `1k` for standard resolution,
+            `2k` for high resolution. Defaults to `"1k"`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: List of URLs of the images to edit. A maximum of 3 images are
+            supported. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "auto",
-        "2:1",
-        "20:9",
-        "19.5:9",
-        "16:9",
-        "4:3",
-        "3:2",
-        "1:1",
-        "2:3",
-        "3:4",
-        "9:16",
-        "9:19.5",
-        "9:20",
-        "1:2",
-    ] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     resolution: Literal["1k", "2k"] = "1k",
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    image_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -216,50 +202,65 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        aspect_ratio: Aspect ratio of the edited image. When set to `auto` (the
+            default), the output preserves the aspect ratio of the first input image.
+            Defaults to `"auto"`.
+        resolution: Resolution of the generated image. `1k` for standard resolution,
+            `2k` for high resolution. Defaults to `"1k"`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: List of URLs of the images to edit. A maximum of 3 images are
+            supported. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "auto",
-        "2:1",
-        "20:9",
-        "19.5:9",
-        "16:9",
-        "4:3",
-        "3:2",
-        "1:1",
-        "2:3",
-        "3:4",
-        "9:16",
-        "9:19.5",
-        "9:20",
-        "1:2",
-    ] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     resolution: Literal["1k", "2k"] = "1k",
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    image_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -267,101 +268,132 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        aspect_ratio: Aspect ratio of the edited image. When set to `auto` (the
+            default), the output preserves the aspect ratio of the first input image.
+            Defaults to `"auto"`.
+        resolution: Resolution of the generated image. `1k` for standard resolution,
+            `2k` for high resolution. Defaults to `"1k"`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: List of URLs of the images to edit. A maximum of 3 images are
+            supported. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "auto",
-        "2:1",
-        "20:9",
-        "19.5:9",
-        "16:9",
-        "4:3",
-        "3:2",
-        "1:1",
-        "2:3",
-        "3:4",
-        "9:16",
-        "9:19.5",
-        "9:20",
-        "1:2",
-    ] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     resolution: Literal["1k", "2k"] = "1k",
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    image_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        aspect_ratio: Aspect ratio of the edited image. When set to `auto` (the
+            default), the output preserves the aspect ratio of the first input image.
+            Defaults to `"auto"`.
+        resolution: Resolution of the generated image. `1k` for standard resolution,
+            `2k` for high resolution. Defaults to `"1k"`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: List of URLs of the images to edit. A maximum of 3 images are
+            supported. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "auto",
-        "2:1",
-        "20:9",
-        "19.5:9",
-        "16:9",
-        "4:3",
-        "3:2",
-        "1:1",
-        "2:3",
-        "3:4",
-        "9:16",
-        "9:19.5",
-        "9:20",
-        "1:2",
-    ] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     resolution: Literal["1k", "2k"] = "1k",
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    image_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -369,50 +401,65 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        aspect_ratio: Aspect ratio of the edited image. When set to `auto` (the
+            default), the output preserves the aspect ratio of the first input image.
+            Defaults to `"auto"`.
+        resolution: Resolution of the generated image. `1k` for standard resolution,
+            `2k` for high resolution. Defaults to `"1k"`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: List of URLs of the images to edit. A maximum of 3 images are
+            supported. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "auto",
-        "2:1",
-        "20:9",
-        "19.5:9",
-        "16:9",
-        "4:3",
-        "3:2",
-        "1:1",
-        "2:3",
-        "3:4",
-        "9:16",
-        "9:19.5",
-        "9:20",
-        "1:2",
-    ] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     resolution: Literal["1k", "2k"] = "1k",
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
     sync_mode: bool = False,
-    image_urls: _Sequence[FileInput] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    image_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -420,8 +467,38 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text description of the desired image. Length at most 8000. Required.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        aspect_ratio: Aspect ratio of the edited image. When set to `auto` (the
+            default), the output preserves the aspect ratio of the first input image.
+            Defaults to `"auto"`.
+        resolution: Resolution of the generated image. `1k` for standard resolution,
+            `2k` for high resolution. Defaults to `"1k"`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        image_urls: List of URLs of the images to edit. A maximum of 3 images are
+            supported. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,60 +5,101 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
+
+__all__ = [
+    "ENDPOINT_ID",
+    "endpoint",
+    "Voice",
+    "Language",
+    "Codec",
+    "SampleRate",
+    "BitRate",
+    "File",
+    "Input",
+    "Output",
+    "OutputFormat",
+    "submit",
+    "subscribe",
+    "run",
+    "submit_async",
+    "subscribe_async",
+    "run_async",
+]
+
+ENDPOINT_ID = "xai/tts/v1"
+
+
+Voice: TypeAlias = Literal["eve", "ara", "rex", "sal", "leo"]
+
+
+Language: TypeAlias = Literal[
+    "auto",
+    "en",
+    "ar-EG",
+    "ar-SA",
+    "ar-AE",
+    "bn",
+    "zh",
+    "fr",
+    "de",
+    "hi",
+    "id",
+    "it",
+    "ja",
+    "ko",
+    "pt-BR",
+    "pt-PT",
+    "ru",
+    "es-MX",
+    "es-ES",
+    "tr",
+    "vi",
+]
+
+
+Codec: TypeAlias = Literal["mp3", "wav", "pcm", "mulaw", "alaw"]
+
+
+SampleRate: TypeAlias = Literal[8000, 16000, 22050, 24000, 44100, 48000]
+
+
+BitRate: TypeAlias = Literal[32000, 64000, 96000, 128000, 192000]
 
 
 class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
+    url: str
     """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
+    content_type: str | None = None
     """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
+    file_name: str | None = None
     """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
+    file_size: int | None = None
     """The size of the file in bytes."""
 
 
 class Input(FalModel):
     """Input for xAI text-to-speech generation."""
 
-    text: Annotated[str, Field(max_length=15000, min_length=1, title="Text")]
-    """The text to convert to speech. Maximum 15,000 characters. Supports speech tags for expressive delivery: inline tags like [laugh], [pause], [sigh] and wrapping tags like <whisper>text</whisper>, <slow>text</slow>."""
-    voice: Annotated[
-        Literal["eve", "ara", "rex", "sal", "leo"], Field(title="Voice")
-    ] = "eve"
-    """Voice to use for synthesis. eve: energetic, upbeat. ara: warm, friendly. rex: confident, clear. sal: smooth, balanced. leo: authoritative, strong."""
-    language: Annotated[
-        Literal[
-            "auto",
-            "en",
-            "ar-EG",
-            "ar-SA",
-            "ar-AE",
-            "bn",
-            "zh",
-            "fr",
-            "de",
-            "hi",
-            "id",
-            "it",
-            "ja",
-            "ko",
-            "pt-BR",
-            "pt-PT",
-            "ru",
-            "es-MX",
-            "es-ES",
-            "tr",
-            "vi",
-        ],
-        Field(title="Language"),
-    ] = "auto"
-    """BCP-47 language code or 'auto' for automatic detection. Supported: en, zh, fr, de, hi, id, it, ja, ko, pt-BR, pt-PT, ru, es-MX, es-ES, tr, vi, bn, ar-EG, ar-SA, ar-AE."""
+    text: Annotated[str, Field(max_length=15000, min_length=1)]
+    """The text to convert to speech. Maximum 15,000 characters. Supports speech tags
+    for expressive delivery: inline tags like [laugh], [pause], [sigh] and wrapping tags
+    like <whisper>text</whisper>, <slow>text</slow>."""
+    voice: Voice = "eve"
+    """Voice to use for synthesis. eve: energetic, upbeat. ara: warm, friendly. rex:
+    confident, clear. sal: smooth, balanced. leo: authoritative, strong."""
+    language: Language = "auto"
+    """BCP-47 language code or 'auto' for automatic detection. Supported: en, zh, fr,
+    de, hi, id, it, ja, ko, pt-BR, pt-PT, ru, es-MX, es-ES, tr, vi, bn, ar-EG, ar-SA,
+    ar-AE."""
     output_format: OutputFormat | None = None
     """Output format configuration. Defaults to MP3 at 24 kHz / 128 kbps."""
 
@@ -73,161 +114,106 @@ class Output(FalModel):
 class OutputFormat(FalModel):
     """Output format configuration for the TTS API."""
 
-    codec: Annotated[
-        Literal["mp3", "wav", "pcm", "mulaw", "alaw"], Field(title="Codec")
-    ] = "mp3"
+    codec: Codec = "mp3"
     """Audio codec. Supported: mp3, wav, pcm, mulaw, alaw."""
-    sample_rate: Annotated[
-        Literal[8000, 16000, 22050, 24000, 44100, 48000], Field(title="Sample Rate")
-    ] = 24000
+    sample_rate: SampleRate = 24000
     """Sample rate in Hz."""
-    bit_rate: Annotated[
-        Literal[32000, 64000, 96000, 128000, 192000] | None, Field(title="Bit Rate")
-    ] = None
+    bit_rate: BitRate | None = None
     """Bit rate in bps. Only applicable for MP3 codec. Defaults to 128000 for MP3."""
 
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
-
-__all__ = [
-    "ENDPOINT_ID",
-    "endpoint",
-    "File",
-    "Input",
-    "Output",
-    "OutputFormat",
-    "submit",
-    "subscribe",
-    "run",
-    "submit_async",
-    "subscribe_async",
-    "run_async",
-]
-
-ENDPOINT_ID = "xai/tts/v1"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     text: str,
-    voice: Literal["eve", "ara", "rex", "sal", "leo"] = "eve",
-    language: Literal[
-        "auto",
-        "en",
-        "ar-EG",
-        "ar-SA",
-        "ar-AE",
-        "bn",
-        "zh",
-        "fr",
-        "de",
-        "hi",
-        "id",
-        "it",
-        "ja",
-        "ko",
-        "pt-BR",
-        "pt-PT",
-        "ru",
-        "es-MX",
-        "es-ES",
-        "tr",
-        "vi",
-    ] = "auto",
+    voice: Voice = "eve",
+    language: Language = "auto",
     output_format: OutputFormat | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Maximum 15,000 characters. Supports speech
+            tags for expressive delivery: inline tags like [laugh], [pause], [sigh] and
+            wrapping tags like <whisper>text</whisper>, <slow>text</slow>. Length 1 to
+            15000. Required.
+        voice: Voice to use for synthesis. eve: energetic, upbeat. ara: warm, friendly.
+            rex: confident, clear. sal: smooth, balanced. leo: authoritative, strong.
+            Defaults to `"eve"`.
+        language: BCP-47 language code or 'auto' for automatic detection. Supported: en,
+            zh, fr, de, hi, id, it, ja, ko, pt-BR, pt-PT, ru, es-MX, es-ES, tr, vi, bn,
+            ar-EG, ar-SA, ar-AE. Defaults to `"auto"`.
+        output_format: Output format configuration. Defaults to MP3 at 24 kHz / 128
+            kbps. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     text: str,
-    voice: Literal["eve", "ara", "rex", "sal", "leo"] = "eve",
-    language: Literal[
-        "auto",
-        "en",
-        "ar-EG",
-        "ar-SA",
-        "ar-AE",
-        "bn",
-        "zh",
-        "fr",
-        "de",
-        "hi",
-        "id",
-        "it",
-        "ja",
-        "ko",
-        "pt-BR",
-        "pt-PT",
-        "ru",
-        "es-MX",
-        "es-ES",
-        "tr",
-        "vi",
-    ] = "auto",
+    voice: Voice = "eve",
+    language: Language = "auto",
     output_format: OutputFormat | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -235,54 +221,61 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Maximum 15,000 characters. Supports speech
+            tags for expressive delivery: inline tags like [laugh], [pause], [sigh] and
+            wrapping tags like <whisper>text</whisper>, <slow>text</slow>. Length 1 to
+            15000. Required.
+        voice: Voice to use for synthesis. eve: energetic, upbeat. ara: warm, friendly.
+            rex: confident, clear. sal: smooth, balanced. leo: authoritative, strong.
+            Defaults to `"eve"`.
+        language: BCP-47 language code or 'auto' for automatic detection. Supported: en,
+            zh, fr, de, hi, id, it, ja, ko, pt-BR, pt-PT, ru, es-MX, es-ES, tr, vi, bn,
+            ar-EG, ar-SA, ar-AE. Defaults to `"auto"`.
+        output_format: Output format configuration. Defaults to MP3 at 24 kHz / 128
+            kbps. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     text: str,
-    voice: Literal["eve", "ara", "rex", "sal", "leo"] = "eve",
-    language: Literal[
-        "auto",
-        "en",
-        "ar-EG",
-        "ar-SA",
-        "ar-AE",
-        "bn",
-        "zh",
-        "fr",
-        "de",
-        "hi",
-        "id",
-        "it",
-        "ja",
-        "ko",
-        "pt-BR",
-        "pt-PT",
-        "ru",
-        "es-MX",
-        "es-ES",
-        "tr",
-        "vi",
-    ] = "auto",
+    voice: Voice = "eve",
+    language: Language = "auto",
     output_format: OutputFormat | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -290,109 +283,124 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Maximum 15,000 characters. Supports speech
+            tags for expressive delivery: inline tags like [laugh], [pause], [sigh] and
+            wrapping tags like <whisper>text</whisper>, <slow>text</slow>. Length 1 to
+            15000. Required.
+        voice: Voice to use for synthesis. eve: energetic, upbeat. ara: warm, friendly.
+            rex: confident, clear. sal: smooth, balanced. leo: authoritative, strong.
+            Defaults to `"eve"`.
+        language: BCP-47 language code or 'auto' for automatic detection. Supported: en,
+            zh, fr, de, hi, id, it, ja, ko, pt-BR, pt-PT, ru, es-MX, es-ES, tr, vi, bn,
+            ar-EG, ar-SA, ar-AE. Defaults to `"auto"`.
+        output_format: Output format configuration. Defaults to MP3 at 24 kHz / 128
+            kbps. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     text: str,
-    voice: Literal["eve", "ara", "rex", "sal", "leo"] = "eve",
-    language: Literal[
-        "auto",
-        "en",
-        "ar-EG",
-        "ar-SA",
-        "ar-AE",
-        "bn",
-        "zh",
-        "fr",
-        "de",
-        "hi",
-        "id",
-        "it",
-        "ja",
-        "ko",
-        "pt-BR",
-        "pt-PT",
-        "ru",
-        "es-MX",
-        "es-ES",
-        "tr",
-        "vi",
-    ] = "auto",
+    voice: Voice = "eve",
+    language: Language = "auto",
     output_format: OutputFormat | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Maximum 15,000 characters. Supports speech
+            tags for expressive delivery: inline tags like [laugh], [pause], [sigh] and
+            wrapping tags like <whisper>text</whisper>, <slow>text</slow>. Length 1 to
+            15000. Required.
+        voice: Voice to use for synthesis. eve: energetic, upbeat. ara: warm, friendly.
+            rex: confident, clear. sal: smooth, balanced. leo: authoritative, strong.
+            Defaults to `"eve"`.
+        language: BCP-47 language code or 'auto' for automatic detection. Supported: en,
+            zh, fr, de, hi, id, it, ja, ko, pt-BR, pt-PT, ru, es-MX, es-ES, tr, vi, bn,
+            ar-EG, ar-SA, ar-AE. Defaults to `"auto"`.
+        output_format: Output format configuration. Defaults to MP3 at 24 kHz / 128
+            kbps. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     text: str,
-    voice: Literal["eve", "ara", "rex", "sal", "leo"] = "eve",
-    language: Literal[
-        "auto",
-        "en",
-        "ar-EG",
-        "ar-SA",
-        "ar-AE",
-        "bn",
-        "zh",
-        "fr",
-        "de",
-        "hi",
-        "id",
-        "it",
-        "ja",
-        "ko",
-        "pt-BR",
-        "pt-PT",
-        "ru",
-        "es-MX",
-        "es-ES",
-        "tr",
-        "vi",
-    ] = "auto",
+    voice: Voice = "eve",
+    language: Language = "auto",
     output_format: OutputFormat | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -400,54 +408,61 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Maximum 15,000 characters. Supports speech
+            tags for expressive delivery: inline tags like [laugh], [pause], [sigh] and
+            wrapping tags like <whisper>text</whisper>, <slow>text</slow>. Length 1 to
+            15000. Required.
+        voice: Voice to use for synthesis. eve: energetic, upbeat. ara: warm, friendly.
+            rex: confident, clear. sal: smooth, balanced. leo: authoritative, strong.
+            Defaults to `"eve"`.
+        language: BCP-47 language code or 'auto' for automatic detection. Supported: en,
+            zh, fr, de, hi, id, it, ja, ko, pt-BR, pt-PT, ru, es-MX, es-ES, tr, vi, bn,
+            ar-EG, ar-SA, ar-AE. Defaults to `"auto"`.
+        output_format: Output format configuration. Defaults to MP3 at 24 kHz / 128
+            kbps. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     text: str,
-    voice: Literal["eve", "ara", "rex", "sal", "leo"] = "eve",
-    language: Literal[
-        "auto",
-        "en",
-        "ar-EG",
-        "ar-SA",
-        "ar-AE",
-        "bn",
-        "zh",
-        "fr",
-        "de",
-        "hi",
-        "id",
-        "it",
-        "ja",
-        "ko",
-        "pt-BR",
-        "pt-PT",
-        "ru",
-        "es-MX",
-        "es-ES",
-        "tr",
-        "vi",
-    ] = "auto",
+    voice: Voice = "eve",
+    language: Language = "auto",
     output_format: OutputFormat | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -455,8 +470,37 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Maximum 15,000 characters. Supports speech
+            tags for expressive delivery: inline tags like [laugh], [pause], [sigh] and
+            wrapping tags like <whisper>text</whisper>, <slow>text</slow>. Length 1 to
+            15000. Required.
+        voice: Voice to use for synthesis. eve: energetic, upbeat. ara: warm, friendly.
+            rex: confident, clear. sal: smooth, balanced. leo: authoritative, strong.
+            Defaults to `"eve"`.
+        language: BCP-47 language code or 'auto' for automatic detection. Supported: en,
+            zh, fr, de, hi, id, it, ja, ko, pt-BR, pt-PT, ru, es-MX, es-ES, tr, vi, bn,
+            ar-EG, ar-SA, ar-AE. Defaults to `"auto"`.
+        output_format: Output format configuration. Defaults to MP3 at 24 kHz / 128
+            kbps. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,72 +5,20 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from pydantic import RootModel
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field, RootModel
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    output_container_and_codec: Annotated[
-        Literal[
-            "mp4_h265",
-            "mp4_h264",
-            "webm_vp9",
-            "gif",
-            "mov_h264",
-            "mov_h265",
-            "mov_proresks",
-            "mkv_h264",
-            "mkv_h265",
-            "mkv_vp9",
-            "mkv_mpeg4",
-        ],
-        Field(title="Output Container And Codec"),
-    ] = "mp4_h264"
-    """Output container and codec. Options: mp4_h265, mp4_h264, webm_vp9, gif, mov_h264, mov_h265, mov_proresks, mkv_h264, mkv_h265, mkv_vp9, mkv_mpeg4."""
-    auto_trim: Annotated[bool, Field(title="Auto Trim")] = True
-    """auto trim the video, to working duration ( 5s )"""
-    preserve_audio: Annotated[bool, Field(title="Preserve Audio")] = True
-    """If true, audio will be preserved in the output video."""
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """Input video to erase object from. duration must be less than 5s."""
-    mask_video_url: Annotated[FileInput, Field(title="Mask Video Url")]
-    """Input video to mask erase object from. duration must be less than 5s."""
-
-
-class Output(RootModel[Any]):
-    root: Any
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "OutputContainerAndCodec",
     "Input",
     "Output",
     "submit",
@@ -82,93 +30,136 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "bria/bria_video_eraser/erase/mask"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+OutputContainerAndCodec: TypeAlias = Literal[
+    "mp4_h265",
+    "mp4_h264",
+    "webm_vp9",
+    "gif",
+    "mov_h264",
+    "mov_h265",
+    "mov_proresks",
+    "mkv_h264",
+    "mkv_h265",
+    "mkv_vp9",
+    "mkv_mpeg4",
+]
+
+
+class Input(FalModel):
+    output_container_and_codec: OutputContainerAndCodec = "mp4_h264"
+    """Output container and codec. Options: mp4_h265, mp4_h264, webm_vp9, gif, mov_h264,
+    mov_h265, mov_proresks, mkv_h264, mkv_h265, mkv_vp9, mkv_mpeg4."""
+    auto_trim: bool = True
+    """auto trim the video, to working duration ( 5s )"""
+    preserve_audio: bool = True
+    """If true, audio will be preserved in the output video."""
+    video_url: FileInput
+    """Input video to erase object from. duration must be less than 5s."""
+    mask_video_url: FileInput
+    """Input video to mask erase object from. duration must be less than 5s."""
+
+
+class Output(RootModel[Any]):
+    root: Any
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "mask_video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    output_container_and_codec: Literal[
-        "mp4_h265",
-        "mp4_h264",
-        "webm_vp9",
-        "gif",
-        "mov_h264",
-        "mov_h265",
-        "mov_proresks",
-        "mkv_h264",
-        "mkv_h265",
-        "mkv_vp9",
-        "mkv_mpeg4",
-    ] = "mp4_h264",
+    output_container_and_codec: OutputContainerAndCodec = "mp4_h264",
     auto_trim: bool = True,
     preserve_audio: bool = True,
     video_url: FileInput,
     mask_video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        output_container_and_codec: Output container and codec. Options: mp4_h265,
+            mp4_h264, webm_vp9, gif, mov_h264, mov_h265, mov_proresks, mkv_h264,
+            mkv_h265, mkv_vp9, mkv_mpeg4. Defaults to `"mp4_h264"`.
+        auto_trim: auto trim the video, to working duration ( 5s ). Defaults to `True`.
+        preserve_audio: If true, audio will be preserved in the output video. Defaults
+            to `True`.
+        video_url: Input video to erase object from. duration must be less than 5s. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        mask_video_url: Input video to mask erase object from. duration must be less
+            than 5s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    output_container_and_codec: Literal[
-        "mp4_h265",
-        "mp4_h264",
-        "webm_vp9",
-        "gif",
-        "mov_h264",
-        "mov_h265",
-        "mov_proresks",
-        "mkv_h264",
-        "mkv_h265",
-        "mkv_vp9",
-        "mkv_mpeg4",
-    ] = "mp4_h264",
+    output_container_and_codec: OutputContainerAndCodec = "mp4_h264",
     auto_trim: bool = True,
     preserve_audio: bool = True,
     video_url: FileInput,
     mask_video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -176,45 +167,62 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        output_container_and_codec: Output container and codec. Options: mp4_h265,
+            mp4_h264, webm_vp9, gif, mov_h264, mov_h265, mov_proresks, mkv_h264,
+            mkv_h265, mkv_vp9, mkv_mpeg4. Defaults to `"mp4_h264"`.
+        auto_trim: auto trim the video, to working duration ( 5s ). Defaults to `True`.
+        preserve_audio: If true, audio will be preserved in the output video. Defaults
+            to `True`.
+        video_url: Input video to erase object from. duration must be less than 5s. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        mask_video_url: Input video to mask erase object from. duration must be less
+            than 5s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    output_container_and_codec: Literal[
-        "mp4_h265",
-        "mp4_h264",
-        "webm_vp9",
-        "gif",
-        "mov_h264",
-        "mov_h265",
-        "mov_proresks",
-        "mkv_h264",
-        "mkv_h265",
-        "mkv_vp9",
-        "mkv_mpeg4",
-    ] = "mp4_h264",
+    output_container_and_codec: OutputContainerAndCodec = "mp4_h264",
     auto_trim: bool = True,
     preserve_audio: bool = True,
     video_url: FileInput,
     mask_video_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -222,91 +230,126 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        output_container_and_codec: Output container and codec. Options: mp4_h265,
+            mp4_h264, webm_vp9, gif, mov_h264, mov_h265, mov_proresks, mkv_h264,
+            mkv_h265, mkv_vp9, mkv_mpeg4. Defaults to `"mp4_h264"`.
+        auto_trim: auto trim the video, to working duration ( 5s ). Defaults to `True`.
+        preserve_audio: If true, audio will be preserved in the output video. Defaults
+            to `True`.
+        video_url: Input video to erase object from. duration must be less than 5s. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        mask_video_url: Input video to mask erase object from. duration must be less
+            than 5s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    output_container_and_codec: Literal[
-        "mp4_h265",
-        "mp4_h264",
-        "webm_vp9",
-        "gif",
-        "mov_h264",
-        "mov_h265",
-        "mov_proresks",
-        "mkv_h264",
-        "mkv_h265",
-        "mkv_vp9",
-        "mkv_mpeg4",
-    ] = "mp4_h264",
+    output_container_and_codec: OutputContainerAndCodec = "mp4_h264",
     auto_trim: bool = True,
     preserve_audio: bool = True,
     video_url: FileInput,
     mask_video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        output_container_and_codec: Output container and codec. Options: mp4_h265,
+            mp4_h264, webm_vp9, gif, mov_h264, mov_h265, mov_proresks, mkv_h264,
+            mkv_h265, mkv_vp9, mkv_mpeg4. Defaults to `"mp4_h264"`.
+        auto_trim: auto trim the video, to working duration ( 5s ). Defaults to `True`.
+        preserve_audio: If true, audio will be preserved in the output video. Defaults
+            to `True`.
+        video_url: Input video to erase object from. duration must be less than 5s. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        mask_video_url: Input video to mask erase object from. duration must be less
+            than 5s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    output_container_and_codec: Literal[
-        "mp4_h265",
-        "mp4_h264",
-        "webm_vp9",
-        "gif",
-        "mov_h264",
-        "mov_h265",
-        "mov_proresks",
-        "mkv_h264",
-        "mkv_h265",
-        "mkv_vp9",
-        "mkv_mpeg4",
-    ] = "mp4_h264",
+    output_container_and_codec: OutputContainerAndCodec = "mp4_h264",
     auto_trim: bool = True,
     preserve_audio: bool = True,
     video_url: FileInput,
     mask_video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -314,45 +357,62 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        output_container_and_codec: Output container and codec. Options: mp4_h265,
+            mp4_h264, webm_vp9, gif, mov_h264, mov_h265, mov_proresks, mkv_h264,
+            mkv_h265, mkv_vp9, mkv_mpeg4. Defaults to `"mp4_h264"`.
+        auto_trim: auto trim the video, to working duration ( 5s ). Defaults to `True`.
+        preserve_audio: If true, audio will be preserved in the output video. Defaults
+            to `True`.
+        video_url: Input video to erase object from. duration must be less than 5s. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        mask_video_url: Input video to mask erase object from. duration must be less
+            than 5s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    output_container_and_codec: Literal[
-        "mp4_h265",
-        "mp4_h264",
-        "webm_vp9",
-        "gif",
-        "mov_h264",
-        "mov_h265",
-        "mov_proresks",
-        "mkv_h264",
-        "mkv_h265",
-        "mkv_vp9",
-        "mkv_mpeg4",
-    ] = "mp4_h264",
+    output_container_and_codec: OutputContainerAndCodec = "mp4_h264",
     auto_trim: bool = True,
     preserve_audio: bool = True,
     video_url: FileInput,
     mask_video_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -360,8 +420,37 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        output_container_and_codec: Output container and codec. Options: mp4_h265,
+            mp4_h264, webm_vp9, gif, mov_h264, mov_h265, mov_proresks, mkv_h264,
+            mkv_h265, mkv_vp9, mkv_mpeg4. Defaults to `"mp4_h264"`.
+        auto_trim: auto trim the video, to working duration ( 5s ). Defaults to `True`.
+        preserve_audio: If true, audio will be preserved in the output video. Defaults
+            to `True`.
+        video_url: Input video to erase object from. duration must be less than 5s. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        mask_video_url: Input video to mask erase object from. duration must be less
+            than 5s. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,181 +5,16 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Aesthetics(FalModel):
-    composition: Annotated[str | None, Field(title="Composition")] = None
-    """The composition of the image to be generated."""
-    color_scheme: Annotated[str | None, Field(title="Color Scheme")] = None
-    """The color scheme of the image to be generated."""
-    mood_atmosphere: Annotated[str | None, Field(title="Mood Atmosphere")] = None
-    """The mood and atmosphere of the image to be generated."""
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput | None, Field(title="Image Url")] = None
-    """Reference image (file or URL)."""
-    mask_url: Annotated[FileInput | None, Field(title="Mask Url")] = None
-    """Mask image (file or URL). Optional"""
-    instruction: Annotated[str | None, Field(title="Instruction")] = None
-    """Instruction for image editing."""
-    structured_instruction: StructuredInstruction | None = None
-    """The structured prompt to generate an image from."""
-    original_vgl: StructuredInstruction | None = None
-    """The original vgl used to generate the image."""
-    new_vgl: StructuredInstruction | None = None
-    """The new vgl describing image after edit."""
-    seed: Annotated[int, Field(title="Seed")] = 5555
-    """Random seed for reproducibility."""
-    steps_num: Annotated[int, Field(ge=20, le=50, title="Steps Num")] = 30
-    """Number of inference steps."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """Negative prompt for image generation."""
-    guidance_scale: Annotated[float | int, Field(title="Guidance Scale")] = 5
-    """Guidance scale for text."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If true, returns the image directly in the response (increases latency)."""
-
-
-class Lighting(FalModel):
-    conditions: Annotated[str | None, Field(title="Conditions")] = None
-    """The conditions of the lighting in the image to be generated."""
-    direction: Annotated[str | None, Field(title="Direction")] = None
-    """The direction of the lighting in the image to be generated."""
-    shadows: Annotated[str | None, Field(title="Shadows")] = None
-    """The shadows in the image to be generated."""
-
-
-class Output(FalModel):
-    image: Image
-    """Generated image."""
-    images: Annotated[list[Image], Field(title="Images", validate_default=True)] = []
-    """Generated images."""
-    structured_instruction: Annotated[
-        dict[str, Any], Field(title="Structured Instruction")
-    ]
-    """Current instruction."""
-
-
-class PhotographicCharacteristics(FalModel):
-    depth_of_field: Annotated[str | None, Field(title="Depth Of Field")] = None
-    """The depth of field in the image to be generated."""
-    focus: Annotated[str | None, Field(title="Focus")] = None
-    """The focus in the image to be generated."""
-    camera_angle: Annotated[str | None, Field(title="Camera Angle")] = None
-    """The angle of the camera in the image to be generated."""
-    lens_focal_length: Annotated[str | None, Field(title="Lens Focal Length")] = None
-    """The focal length of the lens in the image to be generated."""
-
-
-class PromptObject(FalModel):
-    description: Annotated[str | None, Field(title="Description")] = None
-    """A description of the object to be generated."""
-    location: Annotated[str | None, Field(title="Location")] = None
-    """The location of the object in the image."""
-    relationship: Annotated[str, Field(title="Relationship")]
-    """The relationship of the object to other objects in the image."""
-    relative_size: Annotated[str | None, Field(title="Relative Size")] = None
-    """The relative size of the object in the image."""
-    shape_and_color: Annotated[str | None, Field(title="Shape And Color")] = None
-    """The shape and color of the object."""
-    texture: Annotated[str | None, Field(title="Texture")] = None
-    """The texture of the object."""
-    appearance_details: Annotated[str | None, Field(title="Appearance Details")] = None
-    """The appearance details of the object."""
-    number_of_objects: Annotated[int | None, Field(title="Number Of Objects")] = None
-    """The number of objects in the image."""
-    pose: Annotated[str | None, Field(title="Pose")] = None
-    """The pose of the object in the image."""
-    expression: Annotated[str | None, Field(title="Expression")] = None
-    """The expression of the object in the image."""
-    clothing: Annotated[str | None, Field(title="Clothing")] = None
-    """The clothing of the object in the image."""
-    action: Annotated[str | None, Field(title="Action")] = None
-    """The action of the object in the image."""
-    gender: Annotated[str | None, Field(title="Gender")] = None
-    """The gender of the object in the image."""
-    skin_tone_and_texture: Annotated[
-        str | None, Field(title="Skin Tone And Texture")
-    ] = None
-    """The skin tone and texture of the object in the image."""
-    orientation: Annotated[str | None, Field(title="Orientation")] = None
-    """The orientation of the object in the image."""
-
-
-class StructuredInstruction(FalModel):
-    short_description: Annotated[str | None, Field(title="Short Description")] = None
-    """A short description of the image to be generated."""
-    objects: Annotated[
-        list[PromptObject] | None, Field(title="Objects", validate_default=True)
-    ] = []
-    """A list of objects in the image to be generated, along with their attributes and relationships to other objects in the image."""
-    background_setting: Annotated[str | None, Field(title="Background Setting")] = None
-    """The background setting of the image to be generated."""
-    lighting: Lighting | None = None
-    """The lighting of the image to be generated."""
-    aesthetics: Aesthetics | None = None
-    """The aesthetics of the image to be generated."""
-    photographic_characteristics: PhotographicCharacteristics | None = None
-    """The photographic characteristics of the image to be generated."""
-    style_medium: Annotated[str | None, Field(title="Style Medium")] = None
-    """The style medium of the image to be generated."""
-    text_render: Annotated[list[Any] | None, Field(title="Text Render")] = []
-    """A list of text to be rendered in the image."""
-    context: Annotated[str | None, Field(title="Context")] = None
-    """The context of the image to be generated."""
-    artistic_style: Annotated[str | None, Field(title="Artistic Style")] = None
-    """The artistic style of the image to be generated."""
-    edit_instruction: Annotated[str | None, Field(title="Edit Instruction")] = None
-    """The edit instruction for the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -201,26 +36,169 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "bria/fibo-edit/edit"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Aesthetics(FalModel):
+    composition: str | None = None
+    """The composition of the image to be generated."""
+    color_scheme: str | None = None
+    """The color scheme of the image to be generated."""
+    mood_atmosphere: str | None = None
+    """The mood and atmosphere of the image to be generated."""
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    image_url: FileInput | None = None
+    """Reference image (file or URL)."""
+    mask_url: FileInput | None = None
+    """Mask image (file or URL). Optional"""
+    instruction: str | None = None
+    """Instruction for image editing."""
+    structured_instruction: StructuredInstruction | None = None
+    """The structured prompt to generate an image from."""
+    original_vgl: StructuredInstruction | None = None
+    """The original vgl used to generate the image."""
+    new_vgl: StructuredInstruction | None = None
+    """The new vgl describing image after edit."""
+    seed: int = 5555
+    """Random seed for reproducibility."""
+    steps_num: Annotated[int, Field(ge=20, le=50)] = 30
+    """Number of inference steps."""
+    negative_prompt: str = ""
+    """Negative prompt for image generation."""
+    guidance_scale: float | int = 5
+    """Guidance scale for text."""
+    sync_mode: bool = False
+    """If true, returns the image directly in the response (increases latency)."""
+
+
+class Lighting(FalModel):
+    conditions: str | None = None
+    """The conditions of the lighting in the image to be generated."""
+    direction: str | None = None
+    """The direction of the lighting in the image to be generated."""
+    shadows: str | None = None
+    """The shadows in the image to be generated."""
+
+
+class Output(FalModel):
+    image: Image
+    """Generated image."""
+    images: Annotated[list[Image], Field(validate_default=True)] = []
+    """Generated images."""
+    structured_instruction: dict[str, Any]
+    """Current instruction."""
+
+
+class PhotographicCharacteristics(FalModel):
+    depth_of_field: str | None = None
+    """The depth of field in the image to be generated."""
+    focus: str | None = None
+    """The focus in the image to be generated."""
+    camera_angle: str | None = None
+    """The angle of the camera in the image to be generated."""
+    lens_focal_length: str | None = None
+    """The focal length of the lens in the image to be generated."""
+
+
+class PromptObject(FalModel):
+    description: str | None = None
+    """A description of the object to be generated."""
+    location: str | None = None
+    """The location of the object in the image."""
+    relationship: str
+    """The relationship of the object to other objects in the image."""
+    relative_size: str | None = None
+    """The relative size of the object in the image."""
+    shape_and_color: str | None = None
+    """The shape and color of the object."""
+    texture: str | None = None
+    """The texture of the object."""
+    appearance_details: str | None = None
+    """The appearance details of the object."""
+    number_of_objects: int | None = None
+    """The number of objects in the image."""
+    pose: str | None = None
+    """The pose of the object in the image."""
+    expression: str | None = None
+    """The expression of the object in the image."""
+    clothing: str | None = None
+    """The clothing of the object in the image."""
+    action: str | None = None
+    """The action of the object in the image."""
+    gender: str | None = None
+    """The gender of the object in the image."""
+    skin_tone_and_texture: str | None = None
+    """The skin tone and texture of the object in the image."""
+    orientation: str | None = None
+    """The orientation of the object in the image."""
+
+
+class StructuredInstruction(FalModel):
+    short_description: str | None = None
+    """A short description of the image to be generated."""
+    objects: Annotated[list[PromptObject] | None, Field(validate_default=True)] = []
+    """A list of objects in the image to be generated, along with their attributes and
+    relationships to other objects in the image."""
+    background_setting: str | None = None
+    """The background setting of the image to be generated."""
+    lighting: Lighting | None = None
+    """The lighting of the image to be generated."""
+    aesthetics: Aesthetics | None = None
+    """The aesthetics of the image to be generated."""
+    photographic_characteristics: PhotographicCharacteristics | None = None
+    """The photographic characteristics of the image to be generated."""
+    style_medium: str | None = None
+    """The style medium of the image to be generated."""
+    text_render: list[Any] | None = []
+    """A list of text to be rendered in the image."""
+    context: str | None = None
+    """The context of the image to be generated."""
+    artistic_style: str | None = None
+    """The artistic style of the image to be generated."""
+    edit_instruction: str | None = None
+    """The edit instruction for the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "mask_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput | None = None,
@@ -234,33 +212,68 @@ def submit(
     negative_prompt: str = "",
     guidance_scale: float | int = 5,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Reference image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        mask_url: Mask image (file or URL). Optional. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        instruction: Instruction for image editing. Defaults to `None`.
+        structured_instruction: The structured prompt to generate an image from.
+            Defaults to `None`.
+        original_vgl: The original vgl used to generate the image. Defaults to `None`.
+        new_vgl: The new vgl describing image after edit. Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        steps_num: Number of inference steps. Between 20 and 50. Defaults to `30`.
+        negative_prompt: Negative prompt for image generation. Defaults to `\""`.
+        guidance_scale: Guidance scale for text. Defaults to `5`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput | None = None,
@@ -274,8 +287,8 @@ def subscribe(
     negative_prompt: str = "",
     guidance_scale: float | int = 5,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -283,24 +296,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Reference image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        mask_url: Mask image (file or URL). Optional. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        instruction: Instruction for image editing. Defaults to `None`.
+        structured_instruction: The structured prompt to generate an image from.
+            Defaults to `None`.
+        original_vgl: The original vgl used to generate the image. Defaults to `None`.
+        new_vgl: The new vgl describing image after edit. Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        steps_num: Number of inference steps. Between 20 and 50. Defaults to `30`.
+        negative_prompt: Negative prompt for image generation. Defaults to `\""`.
+        guidance_scale: Guidance scale for text. Defaults to `5`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput | None = None,
@@ -314,8 +361,8 @@ def run(
     negative_prompt: str = "",
     guidance_scale: float | int = 5,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -323,24 +370,58 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Reference image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        mask_url: Mask image (file or URL). Optional. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        instruction: Instruction for image editing. Defaults to `None`.
+        structured_instruction: The structured prompt to generate an image from.
+            Defaults to `None`.
+        original_vgl: The original vgl used to generate the image. Defaults to `None`.
+        new_vgl: The new vgl describing image after edit. Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        steps_num: Number of inference steps. Between 20 and 50. Defaults to `30`.
+        negative_prompt: Negative prompt for image generation. Defaults to `\""`.
+        guidance_scale: Guidance scale for text. Defaults to `5`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput | None = None,
@@ -354,33 +435,68 @@ async def submit_async(
     negative_prompt: str = "",
     guidance_scale: float | int = 5,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Reference image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        mask_url: Mask image (file or URL). Optional. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        instruction: Instruction for image editing. Defaults to `None`.
+        structured_instruction: The structured prompt to generate an image from.
+            Defaults to `None`.
+        original_vgl: The original vgl used to generate the image. Defaults to `None`.
+        new_vgl: The new vgl describing image after edit. Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        steps_num: Number of inference steps. Between 20 and 50. Defaults to `30`.
+        negative_prompt: Negative prompt for image generation. Defaults to `\""`.
+        guidance_scale: Guidance scale for text. Defaults to `5`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput | None = None,
@@ -394,8 +510,8 @@ async def subscribe_async(
     negative_prompt: str = "",
     guidance_scale: float | int = 5,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -403,24 +519,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Reference image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        mask_url: Mask image (file or URL). Optional. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        instruction: Instruction for image editing. Defaults to `None`.
+        structured_instruction: The structured prompt to generate an image from.
+            Defaults to `None`.
+        original_vgl: The original vgl used to generate the image. Defaults to `None`.
+        new_vgl: The new vgl describing image after edit. Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        steps_num: Number of inference steps. Between 20 and 50. Defaults to `30`.
+        negative_prompt: Negative prompt for image generation. Defaults to `\""`.
+        guidance_scale: Guidance scale for text. Defaults to `5`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput | None = None,
@@ -434,8 +584,8 @@ async def run_async(
     negative_prompt: str = "",
     guidance_scale: float | int = 5,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -443,8 +593,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: Reference image (file or URL). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        mask_url: Mask image (file or URL). Optional. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        instruction: Instruction for image editing. Defaults to `None`.
+        structured_instruction: The structured prompt to generate an image from.
+            Defaults to `None`.
+        original_vgl: The original vgl used to generate the image. Defaults to `None`.
+        new_vgl: The new vgl describing image after edit. Defaults to `None`.
+        seed: Random seed for reproducibility. Defaults to `5555`.
+        steps_num: Number of inference steps. Between 20 and 50. Defaults to `30`.
+        negative_prompt: Negative prompt for image generation. Defaults to `\""`.
+        guidance_scale: Guidance scale for text. Defaults to `5`.
+        sync_mode: If true, returns the image directly in the response (increases
+            latency). Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

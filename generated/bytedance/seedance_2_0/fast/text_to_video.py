@@ -5,80 +5,20 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt used to generate the video"""
-    resolution: Annotated[Literal["480p", "720p"], Field(title="Resolution")] = "720p"
-    """Video resolution - 480p for faster generation, 720p for balance."""
-    duration: Annotated[
-        Literal[
-            "auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-        ],
-        Field(title="Duration"),
-    ] = "auto"
-    """Duration of the video in seconds. Supports 4 to 15 seconds, or auto to let the model decide based on the prompt."""
-    aspect_ratio: Annotated[
-        Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"],
-        Field(title="Aspect Ratio"),
-    ] = "auto"
-    """The aspect ratio of the generated video. Use 16:9 for landscape, 9:16 for portrait/vertical, 1:1 for square, 21:9 for ultrawide cinematic, or auto to let the model decide."""
-    generate_audio: Annotated[bool, Field(title="Generate Audio")] = True
-    """Whether to generate synchronized audio for the video, including sound effects, ambient sounds, and lip-synced speech. The cost of video generation is the same regardless of whether audio is generated or not."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. Note that results may still vary slightly even with the same seed."""
-    end_user_id: Annotated[str | None, Field(title="End User Id")] = None
-    """The unique user ID of the end user."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Duration",
+    "AspectRatio",
     "File",
     "Input",
     "Output",
@@ -91,76 +31,158 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "bytedance/seedance-2.0/fast/text-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Duration: TypeAlias = Literal[
+    "auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
+]
+
+
+AspectRatio: TypeAlias = Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt used to generate the video"""
+    resolution: Literal["480p", "720p"] = "720p"
+    """Video resolution - 480p for faster generation, 720p for balance."""
+    duration: Duration = "auto"
+    """Duration of the video in seconds. Supports 4 to 15 seconds, or auto to let the
+    model decide based on the prompt."""
+    aspect_ratio: AspectRatio = "auto"
+    """The aspect ratio of the generated video. Use 16:9 for landscape, 9:16 for
+    portrait/vertical, 1:1 for square, 21:9 for ultrawide cinematic, or auto to let the
+    model decide."""
+    generate_audio: bool = True
+    """Whether to generate synchronized audio for the video, including sound effects,
+    ambient sounds, and lip-synced speech. The cost of video generation is the same
+    regardless of whether audio is generated or not."""
+    seed: int | None = None
+    """Random seed for reproducibility. Note that results may still vary slightly even
+    with the same seed."""
+    end_user_id: str | None = None
+    """The unique user ID of the end user."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     resolution: Literal["480p", "720p"] = "720p",
-    duration: Literal[
-        "auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "auto",
-    aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"] = "auto",
+    duration: Duration = "auto",
+    aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
     seed: int | None = None,
     end_user_id: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        resolution: Video resolution - 480p for faster generation, 720p for balance.
+            Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Supports 4 to 15 seconds, or auto to
+            let the model decide based on the prompt. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Use 16:9 for landscape,
+            9:16 for portrait/vertical, 1:1 for square, 21:9 for ultrawide cinematic, or
+            auto to let the model decide. Defaults to `"auto"`.
+        generate_audio: Whether to generate synchronized audio for the video, including
+            sound effects, ambient sounds, and lip-synced speech. The cost of video
+            generation is the same regardless of whether audio is generated or not.
+            Defaults to `True`.
+        seed: Random seed for reproducibility. Note that results may still vary slightly
+            even with the same seed. Defaults to `None`.
+        end_user_id: The unique user ID of the end user. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     resolution: Literal["480p", "720p"] = "720p",
-    duration: Literal[
-        "auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "auto",
-    aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"] = "auto",
+    duration: Duration = "auto",
+    aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
     seed: int | None = None,
     end_user_id: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -168,37 +190,67 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        resolution: Video resolution - 480p for faster generation, 720p for balance.
+            Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Supports 4 to 15 seconds, or auto to
+            let the model decide based on the prompt. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Use 16:9 for landscape,
+            9:16 for portrait/vertical, 1:1 for square, 21:9 for ultrawide cinematic, or
+            auto to let the model decide. Defaults to `"auto"`.
+        generate_audio: Whether to generate synchronized audio for the video, including
+            sound effects, ambient sounds, and lip-synced speech. The cost of video
+            generation is the same regardless of whether audio is generated or not.
+            Defaults to `True`.
+        seed: Random seed for reproducibility. Note that results may still vary slightly
+            even with the same seed. Defaults to `None`.
+        end_user_id: The unique user ID of the end user. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     resolution: Literal["480p", "720p"] = "720p",
-    duration: Literal[
-        "auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "auto",
-    aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"] = "auto",
+    duration: Duration = "auto",
+    aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
     seed: int | None = None,
     end_user_id: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -206,75 +258,136 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        resolution: Video resolution - 480p for faster generation, 720p for balance.
+            Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Supports 4 to 15 seconds, or auto to
+            let the model decide based on the prompt. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Use 16:9 for landscape,
+            9:16 for portrait/vertical, 1:1 for square, 21:9 for ultrawide cinematic, or
+            auto to let the model decide. Defaults to `"auto"`.
+        generate_audio: Whether to generate synchronized audio for the video, including
+            sound effects, ambient sounds, and lip-synced speech. The cost of video
+            generation is the same regardless of whether audio is generated or not.
+            Defaults to `True`.
+        seed: Random seed for reproducibility. Note that results may still vary slightly
+            even with the same seed. Defaults to `None`.
+        end_user_id: The unique user ID of the end user. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     resolution: Literal["480p", "720p"] = "720p",
-    duration: Literal[
-        "auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "auto",
-    aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"] = "auto",
+    duration: Duration = "auto",
+    aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
     seed: int | None = None,
     end_user_id: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        resolution: Video resolution - 480p for faster generation, 720p for balance.
+            Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Supports 4 to 15 seconds, or auto to
+            let the model decide based on the prompt. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Use 16:9 for landscape,
+            9:16 for portrait/vertical, 1:1 for square, 21:9 for ultrawide cinematic, or
+            auto to let the model decide. Defaults to `"auto"`.
+        generate_audio: Whether to generate synchronized audio for the video, including
+            sound effects, ambient sounds, and lip-synced speech. The cost of video
+            generation is the same regardless of whether audio is generated or not.
+            Defaults to `True`.
+        seed: Random seed for reproducibility. Note that results may still vary slightly
+            even with the same seed. Defaults to `None`.
+        end_user_id: The unique user ID of the end user. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     resolution: Literal["480p", "720p"] = "720p",
-    duration: Literal[
-        "auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "auto",
-    aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"] = "auto",
+    duration: Duration = "auto",
+    aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
     seed: int | None = None,
     end_user_id: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -282,37 +395,67 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        resolution: Video resolution - 480p for faster generation, 720p for balance.
+            Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Supports 4 to 15 seconds, or auto to
+            let the model decide based on the prompt. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Use 16:9 for landscape,
+            9:16 for portrait/vertical, 1:1 for square, 21:9 for ultrawide cinematic, or
+            auto to let the model decide. Defaults to `"auto"`.
+        generate_audio: Whether to generate synchronized audio for the video, including
+            sound effects, ambient sounds, and lip-synced speech. The cost of video
+            generation is the same regardless of whether audio is generated or not.
+            Defaults to `True`.
+        seed: Random seed for reproducibility. Note that results may still vary slightly
+            even with the same seed. Defaults to `None`.
+        end_user_id: The unique user ID of the end user. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     resolution: Literal["480p", "720p"] = "720p",
-    duration: Literal[
-        "auto", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "auto",
-    aspect_ratio: Literal["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"] = "auto",
+    duration: Duration = "auto",
+    aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
     seed: int | None = None,
     end_user_id: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -320,8 +463,40 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        resolution: Video resolution - 480p for faster generation, 720p for balance.
+            Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Supports 4 to 15 seconds, or auto to
+            let the model decide based on the prompt. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Use 16:9 for landscape,
+            9:16 for portrait/vertical, 1:1 for square, 21:9 for ultrawide cinematic, or
+            auto to let the model decide. Defaults to `"auto"`.
+        generate_audio: Whether to generate synchronized audio for the video, including
+            sound effects, ambient sounds, and lip-synced speech. The cost of video
+            generation is the same regardless of whether audio is generated or not.
+            Defaults to `True`.
+        seed: Random seed for reproducibility. Note that results may still vary slightly
+            even with the same seed. Defaults to `None`.
+        end_user_id: The unique user ID of the end user. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

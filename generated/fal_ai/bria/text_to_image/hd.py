@@ -5,125 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class GuidanceInput(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The image that should be used as guidance, in base64 format, with the method defined in guidance_method_1. Accepted formats are jpeg, jpg, png, webp. Maximum file size 12MB. If more then one guidance method is used, all guidance images must be of the same aspect ratio, and this will be the aspect ratio of the generated results. If guidance_method_1 is selected, an image must be provided."""
-    method: Annotated[
-        Literal[
-            "controlnet_canny",
-            "controlnet_depth",
-            "controlnet_recoloring",
-            "controlnet_color_grid",
-        ]
-        | None,
-        Field(title="Method"),
-    ] = None
-    """Which guidance type you would like to include in the generation. Up to 4 guidance methods can be combined during a single inference. This parameter is optional."""
-    scale: Annotated[float, Field(ge=0.0, le=1.0, title="Scale")] = 1
-    """Impact of the guidance."""
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(min_length=1, title="Prompt")]
-    """The prompt you would like to use to generate images."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """The negative prompt you would like to use to generate images."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 4
-    """How many images you would like to generate. When using any Guidance Method, Value is set to 1."""
-    aspect_ratio: Annotated[
-        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"],
-        Field(title="Aspect Ratio"),
-    ] = "1:1"
-    """The aspect ratio of the image. When a guidance method is being used, the aspect ratio is defined by the guidance image and this parameter is ignored."""
-    seed: Annotated[int | None, Field(ge=0, le=2147483647, title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of the model
-    will output the same image every time.
-    """
-    num_inference_steps: Annotated[
-        int, Field(ge=20, le=50, title="Num Inference Steps")
-    ] = 30
-    """The number of iterations the model goes through to refine the generated image. This parameter is optional."""
-    guidance_scale: Annotated[
-        float, Field(ge=0.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt when looking for a related image to show you.
-    """
-    prompt_enhancement: Annotated[bool, Field(title="Prompt Enhancement")] = False
-    """When set to true, enhances the provided prompt by generating additional, more descriptive variations, resulting in more diverse and creative output images."""
-    medium: Annotated[Literal["photography", "art"] | None, Field(title="Medium")] = (
-        None
-    )
-    """Which medium should be included in your generated images. This parameter is optional."""
-    guidance: Annotated[
-        list[GuidanceInput], Field(title="Guidance", validate_default=True)
-    ] = []
-    """Guidance images to use for the generation. Up to 4 guidance methods can be combined during a single inference."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The generated images"""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed value used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Method",
+    "AspectRatio",
     "GuidanceInput",
     "Image",
     "Input",
@@ -137,34 +34,125 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/bria/text-to-image/hd"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Method: TypeAlias = Literal[
+    "controlnet_canny",
+    "controlnet_depth",
+    "controlnet_recoloring",
+    "controlnet_color_grid",
+]
+
+
+AspectRatio: TypeAlias = Literal[
+    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
+]
+
+
+class GuidanceInput(FalModel):
+    image_url: FileInput
+    """The image that should be used as guidance, in base64 format, with the method
+    defined in guidance_method_1. Accepted formats are jpeg, jpg, png, webp. Maximum
+    file size 12MB. If more then one guidance method is used, all guidance images must
+    be of the same aspect ratio, and this will be the aspect ratio of the generated
+    results. If guidance_method_1 is selected, an image must be provided."""
+    method: Method | None = None
+    """Which guidance type you would like to include in the generation. Up to 4 guidance
+    methods can be combined during a single inference. This parameter is optional."""
+    scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """Impact of the guidance."""
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(min_length=1)]
+    """The prompt you would like to use to generate images."""
+    negative_prompt: str = ""
+    """The negative prompt you would like to use to generate images."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 4
+    """How many images you would like to generate. When using any Guidance Method, Value
+    is set to 1."""
+    aspect_ratio: AspectRatio = "1:1"
+    """The aspect ratio of the image. When a guidance method is being used, the aspect
+    ratio is defined by the guidance image and this parameter is ignored."""
+    seed: Annotated[int | None, Field(ge=0, le=2147483647)] = None
+    """
+    The same seed and the same prompt given to the same version of the model
+    will output the same image every time.
+    """
+    num_inference_steps: Annotated[int, Field(ge=20, le=50)] = 30
+    """The number of iterations the model goes through to refine the generated image.
+    This parameter is optional."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt when looking for a related image to show you.
+    """
+    prompt_enhancement: bool = False
+    """When set to true, enhances the provided prompt by generating additional, more
+    descriptive variations, resulting in more diverse and creative output images."""
+    medium: Literal["photography", "art"] | None = None
+    """Which medium should be included in your generated images. This parameter is
+    optional."""
+    guidance: Annotated[list[GuidanceInput], Field(validate_default=True)] = []
+    """Guidance images to use for the generation. Up to 4 guidance methods can be
+    combined during a single inference."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The generated images"""
+    seed: int
+    """Seed value used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={GuidanceInput: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     negative_prompt: str = "",
     num_images: int = 4,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     seed: int | None = None,
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
@@ -172,41 +160,84 @@ def submit(
     medium: Literal["photography", "art"] | None = None,
     guidance: list[GuidanceInput] = [],
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt you would like to use to generate images. Length at least 1.
+            Required.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        num_images: How many images you would like to generate. When using any Guidance
+            Method, Value is set to 1. Between 1 and 4. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the image. When a guidance method is being
+            used, the aspect ratio is defined by the guidance image and this parameter
+            is ignored. Defaults to `"1:1"`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Between 0 and 2147483647. Defaults to
+            `None`.
+        num_inference_steps: The number of iterations the model goes through to refine
+            the generated image. This parameter is optional. Between 20 and 50. Defaults
+            to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `5`.
+        prompt_enhancement: When set to true, enhances the provided prompt by generating
+            additional, more descriptive variations, resulting in more diverse and
+            creative output images. Defaults to `False`.
+        medium: Which medium should be included in your generated images. This parameter
+            is optional. Defaults to `None`.
+        guidance: Guidance images to use for the generation. Up to 4 guidance methods
+            can be combined during a single inference. Defaults to `[]`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     negative_prompt: str = "",
     num_images: int = 4,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     seed: int | None = None,
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
@@ -214,8 +245,8 @@ def subscribe(
     medium: Literal["photography", "art"] | None = None,
     guidance: list[GuidanceInput] = [],
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -223,32 +254,74 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt you would like to use to generate images. Length at least 1.
+            Required.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        num_images: How many images you would like to generate. When using any Guidance
+            Method, Value is set to 1. Between 1 and 4. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the image. When a guidance method is being
+            used, the aspect ratio is defined by the guidance image and this parameter
+            is ignored. Defaults to `"1:1"`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Between 0 and 2147483647. Defaults to
+            `None`.
+        num_inference_steps: The number of iterations the model goes through to refine
+            the generated image. This parameter is optional. Between 20 and 50. Defaults
+            to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `5`.
+        prompt_enhancement: When set to true, enhances the provided prompt by generating
+            additional, more descriptive variations, resulting in more diverse and
+            creative output images. Defaults to `False`.
+        medium: Which medium should be included in your generated images. This parameter
+            is optional. Defaults to `None`.
+        guidance: Guidance images to use for the generation. Up to 4 guidance methods
+            can be combined during a single inference. Defaults to `[]`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     negative_prompt: str = "",
     num_images: int = 4,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     seed: int | None = None,
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
@@ -256,8 +329,8 @@ def run(
     medium: Literal["photography", "art"] | None = None,
     guidance: list[GuidanceInput] = [],
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -265,32 +338,74 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt you would like to use to generate images. Length at least 1.
+            Required.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        num_images: How many images you would like to generate. When using any Guidance
+            Method, Value is set to 1. Between 1 and 4. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the image. When a guidance method is being
+            used, the aspect ratio is defined by the guidance image and this parameter
+            is ignored. Defaults to `"1:1"`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Between 0 and 2147483647. Defaults to
+            `None`.
+        num_inference_steps: The number of iterations the model goes through to refine
+            the generated image. This parameter is optional. Between 20 and 50. Defaults
+            to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `5`.
+        prompt_enhancement: When set to true, enhances the provided prompt by generating
+            additional, more descriptive variations, resulting in more diverse and
+            creative output images. Defaults to `False`.
+        medium: Which medium should be included in your generated images. This parameter
+            is optional. Defaults to `None`.
+        guidance: Guidance images to use for the generation. Up to 4 guidance methods
+            can be combined during a single inference. Defaults to `[]`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     negative_prompt: str = "",
     num_images: int = 4,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     seed: int | None = None,
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
@@ -298,41 +413,84 @@ async def submit_async(
     medium: Literal["photography", "art"] | None = None,
     guidance: list[GuidanceInput] = [],
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt you would like to use to generate images. Length at least 1.
+            Required.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        num_images: How many images you would like to generate. When using any Guidance
+            Method, Value is set to 1. Between 1 and 4. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the image. When a guidance method is being
+            used, the aspect ratio is defined by the guidance image and this parameter
+            is ignored. Defaults to `"1:1"`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Between 0 and 2147483647. Defaults to
+            `None`.
+        num_inference_steps: The number of iterations the model goes through to refine
+            the generated image. This parameter is optional. Between 20 and 50. Defaults
+            to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `5`.
+        prompt_enhancement: When set to true, enhances the provided prompt by generating
+            additional, more descriptive variations, resulting in more diverse and
+            creative output images. Defaults to `False`.
+        medium: Which medium should be included in your generated images. This parameter
+            is optional. Defaults to `None`.
+        guidance: Guidance images to use for the generation. Up to 4 guidance methods
+            can be combined during a single inference. Defaults to `[]`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     negative_prompt: str = "",
     num_images: int = 4,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     seed: int | None = None,
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
@@ -340,8 +498,8 @@ async def subscribe_async(
     medium: Literal["photography", "art"] | None = None,
     guidance: list[GuidanceInput] = [],
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -349,32 +507,74 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt you would like to use to generate images. Length at least 1.
+            Required.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        num_images: How many images you would like to generate. When using any Guidance
+            Method, Value is set to 1. Between 1 and 4. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the image. When a guidance method is being
+            used, the aspect ratio is defined by the guidance image and this parameter
+            is ignored. Defaults to `"1:1"`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Between 0 and 2147483647. Defaults to
+            `None`.
+        num_inference_steps: The number of iterations the model goes through to refine
+            the generated image. This parameter is optional. Between 20 and 50. Defaults
+            to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `5`.
+        prompt_enhancement: When set to true, enhances the provided prompt by generating
+            additional, more descriptive variations, resulting in more diverse and
+            creative output images. Defaults to `False`.
+        medium: Which medium should be included in your generated images. This parameter
+            is optional. Defaults to `None`.
+        guidance: Guidance images to use for the generation. Up to 4 guidance methods
+            can be combined during a single inference. Defaults to `[]`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     negative_prompt: str = "",
     num_images: int = 4,
-    aspect_ratio: Literal[
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
-    ] = "1:1",
+    aspect_ratio: AspectRatio = "1:1",
     seed: int | None = None,
     num_inference_steps: int = 30,
     guidance_scale: float = 5,
@@ -382,8 +582,8 @@ async def run_async(
     medium: Literal["photography", "art"] | None = None,
     guidance: list[GuidanceInput] = [],
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -391,8 +591,52 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt you would like to use to generate images. Length at least 1.
+            Required.
+        negative_prompt: The negative prompt you would like to use to generate images.
+            Defaults to `\""`.
+        num_images: How many images you would like to generate. When using any Guidance
+            Method, Value is set to 1. Between 1 and 4. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the image. When a guidance method is being
+            used, the aspect ratio is defined by the guidance image and this parameter
+            is ignored. Defaults to `"1:1"`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Between 0 and 2147483647. Defaults to
+            `None`.
+        num_inference_steps: The number of iterations the model goes through to refine
+            the generated image. This parameter is optional. Between 20 and 50. Defaults
+            to `30`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 0.0 and 20.0. Defaults to `5`.
+        prompt_enhancement: When set to true, enhances the provided prompt by generating
+            additional, more descriptive variations, resulting in more diverse and
+            creative output images. Defaults to `False`.
+        medium: Which medium should be included in your generated images. This parameter
+            is optional. Defaults to `None`.
+        guidance: Guidance images to use for the generation. Up to 4 guidance methods
+            can be combined during a single inference. Defaults to `[]`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,70 +5,15 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """The text prompt used to guide the video generation."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the image used to generate the video"""
-    mask_url: Annotated[FileInput | None, Field(title="Mask Url")] = None
-    """The URL of the mask image to apply to the image. Only the person in the white area of the mask will speak."""
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """The URL of the audio file to generate the video. Audio must be under 30s long for 1080p generation and under 60s long for 720p generation."""
-    turbo_mode: Annotated[bool, Field(title="Turbo Mode")] = False
-    """Generate a video at a faster rate with a slight quality trade-off."""
-    resolution: Annotated[Literal["720p", "1080p"], Field(title="Resolution")] = "1080p"
-    """The resolution of the generated video. Defaults to 1080p. 720p generation is faster and higher in quality. 1080p generation is limited to 30s audio and 720p generation is limited to 60s audio."""
-
-
-class Output(FalModel):
-    video: File
-    """Generated video file"""
-    duration: Annotated[float, Field(title="Duration")]
-    """Duration of audio input/video output as used for billing."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -85,26 +30,67 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/bytedance/omnihuman/v1.5"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str | None = None
+    """The text prompt used to guide the video generation."""
+    image_url: FileInput
+    """The URL of the image used to generate the video"""
+    mask_url: FileInput | None = None
+    """The URL of the mask image to apply to the image. Only the person in the white
+    area of the mask will speak."""
+    audio_url: FileInput
+    """The URL of the audio file to generate the video. Audio must be under 30s long for
+    1080p generation and under 60s long for 720p generation."""
+    turbo_mode: bool = False
+    """Generate a video at a faster rate with a slight quality trade-off."""
+    resolution: Literal["720p", "1080p"] = "1080p"
+    """The resolution of the generated video. Defaults to 1080p. 720p generation is
+    faster and higher in quality. 1080p generation is limited to 30s audio and 720p
+    generation is limited to 60s audio."""
+
+
+class Output(FalModel):
+    video: File
+    """Generated video file"""
+    duration: float
+    """Duration of audio input/video output as used for billing."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "mask_url", "audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str | None = None,
@@ -113,33 +99,69 @@ def submit(
     audio_url: FileInput,
     turbo_mode: bool = False,
     resolution: Literal["720p", "1080p"] = "1080p",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to guide the video generation. Defaults to `None`.
+        image_url: The URL of the image used to generate the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        mask_url: The URL of the mask image to apply to the image. Only the person in
+            the white area of the mask will speak. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        audio_url: The URL of the audio file to generate the video. Audio must be under
+            30s long for 1080p generation and under 60s long for 720p generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        turbo_mode: Generate a video at a faster rate with a slight quality trade-off.
+            Defaults to `False`.
+        resolution: The resolution of the generated video. Defaults to 1080p. 720p
+            generation is faster and higher in quality. 1080p generation is limited to
+            30s audio and 720p generation is limited to 60s audio. Defaults to
+            `"1080p"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str | None = None,
@@ -148,8 +170,8 @@ def subscribe(
     audio_url: FileInput,
     turbo_mode: bool = False,
     resolution: Literal["720p", "1080p"] = "1080p",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -157,24 +179,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to guide the video generation. Defaults to `None`.
+        image_url: The URL of the image used to generate the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        mask_url: The URL of the mask image to apply to the image. Only the person in
+            the white area of the mask will speak. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        audio_url: The URL of the audio file to generate the video. Audio must be under
+            30s long for 1080p generation and under 60s long for 720p generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        turbo_mode: Generate a video at a faster rate with a slight quality trade-off.
+            Defaults to `False`.
+        resolution: The resolution of the generated video. Defaults to 1080p. 720p
+            generation is faster and higher in quality. 1080p generation is limited to
+            30s audio and 720p generation is limited to 60s audio. Defaults to
+            `"1080p"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str | None = None,
@@ -183,8 +240,8 @@ def run(
     audio_url: FileInput,
     turbo_mode: bool = False,
     resolution: Literal["720p", "1080p"] = "1080p",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -192,24 +249,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to guide the video generation. Defaults to `None`.
+        image_url: The URL of the image used to generate the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        mask_url: The URL of the mask image to apply to the image. Only the person in
+            the white area of the mask will speak. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        audio_url: The URL of the audio file to generate the video. Audio must be under
+            30s long for 1080p generation and under 60s long for 720p generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        turbo_mode: Generate a video at a faster rate with a slight quality trade-off.
+            Defaults to `False`.
+        resolution: The resolution of the generated video. Defaults to 1080p. 720p
+            generation is faster and higher in quality. 1080p generation is limited to
+            30s audio and 720p generation is limited to 60s audio. Defaults to
+            `"1080p"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str | None = None,
@@ -218,33 +310,69 @@ async def submit_async(
     audio_url: FileInput,
     turbo_mode: bool = False,
     resolution: Literal["720p", "1080p"] = "1080p",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to guide the video generation. Defaults to `None`.
+        image_url: The URL of the image used to generate the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        mask_url: The URL of the mask image to apply to the image. Only the person in
+            the white area of the mask will speak. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        audio_url: The URL of the audio file to generate the video. Audio must be under
+            30s long for 1080p generation and under 60s long for 720p generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        turbo_mode: Generate a video at a faster rate with a slight quality trade-off.
+            Defaults to `False`.
+        resolution: The resolution of the generated video. Defaults to 1080p. 720p
+            generation is faster and higher in quality. 1080p generation is limited to
+            30s audio and 720p generation is limited to 60s audio. Defaults to
+            `"1080p"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str | None = None,
@@ -253,8 +381,8 @@ async def subscribe_async(
     audio_url: FileInput,
     turbo_mode: bool = False,
     resolution: Literal["720p", "1080p"] = "1080p",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -262,24 +390,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to guide the video generation. Defaults to `None`.
+        image_url: The URL of the image used to generate the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        mask_url: The URL of the mask image to apply to the image. Only the person in
+            the white area of the mask will speak. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        audio_url: The URL of the audio file to generate the video. Audio must be under
+            30s long for 1080p generation and under 60s long for 720p generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        turbo_mode: Generate a video at a faster rate with a slight quality trade-off.
+            Defaults to `False`.
+        resolution: The resolution of the generated video. Defaults to 1080p. 720p
+            generation is faster and higher in quality. 1080p generation is limited to
+            30s audio and 720p generation is limited to 60s audio. Defaults to
+            `"1080p"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str | None = None,
@@ -288,8 +451,8 @@ async def run_async(
     audio_url: FileInput,
     turbo_mode: bool = False,
     resolution: Literal["720p", "1080p"] = "1080p",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -297,8 +460,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to guide the video generation. Defaults to `None`.
+        image_url: The URL of the image used to generate the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        mask_url: The URL of the mask image to apply to the image. Only the person in
+            the white area of the mask will speak. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        audio_url: The URL of the audio file to generate the video. Audio must be under
+            30s long for 1080p generation and under 60s long for 720p generation. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        turbo_mode: Generate a video at a faster rate with a slight quality trade-off.
+            Defaults to `False`.
+        resolution: The resolution of the generated video. Defaults to 1080p. 720p
+            generation is faster and higher in quality. 1080p generation is limited to
+            30s audio and 720p generation is limited to 60s audio. Defaults to
+            `"1080p"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,87 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """The URL of the video to upscale."""
-    target_resolution: Annotated[
-        Literal["1080p", "2k", "4k"], Field(title="Target Resolution")
-    ] = "1080p"
-    """The target resolution of the video to upscale."""
-    target_fps: Annotated[Literal["30fps", "60fps"], Field(title="Target Fps")] = (
-        "30fps"
-    )
-    """The target FPS of the video to upscale."""
-    enhancement_preset: Annotated[
-        Literal["general", "ugc", "short_series", "aigc", "old_film"],
-        Field(title="Enhancement Preset"),
-    ] = "general"
-    """The enhancement preset optimized for specific video scenarios. 'general' is a general-purpose template, 'ugc' targets user-generated short videos, 'short_series' is for short dramas, 'aigc' is for AI-generated content, and 'old_film' is for classic film restoration."""
-    enhancement_tier: Annotated[
-        Literal["fast", "standard", "pro"], Field(title="Enhancement Tier")
-    ] = "standard"
-    """The enhancement quality tier. 'fast' provides essential upscaling with good speed, 'standard' uses adaptive algorithms for better visual texture, 'pro' uses large-model restoration for cinematic quality (longer processing time), and 10 times the cost of `standard` and `fast`."""
-    scale_ratio: Annotated[
-        float | None, Field(ge=1.1, le=10.0, title="Scale Ratio")
-    ] = None
-    """The scaling ratio for the output video resolution. When set, overrides target_resolution and scales the input resolution by this factor (e.g., 2.0 doubles the resolution). Range: 1.1 to 10.0. Please note that this is valid only up to 4k resolution, and trying to scale beyond 4k will result in an error. (4k is defined as having atotal pixel count of 3840x2160)."""
-    fidelity: Annotated[Literal["high", "medium"], Field(title="Fidelity")] = "high"
-    """The enhancement intensity. 'high' applies mild enhancement while keeping visual texture close to the source video. 'medium' provides a balanced image quality enhancement."""
-
-
-class Output(FalModel):
-    video: File
-    """Generated video file"""
-    duration: Annotated[float, Field(title="Duration")]
-    """Duration of audio input/video output as used for billing."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "EnhancementPreset",
     "File",
     "Input",
     "Output",
@@ -98,77 +32,171 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/bytedance-upscaler/upscale/video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+EnhancementPreset: TypeAlias = Literal[
+    "general", "ugc", "short_series", "aigc", "old_film"
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """The URL of the video to upscale."""
+    target_resolution: Literal["1080p", "2k", "4k"] = "1080p"
+    """The target resolution of the video to upscale."""
+    target_fps: Literal["30fps", "60fps"] = "30fps"
+    """The target FPS of the video to upscale."""
+    enhancement_preset: EnhancementPreset = "general"
+    """The enhancement preset optimized for specific video scenarios. 'general' is a
+    general-purpose template, 'ugc' targets user-generated short videos, 'short_series'
+    is for short dramas, 'aigc' is for AI-generated content, and 'old_film' is for
+    classic film restoration."""
+    enhancement_tier: Literal["fast", "standard", "pro"] = "standard"
+    """The enhancement quality tier. 'fast' provides essential upscaling with good
+    speed, 'standard' uses adaptive algorithms for better visual texture, 'pro' uses
+    large-model restoration for cinematic quality (longer processing time), and 10 times
+    the cost of `standard` and `fast`."""
+    scale_ratio: Annotated[float | None, Field(ge=1.1, le=10.0)] = None
+    """The scaling ratio for the output video resolution. When set, overrides
+    target_resolution and scales the input resolution by this factor (e.g., 2.0 doubles
+    the resolution). Range: 1.1 to 10.0. Please note that this is valid only up to 4k
+    resolution, and trying to scale beyond 4k will result in an error. (4k is defined as
+    having atotal pixel count of 3840x2160)."""
+    fidelity: Literal["high", "medium"] = "high"
+    """The enhancement intensity. 'high' applies mild enhancement while keeping visual
+    texture close to the source video. 'medium' provides a balanced image quality
+    enhancement."""
+
+
+class Output(FalModel):
+    video: File
+    """Generated video file"""
+    duration: float
+    """Duration of audio input/video output as used for billing."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
     target_resolution: Literal["1080p", "2k", "4k"] = "1080p",
     target_fps: Literal["30fps", "60fps"] = "30fps",
-    enhancement_preset: Literal[
-        "general", "ugc", "short_series", "aigc", "old_film"
-    ] = "general",
+    enhancement_preset: EnhancementPreset = "general",
     enhancement_tier: Literal["fast", "standard", "pro"] = "standard",
     scale_ratio: float | None = None,
     fidelity: Literal["high", "medium"] = "high",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: The target resolution of the video to upscale. Defaults to
+            `"1080p"`.
+        target_fps: The target FPS of the video to upscale. Defaults to `"30fps"`.
+        enhancement_preset: The enhancement preset optimized for specific video
+            scenarios. 'general' is a general-purpose template, 'ugc' targets
+            user-generated short videos, 'short_series' is for short dramas, 'aigc' is
+            for AI-generated content, and 'old_film' is for classic film restoration.
+            Defaults to `"general"`.
+        enhancement_tier: The enhancement quality tier. 'fast' provides essential
+            upscaling with good speed, 'standard' uses adaptive algorithms for better
+            visual texture, 'pro' uses large-model restoration for cinematic quality
+            (longer processing time), and 10 times the cost of `standard` and `fast`.
+            Defaults to `"standard"`.
+        scale_ratio: The scaling ratio for the output video resolution. When set,
+            overrides target_resolution and scales the input resolution by this factor
+            (e.g., 2.0 doubles the resolution). Range: 1.1 to 10.0. Please note that
+            this is valid only up to 4k resolution, and trying to scale beyond 4k will
+            result in an error. (4k is defined as having atotal pixel count of
+            3840x2160). Between 1.1 and 10.0. Defaults to `None`.
+        fidelity: The enhancement intensity. 'high' applies mild enhancement while
+            keeping visual texture close to the source video. 'medium' provides a
+            balanced image quality enhancement. Defaults to `"high"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
     target_resolution: Literal["1080p", "2k", "4k"] = "1080p",
     target_fps: Literal["30fps", "60fps"] = "30fps",
-    enhancement_preset: Literal[
-        "general", "ugc", "short_series", "aigc", "old_film"
-    ] = "general",
+    enhancement_preset: EnhancementPreset = "general",
     enhancement_tier: Literal["fast", "standard", "pro"] = "standard",
     scale_ratio: float | None = None,
     fidelity: Literal["high", "medium"] = "high",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -176,37 +204,76 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: The target resolution of the video to upscale. Defaults to
+            `"1080p"`.
+        target_fps: The target FPS of the video to upscale. Defaults to `"30fps"`.
+        enhancement_preset: The enhancement preset optimized for specific video
+            scenarios. 'general' is a general-purpose template, 'ugc' targets
+            user-generated short videos, 'short_series' is for short dramas, 'aigc' is
+            for AI-generated content, and 'old_film' is for classic film restoration.
+            Defaults to `"general"`.
+        enhancement_tier: The enhancement quality tier. 'fast' provides essential
+            upscaling with good speed, 'standard' uses adaptive algorithms for better
+            visual texture, 'pro' uses large-model restoration for cinematic quality
+            (longer processing time), and 10 times the cost of `standard` and `fast`.
+            Defaults to `"standard"`.
+        scale_ratio: The scaling ratio for the output video resolution. When set,
+            overrides target_resolution and scales the input resolution by this factor
+            (e.g., 2.0 doubles the resolution). Range: 1.1 to 10.0. Please note that
+            this is valid only up to 4k resolution, and trying to scale beyond 4k will
+            result in an error. (4k is defined as having atotal pixel count of
+            3840x2160). Between 1.1 and 10.0. Defaults to `None`.
+        fidelity: The enhancement intensity. 'high' applies mild enhancement while
+            keeping visual texture close to the source video. 'medium' provides a
+            balanced image quality enhancement. Defaults to `"high"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
     target_resolution: Literal["1080p", "2k", "4k"] = "1080p",
     target_fps: Literal["30fps", "60fps"] = "30fps",
-    enhancement_preset: Literal[
-        "general", "ugc", "short_series", "aigc", "old_film"
-    ] = "general",
+    enhancement_preset: EnhancementPreset = "general",
     enhancement_tier: Literal["fast", "standard", "pro"] = "standard",
     scale_ratio: float | None = None,
     fidelity: Literal["high", "medium"] = "high",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -214,75 +281,154 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: The target resolution of the video to upscale. Defaults to
+            `"1080p"`.
+        target_fps: The target FPS of the video to upscale. Defaults to `"30fps"`.
+        enhancement_preset: The enhancement preset optimized for specific video
+            scenarios. 'general' is a general-purpose template, 'ugc' targets
+            user-generated short videos, 'short_series' is for short dramas, 'aigc' is
+            for AI-generated content, and 'old_film' is for classic film restoration.
+            Defaults to `"general"`.
+        enhancement_tier: The enhancement quality tier. 'fast' provides essential
+            upscaling with good speed, 'standard' uses adaptive algorithms for better
+            visual texture, 'pro' uses large-model restoration for cinematic quality
+            (longer processing time), and 10 times the cost of `standard` and `fast`.
+            Defaults to `"standard"`.
+        scale_ratio: The scaling ratio for the output video resolution. When set,
+            overrides target_resolution and scales the input resolution by this factor
+            (e.g., 2.0 doubles the resolution). Range: 1.1 to 10.0. Please note that
+            this is valid only up to 4k resolution, and trying to scale beyond 4k will
+            result in an error. (4k is defined as having atotal pixel count of
+            3840x2160). Between 1.1 and 10.0. Defaults to `None`.
+        fidelity: The enhancement intensity. 'high' applies mild enhancement while
+            keeping visual texture close to the source video. 'medium' provides a
+            balanced image quality enhancement. Defaults to `"high"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
     target_resolution: Literal["1080p", "2k", "4k"] = "1080p",
     target_fps: Literal["30fps", "60fps"] = "30fps",
-    enhancement_preset: Literal[
-        "general", "ugc", "short_series", "aigc", "old_film"
-    ] = "general",
+    enhancement_preset: EnhancementPreset = "general",
     enhancement_tier: Literal["fast", "standard", "pro"] = "standard",
     scale_ratio: float | None = None,
     fidelity: Literal["high", "medium"] = "high",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: The target resolution of the video to upscale. Defaults to
+            `"1080p"`.
+        target_fps: The target FPS of the video to upscale. Defaults to `"30fps"`.
+        enhancement_preset: The enhancement preset optimized for specific video
+            scenarios. 'general' is a general-purpose template, 'ugc' targets
+            user-generated short videos, 'short_series' is for short dramas, 'aigc' is
+            for AI-generated content, and 'old_film' is for classic film restoration.
+            Defaults to `"general"`.
+        enhancement_tier: The enhancement quality tier. 'fast' provides essential
+            upscaling with good speed, 'standard' uses adaptive algorithms for better
+            visual texture, 'pro' uses large-model restoration for cinematic quality
+            (longer processing time), and 10 times the cost of `standard` and `fast`.
+            Defaults to `"standard"`.
+        scale_ratio: The scaling ratio for the output video resolution. When set,
+            overrides target_resolution and scales the input resolution by this factor
+            (e.g., 2.0 doubles the resolution). Range: 1.1 to 10.0. Please note that
+            this is valid only up to 4k resolution, and trying to scale beyond 4k will
+            result in an error. (4k is defined as having atotal pixel count of
+            3840x2160). Between 1.1 and 10.0. Defaults to `None`.
+        fidelity: The enhancement intensity. 'high' applies mild enhancement while
+            keeping visual texture close to the source video. 'medium' provides a
+            balanced image quality enhancement. Defaults to `"high"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
     target_resolution: Literal["1080p", "2k", "4k"] = "1080p",
     target_fps: Literal["30fps", "60fps"] = "30fps",
-    enhancement_preset: Literal[
-        "general", "ugc", "short_series", "aigc", "old_film"
-    ] = "general",
+    enhancement_preset: EnhancementPreset = "general",
     enhancement_tier: Literal["fast", "standard", "pro"] = "standard",
     scale_ratio: float | None = None,
     fidelity: Literal["high", "medium"] = "high",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -290,37 +436,76 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: The target resolution of the video to upscale. Defaults to
+            `"1080p"`.
+        target_fps: The target FPS of the video to upscale. Defaults to `"30fps"`.
+        enhancement_preset: The enhancement preset optimized for specific video
+            scenarios. 'general' is a general-purpose template, 'ugc' targets
+            user-generated short videos, 'short_series' is for short dramas, 'aigc' is
+            for AI-generated content, and 'old_film' is for classic film restoration.
+            Defaults to `"general"`.
+        enhancement_tier: The enhancement quality tier. 'fast' provides essential
+            upscaling with good speed, 'standard' uses adaptive algorithms for better
+            visual texture, 'pro' uses large-model restoration for cinematic quality
+            (longer processing time), and 10 times the cost of `standard` and `fast`.
+            Defaults to `"standard"`.
+        scale_ratio: The scaling ratio for the output video resolution. When set,
+            overrides target_resolution and scales the input resolution by this factor
+            (e.g., 2.0 doubles the resolution). Range: 1.1 to 10.0. Please note that
+            this is valid only up to 4k resolution, and trying to scale beyond 4k will
+            result in an error. (4k is defined as having atotal pixel count of
+            3840x2160). Between 1.1 and 10.0. Defaults to `None`.
+        fidelity: The enhancement intensity. 'high' applies mild enhancement while
+            keeping visual texture close to the source video. 'medium' provides a
+            balanced image quality enhancement. Defaults to `"high"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
     target_resolution: Literal["1080p", "2k", "4k"] = "1080p",
     target_fps: Literal["30fps", "60fps"] = "30fps",
-    enhancement_preset: Literal[
-        "general", "ugc", "short_series", "aigc", "old_film"
-    ] = "general",
+    enhancement_preset: EnhancementPreset = "general",
     enhancement_tier: Literal["fast", "standard", "pro"] = "standard",
     scale_ratio: float | None = None,
     fidelity: Literal["high", "medium"] = "high",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -328,8 +513,49 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: The URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        target_resolution: The target resolution of the video to upscale. Defaults to
+            `"1080p"`.
+        target_fps: The target FPS of the video to upscale. Defaults to `"30fps"`.
+        enhancement_preset: The enhancement preset optimized for specific video
+            scenarios. 'general' is a general-purpose template, 'ugc' targets
+            user-generated short videos, 'short_series' is for short dramas, 'aigc' is
+            for AI-generated content, and 'old_film' is for classic film restoration.
+            Defaults to `"general"`.
+        enhancement_tier: The enhancement quality tier. 'fast' provides essential
+            upscaling with good speed, 'standard' uses adaptive algorithms for better
+            visual texture, 'pro' uses large-model restoration for cinematic quality
+            (longer processing time), and 10 times the cost of `standard` and `fast`.
+            Defaults to `"standard"`.
+        scale_ratio: The scaling ratio for the output video resolution. When set,
+            overrides target_resolution and scales the input resolution by this factor
+            (e.g., 2.0 doubles the resolution). Range: 1.1 to 10.0. Please note that
+            this is valid only up to 4k resolution, and trying to scale beyond 4k will
+            result in an error. (4k is defined as having atotal pixel count of
+            3840x2160). Between 1.1 and 10.0. Defaults to `None`.
+        fidelity: The enhancement intensity. 'high' applies mild enhancement while
+            keeping visual texture close to the source video. 'medium' provides a
+            balanced image quality enhancement. Defaults to `"high"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,69 +5,16 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    text: Annotated[str, Field(title="Text")]
-    """The text to be converted to speech (maximum 5000 characters). You can additionally add the following emotive tags: <laugh>, <chuckle>, <sigh>, <cough>, <sniffle>, <groan>, <yawn>, <gasp>"""
-    audio_url: Annotated[FileInput | None, Field(title="Audio Url")] = (
-        "https://storage.googleapis.com/chatterbox-demo-samples/prompts/male_rickmorty.mp3"
-    )
-    """Optional URL to an audio file to use as a reference for the generated speech. If provided, the model will try to match the style and tone of the reference audio."""
-    exaggeration: Annotated[float, Field(ge=0.0, le=1.0, title="Exaggeration")] = 0.25
-    """Exaggeration factor for the generated speech (0.0 = no exaggeration, 1.0 = maximum exaggeration)."""
-    temperature: Annotated[float, Field(ge=0.05, le=2.0, title="Temperature")] = 0.7
-    """Temperature for generation (higher = more creative)."""
-    cfg: Annotated[float, Field(ge=0.1, le=1.0, title="Cfg")] = 0.5
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Useful to control the reproducibility of the generated audio. Assuming all other properties didn't change, a fixed seed should always generate the exact same audio file. Set to 0 for random seed.."""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated speech audio"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -84,26 +31,68 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/chatterbox/text-to-speech"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    text: str
+    """The text to be converted to speech (maximum 5000 characters). You can
+    additionally add the following emotive tags: <laugh>, <chuckle>, <sigh>, <cough>,
+    <sniffle>, <groan>, <yawn>, <gasp>"""
+    audio_url: FileInput | None = (
+        "https://storage.googleapis.com/chatterbox-demo-samples/prompts/male_rickmorty.mp3"
+    )
+    """Optional URL to an audio file to use as a reference for the generated speech. If
+    provided, the model will try to match the style and tone of the reference audio."""
+    exaggeration: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
+    """Exaggeration factor for the generated speech (0.0 = no exaggeration, 1.0 =
+    maximum exaggeration)."""
+    temperature: Annotated[float, Field(ge=0.05, le=2.0)] = 0.7
+    """Temperature for generation (higher = more creative)."""
+    cfg: Annotated[float, Field(ge=0.1, le=1.0)] = 0.5
+    seed: int | None = None
+    """Useful to control the reproducibility of the generated audio. Assuming all other
+    properties didn't change, a fixed seed should always generate the exact same audio
+    file. Set to 0 for random seed.."""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated speech audio"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     text: str,
@@ -114,33 +103,68 @@ def submit(
     temperature: float = 0.7,
     cfg: float = 0.5,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 5000 characters). You can
+            additionally add the following emotive tags: <laugh>, <chuckle>, <sigh>,
+            <cough>, <sniffle>, <groan>, <yawn>, <gasp>. Required.
+        audio_url: Optional URL to an audio file to use as a reference for the generated
+            speech. If provided, the model will try to match the style and tone of the
+            reference audio. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to
+            `"https://storage.googleapis.com/chatterbox-demo-samples/prompts/male_rickmorty.mp3"`.
+        exaggeration: Exaggeration factor for the generated speech (0.0 = no
+            exaggeration, 1.0 = maximum exaggeration). Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        temperature: Temperature for generation (higher = more creative). Between 0.05
+            and 2.0. Defaults to `0.7`.
+        cfg: Between 0.1 and 1.0. Defaults to `0.5`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed.. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     text: str,
@@ -151,8 +175,8 @@ def subscribe(
     temperature: float = 0.7,
     cfg: float = 0.5,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -160,24 +184,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 5000 characters). You can
+            additionally add the following emotive tags: <laugh>, <chuckle>, <sigh>,
+            <cough>, <sniffle>, <groan>, <yawn>, <gasp>. Required.
+        audio_url: Optional URL to an audio file to use as a reference for the generated
+            speech. If provided, the model will try to match the style and tone of the
+            reference audio. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to
+            `"https://storage.googleapis.com/chatterbox-demo-samples/prompts/male_rickmorty.mp3"`.
+        exaggeration: Exaggeration factor for the generated speech (0.0 = no
+            exaggeration, 1.0 = maximum exaggeration). Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        temperature: Temperature for generation (higher = more creative). Between 0.05
+            and 2.0. Defaults to `0.7`.
+        cfg: Between 0.1 and 1.0. Defaults to `0.5`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed.. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     text: str,
@@ -188,8 +246,8 @@ def run(
     temperature: float = 0.7,
     cfg: float = 0.5,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -197,24 +255,58 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 5000 characters). You can
+            additionally add the following emotive tags: <laugh>, <chuckle>, <sigh>,
+            <cough>, <sniffle>, <groan>, <yawn>, <gasp>. Required.
+        audio_url: Optional URL to an audio file to use as a reference for the generated
+            speech. If provided, the model will try to match the style and tone of the
+            reference audio. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to
+            `"https://storage.googleapis.com/chatterbox-demo-samples/prompts/male_rickmorty.mp3"`.
+        exaggeration: Exaggeration factor for the generated speech (0.0 = no
+            exaggeration, 1.0 = maximum exaggeration). Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        temperature: Temperature for generation (higher = more creative). Between 0.05
+            and 2.0. Defaults to `0.7`.
+        cfg: Between 0.1 and 1.0. Defaults to `0.5`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed.. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     text: str,
@@ -225,33 +317,68 @@ async def submit_async(
     temperature: float = 0.7,
     cfg: float = 0.5,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 5000 characters). You can
+            additionally add the following emotive tags: <laugh>, <chuckle>, <sigh>,
+            <cough>, <sniffle>, <groan>, <yawn>, <gasp>. Required.
+        audio_url: Optional URL to an audio file to use as a reference for the generated
+            speech. If provided, the model will try to match the style and tone of the
+            reference audio. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to
+            `"https://storage.googleapis.com/chatterbox-demo-samples/prompts/male_rickmorty.mp3"`.
+        exaggeration: Exaggeration factor for the generated speech (0.0 = no
+            exaggeration, 1.0 = maximum exaggeration). Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        temperature: Temperature for generation (higher = more creative). Between 0.05
+            and 2.0. Defaults to `0.7`.
+        cfg: Between 0.1 and 1.0. Defaults to `0.5`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed.. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     text: str,
@@ -262,8 +389,8 @@ async def subscribe_async(
     temperature: float = 0.7,
     cfg: float = 0.5,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -271,24 +398,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 5000 characters). You can
+            additionally add the following emotive tags: <laugh>, <chuckle>, <sigh>,
+            <cough>, <sniffle>, <groan>, <yawn>, <gasp>. Required.
+        audio_url: Optional URL to an audio file to use as a reference for the generated
+            speech. If provided, the model will try to match the style and tone of the
+            reference audio. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to
+            `"https://storage.googleapis.com/chatterbox-demo-samples/prompts/male_rickmorty.mp3"`.
+        exaggeration: Exaggeration factor for the generated speech (0.0 = no
+            exaggeration, 1.0 = maximum exaggeration). Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        temperature: Temperature for generation (higher = more creative). Between 0.05
+            and 2.0. Defaults to `0.7`.
+        cfg: Between 0.1 and 1.0. Defaults to `0.5`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed.. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     text: str,
@@ -299,8 +460,8 @@ async def run_async(
     temperature: float = 0.7,
     cfg: float = 0.5,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -308,8 +469,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 5000 characters). You can
+            additionally add the following emotive tags: <laugh>, <chuckle>, <sigh>,
+            <cough>, <sniffle>, <groan>, <yawn>, <gasp>. Required.
+        audio_url: Optional URL to an audio file to use as a reference for the generated
+            speech. If provided, the model will try to match the style and tone of the
+            reference audio. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to
+            `"https://storage.googleapis.com/chatterbox-demo-samples/prompts/male_rickmorty.mp3"`.
+        exaggeration: Exaggeration factor for the generated speech (0.0 = no
+            exaggeration, 1.0 = maximum exaggeration). Between 0.0 and 1.0. Defaults to
+            `0.25`.
+        temperature: Temperature for generation (higher = more creative). Between 0.05
+            and 2.0. Defaults to `0.7`.
+        cfg: Between 0.1 and 1.0. Defaults to `0.5`.
+        seed: Useful to control the reproducibility of the generated audio. Assuming all
+            other properties didn't change, a fixed seed should always generate the
+            exact same audio file. Set to 0 for random seed.. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,98 +5,20 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    text: Annotated[str, Field(max_length=300, title="Text")]
-    """The text to be converted to speech (maximum 300 characters). Supports 23 languages including English, French, German, Spanish, Italian, Portuguese, Hindi, Arabic, Chinese, Japanese, Korean, and more."""
-    voice: Annotated[str, Field(title="Voice")] = "english"
-    """Language code for synthesis. In case using custom please provide audio url and select custom_audio_language. """
-    custom_audio_language: Annotated[
-        Literal[
-            "english",
-            "arabic",
-            "danish",
-            "german",
-            "greek",
-            "spanish",
-            "finnish",
-            "french",
-            "hebrew",
-            "hindi",
-            "italian",
-            "japanese",
-            "korean",
-            "malay",
-            "dutch",
-            "norwegian",
-            "polish",
-            "portuguese",
-            "russian",
-            "swedish",
-            "swahili",
-            "turkish",
-            "chinese",
-        ]
-        | None,
-        Field(title="Custom Audio Language"),
-    ] = None
-    """If using a custom audio URL, specify the language of the audio here. Ignored if voice is not a custom url."""
-    exaggeration: Annotated[float, Field(ge=0.25, le=2.0, title="Exaggeration")] = 0.5
-    """Controls speech expressiveness and emotional intensity (0.25-2.0). 0.5 is neutral, higher values increase expressiveness. Extreme values may be unstable."""
-    temperature: Annotated[float, Field(ge=0.05, le=5.0, title="Temperature")] = 0.8
-    """Controls randomness and variation in generation (0.05-5.0). Higher values create more varied speech patterns."""
-    cfg_scale: Annotated[float, Field(ge=0.0, le=1.0, title="CFG Scale")] = 0.5
-    """Configuration/pace weight controlling generation guidance (0.0-1.0). Use 0.0 for language transfer to mitigate accent inheritance."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducible results. Set to 0 for random generation, or provide a specific number for consistent outputs."""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated multilingual speech audio file"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "CustomAudioLanguage",
     "File",
     "Input",
     "Output",
@@ -109,126 +31,181 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/chatterbox/text-to-speech/multilingual"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+CustomAudioLanguage: TypeAlias = Literal[
+    "english",
+    "arabic",
+    "danish",
+    "german",
+    "greek",
+    "spanish",
+    "finnish",
+    "french",
+    "hebrew",
+    "hindi",
+    "italian",
+    "japanese",
+    "korean",
+    "malay",
+    "dutch",
+    "norwegian",
+    "polish",
+    "portuguese",
+    "russian",
+    "swedish",
+    "swahili",
+    "turkish",
+    "chinese",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    text: Annotated[str, Field(max_length=300)]
+    """The text to be converted to speech (maximum 300 characters). Supports 23
+    languages including English, French, German, Spanish, Italian, Portuguese, Hindi,
+    Arabic, Chinese, Japanese, Korean, and more."""
+    voice: str = "english"
+    """Language code for synthesis. In case using custom please provide audio url and
+    select custom_audio_language. """
+    custom_audio_language: CustomAudioLanguage | None = None
+    """If using a custom audio URL, specify the language of the audio here. Ignored if
+    voice is not a custom url."""
+    exaggeration: Annotated[float, Field(ge=0.25, le=2.0)] = 0.5
+    """Controls speech expressiveness and emotional intensity (0.25-2.0). 0.5 is
+    neutral, higher values increase expressiveness. Extreme values may be unstable."""
+    temperature: Annotated[float, Field(ge=0.05, le=5.0)] = 0.8
+    """Controls randomness and variation in generation (0.05-5.0). Higher values create
+    more varied speech patterns."""
+    cfg_scale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Configuration/pace weight controlling generation guidance (0.0-1.0). Use 0.0 for
+    language transfer to mitigate accent inheritance."""
+    seed: int | None = None
+    """Random seed for reproducible results. Set to 0 for random generation, or provide
+    a specific number for consistent outputs."""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated multilingual speech audio file"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     text: str,
     voice: str = "english",
-    custom_audio_language: (
-        Literal[
-            "english",
-            "arabic",
-            "danish",
-            "german",
-            "greek",
-            "spanish",
-            "finnish",
-            "french",
-            "hebrew",
-            "hindi",
-            "italian",
-            "japanese",
-            "korean",
-            "malay",
-            "dutch",
-            "norwegian",
-            "polish",
-            "portuguese",
-            "russian",
-            "swedish",
-            "swahili",
-            "turkish",
-            "chinese",
-        ]
-        | None
-    ) = None,
+    custom_audio_language: CustomAudioLanguage | None = None,
     exaggeration: float = 0.5,
     temperature: float = 0.8,
     cfg_scale: float = 0.5,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 300 characters). Supports 23
+            languages including English, French, German, Spanish, Italian, Portuguese,
+            Hindi, Arabic, Chinese, Japanese, Korean, and more. Length at most 300.
+            Required.
+        voice: Language code for synthesis. In case using custom please provide audio
+            url and select custom_audio_language. Defaults to `"english"`.
+        custom_audio_language: If using a custom audio URL, specify the language of the
+            audio here. Ignored if voice is not a custom url. Defaults to `None`.
+        exaggeration: Controls speech expressiveness and emotional intensity (0.25-2.0).
+            0.5 is neutral, higher values increase expressiveness. Extreme values may be
+            unstable. Between 0.25 and 2.0. Defaults to `0.5`.
+        temperature: Controls randomness and variation in generation (0.05-5.0). Higher
+            values create more varied speech patterns. Between 0.05 and 5.0. Defaults to
+            `0.8`.
+        cfg_scale: Configuration/pace weight controlling generation guidance (0.0-1.0).
+            Use 0.0 for language transfer to mitigate accent inheritance. Between 0.0
+            and 1.0. Defaults to `0.5`.
+        seed: Random seed for reproducible results. Set to 0 for random generation, or
+            provide a specific number for consistent outputs. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     text: str,
     voice: str = "english",
-    custom_audio_language: (
-        Literal[
-            "english",
-            "arabic",
-            "danish",
-            "german",
-            "greek",
-            "spanish",
-            "finnish",
-            "french",
-            "hebrew",
-            "hindi",
-            "italian",
-            "japanese",
-            "korean",
-            "malay",
-            "dutch",
-            "norwegian",
-            "polish",
-            "portuguese",
-            "russian",
-            "swedish",
-            "swahili",
-            "turkish",
-            "chinese",
-        ]
-        | None
-    ) = None,
+    custom_audio_language: CustomAudioLanguage | None = None,
     exaggeration: float = 0.5,
     temperature: float = 0.8,
     cfg_scale: float = 0.5,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -236,62 +213,71 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 300 characters). Supports 23
+            languages including English, French, German, Spanish, Italian, Portuguese,
+            Hindi, Arabic, Chinese, Japanese, Korean, and more. Length at most 300.
+            Required.
+        voice: Language code for synthesis. In case using custom please provide audio
+            url and select custom_audio_language. Defaults to `"english"`.
+        custom_audio_language: If using a custom audio URL, specify the language of the
+            audio here. Ignored if voice is not a custom url. Defaults to `None`.
+        exaggeration: Controls speech expressiveness and emotional intensity (0.25-2.0).
+            0.5 is neutral, higher values increase expressiveness. Extreme values may be
+            unstable. Between 0.25 and 2.0. Defaults to `0.5`.
+        temperature: Controls randomness and variation in generation (0.05-5.0). Higher
+            values create more varied speech patterns. Between 0.05 and 5.0. Defaults to
+            `0.8`.
+        cfg_scale: Configuration/pace weight controlling generation guidance (0.0-1.0).
+            Use 0.0 for language transfer to mitigate accent inheritance. Between 0.0
+            and 1.0. Defaults to `0.5`.
+        seed: Random seed for reproducible results. Set to 0 for random generation, or
+            provide a specific number for consistent outputs. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     text: str,
     voice: str = "english",
-    custom_audio_language: (
-        Literal[
-            "english",
-            "arabic",
-            "danish",
-            "german",
-            "greek",
-            "spanish",
-            "finnish",
-            "french",
-            "hebrew",
-            "hindi",
-            "italian",
-            "japanese",
-            "korean",
-            "malay",
-            "dutch",
-            "norwegian",
-            "polish",
-            "portuguese",
-            "russian",
-            "swedish",
-            "swahili",
-            "turkish",
-            "chinese",
-        ]
-        | None
-    ) = None,
+    custom_audio_language: CustomAudioLanguage | None = None,
     exaggeration: float = 0.5,
     temperature: float = 0.8,
     cfg_scale: float = 0.5,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -299,125 +285,144 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 300 characters). Supports 23
+            languages including English, French, German, Spanish, Italian, Portuguese,
+            Hindi, Arabic, Chinese, Japanese, Korean, and more. Length at most 300.
+            Required.
+        voice: Language code for synthesis. In case using custom please provide audio
+            url and select custom_audio_language. Defaults to `"english"`.
+        custom_audio_language: If using a custom audio URL, specify the language of the
+            audio here. Ignored if voice is not a custom url. Defaults to `None`.
+        exaggeration: Controls speech expressiveness and emotional intensity (0.25-2.0).
+            0.5 is neutral, higher values increase expressiveness. Extreme values may be
+            unstable. Between 0.25 and 2.0. Defaults to `0.5`.
+        temperature: Controls randomness and variation in generation (0.05-5.0). Higher
+            values create more varied speech patterns. Between 0.05 and 5.0. Defaults to
+            `0.8`.
+        cfg_scale: Configuration/pace weight controlling generation guidance (0.0-1.0).
+            Use 0.0 for language transfer to mitigate accent inheritance. Between 0.0
+            and 1.0. Defaults to `0.5`.
+        seed: Random seed for reproducible results. Set to 0 for random generation, or
+            provide a specific number for consistent outputs. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     text: str,
     voice: str = "english",
-    custom_audio_language: (
-        Literal[
-            "english",
-            "arabic",
-            "danish",
-            "german",
-            "greek",
-            "spanish",
-            "finnish",
-            "french",
-            "hebrew",
-            "hindi",
-            "italian",
-            "japanese",
-            "korean",
-            "malay",
-            "dutch",
-            "norwegian",
-            "polish",
-            "portuguese",
-            "russian",
-            "swedish",
-            "swahili",
-            "turkish",
-            "chinese",
-        ]
-        | None
-    ) = None,
+    custom_audio_language: CustomAudioLanguage | None = None,
     exaggeration: float = 0.5,
     temperature: float = 0.8,
     cfg_scale: float = 0.5,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 300 characters). Supports 23
+            languages including English, French, German, Spanish, Italian, Portuguese,
+            Hindi, Arabic, Chinese, Japanese, Korean, and more. Length at most 300.
+            Required.
+        voice: Language code for synthesis. In case using custom please provide audio
+            url and select custom_audio_language. Defaults to `"english"`.
+        custom_audio_language: If using a custom audio URL, specify the language of the
+            audio here. Ignored if voice is not a custom url. Defaults to `None`.
+        exaggeration: Controls speech expressiveness and emotional intensity (0.25-2.0).
+            0.5 is neutral, higher values increase expressiveness. Extreme values may be
+            unstable. Between 0.25 and 2.0. Defaults to `0.5`.
+        temperature: Controls randomness and variation in generation (0.05-5.0). Higher
+            values create more varied speech patterns. Between 0.05 and 5.0. Defaults to
+            `0.8`.
+        cfg_scale: Configuration/pace weight controlling generation guidance (0.0-1.0).
+            Use 0.0 for language transfer to mitigate accent inheritance. Between 0.0
+            and 1.0. Defaults to `0.5`.
+        seed: Random seed for reproducible results. Set to 0 for random generation, or
+            provide a specific number for consistent outputs. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     text: str,
     voice: str = "english",
-    custom_audio_language: (
-        Literal[
-            "english",
-            "arabic",
-            "danish",
-            "german",
-            "greek",
-            "spanish",
-            "finnish",
-            "french",
-            "hebrew",
-            "hindi",
-            "italian",
-            "japanese",
-            "korean",
-            "malay",
-            "dutch",
-            "norwegian",
-            "polish",
-            "portuguese",
-            "russian",
-            "swedish",
-            "swahili",
-            "turkish",
-            "chinese",
-        ]
-        | None
-    ) = None,
+    custom_audio_language: CustomAudioLanguage | None = None,
     exaggeration: float = 0.5,
     temperature: float = 0.8,
     cfg_scale: float = 0.5,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -425,62 +430,71 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 300 characters). Supports 23
+            languages including English, French, German, Spanish, Italian, Portuguese,
+            Hindi, Arabic, Chinese, Japanese, Korean, and more. Length at most 300.
+            Required.
+        voice: Language code for synthesis. In case using custom please provide audio
+            url and select custom_audio_language. Defaults to `"english"`.
+        custom_audio_language: If using a custom audio URL, specify the language of the
+            audio here. Ignored if voice is not a custom url. Defaults to `None`.
+        exaggeration: Controls speech expressiveness and emotional intensity (0.25-2.0).
+            0.5 is neutral, higher values increase expressiveness. Extreme values may be
+            unstable. Between 0.25 and 2.0. Defaults to `0.5`.
+        temperature: Controls randomness and variation in generation (0.05-5.0). Higher
+            values create more varied speech patterns. Between 0.05 and 5.0. Defaults to
+            `0.8`.
+        cfg_scale: Configuration/pace weight controlling generation guidance (0.0-1.0).
+            Use 0.0 for language transfer to mitigate accent inheritance. Between 0.0
+            and 1.0. Defaults to `0.5`.
+        seed: Random seed for reproducible results. Set to 0 for random generation, or
+            provide a specific number for consistent outputs. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     text: str,
     voice: str = "english",
-    custom_audio_language: (
-        Literal[
-            "english",
-            "arabic",
-            "danish",
-            "german",
-            "greek",
-            "spanish",
-            "finnish",
-            "french",
-            "hebrew",
-            "hindi",
-            "italian",
-            "japanese",
-            "korean",
-            "malay",
-            "dutch",
-            "norwegian",
-            "polish",
-            "portuguese",
-            "russian",
-            "swedish",
-            "swahili",
-            "turkish",
-            "chinese",
-        ]
-        | None
-    ) = None,
+    custom_audio_language: CustomAudioLanguage | None = None,
     exaggeration: float = 0.5,
     temperature: float = 0.8,
     cfg_scale: float = 0.5,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -488,8 +502,44 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech (maximum 300 characters). Supports 23
+            languages including English, French, German, Spanish, Italian, Portuguese,
+            Hindi, Arabic, Chinese, Japanese, Korean, and more. Length at most 300.
+            Required.
+        voice: Language code for synthesis. In case using custom please provide audio
+            url and select custom_audio_language. Defaults to `"english"`.
+        custom_audio_language: If using a custom audio URL, specify the language of the
+            audio here. Ignored if voice is not a custom url. Defaults to `None`.
+        exaggeration: Controls speech expressiveness and emotional intensity (0.25-2.0).
+            0.5 is neutral, higher values increase expressiveness. Extreme values may be
+            unstable. Between 0.25 and 2.0. Defaults to `0.5`.
+        temperature: Controls randomness and variation in generation (0.05-5.0). Higher
+            values create more varied speech patterns. Between 0.05 and 5.0. Defaults to
+            `0.8`.
+        cfg_scale: Configuration/pace weight controlling generation guidance (0.0-1.0).
+            Use 0.0 for language transfer to mitigate accent inheritance. Between 0.0
+            and 1.0. Defaults to `0.5`.
+        seed: Random seed for reproducible results. Set to 0 for random generation, or
+            provide a specific number for consistent outputs. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

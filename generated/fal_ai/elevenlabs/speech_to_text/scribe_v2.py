@@ -5,73 +5,15 @@ Category: text."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL of the audio file to transcribe"""
-    language_code: Annotated[str | None, Field(title="Language Code")] = None
-    """Language code of the audio"""
-    tag_audio_events: Annotated[bool, Field(title="Tag Audio Events")] = True
-    """Tag audio events like laughter, applause, etc."""
-    diarize: Annotated[bool, Field(title="Diarize")] = True
-    """Whether to annotate who is speaking"""
-    keyterms: Annotated[list[str], Field(max_length=100, title="Keyterms")] = []
-    """Words or sentences to bias the model towards transcribing. Up to 100 keyterms, max 50 characters each. Adds 30% premium over base transcription price."""
-
-
-class Output(FalModel):
-    text: Annotated[str, Field(title="Text")]
-    """The full transcribed text"""
-    language_code: Annotated[str, Field(title="Language Code")]
-    """Detected or specified language code"""
-    language_probability: Annotated[float, Field(title="Language Probability")]
-    """Confidence in language detection"""
-    words: Annotated[list[TranscriptionWord], Field(title="Words")]
-    """Word-level transcription details"""
-
-
-class TranscriptionWord(FalModel):
-    text: Annotated[str, Field(title="Text")]
-    """The transcribed word or audio event"""
-    start: Annotated[float | None, Field(title="Start")] = None
-    """Start time in seconds"""
-    end: Annotated[float | None, Field(title="End")] = None
-    """End time in seconds"""
-    type: Annotated[str, Field(title="Type")]
-    """Type of element (word, spacing, or audio_event)"""
-    speaker_id: Annotated[str | None, Field(title="Speaker Id")] = None
-    """Speaker identifier if diarization was enabled"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -88,26 +30,68 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/elevenlabs/speech-to-text/scribe-v2"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    audio_url: FileInput
+    """URL of the audio file to transcribe"""
+    language_code: str | None = None
+    """Language code of the audio"""
+    tag_audio_events: bool = True
+    """Tag audio events like laughter, applause, etc."""
+    diarize: bool = True
+    """Whether to annotate who is speaking"""
+    keyterms: Annotated[list[str], Field(max_length=100)] = []
+    """Words or sentences to bias the model towards transcribing. Up to 100 keyterms,
+    max 50 characters each. Adds 30% premium over base transcription price."""
+
+
+class Output(FalModel):
+    text: str
+    """The full transcribed text"""
+    language_code: str
+    """Detected or specified language code"""
+    language_probability: float
+    """Confidence in language detection"""
+    words: list[TranscriptionWord]
+    """Word-level transcription details"""
+
+
+class TranscriptionWord(FalModel):
+    text: str
+    """The transcribed word or audio event"""
+    start: float | None = None
+    """Start time in seconds"""
+    end: float | None = None
+    """End time in seconds"""
+    type: str
+    """Type of element (word, spacing, or audio_event)"""
+    speaker_id: str | None = None
+    """Speaker identifier if diarization was enabled"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
@@ -115,33 +99,60 @@ def submit(
     tag_audio_events: bool = True,
     diarize: bool = True,
     keyterms: list[str] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language_code: Language code of the audio. Defaults to `None`.
+        tag_audio_events: Tag audio events like laughter, applause, etc. Defaults to
+            `True`.
+        diarize: Whether to annotate who is speaking. Defaults to `True`.
+        keyterms: Words or sentences to bias the model towards transcribing. Up to 100
+            keyterms, max 50 characters each. Adds 30% premium over base transcription
+            price. Length at most 100. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
@@ -149,8 +160,8 @@ def subscribe(
     tag_audio_events: bool = True,
     diarize: bool = True,
     keyterms: list[str] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -158,24 +169,50 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language_code: Language code of the audio. Defaults to `None`.
+        tag_audio_events: Tag audio events like laughter, applause, etc. Defaults to
+            `True`.
+        diarize: Whether to annotate who is speaking. Defaults to `True`.
+        keyterms: Words or sentences to bias the model towards transcribing. Up to 100
+            keyterms, max 50 characters each. Adds 30% premium over base transcription
+            price. Length at most 100. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
@@ -183,8 +220,8 @@ def run(
     tag_audio_events: bool = True,
     diarize: bool = True,
     keyterms: list[str] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -192,24 +229,50 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language_code: Language code of the audio. Defaults to `None`.
+        tag_audio_events: Tag audio events like laughter, applause, etc. Defaults to
+            `True`.
+        diarize: Whether to annotate who is speaking. Defaults to `True`.
+        keyterms: Words or sentences to bias the model towards transcribing. Up to 100
+            keyterms, max 50 characters each. Adds 30% premium over base transcription
+            price. Length at most 100. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
@@ -217,33 +280,60 @@ async def submit_async(
     tag_audio_events: bool = True,
     diarize: bool = True,
     keyterms: list[str] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language_code: Language code of the audio. Defaults to `None`.
+        tag_audio_events: Tag audio events like laughter, applause, etc. Defaults to
+            `True`.
+        diarize: Whether to annotate who is speaking. Defaults to `True`.
+        keyterms: Words or sentences to bias the model towards transcribing. Up to 100
+            keyterms, max 50 characters each. Adds 30% premium over base transcription
+            price. Length at most 100. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
@@ -251,8 +341,8 @@ async def subscribe_async(
     tag_audio_events: bool = True,
     diarize: bool = True,
     keyterms: list[str] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -260,24 +350,50 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language_code: Language code of the audio. Defaults to `None`.
+        tag_audio_events: Tag audio events like laughter, applause, etc. Defaults to
+            `True`.
+        diarize: Whether to annotate who is speaking. Defaults to `True`.
+        keyterms: Words or sentences to bias the model towards transcribing. Up to 100
+            keyterms, max 50 characters each. Adds 30% premium over base transcription
+            price. Length at most 100. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
@@ -285,8 +401,8 @@ async def run_async(
     tag_audio_events: bool = True,
     diarize: bool = True,
     keyterms: list[str] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -294,8 +410,34 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the audio file to transcribe. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        language_code: Language code of the audio. Defaults to `None`.
+        tag_audio_events: Tag audio events like laughter, applause, etc. Defaults to
+            `True`.
+        diarize: Whether to annotate who is speaking. Defaults to `True`.
+        keyterms: Words or sentences to bias the model towards transcribing. Up to 100
+            keyterms, max 50 characters each. Adds 30% premium over base transcription
+            price. Length at most 100. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

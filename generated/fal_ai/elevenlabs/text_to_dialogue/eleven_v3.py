@@ -5,85 +5,15 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class DialogueBlock(FalModel):
-    text: Annotated[str, Field(title="Text")]
-    """The dialogue text"""
-    voice: Annotated[str, Field(title="Voice")]
-    """The name or the ID of the voice to be used for the generation."""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    inputs: Annotated[list[DialogueBlock], Field(title="Inputs")]
-    """A list of dialogue inputs, each containing text and a voice ID which will be converted into speech."""
-    stability: Annotated[float | None, Field(ge=0.0, le=1.0, title="Stability")] = None
-    """Determines how stable the voice is and the randomness between each generation. Lower values introduce broader emotional range for the voice. Higher values can result in a monotonous voice with limited emotion. Must be one of 0.0, 0.5, 1.0, else it will be rounded to the nearest value."""
-    use_speaker_boost: Annotated[bool | None, Field(title="Use Speaker Boost")] = None
-    """This setting boosts the similarity to the original speaker. Using this setting requires a slightly higher computational load, which in turn increases latency."""
-    pronunciation_dictionary_locators: Annotated[
-        list[PronunciationDictionaryLocator],
-        Field(title="Pronunciation Dictionary Locators", validate_default=True),
-    ] = []
-    """A list of pronunciation dictionary locators (id, version_id) to be applied to the text. They will be applied in order. You may have up to 3 locators per request"""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility."""
-    language_code: Annotated[str | None, Field(title="Language Code")] = None
-    """Language code (ISO 639-1) used to enforce a language for the model. An error will be returned if language code is not supported by the model."""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated audio file"""
-    seed: Annotated[int, Field(title="Seed")]
-    """Random seed for reproducibility."""
-
-
-class PronunciationDictionaryLocator(FalModel):
-    pronunciation_dictionary_id: Annotated[
-        str | None, Field(title="Pronunciation Dictionary Id")
-    ] = None
-    """The ID of the pronunciation dictionary."""
-    version_id: Annotated[str | None, Field(title="Version Id")] = None
-    """The ID of the version of the pronunciation dictionary. If not provided, the latest version will be used."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -102,25 +32,86 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/elevenlabs/text-to-dialogue/eleven-v3"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class DialogueBlock(FalModel):
+    text: str
+    """The dialogue text"""
+    voice: str
+    """The name or the ID of the voice to be used for the generation."""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    inputs: list[DialogueBlock]
+    """A list of dialogue inputs, each containing text and a voice ID which will be
+    converted into speech."""
+    stability: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Determines how stable the voice is and the randomness between each generation.
+    Lower values introduce broader emotional range for the voice. Higher values can
+    result in a monotonous voice with limited emotion. Must be one of 0.0, 0.5, 1.0,
+    else it will be rounded to the nearest value."""
+    use_speaker_boost: bool | None = None
+    """This setting boosts the similarity to the original speaker. Using this setting
+    requires a slightly higher computational load, which in turn increases latency."""
+    pronunciation_dictionary_locators: Annotated[
+        list[PronunciationDictionaryLocator], Field(validate_default=True)
+    ] = []
+    """A list of pronunciation dictionary locators (id, version_id) to be applied to the
+    text. They will be applied in order. You may have up to 3 locators per request"""
+    seed: int | None = None
+    """Random seed for reproducibility."""
+    language_code: str | None = None
+    """Language code (ISO 639-1) used to enforce a language for the model. An error will
+    be returned if language code is not supported by the model."""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated audio file"""
+    seed: int
+    """Random seed for reproducibility."""
+
+
+class PronunciationDictionaryLocator(FalModel):
+    pronunciation_dictionary_id: str | None = None
+    """The ID of the pronunciation dictionary."""
+    version_id: str | None = None
+    """The ID of the version of the pronunciation dictionary. If not provided, the
+    latest version will be used."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     inputs: list[DialogueBlock],
@@ -129,33 +120,68 @@ def submit(
     pronunciation_dictionary_locators: list[PronunciationDictionaryLocator] = [],
     seed: int | None = None,
     language_code: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        inputs: A list of dialogue inputs, each containing text and a voice ID which
+            will be converted into speech. Required.
+        stability: Determines how stable the voice is and the randomness between each
+            generation. Lower values introduce broader emotional range for the voice.
+            Higher values can result in a monotonous voice with limited emotion. Must be
+            one of 0.0, 0.5, 1.0, else it will be rounded to the nearest value. Between
+            0.0 and 1.0. Defaults to `None`.
+        use_speaker_boost: This setting boosts the similarity to the original speaker.
+            Using this setting requires a slightly higher computational load, which in
+            turn increases latency. Defaults to `None`.
+        pronunciation_dictionary_locators: A list of pronunciation dictionary locators
+            (id, version_id) to be applied to the text. They will be applied in order.
+            You may have up to 3 locators per request. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     inputs: list[DialogueBlock],
@@ -164,8 +190,8 @@ def subscribe(
     pronunciation_dictionary_locators: list[PronunciationDictionaryLocator] = [],
     seed: int | None = None,
     language_code: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -173,24 +199,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        inputs: A list of dialogue inputs, each containing text and a voice ID which
+            will be converted into speech. Required.
+        stability: Determines how stable the voice is and the randomness between each
+            generation. Lower values introduce broader emotional range for the voice.
+            Higher values can result in a monotonous voice with limited emotion. Must be
+            one of 0.0, 0.5, 1.0, else it will be rounded to the nearest value. Between
+            0.0 and 1.0. Defaults to `None`.
+        use_speaker_boost: This setting boosts the similarity to the original speaker.
+            Using this setting requires a slightly higher computational load, which in
+            turn increases latency. Defaults to `None`.
+        pronunciation_dictionary_locators: A list of pronunciation dictionary locators
+            (id, version_id) to be applied to the text. They will be applied in order.
+            You may have up to 3 locators per request. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     inputs: list[DialogueBlock],
@@ -199,8 +259,8 @@ def run(
     pronunciation_dictionary_locators: list[PronunciationDictionaryLocator] = [],
     seed: int | None = None,
     language_code: str | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -208,24 +268,58 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        inputs: A list of dialogue inputs, each containing text and a voice ID which
+            will be converted into speech. Required.
+        stability: Determines how stable the voice is and the randomness between each
+            generation. Lower values introduce broader emotional range for the voice.
+            Higher values can result in a monotonous voice with limited emotion. Must be
+            one of 0.0, 0.5, 1.0, else it will be rounded to the nearest value. Between
+            0.0 and 1.0. Defaults to `None`.
+        use_speaker_boost: This setting boosts the similarity to the original speaker.
+            Using this setting requires a slightly higher computational load, which in
+            turn increases latency. Defaults to `None`.
+        pronunciation_dictionary_locators: A list of pronunciation dictionary locators
+            (id, version_id) to be applied to the text. They will be applied in order.
+            You may have up to 3 locators per request. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     inputs: list[DialogueBlock],
@@ -234,33 +328,68 @@ async def submit_async(
     pronunciation_dictionary_locators: list[PronunciationDictionaryLocator] = [],
     seed: int | None = None,
     language_code: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        inputs: A list of dialogue inputs, each containing text and a voice ID which
+            will be converted into speech. Required.
+        stability: Determines how stable the voice is and the randomness between each
+            generation. Lower values introduce broader emotional range for the voice.
+            Higher values can result in a monotonous voice with limited emotion. Must be
+            one of 0.0, 0.5, 1.0, else it will be rounded to the nearest value. Between
+            0.0 and 1.0. Defaults to `None`.
+        use_speaker_boost: This setting boosts the similarity to the original speaker.
+            Using this setting requires a slightly higher computational load, which in
+            turn increases latency. Defaults to `None`.
+        pronunciation_dictionary_locators: A list of pronunciation dictionary locators
+            (id, version_id) to be applied to the text. They will be applied in order.
+            You may have up to 3 locators per request. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     inputs: list[DialogueBlock],
@@ -269,8 +398,8 @@ async def subscribe_async(
     pronunciation_dictionary_locators: list[PronunciationDictionaryLocator] = [],
     seed: int | None = None,
     language_code: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -278,24 +407,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        inputs: A list of dialogue inputs, each containing text and a voice ID which
+            will be converted into speech. Required.
+        stability: Determines how stable the voice is and the randomness between each
+            generation. Lower values introduce broader emotional range for the voice.
+            Higher values can result in a monotonous voice with limited emotion. Must be
+            one of 0.0, 0.5, 1.0, else it will be rounded to the nearest value. Between
+            0.0 and 1.0. Defaults to `None`.
+        use_speaker_boost: This setting boosts the similarity to the original speaker.
+            Using this setting requires a slightly higher computational load, which in
+            turn increases latency. Defaults to `None`.
+        pronunciation_dictionary_locators: A list of pronunciation dictionary locators
+            (id, version_id) to be applied to the text. They will be applied in order.
+            You may have up to 3 locators per request. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     inputs: list[DialogueBlock],
@@ -304,8 +467,8 @@ async def run_async(
     pronunciation_dictionary_locators: list[PronunciationDictionaryLocator] = [],
     seed: int | None = None,
     language_code: str | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -313,8 +476,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        inputs: A list of dialogue inputs, each containing text and a voice ID which
+            will be converted into speech. Required.
+        stability: Determines how stable the voice is and the randomness between each
+            generation. Lower values introduce broader emotional range for the voice.
+            Higher values can result in a monotonous voice with limited emotion. Must be
+            one of 0.0, 0.5, 1.0, else it will be rounded to the nearest value. Between
+            0.0 and 1.0. Defaults to `None`.
+        use_speaker_boost: This setting boosts the similarity to the original speaker.
+            Using this setting requires a slightly higher computational load, which in
+            turn increases latency. Defaults to `None`.
+        pronunciation_dictionary_locators: A list of pronunciation dictionary locators
+            (id, version_id) to be applied to the text. They will be applied in order.
+            You may have up to 3 locators per request. Defaults to `[]`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

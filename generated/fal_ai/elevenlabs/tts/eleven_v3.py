@@ -5,70 +5,15 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Request model for eleven_v3 which doesn't support previous_text/next_text"""
-
-    text: Annotated[str, Field(max_length=5000, min_length=1, title="Text")]
-    """The text to convert to speech"""
-    voice: Annotated[str, Field(title="Voice")] = "Rachel"
-    """The voice to use for speech generation"""
-    stability: Annotated[float, Field(ge=0.0, le=1.0, title="Stability")] = 0.5
-    """Voice stability (0-1)"""
-    timestamps: Annotated[bool, Field(title="Timestamps")] = False
-    """Whether to return timestamps for each word in the generated speech"""
-    language_code: Annotated[str | None, Field(title="Language Code")] = None
-    """Language code (ISO 639-1) used to enforce a language for the model."""
-    apply_text_normalization: Annotated[
-        Literal["auto", "on", "off"], Field(title="Apply Text Normalization")
-    ] = "auto"
-    """This parameter controls text normalization with three modes: 'auto', 'on', and 'off'. When set to 'auto', the system will automatically decide whether to apply text normalization (e.g., spelling out numbers). With 'on', text normalization will always be applied, while with 'off', it will be skipped."""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated audio file"""
-    timestamps: Annotated[list[Any] | None, Field(title="Timestamps")] = None
-    """Timestamps for each word in the generated speech. Only returned if `timestamps` is set to True in the request."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -85,25 +30,68 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/elevenlabs/tts/eleven-v3"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Request model for eleven_v3 which doesn't support previous_text/next_text"""
+
+    text: Annotated[str, Field(max_length=5000, min_length=1)]
+    """The text to convert to speech"""
+    voice: str = "Rachel"
+    """The voice to use for speech generation"""
+    stability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Voice stability (0-1)"""
+    timestamps: bool = False
+    """Whether to return timestamps for each word in the generated speech"""
+    language_code: str | None = None
+    """Language code (ISO 639-1) used to enforce a language for the model."""
+    apply_text_normalization: Literal["auto", "on", "off"] = "auto"
+    """This parameter controls text normalization with three modes: 'auto', 'on', and
+    'off'. When set to 'auto', the system will automatically decide whether to apply
+    text normalization (e.g., spelling out numbers). With 'on', text normalization will
+    always be applied, while with 'off', it will be skipped."""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated audio file"""
+    timestamps: list[Any] | None = None
+    """Timestamps for each word in the generated speech. Only returned if `timestamps`
+    is set to True in the request."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     text: str,
@@ -112,33 +100,63 @@ def submit(
     timestamps: bool = False,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length 1 to 5000. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     text: str,
@@ -147,8 +165,8 @@ def subscribe(
     timestamps: bool = False,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -156,24 +174,53 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length 1 to 5000. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     text: str,
@@ -182,8 +229,8 @@ def run(
     timestamps: bool = False,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -191,24 +238,53 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length 1 to 5000. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     text: str,
@@ -217,33 +293,63 @@ async def submit_async(
     timestamps: bool = False,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length 1 to 5000. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     text: str,
@@ -252,8 +358,8 @@ async def subscribe_async(
     timestamps: bool = False,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -261,24 +367,53 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length 1 to 5000. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     text: str,
@@ -287,8 +422,8 @@ async def run_async(
     timestamps: bool = False,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -296,8 +431,37 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length 1 to 5000. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

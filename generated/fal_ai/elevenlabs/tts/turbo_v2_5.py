@@ -5,80 +5,15 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    text: Annotated[str, Field(min_length=1, title="Text")]
-    """The text to convert to speech"""
-    voice: Annotated[str, Field(title="Voice")] = "Rachel"
-    """The voice to use for speech generation"""
-    stability: Annotated[float, Field(ge=0.0, le=1.0, title="Stability")] = 0.5
-    """Voice stability (0-1)"""
-    similarity_boost: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Similarity Boost")
-    ] = 0.75
-    """Similarity boost (0-1)"""
-    style: Annotated[float, Field(ge=0.0, le=1.0, title="Style")] = 0
-    """Style exaggeration (0-1)"""
-    speed: Annotated[float, Field(ge=0.7, le=1.2, title="Speed")] = 1
-    """Speech speed (0.7-1.2). Values below 1.0 slow down the speech, above 1.0 speed it up. Extreme values may affect quality."""
-    timestamps: Annotated[bool, Field(title="Timestamps")] = False
-    """Whether to return timestamps for each word in the generated speech"""
-    previous_text: Annotated[str | None, Field(title="Previous Text")] = None
-    """The text that came before the text of the current request. Can be used to improve the speech's continuity when concatenating together multiple generations or to influence the speech's continuity in the current generation."""
-    next_text: Annotated[str | None, Field(title="Next Text")] = None
-    """The text that comes after the text of the current request. Can be used to improve the speech's continuity when concatenating together multiple generations or to influence the speech's continuity in the current generation."""
-    language_code: Annotated[str | None, Field(title="Language Code")] = None
-    """Language code (ISO 639-1) used to enforce a language for the model. An error will be returned if language code is not supported by the model."""
-    apply_text_normalization: Annotated[
-        Literal["auto", "on", "off"], Field(title="Apply Text Normalization")
-    ] = "auto"
-    """This parameter controls text normalization with three modes: 'auto', 'on', and 'off'. When set to 'auto', the system will automatically decide whether to apply text normalization (e.g., spelling out numbers). With 'on', text normalization will always be applied, while with 'off', it will be skipped."""
-
-
-class Output(FalModel):
-    audio: File
-    """The generated audio file"""
-    timestamps: Annotated[list[Any] | None, Field(title="Timestamps")] = None
-    """Timestamps for each word in the generated speech. Only returned if `timestamps` is set to True in the request."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -95,25 +30,82 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/elevenlabs/tts/turbo-v2.5"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    text: Annotated[str, Field(min_length=1)]
+    """The text to convert to speech"""
+    voice: str = "Rachel"
+    """The voice to use for speech generation"""
+    stability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Voice stability (0-1)"""
+    similarity_boost: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75
+    """Similarity boost (0-1)"""
+    style: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Style exaggeration (0-1)"""
+    speed: Annotated[float, Field(ge=0.7, le=1.2)] = 1
+    """Speech speed (0.7-1.2). Values below 1.0 slow down the speech, above 1.0 speed it
+    up. Extreme values may affect quality."""
+    timestamps: bool = False
+    """Whether to return timestamps for each word in the generated speech"""
+    previous_text: str | None = None
+    """The text that came before the text of the current request. Can be used to improve
+    the speech's continuity when concatenating together multiple generations or to
+    influence the speech's continuity in the current generation."""
+    next_text: str | None = None
+    """The text that comes after the text of the current request. Can be used to improve
+    the speech's continuity when concatenating together multiple generations or to
+    influence the speech's continuity in the current generation."""
+    language_code: str | None = None
+    """Language code (ISO 639-1) used to enforce a language for the model. An error will
+    be returned if language code is not supported by the model."""
+    apply_text_normalization: Literal["auto", "on", "off"] = "auto"
+    """This parameter controls text normalization with three modes: 'auto', 'on', and
+    'off'. When set to 'auto', the system will automatically decide whether to apply
+    text normalization (e.g., spelling out numbers). With 'on', text normalization will
+    always be applied, while with 'off', it will be skipped."""
+
+
+class Output(FalModel):
+    audio: File
+    """The generated audio file"""
+    timestamps: list[Any] | None = None
+    """Timestamps for each word in the generated speech. Only returned if `timestamps`
+    is set to True in the request."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     text: str,
@@ -127,33 +119,78 @@ def submit(
     next_text: str | None = None,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length at least 1. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        similarity_boost: Similarity boost (0-1). Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        style: Style exaggeration (0-1). Between 0.0 and 1.0. Defaults to `0`.
+        speed: Speech speed (0.7-1.2). Values below 1.0 slow down the speech, above 1.0
+            speed it up. Extreme values may affect quality. Between 0.7 and 1.2.
+            Defaults to `1`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        previous_text: The text that came before the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        next_text: The text that comes after the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     text: str,
@@ -167,8 +204,8 @@ def subscribe(
     next_text: str | None = None,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -176,24 +213,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length at least 1. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        similarity_boost: Similarity boost (0-1). Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        style: Style exaggeration (0-1). Between 0.0 and 1.0. Defaults to `0`.
+        speed: Speech speed (0.7-1.2). Values below 1.0 slow down the speech, above 1.0
+            speed it up. Extreme values may affect quality. Between 0.7 and 1.2.
+            Defaults to `1`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        previous_text: The text that came before the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        next_text: The text that comes after the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     text: str,
@@ -207,8 +288,8 @@ def run(
     next_text: str | None = None,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -216,24 +297,68 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length at least 1. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        similarity_boost: Similarity boost (0-1). Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        style: Style exaggeration (0-1). Between 0.0 and 1.0. Defaults to `0`.
+        speed: Speech speed (0.7-1.2). Values below 1.0 slow down the speech, above 1.0
+            speed it up. Extreme values may affect quality. Between 0.7 and 1.2.
+            Defaults to `1`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        previous_text: The text that came before the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        next_text: The text that comes after the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     text: str,
@@ -247,33 +372,78 @@ async def submit_async(
     next_text: str | None = None,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length at least 1. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        similarity_boost: Similarity boost (0-1). Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        style: Style exaggeration (0-1). Between 0.0 and 1.0. Defaults to `0`.
+        speed: Speech speed (0.7-1.2). Values below 1.0 slow down the speech, above 1.0
+            speed it up. Extreme values may affect quality. Between 0.7 and 1.2.
+            Defaults to `1`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        previous_text: The text that came before the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        next_text: The text that comes after the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     text: str,
@@ -287,8 +457,8 @@ async def subscribe_async(
     next_text: str | None = None,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -296,24 +466,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length at least 1. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        similarity_boost: Similarity boost (0-1). Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        style: Style exaggeration (0-1). Between 0.0 and 1.0. Defaults to `0`.
+        speed: Speech speed (0.7-1.2). Values below 1.0 slow down the speech, above 1.0
+            speed it up. Extreme values may affect quality. Between 0.7 and 1.2.
+            Defaults to `1`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        previous_text: The text that came before the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        next_text: The text that comes after the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     text: str,
@@ -327,8 +541,8 @@ async def run_async(
     next_text: str | None = None,
     language_code: str | None = None,
     apply_text_normalization: Literal["auto", "on", "off"] = "auto",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -336,8 +550,52 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to convert to speech. Length at least 1. Required.
+        voice: The voice to use for speech generation. Defaults to `"Rachel"`.
+        stability: Voice stability (0-1). Between 0.0 and 1.0. Defaults to `0.5`.
+        similarity_boost: Similarity boost (0-1). Between 0.0 and 1.0. Defaults to
+            `0.75`.
+        style: Style exaggeration (0-1). Between 0.0 and 1.0. Defaults to `0`.
+        speed: Speech speed (0.7-1.2). Values below 1.0 slow down the speech, above 1.0
+            speed it up. Extreme values may affect quality. Between 0.7 and 1.2.
+            Defaults to `1`.
+        timestamps: Whether to return timestamps for each word in the generated speech.
+            Defaults to `False`.
+        previous_text: The text that came before the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        next_text: The text that comes after the text of the current request. Can be
+            used to improve the speech's continuity when concatenating together multiple
+            generations or to influence the speech's continuity in the current
+            generation. Defaults to `None`.
+        language_code: Language code (ISO 639-1) used to enforce a language for the
+            model. An error will be returned if language code is not supported by the
+            model. Defaults to `None`.
+        apply_text_normalization: This parameter controls text normalization with three
+            modes: 'auto', 'on', and 'off'. When set to 'auto', the system will
+            automatically decide whether to apply text normalization (e.g., spelling out
+            numbers). With 'on', text normalization will always be applied, while with
+            'off', it will be skipped. Defaults to `"auto"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

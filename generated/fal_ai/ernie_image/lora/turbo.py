@@ -5,125 +5,20 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class ImageType2(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Text prompt for image generation. Supports English, Chinese, and Japanese."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """Negative prompt to guide what should not be in the image."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "square_uhd",
-            "portrait_3_2",
-            "landscape_3_2",
-            "portrait_hd",
-            "landscape_hd",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "square_hd"
-    """The size of the generated image."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=20, title="Num Inference Steps")
-    ] = 8
-    """Number of denoising steps. Turbo model is optimized for 8 steps."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0, title="Guidance Scale")] = 1
-    """Classifier-free guidance scale."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """Number of images to generate."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        True
-    )
-    """If True, the prompt will be enhanced using an LLM for more detailed results."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable NSFW safety checking on the generated images."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """Output image format."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If True, the image will be returned as a data URI instead of a URL."""
-    acceleration: Annotated[
-        Literal["none", "regular", "high"], Field(title="Acceleration")
-    ] = "regular"
-    """The acceleration level to use for the image generation."""
-    loras: Annotated[list[LoraWeight], Field(title="Loras", validate_default=True)] = []
-    """The LoRAs to use for image generation. You can use up to 3 LoRAs and they will be merged together to generate the final image."""
-
-
-class LoraWeight(FalModel):
-    path: Annotated[str, Field(title="Path")]
-    """URL or the path to the LoRA weights."""
-    scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
-    """
-    The scale of the LoRA weight. This is used to scale the LoRA weight
-    before merging it with the base model.
-    """
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageType2], Field(title="Images")]
-    """List of generated images."""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed used for generation."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    """Timing information."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "ImageSize",
     "ImageType2",
     "Input",
@@ -138,45 +33,117 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ernie-image/lora/turbo"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+    "square_uhd",
+    "portrait_3_2",
+    "landscape_3_2",
+    "portrait_hd",
+    "landscape_hd",
+]
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class ImageType2(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    prompt: str
+    """Text prompt for image generation. Supports English, Chinese, and Japanese."""
+    negative_prompt: str = ""
+    """Negative prompt to guide what should not be in the image."""
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "square_hd"
+    """The size of the generated image."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=20)] = 8
+    """Number of denoising steps. Turbo model is optimized for 8 steps."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0)] = 1
+    """Classifier-free guidance scale."""
+    seed: int | None = None
+    """Random seed for reproducibility."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate."""
+    enable_prompt_expansion: bool = True
+    """If True, the prompt will be enhanced using an LLM for more detailed results."""
+    enable_safety_checker: bool = True
+    """Enable NSFW safety checking on the generated images."""
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    """Output image format."""
+    sync_mode: bool = False
+    """If True, the image will be returned as a data URI instead of a URL."""
+    acceleration: Literal["none", "regular", "high"] = "regular"
+    """The acceleration level to use for the image generation."""
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
+    """The LoRAs to use for image generation. You can use up to 3 LoRAs and they will be
+    merged together to generate the final image."""
+
+
+class LoraWeight(FalModel):
+    path: str
+    """URL or the path to the LoRA weights."""
+    scale: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """
+    The scale of the LoRA weight. This is used to scale the LoRA weight
+    before merging it with the base model.
+    """
+
+
+class Output(FalModel):
+    images: list[ImageType2]
+    """List of generated images."""
+    seed: int
+    """Seed used for generation."""
+    prompt: str
+    """The prompt used for generating the image."""
+    timings: dict[str, float]
+    """Timing information."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     negative_prompt: str = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "square_uhd",
-            "portrait_3_2",
-            "landscape_3_2",
-            "portrait_hd",
-            "landscape_hd",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     guidance_scale: float = 1,
     seed: int | None = None,
@@ -187,53 +154,78 @@ def submit(
     sync_mode: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
     loras: list[LoraWeight] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Supports English, Chinese, and
+            Japanese. Required.
+        negative_prompt: Negative prompt to guide what should not be in the image.
+            Defaults to `\""`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps. Turbo model is optimized for 8
+            steps. Between 1 and 20. Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 20.0. Defaults
+            to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_prompt_expansion: If True, the prompt will be enhanced using an LLM for
+            more detailed results. Defaults to `True`.
+        enable_safety_checker: Enable NSFW safety checking on the generated images.
+            Defaults to `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, the image will be returned as a data URI instead of a URL.
+            Defaults to `False`.
+        acceleration: The acceleration level to use for the image generation. Defaults
+            to `"regular"`.
+        loras: The LoRAs to use for image generation. You can use up to 3 LoRAs and they
+            will be merged together to generate the final image. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     negative_prompt: str = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "square_uhd",
-            "portrait_3_2",
-            "landscape_3_2",
-            "portrait_hd",
-            "landscape_hd",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     guidance_scale: float = 1,
     seed: int | None = None,
@@ -244,8 +236,8 @@ def subscribe(
     sync_mode: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
     loras: list[LoraWeight] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -253,44 +245,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Supports English, Chinese, and
+            Japanese. Required.
+        negative_prompt: Negative prompt to guide what should not be in the image.
+            Defaults to `\""`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps. Turbo model is optimized for 8
+            steps. Between 1 and 20. Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 20.0. Defaults
+            to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_prompt_expansion: If True, the prompt will be enhanced using an LLM for
+            more detailed results. Defaults to `True`.
+        enable_safety_checker: Enable NSFW safety checking on the generated images.
+            Defaults to `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, the image will be returned as a data URI instead of a URL.
+            Defaults to `False`.
+        acceleration: The acceleration level to use for the image generation. Defaults
+            to `"regular"`.
+        loras: The LoRAs to use for image generation. You can use up to 3 LoRAs and they
+            will be merged together to generate the final image. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     negative_prompt: str = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "square_uhd",
-            "portrait_3_2",
-            "landscape_3_2",
-            "portrait_hd",
-            "landscape_hd",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     guidance_scale: float = 1,
     seed: int | None = None,
@@ -301,8 +317,8 @@ def run(
     sync_mode: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
     loras: list[LoraWeight] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -310,44 +326,68 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Supports English, Chinese, and
+            Japanese. Required.
+        negative_prompt: Negative prompt to guide what should not be in the image.
+            Defaults to `\""`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps. Turbo model is optimized for 8
+            steps. Between 1 and 20. Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 20.0. Defaults
+            to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_prompt_expansion: If True, the prompt will be enhanced using an LLM for
+            more detailed results. Defaults to `True`.
+        enable_safety_checker: Enable NSFW safety checking on the generated images.
+            Defaults to `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, the image will be returned as a data URI instead of a URL.
+            Defaults to `False`.
+        acceleration: The acceleration level to use for the image generation. Defaults
+            to `"regular"`.
+        loras: The LoRAs to use for image generation. You can use up to 3 LoRAs and they
+            will be merged together to generate the final image. Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     negative_prompt: str = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "square_uhd",
-            "portrait_3_2",
-            "landscape_3_2",
-            "portrait_hd",
-            "landscape_hd",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     guidance_scale: float = 1,
     seed: int | None = None,
@@ -358,53 +398,78 @@ async def submit_async(
     sync_mode: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
     loras: list[LoraWeight] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Supports English, Chinese, and
+            Japanese. Required.
+        negative_prompt: Negative prompt to guide what should not be in the image.
+            Defaults to `\""`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps. Turbo model is optimized for 8
+            steps. Between 1 and 20. Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 20.0. Defaults
+            to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_prompt_expansion: If True, the prompt will be enhanced using an LLM for
+            more detailed results. Defaults to `True`.
+        enable_safety_checker: Enable NSFW safety checking on the generated images.
+            Defaults to `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, the image will be returned as a data URI instead of a URL.
+            Defaults to `False`.
+        acceleration: The acceleration level to use for the image generation. Defaults
+            to `"regular"`.
+        loras: The LoRAs to use for image generation. You can use up to 3 LoRAs and they
+            will be merged together to generate the final image. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     negative_prompt: str = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "square_uhd",
-            "portrait_3_2",
-            "landscape_3_2",
-            "portrait_hd",
-            "landscape_hd",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     guidance_scale: float = 1,
     seed: int | None = None,
@@ -415,8 +480,8 @@ async def subscribe_async(
     sync_mode: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
     loras: list[LoraWeight] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -424,44 +489,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Supports English, Chinese, and
+            Japanese. Required.
+        negative_prompt: Negative prompt to guide what should not be in the image.
+            Defaults to `\""`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps. Turbo model is optimized for 8
+            steps. Between 1 and 20. Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 20.0. Defaults
+            to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_prompt_expansion: If True, the prompt will be enhanced using an LLM for
+            more detailed results. Defaults to `True`.
+        enable_safety_checker: Enable NSFW safety checking on the generated images.
+            Defaults to `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, the image will be returned as a data URI instead of a URL.
+            Defaults to `False`.
+        acceleration: The acceleration level to use for the image generation. Defaults
+            to `"regular"`.
+        loras: The LoRAs to use for image generation. You can use up to 3 LoRAs and they
+            will be merged together to generate the final image. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     negative_prompt: str = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-            "square_uhd",
-            "portrait_3_2",
-            "landscape_3_2",
-            "portrait_hd",
-            "landscape_hd",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     guidance_scale: float = 1,
     seed: int | None = None,
@@ -472,8 +561,8 @@ async def run_async(
     sync_mode: bool = False,
     acceleration: Literal["none", "regular", "high"] = "regular",
     loras: list[LoraWeight] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -481,8 +570,47 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Supports English, Chinese, and
+            Japanese. Required.
+        negative_prompt: Negative prompt to guide what should not be in the image.
+            Defaults to `\""`.
+        image_size: The size of the generated image. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps. Turbo model is optimized for 8
+            steps. Between 1 and 20. Defaults to `8`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 20.0. Defaults
+            to `1`.
+        seed: Random seed for reproducibility. Defaults to `None`.
+        num_images: Number of images to generate. Between 1 and 4. Defaults to `1`.
+        enable_prompt_expansion: If True, the prompt will be enhanced using an LLM for
+            more detailed results. Defaults to `True`.
+        enable_safety_checker: Enable NSFW safety checking on the generated images.
+            Defaults to `True`.
+        output_format: Output image format. Defaults to `"jpeg"`.
+        sync_mode: If True, the image will be returned as a data URI instead of a URL.
+            Defaults to `False`.
+        acceleration: The acceleration level to use for the image generation. Defaults
+            to `"regular"`.
+        loras: The LoRAs to use for image generation. You can use up to 3 LoRAs and they
+            will be merged together to generate the final image. Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,87 +5,20 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_image: Annotated[str, Field(title="Model Image")]
-    """URL or base64 of the model image"""
-    garment_image: Annotated[str, Field(title="Garment Image")]
-    """URL or base64 of the garment image"""
-    category: Annotated[
-        Literal["tops", "bottoms", "one-pieces", "auto"], Field(title="Category")
-    ] = "auto"
-    """Category of the garment to try-on. 'auto' will attempt to automatically detect the category of the garment."""
-    mode: Annotated[
-        Literal["performance", "balanced", "quality"], Field(title="Mode")
-    ] = "balanced"
-    """Specifies the mode of operation. 'performance' mode is faster but may sacrifice quality, 'balanced' mode is a balance between speed and quality, and 'quality' mode is slower but produces higher quality results."""
-    garment_photo_type: Annotated[
-        Literal["auto", "model", "flat-lay"], Field(title="Garment Photo Type")
-    ] = "auto"
-    """Specifies the type of garment photo to optimize internal parameters for better performance. 'model' is for photos of garments on a model, 'flat-lay' is for flat-lay or ghost mannequin images, and 'auto' attempts to automatically detect the photo type."""
-    moderation_level: Annotated[
-        Literal["none", "permissive", "conservative"], Field(title="Moderation Level")
-    ] = "permissive"
-    """Content moderation level for garment images. 'none' disables moderation, 'permissive' blocks only explicit content, 'conservative' also blocks underwear and swimwear."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Sets random operations to a fixed state. Use the same seed to reproduce results with the same inputs, or different seed to force different results."""
-    num_samples: Annotated[int, Field(ge=1, le=4, title="Num Samples")] = 1
-    """Number of images to generate in a single run. Image generation has a random element in it, so trying multiple images at once increases the chances of getting a good result."""
-    segmentation_free: Annotated[bool, Field(title="Segmentation Free")] = True
-    """Disables human parsing on the model image."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    output_format: Annotated[Literal["png", "jpeg"], Field(title="Output Format")] = (
-        "png"
-    )
-    """Output format of the generated images. 'png' is highest quality, while 'jpeg' is faster"""
-
-
-class Output(FalModel):
-    images: Annotated[list[File], Field(title="Images")]
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Category",
     "File",
     "Input",
     "Output",
@@ -98,30 +31,90 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/fashn/tryon/v1.5"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Category: TypeAlias = Literal["tops", "bottoms", "one-pieces", "auto"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    model_image: str
+    """URL or base64 of the model image"""
+    garment_image: str
+    """URL or base64 of the garment image"""
+    category: Category = "auto"
+    """Category of the garment to try-on. 'auto' will attempt to automatically detect
+    the category of the garment."""
+    mode: Literal["performance", "balanced", "quality"] = "balanced"
+    """Specifies the mode of operation. 'performance' mode is faster but may sacrifice
+    quality, 'balanced' mode is a balance between speed and quality, and 'quality' mode
+    is slower but produces higher quality results."""
+    garment_photo_type: Literal["auto", "model", "flat-lay"] = "auto"
+    """Specifies the type of garment photo to optimize internal parameters for better
+    performance. 'model' is for photos of garments on a model, 'flat-lay' is for
+    flat-lay or ghost mannequin images, and 'auto' attempts to automatically detect the
+    photo type."""
+    moderation_level: Literal["none", "permissive", "conservative"] = "permissive"
+    """Content moderation level for garment images. 'none' disables moderation,
+    'permissive' blocks only explicit content, 'conservative' also blocks underwear and
+    swimwear."""
+    seed: int | None = None
+    """Sets random operations to a fixed state. Use the same seed to reproduce results
+    with the same inputs, or different seed to force different results."""
+    num_samples: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate in a single run. Image generation has a random
+    element in it, so trying multiple images at once increases the chances of getting a
+    good result."""
+    segmentation_free: bool = True
+    """Disables human parsing on the model image."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    output_format: Literal["png", "jpeg"] = "png"
+    """Output format of the generated images. 'png' is highest quality, while 'jpeg' is
+    faster"""
+
+
+class Output(FalModel):
+    images: list[File]
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     model_image: str,
     garment_image: str,
-    category: Literal["tops", "bottoms", "one-pieces", "auto"] = "auto",
+    category: Category = "auto",
     mode: Literal["performance", "balanced", "quality"] = "balanced",
     garment_photo_type: Literal["auto", "model", "flat-lay"] = "auto",
     moderation_level: Literal["none", "permissive", "conservative"] = "permissive",
@@ -130,38 +123,83 @@ def submit(
     segmentation_free: bool = True,
     sync_mode: bool = False,
     output_format: Literal["png", "jpeg"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_image: URL or base64 of the model image. Required.
+        garment_image: URL or base64 of the garment image. Required.
+        category: Category of the garment to try-on. 'auto' will attempt to
+            automatically detect the category of the garment. Defaults to `"auto"`.
+        mode: Specifies the mode of operation. 'performance' mode is faster but may
+            sacrifice quality, 'balanced' mode is a balance between speed and quality,
+            and 'quality' mode is slower but produces higher quality results. Defaults
+            to `"balanced"`.
+        garment_photo_type: Specifies the type of garment photo to optimize internal
+            parameters for better performance. 'model' is for photos of garments on a
+            model, 'flat-lay' is for flat-lay or ghost mannequin images, and 'auto'
+            attempts to automatically detect the photo type. Defaults to `"auto"`.
+        moderation_level: Content moderation level for garment images. 'none' disables
+            moderation, 'permissive' blocks only explicit content, 'conservative' also
+            blocks underwear and swimwear. Defaults to `"permissive"`.
+        seed: Sets random operations to a fixed state. Use the same seed to reproduce
+            results with the same inputs, or different seed to force different results.
+            Defaults to `None`.
+        num_samples: Number of images to generate in a single run. Image generation has
+            a random element in it, so trying multiple images at once increases the
+            chances of getting a good result. Between 1 and 4. Defaults to `1`.
+        segmentation_free: Disables human parsing on the model image. Defaults to
+            `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: Output format of the generated images. 'png' is highest quality,
+            while 'jpeg' is faster. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     model_image: str,
     garment_image: str,
-    category: Literal["tops", "bottoms", "one-pieces", "auto"] = "auto",
+    category: Category = "auto",
     mode: Literal["performance", "balanced", "quality"] = "balanced",
     garment_photo_type: Literal["auto", "model", "flat-lay"] = "auto",
     moderation_level: Literal["none", "permissive", "conservative"] = "permissive",
@@ -170,8 +208,8 @@ def subscribe(
     segmentation_free: bool = True,
     sync_mode: bool = False,
     output_format: Literal["png", "jpeg"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -179,29 +217,73 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_image: URL or base64 of the model image. Required.
+        garment_image: URL or base64 of the garment image. Required.
+        category: Category of the garment to try-on. 'auto' will attempt to
+            automatically detect the category of the garment. Defaults to `"auto"`.
+        mode: Specifies the mode of operation. 'performance' mode is faster but may
+            sacrifice quality, 'balanced' mode is a balance between speed and quality,
+            and 'quality' mode is slower but produces higher quality results. Defaults
+            to `"balanced"`.
+        garment_photo_type: Specifies the type of garment photo to optimize internal
+            parameters for better performance. 'model' is for photos of garments on a
+            model, 'flat-lay' is for flat-lay or ghost mannequin images, and 'auto'
+            attempts to automatically detect the photo type. Defaults to `"auto"`.
+        moderation_level: Content moderation level for garment images. 'none' disables
+            moderation, 'permissive' blocks only explicit content, 'conservative' also
+            blocks underwear and swimwear. Defaults to `"permissive"`.
+        seed: Sets random operations to a fixed state. Use the same seed to reproduce
+            results with the same inputs, or different seed to force different results.
+            Defaults to `None`.
+        num_samples: Number of images to generate in a single run. Image generation has
+            a random element in it, so trying multiple images at once increases the
+            chances of getting a good result. Between 1 and 4. Defaults to `1`.
+        segmentation_free: Disables human parsing on the model image. Defaults to
+            `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: Output format of the generated images. 'png' is highest quality,
+            while 'jpeg' is faster. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     model_image: str,
     garment_image: str,
-    category: Literal["tops", "bottoms", "one-pieces", "auto"] = "auto",
+    category: Category = "auto",
     mode: Literal["performance", "balanced", "quality"] = "balanced",
     garment_photo_type: Literal["auto", "model", "flat-lay"] = "auto",
     moderation_level: Literal["none", "permissive", "conservative"] = "permissive",
@@ -210,8 +292,8 @@ def run(
     segmentation_free: bool = True,
     sync_mode: bool = False,
     output_format: Literal["png", "jpeg"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -219,29 +301,73 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_image: URL or base64 of the model image. Required.
+        garment_image: URL or base64 of the garment image. Required.
+        category: Category of the garment to try-on. 'auto' will attempt to
+            automatically detect the category of the garment. Defaults to `"auto"`.
+        mode: Specifies the mode of operation. 'performance' mode is faster but may
+            sacrifice quality, 'balanced' mode is a balance between speed and quality,
+            and 'quality' mode is slower but produces higher quality results. Defaults
+            to `"balanced"`.
+        garment_photo_type: Specifies the type of garment photo to optimize internal
+            parameters for better performance. 'model' is for photos of garments on a
+            model, 'flat-lay' is for flat-lay or ghost mannequin images, and 'auto'
+            attempts to automatically detect the photo type. Defaults to `"auto"`.
+        moderation_level: Content moderation level for garment images. 'none' disables
+            moderation, 'permissive' blocks only explicit content, 'conservative' also
+            blocks underwear and swimwear. Defaults to `"permissive"`.
+        seed: Sets random operations to a fixed state. Use the same seed to reproduce
+            results with the same inputs, or different seed to force different results.
+            Defaults to `None`.
+        num_samples: Number of images to generate in a single run. Image generation has
+            a random element in it, so trying multiple images at once increases the
+            chances of getting a good result. Between 1 and 4. Defaults to `1`.
+        segmentation_free: Disables human parsing on the model image. Defaults to
+            `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: Output format of the generated images. 'png' is highest quality,
+            while 'jpeg' is faster. Defaults to `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     model_image: str,
     garment_image: str,
-    category: Literal["tops", "bottoms", "one-pieces", "auto"] = "auto",
+    category: Category = "auto",
     mode: Literal["performance", "balanced", "quality"] = "balanced",
     garment_photo_type: Literal["auto", "model", "flat-lay"] = "auto",
     moderation_level: Literal["none", "permissive", "conservative"] = "permissive",
@@ -250,38 +376,83 @@ async def submit_async(
     segmentation_free: bool = True,
     sync_mode: bool = False,
     output_format: Literal["png", "jpeg"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_image: URL or base64 of the model image. Required.
+        garment_image: URL or base64 of the garment image. Required.
+        category: Category of the garment to try-on. 'auto' will attempt to
+            automatically detect the category of the garment. Defaults to `"auto"`.
+        mode: Specifies the mode of operation. 'performance' mode is faster but may
+            sacrifice quality, 'balanced' mode is a balance between speed and quality,
+            and 'quality' mode is slower but produces higher quality results. Defaults
+            to `"balanced"`.
+        garment_photo_type: Specifies the type of garment photo to optimize internal
+            parameters for better performance. 'model' is for photos of garments on a
+            model, 'flat-lay' is for flat-lay or ghost mannequin images, and 'auto'
+            attempts to automatically detect the photo type. Defaults to `"auto"`.
+        moderation_level: Content moderation level for garment images. 'none' disables
+            moderation, 'permissive' blocks only explicit content, 'conservative' also
+            blocks underwear and swimwear. Defaults to `"permissive"`.
+        seed: Sets random operations to a fixed state. Use the same seed to reproduce
+            results with the same inputs, or different seed to force different results.
+            Defaults to `None`.
+        num_samples: Number of images to generate in a single run. Image generation has
+            a random element in it, so trying multiple images at once increases the
+            chances of getting a good result. Between 1 and 4. Defaults to `1`.
+        segmentation_free: Disables human parsing on the model image. Defaults to
+            `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: Output format of the generated images. 'png' is highest quality,
+            while 'jpeg' is faster. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     model_image: str,
     garment_image: str,
-    category: Literal["tops", "bottoms", "one-pieces", "auto"] = "auto",
+    category: Category = "auto",
     mode: Literal["performance", "balanced", "quality"] = "balanced",
     garment_photo_type: Literal["auto", "model", "flat-lay"] = "auto",
     moderation_level: Literal["none", "permissive", "conservative"] = "permissive",
@@ -290,8 +461,8 @@ async def subscribe_async(
     segmentation_free: bool = True,
     sync_mode: bool = False,
     output_format: Literal["png", "jpeg"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -299,29 +470,73 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_image: URL or base64 of the model image. Required.
+        garment_image: URL or base64 of the garment image. Required.
+        category: Category of the garment to try-on. 'auto' will attempt to
+            automatically detect the category of the garment. Defaults to `"auto"`.
+        mode: Specifies the mode of operation. 'performance' mode is faster but may
+            sacrifice quality, 'balanced' mode is a balance between speed and quality,
+            and 'quality' mode is slower but produces higher quality results. Defaults
+            to `"balanced"`.
+        garment_photo_type: Specifies the type of garment photo to optimize internal
+            parameters for better performance. 'model' is for photos of garments on a
+            model, 'flat-lay' is for flat-lay or ghost mannequin images, and 'auto'
+            attempts to automatically detect the photo type. Defaults to `"auto"`.
+        moderation_level: Content moderation level for garment images. 'none' disables
+            moderation, 'permissive' blocks only explicit content, 'conservative' also
+            blocks underwear and swimwear. Defaults to `"permissive"`.
+        seed: Sets random operations to a fixed state. Use the same seed to reproduce
+            results with the same inputs, or different seed to force different results.
+            Defaults to `None`.
+        num_samples: Number of images to generate in a single run. Image generation has
+            a random element in it, so trying multiple images at once increases the
+            chances of getting a good result. Between 1 and 4. Defaults to `1`.
+        segmentation_free: Disables human parsing on the model image. Defaults to
+            `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: Output format of the generated images. 'png' is highest quality,
+            while 'jpeg' is faster. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     model_image: str,
     garment_image: str,
-    category: Literal["tops", "bottoms", "one-pieces", "auto"] = "auto",
+    category: Category = "auto",
     mode: Literal["performance", "balanced", "quality"] = "balanced",
     garment_photo_type: Literal["auto", "model", "flat-lay"] = "auto",
     moderation_level: Literal["none", "permissive", "conservative"] = "permissive",
@@ -330,8 +545,8 @@ async def run_async(
     segmentation_free: bool = True,
     sync_mode: bool = False,
     output_format: Literal["png", "jpeg"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -339,8 +554,52 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model_image: URL or base64 of the model image. Required.
+        garment_image: URL or base64 of the garment image. Required.
+        category: Category of the garment to try-on. 'auto' will attempt to
+            automatically detect the category of the garment. Defaults to `"auto"`.
+        mode: Specifies the mode of operation. 'performance' mode is faster but may
+            sacrifice quality, 'balanced' mode is a balance between speed and quality,
+            and 'quality' mode is slower but produces higher quality results. Defaults
+            to `"balanced"`.
+        garment_photo_type: Specifies the type of garment photo to optimize internal
+            parameters for better performance. 'model' is for photos of garments on a
+            model, 'flat-lay' is for flat-lay or ghost mannequin images, and 'auto'
+            attempts to automatically detect the photo type. Defaults to `"auto"`.
+        moderation_level: Content moderation level for garment images. 'none' disables
+            moderation, 'permissive' blocks only explicit content, 'conservative' also
+            blocks underwear and swimwear. Defaults to `"permissive"`.
+        seed: Sets random operations to a fixed state. Use the same seed to reproduce
+            results with the same inputs, or different seed to force different results.
+            Defaults to `None`.
+        num_samples: Number of images to generate in a single run. Image generation has
+            a random element in it, so trying multiple images at once increases the
+            chances of getting a good result. Between 1 and 4. Defaults to `1`.
+        segmentation_free: Disables human parsing on the model image. Defaults to
+            `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: Output format of the generated images. 'png' is highest quality,
+            while 'jpeg' is faster. Defaults to `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,93 +5,22 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    upscale_factor: Annotated[float, Field(ge=1.0, le=4.0, title="Upscale Factor")] = 2
-    """Upscaling factor to be used."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The random seed used for the generation process."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned inline and not stored in history."""
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """The input video to be upscaled"""
-    acceleration: Annotated[
-        Literal["regular", "high", "full"], Field(title="Acceleration")
-    ] = "regular"
-    """Acceleration mode for VAE decoding. Options: regular (best quality), high (balanced), full (fastest). More accerleation means longer duration videos can be processed too."""
-    color_fix: Annotated[bool, Field(title="Color Fix")] = True
-    """Color correction enabled."""
-    quality: Annotated[int, Field(ge=0, le=100, title="Quality")] = 70
-    """Quality level for tile blending (0-100). Controls overlap between tiles to prevent grid artifacts. Higher values provide better quality with more overlap. Recommended: 70-85 for high-res videos, 50-70 for faster processing."""
-    preserve_audio: Annotated[bool, Field(title="Preserve Audio")] = False
-    """Copy the original audio tracks into the upscaled video using FFmpeg when possible."""
-    output_format: Annotated[
-        Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"],
-        Field(title="Output Format"),
-    ] = "X264 (.mp4)"
-    """The format of the output video."""
-    output_quality: Annotated[
-        Literal["low", "medium", "high", "maximum"], Field(title="Output Quality")
-    ] = "high"
-    """The quality of the output video."""
-    output_write_mode: Annotated[
-        Literal["fast", "balanced", "small"], Field(title="Output Write Mode")
-    ] = "balanced"
-    """The write mode of the output video."""
-
-
-class Output(FalModel):
-    video: File
-    """Upscaled video file after processing"""
-    seed: Annotated[int, Field(title="Seed")]
-    """The random seed used for the generation process."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "OutputFormat",
+    "OutputQuality",
     "File",
     "Input",
     "Output",
@@ -104,26 +33,86 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/flashvsr/upscale/video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+OutputFormat: TypeAlias = Literal[
+    "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
+]
+
+
+OutputQuality: TypeAlias = Literal["low", "medium", "high", "maximum"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    upscale_factor: Annotated[float, Field(ge=1.0, le=4.0)] = 2
+    """Upscaling factor to be used."""
+    seed: int | None = None
+    """The random seed used for the generation process."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned inline and not stored in history."""
+    video_url: FileInput
+    """The input video to be upscaled"""
+    acceleration: Literal["regular", "high", "full"] = "regular"
+    """Acceleration mode for VAE decoding. Options: regular (best quality), high
+    (balanced), full (fastest). More accerleation means longer duration videos can be
+    processed too."""
+    color_fix: bool = True
+    """Color correction enabled."""
+    quality: Annotated[int, Field(ge=0, le=100)] = 70
+    """Quality level for tile blending (0-100). Controls overlap between tiles to
+    prevent grid artifacts. Higher values provide better quality with more overlap.
+    Recommended: 70-85 for high-res videos, 50-70 for faster processing."""
+    preserve_audio: bool = False
+    """Copy the original audio tracks into the upscaled video using FFmpeg when
+    possible."""
+    output_format: OutputFormat = "X264 (.mp4)"
+    """The format of the output video."""
+    output_quality: OutputQuality = "high"
+    """The quality of the output video."""
+    output_write_mode: Literal["fast", "balanced", "small"] = "balanced"
+    """The write mode of the output video."""
+
+
+class Output(FalModel):
+    video: File
+    """Upscaled video file after processing"""
+    seed: int
+    """The random seed used for the generation process."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     upscale_factor: float = 2,
@@ -134,38 +123,74 @@ def submit(
     color_fix: bool = True,
     quality: int = 70,
     preserve_audio: bool = False,
-    output_format: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    output_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    output_format: OutputFormat = "X264 (.mp4)",
+    output_quality: OutputQuality = "high",
     output_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        upscale_factor: Upscaling factor to be used. Between 1.0 and 4.0. Defaults to
+            `2`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned inline and not stored in
+            history. Defaults to `False`.
+        video_url: The input video to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        acceleration: Acceleration mode for VAE decoding. Options: regular (best
+            quality), high (balanced), full (fastest). More accerleation means longer
+            duration videos can be processed too. Defaults to `"regular"`.
+        color_fix: Color correction enabled. Defaults to `True`.
+        quality: Quality level for tile blending (0-100). Controls overlap between tiles
+            to prevent grid artifacts. Higher values provide better quality with more
+            overlap. Recommended: 70-85 for high-res videos, 50-70 for faster
+            processing. Between 0 and 100. Defaults to `70`.
+        preserve_audio: Copy the original audio tracks into the upscaled video using
+            FFmpeg when possible. Defaults to `False`.
+        output_format: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        output_quality: The quality of the output video. Defaults to `"high"`.
+        output_write_mode: The write mode of the output video. Defaults to `"balanced"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     upscale_factor: float = 2,
@@ -176,13 +201,11 @@ def subscribe(
     color_fix: bool = True,
     quality: int = 70,
     preserve_audio: bool = False,
-    output_format: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    output_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    output_format: OutputFormat = "X264 (.mp4)",
+    output_quality: OutputQuality = "high",
     output_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -190,24 +213,61 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        upscale_factor: Upscaling factor to be used. Between 1.0 and 4.0. Defaults to
+            `2`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned inline and not stored in
+            history. Defaults to `False`.
+        video_url: The input video to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        acceleration: Acceleration mode for VAE decoding. Options: regular (best
+            quality), high (balanced), full (fastest). More accerleation means longer
+            duration videos can be processed too. Defaults to `"regular"`.
+        color_fix: Color correction enabled. Defaults to `True`.
+        quality: Quality level for tile blending (0-100). Controls overlap between tiles
+            to prevent grid artifacts. Higher values provide better quality with more
+            overlap. Recommended: 70-85 for high-res videos, 50-70 for faster
+            processing. Between 0 and 100. Defaults to `70`.
+        preserve_audio: Copy the original audio tracks into the upscaled video using
+            FFmpeg when possible. Defaults to `False`.
+        output_format: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        output_quality: The quality of the output video. Defaults to `"high"`.
+        output_write_mode: The write mode of the output video. Defaults to `"balanced"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     upscale_factor: float = 2,
@@ -218,13 +278,11 @@ def run(
     color_fix: bool = True,
     quality: int = 70,
     preserve_audio: bool = False,
-    output_format: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    output_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    output_format: OutputFormat = "X264 (.mp4)",
+    output_quality: OutputQuality = "high",
     output_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -232,24 +290,61 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        upscale_factor: Upscaling factor to be used. Between 1.0 and 4.0. Defaults to
+            `2`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned inline and not stored in
+            history. Defaults to `False`.
+        video_url: The input video to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        acceleration: Acceleration mode for VAE decoding. Options: regular (best
+            quality), high (balanced), full (fastest). More accerleation means longer
+            duration videos can be processed too. Defaults to `"regular"`.
+        color_fix: Color correction enabled. Defaults to `True`.
+        quality: Quality level for tile blending (0-100). Controls overlap between tiles
+            to prevent grid artifacts. Higher values provide better quality with more
+            overlap. Recommended: 70-85 for high-res videos, 50-70 for faster
+            processing. Between 0 and 100. Defaults to `70`.
+        preserve_audio: Copy the original audio tracks into the upscaled video using
+            FFmpeg when possible. Defaults to `False`.
+        output_format: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        output_quality: The quality of the output video. Defaults to `"high"`.
+        output_write_mode: The write mode of the output video. Defaults to `"balanced"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     upscale_factor: float = 2,
@@ -260,38 +355,74 @@ async def submit_async(
     color_fix: bool = True,
     quality: int = 70,
     preserve_audio: bool = False,
-    output_format: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    output_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    output_format: OutputFormat = "X264 (.mp4)",
+    output_quality: OutputQuality = "high",
     output_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        upscale_factor: Upscaling factor to be used. Between 1.0 and 4.0. Defaults to
+            `2`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned inline and not stored in
+            history. Defaults to `False`.
+        video_url: The input video to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        acceleration: Acceleration mode for VAE decoding. Options: regular (best
+            quality), high (balanced), full (fastest). More accerleation means longer
+            duration videos can be processed too. Defaults to `"regular"`.
+        color_fix: Color correction enabled. Defaults to `True`.
+        quality: Quality level for tile blending (0-100). Controls overlap between tiles
+            to prevent grid artifacts. Higher values provide better quality with more
+            overlap. Recommended: 70-85 for high-res videos, 50-70 for faster
+            processing. Between 0 and 100. Defaults to `70`.
+        preserve_audio: Copy the original audio tracks into the upscaled video using
+            FFmpeg when possible. Defaults to `False`.
+        output_format: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        output_quality: The quality of the output video. Defaults to `"high"`.
+        output_write_mode: The write mode of the output video. Defaults to `"balanced"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     upscale_factor: float = 2,
@@ -302,13 +433,11 @@ async def subscribe_async(
     color_fix: bool = True,
     quality: int = 70,
     preserve_audio: bool = False,
-    output_format: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    output_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    output_format: OutputFormat = "X264 (.mp4)",
+    output_quality: OutputQuality = "high",
     output_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -316,24 +445,61 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        upscale_factor: Upscaling factor to be used. Between 1.0 and 4.0. Defaults to
+            `2`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned inline and not stored in
+            history. Defaults to `False`.
+        video_url: The input video to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        acceleration: Acceleration mode for VAE decoding. Options: regular (best
+            quality), high (balanced), full (fastest). More accerleation means longer
+            duration videos can be processed too. Defaults to `"regular"`.
+        color_fix: Color correction enabled. Defaults to `True`.
+        quality: Quality level for tile blending (0-100). Controls overlap between tiles
+            to prevent grid artifacts. Higher values provide better quality with more
+            overlap. Recommended: 70-85 for high-res videos, 50-70 for faster
+            processing. Between 0 and 100. Defaults to `70`.
+        preserve_audio: Copy the original audio tracks into the upscaled video using
+            FFmpeg when possible. Defaults to `False`.
+        output_format: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        output_quality: The quality of the output video. Defaults to `"high"`.
+        output_write_mode: The write mode of the output video. Defaults to `"balanced"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     upscale_factor: float = 2,
@@ -344,13 +510,11 @@ async def run_async(
     color_fix: bool = True,
     quality: int = 70,
     preserve_audio: bool = False,
-    output_format: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    output_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    output_format: OutputFormat = "X264 (.mp4)",
+    output_quality: OutputQuality = "high",
     output_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -358,8 +522,45 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        upscale_factor: Upscaling factor to be used. Between 1.0 and 4.0. Defaults to
+            `2`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned inline and not stored in
+            history. Defaults to `False`.
+        video_url: The input video to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        acceleration: Acceleration mode for VAE decoding. Options: regular (best
+            quality), high (balanced), full (fastest). More accerleation means longer
+            duration videos can be processed too. Defaults to `"regular"`.
+        color_fix: Color correction enabled. Defaults to `True`.
+        quality: Quality level for tile blending (0-100). Controls overlap between tiles
+            to prevent grid artifacts. Higher values provide better quality with more
+            overlap. Recommended: 70-85 for high-res videos, 50-70 for faster
+            processing. Between 0 and 100. Defaults to `70`.
+        preserve_audio: Copy the original audio tracks into the upscaled video using
+            FFmpeg when possible. Defaults to `False`.
+        output_format: The format of the output video. Defaults to `"X264 (.mp4)"`.
+        output_quality: The quality of the output video. Defaults to `"high"`.
+        output_write_mode: The write mode of the output video. Defaults to `"balanced"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,76 +5,15 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    seed: Annotated[int | None, Field(title="Seed")] = 35
-    """Random seed for reproducibility."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=8, title="Num Inference Steps")
-    ] = 3
-    schedule_mu: Annotated[float, Field(ge=0.3, le=2.5, title="Schedule Mu")] = 2.3
-    """Schedule mu for time shift. 2.3=default, lower=more even denoising, 0.3=nearly linear."""
-    prompt: Annotated[str, Field(title="Prompt")] = (
-        'Turn this into "Living oil painting, melting gold and sapphire"'
-    )
-    """The prompt to guide image editing."""
-    output_feedback_strength: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Output Feedback Strength")
-    ] = 1
-    """Output feedback loop. 1.0 = pure noise (no feedback), 0.9 = 90% noise + 10% previous output latent."""
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """Base64-encoded image data URI for editing. CDN URLs are not supported for realtime. For optimal performance, use 704x704 JPEG images with 50% quality. Other sizes will be resized automatically."""
-    enable_interpolation: Annotated[bool, Field(title="Enable Interpolation")] = False
-    """Enable RIFE frame interpolation between consecutive frames (doubles output frames)."""
-    image_size: Annotated[Literal["square", "square_hd"], Field(title="Image Size")] = (
-        "square"
-    )
-    """The size of the generated image. square=768x768, square_hd=1024x1024."""
-
-
-class Output(FalModel):
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed used for generation."""
-    images: Annotated[list[RawImage], Field(title="Images")]
-    """Generated images as raw bytes. When interpolation is enabled, returns [interpolated_frame, current_frame] in chronological order. Otherwise returns [current_frame]."""
-
-
-class RawImage(FalModel):
-    content: Annotated[bytes, Field(title="Content")]
-    content_type: Annotated[str, Field(title="Content Type")] = "image/jpeg"
-    height: Annotated[int, Field(title="Height")]
-    width: Annotated[int, Field(title="Width")]
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -91,26 +30,69 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/flux-2/klein/realtime"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    seed: int | None = 35
+    """Random seed for reproducibility."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=8)] = 3
+    schedule_mu: Annotated[float, Field(ge=0.3, le=2.5)] = 2.3
+    """Schedule mu for time shift. 2.3=default, lower=more even denoising, 0.3=nearly
+    linear."""
+    prompt: str = 'Turn this into "Living oil painting, melting gold and sapphire"'
+    """The prompt to guide image editing."""
+    output_feedback_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """Output feedback loop. 1.0 = pure noise (no feedback), 0.9 = 90% noise + 10%
+    previous output latent."""
+    image_url: FileInput
+    """Base64-encoded image data URI for editing. CDN URLs are not supported for
+    realtime. For optimal performance, use 704x704 JPEG images with 50% quality. Other
+    sizes will be resized automatically."""
+    enable_interpolation: bool = False
+    """Enable RIFE frame interpolation between consecutive frames (doubles output
+    frames)."""
+    image_size: Literal["square", "square_hd"] = "square"
+    """The size of the generated image. square=768x768, square_hd=1024x1024."""
+
+
+class Output(FalModel):
+    seed: int
+    """Seed used for generation."""
+    images: list[RawImage]
+    """Generated images as raw bytes. When interpolation is enabled, returns
+    [interpolated_frame, current_frame] in chronological order. Otherwise returns
+    [current_frame]."""
+
+
+class RawImage(FalModel):
+    content: bytes
+    content_type: str = "image/jpeg"
+    height: int
+    width: int
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     seed: int | None = 35,
@@ -121,33 +103,68 @@ def submit(
     image_url: FileInput,
     enable_interpolation: bool = False,
     image_size: Literal["square", "square_hd"] = "square",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `35`.
+        num_inference_steps: Between 1 and 8. Defaults to `3`.
+        schedule_mu: Schedule mu for time shift. 2.3=default, lower=more even denoising,
+            0.3=nearly linear. Between 0.3 and 2.5. Defaults to `2.3`.
+        prompt: The prompt to guide image editing. Defaults to `'Turn this into "Living
+            oil painting, melting gold and sapphire"'`.
+        output_feedback_strength: Output feedback loop. 1.0 = pure noise (no feedback),
+            0.9 = 90% noise + 10% previous output latent. Between 0.0 and 1.0. Defaults
+            to `1`.
+        image_url: Base64-encoded image data URI for editing. CDN URLs are not supported
+            for realtime. For optimal performance, use 704x704 JPEG images with 50%
+            quality. Other sizes will be resized automatically. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        enable_interpolation: Enable RIFE frame interpolation between consecutive frames
+            (doubles output frames). Defaults to `False`.
+        image_size: The size of the generated image. square=768x768,
+            square_hd=1024x1024. Defaults to `"square"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     seed: int | None = 35,
@@ -158,8 +175,8 @@ def subscribe(
     image_url: FileInput,
     enable_interpolation: bool = False,
     image_size: Literal["square", "square_hd"] = "square",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -167,24 +184,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `35`.
+        num_inference_steps: Between 1 and 8. Defaults to `3`.
+        schedule_mu: Schedule mu for time shift. 2.3=default, lower=more even denoising,
+            0.3=nearly linear. Between 0.3 and 2.5. Defaults to `2.3`.
+        prompt: The prompt to guide image editing. Defaults to `'Turn this into "Living
+            oil painting, melting gold and sapphire"'`.
+        output_feedback_strength: Output feedback loop. 1.0 = pure noise (no feedback),
+            0.9 = 90% noise + 10% previous output latent. Between 0.0 and 1.0. Defaults
+            to `1`.
+        image_url: Base64-encoded image data URI for editing. CDN URLs are not supported
+            for realtime. For optimal performance, use 704x704 JPEG images with 50%
+            quality. Other sizes will be resized automatically. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        enable_interpolation: Enable RIFE frame interpolation between consecutive frames
+            (doubles output frames). Defaults to `False`.
+        image_size: The size of the generated image. square=768x768,
+            square_hd=1024x1024. Defaults to `"square"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     seed: int | None = 35,
@@ -195,8 +246,8 @@ def run(
     image_url: FileInput,
     enable_interpolation: bool = False,
     image_size: Literal["square", "square_hd"] = "square",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -204,24 +255,58 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `35`.
+        num_inference_steps: Between 1 and 8. Defaults to `3`.
+        schedule_mu: Schedule mu for time shift. 2.3=default, lower=more even denoising,
+            0.3=nearly linear. Between 0.3 and 2.5. Defaults to `2.3`.
+        prompt: The prompt to guide image editing. Defaults to `'Turn this into "Living
+            oil painting, melting gold and sapphire"'`.
+        output_feedback_strength: Output feedback loop. 1.0 = pure noise (no feedback),
+            0.9 = 90% noise + 10% previous output latent. Between 0.0 and 1.0. Defaults
+            to `1`.
+        image_url: Base64-encoded image data URI for editing. CDN URLs are not supported
+            for realtime. For optimal performance, use 704x704 JPEG images with 50%
+            quality. Other sizes will be resized automatically. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        enable_interpolation: Enable RIFE frame interpolation between consecutive frames
+            (doubles output frames). Defaults to `False`.
+        image_size: The size of the generated image. square=768x768,
+            square_hd=1024x1024. Defaults to `"square"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     seed: int | None = 35,
@@ -232,33 +317,68 @@ async def submit_async(
     image_url: FileInput,
     enable_interpolation: bool = False,
     image_size: Literal["square", "square_hd"] = "square",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `35`.
+        num_inference_steps: Between 1 and 8. Defaults to `3`.
+        schedule_mu: Schedule mu for time shift. 2.3=default, lower=more even denoising,
+            0.3=nearly linear. Between 0.3 and 2.5. Defaults to `2.3`.
+        prompt: The prompt to guide image editing. Defaults to `'Turn this into "Living
+            oil painting, melting gold and sapphire"'`.
+        output_feedback_strength: Output feedback loop. 1.0 = pure noise (no feedback),
+            0.9 = 90% noise + 10% previous output latent. Between 0.0 and 1.0. Defaults
+            to `1`.
+        image_url: Base64-encoded image data URI for editing. CDN URLs are not supported
+            for realtime. For optimal performance, use 704x704 JPEG images with 50%
+            quality. Other sizes will be resized automatically. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        enable_interpolation: Enable RIFE frame interpolation between consecutive frames
+            (doubles output frames). Defaults to `False`.
+        image_size: The size of the generated image. square=768x768,
+            square_hd=1024x1024. Defaults to `"square"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     seed: int | None = 35,
@@ -269,8 +389,8 @@ async def subscribe_async(
     image_url: FileInput,
     enable_interpolation: bool = False,
     image_size: Literal["square", "square_hd"] = "square",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -278,24 +398,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `35`.
+        num_inference_steps: Between 1 and 8. Defaults to `3`.
+        schedule_mu: Schedule mu for time shift. 2.3=default, lower=more even denoising,
+            0.3=nearly linear. Between 0.3 and 2.5. Defaults to `2.3`.
+        prompt: The prompt to guide image editing. Defaults to `'Turn this into "Living
+            oil painting, melting gold and sapphire"'`.
+        output_feedback_strength: Output feedback loop. 1.0 = pure noise (no feedback),
+            0.9 = 90% noise + 10% previous output latent. Between 0.0 and 1.0. Defaults
+            to `1`.
+        image_url: Base64-encoded image data URI for editing. CDN URLs are not supported
+            for realtime. For optimal performance, use 704x704 JPEG images with 50%
+            quality. Other sizes will be resized automatically. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        enable_interpolation: Enable RIFE frame interpolation between consecutive frames
+            (doubles output frames). Defaults to `False`.
+        image_size: The size of the generated image. square=768x768,
+            square_hd=1024x1024. Defaults to `"square"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     seed: int | None = 35,
@@ -306,8 +460,8 @@ async def run_async(
     image_url: FileInput,
     enable_interpolation: bool = False,
     image_size: Literal["square", "square_hd"] = "square",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -315,8 +469,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: Random seed for reproducibility. Defaults to `35`.
+        num_inference_steps: Between 1 and 8. Defaults to `3`.
+        schedule_mu: Schedule mu for time shift. 2.3=default, lower=more even denoising,
+            0.3=nearly linear. Between 0.3 and 2.5. Defaults to `2.3`.
+        prompt: The prompt to guide image editing. Defaults to `'Turn this into "Living
+            oil painting, melting gold and sapphire"'`.
+        output_feedback_strength: Output feedback loop. 1.0 = pure noise (no feedback),
+            0.9 = 90% noise + 10% previous output latent. Between 0.0 and 1.0. Defaults
+            to `1`.
+        image_url: Base64-encoded image data URI for editing. CDN URLs are not supported
+            for realtime. For optimal performance, use 704x704 JPEG images with 50%
+            quality. Other sizes will be resized automatically. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        enable_interpolation: Enable RIFE frame interpolation between consecutive frames
+            (doubles output frames). Defaults to `False`.
+        image_size: The size of the generated image. square=768x768,
+            square_hd=1024x1024. Defaults to `"square"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,101 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")] = ""
-    """The prompt to generate an image from."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of the model
-    will output the same image every time.
-    """
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """The number of images to generate."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """The format of the generated image."""
-    safety_tolerance: Annotated[
-        Literal["1", "2", "3", "4", "5", "6"], Field(title="Safety Tolerance")
-    ] = "2"
-    """The safety tolerance level for the generated image. 1 being the most strict and 5 being the most permissive."""
-    enhance_prompt: Annotated[bool, Field(title="Enhance Prompt")] = False
-    """Whether to enhance the prompt for better results."""
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """The image URL to generate an image from. Needs to match the dimensions of the mask."""
-    image_prompt_strength: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Image Prompt Strength")
-    ] = 0.1
-    """The strength of the image prompt, between 0 and 1."""
-    aspect_ratio: Annotated[
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
-        | str,
-        Field(title="Aspect Ratio"),
-    ] = "16:9"
-    """The aspect ratio of the generated image."""
-    raw: Annotated[bool, Field(title="Raw")] = False
-    """Generate less processed, more natural-looking images."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The generated image files info."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "SafetyTolerance",
+    "AspectRatio",
     "Image",
     "Input",
     "Output",
@@ -112,26 +33,91 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/flux-pro/v1.1-ultra/redux"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+SafetyTolerance: TypeAlias = Literal["1", "2", "3", "4", "5", "6"]
+
+
+AspectRatio: TypeAlias = Literal[
+    "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"
+]
+
+
+class Image(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    prompt: str = ""
+    """The prompt to generate an image from."""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of the model
+    will output the same image every time.
+    """
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """The number of images to generate."""
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    """The format of the generated image."""
+    safety_tolerance: SafetyTolerance = "2"
+    """The safety tolerance level for the generated image. 1 being the most strict and 5
+    being the most permissive."""
+    enhance_prompt: bool = False
+    """Whether to enhance the prompt for better results."""
+    image_url: FileInput
+    """The image URL to generate an image from. Needs to match the dimensions of the
+    mask."""
+    image_prompt_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    """The strength of the image prompt, between 0 and 1."""
+    aspect_ratio: AspectRatio | str = "16:9"
+    """The aspect ratio of the generated image."""
+    raw: bool = False
+    """Generate less processed, more natural-looking images."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The generated image files info."""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str = "",
@@ -139,41 +125,75 @@ def submit(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
     image_url: FileInput,
     image_prompt_strength: float = 0.1,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] | str
-    ) = "16:9",
+    aspect_ratio: AspectRatio | str = "16:9",
     raw: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        image_url: The image URL to generate an image from. Needs to match the
+            dimensions of the mask. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_prompt_strength: The strength of the image prompt, between 0 and 1.
+            Between 0.0 and 1.0. Defaults to `0.1`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"16:9"`.
+        raw: Generate less processed, more natural-looking images. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str = "",
@@ -181,16 +201,14 @@ def subscribe(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
     image_url: FileInput,
     image_prompt_strength: float = 0.1,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] | str
-    ) = "16:9",
+    aspect_ratio: AspectRatio | str = "16:9",
     raw: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -198,24 +216,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        image_url: The image URL to generate an image from. Needs to match the
+            dimensions of the mask. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_prompt_strength: The strength of the image prompt, between 0 and 1.
+            Between 0.0 and 1.0. Defaults to `0.1`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"16:9"`.
+        raw: Generate less processed, more natural-looking images. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str = "",
@@ -223,16 +276,14 @@ def run(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
     image_url: FileInput,
     image_prompt_strength: float = 0.1,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] | str
-    ) = "16:9",
+    aspect_ratio: AspectRatio | str = "16:9",
     raw: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -240,24 +291,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        image_url: The image URL to generate an image from. Needs to match the
+            dimensions of the mask. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_prompt_strength: The strength of the image prompt, between 0 and 1.
+            Between 0.0 and 1.0. Defaults to `0.1`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"16:9"`.
+        raw: Generate less processed, more natural-looking images. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str = "",
@@ -265,41 +351,75 @@ async def submit_async(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
     image_url: FileInput,
     image_prompt_strength: float = 0.1,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] | str
-    ) = "16:9",
+    aspect_ratio: AspectRatio | str = "16:9",
     raw: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        image_url: The image URL to generate an image from. Needs to match the
+            dimensions of the mask. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_prompt_strength: The strength of the image prompt, between 0 and 1.
+            Between 0.0 and 1.0. Defaults to `0.1`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"16:9"`.
+        raw: Generate less processed, more natural-looking images. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str = "",
@@ -307,16 +427,14 @@ async def subscribe_async(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
     image_url: FileInput,
     image_prompt_strength: float = 0.1,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] | str
-    ) = "16:9",
+    aspect_ratio: AspectRatio | str = "16:9",
     raw: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -324,24 +442,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        image_url: The image URL to generate an image from. Needs to match the
+            dimensions of the mask. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_prompt_strength: The strength of the image prompt, between 0 and 1.
+            Between 0.0 and 1.0. Defaults to `0.1`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"16:9"`.
+        raw: Generate less processed, more natural-looking images. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str = "",
@@ -349,16 +502,14 @@ async def run_async(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
     image_url: FileInput,
     image_prompt_strength: float = 0.1,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] | str
-    ) = "16:9",
+    aspect_ratio: AspectRatio | str = "16:9",
     raw: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -366,8 +517,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Defaults to `\""`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        image_url: The image URL to generate an image from. Needs to match the
+            dimensions of the mask. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Required.
+        image_prompt_strength: The strength of the image prompt, between 0 and 1.
+            Between 0.0 and 1.0. Defaults to `0.1`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `"16:9"`.
+        raw: Generate less processed, more natural-looking images. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

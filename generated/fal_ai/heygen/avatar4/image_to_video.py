@@ -5,200 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class AvatarIVBackground(FalModel):
-    type: Annotated[Literal["color", "image", "video"], Field(title="Type")] = "color"
-    """Type of background"""
-    value: Annotated[str, Field(title="Value")] = "#FFFFFF"
-    """Background value - hex color for 'color' type, URL for 'image' or 'video' type"""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the image to animate. The image should contain a clear face."""
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """The text the avatar will speak"""
-    voice: Annotated[
-        Literal[
-            "Warm Pro Narrator",
-            "Chill Brian",
-            "Ivy",
-            "John Doe",
-            "Monika Sogam",
-            "Hope ",
-            "Archer ",
-            "Brittney",
-            "Patrick",
-            "David Castlemore",
-            "Michael C",
-            "Adam Stone ",
-            "Juniper",
-            "Cassidy ",
-            "Jessica Anne Bogart",
-            "Arabella",
-            "Andrew",
-            "Spuds Oxley ",
-            "Grace Elder",
-            "Helen",
-            "Canyon Rivers",
-            "Derya - Lifelike - Excited 🤩",
-            "Mellow Marcus",
-            "Jack Sterling - Broadcaster 🎙️",
-            "Brenda - UGC - 1.mp4",
-            "Reid",
-            "Reagan",
-            "Terry",
-            "Jenny",
-            "Radio Rick",
-            "Denise",
-            "Tim in car - Excited 🤩",
-            "Iskander",
-            "Thompson",
-            "Delicate Daisy - Excited 🤩",
-            "Kingston",
-            "George UGC 1",
-            "Bold Blake",
-            "Jane",
-            "Expressive Evan",
-            "Marianne - IA",
-            "Aaron",
-            "Modern Recipe Host - Voice 1",
-            "Willow",
-            "Cute Chloe - Friendly 😊",
-            "Rafael",
-            "June - Lifelike",
-            "Crisp Chloe",
-            "Slick Simon",
-            "Nassim - Informative",
-            "Baritone Ben",
-            "Maxwell",
-            "Ellie Faye - Excited 🤩",
-            "Milani",
-            "Feisty Fiona - Excited 🤩",
-            "Professor Dean",
-            "Rose - UGC - 1.mp4",
-            "Shona",
-            "Hudson Wilder",
-            "Ann - IA",
-            "Alastair Kensington",
-            "Oxley",
-            "Christina",
-            "Andrew Rizz ",
-            "Peyton",
-            "Gerardo - Outdoor",
-            "Chloe - Lifelike",
-            "Stephanie",
-            "Anthony - IA",
-            "Signal - Voice 1",
-            "Luca",
-            "Lisa - Voice 1",
-            "T.W.Tucker",
-            "Jack Sullivan - Serious 😐",
-            "Winter",
-            "Mireia - Lifelike",
-            "Georgia",
-            "Stella",
-            "Masha - Lifelike",
-            "Charming Charles - Friendly 😊",
-            "Serenity",
-            "Annie - Excited",
-            "Ralph",
-            "Bethany",
-            "Dominic",
-            "Mason Finn",
-            "Leena",
-            "Veteran Victor",
-            "Tamara",
-            "Nik Public",
-            "Calm Chloe",
-            "Sevik",
-            "Reilly",
-            "Raul",
-            "Imposing Ian",
-            "Relaxed Ray",
-            "Dexter - Professional",
-            "Relaxed Rick",
-            "Edwin",
-            "Rupert Blackwood",
-            "Ginny",
-            "Hope",
-        ]
-        | None,
-        Field(title="Voice"),
-    ] = None
-    """Name of the voice to use for the avatar"""
-    audio_url: Annotated[FileInput | None, Field(title="Audio Url")] = None
-    """URL of an audio file for the avatar to lip-sync to. When provided, overrides prompt and voice."""
-    talking_style: Annotated[
-        Literal["stable", "expressive"], Field(title="Talking Style")
-    ] = "stable"
-    """Talking style - 'stable' for minimal movement, 'expressive' for more animation"""
-    expression: Annotated[Literal["happy"] | None, Field(title="Expression")] = None
-    """Facial expression"""
-    background: AvatarIVBackground | None = None
-    """Background configuration"""
-    resolution: Annotated[
-        Literal["360p", "480p", "540p", "720p", "1080p"], Field(title="Resolution")
-    ] = "720p"
-    """Video resolution preset. Options: 360p, 480p, 540p, 720p, 1080p"""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """Aspect ratio of the output video. Use '9:16' for portrait (vertical) videos, '16:9' for landscape, or '1:1' for square."""
-    caption: Annotated[bool, Field(title="Caption")] = False
-    """Whether to add captions to the video"""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Voice",
+    "Resolution",
     "AvatarIVBackground",
     "File",
     "Input",
@@ -212,291 +33,276 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/heygen/avatar4/image-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Voice: TypeAlias = Literal[
+    "Warm Pro Narrator",
+    "Chill Brian",
+    "Ivy",
+    "John Doe",
+    "Monika Sogam",
+    "Hope ",
+    "Archer ",
+    "Brittney",
+    "Patrick",
+    "David Castlemore",
+    "Michael C",
+    "Adam Stone ",
+    "Juniper",
+    "Cassidy ",
+    "Jessica Anne Bogart",
+    "Arabella",
+    "Andrew",
+    "Spuds Oxley ",
+    "Grace Elder",
+    "Helen",
+    "Canyon Rivers",
+    "Derya - Lifelike - Excited 🤩",
+    "Mellow Marcus",
+    "Jack Sterling - Broadcaster 🎙️",
+    "Brenda - UGC - 1.mp4",
+    "Reid",
+    "Reagan",
+    "Terry",
+    "Jenny",
+    "Radio Rick",
+    "Denise",
+    "Tim in car - Excited 🤩",
+    "Iskander",
+    "Thompson",
+    "Delicate Daisy - Excited 🤩",
+    "Kingston",
+    "George UGC 1",
+    "Bold Blake",
+    "Jane",
+    "Expressive Evan",
+    "Marianne - IA",
+    "Aaron",
+    "Modern Recipe Host - Voice 1",
+    "Willow",
+    "Cute Chloe - Friendly 😊",
+    "Rafael",
+    "June - Lifelike",
+    "Crisp Chloe",
+    "Slick Simon",
+    "Nassim - Informative",
+    "Baritone Ben",
+    "Maxwell",
+    "Ellie Faye - Excited 🤩",
+    "Milani",
+    "Feisty Fiona - Excited 🤩",
+    "Professor Dean",
+    "Rose - UGC - 1.mp4",
+    "Shona",
+    "Hudson Wilder",
+    "Ann - IA",
+    "Alastair Kensington",
+    "Oxley",
+    "Christina",
+    "Andrew Rizz ",
+    "Peyton",
+    "Gerardo - Outdoor",
+    "Chloe - Lifelike",
+    "Stephanie",
+    "Anthony - IA",
+    "Signal - Voice 1",
+    "Luca",
+    "Lisa - Voice 1",
+    "T.W.Tucker",
+    "Jack Sullivan - Serious 😐",
+    "Winter",
+    "Mireia - Lifelike",
+    "Georgia",
+    "Stella",
+    "Masha - Lifelike",
+    "Charming Charles - Friendly 😊",
+    "Serenity",
+    "Annie - Excited",
+    "Ralph",
+    "Bethany",
+    "Dominic",
+    "Mason Finn",
+    "Leena",
+    "Veteran Victor",
+    "Tamara",
+    "Nik Public",
+    "Calm Chloe",
+    "Sevik",
+    "Reilly",
+    "Raul",
+    "Imposing Ian",
+    "Relaxed Ray",
+    "Dexter - Professional",
+    "Relaxed Rick",
+    "Edwin",
+    "Rupert Blackwood",
+    "Ginny",
+    "Hope",
+]
+
+
+Resolution: TypeAlias = Literal["360p", "480p", "540p", "720p", "1080p"]
+
+
+class AvatarIVBackground(FalModel):
+    type: Literal["color", "image", "video"] = "color"
+    """Type of background"""
+    value: str = "#FFFFFF"
+    """Background value - hex color for 'color' type, URL for 'image' or 'video' type"""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the image to animate. The image should contain a clear face."""
+    prompt: str | None = None
+    """The text the avatar will speak"""
+    voice: Voice | None = None
+    """Name of the voice to use for the avatar"""
+    audio_url: FileInput | None = None
+    """URL of an audio file for the avatar to lip-sync to. When provided, overrides
+    prompt and voice."""
+    talking_style: Literal["stable", "expressive"] = "stable"
+    """Talking style - 'stable' for minimal movement, 'expressive' for more animation"""
+    expression: Literal["happy"] | None = None
+    """Facial expression"""
+    background: AvatarIVBackground | None = None
+    """Background configuration"""
+    resolution: Resolution = "720p"
+    """Video resolution preset. Options: 360p, 480p, 540p, 720p, 1080p"""
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    """Aspect ratio of the output video. Use '9:16' for portrait (vertical) videos,
+    '16:9' for landscape, or '1:1' for square."""
+    caption: bool = False
+    """Whether to add captions to the video"""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
     prompt: str | None = None,
-    voice: (
-        Literal[
-            "Warm Pro Narrator",
-            "Chill Brian",
-            "Ivy",
-            "John Doe",
-            "Monika Sogam",
-            "Hope ",
-            "Archer ",
-            "Brittney",
-            "Patrick",
-            "David Castlemore",
-            "Michael C",
-            "Adam Stone ",
-            "Juniper",
-            "Cassidy ",
-            "Jessica Anne Bogart",
-            "Arabella",
-            "Andrew",
-            "Spuds Oxley ",
-            "Grace Elder",
-            "Helen",
-            "Canyon Rivers",
-            "Derya - Lifelike - Excited 🤩",
-            "Mellow Marcus",
-            "Jack Sterling - Broadcaster 🎙️",
-            "Brenda - UGC - 1.mp4",
-            "Reid",
-            "Reagan",
-            "Terry",
-            "Jenny",
-            "Radio Rick",
-            "Denise",
-            "Tim in car - Excited 🤩",
-            "Iskander",
-            "Thompson",
-            "Delicate Daisy - Excited 🤩",
-            "Kingston",
-            "George UGC 1",
-            "Bold Blake",
-            "Jane",
-            "Expressive Evan",
-            "Marianne - IA",
-            "Aaron",
-            "Modern Recipe Host - Voice 1",
-            "Willow",
-            "Cute Chloe - Friendly 😊",
-            "Rafael",
-            "June - Lifelike",
-            "Crisp Chloe",
-            "Slick Simon",
-            "Nassim - Informative",
-            "Baritone Ben",
-            "Maxwell",
-            "Ellie Faye - Excited 🤩",
-            "Milani",
-            "Feisty Fiona - Excited 🤩",
-            "Professor Dean",
-            "Rose - UGC - 1.mp4",
-            "Shona",
-            "Hudson Wilder",
-            "Ann - IA",
-            "Alastair Kensington",
-            "Oxley",
-            "Christina",
-            "Andrew Rizz ",
-            "Peyton",
-            "Gerardo - Outdoor",
-            "Chloe - Lifelike",
-            "Stephanie",
-            "Anthony - IA",
-            "Signal - Voice 1",
-            "Luca",
-            "Lisa - Voice 1",
-            "T.W.Tucker",
-            "Jack Sullivan - Serious 😐",
-            "Winter",
-            "Mireia - Lifelike",
-            "Georgia",
-            "Stella",
-            "Masha - Lifelike",
-            "Charming Charles - Friendly 😊",
-            "Serenity",
-            "Annie - Excited",
-            "Ralph",
-            "Bethany",
-            "Dominic",
-            "Mason Finn",
-            "Leena",
-            "Veteran Victor",
-            "Tamara",
-            "Nik Public",
-            "Calm Chloe",
-            "Sevik",
-            "Reilly",
-            "Raul",
-            "Imposing Ian",
-            "Relaxed Ray",
-            "Dexter - Professional",
-            "Relaxed Rick",
-            "Edwin",
-            "Rupert Blackwood",
-            "Ginny",
-            "Hope",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     talking_style: Literal["stable", "expressive"] = "stable",
     expression: Literal["happy"] | None = None,
     background: AvatarIVBackground | None = None,
-    resolution: Literal["360p", "480p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
     caption: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to animate. The image should contain a clear face. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The text the avatar will speak. Defaults to `None`.
+        voice: Name of the voice to use for the avatar. Defaults to `None`.
+        audio_url: URL of an audio file for the avatar to lip-sync to. When provided,
+            overrides prompt and voice. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        talking_style: Talking style - 'stable' for minimal movement, 'expressive' for
+            more animation. Defaults to `"stable"`.
+        expression: Facial expression. Defaults to `None`.
+        background: Background configuration. Defaults to `None`.
+        resolution: Video resolution preset. Options: 360p, 480p, 540p, 720p, 1080p.
+            Defaults to `"720p"`.
+        aspect_ratio: Aspect ratio of the output video. Use '9:16' for portrait
+            (vertical) videos, '16:9' for landscape, or '1:1' for square. Defaults to
+            `"16:9"`.
+        caption: Whether to add captions to the video. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
     prompt: str | None = None,
-    voice: (
-        Literal[
-            "Warm Pro Narrator",
-            "Chill Brian",
-            "Ivy",
-            "John Doe",
-            "Monika Sogam",
-            "Hope ",
-            "Archer ",
-            "Brittney",
-            "Patrick",
-            "David Castlemore",
-            "Michael C",
-            "Adam Stone ",
-            "Juniper",
-            "Cassidy ",
-            "Jessica Anne Bogart",
-            "Arabella",
-            "Andrew",
-            "Spuds Oxley ",
-            "Grace Elder",
-            "Helen",
-            "Canyon Rivers",
-            "Derya - Lifelike - Excited 🤩",
-            "Mellow Marcus",
-            "Jack Sterling - Broadcaster 🎙️",
-            "Brenda - UGC - 1.mp4",
-            "Reid",
-            "Reagan",
-            "Terry",
-            "Jenny",
-            "Radio Rick",
-            "Denise",
-            "Tim in car - Excited 🤩",
-            "Iskander",
-            "Thompson",
-            "Delicate Daisy - Excited 🤩",
-            "Kingston",
-            "George UGC 1",
-            "Bold Blake",
-            "Jane",
-            "Expressive Evan",
-            "Marianne - IA",
-            "Aaron",
-            "Modern Recipe Host - Voice 1",
-            "Willow",
-            "Cute Chloe - Friendly 😊",
-            "Rafael",
-            "June - Lifelike",
-            "Crisp Chloe",
-            "Slick Simon",
-            "Nassim - Informative",
-            "Baritone Ben",
-            "Maxwell",
-            "Ellie Faye - Excited 🤩",
-            "Milani",
-            "Feisty Fiona - Excited 🤩",
-            "Professor Dean",
-            "Rose - UGC - 1.mp4",
-            "Shona",
-            "Hudson Wilder",
-            "Ann - IA",
-            "Alastair Kensington",
-            "Oxley",
-            "Christina",
-            "Andrew Rizz ",
-            "Peyton",
-            "Gerardo - Outdoor",
-            "Chloe - Lifelike",
-            "Stephanie",
-            "Anthony - IA",
-            "Signal - Voice 1",
-            "Luca",
-            "Lisa - Voice 1",
-            "T.W.Tucker",
-            "Jack Sullivan - Serious 😐",
-            "Winter",
-            "Mireia - Lifelike",
-            "Georgia",
-            "Stella",
-            "Masha - Lifelike",
-            "Charming Charles - Friendly 😊",
-            "Serenity",
-            "Annie - Excited",
-            "Ralph",
-            "Bethany",
-            "Dominic",
-            "Mason Finn",
-            "Leena",
-            "Veteran Victor",
-            "Tamara",
-            "Nik Public",
-            "Calm Chloe",
-            "Sevik",
-            "Reilly",
-            "Raul",
-            "Imposing Ian",
-            "Relaxed Ray",
-            "Dexter - Professional",
-            "Relaxed Rick",
-            "Edwin",
-            "Rupert Blackwood",
-            "Ginny",
-            "Hope",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     talking_style: Literal["stable", "expressive"] = "stable",
     expression: Literal["happy"] | None = None,
     background: AvatarIVBackground | None = None,
-    resolution: Literal["360p", "480p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
     caption: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -504,144 +310,73 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to animate. The image should contain a clear face. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The text the avatar will speak. Defaults to `None`.
+        voice: Name of the voice to use for the avatar. Defaults to `None`.
+        audio_url: URL of an audio file for the avatar to lip-sync to. When provided,
+            overrides prompt and voice. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        talking_style: Talking style - 'stable' for minimal movement, 'expressive' for
+            more animation. Defaults to `"stable"`.
+        expression: Facial expression. Defaults to `None`.
+        background: Background configuration. Defaults to `None`.
+        resolution: Video resolution preset. Options: 360p, 480p, 540p, 720p, 1080p.
+            Defaults to `"720p"`.
+        aspect_ratio: Aspect ratio of the output video. Use '9:16' for portrait
+            (vertical) videos, '16:9' for landscape, or '1:1' for square. Defaults to
+            `"16:9"`.
+        caption: Whether to add captions to the video. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
     prompt: str | None = None,
-    voice: (
-        Literal[
-            "Warm Pro Narrator",
-            "Chill Brian",
-            "Ivy",
-            "John Doe",
-            "Monika Sogam",
-            "Hope ",
-            "Archer ",
-            "Brittney",
-            "Patrick",
-            "David Castlemore",
-            "Michael C",
-            "Adam Stone ",
-            "Juniper",
-            "Cassidy ",
-            "Jessica Anne Bogart",
-            "Arabella",
-            "Andrew",
-            "Spuds Oxley ",
-            "Grace Elder",
-            "Helen",
-            "Canyon Rivers",
-            "Derya - Lifelike - Excited 🤩",
-            "Mellow Marcus",
-            "Jack Sterling - Broadcaster 🎙️",
-            "Brenda - UGC - 1.mp4",
-            "Reid",
-            "Reagan",
-            "Terry",
-            "Jenny",
-            "Radio Rick",
-            "Denise",
-            "Tim in car - Excited 🤩",
-            "Iskander",
-            "Thompson",
-            "Delicate Daisy - Excited 🤩",
-            "Kingston",
-            "George UGC 1",
-            "Bold Blake",
-            "Jane",
-            "Expressive Evan",
-            "Marianne - IA",
-            "Aaron",
-            "Modern Recipe Host - Voice 1",
-            "Willow",
-            "Cute Chloe - Friendly 😊",
-            "Rafael",
-            "June - Lifelike",
-            "Crisp Chloe",
-            "Slick Simon",
-            "Nassim - Informative",
-            "Baritone Ben",
-            "Maxwell",
-            "Ellie Faye - Excited 🤩",
-            "Milani",
-            "Feisty Fiona - Excited 🤩",
-            "Professor Dean",
-            "Rose - UGC - 1.mp4",
-            "Shona",
-            "Hudson Wilder",
-            "Ann - IA",
-            "Alastair Kensington",
-            "Oxley",
-            "Christina",
-            "Andrew Rizz ",
-            "Peyton",
-            "Gerardo - Outdoor",
-            "Chloe - Lifelike",
-            "Stephanie",
-            "Anthony - IA",
-            "Signal - Voice 1",
-            "Luca",
-            "Lisa - Voice 1",
-            "T.W.Tucker",
-            "Jack Sullivan - Serious 😐",
-            "Winter",
-            "Mireia - Lifelike",
-            "Georgia",
-            "Stella",
-            "Masha - Lifelike",
-            "Charming Charles - Friendly 😊",
-            "Serenity",
-            "Annie - Excited",
-            "Ralph",
-            "Bethany",
-            "Dominic",
-            "Mason Finn",
-            "Leena",
-            "Veteran Victor",
-            "Tamara",
-            "Nik Public",
-            "Calm Chloe",
-            "Sevik",
-            "Reilly",
-            "Raul",
-            "Imposing Ian",
-            "Relaxed Ray",
-            "Dexter - Professional",
-            "Relaxed Rick",
-            "Edwin",
-            "Rupert Blackwood",
-            "Ginny",
-            "Hope",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     talking_style: Literal["stable", "expressive"] = "stable",
     expression: Literal["happy"] | None = None,
     background: AvatarIVBackground | None = None,
-    resolution: Literal["360p", "480p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
     caption: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -649,289 +384,148 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to animate. The image should contain a clear face. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The text the avatar will speak. Defaults to `None`.
+        voice: Name of the voice to use for the avatar. Defaults to `None`.
+        audio_url: URL of an audio file for the avatar to lip-sync to. When provided,
+            overrides prompt and voice. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        talking_style: Talking style - 'stable' for minimal movement, 'expressive' for
+            more animation. Defaults to `"stable"`.
+        expression: Facial expression. Defaults to `None`.
+        background: Background configuration. Defaults to `None`.
+        resolution: Video resolution preset. Options: 360p, 480p, 540p, 720p, 1080p.
+            Defaults to `"720p"`.
+        aspect_ratio: Aspect ratio of the output video. Use '9:16' for portrait
+            (vertical) videos, '16:9' for landscape, or '1:1' for square. Defaults to
+            `"16:9"`.
+        caption: Whether to add captions to the video. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
     prompt: str | None = None,
-    voice: (
-        Literal[
-            "Warm Pro Narrator",
-            "Chill Brian",
-            "Ivy",
-            "John Doe",
-            "Monika Sogam",
-            "Hope ",
-            "Archer ",
-            "Brittney",
-            "Patrick",
-            "David Castlemore",
-            "Michael C",
-            "Adam Stone ",
-            "Juniper",
-            "Cassidy ",
-            "Jessica Anne Bogart",
-            "Arabella",
-            "Andrew",
-            "Spuds Oxley ",
-            "Grace Elder",
-            "Helen",
-            "Canyon Rivers",
-            "Derya - Lifelike - Excited 🤩",
-            "Mellow Marcus",
-            "Jack Sterling - Broadcaster 🎙️",
-            "Brenda - UGC - 1.mp4",
-            "Reid",
-            "Reagan",
-            "Terry",
-            "Jenny",
-            "Radio Rick",
-            "Denise",
-            "Tim in car - Excited 🤩",
-            "Iskander",
-            "Thompson",
-            "Delicate Daisy - Excited 🤩",
-            "Kingston",
-            "George UGC 1",
-            "Bold Blake",
-            "Jane",
-            "Expressive Evan",
-            "Marianne - IA",
-            "Aaron",
-            "Modern Recipe Host - Voice 1",
-            "Willow",
-            "Cute Chloe - Friendly 😊",
-            "Rafael",
-            "June - Lifelike",
-            "Crisp Chloe",
-            "Slick Simon",
-            "Nassim - Informative",
-            "Baritone Ben",
-            "Maxwell",
-            "Ellie Faye - Excited 🤩",
-            "Milani",
-            "Feisty Fiona - Excited 🤩",
-            "Professor Dean",
-            "Rose - UGC - 1.mp4",
-            "Shona",
-            "Hudson Wilder",
-            "Ann - IA",
-            "Alastair Kensington",
-            "Oxley",
-            "Christina",
-            "Andrew Rizz ",
-            "Peyton",
-            "Gerardo - Outdoor",
-            "Chloe - Lifelike",
-            "Stephanie",
-            "Anthony - IA",
-            "Signal - Voice 1",
-            "Luca",
-            "Lisa - Voice 1",
-            "T.W.Tucker",
-            "Jack Sullivan - Serious 😐",
-            "Winter",
-            "Mireia - Lifelike",
-            "Georgia",
-            "Stella",
-            "Masha - Lifelike",
-            "Charming Charles - Friendly 😊",
-            "Serenity",
-            "Annie - Excited",
-            "Ralph",
-            "Bethany",
-            "Dominic",
-            "Mason Finn",
-            "Leena",
-            "Veteran Victor",
-            "Tamara",
-            "Nik Public",
-            "Calm Chloe",
-            "Sevik",
-            "Reilly",
-            "Raul",
-            "Imposing Ian",
-            "Relaxed Ray",
-            "Dexter - Professional",
-            "Relaxed Rick",
-            "Edwin",
-            "Rupert Blackwood",
-            "Ginny",
-            "Hope",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     talking_style: Literal["stable", "expressive"] = "stable",
     expression: Literal["happy"] | None = None,
     background: AvatarIVBackground | None = None,
-    resolution: Literal["360p", "480p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
     caption: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to animate. The image should contain a clear face. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The text the avatar will speak. Defaults to `None`.
+        voice: Name of the voice to use for the avatar. Defaults to `None`.
+        audio_url: URL of an audio file for the avatar to lip-sync to. When provided,
+            overrides prompt and voice. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        talking_style: Talking style - 'stable' for minimal movement, 'expressive' for
+            more animation. Defaults to `"stable"`.
+        expression: Facial expression. Defaults to `None`.
+        background: Background configuration. Defaults to `None`.
+        resolution: Video resolution preset. Options: 360p, 480p, 540p, 720p, 1080p.
+            Defaults to `"720p"`.
+        aspect_ratio: Aspect ratio of the output video. Use '9:16' for portrait
+            (vertical) videos, '16:9' for landscape, or '1:1' for square. Defaults to
+            `"16:9"`.
+        caption: Whether to add captions to the video. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
     prompt: str | None = None,
-    voice: (
-        Literal[
-            "Warm Pro Narrator",
-            "Chill Brian",
-            "Ivy",
-            "John Doe",
-            "Monika Sogam",
-            "Hope ",
-            "Archer ",
-            "Brittney",
-            "Patrick",
-            "David Castlemore",
-            "Michael C",
-            "Adam Stone ",
-            "Juniper",
-            "Cassidy ",
-            "Jessica Anne Bogart",
-            "Arabella",
-            "Andrew",
-            "Spuds Oxley ",
-            "Grace Elder",
-            "Helen",
-            "Canyon Rivers",
-            "Derya - Lifelike - Excited 🤩",
-            "Mellow Marcus",
-            "Jack Sterling - Broadcaster 🎙️",
-            "Brenda - UGC - 1.mp4",
-            "Reid",
-            "Reagan",
-            "Terry",
-            "Jenny",
-            "Radio Rick",
-            "Denise",
-            "Tim in car - Excited 🤩",
-            "Iskander",
-            "Thompson",
-            "Delicate Daisy - Excited 🤩",
-            "Kingston",
-            "George UGC 1",
-            "Bold Blake",
-            "Jane",
-            "Expressive Evan",
-            "Marianne - IA",
-            "Aaron",
-            "Modern Recipe Host - Voice 1",
-            "Willow",
-            "Cute Chloe - Friendly 😊",
-            "Rafael",
-            "June - Lifelike",
-            "Crisp Chloe",
-            "Slick Simon",
-            "Nassim - Informative",
-            "Baritone Ben",
-            "Maxwell",
-            "Ellie Faye - Excited 🤩",
-            "Milani",
-            "Feisty Fiona - Excited 🤩",
-            "Professor Dean",
-            "Rose - UGC - 1.mp4",
-            "Shona",
-            "Hudson Wilder",
-            "Ann - IA",
-            "Alastair Kensington",
-            "Oxley",
-            "Christina",
-            "Andrew Rizz ",
-            "Peyton",
-            "Gerardo - Outdoor",
-            "Chloe - Lifelike",
-            "Stephanie",
-            "Anthony - IA",
-            "Signal - Voice 1",
-            "Luca",
-            "Lisa - Voice 1",
-            "T.W.Tucker",
-            "Jack Sullivan - Serious 😐",
-            "Winter",
-            "Mireia - Lifelike",
-            "Georgia",
-            "Stella",
-            "Masha - Lifelike",
-            "Charming Charles - Friendly 😊",
-            "Serenity",
-            "Annie - Excited",
-            "Ralph",
-            "Bethany",
-            "Dominic",
-            "Mason Finn",
-            "Leena",
-            "Veteran Victor",
-            "Tamara",
-            "Nik Public",
-            "Calm Chloe",
-            "Sevik",
-            "Reilly",
-            "Raul",
-            "Imposing Ian",
-            "Relaxed Ray",
-            "Dexter - Professional",
-            "Relaxed Rick",
-            "Edwin",
-            "Rupert Blackwood",
-            "Ginny",
-            "Hope",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     talking_style: Literal["stable", "expressive"] = "stable",
     expression: Literal["happy"] | None = None,
     background: AvatarIVBackground | None = None,
-    resolution: Literal["360p", "480p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
     caption: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -939,144 +533,73 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to animate. The image should contain a clear face. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The text the avatar will speak. Defaults to `None`.
+        voice: Name of the voice to use for the avatar. Defaults to `None`.
+        audio_url: URL of an audio file for the avatar to lip-sync to. When provided,
+            overrides prompt and voice. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        talking_style: Talking style - 'stable' for minimal movement, 'expressive' for
+            more animation. Defaults to `"stable"`.
+        expression: Facial expression. Defaults to `None`.
+        background: Background configuration. Defaults to `None`.
+        resolution: Video resolution preset. Options: 360p, 480p, 540p, 720p, 1080p.
+            Defaults to `"720p"`.
+        aspect_ratio: Aspect ratio of the output video. Use '9:16' for portrait
+            (vertical) videos, '16:9' for landscape, or '1:1' for square. Defaults to
+            `"16:9"`.
+        caption: Whether to add captions to the video. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
     prompt: str | None = None,
-    voice: (
-        Literal[
-            "Warm Pro Narrator",
-            "Chill Brian",
-            "Ivy",
-            "John Doe",
-            "Monika Sogam",
-            "Hope ",
-            "Archer ",
-            "Brittney",
-            "Patrick",
-            "David Castlemore",
-            "Michael C",
-            "Adam Stone ",
-            "Juniper",
-            "Cassidy ",
-            "Jessica Anne Bogart",
-            "Arabella",
-            "Andrew",
-            "Spuds Oxley ",
-            "Grace Elder",
-            "Helen",
-            "Canyon Rivers",
-            "Derya - Lifelike - Excited 🤩",
-            "Mellow Marcus",
-            "Jack Sterling - Broadcaster 🎙️",
-            "Brenda - UGC - 1.mp4",
-            "Reid",
-            "Reagan",
-            "Terry",
-            "Jenny",
-            "Radio Rick",
-            "Denise",
-            "Tim in car - Excited 🤩",
-            "Iskander",
-            "Thompson",
-            "Delicate Daisy - Excited 🤩",
-            "Kingston",
-            "George UGC 1",
-            "Bold Blake",
-            "Jane",
-            "Expressive Evan",
-            "Marianne - IA",
-            "Aaron",
-            "Modern Recipe Host - Voice 1",
-            "Willow",
-            "Cute Chloe - Friendly 😊",
-            "Rafael",
-            "June - Lifelike",
-            "Crisp Chloe",
-            "Slick Simon",
-            "Nassim - Informative",
-            "Baritone Ben",
-            "Maxwell",
-            "Ellie Faye - Excited 🤩",
-            "Milani",
-            "Feisty Fiona - Excited 🤩",
-            "Professor Dean",
-            "Rose - UGC - 1.mp4",
-            "Shona",
-            "Hudson Wilder",
-            "Ann - IA",
-            "Alastair Kensington",
-            "Oxley",
-            "Christina",
-            "Andrew Rizz ",
-            "Peyton",
-            "Gerardo - Outdoor",
-            "Chloe - Lifelike",
-            "Stephanie",
-            "Anthony - IA",
-            "Signal - Voice 1",
-            "Luca",
-            "Lisa - Voice 1",
-            "T.W.Tucker",
-            "Jack Sullivan - Serious 😐",
-            "Winter",
-            "Mireia - Lifelike",
-            "Georgia",
-            "Stella",
-            "Masha - Lifelike",
-            "Charming Charles - Friendly 😊",
-            "Serenity",
-            "Annie - Excited",
-            "Ralph",
-            "Bethany",
-            "Dominic",
-            "Mason Finn",
-            "Leena",
-            "Veteran Victor",
-            "Tamara",
-            "Nik Public",
-            "Calm Chloe",
-            "Sevik",
-            "Reilly",
-            "Raul",
-            "Imposing Ian",
-            "Relaxed Ray",
-            "Dexter - Professional",
-            "Relaxed Rick",
-            "Edwin",
-            "Rupert Blackwood",
-            "Ginny",
-            "Hope",
-        ]
-        | None
-    ) = None,
+    voice: Voice | None = None,
     audio_url: FileInput | None = None,
     talking_style: Literal["stable", "expressive"] = "stable",
     expression: Literal["happy"] | None = None,
     background: AvatarIVBackground | None = None,
-    resolution: Literal["360p", "480p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
     caption: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -1084,8 +607,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to animate. The image should contain a clear face. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        prompt: The text the avatar will speak. Defaults to `None`.
+        voice: Name of the voice to use for the avatar. Defaults to `None`.
+        audio_url: URL of an audio file for the avatar to lip-sync to. When provided,
+            overrides prompt and voice. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Defaults to `None`.
+        talking_style: Talking style - 'stable' for minimal movement, 'expressive' for
+            more animation. Defaults to `"stable"`.
+        expression: Facial expression. Defaults to `None`.
+        background: Background configuration. Defaults to `None`.
+        resolution: Video resolution preset. Options: 360p, 480p, 540p, 720p, 1080p.
+            Defaults to `"720p"`.
+        aspect_ratio: Aspect ratio of the output video. Use '9:16' for portrait
+            (vertical) videos, '16:9' for landscape, or '1:1' for square. Defaults to
+            `"16:9"`.
+        caption: Whether to add captions to the video. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

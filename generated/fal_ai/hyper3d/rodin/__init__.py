@@ -5,114 +5,23 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=1024, title="Prompt")] = ""
-    """A textual prompt to guide model generation. Required for Text-to-3D mode. Optional for Image-to-3D mode."""
-    input_image_urls: Annotated[
-        list[FileInput] | None, Field(title="Input Image Urls")
-    ] = None
-    """URL of images to use while generating the 3D model. Required for Image-to-3D mode. Optional for Text-to-3D mode."""
-    condition_mode: Annotated[
-        Literal["fuse", "concat"], Field(title="Condition Mode")
-    ] = "concat"
-    """For fuse mode, One or more images are required.It will generate a model by extracting and fusing features of objects from multiple images.For concat mode, need to upload multiple multi-view images of the same object and generate the model. (You can upload multi-view images in any order, regardless of the order of view.)"""
-    seed: Annotated[int | None, Field(ge=0, le=65535, title="Seed")] = None
-    """Seed value for randomization, ranging from 0 to 65535. Optional."""
-    geometry_file_format: Annotated[
-        Literal["glb", "usdz", "fbx", "obj", "stl"], Field(title="Geometry File Format")
-    ] = "glb"
-    """Format of the geometry file. Possible values: glb, usdz, fbx, obj, stl. Default is glb."""
-    material: Annotated[Literal["PBR", "Shaded"], Field(title="Material")] = "PBR"
-    """Material type. Possible values: PBR, Shaded. Default is PBR."""
-    quality: Annotated[
-        Literal["high", "medium", "low", "extra-low"], Field(title="Quality")
-    ] = "medium"
-    """Generation quality. Possible values: high, medium, low, extra-low. Default is medium."""
-    use_hyper: Annotated[bool, Field(title="Use Hyper")] = False
-    """Whether to export the model using hyper mode. Default is false."""
-    tier: Annotated[Literal["Regular", "Sketch"], Field(title="Tier")] = "Regular"
-    """Tier of generation. For Rodin Sketch, set to Sketch. For Rodin Regular, set to Regular."""
-    TAPose: Annotated[bool, Field(title="T/A Pose")] = False
-    """When generating the human-like model, this parameter control the generation result to T/A Pose."""
-    bbox_condition: Annotated[list[int] | None, Field(title="Bbox Condition")] = None
-    """An array that specifies the dimensions and scaling factor of the bounding box. Typically, this array contains 3 elements, Length(X-axis), Width(Y-axis) and Height(Z-axis)."""
-    addons: Annotated[Literal["HighPack"] | None, Field(title="Addons")] = None
-    """Generation add-on features. Default is []. Possible values are HighPack. The HighPack option will provide 4K resolution textures instead of the default 1K, as well as models with high-poly. It will cost triple the billable units."""
-
-
-class Output(FalModel):
-    model_mesh: File
-    """Generated 3D object file."""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed value used for generation."""
-    textures: Annotated[list[Image], Field(title="Textures")]
-    """Generated textures for the 3D object."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "GeometryFileFormat",
+    "Quality",
     "File",
     "Image",
     "Input",
@@ -126,83 +35,220 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/hyper3d/rodin"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+GeometryFileFormat: TypeAlias = Literal["glb", "usdz", "fbx", "obj", "stl"]
+
+
+Quality: TypeAlias = Literal["high", "medium", "low", "extra-low"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=1024)] = ""
+    """A textual prompt to guide model generation. Required for Text-to-3D mode.
+    Optional for Image-to-3D mode."""
+    input_image_urls: list[FileInput] | None = None
+    """URL of images to use while generating the 3D model. Required for Image-to-3D
+    mode. Optional for Text-to-3D mode."""
+    condition_mode: Literal["fuse", "concat"] = "concat"
+    """For fuse mode, One or more images are required.It will generate a model by
+    extracting and fusing features of objects from multiple images.For concat mode, need
+    to upload multiple multi-view images of the same object and generate the model. (You
+    can upload multi-view images in any order, regardless of the order of view.)"""
+    seed: Annotated[int | None, Field(ge=0, le=65535)] = None
+    """Seed value for randomization, ranging from 0 to 65535. Optional."""
+    geometry_file_format: GeometryFileFormat = "glb"
+    """Format of the geometry file. Possible values: glb, usdz, fbx, obj, stl. Default
+    is glb."""
+    material: Literal["PBR", "Shaded"] = "PBR"
+    """Material type. Possible values: PBR, Shaded. Default is PBR."""
+    quality: Quality = "medium"
+    """Generation quality. Possible values: high, medium, low, extra-low. Default is
+    medium."""
+    use_hyper: bool = False
+    """Whether to export the model using hyper mode. Default is false."""
+    tier: Literal["Regular", "Sketch"] = "Regular"
+    """Tier of generation. For Rodin Sketch, set to Sketch. For Rodin Regular, set to
+    Regular."""
+    TAPose: bool = False
+    """When generating the human-like model, this parameter control the generation
+    result to T/A Pose."""
+    bbox_condition: list[int] | None = None
+    """An array that specifies the dimensions and scaling factor of the bounding box.
+    Typically, this array contains 3 elements, Length(X-axis), Width(Y-axis) and
+    Height(Z-axis)."""
+    addons: Literal["HighPack"] | None = None
+    """Generation add-on features. Default is []. Possible values are HighPack. The
+    HighPack option will provide 4K resolution textures instead of the default 1K, as
+    well as models with high-poly. It will cost triple the billable units."""
+
+
+class Output(FalModel):
+    model_mesh: File
+    """Generated 3D object file."""
+    seed: int
+    """Seed value used for generation."""
+    textures: list[Image]
+    """Generated textures for the 3D object."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["input_image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     condition_mode: Literal["fuse", "concat"] = "concat",
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded"] = "PBR",
-    quality: Literal["high", "medium", "low", "extra-low"] = "medium",
+    quality: Quality = "medium",
     use_hyper: bool = False,
     tier: Literal["Regular", "Sketch"] = "Regular",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Required for Text-to-3D
+            mode. Optional for Image-to-3D mode. Length at most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Optional for Text-to-3D mode. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        condition_mode: For fuse mode, One or more images are required.It will generate
+            a model by extracting and fusing features of objects from multiple
+            images.For concat mode, need to upload multiple multi-view images of the
+            same object and generate the model. (You can upload multi-view images in any
+            order, regardless of the order of view.). Defaults to `"concat"`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. Possible values: PBR, Shaded. Default is PBR. Defaults
+            to `"PBR"`.
+        quality: Generation quality. Possible values: high, medium, low, extra-low.
+            Default is medium. Defaults to `"medium"`.
+        use_hyper: Whether to export the model using hyper mode. Default is false.
+            Defaults to `False`.
+        tier: Tier of generation. For Rodin Sketch, set to Sketch. For Rodin Regular,
+            set to Regular. Defaults to `"Regular"`.
+        TAPose: When generating the human-like model, this parameter control the
+            generation result to T/A Pose. Defaults to `False`.
+        bbox_condition: An array that specifies the dimensions and scaling factor of the
+            bounding box. Typically, this array contains 3 elements, Length(X-axis),
+            Width(Y-axis) and Height(Z-axis). Defaults to `None`.
+        addons: Generation add-on features. Default is []. Possible values are HighPack.
+            The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost triple the
+            billable units. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     condition_mode: Literal["fuse", "concat"] = "concat",
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded"] = "PBR",
-    quality: Literal["high", "medium", "low", "extra-low"] = "medium",
+    quality: Quality = "medium",
     use_hyper: bool = False,
     tier: Literal["Regular", "Sketch"] = "Regular",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -210,40 +256,89 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Required for Text-to-3D
+            mode. Optional for Image-to-3D mode. Length at most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Optional for Text-to-3D mode. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        condition_mode: For fuse mode, One or more images are required.It will generate
+            a model by extracting and fusing features of objects from multiple
+            images.For concat mode, need to upload multiple multi-view images of the
+            same object and generate the model. (You can upload multi-view images in any
+            order, regardless of the order of view.). Defaults to `"concat"`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. Possible values: PBR, Shaded. Default is PBR. Defaults
+            to `"PBR"`.
+        quality: Generation quality. Possible values: high, medium, low, extra-low.
+            Default is medium. Defaults to `"medium"`.
+        use_hyper: Whether to export the model using hyper mode. Default is false.
+            Defaults to `False`.
+        tier: Tier of generation. For Rodin Sketch, set to Sketch. For Rodin Regular,
+            set to Regular. Defaults to `"Regular"`.
+        TAPose: When generating the human-like model, this parameter control the
+            generation result to T/A Pose. Defaults to `False`.
+        bbox_condition: An array that specifies the dimensions and scaling factor of the
+            bounding box. Typically, this array contains 3 elements, Length(X-axis),
+            Width(Y-axis) and Height(Z-axis). Defaults to `None`.
+        addons: Generation add-on features. Default is []. Possible values are HighPack.
+            The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost triple the
+            billable units. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     condition_mode: Literal["fuse", "concat"] = "concat",
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded"] = "PBR",
-    quality: Literal["high", "medium", "low", "extra-low"] = "medium",
+    quality: Quality = "medium",
     use_hyper: bool = False,
     tier: Literal["Regular", "Sketch"] = "Regular",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -251,81 +346,180 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Required for Text-to-3D
+            mode. Optional for Image-to-3D mode. Length at most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Optional for Text-to-3D mode. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        condition_mode: For fuse mode, One or more images are required.It will generate
+            a model by extracting and fusing features of objects from multiple
+            images.For concat mode, need to upload multiple multi-view images of the
+            same object and generate the model. (You can upload multi-view images in any
+            order, regardless of the order of view.). Defaults to `"concat"`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. Possible values: PBR, Shaded. Default is PBR. Defaults
+            to `"PBR"`.
+        quality: Generation quality. Possible values: high, medium, low, extra-low.
+            Default is medium. Defaults to `"medium"`.
+        use_hyper: Whether to export the model using hyper mode. Default is false.
+            Defaults to `False`.
+        tier: Tier of generation. For Rodin Sketch, set to Sketch. For Rodin Regular,
+            set to Regular. Defaults to `"Regular"`.
+        TAPose: When generating the human-like model, this parameter control the
+            generation result to T/A Pose. Defaults to `False`.
+        bbox_condition: An array that specifies the dimensions and scaling factor of the
+            bounding box. Typically, this array contains 3 elements, Length(X-axis),
+            Width(Y-axis) and Height(Z-axis). Defaults to `None`.
+        addons: Generation add-on features. Default is []. Possible values are HighPack.
+            The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost triple the
+            billable units. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     condition_mode: Literal["fuse", "concat"] = "concat",
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded"] = "PBR",
-    quality: Literal["high", "medium", "low", "extra-low"] = "medium",
+    quality: Quality = "medium",
     use_hyper: bool = False,
     tier: Literal["Regular", "Sketch"] = "Regular",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Required for Text-to-3D
+            mode. Optional for Image-to-3D mode. Length at most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Optional for Text-to-3D mode. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        condition_mode: For fuse mode, One or more images are required.It will generate
+            a model by extracting and fusing features of objects from multiple
+            images.For concat mode, need to upload multiple multi-view images of the
+            same object and generate the model. (You can upload multi-view images in any
+            order, regardless of the order of view.). Defaults to `"concat"`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. Possible values: PBR, Shaded. Default is PBR. Defaults
+            to `"PBR"`.
+        quality: Generation quality. Possible values: high, medium, low, extra-low.
+            Default is medium. Defaults to `"medium"`.
+        use_hyper: Whether to export the model using hyper mode. Default is false.
+            Defaults to `False`.
+        tier: Tier of generation. For Rodin Sketch, set to Sketch. For Rodin Regular,
+            set to Regular. Defaults to `"Regular"`.
+        TAPose: When generating the human-like model, this parameter control the
+            generation result to T/A Pose. Defaults to `False`.
+        bbox_condition: An array that specifies the dimensions and scaling factor of the
+            bounding box. Typically, this array contains 3 elements, Length(X-axis),
+            Width(Y-axis) and Height(Z-axis). Defaults to `None`.
+        addons: Generation add-on features. Default is []. Possible values are HighPack.
+            The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost triple the
+            billable units. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     condition_mode: Literal["fuse", "concat"] = "concat",
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded"] = "PBR",
-    quality: Literal["high", "medium", "low", "extra-low"] = "medium",
+    quality: Quality = "medium",
     use_hyper: bool = False,
     tier: Literal["Regular", "Sketch"] = "Regular",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -333,40 +527,89 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Required for Text-to-3D
+            mode. Optional for Image-to-3D mode. Length at most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Optional for Text-to-3D mode. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        condition_mode: For fuse mode, One or more images are required.It will generate
+            a model by extracting and fusing features of objects from multiple
+            images.For concat mode, need to upload multiple multi-view images of the
+            same object and generate the model. (You can upload multi-view images in any
+            order, regardless of the order of view.). Defaults to `"concat"`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. Possible values: PBR, Shaded. Default is PBR. Defaults
+            to `"PBR"`.
+        quality: Generation quality. Possible values: high, medium, low, extra-low.
+            Default is medium. Defaults to `"medium"`.
+        use_hyper: Whether to export the model using hyper mode. Default is false.
+            Defaults to `False`.
+        tier: Tier of generation. For Rodin Sketch, set to Sketch. For Rodin Regular,
+            set to Regular. Defaults to `"Regular"`.
+        TAPose: When generating the human-like model, this parameter control the
+            generation result to T/A Pose. Defaults to `False`.
+        bbox_condition: An array that specifies the dimensions and scaling factor of the
+            bounding box. Typically, this array contains 3 elements, Length(X-axis),
+            Width(Y-axis) and Height(Z-axis). Defaults to `None`.
+        addons: Generation add-on features. Default is []. Possible values are HighPack.
+            The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost triple the
+            billable units. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     condition_mode: Literal["fuse", "concat"] = "concat",
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded"] = "PBR",
-    quality: Literal["high", "medium", "low", "extra-low"] = "medium",
+    quality: Quality = "medium",
     use_hyper: bool = False,
     tier: Literal["Regular", "Sketch"] = "Regular",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -374,8 +617,57 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Required for Text-to-3D
+            mode. Optional for Image-to-3D mode. Length at most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Optional for Text-to-3D mode. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        condition_mode: For fuse mode, One or more images are required.It will generate
+            a model by extracting and fusing features of objects from multiple
+            images.For concat mode, need to upload multiple multi-view images of the
+            same object and generate the model. (You can upload multi-view images in any
+            order, regardless of the order of view.). Defaults to `"concat"`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. Possible values: PBR, Shaded. Default is PBR. Defaults
+            to `"PBR"`.
+        quality: Generation quality. Possible values: high, medium, low, extra-low.
+            Default is medium. Defaults to `"medium"`.
+        use_hyper: Whether to export the model using hyper mode. Default is false.
+            Defaults to `False`.
+        tier: Tier of generation. For Rodin Sketch, set to Sketch. For Rodin Regular,
+            set to Regular. Defaults to `"Regular"`.
+        TAPose: When generating the human-like model, this parameter control the
+            generation result to T/A Pose. Defaults to `False`.
+        bbox_condition: An array that specifies the dimensions and scaling factor of the
+            bounding box. Typically, this array contains 3 elements, Length(X-axis),
+            Width(Y-axis) and Height(Z-axis). Defaults to `None`.
+        addons: Generation add-on features. Default is []. Possible values are HighPack.
+            The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost triple the
+            billable units. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,124 +5,23 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=1024, title="Prompt")] = ""
-    """A textual prompt to guide model generation. Optional for Image-to-3D mode - if empty, AI will generate a prompt based on your images."""
-    input_image_urls: Annotated[
-        list[FileInput] | None, Field(title="Input Image Urls")
-    ] = None
-    """URL of images to use while generating the 3D model. Required for Image-to-3D mode. Up to 5 images allowed."""
-    use_original_alpha: Annotated[bool, Field(title="Use Original Alpha")] = False
-    """When enabled, preserves the transparency channel from input images during 3D generation."""
-    seed: Annotated[int | None, Field(ge=0, le=65535, title="Seed")] = None
-    """Seed value for randomization, ranging from 0 to 65535. Optional."""
-    geometry_file_format: Annotated[
-        Literal["glb", "usdz", "fbx", "obj", "stl"], Field(title="Geometry File Format")
-    ] = "glb"
-    """Format of the geometry file. Possible values: glb, usdz, fbx, obj, stl. Default is glb."""
-    material: Annotated[Literal["PBR", "Shaded", "All"], Field(title="Material")] = (
-        "All"
-    )
-    """Material type. PBR: Physically-based materials with realistic lighting. Shaded: Simple materials with baked lighting. All: Both types included."""
-    quality_mesh_option: Annotated[
-        Literal[
-            "4K Quad",
-            "8K Quad",
-            "18K Quad",
-            "50K Quad",
-            "2K Triangle",
-            "20K Triangle",
-            "150K Triangle",
-            "500K Triangle",
-        ],
-        Field(title="Quality Mesh Option"),
-    ] = "500K Triangle"
-    """Combined quality and mesh type selection. Quad = smooth surfaces, Triangle = detailed geometry. These corresponds to `mesh_mode` (if the option contains 'Triangle', mesh_mode is 'Raw', otherwise 'Quad') and `quality_override` (the numeric part of the option) parameters in Hyper3D API."""
-    TAPose: Annotated[bool, Field(title="T/A Pose")] = False
-    """Generate characters in T-pose or A-pose format, making them easier to rig and animate in 3D software."""
-    bbox_condition: Annotated[list[int] | None, Field(title="Bbox Condition")] = None
-    """An array that specifies the bounding box dimensions [width, height, length]."""
-    addons: Annotated[Literal["HighPack"] | None, Field(title="Addons")] = None
-    """The HighPack option will provide 4K resolution textures instead of the default 1K, as well as models with high-poly. It will cost **triple the billable units**."""
-    preview_render: Annotated[bool, Field(title="Preview Render")] = False
-    """Generate a preview render image of the 3D model along with the model files."""
-
-
-class Output(FalModel):
-    model_mesh: File
-    """Generated 3D object file."""
-    model_meshes: Annotated[list[File] | None, Field(title="Model Meshes")] = None
-    """Additional generated 3D object files returned by Hyper3D besides model_mesh."""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed value used for generation."""
-    textures: Annotated[list[Image], Field(title="Textures")]
-    """Generated textures for the 3D object."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "GeometryFileFormat",
+    "QualityMeshOption",
     "File",
     "Image",
     "Input",
@@ -136,99 +35,222 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/hyper3d/rodin/v2"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+GeometryFileFormat: TypeAlias = Literal["glb", "usdz", "fbx", "obj", "stl"]
+
+
+QualityMeshOption: TypeAlias = Literal[
+    "4K Quad",
+    "8K Quad",
+    "18K Quad",
+    "50K Quad",
+    "2K Triangle",
+    "20K Triangle",
+    "150K Triangle",
+    "500K Triangle",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=1024)] = ""
+    """A textual prompt to guide model generation. Optional for Image-to-3D mode - if
+    empty, AI will generate a prompt based on your images."""
+    input_image_urls: list[FileInput] | None = None
+    """URL of images to use while generating the 3D model. Required for Image-to-3D
+    mode. Up to 5 images allowed."""
+    use_original_alpha: bool = False
+    """When enabled, preserves the transparency channel from input images during 3D
+    generation."""
+    seed: Annotated[int | None, Field(ge=0, le=65535)] = None
+    """Seed value for randomization, ranging from 0 to 65535. Optional."""
+    geometry_file_format: GeometryFileFormat = "glb"
+    """Format of the geometry file. Possible values: glb, usdz, fbx, obj, stl. Default
+    is glb."""
+    material: Literal["PBR", "Shaded", "All"] = "All"
+    """Material type. PBR: Physically-based materials with realistic lighting. Shaded:
+    Simple materials with baked lighting. All: Both types included."""
+    quality_mesh_option: QualityMeshOption = "500K Triangle"
+    """Combined quality and mesh type selection. Quad = smooth surfaces, Triangle =
+    detailed geometry. These corresponds to `mesh_mode` (if the option contains
+    'Triangle', mesh_mode is 'Raw', otherwise 'Quad') and `quality_override` (the
+    numeric part of the option) parameters in Hyper3D API."""
+    TAPose: bool = False
+    """Generate characters in T-pose or A-pose format, making them easier to rig and
+    animate in 3D software."""
+    bbox_condition: list[int] | None = None
+    """An array that specifies the bounding box dimensions [width, height, length]."""
+    addons: Literal["HighPack"] | None = None
+    """The HighPack option will provide 4K resolution textures instead of the default
+    1K, as well as models with high-poly. It will cost **triple the billable units**."""
+    preview_render: bool = False
+    """Generate a preview render image of the 3D model along with the model files."""
+
+
+class Output(FalModel):
+    model_mesh: File
+    """Generated 3D object file."""
+    model_meshes: list[File] | None = None
+    """Additional generated 3D object files returned by Hyper3D besides model_mesh."""
+    seed: int
+    """Seed value used for generation."""
+    textures: list[Image]
+    """Generated textures for the 3D object."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["input_image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     use_original_alpha: bool = False,
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded", "All"] = "All",
-    quality_mesh_option: Literal[
-        "4K Quad",
-        "8K Quad",
-        "18K Quad",
-        "50K Quad",
-        "2K Triangle",
-        "20K Triangle",
-        "150K Triangle",
-        "500K Triangle",
-    ] = "500K Triangle",
+    quality_mesh_option: QualityMeshOption = "500K Triangle",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
     preview_render: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Optional for Image-to-3D
+            mode - if empty, AI will generate a prompt based on your images. Length at
+            most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Up to 5 images allowed. Files: each a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        use_original_alpha: When enabled, preserves the transparency channel from input
+            images during 3D generation. Defaults to `False`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. PBR: Physically-based materials with realistic
+            lighting. Shaded: Simple materials with baked lighting. All: Both types
+            included. Defaults to `"All"`.
+        quality_mesh_option: Combined quality and mesh type selection. Quad = smooth
+            surfaces, Triangle = detailed geometry. These corresponds to `mesh_mode` (if
+            the option contains 'Triangle', mesh_mode is 'Raw', otherwise 'Quad') and
+            `quality_override` (the numeric part of the option) parameters in Hyper3D
+            API. Defaults to `"500K Triangle"`.
+        TAPose: Generate characters in T-pose or A-pose format, making them easier to
+            rig and animate in 3D software. Defaults to `False`.
+        bbox_condition: An array that specifies the bounding box dimensions [width,
+            height, length]. Defaults to `None`.
+        addons: The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost **triple the
+            billable units**. Defaults to `None`.
+        preview_render: Generate a preview render image of the 3D model along with the
+            model files. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     use_original_alpha: bool = False,
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded", "All"] = "All",
-    quality_mesh_option: Literal[
-        "4K Quad",
-        "8K Quad",
-        "18K Quad",
-        "50K Quad",
-        "2K Triangle",
-        "20K Triangle",
-        "150K Triangle",
-        "500K Triangle",
-    ] = "500K Triangle",
+    quality_mesh_option: QualityMeshOption = "500K Triangle",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
     preview_render: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -236,48 +258,86 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Optional for Image-to-3D
+            mode - if empty, AI will generate a prompt based on your images. Length at
+            most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Up to 5 images allowed. Files: each a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        use_original_alpha: When enabled, preserves the transparency channel from input
+            images during 3D generation. Defaults to `False`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. PBR: Physically-based materials with realistic
+            lighting. Shaded: Simple materials with baked lighting. All: Both types
+            included. Defaults to `"All"`.
+        quality_mesh_option: Combined quality and mesh type selection. Quad = smooth
+            surfaces, Triangle = detailed geometry. These corresponds to `mesh_mode` (if
+            the option contains 'Triangle', mesh_mode is 'Raw', otherwise 'Quad') and
+            `quality_override` (the numeric part of the option) parameters in Hyper3D
+            API. Defaults to `"500K Triangle"`.
+        TAPose: Generate characters in T-pose or A-pose format, making them easier to
+            rig and animate in 3D software. Defaults to `False`.
+        bbox_condition: An array that specifies the bounding box dimensions [width,
+            height, length]. Defaults to `None`.
+        addons: The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost **triple the
+            billable units**. Defaults to `None`.
+        preview_render: Generate a preview render image of the 3D model along with the
+            model files. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     use_original_alpha: bool = False,
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded", "All"] = "All",
-    quality_mesh_option: Literal[
-        "4K Quad",
-        "8K Quad",
-        "18K Quad",
-        "50K Quad",
-        "2K Triangle",
-        "20K Triangle",
-        "150K Triangle",
-        "500K Triangle",
-    ] = "500K Triangle",
+    quality_mesh_option: QualityMeshOption = "500K Triangle",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
     preview_render: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -285,97 +345,174 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Optional for Image-to-3D
+            mode - if empty, AI will generate a prompt based on your images. Length at
+            most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Up to 5 images allowed. Files: each a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        use_original_alpha: When enabled, preserves the transparency channel from input
+            images during 3D generation. Defaults to `False`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. PBR: Physically-based materials with realistic
+            lighting. Shaded: Simple materials with baked lighting. All: Both types
+            included. Defaults to `"All"`.
+        quality_mesh_option: Combined quality and mesh type selection. Quad = smooth
+            surfaces, Triangle = detailed geometry. These corresponds to `mesh_mode` (if
+            the option contains 'Triangle', mesh_mode is 'Raw', otherwise 'Quad') and
+            `quality_override` (the numeric part of the option) parameters in Hyper3D
+            API. Defaults to `"500K Triangle"`.
+        TAPose: Generate characters in T-pose or A-pose format, making them easier to
+            rig and animate in 3D software. Defaults to `False`.
+        bbox_condition: An array that specifies the bounding box dimensions [width,
+            height, length]. Defaults to `None`.
+        addons: The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost **triple the
+            billable units**. Defaults to `None`.
+        preview_render: Generate a preview render image of the 3D model along with the
+            model files. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     use_original_alpha: bool = False,
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded", "All"] = "All",
-    quality_mesh_option: Literal[
-        "4K Quad",
-        "8K Quad",
-        "18K Quad",
-        "50K Quad",
-        "2K Triangle",
-        "20K Triangle",
-        "150K Triangle",
-        "500K Triangle",
-    ] = "500K Triangle",
+    quality_mesh_option: QualityMeshOption = "500K Triangle",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
     preview_render: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Optional for Image-to-3D
+            mode - if empty, AI will generate a prompt based on your images. Length at
+            most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Up to 5 images allowed. Files: each a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        use_original_alpha: When enabled, preserves the transparency channel from input
+            images during 3D generation. Defaults to `False`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. PBR: Physically-based materials with realistic
+            lighting. Shaded: Simple materials with baked lighting. All: Both types
+            included. Defaults to `"All"`.
+        quality_mesh_option: Combined quality and mesh type selection. Quad = smooth
+            surfaces, Triangle = detailed geometry. These corresponds to `mesh_mode` (if
+            the option contains 'Triangle', mesh_mode is 'Raw', otherwise 'Quad') and
+            `quality_override` (the numeric part of the option) parameters in Hyper3D
+            API. Defaults to `"500K Triangle"`.
+        TAPose: Generate characters in T-pose or A-pose format, making them easier to
+            rig and animate in 3D software. Defaults to `False`.
+        bbox_condition: An array that specifies the bounding box dimensions [width,
+            height, length]. Defaults to `None`.
+        addons: The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost **triple the
+            billable units**. Defaults to `None`.
+        preview_render: Generate a preview render image of the 3D model along with the
+            model files. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     use_original_alpha: bool = False,
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded", "All"] = "All",
-    quality_mesh_option: Literal[
-        "4K Quad",
-        "8K Quad",
-        "18K Quad",
-        "50K Quad",
-        "2K Triangle",
-        "20K Triangle",
-        "150K Triangle",
-        "500K Triangle",
-    ] = "500K Triangle",
+    quality_mesh_option: QualityMeshOption = "500K Triangle",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
     preview_render: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -383,48 +520,86 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Optional for Image-to-3D
+            mode - if empty, AI will generate a prompt based on your images. Length at
+            most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Up to 5 images allowed. Files: each a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        use_original_alpha: When enabled, preserves the transparency channel from input
+            images during 3D generation. Defaults to `False`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. PBR: Physically-based materials with realistic
+            lighting. Shaded: Simple materials with baked lighting. All: Both types
+            included. Defaults to `"All"`.
+        quality_mesh_option: Combined quality and mesh type selection. Quad = smooth
+            surfaces, Triangle = detailed geometry. These corresponds to `mesh_mode` (if
+            the option contains 'Triangle', mesh_mode is 'Raw', otherwise 'Quad') and
+            `quality_override` (the numeric part of the option) parameters in Hyper3D
+            API. Defaults to `"500K Triangle"`.
+        TAPose: Generate characters in T-pose or A-pose format, making them easier to
+            rig and animate in 3D software. Defaults to `False`.
+        bbox_condition: An array that specifies the bounding box dimensions [width,
+            height, length]. Defaults to `None`.
+        addons: The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost **triple the
+            billable units**. Defaults to `None`.
+        preview_render: Generate a preview render image of the 3D model along with the
+            model files. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str = "",
-    input_image_urls: _Sequence[FileInput] | None = None,
+    input_image_urls: Sequence[FileInput] | None = None,
     use_original_alpha: bool = False,
     seed: int | None = None,
-    geometry_file_format: Literal["glb", "usdz", "fbx", "obj", "stl"] = "glb",
+    geometry_file_format: GeometryFileFormat = "glb",
     material: Literal["PBR", "Shaded", "All"] = "All",
-    quality_mesh_option: Literal[
-        "4K Quad",
-        "8K Quad",
-        "18K Quad",
-        "50K Quad",
-        "2K Triangle",
-        "20K Triangle",
-        "150K Triangle",
-        "500K Triangle",
-    ] = "500K Triangle",
+    quality_mesh_option: QualityMeshOption = "500K Triangle",
     TAPose: bool = False,
     bbox_condition: list[int] | None = None,
     addons: Literal["HighPack"] | None = None,
     preview_render: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -432,8 +607,55 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A textual prompt to guide model generation. Optional for Image-to-3D
+            mode - if empty, AI will generate a prompt based on your images. Length at
+            most 1024. Defaults to `\""`.
+        input_image_urls: URL of images to use while generating the 3D model. Required
+            for Image-to-3D mode. Up to 5 images allowed. Files: each a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        use_original_alpha: When enabled, preserves the transparency channel from input
+            images during 3D generation. Defaults to `False`.
+        seed: Seed value for randomization, ranging from 0 to 65535. Optional. Between 0
+            and 65535. Defaults to `None`.
+        geometry_file_format: Format of the geometry file. Possible values: glb, usdz,
+            fbx, obj, stl. Default is glb. Defaults to `"glb"`.
+        material: Material type. PBR: Physically-based materials with realistic
+            lighting. Shaded: Simple materials with baked lighting. All: Both types
+            included. Defaults to `"All"`.
+        quality_mesh_option: Combined quality and mesh type selection. Quad = smooth
+            surfaces, Triangle = detailed geometry. These corresponds to `mesh_mode` (if
+            the option contains 'Triangle', mesh_mode is 'Raw', otherwise 'Quad') and
+            `quality_override` (the numeric part of the option) parameters in Hyper3D
+            API. Defaults to `"500K Triangle"`.
+        TAPose: Generate characters in T-pose or A-pose format, making them easier to
+            rig and animate in 3D software. Defaults to `False`.
+        bbox_condition: An array that specifies the bounding box dimensions [width,
+            height, length]. Defaults to `None`.
+        addons: The HighPack option will provide 4K resolution textures instead of the
+            default 1K, as well as models with high-poly. It will cost **triple the
+            billable units**. Defaults to `None`.
+        preview_render: Generate a preview render image of the 3D model along with the
+            model files. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

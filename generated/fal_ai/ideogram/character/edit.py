@@ -5,132 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ColorPalette(FalModel):
-    members: Annotated[list[ColorPaletteMember] | None, Field(title="Members")] = None
-    """A list of color palette members that define the color palette"""
-    name: Annotated[
-        Literal[
-            "EMBER",
-            "FRESH",
-            "JUNGLE",
-            "MAGIC",
-            "MELON",
-            "MOSAIC",
-            "PASTEL",
-            "ULTRAMARINE",
-        ]
-        | None,
-        Field(title="Name"),
-    ] = None
-    """A color palette preset value"""
-
-
-class ColorPaletteMember(FalModel):
-    rgb: RGBColor
-    """RGB color value for the palette member"""
-    color_weight: Annotated[
-        float | None, Field(ge=0.05, le=1.0, title="Color Weight")
-    ] = 0.5
-    """The weight of the color in the color palette"""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_urls: Annotated[list[FileInput] | None, Field(title="Image Urls")] = None
-    """A set of images to use as style references (maximum total size 10MB across all style references). The images should be in JPEG, PNG or WebP format"""
-    rendering_speed: Annotated[
-        Literal["TURBO", "BALANCED", "QUALITY"], Field(title="Rendering Speed")
-    ] = "BALANCED"
-    """The rendering speed to use."""
-    color_palette: ColorPalette | None = None
-    """A color palette for generation, must EITHER be specified via one of the presets (name) or explicitly via hexadecimal representations of the color with optional weights (members)"""
-    style_codes: Annotated[list[str] | None, Field(title="Style Codes")] = None
-    """A list of 8 character hexadecimal codes representing the style of the image. Cannot be used in conjunction with style_reference_images or style"""
-    expand_prompt: Annotated[bool, Field(title="Expand Prompt")] = True
-    """Determine if MagicPrompt should be used in generating the request or not."""
-    num_images: Annotated[int, Field(ge=1, le=8, title="Num Images")] = 1
-    """Number of images to generate."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Seed for the random number generator"""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to fill the masked part of the image."""
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """The image URL to generate an image from. MUST have the exact same dimensions (width and height) as the mask image."""
-    mask_url: Annotated[FileInput, Field(title="Mask URL")]
-    """The mask URL to inpaint the image. MUST have the exact same dimensions (width and height) as the input image."""
-    reference_image_urls: Annotated[
-        list[FileInput], Field(title="Reference Image Urls")
-    ]
-    """A set of images to use as character references. Currently only 1 image is supported, rest will be ignored. (maximum total size 10MB across all character references). The images should be in JPEG, PNG or WebP format"""
-    reference_mask_urls: Annotated[
-        list[FileInput] | None, Field(title="Reference Mask Urls")
-    ] = None
-    """A set of masks to apply to the character references. Currently only 1 mask is supported, rest will be ignored. (maximum total size 10MB across all character references). The masks should be in JPEG, PNG or WebP format"""
-
-
-class Output(FalModel):
-    images: Annotated[list[File], Field(title="Images")]
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed used for the random number generator"""
-
-
-class RGBColor(FalModel):
-    r: Annotated[int, Field(ge=0, le=255, title="R")] = 0
-    """Red color value"""
-    g: Annotated[int, Field(ge=0, le=255, title="G")] = 0
-    """Green color value"""
-    b: Annotated[int, Field(ge=0, le=255, title="B")] = 0
-    """Blue color value"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Name",
     "ColorPalette",
     "ColorPaletteMember",
     "File",
@@ -146,7 +36,94 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ideogram/character/edit"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Name: TypeAlias = Literal[
+    "EMBER", "FRESH", "JUNGLE", "MAGIC", "MELON", "MOSAIC", "PASTEL", "ULTRAMARINE"
+]
+
+
+class ColorPalette(FalModel):
+    members: list[ColorPaletteMember] | None = None
+    """A list of color palette members that define the color palette"""
+    name: Name | None = None
+    """A color palette preset value"""
+
+
+class ColorPaletteMember(FalModel):
+    rgb: RGBColor
+    """RGB color value for the palette member"""
+    color_weight: Annotated[float | None, Field(ge=0.05, le=1.0)] = 0.5
+    """The weight of the color in the color palette"""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_urls: list[FileInput] | None = None
+    """A set of images to use as style references (maximum total size 10MB across all
+    style references). The images should be in JPEG, PNG or WebP format"""
+    rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"] = "BALANCED"
+    """The rendering speed to use."""
+    color_palette: ColorPalette | None = None
+    """A color palette for generation, must EITHER be specified via one of the presets
+    (name) or explicitly via hexadecimal representations of the color with optional
+    weights (members)"""
+    style_codes: list[str] | None = None
+    """A list of 8 character hexadecimal codes representing the style of the image.
+    Cannot be used in conjunction with style_reference_images or style"""
+    expand_prompt: bool = True
+    """Determine if MagicPrompt should be used in generating the request or not."""
+    num_images: Annotated[int, Field(ge=1, le=8)] = 1
+    """Number of images to generate."""
+    seed: int | None = None
+    """Seed for the random number generator"""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    prompt: str
+    """The prompt to fill the masked part of the image."""
+    image_url: FileInput
+    """The image URL to generate an image from. MUST have the exact same dimensions
+    (width and height) as the mask image."""
+    mask_url: FileInput
+    """The mask URL to inpaint the image. MUST have the exact same dimensions (width and
+    height) as the input image."""
+    reference_image_urls: list[FileInput]
+    """A set of images to use as character references. Currently only 1 image is
+    supported, rest will be ignored. (maximum total size 10MB across all character
+    references). The images should be in JPEG, PNG or WebP format"""
+    reference_mask_urls: list[FileInput] | None = None
+    """A set of masks to apply to the character references. Currently only 1 mask is
+    supported, rest will be ignored. (maximum total size 10MB across all character
+    references). The masks should be in JPEG, PNG or WebP format"""
+
+
+class Output(FalModel):
+    images: list[File]
+    seed: int
+    """Seed used for the random number generator"""
+
+
+class RGBColor(FalModel):
+    r: Annotated[int, Field(ge=0, le=255)] = 0
+    """Red color value"""
+    g: Annotated[int, Field(ge=0, le=255)] = 0
+    """Green color value"""
+    b: Annotated[int, Field(ge=0, le=255)] = 0
+    """Blue color value"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -160,23 +137,25 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         ]
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"] = "BALANCED",
     color_palette: ColorPalette | None = None,
     style_codes: list[str] | None = None,
@@ -187,38 +166,90 @@ def submit(
     prompt: str,
     image_url: FileInput,
     mask_url: FileInput,
-    reference_image_urls: _Sequence[FileInput],
-    reference_mask_urls: _Sequence[FileInput] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    reference_image_urls: Sequence[FileInput],
+    reference_mask_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: A set of images to use as style references (maximum total size 10MB
+            across all style references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        rendering_speed: The rendering speed to use. Defaults to `"BALANCED"`.
+        color_palette: A color palette for generation, must EITHER be specified via one
+            of the presets (name) or explicitly via hexadecimal representations of the
+            color with optional weights (members). Defaults to `None`.
+        style_codes: A list of 8 character hexadecimal codes representing the style of
+            the image. Cannot be used in conjunction with style_reference_images or
+            style. Defaults to `None`.
+        expand_prompt: Determine if MagicPrompt should be used in generating the request
+            or not. Defaults to `True`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        prompt: The prompt to fill the masked part of the image. Required.
+        image_url: The image URL to generate an image from. MUST have the exact same
+            dimensions (width and height) as the mask image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The mask URL to inpaint the image. MUST have the exact same dimensions
+            (width and height) as the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_image_urls: A set of images to use as character references. Currently
+            only 1 image is supported, rest will be ignored. (maximum total size 10MB
+            across all character references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        reference_mask_urls: A set of masks to apply to the character references.
+            Currently only 1 mask is supported, rest will be ignored. (maximum total
+            size 10MB across all character references). The masks should be in JPEG, PNG
+            or WebP format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"] = "BALANCED",
     color_palette: ColorPalette | None = None,
     style_codes: list[str] | None = None,
@@ -229,10 +260,10 @@ def subscribe(
     prompt: str,
     image_url: FileInput,
     mask_url: FileInput,
-    reference_image_urls: _Sequence[FileInput],
-    reference_mask_urls: _Sequence[FileInput] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    reference_image_urls: Sequence[FileInput],
+    reference_mask_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -240,27 +271,78 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: A set of images to use as style references (maximum total size 10MB
+            across all style references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        rendering_speed: The rendering speed to use. Defaults to `"BALANCED"`.
+        color_palette: A color palette for generation, must EITHER be specified via one
+            of the presets (name) or explicitly via hexadecimal representations of the
+            color with optional weights (members). Defaults to `None`.
+        style_codes: A list of 8 character hexadecimal codes representing the style of
+            the image. Cannot be used in conjunction with style_reference_images or
+            style. Defaults to `None`.
+        expand_prompt: Determine if MagicPrompt should be used in generating the request
+            or not. Defaults to `True`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        prompt: The prompt to fill the masked part of the image. Required.
+        image_url: The image URL to generate an image from. MUST have the exact same
+            dimensions (width and height) as the mask image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The mask URL to inpaint the image. MUST have the exact same dimensions
+            (width and height) as the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_image_urls: A set of images to use as character references. Currently
+            only 1 image is supported, rest will be ignored. (maximum total size 10MB
+            across all character references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        reference_mask_urls: A set of masks to apply to the character references.
+            Currently only 1 mask is supported, rest will be ignored. (maximum total
+            size 10MB across all character references). The masks should be in JPEG, PNG
+            or WebP format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"] = "BALANCED",
     color_palette: ColorPalette | None = None,
     style_codes: list[str] | None = None,
@@ -271,10 +353,10 @@ def run(
     prompt: str,
     image_url: FileInput,
     mask_url: FileInput,
-    reference_image_urls: _Sequence[FileInput],
-    reference_mask_urls: _Sequence[FileInput] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    reference_image_urls: Sequence[FileInput],
+    reference_mask_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -282,27 +364,78 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: A set of images to use as style references (maximum total size 10MB
+            across all style references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        rendering_speed: The rendering speed to use. Defaults to `"BALANCED"`.
+        color_palette: A color palette for generation, must EITHER be specified via one
+            of the presets (name) or explicitly via hexadecimal representations of the
+            color with optional weights (members). Defaults to `None`.
+        style_codes: A list of 8 character hexadecimal codes representing the style of
+            the image. Cannot be used in conjunction with style_reference_images or
+            style. Defaults to `None`.
+        expand_prompt: Determine if MagicPrompt should be used in generating the request
+            or not. Defaults to `True`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        prompt: The prompt to fill the masked part of the image. Required.
+        image_url: The image URL to generate an image from. MUST have the exact same
+            dimensions (width and height) as the mask image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The mask URL to inpaint the image. MUST have the exact same dimensions
+            (width and height) as the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_image_urls: A set of images to use as character references. Currently
+            only 1 image is supported, rest will be ignored. (maximum total size 10MB
+            across all character references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        reference_mask_urls: A set of masks to apply to the character references.
+            Currently only 1 mask is supported, rest will be ignored. (maximum total
+            size 10MB across all character references). The masks should be in JPEG, PNG
+            or WebP format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"] = "BALANCED",
     color_palette: ColorPalette | None = None,
     style_codes: list[str] | None = None,
@@ -313,38 +446,90 @@ async def submit_async(
     prompt: str,
     image_url: FileInput,
     mask_url: FileInput,
-    reference_image_urls: _Sequence[FileInput],
-    reference_mask_urls: _Sequence[FileInput] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    reference_image_urls: Sequence[FileInput],
+    reference_mask_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: A set of images to use as style references (maximum total size 10MB
+            across all style references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        rendering_speed: The rendering speed to use. Defaults to `"BALANCED"`.
+        color_palette: A color palette for generation, must EITHER be specified via one
+            of the presets (name) or explicitly via hexadecimal representations of the
+            color with optional weights (members). Defaults to `None`.
+        style_codes: A list of 8 character hexadecimal codes representing the style of
+            the image. Cannot be used in conjunction with style_reference_images or
+            style. Defaults to `None`.
+        expand_prompt: Determine if MagicPrompt should be used in generating the request
+            or not. Defaults to `True`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        prompt: The prompt to fill the masked part of the image. Required.
+        image_url: The image URL to generate an image from. MUST have the exact same
+            dimensions (width and height) as the mask image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The mask URL to inpaint the image. MUST have the exact same dimensions
+            (width and height) as the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_image_urls: A set of images to use as character references. Currently
+            only 1 image is supported, rest will be ignored. (maximum total size 10MB
+            across all character references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        reference_mask_urls: A set of masks to apply to the character references.
+            Currently only 1 mask is supported, rest will be ignored. (maximum total
+            size 10MB across all character references). The masks should be in JPEG, PNG
+            or WebP format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"] = "BALANCED",
     color_palette: ColorPalette | None = None,
     style_codes: list[str] | None = None,
@@ -355,10 +540,10 @@ async def subscribe_async(
     prompt: str,
     image_url: FileInput,
     mask_url: FileInput,
-    reference_image_urls: _Sequence[FileInput],
-    reference_mask_urls: _Sequence[FileInput] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    reference_image_urls: Sequence[FileInput],
+    reference_mask_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -366,27 +551,78 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: A set of images to use as style references (maximum total size 10MB
+            across all style references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        rendering_speed: The rendering speed to use. Defaults to `"BALANCED"`.
+        color_palette: A color palette for generation, must EITHER be specified via one
+            of the presets (name) or explicitly via hexadecimal representations of the
+            color with optional weights (members). Defaults to `None`.
+        style_codes: A list of 8 character hexadecimal codes representing the style of
+            the image. Cannot be used in conjunction with style_reference_images or
+            style. Defaults to `None`.
+        expand_prompt: Determine if MagicPrompt should be used in generating the request
+            or not. Defaults to `True`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        prompt: The prompt to fill the masked part of the image. Required.
+        image_url: The image URL to generate an image from. MUST have the exact same
+            dimensions (width and height) as the mask image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The mask URL to inpaint the image. MUST have the exact same dimensions
+            (width and height) as the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_image_urls: A set of images to use as character references. Currently
+            only 1 image is supported, rest will be ignored. (maximum total size 10MB
+            across all character references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        reference_mask_urls: A set of masks to apply to the character references.
+            Currently only 1 mask is supported, rest will be ignored. (maximum total
+            size 10MB across all character references). The masks should be in JPEG, PNG
+            or WebP format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     rendering_speed: Literal["TURBO", "BALANCED", "QUALITY"] = "BALANCED",
     color_palette: ColorPalette | None = None,
     style_codes: list[str] | None = None,
@@ -397,10 +633,10 @@ async def run_async(
     prompt: str,
     image_url: FileInput,
     mask_url: FileInput,
-    reference_image_urls: _Sequence[FileInput],
-    reference_mask_urls: _Sequence[FileInput] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    reference_image_urls: Sequence[FileInput],
+    reference_mask_urls: Sequence[FileInput] | None = None,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -408,8 +644,59 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: A set of images to use as style references (maximum total size 10MB
+            across all style references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        rendering_speed: The rendering speed to use. Defaults to `"BALANCED"`.
+        color_palette: A color palette for generation, must EITHER be specified via one
+            of the presets (name) or explicitly via hexadecimal representations of the
+            color with optional weights (members). Defaults to `None`.
+        style_codes: A list of 8 character hexadecimal codes representing the style of
+            the image. Cannot be used in conjunction with style_reference_images or
+            style. Defaults to `None`.
+        expand_prompt: Determine if MagicPrompt should be used in generating the request
+            or not. Defaults to `True`.
+        num_images: Number of images to generate. Between 1 and 8. Defaults to `1`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        prompt: The prompt to fill the masked part of the image. Required.
+        image_url: The image URL to generate an image from. MUST have the exact same
+            dimensions (width and height) as the mask image. A file: a URL, a data URI,
+            a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        mask_url: The mask URL to inpaint the image. MUST have the exact same dimensions
+            (width and height) as the input image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        reference_image_urls: A set of images to use as character references. Currently
+            only 1 image is supported, rest will be ignored. (maximum total size 10MB
+            across all character references). The images should be in JPEG, PNG or WebP
+            format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        reference_mask_urls: A set of masks to apply to the character references.
+            Currently only 1 mask is supported, rest will be ignored. (maximum total
+            size 10MB across all character references). The masks should be in JPEG, PNG
+            or WebP format. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,102 +5,15 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """URL of the flat graphic image to layerize. Must be JPEG, PNG, or WebP (max 10MB)."""
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """Optional prompt to guide the layerization."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Seed for the random number generator."""
-    font_file_h1_url: Annotated[FileInput | None, Field(title="Font File H1 Url")] = (
-        None
-    )
-    """URL of the font file to use for h1 text. Cannot be used with font_name_h1."""
-    font_name_h1: Annotated[str | None, Field(title="Font Name H1")] = None
-    """Name of the font to use for h1 text. Cannot be used with font_file_h1_url."""
-    font_file_h2_url: Annotated[FileInput | None, Field(title="Font File H2 Url")] = (
-        None
-    )
-    """URL of the font file to use for h2 text. Cannot be used with font_name_h2."""
-    font_name_h2: Annotated[str | None, Field(title="Font Name H2")] = None
-    """Name of the font to use for h2 text. Cannot be used with font_file_h2_url."""
-    font_file_body_url: Annotated[
-        FileInput | None, Field(title="Font File Body Url")
-    ] = None
-    """URL of the font file to use for body text. Cannot be used with font_name_body."""
-    font_name_body: Annotated[str | None, Field(title="Font Name Body")] = None
-    """Name of the font to use for body text. Cannot be used with font_file_body_url."""
-    font_file_small_url: Annotated[
-        FileInput | None, Field(title="Font File Small Url")
-    ] = None
-    """URL of the font file to use for small text. Cannot be used with font_name_small."""
-    font_name_small: Annotated[str | None, Field(title="Font Name Small")] = None
-    """Name of the font to use for small text. Cannot be used with font_file_small_url."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    image: File
-    """The background image with text removed."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for layerization. May differ from the input prompt if MagicPrompt expanded it."""
-    text_containers: Annotated[
-        list[dict[str, Any]] | None, Field(title="Text Containers")
-    ] = None
-    """Structured text containers with hierarchical text data (container -> items -> spans)."""
-    text_html: Annotated[str | None, Field(title="Text Html")] = None
-    """Rendered overlay HTML for compositing text over the background image."""
-    image_layers: Annotated[
-        list[dict[str, Any]] | None, Field(title="Image Layers")
-    ] = None
-    """Image layers extracted from the design."""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed used for the random number generator."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -117,7 +30,68 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ideogram/v3/layerize-text"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the flat graphic image to layerize. Must be JPEG, PNG, or WebP (max
+    10MB)."""
+    prompt: str | None = None
+    """Optional prompt to guide the layerization."""
+    seed: int | None = None
+    """Seed for the random number generator."""
+    font_file_h1_url: FileInput | None = None
+    """URL of the font file to use for h1 text. Cannot be used with font_name_h1."""
+    font_name_h1: str | None = None
+    """Name of the font to use for h1 text. Cannot be used with font_file_h1_url."""
+    font_file_h2_url: FileInput | None = None
+    """URL of the font file to use for h2 text. Cannot be used with font_name_h2."""
+    font_name_h2: str | None = None
+    """Name of the font to use for h2 text. Cannot be used with font_file_h2_url."""
+    font_file_body_url: FileInput | None = None
+    """URL of the font file to use for body text. Cannot be used with font_name_body."""
+    font_name_body: str | None = None
+    """Name of the font to use for body text. Cannot be used with font_file_body_url."""
+    font_file_small_url: FileInput | None = None
+    """URL of the font file to use for small text. Cannot be used with
+    font_name_small."""
+    font_name_small: str | None = None
+    """Name of the font to use for small text. Cannot be used with
+    font_file_small_url."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    image: File
+    """The background image with text removed."""
+    prompt: str
+    """The prompt used for layerization. May differ from the input prompt if MagicPrompt
+    expanded it."""
+    text_containers: list[dict[str, Any]] | None = None
+    """Structured text containers with hierarchical text data (container -> items ->
+    spans)."""
+    text_html: str | None = None
+    """Rendered overlay HTML for compositing text over the background image."""
+    image_layers: list[dict[str, Any]] | None = None
+    """Image layers extracted from the design."""
+    seed: int
+    """Seed used for the random number generator."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -131,20 +105,22 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         ]
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -159,33 +135,78 @@ def submit(
     font_file_small_url: FileInput | None = None,
     font_name_small: str | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the flat graphic image to layerize. Must be JPEG, PNG, or WebP
+            (max 10MB). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        prompt: Optional prompt to guide the layerization. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        font_file_h1_url: URL of the font file to use for h1 text. Cannot be used with
+            font_name_h1. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h1: Name of the font to use for h1 text. Cannot be used with
+            font_file_h1_url. Defaults to `None`.
+        font_file_h2_url: URL of the font file to use for h2 text. Cannot be used with
+            font_name_h2. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h2: Name of the font to use for h2 text. Cannot be used with
+            font_file_h2_url. Defaults to `None`.
+        font_file_body_url: URL of the font file to use for body text. Cannot be used
+            with font_name_body. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_body: Name of the font to use for body text. Cannot be used with
+            font_file_body_url. Defaults to `None`.
+        font_file_small_url: URL of the font file to use for small text. Cannot be used
+            with font_name_small. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_small: Name of the font to use for small text. Cannot be used with
+            font_file_small_url. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -200,8 +221,8 @@ def subscribe(
     font_file_small_url: FileInput | None = None,
     font_name_small: str | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -209,24 +230,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the flat graphic image to layerize. Must be JPEG, PNG, or WebP
+            (max 10MB). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        prompt: Optional prompt to guide the layerization. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        font_file_h1_url: URL of the font file to use for h1 text. Cannot be used with
+            font_name_h1. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h1: Name of the font to use for h1 text. Cannot be used with
+            font_file_h1_url. Defaults to `None`.
+        font_file_h2_url: URL of the font file to use for h2 text. Cannot be used with
+            font_name_h2. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h2: Name of the font to use for h2 text. Cannot be used with
+            font_file_h2_url. Defaults to `None`.
+        font_file_body_url: URL of the font file to use for body text. Cannot be used
+            with font_name_body. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_body: Name of the font to use for body text. Cannot be used with
+            font_file_body_url. Defaults to `None`.
+        font_file_small_url: URL of the font file to use for small text. Cannot be used
+            with font_name_small. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_small: Name of the font to use for small text. Cannot be used with
+            font_file_small_url. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -241,8 +306,8 @@ def run(
     font_file_small_url: FileInput | None = None,
     font_name_small: str | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -250,24 +315,68 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the flat graphic image to layerize. Must be JPEG, PNG, or WebP
+            (max 10MB). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        prompt: Optional prompt to guide the layerization. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        font_file_h1_url: URL of the font file to use for h1 text. Cannot be used with
+            font_name_h1. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h1: Name of the font to use for h1 text. Cannot be used with
+            font_file_h1_url. Defaults to `None`.
+        font_file_h2_url: URL of the font file to use for h2 text. Cannot be used with
+            font_name_h2. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h2: Name of the font to use for h2 text. Cannot be used with
+            font_file_h2_url. Defaults to `None`.
+        font_file_body_url: URL of the font file to use for body text. Cannot be used
+            with font_name_body. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_body: Name of the font to use for body text. Cannot be used with
+            font_file_body_url. Defaults to `None`.
+        font_file_small_url: URL of the font file to use for small text. Cannot be used
+            with font_name_small. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_small: Name of the font to use for small text. Cannot be used with
+            font_file_small_url. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -282,33 +391,78 @@ async def submit_async(
     font_file_small_url: FileInput | None = None,
     font_name_small: str | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the flat graphic image to layerize. Must be JPEG, PNG, or WebP
+            (max 10MB). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        prompt: Optional prompt to guide the layerization. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        font_file_h1_url: URL of the font file to use for h1 text. Cannot be used with
+            font_name_h1. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h1: Name of the font to use for h1 text. Cannot be used with
+            font_file_h1_url. Defaults to `None`.
+        font_file_h2_url: URL of the font file to use for h2 text. Cannot be used with
+            font_name_h2. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h2: Name of the font to use for h2 text. Cannot be used with
+            font_file_h2_url. Defaults to `None`.
+        font_file_body_url: URL of the font file to use for body text. Cannot be used
+            with font_name_body. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_body: Name of the font to use for body text. Cannot be used with
+            font_file_body_url. Defaults to `None`.
+        font_file_small_url: URL of the font file to use for small text. Cannot be used
+            with font_name_small. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_small: Name of the font to use for small text. Cannot be used with
+            font_file_small_url. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -323,8 +477,8 @@ async def subscribe_async(
     font_file_small_url: FileInput | None = None,
     font_name_small: str | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -332,24 +486,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the flat graphic image to layerize. Must be JPEG, PNG, or WebP
+            (max 10MB). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        prompt: Optional prompt to guide the layerization. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        font_file_h1_url: URL of the font file to use for h1 text. Cannot be used with
+            font_name_h1. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h1: Name of the font to use for h1 text. Cannot be used with
+            font_file_h1_url. Defaults to `None`.
+        font_file_h2_url: URL of the font file to use for h2 text. Cannot be used with
+            font_name_h2. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h2: Name of the font to use for h2 text. Cannot be used with
+            font_file_h2_url. Defaults to `None`.
+        font_file_body_url: URL of the font file to use for body text. Cannot be used
+            with font_name_body. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_body: Name of the font to use for body text. Cannot be used with
+            font_file_body_url. Defaults to `None`.
+        font_file_small_url: URL of the font file to use for small text. Cannot be used
+            with font_name_small. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_small: Name of the font to use for small text. Cannot be used with
+            font_file_small_url. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -364,8 +562,8 @@ async def run_async(
     font_file_small_url: FileInput | None = None,
     font_name_small: str | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -373,8 +571,52 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the flat graphic image to layerize. Must be JPEG, PNG, or WebP
+            (max 10MB). A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        prompt: Optional prompt to guide the layerization. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `None`.
+        font_file_h1_url: URL of the font file to use for h1 text. Cannot be used with
+            font_name_h1. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h1: Name of the font to use for h1 text. Cannot be used with
+            font_file_h1_url. Defaults to `None`.
+        font_file_h2_url: URL of the font file to use for h2 text. Cannot be used with
+            font_name_h2. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        font_name_h2: Name of the font to use for h2 text. Cannot be used with
+            font_file_h2_url. Defaults to `None`.
+        font_file_body_url: URL of the font file to use for body text. Cannot be used
+            with font_name_body. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_body: Name of the font to use for body text. Cannot be used with
+            font_file_body_url. Defaults to `None`.
+        font_file_small_url: URL of the font file to use for small text. Cannot be used
+            with font_name_small. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        font_name_small: Name of the font to use for small text. Cannot be used with
+            font_file_small_url. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

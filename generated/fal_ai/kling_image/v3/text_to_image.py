@@ -5,111 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ElementInput(FalModel):
-    """
-    Element input for image generation with face/character control.
-
-    Create an element by providing frontal_image_url (and optionally reference_image_urls).
-    All fields are optional - provide what you have available.
-    """
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    frontal_image_url: Annotated[FileInput | None, Field(title="Frontal Image Url")] = (
-        None
-    )
-    """The frontal image of the element (main view). Optional."""
-    reference_image_urls: Annotated[
-        list[FileInput] | None, Field(title="Reference Image Urls")
-    ] = None
-    """Additional reference images from different angles. 0-3 images supported. Optional."""
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class Input(FalModel):
-    """Request model for Kling V3 Text-to-Image Generation."""
-
-    prompt: Annotated[str, Field(max_length=2500, title="Prompt")]
-    """Text prompt for image generation. Max 2500 characters."""
-    negative_prompt: Annotated[
-        str | None, Field(max_length=2500, title="Negative Prompt")
-    ] = None
-    """Negative text prompt. It is recommended to supplement negative prompt information through negative sentences directly within positive prompts."""
-    elements: Annotated[list[ElementInput] | None, Field(title="Elements")] = None
-    """Optional: Elements (characters/objects) to include in the image for face control. Each element can have a frontal image and optionally reference images."""
-    resolution: Annotated[Literal["1K", "2K"], Field(title="Resolution")] = "1K"
-    """Image generation resolution. 1K: standard, 2K: high-res."""
-    num_images: Annotated[int, Field(ge=1, le=9, title="Num Images")] = 1
-    """Number of images to generate (1-9)."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"],
-        Field(title="Aspect Ratio"),
-    ] = "16:9"
-    """Aspect ratio of generated images."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "png"
-    """The format of the generated image."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI."""
-
-
-class Output(FalModel):
-    """Output model for Kling V3 Image Generation."""
-
-    images: Annotated[list[Image], Field(title="Images")]
-    """Generated images"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "ElementInput",
     "Image",
     "Input",
@@ -123,26 +33,97 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/kling-image/v3/text-to-image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal[
+    "16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"
+]
+
+
+class ElementInput(FalModel):
+    """
+    Element input for image generation with face/character control.
+
+    Create an element by providing frontal_image_url (and optionally reference_image_urls).
+    All fields are optional - provide what you have available.
+    """
+
+    frontal_image_url: FileInput | None = None
+    """The frontal image of the element (main view). Optional."""
+    reference_image_urls: list[FileInput] | None = None
+    """Additional reference images from different angles. 0-3 images supported.
+    Optional."""
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class Input(FalModel):
+    """Request model for Kling V3 Text-to-Image Generation."""
+
+    prompt: Annotated[str, Field(max_length=2500)]
+    """Text prompt for image generation. Max 2500 characters."""
+    negative_prompt: Annotated[str | None, Field(max_length=2500)] = None
+    """Negative text prompt. It is recommended to supplement negative prompt information
+    through negative sentences directly within positive prompts."""
+    elements: list[ElementInput] | None = None
+    """Optional: Elements (characters/objects) to include in the image for face control.
+    Each element can have a frontal image and optionally reference images."""
+    resolution: Literal["1K", "2K"] = "1K"
+    """Image generation resolution. 1K: standard, 2K: high-res."""
+    num_images: Annotated[int, Field(ge=1, le=9)] = 1
+    """Number of images to generate (1-9)."""
+    aspect_ratio: AspectRatio = "16:9"
+    """Aspect ratio of generated images."""
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+    """The format of the generated image."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI."""
+
+
+class Output(FalModel):
+    """Output model for Kling V3 Image Generation."""
+
+    images: list[Image]
+    """Generated images"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={ElementInput: ["frontal_image_url", "reference_image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -150,38 +131,70 @@ def submit(
     elements: list[ElementInput] | None = None,
     resolution: Literal["1K", "2K"] = "1K",
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"
-    ] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Max 2500 characters. Length at most
+            2500. Required.
+        negative_prompt: Negative text prompt. It is recommended to supplement negative
+            prompt information through negative sentences directly within positive
+            prompts. Length at most 2500. Defaults to `None`.
+        elements: Optional: Elements (characters/objects) to include in the image for
+            face control. Each element can have a frontal image and optionally reference
+            images. Defaults to `None`.
+        resolution: Image generation resolution. 1K: standard, 2K: high-res. Defaults to
+            `"1K"`.
+        num_images: Number of images to generate (1-9). Between 1 and 9. Defaults to
+            `1`.
+        aspect_ratio: Aspect ratio of generated images. Defaults to `"16:9"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -189,13 +202,11 @@ def subscribe(
     elements: list[ElementInput] | None = None,
     resolution: Literal["1K", "2K"] = "1K",
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"
-    ] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -203,24 +214,57 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Max 2500 characters. Length at most
+            2500. Required.
+        negative_prompt: Negative text prompt. It is recommended to supplement negative
+            prompt information through negative sentences directly within positive
+            prompts. Length at most 2500. Defaults to `None`.
+        elements: Optional: Elements (characters/objects) to include in the image for
+            face control. Each element can have a frontal image and optionally reference
+            images. Defaults to `None`.
+        resolution: Image generation resolution. 1K: standard, 2K: high-res. Defaults to
+            `"1K"`.
+        num_images: Number of images to generate (1-9). Between 1 and 9. Defaults to
+            `1`.
+        aspect_ratio: Aspect ratio of generated images. Defaults to `"16:9"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -228,13 +272,11 @@ def run(
     elements: list[ElementInput] | None = None,
     resolution: Literal["1K", "2K"] = "1K",
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"
-    ] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -242,24 +284,57 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Max 2500 characters. Length at most
+            2500. Required.
+        negative_prompt: Negative text prompt. It is recommended to supplement negative
+            prompt information through negative sentences directly within positive
+            prompts. Length at most 2500. Defaults to `None`.
+        elements: Optional: Elements (characters/objects) to include in the image for
+            face control. Each element can have a frontal image and optionally reference
+            images. Defaults to `None`.
+        resolution: Image generation resolution. 1K: standard, 2K: high-res. Defaults to
+            `"1K"`.
+        num_images: Number of images to generate (1-9). Between 1 and 9. Defaults to
+            `1`.
+        aspect_ratio: Aspect ratio of generated images. Defaults to `"16:9"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Defaults to
+            `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -267,38 +342,70 @@ async def submit_async(
     elements: list[ElementInput] | None = None,
     resolution: Literal["1K", "2K"] = "1K",
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"
-    ] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Max 2500 characters. Length at most
+            2500. Required.
+        negative_prompt: Negative text prompt. It is recommended to supplement negative
+            prompt information through negative sentences directly within positive
+            prompts. Length at most 2500. Defaults to `None`.
+        elements: Optional: Elements (characters/objects) to include in the image for
+            face control. Each element can have a frontal image and optionally reference
+            images. Defaults to `None`.
+        resolution: Image generation resolution. 1K: standard, 2K: high-res. Defaults to
+            `"1K"`.
+        num_images: Number of images to generate (1-9). Between 1 and 9. Defaults to
+            `1`.
+        aspect_ratio: Aspect ratio of generated images. Defaults to `"16:9"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -306,13 +413,11 @@ async def subscribe_async(
     elements: list[ElementInput] | None = None,
     resolution: Literal["1K", "2K"] = "1K",
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"
-    ] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -320,24 +425,57 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Max 2500 characters. Length at most
+            2500. Required.
+        negative_prompt: Negative text prompt. It is recommended to supplement negative
+            prompt information through negative sentences directly within positive
+            prompts. Length at most 2500. Defaults to `None`.
+        elements: Optional: Elements (characters/objects) to include in the image for
+            face control. Each element can have a frontal image and optionally reference
+            images. Defaults to `None`.
+        resolution: Image generation resolution. 1K: standard, 2K: high-res. Defaults to
+            `"1K"`.
+        num_images: Number of images to generate (1-9). Between 1 and 9. Defaults to
+            `1`.
+        aspect_ratio: Aspect ratio of generated images. Defaults to `"16:9"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -345,13 +483,11 @@ async def run_async(
     elements: list[ElementInput] | None = None,
     resolution: Literal["1K", "2K"] = "1K",
     num_images: int = 1,
-    aspect_ratio: Literal[
-        "16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"
-    ] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     output_format: Literal["jpeg", "png", "webp"] = "png",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -359,8 +495,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for image generation. Max 2500 characters. Length at most
+            2500. Required.
+        negative_prompt: Negative text prompt. It is recommended to supplement negative
+            prompt information through negative sentences directly within positive
+            prompts. Length at most 2500. Defaults to `None`.
+        elements: Optional: Elements (characters/objects) to include in the image for
+            face control. Each element can have a frontal image and optionally reference
+            images. Defaults to `None`.
+        resolution: Image generation resolution. 1K: standard, 2K: high-res. Defaults to
+            `"1K"`.
+        num_images: Number of images to generate (1-9). Between 1 and 9. Defaults to
+            `1`.
+        aspect_ratio: Aspect ratio of generated images. Defaults to `"16:9"`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Defaults to
+            `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

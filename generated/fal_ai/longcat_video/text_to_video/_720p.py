@@ -5,111 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to guide the video generation."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
-    )
-    """The negative prompt to use for the video generation."""
-    num_frames: Annotated[int, Field(ge=17, le=961, title="Number of Frames")] = 162
-    """The number of frames to generate."""
-    num_inference_steps: Annotated[
-        int, Field(ge=8, le=50, title="Number of Inference Steps")
-    ] = 40
-    """The number of inference steps to use for the video generation."""
-    num_refine_inference_steps: Annotated[
-        int, Field(ge=8, le=50, title="Number of Refinement Inference Steps")
-    ] = 40
-    """The number of inference steps to use for refinement."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0, title="Guidance Scale")] = 4
-    """The guidance scale to use for the video generation."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """The aspect ratio of the generated video."""
-    fps: Annotated[int, Field(ge=1, le=60, title="FPS")] = 30
-    """The frame rate of the generated video."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable safety checker."""
-    video_output_type: Annotated[
-        Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"],
-        Field(title="Video Output Type"),
-    ] = "X264 (.mp4)"
-    """The output type of the generated video."""
-    video_quality: Annotated[
-        Literal["low", "medium", "high", "maximum"], Field(title="Video Quality")
-    ] = "high"
-    """The quality of the generated video."""
-    video_write_mode: Annotated[
-        Literal["fast", "balanced", "small"], Field(title="Video Write Mode")
-    ] = "balanced"
-    """The write mode of the generated video."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    acceleration: Annotated[Literal["none", "regular"], Field(title="Acceleration")] = (
-        "regular"
-    )
-    """The acceleration level to use for the video generation."""
-
-
-class Output(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generation."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    video: File
-    """The generated video file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "VideoOutputType",
+    "VideoQuality",
     "File",
     "Input",
     "Output",
@@ -122,25 +32,95 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/longcat-video/text-to-video/720p"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+VideoOutputType: TypeAlias = Literal[
+    "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
+]
+
+
+VideoQuality: TypeAlias = Literal["low", "medium", "high", "maximum"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to guide the video generation."""
+    negative_prompt: str = (
+        "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
+    )
+    """The negative prompt to use for the video generation."""
+    num_frames: Annotated[int, Field(ge=17, le=961)] = 162
+    """The number of frames to generate."""
+    num_inference_steps: Annotated[int, Field(ge=8, le=50)] = 40
+    """The number of inference steps to use for the video generation."""
+    num_refine_inference_steps: Annotated[int, Field(ge=8, le=50)] = 40
+    """The number of inference steps to use for refinement."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 4
+    """The guidance scale to use for the video generation."""
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    """The aspect ratio of the generated video."""
+    fps: Annotated[int, Field(ge=1, le=60)] = 30
+    """The frame rate of the generated video."""
+    seed: int | None = None
+    """The seed for the random number generator."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion."""
+    enable_safety_checker: bool = True
+    """Whether to enable safety checker."""
+    video_output_type: VideoOutputType = "X264 (.mp4)"
+    """The output type of the generated video."""
+    video_quality: VideoQuality = "high"
+    """The quality of the generated video."""
+    video_write_mode: Literal["fast", "balanced", "small"] = "balanced"
+    """The write mode of the generated video."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    acceleration: Literal["none", "regular"] = "regular"
+    """The acceleration level to use for the video generation."""
+
+
+class Output(FalModel):
+    prompt: str
+    """The prompt used for generation."""
+    seed: int
+    """The seed used for generation."""
+    video: File
+    """The generated video file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -154,40 +134,87 @@ def submit(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        negative_prompt: The negative prompt to use for the video generation. Defaults
+            to `"Bright tones, overexposed, static, blurred details, subtitles, style,
+            works, paintings, images, static, overall gray, worst quality, low quality,
+            JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn
+            hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused
+            fingers, still picture, messy background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 8 and 50. Defaults to `40`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 8 and 50. Defaults to `40`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        acceleration: The acceleration level to use for the video generation. Defaults
+            to `"regular"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -201,15 +228,13 @@ def subscribe(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -217,24 +242,72 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        negative_prompt: The negative prompt to use for the video generation. Defaults
+            to `"Bright tones, overexposed, static, blurred details, subtitles, style,
+            works, paintings, images, static, overall gray, worst quality, low quality,
+            JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn
+            hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused
+            fingers, still picture, messy background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 8 and 50. Defaults to `40`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 8 and 50. Defaults to `40`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        acceleration: The acceleration level to use for the video generation. Defaults
+            to `"regular"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -248,15 +321,13 @@ def run(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -264,24 +335,72 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        negative_prompt: The negative prompt to use for the video generation. Defaults
+            to `"Bright tones, overexposed, static, blurred details, subtitles, style,
+            works, paintings, images, static, overall gray, worst quality, low quality,
+            JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn
+            hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused
+            fingers, still picture, messy background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 8 and 50. Defaults to `40`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 8 and 50. Defaults to `40`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        acceleration: The acceleration level to use for the video generation. Defaults
+            to `"regular"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -295,40 +414,87 @@ async def submit_async(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        negative_prompt: The negative prompt to use for the video generation. Defaults
+            to `"Bright tones, overexposed, static, blurred details, subtitles, style,
+            works, paintings, images, static, overall gray, worst quality, low quality,
+            JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn
+            hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused
+            fingers, still picture, messy background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 8 and 50. Defaults to `40`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 8 and 50. Defaults to `40`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        acceleration: The acceleration level to use for the video generation. Defaults
+            to `"regular"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -342,15 +508,13 @@ async def subscribe_async(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -358,24 +522,72 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        negative_prompt: The negative prompt to use for the video generation. Defaults
+            to `"Bright tones, overexposed, static, blurred details, subtitles, style,
+            works, paintings, images, static, overall gray, worst quality, low quality,
+            JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn
+            hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused
+            fingers, still picture, messy background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 8 and 50. Defaults to `40`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 8 and 50. Defaults to `40`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        acceleration: The acceleration level to use for the video generation. Defaults
+            to `"regular"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -389,15 +601,13 @@ async def run_async(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -405,8 +615,56 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        negative_prompt: The negative prompt to use for the video generation. Defaults
+            to `"Bright tones, overexposed, static, blurred details, subtitles, style,
+            works, paintings, images, static, overall gray, worst quality, low quality,
+            JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn
+            hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused
+            fingers, still picture, messy background, three legs, many people in the
+            background, walking backwards"`.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use for the video
+            generation. Between 8 and 50. Defaults to `40`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 8 and 50. Defaults to `40`.
+        guidance_scale: The guidance scale to use for the video generation. Between 1.0
+            and 10.0. Defaults to `4`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        acceleration: The acceleration level to use for the video generation. Defaults
+            to `"regular"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

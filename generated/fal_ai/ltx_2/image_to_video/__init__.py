@@ -5,80 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the image to generate the video from. Must be publicly accessible or base64 data URI. Supports PNG, JPEG, WebP, AVIF, and HEIF formats."""
-    prompt: Annotated[str, Field(max_length=5000, min_length=1, title="Prompt")]
-    """The prompt to generate the video from"""
-    duration: Annotated[Literal[6, 8, 10], Field(title="Duration")] = 6
-    """The duration of the generated video in seconds"""
-    resolution: Annotated[
-        Literal["1080p", "1440p", "2160p"], Field(title="Resolution")
-    ] = "1080p"
-    """The resolution of the generated video"""
-    fps: Annotated[Literal[25, 50], Field(title="Frames per Second")] = 25
-    """The frames per second of the generated video"""
-    generate_audio: Annotated[bool, Field(title="Generate Audio")] = True
-    """Whether to generate audio for the generated video"""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The generated video file"""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -95,26 +31,72 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ltx-2/image-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the image to generate the video from. Must be publicly accessible or
+    base64 data URI. Supports PNG, JPEG, WebP, AVIF, and HEIF formats."""
+    prompt: Annotated[str, Field(max_length=5000, min_length=1)]
+    """The prompt to generate the video from"""
+    duration: Literal[6, 8, 10] = 6
+    """The duration of the generated video in seconds"""
+    resolution: Literal["1080p", "1440p", "2160p"] = "1080p"
+    """The resolution of the generated video"""
+    fps: Literal[25, 50] = 25
+    """The frames per second of the generated video"""
+    generate_audio: bool = True
+    """Whether to generate audio for the generated video"""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The generated video file"""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -123,33 +105,61 @@ def submit(
     resolution: Literal["1080p", "1440p", "2160p"] = "1080p",
     fps: Literal[25, 50] = 25,
     generate_audio: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to generate the video from. Must be publicly
+            accessible or base64 data URI. Supports PNG, JPEG, WebP, AVIF, and HEIF
+            formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to generate the video from. Length 1 to 5000. Required.
+        duration: The duration of the generated video in seconds. Defaults to `6`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        fps: The frames per second of the generated video. Defaults to `25`.
+        generate_audio: Whether to generate audio for the generated video. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -158,8 +168,8 @@ def subscribe(
     resolution: Literal["1080p", "1440p", "2160p"] = "1080p",
     fps: Literal[25, 50] = 25,
     generate_audio: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -167,24 +177,51 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to generate the video from. Must be publicly
+            accessible or base64 data URI. Supports PNG, JPEG, WebP, AVIF, and HEIF
+            formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to generate the video from. Length 1 to 5000. Required.
+        duration: The duration of the generated video in seconds. Defaults to `6`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        fps: The frames per second of the generated video. Defaults to `25`.
+        generate_audio: Whether to generate audio for the generated video. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -193,8 +230,8 @@ def run(
     resolution: Literal["1080p", "1440p", "2160p"] = "1080p",
     fps: Literal[25, 50] = 25,
     generate_audio: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -202,24 +239,51 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to generate the video from. Must be publicly
+            accessible or base64 data URI. Supports PNG, JPEG, WebP, AVIF, and HEIF
+            formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to generate the video from. Length 1 to 5000. Required.
+        duration: The duration of the generated video in seconds. Defaults to `6`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        fps: The frames per second of the generated video. Defaults to `25`.
+        generate_audio: Whether to generate audio for the generated video. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -228,33 +292,61 @@ async def submit_async(
     resolution: Literal["1080p", "1440p", "2160p"] = "1080p",
     fps: Literal[25, 50] = 25,
     generate_audio: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to generate the video from. Must be publicly
+            accessible or base64 data URI. Supports PNG, JPEG, WebP, AVIF, and HEIF
+            formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to generate the video from. Length 1 to 5000. Required.
+        duration: The duration of the generated video in seconds. Defaults to `6`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        fps: The frames per second of the generated video. Defaults to `25`.
+        generate_audio: Whether to generate audio for the generated video. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -263,8 +355,8 @@ async def subscribe_async(
     resolution: Literal["1080p", "1440p", "2160p"] = "1080p",
     fps: Literal[25, 50] = 25,
     generate_audio: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -272,24 +364,51 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to generate the video from. Must be publicly
+            accessible or base64 data URI. Supports PNG, JPEG, WebP, AVIF, and HEIF
+            formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to generate the video from. Length 1 to 5000. Required.
+        duration: The duration of the generated video in seconds. Defaults to `6`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        fps: The frames per second of the generated video. Defaults to `25`.
+        generate_audio: Whether to generate audio for the generated video. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -298,8 +417,8 @@ async def run_async(
     resolution: Literal["1080p", "1440p", "2160p"] = "1080p",
     fps: Literal[25, 50] = 25,
     generate_audio: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -307,8 +426,35 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the image to generate the video from. Must be publicly
+            accessible or base64 data URI. Supports PNG, JPEG, WebP, AVIF, and HEIF
+            formats. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        prompt: The prompt to generate the video from. Length 1 to 5000. Required.
+        duration: The duration of the generated video in seconds. Defaults to `6`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        fps: The frames per second of the generated video. Defaults to `25`.
+        generate_audio: Whether to generate audio for the generated video. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,78 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=5000, min_length=3, title="Prompt")]
-    image_url: Annotated[FileInput | None, Field(title="Image Url")] = None
-    """Initial image to start the video from. Can be used together with end_image_url."""
-    end_image_url: Annotated[FileInput | None, Field(title="End Image Url")] = None
-    """Final image to end the video with. Can be used together with image_url."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"],
-        Field(title="Aspect Ratio"),
-    ] = "16:9"
-    """The aspect ratio of the generated video"""
-    loop: Annotated[bool, Field(title="Loop")] = False
-    """Whether the video should loop (end of video is blended with the beginning)"""
-    resolution: Annotated[
-        Literal["540p", "720p", "1080p"], Field(title="Resolution")
-    ] = "540p"
-    """The resolution of the generated video (720p costs 2x more, 1080p costs 4x more)"""
-    duration: Annotated[Literal["5s", "9s"], Field(title="Duration")] = "5s"
-    """The duration of the generated video"""
-
-
-class Output(FalModel):
-    video: File
-    """URL of the generated video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "File",
     "Input",
     "Output",
@@ -89,73 +32,145 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/luma-dream-machine/ray-2/image-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=5000, min_length=3)]
+    image_url: FileInput | None = None
+    """Initial image to start the video from. Can be used together with
+    end_image_url."""
+    end_image_url: FileInput | None = None
+    """Final image to end the video with. Can be used together with image_url."""
+    aspect_ratio: AspectRatio = "16:9"
+    """The aspect ratio of the generated video"""
+    loop: bool = False
+    """Whether the video should loop (end of video is blended with the beginning)"""
+    resolution: Literal["540p", "720p", "1080p"] = "540p"
+    """The resolution of the generated video (720p costs 2x more, 1080p costs 4x
+    more)"""
+    duration: Literal["5s", "9s"] = "5s"
+    """The duration of the generated video"""
+
+
+class Output(FalModel):
+    video: File
+    """URL of the generated video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "end_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     loop: bool = False,
     resolution: Literal["540p", "720p", "1080p"] = "540p",
     duration: Literal["5s", "9s"] = "5s",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length 3 to 5000. Required.
+        image_url: Initial image to start the video from. Can be used together with
+            end_image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        end_image_url: Final image to end the video with. Can be used together with
+            image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        loop: Whether the video should loop (end of video is blended with the
+            beginning). Defaults to `False`.
+        resolution: The resolution of the generated video (720p costs 2x more, 1080p
+            costs 4x more). Defaults to `"540p"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     loop: bool = False,
     resolution: Literal["540p", "720p", "1080p"] = "540p",
     duration: Literal["5s", "9s"] = "5s",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -163,35 +178,65 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length 3 to 5000. Required.
+        image_url: Initial image to start the video from. Can be used together with
+            end_image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        end_image_url: Final image to end the video with. Can be used together with
+            image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        loop: Whether the video should loop (end of video is blended with the
+            beginning). Defaults to `False`.
+        resolution: The resolution of the generated video (720p costs 2x more, 1080p
+            costs 4x more). Defaults to `"540p"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     loop: bool = False,
     resolution: Literal["540p", "720p", "1080p"] = "540p",
     duration: Literal["5s", "9s"] = "5s",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -199,71 +244,132 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length 3 to 5000. Required.
+        image_url: Initial image to start the video from. Can be used together with
+            end_image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        end_image_url: Final image to end the video with. Can be used together with
+            image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        loop: Whether the video should loop (end of video is blended with the
+            beginning). Defaults to `False`.
+        resolution: The resolution of the generated video (720p costs 2x more, 1080p
+            costs 4x more). Defaults to `"540p"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     loop: bool = False,
     resolution: Literal["540p", "720p", "1080p"] = "540p",
     duration: Literal["5s", "9s"] = "5s",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length 3 to 5000. Required.
+        image_url: Initial image to start the video from. Can be used together with
+            end_image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        end_image_url: Final image to end the video with. Can be used together with
+            image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        loop: Whether the video should loop (end of video is blended with the
+            beginning). Defaults to `False`.
+        resolution: The resolution of the generated video (720p costs 2x more, 1080p
+            costs 4x more). Defaults to `"540p"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     loop: bool = False,
     resolution: Literal["540p", "720p", "1080p"] = "540p",
     duration: Literal["5s", "9s"] = "5s",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -271,35 +377,65 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length 3 to 5000. Required.
+        image_url: Initial image to start the video from. Can be used together with
+            end_image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        end_image_url: Final image to end the video with. Can be used together with
+            image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        loop: Whether the video should loop (end of video is blended with the
+            beginning). Defaults to `False`.
+        resolution: The resolution of the generated video (720p costs 2x more, 1080p
+            costs 4x more). Defaults to `"540p"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "4:3", "3:4", "21:9", "9:21"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     loop: bool = False,
     resolution: Literal["540p", "720p", "1080p"] = "540p",
     duration: Literal["5s", "9s"] = "5s",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -307,8 +443,38 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length 3 to 5000. Required.
+        image_url: Initial image to start the video from. Can be used together with
+            end_image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        end_image_url: Final image to end the video with. Can be used together with
+            image_url. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        loop: Whether the video should loop (end of video is blended with the
+            beginning). Defaults to `False`.
+        resolution: The resolution of the generated video (720p costs 2x more, 1080p
+            costs 4x more). Defaults to `"540p"`.
+        duration: The duration of the generated video. Defaults to `"5s"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

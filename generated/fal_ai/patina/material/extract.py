@@ -5,129 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import ConfigDict, Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageFileType2(FalModel):
-    """Schema referenced but not defined by fal.ai (missing from source OpenAPI spec)"""
-
-    model_config = ConfigDict(
-        extra="allow",
-    )
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Describe which texture to extract from the image."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "square_hd"
-    """Output texture dimensions in pixels."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=8, title="Number of Inference Steps")
-    ] = 8
-    """Number of denoising steps for texture generation."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducible generation."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Number of Images")] = 1
-    """Number of texture images to generate."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        True
-    )
-    """Expand prompt with an LLM for richer detail. Adds ~0.0025 credits."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable the safety checker for generated images."""
-    tiling_mode: Annotated[
-        Literal["both", "horizontal", "vertical"], Field(title="Tiling Mode")
-    ] = "both"
-    """Tiling direction: 'both' (omnidirectional), 'horizontal', or 'vertical'."""
-    tile_size: Annotated[int, Field(ge=32, le=256, title="Tile Size")] = 128
-    """Tile size in latent space (64 = 512px, 128 = 1024px)."""
-    tile_stride: Annotated[int, Field(ge=16, le=128, title="Tile Stride")] = 64
-    """Tile stride in latent space."""
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the image to extract a texture from."""
-    strength: Annotated[float, Field(gt=0.0, le=1.0, title="Strength")] = 0.6
-    """How much to transform the input image. Only used when image_url is provided."""
-    maps: Annotated[
-        list[Literal["basecolor", "normal", "roughness", "metalness", "height"]],
-        Field(title="Maps"),
-    ] = ["basecolor", "normal", "roughness", "metalness", "height"]
-    """Which PBR maps to predict. Deselect all to skip PBR estimation entirely. Defaults to all five."""
-    upscale_factor: Annotated[Literal[0, 2, 4], Field(title="Upscale Factor")] = 0
-    """Upscale factor for predicted PBR maps via SeedVR seamless upscaling. 0 = no upscaling, 2 = 2× resolution, 4 = 4× resolution. The base texture image is not upscaled."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "png"
-    """Output image format for textures and PBR maps."""
-
-
-class MapImageFile(FalModel):
-    """Schema referenced but not defined by fal.ai (missing from source OpenAPI spec)"""
-
-    model_config = ConfigDict(
-        extra="allow",
-    )
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageFileType2 | MapImageFile], Field(title="Images")]
-    """Generated tileable texture image(s) from z-image and predicted PBR material maps from PATINA."""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed used for texture generation."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for texture generation (possibly expanded)."""
-    timings: Annotated[dict[str, float] | None, Field(title="Timings")] = None
-    """End-to-end timing breakdown (seconds)."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
+    "Maps",
     "ImageFileType2",
     "ImageSize",
     "Input",
@@ -142,40 +34,127 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/patina/material/extract"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+Maps: TypeAlias = Literal["basecolor", "normal", "roughness", "metalness", "height"]
+
+
+class ImageFileType2(FalModel):
+    """Schema referenced but not defined by fal.ai (missing from source OpenAPI spec)"""
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: str
+    """Describe which texture to extract from the image."""
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "square_hd"
+    """Output texture dimensions in pixels."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=8)] = 8
+    """Number of denoising steps for texture generation."""
+    seed: int | None = None
+    """Random seed for reproducible generation."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of texture images to generate."""
+    enable_prompt_expansion: bool = True
+    """Expand prompt with an LLM for richer detail. Adds ~0.0025 credits."""
+    enable_safety_checker: bool = True
+    """Enable the safety checker for generated images."""
+    tiling_mode: Literal["both", "horizontal", "vertical"] = "both"
+    """Tiling direction: 'both' (omnidirectional), 'horizontal', or 'vertical'."""
+    tile_size: Annotated[int, Field(ge=32, le=256)] = 128
+    """Tile size in latent space (64 = 512px, 128 = 1024px)."""
+    tile_stride: Annotated[int, Field(ge=16, le=128)] = 64
+    """Tile stride in latent space."""
+    image_url: FileInput
+    """URL of the image to extract a texture from."""
+    strength: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
+    """How much to transform the input image. Only used when image_url is provided."""
+    maps: list[Maps] = [
+        "basecolor",
+        "normal",
+        "roughness",
+        "metalness",
+        "height",
+    ]
+    """Which PBR maps to predict. Deselect all to skip PBR estimation entirely. Defaults
+    to all five."""
+    upscale_factor: Literal[0, 2, 4] = 0
+    """Upscale factor for predicted PBR maps via SeedVR seamless upscaling. 0 = no
+    upscaling, 2 = 2× resolution, 4 = 4× resolution. The base texture image is not
+    upscaled."""
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+    """Output image format for textures and PBR maps."""
+
+
+class MapImageFile(FalModel):
+    """Schema referenced but not defined by fal.ai (missing from source OpenAPI spec)"""
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+
+
+class Output(FalModel):
+    images: list[ImageFileType2 | MapImageFile]
+    """Generated tileable texture image(s) from z-image and predicted PBR material maps
+    from PATINA."""
+    seed: int
+    """Seed used for texture generation."""
+    prompt: str
+    """The prompt used for texture generation (possibly expanded)."""
+    timings: dict[str, float] | None = None
+    """End-to-end timing breakdown (seconds)."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     seed: int | None = None,
     num_images: int = 1,
@@ -186,56 +165,86 @@ def submit(
     tile_stride: int = 64,
     image_url: FileInput,
     strength: float = 0.6,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     upscale_factor: Literal[0, 2, 4] = 0,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Describe which texture to extract from the image. Required.
+        image_size: Output texture dimensions in pixels. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps for texture generation. Between 1
+            and 8. Defaults to `8`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of texture images to generate. Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Expand prompt with an LLM for richer detail. Adds
+            ~0.0025 credits. Defaults to `True`.
+        enable_safety_checker: Enable the safety checker for generated images. Defaults
+            to `True`.
+        tiling_mode: Tiling direction: 'both' (omnidirectional), 'horizontal', or
+            'vertical'. Defaults to `"both"`.
+        tile_size: Tile size in latent space (64 = 512px, 128 = 1024px). Between 32 and
+            256. Defaults to `128`.
+        tile_stride: Tile stride in latent space. Between 16 and 128. Defaults to `64`.
+        image_url: URL of the image to extract a texture from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: How much to transform the input image. Only used when image_url is
+            provided. Greater than 0.0. At most 1.0. Defaults to `0.6`.
+        maps: Which PBR maps to predict. Deselect all to skip PBR estimation entirely.
+            Defaults to all five. Defaults to `["basecolor", "normal", "roughness",
+            "metalness", "height"]`.
+        upscale_factor: Upscale factor for predicted PBR maps via SeedVR seamless
+            upscaling. 0 = no upscaling, 2 = 2× resolution, 4 = 4× resolution. The base
+            texture image is not upscaled. Defaults to `0`.
+        output_format: Output image format for textures and PBR maps. Defaults to
+            `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     seed: int | None = None,
     num_images: int = 1,
@@ -246,17 +255,11 @@ def subscribe(
     tile_stride: int = 64,
     image_url: FileInput,
     strength: float = 0.6,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     upscale_factor: Literal[0, 2, 4] = 0,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -264,38 +267,73 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Describe which texture to extract from the image. Required.
+        image_size: Output texture dimensions in pixels. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps for texture generation. Between 1
+            and 8. Defaults to `8`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of texture images to generate. Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Expand prompt with an LLM for richer detail. Adds
+            ~0.0025 credits. Defaults to `True`.
+        enable_safety_checker: Enable the safety checker for generated images. Defaults
+            to `True`.
+        tiling_mode: Tiling direction: 'both' (omnidirectional), 'horizontal', or
+            'vertical'. Defaults to `"both"`.
+        tile_size: Tile size in latent space (64 = 512px, 128 = 1024px). Between 32 and
+            256. Defaults to `128`.
+        tile_stride: Tile stride in latent space. Between 16 and 128. Defaults to `64`.
+        image_url: URL of the image to extract a texture from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: How much to transform the input image. Only used when image_url is
+            provided. Greater than 0.0. At most 1.0. Defaults to `0.6`.
+        maps: Which PBR maps to predict. Deselect all to skip PBR estimation entirely.
+            Defaults to all five. Defaults to `["basecolor", "normal", "roughness",
+            "metalness", "height"]`.
+        upscale_factor: Upscale factor for predicted PBR maps via SeedVR seamless
+            upscaling. 0 = no upscaling, 2 = 2× resolution, 4 = 4× resolution. The base
+            texture image is not upscaled. Defaults to `0`.
+        output_format: Output image format for textures and PBR maps. Defaults to
+            `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     seed: int | None = None,
     num_images: int = 1,
@@ -306,17 +344,11 @@ def run(
     tile_stride: int = 64,
     image_url: FileInput,
     strength: float = 0.6,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     upscale_factor: Literal[0, 2, 4] = 0,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -324,38 +356,73 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Describe which texture to extract from the image. Required.
+        image_size: Output texture dimensions in pixels. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps for texture generation. Between 1
+            and 8. Defaults to `8`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of texture images to generate. Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Expand prompt with an LLM for richer detail. Adds
+            ~0.0025 credits. Defaults to `True`.
+        enable_safety_checker: Enable the safety checker for generated images. Defaults
+            to `True`.
+        tiling_mode: Tiling direction: 'both' (omnidirectional), 'horizontal', or
+            'vertical'. Defaults to `"both"`.
+        tile_size: Tile size in latent space (64 = 512px, 128 = 1024px). Between 32 and
+            256. Defaults to `128`.
+        tile_stride: Tile stride in latent space. Between 16 and 128. Defaults to `64`.
+        image_url: URL of the image to extract a texture from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: How much to transform the input image. Only used when image_url is
+            provided. Greater than 0.0. At most 1.0. Defaults to `0.6`.
+        maps: Which PBR maps to predict. Deselect all to skip PBR estimation entirely.
+            Defaults to all five. Defaults to `["basecolor", "normal", "roughness",
+            "metalness", "height"]`.
+        upscale_factor: Upscale factor for predicted PBR maps via SeedVR seamless
+            upscaling. 0 = no upscaling, 2 = 2× resolution, 4 = 4× resolution. The base
+            texture image is not upscaled. Defaults to `0`.
+        output_format: Output image format for textures and PBR maps. Defaults to
+            `"png"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     seed: int | None = None,
     num_images: int = 1,
@@ -366,56 +433,86 @@ async def submit_async(
     tile_stride: int = 64,
     image_url: FileInput,
     strength: float = 0.6,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     upscale_factor: Literal[0, 2, 4] = 0,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Describe which texture to extract from the image. Required.
+        image_size: Output texture dimensions in pixels. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps for texture generation. Between 1
+            and 8. Defaults to `8`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of texture images to generate. Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Expand prompt with an LLM for richer detail. Adds
+            ~0.0025 credits. Defaults to `True`.
+        enable_safety_checker: Enable the safety checker for generated images. Defaults
+            to `True`.
+        tiling_mode: Tiling direction: 'both' (omnidirectional), 'horizontal', or
+            'vertical'. Defaults to `"both"`.
+        tile_size: Tile size in latent space (64 = 512px, 128 = 1024px). Between 32 and
+            256. Defaults to `128`.
+        tile_stride: Tile stride in latent space. Between 16 and 128. Defaults to `64`.
+        image_url: URL of the image to extract a texture from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: How much to transform the input image. Only used when image_url is
+            provided. Greater than 0.0. At most 1.0. Defaults to `0.6`.
+        maps: Which PBR maps to predict. Deselect all to skip PBR estimation entirely.
+            Defaults to all five. Defaults to `["basecolor", "normal", "roughness",
+            "metalness", "height"]`.
+        upscale_factor: Upscale factor for predicted PBR maps via SeedVR seamless
+            upscaling. 0 = no upscaling, 2 = 2× resolution, 4 = 4× resolution. The base
+            texture image is not upscaled. Defaults to `0`.
+        output_format: Output image format for textures and PBR maps. Defaults to
+            `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     seed: int | None = None,
     num_images: int = 1,
@@ -426,17 +523,11 @@ async def subscribe_async(
     tile_stride: int = 64,
     image_url: FileInput,
     strength: float = 0.6,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     upscale_factor: Literal[0, 2, 4] = 0,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -444,38 +535,73 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Describe which texture to extract from the image. Required.
+        image_size: Output texture dimensions in pixels. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps for texture generation. Between 1
+            and 8. Defaults to `8`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of texture images to generate. Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Expand prompt with an LLM for richer detail. Adds
+            ~0.0025 credits. Defaults to `True`.
+        enable_safety_checker: Enable the safety checker for generated images. Defaults
+            to `True`.
+        tiling_mode: Tiling direction: 'both' (omnidirectional), 'horizontal', or
+            'vertical'. Defaults to `"both"`.
+        tile_size: Tile size in latent space (64 = 512px, 128 = 1024px). Between 32 and
+            256. Defaults to `128`.
+        tile_stride: Tile stride in latent space. Between 16 and 128. Defaults to `64`.
+        image_url: URL of the image to extract a texture from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: How much to transform the input image. Only used when image_url is
+            provided. Greater than 0.0. At most 1.0. Defaults to `0.6`.
+        maps: Which PBR maps to predict. Deselect all to skip PBR estimation entirely.
+            Defaults to all five. Defaults to `["basecolor", "normal", "roughness",
+            "metalness", "height"]`.
+        upscale_factor: Upscale factor for predicted PBR maps via SeedVR seamless
+            upscaling. 0 = no upscaling, 2 = 2× resolution, 4 = 4× resolution. The base
+            texture image is not upscaled. Defaults to `0`.
+        output_format: Output image format for textures and PBR maps. Defaults to
+            `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 8,
     seed: int | None = None,
     num_images: int = 1,
@@ -486,17 +612,11 @@ async def run_async(
     tile_stride: int = 64,
     image_url: FileInput,
     strength: float = 0.6,
-    maps: list[Literal["basecolor", "normal", "roughness", "metalness", "height"]] = [
-        "basecolor",
-        "normal",
-        "roughness",
-        "metalness",
-        "height",
-    ],
+    maps: list[Maps] = ["basecolor", "normal", "roughness", "metalness", "height"],
     upscale_factor: Literal[0, 2, 4] = 0,
     output_format: Literal["jpeg", "png", "webp"] = "png",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -504,8 +624,53 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Describe which texture to extract from the image. Required.
+        image_size: Output texture dimensions in pixels. Defaults to `"square_hd"`.
+        num_inference_steps: Number of denoising steps for texture generation. Between 1
+            and 8. Defaults to `8`.
+        seed: Random seed for reproducible generation. Defaults to `None`.
+        num_images: Number of texture images to generate. Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Expand prompt with an LLM for richer detail. Adds
+            ~0.0025 credits. Defaults to `True`.
+        enable_safety_checker: Enable the safety checker for generated images. Defaults
+            to `True`.
+        tiling_mode: Tiling direction: 'both' (omnidirectional), 'horizontal', or
+            'vertical'. Defaults to `"both"`.
+        tile_size: Tile size in latent space (64 = 512px, 128 = 1024px). Between 32 and
+            256. Defaults to `128`.
+        tile_stride: Tile stride in latent space. Between 16 and 128. Defaults to `64`.
+        image_url: URL of the image to extract a texture from. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        strength: How much to transform the input image. Only used when image_url is
+            provided. Greater than 0.0. At most 1.0. Defaults to `0.6`.
+        maps: Which PBR maps to predict. Deselect all to skip PBR estimation entirely.
+            Defaults to all five. Defaults to `["basecolor", "normal", "roughness",
+            "metalness", "height"]`.
+        upscale_factor: Upscale factor for predicted PBR maps via SeedVR seamless
+            upscaling. 0 = no upscaling, 2 = 2× resolution, 4 = 4× resolution. The base
+            texture image is not upscaled. Defaults to `0`.
+        output_format: Output image format for textures and PBR maps. Defaults to
+            `"png"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

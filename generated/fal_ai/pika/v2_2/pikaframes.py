@@ -5,82 +5,17 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_urls: Annotated[list[FileInput], Field(title="Image Urls")]
-    """URLs of keyframe images (2-5 images) to create transitions between"""
-    transitions: Annotated[
-        list[KeyframeTransition] | None, Field(title="Transitions")
-    ] = None
-    """Configuration for each transition. Length must be len(image_urls) - 1. Total duration of all transitions must not exceed 25 seconds. If not provided, uses default 5-second transitions with the global prompt."""
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """Default prompt for all transitions. Individual transition prompts override this."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """A negative prompt to guide the model"""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator"""
-    resolution: Annotated[Literal["720p", "1080p"], Field(title="Resolution")] = "720p"
-    """The resolution of the generated video"""
-
-
-class KeyframeTransition(FalModel):
-    """Configuration for a transition between two keyframes"""
-
-    duration: Annotated[int, Field(ge=1, le=25, title="Duration")] = 5
-    """Duration of this transition in seconds"""
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """Specific prompt for this transition. Overrides the global prompt if provided."""
-
-
-class Output(FalModel):
-    """Output model for Pika 2.2 keyframes-to-video generation"""
-
-    video: File
-    """The generated video with transitions between keyframes"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -98,71 +33,150 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/pika/v2.2/pikaframes"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_urls: list[FileInput]
+    """URLs of keyframe images (2-5 images) to create transitions between"""
+    transitions: list[KeyframeTransition] | None = None
+    """Configuration for each transition. Length must be len(image_urls) - 1. Total
+    duration of all transitions must not exceed 25 seconds. If not provided, uses
+    default 5-second transitions with the global prompt."""
+    prompt: str | None = None
+    """Default prompt for all transitions. Individual transition prompts override
+    this."""
+    negative_prompt: str = ""
+    """A negative prompt to guide the model"""
+    seed: int | None = None
+    """The seed for the random number generator"""
+    resolution: Literal["720p", "1080p"] = "720p"
+    """The resolution of the generated video"""
+
+
+class KeyframeTransition(FalModel):
+    """Configuration for a transition between two keyframes"""
+
+    duration: Annotated[int, Field(ge=1, le=25)] = 5
+    """Duration of this transition in seconds"""
+    prompt: str | None = None
+    """Specific prompt for this transition. Overrides the global prompt if provided."""
+
+
+class Output(FalModel):
+    """Output model for Pika 2.2 keyframes-to-video generation"""
+
+    video: File
+    """The generated video with transitions between keyframes"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     transitions: list[KeyframeTransition] | None = None,
     prompt: str | None = None,
     negative_prompt: str = "",
     seed: int | None = None,
     resolution: Literal["720p", "1080p"] = "720p",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of keyframe images (2-5 images) to create transitions between.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Required.
+        transitions: Configuration for each transition. Length must be len(image_urls) -
+            1. Total duration of all transitions must not exceed 25 seconds. If not
+            provided, uses default 5-second transitions with the global prompt. Defaults
+            to `None`.
+        prompt: Default prompt for all transitions. Individual transition prompts
+            override this. Defaults to `None`.
+        negative_prompt: A negative prompt to guide the model. Defaults to `\""`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     transitions: list[KeyframeTransition] | None = None,
     prompt: str | None = None,
     negative_prompt: str = "",
     seed: int | None = None,
     resolution: Literal["720p", "1080p"] = "720p",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -170,34 +184,63 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of keyframe images (2-5 images) to create transitions between.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Required.
+        transitions: Configuration for each transition. Length must be len(image_urls) -
+            1. Total duration of all transitions must not exceed 25 seconds. If not
+            provided, uses default 5-second transitions with the global prompt. Defaults
+            to `None`.
+        prompt: Default prompt for all transitions. Individual transition prompts
+            override this. Defaults to `None`.
+        negative_prompt: A negative prompt to guide the model. Defaults to `\""`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     transitions: list[KeyframeTransition] | None = None,
     prompt: str | None = None,
     negative_prompt: str = "",
     seed: int | None = None,
     resolution: Literal["720p", "1080p"] = "720p",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -205,69 +248,128 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of keyframe images (2-5 images) to create transitions between.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Required.
+        transitions: Configuration for each transition. Length must be len(image_urls) -
+            1. Total duration of all transitions must not exceed 25 seconds. If not
+            provided, uses default 5-second transitions with the global prompt. Defaults
+            to `None`.
+        prompt: Default prompt for all transitions. Individual transition prompts
+            override this. Defaults to `None`.
+        negative_prompt: A negative prompt to guide the model. Defaults to `\""`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     transitions: list[KeyframeTransition] | None = None,
     prompt: str | None = None,
     negative_prompt: str = "",
     seed: int | None = None,
     resolution: Literal["720p", "1080p"] = "720p",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of keyframe images (2-5 images) to create transitions between.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Required.
+        transitions: Configuration for each transition. Length must be len(image_urls) -
+            1. Total duration of all transitions must not exceed 25 seconds. If not
+            provided, uses default 5-second transitions with the global prompt. Defaults
+            to `None`.
+        prompt: Default prompt for all transitions. Individual transition prompts
+            override this. Defaults to `None`.
+        negative_prompt: A negative prompt to guide the model. Defaults to `\""`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     transitions: list[KeyframeTransition] | None = None,
     prompt: str | None = None,
     negative_prompt: str = "",
     seed: int | None = None,
     resolution: Literal["720p", "1080p"] = "720p",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -275,34 +377,63 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of keyframe images (2-5 images) to create transitions between.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Required.
+        transitions: Configuration for each transition. Length must be len(image_urls) -
+            1. Total duration of all transitions must not exceed 25 seconds. If not
+            provided, uses default 5-second transitions with the global prompt. Defaults
+            to `None`.
+        prompt: Default prompt for all transitions. Individual transition prompts
+            override this. Defaults to `None`.
+        negative_prompt: A negative prompt to guide the model. Defaults to `\""`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     transitions: list[KeyframeTransition] | None = None,
     prompt: str | None = None,
     negative_prompt: str = "",
     seed: int | None = None,
     resolution: Literal["720p", "1080p"] = "720p",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -310,8 +441,37 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of keyframe images (2-5 images) to create transitions between.
+            Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object
+            or a PIL image. Required.
+        transitions: Configuration for each transition. Length must be len(image_urls) -
+            1. Total duration of all transitions must not exceed 25 seconds. If not
+            provided, uses default 5-second transitions with the global prompt. Defaults
+            to `None`.
+        prompt: Default prompt for all transitions. Individual transition prompts
+            override this. Defaults to `None`.
+        negative_prompt: A negative prompt to guide the model. Defaults to `\""`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,88 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Request model for Pika 2.2 Pikascenes (collection-to-video) generation"""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_urls: Annotated[list[FileInput], Field(title="Image Urls")]
-    """URLs of images to combine into a video"""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Text prompt describing the desired video"""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "ugly, bad, terrible"
-    )
-    """A negative prompt to guide the model"""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator"""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"],
-        Field(title="Aspect Ratio"),
-    ] = "16:9"
-    """The aspect ratio of the generated video"""
-    resolution: Annotated[Literal["720p", "1080p"], Field(title="Resolution")] = "1080p"
-    """The resolution of the generated video"""
-    duration: Annotated[Literal[5, 10], Field(title="Duration")] = 5
-    """The duration of the generated video in seconds"""
-    ingredients_mode: Annotated[
-        Literal["precise", "creative"], Field(title="Ingredients Mode")
-    ] = "precise"
-    """Mode for integrating multiple images. Precise mode is more accurate, creative mode is more creative."""
-
-
-class Output(FalModel):
-    """Output model for Pika 2.2 Pikascenes generation"""
-
-    video: File
-    """The generated video combining multiple images"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
     "File",
     "Input",
     "Output",
@@ -99,75 +32,151 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/pika/v2.2/pikascenes"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Request model for Pika 2.2 Pikascenes (collection-to-video) generation"""
+
+    image_urls: list[FileInput]
+    """URLs of images to combine into a video"""
+    prompt: str
+    """Text prompt describing the desired video"""
+    negative_prompt: str = "ugly, bad, terrible"
+    """A negative prompt to guide the model"""
+    seed: int | None = None
+    """The seed for the random number generator"""
+    aspect_ratio: AspectRatio = "16:9"
+    """The aspect ratio of the generated video"""
+    resolution: Literal["720p", "1080p"] = "1080p"
+    """The resolution of the generated video"""
+    duration: Literal[5, 10] = 5
+    """The duration of the generated video in seconds"""
+    ingredients_mode: Literal["precise", "creative"] = "precise"
+    """Mode for integrating multiple images. Precise mode is more accurate, creative
+    mode is more creative."""
+
+
+class Output(FalModel):
+    """Output model for Pika 2.2 Pikascenes generation"""
+
+    video: File
+    """The generated video combining multiple images"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     prompt: str,
     negative_prompt: str = "ugly, bad, terrible",
     seed: int | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
     duration: Literal[5, 10] = 5,
     ingredients_mode: Literal["precise", "creative"] = "precise",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of images to combine into a video. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the desired video. Required.
+        negative_prompt: A negative prompt to guide the model. Defaults to `"ugly, bad,
+            terrible"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        duration: The duration of the generated video in seconds. Defaults to `5`.
+        ingredients_mode: Mode for integrating multiple images. Precise mode is more
+            accurate, creative mode is more creative. Defaults to `"precise"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     prompt: str,
     negative_prompt: str = "ugly, bad, terrible",
     seed: int | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
     duration: Literal[5, 10] = 5,
     ingredients_mode: Literal["precise", "creative"] = "precise",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -175,36 +184,64 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of images to combine into a video. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the desired video. Required.
+        negative_prompt: A negative prompt to guide the model. Defaults to `"ugly, bad,
+            terrible"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        duration: The duration of the generated video in seconds. Defaults to `5`.
+        ingredients_mode: Mode for integrating multiple images. Precise mode is more
+            accurate, creative mode is more creative. Defaults to `"precise"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     prompt: str,
     negative_prompt: str = "ugly, bad, terrible",
     seed: int | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
     duration: Literal[5, 10] = 5,
     ingredients_mode: Literal["precise", "creative"] = "precise",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -212,73 +249,130 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of images to combine into a video. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the desired video. Required.
+        negative_prompt: A negative prompt to guide the model. Defaults to `"ugly, bad,
+            terrible"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        duration: The duration of the generated video in seconds. Defaults to `5`.
+        ingredients_mode: Mode for integrating multiple images. Precise mode is more
+            accurate, creative mode is more creative. Defaults to `"precise"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     prompt: str,
     negative_prompt: str = "ugly, bad, terrible",
     seed: int | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
     duration: Literal[5, 10] = 5,
     ingredients_mode: Literal["precise", "creative"] = "precise",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of images to combine into a video. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the desired video. Required.
+        negative_prompt: A negative prompt to guide the model. Defaults to `"ugly, bad,
+            terrible"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        duration: The duration of the generated video in seconds. Defaults to `5`.
+        ingredients_mode: Mode for integrating multiple images. Precise mode is more
+            accurate, creative mode is more creative. Defaults to `"precise"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     prompt: str,
     negative_prompt: str = "ugly, bad, terrible",
     seed: int | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
     duration: Literal[5, 10] = 5,
     ingredients_mode: Literal["precise", "creative"] = "precise",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -286,36 +380,64 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of images to combine into a video. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the desired video. Required.
+        negative_prompt: A negative prompt to guide the model. Defaults to `"ugly, bad,
+            terrible"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        duration: The duration of the generated video in seconds. Defaults to `5`.
+        ingredients_mode: Mode for integrating multiple images. Precise mode is more
+            accurate, creative mode is more creative. Defaults to `"precise"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     prompt: str,
     negative_prompt: str = "ugly, bad, terrible",
     seed: int | None = None,
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["720p", "1080p"] = "1080p",
     duration: Literal[5, 10] = 5,
     ingredients_mode: Literal["precise", "creative"] = "precise",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -323,8 +445,36 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_urls: URLs of images to combine into a video. Files: each a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: Text prompt describing the desired video. Required.
+        negative_prompt: A negative prompt to guide the model. Defaults to `"ugly, bad,
+            terrible"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"1080p"`.
+        duration: The duration of the generated video in seconds. Defaults to `5`.
+        ingredients_mode: Mode for integrating multiple images. Precise mode is more
+            accurate, creative mode is more creative. Defaults to `"precise"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

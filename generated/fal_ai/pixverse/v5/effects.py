@@ -5,172 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    effect: Annotated[
-        Literal[
-            "Kiss Me AI",
-            "Kiss",
-            "Muscle Surge",
-            "Warmth of Jesus",
-            "Anything, Robot",
-            "The Tiger Touch",
-            "Hug",
-            "Holy Wings",
-            "Microwave",
-            "Zombie Mode",
-            "Squid Game",
-            "Baby Face",
-            "Black Myth: Wukong",
-            "Long Hair Magic",
-            "Leggy Run",
-            "Fin-tastic Mermaid",
-            "Punch Face",
-            "Creepy Devil Smile",
-            "Thunder God",
-            "Eye Zoom Challenge",
-            "Who's Arrested?",
-            "Baby Arrived",
-            "Werewolf Rage",
-            "Bald Swipe",
-            "BOOM DROP",
-            "Huge Cutie",
-            "Liquid Metal",
-            "Sharksnap!",
-            "Dust Me Away",
-            "3D Figurine Factor",
-            "Bikini Up",
-            "My Girlfriends",
-            "My Boyfriends",
-            "Subject 3 Fever",
-            "Earth Zoom",
-            "Pole Dance",
-            "Vroom Dance",
-            "GhostFace Terror",
-            "Dragon Evoker",
-            "Skeletal Bae",
-            "Summoning succubus",
-            "Halloween Voodoo Doll",
-            "3D Naked-Eye AD",
-            "Package Explosion",
-            "Dishes Served",
-            "Ocean ad",
-            "Supermarket AD",
-            "Tree doll",
-            "Come Feel My Abs",
-            "The Bicep Flex",
-            "London Elite Vibe",
-            "Flora Nymph Gown",
-            "Christmas Costume",
-            "It's Snowy",
-            "Reindeer Cruiser",
-            "Snow Globe Maker",
-            "Pet Christmas Outfit",
-            "Adopt a Polar Pal",
-            "Cat Christmas Box",
-            "Starlight Gift Box",
-            "Xmas Poster",
-            "Pet Christmas Tree",
-            "City Santa Hat",
-            "Stocking Sweetie",
-            "Christmas Night",
-            "Xmas Front Page Karma",
-            "Grinch's Xmas Hijack",
-            "Giant Product",
-            "Truck Fashion Shoot",
-            "Beach AD",
-            "Shoal Surround",
-            "Mechanical Assembly",
-            "Lighting AD",
-            "Billboard AD",
-            "Product close-up",
-            "Parachute Delivery",
-            "Dreamlike Cloud",
-            "Macaron Machine",
-            "Poster AD",
-            "Truck AD",
-            "Graffiti AD",
-            "3D Figurine Factory",
-            "The Exclusive First Class",
-            "Art Zoom Challenge",
-            "I Quit",
-            "Hitchcock Dolly Zoom",
-            "Smell the Lens",
-            "I believe I can fly",
-            "Strikout Dance",
-            "Pixel World",
-            "Mint in Box",
-            "Hands up, Hand",
-            "Flora Nymph Go",
-            "Somber Embrace",
-            "Beam me up",
-            "Suit Swagger",
-        ],
-        Field(title="Effect"),
-    ]
-    """The effect to apply to the video"""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """Optional URL of the image to use as the first frame. If not provided, generates from text"""
-    resolution: Annotated[
-        Literal["360p", "540p", "720p", "1080p"], Field(title="Resolution")
-    ] = "720p"
-    """The resolution of the generated video."""
-    duration: Annotated[Literal["5", "8"], Field(title="Duration")] = "5"
-    """The duration of the generated video in seconds"""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """Negative prompt to be used for the generation"""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Effect",
+    "Resolution",
     "File",
     "Input",
     "Output",
@@ -183,263 +32,232 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/pixverse/v5/effects"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Effect: TypeAlias = Literal[
+    "Kiss Me AI",
+    "Kiss",
+    "Muscle Surge",
+    "Warmth of Jesus",
+    "Anything, Robot",
+    "The Tiger Touch",
+    "Hug",
+    "Holy Wings",
+    "Microwave",
+    "Zombie Mode",
+    "Squid Game",
+    "Baby Face",
+    "Black Myth: Wukong",
+    "Long Hair Magic",
+    "Leggy Run",
+    "Fin-tastic Mermaid",
+    "Punch Face",
+    "Creepy Devil Smile",
+    "Thunder God",
+    "Eye Zoom Challenge",
+    "Who's Arrested?",
+    "Baby Arrived",
+    "Werewolf Rage",
+    "Bald Swipe",
+    "BOOM DROP",
+    "Huge Cutie",
+    "Liquid Metal",
+    "Sharksnap!",
+    "Dust Me Away",
+    "3D Figurine Factor",
+    "Bikini Up",
+    "My Girlfriends",
+    "My Boyfriends",
+    "Subject 3 Fever",
+    "Earth Zoom",
+    "Pole Dance",
+    "Vroom Dance",
+    "GhostFace Terror",
+    "Dragon Evoker",
+    "Skeletal Bae",
+    "Summoning succubus",
+    "Halloween Voodoo Doll",
+    "3D Naked-Eye AD",
+    "Package Explosion",
+    "Dishes Served",
+    "Ocean ad",
+    "Supermarket AD",
+    "Tree doll",
+    "Come Feel My Abs",
+    "The Bicep Flex",
+    "London Elite Vibe",
+    "Flora Nymph Gown",
+    "Christmas Costume",
+    "It's Snowy",
+    "Reindeer Cruiser",
+    "Snow Globe Maker",
+    "Pet Christmas Outfit",
+    "Adopt a Polar Pal",
+    "Cat Christmas Box",
+    "Starlight Gift Box",
+    "Xmas Poster",
+    "Pet Christmas Tree",
+    "City Santa Hat",
+    "Stocking Sweetie",
+    "Christmas Night",
+    "Xmas Front Page Karma",
+    "Grinch's Xmas Hijack",
+    "Giant Product",
+    "Truck Fashion Shoot",
+    "Beach AD",
+    "Shoal Surround",
+    "Mechanical Assembly",
+    "Lighting AD",
+    "Billboard AD",
+    "Product close-up",
+    "Parachute Delivery",
+    "Dreamlike Cloud",
+    "Macaron Machine",
+    "Poster AD",
+    "Truck AD",
+    "Graffiti AD",
+    "3D Figurine Factory",
+    "The Exclusive First Class",
+    "Art Zoom Challenge",
+    "I Quit",
+    "Hitchcock Dolly Zoom",
+    "Smell the Lens",
+    "I believe I can fly",
+    "Strikout Dance",
+    "Pixel World",
+    "Mint in Box",
+    "Hands up, Hand",
+    "Flora Nymph Go",
+    "Somber Embrace",
+    "Beam me up",
+    "Suit Swagger",
+]
+
+
+Resolution: TypeAlias = Literal["360p", "540p", "720p", "1080p"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    effect: Effect
+    """The effect to apply to the video"""
+    image_url: FileInput
+    """Optional URL of the image to use as the first frame. If not provided, generates
+    from text"""
+    resolution: Resolution = "720p"
+    """The resolution of the generated video."""
+    duration: Literal["5", "8"] = "5"
+    """The duration of the generated video in seconds"""
+    negative_prompt: str = ""
+    """Negative prompt to be used for the generation"""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    effect: Literal[
-        "Kiss Me AI",
-        "Kiss",
-        "Muscle Surge",
-        "Warmth of Jesus",
-        "Anything, Robot",
-        "The Tiger Touch",
-        "Hug",
-        "Holy Wings",
-        "Microwave",
-        "Zombie Mode",
-        "Squid Game",
-        "Baby Face",
-        "Black Myth: Wukong",
-        "Long Hair Magic",
-        "Leggy Run",
-        "Fin-tastic Mermaid",
-        "Punch Face",
-        "Creepy Devil Smile",
-        "Thunder God",
-        "Eye Zoom Challenge",
-        "Who's Arrested?",
-        "Baby Arrived",
-        "Werewolf Rage",
-        "Bald Swipe",
-        "BOOM DROP",
-        "Huge Cutie",
-        "Liquid Metal",
-        "Sharksnap!",
-        "Dust Me Away",
-        "3D Figurine Factor",
-        "Bikini Up",
-        "My Girlfriends",
-        "My Boyfriends",
-        "Subject 3 Fever",
-        "Earth Zoom",
-        "Pole Dance",
-        "Vroom Dance",
-        "GhostFace Terror",
-        "Dragon Evoker",
-        "Skeletal Bae",
-        "Summoning succubus",
-        "Halloween Voodoo Doll",
-        "3D Naked-Eye AD",
-        "Package Explosion",
-        "Dishes Served",
-        "Ocean ad",
-        "Supermarket AD",
-        "Tree doll",
-        "Come Feel My Abs",
-        "The Bicep Flex",
-        "London Elite Vibe",
-        "Flora Nymph Gown",
-        "Christmas Costume",
-        "It's Snowy",
-        "Reindeer Cruiser",
-        "Snow Globe Maker",
-        "Pet Christmas Outfit",
-        "Adopt a Polar Pal",
-        "Cat Christmas Box",
-        "Starlight Gift Box",
-        "Xmas Poster",
-        "Pet Christmas Tree",
-        "City Santa Hat",
-        "Stocking Sweetie",
-        "Christmas Night",
-        "Xmas Front Page Karma",
-        "Grinch's Xmas Hijack",
-        "Giant Product",
-        "Truck Fashion Shoot",
-        "Beach AD",
-        "Shoal Surround",
-        "Mechanical Assembly",
-        "Lighting AD",
-        "Billboard AD",
-        "Product close-up",
-        "Parachute Delivery",
-        "Dreamlike Cloud",
-        "Macaron Machine",
-        "Poster AD",
-        "Truck AD",
-        "Graffiti AD",
-        "3D Figurine Factory",
-        "The Exclusive First Class",
-        "Art Zoom Challenge",
-        "I Quit",
-        "Hitchcock Dolly Zoom",
-        "Smell the Lens",
-        "I believe I can fly",
-        "Strikout Dance",
-        "Pixel World",
-        "Mint in Box",
-        "Hands up, Hand",
-        "Flora Nymph Go",
-        "Somber Embrace",
-        "Beam me up",
-        "Suit Swagger",
-    ],
+    effect: Effect,
     image_url: FileInput,
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        effect: The effect to apply to the video. Required.
+        image_url: Optional URL of the image to use as the first frame. If not provided,
+            generates from text. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    effect: Literal[
-        "Kiss Me AI",
-        "Kiss",
-        "Muscle Surge",
-        "Warmth of Jesus",
-        "Anything, Robot",
-        "The Tiger Touch",
-        "Hug",
-        "Holy Wings",
-        "Microwave",
-        "Zombie Mode",
-        "Squid Game",
-        "Baby Face",
-        "Black Myth: Wukong",
-        "Long Hair Magic",
-        "Leggy Run",
-        "Fin-tastic Mermaid",
-        "Punch Face",
-        "Creepy Devil Smile",
-        "Thunder God",
-        "Eye Zoom Challenge",
-        "Who's Arrested?",
-        "Baby Arrived",
-        "Werewolf Rage",
-        "Bald Swipe",
-        "BOOM DROP",
-        "Huge Cutie",
-        "Liquid Metal",
-        "Sharksnap!",
-        "Dust Me Away",
-        "3D Figurine Factor",
-        "Bikini Up",
-        "My Girlfriends",
-        "My Boyfriends",
-        "Subject 3 Fever",
-        "Earth Zoom",
-        "Pole Dance",
-        "Vroom Dance",
-        "GhostFace Terror",
-        "Dragon Evoker",
-        "Skeletal Bae",
-        "Summoning succubus",
-        "Halloween Voodoo Doll",
-        "3D Naked-Eye AD",
-        "Package Explosion",
-        "Dishes Served",
-        "Ocean ad",
-        "Supermarket AD",
-        "Tree doll",
-        "Come Feel My Abs",
-        "The Bicep Flex",
-        "London Elite Vibe",
-        "Flora Nymph Gown",
-        "Christmas Costume",
-        "It's Snowy",
-        "Reindeer Cruiser",
-        "Snow Globe Maker",
-        "Pet Christmas Outfit",
-        "Adopt a Polar Pal",
-        "Cat Christmas Box",
-        "Starlight Gift Box",
-        "Xmas Poster",
-        "Pet Christmas Tree",
-        "City Santa Hat",
-        "Stocking Sweetie",
-        "Christmas Night",
-        "Xmas Front Page Karma",
-        "Grinch's Xmas Hijack",
-        "Giant Product",
-        "Truck Fashion Shoot",
-        "Beach AD",
-        "Shoal Surround",
-        "Mechanical Assembly",
-        "Lighting AD",
-        "Billboard AD",
-        "Product close-up",
-        "Parachute Delivery",
-        "Dreamlike Cloud",
-        "Macaron Machine",
-        "Poster AD",
-        "Truck AD",
-        "Graffiti AD",
-        "3D Figurine Factory",
-        "The Exclusive First Class",
-        "Art Zoom Challenge",
-        "I Quit",
-        "Hitchcock Dolly Zoom",
-        "Smell the Lens",
-        "I believe I can fly",
-        "Strikout Dance",
-        "Pixel World",
-        "Mint in Box",
-        "Hands up, Hand",
-        "Flora Nymph Go",
-        "Somber Embrace",
-        "Beam me up",
-        "Suit Swagger",
-    ],
+    effect: Effect,
     image_url: FileInput,
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -447,130 +265,58 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        effect: The effect to apply to the video. Required.
+        image_url: Optional URL of the image to use as the first frame. If not provided,
+            generates from text. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    effect: Literal[
-        "Kiss Me AI",
-        "Kiss",
-        "Muscle Surge",
-        "Warmth of Jesus",
-        "Anything, Robot",
-        "The Tiger Touch",
-        "Hug",
-        "Holy Wings",
-        "Microwave",
-        "Zombie Mode",
-        "Squid Game",
-        "Baby Face",
-        "Black Myth: Wukong",
-        "Long Hair Magic",
-        "Leggy Run",
-        "Fin-tastic Mermaid",
-        "Punch Face",
-        "Creepy Devil Smile",
-        "Thunder God",
-        "Eye Zoom Challenge",
-        "Who's Arrested?",
-        "Baby Arrived",
-        "Werewolf Rage",
-        "Bald Swipe",
-        "BOOM DROP",
-        "Huge Cutie",
-        "Liquid Metal",
-        "Sharksnap!",
-        "Dust Me Away",
-        "3D Figurine Factor",
-        "Bikini Up",
-        "My Girlfriends",
-        "My Boyfriends",
-        "Subject 3 Fever",
-        "Earth Zoom",
-        "Pole Dance",
-        "Vroom Dance",
-        "GhostFace Terror",
-        "Dragon Evoker",
-        "Skeletal Bae",
-        "Summoning succubus",
-        "Halloween Voodoo Doll",
-        "3D Naked-Eye AD",
-        "Package Explosion",
-        "Dishes Served",
-        "Ocean ad",
-        "Supermarket AD",
-        "Tree doll",
-        "Come Feel My Abs",
-        "The Bicep Flex",
-        "London Elite Vibe",
-        "Flora Nymph Gown",
-        "Christmas Costume",
-        "It's Snowy",
-        "Reindeer Cruiser",
-        "Snow Globe Maker",
-        "Pet Christmas Outfit",
-        "Adopt a Polar Pal",
-        "Cat Christmas Box",
-        "Starlight Gift Box",
-        "Xmas Poster",
-        "Pet Christmas Tree",
-        "City Santa Hat",
-        "Stocking Sweetie",
-        "Christmas Night",
-        "Xmas Front Page Karma",
-        "Grinch's Xmas Hijack",
-        "Giant Product",
-        "Truck Fashion Shoot",
-        "Beach AD",
-        "Shoal Surround",
-        "Mechanical Assembly",
-        "Lighting AD",
-        "Billboard AD",
-        "Product close-up",
-        "Parachute Delivery",
-        "Dreamlike Cloud",
-        "Macaron Machine",
-        "Poster AD",
-        "Truck AD",
-        "Graffiti AD",
-        "3D Figurine Factory",
-        "The Exclusive First Class",
-        "Art Zoom Challenge",
-        "I Quit",
-        "Hitchcock Dolly Zoom",
-        "Smell the Lens",
-        "I believe I can fly",
-        "Strikout Dance",
-        "Pixel World",
-        "Mint in Box",
-        "Hands up, Hand",
-        "Flora Nymph Go",
-        "Somber Embrace",
-        "Beam me up",
-        "Suit Swagger",
-    ],
+    effect: Effect,
     image_url: FileInput,
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -578,261 +324,118 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        effect: The effect to apply to the video. Required.
+        image_url: Optional URL of the image to use as the first frame. If not provided,
+            generates from text. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    effect: Literal[
-        "Kiss Me AI",
-        "Kiss",
-        "Muscle Surge",
-        "Warmth of Jesus",
-        "Anything, Robot",
-        "The Tiger Touch",
-        "Hug",
-        "Holy Wings",
-        "Microwave",
-        "Zombie Mode",
-        "Squid Game",
-        "Baby Face",
-        "Black Myth: Wukong",
-        "Long Hair Magic",
-        "Leggy Run",
-        "Fin-tastic Mermaid",
-        "Punch Face",
-        "Creepy Devil Smile",
-        "Thunder God",
-        "Eye Zoom Challenge",
-        "Who's Arrested?",
-        "Baby Arrived",
-        "Werewolf Rage",
-        "Bald Swipe",
-        "BOOM DROP",
-        "Huge Cutie",
-        "Liquid Metal",
-        "Sharksnap!",
-        "Dust Me Away",
-        "3D Figurine Factor",
-        "Bikini Up",
-        "My Girlfriends",
-        "My Boyfriends",
-        "Subject 3 Fever",
-        "Earth Zoom",
-        "Pole Dance",
-        "Vroom Dance",
-        "GhostFace Terror",
-        "Dragon Evoker",
-        "Skeletal Bae",
-        "Summoning succubus",
-        "Halloween Voodoo Doll",
-        "3D Naked-Eye AD",
-        "Package Explosion",
-        "Dishes Served",
-        "Ocean ad",
-        "Supermarket AD",
-        "Tree doll",
-        "Come Feel My Abs",
-        "The Bicep Flex",
-        "London Elite Vibe",
-        "Flora Nymph Gown",
-        "Christmas Costume",
-        "It's Snowy",
-        "Reindeer Cruiser",
-        "Snow Globe Maker",
-        "Pet Christmas Outfit",
-        "Adopt a Polar Pal",
-        "Cat Christmas Box",
-        "Starlight Gift Box",
-        "Xmas Poster",
-        "Pet Christmas Tree",
-        "City Santa Hat",
-        "Stocking Sweetie",
-        "Christmas Night",
-        "Xmas Front Page Karma",
-        "Grinch's Xmas Hijack",
-        "Giant Product",
-        "Truck Fashion Shoot",
-        "Beach AD",
-        "Shoal Surround",
-        "Mechanical Assembly",
-        "Lighting AD",
-        "Billboard AD",
-        "Product close-up",
-        "Parachute Delivery",
-        "Dreamlike Cloud",
-        "Macaron Machine",
-        "Poster AD",
-        "Truck AD",
-        "Graffiti AD",
-        "3D Figurine Factory",
-        "The Exclusive First Class",
-        "Art Zoom Challenge",
-        "I Quit",
-        "Hitchcock Dolly Zoom",
-        "Smell the Lens",
-        "I believe I can fly",
-        "Strikout Dance",
-        "Pixel World",
-        "Mint in Box",
-        "Hands up, Hand",
-        "Flora Nymph Go",
-        "Somber Embrace",
-        "Beam me up",
-        "Suit Swagger",
-    ],
+    effect: Effect,
     image_url: FileInput,
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        effect: The effect to apply to the video. Required.
+        image_url: Optional URL of the image to use as the first frame. If not provided,
+            generates from text. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    effect: Literal[
-        "Kiss Me AI",
-        "Kiss",
-        "Muscle Surge",
-        "Warmth of Jesus",
-        "Anything, Robot",
-        "The Tiger Touch",
-        "Hug",
-        "Holy Wings",
-        "Microwave",
-        "Zombie Mode",
-        "Squid Game",
-        "Baby Face",
-        "Black Myth: Wukong",
-        "Long Hair Magic",
-        "Leggy Run",
-        "Fin-tastic Mermaid",
-        "Punch Face",
-        "Creepy Devil Smile",
-        "Thunder God",
-        "Eye Zoom Challenge",
-        "Who's Arrested?",
-        "Baby Arrived",
-        "Werewolf Rage",
-        "Bald Swipe",
-        "BOOM DROP",
-        "Huge Cutie",
-        "Liquid Metal",
-        "Sharksnap!",
-        "Dust Me Away",
-        "3D Figurine Factor",
-        "Bikini Up",
-        "My Girlfriends",
-        "My Boyfriends",
-        "Subject 3 Fever",
-        "Earth Zoom",
-        "Pole Dance",
-        "Vroom Dance",
-        "GhostFace Terror",
-        "Dragon Evoker",
-        "Skeletal Bae",
-        "Summoning succubus",
-        "Halloween Voodoo Doll",
-        "3D Naked-Eye AD",
-        "Package Explosion",
-        "Dishes Served",
-        "Ocean ad",
-        "Supermarket AD",
-        "Tree doll",
-        "Come Feel My Abs",
-        "The Bicep Flex",
-        "London Elite Vibe",
-        "Flora Nymph Gown",
-        "Christmas Costume",
-        "It's Snowy",
-        "Reindeer Cruiser",
-        "Snow Globe Maker",
-        "Pet Christmas Outfit",
-        "Adopt a Polar Pal",
-        "Cat Christmas Box",
-        "Starlight Gift Box",
-        "Xmas Poster",
-        "Pet Christmas Tree",
-        "City Santa Hat",
-        "Stocking Sweetie",
-        "Christmas Night",
-        "Xmas Front Page Karma",
-        "Grinch's Xmas Hijack",
-        "Giant Product",
-        "Truck Fashion Shoot",
-        "Beach AD",
-        "Shoal Surround",
-        "Mechanical Assembly",
-        "Lighting AD",
-        "Billboard AD",
-        "Product close-up",
-        "Parachute Delivery",
-        "Dreamlike Cloud",
-        "Macaron Machine",
-        "Poster AD",
-        "Truck AD",
-        "Graffiti AD",
-        "3D Figurine Factory",
-        "The Exclusive First Class",
-        "Art Zoom Challenge",
-        "I Quit",
-        "Hitchcock Dolly Zoom",
-        "Smell the Lens",
-        "I believe I can fly",
-        "Strikout Dance",
-        "Pixel World",
-        "Mint in Box",
-        "Hands up, Hand",
-        "Flora Nymph Go",
-        "Somber Embrace",
-        "Beam me up",
-        "Suit Swagger",
-    ],
+    effect: Effect,
     image_url: FileInput,
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -840,130 +443,58 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        effect: The effect to apply to the video. Required.
+        image_url: Optional URL of the image to use as the first frame. If not provided,
+            generates from text. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    effect: Literal[
-        "Kiss Me AI",
-        "Kiss",
-        "Muscle Surge",
-        "Warmth of Jesus",
-        "Anything, Robot",
-        "The Tiger Touch",
-        "Hug",
-        "Holy Wings",
-        "Microwave",
-        "Zombie Mode",
-        "Squid Game",
-        "Baby Face",
-        "Black Myth: Wukong",
-        "Long Hair Magic",
-        "Leggy Run",
-        "Fin-tastic Mermaid",
-        "Punch Face",
-        "Creepy Devil Smile",
-        "Thunder God",
-        "Eye Zoom Challenge",
-        "Who's Arrested?",
-        "Baby Arrived",
-        "Werewolf Rage",
-        "Bald Swipe",
-        "BOOM DROP",
-        "Huge Cutie",
-        "Liquid Metal",
-        "Sharksnap!",
-        "Dust Me Away",
-        "3D Figurine Factor",
-        "Bikini Up",
-        "My Girlfriends",
-        "My Boyfriends",
-        "Subject 3 Fever",
-        "Earth Zoom",
-        "Pole Dance",
-        "Vroom Dance",
-        "GhostFace Terror",
-        "Dragon Evoker",
-        "Skeletal Bae",
-        "Summoning succubus",
-        "Halloween Voodoo Doll",
-        "3D Naked-Eye AD",
-        "Package Explosion",
-        "Dishes Served",
-        "Ocean ad",
-        "Supermarket AD",
-        "Tree doll",
-        "Come Feel My Abs",
-        "The Bicep Flex",
-        "London Elite Vibe",
-        "Flora Nymph Gown",
-        "Christmas Costume",
-        "It's Snowy",
-        "Reindeer Cruiser",
-        "Snow Globe Maker",
-        "Pet Christmas Outfit",
-        "Adopt a Polar Pal",
-        "Cat Christmas Box",
-        "Starlight Gift Box",
-        "Xmas Poster",
-        "Pet Christmas Tree",
-        "City Santa Hat",
-        "Stocking Sweetie",
-        "Christmas Night",
-        "Xmas Front Page Karma",
-        "Grinch's Xmas Hijack",
-        "Giant Product",
-        "Truck Fashion Shoot",
-        "Beach AD",
-        "Shoal Surround",
-        "Mechanical Assembly",
-        "Lighting AD",
-        "Billboard AD",
-        "Product close-up",
-        "Parachute Delivery",
-        "Dreamlike Cloud",
-        "Macaron Machine",
-        "Poster AD",
-        "Truck AD",
-        "Graffiti AD",
-        "3D Figurine Factory",
-        "The Exclusive First Class",
-        "Art Zoom Challenge",
-        "I Quit",
-        "Hitchcock Dolly Zoom",
-        "Smell the Lens",
-        "I believe I can fly",
-        "Strikout Dance",
-        "Pixel World",
-        "Mint in Box",
-        "Hands up, Hand",
-        "Flora Nymph Go",
-        "Somber Embrace",
-        "Beam me up",
-        "Suit Swagger",
-    ],
+    effect: Effect,
     image_url: FileInput,
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -971,8 +502,33 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        effect: The effect to apply to the video. Required.
+        image_url: Optional URL of the image to use as the first frame. If not provided,
+            generates from text. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

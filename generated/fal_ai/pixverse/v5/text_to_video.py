@@ -5,79 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    aspect_ratio: Annotated[
-        Literal["16:9", "4:3", "1:1", "3:4", "9:16"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """The aspect ratio of the generated video"""
-    resolution: Annotated[
-        Literal["360p", "540p", "720p", "1080p"], Field(title="Resolution")
-    ] = "720p"
-    """The resolution of the generated video"""
-    duration: Annotated[Literal["5", "8"], Field(title="Duration")] = "5"
-    """The duration of the generated video in seconds. 8s videos cost double. 1080p videos are limited to 5 seconds"""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """Negative prompt to be used for the generation"""
-    style: Annotated[
-        Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None,
-        Field(title="Style"),
-    ] = None
-    """The style of the generated video"""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """
-    The same seed and the same prompt given to the same version of the model
-    will output the same video every time.
-    """
-
-
-class Output(FalModel):
-    video: File
-    """The generated video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
+    "Resolution",
+    "Style",
     "File",
     "Input",
     "Output",
@@ -90,72 +32,149 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/pixverse/v5/text-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["16:9", "4:3", "1:1", "3:4", "9:16"]
+
+
+Resolution: TypeAlias = Literal["360p", "540p", "720p", "1080p"]
+
+
+Style: TypeAlias = Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    aspect_ratio: AspectRatio = "16:9"
+    """The aspect ratio of the generated video"""
+    resolution: Resolution = "720p"
+    """The resolution of the generated video"""
+    duration: Literal["5", "8"] = "5"
+    """The duration of the generated video in seconds. 8s videos cost double. 1080p
+    videos are limited to 5 seconds"""
+    negative_prompt: str = ""
+    """Negative prompt to be used for the generation"""
+    style: Style | None = None
+    """The style of the generated video"""
+    seed: int | None = None
+    """
+    The same seed and the same prompt given to the same version of the model
+    will output the same video every time.
+    """
+
+
+class Output(FalModel):
+    video: File
+    """The generated video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"] = "16:9",
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    aspect_ratio: AspectRatio = "16:9",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None = None,
+    style: Style | None = None,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. 8s videos cost double.
+            1080p videos are limited to 5 seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        style: The style of the generated video. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"] = "16:9",
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    aspect_ratio: AspectRatio = "16:9",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None = None,
+    style: Style | None = None,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -163,35 +182,62 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. 8s videos cost double.
+            1080p videos are limited to 5 seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        style: The style of the generated video. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"] = "16:9",
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    aspect_ratio: AspectRatio = "16:9",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None = None,
+    style: Style | None = None,
     seed: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -199,71 +245,126 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. 8s videos cost double.
+            1080p videos are limited to 5 seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        style: The style of the generated video. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"] = "16:9",
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    aspect_ratio: AspectRatio = "16:9",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None = None,
+    style: Style | None = None,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. 8s videos cost double.
+            1080p videos are limited to 5 seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        style: The style of the generated video. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"] = "16:9",
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    aspect_ratio: AspectRatio = "16:9",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None = None,
+    style: Style | None = None,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -271,35 +372,62 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. 8s videos cost double.
+            1080p videos are limited to 5 seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        style: The style of the generated video. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"] = "16:9",
-    resolution: Literal["360p", "540p", "720p", "1080p"] = "720p",
+    aspect_ratio: AspectRatio = "16:9",
+    resolution: Resolution = "720p",
     duration: Literal["5", "8"] = "5",
     negative_prompt: str = "",
-    style: Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"] | None = None,
+    style: Style | None = None,
     seed: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -307,8 +435,35 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        duration: The duration of the generated video in seconds. 8s videos cost double.
+            1080p videos are limited to 5 seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to be used for the generation. Defaults to
+            `\""`.
+        style: The style of the generated video. Defaults to `None`.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same video every time. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,113 +5,20 @@ Category: speech."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class AudioFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the audio"""
-    channels: Annotated[int | None, Field(title="Channels")] = None
-    """The number of channels in the audio"""
-    sample_rate: Annotated[int | None, Field(title="Sample Rate")] = None
-    """The sample rate of the audio"""
-    bitrate: Annotated[str | int | None, Field(title="Bitrate")] = None
-    """The bitrate of the audio (e.g., '192k' or 192000)"""
-
-
-class Input(FalModel):
-    text: Annotated[str, Field(title="Text")]
-    """The text to be converted to speech."""
-    language: Annotated[
-        Literal[
-            "Auto",
-            "English",
-            "Chinese",
-            "Spanish",
-            "French",
-            "German",
-            "Italian",
-            "Japanese",
-            "Korean",
-            "Portuguese",
-            "Russian",
-        ],
-        Field(title="Language"),
-    ] = "Auto"
-    """The language of the voice to be designed."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Optional prompt to guide the style of the generated speech."""
-    top_k: Annotated[int | None, Field(ge=0, title="Top K")] = 50
-    """Top-k sampling parameter."""
-    top_p: Annotated[float | None, Field(ge=0.0, le=1.0, title="Top P")] = 1
-    """Top-p sampling parameter."""
-    temperature: Annotated[float | None, Field(ge=0.0, le=1.0, title="Temperature")] = (
-        0.9
-    )
-    """Sampling temperature; higher => more random."""
-    repetition_penalty: Annotated[
-        float | None, Field(ge=0.0, title="Repetition Penalty")
-    ] = 1.05
-    """Penalty to reduce repeated tokens/codes."""
-    subtalker_dosample: Annotated[bool | None, Field(title="Subtalker Dosample")] = True
-    """Sampling switch for the sub-talker."""
-    subtalker_top_k: Annotated[int | None, Field(ge=0, title="Subtalker Top K")] = 50
-    """Top-k for sub-talker sampling."""
-    subtalker_top_p: Annotated[
-        float | None, Field(ge=0.0, le=1.0, title="Subtalker Top P")
-    ] = 1
-    """Top-p for sub-talker sampling."""
-    subtalker_temperature: Annotated[
-        float | None, Field(ge=0.0, le=1.0, title="Subtalker Temperature")
-    ] = 0.9
-    """Temperature for sub-talker sampling."""
-    max_new_tokens: Annotated[
-        int | None, Field(ge=1, le=8192, title="Max New Tokens")
-    ] = 200
-    """Maximum number of new codec tokens to generate."""
-
-
-class Output(FalModel):
-    audio: AudioFile
-    """The generated speech audio file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Language",
     "AudioFile",
     "Input",
     "Output",
@@ -124,41 +31,99 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/qwen-3-tts/voice-design/1.7b"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Language: TypeAlias = Literal[
+    "Auto",
+    "English",
+    "Chinese",
+    "Spanish",
+    "French",
+    "German",
+    "Italian",
+    "Japanese",
+    "Korean",
+    "Portuguese",
+    "Russian",
+]
+
+
+class AudioFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    duration: float | None = None
+    """The duration of the audio"""
+    channels: int | None = None
+    """The number of channels in the audio"""
+    sample_rate: int | None = None
+    """The sample rate of the audio"""
+    bitrate: str | int | None = None
+    """The bitrate of the audio (e.g., '192k' or 192000)"""
+
+
+class Input(FalModel):
+    text: str
+    """The text to be converted to speech."""
+    language: Language = "Auto"
+    """The language of the voice to be designed."""
+    prompt: str
+    """Optional prompt to guide the style of the generated speech."""
+    top_k: Annotated[int | None, Field(ge=0)] = 50
+    """Top-k sampling parameter."""
+    top_p: Annotated[float | None, Field(ge=0.0, le=1.0)] = 1
+    """Top-p sampling parameter."""
+    temperature: Annotated[float | None, Field(ge=0.0, le=1.0)] = 0.9
+    """Sampling temperature; higher => more random."""
+    repetition_penalty: Annotated[float | None, Field(ge=0.0)] = 1.05
+    """Penalty to reduce repeated tokens/codes."""
+    subtalker_dosample: bool | None = True
+    """Sampling switch for the sub-talker."""
+    subtalker_top_k: Annotated[int | None, Field(ge=0)] = 50
+    """Top-k for sub-talker sampling."""
+    subtalker_top_p: Annotated[float | None, Field(ge=0.0, le=1.0)] = 1
+    """Top-p for sub-talker sampling."""
+    subtalker_temperature: Annotated[float | None, Field(ge=0.0, le=1.0)] = 0.9
+    """Temperature for sub-talker sampling."""
+    max_new_tokens: Annotated[int | None, Field(ge=1, le=8192)] = 200
+    """Maximum number of new codec tokens to generate."""
+
+
+class Output(FalModel):
+    audio: AudioFile
+    """The generated speech audio file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     text: str,
-    language: Literal[
-        "Auto",
-        "English",
-        "Chinese",
-        "Spanish",
-        "French",
-        "German",
-        "Italian",
-        "Japanese",
-        "Korean",
-        "Portuguese",
-        "Russian",
-    ] = "Auto",
+    language: Language = "Auto",
     prompt: str,
     top_k: int | None = 50,
     top_p: float | None = 1,
@@ -169,49 +134,72 @@ def submit(
     subtalker_top_p: float | None = 1,
     subtalker_temperature: float | None = 0.9,
     max_new_tokens: int | None = 200,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech. Required.
+        language: The language of the voice to be designed. Defaults to `"Auto"`.
+        prompt: Optional prompt to guide the style of the generated speech. Required.
+        top_k: Top-k sampling parameter. At least 0. Defaults to `50`.
+        top_p: Top-p sampling parameter. Between 0.0 and 1.0. Defaults to `1`.
+        temperature: Sampling temperature; higher => more random. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        repetition_penalty: Penalty to reduce repeated tokens/codes. At least 0.0.
+            Defaults to `1.05`.
+        subtalker_dosample: Sampling switch for the sub-talker. Defaults to `True`.
+        subtalker_top_k: Top-k for sub-talker sampling. At least 0. Defaults to `50`.
+        subtalker_top_p: Top-p for sub-talker sampling. Between 0.0 and 1.0. Defaults to
+            `1`.
+        subtalker_temperature: Temperature for sub-talker sampling. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_new_tokens: Maximum number of new codec tokens to generate. Between 1 and
+            8192. Defaults to `200`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     text: str,
-    language: Literal[
-        "Auto",
-        "English",
-        "Chinese",
-        "Spanish",
-        "French",
-        "German",
-        "Italian",
-        "Japanese",
-        "Korean",
-        "Portuguese",
-        "Russian",
-    ] = "Auto",
+    language: Language = "Auto",
     prompt: str,
     top_k: int | None = 50,
     top_p: float | None = 1,
@@ -222,8 +210,8 @@ def subscribe(
     subtalker_top_p: float | None = 1,
     subtalker_temperature: float | None = 0.9,
     max_new_tokens: int | None = 200,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -231,40 +219,62 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech. Required.
+        language: The language of the voice to be designed. Defaults to `"Auto"`.
+        prompt: Optional prompt to guide the style of the generated speech. Required.
+        top_k: Top-k sampling parameter. At least 0. Defaults to `50`.
+        top_p: Top-p sampling parameter. Between 0.0 and 1.0. Defaults to `1`.
+        temperature: Sampling temperature; higher => more random. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        repetition_penalty: Penalty to reduce repeated tokens/codes. At least 0.0.
+            Defaults to `1.05`.
+        subtalker_dosample: Sampling switch for the sub-talker. Defaults to `True`.
+        subtalker_top_k: Top-k for sub-talker sampling. At least 0. Defaults to `50`.
+        subtalker_top_p: Top-p for sub-talker sampling. Between 0.0 and 1.0. Defaults to
+            `1`.
+        subtalker_temperature: Temperature for sub-talker sampling. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_new_tokens: Maximum number of new codec tokens to generate. Between 1 and
+            8192. Defaults to `200`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     text: str,
-    language: Literal[
-        "Auto",
-        "English",
-        "Chinese",
-        "Spanish",
-        "French",
-        "German",
-        "Italian",
-        "Japanese",
-        "Korean",
-        "Portuguese",
-        "Russian",
-    ] = "Auto",
+    language: Language = "Auto",
     prompt: str,
     top_k: int | None = 50,
     top_p: float | None = 1,
@@ -275,8 +285,8 @@ def run(
     subtalker_top_p: float | None = 1,
     subtalker_temperature: float | None = 0.9,
     max_new_tokens: int | None = 200,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -284,40 +294,62 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech. Required.
+        language: The language of the voice to be designed. Defaults to `"Auto"`.
+        prompt: Optional prompt to guide the style of the generated speech. Required.
+        top_k: Top-k sampling parameter. At least 0. Defaults to `50`.
+        top_p: Top-p sampling parameter. Between 0.0 and 1.0. Defaults to `1`.
+        temperature: Sampling temperature; higher => more random. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        repetition_penalty: Penalty to reduce repeated tokens/codes. At least 0.0.
+            Defaults to `1.05`.
+        subtalker_dosample: Sampling switch for the sub-talker. Defaults to `True`.
+        subtalker_top_k: Top-k for sub-talker sampling. At least 0. Defaults to `50`.
+        subtalker_top_p: Top-p for sub-talker sampling. Between 0.0 and 1.0. Defaults to
+            `1`.
+        subtalker_temperature: Temperature for sub-talker sampling. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_new_tokens: Maximum number of new codec tokens to generate. Between 1 and
+            8192. Defaults to `200`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     text: str,
-    language: Literal[
-        "Auto",
-        "English",
-        "Chinese",
-        "Spanish",
-        "French",
-        "German",
-        "Italian",
-        "Japanese",
-        "Korean",
-        "Portuguese",
-        "Russian",
-    ] = "Auto",
+    language: Language = "Auto",
     prompt: str,
     top_k: int | None = 50,
     top_p: float | None = 1,
@@ -328,49 +360,72 @@ async def submit_async(
     subtalker_top_p: float | None = 1,
     subtalker_temperature: float | None = 0.9,
     max_new_tokens: int | None = 200,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech. Required.
+        language: The language of the voice to be designed. Defaults to `"Auto"`.
+        prompt: Optional prompt to guide the style of the generated speech. Required.
+        top_k: Top-k sampling parameter. At least 0. Defaults to `50`.
+        top_p: Top-p sampling parameter. Between 0.0 and 1.0. Defaults to `1`.
+        temperature: Sampling temperature; higher => more random. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        repetition_penalty: Penalty to reduce repeated tokens/codes. At least 0.0.
+            Defaults to `1.05`.
+        subtalker_dosample: Sampling switch for the sub-talker. Defaults to `True`.
+        subtalker_top_k: Top-k for sub-talker sampling. At least 0. Defaults to `50`.
+        subtalker_top_p: Top-p for sub-talker sampling. Between 0.0 and 1.0. Defaults to
+            `1`.
+        subtalker_temperature: Temperature for sub-talker sampling. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_new_tokens: Maximum number of new codec tokens to generate. Between 1 and
+            8192. Defaults to `200`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     text: str,
-    language: Literal[
-        "Auto",
-        "English",
-        "Chinese",
-        "Spanish",
-        "French",
-        "German",
-        "Italian",
-        "Japanese",
-        "Korean",
-        "Portuguese",
-        "Russian",
-    ] = "Auto",
+    language: Language = "Auto",
     prompt: str,
     top_k: int | None = 50,
     top_p: float | None = 1,
@@ -381,8 +436,8 @@ async def subscribe_async(
     subtalker_top_p: float | None = 1,
     subtalker_temperature: float | None = 0.9,
     max_new_tokens: int | None = 200,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -390,40 +445,62 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech. Required.
+        language: The language of the voice to be designed. Defaults to `"Auto"`.
+        prompt: Optional prompt to guide the style of the generated speech. Required.
+        top_k: Top-k sampling parameter. At least 0. Defaults to `50`.
+        top_p: Top-p sampling parameter. Between 0.0 and 1.0. Defaults to `1`.
+        temperature: Sampling temperature; higher => more random. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        repetition_penalty: Penalty to reduce repeated tokens/codes. At least 0.0.
+            Defaults to `1.05`.
+        subtalker_dosample: Sampling switch for the sub-talker. Defaults to `True`.
+        subtalker_top_k: Top-k for sub-talker sampling. At least 0. Defaults to `50`.
+        subtalker_top_p: Top-p for sub-talker sampling. Between 0.0 and 1.0. Defaults to
+            `1`.
+        subtalker_temperature: Temperature for sub-talker sampling. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_new_tokens: Maximum number of new codec tokens to generate. Between 1 and
+            8192. Defaults to `200`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     text: str,
-    language: Literal[
-        "Auto",
-        "English",
-        "Chinese",
-        "Spanish",
-        "French",
-        "German",
-        "Italian",
-        "Japanese",
-        "Korean",
-        "Portuguese",
-        "Russian",
-    ] = "Auto",
+    language: Language = "Auto",
     prompt: str,
     top_k: int | None = 50,
     top_p: float | None = 1,
@@ -434,8 +511,8 @@ async def run_async(
     subtalker_top_p: float | None = 1,
     subtalker_temperature: float | None = 0.9,
     max_new_tokens: int | None = 200,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -443,8 +520,42 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        text: The text to be converted to speech. Required.
+        language: The language of the voice to be designed. Defaults to `"Auto"`.
+        prompt: Optional prompt to guide the style of the generated speech. Required.
+        top_k: Top-k sampling parameter. At least 0. Defaults to `50`.
+        top_p: Top-p sampling parameter. Between 0.0 and 1.0. Defaults to `1`.
+        temperature: Sampling temperature; higher => more random. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        repetition_penalty: Penalty to reduce repeated tokens/codes. At least 0.0.
+            Defaults to `1.05`.
+        subtalker_dosample: Sampling switch for the sub-talker. Defaults to `True`.
+        subtalker_top_k: Top-k for sub-talker sampling. At least 0. Defaults to `50`.
+        subtalker_top_p: Top-p for sub-talker sampling. Between 0.0 and 1.0. Defaults to
+            `1`.
+        subtalker_temperature: Temperature for sub-talker sampling. Between 0.0 and 1.0.
+            Defaults to `0.9`.
+        max_new_tokens: Maximum number of new codec tokens to generate. Between 1 and
+            8192. Defaults to `200`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

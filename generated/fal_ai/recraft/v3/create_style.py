@@ -5,141 +5,20 @@ Category: training."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from pydantic import UUID4
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import UUID4, ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    images_data_url: Annotated[FileInput, Field(title="Images Data Url")]
-    """URL to zip archive with images, use PNG format. Maximum 5 images are allowed."""
-    base_style: Annotated[
-        Literal[
-            "any",
-            "realistic_image",
-            "digital_illustration",
-            "vector_illustration",
-            "realistic_image/b_and_w",
-            "realistic_image/hard_flash",
-            "realistic_image/hdr",
-            "realistic_image/natural_light",
-            "realistic_image/studio_portrait",
-            "realistic_image/enterprise",
-            "realistic_image/motion_blur",
-            "realistic_image/evening_light",
-            "realistic_image/faded_nostalgia",
-            "realistic_image/forest_life",
-            "realistic_image/mystic_naturalism",
-            "realistic_image/natural_tones",
-            "realistic_image/organic_calm",
-            "realistic_image/real_life_glow",
-            "realistic_image/retro_realism",
-            "realistic_image/retro_snapshot",
-            "realistic_image/urban_drama",
-            "realistic_image/village_realism",
-            "realistic_image/warm_folk",
-            "digital_illustration/pixel_art",
-            "digital_illustration/hand_drawn",
-            "digital_illustration/grain",
-            "digital_illustration/infantile_sketch",
-            "digital_illustration/2d_art_poster",
-            "digital_illustration/handmade_3d",
-            "digital_illustration/hand_drawn_outline",
-            "digital_illustration/engraving_color",
-            "digital_illustration/2d_art_poster_2",
-            "digital_illustration/antiquarian",
-            "digital_illustration/bold_fantasy",
-            "digital_illustration/child_book",
-            "digital_illustration/child_books",
-            "digital_illustration/cover",
-            "digital_illustration/crosshatch",
-            "digital_illustration/digital_engraving",
-            "digital_illustration/expressionism",
-            "digital_illustration/freehand_details",
-            "digital_illustration/grain_20",
-            "digital_illustration/graphic_intensity",
-            "digital_illustration/hard_comics",
-            "digital_illustration/long_shadow",
-            "digital_illustration/modern_folk",
-            "digital_illustration/multicolor",
-            "digital_illustration/neon_calm",
-            "digital_illustration/noir",
-            "digital_illustration/nostalgic_pastel",
-            "digital_illustration/outline_details",
-            "digital_illustration/pastel_gradient",
-            "digital_illustration/pastel_sketch",
-            "digital_illustration/pop_art",
-            "digital_illustration/pop_renaissance",
-            "digital_illustration/street_art",
-            "digital_illustration/tablet_sketch",
-            "digital_illustration/urban_glow",
-            "digital_illustration/urban_sketching",
-            "digital_illustration/vanilla_dreams",
-            "digital_illustration/young_adult_book",
-            "digital_illustration/young_adult_book_2",
-            "vector_illustration/bold_stroke",
-            "vector_illustration/chemistry",
-            "vector_illustration/colored_stencil",
-            "vector_illustration/contour_pop_art",
-            "vector_illustration/cosmics",
-            "vector_illustration/cutout",
-            "vector_illustration/depressive",
-            "vector_illustration/editorial",
-            "vector_illustration/emotional_flat",
-            "vector_illustration/infographical",
-            "vector_illustration/marker_outline",
-            "vector_illustration/mosaic",
-            "vector_illustration/naivector",
-            "vector_illustration/roundish_flat",
-            "vector_illustration/segmented_colors",
-            "vector_illustration/sharp_contrast",
-            "vector_illustration/thin",
-            "vector_illustration/vector_photo",
-            "vector_illustration/vivid_shapes",
-            "vector_illustration/engraving",
-            "vector_illustration/line_art",
-            "vector_illustration/line_circuit",
-            "vector_illustration/linocut",
-        ],
-        Field(title="Base Style"),
-    ] = "digital_illustration"
-    """The base style of the generated images, this topic is covered above."""
-
-
-class Output(FalModel):
-    style_id: Annotated[UUID4, Field(title="Style Id")]
-    """The ID of the created style, this ID can be used to reference the style in the future."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "BaseStyle",
     "Input",
     "Output",
     "submit",
@@ -151,235 +30,192 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/recraft/v3/create-style"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+BaseStyle: TypeAlias = Literal[
+    "any",
+    "realistic_image",
+    "digital_illustration",
+    "vector_illustration",
+    "realistic_image/b_and_w",
+    "realistic_image/hard_flash",
+    "realistic_image/hdr",
+    "realistic_image/natural_light",
+    "realistic_image/studio_portrait",
+    "realistic_image/enterprise",
+    "realistic_image/motion_blur",
+    "realistic_image/evening_light",
+    "realistic_image/faded_nostalgia",
+    "realistic_image/forest_life",
+    "realistic_image/mystic_naturalism",
+    "realistic_image/natural_tones",
+    "realistic_image/organic_calm",
+    "realistic_image/real_life_glow",
+    "realistic_image/retro_realism",
+    "realistic_image/retro_snapshot",
+    "realistic_image/urban_drama",
+    "realistic_image/village_realism",
+    "realistic_image/warm_folk",
+    "digital_illustration/pixel_art",
+    "digital_illustration/hand_drawn",
+    "digital_illustration/grain",
+    "digital_illustration/infantile_sketch",
+    "digital_illustration/2d_art_poster",
+    "digital_illustration/handmade_3d",
+    "digital_illustration/hand_drawn_outline",
+    "digital_illustration/engraving_color",
+    "digital_illustration/2d_art_poster_2",
+    "digital_illustration/antiquarian",
+    "digital_illustration/bold_fantasy",
+    "digital_illustration/child_book",
+    "digital_illustration/child_books",
+    "digital_illustration/cover",
+    "digital_illustration/crosshatch",
+    "digital_illustration/digital_engraving",
+    "digital_illustration/expressionism",
+    "digital_illustration/freehand_details",
+    "digital_illustration/grain_20",
+    "digital_illustration/graphic_intensity",
+    "digital_illustration/hard_comics",
+    "digital_illustration/long_shadow",
+    "digital_illustration/modern_folk",
+    "digital_illustration/multicolor",
+    "digital_illustration/neon_calm",
+    "digital_illustration/noir",
+    "digital_illustration/nostalgic_pastel",
+    "digital_illustration/outline_details",
+    "digital_illustration/pastel_gradient",
+    "digital_illustration/pastel_sketch",
+    "digital_illustration/pop_art",
+    "digital_illustration/pop_renaissance",
+    "digital_illustration/street_art",
+    "digital_illustration/tablet_sketch",
+    "digital_illustration/urban_glow",
+    "digital_illustration/urban_sketching",
+    "digital_illustration/vanilla_dreams",
+    "digital_illustration/young_adult_book",
+    "digital_illustration/young_adult_book_2",
+    "vector_illustration/bold_stroke",
+    "vector_illustration/chemistry",
+    "vector_illustration/colored_stencil",
+    "vector_illustration/contour_pop_art",
+    "vector_illustration/cosmics",
+    "vector_illustration/cutout",
+    "vector_illustration/depressive",
+    "vector_illustration/editorial",
+    "vector_illustration/emotional_flat",
+    "vector_illustration/infographical",
+    "vector_illustration/marker_outline",
+    "vector_illustration/mosaic",
+    "vector_illustration/naivector",
+    "vector_illustration/roundish_flat",
+    "vector_illustration/segmented_colors",
+    "vector_illustration/sharp_contrast",
+    "vector_illustration/thin",
+    "vector_illustration/vector_photo",
+    "vector_illustration/vivid_shapes",
+    "vector_illustration/engraving",
+    "vector_illustration/line_art",
+    "vector_illustration/line_circuit",
+    "vector_illustration/linocut",
+]
+
+
+class Input(FalModel):
+    images_data_url: FileInput
+    """URL to zip archive with images, use PNG format. Maximum 5 images are allowed."""
+    base_style: BaseStyle = "digital_illustration"
+    """The base style of the generated images, this topic is covered above."""
+
+
+class Output(FalModel):
+    style_id: UUID4
+    """The ID of the created style, this ID can be used to reference the style in the
+    future."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["images_data_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     images_data_url: FileInput,
-    base_style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "digital_illustration",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    base_style: BaseStyle = "digital_illustration",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images, use PNG format. Maximum 5
+            images are allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        base_style: The base style of the generated images, this topic is covered above.
+            Defaults to `"digital_illustration"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     images_data_url: FileInput,
-    base_style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "digital_illustration",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    base_style: BaseStyle = "digital_illustration",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -387,116 +223,52 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images, use PNG format. Maximum 5
+            images are allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        base_style: The base style of the generated images, this topic is covered above.
+            Defaults to `"digital_illustration"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     images_data_url: FileInput,
-    base_style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "digital_illustration",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    base_style: BaseStyle = "digital_illustration",
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -504,233 +276,106 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images, use PNG format. Maximum 5
+            images are allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        base_style: The base style of the generated images, this topic is covered above.
+            Defaults to `"digital_illustration"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     images_data_url: FileInput,
-    base_style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "digital_illustration",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    base_style: BaseStyle = "digital_illustration",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images, use PNG format. Maximum 5
+            images are allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        base_style: The base style of the generated images, this topic is covered above.
+            Defaults to `"digital_illustration"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     images_data_url: FileInput,
-    base_style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "digital_illustration",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    base_style: BaseStyle = "digital_illustration",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -738,116 +383,52 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images, use PNG format. Maximum 5
+            images are allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        base_style: The base style of the generated images, this topic is covered above.
+            Defaults to `"digital_illustration"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     images_data_url: FileInput,
-    base_style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "digital_illustration",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    base_style: BaseStyle = "digital_illustration",
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -855,8 +436,30 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        images_data_url: URL to zip archive with images, use PNG format. Maximum 5
+            images are allowed. A file: a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Required.
+        base_style: The base style of the generated images, this topic is covered above.
+            Defaults to `"digital_illustration"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

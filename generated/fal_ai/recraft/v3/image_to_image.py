@@ -7,176 +7,21 @@ V3 Image To Image"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import UUID4, Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import UUID4, ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=1000, min_length=1, title="Prompt")]
-    """A text description of areas to change."""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the image to modify. Must be less than 5 MB in size, have resolution less than 16 MP and max dimension less than 4096 pixels."""
-    strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")] = 0.5
-    """Defines the difference with the original image, should lie in [0, 1], where 0 means almost identical, and 1 means miserable similarity"""
-    style: Annotated[
-        Literal[
-            "any",
-            "realistic_image",
-            "digital_illustration",
-            "vector_illustration",
-            "realistic_image/b_and_w",
-            "realistic_image/hard_flash",
-            "realistic_image/hdr",
-            "realistic_image/natural_light",
-            "realistic_image/studio_portrait",
-            "realistic_image/enterprise",
-            "realistic_image/motion_blur",
-            "realistic_image/evening_light",
-            "realistic_image/faded_nostalgia",
-            "realistic_image/forest_life",
-            "realistic_image/mystic_naturalism",
-            "realistic_image/natural_tones",
-            "realistic_image/organic_calm",
-            "realistic_image/real_life_glow",
-            "realistic_image/retro_realism",
-            "realistic_image/retro_snapshot",
-            "realistic_image/urban_drama",
-            "realistic_image/village_realism",
-            "realistic_image/warm_folk",
-            "digital_illustration/pixel_art",
-            "digital_illustration/hand_drawn",
-            "digital_illustration/grain",
-            "digital_illustration/infantile_sketch",
-            "digital_illustration/2d_art_poster",
-            "digital_illustration/handmade_3d",
-            "digital_illustration/hand_drawn_outline",
-            "digital_illustration/engraving_color",
-            "digital_illustration/2d_art_poster_2",
-            "digital_illustration/antiquarian",
-            "digital_illustration/bold_fantasy",
-            "digital_illustration/child_book",
-            "digital_illustration/child_books",
-            "digital_illustration/cover",
-            "digital_illustration/crosshatch",
-            "digital_illustration/digital_engraving",
-            "digital_illustration/expressionism",
-            "digital_illustration/freehand_details",
-            "digital_illustration/grain_20",
-            "digital_illustration/graphic_intensity",
-            "digital_illustration/hard_comics",
-            "digital_illustration/long_shadow",
-            "digital_illustration/modern_folk",
-            "digital_illustration/multicolor",
-            "digital_illustration/neon_calm",
-            "digital_illustration/noir",
-            "digital_illustration/nostalgic_pastel",
-            "digital_illustration/outline_details",
-            "digital_illustration/pastel_gradient",
-            "digital_illustration/pastel_sketch",
-            "digital_illustration/pop_art",
-            "digital_illustration/pop_renaissance",
-            "digital_illustration/street_art",
-            "digital_illustration/tablet_sketch",
-            "digital_illustration/urban_glow",
-            "digital_illustration/urban_sketching",
-            "digital_illustration/vanilla_dreams",
-            "digital_illustration/young_adult_book",
-            "digital_illustration/young_adult_book_2",
-            "vector_illustration/bold_stroke",
-            "vector_illustration/chemistry",
-            "vector_illustration/colored_stencil",
-            "vector_illustration/contour_pop_art",
-            "vector_illustration/cosmics",
-            "vector_illustration/cutout",
-            "vector_illustration/depressive",
-            "vector_illustration/editorial",
-            "vector_illustration/emotional_flat",
-            "vector_illustration/infographical",
-            "vector_illustration/marker_outline",
-            "vector_illustration/mosaic",
-            "vector_illustration/naivector",
-            "vector_illustration/roundish_flat",
-            "vector_illustration/segmented_colors",
-            "vector_illustration/sharp_contrast",
-            "vector_illustration/thin",
-            "vector_illustration/vector_photo",
-            "vector_illustration/vivid_shapes",
-            "vector_illustration/engraving",
-            "vector_illustration/line_art",
-            "vector_illustration/line_circuit",
-            "vector_illustration/linocut",
-        ],
-        Field(title="Style"),
-    ] = "realistic_image"
-    """The style of the generated images. Vector images cost 2X as much."""
-    colors: Annotated[list[RGBColor], Field(title="Colors", validate_default=True)] = []
-    """An array of preferable colors"""
-    style_id: Annotated[UUID4 | None, Field(title="Style Id")] = None
-    """The ID of the custom style reference (optional)"""
-    negative_prompt: Annotated[
-        str | None, Field(max_length=1000, title="Negative Prompt")
-    ] = None
-    """A text description of undesired elements on an image"""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    images: Annotated[list[File], Field(title="Images")]
-    """The generated images"""
-
-
-class RGBColor(FalModel):
-    r: Annotated[int, Field(ge=0, le=255, title="R")] = 0
-    """Red color value"""
-    g: Annotated[int, Field(ge=0, le=255, title="G")] = 0
-    """Green color value"""
-    b: Annotated[int, Field(ge=0, le=255, title="B")] = 0
-    """Blue color value"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Style",
     "File",
     "Input",
     "Output",
@@ -190,247 +35,249 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/recraft/v3/image-to-image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Style: TypeAlias = Literal[
+    "any",
+    "realistic_image",
+    "digital_illustration",
+    "vector_illustration",
+    "realistic_image/b_and_w",
+    "realistic_image/hard_flash",
+    "realistic_image/hdr",
+    "realistic_image/natural_light",
+    "realistic_image/studio_portrait",
+    "realistic_image/enterprise",
+    "realistic_image/motion_blur",
+    "realistic_image/evening_light",
+    "realistic_image/faded_nostalgia",
+    "realistic_image/forest_life",
+    "realistic_image/mystic_naturalism",
+    "realistic_image/natural_tones",
+    "realistic_image/organic_calm",
+    "realistic_image/real_life_glow",
+    "realistic_image/retro_realism",
+    "realistic_image/retro_snapshot",
+    "realistic_image/urban_drama",
+    "realistic_image/village_realism",
+    "realistic_image/warm_folk",
+    "digital_illustration/pixel_art",
+    "digital_illustration/hand_drawn",
+    "digital_illustration/grain",
+    "digital_illustration/infantile_sketch",
+    "digital_illustration/2d_art_poster",
+    "digital_illustration/handmade_3d",
+    "digital_illustration/hand_drawn_outline",
+    "digital_illustration/engraving_color",
+    "digital_illustration/2d_art_poster_2",
+    "digital_illustration/antiquarian",
+    "digital_illustration/bold_fantasy",
+    "digital_illustration/child_book",
+    "digital_illustration/child_books",
+    "digital_illustration/cover",
+    "digital_illustration/crosshatch",
+    "digital_illustration/digital_engraving",
+    "digital_illustration/expressionism",
+    "digital_illustration/freehand_details",
+    "digital_illustration/grain_20",
+    "digital_illustration/graphic_intensity",
+    "digital_illustration/hard_comics",
+    "digital_illustration/long_shadow",
+    "digital_illustration/modern_folk",
+    "digital_illustration/multicolor",
+    "digital_illustration/neon_calm",
+    "digital_illustration/noir",
+    "digital_illustration/nostalgic_pastel",
+    "digital_illustration/outline_details",
+    "digital_illustration/pastel_gradient",
+    "digital_illustration/pastel_sketch",
+    "digital_illustration/pop_art",
+    "digital_illustration/pop_renaissance",
+    "digital_illustration/street_art",
+    "digital_illustration/tablet_sketch",
+    "digital_illustration/urban_glow",
+    "digital_illustration/urban_sketching",
+    "digital_illustration/vanilla_dreams",
+    "digital_illustration/young_adult_book",
+    "digital_illustration/young_adult_book_2",
+    "vector_illustration/bold_stroke",
+    "vector_illustration/chemistry",
+    "vector_illustration/colored_stencil",
+    "vector_illustration/contour_pop_art",
+    "vector_illustration/cosmics",
+    "vector_illustration/cutout",
+    "vector_illustration/depressive",
+    "vector_illustration/editorial",
+    "vector_illustration/emotional_flat",
+    "vector_illustration/infographical",
+    "vector_illustration/marker_outline",
+    "vector_illustration/mosaic",
+    "vector_illustration/naivector",
+    "vector_illustration/roundish_flat",
+    "vector_illustration/segmented_colors",
+    "vector_illustration/sharp_contrast",
+    "vector_illustration/thin",
+    "vector_illustration/vector_photo",
+    "vector_illustration/vivid_shapes",
+    "vector_illustration/engraving",
+    "vector_illustration/line_art",
+    "vector_illustration/line_circuit",
+    "vector_illustration/linocut",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=1000, min_length=1)]
+    """A text description of areas to change."""
+    image_url: FileInput
+    """The URL of the image to modify. Must be less than 5 MB in size, have resolution
+    less than 16 MP and max dimension less than 4096 pixels."""
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Defines the difference with the original image, should lie in [0, 1], where 0
+    means almost identical, and 1 means miserable similarity"""
+    style: Style = "realistic_image"
+    """The style of the generated images. Vector images cost 2X as much."""
+    colors: Annotated[list[RGBColor], Field(validate_default=True)] = []
+    """An array of preferable colors"""
+    style_id: UUID4 | None = None
+    """The ID of the custom style reference (optional)"""
+    negative_prompt: Annotated[str | None, Field(max_length=1000)] = None
+    """A text description of undesired elements on an image"""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    images: list[File]
+    """The generated images"""
+
+
+class RGBColor(FalModel):
+    r: Annotated[int, Field(ge=0, le=255)] = 0
+    """Red color value"""
+    g: Annotated[int, Field(ge=0, le=255)] = 0
+    """Green color value"""
+    b: Annotated[int, Field(ge=0, le=255)] = 0
+    """Blue color value"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     image_url: FileInput,
     strength: float = 0.5,
-    style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "realistic_image",
+    style: Style = "realistic_image",
     colors: list[RGBColor] = [],
     style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A text description of areas to change. Length 1 to 1000. Required.
+        image_url: The URL of the image to modify. Must be less than 5 MB in size, have
+            resolution less than 16 MP and max dimension less than 4096 pixels. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        strength: Defines the difference with the original image, should lie in [0, 1],
+            where 0 means almost identical, and 1 means miserable similarity. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        style: The style of the generated images. Vector images cost 2X as much.
+            Defaults to `"realistic_image"`.
+        colors: An array of preferable colors. Defaults to `[]`.
+        style_id: The ID of the custom style reference (optional). Defaults to `None`.
+        negative_prompt: A text description of undesired elements on an image. Length at
+            most 1000. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     image_url: FileInput,
     strength: float = 0.5,
-    style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "realistic_image",
+    style: Style = "realistic_image",
     colors: list[RGBColor] = [],
     style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -438,122 +285,69 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A text description of areas to change. Length 1 to 1000. Required.
+        image_url: The URL of the image to modify. Must be less than 5 MB in size, have
+            resolution less than 16 MP and max dimension less than 4096 pixels. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        strength: Defines the difference with the original image, should lie in [0, 1],
+            where 0 means almost identical, and 1 means miserable similarity. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        style: The style of the generated images. Vector images cost 2X as much.
+            Defaults to `"realistic_image"`.
+        colors: An array of preferable colors. Defaults to `[]`.
+        style_id: The ID of the custom style reference (optional). Defaults to `None`.
+        negative_prompt: A text description of undesired elements on an image. Length at
+            most 1000. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     image_url: FileInput,
     strength: float = 0.5,
-    style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "realistic_image",
+    style: Style = "realistic_image",
     colors: list[RGBColor] = [],
     style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -561,245 +355,140 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A text description of areas to change. Length 1 to 1000. Required.
+        image_url: The URL of the image to modify. Must be less than 5 MB in size, have
+            resolution less than 16 MP and max dimension less than 4096 pixels. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        strength: Defines the difference with the original image, should lie in [0, 1],
+            where 0 means almost identical, and 1 means miserable similarity. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        style: The style of the generated images. Vector images cost 2X as much.
+            Defaults to `"realistic_image"`.
+        colors: An array of preferable colors. Defaults to `[]`.
+        style_id: The ID of the custom style reference (optional). Defaults to `None`.
+        negative_prompt: A text description of undesired elements on an image. Length at
+            most 1000. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     image_url: FileInput,
     strength: float = 0.5,
-    style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "realistic_image",
+    style: Style = "realistic_image",
     colors: list[RGBColor] = [],
     style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A text description of areas to change. Length 1 to 1000. Required.
+        image_url: The URL of the image to modify. Must be less than 5 MB in size, have
+            resolution less than 16 MP and max dimension less than 4096 pixels. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        strength: Defines the difference with the original image, should lie in [0, 1],
+            where 0 means almost identical, and 1 means miserable similarity. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        style: The style of the generated images. Vector images cost 2X as much.
+            Defaults to `"realistic_image"`.
+        colors: An array of preferable colors. Defaults to `[]`.
+        style_id: The ID of the custom style reference (optional). Defaults to `None`.
+        negative_prompt: A text description of undesired elements on an image. Length at
+            most 1000. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     image_url: FileInput,
     strength: float = 0.5,
-    style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "realistic_image",
+    style: Style = "realistic_image",
     colors: list[RGBColor] = [],
     style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -807,122 +496,69 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A text description of areas to change. Length 1 to 1000. Required.
+        image_url: The URL of the image to modify. Must be less than 5 MB in size, have
+            resolution less than 16 MP and max dimension less than 4096 pixels. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        strength: Defines the difference with the original image, should lie in [0, 1],
+            where 0 means almost identical, and 1 means miserable similarity. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        style: The style of the generated images. Vector images cost 2X as much.
+            Defaults to `"realistic_image"`.
+        colors: An array of preferable colors. Defaults to `[]`.
+        style_id: The ID of the custom style reference (optional). Defaults to `None`.
+        negative_prompt: A text description of undesired elements on an image. Length at
+            most 1000. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     image_url: FileInput,
     strength: float = 0.5,
-    style: Literal[
-        "any",
-        "realistic_image",
-        "digital_illustration",
-        "vector_illustration",
-        "realistic_image/b_and_w",
-        "realistic_image/hard_flash",
-        "realistic_image/hdr",
-        "realistic_image/natural_light",
-        "realistic_image/studio_portrait",
-        "realistic_image/enterprise",
-        "realistic_image/motion_blur",
-        "realistic_image/evening_light",
-        "realistic_image/faded_nostalgia",
-        "realistic_image/forest_life",
-        "realistic_image/mystic_naturalism",
-        "realistic_image/natural_tones",
-        "realistic_image/organic_calm",
-        "realistic_image/real_life_glow",
-        "realistic_image/retro_realism",
-        "realistic_image/retro_snapshot",
-        "realistic_image/urban_drama",
-        "realistic_image/village_realism",
-        "realistic_image/warm_folk",
-        "digital_illustration/pixel_art",
-        "digital_illustration/hand_drawn",
-        "digital_illustration/grain",
-        "digital_illustration/infantile_sketch",
-        "digital_illustration/2d_art_poster",
-        "digital_illustration/handmade_3d",
-        "digital_illustration/hand_drawn_outline",
-        "digital_illustration/engraving_color",
-        "digital_illustration/2d_art_poster_2",
-        "digital_illustration/antiquarian",
-        "digital_illustration/bold_fantasy",
-        "digital_illustration/child_book",
-        "digital_illustration/child_books",
-        "digital_illustration/cover",
-        "digital_illustration/crosshatch",
-        "digital_illustration/digital_engraving",
-        "digital_illustration/expressionism",
-        "digital_illustration/freehand_details",
-        "digital_illustration/grain_20",
-        "digital_illustration/graphic_intensity",
-        "digital_illustration/hard_comics",
-        "digital_illustration/long_shadow",
-        "digital_illustration/modern_folk",
-        "digital_illustration/multicolor",
-        "digital_illustration/neon_calm",
-        "digital_illustration/noir",
-        "digital_illustration/nostalgic_pastel",
-        "digital_illustration/outline_details",
-        "digital_illustration/pastel_gradient",
-        "digital_illustration/pastel_sketch",
-        "digital_illustration/pop_art",
-        "digital_illustration/pop_renaissance",
-        "digital_illustration/street_art",
-        "digital_illustration/tablet_sketch",
-        "digital_illustration/urban_glow",
-        "digital_illustration/urban_sketching",
-        "digital_illustration/vanilla_dreams",
-        "digital_illustration/young_adult_book",
-        "digital_illustration/young_adult_book_2",
-        "vector_illustration/bold_stroke",
-        "vector_illustration/chemistry",
-        "vector_illustration/colored_stencil",
-        "vector_illustration/contour_pop_art",
-        "vector_illustration/cosmics",
-        "vector_illustration/cutout",
-        "vector_illustration/depressive",
-        "vector_illustration/editorial",
-        "vector_illustration/emotional_flat",
-        "vector_illustration/infographical",
-        "vector_illustration/marker_outline",
-        "vector_illustration/mosaic",
-        "vector_illustration/naivector",
-        "vector_illustration/roundish_flat",
-        "vector_illustration/segmented_colors",
-        "vector_illustration/sharp_contrast",
-        "vector_illustration/thin",
-        "vector_illustration/vector_photo",
-        "vector_illustration/vivid_shapes",
-        "vector_illustration/engraving",
-        "vector_illustration/line_art",
-        "vector_illustration/line_circuit",
-        "vector_illustration/linocut",
-    ] = "realistic_image",
+    style: Style = "realistic_image",
     colors: list[RGBColor] = [],
     style_id: UUID4 | None = None,
     negative_prompt: str | None = None,
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -930,8 +566,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: A text description of areas to change. Length 1 to 1000. Required.
+        image_url: The URL of the image to modify. Must be less than 5 MB in size, have
+            resolution less than 16 MP and max dimension less than 4096 pixels. A file:
+            a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Required.
+        strength: Defines the difference with the original image, should lie in [0, 1],
+            where 0 means almost identical, and 1 means miserable similarity. Between
+            0.0 and 1.0. Defaults to `0.5`.
+        style: The style of the generated images. Vector images cost 2X as much.
+            Defaults to `"realistic_image"`.
+        colors: An array of preferable colors. Defaults to `[]`.
+        style_id: The ID of the custom style reference (optional). Defaults to `None`.
+        negative_prompt: A text description of undesired elements on an image. Length at
+            most 1000. Defaults to `None`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

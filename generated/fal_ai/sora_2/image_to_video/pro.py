@@ -5,116 +5,22 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field, RootModel
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field, RootModel
-
-
-class CharacterIds(RootModel[list[str]]):
-    root: Annotated[list[str], Field(max_length=2, title="Character IDs")]
-    """Up to two character IDs (from create-character) to use in the video. Refer to characters by name in the prompt. When set, only the OpenAI provider is used."""
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=5000, min_length=1, title="Prompt")]
-    """The text prompt describing the video you want to generate"""
-    resolution: Annotated[
-        Literal["auto", "720p", "1080p", "true_1080p"], Field(title="Resolution")
-    ] = "auto"
-    """The resolution of the generated video"""
-    aspect_ratio: Annotated[
-        Literal["auto", "9:16", "16:9"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """The aspect ratio of the generated video"""
-    duration: Annotated[Literal[4, 8, 12, 16, 20], Field(title="Duration")] = 4
-    """Duration of the generated video in seconds"""
-    delete_video: Annotated[bool, Field(title="Delete Video")] = True
-    """Whether to delete the video after generation for privacy reasons. If True, the video cannot be used for remixing and will be permanently deleted."""
-    detect_and_block_ip: Annotated[bool, Field(title="Detect And Block Ip")] = False
-    """If enabled, the prompt (and image for image-to-video) will be checked for known intellectual property references and the request will be blocked if any are detected."""
-    character_ids: Annotated[CharacterIds | None, Field(title="Character IDs")] = None
-    """Up to two character IDs (from create-character) to use in the video. Refer to characters by name in the prompt. When set, only the OpenAI provider is used."""
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """The URL of the image to use as the first frame"""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The generated video"""
-    video_id: Annotated[str, Field(title="Video ID")]
-    """The ID of the generated video"""
-    thumbnail: ImageFile | None = None
-    """Thumbnail image for the video"""
-    spritesheet: ImageFile | None = None
-    """Spritesheet image for the video"""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Resolution",
+    "Duration",
     "CharacterIds",
     "ImageFile",
     "Input",
@@ -129,75 +35,195 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/sora-2/image-to-video/pro"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Resolution: TypeAlias = Literal["auto", "720p", "1080p", "true_1080p"]
+
+
+Duration: TypeAlias = Literal[4, 8, 12, 16, 20]
+
+
+class CharacterIds(RootModel[list[str]]):
+    root: Annotated[list[str], Field(max_length=2)]
+    """Up to two character IDs (from create-character) to use in the video. Refer to
+    characters by name in the prompt. When set, only the OpenAI provider is used."""
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=5000, min_length=1)]
+    """The text prompt describing the video you want to generate"""
+    resolution: Resolution = "auto"
+    """The resolution of the generated video"""
+    aspect_ratio: Literal["auto", "9:16", "16:9"] = "auto"
+    """The aspect ratio of the generated video"""
+    duration: Duration = 4
+    """Duration of the generated video in seconds"""
+    delete_video: bool = True
+    """Whether to delete the video after generation for privacy reasons. If True, the
+    video cannot be used for remixing and will be permanently deleted."""
+    detect_and_block_ip: bool = False
+    """If enabled, the prompt (and image for image-to-video) will be checked for known
+    intellectual property references and the request will be blocked if any are
+    detected."""
+    character_ids: CharacterIds | None = None
+    """Up to two character IDs (from create-character) to use in the video. Refer to
+    characters by name in the prompt. When set, only the OpenAI provider is used."""
+    image_url: FileInput
+    """The URL of the image to use as the first frame"""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The generated video"""
+    video_id: str
+    """The ID of the generated video"""
+    thumbnail: ImageFile | None = None
+    """Thumbnail image for the video"""
+    spritesheet: ImageFile | None = None
+    """Spritesheet image for the video"""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    resolution: Literal["auto", "720p", "1080p", "true_1080p"] = "auto",
+    resolution: Resolution = "auto",
     aspect_ratio: Literal["auto", "9:16", "16:9"] = "auto",
-    duration: Literal[4, 8, 12, 16, 20] = 4,
+    duration: Duration = 4,
     delete_video: bool = True,
     detect_and_block_ip: bool = False,
     character_ids: CharacterIds | None = None,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length 1 to
+            5000. Required.
+        resolution: The resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: Duration of the generated video in seconds. Defaults to `4`.
+        delete_video: Whether to delete the video after generation for privacy reasons.
+            If True, the video cannot be used for remixing and will be permanently
+            deleted. Defaults to `True`.
+        detect_and_block_ip: If enabled, the prompt (and image for image-to-video) will
+            be checked for known intellectual property references and the request will
+            be blocked if any are detected. Defaults to `False`.
+        character_ids: Up to two character IDs (from create-character) to use in the
+            video. Refer to characters by name in the prompt. When set, only the OpenAI
+            provider is used. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    resolution: Literal["auto", "720p", "1080p", "true_1080p"] = "auto",
+    resolution: Resolution = "auto",
     aspect_ratio: Literal["auto", "9:16", "16:9"] = "auto",
-    duration: Literal[4, 8, 12, 16, 20] = 4,
+    duration: Duration = 4,
     delete_video: bool = True,
     detect_and_block_ip: bool = False,
     character_ids: CharacterIds | None = None,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -205,36 +231,69 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length 1 to
+            5000. Required.
+        resolution: The resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: Duration of the generated video in seconds. Defaults to `4`.
+        delete_video: Whether to delete the video after generation for privacy reasons.
+            If True, the video cannot be used for remixing and will be permanently
+            deleted. Defaults to `True`.
+        detect_and_block_ip: If enabled, the prompt (and image for image-to-video) will
+            be checked for known intellectual property references and the request will
+            be blocked if any are detected. Defaults to `False`.
+        character_ids: Up to two character IDs (from create-character) to use in the
+            video. Refer to characters by name in the prompt. When set, only the OpenAI
+            provider is used. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    resolution: Literal["auto", "720p", "1080p", "true_1080p"] = "auto",
+    resolution: Resolution = "auto",
     aspect_ratio: Literal["auto", "9:16", "16:9"] = "auto",
-    duration: Literal[4, 8, 12, 16, 20] = 4,
+    duration: Duration = 4,
     delete_video: bool = True,
     detect_and_block_ip: bool = False,
     character_ids: CharacterIds | None = None,
     image_url: FileInput,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -242,73 +301,140 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length 1 to
+            5000. Required.
+        resolution: The resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: Duration of the generated video in seconds. Defaults to `4`.
+        delete_video: Whether to delete the video after generation for privacy reasons.
+            If True, the video cannot be used for remixing and will be permanently
+            deleted. Defaults to `True`.
+        detect_and_block_ip: If enabled, the prompt (and image for image-to-video) will
+            be checked for known intellectual property references and the request will
+            be blocked if any are detected. Defaults to `False`.
+        character_ids: Up to two character IDs (from create-character) to use in the
+            video. Refer to characters by name in the prompt. When set, only the OpenAI
+            provider is used. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    resolution: Literal["auto", "720p", "1080p", "true_1080p"] = "auto",
+    resolution: Resolution = "auto",
     aspect_ratio: Literal["auto", "9:16", "16:9"] = "auto",
-    duration: Literal[4, 8, 12, 16, 20] = 4,
+    duration: Duration = 4,
     delete_video: bool = True,
     detect_and_block_ip: bool = False,
     character_ids: CharacterIds | None = None,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length 1 to
+            5000. Required.
+        resolution: The resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: Duration of the generated video in seconds. Defaults to `4`.
+        delete_video: Whether to delete the video after generation for privacy reasons.
+            If True, the video cannot be used for remixing and will be permanently
+            deleted. Defaults to `True`.
+        detect_and_block_ip: If enabled, the prompt (and image for image-to-video) will
+            be checked for known intellectual property references and the request will
+            be blocked if any are detected. Defaults to `False`.
+        character_ids: Up to two character IDs (from create-character) to use in the
+            video. Refer to characters by name in the prompt. When set, only the OpenAI
+            provider is used. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    resolution: Literal["auto", "720p", "1080p", "true_1080p"] = "auto",
+    resolution: Resolution = "auto",
     aspect_ratio: Literal["auto", "9:16", "16:9"] = "auto",
-    duration: Literal[4, 8, 12, 16, 20] = 4,
+    duration: Duration = 4,
     delete_video: bool = True,
     detect_and_block_ip: bool = False,
     character_ids: CharacterIds | None = None,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -316,36 +442,69 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length 1 to
+            5000. Required.
+        resolution: The resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: Duration of the generated video in seconds. Defaults to `4`.
+        delete_video: Whether to delete the video after generation for privacy reasons.
+            If True, the video cannot be used for remixing and will be permanently
+            deleted. Defaults to `True`.
+        detect_and_block_ip: If enabled, the prompt (and image for image-to-video) will
+            be checked for known intellectual property references and the request will
+            be blocked if any are detected. Defaults to `False`.
+        character_ids: Up to two character IDs (from create-character) to use in the
+            video. Refer to characters by name in the prompt. When set, only the OpenAI
+            provider is used. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    resolution: Literal["auto", "720p", "1080p", "true_1080p"] = "auto",
+    resolution: Resolution = "auto",
     aspect_ratio: Literal["auto", "9:16", "16:9"] = "auto",
-    duration: Literal[4, 8, 12, 16, 20] = 4,
+    duration: Duration = 4,
     delete_video: bool = True,
     detect_and_block_ip: bool = False,
     character_ids: CharacterIds | None = None,
     image_url: FileInput,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -353,8 +512,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length 1 to
+            5000. Required.
+        resolution: The resolution of the generated video. Defaults to `"auto"`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"auto"`.
+        duration: Duration of the generated video in seconds. Defaults to `4`.
+        delete_video: Whether to delete the video after generation for privacy reasons.
+            If True, the video cannot be used for remixing and will be permanently
+            deleted. Defaults to `True`.
+        detect_and_block_ip: If enabled, the prompt (and image for image-to-video) will
+            be checked for known intellectual property references and the request will
+            be blocked if any are detected. Defaults to `False`.
+        character_ids: Up to two character IDs (from create-character) to use in the
+            video. Refer to characters by name in the prompt. When set, only the OpenAI
+            provider is used. Defaults to `None`.
+        image_url: The URL of the image to use as the first frame. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

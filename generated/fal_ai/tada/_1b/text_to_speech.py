@@ -5,109 +5,21 @@ Category: audio."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class AudioFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the audio"""
-    channels: Annotated[int | None, Field(title="Channels")] = None
-    """The number of channels in the audio"""
-    sample_rate: Annotated[int | None, Field(title="Sample Rate")] = None
-    """The sample rate of the audio"""
-    bitrate: Annotated[str | int | None, Field(title="Bitrate")] = None
-    """The bitrate of the audio (e.g., '192k' or 192000)"""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL of the reference audio file for voice cloning. The model will replicate this speaker's voice characteristics."""
-    transcript: Annotated[str, Field(title="Transcript")] = ""
-    """Transcript of the reference audio. For non-English audio, providing a transcript is required since the built-in ASR is English-only."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text to synthesize into speech using the reference speaker's voice."""
-    language: Annotated[
-        Literal["en", "ar", "ch", "de", "es", "fr", "it", "ja", "pl", "pt"],
-        Field(title="Language"),
-    ] = "en"
-    """Language for text alignment. Use the appropriate code for non-English synthesis."""
-    num_extra_steps: Annotated[int, Field(ge=0, le=50, title="Num Extra Steps")] = 0
-    """Number of extra autoregressive steps for speech continuation beyond the input text. Useful for generating trailing prosody or silence."""
-    temperature: Annotated[float, Field(ge=0.0, le=2.0, title="Temperature")] = 0.6
-    """Sampling temperature for text token generation. Higher values produce more varied output."""
-    top_p: Annotated[float, Field(ge=0.0, le=1.0, title="Top P")] = 0.9
-    """Top-p (nucleus) sampling parameter for text generation."""
-    repetition_penalty: Annotated[
-        float, Field(ge=1.0, le=2.0, title="Repetition Penalty")
-    ] = 1.1
-    """Penalty applied to repeated tokens during generation."""
-    acoustic_cfg_scale: Annotated[
-        float, Field(ge=0.0, le=10.0, title="Acoustic Cfg Scale")
-    ] = 1.6
-    """Classifier-free guidance scale for acoustic feature generation."""
-    noise_temperature: Annotated[
-        float, Field(ge=0.0, le=2.0, title="Noise Temperature")
-    ] = 0.9
-    """Temperature for noise in the flow matching diffusion process."""
-    num_inference_steps: Annotated[
-        int, Field(ge=1, le=50, title="Num Inference Steps")
-    ] = 20
-    """Number of ODE solver steps for flow matching acoustic generation. More steps improve quality at the cost of speed."""
-    speed_up_factor: Annotated[
-        float, Field(ge=0.5, le=2.0, title="Speed Up Factor")
-    ] = 1
-    """Factor to speed up or slow down the generated speech. Values > 1.0 speed up, < 1.0 slow down."""
-    output_format: Annotated[Literal["wav", "mp3"], Field(title="Output Format")] = (
-        "wav"
-    )
-    """The format of the output audio file."""
-
-
-class Output(FalModel):
-    audio: AudioFile
-    """The generated speech audio file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Language",
     "AudioFile",
     "Input",
     "Output",
@@ -120,34 +32,101 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/tada/1b/text-to-speech"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Language: TypeAlias = Literal[
+    "en", "ar", "ch", "de", "es", "fr", "it", "ja", "pl", "pt"
+]
+
+
+class AudioFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    duration: float | None = None
+    """The duration of the audio"""
+    channels: int | None = None
+    """The number of channels in the audio"""
+    sample_rate: int | None = None
+    """The sample rate of the audio"""
+    bitrate: str | int | None = None
+    """The bitrate of the audio (e.g., '192k' or 192000)"""
+
+
+class Input(FalModel):
+    audio_url: FileInput
+    """URL of the reference audio file for voice cloning. The model will replicate this
+    speaker's voice characteristics."""
+    transcript: str = ""
+    """Transcript of the reference audio. For non-English audio, providing a transcript
+    is required since the built-in ASR is English-only."""
+    prompt: str
+    """The text to synthesize into speech using the reference speaker's voice."""
+    language: Language = "en"
+    """Language for text alignment. Use the appropriate code for non-English
+    synthesis."""
+    num_extra_steps: Annotated[int, Field(ge=0, le=50)] = 0
+    """Number of extra autoregressive steps for speech continuation beyond the input
+    text. Useful for generating trailing prosody or silence."""
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.6
+    """Sampling temperature for text token generation. Higher values produce more varied
+    output."""
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    """Top-p (nucleus) sampling parameter for text generation."""
+    repetition_penalty: Annotated[float, Field(ge=1.0, le=2.0)] = 1.1
+    """Penalty applied to repeated tokens during generation."""
+    acoustic_cfg_scale: Annotated[float, Field(ge=0.0, le=10.0)] = 1.6
+    """Classifier-free guidance scale for acoustic feature generation."""
+    noise_temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.9
+    """Temperature for noise in the flow matching diffusion process."""
+    num_inference_steps: Annotated[int, Field(ge=1, le=50)] = 20
+    """Number of ODE solver steps for flow matching acoustic generation. More steps
+    improve quality at the cost of speed."""
+    speed_up_factor: Annotated[float, Field(ge=0.5, le=2.0)] = 1
+    """Factor to speed up or slow down the generated speech. Values > 1.0 speed up, <
+    1.0 slow down."""
+    output_format: Literal["wav", "mp3"] = "wav"
+    """The format of the output audio file."""
+
+
+class Output(FalModel):
+    audio: AudioFile
+    """The generated speech audio file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     audio_url: FileInput,
     transcript: str = "",
     prompt: str,
-    language: Literal[
-        "en", "ar", "ch", "de", "es", "fr", "it", "ja", "pl", "pt"
-    ] = "en",
+    language: Language = "en",
     num_extra_steps: int = 0,
     temperature: float = 0.6,
     top_p: float = 0.9,
@@ -157,41 +136,86 @@ def submit(
     num_inference_steps: int = 20,
     speed_up_factor: float = 1,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            replicate this speaker's voice characteristics. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        transcript: Transcript of the reference audio. For non-English audio, providing
+            a transcript is required since the built-in ASR is English-only. Defaults to
+            `\""`.
+        prompt: The text to synthesize into speech using the reference speaker's voice.
+            Required.
+        language: Language for text alignment. Use the appropriate code for non-English
+            synthesis. Defaults to `"en"`.
+        num_extra_steps: Number of extra autoregressive steps for speech continuation
+            beyond the input text. Useful for generating trailing prosody or silence.
+            Between 0 and 50. Defaults to `0`.
+        temperature: Sampling temperature for text token generation. Higher values
+            produce more varied output. Between 0.0 and 2.0. Defaults to `0.6`.
+        top_p: Top-p (nucleus) sampling parameter for text generation. Between 0.0 and
+            1.0. Defaults to `0.9`.
+        repetition_penalty: Penalty applied to repeated tokens during generation.
+            Between 1.0 and 2.0. Defaults to `1.1`.
+        acoustic_cfg_scale: Classifier-free guidance scale for acoustic feature
+            generation. Between 0.0 and 10.0. Defaults to `1.6`.
+        noise_temperature: Temperature for noise in the flow matching diffusion process.
+            Between 0.0 and 2.0. Defaults to `0.9`.
+        num_inference_steps: Number of ODE solver steps for flow matching acoustic
+            generation. More steps improve quality at the cost of speed. Between 1 and
+            50. Defaults to `20`.
+        speed_up_factor: Factor to speed up or slow down the generated speech. Values >
+            1.0 speed up, < 1.0 slow down. Between 0.5 and 2.0. Defaults to `1`.
+        output_format: The format of the output audio file. Defaults to `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     audio_url: FileInput,
     transcript: str = "",
     prompt: str,
-    language: Literal[
-        "en", "ar", "ch", "de", "es", "fr", "it", "ja", "pl", "pt"
-    ] = "en",
+    language: Language = "en",
     num_extra_steps: int = 0,
     temperature: float = 0.6,
     top_p: float = 0.9,
@@ -201,8 +225,8 @@ def subscribe(
     num_inference_steps: int = 20,
     speed_up_factor: float = 1,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -210,32 +234,76 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            replicate this speaker's voice characteristics. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        transcript: Transcript of the reference audio. For non-English audio, providing
+            a transcript is required since the built-in ASR is English-only. Defaults to
+            `\""`.
+        prompt: The text to synthesize into speech using the reference speaker's voice.
+            Required.
+        language: Language for text alignment. Use the appropriate code for non-English
+            synthesis. Defaults to `"en"`.
+        num_extra_steps: Number of extra autoregressive steps for speech continuation
+            beyond the input text. Useful for generating trailing prosody or silence.
+            Between 0 and 50. Defaults to `0`.
+        temperature: Sampling temperature for text token generation. Higher values
+            produce more varied output. Between 0.0 and 2.0. Defaults to `0.6`.
+        top_p: Top-p (nucleus) sampling parameter for text generation. Between 0.0 and
+            1.0. Defaults to `0.9`.
+        repetition_penalty: Penalty applied to repeated tokens during generation.
+            Between 1.0 and 2.0. Defaults to `1.1`.
+        acoustic_cfg_scale: Classifier-free guidance scale for acoustic feature
+            generation. Between 0.0 and 10.0. Defaults to `1.6`.
+        noise_temperature: Temperature for noise in the flow matching diffusion process.
+            Between 0.0 and 2.0. Defaults to `0.9`.
+        num_inference_steps: Number of ODE solver steps for flow matching acoustic
+            generation. More steps improve quality at the cost of speed. Between 1 and
+            50. Defaults to `20`.
+        speed_up_factor: Factor to speed up or slow down the generated speech. Values >
+            1.0 speed up, < 1.0 slow down. Between 0.5 and 2.0. Defaults to `1`.
+        output_format: The format of the output audio file. Defaults to `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     audio_url: FileInput,
     transcript: str = "",
     prompt: str,
-    language: Literal[
-        "en", "ar", "ch", "de", "es", "fr", "it", "ja", "pl", "pt"
-    ] = "en",
+    language: Language = "en",
     num_extra_steps: int = 0,
     temperature: float = 0.6,
     top_p: float = 0.9,
@@ -245,8 +313,8 @@ def run(
     num_inference_steps: int = 20,
     speed_up_factor: float = 1,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -254,32 +322,76 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            replicate this speaker's voice characteristics. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        transcript: Transcript of the reference audio. For non-English audio, providing
+            a transcript is required since the built-in ASR is English-only. Defaults to
+            `\""`.
+        prompt: The text to synthesize into speech using the reference speaker's voice.
+            Required.
+        language: Language for text alignment. Use the appropriate code for non-English
+            synthesis. Defaults to `"en"`.
+        num_extra_steps: Number of extra autoregressive steps for speech continuation
+            beyond the input text. Useful for generating trailing prosody or silence.
+            Between 0 and 50. Defaults to `0`.
+        temperature: Sampling temperature for text token generation. Higher values
+            produce more varied output. Between 0.0 and 2.0. Defaults to `0.6`.
+        top_p: Top-p (nucleus) sampling parameter for text generation. Between 0.0 and
+            1.0. Defaults to `0.9`.
+        repetition_penalty: Penalty applied to repeated tokens during generation.
+            Between 1.0 and 2.0. Defaults to `1.1`.
+        acoustic_cfg_scale: Classifier-free guidance scale for acoustic feature
+            generation. Between 0.0 and 10.0. Defaults to `1.6`.
+        noise_temperature: Temperature for noise in the flow matching diffusion process.
+            Between 0.0 and 2.0. Defaults to `0.9`.
+        num_inference_steps: Number of ODE solver steps for flow matching acoustic
+            generation. More steps improve quality at the cost of speed. Between 1 and
+            50. Defaults to `20`.
+        speed_up_factor: Factor to speed up or slow down the generated speech. Values >
+            1.0 speed up, < 1.0 slow down. Between 0.5 and 2.0. Defaults to `1`.
+        output_format: The format of the output audio file. Defaults to `"wav"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     audio_url: FileInput,
     transcript: str = "",
     prompt: str,
-    language: Literal[
-        "en", "ar", "ch", "de", "es", "fr", "it", "ja", "pl", "pt"
-    ] = "en",
+    language: Language = "en",
     num_extra_steps: int = 0,
     temperature: float = 0.6,
     top_p: float = 0.9,
@@ -289,41 +401,86 @@ async def submit_async(
     num_inference_steps: int = 20,
     speed_up_factor: float = 1,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            replicate this speaker's voice characteristics. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        transcript: Transcript of the reference audio. For non-English audio, providing
+            a transcript is required since the built-in ASR is English-only. Defaults to
+            `\""`.
+        prompt: The text to synthesize into speech using the reference speaker's voice.
+            Required.
+        language: Language for text alignment. Use the appropriate code for non-English
+            synthesis. Defaults to `"en"`.
+        num_extra_steps: Number of extra autoregressive steps for speech continuation
+            beyond the input text. Useful for generating trailing prosody or silence.
+            Between 0 and 50. Defaults to `0`.
+        temperature: Sampling temperature for text token generation. Higher values
+            produce more varied output. Between 0.0 and 2.0. Defaults to `0.6`.
+        top_p: Top-p (nucleus) sampling parameter for text generation. Between 0.0 and
+            1.0. Defaults to `0.9`.
+        repetition_penalty: Penalty applied to repeated tokens during generation.
+            Between 1.0 and 2.0. Defaults to `1.1`.
+        acoustic_cfg_scale: Classifier-free guidance scale for acoustic feature
+            generation. Between 0.0 and 10.0. Defaults to `1.6`.
+        noise_temperature: Temperature for noise in the flow matching diffusion process.
+            Between 0.0 and 2.0. Defaults to `0.9`.
+        num_inference_steps: Number of ODE solver steps for flow matching acoustic
+            generation. More steps improve quality at the cost of speed. Between 1 and
+            50. Defaults to `20`.
+        speed_up_factor: Factor to speed up or slow down the generated speech. Values >
+            1.0 speed up, < 1.0 slow down. Between 0.5 and 2.0. Defaults to `1`.
+        output_format: The format of the output audio file. Defaults to `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     audio_url: FileInput,
     transcript: str = "",
     prompt: str,
-    language: Literal[
-        "en", "ar", "ch", "de", "es", "fr", "it", "ja", "pl", "pt"
-    ] = "en",
+    language: Language = "en",
     num_extra_steps: int = 0,
     temperature: float = 0.6,
     top_p: float = 0.9,
@@ -333,8 +490,8 @@ async def subscribe_async(
     num_inference_steps: int = 20,
     speed_up_factor: float = 1,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -342,32 +499,76 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            replicate this speaker's voice characteristics. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        transcript: Transcript of the reference audio. For non-English audio, providing
+            a transcript is required since the built-in ASR is English-only. Defaults to
+            `\""`.
+        prompt: The text to synthesize into speech using the reference speaker's voice.
+            Required.
+        language: Language for text alignment. Use the appropriate code for non-English
+            synthesis. Defaults to `"en"`.
+        num_extra_steps: Number of extra autoregressive steps for speech continuation
+            beyond the input text. Useful for generating trailing prosody or silence.
+            Between 0 and 50. Defaults to `0`.
+        temperature: Sampling temperature for text token generation. Higher values
+            produce more varied output. Between 0.0 and 2.0. Defaults to `0.6`.
+        top_p: Top-p (nucleus) sampling parameter for text generation. Between 0.0 and
+            1.0. Defaults to `0.9`.
+        repetition_penalty: Penalty applied to repeated tokens during generation.
+            Between 1.0 and 2.0. Defaults to `1.1`.
+        acoustic_cfg_scale: Classifier-free guidance scale for acoustic feature
+            generation. Between 0.0 and 10.0. Defaults to `1.6`.
+        noise_temperature: Temperature for noise in the flow matching diffusion process.
+            Between 0.0 and 2.0. Defaults to `0.9`.
+        num_inference_steps: Number of ODE solver steps for flow matching acoustic
+            generation. More steps improve quality at the cost of speed. Between 1 and
+            50. Defaults to `20`.
+        speed_up_factor: Factor to speed up or slow down the generated speech. Values >
+            1.0 speed up, < 1.0 slow down. Between 0.5 and 2.0. Defaults to `1`.
+        output_format: The format of the output audio file. Defaults to `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     audio_url: FileInput,
     transcript: str = "",
     prompt: str,
-    language: Literal[
-        "en", "ar", "ch", "de", "es", "fr", "it", "ja", "pl", "pt"
-    ] = "en",
+    language: Language = "en",
     num_extra_steps: int = 0,
     temperature: float = 0.6,
     top_p: float = 0.9,
@@ -377,8 +578,8 @@ async def run_async(
     num_inference_steps: int = 20,
     speed_up_factor: float = 1,
     output_format: Literal["wav", "mp3"] = "wav",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -386,8 +587,54 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        audio_url: URL of the reference audio file for voice cloning. The model will
+            replicate this speaker's voice characteristics. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        transcript: Transcript of the reference audio. For non-English audio, providing
+            a transcript is required since the built-in ASR is English-only. Defaults to
+            `\""`.
+        prompt: The text to synthesize into speech using the reference speaker's voice.
+            Required.
+        language: Language for text alignment. Use the appropriate code for non-English
+            synthesis. Defaults to `"en"`.
+        num_extra_steps: Number of extra autoregressive steps for speech continuation
+            beyond the input text. Useful for generating trailing prosody or silence.
+            Between 0 and 50. Defaults to `0`.
+        temperature: Sampling temperature for text token generation. Higher values
+            produce more varied output. Between 0.0 and 2.0. Defaults to `0.6`.
+        top_p: Top-p (nucleus) sampling parameter for text generation. Between 0.0 and
+            1.0. Defaults to `0.9`.
+        repetition_penalty: Penalty applied to repeated tokens during generation.
+            Between 1.0 and 2.0. Defaults to `1.1`.
+        acoustic_cfg_scale: Classifier-free guidance scale for acoustic feature
+            generation. Between 0.0 and 10.0. Defaults to `1.6`.
+        noise_temperature: Temperature for noise in the flow matching diffusion process.
+            Between 0.0 and 2.0. Defaults to `0.9`.
+        num_inference_steps: Number of ODE solver steps for flow matching acoustic
+            generation. More steps improve quality at the cost of speed. Between 1 and
+            50. Defaults to `20`.
+        speed_up_factor: Factor to speed up or slow down the generated speech. Values >
+            1.0 speed up, < 1.0 slow down. Between 0.5 and 2.0. Defaults to `1`.
+        output_format: The format of the output audio file. Defaults to `"wav"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

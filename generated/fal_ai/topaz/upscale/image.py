@@ -5,119 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    model: Annotated[
-        Literal[
-            "Low Resolution V2",
-            "Standard V2",
-            "CGI",
-            "High Fidelity V2",
-            "Text Refine",
-            "Recovery",
-            "Redefine",
-            "Recovery V2",
-            "Standard MAX",
-            "Wonder",
-        ],
-        Field(title="Model"),
-    ] = "Standard V2"
-    """Model to use for image enhancement."""
-    upscale_factor: Annotated[float, Field(ge=1.0, le=4.0, title="Upscale Factor")] = 2
-    """Factor to upscale the image by (e.g. 2.0 doubles width and height)"""
-    crop_to_fill: Annotated[bool, Field(title="Crop To Fill")] = False
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """Url of the image to be upscaled"""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """Output format of the upscaled image."""
-    subject_detection: Annotated[
-        Literal["All", "Foreground", "Background"], Field(title="Subject Detection")
-    ] = "All"
-    """Subject detection mode for the image enhancement. Applies to standard enhance and Recovery V2 models."""
-    face_enhancement: Annotated[bool, Field(title="Face Enhancement")] = True
-    """Whether to apply face enhancement to the image. Applies to standard enhance and Recovery V2 models."""
-    face_enhancement_creativity: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Face Enhancement Creativity")
-    ] = 0
-    """Creativity level for face enhancement. 0.0 means no creativity, 1.0 means maximum creativity. Ignored if face enhancement is disabled."""
-    face_enhancement_strength: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Face Enhancement Strength")
-    ] = 0.8
-    """Strength of the face enhancement. 0.0 means no enhancement, 1.0 means maximum enhancement. Ignored if face enhancement is disabled."""
-    sharpen: Annotated[float | None, Field(ge=0.0, le=1.0, title="Sharpen")] = None
-    """Sharpening level (0.0-1.0). Applies to Standard V2, Low Resolution V2, CGI, High Fidelity V2, Text Refine, and Redefine models."""
-    denoise: Annotated[float | None, Field(ge=0.0, le=1.0, title="Denoise")] = None
-    """Denoising level (0.0-1.0). Applies to Standard V2, Low Resolution V2, CGI, High Fidelity V2, Text Refine, and Redefine models."""
-    fix_compression: Annotated[
-        float | None, Field(ge=0.0, le=1.0, title="Fix Compression")
-    ] = None
-    """Compression artifact removal level (0.0-1.0). Applies to Standard V2, Low Resolution V2, High Fidelity V2, and Text Refine models."""
-    strength: Annotated[float | None, Field(ge=0.01, le=1.0, title="Strength")] = None
-    """Enhancement strength (0.01-1.0). Applies to Text Refine model only."""
-    creativity: Annotated[int | None, Field(ge=1, le=6, title="Creativity")] = None
-    """Creativity level for generative upscaling (1-6). Higher values produce more creative/hallucinated details. Applies to Redefine model only."""
-    texture: Annotated[int | None, Field(ge=1, le=5, title="Texture")] = None
-    """Texture detail level for generative upscaling (1-5). Applies to Redefine model only."""
-    prompt: Annotated[str | None, Field(max_length=1024, title="Prompt")] = None
-    """Text prompt to guide generative upscaling (max 1024 chars). Applies to Redefine model only."""
-    autoprompt: Annotated[bool | None, Field(title="Autoprompt")] = None
-    """Enable automatic prompt generation for generative upscaling. Applies to Redefine model only."""
-    detail: Annotated[float | None, Field(ge=0.0, le=1.0, title="Detail")] = None
-    """Detail recovery level (0.0-1.0). Applies to Recovery V2 model only."""
-
-
-class Output(FalModel):
-    image: File
-    """The upscaled image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Model",
     "File",
     "Input",
     "Output",
@@ -130,40 +32,112 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/topaz/upscale/image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Model: TypeAlias = Literal[
+    "Low Resolution V2",
+    "Standard V2",
+    "CGI",
+    "High Fidelity V2",
+    "Text Refine",
+    "Recovery",
+    "Redefine",
+    "Recovery V2",
+    "Standard MAX",
+    "Wonder",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    model: Model = "Standard V2"
+    """Model to use for image enhancement."""
+    upscale_factor: Annotated[float, Field(ge=1.0, le=4.0)] = 2
+    """Factor to upscale the image by (e.g. 2.0 doubles width and height)"""
+    crop_to_fill: bool = False
+    image_url: FileInput
+    """Url of the image to be upscaled"""
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    """Output format of the upscaled image."""
+    subject_detection: Literal["All", "Foreground", "Background"] = "All"
+    """Subject detection mode for the image enhancement. Applies to standard enhance and
+    Recovery V2 models."""
+    face_enhancement: bool = True
+    """Whether to apply face enhancement to the image. Applies to standard enhance and
+    Recovery V2 models."""
+    face_enhancement_creativity: Annotated[float, Field(ge=0.0, le=1.0)] = 0
+    """Creativity level for face enhancement. 0.0 means no creativity, 1.0 means maximum
+    creativity. Ignored if face enhancement is disabled."""
+    face_enhancement_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
+    """Strength of the face enhancement. 0.0 means no enhancement, 1.0 means maximum
+    enhancement. Ignored if face enhancement is disabled."""
+    sharpen: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Sharpening level (0.0-1.0). Applies to Standard V2, Low Resolution V2, CGI, High
+    Fidelity V2, Text Refine, and Redefine models."""
+    denoise: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Denoising level (0.0-1.0). Applies to Standard V2, Low Resolution V2, CGI, High
+    Fidelity V2, Text Refine, and Redefine models."""
+    fix_compression: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Compression artifact removal level (0.0-1.0). Applies to Standard V2, Low
+    Resolution V2, High Fidelity V2, and Text Refine models."""
+    strength: Annotated[float | None, Field(ge=0.01, le=1.0)] = None
+    """Enhancement strength (0.01-1.0). Applies to Text Refine model only."""
+    creativity: Annotated[int | None, Field(ge=1, le=6)] = None
+    """Creativity level for generative upscaling (1-6). Higher values produce more
+    creative/hallucinated details. Applies to Redefine model only."""
+    texture: Annotated[int | None, Field(ge=1, le=5)] = None
+    """Texture detail level for generative upscaling (1-5). Applies to Redefine model
+    only."""
+    prompt: Annotated[str | None, Field(max_length=1024)] = None
+    """Text prompt to guide generative upscaling (max 1024 chars). Applies to Redefine
+    model only."""
+    autoprompt: bool | None = None
+    """Enable automatic prompt generation for generative upscaling. Applies to Redefine
+    model only."""
+    detail: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Detail recovery level (0.0-1.0). Applies to Recovery V2 model only."""
+
+
+class Output(FalModel):
+    image: File
+    """The upscaled image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    model: Literal[
-        "Low Resolution V2",
-        "Standard V2",
-        "CGI",
-        "High Fidelity V2",
-        "Text Refine",
-        "Recovery",
-        "Redefine",
-        "Recovery V2",
-        "Standard MAX",
-        "Wonder",
-    ] = "Standard V2",
+    model: Model = "Standard V2",
     upscale_factor: float = 2,
     crop_to_fill: bool = False,
     image_url: FileInput,
@@ -181,47 +155,93 @@ def submit(
     prompt: str | None = None,
     autoprompt: bool | None = None,
     detail: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for image enhancement. Defaults to `"Standard V2"`.
+        upscale_factor: Factor to upscale the image by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        crop_to_fill: Defaults to `False`.
+        image_url: Url of the image to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: Output format of the upscaled image. Defaults to `"jpeg"`.
+        subject_detection: Subject detection mode for the image enhancement. Applies to
+            standard enhance and Recovery V2 models. Defaults to `"All"`.
+        face_enhancement: Whether to apply face enhancement to the image. Applies to
+            standard enhance and Recovery V2 models. Defaults to `True`.
+        face_enhancement_creativity: Creativity level for face enhancement. 0.0 means no
+            creativity, 1.0 means maximum creativity. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0`.
+        face_enhancement_strength: Strength of the face enhancement. 0.0 means no
+            enhancement, 1.0 means maximum enhancement. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0.8`.
+        sharpen: Sharpening level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        denoise: Denoising level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        fix_compression: Compression artifact removal level (0.0-1.0). Applies to
+            Standard V2, Low Resolution V2, High Fidelity V2, and Text Refine models.
+            Between 0.0 and 1.0. Defaults to `None`.
+        strength: Enhancement strength (0.01-1.0). Applies to Text Refine model only.
+            Between 0.01 and 1.0. Defaults to `None`.
+        creativity: Creativity level for generative upscaling (1-6). Higher values
+            produce more creative/hallucinated details. Applies to Redefine model only.
+            Between 1 and 6. Defaults to `None`.
+        texture: Texture detail level for generative upscaling (1-5). Applies to
+            Redefine model only. Between 1 and 5. Defaults to `None`.
+        prompt: Text prompt to guide generative upscaling (max 1024 chars). Applies to
+            Redefine model only. Length at most 1024. Defaults to `None`.
+        autoprompt: Enable automatic prompt generation for generative upscaling. Applies
+            to Redefine model only. Defaults to `None`.
+        detail: Detail recovery level (0.0-1.0). Applies to Recovery V2 model only.
+            Between 0.0 and 1.0. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    model: Literal[
-        "Low Resolution V2",
-        "Standard V2",
-        "CGI",
-        "High Fidelity V2",
-        "Text Refine",
-        "Recovery",
-        "Redefine",
-        "Recovery V2",
-        "Standard MAX",
-        "Wonder",
-    ] = "Standard V2",
+    model: Model = "Standard V2",
     upscale_factor: float = 2,
     crop_to_fill: bool = False,
     image_url: FileInput,
@@ -239,8 +259,8 @@ def subscribe(
     prompt: str | None = None,
     autoprompt: bool | None = None,
     detail: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -248,38 +268,83 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for image enhancement. Defaults to `"Standard V2"`.
+        upscale_factor: Factor to upscale the image by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        crop_to_fill: Defaults to `False`.
+        image_url: Url of the image to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: Output format of the upscaled image. Defaults to `"jpeg"`.
+        subject_detection: Subject detection mode for the image enhancement. Applies to
+            standard enhance and Recovery V2 models. Defaults to `"All"`.
+        face_enhancement: Whether to apply face enhancement to the image. Applies to
+            standard enhance and Recovery V2 models. Defaults to `True`.
+        face_enhancement_creativity: Creativity level for face enhancement. 0.0 means no
+            creativity, 1.0 means maximum creativity. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0`.
+        face_enhancement_strength: Strength of the face enhancement. 0.0 means no
+            enhancement, 1.0 means maximum enhancement. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0.8`.
+        sharpen: Sharpening level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        denoise: Denoising level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        fix_compression: Compression artifact removal level (0.0-1.0). Applies to
+            Standard V2, Low Resolution V2, High Fidelity V2, and Text Refine models.
+            Between 0.0 and 1.0. Defaults to `None`.
+        strength: Enhancement strength (0.01-1.0). Applies to Text Refine model only.
+            Between 0.01 and 1.0. Defaults to `None`.
+        creativity: Creativity level for generative upscaling (1-6). Higher values
+            produce more creative/hallucinated details. Applies to Redefine model only.
+            Between 1 and 6. Defaults to `None`.
+        texture: Texture detail level for generative upscaling (1-5). Applies to
+            Redefine model only. Between 1 and 5. Defaults to `None`.
+        prompt: Text prompt to guide generative upscaling (max 1024 chars). Applies to
+            Redefine model only. Length at most 1024. Defaults to `None`.
+        autoprompt: Enable automatic prompt generation for generative upscaling. Applies
+            to Redefine model only. Defaults to `None`.
+        detail: Detail recovery level (0.0-1.0). Applies to Recovery V2 model only.
+            Between 0.0 and 1.0. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    model: Literal[
-        "Low Resolution V2",
-        "Standard V2",
-        "CGI",
-        "High Fidelity V2",
-        "Text Refine",
-        "Recovery",
-        "Redefine",
-        "Recovery V2",
-        "Standard MAX",
-        "Wonder",
-    ] = "Standard V2",
+    model: Model = "Standard V2",
     upscale_factor: float = 2,
     crop_to_fill: bool = False,
     image_url: FileInput,
@@ -297,8 +362,8 @@ def run(
     prompt: str | None = None,
     autoprompt: bool | None = None,
     detail: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -306,38 +371,83 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for image enhancement. Defaults to `"Standard V2"`.
+        upscale_factor: Factor to upscale the image by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        crop_to_fill: Defaults to `False`.
+        image_url: Url of the image to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: Output format of the upscaled image. Defaults to `"jpeg"`.
+        subject_detection: Subject detection mode for the image enhancement. Applies to
+            standard enhance and Recovery V2 models. Defaults to `"All"`.
+        face_enhancement: Whether to apply face enhancement to the image. Applies to
+            standard enhance and Recovery V2 models. Defaults to `True`.
+        face_enhancement_creativity: Creativity level for face enhancement. 0.0 means no
+            creativity, 1.0 means maximum creativity. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0`.
+        face_enhancement_strength: Strength of the face enhancement. 0.0 means no
+            enhancement, 1.0 means maximum enhancement. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0.8`.
+        sharpen: Sharpening level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        denoise: Denoising level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        fix_compression: Compression artifact removal level (0.0-1.0). Applies to
+            Standard V2, Low Resolution V2, High Fidelity V2, and Text Refine models.
+            Between 0.0 and 1.0. Defaults to `None`.
+        strength: Enhancement strength (0.01-1.0). Applies to Text Refine model only.
+            Between 0.01 and 1.0. Defaults to `None`.
+        creativity: Creativity level for generative upscaling (1-6). Higher values
+            produce more creative/hallucinated details. Applies to Redefine model only.
+            Between 1 and 6. Defaults to `None`.
+        texture: Texture detail level for generative upscaling (1-5). Applies to
+            Redefine model only. Between 1 and 5. Defaults to `None`.
+        prompt: Text prompt to guide generative upscaling (max 1024 chars). Applies to
+            Redefine model only. Length at most 1024. Defaults to `None`.
+        autoprompt: Enable automatic prompt generation for generative upscaling. Applies
+            to Redefine model only. Defaults to `None`.
+        detail: Detail recovery level (0.0-1.0). Applies to Recovery V2 model only.
+            Between 0.0 and 1.0. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    model: Literal[
-        "Low Resolution V2",
-        "Standard V2",
-        "CGI",
-        "High Fidelity V2",
-        "Text Refine",
-        "Recovery",
-        "Redefine",
-        "Recovery V2",
-        "Standard MAX",
-        "Wonder",
-    ] = "Standard V2",
+    model: Model = "Standard V2",
     upscale_factor: float = 2,
     crop_to_fill: bool = False,
     image_url: FileInput,
@@ -355,47 +465,93 @@ async def submit_async(
     prompt: str | None = None,
     autoprompt: bool | None = None,
     detail: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for image enhancement. Defaults to `"Standard V2"`.
+        upscale_factor: Factor to upscale the image by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        crop_to_fill: Defaults to `False`.
+        image_url: Url of the image to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: Output format of the upscaled image. Defaults to `"jpeg"`.
+        subject_detection: Subject detection mode for the image enhancement. Applies to
+            standard enhance and Recovery V2 models. Defaults to `"All"`.
+        face_enhancement: Whether to apply face enhancement to the image. Applies to
+            standard enhance and Recovery V2 models. Defaults to `True`.
+        face_enhancement_creativity: Creativity level for face enhancement. 0.0 means no
+            creativity, 1.0 means maximum creativity. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0`.
+        face_enhancement_strength: Strength of the face enhancement. 0.0 means no
+            enhancement, 1.0 means maximum enhancement. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0.8`.
+        sharpen: Sharpening level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        denoise: Denoising level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        fix_compression: Compression artifact removal level (0.0-1.0). Applies to
+            Standard V2, Low Resolution V2, High Fidelity V2, and Text Refine models.
+            Between 0.0 and 1.0. Defaults to `None`.
+        strength: Enhancement strength (0.01-1.0). Applies to Text Refine model only.
+            Between 0.01 and 1.0. Defaults to `None`.
+        creativity: Creativity level for generative upscaling (1-6). Higher values
+            produce more creative/hallucinated details. Applies to Redefine model only.
+            Between 1 and 6. Defaults to `None`.
+        texture: Texture detail level for generative upscaling (1-5). Applies to
+            Redefine model only. Between 1 and 5. Defaults to `None`.
+        prompt: Text prompt to guide generative upscaling (max 1024 chars). Applies to
+            Redefine model only. Length at most 1024. Defaults to `None`.
+        autoprompt: Enable automatic prompt generation for generative upscaling. Applies
+            to Redefine model only. Defaults to `None`.
+        detail: Detail recovery level (0.0-1.0). Applies to Recovery V2 model only.
+            Between 0.0 and 1.0. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    model: Literal[
-        "Low Resolution V2",
-        "Standard V2",
-        "CGI",
-        "High Fidelity V2",
-        "Text Refine",
-        "Recovery",
-        "Redefine",
-        "Recovery V2",
-        "Standard MAX",
-        "Wonder",
-    ] = "Standard V2",
+    model: Model = "Standard V2",
     upscale_factor: float = 2,
     crop_to_fill: bool = False,
     image_url: FileInput,
@@ -413,8 +569,8 @@ async def subscribe_async(
     prompt: str | None = None,
     autoprompt: bool | None = None,
     detail: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -422,38 +578,83 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for image enhancement. Defaults to `"Standard V2"`.
+        upscale_factor: Factor to upscale the image by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        crop_to_fill: Defaults to `False`.
+        image_url: Url of the image to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: Output format of the upscaled image. Defaults to `"jpeg"`.
+        subject_detection: Subject detection mode for the image enhancement. Applies to
+            standard enhance and Recovery V2 models. Defaults to `"All"`.
+        face_enhancement: Whether to apply face enhancement to the image. Applies to
+            standard enhance and Recovery V2 models. Defaults to `True`.
+        face_enhancement_creativity: Creativity level for face enhancement. 0.0 means no
+            creativity, 1.0 means maximum creativity. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0`.
+        face_enhancement_strength: Strength of the face enhancement. 0.0 means no
+            enhancement, 1.0 means maximum enhancement. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0.8`.
+        sharpen: Sharpening level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        denoise: Denoising level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        fix_compression: Compression artifact removal level (0.0-1.0). Applies to
+            Standard V2, Low Resolution V2, High Fidelity V2, and Text Refine models.
+            Between 0.0 and 1.0. Defaults to `None`.
+        strength: Enhancement strength (0.01-1.0). Applies to Text Refine model only.
+            Between 0.01 and 1.0. Defaults to `None`.
+        creativity: Creativity level for generative upscaling (1-6). Higher values
+            produce more creative/hallucinated details. Applies to Redefine model only.
+            Between 1 and 6. Defaults to `None`.
+        texture: Texture detail level for generative upscaling (1-5). Applies to
+            Redefine model only. Between 1 and 5. Defaults to `None`.
+        prompt: Text prompt to guide generative upscaling (max 1024 chars). Applies to
+            Redefine model only. Length at most 1024. Defaults to `None`.
+        autoprompt: Enable automatic prompt generation for generative upscaling. Applies
+            to Redefine model only. Defaults to `None`.
+        detail: Detail recovery level (0.0-1.0). Applies to Recovery V2 model only.
+            Between 0.0 and 1.0. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    model: Literal[
-        "Low Resolution V2",
-        "Standard V2",
-        "CGI",
-        "High Fidelity V2",
-        "Text Refine",
-        "Recovery",
-        "Redefine",
-        "Recovery V2",
-        "Standard MAX",
-        "Wonder",
-    ] = "Standard V2",
+    model: Model = "Standard V2",
     upscale_factor: float = 2,
     crop_to_fill: bool = False,
     image_url: FileInput,
@@ -471,8 +672,8 @@ async def run_async(
     prompt: str | None = None,
     autoprompt: bool | None = None,
     detail: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -480,8 +681,64 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        model: Model to use for image enhancement. Defaults to `"Standard V2"`.
+        upscale_factor: Factor to upscale the image by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        crop_to_fill: Defaults to `False`.
+        image_url: Url of the image to be upscaled. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_format: Output format of the upscaled image. Defaults to `"jpeg"`.
+        subject_detection: Subject detection mode for the image enhancement. Applies to
+            standard enhance and Recovery V2 models. Defaults to `"All"`.
+        face_enhancement: Whether to apply face enhancement to the image. Applies to
+            standard enhance and Recovery V2 models. Defaults to `True`.
+        face_enhancement_creativity: Creativity level for face enhancement. 0.0 means no
+            creativity, 1.0 means maximum creativity. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0`.
+        face_enhancement_strength: Strength of the face enhancement. 0.0 means no
+            enhancement, 1.0 means maximum enhancement. Ignored if face enhancement is
+            disabled. Between 0.0 and 1.0. Defaults to `0.8`.
+        sharpen: Sharpening level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        denoise: Denoising level (0.0-1.0). Applies to Standard V2, Low Resolution V2,
+            CGI, High Fidelity V2, Text Refine, and Redefine models. Between 0.0 and
+            1.0. Defaults to `None`.
+        fix_compression: Compression artifact removal level (0.0-1.0). Applies to
+            Standard V2, Low Resolution V2, High Fidelity V2, and Text Refine models.
+            Between 0.0 and 1.0. Defaults to `None`.
+        strength: Enhancement strength (0.01-1.0). Applies to Text Refine model only.
+            Between 0.01 and 1.0. Defaults to `None`.
+        creativity: Creativity level for generative upscaling (1-6). Higher values
+            produce more creative/hallucinated details. Applies to Redefine model only.
+            Between 1 and 6. Defaults to `None`.
+        texture: Texture detail level for generative upscaling (1-5). Applies to
+            Redefine model only. Between 1 and 5. Defaults to `None`.
+        prompt: Text prompt to guide generative upscaling (max 1024 chars). Applies to
+            Redefine model only. Length at most 1024. Defaults to `None`.
+        autoprompt: Enable automatic prompt generation for generative upscaling. Applies
+            to Redefine model only. Defaults to `None`.
+        detail: Detail recovery level (0.0-1.0). Applies to Recovery V2 model only.
+            Between 0.0 and 1.0. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

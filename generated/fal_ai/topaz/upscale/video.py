@@ -5,109 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the video to upscale"""
-    model: Annotated[
-        Literal[
-            "Proteus",
-            "Artemis HQ",
-            "Artemis MQ",
-            "Artemis LQ",
-            "Nyx",
-            "Nyx Fast",
-            "Nyx XL",
-            "Nyx HF",
-            "Gaia HQ",
-            "Gaia CG",
-            "Gaia 2",
-            "Starlight Precise 1",
-            "Starlight Precise 2",
-            "Starlight Precise 2.5",
-            "Starlight HQ",
-            "Starlight Mini",
-            "Starlight Sharp",
-            "Starlight Fast 1",
-            "Starlight Fast 2",
-        ],
-        Field(title="Model"),
-    ] = "Proteus"
-    """Video enhancement model. Proteus is best for most videos, Artemis for denoise+sharpen, Nyx for dedicated denoising, Gaia HQ/CG for rendered content, Gaia 2 for animation and motion graphics at 2x, and Starlight for generative diffusion-based upscaling and enhancement."""
-    upscale_factor: Annotated[float, Field(ge=1.0, le=4.0, title="Upscale Factor")] = 2
-    """Factor to upscale the video by (e.g. 2.0 doubles width and height)"""
-    target_fps: Annotated[int | None, Field(ge=16, le=60, title="Target Fps")] = None
-    """Target FPS for frame interpolation. If set, frame interpolation will be enabled."""
-    compression: Annotated[float | None, Field(ge=0.0, le=1.0, title="Compression")] = (
-        None
-    )
-    """Compression artifact removal level (0.0-1.0). Default varies by model."""
-    noise: Annotated[float | None, Field(ge=0.0, le=1.0, title="Noise")] = None
-    """Noise reduction level (0.0-1.0). Default varies by model."""
-    halo: Annotated[float | None, Field(ge=0.0, le=1.0, title="Halo")] = None
-    """Halo reduction level (0.0-1.0). Default varies by model."""
-    grain: Annotated[
-        float | None, Field(ge=0.0, le=0.1, multiple_of=0.01, title="Grain")
-    ] = None
-    """Film grain amount (0.0-0.1). Default varies by model."""
-    recover_detail: Annotated[
-        float | None, Field(ge=0.0, le=1.0, title="Recover Detail")
-    ] = None
-    """Recover original detail level (0.0-1.0). Higher values preserve more original detail."""
-    H264_output: Annotated[bool, Field(title="H264 Output")] = False
-    """Whether to use H264 codec for output video. Default is H265."""
-
-
-class Output(FalModel):
-    video: File
-    """The upscaled video file"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Model",
     "File",
     "Input",
     "Output",
@@ -120,50 +32,101 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/topaz/upscale/video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Model: TypeAlias = Literal[
+    "Proteus",
+    "Artemis HQ",
+    "Artemis MQ",
+    "Artemis LQ",
+    "Nyx",
+    "Nyx Fast",
+    "Nyx XL",
+    "Nyx HF",
+    "Gaia HQ",
+    "Gaia CG",
+    "Gaia 2",
+    "Starlight Precise 1",
+    "Starlight Precise 2",
+    "Starlight Precise 2.5",
+    "Starlight HQ",
+    "Starlight Mini",
+    "Starlight Sharp",
+    "Starlight Fast 1",
+    "Starlight Fast 2",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    video_url: FileInput
+    """URL of the video to upscale"""
+    model: Model = "Proteus"
+    """Video enhancement model. Proteus is best for most videos, Artemis for
+    denoise+sharpen, Nyx for dedicated denoising, Gaia HQ/CG for rendered content, Gaia
+    2 for animation and motion graphics at 2x, and Starlight for generative
+    diffusion-based upscaling and enhancement."""
+    upscale_factor: Annotated[float, Field(ge=1.0, le=4.0)] = 2
+    """Factor to upscale the video by (e.g. 2.0 doubles width and height)"""
+    target_fps: Annotated[int | None, Field(ge=16, le=60)] = None
+    """Target FPS for frame interpolation. If set, frame interpolation will be
+    enabled."""
+    compression: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Compression artifact removal level (0.0-1.0). Default varies by model."""
+    noise: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Noise reduction level (0.0-1.0). Default varies by model."""
+    halo: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Halo reduction level (0.0-1.0). Default varies by model."""
+    grain: Annotated[float | None, Field(ge=0.0, le=0.1, multiple_of=0.01)] = None
+    """Film grain amount (0.0-0.1). Default varies by model."""
+    recover_detail: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """Recover original detail level (0.0-1.0). Higher values preserve more original
+    detail."""
+    H264_output: bool = False
+    """Whether to use H264 codec for output video. Default is H265."""
+
+
+class Output(FalModel):
+    video: File
+    """The upscaled video file"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
-    model: Literal[
-        "Proteus",
-        "Artemis HQ",
-        "Artemis MQ",
-        "Artemis LQ",
-        "Nyx",
-        "Nyx Fast",
-        "Nyx XL",
-        "Nyx HF",
-        "Gaia HQ",
-        "Gaia CG",
-        "Gaia 2",
-        "Starlight Precise 1",
-        "Starlight Precise 2",
-        "Starlight Precise 2.5",
-        "Starlight HQ",
-        "Starlight Mini",
-        "Starlight Sharp",
-        "Starlight Fast 1",
-        "Starlight Fast 2",
-    ] = "Proteus",
+    model: Model = "Proteus",
     upscale_factor: float = 2,
     target_fps: int | None = None,
     compression: float | None = None,
@@ -172,57 +135,78 @@ def submit(
     grain: float | None = None,
     recover_detail: float | None = None,
     H264_output: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Video enhancement model. Proteus is best for most videos, Artemis for
+            denoise+sharpen, Nyx for dedicated denoising, Gaia HQ/CG for rendered
+            content, Gaia 2 for animation and motion graphics at 2x, and Starlight for
+            generative diffusion-based upscaling and enhancement. Defaults to
+            `"Proteus"`.
+        upscale_factor: Factor to upscale the video by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        target_fps: Target FPS for frame interpolation. If set, frame interpolation will
+            be enabled. Between 16 and 60. Defaults to `None`.
+        compression: Compression artifact removal level (0.0-1.0). Default varies by
+            model. Between 0.0 and 1.0. Defaults to `None`.
+        noise: Noise reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        halo: Halo reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        grain: Film grain amount (0.0-0.1). Default varies by model. Between 0.0 and
+            0.1. A multiple of 0.01. Defaults to `None`.
+        recover_detail: Recover original detail level (0.0-1.0). Higher values preserve
+            more original detail. Between 0.0 and 1.0. Defaults to `None`.
+        H264_output: Whether to use H264 codec for output video. Default is H265.
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
-    model: Literal[
-        "Proteus",
-        "Artemis HQ",
-        "Artemis MQ",
-        "Artemis LQ",
-        "Nyx",
-        "Nyx Fast",
-        "Nyx XL",
-        "Nyx HF",
-        "Gaia HQ",
-        "Gaia CG",
-        "Gaia 2",
-        "Starlight Precise 1",
-        "Starlight Precise 2",
-        "Starlight Precise 2.5",
-        "Starlight HQ",
-        "Starlight Mini",
-        "Starlight Sharp",
-        "Starlight Fast 1",
-        "Starlight Fast 2",
-    ] = "Proteus",
+    model: Model = "Proteus",
     upscale_factor: float = 2,
     target_fps: int | None = None,
     compression: float | None = None,
@@ -231,8 +215,8 @@ def subscribe(
     grain: float | None = None,
     recover_detail: float | None = None,
     H264_output: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -240,48 +224,68 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Video enhancement model. Proteus is best for most videos, Artemis for
+            denoise+sharpen, Nyx for dedicated denoising, Gaia HQ/CG for rendered
+            content, Gaia 2 for animation and motion graphics at 2x, and Starlight for
+            generative diffusion-based upscaling and enhancement. Defaults to
+            `"Proteus"`.
+        upscale_factor: Factor to upscale the video by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        target_fps: Target FPS for frame interpolation. If set, frame interpolation will
+            be enabled. Between 16 and 60. Defaults to `None`.
+        compression: Compression artifact removal level (0.0-1.0). Default varies by
+            model. Between 0.0 and 1.0. Defaults to `None`.
+        noise: Noise reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        halo: Halo reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        grain: Film grain amount (0.0-0.1). Default varies by model. Between 0.0 and
+            0.1. A multiple of 0.01. Defaults to `None`.
+        recover_detail: Recover original detail level (0.0-1.0). Higher values preserve
+            more original detail. Between 0.0 and 1.0. Defaults to `None`.
+        H264_output: Whether to use H264 codec for output video. Default is H265.
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
-    model: Literal[
-        "Proteus",
-        "Artemis HQ",
-        "Artemis MQ",
-        "Artemis LQ",
-        "Nyx",
-        "Nyx Fast",
-        "Nyx XL",
-        "Nyx HF",
-        "Gaia HQ",
-        "Gaia CG",
-        "Gaia 2",
-        "Starlight Precise 1",
-        "Starlight Precise 2",
-        "Starlight Precise 2.5",
-        "Starlight HQ",
-        "Starlight Mini",
-        "Starlight Sharp",
-        "Starlight Fast 1",
-        "Starlight Fast 2",
-    ] = "Proteus",
+    model: Model = "Proteus",
     upscale_factor: float = 2,
     target_fps: int | None = None,
     compression: float | None = None,
@@ -290,8 +294,8 @@ def run(
     grain: float | None = None,
     recover_detail: float | None = None,
     H264_output: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -299,48 +303,68 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Video enhancement model. Proteus is best for most videos, Artemis for
+            denoise+sharpen, Nyx for dedicated denoising, Gaia HQ/CG for rendered
+            content, Gaia 2 for animation and motion graphics at 2x, and Starlight for
+            generative diffusion-based upscaling and enhancement. Defaults to
+            `"Proteus"`.
+        upscale_factor: Factor to upscale the video by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        target_fps: Target FPS for frame interpolation. If set, frame interpolation will
+            be enabled. Between 16 and 60. Defaults to `None`.
+        compression: Compression artifact removal level (0.0-1.0). Default varies by
+            model. Between 0.0 and 1.0. Defaults to `None`.
+        noise: Noise reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        halo: Halo reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        grain: Film grain amount (0.0-0.1). Default varies by model. Between 0.0 and
+            0.1. A multiple of 0.01. Defaults to `None`.
+        recover_detail: Recover original detail level (0.0-1.0). Higher values preserve
+            more original detail. Between 0.0 and 1.0. Defaults to `None`.
+        H264_output: Whether to use H264 codec for output video. Default is H265.
+            Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
-    model: Literal[
-        "Proteus",
-        "Artemis HQ",
-        "Artemis MQ",
-        "Artemis LQ",
-        "Nyx",
-        "Nyx Fast",
-        "Nyx XL",
-        "Nyx HF",
-        "Gaia HQ",
-        "Gaia CG",
-        "Gaia 2",
-        "Starlight Precise 1",
-        "Starlight Precise 2",
-        "Starlight Precise 2.5",
-        "Starlight HQ",
-        "Starlight Mini",
-        "Starlight Sharp",
-        "Starlight Fast 1",
-        "Starlight Fast 2",
-    ] = "Proteus",
+    model: Model = "Proteus",
     upscale_factor: float = 2,
     target_fps: int | None = None,
     compression: float | None = None,
@@ -349,57 +373,78 @@ async def submit_async(
     grain: float | None = None,
     recover_detail: float | None = None,
     H264_output: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Video enhancement model. Proteus is best for most videos, Artemis for
+            denoise+sharpen, Nyx for dedicated denoising, Gaia HQ/CG for rendered
+            content, Gaia 2 for animation and motion graphics at 2x, and Starlight for
+            generative diffusion-based upscaling and enhancement. Defaults to
+            `"Proteus"`.
+        upscale_factor: Factor to upscale the video by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        target_fps: Target FPS for frame interpolation. If set, frame interpolation will
+            be enabled. Between 16 and 60. Defaults to `None`.
+        compression: Compression artifact removal level (0.0-1.0). Default varies by
+            model. Between 0.0 and 1.0. Defaults to `None`.
+        noise: Noise reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        halo: Halo reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        grain: Film grain amount (0.0-0.1). Default varies by model. Between 0.0 and
+            0.1. A multiple of 0.01. Defaults to `None`.
+        recover_detail: Recover original detail level (0.0-1.0). Higher values preserve
+            more original detail. Between 0.0 and 1.0. Defaults to `None`.
+        H264_output: Whether to use H264 codec for output video. Default is H265.
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
-    model: Literal[
-        "Proteus",
-        "Artemis HQ",
-        "Artemis MQ",
-        "Artemis LQ",
-        "Nyx",
-        "Nyx Fast",
-        "Nyx XL",
-        "Nyx HF",
-        "Gaia HQ",
-        "Gaia CG",
-        "Gaia 2",
-        "Starlight Precise 1",
-        "Starlight Precise 2",
-        "Starlight Precise 2.5",
-        "Starlight HQ",
-        "Starlight Mini",
-        "Starlight Sharp",
-        "Starlight Fast 1",
-        "Starlight Fast 2",
-    ] = "Proteus",
+    model: Model = "Proteus",
     upscale_factor: float = 2,
     target_fps: int | None = None,
     compression: float | None = None,
@@ -408,8 +453,8 @@ async def subscribe_async(
     grain: float | None = None,
     recover_detail: float | None = None,
     H264_output: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -417,48 +462,68 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Video enhancement model. Proteus is best for most videos, Artemis for
+            denoise+sharpen, Nyx for dedicated denoising, Gaia HQ/CG for rendered
+            content, Gaia 2 for animation and motion graphics at 2x, and Starlight for
+            generative diffusion-based upscaling and enhancement. Defaults to
+            `"Proteus"`.
+        upscale_factor: Factor to upscale the video by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        target_fps: Target FPS for frame interpolation. If set, frame interpolation will
+            be enabled. Between 16 and 60. Defaults to `None`.
+        compression: Compression artifact removal level (0.0-1.0). Default varies by
+            model. Between 0.0 and 1.0. Defaults to `None`.
+        noise: Noise reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        halo: Halo reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        grain: Film grain amount (0.0-0.1). Default varies by model. Between 0.0 and
+            0.1. A multiple of 0.01. Defaults to `None`.
+        recover_detail: Recover original detail level (0.0-1.0). Higher values preserve
+            more original detail. Between 0.0 and 1.0. Defaults to `None`.
+        H264_output: Whether to use H264 codec for output video. Default is H265.
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
-    model: Literal[
-        "Proteus",
-        "Artemis HQ",
-        "Artemis MQ",
-        "Artemis LQ",
-        "Nyx",
-        "Nyx Fast",
-        "Nyx XL",
-        "Nyx HF",
-        "Gaia HQ",
-        "Gaia CG",
-        "Gaia 2",
-        "Starlight Precise 1",
-        "Starlight Precise 2",
-        "Starlight Precise 2.5",
-        "Starlight HQ",
-        "Starlight Mini",
-        "Starlight Sharp",
-        "Starlight Fast 1",
-        "Starlight Fast 2",
-    ] = "Proteus",
+    model: Model = "Proteus",
     upscale_factor: float = 2,
     target_fps: int | None = None,
     compression: float | None = None,
@@ -467,8 +532,8 @@ async def run_async(
     grain: float | None = None,
     recover_detail: float | None = None,
     H264_output: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -476,8 +541,48 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to upscale. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        model: Video enhancement model. Proteus is best for most videos, Artemis for
+            denoise+sharpen, Nyx for dedicated denoising, Gaia HQ/CG for rendered
+            content, Gaia 2 for animation and motion graphics at 2x, and Starlight for
+            generative diffusion-based upscaling and enhancement. Defaults to
+            `"Proteus"`.
+        upscale_factor: Factor to upscale the video by (e.g. 2.0 doubles width and
+            height). Between 1.0 and 4.0. Defaults to `2`.
+        target_fps: Target FPS for frame interpolation. If set, frame interpolation will
+            be enabled. Between 16 and 60. Defaults to `None`.
+        compression: Compression artifact removal level (0.0-1.0). Default varies by
+            model. Between 0.0 and 1.0. Defaults to `None`.
+        noise: Noise reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        halo: Halo reduction level (0.0-1.0). Default varies by model. Between 0.0 and
+            1.0. Defaults to `None`.
+        grain: Film grain amount (0.0-0.1). Default varies by model. Between 0.0 and
+            0.1. A multiple of 0.01. Defaults to `None`.
+        recover_detail: Recover original detail level (0.0-1.0). Higher values preserve
+            more original detail. Between 0.0 and 1.0. Defaults to `None`.
+        H264_output: Whether to use H264 codec for output video. Default is H265.
+            Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

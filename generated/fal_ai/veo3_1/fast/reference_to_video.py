@@ -5,83 +5,22 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=20000, title="Prompt")]
-    """The text prompt describing the video you want to generate"""
-    aspect_ratio: Annotated[Literal["16:9", "9:16"], Field(title="Aspect Ratio")] = (
-        "16:9"
-    )
-    """The aspect ratio of the generated video."""
-    duration: Annotated[Literal["8s"], Field(title="Duration")] = "8s"
-    """The duration of the generated video."""
-    resolution: Annotated[Literal["720p", "1080p", "4k"], Field(title="Resolution")] = (
-        "720p"
-    )
-    """The resolution of the generated video."""
-    generate_audio: Annotated[bool, Field(title="Generate Audio")] = True
-    """Whether to generate audio for the video."""
-    auto_fix: Annotated[bool, Field(title="Auto Fix")] = False
-    """Whether to automatically attempt to fix prompts that fail content policy or other validation checks by rewriting them."""
-    safety_tolerance: Annotated[
-        Literal["1", "2", "3", "4", "5", "6"], Field(title="Safety Tolerance")
-    ] = "4"
-    """The safety tolerance level for content moderation. 1 is the most strict (blocks most content), 6 is the least strict."""
-    image_urls: Annotated[list[FileInput], Field(title="Image Urls")]
-    """URLs of the reference images to use for consistent subject appearance"""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "SafetyTolerance",
     "File",
     "Input",
     "Output",
@@ -94,26 +33,70 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/veo3.1/fast/reference-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+SafetyTolerance: TypeAlias = Literal["1", "2", "3", "4", "5", "6"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=20000)]
+    """The text prompt describing the video you want to generate"""
+    aspect_ratio: Literal["16:9", "9:16"] = "16:9"
+    """The aspect ratio of the generated video."""
+    duration: Literal["8s"] = "8s"
+    """The duration of the generated video."""
+    resolution: Literal["720p", "1080p", "4k"] = "720p"
+    """The resolution of the generated video."""
+    generate_audio: bool = True
+    """Whether to generate audio for the video."""
+    auto_fix: bool = False
+    """Whether to automatically attempt to fix prompts that fail content policy or other
+    validation checks by rewriting them."""
+    safety_tolerance: SafetyTolerance = "4"
+    """The safety tolerance level for content moderation. 1 is the most strict (blocks
+    most content), 6 is the least strict."""
+    image_urls: list[FileInput]
+    """URLs of the reference images to use for consistent subject appearance"""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -122,35 +105,66 @@ def submit(
     resolution: Literal["720p", "1080p", "4k"] = "720p",
     generate_audio: bool = True,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    safety_tolerance: SafetyTolerance = "4",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        duration: The duration of the generated video. Defaults to `"8s"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        image_urls: URLs of the reference images to use for consistent subject
+            appearance. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -159,10 +173,10 @@ def subscribe(
     resolution: Literal["720p", "1080p", "4k"] = "720p",
     generate_audio: bool = True,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    safety_tolerance: SafetyTolerance = "4",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -170,24 +184,54 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        duration: The duration of the generated video. Defaults to `"8s"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        image_urls: URLs of the reference images to use for consistent subject
+            appearance. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -196,10 +240,10 @@ def run(
     resolution: Literal["720p", "1080p", "4k"] = "720p",
     generate_audio: bool = True,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    safety_tolerance: SafetyTolerance = "4",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -207,24 +251,54 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        duration: The duration of the generated video. Defaults to `"8s"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        image_urls: URLs of the reference images to use for consistent subject
+            appearance. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -233,35 +307,66 @@ async def submit_async(
     resolution: Literal["720p", "1080p", "4k"] = "720p",
     generate_audio: bool = True,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    safety_tolerance: SafetyTolerance = "4",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        duration: The duration of the generated video. Defaults to `"8s"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        image_urls: URLs of the reference images to use for consistent subject
+            appearance. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -270,10 +375,10 @@ async def subscribe_async(
     resolution: Literal["720p", "1080p", "4k"] = "720p",
     generate_audio: bool = True,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    safety_tolerance: SafetyTolerance = "4",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -281,24 +386,54 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        duration: The duration of the generated video. Defaults to `"8s"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        image_urls: URLs of the reference images to use for consistent subject
+            appearance. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -307,10 +442,10 @@ async def run_async(
     resolution: Literal["720p", "1080p", "4k"] = "720p",
     generate_audio: bool = True,
     auto_fix: bool = False,
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "4",
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    safety_tolerance: SafetyTolerance = "4",
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -318,8 +453,38 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the video you want to generate. Length at
+            most 20000. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        duration: The duration of the generated video. Defaults to `"8s"`.
+        resolution: The resolution of the generated video. Defaults to `"720p"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        auto_fix: Whether to automatically attempt to fix prompts that fail content
+            policy or other validation checks by rewriting them. Defaults to `False`.
+        safety_tolerance: The safety tolerance level for content moderation. 1 is the
+            most strict (blocks most content), 6 is the least strict. Defaults to `"4"`.
+        image_urls: URLs of the reference images to use for consistent subject
+            appearance. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,129 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the input image."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide image generation."""
-    strength: Annotated[float, Field(ge=0.0, le=1.0, title="Strength")] = 0.5
-    """Denoising strength. 1.0 = fully remake; 0.0 = preserve original."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """Negative prompt for video generation."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    aspect_ratio: Annotated[
-        Literal["auto", "16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """Aspect ratio of the generated image. If 'auto', the aspect ratio will be determined automatically based on the input image."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=40, title="Number of Inference Steps")
-    ] = 27
-    """Number of inference steps for sampling. Higher values give better quality but take longer."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """If set to true, input data will be checked for safety before processing."""
-    enable_output_safety_checker: Annotated[
-        bool, Field(title="Enable Output Safety Checker")
-    ] = False
-    """If set to true, output video will be checked for safety after generation."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion. This will use a large language model to expand the prompt with additional details while maintaining the original meaning."""
-    acceleration: Annotated[Literal["none", "regular"], Field(title="Acceleration")] = (
-        "regular"
-    )
-    """Acceleration level to use. The more acceleration, the faster the generation, but with lower quality. The recommended value is 'regular'."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0, title="Guidance Scale")] = (
-        3.5
-    )
-    """Classifier-free guidance scale."""
-    guidance_scale_2: Annotated[
-        float, Field(ge=1.0, le=10.0, title="Guidance Scale (2nd Stage)")
-    ] = 4
-    """Guidance scale for the second stage of the model. This is used to control the adherence to the prompt in the second stage of the model."""
-    shift: Annotated[float, Field(ge=1.0, le=10.0, title="Shift")] = 2
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None,
-        Field(title="Image Size"),
-    ] = None
-    image_format: Annotated[Literal["png", "jpeg"], Field(title="Image Format")] = (
-        "jpeg"
-    )
-    """The format of the output image."""
-
-
-class Output(FalModel):
-    image: File
-    """The generated image file."""
-    prompt: Annotated[str, Field(title="Prompt")] = ""
-    """The text prompt used for image generation."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
+    "ImageSizePreset",
     "File",
     "ImageSize",
     "Input",
@@ -141,26 +34,108 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan/v2.2-a14b/image-to-image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["auto", "16:9", "9:16", "1:1"]
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the input image."""
+    prompt: str
+    """The text prompt to guide image generation."""
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Denoising strength. 1.0 = fully remake; 0.0 = preserve original."""
+    negative_prompt: str = ""
+    """Negative prompt for video generation."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    aspect_ratio: AspectRatio = "auto"
+    """Aspect ratio of the generated image. If 'auto', the aspect ratio will be
+    determined automatically based on the input image."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=40)] = 27
+    """Number of inference steps for sampling. Higher values give better quality but
+    take longer."""
+    enable_safety_checker: bool = False
+    """If set to true, input data will be checked for safety before processing."""
+    enable_output_safety_checker: bool = False
+    """If set to true, output video will be checked for safety after generation."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion. This will use a large language model to
+    expand the prompt with additional details while maintaining the original meaning."""
+    acceleration: Literal["none", "regular"] = "regular"
+    """Acceleration level to use. The more acceleration, the faster the generation, but
+    with lower quality. The recommended value is 'regular'."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 3.5
+    """Classifier-free guidance scale."""
+    guidance_scale_2: Annotated[float, Field(ge=1.0, le=10.0)] = 4
+    """Guidance scale for the second stage of the model. This is used to control the
+    adherence to the prompt in the second stage of the model."""
+    shift: Annotated[float, Field(ge=1.0, le=10.0)] = 2
+    image_size: ImageSize | ImageSizePreset | None = None
+    image_format: Literal["png", "jpeg"] = "jpeg"
+    """The format of the output image."""
+
+
+class Output(FalModel):
+    image: File
+    """The generated image file."""
+    prompt: str = ""
+    """The text prompt used for image generation."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
@@ -168,7 +143,7 @@ def submit(
     strength: float = 0.5,
     negative_prompt: str = "",
     seed: int | None = None,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 27,
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
@@ -177,46 +152,84 @@ def submit(
     guidance_scale: float = 3.5,
     guidance_scale_2: float = 4,
     shift: float = 2,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     image_format: Literal["png", "jpeg"] = "jpeg",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide image generation. Required.
+        strength: Denoising strength. 1.0 = fully remake; 0.0 = preserve original.
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        negative_prompt: Negative prompt for video generation. Defaults to `\""`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the generated image. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `27`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `3.5`.
+        guidance_scale_2: Guidance scale for the second stage of the model. This is used
+            to control the adherence to the prompt in the second stage of the model.
+            Between 1.0 and 10.0. Defaults to `4`.
+        shift: Between 1.0 and 10.0. Defaults to `2`.
+        image_size: Defaults to `None`.
+        image_format: The format of the output image. Defaults to `"jpeg"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
@@ -224,7 +237,7 @@ def subscribe(
     strength: float = 0.5,
     negative_prompt: str = "",
     seed: int | None = None,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 27,
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
@@ -233,21 +246,10 @@ def subscribe(
     guidance_scale: float = 3.5,
     guidance_scale_2: float = 4,
     shift: float = 2,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     image_format: Literal["png", "jpeg"] = "jpeg",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -255,24 +257,72 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide image generation. Required.
+        strength: Denoising strength. 1.0 = fully remake; 0.0 = preserve original.
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        negative_prompt: Negative prompt for video generation. Defaults to `\""`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the generated image. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `27`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `3.5`.
+        guidance_scale_2: Guidance scale for the second stage of the model. This is used
+            to control the adherence to the prompt in the second stage of the model.
+            Between 1.0 and 10.0. Defaults to `4`.
+        shift: Between 1.0 and 10.0. Defaults to `2`.
+        image_size: Defaults to `None`.
+        image_format: The format of the output image. Defaults to `"jpeg"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
@@ -280,7 +330,7 @@ def run(
     strength: float = 0.5,
     negative_prompt: str = "",
     seed: int | None = None,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 27,
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
@@ -289,21 +339,10 @@ def run(
     guidance_scale: float = 3.5,
     guidance_scale_2: float = 4,
     shift: float = 2,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     image_format: Literal["png", "jpeg"] = "jpeg",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -311,24 +350,72 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide image generation. Required.
+        strength: Denoising strength. 1.0 = fully remake; 0.0 = preserve original.
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        negative_prompt: Negative prompt for video generation. Defaults to `\""`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the generated image. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `27`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `3.5`.
+        guidance_scale_2: Guidance scale for the second stage of the model. This is used
+            to control the adherence to the prompt in the second stage of the model.
+            Between 1.0 and 10.0. Defaults to `4`.
+        shift: Between 1.0 and 10.0. Defaults to `2`.
+        image_size: Defaults to `None`.
+        image_format: The format of the output image. Defaults to `"jpeg"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
@@ -336,7 +423,7 @@ async def submit_async(
     strength: float = 0.5,
     negative_prompt: str = "",
     seed: int | None = None,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 27,
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
@@ -345,46 +432,84 @@ async def submit_async(
     guidance_scale: float = 3.5,
     guidance_scale_2: float = 4,
     shift: float = 2,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     image_format: Literal["png", "jpeg"] = "jpeg",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide image generation. Required.
+        strength: Denoising strength. 1.0 = fully remake; 0.0 = preserve original.
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        negative_prompt: Negative prompt for video generation. Defaults to `\""`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the generated image. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `27`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `3.5`.
+        guidance_scale_2: Guidance scale for the second stage of the model. This is used
+            to control the adherence to the prompt in the second stage of the model.
+            Between 1.0 and 10.0. Defaults to `4`.
+        shift: Between 1.0 and 10.0. Defaults to `2`.
+        image_size: Defaults to `None`.
+        image_format: The format of the output image. Defaults to `"jpeg"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
@@ -392,7 +517,7 @@ async def subscribe_async(
     strength: float = 0.5,
     negative_prompt: str = "",
     seed: int | None = None,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 27,
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
@@ -401,21 +526,10 @@ async def subscribe_async(
     guidance_scale: float = 3.5,
     guidance_scale_2: float = 4,
     shift: float = 2,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     image_format: Literal["png", "jpeg"] = "jpeg",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -423,24 +537,72 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide image generation. Required.
+        strength: Denoising strength. 1.0 = fully remake; 0.0 = preserve original.
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        negative_prompt: Negative prompt for video generation. Defaults to `\""`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the generated image. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `27`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `3.5`.
+        guidance_scale_2: Guidance scale for the second stage of the model. This is used
+            to control the adherence to the prompt in the second stage of the model.
+            Between 1.0 and 10.0. Defaults to `4`.
+        shift: Between 1.0 and 10.0. Defaults to `2`.
+        image_size: Defaults to `None`.
+        image_format: The format of the output image. Defaults to `"jpeg"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
@@ -448,7 +610,7 @@ async def run_async(
     strength: float = 0.5,
     negative_prompt: str = "",
     seed: int | None = None,
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     num_inference_steps: int = 27,
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
@@ -457,21 +619,10 @@ async def run_async(
     guidance_scale: float = 3.5,
     guidance_scale_2: float = 4,
     shift: float = 2,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-        | None
-    ) = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     image_format: Literal["png", "jpeg"] = "jpeg",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -479,8 +630,56 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. A file: a URL, a data URI, a `pathlib.Path`,
+            bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide image generation. Required.
+        strength: Denoising strength. 1.0 = fully remake; 0.0 = preserve original.
+            Between 0.0 and 1.0. Defaults to `0.5`.
+        negative_prompt: Negative prompt for video generation. Defaults to `\""`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        aspect_ratio: Aspect ratio of the generated image. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 40. Defaults to `27`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        guidance_scale: Classifier-free guidance scale. Between 1.0 and 10.0. Defaults
+            to `3.5`.
+        guidance_scale_2: Guidance scale for the second stage of the model. This is used
+            to control the adherence to the prompt in the second stage of the model.
+            Between 1.0 and 10.0. Defaults to `4`.
+        shift: Between 1.0 and 10.0. Defaults to `2`.
+        image_size: Defaults to `None`.
+        image_format: The format of the output image. Defaults to `"jpeg"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,74 +5,16 @@ Category: text."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_urls: Annotated[list[FileInput] | None, Field(title="Video Urls")] = None
-    """List of URLs or data URIs of video files to process. Supported formats: mp4, mpeg, mov, webm. For Google Gemini on AI Studio, YouTube links are also supported. Mutually exclusive with video_url."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """Prompt to be used for the video processing"""
-    system_prompt: Annotated[str | None, Field(title="System Prompt")] = None
-    """System prompt to provide context or instructions to the model"""
-    model: Annotated[str, Field(title="Model")]
-    """Name of the model to use. Charged based on actual token usage."""
-    reasoning: Annotated[bool, Field(title="Reasoning")] = False
-    """Should reasoning be the part of the final answer."""
-    temperature: Annotated[float, Field(ge=0.0, le=2.0, title="Temperature")] = 1
-    """This setting influences the variety in the model's responses. Lower values lead to more predictable and typical responses, while higher values encourage more diverse and less common responses. At 0, the model always gives the same response for a given input."""
-    max_tokens: Annotated[int | None, Field(ge=1, title="Max Tokens")] = None
-    """This sets the upper limit for the number of tokens the model can generate in response. It won't produce more than this limit. The maximum value is the context length minus the prompt length."""
-
-
-class Output(FalModel):
-    output: Annotated[str, Field(title="Output")]
-    """Generated output from video processing"""
-    usage: UsageInfoType2 | None
-    """Token usage information"""
-
-
-class PromptTokensDetails(FalModel):
-    cached_tokens: Annotated[int, Field(title="Cached Tokens")] = 0
-    cache_write_tokens: Annotated[int, Field(title="Cache Write Tokens")] = 0
-
-
-class UsageInfoType2(FalModel):
-    prompt_tokens: Annotated[int | None, Field(title="Prompt Tokens")] = None
-    completion_tokens: Annotated[int | None, Field(title="Completion Tokens")] = None
-    total_tokens: Annotated[int, Field(title="Total Tokens")] = 0
-    cost: Annotated[float, Field(title="Cost")]
-    prompt_tokens_details: PromptTokensDetails | None = None
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -90,73 +32,159 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "openrouter/router/video/enterprise"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    video_urls: list[FileInput] | None = None
+    """List of URLs or data URIs of video files to process. Supported formats: mp4,
+    mpeg, mov, webm. For Google Gemini on AI Studio, YouTube links are also supported.
+    Mutually exclusive with video_url."""
+    prompt: str
+    """Prompt to be used for the video processing"""
+    system_prompt: str | None = None
+    """System prompt to provide context or instructions to the model"""
+    model: str
+    """Name of the model to use. Charged based on actual token usage."""
+    reasoning: bool = False
+    """Should reasoning be the part of the final answer."""
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """This setting influences the variety in the model's responses. Lower values lead
+    to more predictable and typical responses, while higher values encourage more
+    diverse and less common responses. At 0, the model always gives the same response
+    for a given input."""
+    max_tokens: Annotated[int | None, Field(ge=1)] = None
+    """This sets the upper limit for the number of tokens the model can generate in
+    response. It won't produce more than this limit. The maximum value is the context
+    length minus the prompt length."""
+
+
+class Output(FalModel):
+    output: str
+    """Generated output from video processing"""
+    usage: UsageInfoType2 | None
+    """Token usage information"""
+
+
+class PromptTokensDetails(FalModel):
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+class UsageInfoType2(FalModel):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int = 0
+    cost: float
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
-    video_urls: _Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     prompt: str,
     system_prompt: str | None = None,
     model: str,
     reasoning: bool = False,
     temperature: float = 1,
     max_tokens: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_urls: List of URLs or data URIs of video files to process. Supported
+            formats: mp4, mpeg, mov, webm. For Google Gemini on AI Studio, YouTube links
+            are also supported. Mutually exclusive with video_url. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        prompt: Prompt to be used for the video processing. Required.
+        system_prompt: System prompt to provide context or instructions to the model.
+            Defaults to `None`.
+        model: Name of the model to use. Charged based on actual token usage. Required.
+        reasoning: Should reasoning be the part of the final answer. Defaults to
+            `False`.
+        temperature: This setting influences the variety in the model's responses. Lower
+            values lead to more predictable and typical responses, while higher values
+            encourage more diverse and less common responses. At 0, the model always
+            gives the same response for a given input. Between 0.0 and 2.0. Defaults to
+            `1`.
+        max_tokens: This sets the upper limit for the number of tokens the model can
+            generate in response. It won't produce more than this limit. The maximum
+            value is the context length minus the prompt length. At least 1. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
-    video_urls: _Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     prompt: str,
     system_prompt: str | None = None,
     model: str,
     reasoning: bool = False,
     temperature: float = 1,
     max_tokens: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -164,35 +192,72 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_urls: List of URLs or data URIs of video files to process. Supported
+            formats: mp4, mpeg, mov, webm. For Google Gemini on AI Studio, YouTube links
+            are also supported. Mutually exclusive with video_url. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        prompt: Prompt to be used for the video processing. Required.
+        system_prompt: System prompt to provide context or instructions to the model.
+            Defaults to `None`.
+        model: Name of the model to use. Charged based on actual token usage. Required.
+        reasoning: Should reasoning be the part of the final answer. Defaults to
+            `False`.
+        temperature: This setting influences the variety in the model's responses. Lower
+            values lead to more predictable and typical responses, while higher values
+            encourage more diverse and less common responses. At 0, the model always
+            gives the same response for a given input. Between 0.0 and 2.0. Defaults to
+            `1`.
+        max_tokens: This sets the upper limit for the number of tokens the model can
+            generate in response. It won't produce more than this limit. The maximum
+            value is the context length minus the prompt length. At least 1. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
-    video_urls: _Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     prompt: str,
     system_prompt: str | None = None,
     model: str,
     reasoning: bool = False,
     temperature: float = 1,
     max_tokens: int | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -200,71 +265,146 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_urls: List of URLs or data URIs of video files to process. Supported
+            formats: mp4, mpeg, mov, webm. For Google Gemini on AI Studio, YouTube links
+            are also supported. Mutually exclusive with video_url. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        prompt: Prompt to be used for the video processing. Required.
+        system_prompt: System prompt to provide context or instructions to the model.
+            Defaults to `None`.
+        model: Name of the model to use. Charged based on actual token usage. Required.
+        reasoning: Should reasoning be the part of the final answer. Defaults to
+            `False`.
+        temperature: This setting influences the variety in the model's responses. Lower
+            values lead to more predictable and typical responses, while higher values
+            encourage more diverse and less common responses. At 0, the model always
+            gives the same response for a given input. Between 0.0 and 2.0. Defaults to
+            `1`.
+        max_tokens: This sets the upper limit for the number of tokens the model can
+            generate in response. It won't produce more than this limit. The maximum
+            value is the context length minus the prompt length. At least 1. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
-    video_urls: _Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     prompt: str,
     system_prompt: str | None = None,
     model: str,
     reasoning: bool = False,
     temperature: float = 1,
     max_tokens: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_urls: List of URLs or data URIs of video files to process. Supported
+            formats: mp4, mpeg, mov, webm. For Google Gemini on AI Studio, YouTube links
+            are also supported. Mutually exclusive with video_url. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        prompt: Prompt to be used for the video processing. Required.
+        system_prompt: System prompt to provide context or instructions to the model.
+            Defaults to `None`.
+        model: Name of the model to use. Charged based on actual token usage. Required.
+        reasoning: Should reasoning be the part of the final answer. Defaults to
+            `False`.
+        temperature: This setting influences the variety in the model's responses. Lower
+            values lead to more predictable and typical responses, while higher values
+            encourage more diverse and less common responses. At 0, the model always
+            gives the same response for a given input. Between 0.0 and 2.0. Defaults to
+            `1`.
+        max_tokens: This sets the upper limit for the number of tokens the model can
+            generate in response. It won't produce more than this limit. The maximum
+            value is the context length minus the prompt length. At least 1. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
-    video_urls: _Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     prompt: str,
     system_prompt: str | None = None,
     model: str,
     reasoning: bool = False,
     temperature: float = 1,
     max_tokens: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -272,35 +412,72 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_urls: List of URLs or data URIs of video files to process. Supported
+            formats: mp4, mpeg, mov, webm. For Google Gemini on AI Studio, YouTube links
+            are also supported. Mutually exclusive with video_url. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        prompt: Prompt to be used for the video processing. Required.
+        system_prompt: System prompt to provide context or instructions to the model.
+            Defaults to `None`.
+        model: Name of the model to use. Charged based on actual token usage. Required.
+        reasoning: Should reasoning be the part of the final answer. Defaults to
+            `False`.
+        temperature: This setting influences the variety in the model's responses. Lower
+            values lead to more predictable and typical responses, while higher values
+            encourage more diverse and less common responses. At 0, the model always
+            gives the same response for a given input. Between 0.0 and 2.0. Defaults to
+            `1`.
+        max_tokens: This sets the upper limit for the number of tokens the model can
+            generate in response. It won't produce more than this limit. The maximum
+            value is the context length minus the prompt length. At least 1. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
-    video_urls: _Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     prompt: str,
     system_prompt: str | None = None,
     model: str,
     reasoning: bool = False,
     temperature: float = 1,
     max_tokens: int | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -308,8 +485,45 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_urls: List of URLs or data URIs of video files to process. Supported
+            formats: mp4, mpeg, mov, webm. For Google Gemini on AI Studio, YouTube links
+            are also supported. Mutually exclusive with video_url. Files: each a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        prompt: Prompt to be used for the video processing. Required.
+        system_prompt: System prompt to provide context or instructions to the model.
+            Defaults to `None`.
+        model: Name of the model to use. Charged based on actual token usage. Required.
+        reasoning: Should reasoning be the part of the final answer. Defaults to
+            `False`.
+        temperature: This setting influences the variety in the model's responses. Lower
+            values lead to more predictable and typical responses, while higher values
+            encourage more diverse and less common responses. At 0, the model always
+            gives the same response for a given input. Between 0.0 and 2.0. Defaults to
+            `1`.
+        max_tokens: This sets the upper limit for the number of tokens the model can
+            generate in response. It won't produce more than this limit. The maximum
+            value is the context length minus the prompt length. At least 1. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,115 +5,21 @@ Category: 3d."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """This is the random seed for model generation. The seed controls the geometry generation process, ensuring identical models when the same seed is used. This parameter is an integer and is randomly chosen if not set."""
-    face_limit: Annotated[int | None, Field(title="Face Limit")] = None
-    """Limits the number of faces on the output model. If this option is not set, the face limit will be adaptively determined."""
-    pbr: Annotated[bool | None, Field(title="Pbr")] = False
-    """A boolean option to enable pbr. The default value is True, set False to get a model without pbr. If this option is set to True, texture will be ignored and used as True."""
-    texture: Annotated[Literal["no", "standard", "HD"], Field(title="Texture")] = (
-        "standard"
-    )
-    """An option to enable texturing. Default is 'standard', set 'no' to get a model without any textures, and set 'HD' to get a model with hd quality textures."""
-    texture_seed: Annotated[int | None, Field(title="Texture Seed")] = None
-    """This is the random seed for texture generation. Using the same seed will produce identical textures. This parameter is an integer and is randomly chosen if not set. If you want a model with different textures, please use same seed and different texture_seed."""
-    auto_size: Annotated[bool | None, Field(title="Auto Size")] = False
-    """Automatically scale the model to real-world dimensions, with the unit in meters. The default value is False."""
-    style: Annotated[
-        Literal[
-            "person:person2cartoon",
-            "object:clay",
-            "object:steampunk",
-            "animal:venom",
-            "object:barbie",
-            "object:christmas",
-            "gold",
-            "ancient_bronze",
-        ]
-        | None,
-        Field(deprecated=True, title="Style"),
-    ] = None
-    """[DEPRECATED] Defines the artistic style or transformation to be applied to the 3D model, altering its appearance according to preset options (extra $0.05 per generation). Omit this option to keep the original style and apperance."""
-    quad: Annotated[bool | None, Field(title="Quad")] = False
-    """Set True to enable quad mesh output (extra $0.05 per generation). If quad=True and face_limit is not set, the default face_limit will be 10000. Note: Enabling this option will force the output to be an FBX model."""
-    texture_alignment: Annotated[
-        Literal["original_image", "geometry"] | None, Field(title="Texture Alignment")
-    ] = "original_image"
-    """Determines the prioritization of texture alignment in the 3D model. The default value is original_image."""
-    orientation: Annotated[
-        Literal["default", "align_image"] | None, Field(title="Orientation")
-    ] = "default"
-    """Set orientation=align_image to automatically rotate the model to align the original image. The default value is default."""
-    front_image_url: Annotated[FileInput, Field(title="Front Image Url")]
-    """Front view image of the object."""
-    left_image_url: Annotated[FileInput | None, Field(title="Left Image Url")] = None
-    """Left view image of the object."""
-    back_image_url: Annotated[FileInput | None, Field(title="Back Image Url")] = None
-    """Back view image of the object."""
-    right_image_url: Annotated[FileInput | None, Field(title="Right Image Url")] = None
-    """Right view image of the object."""
-
-
-class Output(FalModel):
-    task_id: Annotated[str, Field(title="Task Id")]
-    """The task id of the 3D model generation."""
-    model_mesh: File | None = None
-    """Model"""
-    base_model: File | None = None
-    """Base model"""
-    pbr_model: File | None = None
-    """Pbr model"""
-    rendered_image: File | None = None
-    """A preview image of the model"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Style",
     "File",
     "Input",
     "Output",
@@ -126,7 +32,95 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "tripo3d/tripo/v2.5/multiview-to-3d"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Style: TypeAlias = Literal[
+    "person:person2cartoon",
+    "object:clay",
+    "object:steampunk",
+    "animal:venom",
+    "object:barbie",
+    "object:christmas",
+    "gold",
+    "ancient_bronze",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    seed: int | None = None
+    """This is the random seed for model generation. The seed controls the geometry
+    generation process, ensuring identical models when the same seed is used. This
+    parameter is an integer and is randomly chosen if not set."""
+    face_limit: int | None = None
+    """Limits the number of faces on the output model. If this option is not set, the
+    face limit will be adaptively determined."""
+    pbr: bool | None = False
+    """A boolean option to enable pbr. The default value is True, set False to get a
+    model without pbr. If this option is set to True, texture will be ignored and used
+    as True."""
+    texture: Literal["no", "standard", "HD"] = "standard"
+    """An option to enable texturing. Default is 'standard', set 'no' to get a model
+    without any textures, and set 'HD' to get a model with hd quality textures."""
+    texture_seed: int | None = None
+    """This is the random seed for texture generation. Using the same seed will produce
+    identical textures. This parameter is an integer and is randomly chosen if not set.
+    If you want a model with different textures, please use same seed and different
+    texture_seed."""
+    auto_size: bool | None = False
+    """Automatically scale the model to real-world dimensions, with the unit in meters.
+    The default value is False."""
+    style: Annotated[
+        Style | None,
+        Field(deprecated=True),
+    ] = None
+    """[DEPRECATED] Defines the artistic style or transformation to be applied to the 3D
+    model, altering its appearance according to preset options (extra $0.05 per
+    generation). Omit this option to keep the original style and apperance."""
+    quad: bool | None = False
+    """Set True to enable quad mesh output (extra $0.05 per generation). If quad=True
+    and face_limit is not set, the default face_limit will be 10000. Note: Enabling this
+    option will force the output to be an FBX model."""
+    texture_alignment: Literal["original_image", "geometry"] | None = "original_image"
+    """Determines the prioritization of texture alignment in the 3D model. The default
+    value is original_image."""
+    orientation: Literal["default", "align_image"] | None = "default"
+    """Set orientation=align_image to automatically rotate the model to align the
+    original image. The default value is default."""
+    front_image_url: FileInput
+    """Front view image of the object."""
+    left_image_url: FileInput | None = None
+    """Left view image of the object."""
+    back_image_url: FileInput | None = None
+    """Back view image of the object."""
+    right_image_url: FileInput | None = None
+    """Right view image of the object."""
+
+
+class Output(FalModel):
+    task_id: str
+    """The task id of the 3D model generation."""
+    model_mesh: File | None = None
+    """Model"""
+    base_model: File | None = None
+    """Base model"""
+    pbr_model: File | None = None
+    """Pbr model"""
+    rendered_image: File | None = None
+    """A preview image of the model"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -139,20 +133,22 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         ]
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     seed: int | None = None,
@@ -161,19 +157,7 @@ def submit(
     texture: Literal["no", "standard", "HD"] = "standard",
     texture_seed: int | None = None,
     auto_size: bool | None = False,
-    style: (
-        Literal[
-            "person:person2cartoon",
-            "object:clay",
-            "object:steampunk",
-            "animal:venom",
-            "object:barbie",
-            "object:christmas",
-            "gold",
-            "ancient_bronze",
-        ]
-        | None
-    ) = None,
+    style: Style | None = None,
     quad: bool | None = False,
     texture_alignment: Literal["original_image", "geometry"] | None = "original_image",
     orientation: Literal["default", "align_image"] | None = "default",
@@ -181,33 +165,93 @@ def submit(
     left_image_url: FileInput | None = None,
     back_image_url: FileInput | None = None,
     right_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: This is the random seed for model generation. The seed controls the
+            geometry generation process, ensuring identical models when the same seed is
+            used. This parameter is an integer and is randomly chosen if not set.
+            Defaults to `None`.
+        face_limit: Limits the number of faces on the output model. If this option is
+            not set, the face limit will be adaptively determined. Defaults to `None`.
+        pbr: A boolean option to enable pbr. The default value is True, set False to get
+            a model without pbr. If this option is set to True, texture will be ignored
+            and used as True. Defaults to `False`.
+        texture: An option to enable texturing. Default is 'standard', set 'no' to get a
+            model without any textures, and set 'HD' to get a model with hd quality
+            textures. Defaults to `"standard"`.
+        texture_seed: This is the random seed for texture generation. Using the same
+            seed will produce identical textures. This parameter is an integer and is
+            randomly chosen if not set. If you want a model with different textures,
+            please use same seed and different texture_seed. Defaults to `None`.
+        auto_size: Automatically scale the model to real-world dimensions, with the unit
+            in meters. The default value is False. Defaults to `False`.
+        style: [DEPRECATED] Defines the artistic style or transformation to be applied
+            to the 3D model, altering its appearance according to preset options (extra
+            $0.05 per generation). Omit this option to keep the original style and
+            apperance. Defaults to `None`.
+        quad: Set True to enable quad mesh output (extra $0.05 per generation). If
+            quad=True and face_limit is not set, the default face_limit will be 10000.
+            Note: Enabling this option will force the output to be an FBX model.
+            Defaults to `False`.
+        texture_alignment: Determines the prioritization of texture alignment in the 3D
+            model. The default value is original_image. Defaults to `"original_image"`.
+        orientation: Set orientation=align_image to automatically rotate the model to
+            align the original image. The default value is default. Defaults to
+            `"default"`.
+        front_image_url: Front view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        left_image_url: Left view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        back_image_url: Back view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        right_image_url: Right view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     seed: int | None = None,
@@ -216,19 +260,7 @@ def subscribe(
     texture: Literal["no", "standard", "HD"] = "standard",
     texture_seed: int | None = None,
     auto_size: bool | None = False,
-    style: (
-        Literal[
-            "person:person2cartoon",
-            "object:clay",
-            "object:steampunk",
-            "animal:venom",
-            "object:barbie",
-            "object:christmas",
-            "gold",
-            "ancient_bronze",
-        ]
-        | None
-    ) = None,
+    style: Style | None = None,
     quad: bool | None = False,
     texture_alignment: Literal["original_image", "geometry"] | None = "original_image",
     orientation: Literal["default", "align_image"] | None = "default",
@@ -236,8 +268,8 @@ def subscribe(
     left_image_url: FileInput | None = None,
     back_image_url: FileInput | None = None,
     right_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -245,24 +277,83 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: This is the random seed for model generation. The seed controls the
+            geometry generation process, ensuring identical models when the same seed is
+            used. This parameter is an integer and is randomly chosen if not set.
+            Defaults to `None`.
+        face_limit: Limits the number of faces on the output model. If this option is
+            not set, the face limit will be adaptively determined. Defaults to `None`.
+        pbr: A boolean option to enable pbr. The default value is True, set False to get
+            a model without pbr. If this option is set to True, texture will be ignored
+            and used as True. Defaults to `False`.
+        texture: An option to enable texturing. Default is 'standard', set 'no' to get a
+            model without any textures, and set 'HD' to get a model with hd quality
+            textures. Defaults to `"standard"`.
+        texture_seed: This is the random seed for texture generation. Using the same
+            seed will produce identical textures. This parameter is an integer and is
+            randomly chosen if not set. If you want a model with different textures,
+            please use same seed and different texture_seed. Defaults to `None`.
+        auto_size: Automatically scale the model to real-world dimensions, with the unit
+            in meters. The default value is False. Defaults to `False`.
+        style: [DEPRECATED] Defines the artistic style or transformation to be applied
+            to the 3D model, altering its appearance according to preset options (extra
+            $0.05 per generation). Omit this option to keep the original style and
+            apperance. Defaults to `None`.
+        quad: Set True to enable quad mesh output (extra $0.05 per generation). If
+            quad=True and face_limit is not set, the default face_limit will be 10000.
+            Note: Enabling this option will force the output to be an FBX model.
+            Defaults to `False`.
+        texture_alignment: Determines the prioritization of texture alignment in the 3D
+            model. The default value is original_image. Defaults to `"original_image"`.
+        orientation: Set orientation=align_image to automatically rotate the model to
+            align the original image. The default value is default. Defaults to
+            `"default"`.
+        front_image_url: Front view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        left_image_url: Left view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        back_image_url: Back view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        right_image_url: Right view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     seed: int | None = None,
@@ -271,19 +362,7 @@ def run(
     texture: Literal["no", "standard", "HD"] = "standard",
     texture_seed: int | None = None,
     auto_size: bool | None = False,
-    style: (
-        Literal[
-            "person:person2cartoon",
-            "object:clay",
-            "object:steampunk",
-            "animal:venom",
-            "object:barbie",
-            "object:christmas",
-            "gold",
-            "ancient_bronze",
-        ]
-        | None
-    ) = None,
+    style: Style | None = None,
     quad: bool | None = False,
     texture_alignment: Literal["original_image", "geometry"] | None = "original_image",
     orientation: Literal["default", "align_image"] | None = "default",
@@ -291,8 +370,8 @@ def run(
     left_image_url: FileInput | None = None,
     back_image_url: FileInput | None = None,
     right_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -300,24 +379,83 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: This is the random seed for model generation. The seed controls the
+            geometry generation process, ensuring identical models when the same seed is
+            used. This parameter is an integer and is randomly chosen if not set.
+            Defaults to `None`.
+        face_limit: Limits the number of faces on the output model. If this option is
+            not set, the face limit will be adaptively determined. Defaults to `None`.
+        pbr: A boolean option to enable pbr. The default value is True, set False to get
+            a model without pbr. If this option is set to True, texture will be ignored
+            and used as True. Defaults to `False`.
+        texture: An option to enable texturing. Default is 'standard', set 'no' to get a
+            model without any textures, and set 'HD' to get a model with hd quality
+            textures. Defaults to `"standard"`.
+        texture_seed: This is the random seed for texture generation. Using the same
+            seed will produce identical textures. This parameter is an integer and is
+            randomly chosen if not set. If you want a model with different textures,
+            please use same seed and different texture_seed. Defaults to `None`.
+        auto_size: Automatically scale the model to real-world dimensions, with the unit
+            in meters. The default value is False. Defaults to `False`.
+        style: [DEPRECATED] Defines the artistic style or transformation to be applied
+            to the 3D model, altering its appearance according to preset options (extra
+            $0.05 per generation). Omit this option to keep the original style and
+            apperance. Defaults to `None`.
+        quad: Set True to enable quad mesh output (extra $0.05 per generation). If
+            quad=True and face_limit is not set, the default face_limit will be 10000.
+            Note: Enabling this option will force the output to be an FBX model.
+            Defaults to `False`.
+        texture_alignment: Determines the prioritization of texture alignment in the 3D
+            model. The default value is original_image. Defaults to `"original_image"`.
+        orientation: Set orientation=align_image to automatically rotate the model to
+            align the original image. The default value is default. Defaults to
+            `"default"`.
+        front_image_url: Front view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        left_image_url: Left view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        back_image_url: Back view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        right_image_url: Right view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     seed: int | None = None,
@@ -326,19 +464,7 @@ async def submit_async(
     texture: Literal["no", "standard", "HD"] = "standard",
     texture_seed: int | None = None,
     auto_size: bool | None = False,
-    style: (
-        Literal[
-            "person:person2cartoon",
-            "object:clay",
-            "object:steampunk",
-            "animal:venom",
-            "object:barbie",
-            "object:christmas",
-            "gold",
-            "ancient_bronze",
-        ]
-        | None
-    ) = None,
+    style: Style | None = None,
     quad: bool | None = False,
     texture_alignment: Literal["original_image", "geometry"] | None = "original_image",
     orientation: Literal["default", "align_image"] | None = "default",
@@ -346,33 +472,93 @@ async def submit_async(
     left_image_url: FileInput | None = None,
     back_image_url: FileInput | None = None,
     right_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: This is the random seed for model generation. The seed controls the
+            geometry generation process, ensuring identical models when the same seed is
+            used. This parameter is an integer and is randomly chosen if not set.
+            Defaults to `None`.
+        face_limit: Limits the number of faces on the output model. If this option is
+            not set, the face limit will be adaptively determined. Defaults to `None`.
+        pbr: A boolean option to enable pbr. The default value is True, set False to get
+            a model without pbr. If this option is set to True, texture will be ignored
+            and used as True. Defaults to `False`.
+        texture: An option to enable texturing. Default is 'standard', set 'no' to get a
+            model without any textures, and set 'HD' to get a model with hd quality
+            textures. Defaults to `"standard"`.
+        texture_seed: This is the random seed for texture generation. Using the same
+            seed will produce identical textures. This parameter is an integer and is
+            randomly chosen if not set. If you want a model with different textures,
+            please use same seed and different texture_seed. Defaults to `None`.
+        auto_size: Automatically scale the model to real-world dimensions, with the unit
+            in meters. The default value is False. Defaults to `False`.
+        style: [DEPRECATED] Defines the artistic style or transformation to be applied
+            to the 3D model, altering its appearance according to preset options (extra
+            $0.05 per generation). Omit this option to keep the original style and
+            apperance. Defaults to `None`.
+        quad: Set True to enable quad mesh output (extra $0.05 per generation). If
+            quad=True and face_limit is not set, the default face_limit will be 10000.
+            Note: Enabling this option will force the output to be an FBX model.
+            Defaults to `False`.
+        texture_alignment: Determines the prioritization of texture alignment in the 3D
+            model. The default value is original_image. Defaults to `"original_image"`.
+        orientation: Set orientation=align_image to automatically rotate the model to
+            align the original image. The default value is default. Defaults to
+            `"default"`.
+        front_image_url: Front view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        left_image_url: Left view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        back_image_url: Back view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        right_image_url: Right view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     seed: int | None = None,
@@ -381,19 +567,7 @@ async def subscribe_async(
     texture: Literal["no", "standard", "HD"] = "standard",
     texture_seed: int | None = None,
     auto_size: bool | None = False,
-    style: (
-        Literal[
-            "person:person2cartoon",
-            "object:clay",
-            "object:steampunk",
-            "animal:venom",
-            "object:barbie",
-            "object:christmas",
-            "gold",
-            "ancient_bronze",
-        ]
-        | None
-    ) = None,
+    style: Style | None = None,
     quad: bool | None = False,
     texture_alignment: Literal["original_image", "geometry"] | None = "original_image",
     orientation: Literal["default", "align_image"] | None = "default",
@@ -401,8 +575,8 @@ async def subscribe_async(
     left_image_url: FileInput | None = None,
     back_image_url: FileInput | None = None,
     right_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -410,24 +584,83 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: This is the random seed for model generation. The seed controls the
+            geometry generation process, ensuring identical models when the same seed is
+            used. This parameter is an integer and is randomly chosen if not set.
+            Defaults to `None`.
+        face_limit: Limits the number of faces on the output model. If this option is
+            not set, the face limit will be adaptively determined. Defaults to `None`.
+        pbr: A boolean option to enable pbr. The default value is True, set False to get
+            a model without pbr. If this option is set to True, texture will be ignored
+            and used as True. Defaults to `False`.
+        texture: An option to enable texturing. Default is 'standard', set 'no' to get a
+            model without any textures, and set 'HD' to get a model with hd quality
+            textures. Defaults to `"standard"`.
+        texture_seed: This is the random seed for texture generation. Using the same
+            seed will produce identical textures. This parameter is an integer and is
+            randomly chosen if not set. If you want a model with different textures,
+            please use same seed and different texture_seed. Defaults to `None`.
+        auto_size: Automatically scale the model to real-world dimensions, with the unit
+            in meters. The default value is False. Defaults to `False`.
+        style: [DEPRECATED] Defines the artistic style or transformation to be applied
+            to the 3D model, altering its appearance according to preset options (extra
+            $0.05 per generation). Omit this option to keep the original style and
+            apperance. Defaults to `None`.
+        quad: Set True to enable quad mesh output (extra $0.05 per generation). If
+            quad=True and face_limit is not set, the default face_limit will be 10000.
+            Note: Enabling this option will force the output to be an FBX model.
+            Defaults to `False`.
+        texture_alignment: Determines the prioritization of texture alignment in the 3D
+            model. The default value is original_image. Defaults to `"original_image"`.
+        orientation: Set orientation=align_image to automatically rotate the model to
+            align the original image. The default value is default. Defaults to
+            `"default"`.
+        front_image_url: Front view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        left_image_url: Left view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        back_image_url: Back view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        right_image_url: Right view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     seed: int | None = None,
@@ -436,19 +669,7 @@ async def run_async(
     texture: Literal["no", "standard", "HD"] = "standard",
     texture_seed: int | None = None,
     auto_size: bool | None = False,
-    style: (
-        Literal[
-            "person:person2cartoon",
-            "object:clay",
-            "object:steampunk",
-            "animal:venom",
-            "object:barbie",
-            "object:christmas",
-            "gold",
-            "ancient_bronze",
-        ]
-        | None
-    ) = None,
+    style: Style | None = None,
     quad: bool | None = False,
     texture_alignment: Literal["original_image", "geometry"] | None = "original_image",
     orientation: Literal["default", "align_image"] | None = "default",
@@ -456,8 +677,8 @@ async def run_async(
     left_image_url: FileInput | None = None,
     back_image_url: FileInput | None = None,
     right_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -465,8 +686,67 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        seed: This is the random seed for model generation. The seed controls the
+            geometry generation process, ensuring identical models when the same seed is
+            used. This parameter is an integer and is randomly chosen if not set.
+            Defaults to `None`.
+        face_limit: Limits the number of faces on the output model. If this option is
+            not set, the face limit will be adaptively determined. Defaults to `None`.
+        pbr: A boolean option to enable pbr. The default value is True, set False to get
+            a model without pbr. If this option is set to True, texture will be ignored
+            and used as True. Defaults to `False`.
+        texture: An option to enable texturing. Default is 'standard', set 'no' to get a
+            model without any textures, and set 'HD' to get a model with hd quality
+            textures. Defaults to `"standard"`.
+        texture_seed: This is the random seed for texture generation. Using the same
+            seed will produce identical textures. This parameter is an integer and is
+            randomly chosen if not set. If you want a model with different textures,
+            please use same seed and different texture_seed. Defaults to `None`.
+        auto_size: Automatically scale the model to real-world dimensions, with the unit
+            in meters. The default value is False. Defaults to `False`.
+        style: [DEPRECATED] Defines the artistic style or transformation to be applied
+            to the 3D model, altering its appearance according to preset options (extra
+            $0.05 per generation). Omit this option to keep the original style and
+            apperance. Defaults to `None`.
+        quad: Set True to enable quad mesh output (extra $0.05 per generation). If
+            quad=True and face_limit is not set, the default face_limit will be 10000.
+            Note: Enabling this option will force the output to be an FBX model.
+            Defaults to `False`.
+        texture_alignment: Determines the prioritization of texture alignment in the 3D
+            model. The default value is original_image. Defaults to `"original_image"`.
+        orientation: Set orientation=align_image to automatically rotate the model to
+            align the original image. The default value is default. Defaults to
+            `"default"`.
+        front_image_url: Front view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        left_image_url: Left view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        back_image_url: Back view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        right_image_url: Right view image of the object. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

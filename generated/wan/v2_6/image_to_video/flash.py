@@ -5,106 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    """Input for Wan 2.6 image-to-video generation"""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(min_length=1, title="Prompt")]
-    """The text prompt describing the desired video motion. Max 800 characters."""
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the image to use as the first frame. Must be publicly accessible or base64 data URI. Image dimensions must be between 240 and 7680."""
-    audio_url: Annotated[FileInput | None, Field(title="Audio Url")] = None
-    """
-    URL of the audio to use as the background music. Must be publicly accessible.
-    Limit handling: If the audio duration exceeds the duration value (5, 10, or 15 seconds),
-    the audio is truncated to the first N seconds, and the rest is discarded. If
-    the audio is shorter than the video, the remaining part of the video will be silent.
-    For example, if the audio is 3 seconds long and the video duration is 5 seconds, the
-    first 3 seconds of the output video will have sound, and the last 2 seconds will be silent.
-    - Format: WAV, MP3.
-    - Duration: 3 to 30 s.
-    - File size: Up to 15 MB.
-    """
-    resolution: Annotated[Literal["720p", "1080p"], Field(title="Resolution")] = "1080p"
-    """Video resolution. Valid values: 720p, 1080p"""
-    duration: Annotated[Literal["5", "10", "15"], Field(title="Duration")] = "5"
-    """Duration of the generated video in seconds. Choose between 5, 10 or 15 seconds."""
-    negative_prompt: Annotated[str | None, Field(title="Negative Prompt")] = ""
-    """Negative prompt to describe content to avoid. Max 500 characters."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        True
-    )
-    """Whether to enable prompt rewriting using LLM."""
-    multi_shots: Annotated[bool, Field(title="Multi Shots")] = False
-    """When true, enables intelligent multi-shot segmentation. Only active when enable_prompt_expansion is True. Set to false for single-shot generation."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-
-
-class Output(FalModel):
-    """Output for image-to-video generation"""
-
-    video: VideoFile
-    """The generated video file"""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation"""
-    actual_prompt: Annotated[str | None, Field(title="Actual Prompt")] = None
-    """The actual prompt used if prompt rewriting was enabled"""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -121,26 +31,100 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "wan/v2.6/image-to-video/flash"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class Input(FalModel):
+    """Input for Wan 2.6 image-to-video generation"""
+
+    prompt: Annotated[str, Field(min_length=1)]
+    """The text prompt describing the desired video motion. Max 800 characters."""
+    image_url: FileInput
+    """URL of the image to use as the first frame. Must be publicly accessible or base64
+    data URI. Image dimensions must be between 240 and 7680."""
+    audio_url: FileInput | None = None
+    """
+    URL of the audio to use as the background music. Must be publicly accessible.
+    Limit handling: If the audio duration exceeds the duration value (5, 10, or 15 seconds),
+    the audio is truncated to the first N seconds, and the rest is discarded. If
+    the audio is shorter than the video, the remaining part of the video will be silent.
+    For example, if the audio is 3 seconds long and the video duration is 5 seconds, the
+    first 3 seconds of the output video will have sound, and the last 2 seconds will be silent.
+    - Format: WAV, MP3.
+    - Duration: 3 to 30 s.
+    - File size: Up to 15 MB.
+    """
+    resolution: Literal["720p", "1080p"] = "1080p"
+    """Video resolution. Valid values: 720p, 1080p"""
+    duration: Literal["5", "10", "15"] = "5"
+    """Duration of the generated video in seconds. Choose between 5, 10 or 15
+    seconds."""
+    negative_prompt: str | None = ""
+    """Negative prompt to describe content to avoid. Max 500 characters."""
+    enable_prompt_expansion: bool = True
+    """Whether to enable prompt rewriting using LLM."""
+    multi_shots: bool = False
+    """When true, enables intelligent multi-shot segmentation. Only active when
+    enable_prompt_expansion is True. Set to false for single-shot generation."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+
+
+class Output(FalModel):
+    """Output for image-to-video generation"""
+
+    video: VideoFile
+    """The generated video file"""
+    seed: int
+    """The seed used for generation"""
+    actual_prompt: str | None = None
+    """The actual prompt used if prompt rewriting was enabled"""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -153,33 +137,81 @@ def submit(
     multi_shots: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the desired video motion. Max 800 characters.
+            Length at least 1. Required.
+        image_url: URL of the image to use as the first frame. Must be publicly
+            accessible or base64 data URI. Image dimensions must be between 240 and
+            7680. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        audio_url: URL of the audio to use as the background music. Must be publicly
+            accessible. Limit handling: If the audio duration exceeds the duration value
+            (5, 10, or 15 seconds), the audio is truncated to the first N seconds, and
+            the rest is discarded. If the audio is shorter than the video, the remaining
+            part of the video will be silent. For example, if the audio is 3 seconds
+            long and the video duration is 5 seconds, the first 3 seconds of the output
+            video will have sound, and the last 2 seconds will be silent. - Format: WAV,
+            MP3. - Duration: 3 to 30 s. - File size: Up to 15 MB. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Video resolution. Valid values: 720p, 1080p. Defaults to `"1080p"`.
+        duration: Duration of the generated video in seconds. Choose between 5, 10 or 15
+            seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `\""`.
+        enable_prompt_expansion: Whether to enable prompt rewriting using LLM. Defaults
+            to `True`.
+        multi_shots: When true, enables intelligent multi-shot segmentation. Only active
+            when enable_prompt_expansion is True. Set to false for single-shot
+            generation. Defaults to `False`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -192,8 +224,8 @@ def subscribe(
     multi_shots: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -201,24 +233,71 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the desired video motion. Max 800 characters.
+            Length at least 1. Required.
+        image_url: URL of the image to use as the first frame. Must be publicly
+            accessible or base64 data URI. Image dimensions must be between 240 and
+            7680. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        audio_url: URL of the audio to use as the background music. Must be publicly
+            accessible. Limit handling: If the audio duration exceeds the duration value
+            (5, 10, or 15 seconds), the audio is truncated to the first N seconds, and
+            the rest is discarded. If the audio is shorter than the video, the remaining
+            part of the video will be silent. For example, if the audio is 3 seconds
+            long and the video duration is 5 seconds, the first 3 seconds of the output
+            video will have sound, and the last 2 seconds will be silent. - Format: WAV,
+            MP3. - Duration: 3 to 30 s. - File size: Up to 15 MB. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Video resolution. Valid values: 720p, 1080p. Defaults to `"1080p"`.
+        duration: Duration of the generated video in seconds. Choose between 5, 10 or 15
+            seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `\""`.
+        enable_prompt_expansion: Whether to enable prompt rewriting using LLM. Defaults
+            to `True`.
+        multi_shots: When true, enables intelligent multi-shot segmentation. Only active
+            when enable_prompt_expansion is True. Set to false for single-shot
+            generation. Defaults to `False`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -231,8 +310,8 @@ def run(
     multi_shots: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -240,24 +319,71 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the desired video motion. Max 800 characters.
+            Length at least 1. Required.
+        image_url: URL of the image to use as the first frame. Must be publicly
+            accessible or base64 data URI. Image dimensions must be between 240 and
+            7680. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        audio_url: URL of the audio to use as the background music. Must be publicly
+            accessible. Limit handling: If the audio duration exceeds the duration value
+            (5, 10, or 15 seconds), the audio is truncated to the first N seconds, and
+            the rest is discarded. If the audio is shorter than the video, the remaining
+            part of the video will be silent. For example, if the audio is 3 seconds
+            long and the video duration is 5 seconds, the first 3 seconds of the output
+            video will have sound, and the last 2 seconds will be silent. - Format: WAV,
+            MP3. - Duration: 3 to 30 s. - File size: Up to 15 MB. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Video resolution. Valid values: 720p, 1080p. Defaults to `"1080p"`.
+        duration: Duration of the generated video in seconds. Choose between 5, 10 or 15
+            seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `\""`.
+        enable_prompt_expansion: Whether to enable prompt rewriting using LLM. Defaults
+            to `True`.
+        multi_shots: When true, enables intelligent multi-shot segmentation. Only active
+            when enable_prompt_expansion is True. Set to false for single-shot
+            generation. Defaults to `False`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -270,33 +396,81 @@ async def submit_async(
     multi_shots: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the desired video motion. Max 800 characters.
+            Length at least 1. Required.
+        image_url: URL of the image to use as the first frame. Must be publicly
+            accessible or base64 data URI. Image dimensions must be between 240 and
+            7680. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        audio_url: URL of the audio to use as the background music. Must be publicly
+            accessible. Limit handling: If the audio duration exceeds the duration value
+            (5, 10, or 15 seconds), the audio is truncated to the first N seconds, and
+            the rest is discarded. If the audio is shorter than the video, the remaining
+            part of the video will be silent. For example, if the audio is 3 seconds
+            long and the video duration is 5 seconds, the first 3 seconds of the output
+            video will have sound, and the last 2 seconds will be silent. - Format: WAV,
+            MP3. - Duration: 3 to 30 s. - File size: Up to 15 MB. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Video resolution. Valid values: 720p, 1080p. Defaults to `"1080p"`.
+        duration: Duration of the generated video in seconds. Choose between 5, 10 or 15
+            seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `\""`.
+        enable_prompt_expansion: Whether to enable prompt rewriting using LLM. Defaults
+            to `True`.
+        multi_shots: When true, enables intelligent multi-shot segmentation. Only active
+            when enable_prompt_expansion is True. Set to false for single-shot
+            generation. Defaults to `False`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -309,8 +483,8 @@ async def subscribe_async(
     multi_shots: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -318,24 +492,71 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the desired video motion. Max 800 characters.
+            Length at least 1. Required.
+        image_url: URL of the image to use as the first frame. Must be publicly
+            accessible or base64 data URI. Image dimensions must be between 240 and
+            7680. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        audio_url: URL of the audio to use as the background music. Must be publicly
+            accessible. Limit handling: If the audio duration exceeds the duration value
+            (5, 10, or 15 seconds), the audio is truncated to the first N seconds, and
+            the rest is discarded. If the audio is shorter than the video, the remaining
+            part of the video will be silent. For example, if the audio is 3 seconds
+            long and the video duration is 5 seconds, the first 3 seconds of the output
+            video will have sound, and the last 2 seconds will be silent. - Format: WAV,
+            MP3. - Duration: 3 to 30 s. - File size: Up to 15 MB. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Video resolution. Valid values: 720p, 1080p. Defaults to `"1080p"`.
+        duration: Duration of the generated video in seconds. Choose between 5, 10 or 15
+            seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `\""`.
+        enable_prompt_expansion: Whether to enable prompt rewriting using LLM. Defaults
+            to `True`.
+        multi_shots: When true, enables intelligent multi-shot segmentation. Only active
+            when enable_prompt_expansion is True. Set to false for single-shot
+            generation. Defaults to `False`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -348,8 +569,8 @@ async def run_async(
     multi_shots: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -357,8 +578,55 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt describing the desired video motion. Max 800 characters.
+            Length at least 1. Required.
+        image_url: URL of the image to use as the first frame. Must be publicly
+            accessible or base64 data URI. Image dimensions must be between 240 and
+            7680. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        audio_url: URL of the audio to use as the background music. Must be publicly
+            accessible. Limit handling: If the audio duration exceeds the duration value
+            (5, 10, or 15 seconds), the audio is truncated to the first N seconds, and
+            the rest is discarded. If the audio is shorter than the video, the remaining
+            part of the video will be silent. For example, if the audio is 3 seconds
+            long and the video duration is 5 seconds, the first 3 seconds of the output
+            video will have sound, and the last 2 seconds will be silent. - Format: WAV,
+            MP3. - Duration: 3 to 30 s. - File size: Up to 15 MB. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults
+            to `None`.
+        resolution: Video resolution. Valid values: 720p, 1080p. Defaults to `"1080p"`.
+        duration: Duration of the generated video in seconds. Choose between 5, 10 or 15
+            seconds. Defaults to `"5"`.
+        negative_prompt: Negative prompt to describe content to avoid. Max 500
+            characters. Defaults to `\""`.
+        enable_prompt_expansion: Whether to enable prompt rewriting using LLM. Defaults
+            to `True`.
+        multi_shots: When true, enables intelligent multi-shot segmentation. Only active
+            when enable_prompt_expansion is True. Set to false for single-shot
+            generation. Defaults to `False`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

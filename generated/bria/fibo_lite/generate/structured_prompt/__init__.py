@@ -5,169 +5,15 @@ Category: json."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any, overload
 
+from pydantic import RootModel
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field, RootModel
-
-
-class AestheticsDetails(FalModel):
-    """Aesthetic analysis of the image."""
-
-    composition: Annotated[str, Field(title="Composition")]
-    """E.g., 'rule of thirds', 'symmetrical', 'centered', 'leading lines'."""
-    color_scheme: Annotated[str, Field(title="Color Scheme")]
-    """E.g., 'monochromatic blue', 'warm complementary colors', 'high contrast'."""
-    mood_atmosphere: Annotated[str, Field(title="Mood Atmosphere")]
-    """E.g., 'serene', 'energetic', 'mysterious', 'joyful'."""
-    aesthetic_score: Annotated[str, Field(title="Aesthetic Score")]
-    """E.g., 'very low', 'low', 'medium', 'high', 'very high'."""
-    preference_score: Annotated[str, Field(title="Preference Score")]
-    """E.g., 'very low', 'low', 'medium', 'high', 'very high'."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str | None, Field(title="Prompt")] = None
-    """The prompt to generate."""
-    structured_prompt: StructuredPromptType2 | None = None
-    """The structured prompt to generate."""
-    image_url: Annotated[FileInput | None, Field(title="Image Url")] = None
-    """Input image URL"""
-    seed: Annotated[int, Field(title="Seed")] = 7
-    """Seed for the random number generator."""
-
-
-class LightingDetails(FalModel):
-    """Lighting information for the image."""
-
-    conditions: Annotated[str, Field(title="Conditions")]
-    """E.g., 'bright daylight', 'dim indoor', 'studio lighting', 'golden hour'."""
-    direction: Annotated[str, Field(title="Direction")]
-    """E.g., 'front-lit', 'backlit', 'side-lit from left'."""
-    shadows: Annotated[str | None, Field(title="Shadows")] = None
-    """Describe the presence of shadows."""
-
-
-class ObjectDescription(FalModel):
-    """Detailed object description with all attributes."""
-
-    description: Annotated[str, Field(title="Description")]
-    """Short description of the object."""
-    location: Annotated[str, Field(title="Location")]
-    """E.g., 'center', 'top-left', 'bottom-right foreground'."""
-    relationship: Annotated[str, Field(title="Relationship")]
-    """Describe the relationship between the object and the other objects in the image."""
-    relative_size: Annotated[str | None, Field(title="Relative Size")] = None
-    """E.g., 'small', 'medium', 'large within frame'."""
-    shape_and_color: Annotated[str | None, Field(title="Shape And Color")] = None
-    """Describe the basic shape and dominant color."""
-    texture: Annotated[str | None, Field(title="Texture")] = None
-    """E.g., 'smooth', 'rough', 'metallic', 'furry'."""
-    appearance_details: Annotated[str | None, Field(title="Appearance Details")] = None
-    """Any other notable visual details."""
-    number_of_objects: Annotated[int | None, Field(title="Number Of Objects")] = None
-    """The number of objects in the cluster."""
-    pose: Annotated[str | None, Field(title="Pose")] = None
-    """Describe the body position."""
-    expression: Annotated[str | None, Field(title="Expression")] = None
-    """Describe facial expression."""
-    clothing: Annotated[str | None, Field(title="Clothing")] = None
-    """Describe attire."""
-    action: Annotated[str | None, Field(title="Action")] = None
-    """Describe the action of the human."""
-    gender: Annotated[str | None, Field(title="Gender")] = None
-    """Describe the gender of the human."""
-    skin_tone_and_texture: Annotated[
-        str | None, Field(title="Skin Tone And Texture")
-    ] = None
-    """Describe the skin tone and texture."""
-    orientation: Annotated[str | None, Field(title="Orientation")] = None
-    """Describe the orientation of the human."""
-
-
-class Output(RootModel[Any]):
-    root: Any
-
-
-class PhotographicCharacteristicsDetails(FalModel):
-    """Photographic characteristics of the image."""
-
-    depth_of_field: Annotated[str, Field(title="Depth Of Field")]
-    """E.g., 'shallow', 'deep', 'bokeh background'."""
-    focus: Annotated[str, Field(title="Focus")]
-    """E.g., 'sharp focus on subject', 'soft focus', 'motion blur'."""
-    camera_angle: Annotated[str, Field(title="Camera Angle")]
-    """E.g., 'eye-level', 'low angle', 'high angle', 'dutch angle'."""
-    lens_focal_length: Annotated[str, Field(title="Lens Focal Length")]
-    """E.g., 'wide-angle', 'telephoto', 'macro', 'fisheye'."""
-
-
-class StructuredPromptType2(FalModel):
-    short_description: Annotated[str, Field(title="Short Description")]
-    """A concise summary of the image content, 200 words maximum."""
-    objects: Annotated[list[ObjectDescription], Field(title="Objects")]
-    """List of prominent foreground/midground objects."""
-    background_setting: Annotated[str, Field(title="Background Setting")]
-    """Describe the overall environment, setting, or background, including any notable background elements."""
-    lighting: LightingDetails
-    """Details about the lighting."""
-    aesthetics: AestheticsDetails
-    """Details about the image aesthetics."""
-    photographic_characteristics: PhotographicCharacteristicsDetails | None = None
-    """Details about photographic characteristics."""
-    style_medium: Annotated[str | None, Field(title="Style Medium")] = None
-    """Identify the artistic style or medium."""
-    text_render: Annotated[list[TextRender] | None, Field(title="Text Render")] = None
-    """List of text renders in the image."""
-    context: Annotated[str, Field(title="Context")]
-    """Provide any additional context that helps understand the image better."""
-    artistic_style: Annotated[str, Field(title="Artistic Style")]
-    """describe specific artistic characteristics, 3 words maximum."""
-    subject_emotions: Annotated[str | None, Field(title="Subject Emotions")] = None
-    """Explicitly describe any visible emotions or expressions on subjects."""
-
-
-class TextRender(FalModel):
-    """Text rendering information in the image."""
-
-    text: Annotated[str, Field(title="Text")]
-    """The text content."""
-    location: Annotated[str, Field(title="Location")]
-    """E.g., 'center', 'top-left', 'bottom-right foreground'."""
-    size: Annotated[str, Field(title="Size")]
-    """E.g., 'small', 'medium', 'large within frame'."""
-    color: Annotated[str, Field(title="Color")]
-    """E.g., 'red', 'blue', 'green'."""
-    font: Annotated[str, Field(title="Font")]
-    """E.g., 'realistic', 'cartoonish', 'minimalist'."""
-    appearance_details: Annotated[str | None, Field(title="Appearance Details")] = None
-    """Any other notable visual details."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -189,67 +35,227 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "bria/fibo-lite/generate/structured_prompt"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class AestheticsDetails(FalModel):
+    """Aesthetic analysis of the image."""
+
+    composition: str
+    """E.g., 'rule of thirds', 'symmetrical', 'centered', 'leading lines'."""
+    color_scheme: str
+    """E.g., 'monochromatic blue', 'warm complementary colors', 'high contrast'."""
+    mood_atmosphere: str
+    """E.g., 'serene', 'energetic', 'mysterious', 'joyful'."""
+    aesthetic_score: str
+    """E.g., 'very low', 'low', 'medium', 'high', 'very high'."""
+    preference_score: str
+    """E.g., 'very low', 'low', 'medium', 'high', 'very high'."""
+
+
+class Input(FalModel):
+    prompt: str | None = None
+    """The prompt to generate."""
+    structured_prompt: StructuredPromptType2 | None = None
+    """The structured prompt to generate."""
+    image_url: FileInput | None = None
+    """Input image URL"""
+    seed: int = 7
+    """Seed for the random number generator."""
+
+
+class LightingDetails(FalModel):
+    """Lighting information for the image."""
+
+    conditions: str
+    """E.g., 'bright daylight', 'dim indoor', 'studio lighting', 'golden hour'."""
+    direction: str
+    """E.g., 'front-lit', 'backlit', 'side-lit from left'."""
+    shadows: str | None = None
+    """Describe the presence of shadows."""
+
+
+class ObjectDescription(FalModel):
+    """Detailed object description with all attributes."""
+
+    description: str
+    """Short description of the object."""
+    location: str
+    """E.g., 'center', 'top-left', 'bottom-right foreground'."""
+    relationship: str
+    """Describe the relationship between the object and the other objects in the
+    image."""
+    relative_size: str | None = None
+    """E.g., 'small', 'medium', 'large within frame'."""
+    shape_and_color: str | None = None
+    """Describe the basic shape and dominant color."""
+    texture: str | None = None
+    """E.g., 'smooth', 'rough', 'metallic', 'furry'."""
+    appearance_details: str | None = None
+    """Any other notable visual details."""
+    number_of_objects: int | None = None
+    """The number of objects in the cluster."""
+    pose: str | None = None
+    """Describe the body position."""
+    expression: str | None = None
+    """Describe facial expression."""
+    clothing: str | None = None
+    """Describe attire."""
+    action: str | None = None
+    """Describe the action of the human."""
+    gender: str | None = None
+    """Describe the gender of the human."""
+    skin_tone_and_texture: str | None = None
+    """Describe the skin tone and texture."""
+    orientation: str | None = None
+    """Describe the orientation of the human."""
+
+
+class Output(RootModel[Any]):
+    root: Any
+
+
+class PhotographicCharacteristicsDetails(FalModel):
+    """Photographic characteristics of the image."""
+
+    depth_of_field: str
+    """E.g., 'shallow', 'deep', 'bokeh background'."""
+    focus: str
+    """E.g., 'sharp focus on subject', 'soft focus', 'motion blur'."""
+    camera_angle: str
+    """E.g., 'eye-level', 'low angle', 'high angle', 'dutch angle'."""
+    lens_focal_length: str
+    """E.g., 'wide-angle', 'telephoto', 'macro', 'fisheye'."""
+
+
+class StructuredPromptType2(FalModel):
+    short_description: str
+    """A concise summary of the image content, 200 words maximum."""
+    objects: list[ObjectDescription]
+    """List of prominent foreground/midground objects."""
+    background_setting: str
+    """Describe the overall environment, setting, or background, including any notable
+    background elements."""
+    lighting: LightingDetails
+    """Details about the lighting."""
+    aesthetics: AestheticsDetails
+    """Details about the image aesthetics."""
+    photographic_characteristics: PhotographicCharacteristicsDetails | None = None
+    """Details about photographic characteristics."""
+    style_medium: str | None = None
+    """Identify the artistic style or medium."""
+    text_render: list[TextRender] | None = None
+    """List of text renders in the image."""
+    context: str
+    """Provide any additional context that helps understand the image better."""
+    artistic_style: str
+    """describe specific artistic characteristics, 3 words maximum."""
+    subject_emotions: str | None = None
+    """Explicitly describe any visible emotions or expressions on subjects."""
+
+
+class TextRender(FalModel):
+    """Text rendering information in the image."""
+
+    text: str
+    """The text content."""
+    location: str
+    """E.g., 'center', 'top-left', 'bottom-right foreground'."""
+    size: str
+    """E.g., 'small', 'medium', 'large within frame'."""
+    color: str
+    """E.g., 'red', 'blue', 'green'."""
+    font: str
+    """E.g., 'realistic', 'cartoonish', 'minimalist'."""
+    appearance_details: str | None = None
+    """Any other notable visual details."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str | None = None,
     structured_prompt: StructuredPromptType2 | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate. Defaults to `None`.
+        structured_prompt: The structured prompt to generate. Defaults to `None`.
+        image_url: Input image URL. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `7`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str | None = None,
     structured_prompt: StructuredPromptType2 | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -257,32 +263,54 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate. Defaults to `None`.
+        structured_prompt: The structured prompt to generate. Defaults to `None`.
+        image_url: Input image URL. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `7`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str | None = None,
     structured_prompt: StructuredPromptType2 | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -290,65 +318,110 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate. Defaults to `None`.
+        structured_prompt: The structured prompt to generate. Defaults to `None`.
+        image_url: Input image URL. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `7`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str | None = None,
     structured_prompt: StructuredPromptType2 | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate. Defaults to `None`.
+        structured_prompt: The structured prompt to generate. Defaults to `None`.
+        image_url: Input image URL. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `7`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str | None = None,
     structured_prompt: StructuredPromptType2 | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -356,32 +429,54 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate. Defaults to `None`.
+        structured_prompt: The structured prompt to generate. Defaults to `None`.
+        image_url: Input image URL. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `7`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str | None = None,
     structured_prompt: StructuredPromptType2 | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -389,8 +484,30 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate. Defaults to `None`.
+        structured_prompt: The structured prompt to generate. Defaults to `None`.
+        image_url: Input image URL. A file: a URL, a data URI, a `pathlib.Path`, bytes,
+            a binary file object or a PIL image. Defaults to `None`.
+        seed: Seed for the random number generator. Defaults to `7`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

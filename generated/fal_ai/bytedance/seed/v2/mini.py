@@ -5,87 +5,21 @@ Category: llm."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt or question for the model."""
-    image_urls: Annotated[list[FileInput] | None, Field(title="Image Urls")] = None
-    """URLs of images for visual understanding. Supported formats: JPEG, PNG, WebP. A maximum of 6 images is supported. Any additional images will be ignored."""
-    video_urls: Annotated[list[FileInput] | None, Field(title="Video Urls")] = None
-    """URLs of videos for video understanding. Supported formats: MP4, MOV. Audio comprehension is not supported. A maximum of 3 videos is supported. Any additional videos will be ignored."""
-    system_prompt: Annotated[str | None, Field(title="System Prompt")] = None
-    """Optional system prompt to guide the model's behavior."""
-    messages: Annotated[list[Seed2MiniMessage] | None, Field(title="Messages")] = None
-    """Optional prior conversation history for multi-turn conversations. Pass back the `messages` field from a previous response to provide context. The current `prompt`, `image_urls`, `video_urls`, and `system_prompt` are always appended as the latest user turn."""
-    thinking: Annotated[
-        Literal["enabled", "disabled", "auto"], Field(title="Thinking")
-    ] = "enabled"
-    """Controls the model's chain-of-thought reasoning. `enabled` always includes reasoning, `disabled` never includes reasoning, `auto` lets the model decide based on the query."""
-    reasoning_effort: Annotated[
-        Literal["minimal", "low", "medium", "high"] | None,
-        Field(title="Reasoning Effort"),
-    ] = None
-    """Controls the depth of reasoning before the model responds. Only applicable when `thinking` is `enabled` or `auto`. `minimal` for immediate response, `low` for faster response with light reasoning, `medium` for balanced speed and depth, `high` for deep analysis of complex issues."""
-    max_completion_tokens: Annotated[
-        int, Field(ge=1, le=65536, title="Max Completion Tokens")
-    ] = 4096
-    """Controls the maximum length of the model's output, including both the model's response and its chain-of-thought content, measured in tokens."""
-    temperature: Annotated[float, Field(ge=0.0, le=2.0, title="Temperature")] = 1
-    """Controls randomness in the response. Lower values make output more focused and deterministic, higher values make it more creative."""
-    top_p: Annotated[float, Field(ge=0.0, le=1.0, title="Top P")] = 0.7
-    """Nucleus sampling parameter. The model considers tokens with top_p cumulative probability mass. Lower values narrow the token selection."""
-
-
-class Output(FalModel):
-    output: Annotated[str, Field(title="Output")]
-    """The model's text response."""
-    reasoning_content: Annotated[str | None, Field(title="Reasoning Content")] = None
-    """The model's chain-of-thought reasoning content. Only present when `thinking` is `enabled` or `auto`."""
-    messages: Annotated[list[Seed2MiniMessage], Field(title="Messages")]
-    """The full conversation history including the model's response. Pass this back as the `messages` input field to continue the conversation."""
-
-
-class Seed2MiniMessage(FalModel):
-    role: Annotated[Literal["system", "user", "assistant"], Field(title="Role")]
-    """The role of the message author."""
-    content: Annotated[str | list[dict[str, Any]], Field(title="Content")]
-    """The content of the message. Can be a string for text-only messages, or a list of content parts for multimodal messages (e.g. with images)."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ReasoningEffort",
     "Input",
     "Output",
     "Seed2MiniMessage",
@@ -98,79 +32,193 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/bytedance/seed/v2/mini"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ReasoningEffort: TypeAlias = Literal["minimal", "low", "medium", "high"]
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt or question for the model."""
+    image_urls: list[FileInput] | None = None
+    """URLs of images for visual understanding. Supported formats: JPEG, PNG, WebP. A
+    maximum of 6 images is supported. Any additional images will be ignored."""
+    video_urls: list[FileInput] | None = None
+    """URLs of videos for video understanding. Supported formats: MP4, MOV. Audio
+    comprehension is not supported. A maximum of 3 videos is supported. Any additional
+    videos will be ignored."""
+    system_prompt: str | None = None
+    """Optional system prompt to guide the model's behavior."""
+    messages: list[Seed2MiniMessage] | None = None
+    """Optional prior conversation history for multi-turn conversations. Pass back the
+    `messages` field from a previous response to provide context. The current `prompt`,
+    `image_urls`, `video_urls`, and `system_prompt` are always appended as the latest
+    user turn."""
+    thinking: Literal["enabled", "disabled", "auto"] = "enabled"
+    """Controls the model's chain-of-thought reasoning. `enabled` always includes
+    reasoning, `disabled` never includes reasoning, `auto` lets the model decide based
+    on the query."""
+    reasoning_effort: ReasoningEffort | None = None
+    """Controls the depth of reasoning before the model responds. Only applicable when
+    `thinking` is `enabled` or `auto`. `minimal` for immediate response, `low` for
+    faster response with light reasoning, `medium` for balanced speed and depth, `high`
+    for deep analysis of complex issues."""
+    max_completion_tokens: Annotated[int, Field(ge=1, le=65536)] = 4096
+    """Controls the maximum length of the model's output, including both the model's
+    response and its chain-of-thought content, measured in tokens."""
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1
+    """Controls randomness in the response. Lower values make output more focused and
+    deterministic, higher values make it more creative."""
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.7
+    """Nucleus sampling parameter. The model considers tokens with top_p cumulative
+    probability mass. Lower values narrow the token selection."""
+
+
+class Output(FalModel):
+    output: str
+    """The model's text response."""
+    reasoning_content: str | None = None
+    """The model's chain-of-thought reasoning content. Only present when `thinking` is
+    `enabled` or `auto`."""
+    messages: list[Seed2MiniMessage]
+    """The full conversation history including the model's response. Pass this back as
+    the `messages` input field to continue the conversation."""
+
+
+class Seed2MiniMessage(FalModel):
+    role: Literal["system", "user", "assistant"]
+    """The role of the message author."""
+    content: str | list[dict[str, Any]]
+    """The content of the message. Can be a string for text-only messages, or a list of
+    content parts for multimodal messages (e.g. with images)."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls", "video_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput] | None = None,
-    video_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     system_prompt: str | None = None,
     messages: list[Seed2MiniMessage] | None = None,
     thinking: Literal["enabled", "disabled", "auto"] = "enabled",
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None,
+    reasoning_effort: ReasoningEffort | None = None,
     max_completion_tokens: int = 4096,
     temperature: float = 1,
     top_p: float = 0.7,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt or question for the model. Required.
+        image_urls: URLs of images for visual understanding. Supported formats: JPEG,
+            PNG, WebP. A maximum of 6 images is supported. Any additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        video_urls: URLs of videos for video understanding. Supported formats: MP4, MOV.
+            Audio comprehension is not supported. A maximum of 3 videos is supported.
+            Any additional videos will be ignored. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        system_prompt: Optional system prompt to guide the model's behavior. Defaults to
+            `None`.
+        messages: Optional prior conversation history for multi-turn conversations. Pass
+            back the `messages` field from a previous response to provide context. The
+            current `prompt`, `image_urls`, `video_urls`, and `system_prompt` are always
+            appended as the latest user turn. Defaults to `None`.
+        thinking: Controls the model's chain-of-thought reasoning. `enabled` always
+            includes reasoning, `disabled` never includes reasoning, `auto` lets the
+            model decide based on the query. Defaults to `"enabled"`.
+        reasoning_effort: Controls the depth of reasoning before the model responds.
+            Only applicable when `thinking` is `enabled` or `auto`. `minimal` for
+            immediate response, `low` for faster response with light reasoning, `medium`
+            for balanced speed and depth, `high` for deep analysis of complex issues.
+            Defaults to `None`.
+        max_completion_tokens: Controls the maximum length of the model's output,
+            including both the model's response and its chain-of-thought content,
+            measured in tokens. Between 1 and 65536. Defaults to `4096`.
+        temperature: Controls randomness in the response. Lower values make output more
+            focused and deterministic, higher values make it more creative. Between 0.0
+            and 2.0. Defaults to `1`.
+        top_p: Nucleus sampling parameter. The model considers tokens with top_p
+            cumulative probability mass. Lower values narrow the token selection.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput] | None = None,
-    video_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     system_prompt: str | None = None,
     messages: list[Seed2MiniMessage] | None = None,
     thinking: Literal["enabled", "disabled", "auto"] = "enabled",
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None,
+    reasoning_effort: ReasoningEffort | None = None,
     max_completion_tokens: int = 4096,
     temperature: float = 1,
     top_p: float = 0.7,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -178,38 +226,88 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt or question for the model. Required.
+        image_urls: URLs of images for visual understanding. Supported formats: JPEG,
+            PNG, WebP. A maximum of 6 images is supported. Any additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        video_urls: URLs of videos for video understanding. Supported formats: MP4, MOV.
+            Audio comprehension is not supported. A maximum of 3 videos is supported.
+            Any additional videos will be ignored. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        system_prompt: Optional system prompt to guide the model's behavior. Defaults to
+            `None`.
+        messages: Optional prior conversation history for multi-turn conversations. Pass
+            back the `messages` field from a previous response to provide context. The
+            current `prompt`, `image_urls`, `video_urls`, and `system_prompt` are always
+            appended as the latest user turn. Defaults to `None`.
+        thinking: Controls the model's chain-of-thought reasoning. `enabled` always
+            includes reasoning, `disabled` never includes reasoning, `auto` lets the
+            model decide based on the query. Defaults to `"enabled"`.
+        reasoning_effort: Controls the depth of reasoning before the model responds.
+            Only applicable when `thinking` is `enabled` or `auto`. `minimal` for
+            immediate response, `low` for faster response with light reasoning, `medium`
+            for balanced speed and depth, `high` for deep analysis of complex issues.
+            Defaults to `None`.
+        max_completion_tokens: Controls the maximum length of the model's output,
+            including both the model's response and its chain-of-thought content,
+            measured in tokens. Between 1 and 65536. Defaults to `4096`.
+        temperature: Controls randomness in the response. Lower values make output more
+            focused and deterministic, higher values make it more creative. Between 0.0
+            and 2.0. Defaults to `1`.
+        top_p: Nucleus sampling parameter. The model considers tokens with top_p
+            cumulative probability mass. Lower values narrow the token selection.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput] | None = None,
-    video_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     system_prompt: str | None = None,
     messages: list[Seed2MiniMessage] | None = None,
     thinking: Literal["enabled", "disabled", "auto"] = "enabled",
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None,
+    reasoning_effort: ReasoningEffort | None = None,
     max_completion_tokens: int = 4096,
     temperature: float = 1,
     top_p: float = 0.7,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -217,77 +315,178 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt or question for the model. Required.
+        image_urls: URLs of images for visual understanding. Supported formats: JPEG,
+            PNG, WebP. A maximum of 6 images is supported. Any additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        video_urls: URLs of videos for video understanding. Supported formats: MP4, MOV.
+            Audio comprehension is not supported. A maximum of 3 videos is supported.
+            Any additional videos will be ignored. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        system_prompt: Optional system prompt to guide the model's behavior. Defaults to
+            `None`.
+        messages: Optional prior conversation history for multi-turn conversations. Pass
+            back the `messages` field from a previous response to provide context. The
+            current `prompt`, `image_urls`, `video_urls`, and `system_prompt` are always
+            appended as the latest user turn. Defaults to `None`.
+        thinking: Controls the model's chain-of-thought reasoning. `enabled` always
+            includes reasoning, `disabled` never includes reasoning, `auto` lets the
+            model decide based on the query. Defaults to `"enabled"`.
+        reasoning_effort: Controls the depth of reasoning before the model responds.
+            Only applicable when `thinking` is `enabled` or `auto`. `minimal` for
+            immediate response, `low` for faster response with light reasoning, `medium`
+            for balanced speed and depth, `high` for deep analysis of complex issues.
+            Defaults to `None`.
+        max_completion_tokens: Controls the maximum length of the model's output,
+            including both the model's response and its chain-of-thought content,
+            measured in tokens. Between 1 and 65536. Defaults to `4096`.
+        temperature: Controls randomness in the response. Lower values make output more
+            focused and deterministic, higher values make it more creative. Between 0.0
+            and 2.0. Defaults to `1`.
+        top_p: Nucleus sampling parameter. The model considers tokens with top_p
+            cumulative probability mass. Lower values narrow the token selection.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput] | None = None,
-    video_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     system_prompt: str | None = None,
     messages: list[Seed2MiniMessage] | None = None,
     thinking: Literal["enabled", "disabled", "auto"] = "enabled",
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None,
+    reasoning_effort: ReasoningEffort | None = None,
     max_completion_tokens: int = 4096,
     temperature: float = 1,
     top_p: float = 0.7,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt or question for the model. Required.
+        image_urls: URLs of images for visual understanding. Supported formats: JPEG,
+            PNG, WebP. A maximum of 6 images is supported. Any additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        video_urls: URLs of videos for video understanding. Supported formats: MP4, MOV.
+            Audio comprehension is not supported. A maximum of 3 videos is supported.
+            Any additional videos will be ignored. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        system_prompt: Optional system prompt to guide the model's behavior. Defaults to
+            `None`.
+        messages: Optional prior conversation history for multi-turn conversations. Pass
+            back the `messages` field from a previous response to provide context. The
+            current `prompt`, `image_urls`, `video_urls`, and `system_prompt` are always
+            appended as the latest user turn. Defaults to `None`.
+        thinking: Controls the model's chain-of-thought reasoning. `enabled` always
+            includes reasoning, `disabled` never includes reasoning, `auto` lets the
+            model decide based on the query. Defaults to `"enabled"`.
+        reasoning_effort: Controls the depth of reasoning before the model responds.
+            Only applicable when `thinking` is `enabled` or `auto`. `minimal` for
+            immediate response, `low` for faster response with light reasoning, `medium`
+            for balanced speed and depth, `high` for deep analysis of complex issues.
+            Defaults to `None`.
+        max_completion_tokens: Controls the maximum length of the model's output,
+            including both the model's response and its chain-of-thought content,
+            measured in tokens. Between 1 and 65536. Defaults to `4096`.
+        temperature: Controls randomness in the response. Lower values make output more
+            focused and deterministic, higher values make it more creative. Between 0.0
+            and 2.0. Defaults to `1`.
+        top_p: Nucleus sampling parameter. The model considers tokens with top_p
+            cumulative probability mass. Lower values narrow the token selection.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput] | None = None,
-    video_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     system_prompt: str | None = None,
     messages: list[Seed2MiniMessage] | None = None,
     thinking: Literal["enabled", "disabled", "auto"] = "enabled",
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None,
+    reasoning_effort: ReasoningEffort | None = None,
     max_completion_tokens: int = 4096,
     temperature: float = 1,
     top_p: float = 0.7,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -295,38 +494,88 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt or question for the model. Required.
+        image_urls: URLs of images for visual understanding. Supported formats: JPEG,
+            PNG, WebP. A maximum of 6 images is supported. Any additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        video_urls: URLs of videos for video understanding. Supported formats: MP4, MOV.
+            Audio comprehension is not supported. A maximum of 3 videos is supported.
+            Any additional videos will be ignored. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        system_prompt: Optional system prompt to guide the model's behavior. Defaults to
+            `None`.
+        messages: Optional prior conversation history for multi-turn conversations. Pass
+            back the `messages` field from a previous response to provide context. The
+            current `prompt`, `image_urls`, `video_urls`, and `system_prompt` are always
+            appended as the latest user turn. Defaults to `None`.
+        thinking: Controls the model's chain-of-thought reasoning. `enabled` always
+            includes reasoning, `disabled` never includes reasoning, `auto` lets the
+            model decide based on the query. Defaults to `"enabled"`.
+        reasoning_effort: Controls the depth of reasoning before the model responds.
+            Only applicable when `thinking` is `enabled` or `auto`. `minimal` for
+            immediate response, `low` for faster response with light reasoning, `medium`
+            for balanced speed and depth, `high` for deep analysis of complex issues.
+            Defaults to `None`.
+        max_completion_tokens: Controls the maximum length of the model's output,
+            including both the model's response and its chain-of-thought content,
+            measured in tokens. Between 1 and 65536. Defaults to `4096`.
+        temperature: Controls randomness in the response. Lower values make output more
+            focused and deterministic, higher values make it more creative. Between 0.0
+            and 2.0. Defaults to `1`.
+        top_p: Nucleus sampling parameter. The model considers tokens with top_p
+            cumulative probability mass. Lower values narrow the token selection.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput] | None = None,
-    video_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
+    video_urls: Sequence[FileInput] | None = None,
     system_prompt: str | None = None,
     messages: list[Seed2MiniMessage] | None = None,
     thinking: Literal["enabled", "disabled", "auto"] = "enabled",
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None,
+    reasoning_effort: ReasoningEffort | None = None,
     max_completion_tokens: int = 4096,
     temperature: float = 1,
     top_p: float = 0.7,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -334,8 +583,58 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt or question for the model. Required.
+        image_urls: URLs of images for visual understanding. Supported formats: JPEG,
+            PNG, WebP. A maximum of 6 images is supported. Any additional images will be
+            ignored. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Defaults to `None`.
+        video_urls: URLs of videos for video understanding. Supported formats: MP4, MOV.
+            Audio comprehension is not supported. A maximum of 3 videos is supported.
+            Any additional videos will be ignored. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        system_prompt: Optional system prompt to guide the model's behavior. Defaults to
+            `None`.
+        messages: Optional prior conversation history for multi-turn conversations. Pass
+            back the `messages` field from a previous response to provide context. The
+            current `prompt`, `image_urls`, `video_urls`, and `system_prompt` are always
+            appended as the latest user turn. Defaults to `None`.
+        thinking: Controls the model's chain-of-thought reasoning. `enabled` always
+            includes reasoning, `disabled` never includes reasoning, `auto` lets the
+            model decide based on the query. Defaults to `"enabled"`.
+        reasoning_effort: Controls the depth of reasoning before the model responds.
+            Only applicable when `thinking` is `enabled` or `auto`. `minimal` for
+            immediate response, `low` for faster response with light reasoning, `medium`
+            for balanced speed and depth, `high` for deep analysis of complex issues.
+            Defaults to `None`.
+        max_completion_tokens: Controls the maximum length of the model's output,
+            including both the model's response and its chain-of-thought content,
+            measured in tokens. Between 1 and 65536. Defaults to `4096`.
+        temperature: Controls randomness in the response. Lower values make output more
+            focused and deterministic, higher values make it more creative. Between 0.0
+            and 2.0. Defaults to `1`.
+        top_p: Nucleus sampling parameter. The model considers tokens with top_p
+            cumulative probability mass. Lower values narrow the token selection.
+            Between 0.0 and 1.0. Defaults to `0.7`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

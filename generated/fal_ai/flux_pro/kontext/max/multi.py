@@ -7,94 +7,23 @@ Experimental version of FLUX.1 Kontext [Max] with multiple images."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    width: Annotated[int, Field(title="Width")]
-    height: Annotated[int, Field(title="Height")]
-    content_type: Annotated[str | None, Field(title="Content Type")] = "image/jpeg"
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate an image from."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The same seed and the same prompt given to the same version of the model will output the same image every time."""
-    guidance_scale: Annotated[
-        float, Field(ge=1.0, le=20.0, title="Guidance scale (CFG)")
-    ] = 3.5
-    """The CFG (Classifier Free Guidance) scale is a measure of how close you want the model to stick to your prompt when looking for a related image to show you."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If set to true, the function will wait for the image to be generated and uploaded before returning the response. This will increase the latency of the function but it allows you to get the image directly in the response without going through the CDN."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """The number of images to generate."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "jpeg"
-    )
-    """The format of the generated image."""
-    safety_tolerance: Annotated[
-        Literal["1", "2", "3", "4", "5", "6"], Field(title="Safety Tolerance")
-    ] = "2"
-    """The safety tolerance level for the generated image. 1 being the most strict and 5 being the most permissive."""
-    enhance_prompt: Annotated[bool, Field(title="Enhance Prompt")] = False
-    """Whether to enhance the prompt for better results."""
-    aspect_ratio: Annotated[
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
-        | None,
-        Field(title="Aspect Ratio"),
-    ] = None
-    """The aspect ratio of the generated image."""
-    image_urls: Annotated[list[FileInput], Field(title="Image URL")]
-    """Image prompt for the omni model."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """The generated image files info."""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed of the generated Image. It will be the same value of the one passed in the input or the randomly generated that was used in case none was passed."""
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "SafetyTolerance",
+    "AspectRatio",
     "Image",
     "Input",
     "Output",
@@ -107,26 +36,87 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/flux-pro/kontext/max/multi"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+SafetyTolerance: TypeAlias = Literal["1", "2", "3", "4", "5", "6"]
+
+
+AspectRatio: TypeAlias = Literal[
+    "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"
+]
+
+
+class Image(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate an image from."""
+    seed: int | None = None
+    """The same seed and the same prompt given to the same version of the model will
+    output the same image every time."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0)] = 3.5
+    """The CFG (Classifier Free Guidance) scale is a measure of how close you want the
+    model to stick to your prompt when looking for a related image to show you."""
+    sync_mode: bool = False
+    """If set to true, the function will wait for the image to be generated and uploaded
+    before returning the response. This will increase the latency of the function but it
+    allows you to get the image directly in the response without going through the
+    CDN."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """The number of images to generate."""
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    """The format of the generated image."""
+    safety_tolerance: SafetyTolerance = "2"
+    """The safety tolerance level for the generated image. 1 being the most strict and 5
+    being the most permissive."""
+    enhance_prompt: bool = False
+    """Whether to enhance the prompt for better results."""
+    aspect_ratio: AspectRatio | None = None
+    """The aspect ratio of the generated image."""
+    image_urls: list[FileInput]
+    """Image prompt for the omni model."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """The generated image files info."""
+    timings: dict[str, float]
+    seed: int
+    """Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed."""
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -135,40 +125,74 @@ def submit(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
-        | None
-    ) = None,
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    aspect_ratio: AspectRatio | None = None,
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 20.0. Defaults to `3.5`.
+        sync_mode: If set to true, the function will wait for the image to be generated
+            and uploaded before returning the response. This will increase the latency
+            of the function but it allows you to get the image directly in the response
+            without going through the CDN. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `None`.
+        image_urls: Image prompt for the omni model. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -177,15 +201,12 @@ def subscribe(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
-        | None
-    ) = None,
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    aspect_ratio: AspectRatio | None = None,
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -193,24 +214,60 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 20.0. Defaults to `3.5`.
+        sync_mode: If set to true, the function will wait for the image to be generated
+            and uploaded before returning the response. This will increase the latency
+            of the function but it allows you to get the image directly in the response
+            without going through the CDN. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `None`.
+        image_urls: Image prompt for the omni model. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -219,15 +276,12 @@ def run(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
-        | None
-    ) = None,
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    aspect_ratio: AspectRatio | None = None,
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -235,24 +289,60 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 20.0. Defaults to `3.5`.
+        sync_mode: If set to true, the function will wait for the image to be generated
+            and uploaded before returning the response. This will increase the latency
+            of the function but it allows you to get the image directly in the response
+            without going through the CDN. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `None`.
+        image_urls: Image prompt for the omni model. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -261,40 +351,74 @@ async def submit_async(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
-        | None
-    ) = None,
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    aspect_ratio: AspectRatio | None = None,
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 20.0. Defaults to `3.5`.
+        sync_mode: If set to true, the function will wait for the image to be generated
+            and uploaded before returning the response. This will increase the latency
+            of the function but it allows you to get the image directly in the response
+            without going through the CDN. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `None`.
+        image_urls: Image prompt for the omni model. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -303,15 +427,12 @@ async def subscribe_async(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
-        | None
-    ) = None,
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    aspect_ratio: AspectRatio | None = None,
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -319,24 +440,60 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 20.0. Defaults to `3.5`.
+        sync_mode: If set to true, the function will wait for the image to be generated
+            and uploaded before returning the response. This will increase the latency
+            of the function but it allows you to get the image directly in the response
+            without going through the CDN. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `None`.
+        image_urls: Image prompt for the omni model. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -345,15 +502,12 @@ async def run_async(
     sync_mode: bool = False,
     num_images: int = 1,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"] = "2",
+    safety_tolerance: SafetyTolerance = "2",
     enhance_prompt: bool = False,
-    aspect_ratio: (
-        Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
-        | None
-    ) = None,
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    aspect_ratio: AspectRatio | None = None,
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -361,8 +515,44 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        seed: The same seed and the same prompt given to the same version of the model
+            will output the same image every time. Defaults to `None`.
+        guidance_scale: The CFG (Classifier Free Guidance) scale is a measure of how
+            close you want the model to stick to your prompt when looking for a related
+            image to show you. Between 1.0 and 20.0. Defaults to `3.5`.
+        sync_mode: If set to true, the function will wait for the image to be generated
+            and uploaded before returning the response. This will increase the latency
+            of the function but it allows you to get the image directly in the response
+            without going through the CDN. Defaults to `False`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        output_format: The format of the generated image. Defaults to `"jpeg"`.
+        safety_tolerance: The safety tolerance level for the generated image. 1 being
+            the most strict and 5 being the most permissive. Defaults to `"2"`.
+        enhance_prompt: Whether to enhance the prompt for better results. Defaults to
+            `False`.
+        aspect_ratio: The aspect ratio of the generated image. Defaults to `None`.
+        image_urls: Image prompt for the omni model. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,258 +5,20 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Base request for video translation without a mode field (mode is determined by the endpoint)."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the video to translate."""
-    output_language: Annotated[
-        Literal[
-            "English",
-            "Spanish",
-            "French",
-            "Hindi",
-            "Italian",
-            "German",
-            "Polish",
-            "Portuguese",
-            "Chinese",
-            "Japanese",
-            "Dutch",
-            "Turkish",
-            "Korean",
-            "Danish",
-            "Arabic",
-            "Romanian",
-            "Mandarin",
-            "Filipino",
-            "Swedish",
-            "Indonesian",
-            "Ukrainian",
-            "Greek",
-            "Czech",
-            "Bulgarian",
-            "Malay",
-            "Slovak",
-            "Croatian",
-            "Tamil",
-            "Finnish",
-            "Russian",
-            "Afrikaans (South Africa)",
-            "Albanian (Albania)",
-            "Amharic (Ethiopia)",
-            "Arabic (Algeria)",
-            "Arabic (Bahrain)",
-            "Arabic (Egypt)",
-            "Arabic (Iraq)",
-            "Arabic (Jordan)",
-            "Arabic (Kuwait)",
-            "Arabic (Lebanon)",
-            "Arabic (Libya)",
-            "Arabic (Morocco)",
-            "Arabic (Oman)",
-            "Arabic (Qatar)",
-            "Arabic (Saudi Arabia)",
-            "Arabic (Syria)",
-            "Arabic (Tunisia)",
-            "Arabic (United Arab Emirates)",
-            "Arabic (Yemen)",
-            "Armenian (Armenia)",
-            "Azerbaijani (Latin, Azerbaijan)",
-            "Bangla (Bangladesh)",
-            "Basque",
-            "Bengali (India)",
-            "Bosnian (Bosnia and Herzegovina)",
-            "Bulgarian (Bulgaria)",
-            "Burmese (Myanmar)",
-            "Catalan",
-            "Chinese (Cantonese, Traditional)",
-            "Chinese (Jilu Mandarin, Simplified)",
-            "Chinese (Mandarin, Simplified)",
-            "Chinese (Northeastern Mandarin, Simplified)",
-            "Chinese (Southwestern Mandarin, Simplified)",
-            "Chinese (Taiwanese Mandarin, Traditional)",
-            "Chinese (Wu, Simplified)",
-            "Chinese (Zhongyuan Mandarin Henan, Simplified)",
-            "Chinese (Zhongyuan Mandarin Shaanxi, Simplified)",
-            "Croatian (Croatia)",
-            "Czech (Czechia)",
-            "Danish (Denmark)",
-            "Dutch (Belgium)",
-            "Dutch (Netherlands)",
-            "English (Australia)",
-            "English (Canada)",
-            "English (Hong Kong SAR)",
-            "English (India)",
-            "English (Ireland)",
-            "English (Kenya)",
-            "English (New Zealand)",
-            "English (Nigeria)",
-            "English (Philippines)",
-            "English (Singapore)",
-            "English (South Africa)",
-            "English (Tanzania)",
-            "English (UK)",
-            "English (United States)",
-            "Estonian (Estonia)",
-            "Filipino (Philippines)",
-            "Finnish (Finland)",
-            "French (Belgium)",
-            "French (Canada)",
-            "French (France)",
-            "French (Switzerland)",
-            "Galician",
-            "Georgian (Georgia)",
-            "German (Austria)",
-            "German (Germany)",
-            "German (Switzerland)",
-            "Greek (Greece)",
-            "Gujarati (India)",
-            "Hebrew (Israel)",
-            "Hindi (India)",
-            "Hungarian (Hungary)",
-            "Icelandic (Iceland)",
-            "Indonesian (Indonesia)",
-            "Irish (Ireland)",
-            "Italian (Italy)",
-            "Japanese (Japan)",
-            "Javanese (Latin, Indonesia)",
-            "Kannada (India)",
-            "Kazakh (Kazakhstan)",
-            "Khmer (Cambodia)",
-            "Korean (Korea)",
-            "Lao (Laos)",
-            "Latvian (Latvia)",
-            "Lithuanian (Lithuania)",
-            "Macedonian (North Macedonia)",
-            "Malay (Malaysia)",
-            "Malayalam (India)",
-            "Maltese (Malta)",
-            "Marathi (India)",
-            "Mongolian (Mongolia)",
-            "Nepali (Nepal)",
-            "Norwegian Bokmål (Norway)",
-            "Pashto (Afghanistan)",
-            "Persian (Iran)",
-            "Polish (Poland)",
-            "Portuguese (Brazil)",
-            "Portuguese (Portugal)",
-            "Romanian (Romania)",
-            "Russian (Russia)",
-            "Serbian (Latin, Serbia)",
-            "Sinhala (Sri Lanka)",
-            "Slovak (Slovakia)",
-            "Slovenian (Slovenia)",
-            "Somali (Somalia)",
-            "Spanish (Argentina)",
-            "Spanish (Bolivia)",
-            "Spanish (Chile)",
-            "Spanish (Colombia)",
-            "Spanish (Costa Rica)",
-            "Spanish (Cuba)",
-            "Spanish (Dominican Republic)",
-            "Spanish (Ecuador)",
-            "Spanish (El Salvador)",
-            "Spanish (Equatorial Guinea)",
-            "Spanish (Guatemala)",
-            "Spanish (Honduras)",
-            "Spanish (Mexico)",
-            "Spanish (Nicaragua)",
-            "Spanish (Panama)",
-            "Spanish (Paraguay)",
-            "Spanish (Peru)",
-            "Spanish (Puerto Rico)",
-            "Spanish (Spain)",
-            "Spanish (United States)",
-            "Spanish (Uruguay)",
-            "Spanish (Venezuela)",
-            "Sundanese (Indonesia)",
-            "Swahili (Kenya)",
-            "Swahili (Tanzania)",
-            "Swedish (Sweden)",
-            "Tamil (India)",
-            "Tamil (Malaysia)",
-            "Tamil (Singapore)",
-            "Tamil (Sri Lanka)",
-            "Telugu (India)",
-            "Thai (Thailand)",
-            "Turkish (Türkiye)",
-            "Ukrainian (Ukraine)",
-            "Urdu (India)",
-            "Urdu (Pakistan)",
-            "Uzbek (Latin, Uzbekistan)",
-            "Vietnamese (Vietnam)",
-            "Welsh (United Kingdom)",
-            "Zulu (South Africa)",
-            "English - Your Accent",
-            "English - American Accent",
-        ],
-        Field(title="Output Language"),
-    ]
-    """The target language to translate the video into"""
-    translate_audio_only: Annotated[
-        bool | None, Field(title="Translate Audio Only")
-    ] = False
-    """Translate only the audio, ignore the faces and only translate the voice track"""
-    speaker_num: Annotated[int | None, Field(title="Speaker Num")] = None
-    """Number of speakers in the video"""
-    enable_dynamic_duration: Annotated[
-        bool | None, Field(title="Enable Dynamic Duration")
-    ] = True
-    """Enable dynamic duration to enhance conversational fluidity between languages with different speaking rates"""
-
-
-class Output(FalModel):
-    video: File
-    """The translated video file"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "OutputLanguage",
     "File",
     "Input",
     "Output",
@@ -269,427 +31,315 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/heygen/v2/translate/speed"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+OutputLanguage: TypeAlias = Literal[
+    "English",
+    "Spanish",
+    "French",
+    "Hindi",
+    "Italian",
+    "German",
+    "Polish",
+    "Portuguese",
+    "Chinese",
+    "Japanese",
+    "Dutch",
+    "Turkish",
+    "Korean",
+    "Danish",
+    "Arabic",
+    "Romanian",
+    "Mandarin",
+    "Filipino",
+    "Swedish",
+    "Indonesian",
+    "Ukrainian",
+    "Greek",
+    "Czech",
+    "Bulgarian",
+    "Malay",
+    "Slovak",
+    "Croatian",
+    "Tamil",
+    "Finnish",
+    "Russian",
+    "Afrikaans (South Africa)",
+    "Albanian (Albania)",
+    "Amharic (Ethiopia)",
+    "Arabic (Algeria)",
+    "Arabic (Bahrain)",
+    "Arabic (Egypt)",
+    "Arabic (Iraq)",
+    "Arabic (Jordan)",
+    "Arabic (Kuwait)",
+    "Arabic (Lebanon)",
+    "Arabic (Libya)",
+    "Arabic (Morocco)",
+    "Arabic (Oman)",
+    "Arabic (Qatar)",
+    "Arabic (Saudi Arabia)",
+    "Arabic (Syria)",
+    "Arabic (Tunisia)",
+    "Arabic (United Arab Emirates)",
+    "Arabic (Yemen)",
+    "Armenian (Armenia)",
+    "Azerbaijani (Latin, Azerbaijan)",
+    "Bangla (Bangladesh)",
+    "Basque",
+    "Bengali (India)",
+    "Bosnian (Bosnia and Herzegovina)",
+    "Bulgarian (Bulgaria)",
+    "Burmese (Myanmar)",
+    "Catalan",
+    "Chinese (Cantonese, Traditional)",
+    "Chinese (Jilu Mandarin, Simplified)",
+    "Chinese (Mandarin, Simplified)",
+    "Chinese (Northeastern Mandarin, Simplified)",
+    "Chinese (Southwestern Mandarin, Simplified)",
+    "Chinese (Taiwanese Mandarin, Traditional)",
+    "Chinese (Wu, Simplified)",
+    "Chinese (Zhongyuan Mandarin Henan, Simplified)",
+    "Chinese (Zhongyuan Mandarin Shaanxi, Simplified)",
+    "Croatian (Croatia)",
+    "Czech (Czechia)",
+    "Danish (Denmark)",
+    "Dutch (Belgium)",
+    "Dutch (Netherlands)",
+    "English (Australia)",
+    "English (Canada)",
+    "English (Hong Kong SAR)",
+    "English (India)",
+    "English (Ireland)",
+    "English (Kenya)",
+    "English (New Zealand)",
+    "English (Nigeria)",
+    "English (Philippines)",
+    "English (Singapore)",
+    "English (South Africa)",
+    "English (Tanzania)",
+    "English (UK)",
+    "English (United States)",
+    "Estonian (Estonia)",
+    "Filipino (Philippines)",
+    "Finnish (Finland)",
+    "French (Belgium)",
+    "French (Canada)",
+    "French (France)",
+    "French (Switzerland)",
+    "Galician",
+    "Georgian (Georgia)",
+    "German (Austria)",
+    "German (Germany)",
+    "German (Switzerland)",
+    "Greek (Greece)",
+    "Gujarati (India)",
+    "Hebrew (Israel)",
+    "Hindi (India)",
+    "Hungarian (Hungary)",
+    "Icelandic (Iceland)",
+    "Indonesian (Indonesia)",
+    "Irish (Ireland)",
+    "Italian (Italy)",
+    "Japanese (Japan)",
+    "Javanese (Latin, Indonesia)",
+    "Kannada (India)",
+    "Kazakh (Kazakhstan)",
+    "Khmer (Cambodia)",
+    "Korean (Korea)",
+    "Lao (Laos)",
+    "Latvian (Latvia)",
+    "Lithuanian (Lithuania)",
+    "Macedonian (North Macedonia)",
+    "Malay (Malaysia)",
+    "Malayalam (India)",
+    "Maltese (Malta)",
+    "Marathi (India)",
+    "Mongolian (Mongolia)",
+    "Nepali (Nepal)",
+    "Norwegian Bokmål (Norway)",
+    "Pashto (Afghanistan)",
+    "Persian (Iran)",
+    "Polish (Poland)",
+    "Portuguese (Brazil)",
+    "Portuguese (Portugal)",
+    "Romanian (Romania)",
+    "Russian (Russia)",
+    "Serbian (Latin, Serbia)",
+    "Sinhala (Sri Lanka)",
+    "Slovak (Slovakia)",
+    "Slovenian (Slovenia)",
+    "Somali (Somalia)",
+    "Spanish (Argentina)",
+    "Spanish (Bolivia)",
+    "Spanish (Chile)",
+    "Spanish (Colombia)",
+    "Spanish (Costa Rica)",
+    "Spanish (Cuba)",
+    "Spanish (Dominican Republic)",
+    "Spanish (Ecuador)",
+    "Spanish (El Salvador)",
+    "Spanish (Equatorial Guinea)",
+    "Spanish (Guatemala)",
+    "Spanish (Honduras)",
+    "Spanish (Mexico)",
+    "Spanish (Nicaragua)",
+    "Spanish (Panama)",
+    "Spanish (Paraguay)",
+    "Spanish (Peru)",
+    "Spanish (Puerto Rico)",
+    "Spanish (Spain)",
+    "Spanish (United States)",
+    "Spanish (Uruguay)",
+    "Spanish (Venezuela)",
+    "Sundanese (Indonesia)",
+    "Swahili (Kenya)",
+    "Swahili (Tanzania)",
+    "Swedish (Sweden)",
+    "Tamil (India)",
+    "Tamil (Malaysia)",
+    "Tamil (Singapore)",
+    "Tamil (Sri Lanka)",
+    "Telugu (India)",
+    "Thai (Thailand)",
+    "Turkish (Türkiye)",
+    "Ukrainian (Ukraine)",
+    "Urdu (India)",
+    "Urdu (Pakistan)",
+    "Uzbek (Latin, Uzbekistan)",
+    "Vietnamese (Vietnam)",
+    "Welsh (United Kingdom)",
+    "Zulu (South Africa)",
+    "English - Your Accent",
+    "English - American Accent",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Base request for video translation without a mode field (mode is determined by
+    the endpoint)."""
+
+    video_url: FileInput
+    """URL of the video to translate."""
+    output_language: OutputLanguage
+    """The target language to translate the video into"""
+    translate_audio_only: bool | None = False
+    """Translate only the audio, ignore the faces and only translate the voice track"""
+    speaker_num: int | None = None
+    """Number of speakers in the video"""
+    enable_dynamic_duration: bool | None = True
+    """Enable dynamic duration to enhance conversational fluidity between languages with
+    different speaking rates"""
+
+
+class Output(FalModel):
+    video: File
+    """The translated video file"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
-    output_language: Literal[
-        "English",
-        "Spanish",
-        "French",
-        "Hindi",
-        "Italian",
-        "German",
-        "Polish",
-        "Portuguese",
-        "Chinese",
-        "Japanese",
-        "Dutch",
-        "Turkish",
-        "Korean",
-        "Danish",
-        "Arabic",
-        "Romanian",
-        "Mandarin",
-        "Filipino",
-        "Swedish",
-        "Indonesian",
-        "Ukrainian",
-        "Greek",
-        "Czech",
-        "Bulgarian",
-        "Malay",
-        "Slovak",
-        "Croatian",
-        "Tamil",
-        "Finnish",
-        "Russian",
-        "Afrikaans (South Africa)",
-        "Albanian (Albania)",
-        "Amharic (Ethiopia)",
-        "Arabic (Algeria)",
-        "Arabic (Bahrain)",
-        "Arabic (Egypt)",
-        "Arabic (Iraq)",
-        "Arabic (Jordan)",
-        "Arabic (Kuwait)",
-        "Arabic (Lebanon)",
-        "Arabic (Libya)",
-        "Arabic (Morocco)",
-        "Arabic (Oman)",
-        "Arabic (Qatar)",
-        "Arabic (Saudi Arabia)",
-        "Arabic (Syria)",
-        "Arabic (Tunisia)",
-        "Arabic (United Arab Emirates)",
-        "Arabic (Yemen)",
-        "Armenian (Armenia)",
-        "Azerbaijani (Latin, Azerbaijan)",
-        "Bangla (Bangladesh)",
-        "Basque",
-        "Bengali (India)",
-        "Bosnian (Bosnia and Herzegovina)",
-        "Bulgarian (Bulgaria)",
-        "Burmese (Myanmar)",
-        "Catalan",
-        "Chinese (Cantonese, Traditional)",
-        "Chinese (Jilu Mandarin, Simplified)",
-        "Chinese (Mandarin, Simplified)",
-        "Chinese (Northeastern Mandarin, Simplified)",
-        "Chinese (Southwestern Mandarin, Simplified)",
-        "Chinese (Taiwanese Mandarin, Traditional)",
-        "Chinese (Wu, Simplified)",
-        "Chinese (Zhongyuan Mandarin Henan, Simplified)",
-        "Chinese (Zhongyuan Mandarin Shaanxi, Simplified)",
-        "Croatian (Croatia)",
-        "Czech (Czechia)",
-        "Danish (Denmark)",
-        "Dutch (Belgium)",
-        "Dutch (Netherlands)",
-        "English (Australia)",
-        "English (Canada)",
-        "English (Hong Kong SAR)",
-        "English (India)",
-        "English (Ireland)",
-        "English (Kenya)",
-        "English (New Zealand)",
-        "English (Nigeria)",
-        "English (Philippines)",
-        "English (Singapore)",
-        "English (South Africa)",
-        "English (Tanzania)",
-        "English (UK)",
-        "English (United States)",
-        "Estonian (Estonia)",
-        "Filipino (Philippines)",
-        "Finnish (Finland)",
-        "French (Belgium)",
-        "French (Canada)",
-        "French (France)",
-        "French (Switzerland)",
-        "Galician",
-        "Georgian (Georgia)",
-        "German (Austria)",
-        "German (Germany)",
-        "German (Switzerland)",
-        "Greek (Greece)",
-        "Gujarati (India)",
-        "Hebrew (Israel)",
-        "Hindi (India)",
-        "Hungarian (Hungary)",
-        "Icelandic (Iceland)",
-        "Indonesian (Indonesia)",
-        "Irish (Ireland)",
-        "Italian (Italy)",
-        "Japanese (Japan)",
-        "Javanese (Latin, Indonesia)",
-        "Kannada (India)",
-        "Kazakh (Kazakhstan)",
-        "Khmer (Cambodia)",
-        "Korean (Korea)",
-        "Lao (Laos)",
-        "Latvian (Latvia)",
-        "Lithuanian (Lithuania)",
-        "Macedonian (North Macedonia)",
-        "Malay (Malaysia)",
-        "Malayalam (India)",
-        "Maltese (Malta)",
-        "Marathi (India)",
-        "Mongolian (Mongolia)",
-        "Nepali (Nepal)",
-        "Norwegian Bokmål (Norway)",
-        "Pashto (Afghanistan)",
-        "Persian (Iran)",
-        "Polish (Poland)",
-        "Portuguese (Brazil)",
-        "Portuguese (Portugal)",
-        "Romanian (Romania)",
-        "Russian (Russia)",
-        "Serbian (Latin, Serbia)",
-        "Sinhala (Sri Lanka)",
-        "Slovak (Slovakia)",
-        "Slovenian (Slovenia)",
-        "Somali (Somalia)",
-        "Spanish (Argentina)",
-        "Spanish (Bolivia)",
-        "Spanish (Chile)",
-        "Spanish (Colombia)",
-        "Spanish (Costa Rica)",
-        "Spanish (Cuba)",
-        "Spanish (Dominican Republic)",
-        "Spanish (Ecuador)",
-        "Spanish (El Salvador)",
-        "Spanish (Equatorial Guinea)",
-        "Spanish (Guatemala)",
-        "Spanish (Honduras)",
-        "Spanish (Mexico)",
-        "Spanish (Nicaragua)",
-        "Spanish (Panama)",
-        "Spanish (Paraguay)",
-        "Spanish (Peru)",
-        "Spanish (Puerto Rico)",
-        "Spanish (Spain)",
-        "Spanish (United States)",
-        "Spanish (Uruguay)",
-        "Spanish (Venezuela)",
-        "Sundanese (Indonesia)",
-        "Swahili (Kenya)",
-        "Swahili (Tanzania)",
-        "Swedish (Sweden)",
-        "Tamil (India)",
-        "Tamil (Malaysia)",
-        "Tamil (Singapore)",
-        "Tamil (Sri Lanka)",
-        "Telugu (India)",
-        "Thai (Thailand)",
-        "Turkish (Türkiye)",
-        "Ukrainian (Ukraine)",
-        "Urdu (India)",
-        "Urdu (Pakistan)",
-        "Uzbek (Latin, Uzbekistan)",
-        "Vietnamese (Vietnam)",
-        "Welsh (United Kingdom)",
-        "Zulu (South Africa)",
-        "English - Your Accent",
-        "English - American Accent",
-    ],
+    output_language: OutputLanguage,
     translate_audio_only: bool | None = False,
     speaker_num: int | None = None,
     enable_dynamic_duration: bool | None = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to translate. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_language: The target language to translate the video into. Required.
+        translate_audio_only: Translate only the audio, ignore the faces and only
+            translate the voice track. Defaults to `False`.
+        speaker_num: Number of speakers in the video. Defaults to `None`.
+        enable_dynamic_duration: Enable dynamic duration to enhance conversational
+            fluidity between languages with different speaking rates. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
-    output_language: Literal[
-        "English",
-        "Spanish",
-        "French",
-        "Hindi",
-        "Italian",
-        "German",
-        "Polish",
-        "Portuguese",
-        "Chinese",
-        "Japanese",
-        "Dutch",
-        "Turkish",
-        "Korean",
-        "Danish",
-        "Arabic",
-        "Romanian",
-        "Mandarin",
-        "Filipino",
-        "Swedish",
-        "Indonesian",
-        "Ukrainian",
-        "Greek",
-        "Czech",
-        "Bulgarian",
-        "Malay",
-        "Slovak",
-        "Croatian",
-        "Tamil",
-        "Finnish",
-        "Russian",
-        "Afrikaans (South Africa)",
-        "Albanian (Albania)",
-        "Amharic (Ethiopia)",
-        "Arabic (Algeria)",
-        "Arabic (Bahrain)",
-        "Arabic (Egypt)",
-        "Arabic (Iraq)",
-        "Arabic (Jordan)",
-        "Arabic (Kuwait)",
-        "Arabic (Lebanon)",
-        "Arabic (Libya)",
-        "Arabic (Morocco)",
-        "Arabic (Oman)",
-        "Arabic (Qatar)",
-        "Arabic (Saudi Arabia)",
-        "Arabic (Syria)",
-        "Arabic (Tunisia)",
-        "Arabic (United Arab Emirates)",
-        "Arabic (Yemen)",
-        "Armenian (Armenia)",
-        "Azerbaijani (Latin, Azerbaijan)",
-        "Bangla (Bangladesh)",
-        "Basque",
-        "Bengali (India)",
-        "Bosnian (Bosnia and Herzegovina)",
-        "Bulgarian (Bulgaria)",
-        "Burmese (Myanmar)",
-        "Catalan",
-        "Chinese (Cantonese, Traditional)",
-        "Chinese (Jilu Mandarin, Simplified)",
-        "Chinese (Mandarin, Simplified)",
-        "Chinese (Northeastern Mandarin, Simplified)",
-        "Chinese (Southwestern Mandarin, Simplified)",
-        "Chinese (Taiwanese Mandarin, Traditional)",
-        "Chinese (Wu, Simplified)",
-        "Chinese (Zhongyuan Mandarin Henan, Simplified)",
-        "Chinese (Zhongyuan Mandarin Shaanxi, Simplified)",
-        "Croatian (Croatia)",
-        "Czech (Czechia)",
-        "Danish (Denmark)",
-        "Dutch (Belgium)",
-        "Dutch (Netherlands)",
-        "English (Australia)",
-        "English (Canada)",
-        "English (Hong Kong SAR)",
-        "English (India)",
-        "English (Ireland)",
-        "English (Kenya)",
-        "English (New Zealand)",
-        "English (Nigeria)",
-        "English (Philippines)",
-        "English (Singapore)",
-        "English (South Africa)",
-        "English (Tanzania)",
-        "English (UK)",
-        "English (United States)",
-        "Estonian (Estonia)",
-        "Filipino (Philippines)",
-        "Finnish (Finland)",
-        "French (Belgium)",
-        "French (Canada)",
-        "French (France)",
-        "French (Switzerland)",
-        "Galician",
-        "Georgian (Georgia)",
-        "German (Austria)",
-        "German (Germany)",
-        "German (Switzerland)",
-        "Greek (Greece)",
-        "Gujarati (India)",
-        "Hebrew (Israel)",
-        "Hindi (India)",
-        "Hungarian (Hungary)",
-        "Icelandic (Iceland)",
-        "Indonesian (Indonesia)",
-        "Irish (Ireland)",
-        "Italian (Italy)",
-        "Japanese (Japan)",
-        "Javanese (Latin, Indonesia)",
-        "Kannada (India)",
-        "Kazakh (Kazakhstan)",
-        "Khmer (Cambodia)",
-        "Korean (Korea)",
-        "Lao (Laos)",
-        "Latvian (Latvia)",
-        "Lithuanian (Lithuania)",
-        "Macedonian (North Macedonia)",
-        "Malay (Malaysia)",
-        "Malayalam (India)",
-        "Maltese (Malta)",
-        "Marathi (India)",
-        "Mongolian (Mongolia)",
-        "Nepali (Nepal)",
-        "Norwegian Bokmål (Norway)",
-        "Pashto (Afghanistan)",
-        "Persian (Iran)",
-        "Polish (Poland)",
-        "Portuguese (Brazil)",
-        "Portuguese (Portugal)",
-        "Romanian (Romania)",
-        "Russian (Russia)",
-        "Serbian (Latin, Serbia)",
-        "Sinhala (Sri Lanka)",
-        "Slovak (Slovakia)",
-        "Slovenian (Slovenia)",
-        "Somali (Somalia)",
-        "Spanish (Argentina)",
-        "Spanish (Bolivia)",
-        "Spanish (Chile)",
-        "Spanish (Colombia)",
-        "Spanish (Costa Rica)",
-        "Spanish (Cuba)",
-        "Spanish (Dominican Republic)",
-        "Spanish (Ecuador)",
-        "Spanish (El Salvador)",
-        "Spanish (Equatorial Guinea)",
-        "Spanish (Guatemala)",
-        "Spanish (Honduras)",
-        "Spanish (Mexico)",
-        "Spanish (Nicaragua)",
-        "Spanish (Panama)",
-        "Spanish (Paraguay)",
-        "Spanish (Peru)",
-        "Spanish (Puerto Rico)",
-        "Spanish (Spain)",
-        "Spanish (United States)",
-        "Spanish (Uruguay)",
-        "Spanish (Venezuela)",
-        "Sundanese (Indonesia)",
-        "Swahili (Kenya)",
-        "Swahili (Tanzania)",
-        "Swedish (Sweden)",
-        "Tamil (India)",
-        "Tamil (Malaysia)",
-        "Tamil (Singapore)",
-        "Tamil (Sri Lanka)",
-        "Telugu (India)",
-        "Thai (Thailand)",
-        "Turkish (Türkiye)",
-        "Ukrainian (Ukraine)",
-        "Urdu (India)",
-        "Urdu (Pakistan)",
-        "Uzbek (Latin, Uzbekistan)",
-        "Vietnamese (Vietnam)",
-        "Welsh (United Kingdom)",
-        "Zulu (South Africa)",
-        "English - Your Accent",
-        "English - American Accent",
-    ],
+    output_language: OutputLanguage,
     translate_audio_only: bool | None = False,
     speaker_num: int | None = None,
     enable_dynamic_duration: bool | None = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -697,212 +347,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to translate. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_language: The target language to translate the video into. Required.
+        translate_audio_only: Translate only the audio, ignore the faces and only
+            translate the voice track. Defaults to `False`.
+        speaker_num: Number of speakers in the video. Defaults to `None`.
+        enable_dynamic_duration: Enable dynamic duration to enhance conversational
+            fluidity between languages with different speaking rates. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
-    output_language: Literal[
-        "English",
-        "Spanish",
-        "French",
-        "Hindi",
-        "Italian",
-        "German",
-        "Polish",
-        "Portuguese",
-        "Chinese",
-        "Japanese",
-        "Dutch",
-        "Turkish",
-        "Korean",
-        "Danish",
-        "Arabic",
-        "Romanian",
-        "Mandarin",
-        "Filipino",
-        "Swedish",
-        "Indonesian",
-        "Ukrainian",
-        "Greek",
-        "Czech",
-        "Bulgarian",
-        "Malay",
-        "Slovak",
-        "Croatian",
-        "Tamil",
-        "Finnish",
-        "Russian",
-        "Afrikaans (South Africa)",
-        "Albanian (Albania)",
-        "Amharic (Ethiopia)",
-        "Arabic (Algeria)",
-        "Arabic (Bahrain)",
-        "Arabic (Egypt)",
-        "Arabic (Iraq)",
-        "Arabic (Jordan)",
-        "Arabic (Kuwait)",
-        "Arabic (Lebanon)",
-        "Arabic (Libya)",
-        "Arabic (Morocco)",
-        "Arabic (Oman)",
-        "Arabic (Qatar)",
-        "Arabic (Saudi Arabia)",
-        "Arabic (Syria)",
-        "Arabic (Tunisia)",
-        "Arabic (United Arab Emirates)",
-        "Arabic (Yemen)",
-        "Armenian (Armenia)",
-        "Azerbaijani (Latin, Azerbaijan)",
-        "Bangla (Bangladesh)",
-        "Basque",
-        "Bengali (India)",
-        "Bosnian (Bosnia and Herzegovina)",
-        "Bulgarian (Bulgaria)",
-        "Burmese (Myanmar)",
-        "Catalan",
-        "Chinese (Cantonese, Traditional)",
-        "Chinese (Jilu Mandarin, Simplified)",
-        "Chinese (Mandarin, Simplified)",
-        "Chinese (Northeastern Mandarin, Simplified)",
-        "Chinese (Southwestern Mandarin, Simplified)",
-        "Chinese (Taiwanese Mandarin, Traditional)",
-        "Chinese (Wu, Simplified)",
-        "Chinese (Zhongyuan Mandarin Henan, Simplified)",
-        "Chinese (Zhongyuan Mandarin Shaanxi, Simplified)",
-        "Croatian (Croatia)",
-        "Czech (Czechia)",
-        "Danish (Denmark)",
-        "Dutch (Belgium)",
-        "Dutch (Netherlands)",
-        "English (Australia)",
-        "English (Canada)",
-        "English (Hong Kong SAR)",
-        "English (India)",
-        "English (Ireland)",
-        "English (Kenya)",
-        "English (New Zealand)",
-        "English (Nigeria)",
-        "English (Philippines)",
-        "English (Singapore)",
-        "English (South Africa)",
-        "English (Tanzania)",
-        "English (UK)",
-        "English (United States)",
-        "Estonian (Estonia)",
-        "Filipino (Philippines)",
-        "Finnish (Finland)",
-        "French (Belgium)",
-        "French (Canada)",
-        "French (France)",
-        "French (Switzerland)",
-        "Galician",
-        "Georgian (Georgia)",
-        "German (Austria)",
-        "German (Germany)",
-        "German (Switzerland)",
-        "Greek (Greece)",
-        "Gujarati (India)",
-        "Hebrew (Israel)",
-        "Hindi (India)",
-        "Hungarian (Hungary)",
-        "Icelandic (Iceland)",
-        "Indonesian (Indonesia)",
-        "Irish (Ireland)",
-        "Italian (Italy)",
-        "Japanese (Japan)",
-        "Javanese (Latin, Indonesia)",
-        "Kannada (India)",
-        "Kazakh (Kazakhstan)",
-        "Khmer (Cambodia)",
-        "Korean (Korea)",
-        "Lao (Laos)",
-        "Latvian (Latvia)",
-        "Lithuanian (Lithuania)",
-        "Macedonian (North Macedonia)",
-        "Malay (Malaysia)",
-        "Malayalam (India)",
-        "Maltese (Malta)",
-        "Marathi (India)",
-        "Mongolian (Mongolia)",
-        "Nepali (Nepal)",
-        "Norwegian Bokmål (Norway)",
-        "Pashto (Afghanistan)",
-        "Persian (Iran)",
-        "Polish (Poland)",
-        "Portuguese (Brazil)",
-        "Portuguese (Portugal)",
-        "Romanian (Romania)",
-        "Russian (Russia)",
-        "Serbian (Latin, Serbia)",
-        "Sinhala (Sri Lanka)",
-        "Slovak (Slovakia)",
-        "Slovenian (Slovenia)",
-        "Somali (Somalia)",
-        "Spanish (Argentina)",
-        "Spanish (Bolivia)",
-        "Spanish (Chile)",
-        "Spanish (Colombia)",
-        "Spanish (Costa Rica)",
-        "Spanish (Cuba)",
-        "Spanish (Dominican Republic)",
-        "Spanish (Ecuador)",
-        "Spanish (El Salvador)",
-        "Spanish (Equatorial Guinea)",
-        "Spanish (Guatemala)",
-        "Spanish (Honduras)",
-        "Spanish (Mexico)",
-        "Spanish (Nicaragua)",
-        "Spanish (Panama)",
-        "Spanish (Paraguay)",
-        "Spanish (Peru)",
-        "Spanish (Puerto Rico)",
-        "Spanish (Spain)",
-        "Spanish (United States)",
-        "Spanish (Uruguay)",
-        "Spanish (Venezuela)",
-        "Sundanese (Indonesia)",
-        "Swahili (Kenya)",
-        "Swahili (Tanzania)",
-        "Swedish (Sweden)",
-        "Tamil (India)",
-        "Tamil (Malaysia)",
-        "Tamil (Singapore)",
-        "Tamil (Sri Lanka)",
-        "Telugu (India)",
-        "Thai (Thailand)",
-        "Turkish (Türkiye)",
-        "Ukrainian (Ukraine)",
-        "Urdu (India)",
-        "Urdu (Pakistan)",
-        "Uzbek (Latin, Uzbekistan)",
-        "Vietnamese (Vietnam)",
-        "Welsh (United Kingdom)",
-        "Zulu (South Africa)",
-        "English - Your Accent",
-        "English - American Accent",
-    ],
+    output_language: OutputLanguage,
     translate_audio_only: bool | None = False,
     speaker_num: int | None = None,
     enable_dynamic_duration: bool | None = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -910,425 +407,120 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to translate. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_language: The target language to translate the video into. Required.
+        translate_audio_only: Translate only the audio, ignore the faces and only
+            translate the voice track. Defaults to `False`.
+        speaker_num: Number of speakers in the video. Defaults to `None`.
+        enable_dynamic_duration: Enable dynamic duration to enhance conversational
+            fluidity between languages with different speaking rates. Defaults to
+            `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
-    output_language: Literal[
-        "English",
-        "Spanish",
-        "French",
-        "Hindi",
-        "Italian",
-        "German",
-        "Polish",
-        "Portuguese",
-        "Chinese",
-        "Japanese",
-        "Dutch",
-        "Turkish",
-        "Korean",
-        "Danish",
-        "Arabic",
-        "Romanian",
-        "Mandarin",
-        "Filipino",
-        "Swedish",
-        "Indonesian",
-        "Ukrainian",
-        "Greek",
-        "Czech",
-        "Bulgarian",
-        "Malay",
-        "Slovak",
-        "Croatian",
-        "Tamil",
-        "Finnish",
-        "Russian",
-        "Afrikaans (South Africa)",
-        "Albanian (Albania)",
-        "Amharic (Ethiopia)",
-        "Arabic (Algeria)",
-        "Arabic (Bahrain)",
-        "Arabic (Egypt)",
-        "Arabic (Iraq)",
-        "Arabic (Jordan)",
-        "Arabic (Kuwait)",
-        "Arabic (Lebanon)",
-        "Arabic (Libya)",
-        "Arabic (Morocco)",
-        "Arabic (Oman)",
-        "Arabic (Qatar)",
-        "Arabic (Saudi Arabia)",
-        "Arabic (Syria)",
-        "Arabic (Tunisia)",
-        "Arabic (United Arab Emirates)",
-        "Arabic (Yemen)",
-        "Armenian (Armenia)",
-        "Azerbaijani (Latin, Azerbaijan)",
-        "Bangla (Bangladesh)",
-        "Basque",
-        "Bengali (India)",
-        "Bosnian (Bosnia and Herzegovina)",
-        "Bulgarian (Bulgaria)",
-        "Burmese (Myanmar)",
-        "Catalan",
-        "Chinese (Cantonese, Traditional)",
-        "Chinese (Jilu Mandarin, Simplified)",
-        "Chinese (Mandarin, Simplified)",
-        "Chinese (Northeastern Mandarin, Simplified)",
-        "Chinese (Southwestern Mandarin, Simplified)",
-        "Chinese (Taiwanese Mandarin, Traditional)",
-        "Chinese (Wu, Simplified)",
-        "Chinese (Zhongyuan Mandarin Henan, Simplified)",
-        "Chinese (Zhongyuan Mandarin Shaanxi, Simplified)",
-        "Croatian (Croatia)",
-        "Czech (Czechia)",
-        "Danish (Denmark)",
-        "Dutch (Belgium)",
-        "Dutch (Netherlands)",
-        "English (Australia)",
-        "English (Canada)",
-        "English (Hong Kong SAR)",
-        "English (India)",
-        "English (Ireland)",
-        "English (Kenya)",
-        "English (New Zealand)",
-        "English (Nigeria)",
-        "English (Philippines)",
-        "English (Singapore)",
-        "English (South Africa)",
-        "English (Tanzania)",
-        "English (UK)",
-        "English (United States)",
-        "Estonian (Estonia)",
-        "Filipino (Philippines)",
-        "Finnish (Finland)",
-        "French (Belgium)",
-        "French (Canada)",
-        "French (France)",
-        "French (Switzerland)",
-        "Galician",
-        "Georgian (Georgia)",
-        "German (Austria)",
-        "German (Germany)",
-        "German (Switzerland)",
-        "Greek (Greece)",
-        "Gujarati (India)",
-        "Hebrew (Israel)",
-        "Hindi (India)",
-        "Hungarian (Hungary)",
-        "Icelandic (Iceland)",
-        "Indonesian (Indonesia)",
-        "Irish (Ireland)",
-        "Italian (Italy)",
-        "Japanese (Japan)",
-        "Javanese (Latin, Indonesia)",
-        "Kannada (India)",
-        "Kazakh (Kazakhstan)",
-        "Khmer (Cambodia)",
-        "Korean (Korea)",
-        "Lao (Laos)",
-        "Latvian (Latvia)",
-        "Lithuanian (Lithuania)",
-        "Macedonian (North Macedonia)",
-        "Malay (Malaysia)",
-        "Malayalam (India)",
-        "Maltese (Malta)",
-        "Marathi (India)",
-        "Mongolian (Mongolia)",
-        "Nepali (Nepal)",
-        "Norwegian Bokmål (Norway)",
-        "Pashto (Afghanistan)",
-        "Persian (Iran)",
-        "Polish (Poland)",
-        "Portuguese (Brazil)",
-        "Portuguese (Portugal)",
-        "Romanian (Romania)",
-        "Russian (Russia)",
-        "Serbian (Latin, Serbia)",
-        "Sinhala (Sri Lanka)",
-        "Slovak (Slovakia)",
-        "Slovenian (Slovenia)",
-        "Somali (Somalia)",
-        "Spanish (Argentina)",
-        "Spanish (Bolivia)",
-        "Spanish (Chile)",
-        "Spanish (Colombia)",
-        "Spanish (Costa Rica)",
-        "Spanish (Cuba)",
-        "Spanish (Dominican Republic)",
-        "Spanish (Ecuador)",
-        "Spanish (El Salvador)",
-        "Spanish (Equatorial Guinea)",
-        "Spanish (Guatemala)",
-        "Spanish (Honduras)",
-        "Spanish (Mexico)",
-        "Spanish (Nicaragua)",
-        "Spanish (Panama)",
-        "Spanish (Paraguay)",
-        "Spanish (Peru)",
-        "Spanish (Puerto Rico)",
-        "Spanish (Spain)",
-        "Spanish (United States)",
-        "Spanish (Uruguay)",
-        "Spanish (Venezuela)",
-        "Sundanese (Indonesia)",
-        "Swahili (Kenya)",
-        "Swahili (Tanzania)",
-        "Swedish (Sweden)",
-        "Tamil (India)",
-        "Tamil (Malaysia)",
-        "Tamil (Singapore)",
-        "Tamil (Sri Lanka)",
-        "Telugu (India)",
-        "Thai (Thailand)",
-        "Turkish (Türkiye)",
-        "Ukrainian (Ukraine)",
-        "Urdu (India)",
-        "Urdu (Pakistan)",
-        "Uzbek (Latin, Uzbekistan)",
-        "Vietnamese (Vietnam)",
-        "Welsh (United Kingdom)",
-        "Zulu (South Africa)",
-        "English - Your Accent",
-        "English - American Accent",
-    ],
+    output_language: OutputLanguage,
     translate_audio_only: bool | None = False,
     speaker_num: int | None = None,
     enable_dynamic_duration: bool | None = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to translate. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_language: The target language to translate the video into. Required.
+        translate_audio_only: Translate only the audio, ignore the faces and only
+            translate the voice track. Defaults to `False`.
+        speaker_num: Number of speakers in the video. Defaults to `None`.
+        enable_dynamic_duration: Enable dynamic duration to enhance conversational
+            fluidity between languages with different speaking rates. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
-    output_language: Literal[
-        "English",
-        "Spanish",
-        "French",
-        "Hindi",
-        "Italian",
-        "German",
-        "Polish",
-        "Portuguese",
-        "Chinese",
-        "Japanese",
-        "Dutch",
-        "Turkish",
-        "Korean",
-        "Danish",
-        "Arabic",
-        "Romanian",
-        "Mandarin",
-        "Filipino",
-        "Swedish",
-        "Indonesian",
-        "Ukrainian",
-        "Greek",
-        "Czech",
-        "Bulgarian",
-        "Malay",
-        "Slovak",
-        "Croatian",
-        "Tamil",
-        "Finnish",
-        "Russian",
-        "Afrikaans (South Africa)",
-        "Albanian (Albania)",
-        "Amharic (Ethiopia)",
-        "Arabic (Algeria)",
-        "Arabic (Bahrain)",
-        "Arabic (Egypt)",
-        "Arabic (Iraq)",
-        "Arabic (Jordan)",
-        "Arabic (Kuwait)",
-        "Arabic (Lebanon)",
-        "Arabic (Libya)",
-        "Arabic (Morocco)",
-        "Arabic (Oman)",
-        "Arabic (Qatar)",
-        "Arabic (Saudi Arabia)",
-        "Arabic (Syria)",
-        "Arabic (Tunisia)",
-        "Arabic (United Arab Emirates)",
-        "Arabic (Yemen)",
-        "Armenian (Armenia)",
-        "Azerbaijani (Latin, Azerbaijan)",
-        "Bangla (Bangladesh)",
-        "Basque",
-        "Bengali (India)",
-        "Bosnian (Bosnia and Herzegovina)",
-        "Bulgarian (Bulgaria)",
-        "Burmese (Myanmar)",
-        "Catalan",
-        "Chinese (Cantonese, Traditional)",
-        "Chinese (Jilu Mandarin, Simplified)",
-        "Chinese (Mandarin, Simplified)",
-        "Chinese (Northeastern Mandarin, Simplified)",
-        "Chinese (Southwestern Mandarin, Simplified)",
-        "Chinese (Taiwanese Mandarin, Traditional)",
-        "Chinese (Wu, Simplified)",
-        "Chinese (Zhongyuan Mandarin Henan, Simplified)",
-        "Chinese (Zhongyuan Mandarin Shaanxi, Simplified)",
-        "Croatian (Croatia)",
-        "Czech (Czechia)",
-        "Danish (Denmark)",
-        "Dutch (Belgium)",
-        "Dutch (Netherlands)",
-        "English (Australia)",
-        "English (Canada)",
-        "English (Hong Kong SAR)",
-        "English (India)",
-        "English (Ireland)",
-        "English (Kenya)",
-        "English (New Zealand)",
-        "English (Nigeria)",
-        "English (Philippines)",
-        "English (Singapore)",
-        "English (South Africa)",
-        "English (Tanzania)",
-        "English (UK)",
-        "English (United States)",
-        "Estonian (Estonia)",
-        "Filipino (Philippines)",
-        "Finnish (Finland)",
-        "French (Belgium)",
-        "French (Canada)",
-        "French (France)",
-        "French (Switzerland)",
-        "Galician",
-        "Georgian (Georgia)",
-        "German (Austria)",
-        "German (Germany)",
-        "German (Switzerland)",
-        "Greek (Greece)",
-        "Gujarati (India)",
-        "Hebrew (Israel)",
-        "Hindi (India)",
-        "Hungarian (Hungary)",
-        "Icelandic (Iceland)",
-        "Indonesian (Indonesia)",
-        "Irish (Ireland)",
-        "Italian (Italy)",
-        "Japanese (Japan)",
-        "Javanese (Latin, Indonesia)",
-        "Kannada (India)",
-        "Kazakh (Kazakhstan)",
-        "Khmer (Cambodia)",
-        "Korean (Korea)",
-        "Lao (Laos)",
-        "Latvian (Latvia)",
-        "Lithuanian (Lithuania)",
-        "Macedonian (North Macedonia)",
-        "Malay (Malaysia)",
-        "Malayalam (India)",
-        "Maltese (Malta)",
-        "Marathi (India)",
-        "Mongolian (Mongolia)",
-        "Nepali (Nepal)",
-        "Norwegian Bokmål (Norway)",
-        "Pashto (Afghanistan)",
-        "Persian (Iran)",
-        "Polish (Poland)",
-        "Portuguese (Brazil)",
-        "Portuguese (Portugal)",
-        "Romanian (Romania)",
-        "Russian (Russia)",
-        "Serbian (Latin, Serbia)",
-        "Sinhala (Sri Lanka)",
-        "Slovak (Slovakia)",
-        "Slovenian (Slovenia)",
-        "Somali (Somalia)",
-        "Spanish (Argentina)",
-        "Spanish (Bolivia)",
-        "Spanish (Chile)",
-        "Spanish (Colombia)",
-        "Spanish (Costa Rica)",
-        "Spanish (Cuba)",
-        "Spanish (Dominican Republic)",
-        "Spanish (Ecuador)",
-        "Spanish (El Salvador)",
-        "Spanish (Equatorial Guinea)",
-        "Spanish (Guatemala)",
-        "Spanish (Honduras)",
-        "Spanish (Mexico)",
-        "Spanish (Nicaragua)",
-        "Spanish (Panama)",
-        "Spanish (Paraguay)",
-        "Spanish (Peru)",
-        "Spanish (Puerto Rico)",
-        "Spanish (Spain)",
-        "Spanish (United States)",
-        "Spanish (Uruguay)",
-        "Spanish (Venezuela)",
-        "Sundanese (Indonesia)",
-        "Swahili (Kenya)",
-        "Swahili (Tanzania)",
-        "Swedish (Sweden)",
-        "Tamil (India)",
-        "Tamil (Malaysia)",
-        "Tamil (Singapore)",
-        "Tamil (Sri Lanka)",
-        "Telugu (India)",
-        "Thai (Thailand)",
-        "Turkish (Türkiye)",
-        "Ukrainian (Ukraine)",
-        "Urdu (India)",
-        "Urdu (Pakistan)",
-        "Uzbek (Latin, Uzbekistan)",
-        "Vietnamese (Vietnam)",
-        "Welsh (United Kingdom)",
-        "Zulu (South Africa)",
-        "English - Your Accent",
-        "English - American Accent",
-    ],
+    output_language: OutputLanguage,
     translate_audio_only: bool | None = False,
     speaker_num: int | None = None,
     enable_dynamic_duration: bool | None = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -1336,212 +528,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to translate. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_language: The target language to translate the video into. Required.
+        translate_audio_only: Translate only the audio, ignore the faces and only
+            translate the voice track. Defaults to `False`.
+        speaker_num: Number of speakers in the video. Defaults to `None`.
+        enable_dynamic_duration: Enable dynamic duration to enhance conversational
+            fluidity between languages with different speaking rates. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
-    output_language: Literal[
-        "English",
-        "Spanish",
-        "French",
-        "Hindi",
-        "Italian",
-        "German",
-        "Polish",
-        "Portuguese",
-        "Chinese",
-        "Japanese",
-        "Dutch",
-        "Turkish",
-        "Korean",
-        "Danish",
-        "Arabic",
-        "Romanian",
-        "Mandarin",
-        "Filipino",
-        "Swedish",
-        "Indonesian",
-        "Ukrainian",
-        "Greek",
-        "Czech",
-        "Bulgarian",
-        "Malay",
-        "Slovak",
-        "Croatian",
-        "Tamil",
-        "Finnish",
-        "Russian",
-        "Afrikaans (South Africa)",
-        "Albanian (Albania)",
-        "Amharic (Ethiopia)",
-        "Arabic (Algeria)",
-        "Arabic (Bahrain)",
-        "Arabic (Egypt)",
-        "Arabic (Iraq)",
-        "Arabic (Jordan)",
-        "Arabic (Kuwait)",
-        "Arabic (Lebanon)",
-        "Arabic (Libya)",
-        "Arabic (Morocco)",
-        "Arabic (Oman)",
-        "Arabic (Qatar)",
-        "Arabic (Saudi Arabia)",
-        "Arabic (Syria)",
-        "Arabic (Tunisia)",
-        "Arabic (United Arab Emirates)",
-        "Arabic (Yemen)",
-        "Armenian (Armenia)",
-        "Azerbaijani (Latin, Azerbaijan)",
-        "Bangla (Bangladesh)",
-        "Basque",
-        "Bengali (India)",
-        "Bosnian (Bosnia and Herzegovina)",
-        "Bulgarian (Bulgaria)",
-        "Burmese (Myanmar)",
-        "Catalan",
-        "Chinese (Cantonese, Traditional)",
-        "Chinese (Jilu Mandarin, Simplified)",
-        "Chinese (Mandarin, Simplified)",
-        "Chinese (Northeastern Mandarin, Simplified)",
-        "Chinese (Southwestern Mandarin, Simplified)",
-        "Chinese (Taiwanese Mandarin, Traditional)",
-        "Chinese (Wu, Simplified)",
-        "Chinese (Zhongyuan Mandarin Henan, Simplified)",
-        "Chinese (Zhongyuan Mandarin Shaanxi, Simplified)",
-        "Croatian (Croatia)",
-        "Czech (Czechia)",
-        "Danish (Denmark)",
-        "Dutch (Belgium)",
-        "Dutch (Netherlands)",
-        "English (Australia)",
-        "English (Canada)",
-        "English (Hong Kong SAR)",
-        "English (India)",
-        "English (Ireland)",
-        "English (Kenya)",
-        "English (New Zealand)",
-        "English (Nigeria)",
-        "English (Philippines)",
-        "English (Singapore)",
-        "English (South Africa)",
-        "English (Tanzania)",
-        "English (UK)",
-        "English (United States)",
-        "Estonian (Estonia)",
-        "Filipino (Philippines)",
-        "Finnish (Finland)",
-        "French (Belgium)",
-        "French (Canada)",
-        "French (France)",
-        "French (Switzerland)",
-        "Galician",
-        "Georgian (Georgia)",
-        "German (Austria)",
-        "German (Germany)",
-        "German (Switzerland)",
-        "Greek (Greece)",
-        "Gujarati (India)",
-        "Hebrew (Israel)",
-        "Hindi (India)",
-        "Hungarian (Hungary)",
-        "Icelandic (Iceland)",
-        "Indonesian (Indonesia)",
-        "Irish (Ireland)",
-        "Italian (Italy)",
-        "Japanese (Japan)",
-        "Javanese (Latin, Indonesia)",
-        "Kannada (India)",
-        "Kazakh (Kazakhstan)",
-        "Khmer (Cambodia)",
-        "Korean (Korea)",
-        "Lao (Laos)",
-        "Latvian (Latvia)",
-        "Lithuanian (Lithuania)",
-        "Macedonian (North Macedonia)",
-        "Malay (Malaysia)",
-        "Malayalam (India)",
-        "Maltese (Malta)",
-        "Marathi (India)",
-        "Mongolian (Mongolia)",
-        "Nepali (Nepal)",
-        "Norwegian Bokmål (Norway)",
-        "Pashto (Afghanistan)",
-        "Persian (Iran)",
-        "Polish (Poland)",
-        "Portuguese (Brazil)",
-        "Portuguese (Portugal)",
-        "Romanian (Romania)",
-        "Russian (Russia)",
-        "Serbian (Latin, Serbia)",
-        "Sinhala (Sri Lanka)",
-        "Slovak (Slovakia)",
-        "Slovenian (Slovenia)",
-        "Somali (Somalia)",
-        "Spanish (Argentina)",
-        "Spanish (Bolivia)",
-        "Spanish (Chile)",
-        "Spanish (Colombia)",
-        "Spanish (Costa Rica)",
-        "Spanish (Cuba)",
-        "Spanish (Dominican Republic)",
-        "Spanish (Ecuador)",
-        "Spanish (El Salvador)",
-        "Spanish (Equatorial Guinea)",
-        "Spanish (Guatemala)",
-        "Spanish (Honduras)",
-        "Spanish (Mexico)",
-        "Spanish (Nicaragua)",
-        "Spanish (Panama)",
-        "Spanish (Paraguay)",
-        "Spanish (Peru)",
-        "Spanish (Puerto Rico)",
-        "Spanish (Spain)",
-        "Spanish (United States)",
-        "Spanish (Uruguay)",
-        "Spanish (Venezuela)",
-        "Sundanese (Indonesia)",
-        "Swahili (Kenya)",
-        "Swahili (Tanzania)",
-        "Swedish (Sweden)",
-        "Tamil (India)",
-        "Tamil (Malaysia)",
-        "Tamil (Singapore)",
-        "Tamil (Sri Lanka)",
-        "Telugu (India)",
-        "Thai (Thailand)",
-        "Turkish (Türkiye)",
-        "Ukrainian (Ukraine)",
-        "Urdu (India)",
-        "Urdu (Pakistan)",
-        "Uzbek (Latin, Uzbekistan)",
-        "Vietnamese (Vietnam)",
-        "Welsh (United Kingdom)",
-        "Zulu (South Africa)",
-        "English - Your Accent",
-        "English - American Accent",
-    ],
+    output_language: OutputLanguage,
     translate_audio_only: bool | None = False,
     speaker_num: int | None = None,
     enable_dynamic_duration: bool | None = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -1549,8 +588,34 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the video to translate. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        output_language: The target language to translate the video into. Required.
+        translate_audio_only: Translate only the audio, ignore the faces and only
+            translate the voice track. Defaults to `False`.
+        speaker_num: Number of speakers in the video. Defaults to `None`.
+        enable_dynamic_duration: Enable dynamic duration to enhance conversational
+            fluidity between languages with different speaking rates. Defaults to
+            `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,84 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Base request for lip-syncing a video (mode is determined by the endpoint)."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """URL of the source video to lip-sync."""
-    audio_url: Annotated[FileInput, Field(title="Audio Url")]
-    """URL of the replacement audio file."""
-    title: Annotated[str | None, Field(title="Title")] = None
-    """Optional title for the lipsync job."""
-    enable_caption: Annotated[bool, Field(title="Enable Caption")] = False
-    """Generate captions in the output video."""
-    enable_dynamic_duration: Annotated[bool, Field(title="Enable Dynamic Duration")] = (
-        True
-    )
-    """Allow duration adjustment to match the new audio."""
-    disable_music_track: Annotated[bool, Field(title="Disable Music Track")] = False
-    """Remove background music from the source video."""
-    enable_speech_enhancement: Annotated[
-        bool, Field(title="Enable Speech Enhancement")
-    ] = False
-    """Enhance the replacement audio quality."""
-    start_time: Annotated[float | None, Field(ge=0.0, title="Start Time")] = None
-    """Start time in seconds for partial lipsync."""
-    end_time: Annotated[float | None, Field(ge=0.0, title="End Time")] = None
-    """End time in seconds for partial lipsync."""
-
-
-class Output(FalModel):
-    """Output from the Lipsync API."""
-
-    video: File
-    """The lip-synced video file with new audio synced."""
-    caption_file: File | None = None
-    """Generated caption file when enable_caption is enabled and HeyGen returns one."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -99,26 +31,73 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/heygen/v3/lipsync/precision"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Base request for lip-syncing a video (mode is determined by the endpoint)."""
+
+    video_url: FileInput
+    """URL of the source video to lip-sync."""
+    audio_url: FileInput
+    """URL of the replacement audio file."""
+    title: str | None = None
+    """Optional title for the lipsync job."""
+    enable_caption: bool = False
+    """Generate captions in the output video."""
+    enable_dynamic_duration: bool = True
+    """Allow duration adjustment to match the new audio."""
+    disable_music_track: bool = False
+    """Remove background music from the source video."""
+    enable_speech_enhancement: bool = False
+    """Enhance the replacement audio quality."""
+    start_time: Annotated[float | None, Field(ge=0.0)] = None
+    """Start time in seconds for partial lipsync."""
+    end_time: Annotated[float | None, Field(ge=0.0)] = None
+    """End time in seconds for partial lipsync."""
+
+
+class Output(FalModel):
+    """Output from the Lipsync API."""
+
+    video: File
+    """The lip-synced video file with new audio synced."""
+    caption_file: File | None = None
+    """Generated caption file when enable_caption is enabled and HeyGen returns one."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "audio_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     video_url: FileInput,
@@ -130,33 +109,67 @@ def submit(
     enable_speech_enhancement: bool = False,
     start_time: float | None = None,
     end_time: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to lip-sync. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url: URL of the replacement audio file. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        title: Optional title for the lipsync job. Defaults to `None`.
+        enable_caption: Generate captions in the output video. Defaults to `False`.
+        enable_dynamic_duration: Allow duration adjustment to match the new audio.
+            Defaults to `True`.
+        disable_music_track: Remove background music from the source video. Defaults to
+            `False`.
+        enable_speech_enhancement: Enhance the replacement audio quality. Defaults to
+            `False`.
+        start_time: Start time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        end_time: End time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     video_url: FileInput,
@@ -168,8 +181,8 @@ def subscribe(
     enable_speech_enhancement: bool = False,
     start_time: float | None = None,
     end_time: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -177,24 +190,57 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to lip-sync. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url: URL of the replacement audio file. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        title: Optional title for the lipsync job. Defaults to `None`.
+        enable_caption: Generate captions in the output video. Defaults to `False`.
+        enable_dynamic_duration: Allow duration adjustment to match the new audio.
+            Defaults to `True`.
+        disable_music_track: Remove background music from the source video. Defaults to
+            `False`.
+        enable_speech_enhancement: Enhance the replacement audio quality. Defaults to
+            `False`.
+        start_time: Start time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        end_time: End time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     video_url: FileInput,
@@ -206,8 +252,8 @@ def run(
     enable_speech_enhancement: bool = False,
     start_time: float | None = None,
     end_time: float | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -215,24 +261,57 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to lip-sync. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url: URL of the replacement audio file. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        title: Optional title for the lipsync job. Defaults to `None`.
+        enable_caption: Generate captions in the output video. Defaults to `False`.
+        enable_dynamic_duration: Allow duration adjustment to match the new audio.
+            Defaults to `True`.
+        disable_music_track: Remove background music from the source video. Defaults to
+            `False`.
+        enable_speech_enhancement: Enhance the replacement audio quality. Defaults to
+            `False`.
+        start_time: Start time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        end_time: End time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     video_url: FileInput,
@@ -244,33 +323,67 @@ async def submit_async(
     enable_speech_enhancement: bool = False,
     start_time: float | None = None,
     end_time: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to lip-sync. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url: URL of the replacement audio file. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        title: Optional title for the lipsync job. Defaults to `None`.
+        enable_caption: Generate captions in the output video. Defaults to `False`.
+        enable_dynamic_duration: Allow duration adjustment to match the new audio.
+            Defaults to `True`.
+        disable_music_track: Remove background music from the source video. Defaults to
+            `False`.
+        enable_speech_enhancement: Enhance the replacement audio quality. Defaults to
+            `False`.
+        start_time: Start time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        end_time: End time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     video_url: FileInput,
@@ -282,8 +395,8 @@ async def subscribe_async(
     enable_speech_enhancement: bool = False,
     start_time: float | None = None,
     end_time: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -291,24 +404,57 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to lip-sync. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url: URL of the replacement audio file. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        title: Optional title for the lipsync job. Defaults to `None`.
+        enable_caption: Generate captions in the output video. Defaults to `False`.
+        enable_dynamic_duration: Allow duration adjustment to match the new audio.
+            Defaults to `True`.
+        disable_music_track: Remove background music from the source video. Defaults to
+            `False`.
+        enable_speech_enhancement: Enhance the replacement audio quality. Defaults to
+            `False`.
+        start_time: Start time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        end_time: End time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     video_url: FileInput,
@@ -320,8 +466,8 @@ async def run_async(
     enable_speech_enhancement: bool = False,
     start_time: float | None = None,
     end_time: float | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -329,8 +475,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        video_url: URL of the source video to lip-sync. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        audio_url: URL of the replacement audio file. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        title: Optional title for the lipsync job. Defaults to `None`.
+        enable_caption: Generate captions in the output video. Defaults to `False`.
+        enable_dynamic_duration: Allow duration adjustment to match the new audio.
+            Defaults to `True`.
+        disable_music_track: Remove background music from the source video. Defaults to
+            `False`.
+        enable_speech_enhancement: Enhance the replacement audio quality. Defaults to
+            `False`.
+        start_time: Start time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        end_time: End time in seconds for partial lipsync. At least 0.0. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

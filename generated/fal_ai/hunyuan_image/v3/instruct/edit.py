@@ -5,110 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class Image(FalFile):
-    """Represents an image file."""
-
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image in pixels."""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image in pixels."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to generate an image from."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "auto"
-    """The desired size of the generated image. If auto, image size will be determined by the model."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """The number of images to generate."""
-    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0, title="Guidance Scale")] = (
-        3.5
-    )
-    """Controls how much the model adheres to the prompt. Higher values mean stricter adherence."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducible results. If None, a random seed is used."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    output_format: Annotated[Literal["jpeg", "png"], Field(title="Output Format")] = (
-        "png"
-    )
-    """The format of the generated image."""
-    image_urls: Annotated[list[FileInput], Field(title="Image Urls")]
-    """The URLs of the images to use as a reference for the generation. A maximum of 3 images are supported."""
-
-
-class Output(FalModel):
-    images: Annotated[list[Image], Field(title="Images")]
-    """A list of the generated images."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The base seed used for the generation process."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "Image",
     "ImageSize",
     "Input",
@@ -122,99 +34,185 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/hunyuan-image/v3/instruct/edit"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "auto",
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class Image(FalFile):
+    """Represents an image file."""
+
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image in pixels."""
+    height: int | None = None
+    """The height of the image in pixels."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt to generate an image from."""
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "auto"
+    """The desired size of the generated image. If auto, image size will be determined
+    by the model."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """The number of images to generate."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=20.0)] = 3.5
+    """Controls how much the model adheres to the prompt. Higher values mean stricter
+    adherence."""
+    seed: int | None = None
+    """Random seed for reproducible results. If None, a random seed is used."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    output_format: Literal["jpeg", "png"] = "png"
+    """The format of the generated image."""
+    image_urls: list[FileInput]
+    """The URLs of the images to use as a reference for the generation. A maximum of 3
+    images are supported."""
+
+
+class Output(FalModel):
+    images: list[Image]
+    """A list of the generated images."""
+    seed: int
+    """The base seed used for the generation process."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    image_size: ImageSize | ImageSizePreset = "auto",
     num_images: int = 1,
     guidance_scale: float = 3.5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png"] = "png",
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to generate an image from. Required.
+        image_size: The desired size of the generated image. If auto, image size will be
+            determined by the model. Defaults to `"auto"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        guidance_scale: Controls how much the model adheres to the prompt. Higher values
+            mean stricter adherence. Between 1.0 and 20.0. Defaults to `3.5`.
+        seed: Random seed for reproducible results. If None, a random seed is used.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        image_urls: The URLs of the images to use as a reference for the generation. A
+            maximum of 3 images are supported. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    image_size: ImageSize | ImageSizePreset = "auto",
     num_images: int = 1,
     guidance_scale: float = 3.5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png"] = "png",
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -222,48 +220,70 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to generate an image from. Required.
+        image_size: The desired size of the generated image. If auto, image size will be
+            determined by the model. Defaults to `"auto"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        guidance_scale: Controls how much the model adheres to the prompt. Higher values
+            mean stricter adherence. Between 1.0 and 20.0. Defaults to `3.5`.
+        seed: Random seed for reproducible results. If None, a random seed is used.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        image_urls: The URLs of the images to use as a reference for the generation. A
+            maximum of 3 images are supported. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    image_size: ImageSize | ImageSizePreset = "auto",
     num_images: int = 1,
     guidance_scale: float = 3.5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png"] = "png",
-    image_urls: _Sequence[FileInput],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -271,97 +291,142 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to generate an image from. Required.
+        image_size: The desired size of the generated image. If auto, image size will be
+            determined by the model. Defaults to `"auto"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        guidance_scale: Controls how much the model adheres to the prompt. Higher values
+            mean stricter adherence. Between 1.0 and 20.0. Defaults to `3.5`.
+        seed: Random seed for reproducible results. If None, a random seed is used.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        image_urls: The URLs of the images to use as a reference for the generation. A
+            maximum of 3 images are supported. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    image_size: ImageSize | ImageSizePreset = "auto",
     num_images: int = 1,
     guidance_scale: float = 3.5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png"] = "png",
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to generate an image from. Required.
+        image_size: The desired size of the generated image. If auto, image size will be
+            determined by the model. Defaults to `"auto"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        guidance_scale: Controls how much the model adheres to the prompt. Higher values
+            mean stricter adherence. Between 1.0 and 20.0. Defaults to `3.5`.
+        seed: Random seed for reproducible results. If None, a random seed is used.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        image_urls: The URLs of the images to use as a reference for the generation. A
+            maximum of 3 images are supported. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    image_size: ImageSize | ImageSizePreset = "auto",
     num_images: int = 1,
     guidance_scale: float = 3.5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png"] = "png",
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -369,48 +434,70 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to generate an image from. Required.
+        image_size: The desired size of the generated image. If auto, image size will be
+            determined by the model. Defaults to `"auto"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        guidance_scale: Controls how much the model adheres to the prompt. Higher values
+            mean stricter adherence. Between 1.0 and 20.0. Defaults to `3.5`.
+        seed: Random seed for reproducible results. If None, a random seed is used.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        image_urls: The URLs of the images to use as a reference for the generation. A
+            maximum of 3 images are supported. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    image_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    image_size: ImageSize | ImageSizePreset = "auto",
     num_images: int = 1,
     guidance_scale: float = 3.5,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png"] = "png",
-    image_urls: _Sequence[FileInput],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    image_urls: Sequence[FileInput],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -418,8 +505,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to generate an image from. Required.
+        image_size: The desired size of the generated image. If auto, image size will be
+            determined by the model. Defaults to `"auto"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        guidance_scale: Controls how much the model adheres to the prompt. Higher values
+            mean stricter adherence. Between 1.0 and 20.0. Defaults to `3.5`.
+        seed: Random seed for reproducible results. If None, a random seed is used.
+            Defaults to `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        image_urls: The URLs of the images to use as a reference for the generation. A
+            maximum of 3 images are supported. Files: each a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

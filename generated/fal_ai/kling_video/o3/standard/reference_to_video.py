@@ -5,134 +5,23 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str | None, Field(max_length=2500, title="Prompt")] = None
-    """Text prompt for video generation. Either prompt or multi_prompt must be provided, but not both."""
-    multi_prompt: Annotated[
-        list[KlingV3MultiPromptElement] | None, Field(title="Multi Prompt")
-    ] = None
-    """List of prompts for multi-shot video generation."""
-    start_image_url: Annotated[FileInput | None, Field(title="Start Image Url")] = None
-    """Image to use as the first frame of the video."""
-    end_image_url: Annotated[FileInput | None, Field(title="End Image Url")] = None
-    """Image to use as the last frame of the video."""
-    image_urls: Annotated[list[FileInput] | None, Field(title="Image Urls")] = None
-    """Reference images for style/appearance. Reference in prompt as @Image1, @Image2, etc. Maximum 4 total (elements + reference images) when using video."""
-    elements: Annotated[
-        list[KlingV3ComboElementInput] | None, Field(title="Elements")
-    ] = None
-    """Elements (characters/objects) to include. Reference in prompt as @Element1, @Element2."""
-    generate_audio: Annotated[bool, Field(title="Generate Audio")] = False
-    """Whether to generate native audio for the video."""
-    duration: Annotated[
-        Literal["3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"],
-        Field(title="Duration"),
-    ] = "5"
-    """Video duration in seconds (3-15s)."""
-    shot_type: Annotated[Literal["customize"], Field(title="Shot Type")] = "customize"
-    """The type of multi-shot video generation."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """The aspect ratio of the generated video frame."""
-
-
-class KlingV3ComboElementInput(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    frontal_image_url: Annotated[FileInput | None, Field(title="Frontal Image Url")] = (
-        None
-    )
-    """The frontal image of the element (main view)."""
-    reference_image_urls: Annotated[
-        list[FileInput] | None, Field(title="Reference Image Urls")
-    ] = None
-    """Additional reference images from different angles. 1-3 images supported. At least one image is required."""
-    video_url: Annotated[FileInput | None, Field(title="Video Url")] = None
-    """The video URL of the element. A request can only have one element with a video."""
-    voice_id: Annotated[str | None, Field(title="Voice Id")] = None
-    """The voice ID for this element. The voice will be binded to the element and references to this element will use the binded voice. Voice binding is only supported for video elements, and cannot be used with image elements. Get voice IDs from the following endpoint: https://fal.ai/models/fal-ai/kling-video/create-voice"""
-
-
-class KlingV3MultiPromptElement(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt for this shot."""
-    duration: Annotated[
-        Literal[
-            "1",
-            "2",
-            "3",
-            "4",
-            "5",
-            "6",
-            "7",
-            "8",
-            "9",
-            "10",
-            "11",
-            "12",
-            "13",
-            "14",
-            "15",
-        ],
-        Field(title="Duration"),
-    ] = "5"
-    """The duration of this shot in seconds"""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Duration",
+    "DurationValue",
     "File",
     "Input",
     "KlingV3ComboElementInput",
@@ -147,7 +36,85 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/kling-video/o3/standard/reference-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+Duration: TypeAlias = Literal[
+    "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
+]
+
+
+DurationValue: TypeAlias = Literal[
+    "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str | None, Field(max_length=2500)] = None
+    """Text prompt for video generation. Either prompt or multi_prompt must be provided,
+    but not both."""
+    multi_prompt: list[KlingV3MultiPromptElement] | None = None
+    """List of prompts for multi-shot video generation."""
+    start_image_url: FileInput | None = None
+    """Image to use as the first frame of the video."""
+    end_image_url: FileInput | None = None
+    """Image to use as the last frame of the video."""
+    image_urls: list[FileInput] | None = None
+    """Reference images for style/appearance. Reference in prompt as @Image1, @Image2,
+    etc. Maximum 4 total (elements + reference images) when using video."""
+    elements: list[KlingV3ComboElementInput] | None = None
+    """Elements (characters/objects) to include. Reference in prompt as @Element1,
+    @Element2."""
+    generate_audio: bool = False
+    """Whether to generate native audio for the video."""
+    duration: Duration = "5"
+    """Video duration in seconds (3-15s)."""
+    shot_type: Literal["customize"] = "customize"
+    """The type of multi-shot video generation."""
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    """The aspect ratio of the generated video frame."""
+
+
+class KlingV3ComboElementInput(FalModel):
+    frontal_image_url: FileInput | None = None
+    """The frontal image of the element (main view)."""
+    reference_image_urls: list[FileInput] | None = None
+    """Additional reference images from different angles. 1-3 images supported. At least
+    one image is required."""
+    video_url: FileInput | None = None
+    """The video URL of the element. A request can only have one element with a
+    video."""
+    voice_id: str | None = None
+    """The voice ID for this element. The voice will be binded to the element and
+    references to this element will use the binded voice. Voice binding is only
+    supported for video elements, and cannot be used with image elements. Get voice IDs
+    from the following endpoint:
+    https://fal.ai/models/fal-ai/kling-video/create-voice"""
+
+
+class KlingV3MultiPromptElement(FalModel):
+    prompt: str
+    """The prompt for this shot."""
+    duration: DurationValue = "5"
+    """The duration of this shot in seconds"""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -160,77 +127,115 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         ],
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str | None = None,
     multi_prompt: list[KlingV3MultiPromptElement] | None = None,
     start_image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     elements: list[KlingV3ComboElementInput] | None = None,
     generate_audio: bool = False,
-    duration: Literal[
-        "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "5",
+    duration: Duration = "5",
     shot_type: Literal["customize"] = "customize",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for video generation. Either prompt or multi_prompt must be
+            provided, but not both. Length at most 2500. Defaults to `None`.
+        multi_prompt: List of prompts for multi-shot video generation. Defaults to
+            `None`.
+        start_image_url: Image to use as the first frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        end_image_url: Image to use as the last frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        image_urls: Reference images for style/appearance. Reference in prompt as
+            @Image1, @Image2, etc. Maximum 4 total (elements + reference images) when
+            using video. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        elements: Elements (characters/objects) to include. Reference in prompt as
+            @Element1, @Element2. Defaults to `None`.
+        generate_audio: Whether to generate native audio for the video. Defaults to
+            `False`.
+        duration: Video duration in seconds (3-15s). Defaults to `"5"`.
+        shot_type: The type of multi-shot video generation. Defaults to `"customize"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str | None = None,
     multi_prompt: list[KlingV3MultiPromptElement] | None = None,
     start_image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     elements: list[KlingV3ComboElementInput] | None = None,
     generate_audio: bool = False,
-    duration: Literal[
-        "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "5",
+    duration: Duration = "5",
     shot_type: Literal["customize"] = "customize",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -238,40 +243,77 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for video generation. Either prompt or multi_prompt must be
+            provided, but not both. Length at most 2500. Defaults to `None`.
+        multi_prompt: List of prompts for multi-shot video generation. Defaults to
+            `None`.
+        start_image_url: Image to use as the first frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        end_image_url: Image to use as the last frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        image_urls: Reference images for style/appearance. Reference in prompt as
+            @Image1, @Image2, etc. Maximum 4 total (elements + reference images) when
+            using video. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        elements: Elements (characters/objects) to include. Reference in prompt as
+            @Element1, @Element2. Defaults to `None`.
+        generate_audio: Whether to generate native audio for the video. Defaults to
+            `False`.
+        duration: Video duration in seconds (3-15s). Defaults to `"5"`.
+        shot_type: The type of multi-shot video generation. Defaults to `"customize"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str | None = None,
     multi_prompt: list[KlingV3MultiPromptElement] | None = None,
     start_image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     elements: list[KlingV3ComboElementInput] | None = None,
     generate_audio: bool = False,
-    duration: Literal[
-        "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "5",
+    duration: Duration = "5",
     shot_type: Literal["customize"] = "customize",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -279,81 +321,156 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for video generation. Either prompt or multi_prompt must be
+            provided, but not both. Length at most 2500. Defaults to `None`.
+        multi_prompt: List of prompts for multi-shot video generation. Defaults to
+            `None`.
+        start_image_url: Image to use as the first frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        end_image_url: Image to use as the last frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        image_urls: Reference images for style/appearance. Reference in prompt as
+            @Image1, @Image2, etc. Maximum 4 total (elements + reference images) when
+            using video. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        elements: Elements (characters/objects) to include. Reference in prompt as
+            @Element1, @Element2. Defaults to `None`.
+        generate_audio: Whether to generate native audio for the video. Defaults to
+            `False`.
+        duration: Video duration in seconds (3-15s). Defaults to `"5"`.
+        shot_type: The type of multi-shot video generation. Defaults to `"customize"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str | None = None,
     multi_prompt: list[KlingV3MultiPromptElement] | None = None,
     start_image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     elements: list[KlingV3ComboElementInput] | None = None,
     generate_audio: bool = False,
-    duration: Literal[
-        "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "5",
+    duration: Duration = "5",
     shot_type: Literal["customize"] = "customize",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for video generation. Either prompt or multi_prompt must be
+            provided, but not both. Length at most 2500. Defaults to `None`.
+        multi_prompt: List of prompts for multi-shot video generation. Defaults to
+            `None`.
+        start_image_url: Image to use as the first frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        end_image_url: Image to use as the last frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        image_urls: Reference images for style/appearance. Reference in prompt as
+            @Image1, @Image2, etc. Maximum 4 total (elements + reference images) when
+            using video. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        elements: Elements (characters/objects) to include. Reference in prompt as
+            @Element1, @Element2. Defaults to `None`.
+        generate_audio: Whether to generate native audio for the video. Defaults to
+            `False`.
+        duration: Video duration in seconds (3-15s). Defaults to `"5"`.
+        shot_type: The type of multi-shot video generation. Defaults to `"customize"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str | None = None,
     multi_prompt: list[KlingV3MultiPromptElement] | None = None,
     start_image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     elements: list[KlingV3ComboElementInput] | None = None,
     generate_audio: bool = False,
-    duration: Literal[
-        "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "5",
+    duration: Duration = "5",
     shot_type: Literal["customize"] = "customize",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -361,40 +478,77 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for video generation. Either prompt or multi_prompt must be
+            provided, but not both. Length at most 2500. Defaults to `None`.
+        multi_prompt: List of prompts for multi-shot video generation. Defaults to
+            `None`.
+        start_image_url: Image to use as the first frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        end_image_url: Image to use as the last frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        image_urls: Reference images for style/appearance. Reference in prompt as
+            @Image1, @Image2, etc. Maximum 4 total (elements + reference images) when
+            using video. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        elements: Elements (characters/objects) to include. Reference in prompt as
+            @Element1, @Element2. Defaults to `None`.
+        generate_audio: Whether to generate native audio for the video. Defaults to
+            `False`.
+        duration: Video duration in seconds (3-15s). Defaults to `"5"`.
+        shot_type: The type of multi-shot video generation. Defaults to `"customize"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str | None = None,
     multi_prompt: list[KlingV3MultiPromptElement] | None = None,
     start_image_url: FileInput | None = None,
     end_image_url: FileInput | None = None,
-    image_urls: _Sequence[FileInput] | None = None,
+    image_urls: Sequence[FileInput] | None = None,
     elements: list[KlingV3ComboElementInput] | None = None,
     generate_audio: bool = False,
-    duration: Literal[
-        "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"
-    ] = "5",
+    duration: Duration = "5",
     shot_type: Literal["customize"] = "customize",
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -402,8 +556,47 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt for video generation. Either prompt or multi_prompt must be
+            provided, but not both. Length at most 2500. Defaults to `None`.
+        multi_prompt: List of prompts for multi-shot video generation. Defaults to
+            `None`.
+        start_image_url: Image to use as the first frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        end_image_url: Image to use as the last frame of the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Defaults to `None`.
+        image_urls: Reference images for style/appearance. Reference in prompt as
+            @Image1, @Image2, etc. Maximum 4 total (elements + reference images) when
+            using video. Files: each a URL, a data URI, a `pathlib.Path`, bytes, a
+            binary file object or a PIL image. Defaults to `None`.
+        elements: Elements (characters/objects) to include. Reference in prompt as
+            @Element1, @Element2. Defaults to `None`.
+        generate_audio: Whether to generate native audio for the video. Defaults to
+            `False`.
+        duration: Video duration in seconds (3-15s). Defaults to `"5"`.
+        shot_type: The type of multi-shot video generation. Defaults to `"customize"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,97 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class DynamicMask(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    mask_url: Annotated[FileInput, Field(title="Mask Url")]
-    """URL of the image for Dynamic Brush Application Area (Mask image created by users using the motion brush)"""
-    trajectories: Annotated[list[Trajectory] | None, Field(title="Trajectories")] = None
-    """List of trajectories"""
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=2500, title="Prompt")]
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    duration: Annotated[Literal["5", "10"], Field(title="Duration")] = "5"
-    """The duration of the generated video in seconds"""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """The aspect ratio of the generated video frame"""
-    tail_image_url: Annotated[FileInput | None, Field(title="Tail Image Url")] = None
-    """URL of the image to be used for the end of the video"""
-    negative_prompt: Annotated[str, Field(max_length=2500, title="Negative Prompt")] = (
-        "blur, distort, and low quality"
-    )
-    cfg_scale: Annotated[float, Field(ge=0.0, le=1.0, title="Cfg Scale")] = 0.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt.
-    """
-    static_mask_url: Annotated[FileInput | None, Field(title="Static Mask Url")] = None
-    """URL of the image for Static Brush Application Area (Mask image created by users using the motion brush)"""
-    dynamic_masks: Annotated[list[DynamicMask] | None, Field(title="Dynamic Masks")] = (
-        None
-    )
-    """List of dynamic masks"""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video"""
-
-
-class Trajectory(FalModel):
-    x: Annotated[int, Field(title="X")]
-    """X coordinate of the motion trajectory"""
-    y: Annotated[int, Field(title="Y")]
-    """Y coordinate of the motion trajectory"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -114,7 +33,64 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/kling-video/v1.5/pro/image-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class DynamicMask(FalModel):
+    mask_url: FileInput
+    """URL of the image for Dynamic Brush Application Area (Mask image created by users
+    using the motion brush)"""
+    trajectories: list[Trajectory] | None = None
+    """List of trajectories"""
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=2500)]
+    image_url: FileInput
+    duration: Literal["5", "10"] = "5"
+    """The duration of the generated video in seconds"""
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    """The aspect ratio of the generated video frame"""
+    tail_image_url: FileInput | None = None
+    """URL of the image to be used for the end of the video"""
+    negative_prompt: Annotated[str, Field(max_length=2500)] = (
+        "blur, distort, and low quality"
+    )
+    cfg_scale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt.
+    """
+    static_mask_url: FileInput | None = None
+    """URL of the image for Static Brush Application Area (Mask image created by users
+    using the motion brush)"""
+    dynamic_masks: list[DynamicMask] | None = None
+    """List of dynamic masks"""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video"""
+
+
+class Trajectory(FalModel):
+    x: int
+    """X coordinate of the motion trajectory"""
+    y: int
+    """Y coordinate of the motion trajectory"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -123,20 +99,22 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         DynamicMask: ["mask_url"],
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -148,33 +126,70 @@ def submit(
     cfg_scale: float = 0.5,
     static_mask_url: FileInput | None = None,
     dynamic_masks: list[DynamicMask] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        image_url: A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        tail_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        static_mask_url: URL of the image for Static Brush Application Area (Mask image
+            created by users using the motion brush). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        dynamic_masks: List of dynamic masks. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -186,8 +201,8 @@ def subscribe(
     cfg_scale: float = 0.5,
     static_mask_url: FileInput | None = None,
     dynamic_masks: list[DynamicMask] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -195,24 +210,60 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        image_url: A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        tail_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        static_mask_url: URL of the image for Static Brush Application Area (Mask image
+            created by users using the motion brush). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        dynamic_masks: List of dynamic masks. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -224,8 +275,8 @@ def run(
     cfg_scale: float = 0.5,
     static_mask_url: FileInput | None = None,
     dynamic_masks: list[DynamicMask] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -233,24 +284,60 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        image_url: A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        tail_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        static_mask_url: URL of the image for Static Brush Application Area (Mask image
+            created by users using the motion brush). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        dynamic_masks: List of dynamic masks. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -262,33 +349,70 @@ async def submit_async(
     cfg_scale: float = 0.5,
     static_mask_url: FileInput | None = None,
     dynamic_masks: list[DynamicMask] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        image_url: A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        tail_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        static_mask_url: URL of the image for Static Brush Application Area (Mask image
+            created by users using the motion brush). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        dynamic_masks: List of dynamic masks. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -300,8 +424,8 @@ async def subscribe_async(
     cfg_scale: float = 0.5,
     static_mask_url: FileInput | None = None,
     dynamic_masks: list[DynamicMask] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -309,24 +433,60 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        image_url: A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        tail_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        static_mask_url: URL of the image for Static Brush Application Area (Mask image
+            created by users using the motion brush). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        dynamic_masks: List of dynamic masks. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -338,8 +498,8 @@ async def run_async(
     cfg_scale: float = 0.5,
     static_mask_url: FileInput | None = None,
     dynamic_masks: list[DynamicMask] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -347,8 +507,44 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        image_url: A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file
+            object or a PIL image. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        tail_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        static_mask_url: URL of the image for Static Brush Application Area (Mask image
+            created by users using the motion brush). A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        dynamic_masks: List of dynamic masks. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

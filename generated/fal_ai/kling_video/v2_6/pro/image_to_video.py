@@ -5,70 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=2500, title="Prompt")]
-    start_image_url: Annotated[FileInput, Field(title="Start Image Url")]
-    """URL of the image to be used for the video"""
-    duration: Annotated[Literal["5", "10"], Field(title="Duration")] = "5"
-    """The duration of the generated video in seconds"""
-    negative_prompt: Annotated[str, Field(max_length=2500, title="Negative Prompt")] = (
-        "blur, distort, and low quality"
-    )
-    generate_audio: Annotated[bool, Field(title="Generate Audio")] = True
-    """Whether to generate native audio for the video. Supports Chinese and English voice output. Other languages are automatically translated to English. For English speech, use lowercase letters; for acronyms or proper nouns, use uppercase."""
-    voice_ids: Annotated[list[str] | None, Field(title="Voice Ids")] = None
-    """Optional Voice IDs for video generation. Reference voices in your prompt with <<<voice_1>>> and <<<voice_2>>> (maximum 2 voices per task). Get voice IDs from the kling video create-voice endpoint: https://fal.ai/models/fal-ai/kling-video/create-voice"""
-    end_image_url: Annotated[FileInput | None, Field(title="End Image Url")] = None
-    """URL of the image to be used for the end of the video"""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -85,26 +31,68 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/kling-video/v2.6/pro/image-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=2500)]
+    start_image_url: FileInput
+    """URL of the image to be used for the video"""
+    duration: Literal["5", "10"] = "5"
+    """The duration of the generated video in seconds"""
+    negative_prompt: Annotated[str, Field(max_length=2500)] = (
+        "blur, distort, and low quality"
+    )
+    generate_audio: bool = True
+    """Whether to generate native audio for the video. Supports Chinese and English
+    voice output. Other languages are automatically translated to English. For English
+    speech, use lowercase letters; for acronyms or proper nouns, use uppercase."""
+    voice_ids: list[str] | None = None
+    """Optional Voice IDs for video generation. Reference voices in your prompt with
+    <<<voice_1>>> and <<<voice_2>>> (maximum 2 voices per task). Get voice IDs from the
+    kling video create-voice endpoint:
+    https://fal.ai/models/fal-ai/kling-video/create-voice"""
+    end_image_url: FileInput | None = None
+    """URL of the image to be used for the end of the video"""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["start_image_url", "end_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -114,33 +102,69 @@ def submit(
     generate_audio: bool = True,
     voice_ids: list[str] | None = None,
     end_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        start_image_url: URL of the image to be used for the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        voice_ids: Optional Voice IDs for video generation. Reference voices in your
+            prompt with <<<voice_1>>> and <<<voice_2>>> (maximum 2 voices per task). Get
+            voice IDs from the kling video create-voice endpoint:
+            https://fal.ai/models/fal-ai/kling-video/create-voice. Defaults to `None`.
+        end_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -150,8 +174,8 @@ def subscribe(
     generate_audio: bool = True,
     voice_ids: list[str] | None = None,
     end_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -159,24 +183,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        start_image_url: URL of the image to be used for the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        voice_ids: Optional Voice IDs for video generation. Reference voices in your
+            prompt with <<<voice_1>>> and <<<voice_2>>> (maximum 2 voices per task). Get
+            voice IDs from the kling video create-voice endpoint:
+            https://fal.ai/models/fal-ai/kling-video/create-voice. Defaults to `None`.
+        end_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -186,8 +245,8 @@ def run(
     generate_audio: bool = True,
     voice_ids: list[str] | None = None,
     end_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -195,24 +254,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        start_image_url: URL of the image to be used for the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        voice_ids: Optional Voice IDs for video generation. Reference voices in your
+            prompt with <<<voice_1>>> and <<<voice_2>>> (maximum 2 voices per task). Get
+            voice IDs from the kling video create-voice endpoint:
+            https://fal.ai/models/fal-ai/kling-video/create-voice. Defaults to `None`.
+        end_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -222,33 +316,69 @@ async def submit_async(
     generate_audio: bool = True,
     voice_ids: list[str] | None = None,
     end_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        start_image_url: URL of the image to be used for the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        voice_ids: Optional Voice IDs for video generation. Reference voices in your
+            prompt with <<<voice_1>>> and <<<voice_2>>> (maximum 2 voices per task). Get
+            voice IDs from the kling video create-voice endpoint:
+            https://fal.ai/models/fal-ai/kling-video/create-voice. Defaults to `None`.
+        end_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -258,8 +388,8 @@ async def subscribe_async(
     generate_audio: bool = True,
     voice_ids: list[str] | None = None,
     end_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -267,24 +397,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        start_image_url: URL of the image to be used for the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        voice_ids: Optional Voice IDs for video generation. Reference voices in your
+            prompt with <<<voice_1>>> and <<<voice_2>>> (maximum 2 voices per task). Get
+            voice IDs from the kling video create-voice endpoint:
+            https://fal.ai/models/fal-ai/kling-video/create-voice. Defaults to `None`.
+        end_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -294,8 +459,8 @@ async def run_async(
     generate_audio: bool = True,
     voice_ids: list[str] | None = None,
     end_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -303,8 +468,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        start_image_url: URL of the image to be used for the video. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        voice_ids: Optional Voice IDs for video generation. Reference voices in your
+            prompt with <<<voice_1>>> and <<<voice_2>>> (maximum 2 voices per task). Get
+            voice IDs from the kling video create-voice endpoint:
+            https://fal.ai/models/fal-ai/kling-video/create-voice. Defaults to `None`.
+        end_image_url: URL of the image to be used for the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

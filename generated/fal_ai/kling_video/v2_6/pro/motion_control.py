@@ -5,71 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    """Request model for motion control video generation."""
-
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str | None, Field(max_length=2500, title="Prompt")] = None
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """Reference image URL. The characters, backgrounds, and other elements in the generated video are based on this reference image. Characters should have clear body proportions, avoid occlusion, and occupy more than 5% of the image area."""
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """Reference video URL. The character actions in the generated video will be consistent with this reference video. Should contain a realistic style character with entire body or upper body visible, including head, without obstruction. Duration limit depends on character_orientation: 10s max for 'image', 30s max for 'video'."""
-    keep_original_sound: Annotated[bool, Field(title="Keep Original Sound")] = True
-    """Whether to keep the original sound from the reference video."""
-    character_orientation: Annotated[
-        Literal["image", "video"], Field(title="Character Orientation")
-    ]
-    """Controls whether the output character's orientation matches the reference image or video. 'video': orientation matches reference video - better for complex motions (max 30s). 'image': orientation matches reference image - better for following camera movements (max 10s)."""
-
-
-class Output(FalModel):
-    """Output model for motion control video generation."""
-
-    video: File
-    """The generated video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -86,26 +31,71 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/kling-video/v2.6/pro/motion-control"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    """Request model for motion control video generation."""
+
+    prompt: Annotated[str | None, Field(max_length=2500)] = None
+    image_url: FileInput
+    """Reference image URL. The characters, backgrounds, and other elements in the
+    generated video are based on this reference image. Characters should have clear body
+    proportions, avoid occlusion, and occupy more than 5% of the image area."""
+    video_url: FileInput
+    """Reference video URL. The character actions in the generated video will be
+    consistent with this reference video. Should contain a realistic style character
+    with entire body or upper body visible, including head, without obstruction.
+    Duration limit depends on character_orientation: 10s max for 'image', 30s max for
+    'video'."""
+    keep_original_sound: bool = True
+    """Whether to keep the original sound from the reference video."""
+    character_orientation: Literal["image", "video"]
+    """Controls whether the output character's orientation matches the reference image
+    or video. 'video': orientation matches reference video - better for complex motions
+    (max 30s). 'image': orientation matches reference image - better for following
+    camera movements (max 10s)."""
+
+
+class Output(FalModel):
+    """Output model for motion control video generation."""
+
+    video: File
+    """The generated video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "video_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str | None = None,
@@ -113,33 +103,69 @@ def submit(
     video_url: FileInput,
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str | None = None,
@@ -147,8 +173,8 @@ def subscribe(
     video_url: FileInput,
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -156,24 +182,59 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str | None = None,
@@ -181,8 +242,8 @@ def run(
     video_url: FileInput,
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -190,24 +251,59 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str | None = None,
@@ -215,33 +311,69 @@ async def submit_async(
     video_url: FileInput,
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str | None = None,
@@ -249,8 +381,8 @@ async def subscribe_async(
     video_url: FileInput,
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -258,24 +390,59 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str | None = None,
@@ -283,8 +450,8 @@ async def run_async(
     video_url: FileInput,
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -292,8 +459,43 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,69 +5,15 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(max_length=2500, title="Prompt")]
-    duration: Annotated[Literal["5", "10"], Field(title="Duration")] = "5"
-    """The duration of the generated video in seconds"""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """The aspect ratio of the generated video frame"""
-    negative_prompt: Annotated[str, Field(max_length=2500, title="Negative Prompt")] = (
-        "blur, distort, and low quality"
-    )
-    cfg_scale: Annotated[float, Field(ge=0.0, le=1.0, title="Cfg Scale")] = 0.5
-    """
-    The CFG (Classifier Free Guidance) scale is a measure of how close you want
-    the model to stick to your prompt.
-    """
-    generate_audio: Annotated[bool, Field(title="Generate Audio")] = True
-    """Whether to generate native audio for the video. Supports Chinese and English voice output. Other languages are automatically translated to English. For English speech, use lowercase letters; for acronyms or proper nouns, use uppercase."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -84,25 +30,65 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/kling-video/v2.6/pro/text-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=2500)]
+    duration: Literal["5", "10"] = "5"
+    """The duration of the generated video in seconds"""
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    """The aspect ratio of the generated video frame"""
+    negative_prompt: Annotated[str, Field(max_length=2500)] = (
+        "blur, distort, and low quality"
+    )
+    cfg_scale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """
+    The CFG (Classifier Free Guidance) scale is a measure of how close you want
+    the model to stick to your prompt.
+    """
+    generate_audio: bool = True
+    """Whether to generate native audio for the video. Supports Chinese and English
+    voice output. Other languages are automatically translated to English. For English
+    speech, use lowercase letters; for acronyms or proper nouns, use uppercase."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -111,33 +97,64 @@ def submit(
     negative_prompt: str = "blur, distort, and low quality",
     cfg_scale: float = 0.5,
     generate_audio: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -146,8 +163,8 @@ def subscribe(
     negative_prompt: str = "blur, distort, and low quality",
     cfg_scale: float = 0.5,
     generate_audio: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -155,24 +172,54 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -181,8 +228,8 @@ def run(
     negative_prompt: str = "blur, distort, and low quality",
     cfg_scale: float = 0.5,
     generate_audio: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -190,24 +237,54 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -216,33 +293,64 @@ async def submit_async(
     negative_prompt: str = "blur, distort, and low quality",
     cfg_scale: float = 0.5,
     generate_audio: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -251,8 +359,8 @@ async def subscribe_async(
     negative_prompt: str = "blur, distort, and low quality",
     cfg_scale: float = 0.5,
     generate_audio: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -260,24 +368,54 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -286,8 +424,8 @@ async def run_async(
     negative_prompt: str = "blur, distort, and low quality",
     cfg_scale: float = 0.5,
     generate_audio: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -295,8 +433,38 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Required.
+        duration: The duration of the generated video in seconds. Defaults to `"5"`.
+        aspect_ratio: The aspect ratio of the generated video frame. Defaults to
+            `"16:9"`.
+        negative_prompt: Length at most 2500. Defaults to `"blur, distort, and low
+            quality"`.
+        cfg_scale: The CFG (Classifier Free Guidance) scale is a measure of how close
+            you want the model to stick to your prompt. Between 0.0 and 1.0. Defaults to
+            `0.5`.
+        generate_audio: Whether to generate native audio for the video. Supports Chinese
+            and English voice output. Other languages are automatically translated to
+            English. For English speech, use lowercase letters; for acronyms or proper
+            nouns, use uppercase. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

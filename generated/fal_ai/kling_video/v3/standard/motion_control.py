@@ -5,85 +5,16 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str | None, Field(max_length=2500, title="Prompt")] = None
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """Reference image URL. The characters, backgrounds, and other elements in the generated video are based on this reference image. Characters should have clear body proportions, avoid occlusion, and occupy more than 5% of the image area."""
-    video_url: Annotated[FileInput, Field(title="Video Url")]
-    """Reference video URL. The character actions in the generated video will be consistent with this reference video. Should contain a realistic style character with entire body or upper body visible, including head, without obstruction. Duration limit depends on character_orientation: 10s max for 'image', 30s max for 'video'."""
-    keep_original_sound: Annotated[bool, Field(title="Keep Original Sound")] = True
-    """Whether to keep the original sound from the reference video."""
-    character_orientation: Annotated[
-        Literal["image", "video"], Field(title="Character Orientation")
-    ]
-    """Controls whether the output character's orientation matches the reference image or video. 'video': orientation matches reference video - better for complex motions (max 30s). 'image': orientation matches reference image - better for following camera movements (max 10s)."""
-    elements: Annotated[
-        list[KlingV3ImageElementInput] | None, Field(title="Elements")
-    ] = None
-    """Optional element for facial consistency binding. Upload a facial element to enhance identity preservation in the generated video. Only 1 element is supported. Reference in prompt as @Element1. Element binding is only supported when character_orientation is 'video'."""
-
-
-class KlingV3ImageElementInput(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    frontal_image_url: Annotated[FileInput | None, Field(title="Frontal Image Url")] = (
-        None
-    )
-    """The frontal image of the element (main view)."""
-    reference_image_urls: Annotated[
-        list[FileInput] | None, Field(title="Reference Image Urls")
-    ] = None
-    """Additional reference images from different angles. 1-3 images supported. At least one image is required."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
@@ -101,7 +32,59 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/kling-video/v3/standard/motion-control"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str | None, Field(max_length=2500)] = None
+    image_url: FileInput
+    """Reference image URL. The characters, backgrounds, and other elements in the
+    generated video are based on this reference image. Characters should have clear body
+    proportions, avoid occlusion, and occupy more than 5% of the image area."""
+    video_url: FileInput
+    """Reference video URL. The character actions in the generated video will be
+    consistent with this reference video. Should contain a realistic style character
+    with entire body or upper body visible, including head, without obstruction.
+    Duration limit depends on character_orientation: 10s max for 'image', 30s max for
+    'video'."""
+    keep_original_sound: bool = True
+    """Whether to keep the original sound from the reference video."""
+    character_orientation: Literal["image", "video"]
+    """Controls whether the output character's orientation matches the reference image
+    or video. 'video': orientation matches reference video - better for complex motions
+    (max 30s). 'image': orientation matches reference image - better for following
+    camera movements (max 10s)."""
+    elements: list[KlingV3ImageElementInput] | None = None
+    """Optional element for facial consistency binding. Upload a facial element to
+    enhance identity preservation in the generated video. Only 1 element is supported.
+    Reference in prompt as @Element1. Element binding is only supported when
+    character_orientation is 'video'."""
+
+
+class KlingV3ImageElementInput(FalModel):
+    frontal_image_url: FileInput | None = None
+    """The frontal image of the element (main view)."""
+    reference_image_urls: list[FileInput] | None = None
+    """Additional reference images from different angles. 1-3 images supported. At least
+    one image is required."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
@@ -110,20 +93,22 @@ endpoint: _Endpoint[Input, Output] = _Endpoint(
         KlingV3ImageElementInput: ["frontal_image_url", "reference_image_urls"],
     },
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str | None = None,
@@ -132,33 +117,73 @@ def submit(
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
     elements: list[KlingV3ImageElementInput] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        elements: Optional element for facial consistency binding. Upload a facial
+            element to enhance identity preservation in the generated video. Only 1
+            element is supported. Reference in prompt as @Element1. Element binding is
+            only supported when character_orientation is 'video'. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str | None = None,
@@ -167,8 +192,8 @@ def subscribe(
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
     elements: list[KlingV3ImageElementInput] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -176,24 +201,63 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        elements: Optional element for facial consistency binding. Upload a facial
+            element to enhance identity preservation in the generated video. Only 1
+            element is supported. Reference in prompt as @Element1. Element binding is
+            only supported when character_orientation is 'video'. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str | None = None,
@@ -202,8 +266,8 @@ def run(
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
     elements: list[KlingV3ImageElementInput] | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -211,24 +275,63 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        elements: Optional element for facial consistency binding. Upload a facial
+            element to enhance identity preservation in the generated video. Only 1
+            element is supported. Reference in prompt as @Element1. Element binding is
+            only supported when character_orientation is 'video'. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str | None = None,
@@ -237,33 +340,73 @@ async def submit_async(
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
     elements: list[KlingV3ImageElementInput] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        elements: Optional element for facial consistency binding. Upload a facial
+            element to enhance identity preservation in the generated video. Only 1
+            element is supported. Reference in prompt as @Element1. Element binding is
+            only supported when character_orientation is 'video'. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str | None = None,
@@ -272,8 +415,8 @@ async def subscribe_async(
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
     elements: list[KlingV3ImageElementInput] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -281,24 +424,63 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        elements: Optional element for facial consistency binding. Upload a facial
+            element to enhance identity preservation in the generated video. Only 1
+            element is supported. Reference in prompt as @Element1. Element binding is
+            only supported when character_orientation is 'video'. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str | None = None,
@@ -307,8 +489,8 @@ async def run_async(
     keep_original_sound: bool = True,
     character_orientation: Literal["image", "video"],
     elements: list[KlingV3ImageElementInput] | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -316,8 +498,47 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Length at most 2500. Defaults to `None`.
+        image_url: Reference image URL. The characters, backgrounds, and other elements
+            in the generated video are based on this reference image. Characters should
+            have clear body proportions, avoid occlusion, and occupy more than 5% of the
+            image area. A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary
+            file object or a PIL image. Required.
+        video_url: Reference video URL. The character actions in the generated video
+            will be consistent with this reference video. Should contain a realistic
+            style character with entire body or upper body visible, including head,
+            without obstruction. Duration limit depends on character_orientation: 10s
+            max for 'image', 30s max for 'video'. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        keep_original_sound: Whether to keep the original sound from the reference
+            video. Defaults to `True`.
+        character_orientation: Controls whether the output character's orientation
+            matches the reference image or video. 'video': orientation matches reference
+            video - better for complex motions (max 30s). 'image': orientation matches
+            reference image - better for following camera movements (max 10s). Required.
+        elements: Optional element for facial consistency binding. Upload a facial
+            element to enhance identity preservation in the generated video. Only 1
+            element is supported. Reference in prompt as @Element1. Element binding is
+            only supported when character_orientation is 'video'. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

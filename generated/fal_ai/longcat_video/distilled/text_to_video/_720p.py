@@ -5,101 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to guide the video generation."""
-    num_frames: Annotated[int, Field(ge=17, le=961, title="Number of Frames")] = 162
-    """The number of frames to generate."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=16, title="Number of Inference Steps")
-    ] = 12
-    """The number of inference steps to use."""
-    num_refine_inference_steps: Annotated[
-        int, Field(ge=2, le=16, title="Number of Refinement Inference Steps")
-    ] = 12
-    """The number of inference steps to use for refinement."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """The aspect ratio of the generated video."""
-    fps: Annotated[int, Field(ge=1, le=60, title="FPS")] = 30
-    """The frame rate of the generated video."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable safety checker."""
-    video_output_type: Annotated[
-        Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"],
-        Field(title="Video Output Type"),
-    ] = "X264 (.mp4)"
-    """The output type of the generated video."""
-    video_quality: Annotated[
-        Literal["low", "medium", "high", "maximum"], Field(title="Video Quality")
-    ] = "high"
-    """The quality of the generated video."""
-    video_write_mode: Annotated[
-        Literal["fast", "balanced", "small"], Field(title="Video Write Mode")
-    ] = "balanced"
-    """The write mode of the generated video."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generation."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-    video: File
-    """The generated video file."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "VideoOutputType",
+    "VideoQuality",
     "File",
     "Input",
     "Output",
@@ -112,25 +32,87 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/longcat-video/distilled/text-to-video/720p"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+VideoOutputType: TypeAlias = Literal[
+    "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
+]
+
+
+VideoQuality: TypeAlias = Literal["low", "medium", "high", "maximum"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to guide the video generation."""
+    num_frames: Annotated[int, Field(ge=17, le=961)] = 162
+    """The number of frames to generate."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=16)] = 12
+    """The number of inference steps to use."""
+    num_refine_inference_steps: Annotated[int, Field(ge=2, le=16)] = 12
+    """The number of inference steps to use for refinement."""
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    """The aspect ratio of the generated video."""
+    fps: Annotated[int, Field(ge=1, le=60)] = 30
+    """The frame rate of the generated video."""
+    seed: int | None = None
+    """The seed for the random number generator."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion."""
+    enable_safety_checker: bool = True
+    """Whether to enable safety checker."""
+    video_output_type: VideoOutputType = "X264 (.mp4)"
+    """The output type of the generated video."""
+    video_quality: VideoQuality = "high"
+    """The quality of the generated video."""
+    video_write_mode: Literal["fast", "balanced", "small"] = "balanced"
+    """The write mode of the generated video."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    prompt: str
+    """The prompt used for generation."""
+    seed: int
+    """The seed used for generation."""
+    video: File
+    """The generated video file."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -142,39 +124,75 @@ def submit(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `12`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 2 and 16. Defaults to `12`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -186,14 +204,12 @@ def subscribe(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -201,24 +217,61 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `12`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 2 and 16. Defaults to `12`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -230,14 +283,12 @@ def run(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -245,24 +296,61 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `12`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 2 and 16. Defaults to `12`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -274,39 +362,75 @@ async def submit_async(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `12`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 2 and 16. Defaults to `12`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -318,14 +442,12 @@ async def subscribe_async(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -333,24 +455,61 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `12`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 2 and 16. Defaults to `12`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -362,14 +521,12 @@ async def run_async(
     seed: int | None = None,
     enable_prompt_expansion: bool = False,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -377,8 +534,45 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to guide the video generation. Required.
+        num_frames: The number of frames to generate. Between 17 and 961. Defaults to
+            `162`.
+        num_inference_steps: The number of inference steps to use. Between 2 and 16.
+            Defaults to `12`.
+        num_refine_inference_steps: The number of inference steps to use for refinement.
+            Between 2 and 16. Defaults to `12`.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        fps: The frame rate of the generated video. Between 1 and 60. Defaults to `30`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to
+            `False`.
+        enable_safety_checker: Whether to enable safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

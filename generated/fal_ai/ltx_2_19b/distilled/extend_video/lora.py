@@ -5,189 +5,25 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate the video from."""
-    video_url: Annotated[FileInput, Field(title="Video URL")]
-    """The URL of the video to extend."""
-    end_image_url: Annotated[FileInput | None, Field(title="End Image URL")] = None
-    """The URL of the image to use as the end of the extended video."""
-    num_frames: Annotated[int, Field(ge=9, le=481, title="Number of Frames")] = 121
-    """The number of frames to generate."""
-    video_size: Annotated[
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Video Size", validate_default=True),
-    ] = "auto"
-    """The size of the generated video."""
-    generate_audio: Annotated[bool, Field(title="Generate Audio")] = True
-    """Whether to generate audio for the video."""
-    use_multiscale: Annotated[bool, Field(title="Use Multi-Scale")] = True
-    """Whether to use multi-scale generation. If True, the model will generate the video at a smaller scale first, then use the smaller video to guide the generation of a video at or above your requested size. This results in better coherence and details."""
-    match_input_fps: Annotated[bool, Field(title="Match Input FPS")] = True
-    """When true, match the output FPS to the input video's FPS instead of using the default target FPS."""
-    fps: Annotated[float, Field(ge=1.0, le=60.0, title="FPS")] = 25
-    """The frames per second of the generated video."""
-    acceleration: Annotated[
-        Literal["none", "regular", "high", "full"], Field(title="Acceleration")
-    ] = "none"
-    """The acceleration level to use."""
-    camera_lora: Annotated[
-        Literal[
-            "dolly_in",
-            "dolly_out",
-            "dolly_left",
-            "dolly_right",
-            "jib_up",
-            "jib_down",
-            "static",
-            "none",
-        ],
-        Field(title="Camera LoRA"),
-    ] = "none"
-    """The camera LoRA to use. This allows you to control the camera movement of the generated video more accurately than just prompting the model to move the camera."""
-    camera_lora_scale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Camera LoRA Scale")
-    ] = 1
-    """The scale of the camera LoRA to use. This allows you to control the camera movement of the generated video more accurately than just prompting the model to move the camera."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, robotic voice, echo, background noise, off-sync audio,incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
-    )
-    """The negative prompt to generate the video from."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        True
-    )
-    """Whether to enable prompt expansion."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable the safety checker."""
-    video_output_type: Annotated[
-        Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"],
-        Field(title="Video Output Type"),
-    ] = "X264 (.mp4)"
-    """The output type of the generated video."""
-    video_quality: Annotated[
-        Literal["low", "medium", "high", "maximum"], Field(title="Video Quality")
-    ] = "high"
-    """The quality of the generated video."""
-    video_write_mode: Annotated[
-        Literal["fast", "balanced", "small"], Field(title="Video Write Mode")
-    ] = "balanced"
-    """The write mode of the generated video."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    loras: Annotated[list[LoRAInput], Field(title="LoRAs")]
-    """The LoRAs to use for the generation."""
-    extend_direction: Annotated[
-        Literal["forward", "backward"], Field(title="Extend Direction")
-    ] = "forward"
-    """Direction to extend the video. 'forward' extends from the end of the video, 'backward' extends from the beginning."""
-    num_context_frames: Annotated[
-        int, Field(ge=0, le=121, title="Number of Context Frames")
-    ] = 25
-    """The number of frames to use as context for the extension."""
-    video_strength: Annotated[float, Field(ge=0.0, le=1.0, title="Video Strength")] = 1
-    """Video conditioning strength. Lower values represent more freedom given to the model to change the video content."""
-    audio_strength: Annotated[float, Field(ge=0.0, le=1.0, title="Audio Strength")] = 1
-    """Audio conditioning strength. Lower values represent more freedom given to the model to change the audio content."""
-    end_image_strength: Annotated[
-        float, Field(ge=0.0, le=1.0, title="End Image Strength")
-    ] = 1
-    """The strength of the end image to use for the video generation."""
-
-
-class LoRAInput(FalModel):
-    """LoRA weight configuration."""
-
-    path: Annotated[str, Field(title="Path")]
-    """URL, HuggingFace repo ID (owner/repo) to lora weights."""
-    weight_name: Annotated[str | None, Field(title="Weight Name")] = None
-    """Name of the LoRA weight. Only used if `path` is a HuggingFace repository, and is only required when the repository contains multiple LoRA weights."""
-    scale: Annotated[float, Field(ge=0.0, le=4.0, title="Scale")] = 1
-    """Scale factor for LoRA application (0.0 to 4.0)."""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The generated video."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for the random number generator."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for the generation."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "VideoSize",
+    "Acceleration",
+    "CameraLora",
+    "VideoOutputType",
+    "VideoQuality",
     "ImageSize",
     "Input",
     "LoRAInput",
@@ -202,68 +38,204 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ltx-2-19b/distilled/extend-video/lora"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+VideoSize: TypeAlias = Literal[
+    "auto",
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+Acceleration: TypeAlias = Literal["none", "regular", "high", "full"]
+
+
+CameraLora: TypeAlias = Literal[
+    "dolly_in",
+    "dolly_out",
+    "dolly_left",
+    "dolly_right",
+    "jib_up",
+    "jib_down",
+    "static",
+    "none",
+]
+
+
+VideoOutputType: TypeAlias = Literal[
+    "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
+]
+
+
+VideoQuality: TypeAlias = Literal["low", "medium", "high", "maximum"]
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate the video from."""
+    video_url: FileInput
+    """The URL of the video to extend."""
+    end_image_url: FileInput | None = None
+    """The URL of the image to use as the end of the extended video."""
+    num_frames: Annotated[int, Field(ge=9, le=481)] = 121
+    """The number of frames to generate."""
+    video_size: Annotated[
+        ImageSize | VideoSize,
+        Field(validate_default=True),
+    ] = "auto"
+    """The size of the generated video."""
+    generate_audio: bool = True
+    """Whether to generate audio for the video."""
+    use_multiscale: bool = True
+    """Whether to use multi-scale generation. If True, the model will generate the video
+    at a smaller scale first, then use the smaller video to guide the generation of a
+    video at or above your requested size. This results in better coherence and
+    details."""
+    match_input_fps: bool = True
+    """When true, match the output FPS to the input video's FPS instead of using the
+    default target FPS."""
+    fps: Annotated[float, Field(ge=1.0, le=60.0)] = 25
+    """The frames per second of the generated video."""
+    acceleration: Acceleration = "none"
+    """The acceleration level to use."""
+    camera_lora: CameraLora = "none"
+    """The camera LoRA to use. This allows you to control the camera movement of the
+    generated video more accurately than just prompting the model to move the camera."""
+    camera_lora_scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The scale of the camera LoRA to use. This allows you to control the camera
+    movement of the generated video more accurately than just prompting the model to
+    move the camera."""
+    negative_prompt: str = (
+        "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, robotic voice, echo, background noise, off-sync audio,incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
+    )
+    """The negative prompt to generate the video from."""
+    seed: int | None = None
+    """The seed for the random number generator."""
+    enable_prompt_expansion: bool = True
+    """Whether to enable prompt expansion."""
+    enable_safety_checker: bool = True
+    """Whether to enable the safety checker."""
+    video_output_type: VideoOutputType = "X264 (.mp4)"
+    """The output type of the generated video."""
+    video_quality: VideoQuality = "high"
+    """The quality of the generated video."""
+    video_write_mode: Literal["fast", "balanced", "small"] = "balanced"
+    """The write mode of the generated video."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    loras: list[LoRAInput]
+    """The LoRAs to use for the generation."""
+    extend_direction: Literal["forward", "backward"] = "forward"
+    """Direction to extend the video. 'forward' extends from the end of the video,
+    'backward' extends from the beginning."""
+    num_context_frames: Annotated[int, Field(ge=0, le=121)] = 25
+    """The number of frames to use as context for the extension."""
+    video_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """Video conditioning strength. Lower values represent more freedom given to the
+    model to change the video content."""
+    audio_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """Audio conditioning strength. Lower values represent more freedom given to the
+    model to change the audio content."""
+    end_image_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The strength of the end image to use for the video generation."""
+
+
+class LoRAInput(FalModel):
+    """LoRA weight configuration."""
+
+    path: str
+    """URL, HuggingFace repo ID (owner/repo) to lora weights."""
+    weight_name: str | None = None
+    """Name of the LoRA weight. Only used if `path` is a HuggingFace repository, and is
+    only required when the repository contains multiple LoRA weights."""
+    scale: Annotated[float, Field(ge=0.0, le=4.0)] = 1
+    """Scale factor for LoRA application (0.0 to 4.0)."""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The generated video."""
+    seed: int
+    """The seed used for the random number generator."""
+    prompt: str
+    """The prompt used for the generation."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["video_url", "end_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
     video_url: FileInput,
     end_image_url: FileInput | None = None,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    video_size: ImageSize | VideoSize = "auto",
     generate_audio: bool = True,
     use_multiscale: bool = True,
     match_input_fps: bool = True,
     fps: float = 25,
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, robotic voice, echo, background noise, off-sync audio,incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts.",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     loras: list[LoRAInput],
@@ -272,75 +244,137 @@ def submit(
     video_strength: float = 1,
     audio_strength: float = 1,
     end_image_strength: float = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_url: The URL of the video to extend. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image to use as the end of the extended video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Defaults to `"auto"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        match_input_fps: When true, match the output FPS to the input video's FPS
+            instead of using the default target FPS. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `25`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"blurry, out of focus, overexposed, underexposed, low contrast, washed out
+            colors, excessive noise, grainy texture, poor lighting, flickering, motion
+            blur, distorted proportions, unnatural skin tones, deformed facial features,
+            asymmetrical face, missing facial features, extra limbs, disfigured hands,
+            wrong hand count, artifacts around text, inconsistent perspective, camera
+            shake, incorrect depth of field, background too sharp, background clutter,
+            distracting reflections, harsh shadows, inconsistent lighting direction,
+            color banding, cartoonish rendering, 3D CGI look, unrealistic materials,
+            uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated
+            expressions, wrong gaze direction, mismatched lip sync, silent or muted
+            audio, distorted voice, robotic voice, echo, background noise, off-sync
+            audio,incorrect dialogue, added dialogue, repetitive speech, jittery
+            movement, awkward pauses, incorrect timing, unnatural transitions,
+            inconsistent framing, tilted camera, flat lighting, inconsistent tone,
+            cinematic oversaturation, stylized filters, or AI artifacts."`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        loras: The LoRAs to use for the generation. Required.
+        extend_direction: Direction to extend the video. 'forward' extends from the end
+            of the video, 'backward' extends from the beginning. Defaults to
+            `"forward"`.
+        num_context_frames: The number of frames to use as context for the extension.
+            Between 0 and 121. Defaults to `25`.
+        video_strength: Video conditioning strength. Lower values represent more freedom
+            given to the model to change the video content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        audio_strength: Audio conditioning strength. Lower values represent more freedom
+            given to the model to change the audio content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
     video_url: FileInput,
     end_image_url: FileInput | None = None,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    video_size: ImageSize | VideoSize = "auto",
     generate_audio: bool = True,
     use_multiscale: bool = True,
     match_input_fps: bool = True,
     fps: float = 25,
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, robotic voice, echo, background noise, off-sync audio,incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts.",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     loras: list[LoRAInput],
@@ -349,8 +383,8 @@ def subscribe(
     video_strength: float = 1,
     audio_strength: float = 1,
     end_image_strength: float = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -358,66 +392,127 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_url: The URL of the video to extend. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image to use as the end of the extended video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Defaults to `"auto"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        match_input_fps: When true, match the output FPS to the input video's FPS
+            instead of using the default target FPS. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `25`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"blurry, out of focus, overexposed, underexposed, low contrast, washed out
+            colors, excessive noise, grainy texture, poor lighting, flickering, motion
+            blur, distorted proportions, unnatural skin tones, deformed facial features,
+            asymmetrical face, missing facial features, extra limbs, disfigured hands,
+            wrong hand count, artifacts around text, inconsistent perspective, camera
+            shake, incorrect depth of field, background too sharp, background clutter,
+            distracting reflections, harsh shadows, inconsistent lighting direction,
+            color banding, cartoonish rendering, 3D CGI look, unrealistic materials,
+            uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated
+            expressions, wrong gaze direction, mismatched lip sync, silent or muted
+            audio, distorted voice, robotic voice, echo, background noise, off-sync
+            audio,incorrect dialogue, added dialogue, repetitive speech, jittery
+            movement, awkward pauses, incorrect timing, unnatural transitions,
+            inconsistent framing, tilted camera, flat lighting, inconsistent tone,
+            cinematic oversaturation, stylized filters, or AI artifacts."`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        loras: The LoRAs to use for the generation. Required.
+        extend_direction: Direction to extend the video. 'forward' extends from the end
+            of the video, 'backward' extends from the beginning. Defaults to
+            `"forward"`.
+        num_context_frames: The number of frames to use as context for the extension.
+            Between 0 and 121. Defaults to `25`.
+        video_strength: Video conditioning strength. Lower values represent more freedom
+            given to the model to change the video content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        audio_strength: Audio conditioning strength. Lower values represent more freedom
+            given to the model to change the audio content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
     video_url: FileInput,
     end_image_url: FileInput | None = None,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    video_size: ImageSize | VideoSize = "auto",
     generate_audio: bool = True,
     use_multiscale: bool = True,
     match_input_fps: bool = True,
     fps: float = 25,
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, robotic voice, echo, background noise, off-sync audio,incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts.",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     loras: list[LoRAInput],
@@ -426,8 +521,8 @@ def run(
     video_strength: float = 1,
     audio_strength: float = 1,
     end_image_strength: float = 1,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -435,66 +530,127 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_url: The URL of the video to extend. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image to use as the end of the extended video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Defaults to `"auto"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        match_input_fps: When true, match the output FPS to the input video's FPS
+            instead of using the default target FPS. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `25`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"blurry, out of focus, overexposed, underexposed, low contrast, washed out
+            colors, excessive noise, grainy texture, poor lighting, flickering, motion
+            blur, distorted proportions, unnatural skin tones, deformed facial features,
+            asymmetrical face, missing facial features, extra limbs, disfigured hands,
+            wrong hand count, artifacts around text, inconsistent perspective, camera
+            shake, incorrect depth of field, background too sharp, background clutter,
+            distracting reflections, harsh shadows, inconsistent lighting direction,
+            color banding, cartoonish rendering, 3D CGI look, unrealistic materials,
+            uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated
+            expressions, wrong gaze direction, mismatched lip sync, silent or muted
+            audio, distorted voice, robotic voice, echo, background noise, off-sync
+            audio,incorrect dialogue, added dialogue, repetitive speech, jittery
+            movement, awkward pauses, incorrect timing, unnatural transitions,
+            inconsistent framing, tilted camera, flat lighting, inconsistent tone,
+            cinematic oversaturation, stylized filters, or AI artifacts."`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        loras: The LoRAs to use for the generation. Required.
+        extend_direction: Direction to extend the video. 'forward' extends from the end
+            of the video, 'backward' extends from the beginning. Defaults to
+            `"forward"`.
+        num_context_frames: The number of frames to use as context for the extension.
+            Between 0 and 121. Defaults to `25`.
+        video_strength: Video conditioning strength. Lower values represent more freedom
+            given to the model to change the video content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        audio_strength: Audio conditioning strength. Lower values represent more freedom
+            given to the model to change the audio content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
     video_url: FileInput,
     end_image_url: FileInput | None = None,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    video_size: ImageSize | VideoSize = "auto",
     generate_audio: bool = True,
     use_multiscale: bool = True,
     match_input_fps: bool = True,
     fps: float = 25,
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, robotic voice, echo, background noise, off-sync audio,incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts.",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     loras: list[LoRAInput],
@@ -503,75 +659,137 @@ async def submit_async(
     video_strength: float = 1,
     audio_strength: float = 1,
     end_image_strength: float = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_url: The URL of the video to extend. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image to use as the end of the extended video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Defaults to `"auto"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        match_input_fps: When true, match the output FPS to the input video's FPS
+            instead of using the default target FPS. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `25`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"blurry, out of focus, overexposed, underexposed, low contrast, washed out
+            colors, excessive noise, grainy texture, poor lighting, flickering, motion
+            blur, distorted proportions, unnatural skin tones, deformed facial features,
+            asymmetrical face, missing facial features, extra limbs, disfigured hands,
+            wrong hand count, artifacts around text, inconsistent perspective, camera
+            shake, incorrect depth of field, background too sharp, background clutter,
+            distracting reflections, harsh shadows, inconsistent lighting direction,
+            color banding, cartoonish rendering, 3D CGI look, unrealistic materials,
+            uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated
+            expressions, wrong gaze direction, mismatched lip sync, silent or muted
+            audio, distorted voice, robotic voice, echo, background noise, off-sync
+            audio,incorrect dialogue, added dialogue, repetitive speech, jittery
+            movement, awkward pauses, incorrect timing, unnatural transitions,
+            inconsistent framing, tilted camera, flat lighting, inconsistent tone,
+            cinematic oversaturation, stylized filters, or AI artifacts."`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        loras: The LoRAs to use for the generation. Required.
+        extend_direction: Direction to extend the video. 'forward' extends from the end
+            of the video, 'backward' extends from the beginning. Defaults to
+            `"forward"`.
+        num_context_frames: The number of frames to use as context for the extension.
+            Between 0 and 121. Defaults to `25`.
+        video_strength: Video conditioning strength. Lower values represent more freedom
+            given to the model to change the video content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        audio_strength: Audio conditioning strength. Lower values represent more freedom
+            given to the model to change the audio content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
     video_url: FileInput,
     end_image_url: FileInput | None = None,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    video_size: ImageSize | VideoSize = "auto",
     generate_audio: bool = True,
     use_multiscale: bool = True,
     match_input_fps: bool = True,
     fps: float = 25,
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, robotic voice, echo, background noise, off-sync audio,incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts.",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     loras: list[LoRAInput],
@@ -580,8 +798,8 @@ async def subscribe_async(
     video_strength: float = 1,
     audio_strength: float = 1,
     end_image_strength: float = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -589,66 +807,127 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_url: The URL of the video to extend. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image to use as the end of the extended video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Defaults to `"auto"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        match_input_fps: When true, match the output FPS to the input video's FPS
+            instead of using the default target FPS. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `25`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"blurry, out of focus, overexposed, underexposed, low contrast, washed out
+            colors, excessive noise, grainy texture, poor lighting, flickering, motion
+            blur, distorted proportions, unnatural skin tones, deformed facial features,
+            asymmetrical face, missing facial features, extra limbs, disfigured hands,
+            wrong hand count, artifacts around text, inconsistent perspective, camera
+            shake, incorrect depth of field, background too sharp, background clutter,
+            distracting reflections, harsh shadows, inconsistent lighting direction,
+            color banding, cartoonish rendering, 3D CGI look, unrealistic materials,
+            uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated
+            expressions, wrong gaze direction, mismatched lip sync, silent or muted
+            audio, distorted voice, robotic voice, echo, background noise, off-sync
+            audio,incorrect dialogue, added dialogue, repetitive speech, jittery
+            movement, awkward pauses, incorrect timing, unnatural transitions,
+            inconsistent framing, tilted camera, flat lighting, inconsistent tone,
+            cinematic oversaturation, stylized filters, or AI artifacts."`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        loras: The LoRAs to use for the generation. Required.
+        extend_direction: Direction to extend the video. 'forward' extends from the end
+            of the video, 'backward' extends from the beginning. Defaults to
+            `"forward"`.
+        num_context_frames: The number of frames to use as context for the extension.
+            Between 0 and 121. Defaults to `25`.
+        video_strength: Video conditioning strength. Lower values represent more freedom
+            given to the model to change the video content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        audio_strength: Audio conditioning strength. Lower values represent more freedom
+            given to the model to change the audio content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
     video_url: FileInput,
     end_image_url: FileInput | None = None,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "auto",
+    video_size: ImageSize | VideoSize = "auto",
     generate_audio: bool = True,
     use_multiscale: bool = True,
     match_input_fps: bool = True,
     fps: float = 25,
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, robotic voice, echo, background noise, off-sync audio,incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts.",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     loras: list[LoRAInput],
@@ -657,8 +936,8 @@ async def run_async(
     video_strength: float = 1,
     audio_strength: float = 1,
     end_image_strength: float = 1,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -666,8 +945,91 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        video_url: The URL of the video to extend. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image to use as the end of the extended video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Defaults to `"auto"`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        match_input_fps: When true, match the output FPS to the input video's FPS
+            instead of using the default target FPS. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `25`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"blurry, out of focus, overexposed, underexposed, low contrast, washed out
+            colors, excessive noise, grainy texture, poor lighting, flickering, motion
+            blur, distorted proportions, unnatural skin tones, deformed facial features,
+            asymmetrical face, missing facial features, extra limbs, disfigured hands,
+            wrong hand count, artifacts around text, inconsistent perspective, camera
+            shake, incorrect depth of field, background too sharp, background clutter,
+            distracting reflections, harsh shadows, inconsistent lighting direction,
+            color banding, cartoonish rendering, 3D CGI look, unrealistic materials,
+            uncanny valley effect, incorrect ethnicity, wrong gender, exaggerated
+            expressions, wrong gaze direction, mismatched lip sync, silent or muted
+            audio, distorted voice, robotic voice, echo, background noise, off-sync
+            audio,incorrect dialogue, added dialogue, repetitive speech, jittery
+            movement, awkward pauses, incorrect timing, unnatural transitions,
+            inconsistent framing, tilted camera, flat lighting, inconsistent tone,
+            cinematic oversaturation, stylized filters, or AI artifacts."`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        loras: The LoRAs to use for the generation. Required.
+        extend_direction: Direction to extend the video. 'forward' extends from the end
+            of the video, 'backward' extends from the beginning. Defaults to
+            `"forward"`.
+        num_context_frames: The number of frames to use as context for the extension.
+            Between 0 and 121. Defaults to `25`.
+        video_strength: Video conditioning strength. Lower values represent more freedom
+            given to the model to change the video content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        audio_strength: Audio conditioning strength. Lower values represent more freedom
+            given to the model to change the audio content. Between 0.0 and 1.0.
+            Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,178 +5,25 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate the video from."""
-    audio_url: Annotated[FileInput, Field(title="Audio URL")]
-    """The URL of the audio to generate the video from."""
-    image_url: Annotated[FileInput | None, Field(title="Image URL")] = None
-    """Optional URL of an image to use as the first frame of the video."""
-    end_image_url: Annotated[FileInput | None, Field(title="End Image URL")] = None
-    """The URL of the image to use as the end of the video."""
-    match_audio_length: Annotated[bool, Field(title="Match Audio Length")] = True
-    """When enabled, the number of frames will be calculated based on the audio duration and FPS. When disabled, use the specified num_frames."""
-    num_frames: Annotated[int, Field(ge=9, le=481, title="Number of Frames")] = 121
-    """The number of frames to generate."""
-    video_size: Annotated[
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Video Size", validate_default=True),
-    ] = "landscape_16_9"
-    """The size of the generated video. Use 'auto' to match the input image dimensions if provided."""
-    use_multiscale: Annotated[bool, Field(title="Use Multi-Scale")] = True
-    """Whether to use multi-scale generation. If True, the model will generate the video at a smaller scale first, then use the smaller video to guide the generation of a video at or above your requested size. This results in better coherence and details."""
-    fps: Annotated[float, Field(ge=1.0, le=60.0, title="FPS")] = 24
-    """The frames per second of the generated video."""
-    scheduler: Annotated[
-        Literal["ltx2", "linear_quadratic", "beta"], Field(title="Scheduler")
-    ] = "ltx2"
-    """The scheduler to use."""
-    acceleration: Annotated[
-        Literal["none", "regular", "high", "full"], Field(title="Acceleration")
-    ] = "none"
-    """The acceleration level to use."""
-    camera_lora: Annotated[
-        Literal[
-            "dolly_in",
-            "dolly_out",
-            "dolly_left",
-            "dolly_right",
-            "jib_up",
-            "jib_down",
-            "static",
-            "none",
-        ],
-        Field(title="Camera LoRA"),
-    ] = "none"
-    """The camera LoRA to use. This allows you to control the camera movement of the generated video more accurately than just prompting the model to move the camera."""
-    camera_lora_scale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Camera LoRA Scale")
-    ] = 1
-    """The scale of the camera LoRA to use. This allows you to control the camera movement of the generated video more accurately than just prompting the model to move the camera."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = (
-        "news broadcast, 3d animation, computer graphics, pc game, console game, video game, cartoon, childish, watermark, logo, text, on screen text, subtitles, titles, signature, slowmo, static"
-    )
-    """The negative prompt to generate the video from."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed for the random number generator."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        True
-    )
-    """Whether to enable prompt expansion."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Whether to enable the safety checker."""
-    video_output_type: Annotated[
-        Literal["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"],
-        Field(title="Video Output Type"),
-    ] = "X264 (.mp4)"
-    """The output type of the generated video."""
-    video_quality: Annotated[
-        Literal["low", "medium", "high", "maximum"], Field(title="Video Quality")
-    ] = "high"
-    """The quality of the generated video."""
-    video_write_mode: Annotated[
-        Literal["fast", "balanced", "small"], Field(title="Video Write Mode")
-    ] = "balanced"
-    """The write mode of the generated video."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-    distill_lora_second_pass_scale: Annotated[
-        float, Field(ge=0.0, le=1.0, title="Distill Lora Second Pass Scale")
-    ] = 0.5
-    """The scale of the distill LoRA to use for the second and subsequent passes."""
-    image_strength: Annotated[float, Field(ge=0.0, le=1.0, title="Image Strength")] = 1
-    """The strength of the image to use for the video generation."""
-    end_image_strength: Annotated[
-        float, Field(ge=0.0, le=1.0, title="End Image Strength")
-    ] = 1
-    """The strength of the end image to use for the video generation."""
-    audio_strength: Annotated[float, Field(ge=0.0, le=1.0, title="Audio Strength")] = 1
-    """Audio conditioning strength. Values below 1.0 will allow the model to change the audio, while a value of exactly 1.0 will use the input audio without modification."""
-    preprocess_audio: Annotated[bool, Field(title="Preprocess Audio")] = True
-    """Whether to preprocess the audio before using it as conditioning."""
-
-
-class Output(FalModel):
-    video: VideoFile
-    """The generated video."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for the random number generator."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for the generation."""
-
-
-class VideoFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the video"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the video"""
-    fps: Annotated[float | None, Field(title="Fps")] = None
-    """The FPS of the video"""
-    duration: Annotated[float | None, Field(title="Duration")] = None
-    """The duration of the video"""
-    num_frames: Annotated[int | None, Field(title="Num Frames")] = None
-    """The number of frames in the video"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "VideoSize",
+    "Acceleration",
+    "CameraLora",
+    "VideoOutputType",
+    "VideoQuality",
     "ImageSize",
     "Input",
     "Output",
@@ -190,26 +37,172 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/ltx-2.3-22b/distilled/audio-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+VideoSize: TypeAlias = Literal[
+    "auto",
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+Acceleration: TypeAlias = Literal["none", "regular", "high", "full"]
+
+
+CameraLora: TypeAlias = Literal[
+    "dolly_in",
+    "dolly_out",
+    "dolly_left",
+    "dolly_right",
+    "jib_up",
+    "jib_down",
+    "static",
+    "none",
+]
+
+
+VideoOutputType: TypeAlias = Literal[
+    "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
+]
+
+
+VideoQuality: TypeAlias = Literal["low", "medium", "high", "maximum"]
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate the video from."""
+    audio_url: FileInput
+    """The URL of the audio to generate the video from."""
+    image_url: FileInput | None = None
+    """Optional URL of an image to use as the first frame of the video."""
+    end_image_url: FileInput | None = None
+    """The URL of the image to use as the end of the video."""
+    match_audio_length: bool = True
+    """When enabled, the number of frames will be calculated based on the audio duration
+    and FPS. When disabled, use the specified num_frames."""
+    num_frames: Annotated[int, Field(ge=9, le=481)] = 121
+    """The number of frames to generate."""
+    video_size: Annotated[
+        ImageSize | VideoSize,
+        Field(validate_default=True),
+    ] = "landscape_16_9"
+    """The size of the generated video. Use 'auto' to match the input image dimensions
+    if provided."""
+    use_multiscale: bool = True
+    """Whether to use multi-scale generation. If True, the model will generate the video
+    at a smaller scale first, then use the smaller video to guide the generation of a
+    video at or above your requested size. This results in better coherence and
+    details."""
+    fps: Annotated[float, Field(ge=1.0, le=60.0)] = 24
+    """The frames per second of the generated video."""
+    scheduler: Literal["ltx2", "linear_quadratic", "beta"] = "ltx2"
+    """The scheduler to use."""
+    acceleration: Acceleration = "none"
+    """The acceleration level to use."""
+    camera_lora: CameraLora = "none"
+    """The camera LoRA to use. This allows you to control the camera movement of the
+    generated video more accurately than just prompting the model to move the camera."""
+    camera_lora_scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The scale of the camera LoRA to use. This allows you to control the camera
+    movement of the generated video more accurately than just prompting the model to
+    move the camera."""
+    negative_prompt: str = (
+        "news broadcast, 3d animation, computer graphics, pc game, console game, video game, cartoon, childish, watermark, logo, text, on screen text, subtitles, titles, signature, slowmo, static"
+    )
+    """The negative prompt to generate the video from."""
+    seed: int | None = None
+    """The seed for the random number generator."""
+    enable_prompt_expansion: bool = True
+    """Whether to enable prompt expansion."""
+    enable_safety_checker: bool = True
+    """Whether to enable the safety checker."""
+    video_output_type: VideoOutputType = "X264 (.mp4)"
+    """The output type of the generated video."""
+    video_quality: VideoQuality = "high"
+    """The quality of the generated video."""
+    video_write_mode: Literal["fast", "balanced", "small"] = "balanced"
+    """The write mode of the generated video."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+    distill_lora_second_pass_scale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """The scale of the distill LoRA to use for the second and subsequent passes."""
+    image_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The strength of the image to use for the video generation."""
+    end_image_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """The strength of the end image to use for the video generation."""
+    audio_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1
+    """Audio conditioning strength. Values below 1.0 will allow the model to change the
+    audio, while a value of exactly 1.0 will use the input audio without
+    modification."""
+    preprocess_audio: bool = True
+    """Whether to preprocess the audio before using it as conditioning."""
+
+
+class Output(FalModel):
+    video: VideoFile
+    """The generated video."""
+    seed: int
+    """The seed used for the random number generator."""
+    prompt: str
+    """The prompt used for the generation."""
+
+
+class VideoFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the video"""
+    height: int | None = None
+    """The height of the video"""
+    fps: float | None = None
+    """The FPS of the video"""
+    duration: float | None = None
+    """The duration of the video"""
+    num_frames: int | None = None
+    """The number of frames in the video"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["audio_url", "image_url", "end_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -218,41 +211,19 @@ def submit(
     end_image_url: FileInput | None = None,
     match_audio_length: bool = True,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
+    video_size: ImageSize | VideoSize = "landscape_16_9",
     use_multiscale: bool = True,
     fps: float = 24,
     scheduler: Literal["ltx2", "linear_quadratic", "beta"] = "ltx2",
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "news broadcast, 3d animation, computer graphics, pc game, console game, video game, cartoon, childish, watermark, logo, text, on screen text, subtitles, titles, signature, slowmo, static",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     distill_lora_second_pass_scale: float = 0.5,
@@ -260,33 +231,108 @@ def submit(
     end_image_strength: float = 1,
     audio_strength: float = 1,
     preprocess_audio: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        audio_url: The URL of the audio to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        image_url: Optional URL of an image to use as the first frame of the video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        end_image_url: The URL of the image to use as the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        match_audio_length: When enabled, the number of frames will be calculated based
+            on the audio duration and FPS. When disabled, use the specified num_frames.
+            Defaults to `True`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Use 'auto' to match the input image
+            dimensions if provided. Defaults to `"landscape_16_9"`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `24`.
+        scheduler: The scheduler to use. Defaults to `"ltx2"`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"news broadcast, 3d animation, computer graphics, pc game, console game,
+            video game, cartoon, childish, watermark, logo, text, on screen text,
+            subtitles, titles, signature, slowmo, static"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        distill_lora_second_pass_scale: The scale of the distill LoRA to use for the
+            second and subsequent passes. Between 0.0 and 1.0. Defaults to `0.5`.
+        image_strength: The strength of the image to use for the video generation.
+            Between 0.0 and 1.0. Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        audio_strength: Audio conditioning strength. Values below 1.0 will allow the
+            model to change the audio, while a value of exactly 1.0 will use the input
+            audio without modification. Between 0.0 and 1.0. Defaults to `1`.
+        preprocess_audio: Whether to preprocess the audio before using it as
+            conditioning. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -295,41 +341,19 @@ def subscribe(
     end_image_url: FileInput | None = None,
     match_audio_length: bool = True,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
+    video_size: ImageSize | VideoSize = "landscape_16_9",
     use_multiscale: bool = True,
     fps: float = 24,
     scheduler: Literal["ltx2", "linear_quadratic", "beta"] = "ltx2",
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "news broadcast, 3d animation, computer graphics, pc game, console game, video game, cartoon, childish, watermark, logo, text, on screen text, subtitles, titles, signature, slowmo, static",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     distill_lora_second_pass_scale: float = 0.5,
@@ -337,8 +361,8 @@ def subscribe(
     end_image_strength: float = 1,
     audio_strength: float = 1,
     preprocess_audio: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -346,24 +370,98 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        audio_url: The URL of the audio to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        image_url: Optional URL of an image to use as the first frame of the video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        end_image_url: The URL of the image to use as the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        match_audio_length: When enabled, the number of frames will be calculated based
+            on the audio duration and FPS. When disabled, use the specified num_frames.
+            Defaults to `True`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Use 'auto' to match the input image
+            dimensions if provided. Defaults to `"landscape_16_9"`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `24`.
+        scheduler: The scheduler to use. Defaults to `"ltx2"`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"news broadcast, 3d animation, computer graphics, pc game, console game,
+            video game, cartoon, childish, watermark, logo, text, on screen text,
+            subtitles, titles, signature, slowmo, static"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        distill_lora_second_pass_scale: The scale of the distill LoRA to use for the
+            second and subsequent passes. Between 0.0 and 1.0. Defaults to `0.5`.
+        image_strength: The strength of the image to use for the video generation.
+            Between 0.0 and 1.0. Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        audio_strength: Audio conditioning strength. Values below 1.0 will allow the
+            model to change the audio, while a value of exactly 1.0 will use the input
+            audio without modification. Between 0.0 and 1.0. Defaults to `1`.
+        preprocess_audio: Whether to preprocess the audio before using it as
+            conditioning. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -372,41 +470,19 @@ def run(
     end_image_url: FileInput | None = None,
     match_audio_length: bool = True,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
+    video_size: ImageSize | VideoSize = "landscape_16_9",
     use_multiscale: bool = True,
     fps: float = 24,
     scheduler: Literal["ltx2", "linear_quadratic", "beta"] = "ltx2",
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "news broadcast, 3d animation, computer graphics, pc game, console game, video game, cartoon, childish, watermark, logo, text, on screen text, subtitles, titles, signature, slowmo, static",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     distill_lora_second_pass_scale: float = 0.5,
@@ -414,8 +490,8 @@ def run(
     end_image_strength: float = 1,
     audio_strength: float = 1,
     preprocess_audio: bool = True,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -423,24 +499,98 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        audio_url: The URL of the audio to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        image_url: Optional URL of an image to use as the first frame of the video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        end_image_url: The URL of the image to use as the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        match_audio_length: When enabled, the number of frames will be calculated based
+            on the audio duration and FPS. When disabled, use the specified num_frames.
+            Defaults to `True`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Use 'auto' to match the input image
+            dimensions if provided. Defaults to `"landscape_16_9"`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `24`.
+        scheduler: The scheduler to use. Defaults to `"ltx2"`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"news broadcast, 3d animation, computer graphics, pc game, console game,
+            video game, cartoon, childish, watermark, logo, text, on screen text,
+            subtitles, titles, signature, slowmo, static"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        distill_lora_second_pass_scale: The scale of the distill LoRA to use for the
+            second and subsequent passes. Between 0.0 and 1.0. Defaults to `0.5`.
+        image_strength: The strength of the image to use for the video generation.
+            Between 0.0 and 1.0. Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        audio_strength: Audio conditioning strength. Values below 1.0 will allow the
+            model to change the audio, while a value of exactly 1.0 will use the input
+            audio without modification. Between 0.0 and 1.0. Defaults to `1`.
+        preprocess_audio: Whether to preprocess the audio before using it as
+            conditioning. Defaults to `True`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -449,41 +599,19 @@ async def submit_async(
     end_image_url: FileInput | None = None,
     match_audio_length: bool = True,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
+    video_size: ImageSize | VideoSize = "landscape_16_9",
     use_multiscale: bool = True,
     fps: float = 24,
     scheduler: Literal["ltx2", "linear_quadratic", "beta"] = "ltx2",
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "news broadcast, 3d animation, computer graphics, pc game, console game, video game, cartoon, childish, watermark, logo, text, on screen text, subtitles, titles, signature, slowmo, static",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     distill_lora_second_pass_scale: float = 0.5,
@@ -491,33 +619,108 @@ async def submit_async(
     end_image_strength: float = 1,
     audio_strength: float = 1,
     preprocess_audio: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        audio_url: The URL of the audio to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        image_url: Optional URL of an image to use as the first frame of the video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        end_image_url: The URL of the image to use as the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        match_audio_length: When enabled, the number of frames will be calculated based
+            on the audio duration and FPS. When disabled, use the specified num_frames.
+            Defaults to `True`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Use 'auto' to match the input image
+            dimensions if provided. Defaults to `"landscape_16_9"`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `24`.
+        scheduler: The scheduler to use. Defaults to `"ltx2"`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"news broadcast, 3d animation, computer graphics, pc game, console game,
+            video game, cartoon, childish, watermark, logo, text, on screen text,
+            subtitles, titles, signature, slowmo, static"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        distill_lora_second_pass_scale: The scale of the distill LoRA to use for the
+            second and subsequent passes. Between 0.0 and 1.0. Defaults to `0.5`.
+        image_strength: The strength of the image to use for the video generation.
+            Between 0.0 and 1.0. Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        audio_strength: Audio conditioning strength. Values below 1.0 will allow the
+            model to change the audio, while a value of exactly 1.0 will use the input
+            audio without modification. Between 0.0 and 1.0. Defaults to `1`.
+        preprocess_audio: Whether to preprocess the audio before using it as
+            conditioning. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -526,41 +729,19 @@ async def subscribe_async(
     end_image_url: FileInput | None = None,
     match_audio_length: bool = True,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
+    video_size: ImageSize | VideoSize = "landscape_16_9",
     use_multiscale: bool = True,
     fps: float = 24,
     scheduler: Literal["ltx2", "linear_quadratic", "beta"] = "ltx2",
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "news broadcast, 3d animation, computer graphics, pc game, console game, video game, cartoon, childish, watermark, logo, text, on screen text, subtitles, titles, signature, slowmo, static",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     distill_lora_second_pass_scale: float = 0.5,
@@ -568,8 +749,8 @@ async def subscribe_async(
     end_image_strength: float = 1,
     audio_strength: float = 1,
     preprocess_audio: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -577,24 +758,98 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        audio_url: The URL of the audio to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        image_url: Optional URL of an image to use as the first frame of the video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        end_image_url: The URL of the image to use as the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        match_audio_length: When enabled, the number of frames will be calculated based
+            on the audio duration and FPS. When disabled, use the specified num_frames.
+            Defaults to `True`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Use 'auto' to match the input image
+            dimensions if provided. Defaults to `"landscape_16_9"`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `24`.
+        scheduler: The scheduler to use. Defaults to `"ltx2"`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"news broadcast, 3d animation, computer graphics, pc game, console game,
+            video game, cartoon, childish, watermark, logo, text, on screen text,
+            subtitles, titles, signature, slowmo, static"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        distill_lora_second_pass_scale: The scale of the distill LoRA to use for the
+            second and subsequent passes. Between 0.0 and 1.0. Defaults to `0.5`.
+        image_strength: The strength of the image to use for the video generation.
+            Between 0.0 and 1.0. Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        audio_strength: Audio conditioning strength. Values below 1.0 will allow the
+            model to change the audio, while a value of exactly 1.0 will use the input
+            audio without modification. Between 0.0 and 1.0. Defaults to `1`.
+        preprocess_audio: Whether to preprocess the audio before using it as
+            conditioning. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -603,41 +858,19 @@ async def run_async(
     end_image_url: FileInput | None = None,
     match_audio_length: bool = True,
     num_frames: int = 121,
-    video_size: (
-        ImageSize
-        | Literal[
-            "auto",
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_16_9",
+    video_size: ImageSize | VideoSize = "landscape_16_9",
     use_multiscale: bool = True,
     fps: float = 24,
     scheduler: Literal["ltx2", "linear_quadratic", "beta"] = "ltx2",
-    acceleration: Literal["none", "regular", "high", "full"] = "none",
-    camera_lora: Literal[
-        "dolly_in",
-        "dolly_out",
-        "dolly_left",
-        "dolly_right",
-        "jib_up",
-        "jib_down",
-        "static",
-        "none",
-    ] = "none",
+    acceleration: Acceleration = "none",
+    camera_lora: CameraLora = "none",
     camera_lora_scale: float = 1,
     negative_prompt: str = "news broadcast, 3d animation, computer graphics, pc game, console game, video game, cartoon, childish, watermark, logo, text, on screen text, subtitles, titles, signature, slowmo, static",
     seed: int | None = None,
     enable_prompt_expansion: bool = True,
     enable_safety_checker: bool = True,
-    video_output_type: Literal[
-        "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"
-    ] = "X264 (.mp4)",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_output_type: VideoOutputType = "X264 (.mp4)",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     sync_mode: bool = False,
     distill_lora_second_pass_scale: float = 0.5,
@@ -645,8 +878,8 @@ async def run_async(
     end_image_strength: float = 1,
     audio_strength: float = 1,
     preprocess_audio: bool = True,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -654,8 +887,82 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate the video from. Required.
+        audio_url: The URL of the audio to generate the video from. A file: a URL, a
+            data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image.
+            Required.
+        image_url: Optional URL of an image to use as the first frame of the video. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        end_image_url: The URL of the image to use as the end of the video. A file: a
+            URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL
+            image. Defaults to `None`.
+        match_audio_length: When enabled, the number of frames will be calculated based
+            on the audio duration and FPS. When disabled, use the specified num_frames.
+            Defaults to `True`.
+        num_frames: The number of frames to generate. Between 9 and 481. Defaults to
+            `121`.
+        video_size: The size of the generated video. Use 'auto' to match the input image
+            dimensions if provided. Defaults to `"landscape_16_9"`.
+        use_multiscale: Whether to use multi-scale generation. If True, the model will
+            generate the video at a smaller scale first, then use the smaller video to
+            guide the generation of a video at or above your requested size. This
+            results in better coherence and details. Defaults to `True`.
+        fps: The frames per second of the generated video. Between 1.0 and 60.0.
+            Defaults to `24`.
+        scheduler: The scheduler to use. Defaults to `"ltx2"`.
+        acceleration: The acceleration level to use. Defaults to `"none"`.
+        camera_lora: The camera LoRA to use. This allows you to control the camera
+            movement of the generated video more accurately than just prompting the
+            model to move the camera. Defaults to `"none"`.
+        camera_lora_scale: The scale of the camera LoRA to use. This allows you to
+            control the camera movement of the generated video more accurately than just
+            prompting the model to move the camera. Between 0.0 and 1.0. Defaults to
+            `1`.
+        negative_prompt: The negative prompt to generate the video from. Defaults to
+            `"news broadcast, 3d animation, computer graphics, pc game, console game,
+            video game, cartoon, childish, watermark, logo, text, on screen text,
+            subtitles, titles, signature, slowmo, static"`.
+        seed: The seed for the random number generator. Defaults to `None`.
+        enable_prompt_expansion: Whether to enable prompt expansion. Defaults to `True`.
+        enable_safety_checker: Whether to enable the safety checker. Defaults to `True`.
+        video_output_type: The output type of the generated video. Defaults to `"X264
+            (.mp4)"`.
+        video_quality: The quality of the generated video. Defaults to `"high"`.
+        video_write_mode: The write mode of the generated video. Defaults to
+            `"balanced"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        distill_lora_second_pass_scale: The scale of the distill LoRA to use for the
+            second and subsequent passes. Between 0.0 and 1.0. Defaults to `0.5`.
+        image_strength: The strength of the image to use for the video generation.
+            Between 0.0 and 1.0. Defaults to `1`.
+        end_image_strength: The strength of the end image to use for the video
+            generation. Between 0.0 and 1.0. Defaults to `1`.
+        audio_strength: Audio conditioning strength. Values below 1.0 will allow the
+            model to change the audio, while a value of exactly 1.0 will use the input
+            audio without modification. Between 0.0 and 1.0. Defaults to `1`.
+        preprocess_audio: Whether to preprocess the audio before using it as
+            conditioning. Defaults to `True`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,90 +5,21 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The input image to be processed"""
-    upscale_mode: Annotated[
-        Literal["target", "factor"], Field(title="Upscale Mode")
-    ] = "factor"
-    """The mode to use for the upscale. If 'target', the upscale factor will be calculated based on the target resolution. If 'factor', the upscale factor will be used directly."""
-    upscale_factor: Annotated[float, Field(ge=1.0, le=10.0, title="Upscale Factor")] = 2
-    """Upscaling factor to be used. Will multiply the dimensions with this factor when `upscale_mode` is `factor`."""
-    target_resolution: Annotated[
-        Literal["720p", "1080p", "1440p", "2160p"], Field(title="Target Resolution")
-    ] = "1080p"
-    """The target resolution to upscale to when `upscale_mode` is `target`."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The random seed used for the generation process."""
-    noise_scale: Annotated[
-        float, Field(ge=0.0, le=1.0, multiple_of=0.001, title="Noise Scale")
-    ] = 0.1
-    """The noise scale to use for the generation process."""
-    output_format: Annotated[
-        Literal["png", "jpg", "webp"], Field(title="Output Format")
-    ] = "jpg"
-    """The format of the output image."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI and the output data won't be available in the request history."""
-
-
-class Output(FalModel):
-    image: ImageFile
-    """Upscaled image file after processing"""
-    seed: Annotated[int, Field(title="Seed")]
-    """The random seed used for the generation process."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "TargetResolution",
     "ImageFile",
     "Input",
     "Output",
@@ -101,75 +32,161 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/seedvr/upscale/image"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+TargetResolution: TypeAlias = Literal["720p", "1080p", "1440p", "2160p"]
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """The input image to be processed"""
+    upscale_mode: Literal["target", "factor"] = "factor"
+    """The mode to use for the upscale. If 'target', the upscale factor will be
+    calculated based on the target resolution. If 'factor', the upscale factor will be
+    used directly."""
+    upscale_factor: Annotated[float, Field(ge=1.0, le=10.0)] = 2
+    """Upscaling factor to be used. Will multiply the dimensions with this factor when
+    `upscale_mode` is `factor`."""
+    target_resolution: TargetResolution = "1080p"
+    """The target resolution to upscale to when `upscale_mode` is `target`."""
+    seed: int | None = None
+    """The random seed used for the generation process."""
+    noise_scale: Annotated[float, Field(ge=0.0, le=1.0, multiple_of=0.001)] = 0.1
+    """The noise scale to use for the generation process."""
+    output_format: Literal["png", "jpg", "webp"] = "jpg"
+    """The format of the output image."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI and the output data won't be
+    available in the request history."""
+
+
+class Output(FalModel):
+    image: ImageFile
+    """Upscaled image file after processing"""
+    seed: int
+    """The random seed used for the generation process."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
     upscale_mode: Literal["target", "factor"] = "factor",
     upscale_factor: float = 2,
-    target_resolution: Literal["720p", "1080p", "1440p", "2160p"] = "1080p",
+    target_resolution: TargetResolution = "1080p",
     seed: int | None = None,
     noise_scale: float = 0.1,
     output_format: Literal["png", "jpg", "webp"] = "jpg",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The input image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        upscale_mode: The mode to use for the upscale. If 'target', the upscale factor
+            will be calculated based on the target resolution. If 'factor', the upscale
+            factor will be used directly. Defaults to `"factor"`.
+        upscale_factor: Upscaling factor to be used. Will multiply the dimensions with
+            this factor when `upscale_mode` is `factor`. Between 1.0 and 10.0. Defaults
+            to `2`.
+        target_resolution: The target resolution to upscale to when `upscale_mode` is
+            `target`. Defaults to `"1080p"`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        noise_scale: The noise scale to use for the generation process. Between 0.0 and
+            1.0. A multiple of 0.001. Defaults to `0.1`.
+        output_format: The format of the output image. Defaults to `"jpg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
     upscale_mode: Literal["target", "factor"] = "factor",
     upscale_factor: float = 2,
-    target_resolution: Literal["720p", "1080p", "1440p", "2160p"] = "1080p",
+    target_resolution: TargetResolution = "1080p",
     seed: int | None = None,
     noise_scale: float = 0.1,
     output_format: Literal["png", "jpg", "webp"] = "jpg",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -177,36 +194,69 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The input image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        upscale_mode: The mode to use for the upscale. If 'target', the upscale factor
+            will be calculated based on the target resolution. If 'factor', the upscale
+            factor will be used directly. Defaults to `"factor"`.
+        upscale_factor: Upscaling factor to be used. Will multiply the dimensions with
+            this factor when `upscale_mode` is `factor`. Between 1.0 and 10.0. Defaults
+            to `2`.
+        target_resolution: The target resolution to upscale to when `upscale_mode` is
+            `target`. Defaults to `"1080p"`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        noise_scale: The noise scale to use for the generation process. Between 0.0 and
+            1.0. A multiple of 0.001. Defaults to `0.1`.
+        output_format: The format of the output image. Defaults to `"jpg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
     upscale_mode: Literal["target", "factor"] = "factor",
     upscale_factor: float = 2,
-    target_resolution: Literal["720p", "1080p", "1440p", "2160p"] = "1080p",
+    target_resolution: TargetResolution = "1080p",
     seed: int | None = None,
     noise_scale: float = 0.1,
     output_format: Literal["png", "jpg", "webp"] = "jpg",
     sync_mode: bool = False,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -214,73 +264,140 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The input image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        upscale_mode: The mode to use for the upscale. If 'target', the upscale factor
+            will be calculated based on the target resolution. If 'factor', the upscale
+            factor will be used directly. Defaults to `"factor"`.
+        upscale_factor: Upscaling factor to be used. Will multiply the dimensions with
+            this factor when `upscale_mode` is `factor`. Between 1.0 and 10.0. Defaults
+            to `2`.
+        target_resolution: The target resolution to upscale to when `upscale_mode` is
+            `target`. Defaults to `"1080p"`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        noise_scale: The noise scale to use for the generation process. Between 0.0 and
+            1.0. A multiple of 0.001. Defaults to `0.1`.
+        output_format: The format of the output image. Defaults to `"jpg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
     upscale_mode: Literal["target", "factor"] = "factor",
     upscale_factor: float = 2,
-    target_resolution: Literal["720p", "1080p", "1440p", "2160p"] = "1080p",
+    target_resolution: TargetResolution = "1080p",
     seed: int | None = None,
     noise_scale: float = 0.1,
     output_format: Literal["png", "jpg", "webp"] = "jpg",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The input image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        upscale_mode: The mode to use for the upscale. If 'target', the upscale factor
+            will be calculated based on the target resolution. If 'factor', the upscale
+            factor will be used directly. Defaults to `"factor"`.
+        upscale_factor: Upscaling factor to be used. Will multiply the dimensions with
+            this factor when `upscale_mode` is `factor`. Between 1.0 and 10.0. Defaults
+            to `2`.
+        target_resolution: The target resolution to upscale to when `upscale_mode` is
+            `target`. Defaults to `"1080p"`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        noise_scale: The noise scale to use for the generation process. Between 0.0 and
+            1.0. A multiple of 0.001. Defaults to `0.1`.
+        output_format: The format of the output image. Defaults to `"jpg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
     upscale_mode: Literal["target", "factor"] = "factor",
     upscale_factor: float = 2,
-    target_resolution: Literal["720p", "1080p", "1440p", "2160p"] = "1080p",
+    target_resolution: TargetResolution = "1080p",
     seed: int | None = None,
     noise_scale: float = 0.1,
     output_format: Literal["png", "jpg", "webp"] = "jpg",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -288,36 +405,69 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The input image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        upscale_mode: The mode to use for the upscale. If 'target', the upscale factor
+            will be calculated based on the target resolution. If 'factor', the upscale
+            factor will be used directly. Defaults to `"factor"`.
+        upscale_factor: Upscaling factor to be used. Will multiply the dimensions with
+            this factor when `upscale_mode` is `factor`. Between 1.0 and 10.0. Defaults
+            to `2`.
+        target_resolution: The target resolution to upscale to when `upscale_mode` is
+            `target`. Defaults to `"1080p"`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        noise_scale: The noise scale to use for the generation process. Between 0.0 and
+            1.0. A multiple of 0.001. Defaults to `0.1`.
+        output_format: The format of the output image. Defaults to `"jpg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
     upscale_mode: Literal["target", "factor"] = "factor",
     upscale_factor: float = 2,
-    target_resolution: Literal["720p", "1080p", "1440p", "2160p"] = "1080p",
+    target_resolution: TargetResolution = "1080p",
     seed: int | None = None,
     noise_scale: float = 0.1,
     output_format: Literal["png", "jpg", "webp"] = "jpg",
     sync_mode: bool = False,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -325,8 +475,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: The input image to be processed. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        upscale_mode: The mode to use for the upscale. If 'target', the upscale factor
+            will be calculated based on the target resolution. If 'factor', the upscale
+            factor will be used directly. Defaults to `"factor"`.
+        upscale_factor: Upscaling factor to be used. Will multiply the dimensions with
+            this factor when `upscale_mode` is `factor`. Between 1.0 and 10.0. Defaults
+            to `2`.
+        target_resolution: The target resolution to upscale to when `upscale_mode` is
+            `target`. Defaults to `"1080p"`.
+        seed: The random seed used for the generation process. Defaults to `None`.
+        noise_scale: The noise scale to use for the generation process. Between 0.0 and
+            1.0. A multiple of 0.001. Defaults to `0.1`.
+        output_format: The format of the output image. Defaults to `"jpg"`.
+        sync_mode: If `True`, the media will be returned as a data URI and the output
+            data won't be available in the request history. Defaults to `False`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

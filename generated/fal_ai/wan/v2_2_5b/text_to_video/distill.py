@@ -5,116 +5,20 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    num_frames: Annotated[int, Field(ge=17, le=161, title="Number of Frames")] = 81
-    """Number of frames to generate. Must be between 17 to 161 (inclusive)."""
-    frames_per_second: Annotated[
-        int | None, Field(ge=4, le=60, title="Frames per Second")
-    ] = 24
-    """Frames per second of the generated video. Must be between 4 to 60. When using interpolation and `adjust_fps_for_interpolation` is set to true (default true,) the final FPS will be multiplied by the number of interpolated frames plus one. For example, if the generated frames per second is 16 and the number of interpolated frames is 1, the final frames per second will be 32. If `adjust_fps_for_interpolation` is set to false, this value will be used as-is."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    resolution: Annotated[Literal["580p", "720p"], Field(title="Resolution")] = "720p"
-    """Resolution of the generated video (580p or 720p)."""
-    aspect_ratio: Annotated[
-        Literal["16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "16:9"
-    """Aspect ratio of the generated video (16:9 or 9:16)."""
-    num_inference_steps: Annotated[
-        int, Field(ge=2, le=50, title="Number of Inference Steps")
-    ] = 40
-    """Number of inference steps for sampling. Higher values give better quality but take longer."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """If set to true, input data will be checked for safety before processing."""
-    enable_output_safety_checker: Annotated[
-        bool, Field(title="Enable Output Safety Checker")
-    ] = False
-    """If set to true, output video will be checked for safety after generation."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion. This will use a large language model to expand the prompt with additional details while maintaining the original meaning."""
-    guidance_scale: Annotated[
-        float, Field(ge=1.0, le=10.0, title="Guidance Scale (1st Stage)")
-    ] = 1
-    """Classifier-free guidance scale. Higher values give better adherence to the prompt but may decrease quality."""
-    shift: Annotated[float, Field(ge=1.0, le=10.0, title="Shift")] = 5
-    """Shift value for the video. Must be between 1.0 and 10.0."""
-    interpolator_model: Annotated[
-        Literal["none", "film", "rife"], Field(title="Interpolator Model")
-    ] = "film"
-    """The model to use for frame interpolation. If None, no interpolation is applied."""
-    num_interpolated_frames: Annotated[
-        int, Field(ge=0, le=4, title="Number of Interpolated Frames")
-    ] = 0
-    """Number of frames to interpolate between each pair of generated frames. Must be between 0 and 4."""
-    adjust_fps_for_interpolation: Annotated[
-        bool, Field(title="Adjust FPS for Interpolation")
-    ] = True
-    """If true, the number of frames per second will be multiplied by the number of interpolated frames plus one. For example, if the generated frames per second is 16 and the number of interpolated frames is 1, the final frames per second will be 32. If false, the passed frames per second will be used as-is."""
-    video_quality: Annotated[
-        Literal["low", "medium", "high", "maximum"], Field(title="Video Quality")
-    ] = "high"
-    """The quality of the output video. Higher quality means better visual quality but larger file size."""
-    video_write_mode: Annotated[
-        Literal["fast", "balanced", "small"], Field(title="Video Write Mode")
-    ] = "balanced"
-    """The write mode of the output video. Faster write mode means faster results but larger file size, balanced write mode is a good compromise between speed and quality, and small write mode is the slowest but produces the smallest file size."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    prompt: Annotated[str, Field(title="Prompt")] = ""
-    """The text prompt used for video generation."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "VideoQuality",
     "File",
     "Input",
     "Output",
@@ -127,25 +31,105 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan/v2.2-5b/text-to-video/distill"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+VideoQuality: TypeAlias = Literal["low", "medium", "high", "maximum"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt to guide video generation."""
+    num_frames: Annotated[int, Field(ge=17, le=161)] = 81
+    """Number of frames to generate. Must be between 17 to 161 (inclusive)."""
+    frames_per_second: Annotated[int | None, Field(ge=4, le=60)] = 24
+    """Frames per second of the generated video. Must be between 4 to 60. When using
+    interpolation and `adjust_fps_for_interpolation` is set to true (default true,) the
+    final FPS will be multiplied by the number of interpolated frames plus one. For
+    example, if the generated frames per second is 16 and the number of interpolated
+    frames is 1, the final frames per second will be 32. If
+    `adjust_fps_for_interpolation` is set to false, this value will be used as-is."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    resolution: Literal["580p", "720p"] = "720p"
+    """Resolution of the generated video (580p or 720p)."""
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    """Aspect ratio of the generated video (16:9 or 9:16)."""
+    num_inference_steps: Annotated[int, Field(ge=2, le=50)] = 40
+    """Number of inference steps for sampling. Higher values give better quality but
+    take longer."""
+    enable_safety_checker: bool = False
+    """If set to true, input data will be checked for safety before processing."""
+    enable_output_safety_checker: bool = False
+    """If set to true, output video will be checked for safety after generation."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion. This will use a large language model to
+    expand the prompt with additional details while maintaining the original meaning."""
+    guidance_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 1
+    """Classifier-free guidance scale. Higher values give better adherence to the prompt
+    but may decrease quality."""
+    shift: Annotated[float, Field(ge=1.0, le=10.0)] = 5
+    """Shift value for the video. Must be between 1.0 and 10.0."""
+    interpolator_model: Literal["none", "film", "rife"] = "film"
+    """The model to use for frame interpolation. If None, no interpolation is
+    applied."""
+    num_interpolated_frames: Annotated[int, Field(ge=0, le=4)] = 0
+    """Number of frames to interpolate between each pair of generated frames. Must be
+    between 0 and 4."""
+    adjust_fps_for_interpolation: bool = True
+    """If true, the number of frames per second will be multiplied by the number of
+    interpolated frames plus one. For example, if the generated frames per second is 16
+    and the number of interpolated frames is 1, the final frames per second will be 32.
+    If false, the passed frames per second will be used as-is."""
+    video_quality: VideoQuality = "high"
+    """The quality of the output video. Higher quality means better visual quality but
+    larger file size."""
+    video_write_mode: Literal["fast", "balanced", "small"] = "balanced"
+    """The write mode of the output video. Faster write mode means faster results but
+    larger file size, balanced write mode is a good compromise between speed and
+    quality, and small write mode is the slowest but produces the smallest file size."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    prompt: str = ""
+    """The text prompt used for video generation."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -163,35 +147,98 @@ def submit(
     interpolator_model: Literal["none", "film", "rife"] = "film",
     num_interpolated_frames: int = 0,
     adjust_fps_for_interpolation: bool = True,
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 17 to 161 (inclusive).
+            Between 17 and 161. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 4
+            to 60. When using interpolation and `adjust_fps_for_interpolation` is set to
+            true (default true,) the final FPS will be multiplied by the number of
+            interpolated frames plus one. For example, if the generated frames per
+            second is 16 and the number of interpolated frames is 1, the final frames
+            per second will be 32. If `adjust_fps_for_interpolation` is set to false,
+            this value will be used as-is. Between 4 and 60. Defaults to `24`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (580p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `40`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `1`.
+        shift: Shift value for the video. Must be between 1.0 and 10.0. Between 1.0 and
+            10.0. Defaults to `5`.
+        interpolator_model: The model to use for frame interpolation. If None, no
+            interpolation is applied. Defaults to `"film"`.
+        num_interpolated_frames: Number of frames to interpolate between each pair of
+            generated frames. Must be between 0 and 4. Between 0 and 4. Defaults to `0`.
+        adjust_fps_for_interpolation: If true, the number of frames per second will be
+            multiplied by the number of interpolated frames plus one. For example, if
+            the generated frames per second is 16 and the number of interpolated frames
+            is 1, the final frames per second will be 32. If false, the passed frames
+            per second will be used as-is. Defaults to `True`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -209,10 +256,10 @@ def subscribe(
     interpolator_model: Literal["none", "film", "rife"] = "film",
     num_interpolated_frames: int = 0,
     adjust_fps_for_interpolation: bool = True,
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -220,24 +267,86 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 17 to 161 (inclusive).
+            Between 17 and 161. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 4
+            to 60. When using interpolation and `adjust_fps_for_interpolation` is set to
+            true (default true,) the final FPS will be multiplied by the number of
+            interpolated frames plus one. For example, if the generated frames per
+            second is 16 and the number of interpolated frames is 1, the final frames
+            per second will be 32. If `adjust_fps_for_interpolation` is set to false,
+            this value will be used as-is. Between 4 and 60. Defaults to `24`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (580p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `40`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `1`.
+        shift: Shift value for the video. Must be between 1.0 and 10.0. Between 1.0 and
+            10.0. Defaults to `5`.
+        interpolator_model: The model to use for frame interpolation. If None, no
+            interpolation is applied. Defaults to `"film"`.
+        num_interpolated_frames: Number of frames to interpolate between each pair of
+            generated frames. Must be between 0 and 4. Between 0 and 4. Defaults to `0`.
+        adjust_fps_for_interpolation: If true, the number of frames per second will be
+            multiplied by the number of interpolated frames plus one. For example, if
+            the generated frames per second is 16 and the number of interpolated frames
+            is 1, the final frames per second will be 32. If false, the passed frames
+            per second will be used as-is. Defaults to `True`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -255,10 +364,10 @@ def run(
     interpolator_model: Literal["none", "film", "rife"] = "film",
     num_interpolated_frames: int = 0,
     adjust_fps_for_interpolation: bool = True,
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -266,24 +375,86 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 17 to 161 (inclusive).
+            Between 17 and 161. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 4
+            to 60. When using interpolation and `adjust_fps_for_interpolation` is set to
+            true (default true,) the final FPS will be multiplied by the number of
+            interpolated frames plus one. For example, if the generated frames per
+            second is 16 and the number of interpolated frames is 1, the final frames
+            per second will be 32. If `adjust_fps_for_interpolation` is set to false,
+            this value will be used as-is. Between 4 and 60. Defaults to `24`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (580p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `40`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `1`.
+        shift: Shift value for the video. Must be between 1.0 and 10.0. Between 1.0 and
+            10.0. Defaults to `5`.
+        interpolator_model: The model to use for frame interpolation. If None, no
+            interpolation is applied. Defaults to `"film"`.
+        num_interpolated_frames: Number of frames to interpolate between each pair of
+            generated frames. Must be between 0 and 4. Between 0 and 4. Defaults to `0`.
+        adjust_fps_for_interpolation: If true, the number of frames per second will be
+            multiplied by the number of interpolated frames plus one. For example, if
+            the generated frames per second is 16 and the number of interpolated frames
+            is 1, the final frames per second will be 32. If false, the passed frames
+            per second will be used as-is. Defaults to `True`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -301,35 +472,98 @@ async def submit_async(
     interpolator_model: Literal["none", "film", "rife"] = "film",
     num_interpolated_frames: int = 0,
     adjust_fps_for_interpolation: bool = True,
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 17 to 161 (inclusive).
+            Between 17 and 161. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 4
+            to 60. When using interpolation and `adjust_fps_for_interpolation` is set to
+            true (default true,) the final FPS will be multiplied by the number of
+            interpolated frames plus one. For example, if the generated frames per
+            second is 16 and the number of interpolated frames is 1, the final frames
+            per second will be 32. If `adjust_fps_for_interpolation` is set to false,
+            this value will be used as-is. Between 4 and 60. Defaults to `24`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (580p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `40`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `1`.
+        shift: Shift value for the video. Must be between 1.0 and 10.0. Between 1.0 and
+            10.0. Defaults to `5`.
+        interpolator_model: The model to use for frame interpolation. If None, no
+            interpolation is applied. Defaults to `"film"`.
+        num_interpolated_frames: Number of frames to interpolate between each pair of
+            generated frames. Must be between 0 and 4. Between 0 and 4. Defaults to `0`.
+        adjust_fps_for_interpolation: If true, the number of frames per second will be
+            multiplied by the number of interpolated frames plus one. For example, if
+            the generated frames per second is 16 and the number of interpolated frames
+            is 1, the final frames per second will be 32. If false, the passed frames
+            per second will be used as-is. Defaults to `True`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -347,10 +581,10 @@ async def subscribe_async(
     interpolator_model: Literal["none", "film", "rife"] = "film",
     num_interpolated_frames: int = 0,
     adjust_fps_for_interpolation: bool = True,
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -358,24 +592,86 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 17 to 161 (inclusive).
+            Between 17 and 161. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 4
+            to 60. When using interpolation and `adjust_fps_for_interpolation` is set to
+            true (default true,) the final FPS will be multiplied by the number of
+            interpolated frames plus one. For example, if the generated frames per
+            second is 16 and the number of interpolated frames is 1, the final frames
+            per second will be 32. If `adjust_fps_for_interpolation` is set to false,
+            this value will be used as-is. Between 4 and 60. Defaults to `24`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (580p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `40`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `1`.
+        shift: Shift value for the video. Must be between 1.0 and 10.0. Between 1.0 and
+            10.0. Defaults to `5`.
+        interpolator_model: The model to use for frame interpolation. If None, no
+            interpolation is applied. Defaults to `"film"`.
+        num_interpolated_frames: Number of frames to interpolate between each pair of
+            generated frames. Must be between 0 and 4. Between 0 and 4. Defaults to `0`.
+        adjust_fps_for_interpolation: If true, the number of frames per second will be
+            multiplied by the number of interpolated frames plus one. For example, if
+            the generated frames per second is 16 and the number of interpolated frames
+            is 1, the final frames per second will be 32. If false, the passed frames
+            per second will be used as-is. Defaults to `True`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -393,10 +689,10 @@ async def run_async(
     interpolator_model: Literal["none", "film", "rife"] = "film",
     num_interpolated_frames: int = 0,
     adjust_fps_for_interpolation: bool = True,
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -404,8 +700,70 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt to guide video generation. Required.
+        num_frames: Number of frames to generate. Must be between 17 to 161 (inclusive).
+            Between 17 and 161. Defaults to `81`.
+        frames_per_second: Frames per second of the generated video. Must be between 4
+            to 60. When using interpolation and `adjust_fps_for_interpolation` is set to
+            true (default true,) the final FPS will be multiplied by the number of
+            interpolated frames plus one. For example, if the generated frames per
+            second is 16 and the number of interpolated frames is 1, the final frames
+            per second will be 32. If `adjust_fps_for_interpolation` is set to false,
+            this value will be used as-is. Between 4 and 60. Defaults to `24`.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (580p or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video (16:9 or 9:16). Defaults to
+            `"16:9"`.
+        num_inference_steps: Number of inference steps for sampling. Higher values give
+            better quality but take longer. Between 2 and 50. Defaults to `40`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        guidance_scale: Classifier-free guidance scale. Higher values give better
+            adherence to the prompt but may decrease quality. Between 1.0 and 10.0.
+            Defaults to `1`.
+        shift: Shift value for the video. Must be between 1.0 and 10.0. Between 1.0 and
+            10.0. Defaults to `5`.
+        interpolator_model: The model to use for frame interpolation. If None, no
+            interpolation is applied. Defaults to `"film"`.
+        num_interpolated_frames: Number of frames to interpolate between each pair of
+            generated frames. Must be between 0 and 4. Between 0 and 4. Defaults to `0`.
+        adjust_fps_for_interpolation: If true, the number of frames per second will be
+            multiplied by the number of interpolated frames plus one. For example, if
+            the generated frames per second is 16 and the number of interpolated frames
+            is 1, the final frames per second will be 32. If false, the passed frames
+            per second will be used as-is. Defaults to `True`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

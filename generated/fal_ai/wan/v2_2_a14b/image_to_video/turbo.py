@@ -5,102 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    image_url: Annotated[FileInput, Field(title="Image URL")]
-    """URL of the input image. If the input image does not match the chosen aspect ratio, it is resized and center cropped."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt to guide video generation."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility. If None, a random seed is chosen."""
-    resolution: Annotated[
-        Literal["480p", "580p", "720p"], Field(title="Resolution")
-    ] = "720p"
-    """Resolution of the generated video (480p, 580p, or 720p)."""
-    aspect_ratio: Annotated[
-        Literal["auto", "16:9", "9:16", "1:1"], Field(title="Aspect Ratio")
-    ] = "auto"
-    """Aspect ratio of the generated video. If 'auto', the aspect ratio will be determined automatically based on the input image."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = False
-    """If set to true, input data will be checked for safety before processing."""
-    enable_output_safety_checker: Annotated[
-        bool, Field(title="Enable Output Safety Checker")
-    ] = False
-    """If set to true, output video will be checked for safety after generation."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        False
-    )
-    """Whether to enable prompt expansion. This will use a large language model to expand the prompt with additional details while maintaining the original meaning."""
-    acceleration: Annotated[Literal["none", "regular"], Field(title="Acceleration")] = (
-        "regular"
-    )
-    """Acceleration level to use. The more acceleration, the faster the generation, but with lower quality. The recommended value is 'regular'."""
-    video_quality: Annotated[
-        Literal["low", "medium", "high", "maximum"], Field(title="Video Quality")
-    ] = "high"
-    """The quality of the output video. Higher quality means better visual quality but larger file size."""
-    video_write_mode: Annotated[
-        Literal["fast", "balanced", "small"], Field(title="Video Write Mode")
-    ] = "balanced"
-    """The write mode of the output video. Faster write mode means faster results but larger file size, balanced write mode is a good compromise between speed and quality, and small write mode is the slowest but produces the smallest file size."""
-    end_image_url: Annotated[FileInput | None, Field(title="End Image URL")] = None
-    """URL of the end image."""
-
-
-class Output(FalModel):
-    video: File
-    """The generated video file."""
-    prompt: Annotated[str, Field(title="Prompt")] = ""
-    """The text prompt used for video generation."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
+    "VideoQuality",
     "File",
     "Input",
     "Output",
@@ -113,83 +32,195 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan/v2.2-a14b/image-to-video/turbo"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["auto", "16:9", "9:16", "1:1"]
+
+
+VideoQuality: TypeAlias = Literal["low", "medium", "high", "maximum"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    image_url: FileInput
+    """URL of the input image. If the input image does not match the chosen aspect
+    ratio, it is resized and center cropped."""
+    prompt: str
+    """The text prompt to guide video generation."""
+    seed: int | None = None
+    """Random seed for reproducibility. If None, a random seed is chosen."""
+    resolution: Literal["480p", "580p", "720p"] = "720p"
+    """Resolution of the generated video (480p, 580p, or 720p)."""
+    aspect_ratio: AspectRatio = "auto"
+    """Aspect ratio of the generated video. If 'auto', the aspect ratio will be
+    determined automatically based on the input image."""
+    enable_safety_checker: bool = False
+    """If set to true, input data will be checked for safety before processing."""
+    enable_output_safety_checker: bool = False
+    """If set to true, output video will be checked for safety after generation."""
+    enable_prompt_expansion: bool = False
+    """Whether to enable prompt expansion. This will use a large language model to
+    expand the prompt with additional details while maintaining the original meaning."""
+    acceleration: Literal["none", "regular"] = "regular"
+    """Acceleration level to use. The more acceleration, the faster the generation, but
+    with lower quality. The recommended value is 'regular'."""
+    video_quality: VideoQuality = "high"
+    """The quality of the output video. Higher quality means better visual quality but
+    larger file size."""
+    video_write_mode: Literal["fast", "balanced", "small"] = "balanced"
+    """The write mode of the output video. Faster write mode means faster results but
+    larger file size, balanced write mode is a good compromise between speed and
+    quality, and small write mode is the slowest but produces the smallest file size."""
+    end_image_url: FileInput | None = None
+    """URL of the end image."""
+
+
+class Output(FalModel):
+    video: File
+    """The generated video file."""
+    prompt: str = ""
+    """The text prompt used for video generation."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "end_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     image_url: FileInput,
     prompt: str,
     seed: int | None = None,
     resolution: Literal["480p", "580p", "720p"] = "720p",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     end_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        end_image_url: URL of the end image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     image_url: FileInput,
     prompt: str,
     seed: int | None = None,
     resolution: Literal["480p", "580p", "720p"] = "720p",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     end_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -197,40 +228,87 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        end_image_url: URL of the end image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     image_url: FileInput,
     prompt: str,
     seed: int | None = None,
     resolution: Literal["480p", "580p", "720p"] = "720p",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     end_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -238,81 +316,176 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        end_image_url: URL of the end image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     image_url: FileInput,
     prompt: str,
     seed: int | None = None,
     resolution: Literal["480p", "580p", "720p"] = "720p",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     end_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        end_image_url: URL of the end image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     image_url: FileInput,
     prompt: str,
     seed: int | None = None,
     resolution: Literal["480p", "580p", "720p"] = "720p",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     end_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -320,40 +493,87 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        end_image_url: URL of the end image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     image_url: FileInput,
     prompt: str,
     seed: int | None = None,
     resolution: Literal["480p", "580p", "720p"] = "720p",
-    aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto",
+    aspect_ratio: AspectRatio = "auto",
     enable_safety_checker: bool = False,
     enable_output_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     acceleration: Literal["none", "regular"] = "regular",
-    video_quality: Literal["low", "medium", "high", "maximum"] = "high",
+    video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
     end_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -361,8 +581,55 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        image_url: URL of the input image. If the input image does not match the chosen
+            aspect ratio, it is resized and center cropped. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        prompt: The text prompt to guide video generation. Required.
+        seed: Random seed for reproducibility. If None, a random seed is chosen.
+            Defaults to `None`.
+        resolution: Resolution of the generated video (480p, 580p, or 720p). Defaults to
+            `"720p"`.
+        aspect_ratio: Aspect ratio of the generated video. If 'auto', the aspect ratio
+            will be determined automatically based on the input image. Defaults to
+            `"auto"`.
+        enable_safety_checker: If set to true, input data will be checked for safety
+            before processing. Defaults to `False`.
+        enable_output_safety_checker: If set to true, output video will be checked for
+            safety after generation. Defaults to `False`.
+        enable_prompt_expansion: Whether to enable prompt expansion. This will use a
+            large language model to expand the prompt with additional details while
+            maintaining the original meaning. Defaults to `False`.
+        acceleration: Acceleration level to use. The more acceleration, the faster the
+            generation, but with lower quality. The recommended value is 'regular'.
+            Defaults to `"regular"`.
+        video_quality: The quality of the output video. Higher quality means better
+            visual quality but larger file size. Defaults to `"high"`.
+        video_write_mode: The write mode of the output video. Faster write mode means
+            faster results but larger file size, balanced write mode is a good
+            compromise between speed and quality, and small write mode is the slowest
+            but produces the smallest file size. Defaults to `"balanced"`.
+        end_image_url: URL of the end image. A file: a URL, a data URI, a
+            `pathlib.Path`, bytes, a binary file object or a PIL image. Defaults to
+            `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

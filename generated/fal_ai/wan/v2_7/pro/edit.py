@@ -5,105 +5,22 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(max_length=2000, min_length=1, title="Prompt")]
-    """Text prompt describing the desired image edit. Supports Chinese and English."""
-    image_urls: Annotated[list[FileInput], Field(title="Image Urls")]
-    """Reference images for editing (1-4 images required). Order matters: reference them as image 1, image 2, image 3, image 4 in the prompt."""
-    negative_prompt: Annotated[
-        str | None, Field(max_length=500, title="Negative Prompt")
-    ] = ""
-    """Content to avoid in the generated image. Max 500 characters."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "square_hd"
-    """Output image size. Uses fal image size presets or explicit dimensions and is converted to DashScope size format."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Num Images")] = 1
-    """Number of images to generate (1-4)."""
-    enable_prompt_expansion: Annotated[bool, Field(title="Enable Prompt Expansion")] = (
-        True
-    )
-    """Enable DashScope prompt expansion. Supported only for image edit mode."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed for reproducibility (0-2147483647)."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """Enable content moderation for input and output."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "jpeg"
-    """The format of the generated images."""
-
-
-class Output(FalModel):
-    images: Annotated[list[File], Field(title="Images")]
-    """Generated images."""
-    seed: Annotated[int, Field(title="Seed")]
-    """The seed used for generation."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-    from collections.abc import Sequence as _Sequence
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "File",
     "ImageSize",
     "Input",
@@ -117,97 +34,179 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/wan/v2.7/pro/edit"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: Annotated[str, Field(max_length=2000, min_length=1)]
+    """Text prompt describing the desired image edit. Supports Chinese and English."""
+    image_urls: list[FileInput]
+    """Reference images for editing (1-4 images required). Order matters: reference them
+    as image 1, image 2, image 3, image 4 in the prompt."""
+    negative_prompt: Annotated[str | None, Field(max_length=500)] = ""
+    """Content to avoid in the generated image. Max 500 characters."""
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "square_hd"
+    """Output image size. Uses fal image size presets or explicit dimensions and is
+    converted to DashScope size format."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """Number of images to generate (1-4)."""
+    enable_prompt_expansion: bool = True
+    """Enable DashScope prompt expansion. Supported only for image edit mode."""
+    seed: int | None = None
+    """Random seed for reproducibility (0-2147483647)."""
+    enable_safety_checker: bool = True
+    """Enable content moderation for input and output."""
+    output_format: Literal["jpeg", "png", "webp"] = "jpeg"
+    """The format of the generated images."""
+
+
+class Output(FalModel):
+    images: list[File]
+    """Generated images."""
+    seed: int
+    """The seed used for generation."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_urls"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_images: int = 1,
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image edit. Supports Chinese and
+            English. Length 1 to 2000. Required.
+        image_urls: Reference images for editing (1-4 images required). Order matters:
+            reference them as image 1, image 2, image 3, image 4 in the prompt. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Length at most 500. Defaults to `\""`.
+        image_size: Output image size. Uses fal image size presets or explicit
+            dimensions and is converted to DashScope size format. Defaults to
+            `"square_hd"`.
+        num_images: Number of images to generate (1-4). Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Enable DashScope prompt expansion. Supported only for
+            image edit mode. Defaults to `True`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        output_format: The format of the generated images. Defaults to `"jpeg"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_images: int = 1,
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -215,47 +214,73 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image edit. Supports Chinese and
+            English. Length 1 to 2000. Required.
+        image_urls: Reference images for editing (1-4 images required). Order matters:
+            reference them as image 1, image 2, image 3, image 4 in the prompt. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Length at most 500. Defaults to `\""`.
+        image_size: Output image size. Uses fal image size presets or explicit
+            dimensions and is converted to DashScope size format. Defaults to
+            `"square_hd"`.
+        num_images: Number of images to generate (1-4). Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Enable DashScope prompt expansion. Supported only for
+            image edit mode. Defaults to `True`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        output_format: The format of the generated images. Defaults to `"jpeg"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_images: int = 1,
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -263,95 +288,148 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image edit. Supports Chinese and
+            English. Length 1 to 2000. Required.
+        image_urls: Reference images for editing (1-4 images required). Order matters:
+            reference them as image 1, image 2, image 3, image 4 in the prompt. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Length at most 500. Defaults to `\""`.
+        image_size: Output image size. Uses fal image size presets or explicit
+            dimensions and is converted to DashScope size format. Defaults to
+            `"square_hd"`.
+        num_images: Number of images to generate (1-4). Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Enable DashScope prompt expansion. Supported only for
+            image edit mode. Defaults to `True`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        output_format: The format of the generated images. Defaults to `"jpeg"`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_images: int = 1,
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image edit. Supports Chinese and
+            English. Length 1 to 2000. Required.
+        image_urls: Reference images for editing (1-4 images required). Order matters:
+            reference them as image 1, image 2, image 3, image 4 in the prompt. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Length at most 500. Defaults to `\""`.
+        image_size: Output image size. Uses fal image size presets or explicit
+            dimensions and is converted to DashScope size format. Defaults to
+            `"square_hd"`.
+        num_images: Number of images to generate (1-4). Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Enable DashScope prompt expansion. Supported only for
+            image edit mode. Defaults to `True`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        output_format: The format of the generated images. Defaults to `"jpeg"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_images: int = 1,
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -359,47 +437,73 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image edit. Supports Chinese and
+            English. Length 1 to 2000. Required.
+        image_urls: Reference images for editing (1-4 images required). Order matters:
+            reference them as image 1, image 2, image 3, image 4 in the prompt. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Length at most 500. Defaults to `\""`.
+        image_size: Output image size. Uses fal image size presets or explicit
+            dimensions and is converted to DashScope size format. Defaults to
+            `"square_hd"`.
+        num_images: Number of images to generate (1-4). Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Enable DashScope prompt expansion. Supported only for
+            image edit mode. Defaults to `True`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        output_format: The format of the generated images. Defaults to `"jpeg"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    image_urls: _Sequence[FileInput],
+    image_urls: Sequence[FileInput],
     negative_prompt: str | None = "",
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_images: int = 1,
     enable_prompt_expansion: bool = True,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "jpeg",
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -407,8 +511,44 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: Text prompt describing the desired image edit. Supports Chinese and
+            English. Length 1 to 2000. Required.
+        image_urls: Reference images for editing (1-4 images required). Order matters:
+            reference them as image 1, image 2, image 3, image 4 in the prompt. Files:
+            each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Required.
+        negative_prompt: Content to avoid in the generated image. Max 500 characters.
+            Length at most 500. Defaults to `\""`.
+        image_size: Output image size. Uses fal image size presets or explicit
+            dimensions and is converted to DashScope size format. Defaults to
+            `"square_hd"`.
+        num_images: Number of images to generate (1-4). Between 1 and 4. Defaults to
+            `1`.
+        enable_prompt_expansion: Enable DashScope prompt expansion. Supported only for
+            image edit mode. Defaults to `True`.
+        seed: Random seed for reproducibility (0-2147483647). Defaults to `None`.
+        enable_safety_checker: Enable content moderation for input and output. Defaults
+            to `True`.
+        output_format: The format of the generated images. Defaults to `"jpeg"`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

@@ -5,89 +5,21 @@ Category: video."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeAlias, overload
 
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.inputs import FileInput
 from fal_runtime.models import FalModel
-from pydantic import ConfigDict, Field
-
-
-class File(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-
-
-class Input(FalModel):
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True,
-    )
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The text prompt used to generate the video"""
-    aspect_ratio: Annotated[
-        Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"],
-        Field(title="Aspect Ratio"),
-    ] = "16:9"
-    """The aspect ratio of the generated video"""
-    resolution: Annotated[
-        Literal["480p", "720p", "1080p"], Field(title="Resolution")
-    ] = "720p"
-    """Video resolution - 480p for faster generation, 720p for balance, 1080p for higher quality"""
-    duration: Annotated[
-        Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"], Field(title="Duration")
-    ] = "5"
-    """Duration of the video in seconds"""
-    camera_fixed: Annotated[bool, Field(title="Camera Fixed")] = False
-    """Whether to fix the camera position"""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """Random seed to control video generation. Use -1 for random."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    generate_audio: Annotated[bool, Field(title="Generate Audio")] = True
-    """Whether to generate audio for the video"""
-    image_url: Annotated[FileInput, Field(title="Image Url")]
-    """The URL of the image used to generate video"""
-    end_image_url: Annotated[FileInput | None, Field(title="End Image Url")] = None
-    """The URL of the image the video ends with. Defaults to None."""
-
-
-class Output(FalModel):
-    video: File
-    """Generated video file"""
-    seed: Annotated[int, Field(title="Seed")]
-    """Seed used for generation"""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "AspectRatio",
+    "Duration",
     "File",
     "Input",
     "Output",
@@ -100,79 +32,165 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/bytedance/seedance/v1.5/pro/image-to-video"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+AspectRatio: TypeAlias = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"]
+
+
+Duration: TypeAlias = Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"]
+
+
+class File(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The text prompt used to generate the video"""
+    aspect_ratio: AspectRatio = "16:9"
+    """The aspect ratio of the generated video"""
+    resolution: Literal["480p", "720p", "1080p"] = "720p"
+    """Video resolution - 480p for faster generation, 720p for balance, 1080p for higher
+    quality"""
+    duration: Duration = "5"
+    """Duration of the video in seconds"""
+    camera_fixed: bool = False
+    """Whether to fix the camera position"""
+    seed: int | None = None
+    """Random seed to control video generation. Use -1 for random."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    generate_audio: bool = True
+    """Whether to generate audio for the video"""
+    image_url: FileInput
+    """The URL of the image used to generate video"""
+    end_image_url: FileInput | None = None
+    """The URL of the image the video ends with. Defaults to None."""
+
+
+class Output(FalModel):
+    video: File
+    """Generated video file"""
+    seed: int
+    """Seed used for generation"""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
     files={Input: ["image_url", "end_image_url"]},
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
-    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["480p", "720p", "1080p"] = "720p",
-    duration: Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"] = "5",
+    duration: Duration = "5",
     camera_fixed: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     generate_audio: bool = True,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Video resolution - 480p for faster generation, 720p for balance,
+            1080p for higher quality. Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Defaults to `"5"`.
+        camera_fixed: Whether to fix the camera position. Defaults to `False`.
+        seed: Random seed to control video generation. Use -1 for random. Defaults to
+            `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        image_url: The URL of the image used to generate video. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image the video ends with. Defaults to None. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
-    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["480p", "720p", "1080p"] = "720p",
-    duration: Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"] = "5",
+    duration: Duration = "5",
     camera_fixed: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     generate_audio: bool = True,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -180,38 +198,71 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Video resolution - 480p for faster generation, 720p for balance,
+            1080p for higher quality. Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Defaults to `"5"`.
+        camera_fixed: Whether to fix the camera position. Defaults to `False`.
+        seed: Random seed to control video generation. Use -1 for random. Defaults to
+            `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        image_url: The URL of the image used to generate video. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image the video ends with. Defaults to None. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
-    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["480p", "720p", "1080p"] = "720p",
-    duration: Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"] = "5",
+    duration: Duration = "5",
     camera_fixed: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     generate_audio: bool = True,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -219,77 +270,144 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Video resolution - 480p for faster generation, 720p for balance,
+            1080p for higher quality. Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Defaults to `"5"`.
+        camera_fixed: Whether to fix the camera position. Defaults to `False`.
+        seed: Random seed to control video generation. Use -1 for random. Defaults to
+            `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        image_url: The URL of the image used to generate video. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image the video ends with. Defaults to None. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
-    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["480p", "720p", "1080p"] = "720p",
-    duration: Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"] = "5",
+    duration: Duration = "5",
     camera_fixed: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     generate_audio: bool = True,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Video resolution - 480p for faster generation, 720p for balance,
+            1080p for higher quality. Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Defaults to `"5"`.
+        camera_fixed: Whether to fix the camera position. Defaults to `False`.
+        seed: Random seed to control video generation. Use -1 for random. Defaults to
+            `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        image_url: The URL of the image used to generate video. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image the video ends with. Defaults to None. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
-    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["480p", "720p", "1080p"] = "720p",
-    duration: Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"] = "5",
+    duration: Duration = "5",
     camera_fixed: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     generate_audio: bool = True,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -297,38 +415,71 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Video resolution - 480p for faster generation, 720p for balance,
+            1080p for higher quality. Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Defaults to `"5"`.
+        camera_fixed: Whether to fix the camera position. Defaults to `False`.
+        seed: Random seed to control video generation. Use -1 for random. Defaults to
+            `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        image_url: The URL of the image used to generate video. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image the video ends with. Defaults to None. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
-    aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "auto"] = "16:9",
+    aspect_ratio: AspectRatio = "16:9",
     resolution: Literal["480p", "720p", "1080p"] = "720p",
-    duration: Literal["4", "5", "6", "7", "8", "9", "10", "11", "12"] = "5",
+    duration: Duration = "5",
     camera_fixed: bool = False,
     seed: int | None = None,
     enable_safety_checker: bool = True,
     generate_audio: bool = True,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -336,8 +487,41 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The text prompt used to generate the video. Required.
+        aspect_ratio: The aspect ratio of the generated video. Defaults to `"16:9"`.
+        resolution: Video resolution - 480p for faster generation, 720p for balance,
+            1080p for higher quality. Defaults to `"720p"`.
+        duration: Duration of the video in seconds. Defaults to `"5"`.
+        camera_fixed: Whether to fix the camera position. Defaults to `False`.
+        seed: Random seed to control video generation. Use -1 for random. Defaults to
+            `None`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        generate_audio: Whether to generate audio for the video. Defaults to `True`.
+        image_url: The URL of the image used to generate video. A file: a URL, a data
+            URI, a `pathlib.Path`, bytes, a binary file object or a PIL image. Required.
+        end_image_url: The URL of the image the video ends with. Defaults to None. A
+            file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a
+            PIL image. Defaults to `None`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

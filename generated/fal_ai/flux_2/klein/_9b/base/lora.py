@@ -5,118 +5,20 @@ Category: image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias, overload
 
+from pydantic import Field
+from typing_extensions import Unpack
+
+import fal_runtime
+from fal_runtime import Endpoint
 from fal_runtime.files import FalFile
 from fal_runtime.models import FalModel
-from pydantic import Field
-
-
-class ImageFile(FalFile):
-    url: Annotated[str, Field(title="Url")]
-    """The URL where the file can be downloaded from."""
-    content_type: Annotated[str | None, Field(title="Content Type")] = None
-    """The mime type of the file."""
-    file_name: Annotated[str | None, Field(title="File Name")] = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: Annotated[int | None, Field(title="File Size")] = None
-    """The size of the file in bytes."""
-    width: Annotated[int | None, Field(title="Width")] = None
-    """The width of the image"""
-    height: Annotated[int | None, Field(title="Height")] = None
-    """The height of the image"""
-
-
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142, title="Width")] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142, title="Height")] = 512
-    """The height of the generated image."""
-
-
-class Input(FalModel):
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt to generate an image from."""
-    negative_prompt: Annotated[str, Field(title="Negative Prompt")] = ""
-    """Negative prompt for classifier-free guidance. Describes what to avoid in the image."""
-    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0, title="Guidance Scale")] = 5
-    """Guidance scale for classifier-free guidance."""
-    seed: Annotated[int | None, Field(title="Seed")] = None
-    """The seed to use for the generation. If not provided, a random seed will be used."""
-    num_inference_steps: Annotated[
-        int, Field(ge=4, le=50, title="Number of Inference Steps")
-    ] = 28
-    """The number of inference steps to perform."""
-    image_size: Annotated[
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ],
-        Field(title="Image Size", validate_default=True),
-    ] = "landscape_4_3"
-    """The size of the image to generate."""
-    num_images: Annotated[int, Field(ge=1, le=4, title="Number of Images")] = 1
-    """The number of images to generate."""
-    acceleration: Annotated[
-        Literal["none", "regular", "high"], Field(title="Acceleration")
-    ] = "regular"
-    """The acceleration level to use for image generation."""
-    sync_mode: Annotated[bool, Field(title="Sync Mode")] = False
-    """If `True`, the media will be returned as a data URI. Output is not stored when this is True."""
-    enable_safety_checker: Annotated[bool, Field(title="Enable Safety Checker")] = True
-    """If set to true, the safety checker will be enabled."""
-    output_format: Annotated[
-        Literal["jpeg", "png", "webp"], Field(title="Output Format")
-    ] = "png"
-    """The format of the generated image."""
-    loras: Annotated[list[Any], Field(title="Loras")] = []
-    """List of LoRA weights to apply (maximum 3)."""
-
-
-class Output(FalModel):
-    images: Annotated[list[ImageFile], Field(title="Images")]
-    """The generated images"""
-    timings: Annotated[dict[str, float], Field(title="Timings")]
-    seed: Annotated[int, Field(title="Seed")]
-    """
-    Seed of the generated Image. It will be the same value of the one passed in the
-    input or the randomly generated that was used in case none was passed.
-    """
-    has_nsfw_concepts: Annotated[list[bool], Field(title="Has Nsfw Concepts")]
-    """Whether the generated images contain NSFW concepts."""
-    prompt: Annotated[str, Field(title="Prompt")]
-    """The prompt used for generating the image."""
-
-
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
-from typing import overload as _overload
-
-from fal_runtime import Endpoint as _Endpoint
-
-if _TYPE_CHECKING:
-    from collections.abc import AsyncIterator as _AsyncIterator
-    from collections.abc import Iterator as _Iterator
-
-    from typing_extensions import Unpack as _Unpack
-
-    from fal_runtime import AsyncClient as _AsyncClient
-    from fal_runtime import AsyncRequestHandle as _AsyncRequestHandle
-    from fal_runtime import Client as _Client
-    from fal_runtime import RequestHandle as _RequestHandle
-    from fal_runtime import RunOptions as _RunOptions
-    from fal_runtime import StreamOptions as _StreamOptions
-    from fal_runtime import SubmitOptions as _SubmitOptions
-    from fal_runtime import SubscribeOptions as _SubscribeOptions
 
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
     "ImageFile",
     "ImageSize",
     "Input",
@@ -130,25 +32,109 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "fal-ai/flux-2/klein/9b/base/lora"
-endpoint: _Endpoint[Input, Output] = _Endpoint(
+
+
+ImageSizePreset: TypeAlias = Literal[
+    "square_hd",
+    "square",
+    "portrait_4_3",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_16_9",
+]
+
+
+class ImageFile(FalFile):
+    url: str
+    """The URL where the file can be downloaded from."""
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: int | None = None
+    """The size of the file in bytes."""
+    width: int | None = None
+    """The width of the image"""
+    height: int | None = None
+    """The height of the image"""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+
+
+class Input(FalModel):
+    prompt: str
+    """The prompt to generate an image from."""
+    negative_prompt: str = ""
+    """Negative prompt for classifier-free guidance. Describes what to avoid in the
+    image."""
+    guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 5
+    """Guidance scale for classifier-free guidance."""
+    seed: int | None = None
+    """The seed to use for the generation. If not provided, a random seed will be
+    used."""
+    num_inference_steps: Annotated[int, Field(ge=4, le=50)] = 28
+    """The number of inference steps to perform."""
+    image_size: Annotated[
+        ImageSize | ImageSizePreset,
+        Field(validate_default=True),
+    ] = "landscape_4_3"
+    """The size of the image to generate."""
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    """The number of images to generate."""
+    acceleration: Literal["none", "regular", "high"] = "regular"
+    """The acceleration level to use for image generation."""
+    sync_mode: bool = False
+    """If `True`, the media will be returned as a data URI. Output is not stored when
+    this is True."""
+    enable_safety_checker: bool = True
+    """If set to true, the safety checker will be enabled."""
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+    """The format of the generated image."""
+    loras: list[Any] = []
+    """List of LoRA weights to apply (maximum 3)."""
+
+
+class Output(FalModel):
+    images: list[ImageFile]
+    """The generated images"""
+    timings: dict[str, float]
+    seed: int
+    """
+    Seed of the generated Image. It will be the same value of the one passed in the
+    input or the randomly generated that was used in case none was passed.
+    """
+    has_nsfw_concepts: list[bool]
+    """Whether the generated images contain NSFW concepts."""
+    prompt: str
+    """The prompt used for generating the image."""
+
+
+endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
 )
-"""The runtime endpoint behind the functions below; `endpoint.handle(request_id)` rebuilds a submitted request."""
+"""The runtime endpoint behind the functions below.
+
+`endpoint.handle(request_id)` rebuilds the handle of a request submitted earlier."""
 
 
-@_overload
+@overload
 def submit(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
-@_overload
+@overload
 def submit(
     *,
     prompt: str,
@@ -156,50 +142,77 @@ def submit(
     guidance_scale: float = 5,
     seed: int | None = None,
     num_inference_steps: int = 28,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_4_3",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     loras: list[Any] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _RequestHandle[Output]: ...
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.RequestHandle[Output]: ...
 
 
 def submit(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
-) -> _RequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
+) -> fal_runtime.RequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        negative_prompt: Negative prompt for classifier-free guidance. Describes what to
+            avoid in the image. Defaults to `\""`.
+        guidance_scale: Guidance scale for classifier-free guidance. Between 0.0 and
+            20.0. Defaults to `5`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `28`.
+        image_size: The size of the image to generate. Defaults to `"landscape_4_3"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        acceleration: The acceleration level to use for image generation. Defaults to
+            `"regular"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Output is not
+            stored when this is True. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        loras: List of LoRA weights to apply (maximum 3). Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.submit(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def subscribe(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def subscribe(
     *,
     prompt: str,
@@ -207,25 +220,15 @@ def subscribe(
     guidance_scale: float = 5,
     seed: int | None = None,
     num_inference_steps: int = 28,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_4_3",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     loras: list[Any] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -233,24 +236,60 @@ def subscribe(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        negative_prompt: Negative prompt for classifier-free guidance. Describes what to
+            avoid in the image. Defaults to `\""`.
+        guidance_scale: Guidance scale for classifier-free guidance. Between 0.0 and
+            20.0. Defaults to `5`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `28`.
+        image_size: The size of the image to generate. Defaults to `"landscape_4_3"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        acceleration: The acceleration level to use for image generation. Defaults to
+            `"regular"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Output is not
+            stored when this is True. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        loras: List of LoRA weights to apply (maximum 3). Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.subscribe(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 def run(
     arguments: Input,
     /,
     *,
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 def run(
     *,
     prompt: str,
@@ -258,25 +297,15 @@ def run(
     guidance_scale: float = 5,
     seed: int | None = None,
     num_inference_steps: int = 28,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_4_3",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     loras: list[Any] = [],
-    client: _Client | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -284,24 +313,60 @@ def run(
     arguments: Input | None = None,
     /,
     *,
-    client: _Client | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.Client | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        negative_prompt: Negative prompt for classifier-free guidance. Describes what to
+            avoid in the image. Defaults to `\""`.
+        guidance_scale: Guidance scale for classifier-free guidance. Between 0.0 and
+            20.0. Defaults to `5`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `28`.
+        image_size: The size of the image to generate. Defaults to `"landscape_4_3"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        acceleration: The acceleration level to use for image generation. Defaults to
+            `"regular"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Output is not
+            stored when this is True. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        loras: List of LoRA weights to apply (maximum 3). Defaults to `[]`.
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return endpoint.run(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def submit_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
-@_overload
+@overload
 async def submit_async(
     *,
     prompt: str,
@@ -309,50 +374,77 @@ async def submit_async(
     guidance_scale: float = 5,
     seed: int | None = None,
     num_inference_steps: int = 28,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_4_3",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     loras: list[Any] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubmitOptions],
-) -> _AsyncRequestHandle[Output]: ...
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubmitOptions],
+) -> fal_runtime.AsyncRequestHandle[Output]: ...
 
 
 async def submit_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
-) -> _AsyncRequestHandle[Output]:
-    """Submit a request to fal's queue and return its handle without waiting for the result."""
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
+) -> fal_runtime.AsyncRequestHandle[Output]:
+    """Submit a request to fal's queue and return its handle, without waiting.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        negative_prompt: Negative prompt for classifier-free guidance. Describes what to
+            avoid in the image. Defaults to `\""`.
+        guidance_scale: Guidance scale for classifier-free guidance. Between 0.0 and
+            20.0. Defaults to `5`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `28`.
+        image_size: The size of the image to generate. Defaults to `"landscape_4_3"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        acceleration: The acceleration level to use for image generation. Defaults to
+            `"regular"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Output is not
+            stored when this is True. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        loras: List of LoRA weights to apply (maximum 3). Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubmitOptions`.
+
+    Returns:
+        A handle to the queued request: its `request_id`, `status()`, `result()` and
+        `cancel()`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.submit_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def subscribe_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def subscribe_async(
     *,
     prompt: str,
@@ -360,25 +452,15 @@ async def subscribe_async(
     guidance_scale: float = 5,
     seed: int | None = None,
     num_inference_steps: int = 28,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_4_3",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     loras: list[Any] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_SubscribeOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
 
 
@@ -386,24 +468,60 @@ async def subscribe_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Submit a request to fal's queue, wait for it to complete and return its result."""
+    """Submit a request to fal's queue, wait for it to complete and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        negative_prompt: Negative prompt for classifier-free guidance. Describes what to
+            avoid in the image. Defaults to `\""`.
+        guidance_scale: Guidance scale for classifier-free guidance. Between 0.0 and
+            20.0. Defaults to `5`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `28`.
+        image_size: The size of the image to generate. Defaults to `"landscape_4_3"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        acceleration: The acceleration level to use for image generation. Defaults to
+            `"regular"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Output is not
+            stored when this is True. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        loras: List of LoRA weights to apply (maximum 3). Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `SubscribeOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.subscribe_async(arguments, client=client, **kwargs)
 
 
-@_overload
+@overload
 async def run_async(
     arguments: Input,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
-@_overload
+@overload
 async def run_async(
     *,
     prompt: str,
@@ -411,25 +529,15 @@ async def run_async(
     guidance_scale: float = 5,
     seed: int | None = None,
     num_inference_steps: int = 28,
-    image_size: (
-        ImageSize
-        | Literal[
-            "square_hd",
-            "square",
-            "portrait_4_3",
-            "portrait_16_9",
-            "landscape_4_3",
-            "landscape_16_9",
-        ]
-    ) = "landscape_4_3",
+    image_size: ImageSize | ImageSizePreset = "landscape_4_3",
     num_images: int = 1,
     acceleration: Literal["none", "regular", "high"] = "regular",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png", "webp"] = "png",
     loras: list[Any] = [],
-    client: _AsyncClient | None = None,
-    **options: _Unpack[_RunOptions],
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
 
 
@@ -437,8 +545,44 @@ async def run_async(
     arguments: Input | None = None,
     /,
     *,
-    client: _AsyncClient | None = None,
-    **kwargs: _Any,
+    client: fal_runtime.AsyncClient | None = None,
+    **kwargs: Any,
 ) -> Output:
-    """Run the endpoint in one round trip, bypassing the queue, and return its result."""
+    """Run the endpoint in one round trip, bypassing the queue, and return its result.
+
+    Pass the input as keyword arguments, or as one `Input` instance.
+
+    Args:
+        arguments: The whole input as one `Input` instance, instead of keyword
+            arguments.
+        prompt: The prompt to generate an image from. Required.
+        negative_prompt: Negative prompt for classifier-free guidance. Describes what to
+            avoid in the image. Defaults to `\""`.
+        guidance_scale: Guidance scale for classifier-free guidance. Between 0.0 and
+            20.0. Defaults to `5`.
+        seed: The seed to use for the generation. If not provided, a random seed will be
+            used. Defaults to `None`.
+        num_inference_steps: The number of inference steps to perform. Between 4 and 50.
+            Defaults to `28`.
+        image_size: The size of the image to generate. Defaults to `"landscape_4_3"`.
+        num_images: The number of images to generate. Between 1 and 4. Defaults to `1`.
+        acceleration: The acceleration level to use for image generation. Defaults to
+            `"regular"`.
+        sync_mode: If `True`, the media will be returned as a data URI. Output is not
+            stored when this is True. Defaults to `False`.
+        enable_safety_checker: If set to true, the safety checker will be enabled.
+            Defaults to `True`.
+        output_format: The format of the generated image. Defaults to `"png"`.
+        loras: List of LoRA weights to apply (maximum 3). Defaults to `[]`.
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for this call, as in `RunOptions`.
+
+    Returns:
+        The endpoint's result, validated as `Output`.
+
+    Raises:
+        pydantic.ValidationError: An argument is invalid; nothing was sent.
+        fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
+    """
     return await endpoint.run_async(arguments, client=client, **kwargs)

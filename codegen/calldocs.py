@@ -1,0 +1,88 @@
+"""The docstring of a generated call function: what it does, every argument (meaning, bounds, default), what it
+returns and raises, in Google style, so an editor's hover and signature help show it without opening `Input`.
+
+Spec text (field descriptions) goes through `escape.docstring`; the rest is ours. Lines are wrapped to the line
+length, so black leaves the docstring as written.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+
+from codegen.escape import docstring
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from codegen.models import Param
+
+LINE_LENGTH = 88
+_FILE = "A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image."
+_FILES = "Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image."
+_BOUND_TEXT = {
+    "gt": "Greater than {}.",
+    "ge": "At least {}.",
+    "lt": "Less than {}.",
+    "le": "At most {}.",
+    "multiple_of": "A multiple of {}.",
+    "min_length": "Length at least {}.",
+    "max_length": "Length at most {}.",
+}
+
+
+def bounds_text(bounds: Sequence[str]) -> str:
+    """`("ge=0.01", "le=1.0")` → `Between 0.01 and 1.0.`; each other constraint in words."""
+    values = dict(b.split("=", 1) for b in bounds)
+    parts = []
+    for low, high, fmt in (("ge", "le", "Between {} and {}."), ("min_length", "max_length", "Length {} to {}.")):
+        if low in values and high in values:
+            parts.append(fmt.format(values.pop(low), values.pop(high)))
+    parts += [_BOUND_TEXT[name].format(value) for name, value in values.items() if name in _BOUND_TEXT]
+    return " ".join(parts)
+
+
+def argument_text(param: Param, files: Sequence[str]) -> str:
+    """One argument's entry text: description, file note, bounds, default (escaped, one paragraph)."""
+    parts = [docstring(" ".join(param.description.split()))] if param.description.strip() else []
+    if param.attr in files:
+        parts.append(_FILES if param.annotation.startswith(("list[", "Sequence[", "_Sequence[")) else _FILE)
+    if param.bounds:
+        parts.append(docstring(bounds_text(param.bounds)))
+    if param.default is None:
+        parts.append("Required.")
+    elif param.default != "...":
+        parts.append(docstring(f"Defaults to `{param.default}`."))
+    return " ".join(p if p.endswith((".", "!", "?", ":")) else p + "." for p in parts if p)
+
+
+def call_docstring(
+    summary: str, returns: str, client: str, options: str, params: Sequence[Param], files: Sequence[str]
+) -> str:
+    """The docstring's text, indented for a function body, without the quotes."""
+    lines = [summary, "", "Pass the input as keyword arguments, or as one `Input` instance.", "", "Args:"]
+    entries = [("arguments", "The whole input as one `Input` instance, instead of keyword arguments.")]
+    entries += [(p.kwarg, argument_text(p, files)) for p in params]
+    entries += [
+        ("client", f"The `{client}` to send with; by default a shared one configured from the environment (`FAL_KEY`)."),
+        ("**options", f"Options for this call, as in `{options}`."),
+    ]
+    for name, text in entries:
+        lines += _wrapped(f"{name}: {text}", indent="    ", hanging="        ")
+    lines += ["", "Returns:", *_wrapped(returns, indent="    ", hanging="    ")]
+    lines += ["", "Raises:"]
+    lines += _wrapped("pydantic.ValidationError: An argument is invalid; nothing was sent.", "    ", "        ")
+    lines += _wrapped("fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).", "    ", "        ")
+    body = "\n".join(("    " + line) if line else "" for line in lines)
+    return body.lstrip() + "\n    "
+
+
+def _wrapped(text: str, indent: str, hanging: str) -> list[str]:
+    """Lines of at most the line length once the function body's own indent (4) is added."""
+    return textwrap.wrap(
+        text,
+        width=LINE_LENGTH - 4,
+        initial_indent=indent,
+        subsequent_indent=hanging,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )

@@ -1,0 +1,70 @@
+"""Filters through which spec text reaches generated code: each output reads back as exactly the input text.
+
+`docstring` for text inside a triple-quoted literal, `comment` for a `#` line, `pyrepr` for literals; `black_quotes`
+and `black_quoted` write string literals as black would, so formatting never has to touch them.
+"""
+
+from __future__ import annotations
+
+import io
+import tokenize
+import unicodedata
+from typing import Any
+
+
+def _printable(text: str, keep: str) -> str:
+    """Escape every character that could end a line or confuse a reader (controls, separators, bidi marks)."""
+    out = []
+    for ch in text:
+        if ch in keep or (ch.isprintable() and unicodedata.category(ch) not in ("Cf", "Zl", "Zp")):
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii") if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "".join(out)
+
+
+def docstring(text: str) -> str:
+    """Text safe inside a triple-double-quoted (non-raw) string literal, reading back as the same text."""
+    text = text.replace("\\", "\\\\")
+    text = _printable(text, keep="\n")
+    # A quote is escaped where it could help close the literal or confuse black: beside another quote, or at either
+    # end. Every other quote stays readable (`Defaults to "jpeg".`).
+    last = len(text) - 1
+    return "".join(
+        '\\"' if ch == '"' and (i in (0, last) or text[i + 1] == '"') else ch for i, ch in enumerate(text)
+    )
+
+
+def comment(text: str) -> str:
+    """Text safe inside a `#` comment: one line, no control characters."""
+    return _printable(text.replace("\\", "\\\\"), keep="")
+
+
+def black_quotes(literal: str) -> str:
+    """A one-line string literal as black writes it: double quotes, unless the text holds a double quote itself."""
+    if literal.startswith("'") and not literal.startswith("'" * 3) and '"' not in literal:
+        return '"' + literal[1:-1].replace("\\'", "'") + '"'
+    return literal
+
+
+def black_quoted(code: str) -> str:
+    """`ast.unparse` output with its string literals quoted as black writes them (unparse prefers single quotes)."""
+    tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    for token in reversed(tokens):  # right to left, so earlier offsets stay valid (unparse output is one line)
+        if token.type == tokenize.STRING:
+            (_, start), (_, end) = token.start, token.end
+            code = code[:start] + black_quotes(token.string) + code[end:]
+    return code
+
+
+def pyrepr(value: Any) -> str:
+    """A Python literal for JSON-like data, quoted as black would; anything else is a generator bug, not spec input."""
+    if isinstance(value, str):
+        return black_quotes(repr(value))
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{pyrepr(k)}: {pyrepr(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(pyrepr(v) for v in value) + "]"
+    raise TypeError(f"cannot render {type(value).__name__} as a literal")

@@ -1,0 +1,235 @@
+"""The `fal-typed` commands.
+
+`run` and `submit` are groups whose subcommands are endpoint ids: click asks for the subcommand only once it has
+read the id, so the endpoint's module is imported then, and its `Input` fields become that command's options (and
+its `--help`). Nothing else imports an endpoint module: `list` reads the catalogue index only.
+
+Errors: bad usage and invalid input exit 2 (click's `UsageError`); anything fal reports (`FalError`) is one line on
+stderr and exit 1. Messages come from the runtime, which scrubs the API key from them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+from pydantic import BaseModel
+
+from fal_cli import endpoints, render
+from fal_cli.batch import read_inputs, run_batch
+from fal_cli.fields import fields_of
+from fal_cli.ledger import Ledger, LedgerMismatch
+from fal_cli.options import given_fields, input_options, read_input_json, validate_input, with_local_files
+from fal_cli.outputs import output_json, save_all
+from fal_cli.progress import BatchProgress, RunProgress
+from fal_cli.secrets import scrub
+from fal_runtime import Client
+from fal_runtime.errors import FalError
+
+EXIT_INTERRUPTED = 130
+
+
+class Cli(click.Group):
+    """The top-level group: turns fal's errors into one line on stderr and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FalError as exc:
+            click.echo(f"Error: {scrub(' '.join(str(exc).split())) or type(exc).__name__}", err=True)
+            raise click.exceptions.Exit(1) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+class EndpointGroup(click.Group):
+    """A group whose subcommands are endpoint ids, each built on demand from the endpoint's `Input`."""
+
+    def __init__(self, *args: Any, build: Callable[[ModuleType], click.Command], **kwargs: Any) -> None:
+        kwargs.setdefault("subcommand_metavar", "ENDPOINT_ID [--FIELD VALUE ...]")
+        super().__init__(*args, **kwargs)
+        self._build = build
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._build(endpoints.load(cmd_name))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return []  # over a thousand: `fal-typed list` shows them
+
+
+def _file_fields(module: ModuleType) -> frozenset[str]:
+    return frozenset(module.endpoint.files.get(module.Input, ()))
+
+
+def _endpoint_command(module: ModuleType, action: Callable[..., None], extra: list[click.Parameter]) -> click.Command:
+    """A command taking the endpoint's fields as options (plus `--input-json` and `extra`), validating them into
+    `Input` before `action(module, data, **extra_values)` runs."""
+    model: type[BaseModel] = module.Input
+    files = _file_fields(module)
+
+    @click.pass_context
+    def callback(ctx: click.Context, /, input_json: str | None, **values: Any) -> None:
+        data = with_local_files(read_input_json(input_json), files) if input_json else {}
+        data.update(given_fields(ctx, model, files))
+        own = {p.name: values[p.name] for p in extra if p.name is not None}
+        action(module, validate_input(model, data), **own)
+
+    params: list[click.Parameter] = [
+        *input_options(model, files),
+        click.Option(["--input-json"], metavar="FILE|-", help="The whole input as a JSON object; options override it."),
+        *extra,
+    ]
+    doc = "\n\n".join((module.__doc__ or "").strip().split("\n\n")[1:])  # without "Typed client for ..."
+    return click.Command(module.ENDPOINT_ID, callback=callback, params=params, help=doc, no_args_is_help=False)
+
+
+_JSON = click.Option(["--json", "as_json"], is_flag=True, help="Print exactly the output JSON on stdout.")
+_SAVE = click.Option(
+    ["--save"], type=click.Path(file_okay=False, path_type=Path), help="Download every output file here."
+)
+
+
+def _show_output(output: BaseModel, as_json: bool, save: Path | None, client: Client) -> None:
+    """The output as JSON or a summary, then the saved paths (on stderr with --json, so stdout stays JSON)."""
+    out = render.stdout()
+    if as_json:
+        click.echo(scrub(json.dumps(output_json(output))))
+    else:
+        render.summary(out, output)
+    if save is not None:
+        render.saved(render.stderr() if as_json else out, save_all(output, save, client))
+
+
+def _run(module: ModuleType, data: BaseModel, as_json: bool, save: Path | None) -> None:
+    with Client() as client:
+        progress = RunProgress(render.stderr())  # its clock starts before the upload and submit
+        handle = module.endpoint.submit(data, client=client)
+        try:
+            progress.watch(handle)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted; the request goes on: fal-typed result {module.ENDPOINT_ID} {handle.request_id}",
+                       err=True)  # fmt: skip
+            raise
+        _show_output(handle.result(), as_json, save, client)
+
+
+def _submit(module: ModuleType, data: BaseModel) -> None:
+    with Client() as client:
+        click.echo(module.endpoint.submit(data, client=client).request_id)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+def cli() -> None:
+    """Call fal endpoints from the shell, typed from their specs.
+
+    FAL_KEY holds the API key; FAL_QUEUE_RUN_HOST, FAL_RUN_HOST, FAL_REST_HOST and SSL_CERT_FILE are read as the
+    Python client reads them.
+    """
+
+
+@cli.group(cls=EndpointGroup, build=lambda m: _endpoint_command(m, _run, [_JSON, _SAVE]))
+def run() -> None:
+    """Submit a request, follow it (queue position, elapsed time, logs) and print its output.
+
+    `fal-typed run ENDPOINT_ID --help` lists the endpoint's fields.
+    """
+
+
+@cli.group(cls=EndpointGroup, build=lambda m: _endpoint_command(m, _submit, []))
+def submit() -> None:
+    """Submit a request and print its request id (see `status`, `result`, `cancel`)."""
+
+
+@cli.command()
+@click.argument("endpoint_id")
+@click.argument("request_id")
+def status(endpoint_id: str, request_id: str) -> None:
+    """Print a request's status: IN_QUEUE (position), IN_PROGRESS or COMPLETED."""
+    module = endpoints.load(endpoint_id)
+    with Client() as client:
+        current = module.endpoint.handle(request_id, client=client).status(logs=True)
+    click.echo(render.status_text(current))
+    for entry in getattr(current, "logs", ()):
+        click.echo(f"log: {scrub(entry.message)}")
+
+
+@cli.command(params=[_JSON, _SAVE])
+@click.argument("endpoint_id")
+@click.argument("request_id")
+def result(endpoint_id: str, request_id: str, as_json: bool, save: Path | None) -> None:
+    """Wait for a request and print its output."""
+    module = endpoints.load(endpoint_id)
+    with Client() as client:
+        _show_output(module.endpoint.handle(request_id, client=client).result(), as_json, save, client)
+
+
+@cli.command()
+@click.argument("endpoint_id")
+@click.argument("request_id")
+def cancel(endpoint_id: str, request_id: str) -> None:
+    """Ask fal to cancel a request: prints requested, already_completed or not_found."""
+    module = endpoints.load(endpoint_id)
+    with Client() as client:
+        click.echo(module.endpoint.handle(request_id, client=client).cancel())
+
+
+@cli.command(name="list")
+@click.argument("query", required=False)
+@click.option("--category", help="Only this fal category (text-to-image, video, ...).")
+def list_(query: str | None, category: str | None) -> None:
+    """List endpoints whose id or name contains QUERY."""
+    render.endpoint_list(endpoints.search(query, category), render.stdout())
+
+
+@cli.command()
+@click.argument("endpoint_id")
+def show(endpoint_id: str) -> None:
+    """Show an endpoint's input and output fields."""
+    module = endpoints.load(endpoint_id)
+    out = render.stdout()
+    render.field_table("Input", fields_of(module.Input, _file_fields(module)), out)
+    render.field_table("Output", fields_of(module.Output), out)
+
+
+@cli.command()
+@click.argument("endpoint_id")
+@click.argument("inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory of the ledger, results.jsonl and saved files.")  # fmt: skip
+@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(min=1), help="Rows in flight.")
+@click.option("--save", is_flag=True, help="Download every output file into OUT/files/ROW/.")
+@click.option("--retry-failed", is_flag=True, help="Run failed rows again (a resumed batch otherwise keeps them).")
+def batch(endpoint_id: str, inputs: Path, out_dir: Path, concurrency: int, save: bool, retry_failed: bool) -> None:
+    """Run every line of INPUTS (JSON Lines, one input object per line); the same command resumes it.
+
+    Exit 0 when every row succeeded, 1 when some failed.
+    """
+    module = endpoints.load(endpoint_id)
+    read = read_inputs(inputs, module.Input, _file_fields(module))
+    ledger = Ledger(out_dir)
+    try:
+        ledger.bind(endpoint_id, read.sha256)
+    except LedgerMismatch as exc:
+        ledger.close()
+        raise click.UsageError(f"{exc}; use another --out directory") from None
+    for row, error in read.invalid.items():
+        click.echo(f"{inputs}:{row}: {error}", err=True)
+    try:
+        ledger.add(read.valid, read.invalid)
+        if retry_failed:
+            ledger.retry_failed(read.valid)
+        counts = ledger.counts()
+        total = sum(counts.values())
+        with BatchProgress(render.stderr(), total, counts.get("done", 0), counts.get("failed", 0)) as progress:
+            run_batch(module, ledger, read, concurrency=concurrency, save=save, out_dir=out_dir, progress=progress)
+        counts = ledger.counts()
+    finally:
+        ledger.close()
+    click.echo(f"results: {out_dir / 'results.jsonl'}", err=True)
+    if counts.get("done", 0) != total:
+        raise click.exceptions.Exit(1)

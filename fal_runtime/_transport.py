@@ -1,0 +1,377 @@
+"""Sending: the retry loops that carry a `RequestSpec` over httpx and hand `Core` a `Reply` or a `TransportError`.
+
+`ClientBase` holds what both clients share that touches httpx without doing I/O (timeouts, converting exceptions,
+logging a retry); `SyncTransport` and `AsyncTransport` are the same loops, once blocking and once with `await`. What a
+reply means, and whether to retry, is decided in `_core`; nothing here knows about queues or uploads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import ssl
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+
+import httpx
+from httpx_sse import aconnect_sse, connect_sse
+
+from fal_runtime import errors
+from fal_runtime._core import Core, Operation, Reply, RequestSpec, RetryPolicy
+from fal_runtime._sse import LineDecoder
+from fal_runtime._wait import DRAIN_LINES, DeadlineExpired
+
+logger = logging.getLogger("fal_runtime")
+
+SHARD = 25  # connections per httpx pool in AsyncTransport (see AsyncTransport._init_pool)
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # failed before a byte of the request left
+_NOT_TRANSIENT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError)
+# Draining a completed status stream stops at any of these: the request is complete whatever happens there.
+_DRAIN_ENDS = (errors.TransportError, errors.ProtocolError, DeadlineExpired)
+
+
+class ClientBase:
+    """Settings and httpx conversions shared by both clients; the public constructors document the arguments."""
+
+    def __init__(
+        self,
+        key: str | None,
+        *,
+        queue_host: str | None,
+        run_host: str | None,
+        rest_host: str | None,
+        retry: RetryPolicy | None,
+        timeout: float,
+        connect_timeout: float,
+        poll_interval: float,
+        verify: ssl.SSLContext | str | bool,
+    ) -> None:
+        self._core = Core(key=key, queue_host=queue_host, run_host=run_host, rest_host=rest_host, retry=retry)
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self._poll_interval = poll_interval
+        self._verify = verify
+
+    def __repr__(self) -> str:  # never the key
+        return f"{type(self).__name__}(queue={self._core.queue_base!r}, run={self._core.run_base!r})"
+
+    def _headers(self, spec: RequestSpec) -> dict[str, str]:
+        return self._core.headers(spec)
+
+    def _timeout_for(self, spec: RequestSpec, remaining: float | None) -> httpx.Timeout:
+        """The client's timeouts, shortened by the call's `timeout` option and the wait's deadline."""
+        limit = min((t for t in (spec.timeout, remaining) if t is not None), default=None)
+        if limit is None:
+            return self._timeout
+        limit = max(limit, 0.001)
+        return httpx.Timeout(
+            min(self._timeout.read or limit, limit),
+            connect=min(self._timeout.connect or limit, limit),
+        )
+
+    def _failure(self, exc: httpx.TransportError) -> errors.TransportError:
+        """An httpx exception as ours, recording whether the request may have reached the server."""
+        where = f"{exc.request.method} {exc.request.url}" if _has_request(exc) else "request"
+        message = self._core.redact(f"{where}: {type(exc).__name__}: {exc}")
+        if isinstance(exc, _NOT_SENT):
+            if isinstance(exc, httpx.TimeoutException):
+                return errors.APITimeoutError(message, request_sent=False)
+            return errors.APIConnectionError(message)
+        if isinstance(exc, httpx.TimeoutException):
+            return errors.APITimeoutError(message, request_sent=True)
+        return errors.TransportError(message, request_sent=True, transient=not isinstance(exc, _NOT_TRANSIENT))
+
+    def _retry_delay(
+        self,
+        op: Operation | None,
+        spec: RequestSpec,
+        attempt: int,
+        started: float,
+        *,
+        reply: Reply | None = None,
+        failure: errors.TransportError | None = None,
+        remaining: float | None = None,
+    ) -> float | None:
+        if op is None:
+            return None
+        delay = self._core.retry_delay(
+            op,
+            attempt,
+            time.monotonic() - started,
+            reply=reply,
+            failure=failure,
+            now_epoch=time.time(),
+            remaining=remaining,
+        )
+        if delay is not None:
+            why = f"HTTP {reply.status_code}" if reply is not None else type(failure).__name__
+            url = self._core.redact(spec.url)  # a status URL is the server's: it may echo anything
+            logger.info("fal %s %s: %s; retry %d in %.2f s", spec.method, url, why, attempt, delay)
+        return delay
+
+
+def _has_request(exc: httpx.TransportError) -> bool:
+    try:
+        exc.request  # noqa: B018 - httpx raises RuntimeError when the exception has no request
+    except RuntimeError:
+        return False
+    return True
+
+
+def reply_of(response: httpx.Response) -> Reply:
+    """The core's view of a response whose body has been read."""
+    return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
+
+
+def reply_head(response: httpx.Response) -> Reply:
+    """Status and headers of a streaming response, without reading its body."""
+    return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()})
+
+
+class SyncTransport(ClientBase):
+    """One httpx.Client, created on first use, and the blocking send and stream loops over it."""
+
+    def _init_pool(self, http_client: httpx.Client | None, max_connections: int) -> None:
+        # Every pooled connection is kept alive, as in AsyncClient: httpx keeps 20, so more threads paid handshakes.
+        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._http = http_client
+        self._lock = threading.Lock()
+
+    @property
+    def http(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                self._http = httpx.Client(
+                    timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
+                )
+            return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+    def _send(self, op: Operation, spec: RequestSpec, *, remaining: float | None = None) -> Reply:
+        """Send with retries as `Core.retry_delay` decides; the last reply, whatever its status."""
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            reply, failure = None, None
+            try:
+                response = self.http.request(
+                    spec.method,
+                    spec.url,
+                    headers=self._headers(spec),
+                    params=spec.params,
+                    json=spec.json,
+                    content=spec.content,
+                    timeout=self._timeout_for(spec, remaining),
+                )
+                reply = reply_of(response)
+            except httpx.TransportError as exc:
+                failure = self._failure(exc)
+            delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
+            if delay is None:
+                if failure is not None:
+                    raise failure
+                assert reply is not None
+                return reply
+            time.sleep(delay)
+
+    @contextmanager
+    def _open_stream(
+        self, op: Operation | None, spec: RequestSpec, *, remaining: float | None = None
+    ) -> Iterator[httpx.Response]:
+        """An open 2xx event stream, retried on opening as `Core.retry_delay` decides (never, for `op=None`)."""
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            reply, failure = None, None
+            stack = ExitStack()
+            try:
+                source = stack.enter_context(
+                    connect_sse(
+                        self.http,
+                        spec.method,
+                        spec.url,
+                        headers=self._headers(spec),
+                        params=spec.params,
+                        json=spec.json,
+                        timeout=self._timeout_for(spec, remaining),
+                    )
+                )
+            except httpx.TransportError as exc:
+                failure = self._failure(exc)
+            else:
+                with stack:
+                    if source.response.is_success:
+                        yield source.response  # outside any `except`: the caller's errors pass through untouched
+                        return
+                    try:
+                        source.response.read()
+                        reply = reply_of(source.response)
+                    except httpx.TransportError as exc:
+                        failure = self._failure(exc)
+            delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
+            if delay is None:
+                if failure is not None:
+                    raise failure
+                assert reply is not None
+                raise self._core.error_for(reply)
+            time.sleep(delay)
+
+    def _lines(self, response: httpx.Response, check: Callable[[], None] | None = None) -> Iterator[str]:
+        """The body's lines; `check` runs on every chunk, so a deadline holds even while one line never ends."""
+        decoder = LineDecoder()
+        try:
+            for chunk in response.iter_bytes():
+                if check is not None:
+                    check()
+                yield from decoder.feed(chunk)
+        except httpx.TransportError as exc:
+            raise self._failure(exc) from None
+        yield from decoder.flush()
+
+    @staticmethod
+    def _drain(lines: Iterator[str]) -> None:
+        """Read a completed status stream on to its close (see `DRAIN_LINES`); a failure there changes nothing."""
+        try:
+            for _ in itertools.islice(lines, DRAIN_LINES):
+                pass
+        except _DRAIN_ENDS:
+            pass
+
+
+class AsyncTransport(ClientBase):
+    """Sharded httpx.AsyncClient pools behind a semaphore, and the awaiting send and stream loops over them."""
+
+    def _init_pool(self, http_client: httpx.AsyncClient | None, max_connections: int) -> None:
+        # Requests wait for a slot here rather than in httpcore's pool, whose scheduling is quadratic in the number
+        # of waiting requests (1,000 concurrent subscribes spent seconds of CPU there).
+        self._slots = asyncio.Semaphore(max_connections)
+        # httpcore's pool bookkeeping also costs O(connections²) on every request start and end (encode/httpcore#1035,
+        # unmerged), so the connections are split over pools of at most SHARD; each request takes the least busy.
+        count = 1 if http_client is not None else -(-max_connections // SHARD)
+        per = -(-max_connections // count)
+        # Keep every pooled connection alive: the default keeps 20, so heavy concurrency paid a TLS handshake per call.
+        self._limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+        self._shards: list[httpx.AsyncClient | None] = [http_client] if http_client is not None else [None] * count
+        self._busy = [0] * count
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A slot, then the least busy pool (created on first use), both held until the request or stream closes.
+        While a slot is free, some pool has a free connection, so nothing waits inside httpcore. Requests sent
+        through it directly carry no credentials (output downloads use it)."""
+        async with self._slots:
+            i = min(range(len(self._busy)), key=self._busy.__getitem__)
+            shard = self._shards[i]
+            if shard is None:
+                shard = self._shards[i] = httpx.AsyncClient(
+                    timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
+                )
+            self._busy[i] += 1
+            try:
+                yield shard
+            finally:
+                self._busy[i] -= 1
+
+    async def aclose(self) -> None:
+        for shard in self._shards:
+            if shard is not None:
+                await shard.aclose()
+
+    async def _send(self, op: Operation, spec: RequestSpec, *, remaining: float | None = None) -> Reply:
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            reply, failure = None, None
+            try:
+                async with self.connection() as http:
+                    response = await http.request(
+                        spec.method,
+                        spec.url,
+                        headers=self._headers(spec),
+                        params=spec.params,
+                        json=spec.json,
+                        content=spec.content,
+                        timeout=self._timeout_for(spec, remaining),
+                    )
+                reply = reply_of(response)
+            except httpx.TransportError as exc:
+                failure = self._failure(exc)
+            delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
+            if delay is None:
+                if failure is not None:
+                    raise failure
+                assert reply is not None
+                return reply
+            await asyncio.sleep(delay)
+
+    @asynccontextmanager
+    async def _open_stream(
+        self, op: Operation | None, spec: RequestSpec, *, remaining: float | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            reply, failure = None, None
+            stack = AsyncExitStack()
+            http = await stack.enter_async_context(self.connection())  # held while the stream is open
+            try:
+                source = await stack.enter_async_context(
+                    aconnect_sse(
+                        http,
+                        spec.method,
+                        spec.url,
+                        headers=self._headers(spec),
+                        params=spec.params,
+                        json=spec.json,
+                        timeout=self._timeout_for(spec, remaining),
+                    )
+                )
+            except httpx.TransportError as exc:
+                await stack.aclose()  # give the slot back
+                failure = self._failure(exc)
+            except BaseException:
+                await stack.aclose()
+                raise
+            else:
+                async with stack:
+                    if source.response.is_success:
+                        yield source.response
+                        return
+                    try:
+                        await source.response.aread()
+                        reply = reply_of(source.response)
+                    except httpx.TransportError as exc:
+                        failure = self._failure(exc)
+            delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
+            if delay is None:
+                if failure is not None:
+                    raise failure
+                assert reply is not None
+                raise self._core.error_for(reply)
+            await asyncio.sleep(delay)
+
+    async def _lines(self, response: httpx.Response, check: Callable[[], None] | None = None) -> AsyncIterator[str]:
+        decoder = LineDecoder()
+        try:
+            async for chunk in response.aiter_bytes():
+                if check is not None:
+                    check()
+                for line in decoder.feed(chunk):
+                    yield line
+        except httpx.TransportError as exc:
+            raise self._failure(exc) from None
+        for line in decoder.flush():
+            yield line
+
+    @staticmethod
+    async def _drain(lines: AsyncIterator[str]) -> None:
+        try:
+            for _ in range(DRAIN_LINES):
+                await anext(lines)
+        except (StopAsyncIteration, *_DRAIN_ENDS):
+            pass

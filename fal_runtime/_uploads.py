@@ -1,0 +1,165 @@
+"""Uploads: file inputs that are not URLs, inlined as data URIs or sent to fal's CDN (one request, or multipart).
+
+`Storage` (in `_storage`) builds the CDN requests and reads their replies; this module sends them with a cached CDN
+token, renewed once when the CDN rejects it, and runs a multipart upload's parts concurrently (threads in
+`SyncUploads`, tasks in `AsyncUploads`, at most `upload_concurrency` at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from fal_runtime._core import Reply, RequestSpec
+from fal_runtime._storage import MULTIPART_THRESHOLD, CdnToken, Storage, parts
+from fal_runtime._transport import AsyncTransport, ClientBase, SyncTransport
+from fal_runtime.inputs import Blob, data_uri, needs_sending, to_blob, validate
+
+T = TypeVar("T")
+
+
+class _UploadSettings(ClientBase):
+    def _init_uploads(self, inline_max_bytes: int, upload_concurrency: int) -> None:
+        self._storage = Storage(self._core)
+        self._inline_max_bytes = inline_max_bytes
+        self._upload_concurrency = max(1, upload_concurrency)
+        self._token: CdnToken | None = None
+
+    def _inline_or_blob(self, value: Any) -> str | Blob:
+        """A URL to send for a file-input value (as given, or a data URI), or the `Blob` still to upload."""
+        if not needs_sending(value):
+            return str(value)
+        blob = to_blob(validate(value))
+        inline = self._inline_max_bytes > 0 and blob.size <= self._inline_max_bytes  # 0: never, even an empty file
+        return data_uri(blob) if inline else blob
+
+
+class SyncUploads(_UploadSettings, SyncTransport):
+    """`Client.upload` and `upload_all`: parts of a multipart upload go out from a thread pool."""
+
+    def _init_uploads(self, inline_max_bytes: int, upload_concurrency: int) -> None:
+        super()._init_uploads(inline_max_bytes, upload_concurrency)
+        self._token_lock = threading.Lock()
+
+    def upload(self, value: Any) -> str:
+        """A URL fal can read for a file-input value: a str as given; a path, bytes, binary file object or PIL image
+        inlined as a data URI (up to `inline_max_bytes`) or uploaded to fal's storage (multipart above 100 MiB)."""
+        sent = self._inline_or_blob(value)
+        if isinstance(sent, str):
+            return sent
+        if sent.size > MULTIPART_THRESHOLD:
+            return self._upload_multipart(sent)
+        data = sent.read()
+        return self._cdn(lambda token: self._storage.upload_request(token, sent, data), self._storage.uploaded)
+
+    def upload_all(self, values: list[Any]) -> list[str]:
+        """`upload` of each value, one file after another."""
+        return [self.upload(value) for value in values]
+
+    def _cdn_token(self, stale: CdnToken | None = None) -> CdnToken:
+        """The cached CDN token, renewed when it is near expiry or when the CDN rejected `stale`."""
+        with self._token_lock:
+            token = self._token
+            if token is None or token is stale or not token.fresh(time.time()):
+                token = self._token = self._storage.token(self._send("upload", self._storage.token_request()))
+            return token
+
+    def _cdn(self, build: Callable[[CdnToken], RequestSpec], read: Callable[[Reply], T]) -> T:
+        """Send a CDN request with the cached token; once more with a new token if the CDN rejects it."""
+        token = self._cdn_token()
+        reply = self._send("upload", build(token))
+        if self._storage.rejected_token(reply):
+            reply = self._send("upload", build(self._cdn_token(stale=token)))
+        return read(reply)
+
+    def _upload_multipart(self, blob: Blob) -> str:
+        storage = self._storage
+        access_url, upload_id = self._cdn(lambda t: storage.multipart_request(t, blob), storage.multipart_started)
+
+        def put(part: tuple[int, int, int]) -> tuple[int, str]:
+            n, offset, length = part
+            data = blob.read_range(offset, length)  # read in the worker: at most `upload_concurrency` parts in memory
+            return n, self._cdn(
+                lambda t: storage.part_request(t, blob, access_url, upload_id, n, data),
+                lambda r: storage.part_etag(r, n),
+            )
+
+        with ThreadPoolExecutor(self._upload_concurrency, thread_name_prefix="fal-upload") as pool:
+            etags = dict(pool.map(put, parts(blob.size)))
+        return self._cdn(
+            lambda t: storage.complete_request(t, access_url, upload_id, etags),
+            lambda r: storage.completed(r, access_url),
+        )
+
+
+class AsyncUploads(_UploadSettings, AsyncTransport):
+    """`AsyncClient.upload` and `upload_all`: files and parts go out as concurrent tasks."""
+
+    def _init_uploads(self, inline_max_bytes: int, upload_concurrency: int) -> None:
+        super()._init_uploads(inline_max_bytes, upload_concurrency)
+        self._token_lock = asyncio.Lock()
+
+    async def upload(self, value: Any) -> str:
+        """See `Client.upload`. Reading and encoding run in a worker thread, so the event loop never blocks on disk."""
+        sent = await asyncio.to_thread(self._inline_or_blob, value)
+        if isinstance(sent, str):
+            return sent
+        if sent.size > MULTIPART_THRESHOLD:
+            return await self._upload_multipart(sent)
+        data = await asyncio.to_thread(sent.read)
+        return await self._cdn(lambda token: self._storage.upload_request(token, sent, data), self._storage.uploaded)
+
+    async def upload_all(self, values: list[Any]) -> list[str]:
+        """`upload` of each value, all files at once."""
+        return await _all_or_nothing(self.upload(value) for value in values)
+
+    async def _cdn_token(self, stale: CdnToken | None = None) -> CdnToken:
+        async with self._token_lock:
+            token = self._token
+            if token is None or token is stale or not token.fresh(time.time()):
+                token = self._token = self._storage.token(await self._send("upload", self._storage.token_request()))
+            return token
+
+    async def _cdn(self, build: Callable[[CdnToken], RequestSpec], read: Callable[[Reply], T]) -> T:
+        token = await self._cdn_token()
+        reply = await self._send("upload", build(token))
+        if self._storage.rejected_token(reply):
+            reply = await self._send("upload", build(await self._cdn_token(stale=token)))
+        return read(reply)
+
+    async def _upload_multipart(self, blob: Blob) -> str:
+        storage = self._storage
+        access_url, upload_id = await self._cdn(lambda t: storage.multipart_request(t, blob), storage.multipart_started)
+        slots = asyncio.Semaphore(self._upload_concurrency)
+
+        async def put(n: int, offset: int, length: int) -> tuple[int, str]:
+            async with slots:  # bounds the parts in flight, and so the parts held in memory
+                data = await asyncio.to_thread(blob.read_range, offset, length)
+                etag = await self._cdn(
+                    lambda t: storage.part_request(t, blob, access_url, upload_id, n, data),
+                    lambda r: storage.part_etag(r, n),
+                )
+            return n, etag
+
+        etags = dict(await _all_or_nothing(put(*part) for part in parts(blob.size)))
+        return await self._cdn(
+            lambda t: storage.complete_request(t, access_url, upload_id, etags),
+            lambda r: storage.completed(r, access_url),
+        )
+
+
+async def _all_or_nothing(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """The results in order; when one fails, the others are cancelled before its error is raised (`gather` alone
+    would leave them running, sending the rest of a file whose upload has already failed)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
