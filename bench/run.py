@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codegen and fal_runtime
 
-import opc  # noqa: E402
-import runtime  # noqa: E402
+import cli_batch
+import opc
+import runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "sources"  # fal's published documents, copied in with where each came from
@@ -69,11 +70,19 @@ def bench_generation(name: str, trees: list[Path], tmp: Path, runs: int) -> list
     files = [f for t in trees for f in sorted(t.rglob("*")) if f.is_file()]
     n = len(files)
     gen = [PY, "-m", "codegen", "gen", "-q"]
-    cold = sum(timed([*gen, "--no-cache", "--specs", str(t), "--out", str(tmp / f"out-{i}")], ROOT, runs) for i, t in enumerate(trees))
+    cold = sum(
+        timed([*gen, "--no-cache", "--specs", str(t), "--out", str(tmp / f"out-{i}")], ROOT, runs)
+        for i, t in enumerate(trees)
+    )
     cache = tmp / "cache"
     for i, t in enumerate(trees):  # fill the cache, then time no-op runs
-        subprocess.run([*gen, "--cache", str(cache), "--specs", str(t), "--out", str(tmp / f"warm-{i}")], cwd=ROOT, check=True)
-    warm = sum(timed([*gen, "--cache", str(cache), "--specs", str(t), "--out", str(tmp / f"warm-{i}")], ROOT, runs) for i, t in enumerate(trees))
+        subprocess.run(
+            [*gen, "--cache", str(cache), "--specs", str(t), "--out", str(tmp / f"warm-{i}")], cwd=ROOT, check=True
+        )
+    warm = sum(
+        timed([*gen, "--cache", str(cache), "--specs", str(t), "--out", str(tmp / f"warm-{i}")], ROOT, runs)
+        for i, t in enumerate(trees)
+    )
     cli = [timed([*DCG_CLI, "--input", str(f), "--output", str(tmp / "cli.py")], ROOT, 1) for f in files]
     cli_total = sum(cli)
     rows = []
@@ -82,7 +91,9 @@ def bench_generation(name: str, trees: list[Path], tmp: Path, runs: int) -> list
                      f"datamodel-codegen CLI per spec: {cli_total:.2f} s ({statistics.median(cli) * 1000:.0f} ms/spec)",
                      f"{cli_total / ours:.1f}× faster", "≥ 15× faster"))  # fmt: skip
     opc_total, accepted, rejected = opc.peer(files, tmp)
-    took = f"{opc_total:.2f} s for the {accepted} of {n} specs it accepted" + (f" (rejected: {'; '.join(rejected)})" if rejected else "")
+    took = f"{opc_total:.2f} s for the {accepted} of {n} specs it accepted" + (
+        f" (rejected: {'; '.join(rejected)})" if rejected else ""
+    )
     per_spec = (opc_total / accepted) / (cold / n) if accepted else float("nan")
     rows.append((f"{name}: make gen, cold, against openapi-python-client {opc.VERSION}", f"{cold:.2f} s",
                  f"openapi-python-client per spec: {took}", f"{per_spec:.1f}× faster per spec", "—"))  # fmt: skip
@@ -114,8 +125,11 @@ def catalogue(tmp: Path, runs: int) -> list[tuple[str, str, str, str, str]]:
     ones = []
     for i in range(runs):  # a different spec each time, so every run has exactly one cache miss
         changed = files[(count // 2 + i * 7) % count]
-        changed.write_text(changed.read_text().replace("\ninfo:\n", f"\ninfo:\n  x-bench: {i}\n", 1).replace(
-            "  description:", "  description: changed for the benchmark.", 1))
+        changed.write_text(
+            changed.read_text()
+            .replace("\ninfo:\n", f"\ninfo:\n  x-bench: {i}\n", 1)
+            .replace("  description:", "  description: changed for the benchmark.", 1)
+        )
         ones.append(timed(gen(cache), ROOT, 1))
     one = statistics.median(ones)
 
@@ -127,7 +141,9 @@ def catalogue(tmp: Path, runs: int) -> list[tuple[str, str, str, str, str]]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     # An installed wheel has its bytecode compiled at install time, as fal_client's has; compile ours the same way
     # (PYTHONDONTWRITEBYTECODE, set on some machines, would otherwise make every import compile from source).
-    subprocess.run([PY, "-m", "compileall", "-q", "generated", "fal_runtime"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [PY, "-m", "compileall", "-q", "generated", "fal_runtime"], cwd=ROOT, check=True, capture_output=True
+    )
 
     def fresh(code: str) -> float:
         times = []
@@ -166,9 +182,27 @@ def sync_all(tmp: Path, runs: int) -> float:
         for i in range(max(1, runs - 1)):
             target = tmp / f"synced-{i}"
             start = time.perf_counter()
-            subprocess.run([PY, "-m", "codegen", "sync", "--specs", str(target)], cwd=ROOT, env=env, check=True, capture_output=True)
+            subprocess.run(
+                [PY, "-m", "codegen", "sync", "--specs", str(target)],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def batch_rows(count: int) -> list[tuple[str, str, str, str, str]]:
+    """`fal-typed batch` beside the same rows sent with `AsyncClient` directly (issue #13's aims)."""
+    m = cli_batch.measure(rows=count, concurrency=200)
+    return [
+        (f"`fal-typed batch`, {count:,} rows at concurrency 200: rows/s (errors, duplicate submits)",
+         f"{m['batch_rows_per_s']} ({m['batch_errors']}, {m['batch_duplicate_submits']})",
+         f"{m['direct_rows_per_s']} AsyncClient ({m['direct_errors']})", f"{m['ledger_overhead_pct']:+.1f} % ledger",
+         "0 errors; overhead <= 15 %"),
+        ("`fal-typed batch`: peak RSS", f"{m['batch_peak_rss_mb']} MB", f"{m['direct_peak_rss_mb']} MB", "", "<= 200 MB"),
+    ]  # fmt: skip
 
 
 def main() -> None:
@@ -182,12 +216,15 @@ def main() -> None:
         count = sum(1 for t in trees for f in t.rglob("*") if f.is_file())
         rows += bench_generation(f"fal's 36 documents ({count} distinct specs)", trees, tmp / "docs", runs)
     rows += runtime.rows()
+    rows += batch_rows(int(os.environ.get("BENCH_BATCH_ROWS", "10000")))
     header = ("figure", "ours", "peer", "ratio", "aim")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     table = "\n".join(lines)
     print(table)
-    (ROOT / "bench" / "results.md").write_text(f"# make bench ({time.strftime('%Y-%m-%d')}, median of {runs})\n\n{table}\n")
+    (ROOT / "bench" / "results.md").write_text(
+        f"# make bench ({time.strftime('%Y-%m-%d')}, median of {runs})\n\n{table}\n"
+    )
 
 
 if __name__ == "__main__":

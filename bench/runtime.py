@@ -63,7 +63,9 @@ def local_server() -> Iterator[dict[str, str]]:
             assert proc.stdout is not None
             line = proc.stdout.readline().strip()
             host = line.removeprefix("listening on https://")
-            env = dict(os.environ, FAL_KEY="bench", FAL_QUEUE_RUN_HOST=host, FAL_RUN_HOST=f"{host}/run", SSL_CERT_FILE=str(ca))
+            env = dict(
+                os.environ, FAL_KEY="bench", FAL_QUEUE_RUN_HOST=host, FAL_RUN_HOST=f"{host}/run", SSL_CERT_FILE=str(ca)
+            )
             httpx.post(f"https://{host}/_local/behave", json={"endpoint_id": ENDPOINT, "queue_seconds": 0.0, "run_seconds": 0.02},
                        verify=str(ca), headers={"Authorization": "Key bench"}).raise_for_status()  # fmt: skip
             yield env
@@ -73,7 +75,14 @@ def local_server() -> Iterator[dict[str, str]]:
 
 
 def _run(code: str, env: dict[str, str], *args: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(ARGS), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(ARGS), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return out.stdout.strip()

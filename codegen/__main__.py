@@ -17,13 +17,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("gen", help="generate the typed package from the specs")
     gen.add_argument("--specs", type=Path, default=Path("specs"), help="spec directory (default: specs)")
-    gen.add_argument("--out", type=Path, default=Path("generated"), help="output package directory (default: generated)")
-    gen.add_argument("--cache", type=Path, default=Path(".cache/codegen"), help="module cache (default: .cache/codegen)")
+    gen.add_argument(
+        "--out", type=Path, default=Path("generated"), help="output package directory (default: generated)"
+    )
+    gen.add_argument(
+        "--cache", type=Path, default=Path(".cache/codegen"), help="module cache (default: .cache/codegen)"
+    )
     gen.add_argument("--no-cache", action="store_true", help="regenerate every module from scratch")
     gen.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for cold modules")
     gen.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     imp = sub.add_parser("import", help="import fal OpenAPI documents into specs/")
-    imp.add_argument("sources", nargs="+", metavar="SOURCE", help="endpoint id, URL, OpenAPI JSON file or model listing file")
+    imp.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="endpoint id, URL, OpenAPI JSON file or model listing file"
+    )
     imp.add_argument("--specs", type=Path, default=Path("specs"), help="spec directory (default: specs)")
     dif = sub.add_parser("diff", help="Markdown summary of spec changes since a git ref, for a pull request")
     dif.add_argument("base", nargs="?", help="git ref to compare with (default: the merge base with main)")
@@ -91,7 +97,11 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
     actual = read_tree(out) or {}
     faults = [f"{out}/{p}: no spec generates it (an orphan module)" for p in sorted(set(actual) - set(expected))]
     faults += [f"{out}/{p}: missing (a spec without its module)" for p in sorted(set(expected) - set(actual))]
-    faults += [f"{out}/{p}: differs from a fresh generation" for p in sorted(set(expected) & set(actual)) if expected[p] != actual[p]]
+    faults += [
+        f"{out}/{p}: differs from a fresh generation"
+        for p in sorted(set(expected) & set(actual))
+        if expected[p] != actual[p]
+    ]
     faults += [f"{out}/{p}: not as black would write it (a generator bug)" for p in _not_black(actual, black_format)]
     for fault in faults:
         print(fault, file=sys.stderr)
@@ -139,7 +149,9 @@ def _import(sources: list[str], specs: Path) -> int:
             print(f"repaired: {repair.file}#{repair.pointer}: {repair.message}", file=sys.stderr)
         where = display_path(outcome.target)
         if outcome.state == "curated":
-            print(f"{outcome.item.endpoint_id} → {where} (curated: kept; fal's data differs in {len(outcome.changes)} place(s))")
+            print(
+                f"{outcome.item.endpoint_id} → {where} (curated: kept; fal's data differs in {len(outcome.changes)} place(s))"
+            )
             for change in outcome.changes:
                 mark = "breaking" if change.breaking else "compatible"
                 print(f"    {change.side} {change.field}: {change.what} ({mark})")
@@ -153,7 +165,9 @@ def _sync(args: argparse.Namespace) -> int:
     from fal_runtime import FalError
 
     try:
-        report = sync(args.specs, endpoint_ids=args.endpoint, category=args.category, dry_run=args.dry_run, prune=args.prune)
+        report = sync(
+            args.specs, endpoint_ids=args.endpoint, category=args.category, dry_run=args.dry_run, prune=args.prune
+        )
     except (FalError, ValueError, TypeError) as exc:  # the walk failed (or bad arguments): nothing was written
         print(f"sync failed, nothing written: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

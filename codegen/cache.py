@@ -22,7 +22,17 @@ from codegen.ir import EndpointIR
 # The modules whose code decides what a spec generates (the importer, differ and sync only read or write specs:
 # editing them must not throw away every cached module).
 GENERATING_MODULES = (
-    "cache", "calldocs", "escape", "imports", "ir", "loader", "models", "naming", "pipeline", "polish", "problems",
+    "cache",
+    "calldocs",
+    "escape",
+    "imports",
+    "ir",
+    "loader",
+    "models",
+    "naming",
+    "pipeline",
+    "polish",
+    "problems",
     "render",
 )
 

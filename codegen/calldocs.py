@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from codegen.escape import docstring
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from codegen.models import Param
@@ -63,7 +63,10 @@ def call_docstring(
     entries = [("arguments", "The whole input as one `Input` instance, instead of keyword arguments.")]
     entries += [(p.kwarg, argument_text(p, files)) for p in params]
     entries += [
-        ("client", f"The `{client}` to send with; by default a shared one configured from the environment (`FAL_KEY`)."),
+        (
+            "client",
+            f"The `{client}` to send with; by default a shared one configured from the environment (`FAL_KEY`).",
+        ),
         ("**options", f"Options for this call, as in `{options}`."),
     ]
     for name, text in entries:

@@ -68,8 +68,16 @@ def document_from_schemas(endpoint_id: str, entry: dict[str, Any]) -> dict[str, 
         schemas.update(schema.pop("$defs", {}) or {})
         schemas[entry[f"{side}Name"]] = schema
     schemas["QueueStatus"] = copy.deepcopy(_QUEUE_STATUS)
-    request_id = {"required": True, "in": "path", "name": "request_id", "schema": {"description": "Request ID", "type": "string"}}
-    status = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueueStatus"}}}, "description": "The request status."}
+    request_id = {
+        "required": True,
+        "in": "path",
+        "name": "request_id",
+        "schema": {"description": "Request ID", "type": "string"},
+    }
+    status = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueueStatus"}}},
+        "description": "The request status.",
+    }
     paths = {
         f"/{endpoint_id}": {"post": {
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{entry['inputName']}"}}}},
@@ -104,7 +112,9 @@ def document_from_schemas(endpoint_id: str, entry: dict[str, Any]) -> dict[str, 
         "security": [{"apiKeyAuth": []}],
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"apiKeyAuth": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "Fal Key"}},
+            "securitySchemes": {
+                "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "Fal Key"}
+            },
         },
         "paths": paths,
     }
@@ -114,7 +124,9 @@ def snapshot_provenance(path: Path, endpoint_id: str, entry: dict[str, Any]) -> 
     about = manifest_entry(path)
     where = about.get("from", f"fal's JSON Schemas, read from {path.name}")
     names = f"{entry.get('inputName')} / {entry.get('outputName')}"
-    return Provenance(SNAPSHOT_KEY, f"{where}; src/{entry.get('category')}/schemas.gen.ts: {names}", about.get("date", ""))
+    return Provenance(
+        SNAPSHOT_KEY, f"{where}; src/{entry.get('category')}/schemas.gen.ts: {names}", about.get("date", "")
+    )
 
 
 def _rebased(node: Any) -> Any:

@@ -29,7 +29,13 @@ class Change:
     breaking: bool
 
 
-def _flatten(schema: Any, schemas: dict[str, Any], prefix: str, out: dict[str, dict[str, Any]], seen: frozenset[str] = frozenset()) -> None:
+def _flatten(
+    schema: Any,
+    schemas: dict[str, Any],
+    prefix: str,
+    out: dict[str, dict[str, Any]],
+    seen: frozenset[str] = frozenset(),
+) -> None:
     """Every field reachable from an object schema, keyed by dotted path, with what a caller depends on."""
     if not isinstance(schema, dict):
         return
@@ -101,18 +107,35 @@ def compare(old: dict[str, ir.EndpointIR], new: dict[str, ir.EndpointIR]) -> lis
     return changes
 
 
-def _compare_side(eid: str, side: str, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[Change]:
+def _compare_side(
+    eid: str, side: str, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> list[Change]:
     inp = side == "input"
     out: list[Change] = []
     removed = [f for f in before if f not in after]
     added = [f for f in after if f not in before]
     for f in removed:
-        twin = next((a for a in added if a.rpartition(".")[0] == f.rpartition(".")[0] and after[a]["type"] == before[f]["type"]), None)
+        twin = next(
+            (
+                a
+                for a in added
+                if a.rpartition(".")[0] == f.rpartition(".")[0] and after[a]["type"] == before[f]["type"]
+            ),
+            None,
+        )
         hint = f" (renamed to `{twin}`?)" if twin else ""
         out.append(Change(eid, side, f, f"field removed{hint}", True))
     for f in added:
         if inp:
-            out.append(Change(eid, side, f, "required field added" if after[f]["required"] else "optional field added", after[f]["required"]))
+            out.append(
+                Change(
+                    eid,
+                    side,
+                    f,
+                    "required field added" if after[f]["required"] else "optional field added",
+                    after[f]["required"],
+                )
+            )
         else:
             out.append(Change(eid, side, f, "field added", False))
     for f in sorted(set(before) & set(after)):
@@ -181,10 +204,18 @@ def endpoints_in_tree(specs: Path) -> dict[str, ir.EndpointIR]:
 
 def endpoints_at_ref(ref: str, specs: Path, tmp: Path) -> dict[str, ir.EndpointIR]:
     """The specs directory as it was at a git ref, materialized in `tmp`."""
-    top = Path(os.fsdecode(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=specs, capture_output=True, check=True).stdout.strip()))
+    top = Path(
+        os.fsdecode(
+            subprocess.run(
+                ["git", "rev-parse", "--show-toplevel"], cwd=specs, capture_output=True, check=True
+            ).stdout.strip()
+        )
+    )
     rel = specs.resolve().relative_to(top).as_posix()
     # NUL-separated: a path may hold spaces, and git would quote one with non-ASCII characters.
-    listing = subprocess.run(["git", "ls-tree", "-r", "-z", "--name-only", ref, "--", rel], cwd=top, capture_output=True, check=True).stdout
+    listing = subprocess.run(
+        ["git", "ls-tree", "-r", "-z", "--name-only", ref, "--", rel], cwd=top, capture_output=True, check=True
+    ).stdout
     for name in (os.fsdecode(raw) for raw in listing.split(b"\0") if raw):
         blob = subprocess.run(["git", "show", f"{ref}:{name}"], cwd=top, capture_output=True, check=True).stdout
         target = tmp / Path(name).relative_to(rel)

@@ -30,9 +30,7 @@ def docstring(text: str) -> str:
     # A quote is escaped where it could help close the literal or confuse black: beside another quote, or at either
     # end. Every other quote stays readable (`Defaults to "jpeg".`).
     last = len(text) - 1
-    return "".join(
-        '\\"' if ch == '"' and (i in (0, last) or text[i + 1] == '"') else ch for i, ch in enumerate(text)
-    )
+    return "".join('\\"' if ch == '"' and (i in (0, last) or text[i + 1] == '"') else ch for i, ch in enumerate(text))
 
 
 def comment(text: str) -> str:

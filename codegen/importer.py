@@ -24,7 +24,7 @@ import yaml
 
 from codegen import catalogue, ir, loader
 from codegen.catalogue import Provenance
-from codegen.problems import Level, Problem, InvalidSpecError, pointer
+from codegen.problems import InvalidSpecError, Level, Problem, pointer
 from fal_runtime import queue_document
 
 FAL_OPENAPI_URL = "https://fal.ai/api/openapi/queue/openapi.json?endpoint_id={}"
@@ -82,13 +82,21 @@ def read_sources(source: str, *, fetch: Any = None) -> Iterator[Source]:
         url = source if source.startswith(("https://", "http://")) else FAL_OPENAPI_URL.format(quote(source, safe="/"))
         data = (fetch or _fetch)(url)
         origin = url
-        about = {"from": f"fal's published OpenAPI document, fetched from {url}", "date": datetime.date.today().isoformat()}
+        about = {
+            "from": f"fal's published OpenAPI document, fetched from {url}",
+            "date": datetime.date.today().isoformat(),
+        }
     if catalogue.is_snapshot(data):
         for endpoint_id, entry in data.items():
             doc = catalogue.document_from_schemas(endpoint_id, entry)
             doc["info"]["x-fal-metadata"].pop("category", None)  # a folder name: fal's own category wins (merge)
             prov = catalogue.snapshot_provenance(path, endpoint_id, entry)
-            yield Source(f"{origin} ({endpoint_id})", doc, {"endpoint_id": endpoint_id, "category_folder": entry.get("category")}, prov)
+            yield Source(
+                f"{origin} ({endpoint_id})",
+                doc,
+                {"endpoint_id": endpoint_id, "category_folder": entry.get("category")},
+                prov,
+            )
     elif isinstance(data, dict) and isinstance(data.get("models"), list):
         for entry in data["models"]:
             yield _entry(entry, origin, about)
@@ -108,7 +116,9 @@ def listing_source(entry: Any, origin: str, text: str) -> Source:
     given = entry.get("metadata")
     metadata: dict[str, Any] = {**(given if isinstance(given, dict) else {}), "endpoint_id": entry.get("endpoint_id")}
     date = str(metadata.get("updated_at") or "")[:10]
-    return Source(f"{origin} ({entry.get('endpoint_id')})", entry["openapi"], metadata, Provenance("fal-model-search", text, date))
+    return Source(
+        f"{origin} ({entry.get('endpoint_id')})", entry["openapi"], metadata, Provenance("fal-model-search", text, date)
+    )
 
 
 def _entry(entry: Any, origin: str, about: dict[str, str]) -> Source:
@@ -166,15 +176,34 @@ def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any], source
     upgrade: list[Problem] = []
     if loader.upgrade_30(spec, upgrade):
         why = f"uses 3.1 features ({', '.join(uses_31)})" if uses_31 else "read as 3.1"
-        repairs.append(Problem(origin, "/openapi", f"OpenAPI {upgrade[0].message.split()[2]} document {why}: declared 3.1.0", Level.WARNING))
+        repairs.append(
+            Problem(
+                origin,
+                "/openapi",
+                f"OpenAPI {upgrade[0].message.split()[2]} document {why}: declared 3.1.0",
+                Level.WARNING,
+            )
+        )
     info = doc.setdefault("info", {})
     meta = info.get("x-fal-metadata") if isinstance(info.get("x-fal-metadata"), dict) else {}
     endpoint_id = meta.get("endpointId") or metadata.get("endpoint_id")
     if not ir.is_endpoint_id(endpoint_id):
-        raise InvalidSpecError([Problem(origin, "/info/x-fal-metadata/endpointId", f"no endpoint id, or not one: {endpoint_id!r} (expected 'owner/alias[/path...]')")])
+        raise InvalidSpecError(
+            [
+                Problem(
+                    origin,
+                    "/info/x-fal-metadata/endpointId",
+                    f"no endpoint id, or not one: {endpoint_id!r} (expected 'owner/alias[/path...]')",
+                )
+            ]
+        )
     kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
     kept["endpointId"] = endpoint_id
-    for key, snake in (("displayName", "display_name"), ("category", "category"), ("documentationUrl", "documentation_url")):
+    for key, snake in (
+        ("displayName", "display_name"),
+        ("category", "category"),
+        ("documentationUrl", "documentation_url"),
+    ):
         if isinstance(metadata.get(snake), str) and metadata[snake]:
             kept[key] = metadata[snake]
     info["x-fal-metadata"] = {k: kept[k] for k in _KEPT_METADATA if k in kept}
@@ -191,7 +220,9 @@ def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any], source
             submit.pop("deprecated", None)
 
     schemas = doc.get("components", {}).get("schemas", {})
-    doc["components"]["schemas"] = {name: _repair(schema, ["components", "schemas", name], doc, origin, repairs) for name, schema in schemas.items()}
+    doc["components"]["schemas"] = {
+        name: _repair(schema, ["components", "schemas", name], doc, origin, repairs) for name, schema in schemas.items()
+    }
     for path_item in (doc.get("paths") or {}).values():
         _check_path_refs(path_item, doc, origin)
     _check_io(doc, endpoint_id, origin)
@@ -212,7 +243,9 @@ def _drop_invalid_examples(doc: dict[str, Any], origin: str, repairs: list[Probl
         index = int(parts[i + 1])
         if isinstance(holder, dict) and isinstance(holder.get("examples"), list) and index < len(holder["examples"]):
             holder["examples"][index] = _DROPPED
-            repairs.append(Problem(origin, "/".join(parts[: i + 2]), f"{problem.message}: example dropped", Level.WARNING))
+            repairs.append(
+                Problem(origin, "/".join(parts[: i + 2]), f"{problem.message}: example dropped", Level.WARNING)
+            )
     _strip_dropped(doc)
 
 
@@ -226,7 +259,7 @@ def _drop_invalid_defaults(doc: dict[str, Any], origin: str, repairs: list[Probl
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
-    validator_class = loader._example_validator()  # noqa: SLF001 - the generator's own example rules
+    validator_class = loader._example_validator()
     registry: Registry[Any] = Registry().with_resource("urn:spec", DRAFT202012.create_resource(doc))
     for name, schema in (doc.get("components", {}).get("schemas") or {}).items():
         for prop, sub in ((schema.get("properties") or {}) if isinstance(schema, dict) else {}).items():
@@ -235,7 +268,14 @@ def _drop_invalid_defaults(doc: dict[str, Any], origin: str, repairs: list[Probl
             where = pointer(["components", "schemas", name, "properties", prop])
             errors = list(validator_class({"$ref": f"urn:spec#{where}"}, registry=registry).iter_errors(sub["default"]))
             if errors:
-                repairs.append(Problem(origin, f"{where}/default", f"default {sub['default']!r} does not validate: {errors[0].message[:120]}: dropped", Level.WARNING))
+                repairs.append(
+                    Problem(
+                        origin,
+                        f"{where}/default",
+                        f"default {sub['default']!r} does not validate: {errors[0].message[:120]}: dropped",
+                        Level.WARNING,
+                    )
+                )
                 sub.pop("default")
 
 
@@ -259,7 +299,9 @@ def _uses_31_features(doc: dict[str, Any]) -> list[str]:
         if isinstance(node, dict):
             if node.get("type") == "null" or (isinstance(node.get("type"), list)):
                 found.add('type "null"')
-            if isinstance(node.get("exclusiveMinimum"), (int, float)) and not isinstance(node.get("exclusiveMinimum"), bool):
+            if isinstance(node.get("exclusiveMinimum"), (int, float)) and not isinstance(
+                node.get("exclusiveMinimum"), bool
+            ):
                 found.add("numeric exclusiveMinimum")
             if "$ref" in node and len(node) > 1:
                 found.add("$ref with siblings")
@@ -294,14 +336,31 @@ def _repair(node: Any, path: list[str | int], doc: dict[str, Any], origin: str, 
         return node
     node = dict(node)
     all_of = node.get("allOf")
-    if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict) and "$ref" in all_of[0] and "$ref" not in node:
+    if (
+        isinstance(all_of, list)
+        and len(all_of) == 1
+        and isinstance(all_of[0], dict)
+        and "$ref" in all_of[0]
+        and "$ref" not in node
+    ):
         node.pop("allOf")
         node["$ref"] = all_of[0]["$ref"]
-        repairs.append(Problem(origin, pointer([*path, "allOf"]), "single-element allOf wrapper: replaced by its $ref", Level.WARNING))
+        repairs.append(
+            Problem(
+                origin, pointer([*path, "allOf"]), "single-element allOf wrapper: replaced by its $ref", Level.WARNING
+            )
+        )
     ref = node.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/") and loader.resolve_pointer(doc, ref[1:]) is None:
         node.pop("$ref")
-        repairs.append(Problem(origin, pointer([*path, "$ref"]), f"dangling $ref {ref!r}: replaced by an unconstrained schema", Level.WARNING))
+        repairs.append(
+            Problem(
+                origin,
+                pointer([*path, "$ref"]),
+                f"dangling $ref {ref!r}: replaced by an unconstrained schema",
+                Level.WARNING,
+            )
+        )
     if isinstance(node.get("description"), str):
         node["description"] = inspect.cleandoc(node["description"])
     if "default" in node and isinstance(node.get("type"), str):
@@ -309,10 +368,21 @@ def _repair(node: Any, path: list[str | int], doc: dict[str, Any], origin: str, 
         fixed = _coerce_default(original, node["type"])
         where = pointer([*path, "default"])
         if fixed is _BAD:
-            repairs.append(Problem(origin, where, f"default {original!r} does not match type {node['type']}: dropped", Level.WARNING))
+            repairs.append(
+                Problem(
+                    origin, where, f"default {original!r} does not match type {node['type']}: dropped", Level.WARNING
+                )
+            )
             node.pop("default")
         elif type(fixed) is not type(original) and not (node["type"] == "number" and isinstance(original, int)):
-            repairs.append(Problem(origin, where, f"default {original!r} does not match type {node['type']}: read as {fixed!r}", Level.WARNING))
+            repairs.append(
+                Problem(
+                    origin,
+                    where,
+                    f"default {original!r} does not match type {node['type']}: read as {fixed!r}",
+                    Level.WARNING,
+                )
+            )
             node["default"] = fixed
     for key, value in list(node.items()):
         if key in ("properties", "patternProperties", "$defs"):
@@ -321,7 +391,11 @@ def _repair(node: Any, path: list[str | int], doc: dict[str, Any], origin: str, 
             if isinstance(props, dict) and isinstance(order, list):
                 first = [k for k in order if isinstance(k, str) and k in props]
                 props = {k: props[k] for k in first + [k for k in props if k not in first]}
-            node[key] = {k: _repair(v, [*path, key, k], doc, origin, repairs) for k, v in props.items()} if isinstance(props, dict) else props
+            node[key] = (
+                {k: _repair(v, [*path, key, k], doc, origin, repairs) for k, v in props.items()}
+                if isinstance(props, dict)
+                else props
+            )
         elif key not in ("default", "enum", "const", "examples", "example") and not key.startswith("x-"):
             node[key] = _repair(value, [*path, key], doc, origin, repairs)
     return node
@@ -356,7 +430,15 @@ def _check_path_refs(node: Any, doc: dict[str, Any], origin: str) -> None:
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/") and loader.resolve_pointer(doc, ref[1:]) is None:
-            raise InvalidSpecError([Problem(origin, "", f"a queue path refers to a missing schema {ref!r}: cannot find the endpoint's input or output")])
+            raise InvalidSpecError(
+                [
+                    Problem(
+                        origin,
+                        "",
+                        f"a queue path refers to a missing schema {ref!r}: cannot find the endpoint's input or output",
+                    )
+                ]
+            )
         for v in node.values():
             _check_path_refs(v, doc, origin)
     elif isinstance(node, list):
@@ -400,7 +482,12 @@ def canonical(node: Any, *, in_names: bool = False, top: bool = True) -> Any:
     if in_names:  # property maps keep their (display) order
         return {k: canonical(v, top=False) for k, v in node.items()}
     keys = [k for k in _SCHEMA_ORDER if k in node] + sorted(k for k in node if k not in _SCHEMA_ORDER)
-    return {k: canonical(node[k], in_names=k in ("properties", "patternProperties"), top=False) if k not in ("examples", "default", "enum", "const") else node[k] for k in keys}
+    return {
+        k: canonical(node[k], in_names=k in ("properties", "patternProperties"), top=False)
+        if k not in ("examples", "default", "enum", "const")
+        else node[k]
+        for k in keys
+    }
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
@@ -408,7 +495,11 @@ class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[mi
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value and value == value.strip() and all(ch.isprintable() or ch == "\n" for ch in value) else None
+    style = (
+        "|"
+        if "\n" in value and value == value.strip() and all(ch.isprintable() or ch == "\n" for ch in value)
+        else None
+    )
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
@@ -416,7 +507,7 @@ _Dumper.add_representer(str, _str)
 
 
 def _load(text: str) -> Any:
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def dump(spec: dict[str, Any]) -> str:
@@ -459,7 +550,13 @@ def collect(sources: Iterable[Source]) -> tuple[list[Imported], list[Problem]]:
     for source in sources:
         endpoint_id = source.endpoint_id
         if not ir.is_endpoint_id(endpoint_id):
-            errors.append(Problem(source.origin, "/info/x-fal-metadata/endpointId", f"no endpoint id, or not one: {endpoint_id!r} (expected 'owner/alias[/path...]')"))
+            errors.append(
+                Problem(
+                    source.origin,
+                    "/info/x-fal-metadata/endpointId",
+                    f"no endpoint id, or not one: {endpoint_id!r} (expected 'owner/alias[/path...]')",
+                )
+            )
             continue
         groups.setdefault(endpoint_id, []).append(source)
     imported: list[Imported] = []
@@ -498,14 +595,20 @@ def prepare(imported: list[Imported], specs_root: Path) -> tuple[list[tuple[Outc
     for item in imported:
         target = target_path(specs_root, item.endpoint_id)
         if target is None:
-            errors.append(Problem(item.origin, "/info/x-fal-metadata/endpointId", f"endpoint id {item.endpoint_id!r} leads outside {specs_root}/: refused"))
+            errors.append(
+                Problem(
+                    item.origin,
+                    "/info/x-fal-metadata/endpointId",
+                    f"endpoint id {item.endpoint_id!r} leads outside {specs_root}/: refused",
+                )
+            )
             continue
         text = dump(item.spec)
         check: list[Problem] = []
         parsed = loader.SpecDocument(target, str(target), _load(text))
         check.extend(loader.check_schemas(parsed))
         if not check:
-            check.extend(loader._openapi_errors(parsed))  # noqa: SLF001 - the generator's own validation
+            check.extend(loader._openapi_errors(parsed))
         errors.extend(p for p in check if p.level is Level.ERROR)
         current = target.read_text(encoding="utf-8") if target.exists() else None
         if current == text:
@@ -534,7 +637,14 @@ def _note_shared_names(imported: list[Imported]) -> None:
         for name, schema in item.spec["components"]["schemas"].items():
             shape = json.dumps(schema, sort_keys=True)
             if name in shapes and shapes[name][0] != shape and shapes[name][1] != item.endpoint_id:
-                item.repairs.append(Problem(item.origin, pointer(["components", "schemas", name]), f"schema {name!r} has another shape in {shapes[name][1]}: each endpoint keeps its own", Level.WARNING))
+                item.repairs.append(
+                    Problem(
+                        item.origin,
+                        pointer(["components", "schemas", name]),
+                        f"schema {name!r} has another shape in {shapes[name][1]}: each endpoint keeps its own",
+                        Level.WARNING,
+                    )
+                )
             shapes.setdefault(name, (shape, item.endpoint_id))
 
 
@@ -545,7 +655,9 @@ def differences(target: Path, current: str, item: Imported) -> list[Any]:
 
     found: list[Problem] = []
     old = ir.build(loader.SpecDocument(target, str(target), _load(current)), f"{item.endpoint_id}.yaml", found)
-    new = ir.build(loader.SpecDocument(target, str(target), copy.deepcopy(item.spec)), f"{item.endpoint_id}.yaml", found)
+    new = ir.build(
+        loader.SpecDocument(target, str(target), copy.deepcopy(item.spec)), f"{item.endpoint_id}.yaml", found
+    )
     if old is None or new is None:
         return []
     return diff.compare({item.endpoint_id: old}, {item.endpoint_id: new})

@@ -1,7 +1,8 @@
 """One import block for a generated module: what its models use and what its call functions use, nothing else.
 
-Names the call functions need are bound plainly (`Client`) unless the models already use that name for something
-else (a class called `Client`, an alias), in which case they are imported under a private name (`_Client`).
+Names the call functions need are bound plainly (`overload`, `Endpoint`) unless the models already use that name for
+something else (a class called `Endpoint`, an alias), in which case they are imported under a private name
+(`_Endpoint`). Client types are written `fal_runtime.Client`, through `import fal_runtime`.
 Groups and order follow isort's black profile: standard library, third party, first party; constants, classes,
 then functions within a line.
 """

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from codegen import naming
-from fal_runtime import queue_document
 from codegen.loader import SpecDocument, resolve_pointer
 from codegen.problems import Problem, pointer
+from fal_runtime import queue_document
 
 _ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)+$")
 _SCHEMA_REF = "#/components/schemas/"
@@ -51,13 +51,21 @@ class EndpointIR:
 def _schema_ref(spec: SpecDocument, path: list[str | int], what: str, problems: list[Problem]) -> str | None:
     node = resolve_pointer(spec.doc, pointer(path))
     if not isinstance(node, dict) or not isinstance(node.get("$ref"), str):
-        problems.append(Problem(spec.rel, pointer(path), f"no {what} schema: expected a $ref to #/components/schemas/..."))
+        problems.append(
+            Problem(spec.rel, pointer(path), f"no {what} schema: expected a $ref to #/components/schemas/...")
+        )
         return None
     ref: str = node["$ref"]
     if not ref.startswith(_SCHEMA_REF) or resolve_pointer(spec.doc, ref[1:]) is None:
-        problems.append(Problem(spec.rel, pointer([*path, "$ref"]), f"{what} $ref {ref!r} does not name a schema under #/components/schemas"))
+        problems.append(
+            Problem(
+                spec.rel,
+                pointer([*path, "$ref"]),
+                f"{what} $ref {ref!r} does not name a schema under #/components/schemas",
+            )
+        )
         return None
-    return ref[len(_SCHEMA_REF):].replace("~1", "/").replace("~0", "~")
+    return ref[len(_SCHEMA_REF) :].replace("~1", "/").replace("~0", "~")
 
 
 def reachable(schemas: dict[str, Any], roots: list[str]) -> list[str]:
@@ -79,7 +87,7 @@ def schema_refs(node: Any) -> list[str]:
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith(_SCHEMA_REF):
-            found.append(ref[len(_SCHEMA_REF):])
+            found.append(ref[len(_SCHEMA_REF) :])
         for key, value in node.items():
             if key not in ("examples", "example", "default", "enum", "const"):
                 found.extend(schema_refs(value))
@@ -104,7 +112,7 @@ def _normalize(node: Any, renames: dict[str, str], *, in_names: bool = False) ->
         if key.startswith("x-") or key in ("examples", "example"):
             continue
         if key == "$ref" and isinstance(value, str) and value.startswith(_SCHEMA_REF):
-            out[key] = _SCHEMA_REF + renames[value[len(_SCHEMA_REF):]]
+            out[key] = _SCHEMA_REF + renames[value[len(_SCHEMA_REF) :]]
         elif key == "description" and isinstance(value, str):
             out[key] = inspect.cleandoc(value)
         elif key in ("default", "enum", "const"):
@@ -124,7 +132,12 @@ def _merge_nullable(node: dict[str, Any]) -> dict[str, Any]:
     if not (isinstance(alts, list) and len(alts) == 2 and {"type": "null"} in alts):
         return node
     other = alts[0] if alts[1] == {"type": "null"} else alts[1]
-    if not isinstance(other, dict) or not isinstance(other.get("type"), str) or "$ref" in other or other["type"] == "null":
+    if (
+        not isinstance(other, dict)
+        or not isinstance(other.get("type"), str)
+        or "$ref" in other
+        or other["type"] == "null"
+    ):
         return node
     if other["type"] in ("object", "array") or any(k in node for k in other if k != "type"):
         return node
@@ -150,7 +163,7 @@ def _unwrap(schema: Any, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(schema, dict):
         return []
     if "$ref" in schema and isinstance(schema["$ref"], str) and schema["$ref"].startswith(_SCHEMA_REF):
-        return _unwrap(schemas.get(schema["$ref"][len(_SCHEMA_REF):]), schemas)
+        return _unwrap(schemas.get(schema["$ref"][len(_SCHEMA_REF) :]), schemas)
     for key in ("anyOf", "oneOf", "allOf"):
         if isinstance(schema.get(key), list):
             return [alt for sub in schema[key] for alt in _unwrap(sub, schemas)]
@@ -180,14 +193,18 @@ def _types(schema: dict[str, Any]) -> set[str]:
 
 def _is_file_input(name: str, schema: dict[str, Any], schemas: dict[str, Any]) -> bool:
     ui = schema.get("ui")
-    marked = (isinstance(ui, dict) and ui.get("field") in _FILE_UI_FIELDS) or schema.get("_fal_ui_field") in _FILE_UI_FIELDS
+    marked = (isinstance(ui, dict) and ui.get("field") in _FILE_UI_FIELDS) or schema.get(
+        "_fal_ui_field"
+    ) in _FILE_UI_FIELDS
     if not (marked or name.endswith(("_url", "_urls"))):
         return False
     kinds = {t for alt in _unwrap(schema, schemas) for t in _types(alt)} - {"null"}
     if kinds == {"string"}:
         return True
     if kinds == {"array"}:
-        items = [i for alt in _unwrap(schema, schemas) if "array" in _types(alt) for i in _unwrap(alt.get("items"), schemas)]
+        items = [
+            i for alt in _unwrap(schema, schemas) if "array" in _types(alt) for i in _unwrap(alt.get("items"), schemas)
+        ]
         return bool(items) and all(_types(i) - {"null"} == {"string"} for i in items)
     return False
 
@@ -199,7 +216,11 @@ def _file_inputs(schemas: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     found: dict[str, tuple[str, ...]] = {}
     for name in ["Input", *(n for n in reachable(schemas, ["Input"]) if n != "Input" and n not in shared)]:
         props = schemas[name].get("properties")
-        fields = tuple(k for k, v in props.items() if isinstance(v, dict) and _is_file_input(k, v, schemas)) if isinstance(props, dict) else ()
+        fields = (
+            tuple(k for k, v in props.items() if isinstance(v, dict) and _is_file_input(k, v, schemas))
+            if isinstance(props, dict)
+            else ()
+        )
         if fields:
             found[name] = fields
     return found
@@ -213,11 +234,19 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
     endpoint_id = meta.get("endpointId") if isinstance(meta, dict) else None
     id_ptr = "/info/x-fal-metadata/endpointId"
     if not isinstance(endpoint_id, str) or not is_endpoint_id(endpoint_id):
-        problems.append(Problem(spec.rel, id_ptr, f"missing or malformed endpoint id {endpoint_id!r}: expected 'owner/alias[/path...]'"))
+        problems.append(
+            Problem(
+                spec.rel, id_ptr, f"missing or malformed endpoint id {endpoint_id!r}: expected 'owner/alias[/path...]'"
+            )
+        )
         return None
     stem = spec_file.rsplit(".", 1)[0]
     if stem != endpoint_id:
-        problems.append(Problem(spec.rel, id_ptr, f"endpoint id {endpoint_id!r} does not match the file's place in specs/ ({stem!r})"))
+        problems.append(
+            Problem(
+                spec.rel, id_ptr, f"endpoint id {endpoint_id!r} does not match the file's place in specs/ ({stem!r})"
+            )
+        )
         return None
 
     in_name = _schema_ref(spec, queue_document.input_schema_path(endpoint_id), "input", problems)
@@ -226,7 +255,11 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
         return None
     components: dict[str, Any] = doc["components"]["schemas"]
     if components[in_name].get("type") != "object":
-        problems.append(Problem(spec.rel, pointer(["components", "schemas", in_name, "type"]), "the input schema must be `type: object`"))
+        problems.append(
+            Problem(
+                spec.rel, pointer(["components", "schemas", in_name, "type"]), "the input schema must be `type: object`"
+            )
+        )
         return None
 
     names = reachable(components, [in_name, out_name])

@@ -22,8 +22,23 @@ from codegen.problems import Level, Problem, display_path, pointer
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 # Keys whose values are maps of user-chosen names (a property may be called "type" or "description").
-_NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "schemas", "paths", "responses",
-                        "content", "headers", "securitySchemes", "parameters", "requestBodies", "examples"})
+_NAME_MAPS = frozenset(
+    {
+        "properties",
+        "patternProperties",
+        "$defs",
+        "definitions",
+        "schemas",
+        "paths",
+        "responses",
+        "content",
+        "headers",
+        "securitySchemes",
+        "parameters",
+        "requestBodies",
+        "examples",
+    }
+)
 # Keys whose values are data, not schemas.
 _DATA_KEYS = frozenset({"examples", "example", "default", "enum", "const", "required", "x-fal-order-properties"})
 _TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
@@ -55,9 +70,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
     return mapping
@@ -77,7 +90,7 @@ def parse(path: Path, problems: list[Problem]) -> SpecDocument | None:
         if path.suffix == ".json":
             doc = json.loads(text)
         else:
-            doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+            doc = yaml.load(text, Loader=_UniqueKeyLoader)
     except json.JSONDecodeError as exc:
         problems.append(Problem(rel, "", f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"))
         return None
@@ -104,7 +117,9 @@ def check_structure(spec: SpecDocument) -> Problem | None:
             children: list[tuple[Any, list[str | int]]] = []
             for key, value in node.items():
                 if not isinstance(key, str):
-                    return Problem(spec.rel, pointer([*path, str(key)]), f"mapping key {key!r} is not a string: quote it")
+                    return Problem(
+                        spec.rel, pointer([*path, str(key)]), f"mapping key {key!r} is not a string: quote it"
+                    )
                 children.append((value, [*path, key]))
         elif isinstance(node, list):
             children = [(value, [*path, i]) for i, value in enumerate(node)]
@@ -143,9 +158,8 @@ def upgrade_30(spec: SpecDocument, problems: list[Problem]) -> bool:
             if node.pop("nullable", False) is True and "type" in node and not isinstance(node["type"], list):
                 node["type"] = [node["type"], "null"]
             for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-                if isinstance(node.get(key), bool):
-                    if node.pop(key) and bound in node:
-                        node[key] = node.pop(bound)
+                if isinstance(node.get(key), bool) and node.pop(key) and bound in node:
+                    node[key] = node.pop(bound)
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -206,7 +220,9 @@ def check_schemas(spec: SpecDocument) -> Iterator[Problem]:
             ref = node.get("$ref")
             if ref is not None:
                 if not isinstance(ref, str) or not ref.startswith("#/"):
-                    yield Problem(spec.rel, pointer([*path, "$ref"]), f"only local `#/...` references are supported, got {ref!r}")
+                    yield Problem(
+                        spec.rel, pointer([*path, "$ref"]), f"only local `#/...` references are supported, got {ref!r}"
+                    )
                 elif resolve_pointer(spec.doc, ref[1:]) is None:
                     yield Problem(spec.rel, pointer([*path, "$ref"]), f"dangling $ref {ref!r}: nothing at that pointer")
             if in_schema:
@@ -219,7 +235,9 @@ def check_schemas(spec: SpecDocument) -> Iterator[Problem]:
             for i, value in enumerate(node):
                 yield from walk(value, [*path, i], in_schema)
 
-    schemas = (spec.doc.get("components") or {}).get("schemas") if isinstance(spec.doc.get("components"), dict) else None
+    schemas = (
+        (spec.doc.get("components") or {}).get("schemas") if isinstance(spec.doc.get("components"), dict) else None
+    )
     rest = {k: v for k, v in spec.doc.items() if k != "components"}
     yield from walk(rest, [], False)
     if isinstance(spec.doc.get("components"), dict):
@@ -248,12 +266,18 @@ def _schema_node_problems(spec: SpecDocument, node: dict[str, Any], path: list[s
     if isinstance(node.get("pattern"), str):
         error = pattern_error(node["pattern"])
         if error:
-            yield Problem(spec.rel, pointer([*path, "pattern"]), f"pydantic cannot compile pattern {node['pattern']!r}: {error}")
+            yield Problem(
+                spec.rel, pointer([*path, "pattern"]), f"pydantic cannot compile pattern {node['pattern']!r}: {error}"
+            )
     if isinstance(node.get("patternProperties"), dict):
         for key in node["patternProperties"]:
             error = pattern_error(key)
             if error:
-                yield Problem(spec.rel, pointer([*path, "patternProperties", key]), f"pydantic cannot compile pattern {key!r}: {error}")
+                yield Problem(
+                    spec.rel,
+                    pointer([*path, "patternProperties", key]),
+                    f"pydantic cannot compile pattern {key!r}: {error}",
+                )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -268,7 +292,7 @@ def pattern_error(pattern: str) -> str | None:
     config = ConfigDict(regex_engine=FalModel.model_config.get("regex_engine", "rust-regex"))
     try:
         TypeAdapter(Annotated[str, StringConstraints(pattern=pattern)], config=config)
-    except Exception as exc:  # noqa: BLE001 - SchemaError, or whatever else pydantic raises on a bad pattern
+    except Exception as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         return _short(lines[-1] if lines else type(exc).__name__)
     return None

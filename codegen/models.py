@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import itertools
 import warnings
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -19,22 +20,22 @@ from codegen.ir import EndpointIR
 
 # Options chosen for fal's shapes: Literal for enums so callers pass plain strings (and defaults serialize without
 # warnings); strict nullability so `int = 1` does not silently accept None; constraints enforced by pydantic.
-DCG_OPTIONS: dict[str, Any] = dict(
-    disable_timestamp=True,
-    keep_model_order=True,
-    enum_field_as_literal="all",
-    use_annotated=True,
-    field_constraints=True,
-    use_field_description=True,
-    use_single_line_docstring=True,
-    use_schema_description=True,
-    use_standard_collections=True,
-    use_union_operator=True,
-    use_double_quotes=True,
-    strict_nullable=True,
-    capitalise_enum_members=False,
-    base_class="fal_runtime.models.FalModel",
-)
+DCG_OPTIONS: dict[str, Any] = {
+    "disable_timestamp": True,
+    "keep_model_order": True,
+    "enum_field_as_literal": "all",
+    "use_annotated": True,
+    "field_constraints": True,
+    "use_field_description": True,
+    "use_single_line_docstring": True,
+    "use_schema_description": True,
+    "use_standard_collections": True,
+    "use_union_operator": True,
+    "use_double_quotes": True,
+    "strict_nullable": True,
+    "capitalise_enum_members": False,
+    "base_class": "fal_runtime.models.FalModel",
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,12 @@ def warm_up() -> None:
     from datamodel_code_generator import generate
 
     schemas = {"Input": {"type": "object", "properties": {"a": {"type": "string"}}}}
-    document = {"openapi": "3.1.0", "info": {"title": "m", "version": "0"}, "paths": {}, "components": {"schemas": schemas}}
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "m", "version": "0"},
+        "paths": {},
+        "components": {"schemas": schemas},
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         generate(document, **_dcg_options())
@@ -100,7 +106,7 @@ def generate_models(endpoint: EndpointIR, reserved_kwargs: frozenset[str]) -> Mo
     }
     options = _dcg_options()
     if endpoint.file_models:  # downloadable files get save() / download()
-        options["base_class_map"] = {name: "fal_runtime.files.FalFile" for name in endpoint.file_models}
+        options["base_class_map"] = dict.fromkeys(endpoint.file_models, "fal_runtime.files.FalFile")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = generate(document, **options)
@@ -191,7 +197,9 @@ def _start(node: ast.ClassDef) -> int:
 
 
 def _is_root_model(cls: ast.ClassDef) -> bool:
-    return any(isinstance(b, ast.Subscript) and isinstance(b.value, ast.Name) and b.value.id == "RootModel" for b in cls.bases)
+    return any(
+        isinstance(b, ast.Subscript) and isinstance(b.value, ast.Name) and b.value.id == "RootModel" for b in cls.bases
+    )
 
 
 def _single_model(annotation: ast.expr, classes: dict[str, ast.ClassDef]) -> str | None:
@@ -203,10 +211,12 @@ def _single_model(annotation: ast.expr, classes: dict[str, ast.ClassDef]) -> str
 def _instance(model: str, value: ast.Dict, classes: dict[str, ast.ClassDef]) -> str | None:
     """`Model(key=value, ...)` for a dict default whose keys are all the model's attribute names, else None."""
     attrs = {attr for _, attr, _, wire in _fields(classes[model]) if attr == wire}
-    keys = [k.value for k in value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str) and k.value in attrs]
+    keys = [
+        k.value for k in value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str) and k.value in attrs
+    ]
     if len(keys) != len(value.keys) or not all(_is_literal(v) for v in value.values):
         return None
-    return f"{model}(" + ", ".join(f"{k}={ast.unparse(v)}" for k, v in zip(keys, value.values)) + ")"
+    return f"{model}(" + ", ".join(f"{k}={ast.unparse(v)}" for k, v in zip(keys, value.values, strict=False)) + ")"
 
 
 STREAM_EVENT = "OutputChunk"
@@ -298,7 +308,11 @@ def _fields(cls: ast.ClassDef) -> list[tuple[ast.AnnAssign, str, ast.expr, str]]
     for stmt in cls.body:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id != "model_config":
             attr, annotation, wire = stmt.target.id, stmt.annotation, stmt.target.id
-            if isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name) and annotation.value.id == "Annotated":
+            if (
+                isinstance(annotation, ast.Subscript)
+                and isinstance(annotation.value, ast.Name)
+                and annotation.value.id == "Annotated"
+            ):
                 elts = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
                 annotation = elts[0]
                 wire = _alias(elts[1:]) or attr
@@ -347,10 +361,11 @@ def _bounds(annotation: ast.expr) -> tuple[str, ...]:
 def _docstrings(cls: ast.ClassDef) -> dict[str, str]:
     """Each attribute's docstring (the string statement right after it)."""
     found = {}
-    for stmt, after in zip(cls.body, cls.body[1:]):
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(after, ast.Expr):
-            if isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
-                found[stmt.target.id] = after.value.value
+    for stmt, after in itertools.pairwise(cls.body):
+        if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
+            continue
+        if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+            found[stmt.target.id] = after.value.value
     return found
 
 
@@ -359,6 +374,10 @@ def _alias(metadata: list[ast.expr]) -> str | None:
     for node in metadata:
         if isinstance(node, ast.Call):
             for keyword in node.keywords:
-                if keyword.arg == "alias" and isinstance(keyword.value, ast.Constant) and isinstance(keyword.value.value, str):
+                if (
+                    keyword.arg == "alias"
+                    and isinstance(keyword.value, ast.Constant)
+                    and isinstance(keyword.value.value, str)
+                ):
                     return keyword.value.value
     return None

@@ -15,6 +15,7 @@ RESERVED_CLASS_NAMES = frozenset(
     {
         "Annotated", "Any", "AnyUrl", "AwareDatetime", "BaseModel", "ConfigDict", "Dict", "Enum", "Field",
         "List", "Literal", "Optional", "RootModel", "Union", "UUID", "Endpoint", "Client", "AsyncClient",
+        "TypeAlias", "Unpack", "Iterator", "AsyncIterator", "Sequence", "FalModel", "FalFile", "FileInput",
     }
 )  # fmt: skip
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from codegen import ir, loader, render
 from codegen.cache import ModuleCache, endpoint_key, source_key, spec_key
 from codegen.models import generate_models
-from codegen.problems import Level, Problem, InvalidSpecError
+from codegen.problems import InvalidSpecError, Level, Problem
 
 # Names a generated endpoint module defines; a child endpoint's module may not take one (importing it would
 # replace the parent's attribute).
@@ -66,7 +66,9 @@ def load_endpoints(
         if endpoint is not None:
             endpoints.append(endpoint)
             if key and not any(p.level is Level.ERROR for p in found):
-                cache.put_endpoint(key, endpoint, [{"file": p.file, "pointer": p.pointer, "message": p.message} for p in found])
+                cache.put_endpoint(
+                    key, endpoint, [{"file": p.file, "pointer": p.pointer, "message": p.message} for p in found]
+                )
     problems.extend(_collisions(endpoints, specs_root))
     errors = [p for p in problems if p.level is Level.ERROR]
     if errors:
@@ -88,16 +90,30 @@ def _collisions(endpoints: list[ir.EndpointIR], specs_root: Path) -> list[Proble
 
     for e in sorted(endpoints, key=lambda e: e.spec_file):
         if e.endpoint_id in by_id:
-            problems.append(Problem(where(e), id_ptr, f"duplicate endpoint id {e.endpoint_id!r}, also in {by_id[e.endpoint_id].spec_file}"))
+            problems.append(
+                Problem(
+                    where(e),
+                    id_ptr,
+                    f"duplicate endpoint id {e.endpoint_id!r}, also in {by_id[e.endpoint_id].spec_file}",
+                )
+            )
             continue
         by_id[e.endpoint_id] = e
         if e.module_parts in by_module:
             other = by_module[e.module_parts]
-            problems.append(Problem(where(e), id_ptr, f"endpoint id {e.endpoint_id!r} maps to module {e.module!r}, as {other.endpoint_id!r} does"))
+            problems.append(
+                Problem(
+                    where(e),
+                    id_ptr,
+                    f"endpoint id {e.endpoint_id!r} maps to module {e.module!r}, as {other.endpoint_id!r} does",
+                )
+            )
             continue
         by_module[e.module_parts] = e
         if e.module_parts[0] in _PACKAGE_NAMES:
-            problems.append(Problem(where(e), id_ptr, f"owner {e.module_parts[0]!r} would shadow generated.{e.module_parts[0]}"))
+            problems.append(
+                Problem(where(e), id_ptr, f"owner {e.module_parts[0]!r} would shadow generated.{e.module_parts[0]}")
+            )
     for parts, e in by_module.items():
         parent = by_module.get(parts[:-1])
         if parent is not None and parts[-1] in _MODULE_NAMES:
@@ -128,7 +144,7 @@ def _render_modules(
         rendered = warm.pool.starmap(_render_endpoint, todo, chunksize=1)
     else:
         rendered = [_render_endpoint(*job) for job in todo]
-    for i, content in zip(missing, rendered):
+    for i, content in zip(missing, rendered, strict=False):
         out[i] = content
         cache.put(keys[i], content)
     return [c for c in out if c is not None]
@@ -142,7 +158,7 @@ def _warm() -> None:
     try:
         warm_up()
         render.black_format("x = 1\n")
-    except Exception:  # noqa: BLE001 - a failing initializer makes multiprocessing.Pool respawn workers forever;
+    except Exception:
         pass  # the same error surfaces, with its traceback, when the worker renders its first module
 
 
@@ -172,7 +188,9 @@ def render_tree(
     reserved = _reserved_kwargs()
     packages = {e.module_parts[:i] for e in endpoints for i in range(1, len(e.module_parts))}
     files: dict[str, str] = {}
-    for e, content in zip(endpoints, _render_modules(endpoints, reserved, cache or ModuleCache(None), jobs, warm)):
+    for e, content in zip(
+        endpoints, _render_modules(endpoints, reserved, cache or ModuleCache(None), jobs, warm), strict=False
+    ):
         path = "/".join(e.module_parts) + ("/__init__.py" if e.module_parts in packages else ".py")
         files[path] = content
     endpoint_parts = {e.module_parts for e in endpoints}

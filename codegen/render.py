@@ -14,12 +14,12 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import jinja2
 
 from codegen.calldocs import call_docstring
-from codegen.escape import black_quoted, black_quotes, comment, docstring, pyrepr
+from codegen.escape import comment, docstring, pyrepr
 from codegen.imports import Imports
 from codegen.ir import EndpointIR
 
@@ -78,7 +78,7 @@ def environment() -> jinja2.Environment:
     """One Jinja environment per process: compiling templates per run is where slow generators spend their time."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("codegen", "templates"),
-        autoescape=False,  # noqa: S701 - output is Python; escaping is the filters' job
+        autoescape=False,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=False,
@@ -103,7 +103,10 @@ _NAME = re.compile(r"(?<![.\w])[A-Za-z_]\w*")
 def module_summary(endpoint: EndpointIR) -> str:
     """The module docstring's text (unescaped): the endpoint, what fal says about it, and its description."""
     summary = f"Typed client for fal's ``{endpoint.endpoint_id}`` endpoint."
-    about = [f"{endpoint.display_name}." if endpoint.display_name else "", f"Category: {endpoint.category}." if endpoint.category else ""]
+    about = [
+        f"{endpoint.display_name}." if endpoint.display_name else "",
+        f"Category: {endpoint.category}." if endpoint.category else "",
+    ]
     if endpoint.deprecated:
         about.append("fal lists this endpoint as deprecated: every call warns (``DeprecationWarning``).")
     if any(about):
@@ -135,8 +138,11 @@ def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
     # A list of files is taken as any sequence: `list` is invariant, so a caller's `list[str]` would not type-check
     # against `list[FileInput]` (pydantic turns the sequence into a list).
     params = [
-        dataclasses.replace(p, annotation=p.annotation.replace("list[FileInput]", f"{n.get('Sequence', 'Sequence')}[FileInput]"))
-        if p.attr in files else p
+        dataclasses.replace(
+            p, annotation=p.annotation.replace("list[FileInput]", f"{n.get('Sequence', 'Sequence')}[FileInput]")
+        )
+        if p.attr in files
+        else p
         for p in models.params
     ]
     # The runtime's map of file inputs: each class (a name datamodel-code-generator defined above) to its attributes.
@@ -145,7 +151,9 @@ def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
     file_map = "{" + ", ".join(f"{cls}: {pyrepr(list(attrs))}" for cls, attrs in models.file_attrs.items()) + "}"
     ops = operations(endpoint)
     exports = ["ENDPOINT_ID", "endpoint", *models.aliases, *models.classes, *(op.name for op in ops)]
-    lines = [f"    {p.kwarg}: {p.annotation}" + ("" if p.default is None else f" = {p.default}") + ",\n" for p in params]
+    lines = [
+        f"    {p.kwarg}: {p.annotation}" + ("" if p.default is None else f" = {p.default}") + ",\n" for p in params
+    ]
     template = environment().get_template("endpoint.py.jinja")
     block = param_block(lines)
     rendered_ops = [
@@ -157,8 +165,9 @@ def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
             "options": bound(op.options),
             "returns": bound(op.returns),
             "event": "event=OutputChunk, " if "OutputChunk" in op.returns else "",
-            "doc": call_docstring(op.summary, op.returns_doc, op.client.split(".")[-1], op.options.split(".")[-1],
-                                  models.params, files),
+            "doc": call_docstring(
+                op.summary, op.returns_doc, op.client.split(".")[-1], op.options.split(".")[-1], models.params, files
+            ),
         }
         for op in ops
     ]
@@ -238,7 +247,7 @@ def format_python(source: str, black_block: str = "") -> str:
                 pending.append(len(parts))
         parts.append(chunk)
         pos = end
-    for index, formatted in zip(pending, _black_statements([parts[i] for i in pending])):
+    for index, formatted in zip(pending, _black_statements([parts[i] for i in pending]), strict=False):
         parts[index] = formatted
     tail = "".join(lines[pos:]).strip()  # black ends a file with exactly one newline
     return "".join(parts) + (f"\n{tail}\n" if tail else "")
@@ -263,7 +272,7 @@ def _format_class_body(node: ast.ClassDef, lines: list[str], start: int, end: in
         body = ast.parse(stand_in).body[0]
         assert isinstance(body, ast.ClassDef) and len(body.body) == len(pending)
         formatted = stand_in.splitlines(keepends=True)
-        for index, stmt in zip(pending, body.body):
+        for index, stmt in zip(pending, body.body, strict=False):
             parts[index] = "".join(formatted[slice(*_span(stmt))])
     return "".join(parts)
 
@@ -311,7 +320,9 @@ def _settled(lines: list[str]) -> bool:
             return False
         if text.endswith(("(", "[", "{")):
             indent = len(line) - len(line.lstrip())
-            close = next((j for j in range(i + 1, len(lines)) if len(lines[j]) - len(lines[j].lstrip()) == indent), None)
+            close = next(
+                (j for j in range(i + 1, len(lines)) if len(lines[j]) - len(lines[j].lstrip()) == indent), None
+            )
             if close is None or not lines[close].lstrip().startswith((")", "]", "}")):
                 return False
             if not lines[close - 1].rstrip().endswith(","):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codegen import importer, loader
-from codegen.problems import Level, Problem, InvalidSpecError
+from codegen.problems import InvalidSpecError, Level, Problem
 
 if TYPE_CHECKING:
     from codegen.diff import Change
@@ -100,7 +100,9 @@ def sync(
     try:
         text = "fal's model search (GET /v1/models?expand=openapi-3.0), as fal serves the endpoint now"
         entries = list(
-            iter_models(endpoint_ids=endpoint_ids or (), category=category, expand=["openapi-3.0"], client=api, limit=None)
+            iter_models(
+                endpoint_ids=endpoint_ids or (), category=category, expand=["openapi-3.0"], client=api, limit=None
+            )
         )
     finally:
         if own:
@@ -113,11 +115,23 @@ def sync(
         seen.add(endpoint_id)
         if entry.metadata.status == "deprecated":
             report.deprecated.append(endpoint_id)
-        raw = {"endpoint_id": endpoint_id, "metadata": entry.metadata.model_dump(exclude_none=True), "openapi": entry.openapi}
+        raw = {
+            "endpoint_id": endpoint_id,
+            "metadata": entry.metadata.model_dump(exclude_none=True),
+            "openapi": entry.openapi,
+        }
         try:
             source = importer.listing_source(raw, f"fal's model search ({endpoint_id})", text)
             if source.endpoint_id != endpoint_id:
-                raise InvalidSpecError([Problem(source.origin, "/info/x-fal-metadata/endpointId", f"the document names another endpoint: {source.endpoint_id!r}")])
+                raise InvalidSpecError(
+                    [
+                        Problem(
+                            source.origin,
+                            "/info/x-fal-metadata/endpointId",
+                            f"the document names another endpoint: {source.endpoint_id!r}",
+                        )
+                    ]
+                )
             imported, problems = importer.collect([source])
             prepared, more = importer.prepare(imported, specs_root)
             problems += more
@@ -134,7 +148,12 @@ def sync(
         elif outcome.state == "curated":
             report.curated.append(outcome)
         elif outcome.target.exists():
-            report.changed.append((outcome, importer.differences(outcome.target, outcome.target.read_text(encoding="utf-8"), outcome.item)))
+            report.changed.append(
+                (
+                    outcome,
+                    importer.differences(outcome.target, outcome.target.read_text(encoding="utf-8"), outcome.item),
+                )
+            )
         else:
             report.added.append(outcome)
     report.absent = _absent(specs_root, seen, endpoint_ids, category)

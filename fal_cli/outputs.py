@@ -46,12 +46,14 @@ def targets(files: list[FalFile], directory: Path) -> list[Path]:
 
 def save_all(output: BaseModel, directory: Path, client: Client) -> list[Path]:
     files = output_files(output)
-    return [file.save(path, client=client) for file, path in zip(files, targets(files, directory))]
+    return [file.save(path, client=client) for file, path in zip(files, targets(files, directory), strict=False)]
 
 
 async def save_all_async(output: BaseModel, directory: Path, client: AsyncClient) -> list[Path]:
     files = output_files(output)
-    return [await file.save_async(path, client=client) for file, path in zip(files, targets(files, directory))]
+    return [
+        await file.save_async(path, client=client) for file, path in zip(files, targets(files, directory), strict=False)
+    ]
 
 
 def output_json(output: BaseModel) -> Any:

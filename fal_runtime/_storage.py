@@ -58,17 +58,27 @@ class Storage:
         data = self._core.json_of(reply)
         try:
             expires = data["expires_at"]
-            expires_at = float(expires) if isinstance(expires, (int, float)) else datetime.fromisoformat(expires).timestamp()
+            expires_at = (
+                float(expires) if isinstance(expires, (int, float)) else datetime.fromisoformat(expires).timestamp()
+            )
             token = CdnToken(str(data["token"]), str(data["token_type"]), str(data["base_url"]).rstrip("/"), expires_at)
         except (KeyError, TypeError, ValueError):
             raise errors.ProtocolError("unexpected storage token response from fal") from None
         if not token.base_url.startswith(("https://", "http://")):
-            raise errors.ProtocolError(f"storage token names an unusable upload URL: {self._core.redact(token.base_url)[:100]!r}")
+            raise errors.ProtocolError(
+                f"storage token names an unusable upload URL: {self._core.redact(token.base_url)[:100]!r}"
+            )
         return token
 
     @staticmethod
     def _cdn(
-        method: str, url: str, token: CdnToken, headers: dict[str, str], *, content: bytes | None = None, json: object = None
+        method: str,
+        url: str,
+        token: CdnToken,
+        headers: dict[str, str],
+        *,
+        content: bytes | None = None,
+        json: object = None,
     ) -> RequestSpec:
         return RequestSpec(method, url, {**headers, **token.header()}, json=json, content=content, credentials=False)
 
@@ -90,7 +100,9 @@ class Storage:
             raise errors.ProtocolError("multipart upload started without an uploadId")
         return self._access_url(data), upload_id
 
-    def part_request(self, token: CdnToken, blob: Blob, access_url: str, upload_id: str, n: int, data: bytes) -> RequestSpec:
+    def part_request(
+        self, token: CdnToken, blob: Blob, access_url: str, upload_id: str, n: int, data: bytes
+    ) -> RequestSpec:
         url = f"{access_url}/multipart/{quote(upload_id, safe='')}/{n}"
         headers = {"Content-Type": blob.content_type, "Accept-Encoding": "identity"}  # identity: keep the ETag
         return self._cdn("PUT", url, token, headers, content=data)

@@ -46,7 +46,10 @@ _MAX_NAME = 255 - 15
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})  # "some bytes": no claim to check
 _MARKUP = ("+xml", "/xml", "/html", "/javascript")
 _TYPE_ALIASES = {
-    "image/jpg": "image/jpeg", "audio/mp3": "audio/mpeg", "audio/x-wav": "audio/wav", "audio/wave": "audio/wav",
+    "image/jpg": "image/jpeg",
+    "audio/mp3": "audio/mpeg",
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
 }
 
 
@@ -57,7 +60,9 @@ class DownloadError(FalError):
 class _Failed(DownloadError):
     """An attempt that failed in a way `Core.retry_delay` judges: an HTTP status or a transport error."""
 
-    def __init__(self, message: str, *, reply: Reply | None = None, failure: errors.TransportError | None = None) -> None:
+    def __init__(
+        self, message: str, *, reply: Reply | None = None, failure: errors.TransportError | None = None
+    ) -> None:
         super().__init__(message)
         self.reply, self.failure = reply, failure
 
@@ -122,7 +127,12 @@ class FalFile(FalModel):
         return b"".join(chunks)
 
     def save(
-        self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = 120.0, client: Client | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        timeout: float | None = 120.0,
+        client: Client | None = None,
     ) -> Path:
         """Write the file to `path` (a directory: under a safe name from fal's file name or URL); returns the path.
         `timeout` bounds the whole download, retries included. A failure to write (a full disk, a name the file system
@@ -145,7 +155,12 @@ class FalFile(FalModel):
         return b"".join(chunks)
 
     async def save_async(
-        self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = 120.0, client: AsyncClient | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        timeout: float | None = 120.0,
+        client: AsyncClient | None = None,
     ) -> Path:
         target = self._target(path)
         with _atomic(target) as handle:
@@ -253,7 +268,9 @@ class _Sink:
             from fal_runtime._core import Reply
 
             headers = {k.lower(): v for k, v in response.headers.items()}
-            raise _Failed(f"HTTP {response.status_code} fetching {file.url}", reply=Reply(response.status_code, headers))
+            raise _Failed(
+                f"HTTP {response.status_code} fetching {file.url}", reply=Reply(response.status_code, headers)
+            )
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             raise DownloadError(f"file is {declared} bytes, over the {self.max_bytes}-byte limit")
@@ -349,7 +366,9 @@ def _transport_failure(file: FalFile, exc: Exception) -> _Failed:
     import httpx
 
     message = f"download of {file.url} failed: {type(exc).__name__}"
-    transient = isinstance(exc, httpx.TransportError) and not isinstance(exc, (httpx.UnsupportedProtocol, httpx.ProxyError))
+    transient = isinstance(exc, httpx.TransportError) and not isinstance(
+        exc, (httpx.UnsupportedProtocol, httpx.ProxyError)
+    )
     return _Failed(message, failure=errors.TransportError(message, request_sent=True, transient=transient))
 
 

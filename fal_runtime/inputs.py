@@ -27,15 +27,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any, Union
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
 if TYPE_CHECKING:
-    from PIL.Image import Image as PILImage
-    from typing_extensions import TypeAlias
+    from typing import TypeAlias
 
-    FileInput: TypeAlias = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], PILImage]
+    from PIL.Image import Image as PILImage
+
+    FileInput: TypeAlias = str | "os.PathLike[str]" | bytes | bytearray | memoryview | IO[bytes] | PILImage
     """What a file-input field accepts (see the module docstring)."""
 
 
@@ -176,7 +177,7 @@ def _exhausted_at(handle: Any) -> int | None:
         handle.seek(start)
     except (AttributeError, OSError, TypeError, ValueError):
         return None
-    return start if isinstance(start, int) and isinstance(end, int) and 0 < start and end <= start else None
+    return start if isinstance(start, int) and isinstance(end, int) and start > 0 and end <= start else None
 
 
 def _at_end(position: int) -> str:
@@ -247,7 +248,7 @@ def _png_ready(image: Any) -> Any:
     if len(image.getbands()) == 1:
         wide = image if mode in ("I", "F") else image.convert("I")  # getextrema refuses the other 16-bit layouts
         low, high = wide.getextrema()
-        return wide.convert("L") if 0 <= low and high <= 255 else wide.convert("I").convert("I;16")
+        return wide.convert("L") if low >= 0 and high <= 255 else wide.convert("I").convert("I;16")
     return image.convert("RGB")
 
 

@@ -72,7 +72,11 @@ class EndpointRegistry(Mapping[str, ModuleType]):
     def infos(self, *, category: str | None = None, include_deprecated: bool = True) -> list[EndpointInfo]:
         """Every endpoint, sorted by id; `category` keeps one of fal's categories only."""
         found = (self.info(k) for k in sorted(self._entries))
-        return [i for i in found if (category is None or i.category == category) and (include_deprecated or not i.deprecated)]
+        return [
+            i
+            for i in found
+            if (category is None or i.category == category) and (include_deprecated or not i.deprecated)
+        ]
 
     def categories(self) -> list[str]:
         """fal's categories present in the index, sorted."""

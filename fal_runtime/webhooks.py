@@ -111,7 +111,9 @@ class WebhookVerifier:
         self.fetch_deadline = fetch_deadline
         self.max_jwks_bytes = max_jwks_bytes
         self._fetch = fetch_jwks or (lambda url: _fetch_jwks(url, verify, fetch_deadline, max_jwks_bytes))
-        self._fetch_async = fetch_jwks_async or (lambda url: _fetch_jwks_async(url, verify, fetch_deadline, max_jwks_bytes))
+        self._fetch_async = fetch_jwks_async or (
+            lambda url: _fetch_jwks_async(url, verify, fetch_deadline, max_jwks_bytes)
+        )
         self._clock = clock
         self._keys: list[VerifyKey] = []
         self._fetched_at: float | None = None  # the last fetch that gave keys
@@ -133,7 +135,7 @@ class WebhookVerifier:
                 outcome: list[VerifyKey] | str = "the key fetch was interrupted"
                 try:
                     outcome = _keys(self._fetch(self.jwks_url), self.jwks_url)
-                except Exception as exc:  # noqa: BLE001 - any failure to fetch is a failed attempt, and a reason
+                except Exception as exc:
                     outcome = self._reason(exc)
                 finally:
                     self._settle(attempt, delivery, outcome)
@@ -154,7 +156,7 @@ class WebhookVerifier:
                         outcome = _keys(await self._fetch_async(self.jwks_url), self.jwks_url)
                 except TimeoutError:
                     outcome = f"cannot fetch fal's webhook keys from {self.jwks_url}: no reply within {self.fetch_deadline:g} s"
-                except Exception as exc:  # noqa: BLE001 - any failure to fetch is a failed attempt, and a reason
+                except Exception as exc:
                     outcome = self._reason(exc)
                 finally:
                     self._settle(attempt, delivery, outcome)
@@ -170,7 +172,11 @@ class WebhookVerifier:
             data = json.loads(body)
         except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
             raise WebhookVerificationError("the body is not JSON") from None
-        if not isinstance(data, dict) or data.get("status") not in ("OK", "ERROR") or not isinstance(data.get("request_id"), str):
+        if (
+            not isinstance(data, dict)
+            or data.get("status") not in ("OK", "ERROR")
+            or not isinstance(data.get("request_id"), str)
+        ):
             raise WebhookVerificationError("the body is not a fal webhook delivery")
         ok = data["status"] == "OK" and data.get("payload") is not None
         return WebhookEvent(
@@ -183,7 +189,9 @@ class WebhookVerifier:
             payload_error=data.get("payload_error"),
         )
 
-    def verify_and_parse(self, headers: Mapping[str, str], body: bytes, *, output: type[OutputT]) -> WebhookEvent[OutputT]:
+    def verify_and_parse(
+        self, headers: Mapping[str, str], body: bytes, *, output: type[OutputT]
+    ) -> WebhookEvent[OutputT]:
         self.verify(headers, body)
         return self.parse(body, output)
 
@@ -221,7 +229,9 @@ class WebhookVerifier:
         """The one test of a timestamp's freshness, shared by the first look and the replay check, so the seen-set
         remembers a delivery for exactly as long as it is accepted."""
         if abs(now - timestamp) > self.tolerance:
-            raise WebhookVerificationError(f"timestamp is {now - timestamp:+.0f} s from now (allowed: ±{self.tolerance:.0f} s)")
+            raise WebhookVerificationError(
+                f"timestamp is {now - timestamp:+.0f} s from now (allowed: ±{self.tolerance:.0f} s)"
+            )
 
     def _signed(self, delivery: _Delivery) -> bool:
         with self._lock:
@@ -242,7 +252,12 @@ class WebhookVerifier:
             return None
         now = delivery.now
         with self._lock:
-            fresh, attempted_at, failed, inflight = self._fresh(now), self._attempted_at, self._failure is not None, self._inflight
+            fresh, attempted_at, failed, inflight = (
+                self._fresh(now),
+                self._attempted_at,
+                self._failure is not None,
+                self._inflight,
+            )
             attempts = self._attempts
         if inflight is not None:
             return inflight, False
@@ -277,7 +292,9 @@ class WebhookVerifier:
                 fresh, failure, fetching = self._fresh(delivery.now), self._failure, self._inflight is not None
             if not fresh and fetching:  # a waiter that gave up on a fetch past its deadline
                 failure = f"fal's webhook keys are still being fetched from {self.jwks_url}"
-            raise WebhookVerificationError((failure if not fresh else None) or "signature does not verify against any of fal's published keys")
+            raise WebhookVerificationError(
+                (failure if not fresh else None) or "signature does not verify against any of fal's published keys"
+            )
         with self._lock:
             now = self._clock()  # now, not when the delivery arrived: waiting for keys may have taken a while
             self._check_time(delivery.timestamp, now)
@@ -307,7 +324,12 @@ def _keys(jwks: object, url: str) -> list[VerifyKey]:
         raise WebhookVerificationError(f"fal's webhook keys from {url} are not a JWKS (no list of keys)")
     keys = []
     for entry in entries:
-        if isinstance(entry, Mapping) and entry.get("kty") == "OKP" and entry.get("crv") == "Ed25519" and isinstance(entry.get("x"), str):
+        if (
+            isinstance(entry, Mapping)
+            and entry.get("kty") == "OKP"
+            and entry.get("crv") == "Ed25519"
+            and isinstance(entry.get("x"), str)
+        ):
             try:
                 raw = base64.urlsafe_b64decode(entry["x"] + "=" * (-len(entry["x"]) % 4))
                 keys.append(VerifyKey(raw))
@@ -342,7 +364,9 @@ async def _fetch_jwks_async(url: str, verify: Any, deadline: float, limit: int) 
                 if len(body) > limit:
                     raise _too_large(url, limit)
     except TimeoutError:
-        raise WebhookVerificationError(f"cannot fetch fal's webhook keys from {url}: no complete reply within {deadline:g} s") from None
+        raise WebhookVerificationError(
+            f"cannot fetch fal's webhook keys from {url}: no complete reply within {deadline:g} s"
+        ) from None
     except (httpx.HTTPError, ValueError) as exc:
         raise _unreachable(url, exc) from None
     return _jwks_of(bytes(body), url)

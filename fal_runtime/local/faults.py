@@ -52,7 +52,11 @@ def fault_response(rule: Rule, answer: Response | None) -> Response:
     if fault == "ingress-502":
         return Response(INGRESS_502, 502, media_type="text/html")
     if fault == "429":
-        headers = {**fal_headers(request_id), "Retry-After": f"{rule.retry_after:g}", "X-Fal-Error-Type": "rate_limited"}
+        headers = {
+            **fal_headers(request_id),
+            "Retry-After": f"{rule.retry_after:g}",
+            "X-Fal-Error-Type": "rate_limited",
+        }
         return JSONResponse({"detail": "Too many requests", "error_type": "rate_limited"}, 429, headers)
     if fault == "user-timeout-504":
         headers = {
@@ -98,7 +102,9 @@ class Stalled(Response):
             await self.inner(scope, receive, send)
             return
         with suppress(OSError):
-            await send({"type": "http.response.start", "status": self.inner.status_code, "headers": self.inner.raw_headers})
+            await send(
+                {"type": "http.response.start", "status": self.inner.status_code, "headers": self.inner.raw_headers}
+            )
             await asyncio.sleep(self.seconds)
             await send({"type": "http.response.body", "body": self.inner.body})
 

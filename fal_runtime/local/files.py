@@ -73,9 +73,11 @@ class Files:
         """Where an output file of this content type points: a PNG or a JPEG when that is what the output says it
         is, opaque bytes otherwise (`application/octet-stream` claims no type, so a download checks nothing)."""
         media = content_type.split(";")[0].strip().lower()
-        return {"image/png": "outputs/image.png", "image/jpeg": "outputs/image.jpg", "image/jpg": "outputs/image.jpg"}.get(
-            media, "outputs/file.bin"
-        )
+        return {
+            "image/png": "outputs/image.png",
+            "image/jpeg": "outputs/image.jpg",
+            "image/jpg": "outputs/image.jpg",
+        }.get(media, "outputs/file.bin")
 
     def new_token(self) -> tuple[str, float]:
         token, expires = secrets.token_urlsafe(24), time.time() + TOKEN_SECONDS

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jsonschema import ValidationError  # type: ignore[import-untyped]
@@ -156,7 +156,7 @@ def _within(schema: JSON, preferred: float, step: float) -> float:
 def _string(endpoint: ServedEndpoint, schema: JSON, depth: int) -> str:
     fmt = schema.get("format")
     if fmt == "date-time":
-        return datetime.now(timezone.utc).isoformat()
+        return datetime.now(UTC).isoformat()
     if fmt in ("uri", "url"):
         return "https://127.0.0.1/placeholder"
     return "x" * int(schema.get("minLength", 0)) or "text"
@@ -179,7 +179,8 @@ def png(width: int = 16, height: int = 16) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     rows = b"".join(
-        b"\x00" + b"".join(bytes((x * 255 // width, y * 255 // height, 128)) for x in range(width)) for y in range(height)
+        b"\x00" + b"".join(bytes((x * 255 // width, y * 255 // height, 128)) for x in range(width))
+        for y in range(height)
     )
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")

@@ -14,11 +14,24 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeVar, get_args
 
-Op = Literal["submit", "status", "status_stream", "result", "cancel", "run", "stream", "token", "upload", "upload_part", "download", "models"]
+Op = Literal[
+    "submit",
+    "status",
+    "status_stream",
+    "result",
+    "cancel",
+    "run",
+    "stream",
+    "token",
+    "upload",
+    "upload_part",
+    "download",
+    "models",
+]
 Fault = Literal["429", "500", "502", "503", "504", "ingress-502", "user-timeout-504", "drop", "stall", "body"]
 Phase = Literal["before", "after"]
 

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .script import Behaviour
@@ -57,7 +57,7 @@ class Job:
         return {"response_url": base, "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
 
     def log(self, message: str, level: str = "INFO") -> None:
-        stamp = datetime.now(timezone.utc).isoformat()
+        stamp = datetime.now(UTC).isoformat()
         self.logs.append({"message": message, "level": level, "source": "user", "timestamp": stamp})
         del self.logs[:-LOG_WINDOW]
 

@@ -33,13 +33,24 @@ def mini_spec(endpoint_id: str, input_props: Mapping[str, Any], output_props: Ma
     }
     ref = {"application/json": {"schema": {"$ref": "#/components/schemas/TestInput"}}}
     paths: dict[str, Any] = {
-        f"/{endpoint_id}": {"post": {"requestBody": {"required": True, "content": ref}, "responses": {"200": {"description": "queued"}}}},
+        f"/{endpoint_id}": {
+            "post": {"requestBody": {"required": True, "content": ref}, "responses": {"200": {"description": "queued"}}}
+        },
         f"/{endpoint_id}/requests/{{request_id}}": {
-            "get": {"responses": {"200": {"description": "result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TestOutput"}}}}}}
+            "get": {
+                "responses": {
+                    "200": {
+                        "description": "result",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TestOutput"}}},
+                    }
+                }
+            }
         },
     }
     if streams:
-        paths[f"/{endpoint_id}/stream"] = {"post": {"requestBody": {"content": ref}, "responses": {"200": {"description": "events"}}}}
+        paths[f"/{endpoint_id}/stream"] = {
+            "post": {"requestBody": {"content": ref}, "responses": {"200": {"description": "events"}}}
+        }
     return {
         "openapi": "3.1.0",
         "info": {"title": f"Test {endpoint_id}", "version": "1", "x-fal-metadata": {"endpointId": endpoint_id}},
@@ -50,7 +61,11 @@ def mini_spec(endpoint_id: str, input_props: Mapping[str, Any], output_props: Ma
 
 def write_specs(root: Path, specs: Mapping[str, dict[str, Any]] | list[dict[str, Any]]) -> Path:
     """Write specs at the place their endpoint id gives them; a mapping of relative path → spec writes them as is."""
-    items = specs.items() if isinstance(specs, Mapping) else ((s["info"]["x-fal-metadata"]["endpointId"] + ".json", s) for s in specs)
+    items = (
+        specs.items()
+        if isinstance(specs, Mapping)
+        else ((s["info"]["x-fal-metadata"]["endpointId"] + ".json", s) for s in specs)
+    )
     for rel, spec in items:
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,7 @@ def test_broken_spec_fails_with_one_located_message(case: str, tmp_path: Path, c
     assert _tree(out) == before
 
 
+@pytest.mark.slow
 def test_cli_exit_code_and_message(tmp_path: Path) -> None:
     shutil.copytree(BROKEN / "dangling_ref", tmp_path / "specs")
     proc = subprocess.run(
@@ -84,7 +85,9 @@ def test_cli_exit_code_and_message(tmp_path: Path) -> None:
     assert not (tmp_path / "generated").exists()
 
 
-def test_check_finds_a_stale_an_orphan_and_a_non_black_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_finds_a_stale_an_orphan_and_a_non_black_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`codegen check` (make test's first step): current tree passes; each kind of fault is named."""
     from tests.codegen.conftest import mini_spec, write_specs
 

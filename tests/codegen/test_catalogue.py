@@ -37,17 +37,19 @@ def _io_names(doc: dict[str, Any], endpoint_id: str) -> tuple[str, str]:
 
     paths = doc["paths"]
     body = paths[f"/{endpoint_id}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    result = paths[f"/{endpoint_id}/requests/{{request_id}}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    result = paths[f"/{endpoint_id}/requests/{{request_id}}"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]
     return ref(body), ref(result)
 
 
 def examples() -> Iterator[tuple[str, str, str, str | None, Any]]:
     """(endpoint id, "Input" | "Output", pointer, field wire name or None for a whole example, the example)."""
     for path in loader.find_spec_files(SPECS):
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 - a safe loader
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
         endpoint_id = doc["info"]["x-fal-metadata"]["endpointId"]
         schemas = doc["components"]["schemas"]
-        for side, name in zip(("Input", "Output"), _io_names(doc, endpoint_id)):
+        for side, name in zip(("Input", "Output"), _io_names(doc, endpoint_id), strict=False):
             schema = schemas[name]
             base = f"/components/schemas/{name}"
             for i, example in enumerate(schema.get("examples") or []):
@@ -104,7 +106,7 @@ def test_every_endpoint_is_listed_with_its_metadata_without_importing_modules() 
     assert loaded == 0, "listing the endpoints imported endpoint modules"
     assert with_category == count and categories >= 10
     for info in generated.ENDPOINTS.infos():  # and every one imports by its module path
-        assert importlib.import_module(info.module).ENDPOINT_ID == info.endpoint_id
+        assert info.endpoint_id == importlib.import_module(info.module).ENDPOINT_ID
     flux = generated.ENDPOINTS.info("fal-ai/flux/dev")
     assert flux == EndpointInfo("fal-ai/flux/dev", "generated.fal_ai.flux.dev", "text-to-image", "FLUX.1 [dev]", False)
 
@@ -123,7 +125,7 @@ def test_every_endpoint_is_listed_with_its_metadata_without_importing_modules() 
 def test_module_names_are_readable_and_importable(endpoint_id: str, module: str) -> None:
     assert generated.ENDPOINTS.module_name(endpoint_id) == module
     loaded = generated.load(endpoint_id)
-    assert loaded.__name__ == module and loaded.ENDPOINT_ID == endpoint_id
+    assert loaded.__name__ == module and endpoint_id == loaded.ENDPOINT_ID
 
 
 def test_module_names_for_capitals_underscores_and_reserved_words() -> None:
@@ -139,7 +141,7 @@ def test_a_deprecated_endpoint_warns_where_it_is_called(tmp_path: Path) -> None:
     from codegen.importer import dump
     from codegen.pipeline import generate
 
-    doc = yaml.load((SPECS / "fal-ai/esrgan.yaml").read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506
+    doc = yaml.load((SPECS / "fal-ai/esrgan.yaml").read_text(encoding="utf-8"), Loader=_LOADER)
     doc["paths"]["/fal-ai/esrgan"]["post"]["deprecated"] = True
     (tmp_path / "specs/fal-ai").mkdir(parents=True)
     (tmp_path / "specs/fal-ai/esrgan.yaml").write_text(dump(doc), encoding="utf-8")
@@ -150,7 +152,10 @@ def test_a_deprecated_endpoint_warns_where_it_is_called(tmp_path: Path) -> None:
         assert pkg.ENDPOINTS.info("fal-ai/esrgan").deprecated
         module = pkg.load("fal-ai/esrgan")
         assert "deprecated" in (module.__doc__ or "")
-        with pytest.warns(DeprecationWarning, match="fal-ai/esrgan") as caught, pytest.raises(RuntimeError, match="no network"):
+        with (
+            pytest.warns(DeprecationWarning, match="fal-ai/esrgan") as caught,
+            pytest.raises(RuntimeError, match="no network"),
+        ):
             module.run(image_url="https://example.com/a.png", client=_NoNetwork())
         assert caught[0].filename == __file__, "the warning points at the caller's line"
     finally:
@@ -164,4 +169,3 @@ class _NoNetwork:
 
     def __getattr__(self, name: str) -> Any:
         raise RuntimeError("no network in this test")
-

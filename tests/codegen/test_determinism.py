@@ -59,7 +59,9 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> ModuleCache:
 
 
 @pytest.mark.slow
-def test_workers_and_cache_give_identical_bytes(endpoints: list[ir.EndpointIR], reference: dict[str, str], warm_cache: ModuleCache) -> None:
+def test_workers_and_cache_give_identical_bytes(
+    endpoints: list[ir.EndpointIR], reference: dict[str, str], warm_cache: ModuleCache
+) -> None:
     assert render_tree(endpoints, warm_cache, jobs=2) == reference  # cold, in two worker processes
     modules = [p for p in reference if p.endswith(".py")]  # every Python file; the empty py.typed is not cached
     assert warm_cache.root is not None and len(list(warm_cache.root.glob("*.py"))) == len(modules)  # one entry a file
@@ -69,12 +71,27 @@ def test_workers_and_cache_give_identical_bytes(endpoints: list[ir.EndpointIR], 
 @pytest.mark.slow
 def test_hash_seed_does_not_change_output(corpus: Path, reference: dict[str, str], tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONHASHSEED="4242", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "codegen", "gen", "-q", "--no-cache", "-j", "2", "--specs", str(corpus), "--out", str(tmp_path / "out")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "codegen",
+        "gen",
+        "-q",
+        "--no-cache",
+        "-j",
+        "2",
+        "--specs",
+        str(corpus),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     subprocess.run(cmd, cwd=ROOT, env=env, check=True)
     assert read_tree(tmp_path / "out") == reference
 
 
-def test_spec_order_does_not_change_output(corpus: Path, endpoints: list[ir.EndpointIR], reference: dict[str, str], warm_cache: ModuleCache) -> None:
+def test_spec_order_does_not_change_output(
+    corpus: Path, endpoints: list[ir.EndpointIR], reference: dict[str, str], warm_cache: ModuleCache
+) -> None:
     files = loader.find_spec_files(corpus)
     backward, _ = load_endpoints(list(reversed(files)), corpus)
     assert backward == endpoints
@@ -99,7 +116,9 @@ def test_committed_generated_is_current() -> None:
     assert read_tree(ROOT / "generated") == render_tree(endpoints, cache, jobs=2), "generated/ is stale: run `make gen`"
 
 
-def test_spec_cache_gives_the_same_endpoints_and_warnings(corpus: Path, endpoints: list[ir.EndpointIR], tmp_path: Path) -> None:
+def test_spec_cache_gives_the_same_endpoints_and_warnings(
+    corpus: Path, endpoints: list[ir.EndpointIR], tmp_path: Path
+) -> None:
     files = loader.find_spec_files(corpus)
     _, fresh_warnings = load_endpoints(files, corpus)
     cache = ModuleCache(tmp_path / "specs-cache")
@@ -157,7 +176,13 @@ def test_incremental_runs_equal_a_cold_run(corpus: Path, tmp_path: Path, warm_ca
     shutil.copytree(corpus, specs)
     generate(specs, out, cache_dir=warm_cache.root)
     spec = specs / "fal-ai" / "image-editing" / "color-correction.yaml"
-    spec.write_text(spec.read_text().replace("description: The URL where the file can be downloaded from.", "description: Changed, the URL of the file.", 1))
+    spec.write_text(
+        spec.read_text().replace(
+            "description: The URL where the file can be downloaded from.",
+            "description: Changed, the URL of the file.",
+            1,
+        )
+    )
     _, changed = generate(specs, out, cache_dir=warm_cache.root)
     assert changed
     cold, changed = generate(specs, tmp_path / "cold", cache_dir=None, jobs=2)

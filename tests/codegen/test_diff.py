@@ -23,7 +23,11 @@ BASE = mini_spec(
         "steps": {"type": "integer", "minimum": 1, "maximum": 50, "default": 28},
         "old_name": {"type": "number"},
     },
-    {"images": {"type": "array", "items": {"type": "string"}}, "kind": {"type": "string", "enum": ["png", "jpeg"]}, "seed": {"type": "integer"}},
+    {
+        "images": {"type": "array", "items": {"type": "string"}},
+        "kind": {"type": "string", "enum": ["png", "jpeg"]},
+        "seed": {"type": "integer"},
+    },
     required=["prompt"],
 )
 
@@ -59,7 +63,9 @@ CASES = {
     "input_bound_tightened_and_loosened": lambda: _edit(in__steps__maximum=30, in__image_urls__maxItems=6),
     "default_changed": lambda: _edit(in__steps__default=40),
     "renamed_looking": lambda: _edit(in__old_name=None, in__new_name={"type": "number"}),
-    "input_type_widened": lambda: _edit(in__steps={"anyOf": [{"type": "integer"}, {"type": "null"}], "minimum": 1, "maximum": 50, "default": 28}),
+    "input_type_widened": lambda: _edit(
+        in__steps={"anyOf": [{"type": "integer"}, {"type": "null"}], "minimum": 1, "maximum": 50, "default": 28}
+    ),
 }
 
 
@@ -87,6 +93,7 @@ def test_real_drift_pair(second: Path, tmp_path: Path, snapshot: Any) -> None:
     assert _compare([json.loads(first.read_text())], [json.loads(second.read_text())], tmp_path) == snapshot
 
 
+@pytest.mark.slow
 def test_cli_compares_with_a_git_ref_and_fails_on_breaking(tmp_path: Path) -> None:
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
@@ -104,6 +111,7 @@ def test_cli_compares_with_a_git_ref_and_fails_on_breaking(tmp_path: Path) -> No
     assert failing.returncode == 1
 
 
+@pytest.mark.slow
 def test_cli_reads_specs_under_a_path_with_a_space_and_non_ascii(tmp_path: Path) -> None:
     """git's listing is NUL-separated: a space split one path in two, and git quoted the non-ASCII one."""
     specs = tmp_path / "fal specs ü"
@@ -117,7 +125,9 @@ def test_cli_reads_specs_under_a_path_with_a_space_and_non_ascii(tmp_path: Path)
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
     write_specs(specs, [_edit(out__seed=None)])
     cmd = [sys.executable, "-m", "codegen", "diff", "main", "--specs", specs.name]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    )
     assert proc.returncode == 0, proc.stderr
     assert "**breaking**: output `seed`: field removed" in proc.stdout
     assert "endpoint added" not in proc.stdout

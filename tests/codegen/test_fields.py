@@ -23,7 +23,7 @@ def test_clashing_field_names_get_safe_attributes_and_round_trip(build_package: 
     assert isinstance(model.model_dump_json(), str)  # the pydantic methods still work
     # `client` collides with the call functions' own keyword: the field's keyword becomes `client_`
     source = inspect.getsource(mod)
-    assert "renamed={\"client_\": \"client\"}" in source
+    assert 'renamed={"client_": "client"}' in source
     assert "    client_: str | None = None,\n" in source
 
 
@@ -54,7 +54,10 @@ def test_literal_enums_accept_plain_strings_and_defaults_serialize_cleanly(build
 
 def test_prefix_endpoint_ids_get_separate_modules(build_package: Any) -> None:
     pkg = build_package(
-        [mini_spec("fal-ai/flux/dev", {"prompt": {"type": "string"}}), mini_spec("fal-ai/flux/dev/image-to-image", {"image_url": {"type": "string"}})]
+        [
+            mini_spec("fal-ai/flux/dev", {"prompt": {"type": "string"}}),
+            mini_spec("fal-ai/flux/dev/image-to-image", {"image_url": {"type": "string"}}),
+        ]
     )
     parent = pkg.load("fal-ai/flux/dev")
     child = pkg.load("fal-ai/flux/dev/image-to-image")
@@ -66,11 +69,18 @@ def test_prefix_endpoint_ids_get_separate_modules(build_package: Any) -> None:
 def test_package_index_is_lazy(build_package: Any) -> None:
     import sys
 
-    pkg = build_package([mini_spec("fal-ai/lazy/one", {"a": {"type": "string"}}), mini_spec("fal-ai/lazy/two", {"b": {"type": "string"}})])
+    pkg = build_package(
+        [
+            mini_spec("fal-ai/lazy/one", {"a": {"type": "string"}}),
+            mini_spec("fal-ai/lazy/two", {"b": {"type": "string"}}),
+        ]
+    )
     assert sorted(pkg.ENDPOINTS) == ["fal-ai/lazy/one", "fal-ai/lazy/two"]
     assert not [m for m in sys.modules if m.startswith(pkg.__name__ + ".")]
     assert pkg.ENDPOINTS["fal-ai/lazy/two"].ENDPOINT_ID == "fal-ai/lazy/two"
-    assert [m for m in sys.modules if m.startswith(pkg.__name__ + ".fal_ai.lazy.")] == [pkg.__name__ + ".fal_ai.lazy.two"]
+    assert [m for m in sys.modules if m.startswith(pkg.__name__ + ".fal_ai.lazy.")] == [
+        pkg.__name__ + ".fal_ai.lazy.two"
+    ]
     with pytest.raises(KeyError, match="did you mean 'fal-ai/lazy/one'"):
         pkg.load("fal-ai/lazy/on")
 

@@ -24,10 +24,20 @@ def _build(tmp_path: Path, **kwargs: object) -> ir.EndpointIR:
         },
         {"image": {"$ref": "#/components/schemas/File"}, "seed": {"type": "integer"}},
         extra_schemas={
-            "File": {"type": "object", "properties": {"url": {"type": "string"}, "content_type": {"type": "string"},
-                                                      "preview_url": {"type": "string"}}, "required": ["url"]},
-            "ControlNet": {"type": "object", "properties": {"control_image_url": {"type": "string"}, "scale": {"type": "number"}}},
-        },  # fmt: skip
+            "File": {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string"},
+                    "content_type": {"type": "string"},
+                    "preview_url": {"type": "string"},
+                },
+                "required": ["url"],
+            },
+            "ControlNet": {
+                "type": "object",
+                "properties": {"control_image_url": {"type": "string"}, "scale": {"type": "number"}},
+            },
+        },
         **kwargs,  # type: ignore[arg-type]
     )
     root = write_specs(tmp_path, [spec])
@@ -43,7 +53,10 @@ def _build(tmp_path: Path, **kwargs: object) -> ir.EndpointIR:
 def test_file_inputs_file_models_and_streaming(tmp_path: Path) -> None:
     endpoint = _build(tmp_path, streams=True)
     # Nested input-only models count; File is shared with the output, so its `preview_url` stays a plain string.
-    assert endpoint.file_inputs == {"Input": ("image_url", "image_urls", "mask_url", "reference"), "ControlNet": ("control_image_url",)}
+    assert endpoint.file_inputs == {
+        "Input": ("image_url", "image_urls", "mask_url", "reference"),
+        "ControlNet": ("control_image_url",),
+    }
     assert endpoint.file_models == ("File",)
     assert endpoint.streams is True
     assert endpoint.module_parts == ("fal_ai", "test", "files")

@@ -55,7 +55,9 @@ def test_a_literal_of_many_values_is_named_once_and_few_stay_inline(module: Any)
     assert source.count('"portrait_4_3"') == 1
     assert 'Literal["a", "b", "c"]' in source
     hints = module.Input.model_fields
-    assert str(hints["thumbnail_size"].annotation).endswith("['square_hd', 'square', 'portrait_4_3', 'landscape_16_9']]")
+    assert str(hints["thumbnail_size"].annotation).endswith(
+        "['square_hd', 'square', 'portrait_4_3', 'landscape_16_9']]"
+    )
     assert module.Input(image_url="u", thumbnail_size="square").thumbnail_size == "square"
 
 
@@ -65,6 +67,7 @@ def test_no_pydantic_noise_in_models(module: Any) -> None:
     assert "ConfigDict" not in source and "arbitrary_types_allowed" not in source
 
 
+@pytest.mark.slow
 def test_imports_are_one_block_at_the_top_and_all_used(module: Any) -> None:
     tree = ast.parse(Path(module.__file__).read_text())
     kinds = [isinstance(n, (ast.Import, ast.ImportFrom)) or _is_type_checking_block(n) for n in tree.body[1:]]
@@ -98,10 +101,43 @@ def test_call_functions_document_every_argument(module: Any) -> None:
         assert "Returns:" in doc and "Raises: pydantic.ValidationError" in doc
 
 
-def test_the_seed_modules_pass_ruffs_import_rules() -> None:
+@pytest.mark.slow
+def test_every_generated_module_passes_ruffs_import_rules() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
     if ruff is None:
         pytest.skip("ruff is not installed in this environment")
     found = subprocess.run([ruff, "check", "--no-cache", "--isolated", "--select", "F,E402,I001", str(ROOT / "generated")],
                            capture_output=True, text=True)  # fmt: skip
     assert found.returncode == 0, found.stdout[-3000:]
+
+
+
+def test_a_schema_named_like_an_imported_name_is_renamed(build_package: Any) -> None:
+    spec = mini_spec(
+        "fal-ai/clash/names",
+        {"target": {"$ref": "#/components/schemas/Endpoint"}, "mode": {"$ref": "#/components/schemas/Unpack"}},
+        extra_schemas={
+            "Endpoint": {"type": "object", "properties": {"url": {"type": "string"}}},
+            "Unpack": {"type": "object", "properties": {"depth": {"type": "integer"}}},
+        },
+        required=["target"],
+    )
+    module = build_package([spec]).load("fal-ai/clash/names")
+    source = Path(module.__file__).read_text()
+    assert "from fal_runtime import Endpoint\n" in source and "from typing_extensions import Unpack\n" in source
+    assert module.Input(target=module.EndpointModel(url="u"), mode=module.UnpackModel(depth=1)).target.url == "u"
+
+
+def test_an_import_that_would_shadow_a_module_name_gets_a_private_binding() -> None:
+    from codegen.imports import Imports
+
+    imports = Imports(taken={"Endpoint", "Input"})
+    assert imports.add("fal_runtime", ["Endpoint"]) == {"Endpoint": "_Endpoint"}
+    assert imports.add("typing", ["Any", "overload"]) == {"Any": "Any", "overload": "overload"}
+    imports.add_module("fal_runtime")
+    assert imports.render() == (
+        "from __future__ import annotations\n\n"
+        "from typing import Any, overload\n\n"
+        "import fal_runtime\n"
+        "from fal_runtime import Endpoint as _Endpoint\n"
+    )

@@ -36,7 +36,10 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tup
     sys.path.insert(0, str(tmp))
     try:
         for package, docs in batches.items():
-            specs = write_specs(tmp / f"specs-{package}", {f"{_endpoint_id(json.loads(d.read_text()))}.json": json.loads(d.read_text()) for d in docs})
+            specs = write_specs(
+                tmp / f"specs-{package}",
+                {f"{_endpoint_id(json.loads(d.read_text()))}.json": json.loads(d.read_text()) for d in docs},
+            )
             outcome, _ = generate(specs, tmp / package, jobs=2)
             pkg = importlib.import_module(package)
             flagged: dict[str, set[str]] = {}
@@ -63,14 +66,18 @@ def test_all_documents_are_covered() -> None:
 
 
 @pytest.mark.parametrize("doc_path", DOCS, ids=[d.stem for d in DOCS])
-def test_document_generates_imports_and_validates_its_examples(doc_path: Path, packages: dict[str, tuple[ModuleType, set[str]]]) -> None:
+def test_document_generates_imports_and_validates_its_examples(
+    doc_path: Path, packages: dict[str, tuple[ModuleType, set[str]]]
+) -> None:
     doc = json.loads(doc_path.read_text())
     module, flagged = packages[doc_path.name]
     endpoint_id = _endpoint_id(doc)
-    assert module.ENDPOINT_ID == endpoint_id
+    assert endpoint_id == module.ENDPOINT_ID
     schemas = doc["components"]["schemas"]
     in_ref = doc["paths"][f"/{endpoint_id}"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    out_ref = doc["paths"][f"/{endpoint_id}/requests/{{request_id}}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    out_ref = doc["paths"][f"/{endpoint_id}/requests/{{request_id}}"]["get"]["responses"]["200"]["content"][
+        "application/json"
+    ]["schema"]["$ref"]
     input_schema, output_schema = schemas[in_ref.rsplit("/", 1)[1]], schemas[out_ref.rsplit("/", 1)[1]]
 
     example_input = _example(input_schema)
@@ -98,7 +105,9 @@ def test_generated_code_for_every_document_passes_mypy_strict(
     mypy on generated/ only, which holds the seeds)."""
     import subprocess
 
-    roots = sorted({Path(sys.modules[module.__name__.split(".")[0]].__file__ or "").parent for module, _ in packages.values()})
+    roots = sorted(
+        {Path(sys.modules[module.__name__.split(".")[0]].__file__ or "").parent for module, _ in packages.values()}
+    )
     assert [r.name for r in roots] == ["fal_docs", "fal_docs_drift"]
     cmd = [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "mypy"), *map(str, roots)]
     result = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)

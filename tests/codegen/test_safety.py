@@ -47,9 +47,15 @@ def test_hostile_spec_generates_inert_code(build_package: Any, monkeypatch: pyte
     assert "FAL_PWNED" not in os.environ
     assert mod.Input().prompt == PAYLOAD
     assert mod.Input(style=PAYLOAD).style == PAYLOAD
-    assert mod.Input.model_validate({"weird-name": 3}).model_dump(by_alias=True, exclude_unset=True) == {"weird-name": 3}
+    assert mod.Input.model_validate({"weird-name": 3}).model_dump(by_alias=True, exclude_unset=True) == {
+        "weird-name": 3
+    }
     assert PAYLOAD in (mod.__doc__ or "")
     source = Path(mod.__file__).read_text()
     tree = ast.parse(source)
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "system"]
+    calls = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "system"
+    ]
     assert calls == []

@@ -89,7 +89,9 @@ def _mutated(draw: st.DrawFn) -> dict[str, Any]:
         elif kind == "nest" and parent is not None:
             value = parent[last]
             for _ in range(draw(st.sampled_from([3, 63, 64, 65, 200, 1200]))):
-                value = draw(st.sampled_from([{"properties": {"a": value}}, [value], {"items": value}, {"anyOf": [value]}]))
+                value = draw(
+                    st.sampled_from([{"properties": {"a": value}}, [value], {"items": value}, {"anyOf": [value]}])
+                )
             parent[last] = value
     return doc
 

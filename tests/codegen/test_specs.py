@@ -33,8 +33,10 @@ def test_every_imported_spec_records_its_sources_with_their_dates() -> None:
     for path in FILES:
         if path in CURATED:
             continue
-        sources = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)["info"]["x-fal-sources"]  # noqa: S506
-        if not sources or not all(isinstance(v, dict) and v.get("from") and len(str(v.get("date", ""))) == 10 for v in sources.values()):
+        sources = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)["info"]["x-fal-sources"]
+        if not sources or not all(
+            isinstance(v, dict) and v.get("from") and len(str(v.get("date", ""))) == 10 for v in sources.values()
+        ):
             undated.append(path.relative_to(SPECS).as_posix())
     assert not undated, f"specs without a dated source: {undated[:10]}"
 
@@ -72,5 +74,7 @@ def test_spec_records_where_its_facts_come_from(path: Path) -> None:
                 walk(value)
 
     walk(doc)
-    assert cited <= set(sources), f"x-fal-resolved cites sources not listed in info.x-fal-sources: {cited - set(sources)}"
+    assert cited <= set(sources), (
+        f"x-fal-resolved cites sources not listed in info.x-fal-sources: {cited - set(sources)}"
+    )
     assert cited or "x-fal-unresolved" in doc["info"], "a spec resolves at least one fact or says what nothing settles"

@@ -29,7 +29,7 @@ FAST = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05)
 
 
 def read(path: Path) -> dict[str, Any]:
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)  # noqa: S506
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
 
 
 def write(path: Path, doc: dict[str, Any]) -> None:
@@ -65,7 +65,9 @@ def run_sync(ours: Path, **kwargs: Any) -> Report:
         return sync(ours, client=client, **kwargs)
 
 
-def test_a_first_sync_adds_every_endpoint_and_a_second_changes_nothing(served: tuple[LocalServer, Path], tmp_path: Path) -> None:
+def test_a_first_sync_adds_every_endpoint_and_a_second_changes_nothing(
+    served: tuple[LocalServer, Path], tmp_path: Path
+) -> None:
     ours = tmp_path / "ours"
     report = run_sync(ours)
     assert report.listed == 4
@@ -101,7 +103,9 @@ def test_a_malformed_page_fails_the_sync_and_writes_nothing(served: tuple[LocalS
     assert not ours.exists() or not list(ours.rglob("*.yaml"))
 
 
-def test_an_unrepairable_document_is_skipped_and_the_rest_imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unrepairable_document_is_skipped_and_the_rest_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     theirs = fal_side(tmp_path / "fal")
     broken = read(theirs / "fal-ai/esrgan.yaml")
     submit_op(broken)["requestBody"]["content"]["application/json"]["schema"]["$ref"] = "#/components/schemas/Missing"
@@ -121,7 +125,7 @@ def test_an_unrepairable_document_is_skipped_and_the_rest_imported(tmp_path: Pat
 def test_changes_are_reported_with_breaking_marks_and_curated_specs_kept(
     served: tuple[LocalServer, Path], tmp_path: Path, snapshot: Any
 ) -> None:
-    server, theirs = served
+    _server, theirs = served
     ours = tmp_path / "ours"
     run_sync(ours)
     # Ours: the curated seed as committed (a maintainer's spec); theirs changes two endpoints.
@@ -138,18 +142,24 @@ def test_changes_are_reported_with_breaking_marks_and_curated_specs_kept(
         mp.setenv("SSL_CERT_FILE", str(changed_server.ca_file))
         report = run_sync(ours)
     assert [o.item.endpoint_id for o, _ in report.changed] == ["fal-ai/flux/schnell"]
-    (_, changes), = report.changed
+    ((_, changes),) = report.changed
     assert any(c.field == "num_images" and c.breaking for c in changes)
     assert report.breaking
     assert [o.item.endpoint_id for o in report.curated] == [CURATED]
-    assert (ours / f"{CURATED}.yaml").read_text(encoding="utf-8") == curated_before, "a curated spec is never overwritten"
+    assert (ours / f"{CURATED}.yaml").read_text(encoding="utf-8") == curated_before, (
+        "a curated spec is never overwritten"
+    )
     text = report.render()
     assert "**breaking**" in text and "Curated specs where fal's data differs" in text and "cas_amount" in text
-    assert "num_images" in read(ours / "fal-ai/flux/schnell.yaml")["components"]["schemas"]["FluxSchnellInput"]["required"]
+    assert (
+        "num_images" in read(ours / "fal-ai/flux/schnell.yaml")["components"]["schemas"]["FluxSchnellInput"]["required"]
+    )
     assert text == snapshot  # the report a sync pull request carries, read as a reviewer would
 
 
-def test_absent_endpoints_are_reported_and_pruned_only_when_asked(served: tuple[LocalServer, Path], tmp_path: Path) -> None:
+def test_absent_endpoints_are_reported_and_pruned_only_when_asked(
+    served: tuple[LocalServer, Path], tmp_path: Path
+) -> None:
     ours = tmp_path / "ours"
     run_sync(ours)
     write(ours / "fal-ai/gone.yaml", read(ours / "fal-ai/esrgan.yaml"))
@@ -176,7 +186,9 @@ def test_dry_run_writes_nothing_and_filters_narrow_the_walk(served: tuple[LocalS
     assert all(o.item.spec["info"]["x-fal-metadata"]["category"] == category for o in by_category.added)
 
 
-def test_a_deprecated_endpoint_is_reported_and_its_module_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_deprecated_endpoint_is_reported_and_its_module_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     theirs = fal_side(tmp_path / "fal", ("fal-ai/esrgan",))
     doc = read(theirs / "fal-ai/esrgan.yaml")
     submit_op(doc)["deprecated"] = True

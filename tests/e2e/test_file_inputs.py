@@ -76,7 +76,7 @@ FORMS: dict[str, tuple[Callable[[Path], Any], Callable[[bytes | None, str], None
 
 
 def _sent(server: LocalServer, field: str) -> Any:
-    endpoint_id, payload = server.inputs()[-1]
+    _endpoint_id, payload = server.inputs()[-1]
     return payload[field]
 
 
@@ -180,7 +180,9 @@ def _parts(path: Path) -> int:
     return -(-path.stat().st_size // PART_SIZE)
 
 
-def test_multipart_upload_sync_retries_a_failed_part(client: Client, server: LocalServer, big_file: tuple[Path, str]) -> None:
+def test_multipart_upload_sync_retries_a_failed_part(
+    client: Client, server: LocalServer, big_file: tuple[Path, str]
+) -> None:
     path, digest = big_file
     server.script(op="upload_part", fault="503")  # the first part sent fails once
     server.script(op="upload_part", fault="drop")  # and the next one loses its connection
@@ -241,14 +243,14 @@ def nested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Loca
 
 
 def _nested_call(module: Any, png_file: Path) -> dict[str, Any]:
-    return dict(prompt="nested", controlnets=[
+    return {"prompt": "nested", "controlnets": [
         module.ControlNet(control_image_url=png_file, mask_url=PNG, scale=0.5),
         module.ControlNet(control_image_url=URL),
-    ])  # fmt: skip
+    ]}  # fmt: skip
 
 
 def _check_nested(server: LocalServer, arguments: dict[str, Any], png_file: Path) -> None:
-    endpoint_id, payload = server.inputs()[-1]
+    _endpoint_id, payload = server.inputs()[-1]
     first, second = payload["controlnets"]
     assert server.stored_file(first["control_image_url"]) == PNG and first["control_image_url"].endswith("/photo.png")
     assert server.stored_file(first["mask_url"]) == PNG and first["scale"] == 0.5
@@ -287,7 +289,9 @@ async def test_nested_file_inputs_async(nested: tuple[Any, LocalServer], png_fil
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_a_part_that_fails_for_good_stops_the_rest(mode: str, server: LocalServer, big_file: tuple[Path, str]) -> None:
+async def test_a_part_that_fails_for_good_stops_the_rest(
+    mode: str, server: LocalServer, big_file: tuple[Path, str]
+) -> None:
     """Once one part has failed for good, the parts not yet sent are not sent: the upload has failed anyway."""
     from fal_runtime import RetryPolicy
 

@@ -14,8 +14,8 @@ import pytest
 from fal_runtime import AsyncClient, Client
 from fal_runtime.files import DownloadError
 from fal_runtime.local import LocalServer
-from tests.e2e.conftest import connects
 from generated.fal_ai import gemini_flash_edit as gemini
+from tests.e2e.conftest import connects
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -101,7 +101,9 @@ def flaky_http() -> Iterator[RawHTTP]:
 def html_http() -> Iterator[str]:
     """Answers an image URL with an HTML error page (a CDN's or a proxy's)."""
     page = b"<html>Access denied</html>"
-    yield from _raw_http(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(page), page))
+    yield from _raw_http(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(page), page)
+    )
 
 
 def test_wrong_content_type_leaves_nothing(html_http: str, tmp_path: Path) -> None:
@@ -124,7 +126,9 @@ def test_a_retried_download_starts_again_from_the_first_byte(flaky_http: RawHTTP
     assert flaky_http.requests == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
 
-def test_transient_failures_are_tried_again_over_https(output: gemini.Output, server: LocalServer, tmp_path: Path) -> None:
+def test_transient_failures_are_tried_again_over_https(
+    output: gemini.Output, server: LocalServer, tmp_path: Path
+) -> None:
     server.reset()
     server.script(op="download", fault="503")
     server.script(op="download", fault="drop")

@@ -27,7 +27,7 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _input_schema(path: Path) -> tuple[str, dict[str, Any]]:
-    spec = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 - a safe loader
+    spec = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
     endpoint_id = spec["info"]["x-fal-metadata"]["endpointId"]
     ref = spec["paths"][f"/{endpoint_id}"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     return endpoint_id, spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
@@ -45,7 +45,9 @@ def _from_field_examples(schema: dict[str, Any]) -> dict[str, Any] | None:
     return arguments if all(name in arguments for name in schema.get("required") or []) else None
 
 
-@pytest.mark.parametrize("spec_path", SPEC_FILES, ids=[p.relative_to(ROOT / "specs").with_suffix("").as_posix() for p in SPEC_FILES])
+@pytest.mark.parametrize(
+    "spec_path", SPEC_FILES, ids=[p.relative_to(ROOT / "specs").with_suffix("").as_posix() for p in SPEC_FILES]
+)
 def test_subscribe_submit_and_run_return_typed_outputs(spec_path: Path, client: Client) -> None:
     endpoint_id, example = _example(spec_path)
     module = generated.load(endpoint_id)
@@ -78,7 +80,7 @@ def test_every_catalogue_endpoint_answers_with_its_typed_output(server: LocalSer
         try:
             output = module.run(**arguments, client=client)
             assert isinstance(output, module.Output)
-        except Exception as exc:  # noqa: BLE001 - collected, so one run shows every failure
+        except Exception as exc:
             failures[endpoint_id] = f"{type(exc).__name__}: {str(exc)[:300]}"
         called += 1
     server.reset()
@@ -99,7 +101,7 @@ async def test_async_twins(spec_path: Path, async_client: AsyncClient) -> None:
 def test_streaming_endpoint_yields_events_ending_in_the_output(client: Client) -> None:
     from generated.fal_ai.flux_2.lora import edit
 
-    endpoint_id, example = _example(ROOT / "specs/fal-ai/flux-2/lora/edit.yaml")
+    _endpoint_id, example = _example(ROOT / "specs/fal-ai/flux-2/lora/edit.yaml")
     events = list(edit.stream(**example, client=client))
     assert len(events) >= 2
     assert all(isinstance(e, edit.OutputChunk) for e in events)
@@ -121,14 +123,18 @@ def test_bad_argument_never_reaches_the_server(server: LocalServer, client: Clie
 
     server.reset()
     with pytest.raises(pydantic.ValidationError):
-        image_to_image.subscribe(image_url="https://example.com/a.png", prompt="x", num_inference_steps="many", client=client)  # type: ignore[call-overload]
+        image_to_image.subscribe(
+            image_url="https://example.com/a.png", prompt="x", num_inference_steps="many", client=client
+        )  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="unexpected keyword"):
         image_to_image.subscribe(image_url="https://example.com/a.png", prompt="x", nope=1, client=client)  # type: ignore[call-overload]
     counters = server.counters()
     assert counters["submits"] == {} and "fal-ai/flux/dev/image-to-image" not in counters["calls"], counters
 
 
-def test_readme_example_runs(server: LocalServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_example_runs(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The README's first Python block, unchanged, against the local server through the environment."""
     import fal_runtime._client as client_module
 
@@ -140,18 +146,21 @@ def test_readme_example_runs(server: LocalServer, monkeypatch: pytest.MonkeyPatc
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"```python\n(.*?)```", readme, re.S)
     assert block is not None
-    exec(compile(block.group(1), "README.md", "exec"), {})  # noqa: S102 - our own README
+    exec(compile(block.group(1), "README.md", "exec"), {})
     assert capsys.readouterr().out.startswith("https://127.0.0.1:")
 
 
-def test_readme_local_file_example_runs(
-    server: LocalServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_readme_local_file_example_runs(server: LocalServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The README's local-file block, unchanged: the file is uploaded, the model gets its URL, the output is saved."""
     import fal_runtime._client as client_module
 
-    for name, value in {"FAL_KEY": "test-key", "FAL_QUEUE_RUN_HOST": server.base, "FAL_RUN_HOST": server.run_host,
-                        "FAL_REST_HOST": server.base, "SSL_CERT_FILE": str(server.certificates.ca_file)}.items():
+    for name, value in {
+        "FAL_KEY": "test-key",
+        "FAL_QUEUE_RUN_HOST": server.base,
+        "FAL_RUN_HOST": server.run_host,
+        "FAL_REST_HOST": server.base,
+        "SSL_CERT_FILE": str(server.certificates.ca_file),
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(client_module, "_default", None)
     monkeypatch.chdir(tmp_path)
@@ -160,8 +169,8 @@ def test_readme_local_file_example_runs(
     section = (ROOT / "README.md").read_text().split("### Local files as inputs", 1)[1]
     block = re.search(r"```python\n(.*?)```", section, re.S)
     assert block is not None
-    exec(compile(block.group(1), "README.md", "exec"), {})  # noqa: S102 - our own README
-    endpoint_id, payload = server.inputs()[-1]
+    exec(compile(block.group(1), "README.md", "exec"), {})
+    _endpoint_id, payload = server.inputs()[-1]
     assert server.stored_file(payload["image_url"]) == b"\x89PNG\r\n\x1a\n a cat"
     assert [p.suffix for p in (tmp_path / "outputs").iterdir()] == [".jpg"]  # the output says image/jpeg
 
@@ -236,7 +245,7 @@ def test_readme_webhook_receiver_runs(
     block = re.search(r"```python\n(.*?)```", section, re.S)
     assert block is not None
     namespace: dict[str, Any] = {}
-    exec(compile(block.group(1), "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(block.group(1), "README.md", "exec"), namespace)
     with _serving(namespace["app"]) as receiver:
         handle = flux.submit(image_url="https://example.com/in.png", prompt="tell me when done",
                              webhook_url=f"{receiver}/fal/webhook", client=client)  # fmt: skip
@@ -269,7 +278,9 @@ async def test_concurrent_subscribes_stay_within_max_connections(server: LocalSe
             await asyncio.sleep(0.005)
 
     ctx = ssl.create_default_context(cafile=server.certificates.ca_file)
-    async with AsyncClient("test-key", queue_host=server.base, run_host=server.run_host, verify=ctx, max_connections=30) as c:
+    async with AsyncClient(
+        "test-key", queue_host=server.base, run_host=server.run_host, verify=ctx, max_connections=30
+    ) as c:
         watcher = asyncio.create_task(watch())
         try:
             outputs = await asyncio.gather(*(
@@ -303,7 +314,9 @@ async def test_sequential_subscribes_reuse_one_connection_async(
     assert connects(caplog) == 1
 
 
-def test_threads_share_the_sync_pool_without_reconnecting(server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_threads_share_the_sync_pool_without_reconnecting(
+    server: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """30 threads, three subscribes each, one `Client`: every connection is kept alive for the next call, so no more
     connections are ever opened than threads run at once (httpx alone keeps 20 and reconnects the rest)."""
     from concurrent.futures import ThreadPoolExecutor

@@ -5,13 +5,13 @@ the typed signatures reach users, not just this checkout."""
 
 from __future__ import annotations
 
-import pytest
-
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,11 @@ flux.subscribe(image_url="https://example.com/cat.png", prompt="a cat", strength
 def test_an_installed_wheel_is_typed_for_its_users(tmp_path: Path) -> None:
     source, wheels, target, app = tmp_path / "source", tmp_path / "wheels", tmp_path / "site", tmp_path / "app"
     # A copy of the checkout as it is, so setuptools' build/ and egg-info neither come from nor go to the checkout.
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "build", "*.egg-info", "__pycache__", ".*_cache"))
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "build", "*.egg-info", "__pycache__", ".*_cache"),
+    )
     pip = [sys.executable, "-m", "pip", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(source)], check=True, capture_output=True)
     [wheel] = wheels.glob("*.whl")
@@ -47,4 +51,4 @@ def test_an_installed_wheel_is_typed_for_its_users(tmp_path: Path) -> None:
     assert "py.typed" not in report and "import-untyped" not in report, report
     assert "Returning Any" not in report, report  # the output model's fields are typed
     errors = [line for line in report.splitlines() if ": error:" in line]
-    assert len(errors) == 1 and "app.py:11: error: No overload variant of \"subscribe\"" in errors[0], report
+    assert len(errors) == 1 and 'app.py:11: error: No overload variant of "subscribe"' in errors[0], report

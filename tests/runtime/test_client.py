@@ -191,7 +191,9 @@ def test_subscribe_falls_back_to_polling() -> None:
 
 
 def test_completed_with_error_raises_the_result_error() -> None:
-    failed = httpx.Response(500, json={"detail": "CUDA OOM", "error_type": "internal"}, headers={"x-fal-request-id": "r1"})
+    failed = httpx.Response(
+        500, json={"detail": "CUDA OOM", "error_type": "internal"}, headers={"x-fal-request-id": "r1"}
+    )
     fake = FakeFal(error="CUDA OOM", result=failed)
     with pytest.raises(errors.RequestFailedError, match="CUDA OOM") as info:
         ENDPOINT.subscribe(prompt="p", client=client(fake))
@@ -254,7 +256,9 @@ def test_status_retried_on_5xx() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return flaky.pop() if flaky else fake(request)
 
-    handle = ENDPOINT.handle("r1", client=Client(KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), retry=FAST))
+    handle = ENDPOINT.handle(
+        "r1", client=Client(KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), retry=FAST)
+    )
     assert handle.status_url == f"{BASE}/status"  # rebuilt under owner/alias
     assert handle.status() == Queued(1)
     assert fake.calls == ["GET queue.fal.run/fal-ai/flux/requests/r1/status"]
@@ -327,7 +331,10 @@ async def test_async_operations() -> None:
     out = await ENDPOINT.subscribe_async(prompt="p", client=c, on_queue_update=updates.append)
     assert out.images == ["https://cdn/x.png"] and isinstance(updates[-1], Completed)
     assert (await ENDPOINT.run_async(prompt="p", client=c)).images == ["https://cdn/run.png"]
-    assert [e async for e in ENDPOINT.stream_async(prompt="p", client=c, event=Delta)] == [Delta(delta="a"), Delta(delta="b")]
+    assert [e async for e in ENDPOINT.stream_async(prompt="p", client=c, event=Delta)] == [
+        Delta(delta="a"),
+        Delta(delta="b"),
+    ]
     rebuilt = ENDPOINT.handle_async("r1", client=aclient(FakeFal()))
     assert [type(s) async for s in rebuilt.iter_status()] == [Queued, InProgress, InProgress, Completed]
 

@@ -211,7 +211,13 @@ def test_waiter_reads_status_stream_lines() -> None:
 
 def test_subscription_splits_options() -> None:
     calls: list[str] = []
-    options = {"priority": "low", "with_logs": True, "on_enqueue": calls.append, "poll_interval": 2, "client_timeout": 9}
+    options = {
+        "priority": "low",
+        "with_logs": True,
+        "on_enqueue": calls.append,
+        "poll_interval": 2,
+        "client_timeout": 9,
+    }
     sub = Subscription(options,
                        default_poll_interval=0.5)  # fmt: skip
     assert sub.submit_options == {"priority": "low"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import os
 import ssl
@@ -155,7 +156,9 @@ def test_result_before_completion_is_400(http: httpx.Client, server: LocalServer
 
 def test_full_endpoint_id_is_accepted_in_request_urls(http: httpx.Client) -> None:
     submitted = http.post(f"/{FAST}", json={"text": "x"}).json()
-    assert http.get(f"/{FAST}/requests/{submitted['request_id']}/status").json()["request_id"] == submitted["request_id"]
+    assert (
+        http.get(f"/{FAST}/requests/{submitted['request_id']}/status").json()["request_id"] == submitted["request_id"]
+    )
     assert http.get(f"/fal-ai/other/requests/{submitted['request_id']}/status").status_code == 404
 
 
@@ -173,7 +176,7 @@ def test_status_stream_sends_each_change_then_closes(http: httpx.Client, server:
         events = sse_data(reply)
     states = [e["status"] for e in events]
     assert states[0] == "IN_QUEUE" and states[-1] == "COMPLETED" and "IN_PROGRESS" in states
-    assert all(a != b for a, b in zip(events, events[1:]))  # one event per change
+    assert all(a != b for a, b in itertools.pairwise(events))  # one event per change
     assert len(events[-1]["logs"]) >= 2
 
 

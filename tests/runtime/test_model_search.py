@@ -182,7 +182,7 @@ def test_search_matches_id_name_and_description_case_insensitively(client: Clien
 
 @pytest.mark.parametrize("status", ["active", "deprecated", None])
 def test_search_by_category_and_status(client: Client, status: Any) -> None:
-    found = [m for m in iter_models(category="image-to-video", status=status, limit=100, client=client)]
+    found = list(iter_models(category="image-to-video", status=status, limit=100, client=client))
     expected = [
         endpoint_id(i)
         for i in range(COUNT)
@@ -285,9 +285,10 @@ async def test_a_malformed_page_async(aclient: AsyncClient, server: LocalServer)
 
 def test_protocol_error_is_redacted_and_bounded(server: LocalServer) -> None:
     server.script(op="models", fault="body", nth=1, body=f"echoing {KEY} " + "x" * 100_000)
-    with Client(KEY, queue_host=server.base, verify=trust(server), retry=FAST) as keyed, pytest.raises(
-        ProtocolError
-    ) as caught:
+    with (
+        Client(KEY, queue_host=server.base, verify=trust(server), retry=FAST) as keyed,
+        pytest.raises(ProtocolError) as caught,
+    ):
         search_models(client=keyed)
     message = str(caught.value)
     assert KEY not in message and "[redacted]" in message and len(message) < 600

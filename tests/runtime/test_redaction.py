@@ -26,6 +26,7 @@ BASE = f"/{ENDPOINT_ID}/requests/r1"
 PERIOD = len(f"Key {KEY}") + 1  # one echo of the header and its separator
 PADS = range(0, PERIOD, 5)
 
+
 class Output(BaseModel):
     images: list[str]
 

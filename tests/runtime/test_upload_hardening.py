@@ -38,7 +38,9 @@ async def async_client(local_server: LocalServer) -> AsyncIterator[AsyncClient]:
         yield c
 
 
-def test_inline_max_bytes_0_uploads_even_an_empty_file(client: Client, local_server: LocalServer, tmp_path: Path) -> None:
+def test_inline_max_bytes_0_uploads_even_an_empty_file(
+    client: Client, local_server: LocalServer, tmp_path: Path
+) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
     for value in (b"", empty, io.BytesIO()):
@@ -46,7 +48,9 @@ def test_inline_max_bytes_0_uploads_even_an_empty_file(client: Client, local_ser
         assert url.startswith("https://") and local_server.stored_file(url) == b""
 
 
-async def test_inline_max_bytes_0_uploads_an_empty_file_async(async_client: AsyncClient, local_server: LocalServer) -> None:
+async def test_inline_max_bytes_0_uploads_an_empty_file_async(
+    async_client: AsyncClient, local_server: LocalServer
+) -> None:
     url = await async_client.upload(b"")
     assert url.startswith("https://") and local_server.stored_file(url) == b""
 
@@ -87,7 +91,9 @@ def test_a_file_object_read_to_its_end_is_an_error_naming_the_field(tmp_path: Pa
         flux.Input(prompt="p", image_url=handle)
 
 
-def test_a_file_object_is_sent_from_its_position_and_never_as_0_bytes(client: Client, local_server: LocalServer) -> None:
+def test_a_file_object_is_sent_from_its_position_and_never_as_0_bytes(
+    client: Client, local_server: LocalServer
+) -> None:
     data = io.BytesIO(b"header|body")
     data.read(7)
     assert local_server.stored_file(client.upload(data)) == b"body"  # what is left: what the caller handed over

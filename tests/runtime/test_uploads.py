@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -35,7 +35,7 @@ class FakeStorage:
         if request.url.path == "/storage/auth/token":
             lifetime = self.lifetimes[min(self.tokens, len(self.lifetimes) - 1)]
             self.tokens += 1
-            expires = datetime.fromtimestamp(time.time() + lifetime, timezone.utc).isoformat()
+            expires = datetime.fromtimestamp(time.time() + lifetime, UTC).isoformat()
             body = {"token": f"t{self.tokens}", "token_type": "Bearer", "base_url": CDN, "expires_at": expires}
             return httpx.Response(200, json=body)
         if request.url.path == "/files/upload":

@@ -16,7 +16,9 @@ from fal_runtime.local.webhooks import Signer
 from fal_runtime.webhooks import REFRESH_COOLDOWN, TOLERANCE, WebhookVerificationError, WebhookVerifier
 
 NOW = 1_800_000_000
-BODY = json.dumps({"request_id": "req-1", "gateway_request_id": "req-1", "status": "OK", "payload": {"ok": True}}).encode()
+BODY = json.dumps(
+    {"request_id": "req-1", "gateway_request_id": "req-1", "status": "OK", "payload": {"ok": True}}
+).encode()
 
 
 class Keys:
@@ -68,7 +70,9 @@ def test_wrong_key_is_rejected_after_one_refresh(verifier: WebhookVerifier, keys
     assert keys.fetches == 2  # the cache, then exactly one refresh
 
 
-def test_forged_signatures_cost_one_fetch_per_cooldown(verifier: WebhookVerifier, keys: Keys, clock: list[float]) -> None:
+def test_forged_signatures_cost_one_fetch_per_cooldown(
+    verifier: WebhookVerifier, keys: Keys, clock: list[float]
+) -> None:
     verifier.verify(keys.signer.headers("req-0", BODY, NOW), BODY)
     forger = Signer()
     for i in range(20):
@@ -84,7 +88,10 @@ def test_stale_and_future_timestamps_are_rejected(verifier: WebhookVerifier, sig
         verifier.verify(signer.headers("req-1", BODY, NOW + skew), BODY)
 
 
-@pytest.mark.parametrize("header", ["X-Fal-Webhook-Request-Id", "X-Fal-Webhook-User-Id", "X-Fal-Webhook-Timestamp", "X-Fal-Webhook-Signature"])
+@pytest.mark.parametrize(
+    "header",
+    ["X-Fal-Webhook-Request-Id", "X-Fal-Webhook-User-Id", "X-Fal-Webhook-Timestamp", "X-Fal-Webhook-Signature"],
+)
 def test_missing_header_is_rejected(verifier: WebhookVerifier, signer: Signer, header: str) -> None:
     headers = signer.headers("req-1", BODY, NOW)
     del headers[header]
@@ -92,7 +99,9 @@ def test_missing_header_is_rejected(verifier: WebhookVerifier, signer: Signer, h
         verifier.verify(headers, BODY)
 
 
-@pytest.mark.parametrize(("header", "value"), [("X-Fal-Webhook-Signature", "zz-not-hex"), ("X-Fal-Webhook-Timestamp", "yesterday")])
+@pytest.mark.parametrize(
+    ("header", "value"), [("X-Fal-Webhook-Signature", "zz-not-hex"), ("X-Fal-Webhook-Timestamp", "yesterday")]
+)
 def test_malformed_header_is_rejected(verifier: WebhookVerifier, signer: Signer, header: str, value: str) -> None:
     headers = {**signer.headers("req-1", BODY, NOW), header: value}
     with pytest.raises(WebhookVerificationError, match="malformed"):
@@ -110,7 +119,9 @@ def test_replayed_delivery_is_rejected(verifier: WebhookVerifier, signer: Signer
 
 
 @pytest.mark.parametrize("stamp", [NOW, NOW + int(TOLERANCE)])  # signed in the past, or (clock skew) in the future
-def test_replay_at_the_edge_of_the_window_is_rejected(verifier: WebhookVerifier, signer: Signer, clock: list[float], stamp: int) -> None:
+def test_replay_at_the_edge_of_the_window_is_rejected(
+    verifier: WebhookVerifier, signer: Signer, clock: list[float], stamp: int
+) -> None:
     """The last instant the timestamp check accepts a delivery, its replay is still remembered."""
     headers = signer.headers("req-1", BODY, stamp)
     verifier.verify(headers, BODY)
@@ -122,7 +133,9 @@ def test_replay_at_the_edge_of_the_window_is_rejected(verifier: WebhookVerifier,
         verifier.verify(headers, BODY)
 
 
-def test_replay_after_the_clock_steps_back_is_rejected(verifier: WebhookVerifier, signer: Signer, clock: list[float]) -> None:
+def test_replay_after_the_clock_steps_back_is_rejected(
+    verifier: WebhookVerifier, signer: Signer, clock: list[float]
+) -> None:
     """A wall clock stepping back (NTP) must not revive a delivery the seen-set has already forgotten."""
     headers = signer.headers("req-1", BODY, NOW)
     verifier.verify(headers, BODY)
@@ -133,7 +146,9 @@ def test_replay_after_the_clock_steps_back_is_rejected(verifier: WebhookVerifier
         verifier.verify(headers, BODY)
 
 
-def test_rotated_keys_are_fetched_once_and_then_cached(verifier: WebhookVerifier, keys: Keys, clock: list[float]) -> None:
+def test_rotated_keys_are_fetched_once_and_then_cached(
+    verifier: WebhookVerifier, keys: Keys, clock: list[float]
+) -> None:
     verifier.verify(keys.signer.headers("req-1", BODY, NOW), BODY)
     keys.signer = Signer()  # fal rotates its key
     with pytest.raises(WebhookVerificationError, match="signature"):  # keys fetched just now: fal will retry
@@ -154,7 +169,9 @@ def test_body_parses_into_a_typed_event(verifier: WebhookVerifier, signer: Signe
     body = json.dumps({"request_id": "r", "gateway_request_id": "g", "status": "OK", "payload": payload}).encode()
     event = verifier.verify_and_parse(signer.headers("r", body, NOW), body, output=Output)
     assert event.status == "OK" and isinstance(event.output, Output) and event.output.description == "done"
-    failed = json.dumps({"request_id": "r2", "status": "ERROR", "error": "Invalid status code: 500", "payload": {"detail": "boom"}}).encode()
+    failed = json.dumps(
+        {"request_id": "r2", "status": "ERROR", "error": "Invalid status code: 500", "payload": {"detail": "boom"}}
+    ).encode()
     event = verifier.verify_and_parse(signer.headers("r2", failed, NOW), failed, output=Output)
     assert event.status == "ERROR" and event.output is None and event.payload == {"detail": "boom"}
 
@@ -171,9 +188,17 @@ def test_local_server_delivery_verifies_end_to_end(project_server: LocalServer) 
 
     ctx = ssl.create_default_context(cafile=project_server.certificates.ca_file)
     with Client("test-key", queue_host=project_server.base, run_host=project_server.run_host, verify=ctx) as client:
-        handle = ep.submit(prompt="webhook me", image_url="https://example.com/in.png", webhook_url=project_server.webhook_url, client=client)
+        handle = ep.submit(
+            prompt="webhook me",
+            image_url="https://example.com/in.png",
+            webhook_url=project_server.webhook_url,
+            client=client,
+        )
     deadline = time.monotonic() + 10
-    while not (arrived := [w for w in project_server.webhooks() if handle.request_id in w["body"]]) and time.monotonic() < deadline:
+    while (
+        not (arrived := [w for w in project_server.webhooks() if handle.request_id in w["body"]])
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert arrived, "the webhook never arrived"
     delivery = arrived[0]
@@ -197,7 +222,9 @@ async def test_async_verification_fetches_keys_without_blocking(project_server: 
         raise AssertionError("verify_async used the blocking fetch")
 
     verifier = WebhookVerifier(f"{project_server.url}/.well-known/jwks.json", verify=ctx, fetch_jwks=blocking)
-    event = await verifier.verify_and_parse_async(signer.headers("r-async", body, int(time.time())), body, output=ep.Output)
+    event = await verifier.verify_and_parse_async(
+        signer.headers("r-async", body, int(time.time())), body, output=ep.Output
+    )
     assert event.request_id == "r-async" and event.output is not None and event.output.description == "async"
     with pytest.raises(WebhookVerificationError, match="signature"):
         await verifier.verify_async(Signer().headers("r-forged", body, int(time.time())), body)
