@@ -128,8 +128,18 @@ def _diff(base: str | None, specs: Path, fail_on_breaking: bool) -> int:
     from codegen import diff
 
     ref = base or diff.merge_base(specs)
+    skipped: list[str] = []
+    try:
+        current = diff.endpoints_in_tree(specs)
+    except InvalidSpecError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} error(s) in the specs; no diff", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
-        changes = diff.compare(diff.endpoints_at_ref(ref, specs, Path(tmp)), diff.endpoints_in_tree(specs))
+        changes = diff.compare(diff.endpoints_at_ref(ref, specs, Path(tmp), skipped), current)
+    for line in skipped:
+        print(f"skipped at {ref}: {line}", file=sys.stderr)
     print(diff.render(changes, ref))
     return 1 if fail_on_breaking and any(c.breaking for c in changes) else 0
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from codegen import ir, loader
-from codegen.problems import Problem
+from codegen.problems import InvalidSpecError, Level, Problem
 
 BOUNDS = {"minimum": "lower", "exclusiveMinimum": "lower", "minLength": "lower", "minItems": "lower",
           "maximum": "upper", "exclusiveMaximum": "upper", "maxLength": "upper", "maxItems": "upper"}  # fmt: skip
@@ -191,7 +191,10 @@ def render(changes: list[Change], base: str) -> str:
     return "\n".join(lines)
 
 
-def endpoints_in_tree(specs: Path) -> dict[str, ir.EndpointIR]:
+def endpoints_in_tree(specs: Path, *, skipped: list[str] | None = None) -> dict[str, ir.EndpointIR]:
+    """Every endpoint under `specs` by id. A spec with an error raises `InvalidSpecError` naming its file and
+    pointer (a pull request's own tree must be valid), unless `skipped` is given (a base ref's old tree): then each
+    error is appended there and its spec left out."""
     problems: list[Problem] = []
     found: dict[str, ir.EndpointIR] = {}
     for path in loader.find_spec_files(specs):
@@ -199,11 +202,17 @@ def endpoints_in_tree(specs: Path) -> dict[str, ir.EndpointIR]:
         endpoint = ir.build(spec, path.relative_to(specs).as_posix(), problems) if spec else None
         if endpoint is not None:
             found[endpoint.endpoint_id] = endpoint
+    errors = [p for p in problems if p.level is Level.ERROR]
+    if errors and skipped is None:
+        raise InvalidSpecError(errors)
+    if skipped is not None:
+        skipped.extend(str(p) for p in errors)
     return found
 
 
-def endpoints_at_ref(ref: str, specs: Path, tmp: Path) -> dict[str, ir.EndpointIR]:
-    """The specs directory as it was at a git ref, materialized in `tmp`."""
+def endpoints_at_ref(ref: str, specs: Path, tmp: Path, skipped: list[str]) -> dict[str, ir.EndpointIR]:
+    """The specs directory as it was at a git ref, materialized in `tmp`; its broken specs are left out and
+    reported in `skipped`."""
     top = Path(
         os.fsdecode(
             subprocess.run(
@@ -221,7 +230,7 @@ def endpoints_at_ref(ref: str, specs: Path, tmp: Path) -> dict[str, ir.EndpointI
         target = tmp / Path(name).relative_to(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(blob)
-    return endpoints_in_tree(tmp)
+    return endpoints_in_tree(tmp, skipped=skipped)
 
 
 def merge_base(specs: Path) -> str:

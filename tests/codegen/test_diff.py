@@ -131,3 +131,25 @@ def test_cli_reads_specs_under_a_path_with_a_space_and_non_ascii(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     assert "**breaking**: output `seed`: field removed" in proc.stdout
     assert "endpoint added" not in proc.stdout
+
+
+def test_a_broken_spec_in_the_tree_fails_the_diff_naming_it(tmp_path: Path) -> None:
+    """A spec the generator would refuse must not drop silently out of the diff (it would read as "removed")."""
+    from codegen.problems import InvalidSpecError
+
+    broken = copy.deepcopy(BASE)
+    broken["paths"]["/fal-ai/test/edit"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"] = (
+        "#/components/schemas/Missing"
+    )
+    tree = write_specs(tmp_path / "new", [broken])
+    with pytest.raises(InvalidSpecError) as raised:
+        diff.endpoints_in_tree(tree)
+    assert "fal-ai/test/edit.json#/paths/" in str(raised.value)
+
+
+def test_a_broken_spec_at_the_base_ref_is_only_reported(tmp_path: Path) -> None:
+    broken = copy.deepcopy(BASE)
+    del broken["components"]["schemas"]["TestInput"]
+    skipped: list[str] = []
+    found = diff.endpoints_in_tree(write_specs(tmp_path / "old", [broken]), skipped=skipped)
+    assert found == {} and len(skipped) == 1 and "fal-ai/test/edit.json#" in skipped[0]
