@@ -55,22 +55,22 @@ def argument_text(param: Param, files: Sequence[str]) -> str:
     return " ".join(p if p.endswith((".", "!", "?", ":")) else p + "." for p in parts if p)
 
 
-def call_docstring(
-    summary: str, returns: str, client: str, options: str, params: Sequence[Param], files: Sequence[str]
-) -> str:
-    """The docstring's text, indented for a function body, without the quotes."""
-    lines = [summary, "", "Pass the input as keyword arguments, or as one `Input` instance.", "", "Args:"]
-    entries = [("arguments", "The whole input as one `Input` instance, instead of keyword arguments.")]
-    entries += [(p.kwarg, argument_text(p, files)) for p in params]
-    entries += [
-        (
-            "client",
-            f"The `{client}` to send with; by default a shared one configured from the environment (`FAL_KEY`).",
-        ),
-        ("**options", f"Options for this call, as in `{options}`."),
-    ]
-    for name, text in entries:
-        lines += _wrapped(f"{name}: {text}", indent="    ", hanging="        ")
+def argument_lines(params: Sequence[Param], files: Sequence[str]) -> list[str]:
+    """The `Args:` entries of the input's fields, wrapped: the same in every call function of a module."""
+    lines = _wrapped(
+        "arguments: The whole input as one `Input` instance, instead of keyword arguments.", "    ", "        "
+    )
+    for p in params:
+        lines += _wrapped(f"{p.kwarg}: {argument_text(p, files)}", indent="    ", hanging="        ")
+    return lines
+
+
+def call_docstring(summary: str, returns: str, client: str, options: str, arguments: Sequence[str]) -> str:
+    """The docstring's text, indented for a function body, without the quotes; `arguments` from `argument_lines`."""
+    lines = [summary, "", "Pass the input as keyword arguments, or as one `Input` instance.", "", "Args:", *arguments]
+    client_text = f"The `{client}` to send with; by default a shared one configured from the environment (`FAL_KEY`)."
+    lines += _wrapped(f"client: {client_text}", indent="    ", hanging="        ")
+    lines += _wrapped(f"**options: Options for this call, as in `{options}`.", indent="    ", hanging="        ")
     lines += ["", "Returns:", *_wrapped(returns, indent="    ", hanging="    ")]
     lines += ["", "Raises:"]
     lines += _wrapped("pydantic.ValidationError: An argument is invalid; nothing was sent.", "    ", "        ")

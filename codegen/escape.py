@@ -14,6 +14,8 @@ from typing import Any
 
 def _printable(text: str, keep: str) -> str:
     """Escape every character that could end a line or confuse a reader (controls, separators, bidi marks)."""
+    if text.isascii() and text.isprintable():  # most spec text: nothing to escape (ASCII has no Cf/Zl/Zp)
+        return text
     out = []
     for ch in text:
         if ch in keep or (ch.isprintable() and unicodedata.category(ch) not in ("Cf", "Zl", "Zp")):

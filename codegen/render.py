@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
-from codegen.calldocs import call_docstring
+from codegen.calldocs import argument_lines, call_docstring
 from codegen.escape import comment, docstring, pyrepr
 from codegen.imports import Imports
 from codegen.ir import EndpointIR
@@ -156,6 +156,7 @@ def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
     ]
     template = environment().get_template("endpoint.py.jinja")
     block = param_block(lines)
+    arguments = argument_lines(models.params, files)
     rendered_ops = [
         {
             "name": op.name,
@@ -166,7 +167,7 @@ def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
             "returns": bound(op.returns),
             "event": "event=OutputChunk, " if "OutputChunk" in op.returns else "",
             "doc": call_docstring(
-                op.summary, op.returns_doc, op.client.split(".")[-1], op.options.split(".")[-1], models.params, files
+                op.summary, op.returns_doc, op.client.split(".")[-1], op.options.split(".")[-1], arguments
             ),
         }
         for op in ops
