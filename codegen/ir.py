@@ -42,6 +42,9 @@ class EndpointIR:
     category: str = ""  # fal's category (`text-to-image`), from x-fal-metadata
     display_name: str = ""  # fal's display name (`FLUX.1 [dev]`), where fal gave one
     deprecated: bool = False  # the submit operation is marked `deprecated: true`
+    # fal's realtime apps are published under an id ending in `/realtime` (`fal-ai/flux-2/klein/realtime`); fal's
+    # documents have no other mark of a WebSocket endpoint.
+    realtime: bool = False
 
     @property
     def module(self) -> str:
@@ -284,4 +287,5 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
         category=str(meta.get("category") or "") if isinstance(meta, dict) else "",
         display_name=str(meta.get("displayName") or "") if isinstance(meta, dict) else "",
         deprecated=resolve_pointer(doc, pointer(["paths", f"/{endpoint_id}", "post", "deprecated"])) is True,
+        realtime=endpoint_id.endswith("/realtime"),
     )

@@ -150,7 +150,8 @@ def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
         raise AssertionError(f"file inputs name classes the models do not define: {sorted(models.file_attrs)}")
     file_map = "{" + ", ".join(f"{cls}: {pyrepr(list(attrs))}" for cls, attrs in models.file_attrs.items()) + "}"
     ops = operations(endpoint)
-    exports = ["ENDPOINT_ID", "endpoint", *models.aliases, *models.classes, *(op.name for op in ops)]
+    realtime = ["realtime", "realtime_async"] if endpoint.realtime else []
+    exports = ["ENDPOINT_ID", "endpoint", *models.aliases, *models.classes, *(op.name for op in ops), *realtime]
     lines = [
         f"    {p.kwarg}: {p.annotation}" + ("" if p.default is None else f" = {p.default}") + ",\n" for p in params
     ]

@@ -27,8 +27,9 @@ from fal_cli.options import given_fields, input_options, read_input_json, valida
 from fal_cli.outputs import output_json, save_all
 from fal_cli.progress import BatchProgress, RunProgress
 from fal_cli.secrets import scrub
-from fal_runtime import Client
-from fal_runtime.errors import FalError
+from fal_runtime import Client, RetryPolicy
+from fal_runtime.errors import FalError, MissingCredentialsError
+from fal_runtime.platform import estimate_cost, get_pricing
 
 EXIT_INTERRUPTED = 130
 
@@ -194,23 +195,58 @@ def show(endpoint_id: str) -> None:
     out = render.stdout()
     render.field_table("Input", fields_of(module.Input, _file_fields(module)), out)
     render.field_table("Output", fields_of(module.Output), out)
+    click.echo(f"Price: {_price_line(endpoint_id)}")
+
+
+_QUICK = RetryPolicy(max_retries=1, base_delay=0.2, total=10.0)  # `show` must not hang on pricing
+
+
+def _price_line(endpoint_id: str) -> str:
+    """The endpoint's unit price from fal's pricing API, or why it is not known (never an error: `show` works
+    offline and without a key)."""
+    try:
+        with Client(timeout=10.0, connect_timeout=5.0, retry=_QUICK) as client:
+            price = get_pricing([endpoint_id], client=client).price_of(endpoint_id)
+    except MissingCredentialsError:
+        return "unavailable (set FAL_KEY to see fal's price)"
+    except FalError as exc:
+        return f"unavailable ({scrub(' '.join(str(exc).split()))[:200] or type(exc).__name__})"
+    if price is None:
+        return "not listed by fal"
+    return f"{_money(price.unit_price, price.currency)} per {price.unit}"
+
+
+def _money(amount: float, currency: str) -> str:
+    text = f"{amount:.6f}".rstrip("0").rstrip(".")
+    if "." not in text or len(text.partition(".")[2]) < 2:
+        text = f"{amount:.2f}"
+    return f"${text}" if currency == "USD" else f"{text} {currency}"
 
 
 @cli.command()
 @click.argument("endpoint_id")
 @click.argument("inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory of the ledger, results.jsonl and saved files.")  # fmt: skip
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory of the ledger, results.jsonl and saved files (required unless --estimate).")  # fmt: skip
 @click.option("--concurrency", default=16, show_default=True, type=click.IntRange(min=1), help="Rows in flight.")
 @click.option("--save", is_flag=True, help="Download every output file into OUT/files/ROW/.")
 @click.option("--retry-failed", is_flag=True, help="Run failed rows again (a resumed batch otherwise keeps them).")
-def batch(endpoint_id: str, inputs: Path, out_dir: Path, concurrency: int, save: bool, retry_failed: bool) -> None:
+@click.option("--estimate", is_flag=True, help="Print what the valid rows would cost (fal's estimate); submit nothing.")
+def batch(endpoint_id: str, inputs: Path, out_dir: Path | None, concurrency: int, save: bool, retry_failed: bool,
+          estimate: bool) -> None:  # fmt: skip
     """Run every line of INPUTS (JSON Lines, one input object per line); the same command resumes it.
 
-    Exit 0 when every row succeeded, 1 when some failed.
+    Exit 0 when every row succeeded, 1 when some failed. With --estimate: print the batch's price and exit 0.
     """
     module = endpoints.load(endpoint_id)
     read = read_inputs(inputs, module.Input, _file_fields(module))
+    if estimate:
+        for row, error in read.invalid.items():
+            click.echo(f"{inputs}:{row}: {error}", err=True)
+        _estimate(module.ENDPOINT_ID, len(read.valid))
+        return
+    if out_dir is None:
+        raise click.UsageError("Missing option '--out'.")
     ledger = Ledger(out_dir)
     try:
         ledger.bind(endpoint_id, read.sha256)
@@ -233,3 +269,16 @@ def batch(endpoint_id: str, inputs: Path, out_dir: Path, concurrency: int, save:
     click.echo(f"results: {out_dir / 'results.jsonl'}", err=True)
     if counts.get("done", 0) != total:
         raise click.exceptions.Exit(1)
+
+
+def _estimate(endpoint_id: str, rows: int) -> None:
+    """The price of `rows` calls of the endpoint, from fal's estimate (`historical_api_price`, one call per row),
+    with the unit price beside it. Nothing is submitted; fal's errors exit 1 as any other."""
+    if rows == 0:
+        click.echo("no valid rows: nothing to estimate")
+        return
+    with Client(timeout=30.0) as client:
+        price = get_pricing([endpoint_id], client=client).price_of(endpoint_id)
+        cost = estimate_cost({endpoint_id: rows}, client=client)
+    unit = f" at {_money(price.unit_price, price.currency)} per {price.unit}" if price is not None else ""
+    click.echo(f"estimate: {rows} rows of {endpoint_id}{unit}: {_money(cost.total_cost, cost.currency)} in all")

@@ -80,8 +80,8 @@ class RateGate:
             await asyncio.sleep(left)
 
     def slow_down(self, exc: RateLimitError) -> None:
-        asked = getattr(exc, "retry_after", None)  # the runtime's errors do not carry it yet: back off instead
-        pause = float(asked) if isinstance(asked, (int, float)) and asked > 0 else self._backoff
+        asked = exc.retry_after  # fal's Retry-After, in seconds, when it sent one
+        pause = asked if asked is not None and asked > 0 else self._backoff
         self._backoff = min(self._backoff * 2, MAX_PAUSE)
         self._until = max(self._until, time.monotonic() + min(pause, MAX_PAUSE))
 

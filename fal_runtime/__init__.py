@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from fal_runtime import errors
 from fal_runtime._endpoint import Endpoint
-from fal_runtime._options import OPTION_NAMES, RunOptions, StreamOptions, SubmitOptions, SubscribeOptions
+from fal_runtime._options import (
+    OPTION_NAMES,
+    ObjectLifetime,
+    RunOptions,
+    StreamOptions,
+    SubmitOptions,
+    SubscribeOptions,
+)
 from fal_runtime.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -36,13 +43,31 @@ if TYPE_CHECKING:
     from fal_runtime._handles import AsyncRequestHandle, RequestHandle
     from fal_runtime._status import CancelOutcome, Completed, InProgress, LogEntry, Queued, Status
     from fal_runtime.platform import (
+        CostEstimate,
+        EndpointPrice,
         ModelEntry,
         ModelMetadata,
         ModelsPage,
+        PricesPage,
+        estimate_cost,
+        estimate_cost_async,
+        get_pricing,
+        get_pricing_async,
         iter_models,
         iter_models_async,
         search_models,
         search_models_async,
+    )
+    from fal_runtime.realtime import (
+        AsyncRealtimeConnection,
+        AsyncTypedRealtimeConnection,
+        RealtimeConnection,
+        RealtimeConnectionClosed,
+        RealtimeError,
+        RealtimeOptions,
+        TypedRealtimeConnection,
+        realtime_connect,
+        realtime_connect_async,
     )
 
 # Names whose modules import httpx, or are only needed once a request is made: loaded on first access.
@@ -52,9 +77,18 @@ _LAZY = {
     "RetryPolicy": "fal_runtime._core",
     "RequestHandle": "fal_runtime._handles",
     "AsyncRequestHandle": "fal_runtime._handles",
-    **dict.fromkeys(("CancelOutcome", "Completed", "InProgress", "LogEntry", "Queued", "Status"), "fal_runtime._status"),
+    **dict.fromkeys(
+        ("CancelOutcome", "Completed", "InProgress", "LogEntry", "Queued", "Status"), "fal_runtime._status"
+    ),
     **dict.fromkeys(
         (
+            "CostEstimate",
+            "EndpointPrice",
+            "PricesPage",
+            "estimate_cost",
+            "estimate_cost_async",
+            "get_pricing",
+            "get_pricing_async",
             "ModelEntry",
             "ModelMetadata",
             "ModelsPage",
@@ -65,6 +99,21 @@ _LAZY = {
         ),
         "fal_runtime.platform",
     ),
+    # websockets and msgpack: only realtime apps need them.
+    **dict.fromkeys(
+        (
+            "AsyncRealtimeConnection",
+            "AsyncTypedRealtimeConnection",
+            "RealtimeConnection",
+            "RealtimeConnectionClosed",
+            "RealtimeError",
+            "RealtimeOptions",
+            "TypedRealtimeConnection",
+            "realtime_connect",
+            "realtime_connect_async",
+        ),
+        "fal_runtime.realtime",
+    ),
 }
 
 __all__ = [
@@ -72,13 +121,17 @@ __all__ = [
     "APIConnectionError",
     "APITimeoutError",
     "AsyncClient",
+    "AsyncRealtimeConnection",
     "AsyncRequestHandle",
+    "AsyncTypedRealtimeConnection",
     "AuthenticationError",
     "CancelOutcome",
     "Client",
     "ClientTimeoutError",
     "Completed",
+    "CostEstimate",
     "Endpoint",
+    "EndpointPrice",
     "FalError",
     "HTTPError",
     "InProgress",
@@ -88,9 +141,15 @@ __all__ = [
     "ModelMetadata",
     "ModelsPage",
     "NotFoundError",
+    "ObjectLifetime",
+    "PricesPage",
     "ProtocolError",
     "Queued",
     "RateLimitError",
+    "RealtimeConnection",
+    "RealtimeConnectionClosed",
+    "RealtimeError",
+    "RealtimeOptions",
     "RequestFailedError",
     "RequestHandle",
     "RetryPolicy",
@@ -102,10 +161,17 @@ __all__ = [
     "SubmitOptions",
     "SubscribeOptions",
     "TransportError",
+    "TypedRealtimeConnection",
     "UnprocessableEntityError",
     "errors",
+    "estimate_cost",
+    "estimate_cost_async",
+    "get_pricing",
+    "get_pricing_async",
     "iter_models",
     "iter_models_async",
+    "realtime_connect",
+    "realtime_connect_async",
     "search_models",
     "search_models_async",
 ]

@@ -12,13 +12,17 @@ import asyncio
 import ssl
 import threading
 import weakref
-from typing import Self
+from typing import TYPE_CHECKING, Self, Unpack
 
 import httpx
 
 from fal_runtime._core import RetryPolicy
+from fal_runtime._options import ObjectLifetime
 from fal_runtime._queue import AsyncQueue, SyncQueue
 from fal_runtime._uploads import AsyncUploads, SyncUploads
+
+if TYPE_CHECKING:
+    from fal_runtime.realtime import AsyncRealtimeConnection, RealtimeConnection, RealtimeOptions
 
 __all__ = ["AsyncClient", "Client", "default_async_client", "default_client"]
 
@@ -42,6 +46,8 @@ class Client(SyncQueue, SyncUploads):
         upload_concurrency: int = 4,
         max_connections: int = 100,
         http_client: httpx.Client | None = None,
+        object_lifetime: ObjectLifetime | None = None,
+        backup_hosts: bool = True,
     ) -> None:
         """Configure a client: hosts are resolved now, the key at the first request; nothing is sent before it.
 
@@ -72,6 +78,15 @@ class Client(SyncQueue, SyncUploads):
             max_connections: Size of the connection pool; default 100. Threads beyond it wait for a connection.
             http_client: An `httpx.Client` to use instead of the client's own (proxies, tests). `verify` and
                 `max_connections` do not apply to it (its own settings do); the timeouts do. `close()` closes it.
+            object_lifetime: How long fal keeps files, by default: uploads (`upload`, file inputs) and the outputs of
+                `submit`, `subscribe` and `run`. Seconds (> 0) or "immediate" (60 s), "1h", "1d", "7d", "30d",
+                "1y", "never" (fal's own retention). Default None: nothing is sent and fal's retention applies. A
+                call's own `object_lifetime` wins. Checked here: ValueError/TypeError for anything else.
+            backup_hosts: Default True, as fal-client 1.0.3 always does: when a connection to `fal.run`
+                or `queue.fal.run` cannot be established (nothing was sent), the same request goes once to
+                `falrun.com` / `queue.falrun.com`, fal's backup domain, before the usual retry rules apply, and
+                connecting to either is capped at 5 s. Only those two exact hosts: a configured host (`queue_host`,
+                `FAL_QUEUE_RUN_HOST`, ...) never falls back, and the key goes to no other host.
         """
         super().__init__(
             key,
@@ -83,9 +98,29 @@ class Client(SyncQueue, SyncUploads):
             connect_timeout=connect_timeout,
             poll_interval=poll_interval,
             verify=verify,
+            object_lifetime=object_lifetime,
+            backup_hosts=backup_hosts,
         )
         self._init_pool(http_client, max_connections)
         self._init_uploads(inline_max_bytes, upload_concurrency)
+
+    def realtime(self, endpoint_id: str, **options: Unpack[RealtimeOptions]) -> RealtimeConnection:
+        """A connection to a realtime app over fal's WebSocket protocol (see `fal_runtime.realtime`), opened by
+        `with` (or the first `send`). The key only buys a short-lived token from the REST host; the socket's URL
+        carries that token, never the key.
+
+        Options:
+            path: The app's WebSocket route; default `/realtime` (not added when `endpoint_id` ends with it).
+            max_buffering: How many inputs fal may queue for the app (1 to 60); default: the app's own setting.
+            token_expiration: Seconds the token stays valid; default 120. A reconnect always fetches a new one.
+            open_timeout: Seconds each handshake may take; default 90, as fal-client (a cold app starts first).
+            recv_timeout: Seconds each `recv` waits for an answer; default: this client's `timeout`; `float("inf")`
+                waits for ever.
+            max_message_bytes: The largest answer accepted; default 64 MiB; None: no limit.
+        """
+        from fal_runtime.realtime import RealtimeConnection
+
+        return RealtimeConnection(self, endpoint_id, **options)
 
     def __enter__(self) -> Self:
         return self
@@ -113,6 +148,8 @@ class AsyncClient(AsyncQueue, AsyncUploads):
         upload_concurrency: int = 4,
         max_connections: int = 100,
         http_client: httpx.AsyncClient | None = None,
+        object_lifetime: ObjectLifetime | None = None,
+        backup_hosts: bool = True,
     ) -> None:
         """Configure a client: hosts are resolved now, the key at the first request; nothing is sent before it.
 
@@ -145,6 +182,15 @@ class AsyncClient(AsyncQueue, AsyncUploads):
             http_client: An `httpx.AsyncClient` to use instead of the client's own pools (proxies, tests).
                 `verify` does not apply to it (its own setting does); the timeouts and `max_connections` do.
                 `aclose()` closes it.
+            object_lifetime: How long fal keeps files, by default: uploads (`upload`, file inputs) and the outputs of
+                `submit`, `subscribe` and `run`. Seconds (> 0) or "immediate" (60 s), "1h", "1d", "7d", "30d",
+                "1y", "never" (fal's own retention). Default None: nothing is sent and fal's retention applies. A
+                call's own `object_lifetime` wins. Checked here: ValueError/TypeError for anything else.
+            backup_hosts: Default True, as fal-client 1.0.3 always does: when a connection to `fal.run`
+                or `queue.fal.run` cannot be established (nothing was sent), the same request goes once to
+                `falrun.com` / `queue.falrun.com`, fal's backup domain, before the usual retry rules apply, and
+                connecting to either is capped at 5 s. Only those two exact hosts: a configured host (`queue_host`,
+                `FAL_QUEUE_RUN_HOST`, ...) never falls back, and the key goes to no other host.
         """
         super().__init__(
             key,
@@ -156,9 +202,17 @@ class AsyncClient(AsyncQueue, AsyncUploads):
             connect_timeout=connect_timeout,
             poll_interval=poll_interval,
             verify=verify,
+            object_lifetime=object_lifetime,
+            backup_hosts=backup_hosts,
         )
         self._init_pool(http_client, max_connections)
         self._init_uploads(inline_max_bytes, upload_concurrency)
+
+    def realtime(self, endpoint_id: str, **options: Unpack[RealtimeOptions]) -> AsyncRealtimeConnection:
+        """`Client.realtime` for asyncio: use the connection with `async with` (or open it by the first `send`)."""
+        from fal_runtime.realtime import AsyncRealtimeConnection
+
+        return AsyncRealtimeConnection(self, endpoint_id, **options)
 
     async def __aenter__(self) -> Self:
         return self

@@ -9,11 +9,13 @@ tested without a network.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,6 +34,25 @@ _CREATES_WORK: frozenset[Operation] = frozenset({"submit", "run", "stream"})
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _INGRESS_STATUSES = frozenset({502, 503, 504})
 USER_AGENT = "fal-typed/0.1"
+
+# fal-client 1.0.3's `_BACKUP_DOMAINS`: when a connection to one of these hosts cannot be established, the same
+# request goes once to its twin on fal's second domain. Exact host names only: a host configured by the user (a
+# proxy, a local server) never falls back anywhere.
+BACKUP_HOSTS: Mapping[str, str] = {"fal.run": "falrun.com", "queue.fal.run": "queue.falrun.com"}
+BACKUP_CONNECT_TIMEOUT = 5.0  # fal-client's cap on the connect timeout to a mapped host, so falling back is quick
+_FAL_DOMAINS = ("fal.run", "fal.ai", "falrun.com")
+
+LIFECYCLE_HEADER = "X-Fal-Object-Lifecycle-Preference"
+UPLOAD_LIFECYCLE_HEADER = "X-Fal-Object-Lifecycle"  # fal-client sends both on a CDN upload
+_LIFETIME_NAMES: Mapping[str, int | None] = {  # fal-client's and fal-js's `expires_in` names
+    "never": None,
+    "immediate": 60,  # fal treats 0 as "no expiration", so fal's clients ask for a minute
+    "1h": 3600,
+    "1d": 86400,
+    "7d": 604800,
+    "30d": 2592000,
+    "1y": 31536000,
+}
 
 
 @dataclass(frozen=True)
@@ -119,10 +140,53 @@ def origin(url: str) -> str:
 
 
 def is_fal_origin(url: str) -> bool:
-    """fal's own API hosts: `fal.run`, `fal.ai` and their subdomains, over HTTPS."""
+    """fal's own API hosts: `fal.run`, `fal.ai`, `falrun.com` (fal's backup domain) and their subdomains, over HTTPS."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    return parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in ("fal.run", "fal.ai"))
+    return parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in _FAL_DOMAINS)
+
+
+def backup_url(url: str) -> str | None:
+    """The same URL on fal's backup domain (`queue.fal.run` → `queue.falrun.com`, `fal.run` → `falrun.com`), or None
+    when the host is not one fal-client maps. HTTPS on the default port only: nothing else is fal's."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or parts.port not in (None, 443) or parts.username or parts.password:
+        return None
+    backup = BACKUP_HOSTS.get(host)
+    return None if backup is None else parts._replace(netloc=backup).geturl()
+
+
+def uses_backup_hosts(url: str) -> bool:
+    """Whether `url` is on a host with a backup, or on a backup host (their connect timeout is capped)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host in BACKUP_HOSTS or host in BACKUP_HOSTS.values()
+
+
+def lifetime_seconds(value: Any, name: str = "object_lifetime") -> int | None:
+    """An object lifetime as fal's `expiration_duration_seconds`; None for "never" (fal's default retention, no
+    header). ValueError/TypeError naming the option for anything fal's clients refuse, before any request."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{name} must be a number of seconds or one of {sorted(_LIFETIME_NAMES)}, not {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"{name} must be more than 0 seconds (fal reads 0 as 'never expire'), not {value}")
+        return value
+    if value not in _LIFETIME_NAMES:
+        raise ValueError(f"{name} must be a number of seconds or one of {sorted(_LIFETIME_NAMES)}, not {value!r}")
+    return _LIFETIME_NAMES[value]
+
+
+def lifecycle_headers(seconds: int | None, *, upload: bool = False) -> dict[str, str]:
+    """The object-lifecycle header(s) for a lifetime (none for None). Requests carry
+    `X-Fal-Object-Lifecycle-Preference` (fal-js `buildObjectLifecycleHeaders`); a CDN upload carries it and
+    `X-Fal-Object-Lifecycle` with the same JSON (fal-client `_object_lifecycle_headers`)."""
+    if seconds is None:
+        return {}
+    value = json.dumps({"expiration_duration_seconds": seconds})
+    return {LIFECYCLE_HEADER: value, **({UPLOAD_LIFECYCLE_HEADER: value} if upload else {})}
 
 
 def resolve_key(explicit: str | None, environ: Mapping[str, str]) -> str:
@@ -204,7 +268,11 @@ class Core:
         rest_host: str | None = None,
         retry: RetryPolicy | None = None,
         environ: Mapping[str, str] | None = None,
+        object_lifetime: Any = None,
+        backup_hosts: bool = False,
     ) -> None:
+        self.object_lifetime = lifetime_seconds(object_lifetime)  # the client-wide default, checked now
+        self.backup_hosts = backup_hosts
         self._environ = os.environ if environ is None else environ
         self._explicit_key = key
         self._key: str | None = None
@@ -247,13 +315,28 @@ class Core:
 
     # Requests.
 
+    def backup(self, spec: RequestSpec) -> RequestSpec | None:
+        """`spec` on fal's backup domain, when backups are on and its host has one (see `BACKUP_HOSTS`)."""
+        url = backup_url(spec.url) if self.backup_hosts else None
+        return None if url is None else dataclasses.replace(spec, url=url)
+
+    def _lifetime_headers(self, options: Mapping[str, Any]) -> dict[str, str]:
+        if "object_lifetime" in options:
+            return lifecycle_headers(lifetime_seconds(options["object_lifetime"]))
+        return lifecycle_headers(self.object_lifetime)
+
     def submit(self, endpoint_id: str, payload: dict[str, Any], options: Mapping[str, Any]) -> RequestSpec:
         params = {"fal_webhook": str(options["webhook_url"])} if options.get("webhook_url") else {}
-        return RequestSpec("POST", f"{self.queue_base}/{_path(endpoint_id)}", option_headers(options), params, payload)
+        headers = {**option_headers(options), **self._lifetime_headers(options)}
+        return RequestSpec("POST", f"{self.queue_base}/{_path(endpoint_id)}", headers, params, payload)
 
     def run(self, endpoint_id: str, payload: dict[str, Any], options: Mapping[str, Any]) -> RequestSpec:
-        headers = option_headers(options)
-        return RequestSpec("POST", f"{self.run_base}/{_path(endpoint_id)}", headers, {}, payload, options.get("timeout"))
+        if options.get("priority") is not None:
+            raise TypeError("priority orders fal's queue: it applies to submit and subscribe, not run (fal.run)")
+        headers = {**option_headers(options), **self._lifetime_headers(options)}
+        return RequestSpec(
+            "POST", f"{self.run_base}/{_path(endpoint_id)}", headers, {}, payload, options.get("timeout")
+        )
 
     def stream(self, endpoint_id: str, payload: dict[str, Any], options: Mapping[str, Any]) -> RequestSpec:
         headers = option_headers(options)
@@ -345,7 +428,7 @@ class Core:
             f"fal answered HTTP {reply.status_code} with a body that is not JSON: {self.redact(_text(reply))[:200]}"
         )
 
-    def error_for(self, reply: Reply, *, outcome: bool = False) -> errors.HTTPError:
+    def error_for(self, reply: Reply, *, outcome: bool = False, now_epoch: float | None = None) -> errors.HTTPError:
         """Map an error reply to the most specific error of the tree.
 
         `outcome` marks the reply of a result call: a non-422 error there is what the request completed with
@@ -389,7 +472,19 @@ class Core:
             cls = errors.ServerError
         else:
             cls = errors.HTTPError
-        return cls(self.redact(message), status_code=code, request_id=request_id, error_type=error_type, detail=detail)
+        message = self.redact(message)
+        if cls is errors.RateLimitError:
+            now = time.time() if now_epoch is None else now_epoch
+            asked = retry_after(reply.headers.get("retry-after"), now_epoch=now)
+            return errors.RateLimitError(
+                message,
+                status_code=code,
+                request_id=request_id,
+                error_type=error_type,
+                detail=detail,
+                retry_after=asked,
+            )
+        return cls(message, status_code=code, request_id=request_id, error_type=error_type, detail=detail)
 
     def _header(self, reply: Reply, name: str) -> str | None:
         value = reply.headers.get(name)

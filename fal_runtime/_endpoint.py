@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,6 +22,7 @@ from fal_runtime.inputs import needs_sending
 if TYPE_CHECKING:
     from fal_runtime._client import AsyncClient, Client
     from fal_runtime._handles import AsyncRequestHandle, RequestHandle
+    from fal_runtime.realtime import AsyncTypedRealtimeConnection, RealtimeOptions, TypedRealtimeConnection
 
 InputT = TypeVar("InputT", bound=BaseModel)
 M = TypeVar("M", bound=BaseModel)
@@ -45,9 +46,7 @@ class Endpoint(Generic[InputT, OutputT]):
         self.input_model = input_model
         self.output_model = output_model
         self.streams = streams
-        self.renamed = dict(
-            renamed or {}
-        )  # call-function keyword → model attribute (`client_` → `client`)
+        self.renamed = dict(renamed or {})  # call-function keyword → model attribute (`client_` → `client`)
         # File-input attributes by model class (the Input's, and those of models nested in it): local files found
         # there at any depth are uploaded before the call.
         self.files = {cls: frozenset(attrs) for cls, attrs in (files or {}).items()}
@@ -55,30 +54,20 @@ class Endpoint(Generic[InputT, OutputT]):
     def __repr__(self) -> str:
         return f"Endpoint({self.endpoint_id!r})"
 
-    def build_input(
-        self, arguments: InputT | None, kwargs: dict[str, Any]
-    ) -> tuple[InputT, dict[str, Any]]:
+    def build_input(self, arguments: InputT | None, kwargs: dict[str, Any]) -> tuple[InputT, dict[str, Any]]:
         """Split keyword arguments into the validated input and the per-call options.
 
         Raises `pydantic.ValidationError` for a bad field value and `TypeError` for an unknown keyword or for an
         `Input` given together with field keywords, in both cases before anything touches the network.
         """
         options = {k: v for k, v in kwargs.items() if k in OPTION_NAMES}
-        fields = {
-            self.renamed.get(k, k): v
-            for k, v in kwargs.items()
-            if k not in OPTION_NAMES
-        }
+        fields = {self.renamed.get(k, k): v for k, v in kwargs.items() if k not in OPTION_NAMES}
         unknown = sorted(k for k in fields if k not in self.input_model.model_fields)
         if unknown:
-            raise TypeError(
-                f"{self.endpoint_id}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}"
-            )
+            raise TypeError(f"{self.endpoint_id}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
         if arguments is not None:
             if fields:
-                raise TypeError(
-                    f"{self.endpoint_id}: pass either an Input instance or field keywords, not both"
-                )
+                raise TypeError(f"{self.endpoint_id}: pass either an Input instance or field keywords, not both")
             if not isinstance(arguments, self.input_model):
                 arguments = self.input_model.model_validate(arguments)
             return arguments, options
@@ -135,7 +124,7 @@ class Endpoint(Generic[InputT, OutputT]):
     def _map_value(self, value: Any, replace: Callable[[Any], Any], is_file: bool) -> Any:
         if isinstance(value, list):
             items = [self._map_value(item, replace, is_file) for item in value]
-            return items if any(new is not old for new, old in zip(items, value)) else value
+            return items if any(new is not old for new, old in zip(items, value, strict=False)) else value
         if isinstance(value, BaseModel):
             return self._map_files(value, replace)
         return replace(value) if is_file and value is not None and needs_sending(value) else value
@@ -168,9 +157,7 @@ class Endpoint(Generic[InputT, OutputT]):
 
     def _check_streams(self) -> None:
         if not self.streams:
-            raise TypeError(
-                f"{self.endpoint_id} does not stream; use subscribe() or run()"
-            )
+            raise TypeError(f"{self.endpoint_id} does not stream; use subscribe() or run()")
 
     # The sync calls.
 
@@ -185,9 +172,7 @@ class Endpoint(Generic[InputT, OutputT]):
         data, options = self._prepare("submit", SUBMIT_OPTIONS, arguments, kwargs)
         api = self._sync(client)
         payload = self._sync_payload(api, data)
-        return api.submit(
-            self.endpoint_id, payload, output=self.output_model, **options
-        )
+        return api.submit(self.endpoint_id, payload, output=self.output_model, **options)
 
     def subscribe(
         self,
@@ -200,9 +185,7 @@ class Endpoint(Generic[InputT, OutputT]):
         data, options = self._prepare("subscribe", SUBSCRIBE_OPTIONS, arguments, kwargs)
         api = self._sync(client)
         payload = self._sync_payload(api, data)
-        return api.subscribe(
-            self.endpoint_id, payload, output=self.output_model, **options
-        )
+        return api.subscribe(self.endpoint_id, payload, output=self.output_model, **options)
 
     def run(
         self,
@@ -215,9 +198,7 @@ class Endpoint(Generic[InputT, OutputT]):
         data, options = self._prepare("run", RUN_OPTIONS, arguments, kwargs)
         api = self._sync(client)
         payload = self._sync_payload(api, data)
-        return api.run(
-            self.endpoint_id, payload, output=self.output_model, **options
-        )
+        return api.run(self.endpoint_id, payload, output=self.output_model, **options)
 
     def stream(
         self,
@@ -236,13 +217,9 @@ class Endpoint(Generic[InputT, OutputT]):
         payload = self._sync_payload(api, data)
         return (_event(event, item) for item in api.stream(self.endpoint_id, payload, **options))
 
-    def handle(
-        self, request_id: str, *, client: Client | None = None
-    ) -> RequestHandle[OutputT]:
+    def handle(self, request_id: str, *, client: Client | None = None) -> RequestHandle[OutputT]:
         """Rebuild the handle of a request submitted earlier (by this or another process)."""
-        return self._sync(client).get_handle(
-            self.endpoint_id, request_id, output=self.output_model
-        )
+        return self._sync(client).get_handle(self.endpoint_id, request_id, output=self.output_model)
 
     # The async twins: the same decisions, awaiting the async client.
 
@@ -257,9 +234,7 @@ class Endpoint(Generic[InputT, OutputT]):
         data, options = self._prepare("submit_async", SUBMIT_OPTIONS, arguments, kwargs)
         api = self._async(client)
         payload = await self._async_payload(api, data)
-        return await api.submit(
-            self.endpoint_id, payload, output=self.output_model, **options
-        )
+        return await api.submit(self.endpoint_id, payload, output=self.output_model, **options)
 
     async def subscribe_async(
         self,
@@ -272,9 +247,7 @@ class Endpoint(Generic[InputT, OutputT]):
         data, options = self._prepare("subscribe_async", SUBSCRIBE_OPTIONS, arguments, kwargs)
         api = self._async(client)
         payload = await self._async_payload(api, data)
-        return await api.subscribe(
-            self.endpoint_id, payload, output=self.output_model, **options
-        )
+        return await api.subscribe(self.endpoint_id, payload, output=self.output_model, **options)
 
     async def run_async(
         self,
@@ -287,9 +260,7 @@ class Endpoint(Generic[InputT, OutputT]):
         data, options = self._prepare("run_async", RUN_OPTIONS, arguments, kwargs)
         api = self._async(client)
         payload = await self._async_payload(api, data)
-        return await api.run(
-            self.endpoint_id, payload, output=self.output_model, **options
-        )
+        return await api.run(self.endpoint_id, payload, output=self.output_model, **options)
 
     def stream_async(
         self,
@@ -313,18 +284,62 @@ class Endpoint(Generic[InputT, OutputT]):
         async for item in api.stream(self.endpoint_id, payload, **options):
             yield _event(event, item)
 
-    def handle_async(
-        self, request_id: str, *, client: AsyncClient | None = None
-    ) -> AsyncRequestHandle[OutputT]:
-        return self._async(client).get_handle(
-            self.endpoint_id, request_id, output=self.output_model
-        )
+    def handle_async(self, request_id: str, *, client: AsyncClient | None = None) -> AsyncRequestHandle[OutputT]:
+        return self._async(client).get_handle(self.endpoint_id, request_id, output=self.output_model)
+
+    # Realtime apps: fal's WebSocket protocol (see fal_runtime.realtime), typed by this endpoint's models.
+
+    def realtime(
+        self, *, client: Client | None = None, **options: Unpack[RealtimeOptions]
+    ) -> TypedRealtimeConnection[InputT, OutputT]:
+        """A realtime connection to this endpoint (`Client.realtime` documents the options). `send` takes an `Input`,
+        a dict or field keywords, validated (and its local files uploaded) before anything is sent; `recv` and
+        iteration give `Output`s, and an answer that is not one raises `ProtocolError` naming the fields."""
+        from fal_runtime.realtime import TypedRealtimeConnection
+
+        if self.deprecated:
+            warnings.warn(f"fal lists {self.endpoint_id} as deprecated", DeprecationWarning, stacklevel=2)
+        api = self._sync(client)
+
+        def prepare(arguments: InputT | Mapping[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
+            return self._sync_payload(api, self._realtime_input(arguments, fields))
+
+        return TypedRealtimeConnection(api.realtime(self.endpoint_id, **options), prepare, self._realtime_output)
+
+    def realtime_async(
+        self, *, client: AsyncClient | None = None, **options: Unpack[RealtimeOptions]
+    ) -> AsyncTypedRealtimeConnection[InputT, OutputT]:
+        """`realtime`, for asyncio: use it with `async with`."""
+        from fal_runtime.realtime import AsyncTypedRealtimeConnection
+
+        if self.deprecated:
+            warnings.warn(f"fal lists {self.endpoint_id} as deprecated", DeprecationWarning, stacklevel=2)
+        api = self._async(client)
+
+        async def prepare(arguments: InputT | Mapping[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
+            return await self._async_payload(api, self._realtime_input(arguments, fields))
+
+        return AsyncTypedRealtimeConnection(api.realtime(self.endpoint_id, **options), prepare, self._realtime_output)
+
+    def _realtime_input(self, arguments: InputT | Mapping[str, Any] | None, fields: dict[str, Any]) -> InputT:
+        """One realtime input, validated like a call's; per-call options (`timeout=`, `priority=`...) have no
+        meaning on a socket, so they are a TypeError."""
+        if arguments is not None and not isinstance(arguments, self.input_model):
+            arguments = self.input_model.model_validate(arguments)
+        data, options = self.build_input(arguments, fields)
+        if options:
+            raise TypeError(f"realtime send() takes no call option(s) {', '.join(map(repr, sorted(options)))}")
+        return data
+
+    def _realtime_output(self, data: dict[str, Any]) -> OutputT:
+        return _event(self.output_model, data, "a realtime answer")
 
 
-def _event(model: type[M], data: dict[str, Any]) -> M:
-    """One stream event's data as `model`; data that cannot be one is fal breaking its own schema."""
+def _event(model: type[M], data: dict[str, Any], what: str = "a stream event") -> M:
+    """One stream event's (or realtime answer's) data as `model`; data that cannot be one is fal breaking its own
+    schema."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:  # the fields and what is wrong with them, never the server's values
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors())
-        raise errors.ProtocolError(f"a stream event does not match {model.__name__}: {problems}") from None
+        raise errors.ProtocolError(f"{what} does not match {model.__name__}: {problems}") from None

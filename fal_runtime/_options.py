@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 if TYPE_CHECKING:
     from fal_runtime._status import Status
 
+ObjectLifetime = int | Literal["never", "immediate", "1h", "1d", "7d", "30d", "1y"]
+"""How long fal keeps files: seconds (> 0), or one of fal-client's names ("immediate" is 60 s, "never" keeps fal's
+default retention and sends nothing). Sent as `X-Fal-Object-Lifecycle-Preference: {"expiration_duration_seconds": N}`.
+"""
+
 
 class SubmitOptions(TypedDict, total=False):
     webhook_url: str
@@ -22,6 +27,9 @@ class SubmitOptions(TypedDict, total=False):
     """Runner hint for routing (`X-Fal-Runner-Hint`)."""
     start_timeout: float
     """Seconds the request may wait to *start*, queue time included (`X-Fal-Request-Timeout`)."""
+    object_lifetime: ObjectLifetime
+    """How long fal keeps the files this request produces (`X-Fal-Object-Lifecycle-Preference`, fal-js's
+    `storageSettings`); overrides the client's `object_lifetime`."""
     headers: Mapping[str, str]
     """Extra request headers."""
 
@@ -40,7 +48,11 @@ class SubscribeOptions(SubmitOptions, total=False):
 
 
 class RunOptions(TypedDict, total=False):
+    hint: str
+    """Runner hint for routing (`X-Fal-Runner-Hint`). There is no `priority`: fal.run has no queue to order."""
     start_timeout: float
+    object_lifetime: ObjectLifetime
+    """How long fal keeps the files this request produces (see `SubmitOptions.object_lifetime`)."""
     headers: Mapping[str, str]
     timeout: float
     """Total seconds for the one round trip."""

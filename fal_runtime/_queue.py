@@ -54,7 +54,7 @@ class SyncQueue(SyncTransport):
                     raise errors.ProtocolError("status stream is not an event stream")
                 lines = self._lines(response, waiter.check)
                 for line in lines:
-                    status = waiter.on_line(line)
+                    status = waiter.on_line(self._core.redact(line))  # logs and errors quote the runner
                     if status is not None:
                         yield status
                         if isinstance(status, Completed):
@@ -72,7 +72,7 @@ class SyncQueue(SyncTransport):
 
     def _wait_result(self, handle: HandleData, output: type[OutputT], waiter: Waiter) -> OutputT:
         status: Status | None = None
-        for status in self._watch(handle, waiter):
+        for status in self._watch(handle, waiter):  # noqa: B007 - only the last status matters
             pass
         failed = isinstance(status, Completed) and status.error is not None
         return self._result(handle, output, failed=failed)
@@ -149,7 +149,7 @@ class AsyncQueue(AsyncTransport):
                     raise errors.ProtocolError("status stream is not an event stream")
                 lines = self._lines(response, waiter.check)
                 async for line in lines:
-                    status = waiter.on_line(line)
+                    status = waiter.on_line(self._core.redact(line))  # logs and errors quote the runner
                     if status is not None:
                         yield status
                         if isinstance(status, Completed):
@@ -167,7 +167,7 @@ class AsyncQueue(AsyncTransport):
 
     async def _wait_result(self, handle: HandleData, output: type[OutputT], waiter: Waiter) -> OutputT:
         status: Status | None = None
-        async for status in self._watch(handle, waiter):
+        async for status in self._watch(handle, waiter):  # noqa: B007 - only the last status matters
             pass
         failed = isinstance(status, Completed) and status.error is not None
         return await self._result(handle, output, failed=failed)

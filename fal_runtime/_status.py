@@ -52,23 +52,30 @@ Status = Queued | InProgress | Completed
 
 def parse_status(data: Any, *, redact: Callable[[str], str] = str) -> Status:
     """A status object of the status call or of one status-stream event. `redact` scrubs the key from the server's
-    text before an error quotes it (and cuts it short)."""
+    text: log messages, the error a request completed with, and whatever an error quotes (before cutting it short)."""
     if not isinstance(data, dict):
         raise ProtocolError(f"unexpected status from fal: {redact(str(data))[:200]}")
     state = data.get("status")
     logs = tuple(
-        LogEntry(str(e.get("message", "")), str(e.get("level", "INFO")), e.get("source"), e.get("timestamp"))
+        LogEntry(redact(str(e.get("message", ""))), str(e.get("level", "INFO")), _text(e.get("source"), redact),
+                 _text(e.get("timestamp"), redact))
         for e in data.get("logs") or []
         if isinstance(e, dict)
-    )
+    )  # fmt: skip
     if state == "IN_QUEUE":
         position = data.get("queue_position")
         return Queued(position if isinstance(position, int) else None)
     if state == "IN_PROGRESS":
         return InProgress(logs)
     if state == "COMPLETED":
-        return Completed(logs, dict(data.get("metrics") or {}), data.get("error"), data.get("error_type"))
+        error, error_type = _text(data.get("error"), redact), _text(data.get("error_type"), redact)
+        return Completed(logs, dict(data.get("metrics") or {}), error, error_type)
     raise ProtocolError(f"unknown queue status {redact(repr(state))[:200]}")
+
+
+def _text(value: Any, redact: Callable[[str], str]) -> str | None:
+    """A server's optional text with the key scrubbed (a runner's log or error may print its environment)."""
+    return None if value is None else redact(value if isinstance(value, str) else str(value))
 
 
 class LogWindow:

@@ -15,12 +15,21 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+from typing import Any
 
 import httpx
 from httpx_sse import aconnect_sse, connect_sse
 
 from fal_runtime import errors
-from fal_runtime._core import Core, Operation, Reply, RequestSpec, RetryPolicy
+from fal_runtime._core import (
+    BACKUP_CONNECT_TIMEOUT,
+    Core,
+    Operation,
+    Reply,
+    RequestSpec,
+    RetryPolicy,
+    uses_backup_hosts,
+)
 from fal_runtime._sse import LineDecoder
 from fal_runtime._wait import DRAIN_LINES, DeadlineExpired
 
@@ -29,6 +38,8 @@ logger = logging.getLogger("fal_runtime")
 SHARD = 25  # connections per httpx pool in AsyncTransport (see AsyncTransport._init_pool)
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # failed before a byte of the request left
 _NOT_TRANSIENT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError)
+# What makes fal-client 1.0.3 (`BackupDomainTransport`) try fal's backup domain: the connection never came up.
+_TRY_BACKUP = (httpx.ConnectError, httpx.ConnectTimeout)
 # Draining a completed status stream stops at any of these: the request is complete whatever happens there.
 _DRAIN_ENDS = (errors.TransportError, errors.ProtocolError, DeadlineExpired)
 
@@ -48,8 +59,18 @@ class ClientBase:
         connect_timeout: float,
         poll_interval: float,
         verify: ssl.SSLContext | str | bool,
+        object_lifetime: Any = None,
+        backup_hosts: bool = False,
     ) -> None:
-        self._core = Core(key=key, queue_host=queue_host, run_host=run_host, rest_host=rest_host, retry=retry)
+        self._core = Core(
+            key=key,
+            queue_host=queue_host,
+            run_host=run_host,
+            rest_host=rest_host,
+            retry=retry,
+            object_lifetime=object_lifetime,
+            backup_hosts=backup_hosts,
+        )
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._poll_interval = poll_interval
         self._verify = verify
@@ -63,13 +84,27 @@ class ClientBase:
     def _timeout_for(self, spec: RequestSpec, remaining: float | None) -> httpx.Timeout:
         """The client's timeouts, shortened by the call's `timeout` option and the wait's deadline."""
         limit = min((t for t in (spec.timeout, remaining) if t is not None), default=None)
+        connect = self._timeout.connect
+        if self._core.backup_hosts and uses_backup_hosts(spec.url):  # as fal-client: fail over to the backup fast
+            connect = min(connect or BACKUP_CONNECT_TIMEOUT, BACKUP_CONNECT_TIMEOUT)
         if limit is None:
-            return self._timeout
+            if connect == self._timeout.connect:
+                return self._timeout
+            t = self._timeout
+            return httpx.Timeout(connect=connect, read=t.read, write=t.write, pool=t.pool)
         limit = max(limit, 0.001)
-        return httpx.Timeout(
-            min(self._timeout.read or limit, limit),
-            connect=min(self._timeout.connect or limit, limit),
-        )
+        return httpx.Timeout(min(self._timeout.read or limit, limit), connect=min(connect or limit, limit))
+
+    def _backup(self, spec: RequestSpec, exc: httpx.TransportError) -> RequestSpec | None:
+        """The request to send once more, on fal's backup domain, after `exc`; None when fal-client would not: only
+        when the connection to `fal.run` or `queue.fal.run` was never established (nothing was sent)."""
+        if not isinstance(exc, _TRY_BACKUP):
+            return None
+        backup = self._core.backup(spec)
+        if backup is not None:
+            logger.warning("fal: cannot connect to %s (%s); trying %s", spec.url.split("/")[2], type(exc).__name__,
+                           backup.url.split("/")[2])  # fmt: skip
+        return backup
 
     def _failure(self, exc: httpx.TransportError) -> errors.TransportError:
         """An httpx exception as ours, recording whether the request may have reached the server."""
@@ -159,18 +194,17 @@ class SyncTransport(ClientBase):
             attempt += 1
             reply, failure = None, None
             try:
-                response = self.http.request(
-                    spec.method,
-                    spec.url,
-                    headers=self._headers(spec),
-                    params=spec.params,
-                    json=spec.json,
-                    content=spec.content,
-                    timeout=self._timeout_for(spec, remaining),
-                )
-                reply = reply_of(response)
+                reply = self._request(spec, remaining)
             except httpx.TransportError as exc:
                 failure = self._failure(exc)
+                backup = self._backup(spec, exc)
+                if backup is not None:
+                    try:
+                        reply, failure = self._request(backup, remaining), None
+                    except _TRY_BACKUP:
+                        pass  # as fal-client: the primary's error stands (it decides the retry)
+                    except httpx.TransportError as later:
+                        failure = self._failure(later)  # sent to the backup, maybe: may not be resent
             delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
             if delay is None:
                 if failure is not None:
@@ -178,6 +212,45 @@ class SyncTransport(ClientBase):
                 assert reply is not None
                 return reply
             time.sleep(delay)
+
+    def _request(self, spec: RequestSpec, remaining: float | None) -> Reply:
+        response = self.http.request(
+            spec.method,
+            spec.url,
+            headers=self._headers(spec),
+            params=spec.params,
+            json=spec.json,
+            content=spec.content,
+            timeout=self._timeout_for(spec, remaining),
+        )
+        return reply_of(response)
+
+    def _connect_sse(self, stack: ExitStack, spec: RequestSpec, remaining: float | None) -> httpx.Response:
+        """Open the event stream of `spec` on `stack`; on a connect failure to fal.run, once more on its backup."""
+        try:
+            return self._enter_sse(stack, spec, remaining)
+        except httpx.TransportError as exc:
+            backup = self._backup(spec, exc)
+            if backup is None:
+                raise
+            try:
+                return self._enter_sse(stack, backup, remaining)
+            except _TRY_BACKUP:
+                raise exc from None
+
+    def _enter_sse(self, stack: ExitStack, spec: RequestSpec, remaining: float | None) -> httpx.Response:
+        source = stack.enter_context(
+            connect_sse(
+                self.http,
+                spec.method,
+                spec.url,
+                headers=self._headers(spec),
+                params=spec.params,
+                json=spec.json,
+                timeout=self._timeout_for(spec, remaining),
+            )
+        )
+        return source.response
 
     @contextmanager
     def _open_stream(
@@ -190,27 +263,17 @@ class SyncTransport(ClientBase):
             reply, failure = None, None
             stack = ExitStack()
             try:
-                source = stack.enter_context(
-                    connect_sse(
-                        self.http,
-                        spec.method,
-                        spec.url,
-                        headers=self._headers(spec),
-                        params=spec.params,
-                        json=spec.json,
-                        timeout=self._timeout_for(spec, remaining),
-                    )
-                )
+                response = self._connect_sse(stack, spec, remaining)
             except httpx.TransportError as exc:
                 failure = self._failure(exc)
             else:
                 with stack:
-                    if source.response.is_success:
-                        yield source.response  # outside any `except`: the caller's errors pass through untouched
+                    if response.is_success:
+                        yield response  # outside any `except`: the caller's errors pass through untouched
                         return
                     try:
-                        source.response.read()
-                        reply = reply_of(source.response)
+                        response.read()
+                        reply = reply_of(response)
                     except httpx.TransportError as exc:
                         failure = self._failure(exc)
             delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
@@ -288,19 +351,17 @@ class AsyncTransport(ClientBase):
             attempt += 1
             reply, failure = None, None
             try:
-                async with self.connection() as http:
-                    response = await http.request(
-                        spec.method,
-                        spec.url,
-                        headers=self._headers(spec),
-                        params=spec.params,
-                        json=spec.json,
-                        content=spec.content,
-                        timeout=self._timeout_for(spec, remaining),
-                    )
-                reply = reply_of(response)
+                reply = await self._request(spec, remaining)
             except httpx.TransportError as exc:
                 failure = self._failure(exc)
+                backup = self._backup(spec, exc)
+                if backup is not None:
+                    try:
+                        reply, failure = await self._request(backup, remaining), None
+                    except _TRY_BACKUP:
+                        pass  # as fal-client: the primary's error stands (it decides the retry)
+                    except httpx.TransportError as later:
+                        failure = self._failure(later)
             delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)
             if delay is None:
                 if failure is not None:
@@ -308,6 +369,50 @@ class AsyncTransport(ClientBase):
                 assert reply is not None
                 return reply
             await asyncio.sleep(delay)
+
+    async def _request(self, spec: RequestSpec, remaining: float | None) -> Reply:
+        async with self.connection() as http:
+            response = await http.request(
+                spec.method,
+                spec.url,
+                headers=self._headers(spec),
+                params=spec.params,
+                json=spec.json,
+                content=spec.content,
+                timeout=self._timeout_for(spec, remaining),
+            )
+        return reply_of(response)
+
+    async def _connect_sse(
+        self, stack: AsyncExitStack, http: httpx.AsyncClient, spec: RequestSpec, remaining: float | None
+    ) -> httpx.Response:
+        """Open the event stream of `spec` on `stack`; on a connect failure to fal.run, once more on its backup."""
+        try:
+            return await self._enter_sse(stack, http, spec, remaining)
+        except httpx.TransportError as exc:
+            backup = self._backup(spec, exc)
+            if backup is None:
+                raise
+            try:
+                return await self._enter_sse(stack, http, backup, remaining)
+            except _TRY_BACKUP:
+                raise exc from None
+
+    async def _enter_sse(
+        self, stack: AsyncExitStack, http: httpx.AsyncClient, spec: RequestSpec, remaining: float | None
+    ) -> httpx.Response:
+        source = await stack.enter_async_context(
+            aconnect_sse(
+                http,
+                spec.method,
+                spec.url,
+                headers=self._headers(spec),
+                params=spec.params,
+                json=spec.json,
+                timeout=self._timeout_for(spec, remaining),
+            )
+        )
+        return source.response
 
     @asynccontextmanager
     async def _open_stream(
@@ -320,17 +425,7 @@ class AsyncTransport(ClientBase):
             stack = AsyncExitStack()
             http = await stack.enter_async_context(self.connection())  # held while the stream is open
             try:
-                source = await stack.enter_async_context(
-                    aconnect_sse(
-                        http,
-                        spec.method,
-                        spec.url,
-                        headers=self._headers(spec),
-                        params=spec.params,
-                        json=spec.json,
-                        timeout=self._timeout_for(spec, remaining),
-                    )
-                )
+                response = await self._connect_sse(stack, http, spec, remaining)
             except httpx.TransportError as exc:
                 await stack.aclose()  # give the slot back
                 failure = self._failure(exc)
@@ -339,12 +434,12 @@ class AsyncTransport(ClientBase):
                 raise
             else:
                 async with stack:
-                    if source.response.is_success:
-                        yield source.response
+                    if response.is_success:
+                        yield response
                         return
                     try:
-                        await source.response.aread()
-                        reply = reply_of(source.response)
+                        await response.aread()
+                        reply = reply_of(response)
                     except httpx.TransportError as exc:
                         failure = self._failure(exc)
             delay = self._retry_delay(op, spec, attempt, started, reply=reply, failure=failure, remaining=remaining)

@@ -8,13 +8,15 @@ token, renewed once when the CDN rejects it, and runs a multipart upload's parts
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from fal_runtime._core import Reply, RequestSpec
+from fal_runtime._core import Reply, RequestSpec, lifecycle_headers, lifetime_seconds
+from fal_runtime._options import ObjectLifetime
 from fal_runtime._storage import MULTIPART_THRESHOLD, CdnToken, Storage, parts
 from fal_runtime._transport import AsyncTransport, ClientBase, SyncTransport
 from fal_runtime.inputs import Blob, data_uri, needs_sending, to_blob, validate
@@ -37,6 +39,15 @@ class _UploadSettings(ClientBase):
         inline = self._inline_max_bytes > 0 and blob.size <= self._inline_max_bytes  # 0: never, even an empty file
         return data_uri(blob) if inline else blob
 
+    def _lifecycle(self, object_lifetime: ObjectLifetime | None) -> dict[str, str]:
+        """The lifecycle headers of one upload: its own `object_lifetime`, else the client's (checked first)."""
+        seconds = self._core.object_lifetime if object_lifetime is None else lifetime_seconds(object_lifetime)
+        return lifecycle_headers(seconds, upload=True)
+
+
+def _with_headers(spec: RequestSpec, headers: dict[str, str]) -> RequestSpec:
+    return dataclasses.replace(spec, headers={**spec.headers, **headers}) if headers else spec
+
 
 class SyncUploads(_UploadSettings, SyncTransport):
     """`Client.upload` and `upload_all`: parts of a multipart upload go out from a thread pool."""
@@ -45,20 +56,30 @@ class SyncUploads(_UploadSettings, SyncTransport):
         super()._init_uploads(inline_max_bytes, upload_concurrency)
         self._token_lock = threading.Lock()
 
-    def upload(self, value: Any) -> str:
+    def upload(self, value: Any, *, object_lifetime: ObjectLifetime | None = None) -> str:
         """A URL fal can read for a file-input value: a str as given; a path, bytes, binary file object or PIL image
-        inlined as a data URI (up to `inline_max_bytes`) or uploaded to fal's storage (multipart above 100 MiB)."""
+        inlined as a data URI (up to `inline_max_bytes`) or uploaded to fal's storage (multipart above 100 MiB).
+
+        `object_lifetime`: how long fal keeps an uploaded file, in seconds or as "immediate" (60 s), "1h", "1d",
+        "7d", "30d", "1y" or "never" (fal's default retention); default: the client's `object_lifetime`. Sent as
+        fal-client sends it, as `X-Fal-Object-Lifecycle` and `X-Fal-Object-Lifecycle-Preference` headers of
+        `{"expiration_duration_seconds": N}` on the CDN upload. Checked before anything is read or sent."""
+        lifecycle = self._lifecycle(object_lifetime)
         sent = self._inline_or_blob(value)
         if isinstance(sent, str):
             return sent
         if sent.size > MULTIPART_THRESHOLD:
-            return self._upload_multipart(sent)
+            return self._upload_multipart(sent, lifecycle)
         data = sent.read()
-        return self._cdn(lambda token: self._storage.upload_request(token, sent, data), self._storage.uploaded)
+        return self._cdn(
+            lambda token: _with_headers(self._storage.upload_request(token, sent, data), lifecycle),
+            self._storage.uploaded,
+        )
 
-    def upload_all(self, values: list[Any]) -> list[str]:
+    def upload_all(self, values: list[Any], *, object_lifetime: ObjectLifetime | None = None) -> list[str]:
         """`upload` of each value, one file after another."""
-        return [self.upload(value) for value in values]
+        self._lifecycle(object_lifetime)
+        return [self.upload(value, object_lifetime=object_lifetime) for value in values]
 
     def _cdn_token(self, stale: CdnToken | None = None) -> CdnToken:
         """The cached CDN token, renewed when it is near expiry or when the CDN rejected `stale`."""
@@ -76,9 +97,11 @@ class SyncUploads(_UploadSettings, SyncTransport):
             reply = self._send("upload", build(self._cdn_token(stale=token)))
         return read(reply)
 
-    def _upload_multipart(self, blob: Blob) -> str:
+    def _upload_multipart(self, blob: Blob, lifecycle: dict[str, str] | None = None) -> str:
         storage = self._storage
-        access_url, upload_id = self._cdn(lambda t: storage.multipart_request(t, blob), storage.multipart_started)
+        access_url, upload_id = self._cdn(
+            lambda t: _with_headers(storage.multipart_request(t, blob), lifecycle or {}), storage.multipart_started
+        )
 
         def put(part: tuple[int, int, int]) -> tuple[int, str]:
             n, offset, length = part
@@ -103,19 +126,24 @@ class AsyncUploads(_UploadSettings, AsyncTransport):
         super()._init_uploads(inline_max_bytes, upload_concurrency)
         self._token_lock = asyncio.Lock()
 
-    async def upload(self, value: Any) -> str:
+    async def upload(self, value: Any, *, object_lifetime: ObjectLifetime | None = None) -> str:
         """See `Client.upload`. Reading and encoding run in a worker thread, so the event loop never blocks on disk."""
+        lifecycle = self._lifecycle(object_lifetime)
         sent = await asyncio.to_thread(self._inline_or_blob, value)
         if isinstance(sent, str):
             return sent
         if sent.size > MULTIPART_THRESHOLD:
-            return await self._upload_multipart(sent)
+            return await self._upload_multipart(sent, lifecycle)
         data = await asyncio.to_thread(sent.read)
-        return await self._cdn(lambda token: self._storage.upload_request(token, sent, data), self._storage.uploaded)
+        return await self._cdn(
+            lambda token: _with_headers(self._storage.upload_request(token, sent, data), lifecycle),
+            self._storage.uploaded,
+        )
 
-    async def upload_all(self, values: list[Any]) -> list[str]:
+    async def upload_all(self, values: list[Any], *, object_lifetime: ObjectLifetime | None = None) -> list[str]:
         """`upload` of each value, all files at once."""
-        return await _all_or_nothing(self.upload(value) for value in values)
+        self._lifecycle(object_lifetime)
+        return await _all_or_nothing(self.upload(value, object_lifetime=object_lifetime) for value in values)
 
     async def _cdn_token(self, stale: CdnToken | None = None) -> CdnToken:
         async with self._token_lock:
@@ -131,9 +159,11 @@ class AsyncUploads(_UploadSettings, AsyncTransport):
             reply = await self._send("upload", build(await self._cdn_token(stale=token)))
         return read(reply)
 
-    async def _upload_multipart(self, blob: Blob) -> str:
+    async def _upload_multipart(self, blob: Blob, lifecycle: dict[str, str] | None = None) -> str:
         storage = self._storage
-        access_url, upload_id = await self._cdn(lambda t: storage.multipart_request(t, blob), storage.multipart_started)
+        access_url, upload_id = await self._cdn(
+            lambda t: _with_headers(storage.multipart_request(t, blob), lifecycle or {}), storage.multipart_started
+        )
         slots = asyncio.Semaphore(self._upload_concurrency)
 
         async def put(n: int, offset: int, length: int) -> tuple[int, str]:

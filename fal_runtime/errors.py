@@ -92,7 +92,24 @@ class NotFoundError(HTTPError):
 
 
 class RateLimitError(HTTPError):
-    """Too many requests (429), after the allowed retries."""
+    """Too many requests (429), after the allowed retries.
+
+    `retry_after` is the wait fal asked for, in seconds (its `Retry-After` header, delta-seconds or an HTTP date,
+    read as the retry logic reads it), or None when fal sent none: a caller pacing its own requests can honour it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        request_id: str | None = None,
+        error_type: str | None = None,
+        detail: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id, error_type=error_type, detail=detail)
+        self.retry_after = retry_after
 
 
 class ServerError(HTTPError):

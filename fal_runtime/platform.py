@@ -1,4 +1,5 @@
-"""fal's model search (`GET https://api.fal.ai/v1/models`) as a typed call: one page, or every page by cursor.
+"""fal's Platform API as typed calls: the model search (`GET https://api.fal.ai/v1/models`, one page or every page by
+cursor), and what endpoints cost (`GET /v1/models/pricing`, `POST /v1/models/pricing/estimate`).
 
 The request goes through a runtime client's own `_send`, so it shares that client's connection pool, TLS settings
 (`SSL_CERT_FILE`, `verify=`) and retry rules: it is an idempotent read, so transport errors, 408, 429 and 5xx are
@@ -8,15 +9,19 @@ Auth is optional on fal's side (a key raises the rate limit): the key is sent wh
 the client would send it anyway — fal's own hosts and the hosts the client was configured with — so pointing
 `FAL_API_HOST` somewhere else never hands that host the key.
 
+Pricing needs the key (fal answers 401 without one): with none configured, `MissingCredentialsError` is raised before
+anything is sent. The estimate is a read too (it computes, it bills nothing), so it is retried like the search.
+
 Arguments are checked before anything is sent. A page that cannot be read (not JSON, `models` not a list, an entry
 without a string `endpoint_id`) raises `ProtocolError` naming the page's cursor.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pydantic
 from pydantic import ConfigDict, Field
@@ -289,7 +294,9 @@ def _page(core: Core, reply: Reply, cursor: str | None) -> ModelsPage:
     except (ValueError, UnicodeDecodeError):
         raise errors.ProtocolError(f"model search {where}: the body is not JSON: {_body(reply, core)}") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
-        raise errors.ProtocolError(f"model search {where}: expected an object with a 'models' list: {_body(reply, core)}")
+        raise errors.ProtocolError(
+            f"model search {where}: expected an object with a 'models' list: {_body(reply, core)}"
+        )
     for index, item in enumerate(data["models"]):
         if not isinstance(item, dict) or not isinstance(item.get("endpoint_id"), str):
             shown = core.redact(repr(item)[:_SNIPPET])
@@ -314,6 +321,160 @@ def _body(reply: Reply, core: Core) -> str:
     text = reply.content[:_SNIPPET].decode("utf-8", "replace")
     more = f"... ({len(reply.content)} bytes)" if len(reply.content) > _SNIPPET else ""
     return f"{core.redact(text)!r}{more}"
+
+
+# Pricing.
+
+EstimateType = Literal["historical_api_price", "unit_price"]
+
+
+class EndpointPrice(FalModel):
+    """What one unit of an endpoint's output costs: `unit_price` in `currency` per `unit` (`image`, `megapixel`,
+    `second`, `video`, `request`, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    endpoint_id: str
+    unit_price: float
+    unit: str
+    currency: str = "USD"
+
+
+class PricesPage(FalModel):
+    """fal's answer to a pricing query: the prices of the endpoints asked for (fal may leave an id out)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    prices: list[EndpointPrice]
+    next_cursor: str | None = None
+    has_more: bool = False
+
+    def price_of(self, endpoint_id: str) -> EndpointPrice | None:
+        return next((p for p in self.prices if p.endpoint_id == endpoint_id), None)
+
+
+class CostEstimate(FalModel):
+    """fal's estimate: `total_cost` in `currency` for the quantities asked for."""
+
+    model_config = ConfigDict(extra="allow")
+
+    estimate_type: EstimateType | str
+    total_cost: float
+    currency: str = "USD"
+
+
+def get_pricing(endpoint_ids: Sequence[str], *, cursor: str | None = None, client: Client | None = None) -> PricesPage:
+    """The unit price of each endpoint (1-50 ids): `GET /v1/models/pricing?endpoint_id=...`."""
+    params = _pricing_params(endpoint_ids, cursor)
+    client = _sync_client(client)
+    spec = _pricing_spec(client._core, params)
+    return _reply_as(client._core, client._send(_OPERATION, spec), PricesPage, "pricing")
+
+
+async def get_pricing_async(
+    endpoint_ids: Sequence[str], *, cursor: str | None = None, client: AsyncClient | None = None
+) -> PricesPage:
+    """`get_pricing` on an `AsyncClient`."""
+    params = _pricing_params(endpoint_ids, cursor)
+    client = _async_client(client)
+    spec = _pricing_spec(client._core, params)
+    return _reply_as(client._core, await client._send(_OPERATION, spec), PricesPage, "pricing")
+
+
+def estimate_cost(
+    calls: Mapping[str, int] | None = None, *, units: Mapping[str, float] | None = None, client: Client | None = None
+) -> CostEstimate:
+    """What a workload would cost: `POST /v1/models/pricing/estimate`. Give either `calls` (endpoint id → number of
+    calls, priced from fal's history of what a call costs: `historical_api_price`) or `units` (endpoint id →
+    quantity of the endpoint's billing unit, e.g. megapixels or seconds: `unit_price`)."""
+    body = _estimate_body(calls, units)
+    client = _sync_client(client)
+    spec = _estimate_spec(client._core, body)
+    return _reply_as(client._core, client._send(_OPERATION, spec), CostEstimate, "pricing estimate")
+
+
+async def estimate_cost_async(
+    calls: Mapping[str, int] | None = None,
+    *,
+    units: Mapping[str, float] | None = None,
+    client: AsyncClient | None = None,
+) -> CostEstimate:
+    """`estimate_cost` on an `AsyncClient`."""
+    body = _estimate_body(calls, units)
+    client = _async_client(client)
+    spec = _estimate_spec(client._core, body)
+    return _reply_as(client._core, await client._send(_OPERATION, spec), CostEstimate, "pricing estimate")
+
+
+def _check_ids(ids: list[Any], name: str) -> None:
+    if not 1 <= len(ids) <= MAX_ENDPOINT_IDS:
+        raise ValueError(f"{name}: fal prices 1 to {MAX_ENDPOINT_IDS} endpoints at once, got {len(ids)}")
+    if any(not isinstance(i, str) or not i.strip() for i in ids):
+        raise ValueError(f"{name}: every endpoint id must be a non-empty string")
+
+
+def _pricing_params(endpoint_ids: Sequence[str], cursor: str | None) -> dict[str, str | list[str]]:
+    if isinstance(endpoint_ids, str):
+        raise TypeError("endpoint_ids takes a sequence of strings, not one string")
+    ids = list(endpoint_ids)
+    _check_ids(ids, "endpoint_ids")
+    if cursor is not None and not isinstance(cursor, str):
+        raise TypeError(f"cursor must be a string, got {type(cursor).__name__}")
+    params: dict[str, str | list[str]] = {"endpoint_id": ids}
+    if cursor:
+        params["cursor"] = cursor
+    return params
+
+
+def _estimate_body(calls: Mapping[str, int] | None, units: Mapping[str, float] | None) -> dict[str, Any]:
+    if (calls is None) == (units is None):
+        raise TypeError("estimate_cost takes either calls= (numbers of calls) or units= (billing units), not both")
+    given = calls if calls is not None else units
+    name = "calls" if calls is not None else "units"
+    if not isinstance(given, Mapping):
+        raise TypeError(f"{name} must map endpoint ids to quantities, got {type(given).__name__}")
+    _check_ids(list(given), name)
+    endpoints: dict[str, dict[str, float | int]] = {}
+    for endpoint_id, quantity in given.items():
+        if calls is not None:
+            if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+                raise ValueError(f"calls[{endpoint_id!r}] must be a whole number of calls >= 1, got {quantity!r}")
+            endpoints[endpoint_id] = {"call_quantity": quantity}
+        else:
+            number = quantity if isinstance(quantity, (int, float)) and not isinstance(quantity, bool) else None
+            if number is None or not math.isfinite(number) or number <= 0:
+                raise ValueError(f"units[{endpoint_id!r}] must be a positive number of billing units, got {quantity!r}")
+            endpoints[endpoint_id] = {"unit_quantity": number}
+    estimate_type = "historical_api_price" if calls is not None else "unit_price"
+    return {"estimate_type": estimate_type, "endpoints": endpoints}
+
+
+def _pricing_spec(core: Core, params: dict[str, str | list[str]]) -> RequestSpec:
+    core.auth_headers()  # MissingCredentialsError now: fal prices only for a key
+    return RequestSpec("GET", f"{api_base()}/models/pricing", params=params)
+
+
+def _estimate_spec(core: Core, body: dict[str, Any]) -> RequestSpec:
+    core.auth_headers()
+    return RequestSpec("POST", f"{api_base()}/models/pricing/estimate", json=body)
+
+
+_Reply = TypeVar("_Reply", PricesPage, CostEstimate)
+
+
+def _reply_as(core: Core, reply: Reply, model: type[_Reply], what: str) -> _Reply:
+    """A 2xx reply as `model`; the mapped HTTPError otherwise, ProtocolError for a body that does not fit."""
+    if not reply.ok:
+        raise core.error_for(reply)
+    try:
+        data = reply.json()
+    except (ValueError, UnicodeDecodeError):
+        raise errors.ProtocolError(f"{what}: the body is not JSON: {_body(reply, core)}") from None
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        raise errors.ProtocolError(f"{what}: unexpected reply: {core.redact(problems)[: _SNIPPET * 2]}") from None
 
 
 def _sync_client(client: Client | None) -> Client:

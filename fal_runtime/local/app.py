@@ -3,6 +3,7 @@
 - `PlatformRoutes`: fal's model search (`/v1/models`) and webhook signing keys (`/.well-known/jwks.json`);
 - `StorageRoutes`: the upload token (`/storage/auth/token`) and the CDN (`/_local/cdn/files/...`);
 - `ControlRoutes`: `/_local/...`, where tests script faults and read counters and webhooks;
+- `RealtimeRoutes` (in `realtime.py`): realtime tokens (`POST /tokens/`) and sockets (`/run/<id>/realtime`);
 - `RunRoutes`: the synchronous run host under `/run` (`POST /run/<id>`, `POST /run/<id>/stream`);
 - `QueueRoutes`: the queue at the root (`POST /<id>`, then `/<app>/requests/<request_id>[/status[/stream]|/cancel]`).
 
@@ -25,7 +26,7 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,6 +38,8 @@ from .faults import Stalled, fal_headers, fault_response
 from .files import CDN_PREFIX, MAX_UPLOAD_BYTES, Files, MultipartError
 from .models_api import BadQuery, ModelsApi
 from .payloads import input_errors, output_template, with_file_urls
+from .pricing import Prices, PricingRoutes
+from .realtime import RealtimeRoutes
 from .script import Behaviour, Rule, Script, from_json
 from .specs import JSON, ServedEndpoint
 from .store import RESULT_TTL, Job, Store
@@ -95,6 +98,7 @@ class LocalFal:
     ) -> None:
         self.endpoints = endpoints
         self.models_api = ModelsApi(endpoints)
+        self.prices = Prices()  # fal's pricing routes (`pricing.PricingRoutes`)
         self.max_body_bytes = max_body_bytes
         self.script = script
         self.signer = signer
@@ -107,8 +111,10 @@ class LocalFal:
         """The routes of every group; the queue's catch-all `/{path}` comes last, so it never hides the others."""
         routes = [
             *PlatformRoutes(self).routes(),
+            *PricingRoutes(self).routes(),
             *StorageRoutes(self).routes(),
             *ControlRoutes(self).routes(),
+            *RealtimeRoutes(self, RUN_PREFIX).routes(),
             *RunRoutes(self).routes(),
             *QueueRoutes(self).routes(),
         ]
@@ -120,9 +126,7 @@ class LocalFal:
 
         return Starlette(routes=routes, lifespan=lifespan)
 
-    async def guarded(
-        self, endpoint_id: str | None, op: str, produce: Callable[[], Awaitable[Response]]
-    ) -> Response:
+    async def guarded(self, endpoint_id: str | None, op: str, produce: Callable[[], Awaitable[Response]]) -> Response:
         """Count the call, apply its scripted delay and fault, else answer with `produce()`."""
         rule = self.script.take_rule(endpoint_id, op)
         if rule is not None and rule.delay:
@@ -142,7 +146,7 @@ class LocalFal:
         unreadable = [
             {"loc": ["body", *loc], "msg": "Could not download the file", "type": "file_download_error"}
             for loc, value in _strings(payload)
-            if (value.startswith(cdn) and self.files.get(value[len(cdn):]) is None)
+            if (value.startswith(cdn) and self.files.get(value[len(cdn) :]) is None)
             or (value.startswith("data:") and not _decodes(value))
         ]
         if unreadable:
@@ -192,7 +196,12 @@ class QueueRoutes:
         job = self.fal.store.jobs.get(request_id)
         if job is not None and prefix not in (job.endpoint.app_root, job.endpoint.id):
             job = None
-        handlers = {"result": self.result, "status": self.status, "status_stream": self.status_stream, "cancel": self.cancel}
+        handlers = {
+            "result": self.result,
+            "status": self.status,
+            "status_stream": self.status_stream,
+            "cancel": self.cancel,
+        }
         handler = handlers[op]
         return await self.fal.guarded(job.endpoint.id if job else None, op, lambda: handler(request, job, request_id))
 
@@ -345,7 +354,7 @@ class StorageRoutes:
         async def produce() -> Response:
             _authorize(request)
             token, expires = self.fal.files.new_token()
-            expires_at = datetime.fromtimestamp(expires, timezone.utc).isoformat()
+            expires_at = datetime.fromtimestamp(expires, UTC).isoformat()
             body = {"token": token, "token_type": "Bearer", "base_url": f"{_base(request)}{CDN_PREFIX}"}
             return _json({**body, "expires_at": expires_at})
 
@@ -377,7 +386,9 @@ class StorageRoutes:
         async def produce() -> Response:
             self._cdn_request(request)
             name = request.headers.get("x-fal-file-name", "upload.bin")
-            path, upload_id = self.fal.files.start_multipart(name, request.headers.get("content-type", "application/octet-stream"))
+            path, upload_id = self.fal.files.start_multipart(
+                name, request.headers.get("content-type", "application/octet-stream")
+            )
             return _json({"access_url": f"{_base(request)}{CDN_PREFIX}/files/{path}", "uploadId": upload_id})
 
         return await self.fal.guarded(None, "upload", produce)
@@ -399,9 +410,11 @@ class StorageRoutes:
             self._cdn_request(request)
             try:
                 body = await request.json()
-                self.fal.files.complete(request.path_params["path"], request.path_params["upload_id"], body.get("parts"))
+                self.fal.files.complete(
+                    request.path_params["path"], request.path_params["upload_id"], body.get("parts")
+                )
             except (ValueError, AttributeError) as exc:
-                raise Reject(_json({"detail": str(exc) or "expected {\"parts\": [...]}"}, 400)) from None
+                raise Reject(_json({"detail": str(exc) or 'expected {"parts": [...]}'}, 400)) from None
             return _json({"ok": True})
 
         return await self.fal.guarded(None, "upload", produce)
@@ -543,13 +556,19 @@ async def _validated(request: Request, endpoint: ServedEndpoint, max_bytes: int 
     413 when it is larger than `max_bytes`. Nesting deeper than MAX_JSON_DEPTH is refused before validation: the
     parser and the schema validator recurse per level, and a few thousand levels would crash them (a 500)."""
     raw = await _capped_body(request, max_bytes, f"Request body too large (limit {max_bytes} bytes)")
-    too_deep = {"loc": ["body"], "msg": f"JSON nested too deeply (limit {MAX_JSON_DEPTH} levels)", "type": "json_invalid"}
+    too_deep = {
+        "loc": ["body"],
+        "msg": f"JSON nested too deeply (limit {MAX_JSON_DEPTH} levels)",
+        "type": "json_invalid",
+    }
     try:
         payload = json.loads(raw)
     except RecursionError:
         raise Reject(_json({"detail": [too_deep]}, 422)) from None
     except ValueError:
-        raise Reject(_json({"detail": [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]}, 422))
+        raise Reject(
+            _json({"detail": [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]}, 422)
+        ) from None
     if _too_deep(payload, MAX_JSON_DEPTH):
         raise Reject(_json({"detail": [too_deep]}, 422))
     errors = input_errors(endpoint, payload)
@@ -586,7 +605,7 @@ def _start_timeout(request: Request) -> float | None:
     try:
         return float(value) if value is not None else None
     except ValueError:
-        raise Reject(_json({"detail": "X-Fal-Request-Timeout must be a number of seconds"}, 400))
+        raise Reject(_json({"detail": "X-Fal-Request-Timeout must be a number of seconds"}, 400)) from None
 
 
 def _fingerprint(request: Request, endpoint: ServedEndpoint, raw: bytes) -> str:

@@ -11,6 +11,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,6 +20,7 @@ import uvicorn
 
 from .app import MAX_BODY_BYTES, RUN_PREFIX, LocalFal
 from .faults import ExposeTransport
+from .pricing import Price
 from .script import Behaviour, Fault, Op, Phase, Rule, Script
 from .specs import DEFAULT_SPECS_DIR, ServedEndpoint, load_specs
 from .store import RESULT_TTL
@@ -55,15 +57,21 @@ class LocalServer:
         *,
         result_ttl: float = RESULT_TTL,
         max_body_bytes: int = MAX_BODY_BYTES,
+        prices: Mapping[str, Price] | None = None,
     ) -> None:
         """`result_ttl`: seconds a completed request's status and result stay available (fal: about an hour).
-        `max_body_bytes`: the largest submit, run or stream body accepted (larger ones answer 413)."""
+        `max_body_bytes`: the largest submit, run or stream body accepted (larger ones answer 413).
+        `prices`: unit prices served by `/v1/models/pricing` and its estimate (see `set_prices`)."""
         self._workdir = tempfile.TemporaryDirectory(prefix="fal-local-")
         workdir = Path(self._workdir.name)
         self.certificates: Certificates = issue(ca_file or workdir / "ca.pem", workdir)
         self.endpoints: dict[str, ServedEndpoint] = load_specs(specs_dir)
         self._script = Script()
-        self._fal = LocalFal(self.endpoints, self._script, Signer(), self.certificates.client_context(), result_ttl, max_body_bytes)
+        self._fal = LocalFal(
+            self.endpoints, self._script, Signer(), self.certificates.client_context(), result_ttl, max_body_bytes
+        )
+        if prices:
+            self._fal.prices.set(prices)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
@@ -199,6 +207,12 @@ class LocalServer:
     def stored_file(self, url: str) -> bytes | None:
         """The bytes this server's CDN holds at `url` (an upload's access URL), or None."""
         return self._fal.files.stored(url)
+
+    def set_prices(self, prices: Mapping[str, Price], *, replace: bool = False) -> None:
+        """Set unit prices by endpoint id: a price (USD per request), (price, unit) or (price, unit, currency), e.g.
+        `{"fal-ai/flux/schnell": (0.003, "megapixel")}`. `replace`: forget every other price. Not undone by `reset`.
+        """
+        self._fal.prices.set(prices, replace=replace)
 
     def reset(self) -> None:
         self._script.reset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 from pathlib import Path
@@ -75,7 +76,7 @@ def test_run_json_prints_only_the_output_json(fal: LocalServer) -> None:
     assert result.exit_code == 0, result.stderr
     output = json.loads(result.stdout)
     assert output["images"][0]["url"].startswith("https://")
-    (endpoint, sent), = fal.inputs()
+    ((endpoint, sent),) = fal.inputs()
     assert endpoint == SCHNELL
     assert sent == {"prompt": "a fox", "num_inference_steps": 2, "enable_safety_checker": False, "output_format": "png"}
 
@@ -96,7 +97,7 @@ def test_a_local_file_input_is_uploaded_and_sent_as_a_url(fal: LocalServer, tmp_
     image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     result = invoke("submit", FLUX_I2I, "--image-url", str(image), "--prompt", "p")
     assert result.exit_code == 0, result.stderr
-    (_, sent), = fal.inputs()
+    ((_, sent),) = fal.inputs()
     assert fal.stored_file(sent["image_url"]) == image.read_bytes()
     missing = invoke("submit", FLUX_I2I, "--image-url", str(tmp_path / "nope.png"), "--prompt", "p")
     assert missing.exit_code == 2 and "is not a file" in missing.stderr
@@ -164,9 +165,18 @@ def test_failed_rows_are_kept_unless_retry_failed(fal: LocalServer, tmp_path: Pa
     assert fal.counters()["submits"] == {SCHNELL: 3}
 
 
-def test_the_runtime_never_imports_the_command_line() -> None:
+def test_the_runtime_never_imports_the_command_line_or_the_generator() -> None:
     runtime = Path(__file__).resolve().parents[2] / "fal_runtime"
-    assert [p for p in runtime.rglob("*.py") if "fal_cli" in p.read_text(encoding="utf-8")] == []
+    imported = set()
+    for path in runtime.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.Constant) and node.value in ("fal_cli", "codegen"):  # import_module("...")
+                imported.add(node.value)
+    assert "fal_runtime" in imported and not imported & {"fal_cli", "codegen"}
 
 
 def test_output_files_sharing_a_name_get_distinct_targets(tmp_path: Path) -> None:
@@ -180,3 +190,45 @@ def test_output_files_sharing_a_name_get_distinct_targets(tmp_path: Path) -> Non
     files = output_files(output)
     assert [f.url for f in files] == [f"https://cdn.test/{i}/image.jpg" for i in range(3)]
     assert [p.name for p in targets(files, tmp_path)] == ["image.jpg", "image-2.jpg", "image-3.jpg"]
+
+
+def test_show_prints_the_endpoint_price_when_pricing_is_reachable(
+    fal: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAL_API_HOST", fal.api_host)
+    fal.set_prices({SCHNELL: (0.003, "megapixel")})
+    result = invoke("show", SCHNELL)
+    assert result.exit_code == 0
+    assert "Price: $0.003 per megapixel" in result.stdout
+    assert KEY not in result.stdout
+
+
+def test_show_says_plainly_when_the_price_is_unavailable(fal: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAL_API_HOST", fal.api_host)
+    monkeypatch.delenv("FAL_KEY")
+    no_key = invoke("show", SCHNELL)
+    assert no_key.exit_code == 0 and "Price: unavailable (set FAL_KEY" in no_key.stdout
+    assert fal.counters()["calls"] == {}
+    monkeypatch.setenv("FAL_KEY", KEY)
+    monkeypatch.setenv("FAL_API_HOST", "127.0.0.1:9")  # nothing listens there
+    offline = invoke("show", SCHNELL)
+    assert offline.exit_code == 0 and "Price: unavailable (" in offline.stdout
+    assert "Output" in offline.stdout
+
+
+def test_batch_estimate_prints_the_price_of_every_row_and_submits_nothing(
+    fal: LocalServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FAL_API_HOST", fal.api_host)
+    fal.set_prices({SCHNELL: (0.003, "image")})
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("\n".join(json.dumps({"prompt": f"p{i}"}) for i in range(12)) + "\n{}\n")
+    result = invoke("batch", SCHNELL, str(inputs), "--estimate")
+    assert result.exit_code == 0, result.output
+    assert f"estimate: 12 rows of {SCHNELL} at $0.003 per image: $0.036 in all" in result.stdout
+    assert f"{inputs}:13:" in result.stderr  # the invalid line is reported, not priced
+    counters = fal.counters()
+    assert counters["submits"] == {} and counters["runs"] == {}
+    assert counters["calls"] == {"": {"pricing": 1, "estimate": 1}}  # nothing but the two pricing calls
+    assert not (tmp_path / "out").exists()
+    assert invoke("batch", SCHNELL, str(inputs)).exit_code == 2  # without --estimate, --out is required

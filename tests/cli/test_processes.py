@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fal_runtime.local import LocalServer
-from tests.cli.conftest import FLUX_I2I, SCHNELL, command, environment, wait_for
+from tests.cli.conftest import FLUX_I2I, KEY, SCHNELL, command, environment, wait_for
 
 pytestmark = pytest.mark.slow
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -160,3 +160,20 @@ def test_importing_generated_loads_neither_click_nor_rich() -> None:
     )
     result = subprocess.run([*command()[:1], "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_batch_estimate_in_a_real_process_submits_nothing(
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    fal: LocalServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("FAL_API_HOST", fal.api_host)
+    fal.set_prices({SCHNELL: (0.004, "image")})
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(f'{{"prompt": "p{i}"}}\n' for i in range(5)))
+    done = run_cli("batch", SCHNELL, str(inputs), "--estimate")
+    assert done.returncode == 0, done.stderr
+    assert f"estimate: 5 rows of {SCHNELL} at $0.004 per image: $0.02 in all" in done.stdout
+    assert fal.counters()["submits"] == {}
+    assert KEY not in done.stdout + done.stderr

@@ -111,7 +111,6 @@ def test_every_generated_module_passes_ruffs_import_rules() -> None:
     assert found.returncode == 0, found.stdout[-3000:]
 
 
-
 def test_a_schema_named_like_an_imported_name_is_renamed(build_package: Any) -> None:
     spec = mini_spec(
         "fal-ai/clash/names",

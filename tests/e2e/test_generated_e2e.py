@@ -335,3 +335,15 @@ def test_threads_share_the_sync_pool_without_reconnecting(
         with ThreadPoolExecutor(30) as pool:
             list(pool.map(three, range(30)))
     assert 0 < connects(caplog) <= 30
+
+
+def test_a_realtime_endpoint_module_opens_a_typed_connection(server: LocalServer, client: Client) -> None:
+    from generated.fal_ai.flux_2.klein import realtime as klein
+
+    assert {"realtime", "realtime_async"} <= set(klein.__all__)
+    with klein.realtime(client=client) as conn:
+        conn.send(image_url="data:image/jpeg;base64,/9j/4AAQ", num_inference_steps=2)
+        assert isinstance(conn.recv(), klein.Output)
+        with pytest.raises(pydantic.ValidationError):  # checked before anything is sent
+            conn.send(image_url="data:image/jpeg;base64,/9j/4AAQ", num_inference_steps=99)
+    assert not hasattr(generated.load("fal-ai/flux/dev"), "realtime")  # only apps published as `.../realtime`

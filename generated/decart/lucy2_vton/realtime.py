@@ -26,6 +26,8 @@ __all__ = [
     "submit_async",
     "subscribe_async",
     "run_async",
+    "realtime",
+    "realtime_async",
 ]
 
 ENDPOINT_ID = "decart/lucy2-vton/realtime"
@@ -453,3 +455,43 @@ async def run_async(
         fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).
     """
     return await endpoint.run_async(arguments, client=client, **kwargs)
+
+
+def realtime(
+    *,
+    client: fal_runtime.Client | None = None,
+    **options: Unpack[fal_runtime.RealtimeOptions],
+) -> fal_runtime.TypedRealtimeConnection[Input, Output]:
+    """Open a realtime connection: `Input`s go out, `Output`s come back, on one WebSocket.
+
+    Args:
+        client: The `Client` to send with; by default a shared one configured from the
+            environment (`FAL_KEY`). The key buys a short-lived token; only the token
+            goes into the socket's URL.
+        **options: Options for the connection, as in `RealtimeOptions`
+            (`Client.realtime` documents them).
+
+    Returns:
+        The connection, to use in a `with` block: `send(...)` takes an `Input` or its
+        fields as keywords (validated before anything is sent); `recv()` and iteration
+        give `Output`s.
+    """
+    return endpoint.realtime(client=client, **options)
+
+
+def realtime_async(
+    *,
+    client: fal_runtime.AsyncClient | None = None,
+    **options: Unpack[fal_runtime.RealtimeOptions],
+) -> fal_runtime.AsyncTypedRealtimeConnection[Input, Output]:
+    """`realtime`, for asyncio: use the connection in an `async with` block.
+
+    Args:
+        client: The `AsyncClient` to send with; by default a shared one configured from
+            the environment (`FAL_KEY`).
+        **options: Options for the connection, as in `RealtimeOptions`.
+
+    Returns:
+        The connection: `await send(...)`, `await recv()`, `async for` over `Output`s.
+    """
+    return endpoint.realtime_async(client=client, **options)
