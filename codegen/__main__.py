@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 def _check(specs: Path, out: Path, cache: Path) -> int:
     from codegen import loader
     from codegen.cache import ModuleCache
-    from codegen.pipeline import load_endpoints, read_tree, render_tree
+    from codegen.pipeline import load_endpoints, render_tree
     from codegen.render import black_format
+    from codegen.tree import read_tree
 
     try:
         endpoints, _ = load_endpoints(loader.find_spec_files(specs), specs)

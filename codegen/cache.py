@@ -34,6 +34,7 @@ GENERATING_MODULES = (
     "polish",
     "problems",
     "render",
+    "tree",
 )
 
 

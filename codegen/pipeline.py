@@ -1,14 +1,12 @@
-"""The generator's stages, end to end: load + validate → intermediate model → models + templates → black → write.
+"""The generator's stages, end to end: load + validate → intermediate model → models + templates → black → write
+(the last in `tree`).
 
 Nothing is written unless every spec is good, and then the whole output tree replaces the old one in one swap.
 """
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
-import os
-import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from codegen import ir, loader, render
 from codegen.cache import ModuleCache, endpoint_key, source_key, spec_key
 from codegen.models import generate_models
 from codegen.problems import InvalidSpecError, Level, Problem
+from codegen.tree import TYPED_MARKER, content_hash, tree_stats, update_tree, write_tree
 
 # Names a generated endpoint module defines; a child endpoint's module may not take one (importing it would
 # replace the parent's attribute).
@@ -28,7 +27,6 @@ _MODULE_NAMES = frozenset(
 )  # fmt: skip
 _PACKAGE_NAMES = frozenset({"ENDPOINTS", "load"})
 _MIN_PER_WORKER = 4  # below this, forking a worker costs more than it saves
-TYPED_MARKER = "py.typed"
 
 
 @dataclass
@@ -211,62 +209,6 @@ def _formatted(source: str, cache: ModuleCache | None) -> str:
     return content
 
 
-def is_generated(name: str) -> bool:
-    """Whether a file name is one the generator writes (anything else in the tree, like `__pycache__`, is not)."""
-    return name.endswith(".py") or name == TYPED_MARKER
-
-
-def read_tree(root: Path) -> dict[str, str] | None:
-    if not root.is_dir():
-        return None
-    return {
-        p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
-        for p in sorted(root.rglob("*"))
-        if is_generated(p.name) and "__pycache__" not in p.parts and p.is_file()
-    }
-
-
-def write_tree(root: Path, files: dict[str, str]) -> bool:
-    """Replace `root` with exactly `files`; returns False (touching nothing) when it already holds them.
-
-    The new tree is written beside the old one and swapped in with renames, so a failure while writing leaves
-    the old tree as it was. Files that did not change are hard-linked from the old tree rather than rewritten.
-    """
-    current = {rel: content_hash(text) for rel, text in (read_tree(root) or {}).items()}
-    wanted = {rel: content_hash(text) for rel, text in files.items()}
-    if current == wanted:
-        return False
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
-    old = root.with_name(f".{root.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        for rel, content in files.items():
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if current.get(rel) == wanted[rel] and _linked(root / rel, target):
-                continue
-            target.write_text(content, encoding="utf-8")
-        if root.exists():
-            root.rename(old)
-        tmp.rename(root)
-    except BaseException:
-        if old.exists() and not root.exists():
-            old.rename(root)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return True
-
-
-def _linked(source: Path, target: Path) -> bool:
-    try:
-        os.link(source, target)
-    except OSError:  # another file system, or links not allowed: write instead
-        return False
-    return True
-
-
 def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs: int = 1) -> tuple[Result, bool]:
     """Generate `out` from the specs under `specs_root`; returns the result and whether `out` changed.
 
@@ -300,45 +242,7 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
     return Result(len(endpoints), files, warnings), changed
 
 
-def update_tree(root: Path, files: dict[str, str], hashes: dict[str, str], current: dict[str, str]) -> bool:
-    """Bring a tree whose content hashes are `current` to `files`: write the files that differ (each to a temporary
-    beside it, then renamed), delete the ones that went away. Every spec was validated before this, so nothing here
-    depends on input; an interruption leaves whole files, and the next run's stamp check repairs the rest."""
-    stale = [rel for rel in files if current.get(rel) != hashes[rel]]
-    gone = [rel for rel in current if rel not in files]
-    for rel in stale:
-        target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(files[rel], encoding="utf-8")
-        tmp.replace(target)
-    for rel in gone:
-        (root / rel).unlink(missing_ok=True)
-        for parent in (root / rel).parents:
-            if parent == root or any(parent.iterdir()):
-                break
-            parent.rmdir()
-    return bool(stale or gone)
-
-
 def run_stamp(specs_root: Path, spec_files: Sequence[Path]) -> str:
     """What decides the output: the generator and every spec's path and bytes."""
     keys = [spec_key(p.relative_to(specs_root).as_posix(), p.read_bytes()) for p in spec_files]
     return source_key("\n".join(keys))
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def tree_stats(root: Path) -> dict[str, list[int]]:
-    """Each generated file's size and modification time: any edit, addition or removal changes this."""
-    stats: dict[str, list[int]] = {}
-    for directory, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for name in names:
-            if is_generated(name):
-                path = os.path.join(directory, name)
-                info = os.stat(path)
-                stats[os.path.relpath(path, root).replace(os.sep, "/")] = [info.st_size, info.st_mtime_ns]
-    return dict(sorted(stats.items()))

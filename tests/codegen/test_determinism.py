@@ -15,7 +15,8 @@ import pytest
 from codegen import ir, loader
 from codegen.cache import ModuleCache
 from codegen.importer import is_curated
-from codegen.pipeline import generate, load_endpoints, read_tree, render_tree
+from codegen.pipeline import generate, load_endpoints, render_tree
+from codegen.tree import read_tree
 from tests.codegen.conftest import ROOT, SOURCES, write_specs
 
 SPECS = ROOT / "specs"

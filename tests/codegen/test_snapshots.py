@@ -14,7 +14,8 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from codegen import loader
 from codegen.importer import is_curated
-from codegen.pipeline import TYPED_MARKER, load_endpoints, read_tree, render_tree
+from codegen.pipeline import load_endpoints, render_tree
+from codegen.tree import TYPED_MARKER, read_tree
 from tests.codegen.conftest import ROOT
 
 SPECS = ROOT / "specs"
