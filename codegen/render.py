@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import jinja2
-
 from codegen.calldocs import argument_lines, call_docstring
 from codegen.escape import comment, docstring, pyrepr
 from codegen.imports import Imports
 from codegen.ir import EndpointIR
 
 if TYPE_CHECKING:
+    import jinja2
+
     from codegen.models import Models
 
 
@@ -75,7 +75,10 @@ def operations(endpoint: EndpointIR) -> tuple[Operation, ...]:
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    """One Jinja environment per process: compiling templates per run is where slow generators spend their time."""
+    """One Jinja environment per process: compiling templates per run is where slow generators spend their time.
+    jinja2 is imported here, so a no-op run (which renders nothing) does not pay for it."""
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("codegen", "templates"),
         autoescape=False,

@@ -99,11 +99,12 @@ def content_hash(text: str) -> str:
 def tree_stats(root: Path) -> dict[str, list[int]]:
     """Each generated file's size and modification time: any edit, addition or removal changes this."""
     stats: dict[str, list[int]] = {}
-    for directory, dirs, names in os.walk(root):
+    top = os.fspath(root)
+    for directory, dirs, names in os.walk(top):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
+        prefix = directory[len(top) :].lstrip(os.sep).replace(os.sep, "/")  # no os.path.relpath: 1,300 calls cost 0.1 s
         for name in names:
             if is_generated(name):
-                path = os.path.join(directory, name)
-                info = os.stat(path)
-                stats[os.path.relpath(path, root).replace(os.sep, "/")] = [info.st_size, info.st_mtime_ns]
+                info = os.stat(os.path.join(directory, name))
+                stats[f"{prefix}/{name}" if prefix else name] = [info.st_size, info.st_mtime_ns]
     return dict(sorted(stats.items()))

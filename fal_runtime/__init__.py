@@ -1,7 +1,8 @@
 """The runtime behind the generated clients: fal's queue protocol over httpx, sync and async.
 
 `import fal_runtime` is cheap: the HTTP stack (httpx and the clients) loads on first use of a name that needs it,
-so importing a generated endpoint module does not pay for httpx until the first request.
+so importing a generated endpoint module does not pay for httpx until the first request, and `Endpoint` (pydantic)
+loads when a generated module asks for it, so tools reading `fal_runtime.queue_document` pay for neither.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from fal_runtime import errors
-from fal_runtime._endpoint import Endpoint
 from fal_runtime._options import (
     OPTION_NAMES,
     ObjectLifetime,
@@ -40,6 +40,7 @@ from fal_runtime.errors import (
 if TYPE_CHECKING:
     from fal_runtime._client import AsyncClient, Client
     from fal_runtime._core import RetryPolicy
+    from fal_runtime._endpoint import Endpoint
     from fal_runtime._handles import AsyncRequestHandle, RequestHandle
     from fal_runtime._status import CancelOutcome, Completed, InProgress, LogEntry, Queued, Status
     from fal_runtime.platform import (
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
 
 # Names whose modules import httpx, or are only needed once a request is made: loaded on first access.
 _LAZY = {
+    "Endpoint": "fal_runtime._endpoint",
     "Client": "fal_runtime._client",
     "AsyncClient": "fal_runtime._client",
     "RetryPolicy": "fal_runtime._core",

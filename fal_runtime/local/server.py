@@ -85,6 +85,10 @@ class LocalServer:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=2,
+            # Idle connections are kept longer than httpx's 5 s, as an ingress does (nginx: 75 s), so the client
+            # always closes first. With uvicorn's 5 s both expired together, and a submit could go out on a
+            # connection the server was closing: "Server disconnected", an ambiguous submit that is never resent.
+            timeout_keep_alive=75,
         )
         self._server = _Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
