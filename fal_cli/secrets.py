@@ -1,25 +1,22 @@
 """Scrubbing the API key from server text the command line prints (log lines, status errors).
 
-The runtime redacts the key from its error messages, but status events pass log lines and a completed request's
-error through as fal sent them, and a model may echo anything (its own environment included). So everything the
-command prints that came from the server goes through `scrub`.
+The runtime redacts the key from its error messages and statuses, but not from an output, and a model may echo
+anything (its own environment included). So everything the command prints that came from the server goes through
+`scrub`, with the runtime's own rule.
 """
 
 from __future__ import annotations
 
 import os
 
-_MIN_SECRET = 8  # shorter values would scrub ordinary words
-
-
-def _secrets() -> list[str]:
-    key, key_id, secret = (os.environ.get(n, "") for n in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"))
-    found = {key, *key.split(":")[1:], secret, f"{key_id}:{secret}" if key_id and secret else ""}
-    return sorted((s for s in found if len(s) >= _MIN_SECRET), key=len, reverse=True)
+from fal_runtime._core import redact, resolve_key
+from fal_runtime.errors import MissingCredentialsError
 
 
 def scrub(text: str) -> str:
-    """`text` with every form of the configured key replaced by `[redacted]`."""
-    for secret in _secrets():
-        text = text.replace(secret, "[redacted]")
-    return text
+    """`text` with the configured key (as the runtime resolves it) and its secret half replaced by `[redacted]`."""
+    try:
+        key = resolve_key(None, os.environ)
+    except MissingCredentialsError:  # no key configured: nothing to hide
+        return text
+    return redact(text, key)

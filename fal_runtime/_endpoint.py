@@ -73,12 +73,16 @@ class Endpoint(Generic[InputT, OutputT]):
             return arguments, options
         return self.input_model(**fields), options
 
+    def _warn_if_deprecated(self, stacklevel: int) -> None:
+        """Every call of an endpoint fal lists as deprecated warns, pointing `stacklevel` frames above the caller."""
+        if self.deprecated:
+            warnings.warn(f"fal lists {self.endpoint_id} as deprecated", DeprecationWarning, stacklevel=stacklevel + 1)
+
     def _prepare(
         self, call: str, allowed: frozenset[str], arguments: InputT | None, kwargs: dict[str, Any]
     ) -> tuple[InputT, dict[str, Any]]:
         """The validated input and options of one call; an option that belongs to another call is a TypeError."""
-        if self.deprecated:  # user → generated function → Endpoint.<call> → here
-            warnings.warn(f"fal lists {self.endpoint_id} as deprecated", DeprecationWarning, stacklevel=4)
+        self._warn_if_deprecated(stacklevel=4)  # user → generated function → Endpoint.<call> → here
         data, options = self.build_input(arguments, kwargs)
         misplaced = sorted(set(options) - allowed)
         if misplaced:
@@ -297,8 +301,7 @@ class Endpoint(Generic[InputT, OutputT]):
         iteration give `Output`s, and an answer that is not one raises `ProtocolError` naming the fields."""
         from fal_runtime.realtime import TypedRealtimeConnection
 
-        if self.deprecated:
-            warnings.warn(f"fal lists {self.endpoint_id} as deprecated", DeprecationWarning, stacklevel=2)
+        self._warn_if_deprecated(stacklevel=2)  # user → Endpoint.realtime(_async) → here
         api = self._sync(client)
 
         def prepare(arguments: InputT | Mapping[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
@@ -312,8 +315,7 @@ class Endpoint(Generic[InputT, OutputT]):
         """`realtime`, for asyncio: use it with `async with`."""
         from fal_runtime.realtime import AsyncTypedRealtimeConnection
 
-        if self.deprecated:
-            warnings.warn(f"fal lists {self.endpoint_id} as deprecated", DeprecationWarning, stacklevel=2)
+        self._warn_if_deprecated(stacklevel=2)  # user → Endpoint.realtime(_async) → here
         api = self._async(client)
 
         async def prepare(arguments: InputT | Mapping[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
