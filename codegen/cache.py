@@ -113,7 +113,8 @@ class ModuleCache:
         self.put(self._run_key(out), json.dumps(run), ".json")
 
     def put_endpoint(self, key: str, endpoint: EndpointIR, warnings: list[dict[str, str]]) -> None:
-        self.put(key, json.dumps({"endpoint": dataclasses.asdict(endpoint), "warnings": warnings}), ".json")
+        fields = {f.name: getattr(endpoint, f.name) for f in dataclasses.fields(endpoint)}  # asdict deep-copies
+        self.put(key, json.dumps({"endpoint": fields, "warnings": warnings}), ".json")
 
 
 def spec_key(rel: str, content: bytes) -> str:

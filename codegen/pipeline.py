@@ -6,18 +6,21 @@ Nothing is written unless every spec is good, and then the whole output tree rep
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.pool import Pool
 from pathlib import Path
+from typing import Any, TypeVar
 
 from codegen import ir, loader, render
 from codegen.cache import ModuleCache, endpoint_key, source_key, spec_key
 from codegen.models import generate_models
 from codegen.problems import InvalidSpecError, Level, Problem
-from codegen.tree import TYPED_MARKER, content_hash, tree_stats, update_tree, write_tree
+from codegen.tree import TYPED_MARKER, TreeFiles, content_hash, tree_stats, update_tree, write_tree
 
 # Names a generated endpoint module defines; a child endpoint's module may not take one (importing it would
 # replace the parent's attribute).
@@ -27,12 +30,14 @@ _MODULE_NAMES = frozenset(
 )  # fmt: skip
 _PACKAGE_NAMES = frozenset({"ENDPOINTS", "load"})
 _MIN_PER_WORKER = 4  # below this, forking a worker costs more than it saves
+_LOADS_PER_WORKER = 32  # a spec loads in ~15 ms: a handful is quicker here than in a worker
+T = TypeVar("T")
 
 
 @dataclass
 class Result:
     count: int  # endpoints generated
-    files: dict[str, str]  # relative posix path → content; empty when the run stamp proved nothing changed
+    files: Mapping[str, str]  # relative posix path → content; empty when the run stamp proved nothing changed
     warnings: list[Problem] = field(default_factory=list)
 
 
@@ -43,36 +48,58 @@ def _reserved_kwargs() -> frozenset[str]:
 
 
 def load_endpoints(
-    spec_files: Sequence[Path], specs_root: Path, cache: ModuleCache | None = None
+    spec_files: Sequence[Path],
+    specs_root: Path,
+    cache: ModuleCache | None = None,
+    jobs: int = 1,
+    warm: Workers | None = None,
+    known: Sequence[tuple[ir.EndpointIR, list[Problem]]] = (),
+    per_spec: dict[str, list[Problem]] | None = None,
 ) -> tuple[list[ir.EndpointIR], list[Problem]]:
-    """Stages 1-2 for every spec; raises InvalidSpecError listing every error found, in every file."""
+    """Stages 1-2 for every spec; raises InvalidSpecError listing every error found, in every file. Specs the cache
+    does not hold are parsed and validated in `jobs` processes when there are many (parsing is ~15 ms a spec).
+    `known` endpoints (with their warnings) were validated by an earlier run and join only the cross-spec checks.
+    `per_spec`, when given, receives each loaded spec's own warnings by its path relative to `specs_root`."""
     cache = cache or ModuleCache(None)
-    problems: list[Problem] = []
-    endpoints: list[ir.EndpointIR] = []
-    for path in spec_files:
-        rel = path.relative_to(specs_root).as_posix()
-        key = spec_key(rel, path.read_bytes()) if cache.root is not None else ""
+    rels = [path.relative_to(specs_root).as_posix() for path in spec_files]
+    keys = [
+        spec_key(rel, path.read_bytes()) if cache.root is not None else ""
+        for rel, path in zip(rels, spec_files, strict=True)
+    ]
+    loaded: list[tuple[ir.EndpointIR | None, list[Problem]] | None] = []
+    for key in keys:
         hit = cache.get_endpoint(key) if key else None
-        if hit is not None:
-            endpoints.append(hit[0])
-            problems.extend(Problem(w["file"], w["pointer"], w["message"], Level.WARNING) for w in hit[1])
+        if hit is None:
+            loaded.append(None)
             continue
-        found: list[Problem] = []
-        spec = loader.load(path, found)
-        endpoint = ir.build(spec, rel, found) if spec is not None else None
-        problems.extend(found)
-        if endpoint is not None:
-            endpoints.append(endpoint)
-            if key and not any(p.level is Level.ERROR for p in found):
-                cache.put_endpoint(
-                    key, endpoint, [{"file": p.file, "pointer": p.pointer, "message": p.message} for p in found]
-                )
+        warnings = [Problem(w["file"], w["pointer"], w["message"], Level.WARNING) for w in hit[1]]
+        loaded.append((hit[0], warnings))
+    missing = [i for i, item in enumerate(loaded) if item is None]
+    calls = [(spec_files[i], rels[i]) for i in missing]
+    fresh = _map(_load_spec, calls, jobs, warm, chunksize=8, per_worker=_LOADS_PER_WORKER, here_below=_LOADS_PER_WORKER)
+    for i, (endpoint, found) in zip(missing, fresh, strict=True):
+        loaded[i] = (endpoint, found)
+        if endpoint is not None and keys[i] and not any(p.level is Level.ERROR for p in found):
+            cache.put_endpoint(
+                keys[i], endpoint, [{"file": p.file, "pointer": p.pointer, "message": p.message} for p in found]
+            )
+    if per_spec is not None:
+        per_spec.update((rel, item[1]) for rel, item in zip(rels, loaded, strict=True) if item is not None)
+    loaded.extend(known)
+    problems = [p for item in loaded if item is not None for p in item[1]]
+    endpoints = [item[0] for item in loaded if item is not None and item[0] is not None]
     problems.extend(_collisions(endpoints, specs_root))
     errors = [p for p in problems if p.level is Level.ERROR]
     if errors:
         raise InvalidSpecError(errors)
     endpoints.sort(key=lambda e: e.endpoint_id)
     return endpoints, [p for p in problems if p.level is Level.WARNING]
+
+
+def _load_spec(path: Path, rel: str) -> tuple[ir.EndpointIR | None, list[Problem]]:
+    found: list[Problem] = []
+    spec = loader.load(path, found)
+    return (ir.build(spec, rel, found) if spec is not None else None), found
 
 
 def _collisions(endpoints: list[ir.EndpointIR], specs_root: Path) -> list[Problem]:
@@ -120,32 +147,61 @@ def _collisions(endpoints: list[ir.EndpointIR], specs_root: Path) -> list[Proble
     return problems
 
 
-def _render_endpoint(endpoint: ir.EndpointIR, reserved: frozenset[str]) -> str:
-    rendered = render.render_endpoint(endpoint, generate_models(endpoint, reserved))
-    return render.format_python(rendered.source, rendered.black_block)
+def _render_group(endpoints: Sequence[ir.EndpointIR], reserved: frozenset[str]) -> list[str]:
+    """The modules of endpoints whose models are the same (`_models_key`): their models are generated once."""
+    models = generate_models(endpoints[0], reserved)
+    modules = []
+    for endpoint in endpoints:
+        rendered = render.render_endpoint(endpoint, models)
+        modules.append(render.format_python(rendered.source, rendered.black_block))
+    return modules
+
+
+def _models_key(endpoint: ir.EndpointIR) -> str:
+    """What `generate_models` reads of an endpoint, as text in its own key order (which is the models' field
+    order); one catalogue endpoint in nine shares its models with another (fal's variants of one app)."""
+    fields = [endpoint.schemas, endpoint.file_inputs, endpoint.file_models, endpoint.streams]
+    return json.dumps(fields, default=str)
 
 
 def _render_modules(
     endpoints: Sequence[ir.EndpointIR], reserved: frozenset[str], cache: ModuleCache, jobs: int, warm: Workers | None
 ) -> list[str]:
-    """Every endpoint module, from the cache or freshly rendered. Many cache misses spread over `jobs` processes
-    (the `warm` ones when there are as many); a few go to `warm` when given, else are rendered here."""
+    """Every endpoint module, from the cache or freshly rendered (in `jobs` processes when there are many)."""
     keys = [endpoint_key(e, reserved) for e in endpoints]
     out = [cache.get(k) for k in keys]
-    missing = [i for i, content in enumerate(out) if content is None]
-    todo = [(endpoints[i], reserved) for i in missing]
-    wanted = min(jobs, len(missing) // _MIN_PER_WORKER)
+    groups: dict[str, list[int]] = {}
+    for i, content in enumerate(out):
+        if content is None:
+            groups.setdefault(_models_key(endpoints[i]), []).append(i)
+    todo = list(groups.values())
+    rendered = _map(_render_group, [([endpoints[i] for i in group], reserved) for group in todo], jobs, warm)
+    for group, contents in zip(todo, rendered, strict=True):
+        for i, content in zip(group, contents, strict=True):
+            out[i] = content
+            cache.put(keys[i], content)
+    return [c for c in out if c is not None]
+
+
+def _map(
+    function: Callable[..., T],
+    calls: Sequence[tuple[Any, ...]],
+    jobs: int,
+    warm: Workers | None,
+    chunksize: int = 1,
+    per_worker: int = _MIN_PER_WORKER,
+    here_below: int = 1,
+) -> list[T]:
+    """`function` over `calls`, in order: spread over `jobs` processes (the `warm` ones when there are as many) when
+    each gets `per_worker` calls or more; else to `warm`'s one worker, unless fewer than `here_below` calls would
+    finish here before it is ready."""
+    wanted = min(jobs, len(calls) // per_worker)
     if wanted > 1 and (warm is None or warm.size < wanted):
         with workers(wanted) as own:
-            rendered = own.pool.starmap(_render_endpoint, todo, chunksize=1)
-    elif warm is not None and todo:
-        rendered = warm.pool.starmap(_render_endpoint, todo, chunksize=1)
-    else:
-        rendered = [_render_endpoint(*job) for job in todo]
-    for i, content in zip(missing, rendered, strict=False):
-        out[i] = content
-        cache.put(keys[i], content)
-    return [c for c in out if c is not None]
+            return own.pool.starmap(function, calls, chunksize=chunksize)
+    if warm is not None and calls and len(calls) >= here_below:
+        return warm.pool.starmap(function, calls, chunksize=chunksize)
+    return [function(*call) for call in calls]
 
 
 def _warm() -> None:
@@ -179,24 +235,66 @@ def workers(count: int) -> Iterator[Workers]:
 
 
 def render_tree(
-    endpoints: Sequence[ir.EndpointIR], cache: ModuleCache | None = None, jobs: int = 1, warm: Workers | None = None
-) -> dict[str, str]:
-    """Stage 3-4: every file of the output package, formatted, keyed by relative path."""
+    endpoints: Sequence[ir.EndpointIR],
+    cache: ModuleCache | None = None,
+    jobs: int = 1,
+    warm: Workers | None = None,
+    last: LastTree | None = None,
+) -> Mapping[str, str]:
+    """Stage 3-4: every file of the output package, formatted, keyed by relative path. With `last`, the modules of
+    its unchanged endpoints (and its namespace packages) are taken from the tree on disk instead of rendered."""
     endpoints = sorted(endpoints, key=lambda e: e.endpoint_id)
     reserved = _reserved_kwargs()
-    packages = {e.module_parts[:i] for e in endpoints for i in range(1, len(e.module_parts))}
+    packages = _packages(endpoints)
+    paths = [module_path(e, packages) for e in endpoints]
+    kept: set[str] = set()
     files: dict[str, str] = {}
-    for e, content in zip(
-        endpoints, _render_modules(endpoints, reserved, cache or ModuleCache(None), jobs, warm), strict=False
-    ):
-        path = "/".join(e.module_parts) + ("/__init__.py" if e.module_parts in packages else ".py")
-        files[path] = content
-    endpoint_parts = {e.module_parts for e in endpoints}
-    for parts in sorted(packages - endpoint_parts):
-        files["/".join(parts) + "/__init__.py"] = _formatted(render.render_namespace("/".join(parts)), cache)
+    todo: list[int] = []
+    for i, e in enumerate(endpoints):
+        was = last.modules.get(e.endpoint_id) if last is not None else None
+        if was == paths[i]:
+            kept.add(was)
+        elif was is not None and last is not None:  # `x.py` became `x/__init__.py` (or back): same text, moved
+            files[paths[i]] = (last.root / was).read_text(encoding="utf-8")
+        else:
+            todo.append(i)
+    rendered = _render_modules([endpoints[i] for i in todo], reserved, cache or ModuleCache(None), jobs, warm)
+    files.update((paths[i], content) for i, content in zip(todo, rendered, strict=True))
+    for path in namespace_paths(endpoints, packages):
+        if last is not None and path in last.namespaces:
+            kept.add(path)
+        else:
+            files[path] = _formatted(render.render_namespace(path.removesuffix("/__init__.py")), cache)
     files["__init__.py"] = _formatted(render.render_package(endpoints), cache)
     files[TYPED_MARKER] = ""  # PEP 561: an installed `generated` is typed for the user's type checker
-    return dict(sorted(files.items()))
+    if last is None:
+        return dict(sorted(files.items()))
+    return TreeFiles(last.root, files, kept)
+
+
+def _packages(endpoints: Sequence[ir.EndpointIR]) -> set[tuple[str, ...]]:
+    return {e.module_parts[:i] for e in endpoints for i in range(1, len(e.module_parts))}
+
+
+def module_path(endpoint: ir.EndpointIR, packages: set[tuple[str, ...]]) -> str:
+    """An endpoint module's file: `flux/dev.py`, or `flux/dev/__init__.py` when other endpoints live below it."""
+    return "/".join(endpoint.module_parts) + ("/__init__.py" if endpoint.module_parts in packages else ".py")
+
+
+def namespace_paths(endpoints: Sequence[ir.EndpointIR], packages: set[tuple[str, ...]]) -> list[str]:
+    """The `__init__.py` of each package no endpoint owns (`fal_ai/`, `fal_ai/flux/` when no `fal-ai/flux`)."""
+    owned = {e.module_parts for e in endpoints}
+    return ["/".join(parts) + "/__init__.py" for parts in sorted(packages - owned)]
+
+
+@dataclass(frozen=True)
+class LastTree:
+    """What a run may reuse of the tree the last run left (same generator, tree untouched since): the modules of
+    endpoints whose spec is unchanged (endpoint id → relative path) and its namespace packages."""
+
+    root: Path
+    modules: dict[str, str]
+    namespaces: frozenset[str]
 
 
 def _formatted(source: str, cache: ModuleCache | None) -> str:
@@ -213,8 +311,9 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
     """Generate `out` from the specs under `specs_root`; returns the result and whether `out` changed.
 
     With a cache, a run whose spec bytes, generator and output tree all match the last run's stamp stops after
-    reading the specs: nothing else can change the output. When only the specs differ, the tree is known to be the
-    last run's, so only the files that change are rewritten (each atomically) instead of swapping the whole tree.
+    reading the specs: nothing else can change the output. When only some specs differ, the tree is known to be the
+    last run's: only the changed specs are loaded and rendered (the others join the cross-spec checks as the last
+    run recorded them), and only the files that change are rewritten (each atomically) instead of swapping the tree.
     """
     cache = ModuleCache(cache_dir)
     last = cache.last_run(out) if cache.root is not None else None
@@ -222,27 +321,71 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
     # earlier run into `out` is on record (nearly every module will be a cache miss).
     with workers(1 if last is not None else max(1, jobs)) as warm:
         spec_files = loader.find_spec_files(specs_root)
-        stamp = run_stamp(specs_root, spec_files) if cache.root is not None else None
+        rels = [p.relative_to(specs_root).as_posix() for p in spec_files]
+        keys = [spec_key(rel, p.read_bytes()) for rel, p in zip(rels, spec_files, strict=True)] if cache.root else []
+        reserved = sorted(_reserved_kwargs())  # decides every module, as the generator and the spec do
+        stamp = source_key("\n".join([*keys, *reserved])) if cache.root is not None else None
         before = tree_stats(out) if last is not None else None
-        if last is not None and before == last["tree"] and last["stamp"] == stamp:
-            warnings = [Problem(w["file"], w["pointer"], w["message"], Level.WARNING) for w in last["warnings"]]
+        same_tree = last is not None and before == last["tree"]
+        if last is not None and same_tree and last["stamp"] == stamp:
+            warnings = [_warning(w) for w in last["warnings"]]
             return Result(last["count"], {}, warnings), False
-        endpoints, warnings = load_endpoints(spec_files, specs_root, cache)
-        files = render_tree(endpoints, cache, jobs, warm)
-    hashes = {rel: content_hash(text) for rel, text in files.items()}
-    if last is not None and before == last["tree"]:
+        reusable = last is not None and same_tree and last.get("reserved") == reserved and "namespaces" in last
+        recorded = last.get("specs", {}) if last is not None and reusable else {}
+        unchanged = {rel for rel, key in zip(rels, keys, strict=False) if recorded.get(rel, {}).get("key") == key}
+        known = [(_endpoint(recorded[rel]["endpoint"]), [_warning(w) for w in recorded[rel]["warnings"]])
+                 for rel in sorted(unchanged)]  # fmt: skip
+        changed_files = [p for rel, p in zip(rels, spec_files, strict=True) if rel not in unchanged]
+        fresh: dict[str, list[Problem]] = {}
+        endpoints, warnings = load_endpoints(changed_files, specs_root, cache, jobs, warm, known, fresh)
+        reuse = None
+        if last is not None and same_tree and unchanged:
+            reuse = LastTree(
+                out,
+                {e.endpoint_id: recorded[e.spec_file]["module"] for e, _ in known},
+                frozenset(last["namespaces"]),
+            )
+        files = render_tree(endpoints, cache, jobs, warm, reuse)
+    kept = files.kept if isinstance(files, TreeFiles) else set()
+    hashes = {rel: last["hashes"][rel] if rel in kept and last else content_hash(files[rel]) for rel in files}
+    if last is not None and same_tree:
         changed = update_tree(out, files, hashes, last["hashes"])
     else:
         changed = write_tree(out, files)
     if stamp is not None:
+        for rel in unchanged:
+            fresh[rel] = [_warning(w) for w in recorded[rel]["warnings"]]
+        packages = _packages(endpoints)
+        key_of = dict(zip(rels, keys, strict=True))
+        by_spec = {
+            e.spec_file: {"key": key_of[e.spec_file], "module": module_path(e, packages), "endpoint": _stub_json(e),
+                          "warnings": [_warning_json(w) for w in fresh.get(e.spec_file, [])]}
+            for e in endpoints
+        }  # fmt: skip
         cache.record_run(out, {
             "stamp": stamp, "tree": tree_stats(out), "hashes": hashes, "count": len(endpoints),
-            "warnings": [{"file": w.file, "pointer": w.pointer, "message": w.message} for w in warnings],
+            "warnings": [_warning_json(w) for w in warnings], "specs": by_spec,
+            "namespaces": namespace_paths(endpoints, packages), "reserved": reserved,
         })  # fmt: skip
     return Result(len(endpoints), files, warnings), changed
 
 
-def run_stamp(specs_root: Path, spec_files: Sequence[Path]) -> str:
-    """What decides the output: the generator and every spec's path and bytes."""
-    keys = [spec_key(p.relative_to(specs_root).as_posix(), p.read_bytes()) for p in spec_files]
-    return source_key("\n".join(keys))
+def _warning(data: dict[str, str]) -> Problem:
+    return Problem(data["file"], data["pointer"], data["message"], Level.WARNING)
+
+
+def _warning_json(problem: Problem) -> dict[str, str]:
+    return {"file": problem.file, "pointer": problem.pointer, "message": problem.message}
+
+
+def _stub_json(endpoint: ir.EndpointIR) -> dict[str, Any]:
+    """What a later run needs of an unchanged endpoint (cross-spec checks, the package index): all but its
+    schemas and description."""
+    fields = {f.name: getattr(endpoint, f.name) for f in dataclasses.fields(endpoint)}
+    return {**fields, "schemas": {}, "file_inputs": {}, "description": ""}
+
+
+def _endpoint(data: dict[str, Any]) -> ir.EndpointIR:
+    return ir.EndpointIR(
+        **{**data, "module_parts": tuple(data["module_parts"]), "file_models": tuple(data["file_models"])}
+    )

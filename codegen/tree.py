@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 TYPED_MARKER = "py.typed"
@@ -30,7 +31,34 @@ def read_tree(root: Path) -> dict[str, str] | None:
     }
 
 
-def write_tree(root: Path, files: dict[str, str]) -> bool:
+class TreeFiles(Mapping[str, str]):
+    """A tree's files by relative path: those rendered by this run, and those `kept` on disk as the last run wrote
+    them, read only when asked for. A run that changes one spec then neither renders nor reads the other 1,300
+    modules."""
+
+    def __init__(self, root: Path, rendered: dict[str, str], kept: set[str]) -> None:
+        self.root = root
+        self.rendered = rendered
+        self.kept = kept
+
+    def __getitem__(self, rel: str) -> str:
+        if rel in self.rendered:
+            return self.rendered[rel]
+        if rel not in self.kept:
+            raise KeyError(rel)
+        return (self.root / rel).read_text(encoding="utf-8")
+
+    def __contains__(self, rel: object) -> bool:  # Mapping's would read the file
+        return rel in self.rendered or rel in self.kept
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted({*self.rendered, *self.kept}))
+
+    def __len__(self) -> int:
+        return len({*self.rendered, *self.kept})
+
+
+def write_tree(root: Path, files: Mapping[str, str]) -> bool:
     """Replace `root` with exactly `files`; returns False (touching nothing) when it already holds them.
 
     The new tree is written beside the old one and swapped in with renames, so a failure while writing leaves
@@ -71,7 +99,7 @@ def _linked(source: Path, target: Path) -> bool:
     return True
 
 
-def update_tree(root: Path, files: dict[str, str], hashes: dict[str, str], current: dict[str, str]) -> bool:
+def update_tree(root: Path, files: Mapping[str, str], hashes: dict[str, str], current: dict[str, str]) -> bool:
     """Bring a tree whose content hashes are `current` to `files`: write the files that differ (each to a temporary
     beside it, then renamed), delete the ones that went away. Every spec was validated before this, so nothing here
     depends on input; an interruption leaves whole files, and the next run's stamp check repairs the rest."""

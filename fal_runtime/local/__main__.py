@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     server.start()
-    print(f"CA: {server.ca_file}; {len(server.endpoints)} endpoints; FAL_RUN_HOST={server.run_host}", file=sys.stderr)
+    print(f"CA: {server.ca_file}; {server.endpoints.spec_count} specs; FAL_RUN_HOST={server.run_host}", file=sys.stderr)
     print(f"listening on {server.url}", flush=True)
     try:
         server.wait()

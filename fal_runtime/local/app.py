@@ -24,7 +24,7 @@ import hashlib
 import json
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -89,7 +89,7 @@ class LocalFal:
 
     def __init__(
         self,
-        endpoints: dict[str, ServedEndpoint],
+        endpoints: Mapping[str, ServedEndpoint],
         script: Script,
         signer: Signer,
         tls: ssl.SSLContext,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +64,21 @@ def _string(value: Any) -> str | None:
 
 
 class ModelsApi:
-    """The search index over the server's endpoints, ordered by endpoint id so pages are stable."""
+    """The search index over the server's endpoints, ordered by endpoint id so pages are stable.
 
-    def __init__(self, endpoints: dict[str, ServedEndpoint]) -> None:
-        self._entries = [_entry(endpoints[key]) for key in sorted(endpoints)]
+    Built on the first search, not with the server: it reads every endpoint's spec, and the specs are parsed lazily
+    (`specs.SpecIndex`) so that a server that is never searched does not parse the whole catalogue."""
+
+    def __init__(self, endpoints: Mapping[str, ServedEndpoint]) -> None:
+        self._endpoints = endpoints
+        self._built: list[_Entry] | None = None
+
+    @property
+    def _entries(self) -> list[_Entry]:
+        # Two threads building at once build equal lists; the assignment is atomic, so no lock is needed here.
+        if self._built is None:
+            self._built = [_entry(self._endpoints[key]) for key in sorted(self._endpoints)]
+        return self._built
 
     def page(self, params: QueryParams, run_base: str) -> JSON:
         """One page of results for a request's query string; BadQuery when fal would answer 400."""

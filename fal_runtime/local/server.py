@@ -22,7 +22,7 @@ from .app import MAX_BODY_BYTES, RUN_PREFIX, LocalFal
 from .faults import ExposeTransport
 from .pricing import Price
 from .script import Behaviour, Fault, Op, Phase, Rule, Script
-from .specs import DEFAULT_SPECS_DIR, ServedEndpoint, load_specs
+from .specs import DEFAULT_SPECS_DIR, SpecIndex, load_specs
 from .store import RESULT_TTL
 from .tls import Certificates, issue
 from .webhooks import Signer
@@ -65,7 +65,8 @@ class LocalServer:
         self._workdir = tempfile.TemporaryDirectory(prefix="fal-local-")
         workdir = Path(self._workdir.name)
         self.certificates: Certificates = issue(ca_file or workdir / "ca.pem", workdir)
-        self.endpoints: dict[str, ServedEndpoint] = load_specs(specs_dir)
+        # Parsed lazily (`SpecIndex`): a server starts in a fraction of a second and parses the specs it is asked for.
+        self.endpoints: SpecIndex = load_specs(specs_dir)
         self._script = Script()
         self._fal = LocalFal(
             self.endpoints, self._script, Signer(), self.certificates.client_context(), result_ttl, max_body_bytes

@@ -159,6 +159,41 @@ def test_the_run_stamp_notices_every_change(corpus: Path, tmp_path: Path, warm_c
     assert removed.files == render_tree(load_endpoints(loader.find_spec_files(specs), specs)[0], warm_cache)
 
 
+def test_an_incremental_run_renders_only_what_changed(corpus: Path, tmp_path: Path, warm_cache: ModuleCache) -> None:
+    """With the last run's tree in place, only changed specs are rendered: an edited spec, a new child endpoint (its
+    parent's module moves into a package, unrendered) and a removed spec give the tree a cold run writes."""
+    from codegen.tree import TreeFiles
+
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    shutil.copytree(corpus, specs)
+    generate(specs, out, cache_dir=warm_cache.root)
+    edited = specs / "fal-ai" / "flux" / "dev" / "image-to-image.yaml"
+    edited.write_text(edited.read_text().replace("Image to image version of FLUX.1 [dev]", "Edited description"))
+    parent = specs / "fal-ai" / "image-editing" / "color-correction.yaml"
+    child = parent.with_suffix("") / "extra.yaml"
+    child.parent.mkdir()
+    child.write_text(
+        parent.read_text().replace(
+            "fal-ai/image-editing/color-correction", "fal-ai/image-editing/color-correction/extra"
+        )
+    )
+    removed = next(p for p in loader.find_spec_files(specs) if p not in (edited, parent, child))
+    removed.unlink()
+
+    result, changed = generate(specs, out, cache_dir=warm_cache.root)
+    cold, _ = generate(specs, tmp_path / "cold", cache_dir=None, jobs=2)
+    assert changed and read_tree(out) == dict(result.files) == cold.files
+    assert isinstance(result.files, TreeFiles)
+    assert set(result.files.rendered) == {
+        "fal_ai/flux/dev/image_to_image.py",
+        "fal_ai/image_editing/color_correction/extra.py",
+        "fal_ai/image_editing/color_correction/__init__.py",  # moved from color_correction.py, not rendered again
+        "__init__.py",
+        "py.typed",
+    }
+    assert generate(specs, out, cache_dir=warm_cache.root)[1] is False  # and the next run is a no-op again
+
+
 @pytest.mark.slow
 def test_every_file_is_what_black_would_write(reference: dict[str, str]) -> None:
     """The generator asks black only about statements it would change (`render.format_python`); the result must be
