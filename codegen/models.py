@@ -10,6 +10,7 @@ import ast
 import copy
 import itertools
 import warnings
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
@@ -91,27 +92,84 @@ def warm_up() -> None:
 
 
 def generate_models(endpoint: EndpointIR, reserved_kwargs: frozenset[str]) -> Models:
-    from datamodel_code_generator import generate
+    return _finish(endpoint, _datamodel_code(_schemas(endpoint)), reserved_kwargs)
 
+
+def generate_models_batch(endpoints: Sequence[EndpointIR], reserved_kwargs: frozenset[str]) -> list[Models]:
+    """`generate_models` for several endpoints in one datamodel-code-generator call: each endpoint's schemas become
+    one module of a modular document (`m0.Input`, `m1.Input`), which it renders exactly as it would alone, at ~20 %
+    less than one call each. A batch that fails is retried one endpoint at a time, so an error names its endpoint."""
+    documents = [_schemas(e) for e in endpoints]
+    if len(documents) < 2:
+        return [_finish(e, _datamodel_code(d), reserved_kwargs) for e, d in zip(endpoints, documents, strict=True)]
+    try:
+        outputs = _datamodel_code_modular(documents)
+    except Exception:
+        outputs = [_datamodel_code(d) for d in documents]
+    return [_finish(e, out, reserved_kwargs) for e, out in zip(endpoints, outputs, strict=True)]
+
+
+def _schemas(endpoint: EndpointIR) -> dict[str, Any]:
+    """The component schemas datamodel-code-generator gets for an endpoint: file inputs marked, titles dropped,
+    file models based on `FalFile`, and the stream's chunk model when it streams."""
     schemas = {name: polish.untitled(schema) for name, schema in _mark_file_inputs(endpoint).items()}
+    for name in endpoint.file_models:  # downloadable files get save() / download()
+        schemas[name] = {**schemas[name], "customBasePath": FILE_MODEL_BASE}
     if endpoint.streams:
         if STREAM_EVENT in schemas:
             raise AssertionError(f"{endpoint.endpoint_id} defines a class {STREAM_EVENT!r} of its own")
         schemas[STREAM_EVENT] = _stream_event(schemas["Output"])
-    document = {
-        "openapi": "3.1.0",
-        "info": {"title": "models", "version": "0"},
-        "paths": {},
-        "components": {"schemas": schemas},
-    }
-    options = _dcg_options()
-    if endpoint.file_models:  # downloadable files get save() / download()
-        options["base_class_map"] = dict.fromkeys(endpoint.file_models, "fal_runtime.files.FalFile")
+    return schemas
+
+
+def _document(schemas: dict[str, Any]) -> dict[str, Any]:
+    return {"openapi": "3.1.0", "info": {"title": "models", "version": "0"}, "paths": {},
+            "components": {"schemas": schemas}}  # fmt: skip
+
+
+def _datamodel_code(schemas: dict[str, Any]) -> str:
+    from datamodel_code_generator import generate
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = generate(document, **options)
+        out = generate(_document(schemas), **_dcg_options())
     if not isinstance(out, str):
         raise TypeError("datamodel-code-generator returned several modules for one endpoint")
+    return out
+
+
+_REF = "#/components/schemas/"
+
+
+def _prefixed(node: Any, prefix: str) -> Any:
+    """A schema with every local `$ref` pointing into module `prefix` of a modular document."""
+    if isinstance(node, dict):
+        return {
+            k: f"{_REF}{prefix}{v[len(_REF) :]}" if k == "$ref" and isinstance(v, str) and v.startswith(_REF)
+            else _prefixed(v, prefix)
+            for k, v in node.items()
+        }  # fmt: skip
+    if isinstance(node, list):
+        return [_prefixed(v, prefix) for v in node]
+    return node
+
+
+def _datamodel_code_modular(documents: Sequence[dict[str, Any]]) -> list[str]:
+    from datamodel_code_generator import generate
+
+    schemas: dict[str, Any] = {}
+    for i, document in enumerate(documents):
+        schemas.update((f"m{i}.{name}", _prefixed(schema, f"m{i}.")) for name, schema in document.items())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = generate(_document(schemas), **_dcg_options())
+    if not isinstance(out, dict):
+        raise TypeError("datamodel-code-generator returned one module for a modular document")
+    return [out[(f"m{i}.py",)] for i in range(len(documents))]
+
+
+def _finish(endpoint: EndpointIR, out: str, reserved_kwargs: frozenset[str]) -> Models:
+    """datamodel-code-generator's module polished (`polish`), and what the call functions need to know of it."""
     source = polish.without_config_noise(_typed_defaults(_strip_header(out)))
     source, aliases = polish.literal_aliases(source)
     tree = ast.parse(source)
@@ -237,6 +295,7 @@ def _stream_event(output: dict[str, Any]) -> dict[str, Any]:
 
 
 FILE_INPUT_TYPE = "fal_runtime.inputs.FileInput"
+FILE_MODEL_BASE = "fal_runtime.files.FalFile"
 # Constraints of a URL string that cannot apply to a path, bytes or an image; fal checks the URL it finally gets.
 _URL_ONLY = ("format", "minLength", "maxLength", "pattern", "contentMediaType", "contentEncoding")
 

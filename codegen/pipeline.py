@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from codegen import ir, loader, render
 from codegen.cache import ModuleCache, endpoint_key, source_key, spec_key
-from codegen.models import generate_models
+from codegen.models import generate_models_batch
 from codegen.problems import InvalidSpecError, Level, Problem
 from codegen.tree import TYPED_MARKER, TreeFiles, content_hash, tree_stats, update_tree, write_tree
 
@@ -30,6 +30,7 @@ _MODULE_NAMES = frozenset(
 )  # fmt: skip
 _PACKAGE_NAMES = frozenset({"ENDPOINTS", "load"})
 _MIN_PER_WORKER = 4  # below this, forking a worker costs more than it saves
+_BATCH = 8  # endpoint groups per datamodel-code-generator call (and per task of a worker)
 _LOADS_PER_WORKER = 32  # a spec loads in ~15 ms: a handful is quicker here than in a worker
 T = TypeVar("T")
 
@@ -147,13 +148,13 @@ def _collisions(endpoints: list[ir.EndpointIR], specs_root: Path) -> list[Proble
     return problems
 
 
-def _render_group(endpoints: Sequence[ir.EndpointIR], reserved: frozenset[str]) -> list[str]:
-    """The modules of endpoints whose models are the same (`_models_key`): their models are generated once."""
-    models = generate_models(endpoints[0], reserved)
+def _render_groups(groups: Sequence[Sequence[ir.EndpointIR]], reserved: frozenset[str]) -> list[list[str]]:
+    """The modules of each group of endpoints whose models are the same (`_models_key`): each group's models are
+    generated once, and the groups' in one call of datamodel-code-generator."""
     modules = []
-    for endpoint in endpoints:
-        rendered = render.render_endpoint(endpoint, models)
-        modules.append(render.format_python(rendered.source, rendered.black_block))
+    for group, models in zip(groups, generate_models_batch([g[0] for g in groups], reserved), strict=True):
+        rendered = [render.render_endpoint(endpoint, models) for endpoint in group]
+        modules.append([render.format_python(r.source, r.black_block) for r in rendered])
     return modules
 
 
@@ -175,7 +176,10 @@ def _render_modules(
         if content is None:
             groups.setdefault(_models_key(endpoints[i]), []).append(i)
     todo = list(groups.values())
-    rendered = _map(_render_group, [([endpoints[i] for i in group], reserved) for group in todo], jobs, warm)
+    size = max(1, min(_BATCH, len(todo) // (4 * jobs)))  # enough batches to keep every worker busy to the end
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    calls = [([[endpoints[i] for i in group] for group in batch], reserved) for batch in batches]
+    rendered = [contents for batch in _map(_render_groups, calls, jobs, warm) for contents in batch]
     for group, contents in zip(todo, rendered, strict=True):
         for i, content in zip(group, contents, strict=True):
             out[i] = content
@@ -223,10 +227,12 @@ class Workers:
 
 
 @contextmanager
-def workers(count: int) -> Iterator[Workers]:
-    """`count` worker processes, started and warming up at once; stopped on exit, even if never used."""
+def workers(count: int, warm: bool = False) -> Iterator[Workers]:
+    """`count` worker processes, started at once (and warming up, with `warm`); stopped on exit, even if never
+    used. Without `warm` they take their first tasks at once (loading specs needs none of it) and warm up on the
+    first module they render."""
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    pool = context.Pool(count, initializer=_warm)
+    pool = context.Pool(count, initializer=_warm if warm else None)
     try:
         yield Workers(pool, count)
     finally:
@@ -317,9 +323,9 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
     """
     cache = ModuleCache(cache_dir)
     last = cache.last_run(out) if cache.root is not None else None
-    # Workers warm up while the specs are read and loaded: one for the usual few changed specs, or `jobs` when no
-    # earlier run into `out` is on record (nearly every module will be a cache miss).
-    with workers(1 if last is not None else max(1, jobs)) as warm:
+    # One worker warms up while the specs are read and the few changed ones loaded, or `jobs` workers load and render
+    # when no earlier run into `out` is on record (every spec will be loaded, nearly every module rendered).
+    with workers(1, warm=True) if last is not None else workers(max(1, jobs)) as warm:
         spec_files = loader.find_spec_files(specs_root)
         rels = [p.relative_to(specs_root).as_posix() for p in spec_files]
         keys = [spec_key(rel, p.read_bytes()) for rel, p in zip(rels, spec_files, strict=True)] if cache.root else []

@@ -272,14 +272,32 @@ def _format_class_body(node: ast.ClassDef, lines: list[str], start: int, end: in
         parts.append("".join(lines[first:last]))
         pos = last
     parts.append("".join(lines[pos:end]))
-    if pending:
-        (stand_in,) = _black_statements(["class _:\n" + "\n".join(parts[i] for i in pending)])
-        body = ast.parse(stand_in).body[0]
-        assert isinstance(body, ast.ClassDef) and len(body.body) == len(pending)
-        formatted = stand_in.splitlines(keepends=True)
-        for index, stmt in zip(pending, body.body, strict=False):
-            parts[index] = "".join(formatted[slice(*_span(stmt))])
+    for index, formatted in zip(pending, _black_fields([parts[i] for i in pending]), strict=True):
+        parts[index] = formatted
     return "".join(parts)
+
+
+# black's output by statement, for this process: fal's fields (`prompt`, `image_size`, `num_inference_steps`) recur
+# in hundreds of endpoints, and black costs ~5 ms for each line it must split.
+_FIELDS: dict[str, str] = {}
+_STATEMENTS: dict[str, str] = {}
+_MEMO_LIMIT = 50_000
+
+
+def _black_fields(fields: list[str]) -> list[str]:
+    """Class-body statements (at depth one) as black writes them; those not yet seen go to black in one stand-in
+    class, as they format the same at the same depth."""
+    if len(_FIELDS) > _MEMO_LIMIT:
+        _FIELDS.clear()
+    missing = [f for f in dict.fromkeys(fields) if f not in _FIELDS]
+    if missing:
+        (stand_in,) = _black_statements(["class _:\n" + "\n".join(missing)])
+        body = ast.parse(stand_in).body[0]
+        assert isinstance(body, ast.ClassDef) and len(body.body) == len(missing)
+        formatted = stand_in.splitlines(keepends=True)
+        for text, stmt in zip(missing, body.body, strict=True):
+            _FIELDS[text] = "".join(formatted[slice(*_span(stmt))])
+    return [_FIELDS[f] for f in fields]
 
 
 def _span(node: ast.stmt) -> tuple[int, int]:
@@ -305,14 +323,18 @@ def param_block(lines: list[str]) -> str:
 def _black_statements(chunks: list[str]) -> list[str]:
     """Top-level statements formatted by black in one call, as they would be inside a generated module (black's
     choices depend on the module's future imports; every generated module has this one)."""
-    if not chunks:
-        return []
-    formatted = black_format(_FUTURE + "\n\n".join(chunks))
-    lines = formatted.splitlines(keepends=True)
-    body = ast.parse(formatted).body[1:]
-    if len(body) != len(chunks):
-        raise AssertionError("black changed the number of statements")
-    return ["".join(lines[slice(*_span(node))]) for node in body]
+    if len(_STATEMENTS) > _MEMO_LIMIT:
+        _STATEMENTS.clear()
+    missing = [c for c in dict.fromkeys(chunks) if c not in _STATEMENTS]
+    if missing:
+        formatted = black_format(_FUTURE + "\n\n".join(missing))
+        lines = formatted.splitlines(keepends=True)
+        body = ast.parse(formatted).body[1:]
+        if len(body) != len(missing):
+            raise AssertionError("black changed the number of statements")
+        for chunk, node in zip(missing, body, strict=True):
+            _STATEMENTS[chunk] = "".join(lines[slice(*_span(node))])
+    return [_STATEMENTS[c] for c in chunks]
 
 
 def _settled(lines: list[str]) -> bool:
