@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from codegen.problems import InvalidSpecError, display_path
@@ -84,18 +83,23 @@ def main(argv: list[str] | None = None) -> int:
 def _check(specs: Path, out: Path, cache: Path) -> int:
     from codegen import loader
     from codegen.cache import ModuleCache
-    from codegen.pipeline import load_endpoints, render_tree
+    from codegen.pipeline import load_endpoints, render_tree, workers
     from codegen.render import black_format
     from codegen.tree import read_tree
 
-    try:
-        endpoints, _ = load_endpoints(loader.find_spec_files(specs), specs)
-    except InvalidSpecError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 1
-    expected = render_tree(endpoints, ModuleCache(cache), jobs=os.cpu_count() or 1)
+    jobs = os.cpu_count() or 1
     actual = read_tree(out) or {}
+    with workers(jobs) as pool:
+        try:
+            endpoints, _ = load_endpoints(loader.find_spec_files(specs), specs, None, jobs, pool)
+        except InvalidSpecError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        expected = render_tree(endpoints, ModuleCache(cache), jobs, pool)
+        # black costs ~0.1 s a catalogue module: the same workers check every file, all cores busy.
+        paths = sorted(actual)
+        formatted = pool.pool.map(black_format, [actual[p] for p in paths], chunksize=32)
     faults = [f"{out}/{p}: no spec generates it (an orphan module)" for p in sorted(set(actual) - set(expected))]
     faults += [f"{out}/{p}: missing (a spec without its module)" for p in sorted(set(expected) - set(actual))]
     faults += [
@@ -103,7 +107,11 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
         for p in sorted(set(expected) & set(actual))
         if expected[p] != actual[p]
     ]
-    faults += [f"{out}/{p}: not as black would write it (a generator bug)" for p in _not_black(actual, black_format)]
+    faults += [
+        f"{out}/{p}: not as black would write it (a generator bug)"
+        for p, text in zip(paths, formatted, strict=True)
+        if text != actual[p]
+    ]
     for fault in faults:
         print(fault, file=sys.stderr)
     if faults:
@@ -111,16 +119,6 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
         return 1
     print(f"{len(endpoints)} specs valid; {display_path(out)}/ is current")
     return 0
-
-
-def _not_black(files: dict[str, str], black_format: Callable[[str], str]) -> list[str]:
-    """The files black would change, checked on every core (black costs ~0.1 s a catalogue module)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    paths = sorted(files)
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        formatted = list(pool.map(black_format, [files[p] for p in paths], chunksize=32))
-    return [p for p, text in zip(paths, formatted, strict=True) if text != files[p]]
 
 
 def _diff(base: str | None, specs: Path, fail_on_breaking: bool) -> int:

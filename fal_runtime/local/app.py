@@ -129,14 +129,15 @@ class LocalFal:
     async def guarded(self, endpoint_id: str | None, op: str, produce: Callable[[], Awaitable[Response]]) -> Response:
         """Count the call, apply its scripted delay and fault, else answer with `produce()`."""
         rule = self.script.take_rule(endpoint_id, op)
-        if rule is not None and rule.delay:
-            await asyncio.sleep(rule.delay)
-        if rule is None or rule.fault is None:
-            return await _answer(produce)
-        if rule.fault == "stall":
-            return Stalled(await _answer(produce), rule.stall_seconds)
-        answer = await _answer(produce) if rule.phase == "after" else None
-        return fault_response(rule, answer)
+        with self.script.answering(endpoint_id, op):
+            if rule is not None and rule.delay:
+                await asyncio.sleep(rule.delay)
+            if rule is None or rule.fault is None:
+                return await _answer(produce)
+            if rule.fault == "stall":
+                return Stalled(await _answer(produce), rule.stall_seconds)
+            answer = await _answer(produce) if rule.phase == "after" else None
+            return fault_response(rule, answer)
 
     async def accepted(self, request: Request, endpoint: ServedEndpoint) -> tuple[Any, bytes]:
         """A valid input whose files the "model" could read, as fal's runners fetch them: a link to this server's

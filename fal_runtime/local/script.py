@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeVar, get_args
 
@@ -117,6 +118,10 @@ def from_json(kind: type[_Item], body: Any) -> _Item:
 @dataclass
 class Counters:
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)  # (endpoint id or "", op) → HTTP calls
+    # Calls of (endpoint id or "", op) being answered right now, and the most at once: concurrency a test can see
+    # without timing it.
+    in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)
+    peak: Counter[tuple[str, str]] = field(default_factory=Counter)
     jobs: Counter[str] = field(default_factory=Counter)  # endpoint id → accepted submits (jobs created)
     runs: Counter[str] = field(default_factory=Counter)  # endpoint id → runs and streams answered
     fingerprints: Counter[str] = field(default_factory=Counter)  # idempotency fingerprint → accepted submits
@@ -163,6 +168,20 @@ class Script:
             return _take(
                 self._rules, lambda r: r.op == op and r.endpoint_id in (None, endpoint_id) and r.nth in (None, count)
             )
+
+    @contextmanager
+    def answering(self, endpoint_id: str | None, op: str) -> Iterator[None]:
+        """Around the answer to one call: counts it among those in flight (and their peak) until it is answered."""
+        key = (endpoint_id or "", op)
+        with self._lock:
+            c = self._counters
+            c.in_flight[key] += 1
+            c.peak[key] = max(c.peak[key], c.in_flight[key])
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._counters.in_flight[key] -= 1
 
     def behaviour(self, endpoint_id: str) -> Behaviour:
         """The behaviour for a new job of `endpoint_id`: the first matching one (using up one of its `times`)."""
@@ -212,14 +231,19 @@ class Script:
             return list(self._webhooks)
 
     def counters(self) -> dict[str, Any]:
-        """A JSON-ready snapshot: calls per endpoint and op, jobs and runs per endpoint, duplicate submits."""
+        """A JSON-ready snapshot: calls (and the most answered at once) per endpoint and op, jobs and runs per
+        endpoint, duplicate submits."""
         with self._lock:
             c = self._counters
             calls: dict[str, dict[str, int]] = {}
             for (endpoint_id, op), n in sorted(c.calls.items()):
                 calls.setdefault(endpoint_id, {})[op] = n
+            peak: dict[str, dict[str, int]] = {}
+            for (endpoint_id, op), n in sorted(c.peak.items()):
+                peak.setdefault(endpoint_id, {})[op] = n
             return {
                 "calls": calls,
+                "peak_concurrent_calls": peak,
                 "submits": dict(c.jobs),
                 "runs": dict(c.runs),
                 "fingerprints": dict(c.fingerprints),

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import io
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -102,16 +101,16 @@ async def test_each_form_async(form: str, async_client: AsyncClient, server: Loc
 async def test_a_list_of_mixed_forms_uploads_concurrently_in_order(
     async_client: AsyncClient, server: LocalServer, png_file: Path
 ) -> None:
-    server.script(op="upload", delay=0.4, times=None)  # each upload takes 0.4 s: one after the other, 0.8 s
+    server.script(op="upload", delay=0.4, times=None)  # each upload is answered after 0.4 s: both are in flight
     values = [_pil(), URL, b"GIF89a" + b"\0" * 20]  # the endpoint takes at most 3
-    started = time.monotonic()
     await flux2.subscribe_async(image_urls=values, prompt="mixed", client=async_client)
-    elapsed = time.monotonic() - started
     sent = _sent(server, "image_urls")
     assert sent[0].endswith("/image.png") and sent[1] == URL and sent[2].endswith("/file.gif")
     assert (server.stored_file(sent[2]) or b"").startswith(b"GIF89a")
-    assert server.counters()["calls"][""]["upload"] == 2
-    assert elapsed < 0.75, f"two 0.4 s uploads took {elapsed:.2f} s: not concurrent"
+    counters = server.counters()
+    assert counters["calls"][""]["upload"] == 2
+    # Seen by the server, not timed (a loaded machine made a 0.75 s bound flaky): one after the other gives 1.
+    assert counters["peak_concurrent_calls"][""]["upload"] == 2, "the two uploads were not made concurrently"
 
 
 def test_sync_list_and_the_token_is_fetched_once(client: Client, server: LocalServer, png_file: Path) -> None:
