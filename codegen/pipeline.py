@@ -30,6 +30,7 @@ _MODULE_NAMES = frozenset(
 )  # fmt: skip
 _PACKAGE_NAMES = frozenset({"ENDPOINTS", "load"})
 _MIN_PER_WORKER = 4  # below this, forking a worker costs more than it saves
+_GROUPS_PER_FORK = 24  # a new worker's warm-up (~1 s) pays for itself from about this many endpoints to render
 _BATCH = 8  # endpoint groups per datamodel-code-generator call (and per task of a worker)
 _LOADS_PER_WORKER = 32  # a spec loads in ~15 ms: a handful is quicker here than in a worker
 T = TypeVar("T")
@@ -179,7 +180,10 @@ def _render_modules(
     size = max(1, min(_BATCH, len(todo) // (4 * jobs)))  # enough batches to keep every worker busy to the end
     batches = [todo[i : i + size] for i in range(0, len(todo), size)]
     calls = [([[endpoints[i] for i in group] for group in batch], reserved) for batch in batches]
-    rendered = [contents for batch in _map(_render_groups, calls, jobs, warm) for contents in batch]
+    per_worker = -(-_GROUPS_PER_FORK // size)  # batches
+    rendered = [
+        contents for batch in _map(_render_groups, calls, jobs, warm, per_worker=per_worker) for contents in batch
+    ]
     for group, contents in zip(todo, rendered, strict=True):
         for i, content in zip(group, contents, strict=True):
             out[i] = content

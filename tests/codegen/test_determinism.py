@@ -159,6 +159,18 @@ def test_the_run_stamp_notices_every_change(corpus: Path, tmp_path: Path, warm_c
     assert removed.files == render_tree(load_endpoints(loader.find_spec_files(specs), specs)[0], warm_cache)
 
 
+def test_models_generated_in_batches_equal_one_endpoint_at_a_time(endpoints: list[ir.EndpointIR]) -> None:
+    """Several endpoints in one datamodel-code-generator call (a modular document) give each exactly the models
+    of a call of its own."""
+    from codegen.models import generate_models, generate_models_batch
+    from codegen.pipeline import _reserved_kwargs
+
+    reserved = _reserved_kwargs()
+    alone = [generate_models(e, reserved) for e in endpoints]
+    batched = [m for i in range(0, len(endpoints), 8) for m in generate_models_batch(endpoints[i : i + 8], reserved)]
+    assert batched == alone
+
+
 def test_an_incremental_run_renders_only_what_changed(corpus: Path, tmp_path: Path, warm_cache: ModuleCache) -> None:
     """With the last run's tree in place, only changed specs are rendered: an edited spec, a new child endpoint (its
     parent's module moves into a package, unrendered) and a removed spec give the tree a cold run writes."""
