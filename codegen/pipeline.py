@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from codegen import ir, loader, render
 from codegen.cache import ModuleCache, endpoint_key, source_key, spec_key
 from codegen.models import generate_models_batch
-from codegen.problems import InvalidSpecError, Level, Problem
+from codegen.problems import InvalidSpecError, Level, Problem, display_path
 from codegen.tree import TYPED_MARKER, TreeFiles, content_hash, tree_stats, update_tree, write_tree
 
 # Names a generated endpoint module defines; a child endpoint's module may not take one (importing it would
@@ -69,22 +69,16 @@ def load_endpoints(
         for rel, path in zip(rels, spec_files, strict=True)
     ]
     loaded: list[tuple[ir.EndpointIR | None, list[Problem]] | None] = []
-    for key in keys:
+    for key, path in zip(keys, spec_files, strict=True):
         hit = cache.get_endpoint(key) if key else None
-        if hit is None:
-            loaded.append(None)
-            continue
-        warnings = [Problem(w["file"], w["pointer"], w["message"], Level.WARNING) for w in hit[1]]
-        loaded.append((hit[0], warnings))
+        loaded.append(None if hit is None else (hit[0], _warnings(hit[1], path)))
     missing = [i for i, item in enumerate(loaded) if item is None]
     calls = [(spec_files[i], rels[i]) for i in missing]
     fresh = _map(_load_spec, calls, jobs, warm, chunksize=8, per_worker=_LOADS_PER_WORKER, here_below=_LOADS_PER_WORKER)
     for i, (endpoint, found) in zip(missing, fresh, strict=True):
         loaded[i] = (endpoint, found)
         if endpoint is not None and keys[i] and not any(p.level is Level.ERROR for p in found):
-            cache.put_endpoint(
-                keys[i], endpoint, [{"file": p.file, "pointer": p.pointer, "message": p.message} for p in found]
-            )
+            cache.put_endpoint(keys[i], endpoint, [_warning_json(p) for p in found])
     if per_spec is not None:
         per_spec.update((rel, item[1]) for rel, item in zip(rels, loaded, strict=True) if item is not None)
     loaded.extend(known)
@@ -95,7 +89,8 @@ def load_endpoints(
     if errors:
         raise InvalidSpecError(errors)
     endpoints.sort(key=lambda e: e.endpoint_id)
-    return endpoints, [p for p in problems if p.level is Level.WARNING]
+    # By file, as a cold run finds them: `known` specs come after the loaded ones but are listed in their place.
+    return endpoints, sorted((p for p in problems if p.level is Level.WARNING), key=lambda p: p.file)
 
 
 def _load_spec(path: Path, rel: str) -> tuple[ir.EndpointIR | None, list[Problem]]:
@@ -105,8 +100,6 @@ def _load_spec(path: Path, rel: str) -> tuple[ir.EndpointIR | None, list[Problem
 
 
 def _collisions(endpoints: list[ir.EndpointIR], specs_root: Path) -> list[Problem]:
-    from codegen.problems import display_path
-
     problems: list[Problem] = []
     id_ptr = "/info/x-fal-metadata/endpointId"
     by_id: dict[str, ir.EndpointIR] = {}
@@ -338,23 +331,18 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
         before = tree_stats(out) if last is not None else None
         same_tree = last is not None and before == last["tree"]
         if last is not None and same_tree and last["stamp"] == stamp:
-            warnings = [_warning(w) for w in last["warnings"]]
-            return Result(last["count"], {}, warnings), False
-        reusable = last is not None and same_tree and last.get("reserved") == reserved and "namespaces" in last
-        recorded = last.get("specs", {}) if last is not None and reusable else {}
-        unchanged = {rel for rel, key in zip(rels, keys, strict=False) if recorded.get(rel, {}).get("key") == key}
-        known = [(_endpoint(recorded[rel]["endpoint"]), [_warning(w) for w in recorded[rel]["warnings"]])
-                 for rel in sorted(unchanged)]  # fmt: skip
+            recorded = last.get("specs", {})
+            warnings = [w for rel in sorted(recorded) for w in _warnings(recorded[rel]["warnings"], specs_root / rel)]
+            return Result(last["count"], {}, sorted(warnings, key=lambda p: p.file)), False
+        unchanged = _unchanged_specs(last if same_tree else None, reserved, dict(zip(rels, keys, strict=False)))
+        known = [(_endpoint(r["endpoint"]), _warnings(r["warnings"], specs_root / rel)) for rel, r in unchanged.items()]
+        per_spec = {rel: found for rel, (_, found) in zip(unchanged, known, strict=True)}
         changed_files = [p for rel, p in zip(rels, spec_files, strict=True) if rel not in unchanged]
-        fresh: dict[str, list[Problem]] = {}
-        endpoints, warnings = load_endpoints(changed_files, specs_root, cache, jobs, warm, known, fresh)
+        endpoints, warnings = load_endpoints(changed_files, specs_root, cache, jobs, warm, known, per_spec)
         reuse = None
-        if last is not None and same_tree and unchanged:
-            reuse = LastTree(
-                out,
-                {e.endpoint_id: recorded[e.spec_file]["module"] for e, _ in known},
-                frozenset(last["namespaces"]),
-            )
+        if last is not None and unchanged:
+            modules = {e.endpoint_id: unchanged[e.spec_file]["module"] for e, _ in known}
+            reuse = LastTree(out, modules, frozenset(last["namespaces"]))
         files = render_tree(endpoints, cache, jobs, warm, reuse)
     kept = files.kept if isinstance(files, TreeFiles) else set()
     hashes = {rel: last["hashes"][rel] if rel in kept and last else content_hash(files[rel]) for rel in files}
@@ -363,29 +351,57 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
     else:
         changed = write_tree(out, files)
     if stamp is not None:
-        for rel in unchanged:
-            fresh[rel] = [_warning(w) for w in recorded[rel]["warnings"]]
-        packages = _packages(endpoints)
         key_of = dict(zip(rels, keys, strict=True))
-        by_spec = {
-            e.spec_file: {"key": key_of[e.spec_file], "module": module_path(e, packages), "endpoint": _stub_json(e),
-                          "warnings": [_warning_json(w) for w in fresh.get(e.spec_file, [])]}
-            for e in endpoints
-        }  # fmt: skip
-        cache.record_run(out, {
-            "stamp": stamp, "tree": tree_stats(out), "hashes": hashes, "count": len(endpoints),
-            "warnings": [_warning_json(w) for w in warnings], "specs": by_spec,
-            "namespaces": namespace_paths(endpoints, packages), "reserved": reserved,
-        })  # fmt: skip
+        cache.record_run(out, _run_record(stamp, out, hashes, endpoints, warnings, per_spec, key_of, reserved))
     return Result(len(endpoints), files, warnings), changed
 
 
-def _warning(data: dict[str, str]) -> Problem:
-    return Problem(data["file"], data["pointer"], data["message"], Level.WARNING)
+def _unchanged_specs(last: dict[str, Any] | None, reserved: list[str], keys: dict[str, str]) -> dict[str, Any]:
+    """What the last run recorded of each spec whose key (path, bytes, generator) is the same now, in path order;
+    nothing when there is no last run whose tree is still in place, or the reserved names changed since."""
+    if last is None or last.get("reserved") != reserved or "namespaces" not in last:
+        return {}
+    recorded = last.get("specs", {})
+    return {rel: recorded[rel] for rel in sorted(keys) if recorded.get(rel, {}).get("key") == keys[rel]}
+
+
+def _run_record(
+    stamp: str,
+    out: Path,
+    hashes: dict[str, str],
+    endpoints: Sequence[ir.EndpointIR],
+    warnings: list[Problem],
+    per_spec: dict[str, list[Problem]],
+    keys: dict[str, str],
+    reserved: list[str],
+) -> dict[str, Any]:
+    """What the next run reads of this one: the stamp and tree that make it a no-op, and for each spec its key,
+    module, warnings and endpoint stub, which let it load and render only the specs that change."""
+    packages = _packages(endpoints)
+    specs = {
+        e.spec_file: {"key": keys[e.spec_file], "module": module_path(e, packages), "endpoint": _stub_json(e),
+                      "warnings": [_warning_json(w) for w in per_spec.get(e.spec_file, [])]}
+        for e in endpoints
+    }  # fmt: skip
+    return {
+        "stamp": stamp, "tree": tree_stats(out), "hashes": hashes, "count": len(endpoints),
+        "specs": specs,
+        "namespaces": namespace_paths(endpoints, packages), "reserved": reserved,
+    }  # fmt: skip
+
+
+def _warnings(recorded: list[dict[str, str]], spec: Path) -> list[Problem]:
+    """A spec's recorded warnings, naming it where it is now: the cache and the run record are keyed by the path
+    relative to the specs root, which may have moved (or be another checkout's)."""
+    if not recorded:
+        return []
+    where = display_path(spec)
+    return [Problem(where, w["pointer"], w["message"], Level.WARNING) for w in recorded]
 
 
 def _warning_json(problem: Problem) -> dict[str, str]:
-    return {"file": problem.file, "pointer": problem.pointer, "message": problem.message}
+    """A loader warning as recorded: every one concerns the spec it was found in, so its file is not kept."""
+    return {"pointer": problem.pointer, "message": problem.message}
 
 
 def _stub_json(endpoint: ir.EndpointIR) -> dict[str, Any]:

@@ -128,6 +128,21 @@ def test_spec_cache_gives_the_same_endpoints_and_warnings(
     assert load_endpoints(files, corpus, cache) == (endpoints, fresh_warnings)  # served from it
 
 
+def test_cached_warnings_name_the_spec_where_it_is_now(corpus: Path, tmp_path: Path) -> None:
+    """The caches are keyed by paths relative to the specs root: a copy of the specs (another checkout, a moved
+    folder) served from them names its own files in warnings, as a fresh load does."""
+    cache = ModuleCache(tmp_path / "cache")
+    first, moved = tmp_path / "a" / "specs", tmp_path / "b" / "specs"
+    shutil.copytree(corpus, first)
+    shutil.copytree(corpus, moved)
+    generate(first, tmp_path / "a" / "out", cache_dir=cache.root)
+    _, fresh = load_endpoints(loader.find_spec_files(moved), moved)
+    _, cached = load_endpoints(loader.find_spec_files(moved), moved, cache)
+    assert fresh and [str(w) for w in cached] == [str(w) for w in fresh]
+    result, _ = generate(moved, tmp_path / "a" / "out", cache_dir=cache.root)  # the same tree: every spec reused
+    assert [str(w) for w in result.warnings] == [str(w) for w in fresh]
+
+
 def test_the_run_stamp_notices_every_change(corpus: Path, tmp_path: Path, warm_cache: ModuleCache) -> None:
     """A no-op run stops at the stamp; a changed spec, an edited, removed or added module each regenerate."""
     specs, out = tmp_path / "specs", tmp_path / "out"
@@ -178,7 +193,13 @@ def test_an_incremental_run_renders_only_what_changed(corpus: Path, tmp_path: Pa
 
     specs, out = tmp_path / "specs", tmp_path / "out"
     shutil.copytree(corpus, specs)
-    generate(specs, out, cache_dir=warm_cache.root)
+    first, _ = generate(specs, out, cache_dir=warm_cache.root)
+    warned = sorted({w.file for w in first.warnings})  # fal's documents whose examples contradict their schemas
+    assert len(warned) > 1
+    touched = Path(warned[-1])  # loaded again, its warnings must still come last
+    document = json.loads(touched.read_text())
+    document["info"]["x-touched"] = True
+    touched.write_text(json.dumps(document))
     edited = specs / "fal-ai" / "flux" / "dev" / "image-to-image.yaml"
     edited.write_text(edited.read_text().replace("Image to image version of FLUX.1 [dev]", "Edited description"))
     parent = specs / "fal-ai" / "image-editing" / "color-correction.yaml"
@@ -189,15 +210,19 @@ def test_an_incremental_run_renders_only_what_changed(corpus: Path, tmp_path: Pa
             "fal-ai/image-editing/color-correction", "fal-ai/image-editing/color-correction/extra"
         )
     )
-    removed = next(p for p in loader.find_spec_files(specs) if p not in (edited, parent, child))
+    removed = next(p for p in loader.find_spec_files(specs) if p not in (edited, parent, child, touched))
     removed.unlink()
 
     result, changed = generate(specs, out, cache_dir=warm_cache.root)
     cold, _ = generate(specs, tmp_path / "cold", cache_dir=None, jobs=2)
     assert changed and read_tree(out) == dict(result.files) == cold.files
+    assert [str(w) for w in result.warnings] == [str(w) for w in cold.warnings]  # the recorded ones in their place
     assert isinstance(result.files, TreeFiles)
+    parts = "/".join(load_endpoints([touched], specs)[0][0].module_parts)
+    (touched_module,) = {f"{parts}.py", f"{parts}/__init__.py"} & set(cold.files)
     assert set(result.files.rendered) == {
         "fal_ai/flux/dev/image_to_image.py",
+        touched_module,
         "fal_ai/image_editing/color_correction/extra.py",
         "fal_ai/image_editing/color_correction/__init__.py",  # moved from color_correction.py, not rendered again
         "__init__.py",
