@@ -8,7 +8,6 @@ skips the two expensive stages (model generation and black) entirely.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -17,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from codegen.ir import EndpointIR
+from codegen.ir import EndpointIR, endpoint_fields, endpoint_from_json
 
 # The modules whose code decides what a spec generates (the importer, differ and sync only read or write specs:
 # editing them must not throw away every cached module).
@@ -50,10 +49,11 @@ def generator_fingerprint() -> str:
 
 
 def endpoint_key(endpoint: EndpointIR, reserved: frozenset[str]) -> str:
-    # The fields as they are (json writes tuples as lists): `dataclasses.asdict` deep-copies every schema, which
-    # was most of a no-op run at 1,000 specs.
-    fields = {f.name: getattr(endpoint, f.name) for f in dataclasses.fields(endpoint)}
-    payload = {"generator": generator_fingerprint(), "endpoint": fields, "reserved": sorted(reserved)}
+    payload = {
+        "generator": generator_fingerprint(),
+        "endpoint": endpoint_fields(endpoint),
+        "reserved": sorted(reserved),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -90,11 +90,7 @@ class ModuleCache:
         if text is None:
             return None
         data = json.loads(text)
-        fields = data["endpoint"]
-        for name in ("module_parts", "file_models"):
-            fields[name] = tuple(fields[name])
-        fields["file_inputs"] = {cls: tuple(names) for cls, names in fields["file_inputs"].items()}
-        return EndpointIR(**fields), data["warnings"]
+        return endpoint_from_json(data["endpoint"]), data["warnings"]
 
     # The last run into an output directory: its stamp (generator + spec bytes), the tree it left (sizes and
     # modification times), the endpoint count and warnings. A run with the same stamp over the same tree is a no-op.
@@ -113,8 +109,7 @@ class ModuleCache:
         self.put(self._run_key(out), json.dumps(run), ".json")
 
     def put_endpoint(self, key: str, endpoint: EndpointIR, warnings: list[dict[str, str]]) -> None:
-        fields = {f.name: getattr(endpoint, f.name) for f in dataclasses.fields(endpoint)}  # asdict deep-copies
-        self.put(key, json.dumps({"endpoint": fields, "warnings": warnings}), ".json")
+        self.put(key, json.dumps({"endpoint": endpoint_fields(endpoint), "warnings": warnings}), ".json")
 
 
 def spec_key(rel: str, content: bytes) -> str:

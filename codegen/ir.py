@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypeGuard
 
 from codegen import naming
@@ -49,6 +49,22 @@ class EndpointIR:
     @property
     def module(self) -> str:
         return ".".join(self.module_parts)
+
+
+def endpoint_fields(endpoint: EndpointIR) -> dict[str, Any]:
+    """The endpoint's fields as they are, for JSON (which writes tuples as lists): `dataclasses.asdict` deep-copies
+    every schema, which was most of a no-op run at 1,000 specs."""
+    return {f.name: getattr(endpoint, f.name) for f in fields(endpoint)}
+
+
+def endpoint_from_json(data: dict[str, Any]) -> EndpointIR:
+    """An endpoint from `endpoint_fields` after a JSON round trip: its lists made tuples again."""
+    tuples = {
+        "module_parts": tuple(data["module_parts"]),
+        "file_models": tuple(data["file_models"]),
+        "file_inputs": {cls: tuple(names) for cls, names in data["file_inputs"].items()},
+    }
+    return EndpointIR(**{**data, **tuples})
 
 
 def _schema_ref(spec: SpecDocument, path: list[str | int], what: str, problems: list[Problem]) -> str | None:

@@ -6,7 +6,6 @@ Nothing is written unless every spec is good, and then the whole output tree rep
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -57,17 +56,20 @@ def load_endpoints(
     warm: Workers | None = None,
     known: Sequence[tuple[ir.EndpointIR, list[Problem]]] = (),
     per_spec: dict[str, list[Problem]] | None = None,
+    keys: Sequence[str] | None = None,
 ) -> tuple[list[ir.EndpointIR], list[Problem]]:
     """Stages 1-2 for every spec; raises InvalidSpecError listing every error found, in every file. Specs the cache
     does not hold are parsed and validated in `jobs` processes when there are many (parsing is ~15 ms a spec).
     `known` endpoints (with their warnings) were validated by an earlier run and join only the cross-spec checks.
-    `per_spec`, when given, receives each loaded spec's own warnings by its path relative to `specs_root`."""
+    `per_spec`, when given, receives each loaded spec's own warnings by its path relative to `specs_root`; `keys`
+    are the specs' cache keys when the caller has read them already."""
     cache = cache or ModuleCache(None)
     rels = [path.relative_to(specs_root).as_posix() for path in spec_files]
-    keys = [
-        spec_key(rel, path.read_bytes()) if cache.root is not None else ""
-        for rel, path in zip(rels, spec_files, strict=True)
-    ]
+    if keys is None:
+        keys = [
+            spec_key(rel, path.read_bytes()) if cache.root is not None else ""
+            for rel, path in zip(rels, spec_files, strict=True)
+        ]
     loaded: list[tuple[ir.EndpointIR | None, list[Problem]] | None] = []
     for key, path in zip(keys, spec_files, strict=True):
         hit = cache.get_endpoint(key) if key else None
@@ -335,10 +337,16 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
             warnings = [w for rel in sorted(recorded) for w in _warnings(recorded[rel]["warnings"], specs_root / rel)]
             return Result(last["count"], {}, sorted(warnings, key=lambda p: p.file)), False
         unchanged = _unchanged_specs(last if same_tree else None, reserved, dict(zip(rels, keys, strict=False)))
-        known = [(_endpoint(r["endpoint"]), _warnings(r["warnings"], specs_root / rel)) for rel, r in unchanged.items()]
+        known = [
+            (ir.endpoint_from_json(r["endpoint"]), _warnings(r["warnings"], specs_root / rel))
+            for rel, r in unchanged.items()
+        ]
         per_spec = {rel: found for rel, (_, found) in zip(unchanged, known, strict=True)}
-        changed_files = [p for rel, p in zip(rels, spec_files, strict=True) if rel not in unchanged]
-        endpoints, warnings = load_endpoints(changed_files, specs_root, cache, jobs, warm, known, per_spec)
+        to_load = [i for i, rel in enumerate(rels) if rel not in unchanged]
+        endpoints, warnings = load_endpoints(
+            [spec_files[i] for i in to_load], specs_root, cache, jobs, warm, known, per_spec,
+            [keys[i] for i in to_load] if keys else None,
+        )  # fmt: skip
         reuse = None
         if last is not None and unchanged:
             modules = {e.endpoint_id: unchanged[e.spec_file]["module"] for e, _ in known}
@@ -407,11 +415,4 @@ def _warning_json(problem: Problem) -> dict[str, str]:
 def _stub_json(endpoint: ir.EndpointIR) -> dict[str, Any]:
     """What a later run needs of an unchanged endpoint (cross-spec checks, the package index): all but its
     schemas and description."""
-    fields = {f.name: getattr(endpoint, f.name) for f in dataclasses.fields(endpoint)}
-    return {**fields, "schemas": {}, "file_inputs": {}, "description": ""}
-
-
-def _endpoint(data: dict[str, Any]) -> ir.EndpointIR:
-    return ir.EndpointIR(
-        **{**data, "module_parts": tuple(data["module_parts"]), "file_models": tuple(data["file_models"])}
-    )
+    return {**ir.endpoint_fields(endpoint), "schemas": {}, "file_inputs": {}, "description": ""}

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -284,20 +284,28 @@ _STATEMENTS: dict[str, str] = {}
 _MEMO_LIMIT = 50_000
 
 
-def _black_fields(fields: list[str]) -> list[str]:
-    """Class-body statements (at depth one) as black writes them; those not yet seen go to black in one stand-in
-    class, as they format the same at the same depth."""
-    if len(_FIELDS) > _MEMO_LIMIT:
-        _FIELDS.clear()
-    missing = [f for f in dict.fromkeys(fields) if f not in _FIELDS]
+def _memoized(memo: dict[str, str], texts: list[str], format_missing: Callable[[list[str]], list[str]]) -> list[str]:
+    """Each text as formatted: those `memo` lacks go to `format_missing` in one call, the rest come from `memo`."""
+    if len(memo) > _MEMO_LIMIT:
+        memo.clear()
+    missing = [t for t in dict.fromkeys(texts) if t not in memo]
     if missing:
-        (stand_in,) = _black_statements(["class _:\n" + "\n".join(missing)])
-        body = ast.parse(stand_in).body[0]
-        assert isinstance(body, ast.ClassDef) and len(body.body) == len(missing)
-        formatted = stand_in.splitlines(keepends=True)
-        for text, stmt in zip(missing, body.body, strict=True):
-            _FIELDS[text] = "".join(formatted[slice(*_span(stmt))])
-    return [_FIELDS[f] for f in fields]
+        memo.update(zip(missing, format_missing(missing), strict=True))
+    return [memo[t] for t in texts]
+
+
+def _black_fields(fields: list[str]) -> list[str]:
+    """Class-body statements (at depth one) as black writes them."""
+    return _memoized(_FIELDS, fields, _format_fields)
+
+
+def _format_fields(fields: list[str]) -> list[str]:
+    """Class-body statements formatted by black in one stand-in class, as they format the same at the same depth."""
+    (stand_in,) = _format_statements(["class _:\n" + "\n".join(fields)])
+    body = ast.parse(stand_in).body[0]
+    assert isinstance(body, ast.ClassDef) and len(body.body) == len(fields)
+    formatted = stand_in.splitlines(keepends=True)
+    return ["".join(formatted[slice(*_span(stmt))]) for stmt in body.body]
 
 
 def _span(node: ast.stmt) -> tuple[int, int]:
@@ -321,20 +329,19 @@ def param_block(lines: list[str]) -> str:
 
 
 def _black_statements(chunks: list[str]) -> list[str]:
+    """Top-level statements as black writes them inside a generated module."""
+    return _memoized(_STATEMENTS, chunks, _format_statements)
+
+
+def _format_statements(chunks: list[str]) -> list[str]:
     """Top-level statements formatted by black in one call, as they would be inside a generated module (black's
     choices depend on the module's future imports; every generated module has this one)."""
-    if len(_STATEMENTS) > _MEMO_LIMIT:
-        _STATEMENTS.clear()
-    missing = [c for c in dict.fromkeys(chunks) if c not in _STATEMENTS]
-    if missing:
-        formatted = black_format(_FUTURE + "\n\n".join(missing))
-        lines = formatted.splitlines(keepends=True)
-        body = ast.parse(formatted).body[1:]
-        if len(body) != len(missing):
-            raise AssertionError("black changed the number of statements")
-        for chunk, node in zip(missing, body, strict=True):
-            _STATEMENTS[chunk] = "".join(lines[slice(*_span(node))])
-    return [_STATEMENTS[c] for c in chunks]
+    formatted = black_format(_FUTURE + "\n\n".join(chunks))
+    lines = formatted.splitlines(keepends=True)
+    body = ast.parse(formatted).body[1:]
+    if len(body) != len(chunks):
+        raise AssertionError("black changed the number of statements")
+    return ["".join(lines[slice(*_span(node))]) for node in body]
 
 
 def _settled(lines: list[str]) -> bool:
