@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     syn.add_argument("--category", help="only this fal category (text-to-image, ...)")
     syn.add_argument("--dry-run", action="store_true", help="write nothing; report what a sync would do")
     syn.add_argument("--prune", action="store_true", help="delete specs fal no longer lists (never curated ones)")
+    syn.add_argument(
+        "--force-prune", action="store_true", help="prune even when the listing is empty or sharply smaller"
+    )
+    syn.add_argument("--cache", type=Path, default=Path(".cache/codegen"), help="the generator's module cache")
     syn.add_argument("--report", type=Path, help="also write the report to this file")
     chk = sub.add_parser("check", help="specs valid, generated/ current, no spec without a module or the other way")
     chk.add_argument("--specs", type=Path, default=Path("specs"))
@@ -96,7 +100,12 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             return 1
-        expected = render_tree(endpoints, ModuleCache(cache), jobs, pool)
+        try:
+            expected = render_tree(endpoints, ModuleCache(cache), jobs, pool, specs_root=specs)
+        except InvalidSpecError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 1
         # black costs ~0.1 s a catalogue module: the same workers check every file, all cores busy.
         paths = sorted(actual)
         formatted = pool.pool.map(black_format, [actual[p] for p in paths], chunksize=32)
@@ -175,7 +184,13 @@ def _sync(args: argparse.Namespace) -> int:
 
     try:
         report = sync(
-            args.specs, endpoint_ids=args.endpoint, category=args.category, dry_run=args.dry_run, prune=args.prune
+            args.specs,
+            endpoint_ids=args.endpoint,
+            category=args.category,
+            dry_run=args.dry_run,
+            prune=args.prune or args.force_prune,
+            force_prune=args.force_prune,
+            cache_dir=args.cache,
         )
     except (FalError, ValueError, TypeError) as exc:  # the walk failed (or bad arguments): nothing was written
         print(f"sync failed, nothing written: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -26,6 +26,7 @@ GENERATING_MODULES = (
     "escape",
     "imports",
     "ir",
+    "keywords",
     "loader",
     "models",
     "naming",

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import yaml
 
-from codegen import catalogue, ir, loader
+from codegen import catalogue, ir, keywords, loader
 from codegen.catalogue import Provenance
 from codegen.problems import InvalidSpecError, Level, Problem, pointer
 from fal_runtime import queue_document
@@ -209,6 +209,8 @@ def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any], source
     info["x-fal-metadata"] = {k: kept[k] for k in _KEPT_METADATA if k in kept}
     if metadata.get("description"):
         info["description"] = metadata["description"]
+    if isinstance(info.get("description"), str):
+        info["description"] = _capped(info["description"], "/info/description", origin, repairs)
     info["x-fal-sources"] = sources
     if metadata.get("stream_url"):
         _add_stream_path(doc, endpoint_id, origin)
@@ -266,7 +268,8 @@ def _drop_invalid_defaults(doc: dict[str, Any], origin: str, repairs: list[Probl
             if not isinstance(sub, dict) or "default" not in sub:
                 continue
             where = pointer(["components", "schemas", name, "properties", prop])
-            errors = list(validator_class({"$ref": f"urn:spec#{where}"}, registry=registry).iter_errors(sub["default"]))
+            validator = validator_class({"$ref": loader.pointer_ref("urn:spec", where)}, registry=registry)
+            errors = list(validator.iter_errors(sub["default"]))
             if errors:
                 repairs.append(
                     Problem(
@@ -362,7 +365,8 @@ def _repair(node: Any, path: list[str | int], doc: dict[str, Any], origin: str, 
             )
         )
     if isinstance(node.get("description"), str):
-        node["description"] = inspect.cleandoc(node["description"])
+        node["description"] = _capped(inspect.cleandoc(node["description"]), pointer([*path, "description"]),
+                                      origin, repairs)  # fmt: skip
     if "default" in node and isinstance(node.get("type"), str):
         original = node["default"]
         fixed = _coerce_default(original, node["type"])
@@ -385,7 +389,18 @@ def _repair(node: Any, path: list[str | int], doc: dict[str, Any], origin: str, 
             )
             node["default"] = fixed
     for key, value in list(node.items()):
-        if key in ("properties", "patternProperties", "$defs"):
+        if keywords.unknown_keyword(key):
+            node.pop(key)
+            repairs.append(
+                Problem(
+                    origin,
+                    pointer([*path, key]),
+                    "unknown schema keyword: dropped (only JSON Schema, OpenAPI, fal's annotations and `x-` "
+                    "extensions are kept; a schema must not choose what generated code imports)",
+                    Level.WARNING,
+                )
+            )
+        elif key in ("properties", "patternProperties", "$defs"):
             order = node.get("x-fal-order-properties")
             props = value
             if isinstance(props, dict) and isinstance(order, list):
@@ -396,12 +411,22 @@ def _repair(node: Any, path: list[str | int], doc: dict[str, Any], origin: str, 
                 if isinstance(props, dict)
                 else props
             )
-        elif key not in ("default", "enum", "const", "examples", "example") and not key.startswith("x-"):
+        elif key not in keywords.DATA and not key.startswith("x-"):
             node[key] = _repair(value, [*path, key], doc, origin, repairs)
     return node
 
 
 _BAD = object()
+# fal's longest description is a few hundred characters; one of megabytes would become a module of megabytes.
+MAX_DESCRIPTION = 10_000
+
+
+def _capped(text: str, where: str, origin: str, repairs: list[Problem]) -> str:
+    if len(text) <= MAX_DESCRIPTION:
+        return text
+    repairs.append(Problem(origin, where, f"description of {len(text):,} characters: cut to {MAX_DESCRIPTION:,}",
+                           Level.WARNING))  # fmt: skip
+    return text[: MAX_DESCRIPTION - 1] + "…"
 
 
 def _coerce_default(value: Any, kind: str) -> Any:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, TypeGuard
 
-from codegen import naming
+from codegen import keywords, naming
 from codegen.loader import SpecDocument, resolve_pointer
 from codegen.problems import Problem, pointer
 from fal_runtime import queue_document
@@ -22,9 +22,19 @@ _SCHEMA_REF = "#/components/schemas/"
 _FILE_UI_FIELDS = frozenset({"image", "file", "video", "audio", "image_url", "video_url", "audio_url"})
 
 
+# fal's longest id today has 62 characters and its longest segment 36; a segment becomes a file name (at most 255
+# bytes on most file systems) and a module name.
+MAX_ID_LENGTH = 200
+MAX_SEGMENT_LENGTH = 100
+
+
 def is_endpoint_id(value: object) -> TypeGuard[str]:
-    """`owner/alias[/path...]`, no `.` or `..` segment: an id names a file under specs/ and a module path."""
-    return isinstance(value, str) and bool(_ENDPOINT_ID.match(value)) and not {".", ".."} & set(value.split("/"))
+    """`owner/alias[/path...]`, no `.` or `..` segment, no segment longer than MAX_SEGMENT_LENGTH: an id names a file
+    under specs/ and a module path."""
+    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH or not _ENDPOINT_ID.match(value):
+        return False
+    segments = value.split("/")
+    return not {".", ".."} & set(segments) and max(map(len, segments)) <= MAX_SEGMENT_LENGTH
 
 
 @dataclass(frozen=True)
@@ -117,8 +127,9 @@ def schema_refs(node: Any) -> list[str]:
 
 
 def _normalize(node: Any, renames: dict[str, str], *, in_names: bool = False) -> Any:
-    """Rewrite refs to renamed classes, order properties for display, clean descriptions, drop `x-` keys and
-    examples (they stay in the spec; generated code does not need them)."""
+    """Rewrite refs to renamed classes, order properties for display, clean descriptions, and keep only the keywords
+    model generation reads (`keywords.GENERATED`) and the file-input markers: `x-` keys, examples and fal's playground
+    annotations stay in the spec, and a keyword of datamodel-code-generator's own never reaches it."""
     if isinstance(node, list):
         return [_normalize(v, renames) for v in node]
     if not isinstance(node, dict):
@@ -128,13 +139,13 @@ def _normalize(node: Any, renames: dict[str, str], *, in_names: bool = False) ->
     node = _merge_nullable(node)
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key.startswith("x-") or key in ("examples", "example"):
+        if key not in keywords.GENERATED and key not in keywords.FILE_MARKERS:
             continue
         if key == "$ref" and isinstance(value, str) and value.startswith(_SCHEMA_REF):
             out[key] = _SCHEMA_REF + renames[value[len(_SCHEMA_REF) :]]
         elif key == "description" and isinstance(value, str):
             out[key] = inspect.cleandoc(value)
-        elif key in ("default", "enum", "const"):
+        elif key in ("default", "enum", "const") or key in keywords.FILE_MARKERS:
             out[key] = copy.deepcopy(value)
         elif key in ("properties", "patternProperties", "$defs"):
             out[key] = _normalize(_ordered(value, node.get("x-fal-order-properties")), renames, in_names=True)
@@ -177,15 +188,17 @@ def _ordered(props: Any, order: Any) -> Any:
     return {k: props[k] for k in first + [k for k in props if k not in first]}
 
 
-def _unwrap(schema: Any, schemas: dict[str, Any]) -> list[dict[str, Any]]:
-    """The alternatives a field schema allows, with refs and single-element allOf resolved."""
+def _unwrap(schema: Any, schemas: dict[str, Any], seen: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """The alternatives a field schema allows, with refs and single-element allOf resolved. A reference back to a
+    schema being unwrapped (`U: anyOf [$ref U, string]`) adds nothing: it allows what its other alternatives allow."""
     if not isinstance(schema, dict):
         return []
     if "$ref" in schema and isinstance(schema["$ref"], str) and schema["$ref"].startswith(_SCHEMA_REF):
-        return _unwrap(schemas.get(schema["$ref"][len(_SCHEMA_REF) :]), schemas)
+        name = schema["$ref"][len(_SCHEMA_REF) :]
+        return [] if name in seen else _unwrap(schemas.get(name), schemas, seen | {name})
     for key in ("anyOf", "oneOf", "allOf"):
         if isinstance(schema.get(key), list):
-            return [alt for sub in schema[key] for alt in _unwrap(sub, schemas)]
+            return [alt for sub in schema[key] for alt in _unwrap(sub, schemas, seen)]
     return [schema]
 
 
@@ -283,14 +296,14 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
 
     names = reachable(components, [in_name, out_name])
     fixed = {in_name: "Input"} if in_name == out_name else {in_name: "Input", out_name: "Output"}
-    renames = naming.class_names(names, fixed)
+    streams = isinstance(resolve_pointer(doc, pointer(queue_document.stream_operation_path(endpoint_id))), dict)
+    renames = naming.class_names(names, fixed, frozenset({naming.STREAM_EVENT}) if streams else frozenset())
     schemas = {renames[n]: _normalize(components[n], renames) for n in names}
     if in_name == out_name:
         schemas["Output"] = {"$ref": _SCHEMA_REF + "Input"}
 
     file_inputs = _file_inputs(schemas)
     file_models = tuple(name for name, schema in sorted(schemas.items()) if _is_file_model(name, schema))
-    streams = isinstance(resolve_pointer(doc, pointer(queue_document.stream_operation_path(endpoint_id))), dict)
     return EndpointIR(
         endpoint_id=endpoint_id,
         spec_file=spec_file,

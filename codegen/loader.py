@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeGuard
+from urllib.parse import quote
 
 import yaml
 
+from codegen import keywords
 from codegen.problems import Level, Problem, display_path, pointer
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -41,7 +43,7 @@ _NAME_MAPS = frozenset(
     }
 )
 # Keys whose values are data, not schemas.
-_DATA_KEYS = frozenset({"examples", "example", "default", "enum", "const", "required", "x-fal-order-properties"})
+_DATA_KEYS = keywords.DATA | {"x-fal-order-properties"}
 _TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
 # Deepest nesting of mappings and lists a spec may have. fal's documents reach 11 (specs/ and ../shared/fal-openapi);
 # every later stage (the 3.0 upgrade, the checks, the intermediate model, datamodel-code-generator) recurses once or
@@ -253,6 +255,14 @@ def check_schemas(spec: SpecDocument) -> Iterator[Problem]:
 
 
 def _schema_node_problems(spec: SpecDocument, node: dict[str, Any], path: list[str | int]) -> Iterator[Problem]:
+    for key in node:
+        if keywords.unknown_keyword(key):
+            yield Problem(
+                spec.rel,
+                pointer([*path, key]),
+                f"unknown schema keyword {_short(repr(key), 80)}: not JSON Schema, OpenAPI, one of fal's annotations "
+                "or an `x-` extension (a schema must not choose what generated code imports)",
+            )
     types = node.get("type")
     for t in types if isinstance(types, list) else [types] if types is not None else []:
         if not isinstance(t, str) or t not in _TYPES:
@@ -370,12 +380,18 @@ def check_examples(spec: SpecDocument) -> Iterator[Problem]:
             examples = sub.get("examples") if isinstance(sub, dict) else None
             if not isinstance(examples, list):
                 continue
-            validator = Draft202012Validator({"$ref": f"{uri}#{pointer(path)}"}, registry=registry)
+            validator = Draft202012Validator({"$ref": pointer_ref(uri, pointer(path))}, registry=registry)
             for i, example in enumerate(examples):
                 error = next(iter(sorted(validator.iter_errors(example), key=lambda e: list(e.absolute_path))), None)
                 if error is not None:
                     where = pointer([*path, "examples", i, *error.absolute_path])
                     yield Problem(spec.rel, where, f"example does not validate: {_short(error.message)}")
+
+
+def pointer_ref(uri: str, ptr: str) -> str:
+    """A `$ref` to the JSON pointer `ptr` in the resource at `uri`. The fragment is URI-encoded: a property named
+    `a%41` or holding a newline must not be decoded into another name (and point nowhere)."""
+    return f"{uri}#{quote(ptr, safe='/~')}"
 
 
 @functools.cache

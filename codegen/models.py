@@ -15,7 +15,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from codegen import polish
+from codegen import keywords, naming, polish
 from codegen.escape import black_quoted
 from codegen.ir import EndpointIR
 
@@ -36,7 +36,14 @@ DCG_OPTIONS: dict[str, Any] = {
     "strict_nullable": True,
     "capitalise_enum_members": False,
     "base_class": "fal_runtime.models.FalModel",
+    # A field named like a name the module imports (`Literal`, `Field`) gets an attribute with a trailing `_` and
+    # its wire name as alias; left alone, datamodel-code-generator would rename the import instead.
+    "aliases": {name: f"{name}_" for name in sorted(naming.RESERVED_CLASS_NAMES)},
 }
+
+
+FILE_INPUT_TYPE = "fal_runtime.inputs.FileInput"
+FILE_MODEL_BASE = "fal_runtime.files.FalFile"
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,35 @@ def _schemas(endpoint: EndpointIR) -> dict[str, Any]:
         if STREAM_EVENT in schemas:
             raise AssertionError(f"{endpoint.endpoint_id} defines a class {STREAM_EVENT!r} of its own")
         schemas[STREAM_EVENT] = _stream_event(schemas["Output"])
+    for name, schema in schemas.items():
+        _only_own_keywords(schema, f"{endpoint.endpoint_id}: {name}")
     return schemas
+
+
+# The keywords of datamodel-code-generator's own that the generator writes, with the only values it writes.
+_OWN_KEYWORDS = {"customTypePath": (FILE_INPUT_TYPE,), "customBasePath": (FILE_MODEL_BASE,)}
+
+
+def _only_own_keywords(node: Any, where: str) -> None:
+    """Nothing but rendered JSON Schema keywords and the generator's own custom paths reaches datamodel-code-generator:
+    a custom path names an import in the generated module, so one that came from a spec would be code it runs."""
+    if isinstance(node, list):
+        for item in node:
+            _only_own_keywords(item, where)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key in _OWN_KEYWORDS:
+            if value not in _OWN_KEYWORDS[key]:
+                raise AssertionError(f"{where}: {key} {value!r} is not the generator's own")
+        elif key not in keywords.GENERATED:
+            raise AssertionError(f"{where}: keyword {key!r} must not reach datamodel-code-generator")
+        elif key in ("properties", "patternProperties", "$defs", "definitions") and isinstance(value, dict):
+            for sub in value.values():
+                _only_own_keywords(sub, where)
+        elif key not in ("default", "enum", "const", "required"):
+            _only_own_keywords(value, where)
 
 
 def _document(schemas: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +311,7 @@ def _instance(model: str, value: ast.Dict, classes: dict[str, ast.ClassDef]) -> 
     return f"{model}(" + ", ".join(f"{k}={ast.unparse(v)}" for k, v in zip(keys, value.values, strict=False)) + ")"
 
 
-STREAM_EVENT = "OutputChunk"
+STREAM_EVENT = naming.STREAM_EVENT
 
 
 def _stream_event(output: dict[str, Any]) -> dict[str, Any]:
@@ -293,8 +328,6 @@ def _stream_event(output: dict[str, Any]) -> dict[str, Any]:
     return chunk
 
 
-FILE_INPUT_TYPE = "fal_runtime.inputs.FileInput"
-FILE_MODEL_BASE = "fal_runtime.files.FalFile"
 # Constraints of a URL string that cannot apply to a path, bytes or an image; fal checks the URL it finally gets.
 _URL_ONLY = ("format", "minLength", "maxLength", "pattern", "contentMediaType", "contentEncoding")
 

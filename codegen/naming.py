@@ -56,20 +56,32 @@ def pascal(text: str) -> str:
 _GENERIC_SEGMENTS = frozenset({"models", "model", "types", "schemas", "schema", "io"})
 
 
-def class_names(schema_names: list[str], fixed: dict[str, str]) -> dict[str, str]:
+# The class a streaming endpoint's module defines for `stream()`'s events: a schema of a streaming endpoint may not
+# take it.
+STREAM_EVENT = "OutputChunk"
+
+
+def class_names(
+    schema_names: list[str], fixed: dict[str, str], reserved: frozenset[str] = frozenset()
+) -> dict[str, str]:
     """Map component schema names to readable class names.
 
     `fixed` pins some (the input and output become `Input` / `Output`). fal qualifies clashing names with their
     Python module path (`registry__image__fast_sdxl__models__Image`); those become the last segment (`Image`),
     or, when that is taken, the nearest distinctive module segment in front of it (`FastSdxlImage`).
     Unqualified names claim their name first, then qualified ones in sorted order, so the result does not
-    depend on the order schemas appear in the document.
+    depend on the order schemas appear in the document. `reserved` names are the module's own (`OutputChunk` when
+    the endpoint streams), as `RESERVED_CLASS_NAMES` are every module's.
     """
     taken = {v: k for k, v in fixed.items()}
     result = dict(fixed)
 
     def claim(original: str, candidate: str) -> bool:
-        if candidate in RESERVED_CLASS_NAMES or (candidate in taken and taken[candidate] != original):
+        if (
+            candidate in RESERVED_CLASS_NAMES
+            or candidate in reserved
+            or (candidate in taken and taken[candidate] != original)
+        ):
             return False
         taken[candidate] = original
         result[original] = candidate

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from codegen import ir, loader, render
 from codegen.cache import ModuleCache, endpoint_key, source_key, spec_key
-from codegen.models import generate_models_batch
+from codegen.models import Models, generate_models, generate_models_batch
 from codegen.problems import InvalidSpecError, Level, Problem, display_path
 from codegen.tree import TYPED_MARKER, TreeFiles, content_hash, tree_stats, update_tree, write_tree
 
@@ -144,13 +144,22 @@ def _collisions(endpoints: list[ir.EndpointIR], specs_root: Path) -> list[Proble
     return problems
 
 
-def _render_groups(groups: Sequence[Sequence[ir.EndpointIR]], reserved: frozenset[str]) -> list[list[str]]:
+def _render_groups(groups: Sequence[Sequence[ir.EndpointIR]], reserved: frozenset[str]) -> list[list[str] | str]:
     """The modules of each group of endpoints whose models are the same (`_models_key`): each group's models are
-    generated once, and the groups' in one call of datamodel-code-generator."""
-    modules = []
-    for group, models in zip(groups, generate_models_batch([g[0] for g in groups], reserved), strict=True):
-        rendered = [render.render_endpoint(endpoint, models) for endpoint in group]
-        modules.append([render.format_python(r.source, r.black_block) for r in rendered])
+    generated once, and the groups' in one call of datamodel-code-generator. A group that cannot be generated gets
+    the reason instead of its modules: one spec's failure is reported against that spec, never a traceback."""
+    try:
+        batch: list[Models] | None = generate_models_batch([g[0] for g in groups], reserved)
+    except Exception:  # one of them fails alone too: find which below
+        batch = None
+    modules: list[list[str] | str] = []
+    for i, group in enumerate(groups):
+        try:
+            models = batch[i] if batch is not None else generate_models(group[0], reserved)
+            rendered = [render.render_endpoint(endpoint, models) for endpoint in group]
+            modules.append([render.format_python(r.source, r.black_block) for r in rendered])
+        except Exception as exc:
+            modules.append(f"cannot generate its module: {type(exc).__name__}: {str(exc)[:300]}")
     return modules
 
 
@@ -162,9 +171,15 @@ def _models_key(endpoint: ir.EndpointIR) -> str:
 
 
 def _render_modules(
-    endpoints: Sequence[ir.EndpointIR], reserved: frozenset[str], cache: ModuleCache, jobs: int, warm: Workers | None
+    endpoints: Sequence[ir.EndpointIR],
+    reserved: frozenset[str],
+    cache: ModuleCache,
+    jobs: int,
+    warm: Workers | None,
+    specs_root: Path | None = None,
 ) -> list[str]:
-    """Every endpoint module, from the cache or freshly rendered (in `jobs` processes when there are many)."""
+    """Every endpoint module, from the cache or freshly rendered (in `jobs` processes when there are many).
+    Raises InvalidSpecError naming every spec whose module cannot be generated (after trying all of them)."""
     keys = [endpoint_key(e, reserved) for e in endpoints]
     out = [cache.get(k) for k in keys]
     groups: dict[str, list[int]] = {}
@@ -179,10 +194,18 @@ def _render_modules(
     rendered = [
         contents for batch in _map(_render_groups, calls, jobs, warm, per_worker=per_worker) for contents in batch
     ]
+    failed: list[Problem] = []
     for group, contents in zip(todo, rendered, strict=True):
+        if isinstance(contents, str):
+            for i in group:
+                spec = endpoints[i].spec_file
+                failed.append(Problem(display_path(specs_root / spec) if specs_root else spec, "", contents))
+            continue
         for i, content in zip(group, contents, strict=True):
             out[i] = content
             cache.put(keys[i], content)
+    if failed:
+        raise InvalidSpecError(sorted(failed, key=lambda p: p.file))
     return [c for c in out if c is not None]
 
 
@@ -245,9 +268,11 @@ def render_tree(
     jobs: int = 1,
     warm: Workers | None = None,
     last: LastTree | None = None,
+    specs_root: Path | None = None,
 ) -> Mapping[str, str]:
     """Stage 3-4: every file of the output package, formatted, keyed by relative path. With `last`, the modules of
-    its unchanged endpoints (and its namespace packages) are taken from the tree on disk instead of rendered."""
+    its unchanged endpoints (and its namespace packages) are taken from the tree on disk instead of rendered.
+    `specs_root` names the specs in the problems of modules that cannot be generated."""
     endpoints = sorted(endpoints, key=lambda e: e.endpoint_id)
     reserved = _reserved_kwargs()
     packages = _packages(endpoints)
@@ -263,7 +288,9 @@ def render_tree(
             files[paths[i]] = (last.root / was).read_text(encoding="utf-8")
         else:
             todo.append(i)
-    rendered = _render_modules([endpoints[i] for i in todo], reserved, cache or ModuleCache(None), jobs, warm)
+    rendered = _render_modules(
+        [endpoints[i] for i in todo], reserved, cache or ModuleCache(None), jobs, warm, specs_root
+    )
     files.update((paths[i], content) for i, content in zip(todo, rendered, strict=True))
     for path in namespace_paths(endpoints, packages):
         if last is not None and path in last.namespaces:
@@ -351,7 +378,7 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
         if last is not None and unchanged:
             modules = {e.endpoint_id: unchanged[e.spec_file]["module"] for e, _ in known}
             reuse = LastTree(out, modules, frozenset(last["namespaces"]))
-        files = render_tree(endpoints, cache, jobs, warm, reuse)
+        files = render_tree(endpoints, cache, jobs, warm, reuse, specs_root)
     kept = files.kept if isinstance(files, TreeFiles) else set()
     hashes = {rel: last["hashes"][rel] if rel in kept and last else content_hash(files[rel]) for rel in files}
     if last is not None and same_tree:

@@ -19,6 +19,7 @@ import textwrap
 from collections.abc import Iterable
 from typing import Any
 
+from codegen import keywords
 from codegen.escape import black_quoted
 
 LINE_LENGTH = 88  # black's default, which generated modules follow
@@ -32,10 +33,13 @@ _SCHEMA_MAP = ("properties", "patternProperties", "$defs", "definitions")
 
 
 def untitled(schema: Any) -> Any:
-    """A copy of `schema` with every schema's `title` removed (names come from component keys and field names)."""
+    """A copy of `schema` with every schema's `title` removed (names come from component keys and field names), and
+    the intermediate model's file-input markers (`ui`, `_fal_ui_field`), which model generation does not read."""
     if not isinstance(schema, dict):
         return schema
-    out = {k: v for k, v in schema.items() if not (k == "title" and isinstance(v, str))}
+    out = {
+        k: v for k, v in schema.items() if not (k == "title" and isinstance(v, str)) and k not in keywords.FILE_MARKERS
+    }
     for key in _SCHEMA:
         if key in out:
             out[key] = untitled(out[key])

@@ -10,17 +10,24 @@ Specs that fal no longer lists are reported, and deleted only with `prune` (cura
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, field
+import shutil
+import tempfile
+import time
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codegen import importer, loader
-from codegen.problems import InvalidSpecError, Level, Problem
+from codegen import importer, ir, loader, naming
+from codegen.problems import InvalidSpecError, Level, Problem, display_path
 
 if TYPE_CHECKING:
     from codegen.diff import Change
     from fal_runtime import Client
+    from fal_runtime.platform import ModelEntry
 
 
 @dataclass
@@ -34,6 +41,7 @@ class Report:
     deprecated: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)  # specs fal's listing no longer has
     pruned: list[str] = field(default_factory=list)
+    prune_refused: str = ""  # why `prune` deleted nothing
     skipped: list[tuple[str, list[Problem]]] = field(default_factory=list)
     unchanged: int = 0
     dry_run: bool = False
@@ -54,24 +62,26 @@ class Report:
             lines += ["", "**Some changes break callers** (marked below)."]
         if self.added:
             lines += ["", f"## Added ({len(self.added)})", ""]
-            lines += [f"- `{o.item.endpoint_id}`{_about(o.item.spec)}" for o in self.added]
+            lines += [f"- `{_code(o.item.endpoint_id)}`{_about(o.item.spec)}" for o in self.added]
         if self.changed:
             lines += ["", f"## Changed ({len(self.changed)})"]
             for outcome, changes in self.changed:
-                lines += ["", f"### `{outcome.item.endpoint_id}`", ""]
+                lines += ["", f"### `{_code(outcome.item.endpoint_id)}`", ""]
                 lines += [_change(c) for c in changes] or ["- documentation, examples or metadata only"]
         if self.curated:
             lines += ["", f"## Curated specs where fal's data differs (kept; decide by hand) ({len(self.curated)})"]
             for outcome in self.curated:
-                lines += ["", f"### `{outcome.item.endpoint_id}`", ""]
+                lines += ["", f"### `{_code(outcome.item.endpoint_id)}`", ""]
                 lines += [_change(c) for c in outcome.changes] or ["- documentation, examples or metadata only"]
         if self.deprecated:
             lines += ["", f"## Deprecated by fal ({len(self.deprecated)})", ""]
-            lines += [f"- `{eid}`" for eid in self.deprecated]
+            lines += [f"- `{_code(eid)}`" for eid in self.deprecated]
         if self.absent:
             state = "deleted (--prune)" if self.pruned else "kept; --prune deletes those not curated"
+            if self.prune_refused:
+                state = f"kept: {self.prune_refused}"
             lines += ["", f"## Absent from fal's listing ({len(self.absent)}: {state})", ""]
-            lines += [f"- `{eid}`{' (deleted)' if eid in self.pruned else ''}" for eid in self.absent]
+            lines += [f"- `{_code(eid)}`{' (deleted)' if eid in self.pruned else ''}" for eid in self.absent]
         if self.skipped:
             lines += ["", f"## Skipped ({len(self.skipped)})", ""]
             for endpoint_id, problems in self.skipped:
@@ -79,6 +89,25 @@ class Report:
                 more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
                 lines.append(f"- `{_code(endpoint_id)}`: {why}{more}")
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a listing a sync reads before it stops, so a listing whose pages never end (or never stop
+    growing) cannot keep it walking, and holding entries, for ever. fal lists ~1,500 endpoints in ~15 pages of
+    100; the defaults leave room for ten times that. Reaching one fails the sync, writing nothing."""
+
+    max_pages: int = 500
+    max_entries: int = 20_000
+    max_seconds: float = 1_800.0
+    # Pruning deletes specs: refused (unless forced) when the listing is empty, or when it would delete more than
+    # this share of the specs in scope and more than `max_prune_count`, as a truncated listing would.
+    max_prune_share: float = 0.1
+    max_prune_count: int = 10
+
+
+class SyncLimitError(ValueError):
+    """The walk reached one of `Limits`: nothing was written."""
 
 
 def sync(
@@ -89,83 +118,210 @@ def sync(
     category: str | None = None,
     dry_run: bool = False,
     prune: bool = False,
+    force_prune: bool = False,
+    limits: Limits = Limits(),
+    cache_dir: Path | None = None,
 ) -> Report:
-    """Walk fal's listing, import what is new or changed, report everything (see the module docstring)."""
+    """Walk fal's listing, import what is new or changed, report everything (see the module docstring).
+
+    Each entry is read on its own: one that cannot be imported, or whose module the generator would refuse, is
+    skipped with the reason, and the others go on. `cache_dir` is the generator's module cache, shared with the
+    `make gen` that follows."""
     from fal_runtime import Client
-    from fal_runtime.platform import iter_models
 
     report = Report(dry_run=dry_run, scope=_scope(endpoint_ids, category))
     own = client is None
     api = client or Client()
+    ready: list[tuple[importer.Outcome, str]] = []
+    seen: set[str] = set()
     try:
-        text = "fal's model search (GET /v1/models?expand=openapi-3.0), as fal serves the endpoint now"
-        entries = list(
-            iter_models(
-                endpoint_ids=endpoint_ids or (), category=category, expand=["openapi-3.0"], client=api, limit=None
-            )
-        )
+        for entry in _walk(api, endpoint_ids, category, limits):
+            report.listed += 1
+            endpoint_id = entry.endpoint_id
+            seen.add(endpoint_id)
+            if entry.metadata.status == "deprecated":
+                report.deprecated.append(endpoint_id)
+            prepared, problems = _prepare(entry, specs_root)
+            if problems:
+                report.skipped.append((endpoint_id, problems))
+            else:
+                ready.extend(prepared)
     finally:
         if own:
             api.close()
-    report.listed = len(entries)
-    ready: list[tuple[importer.Outcome, str]] = []
-    seen: set[str] = set()
-    for entry in entries:
-        endpoint_id = entry.endpoint_id
-        seen.add(endpoint_id)
-        if entry.metadata.status == "deprecated":
-            report.deprecated.append(endpoint_id)
-        raw = {
-            "endpoint_id": endpoint_id,
-            "metadata": entry.metadata.model_dump(exclude_none=True),
-            "openapi": entry.openapi,
-        }
-        try:
-            source = importer.listing_source(raw, f"fal's model search ({endpoint_id})", text)
-            if source.endpoint_id != endpoint_id:
-                raise InvalidSpecError(
-                    [
-                        Problem(
-                            source.origin,
-                            "/info/x-fal-metadata/endpointId",
-                            f"the document names another endpoint: {source.endpoint_id!r}",
-                        )
-                    ]
-                )
-            imported, problems = importer.collect([source])
-            prepared, more = importer.prepare(imported, specs_root)
-            problems += more
-        except InvalidSpecError as exc:
-            problems, prepared = exc.problems, []
-        errors = [p for p in problems if p.level is Level.ERROR]
-        if errors:
-            report.skipped.append((endpoint_id, errors))
-            continue
-        ready.extend(prepared)
+    ready = _generator_checks(specs_root, ready, report, cache_dir)
     for outcome, _ in ready:
         if outcome.state == "unchanged":
             report.unchanged += 1
         elif outcome.state == "curated":
             report.curated.append(outcome)
         elif outcome.target.exists():
-            report.changed.append(
-                (
-                    outcome,
-                    importer.differences(outcome.target, outcome.target.read_text(encoding="utf-8"), outcome.item),
-                )
-            )
+            current = outcome.target.read_text(encoding="utf-8")
+            report.changed.append((outcome, importer.differences(outcome.target, current, outcome.item)))
         else:
             report.added.append(outcome)
     report.absent = _absent(specs_root, seen, endpoint_ids, category)
-    if not dry_run:
-        importer.write(ready)
-        if prune:
-            for endpoint_id in report.absent:
-                path = specs_root / f"{endpoint_id}.yaml"
-                if not importer.is_curated(path.read_text(encoding="utf-8")):
-                    path.unlink()
-                    report.pruned.append(endpoint_id)
+    if dry_run:
+        return report
+    importer.write(ready)
+    if prune:
+        deletable = [e for e in report.absent if not importer.is_curated(_spec_text(specs_root, e))]
+        in_scope = report.listed + len(report.absent)
+        share = len(deletable) / in_scope if in_scope else 1.0
+        sharply_smaller = share > limits.max_prune_share and len(deletable) > limits.max_prune_count
+        if deletable and not force_prune and (report.listed == 0 or sharply_smaller):
+            report.prune_refused = (
+                f"pruning would delete {len(deletable)} of {in_scope} specs ({share:.0%}) from a listing of "
+                f"{report.listed}: an empty or truncated listing looks like this; nothing deleted (--force-prune "
+                "deletes them)"
+            )
+        else:
+            for endpoint_id in deletable:
+                (specs_root / f"{endpoint_id}.yaml").unlink()
+                report.pruned.append(endpoint_id)
     return report
+
+
+def _walk(api: Client, endpoint_ids: list[str] | None, category: str | None, limits: Limits) -> Iterator[ModelEntry]:
+    """fal's listing, entry by entry as each page arrives (a page's entries are dropped once imported), within
+    `limits`."""
+    from fal_runtime.platform import search_models
+
+    deadline = time.monotonic() + limits.max_seconds
+    cursor: str | None = None
+    visited: set[str] = set()
+    entries = 0
+    for page_number in range(1, limits.max_pages + 1):
+        page = search_models(
+            endpoint_ids=endpoint_ids or (), category=category, expand=["openapi-3.0"], client=api, cursor=cursor
+        )
+        entries += len(page.models)
+        if entries > limits.max_entries:
+            raise SyncLimitError(f"the listing has more than {limits.max_entries:,} entries: stopped at page "
+                                 f"{page_number}")  # fmt: skip
+        yield from page.models
+        if not page.has_more:
+            return
+        if not page.next_cursor or page.next_cursor in visited:
+            raise SyncLimitError(f"page {page_number} says has_more but gives no new cursor: stopped")
+        visited.add(page.next_cursor)
+        cursor = page.next_cursor
+        if time.monotonic() > deadline:
+            raise SyncLimitError(f"the walk took more than {limits.max_seconds:.0f} s: stopped at page {page_number}")
+    raise SyncLimitError(f"the listing has more than {limits.max_pages} pages: stopped")
+
+
+def _prepare(entry: ModelEntry, specs_root: Path) -> tuple[list[tuple[importer.Outcome, str]], list[Problem]]:
+    """One listing entry through the importer and its checks: what writing it would do, or why it cannot be
+    imported. Nothing an entry holds may stop the sync of the others: a failure the importer did not foresee is
+    reported against the entry too."""
+    endpoint_id = entry.endpoint_id
+    origin = f"fal's model search ({endpoint_id})"
+    if not ir.is_endpoint_id(endpoint_id):
+        return [], [Problem(origin, "/endpoint_id", "not an endpoint id fal would serve ('owner/alias[/path...]', "
+                            f"segments of at most {ir.MAX_SEGMENT_LENGTH} characters)")]  # fmt: skip
+    if isinstance(entry.openapi, dict):
+        malformed = loader.check_structure(loader.SpecDocument(Path(origin), origin, entry.openapi))
+        if malformed is not None:
+            return [], [malformed]
+    raw = {"endpoint_id": endpoint_id, "metadata": entry.metadata.model_dump(exclude_none=True),
+           "openapi": entry.openapi}  # fmt: skip
+    text = "fal's model search (GET /v1/models?expand=openapi-3.0), as fal serves the endpoint now"
+    try:
+        source = importer.listing_source(raw, origin, text)
+        if source.endpoint_id != endpoint_id:
+            raise InvalidSpecError([Problem(origin, "/info/x-fal-metadata/endpointId",
+                                            f"the document names another endpoint: {source.endpoint_id!r}")])  # fmt: skip
+        imported, problems = importer.collect([source])
+        prepared, more = importer.prepare(imported, specs_root)
+        problems += more
+    except InvalidSpecError as exc:
+        return [], exc.problems
+    except (RecursionError, OSError, ValueError, LookupError, TypeError) as exc:
+        return [], [Problem(origin, "", f"cannot import: {type(exc).__name__}: {str(exc)[:200]}")]
+    errors = [p for p in problems if p.level is Level.ERROR]
+    return ([], errors) if errors else (prepared, [])
+
+
+def _generator_checks(
+    specs_root: Path, ready: list[tuple[importer.Outcome, str]], report: Report, cache_dir: Path | None
+) -> list[tuple[importer.Outcome, str]]:
+    """The specs a sync would write, generated with the specs already there, by the generator itself: an entry
+    that would stop `make gen` (an id equal to another's but for case or punctuation, a module it cannot write) is
+    skipped with the generator's reason, so the catalogue always generates. Runs in a copy; writes nothing."""
+    from codegen.pipeline import generate
+
+    candidates = {o.target.relative_to(specs_root.resolve()).as_posix(): (o, text) for o, text in ready
+                  if o.state == "written"}  # fmt: skip
+    if not candidates:
+        return ready
+    dropped = _module_collisions(specs_root, candidates, report)
+    with tempfile.TemporaryDirectory(prefix="fal-sync-") as tmp:
+        tree = Path(tmp) / "specs"
+        for path in loader.find_spec_files(specs_root):
+            rel = path.relative_to(specs_root).as_posix()
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, tree / rel)
+        for rel, (_, text) in candidates.items():
+            if rel in dropped:
+                continue
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tree / rel).write_text(text, encoding="utf-8")
+        for _ in range(len(candidates) + 1):
+            try:
+                generate(tree, Path(tmp) / "out", cache_dir=cache_dir, jobs=os.cpu_count() or 1)
+                break
+            except InvalidSpecError as exc:
+                by_file: dict[str, list[Problem]] = {}
+                for problem in exc.problems:
+                    by_file.setdefault(problem.file, []).append(problem)
+                bad = [rel for rel in candidates if rel not in dropped and display_path(tree / rel) in by_file]
+                if not bad:  # only specs already in the tree are broken: `make gen` reports them itself
+                    break
+                for rel in bad:
+                    dropped.add(rel)
+                    outcome = candidates[rel][0]
+                    problems = [replace(p, file=outcome.item.origin) for p in by_file[display_path(tree / rel)]]
+                    report.skipped.append((outcome.item.endpoint_id, problems))
+                    if (specs_root / rel).exists():
+                        shutil.copyfile(specs_root / rel, tree / rel)
+                    else:
+                        (tree / rel).unlink()
+    return [(o, text) for o, text in ready if o.state != "written" or
+            o.target.relative_to(specs_root.resolve()).as_posix() not in dropped]  # fmt: skip
+
+
+def _module_collisions(
+    specs_root: Path, candidates: dict[str, tuple[importer.Outcome, str]], report: Report
+) -> set[str]:
+    """Candidates whose id maps to the module of another endpoint (`Fal-AI/aura-sr`, `fal_ai/aura.sr` beside
+    `fal-ai/aura-sr`): the generator refuses the pair, and the one already in `specs/` is the one kept. Two new
+    ids that collide are both skipped: which one fal means is for a maintainer to say."""
+    owner: dict[tuple[str, ...], list[str]] = {}
+    for path in loader.find_spec_files(specs_root):
+        rel = path.relative_to(specs_root).with_suffix("").as_posix()
+        if f"{rel}.yaml" not in candidates:
+            owner.setdefault(naming.module_parts(rel), []).append(rel)
+    for rel, (outcome, _) in candidates.items():
+        owner.setdefault(naming.module_parts(outcome.item.endpoint_id), []).append(rel)
+    dropped: set[str] = set()
+    for ids in owner.values():
+        new = [r for r in ids if r in candidates]
+        if len(ids) < 2 or not new:
+            continue
+        for rel in new:
+            outcome = candidates[rel][0]
+            others = ", ".join(repr(i.removesuffix(".yaml")) for i in ids if i != rel)
+            message = (
+                f"endpoint id {outcome.item.endpoint_id!r} maps to the module of {others}: the generator refuses both"
+            )
+            report.skipped.append((outcome.item.endpoint_id, [Problem(outcome.item.origin, "/endpoint_id", message)]))
+            dropped.add(rel)
+    return dropped
+
+
+def _spec_text(specs_root: Path, endpoint_id: str) -> str:
+    return (specs_root / f"{endpoint_id}.yaml").read_text(encoding="utf-8")
 
 
 def _absent(specs_root: Path, seen: set[str], endpoint_ids: list[str] | None, category: str | None) -> list[str]:
@@ -212,11 +368,20 @@ def _change(change: Change) -> str:
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+|!~])")
 
 
+def _visible(text: str) -> str:
+    """Text from fal without control or format characters (NUL, ESC, U+202E and the other bidi overrides,
+    zero-width marks): in a pull request's body they hide or reorder what a reviewer reads."""
+    return "".join(" " if unicodedata.category(ch) in _INVISIBLE else ch for ch in text)
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def _md(text: str) -> str:
     """Text from fal, escaped for Markdown: it reaches a pull request's body and must not become markup or HTML."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(_visible(text).split()))
 
 
 def _code(text: str) -> str:
     """Text inside a code span: no backticks or line breaks can end it early."""
-    return " ".join(text.replace("`", "'").split())
+    return " ".join(_visible(text).replace("`", "'").split())
