@@ -30,22 +30,42 @@ Timeouts: `open_timeout` (default 90 s, fal-client's: the handshake waits while 
 bounds each handshake; `recv_timeout` (default: the client's `timeout`, 120 s) bounds each `recv`, and
 `float("inf")` waits for ever; the token request uses the client's HTTP timeouts and retries. websockets pings every
 20 s and drops a peer silent for 20 s more, so a dead connection is noticed within about 40 s.
+
+Limits on what an answer may cost. An answer's frame may be `max_message_bytes` long (default 16 MiB: a few
+data-URI images; fal-client sets no limit): websockets refuses a longer one and closes the socket with 1009, and
+`recv` raises `ProtocolError` naming the limit; the next `send` reconnects. A frame's size does not bound what decoding
+it costs: each byte of msgpack may be an empty list, 80 bytes of Python objects, so a frame may hold at most
+`max_message_objects` objects (default 500,000: at worst ~35 MB and ~0.3 s to decode; fal's answers hold dozens).
+They are counted before decoding (a scan of the frame's headers, which stops at the limit); a frame with more raises
+`ProtocolError` naming the limit, and the connection stays usable: the frame is skipped, the next `recv` reads the
+next one. A frame larger than 64 KiB is decoded on a worker thread, and `recv` waits for it only until its deadline:
+past it, `recv` raises `APITimeoutError` and the next `recv` returns that answer once decoded, so none is lost.
+
+Secrets. The token is in the socket's URL, which websockets logs at DEBUG (`> GET /...?fal_jwt_token=...`) and a
+gateway refusing a handshake may echo: the logger given to websockets scrubs the token (and the key) from every record
+(its `websockets.client` logger, so logging is configured as usual), and a refused handshake's status, headers and
+body, connection errors, close reasons and error frames are scrubbed of both before they reach an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
+import dataclasses
 import json
 import logging
 import math
 import os
 import re
 import ssl
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Self, TypedDict, TypeVar, Unpack
-from urllib.parse import quote, urlencode
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Self, TypedDict, TypeVar, Unpack
+from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
 from pydantic import BaseModel
@@ -58,6 +78,7 @@ try:
     from websockets.asyncio.client import ClientConnection as AsyncSocket
     from websockets.asyncio.client import connect as async_connect
     from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+    from websockets.frames import Frame
     from websockets.sync.client import ClientConnection as SyncSocket
     from websockets.sync.client import connect as sync_connect
 except ImportError as exc:  # optional dependencies: only realtime apps need them
@@ -83,8 +104,11 @@ logger = logging.getLogger("fal_runtime")
 REALTIME_PATH = "/realtime"
 TOKEN_EXPIRATION = 120  # seconds; fal-client's and fal-js's default
 OPEN_TIMEOUT = 90.0  # fal-client's: a cold app's handshake waits for a runner to start
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the largest answer accepted (fal-client sets none); raise it for larger ones
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the largest answer's frame (fal-client sets none): a few data-URI images
+MAX_MESSAGE_OBJECTS = 500_000  # objects an answer may hold: at worst ~35 MB and ~0.3 s to count and decode
+INLINE_DECODE_BYTES = 64 * 1024  # frames up to this size are decoded at once; larger ones on a worker thread
 MAX_BUFFERING = (1, 60)  # the range fal accepts for `max_buffering`
+MESSAGE_TOO_BIG = 1009  # the close code websockets sends when a frame is over `max_size`
 UNAUTHORIZED = "Unauthorized"
 NORMAL_CLOSURE = 1000
 ABNORMAL_CLOSURE = 1006  # RFC 6455's code for a connection lost without a close frame
@@ -128,6 +152,7 @@ class RealtimeOptions(TypedDict, total=False):
     open_timeout: float
     recv_timeout: float | None
     max_message_bytes: int | None
+    max_message_objects: int | None
 
 
 # The protocol, without I/O.
@@ -191,12 +216,105 @@ def encode(payload: Mapping[str, Any]) -> bytes:
     return frame
 
 
-def decode(frame: bytes | str, core: Core) -> dict[str, Any] | None:
+def count_msgpack_objects(frame: bytes, limit: int) -> int:
+    """How many objects decoding `frame` makes (each scalar, string, container and map key is one), counting no
+    further than `limit + 1`: one step per object, skipping strings, bins and exts by their length, so a frame of a few
+    large strings is counted in microseconds. A truncated or malformed frame is counted as far as it goes (decoding it
+    fails anyway)."""
+    count, at, end, sizes = 0, 0, len(frame), _MSGPACK_SIZES
+    while at < end and count <= limit:
+        count += 1
+        size = sizes[frame[at]]
+        if size:
+            at += size
+        else:  # str8/16/32, bin8/16/32, ext8/16/32: a header, then as many bytes as it says
+            header, width = _MSGPACK_LENGTHS[frame[at]]
+            at += header + int.from_bytes(frame[at + 1 : at + 1 + width], "big")
+    return count
+
+
+def _msgpack_sizes() -> list[int]:
+    """Each msgpack type byte's whole size in bytes (header and payload), or 0 when a length field gives it."""
+    sizes = [1] * 256  # fixint, fixmap, fixarray (their elements are objects of their own), nil, bool
+    for byte in range(0xA0, 0xC0):  # fixstr
+        sizes[byte] = 1 + (byte & 0x1F)
+    sized = {0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9, 0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9}  # numbers
+    sized |= {0xD4: 3, 0xD5: 4, 0xD6: 6, 0xD7: 10, 0xD8: 18, 0xDC: 3, 0xDD: 5, 0xDE: 3, 0xDF: 5}  # fixext, containers
+    for byte, size in (sized | dict.fromkeys(_MSGPACK_LENGTHS, 0)).items():
+        sizes[byte] = size
+    return sizes
+
+
+# str, bin and ext with a length field: (header bytes, bytes of the length field, which follows the type byte)
+_MSGPACK_LENGTHS = {0xC4: (2, 1), 0xC5: (3, 2), 0xC6: (5, 4), 0xC7: (3, 1), 0xC8: (4, 2), 0xC9: (6, 4)}
+_MSGPACK_LENGTHS |= {0xD9: (2, 1), 0xDA: (3, 2), 0xDB: (5, 4)}
+_MSGPACK_SIZES = _msgpack_sizes()
+# A JSON string (escapes included; possessive, so a scan never backtracks), an escape, or a separator.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*+"|\\.|[\[{,:]', re.S)
+
+
+def count_json_values(text: str, limit: int) -> int:
+    """An upper bound of the values (and keys) decoding `text` makes, counting no further than `limit + 1`: one plus
+    the `[`, `{`, `,` and `:` outside strings (each value but the first follows one). Counted in C when the text has
+    no strings or few separators in all; else token by token, stopping at the limit or where the text stops being
+    JSON (an escape outside a string, two strings in a row), which decoding then reports."""
+    count = 1 + sum(text.count(c) for c in "[{,:")
+    if count <= limit or '"' not in text:
+        return count
+    count, after_string = 1, False
+    for token in _JSON_TOKENS.finditer(text):
+        char = text[token.start()]
+        if char == "\\" or (char == '"' and after_string):
+            break
+        after_string = char == '"'
+        if not after_string:
+            count += 1
+            if count > limit:
+                break
+    return count
+
+
+def _same(value: Any) -> Any:
+    """msgpack's list and map hook: it changes nothing, but calling Python code lets other threads run (a decode on
+    a worker thread would otherwise hold the GIL until it ends, and `recv` could not give up at its deadline)."""
+    return value
+
+
+def _unpack(frame: bytes, max_objects: int | None) -> Any:
+    limit = len(frame) if max_objects is None else min(max_objects, len(frame))
+    return msgpack.unpackb(
+        frame,
+        raw=False,
+        list_hook=_same,
+        object_hook=_same,
+        max_array_len=limit,  # a container's length is checked before it is allocated
+        max_map_len=limit,
+        max_str_len=len(frame),
+        max_bin_len=len(frame),
+        max_ext_len=len(frame),
+    )
+
+
+def decode(
+    frame: bytes | str, core: Core, *, max_objects: int | None = MAX_MESSAGE_OBJECTS, tokens: Iterable[str] = ()
+) -> dict[str, Any] | None:
     """One received frame as an answer, or None for a frame to skip (metadata, fal's idle notice); fal's error frames
-    raise `RealtimeError`, a frame that is not an object raises `ProtocolError`."""
+    raise `RealtimeError`, a frame that is not an object, or holds more than `max_objects` objects, raises
+    `ProtocolError`. The key and `tokens` are scrubbed from error frames."""
     kind = "JSON" if isinstance(frame, str) else "msgpack"
+    if max_objects is not None and len(frame) > max_objects:  # fewer bytes than the limit: fewer objects too
+        count = (
+            count_json_values(frame, max_objects)
+            if isinstance(frame, str)
+            else count_msgpack_objects(frame, max_objects)
+        )
+        if count > max_objects:
+            raise errors.ProtocolError(
+                f"a realtime {kind} frame of {_size(len(frame))} holds more than {max_objects} objects "
+                "(max_message_objects); it was skipped"
+            )
     try:
-        message = json.loads(frame) if isinstance(frame, str) else msgpack.unpackb(frame, raw=False)
+        message = json.loads(frame) if isinstance(frame, str) else _unpack(frame, max_objects)
     except (ValueError, TypeError, RecursionError, msgpack.UnpackException):
         raise errors.ProtocolError(f"a realtime frame is not valid {kind}") from None
     if not isinstance(message, dict):
@@ -209,11 +327,116 @@ def decode(frame: bytes | str, core: Core) -> dict[str, Any] | None:
     error = str(message.get("error") or "UNKNOWN_ERROR")
     if error == "TIMEOUT" and message.get("type") == "x-fal-error":
         return None
-    reason = core.redact(str(message.get("reason") or ""))
+    secrets = tuple(tokens)
+    error = scrub_tokens(core.redact(error), secrets)
+    reason = scrub_tokens(core.redact(str(message.get("reason") or "")), secrets)
     text = f"{error}: {reason}" if reason else error
-    raise RealtimeError(
-        f"realtime app error: {text[:500]}", error=error, reason=reason, payload=core.redact_json(message)
-    )
+    payload = _map_strings(core.redact_json(message), lambda value: scrub_tokens(value, secrets))
+    raise RealtimeError(f"realtime app error: {text[:500]}", error=error, reason=reason, payload=payload)
+
+
+def _size(size: int) -> str:
+    return f"{size // 2**20} MiB" if size % 2**20 == 0 else f"{size:,} bytes"
+
+
+# Secrets: the token travels in the socket's URL, so whatever quotes the URL may quote it.
+
+
+def scrub_tokens(text: str, tokens: Iterable[str]) -> str:
+    """`text` with each token (as is and URL-encoded) replaced by `[token]`."""
+    forms = {form for token in tokens if token for form in (token, quote(token, safe=""), quote_plus(token))}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "[token]")
+    return text
+
+
+def _map_strings(value: Any, scrub: Callable[[str], str]) -> Any:
+    """A JSON-like value with `scrub` applied to every string in it, keys of maps included."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {_map_strings(k, scrub): _map_strings(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, scrub) for v in value]
+    return value
+
+
+def _scrub_bytes(data: bytes, scrub: Callable[[str], str]) -> bytes:
+    """`scrub` on bytes: read as Latin-1, which maps each byte to one character and back, so ASCII secrets match."""
+    return scrub(data.decode("latin-1")).encode("latin-1", "replace")
+
+
+class _ScrubbingLogger(logging.LoggerAdapter[logging.Logger]):
+    """websockets' logger for one connection (`websockets.client`, configured as usual), with every record scrubbed
+    of the token and the key: websockets logs the handshake's request line, the token in its query, at DEBUG.
+
+    A record's message is formatted here (only when its level is enabled) and scrubbed as a whole, its traceback
+    included; frames are scrubbed before websockets cuts their payload short, so no piece of a token is left."""
+
+    def __init__(self, logger: logging.Logger, scrub: Callable[[str], str]) -> None:
+        super().__init__(logger, None)
+        self._scrub = scrub
+
+    def log(
+        self,
+        level: int,
+        msg: object,
+        *args: object,
+        exc_info: Any = None,
+        stack_info: bool = False,
+        stacklevel: int = 1,
+        extra: Mapping[str, object] | None = None,
+        **kwargs: object,
+    ) -> None:
+        if not self.isEnabledFor(level):
+            return
+        args = tuple(_scrubbed_frame(a, self._scrub) if isinstance(a, Frame) else a for a in args)
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError, KeyError):
+            text = f"{msg} {args!r}"
+        if exc_info:
+            if exc_info is True:
+                exc_info = sys.exc_info()[1]
+            if isinstance(exc_info, tuple):
+                exc_info = exc_info[1]
+            if isinstance(exc_info, BaseException):
+                text += "\n" + "".join(traceback.format_exception(exc_info)).rstrip()
+        self.logger.log(level, self._scrub(text), stack_info=stack_info, stacklevel=stacklevel, extra=extra)
+
+
+def _scrubbed_frame(frame: Frame, scrub: Callable[[str], str]) -> Frame:
+    return dataclasses.replace(frame, data=_scrub_bytes(bytes(frame.data), scrub))
+
+
+# Decoding off the caller's thread, so that `recv` keeps its deadline.
+
+
+class _Decoding(NamedTuple):
+    """A frame being decoded (or decoded), and the socket it came from."""
+
+    future: concurrent.futures.Future[dict[str, Any] | None]
+    socket: Any
+
+
+def _decode_soon(
+    frame: bytes | str, core: Core, max_objects: int | None, tokens: tuple[str, ...]
+) -> concurrent.futures.Future[dict[str, Any] | None]:
+    """The decoded frame: decoded at once when small (it cannot take long), else on a worker thread (a daemon: a
+    decode nobody waits for any more does not hold the interpreter's exit)."""
+    future: concurrent.futures.Future[dict[str, Any] | None] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(decode(frame, core, max_objects=max_objects, tokens=tokens))
+        except Exception as exc:
+            future.set_exception(exc)
+
+    if len(frame) <= INLINE_DECODE_BYTES:
+        run()
+    else:
+        threading.Thread(target=run, name="fal-realtime-decode", daemon=True).start()
+    return future
 
 
 def _ssl_context(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext:
@@ -241,12 +464,16 @@ class _Realtime:
         open_timeout: float = OPEN_TIMEOUT,
         recv_timeout: float | None = None,
         max_message_bytes: int | None = MAX_MESSAGE_BYTES,
+        max_message_objects: int | None = MAX_MESSAGE_OBJECTS,
     ) -> None:
         low, high = MAX_BUFFERING
         if max_buffering is not None and not low <= max_buffering <= high:
             raise ValueError(f"max_buffering must be between {low} and {high}, not {max_buffering}")
         if token_expiration < 1:
             raise ValueError(f"token_expiration must be a positive number of seconds, not {token_expiration}")
+        for name, limit in (("max_message_bytes", max_message_bytes), ("max_message_objects", max_message_objects)):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be positive (or None: no limit), not {limit}")
         socket_path(endpoint_id, path)  # a malformed id fails here, before any request
         self.endpoint_id = endpoint_id
         self._core = core
@@ -258,7 +485,11 @@ class _Realtime:
         timeout = default_recv_timeout if recv_timeout is None else recv_timeout
         self._recv_timeout = None if timeout is None or math.isinf(timeout) else timeout
         self._max_message_bytes = max_message_bytes
+        self._max_message_objects = max_message_objects
         self._closed = False
+        self._tokens: collections.deque[str] = collections.deque(maxlen=8)  # the last ones: scrubbed from any text
+        self._decoding: _Decoding | None = None  # a frame's decode that outlived the `recv` that started it
+        self._ws_logger = _ScrubbingLogger(logging.getLogger("websockets.client"), self._scrub)
 
     def __repr__(self) -> str:  # never the key nor the token
         return f"{type(self).__name__}({self.endpoint_id!r}, {'closed' if self._closed else 'open'})"
@@ -272,14 +503,20 @@ class _Realtime:
     def _tls(self, url: str) -> ssl.SSLContext | None:
         return _ssl_context(self._verify) if url.startswith("wss:") else None
 
-    def _open_failure(self, exc: Exception, token: str) -> tuple[Reply | None, errors.TransportError | None]:
+    def _scrub(self, text: str) -> str:
+        """`text` without the key nor any of this connection's recent tokens."""
+        return scrub_tokens(self._core.redact(text), tuple(self._tokens))
+
+    def _open_failure(self, exc: Exception) -> tuple[Reply | None, errors.TransportError | None]:
         """A failed handshake as the core sees failures: a refusal is a reply (status, headers, body), anything else
-        a transport error that sent nothing. The token is cut from messages, which may quote the URL."""
+        a transport error that sent nothing. The token is cut from all of it (the reply's headers and body too): a
+        gateway may echo the URL, and the core's errors quote replies."""
         if isinstance(exc, InvalidStatus):
             response = exc.response
-            headers = {k.lower(): v for k, v in response.headers.raw_items()}
-            return Reply(response.status_code, headers, bytes(response.body or b"")), None
-        text = self._core.redact(str(exc).replace(token, "[token]"))[:300]
+            headers = {k.lower(): self._scrub(v) for k, v in response.headers.raw_items()}
+            body = _scrub_bytes(bytes(response.body or b""), self._scrub)
+            return Reply(response.status_code, headers, body), None
+        text = self._scrub(str(exc))[:300]
         message = f"{self.endpoint_id}: realtime connection failed: {type(exc).__name__}: {text}"
         if isinstance(exc, TimeoutError):
             return None, errors.APITimeoutError(message, request_sent=False)
@@ -308,11 +545,34 @@ class _Realtime:
             return RealtimeConnectionClosed(f"{self.endpoint_id}: realtime connection {why}")
         close = exc.rcvd or exc.sent
         code = close.code if close is not None else ABNORMAL_CLOSURE
-        reason = self._core.redact(close.reason if close is not None else "no close frame")[:200]
+        reason = self._scrub(close.reason if close is not None else "no close frame")[:200]
         detail = f"code {code}: {reason}" if reason else f"code {code}"
         return RealtimeConnectionClosed(
             f"{self.endpoint_id}: the realtime connection closed ({detail})", code=code, reason=reason
         )
+
+    def _too_big(self, exc: ConnectionClosed) -> errors.ProtocolError | None:
+        """The error for a socket websockets closed because an answer was over `max_message_bytes`, else None."""
+        if exc.sent is None or exc.sent.code != MESSAGE_TOO_BIG or exc.rcvd_then_sent:
+            return None
+        limit = "?" if self._max_message_bytes is None else _size(self._max_message_bytes)
+        return errors.ProtocolError(
+            f"{self.endpoint_id}: a realtime answer is larger than max_message_bytes ({limit}); the connection was "
+            f"closed (code {MESSAGE_TOO_BIG}) and the next send reconnects"
+        )
+
+    def _decode_soon(self, frame: bytes | str, socket: Any) -> _Decoding:
+        future = _decode_soon(frame, self._core, self._max_message_objects, tuple(self._tokens))
+        self._decoding = _Decoding(future, socket)
+        return self._decoding
+
+    def _decoded_into(self, decoding: _Decoding, exc: BaseException) -> bool:
+        """Whether `exc` is the frame's own failure (not an interruption of the wait): then the frame is done with."""
+        future = decoding.future
+        done = future.done() and not future.cancelled() and future.exception() is exc
+        if done and self._decoding is decoding:
+            self._decoding = None
+        return done
 
     def _expired(self, limit: float | None) -> errors.APITimeoutError:
         return errors.APITimeoutError(f"{self.endpoint_id}: no realtime answer within {limit} s", request_sent=True)
@@ -321,6 +581,15 @@ class _Realtime:
         """This call's limit in seconds (None: none) and its deadline on the monotonic clock."""
         limit = self._recv_timeout if timeout is None else (None if math.isinf(timeout) else timeout)
         return limit, (None if limit is None else time.monotonic() + limit)
+
+    @staticmethod
+    def _remaining(deadline: float | None) -> float | None:
+        return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+def _unauthorized(exc: BaseException) -> bool:
+    """fal refused the token mid-connection: the socket is dropped, so the next `send` connects with a new one."""
+    return isinstance(exc, RealtimeError) and exc.error == UNAUTHORIZED
 
 
 def _ends_iteration(exc: RealtimeConnectionClosed) -> bool:
@@ -364,27 +633,35 @@ class RealtimeConnection(_Realtime):
         """The next answer; `timeout` overrides the connection's `recv_timeout` for this call.
 
         Raises `RealtimeError` for fal's error frames, `RealtimeConnectionClosed` when the socket closes first (or
-        none is open) and `APITimeoutError` when no answer came in time (the connection stays usable).
+        none is open) and `APITimeoutError` when no answer came in time (the connection stays usable; an answer
+        still being decoded then is the next `recv`'s). `ProtocolError` for an answer over a limit: over
+        `max_message_objects`, the frame is skipped and the connection stays usable; over `max_message_bytes`,
+        websockets closes the socket (1009) and the next `send` reconnects.
         """
-        socket = self._socket
-        if socket is None:
-            raise self._closed_error(None)
         limit, deadline = self._recv_deadline(timeout)
         while True:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            try:
-                frame = socket.recv(timeout=remaining)
-            except TimeoutError:
-                raise self._expired(limit) from None
-            except ConnectionClosed as exc:
-                self._forget(socket)
-                raise self._closed_error(exc) from None
-            try:
-                message = decode(frame, self._core)
-            except RealtimeError as exc:
-                if exc.error == UNAUTHORIZED:
+            decoding = self._decoding  # an answer a previous `recv` gave up waiting for comes first
+            if decoding is None:
+                socket = self._socket
+                if socket is None:
+                    raise self._closed_error(None)
+                try:
+                    frame = socket.recv(timeout=self._remaining(deadline))
+                except TimeoutError:
+                    raise self._expired(limit) from None
+                except ConnectionClosed as exc:
                     self._forget(socket)
+                    raise (self._too_big(exc) or self._closed_error(exc)) from None
+                decoding = self._decode_soon(frame, socket)
+            try:
+                message = decoding.future.result(self._remaining(deadline))
+            except TimeoutError:  # still decoding: the next `recv` waits for it again
+                raise self._expired(limit) from None
+            except BaseException as exc:
+                if self._decoded_into(decoding, exc) and _unauthorized(exc):
+                    self._forget(decoding.socket)
                 raise
+            self._decoding = None
             if message is not None:
                 return message
 
@@ -403,6 +680,7 @@ class RealtimeConnection(_Realtime):
         with self._lock:  # after a handshake under way, so its socket is closed too
             self._closed = True
             socket, self._socket = self._socket, None
+            self._decoding = None
         if socket is not None:
             socket.close()
 
@@ -425,6 +703,7 @@ class RealtimeConnection(_Realtime):
         while True:
             attempt += 1
             token = token_of(self._core, self._client._send("upload", self._token_request()))
+            self._tokens.append(token)  # before the handshake, whose request line websockets logs
             url = self._url(token)
             try:
                 opened = sync_connect(
@@ -433,12 +712,13 @@ class RealtimeConnection(_Realtime):
                     open_timeout=self._open_timeout,
                     max_size=self._max_message_bytes,
                     user_agent_header=USER_AGENT,
+                    logger=self._ws_logger,
                 )
                 # Entered, as websockets >= 17.1 wants a socket held open on purpose (it warns otherwise); `close`
                 # and `_forget` close it.
                 return opened.__enter__()
             except (OSError, TimeoutError, WebSocketException) as exc:
-                reply, failure = self._open_failure(exc, token)
+                reply, failure = self._open_failure(exc)
             time.sleep(self._open_retry_delay(attempt, started, reply, failure))
 
     def _forget(self, socket: SyncSocket) -> None:
@@ -476,25 +756,33 @@ class AsyncRealtimeConnection(_Realtime):
         raise self._closed_error(closed)
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
-        socket = self._socket
-        if socket is None:
-            raise self._closed_error(None)
         limit, deadline = self._recv_deadline(timeout)
         while True:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            decoding = self._decoding
+            if decoding is None:
+                socket = self._socket
+                if socket is None:
+                    raise self._closed_error(None)
+                try:  # cancelling websockets' recv loses nothing
+                    frame = await asyncio.wait_for(socket.recv(), self._remaining(deadline))
+                except TimeoutError:
+                    raise self._expired(limit) from None
+                except ConnectionClosed as exc:
+                    await self._forget(socket)
+                    raise (self._too_big(exc) or self._closed_error(exc)) from None
+                decoding = self._decode_soon(frame, socket)
             try:
-                frame = await asyncio.wait_for(socket.recv(), remaining)  # cancelling websockets' recv loses nothing
+                if not decoding.future.done():  # shielded: giving up on it leaves it running, for the next `recv`
+                    waiting = asyncio.shield(asyncio.wrap_future(decoding.future))
+                    await asyncio.wait_for(waiting, self._remaining(deadline))
+                message = decoding.future.result()
             except TimeoutError:
                 raise self._expired(limit) from None
-            except ConnectionClosed as exc:
-                await self._forget(socket)
-                raise self._closed_error(exc) from None
-            try:
-                message = decode(frame, self._core)
-            except RealtimeError as exc:
-                if exc.error == UNAUTHORIZED:
-                    await self._forget(socket)
+            except BaseException as exc:  # cancelled while waiting: the decode is kept, as after a timeout
+                if self._decoded_into(decoding, exc) and _unauthorized(exc):
+                    await self._forget(decoding.socket)
                 raise
+            self._decoding = None
             if message is not None:
                 return message
 
@@ -511,6 +799,7 @@ class AsyncRealtimeConnection(_Realtime):
         async with self._lock:  # after a handshake under way, so its socket is closed too
             self._closed = True
             socket, self._socket = self._socket, None
+            self._decoding = None
         if socket is not None:
             await socket.close()
 
@@ -533,6 +822,7 @@ class AsyncRealtimeConnection(_Realtime):
         while True:
             attempt += 1
             token = token_of(self._core, await self._client._send("upload", self._token_request()))
+            self._tokens.append(token)
             url = self._url(token)
             try:
                 return await async_connect(
@@ -541,9 +831,10 @@ class AsyncRealtimeConnection(_Realtime):
                     open_timeout=self._open_timeout,
                     max_size=self._max_message_bytes,
                     user_agent_header=USER_AGENT,
+                    logger=self._ws_logger,
                 )
             except (OSError, TimeoutError, WebSocketException) as exc:
-                reply, failure = self._open_failure(exc, token)
+                reply, failure = self._open_failure(exc)
             await asyncio.sleep(self._open_retry_delay(attempt, started, reply, failure))
 
     async def _forget(self, socket: AsyncSocket) -> None:

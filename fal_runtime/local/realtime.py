@@ -10,12 +10,20 @@
   them (`fal/_realtime.py` in fal's SDK). An invalid input is answered as that template answers any exception: a
   JSON `{"type": "x-fal-error", "error": "INTERNAL_ERROR", "reason": ...}` frame, then a normal close.
 - `/_local/realtime`, for tests: GET lists every token request and handshake seen (path, query string, headers), so
-  a test can prove the key never reached the socket; POST `{"close_after": n, "close_code": c, "times": k}` makes the
-  next k connections close with code c once they answered n inputs; DELETE forgets both.
+  a test can prove the key never reached the socket; POST scripts a fault for the next `times` (k, default 1) uses:
+  - `{"close_after": n, "close_code": c, "times": k}`: the next k connections close with code c once they answered n
+    inputs;
+  - `{"refuse": status, "times": k}`: the next k handshakes are refused with that status and a body that echoes the
+    token and the URL, as a careless gateway might (`{"detail": "... <token> ... <url>"}`);
+  - `{"frame": {"head": b64, "repeat": b64, "count": n, "tail": b64, "text": false}, "times": k}`: the next k inputs
+    are first answered with the frame `head + repeat * n + tail` (base64 parts; `text`: sent as a text frame, the
+    bytes read as UTF-8), then as usual: a way to send an oversized or hostile frame without shipping it here.
+  DELETE forgets every record and scripted fault.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -23,7 +31,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack  # type: ignore[import-untyped]
 from starlette.requests import Request
@@ -51,6 +59,22 @@ class _Closing:
     times: int
 
 
+@dataclass
+class _Refusal:
+    """A scripted refusal: the next `times` handshakes get `status`, with a body that echoes the token."""
+
+    status: int
+    times: int
+
+
+@dataclass
+class _Frame:
+    """A scripted frame, sent before the answer to each of the next `times` inputs."""
+
+    data: bytes | str
+    times: int
+
+
 class RealtimeRoutes:
     """The token route, the realtime socket, and `/_local/realtime`; the tokens and records are this object's."""
 
@@ -61,6 +85,8 @@ class RealtimeRoutes:
         self._tokens: dict[str, tuple[frozenset[str], float]] = {}  # token → (apps, expiry on time.time())
         self._seen: list[dict[str, Any]] = []
         self._closing: list[_Closing] = []
+        self._refusals: list[_Refusal] = []
+        self._frames: list[_Frame] = []
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -109,11 +135,17 @@ class RealtimeRoutes:
         if endpoint is None or not path.endswith("/realtime"):
             await websocket.send_denial_response(_json({"detail": f"Path {websocket.url.path} not found"}, 404))
             return
+        refusal = _take(self._lock, self._refusals)
+        if refusal is not None:
+            token = websocket.query_params.get("fal_jwt_token", "")
+            detail = f"token {token} refused for {websocket.url}"  # an echo of the token, as a careless gateway sends
+            await websocket.send_denial_response(_json({"detail": detail}, refusal.status))
+            return
         if not self._token_valid(websocket.query_params.get("fal_jwt_token", ""), _alias(endpoint.id)):
             await websocket.send_denial_response(_json({"detail": "Invalid or expired realtime token"}, 401))
             return
         await websocket.accept()
-        closing = self._take_closing()
+        closing = _take(self._lock, self._closing)
         try:
             await self._serve(websocket, endpoint, closing)
         except WebSocketDisconnect:
@@ -135,6 +167,12 @@ class RealtimeRoutes:
                 await websocket.close(1000)
                 return
             self.fal.script.record_input(endpoint.id, payload)
+            scripted = _take(self._lock, self._frames)
+            data = None if scripted is None else scripted.data
+            if isinstance(data, str):
+                await websocket.send_text(data)
+            elif data is not None:
+                await websocket.send_bytes(data)
             await websocket.send_bytes(msgpack.packb(self.fal.output(endpoint, base), use_bin_type=True))
             timing = {"type": "x-fal-message", "action": "timings", "timing": time.monotonic() - started}
             await websocket.send_text(json.dumps(timing))
@@ -151,16 +189,28 @@ class RealtimeRoutes:
             with self._lock:
                 self._seen.clear()
                 self._closing.clear()
+                self._refusals.clear()
+                self._frames.clear()
             return JSONResponse({"ok": True})
         try:
             body = await request.json()
-            closing = _Closing(
-                int(body.get("close_after", 1)), int(body.get("close_code", 1001)), int(body.get("times", 1))
-            )
-        except (ValueError, TypeError, AttributeError) as exc:
+            times = int(body.get("times", 1))
+            scripted: _Closing | _Refusal | _Frame
+            if "refuse" in body:
+                scripted = _Refusal(int(body["refuse"]), times)
+            elif "frame" in body:
+                scripted = _Frame(_scripted_frame(body["frame"]), times)
+            else:
+                scripted = _Closing(int(body.get("close_after", 1)), int(body.get("close_code", 1001)), times)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
             return JSONResponse({"detail": str(exc) or "expected a JSON object"}, 400)
         with self._lock:
-            self._closing.append(closing)
+            if isinstance(scripted, _Refusal):
+                self._refusals.append(scripted)
+            elif isinstance(scripted, _Frame):
+                self._frames.append(scripted)
+            else:
+                self._closing.append(scripted)
         return JSONResponse({"ok": True})
 
     def _record(self, seen: dict[str, Any]) -> None:
@@ -172,15 +222,27 @@ class RealtimeRoutes:
             apps, expires = self._tokens.get(token, (frozenset(), 0.0))
         return alias in apps and time.time() < expires
 
-    def _take_closing(self) -> _Closing | None:
-        with self._lock:
-            if not self._closing:
-                return None
-            closing = self._closing[0]
-            closing.times -= 1
-            if closing.times <= 0:
-                self._closing.pop(0)
-            return closing
+
+_Scripted = TypeVar("_Scripted", _Closing, _Refusal, _Frame)
+
+
+def _take(lock: threading.Lock, queue: list[_Scripted]) -> _Scripted | None:
+    """The first scripted fault of `queue`, used once more (and dropped when used up), or None."""
+    with lock:
+        if not queue:
+            return None
+        scripted = queue[0]
+        scripted.times -= 1
+        if scripted.times <= 0:
+            queue.pop(0)
+        return scripted
+
+
+def _scripted_frame(spec: Mapping[str, Any]) -> bytes | str:
+    """`head + repeat * count + tail` from base64 parts; a str when `text` (the bytes read as UTF-8)."""
+    parts = {name: base64.b64decode(spec.get(name, "")) for name in ("head", "repeat", "tail")}
+    data = parts["head"] + parts["repeat"] * int(spec.get("count", 0)) + parts["tail"]
+    return data.decode() if spec.get("text") else data
 
 
 def _json(body: Any, status: int = 200) -> JSONResponse:
