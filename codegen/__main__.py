@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 def _check(specs: Path, out: Path, cache: Path) -> int:
     from codegen import loader
     from codegen.cache import ModuleCache
-    from codegen.pipeline import load_endpoints, render_tree, workers
+    from codegen.pipeline import load_endpoints, load_listing, render_tree, workers
     from codegen.render import black_format
     from codegen.tree import read_tree
 
@@ -96,18 +96,14 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
     with workers(jobs) as pool:
         try:
             endpoints, _ = load_endpoints(loader.find_spec_files(specs), specs, None, jobs, pool)
-        except InvalidSpecError as exc:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            return 1
-        try:
-            expected = render_tree(endpoints, ModuleCache(cache), jobs, pool, specs_root=specs)
+            listing, _ = load_listing(specs)
+            expected = render_tree(endpoints, ModuleCache(cache), jobs, pool, specs_root=specs, listing=listing)
         except InvalidSpecError as exc:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             return 1
         # black costs ~0.1 s a catalogue module: the same workers check every file, all cores busy.
-        paths = sorted(actual)
+        paths = sorted(p for p in actual if p.endswith(".py"))
         formatted = pool.pool.map(black_format, [actual[p] for p in paths], chunksize=32)
     faults = [f"{out}/{p}: no spec generates it (an orphan module)" for p in sorted(set(actual) - set(expected))]
     faults += [f"{out}/{p}: missing (a spec without its module)" for p in sorted(set(expected) - set(actual))]
@@ -173,8 +169,13 @@ def _import(sources: list[str], specs: Path) -> int:
             for change in outcome.changes:
                 mark = "breaking" if change.breaking else "compatible"
                 print(f"    {change.side} {change.field}: {change.what} ({mark})")
+        elif outcome.state == "skipped":
+            print(f"{outcome.item.endpoint_id}: skipped: {outcome.reason}")
         else:
             print(f"{outcome.item.endpoint_id} → {where} ({outcome.state})")
+            for change in outcome.changes:
+                mark = "breaking" if change.breaking else "compatible"
+                print(f"    {change.side} {change.field}: {change.what} ({mark})")
     return 0
 
 

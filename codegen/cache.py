@@ -27,6 +27,7 @@ GENERATING_MODULES = (
     "imports",
     "ir",
     "keywords",
+    "listing",
     "loader",
     "models",
     "naming",

@@ -50,6 +50,84 @@ def read_json(path: Path) -> Any:
     return json.loads(raw)
 
 
+LISTING_KEY = "fal-listing"
+TYPES_KEY = "fal-js-types"
+TYPES_ONLY = "x-fal-types-only"  # on a spec's `info`: its schemas come from fal's TypeScript types alone
+
+
+def is_types_file(path: Path) -> bool:
+    """fal's TypeScript endpoint types (fal-js `libs/client/src/types/endpoints.ts`), plain or gzipped."""
+    return path.name.endswith((".ts", ".ts.gz"))
+
+
+GALLERY_KEY = "fal-gallery"
+
+
+def is_listing(data: Any) -> bool:
+    """fal's model listing: `[{"endpoint_id", "category", "display_name", "status"}, ...]`, no documents."""
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and all(isinstance(i, dict) and isinstance(i.get("endpoint_id"), str) and "openapi" not in i for i in data)
+        and "display_name" in data[0]
+    )
+
+
+def is_gallery(data: Any) -> bool:
+    """fal's gallery entries: `[{"id", "title", "category", "tags", "group", "kind", "date", ...}, ...]`."""
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in data)
+        and {"title", "kind"} <= set(data[0])
+    )
+
+
+def listing_metadata(item: dict[str, Any]) -> dict[str, Any]:
+    """A listing entry in the model search's metadata shape."""
+    keys = ("category", "display_name", "status")
+    return {"endpoint_id": item["endpoint_id"], **{k: item[k] for k in keys if item.get(k) is not None}}
+
+
+def gallery_metadata(item: dict[str, Any]) -> dict[str, Any]:
+    """A gallery entry in the model search's metadata shape (`streamUrl` → `stream_url`, ...)."""
+    fields = {"title": "display_name", "category": "category", "tags": "tags", "group": "group", "kind": "kind",
+              "date": "date", "streamUrl": "stream_url", "licenseType": "license_type"}  # fmt: skip
+    out: dict[str, Any] = {"endpoint_id": item["id"]}
+    out.update((snake, item[key]) for key, snake in fields.items() if item.get(key) not in (None, "", []))
+    if item.get("deprecated") is True:
+        out["status"] = "deprecated"
+    return out
+
+
+def metadata_value(key: str, value: Any) -> Any:
+    """What a spec keeps of one metadata value fal gave, or None: text as text, tags as a list of text, a group as
+    its key and label, a date as its day. Anything else fal might send is not kept."""
+    if key in ("category", "display_name", "documentation_url", "kind", "license_type"):
+        return value if isinstance(value, str) and value else None
+    if key == "date":
+        return value[:10] if isinstance(value, str) and len(value) >= 10 else None
+    if key == "tags":
+        tags = [t for t in value if isinstance(t, str) and t] if isinstance(value, list) else []
+        return tags or None
+    if key == "group":
+        kept = {k: value[k] for k in ("key", "label") if isinstance(value, dict) and isinstance(value.get(k), str)}
+        return kept or None
+    return None
+
+
+def listing_record(sources: list[Any]) -> dict[str, Any]:
+    """`specs/LISTING.json`: the endpoints fal's newest listing names, with their display name, category and status,
+    and where the listing came from. The generator reads it for what no spec can say: which listed endpoints no
+    offline source describes, and which specs fal no longer lists."""
+    first = sources[0].provenance
+    endpoints = {
+        s.metadata["endpoint_id"]: {k: s.metadata[k] for k in ("display_name", "category", "status") if k in s.metadata}
+        for s in sources
+    }
+    return {"from": first.text, "date": first.date, "endpoints": dict(sorted(endpoints.items()))}
+
+
 def is_snapshot(data: Any) -> bool:
     """fal-js `libs/schemas` read into one object: `{endpoint id: {"category", "input", "output", ...}}`."""
     if not isinstance(data, dict) or not data or "openapi" in data or "models" in data:

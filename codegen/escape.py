@@ -7,6 +7,7 @@ and `black_quoted` write string literals as black would, so formatting never has
 from __future__ import annotations
 
 import io
+import re
 import tokenize
 import unicodedata
 from typing import Any
@@ -68,3 +69,23 @@ def pyrepr(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(pyrepr(v) for v in value) + "]"
     raise TypeError(f"cannot render {type(value).__name__} as a literal")
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>()#+|!~])")
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def visible(text: str) -> str:
+    """Text on one line without control or format characters (NUL, ESC, U+202E and the other bidi overrides,
+    zero-width marks): in Markdown a reviewer reads, they hide or reorder what the text says."""
+    return " ".join("".join(" " if unicodedata.category(ch) in _INVISIBLE else ch for ch in text).split())
+
+
+def markdown(text: str) -> str:
+    """Text from fal in Markdown (a pull request's body, `CATALOGUE.md`): never markup, HTML or a table's `|`."""
+    return _MARKDOWN.sub(r"\\\1", visible(text))
+
+
+def markdown_code(text: str) -> str:
+    """Text inside a Markdown code span: no backtick, line break or table `|` can end it early."""
+    return visible(text).replace("`", "'").replace("|", "\\|")

@@ -22,14 +22,21 @@ from urllib.parse import quote
 
 import yaml
 
-from codegen import catalogue, ir, keywords, loader
+from codegen import catalogue, ir, keywords, loader, naming
 from codegen.catalogue import Provenance
+from codegen.listing import LISTING_FILE, listing_json
 from codegen.problems import InvalidSpecError, Level, Problem, pointer
 from fal_runtime import queue_document
 
 FAL_OPENAPI_URL = "https://fal.ai/api/openapi/queue/openapi.json?endpoint_id={}"
-# info.x-fal-metadata keys that describe the endpoint; the rest (thumbnails, playground links) churn.
-_KEPT_METADATA = ("endpointId", "category", "documentationUrl", "displayName")
+# info.x-fal-metadata keys that describe the endpoint (fal's camelCase → the model search's snake_case); the rest
+# (thumbnails, playground links, favourites) churn.
+_METADATA_KEYS = {
+    "endpointId": "endpoint_id", "category": "category", "documentationUrl": "documentation_url",
+    "displayName": "display_name", "tags": "tags", "group": "group", "kind": "kind", "date": "date",
+    "licenseType": "license_type",
+}  # fmt: skip
+_KEPT_METADATA = tuple(_METADATA_KEYS)
 _TOP_ORDER = ("openapi", "info", "servers", "security", "components", "paths")
 _SCHEMA_ORDER = (
     "title", "description", "type", "format", "enum", "const", "default", "minimum", "exclusiveMinimum", "maximum",
@@ -71,6 +78,9 @@ class Source:
 def read_sources(source: str, *, fetch: Any = None) -> Iterator[Source]:
     """Every document a SOURCE names: an OpenAPI document, a model listing, or fal's JSON Schema snapshot."""
     path = Path(source)
+    if path.exists() and catalogue.is_types_file(path):
+        yield from _types_sources(path)
+        return
     if path.exists():
         try:
             data = catalogue.read_json(path)
@@ -97,6 +107,16 @@ def read_sources(source: str, *, fetch: Any = None) -> Iterator[Source]:
                 {"endpoint_id": endpoint_id, "category_folder": entry.get("category")},
                 prov,
             )
+    elif catalogue.is_listing(data):
+        prov = Provenance(catalogue.LISTING_KEY, about.get("from", f"fal's model listing, read from {origin}"),
+                          about.get("date", ""))  # fmt: skip
+        for item in data:
+            yield Source(f"{origin} ({item['endpoint_id']})", {}, catalogue.listing_metadata(item), prov)
+    elif catalogue.is_gallery(data):
+        prov = Provenance(catalogue.GALLERY_KEY, about.get("from", f"fal's gallery entries, read from {origin}"),
+                          about.get("date", ""))  # fmt: skip
+        for item in data:
+            yield Source(f"{origin} ({item['id']})", {}, catalogue.gallery_metadata(item), prov)
     elif isinstance(data, dict) and isinstance(data.get("models"), list):
         for entry in data["models"]:
             yield _entry(entry, origin, about)
@@ -107,6 +127,29 @@ def read_sources(source: str, *, fetch: Any = None) -> Iterator[Source]:
         yield Source(origin, data, {}, Provenance("fal-openapi", text, about.get("date", "")))
     else:
         raise InvalidSpecError([Problem(origin, "", "not an OpenAPI document or a model listing")])
+
+
+def _types_sources(path: Path) -> Iterator[Source]:
+    """One source per endpoint of fal's TypeScript types: fal's per-endpoint document around what the types say,
+    marked as coming from types only (no bounds, no integers: `codegen.tstypes`)."""
+    from codegen import tstypes
+
+    try:
+        types = tstypes.read_types(path)
+    except (OSError, ValueError) as exc:
+        raise InvalidSpecError([Problem(str(path), "", f"cannot read fal's TypeScript types: {exc}")]) from None
+    about = catalogue.manifest_entry(path)
+    for endpoint_id in types.endpoint_ids():
+        try:
+            doc = catalogue.document_from_schemas(endpoint_id, types.entry(endpoint_id))
+        except ValueError as exc:
+            raise InvalidSpecError([Problem(f"{path} ({endpoint_id})", "", str(exc))]) from None
+        doc["info"]["x-fal-metadata"].pop("category", None)
+        doc["info"][catalogue.TYPES_ONLY] = True
+        names = f"{types.entry(endpoint_id)['inputName']} / {types.entry(endpoint_id)['outputName']}"
+        text = f"{about.get('from', f'fal TypeScript endpoint types, read from {path.name}')}; EndpointTypeMap: {names}"
+        yield Source(f"{path} ({endpoint_id})", doc, {"endpoint_id": endpoint_id},
+                     Provenance(catalogue.TYPES_KEY, text, about.get("date", "")))  # fmt: skip
 
 
 def listing_source(entry: Any, origin: str, text: str) -> Source:
@@ -143,7 +186,7 @@ def merge(sources: list[Source]) -> tuple[Source, dict[str, Any], dict[str, dict
     """The newest source (its document supplies the schemas), the metadata all of them give (newest first), and
     the `x-fal-sources` of the ones used."""
     ordered = sorted(sources, key=lambda s: s.provenance.date, reverse=True)  # stable: ties keep the given order
-    chosen = ordered[0]
+    chosen = next(s for s in ordered if s.doc)  # metadata-only sources (a listing, the gallery) have none
     metadata: dict[str, Any] = {}
     used = {chosen.provenance.key: chosen.provenance.entry()}
     for source in ordered:
@@ -157,10 +200,16 @@ def merge(sources: list[Source]) -> tuple[Source, dict[str, Any], dict[str, dict
     if "category" not in metadata and metadata.get("category_folder"):
         metadata["category"] = metadata["category_folder"]
     metadata.pop("category_folder", None)
+    used.pop(_EXISTING.key, None)
     return chosen, metadata, dict(sorted(used.items()))
 
 
-_SNAKE = {"displayName": "display_name", "category": "category", "documentationUrl": "documentation_url"}
+# The spec already in specs/, as the document that metadata-only sources update: oldest, and recorded by the sources
+# it already names.
+_EXISTING = Provenance("", "", "")
+
+
+_SNAKE = {k: v for k, v in _METADATA_KEYS.items() if k != "endpointId"}
 
 
 # Normalizing.
@@ -199,13 +248,10 @@ def normalize(doc: dict[str, Any], origin: str, metadata: dict[str, Any], source
         )
     kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
     kept["endpointId"] = endpoint_id
-    for key, snake in (
-        ("displayName", "display_name"),
-        ("category", "category"),
-        ("documentationUrl", "documentation_url"),
-    ):
-        if isinstance(metadata.get(snake), str) and metadata[snake]:
-            kept[key] = metadata[snake]
+    for key, snake in _METADATA_KEYS.items():
+        value = catalogue.metadata_value(snake, metadata.get(snake))
+        if value is not None and key != "endpointId":
+            kept[key] = value
     info["x-fal-metadata"] = {k: kept[k] for k in _KEPT_METADATA if k in kept}
     if metadata.get("description"):
         info["description"] = metadata["description"]
@@ -541,13 +587,14 @@ def dump(spec: dict[str, Any]) -> str:
 
 @dataclass
 class Outcome:
-    """What an import did with one endpoint: `state` is "written", "unchanged", or "curated" (a spec a maintainer
-    curated is never overwritten; `changes` lists where fal's data now differs from it)."""
+    """What an import did with one endpoint: `state` is "written", "unchanged", "curated" (a spec a maintainer
+    curated is never overwritten; `changes` lists where fal's data now differs from it) or "skipped" (`reason`)."""
 
     item: Imported
     target: Path
     state: str
     changes: list[Any] = field(default_factory=list)
+    reason: str = ""  # why a "skipped" import was not written
 
     @property
     def changed(self) -> bool:
@@ -568,34 +615,100 @@ def target_path(specs_root: Path, endpoint_id: str) -> Path | None:
     return target if target.is_relative_to(root) and not Path(endpoint_id).is_absolute() else None
 
 
-def collect(sources: Iterable[Source]) -> tuple[list[Imported], list[Problem]]:
+@dataclass
+class Collected:
+    """What an import read: each endpoint normalized, the problems found, and the ids only metadata sources named
+    (a listing or gallery entry) that no document describes and no spec in specs/ holds."""
+
+    imported: list[Imported]
+    problems: list[Problem]
+    undescribed: list[str] = field(default_factory=list)
+
+
+def collect(sources: Iterable[Source], specs_root: Path | None = None) -> tuple[list[Imported], list[Problem]]:
     """Normalize every endpoint the sources name, merging sources that name the same one."""
+    found = collect_all(sources, specs_root)
+    return found.imported, found.problems
+
+
+def collect_all(sources: Iterable[Source], specs_root: Path | None = None) -> Collected:
+    """`collect`, also saying which ids only metadata named. An endpoint only metadata sources name updates the spec
+    already in `specs_root` (its schemas and sources kept, the metadata fal now gives applied)."""
     groups: dict[str, list[Source]] = {}
-    errors: list[Problem] = []
+    found = Collected([], [])
     for source in sources:
         endpoint_id = source.endpoint_id
         if not ir.is_endpoint_id(endpoint_id):
-            errors.append(
-                Problem(
-                    source.origin,
-                    "/info/x-fal-metadata/endpointId",
-                    f"no endpoint id, or not one: {endpoint_id!r} (expected 'owner/alias[/path...]')",
+            if source.doc:
+                found.problems.append(
+                    Problem(
+                        source.origin,
+                        "/info/x-fal-metadata/endpointId",
+                        f"no endpoint id, or not one: {endpoint_id!r} (expected 'owner/alias[/path...]')",
+                    )
                 )
-            )
             continue
         groups.setdefault(endpoint_id, []).append(source)
-    imported: list[Imported] = []
     for endpoint_id in sorted(groups):
-        chosen, metadata, used = merge(groups[endpoint_id])
+        group = groups[endpoint_id]
+        recorded: dict[str, Any] = {}
+        if not any(s.doc for s in group):
+            existing = _existing_spec(specs_root, endpoint_id)
+            if existing is None:
+                found.undescribed.append(endpoint_id)
+                continue
+            recorded = dict(existing["info"].get("x-fal-sources") or {})
+            group = [*group, Source(f"{specs_root}/{endpoint_id}.yaml", existing, {}, _EXISTING)]
+        chosen, metadata, used = merge(group)
+        doc = chosen.doc
         try:
-            imported.append(normalize(chosen.doc, chosen.origin, {**metadata, "endpoint_id": endpoint_id}, used))
+            if chosen.provenance.key == catalogue.TYPES_KEY:
+                doc, more = _with_types(chosen, group, specs_root, endpoint_id)
+                recorded.update(more)
+            found.imported.append(normalize(doc, chosen.origin, {**metadata, "endpoint_id": endpoint_id},
+                                            dict(sorted({**recorded, **used}.items()))))  # fmt: skip
         except InvalidSpecError as exc:
-            errors.extend(exc.problems)
-    return imported, errors
+            found.problems.extend(exc.problems)
+    return found
+
+
+def _with_types(
+    chosen: Source, group: list[Source], specs_root: Path | None, endpoint_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The document an import writes when fal's TypeScript types are its newest statement of an endpoint, and the
+    sources it keeps: the newest older document (one this import read, else the spec already in `specs_root`) with
+    the types applied field by field (`codegen.fieldmerge`); the types alone when nothing older describes it."""
+    from codegen import fieldmerge
+
+    older = sorted((s for s in group if s.doc and s is not chosen and s.provenance.key != catalogue.TYPES_KEY),
+                   key=lambda s: s.provenance.date, reverse=True)  # fmt: skip
+    base = older[0].doc if older else _existing_spec(specs_root, endpoint_id)
+    if base is None:
+        return chosen.doc, {}
+    kept = {} if older else dict(base["info"].get("x-fal-sources") or {})
+    try:
+        doc, _ = fieldmerge.apply_types(base, chosen.doc)
+    except (KeyError, ValueError, TypeError) as exc:
+        problem = Problem(chosen.origin, "", f"cannot apply fal's types to the older schema: {exc}")
+        raise InvalidSpecError([problem]) from None
+    if older:
+        kept[older[0].provenance.key] = older[0].provenance.entry()
+    if not base["info"].get(catalogue.TYPES_ONLY):
+        doc["info"].pop(catalogue.TYPES_ONLY, None)
+    return doc, kept
+
+
+def _existing_spec(specs_root: Path | None, endpoint_id: str) -> dict[str, Any] | None:
+    target = target_path(specs_root, endpoint_id) if specs_root is not None else None
+    if target is None or not target.is_file():
+        return None
+    doc = _load(target.read_text(encoding="utf-8"))
+    return doc if isinstance(doc, dict) and isinstance(doc.get("info"), dict) else None
 
 
 def import_sources(sources: list[str], specs_root: Path, *, fetch: Any = None) -> list[Outcome]:
-    """Import every document; validate each through the generator's own loader; write only if all succeed."""
+    """Import every document; validate each through the generator's own loader; write only if all succeed. A
+    listing among the sources is also recorded in `specs/LISTING.json`."""
     read: list[Source] = []
     errors: list[Problem] = []
     for source in sources:
@@ -603,13 +716,44 @@ def import_sources(sources: list[str], specs_root: Path, *, fetch: Any = None) -
             read.extend(read_sources(source, fetch=fetch))
         except InvalidSpecError as exc:
             errors.extend(exc.problems)
-    imported, problems = collect(read)
+    found = collect_all(read, specs_root)
+    errors.extend(found.problems)
+    outcomes, problems = prepare(found.imported, specs_root)
     errors.extend(problems)
-    outcomes, problems = prepare(imported, specs_root)
-    errors.extend(problems)
+    root = specs_root.resolve()
+    new = {o.target.relative_to(root).as_posix(): o.item.endpoint_id for o, _ in outcomes
+           if o.state == "written" and not o.target.exists()}  # fmt: skip
+    for rel, why in module_collisions(specs_root, new).items():
+        outcome = next(o for o, _ in outcomes if o.target == root / rel)
+        outcome.state, outcome.reason = "skipped", why
     if errors:
         raise InvalidSpecError(errors)
+    listing = [s for s in read if s.provenance.key == catalogue.LISTING_KEY]
+    if listing:
+        _write_atomic(specs_root / LISTING_FILE, listing_json(catalogue.listing_record(listing)))
     return write(outcomes)
+
+
+def module_collisions(specs_root: Path, new: dict[str, str]) -> dict[str, str]:
+    """Of the specs about to be written (`new`: path relative to `specs_root` → endpoint id), those whose id maps to
+    the module of another endpoint (`CassetteAI/music-generator` beside `cassetteai/music-generator`; `fal_ai/aura.sr`
+    beside `fal-ai/aura-sr`), with why: the generator refuses such a pair. The spec already in `specs/` is the one
+    kept; two new ids that collide are both left out, since which one fal means is for a maintainer to say."""
+    owner: dict[tuple[str, ...], list[str]] = {}
+    for path in loader.find_spec_files(specs_root):
+        rel = path.relative_to(specs_root).as_posix()
+        if rel not in new:
+            owner.setdefault(naming.module_parts(rel.rsplit(".", 1)[0]), []).append(rel)
+    for rel, endpoint_id in new.items():
+        owner.setdefault(naming.module_parts(endpoint_id), []).append(rel)
+    found: dict[str, str] = {}
+    for rels in owner.values():
+        if len(rels) < 2:
+            continue
+        for rel in (r for r in rels if r in new):
+            others = ", ".join(repr(r.rsplit(".", 1)[0]) for r in rels if r != rel)
+            found[rel] = f"endpoint id {new[rel]!r} maps to the module of {others}: the generator refuses both"
+    return found
 
 
 def prepare(imported: list[Imported], specs_root: Path) -> tuple[list[tuple[Outcome, str]], list[Problem]]:
@@ -640,6 +784,8 @@ def prepare(imported: list[Imported], specs_root: Path) -> tuple[list[tuple[Outc
             results.append((Outcome(item, target, "unchanged"), text))
         elif current is not None and is_curated(current):
             results.append((Outcome(item, target, "curated", differences(target, current, item)), text))
+        elif current is not None:
+            results.append((Outcome(item, target, "written", differences(target, current, item)), text))
         else:
             results.append((Outcome(item, target, "written"), text))
     return results, errors
@@ -649,11 +795,15 @@ def write(results: list[tuple[Outcome, str]]) -> list[Outcome]:
     """Write what changed, each file atomically (a temporary beside it, renamed)."""
     for outcome, text in results:
         if outcome.state == "written":
-            outcome.target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = outcome.target.with_name(f".{outcome.target.name}.{os.getpid()}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(outcome.target)
+            _write_atomic(outcome.target, text)
     return [outcome for outcome, _ in results]
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
 
 
 def _note_shared_names(imported: list[Imported]) -> None:

@@ -55,6 +55,15 @@ class EndpointIR:
     # fal's realtime apps are published under an id ending in `/realtime` (`fal-ai/flux-2/klein/realtime`); fal's
     # documents have no other mark of a WebSocket endpoint.
     realtime: bool = False
+    types_only: bool = False  # the schemas come from fal's TypeScript types alone (`info.x-fal-types-only`)
+    # What fal's gallery says of it, where it says anything (`info.x-fal-metadata`).
+    tags: tuple[str, ...] = ()
+    kind: str = ""  # "inference" or "training"
+    group: str = ""  # the family fal shows it in, with its label in that family (`flux-1: Text to Image [schnell]`)
+    date: str = ""  # the day fal published it
+    license: str = ""  # "commercial", "research", ...
+    source: str = ""  # the newest of `info.x-fal-sources`: its key
+    source_date: str = ""  # and its date
 
     @property
     def module(self) -> str:
@@ -73,6 +82,7 @@ def endpoint_from_json(data: dict[str, Any]) -> EndpointIR:
         "module_parts": tuple(data["module_parts"]),
         "file_models": tuple(data["file_models"]),
         "file_inputs": {cls: tuple(names) for cls, names in data["file_inputs"].items()},
+        "tags": tuple(data.get("tags", ())),
     }
     return EndpointIR(**{**data, **tuples})
 
@@ -262,8 +272,8 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
     """The intermediate model of one validated document, or None (with problems recorded)."""
     doc = spec.doc
     info: dict[str, Any] = doc["info"] if isinstance(doc.get("info"), dict) else {}
-    meta = info.get("x-fal-metadata")
-    endpoint_id = meta.get("endpointId") if isinstance(meta, dict) else None
+    meta: dict[str, Any] = info["x-fal-metadata"] if isinstance(info.get("x-fal-metadata"), dict) else {}
+    endpoint_id = meta.get("endpointId")
     id_ptr = "/info/x-fal-metadata/endpointId"
     if not isinstance(endpoint_id, str) or not is_endpoint_id(endpoint_id):
         problems.append(
@@ -313,8 +323,43 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
         file_inputs=file_inputs,
         file_models=file_models,
         streams=streams,
-        category=str(meta.get("category") or "") if isinstance(meta, dict) else "",
-        display_name=str(meta.get("displayName") or "") if isinstance(meta, dict) else "",
+        category=_text(meta.get("category")),
+        display_name=_text(meta.get("displayName")),
         deprecated=resolve_pointer(doc, pointer(["paths", f"/{endpoint_id}", "post", "deprecated"])) is True,
         realtime=endpoint_id.endswith("/realtime"),
+        types_only=info.get("x-fal-types-only") is True,
+        tags=tuple(t for t in meta.get("tags") or () if isinstance(t, str))
+        if isinstance(meta.get("tags"), list)
+        else (),
+        kind=_text(meta.get("kind")),
+        group=_group(meta.get("group")),
+        date=_text(meta.get("date")),
+        license=_text(meta.get("licenseType")),
+        **_newest_source(info.get("x-fal-sources")),
     )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _group(value: Any) -> str:
+    if not isinstance(value, dict):
+        return ""
+    return ": ".join(v for v in (_text(value.get("key")), _text(value.get("label"))) if v)
+
+
+def _newest_source(sources: Any) -> dict[str, str]:
+    """The key and date of the newest entry of `info.x-fal-sources` (ties: the first by key)."""
+    if not isinstance(sources, dict) or not sources:
+        return {}
+    dated = sorted(((_text(v.get("date")) if isinstance(v, dict) else "", k) for k, v in sources.items()),
+                   key=lambda d: (-_day_number(d[0]), d[1]))  # fmt: skip
+    date, key = dated[0]
+    return {"source": str(key), "source_date": date}
+
+
+def _day_number(date: str) -> int:
+    """`2026-08-02` → 20260802; `2026-08` (a month) → 20260800, before every day of it."""
+    digits = date.replace("-", "")
+    return int((digits + "0000")[:8]) if digits.isdigit() else 0

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from codegen import ir, loader, render
 from codegen.cache import ModuleCache, endpoint_key, source_key, spec_key
+from codegen.listing import CATALOGUE_FILE, LISTING_FILE, Listing, read_listing, render_catalogue
 from codegen.models import Models, generate_models, generate_models_batch
 from codegen.problems import InvalidSpecError, Level, Problem, display_path
 from codegen.tree import TYPED_MARKER, TreeFiles, content_hash, tree_stats, update_tree, write_tree
@@ -269,10 +270,13 @@ def render_tree(
     warm: Workers | None = None,
     last: LastTree | None = None,
     specs_root: Path | None = None,
+    listing: Listing | None = None,
 ) -> Mapping[str, str]:
     """Stage 3-4: every file of the output package, formatted, keyed by relative path. With `last`, the modules of
     its unchanged endpoints (and its namespace packages) are taken from the tree on disk instead of rendered.
-    `specs_root` names the specs in the problems of modules that cannot be generated."""
+    `specs_root` names the specs in the problems of modules that cannot be generated; `listing` is fal's newest
+    listing (`specs/LISTING.json`), for the package index's unlisted marks and `CATALOGUE.md`."""
+    listing = listing or Listing()
     endpoints = sorted(endpoints, key=lambda e: e.endpoint_id)
     reserved = _reserved_kwargs()
     packages = _packages(endpoints)
@@ -297,8 +301,10 @@ def render_tree(
             kept.add(path)
         else:
             files[path] = _formatted(render.render_namespace(path.removesuffix("/__init__.py")), cache)
-    files["__init__.py"] = _formatted(render.render_package(endpoints), cache)
+    files["__init__.py"] = _formatted(render.render_package(endpoints, listing.unlisted(endpoints)), cache)
     files[TYPED_MARKER] = ""  # PEP 561: an installed `generated` is typed for the user's type checker
+    modules = {e.endpoint_id: path for e, path in zip(endpoints, paths, strict=True)}
+    files[CATALOGUE_FILE] = render_catalogue(endpoints, listing, modules)
     if last is None:
         return dict(sorted(files.items()))
     return TreeFiles(last.root, files, kept)
@@ -355,8 +361,10 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
         spec_files = loader.find_spec_files(specs_root)
         rels = [p.relative_to(specs_root).as_posix() for p in spec_files]
         keys = [spec_key(rel, p.read_bytes()) for rel, p in zip(rels, spec_files, strict=True)] if cache.root else []
+        listing, listing_bytes = load_listing(specs_root)
         reserved = sorted(_reserved_kwargs())  # decides every module, as the generator and the spec do
-        stamp = source_key("\n".join([*keys, *reserved])) if cache.root is not None else None
+        listed = source_key(listing_bytes.decode("utf-8", "replace"))
+        stamp = source_key("\n".join([*keys, *reserved, listed])) if cache.root is not None else None
         before = tree_stats(out) if last is not None else None
         same_tree = last is not None and before == last["tree"]
         if last is not None and same_tree and last["stamp"] == stamp:
@@ -378,7 +386,7 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
         if last is not None and unchanged:
             modules = {e.endpoint_id: unchanged[e.spec_file]["module"] for e, _ in known}
             reuse = LastTree(out, modules, frozenset(last["namespaces"]))
-        files = render_tree(endpoints, cache, jobs, warm, reuse, specs_root)
+        files = render_tree(endpoints, cache, jobs, warm, reuse, specs_root, listing)
     kept = files.kept if isinstance(files, TreeFiles) else set()
     hashes = {rel: last["hashes"][rel] if rel in kept and last else content_hash(files[rel]) for rel in files}
     if last is not None and same_tree:
@@ -389,6 +397,15 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
         key_of = dict(zip(rels, keys, strict=True))
         cache.record_run(out, _run_record(stamp, out, hashes, endpoints, warnings, per_spec, key_of, reserved))
     return Result(len(endpoints), files, warnings), changed
+
+
+def load_listing(specs_root: Path) -> tuple[Listing, bytes]:
+    """fal's newest listing beside the specs; a broken one is a problem naming it, like a broken spec."""
+    try:
+        return read_listing(specs_root)
+    except (ValueError, UnicodeDecodeError) as exc:
+        path = display_path(specs_root / LISTING_FILE)
+        raise InvalidSpecError([Problem(path, "", f"not fal's listing as `codegen import` writes it: {exc}")]) from None
 
 
 def _unchanged_specs(last: dict[str, Any] | None, reserved: list[str], keys: dict[str, str]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -116,7 +116,17 @@ def module_summary(endpoint: EndpointIR) -> str:
         summary += "\n\n" + " ".join(a for a in about if a)
     if endpoint.description:
         summary += "\n\n" + endpoint.description
+    if endpoint.types_only:
+        summary += "\n\n" + _TYPES_ONLY
     return summary
+
+
+_TYPES_ONLY = (
+    "These models come from fal's TypeScript types alone (fal-js's endpoint types), as no JSON Schema of fal's "
+    "describes this endpoint offline: field names, which fields are required, enums, defaults and descriptions are "
+    "fal's, but numbers are not told from integers and no bounds are checked here. `make sync` against fal replaces "
+    "them with fal's full schema."
+)
 
 
 def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
@@ -210,8 +220,30 @@ def wrap_docstring(text: str) -> str:
     return "\n".join(out)
 
 
-def render_package(endpoints: Sequence[EndpointIR]) -> str:
-    return environment().get_template("package_init.py.jinja").render(endpoints=endpoints, count=len(endpoints))
+def render_package(endpoints: Sequence[EndpointIR], unlisted: Mapping[str, str] | None = None) -> str:
+    """The package's `__init__.py`: the index of every endpoint. `unlisted`: endpoint id → the date of fal's newest
+    listing, for the endpoints it no longer names."""
+    rows = [(e, registry_row(e, (unlisted or {}).get(e.endpoint_id, ""))) for e in endpoints]
+    return environment().get_template("package_init.py.jinja").render(rows=rows, count=len(endpoints))
+
+
+def registry_row(endpoint: EndpointIR, unlisted: str) -> str:
+    """The arguments of an endpoint's `EndpointRow`: its module, then each value fal gave (by name)."""
+    values: list[tuple[str, object]] = [
+        ("category", endpoint.category), ("display_name", endpoint.display_name), ("deprecated", endpoint.deprecated),
+        ("unlisted", unlisted), ("types_only", endpoint.types_only), ("streams", endpoint.streams),
+        ("realtime", endpoint.realtime), ("tags", endpoint.tags), ("kind", endpoint.kind),
+        ("source", endpoint.source), ("source_date", endpoint.source_date),
+    ]  # fmt: skip
+    named = [
+        f"{name}={_tuple(value) if isinstance(value, tuple) else pyrepr(value)}" for name, value in values if value
+    ]
+    return ", ".join([pyrepr("." + endpoint.module), *named])
+
+
+def _tuple(values: tuple[object, ...]) -> str:
+    items = [pyrepr(v) for v in values]
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
 def render_namespace(prefix: str) -> str:

@@ -11,17 +11,16 @@ Specs that fal no longer lists are reported, and deleted only with `prune` (cura
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import time
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codegen import importer, ir, loader, naming
+from codegen import importer, ir, loader
+from codegen.escape import markdown, markdown_code
 from codegen.problems import InvalidSpecError, Level, Problem, display_path
 
 if TYPE_CHECKING:
@@ -62,32 +61,34 @@ class Report:
             lines += ["", "**Some changes break callers** (marked below)."]
         if self.added:
             lines += ["", f"## Added ({len(self.added)})", ""]
-            lines += [f"- `{_code(o.item.endpoint_id)}`{_about(o.item.spec)}" for o in self.added]
+            lines += [f"- `{markdown_code(o.item.endpoint_id)}`{_about(o.item.spec)}" for o in self.added]
         if self.changed:
             lines += ["", f"## Changed ({len(self.changed)})"]
             for outcome, changes in self.changed:
-                lines += ["", f"### `{_code(outcome.item.endpoint_id)}`", ""]
+                lines += ["", f"### `{markdown_code(outcome.item.endpoint_id)}`", ""]
                 lines += [_change(c) for c in changes] or ["- documentation, examples or metadata only"]
         if self.curated:
             lines += ["", f"## Curated specs where fal's data differs (kept; decide by hand) ({len(self.curated)})"]
             for outcome in self.curated:
-                lines += ["", f"### `{_code(outcome.item.endpoint_id)}`", ""]
+                lines += ["", f"### `{markdown_code(outcome.item.endpoint_id)}`", ""]
                 lines += [_change(c) for c in outcome.changes] or ["- documentation, examples or metadata only"]
         if self.deprecated:
             lines += ["", f"## Deprecated by fal ({len(self.deprecated)})", ""]
-            lines += [f"- `{_code(eid)}`" for eid in self.deprecated]
+            lines += [f"- `{markdown_code(eid)}`" for eid in self.deprecated]
         if self.absent:
             state = "deleted (--prune)" if self.pruned else "kept; --prune deletes those not curated"
             if self.prune_refused:
                 state = f"kept: {self.prune_refused}"
             lines += ["", f"## Absent from fal's listing ({len(self.absent)}: {state})", ""]
-            lines += [f"- `{_code(eid)}`{' (deleted)' if eid in self.pruned else ''}" for eid in self.absent]
+            lines += [f"- `{markdown_code(eid)}`{' (deleted)' if eid in self.pruned else ''}" for eid in self.absent]
         if self.skipped:
             lines += ["", f"## Skipped ({len(self.skipped)})", ""]
             for endpoint_id, problems in self.skipped:
-                why = "; ".join(f"{_md(p.file)}#{_md(p.pointer)}: {_md(p.message)}" for p in problems[:3])
+                why = "; ".join(
+                    f"{markdown(p.file)}#{markdown(p.pointer)}: {markdown(p.message)}" for p in problems[:3]
+                )
                 more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-                lines.append(f"- `{_code(endpoint_id)}`: {why}{more}")
+                lines.append(f"- `{markdown_code(endpoint_id)}`: {why}{more}")
         return "\n".join(lines) + "\n"
 
 
@@ -156,8 +157,7 @@ def sync(
         elif outcome.state == "curated":
             report.curated.append(outcome)
         elif outcome.target.exists():
-            current = outcome.target.read_text(encoding="utf-8")
-            report.changed.append((outcome, importer.differences(outcome.target, current, outcome.item)))
+            report.changed.append((outcome, outcome.changes))
         else:
             report.added.append(outcome)
     report.absent = _absent(specs_root, seen, endpoint_ids, category)
@@ -294,30 +294,13 @@ def _generator_checks(
 def _module_collisions(
     specs_root: Path, candidates: dict[str, tuple[importer.Outcome, str]], report: Report
 ) -> set[str]:
-    """Candidates whose id maps to the module of another endpoint (`Fal-AI/aura-sr`, `fal_ai/aura.sr` beside
-    `fal-ai/aura-sr`): the generator refuses the pair, and the one already in `specs/` is the one kept. Two new
-    ids that collide are both skipped: which one fal means is for a maintainer to say."""
-    owner: dict[tuple[str, ...], list[str]] = {}
-    for path in loader.find_spec_files(specs_root):
-        rel = path.relative_to(specs_root).with_suffix("").as_posix()
-        if f"{rel}.yaml" not in candidates:
-            owner.setdefault(naming.module_parts(rel), []).append(rel)
-    for rel, (outcome, _) in candidates.items():
-        owner.setdefault(naming.module_parts(outcome.item.endpoint_id), []).append(rel)
-    dropped: set[str] = set()
-    for ids in owner.values():
-        new = [r for r in ids if r in candidates]
-        if len(ids) < 2 or not new:
-            continue
-        for rel in new:
-            outcome = candidates[rel][0]
-            others = ", ".join(repr(i.removesuffix(".yaml")) for i in ids if i != rel)
-            message = (
-                f"endpoint id {outcome.item.endpoint_id!r} maps to the module of {others}: the generator refuses both"
-            )
-            report.skipped.append((outcome.item.endpoint_id, [Problem(outcome.item.origin, "/endpoint_id", message)]))
-            dropped.add(rel)
-    return dropped
+    """Candidates the generator would refuse beside another endpoint of the same module (see
+    `importer.module_collisions`), skipped with the reason."""
+    found = importer.module_collisions(specs_root, {rel: o.item.endpoint_id for rel, (o, _) in candidates.items()})
+    for rel, message in found.items():
+        outcome = candidates[rel][0]
+        report.skipped.append((outcome.item.endpoint_id, [Problem(outcome.item.origin, "/endpoint_id", message)]))
+    return set(found)
 
 
 def _spec_text(specs_root: Path, endpoint_id: str) -> str:
@@ -347,41 +330,19 @@ def _category(path: Path) -> str | None:
 
 
 def _scope(endpoint_ids: list[str] | None, category: str | None) -> str:
-    parts = ([f"endpoint {', '.join(f'`{_code(e)}`' for e in endpoint_ids)}"] if endpoint_ids else []) + (
-        [f"category `{_code(category)}`"] if category else []
+    parts = ([f"endpoint {', '.join(f'`{markdown_code(e)}`' for e in endpoint_ids)}"] if endpoint_ids else []) + (
+        [f"category `{markdown_code(category)}`"] if category else []
     )
     return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _about(spec: dict[str, Any]) -> str:
     meta = spec.get("info", {}).get("x-fal-metadata", {})
-    bits = [_md(str(meta[k])) for k in ("displayName", "category") if meta.get(k)]
+    bits = [markdown(str(meta[k])) for k in ("displayName", "category") if meta.get(k)]
     return f": {' · '.join(bits)}" if bits else ""
 
 
 def _change(change: Change) -> str:
-    where = f"{change.side} `{_code(change.field)}`" if change.field else change.side or "endpoint"
+    where = f"{change.side} `{markdown_code(change.field)}`" if change.field else change.side or "endpoint"
     mark = " **breaking**" if change.breaking else ""
-    return f"- {where}: {_md(change.what)}{mark}"
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+|!~])")
-
-
-def _visible(text: str) -> str:
-    """Text from fal without control or format characters (NUL, ESC, U+202E and the other bidi overrides,
-    zero-width marks): in a pull request's body they hide or reorder what a reviewer reads."""
-    return "".join(" " if unicodedata.category(ch) in _INVISIBLE else ch for ch in text)
-
-
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def _md(text: str) -> str:
-    """Text from fal, escaped for Markdown: it reaches a pull request's body and must not become markup or HTML."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(_visible(text).split()))
-
-
-def _code(text: str) -> str:
-    """Text inside a code span: no backticks or line breaks can end it early."""
-    return " ".join(_visible(text).replace("`", "'").split())
+    return f"- {where}: {markdown(change.what)}{mark}"

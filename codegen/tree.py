@@ -14,11 +14,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 TYPED_MARKER = "py.typed"
+CATALOGUE = "CATALOGUE.md"  # the page listing every endpoint (`codegen.listing`)
 
 
 def is_generated(name: str) -> bool:
     """Whether a file name is one the generator writes (anything else in the tree, like `__pycache__`, is not)."""
-    return name.endswith(".py") or name == TYPED_MARKER
+    return name.endswith(".py") or name in (TYPED_MARKER, CATALOGUE)
 
 
 def read_tree(root: Path) -> dict[str, str] | None:

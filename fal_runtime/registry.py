@@ -13,6 +13,23 @@ from types import ModuleType
 from typing import NamedTuple
 
 
+class EndpointRow(NamedTuple):
+    """What the generated index says of one endpoint, by name (`generated/__init__.py` writes one per endpoint)."""
+
+    module: str  # module name relative to the package (`.fal_ai.flux.dev`)
+    category: str = ""  # fal's category (`text-to-image`); "" when fal gave none
+    display_name: str = ""  # fal's display name (`FLUX.1 [dev]`); "" when fal gave none
+    deprecated: bool = False  # fal lists it as deprecated: calling it warns
+    unlisted: str = ""  # the date of fal's newest listing, which no longer names it; "" while listed
+    types_only: bool = False  # its models come from fal's TypeScript types alone, not a full JSON Schema
+    streams: bool = False  # it has `stream()`
+    realtime: bool = False  # it has `realtime()`
+    tags: tuple[str, ...] = ()  # fal's gallery tags
+    kind: str = ""  # "inference" or "training"
+    source: str = ""  # where its schema's newest statement came from (a key of the spec's `info.x-fal-sources`)
+    source_date: str = ""
+
+
 class EndpointInfo(NamedTuple):
     """One endpoint as the index knows it, without importing its module."""
 
@@ -21,6 +38,14 @@ class EndpointInfo(NamedTuple):
     category: str  # fal's category (`text-to-image`); "" when fal gave none
     display_name: str  # fal's display name (`FLUX.1 [dev]`); "" when fal gave none
     deprecated: bool  # fal lists it as deprecated: calling it warns
+    unlisted: str = ""  # the date of fal's newest listing, which no longer names it (fal may still serve it)
+    types_only: bool = False  # its models come from fal's TypeScript types alone
+    streams: bool = False
+    realtime: bool = False
+    tags: tuple[str, ...] = ()
+    kind: str = ""
+    source: str = ""
+    source_date: str = ""
 
 
 class UnknownEndpointError(KeyError):
@@ -33,12 +58,12 @@ class UnknownEndpointError(KeyError):
 class EndpointRegistry(Mapping[str, ModuleType]):
     """A read-only mapping of endpoint id → generated module, importing each module on first access."""
 
-    def __init__(self, package: str, entries: Mapping[str, str | tuple[str, str, str, bool]]) -> None:
-        """`entries`: endpoint id → module name relative to `package` (".fal_ai.flux.dev"), or a tuple of that
-        module name, category, display name and whether fal deprecated it."""
+    def __init__(self, package: str, entries: Mapping[str, str | EndpointRow]) -> None:
+        """`entries`: endpoint id → its `EndpointRow`, or just its module name relative to `package`
+        (".fal_ai.flux.dev")."""
         self._package = package
-        self._entries = {k: (v, "", "", False) if isinstance(v, str) else v for k, v in entries.items()}
-        self._modules = {k: v[0] for k, v in self._entries.items()}
+        self._entries = {k: EndpointRow(v) if isinstance(v, str) else v for k, v in entries.items()}
+        self._modules = {k: v.module for k, v in self._entries.items()}
 
     def __getitem__(self, endpoint_id: str) -> ModuleType:
         try:
@@ -66,21 +91,26 @@ class EndpointRegistry(Mapping[str, ModuleType]):
 
     def info(self, endpoint_id: str) -> EndpointInfo:
         """What the index knows of one endpoint (KeyError for an unknown id), importing nothing."""
-        module, category, display_name, deprecated = self._entries[endpoint_id]
-        return EndpointInfo(endpoint_id, self._package + module, category, display_name, deprecated)
+        row = self._entries[endpoint_id]
+        return EndpointInfo(endpoint_id, self._package + row.module, *row[1:])
 
-    def infos(self, *, category: str | None = None, include_deprecated: bool = True) -> list[EndpointInfo]:
-        """Every endpoint, sorted by id; `category` keeps one of fal's categories only."""
+    def infos(
+        self, *, category: str | None = None, include_deprecated: bool = True, include_unlisted: bool = True
+    ) -> list[EndpointInfo]:
+        """Every endpoint, sorted by id; `category` keeps one of fal's categories only; `include_unlisted=False`
+        leaves out those fal's newest listing no longer names."""
         found = (self.info(k) for k in sorted(self._entries))
         return [
             i
             for i in found
-            if (category is None or i.category == category) and (include_deprecated or not i.deprecated)
+            if (category is None or i.category == category)
+            and (include_deprecated or not i.deprecated)
+            and (include_unlisted or not i.unlisted)
         ]
 
     def categories(self) -> list[str]:
         """fal's categories present in the index, sorted."""
-        return sorted({v[1] for v in self._entries.values() if v[1]})
+        return sorted({v.category for v in self._entries.values() if v.category})
 
     def __repr__(self) -> str:
         return f"<EndpointRegistry {self._package!r}: {len(self._modules)} endpoints>"

@@ -8,7 +8,7 @@ photography, utilizing Clarity AI's upscaling technology."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, overload
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import Field
 from typing_extensions import Unpack
@@ -60,6 +60,8 @@ class Input(FalModel):
     """Scale factor"""
     creativity: Annotated[float, Field(ge=0.0, le=10.0)] = 0
     """Creativity level for upscaling"""
+    output_format: Literal["png", "jpg"] = "jpg"
+    """Output image format"""
 
 
 class Output(FalModel):
@@ -94,6 +96,7 @@ def submit(
     image_url: FileInput,
     scale_factor: float = 2,
     creativity: float = 0,
+    output_format: Literal["png", "jpg"] = "jpg",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -118,6 +121,7 @@ def submit(
         scale_factor: Scale factor. Between 1.0 and 200.0. Defaults to `2`.
         creativity: Creativity level for upscaling. Between 0.0 and 10.0. Defaults to
             `0`.
+        output_format: Output image format. Defaults to `"jpg"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -149,6 +153,7 @@ def subscribe(
     image_url: FileInput,
     scale_factor: float = 2,
     creativity: float = 0,
+    output_format: Literal["png", "jpg"] = "jpg",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -173,6 +178,7 @@ def subscribe(
         scale_factor: Scale factor. Between 1.0 and 200.0. Defaults to `2`.
         creativity: Creativity level for upscaling. Between 0.0 and 10.0. Defaults to
             `0`.
+        output_format: Output image format. Defaults to `"jpg"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -203,6 +209,7 @@ def run(
     image_url: FileInput,
     scale_factor: float = 2,
     creativity: float = 0,
+    output_format: Literal["png", "jpg"] = "jpg",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -227,6 +234,7 @@ def run(
         scale_factor: Scale factor. Between 1.0 and 200.0. Defaults to `2`.
         creativity: Creativity level for upscaling. Between 0.0 and 10.0. Defaults to
             `0`.
+        output_format: Output image format. Defaults to `"jpg"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.
@@ -257,6 +265,7 @@ async def submit_async(
     image_url: FileInput,
     scale_factor: float = 2,
     creativity: float = 0,
+    output_format: Literal["png", "jpg"] = "jpg",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -281,6 +290,7 @@ async def submit_async(
         scale_factor: Scale factor. Between 1.0 and 200.0. Defaults to `2`.
         creativity: Creativity level for upscaling. Between 0.0 and 10.0. Defaults to
             `0`.
+        output_format: Output image format. Defaults to `"jpg"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -312,6 +322,7 @@ async def subscribe_async(
     image_url: FileInput,
     scale_factor: float = 2,
     creativity: float = 0,
+    output_format: Literal["png", "jpg"] = "jpg",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -336,6 +347,7 @@ async def subscribe_async(
         scale_factor: Scale factor. Between 1.0 and 200.0. Defaults to `2`.
         creativity: Creativity level for upscaling. Between 0.0 and 10.0. Defaults to
             `0`.
+        output_format: Output image format. Defaults to `"jpg"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -366,6 +378,7 @@ async def run_async(
     image_url: FileInput,
     scale_factor: float = 2,
     creativity: float = 0,
+    output_format: Literal["png", "jpg"] = "jpg",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -390,6 +403,7 @@ async def run_async(
         scale_factor: Scale factor. Between 1.0 and 200.0. Defaults to `2`.
         creativity: Creativity level for upscaling. Between 0.0 and 10.0. Defaults to
             `0`.
+        output_format: Output image format. Defaults to `"jpg"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.

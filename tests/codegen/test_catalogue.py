@@ -21,7 +21,6 @@ import yaml
 import generated
 from codegen import loader
 from codegen.naming import RESERVED_MODULE_NAMES, module_parts
-from fal_runtime.registry import EndpointInfo
 from tests.codegen.conftest import ROOT
 
 SPECS = ROOT / "specs"
@@ -108,7 +107,10 @@ def test_every_endpoint_is_listed_with_its_metadata_without_importing_modules() 
     for info in generated.ENDPOINTS.infos():  # and every one imports by its module path
         assert info.endpoint_id == importlib.import_module(info.module).ENDPOINT_ID
     flux = generated.ENDPOINTS.info("fal-ai/flux/dev")
-    assert flux == EndpointInfo("fal-ai/flux/dev", "generated.fal_ai.flux.dev", "text-to-image", "FLUX.1 [dev]", False)
+    assert flux[:5] == ("fal-ai/flux/dev", "generated.fal_ai.flux.dev", "text-to-image", "FLUX.1 [dev]", False)
+    assert (flux.unlisted, flux.types_only, flux.streams, flux.source) == ("", False, True, "fal-js-types")
+    schnell = generated.ENDPOINTS.info("fal-ai/flux/schnell")  # what fal's gallery adds
+    assert schnell.kind == "inference" and schnell.display_name == "FLUX.1 [schnell]"
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def test_a_literal_of_many_values_is_named_once_and_few_stay_inline(module: Any)
     assert str(hints["thumbnail_size"].annotation).endswith(
         "['square_hd', 'square', 'portrait_4_3', 'landscape_16_9']]"
     )
-    assert module.Input(image_url="u", thumbnail_size="square").thumbnail_size == "square"
+    assert module.Input(image_url="https://example.com/u.png", thumbnail_size="square").thumbnail_size == "square"
 
 
 def test_no_pydantic_noise_in_models(module: Any) -> None:

@@ -21,6 +21,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Resolution",
     "Duration",
     "AspectRatio",
     "File",
@@ -35,6 +36,9 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "bytedance/seedance-2.0/image-to-video"
+
+
+Resolution: TypeAlias = Literal["480p", "720p", "1080p", "4k"]
 
 
 Duration: TypeAlias = Literal[
@@ -54,6 +58,8 @@ class File(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: int | None = None
     """The size of the file in bytes."""
+    file_data: str | None = None
+    """File data"""
 
 
 class Input(FalModel):
@@ -66,7 +72,7 @@ class Input(FalModel):
     """The URL of the image to use as the last frame of the video. When provided, the
     generated video will transition from the starting image to this ending image.
     Supported formats: JPEG, PNG, WebP. Max 30 MB."""
-    resolution: Literal["480p", "720p", "1080p"] = "720p"
+    resolution: Resolution = "720p"
     """Video resolution - 480p for faster generation, 720p for balance, 1080p for
     highest quality."""
     duration: Duration = "auto"
@@ -80,11 +86,11 @@ class Input(FalModel):
     """Whether to generate synchronized audio for the video, including sound effects,
     ambient sounds, and lip-synced speech. The cost of video generation is the same
     regardless of whether audio is generated or not."""
-    seed: int | None = None
-    """Random seed for reproducibility. Note that results may still vary slightly even
-    with the same seed."""
     end_user_id: str | None = None
     """The unique user ID of the end user."""
+    bitrate_mode: Literal["standard", "high"] = "standard"
+    """Output bitrate mode. 'high' requests a higher-quality, larger-file encode from
+    the model; 'standard' uses the default bitrate."""
 
 
 class Output(FalModel):
@@ -121,12 +127,12 @@ def submit(
     prompt: str,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -167,9 +173,10 @@ def submit(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -201,12 +208,12 @@ def subscribe(
     prompt: str,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -247,9 +254,10 @@ def subscribe(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -280,12 +288,12 @@ def run(
     prompt: str,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -326,9 +334,10 @@ def run(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.
@@ -359,12 +368,12 @@ async def submit_async(
     prompt: str,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -405,9 +414,10 @@ async def submit_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -439,12 +449,12 @@ async def subscribe_async(
     prompt: str,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -485,9 +495,10 @@ async def subscribe_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -518,12 +529,12 @@ async def run_async(
     prompt: str,
     image_url: FileInput,
     end_image_url: FileInput | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -564,9 +575,10 @@ async def run_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.

@@ -22,6 +22,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Resolution",
     "Duration",
     "AspectRatio",
     "File",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "bytedance/seedance-2.0/reference-to-video"
+
+
+Resolution: TypeAlias = Literal["480p", "720p", "1080p", "4k"]
 
 
 Duration: TypeAlias = Literal[
@@ -55,6 +59,8 @@ class File(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: int | None = None
     """The size of the file in bytes."""
+    file_data: str | None = None
+    """File data"""
 
 
 class Input(FalModel):
@@ -74,7 +80,7 @@ class Input(FalModel):
     @Audio1, @Audio2, etc. Supported formats: MP3, WAV. Up to 3 files, combined duration
     must not exceed 15 seconds. Max 15 MB per file.If audio is provided, at least one
     reference image or video is required."""
-    resolution: Literal["480p", "720p", "1080p"] = "720p"
+    resolution: Resolution = "720p"
     """Video resolution - 480p for faster generation, 720p for balance, 1080p for
     highest quality."""
     duration: Duration = "auto"
@@ -88,11 +94,11 @@ class Input(FalModel):
     """Whether to generate synchronized audio for the video, including sound effects,
     ambient sounds, and lip-synced speech. The cost of video generation is the same
     regardless of whether audio is generated or not."""
-    seed: int | None = None
-    """Random seed for reproducibility. Note that results may still vary slightly even
-    with the same seed."""
     end_user_id: str | None = None
     """The unique user ID of the end user."""
+    bitrate_mode: Literal["standard", "high"] = "standard"
+    """Output bitrate mode. 'high' requests a higher-quality, larger-file encode from
+    the model; 'standard' uses the default bitrate."""
 
 
 class Output(FalModel):
@@ -130,12 +136,12 @@ def submit(
     image_urls: Sequence[FileInput] | None = None,
     video_urls: Sequence[FileInput] | None = None,
     audio_urls: Sequence[FileInput] | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -184,9 +190,10 @@ def submit(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -219,12 +226,12 @@ def subscribe(
     image_urls: Sequence[FileInput] | None = None,
     video_urls: Sequence[FileInput] | None = None,
     audio_urls: Sequence[FileInput] | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -273,9 +280,10 @@ def subscribe(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -307,12 +315,12 @@ def run(
     image_urls: Sequence[FileInput] | None = None,
     video_urls: Sequence[FileInput] | None = None,
     audio_urls: Sequence[FileInput] | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -361,9 +369,10 @@ def run(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.
@@ -395,12 +404,12 @@ async def submit_async(
     image_urls: Sequence[FileInput] | None = None,
     video_urls: Sequence[FileInput] | None = None,
     audio_urls: Sequence[FileInput] | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -449,9 +458,10 @@ async def submit_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -484,12 +494,12 @@ async def subscribe_async(
     image_urls: Sequence[FileInput] | None = None,
     video_urls: Sequence[FileInput] | None = None,
     audio_urls: Sequence[FileInput] | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -538,9 +548,10 @@ async def subscribe_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -572,12 +583,12 @@ async def run_async(
     image_urls: Sequence[FileInput] | None = None,
     video_urls: Sequence[FileInput] | None = None,
     audio_urls: Sequence[FileInput] | None = None,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -626,9 +637,10 @@ async def run_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.

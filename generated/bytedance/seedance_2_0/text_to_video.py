@@ -20,6 +20,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "Resolution",
     "Duration",
     "AspectRatio",
     "File",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 ENDPOINT_ID = "bytedance/seedance-2.0/text-to-video"
+
+
+Resolution: TypeAlias = Literal["480p", "720p", "1080p", "4k"]
 
 
 Duration: TypeAlias = Literal[
@@ -53,12 +57,14 @@ class File(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: int | None = None
     """The size of the file in bytes."""
+    file_data: str | None = None
+    """File data"""
 
 
 class Input(FalModel):
     prompt: str
     """The text prompt used to generate the video"""
-    resolution: Literal["480p", "720p", "1080p"] = "720p"
+    resolution: Resolution = "720p"
     """Video resolution - 480p for faster generation, 720p for balance, 1080p for
     highest quality."""
     duration: Duration = "auto"
@@ -72,11 +78,11 @@ class Input(FalModel):
     """Whether to generate synchronized audio for the video, including sound effects,
     ambient sounds, and lip-synced speech. The cost of video generation is the same
     regardless of whether audio is generated or not."""
-    seed: int | None = None
-    """Random seed for reproducibility. Note that results may still vary slightly even
-    with the same seed."""
     end_user_id: str | None = None
     """The unique user ID of the end user."""
+    bitrate_mode: Literal["standard", "high"] = "standard"
+    """Output bitrate mode. 'high' requests a higher-quality, larger-file encode from
+    the model; 'standard' uses the default bitrate."""
 
 
 class Output(FalModel):
@@ -110,12 +116,12 @@ def submit(
 def submit(
     *,
     prompt: str,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -147,9 +153,10 @@ def submit(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -179,12 +186,12 @@ def subscribe(
 def subscribe(
     *,
     prompt: str,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -216,9 +223,10 @@ def subscribe(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -247,12 +255,12 @@ def run(
 def run(
     *,
     prompt: str,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -284,9 +292,10 @@ def run(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.
@@ -315,12 +324,12 @@ async def submit_async(
 async def submit_async(
     *,
     prompt: str,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -352,9 +361,10 @@ async def submit_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -384,12 +394,12 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     prompt: str,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -421,9 +431,10 @@ async def subscribe_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -452,12 +463,12 @@ async def run_async(
 async def run_async(
     *,
     prompt: str,
-    resolution: Literal["480p", "720p", "1080p"] = "720p",
+    resolution: Resolution = "720p",
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -489,9 +500,10 @@ async def run_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.

@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/florence-2-large/referring-expression-segmentation``
 endpoint.
 
-Category: image."""
+Florence-2 Large. Category: image-to-image."""
 
 from __future__ import annotations
 

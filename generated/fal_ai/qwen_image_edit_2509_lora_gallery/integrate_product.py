@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/qwen-image-edit-2509-lora-gallery/integrate-product``
 endpoint.
 
-Category: image."""
+Qwen Image Edit 2509 Lora Gallery. Category: image-to-image."""
 
 from __future__ import annotations
 

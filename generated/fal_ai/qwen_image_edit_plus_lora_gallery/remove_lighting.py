@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/qwen-image-edit-plus-lora-gallery/remove-lighting``
 endpoint.
 
-Category: image."""
+Qwen Image Edit Plus Lora Gallery. Category: image-to-image."""
 
 from __future__ import annotations
 

@@ -54,6 +54,8 @@ class File(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: int | None = None
     """The size of the file in bytes."""
+    file_data: str | None = None
+    """File data"""
 
 
 class Input(FalModel):
@@ -79,11 +81,11 @@ class Input(FalModel):
     """Whether to generate synchronized audio for the video, including sound effects,
     ambient sounds, and lip-synced speech. The cost of video generation is the same
     regardless of whether audio is generated or not."""
-    seed: int | None = None
-    """Random seed for reproducibility. Note that results may still vary slightly even
-    with the same seed."""
     end_user_id: str | None = None
     """The unique user ID of the end user."""
+    bitrate_mode: Literal["standard", "high"] = "standard"
+    """Output bitrate mode. 'high' requests a higher-quality, larger-file encode from
+    the model; 'standard' uses the default bitrate."""
 
 
 class Output(FalModel):
@@ -124,8 +126,8 @@ def submit(
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -166,9 +168,10 @@ def submit(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -204,8 +207,8 @@ def subscribe(
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -246,9 +249,10 @@ def subscribe(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -283,8 +287,8 @@ def run(
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -325,9 +329,10 @@ def run(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.
@@ -362,8 +367,8 @@ async def submit_async(
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -404,9 +409,10 @@ async def submit_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -442,8 +448,8 @@ async def subscribe_async(
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -484,9 +490,10 @@ async def subscribe_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -521,8 +528,8 @@ async def run_async(
     duration: Duration = "auto",
     aspect_ratio: AspectRatio = "auto",
     generate_audio: bool = True,
-    seed: int | None = None,
     end_user_id: str | None = None,
+    bitrate_mode: Literal["standard", "high"] = "standard",
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -563,9 +570,10 @@ async def run_async(
             sound effects, ambient sounds, and lip-synced speech. The cost of video
             generation is the same regardless of whether audio is generated or not.
             Defaults to `True`.
-        seed: Random seed for reproducibility. Note that results may still vary slightly
-            even with the same seed. Defaults to `None`.
         end_user_id: The unique user ID of the end user. Defaults to `None`.
+        bitrate_mode: Output bitrate mode. 'high' requests a higher-quality, larger-file
+            encode from the model; 'standard' uses the default bitrate. Defaults to
+            `"standard"`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.

@@ -60,9 +60,13 @@ class ImageSize(FalModel):
 
 class ImageType2(FalFile):
     url: str
-    width: int
-    height: int
+    width: int | None = None
+    height: int | None = None
     content_type: str | None = "image/jpeg"
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: float | None = None
+    """The size of the file in bytes."""
 
 
 class Input(FalModel):

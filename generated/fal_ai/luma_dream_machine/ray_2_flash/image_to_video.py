@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/luma-dream-machine/ray-2-flash/image-to-video``
 endpoint.
 
-Category: video."""
+Luma Ray 2 Flash (Image to Video). Category: image-to-video."""
 
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ class File(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: int | None = None
     """The size of the file in bytes."""
+    file_data: str | None = None
+    """File data"""
 
 
 class Input(FalModel):

@@ -2,8 +2,9 @@
 """Typed clients for fal endpoints, one module per endpoint.
 
 `ENDPOINTS` maps every endpoint id to its module and imports a module only when it is looked up;
-`ENDPOINTS.info(endpoint_id)` / `ENDPOINTS.infos(category=...)` give each endpoint's category, display name and
-deprecation without importing anything; `load(endpoint_id)` imports a module with a helpful error for unknown ids.
+`ENDPOINTS.info(endpoint_id)` / `ENDPOINTS.infos(category=...)` give what fal says of each endpoint (category,
+display name, deprecation, whether its newest listing still names it, ...) without importing anything;
+`load(endpoint_id)` imports a module with a helpful error for unknown ids. `CATALOGUE.md` beside this file lists them.
 """
 
 from __future__ import annotations
@@ -11,31 +12,32 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from fal_runtime.registry import EndpointRegistry as _EndpointRegistry
+from fal_runtime.registry import EndpointRow as _Row
 
 if _TYPE_CHECKING:
     from types import ModuleType as _ModuleType
 
 __all__ = ["ENDPOINTS", "load"]
 
-# One row per endpoint: id: (module, fal's category, fal's display name, deprecated).
+# One row per endpoint (`fal_runtime.registry.EndpointRow`): its module, then what fal says of it.
 # fmt: off
 ENDPOINTS = _EndpointRegistry(
     __name__,
     {
-        "fal-ai/alpha-image-232/edit-image": (".fal_ai.alpha_image_232.edit_image", "image-to-image", "", False),
-        "fal-ai/bytedance/seededit/v3/edit-image": (".fal_ai.bytedance.seededit.v3.edit_image", "image-to-image", "", False),
-        "fal-ai/flux-2/lora/edit": (".fal_ai.flux_2.lora.edit", "image-to-image", "", False),
-        "fal-ai/flux-pro/kontext/max/multi": (".fal_ai.flux_pro.kontext.max.multi", "image-to-image", "", False),
-        "fal-ai/flux/dev/image-to-image": (".fal_ai.flux.dev.image_to_image", "image-to-image", "", False),
-        "fal-ai/gemini-flash-edit": (".fal_ai.gemini_flash_edit", "image-to-image", "", False),
-        "fal-ai/image-editing/background-change": (".fal_ai.image_editing.background_change", "image-to-image", "", False),
-        "fal-ai/image-editing/color-correction": (".fal_ai.image_editing.color_correction", "image-to-image", "", False),
-        "fal-ai/image-editing/face-enhancement": (".fal_ai.image_editing.face_enhancement", "image-to-image", "", False),
-        "fal-ai/image-editing/object-removal": (".fal_ai.image_editing.object_removal", "image-to-image", "", False),
-        "fal-ai/luma-photon/modify": (".fal_ai.luma_photon.modify", "image-to-image", "", False),
-        "fal-ai/post-processing/sharpen": (".fal_ai.post_processing.sharpen", "image-to-image", "", False),
-        "fal-ai/qwen-image-2/edit": (".fal_ai.qwen_image_2.edit", "image-to-image", "", False),
-        "fal-ai/recraft/v3/image-to-image": (".fal_ai.recraft.v3.image_to_image", "image-to-image", "", False),
+        "fal-ai/alpha-image-232/edit-image": _Row(".fal_ai.alpha_image_232.edit_image", category="image-to-image", source="analogy"),
+        "fal-ai/bytedance/seededit/v3/edit-image": _Row(".fal_ai.bytedance.seededit.v3.edit_image", category="image-to-image", source="fal-js"),
+        "fal-ai/flux-2/lora/edit": _Row(".fal_ai.flux_2.lora.edit", category="image-to-image", streams=True, source="fal-js"),
+        "fal-ai/flux-pro/kontext/max/multi": _Row(".fal_ai.flux_pro.kontext.max.multi", category="image-to-image", source="fal-js"),
+        "fal-ai/flux/dev/image-to-image": _Row(".fal_ai.flux.dev.image_to_image", category="image-to-image", source="fal-js"),
+        "fal-ai/gemini-flash-edit": _Row(".fal_ai.gemini_flash_edit", category="image-to-image", source="fal-js"),
+        "fal-ai/image-editing/background-change": _Row(".fal_ai.image_editing.background_change", category="image-to-image", source="fal-js"),
+        "fal-ai/image-editing/color-correction": _Row(".fal_ai.image_editing.color_correction", category="image-to-image", source="fal-js"),
+        "fal-ai/image-editing/face-enhancement": _Row(".fal_ai.image_editing.face_enhancement", category="image-to-image", source="fal-js"),
+        "fal-ai/image-editing/object-removal": _Row(".fal_ai.image_editing.object_removal", category="image-to-image", source="fal-js"),
+        "fal-ai/luma-photon/modify": _Row(".fal_ai.luma_photon.modify", category="image-to-image", source="fal-js"),
+        "fal-ai/post-processing/sharpen": _Row(".fal_ai.post_processing.sharpen", category="image-to-image", source="fal-js"),
+        "fal-ai/qwen-image-2/edit": _Row(".fal_ai.qwen_image_2.edit", category="image-to-image", source="fal-js"),
+        "fal-ai/recraft/v3/image-to-image": _Row(".fal_ai.recraft.v3.image_to_image", category="image-to-image", source="fal-js"),
     },
 )
 # fmt: on

@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/kling-video/v2.5-turbo/standard/image-to-video``
 endpoint.
 
-Category: video."""
+Kling Video. Category: image-to-video."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ class File(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: int | None = None
     """The size of the file in bytes."""
+    file_data: str | None = None
+    """File data"""
 
 
 class Input(FalModel):

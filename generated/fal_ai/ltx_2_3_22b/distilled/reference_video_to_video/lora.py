@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/ltx-2.3-22b/distilled/reference-video-to-video/lora``
 endpoint.
 
-Category: video."""
+LTX-2.3 22B Distilled. Category: video-to-video."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/minimax/hailuo-2.3-fast/standard/image-to-video``
 endpoint.
 
-Category: video."""
+MiniMax Hailuo 2.3 Fast [Standard] (Image to Video). Category: image-to-video."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ class File(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: int | None = None
     """The size of the file in bytes."""
+    file_data: str | None = None
+    """File data"""
 
 
 class Input(FalModel):

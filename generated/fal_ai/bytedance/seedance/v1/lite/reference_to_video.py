@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/bytedance/seedance/v1/lite/reference-to-video``
 endpoint.
 
-Category: video."""
+Bytedance. Category: image-to-video."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/kling-video/o1/standard/video-to-video/reference``
 endpoint.
 
-Category: video."""
+Kling O1 Reference Video to Video [Standard]. Category: video-to-video."""
 
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ class File(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: int | None = None
     """The size of the file in bytes."""
+    file_data: str | None = None
+    """File data"""
 
 
 class Input(FalModel):

@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/kling-video/o3/standard/video-to-video/reference``
 endpoint.
 
-Category: video."""
+Kling O3 Reference Video to Video [Standard]. Category: video-to-video."""
 
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ class File(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: int | None = None
     """The size of the file in bytes."""
+    file_data: str | None = None
+    """File data"""
 
 
 class Input(FalModel):
@@ -71,7 +73,7 @@ class Input(FalModel):
     elements: list[KlingV3ImageElementInput] | None = None
     """Elements (characters/objects) to include. Reference in prompt as @Element1,
     @Element2."""
-    shot_type: Literal["customize"] = "customize"
+    shot_type: str = "customize"
     """The type of multi-shot video generation."""
     aspect_ratio: AspectRatio = "auto"
     """Aspect ratio."""
@@ -124,7 +126,7 @@ def submit(
     image_urls: Sequence[FileInput] | None = None,
     keep_audio: bool = True,
     elements: list[KlingV3ImageElementInput] | None = None,
-    shot_type: Literal["customize"] = "customize",
+    shot_type: str = "customize",
     aspect_ratio: AspectRatio = "auto",
     duration: Duration | None = None,
     client: fal_runtime.Client | None = None,
@@ -196,7 +198,7 @@ def subscribe(
     image_urls: Sequence[FileInput] | None = None,
     keep_audio: bool = True,
     elements: list[KlingV3ImageElementInput] | None = None,
-    shot_type: Literal["customize"] = "customize",
+    shot_type: str = "customize",
     aspect_ratio: AspectRatio = "auto",
     duration: Duration | None = None,
     client: fal_runtime.Client | None = None,
@@ -267,7 +269,7 @@ def run(
     image_urls: Sequence[FileInput] | None = None,
     keep_audio: bool = True,
     elements: list[KlingV3ImageElementInput] | None = None,
-    shot_type: Literal["customize"] = "customize",
+    shot_type: str = "customize",
     aspect_ratio: AspectRatio = "auto",
     duration: Duration | None = None,
     client: fal_runtime.Client | None = None,
@@ -338,7 +340,7 @@ async def submit_async(
     image_urls: Sequence[FileInput] | None = None,
     keep_audio: bool = True,
     elements: list[KlingV3ImageElementInput] | None = None,
-    shot_type: Literal["customize"] = "customize",
+    shot_type: str = "customize",
     aspect_ratio: AspectRatio = "auto",
     duration: Duration | None = None,
     client: fal_runtime.AsyncClient | None = None,
@@ -410,7 +412,7 @@ async def subscribe_async(
     image_urls: Sequence[FileInput] | None = None,
     keep_audio: bool = True,
     elements: list[KlingV3ImageElementInput] | None = None,
-    shot_type: Literal["customize"] = "customize",
+    shot_type: str = "customize",
     aspect_ratio: AspectRatio = "auto",
     duration: Duration | None = None,
     client: fal_runtime.AsyncClient | None = None,
@@ -481,7 +483,7 @@ async def run_async(
     image_urls: Sequence[FileInput] | None = None,
     keep_audio: bool = True,
     elements: list[KlingV3ImageElementInput] | None = None,
-    shot_type: Literal["customize"] = "customize",
+    shot_type: str = "customize",
     aspect_ratio: AspectRatio = "auto",
     duration: Duration | None = None,
     client: fal_runtime.AsyncClient | None = None,

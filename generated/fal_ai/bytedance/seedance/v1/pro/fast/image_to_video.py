@@ -2,7 +2,7 @@
 """Typed client for fal's ``fal-ai/bytedance/seedance/v1/pro/fast/image-to-video``
 endpoint.
 
-Category: video."""
+Bytedance Seedance V1 Pro Fast Image To Video. Category: image-to-video."""
 
 from __future__ import annotations
 
@@ -51,6 +51,8 @@ class File(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: int | None = None
     """The size of the file in bytes."""
+    file_data: str | None = None
+    """File data"""
 
 
 class Input(FalModel):
