@@ -4,31 +4,40 @@
 read the id, so the endpoint's module is imported then, and its `Input` fields become that command's options (and
 its `--help`). Nothing else imports an endpoint module: `list` reads the catalogue index only.
 
-Errors: bad usage and invalid input exit 2 (click's `UsageError`); anything fal reports (`FalError`) is one line on
-stderr and exit 1. Messages come from the runtime, which scrubs the API key from them.
+Errors: bad usage and invalid input exit 2 (click's `UsageError`), and so does a file the command cannot read (one
+line naming it); anything fal reports (`FalError`) is one line on stderr and exit 1. Messages come from the runtime,
+which scrubs the API key from them; whatever the server wrote is `render.clean`ed before it is printed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn, cast
 
 import click
 from pydantic import BaseModel
 
 from fal_cli import endpoints, render
-from fal_cli.batch import read_inputs, run_batch
+from fal_cli.batch import EXIT_STORAGE, EXIT_UNREACHABLE, Inputs, InputsError, read_inputs, run_batch, unknown_rows
 from fal_cli.fields import fields_of
-from fal_cli.ledger import Ledger, LedgerMismatch
-from fal_cli.options import given_fields, input_options, read_input_json, validate_input, with_local_files
+from fal_cli.ledger import DirectoryBusy, DirectoryLock, Ledger, LedgerError, LedgerMismatch
+from fal_cli.options import (
+    check_readable,
+    given_fields,
+    input_options,
+    os_reason,
+    read_input_json,
+    validate_input,
+    with_local_files,
+)
 from fal_cli.outputs import output_json, save_all
 from fal_cli.progress import BatchProgress, RunProgress
 from fal_cli.secrets import scrub
-from fal_runtime import Client, RetryPolicy
-from fal_runtime.errors import FalError, MissingCredentialsError
+from fal_runtime import Client, RequestHandle, RetryPolicy, Status
+from fal_runtime.errors import FalError, MissingCredentialsError, ProtocolError
 from fal_runtime.platform import estimate_cost, get_pricing
 
 EXIT_INTERRUPTED = 130
@@ -41,8 +50,13 @@ class Cli(click.Group):
         try:
             return super().invoke(ctx)
         except FalError as exc:
-            click.echo(f"Error: {scrub(' '.join(str(exc).split())) or type(exc).__name__}", err=True)
+            click.echo(f"Error: {render.clean(' '.join(str(exc).split())) or type(exc).__name__}", err=True)
             raise click.exceptions.Exit(1) from None
+        except OSError as exc:
+            if exc.filename is None:  # not about a file the user named
+                raise
+            click.echo(f"Error: {render.clean(str(exc.filename))}: {os_reason(exc)}", err=True)
+            raise click.exceptions.Exit(2) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
@@ -77,6 +91,7 @@ def _endpoint_command(module: ModuleType, action: Callable[..., None], extra: li
     def callback(ctx: click.Context, /, input_json: str | None, **values: Any) -> None:
         data = with_local_files(read_input_json(input_json), files) if input_json else {}
         data.update(given_fields(ctx, model, files))
+        check_readable(data, files)
         own = {p.name: values[p.name] for p in extra if p.name is not None}
         action(module, validate_input(model, data), **own)
 
@@ -111,17 +126,28 @@ def _run(module: ModuleType, data: BaseModel, as_json: bool, save: Path | None) 
         progress = RunProgress(render.stderr())  # its clock starts before the upload and submit
         handle = module.endpoint.submit(data, client=client)
         try:
-            progress.watch(handle)
+            progress.watch(cast("RequestHandle[Any]", _CleanLogs(handle)))
         except KeyboardInterrupt:
-            click.echo(f"interrupted; the request goes on: fal-typed result {module.ENDPOINT_ID} {handle.request_id}",
-                       err=True)  # fmt: skip
+            click.echo(f"interrupted; the request goes on: fal-typed result {module.ENDPOINT_ID} "
+                       f"{render.clean(handle.request_id)}", err=True)  # fmt: skip
             raise
         _show_output(handle.result(), as_json, save, client)
 
 
+class _CleanLogs:
+    """A request handle as `RunProgress` watches it: each status's log lines and error `render.clean`ed first, so
+    what a runner logs cannot drive the terminal (escape sequences, bidi overrides) when it is printed."""
+
+    def __init__(self, handle: RequestHandle[Any]) -> None:
+        self._handle = handle
+
+    def iter_status(self, *, logs: bool = False) -> Iterator[Status]:
+        return map(render.clean_status, self._handle.iter_status(logs=logs))
+
+
 def _submit(module: ModuleType, data: BaseModel) -> None:
     with Client() as client:
-        click.echo(module.endpoint.submit(data, client=client).request_id)
+        click.echo(render.clean(module.endpoint.submit(data, client=client).request_id))
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
@@ -156,7 +182,7 @@ def status(endpoint_id: str, request_id: str) -> None:
         current = module.endpoint.handle(request_id, client=client).status(logs=True)
     click.echo(render.status_text(current))
     for entry in getattr(current, "logs", ()):
-        click.echo(f"log: {scrub(entry.message)}")
+        click.echo(f"log: {render.clean(entry.message)}")
 
 
 @cli.command(params=[_JSON, _SAVE])
@@ -176,15 +202,16 @@ def cancel(endpoint_id: str, request_id: str) -> None:
     """Ask fal to cancel a request: prints requested, already_completed or not_found."""
     module = endpoints.load(endpoint_id)
     with Client() as client:
-        click.echo(module.endpoint.handle(request_id, client=client).cancel())
+        click.echo(render.clean(module.endpoint.handle(request_id, client=client).cancel()))
 
 
 @cli.command(name="list")
 @click.argument("query", required=False)
-@click.option("--category", help="Only this fal category (text-to-image, video, ...).")
-def list_(query: str | None, category: str | None) -> None:
-    """List endpoints whose id or name contains QUERY."""
-    render.endpoint_list(endpoints.search(query, category), render.stdout())
+@click.option("--category", help="Only this one of fal's categories (text-to-image, image-to-video, ...).")
+@click.option("--all", "show_all", is_flag=True, help="Also endpoints fal's newest listing no longer names.")
+def list_(query: str | None, category: str | None, show_all: bool) -> None:
+    """List endpoints whose id, display name or category contains every word of QUERY."""
+    render.endpoint_list(endpoints.search(query, category, include_unlisted=show_all), render.stdout())
 
 
 @cli.command()
@@ -210,17 +237,21 @@ def _price_line(endpoint_id: str) -> str:
     except MissingCredentialsError:
         return "unavailable (set FAL_KEY to see fal's price)"
     except FalError as exc:
-        return f"unavailable ({scrub(' '.join(str(exc).split()))[:200] or type(exc).__name__})"
+        return f"unavailable ({render.clean(' '.join(str(exc).split()))[:200] or type(exc).__name__})"
     if price is None:
         return "not listed by fal"
-    return f"{_money(price.unit_price, price.currency)} per {price.unit}"
+    return f"{_money(price.unit_price, price.currency)} per {_unit(price.unit)}"
 
 
 def _money(amount: float, currency: str) -> str:
-    text = f"{amount:.6f}".rstrip("0").rstrip(".")
-    if "." not in text or len(text.partition(".")[2]) < 2:
-        text = f"{amount:.2f}"
-    return f"${text}" if currency == "USD" else f"{text} {currency}"
+    """`$0.003` for USD, `0.003 JPY` for another currency: the runtime checked both (finite, >= 0, a currency code)."""
+    return render.money(amount, currency)
+
+
+def _unit(unit: str) -> str:
+    """fal's billing unit as printed: one line, no escape sequences or bidi controls, at most 60 characters."""
+    text = " ".join(render.clean(unit).split())
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 @cli.command()
@@ -231,15 +262,24 @@ def _money(amount: float, currency: str) -> str:
 @click.option("--concurrency", default=16, show_default=True, type=click.IntRange(min=1), help="Rows in flight.")
 @click.option("--save", is_flag=True, help="Download every output file into OUT/files/ROW/.")
 @click.option("--retry-failed", is_flag=True, help="Run failed rows again (a resumed batch otherwise keeps them).")
+@click.option("--resubmit-ambiguous", is_flag=True,
+              help="Send again the rows whose submit may already have reached fal (they may run, and be billed, "
+                   "twice).")  # fmt: skip
 @click.option("--estimate", is_flag=True, help="Print what the valid rows would cost (fal's estimate); submit nothing.")
 def batch(endpoint_id: str, inputs: Path, out_dir: Path | None, concurrency: int, save: bool, retry_failed: bool,
-          estimate: bool) -> None:  # fmt: skip
+          resubmit_ambiguous: bool, estimate: bool) -> None:  # fmt: skip
     """Run every line of INPUTS (JSON Lines, one input object per line); the same command resumes it.
 
-    Exit 0 when every row succeeded, 1 when some failed. With --estimate: print the batch's price and exit 0.
+    Exit 0 when every row succeeded; 1 when some failed or are ambiguous (their submit may have reached fal: sent
+    again only with --resubmit-ambiguous); 2 on usage errors (another batch uses --out, an unreadable inputs file or
+    ledger); 3 when the ledger or results.jsonl could not be written (disk full); 4 when fal was unreachable (the
+    rows left are sent by the same command later). With --estimate: print the batch's price and exit 0.
     """
     module = endpoints.load(endpoint_id)
-    read = read_inputs(inputs, module.Input, _file_fields(module))
+    try:
+        read = read_inputs(inputs, module.Input, _file_fields(module))
+    except InputsError as exc:
+        _batch_error(str(exc), 2)
     if estimate:
         for row, error in read.invalid.items():
             click.echo(f"{inputs}:{row}: {error}", err=True)
@@ -247,28 +287,85 @@ def batch(endpoint_id: str, inputs: Path, out_dir: Path | None, concurrency: int
         return
     if out_dir is None:
         raise click.UsageError("Missing option '--out'.")
-    ledger = Ledger(out_dir)
     try:
-        ledger.bind(endpoint_id, read.sha256)
+        lock = DirectoryLock(out_dir)
+    except DirectoryBusy as exc:
+        _batch_error(str(exc), 2)
+    except OSError as exc:
+        _batch_error(f"cannot use {out_dir}: {exc.strerror or exc}", 2)
+    with lock:
+        try:
+            ledger = Ledger(out_dir)
+        except LedgerError as exc:
+            if exc.full:
+                _batch_error(f"batch stopped: the disk is full ({exc})", EXIT_STORAGE)
+            hint = "; move it away to start afresh (the rows it recorded as sent would be sent again)"
+            _batch_error(f"{exc}{hint if exc.corrupt else ''}", 2)
+        try:
+            code = _run_ledger(module, ledger, read, inputs, out_dir, concurrency=concurrency, save=save,
+                               retry_failed=retry_failed, resubmit_ambiguous=resubmit_ambiguous)  # fmt: skip
+        except LedgerError as exc:
+            _batch_error(f"batch stopped: {'the disk is full' if exc.full else 'the ledger failed'} ({exc})",
+                         EXIT_STORAGE)  # fmt: skip
+        finally:
+            ledger.close()
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _batch_error(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {render.clean(message)}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+def _run_ledger(module: ModuleType, ledger: Ledger, read: Inputs, inputs: Path, out_dir: Path, *, concurrency: int,
+                save: bool, retry_failed: bool, resubmit_ambiguous: bool) -> int:  # fmt: skip
+    """Run a locked batch on its open ledger; print what the user must know; the exit code."""
+    try:
+        ledger.bind(module.ENDPOINT_ID, read.sha256)
     except LedgerMismatch as exc:
-        ledger.close()
         raise click.UsageError(f"{exc}; use another --out directory") from None
     for row, error in read.invalid.items():
         click.echo(f"{inputs}:{row}: {error}", err=True)
-    try:
-        ledger.add(read.valid, read.invalid)
-        if retry_failed:
-            ledger.retry_failed(read.valid)
-        counts = ledger.counts()
-        total = sum(counts.values())
-        with BatchProgress(render.stderr(), total, counts.get("done", 0), counts.get("failed", 0)) as progress:
-            run_batch(module, ledger, read, concurrency=concurrency, save=save, out_dir=out_dir, progress=progress)
-        counts = ledger.counts()
-    finally:
-        ledger.close()
-    click.echo(f"results: {out_dir / 'results.jsonl'}", err=True)
-    if counts.get("done", 0) != total:
-        raise click.exceptions.Exit(1)
+    ledger.add(read.valid, read.invalid)
+    ledger.repair()
+    if retry_failed:
+        ledger.retry_failed(read.valid)
+    if resubmit_ambiguous:
+        ledger.resubmit_ambiguous()
+    for row, error in unknown_rows(ledger, read).items():
+        if row not in read.invalid:
+            click.echo(f"{inputs}:{row}: {error}", err=True)
+        ledger.failed(row, error, lost=False)
+    counts = ledger.counts()
+    total = sum(counts.values())
+    with BatchProgress(render.stderr(), total, counts.get("done", 0), counts.get("failed", 0),
+                       counts.get("submitting", 0)) as progress:  # fmt: skip
+        outcome = run_batch(module, ledger, read, concurrency=concurrency, save=save, out_dir=out_dir,
+                            progress=progress, inputs_name=str(inputs))  # fmt: skip
+    for row, request_id, reason in ledger.ambiguous():
+        status = f"`fal-typed status {module.ENDPOINT_ID} {request_id}`"
+        where = f" (request id {request_id}: {status})" if request_id else ""
+        click.echo(render.clean(f"{inputs}:{row}: ambiguous: {reason}{where}; not sent again unless"
+                                " --resubmit-ambiguous"), err=True)  # fmt: skip
+    for row, request_id, recorded in outcome.unrecorded:
+        how = ("its output is not stored; the same command fetches it" if recorded else
+               f"not in the ledger; its output: `fal-typed result {module.ENDPOINT_ID} {request_id}`")  # fmt: skip
+        click.echo(render.clean(f"{inputs}:{row}: request id {request_id}: {how}"), err=True)
+    counts = ledger.counts()
+    results = out_dir / "results.jsonl"
+    if results.exists():
+        click.echo(f"results: {results}", err=True)
+    left = counts.get("pending", 0) + counts.get("submitted", 0)
+    if outcome.stopped is not None:
+        then = ("free some space, then run the same command again" if outcome.exit_code == EXIT_STORAGE else
+                "run the same command again to resume")  # fmt: skip
+        click.echo(render.clean(f"batch stopped: {outcome.stopped}; {left} rows left: {then}"), err=True)
+        return outcome.exit_code
+    if outcome.left:
+        click.echo(f"batch: {outcome.left} rows not sent (connection failures): run the same command again", err=True)
+        return EXIT_UNREACHABLE
+    return 0 if counts.get("done", 0) == total else 1
 
 
 def _estimate(endpoint_id: str, rows: int) -> None:
@@ -280,5 +377,10 @@ def _estimate(endpoint_id: str, rows: int) -> None:
     with Client(timeout=30.0) as client:
         price = get_pricing([endpoint_id], client=client).price_of(endpoint_id)
         cost = estimate_cost({endpoint_id: rows}, client=client)
-    unit = f" at {_money(price.unit_price, price.currency)} per {price.unit}" if price is not None else ""
+    if price is not None and price.currency != cost.currency:  # never a total in one currency beside a price in another
+        raise ProtocolError(
+            f"pricing estimate for {endpoint_id!r}: fal priced the endpoint in {price.currency} but estimated "
+            f"{rows} rows in {cost.currency}; amounts in different currencies are not compared or added"
+        )
+    unit = f" at {_money(price.unit_price, price.currency)} per {_unit(price.unit)}" if price is not None else ""
     click.echo(f"estimate: {rows} rows of {endpoint_id}{unit}: {_money(cost.total_cost, cost.currency)} in all")

@@ -21,14 +21,17 @@ def load(endpoint_id: str) -> ModuleType:
     return generated.load(endpoint_id)
 
 
-def search(query: str | None, category: str | None) -> list[EndpointInfo]:
-    """Endpoints whose id or display name contains `query` (any case), optionally in one category."""
-    if category is not None and category not in generated.ENDPOINTS.categories():
-        known = ", ".join(generated.ENDPOINTS.categories())
-        raise click.UsageError(f"unknown category {category!r}; known: {known}")
-    needle = (query or "").lower()
+def search(query: str | None, category: str | None, *, include_unlisted: bool = False) -> list[EndpointInfo]:
+    """Endpoints whose id, display name or category contains each word of `query` (any case), optionally in one of
+    fal's categories. Endpoints fal's newest listing no longer names are left out unless `include_unlisted`."""
+    categories = generated.ENDPOINTS.categories()
+    if category is not None and category not in categories:
+        close = difflib.get_close_matches(category, categories, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise click.UsageError(f"unknown category {category!r}; {hint}known: {', '.join(categories)}")
+    words = (query or "").lower().split()
     return [
         info
-        for info in generated.ENDPOINTS.infos(category=category)
-        if needle in info.endpoint_id.lower() or needle in info.display_name.lower()
+        for info in generated.ENDPOINTS.infos(category=category, include_unlisted=include_unlisted)
+        if all(w in f"{info.endpoint_id}\n{info.display_name}\n{info.category}".lower() for w in words)
     ]

@@ -2,23 +2,46 @@
 
 Options carry no click defaults and no click-side range checks: a field left out stays unset (so fal applies its own
 default, exactly as the Python call functions do), and every check is pydantic's, whose messages name the field.
+
+A file the command cannot read (`--input-json FILE`, or a local file given to a file field) is one line naming it,
+exit 2, before anything is sent: `InputFileError`.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import click
 import pydantic
 from pydantic import BaseModel
 
 from fal_cli.fields import Field, fields_of
+from fal_cli.render import clean
 
 RESERVED = frozenset({"help", "json", "save", "input-json"})  # the command's own options
 _URL_PREFIXES = ("http://", "https://", "data:")
+
+
+class InputFileError(click.ClickException):
+    """A file named on the command line that cannot be read or is not what it must be: `Error: ...`, exit 2 (a usage
+    error, but without the usage text: the file is the problem, not the command)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(clean(message))
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a file could not be opened, in words (`permission denied`, `is a directory`), without errno's noise."""
+    reasons = {errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.ENOENT: "no such file",
+               errno.EISDIR: "is a directory", errno.ENOTDIR: "a part of the path is not a directory"}  # fmt: skip
+    return reasons.get(exc.errno or 0) or (exc.strerror or type(exc).__name__).lower()
 
 
 class JsonValue(click.ParamType[Any]):
@@ -34,6 +57,8 @@ class JsonValue(click.ParamType[Any]):
             return json.loads(value)
         except ValueError:
             return value
+        except RecursionError:
+            self.fail("the JSON nests too deeply", param, ctx)
 
 
 class FileValue(click.ParamType[Any]):
@@ -63,7 +88,7 @@ def help_text(field: Field) -> str:
     repeat = ["repeat the option"] if field.many else []
     facts = [field.type_label, *repeat, *field.bounds, field.default_label]
     text = f"[{'; '.join(facts)}]"
-    return f"{field.description} {text}" if field.description else text
+    return f"{clean(field.description)} {text}" if field.description else text
 
 
 def click_option(field: Field) -> click.Option:
@@ -98,15 +123,48 @@ def given_fields(ctx: click.Context, model: type[BaseModel], file_fields: frozen
 
 
 def read_input_json(source: str) -> dict[str, Any]:
-    """`--input-json FILE|-`: one JSON object, the whole input."""
+    """`--input-json FILE|-`: one JSON object (UTF-8), the whole input. Whatever is wrong with the file (unreadable,
+    a directory, not UTF-8, not JSON, nested too deeply, not an object) is an `InputFileError` naming it."""
+    where = "--input-json -" if source == "-" else f"--input-json {source}"
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        raw = _stdin().read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"cannot read {where}: {os_reason(exc)}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    try:
         data = json.loads(text)
-    except (OSError, ValueError) as exc:
-        raise click.UsageError(f"--input-json {source}: {exc}") from exc
+    except ValueError as exc:
+        raise InputFileError(f"{where}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputFileError(f"{where}: the JSON nests too deeply") from None
     if not isinstance(data, dict):
-        raise click.UsageError(f"--input-json {source}: expected a JSON object, got {type(data).__name__}")
+        raise InputFileError(f"{where}: expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def _stdin() -> BinaryIO:
+    """Standard input as bytes (so its encoding is checked as a file's is), or its text encoded when it has none."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    return cast("BinaryIO", buffer) if buffer is not None else io.BytesIO(sys.stdin.read().encode("utf-8"))
+
+
+def check_readable(data: dict[str, Any], file_fields: frozenset[str]) -> None:
+    """Every local file given to a file field (a `Path` from an option or `--input-json`) that exists must open for
+    reading: an `InputFileError` naming the option and the file now, not a traceback at upload time. A path that is
+    not a file is left to validation, whose message names the field."""
+    for name in sorted(file_fields & data.keys()):
+        value = data[name]
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, Path) or not item.is_file():
+                continue
+            try:
+                with item.open("rb"):
+                    pass
+            except OSError as exc:
+                raise InputFileError(f"cannot read {option_name(name)} {item}: {os_reason(exc)}") from None
 
 
 def with_local_files(data: dict[str, Any], file_fields: frozenset[str]) -> dict[str, Any]:

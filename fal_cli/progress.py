@@ -79,12 +79,13 @@ def _state(status: Status) -> str:
 
 
 class BatchProgress:
-    """Counts of a batch (done, failed, in flight) shown as a bar with ETA, or as a plain line every few seconds
-    and once at the end."""
+    """Counts of a batch (done, failed, ambiguous, in flight) shown as a bar with ETA, or as a plain line every few
+    seconds and once at the end."""
 
-    def __init__(self, console: Console, total: int, done: int, failed: int) -> None:
+    def __init__(self, console: Console, total: int, done: int, failed: int, ambiguous: int = 0) -> None:
         self.console = console
         self.total, self.done, self.failed, self.inflight = total, done, failed, 0
+        self.ambiguous = ambiguous
         self._bar: Progress | None = None
         self._task = TaskID(0)
         self._stop = threading.Event()
@@ -117,10 +118,18 @@ class BatchProgress:
 
     @property
     def settled(self) -> int:
-        return self.done + self.failed
+        return self.done + self.failed + self.ambiguous
 
     def line(self) -> str:
-        return f"batch: {self.done}/{self.total} done, {self.failed} failed, {self.inflight} in flight"
+        ambiguous = f", {self.ambiguous} ambiguous" if self.ambiguous else ""
+        return f"batch: {self.done}/{self.total} done, {self.failed} failed{ambiguous}, {self.inflight} in flight"
+
+    def note(self, text: str) -> None:
+        """One line on stderr (above the bar on a terminal), as is: no markup, no highlighting."""
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=self.console.file, flush=True)
 
     def _tick(self) -> None:
         while not self._stop.wait(PLAIN_INTERVAL):
@@ -147,4 +156,8 @@ class BatchProgress:
 
     def failed_one(self) -> None:
         self.failed += 1
+        self._changed()
+
+    def ambiguous_one(self) -> None:
+        self.ambiguous += 1
         self._changed()

@@ -10,7 +10,10 @@ the client would send it anyway — fal's own hosts and the hosts the client was
 `FAL_API_HOST` somewhere else never hands that host the key.
 
 Pricing needs the key (fal answers 401 without one): with none configured, `MissingCredentialsError` is raised before
-anything is sent. The estimate is a read too (it computes, it bills nothing), so it is retried like the search.
+anything is sent. The estimate is a read too (it computes, it bills nothing), so it is retried like the search. Every
+amount fal answers is checked before a caller can add it up or print it: a `unit_price` or `total_cost` that is not a
+JSON number, negative, NaN, infinite or above `MAX_UNIT_PRICE` (per call or unit asked for, for a total), or a
+`currency` that is not a three-letter code, raises `ProtocolError` naming the endpoint and the field.
 
 Arguments are checked before anything is sent. A page that cannot be read (not JSON, `models` not a list, an entry
 without a string `endpoint_id`) raises `ProtocolError` naming the page's cursor.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -327,10 +331,18 @@ def _body(reply: Reply, core: Core) -> str:
 
 EstimateType = Literal["historical_api_price", "unit_price"]
 
+MAX_UNIT_PRICE = 1_000_000.0
+"""The most one unit may cost, in any currency: a larger `unit_price` (or a total above this per call or unit asked
+for) is not a price but a broken answer, and raises ProtocolError rather than reach a caller's arithmetic."""
+
+_CURRENCY = re.compile(r"[A-Za-z]{3}")  # an ISO 4217 code; fal says "USD"
+
 
 class EndpointPrice(FalModel):
     """What one unit of an endpoint's output costs: `unit_price` in `currency` per `unit` (`image`, `megapixel`,
-    `second`, `video`, `request`, ...)."""
+    `second`, `video`, `request`, ...). Checked on arrival: `unit_price` is a finite number from 0 to
+    `MAX_UNIT_PRICE`, `currency` a three-letter code (upper case), `unit` a non-empty string (fal's text, unfiltered:
+    strip control characters before printing it)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -354,7 +366,8 @@ class PricesPage(FalModel):
 
 
 class CostEstimate(FalModel):
-    """fal's estimate: `total_cost` in `currency` for the quantities asked for."""
+    """fal's estimate: `total_cost` in `currency` for the quantities asked for (checked as `EndpointPrice` is, the
+    total bounded by `MAX_UNIT_PRICE` per call or unit asked for)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -368,7 +381,7 @@ def get_pricing(endpoint_ids: Sequence[str], *, cursor: str | None = None, clien
     params = _pricing_params(endpoint_ids, cursor)
     client = _sync_client(client)
     spec = _pricing_spec(client._core, params)
-    return _reply_as(client._core, client._send(_OPERATION, spec), PricesPage, "pricing")
+    return _prices(client._core, client._send(_OPERATION, spec))
 
 
 async def get_pricing_async(
@@ -378,7 +391,7 @@ async def get_pricing_async(
     params = _pricing_params(endpoint_ids, cursor)
     client = _async_client(client)
     spec = _pricing_spec(client._core, params)
-    return _reply_as(client._core, await client._send(_OPERATION, spec), PricesPage, "pricing")
+    return _prices(client._core, await client._send(_OPERATION, spec))
 
 
 def estimate_cost(
@@ -390,7 +403,7 @@ def estimate_cost(
     body = _estimate_body(calls, units)
     client = _sync_client(client)
     spec = _estimate_spec(client._core, body)
-    return _reply_as(client._core, client._send(_OPERATION, spec), CostEstimate, "pricing estimate")
+    return _estimate(client._core, client._send(_OPERATION, spec), body)
 
 
 async def estimate_cost_async(
@@ -403,7 +416,7 @@ async def estimate_cost_async(
     body = _estimate_body(calls, units)
     client = _async_client(client)
     spec = _estimate_spec(client._core, body)
-    return _reply_as(client._core, await client._send(_OPERATION, spec), CostEstimate, "pricing estimate")
+    return _estimate(client._core, await client._send(_OPERATION, spec), body)
 
 
 def _check_ids(ids: list[Any], name: str) -> None:
@@ -459,17 +472,94 @@ def _estimate_spec(core: Core, body: dict[str, Any]) -> RequestSpec:
     return RequestSpec("POST", f"{api_base()}/models/pricing/estimate", json=body)
 
 
-_Reply = TypeVar("_Reply", PricesPage, CostEstimate)
+def _prices(core: Core, reply: Reply) -> PricesPage:
+    """A pricing reply as a page whose every price was checked; ProtocolError naming the endpoint and the field
+    for an answer that is no price (negative, NaN, infinite, absurdly large, not a number, no currency code)."""
+    data = _reply_json(core, reply, "pricing")
+    if not isinstance(data, dict) or not isinstance(data.get("prices"), list):
+        raise errors.ProtocolError(f"pricing: expected an object with a 'prices' list: {_body(reply, core)}")
+    entries = []
+    for index, item in enumerate(data["prices"]):
+        endpoint_id = item.get("endpoint_id") if isinstance(item, dict) else None
+        if not isinstance(endpoint_id, str) or not endpoint_id.strip():
+            shown = core.redact(repr(item)[:_SNIPPET])
+            raise errors.ProtocolError(f"pricing: entry {index} has no string 'endpoint_id': {shown}")
+        where = f"pricing of {_quote(endpoint_id, core)}"
+        entry = dict(item)
+        entry["unit_price"] = _amount(item.get("unit_price", _MISSING), f"{where}: unit_price", MAX_UNIT_PRICE, core)
+        entry["currency"] = _currency(item.get("currency", "USD"), where, core)
+        unit = item.get("unit", _MISSING)
+        if not isinstance(unit, str) or not unit.strip():
+            raise errors.ProtocolError(f"{where}: unit is not a non-empty string: {_shown(unit, core)}")
+        entries.append(entry)
+    return _validated(core, PricesPage, {**data, "prices": entries}, "pricing")
 
 
-def _reply_as(core: Core, reply: Reply, model: type[_Reply], what: str) -> _Reply:
-    """A 2xx reply as `model`; the mapped HTTPError otherwise, ProtocolError for a body that does not fit."""
+def _estimate(core: Core, reply: Reply, body: dict[str, Any]) -> CostEstimate:
+    """An estimate reply, its total checked like a price: finite, >= 0, at most MAX_UNIT_PRICE per call or unit
+    asked for (a total of ten million for one call is a broken answer, not a bill), in a currency code."""
+    data = _reply_json(core, reply, "pricing estimate")
+    endpoints: dict[str, dict[str, float]] = body["endpoints"]
+    ids = list(endpoints)
+    named = ", ".join(_quote(i, core) for i in ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+    where = f"pricing estimate for {named}"
+    if not isinstance(data, dict):
+        raise errors.ProtocolError(f"{where}: expected an object: {_body(reply, core)}")
+    quantity = sum(float(v) for item in endpoints.values() for v in item.values())
+    fields = dict(data)
+    fields["total_cost"] = _amount(
+        data.get("total_cost", _MISSING), f"{where}: total_cost", MAX_UNIT_PRICE * max(quantity, 1.0), core
+    )
+    fields["currency"] = _currency(data.get("currency", "USD"), where, core)
+    return _validated(core, CostEstimate, fields, where)
+
+
+_MISSING: Any = object()
+
+
+def _amount(value: Any, where: str, limit: float, core: Core) -> float:
+    """`value` as an amount of money: a JSON number (not a bool, not a string), finite, from 0 to `limit`."""
+    if value is _MISSING:
+        raise errors.ProtocolError(f"{where} is missing")
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            number = math.inf
+    if number is None or not math.isfinite(number) or not 0 <= number <= limit:
+        raise errors.ProtocolError(f"{where} is not an amount from 0 to {limit:,.0f}: {_shown(value, core)}")
+    return number + 0.0  # no -0.0
+
+
+def _currency(value: Any, where: str, core: Core) -> str:
+    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
+        raise errors.ProtocolError(f"{where}: currency is not a three-letter currency code: {_shown(value, core)}")
+    return value.upper()
+
+
+def _shown(value: Any, core: Core) -> str:
+    """A bad value quoted in an error: repr, redacted, cut short (a 309-digit number says how long it was)."""
+    if value is _MISSING:
+        return "missing"
+    text = core.redact(repr(value))
+    return text if len(text) <= 40 else f"{text[:40]}...({len(text)} chars)"
+
+
+def _reply_json(core: Core, reply: Reply, what: str) -> Any:
+    """A 2xx reply's JSON; the mapped HTTPError otherwise, ProtocolError for a body that is not JSON."""
     if not reply.ok:
         raise core.error_for(reply)
     try:
-        data = reply.json()
-    except (ValueError, UnicodeDecodeError):
+        return reply.json()
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise errors.ProtocolError(f"{what}: the body is not JSON: {_body(reply, core)}") from None
+
+
+_Reply = TypeVar("_Reply", PricesPage, CostEstimate)
+
+
+def _validated(core: Core, model: type[_Reply], data: Any, what: str) -> _Reply:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:

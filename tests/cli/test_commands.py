@@ -53,10 +53,14 @@ def test_unknown_endpoint_exits_2_with_a_suggestion(fal: LocalServer) -> None:
 
 def test_list_filters_without_importing_any_endpoint_module() -> None:
     before = {m for m in sys.modules if m.startswith("generated.")}
-    result = invoke("list", "seededit/v3", "--category", "image-to-image")
+    result = invoke("list", "seededit/v3", "--category", "image-to-image", "--all")
     assert result.exit_code == 0
     assert SEEDEDIT in result.stdout.split()
     assert all(line.split("\t")[1] == "image-to-image" for line in result.stdout.splitlines())
+    # fal's newest listing no longer names SeedEdit v3: hidden unless --all, and marked when shown
+    assert SEEDEDIT not in invoke("list", "seededit/v3").stdout.split()
+    assert "unlisted since 2026-08" in result.stdout
+    assert invoke("list", "flux text-to-image").stdout.count("\n") >= 20, "words match ids, names and categories"
     assert {m for m in sys.modules if m.startswith("generated.")} == before
     assert invoke("list", "--category", "no-such-category").exit_code == 2
 
