@@ -730,7 +730,7 @@ def import_sources(sources: list[str], specs_root: Path, *, fetch: Any = None) -
         raise InvalidSpecError(errors)
     listing = [s for s in read if s.provenance.key == catalogue.LISTING_KEY]
     if listing:
-        _write_atomic(specs_root / LISTING_FILE, listing_json(catalogue.listing_record(listing)))
+        write_text(specs_root / LISTING_FILE, listing_json(catalogue.listing_record(listing)))
     return write(outcomes)
 
 
@@ -795,11 +795,11 @@ def write(results: list[tuple[Outcome, str]]) -> list[Outcome]:
     """Write what changed, each file atomically (a temporary beside it, renamed)."""
     for outcome, text in results:
         if outcome.state == "written":
-            _write_atomic(outcome.target, text)
+            write_text(outcome.target, text)
     return [outcome for outcome, _ in results]
 
 
-def _write_atomic(target: Path, text: str) -> None:
+def write_text(target: Path, text: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -10,6 +10,7 @@ Specs that fal no longer lists are reported, and deleted only with `prune` (cura
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from codegen import importer, ir, loader
 from codegen.escape import markdown, markdown_code
+from codegen.listing import LISTING_FILE, listing_json
 from codegen.problems import InvalidSpecError, Level, Problem, display_path
 
 if TYPE_CHECKING:
@@ -92,6 +94,9 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
+_LISTING_TEXT = "fal's model search (GET /v1/models), as fal listed its endpoints on the day of the sync"
+
+
 @dataclass(frozen=True)
 class Limits:
     """How much of a listing a sync reads before it stops, so a listing whose pages never end (or never stop
@@ -135,11 +140,16 @@ def sync(
     api = client or Client()
     ready: list[tuple[importer.Outcome, str]] = []
     seen: set[str] = set()
+    listed: dict[str, dict[str, str]] = {}  # what `specs/LISTING.json` records of each entry
     try:
         for entry in _walk(api, endpoint_ids, category, limits):
             report.listed += 1
             endpoint_id = entry.endpoint_id
             seen.add(endpoint_id)
+            if ir.is_endpoint_id(endpoint_id):
+                meta = entry.metadata
+                listed[endpoint_id] = {k: v for k, v in (("display_name", meta.display_name),
+                                       ("category", meta.category), ("status", meta.status)) if isinstance(v, str)}  # fmt: skip
             if entry.metadata.status == "deprecated":
                 report.deprecated.append(endpoint_id)
             prepared, problems = _prepare(entry, specs_root)
@@ -164,6 +174,9 @@ def sync(
     if dry_run:
         return report
     importer.write(ready)
+    if not endpoint_ids and not category:  # the whole listing: the catalogue's record of it (`codegen.listing`)
+        record = {"from": _LISTING_TEXT, "date": datetime.date.today().isoformat(), "endpoints": listed}
+        importer.write_text(specs_root / LISTING_FILE, listing_json(record))
     if prune:
         deletable = [e for e in report.absent if not importer.is_curated(_spec_text(specs_root, e))]
         in_scope = report.listed + len(report.absent)

@@ -5,6 +5,7 @@ walk, a malformed page; and from its documents: one that cannot be repaired."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -75,6 +76,8 @@ def test_a_first_sync_adds_every_endpoint_and_a_second_changes_nothing(
     spec = read(ours / "fal-ai/flux/schnell.yaml")
     assert set(spec["info"]["x-fal-sources"]) == {"fal-model-search"}
     assert spec["info"]["x-fal-metadata"]["endpointId"] == "fal-ai/flux/schnell"
+    listing = json.loads((ours / "LISTING.json").read_text(encoding="utf-8"))  # the catalogue's record of the walk
+    assert sorted(listing["endpoints"]) == sorted(PICKED) and listing["date"]
     stamps = {p: p.stat().st_mtime_ns for p in ours.rglob("*.yaml")}
 
     again = run_sync(ours)
