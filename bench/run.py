@@ -56,7 +56,7 @@ def real_document_trees(tmp: Path) -> list[Path]:
 
 def seed_tree(root: Path) -> Path:
     """The curated seed specs alone, as a spec tree."""
-    from codegen.importer import is_curated
+    from codegen.spectools.importer import is_curated
 
     for spec in sorted((ROOT / "specs").rglob("*.yaml")):
         if is_curated(spec.read_text(encoding="utf-8")):

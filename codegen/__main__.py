@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sync":
         return _sync(args)
 
-    from codegen.pipeline import generate
+    from codegen.generation.pipeline import generate
 
     start = time.perf_counter()
     try:
@@ -85,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(specs: Path, out: Path, cache: Path) -> int:
-    from codegen import loader
-    from codegen.cache import ModuleCache
-    from codegen.pipeline import load_endpoints, load_listing, render_tree, workers
-    from codegen.render import black_format
-    from codegen.tree import read_tree
+    from codegen.generation import loader
+    from codegen.generation.cache import ModuleCache
+    from codegen.generation.pipeline import load_endpoints, load_listing, render_tree, workers
+    from codegen.generation.render import black_format
+    from codegen.generation.tree import read_tree
 
     jobs = os.cpu_count() or 1
     actual = read_tree(out) or {}
@@ -129,7 +129,7 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
 def _diff(base: str | None, specs: Path, fail_on_breaking: bool) -> int:
     import tempfile
 
-    from codegen import diff
+    from codegen.spectools import diff
 
     ref = base or diff.merge_base(specs)
     skipped: list[str] = []
@@ -149,7 +149,7 @@ def _diff(base: str | None, specs: Path, fail_on_breaking: bool) -> int:
 
 
 def _import(sources: list[str], specs: Path) -> int:
-    from codegen.importer import import_sources
+    from codegen.spectools.importer import import_sources
 
     try:
         outcomes = import_sources(sources, specs)
@@ -180,7 +180,7 @@ def _import(sources: list[str], specs: Path) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from codegen.sync import sync
+    from codegen.spectools.sync import sync
     from fal_runtime import FalError
 
     try:

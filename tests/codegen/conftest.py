@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from codegen.pipeline import generate
+from codegen.generation.pipeline import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ROOT / "sources"  # fal's published documents, copied in with where each came from

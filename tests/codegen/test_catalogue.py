@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 import generated
-from codegen import loader
-from codegen.naming import RESERVED_MODULE_NAMES, module_parts
+from codegen.generation import loader
+from codegen.generation.naming import RESERVED_MODULE_NAMES, module_parts
 from tests.codegen.conftest import ROOT
 
 SPECS = ROOT / "specs"
@@ -141,8 +141,8 @@ def test_module_names_for_capitals_underscores_and_reserved_words() -> None:
 def test_a_deprecated_endpoint_warns_where_it_is_called(tmp_path: Path) -> None:
     import sys
 
-    from codegen.importer import dump
-    from codegen.pipeline import generate
+    from codegen.generation.pipeline import generate
+    from codegen.spectools.importer import dump
 
     doc = yaml.load((SPECS / "fal-ai/esrgan.yaml").read_text(encoding="utf-8"), Loader=_LOADER)
     doc["paths"]["/fal-ai/esrgan"]["post"]["deprecated"] = True

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from codegen import ir, loader
-from codegen.cache import ModuleCache
-from codegen.importer import is_curated
-from codegen.pipeline import generate, load_endpoints, load_listing, render_tree
-from codegen.tree import read_tree
+from codegen.generation import ir, loader
+from codegen.generation.cache import ModuleCache
+from codegen.generation.pipeline import generate, load_endpoints, load_listing, render_tree
+from codegen.generation.tree import read_tree
+from codegen.spectools.importer import is_curated
 from tests.codegen.conftest import ROOT, SOURCES, write_specs
 
 SPECS = ROOT / "specs"
@@ -178,8 +178,8 @@ def test_the_run_stamp_notices_every_change(corpus: Path, tmp_path: Path, warm_c
 def test_models_generated_in_batches_equal_one_endpoint_at_a_time(endpoints: list[ir.EndpointIR]) -> None:
     """Several endpoints in one datamodel-code-generator call (a modular document) give each exactly the models
     of a call of its own."""
-    from codegen.models import generate_models, generate_models_batch
-    from codegen.pipeline import _reserved_kwargs
+    from codegen.generation.models import generate_models, generate_models_batch
+    from codegen.generation.pipeline import _reserved_kwargs
 
     reserved = _reserved_kwargs()
     alone = [generate_models(e, reserved) for e in endpoints]
@@ -190,7 +190,7 @@ def test_models_generated_in_batches_equal_one_endpoint_at_a_time(endpoints: lis
 def test_an_incremental_run_renders_only_what_changed(corpus: Path, tmp_path: Path, warm_cache: ModuleCache) -> None:
     """With the last run's tree in place, only changed specs are rendered: an edited spec, a new child endpoint (its
     parent's module moves into a package, unrendered) and a removed spec give the tree a cold run writes."""
-    from codegen.tree import TreeFiles
+    from codegen.generation.tree import TreeFiles
 
     specs, out = tmp_path / "specs", tmp_path / "out"
     shutil.copytree(corpus, specs)
@@ -237,7 +237,7 @@ def test_an_incremental_run_renders_only_what_changed(corpus: Path, tmp_path: Pa
 def test_every_file_is_what_black_would_write(reference: dict[str, str]) -> None:
     """The generator asks black only about statements it would change (`render.format_python`); the result must be
     exactly black's, for every shape in fal's documents and the seeds."""
-    from codegen.render import black_format
+    from codegen.generation.render import black_format
 
     unstable = [
         path for path, content in reference.items() if path.endswith(".py") and black_format(content) != content
@@ -268,18 +268,23 @@ def test_incremental_runs_equal_a_cold_run(corpus: Path, tmp_path: Path, warm_ca
 
 
 def test_the_generator_fingerprint_covers_every_module_generation_uses() -> None:
-    """The module cache is keyed by a fingerprint of `GENERATING_MODULES`: a module they import that is missing from
+    """The module cache is keyed by a fingerprint of `generating_files()`: a module they import that is missing from
     it could change the output while old cached modules are still served."""
     import ast
 
-    from codegen.cache import GENERATING_MODULES
+    from codegen.generation.cache import generating_files
 
-    for name in GENERATING_MODULES:
-        tree = ast.parse((ROOT / "codegen" / f"{name}.py").read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
+    files = generating_files()
+    covered = {
+        p.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__") for p in files
+    }
+    assert {"fal_runtime.queue_document", "fal_runtime._options", "codegen.problems"} <= covered
+    for path in (p for p in files if p.suffix == ".py" and "fal_runtime" not in p.parts):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             used: list[str] = []
-            if isinstance(node, ast.ImportFrom) and node.module == "codegen":
-                used = [alias.name for alias in node.names]
+            if isinstance(node, ast.ImportFrom) and node.module in ("codegen", "codegen.generation"):
+                used = [f"{node.module}.{alias.name}" for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("codegen."):
-                used = [(node.module or "").split(".")[1]]
-            assert set(used) <= set(GENERATING_MODULES), f"codegen/{name}.py uses {used}, outside the fingerprint"
+                used = [node.module or ""]
+            outside = [u for u in used if u not in covered]
+            assert not outside, f"{path.relative_to(ROOT)} uses {outside}, outside the fingerprint"

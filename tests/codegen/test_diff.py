@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from codegen import diff
+from codegen.spectools import diff
 from tests.codegen.conftest import ROOT, SOURCES, mini_spec, write_specs
 
 BASE = mini_spec(

@@ -1,4 +1,4 @@
-"""codegen.fieldmerge: fal's TypeScript types over an older JSON Schema spec, field by field."""
+"""codegen.spectools.fieldmerge: fal's TypeScript types over an older JSON Schema spec, field by field."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from codegen import catalogue, loader
-from codegen.fieldmerge import _branches, _deref, _kind, apply_types
-from codegen.tstypes import TypeCatalogue, parse_types, read_types
+from codegen.generation import loader
+from codegen.spectools import catalogue
+from codegen.spectools.fieldmerge import _branches, _deref, _kind, apply_types
+from codegen.spectools.tstypes import TypeCatalogue, parse_types, read_types
 from fal_runtime.queue_document import input_schema_path, output_schema_path
 from tests.codegen.conftest import ROOT, SOURCES, mini_spec
 

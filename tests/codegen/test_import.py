@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from codegen.importer import import_sources
-from codegen.pipeline import generate
+from codegen.generation.pipeline import generate
 from codegen.problems import InvalidSpecError
+from codegen.spectools.importer import import_sources
 from tests.codegen.conftest import ROOT, SOURCES, mini_spec
 
 DOCS = sorted((SOURCES / "fal-openapi").glob("*__*.json"))

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from codegen import importer
 from codegen.__main__ import main
-from codegen.pipeline import generate
+from codegen.generation.pipeline import generate
+from codegen.spectools import importer
 from tests.codegen.conftest import ROOT, mini_spec
 
 TYPES = ROOT / "tests" / "codegen" / "fixtures_ts" / "endpoints.ts"

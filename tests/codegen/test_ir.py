@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codegen import ir, loader
+from codegen.generation import ir, loader
 from codegen.problems import Problem
 from tests.codegen.conftest import mini_spec, write_specs
 

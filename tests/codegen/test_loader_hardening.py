@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from codegen import loader
+from codegen.generation import loader
 from codegen.problems import Problem
 from tests.codegen.conftest import ROOT, SOURCES, mini_spec, write_specs
 
@@ -61,7 +61,7 @@ def test_the_depth_limit_leaves_room_above_every_real_spec() -> None:
 
 def test_a_schema_just_within_the_limit_loads_and_generates(tmp_path: Path) -> None:
     """Below the limit every later stage (intermediate model, datamodel-code-generator, templates) copes."""
-    from codegen.pipeline import generate
+    from codegen.generation.pipeline import generate
 
     schema: dict[str, Any] = {"type": "string"}
     for _ in range(loader.MAX_DEPTH - 8):  # the queue path, components/schemas/TestInput/properties/deep take 8

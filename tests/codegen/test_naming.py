@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from codegen import naming
+from codegen.generation import naming
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,15 @@ def test_class_names_do_not_depend_on_order() -> None:
     assert naming.class_names(names, {}) == naming.class_names(list(reversed(names)), {})
     assert naming.class_names(names, {})["Image"] == "Image"
     assert len(set(naming.class_names(names, {}).values())) == 4
+
+
+def test_the_functions_a_module_defines_are_named_once() -> None:
+    """`style.MODULE_FUNCTIONS` is what the templates write: every call function (and realtime's pair) is reserved as a
+    module name and may not be a child module's."""
+    from codegen.generation import pipeline, render, style
+
+    defined = {op.name for op in (*render._SYNC, render._STREAM, *render._ASYNC, render._STREAM_ASYNC)}
+    assert defined | {"realtime", "realtime_async"} == set(style.MODULE_FUNCTIONS)
+    assert set(style.MODULE_FUNCTIONS) <= naming.RESERVED_MODULE_NAMES
+    assert set(style.MODULE_FUNCTIONS) <= pipeline._MODULE_NAMES
+    assert naming.module_segment("realtime") == "realtime_"

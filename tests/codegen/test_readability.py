@@ -128,7 +128,7 @@ def test_a_schema_named_like_an_imported_name_is_renamed(build_package: Any) -> 
 
 
 def test_an_import_that_would_shadow_a_module_name_gets_a_private_binding() -> None:
-    from codegen.imports import Imports
+    from codegen.generation.imports import Imports
 
     imports = Imports(taken={"Endpoint", "Input"})
     assert imports.add("fal_runtime", ["Endpoint"]) == {"Endpoint": "_Endpoint"}

@@ -13,7 +13,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from codegen.pipeline import generate
+from codegen.generation.pipeline import generate
 from codegen.problems import Level
 from tests.codegen.conftest import SOURCES, write_specs
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from codegen import render
+from codegen.generation import render
 from tests.codegen.conftest import mini_spec
 
 PAYLOAD = 'x"""\nimport os; os.environ["FAL_PWNED"] = "1"\n"""\\'

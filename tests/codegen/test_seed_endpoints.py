@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import generated
-from codegen import loader
+from codegen.generation import loader
 from tests.codegen.conftest import ROOT
 
 SPECS = ROOT / "specs"

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
-from codegen import loader
-from codegen.importer import is_curated
-from codegen.pipeline import load_endpoints, render_tree
-from codegen.tree import TYPED_MARKER, read_tree
+from codegen.generation import loader
+from codegen.generation.pipeline import load_endpoints, render_tree
+from codegen.generation.tree import TYPED_MARKER, read_tree
+from codegen.spectools.importer import is_curated
 from tests.codegen.conftest import ROOT
 
 SPECS = ROOT / "specs"

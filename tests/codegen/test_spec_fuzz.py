@@ -17,10 +17,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codegen import loader
-from codegen.importer import is_curated
-from codegen.pipeline import load_endpoints
+from codegen.generation import loader
+from codegen.generation.pipeline import load_endpoints
 from codegen.problems import InvalidSpecError
+from codegen.spectools.importer import is_curated
 from tests.codegen.conftest import ROOT, mini_spec
 
 _SPECS = ROOT / "specs"

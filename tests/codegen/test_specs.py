@@ -14,8 +14,8 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from codegen import loader
-from codegen.importer import is_curated
+from codegen.generation import loader
+from codegen.spectools.importer import is_curated
 from tests.codegen.conftest import ROOT
 
 SPECS = ROOT / "specs"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from codegen import importer
-from codegen.sync import Report, sync
+from codegen.spectools import importer
+from codegen.spectools.sync import Report, sync
 from fal_runtime import Client, ProtocolError, RetryPolicy
 from fal_runtime.local import LocalServer
 from fal_runtime.platform import iter_models

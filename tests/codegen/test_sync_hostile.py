@@ -18,10 +18,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from codegen import importer, loader
-from codegen.pipeline import generate
+from codegen.generation import loader
+from codegen.generation.pipeline import generate
 from codegen.problems import Level
-from codegen.sync import Limits, Report, SyncLimitError, sync
+from codegen.spectools import importer
+from codegen.spectools.sync import Limits, Report, SyncLimitError, sync
 from fal_runtime import Client, RetryPolicy
 from tests.codegen.conftest import ROOT
 
@@ -130,8 +131,8 @@ def test_the_loader_refuses_a_spec_that_names_an_import(tmp_path: Path) -> None:
 
 
 def test_only_the_generators_own_custom_paths_reach_datamodel_code_generator() -> None:
-    from codegen import ir
-    from codegen.models import generate_models
+    from codegen.generation import ir
+    from codegen.generation.models import generate_models
 
     doc = document("evil/ir")
     endpoint = ir.build(loader.SpecDocument(BASE, "x", doc), "evil/ir.yaml", [])

@@ -1,4 +1,4 @@
-"""codegen.tstypes: fal's TypeScript endpoint types → JSON Schema, every form the real file uses, and nothing made up."""
+"""codegen.spectools.tstypes: fal's TypeScript endpoint types → JSON Schema, every form the real file uses, and nothing made up."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from codegen import catalogue, loader
-from codegen.tstypes import TypeCatalogue, parse_types, read_types
+from codegen.generation import loader
+from codegen.spectools import catalogue
+from codegen.spectools.tstypes import TypeCatalogue, parse_types, read_types
 from tests.codegen.conftest import SOURCES
 
 FIXTURE = Path(__file__).parent / "fixtures_ts" / "endpoints.ts"
@@ -263,7 +264,7 @@ def test_real_file_forms() -> None:
     assert schnell["input"]["properties"]["num_inference_steps"] == {
         "type": "number",
         "description": "The number of inference steps to perform.",
-        "default": 28,  # dev's default, faithfully: the alias says so (codegen.fieldmerge keeps schnell's 4)
+        "default": 28,  # dev's default, faithfully: the alias says so (codegen.spectools.fieldmerge keeps schnell's 4)
     }
     assert schnell["input"]["properties"]["image_size"]["default"] == "landscape_4_3"
     assert types.resolve("AmtInterpolationFrameInterpolationInput") == "AMTFrameInterpolationInput"  # over two lines

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import generated
-from codegen.importer import is_curated
+from codegen.spectools.importer import is_curated
 from fal_runtime import AsyncClient, Client, Completed
 from fal_runtime.local import LocalServer
 from tests.e2e.conftest import connects
@@ -338,7 +338,7 @@ def test_threads_share_the_sync_pool_without_reconnecting(
 
 
 def test_a_realtime_endpoint_module_opens_a_typed_connection(server: LocalServer, client: Client) -> None:
-    from generated.fal_ai.flux_2.klein import realtime as klein
+    from generated.fal_ai.flux_2.klein import realtime_ as klein
 
     assert {"realtime", "realtime_async"} <= set(klein.__all__)
     with klein.realtime(client=client) as conn:

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, TypeGuard
 
-from codegen import keywords, naming
-from codegen.loader import SpecDocument, resolve_pointer
+from codegen.generation import keywords, naming
+from codegen.generation.loader import SpecDocument, resolve_pointer
 from codegen.problems import Problem, pointer
 from fal_runtime import queue_document
 

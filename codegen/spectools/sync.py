@@ -20,13 +20,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codegen import importer, ir, loader
-from codegen.escape import markdown, markdown_code
-from codegen.listing import LISTING_FILE, listing_json
+from codegen.generation import ir, loader
+from codegen.generation.escape import markdown, markdown_code
+from codegen.generation.listing import LISTING_FILE, listing_json
 from codegen.problems import InvalidSpecError, Level, Problem, display_path
+from codegen.spectools import importer
 
 if TYPE_CHECKING:
-    from codegen.diff import Change
+    from codegen.spectools.diff import Change
     from fal_runtime import Client
     from fal_runtime.platform import ModelEntry
 
@@ -174,7 +175,9 @@ def sync(
     if dry_run:
         return report
     importer.write(ready)
-    if not endpoint_ids and not category:  # the whole listing: the catalogue's record of it (`codegen.listing`)
+    if (
+        not endpoint_ids and not category
+    ):  # the whole listing: the catalogue's record of it (`codegen.generation.listing`)
         record = {"from": _LISTING_TEXT, "date": datetime.date.today().isoformat(), "endpoints": listed}
         importer.write_text(specs_root / LISTING_FILE, listing_json(record))
     if prune:
@@ -262,7 +265,7 @@ def _generator_checks(
     """The specs a sync would write, generated with the specs already there, by the generator itself: an entry
     that would stop `make gen` (an id equal to another's but for case or punctuation, a module it cannot write) is
     skipped with the generator's reason, so the catalogue always generates. Runs in a copy; writes nothing."""
-    from codegen.pipeline import generate
+    from codegen.generation.pipeline import generate
 
     candidates = {o.target.relative_to(specs_root.resolve()).as_posix(): (o, text) for o, text in ready
                   if o.state == "written"}  # fmt: skip

@@ -5,7 +5,7 @@ two. It is newer than fal's JSON Schema snapshot, but TypeScript says less: fiel
 literal unions, arrays, nested types, unions, `string | Blob | File` for a file input, and a doc comment that ends
 with `Default value: ...`. It cannot say integer against number, bounds, formats, patterns or examples, so none are
 made up here: a TypeScript `number` stays `{"type": "number"}`, and each root schema says `x-fal-types-only: true`
-so a spec made from it records where it came from (`codegen.fieldmerge` keeps what an older JSON Schema said).
+so a spec made from it records where it came from (`codegen.spectools.fieldmerge` keeps what an older JSON Schema said).
 
 `TypeCatalogue.entry` returns an entry in the shape of fal's JSON Schema snapshot (`{"input", "output", "inputName",
 "outputName"}`, nested types under `$defs`), which `catalogue.document_from_schemas` turns into fal's queue document.
@@ -26,7 +26,7 @@ from tree_sitter import Language, Node, Parser
 
 TYPES_ONLY = "x-fal-types-only"  # on each root schema: made from TypeScript types alone
 # On a nested type the file declares once for this many endpoints (one `Image` for all): not a statement about any
-# one of them (codegen.fieldmerge).
+# one of them (codegen.spectools.fieldmerge).
 SHARED = "x-fal-types-shared"
 ALIAS_OF = "x-fal-types-alias-of"  # on a root whose type is an alias (`FluxSchnellInput = FluxDevInput`): the target
 FILE_INPUT = "x-fal-file-input"  # fal's JSON Schema mark of a field that takes a file (a URL, or data to upload)

@@ -15,9 +15,9 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from codegen import keywords, naming, polish
-from codegen.escape import black_quoted
-from codegen.ir import EndpointIR
+from codegen.generation import keywords, naming, polish
+from codegen.generation.escape import black_quoted
+from codegen.generation.ir import EndpointIR
 
 # Options chosen for fal's shapes: Literal for enums so callers pass plain strings (and defaults serialize without
 # warnings); strict nullability so `int = 1` does not silently accept None; constraints enforced by pydantic.

@@ -11,12 +11,12 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from codegen.escape import docstring
+from codegen.generation.escape import docstring
+from codegen.generation.style import LINE_LENGTH
 
 if TYPE_CHECKING:
-    from codegen.models import Param
+    from codegen.generation.models import Param
 
-LINE_LENGTH = 88
 _FILE = "A file: a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image."
 _FILES = "Files: each a URL, a data URI, a `pathlib.Path`, bytes, a binary file object or a PIL image."
 _BOUND_TEXT = {

@@ -1,6 +1,6 @@
 """The newest statement of fal wins, field by field: fal's TypeScript types over an older JSON Schema spec.
 
-fal's TypeScript endpoint types (`codegen.tstypes`) are newer than its JSON Schemas but say less. `apply_types` takes
+fal's TypeScript endpoint types (`codegen.spectools.tstypes`) are newer than its JSON Schemas but say less. `apply_types` takes
 from them what they can say (which fields exist, required-ness, enum values, defaults, descriptions) and keeps what
 only the older schema said (integer against number, bounds, lengths, formats, patterns, examples, titles,
 nullability, `x-fal-file-input` and fal's other `x-` keys) for every field whose kind did not change. (fal-js types
@@ -28,9 +28,9 @@ from typing import Any
 from fal_runtime.queue_document import input_schema_path, output_schema_path
 
 _PREFIX = "#/components/schemas/"
-_ALIAS_OF = "x-fal-types-alias-of"  # codegen.tstypes: the types root is an alias of another endpoint's type
+_ALIAS_OF = "x-fal-types-alias-of"  # codegen.spectools.tstypes: the types root is an alias of another endpoint's type
 _ORDER = "x-fal-order-properties"
-_SHARED = "x-fal-types-shared"  # codegen.tstypes: a nested type declared once for this many endpoints
+_SHARED = "x-fal-types-shared"  # codegen.spectools.tstypes: a nested type declared once for this many endpoints
 _BOUNDS = (  # key, the kind of value it bounds, the test that must hold, the word for a failure
     ("minimum", "number", operator.ge, "below"),
     ("maximum", "number", operator.le, "above"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 import keyword
 import re
 
+from codegen.generation.style import MODULE_FUNCTIONS
+
 _NON_IDENT = re.compile(r"[^0-9a-zA-Z_]+")
 
 # Names the generated module itself defines or imports: a schema may not take them.
@@ -23,10 +25,7 @@ RESERVED_CLASS_NAMES = frozenset(
 # Lower-case names a generated endpoint module or the package defines: a segment spelled so gets a trailing `_`,
 # whether or not a parent endpoint exists today, so `fal-ai/flux-lora/stream` is `fal_ai.flux_lora.stream_` for
 # good (as a plain `stream` its import would replace its parent's `stream` function).
-RESERVED_MODULE_NAMES = frozenset(
-    {"endpoint", "submit", "subscribe", "run", "stream", "submit_async", "subscribe_async", "run_async",
-     "stream_async", "load"}
-)  # fmt: skip
+RESERVED_MODULE_NAMES = frozenset({"endpoint", "load", *MODULE_FUNCTIONS})
 
 
 def module_segment(part: str) -> str:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codegen.escape import markdown, markdown_code
-from codegen.ir import EndpointIR
-from codegen.tree import CATALOGUE as CATALOGUE_FILE
+from codegen.generation.escape import markdown, markdown_code
+from codegen.generation.ir import EndpointIR
+from codegen.generation.tree import CATALOGUE as CATALOGUE_FILE
 
 __all__ = ["CATALOGUE_FILE", "LISTING_FILE", "Listing", "listing_json", "read_listing", "render_catalogue"]
 

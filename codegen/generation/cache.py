@@ -8,6 +8,7 @@ skips the two expensive stages (model generation and black) entirely.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -16,35 +17,44 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from codegen.ir import EndpointIR, endpoint_fields, endpoint_from_json
+from codegen.generation.ir import EndpointIR, endpoint_fields, endpoint_from_json
 
-# The modules whose code decides what a spec generates (the importer, differ and sync only read or write specs:
-# editing them must not throw away every cached module).
-GENERATING_MODULES = (
-    "cache",
-    "calldocs",
-    "escape",
-    "imports",
-    "ir",
-    "keywords",
-    "listing",
-    "loader",
-    "models",
-    "naming",
-    "pipeline",
-    "polish",
-    "problems",
-    "render",
-    "tree",
-)
+_HERE = Path(__file__).parent
+
+
+def generating_files() -> list[Path]:
+    """Every file whose content decides what a spec generates, derived rather than listed: the modules and templates
+    of `codegen.generation`, `codegen/problems.py`, and each `fal_runtime` module they import (the queue document's
+    paths, the option names that become reserved keywords, the models' base). The spec tooling (importer, differ,
+    sync) only reads or writes specs: editing it must not throw away every cached module."""
+    files = [*_HERE.glob("*.py"), *_HERE.glob("templates/*.jinja"), _HERE.parent / "problems.py"]
+    runtime = _HERE.parent.parent / "fal_runtime"
+    modules = {m for f in files if f.suffix == ".py" for m in _runtime_imports(f)}
+    for module in sorted(modules):
+        path = runtime.joinpath(*module.split(".")[1:])
+        if path.with_suffix(".py").is_file():
+            files.append(path.with_suffix(".py"))
+    return sorted(files)
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """The `fal_runtime` modules a file imports (`from fal_runtime import queue_document` counts that module)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fal_runtime"):
+            found.add(node.module or "")
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("fal_runtime"))
+    return found
 
 
 @functools.cache
 def generator_fingerprint() -> str:
     digest = hashlib.sha256()
-    here = Path(__file__).parent
-    for path in sorted([*(here / f"{m}.py" for m in GENERATING_MODULES), *here.glob("templates/*.jinja")]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    root = _HERE.parent.parent
+    for path in generating_files():
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     for dist in ("datamodel-code-generator", "black", "pydantic"):
         digest.update(f"{dist}=={metadata.version(dist)}\0".encode())
     return digest.hexdigest()

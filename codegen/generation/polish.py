@@ -19,10 +19,10 @@ import textwrap
 from collections.abc import Iterable
 from typing import Any
 
-from codegen import keywords
-from codegen.escape import black_quoted
+from codegen.generation import keywords
+from codegen.generation.escape import black_quoted
+from codegen.generation.style import LINE_LENGTH
 
-LINE_LENGTH = 88  # black's default, which generated modules follow
 MAX_INLINE_LITERAL = 3  # a Literal with more values than this gets a name
 
 # JSON Schema keywords whose values are schemas (or lists / maps of schemas); `title` is dropped only inside these,

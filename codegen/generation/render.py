@@ -16,15 +16,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from codegen.calldocs import argument_lines, call_docstring
-from codegen.escape import comment, docstring, pyrepr
-from codegen.imports import Imports
-from codegen.ir import EndpointIR
+from codegen.generation.calldocs import argument_lines, call_docstring
+from codegen.generation.escape import comment, docstring, pyrepr
+from codegen.generation.imports import Imports
+from codegen.generation.ir import EndpointIR
+from codegen.generation.style import LINE_LENGTH
 
 if TYPE_CHECKING:
     import jinja2
 
-    from codegen.models import Models
+    from codegen.generation.models import Models
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def environment() -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("codegen", "templates"),
+        loader=jinja2.PackageLoader("codegen.generation", "templates"),
         autoescape=False,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
@@ -250,7 +251,6 @@ def render_namespace(prefix: str) -> str:
     return environment().get_template("namespace_init.py.jinja").render(prefix=prefix)
 
 
-LINE_LENGTH = 88  # black's default
 _FUTURE = "from __future__ import annotations\n\n"
 
 
@@ -413,4 +413,4 @@ def black_format(source: str) -> str:
     import black
     from black.mode import Mode, TargetVersion
 
-    return black.format_str(source, mode=Mode(target_versions={TargetVersion.PY311}))
+    return black.format_str(source, mode=Mode(target_versions={TargetVersion.PY311}, line_length=LINE_LENGTH))

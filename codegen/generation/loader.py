@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import yaml
 
-from codegen import keywords
+from codegen.generation import keywords
 from codegen.problems import Level, Problem, display_path, pointer
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")

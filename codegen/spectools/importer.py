@@ -22,10 +22,11 @@ from urllib.parse import quote
 
 import yaml
 
-from codegen import catalogue, ir, keywords, loader, naming
-from codegen.catalogue import Provenance
-from codegen.listing import LISTING_FILE, listing_json
+from codegen.generation import ir, keywords, loader, naming
+from codegen.generation.listing import LISTING_FILE, listing_json
 from codegen.problems import InvalidSpecError, Level, Problem, pointer
+from codegen.spectools import catalogue
+from codegen.spectools.catalogue import Provenance
 from fal_runtime import queue_document
 
 FAL_OPENAPI_URL = "https://fal.ai/api/openapi/queue/openapi.json?endpoint_id={}"
@@ -131,8 +132,8 @@ def read_sources(source: str, *, fetch: Any = None) -> Iterator[Source]:
 
 def _types_sources(path: Path) -> Iterator[Source]:
     """One source per endpoint of fal's TypeScript types: fal's per-endpoint document around what the types say,
-    marked as coming from types only (no bounds, no integers: `codegen.tstypes`)."""
-    from codegen import tstypes
+    marked as coming from types only (no bounds, no integers: `codegen.spectools.tstypes`)."""
+    from codegen.spectools import tstypes
 
     try:
         types = tstypes.read_types(path)
@@ -677,8 +678,8 @@ def _with_types(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The document an import writes when fal's TypeScript types are its newest statement of an endpoint, and the
     sources it keeps: the newest older document (one this import read, else the spec already in `specs_root`) with
-    the types applied field by field (`codegen.fieldmerge`); the types alone when nothing older describes it."""
-    from codegen import fieldmerge
+    the types applied field by field (`codegen.spectools.fieldmerge`); the types alone when nothing older describes it."""
+    from codegen.spectools import fieldmerge
 
     older = sorted((s for s in group if s.doc and s is not chosen and s.provenance.key != catalogue.TYPES_KEY),
                    key=lambda s: s.provenance.date, reverse=True)  # fmt: skip
@@ -826,7 +827,7 @@ def _note_shared_names(imported: list[Imported]) -> None:
 def differences(target: Path, current: str, item: Imported) -> list[Any]:
     """Where an import differs from the spec now at `target` (`current`, its text), judged as `codegen diff` judges
     a change: for a curated spec it is kept, for sync's report it is written."""
-    from codegen import diff
+    from codegen.spectools import diff
 
     found: list[Problem] = []
     old = ir.build(loader.SpecDocument(target, str(target), _load(current)), f"{item.endpoint_id}.yaml", found)

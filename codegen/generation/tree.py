@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 TYPED_MARKER = "py.typed"
-CATALOGUE = "CATALOGUE.md"  # the page listing every endpoint (`codegen.listing`)
+CATALOGUE = "CATALOGUE.md"  # the page listing every endpoint (`codegen.generation.listing`)
 
 
 def is_generated(name: str) -> bool:

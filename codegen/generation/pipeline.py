@@ -15,19 +15,17 @@ from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any, TypeVar
 
-from codegen import ir, loader, render
-from codegen.cache import ModuleCache, endpoint_key, source_key, spec_key
-from codegen.listing import CATALOGUE_FILE, LISTING_FILE, Listing, read_listing, render_catalogue
-from codegen.models import Models, generate_models, generate_models_batch
+from codegen.generation import ir, loader, render
+from codegen.generation.cache import ModuleCache, endpoint_key, source_key, spec_key
+from codegen.generation.listing import CATALOGUE_FILE, LISTING_FILE, Listing, read_listing, render_catalogue
+from codegen.generation.models import Models, generate_models, generate_models_batch
+from codegen.generation.style import MODULE_FUNCTIONS
+from codegen.generation.tree import TYPED_MARKER, TreeFiles, content_hash, tree_stats, update_tree, write_tree
 from codegen.problems import InvalidSpecError, Level, Problem, display_path
-from codegen.tree import TYPED_MARKER, TreeFiles, content_hash, tree_stats, update_tree, write_tree
 
 # Names a generated endpoint module defines; a child endpoint's module may not take one (importing it would
 # replace the parent's attribute).
-_MODULE_NAMES = frozenset(
-    {"ENDPOINT_ID", "endpoint", "submit", "subscribe", "run", "stream", "submit_async", "subscribe_async",
-     "run_async", "stream_async"}
-)  # fmt: skip
+_MODULE_NAMES = frozenset({"ENDPOINT_ID", "endpoint", *MODULE_FUNCTIONS})
 _PACKAGE_NAMES = frozenset({"ENDPOINTS", "load"})
 _MIN_PER_WORKER = 4  # below this, forking a worker costs more than it saves
 _GROUPS_PER_FORK = 24  # a new worker's warm-up (~1 s) pays for itself from about this many endpoints to render
@@ -234,7 +232,7 @@ def _map(
 def _warm() -> None:
     """Pay a worker's one-time costs (importing datamodel-code-generator and black, their first calls) while the
     parent is still loading specs."""
-    from codegen.models import warm_up
+    from codegen.generation.models import warm_up
 
     try:
         warm_up()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codegen import ir, loader
+from codegen.generation import ir, loader
 from codegen.problems import InvalidSpecError, Level, Problem
 
 BOUNDS = {"minimum": "lower", "exclusiveMinimum": "lower", "minLength": "lower", "minItems": "lower",
