@@ -95,7 +95,7 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
     actual = read_tree(out) or {}
     with workers(jobs) as pool:
         try:
-            endpoints, _ = load_endpoints(loader.find_spec_files(specs), specs, None, jobs, pool)
+            endpoints = load_endpoints(loader.find_spec_files(specs), specs, None, jobs, pool).endpoints
             listing, _ = load_listing(specs)
             expected = render_tree(endpoints, ModuleCache(cache), jobs, pool, specs_root=specs, listing=listing)
         except InvalidSpecError as exc:

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+from dataclasses import dataclass, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,46 @@ def source_key(source: str) -> str:
     return hashlib.sha256(f"{generator_fingerprint()}\0{source}".encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class SpecRecord:
+    """What a run records of one spec: its cache key, its module's path in the tree, its endpoint without schemas
+    (`pipeline._stub_json`) and its warnings (without their file: the specs root may move)."""
+
+    key: str
+    module: str
+    endpoint: dict[str, Any]
+    warnings: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The last run into an output directory: its stamp (generator, spec bytes, reserved names, listing), the tree it
+    left (sizes and modification times) and each file's hash, the endpoint count, each spec's record, the namespace
+    packages and the reserved names. A run with the same stamp over the same tree is a no-op; a run over the same
+    tree with some specs changed loads and renders only those."""
+
+    stamp: str
+    tree: Any  # `tree.tree_stats` as JSON reads it back
+    hashes: dict[str, str]
+    count: int
+    specs: dict[str, SpecRecord]
+    namespaces: list[str]
+    reserved: list[str]
+
+    def to_json(self) -> str:
+        return json.dumps({**{f.name: getattr(self, f.name) for f in fields(self)},
+                           "specs": {rel: vars(s) for rel, s in self.specs.items()}})  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> RunRecord | None:
+        """The record, or None when it is not one this generator wrote (then the run is cold)."""
+        try:
+            data = json.loads(text)
+            return cls(**{**data, "specs": {rel: SpecRecord(**s) for rel, s in data["specs"].items()}})
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
 class ModuleCache:
     def __init__(self, root: Path | None) -> None:
         self.root = root
@@ -110,15 +151,12 @@ class ModuleCache:
     def _run_key(self, out: Path) -> str:
         return "run-" + hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:32]
 
-    def last_run(self, out: Path) -> dict[str, Any] | None:
+    def last_run(self, out: Path) -> RunRecord | None:
         text = self.get(self._run_key(out), ".json")
-        try:
-            return json.loads(text) if text is not None else None
-        except ValueError:
-            return None
+        return RunRecord.from_json(text) if text is not None else None
 
-    def record_run(self, out: Path, run: dict[str, Any]) -> None:
-        self.put(self._run_key(out), json.dumps(run), ".json")
+    def record_run(self, out: Path, run: RunRecord) -> None:
+        self.put(self._run_key(out), run.to_json(), ".json")
 
     def put_endpoint(self, key: str, endpoint: EndpointIR, warnings: list[dict[str, str]]) -> None:
         self.put(key, json.dumps({"endpoint": endpoint_fields(endpoint), "warnings": warnings}), ".json")

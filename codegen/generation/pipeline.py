@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from codegen.generation import ir, loader, render
-from codegen.generation.cache import ModuleCache, endpoint_key, source_key, spec_key
+from codegen.generation.cache import ModuleCache, RunRecord, SpecRecord, endpoint_key, source_key, spec_key
 from codegen.generation.listing import CATALOGUE_FILE, LISTING_FILE, Listing, read_listing, render_catalogue
 from codegen.generation.models import Models, generate_models, generate_models_batch
 from codegen.generation.style import MODULE_FUNCTIONS
@@ -47,21 +47,33 @@ def _reserved_kwargs() -> frozenset[str]:
     return frozenset(OPTION_NAMES) | {"client", "arguments", "kwargs", "options"}
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What loading the specs found: the endpoints (sorted by id), and each spec's warnings by its path relative to
+    the specs root (`known` specs' included)."""
+
+    endpoints: list[ir.EndpointIR]
+    by_spec: dict[str, list[Problem]]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Every warning, by file, as a cold run finds them."""
+        return sorted((p for found in self.by_spec.values() for p in found), key=lambda p: p.file)
+
+
 def load_endpoints(
     spec_files: Sequence[Path],
     specs_root: Path,
     cache: ModuleCache | None = None,
     jobs: int = 1,
     warm: Workers | None = None,
-    known: Sequence[tuple[ir.EndpointIR, list[Problem]]] = (),
-    per_spec: dict[str, list[Problem]] | None = None,
+    known: Mapping[str, tuple[ir.EndpointIR, list[Problem]]] | None = None,
     keys: Sequence[str] | None = None,
-) -> tuple[list[ir.EndpointIR], list[Problem]]:
+) -> Loaded:
     """Stages 1-2 for every spec; raises InvalidSpecError listing every error found, in every file. Specs the cache
     does not hold are parsed and validated in `jobs` processes when there are many (parsing is ~15 ms a spec).
-    `known` endpoints (with their warnings) were validated by an earlier run and join only the cross-spec checks.
-    `per_spec`, when given, receives each loaded spec's own warnings by its path relative to `specs_root`; `keys`
-    are the specs' cache keys when the caller has read them already."""
+    `known` endpoints (by spec path, with their warnings) were validated by an earlier run and join only the
+    cross-spec checks. `keys` are the specs' cache keys when the caller has read them already."""
     cache = cache or ModuleCache(None)
     rels = [path.relative_to(specs_root).as_posix() for path in spec_files]
     if keys is None:
@@ -80,18 +92,16 @@ def load_endpoints(
         loaded[i] = (endpoint, found)
         if endpoint is not None and keys[i] and not any(p.level is Level.ERROR for p in found):
             cache.put_endpoint(keys[i], endpoint, [_warning_json(p) for p in found])
-    if per_spec is not None:
-        per_spec.update((rel, item[1]) for rel, item in zip(rels, loaded, strict=True) if item is not None)
-    loaded.extend(known)
-    problems = [p for item in loaded if item is not None for p in item[1]]
-    endpoints = [item[0] for item in loaded if item is not None and item[0] is not None]
+    by_spec = {rel: item for rel, item in zip(rels, loaded, strict=True) if item is not None}
+    by_spec.update(known or {})
+    problems = [p for _, found in by_spec.values() for p in found]
+    endpoints = [endpoint for endpoint, _ in by_spec.values() if endpoint is not None]
     problems.extend(_collisions(endpoints, specs_root))
     errors = [p for p in problems if p.level is Level.ERROR]
     if errors:
         raise InvalidSpecError(errors)
     endpoints.sort(key=lambda e: e.endpoint_id)
-    # By file, as a cold run finds them: `known` specs come after the loaded ones but are listed in their place.
-    return endpoints, sorted((p for p in problems if p.level is Level.WARNING), key=lambda p: p.file)
+    return Loaded(endpoints, {rel: found for rel, (_, found) in sorted(by_spec.items())})
 
 
 def _load_spec(path: Path, rel: str) -> tuple[ir.EndpointIR | None, list[Problem]]:
@@ -364,37 +374,37 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
         listed = source_key(listing_bytes.decode("utf-8", "replace"))
         stamp = source_key("\n".join([*keys, *reserved, listed])) if cache.root is not None else None
         before = tree_stats(out) if last is not None else None
-        same_tree = last is not None and before == last["tree"]
-        if last is not None and same_tree and last["stamp"] == stamp:
-            recorded = last.get("specs", {})
-            warnings = [w for rel in sorted(recorded) for w in _warnings(recorded[rel]["warnings"], specs_root / rel)]
-            return Result(last["count"], {}, sorted(warnings, key=lambda p: p.file)), False
+        same_tree = last is not None and before == last.tree
+        if last is not None and same_tree and last.stamp == stamp:
+            recorded = last.specs
+            warnings = [w for rel in sorted(recorded) for w in _warnings(recorded[rel].warnings, specs_root / rel)]
+            return Result(last.count, {}, sorted(warnings, key=lambda p: p.file)), False
         unchanged = _unchanged_specs(last if same_tree else None, reserved, dict(zip(rels, keys, strict=False)))
-        known = [
-            (ir.endpoint_from_json(r["endpoint"]), _warnings(r["warnings"], specs_root / rel))
+        known = {
+            rel: (ir.endpoint_from_json(r.endpoint), _warnings(r.warnings, specs_root / rel))
             for rel, r in unchanged.items()
-        ]
-        per_spec = {rel: found for rel, (_, found) in zip(unchanged, known, strict=True)}
+        }
         to_load = [i for i, rel in enumerate(rels) if rel not in unchanged]
-        endpoints, warnings = load_endpoints(
-            [spec_files[i] for i in to_load], specs_root, cache, jobs, warm, known, per_spec,
+        loaded = load_endpoints(
+            [spec_files[i] for i in to_load], specs_root, cache, jobs, warm, known,
             [keys[i] for i in to_load] if keys else None,
         )  # fmt: skip
+        endpoints = loaded.endpoints
         reuse = None
         if last is not None and unchanged:
-            modules = {e.endpoint_id: unchanged[e.spec_file]["module"] for e, _ in known}
-            reuse = LastTree(out, modules, frozenset(last["namespaces"]))
+            modules = {e.endpoint_id: unchanged[rel].module for rel, (e, _) in known.items()}
+            reuse = LastTree(out, modules, frozenset(last.namespaces))
         files = render_tree(endpoints, cache, jobs, warm, reuse, specs_root, listing)
     kept = files.kept if isinstance(files, TreeFiles) else set()
-    hashes = {rel: last["hashes"][rel] if rel in kept and last else content_hash(files[rel]) for rel in files}
+    hashes = {rel: last.hashes[rel] if rel in kept and last else content_hash(files[rel]) for rel in files}
     if last is not None and same_tree:
-        changed = update_tree(out, files, hashes, last["hashes"])
+        changed = update_tree(out, files, hashes, last.hashes)
     else:
         changed = write_tree(out, files)
     if stamp is not None:
         key_of = dict(zip(rels, keys, strict=True))
-        cache.record_run(out, _run_record(stamp, out, hashes, endpoints, warnings, per_spec, key_of, reserved))
-    return Result(len(endpoints), files, warnings), changed
+        cache.record_run(out, _run_record(stamp, out, hashes, loaded, key_of, reserved))
+    return Result(len(endpoints), files, loaded.warnings), changed
 
 
 def load_listing(specs_root: Path) -> tuple[Listing, bytes]:
@@ -406,38 +416,27 @@ def load_listing(specs_root: Path) -> tuple[Listing, bytes]:
         raise InvalidSpecError([Problem(path, "", f"not fal's listing as `codegen import` writes it: {exc}")]) from None
 
 
-def _unchanged_specs(last: dict[str, Any] | None, reserved: list[str], keys: dict[str, str]) -> dict[str, Any]:
+def _unchanged_specs(last: RunRecord | None, reserved: list[str], keys: dict[str, str]) -> dict[str, SpecRecord]:
     """What the last run recorded of each spec whose key (path, bytes, generator) is the same now, in path order;
     nothing when there is no last run whose tree is still in place, or the reserved names changed since."""
-    if last is None or last.get("reserved") != reserved or "namespaces" not in last:
+    if last is None or last.reserved != reserved:
         return {}
-    recorded = last.get("specs", {})
-    return {rel: recorded[rel] for rel in sorted(keys) if recorded.get(rel, {}).get("key") == keys[rel]}
+    return {rel: last.specs[rel] for rel in sorted(keys) if rel in last.specs and last.specs[rel].key == keys[rel]}
 
 
 def _run_record(
-    stamp: str,
-    out: Path,
-    hashes: dict[str, str],
-    endpoints: Sequence[ir.EndpointIR],
-    warnings: list[Problem],
-    per_spec: dict[str, list[Problem]],
-    keys: dict[str, str],
-    reserved: list[str],
-) -> dict[str, Any]:
+    stamp: str, out: Path, hashes: dict[str, str], loaded: Loaded, keys: dict[str, str], reserved: list[str]
+) -> RunRecord:
     """What the next run reads of this one: the stamp and tree that make it a no-op, and for each spec its key,
     module, warnings and endpoint stub, which let it load and render only the specs that change."""
-    packages = _packages(endpoints)
+    packages = _packages(loaded.endpoints)
     specs = {
-        e.spec_file: {"key": keys[e.spec_file], "module": module_path(e, packages), "endpoint": _stub_json(e),
-                      "warnings": [_warning_json(w) for w in per_spec.get(e.spec_file, [])]}
-        for e in endpoints
+        e.spec_file: SpecRecord(keys[e.spec_file], module_path(e, packages), _stub_json(e),
+                                [_warning_json(w) for w in loaded.by_spec.get(e.spec_file, [])])
+        for e in loaded.endpoints
     }  # fmt: skip
-    return {
-        "stamp": stamp, "tree": tree_stats(out), "hashes": hashes, "count": len(endpoints),
-        "specs": specs,
-        "namespaces": namespace_paths(endpoints, packages), "reserved": reserved,
-    }  # fmt: skip
+    return RunRecord(stamp, tree_stats(out), hashes, len(loaded.endpoints), specs,
+                     namespace_paths(loaded.endpoints, packages), reserved)  # fmt: skip
 
 
 def _warnings(recorded: list[dict[str, str]], spec: Path) -> list[Problem]:

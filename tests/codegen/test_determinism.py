@@ -45,7 +45,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def endpoints(corpus: Path) -> list[ir.EndpointIR]:
-    return load_endpoints(loader.find_spec_files(corpus), corpus)[0]
+    return load_endpoints(loader.find_spec_files(corpus), corpus).endpoints
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_spec_order_does_not_change_output(
     corpus: Path, endpoints: list[ir.EndpointIR], reference: dict[str, str], warm_cache: ModuleCache
 ) -> None:
     files = loader.find_spec_files(corpus)
-    backward, _ = load_endpoints(list(reversed(files)), corpus)
+    backward = load_endpoints(list(reversed(files)), corpus).endpoints
     assert backward == endpoints
     assert render_tree(list(reversed(backward)), warm_cache) == reference
 
@@ -113,7 +113,7 @@ def test_committed_generated_is_current() -> None:
     `codegen check` first (a cache hit is byte-identical to rendering, as the tests above show); cold, it renders
     the whole catalogue (about two minutes)."""
     cache = ModuleCache(ROOT / ".cache" / "codegen")
-    endpoints, _ = load_endpoints(loader.find_spec_files(SPECS), SPECS, cache)
+    endpoints = load_endpoints(loader.find_spec_files(SPECS), SPECS, cache).endpoints
     expected = render_tree(endpoints, cache, jobs=2, specs_root=SPECS, listing=load_listing(SPECS)[0])
     assert read_tree(ROOT / "generated") == expected, "generated/ is stale: run `make gen`"
 
@@ -122,11 +122,12 @@ def test_spec_cache_gives_the_same_endpoints_and_warnings(
     corpus: Path, endpoints: list[ir.EndpointIR], tmp_path: Path
 ) -> None:
     files = loader.find_spec_files(corpus)
-    _, fresh_warnings = load_endpoints(files, corpus)
+    fresh = load_endpoints(files, corpus)
     cache = ModuleCache(tmp_path / "specs-cache")
-    assert load_endpoints(files, corpus, cache) == (endpoints, fresh_warnings)  # fills the cache
+    assert fresh.endpoints == endpoints
+    assert load_endpoints(files, corpus, cache) == fresh  # fills the cache
     assert len(list((tmp_path / "specs-cache").glob("*.json"))) == len(endpoints)
-    assert load_endpoints(files, corpus, cache) == (endpoints, fresh_warnings)  # served from it
+    assert load_endpoints(files, corpus, cache) == fresh  # served from it
 
 
 def test_cached_warnings_name_the_spec_where_it_is_now(corpus: Path, tmp_path: Path) -> None:
@@ -137,8 +138,8 @@ def test_cached_warnings_name_the_spec_where_it_is_now(corpus: Path, tmp_path: P
     shutil.copytree(corpus, first)
     shutil.copytree(corpus, moved)
     generate(first, tmp_path / "a" / "out", cache_dir=cache.root)
-    _, fresh = load_endpoints(loader.find_spec_files(moved), moved)
-    _, cached = load_endpoints(loader.find_spec_files(moved), moved, cache)
+    fresh = load_endpoints(loader.find_spec_files(moved), moved).warnings
+    cached = load_endpoints(loader.find_spec_files(moved), moved, cache).warnings
     assert fresh and [str(w) for w in cached] == [str(w) for w in fresh]
     result, _ = generate(moved, tmp_path / "a" / "out", cache_dir=cache.root)  # the same tree: every spec reused
     assert [str(w) for w in result.warnings] == [str(w) for w in fresh]
@@ -172,7 +173,7 @@ def test_the_run_stamp_notices_every_change(corpus: Path, tmp_path: Path, warm_c
     removed, changed = generate(specs, out, cache_dir=warm_cache.root)
     assert changed and read_tree(out) == removed.files
     assert not (out / "fal_ai" / "flux" / "dev" / "image_to_image.py").exists()
-    assert removed.files == render_tree(load_endpoints(loader.find_spec_files(specs), specs)[0], warm_cache)
+    assert removed.files == render_tree(load_endpoints(loader.find_spec_files(specs), specs).endpoints, warm_cache)
 
 
 def test_models_generated_in_batches_equal_one_endpoint_at_a_time(endpoints: list[ir.EndpointIR]) -> None:
@@ -219,7 +220,7 @@ def test_an_incremental_run_renders_only_what_changed(corpus: Path, tmp_path: Pa
     assert changed and read_tree(out) == dict(result.files) == cold.files
     assert [str(w) for w in result.warnings] == [str(w) for w in cold.warnings]  # the recorded ones in their place
     assert isinstance(result.files, TreeFiles)
-    parts = "/".join(load_endpoints([touched], specs)[0][0].module_parts)
+    parts = "/".join(load_endpoints([touched], specs).endpoints[0].module_parts)
     (touched_module,) = {f"{parts}.py", f"{parts}/__init__.py"} & set(cold.files)
     assert set(result.files.rendered) == {
         "fal_ai/flux/dev/image_to_image.py",

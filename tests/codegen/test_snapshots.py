@@ -20,7 +20,7 @@ from tests.codegen.conftest import ROOT
 
 SPECS = ROOT / "specs"
 SEEDS = [p for p in loader.find_spec_files(SPECS) if is_curated(p.read_text(encoding="utf-8"))]
-ENDPOINTS, _ = load_endpoints(SEEDS, SPECS)
+ENDPOINTS = load_endpoints(SEEDS, SPECS).endpoints
 RENDERED = render_tree(ENDPOINTS)
 
 

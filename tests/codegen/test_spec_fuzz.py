@@ -128,5 +128,5 @@ def test_the_seed_itself_loads(tmp_path: Path) -> None:
     path = tmp_path / SEED_REL
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(SEED), encoding="utf-8")
-    endpoints, _ = load_endpoints([path], tmp_path)
+    endpoints = load_endpoints([path], tmp_path).endpoints
     assert len(endpoints) == 1
