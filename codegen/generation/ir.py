@@ -136,6 +136,11 @@ def schema_refs(node: Any) -> list[str]:
     return found
 
 
+def normalize_schema(schema: Any, renames: dict[str, str]) -> Any:
+    """A schema as model generation gets it (see `_normalize`), its refs to component `X` made refs to `renames[X]`."""
+    return _normalize(schema, renames)
+
+
 def _normalize(node: Any, renames: dict[str, str], *, in_names: bool = False) -> Any:
     """Rewrite refs to renamed classes, order properties for display, clean descriptions, and keep only the keywords
     model generation reads (`keywords.GENERATED`) and the file-input markers: `x-` keys, examples and fal's playground

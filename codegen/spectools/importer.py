@@ -712,15 +712,24 @@ def import_sources(sources: list[str], specs_root: Path, *, fetch: Any = None) -
     listing among the sources is also recorded in `specs/LISTING.json`."""
     read: list[Source] = []
     errors: list[Problem] = []
+    platform_specs: list[Imported] = []
     for source in sources:
         try:
-            read.extend(read_sources(source, fetch=fetch))
+            platform_spec = _platform_spec(source)
+            if platform_spec is not None:
+                platform_specs.append(platform_spec)
+            else:
+                read.extend(read_sources(source, fetch=fetch))
         except InvalidSpecError as exc:
             errors.extend(exc.problems)
     found = collect_all(read, specs_root)
     errors.extend(found.problems)
     outcomes, problems = prepare(found.imported, specs_root)
     errors.extend(problems)
+    for item in platform_specs:
+        outcome, problems = _prepare_platform(item, specs_root)
+        outcomes.append(outcome)
+        errors.extend(problems)
     root = specs_root.resolve()
     new = {o.target.relative_to(root).as_posix(): o.item.endpoint_id for o, _ in outcomes
            if o.state == "written" and not o.target.exists()}  # fmt: skip
@@ -733,6 +742,32 @@ def import_sources(sources: list[str], specs_root: Path, *, fetch: Any = None) -
     if listing:
         write_text(specs_root / LISTING_FILE, listing_json(catalogue.listing_record(listing)))
     return write(outcomes)
+
+
+def _platform_spec(source: str) -> Imported | None:
+    """fal's Platform API document, normalized (`codegen.spectools.platform`); None for any other source."""
+    from codegen.spectools import platform
+
+    path = Path(source)
+    if not path.is_file() or catalogue.is_types_file(path):
+        return None
+    try:
+        data = catalogue.read_json(path)
+    except (OSError, ValueError):
+        return None  # read_sources reports it
+    if not platform.is_platform_document(data):
+        return None
+    spec, repairs = platform.normalize_platform(data, str(path), platform.provenance_of(path))
+    return Imported(platform.SPEC_PATH.removesuffix(".yaml"), str(path), spec, repairs)
+
+
+def _prepare_platform(item: Imported, specs_root: Path) -> tuple[tuple[Outcome, str], list[Problem]]:
+    target = specs_root / f"{item.endpoint_id}.yaml"
+    text = dump(item.spec)
+    parsed = loader.SpecDocument(target, str(target), _load(text))
+    problems = [p for p in [*loader.check_schemas(parsed), *loader._openapi_errors(parsed)] if p.level is Level.ERROR]
+    current = target.read_text(encoding="utf-8") if target.exists() else None
+    return (Outcome(item, target, "unchanged" if current == text else "written"), text), problems
 
 
 def module_collisions(specs_root: Path, new: dict[str, str]) -> dict[str, str]:
