@@ -726,16 +726,16 @@ def import_sources(sources: list[str], specs_root: Path, *, fetch: Any = None) -
     errors.extend(found.problems)
     outcomes, problems = prepare(found.imported, specs_root)
     errors.extend(problems)
-    for item in platform_specs:
-        outcome, problems = _prepare_platform(item, specs_root)
-        outcomes.append(outcome)
-        errors.extend(problems)
     root = specs_root.resolve()
     new = {o.target.relative_to(root).as_posix(): o.item.endpoint_id for o, _ in outcomes
            if o.state == "written" and not o.target.exists()}  # fmt: skip
     for rel, why in module_collisions(specs_root, new).items():
         outcome = next(o for o, _ in outcomes if o.target == root / rel)
         outcome.state, outcome.reason = "skipped", why
+    for item in platform_specs:
+        prepared, problems = _prepare_platform(item, specs_root)
+        outcomes.append(prepared)
+        errors.extend(problems)
     if errors:
         raise InvalidSpecError(errors)
     listing = [s for s in read if s.provenance.key == catalogue.LISTING_KEY]
