@@ -65,12 +65,14 @@ class Client(SyncQueue, SyncUploads):
                 15 s, so a long wait does not trip it.
             connect_timeout: Seconds each connection attempt may take; default 10.
             retry: How transient failures (transport errors, 408, 429, 5xx) are retried; default `RetryPolicy()`
-                (5 retries, exponential backoff with jitter, 120 s in all). `RetryPolicy(max_retries=0)` disables
-                retries. Submit, run and stream are retried only when fal provably started no work.
+                (5 retries, exponential backoff with jitter, 120 s in all; a refused connection 2 retries, so it is
+                reported within about 2 s; a certificate that fails verification none). `RetryPolicy(max_retries=0)`
+                disables retries. Submit, run and stream are retried only when fal provably started no work.
             poll_interval: Seconds between status polls; default 0.5. Used only when the status stream is
                 unavailable.
-            verify: TLS verification, as httpx takes it: True (the system's CA bundle, default), a CA file path, an
-                `ssl.SSLContext`, or False to disable verification.
+            verify: TLS verification, as httpx takes it: True (the system's CA bundle, default, or the file
+                `SSL_CERT_FILE` names), a CA file path, an `ssl.SSLContext`, or False to disable verification. A CA
+                file that does not exist is a `ConfigurationError` naming it, raised here, before any request.
             inline_max_bytes: File inputs that are not URLs (paths, bytes, file objects, PIL images) of at most this
                 many bytes are sent inline as data URIs; larger ones are uploaded to fal's storage. Default 0:
                 always upload.
@@ -167,12 +169,14 @@ class AsyncClient(AsyncQueue, AsyncUploads):
                 15 s, so a long wait does not trip it.
             connect_timeout: Seconds each connection attempt may take; default 10.
             retry: How transient failures (transport errors, 408, 429, 5xx) are retried; default `RetryPolicy()`
-                (5 retries, exponential backoff with jitter, 120 s in all). `RetryPolicy(max_retries=0)` disables
-                retries. Submit, run and stream are retried only when fal provably started no work.
+                (5 retries, exponential backoff with jitter, 120 s in all; a refused connection 2 retries, so it is
+                reported within about 2 s; a certificate that fails verification none). `RetryPolicy(max_retries=0)`
+                disables retries. Submit, run and stream are retried only when fal provably started no work.
             poll_interval: Seconds between status polls; default 0.5. Used only when the status stream is
                 unavailable.
-            verify: TLS verification, as httpx takes it: True (the system's CA bundle, default), a CA file path, an
-                `ssl.SSLContext`, or False to disable verification.
+            verify: TLS verification, as httpx takes it: True (the system's CA bundle, default, or the file
+                `SSL_CERT_FILE` names), a CA file path, an `ssl.SSLContext`, or False to disable verification. A CA
+                file that does not exist is a `ConfigurationError` naming it, raised here, before any request.
             inline_max_bytes: File inputs that are not URLs (paths, bytes, file objects, PIL images) of at most this
                 many bytes are sent inline as data URIs; larger ones are uploaded to fal's storage. Default 0:
                 always upload.

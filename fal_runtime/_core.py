@@ -108,6 +108,14 @@ class RetryPolicy:
     Delay before retry n (1-based) is `min(base_delay * 2**(n-1), max_delay) * uniform(0.5, 1.5)`, unless the server
     sent `Retry-After`, which wins but is capped at `max_retry_after` (a server asking for an hour gets at most that).
     No retry is started if it would begin later than `total` seconds after the first attempt.
+
+    What cannot heal is never retried: a server certificate that fails verification (untrusted issuer, expired,
+    host-name mismatch) and configuration errors (bad URL scheme, proxy) are raised at once. A refused connection
+    (ECONNREFUSED: the host answered that nothing listens on the port, a wrong port or a server that is down) is
+    retried at most `refused_retries` times (default 2: with the default delays, within 2.25 s), so a refused
+    local server is reported in about a second, while a server restarting behind its address gets a chance to come
+    back. Other connect failures (DNS, unreachable network, reset, connect timeout) and every other transient failure
+    get all `max_retries`.
     """
 
     max_retries: int = 5
@@ -115,6 +123,7 @@ class RetryPolicy:
     max_delay: float = 10.0
     max_retry_after: float = 60.0
     total: float = 120.0
+    refused_retries: int = 2
 
 
 NO_RETRY = RetryPolicy(max_retries=0)
@@ -516,12 +525,15 @@ class Core:
         answered; fal never saw the request). A read timeout or a reset after sending is ambiguous — the job may be
         running — so it is raised, never resent: a duplicate job costs money and the caller may hold a webhook for
         the first. A user start-timeout 504 (`X-Fal-Request-Timeout-Type: user`) is the caller's own deadline and is
-        never repeated for any operation.
+        never repeated for any operation. A failure that is not `transient` (a certificate that fails verification,
+        a configuration error) is never repeated, and a refused connection at most `refused_retries` times.
         """
         if not self.should_retry(op, reply=reply, failure=failure):
             return None
         assert reply is not None or failure is not None  # should_retry is False for neither
         if attempt > self.retry.max_retries:
+            return None
+        if isinstance(failure, errors.APIConnectionError) and failure.refused and attempt > self.retry.refused_retries:
             return None
         asked = retry_after(reply.headers.get("retry-after"), now_epoch=now_epoch) if reply is not None else None
         if asked is not None:

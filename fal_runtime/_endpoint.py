@@ -57,21 +57,46 @@ class Endpoint(Generic[InputT, OutputT]):
     def build_input(self, arguments: InputT | None, kwargs: dict[str, Any]) -> tuple[InputT, dict[str, Any]]:
         """Split keyword arguments into the validated input and the per-call options.
 
-        Raises `pydantic.ValidationError` for a bad field value and `TypeError` for an unknown keyword or for an
-        `Input` given together with field keywords, in both cases before anything touches the network.
+        Raises `pydantic.ValidationError` for a bad field value (titled `<endpoint id> Input`, so its first line
+        names the endpoint) and `TypeError` for an unknown keyword (with the closest one it takes: `'promt' (did
+        you mean 'prompt'?)`) or for an `Input` given together with field keywords, in both cases before anything
+        touches the network.
         """
         options = {k: v for k, v in kwargs.items() if k in OPTION_NAMES}
         fields = {self.renamed.get(k, k): v for k, v in kwargs.items() if k not in OPTION_NAMES}
-        unknown = sorted(k for k in fields if k not in self.input_model.model_fields)
+        known = self.input_model.model_fields
+        unknown = sorted(k for k in kwargs if k not in OPTION_NAMES and self.renamed.get(k, k) not in known)
         if unknown:
-            raise TypeError(f"{self.endpoint_id}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+            raise TypeError(f"{self.endpoint_id}: unexpected keyword argument(s) {self._suggest(unknown)}")
         if arguments is not None:
             if fields:
                 raise TypeError(f"{self.endpoint_id}: pass either an Input instance or field keywords, not both")
             if not isinstance(arguments, self.input_model):
-                arguments = self.input_model.model_validate(arguments)
+                arguments = self._validate(lambda: self.input_model.model_validate(arguments))
             return arguments, options
-        return self.input_model(**fields), options
+        return self._validate(lambda: self.input_model(**fields)), options
+
+    def _suggest(self, unknown: Sequence[str]) -> str:
+        """The unknown keywords, each with the closest keyword the call takes (`'promt' (did you mean 'prompt'?)`):
+        the Input's fields, as the call function names them, and the per-call options."""
+        import difflib
+
+        keyword = {attr: kw for kw, attr in self.renamed.items()}
+        known = [keyword.get(name, name) for name in self.input_model.model_fields] + sorted(OPTION_NAMES)
+        described = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            described.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        return ", ".join(described)
+
+    def _validate(self, build: Callable[[], InputT]) -> InputT:
+        """`build()`, whose `pydantic.ValidationError` names this endpoint: its title becomes `<endpoint id> Input`
+        (`1 validation error for fal-ai/flux/dev Input`). It stays a `ValidationError` with the same errors."""
+        try:
+            return build()
+        except ValidationError as exc:
+            renamed = _titled(exc, f"{self.endpoint_id} Input")
+        raise renamed from None
 
     def _warn_if_deprecated(self, stacklevel: int) -> None:
         """Every call of an endpoint fal lists as deprecated warns, pointing `stacklevel` frames above the caller."""
@@ -327,7 +352,8 @@ class Endpoint(Generic[InputT, OutputT]):
         """One realtime input, validated like a call's; per-call options (`timeout=`, `priority=`...) have no
         meaning on a socket, so they are a TypeError."""
         if arguments is not None and not isinstance(arguments, self.input_model):
-            arguments = self.input_model.model_validate(arguments)
+            given = arguments
+            arguments = self._validate(lambda: self.input_model.model_validate(given))
         data, options = self.build_input(arguments, fields)
         if options:
             raise TypeError(f"realtime send() takes no call option(s) {', '.join(map(repr, sorted(options)))}")
@@ -335,6 +361,16 @@ class Endpoint(Generic[InputT, OutputT]):
 
     def _realtime_output(self, data: dict[str, Any]) -> OutputT:
         return _event(self.output_model, data, "a realtime answer")
+
+
+def _titled(exc: ValidationError, title: str) -> ValidationError:
+    """`exc` with another title (the first line of its message), the same errors and input; `exc` itself, with the
+    title as a note, should pydantic refuse to rebuild one of its errors."""
+    try:
+        return ValidationError.from_exception_data(title, exc.errors())  # type: ignore[arg-type]
+    except (TypeError, ValueError, KeyError):
+        exc.add_note(f"(validating the input of {title.removesuffix(' Input')})")
+        return exc
 
 
 def _event(model: type[M], data: dict[str, Any], what: str = "a stream event") -> M:

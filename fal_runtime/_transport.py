@@ -8,12 +8,14 @@ reply means, and whether to retry, is decided in `_core`; nothing here knows abo
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
+import os
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
@@ -107,13 +109,17 @@ class ClientBase:
         return backup
 
     def _failure(self, exc: httpx.TransportError) -> errors.TransportError:
-        """An httpx exception as ours, recording whether the request may have reached the server."""
+        """An httpx exception as ours, recording whether the request may have reached the server, and whether
+        trying again could help (not after a certificate failure; a few times only after a refused connection)."""
         where = f"{exc.request.method} {exc.request.url}" if _has_request(exc) else "request"
         message = self._core.redact(f"{where}: {type(exc).__name__}: {exc}")
         if isinstance(exc, _NOT_SENT):
             if isinstance(exc, httpx.TimeoutException):
                 return errors.APITimeoutError(message, request_sent=False)
-            return errors.APIConnectionError(message)
+            if certificate_failure(exc):
+                hint = " (not retried: trust the server's CA with SSL_CERT_FILE or verify=, or fix the host name)"
+                return errors.APIConnectionError(message + hint, transient=False)
+            return errors.APIConnectionError(message, refused=connection_refused(exc))
         if isinstance(exc, httpx.TimeoutException):
             return errors.APITimeoutError(message, request_sent=True)
         return errors.TransportError(message, request_sent=True, transient=not isinstance(exc, _NOT_TRANSIENT))
@@ -147,6 +153,63 @@ class ClientBase:
         return delay
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception it was raised from or during (httpx wraps httpcore's, which wraps the socket's)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def certificate_failure(exc: BaseException) -> bool:
+    """Whether a connection failed because the server's certificate failed verification (untrusted issuer, expired,
+    host-name mismatch): trying again cannot help."""
+    return any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(exc))
+
+
+def connection_refused(exc: BaseException) -> bool:
+    """Whether a connection was refused (ECONNREFUSED: nothing listens on that port). anyio reports several
+    addresses' failures as a group, refused only if every one of them was."""
+    for cause in _causes(exc):
+        if isinstance(cause, BaseExceptionGroup):
+            return all(connection_refused(e) for e in cause.exceptions)
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
+            return True
+    return False
+
+
+def check_ca_file(verify: ssl.SSLContext | str | bool, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse, before any request, a CA file that cannot be read: `verify="path"`, or `SSL_CERT_FILE` when `verify`
+    is True (httpx reads it then). Without this, the first request dies deep inside httpx with a FileNotFoundError
+    that names neither the setting nor the file."""
+    env = os.environ if environ is None else environ
+    if isinstance(verify, str):
+        where, path = "verify=", verify
+    elif verify is True and env.get("SSL_CERT_FILE"):
+        where, path = "SSL_CERT_FILE", env["SSL_CERT_FILE"]
+    else:
+        return
+    if os.path.isdir(path) and where == "verify=":
+        return  # a directory of hashed certificates (capath), which httpx accepts
+    if not os.path.isfile(path):
+        state = "does not exist" if not os.path.exists(path) else "is not a file"
+        raise errors.ConfigurationError(
+            f"{where} names a CA file that {state}: {path!r} (point it at a PEM bundle of trusted certificates"
+            f"{', or unset it to use the default bundle' if where == 'SSL_CERT_FILE' else ''})"
+        )
+
+
+def _create_failed(verify: ssl.SSLContext | str | bool, exc: Exception) -> errors.ConfigurationError:
+    """An httpx client that could not be made because its CA file is unreadable or holds no certificate."""
+    path = verify if isinstance(verify, str) else os.environ.get("SSL_CERT_FILE", "")
+    where = "verify=" if isinstance(verify, str) else "SSL_CERT_FILE"
+    return errors.ConfigurationError(f"{where} names a CA file that cannot be loaded: {path!r} ({exc})")
+
+
 def _has_request(exc: httpx.TransportError) -> bool:
     try:
         exc.request  # noqa: B018 - httpx raises RuntimeError when the exception has no request
@@ -173,14 +236,19 @@ class SyncTransport(ClientBase):
         self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = http_client
         self._lock = threading.Lock()
+        if http_client is None:
+            check_ca_file(self._verify)
 
     @property
     def http(self) -> httpx.Client:
         with self._lock:
             if self._http is None:
-                self._http = httpx.Client(
-                    timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
-                )
+                try:
+                    self._http = httpx.Client(
+                        timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
+                    )
+                except (OSError, ssl.SSLError) as exc:  # the CA file went away or holds no certificate
+                    raise _create_failed(self._verify, exc) from None
             return self._http
 
     def close(self) -> None:
@@ -321,6 +389,8 @@ class AsyncTransport(ClientBase):
         self._limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
         self._shards: list[httpx.AsyncClient | None] = [http_client] if http_client is not None else [None] * count
         self._busy = [0] * count
+        if http_client is None:
+            check_ca_file(self._verify)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -331,9 +401,13 @@ class AsyncTransport(ClientBase):
             i = min(range(len(self._busy)), key=self._busy.__getitem__)
             shard = self._shards[i]
             if shard is None:
-                shard = self._shards[i] = httpx.AsyncClient(
-                    timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
-                )
+                try:
+                    shard = httpx.AsyncClient(
+                        timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
+                    )
+                except (OSError, ssl.SSLError) as exc:  # the CA file went away or holds no certificate
+                    raise _create_failed(self._verify, exc) from None
+                self._shards[i] = shard
             self._busy[i] += 1
             try:
                 yield shard

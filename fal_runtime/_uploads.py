@@ -19,7 +19,7 @@ from fal_runtime._core import Reply, RequestSpec, lifecycle_headers, lifetime_se
 from fal_runtime._options import ObjectLifetime
 from fal_runtime._storage import MULTIPART_THRESHOLD, CdnToken, Storage, parts
 from fal_runtime._transport import AsyncTransport, ClientBase, SyncTransport
-from fal_runtime.inputs import Blob, data_uri, needs_sending, to_blob, validate
+from fal_runtime.inputs import Blob, check_url, data_uri, needs_sending, to_blob, validate
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ class _UploadSettings(ClientBase):
     def _inline_or_blob(self, value: Any) -> str | Blob:
         """A URL to send for a file-input value (as given, or a data URI), or the `Blob` still to upload."""
         if not needs_sending(value):
-            return str(value)
+            return check_url(value)  # a str: a URL or data URI as is; a local path in a str is an error, not a URL
         blob = to_blob(validate(value))
         inline = self._inline_max_bytes > 0 and blob.size <= self._inline_max_bytes  # 0: never, even an empty file
         return data_uri(blob) if inline else blob
@@ -57,7 +57,8 @@ class SyncUploads(_UploadSettings, SyncTransport):
         self._token_lock = threading.Lock()
 
     def upload(self, value: Any, *, object_lifetime: ObjectLifetime | None = None) -> str:
-        """A URL fal can read for a file-input value: a str as given; a path, bytes, binary file object or PIL image
+        """A URL fal can read for a file-input value: a str as given (an http(s) URL or data URI; any other string is a
+        ValueError naming `pathlib.Path`); a path, bytes, binary file object or PIL image
         inlined as a data URI (up to `inline_max_bytes`) or uploaded to fal's storage (multipart above 100 MiB).
 
         `object_lifetime`: how long fal keeps an uploaded file, in seconds or as "immediate" (60 s), "1h", "1d",

@@ -19,7 +19,12 @@ class FalError(Exception):
     """Base of every error raised by fal_runtime."""
 
 
-class MissingCredentialsError(FalError):
+class ConfigurationError(FalError):
+    """The client's configuration cannot work, found before any request: a CA file named by `SSL_CERT_FILE` or
+    `verify=` that does not exist or holds no certificate. Fix the setting; retrying cannot help."""
+
+
+class MissingCredentialsError(ConfigurationError):
     """No API key: pass `key=` or set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)."""
 
 
@@ -33,14 +38,21 @@ class TransportError(FalError):
     def __init__(self, message: str, *, request_sent: bool, transient: bool = True) -> None:
         super().__init__(message)
         self.request_sent = request_sent
-        self.transient = transient  # False for configuration errors (bad URL scheme, proxy), which retrying can't fix
+        # False for what retrying cannot fix: configuration errors (bad URL scheme, proxy) and a server certificate
+        # that fails verification (untrusted issuer, expired, host-name mismatch).
+        self.transient = transient
 
 
 class APIConnectionError(TransportError):
-    """The connection could not be established; nothing was sent."""
+    """The connection could not be established; nothing was sent.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, request_sent=False)
+    `refused` is True when the host answered that nothing listens on the port (ECONNREFUSED): retried only
+    `RetryPolicy.refused_retries` times. `transient` is False when the server's certificate failed verification.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True, refused: bool = False) -> None:
+        super().__init__(message, request_sent=False, transient=transient)
+        self.refused = refused
 
 
 class APITimeoutError(TransportError):

@@ -6,18 +6,20 @@ interrupted or rejected download leaves no partial file. A transient failure (a 
 `Retry-After` rules of the clients (`Core.retry_delay`). The declared size is checked before reading, the actual
 size while reading, and the media type against what fal said the file is (`image/svg+xml` is not `image/png`). A name
 fal gives is reduced to a bare file name (no directories, no `..`, short enough for any file system's 255-byte limit
-with the temporary file's affixes), so `save(directory)` cannot write outside that directory. `timeout` bounds the
-whole download, retries and their waits included, not each read: a server dripping a byte at a time cannot hold a
-download past it. A saved file gets the permissions of any new file (0666 less the umask), not the temporary file's
-0600. Downloads never
-carry the fal key: output URLs are public CDN links. They go through a client's connection pool (the `client=` given,
-else the default one the call functions use), so saving several outputs does not pay a TLS handshake for each.
+with the temporary file's affixes), so `save(directory)` cannot write outside that directory; nor does it replace a
+file there: a name already taken gets `-2`, `-3`, ... (`save` documents when a path is a directory, and `overwrite=`).
+`timeout` bounds the whole download, retries and their waits included, not each read: a server dripping a byte at a
+time cannot hold a download past it. A saved file gets the permissions of any new file (0666 less the umask), not the
+temporary file's 0600. Downloads never carry the fal key: output URLs are public CDN links. They go through a
+client's connection pool (the `client=` given, else the default one the call functions use), so saving several
+outputs does not pay a TLS handshake for each.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import functools
 import os
 import re
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from fal_runtime import errors
@@ -43,6 +45,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 # The temporary file is ".{name}.{8 random}.part": 15 bytes on top of the name, within NAME_MAX (255) of every
 # common file system. Safe names are ASCII, so characters are bytes.
 _MAX_NAME = 255 - 15
+# What os.link raises where a file system has no hard links: fall back to checking, then renaming.
+_NO_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})  # "some bytes": no claim to check
 _MARKUP = ("+xml", "/xml", "/html", "/javascript")
 _TYPE_ALIASES = {
@@ -55,6 +59,16 @@ _TYPE_ALIASES = {
 
 class DownloadError(FalError):
     """The file could not be fetched whole, or is not what fal said it is; nothing was written."""
+
+
+class OutputExistsError(DownloadError, FileExistsError):
+    """`save(path, overwrite=False)` found a file at `path`; nothing was downloaded or written. Also a
+    `FileExistsError`."""
+
+
+_Mode = Literal["replace", "exclusive", "distinct"]
+"""How a saved file takes its place: `replace` whatever is there, `exclusive`: only where nothing is (else
+`OutputExistsError`), `distinct`: at the first free name of `name`, `name-2`, `name-3`, ..."""
 
 
 class _Failed(DownloadError):
@@ -130,20 +144,34 @@ class FalFile(FalModel):
         self,
         path: str | os.PathLike[str],
         *,
+        overwrite: bool | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         timeout: float | None = 120.0,
         client: Client | None = None,
     ) -> Path:
-        """Write the file to `path` (a directory: under a safe name from fal's file name or URL); returns the path.
+        """Write the file and return the path it was written to.
+
+        `path` is a directory when it is one already, when it is written with a trailing separator (`"outputs/"`), or
+        when it does not exist and its name has no suffix (`Path("outputs")`, `"runs/cat"`): the directory is created
+        if missing and the file goes inside it, under a safe name from fal's file name or URL. Otherwise `path` is the
+        file itself (`"out.png"`; missing parent directories are created).
+
+        `overwrite`: by default (None), saving into a directory never replaces a file: when the name is taken,
+        `-2`, `-3`, ... goes before the extension (`image.png`, `image-2.png`), chosen atomically, so two outputs
+        saved into one directory, even at once, keep both files. A file path is replaced, as `open(path, "wb")`
+        replaces it. `overwrite=False` refuses to replace a file path that exists (`OutputExistsError`, raised
+        before anything is downloaded); `overwrite=True` lets a save into a directory replace the file of that name.
+
         `timeout` bounds the whole download, retries included. A failure to write (a full disk, a name the file system
         refuses) is a `DownloadError` too, and leaves no file."""
-        target = self._target(path)
-        with _atomic(target) as handle:
+        target, mode = self._target(path, overwrite)
+        with _atomic(target, mode) as written:
             if self.url.startswith("data:"):
-                handle.write(_check_size(_data_uri(self.url), max_bytes))
+                written.handle.write(_check_size(_data_uri(self.url), max_bytes))
             else:
+                handle = written.handle
                 self._fetch(_Sink(max_bytes, handle.write, lambda: _rewind(handle)), timeout, client)
-        return target
+        return written.path
 
     async def download_async(
         self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = 120.0, client: AsyncClient | None = None
@@ -158,17 +186,20 @@ class FalFile(FalModel):
         self,
         path: str | os.PathLike[str],
         *,
+        overwrite: bool | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         timeout: float | None = 120.0,
         client: AsyncClient | None = None,
     ) -> Path:
-        target = self._target(path)
-        with _atomic(target) as handle:
+        """`save`, for asyncio (the same rules for directories and for files that exist)."""
+        target, mode = self._target(path, overwrite)
+        with _atomic(target, mode) as written:
             if self.url.startswith("data:"):
-                handle.write(_check_size(_data_uri(self.url), max_bytes))
+                written.handle.write(_check_size(_data_uri(self.url), max_bytes))
             else:
+                handle = written.handle
                 await self._fetch_async(_Sink(max_bytes, handle.write, lambda: _rewind(handle)), timeout, client)
-        return target
+        return written.path
 
     def _fetch(self, sink: _Sink, timeout: float | None, client: Client | None) -> None:
         """Stream the file into `sink`, starting again after a transient failure as `_Attempts` decides."""
@@ -210,19 +241,25 @@ class FalFile(FalModel):
             name = name[: _MAX_NAME - len(suffix)].rstrip(" .") + suffix
         return name or "download"
 
-    def _target(self, path: str | os.PathLike[str]) -> Path:
-        """An existing directory, or a path written with a trailing separator (`"outputs/"`, created if missing),
-        gets a safe name inside it; anything else is the file itself (its parent directories are created)."""
+    def _target(self, path: str | os.PathLike[str], overwrite: bool | None) -> tuple[Path, _Mode]:
+        """Where to write, and how (see `save`): a directory (an existing one, a path with a trailing separator, or a
+        missing path without a suffix; created if missing) gets a safe name inside it, taken anew when it exists;
+        anything else is the file itself (its parent directories are created)."""
         text = os.fspath(path)
         target = Path(text)
         try:
-            if text.endswith(("/", os.sep)) or target.is_dir():
+            is_dir = target.is_dir() or text.endswith(("/", os.sep)) or (not target.exists() and not target.suffix)
+            if is_dir:
                 target.mkdir(parents=True, exist_ok=True)
-                return target / self.safe_name()
+                return target / self.safe_name(), "replace" if overwrite else "distinct"
+            if overwrite is False and target.exists():
+                raise OutputExistsError(f"{target} exists: pass overwrite=True to replace it")
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            if isinstance(exc, OutputExistsError):
+                raise
             raise _write_error(target, exc) from exc
-        return target
+        return target, "exclusive" if overwrite is False else "replace"
 
 
 def _media_type(value: str) -> str:
@@ -363,19 +400,38 @@ class _Watchdog:
 
 
 def _transport_failure(file: FalFile, exc: Exception) -> _Failed:
+    """A failed attempt as the clients judge one: a certificate that fails verification is never tried again, a
+    refused connection only `RetryPolicy.refused_retries` times."""
     import httpx
 
+    from fal_runtime._transport import certificate_failure, connection_refused
+
     message = f"download of {file.url} failed: {type(exc).__name__}"
-    transient = isinstance(exc, httpx.TransportError) and not isinstance(
-        exc, (httpx.UnsupportedProtocol, httpx.ProxyError)
-    )
-    return _Failed(message, failure=errors.TransportError(message, request_sent=True, transient=transient))
+    failure: errors.TransportError
+    if certificate_failure(exc):
+        message += f" (the server's certificate failed verification, not retried: {exc})"
+        failure = errors.APIConnectionError(message, transient=False)
+    elif isinstance(exc, httpx.ConnectError) and connection_refused(exc):
+        failure = errors.APIConnectionError(message, refused=True)
+    else:
+        transient = isinstance(exc, httpx.TransportError) and not isinstance(
+            exc, (httpx.UnsupportedProtocol, httpx.ProxyError)
+        )
+        failure = errors.TransportError(message, request_sent=True, transient=transient)
+    return _Failed(message, failure=failure)
+
+
+class _Written:
+    """The temporary file being written, and (once the block completes) the path it was given."""
+
+    def __init__(self, handle: IO[bytes], path: Path) -> None:
+        self.handle, self.path = handle, path
 
 
 @contextmanager
-def _atomic(target: Path) -> Iterator[IO[bytes]]:
-    """A temporary file beside `target`, renamed over it only if the block completes; removed otherwise. A failure
-    to write is a `DownloadError` (the caller asked for a file and did not get one)."""
+def _atomic(target: Path, mode: _Mode = "replace") -> Iterator[_Written]:
+    """A temporary file beside `target`, given its name (see `_Mode`) only if the block completes; removed otherwise.
+    A failure to write is a `DownloadError` (the caller asked for a file and did not get one)."""
     import tempfile  # here, not at import: it costs a generated module's import ~8 ms
 
     try:
@@ -387,16 +443,58 @@ def _atomic(target: Path) -> Iterator[IO[bytes]]:
     temp = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
-            yield handle
+            written = _Written(handle, target)
+            yield written
             if hasattr(os, "fchmod"):  # mkstemp made it 0600; a saved file is as private as any other new file
                 os.fchmod(handle.fileno(), 0o666 & ~_umask())
-        os.replace(temp, target)
+        written.path = _place(temp, target, mode)
     except BaseException as exc:
         with suppress(OSError):
             temp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and not isinstance(exc, OutputExistsError):
             raise _write_error(target, exc) from exc
         raise
+
+
+_MAX_COPIES = 10_000
+
+
+def _place(temp: Path, target: Path, mode: _Mode) -> Path:
+    """Give the complete temporary file its name; the path it got."""
+    if mode == "replace":
+        os.replace(temp, target)
+        return target
+    if mode == "exclusive":
+        if not _claim(temp, target):
+            raise OutputExistsError(f"{target} exists: pass overwrite=True to replace it")
+        return target
+    stem, suffix = (target.stem, target.suffix) if len(target.suffix) <= 16 else (target.name, "")
+    for n in range(1, _MAX_COPIES + 1):
+        counter = f"-{n}" if n > 1 else ""
+        # Shortened so that the name with its counter stays within `_MAX_NAME`, as every name `safe_name` gives.
+        candidate = target.with_name(stem[: _MAX_NAME - len(counter) - len(suffix)] + counter + suffix)
+        if _claim(temp, candidate):
+            return candidate
+    raise OutputExistsError(f"{target} and {_MAX_COPIES - 1} numbered copies of it exist")
+
+
+def _claim(temp: Path, target: Path) -> bool:
+    """Give `temp` the name `target` unless a file has it (atomically, by a hard link: a concurrent save of the same
+    name gets False); False when one has."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        return False
+    except (AttributeError, NotImplementedError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in _NO_LINKS:
+            raise
+        # A file system without hard links (FAT, some network shares): not atomic, but never replaces knowingly.
+        if os.path.lexists(target):
+            return False
+        os.replace(temp, target)
+        return True
+    temp.unlink()
+    return True
 
 
 def _write_error(target: Path, exc: OSError) -> DownloadError:

@@ -2,10 +2,15 @@
 
 A field that takes a file (`image_url`, `image_urls`, fields fal marks as image or file inputs) accepts:
 
-- a `str`: a URL or a data URI, sent as is (a local path must be a `pathlib.Path`, so a typo in a URL is never
-  silently read from disk);
+- a `str`: an `http://` or `https://` URL or a `data:` URI, sent as is. A string that is a local path instead
+  (`"cat.png"`, `"photos/dog.jpg"`: a file extension or a directory separator, or the name of a file that exists) or
+  a URL of another scheme (`ftp://`, `s3://`) is refused before anything is sent, naming `pathlib.Path("cat.png")`:
+  a local path must be a `pathlib.Path`, so a typo in a URL is never silently read from disk, and a path is never
+  sent to fal as if it were a URL. A bare word is sent as given: a few fields also take one of fal's named presets
+  (flux-general's `control_method_url="canny"`);
 - a `pathlib.Path` (any `os.PathLike`), `bytes` / `bytearray` / `memoryview`, a binary file object, or a PIL image
-  (with the `pil` extra installed).
+  (with the `pil` extra installed). Type checkers see the image as `ImageLike`, a protocol a PIL image satisfies,
+  so the type of a file input is fully known whether or not Pillow is installed.
 
 A file object is sent from its current position, as httpx and requests send one: what is left of it is what the caller
 handed over. One already read to its end (or closed) is an error naming the field, never an upload of 0 bytes; `seek(0)`
@@ -27,22 +32,70 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any, Protocol
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+
+
+class ImageLike(Protocol):
+    """What the runtime uses of a PIL image (`PIL.Image.Image` satisfies it): a structural type, so that a file
+    input's type is fully known to a type checker without Pillow installed. At run time only a real PIL image is
+    accepted (`is_pil_image`)."""
+
+    @property
+    def mode(self) -> str: ...
+
+    def save(self, fp: IO[bytes], format: str | None = None) -> None: ...
+
+    def getbands(self) -> tuple[str, ...]: ...
+
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from PIL.Image import Image as PILImage
-
-    FileInput: TypeAlias = str | "os.PathLike[str]" | bytes | bytearray | memoryview | IO[bytes] | PILImage
+    FileInput: TypeAlias = str | "os.PathLike[str]" | bytes | bytearray | memoryview | IO[bytes] | ImageLike
     """What a file-input field accepts (see the module docstring)."""
+
+URL_PREFIXES = ("http://", "https://", "data:")
+"""How a string file input starts (case-insensitively) when it is a URL fal can fetch."""
+
+
+def looks_like_a_path(value: str) -> bool:
+    """Whether a string that is not a URL names a local file: a directory separator, a file extension (`cat.png`), a
+    leading `~` or `.`, or an existing file. A bare word (`canny`) is not one: some fields take fal's named presets."""
+    if any(sep in value for sep in ("/", "\\")) or value.startswith(("~", ".")) or os.path.splitext(value)[1]:
+        return True
+    try:
+        return os.path.exists(value)
+    except (OSError, ValueError):  # a name the OS cannot even look up (a NUL byte, too long)
+        return False
+
+
+def check_url(value: str) -> str:
+    """`value` if it is an http(s) URL, a data URI or a bare word; ValueError naming `pathlib.Path(value)` for what
+    looks like a local path, and the scheme for a URL fal cannot fetch."""
+    if value[:8].lower().startswith(URL_PREFIXES):
+        return value
+    shown = value if len(value) <= 120 else value[:117] + "..."
+    scheme = value.partition("://")[0] if "://" in value[:32] else ""
+    if scheme:
+        raise ValueError(
+            f"{shown!r} is a {scheme}:// URL, which fal cannot fetch: give an http(s) URL, a data URI, or the file "
+            "itself as a pathlib.Path, bytes or a binary file object"
+        )
+    if looks_like_a_path(value):
+        raise ValueError(
+            f"{shown!r} is not a URL (http://, https://) or a data URI, and a string is never read as a local path: "
+            f"to send the local file, pass pathlib.Path({shown!r})"
+        )
+    return value
 
 
 def validate(value: Any) -> Any:
     """Accept a file-input value unchanged, or raise ValueError saying what is accepted (pydantic reports it)."""
-    if isinstance(value, (str, bytes, bytearray, memoryview)) or is_pil_image(value):
+    if isinstance(value, str):
+        return check_url(value)
+    if isinstance(value, (bytes, bytearray, memoryview)) or is_pil_image(value):
         return value
     if isinstance(value, os.PathLike):
         path = Path(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import threading
 import time
@@ -55,29 +56,36 @@ _JPEG = base64.b64decode(
 )
 
 
+_OUTPUT_FILES = {
+    "image.png": StoredFile("image/png", png()),
+    "image.jpg": StoredFile("image/jpeg", _JPEG),
+    "file.bin": StoredFile("application/octet-stream", b"fal_runtime.local output\n"),
+}
+# `outputs/<32 hex digits>/<name>`: every output file's own URL (see `Files.output_path`).
+_OUTPUT_PATH = re.compile(r"outputs/[0-9a-f]{32}/(?P<name>[a-z]+\.[a-z]+)")
+
+
 class Files:
     """Files by their path under the CDN prefix, and the upload tokens handed out."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._files: dict[str, StoredFile] = {
-            "outputs/image.png": StoredFile("image/png", png()),
-            "outputs/image.jpg": StoredFile("image/jpeg", _JPEG),
-            "outputs/file.bin": StoredFile("application/octet-stream", b"fal_runtime.local output\n"),
-        }
+        # The fixed outputs also answer at `outputs/<name>`, as they did before each output got its own URL.
+        self._files: dict[str, StoredFile] = {f"outputs/{name}": file for name, file in _OUTPUT_FILES.items()}
         self._tokens: dict[str, float] = {}
         self._multipart: dict[tuple[str, str], _Multipart] = {}  # (path, upload id) → parts received
 
     @staticmethod
     def output_path(content_type: str) -> str:
         """Where an output file of this content type points: a PNG or a JPEG when that is what the output says it
-        is, opaque bytes otherwise (`application/octet-stream` claims no type, so a download checks nothing)."""
+        is, opaque bytes otherwise (`application/octet-stream` claims no type, so a download checks nothing).
+
+        Each call gives a new path, `outputs/<random>/image.png`, as fal's CDN gives every output file its own URL:
+        two outputs never share one, so a client can tell them apart. The bytes are the same fixed file (nothing is
+        stored per output, so a long-running server does not grow)."""
         media = content_type.split(";")[0].strip().lower()
-        return {
-            "image/png": "outputs/image.png",
-            "image/jpeg": "outputs/image.jpg",
-            "image/jpg": "outputs/image.jpg",
-        }.get(media, "outputs/file.bin")
+        name = {"image/png": "image.png", "image/jpeg": "image.jpg", "image/jpg": "image.jpg"}.get(media, "file.bin")
+        return f"outputs/{uuid.uuid4().hex}/{name}"
 
     def new_token(self) -> tuple[str, float]:
         token, expires = secrets.token_urlsafe(24), time.time() + TOKEN_SECONDS
@@ -137,6 +145,9 @@ class Files:
             self._files[path] = StoredFile(upload.content_type, b"".join(chunks))
 
     def get(self, path: str) -> StoredFile | None:
+        output = _OUTPUT_PATH.fullmatch(path)
+        if output is not None:
+            return _OUTPUT_FILES.get(output["name"])
         with self._lock:
             return self._files.get(path)
 

@@ -36,12 +36,117 @@ _ERROR_TYPES = {
 
 
 def input_errors(endpoint: ServedEndpoint, payload: Any) -> list[JSON]:
-    """fal's `detail` list (`{"loc", "msg", "type"}`, loc starting at "body") for an input; empty when it is valid."""
+    """fal's `detail` list (`{"loc", "msg", "type"}`, loc starting at "body") for an input; empty when it is valid.
+
+    Besides the schema, a file input (see `file_input_errors`) must not hold a local path, as the model has to
+    download it: a path sent as a string (`"cat.png"`) is refused, never taken on trust."""
     validator = endpoint.validator(endpoint.input_schema)
     details: list[JSON] = []
     for error in sorted(validator.iter_errors(payload), key=lambda e: [str(p) for p in e.absolute_path]):
         details.extend(_details(error))
+    flagged = {tuple(d["loc"]) for d in details}
+    details.extend(d for d in file_input_errors(endpoint, payload) if tuple(d["loc"]) not in flagged)
     return details
+
+
+def _path_or_url(value: str) -> bool:
+    """A path (a directory separator, a file extension, a leading `~`) or a URL of some scheme. Unlike the client,
+    the server cannot see the caller's files: whether a bare word names one is not its to know."""
+    return any(sep in value for sep in ("/", "\\", "://")) or value.startswith("~") or "." in value
+
+
+# As the generator finds file inputs (codegen/ir.py `_is_file_input`): a `*_url` / `*_urls` field, or one fal's UI
+# marks as a file, holding a string or a list of strings.
+_FILE_UI_FIELDS = frozenset({"image", "file", "video", "audio", "image_url", "video_url", "audio_url"})
+URL_PREFIXES = ("http://", "https://", "data:")
+_MAX_DEPTH = 64
+
+
+def file_input_errors(endpoint: ServedEndpoint, payload: Any) -> list[JSON]:
+    """fal's 422 details for file inputs, at any depth of the input, whose strings are local paths (or URLs of a
+    scheme fal does not fetch) instead of an http(s) URL or a data URI: the model could not download them (`type`
+    "file_download_error", as fal's apps answer)."""
+    found: list[JSON] = []
+    _walk(endpoint, endpoint.input_schema, payload, ["body"], found, 0)
+    return found
+
+
+def _alternatives(endpoint: ServedEndpoint, schema: Any, depth: int = 0) -> list[JSON]:
+    """The schemas a value may match: `$ref`s followed, anyOf / oneOf / allOf flattened."""
+    if not isinstance(schema, dict) or depth > _MAX_DEPTH:
+        return []
+    try:
+        schema = endpoint.resolve(schema)
+    except (KeyError, TypeError, ValueError):
+        return []
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list):
+            return [alt for sub in schema[key] for alt in _alternatives(endpoint, sub, depth + 1)]
+    return [schema]
+
+
+def _kinds(alternatives: list[JSON]) -> set[str]:
+    kinds: set[str] = set()
+    for alt in alternatives:
+        kind = alt.get("type")
+        kinds.update(kind if isinstance(kind, list) else [kind] if isinstance(kind, str) else [])
+    return kinds - {"null"}
+
+
+def _is_file_input(endpoint: ServedEndpoint, name: str, schema: JSON) -> bool:
+    alternatives = _alternatives(endpoint, schema)
+    marks = [schema, *alternatives]
+    marked = any(
+        (isinstance(m.get("ui"), dict) and m["ui"].get("field") in _FILE_UI_FIELDS)
+        or m.get("_fal_ui_field") in _FILE_UI_FIELDS
+        for m in marks
+    )
+    if not (marked or name.endswith(("_url", "_urls"))):
+        return False
+    kinds = _kinds(alternatives)
+    if kinds == {"array"}:
+        items = [i for alt in alternatives for i in _alternatives(endpoint, alt.get("items"))]
+        return bool(items) and _kinds(items) == {"string"}
+    return kinds == {"string"}
+
+
+def _walk(endpoint: ServedEndpoint, schema: Any, value: Any, loc: list[Any], found: list[JSON], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    alternatives = _alternatives(endpoint, schema)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            props = [
+                alt["properties"][key]
+                for alt in alternatives
+                if isinstance(alt.get("properties"), dict) and isinstance(alt["properties"].get(key), dict)
+            ]
+            if not props:
+                continue
+            if any(_is_file_input(endpoint, str(key), prop) for prop in props):
+                found.extend(_not_urls(item, [*loc, key]))
+            else:
+                _walk(endpoint, props[0], item, [*loc, key], found, depth + 1)
+    elif isinstance(value, list):
+        items = [alt["items"] for alt in alternatives if isinstance(alt.get("items"), dict)]
+        if items:
+            for index, item in enumerate(value):
+                _walk(endpoint, items[0], item, [*loc, index], found, depth + 1)
+
+
+def _not_urls(value: Any, loc: list[Any]) -> Iterator[JSON]:
+    """A detail for the string, or each string of the list, that is a local path or a URL of a scheme fal does not
+    fetch, rather than an http(s) URL or a data URI. A bare word (`canny`) is taken on trust: a few fields also take
+    fal's named presets (flux-general's `control_method_url`)."""
+    items = enumerate(value) if isinstance(value, list) else [(None, value)]
+    for index, item in items:
+        if isinstance(item, str) and not item[:8].lower().startswith(URL_PREFIXES) and _path_or_url(item):
+            shown = item if len(item) <= 80 else item[:77] + "..."
+            yield {
+                "loc": loc if index is None else [*loc, index],
+                "msg": f"Failed to download the file: {shown!r} is not a URL (http://, https://) or a data URI",
+                "type": "file_download_error",
+            }
 
 
 def _details(error: ValidationError) -> Iterator[JSON]:

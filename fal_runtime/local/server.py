@@ -12,34 +12,69 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
-from .app import MAX_BODY_BYTES, RUN_PREFIX, LocalFal
-from .faults import ExposeTransport
-from .pricing import Price
+# Only the standard library and `script` at import: `import fal_runtime.local` (and `python -m fal_runtime.local`)
+# works without the `local` extra, so a missing extra is one line naming it rather than a ModuleNotFoundError.
 from .script import Behaviour, Fault, Op, Phase, Rule, Script
-from .specs import DEFAULT_SPECS_DIR, SpecIndex, load_specs
-from .store import RESULT_TTL
-from .tls import Certificates, issue
-from .webhooks import Signer
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from .pricing import Price
+    from .specs import SpecIndex
+    from .tls import Certificates
+    from .webhooks import Signer
 
 HOST = "127.0.0.1"  # load and faults only ever on loopback
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+# What the `local` extra installs (pyproject.toml), by import name.
+EXTRA_MODULES = ("starlette", "uvicorn", "trustme", "nacl", "jsonschema", "yaml", "websockets", "msgpack")
+INSTALL_EXTRA = "pip install 'fal-typed[local]'"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, but stopping means stopping: open connections are aborted first. Otherwise an idle TLS
-    keep-alive connection of a client that is not reading waits out the graceful timeout (and logs an error)."""
+class MissingExtraError(ModuleNotFoundError):
+    """The local server needs the `local` extra, which is not installed; the message names the command."""
 
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for connection in list(self.server_state.connections):
-            connection.transport.abort()
-        await super().shutdown(sockets)
+
+def require_extra() -> None:
+    """Import what the server needs; `MissingExtraError` naming the missing module and `INSTALL_EXTRA` if one is
+    absent."""
+    import importlib
+
+    for name in EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            raise MissingExtraError(
+                f"the local fal server needs the 'local' extra ({exc.name or name} is not installed): {INSTALL_EXTRA}",
+                name=exc.name or name,
+            ) from None
+
+
+def default_specs_dir() -> Path:
+    """`specs/` of the checkout this package runs from (absent from an installed wheel: pass a directory then)."""
+    return Path(__file__).resolve().parents[2] / "specs"
+
+
+@cache
+def _server_class() -> type[uvicorn.Server]:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """uvicorn's server, but stopping means stopping: open connections are aborted first. Otherwise an idle TLS
+        keep-alive connection of a client that is not reading waits out the graceful timeout (and logs an error)."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for connection in list(self.server_state.connections):
+                connection.transport.abort()
+            await super().shutdown(sockets)
+
+    return _Server
 
 
 class LocalServer:
@@ -51,17 +86,35 @@ class LocalServer:
 
     def __init__(
         self,
-        specs_dir: Path = DEFAULT_SPECS_DIR,
+        specs_dir: Path | None = None,
         port: int = 0,
         ca_file: Path | None = None,
         *,
-        result_ttl: float = RESULT_TTL,
-        max_body_bytes: int = MAX_BODY_BYTES,
+        result_ttl: float | None = None,
+        max_body_bytes: int | None = None,
         prices: Mapping[str, Price] | None = None,
     ) -> None:
-        """`result_ttl`: seconds a completed request's status and result stay available (fal: about an hour).
-        `max_body_bytes`: the largest submit, run or stream body accepted (larger ones answer 413).
-        `prices`: unit prices served by `/v1/models/pricing` and its estimate (see `set_prices`)."""
+        """`specs_dir`: the endpoint specs to serve; default: the checkout's `specs/` (`default_specs_dir()`). A
+        directory that does not exist is a `FileNotFoundError` (a server answering 404 to everything helps nobody).
+        `result_ttl`: seconds a completed request's status and result stay available (default 3600, as fal).
+        `max_body_bytes`: the largest submit, run or stream body accepted (larger ones answer 413; default 32 MiB).
+        `prices`: unit prices served by `/v1/models/pricing` and its estimate (see `set_prices`).
+        Without the `local` extra installed: `MissingExtraError`, naming `pip install 'fal-typed[local]'`."""
+        require_extra()
+        import uvicorn
+
+        from .app import MAX_BODY_BYTES, LocalFal
+        from .faults import ExposeTransport
+        from .specs import load_specs
+        from .store import RESULT_TTL
+        from .tls import issue
+        from .webhooks import Signer
+
+        specs_dir = default_specs_dir() if specs_dir is None else Path(specs_dir)
+        if not specs_dir.is_dir():
+            raise FileNotFoundError(f"no specs directory at {specs_dir}: pass the directory of endpoint specs to serve")
+        result_ttl = RESULT_TTL if result_ttl is None else result_ttl
+        max_body_bytes = MAX_BODY_BYTES if max_body_bytes is None else max_body_bytes
         self._workdir = tempfile.TemporaryDirectory(prefix="fal-local-")
         workdir = Path(self._workdir.name)
         self.certificates: Certificates = issue(ca_file or workdir / "ca.pem", workdir)
@@ -91,7 +144,7 @@ class LocalServer:
             # connection the server was closing: "Server disconnected", an ambiguous submit that is never resent.
             timeout_keep_alive=75,
         )
-        self._server = _Server(config)
+        self._server = _server_class()(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
     # -- addresses --------------------------------------------------------------------------------------------------
@@ -113,6 +166,8 @@ class LocalServer:
     @property
     def run_host(self) -> str:
         """`127.0.0.1:PORT/run`: the value for FAL_RUN_HOST (fal.run's routes live under /run here)."""
+        from .app import RUN_PREFIX
+
         return f"{self.base}{RUN_PREFIX}"
 
     @property

@@ -219,7 +219,7 @@ def nested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Loca
     import importlib
     import sys
 
-    from codegen.pipeline import generate
+    from codegen.generation.pipeline import generate
     from tests.codegen.conftest import mini_spec, write_specs
 
     root = tmp_path_factory.mktemp("nested")

@@ -196,7 +196,11 @@ def test_a_255_character_server_name_is_shortened_keeping_its_extension(image_ur
         saved = File(url=image_url, file_name=name).save(tmp_path, client=client)
         assert saved.parent == tmp_path and saved.suffix == ".png" and saved.read_bytes().startswith(PNG)
         assert len(saved.name) + len(".") + len(".12345678.part") <= 255
-    assert len(list(tmp_path.iterdir())) == 1  # the same shortened name each time, and no temporary left
+    # The same shortened name each time: taken, so the next saves get `-2`, `-3` (still within the limit), never
+    # replacing the first; and no temporary left.
+    names = sorted(p.name for p in tmp_path.iterdir())
+    stem = "n" * (255 - 15 - 4)
+    assert names == sorted([f"{stem}.png", f"{stem[:-2]}-2.png", f"{stem[:-2]}-3.png"])
 
 
 def test_a_name_the_file_system_refuses_is_a_download_error(image_url: str, client: Client, tmp_path: Path) -> None:
