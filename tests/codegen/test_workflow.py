@@ -194,12 +194,12 @@ def test_pre_commit_accepts_the_config_and_rejects_a_broken_one(tmp_path: Path) 
 @pytest.mark.slow
 def test_pre_commit_checks_what_changed(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    (repo / "specs").mkdir(parents=True)
+    (repo / "specs" / "owner").mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
     (repo / ".pre-commit-config.yaml").write_text(PRE_COMMIT.read_text(encoding="utf-8"), encoding="utf-8")
     (repo / ".venv").symlink_to(sys.prefix)  # the hooks' `.venv/bin/python` is this environment's
     (repo / "app.py").write_text("import os\nx = {  'a':1}\n")
-    (repo / "specs" / "new.yaml").write_text("openapi: 3.1.0\n")
+    (repo / "specs" / "owner" / "new.yaml").write_text("openapi: 3.1.0\n")  # a spec lives at owner/alias
     git(repo, "add", ".")
     env = dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / "cache"))
 
@@ -215,6 +215,6 @@ def test_pre_commit_checks_what_changed(tmp_path: Path) -> None:
     code, verdicts, _ = run("app.py")
     assert code == 1 and verdicts == {"ruff check --fix": "Failed", "ruff format": "Failed", "codegen check": "Skipped"}
     assert (repo / "app.py").read_text() == 'x = {"a": 1}\n'  # fixed in place, for the commit to pick up
-    code, verdicts, output = run("app.py", "specs/new.yaml")
+    code, verdicts, output = run("app.py", "specs/owner/new.yaml")
     assert verdicts == {"ruff check --fix": "Passed", "ruff format": "Passed", "codegen check": "Failed"}, output
-    assert "specs/new.yaml" in output  # codegen check ran on this tree's specs/ (which has no generated/ to match)
+    assert "specs/owner/new.yaml" in output  # codegen check ran on this tree's specs/ (which has no generated/ to match)
