@@ -143,7 +143,13 @@ def scan_endpoint_id(text: str) -> str | None:
 
 
 def _spec_files(specs_dir: Path) -> list[Path]:
-    return sorted(p for p in specs_dir.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
+    """The endpoint specs: files at `owner/alias[...]`. Files directly in the specs folder (`LISTING.json`) are the
+    catalogue's, and `_platform/` holds the Platform API's spec, which no queue endpoint serves."""
+    return sorted(
+        p
+        for p in specs_dir.rglob("*")
+        if p.suffix in SPEC_SUFFIXES and p.is_file() and p.parent != specs_dir and not p.relative_to(specs_dir).parts[0].startswith("_")
+    )
 
 
 class SpecIndex(Mapping[str, ServedEndpoint]):
