@@ -15,7 +15,7 @@ from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any, TypeVar
 
-from codegen.generation import ir, loader, render
+from codegen.generation import ir, loader, operations, render
 from codegen.generation.cache import ModuleCache, RunRecord, SpecRecord, endpoint_key, source_key, spec_key
 from codegen.generation.listing import CATALOGUE_FILE, LISTING_FILE, Listing, read_listing, render_catalogue
 from codegen.generation.models import Models, generate_models, generate_models_batch
@@ -107,6 +107,9 @@ def load_endpoints(
 def _load_spec(path: Path, rel: str) -> tuple[ir.EndpointIR | None, list[Problem]]:
     found: list[Problem] = []
     spec = loader.load(path, found)
+    if spec is not None and operations.is_api_spec(spec.doc):  # fal's Platform API: validated, no endpoint
+        operations.build(spec, rel, found)
+        return None, found
     return (ir.build(spec, rel, found) if spec is not None else None), found
 
 
