@@ -41,10 +41,10 @@ def bounds_text(bounds: Sequence[str]) -> str:
     return " ".join(parts)
 
 
-def argument_text(param: Param, files: Sequence[str]) -> str:
+def argument_text(param: Param) -> str:
     """One argument's entry text: description, file note, bounds, default (escaped, one paragraph)."""
     parts = [docstring(" ".join(param.description.split()))] if param.description.strip() else []
-    if param.attr in files:
+    if param.file_input:
         parts.append(_FILES if param.annotation.startswith(("list[", "Sequence[", "_Sequence[")) else _FILE)
     if param.bounds:
         parts.append(docstring(bounds_text(param.bounds)))
@@ -55,13 +55,13 @@ def argument_text(param: Param, files: Sequence[str]) -> str:
     return " ".join(p if p.endswith((".", "!", "?", ":")) else p + "." for p in parts if p)
 
 
-def argument_lines(params: Sequence[Param], files: Sequence[str]) -> list[str]:
+def argument_lines(params: Sequence[Param]) -> list[str]:
     """The `Args:` entries of the input's fields, wrapped: the same in every call function of a module."""
     lines = _wrapped(
         "arguments: The whole input as one `Input` instance, instead of keyword arguments.", "    ", "        "
     )
     for p in params:
-        lines += _wrapped(f"{p.kwarg}: {argument_text(p, files)}", indent="    ", hanging="        ")
+        lines += _wrapped(f"{p.kwarg}: {argument_text(p)}", indent="    ", hanging="        ")
     return lines
 
 

@@ -49,7 +49,10 @@ def black_quotes(literal: str) -> str:
 
 
 def black_quoted(code: str) -> str:
-    """`ast.unparse` output with its string literals quoted as black writes them (unparse prefers single quotes)."""
+    """One-line source whose string literals are `repr`'s (datamodel-code-generator's types, `Field(...)` and defaults,
+    `ast.unparse` output) with them quoted as black writes them (`repr` prefers single quotes)."""
+    if "'" not in code:  # no single-quoted literal to requote (most types and numbers)
+        return code
     tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
     for token in reversed(tokens):  # right to left, so earlier offsets stay valid (unparse output is one line)
         if token.type == tokenize.STRING:

@@ -1,28 +1,27 @@
-"""Stage 3a: pydantic v2 models for one endpoint, from datamodel-code-generator called in-process.
+"""Stage 3a: pydantic v2 models for one endpoint, from datamodel-code-generator's parser called in-process.
 
-Calling `generate()` in-process costs ~20-40 ms a spec once warm, against ~0.55 s for one CLI process per spec.
-It holds a process-wide lock, so calls stay on one thread per process.
+The parser (`OpenAPIParser`, with `DCG_OPTIONS`) reads the endpoint's schemas into its models (`DataModel`s, named,
+typed, sorted); `modelir.describe` reads those once into the typed description the rest of generation works from,
+and `modelir.render_models` writes the classes. The parser's own text is never written, so never read back.
+Parsing in-process costs ~10-20 ms a spec once warm, against ~0.55 s for one CLI process per spec.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
-import itertools
 import warnings
 from collections.abc import Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from codegen.generation import keywords, naming, polish
-from codegen.generation.escape import black_quoted
+from codegen.generation import keywords, modelir, naming
 from codegen.generation.ir import EndpointIR
+from codegen.generation.modelir import FieldIR, ModelsIR
 
 # Options chosen for fal's shapes: Literal for enums so callers pass plain strings (and defaults serialize without
 # warnings); strict nullability so `int = 1` does not silently accept None; constraints enforced by pydantic.
 DCG_OPTIONS: dict[str, Any] = {
-    "disable_timestamp": True,
     "keep_model_order": True,
     "enum_field_as_literal": "all",
     "use_annotated": True,
@@ -57,6 +56,7 @@ class Param:
     default: str | None  # Python source of the default; None when the field is required; "..." when not a literal
     description: str = ""  # the field's description (plain text, as the spec gives it)
     bounds: tuple[str, ...] = ()  # its constraints as pydantic enforces them: `("ge=0.01", "le=1.0")`
+    file_input: bool = False  # whether it takes a file (`FileInput`)
 
 
 @dataclass(frozen=True)
@@ -67,58 +67,56 @@ class Models:
     classes: tuple[str, ...]  # every class the models define, in order
     params: tuple[Param, ...]  # the Input model's fields, in order
     file_attrs: dict[str, tuple[str, ...]]  # the endpoint's file inputs by class, as attribute names
+    ir: ModelsIR  # the typed description `source` is written from
 
 
-def _dcg_options() -> dict[str, Any]:
-    from datamodel_code_generator.enums import DataModelType, InputFileType
-    from datamodel_code_generator.format import Formatter, PythonVersion
+@cache
+def _parser_options() -> dict[str, Any]:
+    """`DCG_OPTIONS` as the parser takes them, with the pydantic v2 model classes for Python 3.11."""
+    from datamodel_code_generator.enums import DataModelType
+    from datamodel_code_generator.format import PythonVersion
+    from datamodel_code_generator.model import get_data_model_types
 
+    types = get_data_model_types(DataModelType.PydanticV2BaseModel, PythonVersion.PY_311)
     return dict(
         DCG_OPTIONS,
-        input_file_type=InputFileType.OpenAPI,
-        output_model_type=DataModelType.PydanticV2BaseModel,
+        data_model_type=types.data_model,
+        data_model_root_type=types.root_model,
+        data_model_field_type=types.field_model,
+        data_type_manager_type=types.data_type_manager,
+        dump_resolve_reference_action=types.dump_resolve_reference_action,
+        known_third_party=types.known_third_party,
         target_python_version=PythonVersion.PY_311,
-        formatters=[Formatter.BUILTIN],
     )
 
 
 def warm_up() -> None:
-    """One tiny generation: the first call in a process pays for imports and building the parser's configuration."""
-    from datamodel_code_generator import generate
-
-    schemas = {"Input": {"type": "object", "properties": {"a": {"type": "string"}}}}
-    document = {
-        "openapi": "3.1.0",
-        "info": {"title": "m", "version": "0"},
-        "paths": {},
-        "components": {"schemas": schemas},
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        generate(document, **_dcg_options())
+    """One tiny parse: the first call in a process pays for imports and building the parser's configuration."""
+    _parse({"Input": {"type": "object", "properties": {"a": {"type": "string"}}}}, [{}])
 
 
 def generate_models(endpoint: EndpointIR, reserved_kwargs: frozenset[str]) -> Models:
-    return _finish(endpoint, _datamodel_code(_schemas(endpoint)), reserved_kwargs)
+    (described,) = _parse(_schemas(endpoint), [endpoint.file_inputs])
+    return _finish(endpoint, described, reserved_kwargs)
 
 
 def generate_models_batch(endpoints: Sequence[EndpointIR], reserved_kwargs: frozenset[str]) -> list[Models]:
-    """`generate_models` for several endpoints in one datamodel-code-generator call: each endpoint's schemas become
-    one module of a modular document (`m0.Input`, `m1.Input`), which it renders exactly as it would alone, at ~20 %
-    less than one call each. A batch that fails is retried one endpoint at a time, so an error names its endpoint."""
+    """`generate_models` for several endpoints in one parse: each endpoint's schemas become one module of a modular
+    document (`m0.Input`, `m1.Input`), which the parser reads exactly as it would alone, at ~20 % less than one parse
+    each. A batch that fails is retried one endpoint at a time, so an error names its endpoint."""
     if len(endpoints) < 2:
         return [generate_models(e, reserved_kwargs) for e in endpoints]
     try:
-        outputs = _datamodel_code_modular([_schemas(e) for e in endpoints])
+        described = _parse_modular([_schemas(e) for e in endpoints], [e.file_inputs for e in endpoints])
     except Exception:
         return [generate_models(e, reserved_kwargs) for e in endpoints]
-    return [_finish(e, out, reserved_kwargs) for e, out in zip(endpoints, outputs, strict=True)]
+    return [_finish(e, d, reserved_kwargs) for e, d in zip(endpoints, described, strict=True)]
 
 
 def _schemas(endpoint: EndpointIR) -> dict[str, Any]:
     """The component schemas datamodel-code-generator gets for an endpoint: file inputs marked, titles dropped,
     file models based on `FalFile`, and the stream's chunk model when it streams."""
-    schemas = {name: polish.untitled(schema) for name, schema in _mark_file_inputs(endpoint).items()}
+    schemas = {name: untitled(schema) for name, schema in _mark_file_inputs(endpoint).items()}
     for name in endpoint.file_models:  # downloadable files get save() / download()
         schemas[name] = {**schemas[name], "customBasePath": FILE_MODEL_BASE}
     if endpoint.streams:
@@ -128,6 +126,34 @@ def _schemas(endpoint: EndpointIR) -> dict[str, Any]:
     for name, schema in schemas.items():
         _only_own_keywords(schema, f"{endpoint.endpoint_id}: {name}")
     return schemas
+
+
+# JSON Schema keywords whose values are schemas (or lists / maps of schemas); `title` is dropped only inside these,
+# never from examples, defaults or a property that happens to be called `title`.
+_SCHEMA = ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames")
+_SCHEMA_LIST = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_MAP = ("properties", "patternProperties", "$defs", "definitions")
+
+
+def untitled(schema: Any) -> Any:
+    """A copy of `schema` with every schema's `title` removed (names come from component keys and field names, and
+    no field carries `Field(title="Num Inference Steps")` noise), and the intermediate model's file-input markers
+    (`ui`, `_fal_ui_field`), which model generation does not read."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {
+        k: v for k, v in schema.items() if not (k == "title" and isinstance(v, str)) and k not in keywords.FILE_MARKERS
+    }
+    for key in _SCHEMA:
+        if key in out:
+            out[key] = untitled(out[key])
+    for key in _SCHEMA_LIST:
+        if isinstance(out.get(key), list):
+            out[key] = [untitled(s) for s in out[key]]
+    for key in _SCHEMA_MAP:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: untitled(s) for name, s in out[key].items()}
+    return out
 
 
 # The keywords of datamodel-code-generator's own that the generator writes, with the only values it writes.
@@ -161,15 +187,41 @@ def _document(schemas: dict[str, Any]) -> dict[str, Any]:
             "components": {"schemas": schemas}}  # fmt: skip
 
 
-def _datamodel_code(schemas: dict[str, Any]) -> str:
-    from datamodel_code_generator import generate
+def _parse(schemas: dict[str, Any], file_inputs: Sequence[Any]) -> list[ModelsIR]:
+    """The typed description of each module the parser makes of a document of `schemas` (one, or one per endpoint of
+    a modular document, in module order), `file_inputs[i]` marking module i's file inputs."""
+    from datamodel_code_generator.parser.openapi import OpenAPIParser
 
+    described: dict[int, ModelsIR] = {}
+
+    class Parser(OpenAPIParser):
+        """The parser, reading each module's models when it would write the module's text (its models are final
+        then: named, typed, sorted), and writing none."""
+
+        def _generate_module_output(self, ctx: Any, *args: Any, **kwargs: Any) -> None:
+            if ctx.models:
+                index = _module_index(ctx.module)
+                described[index] = modelir.describe(ctx.models, ctx.imports, file_inputs[index])
+
+    # A mapping, as `generate()` hands the parser a document given as one (its signature names text and paths).
+    parser = Parser(cast("Any", _document(schemas)), **_parser_options())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = generate(_document(schemas), **_dcg_options())
-    if not isinstance(out, str):
-        raise TypeError("datamodel-code-generator returned several modules for one endpoint")
-    return out
+        parser.parse(format_=False)
+    if sorted(described) != list(range(len(file_inputs))):
+        raise AssertionError(f"datamodel-code-generator made modules {sorted(described)} of {len(file_inputs)}")
+    return [described[i] for i in range(len(file_inputs))]
+
+
+def _module_index(module: tuple[str, ...]) -> int:
+    """Which endpoint a module of the parser's holds: `("__init__.py",)` for a single document, `("m3.py",)` for the
+    fourth of a modular one."""
+    name = module[-1].removesuffix(".py") if module else ""
+    if name in ("__init__", ""):
+        return 0
+    if not (name.startswith("m") and name[1:].isdigit()):
+        raise AssertionError(f"datamodel-code-generator made an unexpected module {module!r}")
+    return int(name[1:])
 
 
 _REF = "#/components/schemas/"
@@ -188,127 +240,42 @@ def _prefixed(node: Any, prefix: str) -> Any:
     return node
 
 
-def _datamodel_code_modular(documents: Sequence[dict[str, Any]]) -> list[str]:
-    from datamodel_code_generator import generate
-
+def _parse_modular(documents: Sequence[dict[str, Any]], file_inputs: Sequence[Any]) -> list[ModelsIR]:
     schemas: dict[str, Any] = {}
     for i, document in enumerate(documents):
         schemas.update((f"m{i}.{name}", _prefixed(schema, f"m{i}.")) for name, schema in document.items())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = generate(_document(schemas), **_dcg_options())
-    if not isinstance(out, dict):
-        raise TypeError("datamodel-code-generator returned one module for a modular document")
-    return [out[(f"m{i}.py",)] for i in range(len(documents))]
+    return _parse(schemas, file_inputs)
 
 
-def _finish(endpoint: EndpointIR, out: str, reserved_kwargs: frozenset[str]) -> Models:
-    """datamodel-code-generator's module polished (`polish`), and what the call functions need to know of it."""
-    source = polish.without_config_noise(_typed_defaults(_strip_header(out)))
-    source, aliases = polish.literal_aliases(source)
-    tree = ast.parse(source)
-    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+def _finish(endpoint: EndpointIR, described: ModelsIR, reserved_kwargs: frozenset[str]) -> Models:
+    """The models' source, and what the call functions need to know of them."""
+    names = [m.name for m in described.classes]
+    if "Input" not in names:
+        raise AssertionError(f"datamodel-code-generator wrote no class 'Input' for {endpoint.endpoint_id}")
     file_attrs: dict[str, tuple[str, ...]] = {}
     for cls, wires in endpoint.file_inputs.items():
-        if cls not in classes:
+        if cls not in names:
             raise AssertionError(f"datamodel-code-generator wrote no class {cls!r} for {endpoint.endpoint_id}")
-        attrs = {wire: attr for _, attr, _, wire in _fields(classes[cls])}
+        attrs = {f.wire: f.attr for f in described.model(cls).fields}
         file_attrs[cls] = tuple(attrs[w] for w in wires)
-    params = _input_params(classes["Input"], reserved_kwargs, set(classes))
-    source, imports = polish.split_imports(polish.wrap_attribute_docstrings(source))
-    if aliases:
-        imports.setdefault("typing", set()).add("TypeAlias")
-    frozen = {module: frozenset(names) for module, names in imports.items()}
-    return Models(source, frozen, tuple(aliases), tuple(classes), params, file_attrs)
+    params = _input_params(described.model("Input").fields, reserved_kwargs)
+    aliases = tuple(a.name for a in described.aliases)
+    source = modelir.render_models(described)
+    return Models(source, dict(described.imports), aliases, tuple(names), params, file_attrs, described)
 
 
-def _typed_defaults(source: str) -> str:
-    """Object defaults written as the model they stand for: fal's `image_size` defaults to `{"width": 2048, ...}`
-    on a field typed `ImageSize | Literal[...]`; datamodel-code-generator keeps the dict, which a type checker
-    rejects (and pydantic would serialize with a warning). `ImageSize(width=2048, ...)` says the same, typed."""
-    tree = ast.parse(source)
-    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-    edit = polish.SourceEdit(source)
-    for cls in classes.values():
-        for stmt, _, annotation, _ in _fields(cls):
-            value = stmt.value
-            model = _single_model(annotation, classes)
-            if value is None or model is None or (isinstance(value, ast.Constant) and value.value is None):
-                continue
-            built: str | None
-            if _is_root_model(classes[model]) and _is_literal(value):  # `FocusPoint([0.5, 0.5])`
-                built = f"{model}({ast.unparse(value)})"
-            elif isinstance(value, ast.Dict):
-                built = _instance(model, value, classes)
-            elif isinstance(value, ast.List) and value.elts and all(isinstance(e, ast.Dict) for e in value.elts):
-                items = [_instance(model, e, classes) for e in value.elts if isinstance(e, ast.Dict)]
-                built = "[" + ", ".join(i for i in items if i) + "]" if None not in items else None
-            else:
-                continue
-            if built is not None:
-                edit.replace(value, black_quoted(built))
-    return _defined_before_use(edit.result()) if edit.edits else source
-
-
-def _defined_before_use(source: str) -> str:
-    """Classes reordered (stably) so that a model built in another's default is defined first: annotations are
-    lazy (`from __future__ import annotations`), defaults are not."""
-    tree = ast.parse(source)
-    body = tree.body
-    first = next((i for i, n in enumerate(body) if isinstance(n, ast.ClassDef)), None)
-    if first is None or not all(isinstance(n, ast.ClassDef) for n in body[first:]):
-        return source  # something other than classes among them: leave the order alone
-    classes = [n for n in body[first:] if isinstance(n, ast.ClassDef)]
-    names = {c.name for c in classes}
-    needs = {
-        c.name: {n.func.id for stmt in c.body if isinstance(stmt, ast.AnnAssign) and stmt.value is not None
-                 for n in ast.walk(stmt.value) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in names}
-        for c in classes
-    }  # fmt: skip
-    lines = source.splitlines(keepends=True)
-    chunks = {c.name: "".join(lines[_start(c) : c.end_lineno]).rstrip("\n") + "\n" for c in classes}
-    order: list[str] = []
-
-    def emit(name: str, visiting: frozenset[str]) -> None:
-        if name in order or name in visiting:
-            return
-        for dependency in sorted(needs[name]):
-            emit(dependency, visiting | {name})
-        order.append(name)
-
-    for c in classes:
-        emit(c.name, frozenset())
-    if order == [c.name for c in classes]:
-        return source
-    head = "".join(lines[: _start(classes[0])])
-    return head + "\n\n".join(chunks[name] for name in order)
-
-
-def _start(node: ast.ClassDef) -> int:
-    return min([d.lineno for d in node.decorator_list] + [node.lineno]) - 1
-
-
-def _is_root_model(cls: ast.ClassDef) -> bool:
-    return any(
-        isinstance(b, ast.Subscript) and isinstance(b.value, ast.Name) and b.value.id == "RootModel" for b in cls.bases
-    )
-
-
-def _single_model(annotation: ast.expr, classes: dict[str, ast.ClassDef]) -> str | None:
-    """The one generated model a type names (`ImageSize | Literal[...]`, `list[LoraWeight]`), if exactly one."""
-    names = {n.id for n in ast.walk(annotation) if isinstance(n, ast.Name) and n.id in classes}
-    return names.pop() if len(names) == 1 else None
-
-
-def _instance(model: str, value: ast.Dict, classes: dict[str, ast.ClassDef]) -> str | None:
-    """`Model(key=value, ...)` for a dict default whose keys are all the model's attribute names, else None."""
-    attrs = {attr for _, attr, _, wire in _fields(classes[model]) if attr == wire}
-    keys = [
-        k.value for k in value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str) and k.value in attrs
-    ]
-    if len(keys) != len(value.keys) or not all(_is_literal(v) for v in value.values):
-        return None
-    return f"{model}(" + ", ".join(f"{k}={ast.unparse(v)}" for k, v in zip(keys, value.values, strict=False)) + ")"
+def _input_params(fields: Sequence[FieldIR], reserved: frozenset[str]) -> tuple[Param, ...]:
+    used = set(reserved) | {f.attr for f in fields}
+    params: list[Param] = []
+    for f in fields:
+        kwarg = f.attr
+        if f.attr in reserved:  # e.g. a field called `client`: the keyword becomes `client_`
+            while kwarg in used:
+                kwarg += "_"
+            used.add(kwarg)
+        default = f.default if f.default is None or f.literal_default else "..."
+        params.append(Param(kwarg, f.attr, f.wire, f.annotation, default, f.description, f.bounds, f.file_input))
+    return tuple(params)
 
 
 STREAM_EVENT = naming.STREAM_EVENT
@@ -364,111 +331,3 @@ def _as_file_input(schema: Any) -> Any:
             return {**rest, "anyOf": [{"type": "string", "customTypePath": FILE_INPUT_TYPE}, {"type": "null"}]}
         schema["customTypePath"] = FILE_INPUT_TYPE
     return schema
-
-
-def _strip_header(source: str) -> str:
-    lines = source.splitlines()
-    while lines and (lines[0].startswith("#") or not lines[0].strip()):
-        lines.pop(0)
-    return "\n".join(lines).strip() + "\n"
-
-
-_LITERAL_NODES = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.UnaryOp, ast.Set)
-
-
-def _is_literal(node: ast.expr, classes: AbstractSet[str] = frozenset()) -> bool:
-    """A default we can repeat in a signature: a JSON-like literal, or a generated model built from literals
-    (`_typed_defaults`), nothing that runs other code."""
-    if isinstance(node, ast.Constant):
-        return True
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in classes:
-        return not node.args and all(k.arg and _is_literal(k.value) for k in node.keywords)
-    if isinstance(node, ast.UnaryOp):
-        return isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant)
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        return all(_is_literal(e, classes) for e in node.elts)
-    if isinstance(node, ast.Dict):
-        return all(k is not None and _is_literal(k) for k in node.keys) and all(_is_literal(v) for v in node.values)
-    return False
-
-
-def _fields(cls: ast.ClassDef) -> list[tuple[ast.AnnAssign, str, ast.expr, str]]:
-    """Each field a generated model declares: its statement, attribute, type (without `Annotated` metadata) and
-    wire name."""
-    found = []
-    for stmt in cls.body:
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id != "model_config":
-            attr, annotation, wire = stmt.target.id, stmt.annotation, stmt.target.id
-            if (
-                isinstance(annotation, ast.Subscript)
-                and isinstance(annotation.value, ast.Name)
-                and annotation.value.id == "Annotated"
-            ):
-                elts = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
-                annotation = elts[0]
-                wire = _alias(elts[1:]) or attr
-            found.append((stmt, attr, annotation, wire))
-    return found
-
-
-def _input_params(cls: ast.ClassDef, reserved: frozenset[str], classes: AbstractSet[str]) -> tuple[Param, ...]:
-    fields = _fields(cls)
-    docs = _docstrings(cls)
-    used = set(reserved) | {attr for _, attr, _, _ in fields}
-    params: list[Param] = []
-    for stmt, attr, annotation, wire in fields:
-        default: str | None
-        if stmt.value is None:
-            default = None
-        elif _is_literal(stmt.value, classes):
-            default = ast.unparse(stmt.value)
-        else:
-            default = "..."
-        kwarg = attr
-        if attr in reserved:  # e.g. a field called `client`: the keyword becomes `client_`
-            while kwarg in used:
-                kwarg += "_"
-            used.add(kwarg)
-        annotation_source = black_quoted(ast.unparse(annotation))
-        params.append(Param(kwarg, attr, wire, annotation_source, default and black_quoted(default),
-                            docs.get(attr, ""), _bounds(stmt.annotation)))  # fmt: skip
-    return tuple(params)
-
-
-_BOUNDS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length")
-
-
-def _bounds(annotation: ast.expr) -> tuple[str, ...]:
-    """The constraints in a field's `Annotated[..., Field(...)]` metadata, as `name=value` source."""
-    if not (isinstance(annotation, ast.Subscript) and isinstance(annotation.slice, ast.Tuple)):
-        return ()
-    found = []
-    for node in annotation.slice.elts[1:]:
-        if isinstance(node, ast.Call):
-            found += [f"{k.arg}={ast.unparse(k.value)}" for k in node.keywords if k.arg in _BOUNDS]
-    return tuple(found)
-
-
-def _docstrings(cls: ast.ClassDef) -> dict[str, str]:
-    """Each attribute's docstring (the string statement right after it)."""
-    found = {}
-    for stmt, after in itertools.pairwise(cls.body):
-        if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
-            continue
-        if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
-            found[stmt.target.id] = after.value.value
-    return found
-
-
-def _alias(metadata: list[ast.expr]) -> str | None:
-    """The `alias=` of a `Field(...)` in `Annotated` metadata: the wire name of a renamed attribute."""
-    for node in metadata:
-        if isinstance(node, ast.Call):
-            for keyword in node.keywords:
-                if (
-                    keyword.arg == "alias"
-                    and isinstance(keyword.value, ast.Constant)
-                    and isinstance(keyword.value.value, str)
-                ):
-                    return keyword.value.value
-    return None

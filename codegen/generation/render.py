@@ -1,8 +1,9 @@
 """Stage 3b: render endpoint modules and the package index from Jinja templates, then format with black.
 
-Spec text reaches generated code only through the filters below (`pyrepr`, `docstring`, `comment`) or through
-datamodel-code-generator's own escaping; type annotations and defaults are re-emitted from a parsed AST, never
-pasted as text.
+An endpoint module is its models (`modelir.render_models`, from the typed description) and its call functions, whose
+signatures, `Args:` docs and imports read the same description (`models.Param`, `calldocs`, `imports`). Spec text
+reaches generated code only through the filters below (`pyrepr`, `docstring`, `comment`) or through
+datamodel-code-generator's own escaping of the types it writes, never pasted as text.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import dataclasses
 import functools
 import re
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from codegen.generation import formatting
 from codegen.generation.calldocs import argument_lines, call_docstring
 from codegen.generation.escape import comment, docstring, pyrepr
+from codegen.generation.formatting import black_format as black_format
 from codegen.generation.imports import Imports
 from codegen.generation.ir import EndpointIR
 from codegen.generation.style import LINE_LENGTH
@@ -94,7 +97,8 @@ def environment() -> jinja2.Environment:
 @dataclass(frozen=True)
 class Rendered:
     source: str  # the module, before formatting
-    black_block: str  # text black already formatted where it stands in `source` (the call functions' parameters)
+    # Text black already formatted where it stands in `source`: the call functions' parameters, the models.
+    black_block: tuple[str, ...]
 
 
 # What the call functions use, all bound at run time (so `typing.get_type_hints` works on them): the client types
@@ -141,8 +145,7 @@ def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
     if endpoint.streams:
         for module, wanted in _STREAM_NAMES.items():
             n.update(imports.add(module, wanted))
-    files = models.file_attrs.get("Input", ())
-    if any(p.attr in files and "list[FileInput]" in p.annotation for p in models.params):
+    if any(p.file_input and "list[FileInput]" in p.annotation for p in models.params):
         n.update(imports.add("collections.abc", ["Sequence"]))
 
     def bound(code: str) -> str:  # `fal_runtime.X` stays as it is; a bare name takes its binding
@@ -155,7 +158,7 @@ def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
         dataclasses.replace(
             p, annotation=p.annotation.replace("list[FileInput]", f"{n.get('Sequence', 'Sequence')}[FileInput]")
         )
-        if p.attr in files
+        if p.file_input
         else p
         for p in models.params
     ]
@@ -171,7 +174,7 @@ def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
     ]
     template = environment().get_template("endpoint.py.jinja")
     block = param_block(lines)
-    arguments = argument_lines(models.params, files)
+    arguments = argument_lines(models.params)
     rendered_ops = [
         {
             "name": op.name,
@@ -199,7 +202,7 @@ def render_endpoint(endpoint: EndpointIR, models: Models) -> Rendered:
         exports=exports,
         operations=rendered_ops,
     )
-    return Rendered(source, block)
+    return Rendered(source, (block, models.source))
 
 
 def wrap_docstring(text: str) -> str:
@@ -251,99 +254,45 @@ def render_namespace(prefix: str) -> str:
     return environment().get_template("namespace_init.py.jinja").render(prefix=prefix)
 
 
-_FUTURE = "from __future__ import annotations\n\n"
+def format_python(source: str, black_block: str | Sequence[str] = "") -> str:
+    """black's output for a module, asking black only about the top-level statements that may need it
+    (`formatting`).
 
-
-def format_python(source: str, black_block: str = "") -> str:
-    """black's output for a module, asking black only about the top-level statements that may need it.
-
-    black costs ~0.3 ms a line (far more on lines it must split), and most of a module is call functions the
-    templates already write in black's style. So a top-level statement black would leave alone (`_settled`) is
-    kept as it is, and the others are formatted by black together in one call. Statements format independently,
-    and the blank lines between them are written as black wants them. `black_block` is text black has already
-    formatted in the position it stands in (`param_block`): a statement holding it is judged on the rest of its
-    lines. Tests and `codegen check` assert that every generated file is a fixed point of black.
+    A top-level statement black would leave alone (`formatting.settled`) is kept as it is, and the others are
+    formatted by black together in one call. Statements format independently, and the blank lines between them are
+    written as black wants them. `black_block`: text black has already formatted in the position it stands in (the
+    call functions' parameters, `param_block`; the models, `modelir.render_models`): a statement holding one is judged
+    on the rest of its lines, and one lying inside one is kept as it is.
     """
+    blocks = [black_block] if isinstance(black_block, str) else list(black_block)
+    blocks = [b for b in blocks if b]
+    # The module parsed only to find where its top-level statements begin and end (it is the templates' and
+    # `modelir`'s text, which is never read for what it says).
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     parts: list[str] = []
     pending: list[int] = []  # indexes in `parts` of statements for black
     pos = 0
     for node in tree.body:
-        start, end = _span(node)
+        start, end = formatting.span(node)
         parts.append(_gap(lines[pos:start]))
         chunk = "".join(lines[start:end])
-        rest = chunk.replace(black_block, "").splitlines(keepends=True) if black_block else lines[start:end]
+        rest = chunk
+        for block in blocks:
+            rest = rest.replace(block, "")
         verbatim = lines[start - 1].strip() == "# fmt: off" if start else False  # black leaves it as written
-        if not verbatim and not _settled(rest):
+        formatted = any(chunk in block for block in blocks)
+        if not verbatim and not formatted and not formatting.settled(rest.splitlines(keepends=True)):
             if node is tree.body[0] and isinstance(node, ast.Expr):  # the module docstring: black it where it is
                 chunk = black_format(chunk)
-            elif isinstance(node, ast.ClassDef) and not node.decorator_list and _settled(lines[start : start + 1]):
-                chunk = _format_class_body(node, lines, start, end)
             else:
                 pending.append(len(parts))
         parts.append(chunk)
         pos = end
-    for index, formatted in zip(pending, _black_statements([parts[i] for i in pending]), strict=False):
-        parts[index] = formatted
+    for index, text in zip(pending, formatting.black_statements([parts[i] for i in pending]), strict=False):
+        parts[index] = text
     tail = "".join(lines[pos:]).strip()  # black ends a file with exactly one newline
     return "".join(parts) + (f"\n{tail}\n" if tail else "")
-
-
-def _format_class_body(node: ast.ClassDef, lines: list[str], start: int, end: int) -> str:
-    """A model class with only some fields black must format: those fields go to black (in one stand-in class, as
-    they format the same at the same depth), the rest and the text between them stay as they are."""
-    parts = ["".join(lines[start : node.body[0].lineno - 1])]  # the `class ...:` line
-    pending: list[int] = []
-    pos = node.body[0].lineno - 1
-    for stmt in node.body:
-        first, last = _span(stmt)
-        parts.append("".join(lines[pos:first]))
-        if not _settled(lines[first:last]) or stmt.col_offset != 4:
-            pending.append(len(parts))
-        parts.append("".join(lines[first:last]))
-        pos = last
-    parts.append("".join(lines[pos:end]))
-    for index, formatted in zip(pending, _black_fields([parts[i] for i in pending]), strict=True):
-        parts[index] = formatted
-    return "".join(parts)
-
-
-# black's output by statement, for this process: fal's fields (`prompt`, `image_size`, `num_inference_steps`) recur
-# in hundreds of endpoints, and black costs ~5 ms for each line it must split.
-_FIELDS: dict[str, str] = {}
-_STATEMENTS: dict[str, str] = {}
-_MEMO_LIMIT = 50_000
-
-
-def _memoized(memo: dict[str, str], texts: list[str], format_missing: Callable[[list[str]], list[str]]) -> list[str]:
-    """Each text as formatted: those `memo` lacks go to `format_missing` in one call, the rest come from `memo`."""
-    if len(memo) > _MEMO_LIMIT:
-        memo.clear()
-    missing = [t for t in dict.fromkeys(texts) if t not in memo]
-    if missing:
-        memo.update(zip(missing, format_missing(missing), strict=True))
-    return [memo[t] for t in texts]
-
-
-def _black_fields(fields: list[str]) -> list[str]:
-    """Class-body statements (at depth one) as black writes them."""
-    return _memoized(_FIELDS, fields, _format_fields)
-
-
-def _format_fields(fields: list[str]) -> list[str]:
-    """Class-body statements formatted by black in one stand-in class, as they format the same at the same depth."""
-    (stand_in,) = _format_statements(["class _:\n" + "\n".join(fields)])
-    body = ast.parse(stand_in).body[0]
-    assert isinstance(body, ast.ClassDef) and len(body.body) == len(fields)
-    formatted = stand_in.splitlines(keepends=True)
-    return ["".join(formatted[slice(*_span(stmt))]) for stmt in body.body]
-
-
-def _span(node: ast.stmt) -> tuple[int, int]:
-    """A top-level statement's lines (0-based, end exclusive), decorators included."""
-    decorators = getattr(node, "decorator_list", [])
-    return min([d.lineno for d in decorators] + [node.lineno]) - 1, node.end_lineno or node.lineno
 
 
 def param_block(lines: list[str]) -> str:
@@ -356,49 +305,8 @@ def param_block(lines: list[str]) -> str:
     block = "".join(lines)
     if all(len(line.rstrip("\n")) <= LINE_LENGTH for line in lines):
         return block
-    (stub,) = _black_statements([f"def _(\n    *,\n{block}) -> None: ...\n"])
+    (stub,) = formatting.black_statements([f"def _(\n    *,\n{block}) -> None: ...\n"])
     return "".join(stub.splitlines(keepends=True)[2:-1])
-
-
-def _black_statements(chunks: list[str]) -> list[str]:
-    """Top-level statements as black writes them inside a generated module."""
-    return _memoized(_STATEMENTS, chunks, _format_statements)
-
-
-def _format_statements(chunks: list[str]) -> list[str]:
-    """Top-level statements formatted by black in one call, as they would be inside a generated module (black's
-    choices depend on the module's future imports; every generated module has this one)."""
-    formatted = black_format(_FUTURE + "\n\n".join(chunks))
-    lines = formatted.splitlines(keepends=True)
-    body = ast.parse(formatted).body[1:]
-    if len(body) != len(chunks):
-        raise AssertionError("black changed the number of statements")
-    return ["".join(lines[slice(*_span(node))]) for node in body]
-
-
-def _settled(lines: list[str]) -> bool:
-    """Whether black would leave a statement as it is: every line fits (or is a one-line docstring, which black never
-    splits), and every bracket left open at the end of a line is closed on a later line after a magic trailing comma
-    (so black keeps it exploded instead of joining it)."""
-    for i, line in enumerate(lines):
-        text = line.rstrip()
-        if len(text) > LINE_LENGTH and not _one_line_docstring(text):
-            return False
-        if text.endswith(("(", "[", "{")):
-            indent = len(line) - len(line.lstrip())
-            close = next(
-                (j for j in range(i + 1, len(lines)) if len(lines[j]) - len(lines[j].lstrip()) == indent), None
-            )
-            if close is None or not lines[close].lstrip().startswith((")", "]", "}")):
-                return False
-            if not lines[close - 1].rstrip().endswith(","):
-                return False
-    return True
-
-
-def _one_line_docstring(text: str) -> bool:
-    body = text.strip()
-    return len(body) >= 6 and body.startswith('"' * 3) and body.endswith('"' * 3) and '"' * 3 not in body[3:-3]
 
 
 def _gap(lines: list[str]) -> str:
@@ -407,10 +315,3 @@ def _gap(lines: list[str]) -> str:
     if text.strip() == "" and text.count("\n") > 2:
         return "\n\n"
     return text
-
-
-def black_format(source: str) -> str:
-    import black
-    from black.mode import Mode, TargetVersion
-
-    return black.format_str(source, mode=Mode(target_versions={TargetVersion.PY311}, line_length=LINE_LENGTH))

@@ -217,4 +217,4 @@ def test_pre_commit_checks_what_changed(tmp_path: Path) -> None:
     assert (repo / "app.py").read_text() == 'x = {"a": 1}\n'  # fixed in place, for the commit to pick up
     code, verdicts, output = run("app.py", "specs/owner/new.yaml")
     assert verdicts == {"ruff check --fix": "Passed", "ruff format": "Passed", "codegen check": "Failed"}, output
-    assert "specs/owner/new.yaml" in output  # codegen check ran on this tree's specs/ (which has no generated/ to match)
+    assert "specs/owner/new.yaml" in output  # codegen check ran on this tree's specs/ (no generated/ to match)
