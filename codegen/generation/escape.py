@@ -42,10 +42,15 @@ def comment(text: str) -> str:
 
 
 def black_quotes(literal: str) -> str:
-    """A one-line string literal as black writes it: double quotes, unless the text holds a double quote itself."""
-    if literal.startswith("'") and not literal.startswith("'" * 3) and '"' not in literal:
+    """A one-line string literal as black writes it: double quotes, unless they need more escapes than single ones
+    (black's own rule, asked of black where the text holds both quotes: `'"'` is written `"'\\"'"`)."""
+    if not literal.startswith("'") or literal.startswith("'" * 3):
+        return literal
+    if '"' not in literal:
         return '"' + literal[1:-1].replace("\\'", "'") + '"'
-    return literal
+    from black.strings import normalize_string_quotes  # black is pinned: its rule is the output's
+
+    return normalize_string_quotes(literal)
 
 
 def black_quoted(code: str) -> str:

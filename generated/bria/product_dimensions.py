@@ -51,7 +51,7 @@ Unit: TypeAlias = Literal["fl_oz", "ml", "l", "qt", "gal", "cups"]
 Position: TypeAlias = Literal["top", "bottom", "left", "right"]
 
 
-UnitValue: TypeAlias = Literal["mm", "cm", "m", "in", '\'"\'', "ft", "'"]
+UnitValue: TypeAlias = Literal["mm", "cm", "m", "in", "'\"'", "ft", "'"]
 
 
 UnitsDisplay: TypeAlias = Literal["single", "dual_bullet", "dual_slash", "dual_parens"]

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from codegen.generation import render
 from tests.codegen.conftest import mini_spec
@@ -59,3 +61,16 @@ def test_hostile_spec_generates_inert_code(build_package: Any, monkeypatch: pyte
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "system"
     ]
     assert calls == []
+
+
+@given(st.text(alphabet="'\"\\ ab", max_size=8))
+def test_string_literals_are_quoted_as_black_quotes_them(text: str) -> None:
+    """A literal the generator writes is black's fixed point: a text holding both quotes gets the quotes black picks
+    (fewest escapes, then double), as an enum value `'"'` of bria/product-dimensions did not."""
+    import black
+
+    from codegen.generation.escape import black_quotes
+
+    literal = black_quotes(repr(text))
+    assert black.format_str(f"x = {literal}\n", mode=black.Mode()) == f"x = {literal}\n"
+    assert eval(literal) == text
