@@ -59,6 +59,12 @@ class SpecDocument:
     doc: dict[str, Any]
 
 
+def find_endpoint_spec_files(root: Path) -> list[Path]:
+    """The specs of fal's queue endpoints: those at `owner/alias[...]` (an id starts with a letter or digit), not the
+    Platform API's (`_platform/`)."""
+    return [p for p in find_spec_files(root) if not p.relative_to(root).parts[0].startswith("_")]
+
+
 def find_spec_files(root: Path) -> list[Path]:
     """Every spec file under `root`, sorted so the result never depends on directory listing order. A spec lives
     at `owner/alias[/path...]`: files directly in `root` (`LISTING.json`) are the catalogue's, not specs."""

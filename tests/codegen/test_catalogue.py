@@ -45,7 +45,7 @@ def _io_names(doc: dict[str, Any], endpoint_id: str) -> tuple[str, str]:
 
 def examples() -> Iterator[tuple[str, str, str, str | None, Any]]:
     """(endpoint id, "Input" | "Output", pointer, field wire name or None for a whole example, the example)."""
-    for path in loader.find_spec_files(SPECS):
+    for path in loader.find_endpoint_spec_files(SPECS):
         doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
         endpoint_id = doc["info"]["x-fal-metadata"]["endpointId"]
         schemas = doc["components"]["schemas"]
@@ -102,7 +102,7 @@ def test_every_endpoint_is_listed_with_its_metadata_without_importing_modules() 
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
     count, loaded, with_category, categories = map(int, out.stdout.split())
-    assert count == len(loader.find_spec_files(SPECS)) > 1_200
+    assert count == len(loader.find_endpoint_spec_files(SPECS)) > 1_200
     assert loaded == 0, "listing the endpoints imported endpoint modules"
     assert with_category == count and categories >= 10
     for info in generated.ENDPOINTS.infos():  # and every one imports by its module path
@@ -188,6 +188,6 @@ def test_the_catalogue_covers_fals_newest_listing_with_its_names_and_categories(
     assert len(named) >= 0.98 * len(listed), sorted(set(listed) - set(named))[:20]
     unlisted = [i.endpoint_id for i in infos.values() if i.unlisted]
     assert sorted(unlisted) == sorted(set(infos) - set(listing))
-    for path in loader.find_spec_files(SPECS):
+    for path in loader.find_endpoint_spec_files(SPECS):
         doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
         assert doc["info"].get("x-fal-sources"), f"{path} names no source"

@@ -18,7 +18,7 @@ from codegen.generation import loader
 from tests.codegen.conftest import ROOT
 
 SPECS = ROOT / "specs"
-ALL_SPEC_FILES = loader.find_spec_files(SPECS)
+ALL_SPEC_FILES = loader.find_endpoint_spec_files(SPECS)
 SEED_IDS = [
     "fal-ai/alpha-image-232/edit-image", "fal-ai/image-editing/background-change",
     "fal-ai/image-editing/face-enhancement", "fal-ai/image-editing/color-correction", "fal-ai/post-processing/sharpen",

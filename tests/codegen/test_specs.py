@@ -19,7 +19,7 @@ from codegen.spectools.importer import is_curated
 from tests.codegen.conftest import ROOT
 
 SPECS = ROOT / "specs"
-FILES = loader.find_spec_files(SPECS)
+FILES = loader.find_endpoint_spec_files(SPECS)
 CURATED = [p for p in FILES if is_curated(p.read_text(encoding="utf-8"))]
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
