@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeGuard
 
 from codegen.generation import keywords, naming
@@ -118,6 +118,39 @@ def reachable(schemas: dict[str, Any], roots: list[str]) -> list[str]:
         seen.append(name)
         stack.extend(schema_refs(schemas[name]))
     return sorted(seen)
+
+
+def holders(schemas: dict[str, Any], roots: list[str]) -> dict[str, naming.Holder]:
+    """Where each schema is first reached from `roots`, breadth first, each model's fields in display order: the
+    field that holds it names a class whose title another took (`naming.class_names`)."""
+    found: dict[str, naming.Holder] = {}
+    queue, seen = list(roots), set(roots)
+    while queue:
+        name = queue.pop(0)
+        schema = schemas.get(name)
+        if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+            continue
+        for field_name, field in _ordered(schema["properties"], schema.get("x-fal-order-properties")).items():
+            for ref, item in _field_refs(field):
+                if ref in found and not found[ref].shared:
+                    found[ref] = replace(found[ref], shared=True)
+                if ref not in seen and ref in schemas:
+                    seen.add(ref)
+                    found[ref] = naming.Holder(name, field_name, item, len(found))
+                    queue.append(ref)
+    return found
+
+
+def _field_refs(field: Any, item: bool = False) -> list[tuple[str, bool]]:
+    """The schemas a field refers to itself or through its items and alternatives, and whether as items."""
+    if not isinstance(field, dict):
+        return []
+    ref = field.get("$ref")
+    found = [(ref[len(_SCHEMA_REF) :], item)] if isinstance(ref, str) and ref.startswith(_SCHEMA_REF) else []
+    for key in ("anyOf", "oneOf", "allOf"):
+        for alternative in field.get(key) or []:
+            found += _field_refs(alternative, item)
+    return found + _field_refs(field.get("items"), True)
 
 
 def schema_refs(node: Any) -> list[str]:
@@ -312,7 +345,9 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
     names = reachable(components, [in_name, out_name])
     fixed = {in_name: "Input"} if in_name == out_name else {in_name: "Input", out_name: "Output"}
     streams = isinstance(resolve_pointer(doc, pointer(queue_document.stream_operation_path(endpoint_id))), dict)
-    renames = naming.class_names(names, fixed, frozenset({naming.STREAM_EVENT}) if streams else frozenset())
+    titles = {n: components[n]["title"] for n in names if isinstance(components[n].get("title"), str)}
+    reserved = frozenset({naming.STREAM_EVENT}) if streams else frozenset()
+    renames = naming.class_names(names, fixed, reserved, titles, holders(components, [in_name, out_name]))
     schemas = {renames[n]: _normalize(components[n], renames) for n in names}
     if in_name == out_name:
         schemas["Output"] = {"$ref": _SCHEMA_REF + "Input"}

@@ -23,8 +23,8 @@ __all__ = [
     "Input",
     "Output",
     "Resolution",
+    "Video",
     "VideoFormat",
-    "VideoType2",
     "submit",
     "subscribe",
     "run",
@@ -63,7 +63,7 @@ class File(FalFile):
 class Input(FalModel):
     """Pydantic model for receiving a video file to analyze and re-sound."""
 
-    video_url: VideoType2
+    video_url: Video
     """A video file to analyze & re-sound with generated SFX."""
 
 
@@ -83,22 +83,7 @@ class Resolution(FalModel):
     """Width of the video in pixels"""
 
 
-class VideoFormat(FalModel):
-    bitrate: float
-    """Video bitrate in bits per second"""
-    container: str
-    """Container format of the video"""
-    level: float
-    """Codec level (e.g., 4.1)"""
-    pixel_format: str
-    """Pixel format used (e.g., 'yuv420p')"""
-    profile: str
-    """Codec profile (e.g., 'main', 'high')"""
-    video_codec: str
-    """Video codec used (e.g., 'h264')"""
-
-
-class VideoType2(FalFile):
+class Video(FalFile):
     """Represents a video file."""
 
     url: str
@@ -139,11 +124,26 @@ class VideoType2(FalFile):
     """Time base used for frame timestamps"""
 
 
+class VideoFormat(FalModel):
+    bitrate: float
+    """Video bitrate in bits per second"""
+    container: str
+    """Container format of the video"""
+    level: float
+    """Codec level (e.g., 4.1)"""
+    pixel_format: str
+    """Pixel format used (e.g., 'yuv420p')"""
+    profile: str
+    """Codec profile (e.g., 'main', 'high')"""
+    video_codec: str
+    """Video codec used (e.g., 'h264')"""
+
+
 endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
-    files={VideoType2: ["end_frame_url", "start_frame_url"]},
+    files={Video: ["end_frame_url", "start_frame_url"]},
 )
 """The runtime endpoint behind the functions below.
 
@@ -163,7 +163,7 @@ def submit(
 @overload
 def submit(
     *,
-    video_url: VideoType2,
+    video_url: Video,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -212,7 +212,7 @@ def subscribe(
 @overload
 def subscribe(
     *,
-    video_url: VideoType2,
+    video_url: Video,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -260,7 +260,7 @@ def run(
 @overload
 def run(
     *,
-    video_url: VideoType2,
+    video_url: Video,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -308,7 +308,7 @@ async def submit_async(
 @overload
 async def submit_async(
     *,
-    video_url: VideoType2,
+    video_url: Video,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -357,7 +357,7 @@ async def subscribe_async(
 @overload
 async def subscribe_async(
     *,
-    video_url: VideoType2,
+    video_url: Video,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -405,7 +405,7 @@ async def run_async(
 @overload
 async def run_async(
     *,
-    video_url: VideoType2,
+    video_url: Video,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...

@@ -19,7 +19,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "FileType2",
+    "File",
     "Input",
     "Output",
     "submit",
@@ -33,7 +33,7 @@ __all__ = [
 ENDPOINT_ID = "decart/lucy-restyle"
 
 
-class FileType2(FalFile):
+class File(FalFile):
     url: str
     """The URL where the file can be downloaded from."""
     content_type: str | None = None
@@ -67,7 +67,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    video: FileType2
+    video: File
     """The generated video"""
 
 

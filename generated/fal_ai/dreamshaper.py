@@ -18,12 +18,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -36,7 +36,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/dreamshaper"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -53,14 +53,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -71,11 +64,18 @@ class ImageType2(FalFile):
     """The size of the file in bytes."""
 
 
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+
+
 class Input(FalModel):
     guidance_scale: Annotated[float, Field(ge=0.0, le=20.0)] = 5
     """The CFG (Classifier Free Guidance) scale is a measure of how close you want the
     model to stick to your prompt when looking for a related image to show you."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     embeddings: Annotated[list[Embedding], Field(validate_default=True)] = []
     """The list of embeddings to use."""
@@ -113,12 +113,12 @@ class Input(FalModel):
     An id bound to a request, can be used with response to identify the request
     itself.
     """
-    image_size: Annotated[ImageSizeType2 | ImageSize, Field(validate_default=True)] = (
-        ImageSizeType2(height=1024, width=1024)
+    image_size: Annotated[ImageSize | ImageSizePreset, Field(validate_default=True)] = (
+        ImageSize(height=1024, width=1024)
     )
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -132,7 +132,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -170,7 +170,7 @@ def submit(
 def submit(
     *,
     guidance_scale: float = 5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -183,7 +183,7 @@ def submit(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -239,7 +239,7 @@ def submit(
             Defaults to `True`.
         request_id: An id bound to a request, can be used with response to identify the
             request itself. Defaults to `\""`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -269,7 +269,7 @@ def subscribe(
 def subscribe(
     *,
     guidance_scale: float = 5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -282,7 +282,7 @@ def subscribe(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -338,7 +338,7 @@ def subscribe(
             Defaults to `True`.
         request_id: An id bound to a request, can be used with response to identify the
             request itself. Defaults to `\""`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -367,7 +367,7 @@ def run(
 def run(
     *,
     guidance_scale: float = 5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -380,7 +380,7 @@ def run(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -436,7 +436,7 @@ def run(
             Defaults to `True`.
         request_id: An id bound to a request, can be used with response to identify the
             request itself. Defaults to `\""`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.
@@ -465,7 +465,7 @@ async def submit_async(
 async def submit_async(
     *,
     guidance_scale: float = 5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -478,7 +478,7 @@ async def submit_async(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -534,7 +534,7 @@ async def submit_async(
             Defaults to `True`.
         request_id: An id bound to a request, can be used with response to identify the
             request itself. Defaults to `\""`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -564,7 +564,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     guidance_scale: float = 5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -577,7 +577,7 @@ async def subscribe_async(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -633,7 +633,7 @@ async def subscribe_async(
             Defaults to `True`.
         request_id: An id bound to a request, can be used with response to identify the
             request itself. Defaults to `\""`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -662,7 +662,7 @@ async def run_async(
 async def run_async(
     *,
     guidance_scale: float = 5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -675,7 +675,7 @@ async def run_async(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -731,7 +731,7 @@ async def run_async(
             Defaults to `True`.
         request_id: An id bound to a request, can be used with response to identify the
             request itself. Defaults to `\""`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.

@@ -18,7 +18,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "FileType2",
+    "File",
     "Input",
     "Output",
     "submit",
@@ -32,7 +32,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/dubbing"
 
 
-class FileType2(FalFile):
+class File(FalFile):
     url: str
     """The URL where the file can be downloaded from."""
     content_type: str | None = None
@@ -55,7 +55,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    video: FileType2
+    video: File
     """The generated video with the lip sync."""
 
 

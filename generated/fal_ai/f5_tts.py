@@ -18,7 +18,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "AudioFileType3",
+    "AudioFile",
     "Input",
     "Output",
     "submit",
@@ -32,7 +32,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/f5-tts"
 
 
-class AudioFileType3(FalFile):
+class AudioFile(FalFile):
     url: str
     """The URL where the file can be downloaded from."""
     content_type: str = "audio/wav"
@@ -66,7 +66,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    audio_url: AudioFileType3
+    audio_url: AudioFile
     """The audio file containing the generated speech."""
 
 

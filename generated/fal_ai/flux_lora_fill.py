@@ -20,9 +20,9 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "ImageSizePreset",
-    "ImageFillInputType2",
+    "Image",
+    "ImageFillInput",
     "ImageSize",
-    "ImageType2",
     "Input",
     "LoraWeight",
     "Output",
@@ -47,7 +47,18 @@ ImageSizePreset: TypeAlias = Literal[
 ]
 
 
-class ImageFillInputType2(FalModel):
+class Image(FalFile):
+    url: str
+    width: int | None = None
+    height: int | None = None
+    content_type: str | None = "image/jpeg"
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: float | None = None
+    """The size of the file in bytes."""
+
+
+class ImageFillInput(FalModel):
     fill_image_url: list[str] | str | None = None
     """URLs of images to be filled into the masked area."""
     in_context_fill: bool = False
@@ -63,17 +74,6 @@ class ImageSize(FalModel):
     """The width of the generated image."""
     height: Annotated[int, Field(gt=0, le=14142)] = 512
     """The height of the generated image."""
-
-
-class ImageType2(FalFile):
-    url: str
-    width: int | None = None
-    height: int | None = None
-    content_type: str | None = "image/jpeg"
-    file_name: str | None = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: float | None = None
-    """The size of the file in bytes."""
 
 
 class Input(FalModel):
@@ -117,7 +117,7 @@ class Input(FalModel):
     paste_back: bool = True
     """Specifies whether to paste-back the original image onto to the non-inpainted
     areas of the output"""
-    fill_image: ImageFillInputType2 | None = None
+    fill_image: ImageFillInput | None = None
     """Use an image fill input to fill in particular images into the masked area."""
     resize_to_original: bool = False
     """Resizes the image back to the original size. Use when you wish to preserve the
@@ -138,7 +138,7 @@ class LoraWeight(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -190,7 +190,7 @@ def submit(
     image_url: FileInput,
     mask_url: FileInput,
     paste_back: bool = True,
-    fill_image: ImageFillInputType2 | None = None,
+    fill_image: ImageFillInput | None = None,
     resize_to_original: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -285,7 +285,7 @@ def subscribe(
     image_url: FileInput,
     mask_url: FileInput,
     paste_back: bool = True,
-    fill_image: ImageFillInputType2 | None = None,
+    fill_image: ImageFillInput | None = None,
     resize_to_original: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -379,7 +379,7 @@ def run(
     image_url: FileInput,
     mask_url: FileInput,
     paste_back: bool = True,
-    fill_image: ImageFillInputType2 | None = None,
+    fill_image: ImageFillInput | None = None,
     resize_to_original: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
@@ -473,7 +473,7 @@ async def submit_async(
     image_url: FileInput,
     mask_url: FileInput,
     paste_back: bool = True,
-    fill_image: ImageFillInputType2 | None = None,
+    fill_image: ImageFillInput | None = None,
     resize_to_original: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -568,7 +568,7 @@ async def subscribe_async(
     image_url: FileInput,
     mask_url: FileInput,
     paste_back: bool = True,
-    fill_image: ImageFillInputType2 | None = None,
+    fill_image: ImageFillInput | None = None,
     resize_to_original: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -662,7 +662,7 @@ async def run_async(
     image_url: FileInput,
     mask_url: FileInput,
     paste_back: bool = True,
-    fill_image: ImageFillInputType2 | None = None,
+    fill_image: ImageFillInput | None = None,
     resize_to_original: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],

@@ -20,7 +20,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageType2",
+    "Image",
     "Input",
     "Output",
     "OutputChunk",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/hidream-e1-1"
 
 
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int
     height: int
@@ -87,7 +87,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -105,7 +105,7 @@ class OutputChunk(FalModel):
     """One event of `stream()`: the output's fields as fal sends them while it works;
     any may be missing."""
 
-    images: list[ImageType2] | None = None
+    images: list[Image] | None = None
     """The generated image files info."""
     timings: dict[str, float] | None = None
     seed: int | None = None

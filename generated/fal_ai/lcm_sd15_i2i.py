@@ -19,7 +19,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageType2",
+    "Image",
     "Input",
     "Output",
     "submit",
@@ -33,7 +33,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/lcm-sd15-i2i"
 
 
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     """The URL where the file can be downloaded from."""
     width: int | None = None
@@ -101,7 +101,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int

@@ -18,12 +18,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -36,7 +36,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/lightning-models"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -53,18 +53,18 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int
     height: int
     content_type: str | None = "image/jpeg"
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -89,7 +89,7 @@ class Input(FalModel):
     sync_mode: bool = False
     """If `True`, the media will be returned as a data URI and the output data won't be
     available in the request history."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     prompt: str
     """The prompt to use for generating the image. Be as descriptive as possible for
@@ -111,12 +111,12 @@ class Input(FalModel):
     """
     num_inference_steps: Annotated[int, Field(ge=1, le=12)] = 5
     """The number of inference steps to perform."""
-    image_size: Annotated[ImageSizeType2 | ImageSize, Field(validate_default=True)] = (
-        ImageSizeType2(width=1024, height=1024)
+    image_size: Annotated[ImageSize | ImageSizePreset, Field(validate_default=True)] = (
+        ImageSize(width=1024, height=1024)
     )
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -130,7 +130,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -174,14 +174,14 @@ def submit(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "(worst quality, low quality, normal quality, lowres, low details, oversaturated, undersaturated, overexposed, underexposed, grayscale, bw, bad photo, bad photography, bad art:1.4), (watermark, signature, text font, username, error, logo, words, letters, digits, autograph, trademark, name:1.2), (blur, blurry, grainy), morbid, ugly, asymmetrical, mutated malformed, mutilated, poorly lit, bad shadow, draft, cropped, out of frame, cut off, censored, jpeg artifacts, out of focus, glitch, duplicate, (airbrushed, cartoon, anime, semi-realistic, cgi, render, blender, digital art, manga, amateur:1.3), (3D ,3D Game, 3D Game Scene, 3D Character:1.1), (bad hands, bad anatomy, bad body, bad face, bad teeth, bad arms, bad legs, deformities:1.3)",
     sync_mode: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     request_id: str = "",
     expand_prompt: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     guidance_scale: float = 2,
     num_inference_steps: int = 5,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(width=1024, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=1024, height=1024),
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -237,7 +237,7 @@ def submit(
             image to show you. Between 0.0 and 2.0. Defaults to `2`.
         num_inference_steps: The number of inference steps to perform. Between 1 and 12.
             Defaults to `5`.
-        image_size: Defaults to `ImageSizeType2(width=1024, height=1024)`.
+        image_size: Defaults to `ImageSize(width=1024, height=1024)`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -273,14 +273,14 @@ def subscribe(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "(worst quality, low quality, normal quality, lowres, low details, oversaturated, undersaturated, overexposed, underexposed, grayscale, bw, bad photo, bad photography, bad art:1.4), (watermark, signature, text font, username, error, logo, words, letters, digits, autograph, trademark, name:1.2), (blur, blurry, grainy), morbid, ugly, asymmetrical, mutated malformed, mutilated, poorly lit, bad shadow, draft, cropped, out of frame, cut off, censored, jpeg artifacts, out of focus, glitch, duplicate, (airbrushed, cartoon, anime, semi-realistic, cgi, render, blender, digital art, manga, amateur:1.3), (3D ,3D Game, 3D Game Scene, 3D Character:1.1), (bad hands, bad anatomy, bad body, bad face, bad teeth, bad arms, bad legs, deformities:1.3)",
     sync_mode: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     request_id: str = "",
     expand_prompt: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     guidance_scale: float = 2,
     num_inference_steps: int = 5,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(width=1024, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=1024, height=1024),
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -336,7 +336,7 @@ def subscribe(
             image to show you. Between 0.0 and 2.0. Defaults to `2`.
         num_inference_steps: The number of inference steps to perform. Between 1 and 12.
             Defaults to `5`.
-        image_size: Defaults to `ImageSizeType2(width=1024, height=1024)`.
+        image_size: Defaults to `ImageSize(width=1024, height=1024)`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -371,14 +371,14 @@ def run(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "(worst quality, low quality, normal quality, lowres, low details, oversaturated, undersaturated, overexposed, underexposed, grayscale, bw, bad photo, bad photography, bad art:1.4), (watermark, signature, text font, username, error, logo, words, letters, digits, autograph, trademark, name:1.2), (blur, blurry, grainy), morbid, ugly, asymmetrical, mutated malformed, mutilated, poorly lit, bad shadow, draft, cropped, out of frame, cut off, censored, jpeg artifacts, out of focus, glitch, duplicate, (airbrushed, cartoon, anime, semi-realistic, cgi, render, blender, digital art, manga, amateur:1.3), (3D ,3D Game, 3D Game Scene, 3D Character:1.1), (bad hands, bad anatomy, bad body, bad face, bad teeth, bad arms, bad legs, deformities:1.3)",
     sync_mode: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     request_id: str = "",
     expand_prompt: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     guidance_scale: float = 2,
     num_inference_steps: int = 5,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(width=1024, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=1024, height=1024),
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -434,7 +434,7 @@ def run(
             image to show you. Between 0.0 and 2.0. Defaults to `2`.
         num_inference_steps: The number of inference steps to perform. Between 1 and 12.
             Defaults to `5`.
-        image_size: Defaults to `ImageSizeType2(width=1024, height=1024)`.
+        image_size: Defaults to `ImageSize(width=1024, height=1024)`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.
@@ -469,14 +469,14 @@ async def submit_async(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "(worst quality, low quality, normal quality, lowres, low details, oversaturated, undersaturated, overexposed, underexposed, grayscale, bw, bad photo, bad photography, bad art:1.4), (watermark, signature, text font, username, error, logo, words, letters, digits, autograph, trademark, name:1.2), (blur, blurry, grainy), morbid, ugly, asymmetrical, mutated malformed, mutilated, poorly lit, bad shadow, draft, cropped, out of frame, cut off, censored, jpeg artifacts, out of focus, glitch, duplicate, (airbrushed, cartoon, anime, semi-realistic, cgi, render, blender, digital art, manga, amateur:1.3), (3D ,3D Game, 3D Game Scene, 3D Character:1.1), (bad hands, bad anatomy, bad body, bad face, bad teeth, bad arms, bad legs, deformities:1.3)",
     sync_mode: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     request_id: str = "",
     expand_prompt: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     guidance_scale: float = 2,
     num_inference_steps: int = 5,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(width=1024, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=1024, height=1024),
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -532,7 +532,7 @@ async def submit_async(
             image to show you. Between 0.0 and 2.0. Defaults to `2`.
         num_inference_steps: The number of inference steps to perform. Between 1 and 12.
             Defaults to `5`.
-        image_size: Defaults to `ImageSizeType2(width=1024, height=1024)`.
+        image_size: Defaults to `ImageSize(width=1024, height=1024)`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -568,14 +568,14 @@ async def subscribe_async(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "(worst quality, low quality, normal quality, lowres, low details, oversaturated, undersaturated, overexposed, underexposed, grayscale, bw, bad photo, bad photography, bad art:1.4), (watermark, signature, text font, username, error, logo, words, letters, digits, autograph, trademark, name:1.2), (blur, blurry, grainy), morbid, ugly, asymmetrical, mutated malformed, mutilated, poorly lit, bad shadow, draft, cropped, out of frame, cut off, censored, jpeg artifacts, out of focus, glitch, duplicate, (airbrushed, cartoon, anime, semi-realistic, cgi, render, blender, digital art, manga, amateur:1.3), (3D ,3D Game, 3D Game Scene, 3D Character:1.1), (bad hands, bad anatomy, bad body, bad face, bad teeth, bad arms, bad legs, deformities:1.3)",
     sync_mode: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     request_id: str = "",
     expand_prompt: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     guidance_scale: float = 2,
     num_inference_steps: int = 5,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(width=1024, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=1024, height=1024),
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -631,7 +631,7 @@ async def subscribe_async(
             image to show you. Between 0.0 and 2.0. Defaults to `2`.
         num_inference_steps: The number of inference steps to perform. Between 1 and 12.
             Defaults to `5`.
-        image_size: Defaults to `ImageSizeType2(width=1024, height=1024)`.
+        image_size: Defaults to `ImageSize(width=1024, height=1024)`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -666,14 +666,14 @@ async def run_async(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "(worst quality, low quality, normal quality, lowres, low details, oversaturated, undersaturated, overexposed, underexposed, grayscale, bw, bad photo, bad photography, bad art:1.4), (watermark, signature, text font, username, error, logo, words, letters, digits, autograph, trademark, name:1.2), (blur, blurry, grainy), morbid, ugly, asymmetrical, mutated malformed, mutilated, poorly lit, bad shadow, draft, cropped, out of frame, cut off, censored, jpeg artifacts, out of focus, glitch, duplicate, (airbrushed, cartoon, anime, semi-realistic, cgi, render, blender, digital art, manga, amateur:1.3), (3D ,3D Game, 3D Game Scene, 3D Character:1.1), (bad hands, bad anatomy, bad body, bad face, bad teeth, bad arms, bad legs, deformities:1.3)",
     sync_mode: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     request_id: str = "",
     expand_prompt: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     guidance_scale: float = 2,
     num_inference_steps: int = 5,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(width=1024, height=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(width=1024, height=1024),
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -729,7 +729,7 @@ async def run_async(
             image to show you. Between 0.0 and 2.0. Defaults to `2`.
         num_inference_steps: The number of inference steps to perform. Between 1 and 12.
             Defaults to `5`.
-        image_size: Defaults to `ImageSizeType2(width=1024, height=1024)`.
+        image_size: Defaults to `ImageSize(width=1024, height=1024)`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.

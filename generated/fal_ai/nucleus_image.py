@@ -19,7 +19,7 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "AspectRatio",
-    "ImageType2",
+    "Image",
     "Input",
     "Output",
     "submit",
@@ -36,7 +36,7 @@ ENDPOINT_ID = "fal-ai/nucleus-image"
 AspectRatio: TypeAlias = Literal["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"]
 
 
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -72,7 +72,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int

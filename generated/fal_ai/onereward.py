@@ -19,7 +19,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageType2",
+    "Image",
     "Input",
     "Output",
     "submit",
@@ -33,7 +33,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/onereward"
 
 
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int
     height: int
@@ -79,7 +79,7 @@ class Input(FalModel):
 class Output(FalModel):
     """Output from the OneReward model."""
 
-    images: list[ImageType2]
+    images: list[Image]
     """The edited image files."""
     timings: dict[str, float]
     seed: int

@@ -18,12 +18,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -36,7 +36,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/realistic-vision"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -53,14 +53,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -69,6 +62,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -102,7 +102,7 @@ class Input(FalModel):
     """The number of inference steps to perform."""
     expand_prompt: bool = False
     """If set to true, the prompt will be expanded with additional prompts."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     format: Literal["jpeg", "png"] = "jpeg"
     """The format of the generated image."""
@@ -113,12 +113,12 @@ class Input(FalModel):
     """If set to true, the safety checker will be enabled."""
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
     """The number of images to generate."""
-    image_size: Annotated[ImageSizeType2 | ImageSize, Field(validate_default=True)] = (
-        ImageSizeType2(height=1024, width=1024)
+    image_size: Annotated[ImageSize | ImageSizePreset, Field(validate_default=True)] = (
+        ImageSize(height=1024, width=1024)
     )
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -132,7 +132,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -178,12 +178,12 @@ def submit(
     request_id: str = "",
     num_inference_steps: int = 35,
     expand_prompt: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -239,7 +239,7 @@ def submit(
         enable_safety_checker: If set to true, the safety checker will be enabled.
             Defaults to `True`.
         num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -277,12 +277,12 @@ def subscribe(
     request_id: str = "",
     num_inference_steps: int = 35,
     expand_prompt: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -338,7 +338,7 @@ def subscribe(
         enable_safety_checker: If set to true, the safety checker will be enabled.
             Defaults to `True`.
         num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -375,12 +375,12 @@ def run(
     request_id: str = "",
     num_inference_steps: int = 35,
     expand_prompt: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -436,7 +436,7 @@ def run(
         enable_safety_checker: If set to true, the safety checker will be enabled.
             Defaults to `True`.
         num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `Client` to send with; by default a shared one configured from the
             environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.
@@ -473,12 +473,12 @@ async def submit_async(
     request_id: str = "",
     num_inference_steps: int = 35,
     expand_prompt: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -534,7 +534,7 @@ async def submit_async(
         enable_safety_checker: If set to true, the safety checker will be enabled.
             Defaults to `True`.
         num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubmitOptions`.
@@ -572,12 +572,12 @@ async def subscribe_async(
     request_id: str = "",
     num_inference_steps: int = 35,
     expand_prompt: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -633,7 +633,7 @@ async def subscribe_async(
         enable_safety_checker: If set to true, the safety checker will be enabled.
             Defaults to `True`.
         num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `SubscribeOptions`.
@@ -670,12 +670,12 @@ async def run_async(
     request_id: str = "",
     num_inference_steps: int = 35,
     expand_prompt: bool = False,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     sync_mode: bool = False,
     enable_safety_checker: bool = True,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = ImageSizeType2(height=1024, width=1024),
+    image_size: ImageSize | ImageSizePreset = ImageSize(height=1024, width=1024),
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -731,7 +731,7 @@ async def run_async(
         enable_safety_checker: If set to true, the safety checker will be enabled.
             Defaults to `True`.
         num_images: The number of images to generate. Between 1 and 8. Defaults to `1`.
-        image_size: Defaults to `ImageSizeType2(height=1024, width=1024)`.
+        image_size: Defaults to `ImageSize(height=1024, width=1024)`.
         client: The `AsyncClient` to send with; by default a shared one configured from
             the environment (`FAL_KEY`).
         **options: Options for this call, as in `RunOptions`.

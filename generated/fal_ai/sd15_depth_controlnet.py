@@ -19,12 +19,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/sd15-depth-controlnet"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -54,18 +54,18 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int
     height: int
     content_type: str | None = "image/jpeg"
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -74,7 +74,7 @@ class Input(FalModel):
     The CFG (Classifier Free Guidance) scale is a measure of how close you want
     the model to stick to your prompt when looking for a related image to show you.
     """
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     embeddings: Annotated[list[Embedding], Field(validate_default=True)] = []
     """The list of embeddings to use."""
@@ -117,12 +117,12 @@ class Input(FalModel):
     prompt: str
     """The prompt to use for generating the image. Be as descriptive as possible for
     best results."""
-    image_size: ImageSizeType2 | ImageSize | None = None
+    image_size: ImageSize | ImageSizePreset | None = None
     """The size of the generated image. Leave it none to automatically infer from the
     control image."""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -136,7 +136,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -175,7 +175,7 @@ def submit(
 def submit(
     *,
     guidance_scale: float = 7.5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -190,7 +190,7 @@ def submit(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -272,7 +272,7 @@ def subscribe(
 def subscribe(
     *,
     guidance_scale: float = 7.5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -287,7 +287,7 @@ def subscribe(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -368,7 +368,7 @@ def run(
 def run(
     *,
     guidance_scale: float = 7.5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -383,7 +383,7 @@ def run(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -464,7 +464,7 @@ async def submit_async(
 async def submit_async(
     *,
     guidance_scale: float = 7.5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -479,7 +479,7 @@ async def submit_async(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -561,7 +561,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     guidance_scale: float = 7.5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -576,7 +576,7 @@ async def subscribe_async(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -657,7 +657,7 @@ async def run_async(
 async def run_async(
     *,
     guidance_scale: float = 7.5,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     embeddings: list[Embedding] = [],
     seed: int | None = None,
     sync_mode: bool = False,
@@ -672,7 +672,7 @@ async def run_async(
     format: Literal["jpeg", "png"] = "jpeg",
     enable_safety_checker: bool = True,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...

@@ -18,12 +18,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -36,7 +36,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/stable-diffusion-v15"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -53,14 +53,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -69,6 +62,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -81,7 +81,7 @@ class Input(FalModel):
     The same seed and the same prompt given to the same version of Stable Diffusion
     will output the same image every time.
     """
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     format: Literal["jpeg", "png"] = "jpeg"
     """The format of the generated image."""
@@ -91,7 +91,7 @@ class Input(FalModel):
     embeddings: Annotated[list[Embedding], Field(validate_default=True)] = []
     """The list of embeddings to use."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square"
     """The size of the generated image."""
@@ -123,7 +123,7 @@ class Input(FalModel):
     """
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -137,7 +137,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -177,11 +177,11 @@ def submit(
     num_inference_steps: int = 25,
     num_images: int = 1,
     seed: int | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     prompt: str,
     embeddings: list[Embedding] = [],
-    image_size: ImageSizeType2 | ImageSize = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     sync_mode: bool = False,
     expand_prompt: bool = False,
     request_id: str = "",
@@ -267,11 +267,11 @@ def subscribe(
     num_inference_steps: int = 25,
     num_images: int = 1,
     seed: int | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     prompt: str,
     embeddings: list[Embedding] = [],
-    image_size: ImageSizeType2 | ImageSize = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     sync_mode: bool = False,
     expand_prompt: bool = False,
     request_id: str = "",
@@ -356,11 +356,11 @@ def run(
     num_inference_steps: int = 25,
     num_images: int = 1,
     seed: int | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     prompt: str,
     embeddings: list[Embedding] = [],
-    image_size: ImageSizeType2 | ImageSize = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     sync_mode: bool = False,
     expand_prompt: bool = False,
     request_id: str = "",
@@ -445,11 +445,11 @@ async def submit_async(
     num_inference_steps: int = 25,
     num_images: int = 1,
     seed: int | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     prompt: str,
     embeddings: list[Embedding] = [],
-    image_size: ImageSizeType2 | ImageSize = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     sync_mode: bool = False,
     expand_prompt: bool = False,
     request_id: str = "",
@@ -535,11 +535,11 @@ async def subscribe_async(
     num_inference_steps: int = 25,
     num_images: int = 1,
     seed: int | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     prompt: str,
     embeddings: list[Embedding] = [],
-    image_size: ImageSizeType2 | ImageSize = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     sync_mode: bool = False,
     expand_prompt: bool = False,
     request_id: str = "",
@@ -624,11 +624,11 @@ async def run_async(
     num_inference_steps: int = 25,
     num_images: int = 1,
     seed: int | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     format: Literal["jpeg", "png"] = "jpeg",
     prompt: str,
     embeddings: list[Embedding] = [],
-    image_size: ImageSizeType2 | ImageSize = "square",
+    image_size: ImageSize | ImageSizePreset = "square",
     sync_mode: bool = False,
     expand_prompt: bool = False,
     request_id: str = "",

@@ -20,10 +20,10 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "ImageSizePreset",
-    "ControlNetType3",
+    "ControlNet",
     "IPAdapter",
+    "Image",
     "ImageSize",
-    "ImageType2",
     "Input",
     "LoraWeight",
     "Output",
@@ -48,7 +48,7 @@ ImageSizePreset: TypeAlias = Literal[
 ]
 
 
-class ControlNetType3(FalModel):
+class ControlNet(FalModel):
     path: str
     """URL or the path to the control net weights."""
     control_image_url: FileInput
@@ -98,14 +98,7 @@ class IPAdapter(FalModel):
     """Scale for ip adapter."""
 
 
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -114,6 +107,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
 
 
 class Input(FalModel):
@@ -146,7 +146,7 @@ class Input(FalModel):
     """If set to true, the safety checker will be enabled."""
     output_format: Literal["jpeg", "png"] = "jpeg"
     """The format of the generated image."""
-    controlnet: ControlNetType3 | None = None
+    controlnet: ControlNet | None = None
     """ControlNet for inference."""
     image_size: ImageSize | ImageSizePreset | None = None
     """The size of the generated image. Defaults to landscape_4_3 if no controlnet has
@@ -174,7 +174,7 @@ class LoraWeight(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -193,7 +193,7 @@ endpoint: Endpoint[Input, Output] = Endpoint(
     Input,
     Output,
     files={
-        ControlNetType3: ["control_image_url", "config_url", "mask_image_url"],
+        ControlNet: ["control_image_url", "config_url", "mask_image_url"],
         IPAdapter: ["image_url", "mask_image_url"],
     },
 )
@@ -224,7 +224,7 @@ def submit(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    controlnet: ControlNetType3 | None = None,
+    controlnet: ControlNet | None = None,
     image_size: ImageSize | ImageSizePreset | None = None,
     loras: list[LoraWeight] = [],
     ip_adapter: IPAdapter | None = None,
@@ -309,7 +309,7 @@ def subscribe(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    controlnet: ControlNetType3 | None = None,
+    controlnet: ControlNet | None = None,
     image_size: ImageSize | ImageSizePreset | None = None,
     loras: list[LoraWeight] = [],
     ip_adapter: IPAdapter | None = None,
@@ -393,7 +393,7 @@ def run(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    controlnet: ControlNetType3 | None = None,
+    controlnet: ControlNet | None = None,
     image_size: ImageSize | ImageSizePreset | None = None,
     loras: list[LoraWeight] = [],
     ip_adapter: IPAdapter | None = None,
@@ -477,7 +477,7 @@ async def submit_async(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    controlnet: ControlNetType3 | None = None,
+    controlnet: ControlNet | None = None,
     image_size: ImageSize | ImageSizePreset | None = None,
     loras: list[LoraWeight] = [],
     ip_adapter: IPAdapter | None = None,
@@ -562,7 +562,7 @@ async def subscribe_async(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    controlnet: ControlNetType3 | None = None,
+    controlnet: ControlNet | None = None,
     image_size: ImageSize | ImageSizePreset | None = None,
     loras: list[LoraWeight] = [],
     ip_adapter: IPAdapter | None = None,
@@ -646,7 +646,7 @@ async def run_async(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    controlnet: ControlNetType3 | None = None,
+    controlnet: ControlNet | None = None,
     image_size: ImageSize | ImageSizePreset | None = None,
     loras: list[LoraWeight] = [],
     ip_adapter: IPAdapter | None = None,

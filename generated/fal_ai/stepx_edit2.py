@@ -19,7 +19,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageType2",
+    "Image",
     "Input",
     "Output",
     "submit",
@@ -33,7 +33,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/stepx-edit2"
 
 
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     """The URL where the file can be downloaded from."""
     width: int | None = None
@@ -85,7 +85,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated images"""
     timings: dict[str, float]
     seed: int

@@ -22,7 +22,7 @@ __all__ = [
     "AspectRatio",
     "File",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -86,7 +86,7 @@ class Input(FalModel):
     """Whether to enable prompt expansion."""
     aspect_ratio: AspectRatio = "16:9"
     """Aspect ratio of the output video."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """LoRA weights to be used in the inference."""
     reverse_video: bool = False
     """If true, the video will be reversed."""
@@ -95,7 +95,7 @@ class Input(FalModel):
     visual quality."""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     path: str
     """URL or path to a LoRA safetensors file. Or HF model name that resolves to
     safetensors weights."""
@@ -155,7 +155,7 @@ def submit(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     aspect_ratio: AspectRatio = "16:9",
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     turbo_mode: bool = True,
     client: fal_runtime.Client | None = None,
@@ -254,7 +254,7 @@ def subscribe(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     aspect_ratio: AspectRatio = "16:9",
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     turbo_mode: bool = True,
     client: fal_runtime.Client | None = None,
@@ -352,7 +352,7 @@ def run(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     aspect_ratio: AspectRatio = "16:9",
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     turbo_mode: bool = True,
     client: fal_runtime.Client | None = None,
@@ -450,7 +450,7 @@ async def submit_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     aspect_ratio: AspectRatio = "16:9",
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     turbo_mode: bool = True,
     client: fal_runtime.AsyncClient | None = None,
@@ -549,7 +549,7 @@ async def subscribe_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     aspect_ratio: AspectRatio = "16:9",
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     turbo_mode: bool = True,
     client: fal_runtime.AsyncClient | None = None,
@@ -647,7 +647,7 @@ async def run_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     aspect_ratio: AspectRatio = "16:9",
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     turbo_mode: bool = True,
     client: fal_runtime.AsyncClient | None = None,

@@ -20,7 +20,7 @@ __all__ = [
     "endpoint",
     "File",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -73,13 +73,13 @@ class Input(FalModel):
     turbo_mode: bool = True
     """If true, the video will be generated faster with no noticeable degradation in the
     visual quality."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """LoRA weights to be used in the inference."""
     reverse_video: bool = False
     """If true, the video will be reversed."""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     path: str
     """URL or path to a LoRA safetensors file. Or HF model name that resolves to
     safetensors weights."""
@@ -136,7 +136,7 @@ def submit(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -224,7 +224,7 @@ def subscribe(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -311,7 +311,7 @@ def run(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
@@ -398,7 +398,7 @@ async def submit_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -486,7 +486,7 @@ async def subscribe_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -573,7 +573,7 @@ async def run_async(
     enable_safety_checker: bool = False,
     enable_prompt_expansion: bool = False,
     turbo_mode: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],

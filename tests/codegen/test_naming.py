@@ -37,7 +37,7 @@ def test_qualified_schema_names_become_readable() -> None:
         "FluxDevInput": "Input",
         "FluxDevOutput": "Output",
         "ImageSize": "ImageSize",
-        "Field": "FieldModel",  # would shadow pydantic's Field
+        "Field": "Field2",  # pydantic's Field is the module's: without a field holding it, a number
         "fal__toolkit__image__image__Image": "Image",
         "registry__image__fast_sdxl__models__Image": "FastSdxlImage",
     }
@@ -60,3 +60,29 @@ def test_the_functions_a_module_defines_are_named_once() -> None:
     assert set(style.MODULE_FUNCTIONS) <= naming.RESERVED_MODULE_NAMES
     assert set(style.MODULE_FUNCTIONS) <= pipeline._MODULE_NAMES
     assert naming.module_segment("realtime") == "realtime_"
+
+
+def test_a_class_takes_its_title_when_free_else_the_field_that_holds_it() -> None:
+    """#22 item 2: fal's collision names (`ImageType2`, titled `Image`) never reach a module."""
+    names = ["In", "Out", "Image", "ImageType2", "ImageSizeType2", "File", "FileType2"]
+    titles = {"Image": "Image", "ImageType2": "Image", "ImageSizeType2": "ImageSize", "File": "File",
+              "FileType2": "File"}  # fmt: skip
+    holders = {
+        "ImageSizeType2": naming.Holder("In", "image_size", item=False, order=0),
+        "Image": naming.Holder("In", "reference", item=False, order=1),
+        "ImageType2": naming.Holder("Out", "images", item=True, order=2),
+        "File": naming.Holder("Out", "video", item=False, order=3),
+        "FileType2": naming.Holder("Out", "glb", item=False, order=4, shared=True),
+    }
+    result = naming.class_names(names, {"In": "Input", "Out": "Output"}, titles=titles, holders=holders)
+    assert result == {
+        "In": "Input",
+        "Out": "Output",
+        "Image": "Image",  # titled as it is named: claims its title first
+        "ImageType2": "OutputImage",  # its title is taken: the field that holds it, singular for a list's items
+        "ImageSizeType2": "ImageSize",  # its title is free
+        "File": "File",
+        "FileType2": "OutputFile",  # held by several fields: the holder and its title
+    }
+    untitled = naming.class_names(["In", "ImageFileType2"], {"In": "Input"})
+    assert untitled["ImageFileType2"] == "ImageFile"  # fal's collision suffix dropped

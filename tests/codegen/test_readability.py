@@ -124,7 +124,8 @@ def test_a_schema_named_like_an_imported_name_is_renamed(build_package: Any) -> 
     module = build_package([spec]).load("fal-ai/clash/names")
     source = Path(module.__file__).read_text()
     assert "from fal_runtime import Endpoint\n" in source and "from typing_extensions import Unpack\n" in source
-    assert module.Input(target=module.EndpointModel(url="u"), mode=module.UnpackModel(depth=1)).target.url == "u"
+    # The names are the module's own imports: each class is named from the field that holds it (naming.class_names)
+    assert module.Input(target=module.InputTarget(url="u"), mode=module.InputMode(depth=1)).target.url == "u"
 
 
 def test_an_import_that_would_shadow_a_module_name_gets_a_private_binding() -> None:

@@ -20,17 +20,17 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "AspectRatio",
-    "AestheticsType2",
-    "BoundingBoxType2",
+    "Aesthetics",
+    "BoundingBox",
     "Color",
     "Image",
     "Input",
-    "LightingType2",
+    "Lighting",
     "Output",
-    "PhotographicCharacteristicsType2",
-    "PointType2",
-    "PromptObjectType2",
-    "StructuredPromptType3",
+    "PhotographicCharacteristics",
+    "Point",
+    "PromptObject",
+    "StructuredPrompt",
     "submit",
     "subscribe",
     "run",
@@ -47,7 +47,7 @@ AspectRatio: TypeAlias = Literal[
 ]
 
 
-class AestheticsType2(FalModel):
+class Aesthetics(FalModel):
     model_config = ConfigDict(
         extra="allow",
     )
@@ -64,10 +64,10 @@ class AestheticsType2(FalModel):
     'low')."""
 
 
-class BoundingBoxType2(FalModel):
-    top_left: PointType2 | None = None
+class BoundingBox(FalModel):
+    top_left: Point | None = None
     """The top-left corner of the bounding box."""
-    bottom_right: PointType2 | None = None
+    bottom_right: Point | None = None
     """The bottom-right corner of the bounding box."""
     h: float | None = None
     """Height of the bounding box"""
@@ -114,7 +114,7 @@ class Input(FalModel):
     """Prompt for image generation."""
     aspect_ratio: AspectRatio = "1:1"
     """Aspect ratio. Options: 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9"""
-    structured_prompt: StructuredPromptType3 | str | dict[str, Any] | None = None
+    structured_prompt: StructuredPrompt | str | dict[str, Any] | None = None
     """The structured prompt to generate an image from."""
     image_url: FileInput | None = None
     """Reference image (file or URL)."""
@@ -130,7 +130,7 @@ class Input(FalModel):
     """If true, returns the image directly in the response (increases latency)."""
 
 
-class LightingType2(FalModel):
+class Lighting(FalModel):
     model_config = ConfigDict(
         extra="allow",
     )
@@ -151,7 +151,7 @@ class Output(FalModel):
     """Current prompt."""
 
 
-class PhotographicCharacteristicsType2(FalModel):
+class PhotographicCharacteristics(FalModel):
     model_config = ConfigDict(
         extra="allow",
     )
@@ -165,17 +165,17 @@ class PhotographicCharacteristicsType2(FalModel):
     """The focal length of the lens in the image to be generated."""
 
 
-class PointType2(FalModel):
+class Point(FalModel):
     x: float
     """The x coordinate."""
     y: float
     """The y coordinate."""
 
 
-class PromptObjectType2(FalModel):
+class PromptObject(FalModel):
     description: str | None = None
     """A description of the object to be generated."""
-    bounding_boxes: list[BoundingBoxType2] | None = None
+    bounding_boxes: list[BoundingBox] | None = None
     """Bounding boxes defining the location of the object in the image."""
     colors: list[Color] | None = None
     """A list of colors associated with the object."""
@@ -213,23 +213,21 @@ class PromptObjectType2(FalModel):
     """The relative distance of the object from the camera or viewer."""
 
 
-class StructuredPromptType3(FalModel):
+class StructuredPrompt(FalModel):
     short_description: str | None = None
     """A short description of the image to be generated."""
-    objects: Annotated[list[PromptObjectType2] | None, Field(validate_default=True)] = (
-        []
-    )
+    objects: Annotated[list[PromptObject] | None, Field(validate_default=True)] = []
     """A list of objects in the image to be generated, along with their attributes and
     relationships to other objects in the image."""
     color_palette: list[Color] | None = None
     """A list of colors that define the overall color palette of the image."""
     background_setting: str | None = None
     """The background setting of the image to be generated."""
-    lighting: LightingType2 | None = None
+    lighting: Lighting | None = None
     """The lighting of the image to be generated."""
-    aesthetics: AestheticsType2 | None = None
+    aesthetics: Aesthetics | None = None
     """The aesthetics of the image to be generated."""
-    photographic_characteristics: PhotographicCharacteristicsType2 | None = None
+    photographic_characteristics: PhotographicCharacteristics | None = None
     """The photographic characteristics of the image to be generated."""
     style_medium: str | None = None
     """The style medium of the image to be generated."""
@@ -267,7 +265,7 @@ def submit(
     *,
     prompt: str | None = None,
     aspect_ratio: AspectRatio = "1:1",
-    structured_prompt: StructuredPromptType3 | str | dict[str, Any] | None = None,
+    structured_prompt: StructuredPrompt | str | dict[str, Any] | None = None,
     image_url: FileInput | None = None,
     seed: int = 5555,
     steps_num: int = 50,
@@ -337,7 +335,7 @@ def subscribe(
     *,
     prompt: str | None = None,
     aspect_ratio: AspectRatio = "1:1",
-    structured_prompt: StructuredPromptType3 | str | dict[str, Any] | None = None,
+    structured_prompt: StructuredPrompt | str | dict[str, Any] | None = None,
     image_url: FileInput | None = None,
     seed: int = 5555,
     steps_num: int = 50,
@@ -406,7 +404,7 @@ def run(
     *,
     prompt: str | None = None,
     aspect_ratio: AspectRatio = "1:1",
-    structured_prompt: StructuredPromptType3 | str | dict[str, Any] | None = None,
+    structured_prompt: StructuredPrompt | str | dict[str, Any] | None = None,
     image_url: FileInput | None = None,
     seed: int = 5555,
     steps_num: int = 50,
@@ -475,7 +473,7 @@ async def submit_async(
     *,
     prompt: str | None = None,
     aspect_ratio: AspectRatio = "1:1",
-    structured_prompt: StructuredPromptType3 | str | dict[str, Any] | None = None,
+    structured_prompt: StructuredPrompt | str | dict[str, Any] | None = None,
     image_url: FileInput | None = None,
     seed: int = 5555,
     steps_num: int = 50,
@@ -545,7 +543,7 @@ async def subscribe_async(
     *,
     prompt: str | None = None,
     aspect_ratio: AspectRatio = "1:1",
-    structured_prompt: StructuredPromptType3 | str | dict[str, Any] | None = None,
+    structured_prompt: StructuredPrompt | str | dict[str, Any] | None = None,
     image_url: FileInput | None = None,
     seed: int = 5555,
     steps_num: int = 50,
@@ -614,7 +612,7 @@ async def run_async(
     *,
     prompt: str | None = None,
     aspect_ratio: AspectRatio = "1:1",
-    structured_prompt: StructuredPromptType3 | str | dict[str, Any] | None = None,
+    structured_prompt: StructuredPrompt | str | dict[str, Any] | None = None,
     image_url: FileInput | None = None,
     seed: int = 5555,
     steps_num: int = 50,

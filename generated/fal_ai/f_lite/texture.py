@@ -19,8 +19,8 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "ImageSizePreset",
+    "Image",
     "ImageSize",
-    "ImageType2",
     "Input",
     "Output",
     "submit",
@@ -44,18 +44,18 @@ ImageSizePreset: TypeAlias = Literal[
 ]
 
 
+class Image(FalFile):
+    url: str
+    width: int
+    height: int
+    content_type: str | None = "image/jpeg"
+
+
 class ImageSize(FalModel):
     width: Annotated[int, Field(gt=0, le=14142)] = 512
     """The width of the generated image."""
     height: Annotated[int, Field(gt=0, le=14142)] = 512
     """The height of the generated image."""
-
-
-class ImageType2(FalFile):
-    url: str
-    width: int
-    height: int
-    content_type: str | None = "image/jpeg"
 
 
 class Input(FalModel):
@@ -90,7 +90,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int

@@ -18,10 +18,10 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
     "Output",
     "submit",
@@ -35,7 +35,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-fooocus-sdxl"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -52,18 +52,18 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int
     height: int
     content_type: str | None = "image/jpeg"
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -73,7 +73,7 @@ class Input(FalModel):
     itself.
     """
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -117,7 +117,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -155,7 +155,7 @@ def submit(
 def submit(
     *,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = True,
     num_images: int = 1,
     negative_prompt: str = "",
@@ -243,7 +243,7 @@ def subscribe(
 def subscribe(
     *,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = True,
     num_images: int = 1,
     negative_prompt: str = "",
@@ -330,7 +330,7 @@ def run(
 def run(
     *,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = True,
     num_images: int = 1,
     negative_prompt: str = "",
@@ -417,7 +417,7 @@ async def submit_async(
 async def submit_async(
     *,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = True,
     num_images: int = 1,
     negative_prompt: str = "",
@@ -505,7 +505,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = True,
     num_images: int = 1,
     negative_prompt: str = "",
@@ -592,7 +592,7 @@ async def run_async(
 async def run_async(
     *,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = True,
     num_images: int = 1,
     negative_prompt: str = "",

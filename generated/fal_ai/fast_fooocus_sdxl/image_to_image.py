@@ -19,10 +19,10 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
     "Output",
     "submit",
@@ -36,7 +36,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-fooocus-sdxl/image-to-image"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -53,14 +53,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -71,6 +64,13 @@ class ImageType2(FalFile):
     """The size of the file in bytes."""
 
 
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+
+
 class Input(FalModel):
     request_id: str = ""
     """
@@ -79,7 +79,7 @@ class Input(FalModel):
     """
     strength: Annotated[float, Field(ge=0.05, le=1.0)] = 0.95
     """determines how much the generated image resembles the initial image"""
-    image_size: ImageSizeType2 | ImageSize | None = None
+    image_size: ImageSize | ImageSizePreset | None = None
     """The size of the generated image. Leave it none to automatically infer from the
     prompt image."""
     expand_prompt: bool = True
@@ -136,7 +136,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -176,7 +176,7 @@ def submit(
     *,
     request_id: str = "",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     expand_prompt: bool = True,
     seed: int | None = None,
     preserve_aspect_ratio: bool = False,
@@ -282,7 +282,7 @@ def subscribe(
     *,
     request_id: str = "",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     expand_prompt: bool = True,
     seed: int | None = None,
     preserve_aspect_ratio: bool = False,
@@ -387,7 +387,7 @@ def run(
     *,
     request_id: str = "",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     expand_prompt: bool = True,
     seed: int | None = None,
     preserve_aspect_ratio: bool = False,
@@ -492,7 +492,7 @@ async def submit_async(
     *,
     request_id: str = "",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     expand_prompt: bool = True,
     seed: int | None = None,
     preserve_aspect_ratio: bool = False,
@@ -598,7 +598,7 @@ async def subscribe_async(
     *,
     request_id: str = "",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     expand_prompt: bool = True,
     seed: int | None = None,
     preserve_aspect_ratio: bool = False,
@@ -703,7 +703,7 @@ async def run_async(
     *,
     request_id: str = "",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     expand_prompt: bool = True,
     seed: int | None = None,
     preserve_aspect_ratio: bool = False,

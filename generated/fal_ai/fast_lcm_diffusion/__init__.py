@@ -18,9 +18,9 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
+    "Image",
     "ImageSize",
-    "ImageSizeType2",
-    "ImageType2",
     "Input",
     "Output",
     "submit",
@@ -34,7 +34,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-lcm-diffusion"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -44,14 +44,7 @@ ImageSize: TypeAlias = Literal[
 ]
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -60,6 +53,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -92,7 +92,7 @@ class Input(FalModel):
     num_inference_steps: Annotated[int, Field(ge=1, le=32)] = 6
     """The number of inference steps to perform."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -111,7 +111,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -157,7 +157,7 @@ def submit(
     prompt: str,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     request_id: str = "",
     guidance_scale: float = 1.5,
     expand_prompt: bool = False,
@@ -243,7 +243,7 @@ def subscribe(
     prompt: str,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     request_id: str = "",
     guidance_scale: float = 1.5,
     expand_prompt: bool = False,
@@ -328,7 +328,7 @@ def run(
     prompt: str,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     request_id: str = "",
     guidance_scale: float = 1.5,
     expand_prompt: bool = False,
@@ -413,7 +413,7 @@ async def submit_async(
     prompt: str,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     request_id: str = "",
     guidance_scale: float = 1.5,
     expand_prompt: bool = False,
@@ -499,7 +499,7 @@ async def subscribe_async(
     prompt: str,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     request_id: str = "",
     guidance_scale: float = 1.5,
     expand_prompt: bool = False,
@@ -584,7 +584,7 @@ async def run_async(
     prompt: str,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     request_id: str = "",
     guidance_scale: float = 1.5,
     expand_prompt: bool = False,

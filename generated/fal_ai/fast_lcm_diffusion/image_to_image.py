@@ -19,9 +19,9 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
+    "Image",
     "ImageSize",
-    "ImageSizeType2",
-    "ImageType2",
     "Input",
     "Output",
     "submit",
@@ -35,7 +35,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-lcm-diffusion/image-to-image"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -45,14 +45,7 @@ ImageSize: TypeAlias = Literal[
 ]
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -61,6 +54,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -119,7 +119,7 @@ class Input(FalModel):
     num_inference_steps: Annotated[int, Field(ge=1, le=32)] = 6
     """The number of inference steps to perform."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -128,7 +128,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -181,7 +181,7 @@ def submit(
     num_images: int = 1,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -284,7 +284,7 @@ def subscribe(
     num_images: int = 1,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -386,7 +386,7 @@ def run(
     num_images: int = 1,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
@@ -488,7 +488,7 @@ async def submit_async(
     num_images: int = 1,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -591,7 +591,7 @@ async def subscribe_async(
     num_images: int = 1,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -693,7 +693,7 @@ async def run_async(
     num_images: int = 1,
     seed: int | None = None,
     num_inference_steps: int = 6,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],

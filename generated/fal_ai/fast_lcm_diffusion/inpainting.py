@@ -19,9 +19,9 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
+    "ImageSizePreset",
+    "Image",
     "ImageSize",
-    "ImageSizeType2",
-    "ImageType2",
     "Input",
     "Output",
     "submit",
@@ -35,7 +35,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-lcm-diffusion/inpainting"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -45,14 +45,7 @@ ImageSize: TypeAlias = Literal[
 ]
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -61,6 +54,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -102,7 +102,7 @@ class Input(FalModel):
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
     """The number of images to generate."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -118,7 +118,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -168,7 +168,7 @@ def submit(
     image_url: FileInput,
     guidance_scale: float = 1.5,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 6,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -264,7 +264,7 @@ def subscribe(
     image_url: FileInput,
     guidance_scale: float = 1.5,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 6,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -359,7 +359,7 @@ def run(
     image_url: FileInput,
     guidance_scale: float = 1.5,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 6,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -454,7 +454,7 @@ async def submit_async(
     image_url: FileInput,
     guidance_scale: float = 1.5,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 6,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -550,7 +550,7 @@ async def subscribe_async(
     image_url: FileInput,
     guidance_scale: float = 1.5,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 6,
     seed: int | None = None,
     enable_safety_checker: bool = True,
@@ -645,7 +645,7 @@ async def run_async(
     image_url: FileInput,
     guidance_scale: float = 1.5,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: int = 6,
     seed: int | None = None,
     enable_safety_checker: bool = True,

@@ -18,11 +18,11 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "NumInferenceSteps",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
     "Output",
     "submit",
@@ -36,7 +36,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-lightning-sdxl"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -56,14 +56,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -72,6 +65,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -100,7 +100,7 @@ class Input(FalModel):
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
     """The number of images to generate."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -114,7 +114,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -160,7 +160,7 @@ def submit(
     expand_prompt: bool = False,
     seed: int | None = None,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     request_id: str = "",
     client: fal_runtime.Client | None = None,
@@ -240,7 +240,7 @@ def subscribe(
     expand_prompt: bool = False,
     seed: int | None = None,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     request_id: str = "",
     client: fal_runtime.Client | None = None,
@@ -319,7 +319,7 @@ def run(
     expand_prompt: bool = False,
     seed: int | None = None,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     request_id: str = "",
     client: fal_runtime.Client | None = None,
@@ -398,7 +398,7 @@ async def submit_async(
     expand_prompt: bool = False,
     seed: int | None = None,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     request_id: str = "",
     client: fal_runtime.AsyncClient | None = None,
@@ -478,7 +478,7 @@ async def subscribe_async(
     expand_prompt: bool = False,
     seed: int | None = None,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     request_id: str = "",
     client: fal_runtime.AsyncClient | None = None,
@@ -557,7 +557,7 @@ async def run_async(
     expand_prompt: bool = False,
     seed: int | None = None,
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     request_id: str = "",
     client: fal_runtime.AsyncClient | None = None,

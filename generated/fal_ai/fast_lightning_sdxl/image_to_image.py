@@ -19,11 +19,11 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "NumInferenceSteps",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
     "Output",
     "submit",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-lightning-sdxl/image-to-image"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -57,14 +57,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -75,6 +68,13 @@ class ImageType2(FalFile):
     """The size of the file in bytes."""
 
 
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+
+
 class Input(FalModel):
     image_url: FileInput
     """The URL of the image to use as a starting point for the generation."""
@@ -82,7 +82,7 @@ class Input(FalModel):
     """The prompt to use for generating the image. Be as descriptive as possible for
     best results."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -131,7 +131,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -171,7 +171,7 @@ def submit(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
@@ -268,7 +268,7 @@ def subscribe(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
@@ -364,7 +364,7 @@ def run(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
@@ -460,7 +460,7 @@ async def submit_async(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
@@ -557,7 +557,7 @@ async def subscribe_async(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
@@ -653,7 +653,7 @@ async def run_async(
     *,
     image_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,

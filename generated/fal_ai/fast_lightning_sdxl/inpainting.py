@@ -19,11 +19,11 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "NumInferenceSteps",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
     "Output",
     "submit",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-lightning-sdxl/inpainting"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -57,14 +57,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -73,6 +66,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -84,7 +84,7 @@ class Input(FalModel):
     """The prompt to use for generating the image. Be as descriptive as possible for
     best results."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -121,7 +121,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -162,7 +162,7 @@ def submit(
     image_url: FileInput,
     mask_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
@@ -252,7 +252,7 @@ def subscribe(
     image_url: FileInput,
     mask_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
@@ -341,7 +341,7 @@ def run(
     image_url: FileInput,
     mask_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
@@ -430,7 +430,7 @@ async def submit_async(
     image_url: FileInput,
     mask_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
@@ -520,7 +520,7 @@ async def subscribe_async(
     image_url: FileInput,
     mask_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,
@@ -609,7 +609,7 @@ async def run_async(
     image_url: FileInput,
     mask_url: FileInput,
     prompt: str,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     num_inference_steps: NumInferenceSteps = "4",
     strength: float = 0.95,
     seed: int | None = None,

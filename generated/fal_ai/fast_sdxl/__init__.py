@@ -18,12 +18,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -36,7 +36,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-sdxl"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -53,14 +53,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -69,6 +62,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -82,7 +82,7 @@ class Input(FalModel):
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
     """The number of images to generate."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -110,7 +110,7 @@ class Input(FalModel):
     prompt: str
     """The prompt to use for generating the image. Be as descriptive as possible for
     best results."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     sync_mode: bool = False
     """If `True`, the media will be returned as a data URI and the output data won't be
@@ -123,7 +123,7 @@ class Input(FalModel):
     """
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -137,7 +137,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -177,7 +177,7 @@ def submit(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     format: Literal["jpeg", "png"] = "jpeg",
@@ -186,7 +186,7 @@ def submit(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     sync_mode: bool = False,
     negative_prompt: str = "",
     client: fal_runtime.Client | None = None,
@@ -267,7 +267,7 @@ def subscribe(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     format: Literal["jpeg", "png"] = "jpeg",
@@ -276,7 +276,7 @@ def subscribe(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     sync_mode: bool = False,
     negative_prompt: str = "",
     client: fal_runtime.Client | None = None,
@@ -356,7 +356,7 @@ def run(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     format: Literal["jpeg", "png"] = "jpeg",
@@ -365,7 +365,7 @@ def run(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     sync_mode: bool = False,
     negative_prompt: str = "",
     client: fal_runtime.Client | None = None,
@@ -445,7 +445,7 @@ async def submit_async(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     format: Literal["jpeg", "png"] = "jpeg",
@@ -454,7 +454,7 @@ async def submit_async(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     sync_mode: bool = False,
     negative_prompt: str = "",
     client: fal_runtime.AsyncClient | None = None,
@@ -535,7 +535,7 @@ async def subscribe_async(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     format: Literal["jpeg", "png"] = "jpeg",
@@ -544,7 +544,7 @@ async def subscribe_async(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     sync_mode: bool = False,
     negative_prompt: str = "",
     client: fal_runtime.AsyncClient | None = None,
@@ -624,7 +624,7 @@ async def run_async(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     format: Literal["jpeg", "png"] = "jpeg",
@@ -633,7 +633,7 @@ async def run_async(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     sync_mode: bool = False,
     negative_prompt: str = "",
     client: fal_runtime.AsyncClient | None = None,

@@ -19,12 +19,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-sdxl/image-to-image"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -54,14 +54,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -70,6 +63,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -95,7 +95,7 @@ class Input(FalModel):
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
     """The number of images to generate."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -123,7 +123,7 @@ class Input(FalModel):
     prompt: str
     """The prompt to use for generating the image. Be as descriptive as possible for
     best results."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     image_url: FileInput
     """The URL of the image to use as a starting point for the generation."""
@@ -140,7 +140,7 @@ class Input(FalModel):
     """determines how much the generated image resembles the initial image"""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -154,7 +154,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -197,7 +197,7 @@ def submit(
     preserve_aspect_ratio: bool = False,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -206,7 +206,7 @@ def submit(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",
@@ -304,7 +304,7 @@ def subscribe(
     preserve_aspect_ratio: bool = False,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -313,7 +313,7 @@ def subscribe(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",
@@ -410,7 +410,7 @@ def run(
     preserve_aspect_ratio: bool = False,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -419,7 +419,7 @@ def run(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",
@@ -516,7 +516,7 @@ async def submit_async(
     preserve_aspect_ratio: bool = False,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -525,7 +525,7 @@ async def submit_async(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",
@@ -623,7 +623,7 @@ async def subscribe_async(
     preserve_aspect_ratio: bool = False,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -632,7 +632,7 @@ async def subscribe_async(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",
@@ -729,7 +729,7 @@ async def run_async(
     preserve_aspect_ratio: bool = False,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -738,7 +738,7 @@ async def run_async(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",

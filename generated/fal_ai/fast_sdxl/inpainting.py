@@ -19,12 +19,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-sdxl/inpainting"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -54,14 +54,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -70,6 +63,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -83,7 +83,7 @@ class Input(FalModel):
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
     """The number of images to generate."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -113,7 +113,7 @@ class Input(FalModel):
     prompt: str
     """The prompt to use for generating the image. Be as descriptive as possible for
     best results."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     image_url: FileInput
     """The URL of the image to use as a starting point for the generation."""
@@ -130,7 +130,7 @@ class Input(FalModel):
     """determines how much the generated image resembles the initial image"""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -144,7 +144,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -185,7 +185,7 @@ def submit(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -195,7 +195,7 @@ def submit(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",
@@ -285,7 +285,7 @@ def subscribe(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -295,7 +295,7 @@ def subscribe(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",
@@ -384,7 +384,7 @@ def run(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -394,7 +394,7 @@ def run(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",
@@ -483,7 +483,7 @@ async def submit_async(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -493,7 +493,7 @@ async def submit_async(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",
@@ -583,7 +583,7 @@ async def subscribe_async(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -593,7 +593,7 @@ async def subscribe_async(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",
@@ -682,7 +682,7 @@ async def run_async(
     num_inference_steps: int = 25,
     request_id: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     expand_prompt: bool = False,
     embeddings: list[Embedding] = [],
     seed: int | None = None,
@@ -692,7 +692,7 @@ async def run_async(
     guidance_scale: float = 7.5,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     image_url: FileInput,
     sync_mode: bool = False,
     negative_prompt: str = "",

@@ -19,12 +19,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-sdxl-controlnet-canny"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -54,14 +54,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -70,6 +63,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -100,7 +100,7 @@ class Input(FalModel):
     The same seed and the same prompt given to the same version of Stable Diffusion
     will output the same image every time.
     """
-    image_size: ImageSizeType2 | ImageSize | None = None
+    image_size: ImageSize | ImageSizePreset | None = None
     """The size of the generated image. Leave it none to automatically infer from the
     control image."""
     safety_checker_version: Literal["v1", "v2"] = "v1"
@@ -120,13 +120,13 @@ class Input(FalModel):
     """The URL of the control image."""
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
     """The number of images to generate."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     num_inference_steps: Annotated[int, Field(ge=1, le=70)] = 35
     """The number of inference steps to perform."""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -140,7 +140,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -185,7 +185,7 @@ def submit(
     controlnet_conditioning_scale: float = 0.5,
     request_id: str = "",
     seed: int | None = None,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -193,7 +193,7 @@ def submit(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -282,7 +282,7 @@ def subscribe(
     controlnet_conditioning_scale: float = 0.5,
     request_id: str = "",
     seed: int | None = None,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -290,7 +290,7 @@ def subscribe(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -378,7 +378,7 @@ def run(
     controlnet_conditioning_scale: float = 0.5,
     request_id: str = "",
     seed: int | None = None,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -386,7 +386,7 @@ def run(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
@@ -474,7 +474,7 @@ async def submit_async(
     controlnet_conditioning_scale: float = 0.5,
     request_id: str = "",
     seed: int | None = None,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -482,7 +482,7 @@ async def submit_async(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -571,7 +571,7 @@ async def subscribe_async(
     controlnet_conditioning_scale: float = 0.5,
     request_id: str = "",
     seed: int | None = None,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -579,7 +579,7 @@ async def subscribe_async(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -667,7 +667,7 @@ async def run_async(
     controlnet_conditioning_scale: float = 0.5,
     request_id: str = "",
     seed: int | None = None,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -675,7 +675,7 @@ async def run_async(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],

@@ -19,12 +19,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-sdxl-controlnet-canny/image-to-image"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -54,14 +54,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -70,6 +63,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -104,7 +104,7 @@ class Input(FalModel):
     An id bound to a request, can be used with response to identify the request
     itself.
     """
-    image_size: ImageSizeType2 | ImageSize | None = None
+    image_size: ImageSize | ImageSizePreset | None = None
     """The size of the generated image. Leave it none to automatically infer from the
     control image."""
     preserve_aspect_ratio: bool = False
@@ -138,11 +138,11 @@ class Input(FalModel):
     """If set to true, the prompt will be expanded with additional prompts."""
     num_inference_steps: Annotated[int, Field(ge=1, le=70)] = 35
     """The number of inference steps to perform."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -156,7 +156,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -203,7 +203,7 @@ def submit(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     preserve_aspect_ratio: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
@@ -214,7 +214,7 @@ def submit(
     num_images: int = 1,
     expand_prompt: bool = False,
     num_inference_steps: int = 35,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -317,7 +317,7 @@ def subscribe(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     preserve_aspect_ratio: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
@@ -328,7 +328,7 @@ def subscribe(
     num_images: int = 1,
     expand_prompt: bool = False,
     num_inference_steps: int = 35,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -430,7 +430,7 @@ def run(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     preserve_aspect_ratio: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
@@ -441,7 +441,7 @@ def run(
     num_images: int = 1,
     expand_prompt: bool = False,
     num_inference_steps: int = 35,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -543,7 +543,7 @@ async def submit_async(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     preserve_aspect_ratio: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
@@ -554,7 +554,7 @@ async def submit_async(
     num_images: int = 1,
     expand_prompt: bool = False,
     num_inference_steps: int = 35,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -657,7 +657,7 @@ async def subscribe_async(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     preserve_aspect_ratio: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
@@ -668,7 +668,7 @@ async def subscribe_async(
     num_images: int = 1,
     expand_prompt: bool = False,
     num_inference_steps: int = 35,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -770,7 +770,7 @@ async def run_async(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     preserve_aspect_ratio: bool = False,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
@@ -781,7 +781,7 @@ async def run_async(
     num_images: int = 1,
     expand_prompt: bool = False,
     num_inference_steps: int = 35,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...

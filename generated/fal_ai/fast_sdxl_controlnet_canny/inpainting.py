@@ -19,12 +19,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/fast-sdxl-controlnet-canny/inpainting"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -54,14 +54,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -70,6 +63,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -104,7 +104,7 @@ class Input(FalModel):
     An id bound to a request, can be used with response to identify the request
     itself.
     """
-    image_size: ImageSizeType2 | ImageSize | None = None
+    image_size: ImageSize | ImageSizePreset | None = None
     """The size of the generated image. Leave it none to automatically infer from the
     control image."""
     safety_checker_version: Literal["v1", "v2"] = "v1"
@@ -126,13 +126,13 @@ class Input(FalModel):
     """The URL of the control image."""
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
     """The number of images to generate."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     num_inference_steps: Annotated[int, Field(ge=1, le=70)] = 35
     """The number of inference steps to perform."""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -146,7 +146,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -193,7 +193,7 @@ def submit(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -202,7 +202,7 @@ def submit(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -300,7 +300,7 @@ def subscribe(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -309,7 +309,7 @@ def subscribe(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -406,7 +406,7 @@ def run(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -415,7 +415,7 @@ def run(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
@@ -512,7 +512,7 @@ async def submit_async(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -521,7 +521,7 @@ async def submit_async(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -619,7 +619,7 @@ async def subscribe_async(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -628,7 +628,7 @@ async def subscribe_async(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -725,7 +725,7 @@ async def run_async(
     negative_prompt: str = "",
     seed: int | None = None,
     request_id: str = "",
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     sync_mode: bool = False,
@@ -734,7 +734,7 @@ async def run_async(
     expand_prompt: bool = False,
     control_image_url: FileInput,
     num_images: int = 1,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     num_inference_steps: int = 35,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],

@@ -27,9 +27,9 @@ __all__ = [
     "ControlNetUnionInput",
     "EasyControlWeight",
     "IPAdapter",
+    "Image",
     "ImageFillInput",
     "ImageSize",
-    "ImageType2",
     "Input",
     "LoraWeight",
     "Output",
@@ -177,6 +177,17 @@ class IPAdapter(FalModel):
     """Scale for ip adapter."""
 
 
+class Image(FalFile):
+    url: str
+    width: int | None = None
+    height: int | None = None
+    content_type: str | None = "image/jpeg"
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: float | None = None
+    """The size of the file in bytes."""
+
+
 class ImageFillInput(FalModel):
     fill_image_url: str | list[str] = []
     """URLs of images to be filled into the masked area."""
@@ -193,17 +204,6 @@ class ImageSize(FalModel):
     """The width of the generated image."""
     height: Annotated[int, Field(gt=0, le=14142)] = 512
     """The height of the generated image."""
-
-
-class ImageType2(FalFile):
-    url: str
-    width: int | None = None
-    height: int | None = None
-    content_type: str | None = "image/jpeg"
-    file_name: str | None = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: float | None = None
-    """The size of the file in bytes."""
 
 
 class Input(FalModel):
@@ -338,7 +338,7 @@ class LoraWeight(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int

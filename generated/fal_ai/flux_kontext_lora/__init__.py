@@ -21,7 +21,7 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "ResolutionMode",
-    "ImageType2",
+    "Image",
     "Input",
     "LoraWeight",
     "Output",
@@ -56,7 +56,7 @@ ResolutionMode: TypeAlias = Literal[
 ]
 
 
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -126,7 +126,7 @@ class LoraWeight(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -144,7 +144,7 @@ class OutputChunk(FalModel):
     """One event of `stream()`: the output's fields as fal sends them while it works;
     any may be missing."""
 
-    images: list[ImageType2] | None = None
+    images: list[Image] | None = None
     """The generated image files info."""
     timings: dict[str, float] | None = None
     seed: int | None = None

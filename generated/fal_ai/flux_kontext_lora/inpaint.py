@@ -20,7 +20,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageType2",
+    "Image",
     "Input",
     "LoraWeight",
     "Output",
@@ -38,7 +38,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/flux-kontext-lora/inpaint"
 
 
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -104,7 +104,7 @@ class LoraWeight(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -122,7 +122,7 @@ class OutputChunk(FalModel):
     """One event of `stream()`: the output's fields as fal sends them while it works;
     any may be missing."""
 
-    images: list[ImageType2] | None = None
+    images: list[Image] | None = None
     """The generated image files info."""
     timings: dict[str, float] | None = None
     seed: int | None = None

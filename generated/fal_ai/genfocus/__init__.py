@@ -20,7 +20,7 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "FocusPoint",
-    "ImageType2",
+    "Image",
     "Input",
     "Output",
     "submit",
@@ -41,7 +41,7 @@ class FocusPoint(RootModel[list[float]]):
     image is used. Must contain exactly two elements."""
 
 
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int
     height: int
@@ -80,7 +80,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image(s)."""
     timings: dict[str, float]
     seed: int

@@ -19,10 +19,10 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "ImageSizePreset",
+    "Image",
     "ImageSize",
-    "ImageType2",
     "Input",
-    "LoraWeightType3",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -45,14 +45,7 @@ ImageSizePreset: TypeAlias = Literal[
 ]
 
 
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -61,6 +54,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
 
 
 class Input(FalModel):
@@ -97,12 +97,12 @@ class Input(FalModel):
     """If set to true, the safety checker will be enabled."""
     output_format: Literal["jpeg", "png"] = "jpeg"
     """The format of the generated image."""
-    loras: Annotated[list[LoraWeightType3] | None, Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight] | None, Field(validate_default=True)] = []
     """A list of LoRAs to apply to the model. Each LoRA specifies its path, scale, and
     optional weight name."""
 
 
-class LoraWeightType3(FalModel):
+class LoraWeight(FalModel):
     path: str
     """URL or path to a LoRA safetensors file. Or HF model name that resolves to
     safetensors weights."""
@@ -119,7 +119,7 @@ class LoraWeightType3(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -166,7 +166,7 @@ def submit(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    loras: list[LoraWeightType3] | None = [],
+    loras: list[LoraWeight] | None = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -245,7 +245,7 @@ def subscribe(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    loras: list[LoraWeightType3] | None = [],
+    loras: list[LoraWeight] | None = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -323,7 +323,7 @@ def run(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    loras: list[LoraWeightType3] | None = [],
+    loras: list[LoraWeight] | None = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -401,7 +401,7 @@ async def submit_async(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    loras: list[LoraWeightType3] | None = [],
+    loras: list[LoraWeight] | None = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -480,7 +480,7 @@ async def subscribe_async(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    loras: list[LoraWeightType3] | None = [],
+    loras: list[LoraWeight] | None = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -558,7 +558,7 @@ async def run_async(
     num_images: int = 1,
     enable_safety_checker: bool = True,
     output_format: Literal["jpeg", "png"] = "jpeg",
-    loras: list[LoraWeightType3] | None = [],
+    loras: list[LoraWeight] | None = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...

@@ -20,9 +20,9 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "File",
-    "File2",
     "Input",
-    "ModelUrlsType3",
+    "ModelUrls",
+    "ModelUrlsFile",
     "Output",
     "submit",
     "subscribe",
@@ -48,19 +48,6 @@ class File(FalFile):
     """File data"""
 
 
-class File2(FalFile):
-    content_type: str | None = None
-    """The mime type of the file."""
-    file_data: str | None = None
-    """File data"""
-    file_name: str | None = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: float | None = None
-    """The size of the file in bytes."""
-    url: str
-    """The URL where the file can be downloaded from."""
-
-
 class Input(FalModel):
     input_image_url: FileInput
     """URL of sketch or line art image to transform into a 3D model. Image resolution
@@ -74,7 +61,7 @@ class Input(FalModel):
     """Target face count. Range: 40000-1500000"""
 
 
-class ModelUrlsType3(FalModel):
+class ModelUrls(FalModel):
     glb: File | None = None
     """GLB format 3D model"""
     fbx: File | None = None
@@ -83,10 +70,23 @@ class ModelUrlsType3(FalModel):
     """OBJ format 3D model"""
     usdz: File | None = None
     """USDZ format 3D model"""
-    mtl: File2 | None = None
+    mtl: ModelUrlsFile | None = None
     """MTL material file for OBJ model"""
-    texture: File2 | None = None
+    texture: ModelUrlsFile | None = None
     """Texture image for the 3D model"""
+
+
+class ModelUrlsFile(FalFile):
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_data: str | None = None
+    """File data"""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: float | None = None
+    """The size of the file in bytes."""
+    url: str
+    """The URL where the file can be downloaded from."""
 
 
 class Output(FalModel):
@@ -94,7 +94,7 @@ class Output(FalModel):
     """Generated 3D object in GLB format."""
     thumbnail: File | None = None
     """Preview thumbnail of the generated model"""
-    model_urls: ModelUrlsType3
+    model_urls: ModelUrls
     """URLs for different 3D model formats"""
     seed: int | None = None
     """The seed used for generation"""

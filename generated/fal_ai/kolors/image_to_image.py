@@ -21,8 +21,8 @@ __all__ = [
     "endpoint",
     "ImageSizePreset",
     "Scheduler",
+    "Image",
     "ImageSize",
-    "ImageType2",
     "Input",
     "Output",
     "submit",
@@ -56,14 +56,7 @@ Scheduler: TypeAlias = Literal[
 ]
 
 
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -72,6 +65,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
 
 
 class Input(FalModel):
@@ -114,7 +114,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int

@@ -20,10 +20,10 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "Scheduler",
-    "ControlNetType2",
-    "EmbeddingType2",
+    "ControlNet",
+    "Embedding",
     "File",
-    "IPAdapterType2",
+    "IPAdapter",
     "Image",
     "SigmasInput",
     "TimestepsInput",
@@ -56,7 +56,7 @@ Scheduler: TypeAlias = Literal[
 ]
 
 
-class ControlNetType2(FalModel):
+class ControlNet(FalModel):
     path: str
     """URL or the path to the control net weights."""
     config_url: FileInput | None = None
@@ -90,7 +90,7 @@ class ControlNetType2(FalModel):
     """Threshold for mask."""
 
 
-class EmbeddingType2(FalModel):
+class Embedding(FalModel):
     path: str
     """URL or the path to the embedding weights."""
     tokens: list[str] = ["<s0>", "<s1>"]
@@ -110,7 +110,7 @@ class File(FalFile):
     """File data"""
 
 
-class IPAdapterType2(FalModel):
+class IPAdapter(FalModel):
     ip_adapter_image_url: str | list[str] | None = None
     """URL of the image to be used as the IP adapter."""
     ip_adapter_mask_url: FileInput | None = None
@@ -227,12 +227,12 @@ class Input(FalModel):
     The LoRAs to use for the image generation. You can use any number of LoRAs
     and they will be merged together to generate the final image.
     """
-    embeddings: Annotated[list[EmbeddingType2], Field(validate_default=True)] = []
+    embeddings: Annotated[list[Embedding], Field(validate_default=True)] = []
     """
     The embeddings to use for the image generation. Only a single embedding is supported at the moment.
     The embeddings will be used to map the tokens in the prompt to the embedding weights.
     """
-    controlnets: Annotated[list[ControlNetType2], Field(validate_default=True)] = []
+    controlnets: Annotated[list[ControlNet], Field(validate_default=True)] = []
     """
     The control nets to use for the image generation. You can use any number of control nets
     and they will be applied to the image at the specified timesteps.
@@ -240,7 +240,7 @@ class Input(FalModel):
     controlnet_guess_mode: bool = False
     """If set to true, the controlnet will be applied to only the conditional
     predictions."""
-    ip_adapter: Annotated[list[IPAdapterType2], Field(validate_default=True)] = []
+    ip_adapter: Annotated[list[IPAdapter], Field(validate_default=True)] = []
     """The IP adapter to use for the image generation."""
     image_encoder_path: str | None = None
     """The path to the image encoder model to use for the image generation."""
@@ -367,14 +367,14 @@ endpoint: Endpoint[Input, Output] = Endpoint(
             "ic_light_model_background_image_url",
             "ic_light_image_url",
         ],
-        ControlNetType2: [
+        ControlNet: [
             "config_url",
             "image_url",
             "mask_url",
             "control_image_url",
             "mask_image_url",
         ],
-        IPAdapterType2: ["ip_adapter_mask_url", "image_url", "mask_image_url"],
+        IPAdapter: ["ip_adapter_mask_url", "image_url", "mask_image_url"],
     },
 )
 """The runtime endpoint behind the functions below.
@@ -404,10 +404,10 @@ def submit(
     image_url: FileInput | None = None,
     noise_strength: float = 0.5,
     loras: list[LoraWeight] = [],
-    embeddings: list[EmbeddingType2] = [],
-    controlnets: list[ControlNetType2] = [],
+    embeddings: list[Embedding] = [],
+    controlnets: list[ControlNet] = [],
     controlnet_guess_mode: bool = False,
-    ip_adapter: list[IPAdapterType2] = [],
+    ip_adapter: list[IPAdapter] = [],
     image_encoder_path: str | None = None,
     image_encoder_subfolder: str | None = None,
     image_encoder_weight_name: str | None = "pytorch_model.bin",
@@ -588,10 +588,10 @@ def subscribe(
     image_url: FileInput | None = None,
     noise_strength: float = 0.5,
     loras: list[LoraWeight] = [],
-    embeddings: list[EmbeddingType2] = [],
-    controlnets: list[ControlNetType2] = [],
+    embeddings: list[Embedding] = [],
+    controlnets: list[ControlNet] = [],
     controlnet_guess_mode: bool = False,
-    ip_adapter: list[IPAdapterType2] = [],
+    ip_adapter: list[IPAdapter] = [],
     image_encoder_path: str | None = None,
     image_encoder_subfolder: str | None = None,
     image_encoder_weight_name: str | None = "pytorch_model.bin",
@@ -771,10 +771,10 @@ def run(
     image_url: FileInput | None = None,
     noise_strength: float = 0.5,
     loras: list[LoraWeight] = [],
-    embeddings: list[EmbeddingType2] = [],
-    controlnets: list[ControlNetType2] = [],
+    embeddings: list[Embedding] = [],
+    controlnets: list[ControlNet] = [],
     controlnet_guess_mode: bool = False,
-    ip_adapter: list[IPAdapterType2] = [],
+    ip_adapter: list[IPAdapter] = [],
     image_encoder_path: str | None = None,
     image_encoder_subfolder: str | None = None,
     image_encoder_weight_name: str | None = "pytorch_model.bin",
@@ -954,10 +954,10 @@ async def submit_async(
     image_url: FileInput | None = None,
     noise_strength: float = 0.5,
     loras: list[LoraWeight] = [],
-    embeddings: list[EmbeddingType2] = [],
-    controlnets: list[ControlNetType2] = [],
+    embeddings: list[Embedding] = [],
+    controlnets: list[ControlNet] = [],
     controlnet_guess_mode: bool = False,
-    ip_adapter: list[IPAdapterType2] = [],
+    ip_adapter: list[IPAdapter] = [],
     image_encoder_path: str | None = None,
     image_encoder_subfolder: str | None = None,
     image_encoder_weight_name: str | None = "pytorch_model.bin",
@@ -1138,10 +1138,10 @@ async def subscribe_async(
     image_url: FileInput | None = None,
     noise_strength: float = 0.5,
     loras: list[LoraWeight] = [],
-    embeddings: list[EmbeddingType2] = [],
-    controlnets: list[ControlNetType2] = [],
+    embeddings: list[Embedding] = [],
+    controlnets: list[ControlNet] = [],
     controlnet_guess_mode: bool = False,
-    ip_adapter: list[IPAdapterType2] = [],
+    ip_adapter: list[IPAdapter] = [],
     image_encoder_path: str | None = None,
     image_encoder_subfolder: str | None = None,
     image_encoder_weight_name: str | None = "pytorch_model.bin",
@@ -1321,10 +1321,10 @@ async def run_async(
     image_url: FileInput | None = None,
     noise_strength: float = 0.5,
     loras: list[LoraWeight] = [],
-    embeddings: list[EmbeddingType2] = [],
-    controlnets: list[ControlNetType2] = [],
+    embeddings: list[Embedding] = [],
+    controlnets: list[ControlNet] = [],
     controlnet_guess_mode: bool = False,
-    ip_adapter: list[IPAdapterType2] = [],
+    ip_adapter: list[IPAdapter] = [],
     image_encoder_path: str | None = None,
     image_encoder_subfolder: str | None = None,
     image_encoder_weight_name: str | None = "pytorch_model.bin",

@@ -22,7 +22,7 @@ __all__ = [
     "AspectRatio",
     "File",
     "Input",
-    "LoRAWeightType3",
+    "LoRAWeight",
     "Output",
     "submit",
     "subscribe",
@@ -58,7 +58,7 @@ class Input(FalModel):
         "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
     )
     """The negative prompt to use."""
-    loras: Annotated[list[LoRAWeightType3], Field(validate_default=True)] = []
+    loras: Annotated[list[LoRAWeight], Field(validate_default=True)] = []
     """The LoRA weights to use for generation."""
     resolution: Literal["480p", "720p"] = "720p"
     """The resolution of the video."""
@@ -84,7 +84,7 @@ class Input(FalModel):
     """The URL of the image to use as input."""
 
 
-class LoRAWeightType3(FalModel):
+class LoRAWeight(FalModel):
     """LoRA weight to use for generation."""
 
     path: str
@@ -132,7 +132,7 @@ def submit(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
@@ -214,7 +214,7 @@ def subscribe(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
@@ -295,7 +295,7 @@ def run(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
@@ -376,7 +376,7 @@ async def submit_async(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
@@ -458,7 +458,7 @@ async def subscribe_async(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
@@ -539,7 +539,7 @@ async def run_async(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,

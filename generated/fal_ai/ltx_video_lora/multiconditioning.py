@@ -23,7 +23,7 @@ __all__ = [
     "File",
     "ImageCondition",
     "Input",
-    "LoRAWeightType3",
+    "LoRAWeight",
     "Output",
     "VideoCondition",
     "submit",
@@ -71,7 +71,7 @@ class Input(FalModel):
         "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
     )
     """The negative prompt to use."""
-    loras: Annotated[list[LoRAWeightType3], Field(validate_default=True)] = []
+    loras: Annotated[list[LoRAWeight], Field(validate_default=True)] = []
     """The LoRA weights to use for generation."""
     resolution: Literal["480p", "720p"] = "720p"
     """The resolution of the video."""
@@ -99,7 +99,7 @@ class Input(FalModel):
     """The video conditions to use for generation."""
 
 
-class LoRAWeightType3(FalModel):
+class LoRAWeight(FalModel):
     """LoRA weight to use for generation."""
 
     path: str
@@ -158,7 +158,7 @@ def submit(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
@@ -241,7 +241,7 @@ def subscribe(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
@@ -323,7 +323,7 @@ def run(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
@@ -405,7 +405,7 @@ async def submit_async(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
@@ -488,7 +488,7 @@ async def subscribe_async(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,
@@ -570,7 +570,7 @@ async def run_async(
     *,
     prompt: str,
     negative_prompt: str = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted",
-    loras: list[LoRAWeightType3] = [],
+    loras: list[LoRAWeight] = [],
     resolution: Literal["480p", "720p"] = "720p",
     aspect_ratio: AspectRatio = "auto",
     num_frames: int = 89,

@@ -23,7 +23,7 @@ __all__ = [
     "File",
     "Input",
     "Output",
-    "VideoConditioningInputType2",
+    "VideoConditioningInput",
     "submit",
     "subscribe",
     "run",
@@ -68,7 +68,7 @@ class Input(FalModel):
     """Number of inference steps"""
     expand_prompt: bool = True
     """Whether to expand the prompt using the model's own capabilities."""
-    video: VideoConditioningInputType2
+    video: VideoConditioningInput
     """Video to be extended."""
 
 
@@ -79,7 +79,7 @@ class Output(FalModel):
     """The seed used for generation."""
 
 
-class VideoConditioningInputType2(FalModel):
+class VideoConditioningInput(FalModel):
     video_url: FileInput
     """URL of video to be extended"""
     start_frame_num: Annotated[int | None, Field(ge=0, le=120, multiple_of=8)] = None
@@ -115,7 +115,7 @@ endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
     Output,
-    files={VideoConditioningInputType2: ["video_url"]},
+    files={VideoConditioningInput: ["video_url"]},
 )
 """The runtime endpoint behind the functions below.
 
@@ -142,7 +142,7 @@ def submit(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    video: VideoConditioningInputType2,
+    video: VideoConditioningInput,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -210,7 +210,7 @@ def subscribe(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    video: VideoConditioningInputType2,
+    video: VideoConditioningInput,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -277,7 +277,7 @@ def run(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    video: VideoConditioningInputType2,
+    video: VideoConditioningInput,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -344,7 +344,7 @@ async def submit_async(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    video: VideoConditioningInputType2,
+    video: VideoConditioningInput,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -412,7 +412,7 @@ async def subscribe_async(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    video: VideoConditioningInputType2,
+    video: VideoConditioningInput,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -479,7 +479,7 @@ async def run_async(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    video: VideoConditioningInputType2,
+    video: VideoConditioningInput,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...

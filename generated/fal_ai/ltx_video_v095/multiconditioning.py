@@ -21,10 +21,10 @@ __all__ = [
     "endpoint",
     "ConditioningType",
     "File",
-    "ImageConditioningInputType2",
+    "ImageConditioningInput",
     "Input",
     "Output",
-    "VideoConditioningInputType2",
+    "VideoConditioningInput",
     "submit",
     "subscribe",
     "run",
@@ -52,7 +52,7 @@ class File(FalFile):
     """File data"""
 
 
-class ImageConditioningInputType2(FalModel):
+class ImageConditioningInput(FalModel):
     image_url: FileInput
     """URL of image to use as conditioning"""
     start_frame_num: Annotated[int | None, Field(ge=0, le=120, multiple_of=8)] = None
@@ -80,13 +80,9 @@ class Input(FalModel):
     """Number of inference steps"""
     expand_prompt: bool = True
     """Whether to expand the prompt using the model's own capabilities."""
-    images: Annotated[
-        list[ImageConditioningInputType2], Field(validate_default=True)
-    ] = []
+    images: Annotated[list[ImageConditioningInput], Field(validate_default=True)] = []
     """URL of images to use as conditioning"""
-    videos: Annotated[
-        list[VideoConditioningInputType2], Field(validate_default=True)
-    ] = []
+    videos: Annotated[list[VideoConditioningInput], Field(validate_default=True)] = []
     """Videos to use as conditioning"""
 
 
@@ -97,7 +93,7 @@ class Output(FalModel):
     """The seed used for generation."""
 
 
-class VideoConditioningInputType2(FalModel):
+class VideoConditioningInput(FalModel):
     video_url: FileInput
     """URL of video to be extended"""
     start_frame_num: Annotated[int | None, Field(ge=0, le=120, multiple_of=8)] = None
@@ -134,8 +130,8 @@ endpoint: Endpoint[Input, Output] = Endpoint(
     Input,
     Output,
     files={
-        ImageConditioningInputType2: ["image_url"],
-        VideoConditioningInputType2: ["video_url"],
+        ImageConditioningInput: ["image_url"],
+        VideoConditioningInput: ["video_url"],
     },
 )
 """The runtime endpoint behind the functions below.
@@ -163,8 +159,8 @@ def submit(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    images: list[ImageConditioningInputType2] = [],
-    videos: list[VideoConditioningInputType2] = [],
+    images: list[ImageConditioningInput] = [],
+    videos: list[VideoConditioningInput] = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -233,8 +229,8 @@ def subscribe(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    images: list[ImageConditioningInputType2] = [],
-    videos: list[VideoConditioningInputType2] = [],
+    images: list[ImageConditioningInput] = [],
+    videos: list[VideoConditioningInput] = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -302,8 +298,8 @@ def run(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    images: list[ImageConditioningInputType2] = [],
-    videos: list[VideoConditioningInputType2] = [],
+    images: list[ImageConditioningInput] = [],
+    videos: list[VideoConditioningInput] = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -371,8 +367,8 @@ async def submit_async(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    images: list[ImageConditioningInputType2] = [],
-    videos: list[VideoConditioningInputType2] = [],
+    images: list[ImageConditioningInput] = [],
+    videos: list[VideoConditioningInput] = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -441,8 +437,8 @@ async def subscribe_async(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    images: list[ImageConditioningInputType2] = [],
-    videos: list[VideoConditioningInputType2] = [],
+    images: list[ImageConditioningInput] = [],
+    videos: list[VideoConditioningInput] = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -510,8 +506,8 @@ async def run_async(
     seed: int | None = None,
     num_inference_steps: int = 40,
     expand_prompt: bool = True,
-    images: list[ImageConditioningInputType2] = [],
-    videos: list[VideoConditioningInputType2] = [],
+    images: list[ImageConditioningInput] = [],
+    videos: list[VideoConditioningInput] = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...

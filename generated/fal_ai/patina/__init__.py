@@ -20,7 +20,7 @@ __all__ = [
     "endpoint",
     "Maps",
     "Input",
-    "MapImageFileType2",
+    "MapImageFile",
     "Output",
     "submit",
     "subscribe",
@@ -57,7 +57,7 @@ class Input(FalModel):
     """Output image format."""
 
 
-class MapImageFileType2(FalFile):
+class MapImageFile(FalFile):
     url: str
     """The URL where the file can be downloaded from."""
     content_type: str | None = None
@@ -75,7 +75,7 @@ class MapImageFileType2(FalFile):
 
 
 class Output(FalModel):
-    images: list[MapImageFileType2]
+    images: list[MapImageFile]
     """Predicted PBR material maps."""
     timings: dict[str, float] | None = None
     """Timing breakdown (seconds)."""

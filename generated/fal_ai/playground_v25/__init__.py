@@ -18,10 +18,10 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
     "Output",
     "submit",
@@ -35,7 +35,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/playground-v25"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -52,14 +52,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -68,6 +61,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -98,7 +98,7 @@ class Input(FalModel):
     the model to stick to your prompt when looking for a related image to show you.
     """
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -118,7 +118,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -161,7 +161,7 @@ def submit(
     negative_prompt: str = "",
     prompt: str,
     guidance_scale: float = 3,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     safety_checker_version: Literal["v1", "v2"] = "v1",
     num_images: int = 1,
     enable_safety_checker: bool = True,
@@ -246,7 +246,7 @@ def subscribe(
     negative_prompt: str = "",
     prompt: str,
     guidance_scale: float = 3,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     safety_checker_version: Literal["v1", "v2"] = "v1",
     num_images: int = 1,
     enable_safety_checker: bool = True,
@@ -330,7 +330,7 @@ def run(
     negative_prompt: str = "",
     prompt: str,
     guidance_scale: float = 3,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     safety_checker_version: Literal["v1", "v2"] = "v1",
     num_images: int = 1,
     enable_safety_checker: bool = True,
@@ -414,7 +414,7 @@ async def submit_async(
     negative_prompt: str = "",
     prompt: str,
     guidance_scale: float = 3,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     safety_checker_version: Literal["v1", "v2"] = "v1",
     num_images: int = 1,
     enable_safety_checker: bool = True,
@@ -499,7 +499,7 @@ async def subscribe_async(
     negative_prompt: str = "",
     prompt: str,
     guidance_scale: float = 3,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     safety_checker_version: Literal["v1", "v2"] = "v1",
     num_images: int = 1,
     enable_safety_checker: bool = True,
@@ -583,7 +583,7 @@ async def run_async(
     negative_prompt: str = "",
     prompt: str,
     guidance_scale: float = 3,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     safety_checker_version: Literal["v1", "v2"] = "v1",
     num_images: int = 1,
     enable_safety_checker: bool = True,

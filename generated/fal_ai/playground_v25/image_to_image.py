@@ -19,10 +19,10 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
     "Output",
     "submit",
@@ -36,7 +36,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/playground-v25/image-to-image"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -53,14 +53,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -69,6 +62,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -97,7 +97,7 @@ class Input(FalModel):
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
     """The number of images to generate."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -135,7 +135,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -178,7 +178,7 @@ def submit(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],
@@ -280,7 +280,7 @@ def subscribe(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],
@@ -381,7 +381,7 @@ def run(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],
@@ -482,7 +482,7 @@ async def submit_async(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],
@@ -584,7 +584,7 @@ async def subscribe_async(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],
@@ -685,7 +685,7 @@ async def run_async(
     format: Literal["jpeg", "png"] = "jpeg",
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],

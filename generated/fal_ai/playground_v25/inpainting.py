@@ -19,10 +19,10 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
     "Output",
     "submit",
@@ -36,7 +36,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/playground-v25/inpainting"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -53,14 +53,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -69,6 +62,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -88,7 +88,7 @@ class Input(FalModel):
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
     """The number of images to generate."""
     image_size: Annotated[
-        ImageSizeType2 | ImageSize,
+        ImageSize | ImageSizePreset,
         Field(validate_default=True),
     ] = "square_hd"
     """The size of the generated image."""
@@ -125,7 +125,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -167,7 +167,7 @@ def submit(
     seed: int | None = None,
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],
@@ -262,7 +262,7 @@ def subscribe(
     seed: int | None = None,
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],
@@ -356,7 +356,7 @@ def run(
     seed: int | None = None,
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],
@@ -450,7 +450,7 @@ async def submit_async(
     seed: int | None = None,
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],
@@ -545,7 +545,7 @@ async def subscribe_async(
     seed: int | None = None,
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],
@@ -639,7 +639,7 @@ async def run_async(
     seed: int | None = None,
     negative_prompt: str = "",
     num_images: int = 1,
-    image_size: ImageSizeType2 | ImageSize = "square_hd",
+    image_size: ImageSize | ImageSizePreset = "square_hd",
     enable_safety_checker: bool = True,
     num_inference_steps: int = 25,
     embeddings: list[Embedding] = [],

@@ -19,11 +19,11 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "BoxPromptType2",
+    "BoxPrompt",
     "Image",
     "Input",
     "Output",
-    "PointPromptType2",
+    "PointPrompt",
     "submit",
     "subscribe",
     "run",
@@ -35,7 +35,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/sam2/image"
 
 
-class BoxPromptType2(FalModel):
+class BoxPrompt(FalModel):
     x_min: int = 0
     """X Min Coordinate of the box"""
     y_min: int = 0
@@ -70,9 +70,9 @@ class Image(FalFile):
 class Input(FalModel):
     image_url: FileInput
     """URL of the image to be segmented"""
-    prompts: Annotated[list[PointPromptType2], Field(validate_default=True)] = []
+    prompts: Annotated[list[PointPrompt], Field(validate_default=True)] = []
     """List of prompts to segment the image"""
-    box_prompts: Annotated[list[BoxPromptType2], Field(validate_default=True)] = []
+    box_prompts: Annotated[list[BoxPrompt], Field(validate_default=True)] = []
     """Coordinates for boxes"""
     apply_mask: bool = False
     """Apply the mask on the image."""
@@ -88,7 +88,7 @@ class Output(FalModel):
     """Segmented image."""
 
 
-class PointPromptType2(FalModel):
+class PointPrompt(FalModel):
     x: int = 305
     """X Coordinate of the prompt"""
     y: int = 350
@@ -128,8 +128,8 @@ def submit(
 def submit(
     *,
     image_url: FileInput,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png", "webp"] = "png",
@@ -189,8 +189,8 @@ def subscribe(
 def subscribe(
     *,
     image_url: FileInput,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png", "webp"] = "png",
@@ -249,8 +249,8 @@ def run(
 def run(
     *,
     image_url: FileInput,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png", "webp"] = "png",
@@ -309,8 +309,8 @@ async def submit_async(
 async def submit_async(
     *,
     image_url: FileInput,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png", "webp"] = "png",
@@ -370,8 +370,8 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     image_url: FileInput,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png", "webp"] = "png",
@@ -430,8 +430,8 @@ async def run_async(
 async def run_async(
     *,
     image_url: FileInput,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     sync_mode: bool = False,
     output_format: Literal["jpeg", "png", "webp"] = "png",

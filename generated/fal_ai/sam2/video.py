@@ -19,11 +19,11 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "BoxPromptType2",
+    "BoxPrompt",
     "File",
     "Input",
     "Output",
-    "PointPromptType2",
+    "PointPrompt",
     "submit",
     "subscribe",
     "run",
@@ -35,7 +35,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/sam2/video"
 
 
-class BoxPromptType2(FalModel):
+class BoxPrompt(FalModel):
     x_min: int = 0
     """X Min Coordinate of the box"""
     y_min: int = 0
@@ -68,9 +68,9 @@ class Input(FalModel):
     """The URL of the video to be segmented."""
     mask_url: FileInput | None = None
     """The URL of the mask to be applied initially."""
-    prompts: Annotated[list[PointPromptType2], Field(validate_default=True)] = []
+    prompts: Annotated[list[PointPrompt], Field(validate_default=True)] = []
     """List of prompts to segment the video"""
-    box_prompts: Annotated[list[BoxPromptType2], Field(validate_default=True)] = []
+    box_prompts: Annotated[list[BoxPrompt], Field(validate_default=True)] = []
     """Coordinates for boxes"""
     apply_mask: bool = False
     """Apply the mask on the video."""
@@ -85,7 +85,7 @@ class Output(FalModel):
     """Zip file containing per-frame bounding box overlays."""
 
 
-class PointPromptType2(FalModel):
+class PointPrompt(FalModel):
     x: int = 305
     """X Coordinate of the prompt"""
     y: int = 350
@@ -126,8 +126,8 @@ def submit(
     *,
     video_url: FileInput,
     mask_url: FileInput | None = None,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
     client: fal_runtime.Client | None = None,
@@ -189,8 +189,8 @@ def subscribe(
     *,
     video_url: FileInput,
     mask_url: FileInput | None = None,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
     client: fal_runtime.Client | None = None,
@@ -251,8 +251,8 @@ def run(
     *,
     video_url: FileInput,
     mask_url: FileInput | None = None,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
     client: fal_runtime.Client | None = None,
@@ -313,8 +313,8 @@ async def submit_async(
     *,
     video_url: FileInput,
     mask_url: FileInput | None = None,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
     client: fal_runtime.AsyncClient | None = None,
@@ -376,8 +376,8 @@ async def subscribe_async(
     *,
     video_url: FileInput,
     mask_url: FileInput | None = None,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
     client: fal_runtime.AsyncClient | None = None,
@@ -438,8 +438,8 @@ async def run_async(
     *,
     video_url: FileInput,
     mask_url: FileInput | None = None,
-    prompts: list[PointPromptType2] = [],
-    box_prompts: list[BoxPromptType2] = [],
+    prompts: list[PointPrompt] = [],
+    box_prompts: list[BoxPrompt] = [],
     apply_mask: bool = False,
     boundingbox_zip: bool = False,
     client: fal_runtime.AsyncClient | None = None,

@@ -19,12 +19,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/sdxl-controlnet-union"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -54,14 +54,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -70,6 +63,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -131,7 +131,7 @@ class Input(FalModel):
     """
     segmentation_preprocess: bool = True
     """Whether to preprocess the segmentation image."""
-    image_size: ImageSizeType2 | ImageSize | None = None
+    image_size: ImageSize | ImageSizePreset | None = None
     """The size of the generated image. Leave it none to automatically infer from the
     control image."""
     safety_checker_version: Literal["v1", "v2"] = "v1"
@@ -144,11 +144,11 @@ class Input(FalModel):
     """Whether to preprocess the normal image."""
     teed_image_url: FileInput | None = None
     """The URL of the control image."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -162,7 +162,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -231,12 +231,12 @@ def submit(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.RequestHandle[Output]: ...
@@ -363,12 +363,12 @@ def subscribe(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -494,12 +494,12 @@ def run(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...
@@ -625,12 +625,12 @@ async def submit_async(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
 ) -> fal_runtime.AsyncRequestHandle[Output]: ...
@@ -757,12 +757,12 @@ async def subscribe_async(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
 ) -> Output: ...
@@ -888,12 +888,12 @@ async def run_async(
     request_id: str = "",
     seed: int | None = None,
     segmentation_preprocess: bool = True,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     prompt: str,
     normal_preprocess: bool = True,
     teed_image_url: FileInput | None = None,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
 ) -> Output: ...

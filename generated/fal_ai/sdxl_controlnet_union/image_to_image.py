@@ -19,12 +19,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/sdxl-controlnet-union/image-to-image"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -54,14 +54,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -70,6 +63,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
 
 
 class Input(FalModel):
@@ -99,7 +99,7 @@ class Input(FalModel):
     """
     segmentation_preprocess: bool = True
     """Whether to preprocess the segmentation image."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     prompt: str
     """The prompt to use for generating the image. Be as descriptive as possible for
@@ -155,7 +155,7 @@ class Input(FalModel):
     checker. v2 uses a custom ViT model."""
     strength: Annotated[float, Field(ge=0.05, le=1.0)] = 0.95
     """determines how much the generated image resembles the initial image"""
-    image_size: ImageSizeType2 | ImageSize | None = None
+    image_size: ImageSize | ImageSizePreset | None = None
     """The size of the generated image. Leave it none to automatically infer from the
     control image."""
     teed_image_url: FileInput | None = None
@@ -164,7 +164,7 @@ class Input(FalModel):
     """The URL of the image to use as a starting point for the generation."""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -178,7 +178,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -236,7 +236,7 @@ def submit(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     preserve_aspect_ratio: bool = False,
     depth_image_url: FileInput | None = None,
@@ -255,7 +255,7 @@ def submit(
     normal_image_url: FileInput | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     teed_image_url: FileInput | None = None,
     image_url: FileInput,
     client: fal_runtime.Client | None = None,
@@ -385,7 +385,7 @@ def subscribe(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     preserve_aspect_ratio: bool = False,
     depth_image_url: FileInput | None = None,
@@ -404,7 +404,7 @@ def subscribe(
     normal_image_url: FileInput | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     teed_image_url: FileInput | None = None,
     image_url: FileInput,
     client: fal_runtime.Client | None = None,
@@ -533,7 +533,7 @@ def run(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     preserve_aspect_ratio: bool = False,
     depth_image_url: FileInput | None = None,
@@ -552,7 +552,7 @@ def run(
     normal_image_url: FileInput | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     teed_image_url: FileInput | None = None,
     image_url: FileInput,
     client: fal_runtime.Client | None = None,
@@ -681,7 +681,7 @@ async def submit_async(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     preserve_aspect_ratio: bool = False,
     depth_image_url: FileInput | None = None,
@@ -700,7 +700,7 @@ async def submit_async(
     normal_image_url: FileInput | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     teed_image_url: FileInput | None = None,
     image_url: FileInput,
     client: fal_runtime.AsyncClient | None = None,
@@ -830,7 +830,7 @@ async def subscribe_async(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     preserve_aspect_ratio: bool = False,
     depth_image_url: FileInput | None = None,
@@ -849,7 +849,7 @@ async def subscribe_async(
     normal_image_url: FileInput | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     teed_image_url: FileInput | None = None,
     image_url: FileInput,
     client: fal_runtime.AsyncClient | None = None,
@@ -978,7 +978,7 @@ async def run_async(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     preserve_aspect_ratio: bool = False,
     depth_image_url: FileInput | None = None,
@@ -997,7 +997,7 @@ async def run_async(
     normal_image_url: FileInput | None = None,
     safety_checker_version: Literal["v1", "v2"] = "v1",
     strength: float = 0.95,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     teed_image_url: FileInput | None = None,
     image_url: FileInput,
     client: fal_runtime.AsyncClient | None = None,

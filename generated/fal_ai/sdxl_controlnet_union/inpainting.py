@@ -19,12 +19,12 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "ImageSize",
+    "ImageSizePreset",
     "Embedding",
-    "ImageSizeType2",
-    "ImageType2",
+    "Image",
+    "ImageSize",
     "Input",
-    "LoraWeightType2",
+    "LoraWeight",
     "Output",
     "submit",
     "subscribe",
@@ -37,7 +37,7 @@ __all__ = [
 ENDPOINT_ID = "fal-ai/sdxl-controlnet-union/inpainting"
 
 
-ImageSize: TypeAlias = Literal[
+ImageSizePreset: TypeAlias = Literal[
     "square_hd",
     "square",
     "portrait_4_3",
@@ -54,14 +54,7 @@ class Embedding(FalModel):
     """URL or the path to the embedding weights."""
 
 
-class ImageSizeType2(FalModel):
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -72,10 +65,17 @@ class ImageType2(FalFile):
     """The size of the file in bytes."""
 
 
+class ImageSize(FalModel):
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+
+
 class Input(FalModel):
     num_inference_steps: Annotated[int, Field(ge=1, le=70)] = 35
     """The number of inference steps to perform."""
-    image_size: ImageSizeType2 | ImageSize | None = None
+    image_size: ImageSize | ImageSizePreset | None = None
     """The size of the generated image. Leave it none to automatically infer from the
     control image."""
     normal_preprocess: bool = True
@@ -102,7 +102,7 @@ class Input(FalModel):
     """
     segmentation_preprocess: bool = True
     """Whether to preprocess the segmentation image."""
-    loras: Annotated[list[LoraWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoraWeight], Field(validate_default=True)] = []
     """The list of LoRA weights to use."""
     prompt: str
     """The prompt to use for generating the image. Be as descriptive as possible for
@@ -154,7 +154,7 @@ class Input(FalModel):
     """The URL of the image to use as a starting point for the generation."""
 
 
-class LoraWeightType2(FalModel):
+class LoraWeight(FalModel):
     scale: Annotated[float, Field(ge=0.0, le=1.0)] = 1
     """
     The scale of the LoRA weight. This is used to scale the LoRA weight
@@ -168,7 +168,7 @@ class LoraWeightType2(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """The generated image files info."""
     timings: dict[str, float]
     seed: int
@@ -218,7 +218,7 @@ def submit(
 def submit(
     *,
     num_inference_steps: int = 35,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     normal_preprocess: bool = True,
     enable_safety_checker: bool = True,
     canny_image_url: FileInput | None = None,
@@ -228,7 +228,7 @@ def submit(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     depth_image_url: FileInput | None = None,
     controlnet_conditioning_scale: float = 0.5,
@@ -360,7 +360,7 @@ def subscribe(
 def subscribe(
     *,
     num_inference_steps: int = 35,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     normal_preprocess: bool = True,
     enable_safety_checker: bool = True,
     canny_image_url: FileInput | None = None,
@@ -370,7 +370,7 @@ def subscribe(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     depth_image_url: FileInput | None = None,
     controlnet_conditioning_scale: float = 0.5,
@@ -501,7 +501,7 @@ def run(
 def run(
     *,
     num_inference_steps: int = 35,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     normal_preprocess: bool = True,
     enable_safety_checker: bool = True,
     canny_image_url: FileInput | None = None,
@@ -511,7 +511,7 @@ def run(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     depth_image_url: FileInput | None = None,
     controlnet_conditioning_scale: float = 0.5,
@@ -642,7 +642,7 @@ async def submit_async(
 async def submit_async(
     *,
     num_inference_steps: int = 35,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     normal_preprocess: bool = True,
     enable_safety_checker: bool = True,
     canny_image_url: FileInput | None = None,
@@ -652,7 +652,7 @@ async def submit_async(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     depth_image_url: FileInput | None = None,
     controlnet_conditioning_scale: float = 0.5,
@@ -784,7 +784,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     num_inference_steps: int = 35,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     normal_preprocess: bool = True,
     enable_safety_checker: bool = True,
     canny_image_url: FileInput | None = None,
@@ -794,7 +794,7 @@ async def subscribe_async(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     depth_image_url: FileInput | None = None,
     controlnet_conditioning_scale: float = 0.5,
@@ -925,7 +925,7 @@ async def run_async(
 async def run_async(
     *,
     num_inference_steps: int = 35,
-    image_size: ImageSizeType2 | ImageSize | None = None,
+    image_size: ImageSize | ImageSizePreset | None = None,
     normal_preprocess: bool = True,
     enable_safety_checker: bool = True,
     canny_image_url: FileInput | None = None,
@@ -935,7 +935,7 @@ async def run_async(
     segmentation_image_url: FileInput | None = None,
     request_id: str = "",
     segmentation_preprocess: bool = True,
-    loras: list[LoraWeightType2] = [],
+    loras: list[LoraWeight] = [],
     prompt: str,
     depth_image_url: FileInput | None = None,
     controlnet_conditioning_scale: float = 0.5,

@@ -20,7 +20,7 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "OutputBitrate",
-    "AudioFileType2",
+    "AudioFile",
     "Input",
     "Output",
     "submit",
@@ -37,7 +37,7 @@ ENDPOINT_ID = "fal-ai/workflow-utilities/impulse-response"
 OutputBitrate: TypeAlias = Literal["128k", "192k", "256k", "320k"]
 
 
-class AudioFileType2(FalFile):
+class AudioFile(FalFile):
     """Audio file with url field"""
 
     url: str
@@ -82,7 +82,7 @@ class Input(FalModel):
 class Output(FalModel):
     """Output model for impulse response processed audio"""
 
-    audio: AudioFileType2
+    audio: AudioFile
     """The processed audio file with reverb applied"""
 
 

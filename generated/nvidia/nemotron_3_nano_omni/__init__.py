@@ -19,7 +19,7 @@ __all__ = [
     "endpoint",
     "Input",
     "Output",
-    "UsageInfoType2",
+    "UsageInfo",
     "submit",
     "subscribe",
     "run",
@@ -55,11 +55,11 @@ class Output(FalModel):
     """Generated text response."""
     finish_reason: str = "stop"
     """Reason generation stopped."""
-    usage: UsageInfoType2
+    usage: UsageInfo
     """Token usage for the request."""
 
 
-class UsageInfoType2(FalModel):
+class UsageInfo(FalModel):
     input_tokens: int
     """Number of input tokens processed"""
     output_tokens: int

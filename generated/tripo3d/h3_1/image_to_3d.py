@@ -20,9 +20,9 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "File",
-    "File2",
     "Input",
-    "ModelUrlsType2",
+    "ModelUrls",
+    "ModelUrlsFile",
     "Output",
     "submit",
     "subscribe",
@@ -46,19 +46,6 @@ class File(FalFile):
     """The size of the file in bytes."""
     file_data: str | None = None
     """File data"""
-
-
-class File2(FalFile):
-    content_type: str | None = None
-    """The mime type of the file."""
-    file_data: str | None = None
-    """File data"""
-    file_name: str | None = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: float | None = None
-    """The size of the file in bytes."""
-    url: str
-    """The URL where the file can be downloaded from."""
 
 
 class Input(FalModel):
@@ -94,7 +81,7 @@ class Input(FalModel):
     bytes for quad output, the returned model file is FBX."""
 
 
-class ModelUrlsType2(FalModel):
+class ModelUrls(FalModel):
     """3D model download URLs"""
 
     glb: File | None = None
@@ -103,16 +90,29 @@ class ModelUrlsType2(FalModel):
     """Base (untextured) model"""
     pbr_model: File | None = None
     """PBR-textured model"""
-    fbx: File2 | None = None
+    fbx: ModelUrlsFile | None = None
     """FBX format 3D model"""
-    mtl: File2 | None = None
+    mtl: ModelUrlsFile | None = None
     """MTL material file for OBJ model"""
-    obj: File2 | None = None
+    obj: ModelUrlsFile | None = None
     """OBJ format 3D model"""
-    texture: File2 | None = None
+    texture: ModelUrlsFile | None = None
     """Texture image for the 3D model"""
-    usdz: File2 | None = None
+    usdz: ModelUrlsFile | None = None
     """USDZ format 3D model"""
+
+
+class ModelUrlsFile(FalFile):
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_data: str | None = None
+    """File data"""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: float | None = None
+    """The size of the file in bytes."""
+    url: str
+    """The URL where the file can be downloaded from."""
 
 
 class Output(FalModel):
@@ -120,7 +120,7 @@ class Output(FalModel):
 
     model_mesh: File
     """Generated 3D model file in GLB format."""
-    model_urls: ModelUrlsType2
+    model_urls: ModelUrls
     """URLs for different 3D model variants."""
     rendered_image: File | None = None
     """Preview render of the generated 3D model."""

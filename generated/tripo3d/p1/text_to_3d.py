@@ -19,9 +19,9 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "File",
-    "File2",
     "Input",
-    "ModelUrlsType2",
+    "ModelUrls",
+    "ModelUrlsFile",
     "Output",
     "submit",
     "subscribe",
@@ -47,19 +47,6 @@ class File(FalFile):
     """File data"""
 
 
-class File2(FalFile):
-    content_type: str | None = None
-    """The mime type of the file."""
-    file_data: str | None = None
-    """File data"""
-    file_name: str | None = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: float | None = None
-    """The size of the file in bytes."""
-    url: str
-    """The URL where the file can be downloaded from."""
-
-
 class Input(FalModel):
     """
     Input for Text to 3D generation using the P1 model.
@@ -79,7 +66,7 @@ class Input(FalModel):
     """Seed for geometry generation reproducibility."""
 
 
-class ModelUrlsType2(FalModel):
+class ModelUrls(FalModel):
     """3D model download URLs"""
 
     glb: File | None = None
@@ -88,16 +75,29 @@ class ModelUrlsType2(FalModel):
     """Base (untextured) model"""
     pbr_model: File | None = None
     """PBR-textured model"""
-    fbx: File2 | None = None
+    fbx: ModelUrlsFile | None = None
     """FBX format 3D model"""
-    mtl: File2 | None = None
+    mtl: ModelUrlsFile | None = None
     """MTL material file for OBJ model"""
-    obj: File2 | None = None
+    obj: ModelUrlsFile | None = None
     """OBJ format 3D model"""
-    texture: File2 | None = None
+    texture: ModelUrlsFile | None = None
     """Texture image for the 3D model"""
-    usdz: File2 | None = None
+    usdz: ModelUrlsFile | None = None
     """USDZ format 3D model"""
+
+
+class ModelUrlsFile(FalFile):
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_data: str | None = None
+    """File data"""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: float | None = None
+    """The size of the file in bytes."""
+    url: str
+    """The URL where the file can be downloaded from."""
 
 
 class Output(FalModel):
@@ -105,7 +105,7 @@ class Output(FalModel):
 
     model_mesh: File
     """Generated 3D model file. May be GLB or FBX depending on Tripo output."""
-    model_urls: ModelUrlsType2
+    model_urls: ModelUrls
     """URLs for different 3D model variants."""
     rendered_image: File | None = None
     """Preview render of the generated 3D model."""

@@ -19,17 +19,17 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "Aesthetics",
-    "Aesthetics2",
     "BoundingBox",
     "Color",
     "Input",
     "Lighting",
-    "Lighting2",
     "Output",
+    "OutputAesthetics",
+    "OutputLighting",
+    "OutputObject",
+    "OutputPhotographicCharacteristics",
     "PhotographicCharacteristics",
-    "PhotographicCharacteristics2",
     "PromptObject",
-    "PromptObject2",
     "StructuredPrompt",
     "submit",
     "subscribe",
@@ -51,20 +51,6 @@ class Aesthetics(FalModel):
     """The mood and atmosphere of the image to be generated."""
     aesthetic_score: str | None = None
     """The aesthetic score of the image (e.g., 'very high', 'high', 'medium', 'low')."""
-    preference_score: str | None = None
-    """The preference score of the image (e.g., 'very high', 'high', 'medium',
-    'low')."""
-
-
-class Aesthetics2(FalModel):
-    aesthetic_score: str | None = None
-    """The aesthetic score of the image (e.g., 'very high', 'high', 'medium', 'low')."""
-    color_scheme: str | None = None
-    """The color scheme of the image to be generated."""
-    composition: str | None = None
-    """The composition of the image to be generated."""
-    mood_atmosphere: str | None = None
-    """The mood and atmosphere of the image to be generated."""
     preference_score: str | None = None
     """The preference score of the image (e.g., 'very high', 'high', 'medium',
     'low')."""
@@ -114,17 +100,8 @@ class Lighting(FalModel):
     """The shadows in the image to be generated."""
 
 
-class Lighting2(FalModel):
-    conditions: str | None = None
-    """The conditions of the lighting in the image to be generated."""
-    direction: str | None = None
-    """The direction of the lighting in the image to be generated."""
-    shadows: str | None = None
-    """The shadows in the image to be generated."""
-
-
 class Output(FalModel):
-    aesthetics: Aesthetics2 | None = None
+    aesthetics: OutputAesthetics | None = None
     """The aesthetics of the image to be generated."""
     artistic_style: str | None = None
     """The artistic style of the image to be generated."""
@@ -132,12 +109,12 @@ class Output(FalModel):
     """The background setting of the image to be generated."""
     context: str | None = None
     """The context of the image to be generated."""
-    lighting: Lighting2 | None = None
+    lighting: OutputLighting | None = None
     """The lighting of the image to be generated."""
-    objects: list[PromptObject2] | None = None
+    objects: list[OutputObject] | None = None
     """A list of objects in the image to be generated, along with their attributes and
     relationships to other objects in the image."""
-    photographic_characteristics: PhotographicCharacteristics2 | None = None
+    photographic_characteristics: OutputPhotographicCharacteristics | None = None
     """The photographic characteristics of the image to be generated."""
     short_description: str | None = None
     """A short description of the image to be generated."""
@@ -147,6 +124,81 @@ class Output(FalModel):
     """A list of text to be rendered in the image."""
 
 
+class OutputAesthetics(FalModel):
+    aesthetic_score: str | None = None
+    """The aesthetic score of the image (e.g., 'very high', 'high', 'medium', 'low')."""
+    color_scheme: str | None = None
+    """The color scheme of the image to be generated."""
+    composition: str | None = None
+    """The composition of the image to be generated."""
+    mood_atmosphere: str | None = None
+    """The mood and atmosphere of the image to be generated."""
+    preference_score: str | None = None
+    """The preference score of the image (e.g., 'very high', 'high', 'medium',
+    'low')."""
+
+
+class OutputLighting(FalModel):
+    conditions: str | None = None
+    """The conditions of the lighting in the image to be generated."""
+    direction: str | None = None
+    """The direction of the lighting in the image to be generated."""
+    shadows: str | None = None
+    """The shadows in the image to be generated."""
+
+
+class OutputObject(FalModel):
+    action: str | None = None
+    """The action of the object in the image."""
+    appearance_details: str | None = None
+    """The appearance details of the object."""
+    bounding_boxes: list[BoundingBox] | None = None
+    """Bounding boxes defining the location of the object in the image."""
+    clothing: str | None = None
+    """The clothing of the object in the image."""
+    colors: list[Color] | None = None
+    """A list of colors associated with the object."""
+    description: str | None = None
+    """A description of the object to be generated."""
+    expression: str | None = None
+    """The expression of the object in the image."""
+    gender: str | None = None
+    """The gender of the object in the image."""
+    location: str | None = None
+    """The location of the object in the image."""
+    number_of_objects: float | None = None
+    """The number of objects in the image."""
+    orientation: str | None = None
+    """The orientation of the object in the image."""
+    pose: str | None = None
+    """The pose of the object in the image."""
+    relationship: str | None = None
+    """The relationship of the object to other objects in the image."""
+    relative_distance: float | None = None
+    """The relative distance of the object from the camera or viewer."""
+    relative_size: str | None = None
+    """The relative size of the object in the image."""
+    shape_and_color: str | None = None
+    """The shape and color of the object."""
+    skin_color: Color | None = None
+    """The RGB color values for the skin tone of the object."""
+    skin_tone_and_texture: str | None = None
+    """The skin tone and texture of the object in the image."""
+    texture: str | None = None
+    """The texture of the object."""
+
+
+class OutputPhotographicCharacteristics(FalModel):
+    camera_angle: str | None = None
+    """The angle of the camera in the image to be generated."""
+    depth_of_field: str | None = None
+    """The depth of field in the image to be generated."""
+    focus: str | None = None
+    """The focus in the image to be generated."""
+    lens_focal_length: str | None = None
+    """The focal length of the lens in the image to be generated."""
+
+
 class PhotographicCharacteristics(FalModel):
     depth_of_field: str | None = None
     """The depth of field in the image to be generated."""
@@ -154,17 +206,6 @@ class PhotographicCharacteristics(FalModel):
     """The focus in the image to be generated."""
     camera_angle: str | None = None
     """The angle of the camera in the image to be generated."""
-    lens_focal_length: str | None = None
-    """The focal length of the lens in the image to be generated."""
-
-
-class PhotographicCharacteristics2(FalModel):
-    camera_angle: str | None = None
-    """The angle of the camera in the image to be generated."""
-    depth_of_field: str | None = None
-    """The depth of field in the image to be generated."""
-    focus: str | None = None
-    """The focus in the image to be generated."""
     lens_focal_length: str | None = None
     """The focal length of the lens in the image to be generated."""
 
@@ -208,47 +249,6 @@ class PromptObject(FalModel):
     """The relative distance of the object from the camera or viewer."""
     skin_color: Color | None = None
     """The RGB color values for the skin tone of the object."""
-
-
-class PromptObject2(FalModel):
-    action: str | None = None
-    """The action of the object in the image."""
-    appearance_details: str | None = None
-    """The appearance details of the object."""
-    bounding_boxes: list[BoundingBox] | None = None
-    """Bounding boxes defining the location of the object in the image."""
-    clothing: str | None = None
-    """The clothing of the object in the image."""
-    colors: list[Color] | None = None
-    """A list of colors associated with the object."""
-    description: str | None = None
-    """A description of the object to be generated."""
-    expression: str | None = None
-    """The expression of the object in the image."""
-    gender: str | None = None
-    """The gender of the object in the image."""
-    location: str | None = None
-    """The location of the object in the image."""
-    number_of_objects: float | None = None
-    """The number of objects in the image."""
-    orientation: str | None = None
-    """The orientation of the object in the image."""
-    pose: str | None = None
-    """The pose of the object in the image."""
-    relationship: str | None = None
-    """The relationship of the object to other objects in the image."""
-    relative_distance: float | None = None
-    """The relative distance of the object from the camera or viewer."""
-    relative_size: str | None = None
-    """The relative size of the object in the image."""
-    shape_and_color: str | None = None
-    """The shape and color of the object."""
-    skin_color: Color | None = None
-    """The RGB color values for the skin tone of the object."""
-    skin_tone_and_texture: str | None = None
-    """The skin tone and texture of the object in the image."""
-    texture: str | None = None
-    """The texture of the object."""
 
 
 class StructuredPrompt(FalModel):

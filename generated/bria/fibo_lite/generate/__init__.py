@@ -29,7 +29,7 @@ __all__ = [
     "ObjectDescription",
     "Output",
     "PhotographicCharacteristicsDetails",
-    "StructuredPromptType2",
+    "StructuredPrompt",
     "TextRender",
     "submit",
     "subscribe",
@@ -107,7 +107,7 @@ class Image(FalFile):
 class Input(FalModel):
     prompt: str | None = None
     """The prompt to generate."""
-    structured_prompt: StructuredPromptType2 | None = None
+    structured_prompt: StructuredPrompt | None = None
     """The structured prompt to generate."""
     image_url: FileInput | None = None
     """Input image URL"""
@@ -182,7 +182,7 @@ class Output(FalModel):
     """Generated image."""
     images: list[dict[str, Any]] | None = None
     """Generated images."""
-    structured_prompt: StructuredPromptType2
+    structured_prompt: StructuredPrompt
     """Current prompt."""
 
 
@@ -199,7 +199,7 @@ class PhotographicCharacteristicsDetails(FalModel):
     """The focal length of the lens in the image to be generated."""
 
 
-class StructuredPromptType2(FalModel):
+class StructuredPrompt(FalModel):
     short_description: str | None = None
     """A short description of the image to be generated."""
     objects: list[ObjectDescription] | None = None
@@ -269,7 +269,7 @@ def submit(
 def submit(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     aspect_ratio: AspectRatio = "1:1",
@@ -335,7 +335,7 @@ def subscribe(
 def subscribe(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     aspect_ratio: AspectRatio = "1:1",
@@ -400,7 +400,7 @@ def run(
 def run(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     aspect_ratio: AspectRatio = "1:1",
@@ -465,7 +465,7 @@ async def submit_async(
 async def submit_async(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     aspect_ratio: AspectRatio = "1:1",
@@ -531,7 +531,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     aspect_ratio: AspectRatio = "1:1",
@@ -596,7 +596,7 @@ async def run_async(
 async def run_async(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     aspect_ratio: AspectRatio = "1:1",

@@ -18,7 +18,7 @@ from fal_runtime.models import FalModel
 __all__ = [
     "ENDPOINT_ID",
     "endpoint",
-    "File2",
+    "File",
     "Input",
     "Output",
     "submit",
@@ -32,7 +32,7 @@ __all__ = [
 ENDPOINT_ID = "bria/video/background-removal"
 
 
-class File2(FalFile):
+class File(FalFile):
     content_type: str | None = None
     """The mime type of the file."""
     file_data: str | None = None
@@ -59,7 +59,7 @@ class Input(FalModel):
 
 
 class Output(FalModel):
-    video: list[File2]
+    video: list[File]
 
 
 endpoint: Endpoint[Input, Output] = Endpoint(

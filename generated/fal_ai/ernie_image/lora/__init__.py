@@ -19,8 +19,8 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "ImageSizePreset",
+    "Image",
     "ImageSize",
-    "ImageType2",
     "Input",
     "LoraWeight",
     "Output",
@@ -50,14 +50,7 @@ ImageSizePreset: TypeAlias = Literal[
 ]
 
 
-class ImageSize(FalModel):
-    width: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The width of the generated image."""
-    height: Annotated[int, Field(gt=0, le=14142)] = 512
-    """The height of the generated image."""
-
-
-class ImageType2(FalFile):
+class Image(FalFile):
     url: str
     width: int | None = None
     height: int | None = None
@@ -66,6 +59,13 @@ class ImageType2(FalFile):
     """The name of the file. It will be auto-generated if not provided."""
     file_size: float | None = None
     """The size of the file in bytes."""
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The width of the generated image."""
+    height: Annotated[int, Field(gt=0, le=14142)] = 512
+    """The height of the generated image."""
 
 
 class Input(FalModel):
@@ -115,7 +115,7 @@ class LoraWeight(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageType2]
+    images: list[Image]
     """List of generated images."""
     seed: int
     """Seed used for generation."""

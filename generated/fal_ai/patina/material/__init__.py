@@ -20,7 +20,7 @@ __all__ = [
     "endpoint",
     "ImageSizePreset",
     "Maps",
-    "ImageFileType2",
+    "ImageFile",
     "ImageSize",
     "Input",
     "MapImageFile",
@@ -49,7 +49,7 @@ ImageSizePreset: TypeAlias = Literal[
 Maps: TypeAlias = Literal["basecolor", "normal", "roughness", "metalness", "height"]
 
 
-class ImageFileType2(FalModel):
+class ImageFile(FalModel):
     """Schema referenced but not defined by fal.ai (missing from source OpenAPI spec)"""
 
     model_config = ConfigDict(
@@ -148,7 +148,7 @@ class MapImageFile(FalModel):
 
 
 class Output(FalModel):
-    images: list[ImageFileType2 | MapImageFile]
+    images: list[ImageFile | MapImageFile]
     """Generated tileable texture image(s) from z-image and predicted PBR material maps
     from PATINA."""
     seed: int

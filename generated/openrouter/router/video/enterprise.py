@@ -23,7 +23,7 @@ __all__ = [
     "Output",
     "OutputChunk",
     "PromptTokensDetails",
-    "UsageInfoType2",
+    "UsageInfo",
     "submit",
     "subscribe",
     "run",
@@ -64,7 +64,7 @@ class Input(FalModel):
 class Output(FalModel):
     output: str
     """Generated output from video processing"""
-    usage: UsageInfoType2 | None
+    usage: UsageInfo | None
     """Token usage information"""
 
 
@@ -74,7 +74,7 @@ class OutputChunk(FalModel):
 
     output: str | None = None
     """Generated output from video processing"""
-    usage: UsageInfoType2 | None = None
+    usage: UsageInfo | None = None
     """Token usage information"""
 
 
@@ -83,7 +83,7 @@ class PromptTokensDetails(FalModel):
     cache_write_tokens: int = 0
 
 
-class UsageInfoType2(FalModel):
+class UsageInfo(FalModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int = 0

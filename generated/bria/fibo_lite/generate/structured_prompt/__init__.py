@@ -18,20 +18,20 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "AestheticsDetails",
-    "AestheticsDetails2",
     "BoundingBox",
     "Color",
     "Input",
     "LightingDetails",
-    "LightingDetails2",
     "ObjectDescription",
-    "ObjectDescription2",
     "Output",
+    "OutputAesthetics",
+    "OutputLighting",
+    "OutputObject",
+    "OutputPhotographicCharacteristics",
+    "OutputTextRender",
     "PhotographicCharacteristicsDetails",
-    "PhotographicCharacteristicsDetails2",
-    "StructuredPromptType2",
+    "StructuredPrompt",
     "TextRender",
-    "TextRender2",
     "submit",
     "subscribe",
     "run",
@@ -55,19 +55,6 @@ class AestheticsDetails(FalModel):
     aesthetic_score: str | None = None
     """E.g., 'very low', 'low', 'medium', 'high', 'very high'."""
     preference_score: str | None = None
-    """E.g., 'very low', 'low', 'medium', 'high', 'very high'."""
-
-
-class AestheticsDetails2(FalModel):
-    aesthetic_score: str
-    """E.g., 'very low', 'low', 'medium', 'high', 'very high'."""
-    color_scheme: str
-    """E.g., 'monochromatic blue', 'warm complementary colors', 'high contrast'."""
-    composition: str
-    """E.g., 'rule of thirds', 'symmetrical', 'centered', 'leading lines'."""
-    mood_atmosphere: str
-    """E.g., 'serene', 'energetic', 'mysterious', 'joyful'."""
-    preference_score: str
     """E.g., 'very low', 'low', 'medium', 'high', 'very high'."""
 
 
@@ -98,7 +85,7 @@ class Color(FalModel):
 class Input(FalModel):
     prompt: str | None = None
     """The prompt to generate."""
-    structured_prompt: StructuredPromptType2 | None = None
+    structured_prompt: StructuredPrompt | None = None
     """The structured prompt to generate."""
     image_url: FileInput | None = None
     """Input image URL"""
@@ -112,15 +99,6 @@ class LightingDetails(FalModel):
     conditions: str | None = None
     """E.g., 'bright daylight', 'dim indoor', 'studio lighting', 'golden hour'."""
     direction: str | None = None
-    """E.g., 'front-lit', 'backlit', 'side-lit from left'."""
-    shadows: str | None = None
-    """Describe the presence of shadows."""
-
-
-class LightingDetails2(FalModel):
-    conditions: str
-    """E.g., 'bright daylight', 'dim indoor', 'studio lighting', 'golden hour'."""
-    direction: str
     """E.g., 'front-lit', 'backlit', 'side-lit from left'."""
     shadows: str | None = None
     """Describe the presence of shadows."""
@@ -170,7 +148,55 @@ class ObjectDescription(FalModel):
     """The RGB color values for the skin tone of the object."""
 
 
-class ObjectDescription2(FalModel):
+class Output(FalModel):
+    aesthetics: OutputAesthetics
+    """Details about the image aesthetics."""
+    artistic_style: str
+    """describe specific artistic characteristics, 3 words maximum."""
+    background_setting: str
+    """Describe the overall environment, setting, or background, including any notable
+    background elements."""
+    context: str
+    """Provide any additional context that helps understand the image better."""
+    lighting: OutputLighting
+    """Details about the lighting."""
+    objects: list[OutputObject]
+    """List of prominent foreground/midground objects."""
+    photographic_characteristics: OutputPhotographicCharacteristics | None = None
+    """Details about photographic characteristics."""
+    short_description: str
+    """A concise summary of the image content, 200 words maximum."""
+    style_medium: str | None = None
+    """Identify the artistic style or medium."""
+    subject_emotions: str | None = None
+    """Explicitly describe any visible emotions or expressions on subjects."""
+    text_render: list[OutputTextRender] | None = None
+    """List of text renders in the image."""
+
+
+class OutputAesthetics(FalModel):
+    aesthetic_score: str
+    """E.g., 'very low', 'low', 'medium', 'high', 'very high'."""
+    color_scheme: str
+    """E.g., 'monochromatic blue', 'warm complementary colors', 'high contrast'."""
+    composition: str
+    """E.g., 'rule of thirds', 'symmetrical', 'centered', 'leading lines'."""
+    mood_atmosphere: str
+    """E.g., 'serene', 'energetic', 'mysterious', 'joyful'."""
+    preference_score: str
+    """E.g., 'very low', 'low', 'medium', 'high', 'very high'."""
+
+
+class OutputLighting(FalModel):
+    conditions: str
+    """E.g., 'bright daylight', 'dim indoor', 'studio lighting', 'golden hour'."""
+    direction: str
+    """E.g., 'front-lit', 'backlit', 'side-lit from left'."""
+    shadows: str | None = None
+    """Describe the presence of shadows."""
+
+
+class OutputObject(FalModel):
     action: str | None = None
     """Describe the action of the human."""
     appearance_details: str | None = None
@@ -204,30 +230,30 @@ class ObjectDescription2(FalModel):
     """E.g., 'smooth', 'rough', 'metallic', 'furry'."""
 
 
-class Output(FalModel):
-    aesthetics: AestheticsDetails2
-    """Details about the image aesthetics."""
-    artistic_style: str
-    """describe specific artistic characteristics, 3 words maximum."""
-    background_setting: str
-    """Describe the overall environment, setting, or background, including any notable
-    background elements."""
-    context: str
-    """Provide any additional context that helps understand the image better."""
-    lighting: LightingDetails2
-    """Details about the lighting."""
-    objects: list[ObjectDescription2]
-    """List of prominent foreground/midground objects."""
-    photographic_characteristics: PhotographicCharacteristicsDetails2 | None = None
-    """Details about photographic characteristics."""
-    short_description: str
-    """A concise summary of the image content, 200 words maximum."""
-    style_medium: str | None = None
-    """Identify the artistic style or medium."""
-    subject_emotions: str | None = None
-    """Explicitly describe any visible emotions or expressions on subjects."""
-    text_render: list[TextRender2] | None = None
-    """List of text renders in the image."""
+class OutputPhotographicCharacteristics(FalModel):
+    camera_angle: str
+    """E.g., 'eye-level', 'low angle', 'high angle', 'dutch angle'."""
+    depth_of_field: str
+    """E.g., 'shallow', 'deep', 'bokeh background'."""
+    focus: str
+    """E.g., 'sharp focus on subject', 'soft focus', 'motion blur'."""
+    lens_focal_length: str
+    """E.g., 'wide-angle', 'telephoto', 'macro', 'fisheye'."""
+
+
+class OutputTextRender(FalModel):
+    appearance_details: str | None = None
+    """Any other notable visual details."""
+    color: str
+    """E.g., 'red', 'blue', 'green'."""
+    font: str
+    """E.g., 'realistic', 'cartoonish', 'minimalist'."""
+    location: str
+    """E.g., 'center', 'top-left', 'bottom-right foreground'."""
+    size: str
+    """E.g., 'small', 'medium', 'large within frame'."""
+    text: str
+    """The text content."""
 
 
 class PhotographicCharacteristicsDetails(FalModel):
@@ -243,18 +269,7 @@ class PhotographicCharacteristicsDetails(FalModel):
     """E.g., 'wide-angle', 'telephoto', 'macro', 'fisheye'."""
 
 
-class PhotographicCharacteristicsDetails2(FalModel):
-    camera_angle: str
-    """E.g., 'eye-level', 'low angle', 'high angle', 'dutch angle'."""
-    depth_of_field: str
-    """E.g., 'shallow', 'deep', 'bokeh background'."""
-    focus: str
-    """E.g., 'sharp focus on subject', 'soft focus', 'motion blur'."""
-    lens_focal_length: str
-    """E.g., 'wide-angle', 'telephoto', 'macro', 'fisheye'."""
-
-
-class StructuredPromptType2(FalModel):
+class StructuredPrompt(FalModel):
     short_description: str | None = None
     """A concise summary of the image content, 200 words maximum."""
     objects: list[ObjectDescription] | None = None
@@ -299,21 +314,6 @@ class TextRender(FalModel):
     """Any other notable visual details."""
 
 
-class TextRender2(FalModel):
-    appearance_details: str | None = None
-    """Any other notable visual details."""
-    color: str
-    """E.g., 'red', 'blue', 'green'."""
-    font: str
-    """E.g., 'realistic', 'cartoonish', 'minimalist'."""
-    location: str
-    """E.g., 'center', 'top-left', 'bottom-right foreground'."""
-    size: str
-    """E.g., 'small', 'medium', 'large within frame'."""
-    text: str
-    """The text content."""
-
-
 endpoint: Endpoint[Input, Output] = Endpoint(
     ENDPOINT_ID,
     Input,
@@ -339,7 +339,7 @@ def submit(
 def submit(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     client: fal_runtime.Client | None = None,
@@ -395,7 +395,7 @@ def subscribe(
 def subscribe(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     client: fal_runtime.Client | None = None,
@@ -450,7 +450,7 @@ def run(
 def run(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     client: fal_runtime.Client | None = None,
@@ -505,7 +505,7 @@ async def submit_async(
 async def submit_async(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     client: fal_runtime.AsyncClient | None = None,
@@ -561,7 +561,7 @@ async def subscribe_async(
 async def subscribe_async(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     client: fal_runtime.AsyncClient | None = None,
@@ -616,7 +616,7 @@ async def run_async(
 async def run_async(
     *,
     prompt: str | None = None,
-    structured_prompt: StructuredPromptType2 | None = None,
+    structured_prompt: StructuredPrompt | None = None,
     image_url: FileInput | None = None,
     seed: int = 7,
     client: fal_runtime.AsyncClient | None = None,

@@ -20,9 +20,9 @@ __all__ = [
     "endpoint",
     "OutputLanguage",
     "File",
-    "File2",
     "Input",
     "Output",
+    "OutputCaptionFile",
     "submit",
     "subscribe",
     "run",
@@ -229,19 +229,6 @@ class File(FalFile):
     """File data"""
 
 
-class File2(FalFile):
-    content_type: str | None = None
-    """The mime type of the file."""
-    file_data: str | None = None
-    """File data"""
-    file_name: str | None = None
-    """The name of the file. It will be auto-generated if not provided."""
-    file_size: float | None = None
-    """The size of the file in bytes."""
-    url: str
-    """The URL where the file can be downloaded from."""
-
-
 class Input(FalModel):
     """Base request for video translation without a mode field (mode is determined by
     the endpoint)."""
@@ -270,8 +257,21 @@ class Input(FalModel):
 class Output(FalModel):
     video: File
     """The translated video file"""
-    caption_file: File2 | None = None
+    caption_file: OutputCaptionFile | None = None
     """Generated caption file (SRT) when ``caption=True`` and HeyGen returns one."""
+
+
+class OutputCaptionFile(FalFile):
+    content_type: str | None = None
+    """The mime type of the file."""
+    file_data: str | None = None
+    """File data"""
+    file_name: str | None = None
+    """The name of the file. It will be auto-generated if not provided."""
+    file_size: float | None = None
+    """The size of the file in bytes."""
+    url: str
+    """The URL where the file can be downloaded from."""
 
 
 endpoint: Endpoint[Input, Output] = Endpoint(

@@ -23,7 +23,7 @@ __all__ = [
     "VideoQuality",
     "File",
     "Input",
-    "LoRAWeightType2",
+    "LoRAWeight",
     "Output",
     "submit",
     "subscribe",
@@ -118,7 +118,7 @@ class Input(FalModel):
     """The write mode of the output video. Faster write mode means faster results but
     larger file size, balanced write mode is a good compromise between speed and
     quality, and small write mode is the slowest but produces the smallest file size."""
-    loras: Annotated[list[LoRAWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoRAWeight], Field(validate_default=True)] = []
     """LoRA weights to be used in the inference."""
     reverse_video: bool = False
     """If true, the video will be reversed."""
@@ -126,7 +126,7 @@ class Input(FalModel):
     """URL of the end image."""
 
 
-class LoRAWeightType2(FalModel):
+class LoRAWeight(FalModel):
     path: str
     """URL or HuggingFace repo id pointing to the LoRA weights."""
     weight_name: str | None = None
@@ -198,7 +198,7 @@ def submit(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     end_image_url: FileInput | None = None,
     client: fal_runtime.Client | None = None,
@@ -330,7 +330,7 @@ def subscribe(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     end_image_url: FileInput | None = None,
     client: fal_runtime.Client | None = None,
@@ -461,7 +461,7 @@ def run(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     end_image_url: FileInput | None = None,
     client: fal_runtime.Client | None = None,
@@ -592,7 +592,7 @@ async def submit_async(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     end_image_url: FileInput | None = None,
     client: fal_runtime.AsyncClient | None = None,
@@ -724,7 +724,7 @@ async def subscribe_async(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     end_image_url: FileInput | None = None,
     client: fal_runtime.AsyncClient | None = None,
@@ -855,7 +855,7 @@ async def run_async(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     end_image_url: FileInput | None = None,
     client: fal_runtime.AsyncClient | None = None,

@@ -21,7 +21,7 @@ __all__ = [
     "VideoQuality",
     "File",
     "Input",
-    "LoRAWeightType2",
+    "LoRAWeight",
     "Output",
     "submit",
     "subscribe",
@@ -109,13 +109,13 @@ class Input(FalModel):
     """The write mode of the output video. Faster write mode means faster results but
     larger file size, balanced write mode is a good compromise between speed and
     quality, and small write mode is the slowest but produces the smallest file size."""
-    loras: Annotated[list[LoRAWeightType2], Field(validate_default=True)] = []
+    loras: Annotated[list[LoRAWeight], Field(validate_default=True)] = []
     """LoRA weights to be used in the inference."""
     reverse_video: bool = False
     """If true, the video will be reversed."""
 
 
-class LoRAWeightType2(FalModel):
+class LoRAWeight(FalModel):
     path: str
     """URL or HuggingFace repo id pointing to the LoRA weights."""
     weight_name: str | None = None
@@ -185,7 +185,7 @@ def submit(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -308,7 +308,7 @@ def subscribe(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -430,7 +430,7 @@ def run(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.Client | None = None,
     **options: Unpack[fal_runtime.RunOptions],
@@ -552,7 +552,7 @@ async def submit_async(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubmitOptions],
@@ -675,7 +675,7 @@ async def subscribe_async(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.SubscribeOptions],
@@ -797,7 +797,7 @@ async def run_async(
     adjust_fps_for_interpolation: bool = True,
     video_quality: VideoQuality = "high",
     video_write_mode: Literal["fast", "balanced", "small"] = "balanced",
-    loras: list[LoRAWeightType2] = [],
+    loras: list[LoRAWeight] = [],
     reverse_video: bool = False,
     client: fal_runtime.AsyncClient | None = None,
     **options: Unpack[fal_runtime.RunOptions],
