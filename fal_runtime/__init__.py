@@ -25,25 +25,32 @@ from fal_runtime.errors import (
     AuthenticationError,
     ClientTimeoutError,
     ConfigurationError,
+    DownloadError,
     FalError,
     HTTPError,
     MissingCredentialsError,
     NotFoundError,
+    OutputExistsError,
     ProtocolError,
     RateLimitError,
+    RealtimeConnectionClosed,
+    RealtimeError,
     RequestFailedError,
     ServerError,
     StartTimeoutError,
     TransportError,
+    UnknownEndpointError,
     UnprocessableEntityError,
+    WebhookVerificationError,
 )
 
 if TYPE_CHECKING:
     from fal_runtime._client import AsyncClient, Client
-    from fal_runtime._core import RetryPolicy
+    from fal_runtime._core import ApiReply, RetryPolicy
     from fal_runtime._endpoint import Endpoint
     from fal_runtime._handles import AsyncRequestHandle, RequestHandle
     from fal_runtime._status import CancelOutcome, Completed, InProgress, LogEntry, Queued, Status
+    from fal_runtime.api import ApiOperation
     from fal_runtime.platform import (
         CostEstimate,
         EndpointPrice,
@@ -64,8 +71,6 @@ if TYPE_CHECKING:
         AsyncRealtimeConnection,
         AsyncTypedRealtimeConnection,
         RealtimeConnection,
-        RealtimeConnectionClosed,
-        RealtimeError,
         RealtimeOptions,
         TypedRealtimeConnection,
         realtime_connect,
@@ -78,6 +83,8 @@ _LAZY = {
     "Client": "fal_runtime._client",
     "AsyncClient": "fal_runtime._client",
     "RetryPolicy": "fal_runtime._core",
+    "ApiReply": "fal_runtime._core",
+    "ApiOperation": "fal_runtime.api",
     "RequestHandle": "fal_runtime._handles",
     "AsyncRequestHandle": "fal_runtime._handles",
     **dict.fromkeys(
@@ -108,8 +115,6 @@ _LAZY = {
             "AsyncRealtimeConnection",
             "AsyncTypedRealtimeConnection",
             "RealtimeConnection",
-            "RealtimeConnectionClosed",
-            "RealtimeError",
             "RealtimeOptions",
             "TypedRealtimeConnection",
             "realtime_connect",
@@ -123,6 +128,8 @@ __all__ = [
     "OPTION_NAMES",
     "APIConnectionError",
     "APITimeoutError",
+    "ApiOperation",
+    "ApiReply",
     "AsyncClient",
     "AsyncRealtimeConnection",
     "AsyncRequestHandle",
@@ -134,6 +141,7 @@ __all__ = [
     "Completed",
     "ConfigurationError",
     "CostEstimate",
+    "DownloadError",
     "Endpoint",
     "EndpointPrice",
     "FalError",
@@ -146,6 +154,7 @@ __all__ = [
     "ModelsPage",
     "NotFoundError",
     "ObjectLifetime",
+    "OutputExistsError",
     "PricesPage",
     "ProtocolError",
     "Queued",
@@ -166,7 +175,9 @@ __all__ = [
     "SubscribeOptions",
     "TransportError",
     "TypedRealtimeConnection",
+    "UnknownEndpointError",
     "UnprocessableEntityError",
+    "WebhookVerificationError",
     "errors",
     "estimate_cost",
     "estimate_cost_async",

@@ -24,11 +24,15 @@ from urllib.parse import quote, urlsplit
 from fal_runtime import errors
 from fal_runtime._status import CancelOutcome, Status, parse_status
 
-Operation = Literal["submit", "run", "stream", "status", "result", "failed_result", "cancel", "upload", "download"]
+Operation = Literal[
+    "submit", "run", "stream", "status", "result", "failed_result", "cancel", "upload", "download", "read", "write"
+]
 """What a request is for; the retry rules depend on it. `failed_result` is the result of a request whose status
 said COMPLETED with an error: its 5xx from fal is the stored outcome, not a transient failure. `upload` covers the
 storage token and every CDN request: repeating one at worst stores an unused copy of a file. `download` is the GET of
-an output file, as idempotent as a status call."""
+an output file, as idempotent as a status call. `read` and `write` are requests that are not endpoint calls
+(`Client.api_request`: the Platform API, realtime tokens): a read changes nothing and is retried like a status call;
+a write may change something and is sent again only when it provably never arrived (nothing was sent, or 429)."""
 
 _CREATES_WORK: frozenset[Operation] = frozenset({"submit", "run", "stream"})
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -41,6 +45,14 @@ USER_AGENT = "fal-typed/0.1"
 BACKUP_HOSTS: Mapping[str, str] = {"fal.run": "falrun.com", "queue.fal.run": "queue.falrun.com"}
 BACKUP_CONNECT_TIMEOUT = 5.0  # fal-client's cap on the connect timeout to a mapped host, so falling back is quick
 _FAL_DOMAINS = ("fal.run", "fal.ai", "falrun.com")
+API_HOST_ENV = "FAL_API_HOST"  # fal's Platform API host, read at each call
+DEFAULT_API_HOST = "api.fal.ai"
+BILLABLE_UNITS_HEADER = "x-fal-billable-units"  # on a request's result: what fal bills for it, in the endpoint's unit
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+Auth = Literal["required", "optional", "none"]
+"""Whether a request that is not an endpoint call carries the key: `required` (MissingCredentialsError before
+anything is sent when there is none), `optional` (sent when one is configured) or `none`. Either way the key goes only
+to fal's hosts and the client's configured ones (`Core.headers`)."""
 
 LIFECYCLE_HEADER = "X-Fal-Object-Lifecycle-Preference"
 UPLOAD_LIFECYCLE_HEADER = "X-Fal-Object-Lifecycle"  # fal-client sends both on a CDN upload
@@ -88,6 +100,11 @@ class Reply:
 
     def json(self) -> Any:
         return json.loads(self.content)
+
+
+ApiReply = Reply
+"""What `Client.api_request` returns (exported as `fal_runtime.ApiReply`): `status_code`, `headers` (lower-case names),
+`content`, `ok`, `json()`."""
 
 
 @dataclass(frozen=True)
@@ -364,6 +381,53 @@ class Core:
     def cancel(self, handle: HandleData) -> RequestSpec:
         return RequestSpec("PUT", handle.cancel_url)
 
+    def api_url(self, path_or_url: str) -> str:
+        """A full http(s) URL as is; a path (`/models`) on fal's Platform API, `https://{FAL_API_HOST}/v1` + path
+        (`FAL_API_HOST` read now, default `api.fal.ai`)."""
+        if path_or_url.startswith(("https://", "http://")):
+            return path_or_url
+        if not path_or_url.startswith("/"):
+            raise ValueError(f"expected an http(s) URL or a path starting with '/', not {path_or_url!r}")
+        return f"{base_url(self._environ.get(API_HOST_ENV) or DEFAULT_API_HOST)}/v1{path_or_url}"
+
+    def api_request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str | Sequence[str]] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        auth: Auth = "required",
+        timeout: float | None = None,
+    ) -> tuple[Operation, RequestSpec]:
+        """A request that is not an endpoint call, and the retry rules it is sent under: `read` for GET, HEAD, OPTIONS,
+        a request carrying an `Idempotency-Key` header, or `idempotent=True`; `write` otherwise (or for
+        `idempotent=False`). With `auth="required"` and no key, MissingCredentialsError now, before anything is sent."""
+        method = method.upper()
+        sent = {str(k): str(v) for k, v in (headers or {}).items()}
+        if idempotent is None:
+            idempotent = method in _READS or any(k.lower() == "idempotency-key" for k in sent)
+        if auth not in ("required", "optional", "none"):
+            raise ValueError(f"auth must be 'required', 'optional' or 'none', not {auth!r}")
+        if auth == "required":
+            self.auth_headers()
+        credentials = auth == "required" or (auth == "optional" and self.has_key())
+        spec = RequestSpec(
+            method, self.api_url(path_or_url), sent, dict(params or {}), json, timeout, content, credentials
+        )
+        return ("read" if idempotent else "write"), spec
+
+    def has_key(self) -> bool:
+        """Whether a key is configured (`key=`, FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET)."""
+        try:
+            self.auth_headers()
+        except errors.MissingCredentialsError:
+            return False
+        return True
+
     def handle_for(self, endpoint_id: str, request_id: str) -> HandleData:
         """Rebuild a handle from the endpoint id and request id alone (for a request submitted earlier)."""
         base = f"{self.queue_base}/{_path(app_root(endpoint_id))}/requests/{quote(request_id, safe='')}"
@@ -387,6 +451,17 @@ class Core:
             _str_or(data.get("response_url"), fallback.response_url),
             _str_or(data.get("cancel_url"), fallback.cancel_url),
         )
+
+    @staticmethod
+    def billable_units(reply: Reply) -> float | None:
+        """The `x-fal-billable-units` fal sent with a result (a finite number >= 0), else None: absent or unreadable,
+        it is information, never a reason to fail the result."""
+        value = reply.headers.get(BILLABLE_UNITS_HEADER)
+        try:
+            units = float(value) if value is not None else None
+        except ValueError:
+            return None
+        return units + 0.0 if units is not None and math.isfinite(units) and units >= 0 else None
 
     def parsed_status(self, reply: Reply) -> Status:
         return parse_status(self.json_of(reply), redact=self.redact)
@@ -453,10 +528,16 @@ class Core:
             body: Any = self.redact_json(reply.json())
         except (ValueError, UnicodeDecodeError):
             body = self.redact(_text(reply))[:500]
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-        error_type = (body.get("error_type") if isinstance(body, dict) else None) or self._header(
-            reply, "x-fal-error-type"
-        )
+        platform = _platform_error(body)
+        if platform is not None:  # the Platform API's `{"error": {"type", "message", "docs_url", "request_id"}}`
+            detail: Any = platform.get("message") or body
+            error_type = platform.get("type") if isinstance(platform.get("type"), str) else None
+            if request_id is None and isinstance(platform.get("request_id"), str):
+                request_id = platform["request_id"]
+        else:
+            detail = body.get("detail", body) if isinstance(body, dict) else body
+            error_type = body.get("error_type") if isinstance(body, dict) else None
+        error_type = error_type or self._header(reply, "x-fal-error-type")
         message = f"HTTP {code}"
         if error_type:
             message += f" ({error_type})"
@@ -553,9 +634,11 @@ class Core:
         if failure is not None:
             if not failure.transient:
                 return False
-            return not failure.request_sent if op in _CREATES_WORK else True
+            return not failure.request_sent if op in _CREATES_WORK or op == "write" else True
         if reply is None or reply.status_code not in _TRANSIENT_STATUSES or is_user_start_timeout(reply):
             return False
+        if op == "write":  # no queue ingress to tell apart: only a refusal proves nothing happened
+            return reply.status_code == 429
         if op in _CREATES_WORK:
             return reply.status_code == 429 or (reply.status_code in _INGRESS_STATUSES and not reply.from_fal)
         if op == "failed_result":
@@ -594,6 +677,12 @@ def describe_detail(detail: Any) -> str:
             parts.append(f"... {len(detail) - 5} more")
         return "; ".join(parts)
     return str(detail)[:500]
+
+
+def _platform_error(body: Any) -> dict[str, Any] | None:
+    """The `error` object of a Platform API error body (`{"error": {"type", "message", ...}}`), if it is one."""
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) and isinstance(error.get("message"), str) else None
 
 
 def _path(endpoint_id: str) -> str:

@@ -1,15 +1,16 @@
 """Sending: the retry loops that carry a `RequestSpec` over httpx and hand `Core` a `Reply` or a `TransportError`.
 
-`ClientBase` holds what both clients share that touches httpx without doing I/O (timeouts, converting exceptions,
-logging a retry); `SyncTransport` and `AsyncTransport` are the same loops, once blocking and once with `await`. What a
-reply means, and whether to retry, is decided in `_core`; nothing here knows about queues or uploads.
+`TransportBase` holds what both transports share that touches httpx without doing I/O (timeouts, converting
+exceptions, logging a retry); `SyncTransport` and `AsyncTransport` are the same loops, once blocking and once with
+`await`. What a reply means, and whether to retry, is decided in `_core`; nothing here knows about queues or uploads.
+A client holds one transport and hands it to its collaborators (`_queue`, `_uploads`), which call `send`,
+`open_stream`, `lines` and `drain`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import itertools
 import logging
 import os
 import ssl
@@ -17,7 +18,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
-from typing import Any
 
 import httpx
 from httpx_sse import aconnect_sse, connect_sse
@@ -29,7 +29,6 @@ from fal_runtime._core import (
     Operation,
     Reply,
     RequestSpec,
-    RetryPolicy,
     uses_backup_hosts,
 )
 from fal_runtime._sse import LineDecoder
@@ -37,7 +36,7 @@ from fal_runtime._wait import DRAIN_LINES, DeadlineExpired
 
 logger = logging.getLogger("fal_runtime")
 
-SHARD = 25  # connections per httpx pool in AsyncTransport (see AsyncTransport._init_pool)
+SHARD = 25  # connections per httpx pool in AsyncTransport (see AsyncTransport.__init__)
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # failed before a byte of the request left
 _NOT_TRANSIENT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError)
 # What makes fal-client 1.0.3 (`BackupDomainTransport`) try fal's backup domain: the connection never came up.
@@ -46,39 +45,17 @@ _TRY_BACKUP = (httpx.ConnectError, httpx.ConnectTimeout)
 _DRAIN_ENDS = (errors.TransportError, errors.ProtocolError, DeadlineExpired)
 
 
-class ClientBase:
-    """Settings and httpx conversions shared by both clients; the public constructors document the arguments."""
+class TransportBase:
+    """Settings and httpx conversions shared by both transports; the clients' constructors document the arguments.
+
+    `core` decides (headers, retries, errors), `timeout` is the client's httpx timeouts, `verify` its TLS setting."""
 
     def __init__(
-        self,
-        key: str | None,
-        *,
-        queue_host: str | None,
-        run_host: str | None,
-        rest_host: str | None,
-        retry: RetryPolicy | None,
-        timeout: float,
-        connect_timeout: float,
-        poll_interval: float,
-        verify: ssl.SSLContext | str | bool,
-        object_lifetime: Any = None,
-        backup_hosts: bool = False,
+        self, core: Core, *, timeout: float, connect_timeout: float, verify: ssl.SSLContext | str | bool
     ) -> None:
-        self._core = Core(
-            key=key,
-            queue_host=queue_host,
-            run_host=run_host,
-            rest_host=rest_host,
-            retry=retry,
-            object_lifetime=object_lifetime,
-            backup_hosts=backup_hosts,
-        )
-        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
-        self._poll_interval = poll_interval
-        self._verify = verify
-
-    def __repr__(self) -> str:  # never the key
-        return f"{type(self).__name__}(queue={self._core.queue_base!r}, run={self._core.run_base!r})"
+        self._core = core
+        self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self.verify = verify
 
     def _headers(self, spec: RequestSpec) -> dict[str, str]:
         return self._core.headers(spec)
@@ -86,16 +63,16 @@ class ClientBase:
     def _timeout_for(self, spec: RequestSpec, remaining: float | None) -> httpx.Timeout:
         """The client's timeouts, shortened by the call's `timeout` option and the wait's deadline."""
         limit = min((t for t in (spec.timeout, remaining) if t is not None), default=None)
-        connect = self._timeout.connect
+        connect = self.timeout.connect
         if self._core.backup_hosts and uses_backup_hosts(spec.url):  # as fal-client: fail over to the backup fast
             connect = min(connect or BACKUP_CONNECT_TIMEOUT, BACKUP_CONNECT_TIMEOUT)
         if limit is None:
-            if connect == self._timeout.connect:
-                return self._timeout
-            t = self._timeout
+            if connect == self.timeout.connect:
+                return self.timeout
+            t = self.timeout
             return httpx.Timeout(connect=connect, read=t.read, write=t.write, pool=t.pool)
         limit = max(limit, 0.001)
-        return httpx.Timeout(min(self._timeout.read or limit, limit), connect=min(connect or limit, limit))
+        return httpx.Timeout(min(self.timeout.read or limit, limit), connect=min(connect or limit, limit))
 
     def _backup(self, spec: RequestSpec, exc: httpx.TransportError) -> RequestSpec | None:
         """The request to send once more, on fal's backup domain, after `exc`; None when fal-client would not: only
@@ -228,16 +205,39 @@ def reply_head(response: httpx.Response) -> Reply:
     return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()})
 
 
-class SyncTransport(ClientBase):
+def _declared_over(response: httpx.Response, max_bytes: int) -> bool:
+    """Whether the response's Content-Length already says it is over the cap (checked before reading a byte)."""
+    declared = response.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) > max_bytes
+
+
+def _too_large(spec: RequestSpec, max_bytes: int, core: Core) -> errors.ProtocolError:
+    url = core.redact(spec.url)
+    return errors.ProtocolError(
+        f"{spec.method} {url}: the answer is over max_bytes ({max_bytes:,} bytes); the connection was closed there"
+    )
+
+
+class SyncTransport(TransportBase):
     """One httpx.Client, created on first use, and the blocking send and stream loops over it."""
 
-    def _init_pool(self, http_client: httpx.Client | None, max_connections: int) -> None:
+    def __init__(
+        self,
+        core: Core,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        verify: ssl.SSLContext | str | bool,
+        http_client: httpx.Client | None,
+        max_connections: int,
+    ) -> None:
+        super().__init__(core, timeout=timeout, connect_timeout=connect_timeout, verify=verify)
         # Every pooled connection is kept alive, as in AsyncClient: httpx keeps 20, so more threads paid handshakes.
         self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = http_client
         self._lock = threading.Lock()
         if http_client is None:
-            check_ca_file(self._verify)
+            check_ca_file(self.verify)
 
     @property
     def http(self) -> httpx.Client:
@@ -245,30 +245,33 @@ class SyncTransport(ClientBase):
             if self._http is None:
                 try:
                     self._http = httpx.Client(
-                        timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
+                        timeout=self.timeout, verify=self.verify, limits=self._limits, follow_redirects=True
                     )
                 except (OSError, ssl.SSLError) as exc:  # the CA file went away or holds no certificate
-                    raise _create_failed(self._verify, exc) from None
+                    raise _create_failed(self.verify, exc) from None
             return self._http
 
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
 
-    def _send(self, op: Operation, spec: RequestSpec, *, remaining: float | None = None) -> Reply:
-        """Send with retries as `Core.retry_delay` decides; the last reply, whatever its status."""
+    def send(
+        self, op: Operation, spec: RequestSpec, *, remaining: float | None = None, max_bytes: int | None = None
+    ) -> Reply:
+        """Send with retries as `Core.retry_delay` decides; the last reply, whatever its status. `max_bytes` caps the
+        body read (in chunks): over it, the response is closed and `ProtocolError` raised, never retried."""
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
             reply, failure = None, None
             try:
-                reply = self._request(spec, remaining)
+                reply = self._request(spec, remaining, max_bytes)
             except httpx.TransportError as exc:
                 failure = self._failure(exc)
                 backup = self._backup(spec, exc)
                 if backup is not None:
                     try:
-                        reply, failure = self._request(backup, remaining), None
+                        reply, failure = self._request(backup, remaining, max_bytes), None
                     except _TRY_BACKUP:
                         pass  # as fal-client: the primary's error stands (it decides the retry)
                     except httpx.TransportError as later:
@@ -281,8 +284,19 @@ class SyncTransport(ClientBase):
                 return reply
             time.sleep(delay)
 
-    def _request(self, spec: RequestSpec, remaining: float | None) -> Reply:
-        response = self.http.request(
+    def _request(self, spec: RequestSpec, remaining: float | None, max_bytes: int | None = None) -> Reply:
+        if max_bytes is None:
+            response = self.http.request(
+                spec.method,
+                spec.url,
+                headers=self._headers(spec),
+                params=spec.params,
+                json=spec.json,
+                content=spec.content,
+                timeout=self._timeout_for(spec, remaining),
+            )
+            return reply_of(response)
+        with self.http.stream(
             spec.method,
             spec.url,
             headers=self._headers(spec),
@@ -290,8 +304,15 @@ class SyncTransport(ClientBase):
             json=spec.json,
             content=spec.content,
             timeout=self._timeout_for(spec, remaining),
-        )
-        return reply_of(response)
+        ) as response:  # leaving the block early closes the connection: the rest of the body is never read
+            if _declared_over(response, max_bytes):
+                raise _too_large(spec, max_bytes, self._core)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise _too_large(spec, max_bytes, self._core)
+            return Reply(response.status_code, reply_head(response).headers, bytes(body))
 
     def _connect_sse(self, stack: ExitStack, spec: RequestSpec, remaining: float | None) -> httpx.Response:
         """Open the event stream of `spec` on `stack`; on a connect failure to fal.run, once more on its backup."""
@@ -321,7 +342,7 @@ class SyncTransport(ClientBase):
         return source.response
 
     @contextmanager
-    def _open_stream(
+    def open_stream(
         self, op: Operation | None, spec: RequestSpec, *, remaining: float | None = None
     ) -> Iterator[httpx.Response]:
         """An open 2xx event stream, retried on opening as `Core.retry_delay` decides (never, for `op=None`)."""
@@ -352,7 +373,7 @@ class SyncTransport(ClientBase):
                 raise self._core.error_for(reply)
             time.sleep(delay)
 
-    def _lines(self, response: httpx.Response, check: Callable[[], None] | None = None) -> Iterator[str]:
+    def lines(self, response: httpx.Response, check: Callable[[], None] | None = None) -> Iterator[str]:
         """The body's lines; `check` runs on every chunk, so a deadline holds even while one line never ends."""
         decoder = LineDecoder()
         try:
@@ -365,19 +386,29 @@ class SyncTransport(ClientBase):
         yield from decoder.flush()
 
     @staticmethod
-    def _drain(lines: Iterator[str]) -> None:
+    def drain(lines: Iterator[str]) -> None:
         """Read a completed status stream on to its close (see `DRAIN_LINES`); a failure there changes nothing."""
         try:
-            for _ in itertools.islice(lines, DRAIN_LINES):
-                pass
-        except _DRAIN_ENDS:
+            for _ in range(DRAIN_LINES):
+                next(lines)
+        except (StopIteration, *_DRAIN_ENDS):
             pass
 
 
-class AsyncTransport(ClientBase):
+class AsyncTransport(TransportBase):
     """Sharded httpx.AsyncClient pools behind a semaphore, and the awaiting send and stream loops over them."""
 
-    def _init_pool(self, http_client: httpx.AsyncClient | None, max_connections: int) -> None:
+    def __init__(
+        self,
+        core: Core,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        verify: ssl.SSLContext | str | bool,
+        http_client: httpx.AsyncClient | None,
+        max_connections: int,
+    ) -> None:
+        super().__init__(core, timeout=timeout, connect_timeout=connect_timeout, verify=verify)
         # Requests wait for a slot here rather than in httpcore's pool, whose scheduling is quadratic in the number
         # of waiting requests (1,000 concurrent subscribes spent seconds of CPU there).
         self._slots = asyncio.Semaphore(max_connections)
@@ -390,7 +421,7 @@ class AsyncTransport(ClientBase):
         self._shards: list[httpx.AsyncClient | None] = [http_client] if http_client is not None else [None] * count
         self._busy = [0] * count
         if http_client is None:
-            check_ca_file(self._verify)
+            check_ca_file(self.verify)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -403,10 +434,10 @@ class AsyncTransport(ClientBase):
             if shard is None:
                 try:
                     shard = httpx.AsyncClient(
-                        timeout=self._timeout, verify=self._verify, limits=self._limits, follow_redirects=True
+                        timeout=self.timeout, verify=self.verify, limits=self._limits, follow_redirects=True
                     )
                 except (OSError, ssl.SSLError) as exc:  # the CA file went away or holds no certificate
-                    raise _create_failed(self._verify, exc) from None
+                    raise _create_failed(self.verify, exc) from None
                 self._shards[i] = shard
             self._busy[i] += 1
             try:
@@ -419,19 +450,23 @@ class AsyncTransport(ClientBase):
             if shard is not None:
                 await shard.aclose()
 
-    async def _send(self, op: Operation, spec: RequestSpec, *, remaining: float | None = None) -> Reply:
+    async def send(
+        self, op: Operation, spec: RequestSpec, *, remaining: float | None = None, max_bytes: int | None = None
+    ) -> Reply:
+        """Send with retries as `Core.retry_delay` decides; the last reply, whatever its status. `max_bytes` caps the
+        body read (in chunks): over it, the response is closed and `ProtocolError` raised, never retried."""
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
             reply, failure = None, None
             try:
-                reply = await self._request(spec, remaining)
+                reply = await self._request(spec, remaining, max_bytes)
             except httpx.TransportError as exc:
                 failure = self._failure(exc)
                 backup = self._backup(spec, exc)
                 if backup is not None:
                     try:
-                        reply, failure = await self._request(backup, remaining), None
+                        reply, failure = await self._request(backup, remaining, max_bytes), None
                     except _TRY_BACKUP:
                         pass  # as fal-client: the primary's error stands (it decides the retry)
                     except httpx.TransportError as later:
@@ -444,9 +479,20 @@ class AsyncTransport(ClientBase):
                 return reply
             await asyncio.sleep(delay)
 
-    async def _request(self, spec: RequestSpec, remaining: float | None) -> Reply:
+    async def _request(self, spec: RequestSpec, remaining: float | None, max_bytes: int | None = None) -> Reply:
         async with self.connection() as http:
-            response = await http.request(
+            if max_bytes is None:
+                response = await http.request(
+                    spec.method,
+                    spec.url,
+                    headers=self._headers(spec),
+                    params=spec.params,
+                    json=spec.json,
+                    content=spec.content,
+                    timeout=self._timeout_for(spec, remaining),
+                )
+                return reply_of(response)
+            async with http.stream(
                 spec.method,
                 spec.url,
                 headers=self._headers(spec),
@@ -454,8 +500,15 @@ class AsyncTransport(ClientBase):
                 json=spec.json,
                 content=spec.content,
                 timeout=self._timeout_for(spec, remaining),
-            )
-        return reply_of(response)
+            ) as response:  # leaving the block early closes the connection: the rest of the body is never read
+                if _declared_over(response, max_bytes):
+                    raise _too_large(spec, max_bytes, self._core)
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise _too_large(spec, max_bytes, self._core)
+                return Reply(response.status_code, reply_head(response).headers, bytes(body))
 
     async def _connect_sse(
         self, stack: AsyncExitStack, http: httpx.AsyncClient, spec: RequestSpec, remaining: float | None
@@ -489,7 +542,7 @@ class AsyncTransport(ClientBase):
         return source.response
 
     @asynccontextmanager
-    async def _open_stream(
+    async def open_stream(
         self, op: Operation | None, spec: RequestSpec, *, remaining: float | None = None
     ) -> AsyncIterator[httpx.Response]:
         started, attempt = time.monotonic(), 0
@@ -524,7 +577,8 @@ class AsyncTransport(ClientBase):
                 raise self._core.error_for(reply)
             await asyncio.sleep(delay)
 
-    async def _lines(self, response: httpx.Response, check: Callable[[], None] | None = None) -> AsyncIterator[str]:
+    async def lines(self, response: httpx.Response, check: Callable[[], None] | None = None) -> AsyncIterator[str]:
+        """The body's lines; `check` runs on every chunk, so a deadline holds even while one line never ends."""
         decoder = LineDecoder()
         try:
             async for chunk in response.aiter_bytes():
@@ -538,7 +592,7 @@ class AsyncTransport(ClientBase):
             yield line
 
     @staticmethod
-    async def _drain(lines: AsyncIterator[str]) -> None:
+    async def drain(lines: AsyncIterator[str]) -> None:
         try:
             for _ in range(DRAIN_LINES):
                 await anext(lines)

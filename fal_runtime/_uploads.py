@@ -2,7 +2,8 @@
 
 `Storage` (in `_storage`) builds the CDN requests and reads their replies; this module sends them with a cached CDN
 token, renewed once when the CDN rejects it, and runs a multipart upload's parts concurrently (threads in
-`SyncUploads`, tasks in `AsyncUploads`, at most `upload_concurrency` at once).
+`SyncUploads`, tasks in `AsyncUploads`, at most `upload_concurrency` at once). A client holds one of them beside its
+queue, both sending through the client's one transport.
 """
 
 from __future__ import annotations
@@ -15,18 +16,19 @@ from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from fal_runtime._core import Reply, RequestSpec, lifecycle_headers, lifetime_seconds
+from fal_runtime._core import Core, Reply, RequestSpec, lifecycle_headers, lifetime_seconds
 from fal_runtime._options import ObjectLifetime
 from fal_runtime._storage import MULTIPART_THRESHOLD, CdnToken, Storage, parts
-from fal_runtime._transport import AsyncTransport, ClientBase, SyncTransport
+from fal_runtime._transport import AsyncTransport, SyncTransport
 from fal_runtime.inputs import Blob, check_url, data_uri, needs_sending, to_blob, validate
 
 T = TypeVar("T")
 
 
-class _UploadSettings(ClientBase):
-    def _init_uploads(self, inline_max_bytes: int, upload_concurrency: int) -> None:
-        self._storage = Storage(self._core)
+class _UploadSettings:
+    def __init__(self, core: Core, inline_max_bytes: int, upload_concurrency: int) -> None:
+        self._core = core
+        self._storage = Storage(core)
         self._inline_max_bytes = inline_max_bytes
         self._upload_concurrency = max(1, upload_concurrency)
         self._token: CdnToken | None = None
@@ -49,11 +51,12 @@ def _with_headers(spec: RequestSpec, headers: dict[str, str]) -> RequestSpec:
     return dataclasses.replace(spec, headers={**spec.headers, **headers}) if headers else spec
 
 
-class SyncUploads(_UploadSettings, SyncTransport):
+class SyncUploads(_UploadSettings):
     """`Client.upload` and `upload_all`: parts of a multipart upload go out from a thread pool."""
 
-    def _init_uploads(self, inline_max_bytes: int, upload_concurrency: int) -> None:
-        super()._init_uploads(inline_max_bytes, upload_concurrency)
+    def __init__(self, core: Core, transport: SyncTransport, inline_max_bytes: int, upload_concurrency: int) -> None:
+        super().__init__(core, inline_max_bytes, upload_concurrency)
+        self._transport = transport
         self._token_lock = threading.Lock()
 
     def upload(self, value: Any, *, object_lifetime: ObjectLifetime | None = None) -> str:
@@ -87,15 +90,15 @@ class SyncUploads(_UploadSettings, SyncTransport):
         with self._token_lock:
             token = self._token
             if token is None or token is stale or not token.fresh(time.time()):
-                token = self._token = self._storage.token(self._send("upload", self._storage.token_request()))
+                token = self._token = self._storage.token(self._transport.send("upload", self._storage.token_request()))
             return token
 
     def _cdn(self, build: Callable[[CdnToken], RequestSpec], read: Callable[[Reply], T]) -> T:
         """Send a CDN request with the cached token; once more with a new token if the CDN rejects it."""
         token = self._cdn_token()
-        reply = self._send("upload", build(token))
+        reply = self._transport.send("upload", build(token))
         if self._storage.rejected_token(reply):
-            reply = self._send("upload", build(self._cdn_token(stale=token)))
+            reply = self._transport.send("upload", build(self._cdn_token(stale=token)))
         return read(reply)
 
     def _upload_multipart(self, blob: Blob, lifecycle: dict[str, str] | None = None) -> str:
@@ -120,11 +123,12 @@ class SyncUploads(_UploadSettings, SyncTransport):
         )
 
 
-class AsyncUploads(_UploadSettings, AsyncTransport):
+class AsyncUploads(_UploadSettings):
     """`AsyncClient.upload` and `upload_all`: files and parts go out as concurrent tasks."""
 
-    def _init_uploads(self, inline_max_bytes: int, upload_concurrency: int) -> None:
-        super()._init_uploads(inline_max_bytes, upload_concurrency)
+    def __init__(self, core: Core, transport: AsyncTransport, inline_max_bytes: int, upload_concurrency: int) -> None:
+        super().__init__(core, inline_max_bytes, upload_concurrency)
+        self._transport = transport
         self._token_lock = asyncio.Lock()
 
     async def upload(self, value: Any, *, object_lifetime: ObjectLifetime | None = None) -> str:
@@ -150,14 +154,16 @@ class AsyncUploads(_UploadSettings, AsyncTransport):
         async with self._token_lock:
             token = self._token
             if token is None or token is stale or not token.fresh(time.time()):
-                token = self._token = self._storage.token(await self._send("upload", self._storage.token_request()))
+                token = self._token = self._storage.token(
+                    await self._transport.send("upload", self._storage.token_request())
+                )
             return token
 
     async def _cdn(self, build: Callable[[CdnToken], RequestSpec], read: Callable[[Reply], T]) -> T:
         token = await self._cdn_token()
-        reply = await self._send("upload", build(token))
+        reply = await self._transport.send("upload", build(token))
         if self._storage.rejected_token(reply):
-            reply = await self._send("upload", build(await self._cdn_token(stale=token)))
+            reply = await self._transport.send("upload", build(await self._cdn_token(stale=token)))
         return read(reply)
 
     async def _upload_multipart(self, blob: Blob, lifecycle: dict[str, str] | None = None) -> str:

@@ -12,6 +12,7 @@ raises before any request is sent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -140,4 +141,51 @@ class RequestFailedError(HTTPError):
 
 
 class ProtocolError(FalError):
-    """fal answered 2xx with a body this runtime cannot read (not JSON, or missing required fields)."""
+    """fal answered 2xx with a body this runtime cannot read (not JSON, or missing required fields), or an answer
+    larger than the call's byte cap (`max_bytes`: the connection was closed there)."""
+
+
+class DownloadError(FalError):
+    """An output file could not be fetched whole, or is not what fal said it is; nothing was written
+    (`FalFile.save` / `download`)."""
+
+
+class OutputExistsError(DownloadError, FileExistsError):
+    """`save(path, overwrite=False)` found a file at `path`; nothing was downloaded or written. Also a
+    `FileExistsError`."""
+
+
+class WebhookVerificationError(FalError):
+    """The delivery is not a genuine, fresh, first-time delivery from fal: reject it (answer 4xx)."""
+
+
+class RealtimeError(FalError):
+    """A realtime app answered with an error (`{"type": "x-fal-error"}` or `{"status": "error"}`).
+
+    `error` is fal's code (`INTERNAL_ERROR`, `Unauthorized`, ...), `reason` its explanation and `payload` the whole
+    frame. The connection stays usable: when fal closed the socket after the error, the next `send` reconnects.
+    """
+
+    def __init__(self, message: str, *, error: str, reason: str = "", payload: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+        self.reason = reason
+        self.payload = dict(payload or {})
+
+
+class RealtimeConnectionClosed(RealtimeError):
+    """The socket closed while an answer was awaited (`code`: the WebSocket close code, 1006 when the connection was
+    lost without one, None when there was no open socket). The answer is lost; the next `send` reconnects with a new
+    token."""
+
+    def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message, error="CONNECTION_CLOSED", reason=reason)
+        self.code = code
+
+
+class UnknownEndpointError(FalError, KeyError):
+    """`fal_runtime.registry.load()` (and `ENDPOINTS` lookups) found no generated module for an endpoint id. Also a
+    `KeyError`, as a mapping lookup raises."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""

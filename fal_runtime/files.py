@@ -31,7 +31,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from fal_runtime import errors
-from fal_runtime.errors import FalError
+from fal_runtime.errors import DownloadError as DownloadError  # defined in `errors`, importable from here too
+from fal_runtime.errors import OutputExistsError as OutputExistsError
 from fal_runtime.models import FalModel
 
 if TYPE_CHECKING:
@@ -57,22 +58,14 @@ _TYPE_ALIASES = {
 }
 
 
-class DownloadError(FalError):
-    """The file could not be fetched whole, or is not what fal said it is; nothing was written."""
-
-
-class OutputExistsError(DownloadError, FileExistsError):
-    """`save(path, overwrite=False)` found a file at `path`; nothing was downloaded or written. Also a
-    `FileExistsError`."""
-
-
 _Mode = Literal["replace", "exclusive", "distinct"]
 """How a saved file takes its place: `replace` whatever is there, `exclusive`: only where nothing is (else
 `OutputExistsError`), `distinct`: at the first free name of `name`, `name-2`, `name-3`, ..."""
 
 
-class _Failed(DownloadError):
-    """An attempt that failed in a way `Core.retry_delay` judges: an HTTP status or a transport error."""
+class _Failed(Exception):
+    """An attempt that failed in a way `Core.retry_delay` judges: an HTTP status or a transport error. Internal:
+    never leaves this module (`_Attempts.delay` turns the last one into a `DownloadError`)."""
 
     def __init__(
         self, message: str, *, reply: Reply | None = None, failure: errors.TransportError | None = None

@@ -1,9 +1,11 @@
 """fal's Platform API as typed calls: the model search (`GET https://api.fal.ai/v1/models`, one page or every page by
 cursor), and what endpoints cost (`GET /v1/models/pricing`, `POST /v1/models/pricing/estimate`).
 
-The request goes through a runtime client's own `_send`, so it shares that client's connection pool, TLS settings
+The request goes through a runtime client's `api_request`, so it shares that client's connection pool, TLS settings
 (`SSL_CERT_FILE`, `verify=`) and retry rules: it is an idempotent read, so transport errors, 408, 429 and 5xx are
-retried with backoff, and a 429's `Retry-After` is honoured. The host is `FAL_API_HOST` (default `api.fal.ai`).
+retried with backoff, and a 429's `Retry-After` is honoured. The host is `FAL_API_HOST` (default `api.fal.ai`). A page
+of the model search is read in chunks up to `max_page_bytes` (default 64 MiB: fal's pages with `expand=openapi-3.0`
+hold whole OpenAPI documents, a few MiB at most): past it the connection is closed and `ProtocolError` raised.
 
 Auth is optional on fal's side (a key raises the rate limit): the key is sent when one is configured, and only where
 the client would send it anyway — fal's own hosts and the hosts the client was configured with — so pointing
@@ -31,20 +33,21 @@ import pydantic
 from pydantic import ConfigDict, Field
 
 from fal_runtime import errors
-from fal_runtime._core import Core, Operation, Reply, RequestSpec, base_url
+from fal_runtime._core import API_HOST_ENV as API_HOST_ENV  # defined there (Client.api_request reads it), kept here
+from fal_runtime._core import DEFAULT_API_HOST as DEFAULT_API_HOST
+from fal_runtime._core import Core, Reply, base_url
 from fal_runtime.models import FalModel
 
 if TYPE_CHECKING:
     from fal_runtime._client import AsyncClient, Client
 
-API_HOST_ENV = "FAL_API_HOST"
-DEFAULT_API_HOST = "api.fal.ai"
+
 MAX_ENDPOINT_IDS = 50  # fal's limit for find mode
+MAX_PAGE_BYTES = 64 * 1024 * 1024  # the default cap of one model-search page
 ModelStatus = Literal["active", "deprecated"]
 
-# A search is a read that changes nothing: retried like a status call (transport errors, 408, 429 with its
-# Retry-After, 5xx), never like a submit.
-_OPERATION: Operation = "status"
+# Every call here is a read that changes nothing (the estimate computes, it bills nothing): `api_request` retries it
+# like a status call (transport errors, 408, 429 with its Retry-After, 5xx), never like a submit.
 _SNIPPET = 200  # characters of a bad body or cursor quoted in an error
 
 
@@ -107,13 +110,16 @@ def search_models(
     limit: int | None = None,
     cursor: str | None = None,
     client: Client | None = None,
+    max_page_bytes: int = MAX_PAGE_BYTES,
 ) -> ModelsPage:
     """One page of fal's model search: find (`endpoint_ids`, 1-50), search (`query`, `category`, `status`) or, with
-    no filters, list. `client` defaults to the runtime's default client."""
-    params = _params(endpoint_ids, query, category, status, expand, limit, cursor)
+    no filters, list. `client` defaults to the runtime's default client. A page over `max_page_bytes` (default
+    64 MiB) is not read past the cap: `ProtocolError` naming it."""
+    params = _params(endpoint_ids, query, category, status, expand, limit, cursor, max_page_bytes)
     client = _sync_client(client)
-    spec = _spec(client._core, params)
-    return _page(client._core, client._send(_OPERATION, spec), cursor)
+    reply = client.api_request("GET", "/models", params=params, auth="optional", max_bytes=max_page_bytes,
+                               raise_for_status=False)  # fmt: skip
+    return _page(client.core, reply, cursor)
 
 
 def iter_models(
@@ -125,10 +131,11 @@ def iter_models(
     expand: Sequence[str] = (),
     limit: int | None = None,
     client: Client | None = None,
+    max_page_bytes: int = MAX_PAGE_BYTES,
 ) -> Iterator[ModelEntry]:
-    """Every matching entry, page after page by cursor (one request per page, fetched as the iteration needs it).
-    Arguments are checked now, not at the first `next()`."""
-    _params(endpoint_ids, query, category, status, expand, limit, None)
+    """Every matching entry, page after page by cursor (one request per page, fetched as the iteration needs it,
+    each capped at `max_page_bytes`). Arguments are checked now, not at the first `next()`."""
+    _params(endpoint_ids, query, category, status, expand, limit, None, max_page_bytes)
     chosen = _sync_client(client)
 
     def walk() -> Iterator[ModelEntry]:
@@ -143,9 +150,10 @@ def iter_models(
                 limit=limit,
                 cursor=walker.cursor,
                 client=chosen,
+                max_page_bytes=max_page_bytes,
             )
             yield from page.models
-            if not walker.advance(page, chosen._core):
+            if not walker.advance(page, chosen.core):
                 return
 
     return walk()
@@ -161,12 +169,14 @@ async def search_models_async(
     limit: int | None = None,
     cursor: str | None = None,
     client: AsyncClient | None = None,
+    max_page_bytes: int = MAX_PAGE_BYTES,
 ) -> ModelsPage:
     """`search_models` on an `AsyncClient` (default: the running loop's default async client)."""
-    params = _params(endpoint_ids, query, category, status, expand, limit, cursor)
+    params = _params(endpoint_ids, query, category, status, expand, limit, cursor, max_page_bytes)
     client = _async_client(client)
-    spec = _spec(client._core, params)
-    return _page(client._core, await client._send(_OPERATION, spec), cursor)
+    reply = await client.api_request("GET", "/models", params=params, auth="optional", max_bytes=max_page_bytes,
+                                     raise_for_status=False)  # fmt: skip
+    return _page(client.core, reply, cursor)
 
 
 def iter_models_async(
@@ -178,10 +188,11 @@ def iter_models_async(
     expand: Sequence[str] = (),
     limit: int | None = None,
     client: AsyncClient | None = None,
+    max_page_bytes: int = MAX_PAGE_BYTES,
 ) -> AsyncIterator[ModelEntry]:
     """`iter_models` on an `AsyncClient`: `async for entry in iter_models_async(...)`. Arguments are checked now;
     the default client is chosen at the first page (it belongs to the running loop)."""
-    _params(endpoint_ids, query, category, status, expand, limit, None)
+    _params(endpoint_ids, query, category, status, expand, limit, None, max_page_bytes)
     if client is not None:
         _async_client(client)
 
@@ -198,10 +209,11 @@ def iter_models_async(
                 limit=limit,
                 cursor=walker.cursor,
                 client=chosen,
+                max_page_bytes=max_page_bytes,
             )
             for entry in page.models:
                 yield entry
-            if not walker.advance(page, chosen._core):
+            if not walker.advance(page, chosen.core):
                 return
 
     return walk()
@@ -238,8 +250,12 @@ def _params(
     expand: Sequence[str],
     limit: int | None,
     cursor: str | None,
-) -> list[tuple[str, str]]:
-    """The query string, in order; ValueError/TypeError for what fal would refuse, before any request is made."""
+    max_page_bytes: int = MAX_PAGE_BYTES,
+) -> dict[str, list[str]]:
+    """The query string (`endpoint_id` and `expand` repeat); ValueError/TypeError for what fal would refuse, and
+    for a `max_page_bytes` that is no cap, before any request is made."""
+    if isinstance(max_page_bytes, bool) or not isinstance(max_page_bytes, int) or max_page_bytes < 1:
+        raise ValueError(f"max_page_bytes must be a positive number of bytes, got {max_page_bytes!r}")
     if isinstance(endpoint_ids, str) or isinstance(expand, str):
         raise TypeError("endpoint_ids and expand take a sequence of strings, not one string")
     ids = list(endpoint_ids)
@@ -268,24 +284,10 @@ def _params(
         params.append(("limit", str(limit)))
     if cursor:
         params.append(("cursor", cursor))
-    return params
-
-
-def _spec(core: Core, params: list[tuple[str, str]]) -> RequestSpec:
-    """The GET. The key goes along only if one is configured; `Core.headers` then still sends it only to fal's and
-    the client's configured hosts."""
     grouped: dict[str, list[str]] = {}
     for name, value in params:
         grouped.setdefault(name, []).append(value)  # endpoint_id and expand repeat
-    return RequestSpec("GET", f"{api_base()}/models", params=grouped, credentials=_has_key(core))
-
-
-def _has_key(core: Core) -> bool:
-    try:
-        core.auth_headers()
-    except errors.MissingCredentialsError:
-        return False
-    return True
+    return grouped
 
 
 def _page(core: Core, reply: Reply, cursor: str | None) -> ModelsPage:
@@ -380,8 +382,8 @@ def get_pricing(endpoint_ids: Sequence[str], *, cursor: str | None = None, clien
     """The unit price of each endpoint (1-50 ids): `GET /v1/models/pricing?endpoint_id=...`."""
     params = _pricing_params(endpoint_ids, cursor)
     client = _sync_client(client)
-    spec = _pricing_spec(client._core, params)
-    return _prices(client._core, client._send(_OPERATION, spec))
+    reply = client.api_request("GET", "/models/pricing", params=params, raise_for_status=False)
+    return _prices(client.core, reply)
 
 
 async def get_pricing_async(
@@ -390,8 +392,8 @@ async def get_pricing_async(
     """`get_pricing` on an `AsyncClient`."""
     params = _pricing_params(endpoint_ids, cursor)
     client = _async_client(client)
-    spec = _pricing_spec(client._core, params)
-    return _prices(client._core, await client._send(_OPERATION, spec))
+    reply = await client.api_request("GET", "/models/pricing", params=params, raise_for_status=False)
+    return _prices(client.core, reply)
 
 
 def estimate_cost(
@@ -402,8 +404,8 @@ def estimate_cost(
     quantity of the endpoint's billing unit, e.g. megapixels or seconds: `unit_price`)."""
     body = _estimate_body(calls, units)
     client = _sync_client(client)
-    spec = _estimate_spec(client._core, body)
-    return _estimate(client._core, client._send(_OPERATION, spec), body)
+    reply = client.api_request("POST", "/models/pricing/estimate", json=body, idempotent=True, raise_for_status=False)
+    return _estimate(client.core, reply, body)
 
 
 async def estimate_cost_async(
@@ -415,8 +417,10 @@ async def estimate_cost_async(
     """`estimate_cost` on an `AsyncClient`."""
     body = _estimate_body(calls, units)
     client = _async_client(client)
-    spec = _estimate_spec(client._core, body)
-    return _estimate(client._core, await client._send(_OPERATION, spec), body)
+    reply = await client.api_request(
+        "POST", "/models/pricing/estimate", json=body, idempotent=True, raise_for_status=False
+    )
+    return _estimate(client.core, reply, body)
 
 
 def _check_ids(ids: list[Any], name: str) -> None:
@@ -460,16 +464,6 @@ def _estimate_body(calls: Mapping[str, int] | None, units: Mapping[str, float] |
             endpoints[endpoint_id] = {"unit_quantity": number}
     estimate_type = "historical_api_price" if calls is not None else "unit_price"
     return {"estimate_type": estimate_type, "endpoints": endpoints}
-
-
-def _pricing_spec(core: Core, params: dict[str, str | list[str]]) -> RequestSpec:
-    core.auth_headers()  # MissingCredentialsError now: fal prices only for a key
-    return RequestSpec("GET", f"{api_base()}/models/pricing", params=params)
-
-
-def _estimate_spec(core: Core, body: dict[str, Any]) -> RequestSpec:
-    core.auth_headers()
-    return RequestSpec("POST", f"{api_base()}/models/pricing/estimate", json=body)
 
 
 def _prices(core: Core, reply: Reply) -> PricesPage:

@@ -72,6 +72,7 @@ from pydantic import BaseModel
 
 from fal_runtime import errors
 from fal_runtime._core import USER_AGENT, Core, Reply, RequestSpec
+from fal_runtime.errors import RealtimeConnectionClosed, RealtimeError
 
 try:
     import msgpack  # type: ignore[import-untyped]
@@ -119,28 +120,13 @@ InputT = TypeVar("InputT", bound=BaseModel)
 OutputT = TypeVar("OutputT", bound=BaseModel)
 
 
-class RealtimeError(errors.FalError):
-    """A realtime app answered with an error (`{"type": "x-fal-error"}` or `{"status": "error"}`).
-
-    `error` is fal's code (`INTERNAL_ERROR`, `Unauthorized`, ...), `reason` its explanation and `payload` the whole
-    frame. The connection stays usable: when fal closed the socket after the error, the next `send` reconnects.
-    """
-
-    def __init__(self, message: str, *, error: str, reason: str = "", payload: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.error = error
-        self.reason = reason
-        self.payload = dict(payload or {})
-
-
-class RealtimeConnectionClosed(RealtimeError):
-    """The socket closed while an answer was awaited (`code`: the WebSocket close code, 1006 when the connection was
-    lost without one, None when there was no open socket). The answer is lost; the next `send` reconnects with a new
-    token."""
-
-    def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
-        super().__init__(message, error="CONNECTION_CLOSED", reason=reason)
-        self.code = code
+class _TokenRequest(TypedDict):
+    method: str
+    path_or_url: str
+    headers: dict[str, str]
+    json: Any
+    idempotent: bool
+    raise_for_status: bool
 
 
 class RealtimeOptions(TypedDict, total=False):
@@ -494,8 +480,18 @@ class _Realtime:
     def __repr__(self) -> str:  # never the key nor the token
         return f"{type(self).__name__}({self.endpoint_id!r}, {'closed' if self._closed else 'open'})"
 
-    def _token_request(self) -> RequestSpec:
-        return token_request(self._core, self.endpoint_id, self._token_expiration)
+    def _token_request(self) -> _TokenRequest:
+        """The token's request, as `Client.api_request` takes it: repeating it only mints another token, so it is
+        retried like a read; its error statuses are read by `token_of`."""
+        spec = token_request(self._core, self.endpoint_id, self._token_expiration)
+        return {
+            "method": spec.method,
+            "path_or_url": spec.url,
+            "headers": spec.headers,
+            "json": spec.json,
+            "idempotent": True,
+            "raise_for_status": False,
+        }
 
     def _url(self, token: str) -> str:
         return socket_url(self._core.run_base, self.endpoint_id, self._path, token, self._max_buffering)
@@ -605,7 +601,7 @@ class RealtimeConnection(_Realtime):
     """
 
     def __init__(self, client: Client, endpoint_id: str, **options: Unpack[RealtimeOptions]) -> None:
-        super().__init__(client._core, client._verify, client._timeout.read, endpoint_id, **options)
+        super().__init__(client.core, client.verify, client.timeouts.read, endpoint_id, **options)
         self._client = client
         self._socket: SyncSocket | None = None
         self._lock = threading.Lock()
@@ -702,7 +698,7 @@ class RealtimeConnection(_Realtime):
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
-            token = token_of(self._core, self._client._send("upload", self._token_request()))
+            token = token_of(self._core, self._client.api_request(**self._token_request()))
             self._tokens.append(token)  # before the handshake, whose request line websockets logs
             url = self._url(token)
             try:
@@ -733,7 +729,7 @@ class AsyncRealtimeConnection(_Realtime):
     """`RealtimeConnection` for asyncio: `async with`, `await send/recv`, `async for`."""
 
     def __init__(self, client: AsyncClient, endpoint_id: str, **options: Unpack[RealtimeOptions]) -> None:
-        super().__init__(client._core, client._verify, client._timeout.read, endpoint_id, **options)
+        super().__init__(client.core, client.verify, client.timeouts.read, endpoint_id, **options)
         self._client = client
         self._socket: AsyncSocket | None = None
         self._lock = asyncio.Lock()
@@ -821,7 +817,7 @@ class AsyncRealtimeConnection(_Realtime):
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
-            token = token_of(self._core, await self._client._send("upload", self._token_request()))
+            token = token_of(self._core, await self._client.api_request(**self._token_request()))
             self._tokens.append(token)
             url = self._url(token)
             try:

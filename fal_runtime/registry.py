@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import NamedTuple
 
+from fal_runtime.errors import UnknownEndpointError as UnknownEndpointError  # importable from here too
+
 
 class EndpointRow(NamedTuple):
     """What the generated index says of one endpoint, by name (`generated/__init__.py` writes one per endpoint)."""
@@ -46,13 +48,6 @@ class EndpointInfo(NamedTuple):
     kind: str = ""
     source: str = ""
     source_date: str = ""
-
-
-class UnknownEndpointError(KeyError):
-    """Raised by `load()` for an endpoint id that has no generated module."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
 
 
 class EndpointRegistry(Mapping[str, ModuleType]):

@@ -29,7 +29,7 @@ from nacl.signing import VerifyKey
 from pydantic import BaseModel
 
 from fal_runtime._core import base_url
-from fal_runtime.errors import FalError
+from fal_runtime.errors import WebhookVerificationError as WebhookVerificationError  # importable from here too
 
 JWKS_PATH = "/.well-known/jwks.json"  # on fal's REST host: https://rest.fal.ai/.well-known/jwks.json
 MAX_JWKS_AGE = 24 * 3600.0
@@ -42,10 +42,6 @@ _HEADERS = ("x-fal-webhook-request-id", "x-fal-webhook-user-id", "x-fal-webhook-
 
 OutputT = TypeVar("OutputT", bound=BaseModel)
 Jwks = Mapping[str, Any]
-
-
-class WebhookVerificationError(FalError):
-    """The delivery is not a genuine, fresh, first-time delivery from fal: reject it (answer 4xx)."""
 
 
 @dataclass(frozen=True)

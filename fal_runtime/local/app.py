@@ -27,6 +27,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,9 +36,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .faults import Stalled, fal_headers, fault_response
-from .files import CDN_PREFIX, MAX_UPLOAD_BYTES, Files, MultipartError
+from .files import CDN_PREFIX, MAX_UPLOAD_BYTES, MultipartError
 from .models_api import BadQuery, ModelsApi
 from .payloads import input_errors, output_template, with_file_urls
+from .platform_api import DeletableFiles, PlatformApi
 from .pricing import Prices, PricingRoutes
 from .realtime import RealtimeRoutes
 from .script import Behaviour, Rule, Script, from_json
@@ -95,6 +97,7 @@ class LocalFal:
         tls: ssl.SSLContext,
         result_ttl: float = RESULT_TTL,
         max_body_bytes: int = MAX_BODY_BYTES,
+        platform_spec: Path | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.models_api = ModelsApi(endpoints)
@@ -102,7 +105,8 @@ class LocalFal:
         self.max_body_bytes = max_body_bytes
         self.script = script
         self.signer = signer
-        self.files = Files()
+        self.files = DeletableFiles()
+        self.platform = PlatformApi(self, platform_spec)  # the rest of fal's Platform API, from its spec
         self.store = Store(lambda job: self.output(job.endpoint, job.base_url), self._completed, result_ttl)
         self._tls = tls
         self._templates: dict[str, JSON] = {}  # made on an endpoint's first output: a catalogue starts in a second
@@ -112,6 +116,7 @@ class LocalFal:
         routes = [
             *PlatformRoutes(self).routes(),
             *PricingRoutes(self).routes(),
+            *self.platform.routes(),
             *StorageRoutes(self).routes(),
             *ControlRoutes(self).routes(),
             *RealtimeRoutes(self, RUN_PREFIX).routes(),
@@ -260,7 +265,10 @@ class QueueRoutes:
         job = _known(job, request_id)
         if job.state != "COMPLETED":
             return _json({"detail": "Request is still in progress"}, 400, job.request_id)
-        return _json(job.body, job.status_code, job.request_id, **job.result_headers)
+        headers = dict(job.result_headers)
+        if job.status_code < 400:  # what fal bills: the endpoint's price entry's `billable_units`, else 1
+            headers["x-fal-billable-units"] = str((self.fal.prices.get(job.endpoint.id) or {}).get("billable_units", 1))
+        return _json(job.body, job.status_code, job.request_id, **headers)
 
     async def cancel(self, request: Request, job: Job | None, request_id: str) -> Response:
         _authorize(request)
@@ -299,7 +307,8 @@ class RunRoutes:
         await self._work(behaviour, _start_timeout(request))
         if behaviour.error is not None:
             return _json({"detail": behaviour.error, "error_type": behaviour.error_type}, behaviour.status_code)
-        return _json(self.fal.output(endpoint, _base(request)))
+        units = str((self.fal.prices.get(endpoint.id) or {}).get("billable_units", 1))  # as the result route
+        return _json(self.fal.output(endpoint, _base(request)), 200, None, **{"x-fal-billable-units": units})
 
     async def stream(self, request: Request, endpoint: ServedEndpoint) -> Response:
         _authorize(request)

@@ -16,6 +16,7 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -27,6 +28,7 @@ MAX_LIMIT = 100
 MAX_ENDPOINT_IDS = 50
 EXPANSIONS = frozenset({"openapi-3.0", "enterprise_status"})
 STATUSES = frozenset({"active", "deprecated"})
+_STARTED = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")  # `updated_at` when the spec has none
 
 
 class BadQuery(ValueError):
@@ -145,18 +147,26 @@ def _page_number(cursor: str | None) -> int:
 
 def _model(entry: _Entry, run_base: str, with_openapi: bool) -> JSON:
     endpoint = entry.endpoint
-    thumbnail = _string(_mapping(_mapping(endpoint.document.get("info")).get("x-fal-metadata")).get("thumbnailUrl"))
+    meta = _mapping(_mapping(endpoint.document.get("info")).get("x-fal-metadata"))
+    thumbnail = _string(meta.get("thumbnailUrl"))
+    # Every field fal's schema requires (GetModelsResponse): a missing string is "", a date the spec has none of
+    # is this server's start; fal's deprecated flags are always false; favourites need an account (null).
+    updated = _string(meta.get("updatedAt")) or _STARTED
     metadata: dict[str, Any] = {
         "display_name": entry.display_name,
-        "category": entry.category,
+        "category": entry.category or "",
         "description": entry.description,
         "status": entry.status,
         "tags": [],
         "kind": "inference",
         "model_url": f"{run_base}/{endpoint.id}",
+        "thumbnail_url": thumbnail or "",
+        "updated_at": updated,
+        "date": _string(meta.get("date")) or updated,
+        "is_favorited": None,
+        "highlighted": False,
+        "pinned": False,
     }
-    if thumbnail is not None:
-        metadata["thumbnail_url"] = thumbnail
     if endpoint.streams:
         metadata["stream_url"] = f"{run_base}/{endpoint.id}/stream"
     model: JSON = {"endpoint_id": endpoint.id, "metadata": metadata}

@@ -122,7 +122,13 @@ class LocalServer:
         self.endpoints: SpecIndex = load_specs(specs_dir)
         self._script = Script()
         self._fal = LocalFal(
-            self.endpoints, self._script, Signer(), self.certificates.client_context(), result_ttl, max_body_bytes
+            self.endpoints,
+            self._script,
+            Signer(),
+            self.certificates.client_context(),
+            result_ttl,
+            max_body_bytes,
+            platform_spec=specs_dir / "_platform" / "v1.yaml",  # fal's Platform API, served when the file is there
         )
         if prices:
             self._fal.prices.set(prices)

@@ -148,7 +148,10 @@ def _spec_files(specs_dir: Path) -> list[Path]:
     return sorted(
         p
         for p in specs_dir.rglob("*")
-        if p.suffix in SPEC_SUFFIXES and p.is_file() and p.parent != specs_dir and not p.relative_to(specs_dir).parts[0].startswith("_")
+        if p.suffix in SPEC_SUFFIXES
+        and p.is_file()
+        and p.parent != specs_dir
+        and not p.relative_to(specs_dir).parts[0].startswith("_")
     )
 
 

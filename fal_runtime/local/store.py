@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from .specs import JSON, ServedEndpoint
 LOG_WINDOW = 50  # fal's logs are a moving window, not the whole history
 RUN_STEPS = 3
 RESULT_TTL = 3600.0  # seconds a completed job's status and result stay available
+HISTORY_LIMIT = 10_000  # the most requests the request history (Platform API) remembers: the oldest go first
 
 
 @dataclass
@@ -46,6 +48,11 @@ class Job:
     error_type: str | None = None
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # replaced (and the old one set) on every change
+    # Wall-clock times (epoch seconds) for the request history, usage and billing of the Platform API.
+    sent_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    ended_at: float | None = None
+    payloads_deleted: bool = False  # `DELETE /v1/models/requests/{id}/payloads`: input and output are gone
 
     @property
     def gateway_request_id(self) -> str:
@@ -72,6 +79,8 @@ class Store:
         result_ttl: float = RESULT_TTL,
     ) -> None:
         self.jobs: dict[str, Job] = {}
+        # Every request submitted, newest last, kept after `jobs` forgets it: the Platform API's request history.
+        self.history: deque[Job] = deque(maxlen=HISTORY_LIMIT)
         self.result_ttl = result_ttl
         self._queued: dict[str, list[Job]] = {}  # per endpoint, in submit order: what queue positions count
         self._output_for = output_for
@@ -80,6 +89,7 @@ class Store:
 
     def submit(self, job: Job) -> Job:
         self.jobs[job.request_id] = job
+        self.history.append(job)
         self._queued.setdefault(job.endpoint.id, []).append(job)
         task = asyncio.get_running_loop().create_task(self._advance(job))
         self._tasks.add(task)
@@ -103,6 +113,14 @@ class Store:
                 status["error"] = job.error
                 status["error_type"] = job.error_type
         return status
+
+    def delete_payloads(self, job: Job) -> None:
+        """Forget a completed job's input and output: its status and result answer 404 from now on, as an expired
+        one's do; the request history keeps its ids, times and status."""
+        job.payloads_deleted = True
+        job.payload = None
+        job.body = None
+        self.jobs.pop(job.request_id, None)
 
     def request_cancel(self, job: Job) -> str:
         """fal's cancel outcome: ALREADY_COMPLETED, or CANCELLATION_REQUESTED (the job then completes cancelled)."""
@@ -144,7 +162,7 @@ class Store:
             job.result_headers = {"X-Fal-Request-Timeout-Type": "user", "X-Fal-Error-Type": "request_timeout"}
             self._complete(job, 504, "Request timed out before it could start", "request_timeout")
             return
-        job.state, job.started = "IN_PROGRESS", time.monotonic()
+        job.state, job.started, job.started_at = "IN_PROGRESS", time.monotonic(), time.time()
         self._leave_queue(job)
         job.log(f"Starting {job.endpoint.id}")
         self._notify(job)
@@ -173,7 +191,7 @@ class Store:
         self._complete(job, 400, "Request was cancelled", "request_cancelled")
 
     def _complete(self, job: Job, status_code: int, error: str | None = None, error_type: str | None = None) -> None:
-        job.state, job.status_code = "COMPLETED", status_code
+        job.state, job.status_code, job.ended_at = "COMPLETED", status_code, time.time()
         job.inference_time = None if job.started is None else round(time.monotonic() - job.started, 4)
         if error is not None:
             job.error, job.error_type = error, error_type

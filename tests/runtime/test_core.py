@@ -406,3 +406,66 @@ def test_failed_result_is_the_outcome_not_a_glitch() -> None:
     assert delay("failed_result", reply=reply(503, x_fal_request_id="r")) is None
     assert delay("failed_result", reply=reply(503)) is not None  # ingress
     assert delay("failed_result", reply=reply(429, x_fal_request_id="r")) is not None
+
+
+# Requests that are not endpoint calls (`Client.api_request`).
+
+
+def test_reads_retry_like_status_calls_and_writes_only_when_they_never_arrived() -> None:
+    for code in (408, 429, 500, 502, 503, 504):
+        assert delay("read", reply=reply(code)) is not None
+    assert delay("read", failure=sent()) is not None
+    assert delay("write", failure=errors.APIConnectionError("refused")) is not None  # nothing was sent
+    assert delay("write", reply=reply(429)) is not None  # refused
+    for code in (408, 500, 502, 503, 504):  # no ingress rule: a Platform API answer may lack x-fal-request-id
+        assert delay("write", reply=reply(code)) is None
+    assert delay("write", failure=sent()) is None
+    assert delay("write", failure=errors.APITimeoutError("read", request_sent=True)) is None
+
+
+def test_api_request_picks_the_retry_rules_the_url_and_the_key() -> None:
+    c = core(key=KEY, environ={"FAL_API_HOST": "127.0.0.1:9"})
+    op, spec = c.api_request("get", "/models", params={"endpoint_id": ["a", "b"]})
+    assert (op, spec.method, spec.url, spec.params) == (
+        "read",
+        "GET",
+        "https://127.0.0.1:9/v1/models",
+        {"endpoint_id": ["a", "b"]},
+    )
+    assert c.api_request("POST", "/x")[0] == "write"
+    assert c.api_request("POST", "/x", headers={"idempotency-key": "k"})[0] == "read"
+    assert c.api_request("POST", "/x", idempotent=True)[0] == "read"
+    assert c.api_request("GET", "/x", idempotent=False)[0] == "write"
+    assert c.api_request("GET", "https://rest.fal.ai/tokens/")[1].url == "https://rest.fal.ai/tokens/"
+    assert core(environ={}).api_url("/models") == "https://api.fal.ai/v1/models"
+    assert core(environ={}).api_request("GET", "/m", auth="optional")[1].credentials is False
+    assert c.api_request("GET", "/m", auth="optional")[1].credentials is True
+    assert c.api_request("GET", "/m", auth="none")[1].credentials is False
+    with pytest.raises(errors.MissingCredentialsError):
+        core(environ={}).api_request("GET", "/m")
+    with pytest.raises(ValueError, match="auth"):
+        c.api_request("GET", "/m", auth="sometimes")  # type: ignore[arg-type]
+
+
+def test_a_platform_api_error_body_is_read() -> None:
+    body = {
+        "error": {"type": "rate_limited", "message": "Too many requests", "docs_url": "https://d", "request_id": "q"}
+    }
+    error = core(key=KEY).error_for(reply(429, body, retry_after="3"), now_epoch=0)
+    assert isinstance(error, errors.RateLimitError) and error.retry_after == 3
+    assert (error.error_type, error.request_id, error.detail) == ("rate_limited", "q", "Too many requests")
+    assert str(error) == "HTTP 429 (rate_limited): Too many requests [request q]"
+    echoed = {"error": {"type": "x", "message": f"bad key {KEY}"}}
+    assert KEY not in str(core(key=KEY).error_for(reply(401, echoed)))
+    # fal's queue body is read as before.
+    assert core().error_for(reply(400, {"detail": "nope", "error_type": "bad"})).detail == "nope"
+
+
+def test_billable_units() -> None:
+    units = Core.billable_units
+    assert units(reply(200, {})) is None
+    assert units(reply(200, {}, x_fal_billable_units="2.5")) == 2.5
+    assert units(reply(200, {}, x_fal_billable_units="4")) == 4.0
+    for bad in ("", "many", "nan", "inf", "-1"):
+        assert units(reply(200, {}, x_fal_billable_units=bad)) is None
+    assert str(units(reply(200, {}, x_fal_billable_units="-0"))) == "0.0"

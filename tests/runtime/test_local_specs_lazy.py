@@ -190,7 +190,11 @@ def test_every_real_spec_is_scanned_to_its_parsed_id() -> None:
     served, but parsed at every server's start: keep the catalogue scannable)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     wrong = {}
-    paths = [p for p in sorted(DEFAULT_SPECS_DIR.rglob("*")) if p.suffix in (".yaml", ".yml")]
+    paths = [
+        p
+        for p in sorted(DEFAULT_SPECS_DIR.rglob("*"))
+        if p.suffix in (".yaml", ".yml") and not p.relative_to(DEFAULT_SPECS_DIR).parts[0].startswith("_")
+    ]  # endpoint specs: not the Platform API's (`_platform/`), which has no endpoint id
     assert len(paths) > 1000
     for path in paths:
         text = path.read_text(encoding="utf-8")
