@@ -95,9 +95,12 @@ def _check(specs: Path, out: Path, cache: Path) -> int:
     actual = read_tree(out) or {}
     with workers(jobs) as pool:
         try:
-            endpoints = load_endpoints(loader.find_spec_files(specs), specs, None, jobs, pool).endpoints
+            loaded = load_endpoints(loader.find_spec_files(specs), specs, None, jobs, pool)
+            endpoints = loaded.endpoints
             listing, _ = load_listing(specs)
-            expected = render_tree(endpoints, ModuleCache(cache), jobs, pool, specs_root=specs, listing=listing)
+            expected = render_tree(
+                endpoints, ModuleCache(cache), jobs, pool, specs_root=specs, listing=listing, apis=loaded.apis
+            )
         except InvalidSpecError as exc:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)

@@ -75,6 +75,8 @@ class ApiOperation(Generic[ParamsT, AnswerT]):
             None: the JSON as parsed.
         answer_type: The answer's media type; anything but JSON (`application/json`, `*+json`) comes back as bytes.
         body: The body's model, if the operation takes one.
+        body_type: How the body is sent: "application/json" (default) or "multipart/form-data" (each `bytes` field a
+            file part named as the field, the others text parts).
         idempotency_key: Send a fresh `Idempotency-Key` with each call (the same on its retries), which makes a write
             safe to retry.
         pages: The answer is a page of a cursor walk (`next_cursor`, `has_more`): `iterate` follows it.
@@ -96,6 +98,7 @@ class ApiOperation(Generic[ParamsT, AnswerT]):
         answer: type[AnswerT] | None,
         answer_type: str = "application/json",
         body: type[BaseModel] | None = None,
+        body_type: str = "application/json",
         idempotency_key: bool = False,
         pages: bool = False,
         items: str = "",
@@ -112,6 +115,9 @@ class ApiOperation(Generic[ParamsT, AnswerT]):
         self.answer = answer
         self.answer_type = answer_type
         self.body = body
+        if body_type not in ("application/json", "multipart/form-data"):
+            raise ValueError(f"body_type must be application/json or multipart/form-data, got {body_type!r}")
+        self.body_type = body_type
         self.idempotency_key = idempotency_key
         self.pages = pages
         self.items = items
@@ -181,6 +187,8 @@ class ApiOperation(Generic[ParamsT, AnswerT]):
         if self.body is None:
             raise TypeError(f"{self.name} takes no body")
         model = body if isinstance(body, self.body) else self.body.model_validate(body)
+        if self.body_type == "multipart/form-data":
+            return model.model_dump(by_alias=True, exclude_none=True)  # bytes stay bytes: `_form` encodes them
         return model.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     def _request(self, prepared: _Prepared, cursor: str | None, max_bytes: int | None) -> dict[str, Any]:
@@ -192,12 +200,17 @@ class ApiOperation(Generic[ParamsT, AnswerT]):
         headers = dict(prepared.headers)
         if self.idempotency_key:
             headers["Idempotency-Key"] = str(uuid.uuid4())
+        body: dict[str, Any] = {"json": prepared.json}
+        if self.body_type == "multipart/form-data" and prepared.json is not None:
+            boundary = uuid.uuid4().hex
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+            body = {"content": _form(prepared.json, boundary)}
         return {
             "method": prepared.method,
             "path_or_url": prepared.path,
             "params": params,
             "headers": headers,
-            "json": prepared.json,
+            **body,
             "auth": self.auth,
             "max_bytes": self.max_bytes if max_bytes is None else _positive(max_bytes, "max_bytes"),
         }
@@ -417,3 +430,18 @@ def _async_client(client: AsyncClient | None) -> AsyncClient:
     if not isinstance(client, AsyncClient):
         raise TypeError(f"client must be a fal_runtime.AsyncClient, got {type(client).__name__}")
     return client
+
+
+def _form(fields: Mapping[str, Any], boundary: str) -> bytes:
+    """A multipart/form-data body (RFC 7578): each `bytes` value a file part named as its field, the others text."""
+    parts = []
+    for name, value in fields.items():
+        if isinstance(value, bytes):
+            head = f'Content-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
+            head += "Content-Type: application/octet-stream\r\n"
+            data = value
+        else:
+            head = f'Content-Disposition: form-data; name="{name}"\r\n'
+            data = (json.dumps(value) if isinstance(value, (dict, list)) else _text(value)).encode()
+        parts.append(f"--{boundary}\r\n{head}\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()

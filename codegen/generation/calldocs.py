@@ -79,6 +79,48 @@ def call_docstring(summary: str, returns: str, client: str, options: str, argume
     return body.lstrip() + "\n    "
 
 
+def api_argument_lines(param: Param) -> list[str]:
+    """One `Args:` entry of an API function."""
+    return _wrapped(f"{param.kwarg}: {argument_text(param)}", indent="    ", hanging="        ")
+
+
+def api_docstring(
+    summary: str, description: str, arguments: Sequence[str], returns: str, client: str, idempotent: bool
+) -> str:
+    """An API function's docstring text (`call_docstring`'s shape): fal's summary and description, every argument,
+    what it returns and raises."""
+    lines = [docstring(" ".join(summary.split())).rstrip(".") + "."]
+    for paragraph in description.split("\n\n") if description.strip() else []:
+        if paragraph.strip():
+            lines += ["", *_paragraph(paragraph)]
+    if idempotent:
+        lines += ["", *_wrapped("Sent with an `Idempotency-Key`, so a retry never applies it twice.", "", "")]
+    lines += ["", "Args:", *arguments]
+    client_text = f"The `{client}` to send with; by default a shared one configured from the environment (`FAL_KEY`)."
+    lines += _wrapped(f"client: {client_text}", indent="    ", hanging="        ")
+    lines += ["", "Returns:", *_wrapped(returns, indent="    ", hanging="    ")]
+    lines += ["", "Raises:"]
+    lines += _wrapped("pydantic.ValidationError: An argument is invalid; nothing was sent.", "    ", "        ")
+    lines += _wrapped("fal_runtime.FalError: fal or the network failed (see `fal_runtime.errors`).", "    ", "        ")
+    body = "\n".join(("    " + line) if line else "" for line in lines)
+    return body.lstrip() + "\n    "
+
+
+def _paragraph(text: str) -> list[str]:
+    """A paragraph of fal's Markdown, wrapped: running text joined, each list item (`- ...`) on lines of its own."""
+    items: list[str] = []
+    for line in text.strip().splitlines():
+        if line.lstrip().startswith(("- ", "* ")) or not items:
+            items.append(line.strip())
+        else:
+            items[-1] += " " + line.strip()
+    lines: list[str] = []
+    for item in items:
+        bullet = item.startswith(("- ", "* "))
+        lines += _wrapped(docstring(" ".join(item.split())), indent="", hanging="  " if bullet else "")
+    return lines
+
+
 def _wrapped(text: str, indent: str, hanging: str) -> list[str]:
     """Lines of at most the line length once the function body's own indent (4) is added."""
     return textwrap.wrap(

@@ -331,3 +331,34 @@ def _as_file_input(schema: Any) -> Any:
             return {**rest, "anyOf": [{"type": "string", "customTypePath": FILE_INPUT_TYPE}, {"type": "null"}]}
         schema["customTypePath"] = FILE_INPUT_TYPE
     return schema
+
+
+@dataclass(frozen=True)
+class ApiModels:
+    """The models of one module of an API spec (`operations.ModuleIR`): their source, imports and classes, and the
+    fields of each class whose fields become keyword arguments (each operation's parameters, its object body)."""
+
+    source: str
+    imports: dict[str, frozenset[str]]
+    aliases: tuple[str, ...]
+    classes: tuple[str, ...]
+    keywords: dict[str, tuple[Param, ...]]  # class → its fields as keyword arguments
+    ir: ModelsIR
+
+
+def generate_api_models(
+    schemas: dict[str, Any], keyword_classes: Sequence[str], reserved_kwargs: frozenset[str]
+) -> ApiModels:
+    """Models for an API module's schemas (normalized, as `operations` gives them), through the same parser and
+    typed description as an endpoint's; `keyword_classes` are the classes whose fields become keyword arguments."""
+    prepared = {name: untitled(schema) for name, schema in schemas.items()}
+    for name, schema in prepared.items():
+        _only_own_keywords(schema, name)
+    (described,) = _parse(prepared, [{}])
+    names = tuple(m.name for m in described.classes)
+    missing = [c for c in keyword_classes if c not in names]
+    if missing:
+        raise AssertionError(f"datamodel-code-generator wrote no class {missing[0]!r}")
+    keywords_of = {c: _input_params(described.model(c).fields, reserved_kwargs) for c in keyword_classes}
+    aliases = tuple(a.name for a in described.aliases)
+    return ApiModels(modelir.render_models(described), dict(described.imports), aliases, names, keywords_of, described)

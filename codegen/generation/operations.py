@@ -46,7 +46,7 @@ class OperationIR:
     summary: str
     description: str
     params: tuple[ParamIR, ...]  # path, then query, then header; without Idempotency-Key
-    body: str | None  # the JSON body's class, or None
+    body: str | None  # the body's class, or None
     body_required: bool
     answer: str | None  # the JSON answer's class; None when the answer is not JSON (or empty)
     answer_type: str  # its content type ("application/json", "text/csv", ...; "" for an empty answer)
@@ -54,6 +54,8 @@ class OperationIR:
     pages: bool  # takes a `cursor` and answers `next_cursor` / `has_more`
     items: str = ""  # the answer's one list field, which `iter_...` yields item by item ("" → it yields pages)
     admin: bool = False  # fal asks for an admin key
+    public: bool = False  # fal asks for no key at all (`GET /meta`): the key goes along only when configured
+    body_type: str = "application/json"  # or "multipart/form-data" (a file upload)
 
     @property
     def reads(self) -> bool:
@@ -103,7 +105,9 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> ApiIR 
         for method in (m for m in _METHODS if isinstance(item.get(m), dict)):
             op = item[method]
             where = pointer(["paths", path, method])
-            operation = _operation(path, method.upper(), op, components, renames, spec.rel, where, problems)
+            operation = _operation(
+                path, method.upper(), op, components, renames, spec.rel, where, problems, bool(doc.get("security"))
+            )
             if operation is None:
                 continue
             if operation.name in seen or operation.name in naming.RESERVED_MODULE_NAMES:
@@ -132,6 +136,7 @@ def _operation(
     rel: str,
     where: str,
     problems: list[Problem],
+    doc_security: bool = True,
 ) -> OperationIR | None:
     op_id = op.get("operationId")
     if not isinstance(op_id, str) or not op_id.isidentifier():
@@ -150,27 +155,30 @@ def _operation(
                               inspect.cleandoc(str(parameter.get("description") or ""))))  # fmt: skip
     order = {"path": 0, "query": 1, "header": 2}
     params.sort(key=lambda p: order[p.location])
-    body, body_required = None, False
+    body, body_required, body_type = None, False, "application/json"
     content = (op.get("requestBody") or {}).get("content") or {}
-    if "application/json" in content:
-        body = _class(content["application/json"].get("schema"), renames)
-        body_required = bool((op.get("requestBody") or {}).get("required"))
+    for media in ("application/json", "multipart/form-data"):
+        if media in content:
+            body, body_type = _class(content[media].get("schema"), renames), media
+            body_required = bool((op.get("requestBody") or {}).get("required"))
+            break
     answer, answer_type = None, ""
     for code, response in sorted((op.get("responses") or {}).items()):
         if str(code).startswith("2"):
-            media = (response or {}).get("content") or {}
-            answer_type = next(iter(media), "")
+            answers = (response or {}).get("content") or {}
+            answer_type = next(iter(answers), "")
             if answer_type == "application/json":
-                answer = _class(media[answer_type].get("schema"), renames)
+                answer = _class(answers[answer_type].get("schema"), renames)
             break
     answer_schema = components.get(answer) if answer else None
     pages = any(p.wire == "cursor" for p in params) and _has(answer_schema, "next_cursor")
     lists = [k for k, v in ((answer_schema or {}).get("properties") or {}).items() if (v or {}).get("type") == "array"]
     admin = any("adminApiKey" in s for s in op.get("security") or [] if isinstance(s, dict))
+    public = op.get("security") == [] or (op.get("security") is None and not doc_security)
     return OperationIR(
         op_id, function_name(op_id), method, path, str(op.get("summary") or ""),
         inspect.cleandoc(str(op.get("description") or "")), tuple(params), body, body_required, answer,
-        answer_type, idempotency, pages, lists[0] if pages and len(lists) == 1 else "", admin,
+        answer_type, idempotency, pages, lists[0] if pages and len(lists) == 1 else "", admin, public, body_type,
     )  # fmt: skip
 
 

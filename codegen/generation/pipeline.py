@@ -6,6 +6,7 @@ Nothing is written unless every spec is good, and then the whole output tree rep
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -15,10 +16,10 @@ from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any, TypeVar
 
-from codegen.generation import ir, loader, operations, render
+from codegen.generation import apirender, ir, loader, naming, operations, render
 from codegen.generation.cache import ModuleCache, RunRecord, SpecRecord, endpoint_key, source_key, spec_key
 from codegen.generation.listing import CATALOGUE_FILE, LISTING_FILE, Listing, read_listing, render_catalogue
-from codegen.generation.models import Models, generate_models, generate_models_batch
+from codegen.generation.models import Models, generate_api_models, generate_models, generate_models_batch
 from codegen.generation.style import MODULE_FUNCTIONS
 from codegen.generation.tree import TYPED_MARKER, TreeFiles, content_hash, tree_stats, update_tree, write_tree
 from codegen.problems import InvalidSpecError, Level, Problem, display_path
@@ -26,7 +27,7 @@ from codegen.problems import InvalidSpecError, Level, Problem, display_path
 # Names a generated endpoint module defines; a child endpoint's module may not take one (importing it would
 # replace the parent's attribute).
 _MODULE_NAMES = frozenset({"ENDPOINT_ID", "endpoint", *MODULE_FUNCTIONS})
-_PACKAGE_NAMES = frozenset({"ENDPOINTS", "load"})
+_PACKAGE_NAMES = frozenset({"ENDPOINTS", "load", "platform"})  # `platform`: the Platform API's package
 _MIN_PER_WORKER = 4  # below this, forking a worker costs more than it saves
 _GROUPS_PER_FORK = 24  # a new worker's warm-up (~1 s) pays for itself from about this many endpoints to render
 _BATCH = 8  # endpoint groups per datamodel-code-generator call (and per task of a worker)
@@ -54,6 +55,7 @@ class Loaded:
 
     endpoints: list[ir.EndpointIR]
     by_spec: dict[str, list[Problem]]
+    apis: list[operations.ApiIR] = field(default_factory=list)  # the Platform API's spec (`specs/_platform/`)
 
     @property
     def warnings(self) -> list[Problem]:
@@ -88,7 +90,11 @@ def load_endpoints(
     missing = [i for i, item in enumerate(loaded) if item is None]
     calls = [(spec_files[i], rels[i]) for i in missing]
     fresh = _map(_load_spec, calls, jobs, warm, chunksize=8, per_worker=_LOADS_PER_WORKER, here_below=_LOADS_PER_WORKER)
-    for i, (endpoint, found) in zip(missing, fresh, strict=True):
+    apis: list[operations.ApiIR] = []
+    for i, (built, found) in zip(missing, fresh, strict=True):
+        endpoint = built if isinstance(built, ir.EndpointIR) else None
+        if isinstance(built, operations.ApiIR):
+            apis.append(built)
         loaded[i] = (endpoint, found)
         if endpoint is not None and keys[i] and not any(p.level is Level.ERROR for p in found):
             cache.put_endpoint(keys[i], endpoint, [_warning_json(p) for p in found])
@@ -101,15 +107,14 @@ def load_endpoints(
     if errors:
         raise InvalidSpecError(errors)
     endpoints.sort(key=lambda e: e.endpoint_id)
-    return Loaded(endpoints, {rel: found for rel, (_, found) in sorted(by_spec.items())})
+    return Loaded(endpoints, {rel: found for rel, (_, found) in sorted(by_spec.items())}, apis)
 
 
-def _load_spec(path: Path, rel: str) -> tuple[ir.EndpointIR | None, list[Problem]]:
+def _load_spec(path: Path, rel: str) -> tuple[ir.EndpointIR | operations.ApiIR | None, list[Problem]]:
     found: list[Problem] = []
     spec = loader.load(path, found)
-    if spec is not None and operations.is_api_spec(spec.doc):  # fal's Platform API: validated, no endpoint
-        operations.build(spec, rel, found)
-        return None, found
+    if spec is not None and operations.is_api_spec(spec.doc):  # fal's Platform API
+        return operations.build(spec, rel, found), found
     return (ir.build(spec, rel, found) if spec is not None else None), found
 
 
@@ -282,6 +287,7 @@ def render_tree(
     last: LastTree | None = None,
     specs_root: Path | None = None,
     listing: Listing | None = None,
+    apis: Sequence[operations.ApiIR] = (),
 ) -> Mapping[str, str]:
     """Stage 3-4: every file of the output package, formatted, keyed by relative path. With `last`, the modules of
     its unchanged endpoints (and its namespace packages) are taken from the tree on disk instead of rendered.
@@ -316,9 +322,36 @@ def render_tree(
     files[TYPED_MARKER] = ""  # PEP 561: an installed `generated` is typed for the user's type checker
     modules = {e.endpoint_id: path for e, path in zip(endpoints, paths, strict=True)}
     files[CATALOGUE_FILE] = render_catalogue(endpoints, listing, modules)
+    for api in apis:
+        files.update(_render_api(api, cache or ModuleCache(None), jobs, warm))
     if last is None:
         return dict(sorted(files.items()))
     return TreeFiles(last.root, files, kept)
+
+
+def api_package(api: operations.ApiIR) -> str:
+    """The package an API spec generates: `_platform/v1.yaml` → `platform`."""
+    return naming.module_segment(api.spec_file.split("/")[0].lstrip("_"))
+
+
+def _render_api(api: operations.ApiIR, cache: ModuleCache, jobs: int, warm: Workers | None) -> dict[str, str]:
+    """An API spec's package: its `__init__.py` and a module per area, each from the cache or rendered."""
+    package = api_package(api)
+    files = {f"{package}/__init__.py": _formatted(apirender.render_api_package(api, package), cache)}
+    keys = {m.name: source_key("api\0" + json.dumps([api.spec_file, api.base_url, dataclasses.asdict(m)], default=str))
+            for m in api.modules}  # fmt: skip
+    todo = [m for m in api.modules if cache.get(keys[m.name]) is None]
+    for module, content in zip(todo, _map(_render_api_module, [(api, m) for m in todo], jobs, warm), strict=True):
+        cache.put(keys[module.name], content)
+    files.update((f"{package}/{m.name}.py", cache.get(keys[m.name]) or "") for m in api.modules)
+    return files
+
+
+def _render_api_module(api: operations.ApiIR, module: operations.ModuleIR) -> str:
+    schemas, keyword_classes = apirender.module_schemas(module)
+    models = generate_api_models(schemas, keyword_classes, apirender.RESERVED_KWARGS)
+    source, blocks = apirender.render_api_module(api, module, models)
+    return render.format_python(source, blocks)
 
 
 def _packages(endpoints: Sequence[ir.EndpointIR]) -> set[tuple[str, ...]]:
@@ -397,7 +430,7 @@ def generate(specs_root: Path, out: Path, *, cache_dir: Path | None = None, jobs
         if last is not None and unchanged:
             modules = {e.endpoint_id: unchanged[rel].module for rel, (e, _) in known.items()}
             reuse = LastTree(out, modules, frozenset(last.namespaces))
-        files = render_tree(endpoints, cache, jobs, warm, reuse, specs_root, listing)
+        files = render_tree(endpoints, cache, jobs, warm, reuse, specs_root, listing, loaded.apis)
     kept = files.kept if isinstance(files, TreeFiles) else set()
     hashes = {rel: last.hashes[rel] if rel in kept and last else content_hash(files[rel]) for rel in files}
     if last is not None and same_tree:

@@ -87,6 +87,9 @@ def normalize_platform(
     components = doc.setdefault("components", {})
     if not components.get("parameters"):
         components.pop("parameters", None)
+    for name in sorted(schemas):
+        _hoist_nested(schemas, name, schemas[name], _owner(name))
+    components["schemas"] = schemas  # what a `$ref` of a repair below resolves against
     components["schemas"] = {
         n: importer._repair(s, ["components", "schemas", n], doc, origin, repairs) for n, s in sorted(schemas.items())
     }
@@ -95,6 +98,69 @@ def normalize_platform(
     info["x-fal-kind"] = KIND
     info["x-fal-sources"] = {provenance.key: provenance.entry()}
     return importer.canonical(doc), repairs
+
+
+def _owner(name: str) -> str:
+    """What a component's nested models are named after: `GetUsageResponse` → `GetUsage`."""
+    for suffix in ("Response", "Request", "Form"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _hoist_nested(schemas: dict[str, Any], name: str, schema: Any, owner: str) -> None:
+    """Each object written inline as a field (or as a list field's items) becomes a component of its own, named by the
+    rule the endpoint modules' classes follow: its title when free, else its holder and field, singular for a list's
+    items (`GetUsageTimeSeries` for the items of `GetUsageResponse.time_series`). An inline object of the same shape
+    as one already named takes that name. Named here, in the spec, the classes keep their names whatever the model
+    generator would have made of them (`TimeSery1`)."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict):
+        return
+    for field, sub in properties.items():
+        if not isinstance(sub, dict):
+            continue
+        target, item = (sub.get("items"), True) if sub.get("type") == "array" else (sub, False)
+        if not isinstance(target, dict) or not _inline_object(target):
+            continue
+        shape = json.dumps(target, sort_keys=True)
+        title = target.get("title") if isinstance(target.get("title"), str) else ""
+        wanted = [pascal(title)] if title else []
+        wanted.append(f"{owner}{pascal(_singular(field) if item else field)}")
+        candidate = next((c for c in wanted if c not in schemas or json.dumps(schemas[c], sort_keys=True) == shape),
+                         wanted[-1])  # fmt: skip
+        base, n = candidate, 2
+        while candidate in schemas and json.dumps(schemas[candidate], sort_keys=True) != shape:
+            candidate, n = f"{base}{n}", n + 1
+        schemas[candidate] = target
+        ref = {"$ref": _REF + candidate}
+        if item:
+            sub["items"] = ref
+        else:
+            kept = {k: v for k, v in sub.items() if k in ("description", "default", "deprecated")}
+            properties[field] = {**ref, **kept} if kept else ref
+        _hoist_nested(schemas, candidate, target, candidate)
+
+
+def _singular(field: str) -> str:
+    """A list field's item, named: `results` → `result`, `entries` → `entry`, `time_series` stays, `children` →
+    `children_item`."""
+    if field.endswith("series") or field.endswith("ss"):
+        return field if field.endswith("series") else f"{field}_item"
+    if field.endswith("ies"):
+        return field[:-3] + "y"
+    if field.endswith("s") and len(field) > 3:
+        return field[:-1]
+    return f"{field}_item"
+
+
+def _inline_object(schema: Any) -> bool:
+    return (
+        isinstance(schema, dict)
+        and "$ref" not in schema
+        and isinstance(schema.get("properties"), dict)
+        and bool(schema["properties"])
+    )
 
 
 def _drop_unknown_in_parameters(doc: dict[str, Any], origin: str, repairs: list[Problem]) -> None:

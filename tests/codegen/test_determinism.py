@@ -113,8 +113,9 @@ def test_committed_generated_is_current() -> None:
     `codegen check` first (a cache hit is byte-identical to rendering, as the tests above show); cold, it renders
     the whole catalogue (about two minutes)."""
     cache = ModuleCache(ROOT / ".cache" / "codegen")
-    endpoints = load_endpoints(loader.find_spec_files(SPECS), SPECS, cache).endpoints
-    expected = render_tree(endpoints, cache, jobs=2, specs_root=SPECS, listing=load_listing(SPECS)[0])
+    loaded = load_endpoints(loader.find_spec_files(SPECS), SPECS, cache)
+    listing = load_listing(SPECS)[0]
+    expected = render_tree(loaded.endpoints, cache, jobs=2, specs_root=SPECS, listing=listing, apis=loaded.apis)
     assert read_tree(ROOT / "generated") == expected, "generated/ is stale: run `make gen`"
 
 
@@ -173,7 +174,8 @@ def test_the_run_stamp_notices_every_change(corpus: Path, tmp_path: Path, warm_c
     removed, changed = generate(specs, out, cache_dir=warm_cache.root)
     assert changed and read_tree(out) == removed.files
     assert not (out / "fal_ai" / "flux" / "dev" / "image_to_image.py").exists()
-    assert removed.files == render_tree(load_endpoints(loader.find_spec_files(specs), specs).endpoints, warm_cache)
+    loaded = load_endpoints(loader.find_spec_files(specs), specs)
+    assert removed.files == render_tree(loaded.endpoints, warm_cache, apis=loaded.apis)
 
 
 def test_models_generated_in_batches_equal_one_endpoint_at_a_time(endpoints: list[ir.EndpointIR]) -> None:
