@@ -180,6 +180,16 @@ def check_ca_file(verify: ssl.SSLContext | str | bool, environ: Mapping[str, str
         )
 
 
+def tls(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext | bool:
+    """`verify` as httpx takes it: a CA file or directory becomes an `SSLContext` trusting it (httpx deprecates a
+    path; a client built with `verify="ca.pem"` must not warn on every request it makes)."""
+    if not isinstance(verify, str):
+        return verify
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
+
+
 def _create_failed(verify: ssl.SSLContext | str | bool, exc: Exception) -> errors.ConfigurationError:
     """An httpx client that could not be made because its CA file is unreadable or holds no certificate."""
     path = verify if isinstance(verify, str) else os.environ.get("SSL_CERT_FILE", "")
@@ -245,7 +255,7 @@ class SyncTransport(TransportBase):
             if self._http is None:
                 try:
                     self._http = httpx.Client(
-                        timeout=self.timeout, verify=self.verify, limits=self._limits, follow_redirects=True
+                        timeout=self.timeout, verify=tls(self.verify), limits=self._limits, follow_redirects=True
                     )
                 except (OSError, ssl.SSLError) as exc:  # the CA file went away or holds no certificate
                     raise _create_failed(self.verify, exc) from None
@@ -434,7 +444,7 @@ class AsyncTransport(TransportBase):
             if shard is None:
                 try:
                     shard = httpx.AsyncClient(
-                        timeout=self.timeout, verify=self.verify, limits=self._limits, follow_redirects=True
+                        timeout=self.timeout, verify=tls(self.verify), limits=self._limits, follow_redirects=True
                     )
                 except (OSError, ssl.SSLError) as exc:  # the CA file went away or holds no certificate
                     raise _create_failed(self.verify, exc) from None
