@@ -265,6 +265,38 @@ class ApiOperation(Generic[ParamsT, AnswerT]):
 
     # The calls.
 
+    def send(
+        self,
+        arguments: ParamsT | Mapping[str, Any],
+        body: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        client: Client | None = None,
+        cursor: str | None = None,
+        max_bytes: int | None = None,
+        **request: Any,
+    ) -> ApiReply:
+        """The reply as fal sent it, for a caller that reads fal's answer itself (`fal_runtime.platform` reads model
+        search pages entry by entry, leniently): the request built and sent as `call` does, `request` overriding
+        `Client.api_request`'s arguments (`auth`, `idempotent`, `raise_for_status`)."""
+        prepared = self.prepare(arguments, body)
+        with self._named():
+            return _sync_client(client).api_request(**{**self._request(prepared, cursor, max_bytes), **request})
+
+    async def send_async(
+        self,
+        arguments: ParamsT | Mapping[str, Any],
+        body: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        client: AsyncClient | None = None,
+        cursor: str | None = None,
+        max_bytes: int | None = None,
+        **request: Any,
+    ) -> ApiReply:
+        """`send` on an `AsyncClient`."""
+        prepared = self.prepare(arguments, body)
+        with self._named():
+            return await _async_client(client).api_request(**{**self._request(prepared, cursor, max_bytes), **request})
+
     def call(
         self,
         arguments: ParamsT | Mapping[str, Any],

@@ -1,6 +1,12 @@
 """fal's Platform API as typed calls: the model search (`GET https://api.fal.ai/v1/models`, one page or every page by
 cursor), and what endpoints cost (`GET /v1/models/pricing`, `POST /v1/models/pricing/estimate`).
 
+Helpers over the generated Platform API (`generated.platform`, from fal's own document): each request is built and
+sent by the generated operation (`get_models`, `get_pricing`, `estimate_pricing`), so the wire is fal's spec's, written
+once; what this module adds is reading the answers leniently (a model search entry fal adds or drops a field in never
+breaks a walk) and checking every amount. The generated operations use `generated.platform`'s typed models; these
+helpers keep theirs for apps (and `codegen sync`) that must not fail on one odd entry.
+
 The request goes through a runtime client's `api_request`, so it shares that client's connection pool, TLS settings
 (`SSL_CERT_FILE`, `verify=`) and retry rules: it is an idempotent read, so transport errors, 408, 429 and 5xx are
 retried with backoff, and a 429's `Retry-After` is honoured. The host is `FAL_API_HOST` (default `api.fal.ai`). A page
@@ -40,6 +46,7 @@ from fal_runtime.models import FalModel
 
 if TYPE_CHECKING:
     from fal_runtime._client import AsyncClient, Client
+    from fal_runtime.api import ApiOperation
 
 
 MAX_ENDPOINT_IDS = 50  # fal's limit for find mode
@@ -117,8 +124,8 @@ def search_models(
     64 MiB) is not read past the cap: `ProtocolError` naming it."""
     params = _params(endpoint_ids, query, category, status, expand, limit, cursor, max_page_bytes)
     client = _sync_client(client)
-    reply = client.api_request("GET", "/models", params=params, auth="optional", max_bytes=max_page_bytes,
-                               raise_for_status=False)  # fmt: skip
+    reply = _operation("get_models").send(params, client=client, cursor=cursor, max_bytes=max_page_bytes,
+                                          auth="optional", raise_for_status=False)  # fmt: skip
     return _page(client.core, reply, cursor)
 
 
@@ -174,8 +181,8 @@ async def search_models_async(
     """`search_models` on an `AsyncClient` (default: the running loop's default async client)."""
     params = _params(endpoint_ids, query, category, status, expand, limit, cursor, max_page_bytes)
     client = _async_client(client)
-    reply = await client.api_request("GET", "/models", params=params, auth="optional", max_bytes=max_page_bytes,
-                                     raise_for_status=False)  # fmt: skip
+    reply = await _operation("get_models").send_async(params, client=client, cursor=cursor, max_bytes=max_page_bytes,
+                                                      auth="optional", raise_for_status=False)  # fmt: skip
     return _page(client.core, reply, cursor)
 
 
@@ -251,9 +258,9 @@ def _params(
     limit: int | None,
     cursor: str | None,
     max_page_bytes: int = MAX_PAGE_BYTES,
-) -> dict[str, list[str]]:
-    """The query string (`endpoint_id` and `expand` repeat); ValueError/TypeError for what fal would refuse, and
-    for a `max_page_bytes` that is no cap, before any request is made."""
+) -> dict[str, Any]:
+    """The search's parameters by wire name (the cursor goes separately); ValueError/TypeError for what fal would
+    refuse, and for a `max_page_bytes` that is no cap, before any request is made."""
     if isinstance(max_page_bytes, bool) or not isinstance(max_page_bytes, int) or max_page_bytes < 1:
         raise ValueError(f"max_page_bytes must be a positive number of bytes, got {max_page_bytes!r}")
     if isinstance(endpoint_ids, str) or isinstance(expand, str):
@@ -272,22 +279,9 @@ def _params(
     for name, value in (("query", query), ("category", category), ("cursor", cursor)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{name} must be a string, got {type(value).__name__}")
-    params = [("endpoint_id", i) for i in ids]
-    if query:
-        params.append(("q", query))
-    if category:
-        params.append(("category", category))
-    if status:
-        params.append(("status", status))
-    params += [("expand", e) for e in expand]
-    if limit is not None:
-        params.append(("limit", str(limit)))
-    if cursor:
-        params.append(("cursor", cursor))
-    grouped: dict[str, list[str]] = {}
-    for name, value in params:
-        grouped.setdefault(name, []).append(value)  # endpoint_id and expand repeat
-    return grouped
+    given = {"endpoint_id": ids or None, "q": query or None, "category": category or None, "status": status or None,
+             "expand": list(expand) or None, "limit": limit}  # fmt: skip
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _page(core: Core, reply: Reply, cursor: str | None) -> ModelsPage:
@@ -382,7 +376,7 @@ def get_pricing(endpoint_ids: Sequence[str], *, cursor: str | None = None, clien
     """The unit price of each endpoint (1-50 ids): `GET /v1/models/pricing?endpoint_id=...`."""
     params = _pricing_params(endpoint_ids, cursor)
     client = _sync_client(client)
-    reply = client.api_request("GET", "/models/pricing", params=params, raise_for_status=False)
+    reply = _operation("get_pricing").send(params, client=client, cursor=cursor, raise_for_status=False)
     return _prices(client.core, reply)
 
 
@@ -392,7 +386,7 @@ async def get_pricing_async(
     """`get_pricing` on an `AsyncClient`."""
     params = _pricing_params(endpoint_ids, cursor)
     client = _async_client(client)
-    reply = await client.api_request("GET", "/models/pricing", params=params, raise_for_status=False)
+    reply = await _operation("get_pricing").send_async(params, client=client, cursor=cursor, raise_for_status=False)
     return _prices(client.core, reply)
 
 
@@ -404,7 +398,7 @@ def estimate_cost(
     quantity of the endpoint's billing unit, e.g. megapixels or seconds: `unit_price`)."""
     body = _estimate_body(calls, units)
     client = _sync_client(client)
-    reply = client.api_request("POST", "/models/pricing/estimate", json=body, idempotent=True, raise_for_status=False)
+    reply = _operation("estimate_pricing").send({}, body, client=client, idempotent=True, raise_for_status=False)
     return _estimate(client.core, reply, body)
 
 
@@ -417,8 +411,8 @@ async def estimate_cost_async(
     """`estimate_cost` on an `AsyncClient`."""
     body = _estimate_body(calls, units)
     client = _async_client(client)
-    reply = await client.api_request(
-        "POST", "/models/pricing/estimate", json=body, idempotent=True, raise_for_status=False
+    reply = await _operation("estimate_pricing").send_async(
+        {}, body, client=client, idempotent=True, raise_for_status=False
     )
     return _estimate(client.core, reply, body)
 
@@ -437,10 +431,7 @@ def _pricing_params(endpoint_ids: Sequence[str], cursor: str | None) -> dict[str
     _check_ids(ids, "endpoint_ids")
     if cursor is not None and not isinstance(cursor, str):
         raise TypeError(f"cursor must be a string, got {type(cursor).__name__}")
-    params: dict[str, str | list[str]] = {"endpoint_id": ids}
-    if cursor:
-        params["cursor"] = cursor
-    return params
+    return {"endpoint_id": ids}
 
 
 def _estimate_body(calls: Mapping[str, int] | None, units: Mapping[str, float] | None) -> dict[str, Any]:
@@ -559,6 +550,16 @@ def _validated(core: Core, model: type[_Reply], data: Any, what: str) -> _Reply:
     except pydantic.ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
         raise errors.ProtocolError(f"{what}: unexpected reply: {core.redact(problems)[: _SNIPPET * 2]}") from None
+
+
+def _operation(name: str) -> ApiOperation[Any, Any]:
+    """The generated operation of fal's Platform API (`generated.platform.models`) that builds and sends a request of
+    this module: the wire is fal's spec's, generated once; this module reads the answers itself, leniently, and checks
+    every amount. Imported on first use: `generated` imports this runtime, not the other way round."""
+    import importlib
+
+    operations: dict[str, ApiOperation[Any, Any]] = importlib.import_module("generated.platform.models").OPERATIONS
+    return operations[name]
 
 
 def _sync_client(client: Client | None) -> Client:

@@ -82,6 +82,7 @@ def render_api_module(api: ApiIR, module: ModuleIR, models: ApiModels) -> tuple[
     imports.add_module("fal_runtime")
     paged = [op for op in module.operations if op.pages]
     n = imports.add("collections.abc", ["Iterator", "AsyncIterator"]) if paged else {}
+    any_ = imports.add("typing", ["Any"])["Any"]
     ops, functions, blocks = [], [], [models.source]
     for op in module.operations:
         answer = op.answer or ("bytes" if op.answer_type else "None")
@@ -134,7 +135,7 @@ def render_api_module(api: ApiIR, module: ModuleIR, models: ApiModels) -> tuple[
                 )  # fmt: skip
                 call = f"{constants[op.name]}.iterate{suffix}({_construct(params_class(op), page_keywords)}, client=client)"
                 functions.append(_Function(iter_name(op) + suffix, "", page_block, client, returns, doc, call))
-    exports = [*models.aliases, *models.classes, *(f.name for f in functions)]
+    exports = [*models.aliases, *models.classes, "OPERATIONS", *(f.name for f in functions)]
     source = (
         environment()
         .get_template("api_module.py.jinja")
@@ -146,6 +147,7 @@ def render_api_module(api: ApiIR, module: ModuleIR, models: ApiModels) -> tuple[
             models=models.source,
             operations=ops,
             functions=functions,
+            any=any_,
         )
     )
     return source, tuple(blocks)

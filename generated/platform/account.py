@@ -5,7 +5,7 @@ Operations: `get_account_billing`, `get_focus_report`, `get_model_access_control
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import AwareDatetime, Field, RootModel
 
@@ -21,6 +21,7 @@ __all__ = [
     "GetFocusReportParams",
     "GetModelAccessControlsParams",
     "Start",
+    "OPERATIONS",
     "get_account_billing",
     "get_account_billing_async",
     "get_focus_report",
@@ -158,6 +159,14 @@ _GET_MODEL_ACCESS_CONTROLS: fal_runtime.ApiOperation[
     answer_type="text/csv",
     name="get_model_access_controls",
 )
+
+
+OPERATIONS: dict[str, fal_runtime.ApiOperation[Any, Any]] = {
+    "get_account_billing": _GET_ACCOUNT_BILLING,
+    "get_focus_report": _GET_FOCUS_REPORT,
+    "get_model_access_controls": _GET_MODEL_ACCESS_CONTROLS,
+}
+"""Each operation by its function's name, for code that reads fal's answers itself."""
 
 
 def get_account_billing(

@@ -144,6 +144,7 @@ __all__ = [
     "UploadAssetParams",
     "UploadAssetRequest",
     "UploadAssetResponse",
+    "OPERATIONS",
     "add_asset_to_collection",
     "add_asset_to_collection_async",
     "assign_asset_tag",
@@ -2102,6 +2103,44 @@ _UPLOAD_ASSET: fal_runtime.ApiOperation[UploadAssetParams, UploadAssetResponse] 
         name="upload_asset",
     )
 )
+
+
+OPERATIONS: dict[str, fal_runtime.ApiOperation[Any, Any]] = {
+    "add_asset_to_collection": _ADD_ASSET_TO_COLLECTION,
+    "assign_asset_tag": _ASSIGN_ASSET_TAG,
+    "create_asset_character": _CREATE_ASSET_CHARACTER,
+    "create_asset_collection": _CREATE_ASSET_COLLECTION,
+    "create_asset_tag": _CREATE_ASSET_TAG,
+    "delete_asset_character": _DELETE_ASSET_CHARACTER,
+    "delete_asset_collection": _DELETE_ASSET_COLLECTION,
+    "delete_asset_tag": _DELETE_ASSET_TAG,
+    "favorite_asset": _FAVORITE_ASSET,
+    "favorite_asset_character": _FAVORITE_ASSET_CHARACTER,
+    "favorite_asset_collection": _FAVORITE_ASSET_COLLECTION,
+    "get_asset": _GET_ASSET,
+    "get_asset_character": _GET_ASSET_CHARACTER,
+    "get_asset_collection": _GET_ASSET_COLLECTION,
+    "get_asset_collection_hierarchy": _GET_ASSET_COLLECTION_HIERARCHY,
+    "get_asset_lineage": _GET_ASSET_LINEAGE,
+    "list_asset_characters": _LIST_ASSET_CHARACTERS,
+    "list_asset_collection_assets": _LIST_ASSET_COLLECTION_ASSETS,
+    "list_asset_collections": _LIST_ASSET_COLLECTIONS,
+    "list_asset_tags": _LIST_ASSET_TAGS,
+    "list_asset_tags_for_asset": _LIST_ASSET_TAGS_FOR_ASSET,
+    "list_assets": _LIST_ASSETS,
+    "move_asset_collection": _MOVE_ASSET_COLLECTION,
+    "remove_asset_from_collection": _REMOVE_ASSET_FROM_COLLECTION,
+    "set_asset_tags_for_asset": _SET_ASSET_TAGS_FOR_ASSET,
+    "unassign_asset_tag": _UNASSIGN_ASSET_TAG,
+    "unfavorite_asset": _UNFAVORITE_ASSET,
+    "unfavorite_asset_character": _UNFAVORITE_ASSET_CHARACTER,
+    "unfavorite_asset_collection": _UNFAVORITE_ASSET_COLLECTION,
+    "update_asset_character": _UPDATE_ASSET_CHARACTER,
+    "update_asset_collection": _UPDATE_ASSET_COLLECTION,
+    "update_asset_tag": _UPDATE_ASSET_TAG,
+    "upload_asset": _UPLOAD_ASSET,
+}
+"""Each operation by its function's name, for code that reads fal's answers itself."""
 
 
 def add_asset_to_collection(

@@ -7,7 +7,7 @@ Operations: `create_compute_instance`, `delete_compute_instance`,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import Field
 
@@ -26,6 +26,7 @@ __all__ = [
     "ListComputeInstancesInstance",
     "ListComputeInstancesParams",
     "ListComputeInstancesResponse",
+    "OPERATIONS",
     "create_compute_instance",
     "create_compute_instance_async",
     "delete_compute_instance",
@@ -201,6 +202,15 @@ _LIST_COMPUTE_INSTANCES: fal_runtime.ApiOperation[
     items="instances",
     name="list_compute_instances",
 )
+
+
+OPERATIONS: dict[str, fal_runtime.ApiOperation[Any, Any]] = {
+    "create_compute_instance": _CREATE_COMPUTE_INSTANCE,
+    "delete_compute_instance": _DELETE_COMPUTE_INSTANCE,
+    "get_compute_instance": _GET_COMPUTE_INSTANCE,
+    "list_compute_instances": _LIST_COMPUTE_INSTANCES,
+}
+"""Each operation by its function's name, for code that reads fal's answers itself."""
 
 
 def create_compute_instance(

@@ -6,7 +6,7 @@ Operations: `create_api_key`, `delete_api_key`, `list_api_keys`."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,7 @@ __all__ = [
     "ListApiKeysKey",
     "ListApiKeysParams",
     "ListApiKeysResponse",
+    "OPERATIONS",
     "create_api_key",
     "create_api_key_async",
     "delete_api_key",
@@ -141,6 +142,14 @@ _LIST_API_KEYS: fal_runtime.ApiOperation[ListApiKeysParams, ListApiKeysResponse]
         name="list_api_keys",
     )
 )
+
+
+OPERATIONS: dict[str, fal_runtime.ApiOperation[Any, Any]] = {
+    "create_api_key": _CREATE_API_KEY,
+    "delete_api_key": _DELETE_API_KEY,
+    "list_api_keys": _LIST_API_KEYS,
+}
+"""Each operation by its function's name, for code that reads fal's answers itself."""
 
 
 def create_api_key(

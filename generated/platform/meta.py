@@ -5,12 +5,15 @@ Operations: `get_meta`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import fal_runtime
 from fal_runtime.models import FalModel
 
 __all__ = [
     "GetMetaParams",
     "GetMetaResponse",
+    "OPERATIONS",
     "get_meta",
     "get_meta_async",
 ]
@@ -38,6 +41,12 @@ _GET_META: fal_runtime.ApiOperation[GetMetaParams, GetMetaResponse] = (
         name="get_meta",
     )
 )
+
+
+OPERATIONS: dict[str, fal_runtime.ApiOperation[Any, Any]] = {
+    "get_meta": _GET_META,
+}
+"""Each operation by its function's name, for code that reads fal's answers itself."""
 
 
 def get_meta(

@@ -65,6 +65,7 @@ __all__ = [
     "SearchRequestsResponse",
     "SearchRequestsResult",
     "Start",
+    "OPERATIONS",
     "delete_request_payloads",
     "delete_request_payloads_async",
     "estimate_pricing",
@@ -1119,6 +1120,20 @@ _SEARCH_REQUESTS: fal_runtime.ApiOperation[
     items="results",
     name="search_requests",
 )
+
+
+OPERATIONS: dict[str, fal_runtime.ApiOperation[Any, Any]] = {
+    "delete_request_payloads": _DELETE_REQUEST_PAYLOADS,
+    "estimate_pricing": _ESTIMATE_PRICING,
+    "get_analytics": _GET_ANALYTICS,
+    "get_billing_events": _GET_BILLING_EVENTS,
+    "get_models": _GET_MODELS,
+    "get_pricing": _GET_PRICING,
+    "get_usage": _GET_USAGE,
+    "list_requests_by_endpoint": _LIST_REQUESTS_BY_ENDPOINT,
+    "search_requests": _SEARCH_REQUESTS,
+}
+"""Each operation by its function's name, for code that reads fal's answers itself."""
 
 
 def delete_request_payloads(

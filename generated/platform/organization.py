@@ -7,7 +7,7 @@ Operations: `get_organization_billing_events`, `get_organization_focus_report`,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import AwareDatetime, Field, RootModel
 
@@ -33,6 +33,7 @@ __all__ = [
     "GetOrganizationUsageTimeSeriesResult",
     "GetOrganizationUsageTimeSeriesResultAuthMethodStructured",
     "Start",
+    "OPERATIONS",
     "get_organization_billing_events",
     "get_organization_billing_events_async",
     "iter_organization_billing_events",
@@ -479,6 +480,15 @@ _GET_ORGANIZATION_USAGE: fal_runtime.ApiOperation[
     pages=True,
     name="get_organization_usage",
 )
+
+
+OPERATIONS: dict[str, fal_runtime.ApiOperation[Any, Any]] = {
+    "get_organization_billing_events": _GET_ORGANIZATION_BILLING_EVENTS,
+    "get_organization_focus_report": _GET_ORGANIZATION_FOCUS_REPORT,
+    "get_organization_teams": _GET_ORGANIZATION_TEAMS,
+    "get_organization_usage": _GET_ORGANIZATION_USAGE,
+}
+"""Each operation by its function's name, for code that reads fal's answers itself."""
 
 
 def get_organization_billing_events(

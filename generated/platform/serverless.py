@@ -79,6 +79,7 @@ __all__ = [
     "ServerlessUploadLocalFileParams",
     "ServerlessUploadLocalFileResponse",
     "Start",
+    "OPERATIONS",
     "serverless_download_file",
     "serverless_download_file_async",
     "serverless_flush_app_queue",
@@ -1383,6 +1384,28 @@ _SERVERLESS_UPLOAD_LOCAL_FILE: fal_runtime.ApiOperation[
     body_type="multipart/form-data",
     name="serverless_upload_local_file",
 )
+
+
+OPERATIONS: dict[str, fal_runtime.ApiOperation[Any, Any]] = {
+    "serverless_download_file": _SERVERLESS_DOWNLOAD_FILE,
+    "serverless_flush_app_queue": _SERVERLESS_FLUSH_APP_QUEUE,
+    "serverless_get_analytics": _SERVERLESS_GET_ANALYTICS,
+    "serverless_get_app_queue_info": _SERVERLESS_GET_APP_QUEUE_INFO,
+    "serverless_get_metrics": _SERVERLESS_GET_METRICS,
+    "serverless_get_runner_history": _SERVERLESS_GET_RUNNER_HISTORY,
+    "serverless_get_usage": _SERVERLESS_GET_USAGE,
+    "serverless_list_app_events": _SERVERLESS_LIST_APP_EVENTS,
+    "serverless_list_app_revisions": _SERVERLESS_LIST_APP_REVISIONS,
+    "serverless_list_apps": _SERVERLESS_LIST_APPS,
+    "serverless_list_directory": _SERVERLESS_LIST_DIRECTORY,
+    "serverless_list_requests_by_endpoint": _SERVERLESS_LIST_REQUESTS_BY_ENDPOINT,
+    "serverless_list_root": _SERVERLESS_LIST_ROOT,
+    "serverless_logs_history": _SERVERLESS_LOGS_HISTORY,
+    "serverless_logs_stream": _SERVERLESS_LOGS_STREAM,
+    "serverless_upload_from_url": _SERVERLESS_UPLOAD_FROM_URL,
+    "serverless_upload_local_file": _SERVERLESS_UPLOAD_LOCAL_FILE,
+}
+"""Each operation by its function's name, for code that reads fal's answers itself."""
 
 
 def serverless_download_file(

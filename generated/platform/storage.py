@@ -6,7 +6,7 @@ Operations: `get_storage_file_acl`, `get_storage_settings`, `set_storage_file_ac
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AnyUrl, ConfigDict, Field
 
@@ -35,6 +35,7 @@ __all__ = [
     "UpdateStorageSettingsParams",
     "UpdateStorageSettingsRequest",
     "UpdateStorageSettingsResponse",
+    "OPERATIONS",
     "get_storage_file_acl",
     "get_storage_file_acl_async",
     "get_storage_settings",
@@ -320,6 +321,16 @@ _UPDATE_STORAGE_SETTINGS: fal_runtime.ApiOperation[
     body=UpdateStorageSettingsRequest,
     name="update_storage_settings",
 )
+
+
+OPERATIONS: dict[str, fal_runtime.ApiOperation[Any, Any]] = {
+    "get_storage_file_acl": _GET_STORAGE_FILE_ACL,
+    "get_storage_settings": _GET_STORAGE_SETTINGS,
+    "set_storage_file_acl": _SET_STORAGE_FILE_ACL,
+    "sign_storage_file_url": _SIGN_STORAGE_FILE_URL,
+    "update_storage_settings": _UPDATE_STORAGE_SETTINGS,
+}
+"""Each operation by its function's name, for code that reads fal's answers itself."""
 
 
 def get_storage_file_acl(

@@ -26,6 +26,7 @@ __all__ = [
     "ListWorkflowsParams",
     "ListWorkflowsResponse",
     "ListWorkflowsWorkflow",
+    "OPERATIONS",
     "create_workflow",
     "create_workflow_async",
     "get_workflow",
@@ -224,6 +225,14 @@ _LIST_WORKFLOWS: fal_runtime.ApiOperation[
     items="workflows",
     name="list_workflows",
 )
+
+
+OPERATIONS: dict[str, fal_runtime.ApiOperation[Any, Any]] = {
+    "create_workflow": _CREATE_WORKFLOW,
+    "get_workflow": _GET_WORKFLOW,
+    "list_workflows": _LIST_WORKFLOWS,
+}
+"""Each operation by its function's name, for code that reads fal's answers itself."""
 
 
 def create_workflow(
