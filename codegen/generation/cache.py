@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from codegen.generation.ir import EndpointIR, endpoint_fields, endpoint_from_json
+from codegen.generation.operations import ApiIR, api_from_json, api_to_json
 
 _HERE = Path(__file__).parent
 
@@ -138,11 +139,13 @@ class ModuleCache:
     # A validated spec's intermediate model, keyed by the spec file's bytes: a no-op run skips parsing and
     # validating every spec. Cross-spec checks (duplicate ids, module collisions) still run on every load.
 
-    def get_endpoint(self, key: str) -> tuple[EndpointIR, list[dict[str, str]]] | None:
+    def get_endpoint(self, key: str) -> tuple[EndpointIR | ApiIR, list[dict[str, str]]] | None:
         text = self.get(key, ".json")
         if text is None:
             return None
         data = json.loads(text)
+        if "api" in data:
+            return api_from_json(data["api"]), data["warnings"]
         return endpoint_from_json(data["endpoint"]), data["warnings"]
 
     # The last run into an output directory: its stamp (generator + spec bytes), the tree it left (sizes and
@@ -158,8 +161,11 @@ class ModuleCache:
     def record_run(self, out: Path, run: RunRecord) -> None:
         self.put(self._run_key(out), run.to_json(), ".json")
 
-    def put_endpoint(self, key: str, endpoint: EndpointIR, warnings: list[dict[str, str]]) -> None:
-        self.put(key, json.dumps({"endpoint": endpoint_fields(endpoint), "warnings": warnings}), ".json")
+    def put_endpoint(self, key: str, endpoint: EndpointIR | ApiIR, warnings: list[dict[str, str]]) -> None:
+        if isinstance(endpoint, ApiIR):
+            self.put(key, json.dumps({"api": api_to_json(endpoint), "warnings": warnings}), ".json")
+        else:
+            self.put(key, json.dumps({"endpoint": endpoint_fields(endpoint), "warnings": warnings}), ".json")
 
 
 def spec_key(rel: str, content: bytes) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from codegen.generation import ir, naming
@@ -77,6 +77,23 @@ class ApiIR:
     title: str
     base_url: str
     modules: tuple[ModuleIR, ...]
+
+
+def api_to_json(api: ApiIR) -> dict[str, Any]:
+    """The model as JSON, for the spec cache (`api_from_json` reads it back)."""
+    return asdict(api)
+
+
+def api_from_json(data: dict[str, Any]) -> ApiIR:
+    modules = tuple(
+        ModuleIR(m["name"], m["tag"], tuple(_operation_from_json(o) for o in m["operations"]), m["schemas"])
+        for m in data["modules"]
+    )
+    return ApiIR(data["spec_file"], data["title"], data["base_url"], modules)
+
+
+def _operation_from_json(data: dict[str, Any]) -> OperationIR:
+    return OperationIR(**{**data, "params": tuple(ParamIR(**p) for p in data["params"])})
 
 
 def is_api_spec(doc: dict[str, Any]) -> bool:

@@ -84,20 +84,26 @@ def load_endpoints(
             for rel, path in zip(rels, spec_files, strict=True)
         ]
     loaded: list[tuple[ir.EndpointIR | None, list[Problem]] | None] = []
+    apis: list[operations.ApiIR] = []
     for key, path in zip(keys, spec_files, strict=True):
         hit = cache.get_endpoint(key) if key else None
-        loaded.append(None if hit is None else (hit[0], _warnings(hit[1], path)))
+        if hit is None:
+            loaded.append(None)
+        elif isinstance(hit[0], operations.ApiIR):  # fal's Platform API: no endpoint
+            apis.append(hit[0])
+            loaded.append((None, _warnings(hit[1], path)))
+        else:
+            loaded.append((hit[0], _warnings(hit[1], path)))
     missing = [i for i, item in enumerate(loaded) if item is None]
     calls = [(spec_files[i], rels[i]) for i in missing]
     fresh = _map(_load_spec, calls, jobs, warm, chunksize=8, per_worker=_LOADS_PER_WORKER, here_below=_LOADS_PER_WORKER)
-    apis: list[operations.ApiIR] = []
     for i, (built, found) in zip(missing, fresh, strict=True):
         endpoint = built if isinstance(built, ir.EndpointIR) else None
         if isinstance(built, operations.ApiIR):
             apis.append(built)
         loaded[i] = (endpoint, found)
-        if endpoint is not None and keys[i] and not any(p.level is Level.ERROR for p in found):
-            cache.put_endpoint(keys[i], endpoint, [_warning_json(p) for p in found])
+        if built is not None and keys[i] and not any(p.level is Level.ERROR for p in found):
+            cache.put_endpoint(keys[i], built, [_warning_json(p) for p in found])
     by_spec = {rel: item for rel, item in zip(rels, loaded, strict=True) if item is not None}
     by_spec.update(known or {})
     problems = [p for _, found in by_spec.values() for p in found]
