@@ -127,6 +127,9 @@ def describe(
             needed[module] = set(imported)
     if not any(m.config for m in classes):  # its only config was noise
         needed.get("pydantic", set()).discard("ConfigDict")
+    # The parser imports `Dict` for its template's `__pydantic_extra__` annotation; the fields here write `dict[...]`
+    if not any("Dict[" in f.annotation for m in classes for f in m.fields):
+        needed.get("typing", set()).discard("Dict")
     classes = _typed_defaults(classes, names)
     classes = _defined_before_use(classes)
     classes, aliases = _literal_aliases(classes)

@@ -346,10 +346,15 @@ def _render_api(api: operations.ApiIR, cache: ModuleCache, jobs: int, warm: Work
     files = {f"{package}/__init__.py": _formatted(apirender.render_api_package(api, package), cache)}
     keys = {m.name: source_key("api\0" + json.dumps([api.spec_file, api.base_url, dataclasses.asdict(m)], default=str))
             for m in api.modules}  # fmt: skip
-    todo = [m for m in api.modules if cache.get(keys[m.name]) is None]
+    sources: dict[str, str] = {}
+    for m in api.modules:
+        if (cached := cache.get(keys[m.name])) is not None:
+            sources[m.name] = cached
+    todo = [m for m in api.modules if m.name not in sources]
     for module, content in zip(todo, _map(_render_api_module, [(api, m) for m in todo], jobs, warm), strict=True):
         cache.put(keys[module.name], content)
-    files.update((f"{package}/{m.name}.py", cache.get(keys[m.name]) or "") for m in api.modules)
+        sources[module.name] = content
+    files.update((f"{package}/{m.name}.py", sources[m.name]) for m in api.modules)
     return files
 
 

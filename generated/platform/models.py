@@ -8,7 +8,7 @@ Operations: `delete_request_payloads`, `estimate_pricing`, `get_analytics`,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, Dict, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 from uuid import UUID
 
 from pydantic import AwareDatetime, ConfigDict, Field, RootModel

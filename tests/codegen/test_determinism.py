@@ -14,7 +14,7 @@ import pytest
 
 from codegen.generation import ir, loader
 from codegen.generation.cache import ModuleCache
-from codegen.generation.pipeline import generate, load_endpoints, load_listing, render_tree
+from codegen.generation.pipeline import Loaded, generate, load_endpoints, load_listing, render_tree
 from codegen.generation.tree import read_tree
 from codegen.spectools.importer import is_curated
 from tests.codegen.conftest import ROOT, SOURCES, write_specs
@@ -44,14 +44,22 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def endpoints(corpus: Path) -> list[ir.EndpointIR]:
-    return load_endpoints(loader.find_spec_files(corpus), corpus).endpoints
+def loaded(corpus: Path) -> Loaded:
+    return load_endpoints(loader.find_spec_files(corpus), corpus)
 
 
 @pytest.fixture(scope="module")
-def reference(endpoints: list[ir.EndpointIR]) -> dict[str, str]:
-    """A cold, single-process render in this (randomly seeded) interpreter."""
-    return render_tree(endpoints)
+def endpoints(loaded: Loaded) -> list[ir.EndpointIR]:
+    return loaded.endpoints
+
+
+@pytest.fixture(scope="module")
+def reference(loaded: Loaded) -> dict[str, str]:
+    """A cold, single-process render in this (randomly seeded) interpreter, with no cache: the Platform API's spec
+    (`_platform/v1.yaml`, the first spec of the catalogue) included."""
+    files = render_tree(loaded.endpoints, apis=loaded.apis)
+    assert loaded.apis and not [p for p, text in files.items() if p.endswith(".py") and not text.strip()]
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +69,13 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> ModuleCache:
 
 @pytest.mark.slow
 def test_workers_and_cache_give_identical_bytes(
-    endpoints: list[ir.EndpointIR], reference: dict[str, str], warm_cache: ModuleCache
+    loaded: Loaded, reference: dict[str, str], warm_cache: ModuleCache
 ) -> None:
-    assert render_tree(endpoints, warm_cache, jobs=2) == reference  # cold, in two worker processes
+    apis = loaded.apis
+    assert render_tree(loaded.endpoints, warm_cache, jobs=2, apis=apis) == reference  # cold, in two worker processes
     modules = [p for p in reference if p.endswith(".py")]  # every Python file; the empty py.typed is not cached
     assert warm_cache.root is not None and len(list(warm_cache.root.glob("*.py"))) == len(modules)  # one entry a file
-    assert render_tree(endpoints, warm_cache) == reference  # every module served from the cache
+    assert render_tree(loaded.endpoints, warm_cache, apis=apis) == reference  # every module served from the cache
 
 
 @pytest.mark.slow
@@ -91,12 +100,12 @@ def test_hash_seed_does_not_change_output(corpus: Path, reference: dict[str, str
 
 
 def test_spec_order_does_not_change_output(
-    corpus: Path, endpoints: list[ir.EndpointIR], reference: dict[str, str], warm_cache: ModuleCache
+    corpus: Path, loaded: Loaded, reference: dict[str, str], warm_cache: ModuleCache
 ) -> None:
     files = loader.find_spec_files(corpus)
     backward = load_endpoints(list(reversed(files)), corpus).endpoints
-    assert backward == endpoints
-    assert render_tree(list(reversed(backward)), warm_cache) == reference
+    assert backward == loaded.endpoints
+    assert render_tree(list(reversed(backward)), warm_cache, apis=loaded.apis) == reference
 
 
 def test_second_run_writes_nothing(corpus: Path, tmp_path: Path, warm_cache: ModuleCache) -> None:
@@ -127,7 +136,7 @@ def test_spec_cache_gives_the_same_endpoints_and_warnings(
     cache = ModuleCache(tmp_path / "specs-cache")
     assert fresh.endpoints == endpoints
     assert load_endpoints(files, corpus, cache) == fresh  # fills the cache
-    assert len(list((tmp_path / "specs-cache").glob("*.json"))) == len(endpoints)
+    assert len(list((tmp_path / "specs-cache").glob("*.json"))) == len(endpoints) + len(fresh.apis)  # one a spec
     assert load_endpoints(files, corpus, cache) == fresh  # served from it
 
 
