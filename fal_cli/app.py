@@ -4,6 +4,9 @@
 read the id, so the endpoint's module is imported then, and its `Input` fields become that command's options (and
 its `--help`). Nothing else imports an endpoint module: `list` reads the catalogue index only.
 
+`run` and `batch` also say what fal billed (`billing`); `usage`, `requests` and `keys` read the account through fal's
+Platform API (`account`).
+
 Errors: bad usage and invalid input exit 2 (click's `UsageError`), and so does a file the command cannot read (one
 line naming it); anything fal reports (`FalError`) is one line on stderr and exit 1. Messages come from the runtime,
 which scrubs the API key from them; whatever the server wrote is `render.clean`ed before it is printed.
@@ -20,7 +23,7 @@ from typing import Any, NoReturn, cast
 import click
 from pydantic import BaseModel
 
-from fal_cli import endpoints, render
+from fal_cli import account, billing, endpoints, render
 from fal_cli.batch import EXIT_STORAGE, EXIT_UNREACHABLE, Inputs, InputsError, read_inputs, run_batch, unknown_rows
 from fal_cli.fields import fields_of
 from fal_cli.ledger import DirectoryBusy, DirectoryLock, Ledger, LedgerError, LedgerMismatch
@@ -36,7 +39,7 @@ from fal_cli.options import (
 from fal_cli.outputs import output_json, save_all
 from fal_cli.progress import BatchProgress, RunProgress
 from fal_cli.secrets import scrub
-from fal_runtime import Client, RequestHandle, RetryPolicy, Status
+from fal_runtime import Client, RequestHandle, Status
 from fal_runtime.errors import FalError, MissingCredentialsError, ProtocolError
 from fal_runtime.platform import estimate_cost, get_pricing
 
@@ -132,6 +135,9 @@ def _run(module: ModuleType, data: BaseModel, as_json: bool, save: Path | None) 
                        f"{render.clean(handle.request_id)}", err=True)  # fmt: skip
             raise
         _show_output(handle.result(), as_json, save, client)
+    if handle.billable_units is not None:  # after the output, on stderr: --json's stdout stays the output alone
+        price = billing.lookup_price(module.ENDPOINT_ID).price
+        click.echo(billing.billed_line(handle.billable_units, price), err=True)
 
 
 class _CleanLogs:
@@ -154,8 +160,8 @@ def _submit(module: ModuleType, data: BaseModel) -> None:
 def cli() -> None:
     """Call fal endpoints from the shell, typed from their specs.
 
-    FAL_KEY holds the API key; FAL_QUEUE_RUN_HOST, FAL_RUN_HOST, FAL_REST_HOST and SSL_CERT_FILE are read as the
-    Python client reads them.
+    FAL_KEY holds the API key; FAL_QUEUE_RUN_HOST, FAL_RUN_HOST, FAL_REST_HOST, FAL_API_HOST (fal's Platform API:
+    prices, usage, requests, keys) and SSL_CERT_FILE are read as the Python client reads them.
     """
 
 
@@ -225,14 +231,11 @@ def show(endpoint_id: str) -> None:
     click.echo(f"Price: {_price_line(endpoint_id)}")
 
 
-_QUICK = RetryPolicy(max_retries=1, base_delay=0.2, total=10.0)  # `show` must not hang on pricing
-
-
 def _price_line(endpoint_id: str) -> str:
     """The endpoint's unit price from fal's pricing API, or why it is not known (never an error: `show` works
     offline and without a key)."""
     try:
-        with Client(timeout=10.0, connect_timeout=5.0, retry=_QUICK) as client:
+        with Client(timeout=billing.TIMEOUT, connect_timeout=billing.CONNECT_TIMEOUT, retry=billing.QUICK) as client:
             price = get_pricing([endpoint_id], client=client).price_of(endpoint_id)
     except MissingCredentialsError:
         return "unavailable (set FAL_KEY to see fal's price)"
@@ -240,18 +243,7 @@ def _price_line(endpoint_id: str) -> str:
         return f"unavailable ({render.clean(' '.join(str(exc).split()))[:200] or type(exc).__name__})"
     if price is None:
         return "not listed by fal"
-    return f"{_money(price.unit_price, price.currency)} per {_unit(price.unit)}"
-
-
-def _money(amount: float, currency: str) -> str:
-    """`$0.003` for USD, `0.003 JPY` for another currency: the runtime checked both (finite, >= 0, a currency code)."""
-    return render.money(amount, currency)
-
-
-def _unit(unit: str) -> str:
-    """fal's billing unit as printed: one line, no escape sequences or bidi controls, at most 60 characters."""
-    text = " ".join(render.clean(unit).split())
-    return text if len(text) <= 60 else text[:59] + "…"
+    return f"{render.money(price.unit_price, price.currency)} per {render.unit(price.unit)}"
 
 
 @cli.command()
@@ -313,6 +305,10 @@ def batch(endpoint_id: str, inputs: Path, out_dir: Path | None, concurrency: int
         raise click.exceptions.Exit(code)
 
 
+for _command in account.COMMANDS:  # usage, requests, keys: fal's Platform API
+    cli.add_command(_command)
+
+
 def _batch_error(message: str, code: int) -> NoReturn:
     click.echo(f"Error: {render.clean(message)}", err=True)
     raise click.exceptions.Exit(code)
@@ -356,6 +352,7 @@ def _run_ledger(module: ModuleType, ledger: Ledger, read: Inputs, inputs: Path, 
     results = out_dir / "results.jsonl"
     if results.exists():
         click.echo(f"results: {results}", err=True)
+    _billed_summary(ledger)
     left = counts.get("pending", 0) + counts.get("submitted", 0)
     if outcome.stopped is not None:
         then = ("free some space, then run the same command again" if outcome.exit_code == EXIT_STORAGE else
@@ -366,6 +363,27 @@ def _run_ledger(module: ModuleType, ledger: Ledger, read: Inputs, inputs: Path, 
         click.echo(f"batch: {outcome.left} rows not sent (connection failures): run the same command again", err=True)
         return EXIT_UNREACHABLE
     return 0 if counts.get("done", 0) == total else 1
+
+
+def _billed_summary(ledger: Ledger) -> None:
+    """What the batch's done rows cost in all, per currency (never added across currencies): `cost: $0.036 (12 rows)`,
+    the rows whose price was unknown counted apart by their units; rows without units (an older ledger's) are left
+    out, and nothing is printed when fal billed no row."""
+    billed = ledger.billed()
+    found = billing.totals((b.cost, b.currency) for b in billed if b.cost is not None and b.currency is not None)
+    parts = [f"{render.money(float(total), currency)} ({_rows(count)})" for currency, (total, count) in found.items()]
+    if len(found) > 1:
+        parts.append(billing.NOT_ADDED)
+    unpriced = [b.units for b in billed if b.cost is None or b.currency is None]
+    if unpriced:
+        units = billing.quantity(float(sum(map(billing.decimal, unpriced))))
+        parts.append(f"{_rows(len(unpriced))} billed {units} units at an unknown price")
+    if parts:
+        click.echo(f"cost: {'; '.join(parts)}", err=True)
+
+
+def _rows(count: int) -> str:
+    return f"{count} row{'' if count == 1 else 's'}"
 
 
 def _estimate(endpoint_id: str, rows: int) -> None:
@@ -382,5 +400,9 @@ def _estimate(endpoint_id: str, rows: int) -> None:
             f"pricing estimate for {endpoint_id!r}: fal priced the endpoint in {price.currency} but estimated "
             f"{rows} rows in {cost.currency}; amounts in different currencies are not compared or added"
         )
-    unit = f" at {_money(price.unit_price, price.currency)} per {_unit(price.unit)}" if price is not None else ""
-    click.echo(f"estimate: {rows} rows of {endpoint_id}{unit}: {_money(cost.total_cost, cost.currency)} in all")
+    unit = (
+        f" at {render.money(price.unit_price, price.currency)} per {render.unit(price.unit)}"
+        if price is not None
+        else ""
+    )
+    click.echo(f"estimate: {rows} rows of {endpoint_id}{unit}: {render.money(cost.total_cost, cost.currency)} in all")

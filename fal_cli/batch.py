@@ -2,8 +2,9 @@
 
 Every line is validated before anything is submitted; bad lines become failed rows. Rows then run on `concurrency`
 worker tasks sharing one `AsyncClient`: upload the row's local files, mark the row `submitting` (flushed to the disk),
-submit, commit the request id, wait for the result, store it (the key scrubbed). A 429 that outlived the runtime's
-own retries pauses every submit (the `RateGate`) instead of failing the row.
+submit, commit the request id, wait for the result, store it (the key scrubbed) with what fal billed for it (its
+`billable_units`, priced at the endpoint's unit price, looked up once per run while the rows run; see `billing`). A
+429 that outlived the runtime's own retries pauses every submit (the `RateGate`) instead of failing the row.
 
 The window: between the moment a submit may leave this machine and the moment fal's answer is parsed and its request
 id committed, the request may exist at fal but not in the ledger. That window is the whole submit round trip: the
@@ -34,7 +35,8 @@ from typing import Any, ParamSpec
 import pydantic
 from pydantic import BaseModel
 
-from fal_cli.ledger import Ledger, LedgerError, Row, is_disk_full
+from fal_cli.billing import PriceLookup, cost, lookup_price_async
+from fal_cli.ledger import Billed, Ledger, LedgerError, Row, is_disk_full
 from fal_cli.options import describe_errors, with_local_files
 from fal_cli.outputs import save_all_async
 from fal_cli.progress import BatchProgress
@@ -178,9 +180,12 @@ class Runner:
         self.outcome = Outcome()
         self.connection_failures = 0  # in a row, across every worker
         self._marks: list[tuple[int, asyncio.Future[bool]]] = []  # rows waiting for their `submitting` commit
+        self._price: asyncio.Task[PriceLookup] | None = None  # the endpoint's price, looked up once per run
+        self._price_noted = False
 
     async def run(self, work: list[Row], concurrency: int) -> None:
         rows = iter(work)  # shared by the workers: each takes the next row when it is free
+        self._price = asyncio.create_task(lookup_price_async(self.endpoint.endpoint_id))  # while the rows run
         async with AsyncClient(max_connections=concurrency + 8) as client:
             workers = [asyncio.create_task(self._worker(client, rows)) for _ in range(min(concurrency, len(work)))]
             try:
@@ -189,6 +194,8 @@ class Runner:
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
+                self._price.cancel()
+                await asyncio.gather(self._price, return_exceptions=True)
 
     async def _worker(self, client: AsyncClient, rows: Iterator[Row]) -> None:
         for row in rows:
@@ -345,11 +352,26 @@ class Runner:
                 return self._settle(row, request_id, recorded, error=exc, lost=False)
             self._reached()
             text = scrub(output.model_dump_json(by_alias=True))  # a model may echo anything, the key included
-            if recorded and self._write(self.ledger.done, row, text, files):
+            billed = await self._billed(handle.billable_units)
+            if recorded and self._write(self.ledger.done, row, text, files, billed):
                 self.progress.succeeded()
             else:
                 self.outcome.unrecorded.append((row, request_id, recorded))
             return None
+
+    async def _billed(self, units: float | None) -> Billed | None:
+        """What fal billed a row (None: it sent no units), priced when the endpoint's price is known; the first row
+        that cannot be priced says why, once."""
+        if units is None:
+            return None
+        lookup = await asyncio.shield(self._price) if self._price is not None else PriceLookup(None, "not looked up")
+        if lookup.price is None:
+            if not self._price_noted:
+                self._price_noted = True
+                self.say(f"price of {self.endpoint.endpoint_id} unknown ({lookup.reason}): results.jsonl records the"
+                         " billable units without a cost")  # fmt: skip
+            return Billed(units, None, None)
+        return Billed(units, cost(units, lookup.price), lookup.price.currency)
 
     def _settle(self, row: int, request_id: str, recorded: bool, *, error: Exception, lost: bool) -> None:
         """Commit a watched row's failure; one whose request id is not in the ledger is only printed at the end."""

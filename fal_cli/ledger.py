@@ -15,6 +15,9 @@ even an OS crash or power loss can send a row again; the other commits use `sync
 lose the last of them, which leaves those rows `submitting` (ambiguous) or `submitted` (watched again), never
 `pending`.
 
+A done row also records what fal billed for it: its units and, when the endpoint's price was known, their cost and
+currency. A ledger of an older version gets these columns when it is opened; its rows keep none.
+
 Every SQLite failure surfaces as `LedgerError` naming the file; `full` says the disk (or the database) is full.
 """
 
@@ -47,9 +50,13 @@ CREATE TABLE IF NOT EXISTS rows (
     output TEXT,                      -- the output JSON of a done row
     error TEXT,                       -- the error of a failed row, or why a submitting row is ambiguous
     lost INTEGER NOT NULL DEFAULT 0,  -- failed while watching: fal may still hold its result
-    files TEXT                        -- JSON list of saved paths (--save)
+    files TEXT,                       -- JSON list of saved paths (--save)
+    units REAL,                       -- what fal billed a done row (x-fal-billable-units), when it said
+    cost REAL,                        -- units × the endpoint's unit price, when the price was known
+    currency TEXT                     -- the price's currency
 );
 """
+_BILLING_COLUMNS = {"units": "REAL", "cost": "REAL", "currency": "TEXT"}  # added to a ledger of an older version
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 NO_ID = "recorded as submitted without a request id"
 
@@ -78,6 +85,14 @@ class Row(NamedTuple):
     row: int
     state: State
     request_id: str | None
+
+
+class Billed(NamedTuple):
+    """What fal billed a row: its units, and their cost and currency when the endpoint's price was known."""
+
+    units: float
+    cost: float | None
+    currency: str | None
 
 
 class Ambiguous(NamedTuple):
@@ -146,6 +161,14 @@ class Ledger:
             self.close()
             raise LedgerError(f"{self.path}: not a batch ledger (its rows table lacks {sorted(wanted - columns)})",
                               full=False, corrupt=True)  # fmt: skip
+        try:
+            for name, kind in _BILLING_COLUMNS.items():  # a ledger of a version that recorded no billing: add them
+                if name not in columns:
+                    self.db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
+        except sqlite3.Error as exc:
+            error = self.error(exc)
+            self.close()
+            raise error from exc
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -265,11 +288,20 @@ class Ledger:
         )
 
     @_guarded
-    def done(self, row: int, output: str, files: list[str] | None) -> None:
+    def done(self, row: int, output: str, files: list[str] | None, billed: Billed | None = None) -> None:
         saved = json.dumps(files) if files is not None else None
+        units, cost, currency = billed if billed is not None else (None, None, None)
         self.db.execute(
-            "UPDATE rows SET state = 'done', output = ?, files = ?, error = NULL WHERE row = ?", (output, saved, row)
+            "UPDATE rows SET state = 'done', output = ?, files = ?, error = NULL, units = ?, cost = ?, currency = ?"
+            " WHERE row = ?",
+            (output, saved, units, cost, currency, row),
         )
+
+    @_guarded
+    def billed(self) -> list[Billed]:
+        """What the done rows were billed, for those fal sent units with (an older ledger's rows have none)."""
+        cursor = self.db.execute("SELECT units, cost, currency FROM rows WHERE state = 'done' AND units IS NOT NULL")
+        return [Billed(*r) for r in cursor]
 
     @_guarded
     def failed(self, row: int, error: str, *, lost: bool) -> None:
@@ -277,15 +309,22 @@ class Ledger:
 
     def results(self) -> Iterator[dict[str, Any]]:
         """One result object per row, in row order: `row`, `request_id`, `status` (an ambiguous row's is
-        `ambiguous`), then `output` or `error`. The key is scrubbed from outputs, whoever wrote them."""
-        cursor = self.db.execute("SELECT row, state, request_id, output, error, files FROM rows ORDER BY row")
-        for row, state, request_id, output, error, files in cursor:
+        `ambiguous`), then `output` (and `files`, and what fal billed when it said: `billable_units`, then `cost` and
+        `currency` when the price was known) or `error`. The key is scrubbed from outputs, whoever wrote them."""
+        cursor = self.db.execute(
+            "SELECT row, state, request_id, output, error, files, units, cost, currency FROM rows ORDER BY row"
+        )
+        for row, state, request_id, output, error, files, units, cost, currency in cursor:
             status = "ambiguous" if state == "submitting" else state
             line: dict[str, Any] = {"row": row, "request_id": request_id, "status": status}
             if state == "done":
                 line["output"] = json.loads(scrub(output))
                 if files is not None:
                     line["files"] = json.loads(files)
+                if units is not None:
+                    line["billable_units"] = units
+                    if cost is not None and currency is not None:
+                        line["cost"], line["currency"] = cost, currency
             elif error is not None:
                 line["error"] = scrub(error)
             yield line

@@ -69,6 +69,12 @@ def money(amount: float, currency: str) -> str:
     return f"${text}" if code == "USD" else f"{text} {code}"
 
 
+def unit(text: str) -> str:
+    """fal's billing unit as printed: one line, no escape sequences or bidi controls, at most 60 characters."""
+    text = " ".join(clean(text).split())
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 def stdout() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
@@ -143,6 +149,30 @@ def endpoint_list(infos: Sequence[EndpointInfo], console: Console) -> None:
         table.add_row(Text(clean(info.endpoint_id)), Text(clean(info.category)), name)
     console.print(table)
     console.print(f"{len(infos)} endpoints", style="dim")
+
+
+def table(
+    console: Console,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: Sequence[str] = (),
+    title: str | None = None,
+    caption: str | None = None,
+) -> None:
+    """Rows of text from fal (each cell `clean`ed): a table on a terminal (`right`: the columns aligned right, such
+    as amounts), else one tab-separated line per row, with no header, title or caption (`caption` is for a total
+    the caller prints on stderr then)."""
+    if not console.is_terminal:
+        for cells in rows:
+            print("\t".join(clean(cell) or "-" for cell in cells), file=console.file)
+        return
+    grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption=caption, caption_justify="right")
+    for column in columns:
+        grid.add_column(column, justify="right" if column in right else "left", overflow="fold")
+    for cells in rows:
+        grid.add_row(*(Text(clean(cell)) for cell in cells))
+    console.print(grid)
 
 
 def clean_status(status: Status) -> Status:

@@ -49,6 +49,7 @@ def environment(server: LocalServer) -> dict[str, str]:
         "FAL_QUEUE_RUN_HOST": server.base,
         "FAL_RUN_HOST": server.run_host,
         "FAL_REST_HOST": server.base,
+        "FAL_API_HOST": server.api_host,  # run and batch price what fal billed: never ask the real api.fal.ai
         "SSL_CERT_FILE": str(server.ca_file),
     }
 

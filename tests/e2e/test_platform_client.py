@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -212,3 +213,24 @@ def test_importing_the_package_imports_no_module_of_it() -> None:
     started = time.perf_counter()
     assert platform.get_usage.__module__ == "generated.platform.models"
     assert time.perf_counter() - started < 5
+
+
+def test_the_readme_block_runs_unchanged(server: LocalServer, client: Client, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """The README's Platform API block, as written, through the environment's default client."""
+    import fal_runtime._client as client_module
+
+    request_id = run_one(client)
+    environment = {"FAL_KEY": "k:s", "FAL_QUEUE_RUN_HOST": server.base, "FAL_API_HOST": server.api_host,
+                   "SSL_CERT_FILE": str(server.ca_file)}  # as the README's offline section sets it  # fmt: skip
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(client_module, "_default", None)  # the default client reads this environment afresh
+    section = (ROOT / "README.md").read_text().split("## Cost, usage and keys", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    namespace: dict[str, Any] = {}
+    exec(compile(block.group(1), "README.md", "exec"), namespace)
+    assert request_id in capsys.readouterr().out
+    assert namespace["usage"].summary
+    assert namespace["key"].key_id in [k.key_id for k in platform.iter_api_keys(client=client)]
