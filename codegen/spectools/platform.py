@@ -109,37 +109,112 @@ def _owner(name: str) -> str:
 
 
 def _hoist_nested(schemas: dict[str, Any], name: str, schema: Any, owner: str) -> None:
-    """Each object written inline as a field (or as a list field's items) becomes a component of its own, named by the
-    rule the endpoint modules' classes follow: its title when free, else its holder and field, singular for a list's
-    items (`GetUsageTimeSeries` for the items of `GetUsageResponse.time_series`). An inline object of the same shape
-    as one already named takes that name. Named here, in the spec, the classes keep their names whatever the model
-    generator would have made of them (`TimeSery1`)."""
-    properties = schema.get("properties") if isinstance(schema, dict) else None
+    """Each object written inline becomes a component of its own, named by the rule the endpoint modules' classes
+    follow, so the classes keep their names whatever the model generator would have made of them (`TimeSery1`):
+
+    - a field's object (or a list field's items, singular; or a map field's values, singular): its title when free,
+      else its holder and field (`GetUsageTimeSeries` for the items of `GetUsageResponse.time_series`), else the
+      holder's full name and the field (`UpdateStorageSettingsResponseInitialAcl`, the request's having taken
+      `UpdateStorageSettingsInitialAcl`);
+    - a union's object branches (a field's, or the component's own): that name plus what tells each branch apart
+      (`_branch_tags`: `EstimatePricingRequestUnitPrice` for `estimate_type: unit_price`).
+
+    An inline object of the same shape as one already named takes that name; a counter is the last resort."""
+    if not isinstance(schema, dict):
+        return
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            _hoist_branches(schemas, schema[key], [name], "")
+    properties = schema.get("properties")
     if not isinstance(properties, dict):
         return
     for field, sub in properties.items():
         if not isinstance(sub, dict):
             continue
-        target, item = (sub.get("items"), True) if sub.get("type") == "array" else (sub, False)
-        if not isinstance(target, dict) or not _inline_object(target):
-            continue
-        shape = json.dumps(target, sort_keys=True)
-        title = target.get("title") if isinstance(target.get("title"), str) else ""
-        wanted = [pascal(title)] if title else []
-        wanted.append(f"{owner}{pascal(_singular(field) if item else field)}")
-        candidate = next((c for c in wanted if c not in schemas or json.dumps(schemas[c], sort_keys=True) == shape),
-                         wanted[-1])  # fmt: skip
-        base, n = candidate, 2
-        while candidate in schemas and json.dumps(schemas[candidate], sort_keys=True) != shape:
-            candidate, n = f"{base}{n}", n + 1
-        schemas[candidate] = target
-        ref = {"$ref": _REF + candidate}
-        if item:
-            sub["items"] = ref
+        if sub.get("type") == "array":
+            target, role = sub.get("items"), "items"
+        elif _inline_object(sub.get("additionalProperties")) and not sub.get("properties"):
+            target, role = sub["additionalProperties"], "values"
         else:
-            kept = {k: v for k, v in sub.items() if k in ("description", "default", "deprecated")}
-            properties[field] = {**ref, **kept} if kept else ref
-        _hoist_nested(schemas, candidate, target, candidate)
+            target, role = sub, "field"
+        if not isinstance(target, dict):
+            continue
+        held = pascal(field if role == "field" else _singular(field))
+        wanted = list(dict.fromkeys([f"{owner}{held}", f"{name}{held}"]))
+        if _inline_object(target):
+            title = target.get("title") if isinstance(target.get("title"), str) else ""
+            candidate = _claim(schemas, target, [pascal(title), *wanted] if title else wanted)
+            ref = {"$ref": _REF + candidate}
+            if role == "items":
+                sub["items"] = ref
+            elif role == "values":
+                sub["additionalProperties"] = ref
+            else:
+                kept = {k: v for k, v in sub.items() if k in ("description", "default", "deprecated")}
+                properties[field] = {**ref, **kept} if kept else ref
+            _hoist_nested(schemas, candidate, target, candidate)
+        for key in ("anyOf", "oneOf"):
+            if isinstance(target.get(key), list):
+                _hoist_branches(schemas, target[key], wanted, field)
+
+
+def _hoist_branches(schemas: dict[str, Any], branches: list[Any], wanted: list[str], field: str) -> None:
+    """A union's inline object branches as components: the union's name (the first of `wanted` free for them all)
+    plus each branch's tag."""
+    objects = [i for i, b in enumerate(branches) if _inline_object(b)]
+    if not objects:
+        return
+    tags = _branch_tags([branches[i] for i in objects], field)
+    for i, tag in zip(objects, tags, strict=True):
+        branch = branches[i]
+        candidate = _claim(schemas, branch, [f"{base}{tag}" for base in wanted])
+        branches[i] = {"$ref": _REF + candidate}
+        _hoist_nested(schemas, candidate, branch, candidate)
+
+
+def _branch_tags(branches: list[dict[str, Any]], field: str) -> list[str]:
+    """What tells a union's object branches apart, as a name's suffix: nothing for a lone object; else the value of
+    the first property every branch fixes to one distinct value (`kind: "asset"` → `Asset`); else each branch's
+    title, or the first property only it requires (none when that is the field's own name: `openapi` / `error` of
+    `openapi` → ``, `Error`); else its position."""
+    if len(branches) == 1:
+        return [""]
+    fixed = [
+        {p: _single_value(s) for p, s in b["properties"].items() if _single_value(s) is not None} for b in branches
+    ]
+    for prop in fixed[0]:
+        values = [f.get(prop) for f in fixed]
+        if all(v is not None for v in values) and len(set(map(str, values))) == len(values):
+            return [pascal(str(v)) for v in values]
+    required = [[r for r in b.get("required") or [] if isinstance(r, str)] for b in branches]
+    tags = []
+    for i, branch in enumerate(branches):
+        others = {r for j, names in enumerate(required) if j != i for r in names}
+        own = next((r for r in required[i] if r not in others), None)
+        title = branch.get("title") if isinstance(branch.get("title"), str) else ""
+        tags.append(pascal(title) if title else "" if own == field else pascal(own) if own else str(i + 1))
+    return tags if len(set(tags)) == len(tags) else [str(i + 1) for i in range(len(branches))]
+
+
+def _single_value(schema: Any) -> Any:
+    if not isinstance(schema, dict):
+        return None
+    if "const" in schema:
+        return schema["const"]
+    enum = schema.get("enum")
+    return enum[0] if isinstance(enum, list) and len(enum) == 1 else None
+
+
+def _claim(schemas: dict[str, Any], schema: dict[str, Any], wanted: list[str]) -> str:
+    """The first wanted name that is free or holds this very shape, else the last one with a counter; claimed."""
+    shape = json.dumps(schema, sort_keys=True)
+    candidate = next((c for c in wanted if c not in schemas or json.dumps(schemas[c], sort_keys=True) == shape),
+                     wanted[-1])  # fmt: skip
+    base, n = candidate, 2
+    while candidate in schemas and json.dumps(schemas[candidate], sort_keys=True) != shape:
+        candidate, n = f"{base}{n}", n + 1
+    schemas[candidate] = schema
+    return candidate
 
 
 def _singular(field: str) -> str:

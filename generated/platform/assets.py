@@ -26,8 +26,8 @@ from fal_runtime.models import FalModel
 __all__ = [
     "Type",
     "Role",
-    "Section",
     "TypeValue",
+    "Section",
     "AddAssetToCollectionParams",
     "AddAssetToCollectionRequest",
     "AddAssetToCollectionResponse",
@@ -77,6 +77,10 @@ __all__ = [
     "GetAssetLineageLineage",
     "GetAssetLineageLineageEdge",
     "GetAssetLineageLineageEdgeEntity",
+    "GetAssetLineageLineageNodeAsset",
+    "GetAssetLineageLineageNodeEntity",
+    "GetAssetLineageLineageNodeExternalInput",
+    "GetAssetLineageLineageNodeRequest",
     "GetAssetLineageParams",
     "GetAssetLineageResponse",
     "GetAssetParams",
@@ -105,10 +109,6 @@ __all__ = [
     "MoveAssetCollectionParams",
     "MoveAssetCollectionRequest",
     "MoveAssetCollectionResponse",
-    "Nodes",
-    "Nodes1",
-    "Nodes2",
-    "Nodes3",
     "ReferenceImage",
     "RemoveAssetFromCollectionParams",
     "RemoveAssetFromCollectionRequest",
@@ -224,10 +224,10 @@ Type: TypeAlias = Literal["image", "video", "audio", "3d"]
 Role: TypeAlias = Literal["source", "content_ref", "mask", "control"]
 
 
-Section: TypeAlias = Literal["all-media", "uploads", "favorites", "generated"]
-
-
 TypeValue: TypeAlias = Literal["image", "video", "audio", "text", "3d"]
+
+
+Section: TypeAlias = Literal["all-media", "uploads", "favorites", "generated"]
 
 
 class AddAssetToCollectionParams(FalModel):
@@ -759,7 +759,12 @@ class GetAssetLineageLineage(FalModel):
 
     focus: str
     """Node ID of the queried asset"""
-    nodes: list[Nodes | Nodes1 | Nodes2 | Nodes3]
+    nodes: list[
+        GetAssetLineageLineageNodeAsset
+        | GetAssetLineageLineageNodeExternalInput
+        | GetAssetLineageLineageNodeRequest
+        | GetAssetLineageLineageNodeEntity
+    ]
     """Lineage graph nodes"""
     edges: list[GetAssetLineageLineageEdge]
     """Lineage graph edges"""
@@ -790,6 +795,76 @@ class GetAssetLineageLineageEdgeEntity(FalModel):
     """Entity display name; null when the entity is deleted"""
     handle: str | None
     """Entity @mention handle; null when the entity is deleted"""
+
+
+class GetAssetLineageLineageNodeAsset(FalModel):
+    """An asset in the user's library"""
+
+    kind: Literal["asset"]
+    """Node kind"""
+    id: str
+    """Graph node ID"""
+    output_key: str
+    """Content-addressed asset identity (md5 of the media URL)"""
+    url: str | None
+    """Media URL; null when the asset is deleted or expired"""
+    type: TypeValue
+    """Asset media type"""
+    request_id: str
+    """Request that generated this asset"""
+    asset_id: str | None
+    """Asset ID (navigable handle); null when the asset is deleted or expired"""
+    tombstone: bool
+    """Whether the asset has been deleted or has expired"""
+
+
+class GetAssetLineageLineageNodeEntity(FalModel):
+    """A smart entity (e.g. character) referenced by a request"""
+
+    kind: Literal["entity"]
+    """Node kind"""
+    id: str
+    """Graph node ID"""
+    entity_id: str
+    """Smart entity ID"""
+    entity_type: Literal["character"]
+    """Smart entity type"""
+    name: str | None
+    """Entity display name; null when the entity is deleted"""
+    handle: str | None
+    """Entity @mention handle; null when the entity is deleted"""
+    tombstone: bool
+    """Whether the entity has been deleted"""
+
+
+class GetAssetLineageLineageNodeExternalInput(FalModel):
+    """An input that is not (or no longer) in the asset library"""
+
+    kind: Literal["external_input"]
+    """Node kind"""
+    id: str
+    """Graph node ID"""
+    output_key: str
+    """Content-addressed asset identity (md5 of the media URL)"""
+    url: str | None
+    """Source media URL when known"""
+
+
+class GetAssetLineageLineageNodeRequest(FalModel):
+    """A generation request in the lineage"""
+
+    kind: Literal["request"]
+    """Node kind"""
+    id: str
+    """Graph node ID"""
+    request_id: str
+    """Request ID"""
+    endpoint: str | None
+    """Model endpoint that ran the request"""
+    prompt: str | None
+    """Prompt used by the request when captured"""
+    created_at: str | None
+    """Request time when captured"""
 
 
 class GetAssetLineageParams(FalModel):
@@ -1187,76 +1262,6 @@ class MoveAssetCollectionRequest(FalModel):
 class MoveAssetCollectionResponse(FalModel):
     collection: MoveAssetCollectionCollection
     """Asset collection"""
-
-
-class Nodes(FalModel):
-    """An asset in the user's library"""
-
-    kind: Literal["asset"]
-    """Node kind"""
-    id: str
-    """Graph node ID"""
-    output_key: str
-    """Content-addressed asset identity (md5 of the media URL)"""
-    url: str | None
-    """Media URL; null when the asset is deleted or expired"""
-    type: TypeValue
-    """Asset media type"""
-    request_id: str
-    """Request that generated this asset"""
-    asset_id: str | None
-    """Asset ID (navigable handle); null when the asset is deleted or expired"""
-    tombstone: bool
-    """Whether the asset has been deleted or has expired"""
-
-
-class Nodes1(FalModel):
-    """An input that is not (or no longer) in the asset library"""
-
-    kind: Literal["external_input"]
-    """Node kind"""
-    id: str
-    """Graph node ID"""
-    output_key: str
-    """Content-addressed asset identity (md5 of the media URL)"""
-    url: str | None
-    """Source media URL when known"""
-
-
-class Nodes2(FalModel):
-    """A generation request in the lineage"""
-
-    kind: Literal["request"]
-    """Node kind"""
-    id: str
-    """Graph node ID"""
-    request_id: str
-    """Request ID"""
-    endpoint: str | None
-    """Model endpoint that ran the request"""
-    prompt: str | None
-    """Prompt used by the request when captured"""
-    created_at: str | None
-    """Request time when captured"""
-
-
-class Nodes3(FalModel):
-    """A smart entity (e.g. character) referenced by a request"""
-
-    kind: Literal["entity"]
-    """Node kind"""
-    id: str
-    """Graph node ID"""
-    entity_id: str
-    """Smart entity ID"""
-    entity_type: Literal["character"]
-    """Smart entity type"""
-    name: str | None
-    """Entity display name; null when the entity is deleted"""
-    handle: str | None
-    """Entity @mention handle; null when the entity is deleted"""
-    tombstone: bool
-    """Whether the entity has been deleted"""
 
 
 class ReferenceImage(RootModel[str]):

@@ -22,15 +22,12 @@ __all__ = [
     "DeleteRequestPayloadsParams",
     "DeleteRequestPayloadsResponse",
     "End",
-    "Endpoints",
-    "Endpoints1",
-    "EnterpriseStatus",
-    "Error",
-    "Error1",
     "EstimatePricingParams",
-    "EstimatePricingRequest1",
-    "EstimatePricingRequest2",
+    "EstimatePricingRequestHistoricalApiPrice",
+    "EstimatePricingRequestHistoricalApiPriceEndpoint",
+    "EstimatePricingRequestUnitPrice",
     "EstimatePricingRequest",
+    "EstimatePricingRequestUnitPriceEndpoint",
     "EstimatePricingResponse",
     "GetAnalyticsParams",
     "GetAnalyticsResponse",
@@ -42,8 +39,13 @@ __all__ = [
     "GetBillingEventsParams",
     "GetBillingEventsResponse",
     "GetModelsModel",
+    "GetModelsModelEnterpriseStatus",
+    "GetModelsModelEnterpriseStatusError",
     "GetModelsModelMetadata",
     "GetModelsModelMetadataGroup",
+    "GetModelsModelOpenapi",
+    "GetModelsModelOpenapiError",
+    "GetModelsModelOpenapiErrorError",
     "GetModelsParams",
     "GetModelsResponse",
     "GetPricingParams",
@@ -59,8 +61,6 @@ __all__ = [
     "ListRequestsByEndpointItem",
     "ListRequestsByEndpointParams",
     "ListRequestsByEndpointResponse",
-    "Openapi",
-    "Openapi1",
     "SearchRequestsParams",
     "SearchRequestsResponse",
     "SearchRequestsResult",
@@ -131,69 +131,46 @@ class End(RootModel[str]):
     current time."""
 
 
-class Endpoints(FalModel):
-    call_quantity: Annotated[int, Field(ge=1)]
-    """Number of API calls to estimate (regardless of units per call)"""
-
-
-class Endpoints1(FalModel):
-    unit_quantity: Annotated[float, Field(ge=1e-06)]
-    """Number of billing units expected (e.g., number of images, videos, etc.)"""
-
-
-class EnterpriseStatus(FalModel):
-    """Error encountered while expanding enterprise status"""
-
-    error: Error1
-    """Error details for failed enterprise status expansion"""
-
-
-class Error(FalModel):
-    """Error details for failed OpenAPI expansion"""
-
-    code: str
-    """Error code (e.g., 'expansion_failed')"""
-    message: str
-    """Human-readable error message"""
-
-
-class Error1(FalModel):
-    """Error details for failed enterprise status expansion"""
-
-    code: str
-    """Error code (e.g., 'expansion_failed')"""
-    message: str
-    """Human-readable error message"""
-
-
 class EstimatePricingParams(FalModel):
     pass
 
 
-class EstimatePricingRequest1(FalModel):
+class EstimatePricingRequestHistoricalApiPrice(FalModel):
     """Historical API price estimate: Calculates cost based on historical pricing per
     API call. Useful for estimating costs based on actual usage patterns."""
 
     estimate_type: Literal["historical_api_price"]
     """Estimate type: historical API pricing based on past usage patterns"""
-    endpoints: dict[str, Endpoints]
+    endpoints: dict[str, EstimatePricingRequestHistoricalApiPriceEndpoint]
     """Map of endpoint IDs to call quantities"""
 
 
-class EstimatePricingRequest2(FalModel):
+class EstimatePricingRequestHistoricalApiPriceEndpoint(FalModel):
+    call_quantity: Annotated[int, Field(ge=1)]
+    """Number of API calls to estimate (regardless of units per call)"""
+
+
+class EstimatePricingRequestUnitPrice(FalModel):
     """Unit price estimate: Calculates cost based on unit price × billing units. Useful
     for estimating costs when you know the expected output quantity."""
 
     estimate_type: Literal["unit_price"]
     """Estimate type: unit price calculation based on billing units"""
-    endpoints: dict[str, Endpoints1]
+    endpoints: dict[str, EstimatePricingRequestUnitPriceEndpoint]
     """Map of endpoint IDs to unit quantities"""
 
 
 class EstimatePricingRequest(
-    RootModel[EstimatePricingRequest1 | EstimatePricingRequest2]
+    RootModel[
+        EstimatePricingRequestHistoricalApiPrice | EstimatePricingRequestUnitPrice
+    ]
 ):
-    root: EstimatePricingRequest1 | EstimatePricingRequest2
+    root: EstimatePricingRequestHistoricalApiPrice | EstimatePricingRequestUnitPrice
+
+
+class EstimatePricingRequestUnitPriceEndpoint(FalModel):
+    unit_quantity: Annotated[float, Field(ge=1e-06)]
+    """Number of billing units expected (e.g., number of images, videos, etc.)"""
 
 
 class EstimatePricingResponse(FalModel):
@@ -483,12 +460,30 @@ class GetModelsModel(FalModel):
     metadata: GetModelsModelMetadata | None = None
     """Model metadata (optional - may be absent for endpoints without registry
     entries)"""
-    openapi: Openapi | Openapi1 | None = None
+    openapi: GetModelsModelOpenapi | GetModelsModelOpenapiError | None = None
     """OpenAPI 3.0 specification or error (present when expand=openapi-3.0 is
     requested)"""
-    enterprise_status: Literal["ready", "pending"] | EnterpriseStatus | None = None
+    enterprise_status: (
+        Literal["ready", "pending"] | GetModelsModelEnterpriseStatus | None
+    ) = None
     """Enterprise readiness status (present when expand=enterprise_status is
     requested)"""
+
+
+class GetModelsModelEnterpriseStatus(FalModel):
+    """Error encountered while expanding enterprise status"""
+
+    error: GetModelsModelEnterpriseStatusError
+    """Error details for failed enterprise status expansion"""
+
+
+class GetModelsModelEnterpriseStatusError(FalModel):
+    """Error details for failed enterprise status expansion"""
+
+    code: str
+    """Error code (e.g., 'expansion_failed')"""
+    message: str
+    """Human-readable error message"""
 
 
 class GetModelsModelMetadata(FalModel):
@@ -551,6 +546,33 @@ class GetModelsModelMetadataGroup(FalModel):
     """Group key identifier"""
     label: str
     """Human-readable group label"""
+
+
+class GetModelsModelOpenapi(FalModel):
+    """OpenAPI 3.0 specification for the model"""
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    __pydantic_extra__: dict[str, Any]
+    openapi: str
+    """OpenAPI version (e.g., '3.0.4')"""
+
+
+class GetModelsModelOpenapiError(FalModel):
+    """Error encountered while expanding OpenAPI schema"""
+
+    error: GetModelsModelOpenapiErrorError
+    """Error details for failed OpenAPI expansion"""
+
+
+class GetModelsModelOpenapiErrorError(FalModel):
+    """Error details for failed OpenAPI expansion"""
+
+    code: str
+    """Error code (e.g., 'expansion_failed')"""
+    message: str
+    """Human-readable error message"""
 
 
 class GetModelsParams(FalModel):
@@ -848,24 +870,6 @@ class ListRequestsByEndpointResponse(FalModel):
     next_cursor)"""
     items: list[ListRequestsByEndpointItem]
     """List of requests matching the filter"""
-
-
-class Openapi(FalModel):
-    """OpenAPI 3.0 specification for the model"""
-
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    __pydantic_extra__: dict[str, Any]
-    openapi: str
-    """OpenAPI version (e.g., '3.0.4')"""
-
-
-class Openapi1(FalModel):
-    """Error encountered while expanding OpenAPI schema"""
-
-    error: Error
-    """Error details for failed OpenAPI expansion"""
 
 
 class SearchRequestsParams(FalModel):

@@ -29,12 +29,12 @@ __all__ = [
     "SignStorageFileUrlRequest",
     "SignStorageFileUrlResponse",
     "UpdateStorageSettingsInitialAcl",
-    "UpdateStorageSettingsInitialAcl2",
-    "UpdateStorageSettingsInitialAcl2Rule",
     "UpdateStorageSettingsInitialAclRule",
     "UpdateStorageSettingsParams",
     "UpdateStorageSettingsRequest",
     "UpdateStorageSettingsResponse",
+    "UpdateStorageSettingsResponseInitialAcl",
+    "UpdateStorageSettingsResponseInitialAclRule",
     "OPERATIONS",
     "get_storage_file_acl",
     "get_storage_file_acl_async",
@@ -196,29 +196,6 @@ class UpdateStorageSettingsInitialAcl(FalModel):
     """User-specific overrides to the default decision"""
 
 
-class UpdateStorageSettingsInitialAcl2(FalModel):
-    """Default ACL applied to newly uploaded files, or null if the system default
-    (public) is used"""
-
-    default: Literal["allow", "forbid", "hide"]
-    """Fallback decision when no user-specific rule matches"""
-    rules: list[UpdateStorageSettingsInitialAcl2Rule]
-    """User-specific overrides to the default decision. Users are returned as nicknames
-    where possible."""
-
-
-class UpdateStorageSettingsInitialAcl2Rule(FalModel):
-    """A per-user access control rule"""
-
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    user: Annotated[str, Field(min_length=1)]
-    """User nickname or user ID the rule applies to"""
-    decision: Literal["allow", "forbid", "hide"]
-    """Access decision applied to this user"""
-
-
 class UpdateStorageSettingsInitialAclRule(FalModel):
     """A per-user access control rule"""
 
@@ -255,9 +232,32 @@ class UpdateStorageSettingsResponse(FalModel):
     expiration_duration_seconds: int | None
     """Seconds after which newly uploaded files automatically expire, or null if
     auto-expiration is disabled"""
-    initial_acl: UpdateStorageSettingsInitialAcl2 | None
+    initial_acl: UpdateStorageSettingsResponseInitialAcl | None
     """Default ACL applied to newly uploaded files, or null if the system default
     (public) is used"""
+
+
+class UpdateStorageSettingsResponseInitialAcl(FalModel):
+    """Default ACL applied to newly uploaded files, or null if the system default
+    (public) is used"""
+
+    default: Literal["allow", "forbid", "hide"]
+    """Fallback decision when no user-specific rule matches"""
+    rules: list[UpdateStorageSettingsResponseInitialAclRule]
+    """User-specific overrides to the default decision. Users are returned as nicknames
+    where possible."""
+
+
+class UpdateStorageSettingsResponseInitialAclRule(FalModel):
+    """A per-user access control rule"""
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    user: Annotated[str, Field(min_length=1)]
+    """User nickname or user ID the rule applies to"""
+    decision: Literal["allow", "forbid", "hide"]
+    """Access decision applied to this user"""
 
 
 _GET_STORAGE_FILE_ACL: fal_runtime.ApiOperation[

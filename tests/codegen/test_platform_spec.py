@@ -91,3 +91,22 @@ def test_the_model_round_trips_through_the_spec_cache(tmp_path: Path) -> None:
 
     built = api(tmp_path)
     assert operations.api_from_json(json.loads(json.dumps(operations.api_to_json(built)))) == built
+
+
+def test_the_branches_of_a_union_are_named_by_what_tells_them_apart(tmp_path: Path) -> None:
+    """No class of `generated.platform` is named by a counter (`Nodes1`, `EstimatePricingRequest2`, `Openapi1`): a
+    union's object branches are named for their holder and field plus the value that tells them apart, else the
+    property only that branch requires; a holder's second field of one name takes the holder's full name."""
+    schemas = yaml.safe_load(imported(tmp_path).read_text(encoding="utf-8"))["components"]["schemas"]
+    assert {
+        "EstimatePricingRequestHistoricalApiPrice", "EstimatePricingRequestUnitPrice",  # estimate_type
+        "EstimatePricingRequestUnitPriceEndpoint",  # the values of its `endpoints` map
+        "GetAssetLineageLineageNodeAsset", "GetAssetLineageLineageNodeRequest",  # kind
+        "GetModelsModelOpenapi", "GetModelsModelOpenapiError",  # the required property only one branch has
+        "GetModelsModelEnterpriseStatus",  # the one object beside a string
+        "UpdateStorageSettingsResponseInitialAcl",  # the request's took UpdateStorageSettingsInitialAcl
+    } <= set(schemas)  # fmt: skip
+    assert [n for n in schemas if n[-1].isdigit()] == []
+    request = schemas["EstimatePricingRequest"]
+    assert request["oneOf"] == [{"$ref": "#/components/schemas/EstimatePricingRequestHistoricalApiPrice"},
+                                {"$ref": "#/components/schemas/EstimatePricingRequestUnitPrice"}]  # fmt: skip
