@@ -107,7 +107,9 @@ class LocalFal:
         self.signer = signer
         self.files = DeletableFiles()
         self.platform = PlatformApi(self, platform_spec)  # the rest of fal's Platform API, from its spec
-        self.store = Store(lambda job: self.output(job.endpoint, job.base_url), self._completed, result_ttl)
+        self.store = Store(
+            lambda job: self.output(job.endpoint, job.base_url), self._completed, result_ttl, price_of=self.prices.get
+        )
         self._tls = tls
         self._templates: dict[str, JSON] = {}  # made on an endpoint's first output: a catalogue starts in a second
 
@@ -266,8 +268,8 @@ class QueueRoutes:
         if job.state != "COMPLETED":
             return _json({"detail": "Request is still in progress"}, 400, job.request_id)
         headers = dict(job.result_headers)
-        if job.status_code < 400:  # what fal bills: the endpoint's price entry's `billable_units`, else 1
-            headers["x-fal-billable-units"] = str((self.fal.prices.get(job.endpoint.id) or {}).get("billable_units", 1))
+        if job.status_code < 400:  # what fal billed: its price entry's `billable_units` when it ended, else 1
+            headers["x-fal-billable-units"] = str((job.price or {}).get("billable_units", 1))
         return _json(job.body, job.status_code, job.request_id, **headers)
 
     async def cancel(self, request: Request, job: Job | None, request_id: str) -> Response:

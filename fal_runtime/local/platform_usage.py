@@ -6,7 +6,8 @@ ran (`Store.history`: every queue submit, kept after its result expires, up to `
   else the header among its result headers, else the `billable_units` of its endpoint's price entry (what the
   result route sends in that header), else 1.
 - Its unit price, unit and currency are the endpoint's price set with `LocalServer.set_prices` or `/_local/prices`
-  (what `/v1/models/pricing` answers); an endpoint without a (usable) price costs 0 per "request" in USD.
+  (what `/v1/models/pricing` answers) when the request ended: a price set later does not reprice it. An endpoint
+  without a (usable) price costs 0 per "request" in USD.
 - Cost: `cost_subtotal = units × unit_price`, no discounts (`percent_discount` null, `cost_discount` 0), so
   `cost_total` (and the deprecated `cost`) equal the subtotal; `cost_estimate_nano_usd` is the total in nano USD.
 - Usage groups billed requests by endpoint, unit, unit price and currency: `summary` over the whole window and/or
@@ -91,7 +92,7 @@ def charge(job: Job, prices: Prices) -> Charge | None:
     """The charge of a request: None when it is not billed (not completed, or not a 2xx)."""
     if job.state != "COMPLETED" or not 200 <= job.status_code < 300:
         return None
-    price = prices.get(job.endpoint.id) or {}
+    price = job.price if job.price is not None else prices.get(job.endpoint.id) or {}  # as it was when it ended
     amount = price.get("unit_price")
     number = float(amount) if isinstance(amount, (int, float)) and not isinstance(amount, bool) else math.nan
     usable = math.isfinite(number) and number >= 0

@@ -53,6 +53,8 @@ class Job:
     started_at: float | None = None
     ended_at: float | None = None
     payloads_deleted: bool = False  # `DELETE /v1/models/requests/{id}/payloads`: input and output are gone
+    # Its endpoint's price entry when it ended ({} when unpriced): fal bills a request then, whatever the price later
+    price: dict[str, Any] | None = None
 
     @property
     def gateway_request_id(self) -> str:
@@ -77,6 +79,7 @@ class Store:
         output_for: Callable[[Job], JSON],
         on_complete: Callable[[Job], Coroutine[Any, Any, None]],
         result_ttl: float = RESULT_TTL,
+        price_of: Callable[[str], dict[str, Any] | None] = lambda endpoint_id: None,
     ) -> None:
         self.jobs: dict[str, Job] = {}
         # Every request submitted, newest last, kept after `jobs` forgets it: the Platform API's request history.
@@ -85,6 +88,7 @@ class Store:
         self._queued: dict[str, list[Job]] = {}  # per endpoint, in submit order: what queue positions count
         self._output_for = output_for
         self._on_complete = on_complete
+        self._price_of = price_of  # an endpoint's price entry now (a copy)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, job: Job) -> Job:
@@ -192,6 +196,7 @@ class Store:
 
     def _complete(self, job: Job, status_code: int, error: str | None = None, error_type: str | None = None) -> None:
         job.state, job.status_code, job.ended_at = "COMPLETED", status_code, time.time()
+        job.price = self._price_of(job.endpoint.id) or {}
         job.inference_time = None if job.started is None else round(time.monotonic() - job.started, 4)
         if error is not None:
             job.error, job.error_type = error, error_type

@@ -403,6 +403,27 @@ def test_failed_requests_are_listed_but_not_billed(server: LocalServer, api: htt
     assert api.get("/models/billing-events", params={"request_id": failed}).json()["billing_events"] == []
 
 
+def test_a_request_is_billed_at_the_price_it_ran_at(fresh: LocalServer) -> None:
+    """fal bills a request when it ends: a price set (or changed) later does not reprice it, in its result's units,
+    its billing event or the usage."""
+    with queue_client(fresh) as fal, api_client(fresh) as api:
+        unpriced = run(fal, FAST)
+        fresh.set_prices({FAST: {"unit_price": 0.5, "unit": "second", "billable_units": 3}})
+        priced = run(fal, FAST)
+        fresh.set_prices({FAST: (9.0, "second")})
+        assert fal.get(f"/{FAST}/requests/{priced}").headers["x-fal-billable-units"] == "3"
+        events = api.get("/models/billing-events", params={"request_id": [unpriced, priced]}).json()
+        by_id = {e["request_id"]: e for e in events["billing_events"]}
+        assert (by_id[unpriced]["unit_price"], by_id[unpriced]["output_units"]) == (0, 1)
+        assert (by_id[priced]["unit_price"], by_id[priced]["output_units"], by_id[priced]["cost_total"]) == (
+            0.5,
+            3,
+            1.5,
+        )
+        usage = api.get("/models/usage", params={"expand": "summary", "endpoint_id": FAST}).json()["summary"]
+        assert sum(line["cost_total"] for line in usage) == 1.5
+
+
 def test_billing_events_are_paged_by_cursor(api: httpx.Client, fal: httpx.Client) -> None:
     made = {run(fal) for _ in range(3)}
     seen: list[str] = []
