@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .faults import Stalled, fal_headers, fault_response
+from .faults import Stalled, error_response, fal_headers, fault_response
 from .files import CDN_PREFIX, MAX_UPLOAD_BYTES, MultipartError
 from .models_api import BadQuery, ModelsApi
 from .payloads import input_errors, output_template, with_file_urls
@@ -465,7 +465,7 @@ class PlatformRoutes:
             try:
                 return _json(self.fal.models_api.page(request.query_params, f"{_base(request)}{RUN_PREFIX}"))
             except BadQuery as exc:
-                return _json({"detail": str(exc)}, 400)
+                return error_response(400, "validation_error", str(exc))
 
         return await self.fal.guarded(None, "models", produce)
 

@@ -40,6 +40,13 @@ def fal_headers(request_id: str | None = None) -> dict[str, str]:
     return {"x-fal-request-id": request_id or str(uuid.uuid4())}
 
 
+def error_response(status: int, kind: str, message: str) -> JSONResponse:
+    """fal's Platform API `Error`: `{"error": {"type", "message", "request_id"}}`, with `x-fal-request-id`."""
+    request_id = str(uuid.uuid4())
+    body = {"error": {"type": kind, "message": message, "request_id": request_id}}
+    return JSONResponse(body, status, fal_headers(request_id))
+
+
 def fault_response(rule: Rule, answer: Response | None) -> Response:
     """The response a fault gives instead of `answer` (None when the operation was refused before taking effect).
     A stall is not here: it delays the real answer (`Stalled`)."""

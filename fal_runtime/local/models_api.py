@@ -3,7 +3,8 @@
 The three modes of fal's Platform API — list (no filters), find (`endpoint_id`, repeated, 1-50 ids) and search (`q`,
 `category`, `status`) — over the loaded specs, with fal's paging: `limit` (1-100 here, default 50) and an opaque
 `cursor` that is, as in fal's own example (`"Mg=="`), the base64 of the next page's number. `expand=openapi-3.0`
-inlines each endpoint's spec document under `openapi`. Bad parameters answer 400 with `{"detail": ...}`.
+inlines each endpoint's spec document under `openapi`. Bad parameters answer 400 with fal's `Error`
+(`{"error": {"type": "validation_error", "message": ...}}`).
 
 Each entry's `metadata` comes from the spec: `info.x-fal-metadata` (`displayName`, `category`, `thumbnailUrl`),
 `info.description`, `status` ("deprecated" when `x-fal-metadata.deprecated` or the submit operation's `deprecated`
@@ -32,7 +33,7 @@ _STARTED = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"
 
 
 class BadQuery(ValueError):
-    """A parameter fal would refuse: answered 400 with the message as `detail`."""
+    """A parameter fal would refuse: answered 400 with fal's `Error` (`faults.error_response`)."""
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import files as cdn
-from .faults import fal_headers
+from .faults import error_response, fal_headers
 from .platform_check import check_request, find_operation
 from .platform_query import DEFAULT_LIMIT, Refused, ids, page, strings
 from .platform_schema import JSON, Operation, PlatformSpec, SpecError, now_iso
@@ -68,13 +68,6 @@ _NON_JSON_BODIES: dict[str, bytes] = {
     "text/plain": b"# fal_runtime.local: no serverless metrics\n",
     "application/octet-stream": b"fal_runtime.local file\n",
 }
-
-
-def error_response(status: int, kind: str, message: str) -> JSONResponse:
-    """fal's `Error`: `{"error": {"type", "message", "request_id"}}`, with `x-fal-request-id`."""
-    request_id = str(uuid.uuid4())
-    body = {"error": {"type": kind, "message": message, "request_id": request_id}}
-    return JSONResponse(body, status, fal_headers(request_id))
 
 
 @dataclass

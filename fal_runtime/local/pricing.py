@@ -18,8 +18,8 @@
 An estimate over endpoints priced in different currencies is refused (400), never summed into a number that is in
 no currency at all.
 
-Both fal routes need `Authorization: Key ...` (401 otherwise) and answer 400 with `{"detail": ...}` for what fal
-would refuse. Calls are counted as `pricing` and `estimate` in the server's counters.
+Both fal routes need `Authorization: Key ...` (401 otherwise) and answer 400 for what fal would refuse, each with
+fal's `Error` (`{"error": {"type", "message", "request_id"}}`). Calls are counted as `pricing` and `estimate` in the server's counters.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .faults import fal_headers
+from .faults import error_response, fal_headers
 
 if TYPE_CHECKING:
     from .app import LocalFal
@@ -50,7 +50,7 @@ mapping served as is (`{"unit_price": float("nan"), "unit": "image", "currency":
 
 
 class PriceError(ValueError):
-    """A request fal would refuse: answered 400 with the message as `detail`."""
+    """A request fal would refuse: answered 400 with fal's `Error`, the message its `message`."""
 
 
 def _entry(endpoint_id: str, price: Any) -> dict[str, Any]:
@@ -166,7 +166,7 @@ class PricingRoutes:
             try:
                 body = await request.json()
             except ValueError:
-                return _json({"detail": "the body is not JSON"}, 400)
+                return error_response(400, "validation_error", "the body is not JSON")
             return _answer(request, lambda: self.fal.prices.estimate(body))
 
         return await self.fal.guarded(None, "estimate", produce)
@@ -203,8 +203,8 @@ def _json(body: Any, status: int = 200) -> JSONResponse:
 def _answer(request: Request, make: Any) -> Response:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "key" or not credentials.strip():
-        return _json({"detail": "Missing or malformed Authorization header (expected 'Key ...')"}, 401)
+        return error_response(401, "authorization_error", "Authentication required: send 'Authorization: Key ...'")
     try:
         return _json(make())
     except PriceError as exc:
-        return _json({"detail": str(exc)}, 400)
+        return error_response(400, "validation_error", str(exc))

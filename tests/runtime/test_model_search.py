@@ -431,7 +431,8 @@ def test_the_key_goes_to_fals_own_api_host() -> None:
 )
 def test_the_server_refuses_bad_parameters_with_400(server: LocalServer, query: str) -> None:
     reply = httpx.get(f"{server.url}/v1/models?{query}", verify=trust(server))
-    assert reply.status_code == 400 and reply.json()["detail"]
+    error = reply.json()["error"]  # fal's `Error` shape, as the Platform API's document gives it for every 4xx
+    assert reply.status_code == 400 and error["type"] == "validation_error" and error["message"] and error["request_id"]
 
 
 def test_the_server_pages_past_the_end_as_empty(server: LocalServer) -> None:

@@ -114,14 +114,17 @@ def test_no_key_is_refused_before_any_request(priced: LocalServer, monkeypatch: 
 
 def test_the_server_requires_the_key_and_checks_its_input(priced: LocalServer) -> None:
     with httpx.Client(verify=ssl.create_default_context(cafile=str(priced.ca_file))) as http:
-        assert http.get(f"{priced.url}/v1/models/pricing", params={"endpoint_id": ECHO}).status_code == 401
+        unauthorized = http.get(f"{priced.url}/v1/models/pricing", params={"endpoint_id": ECHO})
+        assert unauthorized.status_code == 401 and unauthorized.json()["error"]["type"] == "authorization_error"
         auth = {"Authorization": "Key k"}
         assert http.get(f"{priced.url}/v1/models/pricing", headers=auth).status_code == 400
         bad = {"estimate_type": "guess", "endpoints": {ECHO: {"call_quantity": 1}}}
         assert http.post(f"{priced.url}/v1/models/pricing/estimate", json=bad, headers=auth).status_code == 400
         unpriced = {"estimate_type": "historical_api_price", "endpoints": {"x/y": {"call_quantity": 1}}}
         reply = http.post(f"{priced.url}/v1/models/pricing/estimate", json=unpriced, headers=auth)
-        assert reply.status_code == 400 and "no price" in reply.json()["detail"]
+        # fal's `Error` shape, as the Platform API's document gives it for every 4xx
+        assert reply.status_code == 400 and reply.json()["error"]["type"] == "validation_error"
+        assert "no price" in reply.json()["error"]["message"] and reply.json()["error"]["request_id"]
         assert http.post(f"{priced.url}/_local/prices", json={"x/y": [2, "second"]}).status_code == 200
         assert http.post(f"{priced.url}/_local/prices", json={"x/y": "free"}).status_code == 400
     with Client() as client:
