@@ -302,15 +302,28 @@ class RunRoutes:
         return await self.fal.guarded(streaming.id, "stream", lambda: self.stream(request, streaming))
 
     async def run(self, request: Request, endpoint: ServedEndpoint) -> Response:
+        """The run API: the answer in the response; the request in the history, billed as a queued one is."""
         _authorize(request)
-        await self.fal.accepted(request, endpoint)
+        payload, _ = await self.fal.accepted(request, endpoint)
         self.fal.script.count_run(endpoint.id)
         behaviour = self.fal.script.behaviour(endpoint.id)
-        await self._work(behaviour, _start_timeout(request))
+        job = Job(endpoint, payload, behaviour, _base(request))
+        self.fal.store.record_run(job)
+        try:
+            await self._work(behaviour, _start_timeout(request))
+        except Reject as refused:
+            self.fal.store.end_run(job, refused.response.status_code, None)
+            raise
+        except asyncio.CancelledError:  # the client went away: recorded as nginx's "client closed request"
+            self.fal.store.end_run(job, 499, None)
+            raise
         if behaviour.error is not None:
-            return _json({"detail": behaviour.error, "error_type": behaviour.error_type}, behaviour.status_code)
-        units = str((self.fal.prices.get(endpoint.id) or {}).get("billable_units", 1))  # as the result route
-        return _json(self.fal.output(endpoint, _base(request)), 200, None, **{"x-fal-billable-units": units})
+            body = {"detail": behaviour.error, "error_type": behaviour.error_type}
+            self.fal.store.end_run(job, behaviour.status_code, body)
+            return _json(body, behaviour.status_code, job.request_id)
+        self.fal.store.end_run(job, 200, self.fal.output(endpoint, _base(request)))
+        units = str((job.price or {}).get("billable_units", 1))  # as the result route
+        return _json(job.body, 200, job.request_id, **{"x-fal-billable-units": units})
 
     async def stream(self, request: Request, endpoint: ServedEndpoint) -> Response:
         _authorize(request)

@@ -1,5 +1,6 @@
 """Request history, usage, billing events and analytics of the Platform API, computed from the requests this server
-ran (`Store.history`: every queue submit, kept after its result expires, up to `store.HISTORY_LIMIT`).
+ran (`Store.history`: every queue submit and run-API call, kept after its result expires, up to
+`store.HISTORY_LIMIT`).
 
 - A request is billed once it completed with a 2xx status (failed and cancelled requests are not billed, as on fal).
   Its units are the result's billable units (`x-fal-billable-units`): the job's `billable_units` when it has one,

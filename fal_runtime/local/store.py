@@ -194,13 +194,26 @@ class Store:
     def _complete_cancelled(self, job: Job) -> None:
         self._complete(job, 400, "Request was cancelled", "request_cancelled")
 
-    def _complete(self, job: Job, status_code: int, error: str | None = None, error_type: str | None = None) -> None:
+    def record_run(self, job: Job) -> None:
+        """A request of the run API (`fal.run`), started now: no queue and no result to fetch later, but in the request
+        history (and billed) as a queued one is; `end_run` ends it."""
+        job.state, job.started, job.started_at = "IN_PROGRESS", time.monotonic(), time.time()
+        self.history.append(job)
+
+    def end_run(self, job: Job, status_code: int, body: Any) -> None:
+        self._end(job, status_code)
+        job.body = body
+
+    def _end(self, job: Job, status_code: int, error: str | None = None, error_type: str | None = None) -> None:
         job.state, job.status_code, job.ended_at = "COMPLETED", status_code, time.time()
         job.price = self._price_of(job.endpoint.id) or {}
         job.inference_time = None if job.started is None else round(time.monotonic() - job.started, 4)
         if error is not None:
             job.error, job.error_type = error, error_type
             job.body = {"detail": error, "error_type": error_type}
+
+    def _complete(self, job: Job, status_code: int, error: str | None = None, error_type: str | None = None) -> None:
+        self._end(job, status_code, error, error_type)
         self._leave_queue(job)
         self._notify(job)
         loop = asyncio.get_running_loop()

@@ -424,6 +424,25 @@ def test_a_request_is_billed_at_the_price_it_ran_at(fresh: LocalServer) -> None:
         assert sum(line["cost_total"] for line in usage) == 1.5
 
 
+def test_a_sync_run_is_in_the_history_and_billed(fresh: LocalServer) -> None:
+    """fal's request history holds every request, the run API's (`fal.run`) as the queue's."""
+    fresh.set_prices({ECHO: (0.25, "image")})
+    with queue_client(fresh) as fal, api_client(fresh) as api:
+        ran = fal.post(f"/run/{ECHO}", json={"prompt": "a dog"})
+        assert ran.status_code == 200 and ran.headers["x-fal-billable-units"] == "1"
+        request_id = ran.headers["x-fal-request-id"]
+        fresh.behave(ECHO, error="boom", times=1)
+        failed = fal.post(f"/run/{ECHO}", json={"prompt": "a cat"})
+        assert failed.status_code == 500
+        history = api.get("/models/requests/by-endpoint", params={"endpoint_id": ECHO, "expand": "payloads"}).json()
+        items = {i["request_id"]: i for i in history["items"]}
+        assert items[request_id]["status_code"] == 200 and items[request_id]["json_input"] == {"prompt": "a dog"}
+        assert items[request_id]["json_output"] == ran.json() and items[request_id]["duration"] > 0
+        assert items[failed.headers["x-fal-request-id"]]["status_code"] == 500
+        events = api.get("/models/billing-events", params={"endpoint_id": ECHO}).json()["billing_events"]
+        assert [(e["request_id"], e["cost_total"]) for e in events] == [(request_id, 0.25)]  # the failed one is not
+
+
 def test_billing_events_are_paged_by_cursor(api: httpx.Client, fal: httpx.Client) -> None:
     made = {run(fal) for _ in range(3)}
     seen: list[str] = []
