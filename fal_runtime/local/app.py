@@ -224,6 +224,7 @@ class QueueRoutes:
             _base(request),
             webhook_url=webhook,
             start_timeout=_start_timeout(request),
+            api_key_id=_key_id(request),
         )
         self.fal.store.submit(job)
         self.fal.script.count_job(endpoint.id, _fingerprint(request, endpoint, raw))
@@ -307,7 +308,7 @@ class RunRoutes:
         payload, _ = await self.fal.accepted(request, endpoint)
         self.fal.script.count_run(endpoint.id)
         behaviour = self.fal.script.behaviour(endpoint.id)
-        job = Job(endpoint, payload, behaviour, _base(request))
+        job = Job(endpoint, payload, behaviour, _base(request), api_key_id=_key_id(request))
         self.fal.store.record_run(job)
         try:
             await self._work(behaviour, _start_timeout(request))
@@ -538,6 +539,13 @@ def _authorize(request: Request) -> None:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "key" or not credentials.strip():
         raise Reject(_json({"detail": "Missing or malformed Authorization header (expected 'Key ...')"}, 401))
+
+
+def _key_id(request: Request) -> str | None:
+    """The id of the key a request came with: `Key <id>:<secret>` (a key without a secret names no id)."""
+    _, _, credentials = request.headers.get("authorization", "").partition(" ")
+    key_id, colon, _ = credentials.strip().partition(":")
+    return key_id if colon and key_id else None
 
 
 def _known(job: Job | None, request_id: str) -> Job:

@@ -19,7 +19,8 @@ ran (`Store.history`: every queue submit and run-API call, kept after its result
 Times: a request's history times are when it was sent, started and ended; usage, billing and analytics count a
 request at its end (when it was billed), the request history at its sending. `start` defaults to 24 hours before
 `end` (history with a `request_id`: 90 days), `end` to now, as fal documents. Filters on API keys and team members
-(`api_key_id`, `login_username`, `team_username`) are accepted and not applied: requests here record no key.
+apply to what each request recorded: `api_key_id` to the id of the key it came with (`Key id:secret`); every request
+came with a key, so `login_username` matches none; `team_username` matches this account's (`local`) only.
 """
 
 from __future__ import annotations
@@ -194,6 +195,12 @@ class Usage:
         start, end = window(query)
         wanted = set(ids(query.get(field)))
         requests = set(ids(query.get("request_id")))
+        keys = set(ids(query.get("api_key_id")))
+        # Every request here came with a key, none with a team member's login; the one team is this account
+        logins = set(ids(query.get("login_username")))
+        teams = set(ids(query.get("team_username")))
+        if logins or (teams and LOCAL_USER not in teams):
+            return []
         charges = (charge(j, self.prices) for j in self.jobs)
         return [
             c
@@ -202,6 +209,7 @@ class Usage:
             and start <= c.ended_at < end
             and (not wanted or c.job.endpoint.id in wanted)
             and (not requests or c.job.request_id in requests)
+            and (not keys or c.job.api_key_id in keys)
         ]
 
     def billing_events(self, operation: Operation, query: JSON) -> JSON:
@@ -223,7 +231,7 @@ class Usage:
                 "cost_discount": 0.0,
                 "cost_total": c.cost,
                 "cost_estimate_nano_usd": round(c.cost * 1e9),
-                **_auth(expand),
+                **_auth(expand, c.job.api_key_id),
             }
             events.append(self.spec.shaped(schema, event))
         return {"billing_events": events, "next_cursor": next_cursor, "has_more": has_more}
@@ -235,12 +243,15 @@ class Usage:
         charges = sorted(self._charges(query), key=lambda c: c.ended_at)
         line_schema = self.spec.at(operation.schema, "summary", "[]")
 
+        by_key = "auth_method" in expand or "auth_method_structured" in expand  # a line per key, as fal splits them
+
         def lines(group: list[Charge]) -> list[JSON]:
-            rows: dict[tuple[str, str, float, str], list[Charge]] = {}
+            rows: dict[tuple[str, str, float, str, str | None], list[Charge]] = {}
             for c in group:
-                rows.setdefault((c.job.endpoint.id, c.unit, c.unit_price, c.currency), []).append(c)
+                key = c.job.api_key_id if by_key else None
+                rows.setdefault((c.job.endpoint.id, c.unit, c.unit_price, c.currency, key), []).append(c)
             made = []
-            for (endpoint_id, unit, unit_price, currency), row in rows.items():
+            for (endpoint_id, unit, unit_price, currency, key), row in rows.items():
                 cost = round(sum(c.cost for c in row), 9)
                 line: JSON = {
                     "username": LOCAL_USER,
@@ -255,7 +266,7 @@ class Usage:
                     "cost_total": cost,
                     "cost": cost,
                     "currency": currency,
-                    **_auth(expand),
+                    **_auth(expand, key),
                 }
                 made.append(self.spec.shaped(line_schema, line))
             return made
@@ -320,12 +331,14 @@ class Usage:
         return body
 
 
-def _auth(expand: list[str]) -> JSON:
+def _auth(expand: list[str], api_key_id: str | None = None) -> JSON:
     auth: JSON = {}
     if "auth_method" in expand:
         auth["auth_method"] = AUTH_METHOD
     if "auth_method_structured" in expand:
         auth["auth_method_structured"] = {"detail": AUTH_METHOD}
+        if api_key_id is not None:
+            auth["auth_method_structured"]["api_key_id"] = api_key_id
     return auth
 
 

@@ -52,6 +52,7 @@ class Job:
     sent_at: float = field(default_factory=time.time)
     started_at: float | None = None
     ended_at: float | None = None
+    api_key_id: str | None = None  # the id of the key it came with (`Key id:secret`), for the usage's key filters
     payloads_deleted: bool = False  # `DELETE /v1/models/requests/{id}/payloads`: input and output are gone
     # Its endpoint's price entry when it ended ({} when unpriced): fal bills a request then, whatever the price later
     price: dict[str, Any] | None = None

@@ -443,6 +443,28 @@ def test_a_sync_run_is_in_the_history_and_billed(fresh: LocalServer) -> None:
         assert [(e["request_id"], e["cost_total"]) for e in events] == [(request_id, 0.25)]  # the failed one is not
 
 
+def test_usage_and_billing_filter_by_the_key_that_made_each_request(fresh: LocalServer) -> None:
+    """An app watching one key's spend: each request records the id of the key it came with (`Key id:secret`)."""
+    fresh.set_prices({ECHO: (0.25, "image")})
+    with queue_client(fresh) as fal:
+        fal.headers["Authorization"] = "Key ci:secret"
+        mine = run(fal)
+        fal.headers["Authorization"] = "Key other:secret"
+        theirs = run(fal)
+    with api_client(fresh) as api:
+        events = api.get(
+            "/models/billing-events", params={"api_key_id": "ci", "expand": "auth_method_structured"}
+        ).json()
+        assert [e["request_id"] for e in events["billing_events"]] == [mine]
+        assert events["billing_events"][0]["auth_method_structured"]["api_key_id"] == "ci"
+        both = api.get("/models/billing-events", params={"api_key_id": "ci,other"}).json()["billing_events"]
+        assert {e["request_id"] for e in both} == {mine, theirs}
+        usage = api.get("/models/usage", params={"expand": "summary", "api_key_id": "other"}).json()["summary"]
+        assert [(line["quantity"], line["cost_total"]) for line in usage] == [(1, 0.25)]
+        by_login = api.get("/models/billing-events", params={"login_username": "someone"}).json()["billing_events"]
+        assert by_login == []  # requests made with a key have no login
+
+
 def test_billing_events_are_paged_by_cursor(api: httpx.Client, fal: httpx.Client) -> None:
     made = {run(fal) for _ in range(3)}
     seen: list[str] = []
