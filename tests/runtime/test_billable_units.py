@@ -45,7 +45,10 @@ def test_a_handle_has_the_billable_units_once_the_result_is_fetched(server: Loca
         server.set_prices({ECHO: {"unit_price": 0.025, "unit": "megapixels", "billable_units": 2.5}})
         again = client.get_handle(ECHO, handle.request_id, output=Anything)
         again.result()
-        assert again.billable_units == 2.5
+        assert again.billable_units == 1.0  # billed when it ended, before the price was set
+        priced = client.submit(ECHO, {"prompt": "p"}, output=Anything)
+        priced.result()
+        assert priced.billable_units == 2.5
 
 
 def test_a_failed_request_has_none(server: LocalServer) -> None:
