@@ -10,9 +10,11 @@ LOCK_ARGS ?=
 .PHONY: gen test lint lint-check venv lock check bench serve clean import diff sync
 
 # .venv holds exactly what requirements/dev.lock pins (the dev extra for Python 3.11 on Linux), plus this checkout
-# as an editable install: a path in a .pth file, which mypy and pyright follow from any directory.
+# as an editable install: a path in a .pth file, which mypy and pyright follow from any directory. Bytecode is compiled
+# at install, as pip does (uv does not unless asked): where PYTHONDONTWRITEBYTECODE is set, every process would
+# otherwise compile black, pydantic and datamodel-code-generator from source (~1 s of a one-spec `make gen`).
 $(VENV_STAMP): pyproject.toml $(LOCK) | $(UV)
-	$(UV) pip sync -q --python $(PY) $(LOCK)
+	$(UV) pip sync -q --compile-bytecode --python $(PY) $(LOCK)
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $(VENV_STAMP)
 

@@ -159,7 +159,7 @@ def test_make_installs_from_the_lock_and_reinstalls_when_it_changes(tmp_path: Pa
     fresh = make_dry_run(tmp_path, "test")  # a fresh clone: no .venv
     uv_pin = next(line.split()[0] for line in (ROOT / "requirements/dev.lock").read_text().splitlines() if line.startswith("uv=="))  # fmt: skip
     assert f"install -q {uv_pin}" in fresh, fresh  # the uv the lock pins
-    assert "pip sync -q --python .venv/bin/python requirements/dev.lock" in fresh, fresh
+    assert "pip sync -q --compile-bytecode --python .venv/bin/python requirements/dev.lock" in fresh, fresh
     assert "--no-deps -e ." in fresh, fresh  # the checkout itself, nothing resolved
     assert ".[dev]" not in fresh, fresh
     assert fresh.index("pip sync") < fresh.index("-m pytest"), fresh
