@@ -2,12 +2,11 @@
 
 A field that takes a file (`image_url`, `image_urls`, fields fal marks as image or file inputs) accepts:
 
-- a `str`: an `http://` or `https://` URL or a `data:` URI, sent as is. A string that is a local path instead
-  (`"cat.png"`, `"photos/dog.jpg"`: a file extension or a directory separator, or the name of a file that exists) or
-  a URL of another scheme (`ftp://`, `s3://`) is refused before anything is sent, naming `pathlib.Path("cat.png")`:
-  a local path must be a `pathlib.Path`, so a typo in a URL is never silently read from disk, and a path is never
-  sent to fal as if it were a URL. A bare word is sent as given: a few fields also take one of fal's named presets
-  (flux-general's `control_method_url="canny"`);
+- a `str`: an `http://` or `https://` URL or a `data:` URI, sent as is. Any other string (a local path such as
+  `"cat.png"` or `"photos/dog.jpg"`, a bare word, a URL of another scheme such as `s3://`) is refused before anything
+  is sent, naming `pathlib.Path("cat.png")`: a local path must be a `pathlib.Path`, so a typo in a URL is never
+  silently read from disk, and a path is never sent to fal as if it were a URL. Where fal names presets a field also
+  takes (flux-general's `control_method_url="canny"`), the generated type says so: `FileInput | Literal[...]`;
 - a `pathlib.Path` (any `os.PathLike`), `bytes` / `bytearray` / `memoryview`, a binary file object, or a PIL image
   (with the `pil` extra installed). Type checkers see the image as `ImageLike`, a protocol a PIL image satisfies,
   so the type of a file input is fully known whether or not Pillow is installed.
@@ -60,20 +59,9 @@ URL_PREFIXES = ("http://", "https://", "data:")
 """How a string file input starts (case-insensitively) when it is a URL fal can fetch."""
 
 
-def looks_like_a_path(value: str) -> bool:
-    """Whether a string that is not a URL names a local file: a directory separator, a file extension (`cat.png`), a
-    leading `~` or `.`, or an existing file. A bare word (`canny`) is not one: some fields take fal's named presets."""
-    if any(sep in value for sep in ("/", "\\")) or value.startswith(("~", ".")) or os.path.splitext(value)[1]:
-        return True
-    try:
-        return os.path.exists(value)
-    except (OSError, ValueError):  # a name the OS cannot even look up (a NUL byte, too long)
-        return False
-
-
 def check_url(value: str) -> str:
-    """`value` if it is an http(s) URL, a data URI or a bare word; ValueError naming `pathlib.Path(value)` for what
-    looks like a local path, and the scheme for a URL fal cannot fetch."""
+    """`value` if it is an http(s) URL or a data URI; else ValueError naming the scheme for a URL fal cannot fetch, and
+    `pathlib.Path(value)` for anything else."""
     if value[:8].lower().startswith(URL_PREFIXES):
         return value
     shown = value if len(value) <= 120 else value[:117] + "..."
@@ -83,12 +71,10 @@ def check_url(value: str) -> str:
             f"{shown!r} is a {scheme}:// URL, which fal cannot fetch: give an http(s) URL, a data URI, or the file "
             "itself as a pathlib.Path, bytes or a binary file object"
         )
-    if looks_like_a_path(value):
-        raise ValueError(
-            f"{shown!r} is not a URL (http://, https://) or a data URI, and a string is never read as a local path: "
-            f"to send the local file, pass pathlib.Path({shown!r})"
-        )
-    return value
+    raise ValueError(
+        f"{shown!r} is not a URL (http://, https://) or a data URI, and a string is never read as a local path: "
+        f"to send the local file, pass pathlib.Path({shown!r})"
+    )
 
 
 def validate(value: Any) -> Any:

@@ -19,6 +19,7 @@ from fal_runtime import queue_document
 
 _ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)+$")
 _SCHEMA_REF = "#/components/schemas/"
+_URL_PREFIXES = ("http://", "https://", "data:")  # a string a file field sends as it is (`fal_runtime.inputs`)
 _FILE_UI_FIELDS = frozenset({"image", "file", "video", "audio", "image_url", "video_url", "audio_url"})
 
 
@@ -306,6 +307,31 @@ def _file_inputs(schemas: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     return found
 
 
+def _with_presets(
+    schemas: dict[str, Any], file_inputs: dict[str, tuple[str, ...]], originals: dict[str, Any]
+) -> dict[str, Any]:
+    """File fields whose examples in the spec name presets rather than URLs (flux-general's `control_method_url`:
+    `canny`, `depth`, ...) take those names too: the field becomes a string or one of them, so the generated type is
+    `FileInput | Literal[...]` and the runtime, which refuses a string that is not a URL, lets a preset through."""
+    for cls, names in file_inputs.items():
+        for field in names:
+            examples = (originals[cls].get("properties") or {}).get(field, {}).get("examples")
+            found = [e for e in examples if isinstance(e, str)] if isinstance(examples, list) else []
+            presets = list(dict.fromkeys(e for e in found if e and not e[:8].lower().startswith(_URL_PREFIXES)))
+            prop = schemas[cls]["properties"][field]
+            kinds = _types(prop)
+            if not presets or "$ref" in prop or not kinds or kinds - {"string", "null"}:
+                continue
+            rest = {k: v for k, v in prop.items() if k != "type"}
+            alternatives = [{"type": "string"}, {"type": "string", "enum": presets}]
+            schemas[cls] = copy.deepcopy(schemas[cls])
+            schemas[cls]["properties"][field] = {
+                **rest,
+                "anyOf": alternatives + ([{"type": "null"}] if "null" in kinds else []),
+            }
+    return schemas
+
+
 def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> EndpointIR | None:
     """The intermediate model of one validated document, or None (with problems recorded)."""
     doc = spec.doc
@@ -353,6 +379,7 @@ def build(spec: SpecDocument, spec_file: str, problems: list[Problem]) -> Endpoi
         schemas["Output"] = {"$ref": _SCHEMA_REF + "Input"}
 
     file_inputs = _file_inputs(schemas)
+    schemas = _with_presets(schemas, file_inputs, {renames[n]: components[n] for n in names})
     file_models = tuple(name for name, schema in sorted(schemas.items()) if _is_file_model(name, schema))
     return EndpointIR(
         endpoint_id=endpoint_id,

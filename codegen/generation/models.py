@@ -324,7 +324,7 @@ def _as_file_input(schema: Any) -> Any:
     kinds = set(kind) if isinstance(kind, list) else {kind}
     if "array" in kinds:
         schema["items"] = _as_file_input(schema.get("items"))
-    elif "string" in kinds:
+    elif "string" in kinds and "enum" not in schema:  # an enum of strings is a field's presets (`ir._with_presets`)
         schema = {k: v for k, v in schema.items() if k not in _URL_ONLY}
         if "null" in kinds:  # a custom type replaces the whole `type` list: keep None as its own alternative
             rest = {k: v for k, v in schema.items() if k != "type"}

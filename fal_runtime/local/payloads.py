@@ -49,12 +49,6 @@ def input_errors(endpoint: ServedEndpoint, payload: Any) -> list[JSON]:
     return details
 
 
-def _path_or_url(value: str) -> bool:
-    """A path (a directory separator, a file extension, a leading `~`) or a URL of some scheme. Unlike the client,
-    the server cannot see the caller's files: whether a bare word names one is not its to know."""
-    return any(sep in value for sep in ("/", "\\", "://")) or value.startswith("~") or "." in value
-
-
 # As the generator finds file inputs (codegen/ir.py `_is_file_input`): a `*_url` / `*_urls` field, or one fal's UI
 # marks as a file, holding a string or a list of strings.
 _FILE_UI_FIELDS = frozenset({"image", "file", "video", "audio", "image_url", "video_url", "audio_url"})
@@ -124,7 +118,7 @@ def _walk(endpoint: ServedEndpoint, schema: Any, value: Any, loc: list[Any], fou
             if not props:
                 continue
             if any(_is_file_input(endpoint, str(key), prop) for prop in props):
-                found.extend(_not_urls(item, [*loc, key]))
+                found.extend(_not_urls(item, [*loc, key], _presets(props)))
             else:
                 _walk(endpoint, props[0], item, [*loc, key], found, depth + 1)
     elif isinstance(value, list):
@@ -134,19 +128,24 @@ def _walk(endpoint: ServedEndpoint, schema: Any, value: Any, loc: list[Any], fou
                 _walk(endpoint, items[0], item, [*loc, index], found, depth + 1)
 
 
-def _not_urls(value: Any, loc: list[Any]) -> Iterator[JSON]:
-    """A detail for the string, or each string of the list, that is a local path or a URL of a scheme fal does not
-    fetch, rather than an http(s) URL or a data URI. A bare word (`canny`) is taken on trust: a few fields also take
-    fal's named presets (flux-general's `control_method_url`)."""
+def _not_urls(value: Any, loc: list[Any], presets: frozenset[str] = frozenset()) -> Iterator[JSON]:
+    """A detail for the string, or each string of the list, that fal could not download: not an http(s) URL or a data
+    URI, unless it is one of the presets the field's spec names (flux-general's `control_method_url`: `canny`, ...)."""
     items = enumerate(value) if isinstance(value, list) else [(None, value)]
     for index, item in items:
-        if isinstance(item, str) and not item[:8].lower().startswith(URL_PREFIXES) and _path_or_url(item):
+        if isinstance(item, str) and not item[:8].lower().startswith(URL_PREFIXES) and item not in presets:
             shown = item if len(item) <= 80 else item[:77] + "..."
             yield {
                 "loc": loc if index is None else [*loc, index],
                 "msg": f"Failed to download the file: {shown!r} is not a URL (http://, https://) or a data URI",
                 "type": "file_download_error",
             }
+
+
+def _presets(props: list[JSON]) -> frozenset[str]:
+    """The names a file field's spec gives as examples that are not URLs: presets fal takes there too."""
+    examples = [e for prop in props if isinstance(prop.get("examples"), list) for e in prop["examples"]]
+    return frozenset(e for e in examples if isinstance(e, str) and not e[:8].lower().startswith(URL_PREFIXES))
 
 
 def _details(error: ValidationError) -> Iterator[JSON]:

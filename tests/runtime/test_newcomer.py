@@ -70,6 +70,13 @@ def test_a_path_in_a_string_is_refused_before_anything_is_sent(client: Client, s
         flux.subscribe(image_url="ftp://example.com/cat.png", prompt="x", client=client)
     with pytest.raises(ValueError, match=r"pathlib\.Path\('cat\.png'\)"):
         client.upload("cat.png")
+    # A bare word is not a URL either ("cat", a file name without its extension, or a typo)
+    with pytest.raises(pydantic.ValidationError, match=r"image_url\n.*'cat' is not a URL.*pathlib\.Path\('cat'\)"):
+        flux.subscribe(image_url="cat", prompt="x", client=client)
+    # where fal names presets (flux-general's control_method_url), the rest still are refused, with the presets named
+    control = {"control_method_url": "canyn", "image_url": URL, "image_control_type": "spatial"}
+    with pytest.raises(pydantic.ValidationError, match=r"'canyn' is not a URL(.|\n)*'canny', 'depth'"):
+        flux_general.subscribe(prompt="x", easycontrols=[control], client=client)
     assert _calls(server) == {}  # nothing reached the server
 
 
@@ -78,7 +85,8 @@ def test_urls_data_uris_and_presets_are_still_sent_as_given(client: Client, serv
         flux.subscribe(image_url=value, prompt="x", client=client)
         assert server.inputs()[-1][1]["image_url"] == value
     assert client.upload(URL) == URL
-    # A bare word is no path: flux-general's control_method_url also takes fal's presets ("canny", "depth", ...).
+    # flux-general's control_method_url also takes fal's presets ("canny", "depth", ...): its spec names them, so its
+    # type does (`FileInput | ControlMethodUrl`)
     control = {"control_method_url": "canny", "image_url": URL, "image_control_type": "spatial"}
     flux_general.subscribe(prompt="x", easycontrols=[control], client=client)
     assert server.inputs()[-1][1]["easycontrols"][0]["control_method_url"] == "canny"
@@ -105,6 +113,14 @@ def test_the_local_server_answers_a_path_with_fals_422(client: Client, server: L
     answer = http.post(f"{server.url}/fal-ai/flux-2/lora/edit", json={"image_urls": [URL, "b.png"], "prompt": "x"},
                        headers=auth)  # fmt: skip
     assert answer.status_code == 422 and [d["loc"] for d in answer.json()["detail"]] == [["body", "image_urls", 1]]
+    answer = http.post(f"{server.url}/fal-ai/flux/dev/image-to-image", json={"image_url": "cat", "prompt": "x"},
+                       headers=auth)  # fmt: skip
+    assert answer.status_code == 422 and answer.json()["detail"][0]["type"] == "file_download_error"
+    preset = {"prompt": "x", "easycontrols": [{"control_method_url": "depth", "image_url": URL,
+                                               "image_control_type": "spatial"}]}  # fmt: skip
+    assert http.post(f"{server.url}/fal-ai/flux-general", json=preset, headers=auth).status_code == 200
+    preset["easycontrols"][0]["control_method_url"] = "dpeth"  # type: ignore[index]
+    assert http.post(f"{server.url}/fal-ai/flux-general", json=preset, headers=auth).status_code == 422
     nested = {"prompt": "x", "controlnet": {"path": "w", "control_image_url": "edges.png"}}
     answer = http.post(f"{server.url}/fal-ai/stable-diffusion-v35-large", json=nested, headers=auth)
     assert answer.status_code == 422
@@ -114,7 +130,7 @@ def test_the_local_server_answers_a_path_with_fals_422(client: Client, server: L
         client.run("fal-ai/flux/dev/image-to-image", {"image_url": "cat.png", "prompt": "x"}, output=flux.Output)
     ok = http.post(f"{server.url}/fal-ai/flux/dev/image-to-image", json={"image_url": URL, "prompt": "x"}, headers=auth)
     assert ok.status_code == 200
-    assert server.counters()["submits"] == {"fal-ai/flux/dev/image-to-image": 1}
+    assert server.counters()["submits"] == {"fal-ai/flux/dev/image-to-image": 1, "fal-ai/flux-general": 1}
 
 
 # Item 10: saving outputs.

@@ -20,6 +20,7 @@ __all__ = [
     "ENDPOINT_ID",
     "endpoint",
     "ControlMode",
+    "ControlMethodUrl",
     "ImageSizePreset",
     "ControlLoraWeight",
     "ControlNet",
@@ -46,6 +47,11 @@ ENDPOINT_ID = "fal-ai/flux-general/inpainting"
 
 ControlMode: TypeAlias = Literal[
     "canny", "tile", "depth", "blur", "pose", "gray", "low-quality"
+]
+
+
+ControlMethodUrl: TypeAlias = Literal[
+    "canny", "depth", "hedsketch", "inpainting", "pose", "seg", "subject", "ghibli"
 ]
 
 
@@ -142,7 +148,7 @@ class ControlNetUnionInput(FalModel):
 
 
 class EasyControlWeight(FalModel):
-    control_method_url: FileInput
+    control_method_url: FileInput | ControlMethodUrl
     """URL to safetensor weights of control method to be applied. Can also be one of
     `canny`, `depth`, `hedsketch`, `inpainting`, `pose`, `seg`, `subject`, `ghibli` """
     scale: Annotated[float, Field(ge=0.0, le=2.0)] = 1
