@@ -135,9 +135,13 @@ def _run(module: ModuleType, data: BaseModel, as_json: bool, save: Path | None) 
                        f"{render.clean(handle.request_id)}", err=True)  # fmt: skip
             raise
         _show_output(handle.result(), as_json, save, client)
-    if handle.billable_units is not None:  # after the output, on stderr: --json's stdout stays the output alone
-        price = billing.lookup_price(module.ENDPOINT_ID).price
-        click.echo(billing.billed_line(handle.billable_units, price), err=True)
+    _billed(module.ENDPOINT_ID, handle.billable_units)
+
+
+def _billed(endpoint_id: str, units: float | None) -> None:
+    """What fal billed a request, after its output, on stderr (--json's stdout stays the output alone)."""
+    if units is not None:
+        click.echo(billing.billed_line(units, billing.lookup_price(endpoint_id).price), err=True)
 
 
 class _CleanLogs:
@@ -195,10 +199,12 @@ def status(endpoint_id: str, request_id: str) -> None:
 @click.argument("endpoint_id")
 @click.argument("request_id")
 def result(endpoint_id: str, request_id: str, as_json: bool, save: Path | None) -> None:
-    """Wait for a request and print its output."""
+    """Wait for a request and print its output, then what fal billed for it."""
     module = endpoints.load(endpoint_id)
     with Client() as client:
-        _show_output(module.endpoint.handle(request_id, client=client).result(), as_json, save, client)
+        handle = module.endpoint.handle(request_id, client=client)
+        _show_output(handle.result(), as_json, save, client)
+    _billed(module.ENDPOINT_ID, handle.billable_units)
 
 
 @cli.command()

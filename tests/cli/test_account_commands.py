@@ -89,6 +89,16 @@ def test_run_prints_what_fal_billed_on_stderr_after_the_output(fal: LocalServer)
     assert pricing_calls(fal) == 2
 
 
+def test_result_prints_what_fal_billed_too(fal: LocalServer) -> None:
+    submitted = invoke("submit", SCHNELL, "--prompt", "a fox")
+    assert submitted.exit_code == 0, submitted.stderr
+    request_id = submitted.stdout.split()[-1]
+    fetched = invoke("result", SCHNELL, request_id, "--json")
+    assert fetched.exit_code == 0, fetched.stderr
+    json.loads(fetched.stdout)
+    assert fetched.stderr.splitlines()[-1] == "billed: 2.5 megapixels × $0.003 = $0.0075"
+
+
 def test_run_prices_in_the_currency_fal_names(fal: LocalServer) -> None:
     fal.set_prices({SCHNELL: {"unit_price": 0.5, "unit": "image", "currency": "JPY", "billable_units": 3}})
     assert run().stderr.splitlines()[-1] == "billed: 3 image × 0.50 JPY = 1.50 JPY"
