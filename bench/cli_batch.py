@@ -52,7 +52,8 @@ def measure(rows: int = 10000, concurrency: int = 200) -> dict[str, Any]:
         inputs.write_text("".join(json.dumps({"prompt": f"bench row {i}"}) + "\n" for i in range(rows)))
         with LocalServer(work / "specs") as server:
             env = {**os.environ, "FAL_KEY": "bench-key", "FAL_QUEUE_RUN_HOST": server.base,
-                   "FAL_RUN_HOST": server.run_host, "SSL_CERT_FILE": str(server.ca_file)}  # fmt: skip
+                   "FAL_RUN_HOST": server.run_host, "FAL_API_HOST": server.api_host,  # the batch prices its rows
+                   "SSL_CERT_FILE": str(server.ca_file)}  # fmt: skip
             server.behave(queue_seconds=0.0, run_seconds=0.0)
             batch_args = [sys.executable, "-m", "fal_cli", "batch", ENDPOINT, str(inputs), "--out", str(work / "out"),
                           "--concurrency", str(concurrency)]  # fmt: skip

@@ -182,6 +182,7 @@ class Runner:
         self._marks: list[tuple[int, asyncio.Future[bool]]] = []  # rows waiting for their `submitting` commit
         self._price: asyncio.Task[PriceLookup] | None = None  # the endpoint's price, looked up once per run
         self._price_noted = False
+        self._unpriced: list[tuple[int, float]] = []  # (row, units) done before the price arrived: priced when it does
 
     async def run(self, work: list[Row], concurrency: int) -> None:
         rows = iter(work)  # shared by the workers: each takes the next row when it is free
@@ -190,6 +191,7 @@ class Runner:
             workers = [asyncio.create_task(self._worker(client, rows)) for _ in range(min(concurrency, len(work)))]
             try:
                 await asyncio.gather(*workers)
+                await self._price_done_rows()
             finally:
                 for task in workers:
                     task.cancel()
@@ -352,26 +354,49 @@ class Runner:
                 return self._settle(row, request_id, recorded, error=exc, lost=False)
             self._reached()
             text = scrub(output.model_dump_json(by_alias=True))  # a model may echo anything, the key included
-            billed = await self._billed(handle.billable_units)
+            billed = self._billed(handle.billable_units)
             if recorded and self._write(self.ledger.done, row, text, files, billed):
                 self.progress.succeeded()
+                if billed is not None and billed.cost is None and not self._price_known():
+                    self._unpriced.append((row, billed.units))
             else:
                 self.outcome.unrecorded.append((row, request_id, recorded))
             return None
 
-    async def _billed(self, units: float | None) -> Billed | None:
-        """What fal billed a row (None: it sent no units), priced when the endpoint's price is known; the first row
-        that cannot be priced says why, once."""
+    def _price_known(self) -> bool:
+        return self._price is not None and self._price.done() and not self._price.cancelled()
+
+    def _billed(self, units: float | None) -> Billed | None:
+        """What fal billed a row (None: it sent no units), priced if the endpoint's price has arrived; a row never
+        waits for it (`_price_done_rows` prices the rows that ended before it)."""
         if units is None:
             return None
-        lookup = await asyncio.shield(self._price) if self._price is not None else PriceLookup(None, "not looked up")
+        if not self._price_known():
+            return Billed(units, None, None)
+        assert self._price is not None
+        lookup = self._price.result()
         if lookup.price is None:
-            if not self._price_noted:
-                self._price_noted = True
-                self.say(f"price of {self.endpoint.endpoint_id} unknown ({lookup.reason}): results.jsonl records the"
-                         " billable units without a cost")  # fmt: skip
+            self._note_unpriced(lookup)
             return Billed(units, None, None)
         return Billed(units, cost(units, lookup.price), lookup.price.currency)
+
+    async def _price_done_rows(self) -> None:
+        """Once the rows are done: the price (its lookup is bounded by its own timeouts) for the rows that ended
+        before it arrived."""
+        if not self._unpriced or self._price is None:
+            return
+        lookup = await self._price
+        if lookup.price is None:
+            self._note_unpriced(lookup)
+            return
+        costs = [(row, cost(units, lookup.price)) for row, units in self._unpriced]
+        self._write(self.ledger.priced, costs, lookup.price.currency)
+
+    def _note_unpriced(self, lookup: PriceLookup) -> None:
+        if not self._price_noted:
+            self._price_noted = True
+            self.say(f"price of {self.endpoint.endpoint_id} unknown ({lookup.reason}): results.jsonl records the"
+                     " billable units without a cost")  # fmt: skip
 
     def _settle(self, row: int, request_id: str, recorded: bool, *, error: Exception, lost: bool) -> None:
         """Commit a watched row's failure; one whose request id is not in the ledger is only printed at the end."""

@@ -298,6 +298,14 @@ class Ledger:
         )
 
     @_guarded
+    def priced(self, costs: list[tuple[int, float]], currency: str) -> None:
+        """The cost of done rows recorded with their units before the endpoint's price was known."""
+        self.db.executemany(
+            "UPDATE rows SET cost = ?, currency = ? WHERE row = ? AND state = 'done'",
+            [(amount, currency, row) for row, amount in costs],
+        )
+
+    @_guarded
     def billed(self) -> list[Billed]:
         """What the done rows were billed, for those fal sent units with (an older ledger's rows have none)."""
         cursor = self.db.execute("SELECT units, cost, currency FROM rows WHERE state = 'done' AND units IS NOT NULL")

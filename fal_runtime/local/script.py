@@ -32,6 +32,8 @@ Op = Literal[
     "upload_part",
     "download",
     "models",
+    "pricing",
+    "estimate",
 ]
 Fault = Literal["429", "500", "502", "503", "504", "ingress-502", "user-timeout-504", "drop", "stall", "body"]
 Phase = Literal["before", "after"]

@@ -13,6 +13,7 @@ import select
 import shutil
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -146,6 +147,29 @@ def test_batch_without_a_price_records_the_units_and_says_so_once(fal: LocalServ
     notes = [line for line in result.stderr.splitlines() if line.startswith(f"price of {SCHNELL} unknown (")]
     assert len(notes) == 1 and notes[0].endswith("results.jsonl records the billable units without a cost")
     assert "cost: 3 rows billed 6 units at an unknown price" in result.stderr.splitlines()
+
+
+def test_a_slow_price_holds_up_no_row(fal: LocalServer, tmp_path: Path) -> None:
+    """The price is looked up while the rows run: a row that ends before it arrives is committed at once (its cost
+    filled in when the price comes), so a slow or unreachable pricing API never stalls the batch's workers."""
+    fal.script(None, "pricing", delay=4.0)
+    inputs = write_inputs(tmp_path / "in.jsonl", *"abcdef")
+    finished: list[Result] = []
+    worker = threading.Thread(
+        target=lambda: finished.append(
+            invoke("batch", SCHNELL, str(inputs), "--out", str(tmp_path / "out"), "--concurrency", "1")
+        )
+    )
+    worker.start()
+    time.sleep(3.0)  # six rows of ~0.2 s each, one at a time, while the price is still on its way
+    assert fal.counters()["submits"] == {SCHNELL: 6}
+    worker.join(30)
+    (result,) = finished
+    assert result.exit_code == 0, result.stderr
+    assert [(r["billable_units"], r["cost"], r["currency"]) for r in results(tmp_path / "out")] == [
+        (2.5, 0.0075, "USD")
+    ] * 6
+    assert "cost: $0.045 (6 rows)" in result.stderr.splitlines()
 
 
 OLD_SCHEMA = """
