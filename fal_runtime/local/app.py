@@ -312,8 +312,9 @@ class RunRoutes:
         self.fal.store.record_run(job)
         try:
             await self._work(behaviour, _start_timeout(request))
-        except Reject as refused:
+        except Reject as refused:  # it could not start in time: recorded, and answered under its request id
             self.fal.store.end_run(job, refused.response.status_code, None)
+            refused.response.headers["x-fal-request-id"] = job.request_id
             raise
         except asyncio.CancelledError:  # the client went away: recorded as nginx's "client closed request"
             self.fal.store.end_run(job, 499, None)

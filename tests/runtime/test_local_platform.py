@@ -441,6 +441,11 @@ def test_a_sync_run_is_in_the_history_and_billed(fresh: LocalServer) -> None:
         assert items[failed.headers["x-fal-request-id"]]["status_code"] == 500
         events = api.get("/models/billing-events", params={"endpoint_id": ECHO}).json()["billing_events"]
         assert [(e["request_id"], e["cost_total"]) for e in events] == [(request_id, 0.25)]  # the failed one is not
+        fresh.behave(ECHO, queue_seconds=1.0, times=1)  # it cannot start within the caller's 0.2 s
+        late = fal.post(f"/run/{ECHO}", json={"prompt": "a bird"}, headers={"X-Fal-Request-Timeout": "0.2"})
+        assert late.status_code == 504
+        history = api.get("/models/requests/by-endpoint", params={"endpoint_id": ECHO}).json()["items"]
+        assert {i["request_id"]: i["status_code"] for i in history}[late.headers["x-fal-request-id"]] == 504
 
 
 def test_usage_and_billing_filter_by_the_key_that_made_each_request(fresh: LocalServer) -> None:
