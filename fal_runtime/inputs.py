@@ -59,10 +59,23 @@ URL_PREFIXES = ("http://", "https://", "data:")
 """How a string file input starts (case-insensitively) when it is a URL fal can fetch."""
 
 
+def is_url(value: str) -> bool:
+    """Whether a string file input is a URL fal fetches: http(s) or a data URI, in any case."""
+    return value[:8].lower().startswith(URL_PREFIXES)
+
+
+def presets(examples: Any) -> list[str]:
+    """The names a file field's spec gives as examples that are not URLs (flux-general's `control_method_url`:
+    `canny`, `depth`, ...): presets fal takes there besides a file. The generator types them (`FileInput |
+    Literal[...]`) and the local server accepts them; any other string that is not a URL is refused."""
+    found = examples if isinstance(examples, list) else []
+    return list(dict.fromkeys(e for e in found if isinstance(e, str) and e and not is_url(e)))
+
+
 def check_url(value: str) -> str:
     """`value` if it is an http(s) URL or a data URI; else ValueError naming the scheme for a URL fal cannot fetch, and
     `pathlib.Path(value)` for anything else."""
-    if value[:8].lower().startswith(URL_PREFIXES):
+    if is_url(value):
         return value
     shown = value if len(value) <= 120 else value[:117] + "..."
     scheme = value.partition("://")[0] if "://" in value[:32] else ""

@@ -15,11 +15,10 @@ from typing import Any, TypeGuard
 from codegen.generation import keywords, naming
 from codegen.generation.loader import SpecDocument, resolve_pointer
 from codegen.problems import Problem, pointer
-from fal_runtime import queue_document
+from fal_runtime import inputs, queue_document
 
 _ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)+$")
 _SCHEMA_REF = "#/components/schemas/"
-_URL_PREFIXES = ("http://", "https://", "data:")  # a string a file field sends as it is (`fal_runtime.inputs`)
 _FILE_UI_FIELDS = frozenset({"image", "file", "video", "audio", "image_url", "video_url", "audio_url"})
 
 
@@ -315,15 +314,13 @@ def _with_presets(
     `FileInput | Literal[...]` and the runtime, which refuses a string that is not a URL, lets a preset through."""
     for cls, names in file_inputs.items():
         for field in names:
-            examples = (originals[cls].get("properties") or {}).get(field, {}).get("examples")
-            found = [e for e in examples if isinstance(e, str)] if isinstance(examples, list) else []
-            presets = list(dict.fromkeys(e for e in found if e and not e[:8].lower().startswith(_URL_PREFIXES)))
+            named = inputs.presets((originals[cls].get("properties") or {}).get(field, {}).get("examples"))
             prop = schemas[cls]["properties"][field]
             kinds = _types(prop)
-            if not presets or "$ref" in prop or not kinds or kinds - {"string", "null"}:
+            if not named or "$ref" in prop or not kinds or kinds - {"string", "null"}:
                 continue
             rest = {k: v for k, v in prop.items() if k != "type"}
-            alternatives = [{"type": "string"}, {"type": "string", "enum": presets}]
+            alternatives = [{"type": "string"}, {"type": "string", "enum": named}]
             schemas[cls] = copy.deepcopy(schemas[cls])
             schemas[cls]["properties"][field] = {
                 **rest,

@@ -15,6 +15,7 @@ from typing import Any
 
 from jsonschema import ValidationError  # type: ignore[import-untyped]
 
+from ..inputs import is_url, presets
 from .specs import JSON, ServedEndpoint
 
 # pydantic v2's error types, which is what fal's FastAPI apps answer with.
@@ -52,7 +53,6 @@ def input_errors(endpoint: ServedEndpoint, payload: Any) -> list[JSON]:
 # As the generator finds file inputs (codegen/ir.py `_is_file_input`): a `*_url` / `*_urls` field, or one fal's UI
 # marks as a file, holding a string or a list of strings.
 _FILE_UI_FIELDS = frozenset({"image", "file", "video", "audio", "image_url", "video_url", "audio_url"})
-URL_PREFIXES = ("http://", "https://", "data:")
 _MAX_DEPTH = 64
 
 
@@ -118,7 +118,8 @@ def _walk(endpoint: ServedEndpoint, schema: Any, value: Any, loc: list[Any], fou
             if not props:
                 continue
             if any(_is_file_input(endpoint, str(key), prop) for prop in props):
-                found.extend(_not_urls(item, [*loc, key], _presets(props)))
+                named = frozenset(name for prop in props for name in presets(prop.get("examples")))
+                found.extend(_not_urls(item, [*loc, key], named))
             else:
                 _walk(endpoint, props[0], item, [*loc, key], found, depth + 1)
     elif isinstance(value, list):
@@ -128,24 +129,18 @@ def _walk(endpoint: ServedEndpoint, schema: Any, value: Any, loc: list[Any], fou
                 _walk(endpoint, items[0], item, [*loc, index], found, depth + 1)
 
 
-def _not_urls(value: Any, loc: list[Any], presets: frozenset[str] = frozenset()) -> Iterator[JSON]:
+def _not_urls(value: Any, loc: list[Any], named: frozenset[str] = frozenset()) -> Iterator[JSON]:
     """A detail for the string, or each string of the list, that fal could not download: not an http(s) URL or a data
     URI, unless it is one of the presets the field's spec names (flux-general's `control_method_url`: `canny`, ...)."""
     items = enumerate(value) if isinstance(value, list) else [(None, value)]
     for index, item in items:
-        if isinstance(item, str) and not item[:8].lower().startswith(URL_PREFIXES) and item not in presets:
+        if isinstance(item, str) and not is_url(item) and item not in named:
             shown = item if len(item) <= 80 else item[:77] + "..."
             yield {
                 "loc": loc if index is None else [*loc, index],
                 "msg": f"Failed to download the file: {shown!r} is not a URL (http://, https://) or a data URI",
                 "type": "file_download_error",
             }
-
-
-def _presets(props: list[JSON]) -> frozenset[str]:
-    """The names a file field's spec gives as examples that are not URLs: presets fal takes there too."""
-    examples = [e for prop in props if isinstance(prop.get("examples"), list) for e in prop["examples"]]
-    return frozenset(e for e in examples if isinstance(e, str) and not e[:8].lower().startswith(URL_PREFIXES))
 
 
 def _details(error: ValidationError) -> Iterator[JSON]:
