@@ -40,7 +40,7 @@ from fal_cli.outputs import output_json, save_all
 from fal_cli.progress import BatchProgress, RunProgress
 from fal_cli.secrets import scrub
 from fal_runtime import Client, RequestHandle, Status
-from fal_runtime.errors import FalError, MissingCredentialsError, ProtocolError
+from fal_runtime.errors import FalError, ProtocolError
 from fal_runtime.platform import estimate_cost, get_pricing
 
 EXIT_INTERRUPTED = 130
@@ -240,16 +240,10 @@ def show(endpoint_id: str) -> None:
 def _price_line(endpoint_id: str) -> str:
     """The endpoint's unit price from fal's pricing API, or why it is not known (never an error: `show` works
     offline and without a key)."""
-    try:
-        with Client(timeout=billing.TIMEOUT, connect_timeout=billing.CONNECT_TIMEOUT, retry=billing.QUICK) as client:
-            price = get_pricing([endpoint_id], client=client).price_of(endpoint_id)
-    except MissingCredentialsError:
-        return "unavailable (set FAL_KEY to see fal's price)"
-    except FalError as exc:
-        return f"unavailable ({render.clean(' '.join(str(exc).split()))[:200] or type(exc).__name__})"
-    if price is None:
-        return "not listed by fal"
-    return f"{render.money(price.unit_price, price.currency)} per {render.unit(price.unit)}"
+    lookup = billing.lookup_price(endpoint_id)
+    if lookup.price is None:
+        return f"unavailable ({lookup.reason})" if lookup.unavailable else lookup.reason
+    return f"{render.money(lookup.price.unit_price, lookup.price.currency)} per {render.unit(lookup.price.unit)}"
 
 
 @cli.command()

@@ -14,41 +14,54 @@ from decimal import Decimal
 
 from fal_cli import render
 from fal_runtime import AsyncClient, Client, RetryPolicy
-from fal_runtime.errors import FalError
+from fal_runtime.errors import FalError, MissingCredentialsError
 from fal_runtime.platform import EndpointPrice, get_pricing, get_pricing_async
 
 QUICK = RetryPolicy(max_retries=1, base_delay=0.2, total=10.0)  # a price must never hold up a command for long
 TIMEOUT, CONNECT_TIMEOUT = 10.0, 5.0
 
 
+NOT_LISTED = "not listed by fal"
+
+
 @dataclass(frozen=True)
 class PriceLookup:
-    """The endpoint's price, or None with why it is not known (one line, fit for a terminal)."""
+    """The endpoint's price, or None with why it is not known (one line, fit for a terminal): `NOT_LISTED`, or why
+    fal could not be asked."""
 
     price: EndpointPrice | None
     reason: str = ""
 
+    @property
+    def unavailable(self) -> bool:
+        """fal could not be asked (no key, unreachable, a broken answer), as opposed to fal listing no price."""
+        return self.price is None and self.reason != NOT_LISTED
+
+
+def _found(price: EndpointPrice | None) -> PriceLookup:
+    return PriceLookup(price, "" if price is not None else NOT_LISTED)
+
 
 def _failed(exc: FalError) -> PriceLookup:
+    if isinstance(exc, MissingCredentialsError):
+        return PriceLookup(None, "set FAL_KEY to see fal's price")
     return PriceLookup(None, render.clean(" ".join(str(exc).split()))[:200] or type(exc).__name__)
 
 
 def lookup_price(endpoint_id: str) -> PriceLookup:
     try:
         with Client(timeout=TIMEOUT, connect_timeout=CONNECT_TIMEOUT, retry=QUICK) as client:
-            price = get_pricing([endpoint_id], client=client).price_of(endpoint_id)
+            return _found(get_pricing([endpoint_id], client=client).price_of(endpoint_id))
     except FalError as exc:
         return _failed(exc)
-    return PriceLookup(price, "" if price is not None else "not listed by fal")
 
 
 async def lookup_price_async(endpoint_id: str) -> PriceLookup:
     try:
         async with AsyncClient(timeout=TIMEOUT, connect_timeout=CONNECT_TIMEOUT, retry=QUICK) as client:
-            price = (await get_pricing_async([endpoint_id], client=client)).price_of(endpoint_id)
+            return _found((await get_pricing_async([endpoint_id], client=client)).price_of(endpoint_id))
     except FalError as exc:
         return _failed(exc)
-    return PriceLookup(price, "" if price is not None else "not listed by fal")
 
 
 def decimal(value: float) -> Decimal:

@@ -19,7 +19,8 @@ An estimate over endpoints priced in different currencies is refused (400), neve
 no currency at all.
 
 Both fal routes need `Authorization: Key ...` (401 otherwise) and answer 400 for what fal would refuse, each with
-fal's `Error` (`{"error": {"type", "message", "request_id"}}`). Calls are counted as `pricing` and `estimate` in the server's counters.
+fal's `Error` (`{"error": {"type", "message", "request_id"}}`). Calls are counted as `pricing` and `estimate` in the
+server's counters.
 """
 
 from __future__ import annotations
